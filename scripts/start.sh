@@ -1,0 +1,10 @@
+#!/bin/sh
+# `deno task start`: run the daemon with exactly the permissions its config needs.
+# Phase one (read + env only, no network, no writes) loads the config and prints the
+# grants; phase two execs the daemon with just those (see README, "Permissions").
+set -eu
+root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+DENO=${DENO:-deno}
+flags=$("$DENO" run --quiet --no-prompt --config "$root/deno.json" --allow-read --allow-env \
+  "$root/src/permissions/plan_cli.ts" "$@")
+eval "exec \"\$DENO\" run --quiet --no-prompt --unstable-no-legacy-abort --config \"\$root/deno.json\" $flags \"\$root/src/main.ts\" \"\$@\""

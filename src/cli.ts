@@ -1,0 +1,80 @@
+import { parseArgs } from "node:util";
+import type { Config } from "./config/mod.ts";
+
+export interface CliOptions {
+  readonly configPath: string | null;
+  readonly host?: string;
+  readonly port?: number;
+  readonly socket?: string;
+  readonly check: boolean;
+  readonly help: boolean;
+}
+
+export const USAGE =
+  `Usage: pilotfish [--config FILE] [--host HOST] [--port PORT] [--socket PATH] [--check]
+
+  --config FILE   YAML config (env PILOTFISH_CONFIG); without one the embedded default runs
+  --host HOST     TCP listen address (default 127.0.0.1)
+  --port PORT     TCP port (env PORT; default 9002)
+  --socket PATH   Unix socket path ("" disables it; default /tmp/pilotfish.sock)
+  --check         validate the config, list every problem, exit non-zero if any
+`;
+
+export class CliError extends Error {
+  override readonly name = "CliError";
+}
+
+/** Parse argv and the env vars that stand in for flags. Precedence: flag > env > config file. */
+export function parseCli(args: string[], env: (name: string) => string | undefined): CliOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        config: { type: "string" },
+        host: { type: "string" },
+        port: { type: "string" },
+        socket: { type: "string" },
+        check: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  const portText = values.port ?? env("PORT");
+  let port: number | undefined;
+  if (portText !== undefined && portText !== "") {
+    port = Number(portText);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new CliError(
+        `Invalid port "${portText}" (${values.port !== undefined ? "--port" : "PORT"})`,
+      );
+    }
+  }
+  const configPath = values.config ?? env("PILOTFISH_CONFIG") ?? null;
+  return {
+    configPath: configPath === "" ? null : configPath,
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(port !== undefined ? { port } : {}),
+    ...(values.socket !== undefined ? { socket: values.socket } : {}),
+    check: values.check ?? false,
+    help: values.help ?? false,
+  };
+}
+
+/** Apply flag/env overrides on top of the loaded config. */
+export function applyOverrides(config: Config, cli: CliOptions): Config {
+  if (cli.host === undefined && cli.port === undefined && cli.socket === undefined) return config;
+  return Object.freeze({
+    ...config,
+    server: Object.freeze({
+      ...config.server,
+      ...(cli.host !== undefined ? { host: cli.host } : {}),
+      ...(cli.port !== undefined ? { port: cli.port } : {}),
+      ...(cli.socket !== undefined ? { socket: cli.socket } : {}),
+    }),
+  });
+}

@@ -1,0 +1,228 @@
+import YAML from "yaml";
+import type { z } from "zod";
+import { type EnvLookup, interpolateTree } from "./interpolate.ts";
+import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
+import {
+  type Config,
+  configSchema,
+  type ProviderConfig,
+  type ProviderKeyConfig,
+  resolveProvider,
+} from "./schema.ts";
+
+/** A config that cannot be used; `problems` lists every issue, each with its key path. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly source: string, readonly problems: readonly string[]) {
+    super(`Invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+export interface LoadedConfig {
+  readonly config: Config;
+  /** Non-fatal findings: unknown keys, empty keys. */
+  readonly warnings: readonly string[];
+  /** Where it came from: a file path or "embedded default". */
+  readonly source: string;
+}
+
+/** Parse and validate YAML text. Throws ConfigError listing every problem. */
+export function parseConfigText(text: string, env: EnvLookup, source: string): LoadedConfig {
+  let raw: unknown;
+  try {
+    const doc = YAML.parseDocument(text, { prettyErrors: false });
+    if (doc.errors.length > 0) {
+      throw new ConfigError(source, doc.errors.map((e) => `YAML syntax: ${e.message}`));
+    }
+    raw = doc.toJS() ?? {};
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(source, [`YAML syntax: ${(err as Error).message}`]);
+  }
+  return validateConfig(raw, env, source);
+}
+
+/** Validate an already-parsed tree (YAML or embedded default). */
+export function validateConfig(raw: unknown, env: EnvLookup, source: string): LoadedConfig {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError(source, ["(root): Expected a mapping of config sections"]);
+  }
+  const tree = interpolateTree(raw, env) as Record<string, unknown>;
+  const warnings: string[] = [];
+  const errors: string[] = [];
+
+  let result = configSchema.safeParse(tree);
+  if (!result.success) {
+    const unknown = result.error.issues.filter((i) => i.code === "unrecognized_keys");
+    for (const issue of result.error.issues) {
+      if (issue.code === "unrecognized_keys") {
+        for (const key of issue.keys) {
+          warnings.push(`${formatPath([...issue.path, key])}: Unknown key, ignored`);
+        }
+      } else {
+        errors.push(`${formatPath(issue.path)}: ${issue.message}`);
+      }
+    }
+    if (errors.length > 0) throw new ConfigError(source, errors);
+    // Only unknown keys: drop them and validate again.
+    for (const issue of unknown as z.core.$ZodIssueUnrecognizedKeys[]) {
+      const parent = getAt(tree, issue.path);
+      if (parent && typeof parent === "object") {
+        for (const key of issue.keys) delete (parent as Record<string, unknown>)[key];
+      }
+    }
+    result = configSchema.safeParse(tree);
+    if (!result.success) {
+      throw new ConfigError(
+        source,
+        result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`),
+      );
+    }
+  }
+  const parsed = result.data;
+
+  // server.address (Butter) → host/port unless those are given explicitly.
+  const rawServer = (tree.server ?? {}) as Record<string, unknown>;
+  let { host, port } = parsed.server;
+  if (parsed.server.address !== undefined) {
+    const m = /^(.*):(\d+)$/.exec(parsed.server.address);
+    if (!m) {
+      errors.push(
+        `server.address: Expected "host:port" or ":port", got "${parsed.server.address}"`,
+      );
+    } else {
+      if (rawServer.host === undefined) host = m[1] === "" ? "0.0.0.0" : m[1] as string;
+      if (rawServer.port === undefined) port = Number(m[2]);
+      if (port > 65535) errors.push(`server.address: Port ${port} is out of range`);
+    }
+  }
+
+  const providers: Record<string, ProviderConfig> = {};
+  for (const [name, rawProvider] of Object.entries(parsed.providers)) {
+    const p = resolveProvider(name, rawProvider);
+    const path = `providers.${name}`;
+    if (!p.typeKnown) {
+      errors.push(
+        `${path}: Unknown provider "${name}": set "type" (${
+          PROVIDER_TYPES.join(", ")
+        }) or "base_url" for an OpenAI-compatible API`,
+      );
+      continue;
+    }
+    if (p.type !== "mock" && p.type !== "bedrock" && p.base_url === "") {
+      errors.push(`${path}.base_url: Required for a provider of type "${p.type}"`);
+    }
+    const keys: ProviderKeyConfig[] = [];
+    p.keys.forEach((k, i) => {
+      if (k.key.trim() === "") {
+        warnings.push(
+          `${path}.keys[${i}].key: Empty (is its env var set?); the key is not used`,
+        );
+        return;
+      }
+      keys.push({ ...k, id: k.id ?? `${name}#${i}` });
+    });
+    if (!p.enabled) continue;
+    const { typeKnown: _typeKnown, ...rest } = p;
+    providers[name] = { ...rest, keys };
+  }
+
+  const known = (name: string) => name in providers;
+  const configured = () => Object.keys(providers).join(", ") || "none";
+  const r = parsed.routing;
+  if (r.default_provider !== "" && !known(r.default_provider)) {
+    errors.push(
+      `routing.default_provider: Unknown provider "${r.default_provider}" (configured: ${configured()})`,
+    );
+  }
+  for (const [model, route] of Object.entries(r.models)) {
+    route.providers.forEach((name, i) => {
+      if (!known(name)) {
+        errors.push(
+          `routing.models.${model}.providers[${i}]: Unknown provider "${name}" (configured: ${configured()})`,
+        );
+      }
+    });
+    if (route.weights && route.weights.length !== route.providers.length) {
+      errors.push(
+        `routing.models.${model}.weights: Expected ${route.providers.length} weights, one per provider`,
+      );
+    }
+  }
+  for (const [alias, target] of Object.entries(r.aliases)) {
+    const slash = target.indexOf("/");
+    const provider = slash > 0 ? target.slice(0, slash) : "";
+    if (slash <= 0 || slash === target.length - 1) {
+      errors.push(`routing.aliases.${alias}: Expected "provider/model", got "${target}"`);
+    } else if (!known(provider)) {
+      errors.push(
+        `routing.aliases.${alias}: Unknown provider "${provider}" (configured: ${configured()})`,
+      );
+    }
+  }
+  if (errors.length > 0) throw new ConfigError(source, errors);
+
+  const config: Config = {
+    ...parsed,
+    server: { ...parsed.server, host, port, socket_mode: parseInt(parsed.server.socket_mode, 8) },
+    providers,
+  };
+  return { config: deepFreeze(config), warnings, source };
+}
+
+/**
+ * The config used when no file is given: TCP 127.0.0.1:9002, the default socket, the
+ * `mock` provider, and every preset provider whose API key env var is set.
+ */
+export function embeddedDefault(env: EnvLookup): LoadedConfig {
+  const providers: Record<string, unknown> = { mock: {} };
+  for (const [name, preset] of Object.entries(PROVIDER_PRESETS)) {
+    const key = preset.env_key ? env(preset.env_key) : undefined;
+    if (key) providers[name] = { keys: [{ key }] };
+  }
+  const defaultProvider = "openai" in providers ? "openai" : "mock";
+  return validateConfig(
+    { providers, routing: { default_provider: defaultProvider } },
+    env,
+    "embedded default",
+  );
+}
+
+/** Read, parse and validate a config file, or the embedded default when `path` is null. */
+export async function loadConfig(path: string | null, env: EnvLookup): Promise<LoadedConfig> {
+  if (path === null) return embeddedDefault(env);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new ConfigError(path, [`Cannot read file: ${(err as Error).message}`]);
+  }
+  return parseConfigText(text, env, path);
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return "(root)";
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else out += out === "" ? String(seg) : `.${String(seg)}`;
+  }
+  return out;
+}
+
+function getAt(tree: unknown, path: readonly PropertyKey[]): unknown {
+  let node = tree;
+  for (const seg of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<PropertyKey, unknown>)[seg];
+  }
+  return node;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

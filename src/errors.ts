@@ -1,0 +1,85 @@
+/**
+ * One error type for every failure the gateway reports. Routes render it in the
+ * envelope of the API they speak (see `server/middleware/error_handler.ts`).
+ */
+export type ErrorCode =
+  | "invalid_request"
+  | "unauthenticated"
+  | "forbidden"
+  | "not_found"
+  | "method_not_allowed"
+  | "payload_too_large"
+  | "unsupported_media_type"
+  | "rate_limited"
+  | "not_implemented"
+  | "upstream_timeout"
+  | "upstream_unreachable"
+  | "upstream_error"
+  | "unavailable"
+  | "internal";
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  not_implemented: 501,
+  upstream_timeout: 504,
+  upstream_unreachable: 502,
+  upstream_error: 502,
+  unavailable: 503,
+  internal: 500,
+};
+
+const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set([
+  "rate_limited",
+  "upstream_timeout",
+  "upstream_unreachable",
+]);
+
+export interface GatewayErrorInfo {
+  /** HTTP status to answer with; defaults to the code's status. */
+  status?: number;
+  retryable?: boolean;
+  provider?: string;
+  upstreamStatus?: number;
+  /** The request field at fault, reported as OpenAI's `param`. */
+  param?: string;
+  /** Upstream error `type`/`code` worth keeping (never its raw body). */
+  upstreamType?: string;
+  upstreamCode?: string;
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+export class GatewayError extends Error {
+  override readonly name = "GatewayError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly info: GatewayErrorInfo = {},
+  ) {
+    super(message, { cause: info.cause });
+  }
+
+  get status(): number {
+    return this.info.status ?? STATUS_BY_CODE[this.code];
+  }
+
+  get retryable(): boolean {
+    if (this.info.retryable !== undefined) return this.info.retryable;
+    if (RETRYABLE_CODES.has(this.code)) return true;
+    const s = this.info.upstreamStatus;
+    return s !== undefined && (s === 429 || s >= 500);
+  }
+}
+
+/** Narrow anything thrown into a GatewayError; unknown failures become `internal`. */
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError("internal", "Internal gateway error", { cause: err });
+}

@@ -1,0 +1,111 @@
+import { resolve } from "node:path";
+import type { Config } from "../config/mod.ts";
+import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
+
+/** The exact capabilities the daemon needs for one config. */
+export interface Grants {
+  readonly net: readonly string[];
+  readonly read: readonly string[];
+  readonly write: readonly string[];
+  readonly env: readonly string[];
+}
+
+export interface PlanContext {
+  readonly configPath: string | null;
+  /** The config file's text, to find the `${VARS}` it refers to. */
+  readonly configText: string | null;
+  readonly cwd: string;
+}
+
+/** Env vars the daemon itself reads, whatever the config says. */
+const DAEMON_ENV = ["PILOTFISH_CONFIG", "PORT", "AWS_REGION"];
+
+/**
+ * Derive the grants a config needs: listen address and socket, each provider's host,
+ * Redis, the config file (for hot reload) and the env vars it refers to. Pure.
+ */
+export function planGrants(config: Config, ctx: PlanContext): Grants {
+  const net = new Set<string>();
+  const read = new Set<string>();
+  const write = new Set<string>();
+  const env = new Set<string>([...DAEMON_ENV, ...DEFAULT_ENV_KEYS]);
+
+  const s = config.server;
+  if (s.tcp) net.add(s.port === 0 ? s.host : `${hostForGrant(s.host)}:${s.port}`);
+  if (s.socket !== "") {
+    const socket = resolve(ctx.cwd, s.socket);
+    net.add(`unix:${socket}`);
+    // Listening on a socket also needs read+write on its path (and removing a stale one).
+    read.add(socket);
+    write.add(socket);
+  }
+  for (const p of Object.values(config.providers)) {
+    for (const url of [p.base_url, p.endpoint]) {
+      const host = url ? hostPort(url) : null;
+      if (host) net.add(host);
+    }
+    if (p.type === "bedrock" && !p.endpoint) {
+      net.add(`bedrock-runtime.${p.region ?? "us-west-2"}.amazonaws.com:443`);
+    }
+  }
+  const redisUrls = [
+    config.state.backend === "redis" ? config.state.redis.url : null,
+    config.features.circuit_breaker.redis
+      ? `redis://${config.features.circuit_breaker.redis.address}`
+      : null,
+    config.features.rate_limiting.redis
+      ? `redis://${config.features.rate_limiting.redis.address}`
+      : null,
+  ];
+  for (const url of redisUrls) {
+    const host = url ? hostPort(url) : null;
+    if (host) net.add(host);
+  }
+  if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
+  if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }
+  return { net: sorted(net), read: sorted(read), write: sorted(write), env: sorted(env) };
+}
+
+/** Deno flags granting exactly `grants`. */
+export function grantsToFlags(grants: Grants): string[] {
+  const flags: string[] = [];
+  const add = (name: string, values: readonly string[]) => {
+    if (values.length > 0) flags.push(`--allow-${name}=${values.join(",")}`);
+  };
+  add("net", grants.net);
+  add("read", grants.read);
+  add("write", grants.write);
+  add("env", grants.env);
+  return flags;
+}
+
+/** Quote for POSIX sh (used by scripts/start.sh). */
+export function shellQuote(arg: string): string {
+  return `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+function hostForGrant(host: string): string {
+  if (host === "" || host === "::") return "0.0.0.0";
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+const DEFAULT_PORTS: Record<string, string> = {
+  "http:": "80",
+  "https:": "443",
+  "redis:": "6379",
+  "rediss:": "6379",
+};
+
+function hostPort(url: string): string | null {
+  try {
+    const u = new URL(url);
+    const port = u.port || DEFAULT_PORTS[u.protocol];
+    return port ? `${u.hostname}:${port}` : null;
+  } catch {
+    return null;
+  }
+}
+
+function sorted(set: Set<string>): string[] {
+  return [...set].sort();
+}

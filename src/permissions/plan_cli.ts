@@ -1,0 +1,34 @@
+/**
+ * Phase one of `deno task start` (see scripts/start.sh): runs with read+env only, loads the
+ * config the daemon will load, and prints the exact `--allow-*` flags for phase two.
+ * On a config error it prints the flags `--check` needs, so the daemon reports the problems.
+ */
+import { CliError, parseCli } from "../cli.ts";
+import { ConfigError, DEFAULT_ENV_KEYS, loadConfig } from "../config/mod.ts";
+import { applyOverrides } from "../cli.ts";
+import { grantsToFlags, planGrants, shellQuote } from "./mod.ts";
+import { resolve } from "node:path";
+
+const env = (name: string) => Deno.env.get(name);
+const cwd = Deno.cwd();
+let flags: string[];
+try {
+  const cli = parseCli(Deno.args, env);
+  const loaded = await loadConfig(cli.configPath, env);
+  const text = cli.configPath === null ? null : await Deno.readTextFile(cli.configPath);
+  flags = grantsToFlags(
+    planGrants(applyOverrides(loaded.config, cli), {
+      configPath: cli.configPath,
+      configText: text,
+      cwd,
+    }),
+  );
+} catch (err) {
+  if (!(err instanceof ConfigError || err instanceof CliError)) throw err;
+  const path = Deno.args[Deno.args.indexOf("--config") + 1] ?? env("PILOTFISH_CONFIG");
+  flags = [
+    `--allow-env=${["PILOTFISH_CONFIG", "PORT", ...DEFAULT_ENV_KEYS].join(",")}`,
+    ...(path ? [`--allow-read=${resolve(cwd, path)}`] : []),
+  ];
+}
+Deno.stdout.writeSync(new TextEncoder().encode(flags.map(shellQuote).join(" ") + "\n"));

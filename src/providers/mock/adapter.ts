@@ -1,0 +1,230 @@
+import type { ProviderConfig } from "../../config/mod.ts";
+import { GatewayError } from "../../errors.ts";
+import type { OpenAIChatRequest, OpenAIUsage } from "../../schema/openai.ts";
+import { encodeSseData, SSE_DONE } from "../../streaming/mod.ts";
+import type { ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
+
+/**
+ * The built-in `mock` provider (TensorZero's dummy): deterministic, offline, selected by
+ * model name. Drives the newcomer's first curl, tests and benchmarks.
+ *
+ * - `mock/echo` (and any unlisted name): answers with the last user message
+ * - `mock/slow`: waits `latency` (at least 1 s) before answering
+ * - `mock/error-400`, `mock/error-429`, `mock/error-500`, `mock/error-503`: fail with that status
+ * - `mock/flaky`: every other call fails with 503
+ * - `mock/stream-error-after-3`: a stream that breaks after three content chunks
+ */
+export const MOCK_MODELS = [
+  "echo",
+  "slow",
+  "flaky",
+  "error-400",
+  "error-429",
+  "error-500",
+  "error-503",
+  "stream-error-after-3",
+] as const;
+
+const FALLBACK_TEXT = "Hello from the Pilotfish mock provider";
+
+export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
+  let calls = 0;
+  return {
+    name: cfg.name,
+    type: "mock",
+    models: () => (cfg.models.length > 0 ? cfg.models : MOCK_MODELS),
+    async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
+      calls++;
+      const failure = mockFailure(model, calls, cfg.name);
+      const latency = model === "slow" ? Math.max(cfg.latency, 1_000) : cfg.latency;
+      if (latency > 0) await sleep(latency, call.signal);
+      if (failure) throw failure;
+
+      const text = echoText(call.body);
+      const usage = countUsage(call.body, text);
+      const id = `chatcmpl-mock-${calls}`;
+      const created = Math.floor(Date.now() / 1000);
+      if (!call.stream) {
+        call.onUsage(usage);
+        return {
+          kind: "json",
+          status: 200,
+          body: JSON.stringify(completion(id, created, model, text, usage)),
+        };
+      }
+      const pieces = splitText(text, cfg.stream_chunks);
+      const includeUsage = call.body.stream_options?.include_usage === true;
+      const breakAfter = model === "stream-error-after-3" ? 3 : Infinity;
+      const events = streamEvents(
+        id,
+        created,
+        model,
+        pieces,
+        includeUsage ? usage : null,
+        breakAfter,
+      );
+      const abort = new AbortController();
+      let first = true;
+      return {
+        kind: "stream",
+        status: 200,
+        body: new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (!first && cfg.chunk_delay > 0) await sleep(cfg.chunk_delay, abort.signal);
+            first = false;
+            const next = events.next();
+            if (next.done) {
+              call.onUsage(usage);
+              controller.close();
+            } else if (next.value === null) {
+              controller.error(new Error("mock upstream stream broke"));
+            } else {
+              controller.enqueue(next.value);
+            }
+          },
+          cancel() {
+            abort.abort();
+          },
+        }, { highWaterMark: 0 }),
+      };
+    },
+  };
+}
+
+function mockFailure(model: string, calls: number, provider: string): GatewayError | null {
+  const m = /^error-(\d{3})$/.exec(model);
+  const status = m ? Number(m[1]) : model === "flaky" && calls % 2 === 1 ? 503 : 0;
+  if (status === 0) return null;
+  return new GatewayError(
+    status === 429 ? "rate_limited" : "upstream_error",
+    `Mock provider failure ${status}`,
+    {
+      status,
+      upstreamStatus: status,
+      provider,
+      ...(status === 429 ? { headers: { "retry-after": "1" } } : {}),
+    },
+  );
+}
+
+function echoText(body: OpenAIChatRequest): string {
+  for (let i = body.messages.length - 1; i >= 0; i--) {
+    const m = body.messages[i];
+    if (m?.role !== "user") continue;
+    if (typeof m.content === "string") return m.content || FALLBACK_TEXT;
+    if (Array.isArray(m.content)) {
+      const text = m.content.flatMap((
+        p,
+      ) => (p.type === "text" && typeof p.text === "string" ? [p.text] : []))
+        .join(" ");
+      return text || FALLBACK_TEXT;
+    }
+  }
+  return FALLBACK_TEXT;
+}
+
+/** Deterministic token estimate: ~4 characters a token, as the llm-proxy seed estimates. */
+function countUsage(body: OpenAIChatRequest, text: string): OpenAIUsage {
+  let chars = 0;
+  for (const m of body.messages) {
+    chars += typeof m.content === "string"
+      ? m.content.length
+      : JSON.stringify(m.content ?? "").length;
+  }
+  const prompt = Math.max(1, Math.ceil(chars / 4));
+  const completionTokens = Math.max(1, Math.ceil(text.length / 4));
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completionTokens,
+    total_tokens: prompt + completionTokens,
+  };
+}
+
+function completion(id: string, created: number, model: string, text: string, usage: OpenAIUsage) {
+  return {
+    id,
+    object: "chat.completion",
+    created,
+    model,
+    choices: [{
+      index: 0,
+      message: { role: "assistant", content: text, refusal: null },
+      logprobs: null,
+      finish_reason: "stop",
+    }],
+    usage,
+    system_fingerprint: null,
+  };
+}
+
+/** Split into `n` pieces (0 = one per word, keeping the spaces). */
+function splitText(text: string, n: number): string[] {
+  if (n <= 0) return text.match(/\S+\s*|\s+/g) ?? [text];
+  const size = Math.ceil(text.length / n);
+  const out: string[] = [];
+  for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size));
+  return out.length > 0 ? out : [""];
+}
+
+/** The event sequence of an OpenAI stream; `null` marks a deliberate break. */
+function* streamEvents(
+  id: string,
+  created: number,
+  model: string,
+  pieces: string[],
+  usage: OpenAIUsage | null,
+  breakAfter: number,
+): Generator<Uint8Array | null> {
+  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    system_fingerprint: null,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    ...(usage ? { usage: null } : {}),
+  });
+  yield encodeSseData(chunk({ role: "assistant", content: "", refusal: null }, null));
+  let sent = 0;
+  for (const piece of pieces) {
+    if (sent === breakAfter) {
+      yield null;
+      return;
+    }
+    yield encodeSseData(chunk({ content: piece }, null));
+    sent++;
+  }
+  if (sent === breakAfter) {
+    yield null;
+    return;
+  }
+  yield encodeSseData(chunk({}, "stop"));
+  if (usage) {
+    yield encodeSseData({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [],
+      usage,
+    });
+  }
+  yield SSE_DONE;
+}
+
+/** Abortable sleep: a disconnecting client must not leave a timer behind. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,8 @@
+/**
+ * Provider adapters: pure request/response translation plus `execute.ts`, the only code
+ * that calls `fetch` for the unified API.
+ * @module
+ */
+export { createAdapters } from "./registry.ts";
+export { MOCK_MODELS } from "./mock/adapter.ts";
+export type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "./types.ts";

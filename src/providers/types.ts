@@ -1,0 +1,48 @@
+import type { ProviderConfig } from "../config/mod.ts";
+import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
+import type { Redactor } from "../telemetry/mod.ts";
+
+/** Everything an adapter needs for one chat attempt. */
+export interface ChatCall {
+  /** The client's request, `x-gateway` removed, `model` already set to the upstream model. */
+  readonly body: OpenAIChatRequest;
+  readonly stream: boolean;
+  /** Aborts when the client goes away; aborting cancels the upstream request. */
+  readonly signal: AbortSignal;
+  /** Per-attempt timeout: until response headers, and for non-streams the whole body. */
+  readonly timeoutMs: number;
+  /** The configured key chosen for this attempt; null when the provider has none. */
+  readonly apiKey: string | null;
+  /**
+   * The client's `Authorization`, set only when the provider forwards client credentials
+   * (`credential_mode: passthrough`, or no keys configured). Never a `pf_` key.
+   */
+  readonly clientAuthorization: string | null;
+  /** Receives token usage when the upstream reports it (for streams, at the end). */
+  readonly onUsage: (usage: OpenAIUsage) => void;
+}
+
+/** A successful upstream answer, already in OpenAI wire format. */
+export type ChatOutcome =
+  | { readonly kind: "json"; readonly status: number; readonly body: string }
+  | {
+    readonly kind: "stream";
+    readonly status: number;
+    /** OpenAI SSE bytes, ending with `data: [DONE]`. */
+    readonly body: ReadableStream<Uint8Array>;
+  };
+
+export interface ProviderAdapter {
+  readonly name: string;
+  readonly type: ProviderConfig["type"];
+  /** Models this provider advertises on `/v1/models` (without the `provider/` prefix). */
+  models(): readonly string[];
+  /** Run one chat completion attempt. Failures are thrown as GatewayError. */
+  chat(call: ChatCall, model: string): Promise<ChatOutcome>;
+}
+
+export interface AdapterDeps {
+  readonly fetch: typeof fetch;
+  readonly redact: Redactor;
+  readonly random: () => number;
+}

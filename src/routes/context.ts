@@ -1,0 +1,20 @@
+import type { Runtime } from "../runtime.ts";
+import type { OpenAIUsage } from "../schema/openai.ts";
+
+/** Per-request data shared between middleware and routes (data only, never callbacks). */
+export interface RequestVars {
+  requestId: string;
+  runtime: Runtime;
+  /** Filled by the route for the access log. */
+  provider?: string;
+  model?: string;
+  stream?: boolean;
+  usage?: OpenAIUsage;
+  /** Which error envelope the route speaks. */
+  errorFormat?: "openai" | "anthropic" | "plain";
+}
+
+export interface AppEnv {
+  Variables: RequestVars;
+  Bindings: { remoteAddr?: Deno.Addr };
+}

@@ -1,0 +1,9 @@
+/**
+ * HTTP routes. Each handler reads the request's Runtime from the context and sets the
+ * data the access log needs.
+ * @module
+ */
+export { chatCompletions } from "./chat_completions.ts";
+export { listModels } from "./models.ts";
+export { health, healthz, ready } from "./health.ts";
+export type { AppEnv, RequestVars } from "./context.ts";

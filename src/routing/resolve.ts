@@ -1,0 +1,67 @@
+import type { Config } from "../config/mod.ts";
+import { GatewayError } from "../errors.ts";
+
+/** One place a request can be served: a configured provider and its model name. */
+export interface Target {
+  readonly provider: string;
+  readonly model: string;
+}
+
+/**
+ * Resolve a requested model name to an ordered list of targets, in this order: alias,
+ * explicit `provider/model`, `routing.models.<model>.providers`, `routing.default_provider`.
+ * `pin` (x-gateway.provider) keeps only that provider. Pure; throws 404 listing what exists.
+ */
+export function resolveTargets(config: Config, requested: string, pin?: string): Target[] {
+  const { routing, providers } = config;
+  let targets: Target[] = [];
+  const alias = routing.aliases[requested];
+  const name = alias ?? requested;
+  const slash = name.indexOf("/");
+  const prefix = slash > 0 ? name.slice(0, slash) : "";
+  if (prefix !== "" && prefix in providers) {
+    targets = [{ provider: prefix, model: name.slice(slash + 1) }];
+  } else if (routing.models[name]) {
+    targets = routing.models[name].providers.map((provider) => ({ provider, model: name }));
+  } else if (pin !== undefined && pin in providers) {
+    targets = [{ provider: pin, model: name }];
+  } else if (routing.default_provider !== "") {
+    targets = [{ provider: routing.default_provider, model: name }];
+  }
+  if (pin !== undefined) {
+    if (!(pin in providers)) {
+      throw new GatewayError(
+        "not_found",
+        `Unknown provider "${pin}" in x-gateway.provider (configured: ${listProviders(config)})`,
+        { param: "x-gateway.provider" },
+      );
+    }
+    targets = targets.filter((t) => t.provider === pin);
+    if (targets.length === 0) {
+      throw new GatewayError(
+        "not_found",
+        `Model "${requested}" is not routed to provider "${pin}"`,
+        { param: "x-gateway.provider" },
+      );
+    }
+  }
+  if (targets.length === 0) {
+    throw new GatewayError(
+      "not_found",
+      `Unknown model "${requested}": use "provider/model" with a configured provider (${
+        listProviders(config)
+      })${listModels(config)}`,
+      { param: "model" },
+    );
+  }
+  return targets;
+}
+
+function listProviders(config: Config): string {
+  return Object.keys(config.providers).join(", ") || "none configured";
+}
+
+function listModels(config: Config): string {
+  const names = [...Object.keys(config.routing.aliases), ...Object.keys(config.routing.models)];
+  return names.length > 0 ? ` or a routed model (${names.join(", ")})` : "";
+}

@@ -1,0 +1,47 @@
+import type { Config } from "./config/mod.ts";
+import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
+import { createLogger, createRedactor, type Logger, type Redactor } from "./telemetry/mod.ts";
+
+/**
+ * Everything derived from one config generation, built once at load or reload and
+ * swapped atomically. A request takes the current Runtime when it starts and keeps it to
+ * the end, so in-flight requests finish on the config they started with.
+ */
+export interface Runtime {
+  readonly generation: number;
+  readonly config: Config;
+  readonly adapters: ReadonlyMap<string, ProviderAdapter>;
+  readonly logger: Logger;
+  readonly redact: Redactor;
+  /** Randomness for key choice and jitter; injectable for tests. */
+  readonly random: () => number;
+}
+
+export interface RuntimeDeps {
+  readonly fetch: typeof fetch;
+  readonly random: () => number;
+  /** Log sink; stdout when absent. */
+  readonly write?: (line: string) => void;
+}
+
+export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
+  const redact = createRedactor(collectSecrets(config));
+  const logger = createLogger({
+    level: config.logging.level,
+    redact,
+    ...(deps.write ? { write: deps.write } : {}),
+  });
+  const adapters = createAdapters(config, { fetch: deps.fetch, redact, random: deps.random });
+  return { generation, config, adapters, logger, redact, random: deps.random };
+}
+
+/** Every configured secret, for the redactor. */
+function collectSecrets(config: Config): string[] {
+  const out: string[] = [];
+  if (config.server.admin_token) out.push(config.server.admin_token);
+  for (const p of Object.values(config.providers)) {
+    for (const k of p.keys) out.push(k.key);
+    for (const v of Object.values(p.headers)) out.push(v.replace(/^Bearer\s+/i, ""));
+  }
+  return out;
+}

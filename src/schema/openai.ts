@@ -1,0 +1,207 @@
+import { GatewayError } from "../errors.ts";
+
+/** OpenAI chat message as received; unknown fields are kept and forwarded. */
+export interface OpenAIMessage {
+  role: string;
+  content?: string | OpenAIContentPart[] | null;
+  [field: string]: unknown;
+}
+
+export interface OpenAIContentPart {
+  type: string;
+  [field: string]: unknown;
+}
+
+/** OpenAI chat completion request; fields we do not interpret pass through untouched. */
+export interface OpenAIChatRequest {
+  model: string;
+  messages: OpenAIMessage[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean; [field: string]: unknown };
+  [field: string]: unknown;
+}
+
+export interface OpenAIUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  [field: string]: unknown;
+}
+
+/** llm-gateway's `x-gateway` body extension; stripped before forwarding. */
+export interface GatewayOptions {
+  cache?: boolean;
+  /** Seconds. */
+  timeout?: number;
+  provider?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface ParsedChatRequest {
+  body: OpenAIChatRequest;
+  gateway: GatewayOptions;
+}
+
+const ROLES = new Set(["system", "developer", "user", "assistant", "tool", "function"]);
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function invalid(message: string, param: string): GatewayError {
+  return new GatewayError("invalid_request", message, { param });
+}
+
+function expectNumber(body: Record<string, unknown>, field: string, min?: number, max?: number) {
+  const v = body[field];
+  if (v === undefined || v === null) return;
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw invalid(`"${field}" must be a number`, field);
+  }
+  if ((min !== undefined && v < min) || (max !== undefined && v > max)) {
+    throw invalid(`"${field}" must be between ${min} and ${max}, got ${v}`, field);
+  }
+}
+
+/**
+ * Validate an OpenAI chat completion request body. Checks what the gateway itself relies
+ * on (model, messages, stream flags, x-gateway) and the obvious type errors, naming the
+ * field in the error; everything else is the provider's to judge.
+ */
+export function parseChatRequest(raw: unknown): ParsedChatRequest {
+  if (!isObject(raw)) throw invalid("Request body must be a JSON object", "body");
+  if (typeof raw.model !== "string" || raw.model.trim() === "") {
+    throw invalid(
+      raw.model === undefined
+        ? `Missing required field "model"`
+        : `"model" must be a non-empty string`,
+      "model",
+    );
+  }
+  const messages = raw.messages;
+  if (!Array.isArray(messages)) {
+    throw invalid(
+      messages === undefined ? `Missing required field "messages"` : `"messages" must be an array`,
+      "messages",
+    );
+  }
+  if (messages.length === 0) {
+    throw invalid(`"messages" must contain at least one message`, "messages");
+  }
+  messages.forEach((m, i) => {
+    const at = `messages[${i}]`;
+    if (!isObject(m)) throw invalid(`"${at}" must be an object`, at);
+    if (typeof m.role !== "string") {
+      throw invalid(`Missing required field "${at}.role"`, `${at}.role`);
+    }
+    if (!ROLES.has(m.role)) {
+      throw invalid(
+        `"${at}.role" must be one of ${[...ROLES].join(", ")}; got "${m.role}"`,
+        `${at}.role`,
+      );
+    }
+    const c = m.content;
+    if (Array.isArray(c)) {
+      c.forEach((part, j) => {
+        if (!isObject(part) || typeof part.type !== "string") {
+          throw invalid(`"${at}.content[${j}].type" is required`, `${at}.content[${j}].type`);
+        }
+      });
+    } else if (c !== undefined && c !== null && typeof c !== "string") {
+      throw invalid(
+        `"${at}.content" must be a string or an array of content parts`,
+        `${at}.content`,
+      );
+    } else if ((c === undefined || c === null) && m.role !== "assistant") {
+      throw invalid(`Missing required field "${at}.content"`, `${at}.content`);
+    }
+  });
+  if (raw.stream !== undefined && raw.stream !== null && typeof raw.stream !== "boolean") {
+    throw invalid(`"stream" must be a boolean`, "stream");
+  }
+  if (
+    raw.stream_options !== undefined && raw.stream_options !== null && !isObject(raw.stream_options)
+  ) {
+    throw invalid(`"stream_options" must be an object`, "stream_options");
+  }
+  if (raw.tools !== undefined && raw.tools !== null && !Array.isArray(raw.tools)) {
+    throw invalid(`"tools" must be an array`, "tools");
+  }
+  expectNumber(raw, "temperature", 0, 2);
+  expectNumber(raw, "top_p", 0, 1);
+  expectNumber(raw, "n", 1, 128);
+  expectNumber(raw, "max_tokens", 1);
+  expectNumber(raw, "max_completion_tokens", 1);
+
+  const gateway = parseGatewayOptions(raw["x-gateway"]);
+  const { "x-gateway": _ext, ...body } = raw;
+  return { body: body as OpenAIChatRequest, gateway };
+}
+
+function parseGatewayOptions(raw: unknown): GatewayOptions {
+  if (raw === undefined || raw === null) return {};
+  if (!isObject(raw)) throw invalid(`"x-gateway" must be an object`, "x-gateway");
+  const out: GatewayOptions = {};
+  if (raw.cache !== undefined) {
+    if (typeof raw.cache !== "boolean") {
+      throw invalid(`"x-gateway.cache" must be a boolean`, "x-gateway.cache");
+    }
+    out.cache = raw.cache;
+  }
+  if (raw.timeout !== undefined) {
+    if (typeof raw.timeout !== "number" || !(raw.timeout > 0)) {
+      throw invalid(
+        `"x-gateway.timeout" must be a positive number of seconds`,
+        "x-gateway.timeout",
+      );
+    }
+    out.timeout = raw.timeout;
+  }
+  if (raw.provider !== undefined) {
+    if (typeof raw.provider !== "string" || raw.provider === "") {
+      throw invalid(`"x-gateway.provider" must be a provider name`, "x-gateway.provider");
+    }
+    out.provider = raw.provider;
+  }
+  if (raw.metadata !== undefined) {
+    if (!isObject(raw.metadata)) {
+      throw invalid(`"x-gateway.metadata" must be an object`, "x-gateway.metadata");
+    }
+    out.metadata = raw.metadata;
+  }
+  return out;
+}
+
+/** OpenAI's error envelope. */
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+const OPENAI_ERROR_TYPE: Record<string, string> = {
+  invalid_request: "invalid_request_error",
+  unauthenticated: "authentication_error",
+  forbidden: "permission_error",
+  not_found: "not_found_error",
+  method_not_allowed: "invalid_request_error",
+  payload_too_large: "invalid_request_error",
+  unsupported_media_type: "invalid_request_error",
+  rate_limited: "rate_limit_error",
+  not_implemented: "invalid_request_error",
+  upstream_timeout: "timeout_error",
+  upstream_unreachable: "api_connection_error",
+  upstream_error: "api_error",
+  unavailable: "api_error",
+  internal: "api_error",
+};
+
+/** Render a GatewayError as OpenAI error JSON. */
+export function toOpenAIError(err: GatewayError): OpenAIErrorBody {
+  return {
+    error: {
+      message: err.message,
+      type: err.info.upstreamType ?? OPENAI_ERROR_TYPE[err.code] ?? "api_error",
+      param: err.info.param ?? null,
+      code: err.info.upstreamCode ?? err.code,
+    },
+  };
+}

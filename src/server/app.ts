@@ -1,0 +1,44 @@
+import { Hono } from "hono";
+import { GatewayError } from "../errors.ts";
+import { type AppEnv, chatCompletions, health, healthz, listModels, ready } from "../routes/mod.ts";
+import type { Runtime } from "../runtime.ts";
+import { renderError, renderNotFound } from "./middleware/error_handler.ts";
+import { requestContext } from "./middleware/request_context.ts";
+
+export interface AppDeps {
+  /** The current config generation; swapped on hot reload. */
+  readonly runtime: () => Runtime;
+  /** True once config and listeners are up. */
+  readonly isReady: () => boolean;
+}
+
+/** Build the HTTP app. No I/O here: every collaborator comes in through `deps`. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.use(requestContext(deps.runtime));
+
+  app.post("/v1/chat/completions", chatCompletions);
+  app.get("/v1/models", listModels);
+  app.get("/healthz", healthz);
+  app.get("/ready", ready(deps.isReady));
+  app.get("/health", health);
+
+  // Known paths with the wrong method: 405 with Allow, not a misleading 404.
+  const allow = (methods: string) => (c: Parameters<typeof renderError>[1]) =>
+    renderError(
+      new GatewayError(
+        "method_not_allowed",
+        `Method ${c.req.method} is not allowed on ${c.req.path}`,
+        {
+          headers: { allow: methods },
+        },
+      ),
+      c,
+    );
+  app.all("/v1/chat/completions", allow("POST"));
+  app.all("/v1/models", allow("GET"));
+
+  app.notFound(renderNotFound);
+  app.onError(renderError);
+  return app;
+}

@@ -1,0 +1,7 @@
+/**
+ * Streaming: SSE framing, pass-through observation, usage taps. Web Streams only.
+ * @module
+ */
+export { observeStream, type StreamObserver, type StreamOutcome } from "./observe.ts";
+export { createSseDataReader, encodeSseData, encodeSseEvent, SSE_DONE } from "./sse.ts";
+export { createOpenAIUsageTap, readOpenAIUsage } from "./usage_tap.ts";

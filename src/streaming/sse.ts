@@ -1,0 +1,54 @@
+const encoder = new TextEncoder();
+
+/** The OpenAI stream terminator. */
+export const SSE_DONE: Uint8Array = encoder.encode("data: [DONE]\n\n");
+
+/** Encode one SSE `data:` event carrying JSON. */
+export function encodeSseData(value: unknown): Uint8Array {
+  return encoder.encode(`data: ${JSON.stringify(value)}\n\n`);
+}
+
+/** Encode a named SSE event (Anthropic style). */
+export function encodeSseEvent(event: string, value: unknown): Uint8Array {
+  return encoder.encode(`event: ${event}\ndata: ${JSON.stringify(value)}\n\n`);
+}
+
+/**
+ * Incremental SSE line splitter: feed text chunks, get complete `data:` payloads back.
+ * Keeps only the trailing partial line between calls (never re-splits the whole buffer),
+ * and accepts `\n`, `\r\n` and `\r` line ends, also when split across chunks.
+ */
+export function createSseDataReader(): (text: string, flush?: boolean) => string[] {
+  let partial = "";
+  let data: string[] = [];
+  return (text, flush = false) => {
+    const out: string[] = [];
+    const buf = partial + text;
+    let start = 0;
+    for (let i = 0; i < buf.length; i++) {
+      const ch = buf.charCodeAt(i);
+      if (ch !== 10 && ch !== 13) continue;
+      // A "\r" at the very end may be the first half of "\r\n": wait for more input.
+      if (ch === 13 && i === buf.length - 1 && !flush) break;
+      const line = buf.slice(start, i);
+      if (ch === 13 && buf.charCodeAt(i + 1) === 10) i++;
+      start = i + 1;
+      if (line === "") {
+        if (data.length > 0) out.push(data.join("\n"));
+        data = [];
+      } else if (line.startsWith("data:")) {
+        data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
+      }
+    }
+    partial = buf.slice(start);
+    if (flush) {
+      if (partial.startsWith("data:")) {
+        data.push(partial.slice(partial.charCodeAt(5) === 32 ? 6 : 5));
+      }
+      if (data.length > 0) out.push(data.join("\n"));
+      partial = "";
+      data = [];
+    }
+    return out;
+  };
+}
