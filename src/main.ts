@@ -6,6 +6,7 @@ import { applyOverrides, CliError, type CliOptions, parseCli, USAGE } from "./cl
 import {
   type Config,
   ConfigError,
+  fileFingerprint,
   loadConfig,
   type LoadedConfig,
   watchConfigFile,
@@ -48,6 +49,8 @@ async function main(): Promise<number> {
     return 0;
   }
 
+  // Fingerprint before reading, so an edit racing the first load is still picked up.
+  const initialFingerprint = cli.configPath === null ? "" : await fileFingerprint(cli.configPath);
   let first: { loaded: LoadedConfig; config: Config };
   try {
     first = await load(cli);
@@ -98,33 +101,38 @@ async function main(): Promise<number> {
   let stopWatching = () => {};
   if (cli.configPath !== null && runtime.config.server.reload_interval > 0) {
     const path = cli.configPath;
-    stopWatching = watchConfigFile(path, runtime.config.server.reload_interval, async () => {
-      try {
-        const next = await load(cli);
-        const lacking = await missingFor(next.config, cli);
-        if (lacking.length > 0) {
-          log().error(
-            "config reload refused: it needs permissions this process was not started with; restart to apply",
-            {
-              path,
-              missing: lacking,
-            },
-          );
-          return;
+    stopWatching = watchConfigFile(
+      path,
+      runtime.config.server.reload_interval,
+      initialFingerprint,
+      async () => {
+        try {
+          const next = await load(cli);
+          const lacking = await missingFor(next.config, cli);
+          if (lacking.length > 0) {
+            log().error(
+              "config reload refused: it needs permissions this process was not started with; restart to apply",
+              {
+                path,
+                missing: lacking,
+              },
+            );
+            return;
+          }
+          if (JSON.stringify(next.config.server) !== JSON.stringify(runtime.config.server)) {
+            log().warn("config reload: server.* changes take effect on restart", { path });
+          }
+          runtime = buildRuntime(next.config, runtime.generation + 1, deps);
+          for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });
+          log().info("config reloaded", { path, generation: runtime.generation });
+        } catch (err) {
+          log().error("config reload refused; the running config stays in force", {
+            path,
+            problems: err instanceof ConfigError ? err.problems : [String(err)],
+          });
         }
-        if (JSON.stringify(next.config.server) !== JSON.stringify(runtime.config.server)) {
-          log().warn("config reload: server.* changes take effect on restart", { path });
-        }
-        runtime = buildRuntime(next.config, runtime.generation + 1, deps);
-        for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });
-        log().info("config reloaded", { path, generation: runtime.generation });
-      } catch (err) {
-        log().error("config reload refused; the running config stays in force", {
-          path,
-          problems: err instanceof ConfigError ? err.problems : [String(err)],
-        });
-      }
-    });
+      },
+    );
   }
 
   // Graceful shutdown: stop accepting, drain in-flight requests and streams, exit 0.

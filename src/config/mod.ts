@@ -22,4 +22,4 @@ export type {
   RoutingConfig,
   ServerConfig,
 } from "./schema.ts";
-export { watchConfigFile } from "./watch.ts";
+export { fileFingerprint, watchConfigFile } from "./watch.ts";

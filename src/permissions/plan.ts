@@ -17,8 +17,17 @@ export interface PlanContext {
   readonly cwd: string;
 }
 
-/** Env vars the daemon itself reads, whatever the config says. */
-const DAEMON_ENV = ["PILOTFISH_CONFIG", "PORT", "AWS_REGION"];
+/**
+ * Env vars the daemon reads whatever the config says. `LOG_TOKENS`/`LOG_STREAM` are
+ * npm:yaml's debug switches, read on every parse.
+ */
+export const DAEMON_ENV: readonly string[] = [
+  "PILOTFISH_CONFIG",
+  "PORT",
+  "AWS_REGION",
+  "LOG_TOKENS",
+  "LOG_STREAM",
+];
 
 /**
  * Derive the grants a config needs: listen address and socket, each provider's host,

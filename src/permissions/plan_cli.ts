@@ -6,7 +6,7 @@
 import { CliError, parseCli } from "../cli.ts";
 import { ConfigError, DEFAULT_ENV_KEYS, loadConfig } from "../config/mod.ts";
 import { applyOverrides } from "../cli.ts";
-import { grantsToFlags, planGrants, shellQuote } from "./mod.ts";
+import { DAEMON_ENV, grantsToFlags, planGrants, shellQuote } from "./mod.ts";
 import { resolve } from "node:path";
 
 const env = (name: string) => Deno.env.get(name);
@@ -27,7 +27,7 @@ try {
   if (!(err instanceof ConfigError || err instanceof CliError)) throw err;
   const path = Deno.args[Deno.args.indexOf("--config") + 1] ?? env("PILOTFISH_CONFIG");
   flags = [
-    `--allow-env=${["PILOTFISH_CONFIG", "PORT", ...DEFAULT_ENV_KEYS].join(",")}`,
+    `--allow-env=${[...DAEMON_ENV, ...DEFAULT_ENV_KEYS].join(",")}`,
     ...(path ? [`--allow-read=${resolve(cwd, path)}`] : []),
   ];
 }

@@ -52,9 +52,13 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
           body: JSON.stringify(completion(id, created, model, text, usage)),
         };
       }
-      const pieces = splitText(text, cfg.stream_chunks);
-      const includeUsage = call.body.stream_options?.include_usage === true;
       const breakAfter = model === "stream-error-after-3" ? 3 : Infinity;
+      const pieces = splitText(text, cfg.stream_chunks);
+      // A breaking stream always gets past its third chunk, however short the prompt.
+      while (Number.isFinite(breakAfter) && pieces.length <= breakAfter) {
+        pieces.push(...splitText(text, cfg.stream_chunks));
+      }
+      const includeUsage = call.body.stream_options?.include_usage === true;
       const events = streamEvents(
         id,
         created,

@@ -1,0 +1,152 @@
+/**
+ * A scriptable OpenAI-compatible upstream on 127.0.0.1:0 speaking the real wire format:
+ * JSON completions, SSE streams (optionally slow or endless), and OpenAI error bodies.
+ * Each request is recorded so tests can assert what the gateway forwarded.
+ */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: Headers;
+  body: string;
+}
+
+export type Script =
+  | {
+    kind: "json";
+    status?: number;
+    body?: unknown;
+    delayMs?: number;
+    headers?: Record<string, string>;
+  }
+  | {
+    kind: "stream";
+    chunks?: string[];
+    delayMs?: number;
+    endless?: boolean;
+    includeUsage?: boolean;
+  }
+  | { kind: "hang" };
+
+export interface FakeUpstream {
+  readonly url: string;
+  readonly requests: RecordedRequest[];
+  /** Resolves when a streaming response was cancelled by the gateway. */
+  readonly cancelled: Promise<void>;
+  script(next: Script): void;
+  close(): Promise<void>;
+}
+
+export function completionBody(content: string, model = "gpt-4o-mini") {
+  return {
+    id: "chatcmpl-fake",
+    object: "chat.completion",
+    created: 1_700_000_000,
+    model,
+    choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+    usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 },
+  };
+}
+
+function chunk(delta: Record<string, unknown>, finish: string | null = null) {
+  return `data: ${
+    JSON.stringify({
+      id: "chatcmpl-fake",
+      object: "chat.completion.chunk",
+      created: 1_700_000_000,
+      model: "gpt-4o-mini",
+      choices: [{ index: 0, delta, finish_reason: finish }],
+    })
+  }\n\n`;
+}
+
+export function startFakeUpstream(): FakeUpstream {
+  let current: Script = { kind: "json" };
+  const requests: RecordedRequest[] = [];
+  const { promise: cancelled, resolve: onCancel } = Promise.withResolvers<void>();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const wait = (ms: number, signal?: AbortSignal) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve();
+      }, ms);
+      timers.add(t);
+      signal?.addEventListener("abort", () => {
+        clearTimeout(t);
+        timers.delete(t);
+        resolve();
+      }, { once: true });
+    });
+
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const body = await req.text();
+    requests.push({
+      method: req.method,
+      path: new URL(req.url).pathname,
+      headers: req.headers,
+      body,
+    });
+    const s = current;
+    if (s.kind === "hang") {
+      await wait(30_000, req.signal);
+      return new Response(null, { status: 204 });
+    }
+    if (s.kind === "json") {
+      if (s.delayMs) await wait(s.delayMs, req.signal);
+      return new Response(JSON.stringify(s.body ?? completionBody("Hello from upstream")), {
+        status: s.status ?? 200,
+        headers: { "content-type": "application/json", ...s.headers },
+      });
+    }
+    const pieces = s.chunks ?? ["Hello", " from", " upstream"];
+    const enc = new TextEncoder();
+    let i = 0;
+    const abort = new AbortController();
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (i > 0 && s.delayMs) await wait(s.delayMs, abort.signal);
+          if (abort.signal.aborted) return;
+          if (i === 0) controller.enqueue(enc.encode(chunk({ role: "assistant", content: "" })));
+          else if (s.endless || i <= pieces.length) {
+            controller.enqueue(enc.encode(chunk({ content: pieces[(i - 1) % pieces.length] })));
+          } else {
+            controller.enqueue(enc.encode(chunk({}, "stop")));
+            if (s.includeUsage) {
+              controller.enqueue(enc.encode(`data: ${
+                JSON.stringify({
+                  id: "chatcmpl-fake",
+                  object: "chat.completion.chunk",
+                  created: 1_700_000_000,
+                  model: "gpt-4o-mini",
+                  choices: [],
+                  usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 },
+                })
+              }\n\n`));
+            }
+            controller.enqueue(enc.encode("data: [DONE]\n\n"));
+            controller.close();
+          }
+          i++;
+        },
+        cancel() {
+          abort.abort();
+          onCancel();
+        },
+      }, { highWaterMark: 0 }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    requests,
+    cancelled,
+    script(next) {
+      current = next;
+    },
+    async close() {
+      for (const t of timers) clearTimeout(t);
+      await server.shutdown();
+    },
+  };
+}

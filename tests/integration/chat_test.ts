@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { chatBody, startDaemon } from "./daemon.ts";
+
+const CONFIG = (upstream: string) => `
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  mock: {}
+  up:
+    base_url: ${upstream}/v1
+    keys:
+      - key: sk-configured-key-0001
+  open:
+    type: openai
+    base_url: ${upstream}/v1
+routing:
+  aliases:
+    fast: up/gpt-4o-mini
+`;
+
+async function readAll(res: Response): Promise<string> {
+  return await res.text();
+}
+
+Deno.test("daemon serves chat completions over TCP and the Unix socket", async (t) => {
+  const upstream = startFakeUpstream();
+  const d = await startDaemon(CONFIG(upstream.url));
+  try {
+    await t.step("mock provider, non-stream over TCP", async () => {
+      const res = await fetch(d.url("/v1/chat/completions"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody("mock/echo"),
+      });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-pilotfish-provider"), "mock");
+      const json = await res.json();
+      assert.equal(json.object, "chat.completion");
+      assert.equal(json.choices[0].message.content, "hi");
+      assert.equal(
+        json.usage.total_tokens,
+        json.usage.prompt_tokens + json.usage.completion_tokens,
+      );
+    });
+
+    await t.step("mock provider, stream over the Unix socket ends in [DONE]", async () => {
+      const res = await d.socketFetch("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody("mock/echo", { stream: true }),
+      });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+      const text = await readAll(res);
+      assert.ok(text.trimEnd().endsWith("data: [DONE]"), text);
+      assert.match(text, /"chat\.completion\.chunk"/);
+    });
+
+    await t.step("socket file has the configured mode", async () => {
+      const st = await Deno.stat(d.socket);
+      assert.equal((st.mode ?? 0) & 0o777, 0o660);
+    });
+
+    await t.step(
+      "OpenAI-compatible upstream gets the configured key, never the client's",
+      async () => {
+        upstream.script({ kind: "json" });
+        const res = await fetch(d.url("/v1/chat/completions"), {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            authorization: "Bearer placeholder-from-sdk",
+          },
+          body: JSON.stringify({
+            model: "fast",
+            messages: [{ role: "user", content: "hi" }],
+            custom_field: { kept: true },
+            "x-gateway": { metadata: { feature: "t" } },
+          }),
+        });
+        assert.equal(res.status, 200);
+        assert.equal((await res.json()).choices[0].message.content, "Hello from upstream");
+        const seen = upstream.requests.at(-1)!;
+        assert.equal(seen.path, "/v1/chat/completions");
+        assert.equal(seen.headers.get("authorization"), "Bearer sk-configured-key-0001");
+        const forwarded = JSON.parse(seen.body);
+        assert.equal(forwarded.model, "gpt-4o-mini");
+        assert.deepEqual(forwarded.custom_field, { kept: true });
+        assert.equal(forwarded["x-gateway"], undefined);
+      },
+    );
+
+    await t.step(
+      "a provider without keys forwards the client's credential; pf_ keys never",
+      async () => {
+        await fetch(d.url("/v1/chat/completions"), {
+          method: "POST",
+          headers: { authorization: "Bearer sk-client-own" },
+          body: chatBody("open/gpt-4o-mini"),
+        }).then((r) => r.body?.cancel());
+        assert.equal(
+          upstream.requests.at(-1)!.headers.get("authorization"),
+          "Bearer sk-client-own",
+        );
+        await fetch(d.url("/v1/chat/completions"), {
+          method: "POST",
+          headers: { authorization: "Bearer pf_app_key_123456" },
+          body: chatBody("open/gpt-4o-mini"),
+        }).then((r) => r.body?.cancel());
+        assert.equal(upstream.requests.at(-1)!.headers.get("authorization"), null);
+      },
+    );
+
+    await t.step("upstream stream is relayed chunk by chunk with usage", async () => {
+      upstream.script({ kind: "stream", includeUsage: true });
+      const res = await d.socketFetch("/v1/chat/completions", {
+        method: "POST",
+        body: chatBody("up/gpt-4o-mini", { stream: true, stream_options: { include_usage: true } }),
+      });
+      const text = await readAll(res);
+      assert.match(text, /"content":" upstream"/);
+      assert.match(text, /"total_tokens":10/);
+      assert.ok(text.endsWith("data: [DONE]\n\n"));
+      await d.waitForLog(`"prompt_tokens":7`);
+    });
+
+    await t.step("GET /v1/models lists provider/model ids and aliases", async () => {
+      const json = await (await fetch(d.url("/v1/models"))).json();
+      const ids = json.data.map((m: { id: string }) => m.id);
+      assert.ok(ids.includes("mock/echo"));
+      assert.ok(ids.includes("fast"));
+    });
+
+    await t.step("health endpoints", async () => {
+      assert.equal(await (await fetch(d.url("/healthz"))).text(), "ok");
+      assert.equal((await fetch(d.url("/ready"))).status, 200);
+      await (await fetch(d.url("/ready"))).body?.cancel();
+      const health = await (await d.socketFetch("/health")).json();
+      assert.equal(health.status, "healthy");
+      assert.equal(typeof health.timestamp, "number");
+      assert.equal(health.providers.up.status, "healthy");
+    });
+  } finally {
+    assert.equal(await d.stop(), 0);
+    await upstream.close();
+  }
+});
+
+Deno.test("the official openai SDK works against the daemon (non-stream and stream)", async () => {
+  const upstream = startFakeUpstream();
+  const d = await startDaemon(CONFIG(upstream.url));
+  try {
+    const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "unused", maxRetries: 0 });
+    const completion = await client.chat.completions.create({
+      model: "mock/echo",
+      messages: [{ role: "user", content: "Say hello" }],
+    });
+    assert.equal(completion.choices[0]?.message.content, "Say hello");
+
+    const stream = await client.chat.completions.create({
+      model: "mock/echo",
+      messages: [{ role: "user", content: "one two three" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let usage = 0;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      if (chunk.usage) usage = chunk.usage.total_tokens;
+    }
+    assert.equal(text, "one two three");
+    assert.ok(usage > 0);
+
+    upstream.script({ kind: "stream" });
+    const viaUpstream = await client.chat.completions.create({
+      model: "up/gpt-4o-mini",
+      messages: [{ role: "user", content: "x" }],
+      stream: true,
+    });
+    let upstreamText = "";
+    for await (const chunk of viaUpstream) upstreamText += chunk.choices[0]?.delta.content ?? "";
+    assert.equal(upstreamText, "Hello from upstream");
+
+    await assert.rejects(
+      client.chat.completions.create({
+        model: "nope/x",
+        messages: [{ role: "user", content: "x" }],
+      }),
+      (err: unknown) =>
+        err instanceof OpenAI.NotFoundError && /Unknown model "nope\/x"/.test(err.message),
+    );
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});

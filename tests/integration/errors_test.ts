@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { chatBody, freePort, startDaemon } from "./daemon.ts";
+
+interface OpenAIError {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+async function post(url: string, body: BodyInit, headers: Record<string, string> = {}) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body,
+  });
+  const json = await res.json() as OpenAIError;
+  return { status: res.status, json, headers: res.headers };
+}
+
+Deno.test("every bad request gets a clear OpenAI error, never a 500 or a hang", async (t) => {
+  const upstream = startFakeUpstream();
+  const closedPort = await freePort();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+  max_body_bytes: 2048
+providers:
+  mock: {}
+  up:
+    base_url: ${upstream.url}/v1
+    timeout: 300ms
+    keys: [{ key: sk-test-0001 }]
+  down:
+    base_url: http://127.0.0.1:${closedPort}/v1
+`);
+  const url = d.url("/v1/chat/completions");
+  try {
+    await t.step("malformed JSON → 400", async () => {
+      const r = await post(url, "{not json");
+      assert.equal(r.status, 400);
+      assert.equal(r.json.error.type, "invalid_request_error");
+      assert.match(r.json.error.message, /not valid JSON/);
+    });
+
+    await t.step("missing and invalid fields → 400 naming the field", async () => {
+      const cases: [unknown, string][] = [
+        [{ messages: [{ role: "user", content: "x" }] }, "model"],
+        [{ model: "mock/echo" }, "messages"],
+        [{ model: "mock/echo", messages: [] }, "messages"],
+        [{ model: "mock/echo", messages: [{ content: "x" }] }, "messages[0].role"],
+        [{ model: "mock/echo", messages: [{ role: "wizard", content: "x" }] }, "messages[0].role"],
+        [{ model: "mock/echo", messages: [{ role: "user", content: 5 }] }, "messages[0].content"],
+        [
+          { model: "mock/echo", messages: [{ role: "user", content: "x" }], stream: "yes" },
+          "stream",
+        ],
+        [
+          { model: "mock/echo", messages: [{ role: "user", content: "x" }], temperature: 9 },
+          "temperature",
+        ],
+        [[1, 2], "body"],
+      ];
+      for (const [body, param] of cases) {
+        const r = await post(url, JSON.stringify(body));
+        assert.equal(r.status, 400, JSON.stringify(body));
+        assert.equal(r.json.error.param, param);
+        assert.ok(
+          r.json.error.message.includes(param === "body" ? "JSON object" : param),
+          r.json.error.message,
+        );
+      }
+    });
+
+    await t.step("empty body → 400", async () => {
+      const r = await post(url, "");
+      assert.equal(r.status, 400);
+    });
+
+    await t.step("body over max_body_bytes → 413 (declared length)", async () => {
+      const big = chatBody("mock/echo").replace('"hi"', `"${"x".repeat(5000)}"`);
+      const r = await post(url, big);
+      assert.equal(r.status, 413);
+      assert.match(r.json.error.message, /2048 bytes/);
+    });
+
+    await t.step(
+      "body over max_body_bytes → 413 (chunked, no length: counted while reading)",
+      async () => {
+        const enc = new TextEncoder();
+        let sent = 0;
+        const stream = new ReadableStream<Uint8Array>({
+          pull(c) {
+            if (sent > 100_000) return c.close();
+            sent += 1000;
+            c.enqueue(enc.encode(sent === 1000 ? `{"model":"mock/echo","x":"` : "y".repeat(1000)));
+          },
+        });
+        const r = await post(url, stream);
+        assert.equal(r.status, 413);
+      },
+    );
+
+    await t.step("unknown provider → 404 listing what is configured", async () => {
+      const r = await post(url, chatBody("nosuch/model"));
+      assert.equal(r.status, 404);
+      assert.match(r.json.error.message, /Unknown model "nosuch\/model"/);
+      assert.match(r.json.error.message, /mock, up, down/);
+    });
+
+    await t.step("x-gateway.provider naming an unknown provider → 404", async () => {
+      const r = await post(url, chatBody("gpt-4o", { "x-gateway": { provider: "zzz" } }));
+      assert.equal(r.status, 404);
+      assert.match(r.json.error.message, /Unknown provider "zzz"/);
+    });
+
+    await t.step("upstream unreachable → 502", async () => {
+      const r = await post(url, chatBody("down/gpt-4o"));
+      assert.equal(r.status, 502);
+      assert.equal(r.json.error.code, "upstream_unreachable");
+      assert.match(r.json.error.message, /Provider "down" is unreachable/);
+    });
+
+    await t.step("upstream timeout → 504", async () => {
+      upstream.script({ kind: "hang" });
+      const started = performance.now();
+      const r = await post(url, chatBody("up/gpt-4o"));
+      assert.equal(r.status, 504);
+      assert.equal(r.json.error.code, "upstream_timeout");
+      assert.ok(performance.now() - started < 5_000);
+    });
+
+    await t.step("x-gateway.timeout overrides the provider timeout", async () => {
+      upstream.script({ kind: "json", delayMs: 600 });
+      const r = await post(url, chatBody("up/gpt-4o", { "x-gateway": { timeout: 2 } }));
+      assert.equal(r.status, 200);
+    });
+
+    await t.step("upstream 4xx keeps its status and message; 429 keeps Retry-After", async () => {
+      upstream.script({
+        kind: "json",
+        status: 400,
+        body: {
+          error: {
+            message: "Invalid 'messages': too short",
+            type: "invalid_request_error",
+            code: null,
+          },
+        },
+      });
+      let r = await post(url, chatBody("up/gpt-4o"));
+      assert.equal(r.status, 400);
+      assert.equal(r.json.error.message, "Invalid 'messages': too short");
+      assert.equal(r.json.error.type, "invalid_request_error");
+      upstream.script({
+        kind: "json",
+        status: 429,
+        headers: { "retry-after": "7" },
+        body: {
+          error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" },
+        },
+      });
+      r = await post(url, chatBody("up/gpt-4o"));
+      assert.equal(r.status, 429);
+      assert.equal(r.headers.get("retry-after"), "7");
+      assert.equal(r.json.error.code, "rate_limit_exceeded");
+    });
+
+    await t.step("mock error models answer with their status", async () => {
+      assert.equal((await post(url, chatBody("mock/error-500"))).status, 500);
+      assert.equal((await post(url, chatBody("mock/error-429"))).status, 429);
+    });
+
+    await t.step("wrong method → 405 with Allow; unknown route → 404", async () => {
+      const res = await fetch(url);
+      assert.equal(res.status, 405);
+      assert.equal(res.headers.get("allow"), "POST");
+      assert.equal(((await res.json()) as OpenAIError).error.code, "method_not_allowed");
+      const nf = await fetch(d.url("/v1/nothing"));
+      assert.equal(nf.status, 404);
+      await nf.body?.cancel();
+    });
+
+    await t.step(
+      "a stream that breaks after its first chunk ends with an in-stream error event",
+      async () => {
+        const res = await fetch(url, {
+          method: "POST",
+          body: chatBody("mock/stream-error-after-3", { stream: true }),
+        });
+        assert.equal(res.status, 200);
+        const text = await res.text();
+        const events = text.split("\n\n").filter(Boolean);
+        const last = JSON.parse(events.at(-1)!.replace(/^data: /, ""));
+        assert.equal(last.error.code, "upstream_error");
+        assert.equal(events.filter((e) => e.includes('"content"')).length >= 3, true);
+      },
+    );
+    assert.doesNotMatch(d.logs(), /"status":500.*unhandled/);
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});

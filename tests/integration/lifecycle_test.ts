@@ -1,0 +1,269 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { chatBody, runCli, startDaemon } from "./daemon.ts";
+
+const upstreamConfig = (url: string, extra = "") => `
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+  reload_interval: 100ms
+  drain_timeout: 10s
+providers:
+  mock: {}
+  up:
+    base_url: ${url}/v1
+    keys: [{ key: sk-live-configured-secret-0001 }]
+${extra}`;
+
+Deno.test("a client that disconnects mid-stream aborts the upstream request", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({ kind: "stream", endless: true, delayMs: 20 });
+  const d = await startDaemon(upstreamConfig(upstream.url));
+  try {
+    const ac = new AbortController();
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o-mini", { stream: true }),
+      signal: ac.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.read();
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      upstream.cancelled,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("upstream never saw the cancellation")), 5_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    await d.waitForLog(`"outcome":"cancelled"`);
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
+Deno.test("SIGTERM during a stream lets it finish, then exits 0", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({
+    kind: "stream",
+    chunks: ["a", "b", "c", "d", "e", "f", "g", "h"],
+    delayMs: 80,
+  });
+  const d = await startDaemon(upstreamConfig(upstream.url));
+  try {
+    const res = await d.socketFetch("/v1/chat/completions", {
+      method: "POST",
+      body: chatBody("up/gpt-4o-mini", { stream: true }),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = (await reader.read()).value ?? "";
+    d.signal("SIGTERM");
+    await d.waitForLog("shutting down");
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    assert.ok(text.endsWith("data: [DONE]\n\n"), text);
+    assert.match(text, /"content":"h"/);
+    assert.equal((await d.exited).code, 0);
+    assert.match(d.logs(), /shutdown complete/);
+    await assert.rejects(Deno.stat(d.socket), Deno.errors.NotFound, "socket file removed at exit");
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
+Deno.test("hot reload applies a good file and refuses a bad one", async () => {
+  const upstream = startFakeUpstream();
+  const d = await startDaemon(upstreamConfig(upstream.url));
+  const ask = (model: string) =>
+    fetch(d.url("/v1/chat/completions"), { method: "POST", body: chatBody(model) });
+  try {
+    // No default provider: a bare alias is unknown before the reload.
+    let res = await ask("smart");
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+
+    await Deno.writeTextFile(
+      d.configPath,
+      upstreamConfig(upstream.url, "routing:\n  aliases:\n    smart: mock/echo\n")
+        .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
+    );
+    await d.waitForLog("config reloaded");
+    res = await ask("smart");
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "mock");
+    await res.body?.cancel();
+
+    await Deno.writeTextFile(d.configPath, "server:\n  port: [not a port\nproviders: {\n");
+    await d.waitForLog("config reload refused");
+    await Deno.writeTextFile(
+      d.configPath,
+      upstreamConfig(upstream.url, "routing:\n  default_provider: nowhere\n")
+        .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
+    );
+    await d.waitForLog(`routing.default_provider: Unknown provider \\"nowhere\\"`);
+    res = await ask("smart");
+    assert.equal(res.status, 200, "the previous config stays in force");
+    await res.body?.cancel();
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
+Deno.test("--check validates a good file and lists every problem of a bad one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const good = `${dir}/good.yaml`;
+    await Deno.writeTextFile(good, "providers:\n  mock: {}\nserver:\n  port: 9100\n  bogus: 1\n");
+    let r = await runCli(["--check", "--config", good]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /is valid/);
+    assert.match(r.stderr, /server\.bogus: Unknown key/);
+
+    const bad = `${dir}/bad.yaml`;
+    await Deno.writeTextFile(
+      bad,
+      [
+        "server:",
+        "  port: high",
+        "  drain_timeout: soon",
+        "providers:",
+        "  mystery: {}",
+        "routing:",
+        "  models:",
+        "    gpt-4o: { providers: [ghost] }",
+      ].join("\n"),
+    );
+    r = await runCli(["--check", "--config", bad]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /server\.port:/);
+    assert.match(r.stderr, /server\.drain_timeout: Invalid duration "soon"/);
+
+    const missing = await runCli(["--check", "--config", `${dir}/nope.yaml`]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /Cannot read file/);
+
+    const badFlag = await runCli(["--check", "--port", "99999"]);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.stderr, /Invalid port "99999"/);
+
+    // Cross-reference errors surface once the field errors are fixed.
+    await Deno.writeTextFile(
+      bad,
+      "providers:\n  mystery: {}\nrouting:\n  models:\n    gpt-4o: { providers: [ghost] }\n",
+    );
+    r = await runCli(["--check", "--config", bad]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /providers\.mystery: Unknown provider "mystery"/);
+    assert.match(r.stderr, /routing\.models\.gpt-4o\.providers\[0\]: Unknown provider "ghost"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("API keys and Authorization values never reach the logs", async () => {
+  const upstream = startFakeUpstream();
+  const d = await startDaemon(upstreamConfig(upstream.url), {
+    env: { MY_SECRET: "sk-from-env-777777" },
+  });
+  try {
+    upstream.script({
+      kind: "json",
+      status: 401,
+      body: {
+        error: {
+          message:
+            "Incorrect API key provided: sk-live-configured-secret-0001. Also Bearer abc.def",
+          type: "invalid_request_error",
+          code: "invalid_api_key",
+        },
+      },
+    });
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      headers: {
+        authorization: "Bearer sk-client-secret-987654",
+        "x-api-key": "sk-client-secret-987654",
+      },
+      body: chatBody("up/gpt-4o-mini"),
+    });
+    assert.equal(res.status, 401);
+    const body = await res.text();
+    assert.doesNotMatch(body, /sk-live-configured-secret-0001/);
+    await fetch(d.url("/v1/chat/completions?key=AIzaSyA-secret-query-key-000000"), {
+      method: "POST",
+      headers: { authorization: "Bearer sk-client-secret-987654" },
+      body: chatBody("mock/echo"),
+    }).then((r) => r.body?.cancel());
+    await d.waitForLog(`"status":200`);
+    const logs = d.logs();
+    assert.match(logs, /"status":401/);
+    for (
+      const secret of [
+        "sk-live-configured-secret-0001",
+        "sk-client-secret-987654",
+        "AIzaSyA-secret",
+      ]
+    ) {
+      assert.ok(!logs.includes(secret), `${secret} leaked into the logs`);
+    }
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
+Deno.test("a live daemon's socket is never stolen; a stale one is replaced", async () => {
+  const staleDir = await Deno.makeTempDir();
+  const stale = `${staleDir}/stale.sock`;
+  // A crashed daemon leaves its socket file behind; python's bind() without unlink does the same.
+  await new Deno.Command("python3", {
+    args: ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", stale],
+  }).output();
+  assert.ok((await Deno.lstat(stale)).isSocket);
+  const s = await startDaemon(upstreamConfig("http://127.0.0.1:9"), { args: ["--socket", stale] });
+  const client = Deno.createHttpClient({ proxy: { transport: "unix", path: stale } });
+  const ok = await fetch("http://pilotfish/healthz", { client });
+  assert.equal(await ok.text(), "ok");
+  client.close();
+  await s.stop();
+  await Deno.remove(staleDir, { recursive: true });
+
+  const d = await startDaemon(upstreamConfig("http://127.0.0.1:9"));
+  try {
+    const second = await runCli(["--config", d.configPath, "--port", "0"]);
+    assert.equal(second.code !== 0, true);
+    assert.match(second.stderr + second.stdout, /Another process is already serving on socket/);
+  } finally {
+    await d.stop();
+  }
+});
+
+Deno.test("the sandbox: a reload that needs a host the daemon was not granted is refused", async () => {
+  const d = await startDaemon(upstreamConfig("http://127.0.0.1:9"));
+  try {
+    await Deno.writeTextFile(
+      d.configPath,
+      upstreamConfig("http://127.0.0.1:9", "  other:\n    base_url: https://example.invalid/v1\n")
+        .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
+    );
+    await d.waitForLog("config reload refused: it needs permissions");
+    assert.match(d.logs(), /--allow-net=example\.invalid:443/);
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("other/x"),
+    });
+    assert.equal(res.status, 404, "the old config stays in force");
+    await res.body?.cancel();
+  } finally {
+    await d.stop();
+  }
+});
