@@ -22,7 +22,7 @@ export interface Daemon {
   readonly exited: Promise<Deno.CommandStatus>;
 }
 
-export async function freePort(): Promise<number> {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -35,7 +35,7 @@ export async function startDaemon(
   opts: { env?: Record<string, string>; args?: string[] } = {},
 ): Promise<Daemon> {
   const dir = await Deno.makeTempDir({ prefix: "pilotfish-test-" });
-  const port = await freePort();
+  const port = freePort();
   const socket = `${dir}/pf.sock`;
   const configPath = `${dir}/config.yaml`;
   await Deno.writeTextFile(

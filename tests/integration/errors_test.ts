@@ -18,7 +18,7 @@ async function post(url: string, body: BodyInit, headers: Record<string, string>
 
 Deno.test("every bad request gets a clear OpenAI error, never a 500 or a hang", async (t) => {
   const upstream = startFakeUpstream();
-  const closedPort = await freePort();
+  const closedPort = freePort();
   const d = await startDaemon(`
 server:
   port: {{PORT}}
