@@ -25,10 +25,7 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
   c.set("model", body.model);
 
   // Failover across targets lands with the routing issue; today the first target serves.
-  const target = resolveTargets(rt.config, body.model, gateway.provider)[0] as {
-    provider: string;
-    model: string;
-  };
+  const [target] = resolveTargets(rt.config, body.model, gateway.provider);
   const adapter = rt.adapters.get(target.provider);
   const provider = rt.config.providers[target.provider];
   if (!adapter || !provider) {

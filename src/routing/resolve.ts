@@ -12,7 +12,11 @@ export interface Target {
  * explicit `provider/model`, `routing.models.<model>.providers`, `routing.default_provider`.
  * `pin` (x-gateway.provider) keeps only that provider. Pure; throws 404 listing what exists.
  */
-export function resolveTargets(config: Config, requested: string, pin?: string): Target[] {
+export function resolveTargets(
+  config: Config,
+  requested: string,
+  pin?: string,
+): [Target, ...Target[]] {
   const { routing, providers } = config;
   let targets: Target[] = [];
   const alias = routing.aliases[requested];
@@ -45,7 +49,8 @@ export function resolveTargets(config: Config, requested: string, pin?: string):
       );
     }
   }
-  if (targets.length === 0) {
+  const [first, ...rest] = targets;
+  if (first === undefined) {
     throw new GatewayError(
       "not_found",
       `Unknown model "${requested}": use "provider/model" with a configured provider (${
@@ -54,7 +59,7 @@ export function resolveTargets(config: Config, requested: string, pin?: string):
       { param: "model" },
     );
   }
-  return targets;
+  return [first, ...rest];
 }
 
 function listProviders(config: Config): string {

@@ -267,3 +267,78 @@ Deno.test("the sandbox: a reload that needs a host the daemon was not granted is
     await d.stop();
   }
 });
+
+Deno.test("in-flight streams finish on the config they started with", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({ kind: "stream", chunks: ["a", "b", "c", "d", "e", "f"], delayMs: 60 });
+  const d = await startDaemon(upstreamConfig(upstream.url));
+  try {
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o-mini", { stream: true }),
+    });
+    // Reload to a config without the "up" provider while the stream is running.
+    await Deno.writeTextFile(
+      d.configPath,
+      `server:\n  port: ${d.port}\n  socket: ${d.socket}\n  reload_interval: 100ms\nproviders:\n  mock: {}\n`,
+    );
+    await d.waitForLog("config reloaded");
+    const text = await res.text();
+    assert.ok(text.endsWith("data: [DONE]\n\n"), text);
+    const after = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o-mini"),
+    });
+    assert.equal(after.status, 404, "new requests see the new config");
+    await after.body?.cancel();
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
+Deno.test("drain_timeout bounds shutdown when a stream never ends", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({ kind: "stream", endless: true, delayMs: 50 });
+  const d = await startDaemon(
+    upstreamConfig(upstream.url).replace("drain_timeout: 10s", "drain_timeout: 300ms"),
+  );
+  try {
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o-mini", { stream: true }),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const started = performance.now();
+    d.signal("SIGTERM");
+    assert.equal((await d.exited).code, 0);
+    assert.ok(performance.now() - started < 5_000);
+    assert.match(d.logs(), /drain timeout reached/);
+    await reader.cancel().catch(() => {});
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
+Deno.test("either listener can be disabled", async () => {
+  const socketOnly = await startDaemon(
+    "server:\n  port: {{PORT}}\n  socket: {{SOCKET}}\n  tcp: false\nproviders:\n  mock: {}\n",
+  );
+  try {
+    assert.equal(await (await socketOnly.socketFetch("/healthz")).text(), "ok");
+    await assert.rejects(fetch(socketOnly.url("/healthz")));
+  } finally {
+    await socketOnly.stop();
+  }
+  const tcpOnly = await startDaemon(
+    'server:\n  port: {{PORT}}\n  socket: ""\nproviders:\n  mock: {}\n',
+  );
+  try {
+    assert.equal(await (await fetch(tcpOnly.url("/healthz"))).text(), "ok");
+    await assert.rejects(Deno.stat(tcpOnly.socket), Deno.errors.NotFound);
+  } finally {
+    await tcpOnly.stop();
+  }
+});

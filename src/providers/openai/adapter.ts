@@ -22,6 +22,16 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         provider: cfg.name,
       });
       const res = reply.response;
+      if (res.status >= 300 && res.status < 400) {
+        await res.body?.cancel();
+        reply.settle();
+        // Redirects are not followed: they could lead to a host that is not configured.
+        throw new GatewayError(
+          "upstream_error",
+          `Provider "${cfg.name}" answered with a redirect (HTTP ${res.status}), which is not followed`,
+          { provider: cfg.name, upstreamStatus: res.status },
+        );
+      }
       if (res.status < 200 || res.status >= 300) {
         const text = await reply.text();
         throw fromOpenAIError(res.status, text, res.headers, cfg.name, deps.redact);
