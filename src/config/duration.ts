@@ -10,7 +10,8 @@ export function parseDuration(value: string | number): number | null {
     return Number.isFinite(value) && value >= 0 ? value * 1_000 : null;
   }
   const text = value.trim();
-  if (text === "0") return 0;
+  // `${TIMEOUT:-30}` arrives as a string after substitution: same meaning as the number.
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1_000;
   let total = 0;
   let rest = text;
   // Consume compound parts left to right ("1m30s" → "1m", "30s").

@@ -47,7 +47,7 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(source, ["(root): Expected a mapping of config sections"]);
   }
-  const tree = interpolateTree(raw, env) as Record<string, unknown>;
+  const tree = dropNulls(interpolateTree(raw, env)) as Record<string, unknown>;
   const warnings: string[] = [];
   const errors: string[] = [];
 
@@ -63,7 +63,15 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
         errors.push(`${formatPath(issue.path)}: ${issue.message}`);
       }
     }
-    if (errors.length > 0) throw new ConfigError(source, errors);
+    if (errors.length > 0) {
+      // Report reference errors too, judged against the provider names as written.
+      const rawProviders = tree.providers;
+      const names = rawProviders && typeof rawProviders === "object"
+        ? Object.keys(rawProviders)
+        : [];
+      errors.push(...referenceErrors(new Set(names), tree.routing));
+      throw new ConfigError(source, errors);
+    }
     // Only unknown keys: drop them and validate again.
     for (const issue of unknown as z.core.$ZodIssueUnrecognizedKeys[]) {
       const parent = getAt(tree, issue.path);
@@ -127,39 +135,7 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
     providers[name] = { ...rest, keys };
   }
 
-  const known = (name: string) => name in providers;
-  const configured = () => Object.keys(providers).join(", ") || "none";
-  const r = parsed.routing;
-  if (r.default_provider !== "" && !known(r.default_provider)) {
-    errors.push(
-      `routing.default_provider: Unknown provider "${r.default_provider}" (configured: ${configured()})`,
-    );
-  }
-  for (const [model, route] of Object.entries(r.models)) {
-    route.providers.forEach((name, i) => {
-      if (!known(name)) {
-        errors.push(
-          `routing.models.${model}.providers[${i}]: Unknown provider "${name}" (configured: ${configured()})`,
-        );
-      }
-    });
-    if (route.weights && route.weights.length !== route.providers.length) {
-      errors.push(
-        `routing.models.${model}.weights: Expected ${route.providers.length} weights, one per provider`,
-      );
-    }
-  }
-  for (const [alias, target] of Object.entries(r.aliases)) {
-    const slash = target.indexOf("/");
-    const provider = slash > 0 ? target.slice(0, slash) : "";
-    if (slash <= 0 || slash === target.length - 1) {
-      errors.push(`routing.aliases.${alias}: Expected "provider/model", got "${target}"`);
-    } else if (!known(provider)) {
-      errors.push(
-        `routing.aliases.${alias}: Unknown provider "${provider}" (configured: ${configured()})`,
-      );
-    }
-  }
+  errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing));
   if (errors.length > 0) throw new ConfigError(source, errors);
 
   const config: Config = {
@@ -198,6 +174,75 @@ export async function loadConfig(path: string | null, env: EnvLookup): Promise<L
     throw new ConfigError(path, [`Cannot read file: ${(err as Error).message}`]);
   }
   return parseConfigText(text, env, path);
+}
+
+/**
+ * Provider names that `routing` refers to but that are not configured. Takes the routing
+ * block loosely typed so it also runs when other fields failed validation: `--check` then
+ * lists every problem at once.
+ */
+function referenceErrors(known: Set<string>, routing: unknown): string[] {
+  const errors: string[] = [];
+  if (!isRecord(routing)) return errors;
+  const configured = [...known].join(", ") || "none";
+  const unknown = (name: unknown) => typeof name === "string" && !known.has(name);
+  if (
+    typeof routing.default_provider === "string" && routing.default_provider !== "" &&
+    unknown(routing.default_provider)
+  ) {
+    errors.push(
+      `routing.default_provider: Unknown provider "${routing.default_provider}" (configured: ${configured})`,
+    );
+  }
+  if (isRecord(routing.models)) {
+    for (const [model, route] of Object.entries(routing.models)) {
+      if (!isRecord(route) || !Array.isArray(route.providers)) continue;
+      route.providers.forEach((name: unknown, i: number) => {
+        if (unknown(name)) {
+          errors.push(
+            `routing.models.${model}.providers[${i}]: Unknown provider "${name}" (configured: ${configured})`,
+          );
+        }
+      });
+      if (Array.isArray(route.weights) && route.weights.length !== route.providers.length) {
+        errors.push(
+          `routing.models.${model}.weights: Expected ${route.providers.length} weights, one per provider`,
+        );
+      }
+    }
+  }
+  if (isRecord(routing.aliases)) {
+    for (const [alias, target] of Object.entries(routing.aliases)) {
+      if (typeof target !== "string") continue;
+      const slash = target.indexOf("/");
+      if (slash <= 0 || slash === target.length - 1) {
+        errors.push(`routing.aliases.${alias}: Expected "provider/model", got "${target}"`);
+      } else if (unknown(target.slice(0, slash))) {
+        errors.push(
+          `routing.aliases.${alias}: Unknown provider "${
+            target.slice(0, slash)
+          }" (configured: ${configured})`,
+        );
+      }
+    }
+  }
+  return errors;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/**
+ * Drop map entries whose value is null: a section whose keys are all commented out
+ * (`server:` followed by comments) means "defaults", not "invalid".
+ */
+function dropNulls(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(dropNulls);
+  if (!isRecord(node)) return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) if (v !== null) out[k] = dropNulls(v);
+  return out;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

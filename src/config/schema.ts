@@ -23,8 +23,21 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   return ms;
 });
 
-const port = z.number().int().min(0).max(65535);
-const nonNegInt = z.number().int().min(0);
+/**
+ * Env substitution happens after YAML parsing, so `port: ${PORT:-9002}` yields a string:
+ * accept numeric strings for numbers and "true"/"false" for booleans.
+ */
+const fromEnvString = (v: unknown) => {
+  if (typeof v !== "string") return v;
+  const t = v.trim();
+  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
+  if (t === "true" || t === "false") return t === "true";
+  return v;
+};
+const n = <T extends z.ZodType>(schema: T) => z.preprocess(fromEnvString, schema);
+
+const port = n(z.number().int().min(0).max(65535));
+const nonNegInt = n(z.number().int().min(0));
 const httpUrl = z.string().refine((s) => s === "" || /^https?:\/\/[^\s/]+/.test(s), {
   message: "Must be an http:// or https:// URL",
 });
@@ -35,11 +48,11 @@ const serverSchema = z.strictObject({
   /** Butter's `address: ":8080"`; host/port win when both are given. */
   address: z.string().optional(),
   /** Set false to serve on the Unix socket only. */
-  tcp: z.boolean().default(true),
+  tcp: n(z.boolean()).default(true),
   socket: z.string().default("/tmp/pilotfish.sock"),
   socket_mode: z.string().regex(/^0?[0-7]{3}$/, 'Must be an octal mode string such as "0660"')
     .default("0660"),
-  max_body_bytes: z.number().int().min(1).default(10 * 1024 * 1024),
+  max_body_bytes: n(z.number().int().min(1)).default(10 * 1024 * 1024),
   admin_token: z.string().default(""),
   read_timeout: duration.optional(),
   write_timeout: duration.optional(),
@@ -49,7 +62,7 @@ const serverSchema = z.strictObject({
 
 const keySchema = z.strictObject({
   key: z.string(),
-  weight: z.number().positive().default(1),
+  weight: n(z.number().positive()).default(1),
   models: z.array(z.string()).default([]),
   id: z.string().optional(),
 });
@@ -62,11 +75,11 @@ const providerSchema = z.strictObject({
   headers: z.record(z.string(), z.string()).default({}),
   timeout: duration.default(60_000),
   credential_mode: z.enum(["gateway", "passthrough"]).default("gateway"),
-  enabled: z.boolean().default(true),
+  enabled: n(z.boolean()).default(true),
   // bedrock
   region: z.string().optional(),
   endpoint: httpUrl.optional(),
-  sign: z.boolean().optional(),
+  sign: n(z.boolean()).optional(),
   // mock
   latency: duration.default(0),
   chunk_delay: duration.default(0),
@@ -82,18 +95,25 @@ const routingSchema = z.strictObject({
     z.strictObject({
       providers: z.array(z.string()).min(1),
       strategy: strategy.default("priority"),
-      weights: z.array(z.number().positive()).optional(),
+      weights: z.array(n(z.number().positive())).optional(),
       hedge_after: duration.optional(),
     }),
   ).default({}),
   aliases: z.record(z.string(), z.string()).default({}),
   failover: z.strictObject({
-    enabled: z.boolean().default(false),
+    enabled: n(z.boolean()).default(false),
     max_retries: nonNegInt.default(2),
-    retry_on: z.array(z.number().int().min(100).max(599)).default([429, 500, 502, 503, 504, 529]),
+    retry_on: z.array(n(z.number().int().min(100).max(599))).default([
+      429,
+      500,
+      502,
+      503,
+      504,
+      529,
+    ]),
     backoff: z.strictObject({
       initial: duration.default(100),
-      multiplier: z.number().min(1).default(2),
+      multiplier: n(z.number().min(1)).default(2),
       max: duration.default(5_000),
     }).prefault({}),
   }).prefault({}),
@@ -107,34 +127,34 @@ const redisConn = z.strictObject({
 
 /** llm-proxy's `features.circuit_breaker`, same keys and defaults as its README. */
 const circuitBreakerSchema = z.strictObject({
-  enabled: z.boolean().default(false),
+  enabled: n(z.boolean()).default(false),
   mode: z.enum(["off", "log", "on"]).optional(),
   backend: z.enum(["memory", "redis"]).optional(),
-  failure_threshold: z.number().int().min(1).default(5),
-  window_seconds: z.number().positive().default(120),
-  cooldown_seconds: z.number().positive().default(300),
+  failure_threshold: n(z.number().int().min(1)).default(5),
+  window_seconds: n(z.number().positive()).default(120),
+  cooldown_seconds: n(z.number().positive()).default(300),
   max_transient_retries: nonNegInt.default(2),
   max_rate_limit_retries: nonNegInt.default(2),
   retry_contribution_mode: z.enum(["off", "log", "on"]).default("log"),
-  global_rate_limit_escalation_window: z.number().min(0).default(60),
+  global_rate_limit_escalation_window: n(z.number().min(0)).default(60),
   degraded_signal: z.string().default(""),
-  test_mode_enabled: z.boolean().default(false),
-  bypass_allowed: z.boolean().default(true),
+  test_mode_enabled: n(z.boolean()).default(false),
+  bypass_allowed: n(z.boolean()).default(true),
   bypass_reason_allowlist: z.array(z.string()).default([]),
   per_provider_rollup_threshold: nonNegInt.default(0),
-  per_provider_rollup_window_seconds: z.number().positive().default(300),
+  per_provider_rollup_window_seconds: n(z.number().positive()).default(300),
   redis: redisConn.optional(),
 });
 
 /** llm-proxy's `features.rate_limiting`. */
 const rateLimitingSchema = z.strictObject({
-  enabled: z.boolean().default(false),
+  enabled: n(z.boolean()).default(false),
   backend: z.enum(["memory", "redis"]).default("memory"),
   estimation: z.strictObject({
     max_sample_bytes: nonNegInt.default(20_000),
-    bytes_per_token: z.number().positive().default(4),
-    chars_per_token: z.number().positive().default(4),
-    provider_chars_per_token: z.record(z.string(), z.number().positive()).default({}),
+    bytes_per_token: n(z.number().positive()).default(4),
+    chars_per_token: n(z.number().positive()).default(4),
+    provider_chars_per_token: z.record(z.string(), n(z.number().positive())).default({}),
   }).prefault({}),
   limits: z.strictObject({
     requests_per_minute: nonNegInt.default(0),

@@ -22,7 +22,8 @@ export function resolveTargets(
   const alias = routing.aliases[requested];
   const name = alias ?? requested;
   const slash = name.indexOf("/");
-  const prefix = slash > 0 ? name.slice(0, slash) : "";
+  // "openai/" is no model: only a non-empty name after the slash makes a provider prefix.
+  const prefix = slash > 0 && slash < name.length - 1 ? name.slice(0, slash) : "";
   if (prefix !== "" && prefix in providers) {
     targets = [{ provider: prefix, model: name.slice(slash + 1) }];
   } else if (routing.models[name]) {

@@ -59,7 +59,12 @@ function expectNumber(body: Record<string, unknown>, field: string, min?: number
     throw invalid(`"${field}" must be a number`, field);
   }
   if ((min !== undefined && v < min) || (max !== undefined && v > max)) {
-    throw invalid(`"${field}" must be between ${min} and ${max}, got ${v}`, field);
+    const range = max === undefined
+      ? `at least ${min}`
+      : min === undefined
+      ? `at most ${max}`
+      : `between ${min} and ${max}`;
+    throw invalid(`"${field}" must be ${range}, got ${v}`, field);
   }
 }
 

@@ -136,8 +136,9 @@ Deno.test("daemon serves chat completions over TCP and the Unix socket", async (
 
     await t.step("health endpoints", async () => {
       assert.equal(await (await fetch(d.url("/healthz"))).text(), "ok");
-      assert.equal((await fetch(d.url("/ready"))).status, 200);
-      await (await fetch(d.url("/ready"))).body?.cancel();
+      const readyRes = await fetch(d.url("/ready"));
+      assert.equal(readyRes.status, 200);
+      await readyRes.body?.cancel();
       const health = await (await d.socketFetch("/health")).json();
       assert.equal(health.status, "healthy");
       assert.equal(typeof health.timestamp, "number");

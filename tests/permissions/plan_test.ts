@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { type Config, DEFAULT_ENV_KEYS, parseConfigText } from "../../src/config/mod.ts";
+import { DAEMON_ENV, grantsToFlags, planGrants, shellQuote } from "../../src/permissions/mod.ts";
+
+const NO_ENV = () => undefined;
+
+const FULL_TEXT = `
+server:
+  host: 127.0.0.1
+  port: 9100
+  socket: ./run/pilotfish.sock
+  admin_token: "\${ADMIN_TOKEN:-change-me}"
+providers:
+  openai:
+    keys: [{ key: "\${OPENAI_API_KEY}" }]
+  local:
+    base_url: http://10.0.0.5:8000/v1
+  intranet:
+    base_url: http://llm.internal/v1
+  bedrock:
+    region: eu-west-1
+  mock: {}
+state:
+  backend: redis
+  redis:
+    url: redis://:hunter2@cache.internal:6380/0
+features:
+  circuit_breaker:
+    redis: { address: "cb-redis:6379" }
+`;
+
+function configOf(text: string): Config {
+  return parseConfigText(text, NO_ENV, "pilotfish.yaml").config;
+}
+
+Deno.test("planGrants() grants listeners, provider hosts, redis, the file and its env vars", () => {
+  const grants = planGrants(configOf(FULL_TEXT), {
+    configPath: "conf/pilotfish.yaml",
+    configText: FULL_TEXT,
+    cwd: "/srv/app",
+  });
+  assert.deepEqual(grants.net, [
+    "10.0.0.5:8000", // http with an explicit port
+    "127.0.0.1:9100", // TCP listener
+    "api.openai.com:443", // https preset, default port
+    "bedrock-runtime.eu-west-1.amazonaws.com:443",
+    "cache.internal:6380", // state.redis.url (credentials dropped)
+    "cb-redis:6379", // features.circuit_breaker.redis
+    "llm.internal:80", // http, default port
+    "unix:/srv/app/run/pilotfish.sock",
+  ]);
+  assert.deepEqual(grants.read, ["/srv/app/conf/pilotfish.yaml", "/srv/app/run/pilotfish.sock"]);
+  assert.deepEqual(grants.write, ["/srv/app/run/pilotfish.sock"]);
+  const expectedEnv = [...new Set([...DAEMON_ENV, ...DEFAULT_ENV_KEYS, "ADMIN_TOKEN"])].sort();
+  assert.deepEqual(grants.env, expectedEnv);
+  assert.ok(grants.env.includes("OPENAI_API_KEY"));
+  assert.ok(grants.env.includes("LOG_TOKENS"), "npm:yaml reads LOG_TOKENS on every parse");
+});
+
+Deno.test("planGrants() grants only what the embedded-style minimal config needs", () => {
+  const grants = planGrants(configOf(""), { configPath: null, configText: null, cwd: "/srv" });
+  assert.deepEqual(grants.net, ["127.0.0.1:9002", "unix:/tmp/pilotfish.sock"]);
+  assert.deepEqual(grants.read, ["/tmp/pilotfish.sock"]);
+  assert.deepEqual(grants.write, ["/tmp/pilotfish.sock"]);
+  assert.deepEqual(grants.env, [...new Set([...DAEMON_ENV, ...DEFAULT_ENV_KEYS])].sort());
+});
+
+Deno.test("planGrants() follows listener switches and Butter's address", async (t) => {
+  const ctx = { configPath: null, configText: null, cwd: "/srv" };
+  await t.step("no TCP and no socket: no listener grants", () => {
+    const grants = planGrants(configOf('server:\n  tcp: false\n  socket: ""\n'), ctx);
+    assert.deepEqual(grants.net, []);
+    assert.deepEqual(grants.write, []);
+  });
+  await t.step('":8080" grants every interface', () => {
+    const grants = planGrants(configOf('server:\n  address: ":8080"\n  socket: ""\n'), ctx);
+    assert.deepEqual(grants.net, ["0.0.0.0:8080"]);
+  });
+  await t.step("port 0 grants the host on any port", () => {
+    const grants = planGrants(configOf('server:\n  port: 0\n  socket: ""\n'), ctx);
+    assert.deepEqual(grants.net, ["127.0.0.1"]);
+  });
+  await t.step("an IPv6 host is bracketed", () => {
+    const grants = planGrants(configOf('server:\n  host: "::1"\n  socket: ""\n'), ctx);
+    assert.deepEqual(grants.net, ["[::1]:9002"]);
+  });
+  await t.step("a memory state backend grants no redis host", () => {
+    const text = "state:\n  redis:\n    url: redis://cache:6379\n";
+    assert.ok(!planGrants(configOf(text), ctx).net.includes("cache:6379"));
+  });
+});
+
+Deno.test("grantsToFlags() renders one --allow flag per non-empty grant", () => {
+  assert.deepEqual(
+    grantsToFlags({
+      net: ["127.0.0.1:9002", "api.openai.com:443"],
+      read: ["/etc/pilotfish.yaml"],
+      write: [],
+      env: ["OPENAI_API_KEY", "PORT"],
+    }),
+    [
+      "--allow-net=127.0.0.1:9002,api.openai.com:443",
+      "--allow-read=/etc/pilotfish.yaml",
+      "--allow-env=OPENAI_API_KEY,PORT",
+    ],
+  );
+  assert.deepEqual(grantsToFlags({ net: [], read: [], write: [], env: [] }), []);
+});
+
+Deno.test("shellQuote() single-quotes and escapes embedded single quotes", () => {
+  assert.equal(shellQuote("plain"), "'plain'");
+  assert.equal(shellQuote("it's"), `'it'\\''s'`);
+  assert.equal(shellQuote(""), "''");
+});
+
+Deno.test("shellQuote() output reads back verbatim through sh", async () => {
+  const args = [
+    "it's",
+    "--allow-read=/path with spaces/pilotfish.yaml",
+    '$HOME `id` $(id) \\n "q" ; | & * ?',
+    "multi\nline",
+    "''",
+  ];
+  for (const arg of args) {
+    const { code, stdout } = await new Deno.Command("sh", {
+      args: ["-c", `printf %s ${shellQuote(arg)}`],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    assert.equal(code, 0);
+    assert.equal(new TextDecoder().decode(stdout), arg);
+  }
+});

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { parseConfigText } from "../../src/config/mod.ts";
+import { GatewayError } from "../../src/errors.ts";
+import { createAdapters } from "../../src/providers/mod.ts";
+import { createRedactor } from "../../src/telemetry/mod.ts";
+
+/**
+ * Deno 2.9 runs tests without the op and resource sanitizers unless asked (`--trace-leaks`
+ * alone only adds stack traces), so tests that start timers or streams opt in here.
+ */
+const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
+
+Deno.test("createAdapters() builds one adapter per enabled provider", SANITIZE, () => {
+  const { config } = parseConfigText(
+    [
+      "providers:",
+      "  openai: {}",
+      "  groq: {}",
+      "  mock: {}",
+      "  anthropic: {}",
+      "  off:",
+      "    base_url: http://127.0.0.1:1/v1",
+      "    enabled: false",
+    ].join("\n"),
+    () => undefined,
+    "r",
+  );
+  const adapters = createAdapters(config, {
+    fetch: () => Promise.reject(new Error("no fetch")),
+    redact: createRedactor([]),
+    random: Math.random,
+  });
+  assert.deepEqual([...adapters.keys()].sort(), ["anthropic", "groq", "mock", "openai"]);
+  assert.equal(adapters.get("groq")?.type, "openai");
+  assert.equal(adapters.get("mock")?.type, "mock");
+});
+
+Deno.test(
+  "createAdapters() answers 501 for provider types without a unified adapter",
+  SANITIZE,
+  async () => {
+    const { config } = parseConfigText("providers:\n  anthropic: {}\n", () => undefined, "r");
+    const adapter = createAdapters(config, {
+      fetch: () => Promise.reject(new Error("no fetch")),
+      redact: createRedactor([]),
+      random: Math.random,
+    }).get("anthropic");
+    assert.ok(adapter);
+    await assert.rejects(
+      () =>
+        adapter.chat({
+          body: { model: "claude", messages: [{ role: "user", content: "hi" }] },
+          stream: false,
+          signal: new AbortController().signal,
+          timeoutMs: 1_000,
+          apiKey: null,
+          clientAuthorization: null,
+          onUsage: () => {},
+        }, "claude"),
+      (err: unknown) => {
+        assert.ok(err instanceof GatewayError);
+        assert.equal(err.code, "not_implemented");
+        assert.equal(err.status, 501);
+        assert.equal(err.info.provider, "anthropic");
+        return true;
+      },
+    );
+  },
+);

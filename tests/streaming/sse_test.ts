@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import {
+  createSseDataReader,
+  encodeSseData,
+  encodeSseEvent,
+  SSE_DONE,
+} from "../../src/streaming/mod.ts";
+import { CHUNK_SIZES, rechunk, streamOf } from "../helpers/chunk.ts";
+
+/**
+ * Deno 2.9 runs tests without the op and resource sanitizers unless asked (`--trace-leaks`
+ * alone only adds stack traces), so tests that start timers or streams opt in here.
+ */
+const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
+
+const encoder = new TextEncoder();
+
+/** A stream mixing every line ending, a comment, a named event and multi-byte text. */
+const FIXTURE = encoder.encode(
+  ": keep-alive\r\n\r\n" +
+    'data: {"text":"héllo 🐟 世界"}\r\n\r\n' +
+    "event: ping\r\ndata: line1\r\ndata:line2\r\nid: 7\r\n\r\n" +
+    "data: lf only\n\n" +
+    "data: cr only\r\r" +
+    "data: [DONE]\r\n\r\n",
+);
+
+const EXPECTED = ['{"text":"héllo 🐟 世界"}', "line1\nline2", "lf only", "cr only", "[DONE]"];
+
+/** Decode a byte stream with TextDecoderStream and feed it to one reader. */
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<string[]> {
+  const read = createSseDataReader();
+  const out: string[] = [];
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) out.push(...read(text));
+  out.push(...read("", true));
+  return out;
+}
+
+/** Same, with a TextDecoder in streaming mode over explicit chunks. */
+function readChunks(chunks: readonly Uint8Array[]): string[] {
+  const decoder = new TextDecoder();
+  const read = createSseDataReader();
+  const out: string[] = [];
+  for (const c of chunks) out.push(...read(decoder.decode(c, { stream: true })));
+  out.push(...read(decoder.decode(), true));
+  return out;
+}
+
+Deno.test(
+  "createSseDataReader() yields the same events at every chunk size",
+  SANITIZE,
+  async (t) => {
+    for (const n of CHUNK_SIZES) {
+      await t.step(`${n}-byte chunks`, async () => {
+        assert.deepEqual(await readAll(streamOf(rechunk(FIXTURE, n))), EXPECTED);
+      });
+    }
+  },
+);
+
+Deno.test("createSseDataReader() yields the same events for every two-way split", SANITIZE, () => {
+  for (let i = 0; i <= FIXTURE.length; i++) {
+    const chunks = [FIXTURE.subarray(0, i), FIXTURE.subarray(i)];
+    assert.deepEqual(readChunks(chunks), EXPECTED, `split at byte ${i}`);
+  }
+});
+
+Deno.test(
+  "createSseDataReader() joins a \\r\\n split across chunks into one line end",
+  SANITIZE,
+  () => {
+    const read = createSseDataReader();
+    assert.deepEqual(read("data: a\r"), []);
+    assert.deepEqual(read("\n\r"), []);
+    // The "\r\n" after "data: a" and the blank line "\r" + "\n" end exactly one event.
+    assert.deepEqual(read("\n"), ["a"]);
+    assert.deepEqual(read("", true), []);
+  },
+);
+
+Deno.test(
+  "createSseDataReader() keeps a multi-byte character split across chunks",
+  SANITIZE,
+  () => {
+    const bytes = encoder.encode("data: 🐟é\n\n");
+    // "🐟" is 4 bytes starting at offset 6: split after its second byte, then inside "é".
+    const chunks = [bytes.subarray(0, 8), bytes.subarray(8, 11), bytes.subarray(11)];
+    assert.deepEqual(readChunks(chunks), ["🐟é"]);
+  },
+);
+
+Deno.test("createSseDataReader() ignores comments, other fields and blank events", SANITIZE, () => {
+  const read = createSseDataReader();
+  assert.deepEqual(read(": comment\n\nevent: x\nid: 1\nretry: 5\n\n\n\n"), []);
+});
+
+Deno.test("createSseDataReader() flushes an unterminated final event", SANITIZE, () => {
+  const read = createSseDataReader();
+  assert.deepEqual(read("data: first\n\ndata: par"), ["first"]);
+  assert.deepEqual(read("tial"), []);
+  assert.deepEqual(read("", true), ["partial"]);
+  // After a flush the reader starts clean.
+  assert.deepEqual(read("data: next\n\n"), ["next"]);
+});
+
+Deno.test("createSseDataReader() keeps state per reader", SANITIZE, () => {
+  const a = createSseDataReader();
+  const b = createSseDataReader();
+  assert.deepEqual(a("data: from-a"), []);
+  assert.deepEqual(b("data: from-b\n\n"), ["from-b"]);
+  assert.deepEqual(a("\n\n"), ["from-a"]);
+});
+
+Deno.test(
+  "encodeSseData() and encodeSseEvent() frame JSON that the reader reads back",
+  SANITIZE,
+  () => {
+    const decoder = new TextDecoder();
+    assert.equal(decoder.decode(encodeSseData({ a: "é" })), 'data: {"a":"é"}\n\n');
+    assert.equal(
+      decoder.decode(encodeSseEvent("message_stop", { type: "message_stop" })),
+      'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    );
+    assert.equal(decoder.decode(SSE_DONE), "data: [DONE]\n\n");
+    const read = createSseDataReader();
+    const text = decoder.decode(encodeSseData({ n: 1 })) + decoder.decode(SSE_DONE);
+    assert.deepEqual(read(text), ['{"n":1}', "[DONE]"]);
+  },
+);

@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import type { OpenAIUsage } from "../../src/schema/openai.ts";
+import { createOpenAIUsageTap, readOpenAIUsage } from "../../src/streaming/mod.ts";
+import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../helpers/chunk.ts";
+
+/**
+ * Deno 2.9 runs tests without the op and resource sanitizers unless asked (`--trace-leaks`
+ * alone only adds stack traces), so tests that start timers or streams opt in here.
+ */
+const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
+
+const encoder = new TextEncoder();
+
+const USAGE = {
+  prompt_tokens: 9,
+  completion_tokens: 12,
+  total_tokens: 21,
+  prompt_tokens_details: { cached_tokens: 0 },
+};
+
+function chunkEvent(delta: Record<string, unknown>, finish: string | null): string {
+  const chunk = {
+    id: "chatcmpl-1",
+    object: "chat.completion.chunk",
+    created: 1,
+    model: "gpt-4o-mini",
+    choices: [{ index: 0, delta, finish_reason: finish }],
+    usage: null,
+  };
+  return `data: ${JSON.stringify(chunk)}\r\n\r\n`;
+}
+
+/** An OpenAI stream with `stream_options.include_usage`, CRLF framed, multi-byte text. */
+const STREAM = encoder.encode(
+  chunkEvent({ role: "assistant", content: "" }, null) +
+    chunkEvent({ content: "Héllo 🐟" }, null) +
+    chunkEvent({ content: " 世界" }, null) +
+    chunkEvent({}, "stop") +
+    `data: ${
+      JSON.stringify({
+        id: "chatcmpl-1",
+        object: "chat.completion.chunk",
+        choices: [],
+        usage: USAGE,
+      })
+    }\r\n\r\n` +
+    "data: [DONE]\r\n\r\n",
+);
+
+async function tap(
+  chunks: Uint8Array[],
+): Promise<{ out: Uint8Array[]; usages: OpenAIUsage[] }> {
+  const usages: OpenAIUsage[] = [];
+  const out = await Array.fromAsync(
+    streamOf(chunks).pipeThrough(createOpenAIUsageTap((u) => usages.push(u))),
+  );
+  return { out, usages };
+}
+
+Deno.test(
+  "createOpenAIUsageTap() passes bytes through unchanged at every chunk size",
+  SANITIZE,
+  async (t) => {
+    for (const n of CHUNK_SIZES) {
+      await t.step(`${n}-byte chunks`, async () => {
+        const chunks = rechunk(STREAM, n);
+        const { out } = await tap(chunks);
+        assert.equal(out.length, chunks.length);
+        out.forEach((c, i) => assert.deepEqual(c, chunks[i], `chunk ${i}`));
+        assert.deepEqual(concatBytes(out), STREAM);
+      });
+    }
+  },
+);
+
+Deno.test(
+  "createOpenAIUsageTap() reports usage from the final usage chunk once",
+  SANITIZE,
+  async (t) => {
+    for (const n of CHUNK_SIZES) {
+      await t.step(`${n}-byte chunks`, async () => {
+        const { usages } = await tap(rechunk(STREAM, n));
+        assert.deepEqual(usages, [USAGE]);
+      });
+    }
+  },
+);
+
+Deno.test(
+  "createOpenAIUsageTap() reports usage from an unterminated last event",
+  SANITIZE,
+  async () => {
+    const text = `data: ${JSON.stringify({ choices: [], usage: USAGE })}`;
+    const { usages } = await tap(rechunk(encoder.encode(text), 7));
+    assert.deepEqual(usages, [USAGE]);
+  },
+);
+
+Deno.test(
+  "createOpenAIUsageTap() reports nothing without usage and survives bad JSON",
+  SANITIZE,
+  async () => {
+    const bytes = encoder.encode(
+      chunkEvent({ content: "hi" }, null) +
+        'data: {"usage": {not json\n\n' +
+        'data: {"usage": {"completion_tokens": 3}}\n\n' +
+        "data: [DONE]\n\n",
+    );
+    const { out, usages } = await tap(rechunk(bytes, 7));
+    assert.deepEqual(usages, []);
+    assert.deepEqual(concatBytes(out), bytes);
+  },
+);
+
+Deno.test("readOpenAIUsage() reads usage from a non-streaming body", SANITIZE, () => {
+  assert.deepEqual(readOpenAIUsage({ id: "x", usage: USAGE }), USAGE);
+  assert.equal(readOpenAIUsage({ usage: null }), null);
+  assert.equal(readOpenAIUsage({ usage: { total_tokens: 3 } }), null);
+  assert.equal(readOpenAIUsage("text"), null);
+  assert.equal(readOpenAIUsage(null), null);
+});

@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { createLogger, createRedactor, type LoggerOptions } from "../../src/telemetry/mod.ts";
+
+const FIXED = new Date("2025-01-02T03:04:05.678Z");
+
+function capture(level: LoggerOptions["level"], secrets: string[] = []) {
+  const lines: string[] = [];
+  const log = createLogger({
+    level,
+    redact: createRedactor(secrets),
+    write: (line) => lines.push(line),
+    now: () => FIXED,
+  });
+  return { log, lines };
+}
+
+Deno.test("createLogger() writes one JSON line per call", () => {
+  const { log, lines } = capture("debug");
+  log.info("request done", { status: 200, model: "gpt-4o" });
+  log.debug("details");
+  assert.equal(lines.length, 2);
+  for (const line of lines) {
+    assert.ok(line.endsWith("\n"));
+    assert.equal(line.indexOf("\n"), line.length - 1, "exactly one line");
+  }
+  assert.deepEqual(JSON.parse(lines[0] ?? ""), {
+    time: "2025-01-02T03:04:05.678Z",
+    level: "info",
+    msg: "request done",
+    status: 200,
+    model: "gpt-4o",
+  });
+  assert.deepEqual(JSON.parse(lines[1] ?? ""), {
+    time: "2025-01-02T03:04:05.678Z",
+    level: "debug",
+    msg: "details",
+  });
+});
+
+Deno.test("createLogger() keeps multi-line messages on one line", () => {
+  const { log, lines } = capture("info");
+  log.warn("first\nsecond", { detail: "a\r\nb" });
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0]?.split("\n").length, 2);
+  assert.equal(JSON.parse(lines[0] ?? "").msg, "first\nsecond");
+});
+
+Deno.test("createLogger() drops lines below the configured level", async (t) => {
+  const levels = ["debug", "info", "warn", "error"] as const;
+  for (const [i, min] of levels.entries()) {
+    await t.step(min, () => {
+      const { log, lines } = capture(min);
+      for (const level of levels) log[level](level);
+      assert.deepEqual(lines.map((l) => JSON.parse(l).level), levels.slice(i));
+      for (const [j, level] of levels.entries()) assert.equal(log.enabled(level), j >= i);
+    });
+  }
+});
+
+Deno.test("createLogger() redacts secrets in messages and fields", () => {
+  const { log, lines } = capture("info", ["configured-secret-1"]);
+  log.error("upstream said: Incorrect API key provided: sk-abc***xyz", {
+    authorization: "Bearer client-token-123",
+    url: "https://x.example/v1?key=AIzaSecret",
+    echoed: "configured-secret-1",
+  });
+  const line = lines[0] ?? "";
+  for (const secret of ["sk-abc", "client-token-123", "AIzaSecret", "configured-secret-1"]) {
+    assert.ok(!line.includes(secret), `"${secret}" leaked: ${line}`);
+  }
+  const parsed = JSON.parse(line);
+  assert.equal(parsed.msg, "upstream said: Incorrect API key provided: [REDACTED]");
+  assert.equal(parsed.authorization, "[REDACTED]");
+  assert.equal(parsed.url, "https://x.example/v1?key=[REDACTED]");
+  assert.equal(parsed.echoed, "[REDACTED]");
+});
+
+Deno.test("createLogger() writes errors as name and message only", () => {
+  const { log, lines } = capture("info");
+  const err = new TypeError("fetch failed", { cause: new Error("secret cause") });
+  log.error("boom", { err });
+  const parsed = JSON.parse(lines[0] ?? "");
+  assert.deepEqual(parsed.err, { name: "TypeError", message: "fetch failed" });
+  assert.ok(!(lines[0] ?? "").includes("secret cause"));
+  assert.ok(!(lines[0] ?? "").includes("at "), "no stack trace");
+});

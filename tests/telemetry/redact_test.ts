@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { createRedactor } from "../../src/telemetry/mod.ts";
+
+Deno.test("createRedactor() removes every configured secret", () => {
+  const redact = createRedactor(["my-admin-token-42", "plainsecretvalue", "my-admin"]);
+  assert.equal(
+    redact("token=my-admin-token-42 other=plainsecretvalue again=plainsecretvalue"),
+    "token=[REDACTED] other=[REDACTED] again=[REDACTED]",
+  );
+  // The longer secret wins over a secret that is its prefix.
+  assert.equal(redact("my-admin-token-42"), "[REDACTED]");
+});
+
+Deno.test("createRedactor() ignores configured secrets shorter than 4 characters", () => {
+  const redact = createRedactor(["", "ab", "abc"]);
+  assert.equal(redact("abc ab"), "abc ab");
+});
+
+Deno.test("createRedactor() removes credential-shaped text", async (t) => {
+  const redact = createRedactor([]);
+  const cases: [string, string, string][] = [
+    ["Bearer token", "Authorization: Bearer xxx", "Authorization: [REDACTED]"],
+    [
+      "Bearer in JSON",
+      '{"authorization":"Bearer abc.def-ghi","x":1}',
+      '{"authorization":"[REDACTED]","x":1}',
+    ],
+    ["OpenAI key", "key sk-proj-AbC123xyz_-0 used", "key [REDACTED] used"],
+    ["Anthropic key", "sk-ant-api03-abcdefgh", "[REDACTED]"],
+    [
+      "masked key in an OpenAI 401",
+      "Incorrect API key provided: sk-abc***xyz. You can find your API key at",
+      "Incorrect API key provided: [REDACTED]. You can find your API key at",
+    ],
+    ["Pilotfish app key", "caller pf_live_abcdef123", "caller [REDACTED]"],
+    ["Google key", "AIzaSyA1234567890abcdefghijk", "[REDACTED]"],
+    ["AWS access key id", "Credential=AKIAIOSFODNN7EXAMPLE/2024", "Credential=[REDACTED]/2024"],
+  ];
+  for (const [label, input, expected] of cases) {
+    await t.step(label, () => assert.equal(redact(input), expected));
+  }
+});
+
+Deno.test("createRedactor() keeps the parameter name of a secret in a query string", () => {
+  const redact = createRedactor([]);
+  assert.equal(
+    redact("GET https://generativelanguage.googleapis.com/v1beta/models?key=secret123&alt=sse"),
+    "GET https://generativelanguage.googleapis.com/v1beta/models?key=[REDACTED]&alt=sse",
+  );
+  assert.equal(
+    redact("/x?a=1&api_key=abc&token=def"),
+    "/x?a=1&api_key=[REDACTED]&token=[REDACTED]",
+  );
+});
+
+Deno.test("createRedactor() leaves ordinary text alone", () => {
+  const redact = createRedactor(["sk-configured-1234"]);
+  const text = 'Provider "openai" answered HTTP 503: overloaded, task-skipped, risk-free';
+  assert.equal(redact(text), text);
+});
