@@ -1,0 +1,203 @@
+/** The load generator: open-loop latency, closed-loop throughput and stream first byte. */
+
+export interface Target {
+  readonly name: string;
+  /** Full URL of the chat completions endpoint. */
+  readonly url: string;
+  /**
+   * One client per target so each starts with its own pool and none inherits another's
+   * warm keep-alive connections.
+   */
+  readonly client: Deno.HttpClient;
+}
+
+/** Keep-alive HTTP/1.1 clients for every target: Pilotfish and the bare proxy only speak it. */
+export function tcpClient(): Deno.HttpClient {
+  return Deno.createHttpClient({ http1: true, http2: false });
+}
+
+export function unixClient(path: string): Deno.HttpClient {
+  return Deno.createHttpClient({ http1: true, http2: false, proxy: { transport: "unix", path } });
+}
+
+const MESSAGES = [
+  { role: "system", content: "You are a helpful assistant." },
+  { role: "user", content: "Say hello." },
+];
+const CHAT_BODY = JSON.stringify({ model: "up/gpt-4o-mini", messages: MESSAGES, max_tokens: 32 });
+const STREAM_BODY = JSON.stringify({
+  model: "up/gpt-4o-mini",
+  messages: MESSAGES,
+  max_tokens: 32,
+  stream: true,
+});
+const HEADERS = { "content-type": "application/json", authorization: "Bearer sk-bench" };
+
+/** One non-streaming request, body read to the end (so the connection goes back to the pool). */
+async function chatOnce(target: Target): Promise<boolean> {
+  try {
+    const res = await fetch(target.url, {
+      method: "POST",
+      headers: HEADERS,
+      body: CHAT_BODY,
+      client: target.client,
+    });
+    await res.arrayBuffer();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+export interface LatencyResult {
+  /** Milliseconds, successful requests only, sorted ascending. */
+  readonly latencies: number[];
+  readonly errors: number;
+  /** Requests actually started per second: below the asked rate means we fell behind. */
+  readonly sentRate: number;
+}
+
+/**
+ * Open loop: requests start on a fixed schedule whether or not earlier ones finished, so a
+ * slow target cannot slow the arrival rate (closed loops hide queueing that way). Latency
+ * runs from the actual send, which on time is within a timer tick of the schedule.
+ */
+export async function openLoop(
+  target: Target,
+  rate: number,
+  seconds: number,
+): Promise<LatencyResult> {
+  const total = Math.max(1, Math.round(rate * seconds));
+  const interval = 1000 / rate;
+  const latencies: number[] = [];
+  let errors = 0;
+  const inflight: Promise<void>[] = [];
+  const start = performance.now();
+  let lastSend = start;
+  for (let i = 0; i < total; i++) {
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    // Timers are ~1 ms coarse: when late, send at once and let the schedule catch up.
+    if (wait >= 1) await sleep(wait);
+    const sent = performance.now();
+    lastSend = sent;
+    inflight.push(
+      chatOnce(target).then((ok) => {
+        if (ok) latencies.push(performance.now() - sent);
+        else errors++;
+      }),
+    );
+  }
+  await Promise.all(inflight);
+  const span = (lastSend - start) / 1000;
+  return {
+    latencies: latencies.sort((a, b) => a - b),
+    errors,
+    sentRate: span > 0 ? (total - 1) / span : total,
+  };
+}
+
+export interface ThroughputResult {
+  readonly completed: number;
+  readonly errors: number;
+  readonly seconds: number;
+  readonly rps: number;
+}
+
+/** Closed loop: `concurrency` workers each send the next request as soon as one finishes. */
+export async function closedLoop(
+  target: Target,
+  concurrency: number,
+  seconds: number,
+): Promise<ThroughputResult> {
+  let completed = 0;
+  let errors = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  const worker = async () => {
+    while (performance.now() < end) {
+      if (await chatOnce(target)) completed++;
+      else errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = (performance.now() - start) / 1000;
+  return { completed, errors, seconds: elapsed, rps: completed / elapsed };
+}
+
+export interface StreamResult {
+  /** Milliseconds to the first body chunk, sorted ascending. */
+  readonly ttfb: number[];
+  /** Milliseconds to the end of the stream, sorted ascending. */
+  readonly total: number[];
+  readonly errors: number;
+}
+
+/**
+ * Streaming requests one after another (no queueing in the way), timing the first body
+ * chunk and the end of the stream. Each stream is read to the end so its connection is
+ * reused, as a real client would.
+ */
+export async function streamFirstByte(target: Target, seconds: number): Promise<StreamResult> {
+  const ttfb: number[] = [];
+  const total: number[] = [];
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    const sent = performance.now();
+    try {
+      const res = await fetch(target.url, {
+        method: "POST",
+        headers: HEADERS,
+        body: STREAM_BODY,
+        client: target.client,
+      });
+      if (res.status !== 200 || !res.body) {
+        await res.body?.cancel();
+        errors++;
+        continue;
+      }
+      const reader = res.body.getReader();
+      let first: number | null = null;
+      let text = "";
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (first === null && value.byteLength > 0) first = performance.now() - sent;
+        text += decoder.decode(value, { stream: true });
+      }
+      if (first === null || !text.trimEnd().endsWith("data: [DONE]")) {
+        errors++;
+        continue;
+      }
+      ttfb.push(first);
+      total.push(performance.now() - sent);
+    } catch {
+      errors++;
+    }
+  }
+  return { ttfb: ttfb.sort((a, b) => a - b), total: total.sort((a, b) => a - b), errors };
+}
+
+/** Warm JIT, connection pools and caches on both paths before anything is measured. */
+export async function warmUp(
+  target: Target,
+  concurrency: number,
+  seconds: number,
+): Promise<number> {
+  const r = await closedLoop(target, concurrency, seconds);
+  const s = await streamFirstByte(target, Math.min(0.5, seconds));
+  return r.errors + s.errors;
+}
+
+/** Nearest-rank percentile of an ascending array; NaN when empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] as number;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
