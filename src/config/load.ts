@@ -1,5 +1,5 @@
 import YAML from "yaml";
-import type { z } from "zod";
+import * as v from "valibot";
 import { type EnvLookup, interpolateTree } from "./interpolate.ts";
 import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
 import {
@@ -51,43 +51,38 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
   const warnings: string[] = [];
   const errors: string[] = [];
 
-  let result = configSchema.safeParse(tree);
+  let result = v.safeParse(configSchema, tree, { abortEarly: false });
   if (!result.success) {
-    const unknown = result.error.issues.filter((i) => i.code === "unrecognized_keys");
-    for (const issue of result.error.issues) {
-      if (issue.code === "unrecognized_keys") {
-        for (const key of issue.keys) {
-          warnings.push(`${formatPath([...issue.path, key])}: Unknown key, ignored`);
-        }
+    const unknown: (readonly PropertyKey[])[] = [];
+    for (const issue of result.issues) {
+      const path = issuePath(issue);
+      if (issue.type === "strict_object") {
+        unknown.push(path);
+        warnings.push(`${formatPath(path)}: Unknown key, ignored`);
       } else {
-        errors.push(`${formatPath(issue.path)}: ${issue.message}`);
+        errors.push(`${formatPath(path)}: ${issue.message}`);
       }
     }
     if (errors.length > 0) {
       // Report reference errors too, judged against the provider names as written.
-      const rawProviders = tree.providers;
-      const names = rawProviders && typeof rawProviders === "object"
-        ? Object.keys(rawProviders)
-        : [];
+      const names = isRecord(tree.providers) ? Object.keys(tree.providers) : [];
       errors.push(...referenceErrors(new Set(names), tree.routing));
       throw new ConfigError(source, errors);
     }
     // Only unknown keys: drop them and validate again.
-    for (const issue of unknown as z.core.$ZodIssueUnrecognizedKeys[]) {
-      const parent = getAt(tree, issue.path);
-      if (parent && typeof parent === "object") {
-        for (const key of issue.keys) delete (parent as Record<string, unknown>)[key];
-      }
+    for (const path of unknown) {
+      const parent = getAt(tree, path.slice(0, -1));
+      if (isRecord(parent)) delete parent[path[path.length - 1] as string];
     }
-    result = configSchema.safeParse(tree);
+    result = v.safeParse(configSchema, tree, { abortEarly: false });
     if (!result.success) {
       throw new ConfigError(
         source,
-        result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`),
+        result.issues.map((i) => `${formatPath(issuePath(i))}: ${i.message}`),
       );
     }
   }
-  const parsed = result.data;
+  const parsed = result.output;
 
   // server.address (Butter) → host/port unless those are given explicitly.
   const rawServer = (tree.server ?? {}) as Record<string, unknown>;
@@ -253,6 +248,10 @@ function formatPath(path: readonly PropertyKey[]): string {
     else out += out === "" ? String(seg) : `.${String(seg)}`;
   }
   return out;
+}
+
+function issuePath(issue: v.BaseIssue<unknown>): PropertyKey[] {
+  return (issue.path ?? []).map((item) => item.key as PropertyKey);
 }
 
 function getAt(tree: unknown, path: readonly PropertyKey[]): unknown {

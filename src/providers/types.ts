@@ -24,7 +24,11 @@ export interface ChatCall {
 
 /** A successful upstream answer, already in OpenAI wire format. */
 export type ChatOutcome =
-  | { readonly kind: "json"; readonly status: number; readonly body: string }
+  | {
+    readonly kind: "json";
+    readonly status: number;
+    readonly body: string | Uint8Array<ArrayBuffer>;
+  }
   | {
     readonly kind: "stream";
     readonly status: number;

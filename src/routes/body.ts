@@ -1,5 +1,8 @@
 import { GatewayError } from "../errors.ts";
 
+// Stateless when called without `stream: true`, so one instance serves every request.
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /**
  * Read a JSON request body, refusing it with 413 as soon as it passes `maxBytes`: the
  * declared Content-Length is checked first, then bytes are counted while reading, so an

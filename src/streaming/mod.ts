@@ -4,4 +4,4 @@
  */
 export { observeStream, type StreamObserver, type StreamOutcome } from "./observe.ts";
 export { createSseDataReader, encodeSseData, encodeSseEvent, SSE_DONE } from "./sse.ts";
-export { createOpenAIUsageTap, readOpenAIUsage } from "./usage_tap.ts";
+export { createOpenAIUsageTap, findOpenAIUsage, readOpenAIUsage } from "./usage_tap.ts";

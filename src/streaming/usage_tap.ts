@@ -34,7 +34,45 @@ export function createOpenAIUsageTap(
   });
 }
 
-/** Usage from a non-streaming OpenAI response body, if present. */
+const TAIL_BYTES = 2048;
+const tailDecoder = new TextDecoder();
+
+/**
+ * Usage from a non-streaming OpenAI JSON body, without parsing the whole body: `usage`
+ * sits near the end of every OpenAI-compatible response we know, so only the tail is
+ * decoded and only the usage object is parsed (the whole body when the tail lacks it).
+ */
+export function findOpenAIUsage(body: Uint8Array): OpenAIUsage | null {
+  const tail = body.byteLength > TAIL_BYTES ? body.subarray(body.byteLength - TAIL_BYTES) : body;
+  return usageIn(tailDecoder.decode(tail)) ??
+    (tail === body ? null : usageIn(tailDecoder.decode(body)));
+}
+
+function usageIn(text: string): OpenAIUsage | null {
+  const key = text.lastIndexOf('"usage"');
+  if (key < 0) return null;
+  const start = text.indexOf("{", key);
+  if (start < 0 || text.slice(key + 7, start).trim() !== ":") return null;
+  // Find the matching brace, skipping strings (usage holds only numbers and nested objects).
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 34 /* " */) {
+      i++;
+      while (i < text.length && text.charCodeAt(i) !== 34) i += text.charCodeAt(i) === 92 ? 2 : 1;
+    } else if (ch === 123 /* { */) depth++;
+    else if (ch === 125 /* } */ && --depth === 0) {
+      try {
+        return readOpenAIUsage({ usage: JSON.parse(text.slice(start, i + 1)) });
+      } catch {
+        return null;
+      }
+    }
+  }
+  return null;
+}
+
+/** Usage from a parsed non-streaming OpenAI response body, if present. */
 export function readOpenAIUsage(body: unknown): OpenAIUsage | null {
   if (body === null || typeof body !== "object") return null;
   const usage = (body as { usage?: unknown }).usage;

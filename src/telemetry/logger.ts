@@ -33,8 +33,12 @@ export function createLogger(opts: LoggerOptions): Logger {
   const now = opts.now ?? (() => new Date());
   const log = (level: LogLevel) => (msg: string, fields?: LogFields) => {
     if (LEVEL_RANK[level] < min) return;
-    const line = JSON.stringify({ time: now().toISOString(), level, msg, ...fields }, errorJson);
-    write(opts.redact(line) + "\n");
+    const record: Record<string, unknown> = { time: now().toISOString(), level, msg };
+    for (const key in fields) {
+      const value = fields[key];
+      record[key] = value instanceof Error ? errorJson(value) : value;
+    }
+    write(opts.redact(JSON.stringify(record)) + "\n");
   };
   return {
     debug: log("debug"),
@@ -45,7 +49,10 @@ export function createLogger(opts: LoggerOptions): Logger {
   };
 }
 
-/** JSON.stringify replacer: errors become `{name, message}` (never their stack or cause). */
-function errorJson(_key: string, value: unknown): unknown {
-  return value instanceof Error ? { name: value.name, message: value.message } : value;
+/**
+ * Errors are logged as `{name, message}`, never their stack or cause. Done per top-level
+ * field rather than with a JSON.stringify replacer, which would run for every key.
+ */
+function errorJson(err: Error): { name: string; message: string } {
+  return { name: err.name, message: err.message };
 }

@@ -1,13 +1,14 @@
-/** Shapes of credentials that may show up in upstream error text or URLs. */
-const SECRET_PATTERNS = [
-  /\bBearer\s+[^\s",;]+/gi, // Authorization values
-  /\bsk-[A-Za-z0-9_*-]{6,}/g, // OpenAI / Anthropic style keys (also masked "sk-ab***yz")
-  /\bpf_[A-Za-z0-9_-]{6,}/g, // Pilotfish application keys
-  /\bAIza[0-9A-Za-z_-]{20,}/g, // Google API keys
-  /\bAKIA[0-9A-Z]{16}\b/g, // AWS access key ids
-];
-/** Keys in query strings (Gemini's `?key=`): keep the parameter name. */
-const QUERY_SECRET = /([?&](?:key|api_key|token)=)[^&\s"]+/gi;
+/**
+ * Shapes of credentials that may show up in upstream error text, paths or query strings,
+ * as one alternation so a line is scanned once: `Bearer` values, OpenAI/Anthropic `sk-`
+ * keys (also masked "sk-ab***yz"), Pilotfish `pf_` keys, Google `AIza` keys, AWS access key
+ * ids, and `key=`/`api_key=`/`token=` query values (group 1 keeps the parameter name).
+ */
+const SECRET_RE =
+  /([?&](?:key|api_key|token)=)[^&\s"]+|\bBearer\s+[^\s",;]+|\bsk-[A-Za-z0-9_*-]{6,}|\bpf_[A-Za-z0-9_-]{6,}|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
+
+const replaceSecret = (_match: string, param: string | undefined) =>
+  param === undefined ? "[REDACTED]" : `${param}[REDACTED]`;
 
 export type Redactor = (text: string) => string;
 
@@ -24,8 +25,6 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
     for (const s of exact) {
       if (out.includes(s)) out = out.replaceAll(s, "[REDACTED]");
     }
-    out = out.replace(QUERY_SECRET, "$1[REDACTED]");
-    for (const re of SECRET_PATTERNS) out = out.replace(re, "[REDACTED]");
-    return out;
+    return out.replace(SECRET_RE, replaceSecret);
   };
 }

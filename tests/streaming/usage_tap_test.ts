@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { OpenAIUsage } from "../../src/schema/openai.ts";
-import { createOpenAIUsageTap, readOpenAIUsage } from "../../src/streaming/mod.ts";
+import { createOpenAIUsageTap, findOpenAIUsage, readOpenAIUsage } from "../../src/streaming/mod.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../helpers/chunk.ts";
 
 /**
@@ -118,4 +118,37 @@ Deno.test("readOpenAIUsage() reads usage from a non-streaming body", SANITIZE, (
   assert.equal(readOpenAIUsage({ usage: { total_tokens: 3 } }), null);
   assert.equal(readOpenAIUsage("text"), null);
   assert.equal(readOpenAIUsage(null), null);
+});
+
+Deno.test("findOpenAIUsage() reads usage from the tail of a JSON body without parsing it all", async (t) => {
+  const enc = new TextEncoder();
+  const usage = {
+    prompt_tokens: 9,
+    completion_tokens: 4,
+    total_tokens: 13,
+    prompt_tokens_details: { cached_tokens: 0 },
+  };
+  await t.step("usage at the end, nested details kept", () => {
+    const body = enc.encode(
+      JSON.stringify({ id: "x", choices: [], usage, system_fingerprint: "fp" }),
+    );
+    assert.deepEqual(findOpenAIUsage(body), usage);
+  });
+  await t.step("usage before a long tail (beyond the tail window): found in the whole body", () => {
+    const body = enc.encode(
+      JSON.stringify({ usage, choices: [{ message: { content: "y".repeat(5000) } }] }),
+    );
+    assert.deepEqual(findOpenAIUsage(body), usage);
+  });
+  await t.step("braces and quotes inside strings do not confuse it", () => {
+    const body = enc.encode(
+      JSON.stringify({ content: '{"usage": {"prompt_tokens": 1}} \\"', usage }),
+    );
+    assert.deepEqual(findOpenAIUsage(body), usage);
+  });
+  await t.step("no usage, null usage, or not JSON → null", () => {
+    assert.equal(findOpenAIUsage(enc.encode(JSON.stringify({ id: "x" }))), null);
+    assert.equal(findOpenAIUsage(enc.encode(JSON.stringify({ usage: null }))), null);
+    assert.equal(findOpenAIUsage(enc.encode("<html>usage</html>")), null);
+  });
 });

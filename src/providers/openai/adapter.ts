@@ -1,6 +1,6 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
-import { createOpenAIUsageTap, readOpenAIUsage } from "../../streaming/mod.ts";
+import { createOpenAIUsageTap, findOpenAIUsage } from "../../streaming/mod.ts";
 import { executeUpstream } from "../execute.ts";
 import type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
 import { fromOpenAIError } from "./errors.ts";
@@ -9,7 +9,10 @@ import { toOpenAIRequest } from "./request.ts";
 /** Adapter for OpenAI and every OpenAI-compatible API (Groq, Mistral, vLLM, ...). */
 export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): ProviderAdapter {
   // Built once per config: the hot path only copies it.
-  const baseHeaders = new Headers({ "content-type": "application/json", ...cfg.headers });
+  const baseHeaders = Object.freeze({
+    ...lowerCaseKeys(cfg.headers),
+    "content-type": "application/json",
+  });
   return {
     name: cfg.name,
     type: cfg.type,
@@ -45,20 +48,31 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
           body: res.body.pipeThrough(createOpenAIUsageTap(call.onUsage)),
         };
       }
-      const text = await reply.text();
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
+      // Bytes in, bytes out: the body is relayed as received, never decoded and re-encoded.
+      const body = await reply.bytes();
+      if (!looksLikeJsonObject(body)) {
         throw new GatewayError(
           "upstream_error",
           `Provider "${cfg.name}" returned a body that is not JSON`,
           { provider: cfg.name, upstreamStatus: res.status },
         );
       }
-      const usage = readOpenAIUsage(parsed);
+      const usage = findOpenAIUsage(body);
       if (usage) call.onUsage(usage);
-      return { kind: "json", status: res.status, body: text };
+      return { kind: "json", status: res.status, body };
     },
   };
+}
+
+function lowerCaseKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+}
+
+/** First non-blank byte is `{`: cheap sanity check that spares a full parse. */
+function looksLikeJsonObject(body: Uint8Array): boolean {
+  for (const b of body) {
+    if (b === 0x7b) return true;
+    if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return false;
+  }
+  return false;
 }

@@ -11,14 +11,14 @@ export function toOpenAIRequest(
   call: ChatCall,
   model: string,
   cfg: ProviderConfig,
-  baseHeaders: Headers,
+  baseHeaders: Readonly<Record<string, string>>,
 ): UpstreamRequest {
-  const headers = new Headers(baseHeaders);
-  headers.set("accept", call.stream ? "text/event-stream" : "application/json");
-  if (call.apiKey !== null) headers.set("authorization", `Bearer ${call.apiKey}`);
-  else if (call.clientAuthorization !== null) {
-    headers.set("authorization", call.clientAuthorization);
-  }
+  const headers: Record<string, string> = {
+    ...baseHeaders,
+    accept: call.stream ? "text/event-stream" : "application/json",
+  };
+  if (call.apiKey !== null) headers.authorization = `Bearer ${call.apiKey}`;
+  else if (call.clientAuthorization !== null) headers.authorization = call.clientAuthorization;
   const body = call.body.model === model ? call.body : { ...call.body, model };
   return {
     url: `${cfg.base_url}/chat/completions`,

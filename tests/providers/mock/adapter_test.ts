@@ -72,7 +72,7 @@ Deno.test("createMockAdapter() echoes the last user message with usage", SANITIZ
   assert.equal(outcome.kind, "json");
   if (outcome.kind !== "json") return;
   assert.equal(outcome.status, 200);
-  const body = JSON.parse(outcome.body);
+  const body = JSON.parse(bodyText(outcome.body));
   assert.equal(body.object, "chat.completion");
   assert.equal(body.model, "echo");
   assert.deepEqual(body.choices[0].message, {
@@ -99,7 +99,7 @@ Deno.test("createMockAdapter() echoes the text parts of multi-part content", SAN
   });
   const outcome = await mockAdapter().chat(call, "echo");
   assert.ok(outcome.kind === "json");
-  assert.equal(JSON.parse(outcome.body).choices[0].message.content, "look here");
+  assert.equal(JSON.parse(bodyText(outcome.body)).choices[0].message.content, "look here");
 });
 
 Deno.test(
@@ -275,3 +275,7 @@ Deno.test("createMockAdapter() advertises the mock models unless configured", SA
   assert.deepEqual(mockAdapter().models(), MOCK_MODELS);
   assert.deepEqual(mockAdapter("models: [a, b]").models(), ["a", "b"]);
 });
+
+function bodyText(body: string | Uint8Array): string {
+  return typeof body === "string" ? body : new TextDecoder().decode(body);
+}
