@@ -236,7 +236,7 @@ function dropNulls(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(dropNulls);
   if (!isRecord(node)) return node;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(node)) if (v !== null) out[k] = dropNulls(v);
+  for (const [key, value] of Object.entries(node)) if (value !== null) out[key] = dropNulls(value);
   return out;
 }
 
