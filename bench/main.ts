@@ -420,8 +420,8 @@ providers:
       "behind); added p50 = p50 - direct p50; max req/s = closed loop at " +
       `${settings.concurrency} in flight, median of the rounds, range = slowest-fastest ` +
       "round; TTFB/stream p50 = first body chunk / end of a streaming request, sent one at " +
-      "a time; RSS = VmRSS of the proxy process (ready = before any traffic, idle = after " +
-      "warm-up and settle, peak = sampled every 50 ms during the throughput runs); CPU " +
+      "a time; RSS = VmRSS of the proxy process (start = before any traffic, after load = " +
+      "after warm-up and settle, peak = sampled every 50 ms during the throughput runs); CPU " +
       "us/req = user+sys CPU per request in the throughput runs of the proxy, of the load " +
       "generator (client) and of the upstream; errors = failed requests in measured runs.",
   );

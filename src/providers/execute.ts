@@ -1,4 +1,5 @@
 import { GatewayError } from "../errors.ts";
+import { scheduleDeadline } from "./deadline.ts";
 
 export interface UpstreamRequest {
   readonly url: string;
@@ -36,8 +37,7 @@ export async function executeUpstream(
   const onClientAbort = () => controller.abort(opts.signal.reason);
   if (opts.signal.aborted) onClientAbort();
   else opts.signal.addEventListener("abort", onClientAbort, { once: true });
-  const handle = setTimeout(() => controller.abort(TIMED_OUT), opts.timeoutMs);
-  const settle = () => clearTimeout(handle);
+  const settle = scheduleDeadline(opts.timeoutMs, () => controller.abort(TIMED_OUT));
   const fail = (err: unknown): never => {
     settle();
     if (controller.signal.reason === TIMED_OUT) {
