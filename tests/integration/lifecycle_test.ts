@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { chatBody, runCli, startDaemon } from "./daemon.ts";
+import { chatBody, freePort, runCli, startDaemon } from "./daemon.ts";
 
 const upstreamConfig = (url: string, extra = "") => `
 server:
@@ -340,5 +340,21 @@ Deno.test("either listener can be disabled", async () => {
     await assert.rejects(Deno.stat(tcpOnly.socket), Deno.errors.NotFound);
   } finally {
     await tcpOnly.stop();
+  }
+});
+
+Deno.test("PORT from the environment overrides the config file's port", async () => {
+  const port = freePort();
+  const d = await startDaemon(
+    "server:\n  port: 1\n  socket: {{SOCKET}}\nproviders:\n  mock: {}\n",
+    {
+      env: { PORT: String(port) },
+    },
+  );
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(await res.text(), "ok");
+  } finally {
+    await d.stop();
   }
 });

@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { applyOverrides, CliError, parseCli } from "../src/cli.ts";
+import { parseConfigText } from "../src/config/mod.ts";
+
+const env = (vars: Record<string, string>) => (name: string) => vars[name];
+
+Deno.test("parseCli() reads flags, with env standing in for missing ones", async (t) => {
+  await t.step("no flags, no env: embedded default, no overrides", () => {
+    const cli = parseCli([], env({}));
+    assert.equal(cli.configPath, null);
+    assert.equal(cli.port, undefined);
+    assert.equal(cli.check, false);
+  });
+  await t.step("PILOTFISH_CONFIG and PORT from env", () => {
+    const cli = parseCli([], env({ PILOTFISH_CONFIG: "/etc/pf.yaml", PORT: "9100" }));
+    assert.equal(cli.configPath, "/etc/pf.yaml");
+    assert.equal(cli.port, 9100);
+  });
+  await t.step("flags win over env", () => {
+    const cli = parseCli(
+      ["--config", "a.yaml", "--port", "9200", "--host", "0.0.0.0", "--socket", "", "--check"],
+      env({ PILOTFISH_CONFIG: "/etc/pf.yaml", PORT: "9100" }),
+    );
+    assert.equal(cli.configPath, "a.yaml");
+    assert.equal(cli.port, 9200);
+    assert.equal(cli.host, "0.0.0.0");
+    assert.equal(cli.socket, "");
+    assert.equal(cli.check, true);
+  });
+  await t.step("bad input is a CliError naming the problem", () => {
+    assert.throws(
+      () => parseCli(["--port", "http"], env({})),
+      (e: unknown) => e instanceof CliError && /Invalid port "http" \(--port\)/.test(e.message),
+    );
+    assert.throws(
+      () => parseCli([], env({ PORT: "70000" })),
+      (e: unknown) => e instanceof CliError && /Invalid port "70000" \(PORT\)/.test(e.message),
+    );
+    assert.throws(() => parseCli(["--bogus"], env({})), CliError);
+    assert.throws(() => parseCli(["stray"], env({})), CliError);
+  });
+});
+
+Deno.test("applyOverrides() puts flags and env above the config file", () => {
+  const { config } = parseConfigText(
+    "server:\n  port: 9300\n  host: 127.0.0.2\n",
+    () => undefined,
+    "t",
+  );
+  const same = applyOverrides(config, parseCli([], env({})));
+  assert.equal(same, config, "no overrides: the same frozen object");
+  const out = applyOverrides(config, parseCli(["--socket", "/tmp/x.sock"], env({ PORT: "9400" })));
+  assert.equal(out.server.port, 9400);
+  assert.equal(out.server.host, "127.0.0.2");
+  assert.equal(out.server.socket, "/tmp/x.sock");
+  assert.ok(Object.isFrozen(out.server));
+});
