@@ -83,3 +83,11 @@ export function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   return new GatewayError("internal", "Internal gateway error", { cause: err });
 }
+
+/** The same error with extra response headers (e.g. `x-pilotfish-attempts`). */
+export function withHeaders(err: GatewayError, headers: Record<string, string>): GatewayError {
+  return new GatewayError(err.code, err.message, {
+    ...err.info,
+    headers: { ...err.info.headers, ...headers },
+  });
+}

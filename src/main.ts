@@ -12,6 +12,7 @@ import {
   watchConfigFile,
 } from "./config/mod.ts";
 import { missingGrants, planGrants } from "./permissions/mod.ts";
+import { createRoutingState } from "./routing/mod.ts";
 import { buildRuntime, type Runtime } from "./runtime.ts";
 import { createApp } from "./server/app.ts";
 import { startListeners } from "./server/listeners.ts";
@@ -77,7 +78,7 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  const deps = { fetch: globalThis.fetch, random: Math.random };
+  const deps = { fetch: globalThis.fetch, random: Math.random, routing: createRoutingState() };
   let runtime: Runtime = buildRuntime(first.config, 1, deps);
   const log = () => runtime.logger;
   for (const w of first.loaded.warnings) log().warn("config warning", { warning: w });

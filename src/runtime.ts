@@ -1,5 +1,6 @@
 import type { Config } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
+import type { RoutingState } from "./routing/mod.ts";
 import { createLogger, createRedactor, type Logger, type Redactor } from "./telemetry/mod.ts";
 
 /**
@@ -15,11 +16,17 @@ export interface Runtime {
   readonly redact: Redactor;
   /** Randomness for key choice and jitter; injectable for tests. */
   readonly random: () => number;
+  /** Wall clock in ms (Retry-After dates, cooldowns, deadlines); injectable for tests. */
+  readonly now: () => number;
+  /** What routing learned from traffic; shared by every generation. */
+  readonly routing: RoutingState;
 }
 
 export interface RuntimeDeps {
   readonly fetch: typeof fetch;
   readonly random: () => number;
+  readonly now?: () => number;
+  readonly routing: RoutingState;
   /** Log sink; stdout when absent. */
   readonly write?: (line: string) => void;
 }
@@ -32,7 +39,16 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     ...(deps.write ? { write: deps.write } : {}),
   });
   const adapters = createAdapters(config, { fetch: deps.fetch, redact, random: deps.random });
-  return { generation, config, adapters, logger, redact, random: deps.random };
+  return {
+    generation,
+    config,
+    adapters,
+    logger,
+    redact,
+    random: deps.random,
+    now: deps.now ?? Date.now,
+    routing: deps.routing,
+  };
 }
 
 /** Every configured secret, for the redactor. */

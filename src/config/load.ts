@@ -133,8 +133,13 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
   errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing));
   if (errors.length > 0) throw new ConfigError(source, errors);
 
+  const aliases: Record<string, string> = {};
+  for (const [alias, raw] of Object.entries(parsed.routing.aliases)) {
+    aliases[alias] = aliasString(raw) ?? "";
+  }
   const config: Config = {
     ...parsed,
+    routing: { ...parsed.routing, aliases },
     server: { ...parsed.server, host, port, socket_mode: parseInt(parsed.server.socket_mode, 8) },
     providers,
   };
@@ -192,7 +197,8 @@ function referenceErrors(known: Set<string>, routing: unknown): string[] {
   if (isRecord(routing.models)) {
     for (const [model, route] of Object.entries(routing.models)) {
       if (!isRecord(route) || !Array.isArray(route.providers)) continue;
-      route.providers.forEach((name: unknown, i: number) => {
+      route.providers.forEach((entry: unknown, i: number) => {
+        const name = typeof entry === "string" ? splitTarget(entry).provider : entry;
         if (unknown(name)) {
           errors.push(
             `routing.models.${model}.providers[${i}]: Unknown provider "${name}" (configured: ${configured})`,
@@ -207,8 +213,9 @@ function referenceErrors(known: Set<string>, routing: unknown): string[] {
     }
   }
   if (isRecord(routing.aliases)) {
-    for (const [alias, target] of Object.entries(routing.aliases)) {
-      if (typeof target !== "string") continue;
+    for (const [alias, raw] of Object.entries(routing.aliases)) {
+      const target = aliasString(raw);
+      if (target === null) continue;
       const slash = target.indexOf("/");
       if (slash <= 0 || slash === target.length - 1) {
         errors.push(`routing.aliases.${alias}: Expected "provider/model", got "${target}"`);
@@ -222,6 +229,23 @@ function referenceErrors(known: Set<string>, routing: unknown): string[] {
     }
   }
   return errors;
+}
+
+/** An alias target as `provider/model` (llm-gateway's `{provider, model}` included). */
+function aliasString(raw: unknown): string | null {
+  if (typeof raw === "string") return raw;
+  if (isRecord(raw) && typeof raw.provider === "string" && typeof raw.model === "string") {
+    return `${raw.provider}/${raw.model}`;
+  }
+  return null;
+}
+
+/** `provider` or `provider/model` as written in `routing.models.<m>.providers`. */
+export function splitTarget(entry: string): { provider: string; model: string | null } {
+  const slash = entry.indexOf("/");
+  return slash > 0 && slash < entry.length - 1
+    ? { provider: entry.slice(0, slash), model: entry.slice(slash + 1) }
+    : { provider: entry, model: null };
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -9,6 +9,7 @@ export {
   loadConfig,
   type LoadedConfig,
   parseConfigText,
+  splitTarget,
 } from "./load.ts";
 export { interpolate, referencedEnvVars } from "./interpolate.ts";
 export { parseDuration } from "./duration.ts";
@@ -16,7 +17,9 @@ export { DEFAULT_ENV_KEYS, PROVIDER_PRESETS, type ProviderType } from "./presets
 export type {
   CircuitBreakerConfig,
   Config,
+  FailoverConfig,
   LogLevel,
+  ModelRouteConfig,
   ProviderConfig,
   ProviderKeyConfig,
   RoutingConfig,

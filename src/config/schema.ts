@@ -32,7 +32,10 @@ const positive = () => v.pipe(number(), v.gtValue(0, "Invalid value: Expected a 
 const bool = () => v.pipe(v.unknown(), fromEnvString, v.boolean());
 const str = () => v.string();
 
-/** Duration in YAML (`250ms`, `5s`, `1m30s`, or a number of seconds) → milliseconds. */
+/**
+ * Duration in YAML (`250ms`, `5s`, `1m30s`, or a number of seconds) → milliseconds.
+ * Defaults go through this too, so they are written as duration strings ("30s"), never ms.
+ */
 const duration = () =>
   v.pipe(
     v.union([v.string(), v.number()]),
@@ -73,8 +76,8 @@ const serverSchema = strictObject({
   admin_token: opt(str(), ""),
   read_timeout: opt(duration()),
   write_timeout: opt(duration()),
-  drain_timeout: opt(duration(), 30_000),
-  reload_interval: opt(duration(), 1_000),
+  drain_timeout: opt(duration(), "30s"),
+  reload_interval: opt(duration(), "1s"),
 });
 
 const keySchema = strictObject({
@@ -90,7 +93,7 @@ const providerSchema = strictObject({
   keys: opt(listOf(keySchema), []),
   models: opt(listOf(str()), []),
   headers: opt(mapOf(str()), {}),
-  timeout: opt(duration(), 60_000),
+  timeout: opt(duration(), "60s"),
   credential_mode: opt(v.picklist(["gateway", "passthrough"]), "gateway"),
   enabled: opt(bool(), true),
   // bedrock
@@ -98,38 +101,59 @@ const providerSchema = strictObject({
   endpoint: opt(httpUrl()),
   sign: opt(bool()),
   // mock
-  latency: opt(duration(), 0),
-  chunk_delay: opt(duration(), 0),
+  latency: opt(duration(), "0ms"),
+  chunk_delay: opt(duration(), "0ms"),
   stream_chunks: opt(int(0), 0),
 });
 
 const strategy = v.picklist(["priority", "round-robin", "weighted", "least-latency"]);
 
+/** `provider/model`, or llm-gateway's `modelMappings` shape `{ provider, model }`. */
+const aliasTarget = v.union([
+  v.string(),
+  strictObject({ provider: str(), model: str() }),
+]);
+
 const routingSchema = strictObject({
   default_provider: opt(str(), ""),
   models: opt(
     mapOf(strictObject({
+      /** Provider names (same model name) or `provider/model` to serve it under another name. */
       providers: v.pipe(listOf(str()), v.minLength(1, "Expected at least one provider")),
       strategy: opt(strategy, "priority"),
       weights: opt(listOf(positive())),
+      /** Start the next candidate in parallel when the first has not answered by then. */
       hedge_after: opt(duration()),
     })),
     {},
   ),
-  aliases: opt(mapOf(str()), {}),
+  aliases: opt(mapOf(aliasTarget), {}),
   failover: opt(
     strictObject({
-      enabled: opt(bool(), false),
+      enabled: opt(bool(), true),
+      /** Attempts after the first, across all providers. */
       max_retries: opt(int(0), 2),
+      /** Retries on the same provider before moving to the next one. */
+      retries_per_provider: opt(int(0), 1),
       retry_on: opt(listOf(int(100, 599)), [429, 500, 502, 503, 504, 529]),
       backoff: opt(
         strictObject({
-          initial: opt(duration(), 100),
+          initial: opt(duration(), "100ms"),
           multiplier: opt(atLeast(1), 2),
-          max: opt(duration(), 5_000),
+          max: opt(duration(), "5s"),
         }),
         {},
       ),
+      /** Overall budget until a response starts (x-gateway.timeout overrides it). */
+      deadline: opt(duration(), "120s"),
+    }),
+    {},
+  ),
+  /** How long a key rests after the provider refused it. */
+  key_cooldown: opt(
+    strictObject({
+      auth: opt(duration(), "5m"),
+      rate_limit: opt(duration(), "30s"),
     }),
     {},
   ),
@@ -254,13 +278,19 @@ export interface ServerConfig extends Omit<RawConfig["server"], "socket_mode"> {
 }
 
 /** The validated, normalised configuration. Deeply frozen by `load.ts`. */
-export interface Config extends Omit<RawConfig, "providers" | "server"> {
+export interface Config extends Omit<RawConfig, "providers" | "server" | "routing"> {
+  readonly routing: RoutingConfig;
   readonly server: ServerConfig;
   readonly providers: Readonly<Record<string, ProviderConfig>>;
 }
 
 export type LogLevel = RawConfig["logging"]["level"];
-export type RoutingConfig = RawConfig["routing"];
+export interface RoutingConfig extends Omit<RawConfig["routing"], "aliases"> {
+  /** Normalised to `provider/model`. */
+  readonly aliases: Readonly<Record<string, string>>;
+}
+export type ModelRouteConfig = RoutingConfig["models"][string];
+export type FailoverConfig = RoutingConfig["failover"];
 export type CircuitBreakerConfig = RawConfig["features"]["circuit_breaker"];
 
 /** Fill in a provider's type and base URL from its preset; null type means "unknown". */

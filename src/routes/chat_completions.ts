@@ -1,7 +1,12 @@
 import type { Context } from "hono";
-import { GatewayError } from "../errors.ts";
-import type { ChatOutcome } from "../providers/mod.ts";
-import { pickKey, resolveTargets } from "../routing/mod.ts";
+import { GatewayError, withHeaders } from "../errors.ts";
+import {
+  type AttemptRecord,
+  executeWithFailover,
+  FailoverExhausted,
+  type FailoverResult,
+  resolveModel,
+} from "../routing/mod.ts";
 import { parseChatRequest, toOpenAIError } from "../schema/openai.ts";
 import { encodeSseData, observeStream } from "../streaming/mod.ts";
 import { readJsonBody } from "./body.ts";
@@ -24,45 +29,47 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
   c.set("stream", stream);
   c.set("model", body.model);
 
-  // Failover across targets lands with the routing issue; today the first target serves.
-  const [target] = resolveTargets(rt.config, body.model, gateway.provider);
-  const adapter = rt.adapters.get(target.provider);
-  const provider = rt.config.providers[target.provider];
-  if (!adapter || !provider) {
-    throw new GatewayError("not_found", `Unknown provider "${target.provider}"`, {
-      param: "model",
-    });
+  const { targets, route } = resolveModel(rt.config, body.model, gateway.provider);
+  let result: FailoverResult;
+  try {
+    result = await executeWithFailover(
+      {
+        config: rt.config,
+        adapters: rt.adapters,
+        state: rt.routing,
+        random: rt.random,
+        now: rt.now,
+        redact: rt.redact,
+      },
+      {
+        requested: body.model,
+        targets,
+        route,
+        body,
+        stream,
+        signal: c.req.raw.signal,
+        clientAuthorization: clientCredential(c.req.header("authorization")),
+        // x-gateway.timeout is the caller's whole budget: it bounds every attempt too.
+        deadlineMs: gateway.timeout !== undefined
+          ? gateway.timeout * 1000
+          : rt.config.routing.failover.deadline,
+        ...(gateway.timeout !== undefined ? { attemptTimeoutMs: gateway.timeout * 1000 } : {}),
+        onUsage: (usage) => c.set("usage", usage),
+      },
+    );
+  } catch (err) {
+    if (!(err instanceof FailoverExhausted)) throw err;
+    const lastAttempt = err.attempts.at(-1);
+    noteAttempts(c, err.attempts, lastAttempt?.provider, lastAttempt?.model);
+    throw withHeaders(err.last, { "x-pilotfish-attempts": String(err.attempts.length) });
   }
-  c.set("provider", target.provider);
-  c.set("model", target.model);
 
-  const clientAuth = clientCredential(c.req.header("authorization"));
-  let apiKey: string | null = null;
-  if (provider.credential_mode === "gateway" && provider.keys.length > 0) {
-    const key = pickKey(provider.keys, target.model, rt.random);
-    if (!key) {
-      throw new GatewayError(
-        "not_found",
-        `No key of provider "${target.provider}" is allowed to use model "${target.model}"`,
-        { param: "model" },
-      );
-    }
-    apiKey = key.key;
-  }
-
-  const outcome: ChatOutcome = await adapter.chat({
-    body,
-    stream,
-    signal: c.req.raw.signal,
-    timeoutMs: gateway.timeout !== undefined ? gateway.timeout * 1000 : provider.timeout,
-    apiKey,
-    clientAuthorization: apiKey === null ? clientAuth : null,
-    onUsage: (usage) => c.set("usage", usage),
-  }, target.model);
-
+  const { outcome, target, attempts } = result;
+  noteAttempts(c, attempts, target.provider, target.model);
   const headers: Record<string, string> = {
     "x-pilotfish-provider": target.provider,
     "x-pilotfish-model": target.model,
+    "x-pilotfish-attempts": String(attempts.length),
   };
   if (outcome.kind === "json") {
     return new Response(outcome.body, {
@@ -87,6 +94,18 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
     status: outcome.status,
     headers: { ...headers, ...STREAM_HEADERS },
   });
+}
+
+function noteAttempts(
+  c: Context<AppEnv>,
+  attempts: readonly AttemptRecord[],
+  provider: string | undefined,
+  model: string | undefined,
+): void {
+  if (provider !== undefined) c.set("provider", provider);
+  if (model !== undefined) c.set("model", model);
+  // The common case (one clean attempt) adds nothing to the log line.
+  if (attempts.length > 1 || attempts[0]?.outcome !== "ok") c.set("attempts", attempts);
 }
 
 /** The client's credential, unless it is a Pilotfish application key (never forwarded). */

@@ -1,4 +1,5 @@
 import type { Runtime } from "../runtime.ts";
+import type { AttemptRecord } from "../routing/mod.ts";
 import type { OpenAIUsage } from "../schema/openai.ts";
 
 /** Per-request data shared between middleware and routes (data only, never callbacks). */
@@ -10,6 +11,8 @@ export interface RequestVars {
   model?: string;
   stream?: boolean;
   usage?: OpenAIUsage;
+  /** Set when anything but one clean attempt happened. */
+  attempts?: readonly AttemptRecord[];
   /** Which error envelope the route speaks. */
   errorFormat?: "openai" | "anthropic" | "plain";
 }

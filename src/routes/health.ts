@@ -22,6 +22,7 @@ export function ready(isReady: () => boolean) {
 export function health(c: Context<AppEnv>): Response {
   c.set("errorFormat", "plain");
   const rt = c.get("runtime");
+  const now = rt.now();
   const providers: Record<string, Record<string, unknown>> = {};
   for (const p of Object.values(rt.config.providers)) {
     providers[p.name] = {
@@ -30,12 +31,23 @@ export function health(c: Context<AppEnv>): Response {
       status: "healthy",
       baseURL: p.base_url,
       streaming_support: true,
-      keys: p.keys.length,
+      keys: p.keys.map((k) => {
+        const cooldown = rt.routing.keyCooldown(k.id, now);
+        return cooldown
+          ? {
+            id: k.id,
+            status: "cooldown",
+            reason: cooldown.reason,
+            last_status: cooldown.status,
+            cooldown_until: Math.ceil(cooldown.until / 1000),
+          }
+          : { id: k.id, status: "ok" };
+      }),
     };
   }
   return c.json({
     status: "healthy",
-    timestamp: Math.floor(Date.now() / 1000),
+    timestamp: Math.floor(now / 1000),
     providers,
     features: {
       cost_tracking: false,

@@ -1,27 +1,37 @@
 import type { ProviderKeyConfig } from "../config/mod.ts";
+import type { RoutingState } from "./state.ts";
 
 /**
- * Weighted random choice among the keys whose `models` allowlist admits `model`
- * (an empty allowlist admits every model). Null when none does.
+ * Weighted random choice among the keys whose `models` allowlist admits `model` (an empty
+ * allowlist admits every model), skipping keys in cooldown and any in `exclude` (keys
+ * already refused during this request). When every admitted key rests, the one that comes
+ * back soonest is used rather than failing the request outright. Null when none admits.
  */
 export function pickKey(
   keys: readonly ProviderKeyConfig[],
   model: string,
   random: () => number,
+  state?: RoutingState,
+  now = 0,
+  exclude: ReadonlySet<string> = new Set(),
 ): ProviderKeyConfig | null {
-  let total = 0;
-  const allowed: ProviderKeyConfig[] = [];
-  for (const k of keys) {
-    if (k.models.length === 0 || k.models.includes(model)) {
-      allowed.push(k);
-      total += k.weight;
-    }
+  const admitted = keys.filter((k) =>
+    (k.models.length === 0 || k.models.includes(model)) && !exclude.has(k.id)
+  );
+  if (admitted.length === 0) return null;
+  const ready = state ? admitted.filter((k) => state.keyCooldown(k.id, now) === null) : admitted;
+  if (ready.length === 0) {
+    return admitted.reduce((a, b) =>
+      (state!.keyCooldown(a.id, now)?.until ?? 0) <= (state!.keyCooldown(b.id, now)?.until ?? 0)
+        ? a
+        : b
+    );
   }
-  if (allowed.length <= 1) return allowed[0] ?? null;
-  let r = random() * total;
-  for (const k of allowed) {
+  if (ready.length === 1) return ready[0] as ProviderKeyConfig;
+  let r = random() * ready.reduce((sum, k) => sum + k.weight, 0);
+  for (const k of ready) {
     r -= k.weight;
     if (r < 0) return k;
   }
-  return allowed[allowed.length - 1] ?? null;
+  return ready[ready.length - 1] as ProviderKeyConfig;
 }

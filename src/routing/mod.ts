@@ -1,6 +1,16 @@
 /**
- * Routing: model → ordered targets, and key choice per attempt.
+ * Routing: model → ordered targets (strategies), key choice with cooldowns, and the
+ * failover loop with retries and hedging.
  * @module
  */
-export { resolveTargets, type Target } from "./resolve.ts";
+export { type Resolution, resolveModel, resolveTargets, type Target } from "./resolve.ts";
 export { pickKey } from "./keys.ts";
+export { createRoutingState, type KeyCooldown, type RoutingState } from "./state.ts";
+export { orderTargets, targetKey } from "./strategy.ts";
+export { backoffMs, classifyFailure, retryAfterMs } from "./retry.ts";
+export {
+  type AttemptRecord,
+  executeWithFailover,
+  FailoverExhausted,
+  type FailoverResult,
+} from "./failover.ts";

@@ -1,4 +1,4 @@
-import type { Config } from "../config/mod.ts";
+import { type Config, type ModelRouteConfig, splitTarget } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 
 /** One place a request can be served: a configured provider and its model name. */
@@ -17,8 +17,20 @@ export function resolveTargets(
   requested: string,
   pin?: string,
 ): [Target, ...Target[]] {
+  return resolveModel(config, requested, pin).targets;
+}
+
+export interface Resolution {
+  readonly targets: [Target, ...Target[]];
+  /** The `routing.models` entry that produced the targets (strategy, weights, hedging). */
+  readonly route: ModelRouteConfig | undefined;
+}
+
+/** As `resolveTargets`, plus the route config the targets came from. */
+export function resolveModel(config: Config, requested: string, pin?: string): Resolution {
   const { routing, providers } = config;
   let targets: Target[] = [];
+  let route: ModelRouteConfig | undefined;
   const alias = routing.aliases[requested];
   const name = alias ?? requested;
   const slash = name.indexOf("/");
@@ -27,7 +39,11 @@ export function resolveTargets(
   if (prefix !== "" && prefix in providers) {
     targets = [{ provider: prefix, model: name.slice(slash + 1) }];
   } else if (routing.models[name]) {
-    targets = routing.models[name].providers.map((provider) => ({ provider, model: name }));
+    route = routing.models[name];
+    targets = route.providers.map((entry) => {
+      const { provider, model } = splitTarget(entry);
+      return { provider, model: model ?? name };
+    });
   } else if (pin !== undefined && pin in providers) {
     targets = [{ provider: pin, model: name }];
   } else if (routing.default_provider !== "") {
@@ -60,7 +76,7 @@ export function resolveTargets(
       { param: "model" },
     );
   }
-  return [first, ...rest];
+  return { targets: [first, ...rest], route };
 }
 
 function listProviders(config: Config): string {

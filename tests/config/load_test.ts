@@ -169,8 +169,10 @@ Deno.test("parseConfigText() loads Butter's example config unchanged", () => {
   assert.deepEqual(config.routing.failover, {
     enabled: true,
     max_retries: 3,
+    retries_per_provider: 1,
     retry_on: [429, 500, 502, 503, 504],
     backoff: { initial: 100, multiplier: 2, max: 5_000 },
+    deadline: 120_000,
   });
   assert.deepEqual(config.plugins, {
     ratelimit: { requests_per_minute: 60, per_ip: false },
@@ -280,7 +282,9 @@ Deno.test("parseConfigText() applies the documented defaults to an empty file", 
   assert.equal(config.state.backend, "memory");
   assert.deepEqual(config.providers, {});
   assert.equal(config.routing.default_provider, "");
-  assert.equal(config.routing.failover.enabled, false);
+  assert.equal(config.routing.failover.enabled, true);
+  assert.equal(config.routing.failover.max_retries, 2);
+  assert.deepEqual(config.routing.key_cooldown, { auth: 300_000, rate_limit: 30_000 });
   assert.equal(config.features.rate_limiting.enabled, false);
 });
 
@@ -590,4 +594,15 @@ Deno.test("loadConfig() reads a file, and refuses a missing one with ConfigError
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("parseConfigText() duration defaults are milliseconds", () => {
+  const { config } = parseConfigText("providers:\n  mock: {}\n", NO_ENV, "d.yaml");
+  assert.equal(config.server.drain_timeout, 30_000);
+  assert.equal(config.server.reload_interval, 1_000);
+  assert.equal(config.providers.mock?.timeout, 60_000);
+  assert.equal(config.providers.mock?.latency, 0);
+  assert.deepEqual(config.routing.failover.backoff, { initial: 100, multiplier: 2, max: 5_000 });
+  assert.equal(config.routing.failover.deadline, 120_000);
+  assert.deepEqual(config.routing.key_cooldown, { auth: 300_000, rate_limit: 30_000 });
 });

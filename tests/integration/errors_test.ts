@@ -24,6 +24,8 @@ server:
   port: {{PORT}}
   socket: {{SOCKET}}
   max_body_bytes: 2048
+routing:
+  failover: { enabled: false }
 providers:
   mock: {}
   up:

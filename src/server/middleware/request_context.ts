@@ -31,6 +31,7 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
       model: c.get("model") ?? null,
       stream: c.get("stream") ?? false,
       ...usageFields(c.get("usage")),
+      ...attemptsField(c.get("attempts")),
     });
     const level = c.res.status >= 500 ? "error" : "info";
     if (!rt.logger.enabled(level)) return;
@@ -71,6 +72,10 @@ function usageFields(usage: { prompt_tokens: number; completion_tokens: number }
   return usage
     ? { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens }
     : {};
+}
+
+function attemptsField(attempts: readonly unknown[] | undefined) {
+  return attempts ? { attempts } : {};
 }
 
 function round(ms: number): number {

@@ -1,0 +1,89 @@
+import { GatewayError } from "../../errors.ts";
+import type { Redactor } from "../../telemetry/mod.ts";
+
+/**
+ * HTTP status behind each Anthropic error `type` (API errors page). Used for `event: error`
+ * inside a 200 stream, which carries a type but no status, so the breaker and the client
+ * still see an overload as 529 and a rate limit as 429.
+ */
+const STATUS_BY_TYPE: Readonly<Record<string, number>> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  billing_error: 402,
+  permission_error: 403,
+  not_found_error: 404,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  api_error: 500,
+  timeout_error: 504,
+  overloaded_error: 529,
+};
+
+/**
+ * Map a non-2xx Anthropic reply (`{"type":"error","error":{"type","message"}}`) to a
+ * GatewayError that keeps the upstream status (529 stays 529: retryable like any 5xx), the
+ * error type and the message, redacted, since an upstream message may quote a credential.
+ */
+export function fromAnthropicError(
+  status: number,
+  text: string,
+  headers: Headers,
+  provider: string,
+  redact: Redactor,
+): GatewayError {
+  const parsed = readErrorBody(text);
+  let message = parsed?.message ?? "";
+  if (message === "") {
+    const trimmed = text.trim();
+    message = parsed === null && trimmed !== "" && trimmed.length < 500 && !trimmed.startsWith("{")
+      ? trimmed
+      : `Provider "${provider}" answered HTTP ${status}`;
+  }
+  const retryAfter = headers.get("retry-after");
+  return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", redact(message), {
+    status,
+    upstreamStatus: status,
+    provider,
+    ...(parsed?.type !== undefined ? { upstreamType: parsed.type } : {}),
+    ...(retryAfter ? { headers: { "retry-after": retryAfter } } : {}),
+  });
+}
+
+/**
+ * The GatewayError for an `event: error` in the middle of a stream. The status follows the
+ * error type (overloaded_error → 529); the route renders it as an in-stream error event.
+ */
+export function fromAnthropicStreamError(
+  error: unknown,
+  provider: string,
+  redact: Redactor,
+): GatewayError {
+  const e = error !== null && typeof error === "object" ? error as Record<string, unknown> : {};
+  const type = typeof e.type === "string" ? e.type : undefined;
+  const status = type !== undefined ? STATUS_BY_TYPE[type] : undefined;
+  const message = typeof e.message === "string" && e.message !== ""
+    ? redact(e.message)
+    : `Stream from provider "${provider}" failed${type ? ` (${type})` : ""}`;
+  return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", message, {
+    provider,
+    ...(status !== undefined ? { status, upstreamStatus: status } : {}),
+    ...(type !== undefined ? { upstreamType: type } : {}),
+  });
+}
+
+function readErrorBody(text: string): { type?: string; message?: string } | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (parsed === null || typeof parsed !== "object") return null;
+  const err = (parsed as { error?: unknown }).error;
+  if (err === null || typeof err !== "object") return {};
+  const e = err as Record<string, unknown>;
+  return {
+    ...(typeof e.type === "string" ? { type: e.type } : {}),
+    ...(typeof e.message === "string" ? { message: e.message } : {}),
+  };
+}

@@ -1,0 +1,107 @@
+import { GatewayError } from "../../errors.ts";
+import type {
+  AnthropicResponse,
+  AnthropicUsage,
+  OpenAIChatCompletion,
+  OpenAIFinishReason,
+  OpenAIToolCall,
+  OpenAIUsageOut,
+} from "./types.ts";
+
+/**
+ * Anthropic `stop_reason` → OpenAI `finish_reason`. `pause_turn` (a server tool paused a
+ * long turn) has no OpenAI counterpart; "stop" is the closest that makes a client stop
+ * waiting. Unknown future reasons also map to "stop".
+ */
+const FINISH_REASON: Readonly<Record<string, OpenAIFinishReason>> = {
+  end_turn: "stop",
+  stop_sequence: "stop",
+  pause_turn: "stop",
+  max_tokens: "length",
+  model_context_window_exceeded: "length",
+  tool_use: "tool_calls",
+  refusal: "content_filter",
+};
+
+export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
+  if (typeof stopReason !== "string") return null;
+  return FINISH_REASON[stopReason] ?? "stop";
+}
+
+/**
+ * Anthropic usage → OpenAI usage. OpenAI's `prompt_tokens` includes cached tokens, while
+ * Anthropic's `input_tokens` excludes both cache reads and cache writes, so the three are
+ * summed; cache reads are also reported as `prompt_tokens_details.cached_tokens`.
+ */
+export function toOpenAIUsage(usage: AnthropicUsage | undefined): OpenAIUsageOut {
+  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  const cached = n(usage?.cache_read_input_tokens);
+  const prompt = n(usage?.input_tokens) + n(usage?.cache_creation_input_tokens) + cached;
+  const completion = n(usage?.output_tokens);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached },
+  };
+}
+
+/**
+ * Translate a non-streaming Anthropic message into an OpenAI `chat.completion`. Text blocks
+ * are concatenated into `content` (null when the answer is only tool calls), `tool_use`
+ * blocks become `tool_calls`; thinking and server-tool blocks are not part of the OpenAI
+ * shape and are left out. `model` is the fallback when the body does not name one.
+ */
+export function fromAnthropicResponse(
+  json: unknown,
+  model: string,
+  created: number = Math.floor(Date.now() / 1000),
+  provider = "anthropic",
+): OpenAIChatCompletion {
+  if (!isAnthropicMessage(json)) {
+    throw new GatewayError(
+      "upstream_error",
+      `Provider "${provider}" returned a body that is not an Anthropic message`,
+      { provider },
+    );
+  }
+  let text: string | null = null;
+  const toolCalls: OpenAIToolCall[] = [];
+  for (const block of json.content) {
+    if (block.type === "text" && typeof block.text === "string") {
+      text = (text ?? "") + block.text;
+    } else if (block.type === "tool_use" && typeof block.name === "string") {
+      toolCalls.push({
+        id: typeof block.id === "string" ? block.id : `call_${toolCalls.length}`,
+        type: "function",
+        function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) },
+      });
+    }
+  }
+  return {
+    id: `chatcmpl-${json.id}`,
+    object: "chat.completion",
+    created,
+    model: typeof json.model === "string" && json.model !== "" ? json.model : model,
+    choices: [{
+      index: 0,
+      message: {
+        role: "assistant",
+        content: text,
+        refusal: null,
+        ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+      },
+      logprobs: null,
+      finish_reason: toFinishReason(json.stop_reason),
+    }],
+    usage: toOpenAIUsage(json.usage),
+    system_fingerprint: null,
+  };
+}
+
+function isAnthropicMessage(v: unknown): v is AnthropicResponse {
+  if (v === null || typeof v !== "object") return false;
+  const m = v as Record<string, unknown>;
+  return typeof m.id === "string" && Array.isArray(m.content) &&
+    m.content.every((b) => b !== null && typeof b === "object");
+}

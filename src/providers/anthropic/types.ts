@@ -1,0 +1,185 @@
+/**
+ * Anthropic Messages API wire types (`POST /v1/messages`, `anthropic-version: 2023-06-01`),
+ * limited to what the OpenAI translation reads or writes, plus the OpenAI output shapes the
+ * translation builds (`schema/openai.ts` only types what the gateway receives).
+ * @module
+ */
+
+// ---- Request -------------------------------------------------------------------------------
+
+export interface AnthropicTextBlock {
+  type: "text";
+  text: string;
+}
+
+export type AnthropicImageSource =
+  | { type: "base64"; media_type: string; data: string }
+  | { type: "url"; url: string };
+
+export interface AnthropicImageBlock {
+  type: "image";
+  source: AnthropicImageSource;
+}
+
+export interface AnthropicToolUseBlock {
+  type: "tool_use";
+  id: string;
+  name: string;
+  input: Record<string, unknown>;
+}
+
+export interface AnthropicToolResultBlock {
+  type: "tool_result";
+  tool_use_id: string;
+  content: string | (AnthropicTextBlock | AnthropicImageBlock)[];
+}
+
+export type AnthropicContentBlock =
+  | AnthropicTextBlock
+  | AnthropicImageBlock
+  | AnthropicToolUseBlock
+  | AnthropicToolResultBlock;
+
+export interface AnthropicMessage {
+  role: "user" | "assistant";
+  content: string | AnthropicContentBlock[];
+}
+
+export interface AnthropicTool {
+  name: string;
+  description?: string;
+  input_schema: Record<string, unknown>;
+}
+
+export type AnthropicToolChoice =
+  | { type: "auto"; disable_parallel_tool_use?: boolean }
+  | { type: "any"; disable_parallel_tool_use?: boolean }
+  | { type: "tool"; name: string; disable_parallel_tool_use?: boolean }
+  | { type: "none" };
+
+export interface AnthropicRequest {
+  model: string;
+  messages: AnthropicMessage[];
+  max_tokens: number;
+  system?: string;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  stop_sequences?: string[];
+  stream?: boolean;
+  metadata?: { user_id: string };
+  tools?: AnthropicTool[];
+  tool_choice?: AnthropicToolChoice;
+}
+
+// ---- Response ------------------------------------------------------------------------------
+
+/**
+ * `input_tokens` counts only what follows the last cache breakpoint; the prompt's total is
+ * `input_tokens + cache_creation_input_tokens + cache_read_input_tokens` (prompt caching docs).
+ */
+export interface AnthropicUsage {
+  input_tokens?: number | null;
+  output_tokens?: number | null;
+  cache_creation_input_tokens?: number | null;
+  cache_read_input_tokens?: number | null;
+}
+
+/** A response content block; types we do not translate (thinking, server tools) are skipped. */
+export interface AnthropicResponseBlock {
+  type: string;
+  text?: string;
+  id?: string;
+  name?: string;
+  input?: unknown;
+}
+
+export interface AnthropicResponse {
+  id: string;
+  type: "message";
+  role: "assistant";
+  model: string;
+  content: AnthropicResponseBlock[];
+  stop_reason: string | null;
+  stop_sequence?: string | null;
+  usage?: AnthropicUsage;
+}
+
+/** `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":...}` */
+export interface AnthropicErrorBody {
+  type: "error";
+  error: { type: string; message: string };
+  request_id?: string;
+}
+
+// ---- Stream events (each SSE `data:` payload carries its own `type`) ---------------------
+
+export type AnthropicStreamEvent =
+  | { type: "message_start"; message: Partial<AnthropicResponse> }
+  | { type: "content_block_start"; index: number; content_block: AnthropicResponseBlock }
+  | {
+    type: "content_block_delta";
+    index: number;
+    delta: { type: string; text?: string; partial_json?: string };
+  }
+  | { type: "content_block_stop"; index: number }
+  | {
+    type: "message_delta";
+    delta: { stop_reason?: string | null; stop_sequence?: string | null };
+    usage?: AnthropicUsage;
+  }
+  | { type: "message_stop" }
+  | { type: "ping" }
+  | { type: "error"; error: { type?: string; message?: string } };
+
+// ---- OpenAI output shapes ------------------------------------------------------------------
+
+export type OpenAIFinishReason = "stop" | "length" | "tool_calls" | "content_filter";
+
+export interface OpenAIToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+export interface OpenAIChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: [{
+    index: 0;
+    message: {
+      role: "assistant";
+      content: string | null;
+      refusal: null;
+      tool_calls?: OpenAIToolCall[];
+    };
+    logprobs: null;
+    finish_reason: OpenAIFinishReason | null;
+  }];
+  usage: OpenAIUsageOut;
+  system_fingerprint: null;
+}
+
+export interface OpenAIUsageOut {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+/** A streamed tool-call fragment: the first carries id/type/name, the rest only arguments. */
+export interface OpenAIToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
+}
+
+export interface OpenAIChunkDelta {
+  role?: "assistant";
+  content?: string;
+  refusal?: null;
+  tool_calls?: OpenAIToolCallDelta[];
+}

@@ -1,0 +1,353 @@
+import type { Config, ModelRouteConfig, ProviderConfig } from "../config/mod.ts";
+import { GatewayError } from "../errors.ts";
+import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
+import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
+import { peekFirstChunk } from "../streaming/peek.ts";
+import { pickKey } from "./keys.ts";
+import type { Target } from "./resolve.ts";
+import { backoffMs, classifyFailure, type FailureKind, retryAfterMs } from "./retry.ts";
+import type { RoutingState } from "./state.ts";
+import { orderTargets, targetKey } from "./strategy.ts";
+
+/** One attempt as the access log and `x-pilotfish-attempts` report it (never the key). */
+export interface AttemptRecord {
+  readonly provider: string;
+  readonly model: string;
+  readonly key_id: string | null;
+  readonly status: number | null;
+  readonly duration_ms: number;
+  /** ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) */
+  readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled";
+  readonly reason?: string;
+}
+
+export interface FailoverDeps {
+  readonly config: Config;
+  readonly adapters: ReadonlyMap<string, ProviderAdapter>;
+  readonly state: RoutingState;
+  readonly random: () => number;
+  readonly now: () => number;
+  readonly redact: (text: string) => string;
+  /** The breaker's view, when it lands: unavailable targets go last. */
+  readonly available?: (t: Target) => boolean;
+}
+
+export interface FailoverRequest {
+  readonly requested: string;
+  readonly targets: readonly Target[];
+  readonly route: ModelRouteConfig | undefined;
+  readonly body: OpenAIChatRequest;
+  readonly stream: boolean;
+  readonly signal: AbortSignal;
+  readonly clientAuthorization: string | null;
+  /** Overall budget until a response starts, ms. */
+  readonly deadlineMs: number;
+  /** Replaces the providers' own per-attempt `timeout` (x-gateway.timeout does). */
+  readonly attemptTimeoutMs?: number;
+  readonly onUsage: (usage: OpenAIUsage) => void;
+}
+
+export interface FailoverResult {
+  readonly outcome: ChatOutcome;
+  readonly target: Target;
+  readonly attempts: readonly AttemptRecord[];
+}
+
+/** Thrown when every attempt failed; carries the last error and the attempt log. */
+export class FailoverExhausted extends Error {
+  override readonly name = "FailoverExhausted";
+  constructor(readonly last: GatewayError, readonly attempts: readonly AttemptRecord[]) {
+    super(last.message, { cause: last });
+  }
+}
+
+interface Settled {
+  readonly target: Target;
+  readonly ok: FailoverResult["outcome"] | null;
+  readonly error: GatewayError | null;
+  readonly record: Omit<AttemptRecord, "outcome" | "reason">;
+}
+
+/**
+ * Serve a chat request from an ordered list of targets: retry a retryable failure on the
+ * same provider (backoff with full jitter, `Retry-After` honoured within the deadline),
+ * then move on; move on at once after a connection failure or timeout; try another key
+ * after 401/403; pass any other 4xx straight back. A stream counts as answered once its
+ * first chunk arrived, so nothing is ever retried after a byte could have reached the
+ * client. With `hedge_after`, a second target starts if the first has not answered in time;
+ * the first to answer wins and the other is aborted.
+ */
+export async function executeWithFailover(
+  deps: FailoverDeps,
+  req: FailoverRequest,
+): Promise<FailoverResult> {
+  const policy = deps.config.routing.failover;
+  const started = deps.now();
+  const deadline = started + req.deadlineMs;
+  const order = orderTargets(
+    req.targets,
+    req.route,
+    req.requested,
+    deps.state,
+    deps.random,
+    deps.available,
+  );
+  const maxAttempts = policy.enabled ? policy.max_retries + 1 : 1;
+  const attempts: AttemptRecord[] = [];
+  const refusedKeys = new Set<string>();
+  let index = 0;
+  let sameProviderRetries = 0;
+  let last: GatewayError | null = null;
+
+  const record = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) =>
+    attempts.push({ ...s.record, outcome, ...(reason ? { reason } : {}) });
+
+  while (index < order.length && attempts.length < maxAttempts) {
+    const target = order[index] as Target;
+    const remaining = deadline - deps.now();
+    if (remaining <= 0) break;
+
+    const hedgeWith = req.route?.hedge_after !== undefined && sameProviderRetries === 0 &&
+        attempts.length + 1 < maxAttempts
+      ? order[index + 1]
+      : undefined;
+    const settled = hedgeWith
+      ? await hedge(deps, req, target, hedgeWith, req.route!.hedge_after!, deadline, refusedKeys)
+      : [await attempt(deps, req, target, deadline, refusedKeys)];
+
+    const winner = settled.find((s) => s.ok !== null);
+    if (winner) {
+      for (const s of settled) {
+        record(s, s === winner ? "ok" : "cancelled", s === winner ? undefined : "hedge lost");
+      }
+      deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
+      return { outcome: winner.ok!, target: winner.target, attempts };
+    }
+
+    // Everything started this round failed; decide from the primary's failure.
+    let kind: FailureKind = "final";
+    for (const s of settled) {
+      const err = s.error as GatewayError;
+      last = err;
+      kind = classifyFailure(err, policy);
+      deps.state.observeLatency(targetKey(s.target), penalty(deps, s.target));
+      coolKey(deps, s, err);
+    }
+    const primary = settled[0] as Settled;
+    const err = primary.error as GatewayError;
+    if (!policy.enabled || kind === "final" || attempts.length + settled.length >= maxAttempts) {
+      for (const s of settled) record(s, "final", s.error?.message);
+      break;
+    }
+    if (kind === "key") {
+      // Another key of the same provider may work; without one the 401/403 is final.
+      const provider = deps.config.providers[target.provider];
+      if (primary.record.key_id) refusedKeys.add(primary.record.key_id);
+      const another = provider &&
+        pickKey(provider.keys, target.model, deps.random, deps.state, deps.now(), refusedKeys);
+      for (const s of settled) record(s, another ? "retry" : "final", `HTTP ${s.record.status}`);
+      if (!another) break;
+      continue;
+    }
+    const hedged = settled.length > 1;
+    const canRetrySame = kind === "retryable" && !hedged &&
+      sameProviderRetries < policy.retries_per_provider;
+    if (canRetrySame) {
+      const wait = Math.max(
+        backoffMs(sameProviderRetries, policy, deps.random),
+        retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
+      );
+      if (deps.now() + wait < deadline) {
+        record(primary, "retry", reasonOf(err));
+        sameProviderRetries++;
+        await sleep(wait, req.signal);
+        continue;
+      }
+    }
+    for (const s of settled) record(s, "next", reasonOf(s.error as GatewayError));
+    index += settled.length;
+    sameProviderRetries = 0;
+  }
+  throw new FailoverExhausted(
+    last ?? new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
+    attempts,
+  );
+}
+
+/** Run the primary; start the secondary if the primary has not answered after `afterMs`. */
+async function hedge(
+  deps: FailoverDeps,
+  req: FailoverRequest,
+  primary: Target,
+  secondary: Target,
+  afterMs: number,
+  deadline: number,
+  refusedKeys: Set<string>,
+): Promise<Settled[]> {
+  const controllers = [new AbortController(), new AbortController()];
+  const runs: Promise<Settled>[] = [
+    attempt(deps, req, primary, deadline, refusedKeys, controllers[0]),
+  ];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const startSecond = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, afterMs);
+  });
+  const first = await Promise.race([
+    runs[0]!.then(() => "done" as const),
+    startSecond.then(() => "hedge" as const),
+  ]);
+  clearTimeout(timer);
+  if (first === "done") {
+    const s = await runs[0]!;
+    // Failed fast: no hedge, the caller's loop decides (retry or move on).
+    return [s];
+  }
+  runs.push(attempt(deps, req, secondary, deadline, refusedKeys, controllers[1]));
+  // First success wins; the loser is aborted (its upstream request is cancelled).
+  const winner = await new Promise<number | null>((resolve) => {
+    let failed = 0;
+    runs.forEach((run, i) =>
+      run.then((s) => {
+        if (s.ok !== null) resolve(i);
+        else if (++failed === runs.length) resolve(null);
+      })
+    );
+  });
+  if (winner !== null) {
+    controllers[1 - winner]!.abort(new GatewayError("upstream_error", "Hedge lost"));
+  }
+  const settled = await Promise.all(runs);
+  // Both may have answered at once: the loser's stream must not hold its connection open.
+  settled.forEach((s, i) => {
+    if (i !== winner && s.ok?.kind === "stream") s.ok.body.cancel().catch(() => {});
+  });
+  return settled;
+}
+
+/** One attempt against one target. Never throws: the outcome is data. */
+async function attempt(
+  deps: FailoverDeps,
+  req: FailoverRequest,
+  target: Target,
+  deadline: number,
+  refusedKeys: ReadonlySet<string>,
+  own?: AbortController,
+): Promise<Settled> {
+  const started = deps.now();
+  const adapter = deps.adapters.get(target.provider);
+  const provider = deps.config.providers[target.provider] as ProviderConfig;
+  let keyId: string | null = null;
+  const settle = (
+    ok: ChatOutcome | null,
+    error: GatewayError | null,
+    status: number | null,
+  ): Settled => ({
+    target,
+    ok,
+    error,
+    record: {
+      provider: target.provider,
+      model: target.model,
+      key_id: keyId,
+      status,
+      duration_ms: deps.now() - started,
+    },
+  });
+  if (!adapter || !provider) {
+    const e = new GatewayError("not_found", `Unknown provider "${target.provider}"`);
+    return settle(null, e, null);
+  }
+  let apiKey: string | null = null;
+  if (provider.credential_mode === "gateway" && provider.keys.length > 0) {
+    const key = pickKey(provider.keys, target.model, deps.random, deps.state, started, refusedKeys);
+    if (!key) {
+      const e = new GatewayError(
+        "not_found",
+        `No key of provider "${target.provider}" is allowed to use model "${target.model}"`,
+        { param: "model", provider: target.provider },
+      );
+      return settle(null, e, null);
+    }
+    apiKey = key.key;
+    keyId = key.id;
+  }
+  // The attempt's signal: the client leaving, or (hedged) losing the race.
+  const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
+  const remaining = Math.max(1, deadline - started);
+  try {
+    const outcome = await adapter.chat({
+      body: req.body,
+      stream: req.stream,
+      signal,
+      timeoutMs: Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining),
+      apiKey,
+      clientAuthorization: apiKey === null ? req.clientAuthorization : null,
+      onUsage: req.onUsage,
+    }, target.model);
+    if (outcome.kind === "json") return settle(outcome, null, outcome.status);
+    const timer = new AbortController();
+    const t = setTimeout(() =>
+      timer.abort(
+        new GatewayError(
+          "upstream_timeout",
+          `Provider "${target.provider}" sent no stream data within ${remaining} ms`,
+          { provider: target.provider },
+        ),
+      ), Math.max(1, deadline - deps.now()));
+    try {
+      const body = await peekFirstChunk(outcome.body, AbortSignal.any([signal, timer.signal]));
+      return settle({ ...outcome, body }, null, outcome.status);
+    } finally {
+      clearTimeout(t);
+    }
+  } catch (err) {
+    const ge = err instanceof GatewayError ? err : new GatewayError(
+      "upstream_error",
+      `Provider "${target.provider}" failed: ${
+        deps.redact(String((err as Error)?.message ?? err))
+      }`,
+      { provider: target.provider, retryable: true, upstreamStatus: 502 },
+    );
+    return settle(null, ge, ge.info.upstreamStatus ?? ge.status);
+  }
+}
+
+/** A failure pushes the target's latency EWMA up so least-latency prefers others. */
+function penalty(deps: FailoverDeps, t: Target): number {
+  const current = deps.state.latency(targetKey(t)) ?? 1_000;
+  return Math.min(60_000, current * 2 + 1_000);
+}
+
+function coolKey(deps: FailoverDeps, s: Settled, err: GatewayError): void {
+  const status = err.info.upstreamStatus;
+  const keyId = s.record.key_id;
+  if (keyId === null || status === undefined) return;
+  const cfg = deps.config.routing.key_cooldown;
+  const now = deps.now();
+  if (status === 401 || status === 403) {
+    deps.state.coolKey(keyId, { until: now + cfg.auth, reason: "auth", status });
+  } else if (status === 429) {
+    const wait = retryAfterMs(err.info.headers?.["retry-after"], now) ?? cfg.rate_limit;
+    deps.state.coolKey(keyId, { until: now + wait, reason: "rate_limit", status });
+  }
+}
+
+function reasonOf(err: GatewayError): string {
+  return err.info.upstreamStatus !== undefined ? `HTTP ${err.info.upstreamStatus}` : err.code;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,40 @@
+import type { FailoverConfig } from "../config/mod.ts";
+import type { GatewayError } from "../errors.ts";
+
+/** Why an attempt failed, as far as what to do next is concerned. */
+export type FailureKind =
+  | "retryable" // a status in retry_on: same provider again, then the next one
+  | "connection" // refused/reset/timeout: the next provider at once
+  | "key" // 401/403 from a provider with another key to try
+  | "final"; // the caller's problem (other 4xx) or not ours to retry
+
+/** Classify a failed attempt under the failover policy. Pure. */
+export function classifyFailure(err: GatewayError, policy: FailoverConfig): FailureKind {
+  if (err.code === "upstream_timeout" || err.code === "upstream_unreachable") {
+    return err.info.status === 499 ? "final" : "connection";
+  }
+  const status = err.info.upstreamStatus;
+  if (status === undefined) return "final";
+  if (policy.retry_on.includes(status)) return "retryable";
+  if (status === 401 || status === 403) return "key";
+  return "final";
+}
+
+/**
+ * Exponential backoff with full jitter (AWS's "full jitter": uniform in [0, cap]) for the
+ * `retry`-th retry on the same provider, starting at 0.
+ */
+export function backoffMs(retry: number, policy: FailoverConfig, random: () => number): number {
+  const { initial, multiplier, max } = policy.backoff;
+  const cap = Math.min(max, initial * multiplier ** retry);
+  return Math.round(random() * cap);
+}
+
+/** `Retry-After` as milliseconds: delta-seconds or an HTTP date. Null when absent or bad. */
+export function retryAfterMs(header: string | undefined, now: number): number | null {
+  if (header === undefined || header.trim() === "") return null;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : null;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
