@@ -3,7 +3,7 @@ import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
 import { peekFirstChunk } from "../streaming/peek.ts";
-import { pickKey } from "./keys.ts";
+import { hasReadyKey, pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
 import { backoffMs, classifyFailure, type FailureKind, retryAfterMs } from "./retry.ts";
 import type { RoutingState } from "./state.ts";
@@ -153,9 +153,13 @@ export async function executeWithFailover(
     const canRetrySame = kind === "retryable" && !hedged &&
       sameProviderRetries < policy.retries_per_provider;
     if (canRetrySame) {
+      // Retry-After speaks for the key that was refused: with another key ready, only back off.
+      const provider = deps.config.providers[target.provider];
+      const otherKey = provider !== undefined && primary.record.key_id !== null &&
+        hasReadyKey(provider.keys, target.model, deps.state, deps.now());
       const wait = Math.max(
         backoffMs(sameProviderRetries, policy, deps.random),
-        retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
+        otherKey ? 0 : retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
       );
       if (deps.now() + wait < deadline) {
         record(primary, "retry", reasonOf(err));

@@ -35,3 +35,17 @@ export function pickKey(
   }
   return ready[ready.length - 1] as ProviderKeyConfig;
 }
+
+/** True when a key that admits `model` is out of cooldown and not excluded. */
+export function hasReadyKey(
+  keys: readonly ProviderKeyConfig[],
+  model: string,
+  state: RoutingState,
+  now: number,
+  exclude: ReadonlySet<string> = new Set(),
+): boolean {
+  return keys.some((k) =>
+    (k.models.length === 0 || k.models.includes(model)) && !exclude.has(k.id) &&
+    state.keyCooldown(k.id, now) === null
+  );
+}
