@@ -32,6 +32,8 @@ export interface FakeUpstream {
   readonly requests: RecordedRequest[];
   /** Resolves when a streaming response was cancelled by the gateway. */
   readonly cancelled: Promise<void>;
+  /** Resolves when the gateway aborted a request that was still waiting for its answer. */
+  readonly aborted: Promise<void>;
   script(next: Script): void;
   close(): Promise<void>;
 }
@@ -63,6 +65,7 @@ export function startFakeUpstream(): FakeUpstream {
   let current: Script = { kind: "json" };
   const requests: RecordedRequest[] = [];
   const { promise: cancelled, resolve: onCancel } = Promise.withResolvers<void>();
+  const { promise: aborted, resolve: onAbort } = Promise.withResolvers<void>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const wait = (ms: number, signal?: AbortSignal) =>
     new Promise<void>((resolve) => {
@@ -93,6 +96,10 @@ export function startFakeUpstream(): FakeUpstream {
     }
     if (s.kind === "json") {
       if (s.delayMs) await wait(s.delayMs, req.signal);
+      if (req.signal.aborted) {
+        onAbort();
+        return new Response(null, { status: 499 });
+      }
       return new Response(JSON.stringify(s.body ?? completionBody("Hello from upstream")), {
         status: s.status ?? 200,
         headers: { "content-type": "application/json", ...s.headers },
@@ -141,6 +148,7 @@ export function startFakeUpstream(): FakeUpstream {
     url: `http://127.0.0.1:${server.addr.port}`,
     requests,
     cancelled,
+    aborted,
     script(next) {
       current = next;
     },

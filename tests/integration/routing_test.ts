@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { chatBody, freePort, startDaemon } from "./daemon.ts";
+
+Deno.test("failover through the daemon: headers, attempt log, key cooldown in /health", async () => {
+  const broken = startFakeUpstream();
+  const healthy = startFakeUpstream();
+  const closed = freePort();
+  broken.script({
+    kind: "json",
+    status: 500,
+    body: { error: { message: "boom", type: "server_error" } },
+  });
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  broken:
+    base_url: ${broken.url}/v1
+    keys: [{ key: sk-broken-secret-1111, id: broken-main }]
+  down:
+    base_url: http://127.0.0.1:${closed}/v1
+  healthy:
+    base_url: ${healthy.url}/v1
+    keys: [{ key: sk-healthy-secret-2222, id: healthy-main }]
+routing:
+  models:
+    gpt-4o: { providers: [broken, healthy] }
+    gpt-4o-down: { providers: [down/gpt-4o, healthy/gpt-4o] }
+  failover:
+    backoff: { initial: 10ms, max: 50ms }
+`);
+  try {
+    let res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("gpt-4o"),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "healthy");
+    assert.equal(res.headers.get("x-pilotfish-model"), "gpt-4o");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "3");
+    await res.body?.cancel();
+    assert.equal(broken.requests.length, 2, "one retry on the broken provider, then the next");
+
+    res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("gpt-4o-down"),
+    });
+    assert.equal(res.status, 200, "connection refused → next provider");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
+    await res.body?.cancel();
+
+    // A 401 cools the key; /health shows it (never the key itself).
+    healthy.script({
+      kind: "json",
+      status: 401,
+      body: { error: { message: "Incorrect API key provided: sk-healthy-secret-2222" } },
+    });
+    res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("healthy/gpt-4o"),
+    });
+    assert.equal(res.status, 401);
+    assert.doesNotMatch(await res.text(), /sk-healthy-secret/);
+    const health = await (await fetch(d.url("/health"))).json();
+    const key = health.providers.healthy.keys[0];
+    assert.equal(key.id, "healthy-main");
+    assert.equal(key.status, "cooldown");
+    assert.equal(key.reason, "auth");
+    assert.ok(key.cooldown_until > Date.now() / 1000 + 200);
+
+    await d.waitForLog(`"outcome":"next"`);
+    const logs = d.logs();
+    assert.match(
+      logs,
+      /"attempts":\[\{"provider":"broken","model":"gpt-4o","key_id":"broken-main","status":500/,
+    );
+    assert.match(logs, /"reason":"HTTP 500"/);
+    assert.match(logs, /"provider":"down".*"reason":"upstream_unreachable"/);
+    for (const secret of ["sk-broken-secret-1111", "sk-healthy-secret-2222"]) {
+      assert.ok(!logs.includes(secret), `${secret} in the logs`);
+    }
+  } finally {
+    await d.stop();
+    await broken.close();
+    await healthy.close();
+  }
+});
+
+Deno.test("hedging through the daemon: the fast provider answers, the slow request is aborted", async () => {
+  const slow = startFakeUpstream();
+  const fast = startFakeUpstream();
+  slow.script({ kind: "json", delayMs: 3_000 });
+  fast.script({ kind: "json", delayMs: 50 });
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  slow: { base_url: "${slow.url}/v1" }
+  fast: { base_url: "${fast.url}/v1" }
+routing:
+  models:
+    gpt-4o: { providers: [slow, fast], hedge_after: 200ms }
+`);
+  try {
+    const started = performance.now();
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("gpt-4o"),
+    });
+    const took = performance.now() - started;
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "fast");
+    await res.body?.cancel();
+    assert.ok(took < 1_500, `answered after ${took} ms (hedge_after 200 + ~50)`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      slow.aborted,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("the slow request was not aborted")), 3_000);
+      }),
+    ]);
+    clearTimeout(timer);
+  } finally {
+    await d.stop();
+    await slow.close();
+    await fast.close();
+  }
+});
+
+Deno.test("a 429 with Retry-After: 1 is retried after about a second", async () => {
+  const up = startFakeUpstream();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-only-one }] }
+`);
+  try {
+    up.script({
+      kind: "json",
+      status: 429,
+      headers: { "retry-after": "1" },
+      body: { error: { message: "slow down" } },
+    });
+    const started = performance.now();
+    const pending = fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o"),
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    up.script({ kind: "json" });
+    const res = await pending;
+    const took = performance.now() - started;
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
+    await res.body?.cancel();
+    assert.ok(took >= 950 && took < 3_000, `took ${took} ms`);
+  } finally {
+    await d.stop();
+    await up.close();
+  }
+});
