@@ -74,6 +74,16 @@ export async function executeUpstream(
   } catch (err) {
     return fail(err);
   }
+  if (response.status >= 300 && response.status < 400) {
+    settle();
+    await response.body?.cancel().catch(() => {});
+    // Redirects are not followed: they could lead to a host that is not configured.
+    throw new GatewayError(
+      "upstream_error",
+      `Provider "${opts.provider}" answered with a redirect (HTTP ${response.status}), which is not followed`,
+      { provider: opts.provider, upstreamStatus: response.status },
+    );
+  }
   const read = <T>(how: () => Promise<T>) => async (): Promise<T> => {
     try {
       const body = await how();
@@ -89,4 +99,9 @@ export async function executeUpstream(
     text: read(() => response.text()),
     bytes: read(() => response.bytes()),
   };
+}
+
+/** Header names lower-cased, so configured headers merge predictably with ours. */
+export function lowerCaseKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
 }

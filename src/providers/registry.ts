@@ -1,5 +1,6 @@
 import type { Config } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
+import { createAnthropicAdapter } from "./anthropic/adapter.ts";
 import { createMockAdapter } from "./mock/adapter.ts";
 import { createOpenAIAdapter } from "./openai/adapter.ts";
 import type { AdapterDeps, ProviderAdapter } from "./types.ts";
@@ -15,6 +16,9 @@ export function createAdapters(config: Config, deps: AdapterDeps): Map<string, P
     switch (cfg.type) {
       case "openai":
         out.set(cfg.name, createOpenAIAdapter(cfg, deps));
+        break;
+      case "anthropic":
+        out.set(cfg.name, createAnthropicAdapter(cfg, deps));
         break;
       case "mock":
         out.set(cfg.name, createMockAdapter(cfg));

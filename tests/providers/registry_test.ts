@@ -39,29 +39,29 @@ Deno.test(
   "createAdapters() answers 501 for provider types without a unified adapter",
   SANITIZE,
   async () => {
-    const { config } = parseConfigText("providers:\n  anthropic: {}\n", () => undefined, "r");
+    const { config } = parseConfigText("providers:\n  gemini: {}\n", () => undefined, "r");
     const adapter = createAdapters(config, {
       fetch: () => Promise.reject(new Error("no fetch")),
       redact: createRedactor([]),
       random: Math.random,
-    }).get("anthropic");
+    }).get("gemini");
     assert.ok(adapter);
     await assert.rejects(
       () =>
         adapter.chat({
-          body: { model: "claude", messages: [{ role: "user", content: "hi" }] },
+          body: { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] },
           stream: false,
           signal: new AbortController().signal,
           timeoutMs: 1_000,
           apiKey: null,
           clientAuthorization: null,
           onUsage: () => {},
-        }, "claude"),
+        }, "gemini-2.5-flash"),
       (err: unknown) => {
         assert.ok(err instanceof GatewayError);
         assert.equal(err.code, "not_implemented");
         assert.equal(err.status, 501);
-        assert.equal(err.info.provider, "anthropic");
+        assert.equal(err.info.provider, "gemini");
         return true;
       },
     );

@@ -87,7 +87,8 @@ export function fromAnthropicResponse(
       index: 0,
       message: {
         role: "assistant",
-        content: text,
+        // OpenAI sends null content beside tool calls, and "" for an empty answer.
+        content: text !== null && text !== "" ? text : toolCalls.length > 0 ? null : "",
         refusal: null,
         ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
       },

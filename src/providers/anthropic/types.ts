@@ -112,26 +112,6 @@ export interface AnthropicErrorBody {
   request_id?: string;
 }
 
-// ---- Stream events (each SSE `data:` payload carries its own `type`) ---------------------
-
-export type AnthropicStreamEvent =
-  | { type: "message_start"; message: Partial<AnthropicResponse> }
-  | { type: "content_block_start"; index: number; content_block: AnthropicResponseBlock }
-  | {
-    type: "content_block_delta";
-    index: number;
-    delta: { type: string; text?: string; partial_json?: string };
-  }
-  | { type: "content_block_stop"; index: number }
-  | {
-    type: "message_delta";
-    delta: { stop_reason?: string | null; stop_sequence?: string | null };
-    usage?: AnthropicUsage;
-  }
-  | { type: "message_stop" }
-  | { type: "ping" }
-  | { type: "error"; error: { type?: string; message?: string } };
-
 // ---- OpenAI output shapes ------------------------------------------------------------------
 
 export type OpenAIFinishReason = "stop" | "length" | "tool_calls" | "content_filter";
@@ -162,12 +142,13 @@ export interface OpenAIChatCompletion {
   system_fingerprint: null;
 }
 
-export interface OpenAIUsageOut {
+/** A type alias (not an interface) so it fits `OpenAIUsage`'s index signature. */
+export type OpenAIUsageOut = {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details: { cached_tokens: number };
-}
+};
 
 /** A streamed tool-call fragment: the first carries id/type/name, the rest only arguments. */
 export interface OpenAIToolCallDelta {

@@ -1,7 +1,7 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
 import { createOpenAIUsageTap, findOpenAIUsage } from "../../streaming/mod.ts";
-import { executeUpstream } from "../execute.ts";
+import { executeUpstream, lowerCaseKeys } from "../execute.ts";
 import type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
 import { fromOpenAIError } from "./errors.ts";
 import { toOpenAIRequest } from "./request.ts";
@@ -25,16 +25,6 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         provider: cfg.name,
       });
       const res = reply.response;
-      if (res.status >= 300 && res.status < 400) {
-        await res.body?.cancel();
-        reply.settle();
-        // Redirects are not followed: they could lead to a host that is not configured.
-        throw new GatewayError(
-          "upstream_error",
-          `Provider "${cfg.name}" answered with a redirect (HTTP ${res.status}), which is not followed`,
-          { provider: cfg.name, upstreamStatus: res.status },
-        );
-      }
       if (res.status < 200 || res.status >= 300) {
         const text = await reply.text();
         throw fromOpenAIError(res.status, text, res.headers, cfg.name, deps.redact);
@@ -62,10 +52,6 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       return { kind: "json", status: res.status, body };
     },
   };
-}
-
-function lowerCaseKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
 }
 
 /** First non-blank byte is `{`: cheap sanity check that spares a full parse. */

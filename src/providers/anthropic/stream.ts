@@ -1,0 +1,253 @@
+import { GatewayError } from "../../errors.ts";
+import type { OpenAIUsage } from "../../schema/openai.ts";
+import { createSseDataReader, encodeSseData, SSE_DONE } from "../../streaming/mod.ts";
+import type { Redactor } from "../../telemetry/mod.ts";
+import { fromAnthropicStreamError } from "./errors.ts";
+import { toFinishReason, toOpenAIUsage } from "./response.ts";
+import type { AnthropicUsage, OpenAIChunkDelta, OpenAIFinishReason } from "./types.ts";
+
+export interface AnthropicStreamContext {
+  /** Used when `message_start` does not name the model. */
+  readonly model: string;
+  /** The client's `stream_options.include_usage`: end with a `choices: []` usage chunk. */
+  readonly includeUsage: boolean;
+  /** Called with the final counts once `message_delta` reports the output tokens. */
+  readonly onUsage: (usage: OpenAIUsage) => void;
+  readonly provider: string;
+  readonly redact: Redactor;
+  /** Unix seconds shared by every chunk; defaults to now (tests pin it). */
+  readonly created?: number;
+}
+
+/**
+ * Anthropic SSE bytes → OpenAI SSE bytes, one event at a time: UTF-8 decoding (split-safe),
+ * SSE framing, then the per-request translation. Cancelling the result cancels `body`.
+ */
+export function toOpenAIStream(
+  body: ReadableStream<Uint8Array>,
+  ctx: AnthropicStreamContext,
+): ReadableStream<Uint8Array> {
+  return body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(createSseDataStream())
+    .pipeThrough(createAnthropicStreamTransformer(ctx));
+}
+
+/** Framing only: text → the `data:` payload of each SSE event (the `event:` line is unused). */
+export function createSseDataStream(): TransformStream<string, string> {
+  const read = createSseDataReader();
+  return new TransformStream({
+    transform(text, controller) {
+      for (const data of read(text)) controller.enqueue(data);
+    },
+    flush(controller) {
+      for (const data of read("", true)) controller.enqueue(data);
+    },
+  });
+}
+
+/**
+ * Semantics: Anthropic event payloads → OpenAI `chat.completion.chunk` bytes. Every
+ * Anthropic payload carries its own `type`, so the SSE `event:` name is not needed. State
+ * (ids, tool-call ordinals, usage) lives in this closure, one per request.
+ *
+ * An upstream `error` event, a payload that is not JSON, or a stream that ends before
+ * `message_stop` errors the stream with a GatewayError; the route renders that as an
+ * in-stream OpenAI error event instead of ending the stream as if it were complete.
+ */
+export function createAnthropicStreamTransformer(
+  ctx: AnthropicStreamContext,
+): TransformStream<string, Uint8Array> {
+  const created = ctx.created ?? Math.floor(Date.now() / 1000);
+  let id = "";
+  let model = ctx.model;
+  let started = false;
+  let greeted = false;
+  let finished = false;
+  let stopped = false;
+  let usage: AnthropicUsage = {};
+  /** Anthropic content-block index → OpenAI tool_calls index (ordinal among tool_use blocks). */
+  const toolOrdinal = new Map<number, number>();
+
+  const chunk = (delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null) =>
+    encodeSseData({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      // OpenAI puts `usage: null` on every chunk when include_usage is on.
+      ...(ctx.includeUsage ? { usage: null } : {}),
+    });
+  /**
+   * The role chunk is held back until there is something to send after it, so an upstream
+   * `error` between message_start and the first token (Anthropic's mid-stream overload)
+   * still fails the stream before its first byte, while routing can fail over.
+   */
+  const send = (controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
+    if (!greeted) {
+      greeted = true;
+      controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
+    }
+    controller.enqueue(bytes);
+  };
+  const broken = (why: string) =>
+    new GatewayError("upstream_error", `Stream from provider "${ctx.provider}" ${why}`, {
+      provider: ctx.provider,
+    });
+
+  return new TransformStream<string, Uint8Array>({
+    transform(data, controller) {
+      if (stopped) return;
+      const event = parseEvent(data);
+      if (event === null) throw broken("sent an event that is not a JSON object with a type");
+      switch (event.type) {
+        case "ping":
+          return;
+        case "error":
+          throw fromAnthropicStreamError(event.error, ctx.provider, ctx.redact);
+        case "message_start": {
+          const message = isObject(event.message) ? event.message : {};
+          started = true;
+          id = `chatcmpl-${typeof message.id === "string" ? message.id : ""}`;
+          if (typeof message.model === "string" && message.model !== "") model = message.model;
+          usage = mergeUsage(usage, message.usage);
+          return;
+        }
+      }
+      if (!started) throw broken("did not begin with message_start");
+      switch (event.type) {
+        case "content_block_start": {
+          const block = isObject(event.content_block) ? event.content_block : {};
+          const index = event.index;
+          if (block.type === "text" && typeof block.text === "string" && block.text !== "") {
+            send(controller, chunk({ content: block.text }, null));
+          } else if (block.type === "tool_use" && typeof index === "number") {
+            const ordinal = toolOrdinal.size;
+            toolOrdinal.set(index, ordinal);
+            send(
+              controller,
+              chunk({
+                tool_calls: [{
+                  index: ordinal,
+                  id: typeof block.id === "string" ? block.id : `call_${ordinal}`,
+                  type: "function",
+                  // The block starts with `input: {}`; the arguments arrive as input_json_delta.
+                  function: {
+                    name: typeof block.name === "string" ? block.name : "",
+                    arguments: "",
+                  },
+                }],
+              }, null),
+            );
+          }
+          // thinking, redacted_thinking and server-tool blocks have no OpenAI chunk form.
+          return;
+        }
+        case "content_block_delta": {
+          const delta = isObject(event.delta) ? event.delta : {};
+          if (delta.type === "text_delta" && typeof delta.text === "string" && delta.text !== "") {
+            send(controller, chunk({ content: delta.text }, null));
+          } else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
+            // Only client tools are in the map; a server_tool_use block's input is skipped.
+            const ordinal = typeof event.index === "number"
+              ? toolOrdinal.get(event.index)
+              : undefined;
+            if (ordinal !== undefined && delta.partial_json !== "") {
+              send(
+                controller,
+                chunk({
+                  tool_calls: [{ index: ordinal, function: { arguments: delta.partial_json } }],
+                }, null),
+              );
+            }
+          }
+          return;
+        }
+        case "message_delta": {
+          // Counts here are cumulative and final (newer API versions repeat input counts).
+          usage = mergeUsage(usage, event.usage);
+          ctx.onUsage(toOpenAIUsage(usage));
+          // "One or more" message_delta events may come; the stop reason rides on one.
+          const delta = isObject(event.delta) ? event.delta : {};
+          const finish = toFinishReason(delta.stop_reason);
+          if (finish !== null && !finished) {
+            finished = true;
+            send(controller, chunk({}, finish));
+          }
+          return;
+        }
+        case "message_stop":
+          stopped = true;
+          // OpenAI clients wait for a finish_reason; never end without one.
+          if (!finished) send(controller, chunk({}, "stop"));
+          if (ctx.includeUsage) {
+            send(
+              controller,
+              encodeSseData({
+                id,
+                object: "chat.completion.chunk",
+                created,
+                model,
+                system_fingerprint: null,
+                choices: [],
+                usage: toOpenAIUsage(usage),
+              }),
+            );
+          }
+          send(controller, SSE_DONE);
+          return;
+        default:
+          // content_block_stop, and event types added later: the streaming docs ask clients
+          // to tolerate unknown events.
+          return;
+      }
+    },
+    flush() {
+      if (!stopped) throw broken("ended before message_stop");
+    },
+  });
+}
+
+/**
+ * An event payload narrowed only as far as its `type`: message_start, content_block_start,
+ * content_block_delta (text_delta, input_json_delta, thinking_delta, ...), content_block_stop,
+ * message_delta, message_stop, ping, error. Fields are checked where they are read.
+ */
+interface LooseEvent {
+  type: string;
+  [field: string]: unknown;
+}
+
+function parseEvent(data: string): LooseEvent | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  return isObject(v) && typeof v.type === "string" ? v as LooseEvent : null;
+}
+
+/** Later counts win; absent or null fields keep the earlier value. */
+function mergeUsage(into: AnthropicUsage, from: unknown): AnthropicUsage {
+  if (!isObject(from)) return into;
+  const out: AnthropicUsage = { ...into };
+  for (
+    const key of [
+      "input_tokens",
+      "output_tokens",
+      "cache_creation_input_tokens",
+      "cache_read_input_tokens",
+    ] as const
+  ) {
+    const v = from[key];
+    if (typeof v === "number") out[key] = v;
+  }
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}

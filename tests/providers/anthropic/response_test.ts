@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import {
+  fromAnthropicResponse,
+  toFinishReason,
+  toOpenAIUsage,
+} from "../../../src/providers/anthropic/response.ts";
+import { fixtureJson, gatewayError } from "./helpers.ts";
+
+const CREATED = 1_700_000_000;
+
+Deno.test("fromAnthropicResponse() translates a text answer", async () => {
+  const out = fromAnthropicResponse(
+    await fixtureJson("response_text.json"),
+    "claude-x",
+    CREATED,
+  );
+  assert.deepEqual(out, {
+    id: "chatcmpl-msg_01XFDUDYJgAACzvnptvVoYEL",
+    object: "chat.completion",
+    created: CREATED,
+    model: "claude-sonnet-4-5-20250929",
+    choices: [{
+      index: 0,
+      message: { role: "assistant", content: "Hello! How can I help you today?", refusal: null },
+      logprobs: null,
+      finish_reason: "stop",
+    }],
+    usage: {
+      // 12 uncached + 20 written to the cache + 100 read from it
+      prompt_tokens: 132,
+      completion_tokens: 10,
+      total_tokens: 142,
+      prompt_tokens_details: { cached_tokens: 100 },
+    },
+    system_fingerprint: null,
+  });
+});
+
+Deno.test("fromAnthropicResponse() translates tool_use blocks to tool_calls", async () => {
+  const out = fromAnthropicResponse(
+    await fixtureJson("response_tool_use.json"),
+    "claude-x",
+    CREATED,
+  );
+  const choice = out.choices[0];
+  assert.equal(choice.finish_reason, "tool_calls");
+  assert.equal(choice.message.content, "I'll check the weather in San Francisco.");
+  assert.deepEqual(choice.message.tool_calls, [
+    {
+      id: "toolu_01A09q90qw90lq917835lq9",
+      type: "function",
+      function: {
+        name: "get_weather",
+        arguments: JSON.stringify({ location: "San Francisco, CA", unit: "celsius" }),
+      },
+    },
+    {
+      id: "toolu_01B7fq2w3e4r5t6y7u8i9o0p",
+      type: "function",
+      function: { name: "get_time", arguments: "{}" },
+    },
+  ]);
+  assert.deepEqual(out.usage, {
+    prompt_tokens: 472,
+    completion_tokens: 89,
+    total_tokens: 561,
+    prompt_tokens_details: { cached_tokens: 0 },
+  });
+});
+
+Deno.test("fromAnthropicResponse() gives null content when the answer is only tool calls", () => {
+  const out = fromAnthropicResponse(
+    {
+      id: "msg_1",
+      type: "message",
+      role: "assistant",
+      model: "claude-x",
+      content: [
+        { type: "thinking", thinking: "…", signature: "sig" },
+        { type: "tool_use", id: "toolu_9", name: "f", input: { a: 1 } },
+      ],
+      stop_reason: "tool_use",
+      usage: { input_tokens: 3, output_tokens: 4 },
+    },
+    "claude-x",
+    CREATED,
+  );
+  assert.equal(out.choices[0].message.content, null);
+  assert.equal(out.choices[0].message.tool_calls?.[0]?.function.arguments, '{"a":1}');
+});
+
+Deno.test("fromAnthropicResponse() gives empty content for an empty answer", () => {
+  const out = fromAnthropicResponse(
+    { id: "msg_2", content: [], stop_reason: "end_turn", usage: { input_tokens: 1 } },
+    "claude-fallback",
+    CREATED,
+  );
+  assert.equal(out.choices[0].message.content, "");
+  assert.equal(out.choices[0].message.tool_calls, undefined);
+  assert.equal(out.model, "claude-fallback");
+  assert.deepEqual(out.usage, {
+    prompt_tokens: 1,
+    completion_tokens: 0,
+    total_tokens: 1,
+    prompt_tokens_details: { cached_tokens: 0 },
+  });
+});
+
+Deno.test("toFinishReason() maps every Anthropic stop_reason", () => {
+  const cases: [unknown, string | null][] = [
+    ["end_turn", "stop"],
+    ["stop_sequence", "stop"],
+    ["pause_turn", "stop"],
+    ["max_tokens", "length"],
+    ["model_context_window_exceeded", "length"],
+    ["tool_use", "tool_calls"],
+    ["refusal", "content_filter"],
+    ["something_new", "stop"],
+    [null, null],
+  ];
+  for (const [reason, expected] of cases) {
+    assert.equal(toFinishReason(reason), expected, `${reason}`);
+  }
+});
+
+Deno.test("toOpenAIUsage() tolerates missing and null counts", () => {
+  assert.deepEqual(toOpenAIUsage(undefined), {
+    prompt_tokens: 0,
+    completion_tokens: 0,
+    total_tokens: 0,
+    prompt_tokens_details: { cached_tokens: 0 },
+  });
+  assert.deepEqual(
+    toOpenAIUsage({
+      input_tokens: 5,
+      output_tokens: 2,
+      cache_creation_input_tokens: null,
+      cache_read_input_tokens: null,
+    }),
+    {
+      prompt_tokens: 5,
+      completion_tokens: 2,
+      total_tokens: 7,
+      prompt_tokens_details: { cached_tokens: 0 },
+    },
+  );
+});
+
+Deno.test("fromAnthropicResponse() refuses a body that is not a message", async () => {
+  for (const body of [null, "text", { type: "error" }, { id: "x", content: "no" }]) {
+    const err = await gatewayError(() => fromAnthropicResponse(body, "m", CREATED, "claude"));
+    assert.equal(err.code, "upstream_error");
+    assert.equal(err.status, 502);
+    assert.equal(err.info.provider, "claude");
+  }
+});
