@@ -31,7 +31,13 @@ const TIMED_OUT = Symbol("timed out");
 export async function executeUpstream(
   fetchFn: typeof fetch,
   req: UpstreamRequest,
-  opts: { signal: AbortSignal; timeoutMs: number; provider: string },
+  opts: {
+    signal: AbortSignal;
+    timeoutMs: number;
+    provider: string;
+    /** Turns a non-2xx reply into the provider's error; it is thrown after reading the body. */
+    toError: (status: number, body: string, headers: Headers) => GatewayError;
+  },
 ): Promise<UpstreamReply> {
   const controller = new AbortController();
   const onClientAbort = () => controller.abort(opts.signal.reason);
@@ -93,6 +99,10 @@ export async function executeUpstream(
       return fail(err);
     }
   };
+  if (response.status < 200 || response.status >= 300) {
+    const text = await read(() => response.text())();
+    throw opts.toError(response.status, text, response.headers);
+  }
   return {
     response,
     settle,

@@ -1,4 +1,5 @@
 import type { Config, ModelRouteConfig, ProviderConfig } from "../config/mod.ts";
+import { abortableSleep } from "../async.ts";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
@@ -164,7 +165,7 @@ export async function executeWithFailover(
       if (deps.now() + wait < deadline) {
         record(primary, "retry", reasonOf(err));
         sameProviderRetries++;
-        await sleep(wait, req.signal);
+        await abortableSleep(wait, req.signal);
         continue;
       }
     }
@@ -338,20 +339,4 @@ function coolKey(deps: FailoverDeps, s: Settled, err: GatewayError): void {
 
 function reasonOf(err: GatewayError): string {
   return err.info.upstreamStatus !== undefined ? `HTTP ${err.info.upstreamStatus}` : err.code;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

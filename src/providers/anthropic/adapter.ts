@@ -45,12 +45,10 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
         signal: call.signal,
         timeoutMs: call.timeoutMs,
         provider: cfg.name,
+        toError: (status, text, headers) =>
+          fromAnthropicError(status, text, headers, cfg.name, deps.redact),
       });
       const res = reply.response;
-      if (res.status < 200 || res.status >= 300) {
-        const text = await reply.text();
-        throw fromAnthropicError(res.status, text, res.headers, cfg.name, deps.redact);
-      }
       const contentType = res.headers.get("content-type") ?? "";
       if (call.stream) {
         if (!contentType.includes("text/event-stream") || !res.body) {

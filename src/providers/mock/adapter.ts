@@ -1,4 +1,5 @@
 import type { ProviderConfig } from "../../config/mod.ts";
+import { abortableSleep } from "../../async.ts";
 import { GatewayError } from "../../errors.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../schema/openai.ts";
 import { encodeSseData, SSE_DONE } from "../../streaming/mod.ts";
@@ -37,7 +38,7 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
       calls++;
       const failure = mockFailure(model, calls, cfg.name);
       const latency = model === "slow" ? Math.max(cfg.latency, 1_000) : cfg.latency;
-      if (latency > 0) await sleep(latency, call.signal);
+      if (latency > 0) await abortableSleep(latency, call.signal);
       if (failure) throw failure;
 
       const text = echoText(call.body);
@@ -74,7 +75,7 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
         status: 200,
         body: new ReadableStream<Uint8Array>({
           async pull(controller) {
-            if (!first && cfg.chunk_delay > 0) await sleep(cfg.chunk_delay, abort.signal);
+            if (!first && cfg.chunk_delay > 0) await abortableSleep(cfg.chunk_delay, abort.signal);
             first = false;
             const next = events.next();
             if (next.done) {
@@ -215,20 +216,4 @@ function* streamEvents(
     });
   }
   yield SSE_DONE;
-}
-
-/** Abortable sleep: a disconnecting client must not leave a timer behind. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

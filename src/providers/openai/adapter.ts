@@ -23,12 +23,10 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         signal: call.signal,
         timeoutMs: call.timeoutMs,
         provider: cfg.name,
+        toError: (status, text, headers) =>
+          fromOpenAIError(status, text, headers, cfg.name, deps.redact),
       });
       const res = reply.response;
-      if (res.status < 200 || res.status >= 300) {
-        const text = await reply.text();
-        throw fromOpenAIError(res.status, text, res.headers, cfg.name, deps.redact);
-      }
       const contentType = res.headers.get("content-type") ?? "";
       if (call.stream && contentType.includes("text/event-stream") && res.body) {
         reply.settle();
