@@ -28,6 +28,59 @@ export interface OpenAIUsage {
   [field: string]: unknown;
 }
 
+// ---- Responses we build (translated providers, the mock) ---------------------------------
+
+export type OpenAIFinishReason = "stop" | "length" | "tool_calls" | "content_filter";
+
+export interface OpenAIToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+export interface OpenAIChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: [{
+    index: 0;
+    message: {
+      role: "assistant";
+      content: string | null;
+      refusal: null;
+      tool_calls?: OpenAIToolCall[];
+    };
+    logprobs: null;
+    finish_reason: OpenAIFinishReason | null;
+  }];
+  usage: OpenAIUsageOut;
+  system_fingerprint: null;
+}
+
+/** A type alias (not an interface) so it fits `OpenAIUsage`'s index signature. */
+export type OpenAIUsageOut = {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+};
+
+/** A streamed tool-call fragment: the first carries id/type/name, the rest only arguments. */
+export interface OpenAIToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
+}
+
+export interface OpenAIChunkDelta {
+  role?: "assistant";
+  content?: string;
+  refusal?: null;
+  tool_calls?: OpenAIToolCallDelta[];
+}
+
 /** llm-gateway's `x-gateway` body extension; stripped before forwarding. */
 export interface GatewayOptions {
   cache?: boolean;

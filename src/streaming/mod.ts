@@ -5,3 +5,8 @@
 export { observeStream, type StreamObserver, type StreamOutcome } from "./observe.ts";
 export { createSseDataReader, encodeSseData, encodeSseEvent, SSE_DONE } from "./sse.ts";
 export { createOpenAIUsageTap, findOpenAIUsage, readOpenAIUsage } from "./usage_tap.ts";
+export {
+  type ChunkMeta,
+  createOpenAIChunkWriter,
+  type OpenAIChunkWriter,
+} from "./openai_chunks.ts";

@@ -1,12 +1,11 @@
 import { GatewayError } from "../../errors.ts";
 import type {
-  AnthropicResponse,
-  AnthropicUsage,
   OpenAIChatCompletion,
   OpenAIFinishReason,
   OpenAIToolCall,
   OpenAIUsageOut,
-} from "./types.ts";
+} from "../../schema/openai.ts";
+import type { AnthropicResponse, AnthropicUsage } from "./types.ts";
 
 /**
  * Anthropic `stop_reason` → OpenAI `finish_reason`. `pause_turn` (a server tool paused a

@@ -1,10 +1,16 @@
 import { GatewayError } from "../../errors.ts";
 import type { OpenAIUsage } from "../../schema/openai.ts";
-import { createSseDataReader, encodeSseData, SSE_DONE } from "../../streaming/mod.ts";
+import {
+  createOpenAIChunkWriter,
+  createSseDataReader,
+  type OpenAIChunkWriter,
+  SSE_DONE,
+} from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { fromAnthropicStreamError } from "./errors.ts";
 import { toFinishReason, toOpenAIUsage } from "./response.ts";
-import type { AnthropicUsage, OpenAIChunkDelta, OpenAIFinishReason } from "./types.ts";
+import type { OpenAIChunkDelta, OpenAIFinishReason } from "../../schema/openai.ts";
+import type { AnthropicUsage } from "./types.ts";
 
 export interface AnthropicStreamContext {
   /** Used when `message_start` does not name the model. */
@@ -59,8 +65,13 @@ export function createAnthropicStreamTransformer(
   ctx: AnthropicStreamContext,
 ): TransformStream<string, Uint8Array> {
   const created = ctx.created ?? Math.floor(Date.now() / 1000);
-  let id = "";
-  let model = ctx.model;
+  // Created at message_start, which carries the id and the model Anthropic reports.
+  let writer: OpenAIChunkWriter = createOpenAIChunkWriter({
+    id: "",
+    created,
+    model: ctx.model,
+    includeUsage: ctx.includeUsage,
+  });
   let started = false;
   let greeted = false;
   let finished = false;
@@ -70,16 +81,7 @@ export function createAnthropicStreamTransformer(
   const toolOrdinal = new Map<number, number>();
 
   const chunk = (delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null) =>
-    encodeSseData({
-      id,
-      object: "chat.completion.chunk",
-      created,
-      model,
-      system_fingerprint: null,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-      // OpenAI puts `usage: null` on every chunk when include_usage is on.
-      ...(ctx.includeUsage ? { usage: null } : {}),
-    });
+    writer.delta(delta, finish);
   /**
    * The role chunk is held back until there is something to send after it, so an upstream
    * `error` between message_start and the first token (Anthropic's mid-stream overload)
@@ -110,8 +112,14 @@ export function createAnthropicStreamTransformer(
         case "message_start": {
           const message = isObject(event.message) ? event.message : {};
           started = true;
-          id = `chatcmpl-${typeof message.id === "string" ? message.id : ""}`;
-          if (typeof message.model === "string" && message.model !== "") model = message.model;
+          writer = createOpenAIChunkWriter({
+            id: `chatcmpl-${typeof message.id === "string" ? message.id : ""}`,
+            created,
+            model: typeof message.model === "string" && message.model !== ""
+              ? message.model
+              : ctx.model,
+            includeUsage: ctx.includeUsage,
+          });
           usage = mergeUsage(usage, message.usage);
           return;
         }
@@ -183,18 +191,7 @@ export function createAnthropicStreamTransformer(
           // OpenAI clients wait for a finish_reason; never end without one.
           if (!finished) send(controller, chunk({}, "stop"));
           if (ctx.includeUsage) {
-            send(
-              controller,
-              encodeSseData({
-                id,
-                object: "chat.completion.chunk",
-                created,
-                model,
-                system_fingerprint: null,
-                choices: [],
-                usage: toOpenAIUsage(usage),
-              }),
-            );
+            send(controller, writer.usage(toOpenAIUsage(usage)));
           }
           send(controller, SSE_DONE);
           return;

@@ -2,7 +2,7 @@ import type { ProviderConfig } from "../../config/mod.ts";
 import { abortableSleep } from "../../async.ts";
 import { GatewayError } from "../../errors.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../schema/openai.ts";
-import { encodeSseData, SSE_DONE } from "../../streaming/mod.ts";
+import { createOpenAIChunkWriter, SSE_DONE } from "../../streaming/mod.ts";
 import type { ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
 
 /**
@@ -180,40 +180,22 @@ function* streamEvents(
   usage: OpenAIUsage | null,
   breakAfter: number,
 ): Generator<Uint8Array | null> {
-  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
-    id,
-    object: "chat.completion.chunk",
-    created,
-    model,
-    system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    ...(usage ? { usage: null } : {}),
-  });
-  yield encodeSseData(chunk({ role: "assistant", content: "", refusal: null }, null));
+  const writer = createOpenAIChunkWriter({ id, created, model, includeUsage: usage !== null });
+  yield writer.delta({ role: "assistant", content: "", refusal: null }, null);
   let sent = 0;
   for (const piece of pieces) {
     if (sent === breakAfter) {
       yield null;
       return;
     }
-    yield encodeSseData(chunk({ content: piece }, null));
+    yield writer.delta({ content: piece }, null);
     sent++;
   }
   if (sent === breakAfter) {
     yield null;
     return;
   }
-  yield encodeSseData(chunk({}, "stop"));
-  if (usage) {
-    yield encodeSseData({
-      id,
-      object: "chat.completion.chunk",
-      created,
-      model,
-      system_fingerprint: null,
-      choices: [],
-      usage,
-    });
-  }
+  yield writer.delta({}, "stop");
+  if (usage) yield writer.usage(usage);
   yield SSE_DONE;
 }
