@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { chatBody, freePort, startDaemon } from "./daemon.ts";
 
@@ -162,5 +164,118 @@ providers:
   } finally {
     await d.stop();
     await up.close();
+  }
+});
+
+Deno.test("an OpenAI request fails over to an Anthropic provider with its tool call intact", async () => {
+  const openai = startFakeUpstream();
+  const anthropic = startFakeAnthropic();
+  openai.script({
+    kind: "json",
+    status: 503,
+    body: { error: { message: "overloaded", type: "server_error" } },
+  });
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-openai-0001 }] }
+  anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-0002 }] }
+routing:
+  models:
+    smart: { providers: [openai/gpt-4o, anthropic/claude-sonnet-4-5] }
+  failover:
+    backoff: { initial: 10ms, max: 20ms }
+`);
+  const tools = [{
+    type: "function",
+    function: {
+      name: "get_weather",
+      description: "Current weather",
+      parameters: {
+        type: "object",
+        properties: { location: { type: "string" } },
+        required: ["location"],
+      },
+    },
+  }];
+  const messages = [
+    { role: "system", content: "Be brief." },
+    { role: "user", content: "Weather in SF and Paris?" },
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [{
+        id: "call_1",
+        type: "function",
+        function: { name: "get_weather", arguments: '{"location":"SF"}' },
+      }],
+    },
+    { role: "tool", tool_call_id: "call_1", content: "18C, fog" },
+  ];
+  try {
+    const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "unused", maxRetries: 0 });
+    const { data: completion, response } = await client.chat.completions.create({
+      model: "smart",
+      messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
+      tools: tools as OpenAI.Chat.ChatCompletionTool[],
+    }).withResponse();
+    assert.equal(response.headers.get("x-pilotfish-provider"), "anthropic");
+    assert.equal(response.headers.get("x-pilotfish-attempts"), "3");
+    const call = completion.choices[0]?.message.tool_calls?.[0];
+    assert.equal(completion.choices[0]?.finish_reason, "tool_calls");
+    assert.ok(call && call.type === "function");
+    assert.equal(call.function.name, "get_weather");
+    assert.deepEqual(JSON.parse(call.function.arguments), {
+      location: "San Francisco, CA",
+      unit: "celsius",
+    });
+
+    // What Anthropic received: the same conversation, translated.
+    const sent = JSON.parse(anthropic.requests[0]!.body);
+    assert.equal(anthropic.requests[0]!.path, "/v1/messages");
+    assert.equal(anthropic.requests[0]!.headers.get("x-api-key"), "sk-ant-0002");
+    assert.equal(anthropic.requests[0]!.headers.get("authorization"), null);
+    assert.equal(sent.model, "claude-sonnet-4-5");
+    assert.equal(sent.system, "Be brief.");
+    assert.deepEqual(sent.tools[0], {
+      name: "get_weather",
+      description: "Current weather",
+      input_schema: tools[0]!.function.parameters,
+    });
+    assert.deepEqual(sent.messages[1].content[0], {
+      type: "tool_use",
+      id: "call_1",
+      name: "get_weather",
+      input: { location: "SF" },
+    });
+    assert.equal(sent.messages[2].content[0].type, "tool_result");
+    assert.equal(sent.messages[2].content[0].tool_use_id, "call_1");
+
+    // Streamed: tool arguments split across input_json_delta events arrive whole.
+    const stream = await client.chat.completions.create({
+      model: "smart",
+      messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
+      tools: tools as OpenAI.Chat.ChatCompletionTool[],
+      stream: true,
+    });
+    const args = new Map<number, string>();
+    const names = new Map<number, string>();
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      for (const tc of chunk.choices[0]?.delta.tool_calls ?? []) {
+        if (tc.function?.name) names.set(tc.index, tc.function.name);
+        args.set(tc.index, (args.get(tc.index) ?? "") + (tc.function?.arguments ?? ""));
+      }
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(names.get(0), "get_weather");
+    assert.equal(JSON.parse(args.get(0)!).location, "San Francisco, CA");
+    assert.equal(finish, "tool_calls");
+  } finally {
+    await d.stop();
+    await openai.close();
+    await anthropic.close();
   }
 });

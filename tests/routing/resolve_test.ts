@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type Config, parseConfigText } from "../../src/config/mod.ts";
 import { GatewayError } from "../../src/errors.ts";
-import { resolveTargets } from "../../src/routing/mod.ts";
+import { resolveModel, resolveTargets } from "../../src/routing/mod.ts";
 
 function configOf(yaml: string): Config {
   return parseConfigText(yaml, () => undefined, "routing.yaml").config;
@@ -148,4 +148,65 @@ Deno.test({
   fn() {
     assertNotFound(() => resolveTargets(NO_DEFAULT, "openai/"), "model");
   },
+});
+
+Deno.test("resolveModel() reads llm-gateway alias objects and provider/model route entries", () => {
+  const { config } = parseConfigText(
+    `
+providers:
+  openai: { keys: [{ key: k1 }] }
+  anthropic: { keys: [{ key: k2 }] }
+routing:
+  aliases:
+    smart: { provider: anthropic, model: claude-sonnet-4-5 }
+  models:
+    gpt-4o: { providers: [openai, anthropic/claude-sonnet-4-5], strategy: round-robin, hedge_after: 1s }
+`,
+    () => undefined,
+    "r.yaml",
+  );
+  assert.deepEqual(resolveModel(config, "smart").targets, [{
+    provider: "anthropic",
+    model: "claude-sonnet-4-5",
+  }]);
+  const r = resolveModel(config, "gpt-4o");
+  assert.deepEqual(r.targets, [
+    { provider: "openai", model: "gpt-4o" },
+    { provider: "anthropic", model: "claude-sonnet-4-5" },
+  ]);
+  assert.equal(r.route?.strategy, "round-robin");
+  assert.equal(r.route?.hedge_after, 1_000);
+});
+
+Deno.test("parseConfigText() refuses bad routing settings with their key paths", () => {
+  const err = (() => {
+    try {
+      parseConfigText(
+        `
+providers:
+  openai: {}
+routing:
+  models:
+    gpt-4o: { providers: [openai, ghost/gpt-4o], strategy: fastest, hedge_after: soon }
+  failover:
+    max_retries: -1
+    backoff: { initial: -5ms, multiplier: 0.5 }
+  key_cooldown: { auth: never }
+`,
+        () => undefined,
+        "bad.yaml",
+      );
+    } catch (e) {
+      return e as Error & { problems: string[] };
+    }
+    throw new Error("expected a ConfigError");
+  })();
+  const text = err.problems.join("\n");
+  assert.match(text, /routing\.models\.gpt-4o\.strategy: .*priority/);
+  assert.match(text, /routing\.models\.gpt-4o\.hedge_after: Invalid duration "soon"/);
+  assert.match(text, /routing\.failover\.max_retries: /);
+  assert.match(text, /routing\.failover\.backoff\.initial: Invalid duration "-5ms"/);
+  assert.match(text, /routing\.failover\.backoff\.multiplier: /);
+  assert.match(text, /routing\.key_cooldown\.auth: Invalid duration "never"/);
+  assert.match(text, /routing\.models\.gpt-4o\.providers\[1\]: Unknown provider "ghost"/);
 });
