@@ -5,4 +5,11 @@
  */
 export { createAdapters } from "./registry.ts";
 export { MOCK_MODELS } from "./mock/adapter.ts";
-export type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "./types.ts";
+export type {
+  AdapterDeps,
+  ChatCall,
+  ChatOutcome,
+  EmbeddingsCall,
+  MessagesCall,
+  ProviderAdapter,
+} from "./types.ts";

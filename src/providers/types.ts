@@ -1,5 +1,5 @@
 import type { ProviderConfig } from "../config/mod.ts";
-import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
+import type { OpenAIChatRequest, OpenAIEmbeddingsRequest, OpenAIUsage } from "../schema/openai.ts";
 import type { Redactor } from "../telemetry/mod.ts";
 
 /** Everything an adapter needs for one chat attempt. */
@@ -36,6 +36,32 @@ export type ChatOutcome =
     readonly body: ReadableStream<Uint8Array>;
   };
 
+/** One embeddings attempt: the OpenAI request body, `model` already set to the upstream one. */
+export interface EmbeddingsCall {
+  readonly body: OpenAIEmbeddingsRequest;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+  readonly apiKey: string | null;
+  readonly clientAuthorization: string | null;
+  readonly onUsage: (usage: OpenAIUsage) => void;
+}
+
+/**
+ * Same-schema passthrough for `POST /v1/messages`: an Anthropic Messages body sent as is
+ * (model patched) to a provider that speaks it, answered in Anthropic wire format.
+ */
+export interface MessagesCall {
+  readonly body: Record<string, unknown>;
+  readonly stream: boolean;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+  readonly apiKey: string | null;
+  readonly clientAuthorization: string | null;
+  /** The client's `anthropic-version` / `anthropic-beta`, passed through. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly onUsage: (usage: OpenAIUsage) => void;
+}
+
 export interface ProviderAdapter {
   readonly name: string;
   readonly type: ProviderConfig["type"];
@@ -43,6 +69,10 @@ export interface ProviderAdapter {
   models(): readonly string[];
   /** Run one chat completion attempt. Failures are thrown as GatewayError. */
   chat(call: ChatCall, model: string): Promise<ChatOutcome>;
+  /** OpenAI-shape embeddings (JSON outcome); absent when the provider has none. */
+  embeddings?(call: EmbeddingsCall, model: string): Promise<ChatOutcome>;
+  /** Anthropic Messages passthrough (see MessagesCall); only Anthropic-format providers. */
+  messages?(call: MessagesCall, model: string): Promise<ChatOutcome>;
 }
 
 export interface AdapterDeps {

@@ -45,8 +45,11 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
         requested: body.model,
         targets,
         route,
-        body,
-        stream,
+        invoke: (adapter, attempt, model) =>
+          adapter.chat(
+            { ...attempt, body, stream, onUsage: (usage) => c.set("usage", usage) },
+            model,
+          ),
         signal: c.req.raw.signal,
         clientAuthorization: clientCredential(c.req.header("authorization")),
         // x-gateway.timeout is the caller's whole budget: it bounds every attempt too.
@@ -54,7 +57,6 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
           ? gateway.timeout * 1000
           : rt.config.routing.failover.deadline,
         ...(gateway.timeout !== undefined ? { attemptTimeoutMs: gateway.timeout * 1000 } : {}),
-        onUsage: (usage) => c.set("usage", usage),
       },
     );
   } catch (err) {

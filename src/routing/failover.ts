@@ -2,7 +2,6 @@ import type { Config, ModelRouteConfig, ProviderConfig } from "../config/mod.ts"
 import { abortableSleep } from "../async.ts";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
-import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
 import { peekFirstChunk } from "../streaming/peek.ts";
 import { hasReadyKey, pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
@@ -33,19 +32,32 @@ export interface FailoverDeps {
   readonly available?: (t: Target) => boolean;
 }
 
+/** What one attempt gets: its signal, its timeout and its credentials. */
+export interface AttemptContext {
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+  readonly apiKey: string | null;
+  readonly clientAuthorization: string | null;
+}
+
+/** Runs the operation (chat, embeddings, a native call) against one provider. */
+export type Invoke = (
+  adapter: ProviderAdapter,
+  attempt: AttemptContext,
+  model: string,
+) => Promise<ChatOutcome>;
+
 export interface FailoverRequest {
   readonly requested: string;
   readonly targets: readonly Target[];
   readonly route: ModelRouteConfig | undefined;
-  readonly body: OpenAIChatRequest;
-  readonly stream: boolean;
+  readonly invoke: Invoke;
   readonly signal: AbortSignal;
   readonly clientAuthorization: string | null;
   /** Overall budget until a response starts, ms. */
   readonly deadlineMs: number;
   /** Replaces the providers' own per-attempt `timeout` (x-gateway.timeout does). */
   readonly attemptTimeoutMs?: number;
-  readonly onUsage: (usage: OpenAIUsage) => void;
 }
 
 export interface FailoverResult {
@@ -280,14 +292,11 @@ async function attempt(
   const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
   const remaining = Math.max(1, deadline - started);
   try {
-    const outcome = await adapter.chat({
-      body: req.body,
-      stream: req.stream,
+    const outcome = await req.invoke(adapter, {
       signal,
       timeoutMs: Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining),
       apiKey,
       clientAuthorization: apiKey === null ? req.clientAuthorization : null,
-      onUsage: req.onUsage,
     }, target.model);
     if (outcome.kind === "json") return settle(outcome, null, outcome.status);
     const timer = new AbortController();

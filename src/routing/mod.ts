@@ -9,8 +9,10 @@ export { createRoutingState, type KeyCooldown, type RoutingState } from "./state
 export { orderTargets, targetKey } from "./strategy.ts";
 export { backoffMs, classifyFailure, retryAfterMs } from "./retry.ts";
 export {
+  type AttemptContext,
   type AttemptRecord,
   executeWithFailover,
   FailoverExhausted,
   type FailoverResult,
+  type Invoke,
 } from "./failover.ts";

@@ -21,6 +21,16 @@ export interface OpenAIChatRequest {
   [field: string]: unknown;
 }
 
+/** OpenAI embeddings request; `input` is a string, strings, or token arrays. */
+export interface OpenAIEmbeddingsRequest {
+  model: string;
+  input: string | string[] | number[] | number[][];
+  encoding_format?: "float" | "base64";
+  dimensions?: number;
+  user?: string;
+  [field: string]: unknown;
+}
+
 export interface OpenAIUsage {
   prompt_tokens: number;
   completion_tokens: number;

@@ -107,12 +107,16 @@ function run(
     requested: model,
     targets,
     route,
-    body: { model, messages: [{ role: "user", content: "hi" }] },
-    stream: extra.stream ?? false,
+    invoke: (adapter, attempt, m) =>
+      adapter.chat({
+        ...attempt,
+        body: { model, messages: [{ role: "user", content: "hi" }] },
+        stream: extra.stream ?? false,
+        onUsage: () => {},
+      }, m),
     signal: new AbortController().signal,
     clientAuthorization: null,
     deadlineMs: extra.deadlineMs ?? 10_000,
-    onUsage: () => {},
   });
 }
 
