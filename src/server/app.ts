@@ -1,6 +1,14 @@
 import { Hono } from "hono";
 import { GatewayError } from "../errors.ts";
-import { type AppEnv, chatCompletions, health, healthz, listModels, ready } from "../routes/mod.ts";
+import {
+  type AppEnv,
+  chatCompletions,
+  health,
+  healthz,
+  listModels,
+  messages,
+  ready,
+} from "../routes/mod.ts";
 import type { Runtime } from "../runtime.ts";
 import { renderError, renderNotFound } from "./middleware/error_handler.ts";
 import { requestContext } from "./middleware/request_context.ts";
@@ -18,6 +26,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(requestContext(deps.runtime));
 
   app.post("/v1/chat/completions", chatCompletions);
+  app.post("/v1/messages", messages);
   app.get("/v1/models", listModels);
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
@@ -37,6 +46,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     );
   app.all("/v1/chat/completions", allow("POST"));
   app.all("/v1/models", allow("GET"));
+  app.all("/v1/messages", allow("POST"));
 
   app.notFound(renderNotFound);
   app.onError(renderError);
