@@ -16,6 +16,8 @@ export interface Runtime {
   readonly redact: Redactor;
   /** Randomness for key choice and jitter; injectable for tests. */
   readonly random: () => number;
+  /** The fetch adapters use; native passthrough uses it too. */
+  readonly fetch: typeof fetch;
   /** Wall clock in ms (Retry-After dates, cooldowns, deadlines); injectable for tests. */
   readonly now: () => number;
   /** What routing learned from traffic; shared by every generation. */
@@ -46,6 +48,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     logger,
     redact,
     random: deps.random,
+    fetch: deps.fetch,
     now: deps.now ?? Date.now,
     routing: deps.routing,
   };

@@ -3,10 +3,11 @@ import { scheduleDeadline } from "./deadline.ts";
 
 export interface UpstreamRequest {
   readonly url: string;
-  readonly method: "GET" | "POST";
+  readonly method: string;
   /** A plain record: cheaper for `fetch` to take than a `Headers` copy per request. */
-  readonly headers: Record<string, string>;
-  readonly body: string | null;
+  readonly headers: Record<string, string> | Headers;
+  /** A string for translated calls; the client's stream for native passthrough. */
+  readonly body: string | ReadableStream<Uint8Array> | null;
 }
 
 export interface UpstreamReply {
@@ -23,7 +24,7 @@ export interface UpstreamReply {
 const TIMED_OUT = Symbol("timed out");
 
 /**
- * The one place that calls `fetch` for the unified API. Links the client's abort signal
+ * The one place that calls `fetch` for upstreams. Links the client's abort signal
  * and a per-attempt timer to one controller and maps transport failures to gateway errors:
  * a refused or reset connection is 502 `upstream_unreachable`, an expired timer 504
  * `upstream_timeout`. Errors are built only on failure: a GatewayError captures a stack.
@@ -35,8 +36,11 @@ export async function executeUpstream(
     signal: AbortSignal;
     timeoutMs: number;
     provider: string;
-    /** Turns a non-2xx reply into the provider's error; it is thrown after reading the body. */
-    toError: (status: number, body: string, headers: Headers) => GatewayError;
+    /**
+     * Turns a non-2xx reply into the provider's error, thrown after reading the body; 3xx is
+     * refused. Without it (native passthrough) every reply is handed back as it came.
+     */
+    toError?: (status: number, body: string, headers: Headers) => GatewayError;
   },
 ): Promise<UpstreamReply> {
   const controller = new AbortController();
@@ -80,7 +84,7 @@ export async function executeUpstream(
   } catch (err) {
     return fail(err);
   }
-  if (response.status >= 300 && response.status < 400) {
+  if (opts.toError && response.status >= 300 && response.status < 400) {
     settle();
     await response.body?.cancel().catch(() => {});
     // Redirects are not followed: they could lead to a host that is not configured.
@@ -99,7 +103,7 @@ export async function executeUpstream(
       return fail(err);
     }
   };
-  if (response.status < 200 || response.status >= 300) {
+  if (opts.toError && (response.status < 200 || response.status >= 300)) {
     const text = await read(() => response.text())();
     throw opts.toError(response.status, text, response.headers);
   }

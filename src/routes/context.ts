@@ -14,7 +14,7 @@ export interface RequestVars {
   /** Set when anything but one clean attempt happened. */
   attempts?: readonly AttemptRecord[];
   /** Which error envelope the route speaks. */
-  errorFormat?: "openai" | "anthropic" | "plain";
+  errorFormat?: "openai" | "anthropic" | "gemini" | "plain";
 }
 
 export interface AppEnv {

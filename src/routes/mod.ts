@@ -6,5 +6,6 @@
 export { chatCompletions } from "./chat_completions.ts";
 export { listModels } from "./models.ts";
 export { messages } from "./messages.ts";
+export { nativePassthrough } from "./passthrough.ts";
 export { health, healthz, ready } from "./health.ts";
 export type { AppEnv, RequestVars } from "./context.ts";

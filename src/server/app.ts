@@ -7,6 +7,7 @@ import {
   healthz,
   listModels,
   messages,
+  nativePassthrough,
   ready,
 } from "../routes/mod.ts";
 import type { Runtime } from "../runtime.ts";
@@ -31,6 +32,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
   app.get("/health", health);
+
+  // Provider-native passthrough: bytes in, bytes out.
+  app.all("/openai/*", nativePassthrough("openai"));
+  app.all("/anthropic/*", nativePassthrough("anthropic"));
+  app.all("/gemini/*", nativePassthrough("gemini"));
+  app.all("/native/:provider/*", nativePassthrough("native"));
 
   // Known paths with the wrong method: 405 with Allow, not a misleading 404.
   const allow = (methods: string) => (c: Parameters<typeof renderError>[1]) =>

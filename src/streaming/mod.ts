@@ -10,3 +10,4 @@ export {
   createOpenAIChunkWriter,
   type OpenAIChunkWriter,
 } from "./openai_chunks.ts";
+export { balancedObject, createUsageSniffer, usageFromObject } from "./usage_sniff.ts";

@@ -34,10 +34,30 @@ export function renderNotFound(c: Context<AppEnv>): Response {
   );
 }
 
-function formatForPath(path: string): "openai" | "anthropic" | "plain" {
+type ErrorFormat = "openai" | "anthropic" | "gemini" | "plain";
+
+function formatForPath(path: string): ErrorFormat {
   if (path === "/v1/messages" || path.startsWith("/v1/messages/")) return "anthropic";
-  return path.startsWith("/v1/") ? "openai" : "plain";
+  if (path.startsWith("/anthropic/")) return "anthropic";
+  if (path.startsWith("/gemini/")) return "gemini";
+  return path.startsWith("/v1/") || path.startsWith("/openai/") ? "openai" : "plain";
 }
+
+/** google.rpc.Status names for the HTTP statuses we answer with (Gemini's error shape). */
+const GOOGLE_STATUS: Record<number, string> = {
+  400: "INVALID_ARGUMENT",
+  401: "UNAUTHENTICATED",
+  403: "PERMISSION_DENIED",
+  404: "NOT_FOUND",
+  413: "INVALID_ARGUMENT",
+  429: "RESOURCE_EXHAUSTED",
+  499: "CANCELLED",
+  500: "INTERNAL",
+  501: "UNIMPLEMENTED",
+  502: "UNAVAILABLE",
+  503: "UNAVAILABLE",
+  504: "DEADLINE_EXCEEDED",
+};
 
 const ANTHROPIC_TYPE: Partial<Record<GatewayError["code"], string>> = {
   invalid_request: "invalid_request_error",
@@ -50,7 +70,16 @@ const ANTHROPIC_TYPE: Partial<Record<GatewayError["code"], string>> = {
   unavailable: "overloaded_error",
 };
 
-function envelope(err: GatewayError, format: "openai" | "anthropic" | "plain"): unknown {
+function envelope(err: GatewayError, format: ErrorFormat): unknown {
+  if (format === "gemini") {
+    return {
+      error: {
+        code: err.status,
+        message: err.message,
+        status: GOOGLE_STATUS[err.status] ?? "UNKNOWN",
+      },
+    };
+  }
   if (format === "anthropic") {
     return {
       type: "error",

@@ -1,0 +1,136 @@
+import type { OpenAIUsage } from "../schema/openai.ts";
+import { createSseDataReader } from "./sse.ts";
+
+const TAIL_BYTES = 4096;
+const USAGE_HINT = /"(?:usage|usageMetadata)"\s*:/;
+
+/**
+ * Token usage from any provider's JSON object: OpenAI `usage.prompt_tokens`, Anthropic
+ * `usage.input_tokens` (also inside `message` of `message_start`), Gemini
+ * `usageMetadata.promptTokenCount`. Null when the object carries none.
+ */
+export function usageFromObject(value: unknown): Partial<OpenAIUsage> | null {
+  if (value === null || typeof value !== "object") return null;
+  const o = value as Record<string, unknown>;
+  const u = (o.usage ?? (o.message as Record<string, unknown> | undefined)?.usage) as
+    | Record<string, unknown>
+    | undefined;
+  if (u && typeof u === "object") {
+    if (typeof u.prompt_tokens === "number" || typeof u.completion_tokens === "number") {
+      return pick(u.prompt_tokens, u.completion_tokens);
+    }
+    if (typeof u.input_tokens === "number" || typeof u.output_tokens === "number") {
+      const input = num(u.input_tokens) + num(u.cache_creation_input_tokens) +
+        num(u.cache_read_input_tokens);
+      return pick(typeof u.input_tokens === "number" ? input : undefined, u.output_tokens);
+    }
+  }
+  const g = o.usageMetadata as Record<string, unknown> | undefined;
+  if (g && typeof g === "object") {
+    return pick(g.promptTokenCount, num(g.candidatesTokenCount) + num(g.thoughtsTokenCount));
+  }
+  return null;
+}
+
+/**
+ * Watch a passthrough response for usage without touching it: every chunk is forwarded
+ * the moment it arrives. SSE bodies are read event by event (Anthropic reports input tokens
+ * at the start and output tokens at the end, so later events fill in what earlier ones
+ * lacked); JSON bodies keep only their last few KB, where usage sits.
+ */
+export function createUsageSniffer(
+  contentType: string,
+  onUsage: (usage: OpenAIUsage) => void,
+): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  let prompt: number | undefined;
+  let completion: number | undefined;
+  const absorb = (u: Partial<OpenAIUsage> | null) => {
+    if (!u) return;
+    if (u.prompt_tokens !== undefined) prompt = u.prompt_tokens;
+    if (u.completion_tokens !== undefined) completion = u.completion_tokens;
+  };
+  const report = () => {
+    if (prompt === undefined && completion === undefined) return;
+    const p = prompt ?? 0;
+    const c = completion ?? 0;
+    onUsage({ prompt_tokens: p, completion_tokens: c, total_tokens: p + c });
+  };
+  if (contentType.includes("text/event-stream")) {
+    const read = createSseDataReader();
+    const inspect = (events: string[]) => {
+      for (const data of events) {
+        if (!USAGE_HINT.test(data)) continue;
+        try {
+          absorb(usageFromObject(JSON.parse(data)));
+        } catch {
+          // not JSON: not ours to judge
+        }
+      }
+    };
+    return new TransformStream({
+      transform(chunk, controller) {
+        controller.enqueue(chunk);
+        inspect(read(decoder.decode(chunk, { stream: true })));
+      },
+      flush() {
+        inspect(read(decoder.decode(), true));
+        report();
+      },
+    });
+  }
+  let tail = new Uint8Array(0);
+  return new TransformStream({
+    transform(chunk, controller) {
+      controller.enqueue(chunk);
+      if (!contentType.includes("json")) return;
+      const joined = new Uint8Array(Math.min(TAIL_BYTES, tail.byteLength + chunk.byteLength));
+      const fromChunk = Math.min(chunk.byteLength, joined.byteLength);
+      const fromTail = joined.byteLength - fromChunk;
+      joined.set(tail.subarray(tail.byteLength - fromTail), 0);
+      joined.set(chunk.subarray(chunk.byteLength - fromChunk), fromTail);
+      tail = joined;
+    },
+    flush() {
+      const text = decoder.decode(tail);
+      for (const key of ['"usage"', '"usageMetadata"']) {
+        const at = text.lastIndexOf(key);
+        if (at < 0) continue;
+        const obj = balancedObject(text, text.indexOf("{", at));
+        if (obj === null) continue;
+        try {
+          absorb(usageFromObject({ [key.slice(1, -1)]: JSON.parse(obj) }));
+        } catch {
+          // truncated or not JSON
+        }
+      }
+      report();
+    },
+  });
+}
+
+/** The `{...}` starting at `start`, skipping braces inside strings; null if unbalanced. */
+export function balancedObject(text: string, start: number): string | null {
+  if (start < 0) return null;
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 34 /* " */) {
+      i++;
+      while (i < text.length && text.charCodeAt(i) !== 34) i += text.charCodeAt(i) === 92 ? 2 : 1;
+    } else if (ch === 123 /* { */) depth++;
+    else if (ch === 125 /* } */ && --depth === 0) return text.slice(start, i + 1);
+  }
+  return null;
+}
+
+function num(v: unknown): number {
+  return typeof v === "number" ? v : 0;
+}
+
+function pick(prompt: unknown, completion: unknown): Partial<OpenAIUsage> {
+  const out: Partial<OpenAIUsage> = {};
+  if (typeof prompt === "number") out.prompt_tokens = prompt;
+  if (typeof completion === "number") out.completion_tokens = completion;
+  return out;
+}
