@@ -403,7 +403,7 @@ Deno.test("toAnthropicRequest() turns JSON mode into a system instruction", asyn
       MODEL,
     );
     assert.match(out.system ?? "", /named "person" that conforms to this JSON Schema/);
-    assert.ok(out.system?.includes(JSON.stringify(schema)), out.system);
+    assert.ok(out.system?.includes(JSON.stringify(schema)), out.system ?? "no system prompt");
   });
   await t.step("text adds nothing", () => {
     const out = toAnthropicRequest(req(HI, { response_format: { type: "text" } }), MODEL);
