@@ -1,5 +1,12 @@
 /** Wire formats a provider can speak; each has (or will have) an adapter in `providers/`. */
-export const PROVIDER_TYPES = ["openai", "anthropic", "gemini", "bedrock", "mock"] as const;
+export const PROVIDER_TYPES = [
+  "openai",
+  "azure",
+  "anthropic",
+  "gemini",
+  "bedrock",
+  "mock",
+] as const;
 export type ProviderType = typeof PROVIDER_TYPES[number];
 
 export interface ProviderPreset {
@@ -25,6 +32,9 @@ export const PROVIDER_PRESETS: Readonly<Record<string, ProviderPreset>> = {
     base_url: "https://generativelanguage.googleapis.com/v1beta",
     env_key: "GEMINI_API_KEY",
   },
+  // Azure OpenAI: base_url is the resource endpoint (https://<resource>.openai.azure.com).
+  azure: { type: "azure", base_url: "" },
+  "azure-openai": { type: "azure", base_url: "" },
   openrouter: {
     type: "openai",
     base_url: "https://openrouter.ai/api/v1",

@@ -96,6 +96,10 @@ const providerSchema = strictObject({
   timeout: opt(duration(), "60s"),
   credential_mode: opt(v.picklist(["gateway", "passthrough"]), "gateway"),
   enabled: opt(bool(), true),
+  // azure
+  api_version: opt(str(), "2024-10-21"),
+  /** Model name → Azure deployment name (default: the model name). */
+  deployments: opt(mapOf(str()), {}),
   // bedrock
   region: opt(str()),
   endpoint: opt(httpUrl()),

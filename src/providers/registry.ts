@@ -15,6 +15,7 @@ export function createAdapters(config: Config, deps: AdapterDeps): Map<string, P
   for (const cfg of Object.values(config.providers)) {
     switch (cfg.type) {
       case "openai":
+      case "azure":
         out.set(cfg.name, createOpenAIAdapter(cfg, deps));
         break;
       case "anthropic":

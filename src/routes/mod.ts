@@ -4,6 +4,7 @@
  * @module
  */
 export { chatCompletions } from "./chat_completions.ts";
+export { embeddings } from "./embeddings.ts";
 export { listModels } from "./models.ts";
 export { messages } from "./messages.ts";
 export { nativePassthrough } from "./passthrough.ts";

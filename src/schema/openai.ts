@@ -1,4 +1,7 @@
 import { GatewayError } from "../errors.ts";
+import { type GatewayOptions, parseGatewayOptions } from "./gateway.ts";
+
+export { type GatewayOptions, parseGatewayOptions } from "./gateway.ts";
 
 /** OpenAI chat message as received; unknown fields are kept and forwarded. */
 export interface OpenAIMessage {
@@ -89,15 +92,6 @@ export interface OpenAIChunkDelta {
   content?: string;
   refusal?: null;
   tool_calls?: OpenAIToolCallDelta[];
-}
-
-/** llm-gateway's `x-gateway` body extension; stripped before forwarding. */
-export interface GatewayOptions {
-  cache?: boolean;
-  /** Seconds. */
-  timeout?: number;
-  provider?: string;
-  metadata?: Record<string, unknown>;
 }
 
 export interface ParsedChatRequest {
@@ -204,40 +198,6 @@ export function parseChatRequest(raw: unknown): ParsedChatRequest {
   const gateway = parseGatewayOptions(raw["x-gateway"]);
   const { "x-gateway": _ext, ...body } = raw;
   return { body: body as OpenAIChatRequest, gateway };
-}
-
-function parseGatewayOptions(raw: unknown): GatewayOptions {
-  if (raw === undefined || raw === null) return {};
-  if (!isObject(raw)) throw invalid(`"x-gateway" must be an object`, "x-gateway");
-  const out: GatewayOptions = {};
-  if (raw.cache !== undefined) {
-    if (typeof raw.cache !== "boolean") {
-      throw invalid(`"x-gateway.cache" must be a boolean`, "x-gateway.cache");
-    }
-    out.cache = raw.cache;
-  }
-  if (raw.timeout !== undefined) {
-    if (typeof raw.timeout !== "number" || !(raw.timeout > 0)) {
-      throw invalid(
-        `"x-gateway.timeout" must be a positive number of seconds`,
-        "x-gateway.timeout",
-      );
-    }
-    out.timeout = raw.timeout;
-  }
-  if (raw.provider !== undefined) {
-    if (typeof raw.provider !== "string" || raw.provider === "") {
-      throw invalid(`"x-gateway.provider" must be a provider name`, "x-gateway.provider");
-    }
-    out.provider = raw.provider;
-  }
-  if (raw.metadata !== undefined) {
-    if (!isObject(raw.metadata)) {
-      throw invalid(`"x-gateway.metadata" must be an object`, "x-gateway.metadata");
-    }
-    out.metadata = raw.metadata;
-  }
-  return out;
 }
 
 /** OpenAI's error envelope. */

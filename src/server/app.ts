@@ -3,6 +3,7 @@ import { GatewayError } from "../errors.ts";
 import {
   type AppEnv,
   chatCompletions,
+  embeddings,
   health,
   healthz,
   listModels,
@@ -28,6 +29,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.post("/v1/chat/completions", chatCompletions);
   app.post("/v1/messages", messages);
+  app.post("/v1/embeddings", embeddings);
   app.get("/v1/models", listModels);
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
@@ -54,6 +56,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.all("/v1/chat/completions", allow("POST"));
   app.all("/v1/models", allow("GET"));
   app.all("/v1/messages", allow("POST"));
+  app.all("/v1/embeddings", allow("POST"));
 
   app.notFound(renderNotFound);
   app.onError(renderError);

@@ -1,31 +1,61 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
 import { createOpenAIUsageTap, findOpenAIUsage } from "../../streaming/mod.ts";
-import { executeUpstream, lowerCaseKeys } from "../execute.ts";
-import type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
+import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
+import type {
+  AdapterDeps,
+  ChatCall,
+  ChatOutcome,
+  EmbeddingsCall,
+  ProviderAdapter,
+} from "../types.ts";
 import { fromOpenAIError } from "./errors.ts";
-import { toOpenAIRequest } from "./request.ts";
+import { azureEndpoint, plainEndpoint, toOpenAIRequest } from "./request.ts";
 
-/** Adapter for OpenAI and every OpenAI-compatible API (Groq, Mistral, vLLM, ...). */
+/**
+ * Adapter for OpenAI, every OpenAI-compatible API (Groq, Mistral, vLLM, ...) and, with its
+ * own endpoint layout, Azure OpenAI.
+ */
 export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): ProviderAdapter {
   // Built once per config: the hot path only copies it.
   const baseHeaders = Object.freeze({
     ...lowerCaseKeys(cfg.headers),
     "content-type": "application/json",
   });
+  const endpoint = cfg.type === "azure" ? azureEndpoint(cfg) : plainEndpoint(cfg);
+  const execute = (
+    req: ReturnType<typeof toOpenAIRequest>,
+    call: { signal: AbortSignal; timeoutMs: number },
+  ) =>
+    executeUpstream(deps.fetch, req, {
+      signal: call.signal,
+      timeoutMs: call.timeoutMs,
+      provider: cfg.name,
+      toError: (status, text, headers) =>
+        fromOpenAIError(status, text, headers, cfg.name, deps.redact),
+    });
+  /** Bytes in, bytes out: a JSON body is relayed as received, never decoded and re-encoded. */
+  const relayJson = async (reply: UpstreamReply, onUsage: ChatCall["onUsage"]) => {
+    const body = await reply.bytes();
+    if (!looksLikeJsonObject(body)) {
+      throw new GatewayError(
+        "upstream_error",
+        `Provider "${cfg.name}" returned a body that is not JSON`,
+        { provider: cfg.name, upstreamStatus: reply.response.status },
+      );
+    }
+    const usage = findOpenAIUsage(body);
+    if (usage) onUsage(usage);
+    return { kind: "json" as const, status: reply.response.status, body };
+  };
   return {
     name: cfg.name,
     type: cfg.type,
     models: () => cfg.models,
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
-      const req = toOpenAIRequest(call, model, cfg, baseHeaders);
-      const reply = await executeUpstream(deps.fetch, req, {
-        signal: call.signal,
-        timeoutMs: call.timeoutMs,
-        provider: cfg.name,
-        toError: (status, text, headers) =>
-          fromOpenAIError(status, text, headers, cfg.name, deps.redact),
-      });
+      const accept = call.stream ? "text/event-stream" : "application/json";
+      const req = toOpenAIRequest(call, "chat/completions", model, endpoint, baseHeaders, accept);
+      const reply = await execute(req, call);
       const res = reply.response;
       const contentType = res.headers.get("content-type") ?? "";
       if (call.stream && contentType.includes("text/event-stream") && res.body) {
@@ -36,18 +66,11 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
           body: res.body.pipeThrough(createOpenAIUsageTap(call.onUsage)),
         };
       }
-      // Bytes in, bytes out: the body is relayed as received, never decoded and re-encoded.
-      const body = await reply.bytes();
-      if (!looksLikeJsonObject(body)) {
-        throw new GatewayError(
-          "upstream_error",
-          `Provider "${cfg.name}" returned a body that is not JSON`,
-          { provider: cfg.name, upstreamStatus: res.status },
-        );
-      }
-      const usage = findOpenAIUsage(body);
-      if (usage) call.onUsage(usage);
-      return { kind: "json", status: res.status, body };
+      return relayJson(reply, call.onUsage);
+    },
+    async embeddings(call: EmbeddingsCall, model: string): Promise<ChatOutcome> {
+      const req = toOpenAIRequest(call, "embeddings", model, endpoint, baseHeaders);
+      return relayJson(await execute(req, call), call.onUsage);
     },
   };
 }

@@ -1,27 +1,66 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import type { UpstreamRequest } from "../execute.ts";
-import type { ChatCall } from "../types.ts";
+
+/** What differs between OpenAI-compatible APIs: where an operation lives and how keys go. */
+export interface OpenAIEndpoint {
+  url(operation: "chat/completions" | "embeddings", model: string): string;
+  /** Header name and value carrying `key`. */
+  auth(key: string): [string, string];
+}
+
+/** OpenAI and the compatible family: `{base_url}/{operation}`, `Authorization: Bearer`. */
+export function plainEndpoint(cfg: ProviderConfig): OpenAIEndpoint {
+  return {
+    url: (operation) => `${cfg.base_url}/${operation}`,
+    auth: (key) => ["authorization", `Bearer ${key}`],
+  };
+}
 
 /**
- * Build the upstream request for an OpenAI-compatible `/chat/completions`. Same-schema
- * passthrough (Envoy's openai→openai): only `model` is patched; fields we do not know
- * travel unchanged.
+ * Azure OpenAI: one deployment per model, `api-version` in the query, `api-key` header.
+ * `deployments` maps model names to deployment names (default: the model name itself).
+ */
+export function azureEndpoint(cfg: ProviderConfig): OpenAIEndpoint {
+  const version = encodeURIComponent(cfg.api_version);
+  return {
+    url: (operation, model) =>
+      `${cfg.base_url}/openai/deployments/${
+        encodeURIComponent(cfg.deployments[model] ?? model)
+      }/${operation}?api-version=${version}`,
+    auth: (key) => ["api-key", key],
+  };
+}
+
+/** Credentials and the JSON body that every OpenAI-compatible call shares. */
+export interface OpenAICall {
+  readonly body: { model: string; [field: string]: unknown };
+  readonly apiKey: string | null;
+  readonly clientAuthorization: string | null;
+}
+
+/**
+ * Build an upstream request for an OpenAI-compatible operation. Same-schema passthrough
+ * (Envoy's openai→openai): only `model` is patched; fields we do not know travel unchanged.
+ * A client credential is forwarded only when no key is configured (the caller decides).
  */
 export function toOpenAIRequest(
-  call: ChatCall,
+  call: OpenAICall,
+  operation: "chat/completions" | "embeddings",
   model: string,
-  cfg: ProviderConfig,
+  endpoint: OpenAIEndpoint,
   baseHeaders: Readonly<Record<string, string>>,
+  accept = "application/json",
 ): UpstreamRequest {
-  const headers: Record<string, string> = {
-    ...baseHeaders,
-    accept: call.stream ? "text/event-stream" : "application/json",
-  };
-  if (call.apiKey !== null) headers.authorization = `Bearer ${call.apiKey}`;
-  else if (call.clientAuthorization !== null) headers.authorization = call.clientAuthorization;
+  const headers: Record<string, string> = { ...baseHeaders, accept };
+  if (call.apiKey !== null) {
+    const [name, value] = endpoint.auth(call.apiKey);
+    headers[name] = value;
+  } else if (call.clientAuthorization !== null) {
+    headers.authorization = call.clientAuthorization;
+  }
   const body = call.body.model === model ? call.body : { ...call.body, model };
   return {
-    url: `${cfg.base_url}/chat/completions`,
+    url: endpoint.url(operation, model),
     method: "POST",
     headers,
     body: JSON.stringify(body),

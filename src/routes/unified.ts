@@ -1,0 +1,92 @@
+import type { Context } from "hono";
+import { withHeaders } from "../errors.ts";
+import type { ModelRouteConfig } from "../config/mod.ts";
+import {
+  executeWithFailover,
+  FailoverExhausted,
+  type FailoverResult,
+  type Invoke,
+  type Target,
+} from "../routing/mod.ts";
+import type { GatewayOptions } from "../schema/gateway.ts";
+import type { AppEnv } from "./context.ts";
+
+/**
+ * What every unified route (`/v1/chat/completions`, `/v1/embeddings`, `/v1/messages`)
+ * shares: the failover run with the caller's budget, the attempt bookkeeping for the log,
+ * and the `x-pilotfish-*` headers on success and failure alike.
+ */
+export async function runUnified(
+  c: Context<AppEnv>,
+  req: {
+    requested: string;
+    targets: readonly Target[];
+    route: ModelRouteConfig | undefined;
+    gateway: GatewayOptions;
+    invoke: Invoke;
+  },
+): Promise<FailoverResult & { headers: Record<string, string> }> {
+  const rt = c.get("runtime");
+  const timeout = req.gateway.timeout;
+  let result: FailoverResult;
+  try {
+    result = await executeWithFailover(
+      {
+        config: rt.config,
+        adapters: rt.adapters,
+        state: rt.routing,
+        random: rt.random,
+        now: rt.now,
+        redact: rt.redact,
+      },
+      {
+        requested: req.requested,
+        targets: req.targets,
+        route: req.route,
+        invoke: req.invoke,
+        signal: c.req.raw.signal,
+        clientAuthorization: clientCredential(c),
+        // x-gateway.timeout is the caller's whole budget: it bounds every attempt too.
+        deadlineMs: timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline,
+        ...(timeout !== undefined ? { attemptTimeoutMs: timeout * 1000 } : {}),
+      },
+    );
+  } catch (err) {
+    if (!(err instanceof FailoverExhausted)) throw err;
+    const last = err.attempts.at(-1);
+    note(c, err.attempts, last?.provider, last?.model);
+    throw withHeaders(err.last, { "x-pilotfish-attempts": String(err.attempts.length) });
+  }
+  note(c, result.attempts, result.target.provider, result.target.model);
+  return {
+    ...result,
+    headers: {
+      "x-pilotfish-provider": result.target.provider,
+      "x-pilotfish-model": result.target.model,
+      "x-pilotfish-attempts": String(result.attempts.length),
+    },
+  };
+}
+
+function note(
+  c: Context<AppEnv>,
+  attempts: FailoverResult["attempts"],
+  provider: string | undefined,
+  model: string | undefined,
+): void {
+  if (provider !== undefined) c.set("provider", provider);
+  if (model !== undefined) c.set("model", model);
+  // The common case (one clean attempt) adds nothing to the log line.
+  if (attempts.length > 1 || attempts[0]?.outcome !== "ok") c.set("attempts", attempts);
+}
+
+/**
+ * The client's own credential (`Authorization`, or Anthropic SDKs' `x-api-key`), for
+ * providers that forward it. A Pilotfish application key (`pf_…`) is never forwarded.
+ */
+export function clientCredential(c: Context<AppEnv>): string | null {
+  const auth = c.req.header("authorization");
+  if (auth) return /^Bearer\s+pf_/i.test(auth) ? null : auth;
+  const apiKey = c.req.header("x-api-key");
+  return apiKey && !apiKey.startsWith("pf_") ? `Bearer ${apiKey}` : null;
+}

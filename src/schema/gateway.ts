@@ -1,0 +1,51 @@
+import { GatewayError } from "../errors.ts";
+
+/** llm-gateway's `x-gateway` body extension; stripped before forwarding. */
+export interface GatewayOptions {
+  cache?: boolean;
+  /** Seconds. */
+  timeout?: number;
+  provider?: string;
+  metadata?: Record<string, unknown>;
+}
+
+const invalid = (message: string, param: string) =>
+  new GatewayError("invalid_request", message, { param });
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** Validate the `x-gateway` block shared by every unified route (absent → `{}`). */
+export function parseGatewayOptions(raw: unknown): GatewayOptions {
+  if (raw === undefined || raw === null) return {};
+  if (!isObject(raw)) throw invalid(`"x-gateway" must be an object`, "x-gateway");
+  const out: GatewayOptions = {};
+  if (raw.cache !== undefined) {
+    if (typeof raw.cache !== "boolean") {
+      throw invalid(`"x-gateway.cache" must be a boolean`, "x-gateway.cache");
+    }
+    out.cache = raw.cache;
+  }
+  if (raw.timeout !== undefined) {
+    if (typeof raw.timeout !== "number" || !(raw.timeout > 0)) {
+      throw invalid(
+        `"x-gateway.timeout" must be a positive number of seconds`,
+        "x-gateway.timeout",
+      );
+    }
+    out.timeout = raw.timeout;
+  }
+  if (raw.provider !== undefined) {
+    if (typeof raw.provider !== "string" || raw.provider === "") {
+      throw invalid(`"x-gateway.provider" must be a provider name`, "x-gateway.provider");
+    }
+    out.provider = raw.provider;
+  }
+  if (raw.metadata !== undefined) {
+    if (!isObject(raw.metadata)) {
+      throw invalid(`"x-gateway.metadata" must be an object`, "x-gateway.metadata");
+    }
+    out.metadata = raw.metadata;
+  }
+  return out;
+}

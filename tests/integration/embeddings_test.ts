@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startDaemon } from "./daemon.ts";
+
+const EMBEDDINGS = {
+  object: "list",
+  data: [
+    { object: "embedding", index: 0, embedding: [0.1, -0.2, 0.3] },
+    { object: "embedding", index: 1, embedding: [0.4, 0.5, -0.6] },
+  ],
+  model: "text-embedding-3-small",
+  usage: { prompt_tokens: 5, total_tokens: 5 },
+};
+
+Deno.test("POST /v1/embeddings through the openai SDK, with failover and errors", async (t) => {
+  const broken = startFakeUpstream();
+  const up = startFakeUpstream();
+  broken.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+  up.script({ kind: "json", body: EMBEDDINGS });
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  mock: {}
+  broken: { base_url: "${broken.url}/v1" }
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-embed-0001 }] }
+routing:
+  models:
+    text-embedding-3-small: { providers: [broken, up] }
+  failover:
+    backoff: { initial: 5ms, max: 10ms }
+`);
+  const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "unused", maxRetries: 0 });
+  try {
+    await t.step("float vectors, usage, failover to the working provider", async () => {
+      const { data: r, response } = await client.embeddings.create({
+        model: "text-embedding-3-small",
+        input: ["hello", "world"],
+        encoding_format: "float",
+      }).withResponse();
+      assert.equal(r.data.length, 2);
+      assert.deepEqual(r.data[1]?.embedding, [0.4, 0.5, -0.6]);
+      assert.equal(r.usage.prompt_tokens, 5);
+      assert.equal(response.headers.get("x-pilotfish-provider"), "up");
+      const seen = up.requests.at(-1)!;
+      assert.equal(seen.path, "/v1/embeddings");
+      assert.equal(seen.headers.get("authorization"), "Bearer sk-embed-0001");
+      assert.deepEqual(JSON.parse(seen.body).input, ["hello", "world"]);
+    });
+
+    await t.step("bad input is a 400 naming the field", async () => {
+      for (
+        const [body, param] of [
+          [{ model: "up/x" }, "input"],
+          [{ model: "up/x", input: [] }, "input"],
+          [{ model: "up/x", input: "a", encoding_format: "hex" }, "encoding_format"],
+          [{ model: "up/x", input: "a", dimensions: 0 }, "dimensions"],
+          [{ input: "a" }, "model"],
+        ] as const
+      ) {
+        const res = await fetch(d.url("/v1/embeddings"), {
+          method: "POST",
+          body: JSON.stringify(body),
+        });
+        assert.equal(res.status, 400);
+        assert.equal((await res.json()).error.param, param);
+      }
+    });
+
+    await t.step("a provider without embeddings is a clear 400; unknown model 404", async () => {
+      let res = await fetch(d.url("/v1/embeddings"), {
+        method: "POST",
+        body: JSON.stringify({ model: "mock/echo", input: "a" }),
+      });
+      assert.equal(res.status, 400);
+      assert.match((await res.json()).error.message, /Provider "mock" has no embeddings API/);
+      res = await fetch(d.url("/v1/embeddings"), {
+        method: "POST",
+        body: JSON.stringify({ model: "nope/x", input: "a" }),
+      });
+      assert.equal(res.status, 404);
+      await res.body?.cancel();
+    });
+  } finally {
+    await d.stop();
+    await broken.close();
+    await up.close();
+  }
+});

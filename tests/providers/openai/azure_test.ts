@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { parseConfigText } from "../../../src/config/mod.ts";
+import { createAdapters } from "../../../src/providers/mod.ts";
+import { createRedactor } from "../../../src/telemetry/mod.ts";
+
+Deno.test("Azure OpenAI: deployment URL, api-version and api-key header", async () => {
+  const { config } = parseConfigText(
+    `
+providers:
+  azure:
+    base_url: https://my-resource.openai.azure.com
+    api_version: 2024-10-21
+    deployments: { gpt-4o: prod-gpt4o }
+    keys: [{ key: azure-key-123 }]
+`,
+    () => undefined,
+    "azure.yaml",
+  );
+  const seen: { url: string; headers: Headers; body: unknown }[] = [];
+  const fakeFetch = ((url: string, init: RequestInit) => {
+    seen.push({ url, headers: new Headers(init.headers), body: JSON.parse(String(init.body)) });
+    return Promise.resolve(
+      new Response(
+        JSON.stringify({ object: "list", data: [], usage: { prompt_tokens: 1, total_tokens: 1 } }),
+        {
+          headers: { "content-type": "application/json" },
+        },
+      ),
+    );
+  }) as typeof fetch;
+  const adapter = createAdapters(config, {
+    fetch: fakeFetch,
+    redact: createRedactor([]),
+    random: Math.random,
+  })
+    .get("azure")!;
+  const base = {
+    signal: new AbortController().signal,
+    timeoutMs: 1_000,
+    apiKey: "azure-key-123",
+    clientAuthorization: null,
+    onUsage: () => {},
+  };
+  await adapter.chat({
+    ...base,
+    body: { model: "gpt-4o", messages: [{ role: "user", content: "hi" }] },
+    stream: false,
+  }, "gpt-4o");
+  await adapter.embeddings!(
+    { ...base, body: { model: "text-embedding-3-small", input: "hi" } },
+    "text-embedding-3-small",
+  );
+  assert.equal(
+    seen[0]?.url,
+    "https://my-resource.openai.azure.com/openai/deployments/prod-gpt4o/chat/completions?api-version=2024-10-21",
+  );
+  assert.equal(seen[0]?.headers.get("api-key"), "azure-key-123");
+  assert.equal(seen[0]?.headers.get("authorization"), null);
+  assert.equal(
+    seen[1]?.url,
+    "https://my-resource.openai.azure.com/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
+  );
+});
+
+Deno.test("Azure OpenAI needs its resource endpoint", () => {
+  assert.throws(
+    () =>
+      parseConfigText("providers:\n  azure: { keys: [{ key: k }] }\n", () => undefined, "a.yaml"),
+    /providers\.azure\.base_url: Required for a provider of type "azure"/,
+  );
+});
