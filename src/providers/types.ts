@@ -67,6 +67,11 @@ export interface ProviderAdapter {
   readonly type: ProviderConfig["type"];
   /** Models this provider advertises on `/v1/models` (without the `provider/` prefix). */
   models(): readonly string[];
+  /**
+   * Ask the provider which models it serves (for `/v1/models` when none are configured);
+   * absent when the provider has no such API or no key to ask with.
+   */
+  discoverModels?(signal: AbortSignal): Promise<readonly string[]>;
   /** Run one chat completion attempt. Failures are thrown as GatewayError. */
   chat(call: ChatCall, model: string): Promise<ChatOutcome>;
   /** OpenAI-shape embeddings (JSON outcome); absent when the provider has none. */

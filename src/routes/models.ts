@@ -9,34 +9,80 @@ interface ModelEntry {
   owned_by: string;
 }
 
-/** `GET /v1/models`: every `provider/model` a client can ask for, plus aliases and routed models. */
-export function listModels(c: Context<AppEnv>): Response {
+/** How long a provider's own model list is trusted before asking again. */
+const DISCOVERY_TTL_MS = 10 * 60_000;
+
+/**
+ * `GET /v1/models`: every `provider/model` a client can ask for (configured `models`, or
+ * what the provider itself lists when none are configured), plus routed models and aliases.
+ * A provider that cannot be asked in time is simply left out of its discovered part.
+ */
+export async function listModels(c: Context<AppEnv>): Promise<Response> {
   c.set("errorFormat", "openai");
-  return c.json({ object: "list", data: modelEntries(c.get("runtime")) });
+  const rt = c.get("runtime");
+  const discovered = await discoveredModels(rt);
+  return c.json({ object: "list", data: modelEntries(rt, discovered) });
 }
 
-const cache = new WeakMap<Runtime, ModelEntry[]>();
+/** A failed discovery is retried sooner. */
+const RETRY_FAILED_MS = 30_000;
 
-/** Computed once per config generation. */
-function modelEntries(rt: Runtime): ModelEntry[] {
-  let entries = cache.get(rt);
-  if (entries) return entries;
-  entries = [];
+interface Discovery {
+  at: number;
+  ttl: number;
+  result: Promise<Map<string, readonly string[]>>;
+}
+
+const discoveries = new WeakMap<Runtime, Discovery>();
+
+/**
+ * One discovery per config generation and TTL, shared by concurrent callers. It runs on
+ * its own timeout, not the caller's signal: one impatient client must not empty the cache.
+ */
+function discoveredModels(rt: Runtime): Promise<Map<string, readonly string[]>> {
+  const cached = discoveries.get(rt);
+  if (cached && rt.now() - cached.at < cached.ttl) return cached.result;
+  const entry: Discovery = {
+    at: rt.now(),
+    ttl: DISCOVERY_TTL_MS,
+    result: Promise.resolve(new Map()),
+  };
+  entry.result = (async () => {
+    const out = new Map<string, readonly string[]>();
+    await Promise.all(
+      [...rt.adapters.values()].map(async (adapter) => {
+        if (!adapter.discoverModels) return;
+        try {
+          out.set(adapter.name, await adapter.discoverModels(new AbortController().signal));
+        } catch (err) {
+          entry.ttl = RETRY_FAILED_MS;
+          rt.logger.warn("model discovery failed", { provider: adapter.name, error: err });
+        }
+      }),
+    );
+    return out;
+  })();
+  discoveries.set(rt, entry);
+  return entry.result;
+}
+
+function modelEntries(rt: Runtime, discovered: Map<string, readonly string[]>): ModelEntry[] {
+  const entries: ModelEntry[] = [];
   const seen = new Set<string>();
   const add = (id: string, owner: string) => {
     if (seen.has(id)) return;
     seen.add(id);
-    entries!.push({ id, object: "model", created: 0, owned_by: owner });
+    entries.push({ id, object: "model", created: 0, owned_by: owner });
   };
   for (const adapter of rt.adapters.values()) {
     for (const m of adapter.models()) add(`${adapter.name}/${m}`, adapter.name);
+    for (const m of discovered.get(adapter.name) ?? []) add(`${adapter.name}/${m}`, adapter.name);
   }
   for (const [model, route] of Object.entries(rt.config.routing.models)) {
-    add(model, route.providers[0] ?? "pilotfish");
+    add(model, route.providers[0]?.split("/")[0] ?? "pilotfish");
   }
   for (const [alias, target] of Object.entries(rt.config.routing.aliases)) {
     add(alias, target.split("/")[0] ?? "pilotfish");
   }
-  cache.set(rt, entries);
   return entries;
 }

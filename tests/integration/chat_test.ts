@@ -199,3 +199,37 @@ Deno.test("the official openai SDK works against the daemon (non-stream and stre
     await upstream.close();
   }
 });
+
+Deno.test("GET /v1/models lists what an OpenAI-compatible provider serves when none are configured", async () => {
+  const up = startFakeUpstream();
+  up.script({
+    kind: "json",
+    body: {
+      object: "list",
+      data: [{ id: "gpt-4o", object: "model" }, { id: "gpt-4o-mini", object: "model" }],
+    },
+  });
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  listed: { base_url: "${up.url}/v1", keys: [{ key: sk-list-0001 }] }
+  fixed: { base_url: "${up.url}/v1", models: [only-this] }
+`);
+  try {
+    const json = await (await fetch(d.url("/v1/models"))).json();
+    const ids = json.data.map((m: { id: string }) => m.id);
+    assert.ok(ids.includes("listed/gpt-4o") && ids.includes("listed/gpt-4o-mini"), ids.join());
+    assert.ok(ids.includes("fixed/only-this"));
+    assert.ok(!ids.includes("fixed/gpt-4o"), "configured models win over discovery");
+    const asked = up.requests.filter((r) => r.path === "/v1/models");
+    assert.equal(asked.length, 1);
+    assert.equal(asked[0]?.headers.get("authorization"), "Bearer sk-list-0001");
+    await (await fetch(d.url("/v1/models"))).body?.cancel();
+    assert.equal(up.requests.filter((r) => r.path === "/v1/models").length, 1, "cached");
+  } finally {
+    await d.stop();
+    await up.close();
+  }
+});

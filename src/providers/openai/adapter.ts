@@ -48,6 +48,24 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     if (usage) onUsage(usage);
     return { kind: "json" as const, status: reply.response.status, body };
   };
+  /** `GET {base_url}/models` with the first key: `{data: [{id}]}` on every compatible API. */
+  const discover = async (signal: AbortSignal): Promise<string[]> => {
+    const [name, value] = endpoint.auth((cfg.keys[0] as { key: string }).key);
+    const reply = await executeUpstream(deps.fetch, {
+      url: `${cfg.base_url}/models`,
+      method: "GET",
+      headers: { ...baseHeaders, accept: "application/json", [name]: value },
+      body: null,
+    }, {
+      signal,
+      timeoutMs: Math.min(cfg.timeout, 5_000),
+      provider: cfg.name,
+      toError: (status, text, headers) =>
+        fromOpenAIError(status, text, headers, cfg.name, deps.redact),
+    });
+    const listed = JSON.parse(await reply.text()) as { data?: { id?: unknown }[] };
+    return (listed.data ?? []).flatMap((m) => (typeof m.id === "string" ? [m.id] : []));
+  };
   return {
     name: cfg.name,
     type: cfg.type,
@@ -68,6 +86,9 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       }
       return relayJson(reply, call.onUsage);
     },
+    ...(cfg.type === "openai" && cfg.keys.length > 0 && cfg.models.length === 0
+      ? { discoverModels: (signal: AbortSignal) => discover(signal) }
+      : {}),
     async embeddings(call: EmbeddingsCall, model: string): Promise<ChatOutcome> {
       const req = toOpenAIRequest(call, "embeddings", model, endpoint, baseHeaders);
       return relayJson(await execute(req, call), call.onUsage);
