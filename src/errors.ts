@@ -16,6 +16,7 @@ export type ErrorCode =
   | "upstream_unreachable"
   | "upstream_error"
   | "unavailable"
+  | "provider_degraded"
   | "internal";
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -32,6 +33,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   upstream_unreachable: 502,
   upstream_error: 502,
   unavailable: 503,
+  provider_degraded: 503,
   internal: 500,
 };
 
@@ -53,6 +55,8 @@ export interface GatewayErrorInfo {
   upstreamType?: string;
   upstreamCode?: string;
   headers?: Record<string, string>;
+  /** The upstream reply's headers that classify it (rate-limit budgets, AWS error type). */
+  upstreamHeaders?: Record<string, string>;
   cause?: unknown;
 }
 

@@ -13,6 +13,7 @@ import {
 } from "./config/mod.ts";
 import { missingGrants, planGrants } from "./permissions/mod.ts";
 import { createRoutingState } from "./routing/mod.ts";
+import { createBreakerStore } from "./breaker/factory.ts";
 import { buildRuntime, type Runtime } from "./runtime.ts";
 import { createApp } from "./server/app.ts";
 import { startListeners } from "./server/listeners.ts";
@@ -78,7 +79,12 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  const deps = { fetch: globalThis.fetch, random: Math.random, routing: createRoutingState() };
+  const deps = {
+    fetch: globalThis.fetch,
+    random: Math.random,
+    routing: createRoutingState(),
+    breakerStore: createBreakerStore(first.config, env),
+  };
   let runtime: Runtime = buildRuntime(first.config, 1, deps);
   const log = () => runtime.logger;
   for (const w of first.loaded.warnings) log().warn("config warning", { warning: w });
@@ -144,6 +150,7 @@ async function main(): Promise<number> {
   isReady = false;
   stopWatching();
   const drained = await listeners.shutdown(runtime.config.server.drain_timeout);
+  await deps.breakerStore.close();
   log().info(
     drained ? "shutdown complete" : "drain timeout reached; closing remaining connections",
   );

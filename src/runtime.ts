@@ -1,6 +1,7 @@
 import type { Config } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
 import type { RoutingState } from "./routing/mod.ts";
+import { type Breaker, type BreakerStore, createBreaker } from "./breaker/mod.ts";
 import { createLogger, createRedactor, type Logger, type Redactor } from "./telemetry/mod.ts";
 
 /**
@@ -22,6 +23,8 @@ export interface Runtime {
   readonly now: () => number;
   /** What routing learned from traffic; shared by every generation. */
   readonly routing: RoutingState;
+  /** The circuit breaker over the process-wide store (mode "off" when disabled). */
+  readonly breaker: Breaker;
 }
 
 export interface RuntimeDeps {
@@ -29,6 +32,8 @@ export interface RuntimeDeps {
   readonly random: () => number;
   readonly now?: () => number;
   readonly routing: RoutingState;
+  /** Breaker state; created once so it outlives config reloads. */
+  readonly breakerStore: BreakerStore;
   /** Log sink; stdout when absent. */
   readonly write?: (line: string) => void;
 }
@@ -51,6 +56,11 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     fetch: deps.fetch,
     now: deps.now ?? Date.now,
     routing: deps.routing,
+    breaker: createBreaker(
+      config.features.circuit_breaker,
+      deps.breakerStore,
+      (msg, fields) => logger.info(msg, fields),
+    ),
   };
 }
 

@@ -20,6 +20,14 @@ export interface UpstreamReply {
   readonly bytes: () => Promise<Uint8Array<ArrayBuffer>>;
 }
 
+/** Reply headers the breaker's classification reads (llm-proxy's provider rules). */
+const CLASSIFYING_HEADERS = [
+  "retry-after",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-remaining-tokens",
+  "x-amzn-errortype",
+];
+
 /** Marks an abort caused by our own timer (as opposed to the client leaving). */
 const TIMED_OUT = Symbol("timed out");
 
@@ -105,7 +113,13 @@ export async function executeUpstream(
   };
   if (opts.toError && (response.status < 200 || response.status >= 300)) {
     const text = await read(() => response.text())();
-    throw opts.toError(response.status, text, response.headers);
+    const err = opts.toError(response.status, text, response.headers);
+    const kept: Record<string, string> = {};
+    for (const name of CLASSIFYING_HEADERS) {
+      const value = response.headers.get(name);
+      if (value !== null) kept[name] = value;
+    }
+    throw new GatewayError(err.code, err.message, { ...err.info, upstreamHeaders: kept });
   }
   return {
     response,

@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { DEFAULT_DEGRADED_SIGNAL } from "../breaker/mod.ts";
 import type { AppEnv } from "./context.ts";
 
 /** `GET /healthz`: liveness, plain `ok` (Butter). */
@@ -45,13 +46,39 @@ export function health(c: Context<AppEnv>): Response {
       }),
     };
   }
+  const breaker = rt.breaker;
+  const cb = rt.config.features.circuit_breaker;
+  let circuitBlock: Record<string, unknown> | undefined;
+  if (cb.enabled) {
+    const perProvider: Record<string, unknown> = {};
+    let total = 0;
+    for (const name of Object.keys(providers)) {
+      const h = breaker.health(name, now);
+      perProvider[name] = h;
+      total += h.failures;
+      // llm-proxy's legacy per-provider fields, kept for existing dashboards.
+      Object.assign(providers[name] as Record<string, unknown>, {
+        circuit_state: h.state,
+        circuit_failures: h.failures,
+        ...(h.cooldown_until !== undefined ? { circuit_cooldown_until: h.cooldown_until } : {}),
+      });
+    }
+    const store = breaker.store.describe();
+    circuitBlock = {
+      enabled: true,
+      mode: breaker.mode,
+      backend: store.backend,
+      redis_fallback: store.fallback,
+      providers: perProvider,
+      total_failures: total,
+      degraded_signal: cb.degraded_signal || DEFAULT_DEGRADED_SIGNAL,
+    };
+  }
   return c.json({
     status: "healthy",
     timestamp: Math.floor(now / 1000),
     providers,
-    features: {
-      cost_tracking: false,
-      circuit_breaker: rt.config.features.circuit_breaker.enabled,
-    },
+    features: { cost_tracking: false, circuit_breaker: cb.enabled },
+    ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
   });
 }

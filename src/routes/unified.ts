@@ -9,6 +9,7 @@ import {
   type Target,
 } from "../routing/mod.ts";
 import type { GatewayOptions } from "../schema/gateway.ts";
+import { readRequestFlags } from "../breaker/mod.ts";
 import type { AppEnv } from "./context.ts";
 
 /**
@@ -28,6 +29,11 @@ export async function runUnified(
 ): Promise<FailoverResult & { headers: Record<string, string> }> {
   const rt = c.get("runtime");
   const timeout = req.gateway.timeout;
+  const flags = readRequestFlags(
+    (name) => c.req.header(name),
+    new URL(c.req.url).searchParams,
+    rt.config.features.circuit_breaker,
+  );
   let result: FailoverResult;
   try {
     result = await executeWithFailover(
@@ -38,6 +44,7 @@ export async function runUnified(
         random: rt.random,
         now: rt.now,
         redact: rt.redact,
+        breaker: rt.breaker,
       },
       {
         requested: req.requested,
@@ -49,6 +56,8 @@ export async function runUnified(
         // x-gateway.timeout is the caller's whole budget: it bounds every attempt too.
         deadlineMs: timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline,
         ...(timeout !== undefined ? { attemptTimeoutMs: timeout * 1000 } : {}),
+        ...(flags.bypass ? { bypass: flags.bypass } : {}),
+        ...(flags.testMode ? { testMode: flags.testMode } : {}),
       },
     );
   } catch (err) {

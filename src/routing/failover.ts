@@ -8,6 +8,7 @@ import type { Target } from "./resolve.ts";
 import { backoffMs, classifyFailure, type FailureKind, retryAfterMs } from "./retry.ts";
 import type { RoutingState } from "./state.ts";
 import { orderTargets, targetKey } from "./strategy.ts";
+import { type Breaker, classifyOutcome, type OutcomeClass } from "../breaker/mod.ts";
 
 /** One attempt as the access log and `x-pilotfish-attempts` report it (never the key). */
 export interface AttemptRecord {
@@ -28,8 +29,8 @@ export interface FailoverDeps {
   readonly random: () => number;
   readonly now: () => number;
   readonly redact: (text: string) => string;
-  /** The breaker's view, when it lands: unavailable targets go last. */
-  readonly available?: (t: Target) => boolean;
+  /** The circuit breaker (llm-proxy contract), when configured. */
+  readonly breaker?: Breaker;
 }
 
 /** What one attempt gets: its signal, its timeout and its credentials. */
@@ -58,6 +59,10 @@ export interface FailoverRequest {
   readonly deadlineMs: number;
   /** Replaces the providers' own per-attempt `timeout` (x-gateway.timeout does). */
   readonly attemptTimeoutMs?: number;
+  /** `X-LLM-Proxy-Bypass-Circuit`: one attempt, no fast-fail; the reason is for the counters. */
+  readonly bypass?: { readonly reason: string };
+  /** `X-LLM-Proxy-Test-Mode` (only when the breaker allows test mode). */
+  readonly testMode?: "force_degraded" | "force_transient_recover";
 }
 
 export interface FailoverResult {
@@ -76,6 +81,11 @@ export class FailoverExhausted extends Error {
 
 interface Settled {
   readonly target: Target;
+  /** The breaker key (`provider:model`) and whether this attempt was its half-open probe. */
+  readonly key: string;
+  readonly admission: "allow" | "probe" | "reject";
+  /** A test-mode failure that never reached the provider (not fed to the breaker). */
+  readonly synthetic?: boolean;
   readonly ok: FailoverResult["outcome"] | null;
   readonly error: GatewayError | null;
   readonly record: Omit<AttemptRecord, "outcome" | "reason">;
@@ -97,59 +107,110 @@ export async function executeWithFailover(
   const policy = deps.config.routing.failover;
   const started = deps.now();
   const deadline = started + req.deadlineMs;
+  const breaker = deps.breaker?.mode === "off" ? undefined : deps.breaker;
+  const keyOf = (t: Target) => breaker?.key(t.provider, t.model) ?? targetKey(t);
+  if (breaker && req.testMode === "force_degraded") {
+    throw new FailoverExhausted(breaker.degraded(req.targets[0]?.provider ?? "unknown"), []);
+  }
   const order = orderTargets(
     req.targets,
     req.route,
     req.requested,
     deps.state,
     deps.random,
-    deps.available,
+    breaker ? (t) => breaker.available(t.provider, keyOf(t), deps.now()) : undefined,
   );
-  const maxAttempts = policy.enabled ? policy.max_retries + 1 : 1;
+  // Bypass is single-shot by contract: the caller gets exactly what one upstream call says.
+  const maxAttempts = req.bypass ? 1 : policy.enabled ? policy.max_retries + 1 : 1;
+  let injectTransient = breaker !== undefined && req.testMode === "force_transient_recover";
+  let lastClass: OutcomeClass | null = null;
   const attempts: AttemptRecord[] = [];
   const refusedKeys = new Set<string>();
   let index = 0;
   let sameProviderRetries = 0;
   let last: GatewayError | null = null;
+  let rejectedOnly = true;
+  /** Calls actually made (breaker fast-fails are not attempts against the budget). */
+  let made = 0;
 
   const record = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) =>
     attempts.push({ ...s.record, outcome, ...(reason ? { reason } : {}) });
 
-  while (index < order.length && attempts.length < maxAttempts) {
+  while (index < order.length && made < maxAttempts) {
     const target = order[index] as Target;
     const remaining = deadline - deps.now();
     if (remaining <= 0) break;
 
     const hedgeWith = req.route?.hedge_after !== undefined && sameProviderRetries === 0 &&
-        attempts.length + 1 < maxAttempts
+        made + 1 < maxAttempts
       ? order[index + 1]
       : undefined;
-    const settled = hedgeWith
-      ? await hedge(deps, req, target, hedgeWith, req.route!.hedge_after!, deadline, refusedKeys)
-      : [await attempt(deps, req, target, deadline, refusedKeys)];
+    let settled: Settled[];
+    if (injectTransient) {
+      // Test mode: the first attempt fails as if the provider were degraded, without a call
+      // upstream and without feeding the breaker; the retry loop then runs for real.
+      injectTransient = false;
+      settled = [syntheticFailure(deps, target, keyOf(target))];
+    } else {
+      settled = hedgeWith
+        ? await hedge(
+          deps,
+          req,
+          target,
+          hedgeWith,
+          req.route!.hedge_after!,
+          deadline,
+          refusedKeys,
+          keyOf,
+        )
+        : [await attempt(deps, req, target, deadline, refusedKeys, keyOf(target))];
+    }
+
+    // Fast-failed by the breaker: no call was made; the next candidate is tried at once.
+    if (settled.every((s) => s.admission === "reject")) {
+      for (const s of settled) {
+        attempts.push({ ...s.record, outcome: "next", reason: reasonOf(s.error!) });
+        lastClass = "provider_degraded";
+        last = s.error;
+      }
+      index += settled.length;
+      sameProviderRetries = 0;
+      continue;
+    }
+    rejectedOnly = false;
+    made += settled.length;
 
     const winner = settled.find((s) => s.ok !== null);
     if (winner) {
       for (const s of settled) {
         record(s, s === winner ? "ok" : "cancelled", s === winner ? undefined : "hedge lost");
       }
+      feed(breaker, deps, winner, "success", true, req);
       deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
       return { outcome: winner.ok!, target: winner.target, attempts };
     }
 
     // Everything started this round failed; decide from the primary's failure.
     let kind: FailureKind = "final";
+    const classes = new Map<Settled, OutcomeClass>();
     for (const s of settled) {
       const err = s.error as GatewayError;
       last = err;
       kind = classifyFailure(err, policy);
+      const cls = classOf(deps, breaker, s, err);
+      classes.set(s, cls);
+      lastClass = cls;
       deps.state.observeLatency(targetKey(s.target), penalty(deps, s.target));
       coolKey(deps, s, err);
     }
     const primary = settled[0] as Settled;
     const err = primary.error as GatewayError;
-    if (!policy.enabled || kind === "final" || attempts.length + settled.length >= maxAttempts) {
-      for (const s of settled) record(s, "final", s.error?.message);
+    const terminal = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
+      record(s, outcome, reason);
+      feed(breaker, deps, s, classes.get(s)!, outcome !== "retry", req);
+    };
+    if (!policy.enabled || kind === "final" || made >= maxAttempts) {
+      for (const s of settled) terminal(s, "final", s.error?.message);
       break;
     }
     if (kind === "key") {
@@ -158,13 +219,13 @@ export async function executeWithFailover(
       if (primary.record.key_id) refusedKeys.add(primary.record.key_id);
       const another = provider &&
         pickKey(provider.keys, target.model, deps.random, deps.state, deps.now(), refusedKeys);
-      for (const s of settled) record(s, another ? "retry" : "final", `HTTP ${s.record.status}`);
+      for (const s of settled) terminal(s, another ? "retry" : "final", `HTTP ${s.record.status}`);
       if (!another) break;
       continue;
     }
     const hedged = settled.length > 1;
     const canRetrySame = kind === "retryable" && !hedged &&
-      sameProviderRetries < policy.retries_per_provider;
+      sameProviderRetries < retriesAllowed(policy, breaker, classes.get(primary)!);
     if (canRetrySame) {
       // Retry-After speaks for the key that was refused: with another key ready, only back off.
       const provider = deps.config.providers[target.provider];
@@ -175,20 +236,101 @@ export async function executeWithFailover(
         otherKey ? 0 : retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
       );
       if (deps.now() + wait < deadline) {
-        record(primary, "retry", reasonOf(err));
+        terminal(primary, "retry", reasonOf(err));
         sameProviderRetries++;
         await abortableSleep(wait, req.signal);
         continue;
       }
     }
-    for (const s of settled) record(s, "next", reasonOf(s.error as GatewayError));
+    for (const s of settled) terminal(s, "next", reasonOf(s.error as GatewayError));
     index += settled.length;
     sameProviderRetries = 0;
+  }
+  // llm-proxy's degraded signal: every candidate fast-failed, or the last failure says the
+  // provider (not the caller) is the problem. Rate limits and client errors pass through.
+  if (breaker?.mode === "on" && last && (rejectedOnly || lastClass === "provider_degraded")) {
+    throw new FailoverExhausted(breaker.degraded(attempts.at(-1)?.provider ?? "unknown"), attempts);
   }
   throw new FailoverExhausted(
     last ?? new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
     attempts,
   );
+}
+
+/** llm-proxy's retry budgets when the breaker is on; the routing policy's otherwise. */
+function retriesAllowed(
+  policy: FailoverDeps["config"]["routing"]["failover"],
+  breaker: Breaker | undefined,
+  cls: OutcomeClass,
+): number {
+  if (!breaker) return policy.retries_per_provider;
+  if (cls === "provider_degraded") return breaker.config.max_transient_retries;
+  if (cls === "localized_rate_limit" || cls === "global_rate_limit") {
+    return breaker.config.max_rate_limit_retries;
+  }
+  return 0;
+}
+
+/** The outcome class of a failed attempt, escalating a sustained global rate limit. */
+function classOf(
+  deps: FailoverDeps,
+  breaker: Breaker | undefined,
+  s: Settled,
+  err: GatewayError,
+): OutcomeClass {
+  const transport = err.code === "upstream_timeout" || err.code === "upstream_unreachable";
+  const cls = classifyOutcome({
+    providerType: deps.config.providers[s.target.provider]?.type ?? "openai",
+    status: transport ? null : err.info.upstreamStatus ?? err.status,
+    ...(err.info.upstreamHeaders ? { headers: err.info.upstreamHeaders } : {}),
+    ...(err.info.upstreamType ?? err.info.upstreamCode
+      ? { errorType: err.info.upstreamType ?? err.info.upstreamCode }
+      : {}),
+  });
+  return breaker ? breaker.escalate(s.key, cls, deps.now()) : cls;
+}
+
+/**
+ * Tell the breaker how an attempt went. A retried failure counts toward the window only in
+ * `retry_contribution_mode: on`; a terminal one always does; a probe always gives a verdict.
+ */
+function feed(
+  breaker: Breaker | undefined,
+  deps: FailoverDeps,
+  s: Settled,
+  cls: OutcomeClass,
+  terminal: boolean,
+  req: FailoverRequest,
+): void {
+  if (!breaker || s.admission === "reject" || s.synthetic) return;
+  const counts = terminal || breaker.config.retry_contribution_mode === "on";
+  breaker.record(s.target.provider, s.key, cls, {
+    probe: s.admission === "probe",
+    bypass: req.bypass?.reason ?? null,
+    counts,
+  }, deps.now());
+}
+
+function syntheticFailure(deps: FailoverDeps, target: Target, key: string): Settled {
+  return {
+    target,
+    key,
+    admission: "allow",
+    synthetic: true,
+    ok: null,
+    error: new GatewayError("upstream_error", "Test mode: simulated transient failure", {
+      provider: target.provider,
+      upstreamStatus: 503,
+      status: 503,
+    }),
+    record: {
+      provider: target.provider,
+      model: target.model,
+      key_id: null,
+      status: 503,
+      duration_ms: 0,
+    },
+  };
 }
 
 /** Run the primary; start the secondary if the primary has not answered after `afterMs`. */
@@ -200,10 +342,11 @@ async function hedge(
   afterMs: number,
   deadline: number,
   refusedKeys: Set<string>,
+  keyOf: (t: Target) => string,
 ): Promise<Settled[]> {
   const controllers = [new AbortController(), new AbortController()];
   const runs: Promise<Settled>[] = [
-    attempt(deps, req, primary, deadline, refusedKeys, controllers[0]),
+    attempt(deps, req, primary, deadline, refusedKeys, keyOf(primary), controllers[0]),
   ];
   let timer: ReturnType<typeof setTimeout> | undefined;
   const startSecond = new Promise<void>((resolve) => {
@@ -219,7 +362,9 @@ async function hedge(
     // Failed fast: no hedge, the caller's loop decides (retry or move on).
     return [s];
   }
-  runs.push(attempt(deps, req, secondary, deadline, refusedKeys, controllers[1]));
+  runs.push(
+    attempt(deps, req, secondary, deadline, refusedKeys, keyOf(secondary), controllers[1]),
+  );
   // First success wins; the loser is aborted (its upstream request is cancelled).
   const winner = await new Promise<number | null>((resolve) => {
     let failed = 0;
@@ -248,18 +393,22 @@ async function attempt(
   target: Target,
   deadline: number,
   refusedKeys: ReadonlySet<string>,
+  breakerKey: string,
   own?: AbortController,
 ): Promise<Settled> {
   const started = deps.now();
   const adapter = deps.adapters.get(target.provider);
   const provider = deps.config.providers[target.provider] as ProviderConfig;
   let keyId: string | null = null;
+  let admission: Settled["admission"] = "allow";
   const settle = (
     ok: ChatOutcome | null,
     error: GatewayError | null,
     status: number | null,
   ): Settled => ({
     target,
+    key: breakerKey,
+    admission,
     ok,
     error,
     record: {
@@ -273,6 +422,15 @@ async function attempt(
   if (!adapter || !provider) {
     const e = new GatewayError("not_found", `Unknown provider "${target.provider}"`);
     return settle(null, e, null);
+  }
+  const breaker = deps.breaker;
+  if (breaker && breaker.mode !== "off" && !req.bypass) {
+    const decision = await breaker.admit(target.provider, breakerKey, started);
+    if (decision.kind === "reject") {
+      admission = "reject";
+      return settle(null, breaker.degraded(target.provider), null);
+    }
+    admission = decision.kind;
   }
   let apiKey: string | null = null;
   if (provider.credential_mode === "gateway" && provider.keys.length > 0) {

@@ -68,9 +68,16 @@ const ANTHROPIC_TYPE: Partial<Record<GatewayError["code"], string>> = {
   rate_limited: "rate_limit_error",
   upstream_timeout: "api_error",
   unavailable: "overloaded_error",
+  provider_degraded: "provider_degraded",
 };
 
 function envelope(err: GatewayError, format: ErrorFormat): unknown {
+  // llm-proxy's degraded signal: clients match this exact body (and the marker in it).
+  if (err.code === "provider_degraded" && (format === "openai" || format === "plain")) {
+    return {
+      error: { message: err.message, type: "provider_degraded", code: "provider_degraded" },
+    };
+  }
   if (format === "gemini") {
     return {
       error: {

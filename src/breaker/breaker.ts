@@ -1,0 +1,242 @@
+import type { CircuitBreakerConfig } from "../config/mod.ts";
+import { GatewayError } from "../errors.ts";
+import type { OutcomeClass } from "./classify.ts";
+import type { BreakerStore } from "./store.ts";
+
+export const DEFAULT_DEGRADED_SIGNAL = "[LLM_PROXY_PROVIDER_DEGRADED]";
+
+export type BreakerMode = "off" | "log" | "on";
+
+/** What the breaker says about one attempt before it is made. */
+export type Admission =
+  | { readonly kind: "allow" }
+  | { readonly kind: "probe" }
+  | { readonly kind: "reject"; readonly reason: "open" | "rollup" | "probe_busy" };
+
+export interface BreakerCounters {
+  /** `${provider}|${model}|${from}->${to}` → count */
+  readonly transitions: Map<string, number>;
+  /** `${provider}|${model}|${reason}` → count */
+  readonly fastFails: Map<string, number>;
+  /** `${provider}|${model}|${outcome}` → count */
+  readonly probes: Map<string, number>;
+  /** `${provider}|${model}|${reason}|${outcome}` → count */
+  readonly bypasses: Map<string, number>;
+}
+
+/**
+ * The circuit breaker of llm-proxy's contract: per `<provider>:<model>` key (bare
+ * `<provider>` when the model is unknown), a sliding failure window, one half-open probe,
+ * and an optional per-provider rollup. Decisions read the store's local view only; every
+ * write (failure, probe verdict) goes to the store in the background.
+ */
+export interface Breaker {
+  readonly mode: BreakerMode;
+  readonly config: CircuitBreakerConfig;
+  readonly store: BreakerStore;
+  readonly counters: BreakerCounters;
+  key(provider: string, model: string | undefined): string;
+  /** Closed/open need no I/O; only a half-open key asks the store for the probe slot. */
+  admit(provider: string, key: string, now: number): Admission | Promise<Admission>;
+  /** For routing strategies: would a request to this key be let through right now? */
+  available(provider: string, key: string, now: number): boolean;
+  /** Feed an attempt's outcome. `counts` is false for a retried failure in contribution mode off/log. */
+  record(
+    provider: string,
+    key: string,
+    cls: OutcomeClass,
+    how: { probe: boolean; bypass: string | null; counts: boolean },
+    now: number,
+  ): void;
+  /** llm-proxy's escalation: a global rate limit sustained for the window becomes degraded. */
+  escalate(key: string, cls: OutcomeClass, now: number): OutcomeClass;
+  /** The synthetic 503 that tells clients to fall back. */
+  degraded(provider: string): GatewayError;
+  /** llm-proxy's `/health` view of one provider (the worst of its keys). */
+  health(provider: string, now: number): ProviderHealth;
+}
+
+export interface ProviderHealth {
+  readonly state: "closed" | "open" | "half_open";
+  readonly failures: number;
+  /** Unix seconds, when open. */
+  readonly cooldown_until?: number;
+  readonly rollup?: {
+    readonly enabled: true;
+    readonly open: boolean;
+    readonly count: number;
+    readonly threshold: number;
+    readonly window_seconds: number;
+    readonly open_keys?: string[];
+  };
+}
+
+export function createBreaker(
+  config: CircuitBreakerConfig,
+  store: BreakerStore,
+  log: (msg: string, fields: Record<string, unknown>) => void,
+): Breaker {
+  const mode: BreakerMode = !config.enabled ? "off" : config.mode ?? "on";
+  const marker = config.degraded_signal || DEFAULT_DEGRADED_SIGNAL;
+  const rollupThreshold = config.per_provider_rollup_threshold;
+  const globalSince = new Map<string, number>();
+  const counters: BreakerCounters = {
+    transitions: new Map(),
+    fastFails: new Map(),
+    probes: new Map(),
+    bypasses: new Map(),
+  };
+  /** Keys this process has seen per provider, so /health can report them. */
+  const seen = new Map<string, Set<string>>();
+  const touch = (provider: string, key: string) => {
+    let keys = seen.get(provider);
+    if (!keys) seen.set(provider, keys = new Set());
+    keys.add(key);
+  };
+  const bump = (map: Map<string, number>, label: string) =>
+    map.set(label, (map.get(label) ?? 0) + 1);
+  const modelOf = (provider: string, key: string) =>
+    key.startsWith(`${provider}:`) ? key.slice(provider.length + 1) : "";
+
+  const rollupOpen = (provider: string, now: number) =>
+    rollupThreshold > 0 && store.rollupKeys(provider, now).length >= rollupThreshold;
+
+  /** The decision without side effects (no probe slot taken). */
+  const peek = (provider: string, key: string, now: number): Admission | "half_open" => {
+    const until = store.openUntil(key);
+    if (until !== null && now >= until) return "half_open"; // probes run even under a rollup
+    if (rollupOpen(provider, now)) return { kind: "reject", reason: "rollup" };
+    if (until === null) return { kind: "allow" };
+    return { kind: "reject", reason: "open" };
+  };
+
+  const transition = (provider: string, key: string, from: string, to: string) => {
+    bump(counters.transitions, `${provider}|${modelOf(provider, key)}|${from}->${to}`);
+    log("circuit transition", { provider, key, from, to });
+  };
+  const background = (p: Promise<unknown>, what: string) =>
+    p.catch((err) => log("circuit store write failed", { what, error: err }));
+
+  return {
+    mode,
+    config,
+    store,
+    counters,
+    key: (provider, model) => (model ? `${provider}:${model}` : provider),
+    admit(provider, key, now) {
+      if (mode === "off") return { kind: "allow" };
+      touch(provider, key);
+      const seen = peek(provider, key, now);
+      const settle = (a: Admission): Admission => {
+        if (a.kind !== "reject") return a;
+        bump(counters.fastFails, `${provider}|${modelOf(provider, key)}|${a.reason}`);
+        // log mode observes only: the request goes ahead.
+        return mode === "on" ? a : { kind: "allow" };
+      };
+      if (seen !== "half_open") return settle(seen);
+      return store.tryAcquireProbe(key, now).then(
+        (won): Admission => {
+          if (won) transition(provider, key, "open", "half_open");
+          return settle(won ? { kind: "probe" } : { kind: "reject", reason: "probe_busy" });
+        },
+        () => settle({ kind: "reject", reason: "probe_busy" }),
+      );
+    },
+    available(provider, key, now) {
+      if (mode !== "on") return true;
+      const seen = peek(provider, key, now);
+      return seen === "half_open" || seen.kind === "allow";
+    },
+    escalate(key, cls, now) {
+      if (cls !== "global_rate_limit") {
+        if (cls === "success") globalSince.delete(key);
+        return cls;
+      }
+      const since = globalSince.get(key);
+      if (since === undefined) {
+        globalSince.set(key, now);
+        return cls;
+      }
+      return now - since >= config.global_rate_limit_escalation_window * 1000
+        ? "provider_degraded"
+        : cls;
+    },
+    record(provider, key, cls, how, now) {
+      if (mode === "off") return;
+      touch(provider, key);
+      const model = modelOf(provider, key);
+      if (how.probe) {
+        if (cls === "provider_degraded") {
+          bump(counters.probes, `${provider}|${model}|failed`);
+          transition(provider, key, "half_open", "open");
+          background(store.reopen(key, provider, now), "reopen");
+        } else if (cls === "success") {
+          bump(counters.probes, `${provider}|${model}|succeeded`);
+          transition(provider, key, "half_open", "closed");
+          background(store.closeKey(key, provider), "close");
+        } else {
+          // No verdict (a client error, a rate limit): let the next request probe.
+          bump(counters.probes, `${provider}|${model}|inconclusive`);
+          background(store.releaseProbe(key), "release probe");
+        }
+        return;
+      }
+      if (how.bypass !== null && mode === "on") {
+        const outcome = cls === "success" || cls === "client_error" ? "none" : cls;
+        bump(counters.bypasses, `${provider}|${model}|${how.bypass}|${outcome}`);
+      }
+      // A bypass success never closes a breaker; only a probe is evidence of recovery.
+      if (cls !== "provider_degraded" || !how.counts) return;
+      background(
+        store.recordFailure(key, provider, now).then((opened) => {
+          if (opened) transition(provider, key, "closed", "open");
+        }),
+        "record failure",
+      );
+    },
+    health(provider, now) {
+      const rolled = rollupThreshold > 0 ? store.rollupKeys(provider, now) : [];
+      const keys = new Set([...(seen.get(provider) ?? []), ...rolled, provider]);
+      let state: ProviderHealth["state"] = "closed";
+      let failures = 0;
+      let until: number | null = null;
+      const rank = { closed: 0, half_open: 1, open: 2 };
+      for (const key of keys) {
+        failures += store.failures(key, now);
+        const openUntil = store.openUntil(key);
+        if (openUntil === null) continue;
+        const s = now < openUntil ? "open" : "half_open";
+        if (rank[s] > rank[state]) state = s;
+        if (now < openUntil && (until === null || openUntil > until)) until = openUntil;
+      }
+      return {
+        state,
+        failures,
+        ...(until !== null ? { cooldown_until: Math.floor(until / 1000) } : {}),
+        ...(rollupThreshold > 0
+          ? {
+            rollup: {
+              enabled: true as const,
+              open: rolled.length >= rollupThreshold,
+              count: rolled.length,
+              threshold: rollupThreshold,
+              window_seconds: config.per_provider_rollup_window_seconds,
+              ...(rolled.length > 0 ? { open_keys: rolled } : {}),
+            },
+          }
+          : {}),
+      };
+    },
+    degraded(provider) {
+      return new GatewayError(
+        "provider_degraded",
+        `${marker} Provider ${provider} is currently degraded or unavailable. Please try again later.`,
+        {
+          provider,
+          retryable: false,
+          headers: { "x-llm-proxy-error-class": "provider_degraded" },
+        },
+      );
+    },
+  };
+}
