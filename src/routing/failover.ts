@@ -248,7 +248,10 @@ export async function executeWithFailover(
   }
   // llm-proxy's degraded signal: every candidate fast-failed, or the last failure says the
   // provider (not the caller) is the problem. Rate limits and client errors pass through.
-  if (breaker?.mode === "on" && last && (rejectedOnly || lastClass === "provider_degraded")) {
+  if (
+    breaker?.mode === "on" && !req.bypass && last &&
+    (rejectedOnly || lastClass === "provider_degraded")
+  ) {
     throw new FailoverExhausted(breaker.degraded(attempts.at(-1)?.provider ?? "unknown"), attempts);
   }
   throw new FailoverExhausted(

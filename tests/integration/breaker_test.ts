@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { chatBody, startDaemon } from "./daemon.ts";
+
+const DEGRADED_BODY =
+  '{"error":{"message":"[LLM_PROXY_PROVIDER_DEGRADED] Provider up is currently degraded or unavailable. Please try again later.","type":"provider_degraded","code":"provider_degraded"}}';
+
+const config = (url: string, extra = "") => `
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  up: { base_url: "${url}/v1", keys: [{ key: sk-cb-0001 }] }
+routing:
+  failover:
+    backoff: { initial: 5ms, max: 10ms }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 2
+    window_seconds: 60
+    cooldown_seconds: 1
+    max_transient_retries: 1
+    retry_contribution_mode: "log"
+    test_mode_enabled: true
+${extra}`;
+
+Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypass, test mode", async (t) => {
+  const up = startFakeUpstream();
+  const d = await startDaemon(config(up.url, "    per_provider_rollup_threshold: 2\n"));
+  const ask = (model: string, init: RequestInit = {}, query = "") =>
+    fetch(d.url(`/v1/chat/completions${query}`), {
+      method: "POST",
+      body: chatBody(model),
+      ...init,
+    });
+  try {
+    await t.step(
+      "terminal degraded failures get the degraded signal and trip the breaker",
+      async () => {
+        up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+        for (let i = 0; i < 2; i++) {
+          const res = await ask("up/gpt-4o");
+          assert.equal(res.status, 503);
+          assert.equal(res.headers.get("x-llm-proxy-error-class"), "provider_degraded");
+          assert.equal(await res.text(), DEGRADED_BODY);
+        }
+        assert.equal(up.requests.length, 4, "each request: one try plus one transient retry");
+      },
+    );
+
+    await t.step("open: fast-fail without touching the upstream, same body", async () => {
+      const before = up.requests.length;
+      const res = await ask("up/gpt-4o");
+      assert.equal(res.status, 503);
+      assert.equal(await res.text(), DEGRADED_BODY);
+      assert.equal(up.requests.length, before);
+    });
+
+    await t.step("per-model isolation: a sibling model still flows", async () => {
+      up.script({ kind: "json" });
+      const res = await ask("up/gpt-4o-mini");
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+
+    await t.step("/health reports the open key, llm-proxy's block and legacy fields", async () => {
+      const h = await (await fetch(d.url("/health"))).json();
+      assert.equal(h.features.circuit_breaker, true);
+      assert.equal(h.circuit_breaker.enabled, true);
+      assert.equal(h.circuit_breaker.mode, "on");
+      assert.equal(h.circuit_breaker.backend, "memory");
+      assert.equal(h.circuit_breaker.degraded_signal, "[LLM_PROXY_PROVIDER_DEGRADED]");
+      assert.equal(h.circuit_breaker.providers.up.state, "open");
+      assert.equal(typeof h.circuit_breaker.providers.up.cooldown_until, "number");
+      assert.equal(h.circuit_breaker.providers.up.rollup.threshold, 2);
+      assert.deepEqual(h.circuit_breaker.providers.up.rollup.open_keys, ["up:gpt-4o"]);
+      assert.equal(h.providers.up.circuit_state, "open");
+      assert.equal(typeof h.providers.up.circuit_failures, "number");
+    });
+
+    await t.step(
+      "bypass: one real call (the real 5xx comes back), still counted, never closes",
+      async () => {
+        up.script({ kind: "json", status: 502, body: { error: { message: "bad gateway" } } });
+        const before = up.requests.length;
+        let res = await ask("up/gpt-4o", {
+          headers: {
+            "x-llm-proxy-bypass-circuit": "1",
+            "x-llm-proxy-bypass-reason": "Manual Debug",
+          },
+        });
+        assert.equal(res.status, 502, "the real upstream answer, not a synthetic 503");
+        await res.body?.cancel();
+        assert.equal(up.requests.length, before + 1, "single-shot: no retries");
+        up.script({ kind: "json" });
+        res = await ask("up/gpt-4o", {}, "?llm_proxy_bypass_circuit=true");
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        res = await ask("up/gpt-4o");
+        assert.equal(res.status, 503, "a bypass success does not close the breaker");
+        await res.body?.cancel();
+      },
+    );
+
+    await t.step(
+      "half-open after the cooldown: a failed probe re-opens, a good one closes",
+      async () => {
+        await new Promise((r) => setTimeout(r, 1_100));
+        up.script({ kind: "json", status: 503, body: { error: { message: "still down" } } });
+        let res = await ask("up/gpt-4o");
+        assert.equal(res.status, 503);
+        await res.body?.cancel();
+        const probes = up.requests.length;
+        res = await ask("up/gpt-4o");
+        assert.equal(res.status, 503);
+        await res.body?.cancel();
+        assert.equal(up.requests.length, probes, "re-opened: fast-fail again");
+        await new Promise((r) => setTimeout(r, 1_100));
+        up.script({ kind: "json" });
+        res = await ask("up/gpt-4o");
+        assert.equal(res.status, 200, "probe succeeded");
+        await res.body?.cancel();
+        res = await ask("up/gpt-4o");
+        assert.equal(res.status, 200, "closed");
+        await res.body?.cancel();
+      },
+    );
+
+    await t.step("test mode: force_degraded and force_transient_recover", async () => {
+      let res = await ask("up/gpt-4o", { headers: { "x-llm-proxy-test-mode": "force_degraded" } });
+      assert.equal(res.status, 503);
+      assert.equal(await res.text(), DEGRADED_BODY);
+      const before = up.requests.length;
+      res = await ask("up/gpt-4o", {}, "?llm_proxy_test_mode=force_transient_recover");
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
+      await res.body?.cancel();
+      assert.equal(
+        up.requests.length,
+        before + 1,
+        "the simulated failure never reached the upstream",
+      );
+    });
+
+    await t.step("the rollup: two open models fast-fail the whole provider", async () => {
+      up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+      for (const model of ["m1", "m1", "m2", "m2"]) {
+        await ask(`up/${model}`).then((r) => r.body?.cancel());
+      }
+      up.script({ kind: "json" });
+      const before = up.requests.length;
+      const res = await ask("up/fresh-model");
+      assert.equal(res.status, 503, "a closed key fast-fails under the rollup");
+      await res.body?.cancel();
+      assert.equal(up.requests.length, before);
+      const h = await (await fetch(d.url("/health"))).json();
+      assert.equal(h.circuit_breaker.providers.up.rollup.open, true);
+      assert.equal(h.circuit_breaker.providers.up.rollup.count, 2);
+    });
+  } finally {
+    await d.stop();
+    await up.close();
+  }
+});
+
+Deno.test("breaker mode log observes only; the degraded signal follows the route's format", async () => {
+  const up = startFakeUpstream();
+  up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+  const d = await startDaemon(config(up.url, "    mode: log\n"));
+  try {
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(d.url("/v1/chat/completions"), {
+        method: "POST",
+        body: chatBody("up/gpt-4o"),
+      });
+      assert.equal(res.status, 500, "log mode passes the real error through");
+      await res.body?.cancel();
+    }
+    assert.equal(up.requests.length, 8, "never fast-fails");
+    const h = await (await fetch(d.url("/health"))).json();
+    assert.equal(h.circuit_breaker.mode, "log");
+    assert.equal(h.circuit_breaker.providers.up.state, "open");
+  } finally {
+    await d.stop();
+    await up.close();
+  }
+});
