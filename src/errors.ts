@@ -57,6 +57,8 @@ export interface GatewayErrorInfo {
   headers?: Record<string, string>;
   /** The upstream reply's headers that classify it (rate-limit budgets, AWS error type). */
   upstreamHeaders?: Record<string, string>;
+  /** Native passthrough: the untouched upstream reply, relayed if this error is the last. */
+  response?: Response;
   cause?: unknown;
 }
 

@@ -7,7 +7,7 @@ export interface UpstreamRequest {
   /** A plain record: cheaper for `fetch` to take than a `Headers` copy per request. */
   readonly headers: Record<string, string> | Headers;
   /** A string for translated calls; the client's stream for native passthrough. */
-  readonly body: string | ReadableStream<Uint8Array> | null;
+  readonly body: string | Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 }
 
 export interface UpstreamReply {

@@ -13,4 +13,5 @@ export type {
   EmbeddingsCall,
   MessagesCall,
   ProviderAdapter,
+  RawOutcome,
 } from "./types.ts";

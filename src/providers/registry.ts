@@ -1,6 +1,7 @@
 import type { Config } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { createAnthropicAdapter } from "./anthropic/adapter.ts";
+import { createGeminiAdapter } from "./gemini/adapter.ts";
 import { createMockAdapter } from "./mock/adapter.ts";
 import { createOpenAIAdapter } from "./openai/adapter.ts";
 import type { AdapterDeps, ProviderAdapter } from "./types.ts";
@@ -20,6 +21,9 @@ export function createAdapters(config: Config, deps: AdapterDeps): Map<string, P
         break;
       case "anthropic":
         out.set(cfg.name, createAnthropicAdapter(cfg, deps));
+        break;
+      case "gemini":
+        out.set(cfg.name, createGeminiAdapter(cfg, deps));
         break;
       case "mock":
         out.set(cfg.name, createMockAdapter(cfg));

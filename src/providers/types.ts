@@ -36,6 +36,13 @@ export type ChatOutcome =
     readonly body: ReadableStream<Uint8Array>;
   };
 
+/** Native passthrough: the upstream reply itself, relayed untouched. */
+export interface RawOutcome {
+  readonly kind: "raw";
+  readonly status: number;
+  readonly response: Response;
+}
+
 /** One embeddings attempt: the OpenAI request body, `model` already set to the upstream one. */
 export interface EmbeddingsCall {
   readonly body: OpenAIEmbeddingsRequest;

@@ -5,13 +5,7 @@ import { parseChatRequest, toOpenAIError } from "../schema/openai.ts";
 import { encodeSseData, observeStream } from "../streaming/mod.ts";
 import { readJsonBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
-import { runUnified } from "./unified.ts";
-
-const STREAM_HEADERS = {
-  "content-type": "text/event-stream; charset=utf-8",
-  "cache-control": "no-cache",
-  "x-accel-buffering": "no",
-};
+import { runUnified, STREAM_HEADERS } from "./unified.ts";
 
 /** `POST /v1/chat/completions`: the unified OpenAI-compatible entry point. */
 export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {

@@ -1,8 +1,9 @@
 import type { Context } from "hono";
 import type { Config, ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { executeUpstream } from "../providers/mod.ts";
-import { pickKey } from "../routing/mod.ts";
+import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS, readRequestFlags } from "../breaker/mod.ts";
+import { executeUpstream, type RawOutcome } from "../providers/mod.ts";
+import { executeWithFailover, FailoverExhausted, pickKey } from "../routing/mod.ts";
 import { createUsageSniffer } from "../streaming/mod.ts";
 import type { AppEnv } from "./context.ts";
 
@@ -22,7 +23,7 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   "host",
 ]);
-const isInternal = (name: string) => name.startsWith("x-pilotfish-");
+const isInternal = (name: string) => name.startsWith("x-pilotfish-") || FLAG_HEADERS.includes(name);
 
 /**
  * Native passthrough (llm-proxy's `/openai/v1/…`, `/anthropic/v1/…`, `/gemini/v1…`, and
@@ -61,38 +62,169 @@ export function nativePassthrough(family: NativeFamily | "native") {
     const max = rt.config.server.max_body_bytes;
     const declared = Number(c.req.header("content-length") ?? NaN);
     if (declared > max) throw tooLarge(max);
+    // llm-proxy's switches never reach the provider, whether the breaker is on or not.
+    for (const name of FLAG_PARAMS) url.searchParams.delete(name);
+    if (url.search === "?") url.search = "";
+    const targetUrl = family === "native"
+      ? target.replace(/\?.*$/, "") + url.search
+      : target.replace(/\?.*$/, "") + url.search;
     const headers = forwardHeaders(c.req.raw.headers, provider, url, rt.random);
     const hasBody = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.raw.body !== null;
-    // A declared length is enforced by HTTP framing and keeps the upstream request framed the
-    // same way (with Content-Length); only chunked uploads need counting.
-    const counted = hasBody && !Number.isFinite(declared) ? limitBytes(c.req.raw.body!, max) : null;
-    const reply = await executeUpstream(rt.fetch, {
-      url: target,
-      method: c.req.method,
-      headers,
-      body: !hasBody ? null : counted ? counted.body : c.req.raw.body,
-    }, { signal: c.req.raw.signal, timeoutMs: provider.timeout, provider: provider.name })
-      .catch((err) => {
-        throw counted?.exceeded() ? tooLarge(max) : err;
-      });
-    reply.settle();
-    const res = reply.response;
-    const contentType = res.headers.get("content-type") ?? "";
-    const stream = contentType.includes("text/event-stream");
-    c.set("stream", stream);
-    const out = new Headers();
-    res.headers.forEach((value, name) => {
-      // content-length: the body is re-chunked on the way out; let the server frame it.
-      if (!HOP_BY_HOP.has(name) && !isInternal(name) && name !== "content-length") {
-        out.append(name, value);
-      }
+
+    const breaker = rt.breaker;
+    if (breaker.mode === "off") {
+      // A declared length is enforced by HTTP framing and keeps the upstream request framed
+      // the same way (with Content-Length); only chunked uploads need counting.
+      const counted = hasBody && !Number.isFinite(declared)
+        ? limitBytes(c.req.raw.body!, max)
+        : null;
+      const reply = await executeUpstream(rt.fetch, {
+        url: targetUrl,
+        method: c.req.method,
+        headers,
+        body: !hasBody ? null : counted ? counted.body : c.req.raw.body,
+      }, { signal: c.req.raw.signal, timeoutMs: provider.timeout, provider: provider.name })
+        .catch((err) => {
+          throw counted?.exceeded() ? tooLarge(max) : err;
+        });
+      reply.settle();
+      return relay(c, provider.name, reply.response);
+    }
+
+    // With the breaker on, the body is held so a transient failure can be retried (llm-proxy
+    // does the same), and its `model` names the breaker key when the URL does not.
+    const body = hasBody ? await readLimited(c.req.raw.body!, max) : null;
+    const keyModel = model ? decodeURIComponent(model) : modelFromJson(body);
+    const flags = readRequestFlags(
+      (name) => c.req.header(name),
+      new URL(c.req.url).searchParams,
+      rt.config.features.circuit_breaker,
+    );
+    const result = await executeWithFailover<RawOutcome>(
+      {
+        config: rt.config,
+        adapters: rt.adapters,
+        state: rt.routing,
+        random: rt.random,
+        now: rt.now,
+        redact: rt.redact,
+        breaker,
+      },
+      {
+        requested: `${provider.name}/${keyModel ?? ""}`,
+        targets: [{ provider: provider.name, model: keyModel ?? "" }],
+        route: undefined,
+        signal: c.req.raw.signal,
+        clientAuthorization: null,
+        deadlineMs: rt.config.routing.failover.deadline,
+        ...(flags.bypass ? { bypass: flags.bypass } : {}),
+        ...(flags.testMode ? { testMode: flags.testMode } : {}),
+        invoke: async (_adapter, attempt) => {
+          const reply = await executeUpstream(rt.fetch, {
+            url: targetUrl,
+            method: c.req.method,
+            headers,
+            body: body === null ? null : body.slice(),
+          }, { signal: attempt.signal, timeoutMs: attempt.timeoutMs, provider: provider.name });
+          reply.settle();
+          return raw(reply.response, provider.type);
+        },
+      },
+    ).catch((err) => {
+      if (!(err instanceof FailoverExhausted)) throw err;
+      // A failure that is not the provider's fault (or a bypass) goes back exactly as it came.
+      const response = err.last.info.response;
+      if (response) return { outcome: { kind: "raw" as const, status: response.status, response } };
+      throw err.last;
     });
-    out.set("x-pilotfish-provider", provider.name);
-    const body = res.body?.pipeThrough(
-      createUsageSniffer(contentType, (usage) => c.set("usage", usage)),
-    ) ?? null;
-    return new Response(body, { status: res.status, statusText: res.statusText, headers: out });
+    if (result.outcome.kind !== "raw") throw new GatewayError("internal", "Unexpected outcome");
+    return relay(c, provider.name, result.outcome.response);
   };
+}
+
+/**
+ * A passthrough reply as an attempt outcome: 2xx and the caller's own errors are answers;
+ * what the breaker would count or retry (5xx, 429, 529, AWS throttling) is thrown, carrying
+ * the untouched reply in case it ends up being the one the client gets.
+ */
+function raw(response: Response, providerType: string): RawOutcome {
+  const cls = classifyOutcome({
+    providerType,
+    status: response.status,
+    headers: response.headers,
+  });
+  if (cls === "success" || cls === "client_error") {
+    return { kind: "raw", status: response.status, response };
+  }
+  const kept: Record<string, string> = {};
+  for (
+    const name of [
+      "retry-after",
+      "x-ratelimit-remaining-requests",
+      "x-ratelimit-remaining-tokens",
+      "x-amzn-errortype",
+    ]
+  ) {
+    const v = response.headers.get(name);
+    if (v !== null) kept[name] = v;
+  }
+  throw new GatewayError(
+    response.status === 429 ? "rate_limited" : "upstream_error",
+    `HTTP ${response.status}`,
+    {
+      status: response.status,
+      upstreamStatus: response.status,
+      upstreamHeaders: kept,
+      ...(kept["retry-after"] ? { headers: { "retry-after": kept["retry-after"] } } : {}),
+      response,
+    },
+  );
+}
+
+/** Hand an upstream reply to the client: headers filtered, body streamed, usage sniffed. */
+function relay(c: Context<AppEnv>, provider: string, res: Response): Response {
+  const contentType = res.headers.get("content-type") ?? "";
+  c.set("stream", contentType.includes("text/event-stream"));
+  const out = new Headers();
+  res.headers.forEach((value, name) => {
+    // content-length: the body is re-chunked on the way out; let the server frame it.
+    if (!HOP_BY_HOP.has(name) && !isInternal(name) && name !== "content-length") {
+      out.append(name, value);
+    }
+  });
+  out.set("x-pilotfish-provider", provider);
+  const body = res.body?.pipeThrough(
+    createUsageSniffer(contentType, (usage) => c.set("usage", usage)),
+  ) ?? null;
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: out });
+}
+
+/** The JSON body's `model`, when it has one (OpenAI and Anthropic bodies do). */
+function modelFromJson(body: Uint8Array | null): string | undefined {
+  if (body === null || body.byteLength === 0) return undefined;
+  try {
+    const model = (JSON.parse(new TextDecoder().decode(body)) as { model?: unknown }).model;
+    return typeof model === "string" && model !== "" ? model : undefined;
+  } catch {
+    return undefined; // not JSON: the breaker keys on the bare provider
+  }
+}
+
+async function readLimited(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > max) throw tooLarge(max);
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
 }
 
 function providerNamed(config: Config, name: string): ProviderConfig {

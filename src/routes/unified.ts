@@ -12,6 +12,13 @@ import type { GatewayOptions } from "../schema/gateway.ts";
 import { readRequestFlags } from "../breaker/mod.ts";
 import type { AppEnv } from "./context.ts";
 
+/** Response headers of every SSE answer we send. */
+export const STREAM_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+};
+
 /**
  * What every unified route (`/v1/chat/completions`, `/v1/embeddings`, `/v1/messages`)
  * shares: the failover run with the caller's budget, the attempt bookkeeping for the log,

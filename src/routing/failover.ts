@@ -1,7 +1,10 @@
 import type { Config, ModelRouteConfig, ProviderConfig } from "../config/mod.ts";
 import { abortableSleep } from "../async.ts";
 import { GatewayError } from "../errors.ts";
-import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
+import type { ChatOutcome, ProviderAdapter, RawOutcome } from "../providers/mod.ts";
+
+/** Anything an attempt can produce: translated chat/embeddings, or a raw passthrough reply. */
+export type AttemptOutcome = ChatOutcome | RawOutcome;
 import { peekFirstChunk } from "../streaming/peek.ts";
 import { hasReadyKey, pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
@@ -42,17 +45,17 @@ export interface AttemptContext {
 }
 
 /** Runs the operation (chat, embeddings, a native call) against one provider. */
-export type Invoke = (
+export type Invoke<O extends AttemptOutcome = ChatOutcome> = (
   adapter: ProviderAdapter,
   attempt: AttemptContext,
   model: string,
-) => Promise<ChatOutcome>;
+) => Promise<O>;
 
-export interface FailoverRequest {
+export interface FailoverRequest<O extends AttemptOutcome = ChatOutcome> {
   readonly requested: string;
   readonly targets: readonly Target[];
   readonly route: ModelRouteConfig | undefined;
-  readonly invoke: Invoke;
+  readonly invoke: Invoke<O>;
   readonly signal: AbortSignal;
   readonly clientAuthorization: string | null;
   /** Overall budget until a response starts, ms. */
@@ -65,8 +68,8 @@ export interface FailoverRequest {
   readonly testMode?: "force_degraded" | "force_transient_recover";
 }
 
-export interface FailoverResult {
-  readonly outcome: ChatOutcome;
+export interface FailoverResult<O extends AttemptOutcome = ChatOutcome> {
+  readonly outcome: O;
   readonly target: Target;
   readonly attempts: readonly AttemptRecord[];
 }
@@ -86,7 +89,7 @@ interface Settled {
   readonly admission: "allow" | "probe" | "reject";
   /** A test-mode failure that never reached the provider (not fed to the breaker). */
   readonly synthetic?: boolean;
-  readonly ok: FailoverResult["outcome"] | null;
+  readonly ok: AttemptOutcome | null;
   readonly error: GatewayError | null;
   readonly record: Omit<AttemptRecord, "outcome" | "reason">;
 }
@@ -100,10 +103,10 @@ interface Settled {
  * client. With `hedge_after`, a second target starts if the first has not answered in time;
  * the first to answer wins and the other is aborted.
  */
-export async function executeWithFailover(
+export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome>(
   deps: FailoverDeps,
-  req: FailoverRequest,
-): Promise<FailoverResult> {
+  req: FailoverRequest<O>,
+): Promise<FailoverResult<O>> {
   const policy = deps.config.routing.failover;
   const started = deps.now();
   const deadline = started + req.deadlineMs;
@@ -150,7 +153,7 @@ export async function executeWithFailover(
       // Test mode: the first attempt fails as if the provider were degraded, without a call
       // upstream and without feeding the breaker; the retry loop then runs for real.
       injectTransient = false;
-      settled = [syntheticFailure(deps, target, keyOf(target))];
+      settled = [syntheticFailure(target, keyOf(target))];
     } else {
       settled = hedgeWith
         ? await hedge(
@@ -187,7 +190,8 @@ export async function executeWithFailover(
       }
       feed(breaker, deps, winner, "success", true, req);
       deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
-      return { outcome: winner.ok!, target: winner.target, attempts };
+      // The outcome came from req.invoke, so it is an O (Settled is not generic to stay simple).
+      return { outcome: winner.ok as O, target: winner.target, attempts };
     }
 
     // Everything started this round failed; decide from the primary's failure.
@@ -208,6 +212,8 @@ export async function executeWithFailover(
     const terminal = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
       record(s, outcome, reason);
       feed(breaker, deps, s, classes.get(s)!, outcome !== "retry", req);
+      // A passthrough reply that will not be relayed must not hold its connection open.
+      if (outcome !== "final") s.error?.info.response?.body?.cancel().catch(() => {});
     };
     if (!policy.enabled || kind === "final" || made >= maxAttempts) {
       for (const s of settled) terminal(s, "final", s.error?.message);
@@ -252,6 +258,7 @@ export async function executeWithFailover(
     breaker?.mode === "on" && !req.bypass && last &&
     (rejectedOnly || lastClass === "provider_degraded")
   ) {
+    last.info.response?.body?.cancel().catch(() => {});
     throw new FailoverExhausted(breaker.degraded(attempts.at(-1)?.provider ?? "unknown"), attempts);
   }
   throw new FailoverExhausted(
@@ -303,7 +310,7 @@ function feed(
   s: Settled,
   cls: OutcomeClass,
   terminal: boolean,
-  req: FailoverRequest,
+  req: FailoverRequest<AttemptOutcome>,
 ): void {
   if (!breaker || s.admission === "reject" || s.synthetic) return;
   const counts = terminal || breaker.config.retry_contribution_mode === "on";
@@ -314,7 +321,7 @@ function feed(
   }, deps.now());
 }
 
-function syntheticFailure(deps: FailoverDeps, target: Target, key: string): Settled {
+function syntheticFailure(target: Target, key: string): Settled {
   return {
     target,
     key,
@@ -339,7 +346,7 @@ function syntheticFailure(deps: FailoverDeps, target: Target, key: string): Sett
 /** Run the primary; start the secondary if the primary has not answered after `afterMs`. */
 async function hedge(
   deps: FailoverDeps,
-  req: FailoverRequest,
+  req: FailoverRequest<AttemptOutcome>,
   primary: Target,
   secondary: Target,
   afterMs: number,
@@ -392,7 +399,7 @@ async function hedge(
 /** One attempt against one target. Never throws: the outcome is data. */
 async function attempt(
   deps: FailoverDeps,
-  req: FailoverRequest,
+  req: FailoverRequest<AttemptOutcome>,
   target: Target,
   deadline: number,
   refusedKeys: ReadonlySet<string>,
@@ -405,7 +412,7 @@ async function attempt(
   let keyId: string | null = null;
   let admission: Settled["admission"] = "allow";
   const settle = (
-    ok: ChatOutcome | null,
+    ok: AttemptOutcome | null,
     error: GatewayError | null,
     status: number | null,
   ): Settled => ({
@@ -459,7 +466,7 @@ async function attempt(
       apiKey,
       clientAuthorization: apiKey === null ? req.clientAuthorization : null,
     }, target.model);
-    if (outcome.kind === "json") return settle(outcome, null, outcome.status);
+    if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
     const timer = new AbortController();
     const t = setTimeout(() =>
       timer.abort(

@@ -3,7 +3,13 @@
  * @module
  */
 export { observeStream, type StreamObserver, type StreamOutcome } from "./observe.ts";
-export { createSseDataReader, encodeSseData, encodeSseEvent, SSE_DONE } from "./sse.ts";
+export {
+  createSseDataReader,
+  createSseDataStream,
+  encodeSseData,
+  encodeSseEvent,
+  SSE_DONE,
+} from "./sse.ts";
 export { createOpenAIUsageTap, findOpenAIUsage, readOpenAIUsage } from "./usage_tap.ts";
 export {
   type ChunkMeta,

@@ -52,3 +52,16 @@ export function createSseDataReader(): (text: string, flush?: boolean) => string
     return out;
   };
 }
+
+/** Framing only, as a stage: text in, the `data:` payload of each SSE event out. */
+export function createSseDataStream(): TransformStream<string, string> {
+  const read = createSseDataReader();
+  return new TransformStream({
+    transform(text, controller) {
+      for (const data of read(text)) controller.enqueue(data);
+    },
+    flush(controller) {
+      for (const data of read("", true)) controller.enqueue(data);
+    },
+  });
+}

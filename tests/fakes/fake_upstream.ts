@@ -25,6 +25,16 @@ export type Script =
     endless?: boolean;
     includeUsage?: boolean;
   }
+  | {
+    /**
+     * Scripted SSE: each string is written verbatim as one write (e.g. a recorded
+     * transcript's events, tool-call fragments and all); `thenBreak` then cuts the
+     * connection mid-stream instead of ending it cleanly.
+     */
+    kind: "sse";
+    events: string[];
+    thenBreak?: boolean;
+  }
   | { kind: "hang" };
 
 export interface FakeUpstream {
@@ -105,8 +115,26 @@ export function startFakeUpstream(): FakeUpstream {
         headers: { "content-type": "application/json", ...s.headers },
       });
     }
-    const pieces = s.chunks ?? ["Hello", " from", " upstream"];
     const enc = new TextEncoder();
+    if (s.kind === "sse") {
+      const events = [...s.events];
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            const next = events.shift();
+            if (next !== undefined) controller.enqueue(enc.encode(next));
+            // Erroring the body is how Deno.serve cuts a response off (it logs the error too).
+            else if (s.thenBreak) controller.error(new Error("fake upstream broke mid-stream"));
+            else controller.close();
+          },
+          cancel() {
+            onCancel();
+          },
+        }, { highWaterMark: 0 }),
+        { headers: { "content-type": "text/event-stream" } },
+      );
+    }
+    const pieces = s.chunks ?? ["Hello", " from", " upstream"];
     let i = 0;
     const abort = new AbortController();
     return new Response(

@@ -18,6 +18,7 @@ Deno.test("createAdapters() builds one adapter per enabled provider", SANITIZE, 
       "  groq: {}",
       "  mock: {}",
       "  anthropic: {}",
+      "  gemini: {}",
       "  off:",
       "    base_url: http://127.0.0.1:1/v1",
       "    enabled: false",
@@ -30,7 +31,9 @@ Deno.test("createAdapters() builds one adapter per enabled provider", SANITIZE, 
     redact: createRedactor([]),
     random: Math.random,
   });
-  assert.deepEqual([...adapters.keys()].sort(), ["anthropic", "groq", "mock", "openai"]);
+  assert.deepEqual([...adapters.keys()].sort(), ["anthropic", "gemini", "groq", "mock", "openai"]);
+  assert.equal(adapters.get("gemini")?.type, "gemini");
+  assert.ok(adapters.get("gemini")?.embeddings, "Gemini has an embeddings API");
   assert.equal(adapters.get("groq")?.type, "openai");
   assert.equal(adapters.get("mock")?.type, "mock");
 });
@@ -39,29 +42,32 @@ Deno.test(
   "createAdapters() answers 501 for provider types without a unified adapter",
   SANITIZE,
   async () => {
-    const { config } = parseConfigText("providers:\n  gemini: {}\n", () => undefined, "r");
+    const { config } = parseConfigText("providers:\n  bedrock: {}\n", () => undefined, "r");
     const adapter = createAdapters(config, {
       fetch: () => Promise.reject(new Error("no fetch")),
       redact: createRedactor([]),
       random: Math.random,
-    }).get("gemini");
+    }).get("bedrock");
     assert.ok(adapter);
     await assert.rejects(
       () =>
         adapter.chat({
-          body: { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] },
+          body: {
+            model: "anthropic.claude-sonnet-4-5",
+            messages: [{ role: "user", content: "hi" }],
+          },
           stream: false,
           signal: new AbortController().signal,
           timeoutMs: 1_000,
           apiKey: null,
           clientAuthorization: null,
           onUsage: () => {},
-        }, "gemini-2.5-flash"),
+        }, "anthropic.claude-sonnet-4-5"),
       (err: unknown) => {
         assert.ok(err instanceof GatewayError);
         assert.equal(err.code, "not_implemented");
         assert.equal(err.status, 501);
-        assert.equal(err.info.provider, "gemini");
+        assert.equal(err.info.provider, "bedrock");
         return true;
       },
     );

@@ -1,29 +1,38 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
-import { executeUpstream, lowerCaseKeys, type UpstreamRequest } from "../execute.ts";
-import type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
+import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
+import type {
+  AdapterDeps,
+  ChatCall,
+  ChatOutcome,
+  MessagesCall,
+  ProviderAdapter,
+} from "../types.ts";
 import { fromAnthropicError } from "./errors.ts";
 import { toAnthropicRequest } from "./request.ts";
-import { fromAnthropicResponse } from "./response.ts";
+import { fromAnthropicResponse, toOpenAIUsage } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
+import type { AnthropicUsage } from "./types.ts";
+import { createAnthropicUsageTap } from "./usage_tap.ts";
 
 /** The Messages API version this translation is written against; `cfg.headers` may override. */
 export const ANTHROPIC_VERSION = "2023-06-01";
 
 /**
- * Adapter for the Anthropic Messages API behind the unified OpenAI-compatible API: the
- * OpenAI request is translated to `POST {base_url}/messages`, and the answer (JSON or SSE)
- * back to OpenAI wire format.
+ * Adapter for the Anthropic Messages API. Behind the unified OpenAI-compatible API (`chat`)
+ * the OpenAI request is translated to `POST {base_url}/messages` and the answer (JSON or
+ * SSE) back to OpenAI wire format; behind `POST /v1/messages` (`messages`) the client's
+ * Anthropic body is forwarded as is and the answer relayed untouched.
  */
 export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): ProviderAdapter {
   // Built once per config: the hot path only copies it.
-  const baseHeaders = Object.freeze({
+  const baseHeaders: Readonly<Record<string, string>> = Object.freeze({
     "anthropic-version": ANTHROPIC_VERSION,
     ...lowerCaseKeys(cfg.headers),
     "content-type": "application/json",
   });
   const url = `${cfg.base_url}/messages`;
-  return {
+  const adapter: ProviderAdapter = {
     name: cfg.name,
     type: cfg.type,
     models: () => cfg.models,
@@ -33,38 +42,13 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
         ? call.body
         : { ...call.body, stream: call.stream };
       const payload = toAnthropicRequest(body, model, cfg.name);
-      const headers: Record<string, string> = {
-        ...baseHeaders,
-        accept: call.stream ? "text/event-stream" : "application/json",
-      };
-      const key = call.apiKey ?? keyFromAuthorization(call.clientAuthorization);
-      if (key !== null) headers["x-api-key"] = key;
-      const req: UpstreamRequest = { url, method: "POST", headers, body: JSON.stringify(payload) };
-
-      const reply = await executeUpstream(deps.fetch, req, {
-        signal: call.signal,
-        timeoutMs: call.timeoutMs,
-        provider: cfg.name,
-        toError: (status, text, headers) =>
-          fromAnthropicError(status, text, headers, cfg.name, deps.redact),
-      });
+      const reply = await send(call, baseHeaders, JSON.stringify(payload));
       const res = reply.response;
-      const contentType = res.headers.get("content-type") ?? "";
       if (call.stream) {
-        if (!contentType.includes("text/event-stream") || !res.body) {
-          await res.body?.cancel();
-          reply.settle();
-          throw new GatewayError(
-            "upstream_error",
-            `Provider "${cfg.name}" answered a streaming request without an event stream`,
-            { provider: cfg.name, upstreamStatus: res.status },
-          );
-        }
-        reply.settle();
         return {
           kind: "stream",
           status: res.status,
-          body: toOpenAIStream(res.body, {
+          body: toOpenAIStream(await eventStream(reply), {
             model,
             includeUsage: call.body.stream_options?.include_usage === true,
             onUsage: call.onUsage,
@@ -73,22 +57,113 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
           }),
         };
       }
-      const text = await reply.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        throw new GatewayError(
-          "upstream_error",
-          `Provider "${cfg.name}" returned a body that is not JSON`,
-          { provider: cfg.name, upstreamStatus: res.status },
-        );
-      }
-      const completion = fromAnthropicResponse(json, model, undefined, cfg.name);
+      const completion = fromAnthropicResponse(await readJson(reply), model, undefined, cfg.name);
       call.onUsage(completion.usage);
       return { kind: "json", status: res.status, body: JSON.stringify(completion) };
     },
+
+    /**
+     * Same-schema passthrough (Envoy's openai→openai, for Anthropic): only `model` is
+     * patched, so fields we do not know (new block types, betas) travel unchanged, and the
+     * answer's bytes reach the client as Anthropic sent them, usage tapped on the side.
+     */
+    async messages(call: MessagesCall, model: string): Promise<ChatOutcome> {
+      const body = call.body.model === model ? call.body : { ...call.body, model };
+      const reply = await send(call, clientHeaders(call.headers), JSON.stringify(body));
+      const res = reply.response;
+      if (call.stream) {
+        return {
+          kind: "stream",
+          status: res.status,
+          body: (await eventStream(reply)).pipeThrough(
+            createAnthropicUsageTap(call.onUsage, cfg.name),
+          ),
+        };
+      }
+      const bytes = await reply.bytes();
+      // Already buffered whole; parsing is how usage is found and a non-JSON body refused.
+      const json = parseJson(new TextDecoder().decode(bytes), res.status);
+      const usage = json !== null && typeof json === "object"
+        ? (json as { usage?: AnthropicUsage }).usage
+        : undefined;
+      if (usage !== undefined) call.onUsage(toOpenAIUsage(usage));
+      return { kind: "json", status: res.status, body: bytes };
+    },
   };
+  return adapter;
+
+  /**
+   * The client's `anthropic-version` wins over our default and `cfg.headers`: the body was
+   * written against it. `anthropic-beta` flags from config and client are both sent.
+   */
+  function clientHeaders(
+    client: Readonly<Record<string, string>>,
+  ): Readonly<Record<string, string>> {
+    const version = client["anthropic-version"];
+    const beta = [baseHeaders["anthropic-beta"], client["anthropic-beta"]]
+      .flatMap((v) => (v ?? "").split(","))
+      .map((v) => v.trim())
+      .filter((v, i, all) => v !== "" && all.indexOf(v) === i);
+    if (version === undefined && beta.length === 0) return baseHeaders;
+    return {
+      ...baseHeaders,
+      ...(version !== undefined ? { "anthropic-version": version } : {}),
+      ...(beta.length > 0 ? { "anthropic-beta": beta.join(",") } : {}),
+    };
+  }
+
+  function send(
+    call: ChatCall | MessagesCall,
+    headers: Readonly<Record<string, string>>,
+    body: string,
+  ): Promise<UpstreamReply> {
+    const h: Record<string, string> = {
+      ...headers,
+      accept: call.stream ? "text/event-stream" : "application/json",
+    };
+    const key = call.apiKey ?? keyFromAuthorization(call.clientAuthorization);
+    if (key !== null) h["x-api-key"] = key;
+    return executeUpstream(deps.fetch, { url, method: "POST", headers: h, body }, {
+      signal: call.signal,
+      timeoutMs: call.timeoutMs,
+      provider: cfg.name,
+      toError: (status, text, headers) =>
+        fromAnthropicError(status, text, headers, cfg.name, deps.redact),
+    });
+  }
+
+  /** The reply's body as an event stream; refused when the upstream answered otherwise. */
+  async function eventStream(reply: UpstreamReply): Promise<ReadableStream<Uint8Array>> {
+    const res = reply.response;
+    const contentType = res.headers.get("content-type") ?? "";
+    if (!contentType.includes("text/event-stream") || !res.body) {
+      await res.body?.cancel();
+      reply.settle();
+      throw new GatewayError(
+        "upstream_error",
+        `Provider "${cfg.name}" answered a streaming request without an event stream`,
+        { provider: cfg.name, upstreamStatus: res.status },
+      );
+    }
+    reply.settle();
+    return res.body;
+  }
+
+  async function readJson(reply: UpstreamReply): Promise<unknown> {
+    return parseJson(await reply.text(), reply.response.status);
+  }
+
+  function parseJson(text: string, status: number): unknown {
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new GatewayError(
+        "upstream_error",
+        `Provider "${cfg.name}" returned a body that is not JSON`,
+        { provider: cfg.name, upstreamStatus: status },
+      );
+    }
+  }
 }
 
 /**

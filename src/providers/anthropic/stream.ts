@@ -2,7 +2,7 @@ import { GatewayError } from "../../errors.ts";
 import type { OpenAIUsage } from "../../schema/openai.ts";
 import {
   createOpenAIChunkWriter,
-  createSseDataReader,
+  createSseDataStream,
   type OpenAIChunkWriter,
   SSE_DONE,
 } from "../../streaming/mod.ts";
@@ -37,19 +37,6 @@ export function toOpenAIStream(
     .pipeThrough(new TextDecoderStream())
     .pipeThrough(createSseDataStream())
     .pipeThrough(createAnthropicStreamTransformer(ctx));
-}
-
-/** Framing only: text → the `data:` payload of each SSE event (the `event:` line is unused). */
-export function createSseDataStream(): TransformStream<string, string> {
-  const read = createSseDataReader();
-  return new TransformStream({
-    transform(text, controller) {
-      for (const data of read(text)) controller.enqueue(data);
-    },
-    flush(controller) {
-      for (const data of read("", true)) controller.enqueue(data);
-    },
-  });
 }
 
 /**
@@ -228,7 +215,7 @@ function parseEvent(data: string): LooseEvent | null {
 }
 
 /** Later counts win; absent or null fields keep the earlier value. */
-function mergeUsage(into: AnthropicUsage, from: unknown): AnthropicUsage {
+export function mergeUsage(into: AnthropicUsage, from: unknown): AnthropicUsage {
   if (!isObject(from)) return into;
   const out: AnthropicUsage = { ...into };
   for (

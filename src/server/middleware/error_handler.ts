@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { GatewayError, toGatewayError } from "../../errors.ts";
 import type { AppEnv } from "../../routes/mod.ts";
+import { toAnthropicError } from "../../schema/anthropic.ts";
 import { toOpenAIError } from "../../schema/openai.ts";
 
 /**
@@ -59,18 +60,6 @@ const GOOGLE_STATUS: Record<number, string> = {
   504: "DEADLINE_EXCEEDED",
 };
 
-const ANTHROPIC_TYPE: Partial<Record<GatewayError["code"], string>> = {
-  invalid_request: "invalid_request_error",
-  unauthenticated: "authentication_error",
-  forbidden: "permission_error",
-  not_found: "not_found_error",
-  payload_too_large: "request_too_large",
-  rate_limited: "rate_limit_error",
-  upstream_timeout: "api_error",
-  unavailable: "overloaded_error",
-  provider_degraded: "provider_degraded",
-};
-
 function envelope(err: GatewayError, format: ErrorFormat): unknown {
   // llm-proxy's degraded signal: clients match this exact body (and the marker in it).
   if (err.code === "provider_degraded" && (format === "openai" || format === "plain")) {
@@ -88,10 +77,10 @@ function envelope(err: GatewayError, format: ErrorFormat): unknown {
     };
   }
   if (format === "anthropic") {
-    return {
-      type: "error",
-      error: { type: ANTHROPIC_TYPE[err.code] ?? "api_error", message: err.message },
-    };
+    // The degraded signal keeps its marker and type so one client check fits every route.
+    return err.code === "provider_degraded"
+      ? { type: "error", error: { type: "provider_degraded", message: err.message } }
+      : toAnthropicError(err);
   }
   // Plain routes use the OpenAI shape too: one error shape for tools to parse.
   return toOpenAIError(err);

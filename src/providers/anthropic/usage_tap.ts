@@ -1,0 +1,67 @@
+import { GatewayError } from "../../errors.ts";
+import type { OpenAIUsage } from "../../schema/openai.ts";
+import { createSseDataReader } from "../../streaming/mod.ts";
+import { toOpenAIUsage } from "./response.ts";
+import { mergeUsage } from "./stream.ts";
+import type { AnthropicUsage } from "./types.ts";
+
+/** Only these events are parsed; every other event costs one regex test. */
+const WANTED = /"type"\s*:\s*"(message_start|message_delta|message_stop|error)"/;
+
+/**
+ * Pass Anthropic SSE bytes through untouched (each chunk is forwarded before it is looked
+ * at) while reading usage off the side: `message_start` has the input counts,
+ * `message_delta` the final output count, reported to `onUsage` as it arrives.
+ *
+ * A stream that ends without `message_stop` or an upstream `event: error` was cut off, so
+ * the tap errors it at the end; the route then appends its own `event: error` rather than
+ * letting the client take a truncated message for a complete one.
+ */
+export function createAnthropicUsageTap(
+  onUsage: (usage: OpenAIUsage) => void,
+  provider: string,
+): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  const read = createSseDataReader();
+  let usage: AnthropicUsage = {};
+  let ended = false;
+  const inspect = (events: string[]) => {
+    for (const data of events) {
+      const type = WANTED.exec(data)?.[1];
+      if (type === undefined) continue;
+      if (type === "message_stop" || type === "error") {
+        ended = true;
+        continue;
+      }
+      let event: unknown;
+      try {
+        event = JSON.parse(data);
+      } catch {
+        continue; // not ours to judge: the bytes already went to the client
+      }
+      if (event === null || typeof event !== "object") continue;
+      const e = event as { message?: { usage?: unknown }; usage?: unknown };
+      if (type === "message_start") usage = mergeUsage(usage, e.message?.usage);
+      else {
+        usage = mergeUsage(usage, e.usage);
+        onUsage(toOpenAIUsage(usage));
+      }
+    }
+  };
+  return new TransformStream({
+    transform(chunk, controller) {
+      controller.enqueue(chunk);
+      inspect(read(decoder.decode(chunk, { stream: true })));
+    },
+    flush() {
+      inspect(read(decoder.decode(), true));
+      if (!ended) {
+        throw new GatewayError(
+          "upstream_error",
+          `Stream from provider "${provider}" ended before message_stop`,
+          { provider },
+        );
+      }
+    },
+  });
+}

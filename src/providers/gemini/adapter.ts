@@ -1,0 +1,163 @@
+import type { ProviderConfig } from "../../config/mod.ts";
+import { GatewayError } from "../../errors.ts";
+import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
+import type {
+  AdapterDeps,
+  ChatCall,
+  ChatOutcome,
+  EmbeddingsCall,
+  ProviderAdapter,
+} from "../types.ts";
+import { encodingOf, fromGeminiEmbedResponse, toGeminiEmbedRequest } from "./embeddings.ts";
+import { fromGeminiError } from "./errors.ts";
+import { toGeminiRequest } from "./request.ts";
+import { fromGeminiResponse } from "./response.ts";
+import { toOpenAIStream } from "./stream.ts";
+
+/**
+ * Adapter for the Gemini API (`generativelanguage.googleapis.com/v1beta`) behind the
+ * unified OpenAI-compatible API: chat goes to `models/{model}:generateContent` (or
+ * `:streamGenerateContent?alt=sse`), embeddings to `models/{model}:batchEmbedContents`, and
+ * the answers come back in OpenAI wire format.
+ */
+export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): ProviderAdapter {
+  // Built once per config: the hot path only copies it.
+  const baseHeaders = Object.freeze({
+    ...lowerCaseKeys(cfg.headers),
+    "content-type": "application/json",
+  });
+
+  /** POST `body` to `{base_url}/{resource}:{method}`, failing with Gemini's error mapped. */
+  const post = (
+    call: ChatCall | EmbeddingsCall,
+    resource: string,
+    method: string,
+    body: unknown,
+    accept: string,
+  ): Promise<UpstreamReply> => {
+    const headers: Record<string, string> = { ...baseHeaders, accept };
+    const key = call.apiKey ?? keyFromAuthorization(call.clientAuthorization);
+    // The key travels in a header, never as `?key=`: URLs end up in logs.
+    if (key !== null) headers["x-goog-api-key"] = key;
+    return executeUpstream(deps.fetch, {
+      url: `${cfg.base_url}/${resource}:${method}`,
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+    }, {
+      signal: call.signal,
+      timeoutMs: call.timeoutMs,
+      provider: cfg.name,
+      toError: (status, text, headers) =>
+        fromGeminiError(status, text, headers, cfg.name, deps.redact),
+    });
+  };
+
+  const readJson = async (reply: UpstreamReply): Promise<unknown> => {
+    const text = await reply.text();
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new GatewayError(
+        "upstream_error",
+        `Provider "${cfg.name}" returned a body that is not JSON`,
+        { provider: cfg.name, upstreamStatus: reply.response.status },
+      );
+    }
+  };
+
+  return {
+    name: cfg.name,
+    type: cfg.type,
+    models: () => cfg.models,
+
+    async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
+      // Translation errors are the caller's 400s and must surface before any upstream call.
+      const resource = toModelResource(model, cfg.name);
+      const payload = toGeminiRequest(call.body, cfg.name);
+      if (call.stream) {
+        const reply = await post(
+          call,
+          resource,
+          "streamGenerateContent?alt=sse",
+          payload,
+          "text/event-stream",
+        );
+        const res = reply.response;
+        reply.settle();
+        // Without `alt=sse` Gemini streams one JSON array; anything but SSE is unusable here.
+        if (!(res.headers.get("content-type") ?? "").includes("text/event-stream") || !res.body) {
+          await res.body?.cancel();
+          throw new GatewayError(
+            "upstream_error",
+            `Provider "${cfg.name}" answered a streaming request without an event stream`,
+            { provider: cfg.name, upstreamStatus: res.status },
+          );
+        }
+        return {
+          kind: "stream",
+          status: res.status,
+          body: toOpenAIStream(res.body, {
+            model,
+            includeUsage: call.body.stream_options?.include_usage === true,
+            onUsage: call.onUsage,
+            provider: cfg.name,
+            redact: deps.redact,
+          }),
+        };
+      }
+      const reply = await post(call, resource, "generateContent", payload, "application/json");
+      const completion = fromGeminiResponse(await readJson(reply), model, { provider: cfg.name });
+      call.onUsage(completion.usage);
+      return { kind: "json", status: reply.response.status, body: JSON.stringify(completion) };
+    },
+
+    async embeddings(call: EmbeddingsCall, model: string): Promise<ChatOutcome> {
+      const resource = toModelResource(model, cfg.name);
+      const payload = toGeminiEmbedRequest(call.body, resource, cfg.name);
+      const encoding = encodingOf(call.body);
+      const reply = await post(call, resource, "batchEmbedContents", payload, "application/json");
+      const { body, usage } = fromGeminiEmbedResponse(
+        await readJson(reply),
+        model,
+        payload.requests.length,
+        encoding,
+        cfg.name,
+      );
+      call.onUsage(usage);
+      return { kind: "json", status: reply.response.status, body: JSON.stringify(body) };
+    },
+  };
+}
+
+/**
+ * The model's resource name, which goes into the URL path. Clients may write it bare
+ * (`gemini-2.5-flash`) or as Gemini names it (`models/gemini-2.5-flash`,
+ * `tunedModels/my-model`). The id is restricted to the characters Gemini model ids use, so
+ * a client cannot steer the request to another path (or add a query) on the upstream.
+ */
+export function toModelResource(model: string, provider: string): string {
+  const match = /^(models|tunedModels)\/(.*)$/.exec(model);
+  const collection = match?.[1] ?? "models";
+  const id = match?.[2] ?? model;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) {
+    throw new GatewayError(
+      "invalid_request",
+      `Model "${model}" is not a valid Gemini model name for provider "${provider}"`,
+      { param: "model", provider },
+    );
+  }
+  return `${collection}/${id}`;
+}
+
+/**
+ * Gemini authenticates with `x-goog-api-key` and must never receive `Authorization`: a
+ * Bearer token there is taken for an OAuth token and refused. A forwarded client
+ * credential arrives as OpenAI SDKs send it, `Authorization: Bearer <key>`, so its value
+ * moves to `x-goog-api-key`.
+ */
+function keyFromAuthorization(authorization: string | null): string | null {
+  if (authorization === null) return null;
+  const key = authorization.replace(/^\s*Bearer\s+/i, "").trim();
+  return key === "" ? null : key;
+}

@@ -1,0 +1,128 @@
+import { GatewayError } from "../../errors.ts";
+import type { OpenAIEmbeddingsRequest, OpenAIUsage } from "../../schema/openai.ts";
+import type { GeminiEmbedRequest, GeminiEmbedResponse } from "./types.ts";
+
+/**
+ * OpenAI `/v1/embeddings` body → Gemini `batchEmbedContents` body: one request per input
+ * string, each naming the model (`models/{model}`, required per request by the API even
+ * though the URL names it too), with `dimensions` as `outputDimensionality`. Token-array
+ * inputs have no Gemini form (Gemini embeds text) and are a 400; so are encodings other
+ * than float and base64. `user` is dropped. Pure: no I/O.
+ */
+export function toGeminiEmbedRequest(
+  body: OpenAIEmbeddingsRequest,
+  resource: string,
+  provider = "gemini",
+): GeminiEmbedRequest {
+  const inputs = toInputs(body.input, provider);
+  const dimensions = body.dimensions;
+  if (dimensions !== undefined && dimensions !== null) {
+    if (typeof dimensions !== "number" || !Number.isInteger(dimensions) || dimensions < 1) {
+      throw invalid(`"dimensions" must be a positive integer`, "dimensions");
+    }
+  }
+  encodingOf(body);
+  return {
+    requests: inputs.map((text) => ({
+      model: resource,
+      content: { parts: [{ text }] },
+      ...(typeof dimensions === "number" ? { outputDimensionality: dimensions } : {}),
+    })),
+  };
+}
+
+function toInputs(input: unknown, provider: string): string[] {
+  if (typeof input === "string") return [input];
+  if (Array.isArray(input) && input.length > 0) {
+    if (input.every((v) => typeof v === "string")) return input as string[];
+    if (input.every((v) => typeof v === "number" || Array.isArray(v))) {
+      throw new GatewayError(
+        "invalid_request",
+        `Token-array "input" is not supported by provider "${provider}"; send text`,
+        { param: "input", provider },
+      );
+    }
+  }
+  throw invalid(`"input" must be a string or a non-empty array of strings`, "input");
+}
+
+/** `encoding_format`, validated: "float" (the default) or "base64". */
+export function encodingOf(body: OpenAIEmbeddingsRequest): "float" | "base64" {
+  const format: unknown = body.encoding_format;
+  if (format === undefined || format === null || format === "float") return "float";
+  if (format === "base64") return "base64";
+  throw invalid(`"encoding_format" must be "float" or "base64"`, "encoding_format");
+}
+
+/** OpenAI's embeddings list, as the route answers it. */
+export interface OpenAIEmbeddingList {
+  object: "list";
+  data: { object: "embedding"; index: number; embedding: number[] | string }[];
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
+/**
+ * Gemini `{embeddings:[{values}]}` → OpenAI's list, in input order (Gemini answers "in the
+ * same order as provided in the batch request"). base64 is what OpenAI sends for
+ * `encoding_format: "base64"`: the little-endian float32 bytes of the vector. Gemini's
+ * embedding endpoints report token counts only in newer versions (`usageMetadata`); when
+ * absent the usage is zero rather than an estimate.
+ */
+export function fromGeminiEmbedResponse(
+  json: unknown,
+  model: string,
+  expected: number,
+  encoding: "float" | "base64",
+  provider = "gemini",
+): { body: OpenAIEmbeddingList; usage: OpenAIUsage } {
+  if (!isEmbedResponse(json) || json.embeddings.length !== expected) {
+    throw new GatewayError(
+      "upstream_error",
+      `Provider "${provider}" returned a body that is not ${expected} embeddings`,
+      { provider },
+    );
+  }
+  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  const prompt = n(json.usageMetadata?.promptTokenCount);
+  const total = Math.max(n(json.usageMetadata?.totalTokenCount), prompt);
+  return {
+    body: {
+      object: "list",
+      data: json.embeddings.map((e, index) => ({
+        object: "embedding",
+        index,
+        embedding: encoding === "base64" ? toBase64Float32(e.values) : e.values,
+      })),
+      model,
+      usage: { prompt_tokens: prompt, total_tokens: total },
+    },
+    usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: total },
+  };
+}
+
+function toBase64Float32(values: readonly number[]): string {
+  const bytes = new Uint8Array(values.length * 4);
+  const view = new DataView(bytes.buffer);
+  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  let binary = "";
+  // Chunked: String.fromCharCode(...bytes) overflows the call stack on large vectors.
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function isEmbedResponse(v: unknown): v is GeminiEmbedResponse {
+  if (v === null || typeof v !== "object") return false;
+  const embeddings = (v as { embeddings?: unknown }).embeddings;
+  return Array.isArray(embeddings) &&
+    embeddings.every((e) =>
+      e !== null && typeof e === "object" && Array.isArray((e as { values?: unknown }).values) &&
+      (e as { values: unknown[] }).values.every((x) => typeof x === "number")
+    );
+}
+
+function invalid(message: string, param: string): GatewayError {
+  return new GatewayError("invalid_request", message, { param });
+}

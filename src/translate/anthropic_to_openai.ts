@@ -1,0 +1,301 @@
+import { GatewayError } from "../errors.ts";
+import type {
+  MessagesBlock,
+  MessagesImageBlock,
+  MessagesMessage,
+  MessagesRequest,
+  MessagesTextBlock,
+  MessagesTool,
+  MessagesToolChoice,
+  MessagesToolResultBlock,
+  MessagesToolUseBlock,
+} from "../schema/anthropic.ts";
+import type { OpenAIChatRequest, OpenAIContentPart, OpenAIMessage } from "../schema/openai.ts";
+
+/*
+ * Dropped without complaint, because they tune how the answer is produced rather than what
+ * it is, or only mean something to Anthropic: `cache_control` (on blocks, tools, system and
+ * top level: prompt caching is automatic or absent elsewhere), `thinking` and
+ * `output_config.effort` (how hard to think; the answer keeps its shape), thinking and
+ * redacted_thinking blocks in assistant turns (their signatures only verify on Anthropic),
+ * `citations`, `service_tier`, `container`, `context_management`, `inference_geo`, `speed`,
+ * and fields we do not know. What would change the answer's content is refused by name
+ * instead (documents, server tools, MCP servers, file-id images).
+ */
+
+/** Top-level parameters that only an Anthropic-format provider can honour. */
+const REJECTED: ReadonlyArray<readonly [string, (v: unknown) => boolean]> = [
+  ["mcp_servers", (v) => !Array.isArray(v) || v.length > 0],
+];
+
+/**
+ * Translate an Anthropic Messages request into an OpenAI chat completion request, for a
+ * provider that does not speak the Messages API. Pure: no I/O, the input is not mutated.
+ * Throws a 400 GatewayError naming the field for what the target cannot honour.
+ */
+export function toOpenAIChatRequest(req: MessagesRequest, provider: string): OpenAIChatRequest {
+  for (const [param, isActive] of REJECTED) {
+    const v = req[param];
+    if (v !== undefined && v !== null && isActive(v)) throw unsupported(param, provider);
+  }
+  if (req.max_tokens === 0) {
+    throw new GatewayError(
+      "invalid_request",
+      `"max_tokens": 0 (prompt cache pre-warming) is only supported by Anthropic-format providers, not "${provider}"`,
+      { param: "max_tokens", provider },
+    );
+  }
+
+  const messages: OpenAIMessage[] = [];
+  const system = systemText(req.system);
+  if (system !== null) messages.push({ role: "system", content: system });
+  req.messages.forEach((m, i) => messages.push(...toOpenAIMessages(m, `messages[${i}]`, provider)));
+
+  const out: OpenAIChatRequest = { model: req.model, messages, max_tokens: req.max_tokens };
+  if (typeof req.temperature === "number") out.temperature = req.temperature;
+  if (typeof req.top_p === "number") out.top_p = req.top_p;
+  // Not OpenAI's, but vLLM-style servers honour it and OpenAI refuses it by name.
+  if (typeof req.top_k === "number") out.top_k = req.top_k;
+  if (Array.isArray(req.stop_sequences) && req.stop_sequences.length > 0) {
+    out.stop = req.stop_sequences;
+  }
+  if (req.stream === true) {
+    out.stream = true;
+    // Without it OpenAI streams carry no usage, and message_delta must report output_tokens.
+    out.stream_options = { include_usage: true };
+  }
+  const user = req.metadata?.user_id;
+  if (typeof user === "string" && user !== "") out.user = user;
+
+  const tools = (req.tools ?? []).map((t, i) => toFunctionTool(t, `tools[${i}]`, provider));
+  if (tools.length > 0) out.tools = tools;
+  if (req.tool_choice !== undefined && req.tool_choice !== null) {
+    applyToolChoice(out, req.tool_choice, tools.length > 0);
+  }
+  const format = responseFormat(req.output_config);
+  if (format !== null) out.response_format = format;
+  return out;
+}
+
+// ---- System and messages -------------------------------------------------------------------
+
+function systemText(system: MessagesRequest["system"]): string | null {
+  if (system === undefined || system === null) return null;
+  const text = typeof system === "string" ? system : system.map((b) => b.text).join("\n\n");
+  return text === "" ? null : text;
+}
+
+/**
+ * One Anthropic turn becomes one or more OpenAI messages. A user turn's `tool_result` blocks
+ * become `role: "tool"` messages, emitted first: OpenAI wants them right after the assistant
+ * message holding the calls, and Anthropic already requires them first in the turn.
+ */
+function toOpenAIMessages(m: MessagesMessage, at: string, provider: string): OpenAIMessage[] {
+  if (typeof m.content === "string") return [{ role: m.role, content: m.content }];
+  if (m.role === "system") {
+    // parseMessagesRequest admits only text blocks in a system turn.
+    return [{
+      role: "system",
+      content: (m.content as MessagesTextBlock[]).map((b) => b.text).join("\n\n"),
+    }];
+  }
+  return m.role === "assistant"
+    ? [assistantMessage(m.content, at, provider)]
+    : userMessages(m.content, at, provider);
+}
+
+function assistantMessage(blocks: MessagesBlock[], at: string, provider: string): OpenAIMessage {
+  let text = "";
+  const toolCalls: unknown[] = [];
+  blocks.forEach((block, j) => {
+    switch (block.type) {
+      case "text":
+        text += (block as MessagesTextBlock).text;
+        return;
+      case "tool_use": {
+        const use = block as MessagesToolUseBlock;
+        toolCalls.push({
+          id: use.id,
+          type: "function",
+          function: { name: use.name, arguments: JSON.stringify(use.input) },
+        });
+        return;
+      }
+      case "thinking":
+      case "redacted_thinking":
+        return;
+      default:
+        throw unsupportedBlock(block, `${at}.content[${j}]`, provider);
+    }
+  });
+  const out: OpenAIMessage = {
+    role: "assistant",
+    // OpenAI's own shape: null content beside tool calls, a string otherwise.
+    content: text === "" && toolCalls.length > 0 ? null : text,
+  };
+  if (toolCalls.length > 0) out.tool_calls = toolCalls;
+  return out;
+}
+
+function userMessages(blocks: MessagesBlock[], at: string, provider: string): OpenAIMessage[] {
+  const tools: OpenAIMessage[] = [];
+  const parts: OpenAIContentPart[] = [];
+  blocks.forEach((block, j) => {
+    const where = `${at}.content[${j}]`;
+    switch (block.type) {
+      case "text":
+        parts.push({ type: "text", text: (block as MessagesTextBlock).text });
+        return;
+      case "image":
+        parts.push(imagePart(block as MessagesImageBlock, where, provider));
+        return;
+      case "tool_result": {
+        const { message, images } = toolMessage(block as MessagesToolResultBlock, where, provider);
+        tools.push(message);
+        // OpenAI tool messages carry text only; a result's images follow in the user turn.
+        parts.push(...images);
+        return;
+      }
+      default:
+        throw unsupportedBlock(block, where, provider);
+    }
+  });
+  if (parts.length === 0) return tools;
+  const only = parts.length === 1 ? parts[0] : undefined;
+  // A lone text part as a plain string: the shape every OpenAI-compatible server accepts.
+  const content = only?.type === "text" ? only.text as string : parts;
+  return [...tools, { role: "user", content }];
+}
+
+function toolMessage(
+  block: MessagesToolResultBlock,
+  at: string,
+  provider: string,
+): { message: OpenAIMessage; images: OpenAIContentPart[] } {
+  const texts: string[] = [];
+  const images: OpenAIContentPart[] = [];
+  if (typeof block.content === "string") texts.push(block.content);
+  else {
+    (block.content ?? []).forEach((inner, k) => {
+      const where = `${at}.content[${k}]`;
+      if (inner.type === "text") texts.push((inner as MessagesTextBlock).text);
+      else if (inner.type === "image") {
+        images.push(imagePart(inner as MessagesImageBlock, where, provider));
+      } else throw unsupportedBlock(inner, where, provider);
+    });
+  }
+  const text = texts.join("\n");
+  // OpenAI has no error flag on tool results; the model still needs to know it failed.
+  const content = block.is_error === true ? `Error: ${text}` : text;
+  return { message: { role: "tool", tool_call_id: block.tool_use_id, content }, images };
+}
+
+/** base64 sources become data: URLs, url sources stay URLs (the provider fetches them). */
+function imagePart(block: MessagesImageBlock, at: string, provider: string): OpenAIContentPart {
+  const source = block.source;
+  if (source.type === "base64") {
+    return {
+      type: "image_url",
+      image_url: { url: `data:${source.media_type};base64,${source.data}` },
+    };
+  }
+  if (source.type === "url") return { type: "image_url", image_url: { url: source.url } };
+  throw new GatewayError(
+    "invalid_request",
+    `Image source type "${source.type}" in ${at} is not supported by provider "${provider}"`,
+    { param: `${at}.source.type`, provider },
+  );
+}
+
+// ---- Tools and output format ---------------------------------------------------------------
+
+function toFunctionTool(tool: MessagesTool, at: string, provider: string): unknown {
+  // Server tools (web search, code execution, ...) run inside Anthropic's API; elsewhere
+  // nothing would run them, so the model would answer without what the caller asked for.
+  if (tool.type !== undefined && tool.type !== null && tool.type !== "custom") {
+    throw new GatewayError(
+      "invalid_request",
+      `Tool type "${tool.type}" in ${at} is not supported by provider "${provider}"`,
+      { param: `${at}.type`, provider },
+    );
+  }
+  const fn: Record<string, unknown> = { name: tool.name, parameters: tool.input_schema };
+  if (typeof tool.description === "string") fn.description = tool.description;
+  return { type: "function", function: fn };
+}
+
+function applyToolChoice(
+  out: OpenAIChatRequest,
+  choice: MessagesToolChoice,
+  hasTools: boolean,
+): void {
+  if (!hasTools) {
+    // "auto" and "none" without tools mean what no tool_choice means; forcing a tool does not.
+    if (choice.type === "any" || choice.type === "tool") {
+      throw new GatewayError("invalid_request", `"tool_choice" requires "tools"`, {
+        param: "tool_choice",
+      });
+    }
+    return;
+  }
+  switch (choice.type) {
+    case "auto":
+      out.tool_choice = "auto";
+      break;
+    case "any":
+      out.tool_choice = "required";
+      break;
+    case "none":
+      out.tool_choice = "none";
+      return;
+    case "tool":
+      out.tool_choice = { type: "function", function: { name: choice.name } };
+      break;
+  }
+  if (choice.disable_parallel_tool_use === true) out.parallel_tool_calls = false;
+}
+
+/**
+ * Structured outputs (`output_config.format: {type: "json_schema", schema}`) become OpenAI's
+ * `response_format`. `strict` is left off: OpenAI's strict mode refuses schemas that
+ * Anthropic accepts (every property required), and a refused request helps nobody.
+ */
+function responseFormat(config: unknown): unknown {
+  if (!isObject(config) || !isObject(config.format)) return null;
+  const format = config.format;
+  if (format.type !== "json_schema" || !isObject(format.schema)) {
+    throw new GatewayError(
+      "invalid_request",
+      `"output_config.format" must be {"type":"json_schema","schema":{...}}`,
+      { param: "output_config.format" },
+    );
+  }
+  return { type: "json_schema", json_schema: { name: "response", schema: format.schema } };
+}
+
+// ---- Helpers -------------------------------------------------------------------------------
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function unsupported(param: string, provider: string): GatewayError {
+  return new GatewayError(
+    "invalid_request",
+    `Parameter "${param}" is not supported by provider "${provider}"`,
+    { param, provider },
+  );
+}
+
+/**
+ * Documents, search results, server-tool blocks and block types added later have no OpenAI
+ * counterpart. Refused by name rather than dropped: a model that never saw the PDF would
+ * still answer as if it had.
+ */
+function unsupportedBlock(block: MessagesBlock, at: string, provider: string): GatewayError {
+  return new GatewayError(
+    "invalid_request",
+    `Content block type "${block.type}" in ${at} is not supported by provider "${provider}"`,
+    { param: `${at}.type`, provider },
+  );
+}

@@ -1,0 +1,14 @@
+/**
+ * Format translation between the inbound APIs the gateway speaks, for requests whose target
+ * provider speaks another one. Pure functions and per-request stream transformers; no I/O.
+ * @module
+ */
+export { toOpenAIChatRequest } from "./anthropic_to_openai.ts";
+export {
+  createMessagesStreamTransformer,
+  type MessagesStreamContext,
+  toMessagesResponse,
+  toMessagesStream,
+  toMessagesUsage,
+  toStopReason,
+} from "./openai_to_anthropic.ts";

@@ -1,0 +1,344 @@
+import { GatewayError } from "../errors.ts";
+import type {
+  MessagesResponse,
+  MessagesResponseBlock,
+  MessagesStopReason,
+  MessagesUsage,
+} from "../schema/anthropic.ts";
+import { createSseDataStream, encodeSseEvent } from "../streaming/mod.ts";
+
+/**
+ * OpenAI `finish_reason` → Anthropic `stop_reason`. OpenAI does not say whether a stop
+ * sequence matched, so "stop" is `end_turn`; the legacy `function_call` is a tool call.
+ */
+const STOP_REASON: Readonly<Record<string, MessagesStopReason>> = {
+  stop: "end_turn",
+  length: "max_tokens",
+  tool_calls: "tool_use",
+  function_call: "tool_use",
+  content_filter: "refusal",
+};
+
+/**
+ * Some OpenAI-compatible servers end a tool-calling turn with "stop". Anthropic clients
+ * (agent loops, Claude Code) run the tools only when `stop_reason` is `tool_use`, so a turn
+ * that holds tool calls reports that.
+ */
+export function toStopReason(finish: unknown, hasToolUse: boolean): MessagesStopReason {
+  const mapped = typeof finish === "string" ? STOP_REASON[finish] ?? "end_turn" : "end_turn";
+  return hasToolUse && mapped === "end_turn" ? "tool_use" : mapped;
+}
+
+/**
+ * OpenAI usage → Anthropic usage. OpenAI's `prompt_tokens` includes cached tokens while
+ * Anthropic's `input_tokens` excludes cache reads, so cached tokens move to
+ * `cache_read_input_tokens` (the inverse of the Anthropic adapter's `toOpenAIUsage`).
+ * OpenAI does not report cache writes.
+ */
+export function toMessagesUsage(usage: unknown): MessagesUsage {
+  const u = isObject(usage) ? usage : {};
+  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v > 0 ? v : 0);
+  const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : {};
+  const prompt = n(u.prompt_tokens);
+  const cached = Math.min(n(details.cached_tokens), prompt);
+  return {
+    input_tokens: prompt - cached,
+    output_tokens: n(u.completion_tokens),
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: cached,
+  };
+}
+
+/** `chatcmpl-abc` → `msg_abc`: Anthropic SDKs and logs expect the `msg_` prefix. */
+function messageId(id: unknown): string {
+  const raw = typeof id === "string" && id !== "" ? id.replace(/^chatcmpl-/, "") : "";
+  return `msg_${raw !== "" ? raw : crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+function toolUseId(id: unknown): string {
+  return typeof id === "string" && id !== ""
+    ? id
+    : `toolu_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+}
+
+// ---- JSON ----------------------------------------------------------------------------------
+
+/**
+ * Translate a non-streaming OpenAI `chat.completion` into an Anthropic message: text first,
+ * then one `tool_use` block per tool call with its arguments parsed. `model` is the fallback
+ * when the body does not name one. Throws 502 for a body that is not a chat completion or
+ * tool arguments that are not a JSON object (Anthropic's `input` must be one).
+ */
+export function toMessagesResponse(
+  json: unknown,
+  model: string,
+  provider: string,
+): MessagesResponse {
+  const choice = isObject(json) && Array.isArray(json.choices) ? json.choices[0] : undefined;
+  const message = isObject(choice) ? choice.message : undefined;
+  if (!isObject(json) || !isObject(choice) || !isObject(message)) {
+    throw new GatewayError(
+      "upstream_error",
+      `Provider "${provider}" returned a body that is not a chat completion`,
+      { provider },
+    );
+  }
+  const content: MessagesResponseBlock[] = [];
+  const text = messageText(message.content) ||
+    (typeof message.refusal === "string" ? message.refusal : "");
+  // Anthropic refuses empty text blocks when the turn is sent back, so none is made.
+  if (text !== "") content.push({ type: "text", text });
+  const calls = Array.isArray(message.tool_calls) ? message.tool_calls : [];
+  for (const call of calls) {
+    const fn = isObject(call) && isObject(call.function) ? call.function : undefined;
+    if (!isObject(call) || fn === undefined || typeof fn.name !== "string") continue;
+    content.push({
+      type: "tool_use",
+      id: toolUseId(call.id),
+      name: fn.name,
+      input: toolInput(fn.arguments, fn.name, provider),
+    });
+  }
+  const hasToolUse = content.some((b) => b.type === "tool_use");
+  return {
+    id: messageId(json.id),
+    type: "message",
+    role: "assistant",
+    model: typeof json.model === "string" && json.model !== "" ? json.model : model,
+    content,
+    stop_reason: toStopReason(choice.finish_reason, hasToolUse),
+    stop_sequence: null,
+    usage: toMessagesUsage(json.usage),
+  };
+}
+
+/** OpenAI content: a string, or (some compatible servers) an array of text parts. */
+function messageText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content.map((p) => (isObject(p) && typeof p.text === "string" ? p.text : "")).join("");
+}
+
+function toolInput(args: unknown, name: string, provider: string): Record<string, unknown> {
+  if (args === undefined || args === null || args === "") return {};
+  if (isObject(args)) return args;
+  if (typeof args === "string") {
+    try {
+      const parsed: unknown = JSON.parse(args);
+      if (isObject(parsed)) return parsed;
+    } catch {
+      // reported below
+    }
+  }
+  throw new GatewayError(
+    "upstream_error",
+    `Provider "${provider}" returned arguments for tool "${name}" that are not a JSON object`,
+    { provider },
+  );
+}
+
+// ---- Stream --------------------------------------------------------------------------------
+
+export interface MessagesStreamContext {
+  /** Used when the upstream chunks do not name the model. */
+  readonly model: string;
+  readonly provider: string;
+  /** Applied to upstream error messages before they reach the client. */
+  readonly redact: (text: string) => string;
+}
+
+/**
+ * OpenAI SSE bytes → Anthropic SSE bytes, one event at a time: UTF-8 decoding (split-safe),
+ * SSE framing, then the per-request translation. Cancelling the result cancels `body`.
+ */
+export function toMessagesStream(
+  body: ReadableStream<Uint8Array>,
+  ctx: MessagesStreamContext,
+): ReadableStream<Uint8Array> {
+  return body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(createSseDataStream())
+    .pipeThrough(createMessagesStreamTransformer(ctx));
+}
+
+/** The content block being written: Anthropic blocks are sequential, one open at a time. */
+interface OpenBlock {
+  readonly index: number;
+  readonly kind: "text" | "tool_use";
+}
+
+/**
+ * Semantics: OpenAI `chat.completion.chunk` payloads → Anthropic stream events, with the
+ * `event:` line matching each payload's `type` as Anthropic sends it:
+ * `message_start`, then per block `content_block_start` / `content_block_delta` (text_delta,
+ * input_json_delta carrying the OpenAI argument fragments as they come) /
+ * `content_block_stop`, then `message_delta` (stop_reason, usage) and `message_stop`.
+ * State (block indexes, tool-call map, usage) lives in this closure, one per request.
+ *
+ * `message_start` is held back until there is content to send, so an upstream that fails
+ * before its first token fails the stream before its first byte, while routing can still
+ * fail over. An in-stream OpenAI error, a payload that is not JSON, or a stream that ends
+ * before `[DONE]` without a finish reason errors the stream with a GatewayError, which the
+ * route renders as `event: error`.
+ */
+export function createMessagesStreamTransformer(
+  ctx: MessagesStreamContext,
+): TransformStream<string, Uint8Array> {
+  let id: string | null = null;
+  let model = ctx.model;
+  let started = false;
+  let done = false;
+  let nextIndex = 0;
+  let open: OpenBlock | null = null;
+  let finish: string | null = null;
+  let usage: unknown = null;
+  let hasToolUse = false;
+  /** OpenAI tool_calls index → Anthropic content block index. */
+  const toolBlocks = new Map<number, number>();
+
+  type Controller = TransformStreamDefaultController<Uint8Array>;
+  const emit = (c: Controller, type: string, payload: Record<string, unknown>) =>
+    c.enqueue(encodeSseEvent(type, { type, ...payload }));
+  const start = (c: Controller) => {
+    if (started) return;
+    started = true;
+    emit(c, "message_start", {
+      message: {
+        id: id ?? messageId(null),
+        type: "message",
+        role: "assistant",
+        model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        // OpenAI reports usage only at the end; message_delta carries the real counts.
+        usage: {
+          input_tokens: 0,
+          output_tokens: 0,
+          cache_creation_input_tokens: 0,
+          cache_read_input_tokens: 0,
+        },
+      },
+    });
+  };
+  const close = (c: Controller) => {
+    if (open === null) return;
+    emit(c, "content_block_stop", { index: open.index });
+    open = null;
+  };
+  const openBlock = (c: Controller, kind: OpenBlock["kind"], block: Record<string, unknown>) => {
+    start(c);
+    close(c);
+    const index = nextIndex++;
+    emit(c, "content_block_start", { index, content_block: block });
+    open = { index, kind };
+    return index;
+  };
+  const text = (c: Controller, value: string) => {
+    if (open?.kind !== "text") openBlock(c, "text", { type: "text", text: "" });
+    emit(c, "content_block_delta", {
+      index: (open as OpenBlock).index,
+      delta: { type: "text_delta", text: value },
+    });
+  };
+  const toolCall = (c: Controller, call: Record<string, unknown>) => {
+    const fn = isObject(call.function) ? call.function : {};
+    const starts = typeof call.id === "string" || typeof fn.name === "string";
+    // Some compatible servers omit `index`; a fragment that names a call starts a new one.
+    const key = typeof call.index === "number"
+      ? call.index
+      : starts
+      ? toolBlocks.size
+      : Math.max(0, toolBlocks.size - 1);
+    let index = toolBlocks.get(key);
+    if (index === undefined) {
+      hasToolUse = true;
+      index = openBlock(c, "tool_use", {
+        type: "tool_use",
+        id: toolUseId(call.id),
+        name: typeof fn.name === "string" ? fn.name : "",
+        input: {},
+      });
+      toolBlocks.set(key, index);
+    }
+    // OpenAI sends one call's fragments before the next call's. Should a server interleave
+    // them, the fragment still goes to its own block by index, which Anthropic SDKs accept.
+    if (typeof fn.arguments === "string" && fn.arguments !== "") {
+      emit(c, "content_block_delta", {
+        index,
+        delta: { type: "input_json_delta", partial_json: fn.arguments },
+      });
+    }
+  };
+  const end = (c: Controller) => {
+    done = true;
+    start(c);
+    close(c);
+    const u = toMessagesUsage(usage);
+    emit(c, "message_delta", {
+      delta: { stop_reason: toStopReason(finish, hasToolUse), stop_sequence: null },
+      // Cumulative totals, as newer API versions send them: input counts arrive only now.
+      usage: {
+        input_tokens: u.input_tokens,
+        cache_creation_input_tokens: u.cache_creation_input_tokens,
+        cache_read_input_tokens: u.cache_read_input_tokens,
+        output_tokens: u.output_tokens,
+      },
+    });
+    emit(c, "message_stop", {});
+  };
+  const broken = (why: string) =>
+    new GatewayError("upstream_error", `Stream from provider "${ctx.provider}" ${why}`, {
+      provider: ctx.provider,
+    });
+
+  return new TransformStream<string, Uint8Array>({
+    transform(data, c) {
+      if (done) return;
+      if (data === "[DONE]") return end(c);
+      let chunk: unknown;
+      try {
+        chunk = JSON.parse(data);
+      } catch {
+        throw broken("sent an event that is not JSON");
+      }
+      if (!isObject(chunk)) throw broken("sent an event that is not a JSON object");
+      if (chunk.error !== undefined && chunk.error !== null) throw streamError(chunk.error, ctx);
+      if (id === null && typeof chunk.id === "string") id = messageId(chunk.id);
+      if (typeof chunk.model === "string" && chunk.model !== "") model = chunk.model;
+      if (isObject(chunk.usage)) usage = chunk.usage;
+      const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
+      if (!isObject(choice)) return;
+      const delta = isObject(choice.delta) ? choice.delta : {};
+      if (typeof delta.content === "string" && delta.content !== "") text(c, delta.content);
+      // A refusal is what the model said instead of an answer; Anthropic has only text for it.
+      if (typeof delta.refusal === "string" && delta.refusal !== "") text(c, delta.refusal);
+      if (Array.isArray(delta.tool_calls)) {
+        for (const call of delta.tool_calls) if (isObject(call)) toolCall(c, call);
+      }
+      if (typeof choice.finish_reason === "string") finish = choice.finish_reason;
+    },
+    flush(c) {
+      if (done) return;
+      // Some compatible servers end without `[DONE]`; a finish reason proves it was complete.
+      if (finish !== null) return end(c);
+      throw broken("ended before it was complete");
+    },
+  });
+}
+
+/** `data: {"error":{...}}` inside a 200 stream (OpenAI's mid-stream failure). */
+function streamError(error: unknown, ctx: MessagesStreamContext): GatewayError {
+  const e = isObject(error) ? error : {};
+  const message = typeof e.message === "string" && e.message !== ""
+    ? ctx.redact(e.message)
+    : `Stream from provider "${ctx.provider}" failed`;
+  return new GatewayError("upstream_error", message, {
+    provider: ctx.provider,
+    ...(typeof e.type === "string" ? { upstreamType: e.type } : {}),
+  });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}

@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import { parseConfigText } from "../../../src/config/mod.ts";
+import {
+  createAdapters,
+  type MessagesCall,
+  type ProviderAdapter,
+} from "../../../src/providers/mod.ts";
+import { createAnthropicUsageTap } from "../../../src/providers/anthropic/usage_tap.ts";
+import type { OpenAIUsage } from "../../../src/schema/openai.ts";
+import { createRedactor } from "../../../src/telemetry/mod.ts";
+import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { drain, fixtureBytes, fixtureText, gatewayError, SANITIZE } from "./helpers.ts";
+
+const LIVE_KEY = "sk-ant-api03-live-abcdef123456";
+
+const CONFIG_TEXT = `
+providers:
+  anthropic:
+    keys: [{ key: "${LIVE_KEY}" }]
+  claude-proxy:
+    type: anthropic
+    base_url: http://127.0.0.1:8100/v1/
+    headers: { Anthropic-Version: "2024-01-01", anthropic-beta: "tools-2024", x-team: ml }
+`;
+
+interface Recorded {
+  url: string;
+  init: RequestInit;
+}
+
+function adapterWith(handler: () => Response, provider = "anthropic") {
+  const { config } = parseConfigText(CONFIG_TEXT, () => undefined, "anthropic.yaml");
+  const requests: Recorded[] = [];
+  const fakeFetch: typeof fetch = (input, init = {}) => {
+    requests.push({ url: String(input), init });
+    return Promise.resolve(handler());
+  };
+  const adapters = createAdapters(config, {
+    fetch: fakeFetch,
+    redact: createRedactor([LIVE_KEY]),
+    random: () => 0,
+  });
+  const adapter: ProviderAdapter | undefined = adapters.get(provider);
+  assert.ok(adapter?.messages);
+  return { adapter, messages: adapter.messages.bind(adapter), requests };
+}
+
+const BODY = {
+  model: "claude-sonnet-4-5",
+  max_tokens: 1024,
+  system: [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral" } }],
+  messages: [{ role: "user", content: [{ type: "text", text: "Weather?" }] }],
+  tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 2 }],
+  thinking: { type: "enabled", budget_tokens: 2048 },
+  some_future_field: { kept: true },
+};
+
+function messagesCall(overrides: Partial<MessagesCall> = {}, body: Record<string, unknown> = {}) {
+  const usages: OpenAIUsage[] = [];
+  const call: MessagesCall = {
+    body: { ...BODY, ...body },
+    stream: body.stream === true,
+    signal: new AbortController().signal,
+    timeoutMs: 60_000,
+    apiKey: LIVE_KEY,
+    clientAuthorization: null,
+    headers: {},
+    onUsage: (u) => usages.push(u),
+    ...overrides,
+  };
+  return { call, usages };
+}
+
+const headersOf = (r: Recorded | undefined) => new Headers(r?.init.headers);
+
+Deno.test(
+  "messages() forwards the client's body unchanged but for the model",
+  SANITIZE,
+  async () => {
+    const fixture = await fixtureText("response_tool_use.json");
+    const { messages, requests } = adapterWith(() =>
+      new Response(fixture, { headers: { "content-type": "application/json" } })
+    );
+    const { call, usages } = messagesCall();
+    const outcome = await messages(call, "claude-sonnet-4-5-20250929");
+
+    assert.equal(requests.length, 1);
+    assert.equal(requests[0]?.url, "https://api.anthropic.com/v1/messages");
+    assert.deepEqual(JSON.parse(String(requests[0]?.init.body)), {
+      ...BODY,
+      model: "claude-sonnet-4-5-20250929",
+    });
+    const headers = headersOf(requests[0]);
+    assert.equal(headers.get("x-api-key"), LIVE_KEY);
+    assert.equal(headers.get("authorization"), null);
+    assert.equal(headers.get("anthropic-version"), "2023-06-01");
+    assert.equal(headers.get("accept"), "application/json");
+
+    assert.equal(outcome.kind, "json");
+    assert.equal(outcome.status, 200);
+    if (outcome.kind !== "json") return;
+    // Bytes in, bytes out: the answer is exactly what Anthropic sent.
+    assert.deepEqual(outcome.body, new TextEncoder().encode(fixture));
+    assert.deepEqual(usages, [{
+      prompt_tokens: 472,
+      completion_tokens: 89,
+      total_tokens: 561,
+      prompt_tokens_details: { cached_tokens: 0 },
+    }]);
+  },
+);
+
+Deno.test(
+  "messages() passes the client's version and betas, merged with the config's",
+  SANITIZE,
+  async (t) => {
+    const fixture = await fixtureText("response_text.json");
+    const respond = () =>
+      new Response(fixture, { headers: { "content-type": "application/json" } });
+    await t.step("config headers and defaults without client headers", async () => {
+      const { messages, requests } = adapterWith(respond, "claude-proxy");
+      await messages(messagesCall({ apiKey: null }).call, "claude-x");
+      const headers = headersOf(requests[0]);
+      assert.equal(requests[0]?.url, "http://127.0.0.1:8100/v1/messages");
+      assert.equal(headers.get("anthropic-version"), "2024-01-01");
+      assert.equal(headers.get("anthropic-beta"), "tools-2024");
+      assert.equal(headers.get("x-team"), "ml");
+      assert.equal(headers.get("x-api-key"), null);
+    });
+    await t.step("the client's version wins; betas from both", async () => {
+      const { messages, requests } = adapterWith(respond, "claude-proxy");
+      await messages(
+        messagesCall({
+          apiKey: null,
+          clientAuthorization: "Bearer sk-ant-client-key",
+          headers: {
+            "anthropic-version": "2023-06-01",
+            "anthropic-beta": "interleaved-thinking-2025-05-14, tools-2024",
+          },
+        }).call,
+        "claude-x",
+      );
+      const headers = headersOf(requests[0]);
+      assert.equal(headers.get("anthropic-version"), "2023-06-01");
+      assert.equal(headers.get("anthropic-beta"), "tools-2024,interleaved-thinking-2025-05-14");
+      // A forwarded client credential travels as x-api-key, never as Authorization.
+      assert.equal(headers.get("x-api-key"), "sk-ant-client-key");
+      assert.equal(headers.get("authorization"), null);
+    });
+  },
+);
+
+Deno.test(
+  "messages() relays the event stream byte for byte and taps usage",
+  SANITIZE,
+  async (t) => {
+    const sse = await fixtureBytes("stream_tool_use.sse");
+    for (const n of CHUNK_SIZES) {
+      await t.step(`${n}-byte chunks`, async () => {
+        const { messages, requests } = adapterWith(() =>
+          new Response(streamOf(rechunk(sse, n)), {
+            headers: { "content-type": "text/event-stream" },
+          })
+        );
+        const { call, usages } = messagesCall({}, { stream: true });
+        const outcome = await messages(call, "claude-x");
+        assert.equal(headersOf(requests[0]).get("accept"), "text/event-stream");
+        assert.equal(outcome.kind, "stream");
+        if (outcome.kind !== "stream") return;
+        const { chunks, error } = await drain(outcome.body);
+        assert.equal(error, undefined);
+        assert.deepEqual(concatBytes(chunks), sse);
+        // Forwarded as it came: the tap never holds a chunk back to merge or split it.
+        assert.equal(chunks.length, rechunk(sse, n).length);
+        assert.deepEqual(usages.at(-1), {
+          prompt_tokens: 472,
+          completion_tokens: 89,
+          total_tokens: 561,
+          prompt_tokens_details: { cached_tokens: 0 },
+        });
+      });
+    }
+  },
+);
+
+Deno.test("messages() keeps the upstream error status (529 stays 529)", SANITIZE, async () => {
+  const body = await fixtureText("error_529.json");
+  const { messages } = adapterWith(() =>
+    new Response(body, { status: 529, headers: { "content-type": "application/json" } })
+  );
+  const err = await gatewayError(() => messages(messagesCall().call, "claude-x"));
+  assert.equal(err.status, 529);
+  assert.equal(err.info.upstreamStatus, 529);
+  assert.equal(err.info.upstreamType, "overloaded_error");
+  assert.equal(err.retryable, true);
+  assert.equal(err.message, "Overloaded");
+});
+
+Deno.test(
+  "messages() refuses a streaming answer that is not an event stream",
+  SANITIZE,
+  async () => {
+    const { messages } = adapterWith(() =>
+      new Response("{}", { headers: { "content-type": "application/json" } })
+    );
+    const err = await gatewayError(() =>
+      messages(messagesCall({}, { stream: true }).call, "claude-x")
+    );
+    assert.equal(err.status, 502);
+    assert.match(err.message, /without an event stream/);
+  },
+);
+
+Deno.test(
+  "createAnthropicUsageTap() errors a stream cut off before message_stop",
+  SANITIZE,
+  async () => {
+    const full = new TextDecoder().decode(await fixtureBytes("stream_tool_use.sse"));
+    const cut = new TextEncoder().encode(full.slice(0, full.indexOf("event: message_delta")));
+    const usages: OpenAIUsage[] = [];
+    const { chunks, error } = await drain(
+      streamOf(rechunk(cut, 7)).pipeThrough(createAnthropicUsageTap((u) => usages.push(u), "a")),
+    );
+    assert.deepEqual(concatBytes(chunks), cut);
+    assert.match(String(error), /ended before message_stop/);
+    assert.deepEqual(usages, []);
+  },
+);
+
+Deno.test(
+  "createAnthropicUsageTap() lets an upstream error event end the stream",
+  SANITIZE,
+  async () => {
+    const sse = await fixtureBytes("stream_error_midway.sse");
+    const { chunks, error } = await drain(
+      streamOf(rechunk(sse, 64)).pipeThrough(createAnthropicUsageTap(() => {}, "a")),
+    );
+    // The client already has Anthropic's own error event; nothing is added to it.
+    assert.equal(error, undefined);
+    assert.deepEqual(concatBytes(chunks), sse);
+  },
+);
