@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
+import { GoogleGenAI } from "@google/genai";
 import OpenAI from "openai";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
+import { startFakeGemini } from "../fakes/fake_gemini.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { chatBody, startDaemon } from "./daemon.ts";
 
@@ -197,5 +199,63 @@ providers:
     await d.stop();
     await openai.close();
     await anthropic.close();
+  }
+});
+
+Deno.test("the Google GenAI SDK through /gemini: same answers and bytes as the mock directly", async () => {
+  const gemini = startFakeGemini();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  gemini: { base_url: "${gemini.url}/v1beta", keys: [{ key: AIza-configured-gemini-key-000000 }] }
+`);
+  try {
+    const direct = new GoogleGenAI({ apiKey: "client-key", httpOptions: { baseUrl: gemini.url } });
+    const via = new GoogleGenAI({
+      apiKey: "client-key",
+      httpOptions: { baseUrl: d.url("/gemini") },
+    });
+    const ask = { model: "gemini-2.5-flash", contents: "What's the weather in Boston?" };
+    const a = await direct.models.generateContent(ask);
+    const b = await via.models.generateContent(ask);
+    assert.deepEqual(b.candidates, a.candidates);
+    assert.deepEqual(b.usageMetadata, a.usageMetadata);
+    const seen = gemini.requests.at(-1)!;
+    assert.match(
+      seen.path,
+      /^\/v1(beta)?\/models\/gemini-2.5-flash:generateContent$/,
+      "the SDK's own API version passes through",
+    );
+    assert.equal(seen.headers.get("x-goog-api-key"), "client-key", "the client's own key passes");
+
+    const streamed: unknown[] = [];
+    for await (const chunk of await via.models.generateContentStream(ask)) {
+      streamed.push(chunk.candidates);
+    }
+    assert.ok(streamed.length > 0);
+    assert.equal(gemini.requests.at(-1)!.search, "?alt=sse");
+
+    // Raw bytes, SSE included, identical to the mock's.
+    const init = {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }),
+    };
+    const path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse";
+    const directBytes = await bytesOf(await fetch(`${gemini.url}${path}`, init));
+    const viaBytes = await bytesOf(await fetch(d.url(`/gemini${path}`), init));
+    assert.deepEqual(viaBytes, directBytes);
+    assert.equal(
+      gemini.requests.at(-1)!.headers.get("x-goog-api-key"),
+      "AIza-configured-gemini-key-000000",
+      "injected when the client sent none",
+    );
+    await d.waitForLog(`"route":"/gemini/*"`);
+    assert.ok(!d.logs().includes("AIza-configured-gemini-key"), "the key never reaches a log line");
+  } finally {
+    await d.stop();
+    await gemini.close();
   }
 });
