@@ -8,6 +8,8 @@ export interface RecordedRequest {
   path: string;
   headers: Headers;
   body: string;
+  /** The query string as received ("" when none). */
+  search?: string;
 }
 
 export type Script =
@@ -96,6 +98,7 @@ export function startFakeUpstream(): FakeUpstream {
     requests.push({
       method: req.method,
       path: new URL(req.url).pathname,
+      search: new URL(req.url).search,
       headers: req.headers,
       body,
     });

@@ -186,3 +186,72 @@ Deno.test("breaker mode log observes only; the degraded signal follows the route
     await up.close();
   }
 });
+
+Deno.test("breaker on native passthrough: llm-proxy's own routes trip, fast-fail and strip the switches", async () => {
+  const up = startFakeUpstream();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  openai: { base_url: "${up.url}/v1" }
+routing:
+  failover:
+    backoff: { initial: 5ms, max: 10ms }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 2
+    cooldown_seconds: 60
+    max_transient_retries: 1
+    test_mode_enabled: true
+`);
+  const call = (query = "", headers: Record<string, string> = {}) =>
+    fetch(d.url(`/openai/v1/chat/completions${query}`), {
+      method: "POST",
+      headers: { authorization: "Bearer sk-client", ...headers },
+      body: chatBody("gpt-4o"),
+    });
+  try {
+    up.script({ kind: "json", status: 503, body: { error: { message: "overloaded" } } });
+    for (let i = 0; i < 2; i++) {
+      const res = await call();
+      assert.equal(res.status, 503);
+      assert.equal(res.headers.get("x-llm-proxy-error-class"), "provider_degraded");
+      assert.equal(
+        await res.text(),
+        '{"error":{"message":"[LLM_PROXY_PROVIDER_DEGRADED] Provider openai is currently degraded or unavailable. Please try again later.","type":"provider_degraded","code":"provider_degraded"}}',
+      );
+    }
+    assert.equal(up.requests.length, 4, "a transient retry each, with the held body re-sent");
+    assert.deepEqual(JSON.parse(up.requests[1]!.body), JSON.parse(chatBody("gpt-4o")));
+    const before = up.requests.length;
+    const fast = await call();
+    assert.equal(fast.status, 503);
+    await fast.body?.cancel();
+    assert.equal(up.requests.length, before, "open: no upstream call");
+
+    // Bypass by query parameter: one real call; the switches never reach the provider.
+    up.script({ kind: "json" });
+    const res = await call(
+      "?llm_proxy_bypass_circuit=1&llm_proxy_bypass_reason=final_retry_tier&keep=me",
+      {
+        "x-llm-proxy-test-mode": "nonsense",
+      },
+    );
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const seen = up.requests.at(-1)!;
+    assert.equal(seen.headers.get("x-llm-proxy-test-mode"), null);
+    assert.equal(seen.path, "/v1/chat/completions");
+    assert.equal(seen.search, "?keep=me", "bypass parameters stripped, the rest kept");
+    // A client error is the caller's: passed straight through, never counted.
+    up.script({ kind: "json", status: 400, body: { error: { message: "bad" } } });
+    const bad = await call("?llm_proxy_bypass_circuit=yes");
+    assert.equal(bad.status, 400);
+    assert.deepEqual(await bad.json(), { error: { message: "bad" } });
+  } finally {
+    await d.stop();
+    await up.close();
+  }
+});
