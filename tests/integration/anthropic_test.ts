@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
+import { startDaemon } from "./daemon.ts";
+
+Deno.test("npm:openai → Pilotfish → Anthropic: text, image input, usage, errors", async (t) => {
+  const anthropic = startFakeAnthropic();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-configured-0001 }] }
+routing:
+  failover: { enabled: false }
+`);
+  const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "placeholder", maxRetries: 0 });
+  try {
+    await t.step("plain text with usage (cache tokens counted as prompt)", async () => {
+      anthropic.script({ json: "response_text", sse: "stream_text" });
+      const r = await client.chat.completions.create({
+        model: "anthropic/claude-sonnet-4-5",
+        messages: [{ role: "system", content: "Be kind." }, { role: "user", content: "Hello" }],
+        max_tokens: 256,
+      });
+      assert.equal(r.choices[0]?.message.content, "Hello! How can I help you today?");
+      assert.equal(r.choices[0]?.finish_reason, "stop");
+      assert.equal(r.usage?.prompt_tokens, 132);
+      assert.equal(r.usage?.completion_tokens, 10);
+      const sent = anthropic.requests.at(-1)!;
+      assert.equal(sent.headers.get("x-api-key"), "sk-ant-configured-0001");
+      assert.equal(sent.headers.get("authorization"), null, "the SDK's placeholder never leaves");
+      assert.equal(JSON.parse(sent.body).system, "Be kind.");
+      assert.equal(JSON.parse(sent.body).max_tokens, 256);
+    });
+
+    await t.step("streamed text with include_usage", async () => {
+      const stream = await client.chat.completions.create({
+        model: "anthropic/claude-sonnet-4-5",
+        messages: [{ role: "user", content: "Hello" }],
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let text = "";
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? "";
+        if (chunk.usage) usage = chunk.usage;
+      }
+      assert.ok(text.length > 0);
+      assert.ok(usage && usage.prompt_tokens > 0 && usage.completion_tokens > 0);
+    });
+
+    await t.step("image input (data: URL) becomes a base64 image block", async () => {
+      await client.chat.completions.create({
+        model: "anthropic/claude-sonnet-4-5",
+        messages: [{
+          role: "user",
+          content: [
+            { type: "text", text: "What is this?" },
+            { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+            { type: "image_url", image_url: { url: "https://example.com/cat.jpg" } },
+          ],
+        }],
+      });
+      const content = JSON.parse(anthropic.requests.at(-1)!.body).messages[0].content;
+      assert.deepEqual(content[1], {
+        type: "image",
+        source: { type: "base64", media_type: "image/png", data: "iVBORw0KGgo=" },
+      });
+      assert.deepEqual(content[2], {
+        type: "image",
+        source: { type: "url", url: "https://example.com/cat.jpg" },
+      });
+    });
+
+    await t.step("errors keep their status and message; unsupported params are 400s", async () => {
+      anthropic.script({ errorStatus: 529, errorFixture: "error_529" });
+      await assert.rejects(
+        client.chat.completions.create({
+          model: "anthropic/claude-sonnet-4-5",
+          messages: [{ role: "user", content: "x" }],
+        }),
+        (err: unknown) =>
+          err instanceof OpenAI.APIError && err.status === 529 && /Overloaded/i.test(err.message),
+      );
+      anthropic.script({ errorStatus: 400, errorFixture: "error_400" });
+      await assert.rejects(
+        client.chat.completions.create({
+          model: "anthropic/claude-sonnet-4-5",
+          messages: [{ role: "user", content: "x" }],
+        }),
+        (err: unknown) => err instanceof OpenAI.BadRequestError,
+      );
+      const before = anthropic.requests.length;
+      await assert.rejects(
+        client.chat.completions.create({
+          model: "anthropic/claude-sonnet-4-5",
+          messages: [{ role: "user", content: "x" }],
+          n: 2,
+        }),
+        (err: unknown) => err instanceof OpenAI.BadRequestError && /"n"/.test(err.message),
+      );
+      assert.equal(anthropic.requests.length, before, "rejected before any upstream call");
+    });
+  } finally {
+    await d.stop();
+    await anthropic.close();
+  }
+});
