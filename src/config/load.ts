@@ -127,6 +127,17 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
     });
     if (!p.enabled) continue;
     const { typeKnown: _typeKnown, ...rest } = p;
+    if (p.type === "bedrock") {
+      // llm-proxy: region from the block, else AWS_REGION, else us-west-2; `endpoint` wins
+      // over the regional host (tests, VPC endpoints).
+      const region = p.region ?? env("AWS_REGION") ?? "us-west-2";
+      const base = (p.endpoint ?? `https://bedrock-runtime.${region}.amazonaws.com`).replace(
+        /\/$/,
+        "",
+      );
+      providers[name] = { ...rest, keys, region, base_url: base };
+      continue;
+    }
     providers[name] = { ...rest, keys };
   }
 

@@ -53,9 +53,6 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       const host = url ? hostPort(url) : null;
       if (host) net.add(host);
     }
-    if (p.type === "bedrock" && !p.endpoint) {
-      net.add(`bedrock-runtime.${p.region ?? "us-west-2"}.amazonaws.com:443`);
-    }
   }
   const redisUrls = [
     config.state.backend === "redis" ? config.state.redis.url : null,

@@ -1,0 +1,39 @@
+/**
+ * The AWS SDK for JavaScript v3 Bedrock client as an app would use it beside Pilotfish: it
+ * signs for the real regional endpoint, then a request handler re-routes the signed request
+ * to `target` + `prefix` (the JS equivalent of boto3's `before-send` hook).
+ */
+import { BedrockRuntimeClient } from "@aws-sdk/client-bedrock-runtime";
+import { FetchHttpHandler } from "@smithy/fetch-http-handler";
+import type { HttpRequest } from "@smithy/protocol-http";
+import { TEST_CREDENTIALS } from "./fake_bedrock.ts";
+
+export function bedrockClientVia(
+  target: string,
+  opts: { prefix?: string; region?: string; tamper?: boolean } = {},
+): BedrockRuntimeClient {
+  const inner = new FetchHttpHandler();
+  const url = new URL(target);
+  const handler = {
+    handle(request: HttpRequest, options?: { abortSignal?: AbortSignal }) {
+      // After signing: only the destination changes, never what was signed.
+      request.protocol = url.protocol;
+      request.hostname = url.hostname;
+      request.port = Number(url.port);
+      request.path = `${opts.prefix ?? ""}${request.path}`;
+      if (opts.tamper && typeof request.body === "string") {
+        request.body = request.body.replace("Hello", "Jello");
+      }
+      return inner.handle(request, options);
+    },
+    updateHttpClientConfig() {},
+    httpHandlerConfigs: () => ({}),
+    destroy() {},
+  };
+  return new BedrockRuntimeClient({
+    region: opts.region ?? "us-west-2",
+    credentials: TEST_CREDENTIALS,
+    requestHandler: handler,
+    maxAttempts: 1,
+  });
+}

@@ -1,0 +1,195 @@
+/**
+ * A local Bedrock Runtime that checks SigV4 like AWS does: it rebuilds the request as the
+ * client signed it (the real regional host, the path as received) and verifies the
+ * signature with the test credentials; a mismatch is AWS's 403 InvalidSignatureException.
+ * Converse answers JSON, ConverseStream answers real `application/vnd.amazon.eventstream`
+ * frames (via @smithy/eventstream-codec), and errors look like AWS's (x-amzn-errortype).
+ */
+import { EventStreamCodec } from "@smithy/eventstream-codec";
+import { Hash } from "@smithy/hash-node";
+import { HttpRequest } from "@smithy/protocol-http";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { fromUtf8, toUtf8 } from "@smithy/util-utf8";
+import type { RecordedRequest } from "./fake_upstream.ts";
+
+export const TEST_CREDENTIALS = {
+  accessKeyId: "AKIDEXAMPLETEST00001",
+  secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+  sessionToken: "FQoGZXIvYXdzEXAMPLESESSIONTOKEN",
+};
+
+export interface BedrockRecorded extends RecordedRequest {
+  /** The raw path as received (percent-encoding intact). */
+  readonly rawPath: string;
+  readonly signatureValid: boolean;
+}
+
+export type BedrockEvent = { type: string; payload: Record<string, unknown> };
+
+export interface BedrockScript {
+  /** Converse JSON answer. */
+  json?: Record<string, unknown>;
+  /** ConverseStream / InvokeWithResponseStream events. */
+  events?: BedrockEvent[];
+  /** AWS error: status + exception name + message. */
+  error?: { status: number; type: string; message: string };
+}
+
+export interface FakeBedrock {
+  readonly url: string;
+  readonly region: string;
+  readonly requests: BedrockRecorded[];
+  script(next: BedrockScript): void;
+  close(): Promise<void>;
+}
+
+export const CONVERSE_TEXT = {
+  output: { message: { role: "assistant", content: [{ text: "Hello from Bedrock" }] } },
+  stopReason: "end_turn",
+  usage: { inputTokens: 11, outputTokens: 4, totalTokens: 15 },
+  metrics: { latencyMs: 120 },
+};
+
+export const STREAM_TEXT: BedrockEvent[] = [
+  { type: "messageStart", payload: { role: "assistant" } },
+  { type: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "Hello" } } },
+  {
+    type: "contentBlockDelta",
+    payload: { contentBlockIndex: 0, delta: { text: " from Bedrock" } },
+  },
+  { type: "contentBlockStop", payload: { contentBlockIndex: 0 } },
+  { type: "messageStop", payload: { stopReason: "end_turn" } },
+  {
+    type: "metadata",
+    payload: {
+      usage: { inputTokens: 21, outputTokens: 9, totalTokens: 30 },
+      metrics: { latencyMs: 300 },
+    },
+  },
+];
+
+const codec = new EventStreamCodec(toUtf8, fromUtf8);
+const Sha256 = Hash.bind(null, "sha256");
+
+/** One AWS event-stream frame, as Bedrock sends each event. */
+export function eventFrame(event: BedrockEvent): Uint8Array {
+  return codec.encode({
+    headers: {
+      ":event-type": { type: "string", value: event.type },
+      ":content-type": { type: "string", value: "application/json" },
+      ":message-type": { type: "string", value: "event" },
+    },
+    body: fromUtf8(JSON.stringify(event.payload)),
+  });
+}
+
+async function verify(
+  req: Request,
+  body: Uint8Array,
+  rawPath: string,
+  region: string,
+): Promise<boolean> {
+  const auth = req.headers.get("authorization") ?? "";
+  const signed = /SignedHeaders=([^,]+)/.exec(auth)?.[1]?.split(";") ?? [];
+  const amzDate = req.headers.get("x-amz-date");
+  if (!amzDate || signed.length === 0) return false;
+  const host = `bedrock-runtime.${region}.amazonaws.com`;
+  const headers: Record<string, string> = {};
+  for (const name of signed) headers[name] = name === "host" ? host : req.headers.get(name) ?? "";
+  const url = new URL(req.url);
+  const query: Record<string, string> = {};
+  url.searchParams.forEach((v, k) => (query[k] = v));
+  const request = new HttpRequest({
+    method: req.method,
+    protocol: "https:",
+    hostname: host,
+    path: rawPath,
+    query,
+    headers,
+    body,
+  });
+  const signer = new SignatureV4({
+    service: "bedrock",
+    region,
+    credentials: TEST_CREDENTIALS,
+    sha256: Sha256,
+  });
+  const date = new Date(
+    `${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${
+      amzDate.slice(11, 13)
+    }:${amzDate.slice(13, 15)}Z`,
+  );
+  const again = await signer.sign(request, { signingDate: date, signableHeaders: new Set(signed) });
+  return again.headers["authorization"] === auth;
+}
+
+export function startFakeBedrock(region = "us-west-2"): FakeBedrock {
+  let current: BedrockScript = { json: CONVERSE_TEXT, events: STREAM_TEXT };
+  const requests: BedrockRecorded[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const body = new Uint8Array(await req.arrayBuffer());
+    // The raw request target: Deno keeps the path as sent (percent-encoding intact).
+    const rawPath = new URL(req.url).pathname;
+    const signatureValid = await verify(req, body, rawPath, region);
+    requests.push({
+      method: req.method,
+      path: decodeURIComponent(rawPath),
+      rawPath,
+      headers: req.headers,
+      body: new TextDecoder().decode(body),
+      signatureValid,
+    });
+    const json = (status: number, value: unknown, headers: Record<string, string> = {}) =>
+      new Response(JSON.stringify(value), {
+        status,
+        headers: {
+          "content-type": "application/json",
+          "x-amzn-requestid": crypto.randomUUID(),
+          ...headers,
+        },
+      });
+    if (!signatureValid) {
+      return json(403, {
+        message: "The request signature we calculated does not match the signature you provided.",
+      }, {
+        "x-amzn-errortype":
+          "InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+      });
+    }
+    const s = current;
+    if (s.error) {
+      return json(s.error.status, { message: s.error.message }, {
+        "x-amzn-errortype":
+          `${s.error.type}:http://internal.amazon.com/coral/com.amazonaws.bedrock/`,
+      });
+    }
+    if (/\/(converse-stream|invoke-with-response-stream)$/.test(rawPath)) {
+      const events = s.events ?? STREAM_TEXT;
+      let i = 0;
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (i >= events.length) return controller.close();
+            controller.enqueue(eventFrame(events[i++]!));
+          },
+        }),
+        {
+          headers: {
+            "content-type": "application/vnd.amazon.eventstream",
+            "x-amzn-requestid": crypto.randomUUID(),
+          },
+        },
+      );
+    }
+    return json(200, s.json ?? CONVERSE_TEXT);
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    region,
+    requests,
+    script(next) {
+      current = next;
+    },
+    close: () => server.shutdown(),
+  };
+}
