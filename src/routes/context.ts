@@ -10,11 +10,13 @@ export interface RequestVars {
   provider?: string;
   model?: string;
   stream?: boolean;
+  /** Log when the body has been sent (usage is read off passthrough bodies on the way). */
+  deferLog?: boolean;
   usage?: OpenAIUsage;
   /** Set when anything but one clean attempt happened. */
   attempts?: readonly AttemptRecord[];
   /** Which error envelope the route speaks. */
-  errorFormat?: "openai" | "anthropic" | "gemini" | "plain";
+  errorFormat?: "openai" | "anthropic" | "gemini" | "bedrock" | "plain";
 }
 
 export interface AppEnv {

@@ -8,7 +8,7 @@ import { createUsageSniffer } from "../streaming/mod.ts";
 import type { AppEnv } from "./context.ts";
 
 /** Which provider a native route reaches, and how its clients send credentials. */
-type NativeFamily = "openai" | "anthropic" | "gemini";
+type NativeFamily = "openai" | "anthropic" | "gemini" | "bedrock";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and ours: never forwarded either way. */
 const HOP_BY_HOP = new Set([
@@ -36,10 +36,16 @@ export function nativePassthrough(family: NativeFamily | "native") {
   return async function passthrough(c: Context<AppEnv>): Promise<Response> {
     c.set(
       "errorFormat",
-      family === "anthropic" ? "anthropic" : family === "gemini" ? "gemini" : "openai",
+      family === "anthropic" || family === "gemini" || family === "bedrock" ? family : "openai",
     );
     const rt = c.get("runtime");
     const url = new URL(c.req.url);
+    // llm-proxy's switches never reach the provider, whether the breaker is on or not. The
+    // query is only rewritten when one is present: a signed (SigV4) query must stay as sent.
+    if (FLAG_PARAMS.some((name) => url.searchParams.has(name))) {
+      for (const name of FLAG_PARAMS) url.searchParams.delete(name);
+      if (url.search === "?") url.search = "";
+    }
     let provider: ProviderConfig;
     let target: string;
     if (family === "native") {
@@ -47,6 +53,11 @@ export function nativePassthrough(family: NativeFamily | "native") {
       provider = providerNamed(rt.config, name);
       const rest = url.pathname.slice(`/native/${name}`.length);
       target = `${provider.base_url}${rest.startsWith("/") ? rest : `/${rest}`}${url.search}`;
+    } else if (family === "bedrock") {
+      // llm-proxy's contract: strip only `/bedrock`, keeping the raw path (`%3A` in
+      // inference-profile ids) exactly as the client signed it.
+      provider = providerOfFamily(rt.config, family);
+      target = `${provider.base_url}${url.pathname.slice("/bedrock".length)}${url.search}`;
     } else {
       provider = providerOfFamily(rt.config, family);
       // base_url ends in its API version (…/v1, …/v1beta); the client's path carries its own.
@@ -56,18 +67,14 @@ export function nativePassthrough(family: NativeFamily | "native") {
       throw new GatewayError("invalid_request", "The path leaves the provider's host");
     }
     c.set("provider", provider.name);
-    const model = /\/models\/([^/:]+)/.exec(url.pathname)?.[1];
+    const model = /\/models?\/([^/:]+(?::\d+)?)/.exec(url.pathname)?.[1] ??
+      /\/model\/([^/]+)/.exec(url.pathname)?.[1];
     if (model) c.set("model", decodeURIComponent(model));
 
     const max = rt.config.server.max_body_bytes;
     const declared = Number(c.req.header("content-length") ?? NaN);
     if (declared > max) throw tooLarge(max);
-    // llm-proxy's switches never reach the provider, whether the breaker is on or not.
-    for (const name of FLAG_PARAMS) url.searchParams.delete(name);
-    if (url.search === "?") url.search = "";
-    const targetUrl = family === "native"
-      ? target.replace(/\?.*$/, "") + url.search
-      : target.replace(/\?.*$/, "") + url.search;
+    const targetUrl = target;
     const headers = forwardHeaders(c.req.raw.headers, provider, url, rt.random);
     const hasBody = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.raw.body !== null;
 
@@ -184,7 +191,8 @@ function raw(response: Response, providerType: string): RawOutcome {
 /** Hand an upstream reply to the client: headers filtered, body streamed, usage sniffed. */
 function relay(c: Context<AppEnv>, provider: string, res: Response): Response {
   const contentType = res.headers.get("content-type") ?? "";
-  c.set("stream", contentType.includes("text/event-stream"));
+  c.set("stream", contentType.includes("text/event-stream") || contentType.includes("eventstream"));
+  c.set("deferLog", true);
   const out = new Headers();
   res.headers.forEach((value, name) => {
     // content-length: the body is re-chunked on the way out; let the server frame it.
@@ -193,6 +201,14 @@ function relay(c: Context<AppEnv>, provider: string, res: Response): Response {
     }
   });
   out.set("x-pilotfish-provider", provider);
+  // Bedrock InvokeModel reports usage in headers: no need to look inside the body.
+  const input = res.headers.get("x-amzn-bedrock-input-token-count");
+  const output = res.headers.get("x-amzn-bedrock-output-token-count");
+  if (input !== null || output !== null) {
+    const p = Number(input ?? 0);
+    const q = Number(output ?? 0);
+    c.set("usage", { prompt_tokens: p, completion_tokens: q, total_tokens: p + q });
+  }
   const body = res.body?.pipeThrough(
     createUsageSniffer(contentType, (usage) => c.set("usage", usage)),
   ) ?? null;
@@ -274,8 +290,10 @@ function forwardHeaders(
   incoming.forEach((value, name) => {
     if (!HOP_BY_HOP.has(name) && !isInternal(name)) out.append(name, value);
   });
-  // Identity keeps bytes identical end to end (fetch would otherwise decompress).
-  out.set("accept-encoding", "identity");
+  // Identity keeps bytes identical end to end (fetch would otherwise decompress) — unless
+  // the client signed its own Accept-Encoding (SigV4), which must then travel untouched.
+  const signed = /SignedHeaders=([^,\s]+)/.exec(incoming.get("authorization") ?? "")?.[1];
+  if (!signed?.split(";").includes("accept-encoding")) out.set("accept-encoding", "identity");
   for (const name of ["authorization", "x-api-key", "x-goog-api-key"]) {
     if (/^(?:Bearer\s+)?pf_/i.test(out.get(name) ?? "")) out.delete(name);
   }

@@ -40,6 +40,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.all("/anthropic/*", nativePassthrough("anthropic"));
   app.all("/gemini/*", nativePassthrough("gemini"));
   app.all("/native/:provider/*", nativePassthrough("native"));
+  app.all("/bedrock/*", nativePassthrough("bedrock"));
 
   // Known paths with the wrong method: 405 with Allow, not a misleading 404.
   const allow = (methods: string) => (c: Parameters<typeof renderError>[1]) =>

@@ -3,6 +3,18 @@ import { createSseDataReader } from "./sse.ts";
 
 const TAIL_BYTES = 4096;
 const USAGE_HINT = /"(?:usage|usageMetadata)"\s*:/;
+const EVENT_STREAM = "application/vnd.amazon.eventstream";
+
+type Codec = {
+  decode(message: Uint8Array): { headers: Record<string, { value: unknown }>; body: Uint8Array };
+};
+let codec: Promise<Codec> | null = null;
+/** The AWS event-stream codec, loaded on first use: only Bedrock traffic needs it. */
+function eventStreamCodec(): Promise<Codec> {
+  codec ??= Promise.all([import("@smithy/eventstream-codec"), import("@smithy/util-utf8")])
+    .then(([es, utf8]) => new es.EventStreamCodec(utf8.toUtf8, utf8.fromUtf8));
+  return codec;
+}
 
 /**
  * Token usage from any provider's JSON object: OpenAI `usage.prompt_tokens`, Anthropic
@@ -25,9 +37,30 @@ export function usageFromObject(value: unknown): Partial<OpenAIUsage> | null {
       return pick(typeof u.input_tokens === "number" ? input : undefined, u.output_tokens);
     }
   }
+  if (
+    u && typeof u === "object" &&
+    (typeof u.inputTokens === "number" || typeof u.outputTokens === "number")
+  ) {
+    // Bedrock Converse / ConverseStream `metadata`
+    return pick(
+      num(u.inputTokens) + num(u.cacheReadInputTokens) + num(u.cacheWriteInputTokens),
+      u.outputTokens,
+    );
+  }
   const g = o.usageMetadata as Record<string, unknown> | undefined;
   if (g && typeof g === "object") {
     return pick(g.promptTokenCount, num(g.candidatesTokenCount) + num(g.thoughtsTokenCount));
+  }
+  // Bedrock InvokeModel bodies: the invocation metrics of a stream's last chunk, Llama's
+  // and Titan's own counts.
+  const m = o["amazon-bedrock-invocationMetrics"] as Record<string, unknown> | undefined;
+  if (m && typeof m === "object") return pick(m.inputTokenCount, m.outputTokenCount);
+  if (typeof o.prompt_token_count === "number") {
+    return pick(o.prompt_token_count, o.generation_token_count);
+  }
+  if (typeof o.inputTextTokenCount === "number") {
+    const results = Array.isArray(o.results) ? o.results as Record<string, unknown>[] : [];
+    return pick(o.inputTextTokenCount, results.reduce((n, r) => n + num(r.tokenCount), 0));
   }
   return null;
 }
@@ -56,6 +89,7 @@ export function createUsageSniffer(
     const c = completion ?? 0;
     onUsage({ prompt_tokens: p, completion_tokens: c, total_tokens: p + c });
   };
+  if (contentType.includes(EVENT_STREAM)) return eventStreamSniffer(absorb, report);
   if (contentType.includes("text/event-stream")) {
     const read = createSseDataReader();
     const inspect = (events: string[]) => {
@@ -104,6 +138,56 @@ export function createUsageSniffer(
           // truncated or not JSON
         }
       }
+      report();
+    },
+  });
+}
+
+/**
+ * AWS event-stream frames (Bedrock ConverseStream / InvokeModelWithResponseStream): decoded
+ * with the maintained codec (CRC-checked) as they pass; only a partial frame is kept.
+ */
+function eventStreamSniffer(
+  absorb: (u: Partial<OpenAIUsage> | null) => void,
+  report: () => void,
+): TransformStream<Uint8Array, Uint8Array> {
+  let pending = new Uint8Array(0);
+  const decoder = new TextDecoder();
+  const inspect = (payload: Uint8Array) => {
+    try {
+      const event = JSON.parse(decoder.decode(payload)) as Record<string, unknown>;
+      absorb(usageFromObject(event));
+      // InvokeModelWithResponseStream: the model's own chunk is base64 inside `bytes`.
+      if (typeof event.bytes === "string") {
+        const inner = JSON.parse(
+          decoder.decode(Uint8Array.from(atob(event.bytes), (ch) => ch.charCodeAt(0))),
+        );
+        absorb(usageFromObject(inner));
+      }
+    } catch {
+      // not JSON: nothing to count
+    }
+  };
+  return new TransformStream({
+    async transform(chunk, controller) {
+      controller.enqueue(chunk);
+      const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
+      joined.set(pending, 0);
+      joined.set(chunk, pending.byteLength);
+      let offset = 0;
+      while (joined.byteLength - offset >= 4) {
+        const total = new DataView(joined.buffer, joined.byteOffset + offset, 4).getUint32(0);
+        if (total < 16 || joined.byteLength - offset < total) break;
+        try {
+          inspect((await eventStreamCodec()).decode(joined.subarray(offset, offset + total)).body);
+        } catch {
+          // a corrupt frame is the client's to notice; accounting just skips it
+        }
+        offset += total;
+      }
+      pending = joined.slice(offset);
+    },
+    flush() {
       report();
     },
   });

@@ -21,8 +21,12 @@ export function bedrockClientVia(
       request.hostname = url.hostname;
       request.port = Number(url.port);
       request.path = `${opts.prefix ?? ""}${request.path}`;
-      if (opts.tamper && typeof request.body === "string") {
-        request.body = request.body.replace("Hello", "Jello");
+      if (opts.tamper) {
+        // One byte changed after signing: the signature must no longer verify.
+        const text = typeof request.body === "string"
+          ? request.body
+          : new TextDecoder().decode(request.body as Uint8Array);
+        request.body = text.replace("Hello", "Jello");
       }
       return inner.handle(request, options);
     },

@@ -93,6 +93,13 @@ async function verify(
   const signed = /SignedHeaders=([^,]+)/.exec(auth)?.[1]?.split(";") ?? [];
   const amzDate = req.headers.get("x-amz-date");
   if (!amzDate || signed.length === 0) return false;
+  // Like AWS: a declared payload hash must be the body's (the signer trusts the header).
+  const declaredHash = req.headers.get("x-amz-content-sha256");
+  if (declaredHash && declaredHash !== "UNSIGNED-PAYLOAD") {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body.slice()));
+    const hex = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+    if (hex !== declaredHash) return false;
+  }
   const host = `bedrock-runtime.${region}.amazonaws.com`;
   const headers: Record<string, string> = {};
   for (const name of signed) headers[name] = name === "host" ? host : req.headers.get(name) ?? "";

@@ -19,9 +19,13 @@ export function renderError(err: unknown, c: Context<AppEnv>): Response {
     });
   }
   const headers: Record<string, string> = { ...ge.info.headers };
+  const format = c.get("errorFormat") ?? formatForPath(c.req.path);
+  if (format === "bedrock") {
+    headers["x-amzn-errortype"] = AWS_EXCEPTION[ge.status] ?? "InternalServerException";
+  }
   if (ge.code === "rate_limited" && !headers["retry-after"]) headers["retry-after"] = "1";
   return c.json(
-    envelope(ge, c.get("errorFormat") ?? formatForPath(c.req.path)),
+    envelope(ge, format),
     ge.status as 400,
     headers,
   );
@@ -35,12 +39,27 @@ export function renderNotFound(c: Context<AppEnv>): Response {
   );
 }
 
-type ErrorFormat = "openai" | "anthropic" | "gemini" | "plain";
+type ErrorFormat = "openai" | "anthropic" | "gemini" | "bedrock" | "plain";
+
+/** AWS exception names for our own errors on `/bedrock/*`, so SDKs raise the usual types. */
+const AWS_EXCEPTION: Record<number, string> = {
+  400: "ValidationException",
+  401: "UnrecognizedClientException",
+  403: "AccessDeniedException",
+  404: "ResourceNotFoundException",
+  413: "ValidationException",
+  429: "ThrottlingException",
+  500: "InternalServerException",
+  502: "ServiceUnavailableException",
+  503: "ServiceUnavailableException",
+  504: "ModelTimeoutException",
+};
 
 function formatForPath(path: string): ErrorFormat {
   if (path === "/v1/messages" || path.startsWith("/v1/messages/")) return "anthropic";
   if (path.startsWith("/anthropic/")) return "anthropic";
   if (path.startsWith("/gemini/")) return "gemini";
+  if (path.startsWith("/bedrock/")) return "bedrock";
   return path.startsWith("/v1/") || path.startsWith("/openai/") ? "openai" : "plain";
 }
 
@@ -67,6 +86,7 @@ function envelope(err: GatewayError, format: ErrorFormat): unknown {
       error: { message: err.message, type: "provider_degraded", code: "provider_degraded" },
     };
   }
+  if (format === "bedrock") return { message: err.message };
   if (format === "gemini") {
     return {
       error: {

@@ -36,7 +36,7 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     const level = c.res.status >= 500 ? "error" : "info";
     if (!rt.logger.enabled(level)) return;
     const body = c.res.body;
-    if (c.get("stream") === true && body) {
+    if ((c.get("stream") === true || c.get("deferLog") === true) && body) {
       let bytes = 0;
       const status = c.res.status;
       const headers = c.res.headers;

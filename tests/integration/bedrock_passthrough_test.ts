@@ -1,0 +1,186 @@
+import assert from "node:assert/strict";
+import { ConverseCommand, ConverseStreamCommand } from "@aws-sdk/client-bedrock-runtime";
+import { Hash } from "@smithy/hash-node";
+import { HttpRequest } from "@smithy/protocol-http";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { bedrockClientVia } from "../fakes/bedrock_client.ts";
+import { startFakeBedrock, TEST_CREDENTIALS } from "../fakes/fake_bedrock.ts";
+import { startDaemon } from "./daemon.ts";
+
+const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+const hello = {
+  modelId: MODEL,
+  messages: [{ role: "user" as const, content: [{ text: "Hello" }] }],
+};
+
+Deno.test("Bedrock SigV4 passthrough: the AWS SDK's signature survives Pilotfish", async (t) => {
+  const bedrock = startFakeBedrock("us-west-2");
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  bedrock: { enabled: true, region: us-west-2, endpoint: "${bedrock.url}" }
+routing:
+  failover:
+    backoff: { initial: 5ms, max: 10ms }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 2
+    cooldown_seconds: 60
+    max_transient_retries: 0
+    max_rate_limit_retries: 0
+`);
+  const client = bedrockClientVia(d.url(""), { prefix: "/bedrock" });
+  try {
+    await t.step(
+      "Converse: signature verifies, %3A arrives as signed, answer intact, usage recorded",
+      async () => {
+        const r = await client.send(new ConverseCommand(hello));
+        assert.equal(r.output?.message?.content?.[0]?.text, "Hello from Bedrock");
+        const seen = bedrock.requests.at(-1)!;
+        assert.equal(seen.signatureValid, true);
+        assert.equal(
+          seen.rawPath,
+          "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse",
+        );
+        assert.ok(seen.headers.get("x-amz-security-token"), "the session token rode through");
+        await d.waitForLog(`"route":"/bedrock/*"`);
+        await d.waitForLog(`"prompt_tokens":11`);
+        assert.match(d.logs(), new RegExp(`"model":"${MODEL.replace(".", "\\.")}"`));
+      },
+    );
+
+    await t.step(
+      "ConverseStream: event-stream frames reach the SDK intact; usage from the metadata frame",
+      async () => {
+        const r = await client.send(new ConverseStreamCommand(hello));
+        let text = "";
+        let usage: { inputTokens?: number | undefined; outputTokens?: number | undefined } | undefined;
+        for await (const ev of r.stream!) {
+          text += ev.contentBlockDelta?.delta?.text ?? "";
+          if (ev.metadata?.usage) usage = ev.metadata.usage;
+        }
+        assert.equal(text, "Hello from Bedrock");
+        assert.equal(usage?.inputTokens, 21);
+        assert.equal(bedrock.requests.at(-1)!.signatureValid, true);
+        await d.waitForLog(`"prompt_tokens":21,"completion_tokens":9`);
+      },
+    );
+
+    await t.step(
+      "a request tampered with after signing is rejected by Bedrock (the check is real)",
+      async () => {
+        const tampered = bedrockClientVia(d.url(""), { prefix: "/bedrock", tamper: true });
+        await assert.rejects(tampered.send(new ConverseCommand(hello)), (err: Error) => {
+          assert.equal(err.name, "InvalidSignatureException");
+          return true;
+        });
+        tampered.destroy();
+        assert.equal(bedrock.requests.at(-1)!.signatureValid, false);
+      },
+    );
+
+    await t.step(
+      "throttling and 503 reach the client unchanged and count toward the breaker",
+      async () => {
+        bedrock.script({
+          error: {
+            status: 429,
+            type: "ThrottlingException",
+            message: "Too many requests, please wait before trying again.",
+          },
+        });
+        await assert.rejects(
+          client.send(new ConverseCommand(hello)),
+          (err: Error & { $metadata?: { httpStatusCode?: number } }) => {
+            assert.equal(err.name, "ThrottlingException");
+            assert.equal(err.$metadata?.httpStatusCode, 429);
+            return true;
+          },
+        );
+        bedrock.script({
+          error: {
+            status: 503,
+            type: "ServiceUnavailableException",
+            message: "Service unavailable",
+          },
+        });
+        for (let i = 0; i < 2; i++) {
+          await assert.rejects(client.send(new ConverseCommand(hello)), (err: Error) => {
+            // The terminal degraded failure becomes llm-proxy's signal, in AWS's error shape.
+            assert.equal(err.name, "ServiceUnavailableException");
+            assert.match(err.message, /\[LLM_PROXY_PROVIDER_DEGRADED\] Provider bedrock/);
+            return true;
+          });
+        }
+        const before = bedrock.requests.length;
+        await assert.rejects(
+          client.send(new ConverseCommand(hello)),
+          /LLM_PROXY_PROVIDER_DEGRADED/,
+        );
+        assert.equal(bedrock.requests.length, before, "open: fast-failed without calling Bedrock");
+        const h = await (await fetch(d.url("/health"))).json();
+        assert.equal(h.circuit_breaker.providers.bedrock.state, "open");
+      },
+    );
+
+    await t.step(
+      "over the Unix socket: a hand-signed request (awscurl-style) passes too",
+      async () => {
+        bedrock.script({});
+        const body = JSON.stringify(hello);
+        const path = `/model/${
+          encodeURIComponent("anthropic.claude-3-haiku-20240307-v1:0")
+        }/converse`;
+        const signed = await new SignatureV4({
+          service: "bedrock",
+          region: "us-west-2",
+          credentials: TEST_CREDENTIALS,
+          sha256: Hash.bind(null, "sha256"),
+        }).sign(
+          new HttpRequest({
+            method: "POST",
+            protocol: "https:",
+            hostname: "bedrock-runtime.us-west-2.amazonaws.com",
+            path,
+            headers: {
+              "content-type": "application/json",
+              host: "bedrock-runtime.us-west-2.amazonaws.com",
+            },
+            body,
+          }),
+        );
+        const headers = { ...signed.headers };
+        delete headers.host;
+        const res = await d.socketFetch(`/bedrock${path}`, { method: "POST", headers, body });
+        assert.equal(res.status, 200);
+        assert.equal((await res.json()).output.message.content[0].text, "Hello from Bedrock");
+        assert.equal(bedrock.requests.at(-1)!.signatureValid, true);
+        assert.equal(
+          bedrock.requests.at(-1)!.rawPath,
+          "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+        );
+      },
+    );
+  } finally {
+    client.destroy();
+    await d.stop();
+    await bedrock.close();
+  }
+});
+
+Deno.test("/bedrock/* is opt-in: without a bedrock provider it is a 404 in AWS's shape", async () => {
+  const d = await startDaemon(
+    "server:\n  port: {{PORT}}\n  socket: {{SOCKET}}\nproviders:\n  mock: {}\n",
+  );
+  try {
+    const res = await fetch(d.url("/bedrock/model/x/converse"), { method: "POST", body: "{}" });
+    assert.equal(res.status, 404);
+    assert.equal(res.headers.get("x-amzn-errortype"), "ResourceNotFoundException");
+    assert.match((await res.json()).message, /No bedrock provider is configured/);
+  } finally {
+    await d.stop();
+  }
+});
