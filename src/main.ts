@@ -34,7 +34,7 @@ async function missingFor(config: Config, cli: CliOptions): Promise<string[]> {
     ? null
     : await Deno.readTextFile(cli.configPath).catch(() => null);
   return missingGrants(
-    planGrants(config, { configPath: cli.configPath, configText: text, cwd: Deno.cwd() }),
+    planGrants(config, { configPath: cli.configPath, configText: text, cwd: Deno.cwd(), env }),
   );
 }
 

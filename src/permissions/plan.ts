@@ -15,7 +15,19 @@ export interface PlanContext {
   /** The config file's text, to find the `${VARS}` it refers to. */
   readonly configText: string | null;
   readonly cwd: string;
+  /** For where signing credentials live (AWS_SHARED_CREDENTIALS_FILE, HOME). */
+  readonly env?: (name: string) => string | undefined;
 }
+
+/** Env vars Bedrock signing mode reads its AWS credentials from. */
+const AWS_CREDENTIAL_ENV = [
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "AWS_PROFILE",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "HOME",
+];
 
 /**
  * Env vars the daemon reads whatever the config says. `LOG_TOKENS`/`LOG_STREAM` are
@@ -66,6 +78,12 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
   for (const url of redisUrls) {
     const host = url ? hostPort(url) : null;
     if (host) net.add(host);
+  }
+  if (Object.values(config.providers).some((p) => p.type === "bedrock" && p.sign === true)) {
+    for (const name of AWS_CREDENTIAL_ENV) env.add(name);
+    const file = ctx.env?.("AWS_SHARED_CREDENTIALS_FILE") ??
+      (ctx.env?.("HOME") ? `${ctx.env("HOME")}/.aws/credentials` : undefined);
+    if (file) read.add(resolve(ctx.cwd, file));
   }
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
   if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }

@@ -20,6 +20,7 @@ try {
     planGrants(applyOverrides(loaded.config, cli), {
       configPath: cli.configPath,
       configText: text,
+      env,
       cwd,
     }),
   );

@@ -131,3 +131,33 @@ Deno.test("shellQuote() output reads back verbatim through sh", async () => {
     assert.equal(new TextDecoder().decode(stdout), arg);
   }
 });
+
+Deno.test("planGrants() grants Bedrock signing mode its AWS credential sources, and nothing more", () => {
+  const { config } = parseConfigText(
+    "providers:\n  bedrock: { sign: true, region: eu-west-1 }\n",
+    () => undefined,
+    "b.yaml",
+  );
+  const grants = planGrants(config, {
+    configPath: null,
+    configText: null,
+    cwd: "/srv",
+    env: (name) => ({ HOME: "/home/app" } as Record<string, string>)[name],
+  });
+  assert.ok(grants.net.includes("bedrock-runtime.eu-west-1.amazonaws.com:443"));
+  for (
+    const name of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
+  ) {
+    assert.ok(grants.env.includes(name), name);
+  }
+  assert.ok(grants.read.includes("/home/app/.aws/credentials"));
+  const passthroughOnly = planGrants(
+    parseConfigText("providers:\n  bedrock: { region: eu-west-1 }\n", () => undefined, "b.yaml")
+      .config,
+    { configPath: null, configText: null, cwd: "/srv" },
+  );
+  assert.ok(
+    !passthroughOnly.env.includes("AWS_SECRET_ACCESS_KEY"),
+    "passthrough never needs AWS keys",
+  );
+});
