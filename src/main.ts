@@ -14,7 +14,8 @@ import {
 import { missingGrants, planGrants } from "./permissions/mod.ts";
 import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
-import { buildRuntime, type Runtime } from "./runtime.ts";
+import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
+import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
 import { startListeners } from "./server/listeners.ts";
 
@@ -83,7 +84,13 @@ async function main(): Promise<number> {
     fetch: globalThis.fetch,
     random: Math.random,
     routing: createRoutingState(),
-    breakerStore: createBreakerStore(first.config, env),
+    breakerStore: createBreakerStore(
+      first.config,
+      createLogger({
+        level: first.config.logging.level,
+        redact: createRedactor(secretsOf(first.config)),
+      }),
+    ),
   };
   let runtime: Runtime = buildRuntime(first.config, 1, deps);
   const log = () => runtime.logger;

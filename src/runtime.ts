@@ -39,7 +39,7 @@ export interface RuntimeDeps {
 }
 
 export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
-  const redact = createRedactor(collectSecrets(config));
+  const redact = createRedactor(secretsOf(config));
   const logger = createLogger({
     level: config.logging.level,
     redact,
@@ -65,8 +65,12 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
 }
 
 /** Every configured secret, for the redactor. */
-function collectSecrets(config: Config): string[] {
+export function secretsOf(config: Config): string[] {
   const out: string[] = [];
+  const cb = config.features.circuit_breaker.redis;
+  if (cb?.password) out.push(cb.password);
+  const url = URL.parse(config.state.redis.url);
+  if (url?.password) out.push(decodeURIComponent(url.password));
   if (config.server.admin_token) out.push(config.server.admin_token);
   for (const p of Object.values(config.providers)) {
     for (const k of p.keys) out.push(k.key);

@@ -1,15 +1,27 @@
 import type { Config } from "../config/mod.ts";
+import { createRedisBreakerStore } from "../state/redis_breaker_store.ts";
+import type { Logger } from "../telemetry/mod.ts";
 import { type BreakerStore, createMemoryBreakerStore } from "./store.ts";
 import { breakerTiming } from "./timing.ts";
 
 /**
- * The breaker's state backend: the block's own `backend` when given, else `state.backend`.
- * Built once at start; its timing is the first config's.
+ * The breaker's state backend: the block's own `backend` (with llm-proxy's
+ * `redis.address/password/db`) when given, else `state.backend` / `state.redis.url`. Built
+ * once at start and kept across reloads; its timing is the first config's.
  */
-export function createBreakerStore(
-  config: Config,
-  _env: (name: string) => string | undefined,
-): BreakerStore {
-  const timing = breakerTiming(config.features.circuit_breaker);
-  return createMemoryBreakerStore(timing);
+export function createBreakerStore(config: Config, logger: Logger): BreakerStore {
+  const cb = config.features.circuit_breaker;
+  const timing = breakerTiming(cb);
+  const backend = cb.backend ?? config.state.backend;
+  if (!cb.enabled || backend !== "redis") return createMemoryBreakerStore(timing);
+  if (cb.redis) {
+    return createRedisBreakerStore({
+      url: `redis://${cb.redis.address}`,
+      ...(cb.redis.password !== "" ? { password: cb.redis.password } : {}),
+      db: cb.redis.db,
+      timing,
+      logger,
+    });
+  }
+  return createRedisBreakerStore({ url: config.state.redis.url, timing, logger });
 }

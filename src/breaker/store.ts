@@ -28,7 +28,7 @@ export interface BreakerStore {
   tryAcquireProbe(key: string, now: number): Promise<boolean>;
   /** Give a probe slot back (the probe ended without a verdict, e.g. the client left). */
   releaseProbe(key: string): Promise<void>;
-  /** "memory", or "redis" / "redis (memory fallback)" for /health. */
+  /** The backend for /health (`backend`), and whether Redis is down and local state serves. */
   describe(): { backend: string; fallback: boolean };
   close(): Promise<void>;
 }

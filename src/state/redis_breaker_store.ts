@@ -1,0 +1,833 @@
+/**
+ * The `redis` backend of the circuit breaker: a fleet of sidecars shares one view of
+ * provider health, yet the request's closed path never waits on Redis.
+ *
+ * - Reads (`openUntil`, `failures`, `rollupKeys`) come from a local view in this process.
+ * - Transitions are atomic Lua scripts in Redis; each one publishes an event on
+ *   `${prefix}events`, and every sidecar applies those events to its view (push, no polling).
+ *   On every (re)connection the view is rebuilt from Redis (registry sets, never SCAN).
+ * - When Redis is unreachable the view carries on alone with the memory backend's
+ *   semantics, and what changed meanwhile is written back when Redis returns.
+ *
+ * Key layout (`P` = prefix, default `pilotfish:cb:`; `<key>` = `<provider>:<model>`):
+ * - `P fail:<key>`         ZSET of failure timestamps; TTL max(2 × cooldown, window).
+ * - `P open:<key>`         open-until (ms epoch); PX TTL 2 × cooldown (open, then half-open).
+ * - `P probe:<key>`        the probe slot, `<taken-at>|<owner>`, SET NX-style; PX TTL cooldown.
+ * - `P closed:<key>`       when a probe last closed it (tombstone); PX TTL 2 × cooldown.
+ * - `P rollup:<provider>`  ZSET member = key, score = when it (re)opened; TTL rollup window.
+ * - `P open_keys`          HASH key → provider of every `open:` entry (the resync registry).
+ * - `P rollup_providers`   SET of providers with a `rollup:` ZSET (the resync registry).
+ * - `P epoch`              id of the dataset, to notice a Redis that came back empty.
+ * - `P events`             pub/sub channel of transitions (JSON).
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { createClient, ErrorReply } from "redis";
+import type { BreakerStore, BreakerTiming } from "../breaker/store.ts";
+import type { Logger } from "../telemetry/mod.ts";
+
+export interface RedisBreakerStoreOptions {
+  /** `redis[s]://[[user][:password]@]host[:port][/db]`. */
+  url: string;
+  /** Overrides the URL's password (llm-proxy's `redis.password`); empty means none. */
+  password?: string;
+  /** Overrides the URL's database (llm-proxy's `redis.db`). */
+  db?: number;
+  /** Namespace of every key and of the events channel. */
+  prefix?: string;
+  timing: BreakerTiming;
+  logger: Logger;
+  /** Clock for background work (resync, write-back); the methods take their own `now`. */
+  now?: () => number;
+  /**
+   * Deadline of one Redis command. A command that misses it counts as an outage: the call
+   * is served locally and the connection is rebuilt, so nothing ever hangs on Redis.
+   */
+  commandTimeoutMs?: number;
+  /**
+   * How often both connections are PINGed while synced: a peer that vanished without a
+   * FIN/RST (partition, hung server) would otherwise go unnoticed on an idle sidecar, and
+   * its subscriber would silently miss the fleet's transitions.
+   */
+  heartbeatMs?: number;
+}
+
+export const DEFAULT_PREFIX = "pilotfish:cb:";
+const DEFAULT_COMMAND_TIMEOUT_MS = 500;
+/** TCP connect deadline of one attempt (node-redis `socket.connectTimeout`). */
+const CONNECT_TIMEOUT_MS = 1_000;
+/** Deadline of a whole (re)connection: connect, subscribe, write back, read the snapshot. */
+const ATTEMPT_TIMEOUT_MS = 3_000;
+const DEFAULT_HEARTBEAT_MS = 5_000;
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 2_000;
+/** Bounds memory if Redis stalls under a burst; beyond it calls are served locally. */
+const QUEUE_MAX = 10_000;
+
+type Client = ReturnType<typeof createClient>;
+
+/** One pair of connections; a new pair is made for every reconnection. */
+interface Link {
+  readonly cmd: Client;
+  readonly sub: Client;
+  /** Settles when both `connect()` calls have, so close() can wait out a pending attempt. */
+  readonly connected: Promise<PromiseSettledResult<unknown>[]>;
+}
+
+type BreakerEvent =
+  | { t: "open"; key: string; provider: string; until: number; at: number; op: string | null }
+  | { t: "close"; key: string; provider: string };
+
+/** A transition made while Redis was away, written back when it returns. */
+type Dirty =
+  | { kind: "open"; provider: string; until: number; at: number }
+  | { kind: "close"; provider: string; at: number };
+
+// Shared by the scripts that (re)open a key. Every script touches only the keys of one
+// breaker key or provider, the registries and the events channel.
+const LUA_HELPERS = `
+local function extend(k, ttl)
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+end
+local function open(openKey, registry, key, provider, untilT, ttl)
+  redis.call('SET', openKey, untilT, 'PX', ttl)
+  redis.call('HSET', registry, key, provider)
+  extend(registry, tonumber(ttl))
+end
+local function arm(rollup, providers, key, provider, at, window)
+  redis.call('ZADD', rollup, at, key)
+  redis.call('ZREMRANGEBYSCORE', rollup, '-inf', at - window)
+  extend(rollup, window)
+  redis.call('SADD', providers, provider)
+  extend(providers, window)
+end
+`;
+
+/**
+ * KEYS fail, open, rollup, open_keys, rollup_providers.
+ * ARGV now, member, window, failTtl, threshold, until, openTtl, rollupWindow, key, provider,
+ * channel, event. Returns {opened 0|1, failures in window}.
+ */
+const RECORD_FAILURE = LUA_HELPERS + `
+local now = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local count = redis.call('ZCARD', KEYS[1])
+if count < tonumber(ARGV[5]) or redis.call('EXISTS', KEYS[2]) == 1 then return {0, count} end
+open(KEYS[2], KEYS[4], ARGV[9], ARGV[10], ARGV[6], ARGV[7])
+arm(KEYS[3], KEYS[5], ARGV[9], ARGV[10], now, tonumber(ARGV[8]))
+redis.call('PUBLISH', ARGV[11], ARGV[12])
+return {1, count}
+`;
+
+/**
+ * KEYS open, probe, rollup, open_keys, rollup_providers.
+ * ARGV now, until, openTtl, rollupWindow, key, provider, channel, event.
+ */
+const REOPEN = LUA_HELPERS + `
+open(KEYS[1], KEYS[4], ARGV[5], ARGV[6], ARGV[2], ARGV[3])
+redis.call('DEL', KEYS[2])
+arm(KEYS[3], KEYS[5], ARGV[5], ARGV[6], tonumber(ARGV[1]), tonumber(ARGV[4]))
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return 1
+`;
+
+/**
+ * KEYS open, fail, probe, rollup, open_keys, closed.
+ * ARGV key, channel, event, keepIfUntilAbove, closedAt, tombstoneTtl.
+ * `keepIfUntilAbove` is set when writing back a close made while Redis was away: an open
+ * that started after that successful probe is newer evidence and wins. The tombstone lets
+ * a later write-back of an older open lose to this close.
+ */
+const CLOSE = `
+if ARGV[4] ~= '' then
+  local v = redis.call('GET', KEYS[1])
+  if v and tonumber(v) > tonumber(ARGV[4]) then return 0 end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('SET', KEYS[6], ARGV[5], 'PX', ARGV[6])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`;
+
+/**
+ * KEYS open, rollup, open_keys, rollup_providers, closed.
+ * ARGV until, openTtl, at, rollupWindow, key, provider, channel, event.
+ * Write back an open made while Redis was away (or re-seed an emptied Redis). It never
+ * overrides an open Redis holds, and loses to a close made after it started.
+ */
+const MERGE_OPEN = LUA_HELPERS + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local closedAt = redis.call('GET', KEYS[5])
+if closedAt and tonumber(closedAt) >= tonumber(ARGV[3]) then return 0 end
+open(KEYS[1], KEYS[3], ARGV[5], ARGV[6], ARGV[1], ARGV[2])
+arm(KEYS[2], KEYS[4], ARGV[5], ARGV[6], tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return 1
+`;
+
+/**
+ * KEYS probe. ARGV now, cooldown, owner. The slot stores when it was taken so a probe that
+ * never reported back frees it after a cooldown of the caller's clock, like the memory store.
+ */
+const ACQUIRE = `
+local held = redis.call('GET', KEYS[1])
+if held then
+  local at = tonumber(string.match(held, '^([^|]+)|'))
+  if at and tonumber(ARGV[1]) - at < tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'PX', ARGV[2])
+return 1
+`;
+
+/** KEYS probe. ARGV owner. Only the holder gives a slot back. */
+const RELEASE = `
+local held = redis.call('GET', KEYS[1])
+if held and string.match(held, '^[^|]*|(.*)$') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+`;
+
+/**
+ * KEYS epoch. ARGV candidate. The id of this Redis dataset: it changes when Redis comes
+ * back empty (restart without persistence, failover to an empty node, FLUSHALL).
+ */
+const EPOCH = `
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+`;
+
+/**
+ * KEYS open_keys, rollup_providers. ARGV prefix, now, rollupWindow.
+ * Returns {{key, provider, until, ...}, {provider, {key, score, ...}, ...}} and prunes
+ * registry entries whose keys expired. It reads keys named by the registries, which a single
+ * Redis allows (Redis Cluster would need hash-tagged keys).
+ */
+const SNAPSHOT = `
+local opens = {}
+local reg = redis.call('HGETALL', KEYS[1])
+for i = 1, #reg, 2 do
+  local v = redis.call('GET', ARGV[1] .. 'open:' .. reg[i])
+  if v then
+    table.insert(opens, reg[i])
+    table.insert(opens, reg[i + 1])
+    table.insert(opens, v)
+  else
+    redis.call('HDEL', KEYS[1], reg[i])
+  end
+end
+local rollups = {}
+for _, p in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local rk = ARGV[1] .. 'rollup:' .. p
+  redis.call('ZREMRANGEBYSCORE', rk, '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+  local entries = redis.call('ZRANGE', rk, 0, -1, 'WITHSCORES')
+  if #entries == 0 then
+    redis.call('SREM', KEYS[2], p)
+  else
+    table.insert(rollups, p)
+    table.insert(rollups, entries)
+  end
+end
+return {opens, rollups}
+`;
+
+interface Script {
+  readonly src: string;
+  readonly sha: string;
+}
+const script = (src: string): Script => ({
+  src,
+  sha: createHash("sha1").update(src).digest("hex"),
+});
+const SCRIPTS = {
+  recordFailure: script(RECORD_FAILURE),
+  reopen: script(REOPEN),
+  close: script(CLOSE),
+  mergeOpen: script(MERGE_OPEN),
+  acquire: script(ACQUIRE),
+  release: script(RELEASE),
+  epoch: script(EPOCH),
+  snapshot: script(SNAPSHOT),
+};
+
+interface OpenEntry {
+  until: number;
+  provider: string;
+}
+
+/**
+ * This process's view of breaker state: what reads return, and the whole state while Redis
+ * is away (then it behaves exactly like `createMemoryBreakerStore`).
+ */
+class LocalView {
+  readonly fails = new Map<string, number[]>();
+  readonly open = new Map<string, OpenEntry>();
+  readonly probes = new Map<string, number>();
+  readonly rollup = new Map<string, Map<string, number>>();
+  constructor(private readonly timing: BreakerTiming) {}
+
+  window(key: string, now: number): number[] {
+    const list = (this.fails.get(key) ?? []).filter((t) => now - t < this.timing.windowMs);
+    if (list.length > 0) this.fails.set(key, list);
+    else this.fails.delete(key);
+    return list;
+  }
+  addFailure(key: string, now: number): void {
+    const list = this.window(key, now);
+    list.push(now);
+    this.fails.set(key, list);
+  }
+  arm(provider: string, key: string, at: number): void {
+    let keys = this.rollup.get(provider);
+    if (!keys) this.rollup.set(provider, keys = new Map());
+    keys.set(key, at);
+  }
+  /** Opened by a failure threshold: a probe slot is left alone, as the memory store does. */
+  opened(key: string, provider: string, until: number, at: number): void {
+    this.open.set(key, { until, provider });
+    this.arm(provider, key, at);
+  }
+  /** Opened again by a failed probe (or told so by another sidecar): the slot is free. */
+  reopened(key: string, provider: string, until: number, at: number): void {
+    this.opened(key, provider, until, at);
+    this.probes.delete(key);
+  }
+  close(key: string, provider: string): void {
+    this.open.delete(key);
+    this.fails.delete(key);
+    this.probes.delete(key);
+    this.rollup.get(provider)?.delete(key);
+  }
+  rollupKeys(provider: string, now: number): string[] {
+    const keys = this.rollup.get(provider);
+    if (!keys) return [];
+    for (const [k, at] of keys) if (now - at >= this.timing.rollupWindowMs) keys.delete(k);
+    return [...keys.keys()];
+  }
+  /** The memory store's open decision, for a failure already added. */
+  openIfDue(key: string, provider: string, now: number): boolean {
+    if (this.open.has(key) || this.window(key, now).length < this.timing.failureThreshold) {
+      return false;
+    }
+    this.opened(key, provider, now + this.timing.cooldownMs, now);
+    return true;
+  }
+  acquire(key: string, now: number): boolean {
+    const held = this.probes.get(key);
+    if (held !== undefined && now - held < this.timing.cooldownMs) return false;
+    this.probes.set(key, now);
+    return true;
+  }
+}
+
+class CommandTimeout extends Error {
+  constructor(ms: number) {
+    super(`Redis command timed out after ${ms} ms`);
+    this.name = "CommandTimeout";
+  }
+}
+
+/** Reject with `CommandTimeout` after `ms`; the loser is still observed, so never unhandled. */
+function deadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CommandTimeout(ms)), ms);
+  });
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The Redis breaker store. Never throws and never hangs because of Redis: every method
+ * answers from local state when Redis is unreachable, slow or not yet connected.
+ * Throws only here, for a URL that is not `redis://` or `rediss://`.
+ */
+export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): BreakerStore {
+  const { timing, logger } = opts;
+  // A bad URL is a config error: refuse it now rather than retry it forever in the background.
+  if (!/^rediss?:$/.test(URL.parse(opts.url)?.protocol ?? "")) {
+    throw new TypeError("breaker: the Redis URL must look like redis://host:port");
+  }
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  const now = opts.now ?? Date.now;
+  const commandTimeout = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+  const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  const channel = `${prefix}events`;
+  const k = {
+    fail: (key: string) => `${prefix}fail:${key}`,
+    open: (key: string) => `${prefix}open:${key}`,
+    probe: (key: string) => `${prefix}probe:${key}`,
+    closed: (key: string) => `${prefix}closed:${key}`,
+    rollup: (provider: string) => `${prefix}rollup:${provider}`,
+    openKeys: `${prefix}open_keys`,
+    rollupProviders: `${prefix}rollup_providers`,
+    epoch: `${prefix}epoch`,
+  };
+  // PX/PEXPIRE take whole positive milliseconds; durations from config may be fractional.
+  const ttl = (ms: number) => Math.max(1, Math.ceil(ms));
+  const cooldown = ttl(timing.cooldownMs);
+  const failTtl = ttl(Math.max(2 * timing.cooldownMs, timing.windowMs));
+  // Open for a cooldown, then half-open for up to another cooldown waiting for a probe;
+  // a key nobody probes in that time ages out (llm-proxy: "shorter TTLs on state").
+  const openTtl = (until: number, at: number) => ttl(until - at + timing.cooldownMs);
+  // No open older than two cooldowns is ever written back, so a close needs no longer.
+  const tombstoneTtl = ttl(2 * timing.cooldownMs);
+  // The rollup ZSET (and its registry) lives as long as its newest entry counts.
+  const rollupWindow = ttl(timing.rollupWindowMs);
+  // Identifies this store's probe slots and its own published events.
+  const id = crypto.randomUUID();
+  let seq = 0;
+
+  const view = new LocalView(timing);
+  /** Transitions not (yet) in Redis: made while it was away, written back on resync. */
+  const dirty = new Map<string, Dirty>();
+  /** Failure-opens in flight → whether their own event was already applied. */
+  const pendingOpens = new Map<string, boolean>();
+
+  let link: Link | null = null; // the current pair, connecting or synced
+  let synced: Link | null = null; // === link once resynchronised: the Redis path is on
+  let buffered: BreakerEvent[] | null = null; // events that arrive while resyncing
+  let epoch: string | null = null; // of the Redis dataset last synced with
+  let attempt = 0;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
+  let attemptDone: Promise<void> = Promise.resolve();
+  let outageLogged = false;
+  let closed = false;
+
+  const clientOptions = (): Parameters<typeof createClient>[0] => ({
+    url: opts.url,
+    ...(opts.password ? { password: opts.password } : {}),
+    ...(opts.db !== undefined ? { database: opts.db } : {}),
+    // Fail fast rather than queue while disconnected: the caller is served locally.
+    disableOfflineQueue: true,
+    commandsQueueMaxLength: QUEUE_MAX,
+    // Its handshake reads env vars and may resolve DNS that the sandbox does not grant.
+    maintNotifications: "disabled",
+    name: `pilotfish-breaker-${id.slice(0, 8)}`,
+    socket: {
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      // We reconnect ourselves, with a fresh pair and a resync each time, on a timer that
+      // close() can cancel; node-redis' own loop would resubscribe without resyncing.
+      reconnectStrategy: false,
+    },
+  });
+
+  // ---- connection lifecycle ----------------------------------------------------------------
+
+  const noteOutage = (err: unknown) => {
+    if (closed) return;
+    const error = err instanceof Error ? err : String(err);
+    if (outageLogged) return logger.debug("breaker: Redis still unreachable", { error });
+    outageLogged = true;
+    logger.warn("breaker: Redis unreachable; serving from local state until it returns", {
+      error,
+    });
+  };
+
+  const destroy = (l: Link) => {
+    for (const c of [l.cmd, l.sub]) {
+      try {
+        c.destroy();
+      } catch { /* already torn down */ }
+    }
+  };
+
+  /** The pair `l` failed (socket closed, command error or timeout): go local, reconnect. */
+  const lost = (l: Link, err: unknown) => {
+    if (link !== l) return;
+    link = null;
+    synced = null;
+    buffered = null;
+    pendingOpens.clear();
+    clearTimeout(heartbeatTimer);
+    heartbeatTimer = undefined;
+    destroy(l);
+    noteOutage(err);
+    schedule();
+  };
+
+  const heartbeat = (l: Link) => {
+    heartbeatTimer = setTimeout(async () => {
+      heartbeatTimer = undefined;
+      if (synced !== l) return;
+      try {
+        await deadline(Promise.all([l.cmd.ping(), l.sub.ping()]), commandTimeout);
+      } catch (err) {
+        return lost(l, err);
+      }
+      if (synced === l) heartbeat(l);
+    }, heartbeatMs);
+  };
+
+  const schedule = () => {
+    if (closed || retryTimer !== undefined) return;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+    attempt++;
+    // Jitter so that a fleet does not reconnect in lockstep when Redis returns.
+    const delay = Math.round(base * (0.5 + Math.random() / 2));
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      attemptDone = connect();
+    }, delay);
+  };
+
+  const onEvent = (l: Link, message: string) => {
+    if (link !== l) return;
+    const ev = parseEvent(message);
+    if (!ev) return;
+    if (buffered) buffered.push(ev);
+    else apply(ev);
+  };
+
+  const apply = (ev: BreakerEvent) => {
+    if (ev.t === "close") return view.close(ev.key, ev.provider);
+    if (ev.op !== null && pendingOpens.has(ev.op)) pendingOpens.set(ev.op, true);
+    view.reopened(ev.key, ev.provider, ev.until, ev.at);
+  };
+
+  const connect = async (): Promise<void> => {
+    if (closed) return;
+    let l: Link;
+    try {
+      const cmd = createClient(clientOptions());
+      const sub = cmd.duplicate();
+      const self = (): Link => l;
+      for (const c of [cmd, sub]) {
+        // An 'error' listener is mandatory (EventEmitter throws without one). With
+        // reconnectStrategy false, 'terminated' means that socket is gone for good.
+        c.on("error", (err: unknown) => {
+          if (synced === self()) lost(self(), err);
+        });
+        c.on("terminated", (err: unknown) => lost(self(), err));
+      }
+      l = { cmd, sub, connected: Promise.allSettled([cmd.connect(), sub.connect()]) };
+    } catch (err) {
+      noteOutage(err);
+      schedule();
+      return;
+    }
+    link = l;
+    try {
+      await deadline(resync(l), ATTEMPT_TIMEOUT_MS);
+    } catch (err) {
+      if (closed) return;
+      if (link === l) {
+        link = null;
+        buffered = null;
+        destroy(l);
+      }
+      noteOutage(err);
+      schedule();
+      return;
+    }
+    if (closed || link !== l) return;
+    synced = l;
+    attempt = 0;
+    heartbeat(l);
+    if (outageLogged) {
+      outageLogged = false;
+      logger.info("breaker: Redis reachable again; state resynchronised");
+    }
+  };
+
+  /** Connect, subscribe, write back what changed while away, then load the fleet's state. */
+  const resync = async (l: Link) => {
+    // This attempt may have been given up (deadline, close) while it awaited.
+    const current = () => {
+      if (link !== l) throw new Error("breaker: Redis resync superseded");
+    };
+    const results = await l.connected;
+    current();
+    for (const r of results) if (r.status === "rejected") throw r.reason;
+    buffered = [];
+    // Subscribe before reading the snapshot so that no transition falls between the two.
+    await l.sub.subscribe(channel, (message: string) => onEvent(l, message));
+    current();
+    const e = String(await run(l, SCRIPTS.epoch, [k.epoch], [crypto.randomUUID()]));
+    current();
+    // Redis came back empty: re-seed it with what this sidecar knew, or every breaker of
+    // the fleet would close at once. Write-back rules keep newer closes and opens.
+    if (epoch !== null && e !== epoch) reseed();
+    epoch = e;
+    // A transition made locally while this runs is dirty again; go round until none is.
+    for (let round = 0; round < 5; round++) {
+      await writeBack(l);
+      current();
+      const snap = await run(l, SCRIPTS.snapshot, [k.openKeys, k.rollupProviders], [
+        prefix,
+        now(),
+        rollupWindow,
+      ]);
+      current();
+      if (dirty.size > 0) continue;
+      loadSnapshot(snap);
+      const pending = buffered ?? [];
+      buffered = null;
+      for (const ev of pending) apply(ev);
+      return;
+    }
+    throw new Error("breaker: local state kept changing during the Redis resync");
+  };
+
+  const reseed = () => {
+    for (const [key, o] of view.open) {
+      if (dirty.has(key)) continue;
+      const at = view.rollup.get(o.provider)?.get(key) ?? o.until - timing.cooldownMs;
+      dirty.set(key, { kind: "open", provider: o.provider, until: o.until, at });
+    }
+  };
+
+  /** Each dirty key in one script; sent together, so node-redis pipelines them. */
+  const writeBack = (l: Link) =>
+    Promise.all([...dirty].map(async ([key, d]) => {
+      const t = now();
+      if (d.kind === "close") {
+        // opened-at = until - cooldown, so "opened after the close" is until > at + cooldown.
+        await run(
+          l,
+          SCRIPTS.close,
+          closeKeys(key, d.provider),
+          [key, channel, closeEvent(key, d.provider), d.at + timing.cooldownMs, d.at, tombstoneTtl],
+        );
+      } else if (d.until + timing.cooldownMs > t) { // else it would have aged out already
+        await run(l, SCRIPTS.mergeOpen, [
+          k.open(key),
+          k.rollup(d.provider),
+          k.openKeys,
+          k.rollupProviders,
+          k.closed(key),
+        ], [
+          d.until,
+          openTtl(d.until, t),
+          d.at,
+          rollupWindow,
+          key,
+          d.provider,
+          channel,
+          openEvent(key, d.provider, d.until, d.at, null),
+        ]);
+      }
+      // Only now: a failed write-back keeps it for the next attempt, and a newer local
+      // transition of the same key made meanwhile stays dirty.
+      if (dirty.get(key) === d) dirty.delete(key);
+    }));
+
+  const loadSnapshot = (snap: unknown) => {
+    const [opens, rollups] = asArray(snap);
+    view.open.clear();
+    view.probes.clear();
+    view.rollup.clear();
+    const o = asArray(opens);
+    for (let i = 0; i + 2 < o.length; i += 3) {
+      view.open.set(String(o[i]), { provider: String(o[i + 1]), until: Number(o[i + 2]) });
+    }
+    const r = asArray(rollups);
+    for (let i = 0; i + 1 < r.length; i += 2) {
+      const entries = asArray(r[i + 1]);
+      for (let j = 0; j + 1 < entries.length; j += 2) {
+        view.arm(String(r[i]), String(entries[j]), Number(entries[j + 1]));
+      }
+    }
+  };
+
+  /** EVALSHA, falling back to EVAL when Redis does not know the script (restart, flush). */
+  const run = async (l: Link, s: Script, keys: string[], args: (string | number)[]) => {
+    const options = { keys, arguments: args.map(String) };
+    try {
+      return await deadline(l.cmd.evalSha(s.sha, options), commandTimeout);
+    } catch (err) {
+      if (!(err instanceof ErrorReply) || !err.message.startsWith("NOSCRIPT")) throw err;
+      return await deadline(l.cmd.eval(s.src, options), commandTimeout);
+    }
+  };
+
+  /**
+   * Run `s` on the synced pair, or say why not. Any failure but a full queue means the
+   * pair is unusable: drop it, so the background loop reconnects and resyncs.
+   */
+  const call = async (
+    s: Script,
+    keys: string[],
+    args: (string | number)[],
+  ): Promise<{ ok: true; reply: unknown } | { ok: false }> => {
+    const l = synced;
+    if (!l) return { ok: false };
+    try {
+      return { ok: true, reply: await run(l, s, keys, args) };
+    } catch (err) {
+      if (!(err instanceof Error && err.message === "The queue is full")) lost(l, err);
+      return { ok: false };
+    }
+  };
+
+  const closeKeys = (key: string, provider: string) => [
+    k.open(key),
+    k.fail(key),
+    k.probe(key),
+    k.rollup(provider),
+    k.openKeys,
+    k.closed(key),
+  ];
+  const openEvent = (
+    key: string,
+    provider: string,
+    until: number,
+    at: number,
+    op: string | null,
+  ) => JSON.stringify({ t: "open", key, provider, until, at, op, src: id });
+  const closeEvent = (key: string, provider: string) =>
+    JSON.stringify({ t: "close", key, provider, src: id });
+
+  attemptDone = connect();
+
+  // ---- the store -----------------------------------------------------------------------------
+
+  return {
+    openUntil: (key) => view.open.get(key)?.until ?? null,
+    failures: (key, at) => view.window(key, at).length,
+    rollupKeys: (provider, at) => view.rollupKeys(provider, at),
+
+    async recordFailure(key, provider, at) {
+      // Counted locally at once; whether it opens the key is Redis' fleet-wide decision.
+      view.addFailure(key, at);
+      // Still cooling down: Redis would only add to a count that can open nothing. Spares it
+      // a script per failing request in `log` mode or under bypass traffic during an outage.
+      // (Half-open goes through: Redis may have aged the key out meanwhile.)
+      const open = view.open.get(key);
+      if (open && open.until > at) return false;
+      const until = at + timing.cooldownMs;
+      const op = `${id}:${++seq}`;
+      if (synced) pendingOpens.set(op, false);
+      const res = await call(SCRIPTS.recordFailure, [
+        k.fail(key),
+        k.open(key),
+        k.rollup(provider),
+        k.openKeys,
+        k.rollupProviders,
+      ], [
+        at,
+        `${at}:${op}`,
+        timing.windowMs,
+        failTtl,
+        timing.failureThreshold,
+        until,
+        openTtl(until, at),
+        rollupWindow,
+        key,
+        provider,
+        channel,
+        openEvent(key, provider, until, at, op),
+      ]);
+      const seen = pendingOpens.get(op);
+      pendingOpens.delete(op);
+      if (!res.ok) {
+        const opened = view.openIfDue(key, provider, at);
+        if (opened) dirty.set(key, { kind: "open", provider, until, at });
+        return opened;
+      }
+      const opened = asArray(res.reply)[0] === 1;
+      // Unless our own event was already applied: newer events may have followed it.
+      if (opened && seen !== true) view.opened(key, provider, until, at);
+      return opened;
+    },
+
+    async reopen(key, provider, at) {
+      const until = at + timing.cooldownMs;
+      view.reopened(key, provider, until, at);
+      const res = await call(SCRIPTS.reopen, [
+        k.open(key),
+        k.probe(key),
+        k.rollup(provider),
+        k.openKeys,
+        k.rollupProviders,
+      ], [
+        at,
+        until,
+        openTtl(until, at),
+        rollupWindow,
+        key,
+        provider,
+        channel,
+        openEvent(key, provider, until, at, null),
+      ]);
+      if (!res.ok) dirty.set(key, { kind: "open", provider, until, at });
+    },
+
+    async closeKey(key, provider) {
+      view.close(key, provider);
+      const at = now();
+      const res = await call(
+        SCRIPTS.close,
+        closeKeys(key, provider),
+        [key, channel, closeEvent(key, provider), "", at, tombstoneTtl],
+      );
+      if (!res.ok) dirty.set(key, { kind: "close", provider, at });
+    },
+
+    async tryAcquireProbe(key, at) {
+      const res = await call(SCRIPTS.acquire, [k.probe(key)], [at, cooldown, id]);
+      // While Redis is away the slot is this sidecar's alone: one probe per sidecar rather
+      // than per fleet, until it returns.
+      if (!res.ok) return view.acquire(key, at);
+      const won = res.reply === 1;
+      if (won) view.probes.set(key, at);
+      return won;
+    },
+
+    async releaseProbe(key) {
+      view.probes.delete(key);
+      await call(SCRIPTS.release, [k.probe(key)], [id]);
+    },
+
+    describe: () => ({ backend: "redis", fallback: synced === null }),
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearTimeout(retryTimer);
+      clearTimeout(heartbeatTimer);
+      retryTimer = heartbeatTimer = undefined;
+      const l = link;
+      link = null;
+      synced = null;
+      if (l) {
+        // Graceful first (replies in flight are let through), then make sure.
+        const quit = (c: Client) => {
+          try {
+            return c.close();
+          } catch { /* never connected, or already closed */ }
+        };
+        await deadline(Promise.allSettled([quit(l.sub), quit(l.cmd)]), commandTimeout)
+          .catch(() => {});
+        destroy(l);
+        // A connect still in flight ends within its connect timeout once destroyed; a
+        // socket it opened meanwhile is destroyed by the second pass.
+        await l.connected;
+        destroy(l);
+      }
+      await attemptDone;
+    },
+  };
+}
+
+function parseEvent(text: string): BreakerEvent | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof raw !== "object" || raw === null) return null;
+  const r = raw as Record<string, unknown>;
+  if (typeof r.key !== "string" || typeof r.provider !== "string") return null;
+  if (r.t === "close") return { t: "close", key: r.key, provider: r.provider };
+  if (r.t !== "open" || typeof r.until !== "number" || typeof r.at !== "number") return null;
+  const op = typeof r.op === "string" ? r.op : null;
+  return { t: "open", key: r.key, provider: r.provider, until: r.until, at: r.at, op };
+}
+
+function asArray(x: unknown): unknown[] {
+  return Array.isArray(x) ? x : [];
+}

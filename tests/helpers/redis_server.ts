@@ -1,0 +1,90 @@
+/**
+ * A throwaway `redis-server` for tests: started on a free port (never the machine's 6379),
+ * with persistence off so a restart really comes back empty, and stoppable/restartable on
+ * the same port to play a Redis outage.
+ * @module
+ */
+import { freePort } from "../integration/daemon.ts";
+
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  /** SIGKILL the server (an outage, not a clean shutdown) and wait for it to exit. */
+  stop(): Promise<void>;
+  /** Start it again on the same port (empty: nothing is persisted) and wait for PING. */
+  restart(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a Redis that accepts connections but never answers. */
+  pause(): void;
+  resume(): void;
+}
+
+/** Start `redis-server` on a free port and resolve once it answers PING. */
+export async function startRedisServer(): Promise<RedisServer> {
+  const port = freePort();
+  let child: Deno.ChildProcess | null = null;
+  const spawn = async () => {
+    child = new Deno.Command("redis-server", {
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--loglevel",
+        "warning",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await waitForPing(port, child);
+  };
+  await spawn();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      const c: Deno.ChildProcess | null = child;
+      if (!c) return;
+      child = null;
+      try {
+        c.kill("SIGKILL");
+      } catch { /* already exited */ }
+      await c.status;
+    },
+    restart: spawn,
+    pause: () => (child as Deno.ChildProcess | null)?.kill("SIGSTOP"),
+    resume: () => (child as Deno.ChildProcess | null)?.kill("SIGCONT"),
+  };
+}
+
+/** Speak just enough RESP to send PING until the server answers +PONG. */
+async function waitForPing(port: number, child: Deno.ChildProcess, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  child.status.then(() => exited = true);
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`redis-server on port ${port} exited before answering PING`);
+    if (await pingOnce(port)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
+}
+
+async function pingOnce(port: number): Promise<boolean> {
+  let conn: Deno.TcpConn | null = null;
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(new TextEncoder().encode("PING\r\n"));
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG");
+  } catch {
+    return false;
+  } finally {
+    conn?.close();
+  }
+}

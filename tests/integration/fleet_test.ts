@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startRedisServer } from "../helpers/redis_server.ts";
+import { chatBody, type Daemon, startDaemon } from "./daemon.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function ask(d: Daemon, model: string): Promise<number> {
+  const res = await fetch(d.url("/v1/chat/completions"), { method: "POST", body: chatBody(model) });
+  await res.body?.cancel();
+  return res.status;
+}
+
+/** Poll until `check` holds or `ms` runs out; returns how long it took. */
+async function within(
+  ms: number,
+  check: () => Promise<boolean>,
+  what = "condition",
+): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < ms) {
+    if (await check()) return performance.now() - started;
+    await sleep(20);
+  }
+  throw new Error(`${what}: not within ${ms} ms`);
+}
+
+Deno.test("fleet: three sidecars share breaker state through one Redis, and survive losing it", async (t) => {
+  const redis = await startRedisServer();
+  const up = startFakeUpstream();
+  const config = `
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  up: { base_url: "${up.url}/v1" }
+routing:
+  failover: { backoff: { initial: 5ms, max: 10ms } }
+features:
+  circuit_breaker:
+    enabled: true
+    backend: redis
+    redis: { address: "127.0.0.1:${redis.port}" }
+    failure_threshold: 2
+    cooldown_seconds: 1
+    max_transient_retries: 0
+    per_provider_rollup_threshold: 2
+`;
+  const [a, b, c] = await Promise.all([
+    startDaemon(config),
+    startDaemon(config),
+    startDaemon(config),
+  ]);
+  const fleet = [a!, b!, c!];
+  try {
+    await t.step(
+      "failures through A open the breaker; B and C fast-fail within 250 ms",
+      async () => {
+        up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+        assert.equal(await ask(a!, "up/gpt-4o"), 503);
+        assert.equal(await ask(a!, "up/gpt-4o"), 503);
+        const calls = up.requests.length;
+        await sleep(250);
+        assert.equal(await ask(b!, "up/gpt-4o"), 503);
+        assert.equal(await ask(c!, "up/gpt-4o"), 503);
+        assert.equal(up.requests.length, calls, "B and C never called the upstream");
+        const h = await (await fetch(c!.url("/health"))).json();
+        assert.equal(h.circuit_breaker.backend, "redis");
+        assert.equal(h.circuit_breaker.redis_fallback, false);
+        assert.equal(h.circuit_breaker.providers.up.state, "open");
+      },
+    );
+
+    await t.step("at half-open exactly one probe is sent across the three", async () => {
+      await sleep(1_100);
+      up.script({ kind: "json", delayMs: 200 });
+      const calls = up.requests.length;
+      const statuses = await Promise.all(
+        fleet.flatMap((d) => [ask(d, "up/gpt-4o"), ask(d, "up/gpt-4o")]),
+      );
+      assert.equal(up.requests.length - calls, 1, "one probe fleet-wide");
+      assert.deepEqual(statuses.filter((s) => s === 200).length, 1);
+      // The probe succeeded: closed everywhere.
+      await within(1_000, async () => (await ask(c!, "up/gpt-4o")) === 200);
+      assert.equal(await ask(b!, "up/gpt-4o"), 200);
+    });
+
+    await t.step(
+      "the rollup is shared: two open models on A fast-fail a fresh model on B",
+      async () => {
+        up.script({ kind: "json", status: 502, body: { error: { message: "bad" } } });
+        for (const model of ["m1", "m1", "m2", "m2"]) await ask(a!, `up/${model}`);
+        up.script({ kind: "json" });
+        const calls = up.requests.length;
+        await within(250, async () => (await ask(b!, "up/fresh")) === 503);
+        assert.equal(up.requests.length, calls);
+      },
+    );
+
+    await t.step(
+      "Redis dies: every sidecar keeps serving; it returns: they converge again",
+      async () => {
+        // Recover m1 and m2 first (their probes succeed), so the rollup no longer holds "up".
+        await sleep(1_100);
+        assert.equal(await ask(a!, "up/m1"), 200);
+        assert.equal(await ask(a!, "up/m2"), 200);
+        await within(
+          1_000,
+          async () => (await ask(b!, "up/healthy-model")) === 200,
+          "B sees the rollup clear",
+        );
+        await redis.stop();
+        for (const d of fleet) {
+          assert.equal(await ask(d, "up/healthy-model"), 200, "no request fails for Redis");
+        }
+        await within(3_000, async () => {
+          const h = await (await fetch(b!.url("/health"))).json();
+          return h.circuit_breaker.redis_fallback === true;
+        });
+        await redis.restart();
+        // Every sidecar reconnects (with backoff) and resynchronises.
+        for (const d of fleet) {
+          await within(6_000, async () => {
+            const h = await (await fetch(d.url("/health"))).json();
+            return h.circuit_breaker.redis_fallback === false;
+          }, "reconnected");
+        }
+        up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+        assert.equal(await ask(a!, "up/after-outage"), 503);
+        assert.equal(await ask(a!, "up/after-outage"), 503);
+        await within(1_000, async () => {
+          // Fast-failed: a 503 that made no upstream call.
+          const calls = up.requests.length;
+          return (await ask(c!, "up/after-outage")) === 503 && up.requests.length === calls;
+        }, "C fast-fails after the outage");
+      },
+    );
+  } finally {
+    await Promise.all(fleet.map((d) => d.stop()));
+    await up.close();
+    await redis.stop();
+  }
+});
