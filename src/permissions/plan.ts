@@ -27,6 +27,9 @@ const AWS_CREDENTIAL_ENV = [
   "AWS_PROFILE",
   "AWS_SHARED_CREDENTIALS_FILE",
   "HOME",
+  // Read only to say that web identity is not supported yet.
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_ROLE_ARN",
 ];
 
 /**
@@ -81,8 +84,12 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
   }
   if (Object.values(config.providers).some((p) => p.type === "bedrock" && p.sign === true)) {
     for (const name of AWS_CREDENTIAL_ENV) env.add(name);
-    const file = ctx.env?.("AWS_SHARED_CREDENTIALS_FILE") ??
-      (ctx.env?.("HOME") ? `${ctx.env("HOME")}/.aws/credentials` : undefined);
+    // Same lookup as providers/bedrock/credentials.ts: empty means unset, `~/` is HOME.
+    const home = ctx.env?.("HOME") || undefined;
+    const named = ctx.env?.("AWS_SHARED_CREDENTIALS_FILE") || undefined;
+    const file = named?.startsWith("~/")
+      ? (home ? `${home}${named.slice(1)}` : undefined)
+      : named ?? (home ? `${home}/.aws/credentials` : undefined);
     if (file) read.add(resolve(ctx.cwd, file));
   }
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));

@@ -1,15 +1,16 @@
-import type { Config } from "../config/mod.ts";
+import type { Config, ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { createAnthropicAdapter } from "./anthropic/adapter.ts";
+import { createBedrockAdapter } from "./bedrock/adapter.ts";
 import { createGeminiAdapter } from "./gemini/adapter.ts";
 import { createMockAdapter } from "./mock/adapter.ts";
 import { createOpenAIAdapter } from "./openai/adapter.ts";
 import type { AdapterDeps, ProviderAdapter } from "./types.ts";
 
 /**
- * Build an adapter per configured provider, once per config generation. Provider types
- * whose unified-API adapter has not landed yet answer 501 rather than guessing a format;
- * their native passthrough routes are separate.
+ * Build an adapter per configured provider, once per config generation. A provider that
+ * cannot serve the unified API as configured (Bedrock without `sign: true`) answers 501
+ * saying why; its native passthrough route is separate.
  */
 export function createAdapters(config: Config, deps: AdapterDeps): Map<string, ProviderAdapter> {
   const out = new Map<string, ProviderAdapter>();
@@ -28,21 +29,32 @@ export function createAdapters(config: Config, deps: AdapterDeps): Map<string, P
       case "mock":
         out.set(cfg.name, createMockAdapter(cfg));
         break;
-      default:
-        out.set(cfg.name, {
-          name: cfg.name,
-          type: cfg.type,
-          models: () => cfg.models,
-          chat: () =>
-            Promise.reject(
-              new GatewayError(
-                "not_implemented",
-                `Provider "${cfg.name}" (type "${cfg.type}") is not yet available on the unified API`,
-                { provider: cfg.name },
-              ),
-            ),
-        });
+      case "bedrock":
+        // Only in signing mode does Pilotfish hold AWS credentials to call Converse with;
+        // otherwise Bedrock is the client-signed `/bedrock/*` passthrough alone.
+        out.set(
+          cfg.name,
+          cfg.sign === true ? createBedrockAdapter(cfg, deps) : notOnUnifiedApi(
+            cfg,
+            `Provider "${cfg.name}" (type "bedrock") is not available on the unified API ` +
+              `unless Pilotfish signs for it: set "sign: true" on providers.${cfg.name} ` +
+              `(with AWS credentials in the daemon's environment or credentials file), or ` +
+              `call Bedrock through /bedrock/* with your own SigV4 signature`,
+          ),
+        );
+        break;
     }
   }
   return out;
+}
+
+/** An adapter that answers every chat call with a 501 saying why. */
+function notOnUnifiedApi(cfg: ProviderConfig, message: string): ProviderAdapter {
+  return {
+    name: cfg.name,
+    type: cfg.type,
+    models: () => cfg.models,
+    chat: () =>
+      Promise.reject(new GatewayError("not_implemented", message, { provider: cfg.name })),
+  };
 }

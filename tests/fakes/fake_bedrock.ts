@@ -24,7 +24,15 @@ export interface BedrockRecorded extends RecordedRequest {
   readonly signatureValid: boolean;
 }
 
-export type BedrockEvent = { type: string; payload: Record<string, unknown> };
+/**
+ * One event-stream message. `messageType: "exception"` makes it an exception frame
+ * (`:exception-type` = `type`, e.g. `throttlingException`), as Bedrock sends mid-stream.
+ */
+export type BedrockEvent = {
+  type: string;
+  payload: Record<string, unknown>;
+  messageType?: "event" | "exception";
+};
 
 export interface BedrockScript {
   /** Converse JSON answer. */
@@ -68,16 +76,85 @@ export const STREAM_TEXT: BedrockEvent[] = [
   },
 ];
 
+/** Converse answering with a tool call (signing-mode tests). */
+export const CONVERSE_TOOL_USE = {
+  output: {
+    message: {
+      role: "assistant",
+      content: [
+        { text: "Let me check." },
+        {
+          toolUse: {
+            toolUseId: "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+            name: "get_weather",
+            input: { location: "Paris", unit: "celsius" },
+          },
+        },
+      ],
+    },
+  },
+  stopReason: "tool_use",
+  usage: { inputTokens: 310, outputTokens: 52, totalTokens: 362 },
+  metrics: { latencyMs: 640 },
+};
+
+/** ConverseStream of a tool call whose input JSON arrives in three pieces. */
+export const STREAM_TOOL_USE: BedrockEvent[] = [
+  { type: "messageStart", payload: { role: "assistant" } },
+  { type: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "Checking." } } },
+  { type: "contentBlockStop", payload: { contentBlockIndex: 0 } },
+  {
+    type: "contentBlockStart",
+    payload: {
+      contentBlockIndex: 1,
+      start: { toolUse: { toolUseId: "tooluse_stream01", name: "get_weather" } },
+    },
+  },
+  {
+    type: "contentBlockDelta",
+    payload: { contentBlockIndex: 1, delta: { toolUse: { input: '{"locat' } } },
+  },
+  {
+    type: "contentBlockDelta",
+    payload: { contentBlockIndex: 1, delta: { toolUse: { input: 'ion": "Par' } } },
+  },
+  {
+    type: "contentBlockDelta",
+    payload: { contentBlockIndex: 1, delta: { toolUse: { input: 'is"}' } } },
+  },
+  { type: "contentBlockStop", payload: { contentBlockIndex: 1 } },
+  { type: "messageStop", payload: { stopReason: "tool_use" } },
+  {
+    type: "metadata",
+    payload: {
+      usage: { inputTokens: 300, outputTokens: 40, totalTokens: 340 },
+      metrics: { latencyMs: 500 },
+    },
+  },
+];
+
+/** A stream throttled after its first token: an exception frame, then the end. */
+export const STREAM_THROTTLED_MIDWAY: BedrockEvent[] = [
+  { type: "messageStart", payload: { role: "assistant" } },
+  { type: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "Hel" } } },
+  {
+    type: "throttlingException",
+    messageType: "exception",
+    payload: { message: "Too many tokens, please wait before trying again." },
+  },
+];
+
 const codec = new EventStreamCodec(toUtf8, fromUtf8);
 const Sha256 = Hash.bind(null, "sha256");
 
 /** One AWS event-stream frame, as Bedrock sends each event. */
 export function eventFrame(event: BedrockEvent): Uint8Array {
+  const exception = event.messageType === "exception";
   return codec.encode({
     headers: {
-      ":event-type": { type: "string", value: event.type },
+      [exception ? ":exception-type" : ":event-type"]: { type: "string", value: event.type },
       ":content-type": { type: "string", value: "application/json" },
-      ":message-type": { type: "string", value: "event" },
+      ":message-type": { type: "string", value: exception ? "exception" : "event" },
     },
     body: fromUtf8(JSON.stringify(event.payload)),
   });

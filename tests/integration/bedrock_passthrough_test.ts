@@ -57,7 +57,9 @@ features:
       async () => {
         const r = await client.send(new ConverseStreamCommand(hello));
         let text = "";
-        let usage: { inputTokens?: number | undefined; outputTokens?: number | undefined } | undefined;
+        let usage:
+          | { inputTokens?: number | undefined; outputTokens?: number | undefined }
+          | undefined;
         for await (const ev of r.stream!) {
           text += ev.contentBlockDelta?.delta?.text ?? "";
           if (ev.metadata?.usage) usage = ev.metadata.usage;

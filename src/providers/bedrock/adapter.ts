@@ -1,0 +1,159 @@
+import type { ProviderConfig } from "../../config/mod.ts";
+import { GatewayError } from "../../errors.ts";
+import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
+import type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
+import {
+  type AwsCredentialProvider,
+  type AwsCredentials,
+  createAwsCredentialProvider,
+} from "./credentials.ts";
+import { CREDENTIAL_EXCEPTIONS, fromBedrockError } from "./errors.ts";
+import { toConverseRequest } from "./request.ts";
+import { fromConverseResponse } from "./response.ts";
+import { bedrockTarget, signBedrockRequest } from "./sign.ts";
+import { toOpenAIStream } from "./stream.ts";
+
+const EVENT_STREAM = "application/vnd.amazon.eventstream";
+
+/**
+ * Bedrock signing mode (`providers.<name>.sign: true`): the unified OpenAI-compatible API
+ * served by Bedrock Converse. The OpenAI request is translated to
+ * `POST {base_url}/model/{modelId}/converse` (or `/converse-stream`), signed by Pilotfish
+ * with SigV4 (service `bedrock`, the provider's region) using the daemon's own AWS
+ * credentials, and the answer (JSON, or event-stream frames) comes back in OpenAI wire
+ * format. Client credentials are never used here: the `/bedrock/*` passthrough is the
+ * route for apps that sign for themselves.
+ */
+export function createBedrockAdapter(
+  cfg: ProviderConfig,
+  deps: AdapterDeps,
+  credentials: AwsCredentialProvider = createAwsCredentialProvider(cfg.name),
+): ProviderAdapter {
+  const region = cfg.region ?? "us-west-2";
+  // Built once per config: the hot path only copies it.
+  const baseHeaders: Readonly<Record<string, string>> = Object.freeze({
+    ...lowerCaseKeys(cfg.headers),
+    "content-type": "application/json",
+  });
+
+  return {
+    name: cfg.name,
+    type: cfg.type,
+    models: () => cfg.models,
+
+    async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
+      // Translation errors are the caller's 400s and must surface before any upstream call.
+      const modelPath = toModelPath(model, cfg.name);
+      const payload = JSON.stringify(toConverseRequest(call.body, cfg.name));
+      const creds = await credentials.get();
+      const target = bedrockTarget(
+        cfg.base_url,
+        region,
+        `${modelPath}/${call.stream ? "converse-stream" : "converse"}`,
+      );
+      const headers = await signBedrockRequest({
+        region,
+        credentials: creds,
+        target,
+        method: "POST",
+        headers: { ...baseHeaders, accept: call.stream ? EVENT_STREAM : "application/json" },
+        body: payload,
+      });
+      const redact = redactorFor(creds);
+      const reply = await executeUpstream(deps.fetch, {
+        url: target.url,
+        method: "POST",
+        headers,
+        body: payload,
+      }, {
+        signal: call.signal,
+        timeoutMs: call.timeoutMs,
+        provider: cfg.name,
+        toError: (status, text, replyHeaders) => {
+          const err = fromBedrockError(status, text, replyHeaders, cfg.name, redact);
+          if (CREDENTIAL_EXCEPTIONS.has(err.info.upstreamType ?? "")) credentials.invalidate();
+          return err;
+        },
+      });
+      const res = reply.response;
+      const id = `chatcmpl-${res.headers.get("x-amzn-requestid") ?? crypto.randomUUID()}`;
+      if (call.stream) {
+        return {
+          kind: "stream",
+          status: res.status,
+          body: toOpenAIStream(await eventStream(reply), {
+            model,
+            id,
+            includeUsage: call.body.stream_options?.include_usage === true,
+            onUsage: call.onUsage,
+            provider: cfg.name,
+            redact,
+          }),
+        };
+      }
+      const completion = fromConverseResponse(await readJson(reply), {
+        model,
+        id: id.slice("chatcmpl-".length),
+        provider: cfg.name,
+      });
+      call.onUsage(completion.usage);
+      return { kind: "json", status: res.status, body: JSON.stringify(completion) };
+    },
+  };
+
+  /** The reply's body as an event stream; refused when Bedrock answered otherwise. */
+  async function eventStream(reply: UpstreamReply): Promise<ReadableStream<Uint8Array>> {
+    const res = reply.response;
+    reply.settle();
+    if (!(res.headers.get("content-type") ?? "").includes(EVENT_STREAM) || !res.body) {
+      await res.body?.cancel();
+      throw new GatewayError(
+        "upstream_error",
+        `Provider "${cfg.name}" answered a streaming request without an event stream`,
+        { provider: cfg.name, upstreamStatus: res.status },
+      );
+    }
+    return res.body;
+  }
+
+  async function readJson(reply: UpstreamReply): Promise<unknown> {
+    const text = await reply.text();
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new GatewayError(
+        "upstream_error",
+        `Provider "${cfg.name}" returned a body that is not JSON`,
+        { provider: cfg.name, upstreamStatus: reply.response.status },
+      );
+    }
+  }
+
+  /**
+   * Upstream messages may quote what was signed (the security token is a signed header):
+   * the daemon's own credentials are removed along with everything the shared redactor
+   * knows.
+   */
+  function redactorFor(creds: AwsCredentials): (text: string) => string {
+    const secrets = [creds.sessionToken, creds.secretAccessKey, creds.accessKeyId]
+      .filter((s): s is string => s !== undefined && s.length >= 4);
+    return (text) => deps.redact(secrets.reduce((t, s) => t.replaceAll(s, "[REDACTED]"), text));
+  }
+}
+
+/**
+ * `/model/{modelId}` with the id percent-encoded once (`:` → `%3A`, an ARN's `/` → `%2F`),
+ * as the AWS SDKs send it and sign it. Ids are model ids, inference-profile ids or ARNs;
+ * anything else (blank, whitespace, `.`/`..`, which a URL parser would resolve away) is
+ * refused before any upstream call.
+ */
+export function toModelPath(model: string, provider: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:/+@-]{0,2047}$/.test(model)) {
+    throw new GatewayError(
+      "invalid_request",
+      `Model "${model}" is not a valid Bedrock model id for provider "${provider}"`,
+      { param: "model", provider },
+    );
+  }
+  return `/model/${encodeURIComponent(model)}`;
+}

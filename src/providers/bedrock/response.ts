@@ -1,0 +1,124 @@
+import { GatewayError } from "../../errors.ts";
+import type {
+  OpenAIChatCompletion,
+  OpenAIFinishReason,
+  OpenAIToolCall,
+  OpenAIUsageOut,
+} from "../../schema/openai.ts";
+import type { ConverseResponse, ConverseUsage } from "./types.ts";
+
+/**
+ * Converse `stopReason` → OpenAI `finish_reason`. Guardrail and content-filter stops are
+ * OpenAI's content_filter; a context-window stop is a length stop. The malformed-output
+ * reasons and any reason added later map to "stop", which at least ends the client's wait.
+ */
+const FINISH_REASON: Readonly<Record<string, OpenAIFinishReason>> = {
+  end_turn: "stop",
+  stop_sequence: "stop",
+  max_tokens: "length",
+  model_context_window_exceeded: "length",
+  tool_use: "tool_calls",
+  guardrail_intervened: "content_filter",
+  content_filtered: "content_filter",
+};
+
+export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
+  if (typeof stopReason !== "string") return null;
+  return FINISH_REASON[stopReason] ?? "stop";
+}
+
+/**
+ * Converse usage → OpenAI usage. `inputTokens` excludes cache reads and writes (reported
+ * beside it), while OpenAI's `prompt_tokens` counts every prompt token, so the three are
+ * summed; cache reads are also `prompt_tokens_details.cached_tokens`.
+ */
+export function toOpenAIUsage(usage: ConverseUsage | undefined): OpenAIUsageOut {
+  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  const cached = n(usage?.cacheReadInputTokens);
+  const prompt = n(usage?.inputTokens) + n(usage?.cacheWriteInputTokens) + cached;
+  const completion = n(usage?.outputTokens);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached },
+  };
+}
+
+export interface ConverseResponseContext {
+  /** Converse names no model in its answer: the requested model id is reported. */
+  readonly model: string;
+  /** Converse has no response id either; the adapter passes `x-amzn-requestid`. */
+  readonly id: string;
+  readonly provider: string;
+  /** Unix seconds; defaults to now (tests pin it). */
+  readonly created?: number;
+}
+
+/**
+ * Translate a Converse answer into an OpenAI `chat.completion`. Text blocks are concatenated
+ * into `content` (null when the answer is only tool calls), `toolUse` blocks become
+ * `tool_calls`; reasoning, citations and guardrail traces are not part of the OpenAI shape.
+ */
+export function fromConverseResponse(
+  json: unknown,
+  ctx: ConverseResponseContext,
+): OpenAIChatCompletion {
+  if (!isConverseResponse(json)) {
+    throw new GatewayError(
+      "upstream_error",
+      `Provider "${ctx.provider}" returned a body that is not a Converse response`,
+      { provider: ctx.provider },
+    );
+  }
+  let text: string | null = null;
+  const toolCalls: OpenAIToolCall[] = [];
+  for (const block of json.output.message.content) {
+    if (typeof block.text === "string") {
+      text = (text ?? "") + block.text;
+      continue;
+    }
+    const call = toToolCall(block.toolUse, toolCalls.length);
+    if (call !== null) toolCalls.push(call);
+  }
+  return {
+    id: `chatcmpl-${ctx.id}`,
+    object: "chat.completion",
+    created: ctx.created ?? Math.floor(Date.now() / 1000),
+    model: ctx.model,
+    choices: [{
+      index: 0,
+      message: {
+        role: "assistant",
+        // OpenAI sends null content beside tool calls, and "" for an empty answer.
+        content: text !== null && text !== "" ? text : toolCalls.length > 0 ? null : "",
+        refusal: null,
+        ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+      },
+      logprobs: null,
+      finish_reason: toFinishReason(json.stopReason) ??
+        (toolCalls.length > 0 ? "tool_calls" : "stop"),
+    }],
+    usage: toOpenAIUsage(json.usage),
+    system_fingerprint: null,
+  };
+}
+
+function toToolCall(toolUse: unknown, ordinal: number): OpenAIToolCall | null {
+  if (!isObject(toolUse) || typeof toolUse.name !== "string") return null;
+  return {
+    id: typeof toolUse.toolUseId === "string" ? toolUse.toolUseId : `call_${ordinal}`,
+    type: "function",
+    function: { name: toolUse.name, arguments: JSON.stringify(toolUse.input ?? {}) },
+  };
+}
+
+function isConverseResponse(v: unknown): v is ConverseResponse {
+  if (!isObject(v) || !isObject(v.output) || !isObject(v.output.message)) return false;
+  const content = v.output.message.content;
+  return Array.isArray(content) && content.every(isObject);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}

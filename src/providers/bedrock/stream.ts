@@ -1,0 +1,203 @@
+import { GatewayError } from "../../errors.ts";
+import type { OpenAIChunkDelta, OpenAIFinishReason, OpenAIUsage } from "../../schema/openai.ts";
+import { createOpenAIChunkWriter, SSE_DONE } from "../../streaming/mod.ts";
+import type { Redactor } from "../../telemetry/mod.ts";
+import { fromBedrockStreamException } from "./errors.ts";
+import { createEventStreamDecoder, type EventStreamMessage, stringHeader } from "./eventstream.ts";
+import { toFinishReason, toOpenAIUsage } from "./response.ts";
+import type { ConverseUsage } from "./types.ts";
+
+export interface BedrockStreamContext {
+  /** Converse names no model: the requested model id is reported. */
+  readonly model: string;
+  /** The chunks' id (`chatcmpl-` + `x-amzn-requestid`, or a random one). */
+  readonly id: string;
+  /** The client's `stream_options.include_usage`: end with a `choices: []` usage chunk. */
+  readonly includeUsage: boolean;
+  /** Called once with the final counts, from the `metadata` event. */
+  readonly onUsage: (usage: OpenAIUsage) => void;
+  readonly provider: string;
+  readonly redact: Redactor;
+  /** Unix seconds shared by every chunk; defaults to now (tests pin it). */
+  readonly created?: number;
+}
+
+/**
+ * ConverseStream bytes → OpenAI SSE bytes: event-stream framing (the codec, frame by frame,
+ * never the whole body), then the per-request translation. Cancelling the result cancels
+ * `body`.
+ */
+export function toOpenAIStream(
+  body: ReadableStream<Uint8Array>,
+  ctx: BedrockStreamContext,
+): ReadableStream<Uint8Array> {
+  return body
+    .pipeThrough(createEventStreamDecoder(ctx.provider))
+    .pipeThrough(createBedrockStreamTransformer(ctx));
+}
+
+/**
+ * Semantics: ConverseStream events (`:event-type` header, JSON payload) → OpenAI
+ * `chat.completion.chunk` bytes. The events are messageStart, contentBlockStart (a toolUse
+ * block's id and name), contentBlockDelta (`text`, or `toolUse.input` as a piece of the
+ * arguments' JSON text), contentBlockStop, messageStop (`stopReason`) and metadata (usage),
+ * which comes after messageStop. State lives in this closure, one per request.
+ *
+ * An exception frame (`:message-type: exception`, e.g. `throttlingException` when the model
+ * is throttled mid-answer), an error frame, a payload that is not JSON, or a stream that
+ * ends before messageStop errors the stream with a GatewayError; the route renders that as
+ * an in-stream OpenAI error event, or fails over if nothing was sent yet.
+ */
+export function createBedrockStreamTransformer(
+  ctx: BedrockStreamContext,
+): TransformStream<EventStreamMessage, Uint8Array> {
+  const writer = createOpenAIChunkWriter({
+    id: ctx.id,
+    created: ctx.created ?? Math.floor(Date.now() / 1000),
+    model: ctx.model,
+    includeUsage: ctx.includeUsage,
+  });
+  const decoder = new TextDecoder();
+  let greeted = false;
+  let stopped = false;
+  let usage: ConverseUsage | undefined;
+  /** Converse contentBlockIndex → OpenAI tool_calls index (ordinal among toolUse blocks). */
+  const toolOrdinal = new Map<number, number>();
+
+  const chunk = (delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null) =>
+    writer.delta(delta, finish);
+  /**
+   * The role chunk is held back until there is something to send after it, so an exception
+   * between messageStart and the first token still fails the stream before its first
+   * byte, while routing can fail over.
+   */
+  const send = (controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
+    if (!greeted) {
+      greeted = true;
+      controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
+    }
+    controller.enqueue(bytes);
+  };
+  const broken = (why: string) =>
+    new GatewayError("upstream_error", `Stream from provider "${ctx.provider}" ${why}`, {
+      provider: ctx.provider,
+    });
+
+  return new TransformStream<EventStreamMessage, Uint8Array>({
+    transform(message, controller) {
+      const kind = stringHeader(message, ":message-type");
+      if (kind === "exception") {
+        throw fromBedrockStreamException(
+          stringHeader(message, ":exception-type"),
+          exceptionMessage(decoder.decode(message.body)),
+          ctx.provider,
+          ctx.redact,
+        );
+      }
+      if (kind === "error") {
+        throw fromBedrockStreamException(
+          stringHeader(message, ":error-code"),
+          stringHeader(message, ":error-message"),
+          ctx.provider,
+          ctx.redact,
+        );
+      }
+      const type = stringHeader(message, ":event-type");
+      let event: unknown;
+      try {
+        event = JSON.parse(decoder.decode(message.body));
+      } catch {
+        throw broken(`sent a "${type}" event that is not JSON`);
+      }
+      if (!isObject(event)) throw broken(`sent a "${type}" event that is not a JSON object`);
+      switch (type) {
+        case "contentBlockStart": {
+          const start = isObject(event.start) ? event.start : {};
+          const toolUse = start.toolUse;
+          const index = event.contentBlockIndex;
+          if (isObject(toolUse) && typeof index === "number") {
+            const ordinal = toolOrdinal.size;
+            toolOrdinal.set(index, ordinal);
+            send(
+              controller,
+              chunk({
+                tool_calls: [{
+                  index: ordinal,
+                  id: typeof toolUse.toolUseId === "string" ? toolUse.toolUseId : `call_${ordinal}`,
+                  type: "function",
+                  // The arguments follow as contentBlockDelta `toolUse.input` pieces.
+                  function: {
+                    name: typeof toolUse.name === "string" ? toolUse.name : "",
+                    arguments: "",
+                  },
+                }],
+              }, null),
+            );
+          }
+          return;
+        }
+        case "contentBlockDelta": {
+          const delta = isObject(event.delta) ? event.delta : {};
+          if (typeof delta.text === "string") {
+            if (delta.text !== "") send(controller, chunk({ content: delta.text }, null));
+          } else if (isObject(delta.toolUse) && typeof delta.toolUse.input === "string") {
+            const ordinal = typeof event.contentBlockIndex === "number"
+              ? toolOrdinal.get(event.contentBlockIndex)
+              : undefined;
+            if (ordinal !== undefined && delta.toolUse.input !== "") {
+              send(
+                controller,
+                chunk({
+                  tool_calls: [{ index: ordinal, function: { arguments: delta.toolUse.input } }],
+                }, null),
+              );
+            }
+          }
+          // reasoningContent, citations and other deltas have no OpenAI chunk form.
+          return;
+        }
+        case "messageStop": {
+          if (stopped) return;
+          stopped = true;
+          const finish = toFinishReason(event.stopReason) ??
+            (toolOrdinal.size > 0 ? "tool_calls" : "stop");
+          send(controller, chunk({}, finish));
+          return;
+        }
+        case "metadata":
+          if (isObject(event.usage)) {
+            usage = event.usage as ConverseUsage;
+            ctx.onUsage(toOpenAIUsage(usage));
+          }
+          return;
+        default:
+          // messageStart (the role chunk waits for content), contentBlockStop, and event
+          // types added later.
+          return;
+      }
+    },
+    flush(controller) {
+      if (!stopped) throw broken("ended before messageStop");
+      if (ctx.includeUsage) send(controller, writer.usage(toOpenAIUsage(usage)));
+      send(controller, SSE_DONE);
+    },
+  });
+}
+
+/** An exception frame's payload is `{"message": "..."}`; anything else is shown as is. */
+function exceptionMessage(payload: string): string {
+  try {
+    const parsed: unknown = JSON.parse(payload);
+    if (isObject(parsed)) {
+      const m = parsed.message ?? parsed.Message;
+      if (typeof m === "string") return m;
+    }
+  } catch {
+    // not JSON
+  }
+  return payload.length < 500 ? payload.trim() : "";
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}

@@ -1,0 +1,271 @@
+import assert from "node:assert/strict";
+import { parseConfigText } from "../../../src/config/mod.ts";
+import { GatewayError } from "../../../src/errors.ts";
+import { createBedrockAdapter } from "../../../src/providers/bedrock/adapter.ts";
+import { createAwsCredentialProvider } from "../../../src/providers/bedrock/credentials.ts";
+import { type ChatCall, createAdapters } from "../../../src/providers/mod.ts";
+import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
+import { createRedactor } from "../../../src/telemetry/mod.ts";
+import {
+  CONVERSE_TOOL_USE,
+  type FakeBedrock,
+  startFakeBedrock,
+  STREAM_TOOL_USE,
+  TEST_CREDENTIALS,
+} from "../../fakes/fake_bedrock.ts";
+import { drain, fakeSources, gatewayError, parseOpenAISse, SANITIZE } from "./helpers.ts";
+
+const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+const ENV_CREDENTIALS = {
+  AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+  AWS_SESSION_TOKEN: TEST_CREDENTIALS.sessionToken,
+};
+const NO_FETCH: typeof fetch = () => Promise.reject(new Error("no fetch expected"));
+
+function configFor(endpoint: string, extra = "") {
+  const { config } = parseConfigText(
+    `providers:\n  bedrock:\n    sign: true\n    region: us-west-2\n    endpoint: "${endpoint}"\n${extra}`,
+    () => undefined,
+    "bedrock.yaml",
+  );
+  return config;
+}
+
+function adapterFor(
+  bedrock: FakeBedrock | string,
+  env: Record<string, string> = ENV_CREDENTIALS,
+  fetchFn: typeof fetch = fetch,
+  files: Record<string, string> = {},
+) {
+  const config = configFor(typeof bedrock === "string" ? bedrock : bedrock.url);
+  const sources = fakeSources(env, files);
+  const credentials = createAwsCredentialProvider("bedrock", sources);
+  const adapter = createBedrockAdapter(config.providers.bedrock!, {
+    fetch: fetchFn,
+    redact: createRedactor([]),
+    random: Math.random,
+  }, credentials);
+  return { adapter, sources };
+}
+
+function call(
+  body: Partial<OpenAIChatRequest>,
+  stream = false,
+  usages: OpenAIUsage[] = [],
+): ChatCall {
+  return {
+    body: {
+      model: MODEL,
+      messages: [{ role: "user", content: "Hello" }],
+      ...body,
+    } as OpenAIChatRequest,
+    stream,
+    signal: new AbortController().signal,
+    timeoutMs: 5_000,
+    apiKey: null,
+    clientAuthorization: null,
+    onUsage: (u) => usages.push(u),
+  };
+}
+
+const text = (b: string | Uint8Array) => typeof b === "string" ? b : new TextDecoder().decode(b);
+
+Deno.test(
+  "createBedrockAdapter() calls Converse signed, with the model id encoded once",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    try {
+      await t.step("non-stream text", async () => {
+        const usages: OpenAIUsage[] = [];
+        const out = await adapter.chat(
+          call({ max_tokens: 50, temperature: 0.5 }, false, usages),
+          MODEL,
+        );
+        assert.equal(out.kind, "json");
+        const seen = bedrock.requests.at(-1)!;
+        assert.equal(seen.signatureValid, true);
+        assert.equal(
+          seen.rawPath,
+          "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse",
+        );
+        assert.equal(seen.headers.get("accept"), "application/json");
+        assert.equal(seen.headers.get("authorization")?.includes("/us-west-2/bedrock/"), true);
+        assert.deepEqual(JSON.parse(seen.body), {
+          messages: [{ role: "user", content: [{ text: "Hello" }] }],
+          inferenceConfig: { maxTokens: 50, temperature: 0.5 },
+        });
+        if (out.kind !== "json") return;
+        const completion = JSON.parse(text(out.body));
+        assert.equal(completion.model, MODEL);
+        assert.match(completion.id, /^chatcmpl-[0-9a-f-]{36}$/, "from x-amzn-requestid");
+        assert.equal(completion.choices[0].message.content, "Hello from Bedrock");
+        assert.deepEqual(usages.map((u) => u.total_tokens), [15]);
+      });
+
+      await t.step("non-stream tool call", async () => {
+        bedrock.script({ json: CONVERSE_TOOL_USE });
+        const out = await adapter.chat(
+          call({
+            tools: [{
+              type: "function",
+              function: { name: "get_weather", parameters: { type: "object" } },
+            }],
+            tool_choice: "required",
+          }),
+          MODEL,
+        );
+        assert.equal(
+          JSON.parse(bedrock.requests.at(-1)!.body).toolConfig.toolChoice.any !== undefined,
+          true,
+        );
+        if (out.kind !== "json") return assert.fail("expected JSON");
+        const completion = JSON.parse(text(out.body));
+        assert.equal(completion.choices[0].finish_reason, "tool_calls");
+        assert.equal(completion.choices[0].message.tool_calls[0].function.name, "get_weather");
+      });
+
+      await t.step("stream: converse-stream, event-stream frames to OpenAI chunks", async () => {
+        bedrock.script({ events: STREAM_TOOL_USE });
+        const usages: OpenAIUsage[] = [];
+        const out = await adapter.chat(
+          call({ stream: true, stream_options: { include_usage: true } }, true, usages),
+          MODEL,
+        );
+        const seen = bedrock.requests.at(-1)!;
+        assert.equal(
+          seen.rawPath,
+          "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream",
+        );
+        assert.equal(seen.signatureValid, true);
+        assert.equal(seen.headers.get("accept"), "application/vnd.amazon.eventstream");
+        if (out.kind !== "stream") return assert.fail("expected a stream");
+        const { chunks, error } = await drain(out.body);
+        assert.equal(error, undefined);
+        const events = parseOpenAISse(new Uint8Array(chunks.flatMap((c) => [...c])));
+        const args = events.flatMap((e) =>
+          typeof e === "object" && e !== null && "choices" in e
+            ? (e as {
+              choices: { delta: { tool_calls?: { function: { arguments: string } }[] } }[];
+            })
+              .choices.flatMap((c) => c.delta.tool_calls ?? []).map((tc) => tc.function.arguments)
+            : []
+        );
+        assert.equal(args.join(""), '{"location": "Paris"}');
+        assert.equal(events.at(-1), "[DONE]");
+        assert.deepEqual((events.at(-2) as { usage: OpenAIUsage }).usage.total_tokens, 340);
+        assert.deepEqual(usages.map((u) => u.prompt_tokens), [300]);
+      });
+
+      await t.step("an AWS error keeps status and exception name", async () => {
+        bedrock.script({
+          error: { status: 429, type: "ThrottlingException", message: "Slow down" },
+        });
+        const err = await gatewayError(() => adapter.chat(call({}), MODEL));
+        assert.equal(err.status, 429);
+        assert.equal(err.code, "rate_limited");
+        assert.equal(err.info.upstreamType, "ThrottlingException");
+        assert.equal(err.message, "Slow down");
+        assert.match(err.info.upstreamHeaders?.["x-amzn-errortype"] ?? "", /^ThrottlingException:/);
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
+
+Deno.test(
+  "createBedrockAdapter() drops cached credentials when AWS says they expired",
+  SANITIZE,
+  async () => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const file = `[default]\naws_access_key_id=${TEST_CREDENTIALS.accessKeyId}\n` +
+      `aws_secret_access_key=${TEST_CREDENTIALS.secretAccessKey}\n` +
+      `aws_session_token=${TEST_CREDENTIALS.sessionToken}\n`;
+    const { adapter, sources } = adapterFor(bedrock, { HOME: "/h" }, fetch, {
+      "/h/.aws/credentials": file,
+    });
+    try {
+      await adapter.chat(call({}), MODEL);
+      bedrock.script({ error: { status: 403, type: "ExpiredTokenException", message: "expired" } });
+      await gatewayError(() => adapter.chat(call({}), MODEL));
+      bedrock.script({});
+      await adapter.chat(call({}), MODEL);
+      assert.equal(sources.reads.length, 2, "read again after ExpiredTokenException");
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
+
+Deno.test("createBedrockAdapter() fails cleanly before any upstream call", SANITIZE, async (t) => {
+  await t.step("no credentials: a clear 500, nothing sent", async () => {
+    const { adapter } = adapterFor("http://127.0.0.1:1", {}, NO_FETCH);
+    const err = await gatewayError(() => adapter.chat(call({}), MODEL));
+    assert.equal(err.status, 500);
+    assert.match(err.message, /Bedrock signing is on .* but no AWS credentials were found/);
+  });
+  await t.step("an unsupported parameter is the caller's 400, before credentials", async () => {
+    const { adapter, sources } = adapterFor("http://127.0.0.1:1", { HOME: "/h" }, NO_FETCH);
+    const err = await gatewayError(() => adapter.chat(call({ n: 3 }), MODEL));
+    assert.equal(err.status, 400);
+    assert.equal(err.info.param, "n");
+    assert.equal(sources.reads.length, 0);
+  });
+  await t.step("a model id that could escape the path is refused", async () => {
+    const { adapter } = adapterFor("http://127.0.0.1:1", ENV_CREDENTIALS, NO_FETCH);
+    for (const model of ["..", "a b", "", "x?y=1"]) {
+      const err = await gatewayError(() => adapter.chat(call({}), model));
+      assert.equal(err.info.param, "model", model);
+    }
+  });
+  await t.step("an ARN is encoded into one path segment", async () => {
+    const urls: string[] = [];
+    const { adapter } = adapterFor("http://127.0.0.1:1", ENV_CREDENTIALS, (input) => {
+      urls.push(String(input));
+      return Promise.resolve(Response.json(CONVERSE_TOOL_USE));
+    });
+    await adapter.chat(call({}), "arn:aws:bedrock:us-west-2:123456789012:inference-profile/x");
+    assert.deepEqual(urls, [
+      "http://127.0.0.1:1/model/arn%3Aaws%3Abedrock%3Aus-west-2%3A123456789012%3Ainference-profile%2Fx/converse",
+    ]);
+  });
+  await t.step("a stream answered without an event stream is an upstream error", async () => {
+    const { adapter } = adapterFor(
+      "http://127.0.0.1:1",
+      ENV_CREDENTIALS,
+      () => Promise.resolve(Response.json({ output: {} })),
+    );
+    const err = await gatewayError(() => adapter.chat(call({ stream: true }, true), MODEL));
+    assert.equal(err.code, "upstream_error");
+    assert.match(err.message, /without an event stream/);
+  });
+});
+
+Deno.test(
+  "createAdapters() serves Bedrock on the unified API only in signing mode",
+  SANITIZE,
+  async (t) => {
+    const deps = { fetch: NO_FETCH, redact: createRedactor([]), random: Math.random };
+    await t.step("sign: true → the Converse adapter", async () => {
+      const adapter = createAdapters(configFor("http://127.0.0.1:1"), deps).get("bedrock");
+      assert.equal(adapter?.type, "bedrock");
+      const err = await gatewayError(() => adapter!.chat(call({ logprobs: true }), MODEL));
+      assert.equal(err.info.param, "logprobs", "translation runs: it is the real adapter");
+    });
+    await t.step("without sign → 501 saying to set sign: true", async () => {
+      const { config } = parseConfigText(
+        "providers:\n  bedrock: { enabled: true }\n",
+        () => undefined,
+        "r",
+      );
+      const adapter = createAdapters(config, deps).get("bedrock");
+      const err = await gatewayError(() => adapter!.chat(call({}), MODEL));
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.status, 501);
+      assert.match(err.message, /set "sign: true" on providers\.bedrock/);
+    });
+  },
+);
