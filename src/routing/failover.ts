@@ -248,7 +248,12 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
         continue;
       }
     }
-    for (const s of settled) terminal(s, "next", reasonOf(s.error as GatewayError));
+    // Moving on only if there is somewhere to go: otherwise this failure is the answer (and a
+    // passthrough reply it carries must reach the client intact).
+    const more = index + settled.length < order.length && made < maxAttempts;
+    for (const s of settled) {
+      terminal(s, more ? "next" : "final", reasonOf(s.error as GatewayError));
+    }
     index += settled.length;
     sameProviderRetries = 0;
   }

@@ -186,3 +186,50 @@ Deno.test("/bedrock/* is opt-in: without a bedrock provider it is a 404 in AWS's
     await d.stop();
   }
 });
+
+Deno.test("Bedrock errors reach the client exactly as Bedrock sent them, and are counted", async () => {
+  const bedrock = startFakeBedrock("us-west-2");
+  // mode log: the breaker observes (and counts) without ever replacing an answer.
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  bedrock: { enabled: true, region: us-west-2, endpoint: "${bedrock.url}" }
+features:
+  circuit_breaker:
+    enabled: true
+    mode: log
+    failure_threshold: 2
+    max_transient_retries: 0
+    max_rate_limit_retries: 0
+`);
+  const client = bedrockClientVia(d.url(""), { prefix: "/bedrock" });
+  try {
+    for (
+      const [status, type, message] of [
+        [429, "ThrottlingException", "Too many requests, please wait before trying again."],
+        [503, "ServiceUnavailableException", "Bedrock is unavailable."],
+        [503, "ServiceUnavailableException", "Bedrock is unavailable."],
+      ] as const
+    ) {
+      bedrock.script({ error: { status, type, message } });
+      await assert.rejects(
+        client.send(new ConverseCommand(hello)),
+        (err: Error & { $metadata?: { httpStatusCode?: number } }) => {
+          assert.equal(err.name, type);
+          assert.equal(err.message, message);
+          assert.equal(err.$metadata?.httpStatusCode, status);
+          return true;
+        },
+      );
+    }
+    const h = await (await fetch(d.url("/health"))).json();
+    assert.equal(h.circuit_breaker.providers.bedrock.state, "open", "two 503s counted: open");
+    assert.equal(h.circuit_breaker.providers.bedrock.failures, 2, "the throttle is not a failure");
+  } finally {
+    client.destroy();
+    await d.stop();
+    await bedrock.close();
+  }
+});
