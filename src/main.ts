@@ -84,7 +84,7 @@ async function main(): Promise<number> {
     fetch: globalThis.fetch,
     random: Math.random,
     routing: createRoutingState(),
-    breakerStore: createBreakerStore(
+    breakerStore: await createBreakerStore(
       first.config,
       createLogger({
         level: first.config.logging.level,

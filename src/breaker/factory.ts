@@ -1,5 +1,4 @@
 import type { Config } from "../config/mod.ts";
-import { createRedisBreakerStore } from "../state/redis_breaker_store.ts";
 import type { Logger } from "../telemetry/mod.ts";
 import { type BreakerStore, createMemoryBreakerStore } from "./store.ts";
 import { breakerTiming } from "./timing.ts";
@@ -7,13 +6,15 @@ import { breakerTiming } from "./timing.ts";
 /**
  * The breaker's state backend: the block's own `backend` (with llm-proxy's
  * `redis.address/password/db`) when given, else `state.backend` / `state.redis.url`. Built
- * once at start and kept across reloads; its timing is the first config's.
+ * once at start and kept across reloads; its timing is the first config's. The Redis client
+ * is imported only when Redis is configured: it would cost every other sidecar ~20 MB.
  */
-export function createBreakerStore(config: Config, logger: Logger): BreakerStore {
+export async function createBreakerStore(config: Config, logger: Logger): Promise<BreakerStore> {
   const cb = config.features.circuit_breaker;
   const timing = breakerTiming(cb);
   const backend = cb.backend ?? config.state.backend;
   if (!cb.enabled || backend !== "redis") return createMemoryBreakerStore(timing);
+  const { createRedisBreakerStore } = await import("../state/redis_breaker_store.ts");
   if (cb.redis) {
     return createRedisBreakerStore({
       url: `redis://${cb.redis.address}`,
