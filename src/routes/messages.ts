@@ -4,13 +4,11 @@ import type { ChatCall, ChatOutcome, ProviderAdapter } from "../providers/mod.ts
 import { type AttemptContext, resolveModel } from "../routing/mod.ts";
 import { parseMessagesRequest, toAnthropicError } from "../schema/anthropic.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
-import { encodeSseEvent, observeStream } from "../streaming/mod.ts";
+import { encodeSseEvent } from "../streaming/mod.ts";
 import { toMessagesResponse, toMessagesStream, toOpenAIChatRequest } from "../translate/mod.ts";
-import { readJsonBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
-import { runUnified, STREAM_HEADERS } from "./unified.ts";
+import { readUnifiedRequest, runUnified, unifiedResponse } from "./unified.ts";
 
-// The same as the chat completions route's: what keeps proxies from buffering a stream.
 /** Client headers an Anthropic-format provider receives as sent (versioning and betas). */
 const FORWARDED_HEADERS = ["anthropic-version", "anthropic-beta"] as const;
 
@@ -22,14 +20,8 @@ const FORWARDED_HEADERS = ["anthropic-version", "anthropic-beta"] as const;
  * malformed body to an upstream failure, answers in Anthropic's error envelope.
  */
 export async function messages(c: Context<AppEnv>): Promise<Response> {
-  c.set("errorFormat", "anthropic");
+  const { body, gateway, stream } = await readUnifiedRequest(c, "anthropic", parseMessagesRequest);
   const rt = c.get("runtime");
-  const { body, gateway } = parseMessagesRequest(
-    await readJsonBody(c.req.raw, rt.config.server.max_body_bytes),
-  );
-  const stream = body.stream === true;
-  c.set("stream", stream);
-  c.set("model", body.model);
 
   const forwarded: Record<string, string> = {};
   for (const name of FORWARDED_HEADERS) {
@@ -60,36 +52,14 @@ export async function messages(c: Context<AppEnv>): Promise<Response> {
   };
 
   const { targets, route } = resolveModel(rt.config, body.model, gateway.provider);
-  const { outcome, target, headers } = await runUnified(c, {
+  const result = await runUnified(c, {
     requested: body.model,
     targets,
     route,
     gateway,
     invoke,
   });
-  if (outcome.kind === "json") {
-    return new Response(outcome.body, {
-      status: outcome.status,
-      headers: { ...headers, "content-type": "application/json" },
-    });
-  }
-  const body$ = observeStream(outcome.body, {
-    // After the first byte there is no retry: the stream ends with an error event instead.
-    renderError: (err) => {
-      const ge = err instanceof GatewayError ? err : new GatewayError(
-        "upstream_error",
-        `Stream from provider "${target.provider}" broke: ${
-          rt.redact(String((err as Error)?.message ?? err))
-        }`,
-        { provider: target.provider },
-      );
-      return encodeSseEvent("error", toAnthropicError(ge));
-    },
-  });
-  return new Response(body$, {
-    status: outcome.status,
-    headers: { ...headers, ...STREAM_HEADERS },
-  });
+  return unifiedResponse(result, rt.redact, (ge) => encodeSseEvent("error", toAnthropicError(ge)));
 }
 
 /**

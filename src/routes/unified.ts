@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import { withHeaders } from "../errors.ts";
+import { GatewayError, withHeaders } from "../errors.ts";
 import type { ModelRouteConfig } from "../config/mod.ts";
 import {
   executeWithFailover,
@@ -9,8 +9,12 @@ import {
   type Target,
 } from "../routing/mod.ts";
 import type { GatewayOptions } from "../schema/gateway.ts";
+import type { ChatOutcome } from "../providers/mod.ts";
+import { observeStream } from "../streaming/mod.ts";
+import type { Redactor } from "../telemetry/mod.ts";
 import { readRequestFlags } from "../breaker/mod.ts";
-import type { AppEnv } from "./context.ts";
+import { readJsonBody } from "./body.ts";
+import type { AppEnv, RequestVars } from "./context.ts";
 
 /** Response headers of every SSE answer we send. */
 export const STREAM_HEADERS = {
@@ -82,6 +86,61 @@ export async function runUnified(
       "x-pilotfish-attempts": String(result.attempts.length),
     },
   };
+}
+
+/**
+ * The request of a chat-like unified route (`/v1/chat/completions`, `/v1/messages`): the
+ * error envelope is chosen first, so a malformed body is answered in it too; then the body
+ * is read and parsed, and the model and stream flag noted for the log.
+ */
+export async function readUnifiedRequest<B extends { model: string; stream?: unknown }>(
+  c: Context<AppEnv>,
+  errorFormat: NonNullable<RequestVars["errorFormat"]>,
+  parse: (raw: unknown) => { body: B; gateway: GatewayOptions },
+): Promise<{ body: B; gateway: GatewayOptions; stream: boolean }> {
+  c.set("errorFormat", errorFormat);
+  const rt = c.get("runtime");
+  const { body, gateway } = parse(await readJsonBody(c.req.raw, rt.config.server.max_body_bytes));
+  const stream = body.stream === true;
+  c.set("stream", stream);
+  c.set("model", body.model);
+  return { body, gateway, stream };
+}
+
+/**
+ * The answer of a chat-like unified route (`/v1/chat/completions`, `/v1/messages`): a JSON
+ * outcome as is, a stream with the SSE headers. After the first byte there is no retry, so
+ * a stream that breaks ends with an error event in the route's own format (`renderError`)
+ * instead; a failure that is not a GatewayError is reported as the provider's, redacted.
+ */
+export function unifiedResponse(
+  result: { outcome: ChatOutcome; target: Target; headers: Record<string, string> },
+  redact: Redactor,
+  renderError: (error: GatewayError) => Uint8Array,
+): Response {
+  const { outcome, target, headers } = result;
+  if (outcome.kind === "json") {
+    return new Response(outcome.body, {
+      status: outcome.status,
+      headers: { ...headers, "content-type": "application/json" },
+    });
+  }
+  const body = observeStream(outcome.body, {
+    renderError: (err) => {
+      const ge = err instanceof GatewayError ? err : new GatewayError(
+        "upstream_error",
+        `Stream from provider "${target.provider}" broke: ${
+          redact(String((err as Error)?.message ?? err))
+        }`,
+        { provider: target.provider },
+      );
+      return renderError(ge);
+    },
+  });
+  return new Response(body, {
+    status: outcome.status,
+    headers: { ...headers, ...STREAM_HEADERS },
+  });
 }
 
 function note(

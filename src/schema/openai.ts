@@ -101,7 +101,8 @@ export interface ParsedChatRequest {
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool", "function"]);
 
-function isObject(v: unknown): v is Record<string, unknown> {
+/** A JSON object: not null, not an array. */
+export function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 

@@ -13,7 +13,11 @@ export {
 export { createOpenAIUsageTap, findOpenAIUsage, readOpenAIUsage } from "./usage_tap.ts";
 export {
   type ChunkMeta,
+  createOpenAIChunkSender,
   createOpenAIChunkWriter,
+  createToolCallDeltas,
+  type OpenAIChunkSender,
   type OpenAIChunkWriter,
+  type ToolCallDeltas,
 } from "./openai_chunks.ts";
 export { balancedObject, createUsageSniffer, usageFromObject } from "./usage_sniff.ts";

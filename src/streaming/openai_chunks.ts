@@ -42,3 +42,71 @@ export function createOpenAIChunkWriter(meta: ChunkMeta): OpenAIChunkWriter {
       }),
   };
 }
+
+/** Writes the chunks of one translated stream, the role chunk held back (see `send`). */
+export interface OpenAIChunkSender {
+  chunk(delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null): Uint8Array;
+  /**
+   * Enqueue `bytes`, preceded the first time by the role chunk. The role chunk is held back
+   * until there is something to send after it, so an upstream error between the start of
+   * the answer and its first token still fails the stream before its first byte, while
+   * routing can fail over.
+   */
+  send(controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array): void;
+}
+
+/** `writer` is read on every chunk: a translator may create it once the upstream names an id. */
+export function createOpenAIChunkSender(writer: () => OpenAIChunkWriter): OpenAIChunkSender {
+  let greeted = false;
+  const chunk = (delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null) =>
+    writer().delta(delta, finish);
+  return {
+    chunk,
+    send(controller, bytes) {
+      if (!greeted) {
+        greeted = true;
+        controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
+      }
+      controller.enqueue(bytes);
+    },
+  };
+}
+
+/**
+ * Tool calls streamed block by block: the upstream's content-block index → the OpenAI
+ * `tool_calls` index, the ordinal of the call among the answer's tool calls.
+ */
+export interface ToolCallDeltas {
+  /** How many tool calls have started. */
+  readonly count: number;
+  /** The delta opening a call: its id (`call_<ordinal>` if none) and name; arguments follow. */
+  start(blockIndex: number, id: unknown, name: unknown): OpenAIChunkDelta;
+  /** A piece of a started call's arguments; null for a block that is not a started call. */
+  args(blockIndex: unknown, json: string): OpenAIChunkDelta | null;
+}
+
+export function createToolCallDeltas(): ToolCallDeltas {
+  const ordinals = new Map<number, number>();
+  return {
+    get count() {
+      return ordinals.size;
+    },
+    start(blockIndex, id, name) {
+      const ordinal = ordinals.size;
+      ordinals.set(blockIndex, ordinal);
+      return {
+        tool_calls: [{
+          index: ordinal,
+          id: typeof id === "string" ? id : `call_${ordinal}`,
+          type: "function",
+          function: { name: typeof name === "string" ? name : "", arguments: "" },
+        }],
+      };
+    },
+    args(blockIndex, json) {
+      const ordinal = typeof blockIndex === "number" ? ordinals.get(blockIndex) : undefined;
+      if (ordinal === undefined || json === "") return null;
+      return { tool_calls: [{ index: ordinal, function: { arguments: json } }] };
+    },
+  };
+}

@@ -1,5 +1,6 @@
-import { GatewayError } from "../../errors.ts";
+import type { GatewayError } from "../../errors.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
+import { fallbackMessage, streamFailedMessage, upstreamError } from "../shared/errors.ts";
 
 /**
  * HTTP status behind each Anthropic error `type` (API errors page). Used for `event: error`
@@ -32,20 +33,12 @@ export function fromAnthropicError(
   redact: Redactor,
 ): GatewayError {
   const parsed = readErrorBody(text);
-  let message = parsed?.message ?? "";
-  if (message === "") {
-    const trimmed = text.trim();
-    message = parsed === null && trimmed !== "" && trimmed.length < 500 && !trimmed.startsWith("{")
-      ? trimmed
-      : `Provider "${provider}" answered HTTP ${status}`;
-  }
-  const retryAfter = headers.get("retry-after");
-  return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", redact(message), {
+  const message = parsed?.message || fallbackMessage(text, parsed !== null, status, provider);
+  return upstreamError(redact(message), {
     status,
-    upstreamStatus: status,
     provider,
-    ...(parsed?.type !== undefined ? { upstreamType: parsed.type } : {}),
-    ...(retryAfter ? { headers: { "retry-after": retryAfter } } : {}),
+    upstreamType: parsed?.type,
+    retryAfter: headers.get("retry-after"),
   });
 }
 
@@ -63,12 +56,8 @@ export function fromAnthropicStreamError(
   const status = type !== undefined ? STATUS_BY_TYPE[type] : undefined;
   const message = typeof e.message === "string" && e.message !== ""
     ? redact(e.message)
-    : `Stream from provider "${provider}" failed${type ? ` (${type})` : ""}`;
-  return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", message, {
-    provider,
-    ...(status !== undefined ? { status, upstreamStatus: status } : {}),
-    ...(type !== undefined ? { upstreamType: type } : {}),
-  });
+    : streamFailedMessage(provider, type);
+  return upstreamError(message, { status, provider, upstreamType: type });
 }
 
 function readErrorBody(text: string): { type?: string; message?: string } | null {

@@ -5,6 +5,12 @@ import type {
   OpenAIToolCall,
   OpenAIUsageOut,
 } from "../../schema/openai.ts";
+import {
+  finishReasonFrom,
+  openAIUsage,
+  toChatCompletion,
+  tokenCount as n,
+} from "../shared/openai_response.ts";
 import type { AnthropicResponse, AnthropicUsage } from "./types.ts";
 
 /**
@@ -23,8 +29,7 @@ const FINISH_REASON: Readonly<Record<string, OpenAIFinishReason>> = {
 };
 
 export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
-  if (typeof stopReason !== "string") return null;
-  return FINISH_REASON[stopReason] ?? "stop";
+  return finishReasonFrom(FINISH_REASON, stopReason);
 }
 
 /**
@@ -33,16 +38,9 @@ export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
  * summed; cache reads are also reported as `prompt_tokens_details.cached_tokens`.
  */
 export function toOpenAIUsage(usage: AnthropicUsage | undefined): OpenAIUsageOut {
-  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
   const cached = n(usage?.cache_read_input_tokens);
   const prompt = n(usage?.input_tokens) + n(usage?.cache_creation_input_tokens) + cached;
-  const completion = n(usage?.output_tokens);
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completion,
-    total_tokens: prompt + completion,
-    prompt_tokens_details: { cached_tokens: cached },
-  };
+  return openAIUsage(prompt, n(usage?.output_tokens), cached);
 }
 
 /**
@@ -77,26 +75,15 @@ export function fromAnthropicResponse(
       });
     }
   }
-  return {
+  return toChatCompletion({
     id: `chatcmpl-${json.id}`,
-    object: "chat.completion",
     created,
     model: typeof json.model === "string" && json.model !== "" ? json.model : model,
-    choices: [{
-      index: 0,
-      message: {
-        role: "assistant",
-        // OpenAI sends null content beside tool calls, and "" for an empty answer.
-        content: text !== null && text !== "" ? text : toolCalls.length > 0 ? null : "",
-        refusal: null,
-        ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
-      },
-      logprobs: null,
-      finish_reason: toFinishReason(json.stop_reason),
-    }],
+    text,
+    toolCalls,
+    finish: toFinishReason(json.stop_reason),
     usage: toOpenAIUsage(json.usage),
-    system_fingerprint: null,
-  };
+  });
 }
 
 function isAnthropicMessage(v: unknown): v is AnthropicResponse {

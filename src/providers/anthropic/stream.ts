@@ -1,15 +1,16 @@
-import { GatewayError } from "../../errors.ts";
-import type { OpenAIUsage } from "../../schema/openai.ts";
+import { isObject, type OpenAIUsage } from "../../schema/openai.ts";
 import {
+  createOpenAIChunkSender,
   createOpenAIChunkWriter,
   createSseDataStream,
+  createToolCallDeltas,
   type OpenAIChunkWriter,
   SSE_DONE,
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
+import { brokenStream } from "../shared/errors.ts";
 import { fromAnthropicStreamError } from "./errors.ts";
 import { toFinishReason, toOpenAIUsage } from "./response.ts";
-import type { OpenAIChunkDelta, OpenAIFinishReason } from "../../schema/openai.ts";
 import type { AnthropicUsage } from "./types.ts";
 
 export interface AnthropicStreamContext {
@@ -60,31 +61,16 @@ export function createAnthropicStreamTransformer(
     includeUsage: ctx.includeUsage,
   });
   let started = false;
-  let greeted = false;
   let finished = false;
   let stopped = false;
   let usage: AnthropicUsage = {};
   /** Anthropic content-block index → OpenAI tool_calls index (ordinal among tool_use blocks). */
-  const toolOrdinal = new Map<number, number>();
+  const toolCalls = createToolCallDeltas();
 
-  const chunk = (delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null) =>
-    writer.delta(delta, finish);
-  /**
-   * The role chunk is held back until there is something to send after it, so an upstream
-   * `error` between message_start and the first token (Anthropic's mid-stream overload)
-   * still fails the stream before its first byte, while routing can fail over.
-   */
-  const send = (controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
-    if (!greeted) {
-      greeted = true;
-      controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
-    }
-    controller.enqueue(bytes);
-  };
-  const broken = (why: string) =>
-    new GatewayError("upstream_error", `Stream from provider "${ctx.provider}" ${why}`, {
-      provider: ctx.provider,
-    });
+  // The role chunk waits for content: an upstream `error` between message_start and the
+  // first token (Anthropic's mid-stream overload) can still fail over.
+  const { chunk, send } = createOpenAIChunkSender(() => writer);
+  const broken = (why: string) => brokenStream(ctx.provider, why);
 
   return new TransformStream<string, Uint8Array>({
     transform(data, controller) {
@@ -119,23 +105,8 @@ export function createAnthropicStreamTransformer(
           if (block.type === "text" && typeof block.text === "string" && block.text !== "") {
             send(controller, chunk({ content: block.text }, null));
           } else if (block.type === "tool_use" && typeof index === "number") {
-            const ordinal = toolOrdinal.size;
-            toolOrdinal.set(index, ordinal);
-            send(
-              controller,
-              chunk({
-                tool_calls: [{
-                  index: ordinal,
-                  id: typeof block.id === "string" ? block.id : `call_${ordinal}`,
-                  type: "function",
-                  // The block starts with `input: {}`; the arguments arrive as input_json_delta.
-                  function: {
-                    name: typeof block.name === "string" ? block.name : "",
-                    arguments: "",
-                  },
-                }],
-              }, null),
-            );
+            // The block starts with `input: {}`; the arguments arrive as input_json_delta.
+            send(controller, chunk(toolCalls.start(index, block.id, block.name), null));
           }
           // thinking, redacted_thinking and server-tool blocks have no OpenAI chunk form.
           return;
@@ -145,18 +116,9 @@ export function createAnthropicStreamTransformer(
           if (delta.type === "text_delta" && typeof delta.text === "string" && delta.text !== "") {
             send(controller, chunk({ content: delta.text }, null));
           } else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
-            // Only client tools are in the map; a server_tool_use block's input is skipped.
-            const ordinal = typeof event.index === "number"
-              ? toolOrdinal.get(event.index)
-              : undefined;
-            if (ordinal !== undefined && delta.partial_json !== "") {
-              send(
-                controller,
-                chunk({
-                  tool_calls: [{ index: ordinal, function: { arguments: delta.partial_json } }],
-                }, null),
-              );
-            }
+            // Only client tools are started; a server_tool_use block's input is skipped.
+            const args = toolCalls.args(event.index, delta.partial_json);
+            if (args !== null) send(controller, chunk(args, null));
           }
           return;
         }
@@ -230,8 +192,4 @@ export function mergeUsage(into: AnthropicUsage, from: unknown): AnthropicUsage 
     if (typeof v === "number") out[key] = v;
   }
   return out;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }

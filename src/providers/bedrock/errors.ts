@@ -1,5 +1,6 @@
-import { GatewayError } from "../../errors.ts";
+import type { GatewayError } from "../../errors.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
+import { fallbackMessage, streamFailedMessage, upstreamError } from "../shared/errors.ts";
 
 /**
  * HTTP status behind each Bedrock Runtime exception (Converse / ConverseStream API
@@ -46,25 +47,14 @@ export function fromBedrockError(
 ): GatewayError {
   const parsed = readErrorBody(text);
   const type = exceptionName(headers.get("x-amzn-errortype") ?? parsed?.type ?? "");
-  let message = parsed?.message ?? "";
-  if (message === "") {
-    const trimmed = text.trim();
-    message = parsed === null && trimmed !== "" && trimmed.length < 500 && !trimmed.startsWith("{")
-      ? trimmed
-      : `Provider "${provider}" answered HTTP ${status}${type ? ` (${type})` : ""}`;
-  }
-  const retryAfter = headers.get("retry-after");
-  return new GatewayError(
-    status === 429 ? "rate_limited" : "upstream_error",
-    clean(message, redact),
-    {
-      status,
-      upstreamStatus: status,
-      provider,
-      ...(type !== "" ? { upstreamType: type } : {}),
-      ...(retryAfter ? { headers: { "retry-after": retryAfter } } : {}),
-    },
-  );
+  const message = parsed?.message ||
+    fallbackMessage(text, parsed !== null, status, provider, { detail: type });
+  return upstreamError(clean(message, redact), {
+    status,
+    provider,
+    upstreamType: type !== "" ? type : undefined,
+    retryAfter: headers.get("retry-after"),
+  });
 }
 
 /**
@@ -83,14 +73,8 @@ export function fromBedrockStreamException(
 ): GatewayError {
   const type = exceptionType === "" ? "" : exceptionType[0]!.toUpperCase() + exceptionType.slice(1);
   const status = STATUS_BY_EXCEPTION[type];
-  const text = message !== ""
-    ? clean(message, redact)
-    : `Stream from provider "${provider}" failed${type ? ` (${type})` : ""}`;
-  return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", text, {
-    provider,
-    ...(status !== undefined ? { status, upstreamStatus: status } : {}),
-    ...(type !== "" ? { upstreamType: type } : {}),
-  });
+  const text = message !== "" ? clean(message, redact) : streamFailedMessage(provider, type);
+  return upstreamError(text, { status, provider, upstreamType: type !== "" ? type : undefined });
 }
 
 /** `ThrottlingException:http://...` or `com.amazon.coral.service#ExpiredTokenException` → name. */

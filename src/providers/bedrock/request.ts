@@ -1,5 +1,31 @@
 import { GatewayError } from "../../errors.ts";
-import type { OpenAIChatRequest, OpenAIContentPart, OpenAIMessage } from "../../schema/openai.ts";
+import {
+  isObject,
+  type OpenAIChatRequest,
+  type OpenAIContentPart,
+  type OpenAIMessage,
+} from "../../schema/openai.ts";
+import {
+  base64DataUrl,
+  contentTexts,
+  createTurns,
+  functionTools,
+  imageUrl,
+  invalid,
+  maxTokensOf,
+  noMessages,
+  OPENAI_ONLY_PARAMS,
+  type RejectedParam,
+  rejectParams,
+  stopSequences,
+  toJsonInstruction,
+  toolCallId,
+  toolCallsOf,
+  toolChoiceOf,
+  toolChoiceRequiresTools,
+  userContent,
+  visitMessages,
+} from "../shared/openai_request.ts";
 import type {
   ConverseContentBlock,
   ConverseImageBlock,
@@ -21,20 +47,8 @@ import type {
  * `parallel_tool_calls: false` is among them: Converse has no switch for it, and a caller
  * that asked for one call at a time must not get three.
  */
-const REJECTED: ReadonlyArray<readonly [string, (v: unknown) => boolean]> = [
-  ["n", (v) => v !== 1],
-  ["logprobs", (v) => v !== false],
-  ["top_logprobs", (v) => v !== 0],
-  ["presence_penalty", (v) => v !== 0],
-  ["frequency_penalty", (v) => v !== 0],
-  ["logit_bias", (v) => !isObject(v) || Object.keys(v).length > 0],
-  ["audio", () => true],
-  ["modalities", (v) => !Array.isArray(v) || v.some((m) => m !== "text")],
-  ["prediction", () => true],
-  ["reasoning_effort", () => true],
-  ["web_search_options", () => true],
-  ["functions", () => true],
-  ["function_call", () => true],
+const REJECTED: ReadonlyArray<RejectedParam> = [
+  ...OPENAI_ONLY_PARAMS,
   ["parallel_tool_calls", (v) => v !== true],
 ];
 
@@ -64,20 +78,11 @@ export function toConverseRequest(
   body: OpenAIChatRequest,
   provider = "bedrock",
 ): ConverseRequest {
-  for (const [param, isActive] of REJECTED) {
-    const v = body[param];
-    if (v !== undefined && v !== null && isActive(v)) throw unsupported(param, provider);
-  }
+  rejectParams(body, REJECTED, provider);
 
   const system: ConverseTextBlock[] = [];
   const messages = toConverseMessages(body.messages, system, provider);
-  if (messages.length === 0) {
-    throw new GatewayError(
-      "invalid_request",
-      `"messages" must contain a user or assistant message for provider "${provider}"`,
-      { param: "messages", provider },
-    );
-  }
+  if (messages.length === 0) throw noMessages(provider);
   const jsonInstruction = toJsonInstruction(body.response_format, provider);
   if (jsonInstruction !== null) system.push({ text: jsonInstruction });
 
@@ -91,7 +96,7 @@ export function toConverseRequest(
   if (tools.length === 0) {
     // "auto" and "none" without tools mean what no tool_choice means; forcing a tool does not.
     if (choice !== null && choice !== "none" && !("auto" in choice)) {
-      throw invalid(`"tool_choice" requires "tools"`, "tool_choice");
+      throw toolChoiceRequiresTools();
     }
     return out;
   }
@@ -125,50 +130,25 @@ function toConverseMessages(
   system: ConverseTextBlock[],
   provider: string,
 ): ConverseMessage[] {
-  const turns: ConverseMessage[] = [];
-  const push = (role: ConverseMessage["role"], blocks: ConverseContentBlock[]) => {
-    if (blocks.length === 0) return;
-    const last = turns.at(-1);
-    if (last?.role === role) last.content.push(...blocks);
-    else turns.push({ role, content: blocks });
-  };
-  messages.forEach((m, i) => {
-    const at = `messages[${i}]`;
-    switch (m.role) {
-      case "system":
-      case "developer": {
-        const text = textBlocks(m.content, at, provider).map((b) => b.text).join("\n\n");
-        if (text !== "") system.push({ text });
-        break;
-      }
-      case "user":
-        push("user", userBlocks(m.content, at, provider));
-        break;
-      case "assistant":
-        if (m.function_call !== undefined && m.function_call !== null) {
-          throw unsupported(`${at}.function_call`, provider);
-        }
-        push("assistant", [
-          ...textBlocks(m.content, at, provider),
-          ...toolUseBlocks(m.tool_calls, at),
-        ]);
-        break;
-      case "tool":
-        push("user", [toolResultBlock(m, at, provider)]);
-        break;
-      default:
-        // The legacy `function` role carries no call id to pair with a toolUse block.
-        throw new GatewayError(
-          "invalid_request",
-          `Role "${m.role}" in ${at} is not supported by provider "${provider}"; use "tool"`,
-          { param: `${at}.role`, provider },
-        );
-    }
+  const { turns, push } = createTurns<ConverseMessage["role"], ConverseContentBlock>();
+  visitMessages(messages, provider, {
+    system(m, at) {
+      const text = textBlocks(m.content, at, provider).map((b) => b.text).join("\n\n");
+      if (text !== "") system.push({ text });
+    },
+    user: (m, at) => push("user", userBlocks(m.content, at, provider)),
+    assistant(m, at) {
+      push("assistant", [
+        ...textBlocks(m.content, at, provider),
+        ...toolUseBlocks(m.tool_calls, at),
+      ]);
+    },
+    tool: (m, at) => push("user", [toolResultBlock(m, at, provider)]),
   });
-  for (const turn of turns) {
-    if (turn.role === "user") turn.content = resultsFirst(turn.content);
-  }
-  return turns;
+  return turns.map(({ role, blocks }) => ({
+    role,
+    content: role === "user" ? resultsFirst(blocks) : blocks,
+  }));
 }
 
 function resultsFirst(blocks: ConverseContentBlock[]): ConverseContentBlock[] {
@@ -183,16 +163,7 @@ function textBlocks(
   at: string,
   provider: string,
 ): ConverseTextBlock[] {
-  if (content === undefined || content === null) return [];
-  if (typeof content === "string") return textBlock(content);
-  return content.flatMap((part, j) => {
-    if (part.type === "text") return textBlock(partText(part, "text", `${at}.content[${j}]`));
-    // An assistant's earlier refusal is what it said; keep it as text.
-    if (part.type === "refusal") {
-      return textBlock(partText(part, "refusal", `${at}.content[${j}]`));
-    }
-    throw unsupportedPart(part, `${at}.content[${j}]`, provider);
-  });
+  return contentTexts(content, at, provider).flatMap(textBlock);
 }
 
 function userBlocks(
@@ -200,14 +171,13 @@ function userBlocks(
   at: string,
   provider: string,
 ): (ConverseTextBlock | ConverseImageBlock)[] {
-  if (content === undefined || content === null) return [];
-  if (typeof content === "string") return textBlock(content);
-  return content.flatMap((part, j): (ConverseTextBlock | ConverseImageBlock)[] => {
-    const where = `${at}.content[${j}]`;
-    if (part.type === "text") return textBlock(partText(part, "text", where));
-    if (part.type === "image_url") return [imageBlock(part, where, provider)];
-    throw unsupportedPart(part, where, provider);
-  });
+  return userContent<ConverseTextBlock | ConverseImageBlock>(
+    content,
+    at,
+    provider,
+    textBlock,
+    (part, where) => imageBlock(part, where, provider),
+  );
 }
 
 /**
@@ -218,31 +188,19 @@ function textBlock(text: string): ConverseTextBlock[] {
   return text.trim() === "" ? [] : [{ text }];
 }
 
-function partText(part: OpenAIContentPart, field: string, at: string): string {
-  const text = part[field];
-  if (typeof text !== "string") {
-    throw invalid(`"${at}.${field}" must be a string`, `${at}.${field}`);
-  }
-  return text;
-}
-
 /**
  * Converse takes images as bytes (base64 in JSON) or an S3 location, never by URL: a
  * `data:` URL becomes bytes, an `s3://` URL an `s3Location`. An http(s) URL is refused
  * rather than fetched: the sidecar only talks to configured hosts.
  */
 function imageBlock(part: OpenAIContentPart, at: string, provider: string): ConverseImageBlock {
-  const ref = part.image_url;
-  const url = typeof ref === "string" ? ref : isObject(ref) ? ref.url : undefined;
-  const param = `${at}.image_url.url`;
-  if (typeof url !== "string") throw invalid(`"${param}" must be a string`, param);
+  const { url, param } = imageUrl(part, at);
   if (url.startsWith("data:")) {
-    const comma = url.indexOf(",");
-    const meta = comma < 0 ? [] : url.slice(5, comma).split(";");
-    const mediaType = (meta[0] ?? "").toLowerCase();
-    if (mediaType === "" || !meta.includes("base64")) {
+    const data = base64DataUrl(url);
+    if (data === null) {
       throw invalid(`"${param}" must be a base64 data URL ("data:image/png;base64,...")`, param);
     }
+    const mediaType = data.mediaType.toLowerCase();
     const format = IMAGE_FORMATS[mediaType];
     if (format === undefined) {
       throw new GatewayError(
@@ -252,7 +210,7 @@ function imageBlock(part: OpenAIContentPart, at: string, provider: string): Conv
         { param, provider },
       );
     }
-    return { image: { format, source: { bytes: url.slice(comma + 1) } } };
+    return { image: { format, source: { bytes: data.data } } };
   }
   if (url.startsWith("s3://")) {
     const ext = /\.([a-z]+)$/i.exec(url)?.[1]?.toLowerCase() ?? "";
@@ -271,43 +229,9 @@ function imageBlock(part: OpenAIContentPart, at: string, provider: string): Conv
 }
 
 function toolUseBlocks(toolCalls: unknown, at: string): ConverseToolUseBlock[] {
-  if (toolCalls === undefined || toolCalls === null) return [];
-  if (!Array.isArray(toolCalls)) {
-    throw invalid(`"${at}.tool_calls" must be an array`, `${at}.tool_calls`);
-  }
-  return toolCalls.map((call: unknown, j) => {
-    const where = `${at}.tool_calls[${j}]`;
-    const fn = isObject(call) ? call.function : undefined;
-    if (!isObject(call) || typeof call.id !== "string" || !isObject(fn)) {
-      throw invalid(`"${where}" must have an "id" and a "function"`, where);
-    }
-    if (typeof fn.name !== "string" || fn.name === "") {
-      throw invalid(
-        `"${where}.function.name" must be a non-empty string`,
-        `${where}.function.name`,
-      );
-    }
-    return {
-      toolUse: { toolUseId: call.id, name: fn.name, input: toolInput(fn.arguments, where) },
-    };
-  });
-}
-
-/** Converse wants the tool input as a JSON object; OpenAI carries it as a JSON string. */
-function toolInput(args: unknown, where: string): Record<string, unknown> {
-  const param = `${where}.function.arguments`;
-  if (args === undefined || args === null || args === "") return {};
-  if (isObject(args)) return args;
-  if (typeof args === "string") {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(args);
-    } catch {
-      throw invalid(`"${param}" must be a JSON object string`, param);
-    }
-    if (isObject(parsed)) return parsed;
-  }
-  throw invalid(`"${param}" must be a JSON object string`, param);
+  return toolCallsOf(toolCalls, at).map(({ id, name, args }) => ({
+    toolUse: { toolUseId: id, name, input: args },
+  }));
 }
 
 /**
@@ -316,13 +240,11 @@ function toolInput(args: unknown, where: string): Record<string, unknown> {
  * An empty result is sent as one space, since blank text is refused.
  */
 function toolResultBlock(m: OpenAIMessage, at: string, provider: string): ConverseToolResultBlock {
-  if (typeof m.tool_call_id !== "string" || m.tool_call_id === "") {
-    throw invalid(`Missing required field "${at}.tool_call_id"`, `${at}.tool_call_id`);
-  }
+  const id = toolCallId(m, at);
   const blocks = userBlocks(m.content, at, provider);
   return {
     toolResult: {
-      toolUseId: m.tool_call_id,
+      toolUseId: id,
       content: blocks.length > 0 ? blocks : [{ text: " " }],
     },
   };
@@ -331,16 +253,7 @@ function toolResultBlock(m: OpenAIMessage, at: string, provider: string): Conver
 // ---- Tools, inference parameters, JSON mode ------------------------------------------------
 
 function toConverseTools(tools: unknown): ConverseTool[] {
-  if (!Array.isArray(tools)) return [];
-  return tools.map((tool: unknown, i) => {
-    const at = `tools[${i}]`;
-    if (!isObject(tool) || tool.type !== "function" || !isObject(tool.function)) {
-      throw invalid(`"${at}" must be {"type":"function","function":{...}}`, `${at}.type`);
-    }
-    const fn = tool.function;
-    if (typeof fn.name !== "string" || fn.name === "") {
-      throw invalid(`"${at}.function.name" must be a non-empty string`, `${at}.function.name`);
-    }
+  return functionTools(tools).map(({ fn }) => {
     // `inputSchema` is required by Converse; OpenAI lets a no-argument function omit it.
     const spec: ConverseTool["toolSpec"] = {
       name: fn.name,
@@ -357,20 +270,12 @@ function toConverseTools(tools: unknown): ConverseTool[] {
 
 /** null when absent (Converse's default is auto, so nothing is sent that was not asked). */
 function parseToolChoice(choice: unknown): ConverseToolChoice | "none" | null {
-  if (choice === undefined || choice === null) return null;
-  if (choice === "auto") return { auto: {} };
-  if (choice === "required") return { any: {} };
-  if (choice === "none") return "none";
-  if (
-    isObject(choice) && choice.type === "function" && isObject(choice.function) &&
-    typeof choice.function.name === "string"
-  ) {
-    return { tool: { name: choice.function.name } };
-  }
-  throw invalid(
-    `"tool_choice" must be "none", "auto", "required" or {"type":"function","function":{"name":...}}`,
-    "tool_choice",
-  );
+  const parsed = toolChoiceOf(choice);
+  if (parsed === null) return null;
+  if (parsed === "auto") return { auto: {} };
+  if (parsed === "required") return { any: {} };
+  if (parsed === "none") return "none";
+  return { tool: { name: parsed.name } };
 }
 
 /**
@@ -382,88 +287,18 @@ function parseToolChoice(choice: unknown): ConverseToolChoice | "none" | null {
  */
 function toInferenceConfig(body: OpenAIChatRequest): ConverseInferenceConfig {
   const out: ConverseInferenceConfig = {};
-  for (const field of ["max_completion_tokens", "max_tokens"]) {
-    const v = body[field];
-    if (typeof v === "number") {
-      out.maxTokens = v;
-      break;
-    }
-  }
+  const maxTokens = maxTokensOf(body);
+  if (maxTokens !== null) out.maxTokens = maxTokens;
   if (typeof body.temperature === "number") out.temperature = Math.min(body.temperature, 1);
   if (typeof body.top_p === "number") out.topP = body.top_p;
-  const stop = toStopSequences(body.stop);
+  const stop = stopSequences(body.stop);
   if (stop.length > 0) out.stopSequences = stop;
   return out;
 }
 
-function toStopSequences(stop: unknown): string[] {
-  if (stop === undefined || stop === null) return [];
-  if (typeof stop === "string") return stop === "" ? [] : [stop];
-  if (Array.isArray(stop) && stop.every((s) => typeof s === "string")) {
-    return (stop as string[]).filter((s) => s !== "");
-  }
-  throw invalid(`"stop" must be a string or an array of strings`, "stop");
-}
-
-/**
+/*
  * Converse has no JSON mode common to its models, so `response_format` becomes an
- * instruction appended to the system prompt: a strong hint, not a guarantee, the same
- * contract as the Anthropic translation and OpenAI's own `json_object` mode.
+ * instruction appended to the system prompt (`toJsonInstruction`): a strong hint, not a
+ * guarantee, the same contract as the Anthropic translation and OpenAI's own `json_object`
+ * mode.
  */
-function toJsonInstruction(format: unknown, provider: string): string | null {
-  if (format === undefined || format === null) return null;
-  if (!isObject(format) || typeof format.type !== "string") {
-    throw invalid(`"response_format" must be an object with a "type"`, "response_format");
-  }
-  switch (format.type) {
-    case "text":
-      return null;
-    case "json_object":
-      return "Respond with a single valid JSON object and nothing else: no prose, no Markdown code fences.";
-    case "json_schema": {
-      const spec = format.json_schema;
-      if (!isObject(spec) || !isObject(spec.schema)) {
-        throw invalid(
-          `"response_format.json_schema.schema" must be an object`,
-          "response_format.json_schema.schema",
-        );
-      }
-      const name = typeof spec.name === "string" ? ` named "${spec.name}"` : "";
-      return `Respond with a single valid JSON object${name} that conforms to this JSON Schema, ` +
-        `and nothing else: no prose, no Markdown code fences.\n<json_schema>\n` +
-        `${JSON.stringify(spec.schema)}\n</json_schema>`;
-    }
-    default:
-      throw new GatewayError(
-        "invalid_request",
-        `"response_format.type" "${format.type}" is not supported by provider "${provider}"`,
-        { param: "response_format.type", provider },
-      );
-  }
-}
-
-// ---- Helpers -------------------------------------------------------------------------------
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
-
-function invalid(message: string, param: string): GatewayError {
-  return new GatewayError("invalid_request", message, { param });
-}
-
-function unsupported(param: string, provider: string): GatewayError {
-  return new GatewayError(
-    "invalid_request",
-    `Parameter "${param}" is not supported by provider "${provider}"`,
-    { param, provider },
-  );
-}
-
-function unsupportedPart(part: OpenAIContentPart, at: string, provider: string): GatewayError {
-  return new GatewayError(
-    "invalid_request",
-    `Content part type "${part.type}" in ${at} is not supported by provider "${provider}"`,
-    { param: `${at}.type`, provider },
-  );
-}

@@ -1,10 +1,17 @@
 import { GatewayError } from "../../errors.ts";
-import type {
-  OpenAIChatCompletion,
-  OpenAIFinishReason,
-  OpenAIToolCall,
-  OpenAIUsageOut,
+import {
+  isObject,
+  type OpenAIChatCompletion,
+  type OpenAIFinishReason,
+  type OpenAIToolCall,
+  type OpenAIUsageOut,
 } from "../../schema/openai.ts";
+import {
+  finishReasonFrom,
+  openAIUsage,
+  toChatCompletion,
+  tokenCount as n,
+} from "../shared/openai_response.ts";
 import type { ConverseResponse, ConverseUsage } from "./types.ts";
 
 /**
@@ -23,8 +30,7 @@ const FINISH_REASON: Readonly<Record<string, OpenAIFinishReason>> = {
 };
 
 export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
-  if (typeof stopReason !== "string") return null;
-  return FINISH_REASON[stopReason] ?? "stop";
+  return finishReasonFrom(FINISH_REASON, stopReason);
 }
 
 /**
@@ -33,16 +39,9 @@ export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
  * summed; cache reads are also `prompt_tokens_details.cached_tokens`.
  */
 export function toOpenAIUsage(usage: ConverseUsage | undefined): OpenAIUsageOut {
-  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
   const cached = n(usage?.cacheReadInputTokens);
   const prompt = n(usage?.inputTokens) + n(usage?.cacheWriteInputTokens) + cached;
-  const completion = n(usage?.outputTokens);
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completion,
-    total_tokens: prompt + completion,
-    prompt_tokens_details: { cached_tokens: cached },
-  };
+  return openAIUsage(prompt, n(usage?.outputTokens), cached);
 }
 
 export interface ConverseResponseContext {
@@ -81,27 +80,15 @@ export function fromConverseResponse(
     const call = toToolCall(block.toolUse, toolCalls.length);
     if (call !== null) toolCalls.push(call);
   }
-  return {
+  return toChatCompletion({
     id: `chatcmpl-${ctx.id}`,
-    object: "chat.completion",
     created: ctx.created ?? Math.floor(Date.now() / 1000),
     model: ctx.model,
-    choices: [{
-      index: 0,
-      message: {
-        role: "assistant",
-        // OpenAI sends null content beside tool calls, and "" for an empty answer.
-        content: text !== null && text !== "" ? text : toolCalls.length > 0 ? null : "",
-        refusal: null,
-        ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
-      },
-      logprobs: null,
-      finish_reason: toFinishReason(json.stopReason) ??
-        (toolCalls.length > 0 ? "tool_calls" : "stop"),
-    }],
+    text,
+    toolCalls,
+    finish: toFinishReason(json.stopReason) ?? (toolCalls.length > 0 ? "tool_calls" : "stop"),
     usage: toOpenAIUsage(json.usage),
-    system_fingerprint: null,
-  };
+  });
 }
 
 function toToolCall(toolUse: unknown, ordinal: number): OpenAIToolCall | null {
@@ -117,8 +104,4 @@ function isConverseResponse(v: unknown): v is ConverseResponse {
   if (!isObject(v) || !isObject(v.output) || !isObject(v.output.message)) return false;
   const content = v.output.message.content;
   return Array.isArray(content) && content.every(isObject);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }

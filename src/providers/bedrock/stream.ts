@@ -1,7 +1,12 @@
-import { GatewayError } from "../../errors.ts";
-import type { OpenAIChunkDelta, OpenAIFinishReason, OpenAIUsage } from "../../schema/openai.ts";
-import { createOpenAIChunkWriter, SSE_DONE } from "../../streaming/mod.ts";
+import { isObject, type OpenAIUsage } from "../../schema/openai.ts";
+import {
+  createOpenAIChunkSender,
+  createOpenAIChunkWriter,
+  createToolCallDeltas,
+  SSE_DONE,
+} from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
+import { brokenStream } from "../shared/errors.ts";
 import { fromBedrockStreamException } from "./errors.ts";
 import { createEventStreamDecoder, type EventStreamMessage, stringHeader } from "./eventstream.ts";
 import { toFinishReason, toOpenAIUsage } from "./response.ts";
@@ -58,30 +63,15 @@ export function createBedrockStreamTransformer(
     includeUsage: ctx.includeUsage,
   });
   const decoder = new TextDecoder();
-  let greeted = false;
   let stopped = false;
   let usage: ConverseUsage | undefined;
   /** Converse contentBlockIndex → OpenAI tool_calls index (ordinal among toolUse blocks). */
-  const toolOrdinal = new Map<number, number>();
+  const toolCalls = createToolCallDeltas();
 
-  const chunk = (delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null) =>
-    writer.delta(delta, finish);
-  /**
-   * The role chunk is held back until there is something to send after it, so an exception
-   * between messageStart and the first token still fails the stream before its first
-   * byte, while routing can fail over.
-   */
-  const send = (controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
-    if (!greeted) {
-      greeted = true;
-      controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
-    }
-    controller.enqueue(bytes);
-  };
-  const broken = (why: string) =>
-    new GatewayError("upstream_error", `Stream from provider "${ctx.provider}" ${why}`, {
-      provider: ctx.provider,
-    });
+  // The role chunk waits for content: an exception between messageStart and the first
+  // token can still fail over.
+  const { chunk, send } = createOpenAIChunkSender(() => writer);
+  const broken = (why: string) => brokenStream(ctx.provider, why);
 
   return new TransformStream<EventStreamMessage, Uint8Array>({
     transform(message, controller) {
@@ -116,23 +106,8 @@ export function createBedrockStreamTransformer(
           const toolUse = start.toolUse;
           const index = event.contentBlockIndex;
           if (isObject(toolUse) && typeof index === "number") {
-            const ordinal = toolOrdinal.size;
-            toolOrdinal.set(index, ordinal);
-            send(
-              controller,
-              chunk({
-                tool_calls: [{
-                  index: ordinal,
-                  id: typeof toolUse.toolUseId === "string" ? toolUse.toolUseId : `call_${ordinal}`,
-                  type: "function",
-                  // The arguments follow as contentBlockDelta `toolUse.input` pieces.
-                  function: {
-                    name: typeof toolUse.name === "string" ? toolUse.name : "",
-                    arguments: "",
-                  },
-                }],
-              }, null),
-            );
+            // The arguments follow as contentBlockDelta `toolUse.input` pieces.
+            send(controller, chunk(toolCalls.start(index, toolUse.toolUseId, toolUse.name), null));
           }
           return;
         }
@@ -141,17 +116,8 @@ export function createBedrockStreamTransformer(
           if (typeof delta.text === "string") {
             if (delta.text !== "") send(controller, chunk({ content: delta.text }, null));
           } else if (isObject(delta.toolUse) && typeof delta.toolUse.input === "string") {
-            const ordinal = typeof event.contentBlockIndex === "number"
-              ? toolOrdinal.get(event.contentBlockIndex)
-              : undefined;
-            if (ordinal !== undefined && delta.toolUse.input !== "") {
-              send(
-                controller,
-                chunk({
-                  tool_calls: [{ index: ordinal, function: { arguments: delta.toolUse.input } }],
-                }, null),
-              );
-            }
+            const args = toolCalls.args(event.contentBlockIndex, delta.toolUse.input);
+            if (args !== null) send(controller, chunk(args, null));
           }
           // reasoningContent, citations and other deltas have no OpenAI chunk form.
           return;
@@ -160,7 +126,7 @@ export function createBedrockStreamTransformer(
           if (stopped) return;
           stopped = true;
           const finish = toFinishReason(event.stopReason) ??
-            (toolOrdinal.size > 0 ? "tool_calls" : "stop");
+            (toolCalls.count > 0 ? "tool_calls" : "stop");
           send(controller, chunk({}, finish));
           return;
         }
@@ -196,8 +162,4 @@ function exceptionMessage(payload: string): string {
     // not JSON
   }
   return payload.length < 500 ? payload.trim() : "";
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }

@@ -1,5 +1,6 @@
-import { GatewayError } from "../../errors.ts";
+import type { GatewayError } from "../../errors.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
+import { fallbackMessage, streamFailedMessage, upstreamError } from "../shared/errors.ts";
 
 /**
  * Map a non-2xx Gemini reply to a GatewayError that keeps the HTTP status, the message
@@ -23,23 +24,14 @@ export function fromGeminiError(
   redact: Redactor,
 ): GatewayError {
   const parsed = readErrorBody(text);
-  let message = parsed?.message ?? "";
-  if (message === "") {
-    const trimmed = text.trim();
-    message = parsed === null && trimmed !== "" && trimmed.length < 500 &&
-        !trimmed.startsWith("{") && !trimmed.startsWith("[")
-      ? trimmed
-      : `Provider "${provider}" answered HTTP ${status}`;
-  }
+  const message = parsed?.message ||
+    fallbackMessage(text, parsed !== null, status, provider, { opaque: ["{", "["] });
   const keyInvalid = status === 400 && hasReason(parsed?.details, "API_KEY_INVALID");
-  const effective = keyInvalid ? 401 : status;
-  const retryAfter = headers.get("retry-after") ?? retryDelaySeconds(parsed?.details);
-  return new GatewayError(effective === 429 ? "rate_limited" : "upstream_error", redact(message), {
-    status: effective,
-    upstreamStatus: effective,
+  return upstreamError(redact(message), {
+    status: keyInvalid ? 401 : status,
     provider,
-    ...(parsed?.status !== undefined ? { upstreamCode: parsed.status } : {}),
-    ...(retryAfter ? { headers: { "retry-after": retryAfter } } : {}),
+    upstreamCode: parsed?.status,
+    retryAfter: headers.get("retry-after") ?? retryDelaySeconds(parsed?.details),
   });
 }
 
@@ -56,12 +48,8 @@ export function fromGeminiStreamError(
   const status = e.code !== undefined && e.code >= 400 && e.code <= 599 ? e.code : undefined;
   const message = e.message !== undefined && e.message !== ""
     ? redact(e.message)
-    : `Stream from provider "${provider}" failed${e.status ? ` (${e.status})` : ""}`;
-  return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", message, {
-    provider,
-    ...(status !== undefined ? { status, upstreamStatus: status } : {}),
-    ...(e.status !== undefined ? { upstreamCode: e.status } : {}),
-  });
+    : streamFailedMessage(provider, e.status);
+  return upstreamError(message, { status, provider, upstreamCode: e.status });
 }
 
 interface ErrorFields {

@@ -1,5 +1,15 @@
 import { GatewayError } from "../../errors.ts";
-import type { OpenAIChatCompletion, OpenAIFinishReason } from "../../schema/openai.ts";
+import {
+  isObject,
+  type OpenAIChatCompletion,
+  type OpenAIFinishReason,
+} from "../../schema/openai.ts";
+import {
+  finishReasonFrom,
+  openAIUsage,
+  toChatCompletion,
+  tokenCount as n,
+} from "../shared/openai_response.ts";
 import type {
   GeminiCandidate,
   GeminiOpenAIToolCall,
@@ -32,8 +42,7 @@ const FINISH_REASON: Readonly<Record<string, OpenAIFinishReason>> = {
  * clients key their tool loop on it. A truncated or filtered answer keeps its own reason.
  */
 export function toFinishReason(reason: unknown, hasToolCalls: boolean): OpenAIFinishReason | null {
-  if (typeof reason !== "string") return null;
-  const mapped = FINISH_REASON[reason] ?? "stop";
+  const mapped = finishReasonFrom(FINISH_REASON, reason);
   return mapped === "stop" && hasToolCalls ? "tool_calls" : mapped;
 }
 
@@ -46,15 +55,11 @@ export function toFinishReason(reason: unknown, hasToolCalls: boolean): OpenAIFi
  */
 export function toOpenAIUsage(meta: unknown): GeminiOpenAIUsage {
   const m = isObject(meta) ? meta : {};
-  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
   const thoughts = n(m.thoughtsTokenCount);
   const prompt = n(m.promptTokenCount) + n(m.toolUsePromptTokenCount);
   const completion = n(m.candidatesTokenCount) + thoughts;
   return {
-    prompt_tokens: prompt,
-    completion_tokens: completion,
-    total_tokens: prompt + completion,
-    prompt_tokens_details: { cached_tokens: n(m.cachedContentTokenCount) },
+    ...openAIUsage(prompt, completion, n(m.cachedContentTokenCount)),
     completion_tokens_details: { reasoning_tokens: thoughts },
   };
 }
@@ -146,36 +151,21 @@ export function fromGeminiResponse(
     ? "content_filter"
     : toFinishReason(candidate?.finishReason, toolCalls.length > 0) ??
       (toolCalls.length > 0 ? "tool_calls" : "stop");
-  return {
+  return toChatCompletion({
     id: `chatcmpl-${typeof json.responseId === "string" ? json.responseId : newId()}`,
-    object: "chat.completion",
     created: opts.created ?? Math.floor(Date.now() / 1000),
     model: typeof json.modelVersion === "string" && json.modelVersion !== ""
       ? json.modelVersion
       : model,
-    choices: [{
-      index: 0,
-      message: {
-        role: "assistant",
-        // OpenAI sends null content beside tool calls, and "" for an empty answer.
-        content: text !== null && text !== "" ? text : toolCalls.length > 0 ? null : "",
-        refusal: null,
-        ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
-      },
-      logprobs: null,
-      finish_reason: finish,
-    }],
+    text,
+    toolCalls,
+    finish,
     usage: toOpenAIUsage(json.usageMetadata),
-    system_fingerprint: null,
-  };
+  });
 }
 
 function isGeminiResponse(v: unknown): v is GeminiResponse {
   if (!isObject(v)) return false;
   if (v.candidates !== undefined && !Array.isArray(v.candidates)) return false;
   return v.candidates !== undefined || isObject(v.promptFeedback) || isObject(v.usageMetadata);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }

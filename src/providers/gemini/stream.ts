@@ -1,12 +1,13 @@
-import { GatewayError } from "../../errors.ts";
-import type { OpenAIChunkDelta, OpenAIFinishReason, OpenAIUsage } from "../../schema/openai.ts";
+import { isObject, type OpenAIUsage } from "../../schema/openai.ts";
 import {
+  createOpenAIChunkSender,
   createOpenAIChunkWriter,
   createSseDataStream,
   type OpenAIChunkWriter,
   SSE_DONE,
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
+import { brokenStream } from "../shared/errors.ts";
 import { fromGeminiStreamError } from "./errors.ts";
 import { partText, randomId, toFinishReason, toOpenAIUsage, toToolCall } from "./response.ts";
 import type { GeminiOpenAIToolCallDelta } from "./types.ts";
@@ -60,29 +61,14 @@ export function createGeminiStreamTransformer(
   const newId = ctx.newId ?? randomId;
   // Created from the first event, which carries the response id and the model version.
   let writer: OpenAIChunkWriter | null = null;
-  let greeted = false;
   let finished = false;
   let toolCalls = 0;
   let usage: unknown = undefined;
 
-  const chunk = (delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null) =>
-    (writer as OpenAIChunkWriter).delta(delta, finish);
-  /**
-   * The role chunk is held back until there is something to send after it, so an error
-   * event before the first token still fails the stream before its first byte, while
-   * routing can fail over.
-   */
-  const send = (controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
-    if (!greeted) {
-      greeted = true;
-      controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
-    }
-    controller.enqueue(bytes);
-  };
-  const broken = (why: string) =>
-    new GatewayError("upstream_error", `Stream from provider "${ctx.provider}" ${why}`, {
-      provider: ctx.provider,
-    });
+  // The role chunk waits for content: an error event before the first token can still
+  // fail over.
+  const { chunk, send } = createOpenAIChunkSender(() => writer as OpenAIChunkWriter);
+  const broken = (why: string) => brokenStream(ctx.provider, why);
 
   return new TransformStream<string, Uint8Array>({
     transform(data, controller) {
@@ -154,8 +140,4 @@ function parseEvent(data: string): Record<string, unknown> | null {
   // Google APIs answer some failures as a one-element array of the error object.
   if (Array.isArray(v) && v.length === 1) v = v[0];
   return isObject(v) ? v : null;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }

@@ -1,5 +1,6 @@
-import { GatewayError } from "../../errors.ts";
+import type { GatewayError } from "../../errors.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
+import { upstreamError } from "../shared/errors.ts";
 
 /**
  * Map a non-2xx OpenAI-compatible reply to a GatewayError that keeps the upstream status
@@ -31,13 +32,11 @@ export function fromOpenAIError(
   } catch {
     if (text.trim() !== "" && text.length < 500) message = text.trim();
   }
-  const retryAfter = headers.get("retry-after");
-  return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", redact(message), {
+  return upstreamError(redact(message), {
     status,
-    upstreamStatus: status,
     provider,
-    ...(type !== undefined ? { upstreamType: type } : {}),
-    ...(code !== undefined ? { upstreamCode: code } : {}),
-    ...(retryAfter ? { headers: { "retry-after": retryAfter } } : {}),
+    upstreamType: type,
+    upstreamCode: code,
+    retryAfter: headers.get("retry-after"),
   });
 }

@@ -1,0 +1,78 @@
+/**
+ * What every translator of a provider's answer into an OpenAI `chat.completion` shares:
+ * the finish-reason lookup, the usage block and the completion envelope. Where providers
+ * differ (their reasons, their token fields) the difference is a parameter.
+ * @module
+ */
+import type {
+  OpenAIChatCompletion,
+  OpenAIFinishReason,
+  OpenAIToolCall,
+  OpenAIUsageOut,
+} from "../../schema/openai.ts";
+
+/**
+ * A provider's stop reason → OpenAI `finish_reason` by `table`; null when there is none.
+ * Reasons missing from the table (unknown future ones included) map to "stop", the one
+ * that makes a client stop waiting.
+ */
+export function finishReasonFrom(
+  table: Readonly<Record<string, OpenAIFinishReason>>,
+  reason: unknown,
+): OpenAIFinishReason | null {
+  if (typeof reason !== "string") return null;
+  return table[reason] ?? "stop";
+}
+
+/** A token count as reported, 0 when absent or not a finite number. */
+export function tokenCount(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) ? v : 0;
+}
+
+/** OpenAI usage from the prompt (cached tokens included), completion and cached counts. */
+export function openAIUsage(prompt: number, completion: number, cached: number): OpenAIUsageOut {
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached },
+  };
+}
+
+export interface CompletionParts<C extends OpenAIToolCall, U extends OpenAIUsageOut> {
+  readonly id: string;
+  readonly created: number;
+  readonly model: string;
+  /** Answer text concatenated; null when there was none. */
+  readonly text: string | null;
+  readonly toolCalls: C[];
+  readonly finish: OpenAIFinishReason | null;
+  readonly usage: U;
+}
+
+/** The `chat.completion` of one choice, shaped as OpenAI answers it. */
+export function toChatCompletion<C extends OpenAIToolCall, U extends OpenAIUsageOut>(
+  parts: CompletionParts<C, U>,
+): OpenAIChatCompletion {
+  const { text, toolCalls } = parts;
+  return {
+    id: parts.id,
+    object: "chat.completion",
+    created: parts.created,
+    model: parts.model,
+    choices: [{
+      index: 0,
+      message: {
+        role: "assistant",
+        // OpenAI sends null content beside tool calls, and "" for an empty answer.
+        content: text !== null && text !== "" ? text : toolCalls.length > 0 ? null : "",
+        refusal: null,
+        ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+      },
+      logprobs: null,
+      finish_reason: parts.finish,
+    }],
+    usage: parts.usage,
+    system_fingerprint: null,
+  };
+}
