@@ -40,11 +40,14 @@ export async function runUnified(
 ): Promise<FailoverResult & { headers: Record<string, string> }> {
   const rt = c.get("runtime");
   const timeout = req.gateway.timeout;
-  const flags = readRequestFlags(
-    (name) => c.req.header(name),
-    new URL(c.req.url).searchParams,
-    rt.config.features.circuit_breaker,
-  );
+  // The switches only mean something with the breaker on: skip the URL parse otherwise.
+  const flags = rt.config.features.circuit_breaker.enabled
+    ? readRequestFlags(
+      (name) => c.req.header(name),
+      new URL(c.req.url).searchParams,
+      rt.config.features.circuit_breaker,
+    )
+    : {};
   let result: FailoverResult;
   try {
     result = await executeWithFailover(

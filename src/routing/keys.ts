@@ -15,6 +15,14 @@ export function pickKey(
   now = 0,
   exclude: ReadonlySet<string> = new Set(),
 ): ProviderKeyConfig | null {
+  // The common sidecar: one key for every model, not resting. No allocation on this path.
+  const only = keys.length === 1 ? keys[0] as ProviderKeyConfig : null;
+  if (
+    only && only.models.length === 0 && !exclude.has(only.id) &&
+    (!state || state.keyCooldown(only.id, now) === null)
+  ) {
+    return only;
+  }
   const admitted = keys.filter((k) =>
     (k.models.length === 0 || k.models.includes(model)) && !exclude.has(k.id)
   );
