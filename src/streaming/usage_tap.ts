@@ -1,5 +1,6 @@
 import type { OpenAIUsage } from "../schema/openai.ts";
 import { createSseDataReader } from "./sse.ts";
+import { balancedObject } from "./usage_sniff.ts";
 
 const HAS_USAGE = /"usage"\s*:\s*\{/;
 
@@ -53,23 +54,13 @@ function usageIn(text: string): OpenAIUsage | null {
   if (key < 0) return null;
   const start = text.indexOf("{", key);
   if (start < 0 || text.slice(key + 7, start).trim() !== ":") return null;
-  // Find the matching brace, skipping strings (usage holds only numbers and nested objects).
-  let depth = 0;
-  for (let i = start; i < text.length; i++) {
-    const ch = text.charCodeAt(i);
-    if (ch === 34 /* " */) {
-      i++;
-      while (i < text.length && text.charCodeAt(i) !== 34) i += text.charCodeAt(i) === 92 ? 2 : 1;
-    } else if (ch === 123 /* { */) depth++;
-    else if (ch === 125 /* } */ && --depth === 0) {
-      try {
-        return readOpenAIUsage({ usage: JSON.parse(text.slice(start, i + 1)) });
-      } catch {
-        return null;
-      }
-    }
+  const object = balancedObject(text, start);
+  if (object === null) return null;
+  try {
+    return readOpenAIUsage({ usage: JSON.parse(object) });
+  } catch {
+    return null;
   }
-  return null;
 }
 
 /** Usage from a parsed non-streaming OpenAI response body, if present. */
