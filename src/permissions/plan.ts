@@ -1,5 +1,7 @@
 import { resolve } from "node:path";
 import type { Config } from "../config/mod.ts";
+// The one list of where signing mode looks for credentials, so grants and lookups agree.
+import { CREDENTIAL_ENV_VARS } from "../providers/bedrock/credentials.ts";
 import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
 
 /** The exact capabilities the daemon needs for one config. */
@@ -18,19 +20,6 @@ export interface PlanContext {
   /** For where signing credentials live (AWS_SHARED_CREDENTIALS_FILE, HOME). */
   readonly env?: (name: string) => string | undefined;
 }
-
-/** Env vars Bedrock signing mode reads its AWS credentials from. */
-const AWS_CREDENTIAL_ENV = [
-  "AWS_ACCESS_KEY_ID",
-  "AWS_SECRET_ACCESS_KEY",
-  "AWS_SESSION_TOKEN",
-  "AWS_PROFILE",
-  "AWS_SHARED_CREDENTIALS_FILE",
-  "HOME",
-  // Read only to say that web identity is not supported yet.
-  "AWS_WEB_IDENTITY_TOKEN_FILE",
-  "AWS_ROLE_ARN",
-];
 
 /**
  * Env vars the daemon reads whatever the config says. `LOG_TOKENS`/`LOG_STREAM` are
@@ -83,7 +72,7 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     if (host) net.add(host);
   }
   if (Object.values(config.providers).some((p) => p.type === "bedrock" && p.sign === true)) {
-    for (const name of AWS_CREDENTIAL_ENV) env.add(name);
+    for (const name of CREDENTIAL_ENV_VARS) env.add(name);
     // Same lookup as providers/bedrock/credentials.ts: empty means unset, `~/` is HOME.
     const home = ctx.env?.("HOME") || undefined;
     const named = ctx.env?.("AWS_SHARED_CREDENTIALS_FILE") || undefined;
