@@ -29,8 +29,8 @@ async function readAll(req: Request): Promise<ArrayBuffer> {
   }
 }
 
-/** Chunked bodies: count while reading and stop at the limit. */
-async function readCounted(
+/** Read a body whole, counting while reading and stopping at the limit (413). */
+export async function readCounted(
   body: ReadableStream<Uint8Array>,
   maxBytes: number,
 ): Promise<Uint8Array> {

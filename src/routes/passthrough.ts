@@ -5,6 +5,7 @@ import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS, readRequestFlags } from "..
 import { executeUpstream, type RawOutcome } from "../providers/mod.ts";
 import { executeWithFailover, FailoverExhausted, pickKey } from "../routing/mod.ts";
 import { createUsageSniffer } from "../streaming/mod.ts";
+import { readCounted } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 
 /** Which provider a native route reaches, and how its clients send credentials. */
@@ -100,7 +101,7 @@ export function nativePassthrough(family: NativeFamily | "native") {
 
     // With the breaker on, the body is held so a transient failure can be retried (llm-proxy
     // does the same), and its `model` names the breaker key when the URL does not.
-    const body = hasBody ? await readLimited(c.req.raw.body!, max) : null;
+    const body = hasBody ? await readCounted(c.req.raw.body!, max) : null;
     const keyModel = model ? decodeURIComponent(model) : modelFromJson(body);
     const flags = readRequestFlags(
       (name) => c.req.header(name),
@@ -224,23 +225,6 @@ function modelFromJson(body: Uint8Array | null): string | undefined {
   } catch {
     return undefined; // not JSON: the breaker keys on the bare provider
   }
-}
-
-async function readLimited(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > max) throw tooLarge(max);
-    chunks.push(chunk);
-  }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 function providerNamed(config: Config, name: string): ProviderConfig {
