@@ -30,3 +30,20 @@ export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/** UTF-8 text `bytes` with every `\n` turned into `\r\n`. */
+export function crlf(bytes: Uint8Array): Uint8Array {
+  const text = new TextDecoder().decode(bytes).replaceAll("\n", "\r\n");
+  return new TextEncoder().encode(text);
+}
+
+/** UTF-8 text `bytes` with every `\r\n` turned into `\n`. */
+export function lf(bytes: Uint8Array): Uint8Array {
+  const text = new TextDecoder().decode(bytes).replaceAll("\r\n", "\n");
+  return new TextEncoder().encode(text);
+}
+
+/** A response body as text, decoding bytes as UTF-8. */
+export function bodyText(body: string | Uint8Array): string {
+  return typeof body === "string" ? body : new TextDecoder().decode(body);
+}

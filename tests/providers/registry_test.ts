@@ -3,12 +3,7 @@ import { parseConfigText } from "../../src/config/mod.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { createAdapters } from "../../src/providers/mod.ts";
 import { createRedactor } from "../../src/telemetry/mod.ts";
-
-/**
- * Deno 2.9 runs tests without the op and resource sanitizers unless asked (`--trace-leaks`
- * alone only adds stack traces), so tests that start timers or streams opt in here.
- */
-const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
+import { SANITIZE } from "../helpers/sanitize.ts";
 
 Deno.test("createAdapters() builds one adapter per enabled provider", SANITIZE, () => {
   const { config } = parseConfigText(

@@ -1,10 +1,18 @@
 import assert from "node:assert/strict";
-import { parseConfigText } from "../../../src/config/mod.ts";
 import { GatewayError } from "../../../src/errors.ts";
-import { type ChatCall, createAdapters, type ProviderAdapter } from "../../../src/providers/mod.ts";
+import type { ChatCall } from "../../../src/providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
-import { createRedactor } from "../../../src/telemetry/mod.ts";
-import { concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { chatCallFor } from "../../helpers/calls.ts";
+import { concatBytes } from "../../helpers/chunk.ts";
+import { readOpenAISse } from "../../helpers/openai_sse.ts";
+import {
+  adapterWithFetch,
+  type Handler,
+  headersOf,
+  jsonResponse,
+  type Recorded,
+  sseResponse,
+} from "../../helpers/fake_fetch.ts";
 import {
   drain,
   fixtureBytes,
@@ -26,64 +34,14 @@ providers:
     headers: { Anthropic-Version: "2024-01-01", anthropic-beta: "tools-2024" }
 `;
 
-interface Recorded {
-  url: string;
-  init: RequestInit;
-}
-
-type Handler = (url: string, init: RequestInit) => Response | Promise<Response>;
+const SETUP = { configText: CONFIG_TEXT, configName: "anthropic.yaml", type: "anthropic" };
 
 /** The configured adapter whose `fetch` is `handler`, recording every request. */
-function adapterWith(handler: Handler, provider = "anthropic") {
-  const { config } = parseConfigText(CONFIG_TEXT, () => undefined, "anthropic.yaml");
-  const requests: Recorded[] = [];
-  const fakeFetch: typeof fetch = (input, init = {}) => {
-    const url = input instanceof Request ? input.url : String(input);
-    requests.push({ url, init });
-    try {
-      return Promise.resolve(handler(url, init));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  };
-  const secrets = Object.values(config.providers).flatMap((p) => p.keys.map((k) => k.key));
-  const adapters = createAdapters(config, {
-    fetch: fakeFetch,
-    redact: createRedactor(secrets),
-    random: () => 0,
-  });
-  const adapter: ProviderAdapter | undefined = adapters.get(provider);
-  assert.ok(adapter);
-  assert.equal(adapter.type, "anthropic");
-  return { adapter, requests };
-}
+const adapterWith = (handler: Handler, provider = "anthropic") =>
+  adapterWithFetch(SETUP, handler, provider);
 
-function chatCall(overrides: Partial<ChatCall> = {}, body: Partial<OpenAIChatRequest> = {}) {
-  const usages: OpenAIUsage[] = [];
-  const call: ChatCall = {
-    body: { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "Hi" }], ...body },
-    stream: body.stream === true,
-    signal: new AbortController().signal,
-    // Long on purpose: a timer left running would fail the test under the sanitizers.
-    timeoutMs: 60_000,
-    apiKey: LIVE_KEY,
-    clientAuthorization: null,
-    onUsage: (u) => usages.push(u),
-    ...overrides,
-  };
-  return { call, usages };
-}
-
-function jsonResponse(body: string, status = 200, headers: Record<string, string> = {}) {
-  return new Response(body, {
-    status,
-    headers: { "content-type": "application/json", ...headers },
-  });
-}
-
-function headersOf(r: Recorded | undefined): Headers {
-  return new Headers(r?.init.headers);
-}
+const chatCall = (overrides: Partial<ChatCall> = {}, body: Partial<OpenAIChatRequest> = {}) =>
+  chatCallFor({ model: "claude-sonnet-4-5", apiKey: LIVE_KEY }, overrides, body);
 
 Deno.test(
   "createAnthropicAdapter() posts a translated request to /messages with x-api-key",
@@ -190,9 +148,7 @@ Deno.test(
   async () => {
     const sse = await fixtureBytes("stream_tool_use.sse");
     const { adapter, requests } = adapterWith(() =>
-      new Response(streamOf(rechunk(sse, 7)), {
-        headers: { "content-type": "text/event-stream; charset=utf-8" },
-      })
+      sseResponse(sse, 7, "text/event-stream; charset=utf-8")
     );
     const { call, usages } = chatCall({}, {
       stream: true,
@@ -209,7 +165,7 @@ Deno.test(
     assert.equal(outcome.kind, "stream");
     if (outcome.kind !== "stream") return;
     assert.equal(outcome.status, 200);
-    const events = parseOpenAISse(concatBytes(await Array.fromAsync(outcome.body)));
+    const events = await readOpenAISse(outcome.body);
     assert.equal(events.at(-1), "[DONE]");
     const usageChunk = events.at(-2) as { choices: unknown[]; usage: OpenAIUsage };
     assert.deepEqual(usageChunk.choices, []);
@@ -226,11 +182,7 @@ Deno.test(
   SANITIZE,
   async () => {
     const sse = await fixtureBytes("stream_error_midway.sse");
-    const { adapter } = adapterWith(() =>
-      new Response(streamOf(rechunk(sse, 64)), {
-        headers: { "content-type": "text/event-stream" },
-      })
-    );
+    const { adapter } = adapterWith(() => sseResponse(sse, 64));
     const outcome = await adapter.chat(chatCall({}, { stream: true }).call, "claude-x");
     assert.equal(outcome.kind, "stream");
     if (outcome.kind !== "stream") return;

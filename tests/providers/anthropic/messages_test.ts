@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
-import { parseConfigText } from "../../../src/config/mod.ts";
-import {
-  createAdapters,
-  type MessagesCall,
-  type ProviderAdapter,
-} from "../../../src/providers/mod.ts";
+import type { MessagesCall } from "../../../src/providers/mod.ts";
 import { createAnthropicUsageTap } from "../../../src/providers/anthropic/usage_tap.ts";
 import type { OpenAIUsage } from "../../../src/schema/openai.ts";
-import { createRedactor } from "../../../src/telemetry/mod.ts";
+import { callBasics } from "../../helpers/calls.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { adapterWithFetch, headersOf, sseResponse } from "../../helpers/fake_fetch.ts";
 import { drain, fixtureBytes, fixtureText, gatewayError, SANITIZE } from "./helpers.ts";
 
 const LIVE_KEY = "sk-ant-api03-live-abcdef123456";
@@ -23,25 +19,11 @@ providers:
     headers: { Anthropic-Version: "2024-01-01", anthropic-beta: "tools-2024", x-team: ml }
 `;
 
-interface Recorded {
-  url: string;
-  init: RequestInit;
-}
+const SETUP = { configText: CONFIG_TEXT, configName: "anthropic.yaml" };
 
 function adapterWith(handler: () => Response, provider = "anthropic") {
-  const { config } = parseConfigText(CONFIG_TEXT, () => undefined, "anthropic.yaml");
-  const requests: Recorded[] = [];
-  const fakeFetch: typeof fetch = (input, init = {}) => {
-    requests.push({ url: String(input), init });
-    return Promise.resolve(handler());
-  };
-  const adapters = createAdapters(config, {
-    fetch: fakeFetch,
-    redact: createRedactor([LIVE_KEY]),
-    random: () => 0,
-  });
-  const adapter: ProviderAdapter | undefined = adapters.get(provider);
-  assert.ok(adapter?.messages);
+  const { adapter, requests } = adapterWithFetch(SETUP, handler, provider);
+  assert.ok(adapter.messages);
   return { adapter, messages: adapter.messages.bind(adapter), requests };
 }
 
@@ -60,18 +42,12 @@ function messagesCall(overrides: Partial<MessagesCall> = {}, body: Record<string
   const call: MessagesCall = {
     body: { ...BODY, ...body },
     stream: body.stream === true,
-    signal: new AbortController().signal,
-    timeoutMs: 60_000,
-    apiKey: LIVE_KEY,
-    clientAuthorization: null,
+    ...callBasics(LIVE_KEY, usages),
     headers: {},
-    onUsage: (u) => usages.push(u),
     ...overrides,
   };
   return { call, usages };
 }
-
-const headersOf = (r: Recorded | undefined) => new Headers(r?.init.headers);
 
 Deno.test(
   "messages() forwards the client's body unchanged but for the model",
@@ -157,11 +133,7 @@ Deno.test(
     const sse = await fixtureBytes("stream_tool_use.sse");
     for (const n of CHUNK_SIZES) {
       await t.step(`${n}-byte chunks`, async () => {
-        const { messages, requests } = adapterWith(() =>
-          new Response(streamOf(rechunk(sse, n)), {
-            headers: { "content-type": "text/event-stream" },
-          })
-        );
+        const { messages, requests } = adapterWith(() => sseResponse(sse, n));
         const { call, usages } = messagesCall({}, { stream: true });
         const outcome = await messages(call, "claude-x");
         assert.equal(headersOf(requests[0]).get("accept"), "text/event-stream");

@@ -3,25 +3,13 @@ import {
   DEFAULT_MAX_TOKENS,
   toAnthropicRequest,
 } from "../../../src/providers/anthropic/request.ts";
-import type { OpenAIChatRequest, OpenAIMessage } from "../../../src/schema/openai.ts";
+import type { OpenAIMessage } from "../../../src/schema/openai.ts";
+import { HI, requestBuilder, WEATHER_TOOL } from "../../helpers/requests.ts";
 import { gatewayError } from "./helpers.ts";
 
 const MODEL = "claude-sonnet-4-5";
 
-function req(messages: OpenAIMessage[], extra: Record<string, unknown> = {}): OpenAIChatRequest {
-  return { model: "anthropic/claude", messages, ...extra };
-}
-
-const HI: OpenAIMessage[] = [{ role: "user", content: "Hi" }];
-
-const WEATHER_TOOL = {
-  type: "function",
-  function: {
-    name: "get_weather",
-    description: "Current weather",
-    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
-  },
-};
+const req = requestBuilder("anthropic/claude");
 
 Deno.test("toAnthropicRequest() maps a minimal request and defaults max_tokens", () => {
   assert.deepEqual(toAnthropicRequest(req(HI), MODEL), {

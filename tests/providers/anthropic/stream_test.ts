@@ -6,7 +6,8 @@ import {
 } from "../../../src/providers/anthropic/stream.ts";
 import type { OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
-import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { CHUNK_SIZES, concatBytes, crlf, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { drain, fixtureBytes, parseOpenAISse, SANITIZE } from "./helpers.ts";
 
 const CREATED = 1_700_000_000;
@@ -24,10 +25,8 @@ function context(includeUsage: boolean, usages: OpenAIUsage[] = []): AnthropicSt
 }
 
 /** Translate `sse` delivered in `n`-byte pieces and parse the OpenAI events that come out. */
-async function translate(sse: Uint8Array, n: number, ctx: AnthropicStreamContext) {
-  const out = toOpenAIStream(streamOf(rechunk(sse, n)), ctx);
-  return parseOpenAISse(concatBytes(await Array.fromAsync(out)));
-}
+const translate = (sse: Uint8Array, n: number, ctx: AnthropicStreamContext) =>
+  translateInChunks(toOpenAIStream, sse, n, ctx);
 
 /** The expected OpenAI chunk (`usage: null` rides along when include_usage is on). */
 function chunk(
@@ -36,20 +35,7 @@ function chunk(
   finish: string | null = null,
   includeUsage = false,
 ) {
-  return {
-    id,
-    object: "chat.completion.chunk",
-    created: CREATED,
-    model: MODEL,
-    system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    ...(includeUsage ? { usage: null } : {}),
-  };
-}
-
-function crlf(bytes: Uint8Array): Uint8Array {
-  const text = new TextDecoder().decode(bytes).replaceAll("\n", "\r\n");
-  return new TextEncoder().encode(text);
+  return openAIChunk({ id, created: CREATED, model: MODEL, delta, finish, includeUsage });
 }
 
 Deno.test(

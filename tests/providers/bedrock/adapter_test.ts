@@ -13,6 +13,8 @@ import {
   STREAM_TOOL_USE,
   TEST_CREDENTIALS,
 } from "../../fakes/fake_bedrock.ts";
+import { callBasics } from "../../helpers/calls.ts";
+import { bodyText as text } from "../../helpers/chunk.ts";
 import { drain, fakeSources, gatewayError, parseOpenAISse, SANITIZE } from "./helpers.ts";
 
 const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -61,15 +63,9 @@ function call(
       ...body,
     } as OpenAIChatRequest,
     stream,
-    signal: new AbortController().signal,
-    timeoutMs: 5_000,
-    apiKey: null,
-    clientAuthorization: null,
-    onUsage: (u) => usages.push(u),
+    ...callBasics(null, usages, 5_000),
   };
 }
-
-const text = (b: string | Uint8Array) => typeof b === "string" ? b : new TextDecoder().decode(b);
 
 Deno.test(
   "createBedrockAdapter() calls Converse signed, with the model id encoded once",

@@ -7,7 +7,9 @@ import type { CredentialSources } from "../../../src/providers/bedrock/credentia
 import { type BedrockEvent, eventFrame } from "../../fakes/fake_bedrock.ts";
 import { concatBytes } from "../../helpers/chunk.ts";
 
-export { drain, gatewayError, parseOpenAISse, SANITIZE } from "../gemini/helpers.ts";
+export { gatewayError } from "../../helpers/gateway_error.ts";
+export { drain, parseOpenAISse } from "../../helpers/openai_sse.ts";
+export { SANITIZE } from "../../helpers/sanitize.ts";
 
 /** The bytes of a ConverseStream body carrying `events`, frame after frame. */
 export function eventStreamOf(events: readonly BedrockEvent[]): Uint8Array {

@@ -1,22 +1,9 @@
 import assert from "node:assert/strict";
 import { toConverseRequest } from "../../../src/providers/bedrock/request.ts";
-import type { OpenAIChatRequest, OpenAIMessage } from "../../../src/schema/openai.ts";
+import { HI, requestBuilder, WEATHER_TOOL } from "../../helpers/requests.ts";
 import { gatewayError } from "./helpers.ts";
 
-function req(messages: OpenAIMessage[], extra: Record<string, unknown> = {}): OpenAIChatRequest {
-  return { model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0", messages, ...extra };
-}
-
-const HI: OpenAIMessage[] = [{ role: "user", content: "Hi" }];
-
-const WEATHER_TOOL = {
-  type: "function",
-  function: {
-    name: "get_weather",
-    description: "Current weather",
-    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
-  },
-};
+const req = requestBuilder("us.anthropic.claude-sonnet-4-5-20250929-v1:0");
 
 const WEATHER_SPEC = {
   toolSpec: {

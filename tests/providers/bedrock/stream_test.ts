@@ -14,6 +14,7 @@ import {
   STREAM_TOOL_USE,
 } from "../../fakes/fake_bedrock.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { drain, eventStreamOf, parseOpenAISse, SANITIZE } from "./helpers.ts";
 
 const CREATED = 1_700_000_000;
@@ -33,22 +34,19 @@ function context(includeUsage: boolean, usages: OpenAIUsage[] = []): BedrockStre
 }
 
 /** Translate `bytes` delivered in `n`-byte pieces and parse the OpenAI events that come out. */
-async function translate(bytes: Uint8Array, n: number, ctx: BedrockStreamContext) {
-  const out = toOpenAIStream(streamOf(rechunk(bytes, n)), ctx);
-  return parseOpenAISse(concatBytes(await Array.fromAsync(out)));
-}
+const translate = (bytes: Uint8Array, n: number, ctx: BedrockStreamContext) =>
+  translateInChunks(toOpenAIStream, bytes, n, ctx);
 
 /** The expected OpenAI chunk (`usage: null` rides along when include_usage is on). */
 function chunk(delta: Record<string, unknown>, finish: string | null = null, usage = false) {
-  return {
+  return openAIChunk({
     id: ID,
-    object: "chat.completion.chunk",
     created: CREATED,
     model: MODEL,
-    system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    ...(usage ? { usage: null } : {}),
-  };
+    delta,
+    finish,
+    includeUsage: usage,
+  });
 }
 
 const ROLE = { role: "assistant", content: "", refusal: null };

@@ -1,18 +1,21 @@
 import assert from "node:assert/strict";
-import { parseConfigText } from "../../../src/config/mod.ts";
-import {
-  type ChatCall,
-  createAdapters,
-  type EmbeddingsCall,
-  type ProviderAdapter,
-} from "../../../src/providers/mod.ts";
+import type { ChatCall, EmbeddingsCall } from "../../../src/providers/mod.ts";
 import type {
   OpenAIChatRequest,
   OpenAIEmbeddingsRequest,
   OpenAIUsage,
 } from "../../../src/schema/openai.ts";
-import { createRedactor } from "../../../src/telemetry/mod.ts";
-import { concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { callBasics, chatCallFor } from "../../helpers/calls.ts";
+import { concatBytes } from "../../helpers/chunk.ts";
+import { readOpenAISse } from "../../helpers/openai_sse.ts";
+import {
+  adapterWithFetch,
+  type Handler,
+  headersOf,
+  jsonResponse as fakeJsonResponse,
+  type Recorded,
+  sseResponse,
+} from "../../helpers/fake_fetch.ts";
 import {
   drain,
   fixtureBytes,
@@ -34,76 +37,27 @@ providers:
     headers: { X-Team: ml }
 `;
 
-interface Recorded {
-  url: string;
-  init: RequestInit;
-}
-
-type Handler = (url: string, init: RequestInit) => Response | Promise<Response>;
+const SETUP = { configText: CONFIG_TEXT, configName: "gemini.yaml", type: "gemini" };
 
 /** The configured adapter whose `fetch` is `handler`, recording every request. */
-function adapterWith(handler: Handler, provider = "gemini") {
-  const { config } = parseConfigText(CONFIG_TEXT, () => undefined, "gemini.yaml");
-  const requests: Recorded[] = [];
-  const fakeFetch: typeof fetch = (input, init = {}) => {
-    const url = input instanceof Request ? input.url : String(input);
-    requests.push({ url, init });
-    try {
-      return Promise.resolve(handler(url, init));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  };
-  const secrets = Object.values(config.providers).flatMap((p) => p.keys.map((k) => k.key));
-  const adapter: ProviderAdapter | undefined = createAdapters(config, {
-    fetch: fakeFetch,
-    redact: createRedactor(secrets),
-    random: () => 0,
-  }).get(provider);
-  assert.ok(adapter);
-  assert.equal(adapter.type, "gemini");
-  return { adapter, requests };
-}
+const adapterWith = (handler: Handler, provider = "gemini") =>
+  adapterWithFetch(SETUP, handler, provider);
 
-function chatCall(overrides: Partial<ChatCall> = {}, body: Partial<OpenAIChatRequest> = {}) {
-  const usages: OpenAIUsage[] = [];
-  const call: ChatCall = {
-    body: { model: "gemini-2.5-flash", messages: [{ role: "user", content: "Hi" }], ...body },
-    stream: body.stream === true,
-    signal: new AbortController().signal,
-    // Long on purpose: a timer left running would fail the test under the sanitizers.
-    timeoutMs: 60_000,
-    apiKey: LIVE_KEY,
-    clientAuthorization: null,
-    onUsage: (u) => usages.push(u),
-    ...overrides,
-  };
-  return { call, usages };
-}
+const chatCall = (overrides: Partial<ChatCall> = {}, body: Partial<OpenAIChatRequest> = {}) =>
+  chatCallFor({ model: "gemini-2.5-flash", apiKey: LIVE_KEY }, overrides, body);
 
 function embeddingsCall(body: Partial<OpenAIEmbeddingsRequest> = {}) {
   const usages: OpenAIUsage[] = [];
   const call: EmbeddingsCall = {
     body: { model: "gemini-embedding-001", input: ["hello", "world"], ...body },
-    signal: new AbortController().signal,
-    timeoutMs: 60_000,
-    apiKey: LIVE_KEY,
-    clientAuthorization: null,
-    onUsage: (u) => usages.push(u),
+    ...callBasics(LIVE_KEY, usages),
   };
   return { call, usages };
 }
 
-function jsonResponse(body: string, status = 200, headers: Record<string, string> = {}) {
-  return new Response(body, {
-    status,
-    headers: { "content-type": "application/json; charset=UTF-8", ...headers },
-  });
-}
-
-function headersOf(r: Recorded | undefined): Headers {
-  return new Headers(r?.init.headers);
-}
+/** Gemini answers JSON with an explicit charset. */
+const jsonResponse = (body: string, status = 200, headers: Record<string, string> = {}) =>
+  fakeJsonResponse(body, status, { "content-type": "application/json; charset=UTF-8", ...headers });
 
 Deno.test(
   "createGeminiAdapter() posts a translated request to :generateContent with x-goog-api-key",
@@ -228,11 +182,7 @@ Deno.test(
   SANITIZE,
   async () => {
     const sse = await fixtureBytes("stream_function_call.sse");
-    const { adapter, requests } = adapterWith(() =>
-      new Response(streamOf(rechunk(sse, 7)), {
-        headers: { "content-type": "text/event-stream" },
-      })
-    );
+    const { adapter, requests } = adapterWith(() => sseResponse(sse, 7));
     const { call, usages } = chatCall({}, {
       stream: true,
       stream_options: { include_usage: true },
@@ -252,7 +202,7 @@ Deno.test(
     assert.equal(outcome.kind, "stream");
     if (outcome.kind !== "stream") return;
     assert.equal(outcome.status, 200);
-    const events = parseOpenAISse(concatBytes(await Array.fromAsync(outcome.body)));
+    const events = await readOpenAISse(outcome.body);
     assert.equal(events.at(-1), "[DONE]");
     const usageChunk = events.at(-2) as { choices: unknown[]; usage: OpenAIUsage };
     assert.deepEqual(usageChunk.choices, []);
@@ -269,9 +219,7 @@ Deno.test(
   SANITIZE,
   async () => {
     const sse = await fixtureBytes("stream_error_midway.sse");
-    const { adapter } = adapterWith(() =>
-      new Response(streamOf(rechunk(sse, 64)), { headers: { "content-type": "text/event-stream" } })
-    );
+    const { adapter } = adapterWith(() => sseResponse(sse, 64));
     const outcome = await adapter.chat(chatCall({}, { stream: true }).call, "gemini-x");
     assert.equal(outcome.kind, "stream");
     if (outcome.kind !== "stream") return;

@@ -1,13 +1,10 @@
 import assert from "node:assert/strict";
 import { SKIP_THOUGHT_SIGNATURE, toGeminiRequest } from "../../../src/providers/gemini/request.ts";
-import type { OpenAIChatRequest, OpenAIMessage } from "../../../src/schema/openai.ts";
+import type { OpenAIMessage } from "../../../src/schema/openai.ts";
+import { HI, requestBuilder } from "../../helpers/requests.ts";
 import { gatewayError } from "./helpers.ts";
 
-function req(messages: OpenAIMessage[], extra: Record<string, unknown> = {}): OpenAIChatRequest {
-  return { model: "gemini/gemini-2.5-flash", messages, ...extra };
-}
-
-const HI: OpenAIMessage[] = [{ role: "user", content: "Hi" }];
+const req = requestBuilder("gemini/gemini-2.5-flash");
 
 const WEATHER_TOOL = {
   type: "function",

@@ -3,7 +3,8 @@ import { GatewayError } from "../../../src/errors.ts";
 import { type GeminiStreamContext, toOpenAIStream } from "../../../src/providers/gemini/stream.ts";
 import type { OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
-import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { CHUNK_SIZES, concatBytes, lf, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { counterIds, drain, fixtureBytes, parseOpenAISse, SANITIZE } from "./helpers.ts";
 
 const CREATED = 1_700_000_000;
@@ -22,10 +23,8 @@ function context(includeUsage: boolean, usages: OpenAIUsage[] = []): GeminiStrea
 }
 
 /** Translate `sse` delivered in `n`-byte pieces and parse the OpenAI events that come out. */
-async function translate(sse: Uint8Array, n: number, ctx: GeminiStreamContext) {
-  const out = toOpenAIStream(streamOf(rechunk(sse, n)), ctx);
-  return parseOpenAISse(concatBytes(await Array.fromAsync(out)));
-}
+const translate = (sse: Uint8Array, n: number, ctx: GeminiStreamContext) =>
+  translateInChunks(toOpenAIStream, sse, n, ctx);
 
 /** The expected OpenAI chunk (`usage: null` rides along when include_usage is on). */
 function chunk(
@@ -35,24 +34,10 @@ function chunk(
   includeUsage = false,
   model = MODEL,
 ) {
-  return {
-    id,
-    object: "chat.completion.chunk",
-    created: CREATED,
-    model,
-    system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    ...(includeUsage ? { usage: null } : {}),
-  };
+  return openAIChunk({ id, created: CREATED, model, delta, finish, includeUsage });
 }
 
 const ROLE = { role: "assistant", content: "", refusal: null };
-
-/** Gemini frames events with CRLF; the LF variant checks the other line ending too. */
-function lf(bytes: Uint8Array): Uint8Array {
-  const text = new TextDecoder().decode(bytes).replaceAll("\r\n", "\n");
-  return new TextEncoder().encode(text);
-}
 
 function sseOf(events: unknown[]): Uint8Array {
   return new TextEncoder().encode(events.map((e) => `data: ${JSON.stringify(e)}\r\n\r\n`).join(""));

@@ -6,12 +6,9 @@ import type { ChatCall } from "../../../src/providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createSseDataReader } from "../../../src/streaming/mod.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
-
-/**
- * Deno 2.9 runs tests without the op and resource sanitizers unless asked (`--trace-leaks`
- * alone only adds stack traces), so tests that start timers or streams opt in here.
- */
-const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
+import { callBasics } from "../../helpers/calls.ts";
+import { bodyText } from "../../helpers/chunk.ts";
+import { SANITIZE } from "../../helpers/sanitize.ts";
 
 function mockAdapter(extra = ""): ProviderAdapter {
   const { config } = parseConfigText(`providers:\n  mock: {${extra}}\n`, () => undefined, "m");
@@ -33,11 +30,8 @@ function chatCall(
   const call: ChatCall = {
     body: { model: "echo", messages: [{ role: "user", content: "Hello there" }], ...body },
     stream: opts.stream ?? false,
-    signal: opts.signal ?? new AbortController().signal,
-    timeoutMs: 5_000,
-    apiKey: null,
-    clientAuthorization: null,
-    onUsage: (u) => usages.push(u),
+    ...callBasics(null, usages, 5_000),
+    ...(opts.signal ? { signal: opts.signal } : {}),
   };
   return { call, usages };
 }
@@ -275,7 +269,3 @@ Deno.test("createMockAdapter() advertises the mock models unless configured", SA
   assert.deepEqual(mockAdapter().models(), MOCK_MODELS);
   assert.deepEqual(mockAdapter("models: [a, b]").models(), ["a", "b"]);
 });
-
-function bodyText(body: string | Uint8Array): string {
-  return typeof body === "string" ? body : new TextDecoder().decode(body);
-}

@@ -1,16 +1,17 @@
 import assert from "node:assert/strict";
-import { parseConfigText } from "../../../src/config/mod.ts";
-import { GatewayError } from "../../../src/errors.ts";
-import { type ChatCall, createAdapters, type ProviderAdapter } from "../../../src/providers/mod.ts";
-import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
-import { createRedactor } from "../../../src/telemetry/mod.ts";
-import { concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
-
-/**
- * Deno 2.9 runs tests without the op and resource sanitizers unless asked (`--trace-leaks`
- * alone only adds stack traces), so tests that start timers or streams opt in here.
- */
-const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
+import type { ChatCall } from "../../../src/providers/mod.ts";
+import type { OpenAIChatRequest } from "../../../src/schema/openai.ts";
+import { chatCallFor } from "../../helpers/calls.ts";
+import { concatBytes } from "../../helpers/chunk.ts";
+import {
+  adapterWithFetch,
+  type Handler,
+  jsonResponse,
+  type Recorded,
+  sseResponse,
+} from "../../helpers/fake_fetch.ts";
+import { gatewayError as expectGatewayError } from "../../helpers/gateway_error.ts";
+import { SANITIZE } from "../../helpers/sanitize.ts";
 
 const LIVE_KEY = "sk-live-abcdef123456";
 
@@ -23,61 +24,16 @@ providers:
     base_url: http://127.0.0.1:8000/v1/
 `;
 
-interface Recorded {
-  url: string;
-  init: RequestInit;
-}
-
-type Handler = (url: string, init: RequestInit) => Response | Promise<Response>;
+const SETUP = { configText: CONFIG_TEXT, configName: "openai.yaml" };
 
 /** An adapter whose `fetch` is `handler`, recording every request. */
-function adapterWith(handler: Handler, provider = "openai") {
-  const { config } = parseConfigText(CONFIG_TEXT, () => undefined, "openai.yaml");
-  const requests: Recorded[] = [];
-  const fakeFetch: typeof fetch = (input, init = {}) => {
-    const url = input instanceof Request ? input.url : String(input);
-    requests.push({ url, init });
-    try {
-      return Promise.resolve(handler(url, init));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  };
-  const secrets = Object.values(config.providers).flatMap((p) => p.keys.map((k) => k.key));
-  const adapters = createAdapters(config, {
-    fetch: fakeFetch,
-    redact: createRedactor(secrets),
-    random: () => 0,
-  });
-  const adapter: ProviderAdapter | undefined = adapters.get(provider);
-  assert.ok(adapter);
-  return { adapter, requests };
-}
+const adapterWith = (handler: Handler, provider = "openai") =>
+  adapterWithFetch(SETUP, handler, provider);
 
-function chatCall(overrides: Partial<ChatCall> = {}, body: Partial<OpenAIChatRequest> = {}) {
-  const usages: OpenAIUsage[] = [];
-  const call: ChatCall = {
-    body: { model: "gpt-4o", messages: [{ role: "user", content: "Hi" }], ...body },
-    stream: false,
-    signal: new AbortController().signal,
-    // Long on purpose: a timer left running would fail the test under --trace-leaks.
-    timeoutMs: 60_000,
-    apiKey: LIVE_KEY,
-    clientAuthorization: null,
-    onUsage: (u) => usages.push(u),
-    ...overrides,
-  };
-  return { call, usages };
-}
+const chatCall = (overrides: Partial<ChatCall> = {}, body: Partial<OpenAIChatRequest> = {}) =>
+  chatCallFor({ model: "gpt-4o", apiKey: LIVE_KEY }, overrides, body);
 
 const USAGE = { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 };
-
-function jsonResponse(body: unknown, status = 200, headers: Record<string, string> = {}) {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json", ...headers },
-  });
-}
 
 const COMPLETION = {
   id: "chatcmpl-1",
@@ -87,15 +43,8 @@ const COMPLETION = {
 };
 
 /** Expect `promise` to reject with a GatewayError and return it. */
-async function gatewayError(promise: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof GatewayError, `expected GatewayError, got ${err}`);
-    return err;
-  }
-  assert.fail("expected the call to fail");
-}
+const gatewayError = (promise: Promise<unknown>) =>
+  expectGatewayError(promise, "expected the call to fail");
 
 Deno.test(
   "createOpenAIAdapter() sends the request to base_url with the configured key",
@@ -188,9 +137,7 @@ Deno.test(
         "data: [DONE]\n\n",
     );
     const { adapter, requests } = adapterWith(() =>
-      new Response(streamOf(rechunk(sse, 7)), {
-        headers: { "content-type": "text/event-stream; charset=utf-8" },
-      })
+      sseResponse(sse, 7, "text/event-stream; charset=utf-8")
     );
     const { call, usages } = chatCall({ stream: true }, {
       stream: true,
