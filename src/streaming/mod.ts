@@ -6,6 +6,7 @@ export { observeStream, type StreamObserver, type StreamOutcome } from "./observ
 export {
   createSseDataReader,
   createSseDataStream,
+  createSseTap,
   encodeSseData,
   encodeSseEvent,
   SSE_DONE,

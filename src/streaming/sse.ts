@@ -65,3 +65,25 @@ export function createSseDataStream(): TransformStream<string, string> {
     },
   });
 }
+
+/**
+ * Forward SSE bytes untouched while handing each `data:` payload to `onData` on the side
+ * (usage taps and sniffers). `onEnd` runs after the last event.
+ */
+export function createSseTap(
+  onData: (data: string) => void,
+  onEnd: () => void = () => {},
+): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  const read = createSseDataReader();
+  return new TransformStream({
+    transform(chunk, controller) {
+      controller.enqueue(chunk);
+      for (const data of read(decoder.decode(chunk, { stream: true }))) onData(data);
+    },
+    flush() {
+      for (const data of read(decoder.decode(), true)) onData(data);
+      onEnd();
+    },
+  });
+}

@@ -1,5 +1,5 @@
 import type { OpenAIUsage } from "../schema/openai.ts";
-import { createSseDataReader } from "./sse.ts";
+import { createSseTap } from "./sse.ts";
 
 const TAIL_BYTES = 4096;
 const USAGE_HINT = /"(?:usage|usageMetadata)"\s*:/;
@@ -91,27 +91,14 @@ export function createUsageSniffer(
   };
   if (contentType.includes(EVENT_STREAM)) return eventStreamSniffer(absorb, report);
   if (contentType.includes("text/event-stream")) {
-    const read = createSseDataReader();
-    const inspect = (events: string[]) => {
-      for (const data of events) {
-        if (!USAGE_HINT.test(data)) continue;
-        try {
-          absorb(usageFromObject(JSON.parse(data)));
-        } catch {
-          // not JSON: not ours to judge
-        }
+    return createSseTap((data) => {
+      if (!USAGE_HINT.test(data)) return;
+      try {
+        absorb(usageFromObject(JSON.parse(data)));
+      } catch {
+        // not JSON: not ours to judge
       }
-    };
-    return new TransformStream({
-      transform(chunk, controller) {
-        controller.enqueue(chunk);
-        inspect(read(decoder.decode(chunk, { stream: true })));
-      },
-      flush() {
-        inspect(read(decoder.decode(), true));
-        report();
-      },
-    });
+    }, report);
   }
   let tail = new Uint8Array(0);
   return new TransformStream({

@@ -1,5 +1,5 @@
 import type { OpenAIUsage } from "../schema/openai.ts";
-import { createSseDataReader } from "./sse.ts";
+import { createSseTap } from "./sse.ts";
 import { balancedObject } from "./usage_sniff.ts";
 
 const HAS_USAGE = /"usage"\s*:\s*\{/;
@@ -11,27 +11,14 @@ const HAS_USAGE = /"usage"\s*:\s*\{/;
 export function createOpenAIUsageTap(
   onUsage: (usage: OpenAIUsage) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
-  const decoder = new TextDecoder();
-  const read = createSseDataReader();
-  const inspect = (events: string[]) => {
-    for (const data of events) {
-      if (!HAS_USAGE.test(data)) continue;
-      try {
-        const usage = (JSON.parse(data) as { usage?: OpenAIUsage }).usage;
-        if (usage && typeof usage.prompt_tokens === "number") onUsage(usage);
-      } catch {
-        // Not JSON: not ours to judge; the bytes still reach the client.
-      }
+  return createSseTap((data) => {
+    if (!HAS_USAGE.test(data)) return;
+    try {
+      const usage = (JSON.parse(data) as { usage?: OpenAIUsage }).usage;
+      if (usage && typeof usage.prompt_tokens === "number") onUsage(usage);
+    } catch {
+      // Not JSON: not ours to judge; the bytes still reach the client.
     }
-  };
-  return new TransformStream({
-    transform(chunk, controller) {
-      controller.enqueue(chunk);
-      inspect(read(decoder.decode(chunk, { stream: true })));
-    },
-    flush() {
-      inspect(read(decoder.decode(), true));
-    },
   });
 }
 
