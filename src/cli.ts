@@ -7,17 +7,31 @@ export interface CliOptions {
   readonly port?: number;
   readonly socket?: string;
   readonly check: boolean;
+  /** With `--check`: unknown keys are errors. */
+  readonly strict: boolean;
   readonly help: boolean;
+  readonly version: boolean;
 }
 
-export const USAGE =
-  `Usage: pilotfish [--config FILE] [--host HOST] [--port PORT] [--socket PATH] [--check]
+export const USAGE = `Usage: pilotfish [--config FILE] [--host HOST] [--port PORT] [--socket PATH]
+       pilotfish --check [--strict] [--config FILE]
+       pilotfish --version | --help
 
-  --config FILE   YAML config (env PILOTFISH_CONFIG); without one the embedded default runs
+Pilotfish is an LLM gateway sidecar: OpenAI/Anthropic-compatible routes on a Unix socket and a
+localhost TCP port. Run it with \`deno task start [flags]\` (exact permissions) or the compiled binary.
+
+  --config FILE   YAML config (env PILOTFISH_CONFIG); without one the embedded default runs.
+                  Pilotfish's own keys, Butter's config.example.yaml, llm-proxy's features.*
+                  and llm-gateway's gateway.yaml are all accepted.
   --host HOST     TCP listen address (default 127.0.0.1)
   --port PORT     TCP port (env PORT; default 9002)
   --socket PATH   Unix socket path ("" disables it; default /tmp/pilotfish.sock)
-  --check         validate the config, list every problem, exit non-zero if any
+  --check         validate the config, list every problem with its key path, exit 1 if any
+  --strict        with --check: unknown keys are errors (they are warnings otherwise)
+  --version       print "pilotfish <version>"
+  -h, --help      this text
+
+Precedence: flag > env > config file > embedded default.
 `;
 
 export class CliError extends Error {
@@ -36,7 +50,9 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
         port: { type: "string" },
         socket: { type: "string" },
         check: { type: "boolean", default: false },
+        strict: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "V", default: false },
       },
       strict: true,
       allowPositionals: false,
@@ -61,7 +77,9 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
     ...(port !== undefined ? { port } : {}),
     ...(values.socket !== undefined ? { socket: values.socket } : {}),
     check: values.check ?? false,
+    strict: values.strict ?? false,
     help: values.help ?? false,
+    version: values.version ?? false,
   };
 }
 

@@ -17,16 +17,55 @@ import { createBreakerStore } from "./breaker/factory.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
-import { startListeners } from "./server/listeners.ts";
+import { ListenError, startListeners } from "./server/listeners.ts";
+import { VERSION } from "./version.ts";
 
 const env = (name: string) => Deno.env.get(name);
 const encoder = new TextEncoder();
 const stderr = (text: string) =>
   Deno.stderr.writeSync(encoder.encode(text.endsWith("\n") ? text : text + "\n"));
 
-async function load(cli: CliOptions): Promise<{ loaded: LoadedConfig; config: Config }> {
-  const loaded = await loadConfig(cli.configPath, env);
+/** A reason the daemon cannot start, already worded as the one line the user sees. */
+class StartupError extends Error {
+  override readonly name = "StartupError";
+}
+
+async function load(
+  cli: CliOptions,
+  strict = false,
+): Promise<{ loaded: LoadedConfig; config: Config }> {
+  const loaded = await loadConfig(cli.configPath, env, { strict });
   return { loaded, config: applyOverrides(loaded.config, cli) };
+}
+
+/**
+ * Startup failures as one line, never a stack trace: the flag to change for a busy port or
+ * socket, the path and reason for a config, the permission that is missing.
+ */
+function startupLine(err: unknown): string {
+  if (err instanceof StartupError || err instanceof ListenError || err instanceof CliError) {
+    return err.message;
+  }
+  if (err instanceof ConfigError) {
+    const [first, ...rest] = err.problems;
+    if (first?.startsWith("Cannot read file: ") && rest.length === 0) {
+      return `Cannot read config ${err.source}: ${first.slice("Cannot read file: ".length)}`;
+    }
+    const more = rest.length > 0 ? ` (+${rest.length} more; \`--check\` lists them all)` : "";
+    return `Invalid config ${err.source}: ${first ?? "unknown problem"}${more}`;
+  }
+  if (err instanceof Deno.errors.NotCapable) {
+    // Deno's wording names the permission: 'Requires env access to "PORT", run again with …'.
+    return `Missing permission: ${
+      firstLine(err.message)
+    } (start it with \`deno task start\`, which grants exactly what the config needs)`;
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  return `Startup failed: ${e.name}: ${firstLine(e.message)}`;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n", 1)[0] ?? "";
 }
 
 /** Grants this config needs that the process lacks, as flags. */
@@ -44,40 +83,31 @@ async function main(): Promise<number> {
   try {
     cli = parseCli(Deno.args, env);
   } catch (err) {
-    stderr(`${(err as CliError).message}\n\n${USAGE}`);
+    if (!(err instanceof CliError)) throw err;
+    stderr(`pilotfish: ${err.message} (see --help)`);
     return 2;
   }
   if (cli.help) {
     Deno.stdout.writeSync(encoder.encode(USAGE));
     return 0;
   }
+  if (cli.version) {
+    Deno.stdout.writeSync(encoder.encode(`pilotfish ${VERSION}\n`));
+    return 0;
+  }
+  if (cli.check) return check(cli);
 
   // Fingerprint before reading, so an edit racing the first load is still picked up.
   const initialFingerprint = cli.configPath === null ? "" : await fileFingerprint(cli.configPath);
-  let first: { loaded: LoadedConfig; config: Config };
-  try {
-    first = await load(cli);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      stderr(err.message);
-      return 1;
-    }
-    throw err;
-  }
-  if (cli.check) {
-    for (const w of first.loaded.warnings) stderr(`warning: ${w}`);
-    Deno.stdout.writeSync(encoder.encode(`Config ${first.loaded.source} is valid\n`));
-    return 0;
-  }
+  const first = await load(cli);
 
   const missing = await missingFor(first.config, cli);
   if (missing.length > 0) {
-    stderr(
-      `Pilotfish lacks permissions its config needs; start it with \`deno task start\`, or add:\n  ${
+    throw new StartupError(
+      `Missing permissions this config needs: ${
         missing.join(" ")
-      }`,
+      } (start it with \`deno task start\`, which grants them)`,
     );
-    return 1;
   }
 
   const deps = {
@@ -88,6 +118,7 @@ async function main(): Promise<number> {
       first.config,
       createLogger({
         level: first.config.logging.level,
+        format: first.config.logging.format,
         redact: createRedactor(secretsOf(first.config)),
       }),
     ),
@@ -105,6 +136,7 @@ async function main(): Promise<number> {
   );
   isReady = true;
   log().info("pilotfish listening", {
+    version: VERSION,
     tcp: listeners.tcp ? `${listeners.tcp.hostname}:${listeners.tcp.port}` : null,
     socket: listeners.socket,
     config: first.loaded.source,
@@ -164,6 +196,29 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** `--check`: every problem on its own line, warnings too; exit 1 when any is an error. */
+async function check(cli: CliOptions): Promise<number> {
+  try {
+    const { loaded } = await load(cli, cli.strict);
+    for (const w of loaded.warnings) stderr(`warning: ${w}`);
+    const dialect = loaded.dialect ? ` (${loaded.dialect} dialect)` : "";
+    Deno.stdout.writeSync(encoder.encode(`Config ${loaded.source}${dialect} is valid\n`));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    stderr(`Config ${err.source} is invalid:`);
+    for (const p of err.problems) stderr(`  - ${p}`);
+    return 1;
+  }
+}
+
 if (import.meta.main) {
-  Deno.exit(await main());
+  let code: number;
+  try {
+    code = await main();
+  } catch (err) {
+    stderr(`pilotfish: ${startupLine(err)}`);
+    code = 1;
+  }
+  Deno.exit(code);
 }

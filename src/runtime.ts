@@ -1,5 +1,6 @@
 import type { Config } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
+import { trackReachability } from "./providers/execute.ts";
 import type { RoutingState } from "./routing/mod.ts";
 import { type Breaker, type BreakerStore, createBreaker } from "./breaker/mod.ts";
 import { createLogger, createRedactor, type Logger, type Redactor } from "./telemetry/mod.ts";
@@ -17,7 +18,10 @@ export interface Runtime {
   readonly redact: Redactor;
   /** Randomness for key choice and jitter; injectable for tests. */
   readonly random: () => number;
-  /** The fetch adapters use; native passthrough uses it too. */
+  /**
+   * The fetch adapters use; native passthrough uses it too. Connect failures and
+   * recoveries seen through it are recorded in `routing` (for `/health`).
+   */
   readonly fetch: typeof fetch;
   /** Wall clock in ms (Retry-After dates, cooldowns, deadlines); injectable for tests. */
   readonly now: () => number;
@@ -42,10 +46,12 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   const redact = createRedactor(secretsOf(config));
   const logger = createLogger({
     level: config.logging.level,
+    format: config.logging.format,
     redact,
     ...(deps.write ? { write: deps.write } : {}),
   });
-  const adapters = createAdapters(config, { fetch: deps.fetch, redact, random: deps.random });
+  const fetch = trackReachability(deps.fetch, deps.routing);
+  const adapters = createAdapters(config, { fetch, redact, random: deps.random });
   return {
     generation,
     config,
@@ -53,7 +59,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     logger,
     redact,
     random: deps.random,
-    fetch: deps.fetch,
+    fetch,
     now: deps.now ?? Date.now,
     routing: deps.routing,
     breaker: createBreaker(

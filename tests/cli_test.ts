@@ -55,3 +55,14 @@ Deno.test("applyOverrides() puts flags and env above the config file", () => {
   assert.equal(out.server.socket, "/tmp/x.sock");
   assert.ok(Object.isFrozen(out.server));
 });
+
+Deno.test("parseCli() reads --version, --help, --check and --strict", () => {
+  const cli = parseCli(["--check", "--strict"], env({}));
+  assert.equal(cli.check, true);
+  assert.equal(cli.strict, true);
+  assert.equal(cli.version, false);
+  assert.equal(parseCli(["--version"], env({})).version, true);
+  assert.equal(parseCli(["-V"], env({})).version, true);
+  assert.equal(parseCli(["-h"], env({})).help, true);
+  assert.equal(parseCli([], env({})).strict, false);
+});

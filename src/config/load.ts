@@ -1,7 +1,9 @@
 import YAML from "yaml";
 import * as v from "valibot";
 import { type EnvLookup, interpolateTree } from "./interpolate.ts";
-import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
+import { fromLlmGateway, isLlmGatewayConfig } from "./dialects/llm_gateway.ts";
+import { formatPath, PathOrigins } from "./paths.ts";
+import { EMBEDDED_DEFAULT_PROVIDER, PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
 import {
   type Config,
   configSchema,
@@ -24,49 +26,92 @@ export interface LoadedConfig {
   readonly warnings: readonly string[];
   /** Where it came from: a file path or "embedded default". */
   readonly source: string;
+  /** The seed dialect the file was written in, when not Pilotfish's own. */
+  readonly dialect?: "llm-gateway";
+}
+
+export interface LoadOptions {
+  /** `--check --strict`: unknown keys are errors, not warnings. */
+  readonly strict?: boolean;
 }
 
 /** Parse and validate YAML text. Throws ConfigError listing every problem. */
-export function parseConfigText(text: string, env: EnvLookup, source: string): LoadedConfig {
+export function parseConfigText(
+  text: string,
+  env: EnvLookup,
+  source: string,
+  opts: LoadOptions = {},
+): LoadedConfig {
   let raw: unknown;
   try {
     const doc = YAML.parseDocument(text, { prettyErrors: false });
-    if (doc.errors.length > 0) {
-      throw new ConfigError(source, doc.errors.map((e) => `YAML syntax: ${e.message}`));
-    }
+    if (doc.errors.length > 0) throw new ConfigError(source, [yamlProblem(text, doc.errors)]);
     raw = doc.toJS() ?? {};
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(source, [`YAML syntax: ${(err as Error).message}`]);
   }
-  return validateConfig(raw, env, source);
+  return validateConfig(raw, env, source, opts);
+}
+
+/**
+ * The first YAML error with its line and column. Later ones are almost always echoes of
+ * the first (one missing bracket upsets every line after it), so only their count is given.
+ */
+function yamlProblem(text: string, errors: readonly YAML.YAMLError[]): string {
+  const first = errors[0]!;
+  const offset = first.pos[0];
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const column = offset - (before.lastIndexOf("\n") + 1) + 1;
+  const more = errors.length > 1
+    ? ` (${errors.length - 1} more YAML error${errors.length > 2 ? "s" : ""} after it)`
+    : "";
+  return `YAML syntax at line ${line}, column ${column}: ${first.message}${more}`;
 }
 
 /** Validate an already-parsed tree (YAML or embedded default). */
-export function validateConfig(raw: unknown, env: EnvLookup, source: string): LoadedConfig {
+export function validateConfig(
+  raw: unknown,
+  env: EnvLookup,
+  source: string,
+  opts: LoadOptions = {},
+): LoadedConfig {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(source, ["(root): Expected a mapping of config sections"]);
   }
-  const tree = dropNulls(interpolateTree(raw, env)) as Record<string, unknown>;
+  let tree = dropNulls(interpolateTree(raw, env)) as Record<string, unknown>;
   const warnings: string[] = [];
   const errors: string[] = [];
+  // A seed dialect is translated first; its origins name problems by the user's key path.
+  let origins = new PathOrigins();
+  let dialect: LoadedConfig["dialect"];
+  if (isLlmGatewayConfig(tree)) {
+    const translated = fromLlmGateway(tree);
+    ({ tree, origins, dialect } = translated);
+    errors.push(...translated.errors);
+    warnings.push(...translated.warnings);
+  }
+  const at = (path: readonly PropertyKey[]) => origins.userPath(path);
 
   let result = v.safeParse(configSchema, tree, { abortEarly: false });
   if (!result.success) {
     const unknown: (readonly PropertyKey[])[] = [];
     for (const issue of result.issues) {
       const path = issuePath(issue);
-      if (issue.type === "strict_object") {
+      if (issue.type === "strict_object" && !opts.strict) {
         unknown.push(path);
-        warnings.push(`${formatPath(path)}: Unknown key, ignored`);
+        warnings.push(`${at(path)}: Unknown key, ignored`);
+      } else if (issue.type === "strict_object") {
+        errors.push(`${at(path)}: Unknown key`);
       } else {
-        errors.push(`${formatPath(path)}: ${issue.message}`);
+        errors.push(`${at(path)}: ${issue.message}`);
       }
     }
     if (errors.length > 0) {
       // Report reference errors too, judged against the provider names as written.
       const names = isRecord(tree.providers) ? Object.keys(tree.providers) : [];
-      errors.push(...referenceErrors(new Set(names), tree.routing));
+      errors.push(...referenceErrors(new Set(names), tree.routing, at));
       throw new ConfigError(source, errors);
     }
     // Only unknown keys: drop them and validate again.
@@ -78,11 +123,20 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
     if (!result.success) {
       throw new ConfigError(
         source,
-        result.issues.map((i) => `${formatPath(issuePath(i))}: ${i.message}`),
+        result.issues.map((i) => `${at(issuePath(i))}: ${i.message}`),
       );
     }
   }
   const parsed = result.output;
+  // The old per-provider retry key still loads (schema.ts reads it as `max_retries`).
+  const rawFailover = isRecord(tree.routing) ? tree.routing.failover : undefined;
+  if (isRecord(rawFailover) && rawFailover.retries_per_provider !== undefined) {
+    warnings.push(
+      rawFailover.max_retries === undefined
+        ? "routing.failover.retries_per_provider: Deprecated, read as max_retries (retries per provider)"
+        : "routing.failover.retries_per_provider: Deprecated and ignored: max_retries is set (retries per provider)",
+    );
+  }
 
   // server.address (Butter) → host/port unless those are given explicitly.
   const rawServer = (tree.server ?? {}) as Record<string, unknown>;
@@ -103,7 +157,7 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
   const providers: Record<string, ProviderConfig> = {};
   for (const [name, rawProvider] of Object.entries(parsed.providers)) {
     const p = resolveProvider(name, rawProvider);
-    const path = `providers.${name}`;
+    const path = at(["providers", name]);
     if (!p.typeKnown) {
       errors.push(
         `${path}: Unknown provider "${name}": set "type" (${
@@ -113,13 +167,17 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
       continue;
     }
     if (p.type !== "mock" && p.type !== "bedrock" && p.base_url === "") {
-      errors.push(`${path}.base_url: Required for a provider of type "${p.type}"`);
+      errors.push(
+        `${at(["providers", name, "base_url"])}: Required for a provider of type "${p.type}"`,
+      );
     }
     const keys: ProviderKeyConfig[] = [];
     p.keys.forEach((k, i) => {
       if (k.key.trim() === "") {
         warnings.push(
-          `${path}.keys[${i}].key: Empty (is its env var set?); the key is not used`,
+          `${
+            at(["providers", name, "keys", i, "key"])
+          }: Empty (is its env var set?); the key is not used`,
         );
         return;
       }
@@ -141,7 +199,7 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
     providers[name] = { ...rest, keys };
   }
 
-  errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing));
+  errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing, at));
   if (errors.length > 0) throw new ConfigError(source, errors);
 
   const aliases: Record<string, string> = {};
@@ -154,12 +212,20 @@ export function validateConfig(raw: unknown, env: EnvLookup, source: string): Lo
     server: { ...parsed.server, host, port, socket_mode: parseInt(parsed.server.socket_mode, 8) },
     providers,
   };
-  return { config: deepFreeze(config), warnings, source };
+  return { config: deepFreeze(config), warnings, source, ...(dialect ? { dialect } : {}) };
 }
 
 /**
+ * Marks a config `embeddedDefault` built. An enumerable symbol, so copies made with a
+ * spread (CLI overrides) keep it, while JSON and `Object.keys` do not see it.
+ */
+const EMBEDDED = Symbol("pilotfish.embeddedDefault");
+
+/**
  * The config used when no file is given: TCP 127.0.0.1:9002, the default socket, the
- * `mock` provider, and every preset provider whose API key env var is set.
+ * `mock` provider (for `mock/...` models only), and every preset provider whose API key
+ * env var is set. Bare model names go to `openai` when it is enabled, otherwise nothing
+ * serves them (a 404 naming the env vars), never a silent echo from the mock.
  */
 export function embeddedDefault(env: EnvLookup): LoadedConfig {
   const providers: Record<string, unknown> = { mock: {} };
@@ -167,24 +233,46 @@ export function embeddedDefault(env: EnvLookup): LoadedConfig {
     const key = preset.env_key ? env(preset.env_key) : undefined;
     if (key) providers[name] = { keys: [{ key }] };
   }
-  const defaultProvider = "openai" in providers ? "openai" : "mock";
-  return validateConfig(
+  const defaultProvider = EMBEDDED_DEFAULT_PROVIDER in providers ? EMBEDDED_DEFAULT_PROVIDER : "";
+  const loaded = validateConfig(
     { providers, routing: { default_provider: defaultProvider } },
     env,
     "embedded default",
   );
+  return { ...loaded, config: Object.freeze({ ...loaded.config, [EMBEDDED]: true }) };
+}
+
+/** True for the embedded default, CLI overrides applied or not (its 404s name env vars). */
+export function isEmbeddedDefault(config: Config): boolean {
+  return (config as Config & { [EMBEDDED]?: true })[EMBEDDED] === true;
 }
 
 /** Read, parse and validate a config file, or the embedded default when `path` is null. */
-export async function loadConfig(path: string | null, env: EnvLookup): Promise<LoadedConfig> {
+export async function loadConfig(
+  path: string | null,
+  env: EnvLookup,
+  opts: LoadOptions = {},
+): Promise<LoadedConfig> {
   if (path === null) return embeddedDefault(env);
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    throw new ConfigError(path, [`Cannot read file: ${(err as Error).message}`]);
+    throw new ConfigError(path, [`Cannot read file: ${readFailure(err, path)}`]);
   }
-  return parseConfigText(text, env, path);
+  return parseConfigText(text, env, path, opts);
+}
+
+/** Why a file could not be read, in words (Deno's messages name the syscall). */
+function readFailure(err: unknown, path: string): string {
+  if (err instanceof Deno.errors.NotFound) return "no such file";
+  if (err instanceof Deno.errors.IsADirectory) return "it is a directory";
+  if (err instanceof Deno.errors.NotCapable) {
+    return `this process may not read it (missing --allow-read=${path})`;
+  }
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied by the file system";
+  if (err instanceof Deno.errors.InvalidData) return "it is not UTF-8 text";
+  return (err as Error).message;
 }
 
 /**
@@ -192,7 +280,11 @@ export async function loadConfig(path: string | null, env: EnvLookup): Promise<L
  * block loosely typed so it also runs when other fields failed validation: `--check` then
  * lists every problem at once.
  */
-function referenceErrors(known: Set<string>, routing: unknown): string[] {
+function referenceErrors(
+  known: Set<string>,
+  routing: unknown,
+  at: (path: readonly PropertyKey[]) => string = formatPath,
+): string[] {
   const errors: string[] = [];
   if (!isRecord(routing)) return errors;
   const configured = [...known].join(", ") || "none";
@@ -202,8 +294,21 @@ function referenceErrors(known: Set<string>, routing: unknown): string[] {
     unknown(routing.default_provider)
   ) {
     errors.push(
-      `routing.default_provider: Unknown provider "${routing.default_provider}" (configured: ${configured})`,
+      `${
+        at(["routing", "default_provider"])
+      }: Unknown provider "${routing.default_provider}" (configured: ${configured})`,
     );
+  }
+  if (Array.isArray(routing.fallback)) {
+    routing.fallback.forEach((name: unknown, i: number) => {
+      if (unknown(name)) {
+        errors.push(
+          `${
+            at(["routing", "fallback", i])
+          }: Unknown provider "${name}" (configured: ${configured})`,
+        );
+      }
+    });
   }
   if (isRecord(routing.models)) {
     for (const [model, route] of Object.entries(routing.models)) {
@@ -212,13 +317,17 @@ function referenceErrors(known: Set<string>, routing: unknown): string[] {
         const name = typeof entry === "string" ? splitTarget(entry).provider : entry;
         if (unknown(name)) {
           errors.push(
-            `routing.models.${model}.providers[${i}]: Unknown provider "${name}" (configured: ${configured})`,
+            `${
+              at(["routing", "models", model, "providers", i])
+            }: Unknown provider "${name}" (configured: ${configured})`,
           );
         }
       });
       if (Array.isArray(route.weights) && route.weights.length !== route.providers.length) {
         errors.push(
-          `routing.models.${model}.weights: Expected ${route.providers.length} weights, one per provider`,
+          `${
+            at(["routing", "models", model, "weights"])
+          }: Expected ${route.providers.length} weights, one per provider`,
         );
       }
     }
@@ -229,10 +338,12 @@ function referenceErrors(known: Set<string>, routing: unknown): string[] {
       if (target === null) continue;
       const slash = target.indexOf("/");
       if (slash <= 0 || slash === target.length - 1) {
-        errors.push(`routing.aliases.${alias}: Expected "provider/model", got "${target}"`);
+        errors.push(
+          `${at(["routing", "aliases", alias])}: Expected "provider/model", got "${target}"`,
+        );
       } else if (unknown(target.slice(0, slash))) {
         errors.push(
-          `routing.aliases.${alias}: Unknown provider "${
+          `${at(["routing", "aliases", alias])}: Unknown provider "${
             target.slice(0, slash)
           }" (configured: ${configured})`,
         );
@@ -272,16 +383,6 @@ function dropNulls(node: unknown): unknown {
   if (!isRecord(node)) return node;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(node)) if (value !== null) out[key] = dropNulls(value);
-  return out;
-}
-
-function formatPath(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return "(root)";
-  let out = "";
-  for (const seg of path) {
-    if (typeof seg === "number") out += `[${seg}]`;
-    else out += out === "" ? String(seg) : `.${String(seg)}`;
-  }
   return out;
 }
 

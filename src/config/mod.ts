@@ -6,18 +6,29 @@
 export {
   ConfigError,
   embeddedDefault,
+  isEmbeddedDefault,
   loadConfig,
   type LoadedConfig,
+  type LoadOptions,
   parseConfigText,
   splitTarget,
 } from "./load.ts";
 export { interpolate, referencedEnvVars } from "./interpolate.ts";
 export { parseDuration } from "./duration.ts";
-export { DEFAULT_ENV_KEYS, PROVIDER_PRESETS, type ProviderType } from "./presets.ts";
+export {
+  DEFAULT_ENV_KEYS,
+  EMBEDDED_DEFAULT_PROVIDER,
+  ENV_ENABLED_PROVIDERS,
+  needsApiKey,
+  PROVIDER_PRESETS,
+  type ProviderType,
+} from "./presets.ts";
 export type {
   CircuitBreakerConfig,
   Config,
+  CorsConfig,
   FailoverConfig,
+  LoggingConfig,
   LogLevel,
   ModelRouteConfig,
   ProviderConfig,

@@ -60,6 +60,22 @@ const strictObject = v.strictObject;
 const listOf = <T extends v.GenericSchema>(item: T) => v.array(item);
 const mapOf = <T extends v.GenericSchema>(value: T) => v.record(v.string(), value);
 
+/**
+ * Browser access (llm-gateway's `server.cors`; llm-proxy answers browsers too). Off by
+ * default; only `allowed_origins` get `Access-Control-Allow-Origin` (`"*"` only when listed).
+ */
+const corsSchema = strictObject({
+  enabled: opt(bool(), false),
+  allowed_origins: opt(listOf(str()), []),
+  allowed_methods: opt(listOf(str()), ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+  /** Empty: the headers a preflight asks for are allowed. */
+  allowed_headers: opt(listOf(str()), []),
+  exposed_headers: opt(listOf(str())),
+  allow_credentials: opt(bool(), false),
+  /** How long a browser may cache a preflight answer (`Access-Control-Max-Age`). */
+  max_age: opt(duration(), "10m"),
+});
+
 const serverSchema = strictObject({
   host: opt(str(), "127.0.0.1"),
   port: opt(int(0, 65535), 9002),
@@ -74,10 +90,27 @@ const serverSchema = strictObject({
   ),
   max_body_bytes: opt(int(1), 10 * 1024 * 1024),
   admin_token: opt(str(), ""),
+  /**
+   * Butter's / llm-gateway's (`readTimeout`) Go http.Server ReadTimeout. Unset: no limit. The
+   * whole request body must have arrived this long after the request started (its headers
+   * were read); a slower client gets 408 in the route's error format, with `Connection:
+   * close`. A unified route calls no upstream; a chunked passthrough body already streaming
+   * upstream has that upstream request aborted (one of declared length is read whole first,
+   * so its Content-Length reaches the upstream intact). Routes that read no body: unaffected.
+   */
   read_timeout: opt(duration()),
+  /**
+   * Go's WriteTimeout (llm-gateway's `writeTimeout`). Unset: no limit. The whole response must
+   * be written this long after the request started. Until the response starts it is one more
+   * deadline beside `x-gateway.timeout` and `routing.failover.deadline` (the smallest wins):
+   * 504 in the route's error format. A stream still running when it passes is ended: an
+   * in-format error event on the unified routes, the body cut off on passthrough; the access
+   * log line says `outcome: error`, `reason: write_timeout`.
+   */
   write_timeout: opt(duration()),
   drain_timeout: opt(duration(), "30s"),
   reload_interval: opt(duration(), "1s"),
+  cors: opt(corsSchema, {}),
 });
 
 const keySchema = strictObject({
@@ -94,7 +127,13 @@ const providerSchema = strictObject({
   models: opt(listOf(str()), []),
   headers: opt(mapOf(str()), {}),
   timeout: opt(duration(), "60s"),
-  credential_mode: opt(v.picklist(["gateway", "passthrough"]), "gateway"),
+  /** Retries on this provider (llm-gateway's per-provider `maxRetries`); default: routing.failover.max_retries. */
+  max_retries: opt(int(0)),
+  /**
+   * No default here: unified routes default to `gateway`, native passthrough routes to the
+   * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
+   */
+  credential_mode: opt(v.picklist(["gateway", "passthrough"])),
   enabled: opt(bool(), true),
   // azure
   api_version: opt(str(), "2024-10-21"),
@@ -120,6 +159,11 @@ const aliasTarget = v.union([
 
 const routingSchema = strictObject({
   default_provider: opt(str(), ""),
+  /**
+   * Providers tried, in order, after `default_provider` for a model it serves by default
+   * (llm-gateway's `fallbackChain` for models no provider lists). Same model name on each.
+   */
+  fallback: opt(listOf(str()), []),
   models: opt(
     mapOf(strictObject({
       /** Provider names (same model name) or `provider/model` to serve it under another name. */
@@ -133,24 +177,32 @@ const routingSchema = strictObject({
   ),
   aliases: opt(mapOf(aliasTarget), {}),
   failover: opt(
-    strictObject({
-      enabled: opt(bool(), true),
-      /** Attempts after the first, across all providers. */
-      max_retries: opt(int(0), 2),
-      /** Retries on the same provider before moving to the next one. */
-      retries_per_provider: opt(int(0), 1),
-      retry_on: opt(listOf(int(100, 599)), [429, 500, 502, 503, 504, 529]),
-      backoff: opt(
-        strictObject({
-          initial: opt(duration(), "100ms"),
-          multiplier: opt(atLeast(1), 2),
-          max: opt(duration(), "5s"),
-        }),
-        {},
-      ),
-      /** Overall budget until a response starts (x-gateway.timeout overrides it). */
-      deadline: opt(duration(), "120s"),
-    }),
+    v.pipe(
+      strictObject({
+        enabled: opt(bool(), true),
+        /** Butter's meaning: retries on the same provider before moving to the next one. */
+        max_retries: opt(int(0)),
+        /** Deprecated alias of `max_retries` (load.ts warns); `max_retries` wins when both are set. */
+        retries_per_provider: opt(int(0)),
+        /** Total attempts across every provider; 0 = no cap (the deadline still bounds all). */
+        max_attempts: opt(int(0), 0),
+        retry_on: opt(listOf(int(100, 599)), [429, 500, 502, 503, 504, 529]),
+        backoff: opt(
+          strictObject({
+            initial: opt(duration(), "100ms"),
+            multiplier: opt(atLeast(1), 2),
+            max: opt(duration(), "5s"),
+          }),
+          {},
+        ),
+        /** Overall budget until a response starts (x-gateway.timeout overrides it). */
+        deadline: opt(duration(), "120s"),
+      }),
+      v.transform(({ retries_per_provider, max_retries, ...rest }) => ({
+        ...rest,
+        max_retries: max_retries ?? retries_per_provider ?? 2,
+      })),
+    ),
     {},
   ),
   /** How long a key rests after the provider refused it. */
@@ -192,6 +244,14 @@ const circuitBreakerSchema = strictObject({
   redis: opt(redisConn),
 });
 
+/** llm-proxy's limit keys (0 = unlimited), globally and per user. */
+const proxyLimitKeys = {
+  requests_per_minute: opt(int(0), 0),
+  tokens_per_minute: opt(int(0), 0),
+  requests_per_day: opt(int(0), 0),
+  tokens_per_day: opt(int(0), 0),
+};
+
 /** llm-proxy's `features.rate_limiting`. */
 const rateLimitingSchema = strictObject({
   enabled: opt(bool(), false),
@@ -207,12 +267,58 @@ const rateLimitingSchema = strictObject({
   ),
   limits: opt(
     strictObject({
-      requests_per_minute: opt(int(0), 0),
-      tokens_per_minute: opt(int(0), 0),
+      ...proxyLimitKeys,
+      overrides: opt(
+        strictObject({
+          /** Per-user limits (user id → limits), in place of the global ones for that user. */
+          per_user: opt(mapOf(strictObject(proxyLimitKeys)), {}),
+        }),
+        {},
+      ),
     }),
     {},
   ),
   redis: opt(redisConn),
+});
+
+/** llm-gateway's `{ requests, window }` budget. */
+const requestWindow = strictObject({
+  requests: int(1),
+  window: duration(),
+});
+
+/** llm-gateway's `rateLimit` (global / per key / per model), validated here; enforced by the limiter. */
+const rateLimitSchema = strictObject({
+  enabled: opt(bool(), false),
+  global: opt(requestWindow),
+  per_key: opt(requestWindow),
+  per_model: opt(mapOf(requestWindow), {}),
+});
+
+/** The response cache: llm-gateway's keys and Butter's (`max_entries`, `redis`). */
+const cacheSchema = strictObject({
+  enabled: opt(bool(), false),
+  backend: opt(v.picklist(["memory", "redis"]), "memory"),
+  ttl: opt(duration()),
+  /** llm-gateway's `maxSize`: memory budget in MB. */
+  max_size_mb: opt(int(1)),
+  /** Butter's entry cap for the memory backend. */
+  max_entries: opt(int(1)),
+  redis: opt(strictObject({
+    address: opt(str(), "localhost:6379"),
+    password: opt(str(), ""),
+    db: opt(int(0), 0),
+    key_prefix: opt(str()),
+  })),
+});
+
+/** llm-gateway's `metrics` block. */
+const metricsSchema = strictObject({
+  enabled: opt(bool(), true),
+  endpoint: opt(
+    v.pipe(v.string(), v.regex(/^\/\S*$/, 'Must be a path such as "/metrics"')),
+    "/metrics",
+  ),
 });
 
 /** Sections later capabilities own: accepted as-is now, validated by their modules. */
@@ -223,7 +329,11 @@ export const configSchema = strictObject({
   logging: opt(
     strictObject({
       level: opt(v.picklist(["debug", "info", "warn", "error"]), "info"),
-      format: opt(v.picklist(["json"]), "json"),
+      /** `json`: one JSON object per line; `console`: one readable line per event. */
+      format: opt(v.picklist(["json", "console"]), "json"),
+      /** Log request bodies (secrets redacted, truncated at `request_body_max_bytes`). */
+      request_body: opt(bool(), false),
+      request_body_max_bytes: opt(int(1), 4096),
     }),
     {},
   ),
@@ -254,7 +364,9 @@ export const configSchema = strictObject({
     }),
     {},
   ),
-  cache: reserved(),
+  cache: opt(cacheSchema, {}),
+  rate_limit: opt(rateLimitSchema, {}),
+  metrics: opt(metricsSchema, {}),
   app_keys: reserved(),
   pricing: reserved(),
   telemetry: reserved(),
@@ -267,8 +379,15 @@ export type ProviderKeyConfig = v.InferOutput<typeof keySchema> & { readonly id:
 
 /** A provider after presets are applied: type and base URL are always known. */
 export interface ProviderConfig
-  extends Omit<RawProvider, "type" | "base_url" | "keys" | "timeout"> {
+  extends Omit<RawProvider, "type" | "base_url" | "keys" | "timeout" | "credential_mode"> {
   readonly name: string;
+  /** Unified routes: `gateway` (configured keys; the default) or the client's credential. */
+  readonly credential_mode: "gateway" | "passthrough";
+  /**
+   * Native passthrough routes: `passthrough` (the client's own credential, a configured key
+   * only when it sent none) unless `credential_mode: gateway` is set explicitly.
+   */
+  readonly native_credential_mode: "gateway" | "passthrough";
   readonly type: (typeof PROVIDER_TYPES)[number];
   readonly base_url: string;
   readonly keys: readonly ProviderKeyConfig[];
@@ -289,6 +408,8 @@ export interface Config extends Omit<RawConfig, "providers" | "server" | "routin
 }
 
 export type LogLevel = RawConfig["logging"]["level"];
+export type LoggingConfig = RawConfig["logging"];
+export type CorsConfig = RawConfig["server"]["cors"];
 export interface RoutingConfig extends Omit<RawConfig["routing"], "aliases"> {
   /** Normalised to `provider/model`. */
   readonly aliases: Readonly<Record<string, string>>;
@@ -297,7 +418,11 @@ export type ModelRouteConfig = RoutingConfig["models"][string];
 export type FailoverConfig = RoutingConfig["failover"];
 export type CircuitBreakerConfig = RawConfig["features"]["circuit_breaker"];
 
-/** Fill in a provider's type and base URL from its preset; null type means "unknown". */
+/**
+ * Fill in a provider's type and base URL from its preset (null type means "unknown"), and
+ * its credential mode for each kind of route: unified routes default to `gateway`, native
+ * passthrough routes to the client's own credential unless `gateway` was set explicitly.
+ */
 export function resolveProvider(name: string, raw: RawProvider): Omit<ProviderConfig, "keys"> & {
   keys: RawProvider["keys"];
   typeKnown: boolean;
@@ -307,6 +432,8 @@ export function resolveProvider(name: string, raw: RawProvider): Omit<ProviderCo
   return {
     ...raw,
     name,
+    credential_mode: raw.credential_mode ?? "gateway",
+    native_credential_mode: raw.credential_mode ?? "passthrough",
     type: type ?? "openai",
     typeKnown: type !== undefined,
     base_url: stripSlash(raw.base_url ?? preset?.base_url ?? ""),

@@ -32,6 +32,58 @@ const CLASSIFYING_HEADERS = [
 const TIMED_OUT = Symbol("timed out");
 
 /**
+ * Where `executeUpstream` records whether a provider's upstream could be connected to
+ * (for `/health`). Implemented by the routing state, which outlives config reloads.
+ */
+export interface ReachabilityRecorder {
+  /** A call got a response (any HTTP status). On every success: a cheap flag write only. */
+  reached(provider: string): void;
+  /** A call failed to connect: refused, DNS, TLS. `reason` is ours, never upstream text. */
+  unreachable(provider: string, origin: string, reason: string): void;
+}
+
+const RECORDER = Symbol("pilotfish.reachability");
+type TrackedFetch = typeof fetch & { [RECORDER]?: ReachabilityRecorder };
+
+/**
+ * A `fetch` whose calls through `executeUpstream` report reachability to `recorder`. The
+ * recorder rides on the function so every adapter and the passthrough routes, which all
+ * receive the Runtime's fetch, feed it without another parameter on each call.
+ */
+export function trackReachability(
+  fetchFn: typeof fetch,
+  recorder: ReachabilityRecorder,
+): typeof fetch {
+  const tracked: TrackedFetch = fetchFn.bind(globalThis);
+  tracked[RECORDER] = recorder;
+  return tracked;
+}
+
+/**
+ * Why a rejected fetch never reached the upstream, or null when it may have (a reset after
+ * connecting, a request body that failed). Deno says "client error (Connect)" for every
+ * failure before the connection was up; the upstream's text itself is never kept (a URL in
+ * it may carry a client's `?key=`).
+ */
+export function connectFailure(err: unknown): string | null {
+  let text = "";
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    text += ` ${e.message}`;
+  }
+  if (
+    !/\(Connect\)|tcp connect|connection refused|dns error|failed to lookup|tls|certificate/i.test(
+      text,
+    )
+  ) {
+    return null;
+  }
+  if (/refused/i.test(text)) return "connection refused";
+  if (/dns error|failed to lookup/i.test(text)) return "DNS lookup failed";
+  if (/tls|certificate/i.test(text)) return "TLS handshake failed";
+  return "connect failed";
+}
+
+/**
  * The one place that calls `fetch` for upstreams. Links the client's abort signal
  * and a per-attempt timer to one controller and maps transport failures to gateway errors:
  * a refused or reset connection is 502 `upstream_unreachable`, an expired timer 504
@@ -56,7 +108,8 @@ export async function executeUpstream(
   if (opts.signal.aborted) onClientAbort();
   else opts.signal.addEventListener("abort", onClientAbort, { once: true });
   const settle = scheduleDeadline(opts.timeoutMs, () => controller.abort(TIMED_OUT));
-  const fail = (err: unknown): never => {
+  /** `connect`: the fetch itself rejected (no response yet), so it may be a connect failure. */
+  const fail = (err: unknown, connect = false): never => {
     settle();
     if (controller.signal.reason === TIMED_OUT) {
       throw new GatewayError(
@@ -74,9 +127,18 @@ export async function executeUpstream(
       });
     }
     if (err instanceof GatewayError) throw err;
+    const reason = connect ? connectFailure(err) : null;
+    const message = (err as Error).message ?? String(err);
+    if (reason !== null) {
+      (fetchFn as TrackedFetch)[RECORDER]?.unreachable(opts.provider, originOf(req.url), reason);
+    }
     throw new GatewayError(
       "upstream_unreachable",
-      `Provider "${opts.provider}" is unreachable: ${(err as Error).message ?? String(err)}`,
+      `Provider "${opts.provider}" is unreachable: ${message}${
+        reason !== null && !message.toLowerCase().includes(reason.toLowerCase())
+          ? ` (${reason})`
+          : ""
+      }`,
       { provider: opts.provider, cause: err },
     );
   };
@@ -90,8 +152,9 @@ export async function executeUpstream(
       redirect: "manual", // a redirect could point at a host that is not configured
     });
   } catch (err) {
-    return fail(err);
+    return fail(err, true);
   }
+  (fetchFn as TrackedFetch)[RECORDER]?.reached(opts.provider);
   if (opts.toError && response.status >= 300 && response.status < 400) {
     settle();
     await response.body?.cancel().catch(() => {});
@@ -132,4 +195,8 @@ export async function executeUpstream(
 /** Header names lower-cased, so configured headers merge predictably with ours. */
 export function lowerCaseKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+}
+
+function originOf(url: string): string {
+  return URL.parse(url)?.origin ?? "";
 }

@@ -85,6 +85,12 @@ export interface ProviderAdapter {
   embeddings?(call: EmbeddingsCall, model: string): Promise<ChatOutcome>;
   /** Anthropic Messages passthrough (see MessagesCall); only Anthropic-format providers. */
   messages?(call: MessagesCall, model: string): Promise<ChatOutcome>;
+  /**
+   * For providers that authenticate with something other than API keys (Bedrock signing
+   * with the daemon's AWS credentials): why calls cannot be authenticated now, or null when
+   * they can. Shown on `/health`; API-key providers are judged by their configured keys.
+   */
+  credentialProblem?(): Promise<string | null>;
 }
 
 export interface AdapterDeps {

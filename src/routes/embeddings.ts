@@ -11,7 +11,7 @@ export async function embeddings(c: Context<AppEnv>): Promise<Response> {
   c.set("errorFormat", "openai");
   const rt = c.get("runtime");
   const { body, gateway } = parseEmbeddingsRequest(
-    await readJsonBody(c.req.raw, rt.config.server.max_body_bytes),
+    await readJsonBody(c.req.raw, rt.config.server.max_body_bytes, c.get("deadlines")?.body),
   );
   c.set("model", body.model);
   const resolved = resolveModel(rt.config, body.model, gateway.provider);

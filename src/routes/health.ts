@@ -1,5 +1,7 @@
 import type { Context } from "hono";
 import { DEFAULT_DEGRADED_SIGNAL } from "../breaker/mod.ts";
+import { needsApiKey, type ProviderConfig } from "../config/mod.ts";
+import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
 
 /** `GET /healthz`: liveness, plain `ok` (Butter). */
@@ -16,20 +18,66 @@ export function ready(isReady: () => boolean) {
   };
 }
 
+/** A provider's line on `/health`: `status` plus, when it is not healthy, why. */
+interface ProviderHealth {
+  status: "healthy" | "unconfigured" | "unreachable";
+  reason?: string;
+  /** Unreachable: when the failures in a row began and the latest one (Unix seconds). */
+  unreachable_since?: number;
+  last_failure_at?: number;
+  consecutive_failures?: number;
+}
+
+/**
+ * `unconfigured`: calls cannot be authenticated (no usable key while the provider needs one
+ * and does not take the client's, or no AWS credentials for Bedrock signing). `unreachable`:
+ * its last call failed to connect to the configured host, until a call connects again.
+ */
+async function providerHealth(rt: Runtime, p: ProviderConfig): Promise<ProviderHealth> {
+  const usableKeys = p.keys.some((k) => k.key.trim() !== "");
+  if (!usableKeys && p.credential_mode !== "passthrough" && needsApiKey(p.name, p.type)) {
+    return {
+      status: "unconfigured",
+      reason: `No API key: set providers.${p.name}.keys, or credential_mode: passthrough ` +
+        `to forward the client's`,
+    };
+  }
+  const problem = await rt.adapters.get(p.name)?.credentialProblem?.();
+  if (problem) return { status: "unconfigured", reason: rt.redact(problem) };
+  const down = rt.routing.unreachableSince(p.name);
+  // A failure recorded against another host (before a reload moved the provider) is moot.
+  if (down !== null && down.origin === (URL.parse(p.base_url)?.origin ?? "")) {
+    return {
+      status: "unreachable",
+      reason: down.reason,
+      unreachable_since: Math.floor(down.since / 1000),
+      last_failure_at: Math.floor(down.at / 1000),
+      consecutive_failures: down.failures,
+    };
+  }
+  return { status: "healthy" };
+}
+
 /**
  * `GET /health`: llm-proxy's shape: `status`, `timestamp` (Unix seconds), `providers` keyed
- * by name, `features`. The circuit breaker issue adds its blocks.
+ * by name (`status` healthy / unconfigured / unreachable, with a `reason` when not healthy),
+ * `features`, and the circuit breaker's blocks when it is on. The top-level `status` is the
+ * daemon's own: a provider's trouble shows on its line, not as a failing probe.
  */
-export function health(c: Context<AppEnv>): Response {
+export async function health(c: Context<AppEnv>): Promise<Response> {
   c.set("errorFormat", "plain");
   const rt = c.get("runtime");
   const now = rt.now();
+  const configured = Object.values(rt.config.providers);
+  const statuses = await Promise.all(configured.map((p) => providerHealth(rt, p)));
   const providers: Record<string, Record<string, unknown>> = {};
-  for (const p of Object.values(rt.config.providers)) {
+  for (const [i, p] of configured.entries()) {
+    const { status, ...detail } = statuses[i] as ProviderHealth;
     providers[p.name] = {
       provider: p.name,
       type: p.type,
-      status: "healthy",
+      status,
+      ...detail,
       baseURL: p.base_url,
       streaming_support: true,
       keys: p.keys.map((k) => {

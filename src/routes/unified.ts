@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import { GatewayError, withHeaders } from "../errors.ts";
+import { GatewayError } from "../errors.ts";
 import type { ModelRouteConfig } from "../config/mod.ts";
 import {
   executeWithFailover,
@@ -7,12 +7,15 @@ import {
   type FailoverResult,
   type Invoke,
   type Target,
+  upstreamTime,
 } from "../routing/mod.ts";
+import { attemptHeaders } from "../routing/failover.ts";
 import type { GatewayOptions } from "../schema/gateway.ts";
 import type { ChatOutcome } from "../providers/mod.ts";
 import { observeStream } from "../streaming/mod.ts";
 import type { Redactor } from "../telemetry/mod.ts";
 import { readRequestFlags } from "../breaker/mod.ts";
+import { endAt, explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
 import { readJsonBody } from "./body.ts";
 import type { AppEnv, RequestVars } from "./context.ts";
 
@@ -37,8 +40,9 @@ export async function runUnified(
     gateway: GatewayOptions;
     invoke: Invoke;
   },
-): Promise<FailoverResult & { headers: Record<string, string> }> {
+): Promise<FailoverResult & { headers: Record<string, string>; cut?: AbortSignal }> {
   const rt = c.get("runtime");
+  const deadlines = c.get("deadlines");
   const timeout = req.gateway.timeout;
   // The switches only mean something with the breaker on: skip the URL parse otherwise.
   const flags = rt.config.features.circuit_breaker.enabled
@@ -66,9 +70,15 @@ export async function runUnified(
         route: req.route,
         invoke: req.invoke,
         signal: c.req.raw.signal,
-        clientAuthorization: clientCredential(c),
-        // x-gateway.timeout is the caller's whole budget: it bounds every attempt too.
-        deadlineMs: timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline,
+        // Configured keys first: the client's credential only reaches providers that take it.
+        clientAuthorization: null,
+        fallbackAuthorization: clientCredential(c),
+        // x-gateway.timeout is the caller's whole budget: it bounds every attempt too. What is
+        // left of server.write_timeout bounds both as well; the smallest wins.
+        deadlineMs: withinWrite(
+          deadlines,
+          timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline,
+        ),
         ...(timeout !== undefined ? { attemptTimeoutMs: timeout * 1000 } : {}),
         ...(flags.bypass ? { bypass: flags.bypass } : {}),
         ...(flags.testMode ? { testMode: flags.testMode } : {}),
@@ -76,18 +86,16 @@ export async function runUnified(
     );
   } catch (err) {
     if (!(err instanceof FailoverExhausted)) throw err;
-    const last = err.attempts.at(-1);
-    note(c, err.attempts, last?.provider, last?.model);
-    throw withHeaders(err.last, { "x-pilotfish-attempts": String(err.attempts.length) });
+    note(c, err.attempts, err.target?.provider, err.target?.model);
+    // err.last carries x-pilotfish-provider/-model/-attempts of the provider tried last.
+    throw explainTimeout(deadlines, err.last);
   }
   note(c, result.attempts, result.target.provider, result.target.model);
   return {
     ...result,
-    headers: {
-      "x-pilotfish-provider": result.target.provider,
-      "x-pilotfish-model": result.target.model,
-      "x-pilotfish-attempts": String(result.attempts.length),
-    },
+    headers: attemptHeaders(result.target, result.attempts.length),
+    // write_timeout still runs once the response started: it ends the stream.
+    ...(deadlines?.write ? { cut: deadlines.write } : {}),
   };
 }
 
@@ -103,7 +111,9 @@ export async function readUnifiedRequest<B extends { model: string; stream?: unk
 ): Promise<{ body: B; gateway: GatewayOptions; stream: boolean }> {
   c.set("errorFormat", errorFormat);
   const rt = c.get("runtime");
-  const { body, gateway } = parse(await readJsonBody(c.req.raw, rt.config.server.max_body_bytes));
+  const { body, gateway } = parse(
+    await readJsonBody(c.req.raw, rt.config.server.max_body_bytes, c.get("deadlines")?.body),
+  );
   const stream = body.stream === true;
   c.set("stream", stream);
   c.set("model", body.model);
@@ -115,9 +125,15 @@ export async function readUnifiedRequest<B extends { model: string; stream?: unk
  * outcome as is, a stream with the SSE headers. After the first byte there is no retry, so
  * a stream that breaks ends with an error event in the route's own format (`renderError`)
  * instead; a failure that is not a GatewayError is reported as the provider's, redacted.
+ * When `cut` (server.write_timeout) aborts mid-stream, the stream ends the same way.
  */
 export function unifiedResponse(
-  result: { outcome: ChatOutcome; target: Target; headers: Record<string, string> },
+  result: {
+    outcome: ChatOutcome;
+    target: Target;
+    headers: Record<string, string>;
+    cut?: AbortSignal;
+  },
   redact: Redactor,
   renderError: (error: GatewayError) => Uint8Array,
 ): Response {
@@ -128,7 +144,8 @@ export function unifiedResponse(
       headers: { ...headers, "content-type": "application/json" },
     });
   }
-  const body = observeStream(outcome.body, {
+  const source = result.cut ? endAt(outcome.body, result.cut) : outcome.body;
+  const body = observeStream(source, {
     renderError: (err) => {
       const ge = err instanceof GatewayError ? err : new GatewayError(
         "upstream_error",
@@ -154,6 +171,7 @@ function note(
 ): void {
   if (provider !== undefined) c.set("provider", provider);
   if (model !== undefined) c.set("model", model);
+  c.set("upstreamMs", upstreamTime(attempts));
   // The common case (one clean attempt) adds nothing to the log line.
   if (attempts.length > 1 || attempts[0]?.outcome !== "ok") c.set("attempts", attempts);
 }

@@ -1,63 +1,38 @@
-import type { Config, ModelRouteConfig, ProviderConfig } from "../config/mod.ts";
+import type { ModelRouteConfig } from "../config/mod.ts";
 import { abortableSleep } from "../async.ts";
-import { GatewayError } from "../errors.ts";
-import type { ChatOutcome, ProviderAdapter, RawOutcome } from "../providers/mod.ts";
-
-/** Anything an attempt can produce: translated chat/embeddings, or a raw passthrough reply. */
-export type AttemptOutcome = ChatOutcome | RawOutcome;
-import { peekFirstChunk } from "../streaming/peek.ts";
+import { GatewayError, withHeaders } from "../errors.ts";
+import type { ChatOutcome } from "../providers/mod.ts";
+import type { OutcomeClass } from "../breaker/mod.ts";
+import {
+  attempt,
+  type AttemptOutcome,
+  type AttemptRecord,
+  type AttemptRequest,
+  type FailoverDeps,
+  hedge,
+  type Invoke,
+  type Settled,
+  syntheticFailure,
+} from "./attempt.ts";
+import { classOf, feed } from "./breaker_feedback.ts";
 import { hasReadyKey, pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
-import { backoffMs, classifyFailure, type FailureKind, retryAfterMs } from "./retry.ts";
-import type { RoutingState } from "./state.ts";
+import { backoffMs, classifyFailure, retryAfterMs, sameProviderRetries } from "./retry.ts";
 import { orderTargets, targetKey } from "./strategy.ts";
-import { type Breaker, classifyOutcome, type OutcomeClass } from "../breaker/mod.ts";
 
-/** One attempt as the access log and `x-pilotfish-attempts` report it (never the key). */
-export interface AttemptRecord {
-  readonly provider: string;
-  readonly model: string;
-  readonly key_id: string | null;
-  readonly status: number | null;
-  readonly duration_ms: number;
-  /** ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) */
-  readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled";
-  readonly reason?: string;
-}
+export type {
+  AttemptContext,
+  AttemptOutcome,
+  AttemptRecord,
+  FailoverDeps,
+  Invoke,
+} from "./attempt.ts";
 
-export interface FailoverDeps {
-  readonly config: Config;
-  readonly adapters: ReadonlyMap<string, ProviderAdapter>;
-  readonly state: RoutingState;
-  readonly random: () => number;
-  readonly now: () => number;
-  readonly redact: (text: string) => string;
-  /** The circuit breaker (llm-proxy contract), when configured. */
-  readonly breaker?: Breaker;
-}
-
-/** What one attempt gets: its signal, its timeout and its credentials. */
-export interface AttemptContext {
-  readonly signal: AbortSignal;
-  readonly timeoutMs: number;
-  readonly apiKey: string | null;
-  readonly clientAuthorization: string | null;
-}
-
-/** Runs the operation (chat, embeddings, a native call) against one provider. */
-export type Invoke<O extends AttemptOutcome = ChatOutcome> = (
-  adapter: ProviderAdapter,
-  attempt: AttemptContext,
-  model: string,
-) => Promise<O>;
-
-export interface FailoverRequest<O extends AttemptOutcome = ChatOutcome> {
+export interface FailoverRequest<O extends AttemptOutcome = ChatOutcome> extends AttemptRequest {
   readonly requested: string;
   readonly targets: readonly Target[];
   readonly route: ModelRouteConfig | undefined;
   readonly invoke: Invoke<O>;
-  readonly signal: AbortSignal;
-  readonly clientAuthorization: string | null;
   /** Overall budget until a response starts, ms. */
   readonly deadlineMs: number;
   /** Replaces the providers' own per-attempt `timeout` (x-gateway.timeout does). */
@@ -74,46 +49,87 @@ export interface FailoverResult<O extends AttemptOutcome = ChatOutcome> {
   readonly attempts: readonly AttemptRecord[];
 }
 
-/** Thrown when every attempt failed; carries the last error and the attempt log. */
+/**
+ * Thrown when no attempt succeeded. `last` is the error to answer with; it already carries
+ * the `x-pilotfish-provider/-model/-attempts` headers of the provider tried last (`target`).
+ */
 export class FailoverExhausted extends Error {
   override readonly name = "FailoverExhausted";
-  constructor(readonly last: GatewayError, readonly attempts: readonly AttemptRecord[]) {
+  constructor(
+    readonly last: GatewayError,
+    readonly attempts: readonly AttemptRecord[],
+    readonly target?: Target,
+  ) {
     super(last.message, { cause: last });
   }
 }
 
-interface Settled {
-  readonly target: Target;
-  /** The breaker key (`provider:model`) and whether this attempt was its half-open probe. */
-  readonly key: string;
-  readonly admission: "allow" | "probe" | "reject";
-  /** A test-mode failure that never reached the provider (not fed to the breaker). */
-  readonly synthetic?: boolean;
-  readonly ok: AttemptOutcome | null;
-  readonly error: GatewayError | null;
-  readonly record: Omit<AttemptRecord, "outcome" | "reason">;
+/** The `x-pilotfish-*` headers that say which provider answered (or failed) and how often. */
+export function attemptHeaders(
+  target: Target | undefined,
+  attempts: number,
+): Record<string, string> {
+  return target ? pilotfishHeaders(target.provider, target.model, attempts) : {};
+}
+
+/** The same from plain values. The model is the client's text: made header-safe. */
+export function pilotfishHeaders(
+  provider: string,
+  model: string | undefined,
+  attempts: number,
+): Record<string, string> {
+  return {
+    "x-pilotfish-provider": provider,
+    ...(model ? { "x-pilotfish-model": headerText(model) } : {}),
+    "x-pilotfish-attempts": String(attempts),
+  };
+}
+
+/** Visible ASCII as is, anything else percent-encoded: a header value must be a ByteString. */
+function headerText(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+}
+
+function exhausted(
+  last: GatewayError,
+  attempts: readonly AttemptRecord[],
+  target: Target | undefined,
+): FailoverExhausted {
+  return new FailoverExhausted(
+    withHeaders(last, attemptHeaders(target, attempts.length)),
+    attempts,
+    target,
+  );
 }
 
 /**
- * Serve a chat request from an ordered list of targets: retry a retryable failure on the
- * same provider (backoff with full jitter, `Retry-After` honoured within the deadline),
- * then move on; move on at once after a connection failure or timeout; try another key
- * after 401/403; pass any other 4xx straight back. A stream counts as answered once its
- * first chunk arrived, so nothing is ever retried after a byte could have reached the
- * client. With `hedge_after`, a second target starts if the first has not answered in time;
- * the first to answer wins and the other is aborted.
+ * Serve a request from an ordered list of targets.
+ *
+ * Butter's failover (`routing.failover`): a status in `retry_on` is retried on the same
+ * provider up to `max_retries` times (backoff with full jitter, `Retry-After` honoured within
+ * the deadline), then the next provider is tried; a connection failure or timeout moves on at
+ * once; a 401/403 tries another key; any other 4xx goes straight back. `max_attempts` (0: no
+ * cap) bounds the calls across providers and `deadline` the whole request.
+ *
+ * llm-proxy's breaker, when enabled, adds its own same-provider retries (see
+ * `sameProviderRetries`) whether or not failover is enabled, fast-fails open keys, and turns
+ * a terminal degraded failure into its degraded signal.
+ *
+ * A stream counts as answered once its first chunk arrived, so nothing is retried after a
+ * byte could have reached the client. With `hedge_after`, a second target starts if the
+ * first has not answered in time; the first to answer wins and the other is aborted.
  */
 export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome>(
   deps: FailoverDeps,
   req: FailoverRequest<O>,
 ): Promise<FailoverResult<O>> {
   const policy = deps.config.routing.failover;
-  const started = deps.now();
-  const deadline = started + req.deadlineMs;
+  const deadline = deps.now() + req.deadlineMs;
   const breaker = deps.breaker?.mode === "off" ? undefined : deps.breaker;
   const keyOf = (t: Target) => breaker?.key(t.provider, t.model) ?? targetKey(t);
   if (breaker && req.testMode === "force_degraded") {
-    throw new FailoverExhausted(breaker.degraded(req.targets[0]?.provider ?? "unknown"), []);
+    const first = req.targets[0];
+    throw exhausted(breaker.degraded(first?.provider ?? "unknown"), [], first);
   }
   const order = orderTargets(
     req.targets,
@@ -124,16 +140,21 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
     breaker ? (t) => breaker.available(t.provider, keyOf(t), deps.now()) : undefined,
   );
   // Bypass is single-shot by contract: the caller gets exactly what one upstream call says.
-  const maxAttempts = req.bypass ? 1 : policy.enabled ? policy.max_retries + 1 : 1;
+  const maxAttempts = req.bypass
+    ? 1
+    : policy.max_attempts > 0
+    ? policy.max_attempts
+    : Number.POSITIVE_INFINITY;
   let injectTransient = breaker !== undefined && req.testMode === "force_transient_recover";
   let lastClass: OutcomeClass | null = null;
   const attempts: AttemptRecord[] = [];
   const refusedKeys = new Set<string>();
   let index = 0;
-  let sameProviderRetries = 0;
+  let retries = 0; // on the current provider
   let last: GatewayError | null = null;
+  let lastTarget: Target | undefined = order[0];
   let rejectedOnly = true;
-  /** Calls actually made (breaker fast-fails are not attempts against the budget). */
+  /** Calls actually made (fast-fails and test-mode failures are not calls). */
   let made = 0;
 
   const record = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) =>
@@ -141,11 +162,11 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
 
   while (index < order.length && made < maxAttempts) {
     const target = order[index] as Target;
-    const remaining = deadline - deps.now();
-    if (remaining <= 0) break;
+    if (deadline - deps.now() <= 0) break;
 
-    const hedgeWith = req.route?.hedge_after !== undefined && sameProviderRetries === 0 &&
-        made + 1 < maxAttempts
+    // Hedging starts another provider early: that is failover, so it needs failover on.
+    const hedgeWith = policy.enabled && req.route?.hedge_after !== undefined && retries === 0 &&
+        !injectTransient && made + 1 < maxAttempts
       ? order[index + 1]
       : undefined;
     let settled: Settled[];
@@ -154,19 +175,19 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
       // upstream and without feeding the breaker; the retry loop then runs for real.
       injectTransient = false;
       settled = [syntheticFailure(target, keyOf(target))];
+    } else if (hedgeWith) {
+      settled = await hedge(
+        deps,
+        req,
+        target,
+        hedgeWith,
+        req.route!.hedge_after!,
+        deadline,
+        refusedKeys,
+        keyOf,
+      );
     } else {
-      settled = hedgeWith
-        ? await hedge(
-          deps,
-          req,
-          target,
-          hedgeWith,
-          req.route!.hedge_after!,
-          deadline,
-          refusedKeys,
-          keyOf,
-        )
-        : [await attempt(deps, req, target, deadline, refusedKeys, keyOf(target))];
+      settled = [await attempt(deps, req, target, deadline, refusedKeys, keyOf(target))];
     }
 
     // Fast-failed by the breaker: no call was made; the next candidate is tried at once.
@@ -175,87 +196,108 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
         attempts.push({ ...s.record, outcome: "next", reason: reasonOf(s.error!) });
         lastClass = "provider_degraded";
         last = s.error;
+        lastTarget = s.target;
       }
       index += settled.length;
-      sameProviderRetries = 0;
+      retries = 0;
       continue;
     }
     rejectedOnly = false;
-    made += settled.length;
+    made += settled.filter((s) => !s.synthetic).length;
 
     const winner = settled.find((s) => s.ok !== null);
     if (winner) {
       for (const s of settled) {
         record(s, s === winner ? "ok" : "cancelled", s === winner ? undefined : "hedge lost");
       }
-      feed(breaker, deps, winner, "success", true, req);
+      feed(breaker, deps, winner, "success", true, req.bypass);
       deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
       // The outcome came from req.invoke, so it is an O (Settled is not generic to stay simple).
       return { outcome: winner.ok as O, target: winner.target, attempts };
     }
 
     // Everything started this round failed; decide from the primary's failure.
-    let kind: FailureKind = "final";
+    const aborted = req.signal.aborted;
     const classes = new Map<Settled, OutcomeClass>();
     for (const s of settled) {
       const err = s.error as GatewayError;
       last = err;
-      kind = classifyFailure(err, policy);
-      const cls = classOf(deps, breaker, s, err);
+      lastTarget = s.target;
+      // A client that left says nothing about the provider (a probe slot is just released).
+      const cls = aborted ? "client_error" : classOf(deps, breaker, s, err);
       classes.set(s, cls);
       lastClass = cls;
+      if (s.synthetic) continue;
       deps.state.observeLatency(targetKey(s.target), penalty(deps, s.target));
       coolKey(deps, s, err);
     }
     const primary = settled[0] as Settled;
     const err = primary.error as GatewayError;
+    const kind = classifyFailure(err, policy);
     const terminal = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
       record(s, outcome, reason);
-      feed(breaker, deps, s, classes.get(s)!, outcome !== "retry", req);
+      feed(breaker, deps, s, classes.get(s)!, outcome !== "retry", req.bypass);
       // A passthrough reply that will not be relayed must not hold its connection open.
       if (outcome !== "final") s.error?.info.response?.body?.cancel().catch(() => {});
     };
-    if (!policy.enabled || kind === "final" || made >= maxAttempts) {
-      for (const s of settled) terminal(s, "final", s.error?.message);
+    if (aborted) {
+      for (const s of settled) terminal(s, "final", "client_abort");
       break;
     }
-    if (kind === "key") {
+    if (primary.synthetic) {
+      // force_transient_recover's one retry is free: it holds even with no retry budget.
+      terminal(primary, "retry", "test mode");
+      await abortableSleep(backoffMs(0, policy, deps.random), req.signal);
+      continue;
+    }
+    if (made >= maxAttempts) {
+      for (const s of settled) terminal(s, "final", reasonOf(s.error as GatewayError));
+      break;
+    }
+    if (kind === "key" && policy.enabled && primary.record.key_id !== null) {
       // Another key of the same provider may work; without one the 401/403 is final.
       const provider = deps.config.providers[target.provider];
-      if (primary.record.key_id) refusedKeys.add(primary.record.key_id);
+      refusedKeys.add(primary.record.key_id);
       const another = provider &&
         pickKey(provider.keys, target.model, deps.random, deps.state, deps.now(), refusedKeys);
       for (const s of settled) terminal(s, another ? "retry" : "final", `HTTP ${s.record.status}`);
       if (!another) break;
       continue;
     }
-    const hedged = settled.length > 1;
-    const canRetrySame = kind === "retryable" && !hedged &&
-      sameProviderRetries < retriesAllowed(policy, breaker, classes.get(primary)!);
-    if (canRetrySame) {
+    const more = policy.enabled && index + settled.length < order.length;
+    const budget = settled.length > 1 ? 0 : sameProviderRetries(
+      kind,
+      classes.get(primary)!,
+      policy,
+      breaker?.config ?? null,
+      more,
+      deps.config.providers[target.provider]?.max_retries,
+    );
+    if (retries < budget) {
       // Retry-After speaks for the key that was refused: with another key ready, only back off.
       const provider = deps.config.providers[target.provider];
       const otherKey = provider !== undefined && primary.record.key_id !== null &&
         hasReadyKey(provider.keys, target.model, deps.state, deps.now());
       const wait = Math.max(
-        backoffMs(sameProviderRetries, policy, deps.random),
+        backoffMs(retries, policy, deps.random),
         otherKey ? 0 : retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
       );
       if (deps.now() + wait < deadline) {
         terminal(primary, "retry", reasonOf(err));
-        sameProviderRetries++;
+        retries++;
         await abortableSleep(wait, req.signal);
         continue;
       }
     }
     // Moving on only if there is somewhere to go: otherwise this failure is the answer (and a
     // passthrough reply it carries must reach the client intact).
-    const more = index + settled.length < order.length && made < maxAttempts;
+    const moveOn = more && (kind === "retryable" || kind === "connection");
     for (const s of settled) {
-      terminal(s, more ? "next" : "final", reasonOf(s.error as GatewayError));
+      terminal(s, moveOn ? "next" : "final", reasonOf(s.error as GatewayError));
     }
+    if (!moveOn) break;
     index += settled.length;
-    sameProviderRetries = 0;
+    retries = 0;
   }
   // llm-proxy's degraded signal: every candidate fast-failed, or the last failure says the
   // provider (not the caller) is the problem. Rate limits and client errors pass through.
@@ -264,239 +306,13 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
     (rejectedOnly || lastClass === "provider_degraded")
   ) {
     last.info.response?.body?.cancel().catch(() => {});
-    throw new FailoverExhausted(breaker.degraded(attempts.at(-1)?.provider ?? "unknown"), attempts);
+    throw exhausted(breaker.degraded(lastTarget?.provider ?? "unknown"), attempts, lastTarget);
   }
-  throw new FailoverExhausted(
+  throw exhausted(
     last ?? new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
     attempts,
+    lastTarget,
   );
-}
-
-/** llm-proxy's retry budgets when the breaker is on; the routing policy's otherwise. */
-function retriesAllowed(
-  policy: FailoverDeps["config"]["routing"]["failover"],
-  breaker: Breaker | undefined,
-  cls: OutcomeClass,
-): number {
-  if (!breaker) return policy.retries_per_provider;
-  if (cls === "provider_degraded") return breaker.config.max_transient_retries;
-  if (cls === "localized_rate_limit" || cls === "global_rate_limit") {
-    return breaker.config.max_rate_limit_retries;
-  }
-  return 0;
-}
-
-/** The outcome class of a failed attempt, escalating a sustained global rate limit. */
-function classOf(
-  deps: FailoverDeps,
-  breaker: Breaker | undefined,
-  s: Settled,
-  err: GatewayError,
-): OutcomeClass {
-  const transport = err.code === "upstream_timeout" || err.code === "upstream_unreachable";
-  const cls = classifyOutcome({
-    providerType: deps.config.providers[s.target.provider]?.type ?? "openai",
-    status: transport ? null : err.info.upstreamStatus ?? err.status,
-    ...(err.info.upstreamHeaders ? { headers: err.info.upstreamHeaders } : {}),
-    ...(err.info.upstreamType ?? err.info.upstreamCode
-      ? { errorType: err.info.upstreamType ?? err.info.upstreamCode }
-      : {}),
-  });
-  return breaker ? breaker.escalate(s.key, cls, deps.now()) : cls;
-}
-
-/**
- * Tell the breaker how an attempt went. A retried failure counts toward the window only in
- * `retry_contribution_mode: on`; a terminal one always does; a probe always gives a verdict.
- */
-function feed(
-  breaker: Breaker | undefined,
-  deps: FailoverDeps,
-  s: Settled,
-  cls: OutcomeClass,
-  terminal: boolean,
-  req: FailoverRequest<AttemptOutcome>,
-): void {
-  if (!breaker || s.admission === "reject" || s.synthetic) return;
-  const counts = terminal || breaker.config.retry_contribution_mode === "on";
-  breaker.record(s.target.provider, s.key, cls, {
-    probe: s.admission === "probe",
-    bypass: req.bypass?.reason ?? null,
-    counts,
-  }, deps.now());
-}
-
-function syntheticFailure(target: Target, key: string): Settled {
-  return {
-    target,
-    key,
-    admission: "allow",
-    synthetic: true,
-    ok: null,
-    error: new GatewayError("upstream_error", "Test mode: simulated transient failure", {
-      provider: target.provider,
-      upstreamStatus: 503,
-      status: 503,
-    }),
-    record: {
-      provider: target.provider,
-      model: target.model,
-      key_id: null,
-      status: 503,
-      duration_ms: 0,
-    },
-  };
-}
-
-/** Run the primary; start the secondary if the primary has not answered after `afterMs`. */
-async function hedge(
-  deps: FailoverDeps,
-  req: FailoverRequest<AttemptOutcome>,
-  primary: Target,
-  secondary: Target,
-  afterMs: number,
-  deadline: number,
-  refusedKeys: Set<string>,
-  keyOf: (t: Target) => string,
-): Promise<Settled[]> {
-  const controllers = [new AbortController(), new AbortController()];
-  const runs: Promise<Settled>[] = [
-    attempt(deps, req, primary, deadline, refusedKeys, keyOf(primary), controllers[0]),
-  ];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const startSecond = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, afterMs);
-  });
-  const first = await Promise.race([
-    runs[0]!.then(() => "done" as const),
-    startSecond.then(() => "hedge" as const),
-  ]);
-  clearTimeout(timer);
-  if (first === "done") {
-    const s = await runs[0]!;
-    // Failed fast: no hedge, the caller's loop decides (retry or move on).
-    return [s];
-  }
-  runs.push(
-    attempt(deps, req, secondary, deadline, refusedKeys, keyOf(secondary), controllers[1]),
-  );
-  // First success wins; the loser is aborted (its upstream request is cancelled).
-  const winner = await new Promise<number | null>((resolve) => {
-    let failed = 0;
-    runs.forEach((run, i) =>
-      run.then((s) => {
-        if (s.ok !== null) resolve(i);
-        else if (++failed === runs.length) resolve(null);
-      })
-    );
-  });
-  if (winner !== null) {
-    controllers[1 - winner]!.abort(new GatewayError("upstream_error", "Hedge lost"));
-  }
-  const settled = await Promise.all(runs);
-  // Both may have answered at once: the loser's stream must not hold its connection open.
-  settled.forEach((s, i) => {
-    if (i !== winner && s.ok?.kind === "stream") s.ok.body.cancel().catch(() => {});
-  });
-  return settled;
-}
-
-/** One attempt against one target. Never throws: the outcome is data. */
-async function attempt(
-  deps: FailoverDeps,
-  req: FailoverRequest<AttemptOutcome>,
-  target: Target,
-  deadline: number,
-  refusedKeys: ReadonlySet<string>,
-  breakerKey: string,
-  own?: AbortController,
-): Promise<Settled> {
-  const started = deps.now();
-  const adapter = deps.adapters.get(target.provider);
-  const provider = deps.config.providers[target.provider] as ProviderConfig;
-  let keyId: string | null = null;
-  let admission: Settled["admission"] = "allow";
-  const settle = (
-    ok: AttemptOutcome | null,
-    error: GatewayError | null,
-    status: number | null,
-  ): Settled => ({
-    target,
-    key: breakerKey,
-    admission,
-    ok,
-    error,
-    record: {
-      provider: target.provider,
-      model: target.model,
-      key_id: keyId,
-      status,
-      duration_ms: deps.now() - started,
-    },
-  });
-  if (!adapter || !provider) {
-    const e = new GatewayError("not_found", `Unknown provider "${target.provider}"`);
-    return settle(null, e, null);
-  }
-  const breaker = deps.breaker;
-  if (breaker && breaker.mode !== "off" && !req.bypass) {
-    const decision = await breaker.admit(target.provider, breakerKey, started);
-    if (decision.kind === "reject") {
-      admission = "reject";
-      return settle(null, breaker.degraded(target.provider), null);
-    }
-    admission = decision.kind;
-  }
-  let apiKey: string | null = null;
-  if (provider.credential_mode === "gateway" && provider.keys.length > 0) {
-    const key = pickKey(provider.keys, target.model, deps.random, deps.state, started, refusedKeys);
-    if (!key) {
-      const e = new GatewayError(
-        "not_found",
-        `No key of provider "${target.provider}" is allowed to use model "${target.model}"`,
-        { param: "model", provider: target.provider },
-      );
-      return settle(null, e, null);
-    }
-    apiKey = key.key;
-    keyId = key.id;
-  }
-  // The attempt's signal: the client leaving, or (hedged) losing the race.
-  const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
-  const remaining = Math.max(1, deadline - started);
-  try {
-    const outcome = await req.invoke(adapter, {
-      signal,
-      timeoutMs: Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining),
-      apiKey,
-      clientAuthorization: apiKey === null ? req.clientAuthorization : null,
-    }, target.model);
-    if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
-    const timer = new AbortController();
-    const t = setTimeout(() =>
-      timer.abort(
-        new GatewayError(
-          "upstream_timeout",
-          `Provider "${target.provider}" sent no stream data within ${remaining} ms`,
-          { provider: target.provider },
-        ),
-      ), Math.max(1, deadline - deps.now()));
-    try {
-      const body = await peekFirstChunk(outcome.body, AbortSignal.any([signal, timer.signal]));
-      return settle({ ...outcome, body }, null, outcome.status);
-    } finally {
-      clearTimeout(t);
-    }
-  } catch (err) {
-    const ge = err instanceof GatewayError ? err : new GatewayError(
-      "upstream_error",
-      `Provider "${target.provider}" failed: ${
-        deps.redact(String((err as Error)?.message ?? err))
-      }`,
-      { provider: target.provider, retryable: true, upstreamStatus: 502 },
-    );
-    return settle(null, ge, ge.info.upstreamStatus ?? ge.status);
-  }
 }
 
 /** A failure pushes the target's latency EWMA up so least-latency prefers others. */
@@ -505,6 +321,7 @@ function penalty(deps: FailoverDeps, t: Target): number {
   return Math.min(60_000, current * 2 + 1_000);
 }
 
+/** A configured key the provider refused rests; a client's own credential cools nothing. */
 function coolKey(deps: FailoverDeps, s: Settled, err: GatewayError): void {
   const status = err.info.upstreamStatus;
   const keyId = s.record.key_id;

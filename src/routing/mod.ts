@@ -5,7 +5,12 @@
  */
 export { type Resolution, resolveModel, resolveTargets, type Target } from "./resolve.ts";
 export { pickKey } from "./keys.ts";
-export { createRoutingState, type KeyCooldown, type RoutingState } from "./state.ts";
+export {
+  createRoutingState,
+  type KeyCooldown,
+  type RoutingState,
+  type Unreachable,
+} from "./state.ts";
 export { orderTargets, targetKey } from "./strategy.ts";
 export { backoffMs, classifyFailure, retryAfterMs } from "./retry.ts";
 export {
@@ -16,3 +21,4 @@ export {
   type FailoverResult,
   type Invoke,
 } from "./failover.ts";
+export { upstreamTime } from "./attempt.ts";

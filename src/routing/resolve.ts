@@ -1,4 +1,11 @@
-import { type Config, type ModelRouteConfig, splitTarget } from "../config/mod.ts";
+import {
+  type Config,
+  EMBEDDED_DEFAULT_PROVIDER,
+  ENV_ENABLED_PROVIDERS,
+  isEmbeddedDefault,
+  type ModelRouteConfig,
+  splitTarget,
+} from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 
 /** One place a request can be served: a configured provider and its model name. */
@@ -10,7 +17,7 @@ export interface Target {
 /**
  * Resolve a requested model name to an ordered list of targets, in this order: alias,
  * explicit `provider/model`, `routing.models.<model>.providers`, `routing.default_provider`.
- * `pin` (x-gateway.provider) keeps only that provider. Pure; throws 404 listing what exists.
+ * `pin` (x-gateway.provider) overrides all of it. Pure; throws 404 listing what exists.
  */
 export function resolveTargets(
   config: Config,
@@ -26,57 +33,98 @@ export interface Resolution {
   readonly route: ModelRouteConfig | undefined;
 }
 
-/** As `resolveTargets`, plus the route config the targets came from. */
+/**
+ * As `resolveTargets`, plus the route config the targets came from. With `pin`, the one
+ * target is the pinned provider (llm-gateway: the provider override wins over routing):
+ * under the name routing gives the model on that provider when it has one (an alias, a
+ * `pin/model` prefix, a `provider/model` route entry), else under the requested name.
+ */
 export function resolveModel(config: Config, requested: string, pin?: string): Resolution {
+  if (pin !== undefined && !Object.hasOwn(config.providers, pin)) {
+    throw new GatewayError(
+      "not_found",
+      `Unknown provider "${pin}" in x-gateway.provider (configured: ${listProviders(config)})`,
+      { param: "x-gateway.provider" },
+    );
+  }
+  // Own keys only: a model named "constructor" or "__proto__" must not find Object's.
+  const name = own(config.routing.aliases, requested) ?? requested;
+  const { targets, route } = routed(config, name);
+  if (pin !== undefined) {
+    const own = targets.find((t) => t.provider === pin);
+    return { targets: [own ?? { provider: pin, model: name }], route: undefined };
+  }
+  const [first, ...rest] = targets;
+  if (first === undefined) throw unknownModel(config, requested, name);
+  return { targets: [first, ...rest], route };
+}
+
+/** Routing's candidates for `name` (aliases already expanded); empty when nothing serves it. */
+function routed(
+  config: Config,
+  name: string,
+): { targets: Target[]; route: ModelRouteConfig | undefined } {
   const { routing, providers } = config;
-  let targets: Target[] = [];
-  let route: ModelRouteConfig | undefined;
-  const alias = routing.aliases[requested];
-  const name = alias ?? requested;
-  const slash = name.indexOf("/");
-  // "openai/" is no model: only a non-empty name after the slash makes a provider prefix.
-  const prefix = slash > 0 && slash < name.length - 1 ? name.slice(0, slash) : "";
-  if (prefix !== "" && prefix in providers) {
-    targets = [{ provider: prefix, model: name.slice(slash + 1) }];
-  } else if (routing.models[name]) {
-    route = routing.models[name];
-    targets = route.providers.map((entry) => {
+  const prefix = providerPrefix(name);
+  if (prefix !== "" && Object.hasOwn(providers, prefix)) {
+    return {
+      targets: [{ provider: prefix, model: name.slice(prefix.length + 1) }],
+      route: undefined,
+    };
+  }
+  const route = own(routing.models, name);
+  if (route) {
+    const targets = route.providers.map((entry) => {
       const { provider, model } = splitTarget(entry);
       return { provider, model: model ?? name };
     });
-  } else if (pin !== undefined && pin in providers) {
-    targets = [{ provider: pin, model: name }];
-  } else if (routing.default_provider !== "") {
-    targets = [{ provider: routing.default_provider, model: name }];
+    return { targets, route };
   }
-  if (pin !== undefined) {
-    if (!(pin in providers)) {
-      throw new GatewayError(
-        "not_found",
-        `Unknown provider "${pin}" in x-gateway.provider (configured: ${listProviders(config)})`,
-        { param: "x-gateway.provider" },
-      );
-    }
-    targets = targets.filter((t) => t.provider === pin);
-    if (targets.length === 0) {
-      throw new GatewayError(
-        "not_found",
-        `Model "${requested}" is not routed to provider "${pin}"`,
-        { param: "x-gateway.provider" },
-      );
-    }
+  if (routing.default_provider !== "") {
+    const chain = [routing.default_provider, ...routing.fallback];
+    const targets = [...new Set(chain)].map((provider) => ({ provider, model: name }));
+    return { targets, route: undefined };
   }
-  const [first, ...rest] = targets;
-  if (first === undefined) {
-    throw new GatewayError(
-      "not_found",
-      `Unknown model "${requested}": use "provider/model" with a configured provider (${
-        listProviders(config)
-      })${listModels(config)}`,
-      { param: "model" },
+  return { targets: [], route: undefined };
+}
+
+function own<T>(map: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
+/** "openai" of "openai/gpt-4o"; "" when there is no slash or nothing follows it. */
+function providerPrefix(name: string): string {
+  const slash = name.indexOf("/");
+  // "openai/" is no model: only a non-empty name after the slash makes a provider prefix.
+  return slash > 0 && slash < name.length - 1 ? name.slice(0, slash) : "";
+}
+
+/**
+ * The 404 for a model nothing serves: what is configured, a misspelled provider prefix
+ * called out, and with the embedded default the env vars that would enable a provider.
+ */
+function unknownModel(config: Config, requested: string, name: string): GatewayError {
+  const prefix = providerPrefix(name);
+  const badPrefix = prefix !== "" ? ` ("${prefix}" is not a configured provider)` : "";
+  let message: string;
+  if (isEmbeddedDefault(config)) {
+    const unset = ENV_ENABLED_PROVIDERS.filter(({ provider }) =>
+      !Object.hasOwn(config.providers, provider)
     );
+    const bare = unset.find(({ provider }) => provider === EMBEDDED_DEFAULT_PROVIDER);
+    message = `Unknown model "${requested}"${badPrefix}: no provider serves it. ` +
+      `Configured providers: ${listProviders(config)}; ask for "provider/model" ` +
+      `(the mock answers "mock/..." models only)` +
+      (unset.length > 0
+        ? `. Set one of ${unset.map(({ env }) => env).join(", ")} to enable its provider` +
+          (bare ? ` (${bare.env} also serves bare model names)` : "") +
+          `, or start with a config file`
+        : "");
+  } else {
+    message = `Unknown model "${requested}"${badPrefix}: use "provider/model" with a ` +
+      `configured provider (${listProviders(config)})${listModels(config)}`;
   }
-  return { targets: [first, ...rest], route };
+  return new GatewayError("not_found", message, { param: "model" });
 }
 
 function listProviders(config: Config): string {

@@ -1,5 +1,6 @@
-import type { FailoverConfig } from "../config/mod.ts";
+import type { CircuitBreakerConfig, FailoverConfig } from "../config/mod.ts";
 import type { GatewayError } from "../errors.ts";
+import type { OutcomeClass } from "../breaker/mod.ts";
 
 /** Why an attempt failed, as far as what to do next is concerned. */
 export type FailureKind =
@@ -18,6 +19,36 @@ export function classifyFailure(err: GatewayError, policy: FailoverConfig): Fail
   if (policy.retry_on.includes(status)) return "retryable";
   if (status === 401 || status === 403) return "key";
   return "final";
+}
+
+/**
+ * How many times a failure may be retried on the provider that just failed. Pure.
+ *
+ * - With the circuit breaker on, llm-proxy's budgets govern the classes it names, whether or
+ *   not `routing.failover` is enabled: `max_transient_retries` for a degraded failure,
+ *   `max_rate_limit_retries` for a rate limit. A connection failure (degraded too) still
+ *   moves on at once when failover has another provider to go to.
+ * - Otherwise Butter's failover: a status in `retry_on` gets `max_retries` retries on the
+ *   same provider (none when failover is disabled).
+ */
+export function sameProviderRetries(
+  kind: FailureKind,
+  cls: OutcomeClass,
+  policy: FailoverConfig,
+  breaker: Pick<CircuitBreakerConfig, "max_transient_retries" | "max_rate_limit_retries"> | null,
+  canMoveOn: boolean,
+  /** The provider's own `max_retries`, when it sets one (llm-gateway's per-provider key). */
+  providerRetries?: number,
+): number {
+  if (breaker) {
+    if (cls === "provider_degraded") {
+      return kind === "connection" && canMoveOn ? 0 : breaker.max_transient_retries;
+    }
+    if (cls === "localized_rate_limit" || cls === "global_rate_limit") {
+      return breaker.max_rate_limit_retries;
+    }
+  }
+  return policy.enabled && kind === "retryable" ? providerRetries ?? policy.max_retries : 0;
 }
 
 /**

@@ -1,7 +1,10 @@
+import type { ReachabilityRecorder } from "../providers/execute.ts";
+
 /**
- * What routing learns from traffic: round-robin positions, latency EWMAs and key
- * cooldowns. One instance lives for the whole process (it survives config reloads, so a
- * key refused a second ago stays cooled after an unrelated edit). Local to this sidecar.
+ * What routing learns from traffic: round-robin positions, latency EWMAs, key cooldowns
+ * and which upstreams could not be connected to. One instance lives for the whole process
+ * (it survives config reloads, so a key refused a second ago stays cooled after an
+ * unrelated edit). Local to this sidecar.
  */
 export interface KeyCooldown {
   readonly until: number;
@@ -9,7 +12,20 @@ export interface KeyCooldown {
   readonly status: number;
 }
 
-export interface RoutingState {
+/** A provider whose last call failed to connect (refused, DNS, TLS). */
+export interface Unreachable {
+  /** Origin of the URL that failed: a reload that moves the provider elsewhere clears it. */
+  readonly origin: string;
+  readonly reason: string;
+  /** When the first of the failures in a row happened (ms). */
+  readonly since: number;
+  /** When the latest one happened (ms). */
+  readonly at: number;
+  /** Connect failures in a row. */
+  readonly failures: number;
+}
+
+export interface RoutingState extends ReachabilityRecorder {
   /** Next round-robin position for a route, starting at 0. */
   nextTurn(route: string): number;
   /** Feed a time-to-first-byte (or a penalty for a failure) into the EWMA. */
@@ -19,15 +35,18 @@ export interface RoutingState {
   coolKey(keyId: string, cooldown: KeyCooldown): void;
   /** The cooldown in force for a key at `now`, if any. */
   keyCooldown(keyId: string, now: number): KeyCooldown | null;
+  /** Set while the provider's last call failed to connect, until a call to it connects. */
+  unreachableSince(provider: string): Unreachable | null;
 }
 
 /** Weight of the newest observation: ~0.3 follows a recovering provider within a few calls. */
 const EWMA_ALPHA = 0.3;
 
-export function createRoutingState(): RoutingState {
+export function createRoutingState(now: () => number = Date.now): RoutingState {
   const turns = new Map<string, number>();
   const ewma = new Map<string, number>();
   const cooldowns = new Map<string, KeyCooldown>();
+  const unreachable = new Map<string, Unreachable>();
   return {
     nextTurn(route) {
       const turn = turns.get(route) ?? 0;
@@ -49,5 +68,22 @@ export function createRoutingState(): RoutingState {
       cooldowns.delete(keyId);
       return null;
     },
+    reached(provider) {
+      // The success path: one size check while every upstream is fine.
+      if (unreachable.size !== 0) unreachable.delete(provider);
+    },
+    unreachable(provider, origin, reason) {
+      const at = now();
+      const prev = unreachable.get(provider);
+      const streak = prev !== undefined && prev.origin === origin;
+      unreachable.set(provider, {
+        origin,
+        reason,
+        since: streak ? prev.since : at,
+        at,
+        failures: streak ? prev.failures + 1 : 1,
+      });
+    },
+    unreachableSince: (provider) => unreachable.get(provider) ?? null,
   };
 }

@@ -397,6 +397,7 @@ const TYPE_BY_STATUS: Readonly<Record<number, string>> = {
   403: "permission_error",
   404: "not_found_error",
   405: "invalid_request_error",
+  408: "invalid_request_error",
   413: "request_too_large",
   415: "invalid_request_error",
   429: "rate_limit_error",

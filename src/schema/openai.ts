@@ -213,6 +213,7 @@ const OPENAI_ERROR_TYPE: Record<string, string> = {
   not_found: "not_found_error",
   method_not_allowed: "invalid_request_error",
   payload_too_large: "invalid_request_error",
+  request_timeout: "invalid_request_error",
   unsupported_media_type: "invalid_request_error",
   rate_limited: "rate_limit_error",
   not_implemented: "invalid_request_error",

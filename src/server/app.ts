@@ -14,6 +14,9 @@ import {
 import type { Runtime } from "../runtime.ts";
 import { renderError, renderNotFound } from "./middleware/error_handler.ts";
 import { requestContext } from "./middleware/request_context.ts";
+import { corsMiddleware } from "./middleware/cors.ts";
+import { hostGuard } from "./middleware/host_guard.ts";
+import { timeouts } from "./middleware/timeouts.ts";
 
 export interface AppDeps {
   /** The current config generation; swapped on hot reload. */
@@ -26,6 +29,12 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestContext(deps.runtime));
+  // server.read_timeout/write_timeout run from here, for every route.
+  app.use(timeouts());
+  app.use(hostGuard());
+  // After the request context (its config, its log line), before every route: a preflight
+  // is answered here and never reaches a passthrough upstream.
+  app.use(corsMiddleware());
 
   app.post("/v1/chat/completions", chatCompletions);
   app.post("/v1/messages", messages);

@@ -6,6 +6,11 @@ export type Handler = (
   info: Deno.ServeHandlerInfo<Deno.Addr>,
 ) => Response | Promise<Response>;
 
+/** Why the daemon could not start listening, as one line that names the flag to change. */
+export class ListenError extends Error {
+  override readonly name = "ListenError";
+}
+
 export interface Listeners {
   /** Bound TCP address (port resolved when 0 was asked for), if TCP is on. */
   readonly tcp: Deno.NetAddr | null;
@@ -43,24 +48,37 @@ export async function startListeners(
   let socket: string | null = null;
   try {
     if (server.tcp) {
-      const s = Deno.serve({
-        hostname: server.host,
-        port: server.port,
-        signal: abort.signal,
-        onError,
-        onListen: () => {},
-      }, handler);
+      const address = `${server.host}:${server.port}`;
+      const s = listenOr(
+        () =>
+          Deno.serve({
+            hostname: server.host,
+            port: server.port,
+            signal: abort.signal,
+            onError,
+            onListen: () => {},
+          }, handler),
+        `Cannot listen on ${address}`,
+        "--port (or PORT) and --host",
+        `--allow-net=${address}`,
+      );
       tcp = s.addr as Deno.NetAddr;
       servers.push(s);
     }
     if (server.socket !== "") {
       await clearStaleSocket(server.socket);
-      const s = Deno.serve({
-        path: server.socket,
-        signal: abort.signal,
-        onError,
-        onListen: () => {},
-      }, handler);
+      const s = listenOr(
+        () =>
+          Deno.serve({
+            path: server.socket,
+            signal: abort.signal,
+            onError,
+            onListen: () => {},
+          }, handler),
+        `Cannot listen on socket ${server.socket}`,
+        "--socket",
+        `--allow-read=${server.socket} --allow-write=${server.socket}`,
+      );
       servers.push(s);
       socket = server.socket;
       await Deno.chmod(server.socket, server.socket_mode);
@@ -88,6 +106,34 @@ export async function startListeners(
   };
 }
 
+/** Run `listen`, turning the errors people hit into one line naming what to change. */
+function listenOr<T>(listen: () => T, what: string, flag: string, grant: string): T {
+  try {
+    return listen();
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new ListenError(`${what}: address already in use (choose another with ${flag})`);
+    }
+    if (err instanceof Deno.errors.AddrNotAvailable) {
+      throw new ListenError(`${what}: address not available on this machine (change ${flag})`);
+    }
+    if (err instanceof Deno.errors.NotCapable) {
+      throw new ListenError(
+        `${what}: missing permission ${grant} (start with \`deno task start\`, which grants it)`,
+      );
+    }
+    if (err instanceof Deno.errors.PermissionDenied) {
+      throw new ListenError(
+        `${what}: permission denied by the operating system (choose another with ${flag})`,
+      );
+    }
+    if (err instanceof Deno.errors.NotFound) {
+      throw new ListenError(`${what}: its directory does not exist (choose another with ${flag})`);
+    }
+    throw err;
+  }
+}
+
 /**
  * A socket file left by a crashed daemon would make listen fail. Replace it only if no
  * live daemon answers on it: two sidecars must never steal each other's socket.
@@ -98,17 +144,29 @@ async function clearStaleSocket(path: string): Promise<void> {
     info = await Deno.lstat(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return;
+    if (err instanceof Deno.errors.NotCapable) {
+      throw new ListenError(
+        `Cannot use socket ${path}: missing permission --allow-read=${path} (start with \`deno task start\`)`,
+      );
+    }
     throw err;
   }
   if (!info.isSocket) {
-    throw new Error(`Refusing to replace "${path}": it exists and is not a socket`);
+    throw new ListenError(
+      `Cannot use socket ${path}: the file exists and is not a socket (choose another path with --socket)`,
+    );
   }
+  let conn: Deno.Conn | null = null;
   try {
-    const conn = await Deno.connect({ transport: "unix", path });
-    conn.close();
-    throw new Error(`Another process is already serving on socket "${path}"`);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith("Another process")) throw err;
-    await Deno.remove(path); // nobody answered: stale
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch {
+    // Nobody answered: a crashed daemon's leftover.
   }
+  if (conn !== null) {
+    conn.close();
+    throw new ListenError(
+      `Socket ${path} is held by a live daemon (another process is serving on it; choose another path with --socket)`,
+    );
+  }
+  await Deno.remove(path);
 }

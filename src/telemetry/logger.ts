@@ -1,11 +1,12 @@
-import type { LogLevel } from "../config/mod.ts";
+import type { LoggingConfig, LogLevel } from "../config/mod.ts";
 import type { Redactor } from "./redact.ts";
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export type LogFields = Record<string, unknown>;
+export type LogFormat = LoggingConfig["format"];
 
-/** Structured JSON-lines logger. Every line passes through the redactor before it is written. */
+/** Structured logger, one line per event. Every line passes through the redactor. */
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
@@ -17,6 +18,8 @@ export interface Logger {
 export interface LoggerOptions {
   level: LogLevel;
   redact: Redactor;
+  /** `json` (default): one JSON object per line; `console`: one readable line per event. */
+  format?: LogFormat;
   /** Where lines go; stdout by default. */
   write?: (line: string) => void;
   now?: () => Date;
@@ -31,14 +34,10 @@ export function createLogger(opts: LoggerOptions): Logger {
   const min = LEVEL_RANK[opts.level];
   const write = opts.write ?? writeStdout;
   const now = opts.now ?? (() => new Date());
+  const render = opts.format === "console" ? consoleLine : jsonLine;
   const log = (level: LogLevel) => (msg: string, fields?: LogFields) => {
     if (LEVEL_RANK[level] < min) return;
-    const record: Record<string, unknown> = { time: now().toISOString(), level, msg };
-    for (const key in fields) {
-      const value = fields[key];
-      record[key] = value instanceof Error ? errorJson(value) : value;
-    }
-    write(opts.redact(JSON.stringify(record)) + "\n");
+    write(opts.redact(render(now(), level, msg, fields)) + "\n");
   };
   return {
     debug: log("debug"),
@@ -47,6 +46,68 @@ export function createLogger(opts: LoggerOptions): Logger {
     error: log("error"),
     enabled: (level) => LEVEL_RANK[level] >= min,
   };
+}
+
+function jsonLine(time: Date, level: LogLevel, msg: string, fields?: LogFields): string {
+  const record: Record<string, unknown> = { time: time.toISOString(), level, msg };
+  for (const key in fields) {
+    const value = fields[key];
+    record[key] = value instanceof Error ? errorJson(value) : value;
+  }
+  return JSON.stringify(record);
+}
+
+/** Fields the console summary of a request already shows. */
+const SUMMARISED = new Set([
+  "method",
+  "path",
+  "status",
+  "provider",
+  "model",
+  "duration_ms",
+  "outcome",
+]);
+
+/**
+ * `2025-01-02T03:04:05.678Z INFO  POST /v1/chat/completions 200 openai/gpt-4o 12.3ms
+ * stream=complete request_id=… prompt_tokens=7`: the access-log facts first, in a fixed
+ * order, then every other field as key=value. Still one line: newlines are escaped.
+ */
+function consoleLine(time: Date, level: LogLevel, msg: string, fields: LogFields = {}): string {
+  const parts = [time.toISOString(), level.toUpperCase().padEnd(5)];
+  const isRequest = msg === "request" && typeof fields.method === "string";
+  if (isRequest) {
+    parts.push(String(fields.method), String(fields.path ?? ""), String(fields.status ?? "-"));
+    if (fields.provider || fields.model) {
+      parts.push(
+        fields.provider ? `${fields.provider}/${fields.model ?? "?"}` : String(fields.model),
+      );
+    }
+    if (typeof fields.duration_ms === "number") parts.push(`${fields.duration_ms}ms`);
+    if (fields.outcome !== undefined) parts.push(`stream=${fields.outcome}`);
+  } else {
+    parts.push(oneLine(msg));
+  }
+  for (const key in fields) {
+    if (isRequest && SUMMARISED.has(key)) continue;
+    const value = fields[key];
+    if (value === undefined || value === null) continue;
+    parts.push(`${key}=${consoleValue(value)}`);
+  }
+  return parts.join(" ");
+}
+
+function consoleValue(value: unknown): string {
+  if (value instanceof Error) return consoleValue(`${value.name}: ${value.message}`);
+  if (typeof value === "string") {
+    return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  }
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return JSON.stringify(value) ?? String(value);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\r?\n/g, "\\n");
 }
 
 /**

@@ -1,6 +1,14 @@
 /**
- * Telemetry: structured logging with secret redaction. Metrics and tracing join here.
+ * Telemetry: structured logging (JSON or console lines) with secret redaction, and request
+ * bodies for the log. Metrics and tracing join here.
  * @module
  */
-export { createLogger, type LogFields, type Logger, type LoggerOptions } from "./logger.ts";
+export {
+  createLogger,
+  type LogFields,
+  type LogFormat,
+  type Logger,
+  type LoggerOptions,
+} from "./logger.ts";
 export { createRedactor, type Redactor } from "./redact.ts";
+export { type CapturedBody, captureRequestBody, redactBody } from "./body.ts";

@@ -168,8 +168,8 @@ Deno.test("parseConfigText() loads Butter's example config unchanged", () => {
   ]);
   assert.deepEqual(config.routing.failover, {
     enabled: true,
-    max_retries: 3,
-    retries_per_provider: 1,
+    max_retries: 3, // Butter's meaning: retries per provider
+    max_attempts: 0,
     retry_on: [429, 500, 502, 503, 504],
     backoff: { initial: 100, multiplier: 2, max: 5_000 },
     deadline: 120_000,
@@ -256,7 +256,13 @@ Deno.test("parseConfigText() loads llm-proxy's features.rate_limiting block unch
       chars_per_token: 4,
       provider_chars_per_token: { openai: 5, anthropic: 3 },
     },
-    limits: { requests_per_minute: 0, tokens_per_minute: 0 },
+    limits: {
+      requests_per_minute: 0,
+      tokens_per_minute: 0,
+      requests_per_day: 0,
+      tokens_per_day: 0,
+      overrides: { per_user: {} },
+    },
   });
 });
 
@@ -445,12 +451,13 @@ Deno.test("parseConfigText() throws ConfigError on YAML syntax errors", () => {
   }
   assert.ok(caught instanceof ConfigError);
   assert.equal(caught.source, "broken.yaml");
-  assert.ok(caught.problems.length > 0);
-  for (const p of caught.problems) assert.match(p, /^YAML syntax: /);
-  assert.match(caught.message, /^Invalid config broken\.yaml:\n {2}- YAML syntax: /);
+  // One problem with its position, not one per echo of the same mistake.
+  assert.equal(caught.problems.length, 1, caught.problems.join("\n"));
+  assert.match(caught.problems[0]!, /^YAML syntax at line \d+, column \d+: /);
+  assert.match(caught.message, /^Invalid config broken\.yaml:\n {2}- YAML syntax at line /);
 
   const dup = problemsOf(() => parseConfigText("server: {}\nserver: {}\n", NO_ENV, "d.yaml"));
-  assert.match(dup[0] ?? "", /^YAML syntax: /);
+  assert.deepEqual(dup, ["YAML syntax at line 2, column 1: Map keys must be unique"]);
 });
 
 Deno.test("parseConfigText() refuses a document that is not a mapping", () => {
@@ -555,7 +562,8 @@ Deno.test("embeddedDefault() serves the mock provider when no API key is set", (
   assert.deepEqual(warnings, []);
   assert.deepEqual(Object.keys(config.providers), ["mock"]);
   assert.equal(config.providers.mock?.type, "mock");
-  assert.equal(config.routing.default_provider, "mock");
+  // The mock answers mock/... only: bare models have no default provider (a 404, not an echo).
+  assert.equal(config.routing.default_provider, "");
   assert.equal(config.server.host, "127.0.0.1");
   assert.equal(config.server.port, 9002);
   assert.equal(config.server.socket, "/tmp/pilotfish.sock");
@@ -570,10 +578,10 @@ Deno.test("embeddedDefault() enables OpenAI from OPENAI_API_KEY and routes to it
   assert.deepEqual(config.providers.openai?.keys.map((k) => k.key), ["sk-env-key-123"]);
 });
 
-Deno.test("embeddedDefault() keeps mock as default when only other providers are set", () => {
+Deno.test("embeddedDefault() has no default provider when only other providers are set", () => {
   const { config } = embeddedDefault(envOf({ ANTHROPIC_API_KEY: "sk-ant-1", GROQ_API_KEY: "" }));
   assert.deepEqual(Object.keys(config.providers).sort(), ["anthropic", "mock"]);
-  assert.equal(config.routing.default_provider, "mock");
+  assert.equal(config.routing.default_provider, "");
 });
 
 Deno.test("loadConfig() reads a file, and refuses a missing one with ConfigError", async () => {
@@ -605,4 +613,66 @@ Deno.test("parseConfigText() duration defaults are milliseconds", () => {
   assert.deepEqual(config.routing.failover.backoff, { initial: 100, multiplier: 2, max: 5_000 });
   assert.equal(config.routing.failover.deadline, 120_000);
   assert.deepEqual(config.routing.key_cooldown, { auth: 300_000, rate_limit: 30_000 });
+});
+
+Deno.test("parseConfigText() gives a YAML error's line and column", () => {
+  const problems = problemsOf(() =>
+    parseConfigText("server:\n  port: 9100\n\tsocket: x\n", NO_ENV, "tab.yaml")
+  );
+  assert.deepEqual(problems, [
+    "YAML syntax at line 3, column 1: Tabs are not allowed as indentation",
+  ]);
+});
+
+Deno.test("parseConfigText() reads llm-proxy's day limits and per-user overrides", () => {
+  const text = [
+    "features:",
+    "  rate_limiting:",
+    "    limits:",
+    "      requests_per_day: 1000",
+    "      tokens_per_day: 500000",
+    "      overrides:",
+    "        per_user:",
+    '          "u-1": { requests_per_minute: 5, tokens_per_day: 100 }',
+  ].join("\n");
+  const { config, warnings } = parseConfigText(text, NO_ENV, "rl.yaml");
+  assert.deepEqual(warnings, []);
+  const limits = config.features.rate_limiting.limits;
+  assert.equal(limits.requests_per_day, 1000);
+  assert.equal(limits.tokens_per_day, 500000);
+  assert.deepEqual(limits.overrides.per_user["u-1"], {
+    requests_per_minute: 5,
+    tokens_per_minute: 0,
+    requests_per_day: 0,
+    tokens_per_day: 100,
+  });
+  assertProblem(
+    problemsOf(() =>
+      parseConfigText(text.replace("tokens_per_day: 100", "tokens_per_day: -1"), NO_ENV, "rl.yaml")
+    ),
+    "features.rate_limiting.limits.overrides.per_user.u-1.tokens_per_day",
+  );
+});
+
+Deno.test("parseConfigText() validates cache, rate_limit, metrics and logging keys", () => {
+  const { config } = parseConfigText(
+    "logging:\n  format: console\n  request_body: true\nmetrics:\n  endpoint: /metrics\n",
+    NO_ENV,
+    "ok.yaml",
+  );
+  assert.equal(config.logging.format, "console");
+  assert.equal(config.logging.request_body, true);
+  assert.equal(config.logging.request_body_max_bytes, 4096);
+  assert.equal(config.metrics.enabled, true);
+  assert.equal(config.cache.enabled, false);
+  const problems = problemsOf(() =>
+    parseConfigText(
+      "cache:\n  backend: disk\nmetrics:\n  endpoint: metrics\nlogging:\n  request_body: sometimes\n",
+      NO_ENV,
+      "bad.yaml",
+    )
+  );
+  assertProblem(problems, "cache.backend");
+  assertProblem(problems, "metrics.endpoint", "path");
+  assertProblem(problems, "logging.request_body");
 });

@@ -20,10 +20,11 @@ export interface RedisServer {
 
 /** Start `redis-server` on a free port and resolve once it answers PING. */
 export async function startRedisServer(): Promise<RedisServer> {
+  const binary = redisServerBinary();
   const port = freePort();
   let child: Deno.ChildProcess | null = null;
   const spawn = async () => {
-    child = new Deno.Command("redis-server", {
+    child = new Deno.Command(binary, {
       args: [
         "--port",
         String(port),
@@ -59,6 +60,26 @@ export async function startRedisServer(): Promise<RedisServer> {
     pause: () => (child as Deno.ChildProcess | null)?.kill("SIGSTOP"),
     resume: () => (child as Deno.ChildProcess | null)?.kill("SIGCONT"),
   };
+}
+
+/** What a test that needs Redis fails with when `redis-server` is not installed. */
+export const REDIS_SERVER_MISSING = "redis-server not found: apt-get install redis-server";
+
+/**
+ * The `redis-server` on PATH (`searchPath`). When there is none, every Redis test fails with
+ * the one line above instead of a stack of ENOENT from Deno.Command: it throws the string
+ * itself, because Deno's test reporter prints a thrown string as one line and an Error always
+ * with a stack frame.
+ */
+export function redisServerBinary(searchPath = Deno.env.get("PATH") ?? ""): string {
+  for (const dir of searchPath.split(":")) {
+    if (!dir) continue;
+    try {
+      const path = `${dir}/redis-server`;
+      if (Deno.statSync(path).isFile) return path;
+    } catch { /* not in this directory */ }
+  }
+  throw REDIS_SERVER_MISSING;
 }
 
 /** Speak just enough RESP to send PING until the server answers +PONG. */

@@ -85,6 +85,35 @@ features:
     );
 
     await t.step(
+      "containment: an ARN's %2F stays in its signed segment; a traversal is an AWS-shaped 400",
+      async () => {
+        const arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.x-v1:0";
+        const r = await client.send(new ConverseCommand({ ...hello, modelId: arn }));
+        assert.equal(r.output?.message?.content?.[0]?.text, "Hello from Bedrock");
+        const seen = bedrock.requests.at(-1)!;
+        assert.equal(seen.signatureValid, true);
+        assert.equal(
+          seen.rawPath,
+          "/model/arn%3Aaws%3Abedrock%3Aus-west-2%3A123456789012%3Ainference-profile%2Fus.x-v1%3A0/converse",
+        );
+        const before = bedrock.requests.length;
+        for (
+          const path of [
+            "/bedrock/model/x%2F..%2F..%2Fy/converse",
+            "/bedrock/model/..%5C..%5Cy/converse",
+            "/bedrock//evil/model/x/converse",
+          ]
+        ) {
+          const res = await fetch(d.url(path), { method: "POST", body: JSON.stringify(hello) });
+          assert.equal(res.status, 400, path);
+          assert.equal(res.headers.get("x-amzn-errortype"), "ValidationException");
+          assert.match((await res.json()).message, /segment|backslash/);
+        }
+        assert.equal(bedrock.requests.length, before, "refused before reaching Bedrock");
+      },
+    );
+
+    await t.step(
       "throttling and 503 reach the client unchanged and count toward the breaker",
       async () => {
         bedrock.script({

@@ -255,3 +255,120 @@ features:
     await up.close();
   }
 });
+
+/** An OpenAI-style upstream answering from a queue of statuses (then 200s), recording hits. */
+function startSequenced() {
+  const queue: { status: number; headers?: Record<string, string> }[] = [];
+  let hits = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    hits++;
+    const next = queue.shift() ?? { status: 200 };
+    const body = next.status === 200
+      ? {
+        id: "chatcmpl-seq",
+        object: "chat.completion",
+        created: 1,
+        model: "gpt-4o",
+        choices: [{
+          index: 0,
+          message: { role: "assistant", content: "ok" },
+          finish_reason: "stop",
+        }],
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      }
+      : { error: { message: `HTTP ${next.status}`, type: "server_error" } };
+    return Response.json(body, { status: next.status, headers: next.headers ?? {} });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    hits: () => hits,
+    then: (...items: { status: number; headers?: Record<string, string> }[]) =>
+      queue.push(...items),
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test("the breaker's own retries hold with routing.failover disabled, on every route", async (t) => {
+  const up = startSequenced();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-cb-0002 }] }
+routing:
+  failover:
+    enabled: false
+    backoff: { initial: 5ms, max: 10ms }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 100
+    max_transient_retries: 1
+    max_rate_limit_retries: 1
+    test_mode_enabled: true
+`);
+  const routes: [string, string, Record<string, string>][] = [
+    ["unified", "/v1/chat/completions", {}],
+    ["passthrough", "/openai/v1/chat/completions", { authorization: "Bearer sk-client" }],
+  ];
+  // Unified routes name the provider in the model; the native route is the provider.
+  const ask = (path: string, headers: Record<string, string>) =>
+    fetch(d.url(path), {
+      method: "POST",
+      headers,
+      body: chatBody(path.startsWith("/v1/") ? "openai/gpt-4o" : "gpt-4o"),
+    });
+  try {
+    for (const [name, path, headers] of routes) {
+      await t.step(`${name}: one transient 503 is retried, not a degraded signal`, async () => {
+        const before = up.hits();
+        up.then({ status: 503 });
+        const res = await ask(path, headers);
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        assert.equal(up.hits(), before + 2);
+      });
+
+      await t.step(`${name}: a 429 is retried after its Retry-After`, async () => {
+        const before = up.hits();
+        up.then({ status: 429, headers: { "retry-after": "1" } });
+        const started = performance.now();
+        const res = await ask(path, headers);
+        const took = performance.now() - started;
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        assert.equal(up.hits(), before + 2);
+        assert.ok(took >= 950 && took < 3_000, `took ${took} ms`);
+      });
+
+      await t.step(`${name}: the budget spent, the degraded signal (failover or not)`, async () => {
+        const before = up.hits();
+        up.then({ status: 503 }, { status: 503 });
+        const res = await ask(path, headers);
+        assert.equal(res.status, 503);
+        assert.equal(res.headers.get("x-llm-proxy-error-class"), "provider_degraded");
+        assert.equal(res.headers.get("x-pilotfish-provider"), "openai");
+        assert.equal(res.headers.get("x-pilotfish-model"), "gpt-4o");
+        assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
+        assert.match(await res.text(), /\[LLM_PROXY_PROVIDER_DEGRADED\] Provider openai/);
+        assert.equal(up.hits(), before + 2);
+      });
+
+      await t.step(`${name}: force_transient_recover recovers on the retry`, async () => {
+        const before = up.hits();
+        const res = await ask(path, {
+          ...headers,
+          "x-llm-proxy-test-mode": "force_transient_recover",
+        });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        assert.equal(up.hits(), before + 1, "the simulated failure never left the sidecar");
+      });
+    }
+  } finally {
+    await d.stop();
+    await up.close();
+  }
+});

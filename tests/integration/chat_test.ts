@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { DEFAULT_ENV_KEYS, embeddedDefault } from "../../src/config/mod.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway } from "../helpers/in_process.ts";
 import { chatBody, startDaemon } from "./daemon.ts";
 
 const CONFIG = (upstream: string) => `
@@ -231,5 +233,47 @@ providers:
   } finally {
     await d.stop();
     await up.close();
+  }
+});
+
+Deno.test("the embedded default never answers a bare or misspelled model with the mock", async (t) => {
+  const gw = startGateway(embeddedDefault(() => undefined).config);
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "unused", maxRetries: 0 });
+  try {
+    await t.step("mock/... is answered by the mock", async () => {
+      const r = await client.chat.completions.create({
+        model: "mock/echo",
+        messages: [{ role: "user", content: "hi" }],
+      });
+      assert.equal(r.choices[0]?.message.content, "hi");
+    });
+
+    await t.step("a bare or misspelled model is a 404 naming the env vars", async () => {
+      for (const model of ["gpt-4o-mini", "opneai/gpt-4o"]) {
+        for (const stream of [false, true]) {
+          const res = await fetch(gw.url("/v1/chat/completions"), {
+            method: "POST",
+            body: chatBody(model, { stream }),
+          });
+          assert.equal(res.status, 404);
+          assert.match(res.headers.get("content-type") ?? "", /application\/json/);
+          const { error } = await res.json();
+          assert.equal(error.type, "not_found_error");
+          assert.equal(error.param, "model");
+          assert.ok(error.message.includes(`"${model}"`), error.message);
+          assert.match(error.message, /Configured providers: mock/);
+          for (const name of DEFAULT_ENV_KEYS) assert.ok(error.message.includes(name), name);
+        }
+      }
+      await assert.rejects(
+        client.chat.completions.create({
+          model: "gpt-4o-mini",
+          messages: [{ role: "user", content: "hi" }],
+        }),
+        (err: unknown) => err instanceof OpenAI.NotFoundError && /OPENAI_API_KEY/.test(err.message),
+      );
+    });
+  } finally {
+    await gw.close();
   }
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { embeddedDefault } from "../../src/config/mod.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway } from "../helpers/in_process.ts";
 import { startDaemon } from "./daemon.ts";
 
 const EMBEDDINGS = {
@@ -87,5 +89,22 @@ routing:
     await d.stop();
     await broken.close();
     await up.close();
+  }
+});
+
+Deno.test("embeddings on the embedded default: a bare model is a 404 naming the env vars", async () => {
+  const gw = startGateway(embeddedDefault(() => undefined).config);
+  try {
+    const res = await fetch(gw.url("/v1/embeddings"), {
+      method: "POST",
+      body: JSON.stringify({ model: "text-embedding-3-small", input: "hi" }),
+    });
+    assert.equal(res.status, 404);
+    const { error } = await res.json();
+    assert.equal(error.type, "not_found_error");
+    assert.equal(error.param, "model");
+    assert.match(error.message, /"text-embedding-3-small".*OPENAI_API_KEY.*GEMINI_API_KEY/);
+  } finally {
+    await gw.close();
   }
 });

@@ -107,6 +107,8 @@ providers:
       assert.equal(r.status, 404);
       assert.match(r.json.error.message, /Unknown model "nosuch\/model"/);
       assert.match(r.json.error.message, /mock, up, down/);
+      assert.equal(r.headers.get("x-pilotfish-provider"), null, "no provider was chosen");
+      assert.equal(r.headers.get("x-pilotfish-attempts"), null);
     });
 
     await t.step("x-gateway.provider naming an unknown provider → 404", async () => {
@@ -120,6 +122,9 @@ providers:
       assert.equal(r.status, 502);
       assert.equal(r.json.error.code, "upstream_unreachable");
       assert.match(r.json.error.message, /Provider "down" is unreachable/);
+      assert.equal(r.headers.get("x-pilotfish-provider"), "down");
+      assert.equal(r.headers.get("x-pilotfish-model"), "gpt-4o");
+      assert.equal(r.headers.get("x-pilotfish-attempts"), "1");
     });
 
     await t.step("upstream timeout → 504", async () => {
@@ -129,6 +134,9 @@ providers:
       assert.equal(r.status, 504);
       assert.equal(r.json.error.code, "upstream_timeout");
       assert.ok(performance.now() - started < 5_000);
+      assert.equal(r.headers.get("x-pilotfish-provider"), "up");
+      assert.equal(r.headers.get("x-pilotfish-model"), "gpt-4o");
+      assert.equal(r.headers.get("x-pilotfish-attempts"), "1");
     });
 
     await t.step("x-gateway.timeout overrides the provider timeout", async () => {
@@ -165,6 +173,9 @@ providers:
       assert.equal(r.status, 429);
       assert.equal(r.headers.get("retry-after"), "7");
       assert.equal(r.json.error.code, "rate_limit_exceeded");
+      assert.equal(r.headers.get("x-pilotfish-provider"), "up");
+      assert.equal(r.headers.get("x-pilotfish-model"), "gpt-4o");
+      assert.equal(r.headers.get("x-pilotfish-attempts"), "1", "failover disabled: one call");
     });
 
     await t.step("mock error models answer with their status", async () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { GoogleGenAI } from "@google/genai";
 import OpenAI from "openai";
 import { SKIP_THOUGHT_SIGNATURE } from "../../src/providers/gemini/request.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
@@ -357,4 +358,63 @@ routing:
     await gemini.close();
   }
   assert.ok(!d.logs().includes(KEY), "the Gemini key reached a log line");
+});
+
+Deno.test("Gemini base_url: the API root (Butter's convention) and a versioned one both work", async (t) => {
+  for (const [form, suffix] of [["API root", ""], ["ending in /v1beta", "/v1beta"]] as const) {
+    await t.step(form, async () => {
+      const gemini = startFakeGemini();
+      const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  gemini: { base_url: "${gemini.url}${suffix}", keys: [{ key: ${KEY} }] }
+`);
+      try {
+        // Translated: the adapter adds /v1beta to the API root, keeps a versioned base as is.
+        gemini.script({ json: "response_text" });
+        const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "sk-x", maxRetries: 0 });
+        const completion = await client.chat.completions.create({
+          model: "gemini/gemini-2.5-flash",
+          messages: [{ role: "user", content: "Hello" }],
+        });
+        assert.equal(completion.choices[0]?.message.content, "Hello! How can I help you today?");
+        assert.equal(
+          gemini.requests.at(-1)!.path,
+          "/v1beta/models/gemini-2.5-flash:generateContent",
+        );
+
+        // Native, with Google's own SDK: its version segment reaches the API root either way.
+        const via = new GoogleGenAI({
+          apiKey: "AIza-client-key",
+          httpOptions: { baseUrl: d.url("/gemini") },
+        });
+        const answer = await via.models.generateContent({
+          model: "gemini-2.5-flash",
+          contents: "Hello",
+        });
+        assert.equal(answer.text, "Hello! How can I help you today?");
+        const seen = gemini.requests.at(-1)!;
+        assert.match(seen.path, /^\/v1(beta)?\/models\/gemini-2\.5-flash:generateContent$/);
+        assert.equal(seen.headers.get("x-goog-api-key"), "AIza-client-key");
+        for (const version of ["v1", "v1beta"]) {
+          const res = await fetch(
+            d.url(`/gemini/${version}/models/gemini-2.5-flash:generateContent`),
+            { method: "POST", body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }) },
+          );
+          assert.equal(res.status, 200);
+          await res.body?.cancel();
+          assert.equal(
+            gemini.requests.at(-1)!.path,
+            `/${version}/models/gemini-2.5-flash:generateContent`,
+          );
+          assert.equal(gemini.requests.at(-1)!.headers.get("x-goog-api-key"), KEY, "injected");
+        }
+      } finally {
+        await d.stop();
+        await gemini.close();
+      }
+    });
+  }
 });

@@ -39,7 +39,7 @@ Deno.test("a client that disconnects mid-stream aborts the upstream request", as
       }),
     ]);
     clearTimeout(timer);
-    await d.waitForLog(`"outcome":"cancelled"`);
+    await d.waitForLog(`"outcome":"client_abort"`);
   } finally {
     await d.stop();
     await upstream.close();
@@ -240,8 +240,11 @@ Deno.test("a live daemon's socket is never stolen; a stale one is replaced", asy
   const d = await startDaemon(upstreamConfig("http://127.0.0.1:9"));
   try {
     const second = await runCli(["--config", d.configPath, "--port", "0"]);
-    assert.equal(second.code !== 0, true);
-    assert.match(second.stderr + second.stdout, /Another process is already serving on socket/);
+    assert.notEqual(second.code, 0);
+    assertOneLine(
+      second.stderr,
+      new RegExp(`Socket ${d.socket} is held by a live daemon.*--socket`),
+    );
   } finally {
     await d.stop();
   }
@@ -356,5 +359,128 @@ Deno.test("PORT from the environment overrides the config file's port", async ()
     assert.equal(await res.text(), "ok");
   } finally {
     await d.stop();
+  }
+});
+
+/** Exactly one line on stderr, matching `re`, with nothing that looks like a stack trace. */
+function assertOneLine(stderr: string, re: RegExp): void {
+  assert.equal(stderr.split("\n").length, 2, `not one line:\n${stderr}`);
+  assert.ok(stderr.endsWith("\n"));
+  assert.match(stderr, re);
+  assert.doesNotMatch(stderr, /^\s+at |\.ts:\d+:\d+|error: Uncaught/m);
+}
+
+Deno.test("startup failures are one clear line and a non-zero exit", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await t.step("port in use: names the address and --port", async () => {
+      const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (busy.addr as Deno.NetAddr).port;
+      try {
+        const cfg = `${dir}/busy.yaml`;
+        await Deno.writeTextFile(
+          cfg,
+          `server:\n  port: ${port}\n  socket: ""\nproviders:\n  mock: {}\n`,
+        );
+        const r = await runCli(["--config", cfg]);
+        assert.equal(r.code, 1);
+        assertOneLine(
+          r.stderr,
+          new RegExp(
+            `^pilotfish: Cannot listen on 127\\.0\\.0\\.1:${port}: address already in use .*--port`,
+          ),
+        );
+      } finally {
+        busy.close();
+      }
+    });
+    await t.step("a path that is not a socket: names it and --socket", async () => {
+      const file = `${dir}/not-a-socket`;
+      await Deno.writeTextFile(file, "");
+      const r = await runCli(["--socket", file, "--port", "0"]);
+      assert.equal(r.code, 1);
+      assertOneLine(
+        r.stderr,
+        new RegExp(`${file}: the file exists and is not a socket .*--socket`),
+      );
+    });
+    await t.step("unreadable config: path and reason", async () => {
+      const r = await runCli(["--config", `${dir}/missing.yaml`]);
+      assert.equal(r.code, 1);
+      assertOneLine(
+        r.stderr,
+        new RegExp(`^pilotfish: Cannot read config ${dir}/missing\\.yaml: no such file\\n`),
+      );
+    });
+    await t.step("bad config: the first problem, and how to see all", async () => {
+      const cfg = `${dir}/bad.yaml`;
+      await Deno.writeTextFile(cfg, "server:\n  port: high\n  drain_timeout: soon\n");
+      const r = await runCli(["--config", cfg]);
+      assert.equal(r.code, 1);
+      assertOneLine(
+        r.stderr,
+        /^pilotfish: Invalid config .*server\.port: .*\(\+1 more; `--check` lists them all\)\n/,
+      );
+    });
+    await t.step("YAML syntax errors carry line and column, once", async () => {
+      const cfg = `${dir}/syntax.yaml`;
+      await Deno.writeTextFile(cfg, "server:\n  port: [not a port\nproviders: {\n");
+      const r = await runCli(["--check", "--config", cfg]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /YAML syntax at line 3, column 1: .*\(1 more YAML error after it\)/);
+      assert.equal(r.stderr.trim().split("\n").length, 2, r.stderr);
+    });
+    await t.step("missing permission (plain deno run): names the permission", async () => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          "--no-prompt",
+          `${new URL("../../src/main.ts", import.meta.url).pathname}`,
+        ],
+        env: { NO_COLOR: "1" },
+        stdin: "null",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 1);
+      assertOneLine(
+        stderr,
+        /^pilotfish: Missing permission: Requires env access to "\w+".*deno task start/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--version and --help", async () => {
+  const version = await runCli(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^pilotfish \d+\.\d+\.\d+\n$/);
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0);
+  for (
+    const flag of ["--config", "--host", "--port", "--socket", "--check", "--strict", "--version"]
+  ) {
+    assert.ok(help.stdout.includes(flag), `--help lacks ${flag}`);
+  }
+  const bad = await runCli(["--bogus"]);
+  assert.equal(bad.code, 2);
+  assertOneLine(bad.stderr, /^pilotfish: .*bogus.*\(see --help\)\n/);
+});
+
+Deno.test("--check --strict turns unknown keys into errors", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cfg = `${dir}/unknown.yaml`;
+    await Deno.writeTextFile(cfg, "providers:\n  mock: {}\nserver:\n  colour: blue\n");
+    const lenient = await runCli(["--check", "--config", cfg]);
+    assert.equal(lenient.code, 0);
+    assert.match(lenient.stderr, /warning: server\.colour: Unknown key, ignored/);
+    const strict = await runCli(["--check", "--strict", "--config", cfg]);
+    assert.equal(strict.code, 1);
+    assert.match(strict.stderr, /server\.colour: Unknown key/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
+import { embeddedDefault } from "../../src/config/mod.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway } from "../helpers/in_process.ts";
 import { startDaemon } from "./daemon.ts";
 
 const OPENAI_FIXTURES = new URL("../fixtures/openai/", import.meta.url);
@@ -362,7 +364,8 @@ routing:
         tools: [WEATHER_TOOL],
       }).withResponse();
       assert.equal(response.headers.get("x-pilotfish-provider"), "anthropic");
-      assert.equal(response.headers.get("x-pilotfish-attempts"), "3");
+      // max_retries (2) is per provider: three tries on OpenAI, then Anthropic.
+      assert.equal(response.headers.get("x-pilotfish-attempts"), "4");
       assert.equal(message.stop_reason, "tool_use");
       assert.equal(JSON.parse(anthropic.requests.at(-1)!.body).model, "claude-sonnet-4-5-20250929");
     });
@@ -553,5 +556,31 @@ providers:
     await d.stop();
     await up.close();
     await anthropic.close();
+  }
+});
+
+Deno.test("/v1/messages on the embedded default: mock/... answers, a bare model is a 404", async () => {
+  const gw = startGateway(embeddedDefault(() => undefined).config);
+  try {
+    const message = await sdk(gw.url("")).messages.create({
+      model: "mock/echo",
+      max_tokens: 20,
+      messages: [{ role: "user", content: "ping" }],
+    });
+    assert.deepEqual(message.content, [{ type: "text", text: "ping" }]);
+
+    for (const model of ["claude-sonnet-4-5", "anthropc/claude-sonnet-4-5"]) {
+      const { status, json } = await postRaw(
+        gw.url("/v1/messages"),
+        JSON.stringify({ model, max_tokens: 20, messages: [{ role: "user", content: "ping" }] }),
+      );
+      assert.equal(status, 404);
+      assert.equal(json.type, "error");
+      assert.equal(json.error.type, "not_found_error");
+      assert.match(json.error.message, /ANTHROPIC_API_KEY/);
+      assert.ok(json.error.message.includes(`"${model}"`), json.error.message);
+    }
+  } finally {
+    await gw.close();
   }
 });

@@ -259,3 +259,228 @@ providers:
     await gemini.close();
   }
 });
+
+Deno.test("native routes: whose credential reaches the provider", async (t) => {
+  const openai = startFakeUpstream();
+  const anthropic = startFakeAnthropic();
+  const gemini = startFakeGemini();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  openai:
+    base_url: "${openai.url}/v1"
+    keys: [{ key: sk-conf-4o, models: [gpt-4o] }, { key: sk-conf-mini, models: [gpt-4o-mini] }]
+  locked: { type: openai, base_url: "${openai.url}/v1", credential_mode: gateway, keys: [{ key: sk-conf-locked }] }
+  anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-conf }] }
+  gemini: { base_url: "${gemini.url}", keys: [{ key: AIza-conf-root }] }
+  gemlocked:
+    type: gemini
+    base_url: "${gemini.url}/v1beta"
+    credential_mode: gateway
+    keys: [{ key: AIza-conf-locked }]
+`);
+  const post = (path: string, headers: Record<string, string>, body: string) =>
+    fetch(d.url(path), {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body,
+    }).then(async (r) => ({ status: r.status, body: await r.text() }));
+  try {
+    await t.step(
+      "an SDK's placeholder (`unused`) is a real client credential: it passes",
+      async () => {
+        const client = new OpenAI({
+          baseURL: d.url("/openai/v1"),
+          apiKey: "unused",
+          maxRetries: 0,
+        });
+        await client.chat.completions.create({ model: "gpt-4o", messages: [] });
+        assert.equal(openai.requests.at(-1)!.headers.get("authorization"), "Bearer unused");
+      },
+    );
+
+    await t.step(
+      "an empty credential counts as none: the key allowed for the model is used",
+      async () => {
+        for (
+          const [headers, model, key] of [
+            [{ authorization: "Bearer " }, "gpt-4o-mini", "sk-conf-mini"],
+            [{ authorization: "Bearer" }, "gpt-4o", "sk-conf-4o"],
+            [{}, "gpt-4o-mini", "sk-conf-mini"],
+          ] as const
+        ) {
+          const r = await post("/openai/v1/chat/completions", headers, chatBody(model));
+          assert.equal(r.status, 200, r.body);
+          assert.equal(openai.requests.at(-1)!.headers.get("authorization"), `Bearer ${key}`);
+        }
+        // No configured key may serve this model: a 404 in the route's format, nothing sent.
+        const before = openai.requests.length;
+        const r = await post("/openai/v1/chat/completions", {}, chatBody("o3"));
+        assert.equal(r.status, 404);
+        assert.match(JSON.parse(r.body).error.message, /No key of provider "openai".*"o3"/);
+        assert.equal(openai.requests.length, before);
+      },
+    );
+
+    await t.step(
+      "Gemini: an empty x-goog-api-key counts as none; base_url is the API root",
+      async () => {
+        const r = await post(
+          "/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+          { "x-goog-api-key": "" },
+          JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }),
+        );
+        assert.equal(r.status, 200, r.body);
+        const seen = gemini.requests.at(-1)!;
+        assert.equal(seen.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+        assert.equal(seen.headers.get("x-goog-api-key"), "AIza-conf-root");
+      },
+    );
+
+    await t.step("a pf_ app key is no provider credential and is never forwarded", async () => {
+      await post("/anthropic/v1/messages", {
+        "x-api-key": "pf_app_key_abcdef",
+        "anthropic-version": "2023-06-01",
+      }, JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 5, messages: [] }));
+      let seen = anthropic.requests.at(-1)!;
+      assert.equal(seen.headers.get("x-api-key"), "sk-ant-conf");
+      await post("/gemini/v1beta/models/gemini-2.5-flash:generateContent?key=pf_app_key_abcdef", {
+        "x-butter-app-key": "pf_app_key_abcdef",
+      }, "{}");
+      seen = gemini.requests.at(-1)!;
+      assert.equal(seen.headers.get("x-goog-api-key"), "AIza-conf-root");
+      assert.equal(seen.search, "");
+      for (const r of [...anthropic.requests, ...gemini.requests, ...openai.requests]) {
+        assert.ok(![...r.headers].some(([, v]) => v.includes("pf_app")), "pf_ key forwarded");
+        assert.ok(!(r.search ?? "").includes("pf_app"));
+      }
+    });
+
+    await t.step("Anthropic clients may use Authorization: Bearer with any version", async () => {
+      await post("/anthropic/v1/messages", {
+        authorization: "Bearer sk-ant-oauth-client",
+        "anthropic-version": "2099-01-01",
+        "anthropic-beta": "oauth-2025-04-20",
+      }, JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 5, messages: [] }));
+      const seen = anthropic.requests.at(-1)!;
+      assert.equal(seen.headers.get("authorization"), "Bearer sk-ant-oauth-client");
+      assert.equal(seen.headers.get("x-api-key"), null, "no configured key added beside it");
+      assert.equal(seen.headers.get("anthropic-version"), "2099-01-01");
+    });
+
+    await t.step(
+      "credential_mode: gateway drops the client's credential for a configured key",
+      async () => {
+        const client = new OpenAI({
+          baseURL: d.url("/native/locked"),
+          apiKey: "sk-client-own",
+          maxRetries: 0,
+        });
+        await client.chat.completions.create({ model: "gpt-4o", messages: [] });
+        assert.equal(openai.requests.at(-1)!.headers.get("authorization"), "Bearer sk-conf-locked");
+
+        const via = new GoogleGenAI({
+          apiKey: "AIza-client-own",
+          httpOptions: { baseUrl: d.url("/native/gemlocked") },
+        });
+        // /native/{p} is base_url + rest (Butter): this base_url already carries /v1beta.
+        await fetch(d.url("/native/gemlocked/models/gemini-2.5-flash:generateContent?key=AIza-q"), {
+          method: "POST",
+          headers: { "x-goog-api-key": "AIza-client-own", authorization: "Bearer AIza-client-own" },
+          body: "{}",
+        }).then((r) => r.body?.cancel());
+        const seen = gemini.requests.at(-1)!;
+        assert.equal(seen.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+        assert.equal(seen.headers.get("x-goog-api-key"), "AIza-conf-locked");
+        assert.equal(seen.headers.get("authorization"), null);
+        assert.equal(seen.search, "", "the client's ?key= is dropped too");
+        assert.ok(via, "the SDK accepts the sidecar as its base URL");
+      },
+    );
+
+    await t.step("the configured keys never reach a log line", async () => {
+      await d.waitForLog(`"route":"/native/:provider/*"`);
+      for (
+        const key of ["sk-conf-4o", "sk-conf-mini", "sk-conf-locked", "AIza-conf", "sk-ant-conf"]
+      ) {
+        assert.ok(!d.logs().includes(key), key);
+      }
+    });
+  } finally {
+    await d.stop();
+    await openai.close();
+    await anthropic.close();
+    await gemini.close();
+  }
+});
+
+Deno.test("native routes with the breaker on: a client's own credential is not a configured key's", async (t) => {
+  const openai = startFakeUpstream();
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-conf-only-4o, models: [gpt-4o], id: conf }] }
+routing:
+  failover: { enabled: false }
+features:
+  circuit_breaker:
+    enabled: true
+    max_transient_retries: 0
+    max_rate_limit_retries: 0
+`);
+  const keyStatus = async () => {
+    const health = await (await fetch(d.url("/health"))).json();
+    return health.providers.openai.keys[0].status as string;
+  };
+  const send = (model: string) =>
+    fetch(d.url("/openai/v1/chat/completions"), {
+      method: "POST",
+      headers: { authorization: "Bearer sk-client-own", "content-type": "application/json" },
+      body: chatBody(model),
+    }).then(async (r) => ({ status: r.status, body: await r.text() }));
+  try {
+    await t.step("a per-key allowlist does not 404 a request on the client's own key", async () => {
+      const r = await send("o3");
+      assert.equal(r.status, 200, r.body);
+      assert.equal(openai.requests.at(-1)!.headers.get("authorization"), "Bearer sk-client-own");
+    });
+
+    await t.step(
+      "a 401 or 429 on the client's own key does not cool the configured key",
+      async () => {
+        for (const status of [401, 429]) {
+          openai.script({
+            kind: "json",
+            status,
+            body: { error: { message: "no", type: "invalid_request_error", code: null } },
+          });
+          const r = await send("gpt-4o");
+          assert.equal(r.status, status, r.body);
+          assert.equal(
+            openai.requests.at(-1)!.headers.get("authorization"),
+            "Bearer sk-client-own",
+          );
+          assert.equal(await keyStatus(), "ok", `after ${status}`);
+        }
+        openai.script({ kind: "json" });
+      },
+    );
+
+    await t.step("with no client credential the configured key is injected and used", async () => {
+      const r = await fetch(d.url("/openai/v1/chat/completions"), {
+        method: "POST",
+        body: chatBody("gpt-4o"),
+      });
+      assert.equal(r.status, 200);
+      await r.body?.cancel();
+      assert.equal(openai.requests.at(-1)!.headers.get("authorization"), "Bearer sk-conf-only-4o");
+    });
+  } finally {
+    await d.stop();
+    await openai.close();
+  }
+});

@@ -41,9 +41,13 @@ routing:
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("x-pilotfish-provider"), "healthy");
     assert.equal(res.headers.get("x-pilotfish-model"), "gpt-4o");
-    assert.equal(res.headers.get("x-pilotfish-attempts"), "3");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "4");
     await res.body?.cancel();
-    assert.equal(broken.requests.length, 2, "one retry on the broken provider, then the next");
+    assert.equal(
+      broken.requests.length,
+      3,
+      "max_retries (default 2) retries on the broken provider, then the next",
+    );
 
     res = await fetch(d.url("/v1/chat/completions"), {
       method: "POST",
@@ -222,7 +226,7 @@ routing:
       tools: tools as OpenAI.Chat.ChatCompletionTool[],
     }).withResponse();
     assert.equal(response.headers.get("x-pilotfish-provider"), "anthropic");
-    assert.equal(response.headers.get("x-pilotfish-attempts"), "3");
+    assert.equal(response.headers.get("x-pilotfish-attempts"), "4", "openai ×3, then anthropic");
     const call = completion.choices[0]?.message.tool_calls?.[0];
     assert.equal(completion.choices[0]?.finish_reason, "tool_calls");
     assert.ok(call && call.type === "function");
@@ -277,5 +281,46 @@ routing:
     await d.stop();
     await openai.close();
     await anthropic.close();
+  }
+});
+
+Deno.test("failover exhausted: the error names the last provider, its model and the attempts", async () => {
+  const first = startFakeUpstream();
+  const second = startFakeUpstream();
+  for (const up of [first, second]) {
+    up.script({ kind: "json", status: 503, body: { error: { message: "overloaded" } } });
+  }
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  first: { base_url: "${first.url}/v1" }
+  second: { base_url: "${second.url}/v1" }
+routing:
+  models:
+    smart: { providers: [first/gpt-4o, second/gpt-4o-mini] }
+  failover:
+    max_retries: 1
+    max_attempts: 3
+    backoff: { initial: 1ms, max: 2ms }
+`);
+  try {
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("smart"),
+    });
+    assert.equal(res.status, 503, "the upstream's own status, not a synthetic one");
+    assert.equal(res.headers.get("x-pilotfish-provider"), "second");
+    assert.equal(res.headers.get("x-pilotfish-model"), "gpt-4o-mini");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "3", "max_attempts caps the total");
+    assert.equal(res.headers.get("x-llm-proxy-error-class"), null, "no breaker, no signal");
+    await res.body?.cancel();
+    assert.equal(first.requests.length, 2, "max_retries: 1 → two tries on the first");
+    assert.equal(second.requests.length, 1, "then the cap");
+  } finally {
+    await d.stop();
+    await first.close();
+    await second.close();
   }
 });

@@ -8,6 +8,7 @@ import {
   FailoverExhausted,
   resolveModel,
 } from "../../src/routing/mod.ts";
+import { breakerTiming, createBreaker, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
 
 const SANITIZE = { sanitizeOps: true, sanitizeResources: true };
 const enc = new TextEncoder();
@@ -72,6 +73,11 @@ const streamOf = (chunks: string[], breakAfter?: number): Step => () => {
 
 function setup(yaml: string, adapters: ProviderAdapter[], random = () => 0) {
   const { config } = parseConfigText(yaml, () => undefined, "t.yaml");
+  const cb = config.features.circuit_breaker;
+  // Built only when the config enables it, as the runtime does.
+  const breaker = cb.enabled
+    ? createBreaker(cb, createMemoryBreakerStore(breakerTiming(cb)), () => {})
+    : undefined;
   return {
     config,
     deps: {
@@ -81,6 +87,7 @@ function setup(yaml: string, adapters: ProviderAdapter[], random = () => 0) {
       random,
       now: Date.now,
       redact: (s: string) => s,
+      ...(breaker ? { breaker } : {}),
     },
   };
 }
@@ -100,7 +107,14 @@ routing:
 function run(
   env: ReturnType<typeof setup>,
   model = "m",
-  extra: { stream?: boolean; deadlineMs?: number } = {},
+  extra: {
+    stream?: boolean;
+    deadlineMs?: number;
+    clientAuthorization?: string;
+    fallbackAuthorization?: string;
+    testMode?: "force_degraded" | "force_transient_recover";
+    signal?: AbortSignal;
+  } = {},
 ) {
   const { targets, route } = resolveModel(env.config, model);
   return executeWithFailover(env.deps, {
@@ -114,8 +128,12 @@ function run(
         stream: extra.stream ?? false,
         onUsage: () => {},
       }, m),
-    signal: new AbortController().signal,
-    clientAuthorization: null,
+    signal: extra.signal ?? new AbortController().signal,
+    clientAuthorization: extra.clientAuthorization ?? null,
+    ...(extra.fallbackAuthorization !== undefined
+      ? { fallbackAuthorization: extra.fallbackAuthorization }
+      : {}),
+    ...(extra.testMode ? { testMode: extra.testMode } : {}),
     deadlineMs: extra.deadlineMs ?? 10_000,
   });
 }
@@ -132,15 +150,39 @@ Deno.test("executeWithFailover() 503 then 200 on the same provider", SANITIZE, a
   assert.equal(b.calls.length, 0);
 });
 
-Deno.test("executeWithFailover() 500 twice moves to the next provider", SANITIZE, async () => {
-  const a = scripted("a", [fail(500)]);
-  const b = scripted("b", [ok("from b")]);
-  const r = await run(setup(CONFIG, [a.adapter, b.adapter]));
-  assert.equal(r.target.provider, "b");
-  assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:next", "b:ok"]);
-  assert.equal(r.attempts[0]?.status, 500);
-  assert.equal(r.attempts[0]?.reason, "HTTP 500");
-});
+Deno.test(
+  "executeWithFailover() max_retries is per provider: max_retries + 1 tries, then the next",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [fail(500)]);
+    const b = scripted("b", [ok("from b")]);
+    const r = await run(setup(CONFIG, [a.adapter, b.adapter]));
+    assert.equal(r.target.provider, "b");
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:retry", "a:retry", "a:next", "b:ok"]);
+    assert.equal(a.calls.length, 4, "max_retries: 3 → four tries on a");
+    assert.equal(r.attempts[0]?.status, 500);
+    assert.equal(r.attempts[0]?.reason, "HTTP 500");
+    // A single-provider model gets Butter's retries too (not one, as a total would give).
+    const alone = scripted("a", [fail(503), fail(503), fail(503), ok("fourth")]);
+    const r2 = await run(setup(CONFIG, [alone.adapter]), "a/x");
+    assert.deepEqual(outcomes(r2.attempts), ["a:retry", "a:retry", "a:retry", "a:ok"]);
+  },
+);
+
+Deno.test(
+  "executeWithFailover() a provider's own max_retries wins over routing.failover.max_retries",
+  SANITIZE,
+  async () => {
+    const yaml = CONFIG.replace(
+      "keys: [{ key: ka1, id: a-1 }, { key: ka2, id: a-2 }] }",
+      "keys: [{ key: ka1, id: a-1 }, { key: ka2, id: a-2 }], max_retries: 1 }",
+    );
+    const a = scripted("a", [fail(500)]);
+    const b = scripted("b", [ok("from b")]);
+    const r = await run(setup(yaml, [a.adapter, b.adapter]));
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:next", "b:ok"]);
+  },
+);
 
 Deno.test(
   "executeWithFailover() connection refused and timeout move on at once",
@@ -202,15 +244,35 @@ Deno.test(
 );
 
 Deno.test(
-  "executeWithFailover() stops after max_retries and reports every attempt",
+  "executeWithFailover() exhausts every provider's retries and reports every attempt",
   SANITIZE,
   async () => {
     const a = scripted("a", [fail(502)]);
     const b = scripted("b", [fail(503)]);
-    const err = await run(setup(CONFIG, [a.adapter, b.adapter])).catch((e) => e);
+    const yaml = CONFIG.replace("max_retries: 3", "max_retries: 1");
+    const err = await run(setup(yaml, [a.adapter, b.adapter])).catch((e) => e);
     assert.ok(err instanceof FailoverExhausted);
     assert.deepEqual(outcomes(err.attempts), ["a:retry", "a:next", "b:retry", "b:final"]);
     assert.equal(err.last.status, 503);
+    // The error to answer with names the provider tried last and how many attempts there were.
+    assert.equal(err.last.info.headers?.["x-pilotfish-provider"], "b");
+    assert.equal(err.last.info.headers?.["x-pilotfish-model"], "m");
+    assert.equal(err.last.info.headers?.["x-pilotfish-attempts"], "4");
+  },
+);
+
+Deno.test(
+  "executeWithFailover() max_attempts caps the calls across providers (0 = no cap)",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [fail(502)]);
+    const b = scripted("b", [ok()]);
+    const capped = CONFIG.replace("max_retries: 3", "max_retries: 3\n    max_attempts: 3");
+    const err = await run(setup(capped, [a.adapter, b.adapter])).catch((e) => e);
+    assert.ok(err instanceof FailoverExhausted);
+    assert.deepEqual(outcomes(err.attempts), ["a:retry", "a:retry", "a:final"]);
+    assert.equal(b.calls.length, 0);
+    assert.equal(err.last.info.headers?.["x-pilotfish-attempts"], "3");
   },
 );
 
@@ -377,3 +439,285 @@ Deno.test(
     assert.equal(b.calls.length, 50);
   },
 );
+
+/** One provider, llm-proxy's breaker on; `failover` and `cb` lines are spliced in. */
+const breakerConfig = (failover: string, cb = "") => `
+providers:
+  a: { base_url: "http://a.test/v1", keys: [{ key: ka1, id: a-1 }] }
+  b: { base_url: "http://b.test/v1", keys: [{ key: kb1, id: b-1 }] }
+routing:
+  models:
+    m: { providers: [a, b] }
+  failover:
+    ${failover}
+    backoff: { initial: 1ms, max: 2ms }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 50
+    test_mode_enabled: true
+${cb}`;
+
+Deno.test(
+  "executeWithFailover() breaker retries a transient failure with failover disabled",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [fail(503), ok("recovered")]);
+    const r = await run(setup(breakerConfig("enabled: false"), [a.adapter]), "a/x");
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:ok"]);
+    // max_transient_retries (default 2) bounds it: three 503s end in the degraded signal.
+    const down = scripted("a", [fail(503)]);
+    const err = await run(setup(breakerConfig("enabled: false"), [down.adapter]), "a/x")
+      .catch((e) => e);
+    assert.ok(err instanceof FailoverExhausted);
+    assert.deepEqual(outcomes(err.attempts), ["a:retry", "a:retry", "a:final"]);
+    assert.equal(err.last.code, "provider_degraded");
+    assert.equal(err.last.status, 503);
+    assert.equal(err.last.info.headers?.["x-llm-proxy-error-class"], "provider_degraded");
+    assert.equal(err.last.info.headers?.["x-pilotfish-provider"], "a");
+    assert.equal(err.last.info.headers?.["x-pilotfish-model"], "x");
+    assert.equal(err.last.info.headers?.["x-pilotfish-attempts"], "3");
+  },
+);
+
+Deno.test(
+  "executeWithFailover() breaker rate-limit retries honour Retry-After with failover disabled",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [fail(429, { "retry-after": "1" }), ok()]);
+    const env = setup(
+      breakerConfig("enabled: false", "    max_rate_limit_retries: 1\n"),
+      [a.adapter],
+    );
+    const started = performance.now();
+    const r = await run(env, "a/x");
+    const waited = performance.now() - started;
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:ok"]);
+    assert.ok(waited >= 950 && waited < 2_000, `waited ${waited} ms`);
+    // The budget is the breaker's: once spent, the 429 itself goes back (never degraded).
+    const limited = scripted("a", [fail(429, { "retry-after": "0" })]);
+    const err = await run(
+      setup(breakerConfig("enabled: false", "    max_rate_limit_retries: 1\n"), [
+        limited.adapter,
+      ]),
+      "a/x",
+    ).catch((e) => e);
+    assert.deepEqual(outcomes(err.attempts), ["a:retry", "a:final"]);
+    assert.equal(err.last.status, 429);
+  },
+);
+
+Deno.test(
+  "executeWithFailover() with the breaker on, its budgets replace max_retries per class",
+  SANITIZE,
+  async () => {
+    // Failover on: a's 503 gets max_transient_retries (1), then b is tried.
+    const a = scripted("a", [fail(503)]);
+    const b = scripted("b", [ok("b")]);
+    const env = setup(
+      breakerConfig("max_retries: 3", "    max_transient_retries: 1\n"),
+      [a.adapter, b.adapter],
+    );
+    const r = await run(env);
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:next", "b:ok"]);
+    // max_transient_retries: 0 means no retry of a degraded failure, failover or not.
+    const once = scripted("a", [fail(503), ok()]);
+    const err = await run(
+      setup(breakerConfig("enabled: false", "    max_transient_retries: 0\n"), [once.adapter]),
+      "a/x",
+    ).catch((e) => e);
+    assert.deepEqual(outcomes(err.attempts), ["a:final"]);
+    assert.equal(err.last.code, "provider_degraded");
+  },
+);
+
+Deno.test(
+  "executeWithFailover() breaker: a refused connection moves on at once, or is retried alone",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [refused]);
+    const b = scripted("b", [ok()]);
+    const r = await run(setup(breakerConfig("max_retries: 2"), [a.adapter, b.adapter]));
+    assert.deepEqual(outcomes(r.attempts), ["a:next", "b:ok"]);
+    // Nowhere else to go: llm-proxy's transient retries apply to a connection failure too.
+    const alone = scripted("a", [refused, ok()]);
+    const r2 = await run(setup(breakerConfig("enabled: false"), [alone.adapter]), "a/x");
+    assert.deepEqual(outcomes(r2.attempts), ["a:retry", "a:ok"]);
+  },
+);
+
+Deno.test(
+  "executeWithFailover() force_transient_recover retries once even with no retry budget",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [ok("real")]);
+    const env = setup(
+      breakerConfig("enabled: false", "    max_transient_retries: 0\n"),
+      [a.adapter],
+    );
+    const r = await run(env, "a/x", { testMode: "force_transient_recover" });
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:ok"]);
+    assert.equal(a.calls.length, 1, "the simulated failure never reached the provider");
+    // A real failure on the retry is then judged normally: no budget, so it is final.
+    const down = scripted("a", [fail(503)]);
+    const err = await run(
+      setup(breakerConfig("enabled: false", "    max_transient_retries: 0\n"), [down.adapter]),
+      "a/x",
+      { testMode: "force_transient_recover" },
+    ).catch((e) => e);
+    assert.deepEqual(outcomes(err.attempts), ["a:retry", "a:final"]);
+    assert.equal(err.last.code, "provider_degraded");
+  },
+);
+
+Deno.test(
+  "executeWithFailover() force_degraded names the routed provider in headers, no attempt",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [ok()]);
+    const err = await run(setup(breakerConfig("enabled: true"), [a.adapter]), "a/x", {
+      testMode: "force_degraded",
+    }).catch((e) => e);
+    assert.ok(err instanceof FailoverExhausted);
+    assert.equal(err.last.code, "provider_degraded");
+    assert.equal(err.last.info.headers?.["x-pilotfish-provider"], "a");
+    assert.equal(err.last.info.headers?.["x-pilotfish-attempts"], "0");
+    assert.equal(a.calls.length, 0);
+  },
+);
+
+Deno.test(
+  "executeWithFailover() a client that left is not retried and does not count against the provider",
+  SANITIZE,
+  async () => {
+    const client = new AbortController();
+    const a = scripted("a", [() => {
+      client.abort();
+      return Promise.reject(
+        new GatewayError("upstream_timeout", "Client closed the request", { status: 499 }),
+      );
+    }]);
+    const yaml = breakerConfig("max_retries: 3").replace(
+      "failure_threshold: 50",
+      "failure_threshold: 1",
+    );
+    const env = setup(yaml, [a.adapter]);
+    const err = await run(env, "a/x", { signal: client.signal }).catch((e) => e);
+    assert.ok(err instanceof FailoverExhausted);
+    assert.deepEqual(outcomes(err.attempts), ["a:final"]);
+    assert.equal(err.attempts[0]?.reason, "client_abort");
+    assert.notEqual(err.last.code, "provider_degraded");
+    await new Promise((r) => setTimeout(r, 0)); // breaker writes settle in the background
+    const key = env.deps.breaker!.key("a", "x");
+    assert.equal(env.deps.breaker!.available("a", key, Date.now()), true, "still closed");
+  },
+);
+
+Deno.test(
+  "executeWithFailover() the client's own credential: no configured key chosen, cooled or required",
+  SANITIZE,
+  async () => {
+    const yaml = `
+providers:
+  a:
+    base_url: "http://a.test/v1"
+    keys:
+      - { key: k-mini, id: mini, models: [gpt-4o-mini] }
+      - { key: k-big, id: big }
+  b: { base_url: "http://b.test/v1", keys: [{ key: kb1, id: b-1, models: [gpt-4o] }] }
+`;
+    // 401, 403 and 429 on the client's credential: passed back, no configured key rests.
+    for (const status of [401, 403, 429]) {
+      const a = scripted("a", [fail(status, { "retry-after": "60" })]);
+      const env = setup(yaml, [a.adapter]);
+      const err = await run(env, "a/gpt-4o", {
+        clientAuthorization: "Bearer sk-client",
+        deadlineMs: 500,
+      }).catch((e) => e);
+      assert.ok(err instanceof FailoverExhausted, String(err));
+      assert.equal(err.last.status, status);
+      for (const call of a.calls) {
+        assert.equal(call.apiKey, null, "no configured key is sent");
+        assert.equal(call.clientAuthorization, "Bearer sk-client");
+      }
+      assert.equal(a.calls.length, 1, `${status}: no retry with a configured key`);
+      assert.equal(err.attempts[0]?.key_id, null);
+      for (const id of ["mini", "big"]) {
+        assert.equal(env.deps.state.keyCooldown(id, Date.now()), null, `${status} cooled ${id}`);
+      }
+    }
+    // No configured key admits "o1", yet the client's own credential may use it.
+    const b = scripted("b", [ok()]);
+    const r = await run(setup(yaml, [b.adapter]), "b/o1", {
+      clientAuthorization: "Bearer sk-client",
+    });
+    assert.equal(r.attempts[0]?.outcome, "ok");
+    assert.equal(b.calls[0]?.clientAuthorization, "Bearer sk-client");
+    // Without it, the allowlist still applies: 404 naming the provider and model.
+    const err = await run(setup(yaml, [b.adapter]), "b/o1").catch((e) => e);
+    assert.equal(err.last.code, "not_found");
+    assert.match(err.last.message, /No key of provider "b" is allowed to use model "o1"/);
+  },
+);
+
+Deno.test(
+  "executeWithFailover() fallbackAuthorization reaches only providers without configured keys",
+  SANITIZE,
+  async () => {
+    const yaml = `
+providers:
+  keyed: { base_url: "http://k.test/v1", keys: [{ key: k-own, id: own }] }
+  keyless: { base_url: "http://n.test/v1" }
+  relay: { base_url: "http://r.test/v1", keys: [{ key: k-r }], credential_mode: passthrough }
+`;
+    const keyed = scripted("keyed", [ok()]);
+    const keyless = scripted("keyless", [ok()]);
+    const relay = scripted("relay", [ok()]);
+    const env = setup(yaml, [keyed.adapter, keyless.adapter, relay.adapter]);
+    for (const model of ["keyed/x", "keyless/x", "relay/x"]) {
+      await run(env, model, { fallbackAuthorization: "Bearer sk-client" });
+    }
+    assert.equal(keyed.calls[0]?.apiKey, "k-own");
+    assert.equal(keyed.calls[0]?.clientAuthorization, null, "never forwarded beside a key");
+    assert.equal(keyless.calls[0]?.apiKey, null);
+    assert.equal(keyless.calls[0]?.clientAuthorization, "Bearer sk-client");
+    assert.equal(relay.calls[0]?.apiKey, null);
+    assert.equal(relay.calls[0]?.clientAuthorization, "Bearer sk-client");
+  },
+);
+
+Deno.test("routing.failover config: Butter's keys, max_attempts, the deprecated alias", () => {
+  const load = (failover: string) =>
+    parseConfigText(`routing:\n  failover:\n${failover}`, () => undefined, "f.yaml");
+  let loaded = load("    enabled: true\n");
+  assert.equal(loaded.config.routing.failover.max_retries, 2, "per-provider default");
+  assert.equal(loaded.config.routing.failover.max_attempts, 0, "no total cap by default");
+  assert.deepEqual(loaded.warnings, []);
+  loaded = load("    retries_per_provider: 4\n");
+  assert.equal(loaded.config.routing.failover.max_retries, 4);
+  assert.equal(
+    "retries_per_provider" in loaded.config.routing.failover,
+    false,
+    "one key in the loaded config",
+  );
+  assert.deepEqual(loaded.warnings, [
+    "routing.failover.retries_per_provider: Deprecated, read as max_retries (retries per provider)",
+  ]);
+  loaded = load("    max_retries: 1\n    retries_per_provider: 4\n");
+  assert.equal(loaded.config.routing.failover.max_retries, 1, "max_retries wins");
+  assert.match(loaded.warnings[0] ?? "", /retries_per_provider: Deprecated and ignored/);
+  for (
+    const [bad, path] of [
+      ["    max_attempts: -1\n", "routing.failover.max_attempts"],
+      ["    max_retries: lots\n", "routing.failover.max_retries"],
+      ["    retries_per_provider: 1.5\n", "routing.failover.retries_per_provider"],
+    ]
+  ) {
+    assert.throws(
+      () => load(bad!),
+      (e: Error & { problems?: string[] }) =>
+        (e.problems ?? []).some((p) => p.startsWith(`${path}: `)),
+      bad,
+    );
+  }
+});

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { type Config, parseConfigText } from "../../src/config/mod.ts";
+import {
+  type Config,
+  DEFAULT_ENV_KEYS,
+  embeddedDefault,
+  parseConfigText,
+} from "../../src/config/mod.ts";
+import { applyOverrides, parseCli } from "../../src/cli.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { resolveModel, resolveTargets } from "../../src/routing/mod.ts";
 
@@ -87,40 +93,62 @@ Deno.test("resolveTargets() routes an unlisted bare model to default_provider", 
   ]);
 });
 
-Deno.test("resolveTargets() keeps only the x-gateway pinned provider", async (t) => {
-  await t.step("a routed model narrows to the pin", () => {
-    assert.deepEqual(resolveTargets(CONFIG, "gpt-4o", "openrouter"), [
-      { provider: "openrouter", model: "gpt-4o" },
+Deno.test("resolveModel() lets x-gateway.provider override routing", async (t) => {
+  await t.step("a model routed elsewhere goes to the pin under the requested name", () => {
+    // llm-gateway's README example: default_provider elsewhere, "provider": "anthropic".
+    assert.deepEqual(resolveModel(CONFIG, "mistral-large", "anthropic"), {
+      targets: [{ provider: "anthropic", model: "mistral-large" }],
+      route: undefined,
+    });
+    assert.deepEqual(resolveTargets(CONFIG, "gpt-4o", "anthropic"), [
+      { provider: "anthropic", model: "gpt-4o" },
     ]);
   });
-  await t.step("a bare model goes to the pin before default_provider", () => {
-    assert.deepEqual(resolveTargets(CONFIG, "some-model", "anthropic"), [
-      { provider: "anthropic", model: "some-model" },
-    ]);
+  await t.step("a routed model narrows to the pin, without the route's strategy", () => {
+    assert.deepEqual(resolveModel(CONFIG, "gpt-4o", "openrouter"), {
+      targets: [{ provider: "openrouter", model: "gpt-4o" }],
+      route: undefined,
+    });
   });
-  await t.step("a pin that matches provider/model keeps it", () => {
+  await t.step("the pin's own name for the model is kept (prefix, alias, route entry)", () => {
     assert.deepEqual(resolveTargets(CONFIG, "openai/gpt-4o", "openai"), [
       { provider: "openai", model: "gpt-4o" },
     ]);
-  });
-  await t.step("a pin outside the route is not_found", () => {
-    assertNotFound(
-      () => resolveTargets(CONFIG, "gpt-4o", "anthropic"),
-      "x-gateway.provider",
-      '"gpt-4o"',
-      '"anthropic"',
+    assert.deepEqual(resolveTargets(CONFIG, "fast", "openai"), [
+      { provider: "openai", model: "gpt-4o-mini" },
+    ]);
+    const { config } = parseConfigText(
+      "providers:\n  openai: {}\n  anthropic: {}\nrouting:\n  models:\n" +
+        "    smart: { providers: [openai/gpt-4o, anthropic/claude-sonnet-4-5] }\n",
+      () => undefined,
+      "pin.yaml",
     );
-    assertNotFound(
-      () => resolveTargets(CONFIG, "openai/gpt-4o", "anthropic"),
-      "x-gateway.provider",
-    );
+    assert.deepEqual(resolveTargets(config, "smart", "anthropic"), [
+      { provider: "anthropic", model: "claude-sonnet-4-5" },
+    ]);
   });
-  await t.step("an unknown pin is not_found listing the providers", () => {
+  await t.step("another provider's prefix is part of the model (OpenRouter names)", () => {
+    assert.deepEqual(resolveTargets(CONFIG, "openai/gpt-4o", "openrouter"), [
+      { provider: "openrouter", model: "openai/gpt-4o" },
+    ]);
+  });
+  await t.step("a pin works without any default provider", () => {
+    assert.deepEqual(resolveTargets(NO_DEFAULT, "mystery-model", "mock"), [
+      { provider: "mock", model: "mystery-model" },
+    ]);
+  });
+  await t.step("an unknown pin is not_found listing the configured providers", () => {
     assertNotFound(
       () => resolveTargets(CONFIG, "gpt-4o", "azure"),
       "x-gateway.provider",
       '"azure"',
       "openai, anthropic, openrouter",
+    );
+    assertNotFound(
+      () => resolveTargets(NO_DEFAULT, "mystery-model", "anthropic"),
+      "x-gateway.provider",
+      '"anthropic"',
+      "openai, mock",
     );
   });
 });
@@ -134,8 +162,69 @@ Deno.test("resolveTargets() answers not_found listing providers and routed model
     "fast",
     "gpt-4o",
   );
-  // An unknown provider prefix is just an unknown model when nothing else matches.
-  assertNotFound(() => resolveTargets(NO_DEFAULT, "azure/gpt-4o"), "model", '"azure/gpt-4o"');
+  // An unknown provider prefix is an unknown model when nothing else matches, and said so.
+  assertNotFound(
+    () => resolveTargets(NO_DEFAULT, "azure/gpt-4o"),
+    "model",
+    '"azure/gpt-4o"',
+    '"azure" is not a configured provider',
+  );
+});
+
+Deno.test("resolveModel() with the embedded default never sends a bare model to the mock", async (t) => {
+  const noKeys = embeddedDefault(() => undefined).config;
+  await t.step("mock/... models reach the mock", () => {
+    assert.deepEqual(resolveTargets(noKeys, "mock/echo"), [{ provider: "mock", model: "echo" }]);
+  });
+  await t.step("a bare or misspelled model is not_found naming the env vars", () => {
+    for (const model of ["gpt-4o-mini", "opneai/gpt-4o"]) {
+      // Derived from the presets, as the embedded default reads them.
+      assertNotFound(
+        () => resolveTargets(noKeys, model),
+        "model",
+        `"${model}"`,
+        "Configured providers: mock",
+        ...DEFAULT_ENV_KEYS,
+      );
+    }
+    assertNotFound(() => resolveTargets(noKeys, "opneai/gpt-4o"), "model", '"opneai" is not');
+  });
+  await t.step("--host/--port/--socket overrides keep the embedded default's hint", () => {
+    const cli = parseCli(["--port", "9100", "--socket", ""], () => undefined);
+    const overridden = applyOverrides(noKeys, cli);
+    assert.notEqual(overridden, noKeys);
+    assertNotFound(() => resolveTargets(overridden, "gpt-4o-mini"), "model", "OPENAI_API_KEY");
+  });
+  await t.step("with OPENAI_API_KEY set, bare models go to openai", () => {
+    const withOpenAI = embeddedDefault((name) => name === "OPENAI_API_KEY" ? "sk-1" : undefined);
+    assert.deepEqual(resolveTargets(withOpenAI.config, "gpt-4o-mini"), [
+      { provider: "openai", model: "gpt-4o-mini" },
+    ]);
+  });
+  await t.step("with another key only, the hint lists the vars still unset", () => {
+    const anth = embeddedDefault((name) => name === "ANTHROPIC_API_KEY" ? "sk-a" : undefined);
+    assert.throws(() => resolveTargets(anth.config, "claude-sonnet-4-5"), (err: unknown) => {
+      assert.ok(err instanceof GatewayError && err.status === 404);
+      assert.match(err.message, /Configured providers: mock, anthropic|anthropic, mock/);
+      assert.match(err.message, /OPENAI_API_KEY .*also serves bare model names/);
+      assert.ok(!err.message.includes("ANTHROPIC_API_KEY"), err.message);
+      return true;
+    });
+  });
+  await t.step("a user config that routes bare models to the mock keeps them", () => {
+    const own = configOf("providers:\n  mock: {}\nrouting:\n  default_provider: mock\n");
+    assert.deepEqual(resolveTargets(own, "gpt-4o-mini"), [{
+      provider: "mock",
+      model: "gpt-4o-mini",
+    }]);
+    const routed = configOf(
+      "providers:\n  mock: {}\nrouting:\n  models:\n    x: { providers: [mock] }\n",
+    );
+    assert.deepEqual(resolveTargets(routed, "x"), [{ provider: "mock", model: "x" }]);
+    // A file config's 404 does not point at env vars it may not read.
+    assertNotFound(() => resolveTargets(routed, "y"), "model", '"y"', "mock", "x");
+    assert.throws(() => resolveTargets(routed, "y"), (e: unknown) => !String(e).includes("OPENAI"));
+  });
 });
 
 // BUG (src/routing/resolve.ts): "openai/" (empty model after the slash) resolves to
@@ -209,4 +298,37 @@ routing:
   assert.match(text, /routing\.failover\.backoff\.multiplier: /);
   assert.match(text, /routing\.key_cooldown\.auth: Invalid duration "never"/);
   assert.match(text, /routing\.models\.gpt-4o\.providers\[1\]: Unknown provider "ghost"/);
+});
+
+Deno.test("resolveTargets() tries routing.fallback after default_provider for unlisted models", () => {
+  const config = configOf(`
+providers:
+  openai: {}
+  anthropic: {}
+  groq: {}
+routing:
+  default_provider: openai
+  fallback: [anthropic, openai, groq]
+  models:
+    llama: { providers: [groq] }
+`);
+  assert.deepEqual(resolveTargets(config, "gpt-4"), [
+    { provider: "openai", model: "gpt-4" },
+    { provider: "anthropic", model: "gpt-4" },
+    { provider: "groq", model: "gpt-4" },
+  ]);
+  // A listed model keeps its own route.
+  assert.deepEqual(resolveTargets(config, "llama"), [{ provider: "groq", model: "llama" }]);
+  assert.throws(
+    () => configOf("providers:\n  openai: {}\nrouting:\n  fallback: [opena1]\n"),
+    /routing\.fallback\[0\]: Unknown provider "opena1"/,
+  );
+});
+
+Deno.test("resolveModel() never takes Object.prototype names for providers, aliases or routes", () => {
+  for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+    assertNotFound(() => resolveModel(NO_DEFAULT, name), "model", name);
+    assertNotFound(() => resolveModel(NO_DEFAULT, `${name}/x`), "model");
+    assertNotFound(() => resolveModel(NO_DEFAULT, "gpt-4o", name), "x-gateway.provider");
+  }
 });

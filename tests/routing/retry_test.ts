@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { parseConfigText } from "../../src/config/mod.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { backoffMs, classifyFailure, retryAfterMs } from "../../src/routing/mod.ts";
+import { sameProviderRetries } from "../../src/routing/retry.ts";
 
 const policy = parseConfigText(
   "routing:\n  failover:\n    backoff: { initial: 100ms, multiplier: 2, max: 1s }\n",
@@ -58,4 +59,26 @@ Deno.test("retryAfterMs() reads delta-seconds and HTTP dates", () => {
   assert.equal(retryAfterMs(undefined, now), null);
   assert.equal(retryAfterMs("soon", now), null);
   assert.equal(retryAfterMs("-3", now), null);
+});
+
+Deno.test("sameProviderRetries() picks the budget: breaker classes first, then Butter's", () => {
+  const butter = { ...policy, max_retries: 3 };
+  const off = { ...butter, enabled: false };
+  const cb = { max_transient_retries: 1, max_rate_limit_retries: 4 };
+  const table: [Parameters<typeof sameProviderRetries>, number, string][] = [
+    [["retryable", "provider_degraded", butter, null, true], 3, "no breaker: max_retries"],
+    [["retryable", "provider_degraded", off, null, false], 0, "no breaker, failover off"],
+    [["final", "client_error", butter, null, true], 0, "other 4xx"],
+    [["connection", "provider_degraded", butter, null, false], 0, "no breaker: never"],
+    [["retryable", "provider_degraded", butter, cb, true], 1, "breaker: transient"],
+    [["retryable", "provider_degraded", off, cb, false], 1, "breaker, failover off"],
+    [["retryable", "localized_rate_limit", off, cb, false], 4, "breaker: rate limit"],
+    [["retryable", "global_rate_limit", butter, cb, true], 4, "breaker: global limit"],
+    [["connection", "provider_degraded", butter, cb, true], 0, "moves on at once"],
+    [["connection", "provider_degraded", butter, cb, false], 1, "nowhere to go: retried"],
+    [["final", "provider_degraded", off, cb, false], 1, "501 is degraded to llm-proxy"],
+    [["key", "client_error", butter, cb, true], 0, "401 is not the breaker's"],
+    [["retryable", "client_error", butter, cb, true], 3, "a 4xx listed in retry_on"],
+  ];
+  for (const [args, want, why] of table) assert.equal(sameProviderRetries(...args), want, why);
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { observeStream, type StreamOutcome } from "../../src/streaming/mod.ts";
+import { GatewayError } from "../../src/errors.ts";
 import { rechunk, streamOf } from "../helpers/chunk.ts";
 
 /**
@@ -79,12 +80,12 @@ Deno.test(
     assert.equal(decoder.decode(first.value), "chunk 0\n");
     await reader.cancel("client went away");
     assert.deepEqual(cancelled, ["client went away"]);
-    assert.deepEqual(ends.calls, [{ outcome: "cancelled", error: "client went away" }]);
+    assert.deepEqual(ends.calls, [{ outcome: "client_abort", error: "client went away" }]);
   },
 );
 
 Deno.test(
-  "observeStream() passes a source error to the consumer and ends with error",
+  "observeStream() passes a broken source to the consumer and ends with upstream_cut",
   SANITIZE,
   async () => {
     const boom = new Error("upstream broke");
@@ -97,7 +98,7 @@ Deno.test(
     assert.equal(decoder.decode((await reader.read()).value), "a");
     await assert.rejects(() => reader.read(), (err: unknown) => err === boom);
     assert.equal(seen.length, 1);
-    assert.deepEqual(ends.calls, [{ outcome: "error", error: boom }]);
+    assert.deepEqual(ends.calls, [{ outcome: "upstream_cut", error: boom }]);
   },
 );
 
@@ -122,7 +123,52 @@ Deno.test(
       ["data: 1\n\n", 'data: {"error":{"message":"upstream broke"}}\n\n'],
     );
     assert.deepEqual(rendered, [boom]);
-    assert.deepEqual(ends.calls, [{ outcome: "error", error: boom }]);
+    assert.deepEqual(ends.calls, [{ outcome: "upstream_cut", error: boom }]);
+  },
+);
+
+Deno.test(
+  "observeStream() ends with error when the source reports an error in the stream",
+  SANITIZE,
+  async () => {
+    const reported = new GatewayError("upstream_error", "Stream failed (overloaded_error)");
+    const ends = recordEnds();
+    await Array.fromAsync(
+      observeStream(failingSource([encoder.encode("data: 1\n\n")], reported), {
+        onEnd: ends.onEnd,
+        renderError: () => encoder.encode("event: error\n\n"),
+      }),
+    );
+    assert.deepEqual(ends.calls, [{ outcome: "error", error: reported }]);
+  },
+);
+
+Deno.test(
+  "observeStream() tells an outer observer the real outcome behind a rendered error",
+  SANITIZE,
+  async (t) => {
+    for (
+      const [error, outcome] of [
+        [new GatewayError("upstream_error", "in-stream error"), "error"],
+        [new TypeError("error reading a body from connection"), "upstream_cut"],
+      ] as const
+    ) {
+      await t.step(outcome, async () => {
+        const inner = recordEnds();
+        const outer = recordEnds();
+        // The route renders the failure as an event and closes; the access log wraps that.
+        const routeBody = observeStream(failingSource([encoder.encode("data: 1\n\n")], error), {
+          onEnd: inner.onEnd,
+          renderError: () => encoder.encode('data: {"error":{}}\n\n'),
+        });
+        const out = await Array.fromAsync(
+          observeStream(new Response(routeBody).body!, { onEnd: outer.onEnd }),
+        );
+        assert.equal(out.length, 2, "the client still gets the error event and a clean end");
+        assert.deepEqual(inner.calls, [{ outcome, error }]);
+        assert.deepEqual(outer.calls, [{ outcome, error }]);
+      });
+    }
   },
 );
 

@@ -84,3 +84,37 @@ Deno.test("createLogger() writes errors as name and message only", () => {
   assert.ok(!(lines[0] ?? "").includes("secret cause"));
   assert.ok(!(lines[0] ?? "").includes("at "), "no stack trace");
 });
+
+Deno.test("createLogger() console format: one readable line, redacted", () => {
+  const lines: string[] = [];
+  const log = createLogger({
+    level: "info",
+    format: "console",
+    redact: createRedactor(["configured-secret-1"]),
+    write: (line) => lines.push(line),
+    now: () => FIXED,
+  });
+  log.info("request", {
+    request_id: "r-1",
+    method: "POST",
+    path: "/v1/chat/completions",
+    status: 200,
+    provider: "openai",
+    model: "gpt-4o",
+    duration_ms: 12.5,
+    outcome: "upstream_cut",
+    error: new Error("reset by peer"),
+  });
+  log.warn("config warning", {
+    warning: "server.colour: Unknown key\nsecond line",
+    key: "configured-secret-1",
+  });
+  assert.equal(
+    lines[0],
+    '2025-01-02T03:04:05.678Z INFO  POST /v1/chat/completions 200 openai/gpt-4o 12.5ms stream=upstream_cut request_id=r-1 error="Error: reset by peer"\n',
+  );
+  assert.equal(
+    lines[1],
+    '2025-01-02T03:04:05.678Z WARN  config warning warning="server.colour: Unknown key\\nsecond line" key=[REDACTED]\n',
+  );
+});

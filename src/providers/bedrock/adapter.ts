@@ -41,6 +41,10 @@ export function createBedrockAdapter(
     type: cfg.type,
     models: () => cfg.models,
 
+    // The same resolution chat uses (and its cache), so /health says what a call would meet.
+    credentialProblem: () =>
+      credentials.get().then(() => null, (err: unknown) => (err as Error).message),
+
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       // Translation errors are the caller's 400s and must surface before any upstream call.
       const modelPath = toModelPath(model, cfg.name);

@@ -15,7 +15,7 @@ import { fromGeminiResponse } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
 
 /**
- * Adapter for the Gemini API (`generativelanguage.googleapis.com/v1beta`) behind the
+ * Adapter for the Gemini API (`generativelanguage.googleapis.com`, `/v1beta`) behind the
  * unified OpenAI-compatible API: chat goes to `models/{model}:generateContent` (or
  * `:streamGenerateContent?alt=sse`), embeddings to `models/{model}:batchEmbedContents`, and
  * the answers come back in OpenAI wire format.
@@ -26,8 +26,9 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     ...lowerCaseKeys(cfg.headers),
     "content-type": "application/json",
   });
+  const apiBase = geminiApiBase(cfg.base_url);
 
-  /** POST `body` to `{base_url}/{resource}:{method}`, failing with Gemini's error mapped. */
+  /** POST `body` to `{api base}/{resource}:{method}`, failing with Gemini's error mapped. */
   const post = (
     call: ChatCall | EmbeddingsCall,
     resource: string,
@@ -40,7 +41,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     // The key travels in a header, never as `?key=`: URLs end up in logs.
     if (key !== null) headers["x-goog-api-key"] = key;
     return executeUpstream(deps.fetch, {
-      url: `${cfg.base_url}/${resource}:${method}`,
+      url: `${apiBase}/${resource}:${method}`,
       method: "POST",
       headers,
       body: JSON.stringify(body),
@@ -128,6 +129,19 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       return { kind: "json", status: reply.response.status, body: JSON.stringify(body) };
     },
   };
+}
+
+/** The API version the adapter speaks when `base_url` is the API root. */
+export const GEMINI_API_VERSION = "v1beta";
+
+/**
+ * Where Gemini's API lives for a `base_url`: the API root (Butter's convention,
+ * `https://generativelanguage.googleapis.com`) gets `/v1beta`; a base_url that already ends in
+ * a version segment (`/v1`, `/v1beta`, `/v1alpha`, …) is used as it is.
+ */
+export function geminiApiBase(baseUrl: string): string {
+  const base = baseUrl.replace(/\/+$/, "");
+  return /\/v\d+(?:alpha|beta)?\d*$/.test(base) ? base : `${base}/${GEMINI_API_VERSION}`;
 }
 
 /**

@@ -7,7 +7,9 @@ import type { ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
 
 /**
  * The built-in `mock` provider (TensorZero's dummy): deterministic, offline, selected by
- * model name. Drives the newcomer's first curl, tests and benchmarks.
+ * model name. Drives the newcomer's first curl, tests and benchmarks. It serves what routing
+ * sends it: `mock/...` names, or models a user config routes to it explicitly; the embedded
+ * default never sends it a bare model.
  *
  * - `mock/echo` (and any unlisted name): answers with the last user message
  * - `mock/slow`: waits `latency` (at least 1 s) before answering

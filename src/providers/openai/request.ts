@@ -1,5 +1,6 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import type { UpstreamRequest } from "../execute.ts";
+import { pathSegment } from "../shared/path_segment.ts";
 
 /** What differs between OpenAI-compatible APIs: where an operation lives and how keys go. */
 export interface OpenAIEndpoint {
@@ -18,14 +19,15 @@ export function plainEndpoint(cfg: ProviderConfig): OpenAIEndpoint {
 
 /**
  * Azure OpenAI: one deployment per model, `api-version` in the query, `api-key` header.
- * `deployments` maps model names to deployment names (default: the model name itself).
+ * `deployments` maps model names to deployment names (default: the model name itself), which
+ * travels as one path segment whatever the client wrote (`../x`, `a?b`, `%2e%2e`).
  */
 export function azureEndpoint(cfg: ProviderConfig): OpenAIEndpoint {
   const version = encodeURIComponent(cfg.api_version);
   return {
     url: (operation, model) =>
       `${cfg.base_url}/openai/deployments/${
-        encodeURIComponent(cfg.deployments[model] ?? model)
+        pathSegment(cfg.deployments[model] ?? model, "Azure deployment", cfg.name)
       }/${operation}?api-version=${version}`,
     auth: (key) => ["api-key", key],
   };

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import { GatewayError, toGatewayError } from "../../errors.ts";
+import { pilotfishHeaders } from "../../routing/failover.ts";
 import type { AppEnv } from "../../routes/mod.ts";
 import { toAnthropicError } from "../../schema/anthropic.ts";
 import { toOpenAIError } from "../../schema/openai.ts";
@@ -18,7 +19,7 @@ export function renderError(err: unknown, c: Context<AppEnv>): Response {
       error: ge.info.cause ?? err,
     });
   }
-  const headers: Record<string, string> = { ...ge.info.headers };
+  const headers: Record<string, string> = { ...attemptHeaders(c, ge), ...ge.info.headers };
   const format = c.get("errorFormat") ?? formatForPath(c.req.path);
   if (format === "bedrock") {
     headers["x-amzn-errortype"] = AWS_EXCEPTION[ge.status] ?? "InternalServerException";
@@ -29,6 +30,19 @@ export function renderError(err: unknown, c: Context<AppEnv>): Response {
     ge.status as 400,
     headers,
   );
+}
+
+/**
+ * `x-pilotfish-provider/-model/-attempts` for an error once a provider was chosen (the route
+ * notes it in the context; failover puts the exact values on its error, which win). Without
+ * a count, an upstream failure means one call was made, anything else none.
+ */
+function attemptHeaders(c: Context<AppEnv>, ge: GatewayError): Record<string, string> {
+  const provider = c.get("provider");
+  if (provider === undefined) return {};
+  const model = c.get("model");
+  const upstream = ge.info.upstreamStatus !== undefined || ge.code.startsWith("upstream_");
+  return pilotfishHeaders(provider, model, c.get("attempts")?.length ?? (upstream ? 1 : 0));
 }
 
 /** 404 for routes that do not exist, in the path's envelope. */
@@ -47,6 +61,9 @@ const AWS_EXCEPTION: Record<number, string> = {
   401: "UnrecognizedClientException",
   403: "AccessDeniedException",
   404: "ResourceNotFoundException",
+  // Not a Bedrock model exception: the AWS name for a request that did not arrive in time,
+  // which botocore and the JS SDK both retry as transient.
+  408: "RequestTimeoutException",
   413: "ValidationException",
   429: "ThrottlingException",
   500: "InternalServerException",
@@ -69,6 +86,7 @@ const GOOGLE_STATUS: Record<number, string> = {
   401: "UNAUTHENTICATED",
   403: "PERMISSION_DENIED",
   404: "NOT_FOUND",
+  408: "DEADLINE_EXCEEDED",
   413: "INVALID_ARGUMENT",
   429: "RESOURCE_EXHAUSTED",
   499: "CANCELLED",
@@ -80,11 +98,14 @@ const GOOGLE_STATUS: Record<number, string> = {
 };
 
 function envelope(err: GatewayError, format: ErrorFormat): unknown {
-  // llm-proxy's degraded signal: clients match this exact body (and the marker in it).
-  if (err.code === "provider_degraded" && (format === "openai" || format === "plain")) {
-    return {
+  // llm-proxy's degraded signal is one body on every route: clients match it (and the marker
+  // in it) whatever SDK they use. AWS SDKs read the top-level `message`, so Bedrock's copy
+  // carries it too.
+  if (err.code === "provider_degraded") {
+    const signal = {
       error: { message: err.message, type: "provider_degraded", code: "provider_degraded" },
     };
+    return format === "bedrock" ? { ...signal, message: err.message } : signal;
   }
   if (format === "bedrock") return { message: err.message };
   if (format === "gemini") {
@@ -96,12 +117,7 @@ function envelope(err: GatewayError, format: ErrorFormat): unknown {
       },
     };
   }
-  if (format === "anthropic") {
-    // The degraded signal keeps its marker and type so one client check fits every route.
-    return err.code === "provider_degraded"
-      ? { type: "error", error: { type: "provider_degraded", message: err.message } }
-      : toAnthropicError(err);
-  }
+  if (format === "anthropic") return toAnthropicError(err);
   // Plain routes use the OpenAI shape too: one error shape for tools to parse.
   return toOpenAIError(err);
 }

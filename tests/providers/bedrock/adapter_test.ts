@@ -212,7 +212,7 @@ Deno.test("createBedrockAdapter() fails cleanly before any upstream call", SANIT
   });
   await t.step("a model id that could escape the path is refused", async () => {
     const { adapter } = adapterFor("http://127.0.0.1:1", ENV_CREDENTIALS, NO_FETCH);
-    for (const model of ["..", "a b", "", "x?y=1"]) {
+    for (const model of ["..", "a b", "", "x?y=1", "../../x", "./x", "x#y", "%2e%2e", "x\\y"]) {
       const err = await gatewayError(() => adapter.chat(call({}), model));
       assert.equal(err.info.param, "model", model);
     }
@@ -224,9 +224,13 @@ Deno.test("createBedrockAdapter() fails cleanly before any upstream call", SANIT
       return Promise.resolve(Response.json(CONVERSE_TOOL_USE));
     });
     await adapter.chat(call({}), "arn:aws:bedrock:us-west-2:123456789012:inference-profile/x");
+    // Slashes and dots inside an id stay inside its one segment: the path cannot move.
+    await adapter.chat(call({}), "a/../../b");
     assert.deepEqual(urls, [
       "http://127.0.0.1:1/model/arn%3Aaws%3Abedrock%3Aus-west-2%3A123456789012%3Ainference-profile%2Fx/converse",
+      "http://127.0.0.1:1/model/a%2F..%2F..%2Fb/converse",
     ]);
+    assert.equal(new URL(urls[1]!).pathname, "/model/a%2F..%2F..%2Fb/converse");
   });
   await t.step("a stream answered without an event stream is an upstream error", async () => {
     const { adapter } = adapterFor(

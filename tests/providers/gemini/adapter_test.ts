@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { geminiApiBase } from "../../../src/providers/gemini/adapter.ts";
 import type { ChatCall, EmbeddingsCall } from "../../../src/providers/mod.ts";
 import type {
   OpenAIChatRequest,
@@ -130,12 +131,71 @@ Deno.test(
   },
 );
 
+Deno.test("geminiApiBase(): the API root gets /v1beta, a versioned base_url stays", () => {
+  const root = "https://generativelanguage.googleapis.com";
+  assert.equal(geminiApiBase(root), `${root}/v1beta`);
+  assert.equal(geminiApiBase(`${root}/`), `${root}/v1beta`);
+  assert.equal(geminiApiBase(`${root}/v1beta`), `${root}/v1beta`);
+  assert.equal(geminiApiBase(`${root}/v1`), `${root}/v1`);
+  assert.equal(geminiApiBase(`${root}/v1alpha`), `${root}/v1alpha`);
+  assert.equal(geminiApiBase("http://proxy.local/google"), "http://proxy.local/google/v1beta");
+  assert.equal(geminiApiBase("http://proxy.local/v1beta2"), "http://proxy.local/v1beta2");
+  // A path segment that only starts like a version is not one.
+  assert.equal(geminiApiBase("http://proxy.local/v1x"), "http://proxy.local/v1x/v1beta");
+});
+
+Deno.test(
+  "createGeminiAdapter(): base_url as the API root (Butter's convention) or with its version",
+  SANITIZE,
+  async () => {
+    const fixture = await fixtureText("response_text.json");
+    const setup = {
+      configText: `
+providers:
+  root: { type: gemini, base_url: "http://127.0.0.1:8200" }
+  v1: { type: gemini, base_url: "http://127.0.0.1:8200/v1" }
+  beta: { type: gemini, base_url: "http://127.0.0.1:8200/gw/v1beta/" }
+`,
+      configName: "gemini.yaml",
+      type: "gemini",
+    };
+    const urls: string[] = [];
+    for (const provider of ["root", "v1", "beta"]) {
+      const { adapter, requests } = adapterWithFetch(setup, () => jsonResponse(fixture), provider);
+      await adapter.chat(chatCall().call, "gemini-2.5-flash");
+      urls.push(requests[0]!.url);
+    }
+    assert.deepEqual(urls, [
+      "http://127.0.0.1:8200/v1beta/models/gemini-2.5-flash:generateContent",
+      "http://127.0.0.1:8200/v1/models/gemini-2.5-flash:generateContent",
+      "http://127.0.0.1:8200/gw/v1beta/models/gemini-2.5-flash:generateContent",
+    ]);
+  },
+);
+
 Deno.test(
   "createGeminiAdapter() refuses model names that would change the upstream path",
   SANITIZE,
   async () => {
     const { adapter, requests } = adapterWith(() => jsonResponse("{}"));
-    for (const model of ["../files/x", "gemini-2.5-flash?key=x", "models/", "a/b", "models/a:b"]) {
+    for (
+      const model of [
+        "../files/x",
+        "gemini-2.5-flash?key=x",
+        "models/",
+        "a/b",
+        "models/a:b",
+        "../../x",
+        "a/../../b",
+        "x?key=1",
+        "x#y",
+        "%2e%2e",
+        "models/..",
+        "tunedModels/../x",
+        ".",
+        "x\\y",
+      ]
+    ) {
       const err = await gatewayError(() => adapter.chat(chatCall().call, model));
       assert.equal(err.status, 400);
       assert.equal(err.info.param, "model");

@@ -69,3 +69,63 @@ Deno.test("Azure OpenAI needs its resource endpoint", () => {
     /providers\.azure\.base_url: Required for a provider of type "azure"/,
   );
 });
+
+Deno.test("Azure OpenAI: a model name is one path segment, or a 400 before any call", async () => {
+  const { config } = parseConfigText(
+    `
+providers:
+  azure:
+    base_url: https://my-resource.openai.azure.com
+    deployments: { dotted: "..", gpt-4o: prod-gpt4o }
+    keys: [{ key: azure-key-123 }]
+`,
+    () => undefined,
+    "azure.yaml",
+  );
+  const urls: string[] = [];
+  const fakeFetch = ((url: string) => {
+    urls.push(url);
+    return Promise.resolve(Response.json({ id: "x", choices: [], object: "chat.completion" }));
+  }) as typeof fetch;
+  const adapter = createAdapters(config, {
+    fetch: fakeFetch,
+    redact: createRedactor([]),
+    random: Math.random,
+  }).get("azure")!;
+  const chat = (model: string) =>
+    adapter.chat({
+      signal: new AbortController().signal,
+      timeoutMs: 1_000,
+      apiKey: "azure-key-123",
+      clientAuthorization: null,
+      onUsage: () => {},
+      body: { model, messages: [{ role: "user", content: "hi" }] },
+      stream: false,
+    }, model);
+  const encoded: [string, string][] = [
+    ["../../x", "..%2F..%2Fx"],
+    ["a/../../b", "a%2F..%2F..%2Fb"],
+    ["x?key=1", "x%3Fkey%3D1"],
+    ["x#y", "x%23y"],
+    ["%2e%2e", "%252e%252e"],
+  ];
+  for (const [model, segment] of encoded) {
+    await chat(model);
+    const url = new URL(urls.at(-1)!);
+    assert.equal(url.host, "my-resource.openai.azure.com", model);
+    assert.equal(url.pathname, `/openai/deployments/${segment}/chat/completions`, model);
+    assert.equal(url.search, "?api-version=2024-10-21", model);
+  }
+  const sent = urls.length;
+  for (const model of ["..", ".", "", "dotted"]) {
+    await assert.rejects(
+      chat(model),
+      (err: Error & { status?: number; info?: { param?: string } }) => {
+        assert.equal(err.status, 400, model);
+        assert.equal(err.info?.param, "model", model);
+        return true;
+      },
+    );
+  }
+  assert.equal(urls.length, sent, "refused names never reach Azure");
+});

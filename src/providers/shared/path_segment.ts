@@ -1,0 +1,19 @@
+import { GatewayError } from "../../errors.ts";
+
+/**
+ * `value` (a model or deployment name from the client or the config) as exactly one URL path
+ * segment. Percent-encoding keeps `/`, `?`, `#` and `%` inside the segment; what no encoding
+ * can keep there is refused with a 400 before any upstream call: an empty name (`//`), `.`
+ * and `..` (a URL parser resolves them away) and control characters.
+ */
+export function pathSegment(value: string, what: string, provider: string): string {
+  // deno-lint-ignore no-control-regex
+  if (value === "" || value === "." || value === ".." || /[\x00-\x1f\x7f]/.test(value)) {
+    throw new GatewayError(
+      "invalid_request",
+      `${what} "${value}" cannot be used in a URL path for provider "${provider}"`,
+      { param: "model", provider },
+    );
+  }
+  return encodeURIComponent(value);
+}

@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
+import { startGateway } from "../../helpers/in_process.ts";
+
+/** One raw HTTP/1.1 exchange (fetch would refuse these Host headers), read to the close. */
+async function rawGet(port: number, path: string, host: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const head = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(head));
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(16 * 1024);
+    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+      chunks.push(buf.slice(0, n));
+    }
+    return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("a Host header that would rewrite request.url is a 400, never a 500 or a re-route", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${upstream.url}", keys: [{ key: sk-up }] }
+features:
+  circuit_breaker: { enabled: true }
+`);
+  const port = Number(new URL(gw.url("/")).port);
+  try {
+    for (const host of ["a:b:c", "a/b", "a/openai/v1", "[::1", "x y", "a?b", "a#b", "%zz", "a@b"]) {
+      for (const path of ["/v1/models", "/native/up/models", "/healthz"]) {
+        const reply = await rawGet(port, path, host);
+        const status = reply.split(" ")[1];
+        assert.equal(status, "400", `Host ${JSON.stringify(host)} ${path}: ${reply.slice(0, 200)}`);
+        assert.match(reply, /Invalid Host header/);
+      }
+    }
+    for (const host of ["localhost:9002", "127.0.0.1", "[::1]:80", "pilotfish", "my_sidecar"]) {
+      const reply = await rawGet(port, "/native/up/models", host);
+      assert.equal(reply.split(" ")[1], "200", `Host ${host}: ${reply.slice(0, 200)}`);
+    }
+    assert.ok(upstream.requests.every((r) => r.path.endsWith("/models")));
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});

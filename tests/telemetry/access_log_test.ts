@@ -1,0 +1,223 @@
+/**
+ * The access log written by the request-context middleware: a stream's real outcome,
+ * request bodies (off by default; redacted and truncated when on), and the console format.
+ */
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway } from "../helpers/in_process.ts";
+
+const providers = (url: string) => `
+providers:
+  up:
+    base_url: ${url}/v1
+    keys: [{ key: sk-up-configured-0001 }]
+  claude:
+    type: anthropic
+    base_url: ${url}/v1
+    keys: [{ key: sk-ant-configured-0002 }]
+`;
+
+const openaiChunk = (content: string) =>
+  `data: ${
+    JSON.stringify({
+      id: "c1",
+      object: "chat.completion.chunk",
+      created: 1,
+      model: "m",
+      choices: [{ index: 0, delta: { content }, finish_reason: null }],
+    })
+  }\n\n`;
+
+const anthropicEvent = (type: string, data: Record<string, unknown>) =>
+  `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+
+/** The request lines logged so far, parsed. */
+function requestLines(logs: string[]): Record<string, unknown>[] {
+  return logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request");
+}
+
+/**
+ * Request line #`count`. Lines are written before the response ends (a stream's when its
+ * last byte or error is handed to the server), so they are there once the client saw the end.
+ */
+function nextRequestLine(logs: string[], count: number): Record<string, unknown> {
+  const lines = requestLines(logs);
+  if (lines.length >= count) return lines[count - 1]!;
+  throw new Error(`no request line #${count} in:\n${logs.join("")}`);
+}
+
+const streamBody = (model: string) =>
+  JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "hi" }] });
+
+Deno.test("a stream whose upstream connection breaks is logged as upstream_cut", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  try {
+    for (const path of ["/v1/chat/completions", "/openai/v1/chat/completions"]) {
+      upstream.script({
+        kind: "sse",
+        events: [openaiChunk("Hel"), openaiChunk("lo")],
+        thenBreak: true,
+      });
+      const url = gw.url(
+        path === "/openai/v1/chat/completions" ? "/native/up/chat/completions" : path,
+      );
+      const res = await fetch(url, { method: "POST", body: streamBody("up/gpt-4o-mini") });
+      assert.equal(res.status, 200);
+      await res.text().catch(() => "");
+    }
+    const unified = nextRequestLine(gw.logs, 1);
+    assert.equal(unified.outcome, "upstream_cut", JSON.stringify(unified));
+    assert.equal(unified.level, "error");
+    const passthrough = nextRequestLine(gw.logs, 2);
+    assert.equal(passthrough.outcome, "upstream_cut", JSON.stringify(passthrough));
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("a stream that carries the provider's in-stream error is logged as error, not complete", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  try {
+    upstream.script({
+      kind: "sse",
+      events: [
+        anthropicEvent("message_start", { message: { id: "m1", model: "claude", usage: {} } }),
+        anthropicEvent("content_block_start", {
+          index: 0,
+          content_block: { type: "text", text: "" },
+        }),
+        anthropicEvent("content_block_delta", {
+          index: 0,
+          delta: { type: "text_delta", text: "Hi" },
+        }),
+        anthropicEvent("error", { error: { type: "overloaded_error", message: "Overloaded" } }),
+      ],
+    });
+    const res = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      body: streamBody("claude/claude-sonnet-4-5"),
+    });
+    const text = await res.text();
+    assert.match(text, /"error"/, "the client gets an in-stream error event");
+    const line = nextRequestLine(gw.logs, 1);
+    assert.equal(line.outcome, "error", JSON.stringify(line));
+    assert.match(JSON.stringify(line.error), /Overloaded|overloaded/);
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("a client that leaves mid-stream is logged as client_abort; a full stream as complete", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  try {
+    upstream.script({ kind: "stream", chunks: ["a", "b"] });
+    const done = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      body: streamBody("up/gpt-4o-mini"),
+    });
+    await done.text();
+    assert.equal((nextRequestLine(gw.logs, 1)).outcome, "complete");
+
+    upstream.script({ kind: "stream", endless: true, delayMs: 5 });
+    const res = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      body: streamBody("up/gpt-4o-mini"),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    await upstream.cancelled;
+    assert.equal((nextRequestLine(gw.logs, 2)).outcome, "client_abort");
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("request bodies are not logged by default", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  try {
+    const res = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    await res.body?.cancel();
+    const line = nextRequestLine(gw.logs, 1);
+    assert.equal("request_body" in line, false);
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("logging.request_body logs the body with secrets redacted, truncated at the limit", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(
+    `${providers(upstream.url)}logging:\n  request_body: true\n  request_body_max_bytes: 200\n`,
+  );
+  try {
+    const small = JSON.stringify({
+      model: "up/gpt-4o-mini",
+      messages: [{ role: "user", content: "my key is sk-proj-abcdefghijkl" }],
+      api_key: "plain-secret-value",
+    });
+    let res = await fetch(gw.url("/v1/chat/completions"), { method: "POST", body: small });
+    await res.body?.cancel();
+    const first = nextRequestLine(gw.logs, 1);
+    assert.equal(typeof first.request_body, "string");
+    assert.match(first.request_body as string, /"model":"up\/gpt-4o-mini"/);
+    assert.equal("request_body_truncated" in first, false);
+    const raw = gw.logs.join("");
+    assert.ok(!raw.includes("plain-secret-value"), raw);
+    assert.ok(!raw.includes("sk-proj-abcdefghijkl"), raw);
+
+    const big = JSON.stringify({
+      model: "up/gpt-4o-mini",
+      password: "hunter2-secret",
+      messages: [{ role: "user", content: "x".repeat(5_000) }],
+    });
+    res = await fetch(gw.url("/v1/chat/completions"), { method: "POST", body: big });
+    assert.equal(res.status, 200, "logging the body does not take it from the route");
+    await res.body?.cancel();
+    const second = nextRequestLine(gw.logs, 2);
+    assert.equal(second.request_body_truncated, true);
+    assert.ok(new TextEncoder().encode(second.request_body as string).byteLength <= 220);
+    assert.ok(!gw.logs.join("").includes("hunter2-secret"));
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("logging.format: console writes one readable line per request", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`${providers(upstream.url)}logging:\n  format: console\n`);
+  try {
+    const res = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    await res.body?.cancel();
+    const line = gw.logs.find((l) => l.includes(" POST ")) ?? "";
+    assert.match(
+      line,
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}POST \/v1\/chat\/completions 200 up\/gpt-4o-mini [\d.]+ms .*request_id=\S+/,
+    );
+    assert.equal(line.indexOf("\n"), line.length - 1, "exactly one line");
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
