@@ -33,63 +33,104 @@ export interface BreakerStore {
   close(): Promise<void>;
 }
 
-/** In-process state: the `memory` backend, and the Redis backend's local view and fallback. */
-export function createMemoryBreakerStore(timing: BreakerTiming): BreakerStore {
-  const fails = new Map<string, number[]>();
-  const open = new Map<string, number>();
-  const probes = new Map<string, number>();
-  const rollup = new Map<string, Map<string, number>>();
-  const window = (key: string, now: number) => {
-    const list = (fails.get(key) ?? []).filter((t) => now - t < timing.windowMs);
-    if (list.length > 0) fails.set(key, list);
-    else fails.delete(key);
+interface OpenEntry {
+  until: number;
+  provider: string;
+}
+
+/**
+ * In-process breaker state with the memory backend's semantics: all of the `memory` store,
+ * and the Redis store's local view (what its reads return, and the whole state while Redis
+ * is away). Synchronous: the request's closed path never waits on I/O.
+ */
+export class BreakerState {
+  readonly fails = new Map<string, number[]>();
+  readonly open = new Map<string, OpenEntry>();
+  readonly probes = new Map<string, number>();
+  readonly rollup = new Map<string, Map<string, number>>();
+  constructor(private readonly timing: BreakerTiming) {}
+
+  window(key: string, now: number): number[] {
+    const list = (this.fails.get(key) ?? []).filter((t) => now - t < this.timing.windowMs);
+    if (list.length > 0) this.fails.set(key, list);
+    else this.fails.delete(key);
     return list;
-  };
-  const arm = (provider: string, key: string, now: number) => {
-    let keys = rollup.get(provider);
-    if (!keys) rollup.set(provider, keys = new Map());
-    keys.set(key, now);
-  };
+  }
+  /** Returns the failures now inside the window, this one included. */
+  addFailure(key: string, now: number): number {
+    const list = this.window(key, now);
+    list.push(now);
+    this.fails.set(key, list);
+    return list.length;
+  }
+  arm(provider: string, key: string, at: number): void {
+    let keys = this.rollup.get(provider);
+    if (!keys) this.rollup.set(provider, keys = new Map());
+    keys.set(key, at);
+  }
+  /** Opened by a failure threshold: a probe slot is left alone. */
+  opened(key: string, provider: string, until: number, at: number): void {
+    this.open.set(key, { until, provider });
+    this.arm(provider, key, at);
+  }
+  /** Opened again by a failed probe (or told so by another sidecar): the slot is free. */
+  reopened(key: string, provider: string, until: number, at: number): void {
+    this.opened(key, provider, until, at);
+    this.probes.delete(key);
+  }
+  close(key: string, provider: string): void {
+    this.open.delete(key);
+    this.fails.delete(key);
+    this.probes.delete(key);
+    this.rollup.get(provider)?.delete(key);
+  }
+  rollupKeys(provider: string, now: number): string[] {
+    const keys = this.rollup.get(provider);
+    if (!keys) return [];
+    for (const [k, at] of keys) if (now - at >= this.timing.rollupWindowMs) keys.delete(k);
+    return [...keys.keys()];
+  }
+  /** Open `key` for a cooldown if the failures already added reached the threshold. */
+  openIfDue(key: string, provider: string, now: number, count?: number): boolean {
+    if (
+      this.open.has(key) || (count ?? this.window(key, now).length) < this.timing.failureThreshold
+    ) {
+      return false;
+    }
+    this.opened(key, provider, now + this.timing.cooldownMs, now);
+    return true;
+  }
+  acquire(key: string, now: number): boolean {
+    const held = this.probes.get(key);
+    // A probe that never reported back (crash, lost client) frees its slot after a cooldown.
+    if (held !== undefined && now - held < this.timing.cooldownMs) return false;
+    this.probes.set(key, now);
+    return true;
+  }
+}
+
+/** The `memory` backend: this process's `BreakerState`, nothing shared. */
+export function createMemoryBreakerStore(timing: BreakerTiming): BreakerStore {
+  const state = new BreakerState(timing);
   return {
-    openUntil: (key) => open.get(key) ?? null,
-    failures: (key, now) => window(key, now).length,
-    rollupKeys(provider, now) {
-      const keys = rollup.get(provider);
-      if (!keys) return [];
-      for (const [k, at] of keys) if (now - at >= timing.rollupWindowMs) keys.delete(k);
-      return [...keys.keys()];
-    },
+    openUntil: (key) => state.open.get(key)?.until ?? null,
+    failures: (key, now) => state.window(key, now).length,
+    rollupKeys: (provider, now) => state.rollupKeys(provider, now),
     recordFailure(key, provider, now) {
-      const list = window(key, now);
-      list.push(now);
-      fails.set(key, list);
-      if (open.has(key) || list.length < timing.failureThreshold) return Promise.resolve(false);
-      open.set(key, now + timing.cooldownMs);
-      arm(provider, key, now);
-      return Promise.resolve(true);
+      const count = state.addFailure(key, now);
+      return Promise.resolve(state.openIfDue(key, provider, now, count));
     },
     reopen(key, provider, now) {
-      open.set(key, now + timing.cooldownMs);
-      probes.delete(key);
-      arm(provider, key, now);
+      state.reopened(key, provider, now + timing.cooldownMs, now);
       return Promise.resolve();
     },
     closeKey(key, provider) {
-      open.delete(key);
-      fails.delete(key);
-      probes.delete(key);
-      rollup.get(provider)?.delete(key);
+      state.close(key, provider);
       return Promise.resolve();
     },
-    tryAcquireProbe(key, now) {
-      const held = probes.get(key);
-      // A probe that never reported back (crash, lost client) frees its slot after a cooldown.
-      if (held !== undefined && now - held < timing.cooldownMs) return Promise.resolve(false);
-      probes.set(key, now);
-      return Promise.resolve(true);
-    },
+    tryAcquireProbe: (key, now) => Promise.resolve(state.acquire(key, now)),
     releaseProbe(key) {
-      probes.delete(key);
+      state.probes.delete(key);
       return Promise.resolve();
     },
     describe: () => ({ backend: "memory", fallback: false }),

@@ -8,6 +8,8 @@
  *   On every (re)connection the view is rebuilt from Redis (registry sets, never SCAN).
  * - When Redis is unreachable the view carries on alone with the memory backend's
  *   semantics, and what changed meanwhile is written back when Redis returns.
+ * - The connection itself (heartbeat, command deadline, reconnect with backoff, EVALSHA with
+ *   EVAL fallback, resubscribe) is a `RedisLink`; the resync is its `onConnect` hook.
  *
  * Key layout (`P` = prefix, default `pilotfish:cb:`; `<key>` = `<provider>:<model>`):
  * - `P fail:<key>`         ZSET of failure timestamps; TTL max(2 × cooldown, window).
@@ -21,10 +23,9 @@
  * - `P events`             pub/sub channel of transitions (JSON).
  * @module
  */
-import { createHash } from "node:crypto";
-import { createClient, ErrorReply } from "redis";
-import type { BreakerStore, BreakerTiming } from "../breaker/store.ts";
+import { BreakerState, type BreakerStore, type BreakerTiming } from "../breaker/store.ts";
 import type { Logger } from "../telemetry/mod.ts";
+import { createRedisLink, type LuaScript, luaScript, type RedisCommands } from "./redis_link.ts";
 
 export interface RedisBreakerStoreOptions {
   /** `redis[s]://[[user][:password]@]host[:port][/db]`. */
@@ -53,26 +54,6 @@ export interface RedisBreakerStoreOptions {
 }
 
 export const DEFAULT_PREFIX = "pilotfish:cb:";
-const DEFAULT_COMMAND_TIMEOUT_MS = 500;
-/** TCP connect deadline of one attempt (node-redis `socket.connectTimeout`). */
-const CONNECT_TIMEOUT_MS = 1_000;
-/** Deadline of a whole (re)connection: connect, subscribe, write back, read the snapshot. */
-const ATTEMPT_TIMEOUT_MS = 3_000;
-const DEFAULT_HEARTBEAT_MS = 5_000;
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 2_000;
-/** Bounds memory if Redis stalls under a burst; beyond it calls are served locally. */
-const QUEUE_MAX = 10_000;
-
-type Client = ReturnType<typeof createClient>;
-
-/** One pair of connections; a new pair is made for every reconnection. */
-interface Link {
-  readonly cmd: Client;
-  readonly sub: Client;
-  /** Settles when both `connect()` calls have, so close() can wait out a pending attempt. */
-  readonly connected: Promise<PromiseSettledResult<unknown>[]>;
-}
 
 type BreakerEvent =
   | { t: "open"; key: string; provider: string; until: number; at: number; op: string | null }
@@ -233,126 +214,26 @@ end
 return {opens, rollups}
 `;
 
-interface Script {
-  readonly src: string;
-  readonly sha: string;
-}
-const script = (src: string): Script => ({
-  src,
-  sha: createHash("sha1").update(src).digest("hex"),
-});
 const SCRIPTS = {
-  recordFailure: script(RECORD_FAILURE),
-  reopen: script(REOPEN),
-  close: script(CLOSE),
-  mergeOpen: script(MERGE_OPEN),
-  acquire: script(ACQUIRE),
-  release: script(RELEASE),
-  epoch: script(EPOCH),
-  snapshot: script(SNAPSHOT),
+  recordFailure: luaScript(RECORD_FAILURE),
+  reopen: luaScript(REOPEN),
+  close: luaScript(CLOSE),
+  mergeOpen: luaScript(MERGE_OPEN),
+  acquire: luaScript(ACQUIRE),
+  release: luaScript(RELEASE),
+  epoch: luaScript(EPOCH),
+  snapshot: luaScript(SNAPSHOT),
 };
-
-interface OpenEntry {
-  until: number;
-  provider: string;
-}
-
-/**
- * This process's view of breaker state: what reads return, and the whole state while Redis
- * is away (then it behaves exactly like `createMemoryBreakerStore`).
- */
-class LocalView {
-  readonly fails = new Map<string, number[]>();
-  readonly open = new Map<string, OpenEntry>();
-  readonly probes = new Map<string, number>();
-  readonly rollup = new Map<string, Map<string, number>>();
-  constructor(private readonly timing: BreakerTiming) {}
-
-  window(key: string, now: number): number[] {
-    const list = (this.fails.get(key) ?? []).filter((t) => now - t < this.timing.windowMs);
-    if (list.length > 0) this.fails.set(key, list);
-    else this.fails.delete(key);
-    return list;
-  }
-  addFailure(key: string, now: number): void {
-    const list = this.window(key, now);
-    list.push(now);
-    this.fails.set(key, list);
-  }
-  arm(provider: string, key: string, at: number): void {
-    let keys = this.rollup.get(provider);
-    if (!keys) this.rollup.set(provider, keys = new Map());
-    keys.set(key, at);
-  }
-  /** Opened by a failure threshold: a probe slot is left alone, as the memory store does. */
-  opened(key: string, provider: string, until: number, at: number): void {
-    this.open.set(key, { until, provider });
-    this.arm(provider, key, at);
-  }
-  /** Opened again by a failed probe (or told so by another sidecar): the slot is free. */
-  reopened(key: string, provider: string, until: number, at: number): void {
-    this.opened(key, provider, until, at);
-    this.probes.delete(key);
-  }
-  close(key: string, provider: string): void {
-    this.open.delete(key);
-    this.fails.delete(key);
-    this.probes.delete(key);
-    this.rollup.get(provider)?.delete(key);
-  }
-  rollupKeys(provider: string, now: number): string[] {
-    const keys = this.rollup.get(provider);
-    if (!keys) return [];
-    for (const [k, at] of keys) if (now - at >= this.timing.rollupWindowMs) keys.delete(k);
-    return [...keys.keys()];
-  }
-  /** The memory store's open decision, for a failure already added. */
-  openIfDue(key: string, provider: string, now: number): boolean {
-    if (this.open.has(key) || this.window(key, now).length < this.timing.failureThreshold) {
-      return false;
-    }
-    this.opened(key, provider, now + this.timing.cooldownMs, now);
-    return true;
-  }
-  acquire(key: string, now: number): boolean {
-    const held = this.probes.get(key);
-    if (held !== undefined && now - held < this.timing.cooldownMs) return false;
-    this.probes.set(key, now);
-    return true;
-  }
-}
-
-class CommandTimeout extends Error {
-  constructor(ms: number) {
-    super(`Redis command timed out after ${ms} ms`);
-    this.name = "CommandTimeout";
-  }
-}
-
-/** Reject with `CommandTimeout` after `ms`; the loser is still observed, so never unhandled. */
-function deadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new CommandTimeout(ms)), ms);
-  });
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
-}
 
 /**
  * The Redis breaker store. Never throws and never hangs because of Redis: every method
- * answers from local state when Redis is unreachable, slow or not yet connected.
+ * answers from local state when Redis is unreachable, slow or not yet synced.
  * Throws only here, for a URL that is not `redis://` or `rediss://`.
  */
 export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): BreakerStore {
-  const { timing, logger } = opts;
-  // A bad URL is a config error: refuse it now rather than retry it forever in the background.
-  if (!/^rediss?:$/.test(URL.parse(opts.url)?.protocol ?? "")) {
-    throw new TypeError("breaker: the Redis URL must look like redis://host:port");
-  }
+  const { timing } = opts;
   const prefix = opts.prefix ?? DEFAULT_PREFIX;
   const now = opts.now ?? Date.now;
-  const commandTimeout = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
-  const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const channel = `${prefix}events`;
   const k = {
     fail: (key: string) => `${prefix}fail:${key}`,
@@ -379,107 +260,25 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
   const id = crypto.randomUUID();
   let seq = 0;
 
-  const view = new LocalView(timing);
+  const view = new BreakerState(timing);
   /** Transitions not (yet) in Redis: made while it was away, written back on resync. */
   const dirty = new Map<string, Dirty>();
   /** Failure-opens in flight → whether their own event was already applied. */
   const pendingOpens = new Map<string, boolean>();
-
-  let link: Link | null = null; // the current pair, connecting or synced
-  let synced: Link | null = null; // === link once resynchronised: the Redis path is on
-  let buffered: BreakerEvent[] | null = null; // events that arrive while resyncing
+  /** Events that arrive while not synced, applied on top of the resync's snapshot. */
+  let buffered: BreakerEvent[] | null = [];
   let epoch: string | null = null; // of the Redis dataset last synced with
-  let attempt = 0;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
-  let attemptDone: Promise<void> = Promise.resolve();
-  let outageLogged = false;
-  let closed = false;
 
-  const clientOptions = (): Parameters<typeof createClient>[0] => ({
+  // A bad URL is a config error: the link refuses it here rather than retry it forever.
+  const link = createRedisLink({
     url: opts.url,
-    ...(opts.password ? { password: opts.password } : {}),
-    ...(opts.db !== undefined ? { database: opts.db } : {}),
-    // Fail fast rather than queue while disconnected: the caller is served locally.
-    disableOfflineQueue: true,
-    commandsQueueMaxLength: QUEUE_MAX,
-    // Its handshake reads env vars and may resolve DNS that the sandbox does not grant.
-    maintNotifications: "disabled",
-    name: `pilotfish-breaker-${id.slice(0, 8)}`,
-    socket: {
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      // We reconnect ourselves, with a fresh pair and a resync each time, on a timer that
-      // close() can cancel; node-redis' own loop would resubscribe without resyncing.
-      reconnectStrategy: false,
-    },
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+    ...(opts.db !== undefined ? { db: opts.db } : {}),
+    name: "breaker",
+    logger: opts.logger,
+    ...(opts.commandTimeoutMs !== undefined ? { commandTimeoutMs: opts.commandTimeoutMs } : {}),
+    ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
   });
-
-  // ---- connection lifecycle ----------------------------------------------------------------
-
-  const noteOutage = (err: unknown) => {
-    if (closed) return;
-    const error = err instanceof Error ? err : String(err);
-    if (outageLogged) return logger.debug("breaker: Redis still unreachable", { error });
-    outageLogged = true;
-    logger.warn("breaker: Redis unreachable; serving from local state until it returns", {
-      error,
-    });
-  };
-
-  const destroy = (l: Link) => {
-    for (const c of [l.cmd, l.sub]) {
-      try {
-        c.destroy();
-      } catch { /* already torn down */ }
-    }
-  };
-
-  /** The pair `l` failed (socket closed, command error or timeout): go local, reconnect. */
-  const lost = (l: Link, err: unknown) => {
-    if (link !== l) return;
-    link = null;
-    synced = null;
-    buffered = null;
-    pendingOpens.clear();
-    clearTimeout(heartbeatTimer);
-    heartbeatTimer = undefined;
-    destroy(l);
-    noteOutage(err);
-    schedule();
-  };
-
-  const heartbeat = (l: Link) => {
-    heartbeatTimer = setTimeout(async () => {
-      heartbeatTimer = undefined;
-      if (synced !== l) return;
-      try {
-        await deadline(Promise.all([l.cmd.ping(), l.sub.ping()]), commandTimeout);
-      } catch (err) {
-        return lost(l, err);
-      }
-      if (synced === l) heartbeat(l);
-    }, heartbeatMs);
-  };
-
-  const schedule = () => {
-    if (closed || retryTimer !== undefined) return;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-    attempt++;
-    // Jitter so that a fleet does not reconnect in lockstep when Redis returns.
-    const delay = Math.round(base * (0.5 + Math.random() / 2));
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      attemptDone = connect();
-    }, delay);
-  };
-
-  const onEvent = (l: Link, message: string) => {
-    if (link !== l) return;
-    const ev = parseEvent(message);
-    if (!ev) return;
-    if (buffered) buffered.push(ev);
-    else apply(ev);
-  };
 
   const apply = (ev: BreakerEvent) => {
     if (ev.t === "close") return view.close(ev.key, ev.provider);
@@ -487,83 +286,30 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
     view.reopened(ev.key, ev.provider, ev.until, ev.at);
   };
 
-  const connect = async (): Promise<void> => {
-    if (closed) return;
-    let l: Link;
-    try {
-      const cmd = createClient(clientOptions());
-      const sub = cmd.duplicate();
-      const self = (): Link => l;
-      for (const c of [cmd, sub]) {
-        // An 'error' listener is mandatory (EventEmitter throws without one). With
-        // reconnectStrategy false, 'terminated' means that socket is gone for good.
-        c.on("error", (err: unknown) => {
-          if (synced === self()) lost(self(), err);
-        });
-        c.on("terminated", (err: unknown) => lost(self(), err));
-      }
-      l = { cmd, sub, connected: Promise.allSettled([cmd.connect(), sub.connect()]) };
-    } catch (err) {
-      noteOutage(err);
-      schedule();
-      return;
-    }
-    link = l;
-    try {
-      await deadline(resync(l), ATTEMPT_TIMEOUT_MS);
-    } catch (err) {
-      if (closed) return;
-      if (link === l) {
-        link = null;
-        buffered = null;
-        destroy(l);
-      }
-      noteOutage(err);
-      schedule();
-      return;
-    }
-    if (closed || link !== l) return;
-    synced = l;
-    attempt = 0;
-    heartbeat(l);
-    if (outageLogged) {
-      outageLogged = false;
-      logger.info("breaker: Redis reachable again; state resynchronised");
-    }
-  };
-
-  /** Connect, subscribe, write back what changed while away, then load the fleet's state. */
-  const resync = async (l: Link) => {
-    // This attempt may have been given up (deadline, close) while it awaited.
-    const current = () => {
-      if (link !== l) throw new Error("breaker: Redis resync superseded");
-    };
-    const results = await l.connected;
-    current();
-    for (const r of results) if (r.status === "rejected") throw r.reason;
+  /**
+   * Write back what changed while away, then load the fleet's state. The link restored the
+   * subscription before this runs, so no transition falls between it and the snapshot:
+   * whatever arrives meanwhile is buffered and replayed on top (events that arrived before
+   * this started are already in the snapshot).
+   */
+  const resync = async (redis: RedisCommands) => {
     buffered = [];
-    // Subscribe before reading the snapshot so that no transition falls between the two.
-    await l.sub.subscribe(channel, (message: string) => onEvent(l, message));
-    current();
-    const e = String(await run(l, SCRIPTS.epoch, [k.epoch], [crypto.randomUUID()]));
-    current();
+    const e = String(await redis.eval(SCRIPTS.epoch, [k.epoch], [crypto.randomUUID()]));
     // Redis came back empty: re-seed it with what this sidecar knew, or every breaker of
     // the fleet would close at once. Write-back rules keep newer closes and opens.
     if (epoch !== null && e !== epoch) reseed();
     epoch = e;
     // A transition made locally while this runs is dirty again; go round until none is.
     for (let round = 0; round < 5; round++) {
-      await writeBack(l);
-      current();
-      const snap = await run(l, SCRIPTS.snapshot, [k.openKeys, k.rollupProviders], [
+      await writeBack(redis);
+      const snap = await redis.eval(SCRIPTS.snapshot, [k.openKeys, k.rollupProviders], [
         prefix,
         now(),
         rollupWindow,
       ]);
-      current();
       if (dirty.size > 0) continue;
       loadSnapshot(snap);
-      const pending = buffered ?? [];
+      const pending = buffered;
       buffered = null;
       for (const ev of pending) apply(ev);
       return;
@@ -580,19 +326,18 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
   };
 
   /** Each dirty key in one script; sent together, so node-redis pipelines them. */
-  const writeBack = (l: Link) =>
+  const writeBack = (redis: RedisCommands) =>
     Promise.all([...dirty].map(async ([key, d]) => {
       const t = now();
       if (d.kind === "close") {
         // opened-at = until - cooldown, so "opened after the close" is until > at + cooldown.
-        await run(
-          l,
+        await redis.eval(
           SCRIPTS.close,
           closeKeys(key, d.provider),
           [key, channel, closeEvent(key, d.provider), d.at + timing.cooldownMs, d.at, tombstoneTtl],
         );
       } else if (d.until + timing.cooldownMs > t) { // else it would have aged out already
-        await run(l, SCRIPTS.mergeOpen, [
+        await redis.eval(SCRIPTS.mergeOpen, [
           k.open(key),
           k.rollup(d.provider),
           k.openKeys,
@@ -632,32 +377,29 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
     }
   };
 
-  /** EVALSHA, falling back to EVAL when Redis does not know the script (restart, flush). */
-  const run = async (l: Link, s: Script, keys: string[], args: (string | number)[]) => {
-    const options = { keys, arguments: args.map(String) };
-    try {
-      return await deadline(l.cmd.evalSha(s.sha, options), commandTimeout);
-    } catch (err) {
-      if (!(err instanceof ErrorReply) || !err.message.startsWith("NOSCRIPT")) throw err;
-      return await deadline(l.cmd.eval(s.src, options), commandTimeout);
-    }
-  };
+  link.onConnect(resync);
+  link.onStateChange((ready) => {
+    if (ready) return;
+    buffered = [];
+    pendingOpens.clear();
+  });
+  // Resolves once subscribed, which the link does before the resync hook on every pair.
+  void link.subscribe(channel, (message) => {
+    const ev = parseEvent(message);
+    if (!ev) return;
+    if (buffered) buffered.push(ev);
+    else apply(ev);
+  });
 
-  /**
-   * Run `s` on the synced pair, or say why not. Any failure but a full queue means the
-   * pair is unusable: drop it, so the background loop reconnects and resyncs.
-   */
+  /** Run `s` on the synced link, or say why not (the link reconnects on its own). */
   const call = async (
-    s: Script,
+    s: LuaScript,
     keys: string[],
     args: (string | number)[],
   ): Promise<{ ok: true; reply: unknown } | { ok: false }> => {
-    const l = synced;
-    if (!l) return { ok: false };
     try {
-      return { ok: true, reply: await run(l, s, keys, args) };
-    } catch (err) {
-      if (!(err instanceof Error && err.message === "The queue is full")) lost(l, err);
+      return { ok: true, reply: await link.eval(s, keys, args) };
+    } catch {
       return { ok: false };
     }
   };
@@ -680,8 +422,6 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
   const closeEvent = (key: string, provider: string) =>
     JSON.stringify({ t: "close", key, provider, src: id });
 
-  attemptDone = connect();
-
   // ---- the store -----------------------------------------------------------------------------
 
   return {
@@ -699,7 +439,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
       if (open && open.until > at) return false;
       const until = at + timing.cooldownMs;
       const op = `${id}:${++seq}`;
-      if (synced) pendingOpens.set(op, false);
+      if (link.ready()) pendingOpens.set(op, false);
       const res = await call(SCRIPTS.recordFailure, [
         k.fail(key),
         k.open(key),
@@ -781,37 +521,11 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
       await call(SCRIPTS.release, [k.probe(key)], [id]);
     },
 
-    describe: () => ({ backend: "redis", fallback: synced === null }),
+    describe: () => ({ backend: "redis", fallback: !link.ready() }),
 
-    async close() {
-      if (closed) return;
-      closed = true;
-      clearTimeout(retryTimer);
-      clearTimeout(heartbeatTimer);
-      retryTimer = heartbeatTimer = undefined;
-      const l = link;
-      link = null;
-      synced = null;
-      if (l) {
-        // Graceful first (replies in flight are let through), then make sure.
-        const quit = (c: Client) => {
-          try {
-            return c.close();
-          } catch { /* never connected, or already closed */ }
-        };
-        await deadline(Promise.allSettled([quit(l.sub), quit(l.cmd)]), commandTimeout)
-          .catch(() => {});
-        destroy(l);
-        // A connect still in flight ends within its connect timeout once destroyed; a
-        // socket it opened meanwhile is destroyed by the second pass.
-        await l.connected;
-        destroy(l);
-      }
-      await attemptDone;
-    },
+    close: () => link.close(),
   };
 }
-
 function parseEvent(text: string): BreakerEvent | null {
   let raw: unknown;
   try {

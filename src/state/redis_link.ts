@@ -1,0 +1,486 @@
+/**
+ * One reusable link to Redis: a command connection and a subscriber connection, kept alive
+ * in the background, that never makes a caller wait longer than its command deadline.
+ *
+ * - Connects at once and, after losing the connection, reconnects with jittered exponential
+ *   backoff on a fresh pair (node-redis' own reconnect loop is off: it would resubscribe
+ *   without letting the owner resynchronise).
+ * - A heartbeat PINGs both connections while ready: a Redis that vanished without FIN/RST
+ *   (partition, hung server) would otherwise go unnoticed on an idle sidecar, and its
+ *   subscriber would silently miss the fleet's messages.
+ * - Every command has a deadline; a command that misses it, or any connection-level error,
+ *   drops the pair (it counts as an outage) and the background loop reconnects.
+ * - Scripts run by EVALSHA, falling back to EVAL when Redis does not know them (restart,
+ *   failover, SCRIPT FLUSH).
+ * - Subscriptions are restored on every new pair, then the owners' `onConnect` hooks run
+ *   (e.g. resynchronise a local view), and only then does the link report `ready()`.
+ *
+ * While not ready, `command`/`eval`/`publish` reject with `StateUnavailable` at once.
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { createClient, ErrorReply } from "redis";
+import type { Logger } from "../telemetry/mod.ts";
+import { StateCommandError, type StateReply, StateUnavailable } from "./store.ts";
+
+/** A Lua script with its SHA1, so it can be sent by EVALSHA. */
+export interface LuaScript {
+  readonly src: string;
+  readonly sha: string;
+}
+
+export function luaScript(src: string): LuaScript {
+  return { src, sha: createHash("sha1").update(src).digest("hex") };
+}
+
+/** The timers the link runs on (deadlines, heartbeat, backoff); tests inject their own. */
+export interface Timers {
+  /** Returns a handle that only `clearTimeout` looks at. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface RedisLinkOptions {
+  /** `redis[s]://[[user][:password]@]host[:port][/db]`. */
+  url: string;
+  /** Overrides the URL's password (llm-proxy's `redis.password`); empty means none. */
+  password?: string;
+  /** Overrides the URL's database (llm-proxy's `redis.db`). */
+  db?: number;
+  /** Who uses the link: the prefix of its log lines and of the Redis client name. */
+  name: string;
+  logger: Logger;
+  /** Deadline of one command (default 500 ms). */
+  commandTimeoutMs?: number;
+  /** PING interval while ready (default 5 s). */
+  heartbeatMs?: number;
+  /** TCP connect deadline of one attempt (default 1 s). */
+  connectTimeoutMs?: number;
+  /** Deadline of a whole (re)connection: connect, resubscribe, `onConnect` hooks (3 s). */
+  attemptTimeoutMs?: number;
+  /** Reconnect delays: `minMs · 2^n` capped at `maxMs`, each jittered to 50–100 %. */
+  backoff?: { minMs: number; maxMs: number };
+  timers?: Timers;
+  /** Jitter source in [0, 1). */
+  random?: () => number;
+}
+
+/** Commands bound to a connection: the link's current one, or the pair a hook syncs. */
+export interface RedisCommands {
+  /** One command, e.g. `["GET", key]`. */
+  command(args: readonly string[]): Promise<StateReply>;
+  /** EVALSHA, or EVAL when Redis does not know the script. */
+  eval(
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<StateReply>;
+}
+
+export interface RedisLink extends RedisCommands {
+  /** Connected, subscriptions restored and every `onConnect` hook done. */
+  ready(): boolean;
+  /** Called on every transition of `ready()`. Returns a function that stops the calls. */
+  onStateChange(cb: (ready: boolean) => void): () => void;
+  /**
+   * Run `hook` on every new pair before the link turns ready (e.g. write back and reload
+   * state). Its commands go over that pair; if it throws or the attempt's deadline passes,
+   * the pair is dropped and retried with backoff. Register it right after creating the link
+   * to cover the first connection. Returns a function that removes it.
+   */
+  onConnect(hook: (session: RedisCommands) => Promise<void>): () => void;
+  publish(channel: string, message: string): Promise<void>;
+  /**
+   * Receive the channel's messages, now and after every reconnection (messages published
+   * while disconnected are lost). Resolves once subscribed, or at once while disconnected.
+   */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+const DEFAULTS = {
+  commandTimeoutMs: 500,
+  heartbeatMs: 5_000,
+  connectTimeoutMs: 1_000,
+  attemptTimeoutMs: 3_000,
+  backoff: { minMs: 100, maxMs: 2_000 },
+};
+/** Bounds memory if Redis stalls under a burst; beyond it calls fail fast. */
+const QUEUE_MAX = 10_000;
+const QUEUE_FULL = "The queue is full";
+/**
+ * Error replies that mean this server cannot serve now (not that the command is wrong): they
+ * count as an outage, like a timeout. Anything else is the caller's `StateCommandError`.
+ */
+const SERVER_UNAVAILABLE =
+  /^(LOADING|READONLY|MASTERDOWN|BUSY|CLUSTERDOWN|TRYAGAIN|NOAUTH|WRONGPASS|OOM|MISCONF|NOREPLICAS)\b/;
+
+const REAL_TIMERS: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout> | undefined),
+};
+
+type Client = ReturnType<typeof createClient>;
+
+/** One pair of connections; a new pair is made for every reconnection. */
+interface Conn {
+  readonly cmd: Client;
+  readonly sub: Client;
+  /** Settles when both `connect()` calls have, so close() can wait out a pending attempt. */
+  readonly connected: Promise<PromiseSettledResult<unknown>[]>;
+  /** Both sockets are up: subscriptions may be added to `sub`. */
+  open: boolean;
+  readonly subscribed: Set<string>;
+}
+
+class RedisTimeout extends Error {
+  constructor(ms: number) {
+    super(`Redis command timed out after ${ms} ms`);
+    this.name = "RedisTimeout";
+  }
+}
+
+/**
+ * Create the link and start connecting. Throws only here, for a URL that is not `redis://`
+ * or `rediss://`: a config error is refused now rather than retried forever.
+ */
+export function createRedisLink(opts: RedisLinkOptions): RedisLink {
+  const { name, logger } = opts;
+  if (!/^rediss?:$/.test(URL.parse(opts.url)?.protocol ?? "")) {
+    throw new TypeError(`${name}: the Redis URL must look like redis://host:port`);
+  }
+  const timers = opts.timers ?? REAL_TIMERS;
+  const random = opts.random ?? Math.random;
+  const commandTimeout = opts.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs;
+  const heartbeatMs = opts.heartbeatMs ?? DEFAULTS.heartbeatMs;
+  const attemptTimeout = opts.attemptTimeoutMs ?? DEFAULTS.attemptTimeoutMs;
+  const backoff = opts.backoff ?? DEFAULTS.backoff;
+  const clientName = `pilotfish-${name}-${crypto.randomUUID().slice(0, 8)}`;
+
+  const listeners = new Map<string, Set<(message: string) => void>>();
+  const hooks = new Set<(session: RedisCommands) => Promise<void>>();
+  const stateListeners = new Set<(ready: boolean) => void>();
+
+  let current: Conn | null = null; // connecting or ready
+  let readyConn: Conn | null = null; // === current once the hooks are done
+  let attempt = 0;
+  let retryTimer: unknown;
+  let heartbeatTimer: unknown;
+  let attemptDone: Promise<void> = Promise.resolve();
+  let outageLogged = false;
+  let closed = false;
+
+  /** Reject with `RedisTimeout` after `ms`; the loser is still observed, so never unhandled. */
+  const deadline = <T>(p: Promise<T>, ms: number): Promise<T> => {
+    let timer: unknown;
+    const expired = new Promise<never>((_, reject) => {
+      timer = timers.setTimeout(() => reject(new RedisTimeout(ms)), ms);
+    });
+    return Promise.race([p, expired]).finally(() => timers.clearTimeout(timer));
+  };
+
+  const clientOptions = (): Parameters<typeof createClient>[0] => ({
+    url: opts.url,
+    ...(opts.password ? { password: opts.password } : {}),
+    ...(opts.db !== undefined ? { database: opts.db } : {}),
+    // Fail fast rather than queue while disconnected: the caller degrades on its own.
+    disableOfflineQueue: true,
+    commandsQueueMaxLength: QUEUE_MAX,
+    // Its handshake reads env vars and may resolve DNS that the sandbox does not grant.
+    maintNotifications: "disabled",
+    name: clientName,
+    socket: {
+      connectTimeout: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      // We reconnect ourselves, with a fresh pair and the hooks each time, on a timer that
+      // close() can cancel.
+      reconnectStrategy: false,
+    },
+  });
+
+  const setReady = (ready: boolean) => {
+    for (const cb of [...stateListeners]) {
+      try {
+        cb(ready);
+      } catch (err) {
+        logger.warn(`${name}: a Redis state listener threw`, { error: errorText(err) });
+      }
+    }
+  };
+
+  const noteOutage = (err: unknown) => {
+    if (closed) return;
+    const error = errorText(err);
+    if (outageLogged) return logger.debug(`${name}: Redis still unreachable`, { error });
+    outageLogged = true;
+    logger.warn(`${name}: Redis unreachable; working without it until it returns`, { error });
+  };
+
+  const destroy = (c: Conn) => {
+    for (const client of [c.cmd, c.sub]) {
+      try {
+        client.destroy();
+      } catch { /* already torn down */ }
+    }
+  };
+
+  /** The pair `c` failed (socket closed, command error or timeout): go unready, reconnect. */
+  const lost = (c: Conn, err: unknown) => {
+    if (current !== c) return;
+    const wasReady = readyConn === c;
+    current = null;
+    readyConn = null;
+    timers.clearTimeout(heartbeatTimer);
+    heartbeatTimer = undefined;
+    destroy(c);
+    noteOutage(err);
+    schedule();
+    if (wasReady) setReady(false);
+  };
+
+  const heartbeat = (c: Conn) => {
+    heartbeatTimer = timers.setTimeout(async () => {
+      heartbeatTimer = undefined;
+      if (readyConn !== c) return;
+      try {
+        await deadline(Promise.all([c.cmd.ping(), c.sub.ping()]), commandTimeout);
+      } catch (err) {
+        return lost(c, err);
+      }
+      if (readyConn === c) heartbeat(c);
+    }, heartbeatMs);
+  };
+
+  const schedule = () => {
+    if (closed || retryTimer !== undefined) return;
+    const base = Math.min(backoff.maxMs, backoff.minMs * 2 ** attempt);
+    attempt++;
+    // Jitter so that a fleet does not reconnect in lockstep when Redis returns.
+    const delay = Math.round(base * (0.5 + random() / 2));
+    retryTimer = timers.setTimeout(() => {
+      retryTimer = undefined;
+      attemptDone = connect();
+    }, delay);
+  };
+
+  const dispatch = (c: Conn, channel: string, message: string) => {
+    if (current !== c) return;
+    for (const cb of [...listeners.get(channel) ?? []]) {
+      try {
+        cb(message);
+      } catch (err) {
+        logger.warn(`${name}: a Redis subscriber threw`, { channel, error: errorText(err) });
+      }
+    }
+  };
+
+  const ensureSubscribed = async (c: Conn, channel: string) => {
+    if (c.subscribed.has(channel)) return;
+    c.subscribed.add(channel);
+    await c.sub.subscribe(channel, (message: string) => dispatch(c, channel, message));
+  };
+
+  /** Commands over `c` for as long as it is the link's pair; raw errors, no reconnect. */
+  const session = (c: Conn): RedisCommands => {
+    const guard = async <T>(f: () => Promise<T>): Promise<T> => {
+      // The attempt may have been given up (deadline, close) while it awaited.
+      if (current !== c) throw new Error(`${name}: Redis connection superseded`);
+      const reply = await f();
+      if (current !== c) throw new Error(`${name}: Redis connection superseded`);
+      return reply;
+    };
+    return {
+      command: (args) => guard(() => sendOn(c, args)),
+      eval: (script, keys, args) => guard(() => evalOn(c, script, keys, args)),
+    };
+  };
+
+  const sendOn = async (c: Conn, args: readonly string[]) =>
+    toReply(await deadline(c.cmd.sendCommand([...args]), commandTimeout));
+
+  const evalOn = async (
+    c: Conn,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<StateReply> => {
+    const options = { keys: [...keys], arguments: args.map(String) };
+    try {
+      return toReply(await deadline(c.cmd.evalSha(script.sha, options), commandTimeout));
+    } catch (err) {
+      if (!(err instanceof ErrorReply) || !err.message.startsWith("NOSCRIPT")) throw err;
+      return toReply(await deadline(c.cmd.eval(script.src, options), commandTimeout));
+    }
+  };
+
+  /** Connect, resubscribe, run the hooks: the link is ready when this returns. */
+  const establish = async (c: Conn) => {
+    const results = await c.connected;
+    if (current !== c) throw new Error(`${name}: Redis connection superseded`);
+    for (const r of results) if (r.status === "rejected") throw r.reason;
+    c.open = true;
+    // Before the hooks: a hook that reads state must not miss what is published meanwhile.
+    for (const channel of [...listeners.keys()]) await ensureSubscribed(c, channel);
+    const s = session(c);
+    for (const hook of [...hooks]) await hook(s);
+  };
+
+  const connect = async (): Promise<void> => {
+    if (closed) return;
+    let c: Conn;
+    try {
+      const cmd = createClient(clientOptions());
+      const sub = cmd.duplicate();
+      const self = (): Conn => c;
+      for (const client of [cmd, sub]) {
+        // An 'error' listener is mandatory (EventEmitter throws without one). With
+        // reconnectStrategy false, 'terminated' means that socket is gone for good.
+        client.on("error", (err: unknown) => {
+          if (readyConn === self()) lost(self(), err);
+        });
+        client.on("terminated", (err: unknown) => lost(self(), err));
+      }
+      c = {
+        cmd,
+        sub,
+        connected: Promise.allSettled([cmd.connect(), sub.connect()]),
+        open: false,
+        subscribed: new Set(),
+      };
+    } catch (err) {
+      noteOutage(err);
+      schedule();
+      return;
+    }
+    current = c;
+    try {
+      await deadline(establish(c), attemptTimeout);
+    } catch (err) {
+      if (closed) return;
+      if (current === c) {
+        current = null;
+        destroy(c);
+      }
+      noteOutage(err);
+      schedule();
+      return;
+    }
+    if (closed || current !== c) return;
+    readyConn = c;
+    attempt = 0;
+    heartbeat(c);
+    if (outageLogged) {
+      outageLogged = false;
+      logger.info(`${name}: Redis reachable again; state resynchronised`);
+    }
+    setReady(true);
+  };
+
+  /**
+   * A failed call on the ready pair: a command error leaves the pair alone; anything else
+   * (but a full queue, which is load, not a broken link) drops it.
+   */
+  const failure = (c: Conn, err: unknown): Error => {
+    if (err instanceof ErrorReply && !SERVER_UNAVAILABLE.test(err.message)) {
+      return new StateCommandError(err.message, { cause: err });
+    }
+    if (err instanceof StateCommandError) return err;
+    if (!(err instanceof Error && err.message === QUEUE_FULL)) lost(c, err);
+    return new StateUnavailable(`${name}: Redis unavailable: ${errorText(err)}`, { cause: err });
+  };
+
+  const onReady = async <T>(f: (c: Conn) => Promise<T>): Promise<T> => {
+    const c = readyConn;
+    if (!c) throw new StateUnavailable(`${name}: Redis is not connected`);
+    try {
+      return await f(c);
+    } catch (err) {
+      throw failure(c, err);
+    }
+  };
+
+  attemptDone = connect();
+
+  return {
+    ready: () => readyConn !== null,
+    onStateChange(cb) {
+      stateListeners.add(cb);
+      return () => stateListeners.delete(cb);
+    },
+    onConnect(hook) {
+      hooks.add(hook);
+      return () => hooks.delete(hook);
+    },
+    command: (args) => onReady((c) => sendOn(c, args)),
+    eval: (script, keys, args) => onReady((c) => evalOn(c, script, keys, args)),
+    async publish(channel, message) {
+      await onReady((c) => sendOn(c, ["PUBLISH", channel, message]));
+    },
+
+    async subscribe(channel, onMessage) {
+      if (closed) throw new StateUnavailable(`${name}: the Redis link is closed`);
+      // A wrapper per call, so the same function subscribed twice unsubscribes separately.
+      const cb = (message: string) => onMessage(message);
+      let set = listeners.get(channel);
+      if (!set) listeners.set(channel, set = new Set());
+      set.add(cb);
+      const c = current;
+      if (c?.open) {
+        try {
+          await deadline(ensureSubscribed(c, channel), commandTimeout);
+        } catch (err) {
+          // Restored with the next pair; a pair still connecting fails its own attempt.
+          if (readyConn === c) lost(c, err);
+        }
+      }
+      return async () => {
+        const set = listeners.get(channel);
+        if (!set?.delete(cb) || set.size > 0) return;
+        listeners.delete(channel);
+        const c = current;
+        if (!c?.subscribed.delete(channel)) return;
+        // Best effort: a channel without listeners is dropped by dispatch() anyway.
+        await deadline(c.sub.unsubscribe(channel), commandTimeout).catch(() => {});
+      };
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      timers.clearTimeout(retryTimer);
+      timers.clearTimeout(heartbeatTimer);
+      retryTimer = heartbeatTimer = undefined;
+      const c = current;
+      const wasReady = readyConn !== null;
+      current = null;
+      readyConn = null;
+      if (wasReady) setReady(false);
+      if (c) {
+        // Graceful first (replies in flight are let through), then make sure.
+        const quit = (client: Client) => {
+          try {
+            return client.close();
+          } catch { /* never connected, or already closed */ }
+        };
+        await deadline(Promise.allSettled([quit(c.sub), quit(c.cmd)]), commandTimeout)
+          .catch(() => {});
+        destroy(c);
+        // A connect still in flight ends within its connect timeout once destroyed; a
+        // socket it opened meanwhile is destroyed by the second pass.
+        await c.connected;
+        destroy(c);
+      }
+      await attemptDone;
+    },
+  };
+}
+
+/** node-redis' RESP2 reply as the store's type (verbatim strings, integers, nil, arrays). */
+function toReply(x: unknown): StateReply {
+  if (x === null || typeof x === "string" || typeof x === "number") return x;
+  if (Array.isArray(x)) return x.map(toReply);
+  throw new StateCommandError(`unexpected Redis reply of type ${typeof x}`);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
