@@ -26,6 +26,11 @@ export type Script =
     delayMs?: number;
     endless?: boolean;
     includeUsage?: boolean;
+    /**
+     * The stream sends its first (role) chunk, then holds the rest until `gate` resolves:
+     * a stream that is provably still running while the test does something else.
+     */
+    gate?: Promise<void>;
   }
   | {
     /**
@@ -46,6 +51,11 @@ export interface FakeUpstream {
   readonly cancelled: Promise<void>;
   /** Resolves when the gateway aborted a request that was still waiting for its answer. */
   readonly aborted: Promise<void>;
+  /**
+   * Resolves once `count` requests were recorded in all. The request's script is already
+   * fixed by then, so a `script()` call after it answers only the requests that follow.
+   */
+  received(count: number): Promise<void>;
   script(next: Script): void;
   close(): Promise<void>;
 }
@@ -78,6 +88,7 @@ export function startFakeUpstream(): FakeUpstream {
   const requests: RecordedRequest[] = [];
   const { promise: cancelled, resolve: onCancel } = Promise.withResolvers<void>();
   const { promise: aborted, resolve: onAbort } = Promise.withResolvers<void>();
+  const arrivals = new Set<{ count: number; resolve: () => void }>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const wait = (ms: number, signal?: AbortSignal) =>
     new Promise<void>((resolve) => {
@@ -103,6 +114,12 @@ export function startFakeUpstream(): FakeUpstream {
       body,
     });
     const s = current;
+    for (const a of arrivals) {
+      if (requests.length >= a.count) {
+        arrivals.delete(a);
+        a.resolve();
+      }
+    }
     if (s.kind === "hang") {
       await wait(30_000, req.signal);
       return new Response(null, { status: 204 });
@@ -143,6 +160,12 @@ export function startFakeUpstream(): FakeUpstream {
     return new Response(
       new ReadableStream<Uint8Array>({
         async pull(controller) {
+          if (i === 1 && s.gate) {
+            await Promise.race([
+              s.gate,
+              new Promise((resolve) => abort.signal.addEventListener("abort", resolve)),
+            ]);
+          }
           if (i > 0 && s.delayMs) await wait(s.delayMs, abort.signal);
           if (abort.signal.aborted) return;
           if (i === 0) controller.enqueue(enc.encode(chunk({ role: "assistant", content: "" })));
@@ -180,6 +203,12 @@ export function startFakeUpstream(): FakeUpstream {
     requests,
     cancelled,
     aborted,
+    received(count) {
+      if (requests.length >= count) return Promise.resolve();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      arrivals.add({ count, resolve });
+      return promise;
+    },
     script(next) {
       current = next;
     },

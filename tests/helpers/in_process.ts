@@ -1,22 +1,47 @@
 /**
- * The gateway in this process: the real app and Runtime built from a YAML config, served
- * on a free localhost port (SDKs need a URL), with the real `fetch` towards upstreams.
- * Faster than a daemon subprocess, and the Runtime is at hand for assertions.
+ * The gateway in this process: the real app and Runtime built from a YAML config, with the
+ * real `fetch` towards upstreams. `request()` calls the app directly (no socket); `url()`
+ * serves it on a free localhost port, opened on first use, for SDKs that need a URL.
+ * Faster than a daemon subprocess, and the Runtime, its log lines and its clock are at hand.
+ * Tests that need the real process (listeners, the socket, signals, permissions, hot reload,
+ * startup errors) use tests/integration/daemon.ts instead.
  * @module
  */
 import { type Config, parseConfigText } from "../../src/config/mod.ts";
-import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
+import {
+  type BreakerStore,
+  breakerTiming,
+  createMemoryBreakerStore,
+} from "../../src/breaker/mod.ts";
 import { createRoutingState } from "../../src/routing/mod.ts";
-import { buildRuntime, type Runtime } from "../../src/runtime.ts";
+import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import { createApp } from "../../src/server/app.ts";
+import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
 export interface InProcessGateway {
-  /** `http://127.0.0.1:<port>` + `path`. */
+  /** `http://127.0.0.1:<port>` + `path`; the first call starts serving on a free port. */
   url(path: string): string;
+  /** The app answers `path` directly, as `fetch(url(path), init)` would over TCP. */
+  request(path: string, init?: RequestInit): Promise<Response>;
   readonly runtime: Runtime;
-  /** Log lines the Runtime wrote. */
+  /** Log lines (each ending in "\n") the Runtime and the breaker store wrote, in order. */
   readonly logs: string[];
+  /** Every log line so far, as one text (what a daemon's `logs()` returns). */
+  logText(): string;
+  /** Resolves once a log line containing `text` is written; rejects after `timeoutMs`. */
+  waitForLog(text: string, timeoutMs?: number): Promise<void>;
+  /** Stops serving (if it did) and closes the breaker store. */
   close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  /** The Runtime's wall clock (breaker cooldowns, key cooldowns, deadlines): see `testClock`. */
+  readonly now?: () => number;
+  /**
+   * The breaker's state store (e.g. Redis, shared by several gateways); by default the
+   * memory store. The gateway closes it on `close()`.
+   */
+  readonly breakerStore?: (config: Config, logger: Logger) => BreakerStore;
 }
 
 /**
@@ -26,28 +51,95 @@ export interface InProcessGateway {
 export function startGateway(
   source: string | Config,
   env: Readonly<Record<string, string>> = {},
+  opts: GatewayOptions = {},
 ): InProcessGateway {
   const config = typeof source === "string"
     ? parseConfigText(source, (name) => env[name], "in-process.yaml").config
     : source;
   const logs: string[] = [];
+  const waiters = new Set<{ needle: string; resolve: () => void }>();
+  const write = (line: string) => {
+    logs.push(line);
+    for (const w of waiters) {
+      if (line.includes(w.needle)) {
+        waiters.delete(w);
+        w.resolve();
+      }
+    }
+  };
+  const breakerStore = opts.breakerStore
+    ? opts.breakerStore(
+      config,
+      createLogger({
+        level: config.logging.level,
+        format: config.logging.format,
+        redact: createRedactor(secretsOf(config)),
+        write,
+      }),
+    )
+    : createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker));
   const runtime = buildRuntime(config, 1, {
     fetch: globalThis.fetch,
     random: Math.random,
-    routing: createRoutingState(),
-    breakerStore: createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker)),
-    write: (line) => logs.push(line),
+    ...(opts.now ? { now: opts.now } : {}),
+    routing: createRoutingState(opts.now),
+    breakerStore,
+    write,
   });
   const app = createApp({ runtime: () => runtime, isReady: () => true });
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }),
-  );
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  const logText = () => logs.join("");
   return {
-    url: (path) => `http://127.0.0.1:${server.addr.port}${path}`,
+    url(path) {
+      server ??= Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }),
+      );
+      return `http://127.0.0.1:${server.addr.port}${path}`;
+    },
+    // What a client on localhost sends, minus the connection: no remote address.
+    request: async (path, init) => await app.fetch(new Request(`http://localhost${path}`, init)),
     runtime,
     logs,
-    close: () => server.shutdown(),
+    logText,
+    waitForLog(needle, timeoutMs = 10_000) {
+      if (logText().includes(needle)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const waiter = {
+          needle,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`log "${needle}" not seen; logs:\n${logText()}`));
+        }, timeoutMs);
+        waiters.add(waiter);
+      });
+    },
+    async close() {
+      await server?.shutdown();
+      await breakerStore.close();
+    },
+  };
+}
+
+/** A wall clock for `GatewayOptions.now`: real time, moved forward on demand. */
+export interface TestClock {
+  now(): number;
+  /** Jump `ms` ahead: a cooldown or a window passes without waiting for it. */
+  advance(ms: number): void;
+}
+
+export function testClock(): TestClock {
+  let offset = 0;
+  return {
+    now: () => Date.now() + offset,
+    advance(ms) {
+      offset += ms;
+    },
   };
 }
 

@@ -1,20 +1,17 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
-import { startDaemon } from "./daemon.ts";
+import { startGateway } from "../helpers/in_process.ts";
 
 Deno.test("npm:openai → Pilotfish → Anthropic: text, image input, usage, errors", async (t) => {
   const anthropic = startFakeAnthropic();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-configured-0001 }] }
 routing:
   failover: { enabled: false }
 `);
-  const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "placeholder", maxRetries: 0 });
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "placeholder", maxRetries: 0 });
   try {
     await t.step("plain text with usage (cache tokens counted as prompt)", async () => {
       anthropic.script({ json: "response_text", sse: "stream_text" });
@@ -104,7 +101,7 @@ routing:
       assert.equal(anthropic.requests.length, before, "rejected before any upstream call");
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await anthropic.close();
   }
 });

@@ -5,7 +5,7 @@ import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { bedrockClientVia } from "../fakes/bedrock_client.ts";
 import { startFakeBedrock, TEST_CREDENTIALS } from "../fakes/fake_bedrock.ts";
-import { startDaemon } from "./daemon.ts";
+import { startGateway } from "../helpers/in_process.ts";
 
 const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 const hello = {
@@ -15,10 +15,7 @@ const hello = {
 
 Deno.test("Bedrock SigV4 passthrough: the AWS SDK's signature survives Pilotfish", async (t) => {
   const bedrock = startFakeBedrock("us-west-2");
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   bedrock: { enabled: true, region: us-west-2, endpoint: "${bedrock.url}" }
 routing:
@@ -32,7 +29,7 @@ features:
     max_transient_retries: 0
     max_rate_limit_retries: 0
 `);
-  const client = bedrockClientVia(d.url(""), { prefix: "/bedrock" });
+  const client = bedrockClientVia(gw.url(""), { prefix: "/bedrock" });
   try {
     await t.step(
       "Converse: signature verifies, %3A arrives as signed, answer intact, usage recorded",
@@ -46,9 +43,9 @@ features:
           "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse",
         );
         assert.ok(seen.headers.get("x-amz-security-token"), "the session token rode through");
-        await d.waitForLog(`"route":"/bedrock/*"`);
-        await d.waitForLog(`"prompt_tokens":11`);
-        assert.match(d.logs(), new RegExp(`"model":"${MODEL.replace(".", "\\.")}"`));
+        await gw.waitForLog(`"route":"/bedrock/*"`);
+        await gw.waitForLog(`"prompt_tokens":11`);
+        assert.match(gw.logText(), new RegExp(`"model":"${MODEL.replace(".", "\\.")}"`));
       },
     );
 
@@ -67,14 +64,14 @@ features:
         assert.equal(text, "Hello from Bedrock");
         assert.equal(usage?.inputTokens, 21);
         assert.equal(bedrock.requests.at(-1)!.signatureValid, true);
-        await d.waitForLog(`"prompt_tokens":21,"completion_tokens":9`);
+        await gw.waitForLog(`"prompt_tokens":21,"completion_tokens":9`);
       },
     );
 
     await t.step(
       "a request tampered with after signing is rejected by Bedrock (the check is real)",
       async () => {
-        const tampered = bedrockClientVia(d.url(""), { prefix: "/bedrock", tamper: true });
+        const tampered = bedrockClientVia(gw.url(""), { prefix: "/bedrock", tamper: true });
         await assert.rejects(tampered.send(new ConverseCommand(hello)), (err: Error) => {
           assert.equal(err.name, "InvalidSignatureException");
           return true;
@@ -104,7 +101,7 @@ features:
             "/bedrock//evil/model/x/converse",
           ]
         ) {
-          const res = await fetch(d.url(path), { method: "POST", body: JSON.stringify(hello) });
+          const res = await gw.request(path, { method: "POST", body: JSON.stringify(hello) });
           assert.equal(res.status, 400, path);
           assert.equal(res.headers.get("x-amzn-errortype"), "ValidationException");
           assert.match((await res.json()).message, /segment|backslash/);
@@ -152,7 +149,7 @@ features:
           /LLM_PROXY_PROVIDER_DEGRADED/,
         );
         assert.equal(bedrock.requests.length, before, "open: fast-failed without calling Bedrock");
-        const h = await (await fetch(d.url("/health"))).json();
+        const h = await (await gw.request("/health")).json();
         assert.equal(h.circuit_breaker.providers.bedrock.state, "open");
       },
     );
@@ -185,7 +182,7 @@ features:
         );
         const headers = { ...signed.headers };
         delete headers.host;
-        const res = await d.socketFetch(`/bedrock${path}`, { method: "POST", headers, body });
+        const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
         assert.equal(res.status, 200);
         assert.equal((await res.json()).output.message.content[0].text, "Hello from Bedrock");
         assert.equal(bedrock.requests.at(-1)!.signatureValid, true);
@@ -197,32 +194,29 @@ features:
     );
   } finally {
     client.destroy();
-    await d.stop();
+    await gw.close();
     await bedrock.close();
   }
 });
 
 Deno.test("/bedrock/* is opt-in: without a bedrock provider it is a 404 in AWS's shape", async () => {
-  const d = await startDaemon(
-    "server:\n  port: {{PORT}}\n  socket: {{SOCKET}}\nproviders:\n  mock: {}\n",
+  const gw = startGateway(
+    "providers:\n  mock: {}\n",
   );
   try {
-    const res = await fetch(d.url("/bedrock/model/x/converse"), { method: "POST", body: "{}" });
+    const res = await gw.request("/bedrock/model/x/converse", { method: "POST", body: "{}" });
     assert.equal(res.status, 404);
     assert.equal(res.headers.get("x-amzn-errortype"), "ResourceNotFoundException");
     assert.match((await res.json()).message, /No bedrock provider is configured/);
   } finally {
-    await d.stop();
+    await gw.close();
   }
 });
 
 Deno.test("Bedrock errors reach the client exactly as Bedrock sent them, and are counted", async () => {
   const bedrock = startFakeBedrock("us-west-2");
   // mode log: the breaker observes (and counts) without ever replacing an answer.
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   bedrock: { enabled: true, region: us-west-2, endpoint: "${bedrock.url}" }
 features:
@@ -233,7 +227,7 @@ features:
     max_transient_retries: 0
     max_rate_limit_retries: 0
 `);
-  const client = bedrockClientVia(d.url(""), { prefix: "/bedrock" });
+  const client = bedrockClientVia(gw.url(""), { prefix: "/bedrock" });
   try {
     for (
       const [status, type, message] of [
@@ -253,12 +247,12 @@ features:
         },
       );
     }
-    const h = await (await fetch(d.url("/health"))).json();
+    const h = await (await gw.request("/health")).json();
     assert.equal(h.circuit_breaker.providers.bedrock.state, "open", "two 503s counted: open");
     assert.equal(h.circuit_breaker.providers.bedrock.failures, 2, "the throttle is not a failure");
   } finally {
     client.destroy();
-    await d.stop();
+    await gw.close();
     await bedrock.close();
   }
 });

@@ -1,14 +1,12 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { chatBody, startDaemon } from "./daemon.ts";
+import { startGateway, testClock } from "../helpers/in_process.ts";
+import { chatBody } from "./daemon.ts";
 
 const DEGRADED_BODY =
   '{"error":{"message":"[LLM_PROXY_PROVIDER_DEGRADED] Provider up is currently degraded or unavailable. Please try again later.","type":"provider_degraded","code":"provider_degraded"}}';
 
 const config = (url: string, extra = "") => `
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
 providers:
   up: { base_url: "${url}/v1", keys: [{ key: sk-cb-0001 }] }
 routing:
@@ -27,9 +25,13 @@ ${extra}`;
 
 Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypass, test mode", async (t) => {
   const up = startFakeUpstream();
-  const d = await startDaemon(config(up.url, "    per_provider_rollup_threshold: 2\n"));
+  // The cooldowns pass on this clock, not by waiting them out.
+  const clock = testClock();
+  const gw = startGateway(config(up.url, "    per_provider_rollup_threshold: 2\n"), {}, {
+    now: clock.now,
+  });
   const ask = (model: string, init: RequestInit = {}, query = "") =>
-    fetch(d.url(`/v1/chat/completions${query}`), {
+    gw.request(`/v1/chat/completions${query}`, {
       method: "POST",
       body: chatBody(model),
       ...init,
@@ -65,7 +67,7 @@ Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypa
     });
 
     await t.step("/health reports the open key, llm-proxy's block and legacy fields", async () => {
-      const h = await (await fetch(d.url("/health"))).json();
+      const h = await (await gw.request("/health")).json();
       assert.equal(h.features.circuit_breaker, true);
       assert.equal(h.circuit_breaker.enabled, true);
       assert.equal(h.circuit_breaker.mode, "on");
@@ -106,7 +108,7 @@ Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypa
     await t.step(
       "half-open after the cooldown: a failed probe re-opens, a good one closes",
       async () => {
-        await new Promise((r) => setTimeout(r, 1_100));
+        clock.advance(1_100);
         up.script({ kind: "json", status: 503, body: { error: { message: "still down" } } });
         let res = await ask("up/gpt-4o");
         assert.equal(res.status, 503);
@@ -116,7 +118,7 @@ Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypa
         assert.equal(res.status, 503);
         await res.body?.cancel();
         assert.equal(up.requests.length, probes, "re-opened: fast-fail again");
-        await new Promise((r) => setTimeout(r, 1_100));
+        clock.advance(1_100);
         up.script({ kind: "json" });
         res = await ask("up/gpt-4o");
         assert.equal(res.status, 200, "probe succeeded");
@@ -154,12 +156,12 @@ Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypa
       assert.equal(res.status, 503, "a closed key fast-fails under the rollup");
       await res.body?.cancel();
       assert.equal(up.requests.length, before);
-      const h = await (await fetch(d.url("/health"))).json();
+      const h = await (await gw.request("/health")).json();
       assert.equal(h.circuit_breaker.providers.up.rollup.open, true);
       assert.equal(h.circuit_breaker.providers.up.rollup.count, 2);
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
   }
 });
@@ -167,10 +169,10 @@ Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypa
 Deno.test("breaker mode log observes only; the degraded signal follows the route's format", async () => {
   const up = startFakeUpstream();
   up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
-  const d = await startDaemon(config(up.url, "    mode: log\n"));
+  const gw = startGateway(config(up.url, "    mode: log\n"));
   try {
     for (let i = 0; i < 4; i++) {
-      const res = await fetch(d.url("/v1/chat/completions"), {
+      const res = await gw.request("/v1/chat/completions", {
         method: "POST",
         body: chatBody("up/gpt-4o"),
       });
@@ -178,21 +180,18 @@ Deno.test("breaker mode log observes only; the degraded signal follows the route
       await res.body?.cancel();
     }
     assert.equal(up.requests.length, 8, "never fast-fails");
-    const h = await (await fetch(d.url("/health"))).json();
+    const h = await (await gw.request("/health")).json();
     assert.equal(h.circuit_breaker.mode, "log");
     assert.equal(h.circuit_breaker.providers.up.state, "open");
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
   }
 });
 
 Deno.test("breaker on native passthrough: llm-proxy's own routes trip, fast-fail and strip the switches", async () => {
   const up = startFakeUpstream();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   openai: { base_url: "${up.url}/v1" }
 routing:
@@ -207,7 +206,7 @@ features:
     test_mode_enabled: true
 `);
   const call = (query = "", headers: Record<string, string> = {}) =>
-    fetch(d.url(`/openai/v1/chat/completions${query}`), {
+    gw.request(`/openai/v1/chat/completions${query}`, {
       method: "POST",
       headers: { authorization: "Bearer sk-client", ...headers },
       body: chatBody("gpt-4o"),
@@ -251,7 +250,7 @@ features:
     assert.equal(bad.status, 400);
     assert.deepEqual(await bad.json(), { error: { message: "bad" } });
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
   }
 });
@@ -291,10 +290,7 @@ function startSequenced() {
 
 Deno.test("the breaker's own retries hold with routing.failover disabled, on every route", async (t) => {
   const up = startSequenced();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   openai: { base_url: "${up.url}/v1", keys: [{ key: sk-cb-0002 }] }
 routing:
@@ -315,7 +311,7 @@ features:
   ];
   // Unified routes name the provider in the model; the native route is the provider.
   const ask = (path: string, headers: Record<string, string>) =>
-    fetch(d.url(path), {
+    gw.request(path, {
       method: "POST",
       headers,
       body: chatBody(path.startsWith("/v1/") ? "openai/gpt-4o" : "gpt-4o"),
@@ -333,6 +329,7 @@ features:
 
       await t.step(`${name}: a 429 is retried after its Retry-After`, async () => {
         const before = up.hits();
+        // The gateway really waits out Retry-After: that wait is what this step measures.
         up.then({ status: 429, headers: { "retry-after": "1" } });
         const started = performance.now();
         const res = await ask(path, headers);
@@ -368,7 +365,7 @@ features:
       });
     }
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
   }
 });

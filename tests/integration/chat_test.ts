@@ -5,11 +5,11 @@ import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
 import { chatBody, startDaemon } from "./daemon.ts";
 
+/** The daemon's listeners; the in-process gateway has none to configure. */
+const SERVER = "server:\n  port: {{PORT}}\n  socket: {{SOCKET}}\n";
+
 const CONFIG = (upstream: string) => `
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
-providers:
+${SERVER}providers:
   mock: {}
   up:
     base_url: ${upstream}/v1
@@ -152,11 +152,11 @@ Deno.test("daemon serves chat completions over TCP and the Unix socket", async (
   }
 });
 
-Deno.test("the official openai SDK works against the daemon (non-stream and stream)", async () => {
+Deno.test("the official openai SDK works against the gateway (non-stream and stream)", async () => {
   const upstream = startFakeUpstream();
-  const d = await startDaemon(CONFIG(upstream.url));
+  const gw = startGateway(CONFIG(upstream.url).replace(SERVER, ""));
   try {
-    const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "unused", maxRetries: 0 });
+    const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "unused", maxRetries: 0 });
     const completion = await client.chat.completions.create({
       model: "mock/echo",
       messages: [{ role: "user", content: "Say hello" }],
@@ -197,7 +197,7 @@ Deno.test("the official openai SDK works against the daemon (non-stream and stre
         err instanceof OpenAI.NotFoundError && /Unknown model "nope\/x"/.test(err.message),
     );
   } finally {
-    await d.stop();
+    await gw.close();
     await upstream.close();
   }
 });
@@ -211,16 +211,13 @@ Deno.test("GET /v1/models lists what an OpenAI-compatible provider serves when n
       data: [{ id: "gpt-4o", object: "model" }, { id: "gpt-4o-mini", object: "model" }],
     },
   });
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   listed: { base_url: "${up.url}/v1", keys: [{ key: sk-list-0001 }] }
   fixed: { base_url: "${up.url}/v1", models: [only-this] }
 `);
   try {
-    const json = await (await fetch(d.url("/v1/models"))).json();
+    const json = await (await gw.request("/v1/models")).json();
     const ids = json.data.map((m: { id: string }) => m.id);
     assert.ok(ids.includes("listed/gpt-4o") && ids.includes("listed/gpt-4o-mini"), ids.join());
     assert.ok(ids.includes("fixed/only-this"));
@@ -228,10 +225,10 @@ providers:
     const asked = up.requests.filter((r) => r.path === "/v1/models");
     assert.equal(asked.length, 1);
     assert.equal(asked[0]?.headers.get("authorization"), "Bearer sk-list-0001");
-    await (await fetch(d.url("/v1/models"))).body?.cancel();
+    await (await gw.request("/v1/models")).body?.cancel();
     assert.equal(up.requests.filter((r) => r.path === "/v1/models").length, 1, "cached");
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
   }
 });

@@ -1,6 +1,9 @@
 /**
  * Run the real daemon as a subprocess, exactly as `deno task start` does (scripts/start.sh,
  * which derives the permission flags from the config), and talk to it over TCP or its socket.
+ * For what only the process shows: listeners and the socket, signals and draining, granted
+ * permissions, hot reload through the file watcher, startup errors and the CLI. Everything
+ * else runs in process (tests/helpers/in_process.ts), which is much cheaper.
  */
 const ROOT = new URL("../../", import.meta.url).pathname;
 

@@ -18,7 +18,8 @@ import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { startFakeBedrock, TEST_CREDENTIALS } from "../fakes/fake_bedrock.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { chatBody, startDaemon } from "./daemon.ts";
+import { startGateway } from "../helpers/in_process.ts";
+import { chatBody } from "./daemon.ts";
 
 const MARKER = "[LLM_PROXY_PROVIDER_DEGRADED]";
 const message = (provider: string) =>
@@ -42,10 +43,7 @@ Deno.test("the degraded signal is llm-proxy's, byte for byte, on every route and
   bedrock.script({
     error: { status: 503, type: "ServiceUnavailableException", message: "Bedrock is down" },
   });
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-openai-000001 }] }
   anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-000002 }] }
@@ -73,7 +71,7 @@ features:
   try {
     await t.step("/v1/chat/completions: body exact; the openai SDK error carries it", async () => {
       const before = openai.requests.length;
-      const res = await fetch(d.url("/v1/chat/completions"), {
+      const res = await gw.request("/v1/chat/completions", {
         method: "POST",
         body: chatBody("openai/gpt-4o"),
       });
@@ -81,7 +79,7 @@ features:
       assert.equal(res.headers.get("x-pilotfish-model"), "gpt-4o");
       assert.equal(openai.requests.length, before + 2, "retried although failover is off");
 
-      const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "unused", maxRetries: 0 });
+      const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "unused", maxRetries: 0 });
       const err = await client.chat.completions.create({
         model: "openai/gpt-4o",
         messages: [{ role: "user", content: "hi" }],
@@ -94,7 +92,7 @@ features:
     });
 
     await t.step("/v1/messages: the same body, not Anthropic's envelope", async () => {
-      const res = await fetch(d.url("/v1/messages"), {
+      const res = await gw.request("/v1/messages", {
         method: "POST",
         body: JSON.stringify({
           model: "anthropic/claude-x",
@@ -105,7 +103,7 @@ features:
       assert.equal(await check(res, "anthropic"), signal("anthropic"));
       assert.equal(res.headers.get("x-pilotfish-model"), "claude-x");
 
-      const client = new Anthropic({ baseURL: d.url(""), apiKey: "unused", maxRetries: 0 });
+      const client = new Anthropic({ baseURL: gw.url(""), apiKey: "unused", maxRetries: 0 });
       const err = await client.messages.create({
         model: "anthropic/claude-x",
         max_tokens: 50,
@@ -120,7 +118,7 @@ features:
     await t.step("/anthropic/v1/messages (passthrough): the Anthropic SDK sees it", async () => {
       const before = anthropic.requests.length;
       const client = new Anthropic({
-        baseURL: d.url("/anthropic"),
+        baseURL: gw.url("/anthropic"),
         apiKey: "sk-ant-client",
         maxRetries: 0,
       });
@@ -134,7 +132,7 @@ features:
       assert.ok(err.message.includes(MARKER), err.message);
       assert.deepEqual(err.error, JSON.parse(signal("anthropic")));
       assert.equal(anthropic.requests.length, before + 2);
-      const res = await fetch(d.url("/anthropic/v1/messages"), {
+      const res = await gw.request("/anthropic/v1/messages", {
         method: "POST",
         headers: { "x-api-key": "sk-ant-client", "anthropic-version": "2023-06-01" },
         body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 5, messages: [] }),
@@ -146,7 +144,7 @@ features:
     await t.step("/gemini (passthrough): the Google GenAI SDK sees it", async () => {
       const client = new GoogleGenAI({
         apiKey: "client-key",
-        httpOptions: { baseUrl: d.url("/gemini") },
+        httpOptions: { baseUrl: gw.url("/gemini") },
       });
       const err = await client.models.generateContent({
         model: "gemini-2.5-flash",
@@ -156,7 +154,7 @@ features:
       assert.equal(err.status, 503);
       assert.ok(err.message.includes(MARKER), err.message);
       const res = await fetch(
-        d.url("/gemini/v1beta/models/gemini-2.5-flash:generateContent"),
+        gw.url("/gemini/v1beta/models/gemini-2.5-flash:generateContent"),
         { method: "POST", body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }) },
       );
       assert.equal(await check(res, "gemini"), signal("gemini"));
@@ -165,7 +163,7 @@ features:
 
     await t.step("/openai/v1/* and /native/{provider}/*: the same bytes", async () => {
       for (const path of ["/openai/v1/chat/completions", "/native/openai/chat/completions"]) {
-        const res = await fetch(d.url(path), {
+        const res = await gw.request(path, {
           method: "POST",
           headers: { authorization: "Bearer sk-client" },
           body: chatBody("gpt-4o"),
@@ -178,7 +176,7 @@ features:
     await t.step(
       "/bedrock: the same object plus a top-level message; the AWS SDK raises ServiceUnavailableException",
       async () => {
-        const client = bedrockClientVia(d.url(""), { prefix: "/bedrock" });
+        const client = bedrockClientVia(gw.url(""), { prefix: "/bedrock" });
         const err = await client.send(
           new ConverseCommand({
             modelId: BEDROCK_MODEL,
@@ -216,7 +214,7 @@ features:
         const headers = { ...signed.headers };
         delete headers.host;
         const before = bedrock.requests.length;
-        const res = await fetch(d.url(`/bedrock${path}`), { method: "POST", headers, body });
+        const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
         assert.equal(bedrock.requests.length, before + 2);
         assert.ok(bedrock.requests.slice(before).every((r) => r.signatureValid));
         assert.equal(res.headers.get("x-amzn-errortype"), "ServiceUnavailableException");
@@ -233,7 +231,7 @@ features:
       },
     );
   } finally {
-    await d.stop();
+    await gw.close();
     await openai.close();
     await anthropic.close();
     await gemini.close();

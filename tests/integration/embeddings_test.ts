@@ -3,7 +3,6 @@ import OpenAI from "openai";
 import { embeddedDefault } from "../../src/config/mod.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
-import { startDaemon } from "./daemon.ts";
 
 const EMBEDDINGS = {
   object: "list",
@@ -20,10 +19,7 @@ Deno.test("POST /v1/embeddings through the openai SDK, with failover and errors"
   const up = startFakeUpstream();
   broken.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
   up.script({ kind: "json", body: EMBEDDINGS });
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   mock: {}
   broken: { base_url: "${broken.url}/v1" }
@@ -34,7 +30,7 @@ routing:
   failover:
     backoff: { initial: 5ms, max: 10ms }
 `);
-  const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "unused", maxRetries: 0 });
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "unused", maxRetries: 0 });
   try {
     await t.step("float vectors, usage, failover to the working provider", async () => {
       const { data: r, response } = await client.embeddings.create({
@@ -62,7 +58,7 @@ routing:
           [{ input: "a" }, "model"],
         ] as const
       ) {
-        const res = await fetch(d.url("/v1/embeddings"), {
+        const res = await gw.request("/v1/embeddings", {
           method: "POST",
           body: JSON.stringify(body),
         });
@@ -72,13 +68,13 @@ routing:
     });
 
     await t.step("a provider without embeddings is a clear 400; unknown model 404", async () => {
-      let res = await fetch(d.url("/v1/embeddings"), {
+      let res = await gw.request("/v1/embeddings", {
         method: "POST",
         body: JSON.stringify({ model: "mock/echo", input: "a" }),
       });
       assert.equal(res.status, 400);
       assert.match((await res.json()).error.message, /Provider "mock" has no embeddings API/);
-      res = await fetch(d.url("/v1/embeddings"), {
+      res = await gw.request("/v1/embeddings", {
         method: "POST",
         body: JSON.stringify({ model: "nope/x", input: "a" }),
       });
@@ -86,7 +82,7 @@ routing:
       await res.body?.cancel();
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await broken.close();
     await up.close();
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { chatBody, freePort, startDaemon } from "./daemon.ts";
+import { closedPort, startGateway } from "../helpers/in_process.ts";
+import { chatBody } from "./daemon.ts";
 
 interface OpenAIError {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -18,11 +19,9 @@ async function post(url: string, body: BodyInit, headers: Record<string, string>
 
 Deno.test("every bad request gets a clear OpenAI error, never a 500 or a hang", async (t) => {
   const upstream = startFakeUpstream();
-  const closedPort = freePort();
-  const d = await startDaemon(`
+  const down = closedPort();
+  const gw = startGateway(`
 server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
   max_body_bytes: 2048
 routing:
   failover: { enabled: false }
@@ -33,9 +32,9 @@ providers:
     timeout: 300ms
     keys: [{ key: sk-test-0001 }]
   down:
-    base_url: http://127.0.0.1:${closedPort}/v1
+    base_url: http://127.0.0.1:${down}/v1
 `);
-  const url = d.url("/v1/chat/completions");
+  const url = gw.url("/v1/chat/completions");
   try {
     await t.step("malformed JSON → 400", async () => {
       const r = await post(url, "{not json");
@@ -140,6 +139,7 @@ providers:
     });
 
     await t.step("x-gateway.timeout overrides the provider timeout", async () => {
+      // Slower than the provider's 300ms timeout on purpose, within the request's 2s.
       upstream.script({ kind: "json", delayMs: 600 });
       const r = await post(url, chatBody("up/gpt-4o", { "x-gateway": { timeout: 2 } }));
       assert.equal(r.status, 200);
@@ -188,7 +188,7 @@ providers:
       assert.equal(res.status, 405);
       assert.equal(res.headers.get("allow"), "POST");
       assert.equal(((await res.json()) as OpenAIError).error.code, "method_not_allowed");
-      const nf = await fetch(d.url("/v1/nothing"));
+      const nf = await gw.request("/v1/nothing");
       assert.equal(nf.status, 404);
       await nf.body?.cancel();
     });
@@ -208,9 +208,9 @@ providers:
         assert.equal(events.filter((e) => e.includes('"content"')).length >= 3, true);
       },
     );
-    assert.doesNotMatch(d.logs(), /"status":500.*unhandled/);
+    assert.doesNotMatch(gw.logText(), /"status":500.*unhandled/);
   } finally {
-    await d.stop();
+    await gw.close();
     await upstream.close();
   }
 });

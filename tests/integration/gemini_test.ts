@@ -3,7 +3,7 @@ import { GoogleGenAI } from "@google/genai";
 import OpenAI from "openai";
 import { SKIP_THOUGHT_SIGNATURE } from "../../src/providers/gemini/request.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
-import { startDaemon } from "./daemon.ts";
+import { startGateway } from "../helpers/in_process.ts";
 
 const KEY = "gm-test-key-0001";
 
@@ -45,13 +45,10 @@ type SignedToolCall = OpenAI.Chat.ChatCompletionMessageToolCall & {
   extra_content?: { google?: { thought_signature?: string } };
 };
 
-Deno.test("the Gemini adapter through the daemon, driven by the openai SDK", async (t) => {
+Deno.test("the Gemini adapter end to end, driven by the openai SDK", async (t) => {
   const gemini = startFakeGemini();
   // Failover is off so the 429 step reaches the client on the first answer.
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   gemini:
     base_url: ${gemini.url}/v1beta
@@ -59,7 +56,7 @@ providers:
 routing:
   failover: { enabled: false }
 `);
-  const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "sk-placeholder", maxRetries: 0 });
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "sk-placeholder", maxRetries: 0 });
   const lastSent = () => {
     const r = gemini.requests.at(-1);
     assert.ok(r, "Gemini received no request");
@@ -354,27 +351,24 @@ routing:
       assert.equal(gemini.requests.length, before + 1, "no retry with failover disabled");
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await gemini.close();
   }
-  assert.ok(!d.logs().includes(KEY), "the Gemini key reached a log line");
+  assert.ok(!gw.logText().includes(KEY), "the Gemini key reached a log line");
 });
 
 Deno.test("Gemini base_url: the API root (Butter's convention) and a versioned one both work", async (t) => {
   for (const [form, suffix] of [["API root", ""], ["ending in /v1beta", "/v1beta"]] as const) {
     await t.step(form, async () => {
       const gemini = startFakeGemini();
-      const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+      const gw = startGateway(`
 providers:
   gemini: { base_url: "${gemini.url}${suffix}", keys: [{ key: ${KEY} }] }
 `);
       try {
         // Translated: the adapter adds /v1beta to the API root, keeps a versioned base as is.
         gemini.script({ json: "response_text" });
-        const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "sk-x", maxRetries: 0 });
+        const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "sk-x", maxRetries: 0 });
         const completion = await client.chat.completions.create({
           model: "gemini/gemini-2.5-flash",
           messages: [{ role: "user", content: "Hello" }],
@@ -388,7 +382,7 @@ providers:
         // Native, with Google's own SDK: its version segment reaches the API root either way.
         const via = new GoogleGenAI({
           apiKey: "AIza-client-key",
-          httpOptions: { baseUrl: d.url("/gemini") },
+          httpOptions: { baseUrl: gw.url("/gemini") },
         });
         const answer = await via.models.generateContent({
           model: "gemini-2.5-flash",
@@ -400,7 +394,7 @@ providers:
         assert.equal(seen.headers.get("x-goog-api-key"), "AIza-client-key");
         for (const version of ["v1", "v1beta"]) {
           const res = await fetch(
-            d.url(`/gemini/${version}/models/gemini-2.5-flash:generateContent`),
+            gw.url(`/gemini/${version}/models/gemini-2.5-flash:generateContent`),
             { method: "POST", body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }) },
           );
           assert.equal(res.status, 200);
@@ -412,7 +406,7 @@ providers:
           assert.equal(gemini.requests.at(-1)!.headers.get("x-goog-api-key"), KEY, "injected");
         }
       } finally {
-        await d.stop();
+        await gw.close();
         await gemini.close();
       }
     });

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway } from "../helpers/in_process.ts";
 import { chatBody, freePort, runCli, startDaemon } from "./daemon.ts";
+
+/** Where the daemon listens; an in-process gateway leaves them out. */
+const LISTENERS = "  port: {{PORT}}\n  socket: {{SOCKET}}\n";
 
 const upstreamConfig = (url: string, extra = "") => `
 server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
-  reload_interval: 100ms
+${LISTENERS}  reload_interval: 100ms
   drain_timeout: 10s
 providers:
   mock: {}
@@ -17,11 +19,13 @@ ${extra}`;
 
 Deno.test("a client that disconnects mid-stream aborts the upstream request", async () => {
   const upstream = startFakeUpstream();
+  // An endless stream, paced: the client leaves while it still runs.
   upstream.script({ kind: "stream", endless: true, delayMs: 20 });
-  const d = await startDaemon(upstreamConfig(upstream.url));
+  // In process: a client's disconnect over TCP needs a listener, not the daemon.
+  const gw = startGateway(upstreamConfig(upstream.url).replace(LISTENERS, ""));
   try {
     const ac = new AbortController();
-    const res = await fetch(d.url("/v1/chat/completions"), {
+    const res = await fetch(gw.url("/v1/chat/completions"), {
       method: "POST",
       body: chatBody("up/gpt-4o-mini", { stream: true }),
       signal: ac.signal,
@@ -39,19 +43,21 @@ Deno.test("a client that disconnects mid-stream aborts the upstream request", as
       }),
     ]);
     clearTimeout(timer);
-    await d.waitForLog(`"outcome":"client_abort"`);
+    await gw.waitForLog(`"outcome":"client_abort"`);
   } finally {
-    await d.stop();
+    await gw.close();
     await upstream.close();
   }
 });
 
 Deno.test("SIGTERM during a stream lets it finish, then exits 0", async () => {
   const upstream = startFakeUpstream();
+  // The stream holds after its first chunk until the daemon is shutting down.
+  const { promise: gate, resolve: release } = Promise.withResolvers<void>();
   upstream.script({
     kind: "stream",
     chunks: ["a", "b", "c", "d", "e", "f", "g", "h"],
-    delayMs: 80,
+    gate,
   });
   const d = await startDaemon(upstreamConfig(upstream.url));
   try {
@@ -63,6 +69,7 @@ Deno.test("SIGTERM during a stream lets it finish, then exits 0", async () => {
     let text = (await reader.read()).value ?? "";
     d.signal("SIGTERM");
     await d.waitForLog("shutting down");
+    release();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -74,6 +81,7 @@ Deno.test("SIGTERM during a stream lets it finish, then exits 0", async () => {
     assert.match(d.logs(), /shutdown complete/);
     await assert.rejects(Deno.stat(d.socket), Deno.errors.NotFound, "socket file removed at exit");
   } finally {
+    release();
     await d.stop();
     await upstream.close();
   }
@@ -273,7 +281,9 @@ Deno.test("the sandbox: a reload that needs a host the daemon was not granted is
 
 Deno.test("in-flight streams finish on the config they started with", async () => {
   const upstream = startFakeUpstream();
-  upstream.script({ kind: "stream", chunks: ["a", "b", "c", "d", "e", "f"], delayMs: 60 });
+  // The stream holds after its first chunk until the reload is done.
+  const { promise: gate, resolve: release } = Promise.withResolvers<void>();
+  upstream.script({ kind: "stream", chunks: ["a", "b", "c", "d", "e", "f"], gate });
   const d = await startDaemon(upstreamConfig(upstream.url));
   try {
     const res = await fetch(d.url("/v1/chat/completions"), {
@@ -286,6 +296,7 @@ Deno.test("in-flight streams finish on the config they started with", async () =
       `server:\n  port: ${d.port}\n  socket: ${d.socket}\n  reload_interval: 100ms\nproviders:\n  mock: {}\n`,
     );
     await d.waitForLog("config reloaded");
+    release();
     const text = await res.text();
     assert.ok(text.endsWith("data: [DONE]\n\n"), text);
     const after = await fetch(d.url("/v1/chat/completions"), {
@@ -295,6 +306,7 @@ Deno.test("in-flight streams finish on the config they started with", async () =
     assert.equal(after.status, 404, "new requests see the new config");
     await after.body?.cancel();
   } finally {
+    release();
     await d.stop();
     await upstream.close();
   }
@@ -302,6 +314,7 @@ Deno.test("in-flight streams finish on the config they started with", async () =
 
 Deno.test("drain_timeout bounds shutdown when a stream never ends", async () => {
   const upstream = startFakeUpstream();
+  // Endless on purpose (paced, so it does not flood the pipe): drain_timeout must cut it.
   upstream.script({ kind: "stream", endless: true, delayMs: 50 });
   const d = await startDaemon(
     upstreamConfig(upstream.url).replace("drain_timeout: 10s", "drain_timeout: 300ms"),

@@ -1,5 +1,5 @@
 /**
- * `POST /v1/messages` through the real daemon, driven by the official Anthropic SDK: to an
+ * `POST /v1/messages` through the real app, driven by the official Anthropic SDK: to an
  * OpenAI-compatible upstream (translated both ways), to an Anthropic upstream (same-schema
  * passthrough), and every failure in Anthropic's error envelope.
  */
@@ -9,7 +9,6 @@ import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { embeddedDefault } from "../../src/config/mod.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
-import { startDaemon } from "./daemon.ts";
 
 const OPENAI_FIXTURES = new URL("../fixtures/openai/", import.meta.url);
 const ANTHROPIC_FIXTURES = new URL("../fixtures/anthropic/", import.meta.url);
@@ -23,7 +22,7 @@ async function sseEvents(name: string): Promise<string[]> {
   return text.split(/(?<=\n\n)/);
 }
 
-/** The SDK pointed at the daemon; it appends `/v1/messages` to the base URL itself. */
+/** The SDK pointed at the gateway; it appends `/v1/messages` to the base URL itself. */
 function sdk(base: string, apiKey = "placeholder"): Anthropic {
   return new Anthropic({ baseURL: base, apiKey, maxRetries: 0 });
 }
@@ -63,10 +62,7 @@ const TIME_TOOL = {
 
 Deno.test("the Anthropic SDK reaches an OpenAI-compatible provider through /v1/messages", async (t) => {
   const up = startFakeUpstream();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   openai:
     base_url: ${up.url}/v1
@@ -75,7 +71,7 @@ routing:
   aliases:
     fast: openai/gpt-4o-mini
 `);
-  const client = sdk(d.url(""));
+  const client = sdk(gw.url(""));
   try {
     await t.step("plain text, not streamed", async () => {
       const { data: message, response } = await client.messages.create({
@@ -240,11 +236,11 @@ routing:
         "message_delta",
         "message_stop",
       ]);
-      await d.waitForLog(`"route":"/v1/messages","path":"/v1/messages","status":200`);
-      await d.waitForLog(`"prompt_tokens":19,"completion_tokens":6`);
+      await gw.waitForLog(`"route":"/v1/messages","path":"/v1/messages","status":200`);
+      await gw.waitForLog(`"prompt_tokens":19,"completion_tokens":6`);
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
   }
 });
@@ -252,10 +248,7 @@ routing:
 Deno.test("/v1/messages to an Anthropic provider is a byte-for-byte passthrough", async (t) => {
   const anthropic = startFakeAnthropic();
   const openai = startFakeUpstream();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   anthropic:
     base_url: ${anthropic.url}/v1
@@ -293,7 +286,7 @@ routing:
   };
   try {
     await t.step("the SDK's body arrives unchanged but for the model", async () => {
-      const client = sdk(d.url(""));
+      const client = sdk(gw.url(""));
       const { data: message, response } = await client.messages.create(params, {
         headers: { "anthropic-beta": "interleaved-thinking-2025-05-14" },
       }).withResponse();
@@ -314,14 +307,14 @@ routing:
 
     await t.step("response bytes reach the client unchanged, JSON and SSE", async () => {
       const body = JSON.stringify({ ...params, "x-gateway": { timeout: 30 } });
-      const json = await fetch(d.url("/v1/messages"), { method: "POST", body });
+      const json = await gw.request("/v1/messages", { method: "POST", body });
       assert.equal(json.status, 200);
       assert.equal(json.headers.get("content-type"), "application/json");
       assert.equal(await json.text(), await anthropicFixture("response_tool_use.json"));
       // x-gateway is ours: it never reaches the provider.
       assert.equal("x-gateway" in JSON.parse(anthropic.requests.at(-1)!.body), false);
 
-      const sse = await fetch(d.url("/v1/messages"), {
+      const sse = await gw.request("/v1/messages", {
         method: "POST",
         body: JSON.stringify({ ...params, stream: true }),
       });
@@ -330,7 +323,7 @@ routing:
     });
 
     await t.step("the SDK's stream assembles the passthrough tool input", async () => {
-      const message = await sdk(d.url("")).messages.stream(params).finalMessage();
+      const message = await sdk(gw.url("")).messages.stream(params).finalMessage();
       assert.equal(message.stop_reason, "tool_use");
       const weather = message.content[1];
       assert.ok(weather?.type === "tool_use");
@@ -339,25 +332,25 @@ routing:
     });
 
     await t.step("a client credential is forwarded only to a provider without keys", async () => {
-      await sdk(d.url(""), "sk-ant-client-9999").messages.create({
+      await sdk(gw.url(""), "sk-ant-client-9999").messages.create({
         ...params,
         model: "anthropic-open/claude-x",
       });
       assert.equal(anthropic.requests.at(-1)!.headers.get("x-api-key"), "sk-ant-client-9999");
       // An application key identifies the caller; it never travels upstream.
-      await sdk(d.url(""), "pf_app_key_1234").messages.create({
+      await sdk(gw.url(""), "pf_app_key_1234").messages.create({
         ...params,
         model: "anthropic-open/claude-x",
       });
       assert.equal(anthropic.requests.at(-1)!.headers.get("x-api-key"), null);
       // A provider with keys uses its own, whatever the client sent.
-      await sdk(d.url(""), "sk-ant-client-9999").messages.create(params);
+      await sdk(gw.url(""), "sk-ant-client-9999").messages.create(params);
       assert.equal(anthropic.requests.at(-1)!.headers.get("x-api-key"), "sk-ant-configured-0002");
     });
 
     await t.step("fails over from an OpenAI provider to the Anthropic passthrough", async () => {
       openai.script({ kind: "json", status: 503, body: { error: { message: "overloaded" } } });
-      const { data: message, response } = await sdk(d.url("")).messages.create({
+      const { data: message, response } = await sdk(gw.url("")).messages.create({
         model: "smart",
         max_tokens: 100,
         messages: [{ role: "user", content: "Weather in SF?" }],
@@ -370,7 +363,7 @@ routing:
       assert.equal(JSON.parse(anthropic.requests.at(-1)!.body).model, "claude-sonnet-4-5-20250929");
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await anthropic.close();
     await openai.close();
   }
@@ -379,10 +372,8 @@ routing:
 Deno.test("every /v1/messages failure answers in Anthropic's error envelope", async (t) => {
   const up = startFakeUpstream();
   const anthropic = startFakeAnthropic();
-  const d = await startDaemon(`
+  const gw = startGateway(`
 server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
   max_body_bytes: 4096
 routing:
   failover: { enabled: false }
@@ -395,8 +386,8 @@ providers:
     base_url: ${anthropic.url}/v1
     keys: [{ key: sk-ant-secret-0005 }]
 `);
-  const url = d.url("/v1/messages");
-  const client = sdk(d.url(""));
+  const url = gw.url("/v1/messages");
+  const client = sdk(gw.url(""));
   const ok: Anthropic.MessageCreateParamsNonStreaming = {
     model: "up/gpt-4o",
     max_tokens: 10,
@@ -553,7 +544,7 @@ providers:
       }
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
     await anthropic.close();
   }

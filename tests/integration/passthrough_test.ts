@@ -5,17 +5,16 @@ import OpenAI from "openai";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { chatBody, startDaemon } from "./daemon.ts";
+import { startGateway } from "../helpers/in_process.ts";
+import { chatBody } from "./daemon.ts";
 
 const bytesOf = async (res: Response) => new Uint8Array(await res.arrayBuffer());
 
 Deno.test("native passthrough relays bytes, credentials and streams untouched", async (t) => {
   const openai = startFakeUpstream();
   const anthropic = startFakeAnthropic();
-  const d = await startDaemon(`
+  const gw = startGateway(`
 server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
   max_body_bytes: 4096
 providers:
   openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-configured-openai }] }
@@ -24,7 +23,7 @@ providers:
   try {
     await t.step("openai SDK on /openai/v1 with its own key: forwarded as sent", async () => {
       const client = new OpenAI({
-        baseURL: d.url("/openai/v1"),
+        baseURL: gw.url("/openai/v1"),
         apiKey: "sk-client-own",
         maxRetries: 0,
       });
@@ -45,7 +44,7 @@ providers:
     await t.step(
       "no client credential: the configured key is injected; pf_ keys never pass",
       async () => {
-        await fetch(d.url("/openai/v1/chat/completions"), {
+        await gw.request("/openai/v1/chat/completions", {
           method: "POST",
           body: chatBody("gpt-4o"),
         })
@@ -54,7 +53,7 @@ providers:
           openai.requests.at(-1)!.headers.get("authorization"),
           "Bearer sk-configured-openai",
         );
-        await fetch(d.url("/openai/v1/chat/completions?x=1"), {
+        await gw.request("/openai/v1/chat/completions?x=1", {
           method: "POST",
           headers: { authorization: "Bearer pf_app_key_abcdef" },
           body: chatBody("gpt-4o"),
@@ -76,14 +75,14 @@ providers:
             body: chatBody("gpt-4o", { stream: true }),
           }),
         );
-        const via = await d.socketFetch("/openai/v1/chat/completions", {
+        const via = await gw.request("/openai/v1/chat/completions", {
           method: "POST",
           body: chatBody("gpt-4o", { stream: true }),
         });
         assert.equal(via.headers.get("content-type"), "text/event-stream");
         assert.deepEqual(await bytesOf(via), direct);
-        await d.waitForLog(`"route":"/openai/*"`);
-        await d.waitForLog(`"prompt_tokens":7`);
+        await gw.waitForLog(`"route":"/openai/*"`);
+        await gw.waitForLog(`"prompt_tokens":7`);
       },
     );
 
@@ -92,7 +91,7 @@ providers:
         error: { message: "Invalid model", type: "invalid_request_error", code: "model_not_found" },
       };
       openai.script({ kind: "json", status: 404, body });
-      const res = await fetch(d.url("/openai/v1/chat/completions"), {
+      const res = await gw.request("/openai/v1/chat/completions", {
         method: "POST",
         body: chatBody("x"),
       });
@@ -104,7 +103,7 @@ providers:
     await t.step(
       "GET with a query string, /native/{provider}/ forwards to base_url + rest",
       async () => {
-        const res = await fetch(d.url("/native/openai/models?limit=2"));
+        const res = await gw.request("/native/openai/models?limit=2");
         await res.body?.cancel();
         assert.equal(openai.requests.at(-1)!.path, "/v1/models");
         assert.equal(openai.requests.at(-1)!.method, "GET");
@@ -115,7 +114,7 @@ providers:
       "anthropic SDK on /anthropic: bytes identical to talking to the mock directly",
       async () => {
         const via = new Anthropic({
-          baseURL: d.url("/anthropic"),
+          baseURL: gw.url("/anthropic"),
           apiKey: "sk-ant-client",
           maxRetries: 0,
         });
@@ -155,7 +154,7 @@ providers:
           body: JSON.stringify(request),
         };
         const direct = await bytesOf(await fetch(`${anthropic.url}/v1/messages`, init));
-        const proxied = await bytesOf(await fetch(d.url("/anthropic/v1/messages"), init));
+        const proxied = await bytesOf(await gw.request("/anthropic/v1/messages", init));
         assert.deepEqual(proxied, direct);
       },
     );
@@ -164,7 +163,7 @@ providers:
       "oversize bodies: 413 by Content-Length and while streaming a chunked upload",
       async () => {
         const big = "x".repeat(10_000);
-        let res = await fetch(d.url("/openai/v1/files"), { method: "POST", body: big });
+        let res = await gw.request("/openai/v1/files", { method: "POST", body: big });
         assert.equal(res.status, 413);
         await res.body?.cancel();
         const enc = new TextEncoder();
@@ -176,17 +175,17 @@ providers:
             c.enqueue(enc.encode(big.slice(0, 1000)));
           },
         });
-        res = await fetch(d.url("/openai/v1/files"), { method: "POST", body: chunked });
+        res = await gw.request("/openai/v1/files", { method: "POST", body: chunked });
         assert.equal(res.status, 413);
         assert.equal((await res.json()).error.code, "payload_too_large");
       },
     );
 
     await t.step("bad native requests: unknown provider 404 in the route's format", async () => {
-      const res = await fetch(d.url("/native/nope/x"));
+      const res = await gw.request("/native/nope/x");
       assert.equal(res.status, 404);
       assert.match((await res.json()).error.message, /Unknown provider "nope"/);
-      const gem = await fetch(d.url("/gemini/v1beta/models/gemini-2.5-flash:generateContent"), {
+      const gem = await gw.request("/gemini/v1beta/models/gemini-2.5-flash:generateContent", {
         method: "POST",
         body: "{}",
       });
@@ -196,7 +195,7 @@ providers:
       assert.equal(body.error.code, 404);
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await openai.close();
     await anthropic.close();
   }
@@ -204,10 +203,7 @@ providers:
 
 Deno.test("the Google GenAI SDK through /gemini: same answers and bytes as the mock directly", async () => {
   const gemini = startFakeGemini();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   gemini: { base_url: "${gemini.url}/v1beta", keys: [{ key: AIza-configured-gemini-key-000000 }] }
 `);
@@ -215,7 +211,7 @@ providers:
     const direct = new GoogleGenAI({ apiKey: "client-key", httpOptions: { baseUrl: gemini.url } });
     const via = new GoogleGenAI({
       apiKey: "client-key",
-      httpOptions: { baseUrl: d.url("/gemini") },
+      httpOptions: { baseUrl: gw.url("/gemini") },
     });
     const ask = { model: "gemini-2.5-flash", contents: "What's the weather in Boston?" };
     const a = await direct.models.generateContent(ask);
@@ -245,17 +241,20 @@ providers:
     };
     const path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse";
     const directBytes = await bytesOf(await fetch(`${gemini.url}${path}`, init));
-    const viaBytes = await bytesOf(await fetch(d.url(`/gemini${path}`), init));
+    const viaBytes = await bytesOf(await gw.request(`/gemini${path}`, init));
     assert.deepEqual(viaBytes, directBytes);
     assert.equal(
       gemini.requests.at(-1)!.headers.get("x-goog-api-key"),
       "AIza-configured-gemini-key-000000",
       "injected when the client sent none",
     );
-    await d.waitForLog(`"route":"/gemini/*"`);
-    assert.ok(!d.logs().includes("AIza-configured-gemini-key"), "the key never reaches a log line");
+    await gw.waitForLog(`"route":"/gemini/*"`);
+    assert.ok(
+      !gw.logText().includes("AIza-configured-gemini-key"),
+      "the key never reaches a log line",
+    );
   } finally {
-    await d.stop();
+    await gw.close();
     await gemini.close();
   }
 });
@@ -264,10 +263,7 @@ Deno.test("native routes: whose credential reaches the provider", async (t) => {
   const openai = startFakeUpstream();
   const anthropic = startFakeAnthropic();
   const gemini = startFakeGemini();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   openai:
     base_url: "${openai.url}/v1"
@@ -282,7 +278,7 @@ providers:
     keys: [{ key: AIza-conf-locked }]
 `);
   const post = (path: string, headers: Record<string, string>, body: string) =>
-    fetch(d.url(path), {
+    gw.request(path, {
       method: "POST",
       headers: { "content-type": "application/json", ...headers },
       body,
@@ -292,7 +288,7 @@ providers:
       "an SDK's placeholder (`unused`) is a real client credential: it passes",
       async () => {
         const client = new OpenAI({
-          baseURL: d.url("/openai/v1"),
+          baseURL: gw.url("/openai/v1"),
           apiKey: "unused",
           maxRetries: 0,
         });
@@ -374,7 +370,7 @@ providers:
       "credential_mode: gateway drops the client's credential for a configured key",
       async () => {
         const client = new OpenAI({
-          baseURL: d.url("/native/locked"),
+          baseURL: gw.url("/native/locked"),
           apiKey: "sk-client-own",
           maxRetries: 0,
         });
@@ -383,10 +379,10 @@ providers:
 
         const via = new GoogleGenAI({
           apiKey: "AIza-client-own",
-          httpOptions: { baseUrl: d.url("/native/gemlocked") },
+          httpOptions: { baseUrl: gw.url("/native/gemlocked") },
         });
         // /native/{p} is base_url + rest (Butter): this base_url already carries /v1beta.
-        await fetch(d.url("/native/gemlocked/models/gemini-2.5-flash:generateContent?key=AIza-q"), {
+        await gw.request("/native/gemlocked/models/gemini-2.5-flash:generateContent?key=AIza-q", {
           method: "POST",
           headers: { "x-goog-api-key": "AIza-client-own", authorization: "Bearer AIza-client-own" },
           body: "{}",
@@ -401,15 +397,15 @@ providers:
     );
 
     await t.step("the configured keys never reach a log line", async () => {
-      await d.waitForLog(`"route":"/native/:provider/*"`);
+      await gw.waitForLog(`"route":"/native/:provider/*"`);
       for (
         const key of ["sk-conf-4o", "sk-conf-mini", "sk-conf-locked", "AIza-conf", "sk-ant-conf"]
       ) {
-        assert.ok(!d.logs().includes(key), key);
+        assert.ok(!gw.logText().includes(key), key);
       }
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await openai.close();
     await anthropic.close();
     await gemini.close();
@@ -418,10 +414,7 @@ providers:
 
 Deno.test("native routes with the breaker on: a client's own credential is not a configured key's", async (t) => {
   const openai = startFakeUpstream();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-conf-only-4o, models: [gpt-4o], id: conf }] }
 routing:
@@ -433,11 +426,11 @@ features:
     max_rate_limit_retries: 0
 `);
   const keyStatus = async () => {
-    const health = await (await fetch(d.url("/health"))).json();
+    const health = await (await gw.request("/health")).json();
     return health.providers.openai.keys[0].status as string;
   };
   const send = (model: string) =>
-    fetch(d.url("/openai/v1/chat/completions"), {
+    gw.request("/openai/v1/chat/completions", {
       method: "POST",
       headers: { authorization: "Bearer sk-client-own", "content-type": "application/json" },
       body: chatBody(model),
@@ -471,7 +464,7 @@ features:
     );
 
     await t.step("with no client credential the configured key is injected and used", async () => {
-      const r = await fetch(d.url("/openai/v1/chat/completions"), {
+      const r = await gw.request("/openai/v1/chat/completions", {
         method: "POST",
         body: chatBody("gpt-4o"),
       });
@@ -480,7 +473,7 @@ features:
       assert.equal(openai.requests.at(-1)!.headers.get("authorization"), "Bearer sk-conf-only-4o");
     });
   } finally {
-    await d.stop();
+    await gw.close();
     await openai.close();
   }
 });

@@ -2,21 +2,19 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { chatBody, freePort, startDaemon } from "./daemon.ts";
+import { closedPort, startGateway } from "../helpers/in_process.ts";
+import { chatBody } from "./daemon.ts";
 
-Deno.test("failover through the daemon: headers, attempt log, key cooldown in /health", async () => {
+Deno.test("failover end to end: headers, attempt log, key cooldown in /health", async () => {
   const broken = startFakeUpstream();
   const healthy = startFakeUpstream();
-  const closed = freePort();
+  const closed = closedPort();
   broken.script({
     kind: "json",
     status: 500,
     body: { error: { message: "boom", type: "server_error" } },
   });
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   broken:
     base_url: ${broken.url}/v1
@@ -34,7 +32,7 @@ routing:
     backoff: { initial: 10ms, max: 50ms }
 `);
   try {
-    let res = await fetch(d.url("/v1/chat/completions"), {
+    let res = await gw.request("/v1/chat/completions", {
       method: "POST",
       body: chatBody("gpt-4o"),
     });
@@ -49,7 +47,7 @@ routing:
       "max_retries (default 2) retries on the broken provider, then the next",
     );
 
-    res = await fetch(d.url("/v1/chat/completions"), {
+    res = await gw.request("/v1/chat/completions", {
       method: "POST",
       body: chatBody("gpt-4o-down"),
     });
@@ -63,21 +61,21 @@ routing:
       status: 401,
       body: { error: { message: "Incorrect API key provided: sk-healthy-secret-2222" } },
     });
-    res = await fetch(d.url("/v1/chat/completions"), {
+    res = await gw.request("/v1/chat/completions", {
       method: "POST",
       body: chatBody("healthy/gpt-4o"),
     });
     assert.equal(res.status, 401);
     assert.doesNotMatch(await res.text(), /sk-healthy-secret/);
-    const health = await (await fetch(d.url("/health"))).json();
+    const health = await (await gw.request("/health")).json();
     const key = health.providers.healthy.keys[0];
     assert.equal(key.id, "healthy-main");
     assert.equal(key.status, "cooldown");
     assert.equal(key.reason, "auth");
     assert.ok(key.cooldown_until > Date.now() / 1000 + 200);
 
-    await d.waitForLog(`"outcome":"next"`);
-    const logs = d.logs();
+    await gw.waitForLog(`"outcome":"next"`);
+    const logs = gw.logText();
     assert.match(
       logs,
       /"attempts":\[\{"provider":"broken","model":"gpt-4o","key_id":"broken-main","status":500/,
@@ -88,21 +86,19 @@ routing:
       assert.ok(!logs.includes(secret), `${secret} in the logs`);
     }
   } finally {
-    await d.stop();
+    await gw.close();
     await broken.close();
     await healthy.close();
   }
 });
 
-Deno.test("hedging through the daemon: the fast provider answers, the slow request is aborted", async () => {
+Deno.test("hedging end to end: the fast provider answers, the slow request is aborted", async () => {
   const slow = startFakeUpstream();
   const fast = startFakeUpstream();
+  // Slow and fast on purpose: the scenario is a hedge racing a slow primary.
   slow.script({ kind: "json", delayMs: 3_000 });
   fast.script({ kind: "json", delayMs: 50 });
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   slow: { base_url: "${slow.url}/v1" }
   fast: { base_url: "${fast.url}/v1" }
@@ -112,7 +108,7 @@ routing:
 `);
   try {
     const started = performance.now();
-    const res = await fetch(d.url("/v1/chat/completions"), {
+    const res = await gw.request("/v1/chat/completions", {
       method: "POST",
       body: chatBody("gpt-4o"),
     });
@@ -130,7 +126,7 @@ routing:
     ]);
     clearTimeout(timer);
   } finally {
-    await d.stop();
+    await gw.close();
     await slow.close();
     await fast.close();
   }
@@ -138,10 +134,7 @@ routing:
 
 Deno.test("a 429 with Retry-After: 1 is retried after about a second", async () => {
   const up = startFakeUpstream();
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   up: { base_url: "${up.url}/v1", keys: [{ key: sk-only-one }] }
 `);
@@ -153,11 +146,12 @@ providers:
       body: { error: { message: "slow down" } },
     });
     const started = performance.now();
-    const pending = fetch(d.url("/v1/chat/completions"), {
+    const pending = gw.request("/v1/chat/completions", {
       method: "POST",
       body: chatBody("up/gpt-4o"),
     });
-    await new Promise((r) => setTimeout(r, 300));
+    // The first attempt has its 429; only the retry sees the success.
+    await up.received(1);
     up.script({ kind: "json" });
     const res = await pending;
     const took = performance.now() - started;
@@ -166,7 +160,7 @@ providers:
     await res.body?.cancel();
     assert.ok(took >= 950 && took < 3_000, `took ${took} ms`);
   } finally {
-    await d.stop();
+    await gw.close();
     await up.close();
   }
 });
@@ -179,10 +173,7 @@ Deno.test("an OpenAI request fails over to an Anthropic provider with its tool c
     status: 503,
     body: { error: { message: "overloaded", type: "server_error" } },
   });
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-openai-0001 }] }
   anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-0002 }] }
@@ -219,7 +210,7 @@ routing:
     { role: "tool", tool_call_id: "call_1", content: "18C, fog" },
   ];
   try {
-    const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "unused", maxRetries: 0 });
+    const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "unused", maxRetries: 0 });
     const { data: completion, response } = await client.chat.completions.create({
       model: "smart",
       messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
@@ -278,7 +269,7 @@ routing:
     assert.equal(JSON.parse(args.get(0)!).location, "San Francisco, CA");
     assert.equal(finish, "tool_calls");
   } finally {
-    await d.stop();
+    await gw.close();
     await openai.close();
     await anthropic.close();
   }
@@ -290,10 +281,7 @@ Deno.test("failover exhausted: the error names the last provider, its model and 
   for (const up of [first, second]) {
     up.script({ kind: "json", status: 503, body: { error: { message: "overloaded" } } });
   }
-  const d = await startDaemon(`
-server:
-  port: {{PORT}}
-  socket: {{SOCKET}}
+  const gw = startGateway(`
 providers:
   first: { base_url: "${first.url}/v1" }
   second: { base_url: "${second.url}/v1" }
@@ -306,7 +294,7 @@ routing:
     backoff: { initial: 1ms, max: 2ms }
 `);
   try {
-    const res = await fetch(d.url("/v1/chat/completions"), {
+    const res = await gw.request("/v1/chat/completions", {
       method: "POST",
       body: chatBody("smart"),
     });
@@ -319,7 +307,7 @@ routing:
     assert.equal(first.requests.length, 2, "max_retries: 1 → two tries on the first");
     assert.equal(second.requests.length, 1, "then the cap");
   } finally {
-    await d.stop();
+    await gw.close();
     await first.close();
     await second.close();
   }
