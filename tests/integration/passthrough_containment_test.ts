@@ -519,6 +519,8 @@ const HOSTS = [
   "127.0.0.1", "evil.com", "a/openai/v1/..", "a?b", "a#b", "a:b:c", "[::1]:80", "a\\b",
   "user@evil.com", "openai.test", "", "a/../..",
 ];
+/** Hosts the Host guard lets through: most cases use one, so the path rules get exercised. */
+const PLAIN_HOSTS = ["127.0.0.1", "evil.com", "[::1]:80", "openai.test", "localhost:9002"];
 
 function fuzzCase(rand: () => number): { route: Route; head: string; body: string } {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
@@ -539,7 +541,10 @@ function fuzzCase(rand: () => number): { route: Route; head: string; body: strin
   );
   const query = rand() < 0.3 ? `?${pick(PIECES)}=${pick(PIECES)}&key=${pick(HEADER_VALUES)}` : "";
   const target = `${route.prefix}${rest}${query}`.replace(/ /g, "%20").replace(/\t/g, "%09");
-  const lines = [`${rand() < 0.8 ? "GET" : "POST"} ${target} HTTP/1.1`, `Host: ${pick(HOSTS)}`];
+  const lines = [
+    `${rand() < 0.8 ? "GET" : "POST"} ${target} HTTP/1.1`,
+    `Host: ${pick(rand() < 0.8 ? PLAIN_HOSTS : HOSTS)}`,
+  ];
   const headerCount = Math.floor(rand() * 4);
   for (let i = 0; i < headerCount; i++) lines.push(`${pick(HEADER_NAMES)}: ${pick(HEADER_VALUES)}`);
   const post = lines[0]!.startsWith("POST");
