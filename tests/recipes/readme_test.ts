@@ -41,10 +41,14 @@ function blocks(markdown: string): Block[] {
   return found;
 }
 
+/** Deployment examples, validated by tests/deploy/ rather than shown as README recipes. */
+const DEPLOY_EXAMPLES = new Set(["kubernetes/", "compose/", "systemd/"]);
+
 async function recipeFiles(dir: string, prefix = ""): Promise<string[]> {
   const files: string[] = [];
   for await (const e of Deno.readDir(dir)) {
     if (e.name === "node_modules" || e.name.startsWith(".")) continue;
+    if (e.isDirectory && DEPLOY_EXAMPLES.has(`${prefix}${e.name}/`)) continue;
     if (e.isDirectory) files.push(...await recipeFiles(`${dir}${e.name}/`, `${prefix}${e.name}/`));
     else if (/\.(mjs|py|sh|yaml)$/.test(e.name)) files.push(`examples/${prefix}${e.name}`);
   }
