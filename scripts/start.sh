@@ -1,7 +1,8 @@
 #!/bin/sh
 # `deno task start`: run the daemon with exactly the permissions its config needs.
 # Phase one (read + env only, no network, no writes) loads the config and prints the
-# grants; phase two execs the daemon with just those (see README, "Permissions").
+# grants; phase two execs the daemon with just those (see README, "Permissions"). With
+# `--probe` the grants are the probe's: connect to the socket or port, read the config.
 set -eu
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 DENO=${DENO:-deno}

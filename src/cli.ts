@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import type { Config } from "./config/mod.ts";
+import { parseDuration } from "./config/duration.ts";
 
 export interface CliOptions {
   readonly configPath: string | null;
@@ -11,10 +12,18 @@ export interface CliOptions {
   readonly strict: boolean;
   readonly help: boolean;
   readonly version: boolean;
+  /** `--probe`: ask a running daemon's `/ready` and exit 0/1 (exec probes). */
+  readonly probe: boolean;
+  /** `--probe-timeout`, in ms. */
+  readonly probeTimeoutMs: number;
 }
+
+/** How long `--probe` waits for `/ready` unless `--probe-timeout` says otherwise. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
 
 export const USAGE = `Usage: pilotfish [--config FILE] [--host HOST] [--port PORT] [--socket PATH]
        pilotfish --check [--strict] [--config FILE]
+       pilotfish --probe [--probe-timeout 2s] [--config FILE] [--socket PATH | --host HOST --port PORT]
        pilotfish --version | --help
 
 Pilotfish is an LLM gateway sidecar: OpenAI/Anthropic-compatible routes on a Unix socket and a
@@ -28,6 +37,10 @@ localhost TCP port. Run it with \`deno task start [flags]\` (exact permissions) 
   --socket PATH   Unix socket path ("" disables it; default /tmp/pilotfish.sock)
   --check         validate the config, list every problem with its key path, exit 1 if any
   --strict        with --check: unknown keys are errors (they are warnings otherwise)
+  --probe         GET /ready from the daemon this config (and flags) describe, over its socket
+                  when it exists, else its TCP port; exit 0 when ready, 1 otherwise (one line
+                  on stderr). Starts nothing: for exec probes in images without a shell.
+  --probe-timeout how long --probe waits, e.g. 500ms or 5s (default 2s)
   --version       print "pilotfish <version>"
   -h, --help      this text
 
@@ -53,6 +66,8 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
         strict: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "V", default: false },
+        probe: { type: "boolean", default: false },
+        "probe-timeout": { type: "string" },
       },
       strict: true,
       allowPositionals: false,
@@ -70,6 +85,18 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
       );
     }
   }
+  let probeTimeoutMs = DEFAULT_PROBE_TIMEOUT_MS;
+  const timeoutText = values["probe-timeout"];
+  if (timeoutText !== undefined) {
+    if (!values.probe) throw new CliError("--probe-timeout only applies with --probe");
+    const ms = parseDuration(timeoutText);
+    if (ms === null || ms <= 0) {
+      throw new CliError(
+        `Invalid --probe-timeout "${timeoutText}" (a duration such as 500ms or 2s)`,
+      );
+    }
+    probeTimeoutMs = ms;
+  }
   const configPath = values.config ?? env("PILOTFISH_CONFIG") ?? null;
   return {
     configPath: configPath === "" ? null : configPath,
@@ -80,6 +107,8 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
     strict: values.strict ?? false,
     help: values.help ?? false,
     version: values.version ?? false,
+    probe: values.probe ?? false,
+    probeTimeoutMs,
   };
 }
 

@@ -12,6 +12,8 @@ import {
   watchConfigFile,
 } from "./config/mod.ts";
 import { missingGrants, planGrants } from "./permissions/mod.ts";
+import { COMPILED_GRANTS, narrowPermissions, planFor } from "./permissions/narrow.ts";
+import { runProbe } from "./probe.ts";
 import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
@@ -96,6 +98,7 @@ async function main(): Promise<number> {
     return 0;
   }
   if (cli.check) return check(cli);
+  if (cli.probe) return runProbe(cli, env);
 
   // Fingerprint before reading, so an edit racing the first load is still picked up.
   const initialFingerprint = cli.configPath === null ? "" : await fileFingerprint(cli.configPath);
@@ -109,6 +112,13 @@ async function main(): Promise<number> {
       } (start it with \`deno task start\`, which grants them)`,
     );
   }
+
+  // Least privilege: take back every grant of the launcher (e.g. the compiled binary's static
+  // ones) that this config does not need; reloads are then held to what is left.
+  const narrowed = narrowPermissions(
+    await planFor(first.config, cli.configPath, env),
+    COMPILED_GRANTS,
+  );
 
   const deps = {
     fetch: globalThis.fetch,
@@ -125,6 +135,7 @@ async function main(): Promise<number> {
   };
   let runtime: Runtime = buildRuntime(first.config, 1, deps);
   const log = () => runtime.logger;
+  log().debug("permissions narrowed", { ...narrowed });
   for (const w of first.loaded.warnings) log().warn("config warning", { warning: w });
 
   let isReady = false;

@@ -1,7 +1,11 @@
 import { resolve } from "node:path";
 import type { Config } from "../config/mod.ts";
-// The one list of where signing mode looks for credentials, so grants and lookups agree.
-import { CREDENTIAL_ENV_VARS } from "../providers/bedrock/credentials.ts";
+// Where signing mode looks for credentials, shared so grants and lookups agree.
+import {
+  CREDENTIAL_ENV_VARS,
+  credentialsFilePath,
+  webIdentitySettings,
+} from "../providers/bedrock/credentials.ts";
 import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
 
 /** The exact capabilities the daemon needs for one config. */
@@ -17,7 +21,10 @@ export interface PlanContext {
   /** The config file's text, to find the `${VARS}` it refers to. */
   readonly configText: string | null;
   readonly cwd: string;
-  /** For where signing credentials live (AWS_SHARED_CREDENTIALS_FILE, HOME). */
+  /**
+   * For where signing credentials live (AWS_SHARED_CREDENTIALS_FILE, HOME, the web identity
+   * token file and STS endpoint). A variable that cannot be read counts as unset.
+   */
   readonly env?: (name: string) => string | undefined;
 }
 
@@ -73,17 +80,50 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
   }
   if (Object.values(config.providers).some((p) => p.type === "bedrock" && p.sign === true)) {
     for (const name of CREDENTIAL_ENV_VARS) env.add(name);
-    // Same lookup as providers/bedrock/credentials.ts: empty means unset, `~/` is HOME.
-    const home = ctx.env?.("HOME") || undefined;
-    const named = ctx.env?.("AWS_SHARED_CREDENTIALS_FILE") || undefined;
-    const file = named?.startsWith("~/")
-      ? (home ? `${home}${named.slice(1)}` : undefined)
-      : named ?? (home ? `${home}/.aws/credentials` : undefined);
-    if (file) read.add(resolve(ctx.cwd, file));
+    // The same lookups as providers/bedrock/credentials.ts, so what it reads is granted.
+    const lookup = safeEnv(ctx.env);
+    const file = credentialsFilePath(lookup);
+    if (file !== null) read.add(resolve(ctx.cwd, file));
+    const webIdentity = webIdentitySettings(lookup, 0);
+    if (webIdentity !== null) {
+      read.add(resolve(ctx.cwd, webIdentity.tokenFile));
+      const sts = hostPort(webIdentity.stsUrl);
+      if (sts) net.add(sts);
+    }
   }
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
   if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }
   return { net: sorted(net), read: sorted(read), write: sorted(write), env: sorted(env) };
+}
+
+/**
+ * What `--probe` needs: connect to the daemon's socket (Deno wants read, write and net on
+ * its path) or TCP port (loopback for a wildcard listen address), read the config to find
+ * them, and its `${VARS}`. No provider hosts, no credentials.
+ */
+export function planProbeGrants(config: Config, ctx: PlanContext): Grants {
+  const net = new Set<string>();
+  const read = new Set<string>();
+  const write = new Set<string>();
+  const env = new Set<string>([...DAEMON_ENV, ...DEFAULT_ENV_KEYS]);
+  const s = config.server;
+  if (s.socket !== "") {
+    const socket = resolve(ctx.cwd, s.socket);
+    net.add(`unix:${socket}`);
+    read.add(socket);
+    write.add(socket);
+  }
+  if (s.tcp) net.add(`${hostForGrant(probeHost(s.host))}:${s.port}`);
+  if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
+  if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }
+  return { net: sorted(net), read: sorted(read), write: sorted(write), env: sorted(env) };
+}
+
+/** Where a client reaches a daemon listening on `host`: a wildcard address means loopback. */
+export function probeHost(host: string): string {
+  if (host === "" || host === "0.0.0.0") return "127.0.0.1";
+  if (host === "::" || host === "[::]") return "::1";
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
 /** Deno flags granting exactly `grants`. */
@@ -124,6 +164,19 @@ function hostPort(url: string): string | null {
   } catch {
     return null;
   }
+}
+
+function safeEnv(
+  env: ((name: string) => string | undefined) | undefined,
+): (name: string) => string | undefined {
+  return (name) => {
+    try {
+      const v = env?.(name)?.trim();
+      return v === "" ? undefined : v;
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 function sorted(set: Set<string>): string[] {

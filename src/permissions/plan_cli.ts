@@ -1,12 +1,14 @@
 /**
  * Phase one of `deno task start` (see scripts/start.sh): runs with read+env only, loads the
  * config the daemon will load, and prints the exact `--allow-*` flags for phase two.
+ * With `--probe` it prints what the probe needs instead (connect to the socket or port, read
+ * the config): no provider hosts, no credentials, no listening.
  * On a config error it prints the flags `--check` needs, so the daemon reports the problems.
  */
 import { CliError, parseCli } from "../cli.ts";
 import { ConfigError, DEFAULT_ENV_KEYS, loadConfig } from "../config/mod.ts";
 import { applyOverrides } from "../cli.ts";
-import { DAEMON_ENV, grantsToFlags, planGrants, shellQuote } from "./mod.ts";
+import { DAEMON_ENV, grantsToFlags, planGrants, planProbeGrants, shellQuote } from "./mod.ts";
 import { resolve } from "node:path";
 
 const env = (name: string) => Deno.env.get(name);
@@ -16,8 +18,9 @@ try {
   const cli = parseCli(Deno.args, env);
   const loaded = await loadConfig(cli.configPath, env);
   const text = cli.configPath === null ? null : await Deno.readTextFile(cli.configPath);
+  const plan = cli.probe ? planProbeGrants : planGrants;
   flags = grantsToFlags(
-    planGrants(applyOverrides(loaded.config, cli), {
+    plan(applyOverrides(loaded.config, cli), {
       configPath: cli.configPath,
       configText: text,
       env,

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { type Config, DEFAULT_ENV_KEYS, parseConfigText } from "../../src/config/mod.ts";
-import { DAEMON_ENV, grantsToFlags, planGrants, shellQuote } from "../../src/permissions/mod.ts";
+import {
+  DAEMON_ENV,
+  grantsToFlags,
+  planGrants,
+  planProbeGrants,
+  probeHost,
+  shellQuote,
+} from "../../src/permissions/mod.ts";
 
 const NO_ENV = () => undefined;
 
@@ -160,4 +167,91 @@ Deno.test("planGrants() grants Bedrock signing mode its AWS credential sources, 
     !passthroughOnly.env.includes("AWS_SECRET_ACCESS_KEY"),
     "passthrough never needs AWS keys",
   );
+});
+
+Deno.test("planGrants() grants web identity its token file and STS host, only in signing mode", async (t) => {
+  const signing = configOf("providers:\n  bedrock: { sign: true, region: eu-west-1 }\n");
+  const irsa: Record<string, string> = {
+    HOME: "/home/nonroot",
+    AWS_WEB_IDENTITY_TOKEN_FILE: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+    AWS_ROLE_ARN: "arn:aws:iam::123456789012:role/pilotfish",
+    AWS_REGION: "eu-west-1",
+  };
+  const plan = (env: Record<string, string>, config = signing) =>
+    planGrants(config, { configPath: null, configText: null, cwd: "/srv", env: (n) => env[n] });
+  await t.step("the regional STS endpoint and the token file", () => {
+    const grants = plan(irsa);
+    assert.ok(grants.net.includes("sts.eu-west-1.amazonaws.com:443"), grants.net.join());
+    assert.ok(grants.read.includes("/var/run/secrets/eks.amazonaws.com/serviceaccount/token"));
+    assert.ok(grants.read.includes("/home/nonroot/.aws/credentials"), "the file comes first");
+    for (
+      const name of [
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ROLE_SESSION_NAME",
+        "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_DEFAULT_REGION",
+      ]
+    ) {
+      assert.ok(grants.env.includes(name), name);
+    }
+  });
+  await t.step("AWS_ENDPOINT_URL_STS and a relative token path", () => {
+    const grants = plan({
+      ...irsa,
+      AWS_ENDPOINT_URL_STS: "http://127.0.0.1:4566",
+      AWS_WEB_IDENTITY_TOKEN_FILE: "run/token",
+    });
+    assert.ok(grants.net.includes("127.0.0.1:4566"));
+    assert.ok(!grants.net.some((h) => h.startsWith("sts.")), grants.net.join());
+    assert.ok(grants.read.includes("/srv/run/token"));
+  });
+  await t.step("without a role ARN, or without signing, nothing of it", () => {
+    const { AWS_ROLE_ARN: _, ...noRole } = irsa;
+    assert.ok(!plan(noRole).net.some((h) => h.startsWith("sts.")));
+    const passthrough = plan(irsa, configOf("providers:\n  bedrock: { region: eu-west-1 }\n"));
+    assert.ok(!passthrough.net.some((h) => h.startsWith("sts.")));
+    assert.ok(!passthrough.read.some((p) => p.includes("serviceaccount")));
+  });
+  await t.step("variables the planner may not read count as unset", () => {
+    const grants = planGrants(signing, {
+      configPath: null,
+      configText: null,
+      cwd: "/srv",
+      env: () => {
+        throw new Deno.errors.NotCapable("Requires env access");
+      },
+    });
+    assert.ok(!grants.net.some((h) => h.startsWith("sts.")));
+  });
+});
+
+Deno.test("planProbeGrants() grants a connection to the daemon and the config, nothing else", () => {
+  const text = `server:\n  host: 0.0.0.0\n  port: 9100\n  socket: run/pf.sock\n` +
+    `providers:\n  openai:\n    keys: [{ key: "\${OPENAI_API_KEY}" }]\n` +
+    `  bedrock: { sign: true, region: eu-west-1 }\n`;
+  const grants = planProbeGrants(configOf(text), {
+    configPath: "pf.yaml",
+    configText: text,
+    cwd: "/srv",
+    env: (n) => ({ HOME: "/home/app" } as Record<string, string>)[n],
+  });
+  assert.deepEqual(grants.net, ["127.0.0.1:9100", "unix:/srv/run/pf.sock"]);
+  assert.deepEqual(grants.read, ["/srv/pf.yaml", "/srv/run/pf.sock"]);
+  assert.deepEqual(grants.write, ["/srv/run/pf.sock"]);
+  assert.ok(!grants.env.includes("AWS_SECRET_ACCESS_KEY"), "no credentials");
+  const tcpOnly = planProbeGrants(configOf("server:\n  host: '::'\n  socket: ''\n"), {
+    configPath: null,
+    configText: null,
+    cwd: "/srv",
+  });
+  assert.deepEqual(tcpOnly, {
+    net: ["[::1]:9002"],
+    read: [],
+    write: [],
+    env: [...new Set([...DAEMON_ENV, ...DEFAULT_ENV_KEYS])].sort(),
+  });
+  assert.equal(probeHost("localhost"), "localhost");
+  assert.equal(probeHost("[::1]"), "::1");
 });
