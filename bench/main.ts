@@ -8,7 +8,8 @@
  * Overrides (env, defaults in `settings` below): BENCH_SECONDS (per target, for latency
  * and again for throughput), BENCH_ROUNDS (interleaved segments those seconds are split
  * into), BENCH_RATE, BENCH_CONCURRENCY, BENCH_TTFB_SECONDS, BENCH_WARMUP_SECONDS,
- * BENCH_SETTLE_SECONDS, BENCH_STREAM_CHUNKS, BENCH_CHUNK_DELAY_MS.
+ * BENCH_SETTLE_SECONDS, BENCH_STREAM_CHUNKS, BENCH_CHUNK_DELAY_MS, BENCH_STAGES (no-op pipeline
+ * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -64,6 +65,13 @@ const settings: Settings = {
   chunks: Math.floor(envNumber("BENCH_STREAM_CHUNKS", 6)),
   chunkDelayMs: envNumber("BENCH_CHUNK_DELAY_MS", 1),
 };
+
+/**
+ * BENCH_STAGES=3: the daemon runs with that many no-op stages on every hook. It reads
+ * PILOTFISH_BENCH_NOOP_STAGES only when granted, and the permission planner grants the
+ * variables a config refers to: the bench's config names it in a comment.
+ */
+const stages = Math.floor(envNumber("BENCH_STAGES", 0));
 
 const progress = (msg: string) => console.error(`[bench] ${msg}`);
 
@@ -331,7 +339,7 @@ async function main(): Promise<void> {
   await Deno.writeTextFile(
     config,
     `# Written by bench/main.ts; removed when the benchmark ends.
-server:
+${stages > 0 ? "# no-op stages: ${PILOTFISH_BENCH_NOOP_STAGES}\n" : ""}server:
   host: 127.0.0.1
   port: ${port}
   socket: ${socket}
@@ -350,7 +358,10 @@ providers:
   const pilotfish = track(
     spawnService("pilotfish", "sh", ["scripts/start.sh", "--config", config], {
       cwd: ROOT,
-      env: { DENO: Deno.execPath() },
+      env: {
+        DENO: Deno.execPath(),
+        ...(stages > 0 ? { PILOTFISH_BENCH_NOOP_STAGES: String(stages) } : {}),
+      },
     }),
   );
   await waitReady(`http://127.0.0.1:${port}/ready`, pilotfish, 60_000);

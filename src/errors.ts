@@ -18,6 +18,7 @@ export type ErrorCode =
   | "upstream_error"
   | "unavailable"
   | "provider_degraded"
+  | "stage_failed"
   | "internal";
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -36,6 +37,8 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   upstream_error: 502,
   unavailable: 503,
   provider_degraded: 503,
+  // A pipeline stage with `fail_mode: closed` threw or overran its budget.
+  stage_failed: 500,
   internal: 500,
 };
 

@@ -19,6 +19,7 @@ import { createBreakerStore } from "./breaker/factory.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
+import { createControl, type ReloadResult } from "./pipeline/control.ts";
 import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
 
@@ -123,6 +124,7 @@ async function main(): Promise<number> {
   const deps = {
     fetch: globalThis.fetch,
     random: Math.random,
+    noopStages: benchNoopStages(),
     routing: createRoutingState(),
     breakerStore: await createBreakerStore(
       first.config,
@@ -138,8 +140,52 @@ async function main(): Promise<number> {
   log().debug("permissions narrowed", { ...narrowed });
   for (const w of first.loaded.warnings) log().warn("config warning", { warning: w });
 
+  /**
+   * Load the config file again, validate it fully and swap it in; a bad one changes nothing.
+   * The old generation retires: its stages are disposed once its last request has ended.
+   */
+  const reload = async (): Promise<ReloadResult> => {
+    const path = cli.configPath;
+    if (path === null) {
+      return {
+        ok: false,
+        problems: ["Running on the embedded default: there is no config file to reload"],
+        generation: runtime.generation,
+      };
+    }
+    try {
+      const next = await load(cli);
+      const lacking = await missingFor(next.config, cli);
+      if (lacking.length > 0) {
+        log().error(
+          "config reload refused: it needs permissions this process was not started with; restart to apply",
+          { path, missing: lacking },
+        );
+        return {
+          ok: false,
+          problems: [`Missing permissions: ${lacking.join(" ")} (restart to apply)`],
+          generation: runtime.generation,
+        };
+      }
+      if (JSON.stringify(next.config.server) !== JSON.stringify(runtime.config.server)) {
+        log().warn("config reload: server.* changes take effect on restart", { path });
+      }
+      const previous = runtime;
+      runtime = buildRuntime(next.config, runtime.generation + 1, deps);
+      previous.retire();
+      for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });
+      log().info("config reloaded", { path, generation: runtime.generation });
+      return { ok: true, generation: runtime.generation };
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [String(err)];
+      log().error("config reload refused; the running config stays in force", { path, problems });
+      return { ok: false, problems, generation: runtime.generation };
+    }
+  };
+  const control = createControl({ current: () => runtime, reload });
+
   let isReady = false;
-  const app = createApp({ runtime: () => runtime, isReady: () => isReady });
+  const app = createApp({ runtime: () => runtime, isReady: () => isReady, control });
   const listeners = await startListeners(
     (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }),
     runtime.config.server,
@@ -157,37 +203,12 @@ async function main(): Promise<number> {
   // Hot reload: validate the new file fully before swapping; a bad one changes nothing.
   let stopWatching = () => {};
   if (cli.configPath !== null && runtime.config.server.reload_interval > 0) {
-    const path = cli.configPath;
     stopWatching = watchConfigFile(
-      path,
+      cli.configPath,
       runtime.config.server.reload_interval,
       initialFingerprint,
       async () => {
-        try {
-          const next = await load(cli);
-          const lacking = await missingFor(next.config, cli);
-          if (lacking.length > 0) {
-            log().error(
-              "config reload refused: it needs permissions this process was not started with; restart to apply",
-              {
-                path,
-                missing: lacking,
-              },
-            );
-            return;
-          }
-          if (JSON.stringify(next.config.server) !== JSON.stringify(runtime.config.server)) {
-            log().warn("config reload: server.* changes take effect on restart", { path });
-          }
-          runtime = buildRuntime(next.config, runtime.generation + 1, deps);
-          for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });
-          log().info("config reloaded", { path, generation: runtime.generation });
-        } catch (err) {
-          log().error("config reload refused; the running config stays in force", {
-            path,
-            problems: err instanceof ConfigError ? err.problems : [String(err)],
-          });
-        }
+        await reload();
       },
     );
   }
@@ -200,11 +221,25 @@ async function main(): Promise<number> {
   isReady = false;
   stopWatching();
   const drained = await listeners.shutdown(runtime.config.server.drain_timeout);
+  runtime.retire();
+  await runtime.dispose();
   await deps.breakerStore.close();
   log().info(
     drained ? "shutdown complete" : "drain timeout reached; closing remaining connections",
   );
   return 0;
+}
+
+/**
+ * `deno task bench` only: no-op stages on every hook, to measure the chain's own cost. Read
+ * only when the variable is granted (the bench's config refers to it, so the planner grants
+ * it); a daemon started any other way never looks.
+ */
+function benchNoopStages(): number {
+  const name = "PILOTFISH_BENCH_NOOP_STAGES";
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return 0;
+  const n = Number(env(name) ?? "0");
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 100) : 0;
 }
 
 /** `--check`: every problem on its own line, warnings too; exit 1 when any is an error. */

@@ -4,11 +4,23 @@ import { trackReachability } from "./providers/execute.ts";
 import type { RoutingState } from "./routing/mod.ts";
 import { type Breaker, type BreakerStore, createBreaker } from "./breaker/mod.ts";
 import { createLogger, createRedactor, type Logger, type Redactor } from "./telemetry/mod.ts";
+import { createEventBus, type EventBus } from "./pipeline/events.ts";
+import type { Clock } from "./pipeline/exchange.ts";
+import {
+  createStageChain,
+  realSchedule,
+  type Schedule,
+  type Stage,
+  type StageChain,
+} from "./pipeline/stages.ts";
+import { requestLogStage } from "./pipeline/builtin/request_log.ts";
+import { noopStages } from "./pipeline/builtin/noop.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
  * swapped atomically. A request takes the current Runtime when it starts and keeps it to
- * the end, so in-flight requests finish on the config they started with.
+ * the end, so in-flight requests finish on the config they started with; the generation's
+ * stages are disposed once it is retired and its last request has ended.
  */
 export interface Runtime {
   readonly generation: number;
@@ -25,22 +37,46 @@ export interface Runtime {
   readonly fetch: typeof fetch;
   /** Wall clock in ms (Retry-After dates, cooldowns, deadlines); injectable for tests. */
   readonly now: () => number;
+  /** Monotonic ms (request timing, stage budgets); injectable for tests. */
+  readonly clock: Clock;
+  /** Timers of stage budgets; injectable for tests. */
+  readonly schedule: Schedule;
   /** What routing learned from traffic; shared by every generation. */
   readonly routing: RoutingState;
   /** The circuit breaker over the process-wide store (mode "off" when disabled). */
   readonly breaker: Breaker;
+  /** The stage chain of this generation (the access log first). */
+  readonly stages: StageChain;
+  /** Telemetry events of this generation's requests. */
+  readonly events: EventBus;
+  /** A request started on this generation. */
+  retain(): void;
+  /** A request of this generation ended. */
+  release(): void;
+  /** No new request will start here: dispose once the last one in flight has ended. */
+  retire(): void;
+  /** Release what the stages hold (once). */
+  dispose(): Promise<void>;
 }
 
 export interface RuntimeDeps {
   readonly fetch: typeof fetch;
   readonly random: () => number;
   readonly now?: () => number;
+  readonly clock?: Clock;
+  readonly schedule?: Schedule;
   readonly routing: RoutingState;
   /** Breaker state; created once so it outlives config reloads. */
   readonly breakerStore: BreakerStore;
   /** Log sink; stdout when absent. */
   readonly write?: (line: string) => void;
+  /** Extra stages after the built-in ones, built per generation (tests register theirs here). */
+  readonly stages?: (config: Config) => readonly Stage[];
+  /** Benchmarks only: this many no-op stages on every hook (see bench/main.ts). */
+  readonly noopStages?: number;
 }
+
+const PERFORMANCE_CLOCK: Clock = { now: () => performance.now() };
 
 export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
   const redact = createRedactor(secretsOf(config));
@@ -52,7 +88,21 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   });
   const fetch = trackReachability(deps.fetch, deps.routing);
   const adapters = createAdapters(config, { fetch, redact, random: deps.random });
-  return {
+  const events = createEventBus((error, event) =>
+    logger.warn("event subscriber failed", { event: event.type, error })
+  );
+  const stages: Stage[] = [
+    requestLogStage(logger),
+    ...noopStages(deps.noopStages ?? 0),
+    ...(deps.stages?.(config) ?? []),
+  ];
+  for (const stage of stages) {
+    if (stage.trace) events.subscribe((e) => stage.trace!(e), stage.trace_events);
+  }
+  let inflight = 0;
+  let retired = false;
+  let disposed: Promise<void> | null = null;
+  const runtime: Runtime = {
     generation,
     config,
     adapters,
@@ -61,13 +111,43 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     random: deps.random,
     fetch,
     now: deps.now ?? Date.now,
+    clock: deps.clock ?? PERFORMANCE_CLOCK,
+    schedule: deps.schedule ?? realSchedule,
     routing: deps.routing,
     breaker: createBreaker(
       config.features.circuit_breaker,
       deps.breakerStore,
       (msg, fields) => logger.info(msg, fields),
+      (t) => {
+        if (events.on.breaker_transition) events.emit({ type: "breaker_transition", ...t });
+      },
     ),
+    stages: createStageChain(stages),
+    events,
+    retain() {
+      inflight++;
+    },
+    release() {
+      if (--inflight === 0 && retired) void runtime.dispose();
+    },
+    retire() {
+      retired = true;
+      if (inflight === 0) void runtime.dispose();
+    },
+    dispose() {
+      disposed ??= (async () => {
+        for (const stage of stages) {
+          try {
+            await stage.dispose?.();
+          } catch (err) {
+            logger.warn("stage dispose failed", { stage: stage.name, error: err });
+          }
+        }
+      })();
+      return disposed;
+    },
   };
+  return runtime;
 }
 
 /** Every configured secret, for the redactor. */

@@ -54,6 +54,19 @@ export interface Breaker {
   degraded(provider: string): GatewayError;
   /** llm-proxy's `/health` view of one provider (the worst of its keys). */
   health(provider: string, now: number): ProviderHealth;
+  /**
+   * Close `key` (`provider` or `provider:model`), or every key this process has seen, as an
+   * operator's reset (the admin control object). Returns the keys reset.
+   */
+  reset(key?: string): Promise<string[]>;
+}
+
+/** A state change of one key, for the telemetry bus. */
+export interface BreakerTransition {
+  readonly provider: string;
+  readonly key: string;
+  readonly from: string;
+  readonly to: string;
 }
 
 export interface ProviderHealth {
@@ -71,12 +84,16 @@ export interface ProviderHealth {
   };
 }
 
+const ALLOW: Admission = Object.freeze({ kind: "allow" });
+
 export function createBreaker(
   config: CircuitBreakerConfig,
   store: BreakerStore,
   log: (msg: string, fields: Record<string, unknown>) => void,
+  onTransition?: (t: BreakerTransition) => void,
 ): Breaker {
   const mode: BreakerMode = !config.enabled ? "off" : config.mode ?? "on";
+  if (mode === "off") return offBreaker(config, store);
   const marker = config.degraded_signal || DEFAULT_DEGRADED_SIGNAL;
   const rollupThreshold = config.per_provider_rollup_threshold;
   const globalSince = new Map<string, number>();
@@ -113,6 +130,7 @@ export function createBreaker(
   const transition = (provider: string, key: string, from: string, to: string) => {
     bump(counters.transitions, `${provider}|${modelOf(provider, key)}|${from}->${to}`);
     log("circuit transition", { provider, key, from, to });
+    onTransition?.({ provider, key, from, to });
   };
   const background = (p: Promise<unknown>, what: string) =>
     p.catch((err) => log("circuit store write failed", { what, error: err }));
@@ -124,7 +142,6 @@ export function createBreaker(
     counters,
     key: (provider, model) => (model ? `${provider}:${model}` : provider),
     admit(provider, key, now) {
-      if (mode === "off") return { kind: "allow" };
       touch(provider, key);
       const seen = peek(provider, key, now);
       const settle = (a: Admission): Admission => {
@@ -162,7 +179,6 @@ export function createBreaker(
         : cls;
     },
     record(provider, key, cls, how, now) {
-      if (mode === "off") return;
       touch(provider, key);
       const model = modelOf(provider, key);
       if (how.probe) {
@@ -227,16 +243,61 @@ export function createBreaker(
           : {}),
       };
     },
+    async reset(key) {
+      const keys = key !== undefined
+        ? [key]
+        : [...new Set([...seen.values()].flatMap((k) => [...k]))];
+      for (const k of keys) {
+        const provider = k.includes(":") ? k.slice(0, k.indexOf(":")) : k;
+        const wasOpen = store.openUntil(k) !== null;
+        await store.closeKey(k, provider);
+        globalSince.delete(k);
+        if (wasOpen) transition(provider, k, "open", "closed");
+      }
+      return keys;
+    },
     degraded(provider) {
-      return new GatewayError(
-        "provider_degraded",
-        `${marker} Provider ${provider} is currently degraded or unavailable. Please try again later.`,
-        {
-          provider,
-          retryable: false,
-          headers: { "x-llm-proxy-error-class": "provider_degraded" },
-        },
-      );
+      return degradedSignal(marker, provider);
     },
   };
+}
+
+/**
+ * The breaker when `features.circuit_breaker` is off: every call goes through, nothing is
+ * recorded. Failover calls it unconditionally instead of branching on a missing breaker.
+ */
+function offBreaker(config: CircuitBreakerConfig, store: BreakerStore): Breaker {
+  const marker = config.degraded_signal || DEFAULT_DEGRADED_SIGNAL;
+  return {
+    mode: "off",
+    config,
+    store,
+    counters: {
+      transitions: new Map(),
+      fastFails: new Map(),
+      probes: new Map(),
+      bypasses: new Map(),
+    },
+    key: (provider, model) => (model ? `${provider}:${model}` : provider),
+    admit: () => ALLOW,
+    available: () => true,
+    record() {},
+    escalate: (_key, cls) => cls,
+    health: () => ({ state: "closed", failures: 0 }),
+    reset: () => Promise.resolve([]),
+    degraded: (provider) => degradedSignal(marker, provider),
+  };
+}
+
+/** llm-proxy's degraded signal: the synthetic 503 that tells clients to fall back. */
+function degradedSignal(marker: string, provider: string): GatewayError {
+  return new GatewayError(
+    "provider_degraded",
+    `${marker} Provider ${provider} is currently degraded or unavailable. Please try again later.`,
+    {
+      provider,
+      retryable: false,
+      headers: { "x-llm-proxy-error-class": "provider_degraded" },
+    },
+  );
 }

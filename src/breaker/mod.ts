@@ -3,12 +3,18 @@
  * half-open probes and per-provider rollup, and its state stores.
  * @module
  */
-export { classifyOutcome, type OutcomeClass, type UpstreamOutcome } from "./classify.ts";
+export {
+  classifyOutcome,
+  type OutcomeClass,
+  outcomeHeader,
+  type UpstreamOutcome,
+} from "./classify.ts";
 export {
   type Admission,
   type Breaker,
   type BreakerCounters,
   type BreakerMode,
+  type BreakerTransition,
   createBreaker,
   DEFAULT_DEGRADED_SIGNAL,
   type ProviderHealth,

@@ -8,10 +8,19 @@ export { executeUpstream, type UpstreamReply, type UpstreamRequest } from "./exe
 export { MOCK_MODELS } from "./mock/adapter.ts";
 export type {
   AdapterDeps,
+  CallBasics,
   ChatCall,
+  ChatChunk,
   ChatOutcome,
   EmbeddingsCall,
+  JsonOutcome,
+  JsonWire,
   MessagesCall,
+  NativeApi,
   ProviderAdapter,
   RawOutcome,
+  SseWire,
+  StreamOutcome,
+  Usage,
 } from "./types.ts";
+export { decodeJson, decodeStream } from "./wire.ts";

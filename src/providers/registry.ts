@@ -5,6 +5,8 @@ import { createBedrockAdapter } from "./bedrock/adapter.ts";
 import { createGeminiAdapter } from "./gemini/adapter.ts";
 import { createMockAdapter } from "./mock/adapter.ts";
 import { createOpenAIAdapter } from "./openai/adapter.ts";
+import { BEDROCK_NATIVE } from "./bedrock/native.ts";
+import { classifyBedrock } from "./bedrock/classify.ts";
 import type { AdapterDeps, ProviderAdapter } from "./types.ts";
 
 /**
@@ -48,12 +50,17 @@ export function createAdapters(config: Config, deps: AdapterDeps): Map<string, P
   return out;
 }
 
-/** An adapter that answers every chat call with a 501 saying why. */
+/**
+ * A Bedrock provider without signing: every chat call is a 501 saying why, while its native
+ * knowledge (classification, credentials, usage shapes) serves the `/bedrock/*` passthrough.
+ */
 function notOnUnifiedApi(cfg: ProviderConfig, message: string): ProviderAdapter {
   return {
     name: cfg.name,
     type: cfg.type,
     models: () => cfg.models,
+    classify: classifyBedrock,
+    native: BEDROCK_NATIVE,
     chat: () =>
       Promise.reject(new GatewayError("not_implemented", message, { provider: cfg.name })),
   };

@@ -1,12 +1,76 @@
 import type { ProviderConfig } from "../config/mod.ts";
-import type { OpenAIChatRequest, OpenAIEmbeddingsRequest, OpenAIUsage } from "../schema/openai.ts";
+import type { OutcomeClass, UpstreamOutcome } from "../breaker/classify.ts";
+import type {
+  OpenAIChatChunk,
+  OpenAIChatRequest,
+  OpenAIEmbeddingsRequest,
+  OpenAIUsage,
+} from "../schema/openai.ts";
 import type { Redactor } from "../telemetry/mod.ts";
+import type { NativeAuth } from "./shared/native_auth.ts";
 
-/** Everything an adapter needs for one chat attempt. */
-export interface ChatCall {
-  /** The client's request, `x-gateway` removed, `model` already set to the upstream model. */
-  readonly body: OpenAIChatRequest;
-  readonly stream: boolean;
+/** Token usage in the canonical (OpenAI) shape. */
+export type Usage = OpenAIUsage;
+
+/** One canonical stream event: an OpenAI `chat.completion.chunk` object. */
+export type ChatChunk = OpenAIChatChunk;
+
+/** Upstream wire formats an outcome can carry untouched (the same-schema fast path). */
+export type JsonWire = "openai_json" | "anthropic_json";
+export type SseWire = "openai_sse" | "anthropic_sse";
+
+/**
+ * A successful answer to one attempt, as data. Either canonical (an OpenAI-shaped object or
+ * a stream of typed chunks), or the upstream's own bytes tagged with their wire format so a
+ * same-schema answer is relayed without decoding (the edge encoder and `decodeWire` know
+ * both). Usage is data too: settled when the answer is complete (for a stream, when it
+ * ends or is cancelled), null when the upstream reported none.
+ */
+export type ChatOutcome = JsonOutcome | StreamOutcome;
+
+export type JsonOutcome =
+  | {
+    readonly kind: "json";
+    readonly status: number;
+    readonly format: "object";
+    /** A `chat.completion` or an embeddings `list`, OpenAI-shaped. */
+    readonly body: Record<string, unknown>;
+    readonly usage: Promise<Usage | null>;
+  }
+  | {
+    readonly kind: "json";
+    readonly status: number;
+    readonly format: JsonWire;
+    readonly body: Uint8Array<ArrayBuffer>;
+    readonly usage: Promise<Usage | null>;
+  };
+
+export type StreamOutcome =
+  | {
+    readonly kind: "stream";
+    readonly status: number;
+    readonly format: "chunks";
+    readonly body: ReadableStream<ChatChunk>;
+    readonly usage: Promise<Usage | null>;
+  }
+  | {
+    readonly kind: "stream";
+    readonly status: number;
+    readonly format: SseWire;
+    /** The upstream's SSE bytes, `[DONE]` or `message_stop` included. */
+    readonly body: ReadableStream<Uint8Array>;
+    readonly usage: Promise<Usage | null>;
+  };
+
+/** Native passthrough: the upstream reply itself, relayed untouched. */
+export interface RawOutcome {
+  readonly kind: "raw";
+  readonly status: number;
+  readonly response: Response;
+}
+
+/** What every call shares: its signal, timeout and credentials. */
+export interface CallBasics {
   /** Aborts when the client goes away; aborting cancels the upstream request. */
   readonly signal: AbortSignal;
   /** Per-attempt timeout: until response headers, and for non-streams the whole body. */
@@ -18,55 +82,50 @@ export interface ChatCall {
    * (`credential_mode: passthrough`, or no keys configured). Never a `pf_` key.
    */
   readonly clientAuthorization: string | null;
-  /** Receives token usage when the upstream reports it (for streams, at the end). */
-  readonly onUsage: (usage: OpenAIUsage) => void;
 }
 
-/** A successful upstream answer, already in OpenAI wire format. */
-export type ChatOutcome =
-  | {
-    readonly kind: "json";
-    readonly status: number;
-    readonly body: string | Uint8Array<ArrayBuffer>;
-  }
-  | {
-    readonly kind: "stream";
-    readonly status: number;
-    /** OpenAI SSE bytes, ending with `data: [DONE]`. */
-    readonly body: ReadableStream<Uint8Array>;
-  };
-
-/** Native passthrough: the upstream reply itself, relayed untouched. */
-export interface RawOutcome {
-  readonly kind: "raw";
-  readonly status: number;
-  readonly response: Response;
+/** Everything an adapter needs for one chat attempt. */
+export interface ChatCall extends CallBasics {
+  /** The client's request, `x-gateway` removed (the adapter sets `model` to the upstream one). */
+  readonly body: OpenAIChatRequest;
+  readonly stream: boolean;
 }
 
-/** One embeddings attempt: the OpenAI request body, `model` already set to the upstream one. */
-export interface EmbeddingsCall {
+/** One embeddings attempt: the OpenAI request body. */
+export interface EmbeddingsCall extends CallBasics {
   readonly body: OpenAIEmbeddingsRequest;
-  readonly signal: AbortSignal;
-  readonly timeoutMs: number;
-  readonly apiKey: string | null;
-  readonly clientAuthorization: string | null;
-  readonly onUsage: (usage: OpenAIUsage) => void;
 }
 
 /**
  * Same-schema passthrough for `POST /v1/messages`: an Anthropic Messages body sent as is
  * (model patched) to a provider that speaks it, answered in Anthropic wire format.
  */
-export interface MessagesCall {
+export interface MessagesCall extends CallBasics {
   readonly body: Record<string, unknown>;
   readonly stream: boolean;
-  readonly signal: AbortSignal;
-  readonly timeoutMs: number;
-  readonly apiKey: string | null;
-  readonly clientAuthorization: string | null;
   /** The client's `anthropic-version` / `anthropic-beta`, passed through. */
   readonly headers: Readonly<Record<string, string>>;
-  readonly onUsage: (usage: OpenAIUsage) => void;
+}
+
+/**
+ * What a provider knows about its own native API, for the passthrough routes: how its
+ * clients send credentials, and where usage sits in its answers.
+ */
+export interface NativeApi {
+  readonly auth: NativeAuth;
+  /** Token counts from one JSON object of an answer (a body, an SSE event); null if none. */
+  usage(value: unknown): Partial<Usage> | null;
+  /**
+   * For a body framing other than JSON and SSE (AWS event-stream): a tap that forwards
+   * the bytes untouched and hands each decoded JSON payload to `onObject`. Null otherwise.
+   */
+  frames?(
+    contentType: string,
+    onObject: (value: unknown) => void,
+    onEnd: (how: "complete" | "cut") => void,
+  ): TransformStream<Uint8Array, Uint8Array> | null;
+  /** Usage carried in reply headers (Bedrock InvokeModel), if any. */
+  headerUsage?(headers: Headers): Usage | null;
 }
 
 export interface ProviderAdapter {
@@ -81,10 +140,17 @@ export interface ProviderAdapter {
   discoverModels?(signal: AbortSignal): Promise<readonly string[]>;
   /** Run one chat completion attempt. Failures are thrown as GatewayError. */
   chat(call: ChatCall, model: string): Promise<ChatOutcome>;
-  /** OpenAI-shape embeddings (JSON outcome); absent when the provider has none. */
-  embeddings?(call: EmbeddingsCall, model: string): Promise<ChatOutcome>;
+  /** OpenAI-shape embeddings (a JSON outcome); absent when the provider has none. */
+  embeddings?(call: EmbeddingsCall, model: string): Promise<JsonOutcome>;
   /** Anthropic Messages passthrough (see MessagesCall); only Anthropic-format providers. */
   messages?(call: MessagesCall, model: string): Promise<ChatOutcome>;
+  /**
+   * The breaker's reading of one upstream outcome (llm-proxy's classes), by this provider's
+   * own rules; the generic status rules when absent.
+   */
+  classify?(outcome: UpstreamOutcome): OutcomeClass;
+  /** The provider's native API, for the passthrough routes. */
+  readonly native?: NativeApi;
   /**
    * For providers that authenticate with something other than API keys (Bedrock signing
    * with the daemon's AWS credentials): why calls cannot be authenticated now, or null when

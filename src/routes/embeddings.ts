@@ -1,42 +1,55 @@
-import type { Context } from "hono";
 import { GatewayError } from "../errors.ts";
-import { resolveModel } from "../routing/mod.ts";
 import { parseEmbeddingsRequest } from "../schema/embeddings.ts";
-import { readJsonBody } from "./body.ts";
-import type { AppEnv } from "./context.ts";
-import { runUnified } from "./unified.ts";
+import type { OpenAIEmbeddingsRequest } from "../schema/openai.ts";
+import { encodeEmbeddings } from "../pipeline/encode/openai.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { UnifiedRoute } from "../pipeline/run.ts";
+import { unifiedHandler } from "./unified.ts";
+
+function body(ex: Exchange): OpenAIEmbeddingsRequest {
+  return (ex.request as { body: OpenAIEmbeddingsRequest }).body;
+}
+
+/** The OpenAI Embeddings API as the pipeline sees it: any provider that has embeddings. */
+export const EMBEDDINGS_ROUTE: UnifiedRoute = {
+  schema: "embeddings",
+  decode(ex, raw) {
+    const { body, gateway } = parseEmbeddingsRequest(raw);
+    ex.request = { schema: "embeddings", body };
+    return { model: body.model, gateway };
+  },
+  view: (ex) => ({ schema: "embeddings", body: body(ex) }),
+  rewrite(ex, raw) {
+    ex.request = { schema: "embeddings", body: parseEmbeddingsRequest(raw).body };
+  },
+  model: (ex) => body(ex).model,
+  candidates(ex, resolved) {
+    // Only providers with an embeddings API are candidates (chat-only ones are not failures).
+    const targets = resolved.targets.filter((t) => ex.runtime.adapters.get(t.provider)?.embeddings);
+    if (targets.length === 0) {
+      throw new GatewayError(
+        "invalid_request",
+        `Provider "${resolved.targets[0].provider}" has no embeddings API`,
+        { param: "model" },
+      );
+    }
+    return targets;
+  },
+  invoke(ex) {
+    const request = body(ex);
+    return (adapter, attempt, model) => {
+      if (!adapter.embeddings) {
+        return Promise.reject(
+          new GatewayError("invalid_request", `Provider "${adapter.name}" has no embeddings API`, {
+            param: "model",
+          }),
+        );
+      }
+      return adapter.embeddings({ ...attempt, body: request }, model);
+    };
+  },
+  encode: encodeEmbeddings,
+};
 
 /** `POST /v1/embeddings`: OpenAI-shape embeddings from any provider that has them. */
-export async function embeddings(c: Context<AppEnv>): Promise<Response> {
-  c.set("errorFormat", "openai");
-  const rt = c.get("runtime");
-  const { body, gateway } = parseEmbeddingsRequest(
-    await readJsonBody(c.req.raw, rt.config.server.max_body_bytes, c.get("deadlines")?.body),
-  );
-  c.set("model", body.model);
-  const resolved = resolveModel(rt.config, body.model, gateway.provider);
-  // Only providers with an embeddings API are candidates (chat-only ones are not failures).
-  const targets = resolved.targets.filter((t) => rt.adapters.get(t.provider)?.embeddings);
-  if (targets.length === 0) {
-    throw new GatewayError(
-      "invalid_request",
-      `Provider "${resolved.targets[0].provider}" has no embeddings API`,
-      { param: "model" },
-    );
-  }
-  const { outcome, target, headers } = await runUnified(c, {
-    requested: body.model,
-    targets,
-    route: resolved.route,
-    gateway,
-    invoke: (adapter, attempt, model) =>
-      adapter.embeddings!({ ...attempt, body, onUsage: (u) => c.set("usage", u) }, model),
-  });
-  if (outcome.kind !== "json") {
-    throw new GatewayError("upstream_error", `Provider "${target.provider}" streamed embeddings`);
-  }
-  return new Response(outcome.body, {
-    status: outcome.status,
-    headers: { ...headers, "content-type": "application/json" },
-  });
-}
+export const embeddings = unifiedHandler(EMBEDDINGS_ROUTE, "openai_json");

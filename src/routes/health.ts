@@ -6,14 +6,14 @@ import type { AppEnv } from "./context.ts";
 
 /** `GET /healthz`: liveness, plain `ok` (Butter). */
 export function healthz(c: Context<AppEnv>): Response {
-  c.set("errorFormat", "plain");
+  c.get("exchange").errorFormat = "plain";
   return c.text("ok");
 }
 
 /** `GET /ready`: 200 once config and listeners are up. */
 export function ready(isReady: () => boolean) {
   return function readyHandler(c: Context<AppEnv>): Response {
-    c.set("errorFormat", "plain");
+    c.get("exchange").errorFormat = "plain";
     return isReady() ? c.text("ready") : c.text("not ready", 503);
   };
 }
@@ -65,7 +65,7 @@ async function providerHealth(rt: Runtime, p: ProviderConfig): Promise<ProviderH
  * daemon's own: a provider's trouble shows on its line, not as a failing probe.
  */
 export async function health(c: Context<AppEnv>): Promise<Response> {
-  c.set("errorFormat", "plain");
+  c.get("exchange").errorFormat = "plain";
   const rt = c.get("runtime");
   const now = rt.now();
   const configured = Object.values(rt.config.providers);

@@ -1,103 +1,112 @@
-import type { Context } from "hono";
-import { GatewayError } from "../errors.ts";
-import type { ChatCall, ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
-import { type AttemptContext, resolveModel } from "../routing/mod.ts";
-import { parseMessagesRequest, toAnthropicError } from "../schema/anthropic.ts";
-import type { OpenAIChatRequest, OpenAIUsage } from "../schema/openai.ts";
-import { encodeSseEvent } from "../streaming/mod.ts";
-import { toMessagesResponse, toMessagesStream, toOpenAIChatRequest } from "../translate/mod.ts";
-import type { AppEnv } from "./context.ts";
-import { readUnifiedRequest, runUnified, unifiedResponse } from "./unified.ts";
+import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
+import { decodeJson } from "../providers/wire.ts";
+import { type MessagesRequest, parseMessagesRequest } from "../schema/anthropic.ts";
+import { type OpenAIChatRequest, parseChatRequest } from "../schema/openai.ts";
+import { toMessagesResponse, toOpenAIChatRequest } from "../translate/mod.ts";
+import { encodeMessages } from "../pipeline/encode/anthropic.ts";
+import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
+import type { UnifiedRoute } from "../pipeline/run.ts";
+import type { AttemptContext } from "../routing/mod.ts";
+import { unifiedHandler } from "./unified.ts";
 
 /** Client headers an Anthropic-format provider receives as sent (versioning and betas). */
 const FORWARDED_HEADERS = ["anthropic-version", "anthropic-beta"] as const;
 
-/**
- * `POST /v1/messages`: the Anthropic Messages API as a unified entry point. The model is
- * resolved and failed over exactly as on `/v1/chat/completions`; per target, a provider that
- * speaks the Messages API gets the client's body as is (model patched), any other gets it
- * translated to an OpenAI chat request, and its answer translated back. Every error, from a
- * malformed body to an upstream failure, answers in Anthropic's error envelope.
- */
-export async function messages(c: Context<AppEnv>): Promise<Response> {
-  const { body, gateway, stream } = await readUnifiedRequest(c, "anthropic", parseMessagesRequest);
-  const rt = c.get("runtime");
+type MessagesExchange = Extract<ExchangeRequest, { schema: "anthropic_messages" }>;
 
-  const forwarded: Record<string, string> = {};
-  for (const name of FORWARDED_HEADERS) {
-    const value = c.req.header(name);
-    if (value !== undefined) forwarded[name] = value;
-  }
-  const onUsage = (usage: OpenAIUsage) => c.set("usage", usage);
-  // Translated once, on the first target that needs it; retries and hedges reuse it.
-  let translated: OpenAIChatRequest | undefined;
+function request(ex: Exchange): MessagesExchange {
+  return ex.request as MessagesExchange;
+}
 
-  const invoke = async (
-    adapter: ProviderAdapter,
-    attempt: AttemptContext,
-    model: string,
-  ): Promise<ChatOutcome> => {
-    if (adapter.messages) {
-      return await adapter.messages(
-        { ...attempt, body, stream, headers: forwarded, onUsage },
-        model,
-      );
-    }
-    // A translation error is the caller's 400, raised before any upstream call.
-    translated ??= toOpenAIChatRequest(body, adapter.name);
-    return await translatedCall(adapter, model, { ...attempt, body: translated, stream, onUsage }, {
-      requested: body.model,
-      redact: rt.redact,
-    });
-  };
-
-  const { targets, route } = resolveModel(rt.config, body.model, gateway.provider);
-  const result = await runUnified(c, {
-    requested: body.model,
-    targets,
-    route,
-    gateway,
-    invoke,
-  });
-  return unifiedResponse(result, rt.redact, (ge) => encodeSseEvent("error", toAnthropicError(ge)));
+/** The canonical (OpenAI) form, translated once; a translation error is the caller's 400. */
+function canonical(ex: Exchange, provider: string): OpenAIChatRequest {
+  const r = request(ex);
+  r.canonical ??= toOpenAIChatRequest(r.body, provider);
+  return r.canonical;
 }
 
 /**
- * A provider that does not speak the Messages API: the OpenAI request goes out through its
- * `chat`, and the answer comes back translated. Translation runs inside the attempt, so a
- * body that is not a chat completion fails the attempt like any upstream failure.
+ * The Anthropic Messages API as the pipeline sees it. The model is resolved and failed over
+ * exactly as on `/v1/chat/completions`; per target, a provider that speaks the Messages API
+ * gets the client's body as is (model patched; the fast path), any other gets it translated
+ * to an OpenAI chat request, and its answer is translated back at the edge. A `pre_llm`
+ * stage sees (and may rewrite) the canonical form; once rewritten, every provider gets that.
+ */
+export const MESSAGES_ROUTE: UnifiedRoute = {
+  schema: "anthropic_messages",
+  decode(ex, raw) {
+    const { body, gateway } = parseMessagesRequest(raw);
+    ex.request = { schema: "anthropic_messages", body, canonical: null, rewritten: false };
+    ex.stream = body.stream === true;
+    return { model: body.model, gateway };
+  },
+  view: (ex) => ({
+    schema: "anthropic_messages",
+    body: canonical(ex, ex.targets[0]?.provider ?? "unknown"),
+  }),
+  rewrite(ex, raw) {
+    const r = request(ex);
+    r.canonical = parseChatRequest(raw).body;
+    r.rewritten = true;
+    ex.stream = r.canonical.stream === true;
+  },
+  model: (ex) => {
+    const r = request(ex);
+    return r.rewritten && r.canonical ? r.canonical.model : r.body.model;
+  },
+  invoke(ex) {
+    const forwarded: Record<string, string> = {};
+    for (const name of FORWARDED_HEADERS) {
+      const value = ex.headers.get(name);
+      if (value !== null) forwarded[name] = value;
+    }
+    const r = request(ex);
+    const stream = ex.stream;
+    return async (adapter, attempt, model): Promise<ChatOutcome> => {
+      if (adapter.messages && !r.rewritten) {
+        return await adapter.messages(
+          {
+            ...attempt,
+            body: r.body as unknown as Record<string, unknown>,
+            stream,
+            headers: forwarded,
+          },
+          model,
+        );
+      }
+      return await translatedCall(ex, adapter, attempt, model, r.body);
+    };
+  },
+  encode: (ex, outcome, headers) => encodeMessages(ex, outcome, headers, request(ex).body.model),
+};
+
+/**
+ * A provider that does not speak the Messages API (or a rewritten request): the canonical
+ * request goes out through its `chat`. A buffered answer is checked inside the attempt, so a
+ * body that is not a chat completion fails the attempt like any upstream failure (and can
+ * fail over); the edge translates it.
  */
 async function translatedCall(
+  ex: Exchange,
   adapter: ProviderAdapter,
+  attempt: AttemptContext,
   model: string,
-  call: ChatCall,
-  ctx: { requested: string; redact: (text: string) => string },
+  original: MessagesRequest,
 ): Promise<ChatOutcome> {
-  const outcome = await adapter.chat(call, model);
-  if (outcome.kind === "stream") {
-    return {
-      kind: "stream",
-      status: outcome.status,
-      body: toMessagesStream(outcome.body, {
-        model: ctx.requested,
-        provider: adapter.name,
-        redact: ctx.redact,
-      }),
-    };
-  }
-  const text = typeof outcome.body === "string"
-    ? outcome.body
-    : new TextDecoder().decode(outcome.body);
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new GatewayError(
-      "upstream_error",
-      `Provider "${adapter.name}" returned a body that is not JSON`,
-      { provider: adapter.name },
-    );
-  }
-  const message = toMessagesResponse(json, ctx.requested, adapter.name);
-  return { kind: "json", status: outcome.status, body: JSON.stringify(message) };
+  const body = canonical(ex, adapter.name);
+  const outcome = await adapter.chat({ ...attempt, body, stream: ex.stream }, model);
+  if (outcome.kind === "stream") return outcome;
+  const ctx = { provider: adapter.name, model, redact: ex.runtime.redact };
+  const json = decodeJson(outcome, ctx);
+  toMessagesResponse(json, original.model, adapter.name);
+  return {
+    kind: "json",
+    status: outcome.status,
+    format: "object",
+    body: json,
+    usage: outcome.usage,
+  };
 }
+
+/** `POST /v1/messages`: the Anthropic Messages API as a unified entry point. */
+export const messages = unifiedHandler(MESSAGES_ROUTE, "anthropic_json");

@@ -1,6 +1,6 @@
 /**
- * HTTP routes. Each handler reads the request's Runtime from the context and sets the
- * data the access log needs.
+ * HTTP routes: decode the request into the exchange (the context's only per-request
+ * state), run it (src/pipeline/run.ts), answer in the route's own format.
  * @module
  */
 export { chatCompletions } from "./chat_completions.ts";

@@ -18,7 +18,7 @@ const DISCOVERY_TTL_MS = 10 * 60_000;
  * A provider that cannot be asked in time is simply left out of its discovered part.
  */
 export async function listModels(c: Context<AppEnv>): Promise<Response> {
-  c.set("errorFormat", "openai");
+  c.get("exchange").errorFormat = "openai_json";
   const rt = c.get("runtime");
   const discovered = await discoveredModels(rt);
   return c.json({ object: "list", data: modelEntries(rt, discovered) });

@@ -1,17 +1,30 @@
 import type { Context } from "hono";
 import type { Config, ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS, readRequestFlags } from "../breaker/mod.ts";
-import { executeUpstream, type RawOutcome } from "../providers/mod.ts";
+import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS } from "../breaker/mod.ts";
 import {
-  CREDENTIAL_HEADERS,
-  type NativeAuth,
-  nativeAuthFor,
-} from "../providers/shared/native_auth.ts";
-import { executeWithFailover, FailoverExhausted, pickKey, upstreamTime } from "../routing/mod.ts";
-import { pilotfishHeaders } from "../routing/failover.ts";
-import { createUsageSniffer } from "../streaming/mod.ts";
+  executeUpstream,
+  type NativeApi,
+  type ProviderAdapter,
+  type RawOutcome,
+} from "../providers/mod.ts";
+import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
+import { NATIVE_BY_NAME_FORMAT, type NativeFamily } from "../providers/native_routes.ts";
+import { type AttemptRecord, pickKey, pilotfishHeaders } from "../routing/mod.ts";
+import { createUsageMeter, createUsageSniffer, knownUsage } from "../streaming/mod.ts";
 import { endAt, explainTimeout, guardUpload, withinWrite } from "../server/middleware/timeouts.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
+import { noteAttempts } from "../pipeline/exchange.ts";
+import {
+  failover,
+  postHttp,
+  postLlmObserved,
+  preHttp,
+  preLlm,
+  reachedAll,
+  renderHere,
+} from "../pipeline/run.ts";
+import { applicable } from "../pipeline/stages.ts";
 import { readCounted } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import {
@@ -23,9 +36,6 @@ import {
   restAfter,
   withoutParams,
 } from "./passthrough_path.ts";
-
-/** Which provider a native route reaches, and how its clients send credentials. */
-type NativeFamily = "openai" | "anthropic" | "gemini" | "bedrock";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and ours: never forwarded either way. */
 const HOP_BY_HOP = new Set([
@@ -42,167 +52,210 @@ const HOP_BY_HOP = new Set([
 ]);
 const isInternal = (name: string) => name.startsWith("x-pilotfish-") || FLAG_HEADERS.includes(name);
 
+/** A provider and what it knows about its own native API. */
+interface Located {
+  readonly provider: ProviderConfig;
+  readonly adapter: ProviderAdapter;
+  readonly native: NativeApi;
+  readonly base: string;
+  readonly rest: string;
+}
+
 /**
- * Native passthrough (llm-proxy's `/openai/v1/…`, `/anthropic/v1/…`, `/gemini/v1…`, and
- * Butter's `/native/{provider}/…`): method, path, query, body and streaming go through
- * untouched; only hop-by-hop and Pilotfish headers are dropped. The upstream path is the
- * provider's base path + the rest of the raw path, never a resolved one (passthrough_path.ts).
- * Credentials: the client's own passes through; a configured key is injected when it sent
- * none (or `credential_mode: gateway` is set explicitly); a `pf_` app key is never forwarded.
- * Usage is read off the response as it streams, for accounting.
+ * Native passthrough (llm-proxy's `/openai/v1/…`, `/anthropic/v1/…`, `/gemini/v1…`,
+ * `/bedrock/…`, and Butter's `/native/{provider}/…`): method, path, query, body and
+ * streaming go through untouched; only hop-by-hop and Pilotfish headers are dropped. The
+ * upstream path is the provider's base path + the rest of the raw path, never a resolved one
+ * (passthrough_path.ts). Credentials: the client's own passes through; a configured key is
+ * injected when it sent none (or `credential_mode: gateway` is set explicitly); a `pf_` app
+ * key is never forwarded. Usage is read off the response as it streams, by the provider's
+ * own shapes. Stages see the request as bytes (`pre_http`, `pre_llm`: the body is then held)
+ * and the answer as it started (`post_llm`, `post_http`); there are no typed chunks here.
+ * `family` is null for `/native/{provider}/*`.
  */
-export function nativePassthrough(family: NativeFamily | "native") {
+export function nativePassthrough(family: NativeFamily | null) {
   return async function passthrough(c: Context<AppEnv>): Promise<Response> {
-    c.set(
-      "errorFormat",
-      family === "anthropic" || family === "gemini" || family === "bedrock" ? family : "openai",
-    );
-    const rt = c.get("runtime");
-    const sent = rawTarget(c.req.url);
-    const { provider, base, rest } = locate(rt.config, family, sent);
-    c.set("provider", provider.name);
-    const urlModel = modelInPath(rest);
-
-    const auth = nativeAuthFor(provider.type);
-    const clientCredential = credentialOf(c.req.raw.headers, sent.query, auth);
-    // A configured key replaces the client's credential only when the provider has one and
-    // the client sent none, or the operator asked for it (`credential_mode: gateway`).
-    const inject = provider.keys.length > 0 &&
-      (clientCredential === null || provider.native_credential_mode === "gateway");
-    // llm-proxy's switches never reach the provider, nor does a pf_ key; with an injected key
-    // neither does the client's own `?key=`. Every other byte of the query stays as sent: a
-    // signed (SigV4) query must reach AWS unchanged.
-    const query = withoutParams(
-      sent.query,
-      (name, value) =>
-        FLAG_PARAMS.includes(name) || isAppKey(value) ||
-        (inject && name === auth.queryParam),
-    );
-    const targetUrl = contained(`${base}${rest}${query}`, base);
-    const headers = forwardHeaders(c.req.raw.headers, provider, inject);
-
-    const max = rt.config.server.max_body_bytes;
-    const declared = Number(c.req.header("content-length") ?? NaN);
-    if (declared > max) throw tooLarge(max);
-    const hasBody = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.raw.body !== null;
-    // The body is held with the breaker on (a transient failure is retried, as llm-proxy
-    // does), or when its `model` (OpenAI, Anthropic bodies) picks among allowlisted keys;
-    // otherwise it streams through. With read_timeout, one of declared length is held too
-    // (read under the deadline): only the runtime's own stream keeps its Content-Length
-    // upstream (SigV4 signs it), and that stream cannot tell us when it was read to its end.
-    const breaker = rt.breaker;
-    const deadlines = c.get("deadlines");
-    const hold = breaker.mode !== "off" ||
-      (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
-      (deadlines?.read !== undefined && Number.isFinite(declared));
-    const held = hasBody && hold ? await readCounted(c.req.raw.body!, max, deadlines?.body) : null;
-    const model = urlModel ?? modelFromJson(held);
-    if (model !== undefined) c.set("model", model);
-    /** The configured key to inject, respecting per-key model allowlists when the model is known. */
-    const configuredKey = (): string => {
-      const key = model !== undefined
-        ? pickKey(provider.keys, model, rt.random, rt.routing, rt.now())
-        : pickKey(provider.keys, "", rt.random, rt.routing, rt.now()) ??
-          pickKey(provider.keys.map((k) => ({ ...k, models: [] })), "", rt.random);
-      if (key === null) {
-        throw new GatewayError(
-          "not_found",
-          `No key of provider "${provider.name}" is allowed to use model "${model}"`,
-          { param: "model", provider: provider.name },
-        );
-      }
-      return key.key;
-    };
-
-    if (breaker.mode === "off") {
-      if (inject) headers.set(...auth.header(configuredKey()));
-      // A declared length is enforced by HTTP framing and keeps the upstream request framed
-      // the same way (with Content-Length); only chunked uploads need counting.
-      const counted = hasBody && held === null && !Number.isFinite(declared)
-        ? limitBytes(c.req.raw.body!, max)
-        : null;
-      const streamed = hasBody && held === null ? counted?.body ?? c.req.raw.body : null;
-      // A chunked body streams upstream while it arrives: read_timeout aborts the upstream
-      // request. (write_timeout needs no guard: it already bounds the whole upstream call.)
-      const upload = streamed && deadlines?.read ? guardUpload(streamed, deadlines.read) : null;
-      const sentAt = performance.now();
-      const reply = await executeUpstream(rt.fetch, {
-        url: targetUrl,
-        method: c.req.method,
-        headers,
-        body: !hasBody ? null : held ?? upload?.body ?? streamed,
-      }, {
-        signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
-        timeoutMs: withinWrite(deadlines, provider.timeout),
-        provider: provider.name,
-      })
-        .catch((err) => {
-          throw counted?.exceeded()
-            ? tooLarge(max)
-            : upload?.cut() ?? explainTimeout(deadlines, err);
-        });
-      reply.settle();
-      c.set("upstreamMs", performance.now() - sentAt);
-      return relay(c, provider.name, reply.response, 1);
+    const ex = c.get("exchange");
+    ex.errorFormat = family?.errorFormat ?? NATIVE_BY_NAME_FORMAT;
+    ex.schema = "passthrough";
+    const stages = ex.runtime.stages;
+    if (stages.post_http.length === 0) return await run(c, ex, family, reachedAll(ex));
+    const reached = reachedAll(ex);
+    let response: Response;
+    try {
+      response = await run(c, ex, family, reached);
+    } catch (err) {
+      response = renderHere(ex, err);
     }
-
-    // With the breaker on, the body's `model` names the breaker key when the URL does not.
-    const body = held;
-    const flags = readRequestFlags(
-      (name) => c.req.header(name),
-      new URLSearchParams(sent.query),
-      rt.config.features.circuit_breaker,
-    );
-    const result = await executeWithFailover<RawOutcome>(
-      {
-        config: rt.config,
-        adapters: rt.adapters,
-        state: rt.routing,
-        random: rt.random,
-        now: rt.now,
-        redact: rt.redact,
-        breaker,
-      },
-      {
-        requested: `${provider.name}/${model ?? ""}`,
-        targets: [{ provider: provider.name, model: model ?? "" }],
-        route: undefined,
-        signal: c.req.raw.signal,
-        // Forwarded as the client sent it: failover must neither pick nor cool a configured key.
-        clientAuthorization: inject ? null : clientCredential,
-        deadlineMs: withinWrite(deadlines, rt.config.routing.failover.deadline),
-        ...(flags.bypass ? { bypass: flags.bypass } : {}),
-        ...(flags.testMode ? { testMode: flags.testMode } : {}),
-        invoke: async (_adapter, attempt) => {
-          const attemptHeaders = new Headers(headers);
-          // The key failover chose for this attempt (it cools it down on 401/429), else ours.
-          if (inject) attemptHeaders.set(...auth.header(attempt.apiKey ?? configuredKey()));
-          const reply = await executeUpstream(rt.fetch, {
-            url: targetUrl,
-            method: c.req.method,
-            headers: attemptHeaders,
-            body: body === null ? null : body.slice(),
-          }, { signal: attempt.signal, timeoutMs: attempt.timeoutMs, provider: provider.name });
-          reply.settle();
-          return raw(reply.response, provider.type);
-        },
-      },
-    ).catch((err) => {
-      if (!(err instanceof FailoverExhausted)) throw err;
-      // A failure that is not the provider's fault (or a bypass) goes back exactly as it came.
-      const response = err.last.info.response;
-      if (response) {
-        const outcome = { kind: "raw" as const, status: response.status, response };
-        return { outcome, attempts: err.attempts };
-      }
-      throw explainTimeout(deadlines, err.last);
-    });
-    if (result.outcome.kind !== "raw") throw new GatewayError("internal", "Unexpected outcome");
-    c.set("upstreamMs", upstreamTime(result.attempts));
-    return relay(c, provider.name, result.outcome.response, result.attempts.length);
+    return await postHttp(ex, response, reached.http);
   };
 }
 
+async function run(
+  c: Context<AppEnv>,
+  ex: Exchange,
+  family: NativeFamily | null,
+  reached: ReturnType<typeof reachedAll>,
+): Promise<Response> {
+  const rt = ex.runtime;
+  const sent = rawTarget(c.req.url);
+  const { provider, native, base, rest } = locate(rt.config, rt.adapters, family, sent);
+  ex.provider = provider.name;
+  const urlModel = modelInPath(rest);
+
+  const auth = native.auth;
+  const clientCredential = credentialOf(ex.headers, sent.query, auth);
+  // A configured key replaces the client's credential only when the provider has one and
+  // the client sent none, or the operator asked for it (`credential_mode: gateway`).
+  const inject = provider.keys.length > 0 &&
+    (clientCredential === null || provider.native_credential_mode === "gateway");
+  // llm-proxy's switches never reach the provider, nor does a pf_ key; with an injected key
+  // neither does the client's own `?key=`. Every other byte of the query stays as sent: a
+  // signed (SigV4) query must reach AWS unchanged.
+  const query = withoutParams(
+    sent.query,
+    (name, value) =>
+      FLAG_PARAMS.includes(name) || isAppKey(value) ||
+      (inject && name === auth.queryParam),
+  );
+  const targetUrl = contained(`${base}${rest}${query}`, base);
+
+  const max = rt.config.server.max_body_bytes;
+  const declared = Number(c.req.header("content-length") ?? NaN);
+  if (declared > max) throw tooLarge(max);
+  const hasBody = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.raw.body !== null;
+  // The body is held with the breaker on (a transient failure is retried, as llm-proxy
+  // does), when its `model` (OpenAI, Anthropic bodies) picks among allowlisted keys, or for a
+  // stage that reads it; otherwise it streams through. With read_timeout, one of declared
+  // length is held too (read under the deadline): only the runtime's own stream keeps its
+  // Content-Length upstream (SigV4 signs it), and that stream cannot tell us when it was
+  // read to its end.
+  const breaker = rt.breaker;
+  const deadlines = ex.deadlines;
+  const staged = applicable(rt.stages.pre_http, ex).length > 0 ||
+    applicable(rt.stages.pre_llm, ex).length > 0;
+  const hold = breaker.mode !== "off" || staged ||
+    (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
+    (deadlines?.read !== undefined && Number.isFinite(declared));
+  let held = hasBody && hold ? await readCounted(c.req.raw.body!, max, deadlines?.body) : null;
+  ex.request = { schema: "passthrough", body: held };
+  if (staged) {
+    const http = await preHttp(ex, held, reached);
+    if (http.response) return http.response;
+    held = asBytes(http.body, held);
+    const llm = await preLlm(ex, { schema: "passthrough", body: held }, reached, (body) => {
+      held = asBytes(body, held);
+    });
+    if (llm.response) return llm.response;
+    ex.request = { schema: "passthrough", body: held };
+  }
+  const headers = forwardHeaders(ex.headers, provider, inject);
+  const model = urlModel ?? modelFromJson(held);
+  if (model !== undefined) ex.model = model;
+  /** The configured key to inject, respecting per-key model allowlists when the model is known. */
+  const configuredKey = (): string => {
+    const key = model !== undefined
+      ? pickKey(provider.keys, model, rt.random, rt.routing, rt.now())
+      : pickKey(provider.keys, "", rt.random, rt.routing, rt.now()) ??
+        pickKey(provider.keys.map((k) => ({ ...k, models: [] })), "", rt.random);
+    if (key === null) {
+      throw new GatewayError(
+        "not_found",
+        `No key of provider "${provider.name}" is allowed to use model "${model}"`,
+        { param: "model", provider: provider.name },
+      );
+    }
+    return key.key;
+  };
+
+  let response: Response;
+  let attempts: readonly AttemptRecord[];
+  if (breaker.mode === "off") {
+    if (inject) headers.set(...auth.header(configuredKey()));
+    // A declared length is enforced by HTTP framing and keeps the upstream request framed
+    // the same way (with Content-Length); only chunked uploads need counting.
+    const counted = hasBody && held === null && !Number.isFinite(declared)
+      ? limitBytes(c.req.raw.body!, max)
+      : null;
+    const streamed = hasBody && held === null ? counted?.body ?? c.req.raw.body : null;
+    // A chunked body streams upstream while it arrives: read_timeout aborts the upstream
+    // request. (write_timeout needs no guard: it already bounds the whole upstream call.)
+    const upload = streamed && deadlines?.read ? guardUpload(streamed, deadlines.read) : null;
+    const sentAt = rt.clock.now();
+    const reply = await executeUpstream(rt.fetch, {
+      url: targetUrl,
+      method: c.req.method,
+      headers,
+      body: !hasBody ? null : held ?? upload?.body ?? streamed,
+    }, {
+      signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
+      timeoutMs: withinWrite(deadlines, provider.timeout),
+      provider: provider.name,
+    })
+      .catch((err) => {
+        throw counted?.exceeded() ? tooLarge(max) : upload?.cut() ?? explainTimeout(deadlines, err);
+      });
+    reply.settle();
+    response = reply.response;
+    // One call, recorded like failover's: the overhead header and the log read it.
+    attempts = [{
+      provider: provider.name,
+      model: model ?? "",
+      key_id: null,
+      status: response.status,
+      duration_ms: rt.clock.now() - sentAt,
+      first_chunk_ms: null,
+      usage: knownUsage(null),
+      outcome: "ok",
+    }];
+  } else {
+    // With the breaker on, the body's `model` names the breaker key when the URL does not.
+    const body = held;
+    ex.targets = [{ provider: provider.name, model: model ?? "" }];
+    const result = await failover<RawOutcome>(
+      ex,
+      `${provider.name}/${model ?? ""}`,
+      undefined,
+      async (adapter, attempt) => {
+        const attemptHeaders = new Headers(headers);
+        // The key failover chose for this attempt (it cools it down on 401/429), else ours.
+        if (inject) attemptHeaders.set(...auth.header(attempt.apiKey ?? configuredKey()));
+        const reply = await executeUpstream(rt.fetch, {
+          url: targetUrl,
+          method: c.req.method,
+          headers: attemptHeaders,
+          body: body === null ? null : body.slice(),
+        }, { signal: attempt.signal, timeoutMs: attempt.timeoutMs, provider: provider.name });
+        reply.settle();
+        return raw(reply.response, adapter);
+      },
+      c.req.raw.signal,
+      {
+        // Forwarded as the client sent it: failover must neither pick nor cool a configured key.
+        clientAuthorization: inject ? null : clientCredential,
+        deadlineMs: rt.config.routing.failover.deadline,
+      },
+    );
+    if (result.ok) {
+      response = result.outcome.response;
+    } else {
+      // A failure that is not the provider's fault (or a bypass) goes back exactly as it came.
+      const kept = result.error.info.response;
+      if (!kept) {
+        noteAttempts(ex, result.attempts, result.target);
+        throw explainTimeout(deadlines, result.error);
+      }
+      response = kept;
+    }
+    attempts = result.attempts;
+  }
+  const out = relay(ex, native, response, attempts);
+  noteAttempts(ex, out.attempts, { provider: provider.name, model: ex.model ?? "" });
+  if (rt.stages.post_llm.length > 0) {
+    await postLlmObserved(ex, { stream: false, status: response.status }, reached.llm);
+  }
+  return out.response;
+}
 /**
  * The provider a native route reaches, the base its path is appended to, and the rest of the
  * raw path after the route prefix. Refuses (400, before any upstream call) a path that is not
@@ -210,30 +263,24 @@ export function nativePassthrough(family: NativeFamily | "native") {
  */
 function locate(
   config: Config,
-  family: NativeFamily | "native",
+  adapters: ReadonlyMap<string, ProviderAdapter>,
+  family: NativeFamily | null,
   target: RawTarget,
-): { provider: ProviderConfig; base: string; rest: string } {
+): Located {
   if (target.fragment) throw invalid("A request-target cannot carry a #fragment");
   const problem = containmentProblem(target.path);
   if (problem !== null) throw invalid(`${problem}; passthrough paths must stay under the API`);
-  if (family === "native") {
+  if (family === null) {
     const m = /^\/native\/([^/]*)(\/.*)?$/.exec(target.path);
     if (m === null) throw invalid("The /native prefix must not be percent-encoded");
     // Hono routes on the decoded path: `/native/%6fpenai` names no provider as written.
-    const provider = providerNamed(config, m[1] as string);
-    return { provider, base: provider.base_url, rest: m[2] ?? "" };
+    const { provider, adapter, native } = providerNamed(config, adapters, m[1] as string);
+    return { provider, adapter, native, base: provider.base_url, rest: m[2] ?? "" };
   }
-  const provider = providerOfFamily(config, family);
-  const rest = restAfter(target.path, `/${family}`);
-  if (rest === null) throw invalid(`The /${family} prefix must not be percent-encoded`);
-  // llm-proxy's contract for Bedrock: strip only `/bedrock`, keeping the raw path (`%3A` in
-  // inference-profile ids) exactly as the client signed it. The other families' base_url may
-  // end in its API version (…/v1, …/v1beta); the client's path carries its own.
-  return {
-    provider,
-    base: family === "bedrock" ? provider.base_url : apiRoot(provider.base_url),
-    rest,
-  };
+  const { provider, adapter, native } = providerOfFamily(config, adapters, family);
+  const rest = restAfter(target.path, family.prefix);
+  if (rest === null) throw invalid(`The ${family.prefix} prefix must not be percent-encoded`);
+  return { provider, adapter, native, base: family.base(provider), rest };
 }
 
 /**
@@ -284,12 +331,12 @@ const invalid = (message: string) => new GatewayError("invalid_request", message
 
 /**
  * A passthrough reply as an attempt outcome: 2xx and the caller's own errors are answers;
- * what the breaker would count or retry (5xx, 429, 529, AWS throttling) is thrown, carrying
- * the untouched reply in case it ends up being the one the client gets.
+ * what the breaker would count or retry (5xx, 429, 529, AWS throttling, by the provider's
+ * own rules) is thrown, carrying the untouched reply in case it ends up being the one the
+ * client gets.
  */
-function raw(response: Response, providerType: string): RawOutcome {
-  const cls = classifyOutcome({
-    providerType,
+function raw(response: Response, adapter: ProviderAdapter): RawOutcome {
+  const cls = (adapter.classify ?? classifyOutcome)({
     status: response.status,
     headers: response.headers,
   });
@@ -321,11 +368,19 @@ function raw(response: Response, providerType: string): RawOutcome {
   );
 }
 
-/** Hand an upstream reply to the client: headers filtered, body streamed, usage sniffed. */
-function relay(c: Context<AppEnv>, provider: string, res: Response, attempts: number): Response {
+/**
+ * Hand an upstream reply to the client: headers filtered, body streamed, usage read off it
+ * by the provider's own shapes into the winning attempt's usage.
+ */
+function relay(
+  ex: Exchange,
+  native: NativeApi,
+  res: Response,
+  attempts: readonly AttemptRecord[],
+): { response: Response; attempts: readonly AttemptRecord[] } {
   const contentType = res.headers.get("content-type") ?? "";
-  c.set("stream", contentType.includes("text/event-stream") || contentType.includes("eventstream"));
-  c.set("deferLog", true);
+  ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
+  ex.deferEnd = true;
   const out = new Headers();
   res.headers.forEach((value, name) => {
     // content-length: the body is re-chunked on the way out; let the server frame it.
@@ -333,27 +388,45 @@ function relay(c: Context<AppEnv>, provider: string, res: Response, attempts: nu
       out.append(name, value);
     }
   });
+  const provider = ex.provider as string;
   for (
-    const [name, value] of Object.entries(pilotfishHeaders(provider, c.get("model"), attempts))
+    const [name, value] of Object.entries(pilotfishHeaders(provider, ex.model, attempts.length))
   ) {
     out.set(name, value);
   }
-  // Bedrock InvokeModel reports usage in headers: no need to look inside the body.
-  const input = res.headers.get("x-amzn-bedrock-input-token-count");
-  const output = res.headers.get("x-amzn-bedrock-output-token-count");
-  if (input !== null || output !== null) {
-    const p = Number(input ?? 0);
-    const q = Number(output ?? 0);
-    c.set("usage", { prompt_tokens: p, completion_tokens: q, total_tokens: p + q });
-  }
-  const sniffed = res.body?.pipeThrough(
-    createUsageSniffer(contentType, (usage) => c.set("usage", usage)),
-  ) ?? null;
+  const meter = createUsageMeter();
+  // Some APIs report usage in headers (Bedrock InvokeModel): no need to look inside the body.
+  const fromHeaders = native.headerUsage?.(res.headers) ?? null;
+  if (fromHeaders !== null) meter.report(fromHeaders);
+  const sniffed = res.body?.pipeThrough(createUsageSniffer(contentType, native, meter)) ?? null;
+  if (sniffed === null) meter.settle("complete");
   // server.write_timeout ends the body (abruptly, so the client can tell): the bytes are the
   // provider's, there is no event of ours to put in them.
-  const cut = c.get("deadlines")?.write;
+  const cut = ex.deadlines?.write;
   const body = sniffed && cut ? endAt(sniffed, cut) : sniffed;
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: out });
+  // The usage read here is the answering attempt's.
+  let last = -1;
+  for (let i = attempts.length - 1; i >= 0 && last < 0; i--) {
+    if ((attempts[i] as AttemptRecord).outcome === "ok") last = i;
+  }
+  const withUsage = last < 0
+    ? attempts
+    : attempts.map((a, i) => (i === last ? { ...a, usage: meter.usage } : a));
+  return {
+    response: new Response(body, { status: res.status, statusText: res.statusText, headers: out }),
+    attempts: withUsage,
+  };
+}
+
+/** Bytes for the upstream from what a stage put in place of the body. */
+function asBytes(
+  body: unknown,
+  previous: Uint8Array<ArrayBuffer> | null,
+): Uint8Array<ArrayBuffer> | null {
+  if (body === previous) return previous;
+  if (body === null || body === undefined) return null;
+  if (body instanceof Uint8Array) return new Uint8Array(body);
+  return new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body));
 }
 
 /** The JSON body's `model`, when it has one (OpenAI and Anthropic bodies do). */
@@ -367,42 +440,53 @@ function modelFromJson(body: Uint8Array | null): string | undefined {
   }
 }
 
-function providerNamed(config: Config, name: string): ProviderConfig {
+function providerNamed(
+  config: Config,
+  adapters: ReadonlyMap<string, ProviderAdapter>,
+  name: string,
+): { provider: ProviderConfig; adapter: ProviderAdapter; native: NativeApi } {
   // Own keys only: `/native/constructor/…` must not find Object.prototype's members.
   const p = Object.hasOwn(config.providers, name) ? config.providers[name] : undefined;
-  if (!p || p.type === "mock") {
+  const adapter = p ? adapters.get(p.name) : undefined;
+  if (!p || !adapter?.native) {
     throw new GatewayError(
       "not_found",
-      `Unknown provider "${name}" (configured: ${listNative(config)})`,
+      `Unknown provider "${name}" (configured: ${listNative(config, adapters)})`,
     );
   }
-  return p;
+  return { provider: p, adapter, native: adapter.native };
 }
 
 /** The provider named like the family, else the only provider of that type. */
-function providerOfFamily(config: Config, family: NativeFamily): ProviderConfig {
-  const named = config.providers[family];
-  if (named && named.type === family) return named;
-  const ofType = Object.values(config.providers).filter((p) => p.type === family);
-  if (ofType.length === 1) return ofType[0] as ProviderConfig;
+function providerOfFamily(
+  config: Config,
+  adapters: ReadonlyMap<string, ProviderAdapter>,
+  family: NativeFamily,
+): { provider: ProviderConfig; adapter: ProviderAdapter; native: NativeApi } {
+  const name = family.prefix.slice(1);
+  const named = config.providers[name];
+  const ofType = named && named.type === family.type
+    ? [named]
+    : Object.values(config.providers).filter((p) => p.type === family.type);
+  const only = ofType.length === 1 ? ofType[0] as ProviderConfig : undefined;
+  const adapter = only ? adapters.get(only.name) : undefined;
+  if (only && adapter?.native) return { provider: only, adapter, native: adapter.native };
   throw new GatewayError(
     "not_found",
-    ofType.length === 0
-      ? `No ${family} provider is configured for /${family}/* (configured: ${listNative(config)})`
-      : `Several ${family} providers are configured; use /native/{provider}/… (${
+    ofType.length <= 1
+      ? `No ${name} provider is configured for ${family.prefix}/* (configured: ${
+        listNative(config, adapters)
+      })`
+      : `Several ${name} providers are configured; use /native/{provider}/… (${
         ofType.map((p) => p.name).join(", ")
       })`,
   );
 }
 
-function listNative(config: Config): string {
-  return Object.values(config.providers).filter((p) => p.type !== "mock").map((p) => p.name)
-    .join(", ") || "none";
-}
-
-/** `https://host/api/v1` → `https://host/api`; the native path brings its own version. */
-function apiRoot(baseUrl: string): string {
-  return baseUrl.replace(/\/v\d+(?:alpha|beta)?\d*$/, "");
+/** The providers that have a native API. */
+function listNative(config: Config, adapters: ReadonlyMap<string, ProviderAdapter>): string {
+  return Object.values(config.providers).filter((p) => adapters.get(p.name)?.native)
+    .map((p) => p.name).join(", ") || "none";
 }
 
 /**
@@ -411,6 +495,7 @@ function apiRoot(baseUrl: string): string {
  * (the caller sets the configured key). Configured `headers` fill in what the client left out.
  */
 function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boolean): Headers {
+  // The exchange's headers (a pre_http stage may have replaced them).
   const out = new Headers();
   incoming.forEach((value, name) => {
     if (HOP_BY_HOP.has(name) || isInternal(name) || isAppKey(value)) return;

@@ -1,7 +1,8 @@
 import type { ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
-import type { ChatOutcome, ProviderAdapter, RawOutcome } from "../providers/mod.ts";
+import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
 import { peekFirstChunk } from "../streaming/peek.ts";
+import { noUsage } from "../streaming/usage.ts";
 import { pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
 import type { RoutingState } from "./state.ts";
@@ -11,7 +12,7 @@ import type { Config } from "../config/mod.ts";
 /** Anything an attempt can produce: translated chat/embeddings, or a raw passthrough reply. */
 export type AttemptOutcome = ChatOutcome | RawOutcome;
 
-/** One attempt as the access log and `x-pilotfish-attempts` report it (never the key). */
+/** One attempt as the exchange records it (the log and `x-pilotfish-attempts` read it). */
 export interface AttemptRecord {
   readonly provider: string;
   readonly model: string;
@@ -21,7 +22,34 @@ export interface AttemptRecord {
   /** ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) */
   readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled";
   readonly reason?: string;
+  /** Time from the attempt's start to its first stream chunk; null for buffered answers. */
+  readonly first_chunk_ms: number | null;
+  /**
+   * This attempt's own usage, settled per attempt: a finished hedge loser keeps its own, a
+   * stream settles when it ends (or with what was streamed, when cut). Null for failures.
+   */
+  readonly usage: Promise<Usage | null>;
 }
+
+/**
+ * What failover tells the exchange as it goes (telemetry). `NO_TRAIL` when nobody listens:
+ * the loop calls these unconditionally.
+ */
+export interface AttemptTrail {
+  attemptStart(target: Target): void;
+  firstChunk(target: Target, ms: number): void;
+  retry(attempt: AttemptRecord, waitMs: number): void;
+  failover(from: Target, to: Target): void;
+  hedge(primary: Target, secondary: Target): void;
+}
+
+export const NO_TRAIL: AttemptTrail = {
+  attemptStart() {},
+  firstChunk() {},
+  retry() {},
+  failover() {},
+  hedge() {},
+};
 
 export interface FailoverDeps {
   readonly config: Config;
@@ -30,8 +58,10 @@ export interface FailoverDeps {
   readonly random: () => number;
   readonly now: () => number;
   readonly redact: (text: string) => string;
-  /** The circuit breaker (llm-proxy contract), when configured. */
+  /** The circuit breaker (llm-proxy contract); a breaker in mode "off" when not configured. */
   readonly breaker?: Breaker;
+  /** Telemetry for this run; nothing when absent. */
+  readonly trail?: AttemptTrail;
 }
 
 /** What one attempt gets: its signal, its timeout and its credentials. */
@@ -67,18 +97,29 @@ export interface AttemptRequest {
   readonly bypass?: { readonly reason: string };
 }
 
+/** The part of a record known when an attempt settles (the loop adds outcome and reason). */
+export type SettledRecord = Omit<AttemptRecord, "outcome" | "reason">;
+
 /** How one attempt (or a hedged pair's member) ended. */
-export interface Settled {
-  readonly target: Target;
-  /** The breaker key (`provider:model`). */
-  readonly key: string;
-  /** What the breaker said before the call; `probe` is the key's half-open probe. */
-  readonly admission: "allow" | "probe" | "reject";
-  /** A test-mode failure that never reached the provider (not fed to the breaker). */
-  readonly synthetic?: boolean;
-  readonly ok: AttemptOutcome | null;
-  readonly error: GatewayError | null;
-  readonly record: Omit<AttemptRecord, "outcome" | "reason">;
+export type Settled =
+  & {
+    readonly target: Target;
+    /** The breaker key (`provider:model`). */
+    readonly key: string;
+    /** What the breaker said before the call; `probe` is the key's half-open probe. */
+    readonly admission: "allow" | "probe" | "reject";
+    /** A test-mode failure that never reached the provider (not fed to the breaker). */
+    readonly synthetic?: boolean;
+    readonly record: SettledRecord;
+  }
+  & (
+    | { readonly ok: AttemptOutcome; readonly error: null }
+    | { readonly ok: null; readonly error: GatewayError }
+  );
+
+/** The usage an outcome carries (a raw passthrough reply's is read later, by its relay). */
+function usageOf(outcome: AttemptOutcome | null): Promise<Usage | null> {
+  return outcome === null || outcome.kind === "raw" ? noUsage() : outcome.usage;
 }
 
 /** One attempt against one target. Never throws: the outcome is data. */
@@ -96,31 +137,41 @@ export async function attempt(
   const provider = deps.config.providers[target.provider] as ProviderConfig | undefined;
   let keyId: string | null = null;
   let admission: Settled["admission"] = "allow";
+  let firstChunk: number | null = null;
+  /** How this attempt settled: an answer, or the error (one closure per attempt). */
   const settle = (
     ok: AttemptOutcome | null,
     error: GatewayError | null,
     status: number | null,
-  ): Settled => ({
-    target,
-    key: breakerKey,
-    admission,
-    ok,
-    error,
-    record: {
-      provider: target.provider,
-      model: target.model,
-      key_id: keyId,
-      status,
-      duration_ms: deps.now() - started,
-    },
-  });
+  ): Settled =>
+    ({
+      target,
+      key: breakerKey,
+      admission,
+      ok,
+      error,
+      record: {
+        provider: target.provider,
+        model: target.model,
+        key_id: keyId,
+        status,
+        duration_ms: deps.now() - started,
+        first_chunk_ms: firstChunk,
+        usage: usageOf(ok),
+      },
+    }) as Settled;
   if (!adapter || !provider) {
-    const e = new GatewayError("not_found", `Unknown provider "${target.provider}"`);
-    return settle(null, e, null);
+    return settle(
+      null,
+      new GatewayError("not_found", `Unknown provider "${target.provider}"`),
+      null,
+    );
   }
   const breaker = deps.breaker;
-  if (breaker && breaker.mode !== "off" && !req.bypass) {
-    const decision = await breaker.admit(target.provider, breakerKey, started);
+  if (breaker !== undefined && breaker.mode !== "off" && !req.bypass) {
+    const pending = breaker.admit(target.provider, breakerKey, started);
+    // Closed and open keys decide without I/O: only a half-open key waits for its probe slot.
+    const decision = pending instanceof Promise ? await pending : pending;
     if (decision.kind === "reject") {
       admission = "reject";
       return settle(null, breaker.degraded(target.provider), null);
@@ -156,6 +207,7 @@ export async function attempt(
   // The attempt's signal: the client leaving, or (hedged) losing the race.
   const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
   const remaining = Math.max(1, deadline - started);
+  deps.trail?.attemptStart(target);
   try {
     const outcome = await req.invoke(adapter, {
       signal,
@@ -174,8 +226,15 @@ export async function attempt(
         ),
       ), Math.max(1, deadline - deps.now()));
     try {
-      const body = await peekFirstChunk(outcome.body, AbortSignal.any([signal, timer.signal]));
-      return settle({ ...outcome, body }, null, outcome.status);
+      // The stream gate: nothing is committed before the first chunk arrived.
+      const body = await peekFirstChunk<unknown>(
+        outcome.body as ReadableStream<unknown>,
+        AbortSignal.any([signal, timer.signal]),
+      );
+      firstChunk = deps.now() - started;
+      deps.trail?.firstChunk(target, firstChunk);
+      // Same chunks (typed or bytes), the first one replayed: the outcome keeps its format.
+      return settle({ ...outcome, body } as AttemptOutcome, null, outcome.status);
     } finally {
       clearTimeout(t);
     }
@@ -189,59 +248,6 @@ export async function attempt(
     );
     return settle(null, ge, ge.info.upstreamStatus ?? ge.status);
   }
-}
-
-/** Run the primary; start the secondary if the primary has not answered after `afterMs`. */
-export async function hedge(
-  deps: FailoverDeps,
-  req: AttemptRequest,
-  primary: Target,
-  secondary: Target,
-  afterMs: number,
-  deadline: number,
-  refusedKeys: Set<string>,
-  keyOf: (t: Target) => string,
-): Promise<Settled[]> {
-  const controllers = [new AbortController(), new AbortController()];
-  const runs: Promise<Settled>[] = [
-    attempt(deps, req, primary, deadline, refusedKeys, keyOf(primary), controllers[0]),
-  ];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const startSecond = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, afterMs);
-  });
-  const first = await Promise.race([
-    runs[0]!.then(() => "done" as const),
-    startSecond.then(() => "hedge" as const),
-  ]);
-  clearTimeout(timer);
-  if (first === "done") {
-    const s = await runs[0]!;
-    // Failed fast: no hedge, the caller's loop decides (retry or move on).
-    return [s];
-  }
-  runs.push(
-    attempt(deps, req, secondary, deadline, refusedKeys, keyOf(secondary), controllers[1]),
-  );
-  // First success wins; the loser is aborted (its upstream request is cancelled).
-  const winner = await new Promise<number | null>((resolve) => {
-    let failed = 0;
-    runs.forEach((run, i) =>
-      run.then((s) => {
-        if (s.ok !== null) resolve(i);
-        else if (++failed === runs.length) resolve(null);
-      })
-    );
-  });
-  if (winner !== null) {
-    controllers[1 - winner]!.abort(new GatewayError("upstream_error", "Hedge lost"));
-  }
-  const settled = await Promise.all(runs);
-  // Both may have answered at once: the loser's stream must not hold its connection open.
-  settled.forEach((s, i) => {
-    if (i !== winner && s.ok?.kind === "stream") s.ok.body.cancel().catch(() => {});
-  });
-  return settled;
 }
 
 /** llm-proxy's `force_transient_recover`: a degraded-looking failure that never left the sidecar. */
@@ -263,6 +269,8 @@ export function syntheticFailure(target: Target, key: string): Settled {
       key_id: null,
       status: 503,
       duration_ms: 0,
+      first_chunk_ms: null,
+      usage: noUsage(),
     },
   };
 }

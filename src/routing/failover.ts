@@ -2,6 +2,8 @@ import type { ModelRouteConfig } from "../config/mod.ts";
 import { abortableSleep } from "../async.ts";
 import { GatewayError, withHeaders } from "../errors.ts";
 import type { ChatOutcome } from "../providers/mod.ts";
+import { type Breaker, createBreaker, createMemoryBreakerStore } from "../breaker/mod.ts";
+import type { CircuitBreakerConfig } from "../config/mod.ts";
 import type { OutcomeClass } from "../breaker/mod.ts";
 import {
   attempt,
@@ -9,11 +11,12 @@ import {
   type AttemptRecord,
   type AttemptRequest,
   type FailoverDeps,
-  hedge,
   type Invoke,
+  NO_TRAIL,
   type Settled,
   syntheticFailure,
 } from "./attempt.ts";
+import { hedge } from "./hedge.ts";
 import { classOf, feed } from "./breaker_feedback.ts";
 import { hasReadyKey, pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
@@ -24,6 +27,7 @@ export type {
   AttemptContext,
   AttemptOutcome,
   AttemptRecord,
+  AttemptTrail,
   FailoverDeps,
   Invoke,
 } from "./attempt.ts";
@@ -48,6 +52,19 @@ export interface FailoverResult<O extends AttemptOutcome = ChatOutcome> {
   readonly target: Target;
   readonly attempts: readonly AttemptRecord[];
 }
+
+/**
+ * How a failover run ended, as data: an answer, or the error to answer with (it already
+ * carries the `x-pilotfish-provider/-model/-attempts` headers of `target`, tried last).
+ */
+export type FailoverRun<O extends AttemptOutcome = ChatOutcome> =
+  | ({ readonly ok: true } & FailoverResult<O>)
+  | {
+    readonly ok: false;
+    readonly error: GatewayError;
+    readonly attempts: readonly AttemptRecord[];
+    readonly target: Target | undefined;
+  };
 
 /**
  * Thrown when no attempt succeeded. `last` is the error to answer with; it already carries
@@ -90,16 +107,50 @@ function headerText(value: string): string {
   return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
 }
 
-function exhausted(
+function exhausted<O extends AttemptOutcome>(
   last: GatewayError,
   attempts: readonly AttemptRecord[],
   target: Target | undefined,
-): FailoverExhausted {
-  return new FailoverExhausted(
-    withHeaders(last, attemptHeaders(target, attempts.length)),
+): FailoverRun<O> {
+  return {
+    ok: false,
+    error: withHeaders(last, attemptHeaders(target, attempts.length)),
     attempts,
     target,
-  );
+  };
+}
+
+/** `runFailover`, throwing `FailoverExhausted` when no attempt succeeded. */
+export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome>(
+  deps: FailoverDeps,
+  req: FailoverRequest<O>,
+): Promise<FailoverResult<O>> {
+  const run = await runFailover(deps, req);
+  if (!run.ok) throw new FailoverExhausted(run.error, run.attempts, run.target);
+  return run;
+}
+
+/** The breaker failover uses when none is configured: lets everything through. */
+const offBreakers = new WeakMap<object, Breaker>();
+function breakerOf(deps: FailoverDeps): Breaker {
+  if (deps.breaker !== undefined) return deps.breaker;
+  const cb = deps.config.features.circuit_breaker;
+  let off = offBreakers.get(cb);
+  if (off === undefined) {
+    const config: CircuitBreakerConfig = { ...cb, enabled: false };
+    off = createBreaker(
+      config,
+      createMemoryBreakerStore({
+        failureThreshold: 1,
+        windowMs: 1,
+        cooldownMs: 1,
+        rollupWindowMs: 1,
+      }),
+      () => {},
+    );
+    offBreakers.set(cb, off);
+  }
+  return off;
 }
 
 /**
@@ -119,17 +170,21 @@ function exhausted(
  * byte could have reached the client. With `hedge_after`, a second target starts if the
  * first has not answered in time; the first to answer wins and the other is aborted.
  */
-export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome>(
+export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
   deps: FailoverDeps,
   req: FailoverRequest<O>,
-): Promise<FailoverResult<O>> {
+): Promise<FailoverRun<O>> {
   const policy = deps.config.routing.failover;
   const deadline = deps.now() + req.deadlineMs;
-  const breaker = deps.breaker?.mode === "off" ? undefined : deps.breaker;
-  const keyOf = (t: Target) => breaker?.key(t.provider, t.model) ?? targetKey(t);
-  if (breaker && req.testMode === "force_degraded") {
+  const breaker = breakerOf(deps);
+  // One normalised deps for every attempt of this run: the breaker is always there.
+  const run: FailoverDeps = deps.breaker === breaker ? deps : { ...deps, breaker };
+  const trail = deps.trail ?? NO_TRAIL;
+  const on = breaker.mode !== "off";
+  const keyOf = on ? (t: Target) => breaker.key(t.provider, t.model) : targetKey;
+  if (on && req.testMode === "force_degraded") {
     const first = req.targets[0];
-    throw exhausted(breaker.degraded(first?.provider ?? "unknown"), [], first);
+    return exhausted(breaker.degraded(first?.provider ?? "unknown"), [], first);
   }
   const order = orderTargets(
     req.targets,
@@ -137,7 +192,7 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
     req.requested,
     deps.state,
     deps.random,
-    breaker ? (t) => breaker.available(t.provider, keyOf(t), deps.now()) : undefined,
+    breaker.mode === "on" ? (t) => breaker.available(t.provider, keyOf(t), deps.now()) : undefined,
   );
   // Bypass is single-shot by contract: the caller gets exactly what one upstream call says.
   const maxAttempts = req.bypass
@@ -145,7 +200,7 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
     : policy.max_attempts > 0
     ? policy.max_attempts
     : Number.POSITIVE_INFINITY;
-  let injectTransient = breaker !== undefined && req.testMode === "force_transient_recover";
+  let injectTransient = on && req.testMode === "force_transient_recover";
   let lastClass: OutcomeClass | null = null;
   const attempts: AttemptRecord[] = [];
   const refusedKeys = new Set<string>();
@@ -157,8 +212,15 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
   /** Calls actually made (fast-fails and test-mode failures are not calls). */
   let made = 0;
 
-  const record = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) =>
-    attempts.push({ ...s.record, outcome, ...(reason ? { reason } : {}) });
+  const record = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
+    const r: AttemptRecord = { ...s.record, outcome, ...(reason ? { reason } : {}) };
+    attempts.push(r);
+    return r;
+  };
+  const moveTo = (from: Target, at: number) => {
+    const to = order[at];
+    if (to !== undefined) trail.failover(from, to);
+  };
 
   while (index < order.length && made < maxAttempts) {
     const target = order[index] as Target;
@@ -177,7 +239,7 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
       settled = [syntheticFailure(target, keyOf(target))];
     } else if (hedgeWith) {
       settled = await hedge(
-        deps,
+        run,
         req,
         target,
         hedgeWith,
@@ -187,18 +249,21 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
         keyOf,
       );
     } else {
-      settled = [await attempt(deps, req, target, deadline, refusedKeys, keyOf(target))];
+      settled = [
+        await attempt(run, req, target, deadline, refusedKeys, keyOf(target)),
+      ];
     }
 
     // Fast-failed by the breaker: no call was made; the next candidate is tried at once.
     if (settled.every((s) => s.admission === "reject")) {
       for (const s of settled) {
-        attempts.push({ ...s.record, outcome: "next", reason: reasonOf(s.error!) });
+        record(s, "next", reasonOf(s.error as GatewayError));
         lastClass = "provider_degraded";
         last = s.error;
         lastTarget = s.target;
       }
       index += settled.length;
+      moveTo(target, index);
       retries = 0;
       continue;
     }
@@ -213,7 +278,7 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
       feed(breaker, deps, winner, "success", true, req.bypass);
       deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
       // The outcome came from req.invoke, so it is an O (Settled is not generic to stay simple).
-      return { outcome: winner.ok as O, target: winner.target, attempts };
+      return { ok: true, outcome: winner.ok as O, target: winner.target, attempts };
     }
 
     // Everything started this round failed; decide from the primary's failure.
@@ -235,10 +300,11 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
     const err = primary.error as GatewayError;
     const kind = classifyFailure(err, policy);
     const terminal = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
-      record(s, outcome, reason);
+      const r = record(s, outcome, reason);
       feed(breaker, deps, s, classes.get(s)!, outcome !== "retry", req.bypass);
       // A passthrough reply that will not be relayed must not hold its connection open.
       if (outcome !== "final") s.error?.info.response?.body?.cancel().catch(() => {});
+      return r;
     };
     if (aborted) {
       for (const s of settled) terminal(s, "final", "client_abort");
@@ -246,8 +312,9 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
     }
     if (primary.synthetic) {
       // force_transient_recover's one retry is free: it holds even with no retry budget.
-      terminal(primary, "retry", "test mode");
-      await abortableSleep(backoffMs(0, policy, deps.random), req.signal);
+      const wait = backoffMs(0, policy, deps.random);
+      trail.retry(terminal(primary, "retry", "test mode"), wait);
+      await abortableSleep(wait, req.signal);
       continue;
     }
     if (made >= maxAttempts) {
@@ -269,7 +336,7 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
       kind,
       classes.get(primary)!,
       policy,
-      breaker?.config ?? null,
+      on ? breaker.config : null,
       more,
       deps.config.providers[target.provider]?.max_retries,
     );
@@ -283,7 +350,7 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
         otherKey ? 0 : retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
       );
       if (deps.now() + wait < deadline) {
-        terminal(primary, "retry", reasonOf(err));
+        trail.retry(terminal(primary, "retry", reasonOf(err)), wait);
         retries++;
         await abortableSleep(wait, req.signal);
         continue;
@@ -297,18 +364,19 @@ export async function executeWithFailover<O extends AttemptOutcome = ChatOutcome
     }
     if (!moveOn) break;
     index += settled.length;
+    moveTo(target, index);
     retries = 0;
   }
   // llm-proxy's degraded signal: every candidate fast-failed, or the last failure says the
   // provider (not the caller) is the problem. Rate limits and client errors pass through.
   if (
-    breaker?.mode === "on" && !req.bypass && last &&
+    breaker.mode === "on" && !req.bypass && last &&
     (rejectedOnly || lastClass === "provider_degraded")
   ) {
     last.info.response?.body?.cancel().catch(() => {});
-    throw exhausted(breaker.degraded(lastTarget?.provider ?? "unknown"), attempts, lastTarget);
+    return exhausted(breaker.degraded(lastTarget?.provider ?? "unknown"), attempts, lastTarget);
   }
-  throw exhausted(
+  return exhausted(
     last ?? new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
     attempts,
     lastTarget,

@@ -15,10 +15,15 @@ export { orderTargets, targetKey } from "./strategy.ts";
 export { backoffMs, classifyFailure, retryAfterMs } from "./retry.ts";
 export {
   type AttemptContext,
+  attemptHeaders,
   type AttemptRecord,
+  type AttemptTrail,
   executeWithFailover,
   FailoverExhausted,
   type FailoverResult,
+  type FailoverRun,
   type Invoke,
+  pilotfishHeaders,
+  runFailover,
 } from "./failover.ts";
-export { upstreamTime } from "./attempt.ts";
+export { NO_TRAIL, upstreamTime } from "./attempt.ts";

@@ -94,6 +94,24 @@ export interface OpenAIChunkDelta {
   tool_calls?: OpenAIToolCallDelta[];
 }
 
+/** One event of a chat stream (`chat.completion.chunk`), the canonical stream unit. */
+export interface OpenAIChatChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  system_fingerprint?: string | null;
+  choices: {
+    index: number;
+    delta: OpenAIChunkDelta;
+    logprobs?: unknown;
+    finish_reason: string | null;
+  }[];
+  /** `null` on every chunk when the client asked for usage; the counts on the last one. */
+  usage?: OpenAIUsage | null;
+  [field: string]: unknown;
+}
+
 export interface ParsedChatRequest {
   body: OpenAIChatRequest;
   gateway: GatewayOptions;

@@ -12,6 +12,8 @@ import {
   ready,
 } from "../routes/mod.ts";
 import type { Runtime } from "../runtime.ts";
+import { NATIVE_FAMILIES } from "../providers/native_routes.ts";
+import type { Control } from "../pipeline/control.ts";
 import { renderError, renderNotFound } from "./middleware/error_handler.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { corsMiddleware } from "./middleware/cors.ts";
@@ -23,6 +25,11 @@ export interface AppDeps {
   readonly runtime: () => Runtime;
   /** True once config and listeners are up. */
   readonly isReady: () => boolean;
+  /**
+   * Operations on the running gateway (reload, breaker reset, state): what the admin API
+   * (a later issue) exposes as routes. The daemon passes the one `src/main.ts` builds.
+   */
+  readonly control?: Control;
 }
 
 /** Build the HTTP app. No I/O here: every collaborator comes in through `deps`. */
@@ -44,12 +51,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/ready", ready(deps.isReady));
   app.get("/health", health);
 
-  // Provider-native passthrough: bytes in, bytes out.
-  app.all("/openai/*", nativePassthrough("openai"));
-  app.all("/anthropic/*", nativePassthrough("anthropic"));
-  app.all("/gemini/*", nativePassthrough("gemini"));
-  app.all("/native/:provider/*", nativePassthrough("native"));
-  app.all("/bedrock/*", nativePassthrough("bedrock"));
+  // Provider-native passthrough: bytes in, bytes out (the families are the providers' own).
+  for (const family of NATIVE_FAMILIES) app.all(`${family.prefix}/*`, nativePassthrough(family));
+  app.all("/native/:provider/*", nativePassthrough(null));
 
   // Known paths with the wrong method: 405 with Allow, not a misleading 404.
   const allow = (methods: string) => (c: Parameters<typeof renderError>[1]) =>

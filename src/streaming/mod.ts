@@ -21,4 +21,20 @@ export {
   type OpenAIChunkWriter,
   type ToolCallDeltas,
 } from "./openai_chunks.ts";
-export { balancedObject, createUsageSniffer, usageFromObject } from "./usage_sniff.ts";
+export {
+  balancedObject,
+  createUsageSniffer,
+  num,
+  pickUsage,
+  type UsageShapes,
+} from "./usage_sniff.ts";
+export {
+  createUsageMeter,
+  knownUsage,
+  meterChunks,
+  noUsage,
+  type UsageMeter,
+  usageNow,
+} from "./usage.ts";
+export { decodeOpenAISse, encodeOpenAIChunks } from "./openai_sse.ts";
+export { peekFirstChunk } from "./peek.ts";

@@ -1,5 +1,9 @@
-import type { OpenAIChunkDelta, OpenAIFinishReason, OpenAIUsage } from "../schema/openai.ts";
-import { encodeSseData } from "./sse.ts";
+import type {
+  OpenAIChatChunk,
+  OpenAIChunkDelta,
+  OpenAIFinishReason,
+  OpenAIUsage,
+} from "../schema/openai.ts";
 
 export interface ChunkMeta {
   readonly id: string;
@@ -9,50 +13,51 @@ export interface ChunkMeta {
   readonly includeUsage: boolean;
 }
 
-/** Encodes the `chat.completion.chunk` events of one OpenAI stream we generate ourselves. */
+/** Builds the `chat.completion.chunk` events of one OpenAI stream we generate ourselves. */
 export interface OpenAIChunkWriter {
-  delta(delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null): Uint8Array;
+  delta(delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null): OpenAIChatChunk;
   /** The final usage chunk (`choices: []`), sent only when the client asked for usage. */
-  usage(usage: OpenAIUsage): Uint8Array;
+  usage(usage: OpenAIUsage): OpenAIChatChunk;
 }
 
 /** One writer per response: every chunk shares its id, created time and model. */
 export function createOpenAIChunkWriter(meta: ChunkMeta): OpenAIChunkWriter {
   const { id, created, model } = meta;
   return {
-    delta: (delta, finish) =>
-      encodeSseData({
-        id,
-        object: "chat.completion.chunk",
-        created,
-        model,
-        system_fingerprint: null,
-        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-        ...(meta.includeUsage ? { usage: null } : {}),
-      }),
-    usage: (usage) =>
-      encodeSseData({
-        id,
-        object: "chat.completion.chunk",
-        created,
-        model,
-        system_fingerprint: null,
-        choices: [],
-        usage,
-      }),
+    delta: (delta, finish) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      ...(meta.includeUsage ? { usage: null } : {}),
+    }),
+    usage: (usage) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [],
+      usage,
+    }),
   };
 }
 
 /** Writes the chunks of one translated stream, the role chunk held back (see `send`). */
 export interface OpenAIChunkSender {
-  chunk(delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null): Uint8Array;
+  chunk(delta: OpenAIChunkDelta, finish: OpenAIFinishReason | null): OpenAIChatChunk;
   /**
-   * Enqueue `bytes`, preceded the first time by the role chunk. The role chunk is held back
+   * Enqueue `chunk`, preceded the first time by the role chunk. The role chunk is held back
    * until there is something to send after it, so an upstream error between the start of
    * the answer and its first token still fails the stream before its first byte, while
    * routing can fail over.
    */
-  send(controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array): void;
+  send(
+    controller: TransformStreamDefaultController<OpenAIChatChunk>,
+    chunk: OpenAIChatChunk,
+  ): void;
 }
 
 /** `writer` is read on every chunk: a translator may create it once the upstream names an id. */
@@ -62,12 +67,12 @@ export function createOpenAIChunkSender(writer: () => OpenAIChunkWriter): OpenAI
     writer().delta(delta, finish);
   return {
     chunk,
-    send(controller, bytes) {
+    send(controller, next) {
       if (!greeted) {
         greeted = true;
         controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
       }
-      controller.enqueue(bytes);
+      controller.enqueue(next);
     },
   };
 }

@@ -1,13 +1,13 @@
 /**
  * Read a stream's first chunk before committing to it: failover is only possible while
- * nothing has reached the client. Resolves with the first chunk and a stream that replays
- * it followed by the rest; rejects if the source fails, ends empty, or `signal` aborts
- * first (the source is cancelled then).
+ * nothing has reached the client. Resolves with a stream that replays the first chunk
+ * followed by the rest; rejects if the source fails, ends empty, or `signal` aborts first
+ * (the source is cancelled then).
  */
-export async function peekFirstChunk(
-  source: ReadableStream<Uint8Array>,
+export async function peekFirstChunk<T>(
+  source: ReadableStream<T>,
   signal: AbortSignal,
-): Promise<ReadableStream<Uint8Array>> {
+): Promise<ReadableStream<T>> {
   const reader = source.getReader();
   let onAbort = () => {};
   const aborted = new Promise<never>((_, reject) => {
@@ -15,7 +15,7 @@ export async function peekFirstChunk(
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
   });
-  let first: ReadableStreamReadResult<Uint8Array>;
+  let first: ReadableStreamReadResult<T>;
   try {
     first = await Promise.race([reader.read(), aborted]);
   } catch (err) {
@@ -26,8 +26,8 @@ export async function peekFirstChunk(
   }
   aborted.catch(() => {}); // settled or never will be: no unhandled rejection either way
   if (first.done) throw new Error("Upstream stream ended before its first chunk");
-  let pending: Uint8Array | null = first.value;
-  return new ReadableStream<Uint8Array>({
+  let pending: T | null = first.value;
+  return new ReadableStream<T>({
     async pull(controller) {
       if (pending !== null) {
         controller.enqueue(pending);

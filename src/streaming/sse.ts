@@ -68,11 +68,13 @@ export function createSseDataStream(): TransformStream<string, string> {
 
 /**
  * Forward SSE bytes untouched while handing each `data:` payload to `onData` on the side
- * (usage taps and sniffers). `onEnd` runs after the last event.
+ * (usage taps and sniffers). `onEnd` runs after the last event, `onCancel` when the consumer
+ * cancels or the source fails first.
  */
 export function createSseTap(
   onData: (data: string) => void,
   onEnd: () => void = () => {},
+  onCancel: () => void = onEnd,
 ): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   const read = createSseDataReader();
@@ -85,5 +87,8 @@ export function createSseTap(
       for (const data of read(decoder.decode(), true)) onData(data);
       onEnd();
     },
-  });
+    cancel() {
+      onCancel();
+    },
+  } as Transformer<Uint8Array, Uint8Array>);
 }

@@ -1,25 +1,29 @@
 import type { OpenAIUsage } from "../schema/openai.ts";
 import { createSseTap } from "./sse.ts";
+import type { UsageMeter } from "./usage.ts";
 import { balancedObject } from "./usage_sniff.ts";
 
 const HAS_USAGE = /"usage"\s*:\s*\{/;
 
 /**
- * Pass OpenAI SSE bytes through unchanged while reading `usage` off the side. Only events
- * that carry a usage object are JSON-parsed, so the common chunk costs one regex test.
+ * Pass OpenAI SSE bytes through unchanged while reading `usage` off the side into `meter`,
+ * settled when the stream ends or is cut. Only events that carry a usage object are
+ * JSON-parsed, so the common chunk costs one regex test.
  */
-export function createOpenAIUsageTap(
-  onUsage: (usage: OpenAIUsage) => void,
-): TransformStream<Uint8Array, Uint8Array> {
-  return createSseTap((data) => {
-    if (!HAS_USAGE.test(data)) return;
-    try {
-      const usage = (JSON.parse(data) as { usage?: OpenAIUsage }).usage;
-      if (usage && typeof usage.prompt_tokens === "number") onUsage(usage);
-    } catch {
-      // Not JSON: not ours to judge; the bytes still reach the client.
-    }
-  });
+export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Array, Uint8Array> {
+  return createSseTap(
+    (data) => {
+      if (!HAS_USAGE.test(data)) return;
+      try {
+        const usage = (JSON.parse(data) as { usage?: OpenAIUsage }).usage;
+        if (usage && typeof usage.prompt_tokens === "number") meter.report(usage);
+      } catch {
+        // Not JSON: not ours to judge; the bytes still reach the client.
+      }
+    },
+    () => meter.settle("complete"),
+    () => meter.settle("cut"),
+  );
 }
 
 const TAIL_BYTES = 2048;

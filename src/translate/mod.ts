@@ -6,6 +6,7 @@
 export { toOpenAIChatRequest } from "./anthropic_to_openai.ts";
 export {
   createMessagesStreamTransformer,
+  encodeMessagesStream,
   type MessagesStreamContext,
   toMessagesResponse,
   toMessagesStream,

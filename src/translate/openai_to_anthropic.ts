@@ -5,6 +5,7 @@ import type {
   MessagesStopReason,
   MessagesUsage,
 } from "../schema/anthropic.ts";
+import type { OpenAIChatChunk } from "../schema/openai.ts";
 import { createSseDataStream, encodeSseEvent } from "../streaming/mod.ts";
 
 /**
@@ -161,6 +162,18 @@ export function toMessagesStream(
     .pipeThrough(createMessagesStreamTransformer(ctx));
 }
 
+/**
+ * Typed OpenAI chunks → Anthropic SSE bytes: the `/v1/messages` edge encoder for answers
+ * that are not Anthropic's own. The chunks' clean end is the answer's end (their source
+ * vouches for completeness). Cancelling the result cancels `chunks`.
+ */
+export function encodeMessagesStream(
+  chunks: ReadableStream<OpenAIChatChunk>,
+  ctx: MessagesStreamContext,
+): ReadableStream<Uint8Array> {
+  return chunks.pipeThrough(createMessagesStreamTransformer(ctx));
+}
+
 /** The content block being written: Anthropic blocks are sequential, one open at a time. */
 interface OpenBlock {
   readonly index: number;
@@ -177,13 +190,14 @@ interface OpenBlock {
  *
  * `message_start` is held back until there is content to send, so an upstream that fails
  * before its first token fails the stream before its first byte, while routing can still
- * fail over. An in-stream OpenAI error, a payload that is not JSON, or a stream that ends
- * before `[DONE]` without a finish reason errors the stream with a GatewayError, which the
- * route renders as `event: error`.
+ * fail over. An in-stream OpenAI error, a payload that is not JSON, or an SSE stream that
+ * ends before `[DONE]` without a finish reason errors the stream with a GatewayError, which
+ * the route renders as `event: error`. Input is SSE `data:` payloads, or typed chunks.
  */
 export function createMessagesStreamTransformer(
   ctx: MessagesStreamContext,
-): TransformStream<string, Uint8Array> {
+): TransformStream<string | OpenAIChatChunk, Uint8Array> {
+  let typed = false;
   let id: string | null = null;
   let model = ctx.model;
   let started = false;
@@ -292,15 +306,20 @@ export function createMessagesStreamTransformer(
       provider: ctx.provider,
     });
 
-  return new TransformStream<string, Uint8Array>({
+  return new TransformStream<string | OpenAIChatChunk, Uint8Array>({
     transform(data, c) {
       if (done) return;
-      if (data === "[DONE]") return end(c);
       let chunk: unknown;
-      try {
-        chunk = JSON.parse(data);
-      } catch {
-        throw broken("sent an event that is not JSON");
+      if (typeof data !== "string") {
+        typed = true;
+        chunk = data;
+      } else {
+        if (data === "[DONE]") return end(c);
+        try {
+          chunk = JSON.parse(data);
+        } catch {
+          throw broken("sent an event that is not JSON");
+        }
       }
       if (!isObject(chunk)) throw broken("sent an event that is not a JSON object");
       if (chunk.error !== undefined && chunk.error !== null) throw streamError(chunk.error, ctx);
@@ -321,7 +340,7 @@ export function createMessagesStreamTransformer(
     flush(c) {
       if (done) return;
       // Some compatible servers end without `[DONE]`; a finish reason proves it was complete.
-      if (finish !== null) return end(c);
+      if (finish !== null || typed) return end(c);
       throw broken("ended before it was complete");
     },
   });

@@ -4,6 +4,8 @@
  * @module
  */
 import assert from "node:assert/strict";
+import type { OpenAIChatChunk } from "../../src/schema/openai.ts";
+import { encodeOpenAIChunks } from "../../src/streaming/mod.ts";
 import { concatBytes, rechunk, streamOf } from "./chunk.ts";
 
 /** OpenAI SSE bytes → the parsed `data:` payloads, `[DONE]` kept as the string. */
@@ -17,12 +19,12 @@ export function parseOpenAISse(bytes: Uint8Array): unknown[] {
   });
 }
 
-/** Read a byte stream until it ends or errors; returns what arrived and the error, if any. */
-export async function drain(
-  stream: ReadableStream<Uint8Array>,
-): Promise<{ chunks: Uint8Array[]; error: unknown }> {
+/** Read a stream until it ends or errors; returns what arrived and the error, if any. */
+export async function drain<T>(
+  stream: ReadableStream<T>,
+): Promise<{ chunks: T[]; error: unknown }> {
   const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
+  const chunks: T[] = [];
   try {
     while (true) {
       const { done, value } = await reader.read();
@@ -36,16 +38,28 @@ export async function drain(
   }
 }
 
-/** Read an OpenAI SSE byte stream to its end and parse its events. */
-export async function readOpenAISse(stream: ReadableStream<Uint8Array>): Promise<unknown[]> {
-  return parseOpenAISse(concatBytes(await Array.fromAsync(stream)));
+/**
+ * Read an OpenAI stream to its end and parse its events: SSE bytes as they are, typed
+ * chunks framed by the gateway's own edge encoder first (so `[DONE]` ends a clean stream).
+ */
+export async function readOpenAISse(
+  stream: ReadableStream<Uint8Array> | ReadableStream<OpenAIChatChunk>,
+): Promise<unknown[]> {
+  const items: (Uint8Array | OpenAIChatChunk)[] = await Array.fromAsync(
+    stream as ReadableStream<Uint8Array | OpenAIChatChunk>,
+  );
+  if (items.length === 0 || items[0] instanceof Uint8Array) {
+    return parseOpenAISse(concatBytes(items as Uint8Array[]));
+  }
+  const framed = ReadableStream.from(items as OpenAIChatChunk[]).pipeThrough(encodeOpenAIChunks());
+  return parseOpenAISse(concatBytes(await Array.fromAsync(framed)));
 }
 
-/** A provider's stream translator: upstream bytes in, OpenAI SSE bytes out. */
+/** A provider's stream translator: upstream bytes in, OpenAI SSE bytes or typed chunks out. */
 export type StreamTranslator<C> = (
   body: ReadableStream<Uint8Array>,
   ctx: C,
-) => ReadableStream<Uint8Array>;
+) => ReadableStream<Uint8Array> | ReadableStream<OpenAIChatChunk>;
 
 /** Run `translator` over `bytes` delivered in `n`-byte pieces and parse the OpenAI events that come out. */
 export function translateInChunks<C>(

@@ -56,7 +56,6 @@ Deno.test(
           timeoutMs: 1_000,
           apiKey: null,
           clientAuthorization: null,
-          onUsage: () => {},
         }, "anthropic.claude-sonnet-4-5"),
       (err: unknown) => {
         assert.ok(err instanceof GatewayError);

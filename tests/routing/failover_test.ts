@@ -7,8 +7,10 @@ import {
   executeWithFailover,
   FailoverExhausted,
   resolveModel,
+  runFailover,
 } from "../../src/routing/mod.ts";
 import { breakerTiming, createBreaker, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
+import { noUsage } from "../../src/streaming/mod.ts";
 
 const SANITIZE = { sanitizeOps: true, sanitizeResources: true };
 const enc = new TextEncoder();
@@ -32,7 +34,13 @@ function scripted(name: string, steps: Step[]) {
 }
 
 const ok = (text = "ok"): Step => () =>
-  Promise.resolve({ kind: "json", status: 200, body: JSON.stringify({ text }) });
+  Promise.resolve({
+    kind: "json",
+    status: 200,
+    format: "object",
+    body: { text },
+    usage: noUsage(),
+  });
 const fail = (status: number, headers?: Record<string, string>): Step => () =>
   Promise.reject(
     new GatewayError(status === 429 ? "rate_limited" : "upstream_error", `HTTP ${status}`, {
@@ -48,7 +56,8 @@ const timedOut: Step = () => Promise.reject(new GatewayError("upstream_timeout",
 const slow = (ms: number, text: string): Step => (call) =>
   new Promise((resolve, reject) => {
     const t = setTimeout(
-      () => resolve({ kind: "json", status: 200, body: JSON.stringify({ text }) }),
+      () =>
+        resolve({ kind: "json", status: 200, format: "object", body: { text }, usage: noUsage() }),
       ms,
     );
     call.signal.addEventListener("abort", () => {
@@ -61,6 +70,8 @@ const streamOf = (chunks: string[], breakAfter?: number): Step => () => {
   return Promise.resolve({
     kind: "stream",
     status: 200,
+    format: "openai_sse",
+    usage: noUsage(),
     body: new ReadableStream<Uint8Array>({
       pull(c) {
         if (i === breakAfter) return c.error(new Error("stream broke"));
@@ -126,7 +137,6 @@ function run(
         ...attempt,
         body: { model, messages: [{ role: "user", content: "hi" }] },
         stream: extra.stream ?? false,
-        onUsage: () => {},
       }, m),
     signal: extra.signal ?? new AbortController().signal,
     clientAuthorization: extra.clientAuthorization ?? null,
@@ -365,7 +375,11 @@ Deno.test(
     assert.equal(r.outcome.kind, "stream");
     if (r.outcome.kind !== "stream") return;
     const text = new TextDecoder().decode(
-      new Uint8Array((await Array.fromAsync(r.outcome.body)).flatMap((c) => [...c])),
+      new Uint8Array(
+        (await Array.fromAsync(r.outcome.body as ReadableStream<Uint8Array>)).flatMap((
+          c,
+        ) => [...c]),
+      ),
     );
     assert.equal(text, "data: 1\n\ndata: 2\n\n", "the peeked chunk is replayed, nothing lost");
   },
@@ -380,7 +394,7 @@ Deno.test(
     const r = await run(setup(CONFIG, [a.adapter, b.adapter]), "m", { stream: true });
     assert.deepEqual(outcomes(r.attempts), ["a:ok"]);
     if (r.outcome.kind !== "stream") throw new Error("expected a stream");
-    const reader = r.outcome.body.getReader();
+    const reader = (r.outcome.body as ReadableStream<Uint8Array>).getReader();
     assert.equal(new TextDecoder().decode((await reader.read()).value), "data: 1\n\n");
     await assert.rejects(reader.read(), /stream broke/);
     assert.equal(b.calls.length, 0, "no failover after the first byte");
@@ -721,3 +735,78 @@ Deno.test("routing.failover config: Butter's keys, max_attempts, the deprecated 
     );
   }
 });
+
+Deno.test(
+  "runFailover() keeps each attempt's own usage: a hedge loser that answered has its own",
+  SANITIZE,
+  async () => {
+    const yaml = CONFIG.replace(
+      "m: { providers: [a, b] }",
+      "m: { providers: [a, b], hedge_after: 1ms }",
+    );
+    const usage = (n: number) => ({ prompt_tokens: n, completion_tokens: n, total_tokens: 2 * n });
+    const bCalled = Promise.withResolvers<void>();
+    // a answers only once b was asked, and ignores losing (an upstream that had finished).
+    const a = scripted("a", [async () => {
+      await bCalled.promise;
+      return {
+        kind: "json",
+        status: 200,
+        format: "object",
+        body: {},
+        usage: Promise.resolve(usage(100)),
+      };
+    }]);
+    const b = scripted("b", [() => {
+      bCalled.resolve();
+      return Promise.resolve({
+        kind: "json",
+        status: 200,
+        format: "object",
+        body: {},
+        usage: Promise.resolve(usage(1)),
+      });
+    }]);
+    const env = setup(yaml, [a.adapter, b.adapter]);
+    const { targets, route } = resolveModel(env.config, "m");
+    const r = await runFailover(env.deps, {
+      requested: "m",
+      targets,
+      route,
+      invoke: (adapter, attempt, m) =>
+        adapter.chat({ ...attempt, body: { model: m, messages: [] }, stream: false }, m),
+      signal: new AbortController().signal,
+      clientAuthorization: null,
+      deadlineMs: 10_000,
+    });
+    assert.ok(r.ok, "a discriminated result, not a throw");
+    const byProvider = Object.fromEntries(r.attempts.map((x) => [x.provider, x]));
+    assert.deepEqual(await byProvider.a?.usage, usage(100));
+    assert.deepEqual(await byProvider.b?.usage, usage(1));
+    assert.deepEqual(await r.outcome.usage, await byProvider[r.target.provider]?.usage);
+  },
+);
+
+Deno.test(
+  "runFailover() answers a failure as data, with the error to render",
+  SANITIZE,
+  async () => {
+    const env = setup(CONFIG, [scripted("a", [fail(400)]).adapter]);
+    const { targets, route } = resolveModel(env.config, "a/x");
+    const r = await runFailover(env.deps, {
+      requested: "a/x",
+      targets,
+      route,
+      invoke: (adapter, attempt, m) =>
+        adapter.chat({ ...attempt, body: { model: m, messages: [] }, stream: false }, m),
+      signal: new AbortController().signal,
+      clientAuthorization: null,
+      deadlineMs: 10_000,
+    });
+    assert.equal(r.ok, false);
+    if (r.ok) return;
+    assert.equal(r.error.status, 400);
+    assert.equal(r.error.info.headers?.["x-pilotfish-attempts"], "1");
+    assert.equal(r.target?.provider, "a");
+  },
+);

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import type { OpenAIUsage } from "../../src/schema/openai.ts";
-import { createOpenAIUsageTap, findOpenAIUsage, readOpenAIUsage } from "../../src/streaming/mod.ts";
+import {
+  createOpenAIUsageTap,
+  createUsageMeter,
+  findOpenAIUsage,
+  readOpenAIUsage,
+  usageNow,
+} from "../../src/streaming/mod.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../helpers/chunk.ts";
 
 /**
@@ -50,11 +56,10 @@ const STREAM = encoder.encode(
 async function tap(
   chunks: Uint8Array[],
 ): Promise<{ out: Uint8Array[]; usages: OpenAIUsage[] }> {
-  const usages: OpenAIUsage[] = [];
-  const out = await Array.fromAsync(
-    streamOf(chunks).pipeThrough(createOpenAIUsageTap((u) => usages.push(u))),
-  );
-  return { out, usages };
+  const meter = createUsageMeter();
+  const out = await Array.fromAsync(streamOf(chunks).pipeThrough(createOpenAIUsageTap(meter)));
+  const usage = await meter.usage;
+  return { out, usages: usage === null ? [] : [usage] };
 }
 
 Deno.test(
@@ -109,6 +114,31 @@ Deno.test(
     const { out, usages } = await tap(rechunk(bytes, 7));
     assert.deepEqual(usages, []);
     assert.deepEqual(concatBytes(out), bytes);
+  },
+);
+
+Deno.test(
+  "createOpenAIUsageTap() settles a cancelled stream with the usage it saw",
+  SANITIZE,
+  async () => {
+    const bytes = encoder.encode(
+      chunkEvent({ content: "hi" }, null) +
+        `data: ${JSON.stringify({ choices: [], usage: USAGE })}\n\n`,
+    );
+    const meter = createUsageMeter();
+    let sent = false;
+    const source = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (!sent) c.enqueue(bytes);
+        sent = true; // then stays open, like a slow upstream
+      },
+    });
+    const reader = source.pipeThrough(createOpenAIUsageTap(meter)).getReader();
+    await reader.read();
+    // Seen but not settled yet: the live view already has it (the access log reads this).
+    assert.deepEqual(usageNow(meter.usage), USAGE);
+    await reader.cancel("client went away");
+    assert.deepEqual(await meter.usage, USAGE);
   },
 );
 

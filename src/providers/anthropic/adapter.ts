@@ -1,5 +1,7 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
+import { createUsageMeter, knownUsage, meterChunks } from "../../streaming/mod.ts";
+import { classifyOutcome } from "../../breaker/classify.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
   AdapterDeps,
@@ -9,6 +11,7 @@ import type {
   ProviderAdapter,
 } from "../types.ts";
 import { fromAnthropicError } from "./errors.ts";
+import { ANTHROPIC_NATIVE } from "./native.ts";
 import { toAnthropicRequest } from "./request.ts";
 import { fromAnthropicResponse, toOpenAIUsage } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
@@ -36,6 +39,8 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     name: cfg.name,
     type: cfg.type,
     models: () => cfg.models,
+    classify: classifyOutcome,
+    native: ANTHROPIC_NATIVE,
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       // Translation errors are the caller's 400s and must surface before any upstream call.
       const body = (call.body.stream === true) === call.stream
@@ -45,21 +50,30 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
       const reply = await send(call, baseHeaders, JSON.stringify(payload));
       const res = reply.response;
       if (call.stream) {
+        const meter = createUsageMeter();
         return {
           kind: "stream",
           status: res.status,
+          format: "chunks",
           body: toOpenAIStream(await eventStream(reply), {
             model,
             includeUsage: call.body.stream_options?.include_usage === true,
-            onUsage: call.onUsage,
+            onUsage: meter.report,
+            onInputUsage: meter.report,
             provider: cfg.name,
             redact: deps.redact,
-          }),
+          }).pipeThrough(meterChunks(meter)),
+          usage: meter.usage,
         };
       }
       const completion = fromAnthropicResponse(await readJson(reply), model, undefined, cfg.name);
-      call.onUsage(completion.usage);
-      return { kind: "json", status: res.status, body: JSON.stringify(completion) };
+      return {
+        kind: "json",
+        status: res.status,
+        format: "object",
+        body: completion as unknown as Record<string, unknown>,
+        usage: knownUsage(completion.usage),
+      };
     },
 
     /**
@@ -72,12 +86,13 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
       const reply = await send(call, clientHeaders(call.headers), JSON.stringify(body));
       const res = reply.response;
       if (call.stream) {
+        const meter = createUsageMeter();
         return {
           kind: "stream",
           status: res.status,
-          body: (await eventStream(reply)).pipeThrough(
-            createAnthropicUsageTap(call.onUsage, cfg.name),
-          ),
+          format: "anthropic_sse",
+          body: (await eventStream(reply)).pipeThrough(createAnthropicUsageTap(meter, cfg.name)),
+          usage: meter.usage,
         };
       }
       const bytes = await reply.bytes();
@@ -86,8 +101,13 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
       const usage = json !== null && typeof json === "object"
         ? (json as { usage?: AnthropicUsage }).usage
         : undefined;
-      if (usage !== undefined) call.onUsage(toOpenAIUsage(usage));
-      return { kind: "json", status: res.status, body: bytes };
+      return {
+        kind: "json",
+        status: res.status,
+        format: "anthropic_json",
+        body: bytes,
+        usage: knownUsage(usage !== undefined ? toOpenAIUsage(usage) : null),
+      };
     },
   };
   return adapter;

@@ -1,11 +1,10 @@
-import { isObject, type OpenAIUsage } from "../../schema/openai.ts";
+import { isObject, type OpenAIChatChunk, type OpenAIUsage } from "../../schema/openai.ts";
 import {
   createOpenAIChunkSender,
   createOpenAIChunkWriter,
   createSseDataStream,
   createToolCallDeltas,
   type OpenAIChunkWriter,
-  SSE_DONE,
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
@@ -20,6 +19,11 @@ export interface AnthropicStreamContext {
   readonly includeUsage: boolean;
   /** Called with the final counts once `message_delta` reports the output tokens. */
   readonly onUsage: (usage: OpenAIUsage) => void;
+  /**
+   * Called with the input counts `message_start` reports, so a stream cut before its end
+   * still accounts for its input.
+   */
+  readonly onInputUsage?: (usage: Partial<OpenAIUsage>) => void;
   readonly provider: string;
   readonly redact: Redactor;
   /** Unix seconds shared by every chunk; defaults to now (tests pin it). */
@@ -33,7 +37,7 @@ export interface AnthropicStreamContext {
 export function toOpenAIStream(
   body: ReadableStream<Uint8Array>,
   ctx: AnthropicStreamContext,
-): ReadableStream<Uint8Array> {
+): ReadableStream<OpenAIChatChunk> {
   return body
     .pipeThrough(new TextDecoderStream())
     .pipeThrough(createSseDataStream())
@@ -51,7 +55,7 @@ export function toOpenAIStream(
  */
 export function createAnthropicStreamTransformer(
   ctx: AnthropicStreamContext,
-): TransformStream<string, Uint8Array> {
+): TransformStream<string, OpenAIChatChunk> {
   const created = ctx.created ?? Math.floor(Date.now() / 1000);
   // Created at message_start, which carries the id and the model Anthropic reports.
   let writer: OpenAIChunkWriter = createOpenAIChunkWriter({
@@ -72,7 +76,7 @@ export function createAnthropicStreamTransformer(
   const { chunk, send } = createOpenAIChunkSender(() => writer);
   const broken = (why: string) => brokenStream(ctx.provider, why);
 
-  return new TransformStream<string, Uint8Array>({
+  return new TransformStream<string, OpenAIChatChunk>({
     transform(data, controller) {
       if (stopped) return;
       const event = parseEvent(data);
@@ -94,6 +98,10 @@ export function createAnthropicStreamTransformer(
             includeUsage: ctx.includeUsage,
           });
           usage = mergeUsage(usage, message.usage);
+          if (ctx.onInputUsage && usage.input_tokens !== undefined) {
+            const { prompt_tokens, prompt_tokens_details } = toOpenAIUsage(usage);
+            ctx.onInputUsage({ prompt_tokens, prompt_tokens_details });
+          }
           return;
         }
       }
@@ -142,7 +150,6 @@ export function createAnthropicStreamTransformer(
           if (ctx.includeUsage) {
             send(controller, writer.usage(toOpenAIUsage(usage)));
           }
-          send(controller, SSE_DONE);
           return;
         default:
           // content_block_stop, and event types added later: the streaming docs ask clients

@@ -1,6 +1,5 @@
 import { GatewayError } from "../../errors.ts";
-import type { OpenAIUsage } from "../../schema/openai.ts";
-import { createSseDataReader } from "../../streaming/mod.ts";
+import { createSseDataReader, type UsageMeter } from "../../streaming/mod.ts";
 import { toOpenAIUsage } from "./response.ts";
 import { mergeUsage } from "./stream.ts";
 import type { AnthropicUsage } from "./types.ts";
@@ -11,14 +10,15 @@ const WANTED = /"type"\s*:\s*"(message_start|message_delta|message_stop|error)"/
 /**
  * Pass Anthropic SSE bytes through untouched (each chunk is forwarded before it is looked
  * at) while reading usage off the side: `message_start` has the input counts,
- * `message_delta` the final output count, reported to `onUsage` as it arrives.
+ * `message_delta` the final output count, reported to `meter` as they arrive (so a stream cut
+ * short still accounts for its input), settled when the stream ends or is cut.
  *
  * A stream that ends without `message_stop` or an upstream `event: error` was cut off, so
  * the tap errors it at the end; the route then appends its own `event: error` rather than
  * letting the client take a truncated message for a complete one.
  */
 export function createAnthropicUsageTap(
-  onUsage: (usage: OpenAIUsage) => void,
+  meter: UsageMeter,
   provider: string,
 ): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
@@ -41,20 +41,27 @@ export function createAnthropicUsageTap(
       }
       if (event === null || typeof event !== "object") continue;
       const e = event as { message?: { usage?: unknown }; usage?: unknown };
-      if (type === "message_start") usage = mergeUsage(usage, e.message?.usage);
-      else {
+      if (type === "message_start") {
+        usage = mergeUsage(usage, e.message?.usage);
+        if (usage.input_tokens !== undefined) {
+          // Output so far is unknown until message_delta: the meter estimates it if cut.
+          const { completion_tokens: _c, total_tokens: _t, ...input } = toOpenAIUsage(usage);
+          meter.report(input);
+        }
+      } else {
         usage = mergeUsage(usage, e.usage);
-        onUsage(toOpenAIUsage(usage));
+        meter.report(toOpenAIUsage(usage));
       }
     }
   };
-  return new TransformStream({
+  return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       controller.enqueue(chunk);
       inspect(read(decoder.decode(chunk, { stream: true })));
     },
     flush() {
       inspect(read(decoder.decode(), true));
+      meter.settle(ended ? "complete" : "cut");
       if (!ended) {
         throw new GatewayError(
           "upstream_error",
@@ -63,5 +70,8 @@ export function createAnthropicUsageTap(
         );
       }
     },
-  });
+    cancel() {
+      meter.settle("cut");
+    },
+  } as Transformer<Uint8Array, Uint8Array>);
 }

@@ -1,5 +1,6 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
+import { createUsageMeter, knownUsage, meterChunks } from "../../streaming/mod.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
 import {
@@ -7,7 +8,9 @@ import {
   type AwsCredentials,
   createAwsCredentialProvider,
 } from "./credentials.ts";
+import { classifyBedrock } from "./classify.ts";
 import { CREDENTIAL_EXCEPTIONS, fromBedrockError } from "./errors.ts";
+import { BEDROCK_NATIVE } from "./native.ts";
 import { toConverseRequest } from "./request.ts";
 import { fromConverseResponse } from "./response.ts";
 import { bedrockTarget, signBedrockRequest } from "./sign.ts";
@@ -40,6 +43,8 @@ export function createBedrockAdapter(
     name: cfg.name,
     type: cfg.type,
     models: () => cfg.models,
+    classify: classifyBedrock,
+    native: BEDROCK_NATIVE,
 
     // The same resolution chat uses (and its cache), so /health says what a call would meet.
     credentialProblem: () =>
@@ -82,17 +87,20 @@ export function createBedrockAdapter(
       const res = reply.response;
       const id = `chatcmpl-${res.headers.get("x-amzn-requestid") ?? crypto.randomUUID()}`;
       if (call.stream) {
+        const meter = createUsageMeter();
         return {
           kind: "stream",
           status: res.status,
+          format: "chunks",
           body: toOpenAIStream(await eventStream(reply), {
             model,
             id,
             includeUsage: call.body.stream_options?.include_usage === true,
-            onUsage: call.onUsage,
+            onUsage: meter.report,
             provider: cfg.name,
             redact,
-          }),
+          }).pipeThrough(meterChunks(meter)),
+          usage: meter.usage,
         };
       }
       const completion = fromConverseResponse(await readJson(reply), {
@@ -100,8 +108,13 @@ export function createBedrockAdapter(
         id: id.slice("chatcmpl-".length),
         provider: cfg.name,
       });
-      call.onUsage(completion.usage);
-      return { kind: "json", status: res.status, body: JSON.stringify(completion) };
+      return {
+        kind: "json",
+        status: res.status,
+        format: "object",
+        body: completion as unknown as Record<string, unknown>,
+        usage: knownUsage(completion.usage),
+      };
     },
   };
 

@@ -1,9 +1,8 @@
-import { isObject, type OpenAIUsage } from "../../schema/openai.ts";
+import { isObject, type OpenAIChatChunk, type OpenAIUsage } from "../../schema/openai.ts";
 import {
   createOpenAIChunkSender,
   createOpenAIChunkWriter,
   createToolCallDeltas,
-  SSE_DONE,
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
@@ -35,7 +34,7 @@ export interface BedrockStreamContext {
 export function toOpenAIStream(
   body: ReadableStream<Uint8Array>,
   ctx: BedrockStreamContext,
-): ReadableStream<Uint8Array> {
+): ReadableStream<OpenAIChatChunk> {
   return body
     .pipeThrough(createEventStreamDecoder(ctx.provider))
     .pipeThrough(createBedrockStreamTransformer(ctx));
@@ -55,7 +54,7 @@ export function toOpenAIStream(
  */
 export function createBedrockStreamTransformer(
   ctx: BedrockStreamContext,
-): TransformStream<EventStreamMessage, Uint8Array> {
+): TransformStream<EventStreamMessage, OpenAIChatChunk> {
   const writer = createOpenAIChunkWriter({
     id: ctx.id,
     created: ctx.created ?? Math.floor(Date.now() / 1000),
@@ -73,7 +72,7 @@ export function createBedrockStreamTransformer(
   const { chunk, send } = createOpenAIChunkSender(() => writer);
   const broken = (why: string) => brokenStream(ctx.provider, why);
 
-  return new TransformStream<EventStreamMessage, Uint8Array>({
+  return new TransformStream<EventStreamMessage, OpenAIChatChunk>({
     transform(message, controller) {
       const kind = stringHeader(message, ":message-type");
       if (kind === "exception") {
@@ -145,7 +144,6 @@ export function createBedrockStreamTransformer(
     flush(controller) {
       if (!stopped) throw broken("ended before messageStop");
       if (ctx.includeUsage) send(controller, writer.usage(toOpenAIUsage(usage)));
-      send(controller, SSE_DONE);
     },
   });
 }

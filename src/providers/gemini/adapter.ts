@@ -1,13 +1,17 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
+import { classifyOutcome } from "../../breaker/classify.ts";
+import { createUsageMeter, knownUsage, meterChunks } from "../../streaming/mod.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
   AdapterDeps,
   ChatCall,
   ChatOutcome,
   EmbeddingsCall,
+  JsonOutcome,
   ProviderAdapter,
 } from "../types.ts";
+import { GEMINI_NATIVE } from "./native.ts";
 import { encodingOf, fromGeminiEmbedResponse, toGeminiEmbedRequest } from "./embeddings.ts";
 import { fromGeminiError } from "./errors.ts";
 import { toGeminiRequest } from "./request.ts";
@@ -71,6 +75,9 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     name: cfg.name,
     type: cfg.type,
     models: () => cfg.models,
+    // RESOURCE_EXHAUSTED is a 429 (a localized rate limit) by the shared rules already.
+    classify: classifyOutcome,
+    native: GEMINI_NATIVE,
 
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       // Translation errors are the caller's 400s and must surface before any upstream call.
@@ -95,25 +102,33 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
             { provider: cfg.name, upstreamStatus: res.status },
           );
         }
+        const meter = createUsageMeter();
         return {
           kind: "stream",
           status: res.status,
+          format: "chunks",
           body: toOpenAIStream(res.body, {
             model,
             includeUsage: call.body.stream_options?.include_usage === true,
-            onUsage: call.onUsage,
+            onUsage: meter.report,
             provider: cfg.name,
             redact: deps.redact,
-          }),
+          }).pipeThrough(meterChunks(meter)),
+          usage: meter.usage,
         };
       }
       const reply = await post(call, resource, "generateContent", payload, "application/json");
       const completion = fromGeminiResponse(await readJson(reply), model, { provider: cfg.name });
-      call.onUsage(completion.usage);
-      return { kind: "json", status: reply.response.status, body: JSON.stringify(completion) };
+      return {
+        kind: "json",
+        status: reply.response.status,
+        format: "object",
+        body: completion as unknown as Record<string, unknown>,
+        usage: knownUsage(completion.usage),
+      };
     },
 
-    async embeddings(call: EmbeddingsCall, model: string): Promise<ChatOutcome> {
+    async embeddings(call: EmbeddingsCall, model: string): Promise<JsonOutcome> {
       const resource = toModelResource(model, cfg.name);
       const payload = toGeminiEmbedRequest(call.body, resource, cfg.name);
       const encoding = encodingOf(call.body);
@@ -125,8 +140,13 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         encoding,
         cfg.name,
       );
-      call.onUsage(usage);
-      return { kind: "json", status: reply.response.status, body: JSON.stringify(body) };
+      return {
+        kind: "json",
+        status: reply.response.status,
+        format: "object",
+        body: body as unknown as Record<string, unknown>,
+        usage: knownUsage(usage),
+      };
     },
   };
 }

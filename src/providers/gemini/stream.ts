@@ -1,10 +1,9 @@
-import { isObject, type OpenAIUsage } from "../../schema/openai.ts";
+import { isObject, type OpenAIChatChunk, type OpenAIUsage } from "../../schema/openai.ts";
 import {
   createOpenAIChunkSender,
   createOpenAIChunkWriter,
   createSseDataStream,
   type OpenAIChunkWriter,
-  SSE_DONE,
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
@@ -34,7 +33,7 @@ export interface GeminiStreamContext {
 export function toOpenAIStream(
   body: ReadableStream<Uint8Array>,
   ctx: GeminiStreamContext,
-): ReadableStream<Uint8Array> {
+): ReadableStream<OpenAIChatChunk> {
   return body
     .pipeThrough(new TextDecoderStream())
     .pipeThrough(createSseDataStream())
@@ -56,7 +55,7 @@ export function toOpenAIStream(
  */
 export function createGeminiStreamTransformer(
   ctx: GeminiStreamContext,
-): TransformStream<string, Uint8Array> {
+): TransformStream<string, OpenAIChatChunk> {
   const created = ctx.created ?? Math.floor(Date.now() / 1000);
   const newId = ctx.newId ?? randomId;
   // Created from the first event, which carries the response id and the model version.
@@ -70,7 +69,7 @@ export function createGeminiStreamTransformer(
   const { chunk, send } = createOpenAIChunkSender(() => writer as OpenAIChunkWriter);
   const broken = (why: string) => brokenStream(ctx.provider, why);
 
-  return new TransformStream<string, Uint8Array>({
+  return new TransformStream<string, OpenAIChatChunk>({
     transform(data, controller) {
       const event = parseEvent(data);
       if (event === null) throw broken("sent an event that is not a JSON object");
@@ -124,7 +123,6 @@ export function createGeminiStreamTransformer(
       const final = toOpenAIUsage(usage);
       if (usage !== undefined) ctx.onUsage(final);
       if (ctx.includeUsage) send(controller, writer.usage(final));
-      send(controller, SSE_DONE);
     },
   });
 }

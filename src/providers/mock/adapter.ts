@@ -1,8 +1,14 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { abortableSleep } from "../../async.ts";
 import { GatewayError } from "../../errors.ts";
-import type { OpenAIChatRequest, OpenAIUsage } from "../../schema/openai.ts";
-import { createOpenAIChunkWriter, SSE_DONE } from "../../streaming/mod.ts";
+import type { OpenAIChatChunk, OpenAIChatRequest, OpenAIUsage } from "../../schema/openai.ts";
+import { classifyOutcome } from "../../breaker/classify.ts";
+import {
+  createOpenAIChunkWriter,
+  createUsageMeter,
+  knownUsage,
+  meterChunks,
+} from "../../streaming/mod.ts";
 import type { ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
 
 /**
@@ -36,6 +42,8 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
     name: cfg.name,
     type: "mock",
     models: () => (cfg.models.length > 0 ? cfg.models : MOCK_MODELS),
+    // No `native`: the mock has no native API, so the passthrough routes refuse it.
+    classify: classifyOutcome,
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       calls++;
       const failure = mockFailure(model, calls, cfg.name);
@@ -48,11 +56,12 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
       const id = `chatcmpl-mock-${calls}`;
       const created = Math.floor(Date.now() / 1000);
       if (!call.stream) {
-        call.onUsage(usage);
         return {
           kind: "json",
           status: 200,
-          body: JSON.stringify(completion(id, created, model, text, usage)),
+          format: "object",
+          body: completion(id, created, model, text, usage),
+          usage: knownUsage(usage),
         };
       }
       const breakAfter = model === "stream-error-after-3" ? 3 : Infinity;
@@ -72,16 +81,21 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
       );
       const abort = new AbortController();
       let first = true;
+      const meter = createUsageMeter();
+      // Input is known at once; output only once all of it went out (a cut stream estimates).
+      meter.report({ prompt_tokens: usage.prompt_tokens });
       return {
         kind: "stream",
         status: 200,
-        body: new ReadableStream<Uint8Array>({
+        format: "chunks",
+        usage: meter.usage,
+        body: new ReadableStream<OpenAIChatChunk>({
           async pull(controller) {
             if (!first && cfg.chunk_delay > 0) await abortableSleep(cfg.chunk_delay, abort.signal);
             first = false;
             const next = events.next();
             if (next.done) {
-              call.onUsage(usage);
+              meter.report(usage);
               controller.close();
             } else if (next.value === null) {
               controller.error(new Error("mock upstream stream broke"));
@@ -92,7 +106,7 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
           cancel() {
             abort.abort();
           },
-        }, { highWaterMark: 0 }),
+        }, { highWaterMark: 0 }).pipeThrough(meterChunks(meter)),
       };
     },
   };
@@ -147,7 +161,13 @@ function countUsage(body: OpenAIChatRequest, text: string): OpenAIUsage {
   };
 }
 
-function completion(id: string, created: number, model: string, text: string, usage: OpenAIUsage) {
+function completion(
+  id: string,
+  created: number,
+  model: string,
+  text: string,
+  usage: OpenAIUsage,
+): Record<string, unknown> {
   return {
     id,
     object: "chat.completion",
@@ -181,7 +201,7 @@ function* streamEvents(
   pieces: string[],
   usage: OpenAIUsage | null,
   breakAfter: number,
-): Generator<Uint8Array | null> {
+): Generator<OpenAIChatChunk | null> {
   const writer = createOpenAIChunkWriter({ id, created, model, includeUsage: usage !== null });
   yield writer.delta({ role: "assistant", content: "", refusal: null }, null);
   let sent = 0;
@@ -199,5 +219,4 @@ function* streamEvents(
   }
   yield writer.delta({}, "stop");
   if (usage) yield writer.usage(usage);
-  yield SSE_DONE;
 }

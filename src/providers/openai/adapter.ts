@@ -1,15 +1,23 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
-import { createOpenAIUsageTap, findOpenAIUsage } from "../../streaming/mod.ts";
+import {
+  createOpenAIUsageTap,
+  createUsageMeter,
+  findOpenAIUsage,
+  knownUsage,
+} from "../../streaming/mod.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
   AdapterDeps,
   ChatCall,
   ChatOutcome,
   EmbeddingsCall,
+  JsonOutcome,
   ProviderAdapter,
 } from "../types.ts";
+import { classifyOpenAI } from "./classify.ts";
 import { fromOpenAIError } from "./errors.ts";
+import { AZURE_NATIVE, OPENAI_NATIVE } from "./native.ts";
 import { azureEndpoint, plainEndpoint, toOpenAIRequest } from "./request.ts";
 
 /**
@@ -35,7 +43,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         fromOpenAIError(status, text, headers, cfg.name, deps.redact),
     });
   /** Bytes in, bytes out: a JSON body is relayed as received, never decoded and re-encoded. */
-  const relayJson = async (reply: UpstreamReply, onUsage: ChatCall["onUsage"]) => {
+  const relayJson = async (reply: UpstreamReply): Promise<JsonOutcome> => {
     const body = await reply.bytes();
     if (!looksLikeJsonObject(body)) {
       throw new GatewayError(
@@ -44,9 +52,13 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         { provider: cfg.name, upstreamStatus: reply.response.status },
       );
     }
-    const usage = findOpenAIUsage(body);
-    if (usage) onUsage(usage);
-    return { kind: "json" as const, status: reply.response.status, body };
+    return {
+      kind: "json",
+      status: reply.response.status,
+      format: "openai_json",
+      body,
+      usage: knownUsage(findOpenAIUsage(body)),
+    };
   };
   /** `GET {base_url}/models` with the first key: `{data: [{id}]}` on every compatible API. */
   const discover = async (signal: AbortSignal): Promise<string[]> => {
@@ -70,6 +82,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     name: cfg.name,
     type: cfg.type,
     models: () => cfg.models,
+    classify: classifyOpenAI,
+    native: cfg.type === "azure" ? AZURE_NATIVE : OPENAI_NATIVE,
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       const accept = call.stream ? "text/event-stream" : "application/json";
       const req = toOpenAIRequest(call, "chat/completions", model, endpoint, baseHeaders, accept);
@@ -78,20 +92,23 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const contentType = res.headers.get("content-type") ?? "";
       if (call.stream && contentType.includes("text/event-stream") && res.body) {
         reply.settle();
+        const meter = createUsageMeter();
         return {
           kind: "stream",
           status: res.status,
-          body: res.body.pipeThrough(createOpenAIUsageTap(call.onUsage)),
+          format: "openai_sse",
+          body: res.body.pipeThrough(createOpenAIUsageTap(meter)),
+          usage: meter.usage,
         };
       }
-      return relayJson(reply, call.onUsage);
+      return relayJson(reply);
     },
     ...(cfg.type === "openai" && cfg.keys.length > 0 && cfg.models.length === 0
       ? { discoverModels: (signal: AbortSignal) => discover(signal) }
       : {}),
-    async embeddings(call: EmbeddingsCall, model: string): Promise<ChatOutcome> {
+    async embeddings(call: EmbeddingsCall, model: string): Promise<JsonOutcome> {
       const req = toOpenAIRequest(call, "embeddings", model, endpoint, baseHeaders);
-      return relayJson(await execute(req, call), call.onUsage);
+      return relayJson(await execute(req, call));
     },
   };
 }

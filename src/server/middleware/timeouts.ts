@@ -29,6 +29,7 @@ export function timeouts(): MiddlewareHandler<AppEnv> {
   return async function timeouts(c, next) {
     const { read_timeout: readMs, write_timeout: writeMs } = c.get("runtime").config.server;
     if (readMs === undefined && writeMs === undefined) return next();
+    const ex = c.get("exchange");
     const started = performance.now();
     const read = readMs === undefined ? undefined : new AbortController();
     const write = writeMs === undefined ? undefined : new AbortController();
@@ -37,33 +38,32 @@ export function timeouts(): MiddlewareHandler<AppEnv> {
     const writeTimer = write && setTimeout(() => {
       write.abort(writeTimeout(writeMs!));
       // Timers are cleared when a stream ends: firing now means it is being cut.
-      if (streaming) c.set("timedOut", "write_timeout");
+      if (streaming) ex.timedOut = "write_timeout";
     }, writeMs);
     const clear = () => {
       clearTimeout(readTimer);
       clearTimeout(writeTimer);
     };
-    c.set("deadlines", {
+    ex.deadlines = {
       ...(read ? { read: read.signal } : {}),
       ...(write ? { write: write.signal, writeBy: started + writeMs! } : {}),
       body: read && write ? AbortSignal.any([read.signal, write.signal]) : (read ?? write)!.signal,
-    });
+    };
     try {
       await next();
     } catch (err) {
       clear();
       throw err;
     }
-    const deadlines = c.get("deadlines")!;
-    if (c.res.status === 408 && read?.signal.aborted) c.set("timedOut", "read_timeout");
-    if (c.res.status === 504 && writePassed(deadlines)) c.set("timedOut", "write_timeout");
-    const body = c.get("stream") === true || c.get("deferLog") === true ? c.res.body : null;
+    if (c.res.status === 408 && read?.signal.aborted) ex.timedOut = "read_timeout";
+    if (c.res.status === 504 && writePassed(ex.deadlines)) ex.timedOut = "write_timeout";
+    const body = ex.stream || ex.deferEnd ? c.res.body : null;
     if (body === null) {
       clear();
       return;
     }
     streaming = true;
-    if (write?.signal.aborted) c.set("timedOut", "write_timeout");
+    if (write?.signal.aborted) ex.timedOut = "write_timeout";
     c.res = new Response(observeStream(body, { onEnd: clear }), {
       status: c.res.status,
       headers: c.res.headers,

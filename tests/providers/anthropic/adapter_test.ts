@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
+import { jsonOf } from "../outcome.ts";
 import { GatewayError } from "../../../src/errors.ts";
 import type { ChatCall } from "../../../src/providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
 import { chatCallFor } from "../../helpers/calls.ts";
-import { concatBytes } from "../../helpers/chunk.ts";
 import { readOpenAISse } from "../../helpers/openai_sse.ts";
 import {
   adapterWithFetch,
@@ -13,14 +13,7 @@ import {
   type Recorded,
   sseResponse,
 } from "../../helpers/fake_fetch.ts";
-import {
-  drain,
-  fixtureBytes,
-  fixtureText,
-  gatewayError,
-  parseOpenAISse,
-  SANITIZE,
-} from "./helpers.ts";
+import { drain, fixtureBytes, fixtureText, gatewayError, SANITIZE } from "./helpers.ts";
 
 const LIVE_KEY = "sk-ant-api03-live-abcdef123456";
 
@@ -49,7 +42,7 @@ Deno.test(
   async () => {
     const fixture = await fixtureText("response_text.json");
     const { adapter, requests } = adapterWith(() => jsonResponse(fixture));
-    const { call, usages } = chatCall({}, {
+    const { call } = chatCall({}, {
       messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }],
       temperature: 0.2,
       max_tokens: 64,
@@ -78,7 +71,7 @@ Deno.test(
     assert.equal(outcome.kind, "json");
     assert.equal(outcome.status, 200);
     if (outcome.kind !== "json") return;
-    const body = JSON.parse(String(outcome.body));
+    const body = jsonOf(outcome);
     assert.equal(body.object, "chat.completion");
     assert.equal(body.id, "chatcmpl-msg_01XFDUDYJgAACzvnptvVoYEL");
     assert.equal(body.choices[0].message.content, "Hello! How can I help you today?");
@@ -91,7 +84,7 @@ Deno.test(
       prompt_tokens_details: { cached_tokens: 100 },
     };
     assert.deepEqual(body.usage, usage);
-    assert.deepEqual(usages, [usage]);
+    assert.deepEqual(await outcome.usage, usage);
   },
 );
 
@@ -150,7 +143,7 @@ Deno.test(
     const { adapter, requests } = adapterWith(() =>
       sseResponse(sse, 7, "text/event-stream; charset=utf-8")
     );
-    const { call, usages } = chatCall({}, {
+    const { call } = chatCall({}, {
       stream: true,
       stream_options: { include_usage: true },
       tools: [{ type: "function", function: { name: "get_weather", parameters: {} } }],
@@ -173,7 +166,7 @@ Deno.test(
     assert.equal(usageChunk.usage.completion_tokens, 89);
     const finish = events.at(-3) as { choices: { finish_reason: string }[] };
     assert.equal(finish.choices[0]?.finish_reason, "tool_calls");
-    assert.deepEqual(usages.map((u) => u.total_tokens), [561]);
+    assert.equal((await outcome.usage)?.total_tokens, 561);
   },
 );
 
@@ -186,8 +179,9 @@ Deno.test(
     const outcome = await adapter.chat(chatCall({}, { stream: true }).call, "claude-x");
     assert.equal(outcome.kind, "stream");
     if (outcome.kind !== "stream") return;
-    const { chunks, error } = await drain(outcome.body);
-    assert.equal(parseOpenAISse(concatBytes(chunks)).length, 2);
+    assert.equal(outcome.format, "chunks");
+    const { chunks, error } = await drain(outcome.body as ReadableStream<unknown>);
+    assert.equal(chunks.length, 2);
     assert.ok(error instanceof GatewayError);
     assert.equal(error.status, 529);
     assert.equal(error.message, "Overloaded");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { MessagesCall } from "../../../src/providers/mod.ts";
 import { createAnthropicUsageTap } from "../../../src/providers/anthropic/usage_tap.ts";
-import type { OpenAIUsage } from "../../../src/schema/openai.ts";
+import { createUsageMeter } from "../../../src/streaming/mod.ts";
 import { callBasics } from "../../helpers/calls.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
 import { adapterWithFetch, headersOf, sseResponse } from "../../helpers/fake_fetch.ts";
@@ -38,15 +38,14 @@ const BODY = {
 };
 
 function messagesCall(overrides: Partial<MessagesCall> = {}, body: Record<string, unknown> = {}) {
-  const usages: OpenAIUsage[] = [];
   const call: MessagesCall = {
     body: { ...BODY, ...body },
     stream: body.stream === true,
-    ...callBasics(LIVE_KEY, usages),
+    ...callBasics(LIVE_KEY),
     headers: {},
     ...overrides,
   };
-  return { call, usages };
+  return { call };
 }
 
 Deno.test(
@@ -57,7 +56,7 @@ Deno.test(
     const { messages, requests } = adapterWith(() =>
       new Response(fixture, { headers: { "content-type": "application/json" } })
     );
-    const { call, usages } = messagesCall();
+    const { call } = messagesCall();
     const outcome = await messages(call, "claude-sonnet-4-5-20250929");
 
     assert.equal(requests.length, 1);
@@ -75,14 +74,15 @@ Deno.test(
     assert.equal(outcome.kind, "json");
     assert.equal(outcome.status, 200);
     if (outcome.kind !== "json") return;
-    // Bytes in, bytes out: the answer is exactly what Anthropic sent.
+    // Bytes in, bytes out: the answer is exactly what Anthropic sent, tagged as such.
+    assert.equal(outcome.format, "anthropic_json");
     assert.deepEqual(outcome.body, new TextEncoder().encode(fixture));
-    assert.deepEqual(usages, [{
+    assert.deepEqual(await outcome.usage, {
       prompt_tokens: 472,
       completion_tokens: 89,
       total_tokens: 561,
       prompt_tokens_details: { cached_tokens: 0 },
-    }]);
+    });
   },
 );
 
@@ -134,17 +134,18 @@ Deno.test(
     for (const n of CHUNK_SIZES) {
       await t.step(`${n}-byte chunks`, async () => {
         const { messages, requests } = adapterWith(() => sseResponse(sse, n));
-        const { call, usages } = messagesCall({}, { stream: true });
+        const { call } = messagesCall({}, { stream: true });
         const outcome = await messages(call, "claude-x");
         assert.equal(headersOf(requests[0]).get("accept"), "text/event-stream");
         assert.equal(outcome.kind, "stream");
         if (outcome.kind !== "stream") return;
-        const { chunks, error } = await drain(outcome.body);
+        assert.equal(outcome.format, "anthropic_sse");
+        const { chunks, error } = await drain(outcome.body as ReadableStream<Uint8Array>);
         assert.equal(error, undefined);
         assert.deepEqual(concatBytes(chunks), sse);
         // Forwarded as it came: the tap never holds a chunk back to merge or split it.
         assert.equal(chunks.length, rechunk(sse, n).length);
-        assert.deepEqual(usages.at(-1), {
+        assert.deepEqual(await outcome.usage, {
           prompt_tokens: 472,
           completion_tokens: 89,
           total_tokens: 561,
@@ -189,13 +190,16 @@ Deno.test(
   async () => {
     const full = new TextDecoder().decode(await fixtureBytes("stream_tool_use.sse"));
     const cut = new TextEncoder().encode(full.slice(0, full.indexOf("event: message_delta")));
-    const usages: OpenAIUsage[] = [];
+    const meter = createUsageMeter();
     const { chunks, error } = await drain(
-      streamOf(rechunk(cut, 7)).pipeThrough(createAnthropicUsageTap((u) => usages.push(u), "a")),
+      streamOf(rechunk(cut, 7)).pipeThrough(createAnthropicUsageTap(meter, "a")),
     );
     assert.deepEqual(concatBytes(chunks), cut);
     assert.match(String(error), /ended before message_stop/);
-    assert.deepEqual(usages, []);
+    // Cut before message_delta: what message_start counted (input) is what was seen.
+    const usage = await meter.usage;
+    assert.equal(usage?.prompt_tokens, 472);
+    assert.equal(usage?.completion_tokens, 0);
   },
 );
 
@@ -205,7 +209,7 @@ Deno.test(
   async () => {
     const sse = await fixtureBytes("stream_error_midway.sse");
     const { chunks, error } = await drain(
-      streamOf(rechunk(sse, 64)).pipeThrough(createAnthropicUsageTap(() => {}, "a")),
+      streamOf(rechunk(sse, 64)).pipeThrough(createAnthropicUsageTap(createUsageMeter(), "a")),
     );
     // The client already has Anthropic's own error event; nothing is added to it.
     assert.equal(error, undefined);

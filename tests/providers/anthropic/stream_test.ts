@@ -6,9 +6,9 @@ import {
 } from "../../../src/providers/anthropic/stream.ts";
 import type { OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
-import { CHUNK_SIZES, concatBytes, crlf, rechunk, streamOf } from "../../helpers/chunk.ts";
+import { CHUNK_SIZES, crlf, rechunk, streamOf } from "../../helpers/chunk.ts";
 import { openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
-import { drain, fixtureBytes, parseOpenAISse, SANITIZE } from "./helpers.ts";
+import { drain, fixtureBytes, SANITIZE } from "./helpers.ts";
 
 const CREATED = 1_700_000_000;
 const MODEL = "claude-sonnet-4-5-20250929";
@@ -180,7 +180,7 @@ Deno.test(
         );
         const id = "chatcmpl-msg_01ErrMidway";
         // What was translated before the error still reaches the client, without [DONE].
-        assert.deepEqual(parseOpenAISse(concatBytes(chunks)), [
+        assert.deepEqual(chunks, [
           chunk(id, { role: "assistant", content: "", refusal: null }),
           chunk(id, { content: "Once upon" }),
         ]);
@@ -243,7 +243,7 @@ Deno.test(
     const { chunks, error } = await drain(
       toOpenAIStream(streamOf(rechunk(cut, 7)), context(false, usages)),
     );
-    assert.equal(parseOpenAISse(concatBytes(chunks)).length, 4);
+    assert.equal(chunks.length, 4);
     assert.ok(error instanceof GatewayError);
     assert.equal(error.code, "upstream_error");
     assert.match(error.message, /ended before message_stop/);
@@ -385,7 +385,7 @@ Deno.test(
     });
     const reader = toOpenAIStream(upstream, context(false)).getReader();
     const { value } = await reader.read();
-    assert.ok(value && value.length > 0);
+    assert.ok(value && value.object === "chat.completion.chunk");
     await reader.cancel("client went away");
     assert.equal(await cancelled.promise, "client went away");
   },

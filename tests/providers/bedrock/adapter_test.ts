@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { jsonOf } from "../outcome.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { GatewayError } from "../../../src/errors.ts";
 import { createBedrockAdapter } from "../../../src/providers/bedrock/adapter.ts";
@@ -14,8 +15,8 @@ import {
   TEST_CREDENTIALS,
 } from "../../fakes/fake_bedrock.ts";
 import { callBasics } from "../../helpers/calls.ts";
-import { bodyText as text } from "../../helpers/chunk.ts";
-import { drain, fakeSources, gatewayError, parseOpenAISse, SANITIZE } from "./helpers.ts";
+import { readOpenAISse } from "../../helpers/openai_sse.ts";
+import { fakeSources, gatewayError, SANITIZE } from "./helpers.ts";
 
 const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 const ENV_CREDENTIALS = {
@@ -54,7 +55,6 @@ function adapterFor(
 function call(
   body: Partial<OpenAIChatRequest>,
   stream = false,
-  usages: OpenAIUsage[] = [],
 ): ChatCall {
   return {
     body: {
@@ -63,7 +63,7 @@ function call(
       ...body,
     } as OpenAIChatRequest,
     stream,
-    ...callBasics(null, usages, 5_000),
+    ...callBasics(null, 5_000),
   };
 }
 
@@ -75,9 +75,8 @@ Deno.test(
     const { adapter } = adapterFor(bedrock);
     try {
       await t.step("non-stream text", async () => {
-        const usages: OpenAIUsage[] = [];
         const out = await adapter.chat(
-          call({ max_tokens: 50, temperature: 0.5 }, false, usages),
+          call({ max_tokens: 50, temperature: 0.5 }, false),
           MODEL,
         );
         assert.equal(out.kind, "json");
@@ -94,11 +93,11 @@ Deno.test(
           inferenceConfig: { maxTokens: 50, temperature: 0.5 },
         });
         if (out.kind !== "json") return;
-        const completion = JSON.parse(text(out.body));
+        const completion = jsonOf(out);
         assert.equal(completion.model, MODEL);
         assert.match(completion.id, /^chatcmpl-[0-9a-f-]{36}$/, "from x-amzn-requestid");
         assert.equal(completion.choices[0].message.content, "Hello from Bedrock");
-        assert.deepEqual(usages.map((u) => u.total_tokens), [15]);
+        assert.equal((await out.usage)?.total_tokens, 15);
       });
 
       await t.step("non-stream tool call", async () => {
@@ -118,16 +117,15 @@ Deno.test(
           true,
         );
         if (out.kind !== "json") return assert.fail("expected JSON");
-        const completion = JSON.parse(text(out.body));
+        const completion = jsonOf(out);
         assert.equal(completion.choices[0].finish_reason, "tool_calls");
         assert.equal(completion.choices[0].message.tool_calls[0].function.name, "get_weather");
       });
 
       await t.step("stream: converse-stream, event-stream frames to OpenAI chunks", async () => {
         bedrock.script({ events: STREAM_TOOL_USE });
-        const usages: OpenAIUsage[] = [];
         const out = await adapter.chat(
-          call({ stream: true, stream_options: { include_usage: true } }, true, usages),
+          call({ stream: true, stream_options: { include_usage: true } }, true),
           MODEL,
         );
         const seen = bedrock.requests.at(-1)!;
@@ -138,9 +136,8 @@ Deno.test(
         assert.equal(seen.signatureValid, true);
         assert.equal(seen.headers.get("accept"), "application/vnd.amazon.eventstream");
         if (out.kind !== "stream") return assert.fail("expected a stream");
-        const { chunks, error } = await drain(out.body);
-        assert.equal(error, undefined);
-        const events = parseOpenAISse(new Uint8Array(chunks.flatMap((c) => [...c])));
+        assert.equal(out.format, "chunks");
+        const events = await readOpenAISse(out.body);
         const args = events.flatMap((e) =>
           typeof e === "object" && e !== null && "choices" in e
             ? (e as {
@@ -152,7 +149,7 @@ Deno.test(
         assert.equal(args.join(""), '{"location": "Paris"}');
         assert.equal(events.at(-1), "[DONE]");
         assert.deepEqual((events.at(-2) as { usage: OpenAIUsage }).usage.total_tokens, 340);
-        assert.deepEqual(usages.map((u) => u.prompt_tokens), [300]);
+        assert.equal((await out.usage)?.prompt_tokens, 300);
       });
 
       await t.step("an AWS error keeps status and exception name", async () => {

@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
+import { jsonOf } from "../outcome.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { GatewayError } from "../../../src/errors.ts";
 import { createAdapters, MOCK_MODELS, type ProviderAdapter } from "../../../src/providers/mod.ts";
 import type { ChatCall } from "../../../src/providers/mod.ts";
-import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
-import { createSseDataReader } from "../../../src/streaming/mod.ts";
+import type {
+  OpenAIChatChunk,
+  OpenAIChatRequest,
+  OpenAIUsage,
+} from "../../../src/schema/openai.ts";
+import { readOpenAISse } from "../../helpers/openai_sse.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
 import { callBasics } from "../../helpers/calls.ts";
-import { bodyText } from "../../helpers/chunk.ts";
 import { SANITIZE } from "../../helpers/sanitize.ts";
 
 function mockAdapter(extra = ""): ProviderAdapter {
@@ -25,24 +29,21 @@ function mockAdapter(extra = ""): ProviderAdapter {
 function chatCall(
   body: Partial<OpenAIChatRequest>,
   opts: { stream?: boolean; signal?: AbortSignal } = {},
-): { call: ChatCall; usages: OpenAIUsage[] } {
-  const usages: OpenAIUsage[] = [];
+): { call: ChatCall } {
   const call: ChatCall = {
     body: { model: "echo", messages: [{ role: "user", content: "Hello there" }], ...body },
     stream: opts.stream ?? false,
-    ...callBasics(null, usages, 5_000),
+    ...callBasics(null, 5_000),
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
-  return { call, usages };
+  return { call };
 }
 
-/** Parse every SSE data payload of a stream; "[DONE]" stays a string. */
-async function readEvents(stream: ReadableStream<Uint8Array>): Promise<unknown[]> {
-  const read = createSseDataReader();
-  const out: string[] = [];
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) out.push(...read(text));
-  out.push(...read("", true));
-  return out.map((d) => (d === "[DONE]" ? d : JSON.parse(d)));
+/** Every event of a stream as the client gets it (the edge's framing); "[DONE]" a string. */
+function readEvents(
+  stream: ReadableStream<Uint8Array> | ReadableStream<OpenAIChatChunk>,
+): Promise<unknown[]> {
+  return readOpenAISse(stream);
 }
 
 interface ChunkShape {
@@ -54,7 +55,7 @@ interface ChunkShape {
 
 Deno.test("createMockAdapter() echoes the last user message with usage", SANITIZE, async () => {
   const adapter = mockAdapter();
-  const { call, usages } = chatCall({
+  const { call } = chatCall({
     messages: [
       { role: "system", content: "Be brief" },
       { role: "user", content: "first" },
@@ -66,7 +67,7 @@ Deno.test("createMockAdapter() echoes the last user message with usage", SANITIZ
   assert.equal(outcome.kind, "json");
   if (outcome.kind !== "json") return;
   assert.equal(outcome.status, 200);
-  const body = JSON.parse(bodyText(outcome.body));
+  const body = jsonOf(outcome);
   assert.equal(body.object, "chat.completion");
   assert.equal(body.model, "echo");
   assert.deepEqual(body.choices[0].message, {
@@ -77,7 +78,7 @@ Deno.test("createMockAdapter() echoes the last user message with usage", SANITIZ
   assert.equal(body.choices[0].finish_reason, "stop");
   // ~4 characters a token: 8+5+2+11 = 26 prompt chars → 7; 11 completion chars → 3.
   assert.deepEqual(body.usage, { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 });
-  assert.deepEqual(usages, [body.usage]);
+  assert.deepEqual(await outcome.usage, body.usage);
 });
 
 Deno.test("createMockAdapter() echoes the text parts of multi-part content", SANITIZE, async () => {
@@ -93,14 +94,14 @@ Deno.test("createMockAdapter() echoes the text parts of multi-part content", SAN
   });
   const outcome = await mockAdapter().chat(call, "echo");
   assert.ok(outcome.kind === "json");
-  assert.equal(JSON.parse(bodyText(outcome.body)).choices[0].message.content, "look here");
+  assert.equal(jsonOf(outcome).choices[0].message.content, "look here");
 });
 
 Deno.test(
   "createMockAdapter() streams chunks, a usage chunk and [DONE] with include_usage",
   SANITIZE,
   async () => {
-    const { call, usages } = chatCall(
+    const { call } = chatCall(
       {
         messages: [{ role: "user", content: "one two three" }],
         stream: true,
@@ -131,7 +132,7 @@ Deno.test(
     const usage = { prompt_tokens: 4, completion_tokens: 4, total_tokens: 8 };
     assert.deepEqual(chunks[5]?.choices, []);
     assert.deepEqual(chunks[5]?.usage, usage);
-    assert.deepEqual(usages, [usage]);
+    assert.deepEqual(await outcome.usage, usage);
   },
 );
 
@@ -139,7 +140,7 @@ Deno.test(
   "createMockAdapter() streams without a usage chunk when not asked",
   SANITIZE,
   async () => {
-    const { call, usages } = chatCall({ stream: true }, { stream: true });
+    const { call } = chatCall({ stream: true }, { stream: true });
     const outcome = await mockAdapter().chat(call, "echo");
     assert.ok(outcome.kind === "stream");
     const events = await readEvents(outcome.body);
@@ -149,7 +150,11 @@ Deno.test(
       assert.equal(c.choices.length, 1);
     }
     // The gateway still learns the usage for accounting.
-    assert.equal(usages.length, 1);
+    assert.deepEqual(await outcome.usage, {
+      prompt_tokens: 3,
+      completion_tokens: 3,
+      total_tokens: 6,
+    });
   },
 );
 
@@ -176,7 +181,7 @@ Deno.test("createMockAdapter() fails error-NNN models with that status", SANITIZ
   ];
   for (const [model, status, code, retryable] of cases) {
     await t.step(model, async () => {
-      const { call, usages } = chatCall({});
+      const { call } = chatCall({});
       await assert.rejects(() => mockAdapter().chat(call, model), (err: unknown) => {
         assert.ok(err instanceof GatewayError);
         assert.equal(err.code, code);
@@ -186,7 +191,6 @@ Deno.test("createMockAdapter() fails error-NNN models with that status", SANITIZ
         assert.equal(err.retryable, retryable);
         return true;
       });
-      assert.deepEqual(usages, []);
     });
   }
   await t.step("error-429 carries retry-after", async () => {
@@ -223,18 +227,15 @@ Deno.test(
         });
         const outcome = await mockAdapter().chat(call, "stream-error-after-3");
         assert.ok(outcome.kind === "stream");
-        const read = createSseDataReader();
-        const decoder = new TextDecoder();
-        const reader = outcome.body.getReader();
+        assert.equal(outcome.format, "chunks");
+        const reader = (outcome.body as ReadableStream<ChunkShape>).getReader();
         const payloads: ChunkShape[] = [];
         let failure: unknown;
         try {
           while (true) {
             const { done, value } = await reader.read();
             if (done) break;
-            for (const d of read(decoder.decode(value, { stream: true }))) {
-              payloads.push(JSON.parse(d));
-            }
+            payloads.push(value);
           }
         } catch (err) {
           failure = err;
@@ -262,6 +263,28 @@ Deno.test(
     const reason = new Error("client went away");
     abort.abort(reason);
     await assert.rejects(() => pending, (err: unknown) => err === reason);
+  },
+);
+
+Deno.test(
+  "createMockAdapter() settles a cancelled stream's usage with what was streamed",
+  SANITIZE,
+  async () => {
+    const { call } = chatCall({ messages: [{ role: "user", content: "aaaa bbbb cccc dddd" }] }, {
+      stream: true,
+    });
+    const outcome = await mockAdapter().chat(call, "echo");
+    assert.ok(outcome.kind === "stream");
+    const reader = (outcome.body as ReadableStream<ChunkShape>).getReader();
+    await reader.read(); // the role chunk
+    await reader.read(); // "aaaa "
+    await reader.cancel("client went away");
+    // Input is known; output is estimated from the 5 characters that went out (~4 a token).
+    assert.deepEqual(await outcome.usage, {
+      prompt_tokens: 5,
+      completion_tokens: 2,
+      total_tokens: 7,
+    });
   },
 );
 

@@ -51,7 +51,7 @@ Deno.test(
   SANITIZE,
   async () => {
     const { adapter, requests } = adapterWith(() => jsonResponse(COMPLETION));
-    const { call, usages } = chatCall({}, {
+    const { call } = chatCall({}, {
       temperature: 0.3,
       logit_bias: { "50256": -100 },
       vendor_field: { nested: [1, 2] },
@@ -82,9 +82,10 @@ Deno.test(
     assert.equal(outcome.kind, "json");
     assert.equal(outcome.status, 200);
     if (outcome.kind !== "json") return;
-    // Relayed byte for byte, never re-encoded.
+    // Relayed byte for byte, never re-encoded, tagged with its wire format.
+    assert.equal(outcome.format, "openai_json");
     assert.deepEqual(outcome.body, new TextEncoder().encode(JSON.stringify(COMPLETION)));
-    assert.deepEqual(usages, [USAGE]);
+    assert.deepEqual(await outcome.usage, USAGE);
   },
 );
 
@@ -139,7 +140,7 @@ Deno.test(
     const { adapter, requests } = adapterWith(() =>
       sseResponse(sse, 7, "text/event-stream; charset=utf-8")
     );
-    const { call, usages } = chatCall({ stream: true }, {
+    const { call } = chatCall({ stream: true }, {
       stream: true,
       stream_options: { include_usage: true },
     });
@@ -148,8 +149,13 @@ Deno.test(
     assert.equal(outcome.kind, "stream");
     if (outcome.kind !== "stream") return;
     assert.equal(outcome.status, 200);
-    assert.deepEqual(concatBytes(await Array.fromAsync(outcome.body)), sse);
-    assert.deepEqual(usages, [USAGE]);
+    // The same-schema fast path: the upstream's bytes, usage tapped on the side.
+    assert.equal(outcome.format, "openai_sse");
+    assert.deepEqual(
+      concatBytes(await Array.fromAsync(outcome.body as ReadableStream<Uint8Array>)),
+      sse,
+    );
+    assert.deepEqual(await outcome.usage, USAGE);
   },
 );
 

@@ -39,7 +39,6 @@ providers:
     timeoutMs: 1_000,
     apiKey: "azure-key-123",
     clientAuthorization: null,
-    onUsage: () => {},
   };
   await adapter.chat({
     ...base,
@@ -98,7 +97,6 @@ providers:
       timeoutMs: 1_000,
       apiKey: "azure-key-123",
       clientAuthorization: null,
-      onUsage: () => {},
       body: { model, messages: [{ role: "user", content: "hi" }] },
       stream: false,
     }, model);

@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { GatewayError } from "../../../src/errors.ts";
-import type { AppEnv, RequestVars } from "../../../src/routes/mod.ts";
+import { parseConfigText } from "../../../src/config/mod.ts";
+import { breakerTiming, createMemoryBreakerStore } from "../../../src/breaker/mod.ts";
+import { createRoutingState } from "../../../src/routing/mod.ts";
+import { buildRuntime } from "../../../src/runtime.ts";
+import type { AppEnv } from "../../../src/routes/mod.ts";
+import type { ErrorFormat, Exchange } from "../../../src/pipeline/exchange.ts";
+import { noUsage } from "../../../src/streaming/mod.ts";
 import { renderError } from "../../../src/server/middleware/error_handler.ts";
+import { requestContext } from "../../../src/server/middleware/request_context.ts";
 
 const DEGRADED = new GatewayError(
   "provider_degraded",
@@ -12,11 +19,25 @@ const DEGRADED = new GatewayError(
 const BODY =
   '{"error":{"message":"[MARK] Provider p is currently degraded or unavailable. Please try again later.","type":"provider_degraded","code":"provider_degraded"}}';
 
-/** An app whose every route throws `err` after noting `vars`, rendered by renderError. */
-function appThrowing(err: unknown, vars: Partial<RequestVars> = {}) {
+type Facts = Partial<Pick<Exchange, "provider" | "model" | "attempts" | "errorFormat">>;
+
+const RUNTIME = (() => {
+  const { config } = parseConfigText("providers: {}", () => undefined, "t.yaml");
+  return buildRuntime(config, 1, {
+    fetch,
+    random: Math.random,
+    routing: createRoutingState(),
+    breakerStore: createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker)),
+    write: () => {},
+  });
+})();
+
+/** An app whose every route throws `err` after noting `facts` on the exchange. */
+function appThrowing(err: unknown, facts: Facts = {}) {
   const app = new Hono<AppEnv>();
+  app.use(requestContext(() => RUNTIME));
   app.all("*", (c) => {
-    for (const [k, v] of Object.entries(vars)) c.set(k as keyof RequestVars, v as never);
+    Object.assign(c.get("exchange"), facts);
     throw err;
   });
   app.onError(renderError);
@@ -24,13 +45,13 @@ function appThrowing(err: unknown, vars: Partial<RequestVars> = {}) {
 }
 
 Deno.test("renderError() the degraded signal is one body in every route's format", async () => {
-  const formats: [string, RequestVars["errorFormat"] | undefined][] = [
+  const formats: [string, ErrorFormat | undefined][] = [
     ["/v1/chat/completions", undefined],
-    ["/v1/messages", "anthropic"],
-    ["/anthropic/v1/messages", "anthropic"],
-    ["/gemini/v1beta/models/x:generateContent", "gemini"],
-    ["/openai/v1/chat/completions", "openai"],
-    ["/native/groq/chat/completions", "openai"],
+    ["/v1/messages", "anthropic_json"],
+    ["/anthropic/v1/messages", "anthropic_json"],
+    ["/gemini/v1beta/models/x:generateContent", "google_rpc"],
+    ["/openai/v1/chat/completions", "openai_json"],
+    ["/native/groq/chat/completions", "openai_json"],
     ["/health", "plain"],
   ];
   for (const [path, errorFormat] of formats) {
@@ -40,7 +61,7 @@ Deno.test("renderError() the degraded signal is one body in every route's format
     assert.equal(res.headers.get("x-amzn-errortype"), null, path);
     assert.equal(await res.text(), BODY, path);
   }
-  const res = await appThrowing(DEGRADED, { errorFormat: "bedrock" }).request("/bedrock/model/m");
+  const res = await appThrowing(DEGRADED, { errorFormat: "aws_json" }).request("/bedrock/model/m");
   assert.equal(res.status, 503);
   assert.equal(res.headers.get("x-amzn-errortype"), "ServiceUnavailableException");
   const text = await res.text();
@@ -51,12 +72,12 @@ Deno.test("renderError() the degraded signal is one body in every route's format
 
 Deno.test("renderError() other errors keep their route's envelope", async () => {
   const err = new GatewayError("invalid_request", "bad");
-  const anthropic = await (await appThrowing(err, { errorFormat: "anthropic" }).request("/x"))
+  const anthropic = await (await appThrowing(err, { errorFormat: "anthropic_json" }).request("/x"))
     .json();
   assert.equal(anthropic.type, "error");
-  const gemini = await (await appThrowing(err, { errorFormat: "gemini" }).request("/x")).json();
+  const gemini = await (await appThrowing(err, { errorFormat: "google_rpc" }).request("/x")).json();
   assert.equal(gemini.error.status, "INVALID_ARGUMENT");
-  const bedrock = await appThrowing(err, { errorFormat: "bedrock" }).request("/x");
+  const bedrock = await appThrowing(err, { errorFormat: "aws_json" }).request("/x");
   assert.deepEqual(await bedrock.json(), { message: "bad" });
   assert.equal(bedrock.headers.get("x-amzn-errortype"), "ValidationException");
 });
@@ -89,6 +110,8 @@ Deno.test("renderError() names the chosen provider, model and attempts on errors
     status: 502,
     duration_ms: 1,
     outcome: "retry" as const,
+    first_chunk_ms: null,
+    usage: noUsage(),
   }));
   res = await appThrowing(
     new GatewayError("upstream_error", "bad gateway", {
@@ -119,10 +142,10 @@ Deno.test("renderError() a request_timeout is a 408 in every route's format", as
     });
   const cases: [
     string,
-    NonNullable<RequestVars["errorFormat"]>,
+    ErrorFormat,
     (body: unknown, res: Response) => void,
   ][] = [
-    ["/v1/chat/completions", "openai", (body) => {
+    ["/v1/chat/completions", "openai_json", (body) => {
       assert.deepEqual(body, {
         error: {
           message: "The request body did not arrive in time",
@@ -132,7 +155,7 @@ Deno.test("renderError() a request_timeout is a 408 in every route's format", as
         },
       });
     }],
-    ["/v1/messages", "anthropic", (body) => {
+    ["/v1/messages", "anthropic_json", (body) => {
       assert.deepEqual(body, {
         type: "error",
         error: {
@@ -141,7 +164,7 @@ Deno.test("renderError() a request_timeout is a 408 in every route's format", as
         },
       });
     }],
-    ["/gemini/v1beta/models/g:generateContent", "gemini", (body) => {
+    ["/gemini/v1beta/models/g:generateContent", "google_rpc", (body) => {
       assert.deepEqual(body, {
         error: {
           code: 408,
@@ -150,7 +173,7 @@ Deno.test("renderError() a request_timeout is a 408 in every route's format", as
         },
       });
     }],
-    ["/bedrock/model/m/invoke", "bedrock", (body, res) => {
+    ["/bedrock/model/m/invoke", "aws_json", (body, res) => {
       // The AWS name botocore and the JS SDK retry as transient (not ModelTimeoutException,
       // which blames the model).
       assert.equal(res.headers.get("x-amzn-errortype"), "RequestTimeoutException");

@@ -1,0 +1,99 @@
+/**
+ * The access log, as the first built-in stage: one line per request, written when the
+ * exchange ends (`request_end`: for a stream when the last byte went out, the client left,
+ * or the upstream failed, with `outcome` saying which).
+ * @module
+ */
+import type { AttemptRecord } from "../../routing/mod.ts";
+import type { CapturedBody, Logger } from "../../telemetry/mod.ts";
+import type { EventOf, TelemetryEvent } from "../events.ts";
+import type { Stage } from "../stages.ts";
+
+export function requestLogStage(logger: Logger): Stage {
+  return {
+    name: "request_log",
+    fail_mode: "open",
+    timeout_ms: 1_000,
+    trace_events: ["request_end"],
+    trace(event: TelemetryEvent) {
+      if (event.type === "request_end") writeLine(logger, event);
+    },
+  };
+}
+
+function writeLine(logger: Logger, event: EventOf<"request_end">): void {
+  const ex = event.exchange;
+  const res = ex.response;
+  if (res === null) return;
+  const deferred = ex.deferEnd;
+  const failed = res.outcome === "error" || res.outcome === "upstream_cut";
+  // A stream that did not complete is an error line, whatever status it began with.
+  const level = event.status >= 500 || (deferred && failed) ? "error" : "info";
+  if (!logger.enabled(level)) return;
+  const usage = event.usage;
+  const line: Record<string, unknown> = {
+    request_id: ex.id,
+    method: ex.method,
+    route: ex.route,
+    path: ex.path,
+    status: event.status,
+    provider: ex.provider ?? null,
+    model: ex.model ?? null,
+    stream: ex.stream,
+    ...(usage
+      ? { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens }
+      : {}),
+    // The common case (one clean attempt) adds nothing to the line.
+    ...(ex.attempts.length > 1 || (ex.attempts[0] !== undefined && ex.attempts[0].outcome !== "ok")
+      ? { attempts: ex.attempts.map(logged) }
+      : {}),
+    // server.read_timeout/write_timeout cut the request (see middleware/timeouts.ts).
+    ...(ex.timedOut ? { reason: ex.timedOut } : {}),
+    duration_ms: round(event.duration_ms),
+    bytes: res.bytes,
+  };
+  if (deferred) {
+    line.outcome = res.outcome;
+    if (res.error !== undefined && failed) line.error = describe(res.error);
+  } else if (res.handlerError !== undefined) {
+    line.error = res.handlerError;
+  }
+  const captured = ex.captured;
+  if (captured === null) {
+    logger[level]("request", line);
+    return;
+  }
+  // Awaited only when the line is written; by then the route has read the body — unless a
+  // timeout cut the request: the copy may then wait on a client that never finishes, so it
+  // is taken only if it is already there.
+  const body = ex.timedOut ? Promise.race([captured, Promise.resolve(null)]) : captured;
+  void body.then((b) => logger[level]("request", b ? { ...line, ...bodyFields(b) } : line));
+}
+
+/** An attempt as the log shows it (its usage is the exchange's business). */
+function logged(a: AttemptRecord): Record<string, unknown> {
+  return {
+    provider: a.provider,
+    model: a.model,
+    key_id: a.key_id,
+    status: a.status,
+    duration_ms: a.duration_ms,
+    outcome: a.outcome,
+    ...(a.reason !== undefined ? { reason: a.reason } : {}),
+  };
+}
+
+function bodyFields(body: CapturedBody): Record<string, unknown> {
+  return body.truncated
+    ? { request_body: body.text, request_body_truncated: true }
+    : { request_body: body.text };
+}
+
+/** An error as the log shows it: name and message (a GatewayError's message is redacted). */
+function describe(error: unknown): { name: string; message: string } | string {
+  return error instanceof Error ? { name: error.name, message: error.message } : String(error);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

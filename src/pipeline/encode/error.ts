@@ -1,0 +1,109 @@
+/**
+ * Errors in the envelope of the route that failed: OpenAI JSON on the unified `/v1/*`
+ * routes, Anthropic JSON on `/v1/messages` and `/anthropic/*`, google.rpc on `/gemini/*`,
+ * AWS's shape on `/bedrock/*`; llm-proxy's degraded signal is one body everywhere.
+ * @module
+ */
+import type { GatewayError } from "../../errors.ts";
+import { pilotfishHeaders } from "../../routing/failover.ts";
+import { toAnthropicError } from "../../schema/anthropic.ts";
+import { toOpenAIError } from "../../schema/openai.ts";
+import type { ErrorFormat, Exchange } from "../exchange.ts";
+
+/** AWS exception names for our own errors on `/bedrock/*`, so SDKs raise the usual types. */
+const AWS_EXCEPTION: Record<number, string> = {
+  400: "ValidationException",
+  401: "UnrecognizedClientException",
+  403: "AccessDeniedException",
+  404: "ResourceNotFoundException",
+  // Not a Bedrock model exception: the AWS name for a request that did not arrive in time,
+  // which botocore and the JS SDK both retry as transient.
+  408: "RequestTimeoutException",
+  413: "ValidationException",
+  429: "ThrottlingException",
+  500: "InternalServerException",
+  502: "ServiceUnavailableException",
+  503: "ServiceUnavailableException",
+  504: "ModelTimeoutException",
+};
+
+/** google.rpc.Status names for the HTTP statuses we answer with (Gemini's error shape). */
+const GOOGLE_STATUS: Record<number, string> = {
+  400: "INVALID_ARGUMENT",
+  401: "UNAUTHENTICATED",
+  403: "PERMISSION_DENIED",
+  404: "NOT_FOUND",
+  408: "DEADLINE_EXCEEDED",
+  413: "INVALID_ARGUMENT",
+  429: "RESOURCE_EXHAUSTED",
+  499: "CANCELLED",
+  500: "INTERNAL",
+  501: "UNIMPLEMENTED",
+  502: "UNAVAILABLE",
+  503: "UNAVAILABLE",
+  504: "DEADLINE_EXCEEDED",
+};
+
+/** The envelope a path speaks when its route did not say (unknown routes, early failures). */
+export function formatForPath(path: string): ErrorFormat {
+  if (path === "/v1/messages" || path.startsWith("/v1/messages/")) return "anthropic_json";
+  if (path.startsWith("/anthropic/")) return "anthropic_json";
+  if (path.startsWith("/gemini/")) return "google_rpc";
+  if (path.startsWith("/bedrock/")) return "aws_json";
+  return path.startsWith("/v1/") || path.startsWith("/openai/") ? "openai_json" : "plain";
+}
+
+/** The error body in `format`. */
+export function errorEnvelope(err: GatewayError, format: ErrorFormat): unknown {
+  // llm-proxy's degraded signal is one body on every route: clients match it (and the marker
+  // in it) whatever SDK they use. AWS SDKs read the top-level `message`, so AWS's copy
+  // carries it too.
+  if (err.code === "provider_degraded") {
+    const signal = {
+      error: { message: err.message, type: "provider_degraded", code: "provider_degraded" },
+    };
+    return format === "aws_json" ? { ...signal, message: err.message } : signal;
+  }
+  if (format === "aws_json") return { message: err.message };
+  if (format === "google_rpc") {
+    return {
+      error: {
+        code: err.status,
+        message: err.message,
+        status: GOOGLE_STATUS[err.status] ?? "UNKNOWN",
+      },
+    };
+  }
+  if (format === "anthropic_json") return toAnthropicError(err);
+  // Plain routes use the OpenAI shape too: one error shape for tools to parse.
+  return toOpenAIError(err);
+}
+
+/**
+ * The response for `err` on `ex`'s route: its envelope, the error's own headers, and once a
+ * provider was chosen, `x-pilotfish-provider/-model/-attempts` (failover's exact values, on
+ * the error, win; without a count, an upstream failure means one call, anything else none).
+ */
+export function errorResponse(err: GatewayError, ex: Exchange | undefined, path: string): Response {
+  const format = ex?.errorFormat ?? formatForPath(path);
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    ...attemptHeaders(ex, err),
+    ...err.info.headers,
+  };
+  if (format === "aws_json") {
+    headers["x-amzn-errortype"] = AWS_EXCEPTION[err.status] ?? "InternalServerException";
+  }
+  if (err.code === "rate_limited" && !headers["retry-after"]) headers["retry-after"] = "1";
+  return new Response(JSON.stringify(errorEnvelope(err, format)), {
+    status: err.status,
+    headers,
+  });
+}
+
+function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<string, string> {
+  if (ex?.provider === undefined) return {};
+  const upstream = err.info.upstreamStatus !== undefined || err.code.startsWith("upstream_");
+  const count = ex.attempts.length > 0 ? ex.attempts.length : upstream ? 1 : 0;
+  return pilotfishHeaders(ex.provider, ex.model, count);
+}

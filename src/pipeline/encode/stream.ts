@@ -1,0 +1,55 @@
+import { GatewayError } from "../../errors.ts";
+import { observeStream } from "../../streaming/mod.ts";
+import { endAt } from "../../server/middleware/timeouts.ts";
+import type { Exchange } from "../exchange.ts";
+
+/** Response headers of every SSE answer we send. */
+export const STREAM_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+};
+
+/**
+ * An SSE answer already framed for its route. After the first byte there is no retry, so a
+ * stream that breaks ends with an error event in the route's own format (`render`); a
+ * failure that is not a GatewayError is reported as the provider's, redacted. When
+ * server.write_timeout passes mid-stream, the stream ends the same way.
+ */
+export function sseResponse(
+  ex: Exchange,
+  body: ReadableStream<Uint8Array>,
+  status: number,
+  headers: Record<string, string>,
+  render: (error: GatewayError) => Uint8Array,
+): Response {
+  const cut = ex.deadlines?.write;
+  const source = cut ? endAt(body, cut) : body;
+  const provider = ex.provider ?? "unknown";
+  const redact = ex.runtime.redact;
+  const out = observeStream(source, {
+    renderError: (err) => {
+      const ge = err instanceof GatewayError ? err : new GatewayError(
+        "upstream_error",
+        `Stream from provider "${provider}" broke: ${
+          redact(String((err as Error)?.message ?? err))
+        }`,
+        { provider },
+      );
+      return render(ge);
+    },
+  });
+  return new Response(out, { status, headers: { ...headers, ...STREAM_HEADERS } });
+}
+
+/** A JSON answer: an object is serialised, bytes go out as they are. */
+export function jsonResponse(
+  body: Record<string, unknown> | Uint8Array<ArrayBuffer>,
+  status: number,
+  headers: Record<string, string>,
+): Response {
+  return new Response(body instanceof Uint8Array ? body : JSON.stringify(body), {
+    status,
+    headers: { ...headers, "content-type": "application/json" },
+  });
+}

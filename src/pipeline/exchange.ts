@@ -1,0 +1,269 @@
+/**
+ * The Exchange: the one request-scoped object. Middleware creates it, routes decode into
+ * it, the stage chain and failover fill it in, the edge encodes from it, and every
+ * telemetry event carries it. Nothing else holds per-request state (the Hono context
+ * carries only the exchange).
+ * @module
+ */
+import type { Runtime } from "../runtime.ts";
+import type { AttemptRecord, Target } from "../routing/mod.ts";
+import type { Usage } from "../providers/types.ts";
+import type { GatewayOptions } from "../schema/gateway.ts";
+import type { OpenAIChatRequest, OpenAIEmbeddingsRequest } from "../schema/openai.ts";
+import type { MessagesRequest } from "../schema/anthropic.ts";
+import type { RequestDeadlines } from "../server/middleware/timeouts.ts";
+import type { CapturedBody } from "../telemetry/mod.ts";
+import { usageNow } from "../streaming/usage.ts";
+import type { ResponseOutcome } from "./events.ts";
+
+/** The API a request came in through. */
+export type InboundSchema =
+  | "openai_chat"
+  | "anthropic_messages"
+  | "embeddings"
+  | "responses"
+  | "passthrough";
+
+/** The error envelope a route answers in (a wire format, not a provider). */
+export type ErrorFormat = "openai_json" | "anthropic_json" | "google_rpc" | "aws_json" | "plain";
+
+/** Monotonic milliseconds; injectable so tests can drive time budgets without sleeping. */
+export interface Clock {
+  now(): number;
+}
+
+/** Who is calling: filled by later stages (app keys); the IP from the connection. */
+export interface Principal {
+  appKey?: string;
+  ip?: string;
+}
+
+/** W3C trace context as received (continued by the tracing subscriber, later). */
+export interface TraceContext {
+  readonly traceparent: string | null;
+  readonly tracestate: string | null;
+}
+
+/** The parsed request, in canonical (OpenAI) shape where there is one. */
+export type ExchangeRequest =
+  | { readonly schema: "openai_chat"; body: OpenAIChatRequest }
+  | {
+    readonly schema: "anthropic_messages";
+    /** The client's Messages body, sent as is to providers that speak it. */
+    body: MessagesRequest;
+    /**
+     * The canonical form, translated on first need (a provider that does not speak the
+     * Messages API, or a `pre_llm` stage). Once a stage rewrote it, it is what every
+     * provider gets.
+     */
+    canonical: OpenAIChatRequest | null;
+    rewritten: boolean;
+  }
+  | { readonly schema: "embeddings"; body: OpenAIEmbeddingsRequest }
+  | { readonly schema: "passthrough"; body: Uint8Array<ArrayBuffer> | null };
+
+/** What the access log and the overhead header need about the response. */
+export interface ResponseFacts {
+  status: number;
+  /** Bytes sent: the body's length, or counted as a stream goes out; null when unknown. */
+  bytes: number | null;
+  outcome: ResponseOutcome;
+  /** Why a stream did not complete. */
+  error?: unknown;
+  /** The error a handler failed with (for the log line of a buffered answer). */
+  handlerError?: unknown;
+}
+
+export interface Exchange {
+  readonly id: string;
+  /** `clock.now()` when the request arrived. */
+  readonly started: number;
+  readonly clock: Clock;
+  readonly runtime: Runtime;
+  readonly method: string;
+  readonly path: string;
+  /** The route pattern that answered (`/v1/chat/completions`, `/openai/*`), once known. */
+  route: string | null;
+  principal: Principal;
+  /** The request's headers; a `pre_http` rewrite replaces them. */
+  headers: Headers;
+  /** Raw query string (with `?`), for switches and passthrough. */
+  readonly search: string;
+  schema: InboundSchema | null;
+  errorFormat: ErrorFormat | null;
+  request: ExchangeRequest | null;
+  /** The client's `stream` flag (unified routes) or an event-stream answer (passthrough). */
+  stream: boolean;
+  gateway: GatewayOptions;
+  targets: readonly Target[];
+  /** Every attempt, with its own usage. */
+  attempts: readonly AttemptRecord[];
+  /** The provider chosen (or tried last), for headers and the log. */
+  provider: string | undefined;
+  /** The model: as requested until a provider was chosen, then the upstream's. */
+  model: string | undefined;
+  /** The winner's usage, set when the exchange ends. */
+  usage: Usage | null;
+  /** USD; null until cost accounting lands. */
+  cost: number | null;
+  readonly trace: TraceContext;
+  /** The response's body is observed: the exchange ends when it is done, not when built. */
+  deferEnd: boolean;
+  response: ResponseFacts | null;
+  /** `server.read_timeout` / `write_timeout` of this request. */
+  deadlines: RequestDeadlines | undefined;
+  /** Which of them cut this request. */
+  timedOut: "read_timeout" | "write_timeout" | undefined;
+  /** A redacted copy of the body for the log (`logging.request_body`). */
+  captured: Promise<CapturedBody> | null;
+  /** Attempts whose `attempt_end` waits for their usage to settle. */
+  pendingEnds: Set<AttemptRecord> | null;
+  ended: boolean;
+}
+
+export interface ExchangeInit {
+  readonly id: string;
+  readonly runtime: Runtime;
+  readonly request: Request;
+  readonly ip?: string;
+  readonly url?: string;
+}
+
+/**
+ * The one implementation: a class, so every exchange shares one shape (fields set in the
+ * constructor) and the trace context is read from the headers only when asked for.
+ */
+class RequestExchange implements Exchange {
+  readonly id: string;
+  readonly started: number;
+  readonly clock: Clock;
+  readonly runtime: Runtime;
+  readonly method: string;
+  readonly path: string;
+  readonly search: string;
+  route: string | null = null;
+  principal: Principal;
+  headers: Headers;
+  schema: InboundSchema | null = null;
+  errorFormat: ErrorFormat | null = null;
+  request: ExchangeRequest | null = null;
+  stream = false;
+  gateway: GatewayOptions = {};
+  targets: readonly Target[] = [];
+  attempts: readonly AttemptRecord[] = [];
+  provider: string | undefined = undefined;
+  model: string | undefined = undefined;
+  usage: Usage | null = null;
+  cost: number | null = null;
+  deferEnd = false;
+  response: ResponseFacts | null = null;
+  deadlines: RequestDeadlines | undefined = undefined;
+  timedOut: "read_timeout" | "write_timeout" | undefined = undefined;
+  captured: Promise<CapturedBody> | null = null;
+  pendingEnds: Set<AttemptRecord> | null = null;
+  ended = false;
+  #trace: TraceContext | null = null;
+
+  constructor(init: ExchangeInit) {
+    const rt = init.runtime;
+    const url = init.url ?? init.request.url;
+    const q = url.indexOf("?");
+    const pathEnd = q < 0 ? url.length : q;
+    const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+    this.id = init.id;
+    this.runtime = rt;
+    this.clock = rt.clock;
+    this.started = rt.clock.now();
+    this.method = init.request.method;
+    this.path = pathStart < 0 || pathStart > pathEnd ? "/" : url.slice(pathStart, pathEnd);
+    this.search = q < 0 ? "" : url.slice(q);
+    this.principal = init.ip !== undefined ? { ip: init.ip } : {};
+    this.headers = init.request.headers;
+  }
+
+  get trace(): TraceContext {
+    // Read on first use: most requests carry none and nobody asks yet.
+    return this.#trace ??= {
+      traceparent: this.headers.get("traceparent"),
+      tracestate: this.headers.get("tracestate"),
+    };
+  }
+}
+
+/** A fresh exchange for an incoming request. */
+export function createExchange(init: ExchangeInit): Exchange {
+  return new RequestExchange(init);
+}
+
+/** Time spent waiting on upstreams, ms: every attempt but hedge losers (they overlapped). */
+export function upstreamMs(ex: Exchange): number {
+  let ms = 0;
+  for (const a of ex.attempts) if (a.outcome !== "cancelled") ms += a.duration_ms;
+  return ms;
+}
+
+/**
+ * Record the attempts of a failover run: the provider and model chosen (or tried last),
+ * and each attempt's `attempt_end`, emitted once its usage has settled.
+ */
+export function noteAttempts(
+  ex: Exchange,
+  attempts: readonly AttemptRecord[],
+  target: Target | undefined,
+): void {
+  ex.attempts = attempts;
+  if (target !== undefined) {
+    ex.provider = target.provider;
+    ex.model = target.model;
+  }
+  const bus = ex.runtime.events;
+  if (!bus.on.attempt_end) return;
+  const pending = ex.pendingEnds ??= new Set();
+  for (const a of attempts) {
+    if (pending.has(a)) continue;
+    pending.add(a);
+    a.usage.then((usage) => {
+      if (!pending.delete(a)) return; // already flushed by the exchange's end
+      bus.emit({ type: "attempt_end", exchange: ex, attempt: a, usage });
+    });
+  }
+}
+
+/** The attempt whose answer the client got. */
+export function winnerOf(ex: Exchange): AttemptRecord | undefined {
+  for (let i = ex.attempts.length - 1; i >= 0; i--) {
+    const a = ex.attempts[i] as AttemptRecord;
+    if (a.outcome === "ok") return a;
+  }
+  return undefined;
+}
+
+/**
+ * End the exchange (once): the winner's usage (what was streamed, for a stream cut short)
+ * becomes the exchange's, pending `attempt_end`s go out, then `request_end`.
+ */
+export function endExchange(ex: Exchange, facts: ResponseFacts): void {
+  if (ex.ended) return;
+  ex.ended = true;
+  ex.response = facts;
+  const winner = winnerOf(ex);
+  if (winner !== undefined) ex.usage = usageNow(winner.usage) ?? null;
+  const bus = ex.runtime.events;
+  if (ex.pendingEnds !== null && ex.pendingEnds.size > 0) {
+    for (const a of ex.pendingEnds) {
+      bus.emit({ type: "attempt_end", exchange: ex, attempt: a, usage: usageNow(a.usage) ?? null });
+    }
+    ex.pendingEnds.clear();
+  }
+  if (bus.on.request_end) {
+    bus.emit({
+      type: "request_end",
+      exchange: ex,
+      status: facts.status,
+      outcome: facts.outcome,
+      duration_ms: ex.clock.now() - ex.started,
+      usage: ex.usage,
+    });
+  }
+  ex.runtime.release();
+}

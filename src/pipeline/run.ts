@@ -1,0 +1,440 @@
+/**
+ * The exchange runner: what every route calls between decoding its request and sending the
+ * answer. The path (docs/ARCHITECTURE.md): `pre_http` → decode → resolve → `pre_llm` →
+ * failover (attempts → adapter) → `post_llm` (+ `stream_chunk`) → encode → `post_http`.
+ * With no stage configured for a hook, that step costs a length check.
+ * @module
+ */
+import type { ModelRouteConfig } from "../config/mod.ts";
+import { GatewayError, toGatewayError } from "../errors.ts";
+import type { ChatOutcome, ProviderAdapter } from "../providers/types.ts";
+import { decodeJson, decodeStream } from "../providers/wire.ts";
+import {
+  type AttemptContext,
+  attemptHeaders,
+  type AttemptTrail,
+  type FailoverRun,
+  type Invoke,
+  type Resolution,
+  resolveModel,
+  runFailover,
+  type Target,
+} from "../routing/mod.ts";
+import type { AttemptOutcome } from "../routing/attempt.ts";
+import { readRequestFlags } from "../breaker/mod.ts";
+import type { GatewayOptions } from "../schema/gateway.ts";
+import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
+import { errorResponse } from "./encode/error.ts";
+import { decodeContext } from "./encode/openai.ts";
+import { type Exchange, noteAttempts } from "./exchange.ts";
+import {
+  applicable,
+  callHook,
+  chunkStages,
+  type HttpRequestView,
+  type LlmRequestView,
+  type LlmResponseView,
+  type PreHttpResult,
+  type PreLlmResult,
+  rejection,
+  type Respond,
+  SKIPPED,
+  type Stage,
+} from "./stages.ts";
+
+/** What a unified route tells the runner about its API. */
+export interface UnifiedRoute {
+  readonly schema: "openai_chat" | "anthropic_messages" | "embeddings";
+  /** Validate the JSON body (after `pre_http`) into `ex.request` and `ex.stream`. */
+  decode(ex: Exchange, raw: unknown): { model: string; gateway: GatewayOptions };
+  /** The request in canonical form, for `pre_llm`. */
+  view(ex: Exchange): LlmRequestView;
+  /** A `pre_llm` rewrite, validated like a client's body (400 naming the field). */
+  rewrite(ex: Exchange, body: unknown): void;
+  /** The model the (possibly rewritten) request asks for. */
+  model(ex: Exchange): string;
+  /** The candidates able to serve this API (chat-only providers cannot embed). */
+  candidates?(ex: Exchange, resolved: Resolution): Target[];
+  /** One attempt against one provider. */
+  invoke(ex: Exchange): Invoke<ChatOutcome>;
+  /** The winner's answer in the route's format. */
+  encode(ex: Exchange, outcome: ChatOutcome, headers: Record<string, string>): Response;
+}
+
+/** How far each pre phase got: post hooks run only for stages that were reached. */
+interface Reached {
+  http: number;
+  llm: number;
+}
+
+/**
+ * Run one unified exchange from the JSON body the route read. Errors are thrown for the
+ * error handler to render in the route's format, unless a `post_http` stage must see the
+ * response (then they are rendered here).
+ */
+export async function runExchange(
+  ex: Exchange,
+  route: UnifiedRoute,
+  raw: unknown,
+  signal: AbortSignal,
+): Promise<Response> {
+  ex.schema = route.schema;
+  const stages = ex.runtime.stages;
+  const reached: Reached = { http: stages.all.length, llm: stages.all.length };
+  if (stages.post_http.length === 0) return await unified(ex, route, raw, signal, reached);
+  let response: Response;
+  try {
+    response = await unified(ex, route, raw, signal, reached);
+  } catch (err) {
+    response = renderHere(ex, err);
+  }
+  return await postHttp(ex, response, reached.http);
+}
+
+async function unified(
+  ex: Exchange,
+  route: UnifiedRoute,
+  raw: unknown,
+  signal: AbortSignal,
+  reached: Reached,
+): Promise<Response> {
+  const rt = ex.runtime;
+  const stages = rt.stages;
+  if (stages.pre_http.length > 0) {
+    const pre = await preHttp(ex, raw, reached);
+    if (pre.response) return pre.response;
+    raw = pre.body;
+  }
+  const { model, gateway } = route.decode(ex, raw);
+  ex.gateway = gateway;
+  ex.model = model;
+  let resolved = resolveModel(rt.config, model, gateway.provider);
+  ex.targets = route.candidates?.(ex, resolved) ?? resolved.targets;
+  if (stages.pre_llm.length > 0) {
+    const pre = await preLlm(ex, route.view(ex), reached, (body) => route.rewrite(ex, body));
+    if (pre.response) return pre.response;
+    const now = route.model(ex);
+    if (pre.rewritten && now !== model) {
+      // The stage chose another model: routing follows it.
+      resolved = resolveModel(rt.config, now, gateway.provider);
+      ex.targets = route.candidates?.(ex, resolved) ?? resolved.targets;
+      ex.model = now;
+    }
+  }
+  const run = await failover(ex, route.model(ex), resolved.route, route.invoke(ex), signal);
+  noteAttempts(ex, run.attempts, run.target);
+  if (!run.ok) throw explainTimeout(ex.deadlines, run.error);
+  let outcome = run.outcome;
+  if (stages.post_llm.length > 0) outcome = await postLlm(ex, outcome, reached.llm);
+  if (outcome.kind === "stream") outcome = streamChunks(ex, outcome);
+  return route.encode(ex, outcome, attemptHeaders(run.target, run.attempts.length));
+}
+
+/** Failover with the caller's budget, switches and telemetry. */
+export function failover<O extends AttemptOutcome>(
+  ex: Exchange,
+  requested: string,
+  route: ModelRouteConfig | undefined,
+  invoke: Invoke<O>,
+  signal: AbortSignal,
+  opts: { clientAuthorization?: string | null; deadlineMs?: number } = {},
+): Promise<FailoverRun<O>> {
+  const rt = ex.runtime;
+  const cb = rt.config.features.circuit_breaker;
+  // The switches only mean something with the breaker on: skip the query parse otherwise.
+  const flags = cb.enabled
+    ? readRequestFlags((name) => ex.headers.get(name), new URLSearchParams(ex.search), cb)
+    : {};
+  const timeout = ex.gateway.timeout;
+  const trail = trailOf(ex);
+  return runFailover({
+    config: rt.config,
+    adapters: rt.adapters,
+    state: rt.routing,
+    random: rt.random,
+    now: rt.now,
+    redact: rt.redact,
+    breaker: rt.breaker,
+    ...(trail ? { trail } : {}),
+  }, {
+    requested,
+    targets: ex.targets,
+    route,
+    invoke,
+    signal,
+    // Configured keys first: the client's credential only reaches providers that take it.
+    clientAuthorization: opts.clientAuthorization ?? null,
+    ...(opts.clientAuthorization === undefined
+      ? { fallbackAuthorization: clientCredential(ex.headers) }
+      : {}),
+    // x-gateway.timeout is the caller's whole budget: it bounds every attempt too. What is
+    // left of server.write_timeout bounds both as well; the smallest wins.
+    deadlineMs: withinWrite(
+      ex.deadlines,
+      opts.deadlineMs ??
+        (timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline),
+    ),
+    ...(timeout !== undefined ? { attemptTimeoutMs: timeout * 1000 } : {}),
+    ...(flags.bypass ? { bypass: flags.bypass } : {}),
+    ...(flags.testMode ? { testMode: flags.testMode } : {}),
+  });
+}
+
+/**
+ * The client's own credential (`Authorization`, or Anthropic SDKs' `x-api-key`), for
+ * providers that forward it. A Pilotfish application key (`pf_…`) is never forwarded.
+ */
+export function clientCredential(headers: Headers): string | null {
+  const auth = headers.get("authorization");
+  if (auth) return /^Bearer\s+pf_/i.test(auth) ? null : auth;
+  const apiKey = headers.get("x-api-key");
+  return apiKey && !apiKey.startsWith("pf_") ? `Bearer ${apiKey}` : null;
+}
+
+/** Failover's telemetry as events, or nothing when nobody listens to them. */
+function trailOf(ex: Exchange): AttemptTrail | undefined {
+  const bus = ex.runtime.events;
+  const on = bus.on;
+  if (!(on.attempt_start || on.first_chunk || on.retry || on.failover || on.hedge)) {
+    return undefined;
+  }
+  return {
+    attemptStart(target) {
+      if (on.attempt_start) bus.emit({ type: "attempt_start", exchange: ex, target });
+    },
+    firstChunk(target, ms) {
+      if (on.first_chunk) bus.emit({ type: "first_chunk", exchange: ex, target, ms });
+    },
+    retry(attempt, wait) {
+      if (on.retry) bus.emit({ type: "retry", exchange: ex, attempt, wait_ms: wait });
+    },
+    failover(from, to) {
+      if (on.failover) bus.emit({ type: "failover", exchange: ex, from, to });
+    },
+    hedge(primary, secondary) {
+      if (on.hedge) bus.emit({ type: "hedge", exchange: ex, primary, secondary });
+    },
+  };
+}
+
+// ---- hooks ---------------------------------------------------------------------------------
+
+/** The stages in `list` at positions before `reached` (their pre phase ran). */
+function entered(ex: Exchange, list: readonly Stage[], reached: number): readonly Stage[] {
+  const all = ex.runtime.stages.all;
+  const mine = applicable(list, ex);
+  return reached >= all.length ? mine : mine.filter((s) => all.indexOf(s) < reached);
+}
+
+/**
+ * `pre_http` of every stage in order. `body` is what the route read (JSON, or passthrough
+ * bytes). A respond or reject ends the chain there; `reached.http` remembers where.
+ */
+export async function preHttp(
+  ex: Exchange,
+  body: unknown,
+  reached: Reached,
+): Promise<{ body: unknown; response?: Response }> {
+  const all = ex.runtime.stages.all;
+  const list = applicable(ex.runtime.stages.pre_http, ex);
+  for (const stage of list) {
+    const view = httpView(ex, body);
+    const pending = callHook(ex, stage, "pre_http", () => stage.pre_http!(ex, view));
+    const r: PreHttpResult | typeof SKIPPED = pending instanceof Promise ? await pending : pending;
+    if (r === SKIPPED || r === undefined || r.action === "continue") continue;
+    if (r.action === "rewrite") {
+      if (r.headers !== undefined) ex.headers = new Headers(r.headers);
+      if ("body" in r) body = r.body;
+      continue;
+    }
+    reached.http = all.indexOf(stage) + 1;
+    reached.llm = 0;
+    return { body, response: shortCircuit(ex, stage, "pre_http", r) };
+  }
+  return { body };
+}
+
+/** What `pre_http` sees; its headers are copied only if the stage reads them. */
+function httpView(ex: Exchange, body: unknown): HttpRequestView {
+  let headers: Headers | undefined;
+  return {
+    method: ex.method,
+    path: ex.path,
+    get headers() {
+      return headers ??= new Headers(ex.headers);
+    },
+    body,
+  };
+}
+
+/** `pre_llm` of every stage in order, over the canonical request. */
+export async function preLlm(
+  ex: Exchange,
+  view: LlmRequestView,
+  reached: Reached,
+  apply: (body: unknown) => void,
+): Promise<{ rewritten: boolean; response?: Response }> {
+  const all = ex.runtime.stages.all;
+  const list = applicable(ex.runtime.stages.pre_llm, ex);
+  let rewritten = false;
+  for (const stage of list) {
+    const current = view;
+    const pending = callHook(ex, stage, "pre_llm", () => stage.pre_llm!(ex, current));
+    const r: PreLlmResult | typeof SKIPPED = pending instanceof Promise ? await pending : pending;
+    if (r === SKIPPED || r === undefined || r.action === "continue") continue;
+    if (r.action === "rewrite") {
+      apply(r.body);
+      view = { ...view, body: r.body } as LlmRequestView;
+      rewritten = true;
+      continue;
+    }
+    reached.llm = all.indexOf(stage) + 1;
+    return { rewritten, response: shortCircuit(ex, stage, "pre_llm", r) };
+  }
+  return { rewritten };
+}
+
+/** A stage's respond (a JSON answer) or reject (thrown, rendered in the route's format). */
+function shortCircuit(
+  ex: Exchange,
+  stage: Stage,
+  hook: string,
+  r: Respond | { action: "reject"; status: number; message: string },
+): Response {
+  const bus = ex.runtime.events;
+  const err = r.action === "reject" ? rejection(stage, r) : null;
+  if (bus.on.short_circuit) {
+    bus.emit({
+      type: "short_circuit",
+      exchange: ex,
+      stage: stage.name,
+      hook,
+      action: r.action,
+      status: err?.status ?? (r as Respond).status,
+    });
+  }
+  if (err !== null) throw err;
+  const respond = r as Respond;
+  const status = Number.isInteger(respond.status) && respond.status >= 200 &&
+      respond.status <= 599
+    ? respond.status
+    : 200;
+  const text = typeof respond.body === "string" ? respond.body : JSON.stringify(respond.body);
+  return new Response(text, {
+    status,
+    headers: { "content-type": "application/json", ...respond.headers },
+  });
+}
+
+/**
+ * `post_llm` in reverse order for the stages reached. A JSON answer is shown canonical
+ * (decoded if it came as wire bytes) and may be rewritten; a stream is shown as started.
+ */
+export async function postLlm(
+  ex: Exchange,
+  outcome: ChatOutcome,
+  reached: number,
+): Promise<ChatOutcome> {
+  const list = entered(ex, ex.runtime.stages.post_llm, reached);
+  if (list.length === 0) return outcome;
+  if (outcome.kind === "stream") {
+    await postLlmObserved(ex, { stream: true, status: outcome.status }, reached);
+    return outcome;
+  }
+  // Decoded only for a stage that reads the body.
+  let body = list.some((s) => s.post_llm_body !== false)
+    ? decodeJson(outcome, decodeContext(ex))
+    : undefined;
+  let rewritten = false;
+  for (let i = list.length - 1; i >= 0; i--) {
+    const stage = list[i] as Stage;
+    const current = stage.post_llm_body === false ? undefined : body;
+    const pending = callHook(ex, stage, "post_llm", () =>
+      stage.post_llm!(
+        ex,
+        current === undefined
+          ? { stream: false, status: outcome.status }
+          : { stream: false, status: outcome.status, body: current },
+      ));
+    const r = pending instanceof Promise ? await pending : pending;
+    if (r === SKIPPED || r === undefined || r.action !== "rewrite") continue;
+    if (r.body === null || typeof r.body !== "object") {
+      throw new GatewayError(
+        "stage_failed",
+        `Stage "${stage.name}" rewrote the answer in post_llm with something that is not a JSON object`,
+      );
+    }
+    body = r.body;
+    rewritten = true;
+  }
+  return rewritten && body !== undefined
+    ? { kind: "json", status: outcome.status, format: "object", body, usage: outcome.usage }
+    : outcome;
+}
+
+/**
+ * `post_llm` in reverse order over an answer that cannot be rewritten here (a stream as it
+ * started, a passthrough reply whose bytes are the provider's).
+ */
+export async function postLlmObserved(
+  ex: Exchange,
+  view: LlmResponseView,
+  reached: number,
+): Promise<void> {
+  const list = entered(ex, ex.runtime.stages.post_llm, reached);
+  for (let i = list.length - 1; i >= 0; i--) {
+    const stage = list[i] as Stage;
+    const pending = callHook(ex, stage, "post_llm", () => stage.post_llm!(ex, view));
+    if (pending instanceof Promise) await pending;
+  }
+}
+
+/** A stream through the `stream_chunk` stages (decoded to typed chunks only then). */
+export function streamChunks(
+  ex: Exchange,
+  outcome: Extract<ChatOutcome, { kind: "stream" }>,
+): ChatOutcome {
+  const list = applicable(ex.runtime.stages.stream_chunk, ex);
+  if (list.length === 0) return outcome;
+  return {
+    kind: "stream",
+    status: outcome.status,
+    format: "chunks",
+    body: decodeStream(outcome, decodeContext(ex)).pipeThrough(chunkStages(ex, list)),
+    usage: outcome.usage,
+  };
+}
+
+/** `post_http` in reverse order for the stages reached; they may change headers. */
+export async function postHttp(
+  ex: Exchange,
+  response: Response,
+  reached: number,
+): Promise<Response> {
+  const list = entered(ex, ex.runtime.stages.post_http, reached);
+  if (list.length === 0) return response;
+  const view = { status: response.status, headers: response.headers };
+  for (let i = list.length - 1; i >= 0; i--) {
+    const stage = list[i] as Stage;
+    const pending = callHook(ex, stage, "post_http", () => stage.post_http!(ex, view));
+    if (pending instanceof Promise) await pending;
+  }
+  return response;
+}
+
+/** An error as its response, here rather than in the error handler (a post_http stage sees it). */
+export function renderHere(ex: Exchange, err: unknown): Response {
+  const ge = toGatewayError(err);
+  if (ge.code === "internal") {
+    ex.runtime.logger.error("unhandled error", { request_id: ex.id, error: ge.info.cause ?? err });
+  }
+  return errorResponse(ge, ex, ex.path);
+}
+
+/** Run `stage` hooks on a fresh `Reached` (passthrough drives its own phases). */
+export function reachedAll(ex: Exchange): Reached {
+  const n = ex.runtime.stages.all.length;
+  return { http: n, llm: n };
+}
+
+export type { AttemptContext, ProviderAdapter };

@@ -1,0 +1,30 @@
+import type { OpenAIUsage } from "../../schema/openai.ts";
+import { num, pickUsage } from "../../streaming/usage_sniff.ts";
+import type { NativeApi } from "../types.ts";
+
+/**
+ * Anthropic's `usage.input_tokens` (also inside `message` of `message_start`): cache
+ * writes and reads count as prompt tokens, as OpenAI counts them.
+ */
+export function anthropicUsageOf(value: unknown): Partial<OpenAIUsage> | null {
+  if (value === null || typeof value !== "object") return null;
+  const o = value as Record<string, unknown>;
+  const u = (o.usage ?? (o.message as Record<string, unknown> | undefined)?.usage) as
+    | Record<string, unknown>
+    | undefined;
+  if (!u || typeof u !== "object") return null;
+  if (typeof u.input_tokens !== "number" && typeof u.output_tokens !== "number") return null;
+  const input = num(u.input_tokens) + num(u.cache_creation_input_tokens) +
+    num(u.cache_read_input_tokens);
+  return pickUsage(typeof u.input_tokens === "number" ? input : undefined, u.output_tokens);
+}
+
+/** Anthropic SDKs send `x-api-key`, or `Authorization: Bearer` (newer versions, OAuth). */
+export const ANTHROPIC_NATIVE: NativeApi = {
+  auth: {
+    headers: ["x-api-key", "authorization"],
+    queryParam: null,
+    header: (k) => ["x-api-key", k],
+  },
+  usage: anthropicUsageOf,
+};

@@ -1,0 +1,30 @@
+import {
+  classifyOutcome,
+  type OutcomeClass,
+  outcomeHeader,
+  type UpstreamOutcome,
+} from "../../breaker/classify.ts";
+
+/** Bedrock exception names (x-amzn-errortype / `__type`) that mean the service is unwell. */
+const DEGRADED = new Set([
+  "ServiceUnavailableException",
+  "ModelNotReadyException",
+  "InternalServerException",
+  "ModelTimeoutException",
+]);
+
+/**
+ * Bedrock names its failures (`x-amzn-errortype`, or `__type` in the body): throttling and
+ * quota exceptions are localized rate limits whatever their status, the service exceptions
+ * above are degraded; anything else follows the status.
+ */
+export function classifyBedrock(o: UpstreamOutcome): OutcomeClass {
+  if (o.status !== null && o.status >= 400) {
+    const amzn = (outcomeHeader(o, "x-amzn-errortype") ?? o.errorType ?? "").split(":")[0] ?? "";
+    if (amzn === "ThrottlingException" || amzn === "ServiceQuotaExceededException") {
+      return "localized_rate_limit";
+    }
+    if (DEGRADED.has(amzn)) return "provider_degraded";
+  }
+  return classifyOutcome(o);
+}

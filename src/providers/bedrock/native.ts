@@ -1,0 +1,121 @@
+import type { OpenAIUsage } from "../../schema/openai.ts";
+import { num, pickUsage } from "../../streaming/usage_sniff.ts";
+import { anthropicUsageOf } from "../anthropic/native.ts";
+import { openAIUsageOf } from "../openai/native.ts";
+import { BEARER_AUTH } from "../shared/native_auth.ts";
+import type { NativeApi } from "../types.ts";
+
+const EVENT_STREAM = "application/vnd.amazon.eventstream";
+
+type Codec = {
+  decode(message: Uint8Array): { headers: Record<string, { value: unknown }>; body: Uint8Array };
+};
+let codec: Promise<Codec> | null = null;
+/** The AWS event-stream codec, loaded on first use: only Bedrock traffic needs it. */
+function eventStreamCodec(): Promise<Codec> {
+  codec ??= Promise.all([import("@smithy/eventstream-codec"), import("@smithy/util-utf8")])
+    .then(([es, utf8]) => new es.EventStreamCodec(utf8.toUtf8, utf8.fromUtf8));
+  return codec;
+}
+
+/**
+ * Usage in Bedrock answers: Converse / ConverseStream `usage.inputTokens`, InvokeModel
+ * bodies (the invocation metrics of a stream's last chunk, Llama's and Titan's own counts),
+ * and the model families' own shapes InvokeModel passes through (Anthropic, OpenAI).
+ */
+export function bedrockUsageOf(value: unknown): Partial<OpenAIUsage> | null {
+  if (value === null || typeof value !== "object") return null;
+  const o = value as Record<string, unknown>;
+  const u = o.usage as Record<string, unknown> | undefined;
+  if (
+    u && typeof u === "object" &&
+    (typeof u.inputTokens === "number" || typeof u.outputTokens === "number")
+  ) {
+    return pickUsage(
+      num(u.inputTokens) + num(u.cacheReadInputTokens) + num(u.cacheWriteInputTokens),
+      u.outputTokens,
+    );
+  }
+  const m = o["amazon-bedrock-invocationMetrics"] as Record<string, unknown> | undefined;
+  if (m && typeof m === "object") return pickUsage(m.inputTokenCount, m.outputTokenCount);
+  if (typeof o.prompt_token_count === "number") {
+    return pickUsage(o.prompt_token_count, o.generation_token_count);
+  }
+  if (typeof o.inputTextTokenCount === "number") {
+    const results = Array.isArray(o.results) ? o.results as Record<string, unknown>[] : [];
+    return pickUsage(o.inputTextTokenCount, results.reduce((n, r) => n + num(r.tokenCount), 0));
+  }
+  return anthropicUsageOf(value) ?? openAIUsageOf(value);
+}
+
+/**
+ * AWS event-stream frames (ConverseStream / InvokeModelWithResponseStream): decoded with the
+ * maintained codec (CRC-checked) as they pass; only a partial frame is kept.
+ */
+function eventStreamFrames(
+  contentType: string,
+  onObject: (value: unknown) => void,
+  onEnd: (how: "complete" | "cut") => void,
+): TransformStream<Uint8Array, Uint8Array> | null {
+  if (!contentType.includes(EVENT_STREAM)) return null;
+  let pending = new Uint8Array(0);
+  const decoder = new TextDecoder();
+  const inspect = (payload: Uint8Array) => {
+    try {
+      const event = JSON.parse(decoder.decode(payload)) as Record<string, unknown>;
+      onObject(event);
+      // InvokeModelWithResponseStream: the model's own chunk is base64 inside `bytes`.
+      if (typeof event.bytes === "string") {
+        onObject(JSON.parse(
+          decoder.decode(Uint8Array.from(atob(event.bytes), (ch) => ch.charCodeAt(0))),
+        ));
+      }
+    } catch {
+      // not JSON: nothing to count
+    }
+  };
+  return new TransformStream({
+    async transform(chunk, controller) {
+      controller.enqueue(chunk);
+      const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
+      joined.set(pending, 0);
+      joined.set(chunk, pending.byteLength);
+      let offset = 0;
+      while (joined.byteLength - offset >= 4) {
+        const total = new DataView(joined.buffer, joined.byteOffset + offset, 4).getUint32(0);
+        if (total < 16 || joined.byteLength - offset < total) break;
+        try {
+          inspect((await eventStreamCodec()).decode(joined.subarray(offset, offset + total)).body);
+        } catch {
+          // a corrupt frame is the client's to notice; accounting just skips it
+        }
+        offset += total;
+      }
+      pending = joined.slice(offset);
+    },
+    flush() {
+      onEnd("complete");
+    },
+    cancel() {
+      onEnd("cut");
+    },
+  } as Transformer<Uint8Array, Uint8Array>);
+}
+
+/** InvokeModel reports usage in headers: no need to look inside the body. */
+function headerUsage(headers: Headers): OpenAIUsage | null {
+  const input = headers.get("x-amzn-bedrock-input-token-count");
+  const output = headers.get("x-amzn-bedrock-output-token-count");
+  if (input === null && output === null) return null;
+  const p = Number(input ?? 0);
+  const q = Number(output ?? 0);
+  return { prompt_tokens: p, completion_tokens: q, total_tokens: p + q };
+}
+
+/** SigV4 (`Authorization: AWS4-HMAC-SHA256 …`) or a Bedrock API key as Bearer. */
+export const BEDROCK_NATIVE: NativeApi = {
+  auth: BEARER_AUTH,
+  usage: bedrockUsageOf,
+  frames: eventStreamFrames,
+  headerUsage,
+};

@@ -1,0 +1,22 @@
+import type { OpenAIUsage } from "../../schema/openai.ts";
+import { num, pickUsage } from "../../streaming/usage_sniff.ts";
+import type { NativeApi } from "../types.ts";
+
+/** Gemini's `usageMetadata`: thoughts count as output, as OpenAI counts reasoning. */
+export function geminiUsageOf(value: unknown): Partial<OpenAIUsage> | null {
+  if (value === null || typeof value !== "object") return null;
+  const g = (value as { usageMetadata?: unknown }).usageMetadata as
+    | Record<string, unknown>
+    | undefined;
+  if (!g || typeof g !== "object") return null;
+  return pickUsage(g.promptTokenCount, num(g.candidatesTokenCount) + num(g.thoughtsTokenCount));
+}
+
+export const GEMINI_NATIVE: NativeApi = {
+  auth: {
+    headers: ["x-goog-api-key", "authorization"],
+    queryParam: "key",
+    header: (k) => ["x-goog-api-key", k],
+  },
+  usage: geminiUsageOf,
+};

@@ -1,0 +1,37 @@
+/**
+ * The native passthrough families (llm-proxy's `/openai/v1/*`, `/anthropic/v1/*`,
+ * `/gemini/v1*`, `/bedrock/*`): which provider type each prefix reaches, where its path is
+ * appended, and the error envelope it answers in. Provider knowledge, so it lives here; the
+ * passthrough route itself is generic.
+ * @module
+ */
+import type { ProviderConfig } from "../config/mod.ts";
+import type { ProviderType } from "../config/presets.ts";
+import type { ErrorFormat } from "../pipeline/exchange.ts";
+
+export interface NativeFamily {
+  /** The route prefix, `/openai`. */
+  readonly prefix: string;
+  /** The provider type it reaches: the one named like the family, else the only one. */
+  readonly type: ProviderType;
+  readonly errorFormat: ErrorFormat;
+  /** Where the rest of the client's path is appended. */
+  base(provider: ProviderConfig): string;
+}
+
+/** `https://host/api/v1` → `https://host/api`; the native path brings its own version. */
+function apiRoot(provider: ProviderConfig): string {
+  return provider.base_url.replace(/\/v\d+(?:alpha|beta)?\d*$/, "");
+}
+
+export const NATIVE_FAMILIES: readonly NativeFamily[] = [
+  { prefix: "/openai", type: "openai", errorFormat: "openai_json", base: apiRoot },
+  { prefix: "/anthropic", type: "anthropic", errorFormat: "anthropic_json", base: apiRoot },
+  { prefix: "/gemini", type: "gemini", errorFormat: "google_rpc", base: apiRoot },
+  // llm-proxy's contract for Bedrock: strip only `/bedrock`, keeping the raw path (`%3A` in
+  // inference-profile ids) exactly as the client signed it, on the configured endpoint.
+  { prefix: "/bedrock", type: "bedrock", errorFormat: "aws_json", base: (p) => p.base_url },
+];
+
+/** `/native/{provider}/*` (Butter's): that provider's `base_url` + the rest, OpenAI errors. */
+export const NATIVE_BY_NAME_FORMAT: ErrorFormat = "openai_json";

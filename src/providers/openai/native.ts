@@ -1,0 +1,21 @@
+import type { OpenAIUsage } from "../../schema/openai.ts";
+import { BEARER_AUTH } from "../shared/native_auth.ts";
+import type { NativeApi } from "../types.ts";
+import { pickUsage } from "../../streaming/usage_sniff.ts";
+
+/** OpenAI's `usage.prompt_tokens` / `completion_tokens` (bodies and stream chunks). */
+export function openAIUsageOf(value: unknown): Partial<OpenAIUsage> | null {
+  if (value === null || typeof value !== "object") return null;
+  const u = (value as { usage?: unknown }).usage as Record<string, unknown> | undefined;
+  if (!u || typeof u !== "object") return null;
+  if (typeof u.prompt_tokens !== "number" && typeof u.completion_tokens !== "number") return null;
+  return pickUsage(u.prompt_tokens, u.completion_tokens);
+}
+
+export const OPENAI_NATIVE: NativeApi = { auth: BEARER_AUTH, usage: openAIUsageOf };
+
+/** Azure takes `api-key`, or an Entra ID token as Bearer. */
+export const AZURE_NATIVE: NativeApi = {
+  auth: { headers: ["api-key", "authorization"], queryParam: null, header: (k) => ["api-key", k] },
+  usage: openAIUsageOf,
+};

@@ -1,0 +1,118 @@
+import type { OpenAIUsage as Usage } from "../schema/openai.ts";
+
+/**
+ * Usage as data, per attempt: an adapter creates one meter per answer, its taps and
+ * translators report what the upstream counted, and the answer carries `meter.usage`, a
+ * promise settled when the answer is complete. A stream that is cut short (the client left,
+ * the upstream broke) settles with what was seen: the counts reported so far, and for output
+ * the upstream never counted, an estimate from the content that went out (~4 characters a
+ * token, as llm-proxy estimates).
+ */
+export interface UsageMeter {
+  /** Counts the upstream reported; later reports win field by field. */
+  report(usage: Partial<Usage>): void;
+  /** Characters of content sent on, for the estimate of a stream cut short. */
+  content(chars: number): void;
+  /** The answer is complete (`complete`) or was cut short (`cut`): settle `usage`. */
+  settle(how: "complete" | "cut"): void;
+  readonly usage: Promise<Usage | null>;
+}
+
+/**
+ * A usage promise's synchronous view (its settled value, or what its meter has seen so far),
+ * so the access log can report a stream cut mid-way at once. A symbol-keyed property on the
+ * promise itself: cheaper per request than a WeakMap entry.
+ */
+const NOW: unique symbol = Symbol("pilotfish.usageNow");
+type Viewed = Promise<Usage | null> & { [NOW]?: () => Usage | null };
+
+function view(p: Promise<Usage | null>, fn: () => Usage | null): Promise<Usage | null> {
+  (p as Viewed)[NOW] = fn;
+  return p;
+}
+
+export function createUsageMeter(): UsageMeter {
+  let seen: Partial<Usage> | null = null;
+  let total = false;
+  let chars = 0;
+  let settled = false;
+  const { promise, resolve } = Promise.withResolvers<Usage | null>();
+  const current = (cut: boolean): Usage | null => {
+    const estimate = cut && chars > 0 ? Math.ceil(chars / 4) : 0;
+    if (seen === null) {
+      return estimate > 0
+        ? { prompt_tokens: 0, completion_tokens: estimate, total_tokens: estimate }
+        : null;
+    }
+    const p = seen.prompt_tokens ?? 0;
+    const c = seen.completion_tokens ?? estimate;
+    return {
+      ...seen,
+      prompt_tokens: p,
+      completion_tokens: c,
+      total_tokens: total && seen.total_tokens !== undefined ? seen.total_tokens : p + c,
+    };
+  };
+  view(promise, () => current(true));
+  return {
+    report(usage) {
+      if (settled) return;
+      seen = seen === null ? { ...usage } : { ...seen, ...usage };
+      total = usage.total_tokens !== undefined;
+    },
+    content(n) {
+      chars += n;
+    },
+    settle(how) {
+      if (settled) return;
+      settled = true;
+      const value = current(how === "cut");
+      view(promise, () => value);
+      resolve(value);
+    },
+    usage: promise,
+  };
+}
+
+const NONE: Promise<Usage | null> = view(Promise.resolve(null), () => null);
+
+/** The usage of an answer that reported none. */
+export function noUsage(): Promise<Usage | null> {
+  return NONE;
+}
+
+/** The usage of an answer complete on arrival (JSON). */
+export function knownUsage(usage: Usage | null): Promise<Usage | null> {
+  if (usage === null) return NONE;
+  return view(Promise.resolve(usage), () => usage);
+}
+
+/**
+ * What `usage` says right now: its settled value, or for a stream still settling what its
+ * meter has seen (estimated as if cut here). Undefined for a promise no meter made.
+ */
+export function usageNow(usage: Promise<Usage | null>): Usage | null | undefined {
+  return (usage as Viewed)[NOW]?.();
+}
+
+/**
+ * Count content and settle `meter` as typed chunks pass: complete at the end, cut when the
+ * consumer cancels or the source fails.
+ */
+export function meterChunks<T extends { choices?: readonly { delta?: unknown }[] }>(
+  meter: UsageMeter,
+): TransformStream<T, T> {
+  return new TransformStream<T, T>({
+    transform(chunk, controller) {
+      const delta = chunk.choices?.[0]?.delta as { content?: unknown } | undefined;
+      if (typeof delta?.content === "string") meter.content(delta.content.length);
+      controller.enqueue(chunk);
+    },
+    flush() {
+      meter.settle("complete");
+    },
+    cancel() {
+      meter.settle("cut");
+    },
+  } as Transformer<T, T>);
+}
