@@ -22,6 +22,7 @@ import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
 import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
+import { GatewayError } from "./errors.ts";
 
 const env = (name: string) => Deno.env.get(name);
 const encoder = new TextEncoder();
@@ -121,7 +122,10 @@ async function main(): Promise<number> {
     COMPILED_GRANTS,
   );
 
+  // Aborted when the drain time runs out: open streams end with an in-format error event.
+  const closing = new AbortController();
   const deps = {
+    closing: closing.signal,
     fetch: globalThis.fetch,
     random: Math.random,
     noopStages: benchNoopStages(),
@@ -220,7 +224,14 @@ async function main(): Promise<number> {
   log().info("shutting down", { signal, drain_timeout_ms: runtime.config.server.drain_timeout });
   isReady = false;
   stopWatching();
-  const drained = await listeners.shutdown(runtime.config.server.drain_timeout);
+  const drained = await listeners.shutdown(runtime.config.server.drain_timeout, () => {
+    closing.abort(
+      new GatewayError(
+        "unavailable",
+        "Pilotfish is shutting down: the stream was ended when server.drain_timeout ran out",
+      ),
+    );
+  });
   runtime.retire();
   await runtime.dispose();
   await deps.breakerStore.close();

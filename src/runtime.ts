@@ -45,6 +45,11 @@ export interface Runtime {
   readonly routing: RoutingState;
   /** The circuit breaker over the process-wide store (mode "off" when disabled). */
   readonly breaker: Breaker;
+  /**
+   * Aborts when the drain time after SIGTERM has run out: streams still open end with an
+   * in-format error event (passthrough: the body is cut) instead of a silent close.
+   */
+  readonly closing: AbortSignal | undefined;
   /** The stage chain of this generation (the access log first). */
   readonly stages: StageChain;
   /** Telemetry events of this generation's requests. */
@@ -74,6 +79,8 @@ export interface RuntimeDeps {
   readonly stages?: (config: Config) => readonly Stage[];
   /** Benchmarks only: this many no-op stages on every hook (see bench/main.ts). */
   readonly noopStages?: number;
+  /** The daemon's shutdown signal (see Runtime.closing). */
+  readonly closing?: AbortSignal;
 }
 
 const PERFORMANCE_CLOCK: Clock = { now: () => performance.now() };
@@ -122,6 +129,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
         if (events.on.breaker_transition) events.emit({ type: "breaker_transition", ...t });
       },
     ),
+    closing: deps.closing,
     stages: createStageChain(stages),
     events,
     retain() {

@@ -113,7 +113,7 @@ export interface Exchange {
   /** `server.read_timeout` / `write_timeout` of this request. */
   deadlines: RequestDeadlines | undefined;
   /** Which of them cut this request. */
-  timedOut: "read_timeout" | "write_timeout" | undefined;
+  timedOut: "read_timeout" | "write_timeout" | "shutdown" | undefined;
   /** A redacted copy of the body for the log (`logging.request_body`). */
   captured: Promise<CapturedBody> | null;
   /** Attempts whose `attempt_end` waits for their usage to settle. */
@@ -158,7 +158,7 @@ class RequestExchange implements Exchange {
   deferEnd = false;
   response: ResponseFacts | null = null;
   deadlines: RequestDeadlines | undefined = undefined;
-  timedOut: "read_timeout" | "write_timeout" | undefined = undefined;
+  timedOut: "read_timeout" | "write_timeout" | "shutdown" | undefined = undefined;
   captured: Promise<CapturedBody> | null = null;
   pendingEnds: Set<AttemptRecord> | null = null;
   ended = false;

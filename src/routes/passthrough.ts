@@ -12,7 +12,13 @@ import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_
 import { NATIVE_BY_NAME_FORMAT, type NativeFamily } from "../providers/native_routes.ts";
 import { type AttemptRecord, pickKey, pilotfishHeaders } from "../routing/mod.ts";
 import { createUsageMeter, createUsageSniffer, knownUsage } from "../streaming/mod.ts";
-import { endAt, explainTimeout, guardUpload, withinWrite } from "../server/middleware/timeouts.ts";
+import {
+  endAt,
+  explainTimeout,
+  guardUpload,
+  streamCut,
+  withinWrite,
+} from "../server/middleware/timeouts.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import { noteAttempts } from "../pipeline/exchange.ts";
 import {
@@ -400,10 +406,10 @@ function relay(
   if (fromHeaders !== null) meter.report(fromHeaders);
   const sniffed = res.body?.pipeThrough(createUsageSniffer(contentType, native, meter)) ?? null;
   if (sniffed === null) meter.settle("complete");
-  // server.write_timeout ends the body (abruptly, so the client can tell): the bytes are the
-  // provider's, there is no event of ours to put in them.
-  const cut = ex.deadlines?.write;
-  const body = sniffed && cut ? endAt(sniffed, cut) : sniffed;
+  // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
+  // tell): the bytes are the provider's, there is no event of ours to put in them.
+  const cut = streamCut(ex, ex.stream);
+  const body = sniffed && cut ? endAt(sniffed, cut.signal, cut.onCut) : sniffed;
   // The usage read here is the answering attempt's.
   let last = -1;
   for (let i = attempts.length - 1; i >= 0 && last < 0; i--) {

@@ -104,7 +104,8 @@ export function pilotfishHeaders(
 
 /** Visible ASCII as is, anything else percent-encoded: a header value must be a ByteString. */
 function headerText(value: string): string {
-  return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+  // toWellFormed: a lone surrogate (valid JSON, invalid UTF-16) would make encodeURIComponent throw.
+  return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value.toWellFormed());
 }
 
 function exhausted<O extends AttemptOutcome>(

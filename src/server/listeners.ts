@@ -1,6 +1,9 @@
 import type { ServerConfig } from "../config/mod.ts";
 import type { Logger } from "../telemetry/mod.ts";
 
+/** After the drain time: how long streams get to write their closing error event. */
+const DRAIN_GRACE_MS = 1_000;
+
 export type Handler = (
   req: Request,
   info: Deno.ServeHandlerInfo<Deno.Addr>,
@@ -19,7 +22,7 @@ export interface Listeners {
    * Stop accepting, let in-flight requests and streams finish for up to `drainMs`, then
    * close what is left and remove the socket file. Resolves true when everything drained.
    */
-  shutdown(drainMs: number): Promise<boolean>;
+  shutdown(drainMs: number, onDrainTimeout?: () => void): Promise<boolean>;
 }
 
 /** Serve one handler on the TCP port and the Unix socket (either may be disabled). */
@@ -92,14 +95,22 @@ export async function startListeners(
   return {
     tcp,
     socket,
-    async shutdown(drainMs: number): Promise<boolean> {
+    async shutdown(drainMs: number, onDrainTimeout?: () => void): Promise<boolean> {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const drained = Promise.all(servers.map((s) => s.shutdown())).then(() => true);
-      const timeout = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), drainMs);
-      });
-      const ok = await Promise.race([drained, timeout]);
+      const timeout = (ms: number) =>
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), ms);
+        });
+      const ok = await Promise.race([drained, timeout(drainMs)]);
       clearTimeout(timer);
+      if (!ok && onDrainTimeout) {
+        // Streams still open are told to end (an error event in their format, and their log
+        // line); a moment to write it, then what is left is closed.
+        onDrainTimeout();
+        await Promise.race([drained, timeout(DRAIN_GRACE_MS)]);
+        clearTimeout(timer);
+      }
       if (socket) await Deno.remove(socket).catch(() => {});
       return ok;
     },

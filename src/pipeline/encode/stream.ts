@@ -1,6 +1,6 @@
 import { GatewayError } from "../../errors.ts";
 import { observeStream } from "../../streaming/mod.ts";
-import { endAt } from "../../server/middleware/timeouts.ts";
+import { endAt, streamCut } from "../../server/middleware/timeouts.ts";
 import type { Exchange } from "../exchange.ts";
 
 /** Response headers of every SSE answer we send. */
@@ -14,7 +14,8 @@ export const STREAM_HEADERS = {
  * An SSE answer already framed for its route. After the first byte there is no retry, so a
  * stream that breaks ends with an error event in the route's own format (`render`); a
  * failure that is not a GatewayError is reported as the provider's, redacted. When
- * server.write_timeout passes mid-stream, the stream ends the same way.
+ * server.write_timeout passes mid-stream, or the drain time after SIGTERM runs out, the stream
+ * ends the same way.
  */
 export function sseResponse(
   ex: Exchange,
@@ -23,8 +24,8 @@ export function sseResponse(
   headers: Record<string, string>,
   render: (error: GatewayError) => Uint8Array,
 ): Response {
-  const cut = ex.deadlines?.write;
-  const source = cut ? endAt(body, cut) : body;
+  const cut = streamCut(ex);
+  const source = cut ? endAt(body, cut.signal, cut.onCut) : body;
   const provider = ex.provider ?? "unknown";
   const redact = ex.runtime.redact;
   const out = observeStream(source, {

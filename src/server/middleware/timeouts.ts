@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { AppEnv } from "../../routes/mod.ts";
 import { observeStream } from "../../streaming/mod.ts";
+import type { Exchange } from "../../pipeline/exchange.ts";
 
 /**
  * `server.read_timeout` and `server.write_timeout` of one request, both counted from its
@@ -115,6 +116,27 @@ export function explainTimeout(d: RequestDeadlines | undefined, err: unknown): u
 }
 
 /**
+ * What ends a response stream early: server.write_timeout, or the daemon's drain time running
+ * out after SIGTERM (`Runtime.closing`; streams only: a buffered answer is written at once).
+ * `onCut` notes which, for the access log.
+ */
+export function streamCut(
+  ex: Exchange,
+  stream = true,
+): { signal: AbortSignal; onCut: () => void } | undefined {
+  const write = ex.deadlines?.write;
+  const closing = stream ? ex.runtime.closing : undefined;
+  if (closing === undefined) return write && { signal: write, onCut: () => {} };
+  const signal = write ? AbortSignal.any([write, closing]) : closing;
+  return {
+    signal,
+    onCut: () => {
+      if (closing.aborted && !write?.aborted) ex.timedOut = "shutdown";
+    },
+  };
+}
+
+/**
  * `source` until `signal` aborts; then the source is cancelled (releasing the upstream) and
  * the stream errors with the signal's reason at once, even while the consumer is not
  * pulling. A consumer that renders errors (the unified routes' `observeStream`) turns that
@@ -123,12 +145,14 @@ export function explainTimeout(d: RequestDeadlines | undefined, err: unknown): u
 export function endAt(
   source: ReadableStream<Uint8Array>,
   signal: AbortSignal,
+  onCut?: () => void,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let cut = false;
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   const onAbort = () => {
     cut = true;
+    onCut?.();
     controller.error(signal.reason);
     reader.cancel(signal.reason).catch(() => {});
   };

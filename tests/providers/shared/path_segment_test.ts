@@ -21,7 +21,7 @@ Deno.test("pathSegment() keeps any name inside one segment", () => {
 });
 
 Deno.test("pathSegment() refuses what no encoding keeps in one segment, as a 400", () => {
-  for (const name of ["", ".", "..", "a\nb", "\x00"]) {
+  for (const name of ["", ".", "..", "a\nb", "\x00", "\ud800", "x\udc00"]) {
     assert.throws(() => pathSegment(name, "Deployment", "azure"), (err: unknown) => {
       assert.ok(err instanceof GatewayError);
       assert.equal(err.status, 400);
