@@ -4,17 +4,7 @@
  * @module
  */
 
-/** mulberry32: small, fast, seedable; good enough to spread cases around. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../helpers/prng.ts";
 
 /** Which error envelope a route answers in (see README, "Errors"). */
 export type Format = "openai" | "anthropic" | "google" | "aws";

@@ -11,6 +11,7 @@ import { createMemoryBreakerStore } from "../../src/breaker/mod.ts";
 import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime } from "../../src/runtime.ts";
 import { createApp } from "../../src/server/app.ts";
+import { prng } from "../helpers/prng.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The gateway under test, with a recording upstream
@@ -478,18 +479,6 @@ Deno.test("passthrough containment: contained paths reach base path + raw rest, 
 // ---------------------------------------------------------------------------------------------
 // The fuzz: 10,000 generated paths and headers
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: small, seeded, good enough to spread cases. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // deno-fmt-ignore
 const PIECES = [

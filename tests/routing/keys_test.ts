@@ -1,21 +1,10 @@
 import assert from "node:assert/strict";
 import type { ProviderKeyConfig } from "../../src/config/mod.ts";
 import { pickKey } from "../../src/routing/mod.ts";
+import { prng as seededRandom } from "../helpers/prng.ts";
 
 function key(id: string, weight = 1, models: string[] = []): ProviderKeyConfig {
   return { id, key: `sk-${id}-0000`, weight, models };
-}
-
-/** mulberry32: a small seeded PRNG so weighted draws are reproducible. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const NEVER: () => number = () => {
