@@ -5,7 +5,9 @@
  */
 import { BedrockRuntimeClient } from "@aws-sdk/client-bedrock-runtime";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
-import type { HttpRequest } from "@smithy/protocol-http";
+import { Hash } from "@smithy/hash-node";
+import { HttpRequest } from "@smithy/protocol-http";
+import { SignatureV4 } from "@smithy/signature-v4";
 import { TEST_CREDENTIALS } from "./fake_bedrock.ts";
 
 export function bedrockClientVia(
@@ -40,4 +42,35 @@ export function bedrockClientVia(
     requestHandler: handler,
     maxAttempts: 1,
   });
+}
+
+/**
+ * A Converse-style POST to `path` signed by hand for the real regional endpoint (as an SDK
+ * would), `host` removed: the headers to send to Pilotfish's `/bedrock` + `path`.
+ */
+export async function signedBedrockHeaders(
+  path: string,
+  body: string,
+): Promise<Record<string, string>> {
+  const signed = await new SignatureV4({
+    service: "bedrock",
+    region: "us-west-2",
+    credentials: TEST_CREDENTIALS,
+    sha256: Hash.bind(null, "sha256"),
+  }).sign(
+    new HttpRequest({
+      method: "POST",
+      protocol: "https:",
+      hostname: "bedrock-runtime.us-west-2.amazonaws.com",
+      path,
+      headers: {
+        "content-type": "application/json",
+        host: "bedrock-runtime.us-west-2.amazonaws.com",
+      },
+      body,
+    }),
+  );
+  const headers = { ...signed.headers };
+  delete headers.host;
+  return headers;
 }

@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import { ConverseCommand, ConverseStreamCommand } from "@aws-sdk/client-bedrock-runtime";
-import { Hash } from "@smithy/hash-node";
-import { HttpRequest } from "@smithy/protocol-http";
-import { SignatureV4 } from "@smithy/signature-v4";
-import { bedrockClientVia } from "../fakes/bedrock_client.ts";
-import { startFakeBedrock, TEST_CREDENTIALS } from "../fakes/fake_bedrock.ts";
+import { bedrockClientVia, signedBedrockHeaders } from "../fakes/bedrock_client.ts";
+import { startFakeBedrock } from "../fakes/fake_bedrock.ts";
 import { startGateway } from "../helpers/in_process.ts";
 
 const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -162,26 +159,7 @@ features:
         const path = `/model/${
           encodeURIComponent("anthropic.claude-3-haiku-20240307-v1:0")
         }/converse`;
-        const signed = await new SignatureV4({
-          service: "bedrock",
-          region: "us-west-2",
-          credentials: TEST_CREDENTIALS,
-          sha256: Hash.bind(null, "sha256"),
-        }).sign(
-          new HttpRequest({
-            method: "POST",
-            protocol: "https:",
-            hostname: "bedrock-runtime.us-west-2.amazonaws.com",
-            path,
-            headers: {
-              "content-type": "application/json",
-              host: "bedrock-runtime.us-west-2.amazonaws.com",
-            },
-            body,
-          }),
-        );
-        const headers = { ...signed.headers };
-        delete headers.host;
+        const headers = await signedBedrockHeaders(path, body);
         const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
         assert.equal(res.status, 200);
         assert.equal((await res.json()).output.message.content[0].text, "Hello from Bedrock");

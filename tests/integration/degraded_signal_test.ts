@@ -10,12 +10,9 @@ import Anthropic from "@anthropic-ai/sdk";
 import { ConverseCommand } from "@aws-sdk/client-bedrock-runtime";
 import { ApiError, GoogleGenAI } from "@google/genai";
 import OpenAI from "openai";
-import { Hash } from "@smithy/hash-node";
-import { HttpRequest } from "@smithy/protocol-http";
-import { SignatureV4 } from "@smithy/signature-v4";
-import { bedrockClientVia } from "../fakes/bedrock_client.ts";
+import { bedrockClientVia, signedBedrockHeaders } from "../fakes/bedrock_client.ts";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
-import { startFakeBedrock, TEST_CREDENTIALS } from "../fakes/fake_bedrock.ts";
+import { startFakeBedrock } from "../fakes/fake_bedrock.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
@@ -193,26 +190,7 @@ features:
         // The raw bytes, from a hand-signed request (the fake Bedrock checks every signature).
         const path = `/model/${encodeURIComponent(BEDROCK_MODEL)}/converse`;
         const body = JSON.stringify({ messages: [{ role: "user", content: [{ text: "Hi" }] }] });
-        const signed = await new SignatureV4({
-          service: "bedrock",
-          region: "us-west-2",
-          credentials: TEST_CREDENTIALS,
-          sha256: Hash.bind(null, "sha256"),
-        }).sign(
-          new HttpRequest({
-            method: "POST",
-            protocol: "https:",
-            hostname: "bedrock-runtime.us-west-2.amazonaws.com",
-            path,
-            headers: {
-              "content-type": "application/json",
-              host: "bedrock-runtime.us-west-2.amazonaws.com",
-            },
-            body,
-          }),
-        );
-        const headers = { ...signed.headers };
-        delete headers.host;
+        const headers = await signedBedrockHeaders(path, body);
         const before = bedrock.requests.length;
         const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
         assert.equal(bedrock.requests.length, before + 2);

@@ -7,33 +7,11 @@ import assert from "node:assert/strict";
 import { createClient } from "redis";
 import type { BreakerStore, BreakerTiming } from "../../src/breaker/store.ts";
 import { createRedisBreakerStore } from "../../src/state/redis_breaker_store.ts";
-import type { LogFields, Logger } from "../../src/telemetry/mod.ts";
+import type { Logger } from "../../src/telemetry/mod.ts";
 import { CONTRACT_TIMING, runBreakerStoreContract } from "../contract/breaker_store.ts";
 import { type RedisServer, startRedisServer } from "../helpers/redis_server.ts";
 import { freePort } from "../integration/daemon.ts";
-
-interface CapturedLog {
-  level: string;
-  msg: string;
-  fields: LogFields | undefined;
-}
-
-function captureLogger(): { logger: Logger; lines: CapturedLog[] } {
-  const lines: CapturedLog[] = [];
-  const at = (level: string) => (msg: string, fields?: LogFields) => {
-    lines.push({ level, msg, fields });
-  };
-  return {
-    lines,
-    logger: {
-      debug: at("debug"),
-      info: at("info"),
-      warn: at("warn"),
-      error: at("error"),
-      enabled: () => true,
-    },
-  };
-}
+import { captureLogger } from "./support.ts";
 
 /** Poll a local condition (no Redis involved) until true; returns how long it took. */
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<number> {
