@@ -13,7 +13,8 @@ import {
 } from "../routes/mod.ts";
 import type { Runtime } from "../runtime.ts";
 import { NATIVE_FAMILIES } from "../providers/native_routes.ts";
-import type { Control } from "../pipeline/control.ts";
+import { type Control, createControl } from "../pipeline/control.ts";
+import { mountAdmin } from "../routes/admin/mod.ts";
 import { renderError, renderNotFound } from "./middleware/error_handler.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { corsMiddleware } from "./middleware/cors.ts";
@@ -27,7 +28,7 @@ export interface AppDeps {
   readonly isReady: () => boolean;
   /**
    * Operations on the running gateway (reload, breaker reset, state): what the admin API
-   * (a later issue) exposes as routes. The daemon passes the one `src/main.ts` builds.
+   * exposes as routes. The daemon passes the one `src/main.ts` builds (it owns reload).
    */
   readonly control?: Control;
 }
@@ -50,6 +51,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
   app.get("/health", health);
+  mountAdmin(app, deps.control ?? createControl({ current: deps.runtime }));
 
   // Provider-native passthrough: bytes in, bytes out (the families are the providers' own).
   for (const family of NATIVE_FAMILIES) app.all(`${family.prefix}/*`, nativePassthrough(family));
