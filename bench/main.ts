@@ -9,7 +9,10 @@
  * and again for throughput), BENCH_ROUNDS (interleaved segments those seconds are split
  * into), BENCH_RATE, BENCH_CONCURRENCY, BENCH_TTFB_SECONDS, BENCH_WARMUP_SECONDS,
  * BENCH_SETTLE_SECONDS, BENCH_STREAM_CHUNKS, BENCH_CHUNK_DELAY_MS, BENCH_STAGES (no-op pipeline
- * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default).
+ * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default),
+ * BENCH_CONFIG (a YAML file whose top-level keys are appended to the daemon's config, to bench
+ * a feature on vs off: e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock
+ * upstream's origin, `{{TMP}}` the bench's temporary directory).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -72,6 +75,7 @@ const settings: Settings = {
  * variables a config refers to: the bench's config names it in a comment.
  */
 const stages = Math.floor(envNumber("BENCH_STAGES", 0));
+const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
 
 const progress = (msg: string) => console.error(`[bench] ${msg}`);
 
@@ -353,8 +357,12 @@ providers:
     base_url: ${upstreamOrigin}/v1
     keys:
       - key: sk-bench
-`,
+${
+      extraConfigPath === undefined ? "" : (await Deno.readTextFile(extraConfigPath))
+        .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp)
+    }`,
   );
+  if (extraConfigPath !== undefined) progress(`config extended with ${extraConfigPath}`);
   const pilotfish = track(
     spawnService("pilotfish", "sh", ["scripts/start.sh", "--config", config], {
       cwd: ROOT,
