@@ -12,7 +12,8 @@
  * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default),
  * BENCH_CONFIG (a YAML file whose top-level keys are appended to the daemon's config, to bench
  * a feature on vs off: e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock
- * upstream's origin, `{{TMP}}` the bench's temporary directory).
+ * upstream's origin, `{{TMP}}` the bench's temporary directory), BENCH_BASELINE_ROOT (another
+ * checkout, e.g. `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -41,6 +42,7 @@ import {
   printChecks,
   printHeader,
   printTable,
+  printVariant,
   type Row,
   type Settings,
 } from "./report.ts";
@@ -76,6 +78,7 @@ const settings: Settings = {
  */
 const stages = Math.floor(envNumber("BENCH_STAGES", 0));
 const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
+const baselineRoot = Deno.env.get("BENCH_BASELINE_ROOT")?.trim() || undefined;
 
 const progress = (msg: string) => console.error(`[bench] ${msg}`);
 
@@ -303,6 +306,82 @@ function toRow(m: Measured, directP50: number | null): Row {
   };
 }
 
+interface Pilotfish {
+  readonly tcp: Target;
+  readonly sock: Target;
+  readonly pid: number;
+}
+
+/**
+ * One Pilotfish daemon over `scripts/start.sh` (the operator's way: planned permissions),
+ * on a free port and a socket, probed once through each.
+ */
+async function startPilotfish(
+  name: string,
+  tmp: string,
+  upstreamOrigin: string,
+  opts: { stages: number; extra?: string; root?: string },
+): Promise<Pilotfish> {
+  const tag = name === "pilotfish" ? "pf" : opts.root !== undefined ? "pfb" : "pfv";
+  const port = freePort();
+  const socket = `${tmp}/${tag}.sock`;
+  const config = `${tmp}/${tag}.yaml`;
+  const extra = opts.extra === undefined ? "" : (await Deno.readTextFile(opts.extra))
+    .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp);
+  await Deno.writeTextFile(
+    config,
+    `# Written by bench/main.ts; removed when the benchmark ends.
+${opts.stages > 0 ? "# no-op stages: ${PILOTFISH_BENCH_NOOP_STAGES}\n" : ""}server:
+  host: 127.0.0.1
+  port: ${port}
+  socket: ${socket}
+  reload_interval: 0
+  drain_timeout: 2s
+logging:
+  level: warn
+providers:
+  up:
+    type: openai
+    base_url: ${upstreamOrigin}/v1
+    keys:
+      - key: sk-bench
+${extra}`,
+  );
+  if (opts.extra !== undefined) progress(`${name}: config extended with ${opts.extra}`);
+  const service = track(
+    spawnService(name, "sh", ["scripts/start.sh", "--config", config], {
+      cwd: opts.root ?? ROOT,
+      env: {
+        DENO: Deno.execPath(),
+        ...(opts.stages > 0 ? { PILOTFISH_BENCH_NOOP_STAGES: String(opts.stages) } : {}),
+      },
+    }),
+  );
+  await waitReady(`http://127.0.0.1:${port}/ready`, service, 60_000);
+  // start.sh execs deno, so the pid should already be the daemon; check rather than trust.
+  const pid = await findProcess(service.child.pid, "src/main.ts");
+  if (pid === null) throw new Error(`Could not find the ${name} deno process under start.sh`);
+  progress(
+    `${name} on 127.0.0.1:${port} and ${socket} (pid ${pid}${
+      pid === service.child.pid ? ", exec'd by start.sh" : `, child of ${service.child.pid}`
+    })`,
+  );
+  const tcp: Target = {
+    name: tag === "pf" ? "pilotfish tcp" : `${name} tcp`,
+    url: `http://127.0.0.1:${port}${CHAT_PATH}`,
+    client: trackClient(tcpClient()),
+  };
+  // The host part is ignored on a Unix socket; the path is what Pilotfish routes on.
+  const sock: Target = {
+    name: tag === "pf" ? "pilotfish socket" : `${name} socket`,
+    url: `http://localhost${CHAT_PATH}`,
+    client: trackClient(unixClient(socket)),
+  };
+  await probe(tcp, service);
+  await probe(sock, service);
+  return { tcp, sock, pid };
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const machine = await machineInfo();
@@ -336,71 +415,40 @@ async function main(): Promise<void> {
   await probe(bareTarget, bare);
   const barePid = await findProcess(bare.child.pid, "bare_proxy.ts") ?? bare.child.pid;
 
-  // Pilotfish, started the way operators start it
-  const port = freePort();
-  const socket = `${tmp}/pf.sock`;
-  const config = `${tmp}/config.yaml`;
-  await Deno.writeTextFile(
-    config,
-    `# Written by bench/main.ts; removed when the benchmark ends.
-${stages > 0 ? "# no-op stages: ${PILOTFISH_BENCH_NOOP_STAGES}\n" : ""}server:
-  host: 127.0.0.1
-  port: ${port}
-  socket: ${socket}
-  reload_interval: 0
-  drain_timeout: 2s
-logging:
-  level: warn
-providers:
-  up:
-    type: openai
-    base_url: ${upstreamOrigin}/v1
-    keys:
-      - key: sk-bench
-${
-      extraConfigPath === undefined ? "" : (await Deno.readTextFile(extraConfigPath))
-        .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp)
-    }`,
+  // Pilotfish, started the way operators start it: the baseline (features off), and with
+  // BENCH_STAGES / BENCH_CONFIG a variant beside it, measured in the same interleaved rounds
+  // so "feature on vs off" is one run's difference, not two runs' noise.
+  const base = await startPilotfish("pilotfish", tmp, upstreamOrigin, { stages: 0 });
+  const tcp = base.tcp;
+  const sock = base.sock;
+  const variant = stages > 0 || extraConfigPath !== undefined
+    ? await startPilotfish(
+      `pf ${[stages > 0 ? `+${stages} no-op stages` : "", extraConfigPath ?? ""].join(" ").trim()}`,
+      tmp,
+      upstreamOrigin,
+      { stages, ...(extraConfigPath !== undefined ? { extra: extraConfigPath } : {}) },
+    )
+    : null;
+  const pfPid = base.pid;
+  // BENCH_BASELINE_ROOT=<checkout>: that tree's daemon too (e.g. the commit before a change),
+  // so before/after is one run's difference.
+  const before = baselineRoot === undefined ? null : await startPilotfish(
+    `pf @${baselineRoot}`,
+    tmp,
+    upstreamOrigin,
+    { stages: 0, root: baselineRoot },
   );
-  if (extraConfigPath !== undefined) progress(`config extended with ${extraConfigPath}`);
-  const pilotfish = track(
-    spawnService("pilotfish", "sh", ["scripts/start.sh", "--config", config], {
-      cwd: ROOT,
-      env: {
-        DENO: Deno.execPath(),
-        ...(stages > 0 ? { PILOTFISH_BENCH_NOOP_STAGES: String(stages) } : {}),
-      },
-    }),
-  );
-  await waitReady(`http://127.0.0.1:${port}/ready`, pilotfish, 60_000);
-  // start.sh execs deno, so the pid should already be the daemon; check rather than trust.
-  const pfPid = await findProcess(pilotfish.child.pid, "src/main.ts");
-  if (pfPid === null) throw new Error("Could not find the Pilotfish deno process under start.sh");
-  progress(
-    `pilotfish on 127.0.0.1:${port} and ${socket} (pid ${pfPid}${
-      pfPid === pilotfish.child.pid ? ", exec'd by start.sh" : `, child of ${pilotfish.child.pid}`
-    })`,
-  );
-  const tcp: Target = {
-    name: "pilotfish tcp",
-    url: `http://127.0.0.1:${port}${CHAT_PATH}`,
-    client: trackClient(tcpClient()),
-  };
-  // The host part is ignored on a Unix socket; the path is what Pilotfish routes on.
-  const sock: Target = {
-    name: "pilotfish socket",
-    url: `http://localhost${CHAT_PATH}`,
-    client: trackClient(unixClient(socket)),
-  };
-  await probe(tcp, pilotfish);
-  await probe(sock, pilotfish);
 
   const all = [
     measured(direct, null),
     measured(bareTarget, barePid),
     measured(tcp, pfPid),
     measured(sock, pfPid),
+    ...(variant ? [measured(variant.tcp, variant.pid)] : []),
+    ...(before ? [measured(before.tcp, before.pid)] : []),
   ];
+  const variantM = variant ? all[4] as Measured : null;
+  const beforeM = before ? all[all.length - 1] as Measured : null;
   const bareM = all[1] as Measured;
   const tcpM = all[2] as Measured;
   const sockM = all[3] as Measured;
@@ -408,6 +456,8 @@ ${
   // RSS before any traffic, then after every path is warm and the proxies sit idle.
   bareM.rssReady = (await procs.usage(barePid))?.rss ?? null;
   tcpM.rssReady = sockM.rssReady = (await procs.usage(pfPid))?.rss ?? null;
+  if (variant && variantM) variantM.rssReady = (await procs.usage(variant.pid))?.rss ?? null;
+  if (before && beforeM) beforeM.rssReady = (await procs.usage(before.pid))?.rss ?? null;
   progress(`warm-up ${settings.warmupSeconds}s per target`);
   for (const m of all) {
     const errors = await warmUp(m.target, settings.concurrency, settings.warmupSeconds);
@@ -416,6 +466,8 @@ ${
   await sleep(settings.settleSeconds * 1000);
   bareM.rssIdle = (await procs.usage(barePid))?.rss ?? null;
   tcpM.rssIdle = sockM.rssIdle = (await procs.usage(pfPid))?.rss ?? null;
+  if (variant && variantM) variantM.rssIdle = (await procs.usage(variant.pid))?.rss ?? null;
+  if (before && beforeM) beforeM.rssIdle = (await procs.usage(before.pid))?.rss ?? null;
 
   const seconds = settings.seconds / settings.rounds;
   const ttfbSeconds = settings.ttfbSeconds / settings.rounds;
@@ -433,6 +485,8 @@ ${
   printHeader(machine, settings);
   printTable(rows);
   printChecks(checks(rows));
+  if (variant) printVariant(rows[2] as Row, rows[4] as Row);
+  if (before) printVariant(rows[rows.length - 1] as Row, rows[2] as Row);
   console.log(
     "Columns: p50/p99 = non-streaming latency under the open-loop rate, all rounds pooled " +
       "(sent/s = lowest rate achieved; below the target rate means the generator fell " +

@@ -210,6 +210,28 @@ export function checks(rows: readonly Row[]): Check[] {
   return out;
 }
 
+/** The variant daemon (features on) against the baseline (off), both over TCP, same rounds. */
+export function printVariant(base: Row, variant: Row): void {
+  const d = (a: number | null, b: number | null, f: (v: number) => string) =>
+    a === null || b === null ? "-" : f(b - a);
+  const signedUs = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(0)} us`;
+  console.log(`Variant vs baseline (same run): ${variant.name} vs ${base.name}`);
+  console.log(`  added p50   ${d(base.addedP50, variant.addedP50, (v) => signedUs(v * 1000))}`);
+  console.log(`  p99         ${d(base.p99, variant.p99, (v) => signedUs(v * 1000))}`);
+  console.log(
+    `  CPU/req     ${d(base.cpuPerReq.proxy, variant.cpuPerReq.proxy, signedUs)} (${
+      us(base.cpuPerReq.proxy)
+    } -> ${us(variant.cpuPerReq.proxy)} us)`,
+  );
+  console.log(
+    `  max req/s   ${variant.rps.toFixed(0)} vs ${base.rps.toFixed(0)} (${
+      pct(variant.rps / base.rps)
+    })`,
+  );
+  console.log(`  TTFB p50    ${d(base.ttfbP50, variant.ttfbP50, (v) => signedUs(v * 1000))}`);
+  console.log("");
+}
+
 export function printChecks(list: readonly Check[]): void {
   console.log("Targets (informational; the exit code does not depend on them)");
   const width = Math.max(...list.map((c) => c.target.length));

@@ -32,8 +32,11 @@ import {
   callHook,
   chunkStages,
   type HttpRequestView,
+  type HttpResponseView,
   type LlmRequestView,
   type LlmResponseView,
+  type MaybePromise,
+  type PostLlmResult,
   type PreHttpResult,
   type PreLlmResult,
   rejection,
@@ -88,7 +91,7 @@ export async function runExchange(
   } catch (err) {
     response = renderHere(ex, err);
   }
-  return await postHttp(ex, response, reached.http);
+  return postHttp(ex, response, reached.http);
 }
 
 async function unified(
@@ -101,7 +104,8 @@ async function unified(
   const rt = ex.runtime;
   const stages = rt.stages;
   if (stages.pre_http.length > 0) {
-    const pre = await preHttp(ex, raw, reached);
+    const pending = preHttp(ex, raw, reached);
+    const pre = pending instanceof Promise ? await pending : pending;
     if (pre.response) return pre.response;
     raw = pre.body;
   }
@@ -111,7 +115,8 @@ async function unified(
   let resolved = resolveModel(rt.config, model, gateway.provider);
   ex.targets = route.candidates?.(ex, resolved) ?? resolved.targets;
   if (stages.pre_llm.length > 0) {
-    const pre = await preLlm(ex, route.view(ex), reached, (body) => route.rewrite(ex, body));
+    const pending = preLlm(ex, route.view(ex), reached, (body) => route.rewrite(ex, body));
+    const pre = pending instanceof Promise ? await pending : pending;
     if (pre.response) return pre.response;
     const now = route.model(ex);
     if (pre.rewritten && now !== model) {
@@ -125,7 +130,10 @@ async function unified(
   noteAttempts(ex, run.attempts, run.target);
   if (!run.ok) throw explainTimeout(ex.deadlines, run.error);
   let outcome = run.outcome;
-  if (stages.post_llm.length > 0) outcome = await postLlm(ex, outcome, reached.llm);
+  if (stages.post_llm.length > 0) {
+    const pending = postLlm(ex, outcome, reached.llm);
+    outcome = pending instanceof Promise ? await pending : pending;
+  }
   if (outcome.kind === "stream") outcome = streamChunks(ex, outcome);
   return route.encode(ex, outcome, attemptHeaders(run.target, run.attempts.length));
 }
@@ -226,72 +234,140 @@ function entered(ex: Exchange, list: readonly Stage[], reached: number): readonl
   return reached >= all.length ? mine : mine.filter((s) => all.indexOf(s) < reached);
 }
 
+/** What the pre phases leave: the (possibly rewritten) input, or the answer that ended them. */
+interface PreHttpDone {
+  body: unknown;
+  response?: Response;
+}
+
+interface PreLlmDone {
+  rewritten: boolean;
+  response?: Response;
+}
+
 /**
  * `pre_http` of every stage in order. `body` is what the route read (JSON, or passthrough
  * bytes). A respond or reject ends the chain there; `reached.http` remembers where.
+ * Synchronous while every hook is: a chain of synchronous stages costs no promise.
  */
-export async function preHttp(
+export function preHttp(
   ex: Exchange,
   body: unknown,
   reached: Reached,
-): Promise<{ body: unknown; response?: Response }> {
-  const all = ex.runtime.stages.all;
-  const list = applicable(ex.runtime.stages.pre_http, ex);
-  for (const stage of list) {
-    const view = httpView(ex, body);
-    const pending = callHook(ex, stage, "pre_http", () => stage.pre_http!(ex, view));
-    const r: PreHttpResult | typeof SKIPPED = pending instanceof Promise ? await pending : pending;
-    if (r === SKIPPED || r === undefined || r.action === "continue") continue;
-    if (r.action === "rewrite") {
-      if (r.headers !== undefined) ex.headers = new Headers(r.headers);
-      if ("body" in r) body = r.body;
-      continue;
+): MaybePromise<PreHttpDone> {
+  return preHttpFrom(ex, applicable(ex.runtime.stages.pre_http, ex), 0, { body }, reached);
+}
+
+function preHttpFrom(
+  ex: Exchange,
+  list: readonly Stage[],
+  from: number,
+  done: PreHttpDone,
+  reached: Reached,
+): MaybePromise<PreHttpDone> {
+  for (let i = from; i < list.length; i++) {
+    const stage = list[i] as Stage;
+    const view = new HttpView(ex, done.body);
+    const pending = callHook(ex, stage, "pre_http", view);
+    if (pending instanceof Promise) {
+      return pending.then((r) =>
+        applyPreHttp(ex, stage, r, done, reached)
+          ? done
+          : preHttpFrom(ex, list, i + 1, done, reached)
+      );
     }
-    reached.http = all.indexOf(stage) + 1;
-    reached.llm = 0;
-    return { body, response: shortCircuit(ex, stage, "pre_http", r) };
+    if (applyPreHttp(ex, stage, pending, done, reached)) return done;
   }
-  return { body };
+  return done;
 }
 
-/** What `pre_http` sees; its headers are copied only if the stage reads them. */
-function httpView(ex: Exchange, body: unknown): HttpRequestView {
-  let headers: Headers | undefined;
-  return {
-    method: ex.method,
-    path: ex.path,
-    get headers() {
-      return headers ??= new Headers(ex.headers);
-    },
-    body,
-  };
+/** One stage's `pre_http` answer applied; true when it ended the chain. */
+function applyPreHttp(
+  ex: Exchange,
+  stage: Stage,
+  r: PreHttpResult | typeof SKIPPED,
+  done: PreHttpDone,
+  reached: Reached,
+): boolean {
+  if (r === SKIPPED || r === undefined || r.action === "continue") return false;
+  if (r.action === "rewrite") {
+    if (r.headers !== undefined) ex.headers = new Headers(r.headers);
+    if ("body" in r) done.body = r.body;
+    return false;
+  }
+  reached.http = ex.runtime.stages.all.indexOf(stage) + 1;
+  reached.llm = 0;
+  done.response = shortCircuit(ex, stage, "pre_http", r);
+  return true;
 }
 
-/** `pre_llm` of every stage in order, over the canonical request. */
-export async function preLlm(
+/**
+ * What `pre_http` sees. A class, so every view has one shape and the getter lives on the
+ * prototype; the headers are copied only if the stage reads them.
+ */
+class HttpView implements HttpRequestView {
+  readonly method: string;
+  readonly path: string;
+  readonly body: unknown;
+  #ex: Exchange;
+  #headers: Headers | undefined = undefined;
+  constructor(ex: Exchange, body: unknown) {
+    this.#ex = ex;
+    this.method = ex.method;
+    this.path = ex.path;
+    this.body = body;
+  }
+  get headers(): Headers {
+    return this.#headers ??= new Headers(this.#ex.headers);
+  }
+}
+
+/** `pre_llm` of every stage in order, over the canonical request (synchronous while it can). */
+export function preLlm(
   ex: Exchange,
   view: LlmRequestView,
   reached: Reached,
   apply: (body: unknown) => void,
-): Promise<{ rewritten: boolean; response?: Response }> {
-  const all = ex.runtime.stages.all;
+): MaybePromise<PreLlmDone> {
   const list = applicable(ex.runtime.stages.pre_llm, ex);
-  let rewritten = false;
-  for (const stage of list) {
+  return preLlmFrom(ex, list, 0, view, { rewritten: false }, reached, apply);
+}
+
+function preLlmFrom(
+  ex: Exchange,
+  list: readonly Stage[],
+  from: number,
+  view: LlmRequestView,
+  done: PreLlmDone,
+  reached: Reached,
+  apply: (body: unknown) => void,
+): MaybePromise<PreLlmDone> {
+  for (let i = from; i < list.length; i++) {
+    const stage = list[i] as Stage;
     const current = view;
-    const pending = callHook(ex, stage, "pre_llm", () => stage.pre_llm!(ex, current));
-    const r: PreLlmResult | typeof SKIPPED = pending instanceof Promise ? await pending : pending;
-    if (r === SKIPPED || r === undefined || r.action === "continue") continue;
-    if (r.action === "rewrite") {
-      apply(r.body);
-      view = { ...view, body: r.body } as LlmRequestView;
-      rewritten = true;
-      continue;
+    const pending = callHook(ex, stage, "pre_llm", current);
+    const step = (r: PreLlmResult | typeof SKIPPED): LlmRequestView | null => {
+      if (r === SKIPPED || r === undefined || r.action === "continue") return current;
+      if (r.action === "rewrite") {
+        apply(r.body);
+        done.rewritten = true;
+        return { ...current, body: r.body } as LlmRequestView;
+      }
+      reached.llm = ex.runtime.stages.all.indexOf(stage) + 1;
+      done.response = shortCircuit(ex, stage, "pre_llm", r);
+      return null;
+    };
+    if (pending instanceof Promise) {
+      return pending.then((r) => {
+        const next = step(r);
+        return next === null ? done : preLlmFrom(ex, list, i + 1, next, done, reached, apply);
+      });
     }
-    reached.llm = all.indexOf(stage) + 1;
-    return { rewritten, response: shortCircuit(ex, stage, "pre_llm", r) };
+    const next = step(pending);
+    if (next === null) return done;
+    view = next;
   }
-  return { rewritten };
+  return done;
 }
 
 /** A stage's respond (a JSON answer) or reject (thrown, rendered in the route's format). */
@@ -330,62 +406,101 @@ function shortCircuit(
  * `post_llm` in reverse order for the stages reached. A JSON answer is shown canonical
  * (decoded if it came as wire bytes) and may be rewritten; a stream is shown as started.
  */
-export async function postLlm(
+export function postLlm(
   ex: Exchange,
   outcome: ChatOutcome,
   reached: number,
-): Promise<ChatOutcome> {
+): MaybePromise<ChatOutcome> {
   const list = entered(ex, ex.runtime.stages.post_llm, reached);
   if (list.length === 0) return outcome;
   if (outcome.kind === "stream") {
-    await postLlmObserved(ex, { stream: true, status: outcome.status }, reached);
-    return outcome;
+    const observed = observe(ex, list, list.length - 1, { stream: true, status: outcome.status });
+    return observed instanceof Promise ? observed.then(() => outcome) : outcome;
   }
   // Decoded only for a stage that reads the body.
-  let body = list.some((s) => s.post_llm_body !== false)
+  const body = list.some((s) => s.post_llm_body !== false)
     ? decodeJson(outcome, decodeContext(ex))
     : undefined;
-  let rewritten = false;
-  for (let i = list.length - 1; i >= 0; i--) {
+  return postLlmFrom(ex, list, list.length - 1, outcome, { body, rewritten: false });
+}
+
+interface PostLlmState {
+  body: Record<string, unknown> | undefined;
+  rewritten: boolean;
+}
+
+function postLlmFrom(
+  ex: Exchange,
+  list: readonly Stage[],
+  from: number,
+  outcome: Extract<ChatOutcome, { kind: "json" }>,
+  state: PostLlmState,
+): MaybePromise<ChatOutcome> {
+  for (let i = from; i >= 0; i--) {
     const stage = list[i] as Stage;
-    const current = stage.post_llm_body === false ? undefined : body;
-    const pending = callHook(ex, stage, "post_llm", () =>
-      stage.post_llm!(
-        ex,
-        current === undefined
-          ? { stream: false, status: outcome.status }
-          : { stream: false, status: outcome.status, body: current },
-      ));
-    const r = pending instanceof Promise ? await pending : pending;
-    if (r === SKIPPED || r === undefined || r.action !== "rewrite") continue;
-    if (r.body === null || typeof r.body !== "object") {
-      throw new GatewayError(
-        "stage_failed",
-        `Stage "${stage.name}" rewrote the answer in post_llm with something that is not a JSON object`,
-      );
+    const current = stage.post_llm_body === false ? undefined : state.body;
+    const pending = callHook(
+      ex,
+      stage,
+      "post_llm",
+      current === undefined
+        ? { stream: false, status: outcome.status }
+        : { stream: false, status: outcome.status, body: current },
+    );
+    if (pending instanceof Promise) {
+      return pending.then((r) => {
+        applyPostLlm(stage, r, state);
+        return postLlmFrom(ex, list, i - 1, outcome, state);
+      });
     }
-    body = r.body;
-    rewritten = true;
+    applyPostLlm(stage, pending, state);
   }
-  return rewritten && body !== undefined
-    ? { kind: "json", status: outcome.status, format: "object", body, usage: outcome.usage }
+  return state.rewritten && state.body !== undefined
+    ? {
+      kind: "json",
+      status: outcome.status,
+      format: "object",
+      body: state.body,
+      usage: outcome.usage,
+    }
     : outcome;
+}
+
+function applyPostLlm(stage: Stage, r: PostLlmResult | typeof SKIPPED, state: PostLlmState): void {
+  if (r === SKIPPED || r === undefined || r.action !== "rewrite") return;
+  if (r.body === null || typeof r.body !== "object") {
+    throw new GatewayError(
+      "stage_failed",
+      `Stage "${stage.name}" rewrote the answer in post_llm with something that is not a JSON object`,
+    );
+  }
+  state.body = r.body;
+  state.rewritten = true;
 }
 
 /**
  * `post_llm` in reverse order over an answer that cannot be rewritten here (a stream as it
  * started, a passthrough reply whose bytes are the provider's).
  */
-export async function postLlmObserved(
+export function postLlmObserved(
   ex: Exchange,
   view: LlmResponseView,
   reached: number,
-): Promise<void> {
+): MaybePromise<void> {
   const list = entered(ex, ex.runtime.stages.post_llm, reached);
-  for (let i = list.length - 1; i >= 0; i--) {
+  return observe(ex, list, list.length - 1, view);
+}
+
+function observe(
+  ex: Exchange,
+  list: readonly Stage[],
+  from: number,
+  view: LlmResponseView,
+): MaybePromise<void> {
+  for (let i = from; i >= 0; i--) {
     const stage = list[i] as Stage;
-    const pending = callHook(ex, stage, "post_llm", () => stage.post_llm!(ex, view));
-    if (pending instanceof Promise) await pending;
+    const pending = callHook(ex, stage, "post_llm", view);
+    if (pending instanceof Promise) return pending.then(() => observe(ex, list, i - 1, view));
   }
 }
 
@@ -406,18 +521,32 @@ export function streamChunks(
 }
 
 /** `post_http` in reverse order for the stages reached; they may change headers. */
-export async function postHttp(
+export function postHttp(
   ex: Exchange,
   response: Response,
   reached: number,
-): Promise<Response> {
+): MaybePromise<Response> {
   const list = entered(ex, ex.runtime.stages.post_http, reached);
   if (list.length === 0) return response;
-  const view = { status: response.status, headers: response.headers };
-  for (let i = list.length - 1; i >= 0; i--) {
+  return postHttpFrom(ex, list, list.length - 1, response, {
+    status: response.status,
+    headers: response.headers,
+  });
+}
+
+function postHttpFrom(
+  ex: Exchange,
+  list: readonly Stage[],
+  from: number,
+  response: Response,
+  view: HttpResponseView,
+): MaybePromise<Response> {
+  for (let i = from; i >= 0; i--) {
     const stage = list[i] as Stage;
-    const pending = callHook(ex, stage, "post_http", () => stage.post_http!(ex, view));
-    if (pending instanceof Promise) await pending;
+    const pending = callHook(ex, stage, "post_http", view);
+    if (pending instanceof Promise) {
+      return pending.then(() => postHttpFrom(ex, list, i - 1, response, view));
+    }
   }
   return response;
 }

@@ -82,7 +82,7 @@ export type PostLlmResult = void | undefined | {
   readonly body: Record<string, unknown>;
 };
 
-type MaybePromise<T> = T | Promise<T>;
+export type MaybePromise<T> = T | Promise<T>;
 
 export interface Stage {
   readonly name: string;
@@ -157,22 +157,37 @@ export const realSchedule: Schedule = (ms, fire) => {
 /** A stage that failed in `fail_mode: open`: its hook is skipped. */
 export const SKIPPED: unique symbol = Symbol("skipped");
 
+/** Each hook's argument and answer. */
+interface HookTypes {
+  pre_http: [HttpRequestView, PreHttpResult];
+  pre_llm: [LlmRequestView, PreLlmResult];
+  post_llm: [LlmResponseView, PostLlmResult];
+  post_http: [HttpResponseView, void];
+  stream_chunk: [ChatChunk, ChatChunk | null | void];
+}
+
 /**
  * Run one hook of one stage under its budget. A synchronous hook is timed by the clock
  * (it cannot be interrupted, but overrunning still counts) and answered synchronously, so a
  * chain of synchronous stages adds no promise per hook; an asynchronous one races the
  * stage's timer. Failure: `open` → `SKIPPED` (and a warning), `closed` → a thrown 500.
+ * The hook is called as a method (no closure per call: this runs per stage per request).
  */
-export function callHook<T>(
+export function callHook<H extends HookName>(
   ex: Exchange,
   stage: Stage,
-  hook: HookName,
-  call: () => MaybePromise<T>,
-): T | typeof SKIPPED | Promise<T | typeof SKIPPED> {
+  hook: H,
+  arg: HookTypes[H][0],
+): HookTypes[H][1] | typeof SKIPPED | Promise<HookTypes[H][1] | typeof SKIPPED> {
+  const fn = stage[hook] as unknown as (
+    this: Stage,
+    ex: Exchange,
+    arg: HookTypes[H][0],
+  ) => MaybePromise<HookTypes[H][1]>;
   const started = ex.clock.now();
-  let value: MaybePromise<T>;
+  let value: MaybePromise<HookTypes[H][1]>;
   try {
-    value = call();
+    value = fn.call(stage, ex, arg);
     if (!(value instanceof Promise)) {
       if (ex.clock.now() - started > stage.timeout_ms) throw new StageTimeout();
       return value;
@@ -265,7 +280,7 @@ export function chunkStages(
       for (const stage of stages) {
         if (current === null) return;
         const input: ChatChunk = current;
-        const pending = callHook(ex, stage, "stream_chunk", () => stage.stream_chunk!(ex, input));
+        const pending = callHook(ex, stage, "stream_chunk", input);
         const out = pending instanceof Promise ? await pending : pending;
         if (out === SKIPPED || out === undefined) continue;
         current = out;

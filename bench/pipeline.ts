@@ -1,0 +1,171 @@
+// deno-lint-ignore-file no-console -- a CLI: the report goes to stdout.
+/**
+ * `deno task bench:pipeline`: Pilotfish's own CPU per request, in-process and without a
+ * network, so a difference of a few microseconds is visible (the network bench's run-to-run
+ * noise on a shared 2-core VM is ±50 µs). The app answers requests one after another from an
+ * upstream `fetch` that returns a canned answer at once; the figure is the process's CPU time
+ * (user + system) per request, which is what the gateway spends and, unlike wall time, is not
+ * inflated while other processes hold the cores. Variants run interleaved in
+ * rounds and each round's figure is kept, so drift shows as a range instead of a bias.
+ *
+ *   deno task bench:pipeline                       # empty chain vs 3 no-op stages
+ *   BENCH_CONFIG=bench/configs/x.yaml deno task bench:pipeline   # also: that fragment on
+ *
+ * Env: BENCH_REQUESTS (per variant per round, default 4000), BENCH_ROUNDS (default 7),
+ * BENCH_STAGES (no-op stages of the second variant, default 3), BENCH_STREAM=1 (streamed).
+ */
+import process from "node:process";
+import { parseConfigText } from "../src/config/mod.ts";
+import { breakerTiming, createMemoryBreakerStore } from "../src/breaker/mod.ts";
+import { createRoutingState } from "../src/routing/mod.ts";
+import { buildRuntime } from "../src/runtime.ts";
+import { createApp } from "../src/server/app.ts";
+
+/** CPU time of this process (user + system), µs: unlike wall time, not inflated while other
+ * processes hold the cores. */
+function cpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+const n = Number(Deno.env.get("BENCH_REQUESTS") ?? 4000);
+const rounds = Number(Deno.env.get("BENCH_ROUNDS") ?? 7);
+const noop = Number(Deno.env.get("BENCH_STAGES") ?? 3);
+const stream = Deno.env.get("BENCH_STREAM") === "1";
+const extraPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
+
+const REPLY = JSON.stringify({
+  id: "chatcmpl-bench",
+  object: "chat.completion",
+  created: 1_700_000_000,
+  model: "gpt-4o-mini",
+  choices: [{
+    index: 0,
+    message: { role: "assistant", content: "Hello! How can I help you today?" },
+    finish_reason: "stop",
+  }],
+  usage: { prompt_tokens: 9, completion_tokens: 9, total_tokens: 18 },
+});
+const enc = new TextEncoder();
+const SSE = [
+  ...["Hello", "!", " How", " can", " I", " help?"].map((t, i) =>
+    `data: ${
+      JSON.stringify({
+        id: "chatcmpl-bench",
+        object: "chat.completion.chunk",
+        created: 1_700_000_000,
+        model: "gpt-4o-mini",
+        choices: [{
+          index: 0,
+          delta: i === 0 ? { role: "assistant", content: t } : { content: t },
+        }],
+      })
+    }\n\n`
+  ),
+  "data: [DONE]\n\n",
+].map((s) => enc.encode(s));
+
+/** The upstream: a canned answer, no I/O. */
+const upstream: typeof fetch = (_input, init) => {
+  const body = typeof init?.body === "string" ? init.body : "";
+  if (body.includes('"stream":true')) {
+    let i = 0;
+    return Promise.resolve(
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(c) {
+            if (i < SSE.length) c.enqueue(SSE[i++] as Uint8Array);
+            else c.close();
+          },
+        }),
+        { headers: { "content-type": "text/event-stream" } },
+      ),
+    );
+  }
+  return Promise.resolve(
+    new Response(REPLY, { headers: { "content-type": "application/json" } }),
+  );
+};
+
+const BASE = `
+logging:
+  level: warn
+providers:
+  up:
+    type: openai
+    base_url: http://upstream.invalid/v1
+    keys:
+      - key: sk-bench
+`;
+
+function gateway(extra: string, stages: number) {
+  const { config } = parseConfigText(BASE + extra, () => undefined, "bench-pipeline.yaml");
+  const runtime = buildRuntime(config, 1, {
+    fetch: upstream,
+    random: Math.random,
+    routing: createRoutingState(),
+    breakerStore: createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker)),
+    write: () => {},
+    noopStages: stages,
+  });
+  return createApp({ runtime: () => runtime, isReady: () => true });
+}
+
+const body = JSON.stringify({
+  model: "up/gpt-4o-mini",
+  messages: [{ role: "user", content: "x".repeat(900) }],
+  max_tokens: 32,
+  ...(stream ? { stream: true } : {}),
+});
+const headers = { "content-type": "application/json", authorization: "Bearer sk-client" };
+
+async function one(app: ReturnType<typeof gateway>): Promise<void> {
+  const res = await app.fetch(
+    new Request("http://localhost/v1/chat/completions", { method: "POST", headers, body }),
+    { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 } },
+  );
+  if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+  await res.arrayBuffer();
+}
+
+const variants: { name: string; app: ReturnType<typeof gateway>; us: number[] }[] = [
+  { name: "empty chain", app: gateway("", 0), us: [] },
+  { name: `+${noop} no-op stages`, app: gateway("", noop), us: [] },
+];
+if (extraPath !== undefined) {
+  variants.push({ name: extraPath, app: gateway(await Deno.readTextFile(extraPath), 0), us: [] });
+}
+
+for (const v of variants) for (let i = 0; i < n; i++) await one(v.app); // warm-up (JIT)
+for (let r = 0; r < rounds; r++) {
+  for (const v of variants) {
+    const t0 = cpuUs();
+    for (let i = 0; i < n; i++) await one(v.app);
+    v.us.push((cpuUs() - t0) / n);
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const base = median(variants[0]!.us);
+console.log(
+  `In-process pipeline, ${
+    stream ? "streamed" : "JSON"
+  } chat completion, ${n} requests x ${rounds} rounds per variant`,
+);
+// The fastest round is the least disturbed by other processes on a shared machine: both it
+// and the median are shown, each against the empty chain's.
+const best = Math.min(...variants[0]!.us);
+const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(1)}`;
+console.log(
+  "variant                        median us/req  fastest round   range          vs empty (median / fastest)",
+);
+for (const v of variants) {
+  const m = median(v.us);
+  const sorted = [...v.us].sort((a, b) => a - b);
+  const lo = sorted[0]!;
+  console.log(
+    `${v.name.padEnd(30)} ${m.toFixed(1).padStart(13)}  ${lo.toFixed(1).padStart(13)}   ${
+      `${lo.toFixed(1)}-${sorted[sorted.length - 1]!.toFixed(1)}`.padEnd(13)
+    }  ${signed(m - base)} / ${signed(lo - best)} us`,
+  );
+}
