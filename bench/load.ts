@@ -180,6 +180,87 @@ export async function streamFirstByte(target: Target, seconds: number): Promise<
   return { ttfb: ttfb.sort((a, b) => a - b), total: total.sort((a, b) => a - b), errors };
 }
 
+export interface ManyStreamsResult {
+  /** Milliseconds to each stream's first body chunk, sorted ascending. */
+  readonly ttfb: number[];
+  /** The longest wait for a chunk beyond the upstream's spacing, over every stream, ms. */
+  readonly maxStall: number;
+  /** Streams with a stall over 50 ms. */
+  readonly stalled: number;
+  readonly completed: number;
+  readonly errors: number;
+}
+
+/**
+ * `count` streams open at once (started evenly over `rampSeconds`), each sending chunks
+ * `gapMs` apart for a while (the model name tells the bench upstream how: see upstream.ts).
+ * A stall is a chunk that arrived later than the spacing says, measured between consecutive
+ * reads; a proxy that holds chunks back under load shows there.
+ */
+export async function manyStreams(
+  target: Target,
+  count: number,
+  model: string,
+  gapMs: number,
+  rampSeconds: number,
+): Promise<ManyStreamsResult> {
+  const body = JSON.stringify({ model, messages: MESSAGES, max_tokens: 32, stream: true });
+  const ttfb: number[] = [];
+  let maxStall = 0;
+  let stalled = 0;
+  let completed = 0;
+  let errors = 0;
+  const one = async () => {
+    const sent = performance.now();
+    try {
+      const res = await fetch(target.url, {
+        method: "POST",
+        headers: HEADERS,
+        body,
+        client: target.client,
+      });
+      if (res.status !== 200 || !res.body) {
+        await res.body?.cancel();
+        errors++;
+        return;
+      }
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let last: number | null = null;
+      let worst = 0;
+      let text = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const now = performance.now();
+        if (last === null) ttfb.push(now - sent);
+        else worst = Math.max(worst, now - last - gapMs);
+        last = now;
+        text += decoder.decode(value, { stream: true });
+      }
+      if (!text.trimEnd().endsWith("data: [DONE]")) {
+        errors++;
+        return;
+      }
+      completed++;
+      maxStall = Math.max(maxStall, worst);
+      if (worst > 50) stalled++;
+    } catch {
+      errors++;
+    }
+  };
+  const started: Promise<void>[] = [];
+  const step = (rampSeconds * 1000) / count;
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const wait = t0 + i * step - performance.now();
+    if (wait >= 1) await sleep(wait);
+    started.push(one());
+  }
+  await Promise.all(started);
+  return { ttfb: ttfb.sort((a, b) => a - b), maxStall, stalled, completed, errors };
+}
+
 /** Warm JIT, connection pools and caches on both paths before anything is measured. */
 export async function warmUp(
   target: Target,

@@ -2,22 +2,32 @@
 /**
  * `deno task bench`: the same load against (a) the mock upstream directly, (b) a bare
  * Deno reverse proxy, (c) Pilotfish over TCP and (d) Pilotfish over its Unix socket, then
- * one table and the roadmap's targets. Informational: the exit code is 0 whatever the
- * numbers; it is non-zero only when the benchmark itself could not run.
+ * one table (figures as rows, targets as columns) and the roadmap's targets. With two cores
+ * or more, the proxies run pinned to core 0 and the load generator and upstream to core 1, so
+ * a proxy's CPU is its own. Informational: the exit code is 0 whatever the numbers; it is
+ * non-zero only when the benchmark itself could not run.
  *
- * Overrides (env, defaults in `settings` below): BENCH_SECONDS (per target, for latency
- * and again for throughput), BENCH_ROUNDS (interleaved segments those seconds are split
- * into), BENCH_RATE, BENCH_CONCURRENCY, BENCH_TTFB_SECONDS, BENCH_WARMUP_SECONDS,
- * BENCH_SETTLE_SECONDS, BENCH_STREAM_CHUNKS, BENCH_CHUNK_DELAY_MS, BENCH_STAGES (no-op pipeline
- * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default),
- * BENCH_CONFIG (a YAML file whose top-level keys are appended to the daemon's config, to bench
- * a feature on vs off: e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock
- * upstream's origin, `{{TMP}}` the bench's temporary directory), BENCH_BASELINE_ROOT (another
- * checkout, e.g. `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds).
+ * Per target and round (rounds interleave targets): latency at BENCH_RATE (200) and at
+ * BENCH_HIGH_RATE (1,000) req/s open loop, proxy CPU per request at the high rate, throughput
+ * at BENCH_CONCURRENCY (64) in flight, streams one at a time (BENCH_STREAM_CHUNKS, 50 chunks
+ * BENCH_CHUNK_DELAY_MS apart). Once per target: BENCH_STREAMS (1,000) concurrent streams of
+ * BENCH_MANY_CHUNKS (30) chunks 100 ms apart (10 chunks/s), for stalls and TTFB under load.
+ *
+ * Overrides (env, defaults in `settings` below): BENCH_SECONDS (per target per measurement,
+ * split over BENCH_ROUNDS), BENCH_RATE, BENCH_HIGH_RATE, BENCH_CONCURRENCY, BENCH_TTFB_SECONDS,
+ * BENCH_WARMUP_SECONDS, BENCH_SETTLE_SECONDS, BENCH_STREAM_CHUNKS, BENCH_CHUNK_DELAY_MS,
+ * BENCH_STREAMS (0 skips that scenario), BENCH_MANY_CHUNKS, BENCH_PIN=0 (no pinning),
+ * BENCH_STAGES (a variant daemon with that many no-op stages on every hook),
+ * BENCH_CONFIG (a variant daemon whose config has that YAML file's top-level keys appended:
+ * e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock upstream's origin, `{{TMP}}`
+ * the bench's temporary directory), BENCH_BASELINE_ROOT (another checkout, e.g.
+ * `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds).
  */
 import { fileURLToPath } from "node:url";
 import {
   closedLoop,
+  manyStreams,
+  type ManyStreamsResult,
   openLoop,
   percentile,
   sleep,
@@ -61,15 +71,22 @@ function envNumber(name: string, fallback: number): number {
 
 const settings: Settings = {
   rate: envNumber("BENCH_RATE", 200),
+  highRate: envNumber("BENCH_HIGH_RATE", 1000),
   seconds: envNumber("BENCH_SECONDS", 6),
-  concurrency: Math.max(1, Math.floor(envNumber("BENCH_CONCURRENCY", 32))),
+  concurrency: Math.max(1, Math.floor(envNumber("BENCH_CONCURRENCY", 64))),
   ttfbSeconds: envNumber("BENCH_TTFB_SECONDS", 3),
   warmupSeconds: envNumber("BENCH_WARMUP_SECONDS", 1),
   rounds: Math.max(1, Math.floor(envNumber("BENCH_ROUNDS", 3))),
   settleSeconds: envNumber("BENCH_SETTLE_SECONDS", 1),
-  chunks: Math.floor(envNumber("BENCH_STREAM_CHUNKS", 6)),
+  chunks: Math.floor(envNumber("BENCH_STREAM_CHUNKS", 50)),
   chunkDelayMs: envNumber("BENCH_CHUNK_DELAY_MS", 1),
+  streams: Math.floor(envNumber("BENCH_STREAMS", 1000)),
+  manyChunks: Math.max(2, Math.floor(envNumber("BENCH_MANY_CHUNKS", 30))),
+  pinned: Deno.env.get("BENCH_PIN") !== "0" && navigator.hardwareConcurrency >= 2,
 };
+
+/** The many-streams scenario: 10 chunks a second per stream. */
+const MANY_GAP_MS = 100;
 
 /**
  * BENCH_STAGES=3: the daemon runs with that many no-op stages on every hook. It reads
@@ -116,15 +133,21 @@ function trackClient(client: Deno.HttpClient): Deno.HttpClient {
 }
 
 /** A helper script of ours, run with loopback-only network access. */
-function spawnDenoScript(name: string, script: string, args: string[]): Service {
-  return track(spawnService(name, Deno.execPath(), [
+function spawnDenoScript(
+  name: string,
+  script: string,
+  args: string[],
+  core: number,
+): Service {
+  const [command, argv] = onCore(core, Deno.execPath(), [
     "run",
     "--quiet",
     "--no-prompt",
     "--allow-net=127.0.0.1",
     `${BENCH}${script}`,
     ...args,
-  ], { cwd: ROOT }));
+  ]);
+  return track(spawnService(name, command, argv, { cwd: ROOT }));
 }
 
 async function announcedPort(service: Service): Promise<number> {
@@ -143,6 +166,11 @@ function freePort(): number {
   const { port } = listener.addr;
   listener.close();
   return port;
+}
+
+/** `command args` run on `core` when pinning (see the module doc), as is otherwise. */
+function onCore(core: number, command: string, args: string[]): [string, string[]] {
+  return settings.pinned ? ["taskset", ["-c", String(core), command, ...args]] : [command, args];
 }
 
 async function waitReady(url: string, service: Service, timeoutMs: number): Promise<void> {
@@ -199,13 +227,16 @@ interface Measured {
   rssIdle: number | null;
   rssPeak: number | null;
   latencies: number[];
+  latenciesHigh: number[];
   sentRates: number[];
+  sentRatesHigh: number[];
   rps: number[];
-  completed: number;
-  /** CPU ticks of proxy, load generator, upstream during the throughput segments. */
+  /** Requests completed at the high rate, and CPU ticks of proxy, load generator, upstream. */
+  completedHigh: number;
   ticks: [number | null, number | null, number | null];
   ttfb: number[];
   streamTotal: number[];
+  many: ManyStreamsResult | null;
   errors: number;
 }
 
@@ -217,12 +248,15 @@ function measured(target: Target, pid: number | null): Measured {
     rssIdle: null,
     rssPeak: null,
     latencies: [],
+    latenciesHigh: [],
     sentRates: [],
+    sentRatesHigh: [],
     rps: [],
-    completed: 0,
+    completedHigh: 0,
     ticks: [0, 0, 0],
     ttfb: [],
     streamTotal: [],
+    many: null,
     errors: 0,
   };
 }
@@ -251,21 +285,26 @@ async function segment(m: Measured, seconds: number, ttfbSeconds: number): Promi
   m.sentRates.push(lat.sentRate);
   m.errors += lat.errors;
 
-  // Proxy, load generator (us) and upstream: where the two cores went, per request.
+  // Proxy, load generator (us) and upstream at the high rate: where the CPU went, per request.
   const watched = [m.pid, Deno.pid, upstreamPid];
   const before = await cpuTicks(watched);
-  const sampler = m.pid === null ? null : sampleRss(procs, m.pid, 50);
-  const tput = await closedLoop(t, settings.concurrency, seconds);
-  const peak = sampler ? await sampler.stop() : null;
+  const high = await openLoop(t, settings.highRate, seconds);
   const after = await cpuTicks(watched);
-  if (peak !== null) m.rssPeak = Math.max(m.rssPeak ?? 0, peak);
   m.ticks = m.ticks.map((sum, i) => {
     const a = before[i];
     const b = after[i];
     return sum === null || a == null || b == null ? null : sum + (b - a);
   }) as Measured["ticks"];
+  m.latenciesHigh.push(...high.latencies);
+  m.sentRatesHigh.push(high.sentRate);
+  m.completedHigh += high.latencies.length;
+  m.errors += high.errors;
+
+  const sampler = m.pid === null ? null : sampleRss(procs, m.pid, 50);
+  const tput = await closedLoop(t, settings.concurrency, seconds);
+  const peak = sampler ? await sampler.stop() : null;
+  if (peak !== null) m.rssPeak = Math.max(m.rssPeak ?? 0, peak);
   m.rps.push(tput.rps);
-  m.completed += tput.completed;
   m.errors += tput.errors;
 
   const stream = await streamFirstByte(t, ttfbSeconds);
@@ -274,26 +313,37 @@ async function segment(m: Measured, seconds: number, ttfbSeconds: number): Promi
   m.errors += stream.errors;
 }
 
-function toRow(m: Measured, directP50: number | null): Row {
+function toRow(m: Measured): Row {
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
   const lat = sorted(m.latencies);
+  const latHigh = sorted(m.latenciesHigh);
   const rps = sorted(m.rps);
-  const p50 = percentile(lat, 50);
   const perReq = (ticks: number | null) =>
-    ticks === null || m.completed === 0
+    ticks === null || m.completedHigh === 0
       ? null
-      : (ticks / CLOCK_TICKS_PER_SECOND) * 1e6 / m.completed;
+      : (ticks / CLOCK_TICKS_PER_SECOND) * 1e6 / m.completedHigh;
+  const ttfb = sorted(m.ttfb);
   return {
     name: m.target.name,
-    p50,
+    p50: percentile(lat, 50),
     p99: percentile(lat, 99),
     sentRate: Math.min(...m.sentRates),
-    addedP50: directP50 === null ? null : p50 - directP50,
+    p50High: percentile(latHigh, 50),
+    p99High: percentile(latHigh, 99),
+    sentRateHigh: Math.min(...m.sentRatesHigh),
     rps: percentile(rps, 50),
     rpsMin: rps[0] ?? NaN,
     rpsMax: rps[rps.length - 1] ?? NaN,
-    ttfbP50: percentile(sorted(m.ttfb), 50),
+    ttfbP50: percentile(ttfb, 50),
+    ttfbP99: percentile(ttfb, 99),
     streamP50: percentile(sorted(m.streamTotal), 50),
+    many: m.many === null ? null : {
+      ttfbP99: percentile(m.many.ttfb, 99),
+      maxStall: m.many.maxStall,
+      stalled: m.many.stalled,
+      completed: m.many.completed,
+      errors: m.many.errors,
+    },
     rssReady: m.rssReady,
     rssIdle: m.rssIdle,
     rssPeak: m.rssPeak,
@@ -348,8 +398,9 @@ providers:
 ${extra}`,
   );
   if (opts.extra !== undefined) progress(`${name}: config extended with ${opts.extra}`);
+  const [command, argv] = onCore(0, "sh", ["scripts/start.sh", "--config", config]);
   const service = track(
-    spawnService(name, "sh", ["scripts/start.sh", "--config", config], {
+    spawnService(name, command, argv, {
       cwd: opts.root ?? ROOT,
       env: {
         DENO: Deno.execPath(),
@@ -390,10 +441,18 @@ async function main(): Promise<void> {
   procs = startUsageReader();
   undo.push(() => procs.close());
 
+  if (settings.pinned) {
+    // The load generator (this process, every thread) shares core 1 with the upstream.
+    await new Deno.Command("taskset", {
+      args: ["-a", "-cp", "1", String(Deno.pid)],
+      stdout: "null",
+    })
+      .output();
+  }
   const upstream = spawnDenoScript("upstream", "upstream.ts", [
     `--chunks=${settings.chunks}`,
     `--chunk-delay-ms=${settings.chunkDelayMs}`,
-  ]);
+  ], 1);
   const upstreamOrigin = `http://127.0.0.1:${await announcedPort(upstream)}`;
   upstreamPid = upstream.child.pid;
   progress(`upstream on ${upstreamOrigin} (pid ${upstreamPid})`);
@@ -406,7 +465,7 @@ async function main(): Promise<void> {
   await probe(direct, upstream);
 
   // Every process stays up to the end so segments can interleave; an idle one costs no CPU.
-  const bare = spawnDenoScript("bare proxy", "bare_proxy.ts", [upstreamOrigin]);
+  const bare = spawnDenoScript("bare proxy", "bare_proxy.ts", [upstreamOrigin], 0);
   const bareTarget: Target = {
     name: "bare proxy",
     url: `http://127.0.0.1:${await announcedPort(bare)}${CHAT_PATH}`,
@@ -480,23 +539,36 @@ async function main(): Promise<void> {
     }
   }
 
-  const directRow = toRow(all[0] as Measured, null);
-  const rows = [directRow, ...all.slice(1).map((m) => toRow(m, directRow.p50))];
+  if (settings.streams > 0) {
+    for (const m of all) {
+      progress(`${settings.streams} concurrent streams: ${m.target.name}`);
+      m.many = await manyStreams(
+        m.target,
+        settings.streams,
+        `up/gpt-4o-mini-c${settings.manyChunks}-d${MANY_GAP_MS}`,
+        MANY_GAP_MS,
+        1,
+      );
+      m.errors += m.many.errors;
+    }
+  }
+
+  const rows = all.map(toRow);
   printHeader(machine, settings);
-  printTable(rows);
+  printTable(rows, settings);
   printChecks(checks(rows));
-  if (variant) printVariant(rows[2] as Row, rows[4] as Row);
-  if (before) printVariant(rows[rows.length - 1] as Row, rows[2] as Row);
+  if (variant) printVariant(rows[0] as Row, rows[2] as Row, rows[4] as Row);
+  if (before) printVariant(rows[0] as Row, rows[rows.length - 1] as Row, rows[2] as Row);
   console.log(
-    "Columns: p50/p99 = non-streaming latency under the open-loop rate, all rounds pooled " +
-      "(sent/s = lowest rate achieved; below the target rate means the generator fell " +
-      "behind); added p50 = p50 - direct p50; max req/s = closed loop at " +
-      `${settings.concurrency} in flight, median of the rounds, range = slowest-fastest ` +
-      "round; TTFB/stream p50 = first body chunk / end of a streaming request, sent one at " +
-      "a time; RSS = VmRSS of the proxy process (start = before any traffic, after load = " +
-      "after warm-up and settle, peak = sampled every 50 ms during the throughput runs); CPU " +
-      "us/req = user+sys CPU per request in the throughput runs of the proxy, of the load " +
-      "generator (client) and of the upstream; errors = failed requests in measured runs.",
+    "Figures: added = the target's figure minus the direct call's (the proxy's cost); " +
+      "latency = non-streaming requests under an open-loop rate, all rounds pooled (sent/s " +
+      "below the rate means the generator fell behind); CPU us/req = user+sys CPU per " +
+      "request of the proxy process at the high rate (load generator and upstream in the " +
+      "direct column's line below); max req/s = closed loop, median of the rounds (range " +
+      "slowest-fastest); SSE = streaming requests one at a time; concurrent streams = all " +
+      "open at once, stall = a chunk later than the upstream's spacing; RSS = VmRSS of the " +
+      "proxy (start = before traffic, after load = after warm-up and settle, peak = sampled " +
+      "every 50 ms during the throughput runs).",
   );
   console.log(`Total bench time ${((performance.now() - started) / 1000).toFixed(0)}s.`);
 }

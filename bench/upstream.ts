@@ -7,7 +7,9 @@
  * Listens on 127.0.0.1:0 and prints `{"port":N}` as its first stdout line. Answers
  * `POST /v1/chat/completions` with real OpenAI JSON, or with an SSE stream when the body
  * says `"stream": true`. The first stream event goes out at once and the rest are spaced by
- * the chunk delay, so a proxy that buffers shows up as a late first byte.
+ * the chunk delay, so a proxy that buffers shows up as a late first byte. A model name ending
+ * in `-c<N>-d<MS>` (e.g. `gpt-4o-mini-c30-d100`) asks for N chunks MS apart instead: the
+ * many-streams scenario's slow streams, through any proxy that keeps the model name.
  */
 
 interface Args {
@@ -125,18 +127,21 @@ export function createUpstreamHandler(args: Args): (req: Request) => Promise<Res
     if (body.stream !== true) {
       return new Response(completion(id, created, model), { headers: JSON_HEADERS });
     }
+    const shape = /-c(\d+)-d(\d+)$/.exec(model);
+    const chunks = shape ? Number(shape[1]) : args.chunks;
+    const chunkDelayMs = shape ? Number(shape[2]) : args.chunkDelayMs;
     const events = streamEvents(
       id,
       created,
       model,
-      args.chunks,
+      chunks,
       body.stream_options?.include_usage === true,
     );
     let next = 0;
     let cancelled = false;
     const stream = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        if (next > 0 && args.chunkDelayMs > 0) await delay(args.chunkDelayMs);
+        if (next > 0 && chunkDelayMs > 0) await delay(chunkDelayMs);
         if (cancelled) return;
         const event = events[next++];
         if (event === undefined) controller.close();
