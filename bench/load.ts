@@ -125,8 +125,15 @@ export async function closedLoop(
   return { completed, errors, seconds: elapsed, rps: completed / elapsed };
 }
 
+/**
+ * A content delta with text in it: what a user sees as the first token. Streams start with a
+ * role-only chunk, which a gateway's stream gate holds until content arrives (it could still
+ * fail over), so the first body byte is not comparable between a gateway and a bare proxy.
+ */
+const CONTENT = /"content":"[^"]/;
+
 export interface StreamResult {
-  /** Milliseconds to the first body chunk, sorted ascending. */
+  /** Milliseconds to the first content (see CONTENT), sorted ascending. */
   readonly ttfb: number[];
   /** Milliseconds to the end of the stream, sorted ascending. */
   readonly total: number[];
@@ -134,8 +141,8 @@ export interface StreamResult {
 }
 
 /**
- * Streaming requests one after another (no queueing in the way), timing the first body
- * chunk and the end of the stream. Each stream is read to the end so its connection is
+ * Streaming requests one after another (no queueing in the way), timing the first content
+ * and the end of the stream. Each stream is read to the end so its connection is
  * reused, as a real client would.
  */
 export async function streamFirstByte(target: Target, seconds: number): Promise<StreamResult> {
@@ -164,8 +171,8 @@ export async function streamFirstByte(target: Target, seconds: number): Promise<
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (first === null && value.byteLength > 0) first = performance.now() - sent;
         text += decoder.decode(value, { stream: true });
+        if (first === null && CONTENT.test(text)) first = performance.now() - sent;
       }
       if (first === null || !text.trimEnd().endsWith("data: [DONE]")) {
         errors++;
@@ -181,7 +188,7 @@ export async function streamFirstByte(target: Target, seconds: number): Promise<
 }
 
 export interface ManyStreamsResult {
-  /** Milliseconds to each stream's first body chunk, sorted ascending. */
+  /** Milliseconds to each stream's first content, sorted ascending. */
   readonly ttfb: number[];
   /** The longest wait for a chunk beyond the upstream's spacing, over every stream, ms. */
   readonly maxStall: number;
@@ -233,10 +240,15 @@ export async function manyStreams(
         const { done, value } = await reader.read();
         if (done) break;
         const now = performance.now();
-        if (last === null) ttfb.push(now - sent);
-        else worst = Math.max(worst, now - last - gapMs);
-        last = now;
         text += decoder.decode(value, { stream: true });
+        // Spacing is measured from the first content on (the role chunk comes at once).
+        if (last === null) {
+          if (!CONTENT.test(text)) continue;
+          ttfb.push(now - sent);
+        } else {
+          worst = Math.max(worst, now - last - gapMs);
+        }
+        last = now;
       }
       if (!text.trimEnd().endsWith("data: [DONE]")) {
         errors++;

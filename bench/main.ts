@@ -11,7 +11,8 @@
  * BENCH_HIGH_RATE (1,000) req/s open loop, proxy CPU per request at the high rate, throughput
  * at BENCH_CONCURRENCY (64) in flight, streams one at a time (BENCH_STREAM_CHUNKS, 50 chunks
  * BENCH_CHUNK_DELAY_MS apart). Once per target: BENCH_STREAMS (1,000) concurrent streams of
- * BENCH_MANY_CHUNKS (30) chunks 100 ms apart (10 chunks/s), for stalls and TTFB under load.
+ * BENCH_MANY_CHUNKS (30) chunks 100 ms apart (10 chunks/s), for stalls and time to first content under load. "First content" is the first delta with
+ * text (streams open with a role-only chunk, which a stream gate holds until content comes).
  *
  * Overrides (env, defaults in `settings` below): BENCH_SECONDS (per target per measurement,
  * split over BENCH_ROUNDS), BENCH_RATE, BENCH_HIGH_RATE, BENCH_CONCURRENCY, BENCH_TTFB_SECONDS,

@@ -16,7 +16,7 @@ export interface Row {
   readonly rps: number;
   readonly rpsMin: number;
   readonly rpsMax: number;
-  /** Streams one at a time: first body chunk p50/p99 and stream end p50, ms. */
+  /** Streams one at a time: first content p50/p99 and stream end p50, ms. */
   readonly ttfbP50: number;
   readonly ttfbP99: number;
   readonly streamP50: number;
@@ -177,7 +177,7 @@ export function printTable(rows: readonly Row[], s: Settings): void {
         ),
     ],
     [
-      "SSE: added TTFB p50 / p99 ms",
+      "SSE: added time to first content p50 / p99 ms",
       (r) => pair(signedMs(added(r, direct).ttfbP50), signedMs(added(r, direct).ttfbP99)),
       (p, b) =>
         pair(
@@ -191,7 +191,7 @@ export function printTable(rows: readonly Row[], s: Settings): void {
     ],
     ...(s.streams > 0
       ? [[
-        `${s.streams} streams: added TTFB p99 / max stall ms`,
+        `${s.streams} streams: added first-content p99 / max stall ms`,
         (r: Row) =>
           r.many === null
             ? "-"
@@ -219,7 +219,7 @@ export function printTable(rows: readonly Row[], s: Settings): void {
   for (const row of body) console.log(line(row));
   console.log(
     `direct call: p50 ${ms(direct.p50)} ms at ${s.rate} req/s, ${ms(direct.p50High)} ms at ` +
-      `${s.highRate} req/s (sent ${direct.sentRateHigh.toFixed(0)}/s); SSE TTFB p50 ` +
+      `${s.highRate} req/s (sent ${direct.sentRateHigh.toFixed(0)}/s); SSE first content p50 ` +
       `${ms(direct.ttfbP50)} ms; load generator ${us(direct.cpuPerReq.client)} us and ` +
       `upstream ${us(direct.cpuPerReq.upstream)} us CPU per request`,
   );
@@ -263,7 +263,7 @@ export function checks(rows: readonly Row[]): Check[] {
     });
   }
   out.push({
-    target: "SSE added TTFB p50 <= bare's + 0.3 ms",
+    target: "SSE added time to first content p50 <= bare's + 0.3 ms",
     measured: `${signedMs(a.ttfbP50)} vs ${signedMs(b.ttfbP50)} ms`,
     ok: a.ttfbP50 <= b.ttfbP50 + 0.3,
   });
@@ -274,9 +274,11 @@ export function checks(rows: readonly Row[]): Check[] {
   });
   if (pf.many !== null && a.manyTtfbP99 !== null) {
     out.push({
-      target: "concurrent streams: no stall > 50 ms, added TTFB p99 < 5 ms",
+      target: "concurrent streams: no stall > 50 ms, added first-content p99 < 5 ms",
       measured: `max stall ${pf.many.maxStall.toFixed(1)} ms (${pf.many.stalled} streams over ` +
-        `50 ms), added TTFB p99 ${signedMs(a.manyTtfbP99)} ms, ${pf.many.completed} completed`,
+        `50 ms), added first-content p99 ${
+          signedMs(a.manyTtfbP99)
+        } ms, ${pf.many.completed} completed`,
       ok: pf.many.maxStall <= 50 && a.manyTtfbP99 < 5 && pf.many.errors === 0,
     });
   }
@@ -333,7 +335,7 @@ export function printVariant(direct: Row, base: Row, variant: Row): void {
     })`,
   );
   console.log(
-    `  SSE added TTFB p50       ${signedMs(a.ttfbP50)} -> ${signedMs(b.ttfbP50)} ms (${
+    `  SSE added first content  ${signedMs(a.ttfbP50)} -> ${signedMs(b.ttfbP50)} ms (${
       d(a.ttfbP50, b.ttfbP50)
     })`,
   );
