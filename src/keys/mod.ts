@@ -16,28 +16,13 @@ import { createRedisBackend } from "./redis.ts";
 import { createKeyService, type KeyService } from "./service.ts";
 import { type AppKeyStage, createAppKeyStage } from "./stage.ts";
 import type { KeyBackend } from "./types.ts";
+import { appKeysEnabled, keyStorage } from "./storage.ts";
 
 export type { AppKeyStage } from "./stage.ts";
 export type { KeyService, KeyUsage } from "./service.ts";
 export type { KeyRecord } from "./types.ts";
 export { parseCreate, parsePatch } from "./input.ts";
-
-/** Whether the config turns app keys on (`enabled`, or a block that asks for keys). */
-export function appKeysEnabled(config: Config): boolean {
-  const k = config.app_keys;
-  return k.enabled ?? (k.require_key || k.keys.length > 0);
-}
-
-/** Where keys are stored for this config, as an identity (same identity: same store). */
-export function keyStorage(config: Config):
-  | { kind: "memory" }
-  | { kind: "sqlite"; path: string; flushMs: number }
-  | { kind: "redis"; url: string } {
-  if (config.state.backend === "redis") return { kind: "redis", url: config.state.redis.url };
-  const p = config.app_keys.persistence;
-  if (!p.enabled) return { kind: "memory" };
-  return { kind: "sqlite", path: p.path ?? config.state.path, flushMs: p.flush_interval };
-}
+export { appKeysEnabled, keyStorage } from "./storage.ts";
 
 interface Held {
   readonly identity: string;
