@@ -75,13 +75,11 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
   const parse = (reply: StateReply): KeyRecord | null =>
     typeof reply === "string" ? JSON.parse(reply) as KeyRecord : null;
   const int = (v: StateReply | undefined) => (typeof v === "string" ? Number(v) : 0);
+  const FIELDS = ["requests", "tokens", "cost_micros"] as const;
   const counterOf = (reply: StateReply): KeyCounter => {
-    if (!Array.isArray(reply)) return emptyCounter();
     const c = emptyCounter();
-    for (let i = 0; i + 1 < reply.length; i += 2) {
-      const field = reply[i] as keyof KeyCounter;
-      if (field in c) c[field] = int(reply[i + 1]);
-    }
+    if (!Array.isArray(reply)) return c;
+    FIELDS.forEach((f, i) => c[f] = int(reply[i]));
     return c;
   };
 
@@ -140,8 +138,8 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     },
     async counters(id, p) {
       const [day, month] = await Promise.all([
-        link.command(["HGETALL", useKey(id, p.day)]),
-        link.command(["HGETALL", useKey(id, p.month)]),
+        link.command(["HMGET", useKey(id, p.day), ...FIELDS]),
+        link.command(["HMGET", useKey(id, p.month), ...FIELDS]),
       ]);
       return { day: counterOf(day), month: counterOf(month) };
     },

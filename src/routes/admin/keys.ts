@@ -8,6 +8,7 @@
  */
 import { type Context, Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
+import { StateUnavailable } from "../../state/store.ts";
 import type { Control } from "../../pipeline/control.ts";
 import { type KeyRecord, type KeyService, parseCreate, parsePatch } from "../../keys/mod.ts";
 import type { AppEnv } from "../context.ts";
@@ -62,6 +63,21 @@ async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown>
   }
 }
 
+type Handler = (c: Context<AppEnv>) => Promise<Response>;
+
+/** A store that cannot answer (Redis away) is a 503 the caller may retry, not a 500. */
+const guarded = (h: Handler): Handler => async (c) => {
+  try {
+    return await h(c);
+  } catch (err) {
+    if (!(err instanceof StateUnavailable)) throw err;
+    throw new GatewayError("unavailable", "The app key store is unavailable: try again shortly", {
+      cause: err,
+      headers: { "retry-after": "1" },
+    });
+  }
+};
+
 /** The routes, with `:id` naming a key by id (or, on Butter's aliases, by value too). */
 function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): void {
   const idOf = async (c: Context<AppEnv>, keys: KeyService) => {
@@ -69,38 +85,59 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     return butter ? (await keys.resolveRef(ref)).id : ref;
   };
 
-  router.get("/", async (c) => {
-    const { keys, now } = keysOf(c, control);
-    const data = (await keys.list()).map((r) => keyView(r, now));
-    return butter ? c.json(data) : c.json({ object: "list", data });
-  });
-  router.post("/", async (c) => {
-    const { keys, now } = keysOf(c, control);
-    const { record, key } = await keys.create(parseCreate(await jsonBody(c, true)));
-    return c.json({ ...keyView(record, now), key }, 201);
-  });
-  router.get("/:id/usage", async (c) => {
-    const { keys } = keysOf(c, control);
-    return c.json(await keys.usage(await idOf(c, keys)));
-  });
-  router.post("/:id/rotate", async (c) => {
-    const { keys, now } = keysOf(c, control);
-    const { record, key } = await keys.rotate(await idOf(c, keys));
-    return c.json({ ...keyView(record, now), key });
-  });
-  router.get("/:id", async (c) => {
-    const { keys, now } = keysOf(c, control);
-    return c.json(keyView(await keys.get(await idOf(c, keys)), now));
-  });
-  router.patch("/:id", async (c) => {
-    const { keys, now } = keysOf(c, control);
-    const patch = parsePatch(await jsonBody(c, false));
-    return c.json(keyView(await keys.update(await idOf(c, keys), patch), now));
-  });
-  router.delete("/:id", async (c) => {
-    const { keys, now } = keysOf(c, control);
-    return c.json(keyView(await keys.revoke(await idOf(c, keys)), now));
-  });
+  router.get(
+    "/",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const data = (await keys.list()).map((r) => keyView(r, now));
+      return butter ? c.json(data) : c.json({ object: "list", data });
+    }),
+  );
+  router.post(
+    "/",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const { record, key } = await keys.create(parseCreate(await jsonBody(c, true)));
+      return c.json({ ...keyView(record, now), key }, 201);
+    }),
+  );
+  router.get(
+    "/:id/usage",
+    guarded(async (c) => {
+      const { keys } = keysOf(c, control);
+      return c.json(await keys.usage(await idOf(c, keys)));
+    }),
+  );
+  router.post(
+    "/:id/rotate",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const { record, key } = await keys.rotate(await idOf(c, keys));
+      return c.json({ ...keyView(record, now), key });
+    }),
+  );
+  router.get(
+    "/:id",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      return c.json(keyView(await keys.get(await idOf(c, keys)), now));
+    }),
+  );
+  router.patch(
+    "/:id",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const patch = parsePatch(await jsonBody(c, false));
+      return c.json(keyView(await keys.update(await idOf(c, keys), patch), now));
+    }),
+  );
+  router.delete(
+    "/:id",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      return c.json(keyView(await keys.revoke(await idOf(c, keys)), now));
+    }),
+  );
 }
 
 /** `/api/v1/keys*` on the admin router (auth already done there). */
