@@ -63,7 +63,10 @@ export function createAppKeyStage(
         passthrough ? ex.provider : undefined,
         ex.targets,
       );
-      if ("refusal" in r) return refuse(ex, r.refusal);
+      if ("refusal" in r) {
+        keyOf.delete(ex); // refused here: not a request the key made use of
+        return refuse(ex, r.refusal);
+      }
       ex.targets = r.targets;
     },
     onRequestEnd(event) {
