@@ -12,10 +12,12 @@
  * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default),
  * BENCH_CONFIG (a YAML file whose top-level keys are appended to the daemon's config, to bench
  * a feature on vs off: e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock
- * upstream's origin, `{{TMP}}` the bench's temporary directory).
+ * upstream's origin, `{{TMP}}` the bench's temporary directory), BENCH_AUTH (the bearer every
+ * request sends, default `sk-bench`: e.g. the app key of bench/configs/keys.yaml).
  */
 import { fileURLToPath } from "node:url";
 import {
+  BENCH_BEARER,
   closedLoop,
   openLoop,
   percentile,
@@ -169,7 +171,7 @@ async function waitReady(url: string, service: Service, timeoutMs: number): Prom
 async function probe(target: Target, service: Service | null): Promise<void> {
   const res = await fetch(target.url, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: "Bearer sk-bench" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${BENCH_BEARER}` },
     body: JSON.stringify({ model: "up/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
     client: target.client,
   });
