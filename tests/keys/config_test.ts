@@ -85,6 +85,26 @@ app_keys:
   }
 });
 
+Deno.test("examples/config/app_keys.yaml loads and plans exactly its state file", async () => {
+  const text = await Deno.readTextFile(
+    new URL("../../examples/config/app_keys.yaml", import.meta.url),
+  );
+  const env: Record<string, string> = {
+    PILOTFISH_ADMIN_TOKEN: "adm-example",
+    OPENAI_API_KEY: "sk-example",
+    CI_APP_KEY: "pf_example_static_key_0001",
+  };
+  const { config, warnings } = parseConfigText(text, (n) => env[n], "app_keys.yaml");
+  assert.deepEqual(warnings, []);
+  assert.equal(config.app_keys.require_key, true);
+  assert.deepEqual(keyStorage(config), {
+    kind: "sqlite",
+    path: "/var/lib/pilotfish/state.db",
+    flushMs: 1000,
+  });
+  assert.deepEqual(config.app_keys.keys[0]?.budget, { daily_usd: 5, monthly_usd: 50 });
+});
+
 Deno.test("app_keys: on by default once the block asks for keys; bad values name their key", () => {
   assert.equal(appKeysEnabled(load("providers: { mock: {} }").config), false);
   assert.equal(appKeysEnabled(load("app_keys: { require_key: true }").config), true);
