@@ -180,6 +180,7 @@ export function secretsOf(config: Config): string[] {
   const url = URL.parse(config.state.redis.url);
   if (url?.password) out.push(decodeURIComponent(url.password));
   if (config.server.admin_token) out.push(config.server.admin_token);
+  for (const k of config.app_keys.keys) out.push(k.key);
   for (const p of Object.values(config.providers)) {
     for (const k of p.keys) out.push(k.key);
     for (const v of Object.values(p.headers)) out.push(v.replace(/^Bearer\s+/i, ""));

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfigText } from "../../src/config/mod.ts";
 import { appKeysEnabled, keyStorage } from "../../src/keys/mod.ts";
+import { secretsOf } from "../../src/runtime.ts";
 import { startGateway, testClock } from "../helpers/in_process.ts";
 import { admin, bearer, chat } from "./support.ts";
 
@@ -33,6 +34,8 @@ app_keys:
   assert.equal(appKeysEnabled(config), true);
   assert.equal(config.app_keys.default_ttl, 720 * 3600_000);
   assert.deepEqual(keyStorage(config), { kind: "memory" });
+  // Static key values are secrets: the log redactor masks them wherever they would appear.
+  assert.ok(secretsOf(config).includes("btr_static_key_for_ci_0001"));
 
   const clock = testClock();
   const gw = startGateway(yaml, {}, { now: clock.now });
