@@ -31,6 +31,25 @@ Deno.test("app keys through the admin API: create (shown once), use, revoke, exp
       assert.equal((usage.json.month as { requests: number }).requests, 1);
     });
 
+    await t.step("a stream is counted when it ends, with its tokens", async () => {
+      const res = await gw.request("/v1/chat/completions", {
+        method: "POST",
+        headers: bearer(key),
+        body: JSON.stringify({
+          model: "mock/echo",
+          stream: true,
+          stream_options: { include_usage: true },
+          messages: [{ role: "user", content: "hello there" }],
+        }),
+      });
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /\[DONE\]/);
+      const usage = await admin(gw, "GET", `/api/v1/keys/${id}/usage`);
+      const day = usage.json.day as { requests: number; tokens: number };
+      assert.equal(day.requests, 2);
+      assert.ok(day.tokens > 0);
+    });
+
     await t.step("an unknown key is 401 in the route's format, without the value", async () => {
       const bogus = "pf_" + "x".repeat(43);
       const r = await chat(gw, bearer(bogus));
