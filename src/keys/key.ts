@@ -85,6 +85,22 @@ export function periodsAt(nowMs: number): Periods {
   };
 }
 
+/**
+ * `periodsAt` for a clock that mostly stays within one day: recomputed only when the day
+ * changes (or the clock steps back), so the hot path does no date formatting.
+ */
+export function periodClock(): (nowMs: number) => Periods {
+  let current = periodsAt(0);
+  let dayStart = 0;
+  return (nowMs) => {
+    if (nowMs >= current.dayResetsAt || nowMs < dayStart) {
+      current = periodsAt(nowMs);
+      dayStart = current.dayResetsAt - 86_400_000;
+    }
+    return current;
+  };
+}
+
 /** USD as integer micro-dollars: counters add exactly (and Redis INCRBY takes integers). */
 export function toMicros(usd: number): number {
   return Math.round(usd * 1_000_000);

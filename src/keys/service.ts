@@ -16,6 +16,7 @@ import {
   hashKey,
   KEY_PREFIX,
   keyHint,
+  periodClock,
   periodsAt,
   presentedKey,
   staticId,
@@ -110,10 +111,22 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
   }
   const staticById = new Map([...statics.values()].map((r) => [r.id, r]));
   const headers = config.header ? [config.header.toLowerCase()] : DEFAULT_KEY_HEADERS;
+  const periods = periodClock();
+  // Hashes of recently presented values: a client sends the same key on every request, and
+  // SHA-256 is most of a lookup's cost. Bounded; cleared whole when full.
+  const recent = new Map<string, string>();
+  const hashOf = (value: string): string => {
+    let h = recent.get(value);
+    if (h === undefined) {
+      if (recent.size >= 4096) recent.clear();
+      recent.set(value, h = hashKey(value));
+    }
+    return h;
+  };
   // A bearer token is an app key when it has our prefix or is one of the configured keys.
   const isAppKey = statics.size === 0
     ? (v: string) => v.startsWith(KEY_PREFIX)
-    : (v: string) => v.startsWith(KEY_PREFIX) || statics.has(hashKey(v));
+    : (v: string) => v.startsWith(KEY_PREFIX) || statics.has(hashOf(v));
 
   const judge = (record: KeyRecord, header: string): Identity | Promise<Identity> => {
     const t = now();
@@ -128,7 +141,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
     }
     const { daily_usd, monthly_usd } = record.budget;
     if (daily_usd === null && monthly_usd === null) return { kind: "key", record, header };
-    const p = periodsAt(t);
+    const p = periods(t);
     const check = (spent: { day: number; month: number }): Identity => {
       if (daily_usd !== null && fromMicros(spent.day) >= daily_usd) {
         return overBudget(record, "daily", daily_usd, p.dayResetsAt, t);
@@ -182,7 +195,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
           )
           : { kind: "none" };
       }
-      const hash = hashKey(presented.value);
+      const hash = hashOf(presented.value);
       const known = statics.get(hash);
       if (known !== undefined) return judge(known, presented.header);
       const found = backend.findByHash(hash);

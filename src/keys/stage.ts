@@ -13,7 +13,7 @@ import { errorEnvelope, formatForPath } from "../pipeline/encode/error.ts";
 import type { EventOf } from "../pipeline/events.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { PreHttpResult, PreLlmResult, Stage } from "../pipeline/stages.ts";
-import { periodsAt, toMicros } from "./key.ts";
+import { periodClock, toMicros } from "./key.ts";
 import type { Identity, KeyService, Refusal } from "./service.ts";
 import type { KeyRecord } from "./types.ts";
 
@@ -29,6 +29,7 @@ export function createAppKeyStage(
 ): AppKeyStage {
   // The key of each exchange still in flight (weak: an exchange that never ends leaks nothing).
   const keyOf = new WeakMap<Exchange, KeyRecord>();
+  const periods = periodClock();
 
   const admit = (ex: Exchange, id: Identity): PreHttpResult => {
     if (id.kind === "none") return;
@@ -74,7 +75,7 @@ export function createAppKeyStage(
       const record = keyOf.get(ex);
       if (record === undefined) return;
       keyOf.delete(ex);
-      service.backend.record(record.id, periodsAt(now()), {
+      service.backend.record(record.id, periods(now()), {
         requests: 1,
         tokens: event.usage?.total_tokens ?? 0,
         cost_micros: ex.cost !== null && Number.isFinite(ex.cost) ? toMicros(ex.cost) : 0,

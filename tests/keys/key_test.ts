@@ -3,6 +3,7 @@ import {
   generateKey,
   hashKey,
   keyHint,
+  periodClock,
   periodsAt,
   presentedKey,
   toMicros,
@@ -54,4 +55,16 @@ Deno.test("periodsAt(): UTC day and month, and when each resets", () => {
   assert.equal(dec.monthResetsAt, Date.UTC(2027, 0, 1));
   assert.equal(toMicros(0.1 + 0.2), 300_000);
   assert.equal(toMicros(0.000_001_4), 1);
+});
+
+Deno.test("periodClock() agrees with periodsAt() across day boundaries and clock steps back", () => {
+  const clock = periodClock();
+  const times = [
+    Date.UTC(2026, 0, 31, 23, 59, 59, 999),
+    Date.UTC(2026, 1, 1),
+    Date.UTC(2026, 1, 1, 12),
+    Date.UTC(2026, 0, 31, 10), // stepped back
+    Date.UTC(2026, 1, 2),
+  ];
+  for (const t of times) assert.deepEqual(clock(t), periodsAt(t), new Date(t).toISOString());
 });
