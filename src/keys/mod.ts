@@ -23,6 +23,7 @@ export type { KeyService, KeyUsage } from "./service.ts";
 export type { KeyRecord } from "./types.ts";
 export { parseCreate, parsePatch } from "./input.ts";
 export { appKeysEnabled, keyStorage } from "./storage.ts";
+export { appKeyGate } from "./gate.ts";
 
 interface Held {
   readonly identity: string;
@@ -80,4 +81,3 @@ export function buildAppKeys(
   const service = createKeyService({ config: config.app_keys, backend: entry.backend, now });
   return { service, stage: createAppKeyStage(service, now, release) };
 }
-export { appKeyGate } from "./gate.ts";

@@ -123,10 +123,11 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
     }
     return h;
   };
-  // A bearer token is an app key when it has our prefix or is one of the configured keys.
+  // A bearer token is an app key when it has our prefix or is one of the configured keys
+  // (any other bearer is a provider credential: not remembered).
   const isAppKey = statics.size === 0
     ? (v: string) => v.startsWith(KEY_PREFIX)
-    : (v: string) => v.startsWith(KEY_PREFIX) || statics.has(hashOf(v));
+    : (v: string) => v.startsWith(KEY_PREFIX) || statics.has(hashKey(v));
 
   const judge = (record: KeyRecord, header: string): Identity | Promise<Identity> => {
     const t = now();
