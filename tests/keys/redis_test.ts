@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { type InProcessGateway, startGateway, testClock } from "../helpers/in_process.ts";
 import { startRedisServer } from "../helpers/redis_server.ts";
-import { admin, bearer, chargeStage, chat, keysConfig } from "./support.ts";
+import { type Daemon, startDaemon } from "../integration/daemon.ts";
+import { ADMIN, admin, bearer, chargeStage, chat, keysConfig } from "./support.ts";
 
 /** Poll until `check` holds or `ms` runs out (a bounded wait on a condition, not a sleep). */
 async function within(ms: number, check: () => Promise<boolean>, what: string): Promise<void> {
@@ -122,6 +123,52 @@ Deno.test("Redis outage: admin calls answer 503, a key seen before still authent
     assert.match((unknown.json.error as { message: string }).message, /key store is unavailable/);
   } finally {
     await gw.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("fleet of three daemons (narrowed permissions) on one redis-server: one key, summed counters", async () => {
+  const redis = await startRedisServer();
+  const yaml = `
+server: { port: {{PORT}}, socket: {{SOCKET}}, admin_token: ${ADMIN} }
+providers: { mock: {} }
+state: { backend: redis, redis: { url: "${redis.url}" } }
+app_keys: { require_key: true }
+`;
+  const daemons = await Promise.all([startDaemon(yaml), startDaemon(yaml), startDaemon(yaml)]);
+  const call = async (d: Daemon, path: string, init: RequestInit = {}) => {
+    const r = await fetch(d.url(path), init);
+    return { status: r.status, json: await r.json() };
+  };
+  const ask = (d: Daemon, key: string) =>
+    call(d, "/v1/chat/completions", {
+      method: "POST",
+      headers: bearer(key),
+      body: JSON.stringify({ model: "mock/echo", messages: [{ role: "user", content: "hi" }] }),
+    });
+  try {
+    const [a, b, c] = daemons as [Daemon, Daemon, Daemon];
+    let made = { status: 0, json: {} as Record<string, string> };
+    await within(10_000, async () => {
+      made = await call(a, "/api/v1/keys", {
+        method: "POST",
+        headers: bearer(ADMIN),
+        body: JSON.stringify({ name: "fleet" }),
+      });
+      return made.status === 201;
+    }, "key created");
+    const key = made.json.key as string;
+    for (const d of [a, b, c]) {
+      await within(10_000, async () => (await ask(d, key)).status === 200, "key works");
+    }
+    for (const d of [a, b, c]) assert.equal((await ask(d, key)).status, 200);
+    await within(2_000, async () => {
+      const u = await call(c, `/api/v1/keys/${made.json.id}/usage`, { headers: bearer(ADMIN) });
+      return u.json.day.requests === 6;
+    }, "every sidecar's requests in one counter");
+    assert.equal((await ask(b, "pf_" + "q".repeat(43))).status, 401);
+  } finally {
+    await Promise.all(daemons.map((d) => d.stop()));
     await redis.stop();
   }
 });
