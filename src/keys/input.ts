@@ -39,11 +39,22 @@ export type KeyCreateInput = v.InferOutput<typeof createSchema>;
 export type KeyPatchInput = v.InferOutput<typeof patchSchema>;
 
 export function parseCreate(body: unknown): KeyCreateInput {
-  return parse(createSchema, body ?? {});
+  return oneExpiry(parse(createSchema, body ?? {}));
 }
 
 export function parsePatch(body: unknown): KeyPatchInput {
-  return parse(patchSchema, body);
+  return oneExpiry(parse(patchSchema, body));
+}
+
+/** An expiry is one of the two: which would win is anyone's guess. */
+function oneExpiry<T extends { expires_at?: unknown; ttl_seconds?: unknown }>(input: T): T {
+  if (input.expires_at !== undefined && input.ttl_seconds !== undefined) {
+    throw new GatewayError(
+      "invalid_request",
+      "Invalid key request: give expires_at or ttl_seconds, not both",
+    );
+  }
+  return input;
 }
 
 function parse<S extends v.GenericSchema>(schema: S, body: unknown): v.InferOutput<S> {

@@ -112,6 +112,12 @@ Deno.test("app keys through the admin API: create (shown once), use, revoke, exp
       const msg = (bad.json.error as { message: string }).message;
       assert.match(msg, /name/);
       assert.match(msg, /budget\.daily_usd/);
+      const both = await admin(gw, "POST", "/api/v1/keys", {
+        ttl_seconds: 5,
+        expires_at: "2030-01-01T00:00:00Z",
+      });
+      assert.equal(both.status, 400);
+      assert.match((both.json.error as { message: string }).message, /not both/);
       const unknown = await admin(gw, "POST", "/api/v1/keys", { colour: "red" });
       assert.equal(unknown.status, 400);
       assert.equal((await admin(gw, "GET", "/api/v1/keys/key_nope")).status, 404);
