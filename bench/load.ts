@@ -31,7 +31,9 @@ const STREAM_BODY = JSON.stringify({
   max_tokens: 32,
   stream: true,
 });
-const HEADERS = { "content-type": "application/json", authorization: "Bearer sk-bench" };
+/** BENCH_AUTH: the bearer the load sends (an app key when the daemon requires one). */
+export const BENCH_BEARER = Deno.env.get("BENCH_AUTH")?.trim() || "sk-bench";
+const HEADERS = { "content-type": "application/json", authorization: `Bearer ${BENCH_BEARER}` };
 
 /** One non-streaming request, body read to the end (so the connection goes back to the pool). */
 async function chatOnce(target: Target): Promise<boolean> {

@@ -22,10 +22,13 @@
  * BENCH_CONFIG (a variant daemon whose config has that YAML file's top-level keys appended:
  * e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock upstream's origin, `{{TMP}}`
  * the bench's temporary directory), BENCH_BASELINE_ROOT (another checkout, e.g.
- * `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds).
+ * `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds), BENCH_AUTH
+ * (the bearer every request sends, default `sk-bench`: e.g. the app key of
+ * bench/configs/keys.yaml).
  */
 import { fileURLToPath } from "node:url";
 import {
+  BENCH_BEARER,
   closedLoop,
   manyStreams,
   type ManyStreamsResult,
@@ -201,7 +204,7 @@ async function waitReady(url: string, service: Service, timeoutMs: number): Prom
 async function probe(target: Target, service: Service | null): Promise<void> {
   const res = await fetch(target.url, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: "Bearer sk-bench" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${BENCH_BEARER}` },
     body: JSON.stringify({ model: "up/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
     client: target.client,
   });

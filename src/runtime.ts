@@ -4,7 +4,7 @@ import { trackReachability } from "./providers/execute.ts";
 import type { RoutingState } from "./routing/mod.ts";
 import { type Breaker, type BreakerStore, createBreaker } from "./breaker/mod.ts";
 import { createLogger, createRedactor, type Logger, type Redactor } from "./telemetry/mod.ts";
-import { createEventBus, type EventBus } from "./pipeline/events.ts";
+import { createEventBus, type EventBus, type EventOf } from "./pipeline/events.ts";
 import type { Clock } from "./pipeline/exchange.ts";
 import {
   createStageChain,
@@ -15,6 +15,7 @@ import {
 } from "./pipeline/stages.ts";
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
+import { buildAppKeys, type KeyService } from "./keys/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -54,6 +55,8 @@ export interface Runtime {
   readonly stages: StageChain;
   /** Telemetry events of this generation's requests. */
   readonly events: EventBus;
+  /** App keys (`pf_…`); null when `app_keys` is off. */
+  readonly keys: KeyService | null;
   /** A request started on this generation. */
   retain(): void;
   /** A request of this generation ended. */
@@ -98,13 +101,23 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   const events = createEventBus((error, event) =>
     logger.warn("event subscriber failed", { event: event.type, error })
   );
+  const now = deps.now ?? Date.now;
+  // The key store outlives generations: it belongs to `deps`, which every generation shares.
+  const appKeys = buildAppKeys(config, deps, logger, now);
   const stages: Stage[] = [
     requestLogStage(logger),
+    ...(appKeys ? [appKeys.stage] : []),
     ...noopStages(deps.noopStages ?? 0),
     ...(deps.stages?.(config) ?? []),
   ];
   for (const stage of stages) {
     if (stage.trace) events.subscribe((e) => stage.trace!(e), stage.trace_events);
+  }
+  // Last: spend is counted once every other listener (cost accounting) has run.
+  if (appKeys) {
+    events.subscribe((e) => appKeys.stage.onRequestEnd(e as EventOf<"request_end">), [
+      "request_end",
+    ]);
   }
   let inflight = 0;
   let retired = false;
@@ -117,7 +130,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     redact,
     random: deps.random,
     fetch,
-    now: deps.now ?? Date.now,
+    now,
     clock: deps.clock ?? PERFORMANCE_CLOCK,
     schedule: deps.schedule ?? realSchedule,
     routing: deps.routing,
@@ -132,6 +145,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     closing: deps.closing,
     stages: createStageChain(stages),
     events,
+    keys: appKeys?.service ?? null,
     retain() {
       inflight++;
     },
@@ -166,6 +180,7 @@ export function secretsOf(config: Config): string[] {
   const url = URL.parse(config.state.redis.url);
   if (url?.password) out.push(decodeURIComponent(url.password));
   if (config.server.admin_token) out.push(config.server.admin_token);
+  for (const k of config.app_keys.keys) out.push(k.key);
   for (const p of Object.values(config.providers)) {
     for (const k of p.keys) out.push(k.key);
     for (const v of Object.values(p.headers)) out.push(v.replace(/^Bearer\s+/i, ""));

@@ -24,6 +24,7 @@ export {
   type ProviderType,
 } from "./presets.ts";
 export type {
+  AppKeysConfig,
   CircuitBreakerConfig,
   Config,
   CorsConfig,
@@ -35,5 +36,6 @@ export type {
   ProviderKeyConfig,
   RoutingConfig,
   ServerConfig,
+  StaticAppKeyConfig,
 } from "./schema.ts";
 export { fileFingerprint, watchConfigFile } from "./watch.ts";

@@ -321,6 +321,51 @@ const metricsSchema = strictObject({
   ),
 });
 
+/** A key's USD budgets; over one of them its requests get 429 until the period resets (UTC). */
+const keyBudgetSchema = strictObject({
+  daily_usd: opt(positive()),
+  monthly_usd: opt(positive()),
+});
+
+/** A key defined in the config (Butter's `app_keys.keys[]`): never stored, hashed at load. */
+const staticAppKeySchema = strictObject({
+  key: v.pipe(str(), v.minLength(16, "An app key must be at least 16 characters")),
+  /** Butter's `label`. */
+  label: opt(str()),
+  name: opt(str()),
+  owner: opt(str()),
+  /** Butter's model allowlist; empty or absent: every model. */
+  allowed_models: opt(listOf(str()), []),
+  allowed_providers: opt(listOf(str()), []),
+  budget: opt(keyBudgetSchema),
+});
+
+/**
+ * Application keys (`pf_…`): Butter's block (`enabled`, `require_key`, `header`,
+ * `default_ttl`, static `keys[]`, `persistence`) plus budgets. Enabled by default once the
+ * block asks for anything (`require_key` or static keys); `enabled: false` wins.
+ */
+const appKeysSchema = strictObject({
+  enabled: opt(bool()),
+  require_key: opt(bool(), false),
+  /** A header carrying the key besides `Authorization: Bearer`. */
+  header: opt(v.pipe(str(), v.regex(/^[A-Za-z0-9-]+$/, "Must be an HTTP header name"))),
+  /** Lifetime of keys created without `expires_at`/`ttl_seconds`; unset: no expiry. */
+  default_ttl: opt(duration()),
+  keys: opt(listOf(staticAppKeySchema), []),
+  persistence: opt(
+    strictObject({
+      /** Butter's switch; ours persists by default (to `state.path`). */
+      enabled: opt(bool(), true),
+      /** Butter's file path; default `state.path`. */
+      path: opt(v.pipe(str(), v.minLength(1))),
+      /** How often spend counters are written to the file. */
+      flush_interval: opt(duration(), "1s"),
+    }),
+    {},
+  ),
+});
+
 /** Sections later capabilities own: accepted as-is now, validated by their modules. */
 const reserved = () => opt(mapOf(v.unknown()), {});
 
@@ -361,13 +406,15 @@ export const configSchema = strictObject({
     strictObject({
       backend: opt(v.picklist(["memory", "redis"]), "memory"),
       redis: opt(strictObject({ url: opt(str(), "redis://127.0.0.1:6379") }), {}),
+      /** The embedded SQLite file (app keys, usage) when the backend is `memory`. */
+      path: opt(v.pipe(str(), v.minLength(1)), "pilotfish-state.db"),
     }),
     {},
   ),
   cache: opt(cacheSchema, {}),
   rate_limit: opt(rateLimitSchema, {}),
   metrics: opt(metricsSchema, {}),
-  app_keys: reserved(),
+  app_keys: opt(appKeysSchema, {}),
   pricing: reserved(),
   telemetry: reserved(),
 });
@@ -417,6 +464,8 @@ export interface RoutingConfig extends Omit<RawConfig["routing"], "aliases"> {
 export type ModelRouteConfig = RoutingConfig["models"][string];
 export type FailoverConfig = RoutingConfig["failover"];
 export type CircuitBreakerConfig = RawConfig["features"]["circuit_breaker"];
+export type AppKeysConfig = RawConfig["app_keys"];
+export type StaticAppKeyConfig = AppKeysConfig["keys"][number];
 
 /**
  * Fill in a provider's type and base URL from its preset (null type means "unknown"), and

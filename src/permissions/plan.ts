@@ -7,6 +7,8 @@ import {
   webIdentitySettings,
 } from "../providers/bedrock/credentials.ts";
 import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
+import { appKeysEnabled, keyStorage } from "../keys/storage.ts";
+import { sqliteFiles } from "../state/sqlite.ts";
 
 /** The exact capabilities the daemon needs for one config. */
 export interface Grants {
@@ -89,6 +91,14 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       read.add(resolve(ctx.cwd, webIdentity.tokenFile));
       const sts = hostPort(webIdentity.stsUrl);
       if (sts) net.add(sts);
+    }
+  }
+  // App keys in the state file: that file and the siblings SQLite keeps beside it, nothing else.
+  const keys = appKeysEnabled(config) ? keyStorage(config) : null;
+  if (keys?.kind === "sqlite") {
+    for (const f of sqliteFiles(keys.path, ctx.cwd)) {
+      read.add(f);
+      write.add(f);
     }
   }
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));

@@ -66,7 +66,11 @@ async function providerHealth(rt: Runtime, p: ProviderConfig): Promise<ProviderH
  */
 export async function health(c: Context<AppEnv>): Promise<Response> {
   c.get("exchange").errorFormat = "plain";
-  const rt = c.get("runtime");
+  return c.json(await healthReport(c.get("runtime")));
+}
+
+/** `/health`'s body (also what the admin API's providers status reports). */
+export async function healthReport(rt: Runtime): Promise<HealthReport> {
   const now = rt.now();
   const configured = Object.values(rt.config.providers);
   const statuses = await Promise.all(configured.map((p) => providerHealth(rt, p)));
@@ -122,11 +126,19 @@ export async function health(c: Context<AppEnv>): Promise<Response> {
       degraded_signal: cb.degraded_signal || DEFAULT_DEGRADED_SIGNAL,
     };
   }
-  return c.json({
+  return {
     status: "healthy",
     timestamp: Math.floor(now / 1000),
     providers,
     features: { cost_tracking: false, circuit_breaker: cb.enabled },
     ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
-  });
+  };
+}
+
+export interface HealthReport {
+  readonly status: "healthy";
+  readonly timestamp: number;
+  readonly providers: Record<string, Record<string, unknown>>;
+  readonly features: Record<string, boolean>;
+  readonly circuit_breaker?: Record<string, unknown>;
 }

@@ -145,6 +145,9 @@ async function run(
     (deadlines?.read !== undefined && Number.isFinite(declared));
   let held = hasBody && hold ? await readCounted(c.req.raw.body!, max, deadlines?.body) : null;
   ex.request = { schema: "passthrough", body: held };
+  // What the stages see as asked for (an app key's allowlist); a rewrite may change it.
+  const asked = urlModel ?? modelFromJson(held);
+  if (asked !== undefined) ex.model = asked;
   if (staged) {
     const http = await preHttp(ex, held, reached);
     if (http.response) return http.response;

@@ -15,6 +15,7 @@ import type { Runtime } from "../runtime.ts";
 import { NATIVE_FAMILIES } from "../providers/native_routes.ts";
 import { type Control, createControl } from "../pipeline/control.ts";
 import { mountAdmin } from "../routes/admin/mod.ts";
+import { appKeyGate } from "../keys/mod.ts";
 import { renderError, renderNotFound } from "./middleware/error_handler.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { corsMiddleware } from "./middleware/cors.ts";
@@ -47,7 +48,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post("/v1/chat/completions", chatCompletions);
   app.post("/v1/messages", messages);
   app.post("/v1/embeddings", embeddings);
-  app.get("/v1/models", listModels);
+  app.get("/v1/models", appKeyGate, listModels);
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
   app.get("/health", health);

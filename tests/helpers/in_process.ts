@@ -16,6 +16,7 @@ import {
 import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import { createApp } from "../../src/server/app.ts";
+import type { Stage } from "../../src/pipeline/stages.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
 export interface InProcessGateway {
@@ -42,6 +43,8 @@ export interface GatewayOptions {
    * memory store. The gateway closes it on `close()`.
    */
   readonly breakerStore?: (config: Config, logger: Logger) => BreakerStore;
+  /** Extra stages after the built-in ones (e.g. one that sets `ex.cost`). */
+  readonly stages?: (config: Config) => readonly Stage[];
 }
 
 /**
@@ -85,6 +88,7 @@ export function startGateway(
     routing: createRoutingState(opts.now),
     breakerStore,
     write,
+    ...(opts.stages ? { stages: opts.stages } : {}),
   });
   const app = createApp({ runtime: () => runtime, isReady: () => true });
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
@@ -121,6 +125,8 @@ export function startGateway(
     },
     async close() {
       await server?.shutdown();
+      runtime.retire();
+      await runtime.dispose();
       await breakerStore.close();
     },
   };

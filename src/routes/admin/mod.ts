@@ -10,13 +10,18 @@ import type { AppEnv } from "../context.ts";
 import type { Control } from "../../pipeline/control.ts";
 import { requireAdmin } from "./auth.ts";
 import { operationsRoutes } from "./operations.ts";
+import { keysRoutes, mountButterKeyAliases } from "./keys.ts";
+import { providersStatusRoutes } from "./providers_status.ts";
 
 /** Mount every admin route on `app` (under `/api/v1`). */
 export function mountAdmin(app: Hono<AppEnv>, control: Control): void {
   const admin = new Hono<AppEnv>();
   admin.use(requireAdmin);
   operationsRoutes(admin, control);
+  keysRoutes(admin, control);
+  providersStatusRoutes(admin, control);
   app.route("/api/v1", admin);
+  mountButterKeyAliases(app, control);
 }
 
 export { requireAdmin } from "./auth.ts";

@@ -1,0 +1,32 @@
+import type { MiddlewareHandler } from "hono";
+import { GatewayError } from "../errors.ts";
+import type { AppEnv } from "../routes/context.ts";
+
+/**
+ * App keys on a route that does not run the stage chain (`GET /v1/models`): the same
+ * identification and refusals as the stage's `pre_http`, nothing counted.
+ */
+export const appKeyGate: MiddlewareHandler<AppEnv> = async function appKeyGate(c, next) {
+  const keys = c.get("runtime").keys;
+  if (keys !== null) {
+    const ex = c.get("exchange");
+    ex.errorFormat ??= "openai_json";
+    const id = await keys.identify((name) => ex.headers.get(name));
+    if (id.kind === "refused") {
+      const r = id.refusal;
+      const code = r.status === 401
+        ? "unauthenticated"
+        : r.status === 403
+        ? "forbidden"
+        : r.status === 429
+        ? "rate_limited"
+        : "unavailable";
+      throw new GatewayError(code, r.message, {
+        ...(r.retryAfter !== undefined ? { headers: { "retry-after": String(r.retryAfter) } } : {}),
+        ...(r.status === 429 ? { upstreamCode: "budget_exceeded" } : {}),
+      });
+    }
+    if (id.kind === "key") ex.principal.appKey = id.record.id;
+  }
+  await next();
+};

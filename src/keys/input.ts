@@ -1,0 +1,68 @@
+/**
+ * What the admin API (and Butter's `/v1/app-keys` aliases) accept to create or change a
+ * key, validated whole: a 400 names every field at fault.
+ * @module
+ */
+import * as v from "valibot";
+import { GatewayError } from "../errors.ts";
+
+const usd = v.nullable(v.pipe(v.number(), v.gtValue(0, "Must be a positive number of USD")));
+const budget = v.strictObject({
+  daily_usd: v.optional(usd),
+  monthly_usd: v.optional(usd),
+});
+const names = v.array(v.pipe(v.string(), v.minLength(1)));
+const isoTime = v.pipe(
+  v.string(),
+  v.check((s) => !Number.isNaN(Date.parse(s)), "Must be an ISO 8601 time"),
+);
+
+const common = {
+  name: v.optional(v.pipe(v.string(), v.maxLength(200))),
+  owner: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(200)))),
+  expires_at: v.optional(v.nullable(isoTime)),
+  /** Butter's: lifetime from now. */
+  ttl_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  allowed_models: v.optional(names),
+  allowed_providers: v.optional(names),
+  budget: v.optional(budget),
+};
+
+const createSchema = v.strictObject({
+  ...common,
+  /** Butter's name for `name`. */
+  label: v.optional(v.pipe(v.string(), v.maxLength(200))),
+});
+const patchSchema = v.strictObject(common);
+
+export type KeyCreateInput = v.InferOutput<typeof createSchema>;
+export type KeyPatchInput = v.InferOutput<typeof patchSchema>;
+
+export function parseCreate(body: unknown): KeyCreateInput {
+  return oneExpiry(parse(createSchema, body ?? {}));
+}
+
+export function parsePatch(body: unknown): KeyPatchInput {
+  return oneExpiry(parse(patchSchema, body));
+}
+
+/** An expiry is one of the two: which would win is anyone's guess. */
+function oneExpiry<T extends { expires_at?: unknown; ttl_seconds?: unknown }>(input: T): T {
+  if (input.expires_at !== undefined && input.ttl_seconds !== undefined) {
+    throw new GatewayError(
+      "invalid_request",
+      "Invalid key request: give expires_at or ttl_seconds, not both",
+    );
+  }
+  return input;
+}
+
+function parse<S extends v.GenericSchema>(schema: S, body: unknown): v.InferOutput<S> {
+  const r = v.safeParse(schema, body);
+  if (r.success) return r.output;
+  const problems = r.issues.map((i) => {
+    const path = v.getDotPath(i);
+    return path ? `${path}: ${i.message}` : i.message;
+  });
+  throw new GatewayError("invalid_request", `Invalid key request: ${problems.join("; ")}`);
+}

@@ -1,0 +1,123 @@
+/**
+ * Application key values and the calendar their budgets run on: pure functions.
+ * @module
+ */
+import { createHash } from "node:crypto";
+
+/** Every key Pilotfish creates starts with this; passthrough routes never forward one. */
+export const KEY_PREFIX = "pf_";
+
+/** 32 random bytes (256 bits) as base64url: 43 characters after the prefix. */
+const KEY_BYTES = 32;
+
+/** A fresh key value: `pf_` + 256 bits from the platform's CSPRNG. Shown once, never stored. */
+export function generateKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(KEY_BYTES));
+  return KEY_PREFIX + base64url(bytes);
+}
+
+/** A fresh key id (not secret: it names the key in the admin API and the log). */
+export function generateId(): string {
+  return "key_" + hex(crypto.getRandomValues(new Uint8Array(8)));
+}
+
+/**
+ * How a key is stored: SHA-256, hex. Keys are 256-bit random strings, so a fast unsalted
+ * hash is enough (nothing to brute-force, unlike a password) and keeps the lookup O(1).
+ */
+export function hashKey(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
+}
+
+/** The id of a key defined in the config: stable across restarts, derived from its hash. */
+export function staticId(hash: string): string {
+  return "cfg_" + hash.slice(0, 16);
+}
+
+/** The last characters of a key, to tell keys apart in listings without revealing them. */
+export function keyHint(key: string): string {
+  return `${key.slice(0, 3)}…${key.slice(-4)}`;
+}
+
+/**
+ * The key a request presents: the first of `headers` present, else `Authorization: Bearer
+ * <key>` when the bearer is an app key by `isAppKey` (a `pf_` key or a configured one; any
+ * other bearer is the client's provider credential). Null when none.
+ */
+export function presentedKey(
+  get: (name: string) => string | null,
+  headers: readonly string[],
+  isAppKey: (value: string) => boolean,
+): { value: string; header: string } | null {
+  for (const name of headers) {
+    const v = get(name)?.trim();
+    if (v) return { value: v, header: name };
+  }
+  const auth = get("authorization");
+  if (auth !== null) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    if (m && isAppKey(m[1] as string)) return { value: m[1] as string, header: "authorization" };
+  }
+  return null;
+}
+
+/** UTC calendar periods: the counters a budget is checked against. */
+export interface Periods {
+  /** `YYYY-MM-DD` */
+  readonly day: string;
+  /** `YYYY-MM` */
+  readonly month: string;
+  /** When the day and the month end (ms, wall clock). */
+  readonly dayResetsAt: number;
+  readonly monthResetsAt: number;
+}
+
+export function periodsAt(nowMs: number): Periods {
+  const d = new Date(nowMs);
+  const y = d.getUTCFullYear();
+  const m = d.getUTCMonth();
+  const iso = d.toISOString();
+  return {
+    day: iso.slice(0, 10),
+    month: iso.slice(0, 7),
+    dayResetsAt: Date.UTC(y, m, d.getUTCDate() + 1),
+    monthResetsAt: Date.UTC(y, m + 1, 1),
+  };
+}
+
+/**
+ * `periodsAt` for a clock that mostly stays within one day: recomputed only when the day
+ * changes (or the clock steps back), so the hot path does no date formatting.
+ */
+export function periodClock(): (nowMs: number) => Periods {
+  let current = periodsAt(0);
+  let dayStart = 0;
+  return (nowMs) => {
+    if (nowMs >= current.dayResetsAt || nowMs < dayStart) {
+      current = periodsAt(nowMs);
+      dayStart = current.dayResetsAt - 86_400_000;
+    }
+    return current;
+  };
+}
+
+/** USD as integer micro-dollars: counters add exactly (and Redis INCRBY takes integers). */
+export function toMicros(usd: number): number {
+  return Math.round(usd * 1_000_000);
+}
+
+export function fromMicros(micros: number): number {
+  return micros / 1_000_000;
+}
+
+function hex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
+
+function base64url(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}

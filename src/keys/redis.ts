@@ -1,0 +1,154 @@
+/**
+ * The fleet key store: keys, their hashes and their counters live in Redis, so a key created
+ * on one sidecar works on all of them and budgets hold fleet-wide. Each sidecar keeps the
+ * records it has looked up (a few seconds, dropped at once when any sidecar changes one:
+ * pub/sub); spend is read from Redis on every request of a key with a budget, so the fleet
+ * overshoots a budget by at most the requests in flight when it was reached. Counters are
+ * atomic HINCRBYs. While Redis is away, cached records still authenticate and spend is lost.
+ * @module
+ */
+import { luaScript, type RedisLink } from "../state/redis_link.ts";
+import { type StateReply, StateUnavailable } from "../state/store.ts";
+import { emptyCounter, type KeyBackend, type KeyCounter, type KeyRecord } from "./types.ts";
+
+export interface RedisBackendOptions {
+  readonly link: RedisLink;
+  readonly prefix?: string;
+  /** How long a looked-up record is trusted without a change notice, ms. */
+  readonly cacheMs?: number;
+  readonly now?: () => number;
+  readonly onError?: (err: unknown) => void;
+}
+
+export const DEFAULT_KEYS_PREFIX = "pilotfish:keys:";
+
+/** Day counters are kept 40 days, month counters 400: enough for the usage endpoint. */
+const DAY_TTL_MS = 40 * 86_400_000;
+const MONTH_TTL_MS = 400 * 86_400_000;
+
+/** KEYS rec, hash, ids[, old hash]. ARGV json, id. */
+const SAVE = luaScript(`
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1
+`);
+
+/** KEYS day, month. ARGV requests, tokens, micros, day ttl, month ttl. */
+const RECORD = luaScript(`
+for i = 1, 2 do
+  redis.call('HINCRBY', KEYS[i], 'requests', ARGV[1])
+  redis.call('HINCRBY', KEYS[i], 'tokens', ARGV[2])
+  redis.call('HINCRBY', KEYS[i], 'cost_micros', ARGV[3])
+  if redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], ARGV[3 + i]) end
+end
+return 1
+`);
+
+/** KEYS hash. The record its hash names, or false. */
+const FIND = luaScript(`
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+return redis.call('GET', ARGV[1] .. id)
+`);
+
+export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
+  const { link } = opts;
+  const prefix = opts.prefix ?? DEFAULT_KEYS_PREFIX;
+  const cacheMs = opts.cacheMs ?? 5_000;
+  const now = opts.now ?? Date.now;
+  const recKey = (id: string) => `${prefix}rec:${id}`;
+  const hashKey = (hash: string) => `${prefix}hash:${hash}`;
+  const useKey = (id: string, period: string) => `${prefix}use:${id}:${period}`;
+  const idsKey = `${prefix}ids`;
+  const channel = `${prefix}changed`;
+  const cache = new Map<string, { rec: KeyRecord; at: number }>();
+
+  // Any sidecar's change drops the copy everywhere; after a reconnection (notices may have
+  // been missed) every copy goes.
+  const subscribed = link.subscribe(channel, (hash) => cache.delete(hash));
+  const stopWatch = link.onStateChange((ready) => {
+    if (ready) cache.clear();
+  });
+
+  const parse = (reply: StateReply): KeyRecord | null =>
+    typeof reply === "string" ? JSON.parse(reply) as KeyRecord : null;
+  const int = (v: StateReply | undefined) => (typeof v === "string" ? Number(v) : 0);
+  const FIELDS = ["requests", "tokens", "cost_micros"] as const;
+  const counterOf = (reply: StateReply): KeyCounter => {
+    const c = emptyCounter();
+    if (!Array.isArray(reply)) return c;
+    FIELDS.forEach((f, i) => c[f] = int(reply[i]));
+    return c;
+  };
+
+  return {
+    kind: "redis",
+    async findByHash(hash) {
+      const hit = cache.get(hash);
+      if (hit !== undefined && now() - hit.at < cacheMs) return hit.rec;
+      let rec: KeyRecord | null;
+      try {
+        rec = parse(await link.eval(FIND, [hashKey(hash)], [`${prefix}rec:`]));
+      } catch (err) {
+        // Redis away: a record seen before still authenticates (revocations made meanwhile
+        // apply once it is back).
+        if (hit !== undefined && err instanceof StateUnavailable) return hit.rec;
+        throw err;
+      }
+      if (rec === null) cache.delete(hash);
+      else cache.set(hash, { rec, at: now() });
+      return rec;
+    },
+    async spend(id, p) {
+      const [day, month] = await Promise.all([
+        link.command(["HGET", useKey(id, p.day), "cost_micros"]),
+        link.command(["HGET", useKey(id, p.month), "cost_micros"]),
+      ]);
+      return { day: int(day ?? undefined), month: int(month ?? undefined) };
+    },
+    record(id, p, d) {
+      link.eval(RECORD, [useKey(id, p.day), useKey(id, p.month)], [
+        d.requests,
+        d.tokens,
+        d.cost_micros,
+        DAY_TTL_MS,
+        MONTH_TTL_MS,
+      ]).catch((err) => opts.onError?.(err));
+    },
+    async get(id) {
+      return parse(await link.command(["GET", recKey(id)]));
+    },
+    async list() {
+      const ids = await link.command(["SMEMBERS", idsKey]);
+      if (!Array.isArray(ids) || ids.length === 0) return [];
+      const recs = await link.command(["MGET", ...ids.map((id) => recKey(String(id)))]);
+      return (Array.isArray(recs) ? recs : []).map(parse).filter((r) => r !== null);
+    },
+    async save(rec) {
+      const old = parse(await link.command(["GET", recKey(rec.id)]));
+      const keys = [recKey(rec.id), hashKey(rec.hash), idsKey];
+      if (old !== null && old.hash !== rec.hash) keys.push(hashKey(old.hash));
+      await link.eval(SAVE, keys, [JSON.stringify(rec), rec.id]);
+      cache.delete(rec.hash);
+      if (old !== null) cache.delete(old.hash);
+      await link.publish(channel, rec.hash);
+      if (old !== null && old.hash !== rec.hash) await link.publish(channel, old.hash);
+    },
+    async counters(id, p) {
+      const [day, month] = await Promise.all([
+        link.command(["HMGET", useKey(id, p.day), ...FIELDS]),
+        link.command(["HMGET", useKey(id, p.month), ...FIELDS]),
+      ]);
+      return { day: counterOf(day), month: counterOf(month) };
+    },
+    async close() {
+      stopWatch();
+      try {
+        await (await subscribed)();
+      } catch { /* the link is going away anyway */ }
+      await link.close();
+    },
+  };
+}

@@ -1,0 +1,390 @@
+/**
+ * App keys for one config generation: the static keys of `app_keys.keys[]`, the shared
+ * store of created keys, and the rules (`require_key`, expiry, revocation, allowlists,
+ * budgets). The stage (stage.ts) asks it who a request is; the admin API changes keys
+ * through it.
+ * @module
+ */
+import type { AppKeysConfig } from "../config/mod.ts";
+import { GatewayError } from "../errors.ts";
+import type { Target } from "../routing/mod.ts";
+import type { KeyCreateInput, KeyPatchInput } from "./input.ts";
+import {
+  fromMicros,
+  generateId,
+  generateKey,
+  hashKey,
+  KEY_PREFIX,
+  keyHint,
+  periodClock,
+  periodsAt,
+  presentedKey,
+  staticId,
+} from "./key.ts";
+import type { KeyBackend, KeyCounter, KeyRecord } from "./types.ts";
+
+/** Headers that carry a key when `app_keys.header` is not set (ours and Butter's). */
+export const DEFAULT_KEY_HEADERS: readonly string[] = ["x-pilotfish-app-key", "x-butter-app-key"];
+
+/** Why a request is refused: rendered in the route's own format by the stage. */
+export interface Refusal {
+  readonly status: 401 | 403 | 429 | 503;
+  readonly message: string;
+  /** Seconds until a budget resets (429). */
+  readonly retryAfter?: number;
+}
+
+export type Identity =
+  | { readonly kind: "none" }
+  | { readonly kind: "key"; readonly record: KeyRecord; readonly header: string }
+  | { readonly kind: "refused"; readonly refusal: Refusal };
+
+export interface KeyService {
+  readonly requireKey: boolean;
+  readonly backend: KeyBackend;
+  /** Headers searched for a key, lowercase. */
+  readonly headers: readonly string[];
+  /** Who presents which key, and whether it may go on (budgets included). */
+  identify(get: (name: string) => string | null): Identity | Promise<Identity>;
+  /** A refusal when `record` may not use `model` (with its targets narrowed to allowed ones). */
+  allow(
+    record: KeyRecord,
+    model: string | undefined,
+    provider: string | undefined,
+    targets: readonly Target[],
+  ): { refusal: Refusal } | { targets: readonly Target[] };
+  create(input: KeyCreateInput): Promise<{ record: KeyRecord; key: string }>;
+  update(id: string, patch: KeyPatchInput): Promise<KeyRecord>;
+  revoke(id: string): Promise<KeyRecord>;
+  rotate(id: string): Promise<{ record: KeyRecord; key: string }>;
+  get(id: string): Promise<KeyRecord>;
+  list(): Promise<KeyRecord[]>;
+  usage(id: string): Promise<KeyUsage>;
+  /** The key of `value` (a key value or an id), for Butter's aliases. */
+  resolveRef(ref: string): Promise<KeyRecord>;
+}
+
+export interface PeriodUsage {
+  readonly period: string;
+  readonly requests: number;
+  readonly tokens: number;
+  readonly cost_usd: number;
+  readonly budget_usd: number | null;
+  readonly resets_at: string;
+}
+
+export interface KeyUsage {
+  readonly id: string;
+  readonly day: PeriodUsage;
+  readonly month: PeriodUsage;
+}
+
+export interface KeyServiceOptions {
+  readonly config: AppKeysConfig;
+  readonly backend: KeyBackend;
+  /** Wall clock, ms (expiry, budget periods). */
+  readonly now: () => number;
+}
+
+export function createKeyService(opts: KeyServiceOptions): KeyService {
+  const { config, backend, now } = opts;
+  const statics = new Map<string, KeyRecord>();
+  for (const k of config.keys) {
+    const hash = hashKey(k.key);
+    statics.set(hash, {
+      id: staticId(hash),
+      hash,
+      hint: keyHint(k.key),
+      name: k.name ?? k.label ?? "",
+      owner: k.owner ?? null,
+      created_at: 0,
+      expires_at: null,
+      revoked_at: null,
+      allowed_models: k.allowed_models,
+      allowed_providers: k.allowed_providers,
+      budget: {
+        daily_usd: k.budget?.daily_usd ?? null,
+        monthly_usd: k.budget?.monthly_usd ?? null,
+      },
+      source: "config",
+    });
+  }
+  const staticById = new Map([...statics.values()].map((r) => [r.id, r]));
+  const headers = config.header ? [config.header.toLowerCase()] : DEFAULT_KEY_HEADERS;
+  const periods = periodClock();
+  // Hashes of recently presented values: a client sends the same key on every request, and
+  // SHA-256 is most of a lookup's cost. Bounded; cleared whole when full.
+  const recent = new Map<string, string>();
+  const hashOf = (value: string): string => {
+    let h = recent.get(value);
+    if (h === undefined) {
+      if (recent.size >= 4096) recent.clear();
+      recent.set(value, h = hashKey(value));
+    }
+    return h;
+  };
+  // A bearer token is an app key when it has our prefix or is one of the configured keys
+  // (any other bearer is a provider credential: not remembered).
+  const isAppKey = statics.size === 0
+    ? (v: string) => v.startsWith(KEY_PREFIX)
+    : (v: string) => v.startsWith(KEY_PREFIX) || statics.has(hashKey(v));
+
+  const judge = (record: KeyRecord, header: string): Identity | Promise<Identity> => {
+    const t = now();
+    if (record.revoked_at !== null) {
+      return refused(401, `App key "${record.id}" has been revoked`);
+    }
+    if (record.expires_at !== null && record.expires_at <= t) {
+      return refused(
+        401,
+        `App key "${record.id}" expired at ${new Date(record.expires_at).toISOString()}`,
+      );
+    }
+    const { daily_usd, monthly_usd } = record.budget;
+    if (daily_usd === null && monthly_usd === null) return { kind: "key", record, header };
+    const p = periods(t);
+    const check = (spent: { day: number; month: number }): Identity => {
+      if (daily_usd !== null && fromMicros(spent.day) >= daily_usd) {
+        return overBudget(record, "daily", daily_usd, p.dayResetsAt, t);
+      }
+      if (monthly_usd !== null && fromMicros(spent.month) >= monthly_usd) {
+        return overBudget(record, "monthly", monthly_usd, p.monthResetsAt, t);
+      }
+      return { kind: "key", record, header };
+    };
+    const spent = backend.spend(record.id, p);
+    return spent instanceof Promise ? spent.then(check, unavailable) : check(spent);
+  };
+
+  const mine = async (id: string): Promise<KeyRecord> => {
+    if (staticById.has(id)) {
+      throw new GatewayError(
+        "invalid_request",
+        `App key "${id}" is defined in the config (app_keys.keys): change it there`,
+        { status: 409 },
+      );
+    }
+    const rec = await backend.get(id);
+    if (rec === null) throw new GatewayError("not_found", `No app key "${id}"`);
+    return rec;
+  };
+
+  const expiry = (
+    input: { expires_at?: string | null | undefined; ttl_seconds?: number | undefined },
+    t: number,
+  ) => {
+    if (input.ttl_seconds !== undefined) return t + input.ttl_seconds * 1000;
+    if (input.expires_at !== undefined) {
+      return input.expires_at === null ? null : Date.parse(input.expires_at);
+    }
+    return undefined;
+  };
+
+  return {
+    requireKey: config.require_key,
+    backend,
+    headers,
+    identify(get) {
+      const presented = presentedKey(get, headers, isAppKey);
+      if (presented === null) {
+        return config.require_key
+          ? refused(
+            401,
+            `An app key is required: send it as "Authorization: Bearer pf_…" or in the ${
+              headers.map((h) => `"${h}"`).join(" or ")
+            } header`,
+          )
+          : { kind: "none" };
+      }
+      const hash = hashOf(presented.value);
+      const known = statics.get(hash);
+      if (known !== undefined) return judge(known, presented.header);
+      const found = backend.findByHash(hash);
+      const decide = (rec: KeyRecord | null) =>
+        rec === null ? refused(401, "Unknown app key") : judge(rec, presented.header);
+      return found instanceof Promise ? found.then(decide, unavailable) : decide(found);
+    },
+    allow(record, model, provider, targets) {
+      let kept = targets;
+      if (record.allowed_providers.length > 0) {
+        if (provider !== undefined && !record.allowed_providers.includes(provider)) {
+          return forbidden(record, `provider "${provider}"`);
+        }
+        kept = kept.filter((t) => record.allowed_providers.includes(t.provider));
+        if (targets.length > 0 && kept.length === 0) {
+          return forbidden(record, `model "${model}" on the providers it routes to`);
+        }
+      }
+      if (record.allowed_models.length > 0) {
+        if (model === undefined) {
+          return {
+            refusal: {
+              status: 403,
+              message:
+                `App key "${record.id}" may only use listed models, and this request names none`,
+            },
+          };
+        }
+        // The name as asked (an alias too) or what it routes to, `provider/model` or bare.
+        if (!matches(record.allowed_models, model)) {
+          kept = kept.filter((t) =>
+            matches(record.allowed_models, `${t.provider}/${t.model}`) ||
+            matches(record.allowed_models, t.model)
+          );
+          if (kept.length === 0) return forbidden(record, `model "${model}"`);
+        }
+      }
+      return { targets: kept };
+    },
+    async create(input) {
+      const t = now();
+      const key = generateKey();
+      const exp = expiry(input, t);
+      const record: KeyRecord = {
+        id: generateId(),
+        hash: hashKey(key),
+        hint: keyHint(key),
+        name: input.name ?? input.label ?? "",
+        owner: input.owner ?? null,
+        created_at: t,
+        expires_at: exp !== undefined ? exp : config.default_ttl ? t + config.default_ttl : null,
+        revoked_at: null,
+        allowed_models: input.allowed_models ?? [],
+        allowed_providers: input.allowed_providers ?? [],
+        budget: {
+          daily_usd: input.budget?.daily_usd ?? null,
+          monthly_usd: input.budget?.monthly_usd ?? null,
+        },
+        source: "api",
+      };
+      await backend.save(record);
+      return { record, key };
+    },
+    async update(id, patch) {
+      const rec = await mine(id);
+      const exp = expiry(patch, now());
+      const next: KeyRecord = {
+        ...rec,
+        ...(patch.name !== undefined ? { name: patch.name } : {}),
+        ...(patch.owner !== undefined ? { owner: patch.owner } : {}),
+        ...(exp !== undefined ? { expires_at: exp } : {}),
+        ...(patch.allowed_models !== undefined ? { allowed_models: patch.allowed_models } : {}),
+        ...(patch.allowed_providers !== undefined
+          ? { allowed_providers: patch.allowed_providers }
+          : {}),
+        budget: {
+          daily_usd: patch.budget?.daily_usd !== undefined
+            ? patch.budget.daily_usd
+            : rec.budget.daily_usd,
+          monthly_usd: patch.budget?.monthly_usd !== undefined
+            ? patch.budget.monthly_usd
+            : rec.budget.monthly_usd,
+        },
+      };
+      await backend.save(next);
+      return next;
+    },
+    async revoke(id) {
+      const rec = await mine(id);
+      if (rec.revoked_at !== null) return rec;
+      const next = { ...rec, revoked_at: now() };
+      await backend.save(next);
+      return next;
+    },
+    async rotate(id) {
+      const rec = await mine(id);
+      if (rec.revoked_at !== null) {
+        throw new GatewayError("invalid_request", `App key "${id}" is revoked: create a new one`, {
+          status: 409,
+        });
+      }
+      const key = generateKey();
+      const next = { ...rec, hash: hashKey(key), hint: keyHint(key) };
+      await backend.save(next);
+      return { record: next, key };
+    },
+    async get(id) {
+      return staticById.get(id) ?? await mine(id);
+    },
+    async list() {
+      return [...staticById.values(), ...await backend.list()];
+    },
+    async usage(id) {
+      const rec = staticById.get(id) ?? await mine(id);
+      const p = periodsAt(now());
+      const c = await backend.counters(rec.id, p);
+      const view = (
+        period: string,
+        counter: KeyCounter,
+        budget: number | null,
+        resets: number,
+      ): PeriodUsage => ({
+        period,
+        requests: counter.requests,
+        tokens: counter.tokens,
+        cost_usd: fromMicros(counter.cost_micros),
+        budget_usd: budget,
+        resets_at: new Date(resets).toISOString(),
+      });
+      return {
+        id: rec.id,
+        day: view(p.day, c.day, rec.budget.daily_usd, p.dayResetsAt),
+        month: view(p.month, c.month, rec.budget.monthly_usd, p.monthResetsAt),
+      };
+    },
+    async resolveRef(ref) {
+      if (ref.startsWith(KEY_PREFIX) || statics.has(hashKey(ref))) {
+        const hash = hashKey(ref);
+        const rec = statics.get(hash) ?? await backend.findByHash(hash);
+        if (rec === null) throw new GatewayError("not_found", "No such app key");
+        return rec;
+      }
+      return staticById.get(ref) ?? await mine(ref);
+    },
+  };
+}
+
+/** An allowlist entry matches exactly, or as a prefix when it ends in `*`. */
+function matches(list: readonly string[], model: string): boolean {
+  for (const entry of list) {
+    if (entry === model) return true;
+    if (entry.endsWith("*") && model.startsWith(entry.slice(0, -1))) return true;
+  }
+  return false;
+}
+
+function refused(status: Refusal["status"], message: string): Identity {
+  return { kind: "refused", refusal: { status, message } };
+}
+
+function forbidden(record: KeyRecord, what: string): { refusal: Refusal } {
+  return {
+    refusal: { status: 403, message: `App key "${record.id}" is not allowed to use ${what}` },
+  };
+}
+
+function overBudget(
+  record: KeyRecord,
+  which: "daily" | "monthly",
+  usd: number,
+  resetsAt: number,
+  now: number,
+): Identity {
+  return {
+    kind: "refused",
+    refusal: {
+      status: 429,
+      message: `App key "${record.id}" has used its ${which} budget of $${usd}; it resets at ${
+        new Date(resetsAt).toISOString()
+      }`,
+      retryAfter: Math.max(1, Math.ceil((resetsAt - now) / 1000)),
+    },
+  };
+}
+
+function unavailable(err: unknown): Identity {
+  return refused(
+    503,
+    `The app key store is unavailable: ${err instanceof Error ? err.name : "error"}`,
+  );
+}

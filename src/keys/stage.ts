@@ -1,0 +1,101 @@
+/**
+ * The app-key stage. `pre_http`: who is calling (`ex.principal.appKey` = the key's id),
+ * refusing a missing (with `require_key`), unknown, revoked or expired key with 401 and a
+ * key over its budget with 429, in the route's own format; a key sent in a header other than
+ * `Authorization` is removed before anything is forwarded. `pre_llm`: the key's model and
+ * provider allowlists (403), narrowing the targets to the allowed ones. `request_end`
+ * (subscribed after every other listener, so the cost is known): counts the request, its
+ * tokens and `ex.cost` against the key's day and month.
+ * @module
+ */
+import { GatewayError } from "../errors.ts";
+import { errorEnvelope, formatForPath } from "../pipeline/encode/error.ts";
+import type { EventOf } from "../pipeline/events.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { PreHttpResult, PreLlmResult, Stage } from "../pipeline/stages.ts";
+import { periodClock, toMicros } from "./key.ts";
+import type { Identity, KeyService, Refusal } from "./service.ts";
+import type { KeyRecord } from "./types.ts";
+
+export interface AppKeyStage extends Stage {
+  /** The `request_end` listener: counts the request against its key. */
+  onRequestEnd(event: EventOf<"request_end">): void;
+}
+
+export function createAppKeyStage(
+  service: KeyService,
+  now: () => number,
+  dispose: () => Promise<void>,
+): AppKeyStage {
+  // The key of each exchange still in flight (weak: an exchange that never ends leaks nothing).
+  const keyOf = new WeakMap<Exchange, KeyRecord>();
+  const periods = periodClock();
+
+  const admit = (ex: Exchange, id: Identity): PreHttpResult => {
+    if (id.kind === "none") return;
+    if (id.kind === "refused") return refuse(ex, id.refusal);
+    keyOf.set(ex, id.record);
+    ex.principal.appKey = id.record.id;
+    // A key in its own header goes no further (a `pf_` bearer is never forwarded anyway).
+    if (id.header !== "authorization" || id.record.source === "config") {
+      const headers = new Headers(ex.headers);
+      headers.delete(id.header);
+      return { action: "rewrite", headers };
+    }
+  };
+
+  return {
+    name: "app_keys",
+    // A key check that cannot run must not let the request through.
+    fail_mode: "closed",
+    timeout_ms: 2_000,
+    pre_http(ex) {
+      const id = service.identify((name) => ex.headers.get(name));
+      return id instanceof Promise ? id.then((r) => admit(ex, r)) : admit(ex, id);
+    },
+    pre_llm(ex, view): PreLlmResult {
+      const record = keyOf.get(ex);
+      if (record === undefined) return;
+      if (record.allowed_models.length === 0 && record.allowed_providers.length === 0) return;
+      const passthrough = view.schema === "passthrough";
+      const r = service.allow(
+        record,
+        ex.model,
+        passthrough ? ex.provider : undefined,
+        ex.targets,
+      );
+      if ("refusal" in r) {
+        keyOf.delete(ex); // refused here: not a request the key made use of
+        return refuse(ex, r.refusal);
+      }
+      ex.targets = r.targets;
+    },
+    onRequestEnd(event) {
+      const ex = event.exchange;
+      const record = keyOf.get(ex);
+      if (record === undefined) return;
+      keyOf.delete(ex);
+      service.backend.record(record.id, periods(now()), {
+        requests: 1,
+        tokens: event.usage?.total_tokens ?? 0,
+        cost_micros: ex.cost !== null && Number.isFinite(ex.cost) ? toMicros(ex.cost) : 0,
+      });
+    },
+    dispose,
+  };
+}
+
+/**
+ * A refusal in the route's format: 401/403/503 as a stage rejection; 429 answered here so
+ * it carries `Retry-After` (when the budget resets) and a `budget_exceeded` code.
+ */
+function refuse(ex: Exchange, r: Refusal): PreHttpResult & PreLlmResult {
+  if (r.status !== 429) return { action: "reject", status: r.status, message: r.message };
+  const err = new GatewayError("rate_limited", r.message, {
+    upstreamCode: "budget_exceeded",
+  });
+  const format = ex.errorFormat ?? formatForPath(ex.path);
+  const headers: Record<string, string> = { "retry-after": String(r.retryAfter ?? 60) };
+  if (format === "aws_json") headers["x-amzn-errortype"] = "ThrottlingException";
+  return { action: "respond", status: 429, body: errorEnvelope(err, format), headers };
+}

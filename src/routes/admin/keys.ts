@@ -1,0 +1,156 @@
+/**
+ * App keys over the admin API: `GET/POST /api/v1/keys`, `GET/PATCH/DELETE
+ * /api/v1/keys/{id}`, `POST /api/v1/keys/{id}/rotate`, `GET /api/v1/keys/{id}/usage`, and
+ * Butter's `/v1/app-keys*` as aliases behind the same admin token (Butter serves them
+ * without auth; we do not). A key's value appears once, in the answer that created or
+ * rotated it; DELETE revokes (the record and its counters stay, for audit).
+ * @module
+ */
+import { type Context, Hono } from "hono";
+import { GatewayError } from "../../errors.ts";
+import { StateUnavailable } from "../../state/store.ts";
+import type { Control } from "../../pipeline/control.ts";
+import { type KeyRecord, type KeyService, parseCreate, parsePatch } from "../../keys/mod.ts";
+import type { AppEnv } from "../context.ts";
+import { requireAdmin } from "./auth.ts";
+
+/** A key as the API shows it: never its value or hash. */
+export function keyView(rec: KeyRecord, now: number): Record<string, unknown> {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return {
+    id: rec.id,
+    name: rec.name,
+    owner: rec.owner,
+    hint: rec.hint,
+    source: rec.source,
+    status: rec.revoked_at !== null
+      ? "revoked"
+      : rec.expires_at !== null && rec.expires_at <= now
+      ? "expired"
+      : "active",
+    created_at: rec.source === "config" ? null : iso(rec.created_at),
+    expires_at: iso(rec.expires_at),
+    revoked_at: iso(rec.revoked_at),
+    allowed_models: rec.allowed_models,
+    allowed_providers: rec.allowed_providers,
+    budget: rec.budget,
+  };
+}
+
+function keysOf(c: Context<AppEnv>, control: Control): { keys: KeyService; now: number } {
+  const rt = control.state().runtime;
+  if (rt.keys === null) {
+    throw new GatewayError(
+      "invalid_request",
+      "App keys are off: set app_keys.enabled: true to manage keys",
+      { status: 409 },
+    );
+  }
+  c.header("cache-control", "no-store");
+  return { keys: rt.keys, now: rt.now() };
+}
+
+async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === "") {
+    if (optional) return {};
+    throw new GatewayError("invalid_request", "Body must be a JSON object");
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new GatewayError("invalid_request", "Body must be a JSON object");
+  }
+}
+
+type Handler = (c: Context<AppEnv>) => Promise<Response>;
+
+/** A store that cannot answer (Redis away) is a 503 the caller may retry, not a 500. */
+const guarded = (h: Handler): Handler => async (c) => {
+  try {
+    return await h(c);
+  } catch (err) {
+    if (!(err instanceof StateUnavailable)) throw err;
+    throw new GatewayError("unavailable", "The app key store is unavailable: try again shortly", {
+      cause: err,
+      headers: { "retry-after": "1" },
+    });
+  }
+};
+
+/** The routes, with `:id` naming a key by id (or, on Butter's aliases, by value too). */
+function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): void {
+  const idOf = async (c: Context<AppEnv>, keys: KeyService) => {
+    const ref = c.req.param("id") ?? "";
+    return butter ? (await keys.resolveRef(ref)).id : ref;
+  };
+
+  router.get(
+    "/",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const data = (await keys.list()).map((r) => keyView(r, now));
+      return butter ? c.json(data) : c.json({ object: "list", data });
+    }),
+  );
+  router.post(
+    "/",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const { record, key } = await keys.create(parseCreate(await jsonBody(c, true)));
+      return c.json({ ...keyView(record, now), key }, 201);
+    }),
+  );
+  router.get(
+    "/:id/usage",
+    guarded(async (c) => {
+      const { keys } = keysOf(c, control);
+      return c.json(await keys.usage(await idOf(c, keys)));
+    }),
+  );
+  router.post(
+    "/:id/rotate",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const { record, key } = await keys.rotate(await idOf(c, keys));
+      return c.json({ ...keyView(record, now), key });
+    }),
+  );
+  router.get(
+    "/:id",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      return c.json(keyView(await keys.get(await idOf(c, keys)), now));
+    }),
+  );
+  router.patch(
+    "/:id",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      const patch = parsePatch(await jsonBody(c, false));
+      return c.json(keyView(await keys.update(await idOf(c, keys), patch), now));
+    }),
+  );
+  router.delete(
+    "/:id",
+    guarded(async (c) => {
+      const { keys, now } = keysOf(c, control);
+      return c.json(keyView(await keys.revoke(await idOf(c, keys)), now));
+    }),
+  );
+}
+
+/** `/api/v1/keys*` on the admin router (auth already done there). */
+export function keysRoutes(admin: Hono<AppEnv>, control: Control): void {
+  const keys = new Hono<AppEnv>();
+  keyRoutes(keys, control, false);
+  admin.route("/keys", keys);
+}
+
+/** Butter's `/v1/app-keys*`, behind the admin token. */
+export function mountButterKeyAliases(app: Hono<AppEnv>, control: Control): void {
+  const aliases = new Hono<AppEnv>();
+  aliases.use(requireAdmin);
+  keyRoutes(aliases, control, true);
+  app.route("/v1/app-keys", aliases);
+}

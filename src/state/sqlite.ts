@@ -1,0 +1,42 @@
+/**
+ * The embedded state file (`state.path`): one SQLite database, opened with Deno's built-in
+ * `node:sqlite`. WAL mode, so readers never wait on the writer and several connections in
+ * this process (app keys, usage rollups) share the file; `busy_timeout` covers the moments
+ * two of them write at once. Each feature creates its own tables.
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import { resolve } from "node:path";
+
+export type StateDb = DatabaseSync;
+
+/** Files SQLite may create beside the database (WAL, shared memory, rollback journal). */
+export const SQLITE_SIBLINGS: readonly string[] = ["-wal", "-shm", "-journal"];
+
+/** The database file and its siblings: what the permission planner grants. */
+export function sqliteFiles(path: string, cwd: string): string[] {
+  const file = resolve(cwd, path);
+  return [file, ...SQLITE_SIBLINGS.map((s) => file + s)];
+}
+
+/**
+ * Open (creating if needed) the state file. Throws a one-line error naming the path when
+ * it cannot be opened (missing directory, no permission, not a database).
+ */
+export function openStateDb(path: string): StateDb {
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path);
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA busy_timeout = 2000");
+  } catch (err) {
+    throw new Error(
+      `Cannot open the state file "${path}" (state.path): ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      { cause: err },
+    );
+  }
+  return db;
+}

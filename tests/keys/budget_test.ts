@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { startGateway, testClock } from "../helpers/in_process.ts";
+import { admin, bearer, chargeStage, chat, createKey, keysConfig } from "./support.ts";
+
+/** 2026-03-31 23:00 UTC: an hour before both the day and the month roll over. */
+const LATE_MARCH = Date.UTC(2026, 2, 31, 23, 0, 0);
+
+Deno.test("budgets: over the daily budget → 429 naming it and its reset; reset at midnight UTC", async (t) => {
+  const clock = testClock();
+  clock.advance(LATE_MARCH - Date.now());
+  let cost: number | null = 0.25;
+  const gw = startGateway(keysConfig(), {}, {
+    now: clock.now,
+    stages: () => [chargeStage(() => cost)],
+  });
+  try {
+    const { id, key } = await createKey(gw, { name: "b", budget: { daily_usd: 0.5 } });
+
+    await t.step(
+      "spend below the budget passes; reaching it refuses the next request",
+      async () => {
+        assert.equal((await chat(gw, bearer(key))).status, 200);
+        assert.equal((await chat(gw, bearer(key))).status, 200);
+        const r = await chat(gw, bearer(key));
+        assert.equal(r.status, 429);
+        const err = r.json.error as { message: string; code: string };
+        assert.equal(err.code, "budget_exceeded");
+        assert.match(err.message, /daily budget of \$0\.5/);
+        assert.match(err.message, /resets at 2026-04-01T00:00:00\.000Z/);
+        assert.equal(r.headers.get("retry-after"), "3600");
+      },
+    );
+
+    await t.step("usage shows the spend, to the micro-dollar", async () => {
+      const u = await admin(gw, "GET", `/api/v1/keys/${id}/usage`);
+      assert.deepEqual(u.json.day, {
+        period: "2026-03-31",
+        requests: 2,
+        tokens: (u.json.day as { tokens: number }).tokens,
+        cost_usd: 0.5,
+        budget_usd: 0.5,
+        resets_at: "2026-04-01T00:00:00.000Z",
+      });
+      assert.ok((u.json.day as { tokens: number }).tokens > 0, "tokens counted");
+    });
+
+    await t.step("the 429 speaks each route's format", async () => {
+      const m = await gw.request("/v1/messages", {
+        method: "POST",
+        headers: { "x-pilotfish-app-key": key },
+        body: JSON.stringify({ model: "mock/echo", max_tokens: 5, messages: [] }),
+      });
+      assert.equal(m.status, 429);
+      const body = await m.json();
+      assert.equal(body.type, "error");
+      assert.equal(body.error.type, "rate_limit_error");
+      assert.match(body.error.message, /daily budget/);
+    });
+
+    await t.step("at midnight UTC the day resets", async () => {
+      clock.advance(3600_000);
+      assert.equal((await chat(gw, bearer(key))).status, 200);
+    });
+
+    await t.step("a request with no known cost adds nothing to spend", async () => {
+      cost = null;
+      for (let i = 0; i < 3; i++) assert.equal((await chat(gw, bearer(key))).status, 200);
+      const u = await admin(gw, "GET", `/api/v1/keys/${id}/usage`);
+      assert.equal((u.json.day as { cost_usd: number }).cost_usd, 0.25);
+      assert.equal((u.json.day as { requests: number }).requests, 4);
+    });
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("budgets: the monthly budget, and a PATCH raising it lets requests through again", async () => {
+  const clock = testClock();
+  clock.advance(Date.UTC(2026, 4, 10, 12) - Date.now());
+  const gw = startGateway(keysConfig(), {}, {
+    now: clock.now,
+    stages: () => [chargeStage(() => 1.5)],
+  });
+  try {
+    const { id, key } = await createKey(gw, { budget: { monthly_usd: 2, daily_usd: 100 } });
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    clock.advance(86_400_000); // another day, same month
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    const r = await chat(gw, bearer(key));
+    assert.equal(r.status, 429);
+    assert.match(
+      (r.json.error as { message: string }).message,
+      /monthly budget of \$2; it resets at 2026-06-01T00:00:00\.000Z/,
+    );
+    const p = await admin(gw, "PATCH", `/api/v1/keys/${id}`, { budget: { monthly_usd: 10 } });
+    assert.deepEqual(p.json.budget, { daily_usd: 100, monthly_usd: 10 });
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    // Clearing a budget: null.
+    const q = await admin(gw, "PATCH", `/api/v1/keys/${id}`, { budget: { daily_usd: null } });
+    assert.deepEqual(q.json.budget, { daily_usd: null, monthly_usd: 10 });
+  } finally {
+    await gw.close();
+  }
+});

@@ -1,0 +1,190 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startFakeGemini } from "../fakes/fake_gemini.ts";
+import { startGateway } from "../helpers/in_process.ts";
+import { ADMIN, admin, bearer, chat, createKey } from "./support.ts";
+
+Deno.test("require_key on every route family; a key in a header never reaches the upstream", async (t) => {
+  const openai = startFakeUpstream();
+  const gemini = startFakeGemini();
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers:
+  mock: {}
+  openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-configured }] }
+  gemini: { base_url: "${gemini.url}", keys: [{ key: AIza-configured-key-000000000 }] }
+app_keys:
+  require_key: true
+  persistence: { enabled: false }
+`);
+  try {
+    const { key } = await createKey(gw);
+
+    await t.step("unified chat, messages, embeddings, models: 401 without a key", async () => {
+      assert.equal((await chat(gw, {})).status, 401);
+      const m = await gw.request("/v1/messages", {
+        method: "POST",
+        body: JSON.stringify({ model: "mock/echo", max_tokens: 5, messages: [] }),
+      });
+      assert.equal(m.status, 401);
+      assert.equal((await m.json()).type, "error");
+      const e = await gw.request("/v1/embeddings", {
+        method: "POST",
+        body: JSON.stringify({ model: "openai/text-embedding-3-small", input: "x" }),
+      });
+      assert.equal(e.status, 401);
+      await e.body?.cancel();
+      const l = await gw.request("/v1/models");
+      assert.equal(l.status, 401);
+      assert.match((await l.json()).error.message, /app key is required/);
+      const ok = await gw.request("/v1/models", { headers: bearer(key) });
+      assert.equal(ok.status, 200);
+      await ok.body?.cancel();
+      assert.equal((await chat(gw, bearer(key))).status, 200);
+    });
+
+    await t.step("a client's provider credential is not an app key", async () => {
+      assert.equal((await chat(gw, { authorization: "Bearer sk-client-own" })).status, 401);
+    });
+
+    await t.step("passthrough: 401 without a key (google.rpc on /gemini)", async () => {
+      // (GET /v1/models above asked the providers for their lists.)
+      const [seenOpenai, seenGemini] = [openai.requests.length, gemini.requests.length];
+      const g = await gw.request("/gemini/v1beta/models/gemini-2.0-flash:generateContent", {
+        method: "POST",
+        body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }),
+      });
+      assert.equal(g.status, 401);
+      const body = await g.json();
+      assert.equal(body.error.status, "UNAUTHENTICATED");
+      assert.equal(gemini.requests.length, seenGemini);
+      const o = await gw.request("/openai/v1/chat/completions", {
+        method: "POST",
+        body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+      });
+      assert.equal(o.status, 401);
+      await o.body?.cancel();
+      assert.equal(openai.requests.length, seenOpenai);
+    });
+
+    await t.step(
+      "passthrough with the key in X-Butter-App-Key: stripped, configured key injected",
+      async () => {
+        const o = await gw.request("/openai/v1/chat/completions", {
+          method: "POST",
+          headers: { "x-butter-app-key": key },
+          body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+        });
+        assert.equal(o.status, 200);
+        await o.body?.cancel();
+        const seen = openai.requests.at(-1)!;
+        assert.equal(seen.headers.get("authorization"), "Bearer sk-configured");
+        assert.equal(seen.headers.get("x-butter-app-key"), null);
+        for (const [, v] of seen.headers) assert.ok(!v.includes(key), "the key was forwarded");
+      },
+    );
+
+    await t.step("passthrough with a pf_ bearer: counts as no credential", async () => {
+      const o = await gw.request("/openai/v1/chat/completions", {
+        method: "POST",
+        headers: bearer(key),
+        body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+      });
+      assert.equal(o.status, 200);
+      await o.body?.cancel();
+      assert.equal(openai.requests.at(-1)!.headers.get("authorization"), "Bearer sk-configured");
+    });
+
+    await t.step("passthrough allowlist: the model in the body or the path", async () => {
+      const narrow = await createKey(gw, { allowed_models: ["gemini-2.0-flash", "gpt-4o"] });
+      const denied = await gw.request("/openai/v1/chat/completions", {
+        method: "POST",
+        headers: bearer(narrow.key),
+        body: JSON.stringify({ model: "gpt-4.1", messages: [] }),
+      });
+      assert.equal(denied.status, 403);
+      await denied.body?.cancel();
+      const g = await gw.request("/gemini/v1beta/models/gemini-2.5-pro:generateContent", {
+        method: "POST",
+        headers: { "x-pilotfish-app-key": narrow.key },
+        body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }),
+      });
+      assert.equal(g.status, 403);
+      assert.equal((await g.json()).error.status, "PERMISSION_DENIED");
+      const ok = await gw.request("/gemini/v1beta/models/gemini-2.0-flash:generateContent", {
+        method: "POST",
+        headers: { "x-pilotfish-app-key": narrow.key },
+        body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }),
+      });
+      assert.equal(ok.status, 200);
+      await ok.body?.cancel();
+      const fwd = gemini.requests.at(-1)!;
+      assert.equal(fwd.headers.get("x-pilotfish-app-key"), null);
+    });
+
+    await t.step("key values never appear in the log", () => {
+      assert.ok(!gw.logText().includes(key));
+    });
+  } finally {
+    await gw.close();
+    await openai.close();
+    await gemini.close();
+  }
+});
+
+Deno.test("Butter's /v1/app-keys aliases: behind the admin token, keys named by value or id", async () => {
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers: { mock: {} }
+app_keys: { enabled: true, persistence: { enabled: false } }
+`);
+  try {
+    const open = await gw.request("/v1/app-keys", { method: "POST", body: "{}" });
+    assert.equal(open.status, 401);
+    await open.body?.cancel();
+    const made = await admin(gw, "POST", "/v1/app-keys", { label: "svc", ttl_seconds: 3600 });
+    assert.equal(made.status, 201);
+    assert.equal(made.json.name, "svc");
+    assert.ok(made.json.expires_at !== null);
+    const key = made.json.key as string;
+    const list = await gw.request("/v1/app-keys", { headers: bearer(ADMIN) });
+    assert.ok(Array.isArray(await list.json()));
+    assert.equal((await chat(gw, { "x-butter-app-key": key })).status, 200);
+    const usage = await admin(gw, "GET", `/v1/app-keys/${key}/usage`);
+    assert.equal(usage.status, 200);
+    assert.equal((usage.json.day as { requests: number }).requests, 1);
+    const byId = await admin(gw, "GET", `/v1/app-keys/${made.json.id}/usage`);
+    assert.equal(byId.json.id, made.json.id);
+    const patched = await admin(gw, "PATCH", `/v1/app-keys/${key}`, { allowed_models: ["x"] });
+    assert.deepEqual(patched.json.allowed_models, ["x"]);
+    const rotated = await admin(gw, "POST", `/v1/app-keys/${key}/rotate`);
+    assert.equal(rotated.status, 200);
+    const revoked = await admin(gw, "DELETE", `/v1/app-keys/${rotated.json.key}`);
+    assert.equal(revoked.json.status, "revoked");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("admin key routes: 403 while admin_token is unset, 409 while app keys are off", async () => {
+  const off = startGateway(
+    `providers: { mock: {} }\napp_keys: { enabled: true, persistence: { enabled: false } }`,
+  );
+  const noKeys = startGateway(`server: { admin_token: ${ADMIN} }\nproviders: { mock: {} }`);
+  try {
+    const r = await off.request("/api/v1/keys");
+    assert.equal(r.status, 403);
+    await r.body?.cancel();
+    const alias = await off.request("/v1/app-keys");
+    assert.equal(alias.status, 403);
+    await alias.body?.cancel();
+    const k = await admin(noKeys, "GET", "/api/v1/keys");
+    assert.equal(k.status, 409);
+    assert.match((k.json.error as { message: string }).message, /app_keys\.enabled/);
+    // With app keys off, nothing checks keys: a pf_ bearer is just ignored.
+    assert.equal((await chat(noKeys, bearer("pf_" + "y".repeat(43)))).status, 200);
+  } finally {
+    await off.close();
+    await noKeys.close();
+  }
+});

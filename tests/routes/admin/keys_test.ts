@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
+import { closedPort, startGateway } from "../../helpers/in_process.ts";
+
+const TOKEN = "adm-routes-token";
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+Deno.test("admin key routes: every one needs the admin token, over /api/v1 and Butter's aliases", async () => {
+  const gw = startGateway(`
+server: { admin_token: ${TOKEN} }
+providers: { mock: {} }
+app_keys: { enabled: true, persistence: { enabled: false } }
+`);
+  try {
+    const routes: [string, string][] = [
+      ["GET", "/api/v1/keys"],
+      ["POST", "/api/v1/keys"],
+      ["GET", "/api/v1/keys/key_x"],
+      ["PATCH", "/api/v1/keys/key_x"],
+      ["DELETE", "/api/v1/keys/key_x"],
+      ["POST", "/api/v1/keys/key_x/rotate"],
+      ["GET", "/api/v1/keys/key_x/usage"],
+      ["GET", "/api/v1/providers/status"],
+      ["GET", "/v1/app-keys"],
+      ["POST", "/v1/app-keys"],
+      ["GET", "/v1/app-keys/key_x/usage"],
+      ["PATCH", "/v1/app-keys/key_x"],
+      ["DELETE", "/v1/app-keys/key_x"],
+      ["POST", "/v1/app-keys/key_x/rotate"],
+    ];
+    for (const [method, path] of routes) {
+      for (const headers of [{}, { authorization: "Bearer nope" }]) {
+        const r = await gw.request(path, { method, headers, body: method === "GET" ? null : "{}" });
+        assert.equal(r.status, 401, `${method} ${path}`);
+        await r.body?.cancel();
+      }
+    }
+    // With the token, an unknown id is a 404 in OpenAI's shape.
+    const r = await gw.request("/api/v1/keys/key_x/usage", { headers: auth });
+    assert.equal(r.status, 404);
+    assert.equal((await r.json()).error.code, "not_found");
+    // An answer that shows a key value is never cached.
+    const made = await gw.request("/api/v1/keys", { method: "POST", headers: auth, body: "{}" });
+    assert.equal(made.status, 201);
+    assert.equal(made.headers.get("cache-control"), "no-store");
+    await made.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("GET /api/v1/providers/status: health, key cooldowns and the circuit per provider", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+server: { admin_token: ${TOKEN} }
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-up }] }
+  down: { type: openai, base_url: "http://127.0.0.1:${closedPort()}/v1", keys: [{ key: sk-down }] }
+  nokey: { type: openai, base_url: "${up.url}/v1" }
+features:
+  circuit_breaker: { enabled: true }
+`);
+  try {
+    // One call to the closed port, so `down` is known to be unreachable.
+    const miss = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: "down/gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+    });
+    await miss.body?.cancel();
+    const r = await gw.request("/api/v1/providers/status", { headers: auth });
+    assert.equal(r.status, 200);
+    const body = await r.json();
+    const by = Object.fromEntries(
+      (body.providers as { name: string }[]).map((p) => [p.name, p as Record<string, unknown>]),
+    );
+    assert.deepEqual(Object.keys(by).sort(), ["down", "nokey", "up"]);
+    assert.equal(by.up!.status, "healthy");
+    assert.equal(by.down!.status, "unreachable");
+    assert.equal(by.nokey!.status, "unconfigured");
+    assert.equal((by.up!.circuit as { state: string }).state, "closed");
+    assert.ok(Array.isArray(by.up!.keys));
+    assert.equal(body.circuit_breaker.enabled, true);
+    assert.equal(body.circuit_breaker.backend, "memory");
+    assert.ok(!JSON.stringify(body).includes("sk-up"), "keys are never shown");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
