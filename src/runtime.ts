@@ -15,6 +15,8 @@ import {
 } from "./pipeline/stages.ts";
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
+import { type Observability, observabilityFor } from "./telemetry/hub.ts";
+import { statusSnapshot } from "./telemetry/status.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -54,6 +56,8 @@ export interface Runtime {
   readonly stages: StageChain;
   /** Telemetry events of this generation's requests. */
   readonly events: EventBus;
+  /** Metrics, traces, the status rollup and the fleet (process-wide, see telemetry/hub.ts). */
+  readonly observability: Observability;
   /** A request started on this generation. */
   retain(): void;
   /** A request of this generation ended. */
@@ -106,6 +110,11 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   for (const stage of stages) {
     if (stage.trace) events.subscribe((e) => stage.trace!(e), stage.trace_events);
   }
+  const observability = observabilityFor(deps.routing, {
+    now: deps.now ?? Date.now,
+    beat: statusSnapshot,
+  });
+  let detach: (() => Promise<void>) | null = null;
   let inflight = 0;
   let retired = false;
   let disposed: Promise<void> | null = null;
@@ -132,6 +141,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     closing: deps.closing,
     stages: createStageChain(stages),
     events,
+    observability,
     retain() {
       inflight++;
     },
@@ -144,6 +154,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     },
     dispose() {
       disposed ??= (async () => {
+        await detach?.();
         for (const stage of stages) {
           try {
             await stage.dispose?.();
@@ -155,6 +166,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       return disposed;
     },
   };
+  detach = observability.attach(runtime);
   return runtime;
 }
 

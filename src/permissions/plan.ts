@@ -7,6 +7,8 @@ import {
   webIdentitySettings,
 } from "../providers/bedrock/credentials.ts";
 import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
+import { OTEL_ENV } from "../telemetry/otel_env.ts";
+import { tracingSettings } from "../telemetry/hub.ts";
 
 /** The exact capabilities the daemon needs for one config. */
 export interface Grants {
@@ -91,6 +93,11 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       if (sts) net.add(sts);
     }
   }
+  // Tracing can be turned on by the standard OTEL_* variables alone; the SDK reads them.
+  for (const v of OTEL_ENV) env.add(v);
+  const traces = tracingSettings(config, safeEnv(ctx.env));
+  const collector = traces ? hostPort(traces.url) : null;
+  if (collector) net.add(collector);
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
   if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }
   return { net: sorted(net), read: sorted(read), write: sorted(write), env: sorted(env) };

@@ -121,6 +121,8 @@ export function startGateway(
     },
     async close() {
       await server?.shutdown();
+      runtime.retire();
+      await runtime.dispose();
       await breakerStore.close();
     },
   };
