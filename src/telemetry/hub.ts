@@ -70,9 +70,16 @@ export async function preloadTelemetry(config: Config): Promise<void> {
   if (tracingSettings(config) !== null) tracingModule ??= await import("./tracing/mod.ts");
 }
 
-/** A short hash of a config, to tell generations (and fleet members) apart. */
+/**
+ * A short hash of a config, to tell generations apart and see which sidecars of a fleet
+ * run the same one: the listeners (`server`) and the sidecar's own fleet name are left
+ * out, since they differ between sidecars that otherwise share a config.
+ */
 export function configHash(config: Config): string {
-  return createHash("sha256").update(JSON.stringify(config)).digest("hex").slice(0, 12);
+  const { server: _server, ...shared } = config;
+  const fleet = { ...config.telemetry.fleet, name: undefined };
+  const text = JSON.stringify({ ...shared, telemetry: { ...config.telemetry, fleet } });
+  return createHash("sha256").update(text).digest("hex").slice(0, 12);
 }
 
 export interface Observability {

@@ -115,6 +115,9 @@ export function createMetrics(serviceName: string): Metrics {
     description: "Cost (USD) by model",
   });
 
+  // Present from the first scrape, as llm-gateway's are: a dashboard sees 0, not "no data".
+  for (const c of [lgRequests, lgTokens, lgCost, lgCacheHits]) c.add(0);
+
   // Ours.
   const requests = meter.createCounter("pilotfish_requests", {
     description: "Requests by route, status and provider",

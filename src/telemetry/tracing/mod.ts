@@ -219,8 +219,9 @@ export function createTracing(settings: TracingSettings): Tracing {
   return {
     settings,
     listener,
-    flush: () => provider.forceFlush(),
-    close: () => provider.shutdown(),
+    // An export that failed (collector away) is dropped, never a caller's error.
+    flush: () => provider.forceFlush().catch(() => {}),
+    close: () => provider.shutdown().catch(() => {}),
   };
 }
 
