@@ -3,6 +3,7 @@ import { startGateway } from "../../helpers/in_process.ts";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
+import type { Exchange } from "../../../src/pipeline/exchange.ts";
 
 const config = (url: string, extra = "") => `
 providers:
@@ -100,7 +101,24 @@ Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and t
       assert.equal(res.status, 503);
       await res.body?.cancel();
     }
+    // llm-proxy's safety valve while open: one real call, counted with reason and outcome.
+    const bypass = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "x-llm-proxy-bypass-circuit": "1",
+        "x-llm-proxy-bypass-reason": "no_fallback_configured",
+      },
+      body: chat("up/gpt-4o-mini"),
+    });
+    await bypass.body?.cancel();
     const text = await (await gw.request("/metrics")).text();
+    assert.equal(
+      sample(
+        text,
+        'pilotfish_breaker_bypass_total{provider="up",model="gpt-4o-mini",reason="no_fallback_configured",outcome="provider_degraded"}',
+      ),
+      1,
+    );
     assert.equal(
       sample(text, 'pilotfish_breaker_transitions_total{provider="up",from="closed",to="open"}'),
       1,
@@ -174,5 +192,73 @@ Deno.test("metrics.enabled: false: no /metrics (404), Butter's plugins.metrics t
     await res.body?.cancel();
   } finally {
     await moved.close();
+  }
+});
+
+Deno.test("GET /metrics and /api/v1/status: the cache, rate-limit and bypass events other stages emit", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    // The stages that emit these (cache, rate limits) are other modules: here the test
+    // emits them on the bus, with a real exchange, as those stages will.
+    let exchange: Exchange | undefined;
+    const off = gw.runtime.events.subscribe((e) => {
+      if (e.type === "request_start") exchange = e.exchange;
+    }, ["request_start"]);
+    up.script({ kind: "json" });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chat("up/gpt-4o-mini"),
+    });
+    await res.body?.cancel();
+    off();
+    assert.ok(exchange);
+    const bus = gw.runtime.events;
+    bus.emit({ type: "cache", exchange, result: "hit" });
+    bus.emit({ type: "cache", exchange, result: "hit" });
+    bus.emit({ type: "cache", exchange, result: "miss" });
+    bus.emit({
+      type: "rate_limit",
+      exchange,
+      scope: "app_key",
+      decision: "deny",
+      metric: "requests",
+      used: 10,
+      limit: 10,
+    });
+    bus.emit({
+      type: "breaker_decision",
+      exchange,
+      provider: "up",
+      model: "made-up-model",
+      decision: "bypass",
+      reason: "no_fallback_configured",
+      outcome: "none",
+    });
+    const text = await (await gw.request("/metrics")).text();
+    assert.equal(sample(text, "llm_gateway_cache_hits_total"), 2);
+    assert.equal(sample(text, 'pilotfish_cache_lookups_total{result="miss"}'), 1);
+    assert.equal(
+      sample(
+        text,
+        'pilotfish_rate_limit_decisions_total{scope="app_key",decision="deny",metric="requests"}',
+      ),
+      1,
+    );
+    assert.equal(
+      sample(
+        text,
+        'pilotfish_breaker_bypass_total{provider="up",model="other",reason="no_fallback_configured",outcome="none"}',
+      ),
+      1,
+    );
+    const status = await (await gw.request("/api/v1/status")).json();
+    assert.deepEqual(status.stats.cache, { hits: 2, misses: 1, hit_rate: 2 / 3 });
+    assert.deepEqual(status.stats.rate_limits, [
+      { scope: "app_key", metric: "requests", used: 10, limit: 10, denied: 1 },
+    ]);
+  } finally {
+    await gw.close();
+    await up.close();
   }
 });
