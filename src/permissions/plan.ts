@@ -32,7 +32,8 @@ export interface PlanContext {
 
 /**
  * Env vars the daemon reads whatever the config says. `LOG_TOKENS`/`LOG_STREAM` are
- * npm:yaml's debug switches, read on every parse.
+ * npm:yaml's debug switches, read on every parse. The OpenTelemetry SDK's `OTEL_*` turn
+ * tracing on by themselves.
  */
 export const DAEMON_ENV: readonly string[] = [
   "PILOTFISH_CONFIG",
@@ -40,6 +41,7 @@ export const DAEMON_ENV: readonly string[] = [
   "AWS_REGION",
   "LOG_TOKENS",
   "LOG_STREAM",
+  ...OTEL_ENV,
 ];
 
 /**
@@ -93,8 +95,6 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       if (sts) net.add(sts);
     }
   }
-  // Tracing can be turned on by the standard OTEL_* variables alone; the SDK reads them.
-  for (const v of OTEL_ENV) env.add(v);
   const traces = tracingSettings(config, safeEnv(ctx.env));
   const collector = traces ? hostPort(traces.url) : null;
   if (collector) net.add(collector);

@@ -65,3 +65,24 @@ providers:
     await receiver.shutdown();
   }
 });
+
+Deno.test("planGrants(): the collector's host is granted when tracing is on, nothing when off", async () => {
+  const { planGrants } = await import("../../../src/permissions/plan.ts");
+  const { parseConfigText } = await import("../../../src/config/mod.ts");
+  const plan = (yaml: string, env: Record<string, string> = {}) =>
+    planGrants(parseConfigText(yaml, () => undefined, "t.yaml").config, {
+      configPath: null,
+      configText: null,
+      cwd: "/srv",
+      env: (n) => env[n],
+    }).net;
+  assert.ok(
+    plan('plugins:\n  tracing: { endpoint: "otel.internal:4318", insecure: true }\n')
+      .includes("otel.internal:4318"),
+  );
+  assert.ok(
+    plan("", { OTEL_EXPORTER_OTLP_ENDPOINT: "https://otlp.example" })
+      .includes("otlp.example:443"),
+  );
+  assert.ok(!plan("").some((h) => h.includes("4318")));
+});
