@@ -7,13 +7,12 @@
  * before then starts the import and subscribes once it is in).
  * @module
  */
-import { createHash } from "node:crypto";
 import type { Config } from "../config/mod.ts";
 import type { Runtime } from "../runtime.ts";
 import type { Metrics } from "./metrics/mod.ts";
 import type { Tracing, TracingSettings } from "./tracing/mod.ts";
 import { createRollup, type Rollup, ROLLUP_EVENTS } from "./rollup.ts";
-import { createFleet, type Fleet } from "./fleet.ts";
+import type { Fleet } from "./fleet.ts";
 
 type MetricsModule = typeof import("./metrics/mod.ts");
 type TracingModule = typeof import("./tracing/mod.ts");
@@ -79,7 +78,18 @@ export function configHash(config: Config): string {
   const { server: _server, ...shared } = config;
   const fleet = { ...config.telemetry.fleet, name: undefined };
   const text = JSON.stringify({ ...shared, telemetry: { ...config.telemetry, fleet } });
-  return createHash("sha256").update(text).digest("hex").slice(0, 12);
+  return fnv1a(text, 0x811c9dc5).toString(16).padStart(8, "0") +
+    fnv1a(text, 0x2f3a9e71).toString(16).padStart(8, "0").slice(0, 4);
+}
+
+/** FNV-1a (32 bits) from `seed`: an identity for configs, not a secret (no node:crypto). */
+function fnv1a(text: string, seed: number): number {
+  let h = seed;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }
 
 export interface Observability {
@@ -127,7 +137,8 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
   const rollup = createRollup(deps.now);
   let metrics: Metrics | null = null;
   const tracers = new Map<string, { tracing: Tracing; users: number }>();
-  let fleet: { fleet: Fleet; key: string; users: number } | null = null;
+  /** The fleet link; its module (and the Redis client) is imported only when configured. */
+  let fleet: { fleet: Promise<Fleet>; key: string; users: number } | null = null;
   let attached = 0;
   let current: Runtime | null = null;
   const hashes = new WeakMap<Runtime, string>();
@@ -198,21 +209,23 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
         fleet ??= {
           key,
           users: 0,
-          fleet: createFleet({
-            url: cfg.state.redis.url,
-            name,
-            intervalMs: cfg.telemetry.fleet.interval,
-            logger: rt.logger,
-            now: deps.now,
-            beat: () => deps.beat(current ?? rt),
-          }),
+          fleet: import("./fleet.ts").then(({ createFleet }) =>
+            createFleet({
+              url: cfg.state.redis.url,
+              name,
+              intervalMs: cfg.telemetry.fleet.interval,
+              logger: rt.logger,
+              now: deps.now,
+              beat: () => deps.beat(current ?? rt),
+            })
+          ),
         };
         fleet.users++;
         const entry = fleet;
         offs.push(() => {
           if (--entry.users > 0) return;
           if (fleet === entry) fleet = null;
-          return entry.fleet.close();
+          return entry.fleet.then((f) => f.close());
         });
       }
 
@@ -231,7 +244,8 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
     },
     async fleet() {
       if (fleet === null) return null;
-      return { connected: fleet.fleet.connected(), members: await fleet.fleet.members() };
+      const f = await fleet.fleet;
+      return { connected: f.connected(), members: await f.members() };
     },
     async flushTraces() {
       await Promise.all([...tracers.values()].map((t) => t.tracing.flush()));
