@@ -64,8 +64,16 @@ function utcDay(epochMs: number): string {
   return new Date(epochMs).toISOString().slice(0, 10);
 }
 
+const DAY_MS = 86_400_000;
+
+function nextUtcMidnight(epochMs: number): number {
+  return (Math.floor(epochMs / DAY_MS) + 1) * DAY_MS;
+}
+
 export function createRollup(now: () => number): Rollup {
   let day = utcDay(now());
+  /** When the current UTC day ends: one number compared per event, no Date built. */
+  let dayEnds = nextUtcMidnight(now());
   let requests = 0;
   let errors: Record<string, number> = {};
   let input = 0;
@@ -80,9 +88,10 @@ export function createRollup(now: () => number): Rollup {
   const streams = new Set<object>();
 
   const rollover = () => {
-    const today = utcDay(now());
-    if (today === day) return;
-    day = today;
+    const t = now();
+    if (t < dayEnds) return;
+    day = utcDay(t);
+    dayEnds = nextUtcMidnight(t);
     requests =
       input =
       output =

@@ -156,9 +156,6 @@ export function createMetrics(serviceName: string): Metrics {
   const cost = meter.createCounter("pilotfish_cost_usd", {
     description: "Cost (USD) by provider and model",
   });
-  const tokens = meter.createCounter("pilotfish_tokens", {
-    description: "Tokens by provider, model and type",
-  });
   const activeStreams = meter.createUpDownCounter("pilotfish_active_streams", {
     description: "Streams being relayed",
   });
@@ -234,8 +231,6 @@ export function createMetrics(serviceName: string): Metrics {
               lgTokens.add(input + output);
               tokenUsage.record(input, { ...attrs, "gen_ai.token.type": "input" });
               tokenUsage.record(output, { ...attrs, "gen_ai.token.type": "output" });
-              tokens.add(input, { provider, model: responseModel, type: "input" });
-              tokens.add(output, { provider, model: responseModel, type: "output" });
             }
             return;
           }

@@ -10,6 +10,7 @@
  * @module
  */
 import {
+  type Attributes,
   type Context,
   ROOT_CONTEXT,
   type Span,
@@ -190,26 +191,33 @@ export function createTracing(settings: TracingSettings): Tracing {
           }
         }
         const s = spans.server;
+        // One attributes object, one call: each setAttribute is validated on its own.
+        const attrs: Attributes = {
+          "http.response.status_code": e.status,
+          "pilotfish.attempts": ex.attempts.length,
+        };
         if (ex.route !== null) {
           s.updateName(`${ex.method} ${ex.route}`);
-          s.setAttribute("http.route", ex.route);
+          attrs["http.route"] = ex.route;
         }
-        s.setAttribute("http.response.status_code", e.status);
         if (ex.schema !== null) {
-          s.setAttribute("gen_ai.operation.name", operationName(ex.schema));
+          attrs["gen_ai.operation.name"] = operationName(ex.schema);
           const requested = requestedModel(ex);
-          if (requested !== undefined) s.setAttribute("gen_ai.request.model", requested);
+          if (requested !== undefined) attrs["gen_ai.request.model"] = requested;
         }
-        if (ex.provider !== undefined) s.setAttribute("gen_ai.provider.name", ex.provider);
-        if (ex.model !== undefined) s.setAttribute("gen_ai.response.model", ex.model);
-        s.setAttribute("pilotfish.attempts", ex.attempts.length);
-        if (ex.cost !== null) s.setAttribute("pilotfish.cost_usd", ex.cost);
-        usageAttributes(s, e.usage);
+        if (ex.provider !== undefined) attrs["gen_ai.provider.name"] = ex.provider;
+        if (ex.model !== undefined) attrs["gen_ai.response.model"] = ex.model;
+        if (ex.cost !== null) attrs["pilotfish.cost_usd"] = ex.cost;
+        if (e.usage !== null) {
+          attrs["gen_ai.usage.input_tokens"] = e.usage.prompt_tokens ?? 0;
+          attrs["gen_ai.usage.output_tokens"] = e.usage.completion_tokens ?? 0;
+        }
         const err = errorType(ex, e.status, e.outcome);
         if (err !== null) {
-          s.setAttribute("error.type", err);
+          attrs["error.type"] = err;
           s.setStatus({ code: SpanStatusCode.ERROR });
         }
+        s.setAttributes(attrs);
         s.end();
         return;
       }
