@@ -102,3 +102,11 @@ routing:
   assert.equal(modelLabel(known, "made-up-123"), "other");
   assert.equal(modelLabel(known, undefined), "other");
 });
+
+Deno.test("examples/config/observability.yaml (the README's) passes --check", async () => {
+  const { runCli } = await import("../integration/daemon.ts");
+  const path = new URL("../../examples/config/observability.yaml", import.meta.url).pathname;
+  const r = await runCli(["--check", "--strict", "--config", path]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout + r.stderr, /is valid/);
+});
