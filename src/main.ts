@@ -17,6 +17,7 @@ import { runProbe } from "./probe.ts";
 import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
+import { preloadTelemetry } from "./telemetry/hub.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
@@ -139,6 +140,8 @@ async function main(): Promise<number> {
       }),
     ),
   };
+  // OpenTelemetry is imported only when metrics or tracing are on.
+  await preloadTelemetry(first.config);
   let runtime: Runtime = buildRuntime(first.config, 1, deps);
   const log = () => runtime.logger;
   log().debug("permissions narrowed", { ...narrowed });
@@ -175,6 +178,7 @@ async function main(): Promise<number> {
         log().warn("config reload: server.* changes take effect on restart", { path });
       }
       const previous = runtime;
+      await preloadTelemetry(next.config);
       runtime = buildRuntime(next.config, runtime.generation + 1, deps);
       previous.retire();
       for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });

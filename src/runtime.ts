@@ -16,6 +16,8 @@ import {
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
 import { buildAppKeys, type KeyService } from "./keys/mod.ts";
+import { type Observability, observabilityFor } from "./telemetry/hub.ts";
+import { statusSnapshot } from "./telemetry/status.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -57,6 +59,8 @@ export interface Runtime {
   readonly events: EventBus;
   /** App keys (`pf_…`); null when `app_keys` is off. */
   readonly keys: KeyService | null;
+  /** Metrics, traces, the status rollup and the fleet (process-wide, see telemetry/hub.ts). */
+  readonly observability: Observability;
   /** A request started on this generation. */
   retain(): void;
   /** A request of this generation ended. */
@@ -119,6 +123,11 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       "request_end",
     ]);
   }
+  const observability = observabilityFor(deps.routing, {
+    now,
+    beat: statusSnapshot,
+  });
+  let detach: (() => Promise<void>) | null = null;
   let inflight = 0;
   let retired = false;
   let disposed: Promise<void> | null = null;
@@ -146,6 +155,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     stages: createStageChain(stages),
     events,
     keys: appKeys?.service ?? null,
+    observability,
     retain() {
       inflight++;
     },
@@ -158,6 +168,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     },
     dispose() {
       disposed ??= (async () => {
+        await detach?.();
         for (const stage of stages) {
           try {
             await stage.dispose?.();
@@ -169,6 +180,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       return disposed;
     },
   };
+  detach = observability.attach(runtime);
   return runtime;
 }
 

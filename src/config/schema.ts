@@ -319,6 +319,41 @@ const metricsSchema = strictObject({
     v.pipe(v.string(), v.regex(/^\/\S*$/, 'Must be a path such as "/metrics"')),
     "/metrics",
   ),
+  /** Label series by app key id (never the key itself); off by default (cardinality). */
+  per_key: opt(bool(), false),
+});
+
+/** Butter's `plugins.tracing`: OTLP/HTTP export; `endpoint` is `host:port` or a URL. */
+const butterTracingSchema = strictObject({
+  endpoint: str(),
+  service_name: opt(str()),
+  /** Plain http for a bare `host:port` endpoint (https otherwise). */
+  insecure: opt(bool(), false),
+});
+
+/** Ours: traces, and the fleet's heartbeats for `/status`. */
+const telemetrySchema = strictObject({
+  service_name: opt(str(), "pilotfish"),
+  tracing: opt(
+    strictObject({
+      /** Also on when `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` is set or `plugins.tracing` is. */
+      enabled: opt(bool(), false),
+      /** OTLP/HTTP traces URL; default from `OTEL_EXPORTER_OTLP_*`, else localhost:4318. */
+      endpoint: opt(httpUrl()),
+      headers: opt(mapOf(str()), {}),
+    }),
+    {},
+  ),
+  /** Heartbeats + rollups in Redis (`state.redis.url`), read by every `/status` page. */
+  fleet: opt(
+    strictObject({
+      enabled: opt(bool(), true),
+      /** This sidecar's name on the page; default the host name and port. */
+      name: opt(str()),
+      interval: opt(duration(), "5s"),
+    }),
+    {},
+  ),
 });
 
 /** A key's USD budgets; over one of them its requests get 429 until the period resets (UTC). */
@@ -394,7 +429,14 @@ export const configSchema = strictObject({
   ),
   routing: opt(routingSchema, {}),
   // Butter's plugin blocks (ratelimit, requestlog, metrics, tracing, wasm, ...).
-  plugins: reserved(),
+  plugins: opt(
+    v.objectWithRest({
+      /** Butter's metrics plugin (`metrics: {}`): the same `/metrics` as `metrics.enabled`. */
+      metrics: opt(strictObject({})),
+      tracing: opt(butterTracingSchema),
+    }, v.unknown()),
+    {},
+  ),
   features: opt(
     strictObject({
       circuit_breaker: opt(circuitBreakerSchema, {}),
@@ -416,7 +458,7 @@ export const configSchema = strictObject({
   metrics: opt(metricsSchema, {}),
   app_keys: opt(appKeysSchema, {}),
   pricing: reserved(),
-  telemetry: reserved(),
+  telemetry: opt(telemetrySchema, {}),
 });
 
 type RawConfig = v.InferOutput<typeof configSchema>;

@@ -9,6 +9,8 @@ import {
 import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
 import { appKeysEnabled, keyStorage } from "../keys/storage.ts";
 import { sqliteFiles } from "../state/sqlite.ts";
+import { OTEL_ENV } from "../telemetry/otel_env.ts";
+import { tracingSettings } from "../telemetry/hub.ts";
 
 /** The exact capabilities the daemon needs for one config. */
 export interface Grants {
@@ -32,7 +34,8 @@ export interface PlanContext {
 
 /**
  * Env vars the daemon reads whatever the config says. `LOG_TOKENS`/`LOG_STREAM` are
- * npm:yaml's debug switches, read on every parse.
+ * npm:yaml's debug switches, read on every parse. The OpenTelemetry SDK's `OTEL_*` turn
+ * tracing on by themselves.
  */
 export const DAEMON_ENV: readonly string[] = [
   "PILOTFISH_CONFIG",
@@ -40,6 +43,7 @@ export const DAEMON_ENV: readonly string[] = [
   "AWS_REGION",
   "LOG_TOKENS",
   "LOG_STREAM",
+  ...OTEL_ENV,
 ];
 
 /**
@@ -101,6 +105,9 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       write.add(f);
     }
   }
+  const traces = tracingSettings(config, safeEnv(ctx.env));
+  const collector = traces ? hostPort(traces.url) : null;
+  if (collector) net.add(collector);
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
   if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }
   return { net: sorted(net), read: sorted(read), write: sorted(write), env: sorted(env) };

@@ -24,7 +24,16 @@ export type TelemetryEvent =
     /** The winner's usage (what was streamed, for a stream cut short); null when unknown. */
     readonly usage: Usage | null;
   }
-  | { readonly type: "attempt_start"; readonly exchange: Exchange; readonly target: Target }
+  | {
+    readonly type: "attempt_start";
+    readonly exchange: Exchange;
+    readonly target: Target;
+    /**
+     * A tracing subscriber writes the attempt span's W3C `traceparent` here; the attempt
+     * sends it to the upstream (src/providers/execute.ts).
+     */
+    readonly propagate: { traceparent?: string };
+  }
   | {
     readonly type: "attempt_end";
     readonly exchange: Exchange;
@@ -80,6 +89,37 @@ export type TelemetryEvent =
     readonly fail_mode: "open" | "closed";
     readonly timed_out: boolean;
     readonly error: unknown;
+  }
+  | {
+    /** A breaker decision that is not a plain admit (llm-proxy's counters). */
+    readonly type: "breaker_decision";
+    readonly exchange: Exchange;
+    readonly provider: string;
+    readonly model: string;
+    /** `fast_fail`: refused while open; `probe`: the half-open probe; `bypass`: the valve. */
+    readonly decision: "fast_fail" | "probe" | "bypass";
+    /** Bypass: the caller's reason (already allowlisted), else "". */
+    readonly reason: string;
+    /** Probe/bypass: how the call ended (`ok`, `provider_degraded`, `rate_limited`, ...). */
+    readonly outcome: string;
+  }
+  | {
+    /** A rate-limit check (emitted by the rate-limit stage). */
+    readonly type: "rate_limit";
+    readonly exchange: Exchange;
+    /** `global` | `app_key` | `user` | `ip` | `model` | `provider`. */
+    readonly scope: string;
+    readonly decision: "allow" | "deny";
+    /** The limited metric (`requests`, `tokens`), and its use and limit after this check. */
+    readonly metric: string;
+    readonly used: number;
+    readonly limit: number;
+  }
+  | {
+    /** A response-cache lookup (emitted by the cache stage). */
+    readonly type: "cache";
+    readonly exchange: Exchange;
+    readonly result: "hit" | "miss";
   };
 
 export type EventType = TelemetryEvent["type"];
@@ -97,6 +137,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "hedge",
   "short_circuit",
   "stage_error",
+  "breaker_decision",
+  "rate_limit",
+  "cache",
 ];
 
 export type Listener = (event: TelemetryEvent) => void;

@@ -107,6 +107,8 @@ export interface Exchange {
   usage: Usage | null;
   /** USD; null until cost accounting lands. */
   cost: number | null;
+  /** `x-pilotfish-overhead-ms` as sent: time in Pilotfish until the response started. */
+  overheadMs: number | null;
   readonly trace: TraceContext;
   /** The response's body is observed: the exchange ends when it is done, not when built. */
   deferEnd: boolean;
@@ -156,6 +158,7 @@ class RequestExchange implements Exchange {
   model: string | undefined = undefined;
   usage: Usage | null = null;
   cost: number | null = null;
+  overheadMs: number | null = null;
   deferEnd = false;
   response: ResponseFacts | null = null;
   deadlines: RequestDeadlines | undefined = undefined;

@@ -203,12 +203,18 @@ export function clientCredential(headers: Headers): string | null {
 function trailOf(ex: Exchange): AttemptTrail | undefined {
   const bus = ex.runtime.events;
   const on = bus.on;
-  if (!(on.attempt_start || on.first_chunk || on.retry || on.failover || on.hedge)) {
+  if (
+    !(on.attempt_start || on.first_chunk || on.retry || on.failover || on.hedge ||
+      on.breaker_decision)
+  ) {
     return undefined;
   }
   return {
     attemptStart(target) {
-      if (on.attempt_start) bus.emit({ type: "attempt_start", exchange: ex, target });
+      if (!on.attempt_start) return undefined;
+      const propagate: { traceparent?: string } = {};
+      bus.emit({ type: "attempt_start", exchange: ex, target, propagate });
+      return propagate.traceparent;
     },
     firstChunk(target, ms) {
       if (on.first_chunk) bus.emit({ type: "first_chunk", exchange: ex, target, ms });
@@ -221,6 +227,18 @@ function trailOf(ex: Exchange): AttemptTrail | undefined {
     },
     hedge(primary, secondary) {
       if (on.hedge) bus.emit({ type: "hedge", exchange: ex, primary, secondary });
+    },
+    breakerDecision(provider, model, decision, reason, outcome) {
+      if (!on.breaker_decision) return;
+      bus.emit({
+        type: "breaker_decision",
+        exchange: ex,
+        provider,
+        model,
+        decision,
+        reason,
+        outcome,
+      });
     },
   };
 }

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { GatewayError } from "../errors.ts";
 import { scheduleDeadline } from "./deadline.ts";
 
@@ -27,6 +28,35 @@ const CLASSIFYING_HEADERS = [
   "x-ratelimit-remaining-tokens",
   "x-amzn-errortype",
 ];
+
+/**
+ * The W3C `traceparent` of the traced attempt running in this async context. Set by the
+ * failover attempt only when a tracing subscriber is on, so untraced requests never enter
+ * a scope; read here, so every adapter's upstream call carries it without each passing it.
+ */
+const upstreamTrace = new AsyncLocalStorage<string>();
+
+/** Run `fn` (one attempt's upstream call) with `traceparent` sent to the upstream. */
+export function withUpstreamTrace<T>(traceparent: string, fn: () => T): T {
+  return upstreamTrace.run(traceparent, fn);
+}
+
+/** `headers` with the current attempt's `traceparent` (replacing a client's), or as is. */
+function withTraceparent(
+  headers: Record<string, string> | Headers,
+): Record<string, string> | Headers {
+  const traceparent = upstreamTrace.getStore();
+  if (traceparent === undefined) return headers;
+  if (headers instanceof Headers) {
+    const copy = new Headers(headers);
+    copy.set("traceparent", traceparent);
+    return copy;
+  }
+  const copy: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() !== "traceparent") copy[k] = v;
+  copy.traceparent = traceparent;
+  return copy;
+}
 
 /** Marks an abort caused by our own timer (as opposed to the client leaving). */
 const TIMED_OUT = Symbol("timed out");
@@ -101,6 +131,12 @@ export async function executeUpstream(
      * refused. Without it (native passthrough) every reply is handed back as it came.
      */
     toError?: (status: number, body: string, headers: Headers) => GatewayError;
+    /**
+     * The headers are the client's, relayed as they came (native passthrough): no
+     * `traceparent` of ours is added. A SigV4-signed request (Bedrock) must reach the
+     * provider exactly as signed; the client's own `traceparent`, if any, passes through.
+     */
+    verbatim?: boolean;
   },
 ): Promise<UpstreamReply> {
   const controller = new AbortController();
@@ -146,7 +182,7 @@ export async function executeUpstream(
   try {
     response = await fetchFn(req.url, {
       method: req.method,
-      headers: req.headers,
+      headers: opts.verbatim ? req.headers : withTraceparent(req.headers),
       body: req.body,
       signal: controller.signal,
       redirect: "manual", // a redirect could point at a host that is not configured

@@ -200,6 +200,7 @@ async function run(
       signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
       timeoutMs: withinWrite(deadlines, provider.timeout),
       provider: provider.name,
+      verbatim: true,
     })
       .catch((err) => {
         throw counted?.exceeded() ? tooLarge(max) : upload?.cut() ?? explainTimeout(deadlines, err);
@@ -234,7 +235,12 @@ async function run(
           method: c.req.method,
           headers: attemptHeaders,
           body: body === null ? null : body.slice(),
-        }, { signal: attempt.signal, timeoutMs: attempt.timeoutMs, provider: provider.name });
+        }, {
+          signal: attempt.signal,
+          timeoutMs: attempt.timeoutMs,
+          provider: provider.name,
+          verbatim: true,
+        });
         reply.settle();
         return raw(reply.response, adapter);
       },

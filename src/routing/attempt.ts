@@ -1,6 +1,7 @@
 import type { ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
+import { withUpstreamTrace } from "../providers/execute.ts";
 import { peekFirstChunk } from "../streaming/peek.ts";
 import { noUsage } from "../streaming/usage.ts";
 import { pickKey } from "./keys.ts";
@@ -36,15 +37,26 @@ export interface AttemptRecord {
  * the loop calls these unconditionally.
  */
 export interface AttemptTrail {
-  attemptStart(target: Target): void;
+  /** Returns the W3C `traceparent` to send upstream for this attempt, if traced. */
+  attemptStart(target: Target): string | undefined;
   firstChunk(target: Target, ms: number): void;
   retry(attempt: AttemptRecord, waitMs: number): void;
   failover(from: Target, to: Target): void;
   hedge(primary: Target, secondary: Target): void;
+  /** A breaker fast-fail, half-open probe or bypass (with the call's outcome class). */
+  breakerDecision?(
+    provider: string,
+    model: string,
+    decision: "fast_fail" | "probe" | "bypass",
+    reason: string,
+    outcome: string,
+  ): void;
 }
 
 export const NO_TRAIL: AttemptTrail = {
-  attemptStart() {},
+  attemptStart() {
+    return undefined;
+  },
   firstChunk() {},
   retry() {},
   failover() {},
@@ -207,14 +219,18 @@ export async function attempt(
   // The attempt's signal: the client leaving, or (hedged) losing the race.
   const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
   const remaining = Math.max(1, deadline - started);
-  deps.trail?.attemptStart(target);
+  const traceparent = deps.trail?.attemptStart(target);
   try {
-    const outcome = await req.invoke(adapter, {
-      signal,
-      timeoutMs: Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining),
-      apiKey,
-      clientAuthorization,
-    }, target.model);
+    const call = () =>
+      req.invoke(adapter, {
+        signal,
+        timeoutMs: Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining),
+        apiKey,
+        clientAuthorization,
+      }, target.model);
+    // Traced: the upstream call inherits the attempt span's context (execute.ts sends it).
+    const outcome =
+      await (traceparent === undefined ? call() : withUpstreamTrace(traceparent, call));
     if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
     const timer = new AbortController();
     const t = setTimeout(() =>

@@ -41,7 +41,20 @@ export function feed(
   terminal: boolean,
   bypass: { readonly reason: string } | undefined,
 ): void {
-  if (s.admission === "reject" || s.synthetic) return;
+  if (s.synthetic) return;
+  const trail = deps.trail;
+  if (trail?.breakerDecision && breaker.mode === "on") {
+    const { provider, model } = s.target;
+    const outcome = s.admission === "reject"
+      ? "provider_degraded"
+      : cls === "success"
+      ? "none"
+      : cls;
+    if (s.admission === "reject") trail.breakerDecision(provider, model, "fast_fail", "", outcome);
+    else if (bypass) trail.breakerDecision(provider, model, "bypass", bypass.reason, outcome);
+    else if (s.admission === "probe") trail.breakerDecision(provider, model, "probe", "", outcome);
+  }
+  if (s.admission === "reject") return;
   const counts = terminal || breaker.config.retry_contribution_mode === "on";
   breaker.record(s.target.provider, s.key, cls, {
     probe: s.admission === "probe",

@@ -259,6 +259,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     if (settled.every((s) => s.admission === "reject")) {
       for (const s of settled) {
         record(s, "next", reasonOf(s.error as GatewayError));
+        // Not fed to the breaker (no call was made); the trail hears about the fast-fail.
+        feed(breaker, deps, s, "provider_degraded", true, req.bypass);
         lastClass = "provider_degraded";
         last = s.error;
         lastTarget = s.target;

@@ -21,6 +21,8 @@ import { requestContext } from "./middleware/request_context.ts";
 import { corsMiddleware } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import { timeouts } from "./middleware/timeouts.ts";
+import { metricsEndpoint } from "../routes/metrics.ts";
+import { statusJson, statusPage } from "../routes/status/mod.ts";
 
 export interface AppDeps {
   /** The current config generation; swapped on hot reload. */
@@ -52,6 +54,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
   app.get("/health", health);
+  app.use(metricsEndpoint());
+  app.get("/status", statusPage);
+  // Before the admin API: open while no admin token is set (the admin API is 403 then).
+  app.get("/api/v1/status", statusJson);
   mountAdmin(app, deps.control ?? createControl({ current: deps.runtime }));
 
   // Provider-native passthrough: bytes in, bytes out (the families are the providers' own).

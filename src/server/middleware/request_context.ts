@@ -42,8 +42,9 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     ex.route = c.req.routePath;
     c.res.headers.set("x-request-id", ex.id);
     // Time in Pilotfish until the response started, upstream waits excluded.
-    const overhead = rt.clock.now() - ex.started - upstreamMs(ex);
-    c.res.headers.set("x-pilotfish-overhead-ms", Math.max(0, overhead).toFixed(2));
+    const overhead = Math.max(0, rt.clock.now() - ex.started - upstreamMs(ex));
+    ex.overheadMs = overhead;
+    c.res.headers.set("x-pilotfish-overhead-ms", overhead.toFixed(2));
 
     const status = c.res.status;
     const body = c.res.body;

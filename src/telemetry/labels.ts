@@ -1,0 +1,76 @@
+/**
+ * Label values for metrics, spans and the status page, bounded and secret-free. Pure.
+ * @module
+ */
+import type { Config } from "../config/mod.ts";
+import { GatewayError } from "../errors.ts";
+import type { Exchange, InboundSchema } from "../pipeline/exchange.ts";
+
+/** The label a model outside the configured set collapses to. */
+export const OTHER = "other";
+
+/**
+ * The model names a config names (provider model lists, key allowlists, `routing.models`,
+ * aliases on both sides, bare and `provider/`-prefixed): the only values a `model` label
+ * may take, so a client flooding made-up names cannot grow the series.
+ */
+export function knownModels(config: Config): ReadonlySet<string> {
+  const out = new Set<string>();
+  const add = (name: string) => {
+    out.add(name);
+    const slash = name.indexOf("/");
+    if (slash > 0) out.add(name.slice(slash + 1));
+  };
+  for (const [name, p] of Object.entries(config.providers)) {
+    for (const m of p.models) {
+      add(m);
+      out.add(`${name}/${m}`);
+    }
+    for (const k of p.keys) for (const m of k.models) add(m);
+  }
+  for (const m of Object.keys(config.routing.models)) add(m);
+  for (const [alias, target] of Object.entries(config.routing.aliases)) {
+    add(alias);
+    add(target);
+  }
+  return out;
+}
+
+/** `model` as a label: itself when configured, else `other`. */
+export function modelLabel(known: ReadonlySet<string>, model: string | undefined): string {
+  return model !== undefined && known.has(model) ? model : OTHER;
+}
+
+/** `gen_ai.operation.name` of an inbound API. */
+export function operationName(schema: InboundSchema | null): string {
+  return schema === "embeddings" ? "embeddings" : "chat";
+}
+
+/** The model the client asked for, from the decoded request (null before decoding). */
+export function requestedModel(ex: Exchange): string | undefined {
+  const r = ex.request;
+  if (r === null || r.schema === "passthrough") return ex.targets[0]?.model;
+  const model = (r.body as { model?: unknown }).model;
+  return typeof model === "string" ? model : undefined;
+}
+
+/**
+ * `error.type` (OTel semconv): the gateway's error code for a failed request, the stream's
+ * outcome for one cut short, or null for a success.
+ */
+export function errorType(ex: Exchange, status: number, outcome: string): string | null {
+  const facts = ex.response;
+  const err = facts?.handlerError ?? facts?.error;
+  if (status >= 400) return err instanceof GatewayError ? err.code : String(status);
+  if (outcome !== "complete") return err instanceof GatewayError ? err.code : outcome;
+  return null;
+}
+
+/** A coarse class for the status page's error table. */
+export function errorClass(status: number, outcome: string): string | null {
+  if (status >= 500) return "5xx";
+  if (status === 429) return "429";
+  if (status >= 400) return "4xx";
+  if (outcome !== "complete") return `stream_${outcome}`;
+  return null;
+}

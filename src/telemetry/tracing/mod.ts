@@ -1,0 +1,245 @@
+/**
+ * OpenTelemetry traces: a server span per request and a client span per upstream attempt
+ * (retries and hedges are siblings under the server span), GenAI attributes and token usage
+ * on both, the client's W3C `traceparent` continued and each attempt's sent upstream.
+ * Spans are built from the exchange's telemetry events only; a stream's spans end when its
+ * last chunk went out. Export is OTLP/HTTP through a batch processor: a slow or absent
+ * collector never blocks or fails a request (a full queue drops spans).
+ *
+ * Loaded with a dynamic import only when tracing is on.
+ * @module
+ */
+import {
+  type Attributes,
+  type Context,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import type { TelemetryEvent } from "../../pipeline/events.ts";
+import type { Exchange } from "../../pipeline/exchange.ts";
+import type { AttemptRecord, Target } from "../../routing/mod.ts";
+import type { Usage } from "../../providers/types.ts";
+import { errorType, operationName, requestedModel } from "../labels.ts";
+
+export interface TracingSettings {
+  /** The OTLP/HTTP traces URL (`…/v1/traces`). */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly serviceName: string;
+}
+
+export interface Tracing {
+  readonly settings: TracingSettings;
+  listener(event: TelemetryEvent): void;
+  /** Export what is queued (tests, shutdown). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface AttemptSpan {
+  readonly target: Target;
+  readonly span: Span;
+  /** Epoch ms at the attempt's start (ends are start + the record's duration). */
+  readonly start: number;
+  done: boolean;
+}
+
+interface ExchangeSpans {
+  readonly server: Span;
+  readonly context: Context;
+  readonly attempts: AttemptSpan[];
+}
+
+const propagator = new W3CTraceContextPropagator();
+const getter = {
+  get: (carrier: Headers, key: string) => carrier.get(key) ?? undefined,
+  keys: (carrier: Headers) => [...carrier.keys()],
+};
+
+/** W3C `traceparent` of a span. */
+function traceparentOf(span: Span): string {
+  const c = span.spanContext();
+  return `00-${c.traceId}-${c.spanId}-0${(c.traceFlags & 1).toString(16)}`;
+}
+
+function usageAttributes(span: Span, usage: Usage | null): void {
+  if (usage === null) return;
+  span.setAttribute("gen_ai.usage.input_tokens", usage.prompt_tokens ?? 0);
+  span.setAttribute("gen_ai.usage.output_tokens", usage.completion_tokens ?? 0);
+}
+
+export function createTracing(settings: TracingSettings): Tracing {
+  const exporter = new OTLPTraceExporter({
+    url: settings.url,
+    headers: { ...settings.headers },
+    timeoutMillis: 5_000,
+  });
+  const processor = new BatchSpanProcessor({
+    exporter,
+    maxQueueSize: 2048,
+    scheduledDelayMillis: 1_000,
+  });
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes({ "service.name": settings.serviceName }),
+    spanProcessors: [processor],
+  });
+  const tracer = provider.getTracer("pilotfish");
+  const open = new WeakMap<Exchange, ExchangeSpans>();
+
+  /** The span of `record`: the first of its target's not ended yet, in start order. */
+  const claim = (spans: ExchangeSpans, record: AttemptRecord): AttemptSpan | undefined =>
+    spans.attempts.find((a) =>
+      !a.done && a.target.provider === record.provider && a.target.model === record.model
+    );
+
+  const endAttempt = (a: AttemptSpan, record: AttemptRecord, usage: Usage | null) => {
+    a.done = true;
+    const span = a.span;
+    if (record.key_id !== null) span.setAttribute("pilotfish.key_id", record.key_id);
+    if (record.status !== null) span.setAttribute("http.response.status_code", record.status);
+    span.setAttribute("pilotfish.attempt.outcome", record.outcome);
+    usageAttributes(span, usage);
+    if (record.outcome === "ok") {
+      // A stream's attempt ends with its last chunk: now (its usage just settled).
+      span.end();
+      return;
+    }
+    span.setAttribute("error.type", record.reason ?? record.outcome);
+    if (record.outcome !== "cancelled") span.setStatus({ code: SpanStatusCode.ERROR });
+    span.end(a.start + record.duration_ms);
+  };
+
+  const listener = (e: TelemetryEvent): void => {
+    switch (e.type) {
+      case "request_start": {
+        const ex = e.exchange;
+        const parent = ex.trace.traceparent === null
+          ? ROOT_CONTEXT
+          : propagator.extract(ROOT_CONTEXT, ex.headers, getter);
+        const server = tracer.startSpan(`${ex.method} ${ex.path}`, {
+          kind: SpanKind.SERVER,
+          attributes: { "http.request.method": ex.method, "url.path": ex.path },
+        }, parent);
+        open.set(ex, { server, context: trace.setSpan(parent, server), attempts: [] });
+        return;
+      }
+      case "attempt_start": {
+        const spans = open.get(e.exchange);
+        if (!spans) return;
+        const op = operationName(e.exchange.schema);
+        const span = tracer.startSpan(`${op} ${e.target.model}`, {
+          kind: SpanKind.CLIENT,
+          attributes: {
+            "gen_ai.operation.name": op,
+            "gen_ai.provider.name": e.target.provider,
+            "gen_ai.request.model": e.target.model,
+          },
+        }, spans.context);
+        spans.attempts.push({ target: e.target, span, start: Date.now(), done: false });
+        e.propagate.traceparent = traceparentOf(span);
+        return;
+      }
+      case "first_chunk": {
+        const spans = open.get(e.exchange);
+        const a = spans?.attempts.find((a) =>
+          !a.done && a.target.provider === e.target.provider && a.target.model === e.target.model
+        );
+        a?.span.addEvent("gen_ai.first_chunk", { "pilotfish.ms": e.ms });
+        return;
+      }
+      case "retry":
+        open.get(e.exchange)?.server.addEvent("pilotfish.retry", {
+          "gen_ai.provider.name": e.attempt.provider,
+          "pilotfish.wait_ms": e.wait_ms,
+        });
+        return;
+      case "failover":
+        open.get(e.exchange)?.server.addEvent("pilotfish.failover", {
+          "pilotfish.from": e.from.provider,
+          "pilotfish.to": e.to.provider,
+        });
+        return;
+      case "hedge":
+        open.get(e.exchange)?.server.addEvent("pilotfish.hedge", {
+          "pilotfish.primary": e.primary.provider,
+          "pilotfish.secondary": e.secondary.provider,
+        });
+        return;
+      case "attempt_end": {
+        const spans = open.get(e.exchange);
+        if (!spans) return;
+        const a = claim(spans, e.attempt);
+        if (a !== undefined) endAttempt(a, e.attempt, e.usage);
+        return;
+      }
+      case "request_end": {
+        const ex = e.exchange;
+        const spans = open.get(ex);
+        if (!spans) return;
+        open.delete(ex);
+        for (const a of spans.attempts) {
+          if (!a.done) {
+            a.done = true;
+            a.span.end();
+          }
+        }
+        const s = spans.server;
+        // One attributes object, one call: each setAttribute is validated on its own.
+        const attrs: Attributes = {
+          "http.response.status_code": e.status,
+          "pilotfish.attempts": ex.attempts.length,
+        };
+        if (ex.route !== null) {
+          s.updateName(`${ex.method} ${ex.route}`);
+          attrs["http.route"] = ex.route;
+        }
+        if (ex.schema !== null) {
+          attrs["gen_ai.operation.name"] = operationName(ex.schema);
+          const requested = requestedModel(ex);
+          if (requested !== undefined) attrs["gen_ai.request.model"] = requested;
+        }
+        if (ex.provider !== undefined) attrs["gen_ai.provider.name"] = ex.provider;
+        if (ex.model !== undefined) attrs["gen_ai.response.model"] = ex.model;
+        if (ex.cost !== null) attrs["pilotfish.cost_usd"] = ex.cost;
+        if (e.usage !== null) {
+          attrs["gen_ai.usage.input_tokens"] = e.usage.prompt_tokens ?? 0;
+          attrs["gen_ai.usage.output_tokens"] = e.usage.completion_tokens ?? 0;
+        }
+        const err = errorType(ex, e.status, e.outcome);
+        if (err !== null) {
+          attrs["error.type"] = err;
+          s.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        s.setAttributes(attrs);
+        s.end();
+        return;
+      }
+    }
+  };
+
+  return {
+    settings,
+    listener,
+    // An export that failed (collector away) is dropped, never a caller's error.
+    flush: () => provider.forceFlush().catch(() => {}),
+    close: () => provider.shutdown().catch(() => {}),
+  };
+}
+
+export const TRACE_EVENTS = [
+  "request_start",
+  "attempt_start",
+  "first_chunk",
+  "retry",
+  "failover",
+  "hedge",
+  "attempt_end",
+  "request_end",
+] as const;

@@ -1,0 +1,264 @@
+import assert from "node:assert/strict";
+import { startGateway } from "../../helpers/in_process.ts";
+import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
+import { parseConfigText } from "../../../src/config/mod.ts";
+import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
+import type { Exchange } from "../../../src/pipeline/exchange.ts";
+
+const config = (url: string, extra = "") => `
+providers:
+  up:
+    base_url: "${url}/v1"
+    keys: [{ key: sk-metrics-0001 }]
+    models: [gpt-4o-mini]
+routing:
+  failover:
+    backoff: { initial: 5ms, max: 10ms }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 1
+    window_seconds: 60
+    cooldown_seconds: 30
+${extra}`;
+
+const chat = (model: string, stream = false) =>
+  JSON.stringify({
+    model,
+    stream,
+    ...(stream ? { stream_options: { include_usage: true } } : {}),
+    messages: [{ role: "user", content: "hi" }],
+  });
+
+/** The value of one series (`name{labels}`) in a Prometheus text body, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
+
+/** Start a gateway with OpenTelemetry already imported (as `src/main.ts` does). */
+async function gateway(yaml: string) {
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  return startGateway(yaml);
+}
+
+Deno.test("GET /metrics: llm-gateway's series, GenAI histograms and pilotfish_* after traffic", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    up.script({ kind: "json" });
+    for (let i = 0; i < 2; i++) {
+      const res = await gw.request("/v1/chat/completions", {
+        method: "POST",
+        body: chat("up/gpt-4o-mini"),
+      });
+      assert.equal(res.status, 200);
+      const overhead = Number(res.headers.get("x-pilotfish-overhead-ms"));
+      assert.ok(overhead >= 0 && overhead < 1000);
+      await res.body?.cancel();
+    }
+    const res = await gw.request("/metrics");
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    assert.equal(sample(text, "llm_gateway_requests_total"), 2);
+    assert.equal(sample(text, "llm_gateway_tokens_total"), 20);
+    assert.equal(sample(text, 'llm_gateway_provider_requests_total{provider="up"}'), 2);
+    assert.equal(
+      sample(
+        text,
+        'pilotfish_requests_total{route="/v1/chat/completions",status="200",provider="up"}',
+      ),
+      2,
+    );
+    assert.match(text, /# TYPE gen_ai_client_token_usage histogram/);
+    assert.match(
+      text,
+      /gen_ai_client_token_usage_sum\{gen_ai_operation_name="chat",gen_ai_provider_name="up",gen_ai_request_model="up\/gpt-4o-mini",gen_ai_response_model="gpt-4o-mini",gen_ai_token_type="input"\} 14/,
+    );
+    assert.match(text, /gen_ai_client_operation_duration_count\{[^}]*\} 2/);
+    assert.match(text, /pilotfish_overhead_seconds_count\{route="\/v1\/chat\/completions"\} 2/);
+    assert.match(text, /pilotfish_config_generation\{hash="[0-9a-f]{12}"\} 1/);
+    assert.doesNotMatch(text, /sk-metrics-0001/);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and the key's state", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+    for (let i = 0; i < 2; i++) {
+      const res = await gw.request("/v1/chat/completions", {
+        method: "POST",
+        body: chat("up/gpt-4o-mini"),
+      });
+      assert.equal(res.status, 503);
+      await res.body?.cancel();
+    }
+    // llm-proxy's safety valve while open: one real call, counted with reason and outcome.
+    const bypass = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "x-llm-proxy-bypass-circuit": "1",
+        "x-llm-proxy-bypass-reason": "no_fallback_configured",
+      },
+      body: chat("up/gpt-4o-mini"),
+    });
+    await bypass.body?.cancel();
+    const text = await (await gw.request("/metrics")).text();
+    assert.equal(
+      sample(
+        text,
+        'pilotfish_breaker_bypass_total{provider="up",model="gpt-4o-mini",reason="no_fallback_configured",outcome="provider_degraded"}',
+      ),
+      1,
+    );
+    assert.equal(
+      sample(text, 'pilotfish_breaker_transitions_total{provider="up",from="closed",to="open"}'),
+      1,
+    );
+    assert.equal(sample(text, 'pilotfish_breaker_state{provider="up",key="up:gpt-4o-mini"}'), 2);
+    assert.equal(
+      sample(text, 'pilotfish_breaker_fast_fails_total{provider="up",model="gpt-4o-mini"}'),
+      1,
+    );
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("GET /metrics: 10,000 distinct model names collapse to `other` (bounded series)", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    up.script({ kind: "json" });
+    const countSeries = async () =>
+      (await (await gw.request("/metrics")).text()).split("\n").filter((l) =>
+        l !== "" && !l.startsWith("#")
+      ).length;
+    const flood = async (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const res = await gw.request("/v1/chat/completions", {
+          method: "POST",
+          body: chat(`up/flood-${i}`),
+        });
+        await res.body?.cancel();
+      }
+    };
+    // Every series a request of this shape makes exists after the first few.
+    await flood(0, 100);
+    await countSeries(); // the scrape's own series (route="/metrics") exist from here on
+    const before = await countSeries();
+    await flood(100, 10_000);
+    const text = await (await gw.request("/metrics")).text();
+    assert.equal(await countSeries(), before, "no series per model name");
+    assert.equal(sample(text, "llm_gateway_requests_total"), 10_000);
+    assert.doesNotMatch(text, /flood-/);
+    assert.match(text, /gen_ai_request_model="other"/);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("metrics.enabled: false: no /metrics (404), Butter's plugins.metrics turns it on", async () => {
+  const off = startGateway("metrics: { enabled: false }\n");
+  try {
+    const res = await off.request("/metrics");
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+  } finally {
+    await off.close();
+  }
+  const on = await gateway("metrics: { enabled: false }\nplugins: { metrics: {} }\n");
+  try {
+    const res = await on.request("/metrics");
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  } finally {
+    await on.close();
+  }
+  const moved = await gateway("metrics: { endpoint: /prom }\n");
+  try {
+    const res = await moved.request("/prom");
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  } finally {
+    await moved.close();
+  }
+});
+
+Deno.test("GET /metrics and /api/v1/status: the cache, rate-limit and bypass events other stages emit", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    // The stages that emit these (cache, rate limits) are other modules: here the test
+    // emits them on the bus, with a real exchange, as those stages will.
+    let exchange: Exchange | undefined;
+    const off = gw.runtime.events.subscribe((e) => {
+      if (e.type === "request_start") exchange = e.exchange;
+    }, ["request_start"]);
+    up.script({ kind: "json" });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chat("up/gpt-4o-mini"),
+    });
+    await res.body?.cancel();
+    off();
+    assert.ok(exchange);
+    const bus = gw.runtime.events;
+    bus.emit({ type: "cache", exchange, result: "hit" });
+    bus.emit({ type: "cache", exchange, result: "hit" });
+    bus.emit({ type: "cache", exchange, result: "miss" });
+    bus.emit({
+      type: "rate_limit",
+      exchange,
+      scope: "app_key",
+      decision: "deny",
+      metric: "requests",
+      used: 10,
+      limit: 10,
+    });
+    bus.emit({
+      type: "breaker_decision",
+      exchange,
+      provider: "up",
+      model: "made-up-model",
+      decision: "bypass",
+      reason: "no_fallback_configured",
+      outcome: "none",
+    });
+    const text = await (await gw.request("/metrics")).text();
+    assert.equal(sample(text, "llm_gateway_cache_hits_total"), 2);
+    assert.equal(sample(text, 'pilotfish_cache_lookups_total{result="miss"}'), 1);
+    assert.equal(
+      sample(
+        text,
+        'pilotfish_rate_limit_decisions_total{scope="app_key",decision="deny",metric="requests"}',
+      ),
+      1,
+    );
+    assert.equal(
+      sample(
+        text,
+        'pilotfish_breaker_bypass_total{provider="up",model="other",reason="no_fallback_configured",outcome="none"}',
+      ),
+      1,
+    );
+    const status = await (await gw.request("/api/v1/status")).json();
+    assert.deepEqual(status.stats.cache, { hits: 2, misses: 1, hit_rate: 2 / 3 });
+    assert.deepEqual(status.stats.rate_limits, [
+      { scope: "app_key", metric: "requests", used: 10, limit: 10, denied: 1 },
+    ]);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { createRollup } from "../../src/telemetry/rollup.ts";
+import type { Exchange } from "../../src/pipeline/exchange.ts";
+import type { TelemetryEvent } from "../../src/pipeline/events.ts";
+
+/** Just what the rollup reads of an exchange. */
+const exchange = (over: Partial<Exchange> = {}) =>
+  ({
+    schema: "openai_chat",
+    provider: "up",
+    cost: 0.5,
+    overheadMs: 0.25,
+    ended: false,
+    response: null,
+    ...over,
+  }) as unknown as Exchange;
+
+const end = (ex: Exchange, status = 200): TelemetryEvent => ({
+  type: "request_end",
+  exchange: ex,
+  status,
+  outcome: "complete",
+  duration_ms: 10,
+  usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+});
+
+Deno.test("createRollup(): today's counters reset at UTC midnight; percentiles over recent requests", () => {
+  let t = Date.UTC(2026, 0, 1, 23, 59, 0);
+  const r = createRollup(() => t);
+  r.listener(end(exchange()));
+  r.listener(end(exchange(), 502));
+  r.listener(end(exchange({ schema: null }))); // /health, /metrics: not counted
+  let s = r.snapshot();
+  assert.equal(s.day, "2026-01-01");
+  assert.equal(s.requests, 2);
+  assert.deepEqual(s.errors, { "5xx": 1 });
+  assert.deepEqual(s.tokens, { input: 6, output: 4 });
+  assert.equal(s.cost_usd, 1);
+  assert.deepEqual(s.latency_ms, { p50: 10, p99: 10 });
+  assert.deepEqual(s.overhead_ms, { p50: 0.25, p99: 0.25 });
+  t += 120_000; // past midnight
+  s = r.snapshot();
+  assert.equal(s.day, "2026-01-02");
+  assert.equal(s.requests, 0);
+  assert.deepEqual(s.errors, {});
+});

@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { startGateway } from "../../helpers/in_process.ts";
+import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
+import { parseConfigText } from "../../../src/config/mod.ts";
+import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+  attributes: { key: string; value: Record<string, unknown> }[];
+  status?: { code?: number };
+}
+
+/** An OTLP/HTTP receiver: decodes each JSON export request into its spans. */
+function startReceiver() {
+  const spans: OtlpSpan[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    assert.equal(new URL(req.url).pathname, "/v1/traces");
+    assert.match(req.headers.get("content-type") ?? "", /application\/json/);
+    const body = await req.json() as {
+      resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[];
+    };
+    for (const rs of body.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans);
+    return Response.json({});
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, spans, close: () => server.shutdown() };
+}
+
+const attr = (s: OtlpSpan, key: string): unknown => {
+  const v = s.attributes.find((a) => a.key === key)?.value;
+  return v === undefined ? undefined : Object.values(v)[0];
+};
+
+Deno.test("traces: a streamed request that retried and failed over, exported over OTLP/HTTP", async () => {
+  const receiver = startReceiver();
+  const a = startFakeUpstream();
+  const b = startFakeUpstream();
+  const yaml = `
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-trace-a }], models: [gpt-4o-mini] }
+  b: { base_url: "${b.url}/v1", keys: [{ key: sk-trace-b }], models: [gpt-4o-mini] }
+routing:
+  models:
+    gpt-4o-mini: { providers: [a, b] }
+  failover:
+    max_retries: 1
+    backoff: { initial: 1ms, max: 2ms }
+plugins:
+  tracing: { endpoint: "${
+    receiver.url.slice("http://".length)
+  }", service_name: pf-test, insecure: true }
+`;
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  const gw = startGateway(yaml);
+  try {
+    a.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+    b.script({ kind: "stream", chunks: ["Hel", "lo"], includeUsage: true });
+    const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { traceparent: `00-${clientTrace}-00f067aa0ba902b7-01` },
+      body: JSON.stringify({
+        model: "gpt-4o-mini",
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    const overhead = Number(res.headers.get("x-pilotfish-overhead-ms"));
+    assert.ok(Number.isFinite(overhead) && overhead >= 0);
+    const text = await res.text();
+    const streamEnded = Date.now();
+    assert.match(text, /\[DONE\]/);
+    await gw.runtime.observability.flushTraces();
+
+    const server = receiver.spans.find((s) => s.kind === 2);
+    assert.ok(server, "a server span");
+    assert.equal(server.traceId, clientTrace, "the client's trace continued");
+    assert.equal(server.parentSpanId, "00f067aa0ba902b7");
+    assert.equal(server.name, "POST /v1/chat/completions");
+    assert.equal(attr(server, "gen_ai.request.model"), "gpt-4o-mini");
+    assert.equal(attr(server, "gen_ai.provider.name"), "b");
+    assert.equal(attr(server, "gen_ai.usage.input_tokens"), 7);
+    assert.equal(attr(server, "gen_ai.usage.output_tokens"), 3);
+
+    const clients = receiver.spans.filter((s) => s.kind === 3)
+      .sort((x, y) => Number(BigInt(x.startTimeUnixNano) - BigInt(y.startTimeUnixNano)));
+    assert.deepEqual(clients.map((s) => attr(s, "gen_ai.provider.name")), ["a", "a", "b"]);
+    for (const c of clients) {
+      assert.equal(c.traceId, clientTrace);
+      assert.equal(c.parentSpanId, server.spanId, "attempts are siblings under the server span");
+      assert.equal(c.name, "chat gpt-4o-mini");
+    }
+    assert.equal(attr(clients[0]!, "http.response.status_code"), 503);
+    assert.equal(clients[0]!.status?.code, 2, "a failed attempt is an error");
+    assert.equal(attr(clients[2]!, "gen_ai.usage.output_tokens"), 3);
+
+    // Each upstream got its own attempt's span as parent.
+    const sent = [...a.requests, ...b.requests].map((r) => r.headers.get("traceparent"));
+    assert.deepEqual(sent, clients.map((c) => `00-${clientTrace}-${c.spanId}-01`));
+
+    // The winner's span and the server span end with the stream, not at its first chunk.
+    const endMs = (s: OtlpSpan) => Number(BigInt(s.endTimeUnixNano) / 1_000_000n);
+    assert.ok(endMs(clients[2]!) <= streamEnded + 5);
+    assert.ok(endMs(server) >= endMs(clients[2]!));
+    assert.ok(endMs(clients[2]!) > endMs(clients[1]!));
+  } finally {
+    await gw.close();
+    await a.close();
+    await b.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("traces: an unreachable collector never fails or blocks a request", async () => {
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-trace-c }] }
+telemetry:
+  tracing: { enabled: true, endpoint: "http://127.0.0.1:9/v1/traces" }
+`;
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  const gw = startGateway(yaml);
+  try {
+    up.script({ kind: "json" });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: "up/gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    await gw.runtime.observability.flushTraces();
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
