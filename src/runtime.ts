@@ -15,6 +15,7 @@ import {
 } from "./pipeline/stages.ts";
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
+import { createLimiter, type Limiter } from "./limits/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -54,6 +55,8 @@ export interface Runtime {
   readonly stages: StageChain;
   /** Telemetry events of this generation's requests. */
   readonly events: EventBus;
+  /** The rate limiter (its stage is in `stages`); null when no limit is configured. */
+  readonly limits: Limiter | null;
   /** A request started on this generation. */
   retain(): void;
   /** A request of this generation ended. */
@@ -98,9 +101,12 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   const events = createEventBus((error, event) =>
     logger.warn("event subscriber failed", { event: event.type, error })
   );
+  const now = deps.now ?? Date.now;
+  const limits = createLimiter(config, { logger, now, owner: deps.routing });
   const stages: Stage[] = [
     requestLogStage(logger),
     ...noopStages(deps.noopStages ?? 0),
+    ...(limits ? [limits.stage] : []),
     ...(deps.stages?.(config) ?? []),
   ];
   for (const stage of stages) {
@@ -117,7 +123,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     redact,
     random: deps.random,
     fetch,
-    now: deps.now ?? Date.now,
+    now,
     clock: deps.clock ?? PERFORMANCE_CLOCK,
     schedule: deps.schedule ?? realSchedule,
     routing: deps.routing,
@@ -132,6 +138,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     closing: deps.closing,
     stages: createStageChain(stages),
     events,
+    limits,
     retain() {
       inflight++;
     },
@@ -163,6 +170,8 @@ export function secretsOf(config: Config): string[] {
   const out: string[] = [];
   const cb = config.features.circuit_breaker.redis;
   if (cb?.password) out.push(cb.password);
+  const rl = config.features.rate_limiting.redis;
+  if (rl?.password) out.push(rl.password);
   const url = URL.parse(config.state.redis.url);
   if (url?.password) out.push(decodeURIComponent(url.password));
   if (config.server.admin_token) out.push(config.server.admin_token);

@@ -244,18 +244,32 @@ const circuitBreakerSchema = strictObject({
   redis: opt(redisConn),
 });
 
+/**
+ * What a limit does while its shared (Redis) store is unreachable: `open` admits up to this
+ * sidecar's share of it, `closed` refuses what it covers.
+ */
+const limitFailMode = v.picklist(["open", "closed"]);
+
 /** llm-proxy's limit keys (0 = unlimited), globally and per user. */
 const proxyLimitKeys = {
   requests_per_minute: opt(int(0), 0),
   tokens_per_minute: opt(int(0), 0),
   requests_per_day: opt(int(0), 0),
   tokens_per_day: opt(int(0), 0),
+  fail_mode: opt(limitFailMode),
 };
+
+/** Per-user limits (user id → limits), in place of the global ones for that user. */
+const perUserOverrides = opt(
+  strictObject({ per_user: opt(mapOf(strictObject(proxyLimitKeys)), {}) }),
+  {},
+);
 
 /** llm-proxy's `features.rate_limiting`. */
 const rateLimitingSchema = strictObject({
   enabled: opt(bool(), false),
-  backend: opt(v.picklist(["memory", "redis"]), "memory"),
+  /** Where every limit (of any dialect) counts; `state.backend` when absent. */
+  backend: opt(v.picklist(["memory", "redis"])),
   estimation: opt(
     strictObject({
       max_sample_bytes: opt(int(0), 20_000),
@@ -265,26 +279,21 @@ const rateLimitingSchema = strictObject({
     }),
     {},
   ),
-  limits: opt(
-    strictObject({
-      ...proxyLimitKeys,
-      overrides: opt(
-        strictObject({
-          /** Per-user limits (user id → limits), in place of the global ones for that user. */
-          per_user: opt(mapOf(strictObject(proxyLimitKeys)), {}),
-        }),
-        {},
-      ),
-    }),
-    {},
-  ),
+  limits: opt(strictObject({ ...proxyLimitKeys, overrides: perUserOverrides }), {}),
+  /** The issue's spelling: `overrides.per_user` beside `limits` (both are read). */
+  overrides: perUserOverrides,
   redis: opt(redisConn),
+  /** Redis backend: sidecars sharing the limits; each falls back to its share when Redis is down. */
+  fleet_size: opt(int(1), 1),
+  /** The fraction of each limit one sidecar admits alone while Redis is down (1 / fleet_size). */
+  fallback_share: opt(v.pipe(number(), v.gtValue(0), v.maxValue(1))),
 });
 
 /** llm-gateway's `{ requests, window }` budget. */
 const requestWindow = strictObject({
   requests: int(1),
   window: duration(),
+  fail_mode: opt(limitFailMode),
 });
 
 /** llm-gateway's `rateLimit` (global / per key / per model), validated here; enforced by the limiter. */
@@ -293,6 +302,15 @@ const rateLimitSchema = strictObject({
   global: opt(requestWindow),
   per_key: opt(requestWindow),
   per_model: opt(mapOf(requestWindow), {}),
+  /** Ours, in llm-gateway's style: per provider (the provider a request is routed to). */
+  per_provider: opt(mapOf(requestWindow), {}),
+});
+
+/** Butter's `plugins.ratelimit`: a token bucket of `requests_per_minute`, global or per IP. */
+const butterRateLimitSchema = strictObject({
+  requests_per_minute: int(1),
+  per_ip: opt(bool(), false),
+  fail_mode: opt(limitFailMode),
 });
 
 /** The response cache: llm-gateway's keys and Butter's (`max_entries`, `redis`). */
@@ -349,7 +367,7 @@ export const configSchema = strictObject({
   ),
   routing: opt(routingSchema, {}),
   // Butter's plugin blocks (ratelimit, requestlog, metrics, tracing, wasm, ...).
-  plugins: reserved(),
+  plugins: opt(v.objectWithRest({ ratelimit: opt(butterRateLimitSchema) }, v.unknown()), {}),
   features: opt(
     strictObject({
       circuit_breaker: opt(circuitBreakerSchema, {}),
@@ -417,6 +435,8 @@ export interface RoutingConfig extends Omit<RawConfig["routing"], "aliases"> {
 export type ModelRouteConfig = RoutingConfig["models"][string];
 export type FailoverConfig = RoutingConfig["failover"];
 export type CircuitBreakerConfig = RawConfig["features"]["circuit_breaker"];
+export type RateLimitingConfig = RawConfig["features"]["rate_limiting"];
+export type RateLimitConfig = RawConfig["rate_limit"];
 
 /**
  * Fill in a provider's type and base URL from its preset (null type means "unknown"), and

@@ -66,7 +66,9 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     }
   }
   const redisUrls = [
-    config.state.backend === "redis" ? config.state.redis.url : null,
+    config.state.backend === "redis" || config.features.rate_limiting.backend === "redis"
+      ? config.state.redis.url
+      : null,
     config.features.circuit_breaker.redis
       ? `redis://${config.features.circuit_breaker.redis.address}`
       : null,

@@ -122,11 +122,16 @@ export async function health(c: Context<AppEnv>): Promise<Response> {
       degraded_signal: cb.degraded_signal || DEFAULT_DEGRADED_SIGNAL,
     };
   }
+  const limits = rt.limits;
   return c.json({
     status: "healthy",
     timestamp: Math.floor(now / 1000),
     providers,
-    features: { cost_tracking: false, circuit_breaker: cb.enabled },
+    features: { cost_tracking: false, circuit_breaker: cb.enabled, rate_limiting: limits !== null },
     ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
+    // Per counter (rule × scope value) as this sidecar knows it; `notice` while on its share.
+    ...(limits
+      ? { rate_limiting: { enabled: true, ...limits.health(), usage: limits.usage() } }
+      : {}),
   });
 }

@@ -15,6 +15,7 @@ import {
 } from "../../src/breaker/mod.ts";
 import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
+import type { Stage } from "../../src/pipeline/stages.ts";
 import { createApp } from "../../src/server/app.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
@@ -42,6 +43,8 @@ export interface GatewayOptions {
    * memory store. The gateway closes it on `close()`.
    */
   readonly breakerStore?: (config: Config, logger: Logger) => BreakerStore;
+  /** Extra stages after the built-in ones (e.g. one that sets `ex.principal`). */
+  readonly stages?: (config: Config) => readonly Stage[];
 }
 
 /**
@@ -85,6 +88,7 @@ export function startGateway(
     routing: createRoutingState(opts.now),
     breakerStore,
     write,
+    ...(opts.stages ? { stages: opts.stages } : {}),
   });
   const app = createApp({ runtime: () => runtime, isReady: () => true });
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
@@ -121,6 +125,9 @@ export function startGateway(
     },
     async close() {
       await server?.shutdown();
+      // What the generation's stages hold (e.g. the rate limiter's Redis link).
+      runtime.retire();
+      await runtime.dispose();
       await breakerStore.close();
     },
   };
