@@ -12,7 +12,8 @@
  * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default),
  * BENCH_CONFIG (a YAML file whose top-level keys are appended to the daemon's config, to bench
  * a feature on vs off: e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock
- * upstream's origin, `{{TMP}}` the bench's temporary directory).
+ * upstream's origin, `{{TMP}}` the bench's temporary directory). BENCH_REDIS=1 starts a
+ * `redis-server` on a free port for the run and puts its URL in place of `{{REDIS}}`.
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -76,6 +77,7 @@ const settings: Settings = {
  */
 const stages = Math.floor(envNumber("BENCH_STAGES", 0));
 const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
+const withRedis = ["1", "true", "yes"].includes(Deno.env.get("BENCH_REDIS")?.trim() ?? "");
 
 const progress = (msg: string) => console.error(`[bench] ${msg}`);
 
@@ -336,6 +338,43 @@ async function main(): Promise<void> {
   await probe(bareTarget, bare);
   const barePid = await findProcess(bare.child.pid, "bare_proxy.ts") ?? bare.child.pid;
 
+  // A Redis for features that share state (BENCH_REDIS): no persistence, stopped at the end.
+  let redisUrl = "";
+  if (withRedis) {
+    const redisPort = freePort();
+    const redis = new Deno.Command("redis-server", {
+      args: [
+        "--port",
+        String(redisPort),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    undo.push(async () => {
+      try {
+        redis.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await redis.status;
+    });
+    redisUrl = `redis://127.0.0.1:${redisPort}`;
+    for (let i = 0; i < 100; i++) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port: redisPort })).close();
+        break;
+      } catch {
+        await sleep(50);
+      }
+    }
+    progress(`redis-server on ${redisUrl}`);
+  }
+
   // Pilotfish, started the way operators start it
   const port = freePort();
   const socket = `${tmp}/pf.sock`;
@@ -360,6 +399,7 @@ providers:
 ${
       extraConfigPath === undefined ? "" : (await Deno.readTextFile(extraConfigPath))
         .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp)
+        .replaceAll("{{REDIS}}", redisUrl)
     }`,
   );
   if (extraConfigPath !== undefined) progress(`config extended with ${extraConfigPath}`);
