@@ -401,8 +401,9 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
         lease.left = 0;
         lease.mine -= back;
         settle(lease, -back, "add").catch(() => {
-          // Not returned: it stays counted as ours (the next sync writes `mine`).
+          // Not known to be returned: still ours to use (the next sync writes `mine`).
           lease.mine += back;
+          lease.left += back;
         });
       }
     }
