@@ -172,7 +172,10 @@ export function secretsOf(config: Config): string[] {
   if (cb?.password) out.push(cb.password);
   const rl = config.features.rate_limiting.redis;
   if (rl?.password) out.push(rl.password);
-  const url = URL.parse(config.state.redis.url);
+  // A cluster URL (`redis+cluster://auth@h:p,h:p`) does not parse as one URL: its first node does.
+  const url = URL.parse(
+    config.state.redis.url.replace(/^(rediss?)\+cluster:/, "$1:").replace(/,.*$/, ""),
+  );
   if (url?.password) out.push(decodeURIComponent(url.password));
   if (config.server.admin_token) out.push(config.server.admin_token);
   for (const p of Object.values(config.providers)) {

@@ -339,6 +339,61 @@ const metricsSchema = strictObject({
   ),
 });
 
+/**
+ * The shared Redis: `url` (`redis://`, `rediss://` for TLS, or a cluster's seed nodes as
+ * `redis+cluster://host:port,host:port`), or `cluster: [urls]` (one scheme for all), which
+ * becomes that `redis+cluster://` URL.
+ */
+const redisStateSchema = v.pipe(
+  strictObject({
+    url: opt(
+      v.pipe(
+        str(),
+        v.check(
+          (u) => /^rediss?(\+cluster)?:\/\/\S+$/.test(u),
+          "Must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL",
+        ),
+      ),
+    ),
+    cluster: opt(
+      v.pipe(
+        listOf(
+          v.pipe(
+            str(),
+            v.check(
+              (u) => /^rediss?:\/\/[^/\s,]+\/?$/.test(u),
+              "Must be a redis:// or rediss:// URL",
+            ),
+          ),
+        ),
+        v.minLength(1, "List at least one node"),
+        v.check(
+          (urls) => new Set(urls.map((u) => u.split(":")[0])).size === 1,
+          "Use one scheme (redis:// or rediss://) for every node",
+        ),
+      ),
+    ),
+  }),
+  v.check(
+    (r) => r.url === undefined || r.cluster === undefined,
+    "Set either url or cluster, not both",
+  ),
+  v.transform(({ url, cluster }) => ({
+    url: cluster === undefined ? url ?? "redis://127.0.0.1:6379" : clusterUrl(cluster),
+    ...(cluster !== undefined ? { cluster } : {}),
+  })),
+);
+
+/** `redis[s]+cluster://[auth@]host:port,…`: the nodes' scheme, the first node's credentials. */
+function clusterUrl(nodes: readonly string[]): string {
+  const first = new URL(nodes[0] as string);
+  const auth = first.username || first.password
+    ? `${first.username}${first.password ? `:${first.password}` : ""}@`
+    : "";
+  const hosts = nodes.map((u) => new URL(u).host).join(",");
+  return `${first.protocol.slice(0, -1)}+cluster://${auth}${hosts}`;
+}
+
 /** Sections later capabilities own: accepted as-is now, validated by their modules. */
 const reserved = () => opt(mapOf(v.unknown()), {});
 
@@ -378,7 +433,7 @@ export const configSchema = strictObject({
   state: opt(
     strictObject({
       backend: opt(v.picklist(["memory", "redis"]), "memory"),
-      redis: opt(strictObject({ url: opt(str(), "redis://127.0.0.1:6379") }), {}),
+      redis: opt(redisStateSchema, {}),
     }),
     {},
   ),

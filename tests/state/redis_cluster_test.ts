@@ -5,6 +5,8 @@
  * with its sidecars on that cluster.
  */
 import assert from "node:assert/strict";
+import { parseConfigText } from "../../src/config/mod.ts";
+import { planGrants } from "../../src/permissions/mod.ts";
 import { createRedisLink, luaScript, parseRedisTarget } from "../../src/state/redis_link.ts";
 import { StateCommandError } from "../../src/state/store.ts";
 import { startRedisCluster } from "../helpers/redis_cluster.ts";
@@ -25,6 +27,32 @@ Deno.test("parseRedisTarget() reads one Redis or a cluster's seed nodes, refuses
   assert.equal(parseRedisTarget("http://a:1"), null);
   assert.equal(parseRedisTarget("redis+cluster://"), null);
   assert.equal(parseRedisTarget("redis+cluster://,"), null);
+});
+
+Deno.test("state.redis.cluster: seed nodes become a redis+cluster:// URL, each one granted", () => {
+  const text = `
+state:
+  backend: redis
+  redis:
+    cluster: ["redis://:pw@10.0.0.1:7000", "redis://10.0.0.2:7001/"]
+`;
+  const config = parseConfigText(text, () => undefined, "c.yaml").config;
+  assert.equal(config.state.redis.url, "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001");
+  const grants = planGrants(config, { configPath: null, configText: text, cwd: "/" });
+  assert.ok(grants.net.includes("10.0.0.1:7000"));
+  assert.ok(grants.net.includes("10.0.0.2:7001"));
+  const bad = (redis: string) =>
+    assert.throws(() => parseConfigText(`state: { redis: ${redis} }`, () => undefined, "b.yaml"));
+  bad(`{ cluster: [] }`);
+  bad(`{ cluster: ["rediss://a:1", "redis://b:2"] }`);
+  bad(`{ cluster: ["http://a:1"] }`);
+  bad(`{ url: "redis://a:1", cluster: ["redis://b:2"] }`);
+  bad(`{ url: "memcached://a:1" }`);
+  assert.equal(
+    parseConfigText(`state: { redis: { url: "rediss+cluster://a:1,b:2" } }`, () => undefined, "r")
+      .config.state.redis.url,
+    "rediss+cluster://a:1,b:2",
+  );
 });
 
 const TWO_KEYS = luaScript(`
