@@ -9,6 +9,7 @@ import type { Stage } from "../pipeline/stages.ts";
 import type { Logger } from "../telemetry/mod.ts";
 import type { BackendHealth, LimitBackend, UsageRow } from "./backend.ts";
 import { CounterMap, createMemoryBackend } from "./memory.ts";
+import { createRedisBackend } from "./redis.ts";
 import { type Rule, rulesOf } from "./policy.ts";
 import { limitStage } from "./stage.ts";
 
@@ -47,7 +48,7 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
   let shared: Promise<void> = Promise.resolve();
   if (backendKind === "redis") {
     const share = rl.fallback_share ?? 1 / rl.fleet_size;
-    const lazy = lazyRedis(config, deps, share);
+    const lazy = sharedBackend(config, deps, share);
     backend = lazy.backend;
     shared = lazy.shared;
   } else {
@@ -66,23 +67,26 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
 }
 
 /**
- * The Redis backend, loaded on first use (the daemon's module graph carries the Redis client
- * only when a config needs it). Until it has loaded, each sidecar admits its share.
+ * The Redis backend. Its link (and the Redis client) is loaded on first use, so the daemon's
+ * module graph carries it only when a config needs it; until it is up, each sidecar admits
+ * its share, counted by the same backend so nothing is forgotten when the link comes up.
  */
-function lazyRedis(
+function sharedBackend(
   config: Config,
   deps: LimiterDeps,
   share: number,
 ): { backend: LimitBackend; shared: Promise<void> } {
   const rl = config.features.rate_limiting;
-  const interim = createMemoryBackend(new CounterMap(), share);
-  let real: LimitBackend | null = null;
+  const backend = createRedisBackend({
+    logger: deps.logger,
+    fleetSize: rl.fleet_size,
+    fallbackShare: share,
+    now: deps.now,
+  });
   const { promise: shared, resolve: markShared } = Promise.withResolvers<void>();
-  const loading = (async () => {
-    const [{ createRedisLink }, { createRedisBackend }] = await Promise.all([
-      import("../state/redis_link.ts"),
-      import("./redis.ts"),
-    ]);
+  let closing = false;
+  const linking = import("../state/redis_link.ts").then(({ createRedisLink }) => {
+    if (closing) return;
     const conn = rl.redis;
     const link = createRedisLink({
       url: conn ? `redis://${conn.address}` : config.state.redis.url,
@@ -91,41 +95,23 @@ function lazyRedis(
       name: "limits",
       logger: deps.logger,
     });
+    backend.attach(link);
     const stop = link.onStateChange((ready) => {
-      if (ready) {
-        stop();
-        markShared();
-      }
+      if (!ready) return;
+      stop();
+      markShared();
     });
-    if (link.ready()) markShared();
-    real = createRedisBackend({
-      link,
-      logger: deps.logger,
-      fleetSize: rl.fleet_size,
-      fallbackShare: share,
-      now: deps.now,
-    });
-    return real;
-  })();
-  loading.catch((error) =>
-    deps.logger.error("rate limits: Redis backend failed to load", { error })
-  );
-  const backend: LimitBackend = {
-    admit: (checks, costs, now) => (real ?? interim).admit(checks, costs, now),
-    adjust: (state, delta, now) => (real ?? interim).adjust(state, delta, now),
-    usage: (now) => (real ?? interim).usage(now),
-    health: () =>
-      real?.health() ?? {
-        backend: "redis",
-        mode: "fallback",
-        fleet_size: rl.fleet_size,
-        fallback_share: share,
-        notice: "Connecting to Redis: this sidecar admits its share of each limit",
+  });
+  linking.catch((error) => deps.logger.error("rate limits: no Redis link", { error }));
+  return {
+    backend: {
+      ...backend,
+      async close() {
+        closing = true;
+        await linking.catch(() => {});
+        await backend.close();
       },
-    async close() {
-      const b = await loading.catch(() => null);
-      await b?.close();
     },
+    shared,
   };
-  return { backend, shared };
 }

@@ -22,11 +22,17 @@
  * @module
  */
 import type { Logger } from "../telemetry/mod.ts";
-import { luaScript, type RedisCommands, type RedisLink } from "../state/redis_link.ts";
+import { createHash } from "node:crypto";
+import type { LuaScript, RedisCommands, RedisLink } from "../state/redis_link.ts";
 import type { Admission, BackendHealth, CheckState, LimitBackend, UsageRow } from "./backend.ts";
 import { longestWait } from "./backend.ts";
 import { admitLocal, CounterMap, keyOf } from "./memory.ts";
 import { type Check, windowStart } from "./policy.ts";
+
+/** Like the link's `luaScript`, without loading the Redis client before a link is made. */
+function luaScript(src: string): LuaScript {
+  return { src, sha: createHash("sha1").update(src).digest("hex") };
+}
 
 /**
  * Borrow from a fixed window. KEYS[1]: the window's hash. ARGV: sidecar, limit, need (the
@@ -99,7 +105,6 @@ return {grant, tostring(level)}
 `);
 
 export interface RedisBackendOptions {
-  readonly link: RedisLink;
   readonly logger: Logger;
   /** Sidecars sharing the limits (lease sizes, the fallback share). */
   readonly fleetSize: number;
@@ -132,8 +137,21 @@ interface Lease {
 
 const DEFAULT_PREFIX = "pilotfish:rl:";
 
-export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
-  const { link, logger, fleetSize } = opts;
+/** The backend, in fallback until `attach` gives it its link (loaded on demand). */
+export interface RedisBackend extends LimitBackend {
+  /** Call right after creating the link, so its first connection runs the sync hook too. */
+  attach(link: RedisLink): void;
+}
+
+export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
+  const { logger, fleetSize } = opts;
+  let link: RedisLink | null = null;
+  const ready = () => link !== null && link.ready();
+  /** The attached link (only called where `ready()` held, or to settle on it). */
+  const linked = (): RedisLink => {
+    if (link === null) throw new Error("rate limits: no Redis link yet");
+    return link;
+  };
   const share = opts.fallbackShare;
   const prefix = opts.prefix ?? DEFAULT_PREFIX;
   const sidecar = opts.sidecarId ?? crypto.randomUUID();
@@ -181,14 +199,20 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
     const rule = lease.check.rule;
     const want = need + chunkOf(lease);
     if (rule.algorithm === "bucket") {
-      const r = await link.eval(BUCKET, [lease.key], [rule.limit, rule.windowMs, need, want, 0]);
+      const r = await linked().eval(BUCKET, [lease.key], [
+        rule.limit,
+        rule.windowMs,
+        need,
+        want,
+        0,
+      ]);
       const [granted, level] = r as [number, string];
       lease.left += granted;
       lease.mine += granted;
       lease.knownUsed = rule.limit - Number(level);
       return granted;
     }
-    const r = await link.eval(BORROW_WINDOW, [lease.key], [
+    const r = await linked().eval(BORROW_WINDOW, [lease.key], [
       sidecar,
       rule.limit,
       need,
@@ -213,7 +237,12 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
     return p;
   };
 
-  const settle = (lease: Lease, value: number, mode: "add" | "set", via: RedisCommands = link) => {
+  const settle = (
+    lease: Lease,
+    value: number,
+    mode: "add" | "set",
+    via: RedisCommands = linked(),
+  ) => {
     const rule = lease.check.rule;
     if (rule.algorithm === "bucket") {
       // A bucket takes returned permits back; a reconciled excess is drawn from it.
@@ -257,7 +286,7 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
       lease.left -= cost;
       lease.lastUsed = now;
       states.push(stateOf(lease, cost, now, false));
-      if (lease.pending === null && lease.left <= chunkOf(lease) / 2 && link.ready()) {
+      if (lease.pending === null && lease.left <= chunkOf(lease) / 2 && ready()) {
         topUp(lease, 1).catch(() => {/* the link logs the outage; the next request falls back */});
       }
     }
@@ -357,34 +386,6 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
     return consume(ls, costs, now);
   };
 
-  // Back from an outage: write what this sidecar really took into its fields before the
-  // link turns ready, so the fleet's sum is true (Redis may have come back empty).
-  const stopHook = link.onConnect(async (session) => {
-    const now = opts.now();
-    for (const [k, lease] of leases) {
-      const rule = lease.check.rule;
-      if (rule.algorithm === "window" && lease.at !== windowStart(rule, now)) {
-        leases.delete(k);
-        continue;
-      }
-      if (rule.algorithm === "bucket") {
-        lease.left = 0;
-        lease.mine = 0;
-        continue;
-      }
-      if (lease.mine > 0) lease.knownUsed = Number(await settle(lease, lease.mine, "set", session));
-    }
-    fallbackBuckets.entries.clear();
-  });
-  const stopState = link.onStateChange((ready) => {
-    if (ready) logger.info("rate limits: Redis reachable, limits shared by the fleet again", {});
-    else {
-      logger.warn("rate limits: Redis unreachable, each sidecar admits its share", {
-        fallback_share: share,
-      });
-    }
-  });
-
   // Unused permits go back when a counter goes quiet; past windows are forgotten.
   const sweeper = setInterval(() => {
     const now = opts.now();
@@ -395,7 +396,7 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
         continue;
       }
       if (
-        lease.left > 0 && lease.pending === null && now - lease.lastUsed >= idleMs && link.ready()
+        lease.left > 0 && lease.pending === null && now - lease.lastUsed >= idleMs && ready()
       ) {
         const back = lease.left;
         lease.left = 0;
@@ -410,9 +411,44 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
   }, Math.max(100, Math.floor(idleMs / 2)));
   Deno.unrefTimer(sweeper);
 
+  const stops: (() => unknown)[] = [];
+  const attach = (l: RedisLink) => {
+    link = l;
+    // Back from an outage: write what this sidecar really took into its fields before the
+    // link turns ready, so the fleet's sum is true (Redis may have come back empty).
+    stops.push(l.onConnect(async (session) => {
+      const now = opts.now();
+      for (const [k, lease] of leases) {
+        const rule = lease.check.rule;
+        if (rule.algorithm === "window" && lease.at !== windowStart(rule, now)) {
+          leases.delete(k);
+          continue;
+        }
+        if (rule.algorithm === "bucket") {
+          lease.left = 0;
+          lease.mine = 0;
+          continue;
+        }
+        if (lease.mine > 0) {
+          lease.knownUsed = Number(await settle(lease, lease.mine, "set", session));
+        }
+      }
+      fallbackBuckets.entries.clear();
+    }));
+    stops.push(l.onStateChange((up) => {
+      if (up) logger.info("rate limits: Redis reachable, limits shared by the fleet again", {});
+      else {
+        logger.warn("rate limits: Redis unreachable, each sidecar admits its share", {
+          fallback_share: share,
+        });
+      }
+    }));
+  };
+
   return {
+    attach,
     admit(checks, costs, now) {
-      if (closed || !link.ready()) return fallback(checks, costs, now);
+      if (closed || !ready()) return fallback(checks, costs, now);
       const ls = checks.map((c) => leaseOf(c, now));
       for (let i = 0; i < ls.length; i++) {
         if ((ls[i] as Lease).left < (costs[i] as number)) return slow(checks, costs, ls, now);
@@ -433,7 +469,7 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
       if (rest <= 0) return;
       lease.mine += rest;
       lease.lastUsed = now;
-      if (link.ready()) {
+      if (ready()) {
         settle(lease, rest, "add").catch(() => {/* `mine` is written back on reconnect */});
       }
     },
@@ -455,13 +491,13 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
       return rows;
     },
     health(): BackendHealth {
-      const ready = link.ready();
+      const shared = ready();
       return {
         backend: "redis",
-        mode: ready ? "shared" : "fallback",
+        mode: shared ? "shared" : "fallback",
         fleet_size: fleetSize,
         fallback_share: share,
-        ...(ready ? {} : {
+        ...(shared ? {} : {
           notice: `Redis unreachable: this sidecar admits its share (${
             Math.round(share * 1000) / 10
           } %) of each limit with fail_mode open and refuses those with fail_mode closed`,
@@ -472,16 +508,15 @@ export function createRedisBackend(opts: RedisBackendOptions): LimitBackend {
       if (closed) return;
       closed = true;
       clearInterval(sweeper);
-      stopHook();
-      stopState();
+      for (const stop of stops) stop();
       // Give back what this sidecar holds, so the fleet can use it.
-      if (link.ready()) {
+      if (ready()) {
         await Promise.allSettled(
           [...leases.values()].filter((l) => l.left > 0).map((l) => settle(l, -l.left, "add")),
         );
       }
       leases.clear();
-      await link.close();
+      await link?.close();
     },
   };
 }

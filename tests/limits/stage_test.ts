@@ -5,8 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { startGateway, testClock } from "../helpers/in_process.ts";
+import { closedPort, startGateway, testClock } from "../helpers/in_process.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
+import { createControl } from "../../src/pipeline/control.ts";
+import { buildRuntime } from "../../src/runtime.ts";
+import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
 
 const chat = (extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) => ({
   method: "POST",
@@ -265,6 +268,95 @@ features:
     for (const h of LIMIT_HEADERS) assert.ok(limited.headers.get(h), `missing ${h}`);
     assert.equal((await limited.json()).error.code, "rate_limited");
     assert.equal(up.requests.length, 1);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("Redis unreachable: fail_mode open admits this sidecar's share, closed refuses; /health says so", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+state:
+  backend: redis
+  redis: { url: "redis://127.0.0.1:${closedPort()}" }
+features:
+  rate_limiting:
+    enabled: true
+    fleet_size: 4
+    limits: { requests_per_minute: 8 }
+rate_limit:
+  enabled: true
+  per_model:
+    closed-model: { requests: 100, window: 1m, fail_mode: closed }
+`);
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      statuses.push((await drain(await gw.request("/v1/chat/completions", chat()))).status);
+    }
+    assert.deepEqual(statuses, [200, 200, 429], "a share of 8 / 4 = 2");
+    const closed = await gw.request(
+      "/v1/chat/completions",
+      chat({ model: "up/closed-model" }),
+    );
+    assert.equal(closed.status, 429);
+    assert.equal(closed.headers.get("x-ratelimit-reason"), "rate limit store unavailable");
+    await closed.body?.cancel();
+    const health = await (await gw.request("/health")).json();
+    assert.equal(health.rate_limiting.backend, "redis");
+    assert.equal(health.rate_limiting.mode, "fallback");
+    assert.equal(health.rate_limiting.fallback_share, 0.25);
+    assert.match(health.rate_limiting.notice, /share/);
+    assert.equal(up.requests.length, 2);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("control.state().limits: usage per scope; memory counters outlive a config reload", async () => {
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits:
+      requests_per_minute: 5
+      overrides: { per_user: { carol: { requests_per_minute: 2 } } }
+`;
+  const gw = startGateway(yaml);
+  try {
+    await drain(await gw.request("/v1/chat/completions", chat()));
+    await drain(await gw.request("/v1/chat/completions", chat({ user: "carol" })));
+    const control = createControl({ current: () => gw.runtime });
+    const limits = control.state().limits!;
+    assert.equal(limits.health.backend, "memory");
+    const rows = limits.usage.map((r) => `${r.scope} ${r.used}/${r.limit}`).sort();
+    assert.deepEqual(rows, ["global 1/5", "user:carol 1/2"]);
+    // A new generation of the same config keeps counting where the last one was.
+    const next = buildRuntime(gw.runtime.config, 2, {
+      fetch,
+      random: Math.random,
+      routing: gw.runtime.routing,
+      breakerStore: createMemoryBreakerStore(
+        breakerTiming(gw.runtime.config.features.circuit_breaker),
+      ),
+      write: () => {},
+    });
+    try {
+      assert.deepEqual(
+        next.limits!.usage().map((r) => `${r.scope} ${r.used}`).sort(),
+        ["global 1", "user:carol 1"],
+      );
+    } finally {
+      next.retire();
+      await next.dispose();
+    }
   } finally {
     await gw.close();
     await up.close();
