@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Config } from "../config/mod.ts";
+import { CREDENTIAL_HEADERS } from "../providers/shared/native_auth.ts";
 
 export type ScopeKind = "global" | "key" | "user" | "ip" | "model" | "provider";
 export type Metric = "requests" | "tokens";
@@ -261,11 +262,20 @@ export function fingerprint(secret: string): string {
   return createHash("sha256").update(secret).digest("hex").slice(0, 16);
 }
 
-/** The client's credential, for `key:`/`user:` scopes when nothing better identifies it. */
-export function credentialOf(headers: Headers, search: URLSearchParams | null): string | null {
-  const auth = headers.get("authorization");
-  if (auth) return auth.replace(/^(Bearer|Basic)\s+/i, "");
-  return headers.get("x-api-key") ?? headers.get("x-goog-api-key") ?? search?.get("key") ?? null;
+/**
+ * The client's credential, for `key:`/`user:` scopes when nothing better identifies it: in
+ * any API's credential header, else in the query parameter its API takes (`queryParam`).
+ */
+export function credentialOf(
+  headers: Headers,
+  search: URLSearchParams | null,
+  queryParam: string | null = null,
+): string | null {
+  for (const name of CREDENTIAL_HEADERS) {
+    const value = headers.get(name)?.replace(/^(Bearer|Basic)\s+/i, "").trim();
+    if (value) return value;
+  }
+  return queryParam !== null ? search?.get(queryParam) || null : null;
 }
 
 /**
@@ -277,6 +287,7 @@ export function userIdOf(
   body: unknown,
   search: URLSearchParams | null,
   ip: string | undefined,
+  queryParam: string | null = null,
 ): string | undefined {
   const header = headers.get("x-user-id")?.trim();
   if (header) return header;
@@ -289,7 +300,7 @@ export function userIdOf(
   }
   const query = search?.get("llm_user_id");
   if (query) return query;
-  const cred = credentialOf(headers, search);
+  const cred = credentialOf(headers, search, queryParam);
   if (cred) return `cred-${fingerprint(cred)}`;
   return ip;
 }

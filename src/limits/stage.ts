@@ -50,11 +50,16 @@ export function limitStage(opts: LimitStageOptions): Stage {
 
   const subjectOf = (ex: Exchange, body: unknown): Subject => {
     const target = ex.targets[0];
+    const provider = target?.provider ?? ex.provider;
     const search = needUser || needKey ? new URLSearchParams(ex.search) : null;
+    // The query parameter a provider's native API takes a key in (passthrough routes).
+    const queryParam = search !== null && provider !== undefined
+      ? ex.runtime.adapters.get(provider)?.native?.auth.queryParam ?? null
+      : null;
     let key: string | undefined;
     if (needKey) {
       const app = ex.principal.appKey;
-      const cred = app ?? credentialOf(ex.headers, search);
+      const cred = app ?? credentialOf(ex.headers, search, queryParam);
       // An app key id is shown as is; a secret (a pf_ key, a provider credential) only hashed.
       key = cred === null
         ? undefined
@@ -72,10 +77,10 @@ export function limitStage(opts: LimitStageOptions): Stage {
     if (inPath) models.push(decodeURIComponent(inPath[1] as string));
     return {
       key,
-      user: needUser ? userIdOf(ex.headers, body, search, ex.principal.ip) : undefined,
+      user: needUser ? userIdOf(ex.headers, body, search, ex.principal.ip, queryParam) : undefined,
       ip: ex.principal.ip,
       models,
-      provider: target?.provider ?? ex.provider,
+      provider,
     };
   };
 
