@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- the fleet test prints the admitted counts.
 /**
  * The limits' fleet scenario (run against one Redis by fleet_test.ts and against a
  * three-node Redis Cluster by fleet_cluster_test.ts): three sidecars (in-process gateways) share 300 requests/minute and 20,000
