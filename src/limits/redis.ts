@@ -401,11 +401,16 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         const back = lease.left;
         lease.left = 0;
         lease.mine -= back;
-        settle(lease, -back, "add").catch(() => {
-          // Not known to be returned: still ours to use (the next sync writes `mine`).
-          lease.mine += back;
-          lease.left += back;
-        });
+        settle(lease, -back, "add").then(
+          (used) => {
+            if (rule.algorithm === "window") lease.knownUsed = Number(used);
+          },
+          () => {
+            // Not known to be returned: still ours to use (the next sync writes `mine`).
+            lease.mine += back;
+            lease.left += back;
+          },
+        );
       }
     }
   }, Math.max(100, Math.floor(idleMs / 2)));
@@ -468,9 +473,15 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       const rest = delta - fromLease;
       if (rest <= 0) return;
       lease.mine += rest;
+      lease.knownUsed += rest;
       lease.lastUsed = now;
       if (ready()) {
-        settle(lease, rest, "add").catch(() => {/* `mine` is written back on reconnect */});
+        settle(lease, rest, "add").then(
+          (used) => {
+            if (lease.check.rule.algorithm === "window") lease.knownUsed = Number(used);
+          },
+          () => {/* `mine` is written back on reconnect */},
+        );
       }
     },
     usage(now) {
