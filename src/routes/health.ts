@@ -4,6 +4,15 @@ import { needsApiKey, type ProviderConfig } from "../config/mod.ts";
 import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
 
+/** Rows shown on `/health`: per-IP or per-user counters can be many; the tightest come first. */
+const USAGE_ROWS = 100;
+
+function usageBlock(limits: NonNullable<Runtime["limits"]>) {
+  const rows = limits.usage();
+  rows.sort((a, b) => a.remaining / a.limit - b.remaining / b.limit);
+  return { counters: rows.length, usage: rows.slice(0, USAGE_ROWS) };
+}
+
 /** `GET /healthz`: liveness, plain `ok` (Butter). */
 export function healthz(c: Context<AppEnv>): Response {
   c.get("exchange").errorFormat = "plain";
@@ -131,7 +140,7 @@ export async function health(c: Context<AppEnv>): Promise<Response> {
     ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
     // Per counter (rule × scope value) as this sidecar knows it; `notice` while on its share.
     ...(limits
-      ? { rate_limiting: { enabled: true, ...limits.health(), usage: limits.usage() } }
+      ? { rate_limiting: { enabled: true, ...limits.health(), ...usageBlock(limits) } }
       : {}),
   });
 }

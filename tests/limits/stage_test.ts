@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { closedPort, startGateway, testClock } from "../helpers/in_process.ts";
+import { startGateway, testClock } from "../helpers/in_process.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
 import { createControl } from "../../src/pipeline/control.ts";
 import { buildRuntime } from "../../src/runtime.ts";
@@ -276,12 +276,14 @@ features:
 
 Deno.test("Redis unreachable: fail_mode open admits this sidecar's share, closed refuses; /health says so", async () => {
   const up = startFakeUpstream();
+  // A port held by a listener that never answers: no other test can take it meanwhile.
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const gw = startGateway(`
 providers:
   up: { base_url: "${up.url}/v1" }
 state:
   backend: redis
-  redis: { url: "redis://127.0.0.1:${closedPort()}" }
+  redis: { url: "redis://127.0.0.1:${silent.addr.port}" }
 features:
   rate_limiting:
     enabled: true
@@ -314,6 +316,7 @@ rate_limit:
   } finally {
     await gw.close();
     await up.close();
+    silent.close();
   }
 });
 
