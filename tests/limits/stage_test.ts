@@ -365,3 +365,54 @@ features:
     await up.close();
   }
 });
+
+Deno.test("an upstream's X-LLM-Input-Tokens reconciles the estimate (passthrough)", async () => {
+  const up = startFakeUpstream();
+  up.script({ kind: "json", body: completionBody("ok"), headers: { "x-llm-input-tokens": "50" } });
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-test-0001 }] }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { tokens_per_minute: 1000 }
+`);
+  try {
+    const res = await drain(
+      await gw.request("/openai/v1/chat/completions", chat({ model: "gpt-4o" })),
+    );
+    assert.equal(res.status, 200);
+    // "hello there" is estimated at 3 tokens; the upstream said 50.
+    const used = gw.runtime.limits!.usage().find((r) => r.metric === "tokens")!.used;
+    assert.equal(used, 50);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("a stream's answer carries the headers; its 429 is a JSON error before any stream", async () => {
+  const up = startFakeUpstream();
+  up.script({ kind: "stream", includeUsage: true });
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 1 }
+`);
+  try {
+    const res = await gw.request("/v1/chat/completions", chat({ stream: true }));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-ratelimit-remaining"), "0");
+    assert.match(await res.text(), /\[DONE\]/);
+    const limited = await gw.request("/v1/chat/completions", chat({ stream: true }));
+    assert.equal(limited.status, 429);
+    assert.equal((await limited.json()).error.code, "rate_limited");
+    assert.equal(up.requests.length, 1);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
