@@ -133,7 +133,16 @@ interface Lease {
   knownUsed: number;
   lastUsed: number;
   pending: Promise<number> | null;
+  /**
+   * Redis had no room for `deniedNeed` units: until `deniedUntil` (wall ms) requests that
+   * need as much are refused here, so a flood over the limit costs no round trip each.
+   */
+  deniedUntil: number;
+  deniedNeed: number;
 }
+
+/** How long a refusal from Redis is trusted locally (permits may come back meanwhile). */
+const DENIED_MS = 100;
 
 const DEFAULT_PREFIX = "pilotfish:rl:";
 
@@ -181,6 +190,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         knownUsed: 0,
         lastUsed: now,
         pending: null,
+        deniedUntil: 0,
+        deniedNeed: 0,
       };
       leases.set(key, lease);
     }
@@ -210,6 +221,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       lease.left += granted;
       lease.mine += granted;
       lease.knownUsed = rule.limit - Number(level);
+      if (granted === 0) deny(lease, need);
       return granted;
     }
     const r = await linked().eval(BORROW_WINDOW, [lease.key], [
@@ -224,8 +236,17 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     lease.left += granted;
     lease.mine += granted;
     lease.knownUsed = used;
+    if (granted === 0) deny(lease, need);
     return granted;
   };
+
+  const deny = (lease: Lease, need: number) => {
+    lease.deniedUntil = opts.now() + DENIED_MS;
+    lease.deniedNeed = need;
+  };
+  /** Refused by Redis a moment ago for as much as this request needs. */
+  const denied = (lease: Lease, cost: number, now: number) =>
+    now < lease.deniedUntil && cost - lease.left >= lease.deniedNeed;
 
   /** Borrow once, sharing a borrow already in flight for the same lease. */
   const topUp = (lease: Lease, need: number): Promise<number> => {
@@ -455,10 +476,17 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     admit(checks, costs, now) {
       if (closed || !ready()) return fallback(checks, costs, now);
       const ls = checks.map((c) => leaseOf(c, now));
+      let short = false;
+      let refused: CheckState[] | null = null;
       for (let i = 0; i < ls.length; i++) {
-        if ((ls[i] as Lease).left < (costs[i] as number)) return slow(checks, costs, ls, now);
+        const lease = ls[i] as Lease;
+        const cost = costs[i] as number;
+        if (lease.left >= cost) continue;
+        short = true;
+        if (denied(lease, cost, now)) (refused ??= []).push(stateOf(lease, cost, now, true));
       }
-      return consume(ls, costs, now);
+      if (refused !== null) return { ok: false, states: [], blocked: longestWait(refused)! };
+      return short ? slow(checks, costs, ls, now) : consume(ls, costs, now);
     },
     adjust(state, delta, now) {
       const lease = leases.get(keyOf(state.check));

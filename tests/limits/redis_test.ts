@@ -117,3 +117,44 @@ Deno.test("leases: reconciliation moves the fleet's count both ways; quiet sidec
     await redis.stop();
   }
 });
+
+Deno.test("over the limit: refused locally for 100 ms after Redis said no, then asked again", async () => {
+  const redis = await startRedisServer();
+  const link = createRedisLink({ url: redis.url, name: "t", logger: captureLogger().logger });
+  let now = 60_000 * 2_000;
+  const backend = createRedisBackend({
+    logger: captureLogger().logger,
+    fleetSize: 1,
+    fallbackShare: 1,
+    now: () => now,
+  });
+  backend.attach(link);
+  const rule: Rule = {
+    id: "n",
+    scope: "global",
+    metric: "requests",
+    algorithm: "window",
+    limit: 1,
+    windowMs: 60_000,
+    windowName: "minute",
+    failMode: "open",
+  };
+  const [check] = checksFor([rule], { models: [] });
+  try {
+    await waitFor("the link", () => link.ready());
+    assert.ok((await backend.admit([check!], [1], now)).ok);
+    const asked = backend.admit([check!], [1], now);
+    assert.ok(asked instanceof Promise, "the first refusal asks Redis");
+    assert.equal((await asked).ok, false);
+    const local = backend.admit([check!], [1], now + 50);
+    assert.ok(!(local instanceof Promise), "within 100 ms: no round trip");
+    assert.equal(local.ok, false);
+    now += 150;
+    const again = backend.admit([check!], [1], now);
+    assert.ok(again instanceof Promise, "then Redis is asked again");
+    assert.equal((await again).ok, false);
+  } finally {
+    await backend.close();
+    await redis.stop();
+  }
+});
