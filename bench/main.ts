@@ -24,7 +24,8 @@
  * the bench's temporary directory), BENCH_BASELINE_ROOT (another checkout, e.g.
  * `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds), BENCH_AUTH
  * (the bearer every request sends, default `sk-bench`: e.g. the app key of
- * bench/configs/keys.yaml).
+ * bench/configs/keys.yaml), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
+ * in place of `{{REDIS}}` in a BENCH_CONFIG fragment).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -100,6 +101,9 @@ const MANY_GAP_MS = 100;
 const stages = Math.floor(envNumber("BENCH_STAGES", 0));
 const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
 const baselineRoot = Deno.env.get("BENCH_BASELINE_ROOT")?.trim() || undefined;
+const withRedis = ["1", "true", "yes"].includes(Deno.env.get("BENCH_REDIS")?.trim() ?? "");
+/** The run's redis-server (BENCH_REDIS), once started. */
+let redisUrl = "";
 
 const progress = (msg: string) => console.error(`[bench] ${msg}`);
 
@@ -381,7 +385,8 @@ async function startPilotfish(
   const socket = `${tmp}/${tag}.sock`;
   const config = `${tmp}/${tag}.yaml`;
   const extra = opts.extra === undefined ? "" : (await Deno.readTextFile(opts.extra))
-    .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp);
+    .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp)
+    .replaceAll("{{REDIS}}", redisUrl);
   await Deno.writeTextFile(
     config,
     `# Written by bench/main.ts; removed when the benchmark ends.
@@ -477,6 +482,42 @@ async function main(): Promise<void> {
   };
   await probe(bareTarget, bare);
   const barePid = await findProcess(bare.child.pid, "bare_proxy.ts") ?? bare.child.pid;
+
+  // A Redis for features that share state (BENCH_REDIS): no persistence, stopped at the end.
+  if (withRedis) {
+    const redisPort = freePort();
+    const redis = new Deno.Command("redis-server", {
+      args: [
+        "--port",
+        String(redisPort),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    undo.push(async () => {
+      try {
+        redis.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await redis.status;
+    });
+    redisUrl = `redis://127.0.0.1:${redisPort}`;
+    for (let i = 0; i < 100; i++) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port: redisPort })).close();
+        break;
+      } catch {
+        await sleep(50);
+      }
+    }
+    progress(`redis-server on ${redisUrl}`);
+  }
 
   // Pilotfish, started the way operators start it: the baseline (features off), and with
   // BENCH_STAGES / BENCH_CONFIG a variant beside it, measured in the same interleaved rounds

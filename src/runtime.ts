@@ -18,6 +18,7 @@ import { noopStages } from "./pipeline/builtin/noop.ts";
 import { buildAppKeys, type KeyService } from "./keys/mod.ts";
 import { type Observability, observabilityFor } from "./telemetry/hub.ts";
 import { statusSnapshot } from "./telemetry/status.ts";
+import { createLimiter, type Limiter } from "./limits/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -61,6 +62,8 @@ export interface Runtime {
   readonly keys: KeyService | null;
   /** Metrics, traces, the status rollup and the fleet (process-wide, see telemetry/hub.ts). */
   readonly observability: Observability;
+  /** The rate limiter (its stage is in `stages`); null when no limit is configured. */
+  readonly limits: Limiter | null;
   /** A request started on this generation. */
   retain(): void;
   /** A request of this generation ended. */
@@ -108,10 +111,12 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   const now = deps.now ?? Date.now;
   // The key store outlives generations: it belongs to `deps`, which every generation shares.
   const appKeys = buildAppKeys(config, deps, logger, now);
+  const limits = createLimiter(config, { logger, now, owner: deps.routing });
   const stages: Stage[] = [
     requestLogStage(logger),
     ...(appKeys ? [appKeys.stage] : []),
     ...noopStages(deps.noopStages ?? 0),
+    ...(limits ? [limits.stage] : []),
     ...(deps.stages?.(config) ?? []),
   ];
   for (const stage of stages) {
@@ -156,6 +161,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     events,
     keys: appKeys?.service ?? null,
     observability,
+    limits,
     retain() {
       inflight++;
     },
@@ -189,7 +195,12 @@ export function secretsOf(config: Config): string[] {
   const out: string[] = [];
   const cb = config.features.circuit_breaker.redis;
   if (cb?.password) out.push(cb.password);
-  const url = URL.parse(config.state.redis.url);
+  const rl = config.features.rate_limiting.redis;
+  if (rl?.password) out.push(rl.password);
+  // A cluster URL (`redis+cluster://auth@h:p,h:p`) does not parse as one URL: its first node does.
+  const url = URL.parse(
+    config.state.redis.url.replace(/^(rediss?)\+cluster:/, "$1:").replace(/,.*$/, ""),
+  );
   if (url?.password) out.push(decodeURIComponent(url.password));
   if (config.server.admin_token) out.push(config.server.admin_token);
   for (const k of config.app_keys.keys) out.push(k.key);

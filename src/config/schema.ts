@@ -244,18 +244,32 @@ const circuitBreakerSchema = strictObject({
   redis: opt(redisConn),
 });
 
+/**
+ * What a limit does while its shared (Redis) store is unreachable: `open` admits up to this
+ * sidecar's share of it, `closed` refuses what it covers.
+ */
+const limitFailMode = v.picklist(["open", "closed"]);
+
 /** llm-proxy's limit keys (0 = unlimited), globally and per user. */
 const proxyLimitKeys = {
   requests_per_minute: opt(int(0), 0),
   tokens_per_minute: opt(int(0), 0),
   requests_per_day: opt(int(0), 0),
   tokens_per_day: opt(int(0), 0),
+  fail_mode: opt(limitFailMode),
 };
+
+/** Per-user limits (user id → limits), in place of the global ones for that user. */
+const perUserOverrides = opt(
+  strictObject({ per_user: opt(mapOf(strictObject(proxyLimitKeys)), {}) }),
+  {},
+);
 
 /** llm-proxy's `features.rate_limiting`. */
 const rateLimitingSchema = strictObject({
   enabled: opt(bool(), false),
-  backend: opt(v.picklist(["memory", "redis"]), "memory"),
+  /** Where every limit (of any dialect) counts; `state.backend` when absent. */
+  backend: opt(v.picklist(["memory", "redis"])),
   estimation: opt(
     strictObject({
       max_sample_bytes: opt(int(0), 20_000),
@@ -265,26 +279,21 @@ const rateLimitingSchema = strictObject({
     }),
     {},
   ),
-  limits: opt(
-    strictObject({
-      ...proxyLimitKeys,
-      overrides: opt(
-        strictObject({
-          /** Per-user limits (user id → limits), in place of the global ones for that user. */
-          per_user: opt(mapOf(strictObject(proxyLimitKeys)), {}),
-        }),
-        {},
-      ),
-    }),
-    {},
-  ),
+  limits: opt(strictObject({ ...proxyLimitKeys, overrides: perUserOverrides }), {}),
+  /** The issue's spelling: `overrides.per_user` beside `limits` (both are read). */
+  overrides: perUserOverrides,
   redis: opt(redisConn),
+  /** Redis backend: sidecars sharing the limits; each falls back to its share when Redis is down. */
+  fleet_size: opt(int(1), 1),
+  /** The fraction of each limit one sidecar admits alone while Redis is down (1 / fleet_size). */
+  fallback_share: opt(v.pipe(number(), v.gtValue(0), v.maxValue(1))),
 });
 
 /** llm-gateway's `{ requests, window }` budget. */
 const requestWindow = strictObject({
   requests: int(1),
   window: duration(),
+  fail_mode: opt(limitFailMode),
 });
 
 /** llm-gateway's `rateLimit` (global / per key / per model), validated here; enforced by the limiter. */
@@ -293,6 +302,15 @@ const rateLimitSchema = strictObject({
   global: opt(requestWindow),
   per_key: opt(requestWindow),
   per_model: opt(mapOf(requestWindow), {}),
+  /** Ours, in llm-gateway's style: per provider (the provider a request is routed to). */
+  per_provider: opt(mapOf(requestWindow), {}),
+});
+
+/** Butter's `plugins.ratelimit`: a token bucket of `requests_per_minute`, global or per IP. */
+const butterRateLimitSchema = strictObject({
+  requests_per_minute: int(1),
+  per_ip: opt(bool(), false),
+  fail_mode: opt(limitFailMode),
 });
 
 /** The response cache: llm-gateway's keys and Butter's (`max_entries`, `redis`). */
@@ -401,6 +419,61 @@ const appKeysSchema = strictObject({
   ),
 });
 
+/**
+ * The shared Redis: `url` (`redis://`, `rediss://` for TLS, or a cluster's seed nodes as
+ * `redis+cluster://host:port,host:port`), or `cluster: [urls]` (one scheme for all), which
+ * becomes that `redis+cluster://` URL.
+ */
+const redisStateSchema = v.pipe(
+  strictObject({
+    url: opt(
+      v.pipe(
+        str(),
+        v.check(
+          (u) => /^rediss?(\+cluster)?:\/\/\S+$/.test(u),
+          "Must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL",
+        ),
+      ),
+    ),
+    cluster: opt(
+      v.pipe(
+        listOf(
+          v.pipe(
+            str(),
+            v.check(
+              (u) => /^rediss?:\/\/[^/\s,]+\/?$/.test(u),
+              "Must be a redis:// or rediss:// URL",
+            ),
+          ),
+        ),
+        v.minLength(1, "List at least one node"),
+        v.check(
+          (urls) => new Set(urls.map((u) => u.split(":")[0])).size === 1,
+          "Use one scheme (redis:// or rediss://) for every node",
+        ),
+      ),
+    ),
+  }),
+  v.check(
+    (r) => r.url === undefined || r.cluster === undefined,
+    "Set either url or cluster, not both",
+  ),
+  v.transform(({ url, cluster }) => ({
+    url: cluster === undefined ? url ?? "redis://127.0.0.1:6379" : clusterUrl(cluster),
+    ...(cluster !== undefined ? { cluster } : {}),
+  })),
+);
+
+/** `redis[s]+cluster://[auth@]host:port,…`: the nodes' scheme, the first node's credentials. */
+function clusterUrl(nodes: readonly string[]): string {
+  const first = new URL(nodes[0] as string);
+  const auth = first.username || first.password
+    ? `${first.username}${first.password ? `:${first.password}` : ""}@`
+    : "";
+  const hosts = nodes.map((u) => new URL(u).host).join(",");
+  return `${first.protocol.slice(0, -1)}+cluster://${auth}${hosts}`;
+}
+
 /** Sections later capabilities own: accepted as-is now, validated by their modules. */
 const reserved = () => opt(mapOf(v.unknown()), {});
 
@@ -434,6 +507,7 @@ export const configSchema = strictObject({
       /** Butter's metrics plugin (`metrics: {}`): the same `/metrics` as `metrics.enabled`. */
       metrics: opt(strictObject({})),
       tracing: opt(butterTracingSchema),
+      ratelimit: opt(butterRateLimitSchema),
     }, v.unknown()),
     {},
   ),
@@ -447,7 +521,7 @@ export const configSchema = strictObject({
   state: opt(
     strictObject({
       backend: opt(v.picklist(["memory", "redis"]), "memory"),
-      redis: opt(strictObject({ url: opt(str(), "redis://127.0.0.1:6379") }), {}),
+      redis: opt(redisStateSchema, {}),
       /** The embedded SQLite file (app keys, usage) when the backend is `memory`. */
       path: opt(v.pipe(str(), v.minLength(1)), "pilotfish-state.db"),
     }),
@@ -508,6 +582,8 @@ export type FailoverConfig = RoutingConfig["failover"];
 export type CircuitBreakerConfig = RawConfig["features"]["circuit_breaker"];
 export type AppKeysConfig = RawConfig["app_keys"];
 export type StaticAppKeyConfig = AppKeysConfig["keys"][number];
+export type RateLimitingConfig = RawConfig["features"]["rate_limiting"];
+export type RateLimitConfig = RawConfig["rate_limit"];
 
 /**
  * Fill in a provider's type and base URL from its preset (null type means "unknown"), and

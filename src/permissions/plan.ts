@@ -72,7 +72,9 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     }
   }
   const redisUrls = [
-    config.state.backend === "redis" ? config.state.redis.url : null,
+    config.state.backend === "redis" || config.features.rate_limiting.backend === "redis"
+      ? config.state.redis.url
+      : null,
     config.features.circuit_breaker.redis
       ? `redis://${config.features.circuit_breaker.redis.address}`
       : null,
@@ -81,8 +83,12 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       : null,
   ];
   for (const url of redisUrls) {
-    const host = url ? hostPort(url) : null;
-    if (host) net.add(host);
+    // A cluster's seed nodes, each; the nodes it announces must be among them.
+    const cluster = url ? /^(rediss?)\+cluster:\/\/(?:[^@/]*@)?([^/]+)/.exec(url) : null;
+    const hosts = cluster
+      ? (cluster[2] as string).split(",").map((h) => hostPort(`${cluster[1]}://${h}`))
+      : [url ? hostPort(url) : null];
+    for (const host of hosts) if (host) net.add(host);
   }
   if (Object.values(config.providers).some((p) => p.type === "bedrock" && p.sign === true)) {
     for (const name of CREDENTIAL_ENV_VARS) env.add(name);

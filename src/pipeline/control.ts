@@ -7,6 +7,7 @@
 import type { BreakerStore } from "../breaker/mod.ts";
 import type { RoutingState } from "../routing/mod.ts";
 import type { Runtime } from "../runtime.ts";
+import type { BackendHealth, UsageRow } from "../limits/mod.ts";
 
 export interface ReloadResult {
   readonly ok: boolean;
@@ -24,6 +25,8 @@ export interface ControlState {
   readonly routing: RoutingState;
   /** The breaker's state store (memory or Redis). */
   readonly breaker: BreakerStore;
+  /** Rate limits: the backend's state and current usage per counter; null when none is set. */
+  readonly limits: { readonly health: BackendHealth; readonly usage: readonly UsageRow[] } | null;
 }
 
 export interface Control {
@@ -60,7 +63,8 @@ export function createControl(deps: ControlDeps): Control {
     },
     state() {
       const rt = deps.current();
-      return { runtime: rt, routing: rt.routing, breaker: rt.breaker.store };
+      const limits = rt.limits ? { health: rt.limits.health(), usage: rt.limits.usage() } : null;
+      return { runtime: rt, routing: rt.routing, breaker: rt.breaker.store, limits };
     },
   };
 }

@@ -15,6 +15,7 @@ import type { RequestDeadlines } from "../server/middleware/timeouts.ts";
 import type { CapturedBody } from "../telemetry/mod.ts";
 import { usageNow } from "../streaming/usage.ts";
 import type { ResponseOutcome } from "./events.ts";
+import type { RateLimitFacts } from "../limits/mod.ts";
 
 /** The API a request came in through. */
 export type InboundSchema =
@@ -122,6 +123,8 @@ export interface Exchange {
   /** Attempts whose `attempt_end` waits for their usage to settle. */
   pendingEnds: Set<AttemptRecord> | null;
   ended: boolean;
+  /** What the rate limiter decided (its headers, its reconciliation); null when none applied. */
+  rateLimit: RateLimitFacts | null;
 }
 
 export interface ExchangeInit {
@@ -166,6 +169,7 @@ class RequestExchange implements Exchange {
   captured: Promise<CapturedBody> | null = null;
   pendingEnds: Set<AttemptRecord> | null = null;
   ended = false;
+  rateLimit: RateLimitFacts | null = null;
   #trace: TraceContext | null = null;
 
   constructor(init: ExchangeInit) {

@@ -4,6 +4,15 @@ import { needsApiKey, type ProviderConfig } from "../config/mod.ts";
 import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
 
+/** Rows shown on `/health`: per-IP or per-user counters can be many; the tightest come first. */
+const USAGE_ROWS = 100;
+
+function usageBlock(limits: NonNullable<Runtime["limits"]>) {
+  const rows = limits.usage();
+  rows.sort((a, b) => a.remaining / a.limit - b.remaining / b.limit);
+  return { counters: rows.length, usage: rows.slice(0, USAGE_ROWS) };
+}
+
 /** `GET /healthz`: liveness, plain `ok` (Butter). */
 export function healthz(c: Context<AppEnv>): Response {
   c.get("exchange").errorFormat = "plain";
@@ -126,12 +135,17 @@ export async function healthReport(rt: Runtime): Promise<HealthReport> {
       degraded_signal: cb.degraded_signal || DEFAULT_DEGRADED_SIGNAL,
     };
   }
+  const limits = rt.limits;
   return {
     status: "healthy",
     timestamp: Math.floor(now / 1000),
     providers,
-    features: { cost_tracking: false, circuit_breaker: cb.enabled },
+    features: { cost_tracking: false, circuit_breaker: cb.enabled, rate_limiting: limits !== null },
     ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
+    // Per counter (rule × scope value) as this sidecar knows it; `notice` while on its share.
+    ...(limits
+      ? { rate_limiting: { enabled: true, ...limits.health(), ...usageBlock(limits) } }
+      : {}),
   };
 }
 
@@ -141,4 +155,5 @@ export interface HealthReport {
   readonly providers: Record<string, Record<string, unknown>>;
   readonly features: Record<string, boolean>;
   readonly circuit_breaker?: Record<string, unknown>;
+  readonly rate_limiting?: Record<string, unknown>;
 }

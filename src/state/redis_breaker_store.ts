@@ -11,7 +11,10 @@
  * - The connection itself (heartbeat, command deadline, reconnect with backoff, EVALSHA with
  *   EVAL fallback, resubscribe) is a `RedisLink`; the resync is its `onConnect` hook.
  *
- * Key layout (`P` = prefix, default `pilotfish:cb:`; `<key>` = `<provider>:<model>`):
+ * Key layout (`P` = prefix, default `{pilotfish:cb}:`; `<key>` = `<provider>:<model>`). The
+ * prefix is one hash tag, so on a Redis Cluster every key lives in one slot and each script
+ * (which reads the registries and the keys they name) touches that slot only. A breaker's
+ * traffic is transitions, not requests: one slot carries it.
  * - `P fail:<key>`         ZSET of failure timestamps; TTL max(2 × cooldown, window).
  * - `P open:<key>`         open-until (ms epoch); PX TTL 2 × cooldown (open, then half-open).
  * - `P probe:<key>`        the probe slot, `<taken-at>|<owner>`, SET NX-style; PX TTL cooldown.
@@ -53,7 +56,7 @@ export interface RedisBreakerStoreOptions {
   heartbeatMs?: number;
 }
 
-export const DEFAULT_PREFIX = "pilotfish:cb:";
+export const DEFAULT_PREFIX = "{pilotfish:cb}:";
 
 type BreakerEvent =
   | { t: "open"; key: string; provider: string; until: number; at: number; op: string | null }
@@ -183,8 +186,8 @@ return redis.call('GET', KEYS[1])
 /**
  * KEYS open_keys, rollup_providers. ARGV prefix, now, rollupWindow.
  * Returns {{key, provider, until, ...}, {provider, {key, score, ...}, ...}} and prunes
- * registry entries whose keys expired. It reads keys named by the registries, which a single
- * Redis allows (Redis Cluster would need hash-tagged keys).
+ * registry entries whose keys expired. It reads keys named by the registries: all in the
+ * prefix's hash slot, which a Redis Cluster node serves whole.
  */
 const SNAPSHOT = `
 local opens = {}

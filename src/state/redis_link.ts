@@ -16,10 +16,15 @@
  *   (e.g. resynchronise a local view), and only then does the link report `ready()`.
  *
  * While not ready, `command`/`eval`/`publish` reject with `StateUnavailable` at once.
+ *
+ * **Redis Cluster**: a `redis+cluster://host:port,host:port` URL (`rediss+cluster://` for TLS)
+ * lists the seed nodes; commands go to the node that owns their key (a script's, its first
+ * key's), so a script's keys must share one hash tag (`{…}`) and one slot. Pub/sub works as
+ * on one Redis (cluster-wide). A node lost counts as an outage of the whole link.
  * @module
  */
 import { createHash } from "node:crypto";
-import { createClient, ErrorReply } from "redis";
+import { createClient, createCluster, ErrorReply } from "redis";
 import type { Logger } from "../telemetry/mod.ts";
 import { StateCommandError, type StateReply, StateUnavailable } from "./store.ts";
 
@@ -41,7 +46,10 @@ export interface Timers {
 }
 
 export interface RedisLinkOptions {
-  /** `redis[s]://[[user][:password]@]host[:port][/db]`. */
+  /**
+   * `redis[s]://[[user][:password]@]host[:port][/db]`, or a cluster's seed nodes:
+   * `redis[s]+cluster://[[user][:password]@]host:port,host:port`.
+   */
   url: string;
   /** Overrides the URL's password (llm-proxy's `redis.password`); empty means none. */
   password?: string;
@@ -120,7 +128,74 @@ const REAL_TIMERS: Timers = {
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout> | undefined),
 };
 
-type Client = ReturnType<typeof createClient>;
+/** What the link needs of a connection: one Redis (node-redis client) or a whole cluster. */
+interface Client {
+  connect(): Promise<unknown>;
+  /** `args[0]` is the command; a cluster routes by `key` (random node without one). */
+  send(args: string[], key?: string): Promise<unknown>;
+  ping(): Promise<unknown>;
+  subscribe(channel: string, cb: (message: string) => void): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  close(): Promise<unknown>;
+  destroy(): void;
+  on(event: "error" | "terminated", cb: (err: unknown) => void): void;
+  duplicate(): Client;
+}
+
+/** The seed nodes of a `redis[s]+cluster://` URL (null for one Redis). */
+export interface RedisTarget {
+  readonly cluster: readonly string[] | null;
+  readonly url: string;
+}
+
+/** One Redis or a cluster's seed nodes; null for what is neither. */
+export function parseRedisTarget(url: string): RedisTarget | null {
+  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]+)\/?$/.exec(url);
+  if (m) {
+    const [, scheme, auth, hosts] = m as unknown as [string, string, string | undefined, string];
+    const nodes = hosts.split(",").map((h) => h.trim()).filter((h) => h !== "");
+    const parsed = nodes.map((h) => URL.parse(`${scheme}://${auth ? `${auth}@` : ""}${h}`));
+    if (nodes.length === 0 || parsed.some((u) => u === null || u.hostname === "")) return null;
+    return { cluster: parsed.map((u) => u!.href.replace(/\/$/, "")), url };
+  }
+  return /^rediss?:$/.test(URL.parse(url)?.protocol ?? "") ? { cluster: null, url } : null;
+}
+
+function singleClient(c: ReturnType<typeof createClient>): Client {
+  return {
+    connect: () => c.connect(),
+    send: (args) => c.sendCommand(args),
+    ping: () => c.ping(),
+    subscribe: (channel, cb) => c.subscribe(channel, cb),
+    unsubscribe: (channel) => c.unsubscribe(channel),
+    close: () => c.close(),
+    destroy: () => c.destroy(),
+    on: (event, cb) => void c.on(event, cb),
+    duplicate: () => singleClient(c.duplicate()),
+  };
+}
+
+function clusterClient(c: ReturnType<typeof createCluster>): Client {
+  return {
+    connect: () => c.connect(),
+    send: (args, key) => c.sendCommand(key, false, args),
+    ping: () => c.sendCommand(undefined, true, ["PING"]),
+    subscribe: (channel, cb) => c.subscribe(channel, cb),
+    unsubscribe: (channel) => c.unsubscribe(channel),
+    close: () => c.close(),
+    destroy: () => c.destroy(),
+    // A cluster has no 'terminated': a node whose socket is gone (node-redis does not
+    // reconnect it: reconnectStrategy is off) is the link's outage.
+    on: (event, cb) => {
+      if (event === "error") c.on("error", cb);
+      else {
+        c.on("node-disconnect", () => cb(new Error("Redis Cluster: a node disconnected")));
+        c.on("node-error", (err: unknown) => cb(err));
+      }
+    },
+    duplicate: () => clusterClient(c.duplicate()),
+  };
+}
 
 /** One pair of connections; a new pair is made for every reconnection. */
 interface Conn {
@@ -146,8 +221,11 @@ class RedisTimeout extends Error {
  */
 export function createRedisLink(opts: RedisLinkOptions): RedisLink {
   const { name, logger } = opts;
-  if (!/^rediss?:$/.test(URL.parse(opts.url)?.protocol ?? "")) {
-    throw new TypeError(`${name}: the Redis URL must look like redis://host:port`);
+  const target = parseRedisTarget(opts.url);
+  if (target === null) {
+    throw new TypeError(
+      `${name}: the Redis URL must look like redis://host:port or redis+cluster://host:port,host:port`,
+    );
   }
   const timers = opts.timers ?? REAL_TIMERS;
   const random = opts.random ?? Math.random;
@@ -179,23 +257,39 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
     return Promise.race([p, expired]).finally(() => timers.clearTimeout(timer));
   };
 
-  const clientOptions = (): Parameters<typeof createClient>[0] => ({
-    url: opts.url,
+  const clientOptions = () => ({
     ...(opts.password ? { password: opts.password } : {}),
-    ...(opts.db !== undefined ? { database: opts.db } : {}),
     // Fail fast rather than queue while disconnected: the caller degrades on its own.
     disableOfflineQueue: true,
     commandsQueueMaxLength: QUEUE_MAX,
     // Its handshake reads env vars and may resolve DNS that the sandbox does not grant.
-    maintNotifications: "disabled",
+    maintNotifications: "disabled" as const,
     name: clientName,
-    socket: {
-      connectTimeout: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-      // We reconnect ourselves, with a fresh pair and the hooks each time, on a timer that
-      // close() can cancel.
-      reconnectStrategy: false,
-    },
   });
+  const socketOptions = (tls: boolean) => ({
+    connectTimeout: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    // We reconnect ourselves, with a fresh pair and the hooks each time, on a timer that
+    // close() can cancel.
+    reconnectStrategy: false as const,
+    ...(tls ? { tls: true as const } : {}),
+  });
+
+  const newClient = (): Client => {
+    if (target.cluster === null) {
+      return singleClient(createClient({
+        url: opts.url,
+        ...clientOptions(),
+        ...(opts.db !== undefined ? { database: opts.db } : {}),
+        socket: socketOptions(false),
+      }));
+    }
+    // The nodes the cluster announces get the seeds' options (password, TLS, deadlines).
+    const tls = opts.url.startsWith("rediss+");
+    return clusterClient(createCluster({
+      rootNodes: target.cluster.map((url) => ({ url })),
+      defaults: { ...clientOptions(), socket: socketOptions(tls) },
+    }));
+  };
 
   const setReady = (ready: boolean) => {
     for (const cb of [...stateListeners]) {
@@ -294,8 +388,9 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
     };
   };
 
+  // A cluster routes a command by its key (the second word of the commands we send).
   const sendOn = async (c: Conn, args: readonly string[]) =>
-    toReply(await deadline(c.cmd.sendCommand([...args]), commandTimeout));
+    toReply(await deadline(c.cmd.send([...args], args[1]), commandTimeout));
 
   const evalOn = async (
     c: Conn,
@@ -303,12 +398,16 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
     keys: readonly string[],
     args: readonly (string | number)[],
   ): Promise<StateReply> => {
-    const options = { keys: [...keys], arguments: args.map(String) };
+    const tail = [String(keys.length), ...keys, ...args.map(String)];
     try {
-      return toReply(await deadline(c.cmd.evalSha(script.sha, options), commandTimeout));
+      return toReply(
+        await deadline(c.cmd.send(["EVALSHA", script.sha, ...tail], keys[0]), commandTimeout),
+      );
     } catch (err) {
       if (!(err instanceof ErrorReply) || !err.message.startsWith("NOSCRIPT")) throw err;
-      return toReply(await deadline(c.cmd.eval(script.src, options), commandTimeout));
+      return toReply(
+        await deadline(c.cmd.send(["EVAL", script.src, ...tail], keys[0]), commandTimeout),
+      );
     }
   };
 
@@ -328,7 +427,7 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
     if (closed) return;
     let c: Conn;
     try {
-      const cmd = createClient(clientOptions());
+      const cmd = newClient();
       const sub = cmd.duplicate();
       const self = (): Conn => c;
       for (const client of [cmd, sub]) {

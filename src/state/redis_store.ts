@@ -19,7 +19,11 @@ import {
 export interface RedisStateStoreOptions {
   /** The connection; it may be shared with other users, so the store never closes it. */
   link: RedisLink;
-  /** Namespace of every key and channel (Redis Cluster needs a hash tag in it). */
+  /**
+   * Namespace of every key and channel. On a Redis Cluster a script's keys must share a hash
+   * slot: give them one tag (`{user:42}:count`, `{user:42}:window`); the prefix carries none,
+   * so the keys' own tags decide the slot.
+   */
   prefix?: string;
 }
 

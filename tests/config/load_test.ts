@@ -263,6 +263,8 @@ Deno.test("parseConfigText() loads llm-proxy's features.rate_limiting block unch
       tokens_per_day: 0,
       overrides: { per_user: {} },
     },
+    overrides: { per_user: {} },
+    fleet_size: 1,
   });
 });
 

@@ -15,8 +15,8 @@ import {
 } from "../../src/breaker/mod.ts";
 import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
-import { createApp } from "../../src/server/app.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
+import { createApp } from "../../src/server/app.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
 export interface InProcessGateway {
@@ -43,7 +43,7 @@ export interface GatewayOptions {
    * memory store. The gateway closes it on `close()`.
    */
   readonly breakerStore?: (config: Config, logger: Logger) => BreakerStore;
-  /** Extra stages after the built-in ones (e.g. one that sets `ex.cost`). */
+  /** Extra stages after the built-in ones (e.g. one that sets `ex.cost` or `ex.principal`). */
   readonly stages?: (config: Config) => readonly Stage[];
 }
 
@@ -125,6 +125,7 @@ export function startGateway(
     },
     async close() {
       await server?.shutdown();
+      // What the generation's stages hold (e.g. the rate limiter's Redis link).
       runtime.retire();
       await runtime.dispose();
       await breakerStore.close();

@@ -204,7 +204,7 @@ Deno.test("redis: exactly one of N concurrent probes across two stores wins", as
 
 Deno.test("redis: keys are prefixed, registered and TTL'd as documented", async () => {
   const server = await startRedisServer();
-  const prefix = "pilotfish:cb:";
+  const prefix = "{pilotfish:cb}:";
   const timing: BreakerTiming = {
     failureThreshold: 2,
     windowMs: 120_000,

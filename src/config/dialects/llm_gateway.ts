@@ -57,7 +57,9 @@ const SPEC: Spec = {
       },
     },
     cache: { rename: { maxSize: "max_size_mb", maxEntries: "max_entries" } },
-    rate_limit: { rename: { perKey: "per_key", perModel: "per_model" } },
+    rate_limit: {
+      rename: { perKey: "per_key", perModel: "per_model", perProvider: "per_provider" },
+    },
     logging: {
       rename: { requestBody: "request_body", requestBodyMaxBytes: "request_body_max_bytes" },
     },

@@ -70,6 +70,7 @@ logging:
     global: { requests: 10000, window: 60_000 },
     per_key: { requests: 1000, window: 60_000 },
     per_model: { "gpt-4": { requests: 100, window: 60_000 } },
+    per_provider: {},
   });
   assert.equal(config.logging.format, "console");
   assert.equal(config.logging.request_body, true);

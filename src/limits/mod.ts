@@ -1,0 +1,117 @@
+/**
+ * Rate limits (issue 13): llm-proxy's `features.rate_limiting`, llm-gateway's `rateLimit`
+ * and Butter's `plugins.ratelimit`, as one `pre_llm` stage over a memory or Redis backend.
+ * Built per config generation by `buildRuntime`; memory counters outlive reloads.
+ * @module
+ */
+import type { Config } from "../config/mod.ts";
+import type { Stage } from "../pipeline/stages.ts";
+import type { Logger } from "../telemetry/mod.ts";
+import type { BackendHealth, LimitBackend, UsageRow } from "./backend.ts";
+import { CounterMap, createMemoryBackend } from "./memory.ts";
+import { createRedisBackend } from "./redis.ts";
+import { type Rule, rulesOf } from "./policy.ts";
+import { limitStage } from "./stage.ts";
+
+export type { Admission, BackendHealth, CheckState, UsageRow } from "./backend.ts";
+export type { RateLimitFacts } from "./stage.ts";
+export { rulesOf } from "./policy.ts";
+
+/** The limiter of one config generation: its stage and what `/health` and admin read. */
+export interface Limiter {
+  readonly stage: Stage;
+  readonly rules: readonly Rule[];
+  /** Current usage per counter (rule × scope value) this sidecar knows of. */
+  usage(): UsageRow[];
+  health(): BackendHealth;
+  /** Resolves once limits are shared through Redis (at once for the memory backend). */
+  shared(): Promise<void>;
+}
+
+export interface LimiterDeps {
+  readonly logger: Logger;
+  /** Wall clock, ms. */
+  readonly now: () => number;
+  /** Lives as long as the process (e.g. the routing state): memory counters hang off it. */
+  readonly owner: object;
+}
+
+const MEMORY = new WeakMap<object, CounterMap>();
+
+/** The limiter the config asks for; null when no limit is configured (no stage at all). */
+export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null {
+  const rules = rulesOf(config);
+  if (rules.length === 0) return null;
+  const rl = config.features.rate_limiting;
+  const backendKind = rl.backend ?? config.state.backend;
+  let backend: LimitBackend;
+  let shared: Promise<void> = Promise.resolve();
+  if (backendKind === "redis") {
+    const share = rl.fallback_share ?? 1 / rl.fleet_size;
+    const lazy = sharedBackend(config, deps, share);
+    backend = lazy.backend;
+    shared = lazy.shared;
+  } else {
+    let counters = MEMORY.get(deps.owner);
+    if (counters === undefined) MEMORY.set(deps.owner, counters = new CounterMap());
+    backend = createMemoryBackend(counters);
+  }
+  const stage = limitStage({ rules, backend, estimation: rl.estimation, now: deps.now });
+  return {
+    stage,
+    rules,
+    usage: () => backend.usage(deps.now()),
+    health: () => backend.health(),
+    shared: () => shared,
+  };
+}
+
+/**
+ * The Redis backend. Its link (and the Redis client) is loaded on first use, so the daemon's
+ * module graph carries it only when a config needs it; until it is up, each sidecar admits
+ * its share, counted by the same backend so nothing is forgotten when the link comes up.
+ */
+function sharedBackend(
+  config: Config,
+  deps: LimiterDeps,
+  share: number,
+): { backend: LimitBackend; shared: Promise<void> } {
+  const rl = config.features.rate_limiting;
+  const backend = createRedisBackend({
+    logger: deps.logger,
+    fleetSize: rl.fleet_size,
+    fallbackShare: share,
+    now: deps.now,
+  });
+  const { promise: shared, resolve: markShared } = Promise.withResolvers<void>();
+  let closing = false;
+  const linking = import("../state/redis_link.ts").then(({ createRedisLink }) => {
+    if (closing) return;
+    const conn = rl.redis;
+    const link = createRedisLink({
+      url: conn ? `redis://${conn.address}` : config.state.redis.url,
+      ...(conn && conn.password !== "" ? { password: conn.password } : {}),
+      ...(conn ? { db: conn.db } : {}),
+      name: "limits",
+      logger: deps.logger,
+    });
+    backend.attach(link);
+    const stop = link.onStateChange((ready) => {
+      if (!ready) return;
+      stop();
+      markShared();
+    });
+  });
+  linking.catch((error) => deps.logger.error("rate limits: no Redis link", { error }));
+  return {
+    backend: {
+      ...backend,
+      async close() {
+        closing = true;
+        await linking.catch(() => {});
+        await backend.close();
+      },
+    },
+    shared,
+  };
+}

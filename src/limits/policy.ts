@@ -1,0 +1,358 @@
+/**
+ * Rate-limit policy as pure functions: the rules each seed dialect means, which of them a
+ * request falls under, fixed windows and token buckets over an injected clock, token
+ * estimation and the user id in llm-proxy's order. No I/O here: the counters live in a
+ * backend (memory.ts, redis.ts) and the stage (stage.ts) wires them to the exchange.
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { Config } from "../config/mod.ts";
+import { CREDENTIAL_HEADERS } from "../providers/shared/native_auth.ts";
+
+export type ScopeKind = "global" | "key" | "user" | "ip" | "model" | "provider";
+export type Metric = "requests" | "tokens";
+export type LimitFailMode = "open" | "closed";
+
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+
+/** One configured limit. */
+export interface Rule {
+  /** Stable across reloads of the same config (a counter's identity, in memory and Redis). */
+  readonly id: string;
+  readonly scope: ScopeKind;
+  /** Only requests whose scope value is this (a per-user override, `perModel.<model>`). */
+  readonly match?: string;
+  readonly metric: Metric;
+  /** `window`: fixed windows aligned on the epoch (UTC days); `bucket`: a token bucket. */
+  readonly algorithm: "window" | "bucket";
+  readonly limit: number;
+  readonly windowMs: number;
+  /** `X-RateLimit-Window`: minute, hour, day or `<n>s`. */
+  readonly windowName: string;
+  readonly failMode: LimitFailMode;
+  /** A more specific rule of the same metric and window shadows these (llm-proxy per user). */
+  readonly shadows?: readonly string[];
+}
+
+export function windowName(ms: number): string {
+  if (ms === MINUTE) return "minute";
+  if (ms === 3_600_000) return "hour";
+  if (ms === DAY) return "day";
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+type Limits = {
+  readonly requests_per_minute: number;
+  readonly tokens_per_minute: number;
+  readonly requests_per_day: number;
+  readonly tokens_per_day: number;
+  readonly fail_mode?: LimitFailMode | undefined;
+};
+
+const PROXY_FIELDS = [
+  ["requests_per_minute", "requests", MINUTE, "rpm"],
+  ["tokens_per_minute", "tokens", MINUTE, "tpm"],
+  ["requests_per_day", "requests", DAY, "rpd"],
+  ["tokens_per_day", "tokens", DAY, "tpd"],
+] as const;
+
+/** Every limit the config sets, in all three dialects (0 = unlimited is no rule). */
+export function rulesOf(config: Config): Rule[] {
+  const rules: Rule[] = [];
+  const rl = config.features.rate_limiting;
+  if (rl.enabled) {
+    const global = rl.limits;
+    for (const [field, metric, windowMs, tag] of PROXY_FIELDS) {
+      if (global[field] > 0) {
+        rules.push({
+          id: `proxy.${tag}`,
+          scope: "global",
+          metric,
+          algorithm: "window",
+          limit: global[field],
+          windowMs,
+          windowName: windowName(windowMs),
+          failMode: global.fail_mode ?? "open",
+        });
+      }
+    }
+    const perUser: Record<string, Limits> = {
+      ...rl.overrides.per_user,
+      ...rl.limits.overrides.per_user,
+    };
+    for (const [user, limits] of Object.entries(perUser)) {
+      for (const [field, metric, windowMs, tag] of PROXY_FIELDS) {
+        if (limits[field] > 0) {
+          rules.push({
+            id: `proxy.user.${user}.${tag}`,
+            scope: "user",
+            match: user,
+            metric,
+            algorithm: "window",
+            limit: limits[field],
+            windowMs,
+            windowName: windowName(windowMs),
+            failMode: limits.fail_mode ?? global.fail_mode ?? "open",
+            shadows: [`proxy.${tag}`],
+          });
+        }
+      }
+    }
+  }
+  const gw = config.rate_limit;
+  if (gw.enabled) {
+    const add = (
+      id: string,
+      scope: ScopeKind,
+      w: { requests: number; window: number; fail_mode?: LimitFailMode | undefined },
+      match?: string,
+    ) =>
+      rules.push({
+        id,
+        scope,
+        ...(match !== undefined ? { match } : {}),
+        metric: "requests",
+        algorithm: "window",
+        limit: w.requests,
+        windowMs: w.window,
+        windowName: windowName(w.window),
+        failMode: w.fail_mode ?? "open",
+      });
+    if (gw.global) add("gw.global", "global", gw.global);
+    if (gw.per_key) add("gw.key", "key", gw.per_key);
+    for (const [model, w] of Object.entries(gw.per_model)) {
+      add(`gw.model.${model}`, "model", w, model);
+    }
+    for (const [p, w] of Object.entries(gw.per_provider)) add(`gw.provider.${p}`, "provider", w, p);
+  }
+  const butter = config.plugins.ratelimit;
+  if (butter) {
+    rules.push({
+      id: butter.per_ip ? "butter.ip" : "butter.global",
+      scope: butter.per_ip ? "ip" : "global",
+      metric: "requests",
+      algorithm: "bucket",
+      limit: butter.requests_per_minute,
+      windowMs: MINUTE,
+      windowName: "minute",
+      failMode: butter.fail_mode ?? "open",
+    });
+  }
+  return rules;
+}
+
+/** What a request is, as far as the limits care. */
+export interface Subject {
+  /** The app key (`ex.principal.appKey`), else a hash of the client's credential. */
+  readonly key?: string | undefined;
+  readonly user?: string | undefined;
+  readonly ip?: string | undefined;
+  /** The model as requested and the model routed to: `perModel.<m>` matches either. */
+  readonly models: readonly string[];
+  readonly provider?: string | undefined;
+}
+
+/** One counter a request must pass: a rule and the scope value it counts under. */
+export interface Check {
+  readonly rule: Rule;
+  /** `X-RateLimit-Scope`: `global`, `user:<id>`, `key:<hash>`, `ip:<ip>`, `model:<m>`, `provider:<p>`. */
+  readonly scope: string;
+}
+
+/** The checks a request is subject to; a rule whose scope value is unknown does not apply. */
+export function checksFor(rules: readonly Rule[], s: Subject): Check[] {
+  const out: Check[] = [];
+  let shadowed: Set<string> | null = null;
+  for (const rule of rules) {
+    let value: string | undefined;
+    switch (rule.scope) {
+      case "global":
+        out.push({ rule, scope: "global" });
+        continue;
+      case "key":
+        value = s.key;
+        break;
+      case "user":
+        value = s.user;
+        break;
+      case "ip":
+        value = s.ip ?? "unknown";
+        break;
+      case "provider":
+        value = s.provider;
+        break;
+      case "model":
+        value = rule.match !== undefined && s.models.includes(rule.match)
+          ? rule.match
+          : s.models[0];
+        break;
+    }
+    if (value === undefined || value === "") continue;
+    if (rule.match !== undefined && rule.match !== value) continue;
+    if (rule.shadows) { for (const id of rule.shadows) (shadowed ??= new Set()).add(id); }
+    out.push({ rule, scope: `${rule.scope}:${value}` });
+  }
+  return shadowed === null ? out : out.filter((c) => !shadowed!.has(c.rule.id));
+}
+
+// ---- counters: pure state transitions ----------------------------------------------------
+
+/** A fixed window's count, or a bucket's level. */
+export interface CounterState {
+  /** Window: the window's start; bucket: when `level` was last computed. */
+  at: number;
+  /** Window: units used; bucket: units left. */
+  level: number;
+}
+
+export function windowStart(rule: Rule, now: number): number {
+  return now - (now % rule.windowMs);
+}
+
+/** The state as of `now`: a new window starts empty, a bucket has refilled. */
+export function current(rule: Rule, state: CounterState | undefined, now: number): CounterState {
+  if (rule.algorithm === "window") {
+    const start = windowStart(rule, now);
+    return state !== undefined && state.at === start ? state : { at: start, level: 0 };
+  }
+  if (state === undefined) return { at: now, level: rule.limit };
+  const refill = ((now - state.at) * rule.limit) / rule.windowMs;
+  return { at: now, level: Math.min(rule.limit, state.level + refill) };
+}
+
+export function remainingOf(rule: Rule, s: CounterState): number {
+  return Math.max(0, Math.floor(rule.algorithm === "window" ? rule.limit - s.level : s.level));
+}
+
+/** Wall ms when the counter is whole again (window end; a full bucket). */
+export function resetAt(rule: Rule, s: CounterState): number {
+  if (rule.algorithm === "window") return s.at + rule.windowMs;
+  return s.at + Math.ceil(((rule.limit - s.level) * rule.windowMs) / rule.limit);
+}
+
+/** Wall ms from `now` until `cost` fits (the window's end; the bucket's refill). */
+export function retryAfterMs(rule: Rule, s: CounterState, cost: number, now: number): number {
+  if (rule.algorithm === "window") return Math.max(0, s.at + rule.windowMs - now);
+  const need = Math.min(cost, rule.limit) - s.level;
+  return need <= 0 ? 0 : Math.ceil((need * rule.windowMs) / rule.limit);
+}
+
+/**
+ * Whether `cost` fits. llm-proxy's optimistic first request: a token-bearing request that
+ * opens an empty window is admitted even when its estimate alone is over the limit.
+ */
+export function fits(rule: Rule, s: CounterState, cost: number): boolean {
+  if (rule.algorithm === "bucket") return s.level >= cost;
+  if (rule.metric === "tokens" && s.level === 0) return true;
+  return s.level + cost <= rule.limit;
+}
+
+/** The state after taking `cost` (negative: giving it back). */
+export function take(rule: Rule, s: CounterState, cost: number): CounterState {
+  return rule.algorithm === "window"
+    ? { at: s.at, level: Math.max(0, s.level + cost) }
+    : { at: s.at, level: Math.min(rule.limit, s.level - cost) };
+}
+
+// ---- request facts --------------------------------------------------------------------------
+
+/** A short, stable, non-reversible id for a secret (credential, app key) in scope names. */
+export function fingerprint(secret: string): string {
+  return createHash("sha256").update(secret).digest("hex").slice(0, 16);
+}
+
+/**
+ * The client's credential, for `key:`/`user:` scopes when nothing better identifies it: in
+ * any API's credential header, else in the query parameter its API takes (`queryParam`).
+ */
+export function credentialOf(
+  headers: Headers,
+  search: URLSearchParams | null,
+  queryParam: string | null = null,
+): string | null {
+  for (const name of CREDENTIAL_HEADERS) {
+    const value = headers.get(name)?.replace(/^(Bearer|Basic)\s+/i, "").trim();
+    if (value) return value;
+  }
+  return queryParam !== null ? search?.get(queryParam) || null : null;
+}
+
+/**
+ * llm-proxy's user id: `X-User-ID`, the body's user (`user`, `metadata.user_id`), the
+ * `llm_user_id` query parameter, a hash of the credential, then the client IP.
+ */
+export function userIdOf(
+  headers: Headers,
+  body: unknown,
+  search: URLSearchParams | null,
+  ip: string | undefined,
+  queryParam: string | null = null,
+): string | undefined {
+  const header = headers.get("x-user-id")?.trim();
+  if (header) return header;
+  if (isRecord(body)) {
+    if (typeof body.user === "string" && body.user !== "") return body.user;
+    const meta = body.metadata;
+    if (isRecord(meta) && typeof meta.user_id === "string" && meta.user_id !== "") {
+      return meta.user_id;
+    }
+  }
+  const query = search?.get("llm_user_id");
+  if (query) return query;
+  const cred = credentialOf(headers, search, queryParam);
+  if (cred) return `cred-${fingerprint(cred)}`;
+  return ip;
+}
+
+export interface Estimation {
+  readonly max_sample_bytes: number;
+  readonly bytes_per_token: number;
+  readonly chars_per_token: number;
+  readonly provider_chars_per_token: Readonly<Record<string, number>>;
+}
+
+/** Keys whose strings are message text in the request shapes we accept (any API). */
+const TEXT_KEYS = new Set(["content", "text", "system", "prompt", "input", "instructions"]);
+
+/**
+ * Input tokens of a request, estimated as llm-proxy does: the message text's characters
+ * over `chars_per_token` (the provider's own ratio when configured) for a JSON body up to
+ * `max_sample_bytes`; otherwise the body's size over `bytes_per_token`. At least 1.
+ */
+export function estimateTokens(
+  est: Estimation,
+  body: unknown,
+  bodyBytes: number,
+  provider: string | undefined,
+): number {
+  const perToken = (provider !== undefined ? est.provider_chars_per_token[provider] : undefined) ??
+    est.chars_per_token;
+  if (body !== undefined && body !== null && bodyBytes <= est.max_sample_bytes) {
+    const chars = textChars(body, false, 0);
+    return Math.max(1, Math.ceil(chars / perToken));
+  }
+  return Math.max(1, Math.ceil(bodyBytes / est.bytes_per_token));
+}
+
+function textChars(node: unknown, inText: boolean, depth: number): number {
+  if (depth > 16) return 0;
+  if (typeof node === "string") return inText ? node.length : 0;
+  let n = 0;
+  if (Array.isArray(node)) {
+    for (const item of node) n += textChars(item, inText, depth + 1);
+    return n;
+  }
+  if (isRecord(node)) {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === "x-gateway" || k === "metadata") continue;
+      // Text is a string under a text key, or in an array under one; `type: "text"` is not.
+      n += textChars(v, TEXT_KEYS.has(k), depth + 1);
+    }
+  }
+  return n;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

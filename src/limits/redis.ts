@@ -1,0 +1,561 @@
+/**
+ * Fleet-exact limits over Redis without a round trip per request: **leased permits**.
+ *
+ * Each counter (a rule, a scope value, a window) is one Redis hash, hash-tagged so that a
+ * script touches one slot, with one field per sidecar: the units that sidecar has taken in
+ * the window. A sidecar borrows a batch of permits at a time (a Lua script sums the fields,
+ * grants what fits, adds it to its own field) and admits locally while its lease lasts; it
+ * tops the lease up in the background when it runs low, and only a request that finds the
+ * lease empty waits for a borrow. Leases shrink as the window fills (a quarter of what is
+ * left, split over the fleet), unused permits go back after an idle second, so:
+ *
+ * - the fleet never admits more than the limit (every admitted unit was granted by Redis);
+ * - it may refuse while up to `fleet_size` leases hold unused permits, which near the end of
+ *   a window are one unit each (`remaining / (4 · fleet_size)` rounded down, plus the cost).
+ *
+ * Redis down: a limit with `fail_mode: open` falls back to this sidecar's share
+ * (`fallback_share`, default `1 / fleet_size`) counted with what it took before; `closed`
+ * refuses. Back: before the link reports ready, each sidecar writes its own field to what it
+ * really took (fallback included), so the sum is the fleet's true count: no burst, even
+ * when Redis came back empty. Token buckets (Butter) live in a Redis hash too; a Redis that
+ * restarts empty starts them full.
+ * @module
+ */
+import type { Logger } from "../telemetry/mod.ts";
+import { createHash } from "node:crypto";
+import type { LuaScript, RedisCommands, RedisLink } from "../state/redis_link.ts";
+import type { Admission, BackendHealth, CheckState, LimitBackend, UsageRow } from "./backend.ts";
+import { longestWait } from "./backend.ts";
+import { admitLocal, CounterMap, keyOf } from "./memory.ts";
+import { type Check, windowStart } from "./policy.ts";
+
+/** Like the link's `luaScript`, without loading the Redis client before a link is made. */
+function luaScript(src: string): LuaScript {
+  return { src, sha: createHash("sha1").update(src).digest("hex") };
+}
+
+/**
+ * Borrow from a fixed window. KEYS[1]: the window's hash. ARGV: sidecar, limit, need (the
+ * least worth granting), want, optimistic (1: an empty window admits `need` over the limit:
+ * llm-proxy's first token-bearing request), ttl ms. Returns {granted, used after}.
+ */
+const BORROW_WINDOW = luaScript(`
+local vals = redis.call('HVALS', KEYS[1])
+local used = 0
+for i = 1, #vals do used = used + tonumber(vals[i]) end
+local limit = tonumber(ARGV[2])
+local need = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local grant = 0
+if limit - used >= need then
+  grant = math.min(want, limit - used)
+elseif used == 0 and ARGV[5] == '1' then
+  grant = need
+end
+if grant > 0 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], grant)
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+return {grant, used + grant}
+`);
+
+/**
+ * Settle this sidecar's field of a window. ARGV: sidecar, value, mode (`add`: a reconciled
+ * delta or returned permits, never below 0; `set`: what it really took, after an outage),
+ * ttl ms. Returns the window's total.
+ */
+const SETTLE_WINDOW = luaScript(`
+local mine = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local v = tonumber(ARGV[2])
+if ARGV[3] == 'add' then v = mine + v end
+if v < 0 then v = 0 end
+redis.call('HSET', KEYS[1], ARGV[1], v)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local vals = redis.call('HVALS', KEYS[1])
+local used = 0
+for i = 1, #vals do used = used + tonumber(vals[i]) end
+return used
+`);
+
+/**
+ * A token bucket on Redis' clock. KEYS[1]: its hash (level, at). ARGV: capacity, refill
+ * window ms, need, want, give back (units returned, 0 to borrow). Returns {granted, level}
+ * with the level as a string (Lua numbers become integers on the way out).
+ */
+const BUCKET = luaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap = tonumber(ARGV[1])
+local win = tonumber(ARGV[2])
+local s = redis.call('HMGET', KEYS[1], 'level', 'at')
+local level = tonumber(s[1]) or cap
+local at = tonumber(s[2]) or now
+level = math.min(cap, level + math.max(0, now - at) * cap / win)
+local grant = 0
+local back = tonumber(ARGV[5])
+if back > 0 then
+  level = math.min(cap, level + back)
+elseif level >= tonumber(ARGV[3]) then
+  grant = math.min(tonumber(ARGV[4]), math.floor(level))
+  level = level - grant
+end
+redis.call('HSET', KEYS[1], 'level', tostring(level), 'at', now)
+redis.call('PEXPIRE', KEYS[1], win * 2)
+return {grant, tostring(level)}
+`);
+
+export interface RedisBackendOptions {
+  readonly logger: Logger;
+  /** Sidecars sharing the limits (lease sizes, the fallback share). */
+  readonly fleetSize: number;
+  /** Of each limit, what one sidecar admits alone while Redis is down. */
+  readonly fallbackShare: number;
+  /** Key prefix (default `pilotfish:rl:`). */
+  readonly prefix?: string;
+  /** Wall clock (windows); the stage's. */
+  readonly now: () => number;
+  /** Unused permits go back after this long without use (default 1 s). */
+  readonly idleMs?: number;
+  /** Hands out this sidecar's field name (default a random id per backend). */
+  readonly sidecarId?: string;
+}
+
+interface Lease {
+  readonly check: Check;
+  readonly key: string;
+  /** Window start (bucket: 0). */
+  at: number;
+  /** Permits held and not yet used. */
+  left: number;
+  /** Units taken from the window in this sidecar's field (used + held). */
+  mine: number;
+  /** The window's total at the last answer from Redis. */
+  knownUsed: number;
+  lastUsed: number;
+  pending: Promise<number> | null;
+  /**
+   * Redis had no room for `deniedNeed` units: until `deniedUntil` (wall ms) requests that
+   * need as much are refused here, so a flood over the limit costs no round trip each.
+   */
+  deniedUntil: number;
+  deniedNeed: number;
+}
+
+/** How long a refusal from Redis is trusted locally (permits may come back meanwhile). */
+const DENIED_MS = 100;
+
+const DEFAULT_PREFIX = "pilotfish:rl:";
+
+/** The backend, in fallback until `attach` gives it its link (loaded on demand). */
+export interface RedisBackend extends LimitBackend {
+  /** Call right after creating the link, so its first connection runs the sync hook too. */
+  attach(link: RedisLink): void;
+}
+
+export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
+  const { logger, fleetSize } = opts;
+  let link: RedisLink | null = null;
+  const ready = () => link !== null && link.ready();
+  /** The attached link (only called where `ready()` held, or to settle on it). */
+  const linked = (): RedisLink => {
+    if (link === null) throw new Error("rate limits: no Redis link yet");
+    return link;
+  };
+  const share = opts.fallbackShare;
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  const sidecar = opts.sidecarId ?? crypto.randomUUID();
+  const idleMs = opts.idleMs ?? 1_000;
+  const leases = new Map<string, Lease>();
+  /** Token buckets while Redis is down (scaled to the share). */
+  const fallbackBuckets = new CounterMap();
+  let closed = false;
+
+  // The hash tag keeps every window of one counter on one cluster slot: each script
+  // touches one key. Braces inside a user id or model would move the tag: replaced.
+  const redisKey = (check: Check, at: number) =>
+    `${prefix}{${`${check.rule.id}|${check.scope}`.replace(/[{}]/g, "_")}}` +
+    (check.rule.algorithm === "window" ? `:${at}` : "");
+
+  const leaseOf = (check: Check, now: number): Lease => {
+    const key = keyOf(check);
+    const at = check.rule.algorithm === "window" ? windowStart(check.rule, now) : 0;
+    let lease = leases.get(key);
+    if (lease === undefined || lease.at !== at || lease.check.rule !== check.rule) {
+      lease = {
+        check,
+        key: redisKey(check, at),
+        at,
+        left: 0,
+        mine: 0,
+        knownUsed: 0,
+        lastUsed: now,
+        pending: null,
+        deniedUntil: 0,
+        deniedNeed: 0,
+      };
+      leases.set(key, lease);
+    }
+    return lease;
+  };
+
+  /** A quarter of what is left, split over the fleet: leases shrink as the window fills. */
+  const chunkOf = (lease: Lease) => {
+    const rule = lease.check.rule;
+    const left = Math.max(0, rule.limit - lease.knownUsed);
+    return Math.floor(left / (4 * fleetSize));
+  };
+
+  /** One borrow; resolves the units granted (0: nothing fits). Rejects when Redis is away. */
+  const borrow = async (lease: Lease, need: number): Promise<number> => {
+    const rule = lease.check.rule;
+    const want = need + chunkOf(lease);
+    if (rule.algorithm === "bucket") {
+      const r = await linked().eval(BUCKET, [lease.key], [
+        rule.limit,
+        rule.windowMs,
+        need,
+        want,
+        0,
+      ]);
+      const [granted, level] = r as [number, string];
+      lease.left += granted;
+      lease.mine += granted;
+      lease.knownUsed = rule.limit - Number(level);
+      if (granted === 0) deny(lease, need);
+      return granted;
+    }
+    const r = await linked().eval(BORROW_WINDOW, [lease.key], [
+      sidecar,
+      rule.limit,
+      need,
+      want,
+      rule.metric === "tokens" ? 1 : 0,
+      rule.windowMs * 2,
+    ]);
+    const [granted, used] = r as [number, number];
+    lease.left += granted;
+    lease.mine += granted;
+    lease.knownUsed = used;
+    if (granted === 0) deny(lease, need);
+    return granted;
+  };
+
+  const deny = (lease: Lease, need: number) => {
+    lease.deniedUntil = opts.now() + DENIED_MS;
+    lease.deniedNeed = need;
+  };
+  /** Refused by Redis a moment ago for as much as this request needs. */
+  const denied = (lease: Lease, cost: number, now: number) =>
+    now < lease.deniedUntil && cost - lease.left >= lease.deniedNeed;
+
+  /** Borrow once, sharing a borrow already in flight for the same lease. */
+  const topUp = (lease: Lease, need: number): Promise<number> => {
+    if (lease.pending) return lease.pending;
+    const p = borrow(lease, need).finally(() => {
+      if (lease.pending === p) lease.pending = null;
+    });
+    lease.pending = p;
+    return p;
+  };
+
+  const settle = (
+    lease: Lease,
+    value: number,
+    mode: "add" | "set",
+    via: RedisCommands = linked(),
+  ) => {
+    const rule = lease.check.rule;
+    if (rule.algorithm === "bucket") {
+      // A bucket takes returned permits back; a reconciled excess is drawn from it.
+      return mode === "add" && value < 0
+        ? via.eval(BUCKET, [lease.key], [rule.limit, rule.windowMs, 0, 0, -value])
+        : mode === "add" && value > 0
+        ? via.eval(BUCKET, [lease.key], [rule.limit, rule.windowMs, 0, value, 0])
+        : Promise.resolve(null);
+    }
+    return via.eval(SETTLE_WINDOW, [lease.key], [sidecar, value, mode, rule.windowMs * 2]);
+  };
+
+  const stateOf = (lease: Lease, cost: number, now: number, refused: boolean): CheckState => {
+    const rule = lease.check.rule;
+    const remaining = Math.max(0, rule.limit - lease.knownUsed) + lease.left;
+    const resetAt = rule.algorithm === "window"
+      ? lease.at + rule.windowMs
+      : now + Math.ceil(((rule.limit - remaining) * rule.windowMs) / rule.limit);
+    const retry = !refused
+      ? 0
+      : rule.algorithm === "window"
+      ? Math.max(0, resetAt - now)
+      : Math.ceil((Math.max(1, cost - remaining) * rule.windowMs) / rule.limit);
+    return {
+      check: lease.check,
+      cost,
+      limit: rule.limit,
+      remaining: Math.min(rule.limit, remaining),
+      resetAt,
+      retryAfterMs: retry,
+      at: lease.at,
+    };
+  };
+
+  /** Take the costs from the leases (all have enough) and top up those running low. */
+  const consume = (ls: Lease[], costs: readonly number[], now: number): Admission => {
+    const states: CheckState[] = [];
+    for (let i = 0; i < ls.length; i++) {
+      const lease = ls[i] as Lease;
+      const cost = costs[i] as number;
+      lease.left -= cost;
+      lease.lastUsed = now;
+      states.push(stateOf(lease, cost, now, false));
+      if (lease.pending === null && lease.left <= chunkOf(lease) / 2 && ready()) {
+        topUp(lease, 1).catch(() => {/* the link logs the outage; the next request falls back */});
+      }
+    }
+    return { ok: true, states };
+  };
+
+  /** Redis away: what this sidecar holds, then its share (fail_mode open) or a refusal. */
+  const fallback = (checks: readonly Check[], costs: readonly number[], now: number): Admission => {
+    const ls = checks.map((c) => leaseOf(c, now));
+    const states: CheckState[] = [];
+    let refused: CheckState[] | null = null;
+    let unavailable = false;
+    const buckets: number[] = [];
+    for (let i = 0; i < ls.length; i++) {
+      const lease = ls[i] as Lease;
+      const cost = costs[i] as number;
+      const rule = lease.check.rule;
+      if (lease.left >= cost) continue;
+      if (rule.failMode === "closed") {
+        unavailable = true;
+        (refused ??= []).push({ ...stateOf(lease, cost, now, true), retryAfterMs: 1_000 });
+        continue;
+      }
+      if (rule.algorithm === "bucket") {
+        buckets.push(i);
+        continue;
+      }
+      const cap = Math.max(1, Math.floor(rule.limit * share));
+      const taken = lease.mine - lease.left;
+      if (taken + cost > cap && !(rule.metric === "tokens" && taken === 0)) {
+        const s = stateOf(lease, cost, now, true);
+        (refused ??= []).push({ ...s, limit: cap, remaining: Math.max(0, cap - taken) });
+      }
+    }
+    if (refused === null && buckets.length > 0) {
+      const local = admitLocal(
+        fallbackBuckets,
+        buckets.map((i) => checks[i] as Check),
+        buckets.map((i) => costs[i] as number),
+        now,
+        share,
+      );
+      if (!local.ok) (refused ??= []).push(local.blocked as CheckState);
+    }
+    if (refused !== null) {
+      return {
+        ok: false,
+        states,
+        blocked: longestWait(refused) as CheckState,
+        ...(unavailable ? { unavailable } : {}),
+      };
+    }
+    for (let i = 0; i < ls.length; i++) {
+      const lease = ls[i] as Lease;
+      const cost = costs[i] as number;
+      const rule = lease.check.rule;
+      if (lease.left >= cost) lease.left -= cost;
+      else if (rule.algorithm === "window") lease.mine += cost;
+      lease.lastUsed = now;
+      const s = stateOf(lease, cost, now, false);
+      const cap = Math.max(1, Math.floor(rule.limit * share));
+      states.push(
+        rule.algorithm === "window"
+          ? { ...s, limit: cap, remaining: Math.max(0, cap - (lease.mine - lease.left)) }
+          : s,
+      );
+    }
+    return { ok: true, states };
+  };
+
+  const slow = async (
+    checks: readonly Check[],
+    costs: readonly number[],
+    ls: Lease[],
+    now: number,
+  ): Promise<Admission> => {
+    try {
+      for (let round = 0; round < 3; round++) {
+        const short = ls.filter((l, i) => l.left < (costs[i] as number));
+        if (short.length === 0) break;
+        const granted = await Promise.all(
+          short.map((l) => topUp(l, (costs[ls.indexOf(l)] as number) - l.left)),
+        );
+        if (granted.every((g) => g === 0)) break;
+      }
+    } catch {
+      return fallback(checks, costs, now);
+    }
+    const refused: CheckState[] = [];
+    for (let i = 0; i < ls.length; i++) {
+      const l = ls[i] as Lease;
+      if (l.left < (costs[i] as number)) refused.push(stateOf(l, costs[i] as number, now, true));
+    }
+    if (refused.length > 0) {
+      return { ok: false, states: [], blocked: longestWait(refused) as CheckState };
+    }
+    return consume(ls, costs, now);
+  };
+
+  // Unused permits go back when a counter goes quiet; past windows are forgotten.
+  const sweeper = setInterval(() => {
+    const now = opts.now();
+    for (const [k, lease] of leases) {
+      const rule = lease.check.rule;
+      if (rule.algorithm === "window" && lease.at + rule.windowMs <= now) {
+        leases.delete(k);
+        continue;
+      }
+      if (
+        lease.left > 0 && lease.pending === null && now - lease.lastUsed >= idleMs && ready()
+      ) {
+        const back = lease.left;
+        lease.left = 0;
+        lease.mine -= back;
+        settle(lease, -back, "add").then(
+          (used) => {
+            if (rule.algorithm === "window") lease.knownUsed = Number(used);
+          },
+          () => {
+            // Not known to be returned: still ours to use (the next sync writes `mine`).
+            lease.mine += back;
+            lease.left += back;
+          },
+        );
+      }
+    }
+  }, Math.max(100, Math.floor(idleMs / 2)));
+  Deno.unrefTimer(sweeper);
+
+  const stops: (() => unknown)[] = [];
+  const attach = (l: RedisLink) => {
+    link = l;
+    // Back from an outage: write what this sidecar really took into its fields before the
+    // link turns ready, so the fleet's sum is true (Redis may have come back empty).
+    stops.push(l.onConnect(async (session) => {
+      const now = opts.now();
+      for (const [k, lease] of leases) {
+        const rule = lease.check.rule;
+        if (rule.algorithm === "window" && lease.at !== windowStart(rule, now)) {
+          leases.delete(k);
+          continue;
+        }
+        if (rule.algorithm === "bucket") {
+          lease.left = 0;
+          lease.mine = 0;
+          continue;
+        }
+        if (lease.mine > 0) {
+          lease.knownUsed = Number(await settle(lease, lease.mine, "set", session));
+        }
+      }
+      fallbackBuckets.entries.clear();
+    }));
+    stops.push(l.onStateChange((up) => {
+      if (up) logger.info("rate limits: Redis reachable, limits shared by the fleet again", {});
+      else {
+        logger.warn("rate limits: Redis unreachable, each sidecar admits its share", {
+          fallback_share: share,
+        });
+      }
+    }));
+  };
+
+  return {
+    attach,
+    admit(checks, costs, now) {
+      if (closed || !ready()) return fallback(checks, costs, now);
+      const ls = checks.map((c) => leaseOf(c, now));
+      let short = false;
+      let refused: CheckState[] | null = null;
+      for (let i = 0; i < ls.length; i++) {
+        const lease = ls[i] as Lease;
+        const cost = costs[i] as number;
+        if (lease.left >= cost) continue;
+        short = true;
+        if (denied(lease, cost, now)) (refused ??= []).push(stateOf(lease, cost, now, true));
+      }
+      if (refused !== null) return { ok: false, states: [], blocked: longestWait(refused)! };
+      return short ? slow(checks, costs, ls, now) : consume(ls, costs, now);
+    },
+    adjust(state, delta, now) {
+      const lease = leases.get(keyOf(state.check));
+      if (lease === undefined || lease.at !== state.at || delta === 0) return;
+      if (delta < 0) {
+        // Estimated too high: the permits are ours already, keep them for the next requests.
+        lease.left += -delta;
+        return;
+      }
+      const fromLease = Math.min(lease.left, delta);
+      lease.left -= fromLease;
+      const rest = delta - fromLease;
+      if (rest <= 0) return;
+      lease.mine += rest;
+      lease.knownUsed += rest;
+      lease.lastUsed = now;
+      if (ready()) {
+        settle(lease, rest, "add").then(
+          (used) => {
+            if (lease.check.rule.algorithm === "window") lease.knownUsed = Number(used);
+          },
+          () => {/* `mine` is written back on reconnect */},
+        );
+      }
+    },
+    usage(now) {
+      const rows: UsageRow[] = [];
+      for (const lease of leases.values()) {
+        const s = stateOf(lease, 0, now, false);
+        rows.push({
+          rule: lease.check.rule.id,
+          scope: lease.check.scope,
+          metric: lease.check.rule.metric,
+          window: lease.check.rule.windowName,
+          limit: s.limit,
+          used: s.limit - s.remaining,
+          remaining: s.remaining,
+          reset: Math.ceil(s.resetAt / 1000),
+        });
+      }
+      return rows;
+    },
+    health(): BackendHealth {
+      const shared = ready();
+      return {
+        backend: "redis",
+        mode: shared ? "shared" : "fallback",
+        fleet_size: fleetSize,
+        fallback_share: share,
+        ...(shared ? {} : {
+          notice: `Redis unreachable: this sidecar admits its share (${
+            Math.round(share * 1000) / 10
+          } %) of each limit with fail_mode open and refuses those with fail_mode closed`,
+        }),
+      };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(sweeper);
+      for (const stop of stops) stop();
+      // Give back what this sidecar holds, so the fleet can use it.
+      if (ready()) {
+        await Promise.allSettled(
+          [...leases.values()].filter((l) => l.left > 0).map((l) => settle(l, -l.left, "add")),
+        );
+      }
+      leases.clear();
+      await link?.close();
+    },
+  };
+}

@@ -1,0 +1,201 @@
+/**
+ * The limiter as a stage: `pre_llm` (the parsed request for token estimates, the resolved
+ * target for model and provider scopes) admits or refuses; a refusal is a 429 in the
+ * route's format and never reaches an upstream (so it is never a breaker failure);
+ * `post_http` writes the headers (every one on a 429, Limit/Remaining/Reset on admitted
+ * answers) and reads an upstream's `X-LLM-Input-Tokens`; `request_end` reconciles token
+ * estimates with the real input tokens, both ways.
+ * @module
+ */
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { LlmRequestView, PreLlmResult, Stage } from "../pipeline/stages.ts";
+import type { TelemetryEvent } from "../pipeline/events.ts";
+import { usageNow } from "../streaming/usage.ts";
+import { type Admission, type CheckState, type LimitBackend, tightest } from "./backend.ts";
+import {
+  type Check,
+  checksFor,
+  credentialOf,
+  estimateTokens,
+  type Estimation,
+  fingerprint,
+  type Rule,
+  type Subject,
+  userIdOf,
+} from "./policy.ts";
+
+/** What the limiter decided for one exchange (`ex.rateLimit`). */
+export interface RateLimitFacts {
+  readonly admission: Admission;
+  /** The input tokens an upstream reported in `X-LLM-Input-Tokens`. */
+  reportedInputTokens?: number;
+}
+
+export interface LimitStageOptions {
+  readonly rules: readonly Rule[];
+  readonly backend: LimitBackend;
+  readonly estimation: Estimation;
+  /** Wall clock, ms (windows are wall-clock minutes and UTC days). */
+  readonly now: () => number;
+}
+
+const NEEDS = (rules: readonly Rule[], scope: Rule["scope"]) =>
+  rules.some((r) => r.scope === scope);
+
+export function limitStage(opts: LimitStageOptions): Stage {
+  const { rules, backend, estimation, now } = opts;
+  const needUser = NEEDS(rules, "user");
+  const needKey = NEEDS(rules, "key");
+  const needTokens = rules.some((r) => r.metric === "tokens");
+
+  const subjectOf = (ex: Exchange, body: unknown): Subject => {
+    const target = ex.targets[0];
+    const provider = target?.provider ?? ex.provider;
+    const search = needUser || needKey ? new URLSearchParams(ex.search) : null;
+    // The query parameter a provider's native API takes a key in (passthrough routes).
+    const queryParam = search !== null && provider !== undefined
+      ? ex.runtime.adapters.get(provider)?.native?.auth.queryParam ?? null
+      : null;
+    let key: string | undefined;
+    if (needKey) {
+      const app = ex.principal.appKey;
+      const cred = app ?? credentialOf(ex.headers, search, queryParam);
+      // An app key id is shown as is; a secret (a pf_ key, a provider credential) only hashed.
+      key = cred === null
+        ? undefined
+        : app !== undefined && !app.startsWith("pf_")
+        ? app
+        : fingerprint(cred);
+    }
+    const models: string[] = [];
+    if (ex.model !== undefined) models.push(ex.model);
+    if (target !== undefined && target.model !== ex.model) models.push(target.model);
+    if (ex.schema === "passthrough" && isRecord(body) && typeof body.model === "string") {
+      models.push(body.model);
+    }
+    const inPath = ex.schema === "passthrough" ? /\/models?\/([^/:]+)/.exec(ex.path) : null;
+    if (inPath) models.push(decodeURIComponent(inPath[1] as string));
+    return {
+      key,
+      user: needUser ? userIdOf(ex.headers, body, search, ex.principal.ip, queryParam) : undefined,
+      ip: ex.principal.ip,
+      models,
+      provider,
+    };
+  };
+
+  const decided = (ex: Exchange, admission: Admission): PreLlmResult => {
+    ex.rateLimit = { admission };
+    if (admission.ok) return undefined;
+    const b = admission.blocked as CheckState;
+    return {
+      action: "reject",
+      status: 429,
+      message: admission.unavailable
+        ? `Rate limit store unavailable: ${b.check.rule.metric} per ${b.check.rule.windowName} (${b.check.scope}) refuses requests while it is down`
+        : `Rate limit exceeded: ${b.limit} ${b.check.rule.metric} per ${b.check.rule.windowName} (${b.check.scope}); retry after ${
+          retryAfter(b)
+        } s`,
+    };
+  };
+
+  return {
+    name: "rate_limit",
+    fail_mode: "open",
+    // A borrow from Redis waits at most its command deadline, then falls back locally.
+    timeout_ms: 2_000,
+    pre_llm(ex: Exchange, view: LlmRequestView) {
+      const body = bodyOf(ex, view, estimation.max_sample_bytes);
+      const subject = subjectOf(ex, body);
+      const checks = checksFor(rules, subject);
+      if (checks.length === 0) return undefined;
+      let tokens = 0;
+      if (needTokens && checks.some((c) => c.rule.metric === "tokens")) {
+        const bytes = view.schema === "passthrough"
+          ? view.body?.byteLength ?? 0
+          : Number(ex.headers.get("content-length") ?? 0);
+        tokens = estimateTokens(estimation, body, bytes, subject.provider);
+      }
+      const costs = checks.map((c: Check) => (c.rule.metric === "tokens" ? tokens : 1));
+      const result = backend.admit(checks, costs, now());
+      return result instanceof Promise ? result.then((a) => decided(ex, a)) : decided(ex, result);
+    },
+    post_http(ex, res) {
+      const facts = ex.rateLimit;
+      if (!facts) return;
+      const reported = res.headers.get("x-llm-input-tokens");
+      if (reported !== null && /^\d+$/.test(reported)) facts.reportedInputTokens = Number(reported);
+      const a = facts.admission;
+      const shown = a.ok ? tightest(a.states) : a.blocked;
+      if (shown === undefined) return;
+      const h = res.headers;
+      h.set("x-ratelimit-limit", String(shown.limit));
+      h.set("x-ratelimit-remaining", String(a.ok ? shown.remaining : 0));
+      h.set("x-ratelimit-reset", String(Math.ceil(shown.resetAt / 1000)));
+      if (a.ok) return;
+      h.set("retry-after", String(retryAfter(shown)));
+      h.set(
+        "x-ratelimit-reason",
+        a.unavailable
+          ? "rate limit store unavailable"
+          : `${shown.check.rule.windowName} limit exceeded`,
+      );
+      h.set("x-ratelimit-metric", shown.check.rule.metric);
+      h.set("x-ratelimit-window", shown.check.rule.windowName);
+      h.set("x-ratelimit-scope", shown.check.scope);
+    },
+    trace_events: ["request_end"],
+    trace(event: TelemetryEvent) {
+      if (event.type !== "request_end") return;
+      const facts = event.exchange.rateLimit;
+      if (!facts || !facts.admission.ok) return;
+      const tokenStates = facts.admission.states.filter((s) => s.check.rule.metric === "tokens");
+      if (tokenStates.length === 0) return;
+      const actual = facts.reportedInputTokens ?? inputTokens(event.exchange);
+      // llm-proxy reconciles input tokens, and only when they are known.
+      if (actual === null) return;
+      const t = now();
+      for (const s of tokenStates) {
+        if (actual !== s.cost) backend.adjust(s, actual - s.cost, t);
+      }
+    },
+    dispose: () => backend.close(),
+  };
+}
+
+/** Input tokens of every attempt that reported usage (a finished hedge loser was billed too). */
+function inputTokens(ex: Exchange): number | null {
+  let sum: number | null = null;
+  for (const a of ex.attempts) {
+    const u = usageNow(a.usage);
+    if (u && typeof u.prompt_tokens === "number") sum = (sum ?? 0) + u.prompt_tokens;
+  }
+  if (sum === null && ex.usage && typeof ex.usage.prompt_tokens === "number") {
+    sum = ex.usage.prompt_tokens;
+  }
+  return sum;
+}
+
+function retryAfter(s: CheckState): number {
+  return Math.max(1, Math.ceil(s.retryAfterMs / 1000));
+}
+
+/** The request body as JSON: canonical (the client's, for Messages), passthrough parsed when small. */
+function bodyOf(ex: Exchange, view: LlmRequestView, maxBytes: number): unknown {
+  if (view.schema !== "passthrough") {
+    const req = ex.request;
+    return req?.schema === "anthropic_messages" ? req.body : view.body;
+  }
+  const bytes = view.body;
+  if (bytes === null || bytes.byteLength === 0 || bytes.byteLength > maxBytes) return undefined;
+  if (bytes[0] !== 0x7b) return undefined; // not a JSON object
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,135 @@
+/**
+ * A throwaway three-node Redis Cluster for tests: `redis-server --cluster-enabled yes` ×3 on
+ * free ports, joined by `redis-cli --cluster create … --cluster-replicas 0 --cluster-yes`.
+ * Persistence is off, so `restart()` brings the cluster back (its nodes.conf keeps the slot
+ * map) with no data, like the single server of redis_server.ts.
+ * @module
+ */
+import { freePort } from "../integration/daemon.ts";
+import { redisServerBinary } from "./redis_server.ts";
+
+export interface RedisCluster {
+  readonly ports: readonly number[];
+  /** The first node's port. */
+  readonly port: number;
+  /** `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3`. */
+  readonly url: string;
+  /** SIGKILL every node (an outage) and wait for them to exit. */
+  stop(): Promise<void>;
+  /** Start every node again on its port and wait for `cluster_state:ok`. */
+  restart(): Promise<void>;
+  /** Stop for good and remove the nodes' files. */
+  dispose(): Promise<void>;
+}
+
+const SIZE = 3;
+
+async function cli(args: string[]): Promise<{ ok: boolean; out: string }> {
+  const r = await new Deno.Command("redis-cli", { args, stdin: "null" }).output();
+  return {
+    ok: r.success,
+    out: new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr),
+  };
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`Redis Cluster: ${what} not within ${timeoutMs} ms`);
+}
+
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const binary = redisServerBinary();
+  const dir = await Deno.makeTempDir({ prefix: "pilotfish-cluster-" });
+  const ports = Array.from({ length: SIZE }, () => freePort());
+  let children: Deno.ChildProcess[] = [];
+  const spawn = () => {
+    children = ports.map((port) =>
+      new Deno.Command(binary, {
+        args: [
+          "--port",
+          String(port),
+          "--bind",
+          "127.0.0.1",
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          `${dir}/nodes-${port}.conf`,
+          "--cluster-node-timeout",
+          "2000",
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--dir",
+          dir,
+          "--loglevel",
+          "warning",
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn()
+    );
+  };
+  const allOk = () =>
+    waitFor("cluster_state:ok on every node", async () => {
+      for (const port of ports) {
+        const r = await cli(["-p", String(port), "cluster", "info"]);
+        if (!r.out.includes("cluster_state:ok")) return false;
+      }
+      return true;
+    });
+  const stop = async () => {
+    const cs = children;
+    children = [];
+    for (const c of cs) {
+      try {
+        c.kill("SIGKILL");
+      } catch { /* already exited */ }
+    }
+    await Promise.all(cs.map((c) => c.status));
+  };
+  spawn();
+  try {
+    await waitFor("nodes answer PING", async () => {
+      for (const port of ports) {
+        if (!(await cli(["-p", String(port), "ping"])).out.includes("PONG")) return false;
+      }
+      return true;
+    });
+    const created = await cli([
+      "--cluster",
+      "create",
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      "--cluster-replicas",
+      "0",
+      "--cluster-yes",
+    ]);
+    if (!created.ok) throw new Error(`redis-cli --cluster create failed:\n${created.out}`);
+    await allOk();
+  } catch (err) {
+    await stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+  return {
+    ports,
+    port: ports[0] as number,
+    url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`,
+    async stop() {
+      await stop();
+    },
+    async restart() {
+      spawn();
+      await allOk();
+    },
+    async dispose() {
+      await stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}

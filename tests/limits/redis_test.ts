@@ -1,0 +1,160 @@
+/**
+ * The Redis backend's details against a real redis-server: Butter's bucket shared by two
+ * sidecars, token reconciliation over leases, unused permits given back when a sidecar goes
+ * quiet, and the per-sidecar fields a restart is resynchronised from.
+ */
+import assert from "node:assert/strict";
+import { createClient } from "redis";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
+import { startRedisServer } from "../helpers/redis_server.ts";
+import { createRedisBackend } from "../../src/limits/redis.ts";
+import { checksFor, type Rule } from "../../src/limits/policy.ts";
+import { createRedisLink } from "../../src/state/redis_link.ts";
+import { captureLogger, waitFor } from "../state/support.ts";
+
+const chat = () => ({
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ model: "up/gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+});
+
+async function status(gw: InProcessGateway): Promise<number> {
+  const res = await gw.request("/v1/chat/completions", chat());
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("Butter's bucket on Redis: two sidecars share one burst", async () => {
+  const redis = await startRedisServer();
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1" }
+state: { backend: redis, redis: { url: "${redis.url}" } }
+features: { rate_limiting: { fleet_size: 2 } }
+plugins:
+  ratelimit: { requests_per_minute: 6 }
+`;
+  const a = startGateway(yaml);
+  const b = startGateway(yaml);
+  try {
+    await a.runtime.limits!.shared();
+    await b.runtime.limits!.shared();
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push(await status(a), await status(b));
+    // A bucket of 6 refills one a ten seconds: the burst is 6 across both, not 12.
+    const admitted = statuses.filter((s) => s === 200).length;
+    assert.ok(admitted >= 6 && admitted <= 7, `admitted ${admitted} of a bucket of 6`);
+    assert.equal(up.requests.length, admitted);
+  } finally {
+    await a.close();
+    await b.close();
+    await up.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("leases: reconciliation moves the fleet's count both ways; quiet sidecars give back", async () => {
+  const redis = await startRedisServer();
+  const raw = createClient({ url: redis.url, maintNotifications: "disabled" });
+  raw.on("error", () => {});
+  await raw.connect();
+  const link = createRedisLink({ url: redis.url, name: "t", logger: captureLogger().logger });
+  let now = 60_000 * 1_000; // a minute's start
+  const backend = createRedisBackend({
+    logger: captureLogger().logger,
+    fleetSize: 1,
+    fallbackShare: 1,
+    now: () => now,
+    idleMs: 100,
+    sidecarId: "s1",
+  });
+  backend.attach(link);
+  const rule: Rule = {
+    id: "t",
+    scope: "global",
+    metric: "tokens",
+    algorithm: "window",
+    limit: 1000,
+    windowMs: 60_000,
+    windowName: "minute",
+    failMode: "open",
+  };
+  const [check] = checksFor([rule], { models: [] });
+  const key = `pilotfish:rl:{t|global}:${now}`;
+  const field = async () => Number(await raw.hGet(key, "s1") ?? 0);
+  try {
+    await waitFor("the link", () => link.ready());
+    const a = await backend.admit([check!], [100], now);
+    assert.ok(a.ok);
+    // The first borrow leased the cost plus a quarter of what was left.
+    assert.equal(await field(), 100 + 250);
+    assert.equal(a.states[0]!.remaining, 900);
+    // Real usage above the estimate comes out of the lease first: no Redis call needed.
+    backend.adjust(a.states[0]!, 200, now);
+    assert.equal(await field(), 350);
+    assert.equal(backend.usage(now)[0]!.remaining, 700);
+    // Beyond the lease it is added to the sidecar's field.
+    backend.adjust(a.states[0]!, 100, now);
+    for (let i = 0; i < 50 && (await field()) !== 400; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(await field(), 400);
+    assert.equal(backend.usage(now)[0]!.remaining, 600);
+    // Below the estimate: the difference is this sidecar's to use again.
+    backend.adjust(a.states[0]!, -150, now);
+    assert.equal(backend.usage(now)[0]!.remaining, 750);
+    // Quiet for the idle time: the unused permits go back to the fleet.
+    now += 500;
+    for (let i = 0; i < 100 && (await field()) !== 250; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(await field(), 250, "only what was used stays counted");
+  } finally {
+    await backend.close();
+    await raw.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("over the limit: refused locally for 100 ms after Redis said no, then asked again", async () => {
+  const redis = await startRedisServer();
+  const link = createRedisLink({ url: redis.url, name: "t", logger: captureLogger().logger });
+  let now = 60_000 * 2_000;
+  const backend = createRedisBackend({
+    logger: captureLogger().logger,
+    fleetSize: 1,
+    fallbackShare: 1,
+    now: () => now,
+  });
+  backend.attach(link);
+  const rule: Rule = {
+    id: "n",
+    scope: "global",
+    metric: "requests",
+    algorithm: "window",
+    limit: 1,
+    windowMs: 60_000,
+    windowName: "minute",
+    failMode: "open",
+  };
+  const [check] = checksFor([rule], { models: [] });
+  try {
+    await waitFor("the link", () => link.ready());
+    assert.ok((await backend.admit([check!], [1], now)).ok);
+    const asked = backend.admit([check!], [1], now);
+    assert.ok(asked instanceof Promise, "the first refusal asks Redis");
+    assert.equal((await asked).ok, false);
+    const local = backend.admit([check!], [1], now + 50);
+    assert.ok(!(local instanceof Promise), "within 100 ms: no round trip");
+    assert.equal(local.ok, false);
+    now += 150;
+    const again = backend.admit([check!], [1], now);
+    assert.ok(again instanceof Promise, "then Redis is asked again");
+    assert.equal((await again).ok, false);
+  } finally {
+    await backend.close();
+    await redis.stop();
+  }
+});

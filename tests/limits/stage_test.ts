@@ -1,0 +1,418 @@
+/**
+ * The limiter through the real app, one test per seed dialect: request N+1 gets a 429 in the
+ * route's format with every header, admitted answers carry decreasing headers, and a
+ * limited request never reaches the upstream (nor the breaker).
+ */
+import assert from "node:assert/strict";
+import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway, testClock } from "../helpers/in_process.ts";
+import type { Stage } from "../../src/pipeline/stages.ts";
+import { createControl } from "../../src/pipeline/control.ts";
+import { buildRuntime } from "../../src/runtime.ts";
+import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
+
+const chat = (extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) => ({
+  method: "POST",
+  headers: { "content-type": "application/json", ...headers },
+  body: JSON.stringify({
+    model: "up/gpt-4o",
+    messages: [{ role: "user", content: "hello there" }],
+    ...extra,
+  }),
+});
+
+const LIMIT_HEADERS = [
+  "retry-after",
+  "x-ratelimit-limit",
+  "x-ratelimit-remaining",
+  "x-ratelimit-reset",
+  "x-ratelimit-reason",
+  "x-ratelimit-metric",
+  "x-ratelimit-window",
+  "x-ratelimit-scope",
+];
+
+async function drain(res: Response): Promise<Response> {
+  await res.body?.cancel();
+  return res;
+}
+
+Deno.test("llm-proxy features.rate_limiting: N+1 is a 429 with every header, no upstream call", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  circuit_breaker: { enabled: true, failure_threshold: 1 }
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 3 }
+`);
+  try {
+    const remaining: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await drain(await gw.request("/v1/chat/completions", chat()));
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-ratelimit-limit"), "3");
+      assert.ok(res.headers.get("x-ratelimit-reset"));
+      remaining.push(res.headers.get("x-ratelimit-remaining")!);
+    }
+    assert.deepEqual(remaining, ["2", "1", "0"]);
+    const limited = await gw.request("/v1/chat/completions", chat());
+    assert.equal(limited.status, 429);
+    for (const h of LIMIT_HEADERS) assert.ok(limited.headers.get(h), `missing ${h}`);
+    assert.equal(limited.headers.get("x-ratelimit-reason"), "minute limit exceeded");
+    assert.equal(limited.headers.get("x-ratelimit-metric"), "requests");
+    assert.equal(limited.headers.get("x-ratelimit-window"), "minute");
+    assert.equal(limited.headers.get("x-ratelimit-scope"), "global");
+    assert.equal(limited.headers.get("x-ratelimit-remaining"), "0");
+    const body = await limited.json();
+    assert.equal(body.error.code, "rate_limited");
+    assert.equal(up.requests.length, 3, "the limited request reached no upstream");
+    // The Anthropic route answers in its own format.
+    const msg = await gw.request("/v1/messages", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "up/gpt-4o",
+        max_tokens: 5,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(msg.status, 429);
+    assert.equal((await msg.json()).type, "error");
+    assert.equal(msg.headers.get("x-ratelimit-scope"), "global");
+    // Never a breaker failure.
+    const health = await (await gw.request("/health")).json();
+    assert.equal(health.circuit_breaker.providers.up.state, "closed");
+    assert.equal(health.circuit_breaker.providers.up.failures, 0);
+    assert.equal(health.rate_limiting.backend, "memory");
+    assert.equal(health.rate_limiting.usage[0].used, 3);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("llm-proxy per_user overrides apply in llm-proxy's user id order", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits:
+      requests_per_minute: 100
+      overrides:
+        per_user:
+          alice: { requests_per_minute: 1 }
+`);
+  try {
+    const first = await drain(
+      await gw.request("/v1/chat/completions", chat({}, { "x-user-id": "alice" })),
+    );
+    assert.equal(first.status, 200);
+    assert.equal(first.headers.get("x-ratelimit-limit"), "1");
+    // The body's user field names the same user.
+    const second = await gw.request("/v1/chat/completions", chat({ user: "alice" }));
+    assert.equal(second.status, 429);
+    assert.equal(second.headers.get("x-ratelimit-scope"), "user:alice");
+    await second.body?.cancel();
+    // The query parameter too; another user is under the global limit only.
+    const third = await drain(
+      await gw.request("/v1/chat/completions?llm_user_id=alice", chat()),
+    );
+    assert.equal(third.status, 429);
+    const bob = await drain(await gw.request("/v1/chat/completions", chat({ user: "bob" })));
+    assert.equal(bob.status, 200);
+    assert.equal(bob.headers.get("x-ratelimit-limit"), "100");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("llm-proxy token limits: estimates admit, real usage reconciles, windows roll", async () => {
+  const up = startFakeUpstream();
+  const clock = testClock();
+  // 7 prompt tokens per answer (the fake's usage); "hello there" estimates at 3 tokens.
+  up.script({ kind: "json", body: completionBody("ok") });
+  const gw = startGateway(
+    `
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { tokens_per_minute: 20 }
+`,
+    {},
+    { now: clock.now },
+  );
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      statuses.push((await drain(await gw.request("/v1/chat/completions", chat()))).status);
+    }
+    // Reconciled up to 7 each: 7, 14, then 14 + 3 fits (17), reconciled to 21: the 4th is over.
+    assert.deepEqual(statuses, [200, 200, 200, 429]);
+    clock.advance(60_000);
+    const next = await drain(await gw.request("/v1/chat/completions", chat()));
+    assert.equal(next.status, 200, "a new minute starts empty");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("llm-gateway rateLimit: global, perKey and perModel; the tightest decides", async () => {
+  const up = startFakeUpstream();
+  const setKey: Stage = {
+    name: "test_app_key",
+    fail_mode: "closed",
+    timeout_ms: 1000,
+    pre_http(ex) {
+      const key = ex.headers.get("x-test-key");
+      if (key !== null) ex.principal.appKey = key;
+    },
+  };
+  const gw = startGateway(
+    `
+providers:
+  - name: up
+    baseUrl: "${up.url}/v1"
+    models: [gpt-4o, gpt-4o-mini]
+rateLimit:
+  enabled: true
+  global: { requests: 100, window: 1m }
+  perKey: { requests: 2, window: 1m }
+  perModel:
+    gpt-4o-mini: { requests: 1, window: 1h }
+`,
+    {},
+    { stages: () => [setKey] },
+  );
+  const ask = (model: string, key: string) =>
+    gw.request("/v1/chat/completions", chat({ model }, { "x-test-key": key }));
+  try {
+    assert.equal((await drain(await ask("gpt-4o", "app-1"))).status, 200);
+    const second = await drain(await ask("gpt-4o", "app-1"));
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.get("x-ratelimit-remaining"), "0");
+    const third = await ask("gpt-4o", "app-1");
+    assert.equal(third.status, 429);
+    assert.equal(third.headers.get("x-ratelimit-scope"), "key:app-1");
+    await third.body?.cancel();
+    assert.equal((await drain(await ask("gpt-4o-mini", "app-2"))).status, 200);
+    const model = await ask("gpt-4o-mini", "app-3");
+    assert.equal(model.status, 429);
+    assert.equal(model.headers.get("x-ratelimit-scope"), "model:gpt-4o-mini");
+    assert.equal(model.headers.get("x-ratelimit-window"), "hour");
+    await model.body?.cancel();
+    assert.equal(up.requests.length, 3);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("Butter plugins.ratelimit: a token bucket that refills, per IP", async () => {
+  const up = startFakeUpstream();
+  const clock = testClock();
+  const gw = startGateway(
+    `
+providers:
+  up: { base_url: "${up.url}/v1" }
+plugins:
+  ratelimit:
+    requests_per_minute: 2
+    per_ip: false
+`,
+    {},
+    { now: clock.now },
+  );
+  try {
+    assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 200);
+    assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 200);
+    const limited = await drain(await gw.request("/v1/chat/completions", chat()));
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers.get("retry-after"), "30");
+    clock.advance(30_000);
+    assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 200);
+    assert.equal(up.requests.length, 3);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("passthrough routes are limited too, in their own error format", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-test-0001 }] }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 1 }
+`);
+  try {
+    const ok = await drain(
+      await gw.request("/openai/v1/chat/completions", chat({ model: "gpt-4o" })),
+    );
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("x-ratelimit-remaining"), "0");
+    const limited = await gw.request("/openai/v1/chat/completions", chat({ model: "gpt-4o" }));
+    assert.equal(limited.status, 429);
+    for (const h of LIMIT_HEADERS) assert.ok(limited.headers.get(h), `missing ${h}`);
+    assert.equal((await limited.json()).error.code, "rate_limited");
+    assert.equal(up.requests.length, 1);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("Redis unreachable: fail_mode open admits this sidecar's share, closed refuses; /health says so", async () => {
+  const up = startFakeUpstream();
+  // A port held by a listener that never answers: no other test can take it meanwhile.
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+state:
+  backend: redis
+  redis: { url: "redis://127.0.0.1:${silent.addr.port}" }
+features:
+  rate_limiting:
+    enabled: true
+    fleet_size: 4
+    limits: { requests_per_minute: 8 }
+rate_limit:
+  enabled: true
+  per_model:
+    closed-model: { requests: 100, window: 1m, fail_mode: closed }
+`);
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      statuses.push((await drain(await gw.request("/v1/chat/completions", chat()))).status);
+    }
+    assert.deepEqual(statuses, [200, 200, 429], "a share of 8 / 4 = 2");
+    const closed = await gw.request(
+      "/v1/chat/completions",
+      chat({ model: "up/closed-model" }),
+    );
+    assert.equal(closed.status, 429);
+    assert.equal(closed.headers.get("x-ratelimit-reason"), "rate limit store unavailable");
+    await closed.body?.cancel();
+    const health = await (await gw.request("/health")).json();
+    assert.equal(health.rate_limiting.backend, "redis");
+    assert.equal(health.rate_limiting.mode, "fallback");
+    assert.equal(health.rate_limiting.fallback_share, 0.25);
+    assert.match(health.rate_limiting.notice, /share/);
+    assert.equal(up.requests.length, 2);
+  } finally {
+    await gw.close();
+    await up.close();
+    silent.close();
+  }
+});
+
+Deno.test("control.state().limits: usage per scope; memory counters outlive a config reload", async () => {
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits:
+      requests_per_minute: 5
+      overrides: { per_user: { carol: { requests_per_minute: 2 } } }
+`;
+  const gw = startGateway(yaml);
+  try {
+    await drain(await gw.request("/v1/chat/completions", chat()));
+    await drain(await gw.request("/v1/chat/completions", chat({ user: "carol" })));
+    const control = createControl({ current: () => gw.runtime });
+    const limits = control.state().limits!;
+    assert.equal(limits.health.backend, "memory");
+    const rows = limits.usage.map((r) => `${r.scope} ${r.used}/${r.limit}`).sort();
+    assert.deepEqual(rows, ["global 1/5", "user:carol 1/2"]);
+    // A new generation of the same config keeps counting where the last one was.
+    const next = buildRuntime(gw.runtime.config, 2, {
+      fetch,
+      random: Math.random,
+      routing: gw.runtime.routing,
+      breakerStore: createMemoryBreakerStore(
+        breakerTiming(gw.runtime.config.features.circuit_breaker),
+      ),
+      write: () => {},
+    });
+    try {
+      assert.deepEqual(
+        next.limits!.usage().map((r) => `${r.scope} ${r.used}`).sort(),
+        ["global 1", "user:carol 1"],
+      );
+    } finally {
+      next.retire();
+      await next.dispose();
+    }
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("an upstream's X-LLM-Input-Tokens reconciles the estimate (passthrough)", async () => {
+  const up = startFakeUpstream();
+  up.script({ kind: "json", body: completionBody("ok"), headers: { "x-llm-input-tokens": "50" } });
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-test-0001 }] }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { tokens_per_minute: 1000 }
+`);
+  try {
+    const res = await drain(
+      await gw.request("/openai/v1/chat/completions", chat({ model: "gpt-4o" })),
+    );
+    assert.equal(res.status, 200);
+    // "hello there" is estimated at 3 tokens; the upstream said 50.
+    const used = gw.runtime.limits!.usage().find((r) => r.metric === "tokens")!.used;
+    assert.equal(used, 50);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("a stream's answer carries the headers; its 429 is a JSON error before any stream", async () => {
+  const up = startFakeUpstream();
+  up.script({ kind: "stream", includeUsage: true });
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 1 }
+`);
+  try {
+    const res = await gw.request("/v1/chat/completions", chat({ stream: true }));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-ratelimit-remaining"), "0");
+    assert.match(await res.text(), /\[DONE\]/);
+    const limited = await gw.request("/v1/chat/completions", chat({ stream: true }));
+    assert.equal(limited.status, 429);
+    assert.equal((await limited.json()).error.code, "rate_limited");
+    assert.equal(up.requests.length, 1);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
