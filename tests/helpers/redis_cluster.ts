@@ -2,7 +2,7 @@
  * A throwaway three-node Redis Cluster for tests: `redis-server --cluster-enabled yes` ×3 on
  * free ports, joined by `redis-cli --cluster create … --cluster-replicas 0 --cluster-yes`.
  * Persistence is off, so `restart()` brings the cluster back (its nodes.conf keeps the slot
- * map) with no data, like the single server of redis_server.ts.
+ * map) with no data, like the single server of redis_server.ts. With `tls`, TLS only.
  * @module
  */
 import { freePort } from "../integration/daemon.ts";
@@ -41,17 +41,35 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   throw new Error(`Redis Cluster: ${what} not within ${timeoutMs} ms`);
 }
 
-export async function startRedisCluster(): Promise<RedisCluster> {
+/** TLS: the nodes speak only TLS (also between themselves) with these PEM files. */
+export interface ClusterTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string;
+}
+
+export async function startRedisCluster(tls?: ClusterTls): Promise<RedisCluster> {
   const binary = redisServerBinary();
   const dir = await Deno.makeTempDir({ prefix: "pilotfish-cluster-" });
   const ports = Array.from({ length: SIZE }, () => freePort());
+  // Each node's cluster bus port, given explicitly: the default (port + 10000) overflows for
+  // the high ephemeral ports freePort() hands out.
+  const busPorts = ports.map(() => freePort());
+  const tlsArgs = tls
+    ? ["--tls-cert-file", tls.cert, "--tls-key-file", tls.key, "--tls-ca-cert-file", tls.ca]
+      .concat(["--tls-cluster", "yes", "--tls-auth-clients", "no"])
+    : [];
+  const cliTls = tls ? ["--tls", "--cacert", tls.ca] : [];
   let children: Deno.ChildProcess[] = [];
   const spawn = () => {
-    children = ports.map((port) =>
+    children = ports.map((port, i) =>
       new Deno.Command(binary, {
         args: [
-          "--port",
-          String(port),
+          ...(tls
+            ? ["--port", "0", "--tls-port", String(port), ...tlsArgs]
+            : ["--port", String(port)]),
+          "--cluster-port",
+          String(busPorts[i]),
           "--bind",
           "127.0.0.1",
           "--cluster-enabled",
@@ -78,7 +96,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   const allOk = () =>
     waitFor("cluster_state:ok on every node", async () => {
       for (const port of ports) {
-        const r = await cli(["-p", String(port), "cluster", "info"]);
+        const r = await cli([...cliTls, "-p", String(port), "cluster", "info"]);
         if (!r.out.includes("cluster_state:ok")) return false;
       }
       return true;
@@ -97,11 +115,14 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   try {
     await waitFor("nodes answer PING", async () => {
       for (const port of ports) {
-        if (!(await cli(["-p", String(port), "ping"])).out.includes("PONG")) return false;
+        if (!(await cli([...cliTls, "-p", String(port), "ping"])).out.includes("PONG")) {
+          return false;
+        }
       }
       return true;
     });
     const created = await cli([
+      ...cliTls,
       "--cluster",
       "create",
       ...ports.map((p) => `127.0.0.1:${p}`),
@@ -119,7 +140,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   return {
     ports,
     port: ports[0] as number,
-    url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`,
+    url: `${tls ? "rediss" : "redis"}+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`,
     async stop() {
       await stop();
     },

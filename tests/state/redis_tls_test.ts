@@ -1,41 +1,39 @@
 /**
  * `rediss://`: the daemon reaches a TLS-only `redis-server` (a throwaway CA the daemon trusts
  * through DENO_CERT) and shares its rate limits through it; without trusting the CA it refuses
- * the server's certificate and runs on its share.
+ * the server's certificate and runs on its share. `rediss+cluster://`: the same through a
+ * TLS-only three-node cluster.
  */
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { redisServerBinary } from "../helpers/redis_server.ts";
 import { chatBody, type Daemon, freePort, startDaemon } from "../integration/daemon.ts";
-
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const r = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
-    .output();
-  if (!r.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(r.stderr)}`);
-}
-
-/** A CA and a certificate for 127.0.0.1 signed by it, in `dir`. */
-async function certificates(dir: string): Promise<void> {
-  await openssl(
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"]
-      .concat(["-days", "2", "-subj", "/CN=pilotfish-test-ca"]),
-    dir,
-  );
-  await openssl(
-    ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr"]
-      .concat(["-subj", "/CN=127.0.0.1"]),
-    dir,
-  );
-  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  await openssl(
-    ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"]
-      .concat(["-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]),
-    dir,
-  );
-}
+import { certificates } from "../helpers/tls_certs.ts";
+import { startRedisCluster } from "../helpers/redis_cluster.ts";
 
 async function mode(d: Daemon): Promise<string> {
   return (await (await fetch(d.url("/health"))).json()).rate_limiting.mode;
+}
+
+async function whenShared(d: Daemon): Promise<void> {
+  for (let i = 0; i < 400 && (await mode(d)) !== "shared"; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.equal(await mode(d), "shared");
+}
+
+/** N + 1 requests: the last is refused (the whole limit is shared, not a share of it). */
+async function limitedAfter(d: Daemon, n: number): Promise<void> {
+  const statuses = [];
+  for (let i = 0; i <= n; i++) {
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o"),
+    });
+    await res.body?.cancel();
+    statuses.push(res.status);
+  }
+  assert.deepEqual(statuses, [...Array(n).fill(200), 429]);
 }
 
 Deno.test("rediss://: limits shared through a TLS-only Redis", async () => {
@@ -68,20 +66,8 @@ features:
   try {
     const trusting = await startDaemon(config, { env: { DENO_CERT: `${dir}/ca.pem` } });
     try {
-      for (let i = 0; i < 200 && (await mode(trusting)) !== "shared"; i++) {
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      assert.equal(await mode(trusting), "shared");
-      const statuses = [];
-      for (let i = 0; i < 3; i++) {
-        const res = await fetch(trusting.url("/v1/chat/completions"), {
-          method: "POST",
-          body: chatBody("up/gpt-4o"),
-        });
-        await res.body?.cancel();
-        statuses.push(res.status);
-      }
-      assert.deepEqual(statuses, [200, 200, 429], "the whole limit, shared: not a share of 1");
+      await whenShared(trusting);
+      await limitedAfter(trusting, 2);
     } finally {
       assert.equal(await trusting.stop(), 0);
     }
@@ -96,6 +82,45 @@ features:
     await up.close();
     redis.kill("SIGKILL");
     await redis.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("rediss+cluster://: limits shared through a TLS-only three-node Redis Cluster", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pilotfish-tls-cluster-" });
+  await certificates(dir);
+  const cluster = await startRedisCluster({
+    cert: `${dir}/server.pem`,
+    key: `${dir}/server.key`,
+    ca: `${dir}/ca.pem`,
+  });
+  const up = startFakeUpstream();
+  try {
+    const d = await startDaemon(
+      `
+server: { port: {{PORT}}, socket: "{{SOCKET}}" }
+providers:
+  up: { base_url: "${up.url}/v1" }
+state:
+  backend: redis
+  redis: { cluster: [${cluster.ports.map((p) => `"rediss://127.0.0.1:${p}"`).join(", ")}] }
+features:
+  rate_limiting:
+    enabled: true
+    fleet_size: 2
+    limits: { requests_per_minute: 3 }
+`,
+      { env: { DENO_CERT: `${dir}/ca.pem` } },
+    );
+    try {
+      await whenShared(d);
+      await limitedAfter(d, 3);
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  } finally {
+    await up.close();
+    await cluster.dispose();
     await Deno.remove(dir, { recursive: true });
   }
 });
