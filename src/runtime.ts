@@ -15,6 +15,16 @@ import {
 } from "./pipeline/stages.ts";
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
+import {
+  createMeter,
+  createPriceBook,
+  createStateResources,
+  type PriceBook,
+  type StateResources,
+  type UsageLedger,
+} from "./usage/mod.ts";
+import { type CacheBackend, createCacheStage } from "./cache/mod.ts";
+import { CACHE_DEFAULTS } from "./usage/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -54,6 +64,12 @@ export interface Runtime {
   readonly stages: StageChain;
   /** Telemetry events of this generation's requests. */
   readonly events: EventBus;
+  /** Usage rollups (process-wide: they outlive the generation). */
+  readonly usage: UsageLedger;
+  /** Prices of this generation's config. */
+  readonly prices: PriceBook;
+  /** The response cache's store (process-wide); null when `cache.enabled` is false. */
+  readonly cache: CacheBackend | null;
   /** A request started on this generation. */
   retain(): void;
   /** A request of this generation ended. */
@@ -81,6 +97,11 @@ export interface RuntimeDeps {
   readonly noopStages?: number;
   /** The daemon's shutdown signal (see Runtime.closing). */
   readonly closing?: AbortSignal;
+  /**
+   * Usage rollups and the response cache, kept across reloads; without it each generation
+   * has its own (closed when it is disposed).
+   */
+  readonly resources?: StateResources;
 }
 
 const PERFORMANCE_CLOCK: Clock = { now: () => performance.now() };
@@ -98,8 +119,27 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   const events = createEventBus((error, event) =>
     logger.warn("event subscriber failed", { event: event.type, error })
   );
+  const now = deps.now ?? Date.now;
+  const ownResources = deps.resources ? null : createStateResources({ now });
+  const resources = deps.resources ?? (ownResources as StateResources);
+  const usage = resources.ledger(config, logger);
+  const cache = resources.cache(config, logger);
+  const prices = createPriceBook(config);
+  const meter = createMeter({ prices, ledger: usage, now });
+  // Before every stage's subscriber: they (the access log first) read the cost it sets.
+  events.subscribe((e) => {
+    if (e.type === "request_end") meter.onRequestEnd(e);
+  }, ["request_end"]);
   const stages: Stage[] = [
     requestLogStage(logger),
+    meter.stage,
+    ...(cache
+      ? [createCacheStage({
+        policy: config.cache,
+        ttlMs: config.cache.ttl ?? CACHE_DEFAULTS.ttlMs,
+        backend: cache,
+      })]
+      : []),
     ...noopStages(deps.noopStages ?? 0),
     ...(deps.stages?.(config) ?? []),
   ];
@@ -117,7 +157,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     redact,
     random: deps.random,
     fetch,
-    now: deps.now ?? Date.now,
+    now,
     clock: deps.clock ?? PERFORMANCE_CLOCK,
     schedule: deps.schedule ?? realSchedule,
     routing: deps.routing,
@@ -132,6 +172,9 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     closing: deps.closing,
     stages: createStageChain(stages),
     events,
+    usage,
+    prices,
+    cache,
     retain() {
       inflight++;
     },
@@ -151,6 +194,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
             logger.warn("stage dispose failed", { stage: stage.name, error: err });
           }
         }
+        await ownResources?.close();
       })();
       return disposed;
     },

@@ -30,6 +30,7 @@ export type {
   FailoverConfig,
   LoggingConfig,
   LogLevel,
+  ModelPrice,
   ModelRouteConfig,
   ProviderConfig,
   ProviderKeyConfig,

@@ -111,7 +111,13 @@ async function unified(
   let resolved = resolveModel(rt.config, model, gateway.provider);
   ex.targets = route.candidates?.(ex, resolved) ?? resolved.targets;
   if (stages.pre_llm.length > 0) {
-    const pre = await preLlm(ex, route.view(ex), reached, (body) => route.rewrite(ex, body));
+    const pre = await preLlm(
+      ex,
+      route.view(ex),
+      reached,
+      (body) => route.rewrite(ex, body),
+      (outcome, headers) => route.encode(ex, outcome, headers),
+    );
     if (pre.response) return pre.response;
     const now = route.model(ex);
     if (pre.rewritten && now !== model) {
@@ -273,6 +279,7 @@ export async function preLlm(
   view: LlmRequestView,
   reached: Reached,
   apply: (body: unknown) => void,
+  encode?: (outcome: ChatOutcome, headers: Record<string, string>) => Response,
 ): Promise<{ rewritten: boolean; response?: Response }> {
   const all = ex.runtime.stages.all;
   const list = applicable(ex.runtime.stages.pre_llm, ex);
@@ -289,7 +296,7 @@ export async function preLlm(
       continue;
     }
     reached.llm = all.indexOf(stage) + 1;
-    return { rewritten, response: shortCircuit(ex, stage, "pre_llm", r) };
+    return { rewritten, response: shortCircuit(ex, stage, "pre_llm", r, encode) };
   }
   return { rewritten };
 }
@@ -300,6 +307,7 @@ function shortCircuit(
   stage: Stage,
   hook: string,
   r: Respond | { action: "reject"; status: number; message: string },
+  encode?: (outcome: ChatOutcome, headers: Record<string, string>) => Response,
 ): Response {
   const bus = ex.runtime.events;
   const err = r.action === "reject" ? rejection(stage, r) : null;
@@ -315,6 +323,9 @@ function shortCircuit(
   }
   if (err !== null) throw err;
   const respond = r as Respond;
+  if (respond.outcome !== undefined && encode !== undefined) {
+    return encode(respond.outcome, { ...respond.headers });
+  }
   const status = Number.isInteger(respond.status) && respond.status >= 200 &&
       respond.status <= 599
     ? respond.status

@@ -15,6 +15,7 @@ import {
 } from "../../src/breaker/mod.ts";
 import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
+import { createStateResources } from "../../src/usage/mod.ts";
 import { createApp } from "../../src/server/app.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
@@ -78,7 +79,9 @@ export function startGateway(
       }),
     )
     : createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker));
+  const resources = createStateResources({ now: opts.now ?? Date.now });
   const runtime = buildRuntime(config, 1, {
+    resources,
     fetch: globalThis.fetch,
     random: Math.random,
     ...(opts.now ? { now: opts.now } : {}),
@@ -122,6 +125,7 @@ export function startGateway(
     async close() {
       await server?.shutdown();
       await breakerStore.close();
+      await resources.close();
     },
   };
 }

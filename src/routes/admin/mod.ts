@@ -10,12 +10,16 @@ import type { AppEnv } from "../context.ts";
 import type { Control } from "../../pipeline/control.ts";
 import { requireAdmin } from "./auth.ts";
 import { operationsRoutes } from "./operations.ts";
+import { usageRoutes } from "./usage.ts";
+import { cacheRoutes } from "./cache.ts";
 
 /** Mount every admin route on `app` (under `/api/v1`). */
 export function mountAdmin(app: Hono<AppEnv>, control: Control): void {
   const admin = new Hono<AppEnv>();
   admin.use(requireAdmin);
   operationsRoutes(admin, control);
+  usageRoutes(admin, control);
+  cacheRoutes(admin, control);
   app.route("/api/v1", admin);
 }
 
