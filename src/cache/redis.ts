@@ -14,8 +14,22 @@ export function createRedisCache(
   prefix: string,
   onError: (error: unknown) => void,
 ): CacheBackend {
+  /** Stores in flight, so `ready()` can wait for them (tests, clear). */
+  const writes = new Set<Promise<void>>();
   return {
     kind: "redis",
+    async ready() {
+      if (!link.ready()) {
+        await new Promise<void>((resolve) => {
+          const off = link.onStateChange((up) => {
+            if (!up) return;
+            off();
+            resolve();
+          });
+        });
+      }
+      await Promise.all(writes);
+    },
     async get(key) {
       try {
         const v = await link.command(["GET", prefix + key]);
@@ -25,12 +39,12 @@ export function createRedisCache(
         return null;
       }
     },
-    async set(key, value, ttlMs) {
-      try {
-        await link.command(["SET", prefix + key, value, "PX", String(Math.max(1, ttlMs))]);
-      } catch (err) {
-        onError(err);
-      }
+    set(key, value, ttlMs) {
+      const write = link.command(["SET", prefix + key, value, "PX", String(Math.max(1, ttlMs))])
+        .then(() => {}, onError);
+      writes.add(write);
+      write.finally(() => writes.delete(write));
+      return write;
     },
     async clear() {
       // SCAN + UNLINK in pages: never KEYS, which blocks a shared Redis.

@@ -14,6 +14,8 @@ export interface CacheBackend {
   /** Drop every entry; returns how many were dropped. */
   clear(): number | Promise<number>;
   close(): void | Promise<void>;
+  /** Resolves once the store answers (Redis connected) and earlier stores have landed. */
+  ready?(): Promise<void>;
 }
 
 export interface MemoryCacheOptions {

@@ -128,6 +128,7 @@ function lazyCache(loading: Promise<CacheBackend>): CacheBackend {
     get: (key) => ready ? ready.get(key) : null,
     set: (key, value, ttl) => ready?.set(key, value, ttl),
     clear: async () => await (await loading).clear(),
+    ready: async () => await (await loading).ready?.(),
     close: async () => await (await loading.catch(() => null))?.close(),
   };
 }
