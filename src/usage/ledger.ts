@@ -22,6 +22,8 @@ export interface UsageLedger {
   report(q: UsageQuery): Promise<UsageReport>;
   /** Write pending deltas now (rejects when the backend cannot take them; they stay). */
   flush(): Promise<void>;
+  /** Resolves once the backend can take writes (Redis connected). */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -94,6 +96,9 @@ export function createLedger(
       return summarise(q, await b.rows(q));
     },
     flush,
+    async ready() {
+      await (await resolved).ready?.();
+    },
     async close() {
       if (closed) return;
       try {

@@ -71,6 +71,16 @@ return out
 export function createRedisRollups(link: RedisLink, prefix = DEFAULT_USAGE_PREFIX): RollupBackend {
   return {
     kind: "redis",
+    async ready() {
+      if (link.ready()) return;
+      await new Promise<void>((resolve) => {
+        const off = link.onStateChange((up) => {
+          if (!up) return;
+          off();
+          resolve();
+        });
+      });
+    },
     async apply(rows, now) {
       if (rows.length === 0) return;
       const args: (string | number)[] = [

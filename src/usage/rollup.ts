@@ -163,6 +163,8 @@ export interface RollupBackend {
   rows(q: UsageQuery): Promise<RollupRow[]> | RollupRow[];
   clear?(): Promise<void> | void;
   close(): Promise<void> | void;
+  /** Resolves once the backend can take writes (Redis connected). */
+  ready?(): Promise<void>;
 }
 
 /** Rows in this process only (lost on restart); old buckets pruned as new ones arrive. */
