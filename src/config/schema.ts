@@ -198,6 +198,13 @@ const providerSchema = v.pipe(
      * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
      */
     credential_mode: opt(v.picklist(["gateway", "passthrough"])),
+    /**
+     * OpenAI-compatible streams: ask for `stream_options.include_usage` when the client did
+     * not (so a stream is billed from the upstream's count), and drop that usage chunk on
+     * the way back. Default: on for the `openai` and `azure` presets, off for other
+     * compatible APIs (not all of them accept `stream_options`).
+     */
+    stream_usage: opt(bool()),
     enabled: opt(bool(), true),
     // azure
     api_version: opt(str(), "2024-10-21"),
