@@ -3,7 +3,6 @@
  * exchange's canonical request.
  * @module
  */
-import { createHash } from "node:crypto";
 import type { OpenAIChatRequest } from "../schema/openai.ts";
 
 /** The `cache` block as this module reads it. */
@@ -66,21 +65,26 @@ const NOT_IN_KEY = new Set(["stream", "stream_options", "user", "metadata", "sto
  * SHA-256 (hex) of the normalised request: the targets it resolves to (provider namespace
  * and upstream model, in failover order), the scope (the app key with `scope: key`), and the
  * canonical body with its keys sorted at every level, so field order does not matter.
+ * WebCrypto rather than node:crypto: the latter's polyfill costs the daemon ~10 MB of RSS.
  */
-export function cacheKey(
+export async function cacheKey(
   targets: readonly { readonly provider: string; readonly model: string }[],
   scope: string,
   body: OpenAIChatRequest,
-): string {
-  const hash = createHash("sha256");
-  hash.update("pilotfish-cache-v1\n");
-  for (const t of targets) hash.update(`${t.provider}/${t.model}\n`);
-  hash.update(`scope:${scope}\n`);
+): Promise<string> {
   const fields: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(body)) if (!NOT_IN_KEY.has(k)) fields[k] = v;
-  hash.update(stableJson(fields));
-  return hash.digest("hex");
+  const text = `pilotfish-cache-v1\n${
+    targets.map((t) => `${t.provider}/${t.model}\n`).join("")
+  }scope:${scope}\n${stableJson(fields)}`;
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
+  let hex = "";
+  for (const b of new Uint8Array(digest)) hex += HEX[b];
+  return hex;
 }
+
+const encoder = new TextEncoder();
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 /** JSON with object keys sorted (arrays keep their order: it is meaningful). */
 export function stableJson(value: unknown): string {

@@ -96,16 +96,11 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         appKey: ex.principal.appKey,
       });
       if (skip !== null) return;
-      const key = cacheKey(
-        ex.targets,
-        policy.scope === "key" ? ex.principal.appKey ?? "" : "",
-        body,
-      );
       const includeUsage = body.stream_options?.include_usage === true;
-      const found = backend.get(key);
-      return found instanceof Promise
-        ? found.then((v) => answer(ex, key, v, includeUsage))
-        : answer(ex, key, found, includeUsage);
+      const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
+      return cacheKey(ex.targets, scope, body).then(async (key) =>
+        answer(ex, key, await backend.get(key), includeUsage)
+      );
     },
     post_llm(ex, res) {
       const key = keys.get(ex);

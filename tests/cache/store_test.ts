@@ -43,13 +43,14 @@ Deno.test("entryBytes() counts UTF-8 bytes", () => {
   assert.equal(entryBytes("k", "😀é"), 7);
 });
 
-Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a key for scope key", () => {
+Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a key for scope key", async () => {
   const body = { model: "m", messages: [{ role: "user" as const, content: "hi" }] };
   const targets = [{ provider: "p", model: "m" }];
-  assert.equal(cacheKey(targets, "", body), cacheKey(targets, "", { ...body }));
-  assert.notEqual(cacheKey(targets, "key-a", body), cacheKey(targets, "key-b", body));
-  assert.notEqual(cacheKey(targets, "", body), cacheKey([{ provider: "q", model: "m" }], "", body));
-  assert.match(cacheKey(targets, "", body), /^[0-9a-f]{64}$/);
+  const key = await cacheKey(targets, "", body);
+  assert.equal(key, await cacheKey(targets, "", { messages: body.messages, model: "m" }));
+  assert.notEqual(await cacheKey(targets, "key-a", body), await cacheKey(targets, "key-b", body));
+  assert.notEqual(key, await cacheKey([{ provider: "q", model: "m" }], "", body));
+  assert.match(key, /^[0-9a-f]{64}$/);
   const facts = {
     schema: "openai_chat",
     stream: false,
