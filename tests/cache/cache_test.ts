@@ -262,19 +262,34 @@ Deno.test("cache backend redis: shared by two gateways; an outage is a miss, nev
     gw.request("/v1/chat/completions", json({ model: "up/gpt-4o-mini", messages: HI }));
   try {
     await t.step("an answer stored by one gateway is a hit on the other", async () => {
-      // The Redis link connects in the background: until then a lookup is a miss.
-      await a.runtime.cache!.ready!();
-      await b.runtime.cache!.ready!();
-      const first = await chat(a);
-      assert.equal(first.headers.get("x-cache"), "MISS");
-      await first.body?.cancel();
-      // The store is fire-and-forget after the answer: wait until Redis has it.
-      await a.runtime.cache!.ready!();
-      const second = await chat(b);
-      assert.equal(second.headers.get("x-cache"), "HIT");
-      await second.body?.cancel();
-      assert.equal(up.requests.length, 1);
+      // A Redis slower than the cache's 250 ms deadline counts as a miss (and the link
+      // reconnects): on a loaded machine a round may miss, so try a few distinct requests.
+      let shared = false;
+      for (let round = 0; round < 5 && !shared; round++) {
+        const body = json({
+          model: "up/gpt-4o-mini",
+          messages: [{ role: "user", content: `r${round}` }],
+        });
+        await a.runtime.cache!.ready!();
+        await b.runtime.cache!.ready!();
+        const calls = up.requests.length;
+        const first = await a.request("/v1/chat/completions", body);
+        await first.body?.cancel();
+        // The store is fire-and-forget after the answer: wait until Redis has it.
+        await a.runtime.cache!.ready!();
+        const second = await b.request(
+          "/v1/chat/completions",
+          json({
+            model: "up/gpt-4o-mini",
+            messages: [{ role: "user", content: `r${round}` }],
+          }),
+        );
+        await second.body?.cancel();
+        shared = second.headers.get("x-cache") === "HIT" && up.requests.length === calls + 1;
+      }
+      assert.ok(shared, "gateway b answered from what gateway a stored");
     });
+
     await t.step("Redis down: answers still come (as misses)", async () => {
       await redis.stop();
       for (let i = 0; i < 3; i++) {
