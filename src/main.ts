@@ -16,6 +16,7 @@ import { COMPILED_GRANTS, narrowPermissions, planFor } from "./permissions/narro
 import { runProbe } from "./probe.ts";
 import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
+import { createStateResources } from "./usage/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
 import { preloadTelemetry } from "./telemetry/hub.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
@@ -131,6 +132,8 @@ async function main(): Promise<number> {
     random: Math.random,
     noopStages: benchNoopStages(),
     routing: createRoutingState(),
+    // Usage rollups and the response cache outlive reloads.
+    resources: createStateResources({ now: Date.now }),
     breakerStore: await createBreakerStore(
       first.config,
       createLogger({
@@ -239,6 +242,7 @@ async function main(): Promise<number> {
   runtime.retire();
   await runtime.dispose();
   await deps.breakerStore.close();
+  await deps.resources.close();
   log().info(
     drained ? "shutdown complete" : "drain timeout reached; closing remaining connections",
   );

@@ -19,6 +19,16 @@ import { buildAppKeys, type KeyService } from "./keys/mod.ts";
 import { type Observability, observabilityFor } from "./telemetry/hub.ts";
 import { statusSnapshot } from "./telemetry/status.ts";
 import { createLimiter, type Limiter } from "./limits/mod.ts";
+import {
+  createMeter,
+  createPriceBook,
+  createStateResources,
+  type PriceBook,
+  type StateResources,
+  type UsageLedger,
+} from "./usage/mod.ts";
+import { type CacheBackend, createCacheStage } from "./cache/mod.ts";
+import { CACHE_DEFAULTS } from "./usage/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -64,6 +74,12 @@ export interface Runtime {
   readonly observability: Observability;
   /** The rate limiter (its stage is in `stages`); null when no limit is configured. */
   readonly limits: Limiter | null;
+  /** Usage rollups (process-wide: they outlive the generation). */
+  readonly usage: UsageLedger;
+  /** Prices of this generation's config. */
+  readonly prices: PriceBook;
+  /** The response cache's store (process-wide); null when `cache.enabled` is false. */
+  readonly cache: CacheBackend | null;
   /** A request started on this generation. */
   retain(): void;
   /** A request of this generation ended. */
@@ -91,6 +107,11 @@ export interface RuntimeDeps {
   readonly noopStages?: number;
   /** The daemon's shutdown signal (see Runtime.closing). */
   readonly closing?: AbortSignal;
+  /**
+   * Usage rollups and the response cache, kept across reloads; without it each generation
+   * has its own (closed when it is disposed).
+   */
+  readonly resources?: StateResources;
 }
 
 const PERFORMANCE_CLOCK: Clock = { now: () => performance.now() };
@@ -109,14 +130,34 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     logger.warn("event subscriber failed", { event: event.type, error })
   );
   const now = deps.now ?? Date.now;
+  const ownResources = deps.resources ? null : createStateResources({ now });
+  const resources = deps.resources ?? (ownResources as StateResources);
+  const usage = resources.ledger(config, logger);
+  const cache = resources.cache(config, logger);
+  const prices = createPriceBook(config);
+  const meter = createMeter({ prices, ledger: usage, now });
+  // Before every stage's subscriber: they (the access log first) read the cost it sets.
+  events.subscribe((e) => {
+    if (e.type === "request_end") meter.onRequestEnd(e);
+  }, ["request_end"]);
   // The key store outlives generations: it belongs to `deps`, which every generation shares.
   const appKeys = buildAppKeys(config, deps, logger, now);
   const limits = createLimiter(config, { logger, now, owner: deps.routing });
+  // Order: who is calling (keys), may they (limits), what it costs (meter), then the cache:
+  // a limited or refused request never reads the cache, a cache hit is metered at 0.
   const stages: Stage[] = [
     requestLogStage(logger),
     ...(appKeys ? [appKeys.stage] : []),
-    ...noopStages(deps.noopStages ?? 0),
     ...(limits ? [limits.stage] : []),
+    meter.stage,
+    ...(cache
+      ? [createCacheStage({
+        policy: config.cache,
+        ttlMs: config.cache.ttl ?? CACHE_DEFAULTS.ttlMs,
+        backend: cache,
+      })]
+      : []),
+    ...noopStages(deps.noopStages ?? 0),
     ...(deps.stages?.(config) ?? []),
   ];
   for (const stage of stages) {
@@ -162,6 +203,9 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     keys: appKeys?.service ?? null,
     observability,
     limits,
+    usage,
+    prices,
+    cache,
     retain() {
       inflight++;
     },
@@ -182,6 +226,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
             logger.warn("stage dispose failed", { stage: stage.name, error: err });
           }
         }
+        await ownResources?.close();
       })();
       return disposed;
     },

@@ -31,6 +31,7 @@ export type {
   FailoverConfig,
   LoggingConfig,
   LogLevel,
+  ModelPrice,
   ModelRouteConfig,
   ProviderConfig,
   ProviderKeyConfig,

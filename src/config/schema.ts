@@ -120,34 +120,107 @@ const keySchema = strictObject({
   id: opt(str()),
 });
 
-const providerSchema = strictObject({
-  type: opt(v.picklist(PROVIDER_TYPES)),
-  base_url: opt(httpUrl()),
-  keys: opt(listOf(keySchema), []),
-  models: opt(listOf(str()), []),
-  headers: opt(mapOf(str()), {}),
-  timeout: opt(duration(), "60s"),
-  /** Retries on this provider (llm-gateway's per-provider `maxRetries`); default: routing.failover.max_retries. */
-  max_retries: opt(int(0)),
-  /**
-   * No default here: unified routes default to `gateway`, native passthrough routes to the
-   * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
-   */
-  credential_mode: opt(v.picklist(["gateway", "passthrough"])),
-  enabled: opt(bool(), true),
-  // azure
-  api_version: opt(str(), "2024-10-21"),
-  /** Model name → Azure deployment name (default: the model name). */
-  deployments: opt(mapOf(str()), {}),
-  // bedrock
-  region: opt(str()),
-  endpoint: opt(httpUrl()),
-  sign: opt(bool()),
-  // mock
-  latency: opt(duration(), "0ms"),
-  chunk_delay: opt(duration(), "0ms"),
-  stream_chunks: opt(int(0), 0),
+/**
+ * Prices in USD per million tokens (`pricing.models.*`, llm-proxy's `pricing:` under a
+ * model). Cache reads/writes and reasoning default to the input/output price when absent.
+ */
+const priceFields = {
+  input: atLeast(0),
+  output: atLeast(0),
+  cache_read: opt(atLeast(0)),
+  cache_write: opt(atLeast(0)),
+  reasoning: opt(atLeast(0)),
+};
+const priceSchema = strictObject({
+  ...priceFields,
+  /** A dearer tier for prompts above `threshold` tokens (Gemini Pro's long-context rate). */
+  long_context: opt(strictObject({ threshold: int(1), ...priceFields })),
 });
+/**
+ * llm-proxy's tier list: `[{threshold: 200000, input, output}, {threshold: 0, input, output}]`
+ * — the entry with a threshold prices prompts up to it, the `threshold: 0` one those above.
+ */
+const tieredPrice = v.pipe(
+  listOf(strictObject({ threshold: int(0), ...priceFields })),
+  v.minLength(1, "Expected at least one pricing tier"),
+  v.check(
+    (tiers) => tiers.length === 1 || (tiers.length === 2 && tiers.some((t) => t.threshold === 0)),
+    "Expected one tier, or two: one with a threshold and one with threshold 0 (above it)",
+  ),
+  v.transform((tiers): v.InferOutput<typeof priceSchema> => {
+    const base = tiers.find((t) => t.threshold > 0) ?? (tiers[0] as (typeof tiers)[number]);
+    const above = tiers.find((t) => t !== base);
+    const { threshold: _t, ...flat } = base;
+    return above ? { ...flat, long_context: { ...above, threshold: base.threshold } } : flat;
+  }),
+);
+export const modelPriceSchema = v.union([priceSchema, tieredPrice]);
+export type ModelPrice = v.InferOutput<typeof priceSchema>;
+
+/** llm-proxy's per-model entry under `providers.<p>.models`: its pricing keys are ours too. */
+const proxyModelSchema = strictObject({
+  enabled: opt(bool(), true),
+  /** Other names of the model (priced the same). */
+  aliases: opt(listOf(str()), []),
+  pricing: opt(modelPriceSchema),
+});
+
+/**
+ * A provider's models: a list of names, or llm-proxy's map of model → `{enabled, aliases,
+ * pricing}`. The map becomes the list of enabled names plus `model_pricing`.
+ */
+const providerModels = v.pipe(
+  v.union([listOf(str()), mapOf(proxyModelSchema)]),
+  v.transform((models) => {
+    if (Array.isArray(models)) return { models, model_pricing: {} as Record<string, ModelPrice> };
+    const names: string[] = [];
+    const pricing: Record<string, ModelPrice> = {};
+    for (const [name, m] of Object.entries(models)) {
+      if (m.enabled) names.push(name);
+      if (m.pricing) { for (const n of [name, ...m.aliases]) pricing[n] = m.pricing; }
+    }
+    return { models: names, model_pricing: pricing };
+  }),
+);
+
+const providerSchema = v.pipe(
+  strictObject({
+    type: opt(v.picklist(PROVIDER_TYPES)),
+    base_url: opt(httpUrl()),
+    keys: opt(listOf(keySchema), []),
+    models: opt(providerModels, []),
+    headers: opt(mapOf(str()), {}),
+    timeout: opt(duration(), "60s"),
+    /** Retries on this provider (llm-gateway's per-provider `maxRetries`); default: routing.failover.max_retries. */
+    max_retries: opt(int(0)),
+    /**
+     * No default here: unified routes default to `gateway`, native passthrough routes to the
+     * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
+     */
+    credential_mode: opt(v.picklist(["gateway", "passthrough"])),
+    /**
+     * OpenAI-compatible streams: ask for `stream_options.include_usage` when the client did
+     * not (so a stream is billed from the upstream's count), and drop that usage chunk on
+     * the way back. Default: on for the `openai` and `azure` presets, off for other
+     * compatible APIs (not all of them accept `stream_options`).
+     */
+    stream_usage: opt(bool()),
+    enabled: opt(bool(), true),
+    // azure
+    api_version: opt(str(), "2024-10-21"),
+    /** Model name → Azure deployment name (default: the model name). */
+    deployments: opt(mapOf(str()), {}),
+    // bedrock
+    region: opt(str()),
+    endpoint: opt(httpUrl()),
+    sign: opt(bool()),
+    // mock
+    latency: opt(duration(), "0ms"),
+    chunk_delay: opt(duration(), "0ms"),
+    stream_chunks: opt(int(0), 0),
+  }),
+  v.transform(({ models, ...rest }) => ({ ...rest, ...models })),
+);
 
 const strategy = v.picklist(["priority", "round-robin", "weighted", "least-latency"]);
 
@@ -328,6 +401,18 @@ const cacheSchema = strictObject({
     db: opt(int(0), 0),
     key_prefix: opt(str()),
   })),
+  /** `global`: one cache for every caller; `key`: one per application key (`ex.principal.appKey`). */
+  scope: opt(v.picklist(["global", "key"]), "global"),
+  /** Also answer streaming requests from the cache, replayed as a stream in the client's format. */
+  streaming: opt(bool(), false),
+});
+
+/** `pricing.*`: per-model prices over the built-in table (src/usage/pricing.ts). */
+const pricingSchema = strictObject({
+  /** Use the built-in, dated price table for models not listed here. */
+  builtin: opt(bool(), true),
+  /** `provider/model` (that provider only) or `model` (any provider) → prices per 1M tokens. */
+  models: opt(mapOf(modelPriceSchema), {}),
 });
 
 /** llm-gateway's `metrics` block. */
@@ -474,9 +559,6 @@ function clusterUrl(nodes: readonly string[]): string {
   return `${first.protocol.slice(0, -1)}+cluster://${auth}${hosts}`;
 }
 
-/** Sections later capabilities own: accepted as-is now, validated by their modules. */
-const reserved = () => opt(mapOf(v.unknown()), {});
-
 export const configSchema = strictObject({
   server: opt(serverSchema, {}),
   logging: opt(
@@ -522,8 +604,11 @@ export const configSchema = strictObject({
     strictObject({
       backend: opt(v.picklist(["memory", "redis"]), "memory"),
       redis: opt(redisStateSchema, {}),
-      /** The embedded SQLite file (app keys, usage) when the backend is `memory`. */
-      path: opt(v.pipe(str(), v.minLength(1)), "pilotfish-state.db"),
+      /**
+       * The embedded SQLite file when the backend is `memory`: usage rollups persist there only
+       * when it is set; app keys persist there, or in `pilotfish-state.db` when it is unset.
+       */
+      path: opt(str(), ""),
     }),
     {},
   ),
@@ -531,7 +616,7 @@ export const configSchema = strictObject({
   rate_limit: opt(rateLimitSchema, {}),
   metrics: opt(metricsSchema, {}),
   app_keys: opt(appKeysSchema, {}),
-  pricing: reserved(),
+  pricing: opt(pricingSchema, {}),
   telemetry: opt(telemetrySchema, {}),
 });
 

@@ -5,6 +5,9 @@
  */
 import type { Config } from "../config/mod.ts";
 
+/** The key store's file when neither `app_keys.persistence.path` nor `state.path` is set. */
+export const DEFAULT_KEYS_FILE = "pilotfish-state.db";
+
 /** Whether the config turns app keys on (`enabled`, or a block that asks for keys). */
 export function appKeysEnabled(config: Config): boolean {
   const k = config.app_keys;
@@ -21,5 +24,9 @@ export function keyStorage(config: Config): KeyStorage {
   if (config.state.backend === "redis") return { kind: "redis", url: config.state.redis.url };
   const p = config.app_keys.persistence;
   if (!p.enabled) return { kind: "memory" };
-  return { kind: "sqlite", path: p.path ?? config.state.path, flushMs: p.flush_interval };
+  return {
+    kind: "sqlite",
+    path: p.path ?? (config.state.path || DEFAULT_KEYS_FILE),
+    flushMs: p.flush_interval,
+  };
 }

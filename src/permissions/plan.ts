@@ -81,6 +81,10 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     config.features.rate_limiting.redis
       ? `redis://${config.features.rate_limiting.redis.address}`
       : null,
+    // The response cache's Redis: Butter's `cache.redis` block, else state.redis.url.
+    config.cache.enabled && config.cache.backend === "redis"
+      ? (config.cache.redis ? `redis://${config.cache.redis.address}` : config.state.redis.url)
+      : null,
   ];
   for (const url of redisUrls) {
     // A cluster's seed nodes, each; the nodes it announces must be among them.
@@ -89,6 +93,14 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       ? (cluster[2] as string).split(",").map((h) => hostPort(`${cluster[1]}://${h}`))
       : [url ? hostPort(url) : null];
     for (const host of hosts) if (host) net.add(host);
+  }
+  if (config.state.path !== "") {
+    // The embedded SQLite file and the files SQLite keeps beside it (WAL mode).
+    const db = resolve(ctx.cwd, config.state.path);
+    for (const f of [db, `${db}-wal`, `${db}-shm`, `${db}-journal`]) {
+      read.add(f);
+      write.add(f);
+    }
   }
   if (Object.values(config.providers).some((p) => p.type === "bedrock" && p.sign === true)) {
     for (const name of CREDENTIAL_ENV_VARS) env.add(name);

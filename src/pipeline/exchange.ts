@@ -106,10 +106,19 @@ export interface Exchange {
   model: string | undefined;
   /** The winner's usage, set when the exchange ends. */
   usage: Usage | null;
-  /** USD; null until cost accounting lands. */
+  /** USD, set by the usage meter when the exchange ends; null when unpriced or no usage. */
   cost: number | null;
   /** `x-pilotfish-overhead-ms` as sent: time in Pilotfish until the response started. */
   overheadMs: number | null;
+  /**
+   * What was billed, set by the usage meter: every attempt that produced usage (a hedge
+   * loser that answered too), estimated parts filled in; null when nothing was used.
+   */
+  billedUsage: Usage | null;
+  /** Part of the usage billed is an estimate (a stream cut short without upstream counts). */
+  costEstimated: boolean;
+  /** The response cache's verdict: `hit` (answered from it), `miss` (looked up), or not consulted. */
+  cacheStatus: "hit" | "miss" | null;
   readonly trace: TraceContext;
   /** The response's body is observed: the exchange ends when it is done, not when built. */
   deferEnd: boolean;
@@ -162,6 +171,9 @@ class RequestExchange implements Exchange {
   usage: Usage | null = null;
   cost: number | null = null;
   overheadMs: number | null = null;
+  billedUsage: Usage | null = null;
+  costEstimated = false;
+  cacheStatus: "hit" | "miss" | null = null;
   deferEnd = false;
   response: ResponseFacts | null = null;
   deadlines: RequestDeadlines | undefined = undefined;

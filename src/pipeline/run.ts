@@ -115,7 +115,13 @@ async function unified(
   let resolved = resolveModel(rt.config, model, gateway.provider);
   ex.targets = route.candidates?.(ex, resolved) ?? resolved.targets;
   if (stages.pre_llm.length > 0) {
-    const pending = preLlm(ex, route.view(ex), reached, (body) => route.rewrite(ex, body));
+    const pending = preLlm(
+      ex,
+      route.view(ex),
+      reached,
+      (body) => route.rewrite(ex, body),
+      (outcome, headers) => route.encode(ex, outcome, headers),
+    );
     const pre = pending instanceof Promise ? await pending : pending;
     if (pre.response) return pre.response;
     const now = route.model(ex);
@@ -252,6 +258,9 @@ function entered(ex: Exchange, list: readonly Stage[], reached: number): readonl
   return reached >= all.length ? mine : mine.filter((s) => all.indexOf(s) < reached);
 }
 
+/** The route's edge encoder, for a stage that answers with a typed outcome (a cache hit). */
+type Encode = (outcome: ChatOutcome, headers: Record<string, string>) => Response;
+
 /** What the pre phases leave: the (possibly rewritten) input, or the answer that ended them. */
 interface PreHttpDone {
   body: unknown;
@@ -346,9 +355,10 @@ export function preLlm(
   view: LlmRequestView,
   reached: Reached,
   apply: (body: unknown) => void,
+  encode?: Encode,
 ): MaybePromise<PreLlmDone> {
   const list = applicable(ex.runtime.stages.pre_llm, ex);
-  return preLlmFrom(ex, list, 0, view, { rewritten: false }, reached, apply);
+  return preLlmFrom(ex, list, 0, view, { rewritten: false }, reached, apply, encode);
 }
 
 function preLlmFrom(
@@ -359,6 +369,7 @@ function preLlmFrom(
   done: PreLlmDone,
   reached: Reached,
   apply: (body: unknown) => void,
+  encode: Encode | undefined,
 ): MaybePromise<PreLlmDone> {
   for (let i = from; i < list.length; i++) {
     const stage = list[i] as Stage;
@@ -372,13 +383,15 @@ function preLlmFrom(
         return { ...current, body: r.body } as LlmRequestView;
       }
       reached.llm = ex.runtime.stages.all.indexOf(stage) + 1;
-      done.response = shortCircuit(ex, stage, "pre_llm", r);
+      done.response = shortCircuit(ex, stage, "pre_llm", r, encode);
       return null;
     };
     if (pending instanceof Promise) {
       return pending.then((r) => {
         const next = step(r);
-        return next === null ? done : preLlmFrom(ex, list, i + 1, next, done, reached, apply);
+        return next === null
+          ? done
+          : preLlmFrom(ex, list, i + 1, next, done, reached, apply, encode);
       });
     }
     const next = step(pending);
@@ -394,6 +407,7 @@ function shortCircuit(
   stage: Stage,
   hook: string,
   r: Respond | { action: "reject"; status: number; message: string },
+  encode?: Encode,
 ): Response {
   const bus = ex.runtime.events;
   const err = r.action === "reject" ? rejection(stage, r) : null;
@@ -409,6 +423,9 @@ function shortCircuit(
   }
   if (err !== null) throw err;
   const respond = r as Respond;
+  if (respond.outcome !== undefined && encode !== undefined) {
+    return encode(respond.outcome, { ...respond.headers });
+  }
   const status = Number.isInteger(respond.status) && respond.status >= 200 &&
       respond.status <= 599
     ? respond.status

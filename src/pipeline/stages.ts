@@ -9,7 +9,7 @@
  * @module
  */
 import { GatewayError } from "../errors.ts";
-import type { ChatChunk } from "../providers/types.ts";
+import type { ChatChunk, ChatOutcome } from "../providers/types.ts";
 import type { OpenAIChatRequest, OpenAIEmbeddingsRequest } from "../schema/openai.ts";
 import type { EventType, TelemetryEvent } from "./events.ts";
 import type { Exchange, InboundSchema } from "./exchange.ts";
@@ -54,6 +54,12 @@ export interface Respond {
   readonly status: number;
   readonly body: unknown;
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * `pre_llm` on a unified route: an answer shaped like a provider's (a canonical
+   * `chat.completion`, or typed chunks for a streaming client), encoded by the route like an
+   * upstream answer (the client's format, SSE when it streams). `body` is then unused.
+   */
+  readonly outcome?: ChatOutcome;
 }
 
 /** Refuse the request: rendered in the route's own error format. */

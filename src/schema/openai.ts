@@ -34,10 +34,21 @@ export interface OpenAIEmbeddingsRequest {
   [field: string]: unknown;
 }
 
+/**
+ * Token usage, the canonical shape every provider's counts are read into. `prompt_tokens`
+ * counts every input token, cached ones included (OpenAI's convention);
+ * `prompt_tokens_details.cached_tokens` are cache reads and `cache_write_tokens` (ours:
+ * Anthropic's `cache_creation_input_tokens`, Bedrock's `cacheWriteInputTokens`) cache writes.
+ * `completion_tokens` counts reasoning too (`completion_tokens_details.reasoning_tokens`).
+ */
 export interface OpenAIUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  prompt_tokens_details?: { cached_tokens?: number; cache_write_tokens?: number };
+  completion_tokens_details?: { reasoning_tokens?: number };
+  /** Set by the meter when part of the count is an estimate (a stream cut short). */
+  estimated?: boolean;
   [field: string]: unknown;
 }
 
@@ -76,7 +87,8 @@ export type OpenAIUsageOut = {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
-  prompt_tokens_details: { cached_tokens: number };
+  prompt_tokens_details: { cached_tokens: number; cache_write_tokens?: number };
+  completion_tokens_details?: { reasoning_tokens: number };
 };
 
 /** A streamed tool-call fragment: the first carries id/type/name, the rest only arguments. */

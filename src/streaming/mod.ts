@@ -11,7 +11,12 @@ export {
   encodeSseEvent,
   SSE_DONE,
 } from "./sse.ts";
-export { createOpenAIUsageTap, findOpenAIUsage, readOpenAIUsage } from "./usage_tap.ts";
+export {
+  createOpenAIUsageStrip,
+  createOpenAIUsageTap,
+  findOpenAIUsage,
+  readOpenAIUsage,
+} from "./usage_tap.ts";
 export {
   type ChunkMeta,
   createOpenAIChunkSender,

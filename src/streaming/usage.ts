@@ -41,17 +41,22 @@ export function createUsageMeter(): UsageMeter {
     const estimate = cut && chars > 0 ? Math.ceil(chars / 4) : 0;
     if (seen === null) {
       return estimate > 0
-        ? { prompt_tokens: 0, completion_tokens: estimate, total_tokens: estimate }
+        ? { prompt_tokens: 0, completion_tokens: estimate, total_tokens: estimate, estimated: true }
         : null;
     }
     const p = seen.prompt_tokens ?? 0;
     const c = seen.completion_tokens ?? estimate;
-    return {
+    const usage: Usage = {
       ...seen,
       prompt_tokens: p,
       completion_tokens: c,
       total_tokens: total && seen.total_tokens !== undefined ? seen.total_tokens : p + c,
     };
+    // Billing must know the count is not the upstream's (no output count, or no input).
+    if (cut && (seen.completion_tokens === undefined || seen.prompt_tokens === undefined)) {
+      usage.estimated = true;
+    }
+    return usage;
   };
   view(promise, () => current(true));
   return {

@@ -105,6 +105,25 @@ export function num(v: unknown): number {
   return typeof v === "number" ? v : 0;
 }
 
+/**
+ * Cache-read / cache-write / reasoning details beside the counts (each only when positive),
+ * so passthrough answers are billed like unified ones.
+ */
+export function withDetails(
+  usage: Partial<OpenAIUsage>,
+  cached: number,
+  cacheWrites: number,
+  reasoning: number,
+): Partial<OpenAIUsage> {
+  if (cached > 0 || cacheWrites > 0) {
+    usage.prompt_tokens_details = cacheWrites > 0
+      ? { cached_tokens: cached, cache_write_tokens: cacheWrites }
+      : { cached_tokens: cached };
+  }
+  if (reasoning > 0) usage.completion_tokens_details = { reasoning_tokens: reasoning };
+  return usage;
+}
+
 /** Prompt and completion counts, each only when it is a number. */
 export function pickUsage(prompt: unknown, completion: unknown): Partial<OpenAIUsage> {
   const out: Partial<OpenAIUsage> = {};

@@ -1,29 +1,88 @@
 import type { OpenAIUsage } from "../schema/openai.ts";
-import { createSseTap } from "./sse.ts";
+import { createSseDataReader, createSseTap } from "./sse.ts";
 import type { UsageMeter } from "./usage.ts";
 import { balancedObject } from "./usage_sniff.ts";
 
 const HAS_USAGE = /"usage"\s*:\s*\{/;
+/** A delta's text (JSON-escaped): its length feeds the estimate of a stream cut short. */
+const CONTENT = /"content"\s*:\s*"((?:[^"\\]|\\.)*)"/;
+const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
+
+/**
+ * Read one event's `data:` for usage (reported to `meter`) and content (counted for an
+ * estimate). Returns whether it is the usage-only chunk (`choices: []`) a stream ends with
+ * when `stream_options.include_usage` was asked for. Only events that carry a usage object
+ * are JSON-parsed, so the common chunk costs two regex tests.
+ */
+function readEvent(data: string, meter: UsageMeter): boolean {
+  if (!HAS_USAGE.test(data)) {
+    const text = CONTENT.exec(data);
+    if (text) meter.content((text[1] as string).length);
+    return false;
+  }
+  try {
+    const chunk = JSON.parse(data) as { usage?: OpenAIUsage; choices?: unknown };
+    const usage = chunk.usage;
+    if (usage && typeof usage.prompt_tokens === "number") meter.report(usage);
+    return Array.isArray(chunk.choices) && chunk.choices.length === 0;
+  } catch {
+    // Not JSON: not ours to judge; the bytes still reach the client.
+    return false;
+  }
+}
 
 /**
  * Pass OpenAI SSE bytes through unchanged while reading `usage` off the side into `meter`,
- * settled when the stream ends or is cut. Only events that carry a usage object are
- * JSON-parsed, so the common chunk costs one regex test.
+ * settled when the stream ends or is cut.
  */
 export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Array, Uint8Array> {
   return createSseTap(
-    (data) => {
-      if (!HAS_USAGE.test(data)) return;
-      try {
-        const usage = (JSON.parse(data) as { usage?: OpenAIUsage }).usage;
-        if (usage && typeof usage.prompt_tokens === "number") meter.report(usage);
-      } catch {
-        // Not JSON: not ours to judge; the bytes still reach the client.
-      }
-    },
+    (data) => void readEvent(data, meter),
     () => meter.settle("complete"),
     () => meter.settle("cut"),
   );
+}
+
+/**
+ * As `createOpenAIUsageTap`, for a stream whose usage Pilotfish asked for
+ * (`stream_options.include_usage`) although the client did not: the usage-only chunk is read,
+ * then dropped, so the client gets the stream it asked for. Events are forwarded whole, as
+ * each completes.
+ */
+export function createOpenAIUsageStrip(
+  meter: UsageMeter,
+): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  const read = createSseDataReader();
+  let pending = "";
+  const forward = (event: string, controller: TransformStreamDefaultController<Uint8Array>) => {
+    let usageOnly = false;
+    for (const data of read(event, true)) usageOnly = readEvent(data, meter) || usageOnly;
+    if (!usageOnly) controller.enqueue(encoder.encode(event));
+  };
+  const drain = (controller: TransformStreamDefaultController<Uint8Array>) => {
+    for (let m = EVENT_END.exec(pending); m !== null; m = EVENT_END.exec(pending)) {
+      const end = m.index + m[0].length;
+      forward(pending.slice(0, end), controller);
+      pending = pending.slice(end);
+    }
+  };
+  return new TransformStream({
+    transform(chunk, controller) {
+      pending += decoder.decode(chunk, { stream: true });
+      drain(controller);
+    },
+    flush(controller) {
+      pending += decoder.decode();
+      drain(controller);
+      if (pending !== "") forward(pending, controller);
+      meter.settle("complete");
+    },
+    cancel() {
+      meter.settle("cut");
+    },
+  } as Transformer<Uint8Array, Uint8Array>);
 }
 
 const TAIL_BYTES = 2048;

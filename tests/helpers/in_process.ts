@@ -16,6 +16,7 @@ import {
 import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
+import { createStateResources } from "../../src/usage/mod.ts";
 import { createApp } from "../../src/server/app.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
@@ -81,7 +82,9 @@ export function startGateway(
       }),
     )
     : createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker));
+  const resources = createStateResources({ now: opts.now ?? Date.now });
   const runtime = buildRuntime(config, 1, {
+    resources,
     fetch: globalThis.fetch,
     random: Math.random,
     ...(opts.now ? { now: opts.now } : {}),
@@ -129,6 +132,7 @@ export function startGateway(
       runtime.retire();
       await runtime.dispose();
       await breakerStore.close();
+      await resources.close();
     },
   };
 }

@@ -132,8 +132,8 @@ Deno.test("a cancelled stream reports what was streamed", SANITIZE, async (t) =>
 
   // /v1/chat/completions translates (typed chunks: output is estimated from the content
   // that went out); /v1/messages relays Anthropic's bytes (the fast path: the tap reports
-  // the counts it saw, message_start's input, and does not parse content to estimate).
-  const cases: [string, number][] = [["/v1/chat/completions", 3], ["/v1/messages", 0]];
+  // message_start's input and counts the delta text that went out for the same estimate).
+  const cases: [string, number][] = [["/v1/chat/completions", 3], ["/v1/messages", 3]];
   for (const [path, output] of cases) {
     await t.step(path, async () => {
       const upstream = hanging();

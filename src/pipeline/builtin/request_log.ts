@@ -4,6 +4,7 @@
  * or the upstream failed, with `outcome` saying which).
  * @module
  */
+import type { Usage } from "../../providers/types.ts";
 import type { AttemptRecord } from "../../routing/mod.ts";
 import type { CapturedBody, Logger } from "../../telemetry/mod.ts";
 import type { EventOf, TelemetryEvent } from "../events.ts";
@@ -30,7 +31,9 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
   // A stream that did not complete is an error line, whatever status it began with.
   const level = event.status >= 500 || (deferred && failed) ? "error" : "info";
   if (!logger.enabled(level)) return;
-  const usage = event.usage;
+  // The winner's tokens; with one attempt, as billed by the meter (subscribed first), which
+  // fills in an estimated prompt. `cost_usd` covers every attempt (a hedge loser's too).
+  const usage = ex.billedUsage !== null && ex.attempts.length === 1 ? ex.billedUsage : event.usage;
   const line: Record<string, unknown> = {
     request_id: ex.id,
     method: ex.method,
@@ -40,9 +43,10 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
     provider: ex.provider ?? null,
     model: ex.model ?? null,
     stream: ex.stream,
-    ...(usage
-      ? { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens }
-      : {}),
+    ...(usage ? tokenFields(usage) : {}),
+    ...(ex.cost !== null ? { cost_usd: ex.cost } : {}),
+    ...(ex.costEstimated ? { usage_estimated: true } : {}),
+    ...(ex.cacheStatus !== null ? { cache: ex.cacheStatus } : {}),
     // The common case (one clean attempt) adds nothing to the line.
     ...(ex.attempts.length > 1 || (ex.attempts[0] !== undefined && ex.attempts[0].outcome !== "ok")
       ? { attempts: ex.attempts.map(logged) }
@@ -68,6 +72,21 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
   // is taken only if it is already there.
   const body = ex.timedOut ? Promise.race([captured, Promise.resolve(null)]) : captured;
   void body.then((b) => logger[level]("request", b ? { ...line, ...bodyFields(b) } : line));
+}
+
+/** Token counts; cache and reasoning details only when there were some. */
+function tokenFields(usage: Usage): Record<string, number> {
+  const out: Record<string, number> = {
+    prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens,
+  };
+  const cached = usage.prompt_tokens_details?.cached_tokens;
+  const writes = usage.prompt_tokens_details?.cache_write_tokens;
+  const reasoning = usage.completion_tokens_details?.reasoning_tokens;
+  if (cached) out.cached_tokens = cached;
+  if (writes) out.cache_write_tokens = writes;
+  if (reasoning) out.reasoning_tokens = reasoning;
+  return out;
 }
 
 /** An attempt as the log shows it (its usage is the exchange's business). */

@@ -1,5 +1,5 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
-import { num, pickUsage } from "../../streaming/usage_sniff.ts";
+import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import type { NativeApi } from "../types.ts";
 
 /**
@@ -14,9 +14,11 @@ export function anthropicUsageOf(value: unknown): Partial<OpenAIUsage> | null {
     | undefined;
   if (!u || typeof u !== "object") return null;
   if (typeof u.input_tokens !== "number" && typeof u.output_tokens !== "number") return null;
-  const input = num(u.input_tokens) + num(u.cache_creation_input_tokens) +
-    num(u.cache_read_input_tokens);
-  return pickUsage(typeof u.input_tokens === "number" ? input : undefined, u.output_tokens);
+  // `input_tokens` excludes cache reads and writes; ours (OpenAI's) counts them.
+  const reads = num(u.cache_read_input_tokens);
+  const writes = num(u.cache_creation_input_tokens);
+  if (typeof u.input_tokens !== "number") return pickUsage(undefined, u.output_tokens);
+  return withDetails(pickUsage(u.input_tokens + reads + writes, u.output_tokens), reads, writes, 0);
 }
 
 /** Anthropic SDKs send `x-api-key`, or `Authorization: Bearer` (newer versions, OAuth). */

@@ -39,8 +39,9 @@ export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
  */
 export function toOpenAIUsage(usage: AnthropicUsage | undefined): OpenAIUsageOut {
   const cached = n(usage?.cache_read_input_tokens);
-  const prompt = n(usage?.input_tokens) + n(usage?.cache_creation_input_tokens) + cached;
-  return openAIUsage(prompt, n(usage?.output_tokens), cached);
+  const writes = n(usage?.cache_creation_input_tokens);
+  const prompt = n(usage?.input_tokens) + writes + cached;
+  return openAIUsage(prompt, n(usage?.output_tokens), cached, writes);
 }
 
 /**

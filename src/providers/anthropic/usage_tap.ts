@@ -6,6 +6,8 @@ import type { AnthropicUsage } from "./types.ts";
 
 /** Only these events are parsed; every other event costs one regex test. */
 const WANTED = /"type"\s*:\s*"(message_start|message_delta|message_stop|error)"/;
+/** A delta's text (JSON-escaped): counted for the estimate of a stream cut short. */
+const DELTA_TEXT = /"(?:text|partial_json|thinking)"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 
 /**
  * Pass Anthropic SSE bytes through untouched (each chunk is forwarded before it is looked
@@ -28,7 +30,11 @@ export function createAnthropicUsageTap(
   const inspect = (events: string[]) => {
     for (const data of events) {
       const type = WANTED.exec(data)?.[1];
-      if (type === undefined) continue;
+      if (type === undefined) {
+        const text = DELTA_TEXT.exec(data);
+        if (text) meter.content((text[1] as string).length);
+        continue;
+      }
       if (type === "message_stop" || type === "error") {
         ended = true;
         continue;

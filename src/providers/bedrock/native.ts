@@ -1,5 +1,5 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
-import { num, pickUsage } from "../../streaming/usage_sniff.ts";
+import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import { anthropicUsageOf } from "../anthropic/native.ts";
 import { openAIUsageOf } from "../openai/native.ts";
 import { BEARER_AUTH } from "../shared/native_auth.ts";
@@ -31,9 +31,14 @@ export function bedrockUsageOf(value: unknown): Partial<OpenAIUsage> | null {
     u && typeof u === "object" &&
     (typeof u.inputTokens === "number" || typeof u.outputTokens === "number")
   ) {
-    return pickUsage(
-      num(u.inputTokens) + num(u.cacheReadInputTokens) + num(u.cacheWriteInputTokens),
-      u.outputTokens,
+    // Converse's `inputTokens` excludes cache reads and writes (reported beside it).
+    const reads = num(u.cacheReadInputTokens);
+    const writes = num(u.cacheWriteInputTokens);
+    return withDetails(
+      pickUsage(num(u.inputTokens) + reads + writes, u.outputTokens),
+      reads,
+      writes,
+      0,
     );
   }
   const m = o["amazon-bedrock-invocationMetrics"] as Record<string, unknown> | undefined;

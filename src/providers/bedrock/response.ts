@@ -40,8 +40,9 @@ export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
  */
 export function toOpenAIUsage(usage: ConverseUsage | undefined): OpenAIUsageOut {
   const cached = n(usage?.cacheReadInputTokens);
-  const prompt = n(usage?.inputTokens) + n(usage?.cacheWriteInputTokens) + cached;
-  return openAIUsage(prompt, n(usage?.outputTokens), cached);
+  const writes = n(usage?.cacheWriteInputTokens);
+  const prompt = n(usage?.inputTokens) + writes + cached;
+  return openAIUsage(prompt, n(usage?.outputTokens), cached, writes);
 }
 
 export interface ConverseResponseContext {

@@ -1,5 +1,5 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
-import { num, pickUsage } from "../../streaming/usage_sniff.ts";
+import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import type { NativeApi } from "../types.ts";
 
 /** Gemini's `usageMetadata`: thoughts count as output, as OpenAI counts reasoning. */
@@ -9,7 +9,18 @@ export function geminiUsageOf(value: unknown): Partial<OpenAIUsage> | null {
     | Record<string, unknown>
     | undefined;
   if (!g || typeof g !== "object") return null;
-  return pickUsage(g.promptTokenCount, num(g.candidatesTokenCount) + num(g.thoughtsTokenCount));
+  // `promptTokenCount` includes `cachedContentTokenCount` (implicit and explicit caching);
+  // `candidatesTokenCount` excludes `thoughtsTokenCount`, billed as output.
+  const thoughts = num(g.thoughtsTokenCount);
+  const prompt = typeof g.promptTokenCount === "number"
+    ? g.promptTokenCount + num(g.toolUsePromptTokenCount)
+    : undefined;
+  return withDetails(
+    pickUsage(prompt, num(g.candidatesTokenCount) + thoughts),
+    num(g.cachedContentTokenCount),
+    0,
+    thoughts,
+  );
 }
 
 export const GEMINI_NATIVE: NativeApi = {

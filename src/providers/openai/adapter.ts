@@ -1,6 +1,7 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
 import {
+  createOpenAIUsageStrip,
   createOpenAIUsageTap,
   createUsageMeter,
   findOpenAIUsage,
@@ -31,6 +32,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     "content-type": "application/json",
   });
   const endpoint = cfg.type === "azure" ? azureEndpoint(cfg) : plainEndpoint(cfg);
+  // OpenAI and Azure document stream_options; other compatible APIs may refuse it.
+  const streamUsage = cfg.stream_usage ?? (cfg.name === "openai" || cfg.type === "azure");
   const execute = (
     req: ReturnType<typeof toOpenAIRequest>,
     call: { signal: AbortSignal; timeoutMs: number },
@@ -86,7 +89,19 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     native: cfg.type === "azure" ? AZURE_NATIVE : OPENAI_NATIVE,
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       const accept = call.stream ? "text/event-stream" : "application/json";
-      const req = toOpenAIRequest(call, "chat/completions", model, endpoint, baseHeaders, accept);
+      // A stream is billed from the upstream's own count: ask for it when the client did not.
+      const askUsage = call.stream && streamUsage &&
+        call.body.stream_options?.include_usage !== true;
+      const sent = askUsage
+        ? {
+          ...call,
+          body: {
+            ...call.body,
+            stream_options: { ...call.body.stream_options, include_usage: true },
+          },
+        }
+        : call;
+      const req = toOpenAIRequest(sent, "chat/completions", model, endpoint, baseHeaders, accept);
       const reply = await execute(req, call);
       const res = reply.response;
       const contentType = res.headers.get("content-type") ?? "";
@@ -97,7 +112,9 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
           kind: "stream",
           status: res.status,
           format: "openai_sse",
-          body: res.body.pipeThrough(createOpenAIUsageTap(meter)),
+          body: res.body.pipeThrough(
+            askUsage ? createOpenAIUsageStrip(meter) : createOpenAIUsageTap(meter),
+          ),
           usage: meter.usage,
         };
       }

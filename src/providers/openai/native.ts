@@ -1,15 +1,26 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
 import { BEARER_AUTH } from "../shared/native_auth.ts";
 import type { NativeApi } from "../types.ts";
-import { pickUsage } from "../../streaming/usage_sniff.ts";
+import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 
-/** OpenAI's `usage.prompt_tokens` / `completion_tokens` (bodies and stream chunks). */
+/**
+ * OpenAI's `usage.prompt_tokens` / `completion_tokens` (bodies and stream chunks), with
+ * `prompt_tokens_details.cached_tokens` (included in `prompt_tokens`) and
+ * `completion_tokens_details.reasoning_tokens` (included in `completion_tokens`).
+ */
 export function openAIUsageOf(value: unknown): Partial<OpenAIUsage> | null {
   if (value === null || typeof value !== "object") return null;
   const u = (value as { usage?: unknown }).usage as Record<string, unknown> | undefined;
   if (!u || typeof u !== "object") return null;
   if (typeof u.prompt_tokens !== "number" && typeof u.completion_tokens !== "number") return null;
-  return pickUsage(u.prompt_tokens, u.completion_tokens);
+  const prompt = u.prompt_tokens_details as Record<string, unknown> | undefined;
+  const completion = u.completion_tokens_details as Record<string, unknown> | undefined;
+  return withDetails(
+    pickUsage(u.prompt_tokens, u.completion_tokens),
+    num(prompt?.cached_tokens),
+    0,
+    num(completion?.reasoning_tokens),
+  );
 }
 
 export const OPENAI_NATIVE: NativeApi = { auth: BEARER_AUTH, usage: openAIUsageOf };

@@ -29,13 +29,24 @@ export function tokenCount(v: unknown): number {
   return typeof v === "number" && Number.isFinite(v) ? v : 0;
 }
 
-/** OpenAI usage from the prompt (cached tokens included), completion and cached counts. */
-export function openAIUsage(prompt: number, completion: number, cached: number): OpenAIUsageOut {
+/**
+ * OpenAI usage from the prompt (cache reads and writes included), completion, cache-read
+ * and cache-write counts. Cache writes have no OpenAI field: ours (`cache_write_tokens`) is
+ * present only when there were some, so answers without any look exactly like OpenAI's.
+ */
+export function openAIUsage(
+  prompt: number,
+  completion: number,
+  cached: number,
+  cacheWrites = 0,
+): OpenAIUsageOut {
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
     total_tokens: prompt + completion,
-    prompt_tokens_details: { cached_tokens: cached },
+    prompt_tokens_details: cacheWrites > 0
+      ? { cached_tokens: cached, cache_write_tokens: cacheWrites }
+      : { cached_tokens: cached },
   };
 }
 

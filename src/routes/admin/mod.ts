@@ -12,6 +12,8 @@ import { requireAdmin } from "./auth.ts";
 import { operationsRoutes } from "./operations.ts";
 import { keysRoutes, mountButterKeyAliases } from "./keys.ts";
 import { providersStatusRoutes } from "./providers_status.ts";
+import { usageRoutes } from "./usage.ts";
+import { cacheRoutes } from "./cache.ts";
 
 /** Mount every admin route on `app` (under `/api/v1`). */
 export function mountAdmin(app: Hono<AppEnv>, control: Control): void {
@@ -20,6 +22,8 @@ export function mountAdmin(app: Hono<AppEnv>, control: Control): void {
   operationsRoutes(admin, control);
   keysRoutes(admin, control);
   providersStatusRoutes(admin, control);
+  usageRoutes(admin, control);
+  cacheRoutes(admin, control);
   app.route("/api/v1", admin);
   mountButterKeyAliases(app, control);
 }

@@ -64,6 +64,8 @@ logging:
     backend: "memory",
     ttl: 3_600_000,
     max_size_mb: 512,
+    scope: "global",
+    streaming: false,
   });
   assert.deepEqual(config.rate_limit, {
     enabled: true,

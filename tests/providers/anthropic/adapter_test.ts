@@ -81,7 +81,7 @@ Deno.test(
       prompt_tokens: 132,
       completion_tokens: 10,
       total_tokens: 142,
-      prompt_tokens_details: { cached_tokens: 100 },
+      prompt_tokens_details: { cached_tokens: 100, cache_write_tokens: 20 },
     };
     assert.deepEqual(body.usage, usage);
     assert.deepEqual(await outcome.usage, usage);

@@ -196,10 +196,18 @@ Deno.test(
     );
     assert.deepEqual(concatBytes(chunks), cut);
     assert.match(String(error), /ended before message_stop/);
-    // Cut before message_delta: what message_start counted (input) is what was seen.
+    // Cut before message_delta: input as message_start counted it; output estimated from the
+    // text and tool-input fragments that went out (~4 characters a token), marked estimated.
     const usage = await meter.usage;
     assert.equal(usage?.prompt_tokens, 472);
-    assert.equal(usage?.completion_tokens, 0);
+    const streamed = [
+      ...full.slice(0, full.indexOf("event: message_delta"))
+        .matchAll(/"(?:text|partial_json)":"((?:[^"\\]|\\.)*)"/g),
+    ]
+      .reduce((n, m) => n + (m[1] as string).length, 0);
+    assert.ok(streamed > 0);
+    assert.equal(usage?.completion_tokens, Math.ceil(streamed / 4));
+    assert.equal(usage?.estimated, true);
   },
 );
 

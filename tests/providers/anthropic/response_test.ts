@@ -30,7 +30,7 @@ Deno.test("fromAnthropicResponse() translates a text answer", async () => {
       prompt_tokens: 132,
       completion_tokens: 10,
       total_tokens: 142,
-      prompt_tokens_details: { cached_tokens: 100 },
+      prompt_tokens_details: { cached_tokens: 100, cache_write_tokens: 20 },
     },
     system_fingerprint: null,
   });

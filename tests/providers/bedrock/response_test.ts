@@ -98,7 +98,7 @@ Deno.test("toOpenAIUsage() counts cache reads and writes as prompt tokens", () =
       prompt_tokens: 1010,
       completion_tokens: 5,
       total_tokens: 1015,
-      prompt_tokens_details: { cached_tokens: 800 },
+      prompt_tokens_details: { cached_tokens: 800, cache_write_tokens: 200 },
     },
   );
   assert.deepEqual(toOpenAIUsage(undefined), {

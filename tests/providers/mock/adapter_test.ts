@@ -284,6 +284,7 @@ Deno.test(
       prompt_tokens: 5,
       completion_tokens: 2,
       total_tokens: 7,
+      estimated: true,
     });
   },
 );

@@ -1,0 +1,227 @@
+/**
+ * The response cache as a stage: `pre_llm` looks the request up and, on a hit, answers it
+ * (`respond` with a provider-shaped outcome, so the route encodes it in the client's format,
+ * as a stream when the client streams); `post_llm` stores a successful JSON answer. With
+ * `cache.streaming`, a streamed answer is assembled from its chunks and stored once it
+ * completed. Errors and incomplete streams are never stored.
+ * @module
+ */
+import type { ChatChunk, ChatOutcome } from "../providers/types.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { PreLlmResult, Stage } from "../pipeline/stages.ts";
+import type { TelemetryEvent } from "../pipeline/events.ts";
+import { pilotfishHeaders } from "../routing/mod.ts";
+import { noUsage } from "../streaming/mod.ts";
+import { cacheKey, type CachePolicy, skipReason } from "./key.ts";
+import { replayChunks } from "./replay.ts";
+import type { CacheBackend } from "./store.ts";
+
+/** What is stored: the canonical answer and who gave it. */
+export interface CachedAnswer {
+  readonly provider: string;
+  readonly model: string;
+  readonly body: Record<string, unknown>;
+}
+
+export interface CacheStageDeps {
+  readonly policy: CachePolicy;
+  readonly ttlMs: number;
+  readonly backend: CacheBackend;
+}
+
+export const CACHE_HEADER = "x-cache";
+/** Butter's hit marker. */
+export const BUTTER_CACHE_HEADER = "x-butter-cache";
+
+export function createCacheStage(deps: CacheStageDeps): Stage {
+  const { policy, backend, ttlMs } = deps;
+  /** The key of each exchange that missed: its answer is stored under it. */
+  const keys = new WeakMap<Exchange, string>();
+  /** Streams being assembled for storage (`cache.streaming`). */
+  const streams = new WeakMap<Exchange, StreamAssembly>();
+
+  const store = (ex: Exchange, key: string, body: Record<string, unknown>) => {
+    const value: CachedAnswer = { provider: ex.provider ?? "", model: ex.model ?? "", body };
+    const done = backend.set(key, JSON.stringify(value), ttlMs);
+    if (done instanceof Promise) done.catch(() => {});
+  };
+
+  const answer = (ex: Exchange, key: string, found: string | null, includeUsage: boolean) => {
+    const hit = found === null ? null : parseAnswer(found);
+    if (hit === null) {
+      ex.cacheStatus = "miss";
+      keys.set(ex, key);
+      if (ex.stream) streams.set(ex, new StreamAssembly());
+      return undefined;
+    }
+    ex.cacheStatus = "hit";
+    ex.provider = hit.provider;
+    ex.model = hit.model;
+    const outcome: ChatOutcome = ex.stream
+      ? {
+        kind: "stream",
+        status: 200,
+        format: "chunks",
+        body: ReadableStream.from(replayChunks(hit.body, includeUsage)),
+        usage: noUsage(),
+      }
+      : { kind: "json", status: 200, format: "object", body: hit.body, usage: noUsage() };
+    return {
+      action: "respond",
+      status: 200,
+      body: hit.body,
+      outcome,
+      headers: {
+        ...pilotfishHeaders(hit.provider, hit.model, 0),
+        [CACHE_HEADER]: "HIT",
+        [BUTTER_CACHE_HEADER]: "hit",
+      },
+    } satisfies PreLlmResult;
+  };
+
+  const stage: Stage = {
+    name: "response_cache",
+    fail_mode: "open",
+    timeout_ms: 1_000,
+    schemas: ["openai_chat", "anthropic_messages"],
+    pre_llm(ex, view) {
+      if (view.schema !== "openai_chat" && view.schema !== "anthropic_messages") return;
+      const body = view.body;
+      const skip = skipReason(policy, {
+        schema: ex.schema,
+        stream: ex.stream,
+        gatewayCache: ex.gateway.cache,
+        cacheControl: ex.headers.get("cache-control"),
+        body,
+        appKey: ex.principal.appKey,
+      });
+      if (skip !== null) return;
+      const includeUsage = body.stream_options?.include_usage === true;
+      const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
+      return cacheKey(ex.targets, scope, body).then(async (key) =>
+        answer(ex, key, await backend.get(key), includeUsage)
+      );
+    },
+    post_llm(ex, res) {
+      const key = keys.get(ex);
+      if (key === undefined || res.stream) return;
+      keys.delete(ex);
+      if (res.status === 200 && res.body && isCompletion(res.body)) store(ex, key, res.body);
+    },
+    post_http(ex, res) {
+      if (ex.cacheStatus !== "miss") return;
+      try {
+        res.headers.set(CACHE_HEADER, "MISS");
+      } catch {
+        // immutable headers: nothing to add
+      }
+    },
+  };
+  if (!policy.streaming) return stage;
+  return {
+    ...stage,
+    stream_chunk(ex, chunk) {
+      streams.get(ex)?.add(chunk);
+    },
+    trace_events: ["request_end"],
+    trace(event: TelemetryEvent) {
+      if (event.type !== "request_end") return;
+      const ex = event.exchange;
+      const assembly = streams.get(ex);
+      const key = keys.get(ex);
+      if (assembly === undefined || key === undefined) return;
+      streams.delete(ex);
+      keys.delete(ex);
+      // Only a stream that completed normally is an answer worth replaying.
+      if (event.status !== 200 || event.outcome !== "complete") return;
+      const body = assembly.completion();
+      if (body !== null) store(ex, key, body);
+    },
+  };
+}
+
+function parseAnswer(text: string): CachedAnswer | null {
+  try {
+    const v = JSON.parse(text) as CachedAnswer;
+    return v && typeof v === "object" && v.body && isCompletion(v.body) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+function isCompletion(body: Record<string, unknown>): boolean {
+  return Array.isArray(body.choices) && body.choices.length > 0 && body.error === undefined;
+}
+
+interface ChoiceParts {
+  content: string;
+  tools: { id: string; name: string; arguments: string }[];
+  finish: string | null;
+}
+
+/** A stream's chunks folded back into the `chat.completion` they spell. */
+class StreamAssembly {
+  #id = "";
+  #created = 0;
+  #model = "";
+  #choices = new Map<number, ChoiceParts>();
+  #usage: unknown = undefined;
+  #broken = false;
+
+  add(chunk: ChatChunk): void {
+    if ((chunk as { error?: unknown }).error !== undefined) this.#broken = true;
+    this.#id ||= chunk.id;
+    this.#created ||= chunk.created;
+    this.#model ||= chunk.model;
+    if (chunk.usage) this.#usage = chunk.usage;
+    for (const c of chunk.choices ?? []) {
+      let parts = this.#choices.get(c.index);
+      if (!parts) this.#choices.set(c.index, parts = { content: "", tools: [], finish: null });
+      if (typeof c.delta?.content === "string") parts.content += c.delta.content;
+      for (const t of c.delta?.tool_calls ?? []) {
+        const slot = parts.tools[t.index] ??= { id: "", name: "", arguments: "" };
+        if (t.id) slot.id = t.id;
+        if (t.function?.name) slot.name += t.function.name;
+        slot.arguments += t.function?.arguments ?? "";
+      }
+      if (c.finish_reason) parts.finish = c.finish_reason;
+    }
+  }
+
+  completion(): Record<string, unknown> | null {
+    if (this.#broken || this.#choices.size === 0) return null;
+    const choices = [...this.#choices].sort(([a], [b]) => a - b).map(([index, p]) => {
+      if (p.finish === null) return null;
+      const tools = p.tools.filter((t) => t !== undefined);
+      return {
+        index,
+        message: {
+          role: "assistant",
+          content: p.content === "" && tools.length > 0 ? null : p.content,
+          refusal: null,
+          ...(tools.length > 0
+            ? {
+              tool_calls: tools.map((t) => ({
+                id: t.id,
+                type: "function",
+                function: { name: t.name, arguments: t.arguments },
+              })),
+            }
+            : {}),
+        },
+        logprobs: null,
+        finish_reason: p.finish,
+      };
+    });
+    if (choices.some((c) => c === null)) return null;
+    return {
+      id: this.#id,
+      object: "chat.completion",
+      created: this.#created,
+      model: this.#model,
+      choices,
+      ...(this.#usage !== undefined ? { usage: this.#usage } : {}),
+      system_fingerprint: null,
+    };
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * Metering: when an exchange ends, price what it used and add it to the rollups. A
+ * `request_end` subscriber registered before every other one, so the access log and later
+ * subscribers read `ex.cost`; plus a `post_http` hook that puts `x-pilotfish-cost-usd` on
+ * non-stream answers (their usage is known before the body goes out).
+ *
+ * What is billed: every attempt that produced usage, each at its own provider and model's
+ * price (a hedge loser that answered was paid for too); a cache hit costs 0. A stream cut
+ * short is billed for what was streamed; when the upstream sent no counts they are
+ * estimated (~4 characters a token, the prompt from the request) and marked so.
+ * @module
+ */
+import type { Usage } from "../providers/types.ts";
+import type { EventOf } from "../pipeline/events.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { Stage } from "../pipeline/stages.ts";
+import { usageNow } from "../streaming/mod.ts";
+import { costOf, estimateTokens, formatUsd, toNanos } from "./cost.ts";
+import type { UsageLedger } from "./ledger.ts";
+import type { PriceBook } from "./pricing.ts";
+
+export const COST_HEADER = "x-pilotfish-cost-usd";
+
+export interface MeterDeps {
+  readonly prices: PriceBook;
+  readonly ledger: UsageLedger;
+  /** Wall clock (ms) for the rollup buckets. */
+  readonly now: () => number;
+}
+
+/** What one exchange used, summed over its attempts, and what that costs. */
+export interface Bill {
+  readonly usage: Usage | null;
+  /** USD; null when some usage has no price (or there was no usage). */
+  readonly cost: number | null;
+  readonly estimated: boolean;
+}
+
+/**
+ * The bill of an exchange (pure over its attempts; reads settled usage synchronously).
+ * Attempts whose usage is null (failures) cost nothing.
+ */
+export function billOf(ex: Exchange, prices: PriceBook): Bill {
+  if (ex.cacheStatus === "hit") {
+    return { usage: null, cost: 0, estimated: false };
+  }
+  let usage: Usage | null = null;
+  let cost: number | null = 0;
+  let estimated = false;
+  for (const a of ex.attempts) {
+    let u = usageNow(a.usage) ?? null;
+    if (u === null) continue;
+    if (u.estimated) {
+      estimated = true;
+      // No input count from the upstream: estimate it from the request it was sent.
+      if (u.prompt_tokens === 0) {
+        const prompt = estimateTokens(requestChars(ex));
+        u = { ...u, prompt_tokens: prompt, total_tokens: prompt + u.completion_tokens };
+      }
+    }
+    const price = prices.priceOf(a.provider, a.model);
+    cost = price === null || cost === null ? null : cost + costOf(u, price);
+    usage = usage === null ? u : addUsage(usage, u);
+  }
+  if (usage === null) return { usage: null, cost: null, estimated: false };
+  return { usage, cost: cost === null ? null : toNanos(cost) / 1e9, estimated };
+}
+
+/** The metering subscriber and the cost-header stage of one config generation. */
+export function createMeter(deps: MeterDeps): {
+  onRequestEnd: (event: EventOf<"request_end">) => void;
+  stage: Stage;
+} {
+  const { prices, ledger } = deps;
+  return {
+    onRequestEnd(event) {
+      const ex = event.exchange;
+      const bill = billOf(ex, prices);
+      ex.billedUsage = bill.usage;
+      ex.cost = bill.cost;
+      ex.costEstimated = bill.estimated;
+      const u = bill.usage;
+      // Requests that reached no provider and no cache (bad input, auth) are not usage.
+      if (u === null && ex.cacheStatus === null && ex.attempts.length === 0) return;
+      const meta = ex.gateway.metadata;
+      ledger.record({
+        at: deps.now(),
+        appKey: ex.principal.appKey ?? null,
+        user: textOf(meta?.user_id) ?? userOf(ex),
+        provider: ex.provider ?? null,
+        model: ex.model ?? null,
+        feature: textOf(meta?.feature),
+        promptTokens: u?.prompt_tokens ?? 0,
+        completionTokens: u?.completion_tokens ?? 0,
+        cachedTokens: u?.prompt_tokens_details?.cached_tokens ?? 0,
+        cacheWriteTokens: u?.prompt_tokens_details?.cache_write_tokens ?? 0,
+        reasoningTokens: u?.completion_tokens_details?.reasoning_tokens ?? 0,
+        costNanos: bill.cost === null ? 0 : toNanos(bill.cost),
+        cache: ex.cacheStatus,
+        estimated: bill.estimated,
+      });
+    },
+    stage: {
+      name: "usage_cost",
+      fail_mode: "open",
+      timeout_ms: 1_000,
+      post_http(ex, res) {
+        // A stream's usage is known only at its end; passthrough bodies are the provider's
+        // bytes, read as they go out: both have their cost in the log and the usage API.
+        if (ex.stream || ex.schema === "passthrough" || res.status >= 400) return;
+        const bill = billOf(ex, prices);
+        if (bill.cost === null) return;
+        try {
+          res.headers.set(COST_HEADER, formatUsd(bill.cost));
+        } catch {
+          // immutable headers (a relayed Response): nothing to add
+        }
+      },
+    },
+  };
+}
+
+function addUsage(a: Usage, b: Usage): Usage {
+  const sum = (x: number | undefined, y: number | undefined) => (x ?? 0) + (y ?? 0);
+  return {
+    prompt_tokens: a.prompt_tokens + b.prompt_tokens,
+    completion_tokens: a.completion_tokens + b.completion_tokens,
+    total_tokens: a.total_tokens + b.total_tokens,
+    prompt_tokens_details: {
+      cached_tokens: sum(
+        a.prompt_tokens_details?.cached_tokens,
+        b.prompt_tokens_details?.cached_tokens,
+      ),
+      cache_write_tokens: sum(
+        a.prompt_tokens_details?.cache_write_tokens,
+        b.prompt_tokens_details?.cache_write_tokens,
+      ),
+    },
+    completion_tokens_details: {
+      reasoning_tokens: sum(
+        a.completion_tokens_details?.reasoning_tokens,
+        b.completion_tokens_details?.reasoning_tokens,
+      ),
+    },
+    ...(a.estimated || b.estimated ? { estimated: true } : {}),
+  };
+}
+
+/** Characters of the prompt the upstream was sent (for an estimate only). */
+function requestChars(ex: Exchange): number {
+  const req = ex.request;
+  if (req === null) return 0;
+  switch (req.schema) {
+    case "openai_chat":
+      return JSON.stringify(req.body.messages ?? "").length;
+    case "anthropic_messages":
+      return JSON.stringify(req.body.messages ?? "").length +
+        JSON.stringify(req.body.system ?? "").length;
+    case "embeddings":
+      return JSON.stringify(req.body.input ?? "").length;
+    case "passthrough":
+      return req.body?.byteLength ?? 0;
+  }
+}
+
+/** OpenAI's own `user` field, when `x-gateway.metadata.user_id` is absent. */
+function userOf(ex: Exchange): string | null {
+  const req = ex.request;
+  return req !== null && req.schema === "openai_chat" ? textOf(req.body.user) : null;
+}
+
+function textOf(v: unknown): string | null {
+  return typeof v === "string" && v !== "" ? v : typeof v === "number" ? String(v) : null;
+}

@@ -1,0 +1,125 @@
+/**
+ * The price book: USD per million tokens for a `(provider, model)`, from (first match wins)
+ * `pricing.models["provider/model"]`, llm-proxy's `providers.<p>.models.<m>.pricing`,
+ * `pricing.models["model"]`, then the built-in table below (unless `pricing.builtin: false`).
+ * A model nobody prices has no cost (null), never a guessed one.
+ * @module
+ */
+import type { Config, ModelPrice } from "../config/mod.ts";
+
+export type { ModelPrice };
+
+/**
+ * Built-in list prices, USD per 1M tokens, as published by each vendor on the date given in
+ * each block (override any of them in `pricing.models`). `cache_read`/`cache_write` are the
+ * vendors' prompt-caching rates (Anthropic: 5-minute cache writes); reasoning tokens are billed
+ * at the output rate by every vendor here, so `reasoning` is left to default to `output`.
+ */
+export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
+  // OpenAI, https://platform.openai.com/docs/pricing (2025-08-07).
+  "gpt-5": { input: 1.25, cache_read: 0.125, output: 10 },
+  "gpt-5-mini": { input: 0.25, cache_read: 0.025, output: 2 },
+  "gpt-5-nano": { input: 0.05, cache_read: 0.005, output: 0.4 },
+  "gpt-4.1": { input: 2, cache_read: 0.5, output: 8 },
+  "gpt-4.1-mini": { input: 0.4, cache_read: 0.1, output: 1.6 },
+  "gpt-4.1-nano": { input: 0.1, cache_read: 0.025, output: 0.4 },
+  "gpt-4o": { input: 2.5, cache_read: 1.25, output: 10 },
+  "gpt-4o-mini": { input: 0.15, cache_read: 0.075, output: 0.6 },
+  "o3": { input: 2, cache_read: 0.5, output: 8 },
+  "o4-mini": { input: 1.1, cache_read: 0.275, output: 4.4 },
+  "o1": { input: 15, cache_read: 7.5, output: 60 },
+  "text-embedding-3-small": { input: 0.02, output: 0 },
+  "text-embedding-3-large": { input: 0.13, output: 0 },
+  // Anthropic, https://docs.anthropic.com/en/docs/about-claude/pricing (2025-10-15).
+  "claude-opus-4-1": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
+  "claude-opus-4": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
+  "claude-sonnet-4-5": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  "claude-sonnet-4": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  "claude-3-7-sonnet": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  "claude-haiku-4-5": { input: 1, cache_write: 1.25, cache_read: 0.1, output: 5 },
+  "claude-3-5-haiku": { input: 0.8, cache_write: 1, cache_read: 0.08, output: 4 },
+  // Google Gemini API, https://ai.google.dev/gemini-api/docs/pricing (2025-09-01); the
+  // cached rate is what implicit and explicit cache hits cost, thinking is output.
+  "gemini-2.5-pro": {
+    input: 1.25,
+    cache_read: 0.31,
+    output: 10,
+    long_context: { threshold: 200_000, input: 2.5, cache_read: 0.625, output: 15 },
+  },
+  "gemini-2.5-flash": { input: 0.3, cache_read: 0.075, output: 2.5 },
+  "gemini-2.5-flash-lite": { input: 0.1, cache_read: 0.025, output: 0.4 },
+  "gemini-2.0-flash": { input: 0.1, cache_read: 0.025, output: 0.4 },
+  "gemini-2.0-flash-lite": { input: 0.075, output: 0.3 },
+  // Amazon Bedrock on-demand, https://aws.amazon.com/bedrock/pricing/ (2025-10-15, us-east-1);
+  // geo prefixes (`us.`, `eu.`, …) are stripped before the lookup.
+  "anthropic.claude-sonnet-4-5": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  "anthropic.claude-sonnet-4": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  "anthropic.claude-3-7-sonnet": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  "anthropic.claude-haiku-4-5": { input: 1, cache_write: 1.25, cache_read: 0.1, output: 5 },
+  "anthropic.claude-3-5-haiku": { input: 0.8, cache_write: 1, cache_read: 0.08, output: 4 },
+  "anthropic.claude-opus-4-1": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
+  "amazon.nova-pro-v1": { input: 0.8, cache_read: 0.2, output: 3.2 },
+  "amazon.nova-lite-v1": { input: 0.06, cache_read: 0.015, output: 0.24 },
+  "amazon.nova-micro-v1": { input: 0.035, cache_read: 0.00875, output: 0.14 },
+  "meta.llama3-3-70b-instruct-v1": { input: 0.72, output: 0.72 },
+  // Mistral, https://mistral.ai/pricing#api-pricing (2025-08-01).
+  "mistral-large-latest": { input: 2, output: 6 },
+  "mistral-small-latest": { input: 0.1, output: 0.3 },
+  // Groq, https://groq.com/pricing (2025-08-01).
+  "llama-3.3-70b-versatile": { input: 0.59, output: 0.79 },
+  "llama-3.1-8b-instant": { input: 0.05, output: 0.08 },
+  // DeepSeek, https://api-docs.deepseek.com/quick_start/pricing (2025-09-05).
+  "deepseek-chat": { input: 0.56, cache_read: 0.07, output: 1.68 },
+  "deepseek-reasoner": { input: 0.56, cache_read: 0.07, output: 1.68 },
+  // xAI, https://docs.x.ai/docs/models (2025-08-01).
+  "grok-4": { input: 3, cache_read: 0.75, output: 15 },
+  "grok-3-mini": { input: 0.3, cache_read: 0.075, output: 0.5 },
+};
+
+/** Bedrock's cross-region inference profiles prefix the model id with a geography. */
+const GEO_PREFIX = /^(?:us|eu|apac|au|jp|ca|us-gov|global)\./;
+
+/**
+ * The built-in entry for `model`: an exact name, else the longest listed name it extends
+ * with a dated or versioned suffix (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`,
+ * `anthropic.claude-sonnet-4-20250514-v1:0`), never a different model (`gpt-4o-mini` is
+ * not `gpt-4o`: the rest must start with `-` and a digit, or `:`).
+ */
+export function builtinPrice(model: string): ModelPrice | null {
+  const name = model.replace(GEO_PREFIX, "");
+  const exact = BUILTIN_PRICES[name];
+  if (exact) return exact;
+  let best: string | null = null;
+  for (const key of Object.keys(BUILTIN_PRICES)) {
+    if (!name.startsWith(key) || (best !== null && key.length <= best.length)) continue;
+    if (/^(?:-\d|:|@)/.test(name.slice(key.length))) best = key;
+  }
+  return best === null ? null : BUILTIN_PRICES[best] as ModelPrice;
+}
+
+export interface PriceBook {
+  /** The price of `model` on `provider` (its config name), or null when unpriced. */
+  priceOf(provider: string, model: string): ModelPrice | null;
+}
+
+/** The book for one config generation (lookups memoised: the hot path asks the same pairs). */
+export function createPriceBook(config: Config): PriceBook {
+  const own = config.pricing.models;
+  const memo = new Map<string, ModelPrice | null>();
+  const lookup = (provider: string, model: string): ModelPrice | null =>
+    own[`${provider}/${model}`] ??
+      config.providers[provider]?.model_pricing[model] ??
+      own[model] ??
+      (config.pricing.builtin ? builtinPrice(model) : null);
+  return {
+    priceOf(provider, model) {
+      const key = `${provider}\u0000${model}`;
+      let price = memo.get(key);
+      if (price === undefined) {
+        price = lookup(provider, model);
+        if (memo.size < 10_000) memo.set(key, price);
+      }
+      return price;
+    },
+  };
+}

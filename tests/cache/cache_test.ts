@@ -1,0 +1,308 @@
+import assert from "node:assert/strict";
+import Anthropic from "@anthropic-ai/sdk";
+import OpenAI from "openai";
+import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway, testClock } from "../helpers/in_process.ts";
+import { startRedisServer } from "../helpers/redis_server.ts";
+import { json, lineOf } from "../usage/support.ts";
+
+const HI = [{ role: "user", content: "Hi" }];
+const ADMIN = "admin-secret-0001";
+
+function gatewayYaml(upstream: string, cache: string): string {
+  return `
+server: { admin_token: ${ADMIN} }
+providers:
+  up: { type: openai, base_url: ${upstream}, keys: [{ key: sk-up }] }
+routing:
+  failover: { enabled: false }
+pricing:
+  models:
+    "up/gpt-4o-mini": { input: 1, output: 2 }
+cache:
+${cache}
+`;
+}
+
+Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, errors, TTL, clear", async (t) => {
+  const up = startFakeUpstream();
+  const clock = testClock();
+  const gw = startGateway(
+    gatewayYaml(up.url, "  enabled: true\n  backend: memory\n  ttl: 10m\n  maxSize: 1"),
+    {},
+    { now: clock.now },
+  );
+  const chat = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    gw.request(
+      "/v1/chat/completions",
+      json({ model: "up/gpt-4o-mini", messages: HI, ...body }, headers),
+    );
+  const upstreamCalls = () => up.requests.length;
+  try {
+    await t.step("the first request misses and goes upstream; the same one then hits", async () => {
+      const first = await chat({});
+      assert.equal(first.status, 200);
+      assert.equal(first.headers.get("x-cache"), "MISS");
+      const a = await first.json();
+      assert.equal((await lineOf(gw, first)).cache, "miss");
+      const second = await chat({});
+      assert.equal(second.headers.get("x-cache"), "HIT");
+      assert.equal(second.headers.get("x-butter-cache"), "hit");
+      assert.equal(second.headers.get("x-pilotfish-provider"), "up");
+      assert.equal(second.headers.get("x-pilotfish-cost-usd"), "0", "a hit costs nothing");
+      assert.deepEqual(await second.json(), a);
+      const line = await lineOf(gw, second);
+      assert.equal(line.cache, "hit");
+      assert.equal(line.cost_usd, 0);
+      assert.equal(upstreamCalls(), 1);
+    });
+
+    await t.step("field order and delivery fields do not change the key", async () => {
+      const res = await gw.request(
+        "/v1/chat/completions",
+        json({ messages: HI, user: "someone", model: "up/gpt-4o-mini", metadata: { a: "b" } }),
+      );
+      assert.equal(res.headers.get("x-cache"), "HIT");
+      await res.body?.cancel();
+    });
+
+    await t.step("every answer-changing field is in the key", async (t) => {
+      const variants: [string, Record<string, unknown>][] = [
+        ["messages", { messages: [{ role: "user", content: "Hello" }] }],
+        ["seed", { seed: 7 }],
+        ["response_format", { response_format: { type: "json_object" } }],
+        ["tools", {
+          tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+        }],
+        ["tool_choice", { tool_choice: "none" }],
+        ["stop", { stop: ["x"] }],
+        ["n", { n: 2 }],
+        ["top_p", { top_p: 0.5 }],
+        ["max_tokens", { max_tokens: 5 }],
+        ["model", { model: "up/gpt-4o" }],
+        // Absent means the vendor's default (1 for OpenAI): not the same answer as 0.
+        ["temperature", { temperature: 0 }],
+      ];
+      for (const [name, change] of variants) {
+        await t.step(name, async () => {
+          const before = upstreamCalls();
+          const res = await chat(change);
+          assert.equal(res.headers.get("x-cache"), "MISS", name);
+          await res.body?.cancel();
+          assert.equal(upstreamCalls(), before + 1);
+        });
+      }
+    });
+
+    await t.step(
+      "skip rules: x-gateway.cache false, Cache-Control no-cache, temperature > 0",
+      async () => {
+        for (
+          const [body, headers] of [
+            [{ "x-gateway": { cache: false } }, {}],
+            [{}, { "cache-control": "no-cache" }],
+            [{ temperature: 0.7 }, {}],
+          ] as [Record<string, unknown>, Record<string, string>][]
+        ) {
+          const before = upstreamCalls();
+          const res = await chat(body, headers);
+          assert.equal(res.status, 200);
+          assert.equal(res.headers.get("x-cache"), null, JSON.stringify([body, headers]));
+          await res.body?.cancel();
+          assert.equal(upstreamCalls(), before + 1);
+        }
+      },
+    );
+
+    await t.step("streaming requests are not cached by default", async () => {
+      up.script({ kind: "stream" });
+      const res = await chat({ stream: true });
+      assert.equal(res.headers.get("x-cache"), null);
+      await res.text();
+      up.script({ kind: "json" });
+    });
+
+    await t.step("errors are never cached", async () => {
+      up.script({
+        kind: "json",
+        status: 500,
+        body: { error: { message: "boom", type: "server_error" } },
+      });
+      const bad = await chat({ seed: 500 });
+      assert.equal(bad.status, 500);
+      await bad.body?.cancel();
+      up.script({ kind: "json" });
+      const again = await chat({ seed: 500 });
+      assert.equal(again.status, 200);
+      assert.equal(again.headers.get("x-cache"), "MISS");
+      await again.body?.cancel();
+    });
+
+    await t.step("an entry expires after cache.ttl", async () => {
+      clock.advance(11 * 60_000);
+      const res = await chat({});
+      assert.equal(res.headers.get("x-cache"), "MISS");
+      await res.body?.cancel();
+    });
+
+    await t.step("usage counts hits and misses", async () => {
+      const usage = await gw.request("/api/v1/usage", {
+        headers: { authorization: `Bearer ${ADMIN}` },
+      });
+      const report = await usage.json();
+      assert.equal(report.cache_hits, 2);
+      assert.ok(report.cache_misses >= 13, `misses: ${report.cache_misses}`);
+    });
+
+    await t.step("POST /api/v1/cache/clear empties it (admin token required)", async () => {
+      const denied = await gw.request("/api/v1/cache/clear", { method: "POST" });
+      assert.equal(denied.status, 401);
+      await denied.body?.cancel();
+      const cleared = await gw.request("/api/v1/cache/clear", {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN}` },
+      });
+      assert.equal(cleared.status, 200);
+      const out = await cleared.json();
+      assert.equal(out.status, "ok");
+      assert.ok(out.cleared > 0);
+      const res = await chat({});
+      assert.equal(res.headers.get("x-cache"), "MISS");
+      await res.body?.cancel();
+    });
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("cache.streaming: a cached answer replays as a stream through the official SDKs", async (t) => {
+  const up = startFakeUpstream();
+  const gw = startGateway(
+    gatewayYaml(up.url, "  enabled: true\n  streaming: true"),
+  );
+  const openai = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "sk-x", maxRetries: 0 });
+  const anthropic = new Anthropic({ baseURL: gw.url(""), apiKey: "sk-x", maxRetries: 0 });
+  try {
+    await t.step("a non-stream answer, then the same request streamed by openai", async () => {
+      up.script({ kind: "json", body: completionBody("Cached answer") });
+      const first = await openai.chat.completions.create({
+        model: "up/gpt-4o-mini",
+        messages: [{ role: "user", content: "Hi" }],
+      });
+      assert.equal(first.choices[0]?.message.content, "Cached answer");
+      const { data: stream, response } = await openai.chat.completions.create({
+        model: "up/gpt-4o-mini",
+        messages: [{ role: "user", content: "Hi" }],
+        stream: true,
+        stream_options: { include_usage: true },
+      }).withResponse();
+      assert.equal(response.headers.get("x-cache"), "HIT");
+      let text = "";
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      let finish: string | null | undefined;
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? "";
+        finish ??= chunk.choices[0]?.finish_reason;
+        if (chunk.usage) usage = chunk.usage;
+      }
+      assert.equal(text, "Cached answer");
+      assert.equal(finish, "stop");
+      assert.equal(usage?.total_tokens, 10);
+      assert.equal(up.requests.length, 1);
+    });
+
+    await t.step("the same answer in Anthropic's stream format on /v1/messages", async () => {
+      // A Messages request with the same canonical content is its own key (max_tokens).
+      up.script({ kind: "json", body: completionBody("Hello Claude user") });
+      const req = {
+        model: "up/gpt-4o-mini",
+        max_tokens: 100,
+        messages: [{ role: "user" as const, content: "Hi" }],
+      };
+      await anthropic.messages.create(req);
+      const stream = anthropic.messages.stream(req);
+      let text = "";
+      for await (const ev of stream) {
+        if (ev.type === "content_block_delta" && ev.delta.type === "text_delta") {
+          text += ev.delta.text;
+        }
+      }
+      assert.equal(text, "Hello Claude user");
+      assert.equal(up.requests.length, 2);
+    });
+
+    await t.step("a completed stream is stored; the non-stream request then hits", async () => {
+      up.script({ kind: "stream", chunks: ["Str", "eamed"] });
+      const body = { model: "up/gpt-4o-mini", messages: [{ role: "user" as const, content: "S" }] };
+      const stream = await openai.chat.completions.create({ ...body, stream: true });
+      for await (const _ of stream) { /* drain */ }
+      const { data, response } = await openai.chat.completions.create(body).withResponse();
+      assert.equal(response.headers.get("x-cache"), "HIT");
+      assert.equal(data.choices[0]?.message.content, "Streamed");
+      assert.equal(up.requests.length, 3);
+    });
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("cache backend redis: shared by two gateways; an outage is a miss, never an error", async (t) => {
+  const redis = await startRedisServer();
+  const up = startFakeUpstream();
+  // Butter's block: address and key_prefix.
+  const yaml = gatewayYaml(
+    up.url,
+    `  enabled: true\n  backend: redis\n  redis: { address: "127.0.0.1:${redis.port}", key_prefix: "t:" }`,
+  );
+  const a = startGateway(yaml);
+  const b = startGateway(yaml);
+  const chat = (gw: typeof a) =>
+    gw.request("/v1/chat/completions", json({ model: "up/gpt-4o-mini", messages: HI }));
+  try {
+    await t.step("an answer stored by one gateway is a hit on the other", async () => {
+      // A Redis slower than the cache's 250 ms deadline counts as a miss (and the link
+      // reconnects): on a loaded machine a round may miss, so try a few distinct requests.
+      let shared = false;
+      for (let round = 0; round < 5 && !shared; round++) {
+        const body = json({
+          model: "up/gpt-4o-mini",
+          messages: [{ role: "user", content: `r${round}` }],
+        });
+        await a.runtime.cache!.ready!();
+        await b.runtime.cache!.ready!();
+        const calls = up.requests.length;
+        const first = await a.request("/v1/chat/completions", body);
+        await first.body?.cancel();
+        // The store is fire-and-forget after the answer: wait until Redis has it.
+        await a.runtime.cache!.ready!();
+        const second = await b.request(
+          "/v1/chat/completions",
+          json({
+            model: "up/gpt-4o-mini",
+            messages: [{ role: "user", content: `r${round}` }],
+          }),
+        );
+        await second.body?.cancel();
+        shared = second.headers.get("x-cache") === "HIT" && up.requests.length === calls + 1;
+      }
+      assert.ok(shared, "gateway b answered from what gateway a stored");
+    });
+
+    await t.step("Redis down: answers still come (as misses)", async () => {
+      await redis.stop();
+      for (let i = 0; i < 3; i++) {
+        const res = await chat(a);
+        assert.equal(res.status, 200);
+        assert.notEqual(res.headers.get("x-cache"), "HIT");
+        await res.body?.cancel();
+      }
+    });
+  } finally {
+    await a.close();
+    await b.close();
+    await up.close();
+    await redis.stop();
+  }
+});

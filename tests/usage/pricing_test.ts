@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { parseConfigText } from "../../src/config/mod.ts";
+import {
+  builtinPrice,
+  costOf,
+  createPriceBook,
+  formatUsd,
+  splitTokens,
+} from "../../src/usage/mod.ts";
+
+Deno.test("builtinPrice() matches dated and versioned ids, never another model", () => {
+  assert.equal(builtinPrice("gpt-4o-2024-08-06"), builtinPrice("gpt-4o"));
+  assert.equal(builtinPrice("gpt-4o-mini-2024-07-18")?.input, 0.15);
+  assert.equal(builtinPrice("gpt-4o-audio-preview"), null);
+  assert.equal(builtinPrice("claude-sonnet-4-5-20250929")?.cache_write, 3.75);
+  assert.equal(
+    builtinPrice("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    builtinPrice("anthropic.claude-sonnet-4-5"),
+  );
+  assert.equal(builtinPrice("mock/ok"), null);
+});
+
+Deno.test("costOf() bills each token class once, at its own rate", () => {
+  const price = { input: 3, output: 15, cache_read: 0.3, cache_write: 3.75 };
+  const usage = {
+    prompt_tokens: 132,
+    completion_tokens: 10,
+    total_tokens: 142,
+    prompt_tokens_details: { cached_tokens: 100, cache_write_tokens: 20 },
+  };
+  assert.deepEqual(splitTokens(usage), {
+    input: 12,
+    cacheRead: 100,
+    cacheWrite: 20,
+    output: 10,
+    reasoning: 0,
+  });
+  assert.equal(costOf(usage, price), 0.000291);
+  // Cached reads without a cache price: billed as input (never silently free).
+  assert.equal(costOf(usage, { input: 1, output: 1 }), 0.000142);
+  // Counts that do not add up are clamped, not negative.
+  assert.equal(
+    costOf({
+      prompt_tokens: 5,
+      completion_tokens: 0,
+      total_tokens: 5,
+      prompt_tokens_details: { cached_tokens: 9 },
+    }, price),
+    0.0000027,
+  );
+  assert.equal(formatUsd(0.0000027), "0.0000027");
+  assert.equal(formatUsd(0), "0");
+  assert.equal(formatUsd(12.5), "12.5");
+});
+
+Deno.test("costOf() applies a long-context tier above its threshold", () => {
+  const price = builtinPrice("gemini-2.5-pro")!;
+  const small = { prompt_tokens: 200_000, completion_tokens: 1000, total_tokens: 201_000 };
+  const large = { prompt_tokens: 200_001, completion_tokens: 1000, total_tokens: 201_001 };
+  assert.equal(costOf(small, price), 0.26);
+  assert.equal(costOf(large, price), 0.5150025);
+});
+
+Deno.test("createPriceBook(): pricing.models and llm-proxy's providers.<p>.models.*.pricing", () => {
+  const { config, warnings } = parseConfigText(
+    `
+providers:
+  openai:
+    keys: [{ key: sk-1 }]
+    models:
+      "gpt-5":
+        enabled: true
+        aliases: ["gpt-5-2025-08-07"]
+        pricing: { input: 1.25, output: 10.00 }
+      "gemini-ish":
+        pricing:
+          - { threshold: 200000, input: 2.0, output: 12.0 }
+          - { threshold: 0, input: 4.0, output: 18.0 }
+      "off-model": { enabled: false }
+pricing:
+  models:
+    "openai/gpt-4o": { input: 9, output: 9 }
+    "gpt-4o": { input: 8, output: 8 }
+    "house-model": { input: 1, output: 2, cache_read: 0.1 }
+`,
+    () => undefined,
+    "t.yaml",
+  );
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config.providers.openai!.models, ["gpt-5", "gemini-ish"]);
+  const book = createPriceBook(config);
+  assert.equal(book.priceOf("openai", "gpt-5")?.input, 1.25);
+  assert.equal(book.priceOf("openai", "gpt-5-2025-08-07")?.output, 10);
+  assert.deepEqual(book.priceOf("openai", "gemini-ish"), {
+    input: 2,
+    output: 12,
+    long_context: { threshold: 200_000, input: 4, output: 18 },
+  });
+  assert.equal(book.priceOf("openai", "gpt-4o")?.input, 9, "provider/model wins");
+  assert.equal(book.priceOf("other", "gpt-4o")?.input, 8, "then the bare model");
+  assert.equal(book.priceOf("other", "gpt-4o-mini")?.input, 0.15, "then the built-in table");
+  assert.equal(book.priceOf("x", "house-model")?.cache_read, 0.1);
+});
+
+Deno.test("pricing config: bad prices are refused with their key path; builtin: false", () => {
+  assert.throws(
+    () =>
+      parseConfigText(
+        `pricing: { models: { m: { input: -1, output: 1 } } }`,
+        () => undefined,
+        "t.yaml",
+      ),
+    /pricing\.models\.m\.input/,
+  );
+  assert.throws(
+    () => parseConfigText(`pricing: { models: { m: { input: 1 } } }`, () => undefined, "t.yaml"),
+    /pricing\.models\.m/,
+  );
+  const { config } = parseConfigText(`pricing: { builtin: false }`, () => undefined, "t.yaml");
+  assert.equal(createPriceBook(config).priceOf("openai", "gpt-4o"), null);
+});

@@ -1,0 +1,137 @@
+/**
+ * Streams: Pilotfish asks OpenAI-family upstreams for `include_usage` and hides the extra
+ * chunk from clients that did not ask; a stream cut short is charged for what was streamed,
+ * estimated (and marked so) when the upstream sent no counts.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway } from "../helpers/in_process.ts";
+import { assertUsd, json, lineOf } from "./support.ts";
+
+const HI = [{ role: "user", content: "Hi" }];
+
+Deno.test("stream_usage: include_usage is asked upstream and its chunk stripped unless the client asked", async (t) => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { type: openai, base_url: ${up.url}, keys: [{ key: sk-up }], stream_usage: true }
+pricing:
+  models:
+    "up/gpt-4o-mini": { input: 1, output: 2 }
+`);
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "sk-x", maxRetries: 0 });
+  try {
+    await t.step(
+      "the client did not ask: no usage chunk reaches it, the stream is billed",
+      async () => {
+        up.script({ kind: "stream", includeUsage: true });
+        const res = await gw.request(
+          "/v1/chat/completions",
+          json({ model: "up/gpt-4o-mini", messages: HI, stream: true }),
+        );
+        const text = await res.text();
+        const sent = JSON.parse(up.requests.at(-1)!.body);
+        assert.deepEqual(sent.stream_options, { include_usage: true });
+        assert.doesNotMatch(text, /"choices":\[\]/);
+        assert.match(text, /data: \[DONE\]\n\n$/);
+        // 7 × 1 + 3 × 2 = 13 per 1M
+        const line = await lineOf(gw, res);
+        assertUsd(line.cost_usd, 0.000013);
+        assert.equal(line.usage_estimated, undefined);
+      },
+    );
+
+    await t.step("the client asked (official SDK): it gets the usage chunk", async () => {
+      up.script({ kind: "stream", includeUsage: true });
+      const stream = await client.chat.completions.create({
+        model: "up/gpt-4o-mini",
+        messages: [{ role: "user", content: "Hi" }],
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      let text = "";
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? "";
+        if (chunk.usage) usage = chunk.usage;
+      }
+      assert.equal(text, "Hello from upstream");
+      assert.equal(usage?.total_tokens, 10);
+    });
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+/** An upstream that sends `events` and then holds the stream open until it is cancelled. */
+function hangingUpstream(events: string[]) {
+  const enc = new TextEncoder();
+  const cancelled = Promise.withResolvers<void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.text();
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (const e of events) controller.enqueue(enc.encode(e));
+        },
+        cancel() {
+          cancelled.resolve();
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    cancelled: cancelled.promise,
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test("a cancelled stream without upstream counts is billed as estimated", async () => {
+  const piece = (content: string) =>
+    `data: ${
+      JSON.stringify({
+        id: "c",
+        object: "chat.completion.chunk",
+        created: 1,
+        model: "o-test",
+        choices: [{ index: 0, delta: { content }, finish_reason: null }],
+      })
+    }\n\n`;
+  // 4 pieces of 10 characters: 40 characters streamed → ceil(40 / 4) = 10 output tokens.
+  const pieces = ["0123456789", "abcdefghij", "klmnopqrst", "uvwxyzABCD"];
+  const up = hangingUpstream(pieces.map(piece));
+  const gw = startGateway(`
+providers:
+  up: { type: openai, base_url: ${up.url}, keys: [{ key: sk-up }] }
+pricing:
+  models:
+    "up/o-test": { input: 2, output: 8 }
+`);
+  try {
+    const res = await gw.request(
+      "/v1/chat/completions",
+      json({ model: "up/o-test", messages: HI, stream: true }),
+    );
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!pieces.every((p) => seen.includes(p))) seen += (await reader.read()).value ?? "";
+    await reader.cancel("client went away");
+    await up.cancelled;
+    const line = await lineOf(gw, res);
+    assert.equal(line.usage_estimated, true);
+    assert.equal(line.completion_tokens, 10);
+    // The prompt, never counted upstream, is estimated from the messages sent:
+    // JSON.stringify(HI) is 31 characters → 8 tokens. 8 × 2 + 10 × 8 = 96 per 1M.
+    assert.equal(line.prompt_tokens, 8);
+    assertUsd(line.cost_usd, 0.000096);
+    const report = await gw.runtime.usage.report({ period: "hour", since: 0, until: 8.64e15 });
+    assert.equal(report.estimated_requests, 1);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
