@@ -48,6 +48,10 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
 
   const answer = (ex: Exchange, key: string, found: string | null, includeUsage: boolean) => {
     const hit = found === null ? null : parseAnswer(found);
+    const bus = ex.runtime.events;
+    if (bus.on.cache) {
+      bus.emit({ type: "cache", exchange: ex, result: hit === null ? "miss" : "hit" });
+    }
     if (hit === null) {
       ex.cacheStatus = "miss";
       keys.set(ex, key);

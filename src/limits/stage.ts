@@ -86,6 +86,21 @@ export function limitStage(opts: LimitStageOptions): Stage {
 
   const decided = (ex: Exchange, admission: Admission): PreLlmResult => {
     ex.rateLimit = { admission };
+    const bus = ex.runtime.events;
+    if (bus.on.rate_limit) {
+      const shown = admission.ok ? admission.states : admission.blocked ? [admission.blocked] : [];
+      for (const st of shown) {
+        bus.emit({
+          type: "rate_limit",
+          exchange: ex,
+          scope: scopeKind(st.check.scope),
+          decision: admission.ok ? "allow" : "deny",
+          metric: st.check.rule.metric,
+          used: st.limit - st.remaining,
+          limit: st.limit,
+        });
+      }
+    }
     if (admission.ok) return undefined;
     const b = admission.blocked as CheckState;
     return {
@@ -174,6 +189,12 @@ function inputTokens(ex: Exchange): number | null {
     sum = ex.usage.prompt_tokens;
   }
   return sum;
+}
+
+/** `user:<id>` → `user`: the metric label is the scope's kind, never its (unbounded) value. */
+function scopeKind(scope: string): string {
+  const kind = scope.split(":", 1)[0] as string;
+  return kind === "key" ? "app_key" : kind;
 }
 
 function retryAfter(s: CheckState): number {
