@@ -47,7 +47,27 @@ const DURATION_BUCKETS = [
   40.96,
   81.92,
 ];
-const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
+const TOKEN_BUCKETS = [
+  1,
+  4,
+  16,
+  64,
+  256,
+  1024,
+  4096,
+  16384,
+  65536,
+  262144,
+  1048576,
+  4194304,
+  16777216,
+  67108864,
+];
+/**
+ * Distinct bypass reasons kept as labels. llm-proxy normalises them (and an allowlist maps
+ * the rest to `other`), but without an allowlist a client could still mint new ones.
+ */
+const MAX_BYPASS_REASONS = 32;
 /** Gateway overhead is sub-millisecond to a few ms (seconds). */
 const OVERHEAD_BUCKETS = [
   0.00005,
@@ -183,6 +203,14 @@ export function createMetrics(serviceName: string): Metrics {
   });
 
   const streaming = new WeakSet<Exchange>();
+  const reasons = new Set<string>();
+  const reasonLabel = (reason: string) => {
+    if (reason === "") return OTHER;
+    if (reasons.has(reason)) return reason;
+    if (reasons.size >= MAX_BYPASS_REASONS) return OTHER;
+    reasons.add(reason);
+    return reason;
+  };
 
   return {
     current(rt, hash) {
@@ -272,7 +300,7 @@ export function createMetrics(serviceName: string): Metrics {
             const labels = { provider: e.provider, model: model(e.model) };
             if (e.decision === "fast_fail") fastFails.add(1, labels);
             else if (e.decision === "probe") probes.add(1, { ...labels, outcome: e.outcome });
-            else bypasses.add(1, { ...labels, reason: e.reason || OTHER, outcome: e.outcome });
+            else bypasses.add(1, { ...labels, reason: reasonLabel(e.reason), outcome: e.outcome });
             return;
           }
           case "rate_limit":
