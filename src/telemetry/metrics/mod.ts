@@ -88,8 +88,11 @@ const BREAKER_STATE: Record<string, number> = { closed: 0, half_open: 1, open: 2
 export interface Metrics {
   /** The event listener of one config generation. */
   listen(rt: Runtime): (event: TelemetryEvent) => void;
-  /** The generation gauges read (config generation and hash, Redis link). */
-  current(rt: Runtime, hash: string): void;
+  /**
+   * The generation gauges read (config generation and hash, Redis links); `fleetUp` is the
+   * fleet link's state, null without one.
+   */
+  current(rt: Runtime, hash: string, fleetUp: () => boolean | null): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
   close(): Promise<void>;
@@ -189,17 +192,19 @@ export function createMetrics(serviceName: string): Metrics {
       result.observe(BREAKER_STATE[v.state] ?? 0, { provider: v.provider, key });
     }
   });
-  let gen: { rt: Runtime; hash: string } | null = null;
+  let gen: { rt: Runtime; hash: string; fleetUp: () => boolean | null } | null = null;
   meter.createObservableGauge("pilotfish_config_generation", {
     description: "The config generation serving requests (label: its hash)",
   }).addCallback((result) => {
     if (gen) result.observe(gen.rt.generation, { hash: gen.hash });
   });
   meter.createObservableGauge("pilotfish_redis_link_up", {
-    description: "1 when the breaker's Redis link is up (0: memory fallback)",
+    description: "1 when a Redis link is up, per use (breaker: 0 on its memory fallback)",
   }).addCallback((result) => {
     const d = gen?.rt.breaker.store.describe();
-    if (d && d.backend === "redis") result.observe(d.fallback ? 0 : 1, { backend: d.backend });
+    if (d && d.backend === "redis") result.observe(d.fallback ? 0 : 1, { link: "breaker" });
+    const fleet = gen?.fleetUp() ?? null;
+    if (fleet !== null) result.observe(fleet ? 1 : 0, { link: "fleet" });
   });
 
   const streaming = new WeakSet<Exchange>();
@@ -213,8 +218,8 @@ export function createMetrics(serviceName: string): Metrics {
   };
 
   return {
-    current(rt, hash) {
-      gen = { rt, hash };
+    current(rt, hash, fleetUp) {
+      gen = { rt, hash, fleetUp };
     },
     listen(rt) {
       const known = knownModels(rt.config);
@@ -227,7 +232,7 @@ export function createMetrics(serviceName: string): Metrics {
             const provider = ex.provider ?? "none";
             const route = ex.route ?? "unmatched";
             const base: Attributes = { route, status: String(e.status), provider };
-            if (perKey) base.app_key = ex.principal.appKey ?? "none";
+            if (perKey) base.app_key = appKeyLabel(ex.principal.appKey);
             requests.add(1, base);
             if (ex.overheadMs !== null) overhead.record(ex.overheadMs / 1000, { route });
             if (streaming.delete(ex)) activeStreams.add(-1);
@@ -319,6 +324,15 @@ export function createMetrics(serviceName: string): Metrics {
     },
     close: () => provider.shutdown(),
   };
+}
+
+/**
+ * An app key as a label: its id (what the app-key stage records), never a key itself. A
+ * value that looks like a raw `pf_…` key is not used.
+ */
+function appKeyLabel(appKey: string | undefined): string {
+  if (appKey === undefined) return "none";
+  return appKey.startsWith("pf_") ? "unidentified" : appKey;
 }
 
 /** Events the metrics listen to. */
