@@ -139,6 +139,8 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
   const tracers = new Map<string, { tracing: Tracing; users: number }>();
   /** The fleet link; its module (and the Redis client) is imported only when configured. */
   let fleet: { fleet: Promise<Fleet>; key: string; users: number } | null = null;
+  /** The fleet once its module loaded (for the link gauge, read synchronously). */
+  let fleetLink: Fleet | null = null;
   let attached = 0;
   let current: Runtime | null = null;
   const hashes = new WeakMap<Runtime, string>();
@@ -173,7 +175,7 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
         if (detached) return;
         if (wantsMetrics && metricsModule) {
           metrics ??= metricsModule.createMetrics(cfg.telemetry.service_name);
-          metrics.current(rt, hashOf(rt));
+          metrics.current(rt, hashOf(rt), () => fleetLink === null ? null : fleetLink.connected());
           offs.push(rt.events.subscribe(metrics.listen(rt), metricsModule.METRIC_EVENTS));
         }
         if (settings !== null && tracingModule) {
@@ -210,7 +212,7 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
           key,
           users: 0,
           fleet: import("./fleet.ts").then(({ createFleet }) =>
-            createFleet({
+            fleetLink = createFleet({
               url: cfg.state.redis.url,
               name,
               intervalMs: cfg.telemetry.fleet.interval,
@@ -225,7 +227,10 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
         offs.push(() => {
           if (--entry.users > 0) return;
           if (fleet === entry) fleet = null;
-          return entry.fleet.then((f) => f.close());
+          return entry.fleet.then((f) => {
+            if (fleetLink === f) fleetLink = null;
+            return f.close();
+          });
         });
       }
 

@@ -110,3 +110,16 @@ Deno.test("examples/config/observability.yaml (the README's) passes --check", as
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout + r.stderr, /is valid/);
 });
+
+Deno.test("seed configs: llm-gateway's metrics block and Butter's plugins.metrics load with their meaning", async () => {
+  const seed = async (name: string) =>
+    load(
+      await Deno.readTextFile(new URL(`../fixtures/seeds/${name}.yaml`, import.meta.url)),
+    );
+  const gateway = await seed("llm-gateway");
+  assert.equal(metricsEnabled(gateway), true);
+  assert.equal(gateway.metrics.endpoint, "/metrics");
+  const butter = await seed("butter");
+  assert.deepEqual(butter.plugins.metrics, {});
+  assert.equal(metricsEnabled(butter), true);
+});

@@ -47,7 +47,27 @@ const DURATION_BUCKETS = [
   40.96,
   81.92,
 ];
-const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
+const TOKEN_BUCKETS = [
+  1,
+  4,
+  16,
+  64,
+  256,
+  1024,
+  4096,
+  16384,
+  65536,
+  262144,
+  1048576,
+  4194304,
+  16777216,
+  67108864,
+];
+/**
+ * Distinct bypass reasons kept as labels. llm-proxy normalises them (and an allowlist maps
+ * the rest to `other`), but without an allowlist a client could still mint new ones.
+ */
+const MAX_BYPASS_REASONS = 32;
 /** Gateway overhead is sub-millisecond to a few ms (seconds). */
 const OVERHEAD_BUCKETS = [
   0.00005,
@@ -68,8 +88,11 @@ const BREAKER_STATE: Record<string, number> = { closed: 0, half_open: 1, open: 2
 export interface Metrics {
   /** The event listener of one config generation. */
   listen(rt: Runtime): (event: TelemetryEvent) => void;
-  /** The generation gauges read (config generation and hash, Redis link). */
-  current(rt: Runtime, hash: string): void;
+  /**
+   * The generation gauges read (config generation and hash, Redis links); `fleetUp` is the
+   * fleet link's state, null without one.
+   */
+  current(rt: Runtime, hash: string, fleetUp: () => boolean | null): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
   close(): Promise<void>;
@@ -169,24 +192,34 @@ export function createMetrics(serviceName: string): Metrics {
       result.observe(BREAKER_STATE[v.state] ?? 0, { provider: v.provider, key });
     }
   });
-  let gen: { rt: Runtime; hash: string } | null = null;
+  let gen: { rt: Runtime; hash: string; fleetUp: () => boolean | null } | null = null;
   meter.createObservableGauge("pilotfish_config_generation", {
     description: "The config generation serving requests (label: its hash)",
   }).addCallback((result) => {
     if (gen) result.observe(gen.rt.generation, { hash: gen.hash });
   });
   meter.createObservableGauge("pilotfish_redis_link_up", {
-    description: "1 when the breaker's Redis link is up (0: memory fallback)",
+    description: "1 when a Redis link is up, per use (breaker: 0 on its memory fallback)",
   }).addCallback((result) => {
     const d = gen?.rt.breaker.store.describe();
-    if (d && d.backend === "redis") result.observe(d.fallback ? 0 : 1, { backend: d.backend });
+    if (d && d.backend === "redis") result.observe(d.fallback ? 0 : 1, { link: "breaker" });
+    const fleet = gen?.fleetUp() ?? null;
+    if (fleet !== null) result.observe(fleet ? 1 : 0, { link: "fleet" });
   });
 
   const streaming = new WeakSet<Exchange>();
+  const reasons = new Set<string>();
+  const reasonLabel = (reason: string) => {
+    if (reason === "") return OTHER;
+    if (reasons.has(reason)) return reason;
+    if (reasons.size >= MAX_BYPASS_REASONS) return OTHER;
+    reasons.add(reason);
+    return reason;
+  };
 
   return {
-    current(rt, hash) {
-      gen = { rt, hash };
+    current(rt, hash, fleetUp) {
+      gen = { rt, hash, fleetUp };
     },
     listen(rt) {
       const known = knownModels(rt.config);
@@ -199,7 +232,7 @@ export function createMetrics(serviceName: string): Metrics {
             const provider = ex.provider ?? "none";
             const route = ex.route ?? "unmatched";
             const base: Attributes = { route, status: String(e.status), provider };
-            if (perKey) base.app_key = ex.principal.appKey ?? "none";
+            if (perKey) base.app_key = appKeyLabel(ex.principal.appKey);
             requests.add(1, base);
             if (ex.overheadMs !== null) overhead.record(ex.overheadMs / 1000, { route });
             if (streaming.delete(ex)) activeStreams.add(-1);
@@ -272,7 +305,7 @@ export function createMetrics(serviceName: string): Metrics {
             const labels = { provider: e.provider, model: model(e.model) };
             if (e.decision === "fast_fail") fastFails.add(1, labels);
             else if (e.decision === "probe") probes.add(1, { ...labels, outcome: e.outcome });
-            else bypasses.add(1, { ...labels, reason: e.reason || OTHER, outcome: e.outcome });
+            else bypasses.add(1, { ...labels, reason: reasonLabel(e.reason), outcome: e.outcome });
             return;
           }
           case "rate_limit":
@@ -291,6 +324,15 @@ export function createMetrics(serviceName: string): Metrics {
     },
     close: () => provider.shutdown(),
   };
+}
+
+/**
+ * An app key as a label: its id (what the app-key stage records), never a key itself. A
+ * value that looks like a raw `pf_…` key is not used.
+ */
+function appKeyLabel(appKey: string | undefined): string {
+  if (appKey === undefined) return "none";
+  return appKey.startsWith("pf_") ? "unidentified" : appKey;
 }
 
 /** Events the metrics listen to. */

@@ -98,6 +98,9 @@ Deno.test("/status in Chromium: providers, an open breaker after an outage, thre
       "0",
     ]]);
     assert.ok((seen.overflow as number) <= 0, `the page scrolls sideways by ${seen.overflow}px`);
+    // The fleet's Redis link is a gauge too.
+    const metrics = await (await fetch(a.url("/metrics"))).text();
+    assert.match(metrics, /pilotfish_redis_link_up\{link="fleet"\} 1/);
     for (const shot of ["fleet-desktop.png", "fleet-phone.png"]) {
       assert.ok((await Deno.stat(`${OUTPUT}${shot}`)).size > 10_000, shot);
     }

@@ -142,3 +142,54 @@ telemetry:
     await up.close();
   }
 });
+
+Deno.test("traces: a hedged request's two attempts are sibling client spans, the loser cancelled", async () => {
+  const receiver = startReceiver();
+  const a = startFakeUpstream();
+  const b = startFakeUpstream();
+  const yaml = `
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-hedge-a }], models: [gpt-4o-mini] }
+  b: { base_url: "${b.url}/v1", keys: [{ key: sk-hedge-b }], models: [gpt-4o-mini] }
+routing:
+  models:
+    gpt-4o-mini: { providers: [a, b], hedge_after: 50ms }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  const gw = startGateway(yaml);
+  try {
+    a.script({ kind: "json", delayMs: 2_000 });
+    b.script({ kind: "json" });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    await gw.runtime.observability.flushTraces();
+    const server = receiver.spans.find((s) => s.kind === 2)!;
+    const clients = receiver.spans.filter((s) => s.kind === 3);
+    assert.deepEqual(clients.map((c) => attr(c, "gen_ai.provider.name")).sort(), ["a", "b"]);
+    for (const c of clients) assert.equal(c.parentSpanId, server.spanId);
+    const loser = clients.find((c) => attr(c, "gen_ai.provider.name") === "a")!;
+    assert.equal(attr(loser, "pilotfish.attempt.outcome"), "cancelled");
+    assert.notEqual(loser.status?.code, 2, "losing a hedge race is not an error");
+    const winner = clients.find((c) => attr(c, "gen_ai.provider.name") === "b")!;
+    assert.equal(attr(winner, "pilotfish.attempt.outcome"), "ok");
+    assert.equal(
+      a.requests[0]?.headers.get("traceparent"),
+      `00-${loser.traceId}-${loser.spanId}-01`,
+    );
+    assert.equal(
+      b.requests[0]?.headers.get("traceparent"),
+      `00-${winner.traceId}-${winner.spanId}-01`,
+    );
+  } finally {
+    await gw.close();
+    await a.close();
+    await b.close();
+    await receiver.close();
+  }
+});
