@@ -24,7 +24,8 @@
  * the bench's temporary directory), BENCH_BASELINE_ROOT (another checkout, e.g.
  * `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds), BENCH_AUTH
  * (the bearer every request sends, default `sk-bench`: e.g. the app key of
- * bench/configs/keys.yaml), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
+ * bench/configs/keys.yaml), BENCH_BASE_CONFIG (a fragment for the baseline daemon, e.g. a feature
+ * that is on by default turned off), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
  * in place of `{{REDIS}}` in a BENCH_CONFIG fragment).
  */
 import { fileURLToPath } from "node:url";
@@ -100,6 +101,7 @@ const MANY_GAP_MS = 100;
  */
 const stages = Math.floor(envNumber("BENCH_STAGES", 0));
 const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
+const baseConfigPath = Deno.env.get("BENCH_BASE_CONFIG")?.trim() || undefined;
 const baselineRoot = Deno.env.get("BENCH_BASELINE_ROOT")?.trim() || undefined;
 const withRedis = ["1", "true", "yes"].includes(Deno.env.get("BENCH_REDIS")?.trim() ?? "");
 /** The run's redis-server (BENCH_REDIS), once started. */
@@ -522,7 +524,10 @@ async function main(): Promise<void> {
   // Pilotfish, started the way operators start it: the baseline (features off), and with
   // BENCH_STAGES / BENCH_CONFIG a variant beside it, measured in the same interleaved rounds
   // so "feature on vs off" is one run's difference, not two runs' noise.
-  const base = await startPilotfish("pilotfish", tmp, upstreamOrigin, { stages: 0 });
+  const base = await startPilotfish("pilotfish", tmp, upstreamOrigin, {
+    stages: 0,
+    ...(baseConfigPath !== undefined ? { extra: baseConfigPath } : {}),
+  });
   const tcp = base.tcp;
   const sock = base.sock;
   const variant = stages > 0 || extraConfigPath !== undefined
