@@ -140,8 +140,8 @@ async function run(
   const deadlines = ex.deadlines;
   const staged = applicable(rt.stages.pre_http, ex).length > 0 ||
     applicable(rt.stages.pre_llm, ex).length > 0;
-  // Without a model in the URL it is read from the JSON body: usage is billed at its price.
-  const hold = breaker.mode !== "off" || staged || urlModel === undefined ||
+  const hold = breaker.mode !== "off" || staged ||
+    (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
     (deadlines?.read !== undefined && Number.isFinite(declared));
   let held = hasBody && hold ? await readCounted(c.req.raw.body!, max, deadlines?.body) : null;
   ex.request = { schema: "passthrough", body: held };

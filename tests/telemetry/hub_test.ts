@@ -63,9 +63,9 @@ Deno.test("config: telemetry.* and plugins.tracing are validated, bad values ref
   bad("telemetry:\n  fleet: { interval: soon }\n", /telemetry\.fleet\.interval/);
   bad("plugins:\n  tracing: { service_name: x }\n", /plugins\.tracing\.endpoint/);
   bad("metrics:\n  per_key: maybe\n", /metrics\.per_key/);
-  // Other plugins' blocks are theirs to validate: untouched here.
+  // Other plugins' blocks are validated by their own schemas (the rate limiter's defaults).
   assert.deepEqual(load("plugins:\n  ratelimit: { requests_per_minute: 5 }\n").plugins, {
-    ratelimit: { requests_per_minute: 5 },
+    ratelimit: { requests_per_minute: 5, per_ip: false },
   });
 });
 
