@@ -17,6 +17,7 @@ import { runProbe } from "./probe.ts";
 import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
+import { createResponsesStore } from "./responses_store/mod.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
@@ -124,20 +125,19 @@ async function main(): Promise<number> {
 
   // Aborted when the drain time runs out: open streams end with an in-format error event.
   const closing = new AbortController();
+  const startLogger = createLogger({
+    level: first.config.logging.level,
+    format: first.config.logging.format,
+    redact: createRedactor(secretsOf(first.config)),
+  });
   const deps = {
     closing: closing.signal,
     fetch: globalThis.fetch,
     random: Math.random,
     noopStages: benchNoopStages(),
     routing: createRoutingState(),
-    breakerStore: await createBreakerStore(
-      first.config,
-      createLogger({
-        level: first.config.logging.level,
-        format: first.config.logging.format,
-        redact: createRedactor(secretsOf(first.config)),
-      }),
-    ),
+    breakerStore: await createBreakerStore(first.config, startLogger),
+    responses: await createResponsesStore(first.config, startLogger),
   };
   let runtime: Runtime = buildRuntime(first.config, 1, deps);
   const log = () => runtime.logger;
@@ -235,6 +235,7 @@ async function main(): Promise<number> {
   runtime.retire();
   await runtime.dispose();
   await deps.breakerStore.close();
+  await deps.responses.close();
   log().info(
     drained ? "shutdown complete" : "drain timeout reached; closing remaining connections",
   );

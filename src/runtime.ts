@@ -15,6 +15,7 @@ import {
 } from "./pipeline/stages.ts";
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
+import { createMemoryResponsesStore, type ResponsesStore } from "./responses_store/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -52,6 +53,8 @@ export interface Runtime {
   readonly closing: AbortSignal | undefined;
   /** The stage chain of this generation (the access log first). */
   readonly stages: StageChain;
+  /** Responses kept for `/v1/responses` (`previous_response_id`, GET, DELETE). */
+  readonly responses: ResponsesStore;
   /** Telemetry events of this generation's requests. */
   readonly events: EventBus;
   /** A request started on this generation. */
@@ -81,6 +84,8 @@ export interface RuntimeDeps {
   readonly noopStages?: number;
   /** The daemon's shutdown signal (see Runtime.closing). */
   readonly closing?: AbortSignal;
+  /** The Responses API store, built once so it outlives reloads; memory when absent. */
+  readonly responses?: ResponsesStore;
 }
 
 const PERFORMANCE_CLOCK: Clock = { now: () => performance.now() };
@@ -131,6 +136,11 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     ),
     closing: deps.closing,
     stages: createStageChain(stages),
+    responses: deps.responses ?? createMemoryResponsesStore({
+      maxBytes: config.responses.store.max_bytes,
+      ttlMs: config.responses.store.ttl,
+      now: deps.now ?? Date.now,
+    }),
     events,
     retain() {
       inflight++;

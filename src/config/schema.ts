@@ -147,6 +147,12 @@ const providerSchema = strictObject({
   latency: opt(duration(), "0ms"),
   chunk_delay: opt(duration(), "0ms"),
   stream_chunks: opt(int(0), 0),
+  /**
+   * `POST /v1/responses` on this provider: `native` relays the Responses API as is (an
+   * OpenAI-type provider whose upstream speaks it; the `openai` preset's default),
+   * `translate` sends chat completions. Default: native for the `openai` preset only.
+   */
+  responses: opt(v.picklist(["native", "translate"])),
 });
 
 const strategy = v.picklist(["priority", "round-robin", "weighted", "least-latency"]);
@@ -367,6 +373,21 @@ export const configSchema = strictObject({
   cache: opt(cacheSchema, {}),
   rate_limit: opt(rateLimitSchema, {}),
   metrics: opt(metricsSchema, {}),
+  /** What `/v1/responses` keeps of translated answers (`previous_response_id`, GET, DELETE). */
+  responses: opt(
+    strictObject({
+      store: opt(
+        strictObject({
+          /** Memory backend: JSON bytes kept, least recently used dropped first. */
+          max_bytes: opt(int(1), 64 * 1024 * 1024),
+          /** How long a response is kept (both backends; Redis expires the key). */
+          ttl: opt(duration(), "720h"),
+        }),
+        {},
+      ),
+    }),
+    {},
+  ),
   app_keys: reserved(),
   pricing: reserved(),
   telemetry: reserved(),

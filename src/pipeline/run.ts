@@ -44,9 +44,15 @@ import {
 
 /** What a unified route tells the runner about its API. */
 export interface UnifiedRoute {
-  readonly schema: "openai_chat" | "anthropic_messages" | "embeddings";
-  /** Validate the JSON body (after `pre_http`) into `ex.request` and `ex.stream`. */
-  decode(ex: Exchange, raw: unknown): { model: string; gateway: GatewayOptions };
+  readonly schema: "openai_chat" | "anthropic_messages" | "embeddings" | "responses";
+  /**
+   * Validate the JSON body (after `pre_http`) into `ex.request` and `ex.stream`; a route
+   * that must look something up first (a stored conversation) answers with a promise.
+   */
+  decode(
+    ex: Exchange,
+    raw: unknown,
+  ): Decoded | Promise<Decoded>;
   /** The request in canonical form, for `pre_llm`. */
   view(ex: Exchange): LlmRequestView;
   /** A `pre_llm` rewrite, validated like a client's body (400 naming the field). */
@@ -59,6 +65,12 @@ export interface UnifiedRoute {
   invoke(ex: Exchange): Invoke<ChatOutcome>;
   /** The winner's answer in the route's format. */
   encode(ex: Exchange, outcome: ChatOutcome, headers: Record<string, string>): Response;
+}
+
+/** What decoding tells the runner: the model asked for and the `x-gateway` options. */
+export interface Decoded {
+  model: string;
+  gateway: GatewayOptions;
 }
 
 /** How far each pre phase got: post hooks run only for stages that were reached. */
@@ -105,7 +117,8 @@ async function unified(
     if (pre.response) return pre.response;
     raw = pre.body;
   }
-  const { model, gateway } = route.decode(ex, raw);
+  const decoded = route.decode(ex, raw);
+  const { model, gateway } = decoded instanceof Promise ? await decoded : decoded;
   ex.gateway = gateway;
   ex.model = model;
   let resolved = resolveModel(rt.config, model, gateway.provider);

@@ -1,0 +1,132 @@
+/**
+ * Responses kept for `previous_response_id`, `GET` and `DELETE /v1/responses/{id}`: the
+ * answers produced through translation (a native provider keeps its own). One record holds
+ * the whole conversation up to that response, so continuing it is one lookup.
+ * Two backends: memory (LRU bounded by bytes, per sidecar) and the state store (Redis, with
+ * a TTL, shared by the fleet). Built once at start; it outlives config reloads.
+ * @module
+ */
+import type { Config } from "../config/mod.ts";
+import type { ResponsesItem, ResponsesObject } from "../schema/responses.ts";
+import type { Logger } from "../telemetry/mod.ts";
+import type { StateStore } from "../state/store.ts";
+
+/** A stored response and the conversation that led to it (input and output items). */
+export interface StoredResponse {
+  readonly response: ResponsesObject;
+  /** Every item up to and including this response's output, oldest first. */
+  readonly items: readonly ResponsesItem[];
+}
+
+export interface ResponsesStore {
+  readonly backend: "memory" | "redis";
+  get(id: string): Promise<StoredResponse | null>;
+  put(record: StoredResponse): Promise<void>;
+  /** True when the id was stored. */
+  delete(id: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface MemoryResponsesOptions {
+  /** Total JSON bytes kept; the least recently used records go first. */
+  readonly maxBytes: number;
+  readonly ttlMs: number;
+  /** Wall clock, ms. */
+  readonly now: () => number;
+}
+
+/**
+ * Process-local LRU: records are kept as their JSON text (immutable, and their size is
+ * what the bound counts), most recently used last in the Map's order.
+ */
+export function createMemoryResponsesStore(opts: MemoryResponsesOptions): ResponsesStore {
+  const entries = new Map<string, { text: string; expires: number }>();
+  let bytes = 0;
+  const drop = (id: string) => {
+    const e = entries.get(id);
+    if (e === undefined) return false;
+    entries.delete(id);
+    bytes -= e.text.length;
+    return true;
+  };
+  return {
+    backend: "memory",
+    get(id) {
+      const e = entries.get(id);
+      if (e === undefined) return Promise.resolve(null);
+      if (e.expires <= opts.now()) {
+        drop(id);
+        return Promise.resolve(null);
+      }
+      entries.delete(id);
+      entries.set(id, e);
+      return Promise.resolve(JSON.parse(e.text) as StoredResponse);
+    },
+    put(record) {
+      const id = record.response.id;
+      const text = JSON.stringify(record);
+      drop(id);
+      // A record larger than the whole budget is not kept (it would evict everything).
+      if (text.length > opts.maxBytes) return Promise.resolve();
+      for (const oldest of entries.keys()) {
+        if (bytes + text.length <= opts.maxBytes) break;
+        drop(oldest);
+      }
+      entries.set(id, { text, expires: opts.now() + opts.ttlMs });
+      bytes += text.length;
+      return Promise.resolve();
+    },
+    delete: (id) => Promise.resolve(drop(id)),
+    close() {
+      entries.clear();
+      bytes = 0;
+      return Promise.resolve();
+    },
+  };
+}
+
+const PREFIX = "responses:";
+
+/** On a state store (Redis): one key per response, expiring after `ttlMs`. */
+export function createStateResponsesStore(
+  state: StateStore,
+  ttlMs: number,
+  close: () => Promise<void> = () => Promise.resolve(),
+): ResponsesStore {
+  return {
+    backend: "redis",
+    async get(id) {
+      const text = await state.get(PREFIX + id);
+      return text === null ? null : JSON.parse(text) as StoredResponse;
+    },
+    async put(record) {
+      await state.set(PREFIX + record.response.id, JSON.stringify(record), { ttlMs });
+    },
+    delete: (id) => state.del(PREFIX + id),
+    close,
+  };
+}
+
+/**
+ * The store `config` asks for: on Redis (`state.backend: redis`, `state.redis.url`) keys with
+ * `responses.store.ttl`, else the memory LRU bounded by `responses.store.max_bytes`. The
+ * Redis client is imported only when Redis is configured.
+ */
+export async function createResponsesStore(
+  config: Config,
+  logger: Logger,
+  now: () => number = Date.now,
+): Promise<ResponsesStore> {
+  const opts = config.responses.store;
+  if (config.state.backend !== "redis") {
+    return createMemoryResponsesStore({ maxBytes: opts.max_bytes, ttlMs: opts.ttl, now });
+  }
+  const { createRedisLink } = await import("../state/redis_link.ts");
+  const { createRedisStateStore } = await import("../state/redis_store.ts");
+  const link = createRedisLink({ url: config.state.redis.url, name: "responses", logger });
+  const state = createRedisStateStore({ link });
+  return createStateResponsesStore(state, opts.ttl, async () => {
+    await state.close();
+    await link.close();
+  });
+}
