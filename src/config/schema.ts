@@ -178,6 +178,10 @@ const routingSchema = strictObject({
       weights: opt(listOf(positive())),
       /** Start the next candidate in parallel when the first has not answered by then. */
       hedge_after: opt(duration()),
+      /** This model's `routing.failover.first_chunk_timeout`. */
+      first_chunk_timeout: opt(duration()),
+      /** This model's `routing.failover.stream_idle_timeout`. */
+      stream_idle_timeout: opt(duration()),
     })),
     {},
   ),
@@ -203,6 +207,16 @@ const routingSchema = strictObject({
         ),
         /** Overall budget until a response starts (x-gateway.timeout overrides it). */
         deadline: opt(duration(), "120s"),
+        /**
+         * A stream must send its first content (not a keep-alive, not a role-only chunk)
+         * this long after the attempt started, or the attempt fails over. Unset: no limit.
+         */
+        first_chunk_timeout: opt(duration()),
+        /**
+         * After a stream was committed, upstream silence this long ends it with an error
+         * event in the client's format (log outcome `idle_timeout`). Unset: no limit.
+         */
+        stream_idle_timeout: opt(duration()),
       }),
       v.transform(({ retries_per_provider, max_retries, ...rest }) => ({
         ...rest,

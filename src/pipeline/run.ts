@@ -20,7 +20,7 @@ import {
   runFailover,
   type Target,
 } from "../routing/mod.ts";
-import type { AttemptOutcome } from "../routing/attempt.ts";
+import type { AttemptOutcome, StreamGateTimers } from "../routing/attempt.ts";
 import { readRequestFlags } from "../breaker/mod.ts";
 import type { GatewayOptions } from "../schema/gateway.ts";
 import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
@@ -188,9 +188,32 @@ export function failover<O extends AttemptOutcome>(
         (timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline),
     ),
     ...(timeout !== undefined ? { attemptTimeoutMs: timeout * 1000 } : {}),
+    ...streamGate(ex, route),
     ...(flags.bypass ? { bypass: flags.bypass } : {}),
     ...(flags.testMode ? { testMode: flags.testMode } : {}),
   });
+}
+
+/**
+ * The stream gate's timers, most specific first: `x-gateway` (seconds), the model's route,
+ * `routing.failover`. Nothing when none is set (the gate then only waits for content).
+ */
+function streamGate(
+  ex: Exchange,
+  route: ModelRouteConfig | undefined,
+): { streamGate?: StreamGateTimers } {
+  if (!ex.stream) return {};
+  const policy = ex.runtime.config.routing.failover;
+  const g = ex.gateway;
+  const firstChunkMs = g.first_chunk_timeout !== undefined
+    ? g.first_chunk_timeout * 1000
+    : route?.first_chunk_timeout ?? policy.first_chunk_timeout;
+  const idleMs = g.stream_idle_timeout !== undefined
+    ? g.stream_idle_timeout * 1000
+    : route?.stream_idle_timeout ?? policy.stream_idle_timeout;
+  if (firstChunkMs === undefined && idleMs === undefined) return {};
+  const rt = ex.runtime;
+  return { streamGate: { firstChunkMs, idleMs, schedule: rt.schedule, now: rt.now } };
 }
 
 /**

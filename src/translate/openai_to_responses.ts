@@ -184,8 +184,28 @@ export function createResponsesStreamTransformer(
   const calls = new Map<number, OpenItem>();
 
   type Controller = TransformStreamDefaultController<Uint8Array>;
-  const emit = (c: Controller, type: string, payload: Record<string, unknown>) =>
-    c.enqueue(encodeSseEvent(type, { type, sequence_number: seq++, ...payload }));
+  /**
+   * Events of one input chunk go out as one write: should the source fail next, a stream
+   * errors away what it still queues, and the numbering must not skip what was lost.
+   */
+  let batch: Uint8Array[] = [];
+  const emit = (_c: Controller, type: string, payload: Record<string, unknown>) => {
+    batch.push(encodeSseEvent(type, { type, sequence_number: seq++, ...payload }));
+  };
+  const send = (c: Controller) => {
+    if (batch.length === 0) return;
+    if (batch.length === 1) c.enqueue(batch[0] as Uint8Array);
+    else {
+      const out = new Uint8Array(batch.reduce((n, b) => n + b.length, 0));
+      let at = 0;
+      for (const b of batch) {
+        out.set(b, at);
+        at += b.length;
+      }
+      c.enqueue(out);
+    }
+    batch = [];
+  };
   const start = (c: Controller) => {
     if (started) return;
     started = true;
@@ -298,6 +318,7 @@ export function createResponsesStreamTransformer(
         for (const call of delta.tool_calls) if (isObject(call)) toolCall(c, call);
       }
       if (typeof choice.finish_reason === "string") finish = choice.finish_reason;
+      send(c);
     },
     flush(c) {
       start(c);
@@ -314,6 +335,7 @@ export function createResponsesStreamTransformer(
       emit(c, incomplete !== undefined ? "response.incomplete" : "response.completed", {
         response: final,
       });
+      send(c);
       onDone(final);
     },
   });

@@ -16,6 +16,7 @@ import {
 import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import { createApp } from "../../src/server/app.ts";
+import type { Schedule } from "../../src/pipeline/stages.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
 export interface InProcessGateway {
@@ -42,6 +43,8 @@ export interface GatewayOptions {
    * memory store. The gateway closes it on `close()`.
    */
   readonly breakerStore?: (config: Config, logger: Logger) => BreakerStore;
+  /** The Runtime's timers (stage budgets, the stream gate): see `manualSchedule`. */
+  readonly schedule?: Schedule;
 }
 
 /**
@@ -82,6 +85,7 @@ export function startGateway(
     fetch: globalThis.fetch,
     random: Math.random,
     ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.schedule ? { schedule: opts.schedule } : {}),
     routing: createRoutingState(opts.now),
     breakerStore,
     write,
