@@ -20,6 +20,8 @@ export interface StoredResponse {
 
 export interface ResponsesStore {
   readonly backend: "memory" | "redis";
+  /** False while calls would fail (Redis away or still connecting). */
+  available(): boolean;
   get(id: string): Promise<StoredResponse | null>;
   put(record: StoredResponse): Promise<void>;
   /** True when the id was stored. */
@@ -51,6 +53,7 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
   };
   return {
     backend: "memory",
+    available: () => true,
     get(id) {
       const e = entries.get(id);
       if (e === undefined) return Promise.resolve(null);
@@ -95,6 +98,7 @@ export function createStateResponsesStore(
 ): ResponsesStore {
   return {
     backend: "redis",
+    available: () => state.available(),
     async get(id) {
       const text = await state.get(PREFIX + id);
       return text === null ? null : JSON.parse(text) as StoredResponse;

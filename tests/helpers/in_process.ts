@@ -17,6 +17,7 @@ import { createRoutingState } from "../../src/routing/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import { createApp } from "../../src/server/app.ts";
 import type { Schedule } from "../../src/pipeline/stages.ts";
+import type { ResponsesStore } from "../../src/responses_store/mod.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
 export interface InProcessGateway {
@@ -45,6 +46,8 @@ export interface GatewayOptions {
   readonly breakerStore?: (config: Config, logger: Logger) => BreakerStore;
   /** The Runtime's timers (stage budgets, the stream gate): see `manualSchedule`. */
   readonly schedule?: Schedule;
+  /** The Responses API store (e.g. on Redis, shared by several gateways); memory by default. */
+  readonly responses?: ResponsesStore;
 }
 
 /**
@@ -86,6 +89,7 @@ export function startGateway(
     random: Math.random,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.schedule ? { schedule: opts.schedule } : {}),
+    ...(opts.responses ? { responses: opts.responses } : {}),
     routing: createRoutingState(opts.now),
     breakerStore,
     write,
