@@ -81,17 +81,7 @@ function plainItems(items: readonly ResponsesItem[]): ResponsesItem[] {
   for (const item of items) {
     const type = item.type ?? (typeof item.role === "string" ? "message" : undefined);
     if (type === "message") {
-      const content = Array.isArray(item.content)
-        ? item.content.map((p) => {
-          const part = p as Record<string, unknown>;
-          return part.type === "output_text" && item.role !== "assistant"
-            ? { type: "input_text", text: part.text }
-            : part.type === "output_text"
-            ? { type: "output_text", text: part.text }
-            : part;
-        })
-        : item.content;
-      out.push({ role: item.role, content });
+      out.push({ role: item.role, content: plainContent(item) });
     } else if (type === "function_call") {
       out.push({
         type,
@@ -104,6 +94,19 @@ function plainItems(items: readonly ResponsesItem[]): ResponsesItem[] {
     } else if (type !== "reasoning") out.push(item);
   }
   return out;
+}
+
+/**
+ * A message's content as input: an assistant turn as its text (the easy input form takes a
+ * string for it), other roles' parts with `output_text` read as `input_text`.
+ */
+function plainContent(item: ResponsesItem): unknown {
+  if (!Array.isArray(item.content)) return item.content;
+  const parts = item.content as Record<string, unknown>[];
+  if (item.role === "assistant") {
+    return parts.map((p) => typeof p.text === "string" ? p.text : "").join("");
+  }
+  return parts.map((p) => p.type === "output_text" ? { type: "input_text", text: p.text } : p);
 }
 
 /**

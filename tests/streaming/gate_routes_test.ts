@@ -190,3 +190,61 @@ routing:
     await up.close();
   }
 });
+
+Deno.test("the gate's timers: x-gateway over the model's over routing.failover", async (t) => {
+  const silent = startFakeUpstream();
+  const s = manualSchedule();
+  const gw = startGateway(
+    `
+providers:
+  silent: { base_url: "${silent.url}/v1", keys: [{ key: sk-silent-0001 }] }
+routing:
+  models:
+    m: { providers: [silent], first_chunk_timeout: 7s }
+    n: { providers: [silent] }
+  failover: { first_chunk_timeout: 5s }
+`,
+    {},
+    { schedule: s.schedule },
+  );
+  const cases: [string, Record<string, unknown>, number][] = [
+    ["routing.failover", { model: "n" }, 5_000],
+    ["the model's", { model: "m" }, 7_000],
+    ["x-gateway's", { model: "m", "x-gateway": { first_chunk_timeout: 2 } }, 2_000],
+  ];
+  try {
+    for (const [name, body, ms] of cases) {
+      await t.step(`${name}: ${ms} ms, then 504 with one candidate`, async () => {
+        silent.script({ kind: "sse", events: [": ping\n\n"], thenHang: true });
+        const pending = gw.request(
+          "/v1/chat/completions",
+          post({ ...body, stream: true, messages: [{ role: "user", content: "hi" }] }),
+        );
+        const timer = await s.next((t) => t > 1_000 && t <= ms && t > ms - 1_000);
+        timer.fire();
+        const res = await pending;
+        const json = await res.json();
+        assert.equal(res.status, 504, JSON.stringify(json));
+        assert.equal(json.error.type, "timeout_error");
+        assert.match(json.error.message, /sent no content within \d+ ms/);
+      });
+    }
+    await t.step("a bad x-gateway timer is a 400 naming it", async () => {
+      const res = await gw.request(
+        "/v1/chat/completions",
+        post({
+          model: "m",
+          stream: true,
+          messages: [{ role: "user", content: "hi" }],
+          "x-gateway": { stream_idle_timeout: -1 },
+        }),
+      );
+      const json = await res.json();
+      assert.equal(res.status, 400);
+      assert.equal(json.error.param, "x-gateway.stream_idle_timeout");
+    });
+  } finally {
+    await gw.close();
+    await silent.close();
+  }
+});
