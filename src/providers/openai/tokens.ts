@@ -7,6 +7,7 @@
  * cost, so the result is an estimate and is reported as one.
  * @module
  */
+import { GatewayError } from "../../errors.ts";
 import type { OpenAIChatRequest } from "../../schema/openai.ts";
 
 type Counter = (text: string) => number;
@@ -24,12 +25,30 @@ export function encodingFor(model: string): "o200k_base" | "cl100k_base" {
 
 function counter(encoding: "o200k_base" | "cl100k_base"): Promise<Counter> {
   if (encoding === "cl100k_base") {
-    return cl100k ??= import("gpt-tokenizer/encoding/cl100k_base").then((m) => (text) =>
-      m.countTokens(text)
+    return cl100k ??= loaded(
+      import("gpt-tokenizer/encoding/cl100k_base"),
+      () => cl100k = null,
     );
   }
-  return o200k ??= import("gpt-tokenizer/encoding/o200k_base").then((m) => (text) =>
-    m.countTokens(text)
+  return o200k ??= loaded(import("gpt-tokenizer/encoding/o200k_base"), () => o200k = null);
+}
+
+/**
+ * The encoding's counter. A failed load is the gateway's own fault (500, never the
+ * provider's: the breaker must not count it), retried on the next count.
+ */
+function loaded(
+  module: Promise<{ countTokens(text: string): number }>,
+  forget: () => void,
+): Promise<Counter> {
+  return module.then(
+    (m) => (text: string) => m.countTokens(text),
+    (err: unknown) => {
+      forget();
+      throw new GatewayError("internal", "The local tokenizer could not be loaded", {
+        cause: err,
+      });
+    },
   );
 }
 

@@ -228,3 +228,44 @@ providers:
   assert.equal(config.routing.models.m?.stream_idle_timeout, 60_000);
   assert.deepEqual(config.responses.store, { max_bytes: 1024, ttl: 3_600_000 });
 });
+
+Deno.test("OpenAI-compatible providers count locally: an estimate, said so", async () => {
+  const gw = startGateway(`
+providers:
+  compat: { base_url: "http://127.0.0.1:9/v1", keys: [{ key: sk-compat-0001 }] }
+`);
+  try {
+    const count = async (path: string, body: unknown) => {
+      const res = await gw.request(path, post(body));
+      assert.equal(res.headers.get("x-pilotfish-token-count"), "estimate");
+      return await res.json();
+    };
+    // o200k: 3 (reply priming) + 3 (message framing) + "user" (1) + the text (6).
+    assert.deepEqual(
+      await count("/v1/responses/input_tokens", {
+        model: "compat/gpt-4o",
+        input: "How many tokens is this?",
+      }),
+      { object: "response.input_tokens", input_tokens: 13 },
+    );
+    assert.deepEqual(
+      await count("/v1/messages/count_tokens", {
+        model: "compat/gpt-4o",
+        messages: [{ role: "user", content: "How many tokens is this?" }],
+      }),
+      { input_tokens: 13 },
+    );
+    // cl100k for the GPT-4 generation: a different count for the same text.
+    const old = await count("/v1/responses/input_tokens", {
+      model: "compat/gpt-4-0613",
+      input: "日本語のテキスト",
+    });
+    const current = await count("/v1/responses/input_tokens", {
+      model: "compat/gpt-4o",
+      input: "日本語のテキスト",
+    });
+    assert.notEqual(old.input_tokens, current.input_tokens);
+  } finally {
+    await gw.close();
+  }
+});
