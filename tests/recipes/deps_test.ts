@@ -10,7 +10,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const readJson = async (path: string) => JSON.parse(await Deno.readTextFile(`${ROOT}${path}`));
 
 /** The packages the daemon may bring in (src/ imports nothing else). */
-const DAEMON_PACKAGES = /^npm:\/?(hono|yaml|valibot|redis|@smithy\/[a-z0-9-]+)@/;
+const DAEMON_PACKAGES = /^npm:\/?(hono|yaml|valibot|redis|gpt-tokenizer|@smithy\/[a-z0-9-]+)@/;
 
 Deno.test("deps: the daemon's config and lockfile hold only the daemon's packages", async () => {
   const config = await readJson("deno.json");
