@@ -13,10 +13,6 @@ const HAS_USAGE = /"usage"\s*:\s*\{/;
 export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Array, Uint8Array> {
   return createSseTap(
     (data) => {
-      // Content seen, for the estimate of a stream cut short (the stream gate's idle
-      // timeout, a broken upstream): OpenAI counts usage only on its last chunk.
-      const chars = contentChars(data);
-      if (chars > 0) meter.content(chars);
       if (!HAS_USAGE.test(data)) return;
       try {
         const usage = (JSON.parse(data) as { usage?: OpenAIUsage }).usage;
@@ -28,25 +24,6 @@ export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Ar
     () => meter.settle("complete"),
     () => meter.settle("cut"),
   );
-}
-
-const CONTENT_KEY = '"content":"';
-
-/**
- * Characters of a chunk's `delta.content`, read off the JSON text without parsing it: one
- * `indexOf`, then a scan of the string value (an escape sequence counts as one character).
- */
-function contentChars(data: string): number {
-  const start = data.indexOf(CONTENT_KEY);
-  if (start < 0) return 0;
-  let n = 0;
-  for (let i = start + CONTENT_KEY.length; i < data.length; i++) {
-    const ch = data.charCodeAt(i);
-    if (ch === 34) return n; // the closing quote
-    if (ch === 92) i++; // backslash: skip the escaped character
-    n++;
-  }
-  return n;
 }
 
 const TAIL_BYTES = 2048;

@@ -86,17 +86,46 @@ Deno.test("first content then silence: an in-format error event after stream_idl
     `
 providers:
   compat: { base_url: "${up.url}/v1", keys: [{ key: sk-compat-0001 }] }
+  claude: { type: anthropic, base_url: "${up.url}/v1", keys: [{ key: sk-ant-0001 }] }
 routing:
   models:
     m: { providers: [compat], stream_idle_timeout: 30s }
+    c: { providers: [claude], stream_idle_timeout: 30s }
 `,
     {},
     { schedule: s.schedule, now: clock.now },
   );
+  /** What an OpenAI-compatible upstream sends before going silent (usage comes last). */
+  const OPENAI_EVENTS = [
+    chunk({ role: "assistant", content: "" }),
+    chunk({ content: "Partial answer" }),
+  ];
+  /** An Anthropic upstream counts the input up front, in message_start. */
+  const ANTHROPIC_EVENTS = [
+    `event: message_start\ndata: ${
+      JSON.stringify({
+        type: "message_start",
+        message: {
+          id: "msg_gate",
+          type: "message",
+          role: "assistant",
+          model: "claude-x",
+          content: [],
+          stop_reason: null,
+          usage: { input_tokens: 25, output_tokens: 1 },
+        },
+      })
+    }\n\n`,
+    'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n',
+    'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Partial answer"}}\n\n',
+  ];
   const cases: {
     route: string;
     path: string;
     body: Record<string, unknown>;
+    events?: string[];
+    /** The input tokens the upstream reported before going silent (logged); none if absent. */
+    prompt?: number;
     check(text: string): void;
   }[] = [
     {
@@ -126,6 +155,33 @@ routing:
       },
     },
     {
+      route: "messages (Anthropic, relayed): event: error, the input usage it reported logged",
+      path: "/v1/messages",
+      body: {
+        model: "c",
+        stream: true,
+        max_tokens: 10,
+        messages: [{ role: "user", content: "hi" }],
+      },
+      events: ANTHROPIC_EVENTS,
+      prompt: 25,
+      check(text) {
+        assert.match(text, /"text":"Partial answer"/);
+        assert.match(text.trim().split("\n\n").at(-1)!, /^event: error\n/);
+      },
+    },
+    {
+      route: "responses (translated from Anthropic): response.failed, usage so far logged",
+      path: "/v1/responses",
+      body: { model: "c", stream: true, input: "hi" },
+      events: ANTHROPIC_EVENTS,
+      prompt: 25,
+      check(text) {
+        const last = text.trim().split("\n\n").at(-1)!;
+        assert.match(last, /^event: response.failed\n/);
+      },
+    },
+    {
       route: "responses (translated): response.failed, numbered after what was sent",
       path: "/v1/responses",
       body: { model: "m", stream: true, input: "hi" },
@@ -147,11 +203,7 @@ routing:
   try {
     for (const c of cases) {
       await t.step(c.route, async () => {
-        up.script({
-          kind: "sse",
-          events: [chunk({ role: "assistant", content: "" }), chunk({ content: "Partial answer" })],
-          thenHang: true,
-        });
+        up.script({ kind: "sse", events: c.events ?? OPENAI_EVENTS, thenHang: true });
         const res = await gw.request(c.path, post(c.body));
         assert.equal(res.status, 200);
         const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
@@ -180,8 +232,9 @@ routing:
         c.check(text);
         await gw.waitForLog('"outcome":"idle_timeout"');
         const line = JSON.parse(gw.logs.findLast((l) => l.includes('"outcome":"idle_timeout"'))!);
-        assert.equal(line.level ?? "error", "error");
-        assert.ok(line.completion_tokens > 0, "the usage streamed so far is recorded");
+        assert.equal(line.level, "error");
+        // What the upstream reported before it went silent is kept; nothing is invented.
+        assert.equal(line.prompt_tokens, c.prompt);
         gw.logs.length = 0;
       });
     }
