@@ -124,6 +124,8 @@ export interface ResponsesCall extends CallBasics {
 export interface CountTokensCall extends CallBasics {
   readonly chat: OpenAIChatRequest;
   readonly messages: Record<string, unknown> | null;
+  /** The Responses body (`/v1/responses/input_tokens`), for providers that speak it natively. */
+  readonly responses: Record<string, unknown> | null;
 }
 
 /** `estimate`: counted locally with a tokenizer (the provider has no counting endpoint). */

@@ -2,8 +2,8 @@
  * Token counting for every provider: `POST /v1/messages/count_tokens` (Anthropic's shape in
  * and out) and `POST /v1/responses/input_tokens` (OpenAI's). The model is resolved and failed
  * over as on the generation routes; each provider counts with its own endpoint (Anthropic
- * count_tokens, Gemini countTokens, Bedrock CountTokens) or, with none (OpenAI-compatible
- * APIs), a local tokenizer. `x-pilotfish-token-count` says which: `provider` or `estimate`.
+ * count_tokens, Gemini countTokens, Bedrock CountTokens, a native Responses provider's
+ * input_tokens) or, with none (chat on OpenAI-compatible APIs), a local tokenizer. `x-pilotfish-token-count` says which: `provider` or `estimate`.
  * Counting is no generation, so only the HTTP hooks run (`pre_http` and `post_http`: app
  * keys and the like), never `pre_llm`/`post_llm` (a response cache must not answer it).
  * @module
@@ -36,6 +36,8 @@ interface CountRequest {
   chat(provider: string): OpenAIChatRequest;
   /** The Anthropic body, for providers that speak the Messages API; null otherwise. */
   readonly messages: MessagesRequest | null;
+  /** The Responses body, for providers that speak it natively (no gateway-kept history). */
+  readonly responses: Record<string, unknown> | null;
   /** The answer's JSON for `count`. */
   answer(count: number): Record<string, unknown>;
 }
@@ -51,6 +53,7 @@ function decodeMessages(raw: unknown): CountRequest {
     gateway,
     chat: (provider) => chat ??= toOpenAIChatRequest({ ...body, stream: false }, provider),
     messages: body,
+    responses: null,
     answer: (count) => ({ input_tokens: count }),
   };
 }
@@ -60,20 +63,28 @@ async function decodeResponses(ex: Exchange, raw: unknown): Promise<CountRequest
   const { body, gateway } = parseResponsesRequest(raw);
   const previous = body.previous_response_id;
   const history = typeof previous === "string" ? await loadHistory(ex, previous) : null;
-  if (typeof previous === "string" && history === null) {
-    throw new GatewayError(
-      "invalid_request",
-      `Previous response with id "${previous}" not found`,
-      { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
-    );
-  }
   let chat: OpenAIChatRequest | null = null;
   return {
     model: body.model,
     gateway,
-    chat: (provider) =>
-      chat ??= toChatRequestFromResponses({ ...body, stream: false }, history ?? [], provider),
+    chat(provider) {
+      // An id the gateway did not keep: only a native provider (its own) can resolve it.
+      if (typeof previous === "string" && history === null) {
+        throw new GatewayError(
+          "invalid_request",
+          `Previous response with id "${previous}" not found`,
+          { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
+        );
+      }
+      return chat ??= toChatRequestFromResponses(
+        { ...body, stream: false },
+        history ?? [],
+        provider,
+      );
+    },
     messages: null,
+    // A conversation the gateway kept is unknown to the provider: counted from its items.
+    responses: history === null ? body as Record<string, unknown> : null,
     answer: (count) => ({ object: "response.input_tokens", input_tokens: count }),
   };
 }
@@ -131,10 +142,14 @@ async function count(
   const run = await failover(ex, req.model, resolved.route, async (adapter, attempt, model) => {
     const call: CountTokensCall = {
       ...attempt,
-      chat: req.chat(adapter.name),
+      // Translated on first read: a provider counting the client's own body never needs it.
+      get chat() {
+        return req.chat(adapter.name);
+      },
       messages: adapter.messages !== undefined && req.messages !== null
         ? req.messages as unknown as Record<string, unknown>
         : null,
+      responses: adapter.responses !== undefined ? req.responses : null,
     };
     const counted = await adapter.countTokens!(call, model);
     estimate = counted.estimate;

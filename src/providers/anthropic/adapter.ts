@@ -5,6 +5,7 @@ import { classifyOutcome } from "../../breaker/classify.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
   AdapterDeps,
+  CallBasics,
   ChatCall,
   ChatOutcome,
   CountTokensCall,
@@ -125,12 +126,15 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
       for (const field of COUNT_FIELDS) {
         if (source[field] !== undefined) body[field] = source[field];
       }
-      const reply = await send(
-        { ...call, stream: false },
-        baseHeaders,
-        JSON.stringify(body),
-        countUrl,
-      );
+      // Fields named, not spread: `call.chat` is translated on read (not needed here).
+      const basics = {
+        signal: call.signal,
+        timeoutMs: call.timeoutMs,
+        apiKey: call.apiKey,
+        clientAuthorization: call.clientAuthorization,
+        stream: false as const,
+      };
+      const reply = await send(basics, baseHeaders, JSON.stringify(body), countUrl);
       const json = await readJson(reply) as { input_tokens?: unknown } | null;
       const tokens = json?.input_tokens;
       if (typeof tokens !== "number") {
@@ -166,7 +170,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
   }
 
   function send(
-    call: ChatCall | MessagesCall | (CountTokensCall & { stream: false }),
+    call: ChatCall | MessagesCall | (CallBasics & { stream: false }),
     headers: Readonly<Record<string, string>>,
     body: string,
     to: string = url,

@@ -115,9 +115,43 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const req = toOpenAIRequest(call, "embeddings", model, endpoint, baseHeaders);
       return relayJson(await execute(req, call));
     },
-    // No counting endpoint for chat requests on OpenAI-compatible APIs: a local estimate.
+    /**
+     * A Responses request to a provider that speaks the Responses API: its own count
+     * (`POST /responses/input_tokens`). Chat requests have no counting endpoint on
+     * OpenAI-compatible APIs: a local estimate.
+     */
     async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
-      return { input_tokens: await countChatTokens(call.chat, model), estimate: true };
+      if (call.responses === null || !speaksResponses(cfg)) {
+        return { input_tokens: await countChatTokens(call.chat, model), estimate: true };
+      }
+      // Fields named, not spread: `call.chat` is translated on read, and is not needed here.
+      const counted = {
+        apiKey: call.apiKey,
+        clientAuthorization: call.clientAuthorization,
+        body: call.responses as { model: string },
+      };
+      const req = toOpenAIRequest(
+        counted,
+        "responses/input_tokens",
+        model,
+        endpoint,
+        baseHeaders,
+      );
+      const reply = await execute(req, call);
+      let tokens: unknown;
+      try {
+        tokens = (JSON.parse(await reply.text()) as { input_tokens?: unknown }).input_tokens;
+      } catch {
+        tokens = undefined;
+      }
+      if (typeof tokens !== "number") {
+        throw new GatewayError(
+          "upstream_error",
+          `Provider "${cfg.name}" answered a token count without "input_tokens"`,
+          { provider: cfg.name, upstreamStatus: reply.response.status },
+        );
+      }
+      return { input_tokens: tokens, estimate: false };
     },
     ...(speaksResponses(cfg) ? { responses } : {}),
   };

@@ -2,7 +2,11 @@ import type { ProviderConfig } from "../../config/mod.ts";
 import type { UpstreamRequest } from "../execute.ts";
 import { pathSegment } from "../shared/path_segment.ts";
 
-export type OpenAIOperation = "chat/completions" | "embeddings" | "responses";
+export type OpenAIOperation =
+  | "chat/completions"
+  | "embeddings"
+  | "responses"
+  | "responses/input_tokens";
 
 /** What differs between OpenAI-compatible APIs: where an operation lives and how keys go. */
 export interface OpenAIEndpoint {

@@ -269,3 +269,38 @@ providers:
     await gw.close();
   }
 });
+
+Deno.test("a native Responses provider counts /v1/responses/input_tokens itself", async () => {
+  const native = startFakeUpstream();
+  native.script({ kind: "json", body: { object: "response.input_tokens", input_tokens: 42 } });
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${native.url}/v1", keys: [{ key: sk-openai-0001 }] }
+`);
+  try {
+    const body = {
+      model: "openai/gpt-4.1",
+      input: "How many?",
+      tools: [{ type: "web_search_preview" }],
+      previous_response_id: "resp_kept_by_openai",
+    };
+    const res = await gw.request("/v1/responses/input_tokens", post(body));
+    assert.deepEqual(await res.json(), { object: "response.input_tokens", input_tokens: 42 });
+    assert.equal(res.headers.get("x-pilotfish-token-count"), "provider");
+    const sent = native.requests.at(-1)!;
+    assert.equal(sent.path, "/v1/responses/input_tokens");
+    assert.equal(sent.headers.get("authorization"), "Bearer sk-openai-0001");
+    assert.deepEqual(JSON.parse(sent.body), { ...body, model: "gpt-4.1" });
+    // The Anthropic-format route has no such endpoint there: a local estimate.
+    const messages = await gw.request(
+      "/v1/messages/count_tokens",
+      post({ model: "openai/gpt-4.1", messages: [{ role: "user", content: "How many?" }] }),
+    );
+    assert.equal(messages.headers.get("x-pilotfish-token-count"), "estimate");
+    assert.equal(native.requests.length, 1);
+    await messages.body?.cancel();
+  } finally {
+    await gw.close();
+    await native.close();
+  }
+});
