@@ -14,7 +14,12 @@ import { generateText, streamText } from "ai";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { startFakeAnthropic } from "../../fakes/fake_anthropic.ts";
 import { startFakeGemini } from "../../fakes/fake_gemini.ts";
-import { startFakeBedrock, TEST_CREDENTIALS } from "../../fakes/fake_bedrock.ts";
+import {
+  CONVERSE_TEXT,
+  CONVERSE_TOOL_USE,
+  startFakeBedrock,
+  TEST_CREDENTIALS,
+} from "../../fakes/fake_bedrock.ts";
 import { type Daemon, startDaemon } from "../../integration/daemon.ts";
 
 const FIXTURES = new URL("../../fixtures/responses/", import.meta.url);
