@@ -192,6 +192,92 @@ Deno.test("every upstream serves /v1/responses and counts tokens, via the offici
       }
     }
 
+    await t.step("a function tool round trip on every translated upstream", async () => {
+      const client = new OpenAI({ baseURL: d.url("/v1"), apiKey: "placeholder", maxRetries: 0 });
+      const weather = {
+        type: "function" as const,
+        name: "get_weather",
+        description: "Current weather",
+        parameters: {
+          type: "object",
+          properties: { location: { type: "string" }, unit: { type: "string" } },
+          required: ["location"],
+        },
+        strict: false,
+      };
+      const toolAnswers: Record<string, () => void> = {
+        "OpenAI-compatible": () =>
+          up.compat.script({
+            kind: "json",
+            body: {
+              id: "chatcmpl-tool",
+              object: "chat.completion",
+              created: 1_700_000_000,
+              model: "gpt-4o-mini",
+              choices: [{
+                index: 0,
+                message: {
+                  role: "assistant",
+                  content: null,
+                  tool_calls: [{
+                    id: "call_compat_1",
+                    type: "function",
+                    function: { name: "get_weather", arguments: '{"location":"Paris"}' },
+                  }],
+                },
+                finish_reason: "tool_calls",
+              }],
+              usage: { prompt_tokens: 9, completion_tokens: 5, total_tokens: 14 },
+            },
+          }),
+        Anthropic: () => up.anthropic.script({ json: "response_tool_use", sse: "stream_text" }),
+        Gemini: () => up.gemini.script({ json: "response_function_call", sse: "stream_text" }),
+        Bedrock: () => up.bedrock.script({ json: CONVERSE_TOOL_USE }),
+      };
+      const textAnswers: Record<string, () => void> = {
+        "OpenAI-compatible": () => up.compat.script({ kind: "json" }),
+        Anthropic: () => up.anthropic.script({ json: "response_text", sse: "stream_text" }),
+        Gemini: () => up.gemini.script({ json: "response_text", sse: "stream_text" }),
+        Bedrock: () => up.bedrock.script({ json: CONVERSE_TEXT }),
+      };
+      const lastSent: Record<string, () => string> = {
+        "OpenAI-compatible": () => up.compat.requests.at(-1)!.body,
+        Anthropic: () => up.anthropic.requests.at(-1)!.body,
+        Gemini: () => up.gemini.requests.at(-1)!.body,
+        Bedrock: () => up.bedrock.requests.at(-1)!.body,
+      };
+      for (const p of TRANSLATED) {
+        toolAnswers[p.name]!();
+        const first = await client.responses.create({
+          model: p.model,
+          input: "Weather in Paris?",
+          tools: [weather],
+        });
+        const call = first.output.find((i) => i.type === "function_call");
+        assert.ok(call, `${p.name}: a function_call item`);
+        assert.equal(call.name, "get_weather");
+        assert.ok(call.call_id !== "", p.name);
+        assert.equal(typeof JSON.parse(call.arguments), "object", p.name);
+        textAnswers[p.name]!();
+        const second = await client.responses.create({
+          model: p.model,
+          previous_response_id: first.id,
+          input: first.output.filter((i) => i.type === "function_call").map((c) => ({
+            type: "function_call_output" as const,
+            call_id: c.call_id,
+            output: `result of ${c.name}: 18C`,
+          })),
+          tools: [weather],
+        });
+        assert.equal(second.output_text, p.text, p.name);
+        // The tool result reached the upstream in its own format, tied to the call.
+        const sent = lastSent[p.name]!();
+        assert.match(sent, /result of get_weather: 18C/, p.name);
+        if (p.name !== "Gemini") assert.ok(sent.includes(call.call_id), `${p.name}: call id`);
+        else assert.match(sent, /"functionResponse"/);
+      }
+    });
+
     await t.step(
       "the counts come from each provider's endpoint, or are marked estimates",
       async () => {
