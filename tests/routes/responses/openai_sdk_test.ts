@@ -207,6 +207,39 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
       assert.equal(stored.output.length, 3);
     });
 
+    await t.step(
+      "a stream that breaks after commit ends with response.failed, numbered",
+      async () => {
+        up.script({ kind: "sse", events: await sseEvents("stream_error_midway.sse") });
+        const res = await gw.request("/v1/responses", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "fast", input: "hi", stream: true }),
+        });
+        assert.equal(res.status, 200);
+        const events = (await res.text()).trim().split("\n\n").map((e) => {
+          const [event, data] = e.split("\ndata: ");
+          return { event: event!.slice("event: ".length), data: JSON.parse(data!) };
+        });
+        assert.deepEqual(events.map((e) => e.data.sequence_number), events.map((_, i) => i));
+        const last = events.at(-1)!;
+        assert.equal(last.event, "response.failed");
+        assert.equal(last.data.response.status, "failed");
+        assert.ok(last.data.response.error.message.length > 0);
+        assert.ok(events.every((e) => e.event === e.data.type));
+      },
+    );
+
+    await t.step("a truncated answer is incomplete: max_output_tokens", async () => {
+      const body = JSON.parse(await fixture("response_text.json"));
+      body.choices[0].finish_reason = "length";
+      up.script({ kind: "json", body });
+      const r = await client.responses.create({ model: "fast", input: "hi", max_output_tokens: 5 });
+      assert.equal(r.status, "incomplete");
+      assert.deepEqual(r.incomplete_details, { reason: "max_output_tokens" });
+      assert.equal(r.max_output_tokens, 5);
+    });
+
     await t.step("GET and DELETE a kept response; an unknown id is 404", async () => {
       up.script({ kind: "json" });
       const made = await client.responses.create({ model: "fast", input: "keep me" });
