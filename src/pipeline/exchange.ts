@@ -69,6 +69,8 @@ export type ExchangeRequest =
      * gateway kept); null when there is none, or the id is not ours (a native provider's).
      */
     history: ResponsesItem[] | null;
+    /** Items of kept responses that this input's `item_reference`s point at; null if none. */
+    referenced: Map<string, ResponsesItem> | null;
     /** The canonical form, translated on first need; once a stage rewrote it, what all get. */
     canonical: OpenAIChatRequest | null;
     rewritten: boolean;

@@ -23,6 +23,11 @@ export interface ResponsesStore {
   /** False while calls would fail (Redis away or still connecting). */
   available(): boolean;
   get(id: string): Promise<StoredResponse | null>;
+  /**
+   * An output item of a kept response, by its own id (`msg_…`, `fc_…`): what a client's
+   * `item_reference` points at (the AI SDK sends them instead of repeating earlier turns).
+   */
+  getItem(id: string): Promise<ResponsesItem | null>;
   put(record: StoredResponse): Promise<void>;
   /** True when the id was stored. */
   delete(id: string): Promise<boolean>;
@@ -42,28 +47,37 @@ export interface MemoryResponsesOptions {
  * what the bound counts), most recently used last in the Map's order.
  */
 export function createMemoryResponsesStore(opts: MemoryResponsesOptions): ResponsesStore {
-  const entries = new Map<string, { text: string; expires: number }>();
+  const entries = new Map<string, { text: string; expires: number; items: string[] }>();
+  /** Output item id → the response holding it. */
+  const owners = new Map<string, string>();
   let bytes = 0;
   const drop = (id: string) => {
     const e = entries.get(id);
     if (e === undefined) return false;
     entries.delete(id);
+    for (const item of e.items) if (owners.get(item) === id) owners.delete(item);
     bytes -= e.text.length;
     return true;
+  };
+  const get = (id: string): StoredResponse | null => {
+    const e = entries.get(id);
+    if (e === undefined) return null;
+    if (e.expires <= opts.now()) {
+      drop(id);
+      return null;
+    }
+    entries.delete(id);
+    entries.set(id, e);
+    return JSON.parse(e.text) as StoredResponse;
   };
   return {
     backend: "memory",
     available: () => true,
-    get(id) {
-      const e = entries.get(id);
-      if (e === undefined) return Promise.resolve(null);
-      if (e.expires <= opts.now()) {
-        drop(id);
-        return Promise.resolve(null);
-      }
-      entries.delete(id);
-      entries.set(id, e);
-      return Promise.resolve(JSON.parse(e.text) as StoredResponse);
+    get: (id) => Promise.resolve(get(id)),
+    getItem(id) {
+      const owner = owners.get(id);
+      const record = owner === undefined ? null : get(owner);
+      return Promise.resolve(record === null ? null : findItem(record, id));
     },
     put(record) {
       const id = record.response.id;
@@ -75,13 +89,16 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
         if (bytes + text.length <= opts.maxBytes) break;
         drop(oldest);
       }
-      entries.set(id, { text, expires: opts.now() + opts.ttlMs });
+      const items = itemIds(record);
+      entries.set(id, { text, expires: opts.now() + opts.ttlMs, items });
+      for (const item of items) owners.set(item, id);
       bytes += text.length;
       return Promise.resolve();
     },
     delete: (id) => Promise.resolve(drop(id)),
     close() {
       entries.clear();
+      owners.clear();
       bytes = 0;
       return Promise.resolve();
     },
@@ -89,6 +106,18 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
 }
 
 const PREFIX = "responses:";
+const ITEM_PREFIX = "responses:item:";
+
+/** Ids of a response's own output items. */
+function itemIds(record: StoredResponse): string[] {
+  const out: string[] = [];
+  for (const item of record.response.output) if (typeof item.id === "string") out.push(item.id);
+  return out;
+}
+
+function findItem(record: StoredResponse, id: string): ResponsesItem | null {
+  return record.response.output.find((item) => item.id === id) ?? null;
+}
 
 /** On a state store (Redis): one key per response, expiring after `ttlMs`. */
 export function createStateResponsesStore(
@@ -96,17 +125,33 @@ export function createStateResponsesStore(
   ttlMs: number,
   close: () => Promise<void> = () => Promise.resolve(),
 ): ResponsesStore {
+  const get = async (id: string): Promise<StoredResponse | null> => {
+    const text = await state.get(PREFIX + id);
+    return text === null ? null : JSON.parse(text) as StoredResponse;
+  };
   return {
     backend: "redis",
     available: () => state.available(),
-    async get(id) {
-      const text = await state.get(PREFIX + id);
-      return text === null ? null : JSON.parse(text) as StoredResponse;
+    get,
+    async getItem(id) {
+      const owner = await state.get(ITEM_PREFIX + id);
+      const record = owner === null ? null : await get(owner);
+      return record === null ? null : findItem(record, id);
     },
     async put(record) {
-      await state.set(PREFIX + record.response.id, JSON.stringify(record), { ttlMs });
+      const opts = { ttlMs };
+      await state.set(PREFIX + record.response.id, JSON.stringify(record), opts);
+      for (const item of itemIds(record)) {
+        await state.set(ITEM_PREFIX + item, record.response.id, opts);
+      }
     },
-    delete: (id) => state.del(PREFIX + id),
+    async delete(id) {
+      const record = await get(id);
+      for (const item of record === null ? [] : itemIds(record)) {
+        await state.del(ITEM_PREFIX + item);
+      }
+      return await state.del(PREFIX + id);
+    },
     close,
   };
 }

@@ -26,7 +26,7 @@ import { attemptHeaders, resolveModel } from "../routing/mod.ts";
 import { explainTimeout } from "../server/middleware/timeouts.ts";
 import { readJsonBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
-import { loadHistory } from "./responses.ts";
+import { loadHistory, loadReferences } from "./responses.ts";
 
 /** What one counting request asks: its model, options, and its prompt per provider. */
 interface CountRequest {
@@ -63,6 +63,7 @@ async function decodeResponses(ex: Exchange, raw: unknown): Promise<CountRequest
   const { body, gateway } = parseResponsesRequest(raw);
   const previous = body.previous_response_id;
   const history = typeof previous === "string" ? await loadHistory(ex, previous) : null;
+  const referenced = await loadReferences(ex, body);
   let chat: OpenAIChatRequest | null = null;
   return {
     model: body.model,
@@ -80,11 +81,12 @@ async function decodeResponses(ex: Exchange, raw: unknown): Promise<CountRequest
         { ...body, stream: false },
         history ?? [],
         provider,
+        referenced ?? undefined,
       );
     },
     messages: null,
     // A conversation the gateway kept is unknown to the provider: counted from its items.
-    responses: history === null ? body as Record<string, unknown> : null,
+    responses: history === null && referenced === null ? body as Record<string, unknown> : null,
     answer: (count) => ({ object: "response.input_tokens", input_tokens: count }),
   };
 }

@@ -7,7 +7,7 @@ import {
   type ResponsesItem,
   type ResponsesRequest,
 } from "../schema/responses.ts";
-import { inputItems, toChatRequestFromResponses } from "../translate/mod.ts";
+import { resolvedInput, toChatRequestFromResponses } from "../translate/mod.ts";
 import { encodeResponses } from "../pipeline/encode/responses.ts";
 import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
 import { applicable } from "../pipeline/stages.ts";
@@ -27,7 +27,12 @@ function canonical(ex: Exchange, provider: string): OpenAIChatRequest {
   const r = request(ex);
   if (r.canonical === null) {
     refuseUnknownPrevious(r, provider);
-    r.canonical = toChatRequestFromResponses(r.body, r.history ?? [], provider);
+    r.canonical = toChatRequestFromResponses(
+      r.body,
+      r.history ?? [],
+      provider,
+      r.referenced ?? undefined,
+    );
   }
   return r.canonical;
 }
@@ -47,16 +52,43 @@ function refuseUnknownPrevious(r: ResponsesExchange, provider: string): void {
   }
 }
 
-/** Load the stored conversation of `previous_response_id` into the exchange, if ours. */
-export async function loadHistory(ex: Exchange, id: string): Promise<ResponsesItem[] | null> {
-  const stored = await ex.runtime.responses.get(id).catch((error: unknown) => {
+/** A store lookup; a store that cannot answer is a 503, logged. */
+function lookup<T>(ex: Exchange, pending: Promise<T>, what: string): Promise<T> {
+  return pending.catch((error: unknown) => {
     ex.runtime.logger.warn("responses store: lookup failed", { request_id: ex.id, error });
     throw new GatewayError(
       "unavailable",
-      "The responses store is unavailable: previous_response_id cannot be resolved now",
+      `The responses store is unavailable: ${what} cannot be resolved now`,
     );
   });
+}
+
+/** Load the stored conversation of `previous_response_id`, if the gateway kept it. */
+export async function loadHistory(ex: Exchange, id: string): Promise<ResponsesItem[] | null> {
+  const stored = await lookup(ex, ex.runtime.responses.get(id), "previous_response_id");
   return stored === null ? null : [...stored.items];
+}
+
+/**
+ * The kept items this input's `item_reference`s point at (null when it has none). An id
+ * the gateway did not keep stays unresolved: a native provider may know it.
+ */
+export async function loadReferences(
+  ex: Exchange,
+  body: ResponsesRequest,
+): Promise<Map<string, ResponsesItem> | null> {
+  if (!Array.isArray(body.input)) return null;
+  const ids = new Set<string>();
+  for (const item of body.input) {
+    if (item.type === "item_reference" && typeof item.id === "string") ids.add(item.id);
+  }
+  if (ids.size === 0) return null;
+  const found = new Map<string, ResponsesItem>();
+  for (const id of ids) {
+    const item = await lookup(ex, ex.runtime.responses.getItem(id), "item_reference");
+    if (item !== null) found.set(id, item);
+  }
+  return found;
 }
 
 /**
@@ -123,6 +155,7 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
       schema: "responses",
       body,
       history: null,
+      referenced: null,
       canonical: null,
       rewritten: false,
     };
@@ -130,11 +163,14 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
     ex.stream = body.stream === true;
     const decoded = { model: body.model, gateway };
     const previous = body.previous_response_id;
-    if (typeof previous !== "string") return decoded;
-    return loadHistory(ex, previous).then((history) => {
-      r.history = history;
+    const references = Array.isArray(body.input) &&
+      body.input.some((item) => item.type === "item_reference");
+    if (typeof previous !== "string" && !references) return decoded;
+    return (async () => {
+      if (typeof previous === "string") r.history = await loadHistory(ex, previous);
+      if (references) r.referenced = await loadReferences(ex, body);
       return decoded;
-    });
+    })();
   },
   view: (ex) => ({
     schema: "responses",
@@ -163,7 +199,7 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
   },
   encode: (ex, outcome, headers) => {
     const r = request(ex);
-    return encodeResponses(ex, outcome, headers, r.body, r.history);
+    return encodeResponses(ex, outcome, headers, r.body, r.history, r.referenced);
   },
 };
 
@@ -173,9 +209,12 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
  * saw it).
  */
 function nativeBody(r: ResponsesExchange): Record<string, unknown> {
-  if (r.history === null) return r.body as Record<string, unknown>;
+  if (r.history === null && (r.referenced === null || r.referenced.size === 0)) {
+    return r.body as Record<string, unknown>;
+  }
   const { previous_response_id: _id, ...rest } = r.body;
-  return { ...rest, input: plainItems([...r.history, ...inputItems(r.body)]) };
+  const input = resolvedInput(r.body, r.referenced);
+  return { ...rest, input: plainItems([...(r.history ?? []), ...input]) };
 }
 
 async function translatedCall(

@@ -13,7 +13,7 @@ export {
   toMessagesUsage,
   toStopReason,
 } from "./openai_to_anthropic.ts";
-export { inputItems, toChatRequestFromResponses } from "./responses_to_openai.ts";
+export { inputItems, resolvedInput, toChatRequestFromResponses } from "./responses_to_openai.ts";
 export {
   createResponsesStreamTransformer,
   responseObject,

@@ -41,14 +41,32 @@ export function inputItems(body: ResponsesRequest): ResponsesItem[] {
     : body.input;
 }
 
+const NONE: ReadonlyMap<string, ResponsesItem> = new Map();
+
+/** The request's input with each `item_reference` the gateway could resolve replaced. */
+export function resolvedInput(
+  body: ResponsesRequest,
+  referenced: ReadonlyMap<string, ResponsesItem> | null,
+): ResponsesItem[] {
+  const items = inputItems(body);
+  if (referenced === null || referenced.size === 0) return items;
+  return items.map((item) =>
+    item.type === "item_reference" && typeof item.id === "string"
+      ? referenced.get(item.id) ?? item
+      : item
+  );
+}
+
 /**
  * Translate `body` for `provider`. `history`: the items of the conversation so far (the
  * stored input and output of the `previous_response_id` chain), placed before this input.
+ * `referenced`: items of kept responses that this input's `item_reference`s point at.
  */
 export function toChatRequestFromResponses(
   body: ResponsesRequest,
   history: readonly ResponsesItem[],
   provider: string,
+  referenced: ReadonlyMap<string, ResponsesItem> = NONE,
 ): OpenAIChatRequest {
   for (const [field, isActive] of REFUSED) {
     const v = body[field];
@@ -64,7 +82,7 @@ export function toChatRequestFromResponses(
   if (typeof body.instructions === "string" && body.instructions !== "") {
     messages.push({ role: "system", content: body.instructions });
   }
-  const known = new Map<string, ResponsesItem>();
+  const known = new Map<string, ResponsesItem>(referenced);
   for (const item of history) if (typeof item.id === "string") known.set(item.id, item);
   const items = inputItems(body);
   appendItems(messages, history, "previous_response_id", known, provider);

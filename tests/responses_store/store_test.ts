@@ -24,7 +24,7 @@ function record(id: string, text = "x"): StoredResponse {
     response: {
       id,
       object: "response",
-      output: [{ type: "message", text }],
+      output: [{ type: "message", id: `msg_of_${id}`, text }],
     } as unknown as ResponsesObject,
     items: [{ role: "user", content: text }],
   };
@@ -44,6 +44,11 @@ Deno.test("memory responses store: LRU by bytes, TTL, delete", async (t) => {
     assert.equal(await store.get("resp_b"), null);
     assert.equal((await store.get("resp_a"))?.response.id, "resp_a");
     assert.equal((await store.get("resp_c"))?.response.id, "resp_c");
+  });
+  await t.step("output items are found by their own id while their response is kept", async () => {
+    assert.equal((await store.getItem("msg_of_resp_a"))?.id, "msg_of_resp_a");
+    assert.equal(await store.getItem("msg_of_resp_b"), null, "evicted with its response");
+    assert.equal(await store.getItem("msg_unknown"), null);
   });
   await t.step(
     "a record larger than the whole budget is not kept (and evicts nothing)",
@@ -127,8 +132,11 @@ providers:
     const ttl = await client.pTTL(`pilotfish:state:responses:${first.id}`);
     assert.ok(ttl > 7_100_000 && ttl <= 7_200_000, `ttl ${ttl}`);
     assert.equal((await sdkB.responses.retrieve(first.id)).id, first.id);
+    const itemId = first.output[0]!.id!;
+    assert.equal((await storeB.getItem(itemId))?.id, itemId);
     await sdkB.responses.delete(first.id);
     assert.equal(await storeA.get(first.id), null);
+    assert.equal(await client.exists(`pilotfish:state:responses:item:${itemId}`), 0);
   } finally {
     await client.quit();
     await a.close();

@@ -14,7 +14,7 @@ import { newResponseId } from "../../schema/responses.ts";
 import { encodeSseEvent } from "../../streaming/mod.ts";
 import {
   createResponsesStreamTransformer,
-  inputItems,
+  resolvedInput,
   type ResponsesContext,
   toResponsesObject,
 } from "../../translate/mod.ts";
@@ -32,6 +32,7 @@ export function encodeResponses(
   headers: Record<string, string>,
   request: ResponsesRequest,
   history: readonly ResponsesItem[] | null,
+  referenced: ReadonlyMap<string, ResponsesItem> | null = null,
 ): Response {
   if (outcome.kind === "json" && outcome.format === "responses_json") {
     return jsonResponse(outcome.body, outcome.status, headers);
@@ -50,7 +51,12 @@ export function encodeResponses(
   };
   const keep = (response: ResponsesObject) => {
     if (request.store === false) return;
-    const items = [...(history ?? []), ...inputItems(request), ...response.output];
+    // References resolved: a later turn continues from the items themselves.
+    const items = [
+      ...(history ?? []),
+      ...resolvedInput(request, referenced),
+      ...response.output,
+    ];
     ex.runtime.responses.put({ response, items }).catch((error: unknown) =>
       ex.runtime.logger.warn("responses store: could not keep a response", {
         request_id: ex.id,

@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { createOpenAI } from "@ai-sdk/openai";
+import { generateText, jsonSchema, stepCountIs, tool } from "ai";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { startGateway } from "../../helpers/in_process.ts";
 
@@ -288,6 +290,73 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
       }
       assert.equal(up.requests.length, before);
     });
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("the AI SDK's multi-step tool loop (item_reference to kept items) on a translated provider", async () => {
+  const up = startFakeUpstream();
+  const gw = compatGateway(up.url);
+  up.script({
+    kind: "json",
+    body: {
+      id: "chatcmpl-tools",
+      object: "chat.completion",
+      created: 1_700_000_000,
+      model: "gpt-4o-mini",
+      choices: [{
+        index: 0,
+        message: {
+          role: "assistant",
+          content: "Checking.",
+          tool_calls: [{
+            id: "call_1",
+            type: "function",
+            function: { name: "weather", arguments: '{"city":"Paris"}' },
+          }],
+        },
+        finish_reason: "tool_calls",
+      }],
+      usage: { prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 },
+    },
+  });
+  const provider = createOpenAI({ baseURL: gw.url("/v1"), apiKey: "placeholder" });
+  try {
+    const result = await generateText({
+      model: provider("fast"),
+      prompt: "Weather in Paris?",
+      tools: {
+        weather: tool({
+          inputSchema: jsonSchema<{ city: string }>({
+            type: "object",
+            properties: { city: { type: "string" } },
+          }),
+          execute: ({ city }) => {
+            up.script({ kind: "json" });
+            return Promise.resolve(`18C in ${city}`);
+          },
+        }),
+      },
+      stopWhen: stepCountIs(3),
+    });
+    assert.equal(result.text, "Hello from upstream");
+    assert.equal(result.steps.length, 2);
+    const second = JSON.parse(up.requests.at(-1)!.body);
+    assert.deepEqual(second.messages, [
+      { role: "user", content: [{ type: "text", text: "Weather in Paris?" }] },
+      {
+        role: "assistant",
+        content: "Checking.",
+        tool_calls: [{
+          id: "call_1",
+          type: "function",
+          function: { name: "weather", arguments: '{"city":"Paris"}' },
+        }],
+      },
+      { role: "tool", tool_call_id: "call_1", content: "18C in Paris" },
+    ]);
   } finally {
     await gw.close();
     await up.close();
