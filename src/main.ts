@@ -19,6 +19,7 @@ import { createBreakerStore } from "./breaker/factory.ts";
 import { createStateResources } from "./usage/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
 import { preloadTelemetry } from "./telemetry/hub.ts";
+import { createResponsesStore } from "./responses_store/mod.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
@@ -126,6 +127,11 @@ async function main(): Promise<number> {
 
   // Aborted when the drain time runs out: open streams end with an in-format error event.
   const closing = new AbortController();
+  const startLogger = createLogger({
+    level: first.config.logging.level,
+    format: first.config.logging.format,
+    redact: createRedactor(secretsOf(first.config)),
+  });
   const deps = {
     closing: closing.signal,
     fetch: globalThis.fetch,
@@ -134,14 +140,8 @@ async function main(): Promise<number> {
     routing: createRoutingState(),
     // Usage rollups and the response cache outlive reloads.
     resources: createStateResources({ now: Date.now }),
-    breakerStore: await createBreakerStore(
-      first.config,
-      createLogger({
-        level: first.config.logging.level,
-        format: first.config.logging.format,
-        redact: createRedactor(secretsOf(first.config)),
-      }),
-    ),
+    breakerStore: await createBreakerStore(first.config, startLogger),
+    responses: await createResponsesStore(first.config, startLogger),
   };
   // OpenTelemetry is imported only when metrics or tracing are on.
   await preloadTelemetry(first.config);
@@ -243,6 +243,7 @@ async function main(): Promise<number> {
   await runtime.dispose();
   await deps.breakerStore.close();
   await deps.resources.close();
+  await deps.responses.close();
   log().info(
     drained ? "shutdown complete" : "drain timeout reached; closing remaining connections",
   );

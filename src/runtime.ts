@@ -29,6 +29,7 @@ import {
 } from "./usage/mod.ts";
 import { type CacheBackend, createCacheStage } from "./cache/mod.ts";
 import { CACHE_DEFAULTS } from "./usage/mod.ts";
+import { createMemoryResponsesStore, type ResponsesStore } from "./responses_store/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -66,6 +67,8 @@ export interface Runtime {
   readonly closing: AbortSignal | undefined;
   /** The stage chain of this generation (the access log first). */
   readonly stages: StageChain;
+  /** Responses kept for `/v1/responses` (`previous_response_id`, GET, DELETE). */
+  readonly responses: ResponsesStore;
   /** Telemetry events of this generation's requests. */
   readonly events: EventBus;
   /** App keys (`pf_…`); null when `app_keys` is off. */
@@ -112,6 +115,8 @@ export interface RuntimeDeps {
    * has its own (closed when it is disposed).
    */
   readonly resources?: StateResources;
+  /** The Responses API store, built once so it outlives reloads; memory when absent. */
+  readonly responses?: ResponsesStore;
 }
 
 const PERFORMANCE_CLOCK: Clock = { now: () => performance.now() };
@@ -199,6 +204,11 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     ),
     closing: deps.closing,
     stages: createStageChain(stages),
+    responses: deps.responses ?? createMemoryResponsesStore({
+      maxBytes: config.responses.store.max_bytes,
+      ttlMs: config.responses.store.ttl,
+      now: deps.now ?? Date.now,
+    }),
     events,
     keys: appKeys?.service ?? null,
     observability,

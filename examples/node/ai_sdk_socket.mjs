@@ -9,7 +9,7 @@ const pilotfish = createOpenAI({
   fetch: (url, init) => fetch(url, { ...init, dispatcher: socket }),
 });
 const result = streamText({
-  model: pilotfish.chat("mock/echo"),
+  model: pilotfish("mock/echo"),
   prompt: "Hello from the AI SDK over the socket!",
 });
 for await (const part of result.textStream) process.stdout.write(part);

@@ -171,6 +171,13 @@ export function validateConfig(
         `${at(["providers", name, "base_url"])}: Required for a provider of type "${p.type}"`,
       );
     }
+    if (p.responses === "native" && p.type !== "openai") {
+      errors.push(
+        `${
+          at(["providers", name, "responses"])
+        }: "native" needs an OpenAI-type provider whose upstream speaks the Responses API; a provider of type "${p.type}" gets it translated`,
+      );
+    }
     const keys: ProviderKeyConfig[] = [];
     p.keys.forEach((k, i) => {
       if (k.key.trim() === "") {

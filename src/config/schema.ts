@@ -218,6 +218,12 @@ const providerSchema = v.pipe(
     latency: opt(duration(), "0ms"),
     chunk_delay: opt(duration(), "0ms"),
     stream_chunks: opt(int(0), 0),
+    /**
+     * `POST /v1/responses` on this provider: `native` relays the Responses API as is (an
+     * OpenAI-type provider whose upstream speaks it; the `openai` preset's default),
+     * `translate` sends chat completions. Default: native for the `openai` preset only.
+     */
+    responses: opt(v.picklist(["native", "translate"])),
   }),
   v.transform(({ models, ...rest }) => ({ ...rest, ...models })),
 );
@@ -245,6 +251,10 @@ const routingSchema = strictObject({
       weights: opt(listOf(positive())),
       /** Start the next candidate in parallel when the first has not answered by then. */
       hedge_after: opt(duration()),
+      /** This model's `routing.failover.first_chunk_timeout`. */
+      first_chunk_timeout: opt(duration()),
+      /** This model's `routing.failover.stream_idle_timeout`. */
+      stream_idle_timeout: opt(duration()),
     })),
     {},
   ),
@@ -270,6 +280,16 @@ const routingSchema = strictObject({
         ),
         /** Overall budget until a response starts (x-gateway.timeout overrides it). */
         deadline: opt(duration(), "120s"),
+        /**
+         * A stream must send its first content (not a keep-alive, not a role-only chunk)
+         * this long after the attempt started, or the attempt fails over. Unset: no limit.
+         */
+        first_chunk_timeout: opt(duration()),
+        /**
+         * After a stream was committed, upstream silence this long ends it with an error
+         * event in the client's format (log outcome `idle_timeout`). Unset: no limit.
+         */
+        stream_idle_timeout: opt(duration()),
       }),
       v.transform(({ retries_per_provider, max_retries, ...rest }) => ({
         ...rest,
@@ -615,6 +635,21 @@ export const configSchema = strictObject({
   cache: opt(cacheSchema, {}),
   rate_limit: opt(rateLimitSchema, {}),
   metrics: opt(metricsSchema, {}),
+  /** What `/v1/responses` keeps of translated answers (`previous_response_id`, GET, DELETE). */
+  responses: opt(
+    strictObject({
+      store: opt(
+        strictObject({
+          /** Memory backend: JSON bytes kept, least recently used dropped first. */
+          max_bytes: opt(int(1), 64 * 1024 * 1024),
+          /** How long a response is kept (both backends; Redis expires the key). */
+          ttl: opt(duration(), "720h"),
+        }),
+        {},
+      ),
+    }),
+    {},
+  ),
   app_keys: opt(appKeysSchema, {}),
   pricing: opt(pricingSchema, {}),
   telemetry: opt(telemetrySchema, {}),

@@ -11,6 +11,7 @@ import type { Usage } from "../providers/types.ts";
 import type { GatewayOptions } from "../schema/gateway.ts";
 import type { OpenAIChatRequest, OpenAIEmbeddingsRequest } from "../schema/openai.ts";
 import type { MessagesRequest } from "../schema/anthropic.ts";
+import type { ResponsesItem, ResponsesRequest } from "../schema/responses.ts";
 import type { RequestDeadlines } from "../server/middleware/timeouts.ts";
 import type { CapturedBody } from "../telemetry/mod.ts";
 import { usageNow } from "../streaming/usage.ts";
@@ -58,6 +59,21 @@ export type ExchangeRequest =
      * Messages API, or a `pre_llm` stage). Once a stage rewrote it, it is what every
      * provider gets.
      */
+    canonical: OpenAIChatRequest | null;
+    rewritten: boolean;
+  }
+  | {
+    readonly schema: "responses";
+    /** The client's Responses body, sent as is to providers that speak it natively. */
+    body: ResponsesRequest;
+    /**
+     * The stored conversation before this input (`previous_response_id` of a response the
+     * gateway kept); null when there is none, or the id is not ours (a native provider's).
+     */
+    history: ResponsesItem[] | null;
+    /** Items of kept responses that this input's `item_reference`s point at; null if none. */
+    referenced: Map<string, ResponsesItem> | null;
+    /** The canonical form, translated on first need; once a stage rewrote it, what all get. */
     canonical: OpenAIChatRequest | null;
     rewritten: boolean;
   }

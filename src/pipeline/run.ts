@@ -20,7 +20,7 @@ import {
   runFailover,
   type Target,
 } from "../routing/mod.ts";
-import type { AttemptOutcome } from "../routing/attempt.ts";
+import type { AttemptOutcome, StreamGateTimers } from "../routing/attempt.ts";
 import { readRequestFlags } from "../breaker/mod.ts";
 import type { GatewayOptions } from "../schema/gateway.ts";
 import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
@@ -47,9 +47,15 @@ import {
 
 /** What a unified route tells the runner about its API. */
 export interface UnifiedRoute {
-  readonly schema: "openai_chat" | "anthropic_messages" | "embeddings";
-  /** Validate the JSON body (after `pre_http`) into `ex.request` and `ex.stream`. */
-  decode(ex: Exchange, raw: unknown): { model: string; gateway: GatewayOptions };
+  readonly schema: "openai_chat" | "anthropic_messages" | "embeddings" | "responses";
+  /**
+   * Validate the JSON body (after `pre_http`) into `ex.request` and `ex.stream`; a route
+   * that must look something up first (a stored conversation) answers with a promise.
+   */
+  decode(
+    ex: Exchange,
+    raw: unknown,
+  ): Decoded | Promise<Decoded>;
   /** The request in canonical form, for `pre_llm`. */
   view(ex: Exchange): LlmRequestView;
   /** A `pre_llm` rewrite, validated like a client's body (400 naming the field). */
@@ -62,6 +68,12 @@ export interface UnifiedRoute {
   invoke(ex: Exchange): Invoke<ChatOutcome>;
   /** The winner's answer in the route's format. */
   encode(ex: Exchange, outcome: ChatOutcome, headers: Record<string, string>): Response;
+}
+
+/** What decoding tells the runner: the model asked for and the `x-gateway` options. */
+export interface Decoded {
+  model: string;
+  gateway: GatewayOptions;
 }
 
 /** How far each pre phase got: post hooks run only for stages that were reached. */
@@ -109,7 +121,8 @@ async function unified(
     if (pre.response) return pre.response;
     raw = pre.body;
   }
-  const { model, gateway } = route.decode(ex, raw);
+  const decoded = route.decode(ex, raw);
+  const { model, gateway } = decoded instanceof Promise ? await decoded : decoded;
   ex.gateway = gateway;
   ex.model = model;
   let resolved = resolveModel(rt.config, model, gateway.provider);
@@ -189,9 +202,32 @@ export function failover<O extends AttemptOutcome>(
         (timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline),
     ),
     ...(timeout !== undefined ? { attemptTimeoutMs: timeout * 1000 } : {}),
+    ...streamGate(ex, route),
     ...(flags.bypass ? { bypass: flags.bypass } : {}),
     ...(flags.testMode ? { testMode: flags.testMode } : {}),
   });
+}
+
+/**
+ * The stream gate's timers, most specific first: `x-gateway` (seconds), the model's route,
+ * `routing.failover`. Nothing when none is set (the gate then only waits for content).
+ */
+function streamGate(
+  ex: Exchange,
+  route: ModelRouteConfig | undefined,
+): { streamGate?: StreamGateTimers } {
+  if (!ex.stream) return {};
+  const policy = ex.runtime.config.routing.failover;
+  const g = ex.gateway;
+  const firstChunkMs = g.first_chunk_timeout !== undefined
+    ? g.first_chunk_timeout * 1000
+    : route?.first_chunk_timeout ?? policy.first_chunk_timeout;
+  const idleMs = g.stream_idle_timeout !== undefined
+    ? g.stream_idle_timeout * 1000
+    : route?.stream_idle_timeout ?? policy.stream_idle_timeout;
+  if (firstChunkMs === undefined && idleMs === undefined) return {};
+  const rt = ex.runtime;
+  return { streamGate: { firstChunkMs, idleMs, schedule: rt.schedule, now: rt.now } };
 }
 
 /**

@@ -28,7 +28,10 @@ export interface HttpRequestView {
 
 /** What `pre_llm` sees: the request about to go to providers, in canonical form. */
 export type LlmRequestView =
-  | { readonly schema: "openai_chat" | "anthropic_messages"; readonly body: OpenAIChatRequest }
+  | {
+    readonly schema: "openai_chat" | "anthropic_messages" | "responses";
+    readonly body: OpenAIChatRequest;
+  }
   | { readonly schema: "embeddings"; readonly body: OpenAIEmbeddingsRequest }
   | { readonly schema: "passthrough"; readonly body: Uint8Array | null };
 

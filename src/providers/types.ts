@@ -16,8 +16,8 @@ export type Usage = OpenAIUsage;
 export type ChatChunk = OpenAIChatChunk;
 
 /** Upstream wire formats an outcome can carry untouched (the same-schema fast path). */
-export type JsonWire = "openai_json" | "anthropic_json";
-export type SseWire = "openai_sse" | "anthropic_sse";
+export type JsonWire = "openai_json" | "anthropic_json" | "responses_json";
+export type SseWire = "openai_sse" | "anthropic_sse" | "responses_sse";
 
 /**
  * A successful answer to one attempt, as data. Either canonical (an OpenAI-shaped object or
@@ -108,6 +108,33 @@ export interface MessagesCall extends CallBasics {
 }
 
 /**
+ * Same-schema passthrough for `POST /v1/responses`: a Responses API body sent as is (model
+ * patched) to a provider that speaks it, answered in its wire format (`responses_*`).
+ */
+export interface ResponsesCall extends CallBasics {
+  readonly body: Record<string, unknown>;
+  readonly stream: boolean;
+}
+
+/**
+ * A token count of a request's input. `messages`: the Anthropic Messages body when the
+ * request came in that way (an Anthropic provider counts it as is); `chat`: the canonical
+ * form every other provider counts.
+ */
+export interface CountTokensCall extends CallBasics {
+  readonly chat: OpenAIChatRequest;
+  readonly messages: Record<string, unknown> | null;
+  /** The Responses body (`/v1/responses/input_tokens`), for providers that speak it natively. */
+  readonly responses: Record<string, unknown> | null;
+}
+
+/** `estimate`: counted locally with a tokenizer (the provider has no counting endpoint). */
+export interface TokenCount {
+  readonly input_tokens: number;
+  readonly estimate: boolean;
+}
+
+/**
  * What a provider knows about its own native API, for the passthrough routes: how its
  * clients send credentials, and where usage sits in its answers.
  */
@@ -144,6 +171,10 @@ export interface ProviderAdapter {
   embeddings?(call: EmbeddingsCall, model: string): Promise<JsonOutcome>;
   /** Anthropic Messages passthrough (see MessagesCall); only Anthropic-format providers. */
   messages?(call: MessagesCall, model: string): Promise<ChatOutcome>;
+  /** Responses API passthrough (see ResponsesCall); providers configured `responses: native`. */
+  responses?(call: ResponsesCall, model: string): Promise<ChatOutcome>;
+  /** Count the input tokens of a request (the provider's endpoint, or a local tokenizer). */
+  countTokens?(call: CountTokensCall, model: string): Promise<TokenCount>;
   /**
    * The breaker's reading of one upstream outcome (llm-proxy's classes), by this provider's
    * own rules; the generic status rules when absent.

@@ -38,12 +38,26 @@ export function decodeStream(
         provider: ctx.provider,
         redact: ctx.redact,
       });
+    case "responses_sse":
+      throw notCanonical(ctx);
   }
+}
+
+/**
+ * Responses API bytes are relayed only to a Responses client with no stage reading the
+ * answer (the route translates otherwise), so they are never decoded to chat chunks.
+ */
+function notCanonical(ctx: DecodeContext): GatewayError {
+  return new GatewayError(
+    "internal",
+    `A Responses API answer from provider "${ctx.provider}" cannot be read as a chat completion`,
+  );
 }
 
 /** A JSON outcome as its canonical object (a `chat.completion`, an embeddings list). */
 export function decodeJson(outcome: JsonOutcome, ctx: DecodeContext): Record<string, unknown> {
   if (outcome.format === "object") return outcome.body;
+  if (outcome.format === "responses_json") throw notCanonical(ctx);
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder().decode(outcome.body));

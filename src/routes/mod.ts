@@ -7,6 +7,8 @@ export { chatCompletions } from "./chat_completions.ts";
 export { embeddings } from "./embeddings.ts";
 export { listModels } from "./models.ts";
 export { messages } from "./messages.ts";
+export { deleteResponse, getResponse, responses } from "./responses.ts";
+export { countTokens } from "./count_tokens.ts";
 export { nativePassthrough } from "./passthrough.ts";
 export { health, healthz, ready } from "./health.ts";
 export type { AppEnv, RequestVars } from "./context.ts";

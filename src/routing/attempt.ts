@@ -2,7 +2,7 @@ import type { ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
 import { withUpstreamTrace } from "../providers/execute.ts";
-import { peekFirstChunk } from "../streaming/peek.ts";
+import { type GateFormat, type GateSchedule, gateStream } from "../streaming/gate.ts";
 import { noUsage } from "../streaming/usage.ts";
 import { pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
@@ -107,6 +107,16 @@ export interface AttemptRequest {
   readonly fallbackAuthorization?: string | null;
   readonly attemptTimeoutMs?: number;
   readonly bypass?: { readonly reason: string };
+  /** The stream gate's timers (see streaming/gate.ts); none when absent. */
+  readonly streamGate?: StreamGateTimers;
+}
+
+/** `first_chunk_timeout` / `stream_idle_timeout` of one request, and the clock they run on. */
+export interface StreamGateTimers {
+  readonly firstChunkMs?: number | undefined;
+  readonly idleMs?: number | undefined;
+  readonly schedule: GateSchedule;
+  readonly now: () => number;
 }
 
 /** The part of a record known when an attempt settles (the loop adds outcome and reason). */
@@ -133,6 +143,9 @@ export type Settled =
 function usageOf(outcome: AttemptOutcome | null): Promise<Usage | null> {
   return outcome === null || outcome.kind === "raw" ? noUsage() : outcome.usage;
 }
+
+/** Never called: without timers the gate schedules nothing. */
+const NO_SCHEDULE: GateSchedule = () => () => {};
 
 /** One attempt against one target. Never throws: the outcome is data. */
 export async function attempt(
@@ -242,10 +255,21 @@ export async function attempt(
         ),
       ), Math.max(1, deadline - deps.now()));
     try {
-      // The stream gate: nothing is committed before the first chunk arrived.
-      const body = await peekFirstChunk<unknown>(
+      // The stream gate: nothing is committed before the first content arrived.
+      const gate = req.streamGate;
+      const body = await gateStream<unknown>(
         outcome.body as ReadableStream<unknown>,
-        AbortSignal.any([signal, timer.signal]),
+        outcome.format as GateFormat,
+        {
+          signal: AbortSignal.any([signal, timer.signal]),
+          provider: target.provider,
+          schedule: gate?.schedule ?? NO_SCHEDULE,
+          now: gate?.now ?? deps.now,
+          firstChunkMs: gate?.firstChunkMs === undefined
+            ? undefined
+            : gate.firstChunkMs - (deps.now() - started),
+          idleMs: gate?.idleMs,
+        },
       );
       firstChunk = deps.now() - started;
       deps.trail?.firstChunk(target, firstChunk);

@@ -5,6 +5,10 @@ export interface GatewayOptions {
   cache?: boolean;
   /** Seconds. */
   timeout?: number;
+  /** Seconds: this request's `routing.failover.first_chunk_timeout`. */
+  first_chunk_timeout?: number;
+  /** Seconds: this request's `routing.failover.stream_idle_timeout`. */
+  stream_idle_timeout?: number;
   provider?: string;
   metadata?: Record<string, unknown>;
 }
@@ -34,6 +38,17 @@ export function parseGatewayOptions(raw: unknown): GatewayOptions {
       );
     }
     out.timeout = raw.timeout;
+  }
+  for (const field of ["first_chunk_timeout", "stream_idle_timeout"] as const) {
+    const v = raw[field];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !(v > 0)) {
+      throw invalid(
+        `"x-gateway.${field}" must be a positive number of seconds`,
+        `x-gateway.${field}`,
+      );
+    }
+    out[field] = v;
   }
   if (raw.provider !== undefined) {
     if (typeof raw.provider !== "string" || raw.provider === "") {

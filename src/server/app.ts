@@ -3,13 +3,17 @@ import { GatewayError } from "../errors.ts";
 import {
   type AppEnv,
   chatCompletions,
+  countTokens,
+  deleteResponse,
   embeddings,
+  getResponse,
   health,
   healthz,
   listModels,
   messages,
   nativePassthrough,
   ready,
+  responses,
 } from "../routes/mod.ts";
 import type { Runtime } from "../runtime.ts";
 import { NATIVE_FAMILIES } from "../providers/native_routes.ts";
@@ -50,6 +54,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post("/v1/chat/completions", chatCompletions);
   app.post("/v1/messages", messages);
   app.post("/v1/embeddings", embeddings);
+  app.post("/v1/messages/count_tokens", countTokens("messages"));
+  app.post("/v1/responses", responses);
+  app.post("/v1/responses/input_tokens", countTokens("responses"));
+  app.get("/v1/responses/:id", appKeyGate, getResponse);
+  app.delete("/v1/responses/:id", appKeyGate, deleteResponse);
   app.get("/v1/models", appKeyGate, listModels);
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
@@ -80,6 +89,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.all("/v1/models", allow("GET"));
   app.all("/v1/messages", allow("POST"));
   app.all("/v1/embeddings", allow("POST"));
+  app.all("/v1/messages/count_tokens", allow("POST"));
+  app.all("/v1/responses", allow("POST"));
+  app.all("/v1/responses/input_tokens", allow("POST"));
+  app.all("/v1/responses/:id", allow("GET, DELETE"));
 
   app.notFound(renderNotFound);
   app.onError(renderError);

@@ -42,4 +42,10 @@ export {
   usageNow,
 } from "./usage.ts";
 export { decodeOpenAISse, encodeOpenAIChunks } from "./openai_sse.ts";
-export { peekFirstChunk } from "./peek.ts";
+export {
+  type GateFormat,
+  type GateOptions,
+  type GateSchedule,
+  gateStream,
+  StreamIdleTimeout,
+} from "./gate.ts";

@@ -1,4 +1,5 @@
 import { GatewayError } from "../errors.ts";
+import { StreamIdleTimeout } from "./gate.ts";
 
 /**
  * How a stream really ended, for the access log:
@@ -7,9 +8,11 @@ import { GatewayError } from "../errors.ts";
  * - `upstream_cut`: the upstream connection broke (reset, premature close of the body);
  * - `error`: an error reported in the stream (a provider's in-stream error event, a
  *   malformed or truncated event sequence, a gateway timeout), even when the client got it
- *   as an in-format error event followed by a clean end.
+ *   as an in-format error event followed by a clean end;
+ * - `idle_timeout`: the stream gate ended a committed stream whose upstream went silent
+ *   (routing.failover.stream_idle_timeout), with an in-format error event.
  */
-export type StreamOutcome = "complete" | "client_abort" | "upstream_cut" | "error";
+export type StreamOutcome = "complete" | "client_abort" | "upstream_cut" | "error" | "idle_timeout";
 
 export interface StreamObserver {
   /** Sees every chunk on its way to the consumer; must not mutate it. */
@@ -36,7 +39,8 @@ interface Ending {
 const renderedEndings = new WeakMap<ReadableStream<Uint8Array>, Ending>();
 
 /** What a source failure means: an error the stream reported, or a broken connection. */
-export function failureOutcome(error: unknown): "upstream_cut" | "error" {
+export function failureOutcome(error: unknown): "upstream_cut" | "error" | "idle_timeout" {
+  if (error instanceof StreamIdleTimeout) return "idle_timeout";
   if (error instanceof GatewayError) return "error";
   if (error instanceof DOMException && error.name === "TimeoutError") return "error";
   return "upstream_cut";

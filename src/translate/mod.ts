@@ -13,3 +13,12 @@ export {
   toMessagesUsage,
   toStopReason,
 } from "./openai_to_anthropic.ts";
+export { inputItems, resolvedInput, toChatRequestFromResponses } from "./responses_to_openai.ts";
+export {
+  createResponsesStreamTransformer,
+  responseObject,
+  type ResponsesContext,
+  type ResponsesStreamEncoder,
+  toResponsesObject,
+  toResponsesUsage,
+} from "./openai_to_responses.ts";

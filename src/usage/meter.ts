@@ -158,6 +158,9 @@ function requestChars(ex: Exchange): number {
         JSON.stringify(req.body.system ?? "").length;
     case "embeddings":
       return JSON.stringify(req.body.input ?? "").length;
+    case "responses":
+      return JSON.stringify(req.body.input ?? "").length +
+        JSON.stringify(req.body.instructions ?? "").length;
     case "passthrough":
       return req.body?.byteLength ?? 0;
   }
@@ -166,7 +169,9 @@ function requestChars(ex: Exchange): number {
 /** OpenAI's own `user` field, when `x-gateway.metadata.user_id` is absent. */
 function userOf(ex: Exchange): string | null {
   const req = ex.request;
-  return req !== null && req.schema === "openai_chat" ? textOf(req.body.user) : null;
+  return req !== null && (req.schema === "openai_chat" || req.schema === "responses")
+    ? textOf(req.body.user)
+    : null;
 }
 
 function textOf(v: unknown): string | null {

@@ -38,6 +38,13 @@ export function startFakeAnthropic(): FakeAnthropic {
         headers: { "content-type": "application/json" },
       });
     }
+    if (new URL(req.url).pathname.endsWith("/messages/count_tokens")) {
+      // A count that depends on what was sent (one per 10 bytes), so tests see the prompt.
+      return new Response(
+        JSON.stringify({ input_tokens: Math.max(1, Math.ceil(body.length / 10)) }),
+        { headers: { "content-type": "application/json" } },
+      );
+    }
     const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;
     const file = new URL(stream ? `${current.sse}.sse` : `${current.json}.json`, FIXTURES);
     return new Response(await Deno.readFile(file), {

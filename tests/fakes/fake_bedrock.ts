@@ -210,6 +210,12 @@ async function verify(
   return again.headers["authorization"] === auth;
 }
 
+/** The fakes' token count: one per 10 bytes of the request body (deterministic, non-zero). */
+export function fakeCount(body: Uint8Array | string): number {
+  const bytes = typeof body === "string" ? new TextEncoder().encode(body).length : body.length;
+  return Math.max(1, Math.ceil(bytes / 10));
+}
+
 export function startFakeBedrock(region = "us-west-2"): FakeBedrock {
   let current: BedrockScript = { json: CONVERSE_TEXT, events: STREAM_TEXT };
   const requests: BedrockRecorded[] = [];
@@ -250,6 +256,8 @@ export function startFakeBedrock(region = "us-west-2"): FakeBedrock {
           `${s.error.type}:http://internal.amazon.com/coral/com.amazonaws.bedrock/`,
       });
     }
+    // CountTokens: a count that depends on what was sent, so tests see the prompt arrived.
+    if (rawPath.endsWith("/count-tokens")) return json(200, { inputTokens: fakeCount(body) });
     if (/\/(converse-stream|invoke-with-response-stream)$/.test(rawPath)) {
       const events = s.events ?? STREAM_TEXT;
       let i = 0;

@@ -71,6 +71,12 @@ export function startFakeGemini(): FakeGemini {
           ? answer(current.sse, "sse", "text/event-stream")
           // Without alt=sse the real API streams one JSON array; nothing here wants that.
           : new Response("[]", { headers: { "content-type": "application/json" } });
+      case "countTokens":
+        // A count that depends on what was sent (one per 10 bytes), so tests see the prompt.
+        return new Response(
+          JSON.stringify({ totalTokens: Math.max(1, Math.ceil(body.length / 10)) }),
+          { headers: { "content-type": "application/json" } },
+        );
       case "batchEmbedContents":
         return answer(current.embeddings, "json", "application/json; charset=UTF-8");
       default:

@@ -27,8 +27,9 @@ export type Script =
     endless?: boolean;
     includeUsage?: boolean;
     /**
-     * The stream sends its first (role) chunk, then holds the rest until `gate` resolves:
-     * a stream that is provably still running while the test does something else.
+     * The stream sends its role chunk and its first content chunk (what commits a stream
+     * at the gateway), then holds the rest until `gate` resolves: a stream that is provably
+     * still running while the test does something else.
      */
     gate?: Promise<void>;
   }
@@ -41,6 +42,8 @@ export type Script =
     kind: "sse";
     events: string[];
     thenBreak?: boolean;
+    /** After the events, send nothing more until the gateway cancels (a silent upstream). */
+    thenHang?: boolean;
   }
   | { kind: "hang" };
 
@@ -138,16 +141,19 @@ export function startFakeUpstream(): FakeUpstream {
     const enc = new TextEncoder();
     if (s.kind === "sse") {
       const events = [...s.events];
+      const silence = new AbortController();
       return new Response(
         new ReadableStream<Uint8Array>({
-          pull(controller) {
+          async pull(controller) {
             const next = events.shift();
             if (next !== undefined) controller.enqueue(enc.encode(next));
+            else if (s.thenHang) await wait(30_000, silence.signal);
             // Erroring the body is how Deno.serve cuts a response off (it logs the error too).
             else if (s.thenBreak) controller.error(new Error("fake upstream broke mid-stream"));
             else controller.close();
           },
           cancel() {
+            silence.abort();
             onCancel();
           },
         }, { highWaterMark: 0 }),
@@ -160,7 +166,7 @@ export function startFakeUpstream(): FakeUpstream {
     return new Response(
       new ReadableStream<Uint8Array>({
         async pull(controller) {
-          if (i === 1 && s.gate) {
+          if (i === 2 && s.gate) {
             await Promise.race([
               s.gate,
               new Promise((resolve) => abort.signal.addEventListener("abort", resolve)),

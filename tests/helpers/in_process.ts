@@ -18,6 +18,8 @@ import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
 import { createStateResources } from "../../src/usage/mod.ts";
 import { createApp } from "../../src/server/app.ts";
+import type { Schedule } from "../../src/pipeline/stages.ts";
+import type { ResponsesStore } from "../../src/responses_store/mod.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
 
 export interface InProcessGateway {
@@ -46,6 +48,10 @@ export interface GatewayOptions {
   readonly breakerStore?: (config: Config, logger: Logger) => BreakerStore;
   /** Extra stages after the built-in ones (e.g. one that sets `ex.cost` or `ex.principal`). */
   readonly stages?: (config: Config) => readonly Stage[];
+  /** The Runtime's timers (stage budgets, the stream gate): see `manualSchedule`. */
+  readonly schedule?: Schedule;
+  /** The Responses API store (e.g. on Redis, shared by several gateways); memory by default. */
+  readonly responses?: ResponsesStore;
 }
 
 /**
@@ -88,6 +94,8 @@ export function startGateway(
     fetch: globalThis.fetch,
     random: Math.random,
     ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.schedule ? { schedule: opts.schedule } : {}),
+    ...(opts.responses ? { responses: opts.responses } : {}),
     routing: createRoutingState(opts.now),
     breakerStore,
     write,

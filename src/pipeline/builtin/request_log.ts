@@ -27,7 +27,8 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
   const res = ex.response;
   if (res === null) return;
   const deferred = ex.deferEnd;
-  const failed = res.outcome === "error" || res.outcome === "upstream_cut";
+  const failed = res.outcome === "error" || res.outcome === "upstream_cut" ||
+    res.outcome === "idle_timeout";
   // A stream that did not complete is an error line, whatever status it began with.
   const level = event.status >= 500 || (deferred && failed) ? "error" : "info";
   if (!logger.enabled(level)) return;

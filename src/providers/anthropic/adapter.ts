@@ -5,10 +5,13 @@ import { classifyOutcome } from "../../breaker/classify.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
   AdapterDeps,
+  CallBasics,
   ChatCall,
   ChatOutcome,
+  CountTokensCall,
   MessagesCall,
   ProviderAdapter,
+  TokenCount,
 } from "../types.ts";
 import { fromAnthropicError } from "./errors.ts";
 import { ANTHROPIC_NATIVE } from "./native.ts";
@@ -35,6 +38,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     "content-type": "application/json",
   });
   const url = `${cfg.base_url}/messages`;
+  const countUrl = `${cfg.base_url}/messages/count_tokens`;
   const adapter: ProviderAdapter = {
     name: cfg.name,
     type: cfg.type,
@@ -109,6 +113,39 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
         usage: knownUsage(usage !== undefined ? toOpenAIUsage(usage) : null),
       };
     },
+
+    /**
+     * Anthropic's own count (`POST /v1/messages/count_tokens`): the client's Messages body
+     * as is, or the chat request translated. The endpoint takes only the fields that shape
+     * the prompt, so the generation settings are left out.
+     */
+    async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
+      const source = call.messages ??
+        (toAnthropicRequest(call.chat, model, cfg.name) as unknown as Record<string, unknown>);
+      const body: Record<string, unknown> = { model };
+      for (const field of COUNT_FIELDS) {
+        if (source[field] !== undefined) body[field] = source[field];
+      }
+      // Fields named, not spread: `call.chat` is translated on read (not needed here).
+      const basics = {
+        signal: call.signal,
+        timeoutMs: call.timeoutMs,
+        apiKey: call.apiKey,
+        clientAuthorization: call.clientAuthorization,
+        stream: false as const,
+      };
+      const reply = await send(basics, baseHeaders, JSON.stringify(body), countUrl);
+      const json = await readJson(reply) as { input_tokens?: unknown } | null;
+      const tokens = json?.input_tokens;
+      if (typeof tokens !== "number") {
+        throw new GatewayError(
+          "upstream_error",
+          `Provider "${cfg.name}" answered a token count without "input_tokens"`,
+          { provider: cfg.name, upstreamStatus: reply.response.status },
+        );
+      }
+      return { input_tokens: tokens, estimate: false };
+    },
   };
   return adapter;
 
@@ -133,9 +170,10 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
   }
 
   function send(
-    call: ChatCall | MessagesCall,
+    call: ChatCall | MessagesCall | (CallBasics & { stream: false }),
     headers: Readonly<Record<string, string>>,
     body: string,
+    to: string = url,
   ): Promise<UpstreamReply> {
     const h: Record<string, string> = {
       ...headers,
@@ -143,7 +181,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     };
     const key = call.apiKey ?? keyFromAuthorization(call.clientAuthorization);
     if (key !== null) h["x-api-key"] = key;
-    return executeUpstream(deps.fetch, { url, method: "POST", headers: h, body }, {
+    return executeUpstream(deps.fetch, { url: to, method: "POST", headers: h, body }, {
       signal: call.signal,
       timeoutMs: call.timeoutMs,
       provider: cfg.name,
@@ -185,6 +223,9 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     }
   }
 }
+
+/** What `count_tokens` accepts besides `model` (the prompt, not the generation settings). */
+const COUNT_FIELDS = ["messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"];
 
 /**
  * The Messages API authenticates with `x-api-key` (API overview: "All requests to the

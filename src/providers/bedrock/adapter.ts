@@ -2,7 +2,15 @@ import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
 import { createUsageMeter, knownUsage, meterChunks } from "../../streaming/mod.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
-import type { AdapterDeps, ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
+import type {
+  AdapterDeps,
+  CallBasics,
+  ChatCall,
+  ChatOutcome,
+  CountTokensCall,
+  ProviderAdapter,
+  TokenCount,
+} from "../types.ts";
 import {
   type AwsCredentialProvider,
   type AwsCredentials,
@@ -54,36 +62,12 @@ export function createBedrockAdapter(
       // Translation errors are the caller's 400s and must surface before any upstream call.
       const modelPath = toModelPath(model, cfg.name);
       const payload = JSON.stringify(toConverseRequest(call.body, cfg.name));
-      const creds = await credentials.get();
-      const target = bedrockTarget(
-        cfg.base_url,
-        region,
+      const { reply, redact } = await signedPost(
+        call,
         `${modelPath}/${call.stream ? "converse-stream" : "converse"}`,
+        payload,
+        call.stream ? EVENT_STREAM : "application/json",
       );
-      const headers = await signBedrockRequest({
-        region,
-        credentials: creds,
-        target,
-        method: "POST",
-        headers: { ...baseHeaders, accept: call.stream ? EVENT_STREAM : "application/json" },
-        body: payload,
-      });
-      const redact = redactorFor(creds);
-      const reply = await executeUpstream(deps.fetch, {
-        url: target.url,
-        method: "POST",
-        headers,
-        body: payload,
-      }, {
-        signal: call.signal,
-        timeoutMs: call.timeoutMs,
-        provider: cfg.name,
-        toError: (status, text, replyHeaders) => {
-          const err = fromBedrockError(status, text, replyHeaders, cfg.name, redact);
-          if (CREDENTIAL_EXCEPTIONS.has(err.info.upstreamType ?? "")) credentials.invalidate();
-          return err;
-        },
-      });
       const res = reply.response;
       const id = `chatcmpl-${res.headers.get("x-amzn-requestid") ?? crypto.randomUUID()}`;
       if (call.stream) {
@@ -116,7 +100,76 @@ export function createBedrockAdapter(
         usage: knownUsage(completion.usage),
       };
     },
+
+    /**
+     * Bedrock's own count (`POST /model/{modelId}/count-tokens`) over the Converse form of
+     * the request: its messages, system prompt and tool configuration.
+     */
+    async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
+      const modelPath = toModelPath(model, cfg.name);
+      const converse = toConverseRequest(
+        { ...call.chat, stream: false },
+        cfg.name,
+      ) as unknown as Record<string, unknown>;
+      const input: Record<string, unknown> = {};
+      for (const field of ["messages", "system", "toolConfig"]) {
+        if (converse[field] !== undefined) input[field] = converse[field];
+      }
+      const payload = JSON.stringify({ input: { converse: input } });
+      const { reply } = await signedPost(
+        call,
+        `${modelPath}/count-tokens`,
+        payload,
+        "application/json",
+      );
+      const json = await readJson(reply) as { inputTokens?: unknown } | null;
+      const tokens = json?.inputTokens;
+      if (typeof tokens !== "number") {
+        throw new GatewayError(
+          "upstream_error",
+          `Provider "${cfg.name}" answered a token count without "inputTokens"`,
+          { provider: cfg.name, upstreamStatus: reply.response.status },
+        );
+      }
+      return { input_tokens: tokens, estimate: false };
+    },
   };
+
+  /** One signed POST to `{base}{path}`, Bedrock's errors mapped (credentials refreshed). */
+  async function signedPost(
+    call: CallBasics,
+    path: string,
+    payload: string,
+    accept: string,
+  ): Promise<{ reply: UpstreamReply; redact: (text: string) => string }> {
+    const creds = await credentials.get();
+    const target = bedrockTarget(cfg.base_url, region, path);
+    const headers = await signBedrockRequest({
+      region,
+      credentials: creds,
+      target,
+      method: "POST",
+      headers: { ...baseHeaders, accept },
+      body: payload,
+    });
+    const redact = redactorFor(creds);
+    const reply = await executeUpstream(deps.fetch, {
+      url: target.url,
+      method: "POST",
+      headers,
+      body: payload,
+    }, {
+      signal: call.signal,
+      timeoutMs: call.timeoutMs,
+      provider: cfg.name,
+      toError: (status, text, replyHeaders) => {
+        const err = fromBedrockError(status, text, replyHeaders, cfg.name, redact);
+        if (CREDENTIAL_EXCEPTIONS.has(err.info.upstreamType ?? "")) credentials.invalidate();
+        return err;
+      },
+    });
+    return { reply, redact };
+  }
 
   /** The reply's body as an event stream; refused when Bedrock answered otherwise. */
   async function eventStream(reply: UpstreamReply): Promise<ReadableStream<Uint8Array>> {

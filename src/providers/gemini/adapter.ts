@@ -7,9 +7,11 @@ import type {
   AdapterDeps,
   ChatCall,
   ChatOutcome,
+  CountTokensCall,
   EmbeddingsCall,
   JsonOutcome,
   ProviderAdapter,
+  TokenCount,
 } from "../types.ts";
 import { GEMINI_NATIVE } from "./native.ts";
 import { encodingOf, fromGeminiEmbedResponse, toGeminiEmbedRequest } from "./embeddings.ts";
@@ -34,7 +36,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
 
   /** POST `body` to `{api base}/{resource}:{method}`, failing with Gemini's error mapped. */
   const post = (
-    call: ChatCall | EmbeddingsCall,
+    call: ChatCall | EmbeddingsCall | CountTokensCall,
     resource: string,
     method: string,
     body: unknown,
@@ -147,6 +149,35 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         body: body as unknown as Record<string, unknown>,
         usage: knownUsage(usage),
       };
+    },
+
+    /**
+     * Gemini's own count (`models/{model}:countTokens`) over the request as it would be
+     * sent, system instruction and tools included (`generateContentRequest`).
+     */
+    async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
+      const resource = toModelResource(model, cfg.name);
+      const { generationConfig: _settings, ...prompt } = toGeminiRequest(
+        { ...call.chat, stream: false },
+        cfg.name,
+      ) as unknown as Record<string, unknown>;
+      const reply = await post(
+        call,
+        resource,
+        "countTokens",
+        { generateContentRequest: { model: resource, ...prompt } },
+        "application/json",
+      );
+      const json = await readJson(reply) as { totalTokens?: unknown } | null;
+      const total = json?.totalTokens;
+      if (typeof total !== "number") {
+        throw new GatewayError(
+          "upstream_error",
+          `Provider "${cfg.name}" answered a token count without "totalTokens"`,
+          { provider: cfg.name, upstreamStatus: reply.response.status },
+        );
+      }
+      return { input_tokens: total, estimate: false };
     },
   };
 }

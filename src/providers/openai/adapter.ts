@@ -12,10 +12,15 @@ import type {
   AdapterDeps,
   ChatCall,
   ChatOutcome,
+  CountTokensCall,
   EmbeddingsCall,
   JsonOutcome,
   ProviderAdapter,
+  ResponsesCall,
+  TokenCount,
 } from "../types.ts";
+import { createResponsesUsageTap, findResponsesUsage } from "./responses.ts";
+import { countChatTokens } from "./tokens.ts";
 import { classifyOpenAI } from "./classify.ts";
 import { fromOpenAIError } from "./errors.ts";
 import { AZURE_NATIVE, OPENAI_NATIVE } from "./native.ts";
@@ -127,7 +132,98 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const req = toOpenAIRequest(call, "embeddings", model, endpoint, baseHeaders);
       return relayJson(await execute(req, call));
     },
+    /**
+     * A Responses request to a provider that speaks the Responses API: its own count
+     * (`POST /responses/input_tokens`). Chat requests have no counting endpoint on
+     * OpenAI-compatible APIs: a local estimate.
+     */
+    async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
+      if (call.responses === null || !speaksResponses(cfg)) {
+        return { input_tokens: await countChatTokens(call.chat, model), estimate: true };
+      }
+      // Fields named, not spread: `call.chat` is translated on read, and is not needed here.
+      const counted = {
+        apiKey: call.apiKey,
+        clientAuthorization: call.clientAuthorization,
+        body: call.responses as { model: string },
+      };
+      const req = toOpenAIRequest(
+        counted,
+        "responses/input_tokens",
+        model,
+        endpoint,
+        baseHeaders,
+      );
+      const reply = await execute(req, call);
+      let tokens: unknown;
+      try {
+        tokens = (JSON.parse(await reply.text()) as { input_tokens?: unknown }).input_tokens;
+      } catch {
+        tokens = undefined;
+      }
+      if (typeof tokens !== "number") {
+        throw new GatewayError(
+          "upstream_error",
+          `Provider "${cfg.name}" answered a token count without "input_tokens"`,
+          { provider: cfg.name, upstreamStatus: reply.response.status },
+        );
+      }
+      return { input_tokens: tokens, estimate: false };
+    },
+    ...(speaksResponses(cfg) ? { responses } : {}),
   };
+
+  /** `POST {base_url}/responses`, bytes relayed both ways (model patched), usage tapped. */
+  async function responses(call: ResponsesCall, model: string): Promise<ChatOutcome> {
+    const accept = call.stream ? "text/event-stream" : "application/json";
+    const req = toOpenAIRequest(
+      { ...call, body: call.body as { model: string } },
+      "responses",
+      model,
+      endpoint,
+      baseHeaders,
+      accept,
+    );
+    const reply = await execute(req, call);
+    const res = reply.response;
+    const contentType = res.headers.get("content-type") ?? "";
+    if (call.stream && contentType.includes("text/event-stream") && res.body) {
+      reply.settle();
+      const meter = createUsageMeter();
+      return {
+        kind: "stream",
+        status: res.status,
+        format: "responses_sse",
+        body: res.body.pipeThrough(createResponsesUsageTap(meter)),
+        usage: meter.usage,
+      };
+    }
+    const body = await reply.bytes();
+    if (!looksLikeJsonObject(body)) {
+      throw new GatewayError(
+        "upstream_error",
+        `Provider "${cfg.name}" returned a body that is not JSON`,
+        { provider: cfg.name, upstreamStatus: res.status },
+      );
+    }
+    return {
+      kind: "json",
+      status: res.status,
+      format: "responses_json",
+      body,
+      usage: knownUsage(findResponsesUsage(body)),
+    };
+  }
+}
+
+/**
+ * The Responses API natively: set with `responses: native`, and the default of the `openai`
+ * preset (OpenAI's own API serves it); other compatible servers get chat completions.
+ */
+function speaksResponses(cfg: ProviderConfig): boolean {
+  if (cfg.type !== "openai") return false;
+  return cfg.responses === "native" ||
+    (cfg.responses === undefined && cfg.name === "openai");
 }
 
 /** First non-blank byte is `{`: cheap sanity check that spares a full parse. */

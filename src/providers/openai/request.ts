@@ -2,9 +2,15 @@ import type { ProviderConfig } from "../../config/mod.ts";
 import type { UpstreamRequest } from "../execute.ts";
 import { pathSegment } from "../shared/path_segment.ts";
 
+export type OpenAIOperation =
+  | "chat/completions"
+  | "embeddings"
+  | "responses"
+  | "responses/input_tokens";
+
 /** What differs between OpenAI-compatible APIs: where an operation lives and how keys go. */
 export interface OpenAIEndpoint {
-  url(operation: "chat/completions" | "embeddings", model: string): string;
+  url(operation: OpenAIOperation, model: string): string;
   /** Header name and value carrying `key`. */
   auth(key: string): [string, string];
 }
@@ -47,7 +53,7 @@ export interface OpenAICall {
  */
 export function toOpenAIRequest(
   call: OpenAICall,
-  operation: "chat/completions" | "embeddings",
+  operation: OpenAIOperation,
   model: string,
   endpoint: OpenAIEndpoint,
   baseHeaders: Readonly<Record<string, string>>,

@@ -1,0 +1,76 @@
+/**
+ * The edge encoder of `POST /v1/responses`: a native provider's own bytes go out untouched
+ * (the same-schema fast path); any other answer is canonical and is translated here, once:
+ * a `chat.completion` into a `response` object, typed chunks into the Responses event
+ * sequence. Translated answers are kept in the responses store (unless `store: false`), so
+ * `previous_response_id` can continue them on any provider.
+ * @module
+ */
+import type { GatewayError } from "../../errors.ts";
+import { decodeJson, decodeStream } from "../../providers/wire.ts";
+import type { ChatOutcome } from "../../providers/types.ts";
+import type { ResponsesItem, ResponsesObject, ResponsesRequest } from "../../schema/responses.ts";
+import { newResponseId } from "../../schema/responses.ts";
+import { encodeSseEvent } from "../../streaming/mod.ts";
+import {
+  createResponsesStreamTransformer,
+  resolvedInput,
+  type ResponsesContext,
+  toResponsesObject,
+} from "../../translate/mod.ts";
+import type { Exchange } from "../exchange.ts";
+import { decodeContext } from "./openai.ts";
+import { jsonResponse, sseResponse } from "./stream.ts";
+
+/** A relayed stream that breaks: OpenAI's `error` event (its numbering is the upstream's). */
+const renderRelayError = (ge: GatewayError) =>
+  encodeSseEvent("error", { type: "error", code: ge.code, message: ge.message, param: null });
+
+export function encodeResponses(
+  ex: Exchange,
+  outcome: ChatOutcome,
+  headers: Record<string, string>,
+  request: ResponsesRequest,
+  history: readonly ResponsesItem[] | null,
+  referenced: ReadonlyMap<string, ResponsesItem> | null = null,
+): Response {
+  if (outcome.kind === "json" && outcome.format === "responses_json") {
+    return jsonResponse(outcome.body, outcome.status, headers);
+  }
+  if (outcome.kind === "stream" && outcome.format === "responses_sse") {
+    return sseResponse(ex, outcome.body, outcome.status, headers, renderRelayError);
+  }
+  const dc = decodeContext(ex);
+  const ctx: ResponsesContext = {
+    id: newResponseId("resp"),
+    createdAt: Math.floor(ex.runtime.now() / 1000),
+    model: request.model,
+    request,
+    provider: dc.provider,
+    redact: ex.runtime.redact,
+  };
+  const keep = (response: ResponsesObject) => {
+    if (request.store === false) return;
+    // References resolved: a later turn continues from the items themselves.
+    const items = [
+      ...(history ?? []),
+      ...resolvedInput(request, referenced),
+      ...response.output,
+    ];
+    ex.runtime.responses.put({ response, items }).catch((error: unknown) =>
+      ex.runtime.logger.warn("responses store: could not keep a response", {
+        request_id: ex.id,
+        response_id: response.id,
+        error,
+      })
+    );
+  };
+  if (outcome.kind === "json") {
+    const response = toResponsesObject(decodeJson(outcome, dc), ctx);
+    keep(response);
+    return jsonResponse(response as Record<string, unknown>, outcome.status, headers);
+  }
+  const encoder = createResponsesStreamTransformer(ctx, keep);
+  const bytes = decodeStream(outcome, dc).pipeThrough(encoder.stream);
+  return sseResponse(ex, bytes, outcome.status, headers, (ge) => encoder.failed(ge));
+}

@@ -1,0 +1,262 @@
+import type { Context } from "hono";
+import { GatewayError } from "../errors.ts";
+import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
+import { type OpenAIChatRequest, parseChatRequest } from "../schema/openai.ts";
+import {
+  parseResponsesRequest,
+  type ResponsesItem,
+  type ResponsesRequest,
+} from "../schema/responses.ts";
+import { resolvedInput, toChatRequestFromResponses } from "../translate/mod.ts";
+import { encodeResponses } from "../pipeline/encode/responses.ts";
+import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
+import { applicable } from "../pipeline/stages.ts";
+import type { Decoded, UnifiedRoute } from "../pipeline/run.ts";
+import type { AttemptContext } from "../routing/mod.ts";
+import type { AppEnv } from "./context.ts";
+import { unifiedHandler } from "./unified.ts";
+
+type ResponsesExchange = Extract<ExchangeRequest, { schema: "responses" }>;
+
+function request(ex: Exchange): ResponsesExchange {
+  return ex.request as ResponsesExchange;
+}
+
+/** The canonical (OpenAI chat) form, translated once; a translation error is the caller's 400. */
+function canonical(ex: Exchange, provider: string): OpenAIChatRequest {
+  const r = request(ex);
+  if (r.canonical === null) {
+    refuseUnknownPrevious(r, provider);
+    r.canonical = toChatRequestFromResponses(
+      r.body,
+      r.history ?? [],
+      provider,
+      r.referenced ?? undefined,
+    );
+  }
+  return r.canonical;
+}
+
+/**
+ * A `previous_response_id` the gateway did not keep can only be continued by a provider
+ * that keeps its own (a native one); translated, the conversation would be lost silently.
+ */
+function refuseUnknownPrevious(r: ResponsesExchange, provider: string): void {
+  const id = r.body.previous_response_id;
+  if (typeof id === "string" && r.history === null) {
+    throw new GatewayError(
+      "invalid_request",
+      `Previous response with id "${id}" not found (provider "${provider}" is served through translation, which continues only responses this gateway kept)`,
+      { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
+    );
+  }
+}
+
+/** A store lookup; a store that cannot answer is a 503, logged. */
+function lookup<T>(ex: Exchange, pending: Promise<T>, what: string): Promise<T> {
+  return pending.catch((error: unknown) => {
+    ex.runtime.logger.warn("responses store: lookup failed", { request_id: ex.id, error });
+    throw new GatewayError(
+      "unavailable",
+      `The responses store is unavailable: ${what} cannot be resolved now`,
+    );
+  });
+}
+
+/** Load the stored conversation of `previous_response_id`, if the gateway kept it. */
+export async function loadHistory(ex: Exchange, id: string): Promise<ResponsesItem[] | null> {
+  const stored = await lookup(ex, ex.runtime.responses.get(id), "previous_response_id");
+  return stored === null ? null : [...stored.items];
+}
+
+/**
+ * The kept items this input's `item_reference`s point at (null when it has none). An id
+ * the gateway did not keep stays unresolved: a native provider may know it.
+ */
+export async function loadReferences(
+  ex: Exchange,
+  body: ResponsesRequest,
+): Promise<Map<string, ResponsesItem> | null> {
+  if (!Array.isArray(body.input)) return null;
+  const ids = new Set<string>();
+  for (const item of body.input) {
+    if (item.type === "item_reference" && typeof item.id === "string") ids.add(item.id);
+  }
+  if (ids.size === 0) return null;
+  const found = new Map<string, ResponsesItem>();
+  for (const id of ids) {
+    const item = await lookup(ex, ex.runtime.responses.getItem(id), "item_reference");
+    if (item !== null) found.set(id, item);
+  }
+  return found;
+}
+
+/**
+ * Can this exchange take a native provider's bytes? Not when a stage must read the answer
+ * as canonical chat (a `stream_chunk` stage on a stream, a body-reading `post_llm` on JSON),
+ * nor after a `pre_llm` rewrite (what every provider gets is then the canonical form).
+ */
+function relayable(ex: Exchange, r: ResponsesExchange): boolean {
+  if (r.rewritten) return false;
+  const stages = ex.runtime.stages;
+  if (ex.stream) return applicable(stages.stream_chunk, ex).length === 0;
+  return applicable(stages.post_llm, ex).every((s) => s.post_llm_body === false);
+}
+
+/**
+ * Items of a conversation the gateway kept, in the plain input form a native provider
+ * accepts (without the gateway's item ids, which it never issued); reasoning items of
+ * another provider are dropped.
+ */
+function plainItems(items: readonly ResponsesItem[]): ResponsesItem[] {
+  const out: ResponsesItem[] = [];
+  for (const item of items) {
+    const type = item.type ?? (typeof item.role === "string" ? "message" : undefined);
+    if (type === "message") {
+      out.push({ role: item.role, content: plainContent(item) });
+    } else if (type === "function_call") {
+      out.push({
+        type,
+        call_id: item.call_id,
+        name: item.name,
+        arguments: item.arguments,
+      });
+    } else if (type === "function_call_output") {
+      out.push({ type, call_id: item.call_id, output: item.output });
+    } else if (type !== "reasoning") out.push(item);
+  }
+  return out;
+}
+
+/**
+ * A message's content as input: an assistant turn as its text (the easy input form takes a
+ * string for it), other roles' parts with `output_text` read as `input_text`.
+ */
+function plainContent(item: ResponsesItem): unknown {
+  if (!Array.isArray(item.content)) return item.content;
+  const parts = item.content as Record<string, unknown>[];
+  if (item.role === "assistant") {
+    return parts.map((p) => typeof p.text === "string" ? p.text : "").join("");
+  }
+  return parts.map((p) => p.type === "output_text" ? { type: "input_text", text: p.text } : p);
+}
+
+/**
+ * The OpenAI Responses API as the pipeline sees it. Routing, failover, the breaker and
+ * stages run as on `/v1/chat/completions`; per target, a provider that speaks the Responses
+ * API natively gets the client's body (model patched; the fast path), any other gets it
+ * translated to a chat request, answered back in the Responses format at the edge.
+ */
+export const RESPONSES_ROUTE: UnifiedRoute = {
+  schema: "responses",
+  decode(ex, raw): Decoded | Promise<Decoded> {
+    const { body, gateway } = parseResponsesRequest(raw);
+    const r: ResponsesExchange = {
+      schema: "responses",
+      body,
+      history: null,
+      referenced: null,
+      canonical: null,
+      rewritten: false,
+    };
+    ex.request = r;
+    ex.stream = body.stream === true;
+    const decoded = { model: body.model, gateway };
+    const previous = body.previous_response_id;
+    const references = Array.isArray(body.input) &&
+      body.input.some((item) => item.type === "item_reference");
+    if (typeof previous !== "string" && !references) return decoded;
+    return (async () => {
+      if (typeof previous === "string") r.history = await loadHistory(ex, previous);
+      if (references) r.referenced = await loadReferences(ex, body);
+      return decoded;
+    })();
+  },
+  view: (ex) => ({
+    schema: "responses",
+    body: canonical(ex, ex.targets[0]?.provider ?? "unknown"),
+  }),
+  rewrite(ex, raw) {
+    const r = request(ex);
+    r.canonical = parseChatRequest(raw).body;
+    r.rewritten = true;
+    ex.stream = r.canonical.stream === true;
+  },
+  model: (ex) => {
+    const r = request(ex);
+    return r.rewritten && r.canonical ? r.canonical.model : r.body.model;
+  },
+  invoke(ex) {
+    const r = request(ex);
+    const stream = ex.stream;
+    const relay = relayable(ex, r);
+    return async (adapter, attempt, model): Promise<ChatOutcome> => {
+      if (adapter.responses && relay) {
+        return await adapter.responses({ ...attempt, body: nativeBody(r), stream }, model);
+      }
+      return await translatedCall(ex, adapter, attempt, model);
+    };
+  },
+  encode: (ex, outcome, headers) => {
+    const r = request(ex);
+    return encodeResponses(ex, outcome, headers, r.body, r.history, r.referenced);
+  },
+};
+
+/**
+ * The body a native provider gets: the client's own, or, continuing a conversation this
+ * gateway kept, the same with that conversation spelled out as input (the provider never
+ * saw it).
+ */
+function nativeBody(r: ResponsesExchange): Record<string, unknown> {
+  if (r.history === null && (r.referenced === null || r.referenced.size === 0)) {
+    return r.body as Record<string, unknown>;
+  }
+  const { previous_response_id: _id, ...rest } = r.body;
+  const input = resolvedInput(r.body, r.referenced);
+  return { ...rest, input: plainItems([...(r.history ?? []), ...input]) };
+}
+
+async function translatedCall(
+  ex: Exchange,
+  adapter: ProviderAdapter,
+  attempt: AttemptContext,
+  model: string,
+): Promise<ChatOutcome> {
+  const body = canonical(ex, adapter.name);
+  return await adapter.chat({ ...attempt, body, stream: ex.stream }, model);
+}
+
+/** `POST /v1/responses`: the OpenAI Responses API as a unified entry point. */
+export const responses = unifiedHandler(RESPONSES_ROUTE, "openai_json");
+
+function responseId(c: Context<AppEnv>): string {
+  return decodeURIComponent(c.req.param("id") ?? "");
+}
+
+function notFound(id: string): GatewayError {
+  return new GatewayError("not_found", `Response with id "${id}" not found`, {
+    param: "response_id",
+  });
+}
+
+/** `GET /v1/responses/{id}`: a response the gateway kept (translated answers). */
+export async function getResponse(c: Context<AppEnv>): Promise<Response> {
+  const ex: Exchange = c.get("exchange");
+  ex.errorFormat = "openai_json";
+  const id = responseId(c);
+  const stored = await ex.runtime.responses.get(id);
+  if (stored === null) throw notFound(id);
+  return c.json(stored.response);
+}
+
+/** `DELETE /v1/responses/{id}`: forget a kept response (OpenAI's deletion answer). */
+export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
+  const ex: Exchange = c.get("exchange");
+  ex.errorFormat = "openai_json";
+  const id = responseId(c);
+  if (!(await ex.runtime.responses.delete(id))) throw notFound(id);
+  return c.json({ id, object: "response", deleted: true });
+}
+
+export type { ResponsesRequest };

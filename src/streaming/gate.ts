@@ -1,0 +1,234 @@
+/**
+ * The stream gate: a stream is committed to the client only when its first *content*
+ * arrives. SSE comments and keep-alives (`: OPENROUTER PROCESSING`), a role-only chunk, or
+ * the opening events that carry no output yet (`message_start`, `ping`, `response.created`)
+ * do not commit it; until then the attempt can still fail over. Two timers:
+ * - `firstChunkMs` (routing.failover.first_chunk_timeout): no content by then fails the
+ *   attempt before commit (failover moves on);
+ * - `idleMs` (routing.failover.stream_idle_timeout): after commit, an upstream silent that
+ *   long while the client waits for more ends the stream with `StreamIdleTimeout`, which the
+ *   route renders as an error event in its format (the log says `idle_timeout`).
+ * The idle watchdog is one scheduled check that compares a timestamp: a chunk costs a clock
+ * read, never a timer re-arm.
+ * @module
+ */
+import { GatewayError } from "../errors.ts";
+import { createSseDataReader } from "./sse.ts";
+
+/** Schedules `fire` after `ms`; returns the cancel (the Runtime's, injectable). */
+export type GateSchedule = (ms: number, fire: () => void) => () => void;
+
+/** The stream encodings an attempt can produce: typed chat chunks, or SSE bytes per wire. */
+export type GateFormat = "chunks" | "openai_sse" | "anthropic_sse" | "responses_sse";
+
+export interface GateOptions {
+  /** Aborts the wait before commit (the client left, the deadline passed). */
+  readonly signal: AbortSignal;
+  /** Time left for the first content, ms; none when undefined. */
+  readonly firstChunkMs?: number | undefined;
+  /** Longest upstream silence after commit, ms; none when undefined. */
+  readonly idleMs?: number | undefined;
+  readonly schedule: GateSchedule;
+  readonly now: () => number;
+  /** The provider, for the error messages. */
+  readonly provider: string;
+}
+
+/** An idle stream ended by the gate (the access log's outcome `idle_timeout`). */
+export class StreamIdleTimeout extends GatewayError {
+  constructor(provider: string, ms: number) {
+    super(
+      "upstream_timeout",
+      `Provider "${provider}" sent nothing for ${ms} ms (routing.failover.stream_idle_timeout)`,
+      { provider },
+    );
+  }
+}
+
+/** Opening events that carry no output: they do not commit a stream. */
+const NOT_CONTENT_EVENTS = new Set([
+  "message_start",
+  "ping",
+  "response.created",
+  "response.in_progress",
+  "response.queued",
+]);
+
+/** Is this chat chunk (typed or parsed) more than a role announcement? */
+function chunkHasContent(chunk: unknown): boolean {
+  if (chunk === null || typeof chunk !== "object") return true;
+  const c = chunk as { choices?: unknown; usage?: unknown; error?: unknown };
+  if (c.error !== undefined && c.error !== null) return true;
+  if (c.usage !== undefined && c.usage !== null) return true;
+  if (!Array.isArray(c.choices)) return true;
+  for (
+    const choice of c.choices as { delta?: Record<string, unknown>; finish_reason?: unknown }[]
+  ) {
+    if (choice?.finish_reason !== null && choice?.finish_reason !== undefined) return true;
+    const d = choice?.delta;
+    if (d === undefined || d === null) continue;
+    if (typeof d.content === "string" && d.content !== "") return true;
+    if (typeof d.refusal === "string" && d.refusal !== "") return true;
+    if (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) return true;
+    if (typeof d.reasoning_content === "string" && d.reasoning_content !== "") return true;
+  }
+  return false;
+}
+
+/** Is this SSE `data:` payload content, for the stream's wire format? */
+function dataHasContent(format: GateFormat, data: string): boolean {
+  if (format === "openai_sse") {
+    if (data === "[DONE]") return true;
+    try {
+      return chunkHasContent(JSON.parse(data));
+    } catch {
+      return true; // not ours to judge: the decoder downstream reports it
+    }
+  }
+  try {
+    const type = (JSON.parse(data) as { type?: unknown }).type;
+    return typeof type !== "string" || !NOT_CONTENT_EVENTS.has(type);
+  } catch {
+    return true;
+  }
+}
+
+/** A per-stream test of "has content arrived", fed each chunk before commit. */
+function contentDetector<T>(format: GateFormat): (chunk: T) => boolean {
+  if (format === "chunks") return (chunk) => chunkHasContent(chunk);
+  const decoder = new TextDecoder();
+  const read = createSseDataReader();
+  return (chunk) => {
+    const text = decoder.decode(chunk as Uint8Array, { stream: true });
+    for (const data of read(text)) if (dataHasContent(format, data)) return true;
+    return false;
+  };
+}
+
+/**
+ * Hold `source` until its first content (or its end), then hand it over: a stream that
+ * replays what was held, then the rest, watched for idleness. Rejects (the source
+ * cancelled) if the source fails or ends empty, `signal` aborts, or `firstChunkMs` passes
+ * first.
+ */
+export async function gateStream<T>(
+  source: ReadableStream<T>,
+  format: GateFormat,
+  opts: GateOptions,
+): Promise<ReadableStream<T>> {
+  const reader = source.getReader();
+  const held: T[] = [];
+  const hasContent = contentDetector<T>(format);
+  let onAbort = () => {};
+  let cancelTimer = () => {};
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => reject(opts.signal.reason);
+    if (opts.signal.aborted) onAbort();
+    else opts.signal.addEventListener("abort", onAbort, { once: true });
+    if (opts.firstChunkMs !== undefined) {
+      const ms = opts.firstChunkMs;
+      cancelTimer = opts.schedule(Math.max(0, ms), () =>
+        reject(
+          new GatewayError(
+            "upstream_timeout",
+            `Provider "${opts.provider}" sent no content within ${ms} ms (routing.failover.first_chunk_timeout)`,
+            { provider: opts.provider },
+          ),
+        ));
+    }
+  });
+  stopped.catch(() => {}); // settled or never will be: no unhandled rejection either way
+  let ended = false;
+  try {
+    while (true) {
+      const next = await Promise.race([reader.read(), stopped]);
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      held.push(next.value);
+      if (hasContent(next.value)) break;
+    }
+  } catch (err) {
+    await reader.cancel(err).catch(() => {});
+    throw err;
+  } finally {
+    opts.signal.removeEventListener("abort", onAbort);
+    cancelTimer();
+  }
+  if (held.length === 0) throw new Error("Upstream stream ended before its first chunk");
+  return committed(reader, held, ended, opts);
+}
+
+/** The committed stream: `held` first, then the reader's rest, under the idle watchdog. */
+function committed<T>(
+  reader: ReadableStreamDefaultReader<T>,
+  held: T[],
+  ended: boolean,
+  opts: GateOptions,
+): ReadableStream<T> {
+  const idleMs = opts.idleMs;
+  let i = 0;
+  if (idleMs === undefined) {
+    return new ReadableStream<T>({
+      async pull(controller) {
+        if (i < held.length) return controller.enqueue(held[i++] as T);
+        if (ended) return controller.close();
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+  }
+  // Silence counts only while the client waits for more (a read is pending): a slow
+  // client is not an idle upstream.
+  let waiting = false;
+  let last = opts.now();
+  let failed = false;
+  let stop = () => {};
+  let out!: ReadableStreamDefaultController<T>;
+  const check = () => {
+    const quiet = opts.now() - last;
+    if (!waiting || quiet < idleMs) {
+      stop = opts.schedule(waiting ? idleMs - quiet : idleMs, check);
+      return;
+    }
+    failed = true;
+    const err = new StreamIdleTimeout(opts.provider, idleMs);
+    out.error(err);
+    reader.cancel(err).catch(() => {});
+  };
+  return new ReadableStream<T>({
+    start(controller) {
+      out = controller;
+      if (!ended) stop = opts.schedule(idleMs, check);
+    },
+    async pull(controller) {
+      if (i < held.length) return controller.enqueue(held[i++] as T);
+      if (ended) return controller.close();
+      waiting = true;
+      last = opts.now();
+      let result: ReadableStreamReadResult<T>;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        stop();
+        if (!failed) controller.error(err);
+        return;
+      } finally {
+        waiting = false;
+      }
+      if (failed) return;
+      last = opts.now();
+      if (result.done) {
+        stop();
+        controller.close();
+      } else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      stop();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}

@@ -1,0 +1,306 @@
+/**
+ * `/v1/responses` and the counting routes inside the pipeline: failover across providers,
+ * a conversation kept by the gateway continued on a native provider, the counting routes'
+ * bad input in their own formats, and the config keys they add.
+ */
+import assert from "node:assert/strict";
+import { ConfigError, parseConfigText } from "../../../src/config/mod.ts";
+import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
+import { startFakeAnthropic } from "../../fakes/fake_anthropic.ts";
+import { startGateway } from "../../helpers/in_process.ts";
+
+const post = (body: unknown): RequestInit => ({
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: typeof body === "string" ? body : JSON.stringify(body),
+});
+
+Deno.test("/v1/responses fails over like chat completions", async () => {
+  const down = startFakeUpstream();
+  const up = startFakeUpstream();
+  down.script({ kind: "json", status: 503, body: { error: { message: "overloaded" } } });
+  const gw = startGateway(`
+providers:
+  down: { base_url: "${down.url}/v1", keys: [{ key: sk-down-0001 }] }
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-up-0001 }] }
+routing:
+  models:
+    m: { providers: [down, up] }
+  failover: { max_retries: 0, backoff: { initial: 1ms, max: 1ms } }
+`);
+  try {
+    const res = await gw.request("/v1/responses", post({ model: "m", input: "hi" }));
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(res.headers.get("x-pilotfish-provider"), "up");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
+    assert.equal(body.output[0].content[0].text, "Hello from upstream");
+  } finally {
+    await gw.close();
+    await down.close();
+    await up.close();
+  }
+});
+
+Deno.test("a conversation the gateway kept continues on a native Responses provider", async () => {
+  const compat = startFakeUpstream();
+  const native = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  compat: { base_url: "${compat.url}/v1", keys: [{ key: sk-compat-0001 }] }
+  selfhosted:
+    base_url: "${native.url}/v1"
+    keys: [{ key: sk-native-0001 }]
+    responses: native
+`);
+  try {
+    const first = await (await gw.request(
+      "/v1/responses",
+      post({ model: "compat/gpt-4o-mini", instructions: "Be brief.", input: "Hi" }),
+    )).json();
+    native.script({
+      kind: "json",
+      body: { id: "resp_native", object: "response", output: [], usage: null },
+    });
+    const res = await gw.request(
+      "/v1/responses",
+      post({ model: "selfhosted/gpt-oss", input: "Again", previous_response_id: first.id }),
+    );
+    assert.deepEqual(await res.json(), {
+      id: "resp_native",
+      object: "response",
+      output: [],
+      usage: null,
+    });
+    const sent = native.requests.at(-1)!;
+    assert.equal(sent.path, "/v1/responses");
+    const body = JSON.parse(sent.body);
+    assert.equal(body.previous_response_id, undefined, "the provider never saw that id");
+    assert.equal(body.model, "gpt-oss");
+    assert.deepEqual(body.input, [
+      { role: "user", content: "Hi" },
+      { role: "assistant", content: "Hello from upstream" },
+      { role: "user", content: "Again" },
+    ]);
+    // An id the gateway never kept goes to a native provider as is (it keeps its own).
+    await gw.request(
+      "/v1/responses",
+      post({ model: "selfhosted/gpt-oss", input: "x", previous_response_id: "resp_theirs" }),
+    );
+    assert.equal(JSON.parse(native.requests.at(-1)!.body).previous_response_id, "resp_theirs");
+  } finally {
+    await gw.close();
+    await compat.close();
+    await native.close();
+  }
+});
+
+Deno.test("the counting routes answer bad input in their own formats", async (t) => {
+  const anthropic = startFakeAnthropic();
+  const gw = startGateway(`
+providers:
+  anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-0001 }] }
+  mock: {}
+`);
+  try {
+    await t.step("count_tokens: Anthropic's envelope", async () => {
+      const cases: [unknown, number, RegExp][] = [
+        ["{", 400, /JSON/],
+        [{ messages: [{ role: "user", content: "x" }] }, 400, /"model"/],
+        [{ model: "anthropic/claude-x" }, 400, /"messages"/],
+        [{ model: "nope/x", messages: [{ role: "user", content: "x" }] }, 404, /nope/],
+        [{ model: "mock/echo", messages: [{ role: "user", content: "x" }] }, 400, /count tokens/],
+      ];
+      for (const [body, status, message] of cases) {
+        const res = await gw.request("/v1/messages/count_tokens", post(body));
+        const json = await res.json();
+        assert.equal(res.status, status, JSON.stringify(json));
+        assert.equal(json.type, "error");
+        assert.match(json.error.message, message);
+      }
+      assert.equal(anthropic.requests.length, 0);
+    });
+    await t.step(
+      "count_tokens: the Anthropic body reaches Anthropic's endpoint as is",
+      async () => {
+        const res = await gw.request(
+          "/v1/messages/count_tokens",
+          post({
+            model: "anthropic/claude-x",
+            system: "Be brief.",
+            messages: [{ role: "user", content: "Hello there" }],
+            tools: [{ name: "t", input_schema: { type: "object" } }],
+          }),
+        );
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-pilotfish-token-count"), "provider");
+        const sent = anthropic.requests.at(-1)!;
+        assert.equal(sent.path, "/v1/messages/count_tokens");
+        assert.equal(sent.headers.get("x-api-key"), "sk-ant-0001");
+        assert.deepEqual(JSON.parse(sent.body), {
+          model: "claude-x",
+          messages: [{ role: "user", content: "Hello there" }],
+          system: "Be brief.",
+          tools: [{ name: "t", input_schema: { type: "object" } }],
+        });
+        assert.deepEqual(await res.json(), { input_tokens: Math.ceil(sent.body.length / 10) });
+      },
+    );
+    await t.step("input_tokens: OpenAI's envelope", async () => {
+      const cases: [unknown, number, RegExp][] = [
+        [{ input: "x" }, 400, /"model"/],
+        [
+          { model: "anthropic/claude-x", input: "x", previous_response_id: "resp_x" },
+          400,
+          /resp_x/,
+        ],
+      ];
+      for (const [body, status, message] of cases) {
+        const res = await gw.request("/v1/responses/input_tokens", post(body));
+        const json = await res.json();
+        assert.equal(res.status, status, JSON.stringify(json));
+        assert.equal(json.error.type, "invalid_request_error");
+        assert.match(json.error.message, message);
+      }
+    });
+    await t.step("wrong methods are 405 with Allow", async () => {
+      const res = await gw.request("/v1/responses", { method: "GET" });
+      assert.equal(res.status, 405);
+      assert.equal(res.headers.get("allow"), "POST");
+      await res.body?.cancel();
+      const del = await gw.request("/v1/responses/resp_x", { method: "PUT" });
+      assert.equal(del.status, 405);
+      assert.equal(del.headers.get("allow"), "GET, DELETE");
+      await del.body?.cancel();
+    });
+  } finally {
+    await gw.close();
+    await anthropic.close();
+  }
+});
+
+Deno.test("config: responses: native only on OpenAI-type providers; the gate timers load", () => {
+  assert.throws(
+    () =>
+      parseConfigText(
+        `
+providers:
+  anthropic: { keys: [{ key: k }], responses: native }
+`,
+        () => undefined,
+        "x.yaml",
+      ),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(
+        String(err.message),
+        /providers\.anthropic\.responses: "native" needs an OpenAI-type/,
+      );
+      return true;
+    },
+  );
+  assert.throws(
+    () =>
+      parseConfigText(
+        "providers:\n  x: { base_url: 'http://h', responses: maybe }\n",
+        () => undefined,
+        "x.yaml",
+      ),
+    ConfigError,
+  );
+  const { config } = parseConfigText(
+    `
+routing:
+  models:
+    m: { providers: [mock], first_chunk_timeout: 3s, stream_idle_timeout: 1m }
+  failover: { first_chunk_timeout: 10s, stream_idle_timeout: 30s }
+responses:
+  store: { max_bytes: 1024, ttl: 1h }
+providers:
+  mock: {}
+`,
+    () => undefined,
+    "x.yaml",
+  );
+  assert.equal(config.routing.failover.first_chunk_timeout, 10_000);
+  assert.equal(config.routing.failover.stream_idle_timeout, 30_000);
+  assert.equal(config.routing.models.m?.first_chunk_timeout, 3_000);
+  assert.equal(config.routing.models.m?.stream_idle_timeout, 60_000);
+  assert.deepEqual(config.responses.store, { max_bytes: 1024, ttl: 3_600_000 });
+});
+
+Deno.test("OpenAI-compatible providers count locally: an estimate, said so", async () => {
+  const gw = startGateway(`
+providers:
+  compat: { base_url: "http://127.0.0.1:9/v1", keys: [{ key: sk-compat-0001 }] }
+`);
+  try {
+    const count = async (path: string, body: unknown) => {
+      const res = await gw.request(path, post(body));
+      assert.equal(res.headers.get("x-pilotfish-token-count"), "estimate");
+      return await res.json();
+    };
+    // o200k: 3 (reply priming) + 3 (message framing) + "user" (1) + the text (6).
+    assert.deepEqual(
+      await count("/v1/responses/input_tokens", {
+        model: "compat/gpt-4o",
+        input: "How many tokens is this?",
+      }),
+      { object: "response.input_tokens", input_tokens: 13 },
+    );
+    assert.deepEqual(
+      await count("/v1/messages/count_tokens", {
+        model: "compat/gpt-4o",
+        messages: [{ role: "user", content: "How many tokens is this?" }],
+      }),
+      { input_tokens: 13 },
+    );
+    // cl100k for the GPT-4 generation: a different count for the same text.
+    const old = await count("/v1/responses/input_tokens", {
+      model: "compat/gpt-4-0613",
+      input: "日本語のテキスト",
+    });
+    const current = await count("/v1/responses/input_tokens", {
+      model: "compat/gpt-4o",
+      input: "日本語のテキスト",
+    });
+    assert.notEqual(old.input_tokens, current.input_tokens);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a native Responses provider counts /v1/responses/input_tokens itself", async () => {
+  const native = startFakeUpstream();
+  native.script({ kind: "json", body: { object: "response.input_tokens", input_tokens: 42 } });
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${native.url}/v1", keys: [{ key: sk-openai-0001 }] }
+`);
+  try {
+    const body = {
+      model: "openai/gpt-4.1",
+      input: "How many?",
+      tools: [{ type: "web_search_preview" }],
+      previous_response_id: "resp_kept_by_openai",
+    };
+    const res = await gw.request("/v1/responses/input_tokens", post(body));
+    assert.deepEqual(await res.json(), { object: "response.input_tokens", input_tokens: 42 });
+    assert.equal(res.headers.get("x-pilotfish-token-count"), "provider");
+    const sent = native.requests.at(-1)!;
+    assert.equal(sent.path, "/v1/responses/input_tokens");
+    assert.equal(sent.headers.get("authorization"), "Bearer sk-openai-0001");
+    assert.deepEqual(JSON.parse(sent.body), { ...body, model: "gpt-4.1" });
+    // The Anthropic-format route has no such endpoint there: a local estimate.
+    const messages = await gw.request(
+      "/v1/messages/count_tokens",
+      post({ model: "openai/gpt-4.1", messages: [{ role: "user", content: "How many?" }] }),
+    );
+    assert.equal(messages.headers.get("x-pilotfish-token-count"), "estimate");
+    assert.equal(native.requests.length, 1);
+    await messages.body?.cancel();
+  } finally {
+    await gw.close();
+    await native.close();
+  }
+});

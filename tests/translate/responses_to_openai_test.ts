@@ -1,0 +1,115 @@
+/**
+ * toChatRequestFromResponses(): the item rules the goldens do not show — item references
+ * into the kept conversation, consecutive calls merged into one assistant turn, and the
+ * fields refused rather than dropped.
+ */
+import assert from "node:assert/strict";
+import { GatewayError } from "../../src/errors.ts";
+import type { ResponsesItem, ResponsesRequest } from "../../src/schema/responses.ts";
+import { toChatRequestFromResponses } from "../../src/translate/responses_to_openai.ts";
+
+const HISTORY: ResponsesItem[] = [
+  { type: "message", role: "user", content: "Weather and time?" },
+  { type: "function_call", id: "fc_1", call_id: "call_a", name: "weather", arguments: "{}" },
+  { type: "function_call", id: "fc_2", call_id: "call_b", name: "time", arguments: "{}" },
+];
+
+function refused(body: Partial<ResponsesRequest>, param: RegExp): void {
+  assert.throws(
+    () => toChatRequestFromResponses({ model: "m", input: "x", ...body }, [], "up"),
+    (err: unknown) => {
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.status, 400);
+      assert.match(String(err.info.param), param);
+      return true;
+    },
+  );
+}
+
+Deno.test("toChatRequestFromResponses() merges consecutive calls and resolves item references", () => {
+  // The AI SDK's second step: the earlier turn by reference, then the tool output.
+  const referenced = new Map(HISTORY.slice(1).map((item) => [item.id as string, item]));
+  const chat = toChatRequestFromResponses(
+    {
+      model: "m",
+      input: [
+        { role: "user", content: "Weather and time?" },
+        { type: "item_reference", id: "fc_1" },
+        { type: "item_reference", id: "fc_2" },
+        {
+          type: "function_call_output",
+          call_id: "call_a",
+          output: [{ type: "input_text", text: "18C" }],
+        },
+      ],
+    },
+    [],
+    "up",
+    referenced,
+  );
+  assert.deepEqual(chat.messages, [
+    { role: "user", content: "Weather and time?" },
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [
+        { id: "call_a", type: "function", function: { name: "weather", arguments: "{}" } },
+        { id: "call_b", type: "function", function: { name: "time", arguments: "{}" } },
+      ],
+    },
+    { role: "tool", tool_call_id: "call_a", content: "18C" },
+  ]);
+  // The same items from the kept conversation (previous_response_id) resolve alike.
+  const continued = toChatRequestFromResponses(
+    { model: "m", input: [{ type: "item_reference", id: "fc_2" }] },
+    HISTORY,
+    "up",
+  );
+  assert.equal(continued.messages.length, 2);
+});
+
+Deno.test("toChatRequestFromResponses() refuses what it cannot translate, naming it", () => {
+  refused({ input: [{ type: "item_reference", id: "fc_unknown" }] }, /input\[0\]\.id/);
+  refused(
+    { input: [{ role: "user", content: [{ type: "input_file", file_id: "f" }] }] },
+    /content\[0\]\.type/,
+  );
+  refused(
+    { input: [{ role: "user", content: [{ type: "input_image", file_id: "f" }] }] },
+    /image_url/,
+  );
+  refused({ input: [{ role: "tool", content: "x" }] }, /input\[0\]\.role/);
+  refused({ input: [{ type: "function_call_output", output: "x" }] }, /call_id/);
+  refused({ tools: [{ type: "file_search" }] }, /tools\[0\]\.type/);
+  refused({ tool_choice: { type: "web_search_preview" } }, /tool_choice/);
+  refused({ truncation: "auto" }, /truncation/);
+  refused({ background: true }, /background/);
+  refused({ text: { format: { type: "json_schema" } } }, /text\.format/);
+  refused({ input: [] }, /input/);
+});
+
+Deno.test("toChatRequestFromResponses() maps the generation settings", () => {
+  const chat = toChatRequestFromResponses(
+    {
+      model: "m",
+      input: "x",
+      stream: true,
+      reasoning: { effort: "low" },
+      text: { format: { type: "json_object" } },
+      tool_choice: "required",
+      truncation: "disabled",
+      metadata: { k: "v" },
+    },
+    [],
+    "up",
+  );
+  assert.deepEqual(chat, {
+    model: "m",
+    messages: [{ role: "user", content: "x" }],
+    stream: true,
+    stream_options: { include_usage: true },
+    tool_choice: "required",
+    response_format: { type: "json_object" },
+    reasoning_effort: "low",
+  });
+});
