@@ -1,4 +1,4 @@
-import type { Config } from "./config/mod.ts";
+import { type Config, ConfigError } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
 import { trackReachability } from "./providers/execute.ts";
 import type { RoutingState } from "./routing/mod.ts";
@@ -15,6 +15,7 @@ import {
 } from "./pipeline/stages.ts";
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
+import { wasmStages } from "./plugins/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -62,6 +63,8 @@ export interface Runtime {
   retire(): void;
   /** Release what the stages hold (once). */
   dispose(): Promise<void>;
+  /** Resolves when every stage can serve; rejects (a ConfigError) if one cannot start. */
+  ready(): Promise<void>;
 }
 
 export interface RuntimeDeps {
@@ -102,6 +105,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     requestLogStage(logger),
     ...noopStages(deps.noopStages ?? 0),
     ...(deps.stages?.(config) ?? []),
+    ...wasmStages(config),
   ];
   for (const stage of stages) {
     if (stage.trace) events.subscribe((e) => stage.trace!(e), stage.trace_events);
@@ -142,6 +146,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       retired = true;
       if (inflight === 0) void runtime.dispose();
     },
+    ready: () => stagesReady(stages),
     dispose() {
       disposed ??= (async () => {
         for (const stage of stages) {
@@ -156,6 +161,16 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     },
   };
   return runtime;
+}
+
+async function stagesReady(stages: readonly Stage[]): Promise<void> {
+  const results = await Promise.allSettled(stages.map((s) => s.ready));
+  const problems = results.flatMap((r, i) =>
+    r.status === "rejected"
+      ? [`${stages[i]!.name}: ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`]
+      : []
+  );
+  if (problems.length > 0) throw new ConfigError("stages", problems);
 }
 
 /** Every configured secret, for the redactor. */

@@ -7,6 +7,7 @@ import {
   webIdentitySettings,
 } from "../providers/bedrock/credentials.ts";
 import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
+import { pluginGrants } from "../plugins/grants.ts";
 
 /** The exact capabilities the daemon needs for one config. */
 export interface Grants {
@@ -91,6 +92,11 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       if (sts) net.add(sts);
     }
   }
+  const wasm = pluginGrants(config, ctx.cwd);
+  for (const x of wasm.read) read.add(x);
+  for (const x of wasm.write) write.add(x);
+  for (const x of wasm.net) net.add(x);
+  for (const x of wasm.env) env.add(x);
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
   if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }
   return { net: sorted(net), read: sorted(read), write: sorted(write), env: sorted(env) };

@@ -119,6 +119,8 @@ export interface Exchange {
   /** Attempts whose `attempt_end` waits for their usage to settle. */
   pendingEnds: Set<AttemptRecord> | null;
   ended: boolean;
+  /** Stage metadata (WASM plugins' `metadata`): seen by later stages, written to the access log. */
+  metadata: Record<string, string>;
 }
 
 export interface ExchangeInit {
@@ -162,6 +164,7 @@ class RequestExchange implements Exchange {
   captured: Promise<CapturedBody> | null = null;
   pendingEnds: Set<AttemptRecord> | null = null;
   ended = false;
+  metadata: Record<string, string> = {};
   #trace: TraceContext | null = null;
 
   constructor(init: ExchangeInit) {

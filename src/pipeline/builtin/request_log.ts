@@ -51,6 +51,7 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
     ...(ex.timedOut ? { reason: ex.timedOut } : {}),
     duration_ms: round(event.duration_ms),
     bytes: res.bytes,
+    ...(hasKeys(ex.metadata) ? { metadata: ex.metadata } : {}),
   };
   if (deferred) {
     line.outcome = res.outcome;
@@ -68,6 +69,11 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
   // is taken only if it is already there.
   const body = ex.timedOut ? Promise.race([captured, Promise.resolve(null)]) : captured;
   void body.then((b) => logger[level]("request", b ? { ...line, ...bodyFields(b) } : line));
+}
+
+function hasKeys(o: Record<string, string>): boolean {
+  for (const _ in o) return true;
+  return false;
 }
 
 /** An attempt as the log shows it (its usage is the exchange's business). */
