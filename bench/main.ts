@@ -12,7 +12,8 @@
  * stages on every hook of the daemon, to measure the stage chain's own cost; 0 by default),
  * BENCH_CONFIG (a YAML file whose top-level keys are appended to the daemon's config, to bench
  * a feature on vs off: e.g. bench/configs/*.yaml; `{{UPSTREAM}}` in it becomes the mock
- * upstream's origin, `{{TMP}}` the bench's temporary directory).
+ * upstream's origin, `{{TMP}}` the bench's temporary directory), BENCH_PROMPT_BYTES (pad the
+ * user prompt of every request to that many bytes, e.g. 1024 or 32768 for content scanners).
  */
 import { fileURLToPath } from "node:url";
 import {

@@ -358,7 +358,14 @@ const wasmPluginSchema = strictObject({
     v.pipe(byteSize(), v.minValue(65_536, "max_memory is at least one 64KiB page")),
     "32MiB",
   ),
-  allowed_hosts: opt(listOf(str()), []),
+  // Exact hosts: the permission planner grants each to the daemon, and Deno's grants
+  // take no wildcards.
+  allowed_hosts: opt(
+    listOf(
+      v.pipe(str(), v.regex(/^[A-Za-z0-9.-]+(:\d+)?$/, "allowed_hosts takes exact host names")),
+    ),
+    [],
+  ),
   expose_credentials: opt(bool(), false),
   /** Instances run in parallel at most (each in its own worker thread). */
   instances: opt(int(1, 64), 2),

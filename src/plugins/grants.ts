@@ -2,7 +2,8 @@
  * What `wasm_plugins` needs from the process, for the permission planner: read on exactly
  * the plugin files and on the worker module that hosts them; the network only for hosts a
  * plugin lists in `allowed_hosts`; `/dev/null` for a WASI guest's stdio (its output is
- * discarded); and the one variable Extism reads at load (`EXTISM_ENABLE_WASI_OUTPUT`).
+ * discarded); and the two variables Extism reads at load (`EXTISM_ENABLE_WASI_OUTPUT`, and its bundled
+ * minimatch's `__MINIMATCH_TESTING_PLATFORM__`).
  * Kept apart from `mod.ts` so the planner does not load the host.
  * @module
  */
@@ -31,6 +32,6 @@ export function pluginGrants(config: Config, cwd: string): PluginGrants {
     read: [...read, "/dev/null"],
     write: ["/dev/null"],
     net: config.wasm_plugins.flatMap((p) => p.allowed_hosts),
-    env: ["EXTISM_ENABLE_WASI_OUTPUT"],
+    env: ["EXTISM_ENABLE_WASI_OUTPUT", "__MINIMATCH_TESTING_PLATFORM__"],
   };
 }
