@@ -258,3 +258,21 @@ wasm_plugins:
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("examples/config/plugins.yaml (the README's) loads and its plugins start", async () => {
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const { config } = await loadConfig(
+    `${root}examples/config/plugins.yaml`,
+    (name) => name === "OPENAI_API_KEY" ? "sk-readme-0001" : undefined,
+  );
+  const { wasmStages } = await import("../../src/plugins/mod.ts");
+  const stages = wasmStages(config, root);
+  try {
+    assert.deepEqual(stages.map((s) => s.name), ["prompt-injection-guard", "example"]);
+    await Promise.all(stages.map((s) => s.ready));
+    assert.equal(stages[0]!.fail_mode, "closed");
+    assert.equal(stages[0]!.timeout_ms, 200);
+  } finally {
+    for (const s of stages) await s.dispose?.();
+  }
+});
