@@ -46,7 +46,10 @@ export function readInput(): Uint8Array {
 export let inputLength: i32 = 0;
 
 function toHost(s: string): u64 {
-  const bytes = Uint8Array.wrap(String.UTF8.encode(s));
+  return bytesToHost(Uint8Array.wrap(String.UTF8.encode(s)));
+}
+
+function bytesToHost(bytes: Uint8Array): u64 {
   const n = bytes.length;
   const offs = extism_alloc(<u64>n);
   let i = 0;
@@ -68,13 +71,14 @@ export function configGet(key: string): string | null {
   return String.UTF8.decodeUnsafe(bytes.dataStart, <usize>n);
 }
 
-export function setOutput(s: string): void {
-  const offs = toHost(s);
-  output_set(offs, extism_length(offs));
+/** Set the output from bytes prepared in advance (a call allocates nothing in the guest). */
+export function setOutput(bytes: Uint8Array): void {
+  const offs = bytesToHost(bytes);
+  output_set(offs, <u64>bytes.length);
 }
 
-export function warn(s: string): void {
-  const offs = toHost(s);
+export function warn(bytes: Uint8Array): void {
+  const offs = bytesToHost(bytes);
   log_warn(offs);
   extism_free(offs);
 }

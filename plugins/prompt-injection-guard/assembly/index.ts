@@ -6,7 +6,7 @@
 //   categories  enable a subset, same format             (default: all nine)
 import { configGet, inputLength, readInput, setOutput, warn } from "./extism";
 import { roleBit, TextSink, Walker } from "./json";
-import { compile, isEnabled, matchTokens, Pattern, tokenize } from "./scan";
+import { compile, isEnabled, matchTokens, Pattern, patternAt, patternCount, tokenize } from "./scan";
 
 const BLOCK_BODY =
   '{"error":{"message":"Request blocked: potential prompt injection detected","type":"invalid_request_error","code":"prompt_injection_detected"}}';
@@ -47,14 +47,53 @@ function setup(): void {
   const names = list(configGet("scan_roles"), "user,tool");
   for (let i = 0; i < names.length; i++) roles |= roleBit(names[i]);
   enabled = list(configGet("categories"), "");
+  prepare();
 }
 
+/**
+ * A detection and what the plugin answers for it, prepared at setup for the configured mode:
+ * with the stub runtime nothing is ever freed, so a call must not allocate.
+ */
 class Finding {
-  category: string;
-  pattern: string;
+  output: Uint8Array;
+  log: Uint8Array;
   constructor(category: string, pattern: string) {
-    this.category = category;
-    this.pattern = pattern;
+    const meta = '{"injection_category":"' + category + '","injection_pattern":"' + pattern + '"}';
+    let out: string;
+    if (mode == "log") out = '{"metadata":' + meta + "}";
+    else if (mode == "tag") {
+      out = '{"metadata":' + meta + ',"response_headers":{"x-pilotfish-injection":"' + category +
+        '"}}';
+    } else {
+      out = '{"short_circuit":true,"short_circuit_status":400,"short_circuit_body":' + BLOCK_BODY +
+        ',"metadata":' + meta + "}";
+    }
+    this.output = Uint8Array.wrap(String.UTF8.encode(out));
+    this.log = Uint8Array.wrap(
+      String.UTF8.encode(
+        "prompt injection detected: category=" + category + " pattern=" + pattern,
+      ),
+    );
+  }
+}
+
+const byPattern: Finding[] = [];
+const byPatternEncoded: Finding[] = [];
+const byDelimiter: Finding[] = [];
+
+function prepare(): void {
+  for (let i = 0; i < patternCount(); i++) {
+    const p = patternAt(i);
+    byPattern.push(new Finding(p.category, p.id));
+    byPatternEncoded.push(
+      new Finding(
+        isEnabled(enabled, "encoding_attack") ? "encoding_attack" : p.category,
+        "encoded:" + p.id,
+      ),
+    );
+  }
+  for (let d = 0; d < DELIMITERS.length; d++) {
+    byDelimiter.push(new Finding("boundary_bypass", "delimiter:" + DELIMITERS[d]));
   }
 }
 
@@ -62,7 +101,7 @@ function lower(c: i32): i32 {
   return c >= 0x41 && c <= 0x5a ? c + 32 : c;
 }
 
-function delimiter(text: Uint8Array, len: i32): string | null {
+function delimiter(text: Uint8Array, len: i32): i32 {
   for (let i = 0; i < len; i++) {
     const c = <i32>unchecked(text[i]);
     if (c != 0x3c && c != 0x5b && c != 0x23 && c != 0x7b) continue;
@@ -77,20 +116,20 @@ function delimiter(text: Uint8Array, len: i32): string | null {
           break;
         }
       }
-      if (same) return del;
+      if (same) return d;
     }
   }
-  return null;
+  return -1;
 }
 
 function scanText(text: Uint8Array, len: i32): Finding | null {
   if (isEnabled(enabled, "boundary_bypass")) {
     const d = delimiter(text, len);
-    if (d !== null) return new Finding("boundary_bypass", "delimiter:" + d);
+    if (d >= 0) return byDelimiter[d];
   }
   tokenize(text, len);
   const p: Pattern | null = matchTokens(enabled);
-  if (p !== null) return new Finding(p.category, p.id);
+  if (p !== null) return byPattern[p.index];
   return null;
 }
 
@@ -162,13 +201,9 @@ function scanBlobs(text: Uint8Array, len: i32): Finding | null {
         }
       }
       if (printable(decoded)) {
-        const f = scanText(decoded.buf, decoded.len);
-        if (f !== null) {
-          return new Finding(
-            isEnabled(enabled, "encoding_attack") ? "encoding_attack" : f.category,
-            "encoded:" + f.pattern,
-          );
-        }
+        tokenize(decoded.buf, decoded.len);
+        const p: Pattern | null = matchTokens(enabled);
+        if (p !== null) return byPatternEncoded[p.index];
       }
     }
     i = end > i ? end : i + 1;
@@ -181,37 +216,14 @@ function scanBlobs(text: Uint8Array, len: i32): Finding | null {
 const text = new TextSink();
 const walker = new Walker(text);
 
-function metadataJson(f: Finding): string {
-  return '{"injection_category":"' + f.category + '","injection_pattern":"' + f.pattern + '"}';
-}
-
-let calls: i32 = 0;
-
 export function pre_http(): i32 {
   setup();
-  // Buffers are reused across calls; what a detection allocates is reclaimed now and then.
-  if (++calls % 256 == 0) __collect();
   const input = readInput();
   if (!walker.collect(input, inputLength, roles) || text.len == 0) return 0;
   let f = scanText(text.buf, text.len);
   if (f === null && isEnabled(enabled, "encoding_attack")) f = scanBlobs(text.buf, text.len);
   if (f === null) return 0;
-  const found = f;
-  if (mode == "log") {
-    warn(
-      "prompt injection detected: category=" + found.category + " pattern=" + found.pattern,
-    );
-    setOutput('{"metadata":' + metadataJson(found) + "}");
-  } else if (mode == "tag") {
-    setOutput(
-      '{"metadata":' + metadataJson(found) +
-        ',"response_headers":{"x-pilotfish-injection":"' + found.category + '"}}',
-    );
-  } else {
-    setOutput(
-      '{"short_circuit":true,"short_circuit_status":400,"short_circuit_body":' + BLOCK_BODY +
-        ',"metadata":' + metadataJson(found) + "}",
-    );
-  }
+  if (mode == "log") warn(f.log);
+  setOutput(f.output);
   return 0;
 }

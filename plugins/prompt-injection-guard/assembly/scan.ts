@@ -215,10 +215,12 @@ class Elem {
 class Pattern {
   category: string;
   id: string;
+  index: i32;
   elems: Elem[] = [];
-  constructor(category: string, id: string) {
+  constructor(category: string, id: string, index: i32) {
     this.category = category;
     this.id = id;
+    this.index = index;
   }
 }
 
@@ -241,7 +243,7 @@ export function compile(): void {
   compiled = true;
   for (let p = 0; p < PATTERNS.length; p++) {
     const parts = PATTERNS[p].split("|");
-    const pat = new Pattern(parts[0], parts[1]);
+    const pat = new Pattern(parts[0], parts[1], p);
     const words = parts[2].split(" ");
     for (let i = 0; i < words.length; i++) {
       let w = words[i];
@@ -316,12 +318,22 @@ function emitWord(buf: Uint8Array, start: i32, len: i32, split: bool): void {
       return;
     }
   }
-  if (split && len >= 9) segment(buf, start, len);
+  if (split && len >= 10) segment(buf, start, len, true);
   else pushToken(UNKNOWN);
 }
 
 /** Split run-together letters on the vocabulary, longest word first. */
-function segment(buf: Uint8Array, start: i32, len: i32): void {
+function segment(buf: Uint8Array, start: i32, len: i32, strict: bool): void {
+  // A long ordinary word ("quarterly") rarely starts with a pattern word of 3+ letters:
+  // give up at once then, rather than trying every split.
+  if (strict) {
+    let any = false;
+    for (let l = min(maxWordLen, len - 1); l >= 3 && !any; l--) any = lookup(buf, start, l) >= 0;
+    if (!any) {
+      pushToken(UNKNOWN);
+      return;
+    }
+  }
   let i = 0;
   let unknown = false;
   while (i < len) {
@@ -350,7 +362,7 @@ function segment(buf: Uint8Array, start: i32, len: i32): void {
 
 function flushSingles(): void {
   if (singlesLen == 0) return;
-  if (singlesLen >= 4) segment(singles, 0, singlesLen);
+  if (singlesLen >= 4) segment(singles, 0, singlesLen, false);
   else for (let i = 0; i < singlesLen; i++) emitWord(singles, i, 1, false);
   singlesLen = 0;
 }
@@ -464,3 +476,11 @@ export function isEnabled(enabled: string[], category: string): bool {
 }
 
 export { Pattern };
+
+export function patternCount(): i32 {
+  return patterns.length;
+}
+
+export function patternAt(i: i32): Pattern {
+  return patterns[i];
+}
