@@ -25,9 +25,13 @@ const WORKER_FILES = ["./worker.ts", "./protocol.ts", "./binary.ts"].map((p) =>
 export function pluginGrants(config: Config, cwd: string): PluginGrants {
   if (config.wasm_plugins.length === 0) return { read: [], write: [], net: [], env: [] };
   const read = config.wasm_plugins.map((p) => resolve(cwd, p.path));
-  // Run from source the worker's modules are files to read; in a compiled binary they are
-  // embedded and need no grant.
-  for (const url of WORKER_FILES) if (url.protocol === "file:") read.push(fileURLToPath(url));
+  // Run from source the worker's modules are files to read; in a compiled binary (`deno task
+  // compile` embeds them with --include, under a deno-compile-* root) they need no grant.
+  for (const url of WORKER_FILES) {
+    if (url.protocol === "file:" && !url.pathname.includes("/deno-compile-")) {
+      read.push(fileURLToPath(url));
+    }
+  }
   return {
     read: [...read, "/dev/null"],
     write: ["/dev/null"],
