@@ -50,6 +50,8 @@ export const ROLE_ASSISTANT: i32 = 2;
 export const ROLE_SYSTEM: i32 = 4;
 export const ROLE_TOOL: i32 = 8;
 export const ROLE_OTHER: i32 = 16;
+/** Role not known yet: collect, decide at the end of the object. */
+const ROLE_ANY: i32 = 31;
 
 export function roleBit(name: string): i32 {
   if (name == "user" || name == "human") return ROLE_USER;
@@ -159,16 +161,24 @@ export class Walker {
     } else this.skip();
   }
 
-  /** First pass over an object: its "role" and "type", which decide how it is read. */
+  /**
+   * One pass over an object. Its "role" (or a tool_result/function_call_output "type")
+   * decides whether its text is scanned, but may come after the text: text read before it
+   * is collected, and dropped again at the end if the object's role is not scanned.
+   */
   object(inherited: i32): void {
-    const start = this.pos;
+    const mark = this.out.len;
     let role = inherited;
+    let known = false;
     let toolish = false;
     this.pos++;
     while (true) {
       this.ws();
       const c = this.peek();
-      if (c == 0x7d || c == 0) break;
+      if (c == 0x7d || c == 0) {
+        this.pos++;
+        break;
+      }
       if (c == 0x2c) {
         this.pos++;
         continue;
@@ -176,47 +186,36 @@ export class Walker {
       this.readKey();
       const isRole = is(this.key, "role");
       const isType = !isRole && is(this.key, "type");
+      const sys = !isRole && !isType && (is(this.key, "system") || is(this.key, "instructions"));
+      let walk = sys;
+      if (!isRole && !isType && !sys) {
+        for (let i = 0; i < TEXT_KEYS.length; i++) {
+          if (is(this.key, unchecked(TEXT_KEYS[i]))) {
+            walk = true;
+            break;
+          }
+        }
+      }
       this.ws();
       this.pos++; // ':'
       this.ws();
       if ((isRole || isType) && this.peek() == 0x22) {
         this.key.reset();
         this.str(this.key);
-        if (isRole) role = sinkRole(this.key);
-        else {
+        if (isRole) {
+          role = sinkRole(this.key);
+          known = true;
+        } else {
           toolish = is(this.key, "tool_result") || is(this.key, "function_call_output") ||
             is(this.key, "tool");
         }
+      } else if (walk) {
+        const r = sys ? ROLE_SYSTEM : toolish ? ROLE_TOOL : known ? role : ROLE_ANY;
+        this.value(r);
       } else this.skip();
     }
-    if (toolish) role = ROLE_TOOL;
-    this.pos = start + 1;
-    while (true) {
-      this.ws();
-      const c = this.peek();
-      if (c == 0x7d || c == 0) {
-        this.pos++;
-        return;
-      }
-      if (c == 0x2c) {
-        this.pos++;
-        continue;
-      }
-      this.readKey();
-      this.ws();
-      this.pos++;
-      this.ws();
-      let walk = false;
-      for (let i = 0; i < TEXT_KEYS.length; i++) {
-        if (is(this.key, unchecked(TEXT_KEYS[i]))) {
-          walk = true;
-          break;
-        }
-      }
-      const sys = is(this.key, "system") || is(this.key, "instructions");
-      if (walk) this.value(sys ? ROLE_SYSTEM : role);
-      else this.skip();
-    }
+    const final = toolish ? ROLE_TOOL : role;
+    if ((this.roles & final) == 0) this.out.len = mark;
   }
 
   readKey(): void {

@@ -18,6 +18,10 @@ const LATIN =
   "aaaaaaaceeeeiiiidnooooo.ouuuuyts" + "aaaaaaaceeeeiiiidnooooo.ouuuuyty" +
   "aaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiiiiijjkkkllllllllllnnnnnnnnnoooooooorrrrrrssssssssttttttuuuuuuuuuuuuwwyyyzzzzzzs";
 
+/** `fold` of each ASCII code point, looked up rather than called in the hot loop. */
+const ASCII = new StaticArray<i8>(128);
+for (let i = 0; i < 128; i++) ASCII[i] = <i8>fold(i);
+
 /** Map one code point: a lowercase ASCII letter/digit (or @ $), 0 = drop, -1 = separator. */
 function fold(cp: i32): i32 {
   if (cp < 0x80) {
@@ -415,7 +419,7 @@ export function tokenize(text: Uint8Array, len: i32): void {
       cp = 0x20;
       i++;
     }
-    const c = fold(cp);
+    const c = cp < 0x80 ? <i32>unchecked(ASCII[cp]) : fold(cp);
     if (c == 0) continue;
     if (c < 0) {
       endToken();
