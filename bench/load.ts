@@ -20,9 +20,20 @@ export function unixClient(path: string): Deno.HttpClient {
   return Deno.createHttpClient({ http1: true, http2: false, proxy: { transport: "unix", path } });
 }
 
+/**
+ * BENCH_PROMPT_BYTES: the user message padded with ordinary prose to about that many bytes
+ * (what a content-scanning plugin pays per request); the two-word prompt by default.
+ */
+const PROMPT_BYTES = Math.max(0, Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0)));
+const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
 const MESSAGES = [
   { role: "system", content: "You are a helpful assistant." },
-  { role: "user", content: "Say hello." },
+  {
+    role: "user",
+    content: PROMPT_BYTES > 0
+      ? PROSE.repeat(Math.ceil(PROMPT_BYTES / PROSE.length)).slice(0, PROMPT_BYTES)
+      : "Say hello.",
+  },
 ];
 const CHAT_BODY = JSON.stringify({ model: "up/gpt-4o-mini", messages: MESSAGES, max_tokens: 32 });
 const STREAM_BODY = JSON.stringify({

@@ -26,7 +26,8 @@
  * (the bearer every request sends, default `sk-bench`: e.g. the app key of
  * bench/configs/keys.yaml), BENCH_BASE_CONFIG (a fragment for the baseline daemon, e.g. a feature
  * that is on by default turned off), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
- * in place of `{{REDIS}}` in a BENCH_CONFIG fragment).
+ * in place of `{{REDIS}}` in a BENCH_CONFIG fragment), BENCH_PROMPT_BYTES (pad the user prompt of
+ * every request to that many bytes, e.g. 1024 or 32768 for content scanners).
  */
 import { fileURLToPath } from "node:url";
 import {

@@ -146,6 +146,7 @@ async function main(): Promise<number> {
   // OpenTelemetry is imported only when metrics or tracing are on.
   await preloadTelemetry(first.config);
   let runtime: Runtime = buildRuntime(first.config, 1, deps);
+  await runtime.ready();
   const log = () => runtime.logger;
   log().debug("permissions narrowed", { ...narrowed });
   for (const w of first.loaded.warnings) log().warn("config warning", { warning: w });
@@ -182,7 +183,13 @@ async function main(): Promise<number> {
       }
       const previous = runtime;
       await preloadTelemetry(next.config);
-      runtime = buildRuntime(next.config, runtime.generation + 1, deps);
+      const built = buildRuntime(next.config, runtime.generation + 1, deps);
+      // Plugins start before the swap: the new generation is whole or not at all.
+      await built.ready().catch(async (err) => {
+        await built.dispose();
+        throw err;
+      });
+      runtime = built;
       previous.retire();
       for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });
       log().info("config reloaded", { path, generation: runtime.generation });

@@ -1,4 +1,4 @@
-import type { Config } from "./config/mod.ts";
+import { type Config, ConfigError } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
 import { trackReachability } from "./providers/execute.ts";
 import type { RoutingState } from "./routing/mod.ts";
@@ -30,6 +30,7 @@ import {
 import { type CacheBackend, createCacheStage } from "./cache/mod.ts";
 import { CACHE_DEFAULTS } from "./usage/mod.ts";
 import { createMemoryResponsesStore, type ResponsesStore } from "./responses_store/mod.ts";
+import { wasmStages } from "./plugins/mod.ts";
 
 /**
  * Everything derived from one config generation, built once at load or reload and
@@ -91,6 +92,8 @@ export interface Runtime {
   retire(): void;
   /** Release what the stages hold (once). */
   dispose(): Promise<void>;
+  /** Resolves when every stage can serve; rejects (a ConfigError) if one cannot start. */
+  ready(): Promise<void>;
 }
 
 export interface RuntimeDeps {
@@ -148,13 +151,15 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   // The key store outlives generations: it belongs to `deps`, which every generation shares.
   const appKeys = buildAppKeys(config, deps, logger, now);
   const limits = createLimiter(config, { logger, now, owner: deps.routing });
-  // Order: who is calling (keys), may they (limits), what it costs (meter), then the cache:
-  // a limited or refused request never reads the cache, a cache hit is metered at 0.
+  // Order: who is calling (keys), may they (limits), what it costs (meter), the operator's
+  // plugins (a guard blocks, a rewrite changes the request), then the cache: a refused or
+  // blocked request never reads it, it keys on the request as rewritten, a hit costs 0.
   const stages: Stage[] = [
     requestLogStage(logger),
     ...(appKeys ? [appKeys.stage] : []),
     ...(limits ? [limits.stage] : []),
     meter.stage,
+    ...wasmStages(config),
     ...(cache
       ? [createCacheStage({
         policy: config.cache,
@@ -226,6 +231,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       retired = true;
       if (inflight === 0) void runtime.dispose();
     },
+    ready: () => stagesReady(stages),
     dispose() {
       disposed ??= (async () => {
         await detach?.();
@@ -243,6 +249,16 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   };
   detach = observability.attach(runtime);
   return runtime;
+}
+
+async function stagesReady(stages: readonly Stage[]): Promise<void> {
+  const results = await Promise.allSettled(stages.map((s) => s.ready));
+  const problems = results.flatMap((r, i) =>
+    r.status === "rejected"
+      ? [`${stages[i]!.name}: ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`]
+      : []
+  );
+  if (problems.length > 0) throw new ConfigError("stages", problems);
 }
 
 /** Every configured secret, for the redactor. */

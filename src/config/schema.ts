@@ -579,6 +579,56 @@ function clusterUrl(nodes: readonly string[]): string {
   return `${first.protocol.slice(0, -1)}+cluster://${auth}${hosts}`;
 }
 
+/** `64MiB`, `512KB` (binary units) or a number of bytes → bytes. */
+const byteSize = () =>
+  v.pipe(
+    v.union([v.string(), v.number()]),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const m = /^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$/i.exec(String(dataset.value));
+      if (m === null) {
+        addIssue({ message: `Invalid size "${dataset.value}" (use e.g. "16MiB", "512KB")` });
+        return NEVER;
+      }
+      const unit = (m[2] ?? "B").toUpperCase()[0]!;
+      return Number(m[1]) * ({ B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit] ?? 1);
+    }),
+  );
+
+/**
+ * Butter's `wasm_plugins[]` (`name`, `path`, `config`: a string map the guest reads with
+ * `config_get`) plus ours: which hooks, failure policy, a time and memory budget per call,
+ * the hosts it may reach (none by default), and whether it sees credentials. See
+ * plugins/README.md for the ABI.
+ */
+const wasmPluginSchema = strictObject({
+  name: v.pipe(str(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "Plugin names are [A-Za-z0-9_.-]")),
+  path: v.pipe(str(), v.minLength(1, "A plugin needs the path of its .wasm file")),
+  config: opt(
+    mapOf(v.pipe(v.union([v.string(), v.number(), v.boolean()]), v.transform(String))),
+    {},
+  ),
+  hooks: opt(
+    listOf(v.picklist(["pre_http", "pre_llm", "post_llm", "post_http", "stream_chunk"])),
+  ),
+  fail_mode: opt(v.picklist(["open", "closed"]), "open"),
+  timeout: opt(duration(), "500ms"),
+  max_memory: opt(
+    v.pipe(byteSize(), v.minValue(65_536, "max_memory is at least one 64KiB page")),
+    "32MiB",
+  ),
+  // Exact hosts: the permission planner grants each to the daemon, and Deno's grants
+  // take no wildcards.
+  allowed_hosts: opt(
+    listOf(
+      v.pipe(str(), v.regex(/^[A-Za-z0-9.-]+(:\d+)?$/, "allowed_hosts takes exact host names")),
+    ),
+    [],
+  ),
+  expose_credentials: opt(bool(), false),
+  /** Instances run in parallel at most (each in its own worker thread). */
+  instances: opt(int(1, 64), 2),
+});
+
 export const configSchema = strictObject({
   server: opt(serverSchema, {}),
   logging: opt(
@@ -613,6 +663,7 @@ export const configSchema = strictObject({
     }, v.unknown()),
     {},
   ),
+  wasm_plugins: opt(listOf(wasmPluginSchema), []),
   features: opt(
     strictObject({
       circuit_breaker: opt(circuitBreakerSchema, {}),
@@ -704,6 +755,7 @@ export type AppKeysConfig = RawConfig["app_keys"];
 export type StaticAppKeyConfig = AppKeysConfig["keys"][number];
 export type RateLimitingConfig = RawConfig["features"]["rate_limiting"];
 export type RateLimitConfig = RawConfig["rate_limit"];
+export type WasmPluginConfig = RawConfig["wasm_plugins"][number];
 
 /**
  * Fill in a provider's type and base URL from its preset (null type means "unknown"), and

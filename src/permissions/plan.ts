@@ -11,6 +11,7 @@ import { appKeysEnabled, keyStorage } from "../keys/storage.ts";
 import { sqliteFiles } from "../state/sqlite.ts";
 import { OTEL_ENV } from "../telemetry/otel_env.ts";
 import { tracingSettings } from "../telemetry/hub.ts";
+import { pluginGrants } from "../plugins/grants.ts";
 
 /** The exact capabilities the daemon needs for one config. */
 export interface Grants {
@@ -126,6 +127,11 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
   const traces = tracingSettings(config, safeEnv(ctx.env));
   const collector = traces ? hostPort(traces.url) : null;
   if (collector) net.add(collector);
+  const wasm = pluginGrants(config, ctx.cwd);
+  for (const x of wasm.read) read.add(x);
+  for (const x of wasm.write) write.add(x);
+  for (const x of wasm.net) net.add(x);
+  for (const x of wasm.env) env.add(x);
   if (ctx.configPath !== null) read.add(resolve(ctx.cwd, ctx.configPath));
   if (ctx.configText !== null) { for (const v of referencedEnvVars(ctx.configText)) env.add(v); }
   return { net: sorted(net), read: sorted(read), write: sorted(write), env: sorted(env) };

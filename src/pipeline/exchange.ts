@@ -150,6 +150,8 @@ export interface Exchange {
   ended: boolean;
   /** What the rate limiter decided (its headers, its reconciliation); null when none applied. */
   rateLimit: RateLimitFacts | null;
+  /** Stage metadata (WASM plugins' `metadata`): seen by later stages, written to the access log. */
+  metadata: Record<string, string>;
 }
 
 export interface ExchangeInit {
@@ -198,6 +200,7 @@ class RequestExchange implements Exchange {
   pendingEnds: Set<AttemptRecord> | null = null;
   ended = false;
   rateLimit: RateLimitFacts | null = null;
+  metadata: Record<string, string> = {};
   #trace: TraceContext | null = null;
 
   constructor(init: ExchangeInit) {

@@ -116,6 +116,8 @@ export interface Stage {
   readonly trace_events?: readonly EventType[];
   /** Release what the stage holds when its config generation retires. */
   dispose?(): void | Promise<void>;
+  /** Settles once the stage can serve (e.g. plugin instances started); a rejection refuses the generation. */
+  readonly ready?: Promise<void>;
 }
 
 type HookName = "pre_http" | "pre_llm" | "post_llm" | "post_http" | "stream_chunk";

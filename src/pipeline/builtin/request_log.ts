@@ -56,6 +56,7 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
     ...(ex.timedOut ? { reason: ex.timedOut } : {}),
     duration_ms: round(event.duration_ms),
     bytes: res.bytes,
+    ...(hasKeys(ex.metadata) ? { metadata: ex.metadata } : {}),
   };
   if (deferred) {
     line.outcome = res.outcome;
@@ -88,6 +89,11 @@ function tokenFields(usage: Usage): Record<string, number> {
   if (writes) out.cache_write_tokens = writes;
   if (reasoning) out.reasoning_tokens = reasoning;
   return out;
+}
+
+function hasKeys(o: Record<string, string>): boolean {
+  for (const _ in o) return true;
+  return false;
 }
 
 /** An attempt as the log shows it (its usage is the exchange's business). */

@@ -1,0 +1,229 @@
+// The prompt-injection guard: a pre_http hook that scans every text a request carries and,
+// on a match, blocks it (Butter's 400 body), logs it, or tags it. Config (all optional):
+//   mode        block | log | tag                       (default block)
+//   scan_roles  roles whose text is scanned, comma-separated or a JSON list
+//               (default "user,tool"; add "system" to scan system prompts too)
+//   categories  enable a subset, same format             (default: all nine)
+import { configGet, inputLength, readInput, setOutput, warn } from "./extism";
+import { roleBit, TextSink, Walker } from "./json";
+import { compile, isEnabled, matchTokens, Pattern, patternAt, patternCount, tokenize } from "./scan";
+
+const BLOCK_BODY =
+  '{"error":{"message":"Request blocked: potential prompt injection detected","type":"invalid_request_error","code":"prompt_injection_detected"}}';
+
+// Fake chat-template delimiters, matched on the raw text (ASCII case-insensitive): words
+// alone cannot see them once punctuation is gone.
+const DELIMITERS: string[] = [
+  "<|im_start|>", "<|im_end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>",
+  "<|begin_of_text|>", "<|start_header_id|>", "<|eot_id|>", "[inst]", "[/inst]", "<<sys>>",
+  "<</sys>>", "</system>", "<system>", "[system]", "[/system]", "### system", "### instruction",
+  "</s><s>", "{{system}}", "<|im_sep|>",
+];
+
+let ready = false;
+let mode = "block";
+let roles: i32 = 0;
+let enabled: string[] = [];
+
+function list(value: string | null, fallback: string): string[] {
+  let v = value === null ? fallback : value.trim();
+  // A JSON list is accepted too: ["user","tool"].
+  if (v.startsWith("[")) v = v.replaceAll("[", "").replaceAll("]", "").replaceAll('"', "");
+  const out: string[] = [];
+  const parts = v.split(",");
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i].trim().toLowerCase();
+    if (p.length > 0) out.push(p);
+  }
+  return out;
+}
+
+function setup(): void {
+  if (ready) return;
+  ready = true;
+  compile();
+  const m = configGet("mode");
+  if (m !== null) mode = m.trim().toLowerCase();
+  const names = list(configGet("scan_roles"), "user,tool");
+  for (let i = 0; i < names.length; i++) roles |= roleBit(names[i]);
+  enabled = list(configGet("categories"), "");
+  prepare();
+}
+
+/**
+ * A detection and what the plugin answers for it, prepared at setup for the configured mode:
+ * with the stub runtime nothing is ever freed, so a call must not allocate.
+ */
+class Finding {
+  output: Uint8Array;
+  log: Uint8Array;
+  constructor(category: string, pattern: string) {
+    const meta = '{"injection_category":"' + category + '","injection_pattern":"' + pattern + '"}';
+    let out: string;
+    if (mode == "log") out = '{"metadata":' + meta + "}";
+    else if (mode == "tag") {
+      out = '{"metadata":' + meta + ',"response_headers":{"x-pilotfish-injection":"' + category +
+        '"}}';
+    } else {
+      out = '{"short_circuit":true,"short_circuit_status":400,"short_circuit_body":' + BLOCK_BODY +
+        ',"metadata":' + meta + "}";
+    }
+    this.output = Uint8Array.wrap(String.UTF8.encode(out));
+    this.log = Uint8Array.wrap(
+      String.UTF8.encode(
+        "prompt injection detected: category=" + category + " pattern=" + pattern,
+      ),
+    );
+  }
+}
+
+const byPattern: Finding[] = [];
+const byPatternEncoded: Finding[] = [];
+const byDelimiter: Finding[] = [];
+
+function prepare(): void {
+  for (let i = 0; i < patternCount(); i++) {
+    const p = patternAt(i);
+    byPattern.push(new Finding(p.category, p.id));
+    byPatternEncoded.push(
+      new Finding(
+        isEnabled(enabled, "encoding_attack") ? "encoding_attack" : p.category,
+        "encoded:" + p.id,
+      ),
+    );
+  }
+  for (let d = 0; d < DELIMITERS.length; d++) {
+    byDelimiter.push(new Finding("boundary_bypass", "delimiter:" + DELIMITERS[d]));
+  }
+}
+
+function lower(c: i32): i32 {
+  return c >= 0x41 && c <= 0x5a ? c + 32 : c;
+}
+
+function delimiter(text: Uint8Array, len: i32): i32 {
+  for (let i = 0; i < len; i++) {
+    const c = <i32>unchecked(text[i]);
+    if (c != 0x3c && c != 0x5b && c != 0x23 && c != 0x7b) continue;
+    for (let d = 0; d < DELIMITERS.length; d++) {
+      const del = unchecked(DELIMITERS[d]);
+      const n = del.length;
+      if (i + n > len || <i32>del.charCodeAt(0) != c) continue;
+      let same = true;
+      for (let k = 1; k < n; k++) {
+        if (lower(<i32>unchecked(text[i + k])) != <i32>del.charCodeAt(k)) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return d;
+    }
+  }
+  return -1;
+}
+
+function scanText(text: Uint8Array, len: i32): Finding | null {
+  if (isEnabled(enabled, "boundary_bypass")) {
+    const d = delimiter(text, len);
+    if (d >= 0) return byDelimiter[d];
+  }
+  tokenize(text, len);
+  const p: Pattern | null = matchTokens(enabled);
+  if (p !== null) return byPattern[p.index];
+  return null;
+}
+
+// ---- base64 / hex blobs, decoded once and scanned -----------------------------------------
+
+const decoded = new TextSink();
+
+function b64(c: i32): i32 {
+  if (c >= 0x41 && c <= 0x5a) return c - 0x41;
+  if (c >= 0x61 && c <= 0x7a) return c - 0x47;
+  if (c >= 0x30 && c <= 0x39) return c + 4;
+  if (c == 0x2b || c == 0x2d) return 62;
+  if (c == 0x2f || c == 0x5f) return 63;
+  return -1;
+}
+
+function hexv(c: i32): i32 {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  c = lower(c);
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/** Mostly printable text (a decoded blob worth scanning, not binary noise). */
+function printable(sink: TextSink): bool {
+  if (sink.len < 8) return false;
+  let ok = 0;
+  for (let i = 0; i < sink.len; i++) {
+    const c = <i32>unchecked(sink.buf[i]);
+    if ((c >= 0x20 && c < 0x7f) || c == 0x0a || c == 0x09 || c >= 0x80) ok++;
+  }
+  return ok * 10 >= sink.len * 9;
+}
+
+function scanBlobs(text: Uint8Array, len: i32): Finding | null {
+  let i = 0;
+  while (i < len) {
+    if (b64(<i32>unchecked(text[i])) < 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    let hexOnly = true;
+    while (j < len) {
+      const c = <i32>unchecked(text[j]);
+      if (b64(c) < 0) break;
+      if (hexv(c) < 0) hexOnly = false;
+      j++;
+    }
+    let end = j;
+    while (end < len && unchecked(text[end]) == 0x3d) end++; // '=' padding
+    const n = j - i;
+    if (n >= 16) {
+      decoded.reset();
+      if (hexOnly && n % 2 == 0) {
+        for (let k = i; k + 1 < j; k += 2) {
+          decoded.push(<u8>((hexv(<i32>text[k]) << 4) | hexv(<i32>text[k + 1])));
+        }
+      } else {
+        let acc = 0;
+        let bits = 0;
+        for (let k = i; k < j; k++) {
+          acc = ((acc << 6) | b64(<i32>text[k])) & 0xffffff;
+          bits += 6;
+          if (bits >= 8) {
+            bits -= 8;
+            decoded.push(<u8>((acc >> bits) & 0xff));
+          }
+        }
+      }
+      if (printable(decoded)) {
+        tokenize(decoded.buf, decoded.len);
+        const p: Pattern | null = matchTokens(enabled);
+        if (p !== null) return byPatternEncoded[p.index];
+      }
+    }
+    i = end > i ? end : i + 1;
+  }
+  return null;
+}
+
+// ---- the hook ------------------------------------------------------------------------------
+
+const text = new TextSink();
+const walker = new Walker(text);
+
+export function pre_http(): i32 {
+  setup();
+  const input = readInput();
+  if (!walker.collect(input, inputLength, roles) || text.len == 0) return 0;
+  let f = scanText(text.buf, text.len);
+  if (f === null && isEnabled(enabled, "encoding_attack")) f = scanBlobs(text.buf, text.len);
+  if (f === null) return 0;
+  if (mode == "log") warn(f.log);
+  setOutput(f.output);
+  return 0;
+}

@@ -1,0 +1,315 @@
+// Collect the text a request carries, from its JSON body, without building a tree: every
+// string under a text-bearing key ("messages", "content", "text", "input", "system",
+// "output", "parts", ...) whose role is scanned. Array content, Anthropic system and
+// tool_result blocks, Gemini parts and the Responses API's input items are all walked.
+
+/** Text collected for the scan: parts joined by newlines. */
+export class TextSink {
+  buf: Uint8Array = new Uint8Array(4096);
+  len: i32 = 0;
+
+  reset(): void {
+    this.len = 0;
+  }
+
+  push(b: u8): void {
+    if (this.len == this.buf.length) {
+      const next = new Uint8Array(this.buf.length * 2);
+      memory.copy(next.dataStart, this.buf.dataStart, <usize>this.len);
+      this.buf = next;
+    }
+    unchecked((this.buf[this.len++] = b));
+  }
+
+  pushUtf8(cp: i32): void {
+    if (cp < 0x80) this.push(<u8>cp);
+    else if (cp < 0x800) {
+      this.push(<u8>(0xc0 | (cp >> 6)));
+      this.push(<u8>(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+      this.push(<u8>(0xe0 | (cp >> 12)));
+      this.push(<u8>(0x80 | ((cp >> 6) & 0x3f)));
+      this.push(<u8>(0x80 | (cp & 0x3f)));
+    } else {
+      this.push(<u8>(0xf0 | (cp >> 18)));
+      this.push(<u8>(0x80 | ((cp >> 12) & 0x3f)));
+      this.push(<u8>(0x80 | ((cp >> 6) & 0x3f)));
+      this.push(<u8>(0x80 | (cp & 0x3f)));
+    }
+  }
+}
+
+const TEXT_KEYS: string[] = [
+  "messages", "content", "text", "input", "prompt", "contents", "parts", "output",
+  "query", "system", "instructions", "input_text",
+];
+
+/** Roles as bits, so a role is passed down without a string. */
+export const ROLE_USER: i32 = 1;
+export const ROLE_ASSISTANT: i32 = 2;
+export const ROLE_SYSTEM: i32 = 4;
+export const ROLE_TOOL: i32 = 8;
+export const ROLE_OTHER: i32 = 16;
+/** Role not known yet: collect, decide at the end of the object. */
+const ROLE_ANY: i32 = 31;
+
+export function roleBit(name: string): i32 {
+  if (name == "user" || name == "human") return ROLE_USER;
+  if (name == "assistant" || name == "model") return ROLE_ASSISTANT;
+  if (name == "system" || name == "developer") return ROLE_SYSTEM;
+  if (name == "tool" || name == "function") return ROLE_TOOL;
+  return ROLE_OTHER;
+}
+
+function is(sink: TextSink, word: string): bool {
+  const n = word.length;
+  if (sink.len != n) return false;
+  for (let i = 0; i < n; i++) {
+    if (<i32>unchecked(sink.buf[i]) != <i32>word.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function sinkRole(sink: TextSink): i32 {
+  if (is(sink, "user") || is(sink, "human")) return ROLE_USER;
+  if (is(sink, "assistant") || is(sink, "model")) return ROLE_ASSISTANT;
+  if (is(sink, "system") || is(sink, "developer")) return ROLE_SYSTEM;
+  if (is(sink, "tool") || is(sink, "function")) return ROLE_TOOL;
+  return ROLE_OTHER;
+}
+
+export class Walker {
+  src: Uint8Array = new Uint8Array(0);
+  end: i32 = 0;
+  pos: i32 = 0;
+  roles: i32 = 0;
+  out: TextSink;
+  key: TextSink = new TextSink();
+
+  constructor(out: TextSink) {
+    this.out = out;
+  }
+
+  /** Collect the texts of the input's `body` (the top-level object of Butter's input). */
+  collect(src: Uint8Array, end: i32, roles: i32): bool {
+    this.src = src;
+    this.end = end;
+    this.pos = 0;
+    this.roles = roles;
+    this.out.reset();
+    this.ws();
+    if (this.peek() != 0x7b) return false;
+    this.pos++;
+    while (true) {
+      this.ws();
+      const c = this.peek();
+      if (c == 0x7d) return true;
+      if (c == 0x2c) {
+        this.pos++;
+        continue;
+      }
+      if (c != 0x22) return false;
+      this.readKey();
+      this.ws();
+      if (this.peek() != 0x3a) return false;
+      this.pos++;
+      this.ws();
+      if (is(this.key, "body")) {
+        this.value(ROLE_USER);
+        return true;
+      }
+      this.skip();
+      if (this.pos >= this.end) return false;
+    }
+  }
+
+  peek(): u8 {
+    return this.pos < this.end ? unchecked(this.src[this.pos]) : 0;
+  }
+
+  ws(): void {
+    while (this.pos < this.end) {
+      const c = unchecked(this.src[this.pos]);
+      if (c != 0x20 && c != 0x0a && c != 0x0d && c != 0x09) return;
+      this.pos++;
+    }
+  }
+
+  value(role: i32): void {
+    const c = this.peek();
+    if (c == 0x22) {
+      if ((this.roles & role) != 0) {
+        this.str(this.out);
+        this.out.push(0x0a);
+      } else this.skipString();
+    } else if (c == 0x7b) this.object(role);
+    else if (c == 0x5b) {
+      this.pos++;
+      while (true) {
+        this.ws();
+        const d = this.peek();
+        if (d == 0x5d || d == 0) {
+          this.pos++;
+          return;
+        }
+        if (d == 0x2c) {
+          this.pos++;
+          continue;
+        }
+        this.value(role);
+      }
+    } else this.skip();
+  }
+
+  /**
+   * One pass over an object. Its "role" (or a tool_result/function_call_output "type")
+   * decides whether its text is scanned, but may come after the text: text read before it
+   * is collected, and dropped again at the end if the object's role is not scanned.
+   */
+  object(inherited: i32): void {
+    const mark = this.out.len;
+    let role = inherited;
+    let known = false;
+    let toolish = false;
+    this.pos++;
+    while (true) {
+      this.ws();
+      const c = this.peek();
+      if (c == 0x7d || c == 0) {
+        this.pos++;
+        break;
+      }
+      if (c == 0x2c) {
+        this.pos++;
+        continue;
+      }
+      this.readKey();
+      const isRole = is(this.key, "role");
+      const isType = !isRole && is(this.key, "type");
+      const sys = !isRole && !isType && (is(this.key, "system") || is(this.key, "instructions"));
+      let walk = sys;
+      if (!isRole && !isType && !sys) {
+        for (let i = 0; i < TEXT_KEYS.length; i++) {
+          if (is(this.key, unchecked(TEXT_KEYS[i]))) {
+            walk = true;
+            break;
+          }
+        }
+      }
+      this.ws();
+      this.pos++; // ':'
+      this.ws();
+      if ((isRole || isType) && this.peek() == 0x22) {
+        this.key.reset();
+        this.str(this.key);
+        if (isRole) {
+          role = sinkRole(this.key);
+          known = true;
+        } else {
+          toolish = is(this.key, "tool_result") || is(this.key, "function_call_output") ||
+            is(this.key, "tool");
+        }
+      } else if (walk) {
+        const r = sys ? ROLE_SYSTEM : toolish ? ROLE_TOOL : known ? role : ROLE_ANY;
+        this.value(r);
+      } else this.skip();
+    }
+    const final = toolish ? ROLE_TOOL : role;
+    if ((this.roles & final) == 0) this.out.len = mark;
+  }
+
+  readKey(): void {
+    this.key.reset();
+    this.str(this.key);
+  }
+
+  hex(): i32 {
+    let v = 0;
+    for (let i = 0; i < 4; i++) {
+      const c = <i32>this.peek();
+      this.pos++;
+      let d = -1;
+      if (c >= 0x30 && c <= 0x39) d = c - 0x30;
+      else if (c >= 0x61 && c <= 0x66) d = c - 0x57;
+      else if (c >= 0x41 && c <= 0x46) d = c - 0x37;
+      if (d < 0) return 0xfffd;
+      v = (v << 4) | d;
+    }
+    return v;
+  }
+
+  /** A JSON string's content, unescaped, into `sink`. */
+  str(sink: TextSink): void {
+    this.pos++; // opening quote
+    const src = this.src;
+    const n = src.length;
+    while (this.pos < n) {
+      const c = unchecked(src[this.pos++]);
+      if (c == 0x22) return;
+      if (c != 0x5c) {
+        sink.push(c);
+        continue;
+      }
+      const e = this.peek();
+      this.pos++;
+      if (e == 0x6e || e == 0x72 || e == 0x74) sink.push(0x20);
+      else if (e == 0x62 || e == 0x66) sink.push(0x20);
+      else if (e == 0x75) {
+        let cp = this.hex();
+        if (cp >= 0xd800 && cp < 0xdc00 && this.peek() == 0x5c) {
+          const save = this.pos;
+          this.pos++;
+          if (this.peek() == 0x75) {
+            this.pos++;
+            const lo = this.hex();
+            if (lo >= 0xdc00 && lo < 0xe000) cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            else this.pos = save;
+          } else this.pos = save;
+        }
+        sink.pushUtf8(cp);
+      } else sink.push(e);
+    }
+  }
+
+  skipString(): void {
+    this.pos++;
+    const src = this.src;
+    const n = src.length;
+    while (this.pos < n) {
+      const c = unchecked(src[this.pos++]);
+      if (c == 0x22) return;
+      if (c == 0x5c) this.pos++;
+    }
+  }
+
+  /** Skip one value of any kind. */
+  skip(): void {
+    const c = this.peek();
+    if (c == 0x22) {
+      this.skipString();
+      return;
+    }
+    if (c == 0x7b || c == 0x5b) {
+      let depth = 0;
+      const n = this.end;
+      while (this.pos < n) {
+        const d = unchecked(this.src[this.pos]);
+        if (d == 0x22) {
+          this.skipString();
+          continue;
+        }
+        this.pos++;
+        if (d == 0x7b || d == 0x5b) depth++;
+        else if (d == 0x7d || d == 0x5d) {
+          if (--depth == 0) return;
+        }
+      }
+      return;
+    }
+    while (this.pos < this.end) {
+      const d = unchecked(this.src[this.pos]);
+      if (d == 0x2c || d == 0x7d || d == 0x5d) return;
+      this.pos++;
+    }
+  }
+}

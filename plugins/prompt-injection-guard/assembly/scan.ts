@@ -1,0 +1,490 @@
+// Normalise text to words and match the patterns over them.
+//
+// Normalisation (beyond Butter's): Unicode compatibility forms that spell Latin letters
+// (fullwidth, mathematical alphanumerics, circled/parenthesised/squared letters, small
+// ligatures; the NFKC mappings an attacker uses to dodge ASCII matching), accents stripped,
+// Cyrillic/Greek look-alikes folded, zero-width/bidi/soft hyphen/variation selectors dropped
+// (they join, not split), Unicode tag characters read as the ASCII they hide, apostrophes
+// joined and contractions expanded, leetspeak digits inside words read as letters, letters
+// spelt out one by one (`i g n o r e`, `i.g.n.o.r.e`) and run-together words
+// (`ignoreallprevious...`) split on the pattern vocabulary.
+import { PATTERNS } from "./patterns";
+
+const UNKNOWN: i32 = -1;
+
+// Latin-1 Supplement and Latin Extended-A letters (U+00C0..U+017F) without their accents;
+// "." marks a code point that is not a letter.
+const LATIN =
+  "aaaaaaaceeeeiiiidnooooo.ouuuuyts" + "aaaaaaaceeeeiiiidnooooo.ouuuuyty" +
+  "aaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiiiiijjkkkllllllllllnnnnnnnnnoooooooorrrrrrssssssssttttttuuuuuuuuuuuuwwyyyzzzzzzs";
+
+/** `fold` of each ASCII code point, looked up rather than called in the hot loop. */
+const ASCII = new StaticArray<i8>(128);
+for (let i = 0; i < 128; i++) ASCII[i] = <i8>fold(i);
+
+/** Map one code point: a lowercase ASCII letter/digit (or @ $), 0 = drop, -1 = separator. */
+function fold(cp: i32): i32 {
+  if (cp < 0x80) {
+    if (cp >= 0x61 && cp <= 0x7a) return cp;
+    if (cp >= 0x41 && cp <= 0x5a) return cp + 32;
+    if (cp >= 0x30 && cp <= 0x39) return cp;
+    if (cp == 0x40 || cp == 0x24) return cp;
+    if (cp == 0x27 || cp == 0x60) return 0; // apostrophes join ("don't" → "dont")
+    return -1;
+  }
+  if (cp == 0xad || cp == 0x2019 || cp == 0x2018 || cp == 0x2bc || cp == 0xb4) return 0;
+  if (cp >= 0xc0 && cp <= 0x17f) {
+    const c = <i32>LATIN.charCodeAt(cp - 0xc0);
+    return c == 0x2e ? -1 : c;
+  }
+  if (cp >= 0x300 && cp <= 0x36f) return 0; // combining accents
+  if (cp >= 0x200b && cp <= 0x200f) return 0; // zero-width, LRM/RLM
+  if (cp >= 0x202a && cp <= 0x202e) return 0; // bidi embeddings/overrides
+  if (cp >= 0x2060 && cp <= 0x2069) return 0; // word joiner, invisible operators, isolates
+  if (cp == 0xfeff || cp == 0x34f || cp == 0x180e) return 0;
+  if (cp >= 0xfe00 && cp <= 0xfe0f) return 0; // variation selectors
+  if (cp >= 0xe0100 && cp <= 0xe01ef) return 0;
+  if (cp >= 0xe0020 && cp <= 0xe007e) return fold(cp - 0xe0000); // tag characters
+  if (cp >= 0xe0000 && cp <= 0xe007f) return 0;
+  if (cp >= 0xff01 && cp <= 0xff5e) return fold(cp - 0xfee0); // fullwidth
+  if (cp >= 0x1d400 && cp <= 0x1d6a3) return 0x61 + ((cp - 0x1d400) % 52) % 26; // math letters
+  if (cp >= 0x1d7ce && cp <= 0x1d7ff) return 0x30 + ((cp - 0x1d7ce) % 10); // math digits
+  if (cp >= 0x24b6 && cp <= 0x24cf) return 0x61 + cp - 0x24b6; // circled capitals
+  if (cp >= 0x24d0 && cp <= 0x24e9) return 0x61 + cp - 0x24d0; // circled small
+  if (cp >= 0x249c && cp <= 0x24b5) return 0x61 + cp - 0x249c; // parenthesised
+  if (cp >= 0x1f130 && cp <= 0x1f149) return 0x61 + cp - 0x1f130; // squared
+  if (cp >= 0x1f150 && cp <= 0x1f169) return 0x61 + cp - 0x1f150; // negative circled
+  if (cp >= 0x1f170 && cp <= 0x1f189) return 0x61 + cp - 0x1f170; // negative squared
+  if (cp >= 0x1f1e6 && cp <= 0x1f1ff) return 0x61 + cp - 0x1f1e6; // regional indicators
+  if (cp >= 0x2460 && cp <= 0x2468) return 0x31 + cp - 0x2460; // circled digits
+  if (cp >= 0x1d00 && cp <= 0x1d2b) return smallCap(cp);
+  return confusable(cp);
+}
+
+function smallCap(cp: i32): i32 {
+  switch (cp) {
+    case 0x1d00: return 0x61;
+    case 0x299: return 0x62;
+    case 0x1d04: return 0x63;
+    case 0x1d05: return 0x64;
+    case 0x1d07: return 0x65;
+    case 0x1d0a: return 0x6a;
+    case 0x1d0b: return 0x6b;
+    case 0x1d0d: return 0x6d;
+    case 0x1d0f: return 0x6f;
+    case 0x1d18: return 0x70;
+    case 0x1d1b: return 0x74;
+    case 0x1d1c: return 0x75;
+    case 0x1d20: return 0x76;
+    case 0x1d21: return 0x77;
+    case 0x1d22: return 0x7a;
+  }
+  return -1;
+}
+
+/** Cyrillic, Greek and other look-alikes of Latin letters. */
+function confusable(cp: i32): i32 {
+  switch (cp) {
+    // Cyrillic
+    case 0x430: case 0x410: return 0x61;
+    case 0x432: case 0x412: case 0x44c: return 0x62;
+    case 0x441: case 0x421: return 0x63;
+    case 0x501: return 0x64;
+    case 0x435: case 0x415: case 0x451: case 0x401: return 0x65;
+    case 0x4bb: case 0x41d: case 0x43d: return 0x68;
+    case 0x456: case 0x406: case 0x457: case 0x4cf: return 0x69;
+    case 0x458: case 0x408: return 0x6a;
+    case 0x43a: case 0x41a: return 0x6b;
+    case 0x43c: case 0x41c: return 0x6d;
+    case 0x43e: case 0x41e: return 0x6f;
+    case 0x440: case 0x420: return 0x70;
+    case 0x51b: return 0x71;
+    case 0x433: return 0x72;
+    case 0x455: case 0x405: return 0x73;
+    case 0x442: case 0x422: return 0x74;
+    case 0x443: case 0x423: case 0x4af: return 0x79;
+    case 0x445: case 0x425: return 0x78;
+    case 0x51d: return 0x77;
+    case 0x43f: case 0x41f: return 0x6e;
+    // Greek
+    case 0x3b1: case 0x391: case 0x3ac: return 0x61;
+    case 0x3b2: case 0x392: return 0x62;
+    case 0x3b5: case 0x395: case 0x3ad: return 0x65;
+    case 0x397: case 0x3b7: return 0x68;
+    case 0x3b9: case 0x399: case 0x3af: case 0x3ca: return 0x69;
+    case 0x3ba: case 0x39a: return 0x6b;
+    case 0x39c: return 0x6d;
+    case 0x3bd: return 0x76; // ν looks like v
+    case 0x39d: return 0x6e;
+    case 0x3bf: case 0x39f: case 0x3cc: case 0x3c3: return 0x6f;
+    case 0x3c1: case 0x3a1: return 0x70;
+    case 0x3c4: case 0x3a4: return 0x74;
+    case 0x3c5: case 0x3a5: case 0x3cd: return 0x75;
+    case 0x3c7: case 0x3a7: return 0x78;
+    case 0x396: return 0x7a;
+    case 0x3bc: return 0x75;
+    // Latin extensions and IPA
+    case 0x131: case 0x269: case 0x26a: return 0x69;
+    case 0x261: case 0x262: return 0x67;
+    case 0x251: return 0x61;
+    case 0x25b: return 0x65;
+    case 0x28f: return 0x79;
+    case 0x280: return 0x72;
+    case 0x274: return 0x6e;
+    case 0x29c: return 0x68;
+    case 0x29f: return 0x6c;
+    case 0x1e9e: return 0x73;
+    case 0x2113: return 0x6c;
+    case 0x212f: case 0x2147: return 0x65;
+    case 0x2134: return 0x6f;
+    case 0xfb00: return 0x66; // ff (first letter; the second is lost)
+    case 0xfb01: case 0xfb02: return 0x66;
+  }
+  return -1;
+}
+
+function leet(c: i32): i32 {
+  switch (c) {
+    case 0x30: return 0x6f; // 0 o
+    case 0x31: return 0x69; // 1 i
+    case 0x33: return 0x65; // 3 e
+    case 0x34: return 0x61; // 4 a
+    case 0x35: return 0x73; // 5 s
+    case 0x37: return 0x74; // 7 t
+    case 0x38: return 0x62; // 8 b
+    case 0x39: return 0x67; // 9 g
+    case 0x40: return 0x61; // @ a
+    case 0x24: return 0x73; // $ s
+  }
+  return c;
+}
+
+// ---- vocabulary: every word of the patterns, by hash ---------------------------------------
+
+const VOCAB_SIZE: i32 = 4096;
+const vocabSlots = new Int32Array(VOCAB_SIZE).fill(-1);
+const vocabWords: string[] = [];
+let maxWordLen: i32 = 0;
+
+function hashBytes(buf: Uint8Array, start: i32, len: i32): u32 {
+  let h: u32 = 2166136261;
+  for (let i = 0; i < len; i++) {
+    h ^= <u32>unchecked(buf[start + i]);
+    h *= 16777619;
+  }
+  return h;
+}
+
+function wordId(word: string): i32 {
+  const bytes = Uint8Array.wrap(String.UTF8.encode(word));
+  const id = lookup(bytes, 0, bytes.length);
+  if (id >= 0) return id;
+  const nid = vocabWords.length;
+  vocabWords.push(word);
+  if (bytes.length > maxWordLen) maxWordLen = bytes.length;
+  let slot = <i32>(hashBytes(bytes, 0, bytes.length) & <u32>(VOCAB_SIZE - 1));
+  while (unchecked(vocabSlots[slot]) >= 0) slot = (slot + 1) & (VOCAB_SIZE - 1);
+  vocabSlots[slot] = nid;
+  return nid;
+}
+
+function lookup(buf: Uint8Array, start: i32, len: i32): i32 {
+  let slot = <i32>(hashBytes(buf, start, len) & <u32>(VOCAB_SIZE - 1));
+  while (true) {
+    const id = unchecked(vocabSlots[slot]);
+    if (id < 0) return UNKNOWN;
+    const w = unchecked(vocabWords[id]);
+    if (w.length == len) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (<i32>w.charCodeAt(i) != <i32>unchecked(buf[start + i])) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return id;
+    }
+    slot = (slot + 1) & (VOCAB_SIZE - 1);
+  }
+}
+
+// ---- patterns ------------------------------------------------------------------------------
+
+class Elem {
+  ids: i32[] = [];
+  optional: bool = false;
+  gap: i32 = 0;
+}
+
+class Pattern {
+  category: string;
+  id: string;
+  index: i32;
+  elems: Elem[] = [];
+  constructor(category: string, id: string, index: i32) {
+    this.category = category;
+    this.id = id;
+    this.index = index;
+  }
+}
+
+const patterns: Pattern[] = [];
+/** By the id of a first word: the patterns that start with it. */
+const byFirst = new Map<i32, i32[]>();
+let compiled = false;
+
+const CONTRACTIONS: string[] = [
+  "dont:do not", "doesnt:does not", "didnt:did not", "cant:can not", "cannot:can not",
+  "wont:will not", "isnt:is not", "arent:are not", "wasnt:was not", "werent:were not",
+  "shouldnt:should not", "youre:you are", "youve:you have", "youll:you will", "im:i am",
+  "ive:i have", "theyre:they are", "whats:what is", "thats:that is", "its:it is",
+];
+/** Vocabulary id of a contraction → the ids it expands to. */
+const contractionTo = new Map<i32, i32[]>();
+
+export function compile(): void {
+  if (compiled) return;
+  compiled = true;
+  for (let p = 0; p < PATTERNS.length; p++) {
+    const parts = PATTERNS[p].split("|");
+    const pat = new Pattern(parts[0], parts[1], p);
+    const words = parts[2].split(" ");
+    for (let i = 0; i < words.length; i++) {
+      let w = words[i];
+      if (w.length == 0) continue;
+      const e = new Elem();
+      if (w == "*") e.gap = 3;
+      else if (w == "**") e.gap = 6;
+      else {
+        if (w.endsWith("?")) {
+          e.optional = true;
+          w = w.slice(0, w.length - 1);
+        }
+        const alts = w.split("/");
+        for (let a = 0; a < alts.length; a++) if (alts[a].length > 0) e.ids.push(wordId(alts[a]));
+      }
+      pat.elems.push(e);
+    }
+    const index = patterns.length;
+    patterns.push(pat);
+    const first = pat.elems[0].ids;
+    for (let a = 0; a < first.length; a++) {
+      const id = first[a];
+      if (!byFirst.has(id)) byFirst.set(id, []);
+      byFirst.get(id).push(index);
+    }
+  }
+  for (let i = 0; i < CONTRACTIONS.length; i++) {
+    const kv = CONTRACTIONS[i].split(":");
+    const words = kv[1].split(" ");
+    const ids: i32[] = [];
+    for (let j = 0; j < words.length; j++) ids.push(wordId(words[j]));
+    contractionTo.set(wordId(kv[0]), ids);
+  }
+}
+
+// ---- tokenising ----------------------------------------------------------------------------
+
+/** The words of the text as vocabulary ids (UNKNOWN for others); kept across calls. */
+let tokens = new Int32Array(4096);
+let tokenCount: i32 = 0;
+
+function pushToken(id: i32): void {
+  if (tokenCount == tokens.length) {
+    const next = new Int32Array(tokens.length * 2);
+    next.set(tokens);
+    tokens = next;
+  }
+  unchecked((tokens[tokenCount++] = id));
+}
+const tok = new Uint8Array(256);
+let tokLen: i32 = 0;
+let tokLetters = false;
+let tokOverflow = false;
+const singles = new Uint8Array(512);
+let singlesLen: i32 = 0;
+
+function emitWord(buf: Uint8Array, start: i32, len: i32, split: bool): void {
+  const id = lookup(buf, start, len);
+  if (id >= 0) {
+    // Contractions: "dont" → do not.
+    if (contractionTo.has(id)) {
+      const ids = contractionTo.get(id);
+      for (let j = 0; j < ids.length; j++) pushToken(unchecked(ids[j]));
+    } else pushToken(id);
+    return;
+  }
+  // Plurals and third persons: "rules" when only "rule" is known.
+  if (len > 3 && unchecked(buf[start + len - 1]) == 0x73) {
+    const stem = lookup(buf, start, len - 1);
+    if (stem >= 0) {
+      pushToken(stem);
+      return;
+    }
+  }
+  if (split && len >= 10) segment(buf, start, len, true);
+  else pushToken(UNKNOWN);
+}
+
+/** Split run-together letters on the vocabulary, longest word first. */
+function segment(buf: Uint8Array, start: i32, len: i32, strict: bool): void {
+  // A long ordinary word ("quarterly") rarely starts with a pattern word of 3+ letters:
+  // give up at once then, rather than trying every split.
+  if (strict) {
+    let any = false;
+    for (let l = min(maxWordLen, len - 1); l >= 3 && !any; l--) any = lookup(buf, start, l) >= 0;
+    if (!any) {
+      pushToken(UNKNOWN);
+      return;
+    }
+  }
+  let i = 0;
+  let unknown = false;
+  while (i < len) {
+    let found = -1;
+    let flen = 0;
+    const most = min(maxWordLen, len - i);
+    for (let l = most; l >= 1; l--) {
+      const id = lookup(buf, start + i, l);
+      if (id >= 0) {
+        found = id;
+        flen = l;
+        break;
+      }
+    }
+    if (found >= 0) {
+      pushToken(found);
+      unknown = false;
+      i += flen;
+    } else {
+      if (!unknown) pushToken(UNKNOWN);
+      unknown = true;
+      i++;
+    }
+  }
+}
+
+function flushSingles(): void {
+  if (singlesLen == 0) return;
+  if (singlesLen >= 4) segment(singles, 0, singlesLen, false);
+  else for (let i = 0; i < singlesLen; i++) emitWord(singles, i, 1, false);
+  singlesLen = 0;
+}
+
+function endToken(): void {
+  if (tokLen == 0) return;
+  // A lone leet digit inside spelt-out letters ("S w 1 7 c h") is a letter too.
+  if (!tokLetters && tokLen == 1 && singlesLen > 0 && leet(<i32>tok[0]) >= 0x61) tokLetters = true;
+  if (!tokLetters) {
+    flushSingles();
+    pushToken(UNKNOWN);
+  } else {
+    for (let i = 0; i < tokLen; i++) unchecked((tok[i] = <u8>leet(<i32>unchecked(tok[i]))));
+    if (tokLen == 1 && singlesLen < singles.length) {
+      unchecked((singles[singlesLen++] = unchecked(tok[0])));
+    } else {
+      flushSingles();
+      if (tokOverflow) pushToken(UNKNOWN);
+      else emitWord(tok, 0, tokLen, true);
+    }
+  }
+  tokLen = 0;
+  tokLetters = false;
+  tokOverflow = false;
+}
+
+/** Decode UTF-8 `text[0..len)` into `tokens`. */
+export function tokenize(text: Uint8Array, len: i32): void {
+  tokenCount = 0;
+  tokLen = 0;
+  tokLetters = false;
+  tokOverflow = false;
+  singlesLen = 0;
+  let i = 0;
+  while (i < len) {
+    const b0 = <i32>unchecked(text[i]);
+    let cp = b0;
+    if (b0 < 0x80) i++;
+    else if (b0 >= 0xf0 && i + 3 < len) {
+      cp = ((b0 & 7) << 18) | ((<i32>text[i + 1] & 0x3f) << 12) |
+        ((<i32>text[i + 2] & 0x3f) << 6) | (<i32>text[i + 3] & 0x3f);
+      i += 4;
+    } else if (b0 >= 0xe0 && i + 2 < len) {
+      cp = ((b0 & 0xf) << 12) | ((<i32>text[i + 1] & 0x3f) << 6) | (<i32>text[i + 2] & 0x3f);
+      i += 3;
+    } else if (b0 >= 0xc0 && i + 1 < len) {
+      cp = ((b0 & 0x1f) << 6) | (<i32>text[i + 1] & 0x3f);
+      i += 2;
+    } else {
+      cp = 0x20;
+      i++;
+    }
+    const c = cp < 0x80 ? <i32>unchecked(ASCII[cp]) : fold(cp);
+    if (c == 0) continue;
+    if (c < 0) {
+      endToken();
+      continue;
+    }
+    if (tokLen < tok.length) unchecked((tok[tokLen++] = <u8>c));
+    else tokOverflow = true;
+    if (c >= 0x61) tokLetters = true;
+  }
+  endToken();
+  flushSingles();
+}
+
+// ---- matching ------------------------------------------------------------------------------
+
+function matchFrom(p: Pattern, e: i32, pos: i32): bool {
+  const elems = p.elems;
+  if (e == elems.length) return true;
+  const el = unchecked(elems[e]);
+  const n = tokenCount;
+  if (el.gap > 0) {
+    for (let k = 0; k <= el.gap && pos + k <= n; k++) if (matchFrom(p, e + 1, pos + k)) return true;
+    return false;
+  }
+  if (pos < n) {
+    const t = unchecked(tokens[pos]);
+    const ids = el.ids;
+    for (let a = 0; a < ids.length; a++) {
+      if (unchecked(ids[a]) == t) {
+        if (matchFrom(p, e + 1, pos + 1)) return true;
+        break;
+      }
+    }
+  }
+  return el.optional ? matchFrom(p, e + 1, pos) : false;
+}
+
+/** The first pattern of an enabled category that matches the tokens, or null. */
+export function matchTokens(enabled: string[]): Pattern | null {
+  const n = tokenCount;
+  for (let i = 0; i < n; i++) {
+    const t = unchecked(tokens[i]);
+    if (t < 0 || !byFirst.has(t)) continue;
+    const list = byFirst.get(t);
+    for (let j = 0; j < list.length; j++) {
+      const p = unchecked(patterns[unchecked(list[j])]);
+      if (!isEnabled(enabled, p.category)) continue;
+      if (matchFrom(p, 1, i + 1)) return p;
+    }
+  }
+  return null;
+}
+
+export function isEnabled(enabled: string[], category: string): bool {
+  if (enabled.length == 0) return true;
+  for (let i = 0; i < enabled.length; i++) if (enabled[i] == category) return true;
+  return false;
+}
+
+export { Pattern };
+
+export function patternCount(): i32 {
+  return patterns.length;
+}
+
+export function patternAt(i: i32): Pattern {
+  return patterns[i];
+}

@@ -1,0 +1,160 @@
+/**
+ * Butter's plugin ABI as data: the JSON a hook gets and what its answer may say. Pure:
+ * building the input (headers one value each, credentials redacted unless the plugin opts
+ * in) and reading the output (validated field by field, since it comes from a guest).
+ * @module
+ */
+import type { HookName } from "./binary.ts";
+
+/** What every hook gets (fields a hook has nothing for are absent). */
+export interface HookInput {
+  readonly hook: HookName;
+  readonly provider?: string;
+  readonly model?: string;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Ours: the response status on `post_llm` / `post_http`. */
+  readonly status?: number;
+  /** Ours: the chunk on `stream_chunk`. */
+  readonly chunk?: unknown;
+}
+
+/** What a guest may answer; an empty output means no change. */
+export interface HookOutput {
+  readonly body?: unknown;
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly short_circuit?: boolean;
+  readonly short_circuit_status?: number;
+  readonly short_circuit_body?: unknown;
+  /** Ours: headers added to the response (`x-` names only). */
+  readonly response_headers?: Readonly<Record<string, string>>;
+  /** Ours, `stream_chunk`: the replacement chunk, or null to drop it. */
+  readonly chunk?: Record<string, unknown> | null;
+  /** Ours, `stream_chunk`: drop the chunk. */
+  readonly drop?: boolean;
+}
+
+/** A guest's output that does not follow the ABI. */
+export class AbiError extends Error {
+  override readonly name = "AbiError";
+}
+
+const REDACTED = "[REDACTED]";
+const CREDENTIAL_HEADER =
+  /^(authorization|proxy-authorization|cookie|x-api-key|api-key|x-goog-api-key|x-amz-security-token|x-butter-app-key)$|(^|[-_])(api[-_]?key|token|secret|password)([-_]|$)/i;
+
+/** Headers as Butter passes them: one value each, credentials redacted unless exposed. */
+export function headerMap(headers: Headers, exposeCredentials: boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    out[name] = !exposeCredentials && CREDENTIAL_HEADER.test(name) ? REDACTED : value;
+  });
+  return out;
+}
+
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder("utf-8", { fatal: true });
+
+export function encodeInput(input: HookInput): Uint8Array {
+  return ENCODER.encode(JSON.stringify(input));
+}
+
+/** The guest's output bytes → a checked `HookOutput` (an `AbiError` says what is wrong). */
+export function decodeOutput(bytes: Uint8Array): HookOutput {
+  let text: string;
+  try {
+    text = DECODER.decode(bytes);
+  } catch {
+    throw new AbiError("output is not UTF-8");
+  }
+  if (text.trim() === "") return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new AbiError(`output is not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new AbiError("output is not a JSON object");
+  }
+  const o = raw as Record<string, unknown>;
+  const out: { -readonly [K in keyof HookOutput]: HookOutput[K] } = {};
+  if (o.body !== undefined && o.body !== null) out.body = o.body;
+  if (o.metadata !== undefined && o.metadata !== null) {
+    out.metadata = stringMap(o.metadata, "metadata");
+  }
+  if (o.response_headers !== undefined && o.response_headers !== null) {
+    const h = stringMap(o.response_headers, "response_headers");
+    for (const name of Object.keys(h)) {
+      if (!/^x-[a-z0-9-]+$/i.test(name)) {
+        throw new AbiError(`response_headers may only add x- headers, not "${name}"`);
+      }
+    }
+    out.response_headers = h;
+  }
+  if (o.short_circuit !== undefined && o.short_circuit !== null) {
+    if (typeof o.short_circuit !== "boolean") throw new AbiError("short_circuit is not a boolean");
+    out.short_circuit = o.short_circuit;
+  }
+  if (o.short_circuit_status !== undefined && o.short_circuit_status !== null) {
+    const s = o.short_circuit_status;
+    if (typeof s !== "number" || !Number.isInteger(s) || (s !== 0 && (s < 200 || s > 599))) {
+      throw new AbiError("short_circuit_status is not 0 or an HTTP status (200-599)");
+    }
+    out.short_circuit_status = s;
+  }
+  if (o.short_circuit_body !== undefined && o.short_circuit_body !== null) {
+    out.short_circuit_body = o.short_circuit_body;
+  }
+  if ("chunk" in o) {
+    const c = o.chunk;
+    if (c !== null && (typeof c !== "object" || Array.isArray(c))) {
+      throw new AbiError("chunk is not a JSON object or null");
+    }
+    out.chunk = c as Record<string, unknown> | null;
+  }
+  if (o.drop !== undefined && o.drop !== null) {
+    if (typeof o.drop !== "boolean") throw new AbiError("drop is not a boolean");
+    out.drop = o.drop;
+  }
+  return out;
+}
+
+function stringMap(value: unknown, field: string): Record<string, string> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new AbiError(`${field} is not a JSON object`);
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === "string") out[k] = v;
+    else if (typeof v === "number" || typeof v === "boolean") out[k] = String(v);
+    else throw new AbiError(`${field}.${k} is not a string`);
+  }
+  return out;
+}
+
+/**
+ * A short-circuit body as the guest wrote it: a JSON value, or a string holding JSON (what
+ * a Go `string` field carries), or plain text.
+ */
+export function shortCircuitBody(body: unknown): unknown {
+  if (typeof body !== "string") return body ?? {};
+  try {
+    return JSON.parse(body);
+  } catch {
+    return body;
+  }
+}
+
+/** The message of an error-shaped body (`{error:{message}}`, `{message}`) or the text. */
+export function errorMessage(body: unknown): string {
+  if (typeof body === "string") return body.slice(0, 1000);
+  if (body && typeof body === "object") {
+    const b = body as Record<string, unknown>;
+    const inner = b.error && typeof b.error === "object" ? b.error as Record<string, unknown> : b;
+    if (typeof inner.message === "string") return inner.message;
+    if (typeof b.error === "string") return b.error;
+  }
+  return "Request refused by a plugin";
+}

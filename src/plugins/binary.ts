@@ -1,0 +1,208 @@
+/**
+ * The two pieces of WebAssembly binary work the host does itself, both on a module's raw
+ * bytes before it is compiled: capping its linear memory (`max_memory`), and generating the
+ * small "status shim" that makes a hook's non-zero return an Extism error.
+ *
+ * Why the shim: Extism's JS SDK calls an export and ignores what it returns (only
+ * `error_set` counts), while Butter's ABI says a hook's non-zero `i32` is an error. The shim
+ * is the manifest's main module: it imports each hook from the guest, calls it, and when the
+ * status is non-zero and the guest set no error itself, sets one. The guest runs unchanged.
+ * @module
+ */
+
+/** Hooks a guest may export, in Butter's ABI (`() -> i32`). */
+export const HOOKS = ["pre_http", "pre_llm", "post_llm", "post_http", "stream_chunk"] as const;
+export type HookName = (typeof HOOKS)[number];
+
+export const PAGE_BYTES = 65_536;
+
+/** The module name the shim imports the guest's hooks from (a manifest entry name). */
+export const GUEST_MODULE = "guest";
+
+export class ModuleError extends Error {
+  override readonly name = "ModuleError";
+}
+
+function readLeb(bytes: Uint8Array, at: number): [value: number, next: number] {
+  let value = 0;
+  let shift = 0;
+  for (let i = at; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    value += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if ((b & 0x80) === 0) return [value, i + 1];
+    if (shift > 35) break;
+  }
+  throw new ModuleError("Malformed module: bad LEB128 number");
+}
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+const MAGIC = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+/**
+ * The module with every memory it defines capped at `maxPages` (its declared maximum
+ * lowered, or one added), so `memory.grow` past the cap fails inside the guest. Refused: a
+ * memory whose minimum is already above the cap, an imported memory, shared or 64-bit
+ * memories (none of which an Extism guest needs).
+ */
+export function capMemory(bytes: Uint8Array, maxPages: number): Uint8Array<ArrayBuffer> {
+  if (bytes.length < 8 || MAGIC.some((b, i) => bytes[i] !== b)) {
+    throw new ModuleError("Not a WebAssembly module (bad magic number or version)");
+  }
+  const parts: Uint8Array[] = [bytes.subarray(0, 8)];
+  let at = 8;
+  while (at < bytes.length) {
+    const id = bytes[at]!;
+    const [size, start] = readLeb(bytes, at + 1);
+    const end = start + size;
+    if (end > bytes.length) throw new ModuleError("Malformed module: a section runs past the end");
+    if (id === 2) checkImports(bytes.subarray(start, end));
+    if (id === 5) {
+      const body = cappedMemorySection(bytes.subarray(start, end), maxPages);
+      parts.push(new Uint8Array([5, ...uleb(body.length)]), body);
+    } else {
+      parts.push(bytes.subarray(at, end));
+    }
+    at = end;
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function cappedMemorySection(section: Uint8Array, maxPages: number): Uint8Array {
+  let [count, at] = readLeb(section, 0);
+  const out: number[] = [...uleb(count)];
+  while (count-- > 0) {
+    const flags = section[at++];
+    if (flags !== 0 && flags !== 1) {
+      throw new ModuleError("Shared or 64-bit memories are not supported");
+    }
+    let min: number;
+    [min, at] = readLeb(section, at);
+    let max = Infinity;
+    if (flags === 1) [max, at] = readLeb(section, at);
+    if (min > maxPages) {
+      throw new ModuleError(
+        `The module needs ${min} memory pages at start, more than max_memory allows (${maxPages})`,
+      );
+    }
+    out.push(1, ...uleb(min), ...uleb(Math.min(max, maxPages)));
+  }
+  return new Uint8Array(out);
+}
+
+/** Walk the import section only to refuse imported memories (the cap could not hold). */
+function checkImports(section: Uint8Array): void {
+  const dec = new TextDecoder();
+  let [count, at] = readLeb(section, 0);
+  while (count-- > 0) {
+    for (let k = 0; k < 2; k++) {
+      const [len, next] = readLeb(section, at);
+      dec.decode(section.subarray(next, next + len));
+      at = next + len;
+    }
+    const kind = section[at++];
+    if (kind === 0) [, at] = readLeb(section, at);
+    else if (kind === 1) {
+      at++; // element type
+      const flags = section[at++]!;
+      [, at] = readLeb(section, at);
+      if (flags & 1) [, at] = readLeb(section, at);
+    } else if (kind === 2) throw new ModuleError("Imported memories are not supported");
+    else if (kind === 3) at += 2;
+    else if (kind === 4) [, at] = readLeb(section, at + 1);
+    else throw new ModuleError("Malformed module: unknown import kind");
+  }
+}
+
+const NONZERO_MESSAGE = new TextEncoder().encode("hook returned a non-zero status");
+
+/**
+ * The shim's bytes for `hooks`: imports each from `guest`, exports a wrapper of the same
+ * name that returns the guest's status and, when it is non-zero and no error is set yet,
+ * sets one (`error_set`), which Extism reports as a failed call.
+ */
+export function statusShim(hooks: readonly HookName[]): Uint8Array<ArrayBuffer> {
+  const enc = new TextEncoder();
+  const name = (s: string) => {
+    const b = enc.encode(s);
+    return [...uleb(b.length), ...b];
+  };
+  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+  const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+  const I32 = 0x7f, I64 = 0x7e;
+  // Types: 0 () -> i32 · 1 (i64) -> i64 · 2 (i64, i32) -> () · 3 (i64) -> () · 4 () -> i64
+  const types = vec([
+    [0x60, 0, 1, I32],
+    [0x60, 1, I64, 1, I64],
+    [0x60, 2, I64, I32, 0],
+    [0x60, 1, I64, 0],
+    [0x60, 0, 1, I64],
+  ]);
+  const env = "extism:host/env";
+  const imports = vec([
+    ...hooks.map((h) => [...name(GUEST_MODULE), ...name(h), 0x00, 0]),
+    [...name(env), ...name("alloc"), 0x00, 1],
+    [...name(env), ...name("store_u8"), 0x00, 2],
+    [...name(env), ...name("error_set"), 0x00, 3],
+    [...name(env), ...name("error_get"), 0x00, 4],
+  ]);
+  const n = hooks.length;
+  const [ALLOC, STORE_U8, ERROR_SET, ERROR_GET] = [n, n + 1, n + 2, n + 3];
+  const funcs = vec(hooks.map(() => [0]));
+  const exports = vec(hooks.map((h, i) => [...name(h), 0x00, ...uleb(n + 4 + i)]));
+  const bodies = hooks.map((_, i) => {
+    const store: number[] = [];
+    NONZERO_MESSAGE.forEach((b, k) =>
+      store.push(0x20, 1, 0x42, ...sleb(k), 0x7c, 0x41, ...sleb(b), 0x10, ...uleb(STORE_U8))
+    );
+    const code = [
+      ...[2, 1, I32, 1, I64], // locals: status i32, message address i64
+      ...[0x10, ...uleb(i), 0x22, 0], // call guest hook; local.tee status
+      ...[0x04, 0x40], // if status != 0
+      ...[0x10, ...uleb(ERROR_GET), 0x50, 0x04, 0x40], // if no error set yet
+      ...[0x42, ...sleb(NONZERO_MESSAGE.length), 0x10, ...uleb(ALLOC), 0x21, 1],
+      ...store,
+      ...[0x20, 1, 0x10, ...uleb(ERROR_SET)],
+      ...[0x0b, 0x0b], // end, end
+      ...[0x20, 0, 0x0b], // status; end of body
+    ];
+    return [...uleb(code.length), ...code];
+  });
+  return new Uint8Array([
+    ...MAGIC,
+    ...section(1, types),
+    ...section(2, imports),
+    ...section(3, funcs),
+    ...section(7, exports),
+    ...section(10, vec(bodies)),
+  ]);
+}

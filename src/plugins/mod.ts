@@ -1,0 +1,127 @@
+/**
+ * WASM plugins on Extism (`wasm_plugins[]`): each configured module is read, checked and
+ * compiled once per config generation, then served by a pool of worker-backed instances as
+ * a stage after the built-in ones. A module that cannot be used is a config error, so a
+ * reload that brings one is refused and the running generation stays.
+ * @module
+ */
+import { resolve } from "node:path";
+import { ConfigError } from "../config/mod.ts";
+import type { Config, WasmPluginConfig } from "../config/schema.ts";
+import type { Stage } from "../pipeline/stages.ts";
+import { capMemory, type HookName, HOOKS, ModuleError, PAGE_BYTES, statusShim } from "./binary.ts";
+import { createPool, type PluginPool } from "./pool.ts";
+import { wasmStage } from "./stage.ts";
+
+export { type HookName, HOOKS } from "./binary.ts";
+export { type CallResult, createPool, type PluginPool, PluginTimeout } from "./pool.ts";
+
+/** A checked, compiled plugin module, ready to instantiate in workers. */
+export interface CompiledPlugin {
+  readonly config: WasmPluginConfig;
+  readonly guest: WebAssembly.Module;
+  readonly shim: WebAssembly.Module;
+  /** Hooks it exports, narrowed by `hooks`. */
+  readonly hooks: ReadonlySet<HookName>;
+  /** It imports WASI (TinyGo guests do): WASI is on for it, with no files and no env. */
+  readonly wasi: boolean;
+  readonly maxPages: number;
+}
+
+const HOST_MODULES = new Set(["extism:host/env", "wasi_snapshot_preview1"]);
+
+/**
+ * Read and compile one plugin. Synchronous: a config generation is built in one step, and a
+ * plugin that cannot load must refuse the config before anything is swapped.
+ */
+export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugin {
+  const where = `wasm_plugins "${cfg.name}"`;
+  const path = resolve(cwd, cfg.path);
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(path);
+  } catch (err) {
+    throw new ModuleError(`${where}: cannot read "${path}": ${(err as Error).message}`);
+  }
+  const maxPages = Math.max(1, Math.floor(cfg.max_memory / PAGE_BYTES));
+  let guest: WebAssembly.Module;
+  try {
+    guest = new WebAssembly.Module(capMemory(bytes, maxPages));
+  } catch (err) {
+    throw new ModuleError(`${where}: "${path}" is not a usable module: ${(err as Error).message}`);
+  }
+  const imports = WebAssembly.Module.imports(guest);
+  const foreign = imports.find((i) => !HOST_MODULES.has(i.module));
+  if (foreign) {
+    throw new ModuleError(
+      `${where}: imports "${foreign.module}" "${foreign.name}"; a plugin may import only extism:host/env (and WASI)`,
+    );
+  }
+  const exported = new Set(
+    WebAssembly.Module.exports(guest).filter((e) => e.kind === "function").map((e) => e.name),
+  );
+  const available = HOOKS.filter((h) => exported.has(h));
+  for (const h of cfg.hooks ?? []) {
+    if (!exported.has(h)) {
+      throw new ModuleError(`${where}: hooks lists "${h}", which it does not export`);
+    }
+  }
+  const hooks = cfg.hooks ? available.filter((h) => cfg.hooks!.includes(h)) : available;
+  if (hooks.length === 0) {
+    throw new ModuleError(`${where}: exports none of ${HOOKS.join(", ")}`);
+  }
+  return {
+    config: cfg,
+    guest,
+    shim: new WebAssembly.Module(statusShim(hooks)),
+    hooks: new Set(hooks),
+    wasi: imports.some((i) => i.module === "wasi_snapshot_preview1"),
+    maxPages,
+  };
+}
+
+/** Start the instance pool of a compiled plugin. */
+export function startPool(plugin: CompiledPlugin): PluginPool {
+  const cfg = plugin.config;
+  return createPool({
+    size: cfg.instances,
+    timeoutMs: cfg.timeout,
+    init: {
+      guest: plugin.guest,
+      shim: plugin.shim,
+      wasi: plugin.wasi,
+      allowedHosts: cfg.allowed_hosts,
+      config: cfg.config,
+      maxPages: plugin.maxPages,
+    },
+  });
+}
+
+/**
+ * The stages of `config.wasm_plugins`, in order. Throws a `ConfigError` listing every plugin
+ * that cannot load (nothing is started then).
+ */
+export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
+  const list = config.wasm_plugins;
+  if (list.length === 0) return [];
+  const problems: string[] = [];
+  const compiled: CompiledPlugin[] = [];
+  const seen = new Set<string>();
+  for (const cfg of list) {
+    if (seen.has(cfg.name)) problems.push(`wasm_plugins: the name "${cfg.name}" is used twice`);
+    seen.add(cfg.name);
+    try {
+      compiled.push(compilePlugin(cfg, cwd));
+    } catch (err) {
+      if (!(err instanceof ModuleError)) throw err;
+      problems.push(err.message);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError("wasm_plugins", problems);
+  return compiled.map((p) => wasmStage(p.config, p.hooks, startPool(p)));
+}
+
+/** Files the daemon reads for `wasm_plugins` (the permission planner grants exactly these). */
+export function pluginFiles(config: Config, cwd: string): string[] {
+  return config.wasm_plugins.map((p) => resolve(cwd, p.path));
+}

@@ -1,0 +1,192 @@
+/**
+ * A pool of `size` worker-backed instances of one plugin, all started up front. A call takes
+ * an idle instance so concurrent requests do not queue on one; a guest that overruns
+ * `timeoutMs` has its worker terminated and a fresh instance takes its place, so a spinning
+ * guest costs one thread for at most its budget while the others keep serving.
+ * @module
+ */
+import type { HookName } from "./binary.ts";
+import {
+  CTL,
+  DATA_OFFSET,
+  HOOKS,
+  RESULT,
+  STATE,
+  type WorkerInit,
+  type WorkerReply,
+} from "./protocol.ts";
+
+export type CallResult =
+  | { readonly kind: "none"; readonly logs: readonly GuestLog[] }
+  | { readonly kind: "output"; readonly bytes: Uint8Array; readonly logs: readonly GuestLog[] }
+  | { readonly kind: "error"; readonly message: string; readonly logs: readonly GuestLog[] };
+
+export interface GuestLog {
+  readonly level: string;
+  readonly message: string;
+}
+
+/** The guest did not answer within its budget; its worker was terminated. */
+export class PluginTimeout extends Error {
+  override readonly name = "PluginTimeout";
+}
+
+export interface PoolOptions {
+  readonly init: Omit<WorkerInit, "sab">;
+  readonly size: number;
+  readonly timeoutMs: number;
+}
+
+export interface PluginPool {
+  call(hook: HookName, input: Uint8Array): Promise<CallResult>;
+  /** Resolves once the first instance is up; rejects with why it could not start. */
+  readonly ready: Promise<void>;
+  /** Instances running now (for tests and the bench). */
+  size(): number;
+  close(): void;
+}
+
+const WORKER_URL = new URL("./worker.ts", import.meta.url);
+const INITIAL_BYTES = DATA_OFFSET + 64 * 1024;
+/** Request bodies are bounded well below this by the server's body limit. */
+const MAX_BYTES = DATA_OFFSET + 128 * 1024 * 1024;
+
+interface Slot {
+  readonly worker: Worker;
+  readonly sab: SharedArrayBuffer;
+  readonly ctl: Int32Array;
+  readonly ready: Promise<void>;
+  /** Rejects the call in flight when the worker dies under it. */
+  died: (err: Error) => void;
+  dead: boolean;
+}
+
+interface Waiter {
+  readonly resolve: (slot: Slot) => void;
+  readonly reject: (err: Error) => void;
+}
+
+export function createPool(opts: PoolOptions): PluginPool {
+  const slots: Slot[] = [];
+  const idle: Slot[] = [];
+  const waiters: Waiter[] = [];
+  let closed = false;
+
+  const spawn = (): Slot => {
+    const sab = new SharedArrayBuffer(INITIAL_BYTES, { maxByteLength: MAX_BYTES });
+    const worker = new Worker(WORKER_URL, { type: "module", name: "pilotfish wasm plugin" });
+    const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
+    const slot: Slot = {
+      worker,
+      sab,
+      ctl: new Int32Array(sab, 0, CTL.length),
+      ready,
+      died: () => {},
+      dead: false,
+    };
+    worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+      if (e.data.type === "ready") resolve();
+      else reject(new Error(e.data.message));
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      const err = new Error(`plugin worker failed: ${e.message}`);
+      reject(err);
+      drop(slot);
+      slot.died(err);
+    };
+    worker.postMessage({ ...opts.init, sab } satisfies WorkerInit);
+    slots.push(slot);
+    ready.then(() => release(slot), () => drop(slot, false));
+    return slot;
+  };
+
+  /** Stop an instance; unless it never started, a fresh one takes its place. */
+  const drop = (slot: Slot, replace = true) => {
+    if (slot.dead) return;
+    slot.dead = true;
+    slot.worker.terminate();
+    const i = slots.indexOf(slot);
+    if (i >= 0) slots.splice(i, 1);
+    const j = idle.indexOf(slot);
+    if (j >= 0) idle.splice(j, 1);
+    if (replace && !closed) spawn();
+    if (slots.length === 0) {
+      const err = new Error("no plugin instance could start");
+      for (const w of waiters.splice(0)) w.reject(err);
+    }
+  };
+
+  const release = (slot: Slot) => {
+    if (slot.dead || closed) return;
+    const next = waiters.shift();
+    if (next) next.resolve(slot);
+    else idle.push(slot);
+  };
+
+  const acquire = (): Slot | Promise<Slot> => {
+    if (closed) throw new Error("plugin pool is closed");
+    const slot = idle.pop();
+    if (slot) return slot;
+    if (slots.length === 0) throw new Error("no plugin instance could start");
+    return new Promise<Slot>((resolve, reject) => waiters.push({ resolve, reject }));
+  };
+
+  // Every instance starts now: a request never waits for a worker to boot.
+  for (let i = 0; i < opts.size; i++) spawn();
+  const ready = Promise.all(slots.map((s) => s.ready)).then(() => {});
+  ready.catch(() => {});
+
+  const run = async (slot: Slot, hook: HookName, input: Uint8Array): Promise<CallResult> => {
+    const { sab, ctl } = slot;
+    const needed = DATA_OFFSET + input.length;
+    if (needed > sab.byteLength) {
+      if (needed > sab.maxByteLength) throw new Error("input larger than the plugin buffer");
+      sab.grow(needed);
+    }
+    new Uint8Array(sab, DATA_OFFSET).set(input);
+    ctl[CTL.hook] = HOOKS.indexOf(hook);
+    ctl[CTL.inputLength] = input.length;
+    Atomics.store(ctl, CTL.state, STATE.request);
+    Atomics.notify(ctl, CTL.state);
+    const waited = Atomics.waitAsync(ctl, CTL.state, STATE.request, opts.timeoutMs);
+    if (waited.async) {
+      const died = new Promise<never>((_, reject) => (slot.died = reject));
+      await Promise.race([waited.value, died]);
+    }
+    if (Atomics.load(ctl, CTL.state) !== STATE.response) {
+      drop(slot);
+      throw new PluginTimeout(`did not answer within ${opts.timeoutMs} ms; its worker was stopped`);
+    }
+    const data = new Uint8Array(sab, DATA_OFFSET);
+    const outLen = ctl[CTL.outputLength]!;
+    const logLen = ctl[CTL.logLength]!;
+    const bytes = data.slice(0, outLen);
+    const logs: GuestLog[] = logLen > 0
+      ? JSON.parse(new TextDecoder().decode(data.subarray(outLen, outLen + logLen)))
+      : [];
+    const result = ctl[CTL.result];
+    Atomics.store(ctl, CTL.state, STATE.idle);
+    release(slot);
+    if (result === RESULT.error) {
+      return { kind: "error", message: new TextDecoder().decode(bytes), logs };
+    }
+    return result === RESULT.output ? { kind: "output", bytes, logs } : { kind: "none", logs };
+  };
+
+  return {
+    ready,
+    size: () => slots.length,
+    async call(hook, input) {
+      const got = acquire();
+      const slot = got instanceof Promise ? await got : got;
+      return await run(slot, hook, input);
+    },
+    close() {
+      closed = true;
+      for (const slot of [...slots]) drop(slot);
+      const err = new Error("plugin pool is closed");
+      for (const w of waiters.splice(0)) w.reject(err);
+    },
+  };
+}

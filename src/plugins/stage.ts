@@ -1,0 +1,210 @@
+/**
+ * A WASM plugin as a stage: each hook the guest exports (and `hooks` allows) becomes the
+ * stage's hook, called through the plugin's pool with Butter's JSON; the answer maps onto
+ * the stage chain's outcomes. A call that fails (trap, non-zero status, timeout, output that
+ * breaks the ABI) is thrown, so the chain applies the plugin's `fail_mode`.
+ * @module
+ */
+import type { WasmPluginConfig } from "../config/schema.ts";
+import type { ChatChunk } from "../providers/types.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
+import type {
+  HttpRequestView,
+  HttpResponseView,
+  LlmRequestView,
+  LlmResponseView,
+  PostLlmResult,
+  PreHttpResult,
+  PreLlmResult,
+  Reject,
+  Respond,
+  Stage,
+} from "../pipeline/stages.ts";
+import {
+  AbiError,
+  decodeOutput,
+  encodeInput,
+  errorMessage,
+  headerMap,
+  type HookInput,
+  type HookOutput,
+  shortCircuitBody,
+} from "./abi.ts";
+import type { HookName } from "./binary.ts";
+import type { PluginPool } from "./pool.ts";
+
+/** Per exchange, the response headers plugins asked for (added at `post_http`). */
+const ADDED_HEADERS = new WeakMap<Exchange, Record<string, string>>();
+
+export function wasmStage(
+  cfg: WasmPluginConfig,
+  hooks: ReadonlySet<HookName>,
+  pool: PluginPool,
+): Stage {
+  const expose = cfg.expose_credentials;
+
+  const call = async (ex: Exchange, input: HookInput): Promise<HookOutput> => {
+    const result = await pool.call(input.hook, encodeInput(input));
+    for (const log of result.logs) {
+      const level = log.level === "error" ? "error" : log.level === "warn" ? "warn" : "info";
+      ex.runtime.logger[level]("plugin log", {
+        request_id: ex.id,
+        plugin: cfg.name,
+        hook: input.hook,
+        message: ex.runtime.redact(log.message),
+      });
+    }
+    if (result.kind === "error") throw new Error(result.message);
+    if (result.kind === "none") return {};
+    const out = decodeOutput(result.bytes);
+    if (out.metadata) Object.assign(ex.metadata, out.metadata);
+    if (out.response_headers) {
+      ADDED_HEADERS.set(ex, { ...ADDED_HEADERS.get(ex), ...out.response_headers });
+    }
+    return out;
+  };
+
+  const common = (ex: Exchange) => ({
+    ...(ex.provider !== undefined ? { provider: ex.provider } : {}),
+    ...(ex.model !== undefined ? { model: ex.model } : {}),
+    headers: headerMap(ex.headers, expose),
+    metadata: ex.metadata,
+  });
+
+  const stage: {
+    -readonly [K in keyof Stage]: Stage[K];
+  } = {
+    name: cfg.name,
+    fail_mode: cfg.fail_mode,
+    timeout_ms: cfg.timeout,
+    post_llm_body: hooks.has("post_llm"),
+    dispose: () => pool.close(),
+    ready: pool.ready,
+    // Always present: headers a guest added on any hook go out here.
+    post_http: hooks.has("post_http")
+      ? async (ex: Exchange, res: HttpResponseView) => {
+        await call(ex, {
+          hook: "post_http",
+          ...common(ex),
+          status: res.status,
+          headers: headerMap(res.headers, expose),
+        });
+        addHeaders(ex, res);
+      }
+      : addHeaders,
+  };
+
+  if (hooks.has("pre_http")) {
+    stage.pre_http = async (ex: Exchange, req: HttpRequestView): Promise<PreHttpResult> => {
+      const body = jsonOf(req.body);
+      const out = await call(ex, {
+        hook: "pre_http",
+        ...common(ex),
+        ...(body !== undefined ? { body } : {}),
+      });
+      if (out.short_circuit) return shortCircuit(ex, out);
+      if (out.body === undefined) return;
+      // Passthrough routes carry bytes: a rewrite goes back as bytes.
+      return {
+        action: "rewrite",
+        body: req.body instanceof Uint8Array
+          ? new TextEncoder().encode(JSON.stringify(out.body))
+          : out.body,
+      };
+    };
+  }
+
+  if (hooks.has("pre_llm")) {
+    stage.pre_llm = async (ex: Exchange, req: LlmRequestView): Promise<PreLlmResult> => {
+      const body = jsonOf(req.body);
+      const out = await call(ex, {
+        hook: "pre_llm",
+        ...common(ex),
+        ...(body !== undefined ? { body } : {}),
+      });
+      if (out.short_circuit) return shortCircuit(ex, out);
+      if (out.body === undefined) return;
+      if (req.schema === "passthrough") {
+        return { action: "rewrite", body: new TextEncoder().encode(JSON.stringify(out.body)) };
+      }
+      if (typeof out.body !== "object" || out.body === null || Array.isArray(out.body)) {
+        throw new AbiError("pre_llm body is not a JSON object");
+      }
+      return { action: "rewrite", body: out.body };
+    };
+  }
+
+  if (hooks.has("post_llm")) {
+    stage.post_llm = async (ex: Exchange, res: LlmResponseView): Promise<PostLlmResult> => {
+      const out = await call(ex, {
+        hook: "post_llm",
+        ...common(ex),
+        status: res.status,
+        ...(!res.stream && res.body !== undefined ? { body: res.body } : {}),
+      });
+      if (out.short_circuit) {
+        throw new AbiError("short_circuit is not possible in post_llm: the provider has answered");
+      }
+      if (out.body === undefined) return;
+      if (res.stream || res.body === undefined) {
+        throw new AbiError("post_llm body cannot replace a streamed or passthrough answer");
+      }
+      if (typeof out.body !== "object" || out.body === null || Array.isArray(out.body)) {
+        throw new AbiError("post_llm body is not a JSON object");
+      }
+      return { action: "rewrite", body: out.body as Record<string, unknown> };
+    };
+  }
+
+  if (hooks.has("stream_chunk")) {
+    stage.stream_chunk = async (
+      ex: Exchange,
+      chunk: ChatChunk,
+    ): Promise<ChatChunk | null | void> => {
+      const out = await call(ex, {
+        hook: "stream_chunk",
+        ...(ex.provider !== undefined ? { provider: ex.provider } : {}),
+        ...(ex.model !== undefined ? { model: ex.model } : {}),
+        metadata: ex.metadata,
+        chunk,
+      });
+      if (out.drop || out.chunk === null) return null;
+      if (out.chunk !== undefined) return out.chunk as unknown as ChatChunk;
+    };
+  }
+  return stage;
+}
+
+function addHeaders(ex: Exchange, res: HttpResponseView): void {
+  const added = ADDED_HEADERS.get(ex);
+  if (added === undefined) return;
+  for (const [name, value] of Object.entries(added)) res.headers.set(name, value);
+}
+
+/** Bodies as JSON for the guest: passthrough bytes when they hold JSON, else nothing. */
+function jsonOf(body: unknown): unknown {
+  if (!(body instanceof Uint8Array)) return body ?? undefined;
+  if (body.length === 0) return undefined;
+  try {
+    return JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A guest's short-circuit as the route renders it. Status 0 or absent is Butter's 400. An
+ * error status is sent with the guest's body as is on OpenAI-format routes (what Butter
+ * does), and in the route's own error format elsewhere (the guest's message kept); a
+ * success status is the guest's body as JSON, streamed or not.
+ */
+function shortCircuit(ex: Exchange, out: HookOutput): Respond | Reject {
+  const status = out.short_circuit_status ? out.short_circuit_status : 400;
+  const body = shortCircuitBody(out.short_circuit_body);
+  const openaiShaped = ex.errorFormat === null || ex.errorFormat === "openai_json" ||
+    ex.errorFormat === "plain";
+  if (status >= 400 && !openaiShaped) {
+    return { action: "reject", status, message: errorMessage(body) };
+  }
+  return { action: "respond", status, body };
+}

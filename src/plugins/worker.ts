@@ -1,0 +1,109 @@
+/**
+ * One WASM plugin instance in its own thread: Extism runs the guest here, so the daemon can
+ * stop a guest that spins by terminating this worker (a call on the main thread could not be
+ * interrupted). Calls arrive through a SharedArrayBuffer and an `Atomics` handshake rather
+ * than `postMessage`: the worker blocks in `Atomics.wait` between calls and the main thread
+ * awaits `Atomics.waitAsync`, which costs tens of µs per call instead of a message hop each
+ * way (see `pool.ts` for the layout).
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import createPlugin, { type Plugin } from "@extism/extism";
+import { CTL, DATA_OFFSET, HOOKS, RESULT, STATE, type WorkerInit } from "./protocol.ts";
+
+type ExtismLogger = NonNullable<NonNullable<Parameters<typeof createPlugin>[1]>["logger"]>;
+
+interface GuestLog {
+  level: string;
+  message: string;
+}
+
+self.onmessage = async (e: MessageEvent<WorkerInit>) => {
+  const init = e.data;
+  const logs: GuestLog[] = [];
+  const sink = (level: string) => (message: unknown) => {
+    // A guest that logs in a loop must not grow this without bound.
+    if (logs.length < 32) logs.push({ level, message: String(message).slice(0, 2048) });
+  };
+  let plugin: Plugin;
+  try {
+    plugin = await createPlugin(
+      {
+        wasm: [
+          { module: init.guest, name: "guest" },
+          { module: init.shim, name: "main" },
+        ],
+      },
+      {
+        useWasi: init.wasi,
+        enableWasiOutput: false,
+        allowedPaths: {},
+        allowedHosts: [...init.allowedHosts],
+        config: { ...init.config },
+        memory: { maxPages: init.maxPages, maxHttpResponseBytes: init.maxPages * 65_536 },
+        logLevel: "info",
+        logger: {
+          trace: sink("trace"),
+          debug: sink("debug"),
+          info: sink("info"),
+          warn: sink("warn"),
+          error: sink("error"),
+        } as unknown as ExtismLogger,
+      },
+    );
+  } catch (err) {
+    self.postMessage({ type: "failed", message: err instanceof Error ? err.message : String(err) });
+    return;
+  }
+  self.postMessage({ type: "ready" });
+  serve(plugin, init.sab, logs);
+};
+
+async function serve(plugin: Plugin, sab: SharedArrayBuffer, logs: GuestLog[]): Promise<never> {
+  const ctl = new Int32Array(sab, 0, CTL.length);
+  const enc = new TextEncoder();
+  for (;;) {
+    for (
+      let s = Atomics.load(ctl, CTL.state);
+      s !== STATE.request;
+      s = Atomics.load(ctl, CTL.state)
+    ) {
+      Atomics.wait(ctl, CTL.state, s);
+    }
+    const data = new Uint8Array(sab, DATA_OFFSET);
+    const input = data.slice(0, ctl[CTL.inputLength]!);
+    const hook = HOOKS[ctl[CTL.hook]!]!;
+    logs.length = 0;
+    let result: number = RESULT.none;
+    let output: Uint8Array = new Uint8Array(0);
+    try {
+      const out = await plugin.call(hook, input);
+      const bytes = out?.bytes();
+      if (bytes !== undefined && bytes.length > 0) {
+        result = RESULT.output;
+        output = bytes;
+      }
+    } catch (err) {
+      result = RESULT.error;
+      output = enc.encode(err instanceof Error ? err.message : String(err));
+    }
+    const logBytes = logs.length > 0 ? enc.encode(JSON.stringify(logs)) : new Uint8Array(0);
+    const needed = DATA_OFFSET + output.length + logBytes.length;
+    if (needed > sab.byteLength) {
+      if (needed > sab.maxByteLength) {
+        result = RESULT.error;
+        output = enc.encode("output larger than the host's exchange buffer");
+      } else {
+        sab.grow(needed);
+      }
+    }
+    const view = new Uint8Array(sab, DATA_OFFSET);
+    view.set(output, 0);
+    view.set(logBytes, output.length);
+    ctl[CTL.result] = result;
+    ctl[CTL.outputLength] = output.length;
+    ctl[CTL.logLength] = logBytes.length;
+    Atomics.store(ctl, CTL.state, STATE.response);
+    Atomics.notify(ctl, CTL.state);
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * The committed plugins/*\/plugin.wasm are what `deno task build:plugins` makes from their
+ * sources today (the build is deterministic, so bytes are compared).
+ */
+import assert from "node:assert/strict";
+import { buildPlugins } from "../../scripts/build_plugins.ts";
+
+Deno.test("plugins/*/plugin.wasm are up to date with their sources", async () => {
+  const built = await buildPlugins();
+  assert.deepEqual(built.map((b) => b.name), [
+    "butter-example",
+    "example",
+    "prompt-injection-guard",
+  ]);
+  for (const b of built) {
+    const committed = await Deno.readFile(b.path);
+    assert.ok(
+      committed.length === b.bytes.length && committed.every((x, i) => x === b.bytes[i]),
+      `${b.path.pathname} is stale: run \`deno task build:plugins\``,
+    );
+  }
+});

@@ -1,0 +1,86 @@
+/**
+ * The prompt-injection guard (plugins/prompt-injection-guard/plugin.wasm) over its corpus
+ * (tests/fixtures/injection/): detection ≥ 95 % of the malicious prompts (more than half
+ * obfuscated) and false positives ≤ 2 % of the benign-but-scary ones. Run through the real
+ * host (compiled module, worker pool), as the gateway runs it.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { parseConfigText } from "../../src/config/mod.ts";
+import { compilePlugin, startPool } from "../../src/plugins/mod.ts";
+import { decodeOutput } from "../../src/plugins/abi.ts";
+
+const GUARD = fileURLToPath(
+  new URL("../../plugins/prompt-injection-guard/plugin.wasm", import.meta.url),
+);
+const CORPUS = new URL("../fixtures/injection/", import.meta.url);
+
+interface Case {
+  id: string;
+  category?: string;
+  obfuscation: string;
+  body: unknown;
+}
+
+const read = (name: string): Case[] =>
+  Deno.readTextFileSync(new URL(name, CORPUS)).trim().split("\n").map((l) => JSON.parse(l));
+
+function guardPool(config: Record<string, string>) {
+  const { config: cfg } = parseConfigText(
+    `wasm_plugins:\n  - name: guard\n    path: ${GUARD}\n    config: ${JSON.stringify(config)}\n`,
+    () => undefined,
+    "guard.yaml",
+  );
+  return startPool(compilePlugin(cfg.wasm_plugins[0]!, "/"));
+}
+
+Deno.test("prompt-injection guard: detection ≥ 95 % and false positives ≤ 2 % on the corpus", async () => {
+  const malicious = read("malicious.jsonl");
+  const benign = read("benign.jsonl");
+  const obfuscated = malicious.filter((c) => c.obfuscation !== "none").length;
+  assert.ok(malicious.length >= 200 && benign.length >= 200, "corpus sizes");
+  assert.ok(obfuscated * 2 >= malicious.length, "at least half obfuscated");
+  const categories = new Set(malicious.map((c) => c.category));
+  assert.equal(categories.size, 9, "all nine categories");
+
+  const pool = guardPool({ mode: "block" });
+  try {
+    await pool.ready;
+    const blocked = async (c: Case) => {
+      const r = await pool.call(
+        "pre_http",
+        new TextEncoder().encode(JSON.stringify({ hook: "pre_http", body: c.body })),
+      );
+      if (r.kind === "error") throw new Error(`${c.id}: ${r.message}`);
+      if (r.kind === "none") return null;
+      const out = decodeOutput(r.bytes);
+      return out.short_circuit ? out.metadata ?? {} : null;
+    };
+    const missed: string[] = [];
+    for (const c of malicious) {
+      if (await blocked(c) === null) missed.push(`${c.id} [${c.category}, ${c.obfuscation}]`);
+    }
+    const flagged: string[] = [];
+    for (const c of benign) {
+      const hit = await blocked(c);
+      if (hit !== null) {
+        flagged.push(`${c.id} (${hit.injection_pattern}): ${JSON.stringify(c.body).slice(0, 120)}`);
+      }
+    }
+    const detection = (malicious.length - missed.length) / malicious.length;
+    const fp = flagged.length / benign.length;
+    // deno-lint-ignore no-console
+    console.log(
+      `guard corpus: detection ${(detection * 100).toFixed(1)}% (${
+        malicious.length - missed.length
+      }/${malicious.length}, ${obfuscated} obfuscated), ` +
+        `false positives ${(fp * 100).toFixed(1)}% (${flagged.length}/${benign.length})` +
+        (missed.length ? `\n  missed: ${missed.join("\n          ")}` : "") +
+        (flagged.length ? `\n  flagged: ${flagged.join("\n           ")}` : ""),
+    );
+    assert.ok(detection >= 0.95, `detection ${detection}`);
+    assert.ok(fp <= 0.02, `false positives ${fp}`);
+  } finally {
+    pool.close();
+  }
+});

@@ -1,0 +1,264 @@
+/**
+ * The WASM host with guest fixtures (tests/fixtures/wasm/*.wat): each misbehaviour follows
+ * the plugin's configuration (fail_mode, timeout, max_memory, allowed_hosts, no files), and
+ * a stuck guest does not stop the gateway serving other requests.
+ */
+import assert from "node:assert/strict";
+import { gateway, post, type TestGateway } from "../pipeline/support.ts";
+import { fixtureWasm } from "./wat.ts";
+
+const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-host-" });
+const CHAT = { model: "up/gpt-up", messages: [{ role: "user", content: "hi" }] };
+
+function config(plugin: string, extra = ""): string {
+  return `
+providers:
+  up: { base_url: "http://up.test/v1", keys: [{ key: sk-up-configured-0001 }] }
+  claude:
+    type: anthropic
+    base_url: "http://claude.test/v1"
+    keys: [{ key: sk-ant-configured-0002 }]
+routing:
+  failover: { enabled: false }
+wasm_plugins:
+  - name: fixture
+    path: ${plugin}
+${extra.split("\n").map((l) => (l ? `    ${l}` : l)).join("\n")}
+`;
+}
+
+async function withPlugin(
+  fixture: string,
+  extra: string,
+  fn: (gw: TestGateway) => Promise<void>,
+): Promise<void> {
+  const gw = gateway({ config: config(await fixtureWasm(TMP, fixture), extra) });
+  try {
+    await gw.runtime.ready();
+    await fn(gw);
+  } finally {
+    await gw.runtime.dispose();
+  }
+}
+
+const chat = (gw: TestGateway, body: unknown = CHAT, headers: Record<string, string> = {}) =>
+  gw.request("/v1/chat/completions", post(body, headers));
+
+Deno.test("a guest that does nothing changes nothing", async () => {
+  await withPlugin("noop", "fail_mode: closed", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).choices[0].message.content, "echo: hi");
+  });
+});
+
+Deno.test("a pre_llm rewrite replaces the body sent upstream; metadata reaches the log", async () => {
+  await withPlugin("rewrite", "", async (gw) => {
+    const res = await chat(gw);
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    assert.equal(JSON.parse(text).choices[0].message.content, "echo: rewritten by the plugin");
+    const raw = gw.upstream[0]!.init.body;
+    const sent = JSON.parse(
+      raw instanceof Uint8Array ? new TextDecoder().decode(raw) : String(raw),
+    );
+    assert.equal(sent.messages[0].content, "rewritten by the plugin");
+    const line = gw.logs.map((l) => JSON.parse(l)).find((l) => l.msg === "request");
+    assert.deepEqual(line.metadata, { rewritten: "yes" });
+  });
+});
+
+Deno.test("a short-circuit answers in the route's own format; status 0 is 400", async (t) => {
+  await withPlugin("short_circuit", "", async (gw) => {
+    await t.step("OpenAI route: the guest's body as is", async () => {
+      const res = await chat(gw);
+      assert.equal(res.status, 400);
+      assert.deepEqual(await res.json(), {
+        error: {
+          message: "Blocked by fixture",
+          type: "invalid_request_error",
+          code: "fixture_block",
+        },
+      });
+    });
+    await t.step("a stream request gets the same JSON error", async () => {
+      const res = await chat(gw, { ...CHAT, stream: true });
+      assert.equal(res.status, 400);
+      assert.equal((await res.json()).error.code, "fixture_block");
+    });
+    await t.step("Anthropic route: Anthropic's error envelope, the message kept", async () => {
+      const res = await gw.request(
+        "/v1/messages",
+        post({
+          model: "claude/claude-x",
+          max_tokens: 8,
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      );
+      assert.equal(res.status, 400);
+      const body = await res.json();
+      assert.equal(body.type, "error");
+      assert.equal(body.error.type, "invalid_request_error");
+      assert.equal(body.error.message, "Blocked by fixture");
+    });
+    assert.equal(gw.upstream.length, 0, "nothing went upstream");
+  });
+});
+
+Deno.test("a pre_llm answer (status 200) is the response; nothing goes upstream", async () => {
+  await withPlugin("answer", "", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).choices[0].message.content, "answered by the plugin");
+    assert.equal(gw.upstream.length, 0);
+  });
+});
+
+Deno.test("metadata and response_headers: the header is on the response", async () => {
+  await withPlugin("tag_headers", "", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-fixture"), "tagged");
+    await res.body?.cancel();
+  });
+});
+
+for (
+  const [fixture, what] of [
+    ["reject", "a non-zero status"],
+    ["garbage", "output that is not JSON"],
+    ["trap", "a trap"],
+  ] as const
+) {
+  Deno.test(`${what}: fail_mode open skips the plugin, closed answers 500`, async (t) => {
+    await t.step("open", async () => {
+      await withPlugin(fixture, "fail_mode: open", async (gw) => {
+        const res = await chat(gw);
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        assert.ok(gw.logs.some((l) => l.includes("stage skipped (fail_mode open)")));
+      });
+    });
+    await t.step("closed", async () => {
+      await withPlugin(fixture, "fail_mode: closed", async (gw) => {
+        const res = await chat(gw);
+        assert.equal(res.status, 500);
+        const body = await res.json();
+        assert.equal(body.error.code, "stage_failed");
+        assert.match(body.error.message, /Stage "fixture" failed in pre_http/);
+        assert.equal(gw.upstream.length, 0);
+      });
+    });
+  });
+}
+
+Deno.test("a spinning guest is stopped at its timeout while other requests are served", async () => {
+  await withPlugin("spin", "timeout: 300ms\nfail_mode: closed\ninstances: 3", async (gw) => {
+    const big = { ...CHAT, messages: [{ role: "user", content: "x".repeat(3000) }] };
+    const started = performance.now();
+    const stuck = chat(gw, big);
+    // While one instance spins, small requests keep being answered by the others.
+    for (let i = 0; i < 5; i++) {
+      const res = await chat(gw);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    const res = await stuck;
+    const elapsed = performance.now() - started;
+    assert.equal(res.status, 500);
+    assert.match((await res.json()).error.message, /did not finish pre_http within 300 ms/);
+    assert.ok(elapsed < 5_000, `stopped in ${elapsed} ms`);
+    // The instance was replaced: the plugin still serves.
+    const after = await chat(gw);
+    assert.equal(after.status, 200);
+    await after.body?.cancel();
+  });
+});
+
+Deno.test("a guest that grows memory without bound hits max_memory and fails", async () => {
+  await withPlugin("grow", "max_memory: 4MiB\nfail_mode: closed", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 500);
+    assert.match((await res.json()).error.message, /failed in pre_http/);
+  });
+});
+
+Deno.test("max_memory below one page is a config error", async () => {
+  const path = await fixtureWasm(TMP, "noop");
+  assert.throws(() => gateway({ config: config(path, "max_memory: 1KB") }), /at least one 64KiB/);
+});
+
+Deno.test("network: denied without allowed_hosts, allowed for a listed host", async (t) => {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => Response.json({ metadata: { fetched: "yes" }, response_headers: { "x-fetched": "yes" } }),
+  );
+  const request = JSON.stringify({ method: "GET", url: `http://127.0.0.1:${server.addr.port}/` });
+  try {
+    await t.step("no allowed_hosts: the call fails (closed → 500)", async () => {
+      await withPlugin(
+        "net",
+        `fail_mode: closed\nconfig: { request: '${request}' }`,
+        async (gw) => {
+          const res = await chat(gw);
+          assert.equal(res.status, 500);
+          assert.match((await res.json()).error.message, /not allowed/);
+        },
+      );
+    });
+    await t.step("allowed_hosts [127.0.0.1]: the guest gets the answer", async () => {
+      await withPlugin(
+        "net",
+        `fail_mode: closed\nallowed_hosts: ["127.0.0.1"]\nconfig: { request: '${request}' }`,
+        async (gw) => {
+          const res = await chat(gw);
+          assert.equal(res.status, 200);
+          assert.equal(res.headers.get("x-fetched"), "yes");
+          await res.body?.cancel();
+        },
+      );
+    });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("files: a WASI guest has no preopened directory, so it cannot open one", async () => {
+  await withPlugin("file", "fail_mode: closed", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const line = gw.logs.map((l) => JSON.parse(l)).find((l) => l.msg === "request");
+    assert.deepEqual(line.metadata, { file: "denied" });
+  });
+});
+
+Deno.test("stream_chunk: a guest can drop chunks", async () => {
+  await withPlugin("chunk", "fail_mode: closed", async (gw) => {
+    const res = await chat(gw, { ...CHAT, stream: true });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.ok(!text.includes("Hello"), text);
+    assert.ok(text.includes("[DONE]"));
+  });
+});
+
+Deno.test("credentials are redacted from what a guest sees unless expose_credentials", async () => {
+  const { headerMap } = await import("../../src/plugins/abi.ts");
+  const h = new Headers({ authorization: "Bearer sk-secret", "x-api-key": "k", "x-trace": "t" });
+  assert.deepEqual(headerMap(h, false), {
+    authorization: "[REDACTED]",
+    "x-api-key": "[REDACTED]",
+    "x-trace": "t",
+  });
+  assert.equal(headerMap(h, true).authorization, "Bearer sk-secret");
+});
+
+Deno.test("config errors: missing file, unknown hook, duplicate names", async () => {
+  assert.throws(() => gateway({ config: config(`${TMP}/missing.wasm`) }), /cannot read/);
+  const noop = await fixtureWasm(TMP, "noop");
+  assert.throws(
+    () => gateway({ config: config(noop, "hooks: [stream_chunk]") }),
+    /hooks lists "stream_chunk", which it does not export/,
+  );
+});
