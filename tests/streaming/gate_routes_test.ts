@@ -233,8 +233,10 @@ routing:
         await gw.waitForLog('"outcome":"idle_timeout"');
         const line = JSON.parse(gw.logs.findLast((l) => l.includes('"outcome":"idle_timeout"'))!);
         assert.equal(line.level, "error");
-        // What the upstream reported before it went silent is kept; nothing is invented.
-        assert.equal(line.prompt_tokens, c.prompt);
+        // What the upstream reported before it went silent is kept; without a report the
+        // stream is billed an estimate of what was sent, and the line says it is one.
+        if (c.prompt !== undefined) assert.equal(line.prompt_tokens, c.prompt);
+        else assert.equal(line.usage_estimated, true);
         gw.logs.length = 0;
       });
     }
