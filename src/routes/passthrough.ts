@@ -140,8 +140,8 @@ async function run(
   const deadlines = ex.deadlines;
   const staged = applicable(rt.stages.pre_http, ex).length > 0 ||
     applicable(rt.stages.pre_llm, ex).length > 0;
-  // Without a model in the URL it is read from the JSON body: usage is billed at its price.
-  const hold = breaker.mode !== "off" || staged || urlModel === undefined ||
+  const hold = breaker.mode !== "off" || staged ||
+    (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
     (deadlines?.read !== undefined && Number.isFinite(declared));
   let held = hasBody && hold ? await readCounted(c.req.raw.body!, max, deadlines?.body) : null;
   ex.request = { schema: "passthrough", body: held };
@@ -404,7 +404,12 @@ function relay(
   // Some APIs report usage in headers (Bedrock InvokeModel): no need to look inside the body.
   const fromHeaders = native.headerUsage?.(res.headers) ?? null;
   if (fromHeaders !== null) meter.report(fromHeaders);
-  const sniffed = res.body?.pipeThrough(createUsageSniffer(contentType, native, meter)) ?? null;
+  // A body streamed upstream unread leaves the model unknown: the answer names it (billing).
+  const onModel = (model: string) => {
+    if (!ex.model) ex.model = model;
+  };
+  const sniffed = res.body?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
+    null;
   if (sniffed === null) meter.settle("complete");
   // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
   // tell): the bytes are the provider's, there is no event of ours to put in them.
