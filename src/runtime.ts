@@ -207,6 +207,7 @@ export function secretsOf(config: Config): string[] {
   const out: string[] = [];
   const cb = config.features.circuit_breaker.redis;
   if (cb?.password) out.push(cb.password);
+  if (config.cache.redis?.password) out.push(config.cache.redis.password);
   const url = URL.parse(config.state.redis.url);
   if (url?.password) out.push(decodeURIComponent(url.password));
   if (config.server.admin_token) out.push(config.server.admin_token);
