@@ -266,6 +266,7 @@ export function secretsOf(config: Config): string[] {
   const out: string[] = [];
   const cb = config.features.circuit_breaker.redis;
   if (cb?.password) out.push(cb.password);
+  if (config.cache.redis?.password) out.push(config.cache.redis.password);
   const rl = config.features.rate_limiting.redis;
   if (rl?.password) out.push(rl.password);
   // A cluster URL (`redis+cluster://auth@h:p,h:p`) does not parse as one URL: its first node does.

@@ -171,62 +171,59 @@ const proxyModelSchema = strictObject({
  */
 const providerModels = v.pipe(
   v.union([listOf(str()), mapOf(proxyModelSchema)]),
-  v.transform((models) => {
-    if (Array.isArray(models)) return { models, model_pricing: {} as Record<string, ModelPrice> };
-    const names: string[] = [];
+  v.transform((models): { list: string[]; pricing: Record<string, ModelPrice> } => {
+    if (Array.isArray(models)) return { list: models, pricing: {} };
+    const list: string[] = [];
     const pricing: Record<string, ModelPrice> = {};
     for (const [name, m] of Object.entries(models)) {
-      if (m.enabled) names.push(name);
+      if (m.enabled) list.push(name);
       if (m.pricing) { for (const n of [name, ...m.aliases]) pricing[n] = m.pricing; }
     }
-    return { models: names, model_pricing: pricing };
+    return { list, pricing };
   }),
 );
 
-const providerSchema = v.pipe(
-  strictObject({
-    type: opt(v.picklist(PROVIDER_TYPES)),
-    base_url: opt(httpUrl()),
-    keys: opt(listOf(keySchema), []),
-    models: opt(providerModels, []),
-    headers: opt(mapOf(str()), {}),
-    timeout: opt(duration(), "60s"),
-    /** Retries on this provider (llm-gateway's per-provider `maxRetries`); default: routing.failover.max_retries. */
-    max_retries: opt(int(0)),
-    /**
-     * No default here: unified routes default to `gateway`, native passthrough routes to the
-     * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
-     */
-    credential_mode: opt(v.picklist(["gateway", "passthrough"])),
-    /**
-     * OpenAI-compatible streams: ask for `stream_options.include_usage` when the client did
-     * not (so a stream is billed from the upstream's count), and drop that usage chunk on
-     * the way back. Default: on for the `openai` and `azure` presets, off for other
-     * compatible APIs (not all of them accept `stream_options`).
-     */
-    stream_usage: opt(bool()),
-    enabled: opt(bool(), true),
-    // azure
-    api_version: opt(str(), "2024-10-21"),
-    /** Model name → Azure deployment name (default: the model name). */
-    deployments: opt(mapOf(str()), {}),
-    // bedrock
-    region: opt(str()),
-    endpoint: opt(httpUrl()),
-    sign: opt(bool()),
-    // mock
-    latency: opt(duration(), "0ms"),
-    chunk_delay: opt(duration(), "0ms"),
-    stream_chunks: opt(int(0), 0),
-    /**
-     * `POST /v1/responses` on this provider: `native` relays the Responses API as is (an
-     * OpenAI-type provider whose upstream speaks it; the `openai` preset's default),
-     * `translate` sends chat completions. Default: native for the `openai` preset only.
-     */
-    responses: opt(v.picklist(["native", "translate"])),
-  }),
-  v.transform(({ models, ...rest }) => ({ ...rest, ...models })),
-);
+const providerSchema = strictObject({
+  type: opt(v.picklist(PROVIDER_TYPES)),
+  base_url: opt(httpUrl()),
+  keys: opt(listOf(keySchema), []),
+  models: opt(providerModels, []),
+  headers: opt(mapOf(str()), {}),
+  timeout: opt(duration(), "60s"),
+  /** Retries on this provider (llm-gateway's per-provider `maxRetries`); default: routing.failover.max_retries. */
+  max_retries: opt(int(0)),
+  /**
+   * No default here: unified routes default to `gateway`, native passthrough routes to the
+   * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
+   */
+  credential_mode: opt(v.picklist(["gateway", "passthrough"])),
+  /**
+   * OpenAI-compatible streams: ask for `stream_options.include_usage` when the client did
+   * not (so a stream is billed from the upstream's count), and drop that usage chunk on
+   * the way back. Default: on for the `openai` and `azure` presets, off for other
+   * compatible APIs (not all of them accept `stream_options`).
+   */
+  stream_usage: opt(bool()),
+  enabled: opt(bool(), true),
+  // azure
+  api_version: opt(str(), "2024-10-21"),
+  /** Model name → Azure deployment name (default: the model name). */
+  deployments: opt(mapOf(str()), {}),
+  // bedrock
+  region: opt(str()),
+  endpoint: opt(httpUrl()),
+  sign: opt(bool()),
+  // mock
+  latency: opt(duration(), "0ms"),
+  chunk_delay: opt(duration(), "0ms"),
+  stream_chunks: opt(int(0), 0),
+  /**
+   * `POST /v1/responses` on this provider: `native` relays the Responses API as is (an
+   * OpenAI-type provider whose upstream speaks it; the `openai` preset's default),
+   * `translate` sends chat completions. Default: native for the `openai` preset only.
+   */
+  responses: opt(v.picklist(["native", "translate"])),
+});
 
 const strategy = v.picklist(["priority", "round-robin", "weighted", "least-latency"]);
 
@@ -713,7 +710,12 @@ export type ProviderKeyConfig = v.InferOutput<typeof keySchema> & { readonly id:
 
 /** A provider after presets are applied: type and base URL are always known. */
 export interface ProviderConfig
-  extends Omit<RawProvider, "type" | "base_url" | "keys" | "timeout" | "credential_mode"> {
+  extends
+    Omit<RawProvider, "type" | "base_url" | "keys" | "timeout" | "credential_mode" | "models"> {
+  /** Model names this provider advertises (llm-proxy's map: its enabled entries). */
+  readonly models: readonly string[];
+  /** llm-proxy's `providers.<p>.models.<m>.pricing`, aliases included. */
+  readonly model_pricing: Readonly<Record<string, ModelPrice>>;
   readonly name: string;
   /** Unified routes: `gateway` (configured keys; the default) or the client's credential. */
   readonly credential_mode: "gateway" | "passthrough";
@@ -770,6 +772,8 @@ export function resolveProvider(name: string, raw: RawProvider): Omit<ProviderCo
   const type = raw.type ?? preset?.type ?? (raw.base_url ? "openai" : undefined);
   return {
     ...raw,
+    models: raw.models.list,
+    model_pricing: raw.models.pricing,
     name,
     credential_mode: raw.credential_mode ?? "gateway",
     native_credential_mode: raw.credential_mode ?? "passthrough",

@@ -413,7 +413,12 @@ function relay(
   // Some APIs report usage in headers (Bedrock InvokeModel): no need to look inside the body.
   const fromHeaders = native.headerUsage?.(res.headers) ?? null;
   if (fromHeaders !== null) meter.report(fromHeaders);
-  const sniffed = res.body?.pipeThrough(createUsageSniffer(contentType, native, meter)) ?? null;
+  // A body streamed upstream unread leaves the model unknown: the answer names it (billing).
+  const onModel = (model: string) => {
+    if (!ex.model) ex.model = model;
+  };
+  const sniffed = res.body?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
+    null;
   if (sniffed === null) meter.settle("complete");
   // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
   // tell): the bytes are the provider's, there is no event of ours to put in them.

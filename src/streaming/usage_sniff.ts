@@ -3,6 +3,17 @@ import { createSseTap } from "./sse.ts";
 import type { UsageMeter } from "./usage.ts";
 
 const TAIL_BYTES = 4096;
+const HEAD_CHARS = 1024;
+/** A string-valued `"model"` key (inside a JSON string its quotes would be escaped). */
+const MODEL_KEY = /"model"\s*:\s*"([^"\\]{1,200})"/;
+
+/** `model` of an answer object or of an Anthropic `message_start`'s `message`. */
+function modelOf(value: unknown): string | null {
+  if (value === null || typeof value !== "object") return null;
+  const o = value as { model?: unknown; message?: { model?: unknown } };
+  const m = o.model ?? o.message?.model;
+  return typeof m === "string" && m !== "" ? m : null;
+}
 /** A usage-like key (`usage`, `usageMetadata`, …): only such events are parsed. */
 const USAGE_HINT = /"usage\w*"\s*:/;
 const USAGE_KEY = /"(usage\w*)"\s*:\s*\{/g;
@@ -31,10 +42,19 @@ export function createUsageSniffer(
   contentType: string,
   shapes: UsageShapes,
   meter: UsageMeter,
+  onModel?: (model: string) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
+  let named = onModel === undefined;
   const absorb = (value: unknown) => {
     const u = shapes.usage(value);
     if (u) meter.report(u);
+    if (!named) {
+      const m = modelOf(value);
+      if (m !== null) {
+        named = true;
+        onModel?.(m);
+      }
+    }
   };
   const end = (how: "complete" | "cut") => meter.settle(how);
   const framed = shapes.frames?.(contentType, absorb, end);
@@ -55,10 +75,20 @@ export function createUsageSniffer(
   }
   const json = contentType.includes("json");
   let tail = new Uint8Array(0);
+  // The answer's `model` sits near its start (OpenAI, Anthropic): read it from the head.
+  let head = "";
   return new TransformStream({
     transform(chunk, controller) {
       controller.enqueue(chunk);
       if (!json) return;
+      if (!named && head.length < HEAD_CHARS) {
+        head += new TextDecoder().decode(chunk.subarray(0, HEAD_CHARS));
+        const m = MODEL_KEY.exec(head);
+        if (m) {
+          named = true;
+          onModel?.(m[1] as string);
+        }
+      }
       const joined = new Uint8Array(Math.min(TAIL_BYTES, tail.byteLength + chunk.byteLength));
       const fromChunk = Math.min(chunk.byteLength, joined.byteLength);
       const fromTail = joined.byteLength - fromChunk;

@@ -58,7 +58,8 @@ export function billOf(ex: Exchange, prices: PriceBook): Bill {
         u = { ...u, prompt_tokens: prompt, total_tokens: prompt + u.completion_tokens };
       }
     }
-    const price = prices.priceOf(a.provider, a.model);
+    // A passthrough body streamed upstream unread: the model is the one the answer named.
+    const price = prices.priceOf(a.provider, a.model || ex.model || "");
     cost = price === null || cost === null ? null : cost + costOf(u, price);
     usage = usage === null ? u : addUsage(usage, u);
   }

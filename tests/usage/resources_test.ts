@@ -1,0 +1,33 @@
+import assert from "node:assert/strict";
+import { parseConfigText } from "../../src/config/mod.ts";
+import { createLogger, createRedactor } from "../../src/telemetry/mod.ts";
+import { createStateResources } from "../../src/usage/mod.ts";
+
+const logger = createLogger({
+  level: "error",
+  format: "json",
+  redact: createRedactor([]),
+  write: () => {},
+});
+const load = (text: string) => parseConfigText(text, () => undefined, "t.yaml").config;
+
+Deno.test("createStateResources(): rollups and cache survive a reload unless their section changed", async () => {
+  const resources = createStateResources({ now: () => 0 });
+  try {
+    const first = load("cache: { enabled: true }\nlogging: { level: info }");
+    const ledger = resources.ledger(first, logger);
+    const cache = resources.cache(first, logger);
+    assert.ok(cache);
+    // A reload that changes something else keeps both (counters and entries intact).
+    const reload = load("cache: { enabled: true }\nlogging: { level: debug }");
+    assert.equal(resources.ledger(reload, logger), ledger);
+    assert.equal(resources.cache(reload, logger), cache);
+    // A changed cache block gets a fresh cache; disabling it, none.
+    const resized = load("cache: { enabled: true, max_entries: 5 }");
+    assert.notEqual(resources.cache(resized, logger), cache);
+    assert.equal(resources.cache(load("cache: { enabled: false }"), logger), null);
+    assert.equal(resources.ledger(resized, logger), ledger);
+  } finally {
+    await resources.close();
+  }
+});
