@@ -549,23 +549,27 @@ async function main(): Promise<void> {
     { stages: 0, root: baselineRoot },
   );
 
+  // When daemons are compared, each serves the same load (TCP only): a daemon that also served
+  // the socket rounds would be warmer, with a bigger heap and fewer collections per request.
+  const compare = variant !== null || before !== null;
+  const bareM = measured(bareTarget, barePid);
+  const tcpM = measured(tcp, pfPid);
+  const sockM = compare ? null : measured(sock, pfPid);
+  const variantM = variant ? measured(variant.tcp, variant.pid) : null;
+  const beforeM = before ? measured(before.tcp, before.pid) : null;
   const all = [
     measured(direct, null),
-    measured(bareTarget, barePid),
-    measured(tcp, pfPid),
-    measured(sock, pfPid),
-    ...(variant ? [measured(variant.tcp, variant.pid)] : []),
-    ...(before ? [measured(before.tcp, before.pid)] : []),
+    bareM,
+    tcpM,
+    ...(sockM ? [sockM] : []),
+    ...(variantM ? [variantM] : []),
+    ...(beforeM ? [beforeM] : []),
   ];
-  const variantM = variant ? all[4] as Measured : null;
-  const beforeM = before ? all[all.length - 1] as Measured : null;
-  const bareM = all[1] as Measured;
-  const tcpM = all[2] as Measured;
-  const sockM = all[3] as Measured;
 
   // RSS before any traffic, then after every path is warm and the proxies sit idle.
   bareM.rssReady = (await procs.usage(barePid))?.rss ?? null;
-  tcpM.rssReady = sockM.rssReady = (await procs.usage(pfPid))?.rss ?? null;
+  tcpM.rssReady = (await procs.usage(pfPid))?.rss ?? null;
+  if (sockM) sockM.rssReady = tcpM.rssReady;
   if (variant && variantM) variantM.rssReady = (await procs.usage(variant.pid))?.rss ?? null;
   if (before && beforeM) beforeM.rssReady = (await procs.usage(before.pid))?.rss ?? null;
   progress(`warm-up ${settings.warmupSeconds}s per target`);
@@ -575,7 +579,8 @@ async function main(): Promise<void> {
   }
   await sleep(settings.settleSeconds * 1000);
   bareM.rssIdle = (await procs.usage(barePid))?.rss ?? null;
-  tcpM.rssIdle = sockM.rssIdle = (await procs.usage(pfPid))?.rss ?? null;
+  tcpM.rssIdle = (await procs.usage(pfPid))?.rss ?? null;
+  if (sockM) sockM.rssIdle = tcpM.rssIdle;
   if (variant && variantM) variantM.rssIdle = (await procs.usage(variant.pid))?.rss ?? null;
   if (before && beforeM) beforeM.rssIdle = (await procs.usage(before.pid))?.rss ?? null;
 
@@ -608,8 +613,9 @@ async function main(): Promise<void> {
   printHeader(machine, settings);
   printTable(rows, settings);
   printChecks(checks(rows));
-  if (variant) printVariant(rows[0] as Row, rows[2] as Row, rows[4] as Row);
-  if (before) printVariant(rows[0] as Row, rows[rows.length - 1] as Row, rows[2] as Row);
+  const rowOf = (m: Measured) => rows[all.indexOf(m)] as Row;
+  if (variantM) printVariant(rows[0] as Row, rowOf(tcpM), rowOf(variantM));
+  if (beforeM) printVariant(rows[0] as Row, rowOf(beforeM), rowOf(tcpM));
   console.log(
     "Figures: added = the target's figure minus the direct call's (the proxy's cost); " +
       "latency = non-streaming requests under an open-loop rate, all rounds pooled (sent/s " +
