@@ -12,7 +12,9 @@
  *   BENCH_CONFIG=bench/configs/x.yaml deno task bench:pipeline   # also: that fragment on
  *
  * Env: BENCH_REQUESTS (per variant per round, default 4000), BENCH_ROUNDS (default 7),
- * BENCH_STAGES (no-op stages of the second variant, default 3), BENCH_STREAM=1 (streamed).
+ * BENCH_STAGES (no-op stages of the second variant, default 3), BENCH_STREAM=1 (streamed),
+ * BENCH_AUTH (the bearer sent; e.g. the app key of bench/configs/keys.yaml). `{{TMP}}` in a
+ * fragment becomes a temporary directory.
  */
 import process from "node:process";
 import { parseConfigText } from "../src/config/mod.ts";
@@ -98,7 +100,7 @@ providers:
       - key: sk-bench
 `;
 
-function gateway(extra: string, stages: number) {
+async function gateway(extra: string, stages: number) {
   const { config } = parseConfigText(BASE + extra, () => undefined, "bench-pipeline.yaml");
   const runtime = buildRuntime(config, 1, {
     fetch: upstream,
@@ -108,6 +110,7 @@ function gateway(extra: string, stages: number) {
     write: () => {},
     noopStages: stages,
   });
+  await runtime.ready(); // WASM plugins start their workers first
   return createApp({ runtime: () => runtime, isReady: () => true });
 }
 
@@ -117,9 +120,15 @@ const body = JSON.stringify({
   max_tokens: 32,
   ...(stream ? { stream: true } : {}),
 });
-const headers = { "content-type": "application/json", authorization: "Bearer sk-client" };
+// BENCH_AUTH: the bearer sent (an app key when the fragment requires one).
+const headers = {
+  "content-type": "application/json",
+  authorization: `Bearer ${Deno.env.get("BENCH_AUTH")?.trim() || "sk-client"}`,
+};
 
-async function one(app: ReturnType<typeof gateway>): Promise<void> {
+type App = Awaited<ReturnType<typeof gateway>>;
+
+async function one(app: App): Promise<void> {
   const res = await app.fetch(
     new Request("http://localhost/v1/chat/completions", { method: "POST", headers, body }),
     { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 } },
@@ -128,12 +137,16 @@ async function one(app: ReturnType<typeof gateway>): Promise<void> {
   await res.arrayBuffer();
 }
 
-const variants: { name: string; app: ReturnType<typeof gateway>; us: number[] }[] = [
-  { name: "empty chain", app: gateway("", 0), us: [] },
-  { name: `+${noop} no-op stages`, app: gateway("", noop), us: [] },
+const variants: { name: string; app: App; us: number[] }[] = [
+  { name: "empty chain", app: await gateway("", 0), us: [] },
+  { name: `+${noop} no-op stages`, app: await gateway("", noop), us: [] },
 ];
 if (extraPath !== undefined) {
-  variants.push({ name: extraPath, app: gateway(await Deno.readTextFile(extraPath), 0), us: [] });
+  const tmp = await Deno.makeTempDir({ prefix: "pilotfish-bench-pipeline-" });
+  // No upstream process here: a fragment's {{UPSTREAM}} (a trace sink) gets a closed port.
+  const extra = (await Deno.readTextFile(extraPath)).replaceAll("{{TMP}}", tmp)
+    .replaceAll("{{UPSTREAM}}", "http://127.0.0.1:9");
+  variants.push({ name: extraPath, app: await gateway(extra, 0), us: [] });
 }
 
 for (const v of variants) for (let i = 0; i < n; i++) await one(v.app); // warm-up (JIT)
@@ -169,3 +182,6 @@ for (const v of variants) {
     }  ${signed(m - base)} / ${signed(lo - best)} us`,
   );
 }
+
+// Plugin workers, metrics readers and flush timers would keep the process alive.
+Deno.exit(0);
