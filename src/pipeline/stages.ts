@@ -9,6 +9,7 @@
  * @module
  */
 import { GatewayError } from "../errors.ts";
+import { scheduleDeadline } from "../providers/deadline.ts";
 import type { ChatChunk, ChatOutcome } from "../providers/types.ts";
 import type { OpenAIChatRequest, OpenAIEmbeddingsRequest } from "../schema/openai.ts";
 import type { EventType, TelemetryEvent } from "./events.ts";
@@ -160,10 +161,12 @@ export function applicable(list: readonly Stage[], ex: Exchange): readonly Stage
 /** Schedules `fire` after `ms`; returns the cancel. Injectable (tests drive it by hand). */
 export type Schedule = (ms: number, fire: () => void) => () => void;
 
-export const realSchedule: Schedule = (ms, fire) => {
-  const t = setTimeout(fire, ms);
-  return () => clearTimeout(t);
-};
+/**
+ * Real timers on the shared coarse slots (src/providers/deadline.ts): every asynchronous hook
+ * call and stream gate arms one, and a `setTimeout` each was a measurable share of the CPU;
+ * budgets are hundreds of ms or more, so firing up to 25 ms late is fine.
+ */
+export const realSchedule: Schedule = scheduleDeadline;
 
 /** A stage that failed in `fail_mode: open`: its hook is skipped. */
 export const SKIPPED: unique symbol = Symbol("skipped");

@@ -166,7 +166,11 @@ Deno.test("a spinning guest is stopped at its timeout while other requests are s
     const res = await stuck;
     const elapsed = performance.now() - started;
     assert.equal(res.status, 500);
-    assert.match((await res.json()).error.message, /did not finish pre_http within 300 ms/);
+    // The stage's budget or the plugin's own watchdog (the same 300 ms), whichever fires first.
+    assert.match(
+      (await res.json()).error.message,
+      /(did not finish pre_http|pre_http: did not answer) within 300 ms/,
+    );
     assert.ok(elapsed < 5_000, `stopped in ${elapsed} ms`);
     // The instance was replaced: the plugin still serves.
     const after = await chat(gw);
