@@ -1,12 +1,13 @@
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
 import { decodeJson } from "../providers/wire.ts";
 import { type MessagesRequest, parseMessagesRequest } from "../schema/anthropic.ts";
-import { type OpenAIChatRequest, parseChatRequest } from "../schema/openai.ts";
+import type { OpenAIChatRequest } from "../schema/openai.ts";
 import { toMessagesResponse, toOpenAIChatRequest } from "../translate/mod.ts";
 import { encodeMessages } from "../pipeline/encode/anthropic.ts";
 import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
 import type { UnifiedRoute } from "../pipeline/run.ts";
 import type { AttemptContext } from "../routing/mod.ts";
+import { requestedModel, rewriteCanonical } from "./translated.ts";
 import { unifiedHandler } from "./unified.ts";
 
 /** Client headers an Anthropic-format provider receives as sent (versioning and betas). */
@@ -44,16 +45,8 @@ export const MESSAGES_ROUTE: UnifiedRoute = {
     schema: "anthropic_messages",
     body: canonical(ex, ex.targets[0]?.provider ?? "unknown"),
   }),
-  rewrite(ex, raw) {
-    const r = request(ex);
-    r.canonical = parseChatRequest(raw).body;
-    r.rewritten = true;
-    ex.stream = r.canonical.stream === true;
-  },
-  model: (ex) => {
-    const r = request(ex);
-    return r.rewritten && r.canonical ? r.canonical.model : r.body.model;
-  },
+  rewrite: (ex, raw) => rewriteCanonical(ex, request(ex), raw),
+  model: (ex) => requestedModel(request(ex)),
   invoke(ex) {
     const forwarded: Record<string, string> = {};
     for (const name of FORWARDED_HEADERS) {

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
-import { type OpenAIChatRequest, parseChatRequest } from "../schema/openai.ts";
+import type { OpenAIChatRequest } from "../schema/openai.ts";
 import {
   parseResponsesRequest,
   type ResponsesItem,
@@ -14,6 +14,7 @@ import { applicable } from "../pipeline/stages.ts";
 import type { Decoded, UnifiedRoute } from "../pipeline/run.ts";
 import type { AttemptContext } from "../routing/mod.ts";
 import type { AppEnv } from "./context.ts";
+import { requestedModel, rewriteCanonical } from "./translated.ts";
 import { unifiedHandler } from "./unified.ts";
 
 type ResponsesExchange = Extract<ExchangeRequest, { schema: "responses" }>;
@@ -176,16 +177,8 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
     schema: "responses",
     body: canonical(ex, ex.targets[0]?.provider ?? "unknown"),
   }),
-  rewrite(ex, raw) {
-    const r = request(ex);
-    r.canonical = parseChatRequest(raw).body;
-    r.rewritten = true;
-    ex.stream = r.canonical.stream === true;
-  },
-  model: (ex) => {
-    const r = request(ex);
-    return r.rewritten && r.canonical ? r.canonical.model : r.body.model;
-  },
+  rewrite: (ex, raw) => rewriteCanonical(ex, request(ex), raw),
+  model: (ex) => requestedModel(request(ex)),
   invoke(ex) {
     const r = request(ex);
     const stream = ex.stream;
