@@ -22,6 +22,7 @@ import { breakerTiming, createMemoryBreakerStore } from "../src/breaker/mod.ts";
 import { createRoutingState } from "../src/routing/mod.ts";
 import { buildRuntime } from "../src/runtime.ts";
 import { createApp } from "../src/server/app.ts";
+import { preloadTelemetry } from "../src/telemetry/hub.ts";
 
 /** CPU time of this process (user + system), µs: unlike wall time, not inflated while other
  * processes hold the cores. */
@@ -102,6 +103,7 @@ providers:
 
 async function gateway(extra: string, stages: number) {
   const { config } = parseConfigText(BASE + extra, () => undefined, "bench-pipeline.yaml");
+  await preloadTelemetry(config); // as main.ts does: the OTel packages load before the generation
   const runtime = buildRuntime(config, 1, {
     fetch: upstream,
     random: Math.random,
