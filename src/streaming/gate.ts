@@ -13,6 +13,8 @@
  * @module
  */
 import { GatewayError } from "../errors.ts";
+import { relayStream } from "./observe.ts";
+import { type ChunkReader, openReader } from "./pull.ts";
 import { createSseDataReader } from "./sse.ts";
 
 /** Schedules `fire` after `ms`; returns the cancel (the Runtime's, injectable). */
@@ -116,7 +118,7 @@ export async function gateStream<T>(
   format: GateFormat,
   opts: GateOptions,
 ): Promise<ReadableStream<T>> {
-  const reader = source.getReader();
+  const reader = openReader(source);
   const held: T[] = [];
   const hasContent = contentDetector<T>(format);
   let onAbort = () => {};
@@ -160,9 +162,11 @@ export async function gateStream<T>(
   return committed(reader, held, ended, opts);
 }
 
+const DONE: ReadableStreamReadDoneResult<never> = { done: true };
+
 /** The committed stream: `held` first, then the reader's rest, under the idle watchdog. */
 function committed<T>(
-  reader: ReadableStreamDefaultReader<T>,
+  reader: ChunkReader<T>,
   held: T[],
   ended: boolean,
   opts: GateOptions,
@@ -170,16 +174,11 @@ function committed<T>(
   const idleMs = opts.idleMs;
   let i = 0;
   if (idleMs === undefined) {
-    return new ReadableStream<T>({
-      async pull(controller) {
-        if (i < held.length) return controller.enqueue(held[i++] as T);
-        if (ended) return controller.close();
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      },
-      cancel: (reason) => reader.cancel(reason),
-    }, { highWaterMark: 0 });
+    // A relay: the route's and the access log's observers attach to it instead of wrapping it.
+    return relayStream<T>(
+      () => i < held.length ? { done: false, value: held[i++] as T } : ended ? DONE : reader.read(),
+      (reason) => reader.cancel(reason),
+    );
   }
   // Silence counts only while the client waits for more (a read is pending): a slow
   // client is not an idle upstream.

@@ -3,6 +3,7 @@
  * @module
  */
 export { observeStream, type StreamObserver, type StreamOutcome } from "./observe.ts";
+export { pullThrough, type SyncTransformer, toTransformStream } from "./pull.ts";
 export {
   createSseDataReader,
   createSseDataStream,
@@ -10,11 +11,14 @@ export {
   encodeSseData,
   encodeSseEvent,
   SSE_DONE,
+  sseTap,
 } from "./sse.ts";
 export {
   createOpenAIUsageStrip,
   createOpenAIUsageTap,
   findOpenAIUsage,
+  openAIUsageStrip,
+  openAIUsageTap,
   readOpenAIUsage,
 } from "./usage_tap.ts";
 export {

@@ -36,7 +36,7 @@ interface Ending {
  * an in-format error event). An observer wrapping such a stream — the access log wraps the
  * route's body — reads the real outcome here instead of seeing a plain `complete`.
  */
-const renderedEndings = new WeakMap<ReadableStream<Uint8Array>, Ending>();
+const renderedEndings = new WeakMap<ReadableStream<unknown>, Ending>();
 
 /** What a source failure means: an error the stream reported, or a broken connection. */
 export function failureOutcome(error: unknown): "upstream_cut" | "error" | "idle_timeout" {
@@ -46,32 +46,80 @@ export function failureOutcome(error: unknown): "upstream_cut" | "error" | "idle
   return "upstream_cut";
 }
 
+/** One relay's observers, in the order they were attached (the first is the innermost). */
+interface Relay {
+  readonly observers: StreamObserver[];
+  /** Set at the first pull: an observer attached later would miss chunks. */
+  started: boolean;
+}
+
+/**
+ * Relays no one has read from yet. Observing one of them adds the observer to it instead of
+ * wrapping it in another stream: each layer of wrapping costs a pull, a read and a promise
+ * per chunk, and an SSE answer is observed by up to three layers (the route's error
+ * rendering, the write timeout, the access log), so a relayed chunk passes one hop, not four.
+ */
+const relays = new WeakMap<ReadableStream<unknown>, Relay>();
+
 /**
  * Wrap a byte stream so a consumer pulls through it one chunk at a time (no extra
  * buffering). Consumer cancellation is passed to the source, which is how a client
- * disconnect reaches the upstream `fetch`.
+ * disconnect reaches the upstream `fetch`. A stream that is itself an unread relay (from
+ * this function or `relayStream`) gets the observer attached and is returned as is.
  */
 export function observeStream(
   source: ReadableStream<Uint8Array>,
   observer: StreamObserver,
 ): ReadableStream<Uint8Array> {
+  const relay = relays.get(source);
+  if (relay !== undefined && !relay.started && !source.locked) {
+    relay.observers.push(observer);
+    return source;
+  }
   const reader = source.getReader();
+  return relayStream(() => reader.read(), (reason) => reader.cancel(reason), source, [observer]);
+}
+
+/**
+ * A stream that pulls chunks from `read` (one per consumer pull: `highWaterMark` 0) and
+ * hands each to its observers; `cancel` passes a consumer's cancellation on. `source`, when
+ * given, is the stream `read` drains (its rendered ending is passed on). Observers can be
+ * attached with `observeStream` until the first pull.
+ */
+export function relayStream<T>(
+  read: () => ReadableStreamReadResult<T> | Promise<ReadableStreamReadResult<T>>,
+  cancel: (reason: unknown) => Promise<void>,
+  source: ReadableStream<unknown> | null = null,
+  initial: StreamObserver[] = [],
+): ReadableStream<T> {
+  const relay: Relay = { observers: initial, started: false };
+  const observers = relay.observers;
   let ended = false;
   const end = (ending: Ending) => {
     if (ended) return;
     ended = true;
-    if (ending.error === undefined) observer.onEnd?.(ending.outcome);
-    else observer.onEnd?.(ending.outcome, ending.error);
+    for (const observer of observers) {
+      if (ending.error === undefined) observer.onEnd?.(ending.outcome);
+      else observer.onEnd?.(ending.outcome, ending.error);
+    }
   };
-  const out: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>({
+  const out: ReadableStream<T> = new ReadableStream<T>({
     async pull(controller) {
-      let result: ReadableStreamReadResult<Uint8Array>;
+      relay.started = true;
+      let result: ReadableStreamReadResult<T>;
       try {
-        result = await reader.read();
+        result = await read();
       } catch (error) {
         const ending = { outcome: failureOutcome(error), error };
-        if (observer.renderError) {
-          controller.enqueue(observer.renderError(error));
+        // As nested wrappers would: the innermost observer that renders the failure turns it
+        // into bytes, which the observers outside it see as a chunk; without one, it errors.
+        let rendered: Uint8Array | null = null;
+        for (const observer of observers) {
+          if (rendered !== null) observer.onChunk?.(rendered);
+          else if (observer.renderError) rendered = observer.renderError(error);
+        }
+        if (rendered !== null) {
+          controller.enqueue(rendered as T);
           // Recorded before the close, so an outer observer sees it when it reads the end.
           renderedEndings.set(out, ending);
           controller.close();
@@ -82,19 +130,21 @@ export function observeStream(
         return;
       }
       if (result.done) {
-        const inner = renderedEndings.get(source);
+        const inner = source === null ? undefined : renderedEndings.get(source);
         if (inner) renderedEndings.set(out, inner);
         controller.close();
         end(inner ?? { outcome: "complete" });
         return;
       }
-      observer.onChunk?.(result.value);
-      controller.enqueue(result.value);
+      const chunk = result.value;
+      for (const observer of observers) observer.onChunk?.(chunk as Uint8Array);
+      controller.enqueue(chunk);
     },
     async cancel(reason) {
       end({ outcome: "client_abort", error: reason });
-      await reader.cancel(reason).catch(() => {});
+      await cancel(reason).catch(() => {});
     },
   }, { highWaterMark: 0 });
+  relays.set(out, relay);
   return out;
 }

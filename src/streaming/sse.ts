@@ -1,3 +1,5 @@
+import { type SyncTransformer, toTransformStream } from "./pull.ts";
+
 const encoder = new TextEncoder();
 
 /** The OpenAI stream terminator. */
@@ -71,16 +73,16 @@ export function createSseDataStream(): TransformStream<string, string> {
  * (usage taps and sniffers). `onEnd` runs after the last event, `onCancel` when the consumer
  * cancels or the source fails first.
  */
-export function createSseTap(
+export function sseTap(
   onData: (data: string) => void,
   onEnd: () => void = () => {},
   onCancel: () => void = onEnd,
-): TransformStream<Uint8Array, Uint8Array> {
+): SyncTransformer<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   const read = createSseDataReader();
-  return new TransformStream({
-    transform(chunk, controller) {
-      controller.enqueue(chunk);
+  return {
+    transform(chunk, enqueue) {
+      enqueue(chunk);
       for (const data of read(decoder.decode(chunk, { stream: true }))) onData(data);
     },
     flush() {
@@ -90,5 +92,14 @@ export function createSseTap(
     cancel() {
       onCancel();
     },
-  } as Transformer<Uint8Array, Uint8Array>);
+  };
+}
+
+/** `sseTap` as a `TransformStream`, for `pipeThrough`. */
+export function createSseTap(
+  onData: (data: string) => void,
+  onEnd: () => void = () => {},
+  onCancel: () => void = onEnd,
+): TransformStream<Uint8Array, Uint8Array> {
+  return toTransformStream(sseTap(onData, onEnd, onCancel));
 }

@@ -1,5 +1,6 @@
 import type { OpenAIUsage } from "../schema/openai.ts";
-import { createSseDataReader, createSseTap } from "./sse.ts";
+import { type SyncTransformer, toTransformStream } from "./pull.ts";
+import { createSseDataReader, sseTap } from "./sse.ts";
 import type { UsageMeter } from "./usage.ts";
 import { balancedObject } from "./usage_sniff.ts";
 
@@ -7,6 +8,8 @@ const HAS_USAGE = /"usage"\s*:\s*\{/;
 /** A delta's text (JSON-escaped): its length feeds the estimate of a stream cut short. */
 const CONTENT = /"content"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
+/** Text that ends where an event ends (and does not end inside a "\r\n"). */
+const WHOLE_EVENTS = /(?:\n\n|\r\n\r\n)$/;
 
 /**
  * Read one event's `data:` for usage (reported to `meter`) and content (counted for an
@@ -35,54 +38,71 @@ function readEvent(data: string, meter: UsageMeter): boolean {
  * Pass OpenAI SSE bytes through unchanged while reading `usage` off the side into `meter`,
  * settled when the stream ends or is cut.
  */
-export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Array, Uint8Array> {
-  return createSseTap(
+export function openAIUsageTap(meter: UsageMeter): SyncTransformer<Uint8Array, Uint8Array> {
+  return sseTap(
     (data) => void readEvent(data, meter),
     () => meter.settle("complete"),
     () => meter.settle("cut"),
   );
 }
 
+/** `openAIUsageTap` as a `TransformStream`. */
+export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Array, Uint8Array> {
+  return toTransformStream(openAIUsageTap(meter));
+}
+
 /**
- * As `createOpenAIUsageTap`, for a stream whose usage Pilotfish asked for
+ * As `openAIUsageTap`, for a stream whose usage Pilotfish asked for
  * (`stream_options.include_usage`) although the client did not: the usage-only chunk is read,
  * then dropped, so the client gets the stream it asked for. Events are forwarded whole, as
- * each completes.
+ * each completes. A chunk of whole events without a usage object (nearly every chunk) goes
+ * out as the bytes that came: nothing is re-encoded.
  */
-export function createOpenAIUsageStrip(
-  meter: UsageMeter,
-): TransformStream<Uint8Array, Uint8Array> {
+export function openAIUsageStrip(meter: UsageMeter): SyncTransformer<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
   const read = createSseDataReader();
   let pending = "";
-  const forward = (event: string, controller: TransformStreamDefaultController<Uint8Array>) => {
+  const forward = (event: string, enqueue: (out: Uint8Array) => void) => {
     let usageOnly = false;
     for (const data of read(event, true)) usageOnly = readEvent(data, meter) || usageOnly;
-    if (!usageOnly) controller.enqueue(encoder.encode(event));
+    if (!usageOnly) enqueue(encoder.encode(event));
   };
-  const drain = (controller: TransformStreamDefaultController<Uint8Array>) => {
+  const drain = (enqueue: (out: Uint8Array) => void) => {
     for (let m = EVENT_END.exec(pending); m !== null; m = EVENT_END.exec(pending)) {
       const end = m.index + m[0].length;
-      forward(pending.slice(0, end), controller);
+      forward(pending.slice(0, end), enqueue);
       pending = pending.slice(end);
     }
   };
-  return new TransformStream({
-    transform(chunk, controller) {
-      pending += decoder.decode(chunk, { stream: true });
-      drain(controller);
+  return {
+    transform(chunk, enqueue) {
+      const text = decoder.decode(chunk, { stream: true });
+      if (pending === "" && WHOLE_EVENTS.test(text) && !HAS_USAGE.test(text)) {
+        for (const data of read(text, true)) readEvent(data, meter);
+        enqueue(chunk);
+        return;
+      }
+      pending += text;
+      drain(enqueue);
     },
-    flush(controller) {
+    flush(enqueue) {
       pending += decoder.decode();
-      drain(controller);
-      if (pending !== "") forward(pending, controller);
+      drain(enqueue);
+      if (pending !== "") forward(pending, enqueue);
       meter.settle("complete");
     },
     cancel() {
       meter.settle("cut");
     },
-  } as Transformer<Uint8Array, Uint8Array>);
+  };
+}
+
+/** `openAIUsageStrip` as a `TransformStream`. */
+export function createOpenAIUsageStrip(
+  meter: UsageMeter,
+): TransformStream<Uint8Array, Uint8Array> {
+  return toTransformStream(openAIUsageStrip(meter));
 }
 
 const TAIL_BYTES = 2048;

@@ -1,11 +1,12 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
 import {
-  createOpenAIUsageStrip,
-  createOpenAIUsageTap,
   createUsageMeter,
   findOpenAIUsage,
   knownUsage,
+  openAIUsageStrip,
+  openAIUsageTap,
+  pullThrough,
 } from "../../streaming/mod.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
@@ -117,9 +118,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
           kind: "stream",
           status: res.status,
           format: "openai_sse",
-          body: res.body.pipeThrough(
-            askUsage ? createOpenAIUsageStrip(meter) : createOpenAIUsageTap(meter),
-          ),
+          body: pullThrough(res.body, askUsage ? openAIUsageStrip(meter) : openAIUsageTap(meter)),
           usage: meter.usage,
         };
       }

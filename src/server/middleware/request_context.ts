@@ -51,22 +51,21 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     if ((ex.stream || ex.deferEnd) && body) {
       ex.deferEnd = true;
       let bytes = 0;
-      c.res = new Response(
-        observeStream(body, {
-          onChunk: (chunk) => {
-            bytes += chunk.byteLength;
-          },
-          onEnd: (outcome, error) => {
-            endExchange(ex, {
-              status,
-              bytes,
-              outcome,
-              ...(error !== undefined ? { error } : {}),
-            });
-          },
-        }),
-        { status, headers: c.res.headers },
-      );
+      const observed = observeStream(body, {
+        onChunk: (chunk) => {
+          bytes += chunk.byteLength;
+        },
+        onEnd: (outcome, error) => {
+          endExchange(ex, {
+            status,
+            bytes,
+            outcome,
+            ...(error !== undefined ? { error } : {}),
+          });
+        },
+      });
+      // Usually the route's own relay, observed in place: the response stays as it is.
+      if (observed !== body) c.res = new Response(observed, { status, headers: c.res.headers });
       return;
     }
     ex.deferEnd = false;

@@ -65,10 +65,10 @@ export function timeouts(): MiddlewareHandler<AppEnv> {
     }
     streaming = true;
     if (write?.signal.aborted) ex.timedOut = "write_timeout";
-    c.res = new Response(observeStream(body, { onEnd: clear }), {
-      status: c.res.status,
-      headers: c.res.headers,
-    });
+    const observed = observeStream(body, { onEnd: clear });
+    if (observed !== body) {
+      c.res = new Response(observed, { status: c.res.status, headers: c.res.headers });
+    }
   };
 }
 

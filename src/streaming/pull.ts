@@ -1,0 +1,131 @@
+/**
+ * Synchronous byte transforms run inside the consumer's pull. `pipeThrough` a
+ * `TransformStream` costs a writable queue, a readable queue and a pipe loop's promises per
+ * chunk; a relayed SSE chunk on the hot path needs one read and one enqueue. The same
+ * transformer can still be used as a `TransformStream` where a pipe is wanted.
+ * @module
+ */
+
+/** A transform whose steps are synchronous; `enqueue` may be called any number of times. */
+export interface SyncTransformer<I, O> {
+  transform(chunk: I, enqueue: (out: O) => void): void;
+  /** After the source's last chunk. */
+  flush?(enqueue: (out: O) => void): void;
+  /** The consumer cancelled or the source failed before the end. */
+  cancel?(reason: unknown): void;
+}
+
+/** What a consumer needs of a reader: the part `openReader` can supply without a stream. */
+export interface ChunkReader<T> {
+  read(): Promise<ReadableStreamReadResult<T>>;
+  cancel(reason?: unknown): Promise<void>;
+}
+
+const DONE: ReadableStreamReadDoneResult<never> = { done: true };
+
+/** `source` read through `t`: each `read` pulls source chunks until `t` yields one. */
+class TransformingReader<I, O> implements ChunkReader<O> {
+  readonly #reader: ReadableStreamDefaultReader<I>;
+  readonly #t: SyncTransformer<I, O>;
+  #queue: O[] = [];
+  #next = 0;
+  #done = false;
+  readonly #push = (out: O) => {
+    this.#queue.push(out);
+  };
+
+  constructor(source: ReadableStream<I>, t: SyncTransformer<I, O>) {
+    this.#reader = source.getReader();
+    this.#t = t;
+  }
+
+  async read(): Promise<ReadableStreamReadResult<O>> {
+    while (this.#next === this.#queue.length && !this.#done) {
+      this.#queue.length = 0;
+      this.#next = 0;
+      let result: ReadableStreamReadResult<I>;
+      try {
+        result = await this.#reader.read();
+      } catch (err) {
+        this.#t.cancel?.(err);
+        throw err;
+      }
+      if (result.done) {
+        this.#done = true;
+        this.#t.flush?.(this.#push);
+        break;
+      }
+      try {
+        this.#t.transform(result.value, this.#push);
+      } catch (err) {
+        this.#reader.cancel(err).catch(() => {});
+        throw err;
+      }
+    }
+    if (this.#next < this.#queue.length) {
+      return { done: false, value: this.#queue[this.#next++] as O };
+    }
+    return DONE;
+  }
+
+  cancel(reason?: unknown): Promise<void> {
+    this.#t.cancel?.(reason);
+    return this.#reader.cancel(reason);
+  }
+}
+
+/** Streams from `pullThrough` that no one has read yet, and the reader behind each. */
+const direct = new WeakMap<ReadableStream<unknown>, ChunkReader<unknown>>();
+
+/**
+ * `source` through `t`, pulled one source chunk at a time (no buffering beyond what a
+ * chunk yields): consumer cancellation reaches the source, a source failure reaches the
+ * consumer, and `t.cancel` runs in both cases. A consumer that takes it with `openReader`
+ * reads the transform directly, without the stream in between.
+ */
+export function pullThrough<I, O>(
+  source: ReadableStream<I>,
+  t: SyncTransformer<I, O>,
+): ReadableStream<O> {
+  const reader = new TransformingReader(source, t);
+  const out = new ReadableStream<O>({
+    async pull(controller) {
+      direct.delete(out);
+      const result = await reader.read();
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  direct.set(out, reader);
+  return out;
+}
+
+/**
+ * A reader of `stream`: the transform behind an unread `pullThrough` stream itself (the
+ * stream is locked and left unread), or the stream's own reader.
+ */
+export function openReader<T>(stream: ReadableStream<T>): ChunkReader<T> {
+  const inner = direct.get(stream) as ChunkReader<T> | undefined;
+  if (inner !== undefined && !stream.locked) {
+    direct.delete(stream);
+    stream.getReader(); // locked: no one else reads it
+    return inner;
+  }
+  return stream.getReader();
+}
+
+/** `t` as a `TransformStream`, for `pipeThrough`. */
+export function toTransformStream<I, O>(t: SyncTransformer<I, O>): TransformStream<I, O> {
+  return new TransformStream<I, O>({
+    transform(chunk, controller) {
+      t.transform(chunk, (out) => controller.enqueue(out));
+    },
+    flush(controller) {
+      t.flush?.((out) => controller.enqueue(out));
+    },
+    cancel(reason) {
+      t.cancel?.(reason);
+    },
+  } as Transformer<I, O>);
+}
