@@ -24,9 +24,20 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { createClient, createCluster, ErrorReply } from "redis";
+import type { createClient, createCluster } from "redis";
 import type { Logger } from "../telemetry/mod.ts";
 import { StateCommandError, type StateReply, StateUnavailable } from "./store.ts";
+
+/**
+ * node-redis, loaded by the first link that connects: a sidecar without Redis never pays for
+ * it (≈25 MB of resident memory).
+ */
+let redis: typeof import("redis") | null = null;
+
+/** Whether `err` is a Redis server's error reply (only a loaded client can produce one). */
+function isErrorReply(err: unknown): err is Error {
+  return redis !== null && err instanceof redis.ErrorReply;
+}
 
 /** A Lua script with its SHA1, so it can be sent by EVALSHA. */
 export interface LuaScript {
@@ -276,7 +287,7 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
 
   const newClient = (): Client => {
     if (target.cluster === null) {
-      return singleClient(createClient({
+      return singleClient(redis!.createClient({
         url: opts.url,
         ...clientOptions(),
         ...(opts.db !== undefined ? { database: opts.db } : {}),
@@ -285,7 +296,7 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
     }
     // The nodes the cluster announces get the seeds' options (password, TLS, deadlines).
     const tls = opts.url.startsWith("rediss+");
-    return clusterClient(createCluster({
+    return clusterClient(redis!.createCluster({
       rootNodes: target.cluster.map((url) => ({ url })),
       defaults: { ...clientOptions(), socket: socketOptions(tls) },
     }));
@@ -404,7 +415,7 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
         await deadline(c.cmd.send(["EVALSHA", script.sha, ...tail], keys[0]), commandTimeout),
       );
     } catch (err) {
-      if (!(err instanceof ErrorReply) || !err.message.startsWith("NOSCRIPT")) throw err;
+      if (!isErrorReply(err) || !err.message.startsWith("NOSCRIPT")) throw err;
       return toReply(
         await deadline(c.cmd.send(["EVAL", script.src, ...tail], keys[0]), commandTimeout),
       );
@@ -427,6 +438,8 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
     if (closed) return;
     let c: Conn;
     try {
+      redis ??= await import("redis");
+      if (closed) return;
       const cmd = newClient();
       const sub = cmd.duplicate();
       const self = (): Conn => c;
@@ -479,7 +492,7 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
    * (but a full queue, which is load, not a broken link) drops it.
    */
   const failure = (c: Conn, err: unknown): Error => {
-    if (err instanceof ErrorReply && !SERVER_UNAVAILABLE.test(err.message)) {
+    if (isErrorReply(err) && !SERVER_UNAVAILABLE.test(err.message)) {
       return new StateCommandError(err.message, { cause: err });
     }
     if (err instanceof StateCommandError) return err;
