@@ -51,6 +51,8 @@ interface Relay {
   readonly observers: StreamObserver[];
   /** Set at the first pull: an observer attached later would miss chunks. */
   started: boolean;
+  /** See `cutRelay`. */
+  cutAt(signal: AbortSignal, onCut?: () => void): void;
 }
 
 /**
@@ -81,6 +83,23 @@ export function observeStream(
 }
 
 /**
+ * When `signal` aborts, end `stream` (an unread relay) with the signal's reason as a source
+ * failure: the source is cancelled at once (releasing the upstream), `onCut` runs, and the
+ * consumer's next read gets the failure, rendered by the relay's observers. Returns false
+ * when `stream` is not an unread relay (the caller wraps it instead).
+ */
+export function cutRelay(
+  stream: ReadableStream<unknown>,
+  signal: AbortSignal,
+  onCut?: () => void,
+): boolean {
+  const relay = relays.get(stream);
+  if (relay === undefined || relay.started || stream.locked) return false;
+  relay.cutAt(signal, onCut);
+  return true;
+}
+
+/**
  * A stream that pulls chunks from `read` (one per consumer pull: `highWaterMark` 0) and
  * hands each to its observers; `cancel` passes a consumer's cancellation on. `source`, when
  * given, is the stream `read` drains (its rendered ending is passed on). Observers can be
@@ -92,12 +111,34 @@ export function relayStream<T>(
   source: ReadableStream<unknown> | null = null,
   initial: StreamObserver[] = [],
 ): ReadableStream<T> {
-  const relay: Relay = { observers: initial, started: false };
+  /** Set when a cut signal aborted: every read from then on fails with it. */
+  let cutReason: { readonly reason: unknown } | null = null;
+  let releaseCut = () => {};
+  const relay: Relay = {
+    observers: initial,
+    started: false,
+    cutAt(signal, onCut) {
+      const onAbort = () => {
+        if (cutReason !== null || ended) return;
+        cutReason = { reason: signal.reason };
+        onCut?.();
+        cancel(signal.reason).catch(() => {});
+      };
+      const previous = releaseCut;
+      releaseCut = () => {
+        previous();
+        signal.removeEventListener("abort", onAbort);
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    },
+  };
   const observers = relay.observers;
   let ended = false;
   const end = (ending: Ending) => {
     if (ended) return;
     ended = true;
+    releaseCut();
     for (const observer of observers) {
       if (ending.error === undefined) observer.onEnd?.(ending.outcome);
       else observer.onEnd?.(ending.outcome, ending.error);
@@ -108,7 +149,10 @@ export function relayStream<T>(
       relay.started = true;
       let result: ReadableStreamReadResult<T>;
       try {
+        if (cutReason !== null) throw cutReason.reason;
         result = await read();
+        // A cut cancels the source, which ends a pending read as if the source were done.
+        if (cutReason !== null) throw (cutReason as { reason: unknown }).reason;
       } catch (error) {
         const ending = { outcome: failureOutcome(error), error };
         // As nested wrappers would: the innermost observer that renders the failure turns it

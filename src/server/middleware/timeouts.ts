@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { AppEnv } from "../../routes/mod.ts";
-import { observeStream } from "../../streaming/mod.ts";
+import { cutRelay, observeStream } from "../../streaming/mod.ts";
 import type { Exchange } from "../../pipeline/exchange.ts";
 
 /**
@@ -147,6 +147,8 @@ export function endAt(
   signal: AbortSignal,
   onCut?: () => void,
 ): ReadableStream<Uint8Array> {
+  // A relay (the committed stream of a unified route) takes the cut itself: no extra layer.
+  if (cutRelay(source, signal, onCut)) return source;
   const reader = source.getReader();
   let cut = false;
   let controller!: ReadableStreamDefaultController<Uint8Array>;
