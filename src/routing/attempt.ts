@@ -2,6 +2,7 @@ import type { ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
 import { withUpstreamTrace } from "../providers/execute.ts";
+import { scheduleDeadline } from "../providers/deadline.ts";
 import { type GateFormat, type GateSchedule, gateStream } from "../streaming/gate.ts";
 import { noUsage } from "../streaming/usage.ts";
 import { pickKey } from "./keys.ts";
@@ -245,39 +246,36 @@ export async function attempt(
     const outcome =
       await (traceparent === undefined ? call() : withUpstreamTrace(traceparent, call));
     if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
-    const timer = new AbortController();
-    const t = setTimeout(() =>
-      timer.abort(
-        new GatewayError(
-          "upstream_timeout",
-          `Provider "${target.provider}" sent no stream data within ${remaining} ms`,
-          { provider: target.provider },
-        ),
-      ), Math.max(1, deadline - deps.now()));
-    try {
-      // The stream gate: nothing is committed before the first content arrived.
-      const gate = req.streamGate;
-      const body = await gateStream<unknown>(
-        outcome.body as ReadableStream<unknown>,
-        outcome.format as GateFormat,
-        {
-          signal: AbortSignal.any([signal, timer.signal]),
-          provider: target.provider,
-          schedule: gate?.schedule ?? NO_SCHEDULE,
-          now: gate?.now ?? deps.now,
-          firstChunkMs: gate?.firstChunkMs === undefined
-            ? undefined
-            : gate.firstChunkMs - (deps.now() - started),
-          idleMs: gate?.idleMs,
+    // The stream gate: nothing is committed before the first content arrived.
+    const gate = req.streamGate;
+    const body = await gateStream<unknown>(
+      outcome.body as ReadableStream<unknown>,
+      outcome.format as GateFormat,
+      {
+        signal,
+        provider: target.provider,
+        schedule: gate?.schedule ?? NO_SCHEDULE,
+        now: gate?.now ?? deps.now,
+        firstChunkMs: gate?.firstChunkMs === undefined
+          ? undefined
+          : gate.firstChunkMs - (deps.now() - started),
+        idleMs: gate?.idleMs,
+        deadline: {
+          ms: Math.max(1, deadline - deps.now()),
+          schedule: scheduleDeadline,
+          error: () =>
+            new GatewayError(
+              "upstream_timeout",
+              `Provider "${target.provider}" sent no stream data within ${remaining} ms`,
+              { provider: target.provider },
+            ),
         },
-      );
-      firstChunk = deps.now() - started;
-      deps.trail?.firstChunk(target, firstChunk);
-      // Same chunks (typed or bytes), the first one replayed: the outcome keeps its format.
-      return settle({ ...outcome, body } as AttemptOutcome, null, outcome.status);
-    } finally {
-      clearTimeout(t);
-    }
+      },
+    );
+    firstChunk = deps.now() - started;
+    deps.trail?.firstChunk(target, firstChunk);
+    // Same chunks (typed or bytes), the first one replayed: the outcome keeps its format.
+    return settle({ ...outcome, body } as AttemptOutcome, null, outcome.status);
   } catch (err) {
     const ge = err instanceof GatewayError ? err : new GatewayError(
       "upstream_error",

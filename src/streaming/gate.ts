@@ -34,6 +34,15 @@ export interface GateOptions {
   readonly now: () => number;
   /** The provider, for the error messages. */
   readonly provider: string;
+  /**
+   * The attempt's own deadline before commit, on a real (coarse) timer: `error` is thrown
+   * when nothing committed the stream within `ms`.
+   */
+  readonly deadline?: {
+    readonly ms: number;
+    readonly schedule: GateSchedule;
+    readonly error: () => Error;
+  };
 }
 
 /** An idle stream ended by the gate (the access log's outcome `idle_timeout`). */
@@ -123,10 +132,15 @@ export async function gateStream<T>(
   const hasContent = contentDetector<T>(format);
   let onAbort = () => {};
   let cancelTimer = () => {};
+  let cancelDeadline = () => {};
   const stopped = new Promise<never>((_, reject) => {
     onAbort = () => reject(opts.signal.reason);
     if (opts.signal.aborted) onAbort();
     else opts.signal.addEventListener("abort", onAbort, { once: true });
+    const deadline = opts.deadline;
+    if (deadline !== undefined) {
+      cancelDeadline = deadline.schedule(deadline.ms, () => reject(deadline.error()));
+    }
     if (opts.firstChunkMs !== undefined) {
       const ms = opts.firstChunkMs;
       cancelTimer = opts.schedule(Math.max(0, ms), () =>
@@ -157,6 +171,7 @@ export async function gateStream<T>(
   } finally {
     opts.signal.removeEventListener("abort", onAbort);
     cancelTimer();
+    cancelDeadline();
   }
   if (held.length === 0) throw new Error("Upstream stream ended before its first chunk");
   return committed(reader, held, ended, opts);
