@@ -303,3 +303,39 @@ routing:
     await silent.close();
   }
 });
+
+Deno.test("a stream with no content by the request's deadline is a 504, upstream released", async () => {
+  const silent = startFakeUpstream();
+  silent.script({
+    kind: "sse",
+    events: [": keep-alive\n\n", chunk({ role: "assistant", content: "" })],
+    thenHang: true,
+  });
+  // No first_chunk_timeout: the request's deadline ends the wait, on the real coarse timer.
+  const gw = startGateway(`
+providers:
+  silent: { base_url: "${silent.url}/v1", keys: [{ key: sk-silent-0001 }] }
+routing:
+  failover: { deadline: 300ms }
+`);
+  try {
+    const started = performance.now();
+    const res = await gw.request(
+      "/v1/chat/completions",
+      post({
+        model: "silent/gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    );
+    assert.equal(res.status, 504);
+    const body = await res.json();
+    assert.equal(body.error.code, "upstream_timeout");
+    assert.match(body.error.message, /sent no stream data within (2|3)\d\d ms/);
+    assert.ok(performance.now() - started < 5_000, "the deadline, not a later one, ended it");
+    await silent.cancelled;
+  } finally {
+    await gw.close();
+    await silent.close();
+  }
+});
