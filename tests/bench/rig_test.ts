@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { goBinaries, goLoad, parseMany, parseOpen } from "../../bench/rig.ts";
+import { type Target, tcpClient } from "../../bench/load.ts";
+import { createUpstreamHandler } from "../../bench/upstream.ts";
+import { readLines } from "../../bench/proc.ts";
+
+const bins = await goBinaries();
+const noGo = "reason" in bins;
+
+Deno.test("parseOpen() and parseMany() turn the Go generator's µs answers into load.ts's ms results", () => {
+  const open = parseOpen({
+    latencies_us: [120, 250, 4000],
+    errors: 1,
+    sent_rate: 199.5,
+    late_p50_us: 40,
+    late_p99_us: 900,
+  });
+  assert.deepEqual(open.latencies, [0.12, 0.25, 4]);
+  assert.equal(open.errors, 1);
+  assert.equal(open.sentRate, 199.5);
+  assert.equal(open.lateP99, 0.9);
+  const many = parseMany({
+    ttfb_us: [1500],
+    max_stall_us: 2500,
+    stalled: 0,
+    completed: 1,
+    errors: 0,
+  });
+  assert.deepEqual(many, { ttfb: [1.5], maxStall: 2.5, stalled: 0, completed: 1, errors: 0 });
+  assert.throws(() => parseOpen({ errors: 0 }), /latencies_us/);
+});
+
+Deno.test({
+  name: "goLoad() drives the Go generator against the Deno upstream and main.ts reads every answer",
+  ignore: noGo,
+  async fn() {
+    if ("reason" in bins) return;
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      createUpstreamHandler({ chunks: 3, chunkDelayMs: 1 }),
+    );
+    const client = tcpClient();
+    const load = goLoad(bins.loadgen, [], { bearer: "sk-bench", promptBytes: 0 });
+    try {
+      const target: Target = {
+        name: "direct",
+        url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
+        client,
+      };
+      assert.equal(await load.warmUp(target, 2, 0.1), 0);
+      const open = await load.openLoop(target, 100, 0.3);
+      assert.equal(open.errors, 0);
+      assert.equal(open.latencies.length, 30);
+      assert.ok(open.latencies.every((ms, i) => ms > 0 && ms >= (open.latencies[i - 1] ?? 0)));
+      const closed = await load.closedLoop(target, 4, 0.2);
+      assert.equal(closed.errors, 0);
+      assert.ok(closed.completed > 0 && closed.rps > 0);
+      const streams = await load.streamFirstByte(target, 0.2);
+      assert.equal(streams.errors, 0);
+      assert.ok(streams.ttfb.length > 0);
+      assert.ok(streams.ttfb.every((t, i) => t < (streams.total[i] ?? 0)));
+      const many = await load.manyStreams(target, 10, "up/gpt-4o-mini-c4-d20", 20, 0.05);
+      assert.equal(many.errors, 0);
+      assert.equal(many.completed, 10);
+      assert.equal(many.ttfb.length, 10);
+      assert.ok(many.maxStall < 1_000);
+      assert.equal(load.lateness?.length, 1);
+    } finally {
+      await load.close();
+      client.close();
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "upstream_go answers as upstream.ts does, byte for byte apart from ids and dates",
+  ignore: noGo,
+  async fn() {
+    if ("reason" in bins) return;
+    const child = new Deno.Command(bins.upstream, {
+      args: ["--chunks=3", "--chunk-delay-ms=0"],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const deno = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      createUpstreamHandler({ chunks: 3, chunkDelayMs: 0 }),
+    );
+    const client = tcpClient();
+    try {
+      const lines = readLines(child.stdout);
+      const first = await lines.next();
+      const port = (JSON.parse(first.value ?? "{}") as { port: number }).port;
+      const same = (text: string) =>
+        text.replace(/"created":\d+/g, '"created":0').replace(/chatcmpl-bench\d+/g, "chatcmpl-x");
+      for (
+        const body of [
+          { model: "up/gpt-4o-mini", messages: [] },
+          { model: "up/gpt-4o-mini", stream: true },
+          { model: "m-c2-d0", stream: true, stream_options: { include_usage: true } },
+          { stream: true },
+        ]
+      ) {
+        const answers = await Promise.all([port, deno.addr.port].map(async (p) => {
+          const res = await fetch(`http://127.0.0.1:${p}/v1/chat/completions`, {
+            method: "POST",
+            body: JSON.stringify(body),
+            client,
+          });
+          return [res.status, res.headers.get("content-type"), same(await res.text())];
+        }));
+        assert.deepEqual(answers[0], answers[1]);
+      }
+      await lines.return(undefined);
+    } finally {
+      client.close();
+      child.kill("SIGTERM");
+      await child.status;
+      await deno.shutdown();
+    }
+  },
+});
