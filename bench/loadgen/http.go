@@ -133,7 +133,15 @@ type bodyFunc func(piece []byte, at time.Time)
 // closed it while idle), as HTTP clients do.
 func (t *target) roundTrip(req []byte, timeout time.Duration, onBody bodyFunc) (int, error) {
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get()
+		var c *conn
+		var reused bool
+		var err error
+		if attempt == 0 {
+			c, reused, err = t.get()
+		} else {
+			// The retry gets a new connection: the idle ones may be as stale as the last.
+			c, err = t.dial()
+		}
 		if err != nil {
 			return 0, err
 		}

@@ -18,6 +18,8 @@ type openSlot struct {
 	run *openRun
 	i   int
 	due time.Time
+	// retried: it already went out once on a connection that turned out to be closed.
+	retried bool
 }
 
 type openRun struct {
@@ -31,7 +33,8 @@ type openRun struct {
 type openConn struct {
 	*conn
 	slot atomic.Pointer[openSlot]
-	used bool
+	// dead: the reader has exited; whoever swaps a slot out of a dead connection settles it.
+	dead atomic.Bool
 }
 
 // send puts the slot's request on an idle connection (or a new one). It reports nothing: a
@@ -40,8 +43,12 @@ func (r *openRun) send(s *openSlot) {
 	t := r.t
 	t.mu.Lock()
 	var c *openConn
-	if n := len(t.openIdle); n > 0 {
-		c = t.openIdle[n-1]
+	// A retry always gets a new connection: the idle ones may be as stale as the last.
+	for n := len(t.openIdle); n > 0 && c == nil && !s.retried; n-- {
+		// Connections the server closed while idle are dropped here.
+		if c = t.openIdle[n-1]; c.dead.Load() {
+			c = nil
+		}
 		t.openIdle = t.openIdle[:n-1]
 	}
 	t.mu.Unlock()
@@ -67,6 +74,13 @@ func (r *openRun) send(s *openSlot) {
 func (c *openConn) write(s *openSlot) {
 	t := s.run.t
 	c.slot.Store(s)
+	if c.dead.Load() {
+		// The reader exited after the pop: it may not have seen the slot, so settle it here.
+		if s := c.slot.Swap(nil); s != nil {
+			s.run.retry(s)
+		}
+		return
+	}
 	if err := c.c.SetDeadline(time.Now().Add(chatTimeout)); err == nil {
 		_, err = c.c.Write(t.chat)
 		if err == nil {
@@ -77,6 +91,16 @@ func (c *openConn) write(s *openSlot) {
 	c.c.Close()
 }
 
+// retry sends s again on another connection, once; a second failure is the target's error.
+func (r *openRun) retry(s *openSlot) {
+	if s.retried {
+		r.finish(s, -1)
+		return
+	}
+	s.retried = true
+	r.send(s)
+}
+
 func (r *openRun) finish(s *openSlot, latency int64) {
 	r.lat[s.i] = latency
 	r.pending.Done()
@@ -84,43 +108,41 @@ func (r *openRun) finish(s *openSlot, latency int64) {
 
 // read answers every request written on c, until c fails or the server closes it.
 func (c *openConn) read(t *target) {
+	defer c.c.Close()
 	for {
 		before := c.tr.bytes
 		status, keep, err := readResponse(c.conn, nil)
-		s := c.slot.Swap(nil)
 		if err != nil {
-			c.c.Close()
-			if s != nil {
-				// A reused connection closed by the server while idle: retry once on a new one,
-				// as an HTTP client does; anything else is the target's error.
-				if c.used && c.tr.bytes == before {
-					s.run.send(s)
+			c.dead.Store(true)
+			if s := c.slot.Swap(nil); s != nil {
+				// Nothing of the answer came: a keep-alive connection the server closed while
+				// idle; retry on a new one, as an HTTP client does. Otherwise the target failed.
+				if c.tr.bytes == before {
+					s.run.retry(s)
 				} else {
 					s.run.finish(s, -1)
 				}
 			}
 			return
 		}
+		s := c.slot.Swap(nil)
 		if s == nil {
-			c.c.Close() // an answer to nothing: the connection is out of step
+			c.dead.Store(true) // an answer to nothing: the connection is out of step
 			return
 		}
-		c.used = true
 		latency := int64(-1)
 		if status == 200 {
 			latency = micros(time.Since(s.due))
 		}
-		if keep {
-			t.mu.Lock()
-			t.openIdle = append(t.openIdle, c)
-			t.mu.Unlock()
-		} else {
-			c.c.Close()
-		}
-		s.run.finish(s, latency)
 		if !keep {
+			c.dead.Store(true)
+			s.run.finish(s, latency)
 			return
 		}
+		t.mu.Lock()
+		t.openIdle = append(t.openIdle, c)
+		t.mu.Unlock()
+		s.run.finish(s, latency)
 	}
 }
 

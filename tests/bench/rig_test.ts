@@ -73,6 +73,79 @@ Deno.test({
   },
 });
 
+/**
+ * A server that answers one request per connection and then drops it, without saying so (what a
+ * server's idle keep-alive timeout looks like to a client).
+ */
+function oneShotServer(): { port: number; close(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const body = '{"object":"chat.completion"}';
+  const conns = new Set<Deno.Conn>();
+  const serving = (async () => {
+    const handled: Promise<void>[] = [];
+    for await (const conn of listener) {
+      conns.add(conn);
+      handled.push((async () => {
+        try {
+          const buf = new Uint8Array(64 << 10);
+          let text = "";
+          while (!/\r\n\r\n[\s\S]*\}$/.test(text)) {
+            const n = await conn.read(buf);
+            if (n === null) return;
+            text += new TextDecoder().decode(buf.subarray(0, n));
+          }
+          await conn.write(new TextEncoder().encode(
+            `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+          ));
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        } catch {
+          // The client went first.
+        } finally {
+          conns.delete(conn);
+          conn.close();
+        }
+      })());
+    }
+    await Promise.all(handled);
+  })();
+  return {
+    port: listener.addr.port,
+    async close() {
+      listener.close();
+      for (const c of conns) c.close();
+      await serving.catch(() => {});
+    },
+  };
+}
+
+Deno.test({
+  name: "goLoad() open loop retries once on a keep-alive connection the server closed while idle",
+  ignore: noGo,
+  async fn() {
+    if ("reason" in bins) return;
+    const server = oneShotServer();
+    const client = tcpClient();
+    const load = goLoad(bins.loadgen, [], { bearer: "sk-bench", promptBytes: 0 });
+    try {
+      const target: Target = {
+        name: "one-shot",
+        url: `http://127.0.0.1:${server.port}/v1/chat/completions`,
+        client,
+      };
+      // 20 ms apart: every connection has been dropped by the time the next request goes out.
+      const open = await load.openLoop(target, 50, 0.4);
+      assert.equal(open.errors, 0);
+      assert.equal(open.latencies.length, 20);
+      const closed = await load.closedLoop(target, 2, 0.1);
+      assert.equal(closed.errors, 0);
+    } finally {
+      await load.close();
+      client.close();
+      await server.close();
+    }
+  },
+});
+
 Deno.test({
   name: "upstream_go answers as upstream.ts does, byte for byte apart from ids and dates",
   ignore: noGo,
