@@ -81,6 +81,10 @@ function oneShotServer(): { port: number; close(): Promise<void> } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const body = '{"object":"chat.completion"}';
   const conns = new Set<Deno.Conn>();
+  // Whoever takes a connection out of the set closes it: the handler or close(), never both.
+  const drop = (conn: Deno.Conn) => {
+    if (conns.delete(conn)) conn.close();
+  };
   const serving = (async () => {
     const handled: Promise<void>[] = [];
     for await (const conn of listener) {
@@ -101,8 +105,7 @@ function oneShotServer(): { port: number; close(): Promise<void> } {
         } catch {
           // The client went first.
         } finally {
-          conns.delete(conn);
-          conn.close();
+          drop(conn);
         }
       })());
     }
@@ -112,7 +115,7 @@ function oneShotServer(): { port: number; close(): Promise<void> } {
     port: listener.addr.port,
     async close() {
       listener.close();
-      for (const c of conns) c.close();
+      for (const c of [...conns]) drop(c);
       await serving.catch(() => {});
     },
   };
