@@ -236,7 +236,12 @@ export function printTable(rows: readonly Row[], s: Settings): void {
     `direct call: p50 ${ms(direct.p50)} ms at ${s.rate} req/s, ${ms(direct.p50High)} ms at ` +
       `${s.highRate} req/s (sent ${direct.sentRateHigh.toFixed(0)}/s); SSE first content p50 ` +
       `${ms(direct.ttfbP50)} ms; load generator ${us(direct.cpuPerReq.client)} us and ` +
-      `upstream ${us(direct.cpuPerReq.upstream)} us CPU per request`,
+      `upstream ${us(direct.cpuPerReq.upstream)} us CPU per request` +
+      // The rig's own floor for the concurrent streams: a stall here is the generator's or upstream's.
+      (direct.many === null
+        ? ""
+        : `; ${s.streams} streams direct: first content p99 ${ms(direct.many.ttfbP99)} ms, ` +
+          `max stall ${direct.many.maxStall.toFixed(1)} ms`),
   );
   console.log("");
 }
