@@ -9,6 +9,8 @@ export interface Target {
    * warm keep-alive connections.
    */
   readonly client: Deno.HttpClient;
+  /** The Unix socket `client` connects through, for the Go load generator (bench/rig.ts). */
+  readonly socket?: string;
 }
 
 /** Keep-alive HTTP/1.1 clients for every target: Pilotfish and the bare proxy only speak it. */
@@ -24,7 +26,10 @@ export function unixClient(path: string): Deno.HttpClient {
  * BENCH_PROMPT_BYTES: the user message padded with ordinary prose to about that many bytes
  * (what a content-scanning plugin pays per request); the two-word prompt by default.
  */
-const PROMPT_BYTES = Math.max(0, Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0)));
+export const PROMPT_BYTES = Math.max(
+  0,
+  Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0)),
+);
 const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
 const MESSAGES = [
   { role: "system", content: "You are a helpful assistant." },

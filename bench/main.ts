@@ -27,23 +27,23 @@
  * bench/configs/keys.yaml), BENCH_BASE_CONFIG (a fragment for the baseline daemon, e.g. a feature
  * that is on by default turned off), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
  * in place of `{{REDIS}}` in a BENCH_CONFIG fragment), BENCH_PROMPT_BYTES (pad the user prompt of
- * every request to that many bytes, e.g. 1024 or 32768 for content scanners).
+ * every request to that many bytes, e.g. 1024 or 32768 for content scanners), BENCH_CONTROL=1 (a
+ * second daemon identical to the first, in the same rounds: the run's own noise floor),
+ * BENCH_GO (the go command; see rig.ts: without Go the Deno generator and upstream run, with a
+ * warning in the report).
  */
 import { fileURLToPath } from "node:url";
 import {
   BENCH_BEARER,
-  closedLoop,
-  manyStreams,
   type ManyStreamsResult,
-  openLoop,
   percentile,
+  PROMPT_BYTES,
   sleep,
-  streamFirstByte,
   type Target,
   tcpClient,
   unixClient,
-  warmUp,
 } from "./load.ts";
+import { denoLoad, goBinaries, goLoad, type Lateness, type Load } from "./rig.ts";
 import {
   CLOCK_TICKS_PER_SECOND,
   findProcess,
@@ -60,6 +60,7 @@ import {
   printHeader,
   printTable,
   printVariant,
+  type RoundFigures,
   type Row,
   type Settings,
 } from "./report.ts";
@@ -105,6 +106,7 @@ const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
 const baseConfigPath = Deno.env.get("BENCH_BASE_CONFIG")?.trim() || undefined;
 const baselineRoot = Deno.env.get("BENCH_BASELINE_ROOT")?.trim() || undefined;
 const withRedis = ["1", "true", "yes"].includes(Deno.env.get("BENCH_REDIS")?.trim() ?? "");
+const withControl = ["1", "true", "yes"].includes(Deno.env.get("BENCH_CONTROL")?.trim() ?? "");
 /** The run's redis-server (BENCH_REDIS), once started. */
 let redisUrl = "";
 
@@ -249,6 +251,8 @@ interface Measured {
   streamTotal: number[];
   many: ManyStreamsResult | null;
   errors: number;
+  /** Each round's own figures, to show how much a pooled difference moves between rounds. */
+  rounds: RoundFigures[];
 }
 
 function measured(target: Target, pid: number | null): Measured {
@@ -269,11 +273,14 @@ function measured(target: Target, pid: number | null): Measured {
     streamTotal: [],
     many: null,
     errors: 0,
+    rounds: [],
   };
 }
 
 let procs: UsageReader;
 let upstreamPid = 0;
+/** The load generator (rig.ts): the Go one, or load.ts when Go is missing. */
+let load: Load = denoLoad();
 
 /** CPU ticks used so far by each pid (null where unknown). */
 function cpuTicks(pids: readonly (number | null)[]): Promise<(number | null)[]> {
@@ -289,17 +296,17 @@ function cpuTicks(pids: readonly (number | null)[]): Promise<(number | null)[]> 
  */
 async function segment(m: Measured, seconds: number, ttfbSeconds: number): Promise<void> {
   const t = m.target;
-  await warmUp(t, settings.concurrency, settings.warmupSeconds / 2);
+  await load.warmUp(t, settings.concurrency, settings.warmupSeconds / 2);
 
-  const lat = await openLoop(t, settings.rate, seconds);
+  const lat = await load.openLoop(t, settings.rate, seconds);
   m.latencies.push(...lat.latencies);
   m.sentRates.push(lat.sentRate);
   m.errors += lat.errors;
 
   // Proxy, load generator (us) and upstream at the high rate: where the CPU went, per request.
-  const watched = [m.pid, Deno.pid, upstreamPid];
+  const watched = [m.pid, load.pid, upstreamPid];
   const before = await cpuTicks(watched);
-  const high = await openLoop(t, settings.highRate, seconds);
+  const high = await load.openLoop(t, settings.highRate, seconds);
   const after = await cpuTicks(watched);
   m.ticks = m.ticks.map((sum, i) => {
     const a = before[i];
@@ -312,16 +319,30 @@ async function segment(m: Measured, seconds: number, ttfbSeconds: number): Promi
   m.errors += high.errors;
 
   const sampler = m.pid === null ? null : sampleRss(procs, m.pid, 50);
-  const tput = await closedLoop(t, settings.concurrency, seconds);
+  const tput = await load.closedLoop(t, settings.concurrency, seconds);
   const peak = sampler ? await sampler.stop() : null;
   if (peak !== null) m.rssPeak = Math.max(m.rssPeak ?? 0, peak);
   m.rps.push(tput.rps);
   m.errors += tput.errors;
 
-  const stream = await streamFirstByte(t, ttfbSeconds);
+  const stream = await load.streamFirstByte(t, ttfbSeconds);
   m.ttfb.push(...stream.ttfb);
   m.streamTotal.push(...stream.total);
   m.errors += stream.errors;
+
+  const proxyTicks = m.pid === null ? null : after[0];
+  const startTicks = before[0];
+  m.rounds.push({
+    p50: percentile(lat.latencies, 50),
+    p99: percentile(lat.latencies, 99),
+    p50High: percentile(high.latencies, 50),
+    p99High: percentile(high.latencies, 99),
+    cpuPerReq: proxyTicks == null || startTicks == null || high.latencies.length === 0
+      ? null
+      : ((proxyTicks - startTicks) / CLOCK_TICKS_PER_SECOND) * 1e6 / high.latencies.length,
+    rps: tput.rps,
+    ttfbP50: percentile(stream.ttfb, 50),
+  });
 }
 
 function toRow(m: Measured): Row {
@@ -364,6 +385,7 @@ function toRow(m: Measured): Row {
       upstream: perReq(m.ticks[2]),
     },
     errors: m.errors,
+    rounds: m.rounds,
   };
 }
 
@@ -381,9 +403,9 @@ async function startPilotfish(
   name: string,
   tmp: string,
   upstreamOrigin: string,
-  opts: { stages: number; extra?: string; root?: string },
+  opts: { stages: number; extra?: string; root?: string; tag?: string },
 ): Promise<Pilotfish> {
-  const tag = name === "pilotfish" ? "pf" : opts.root !== undefined ? "pfb" : "pfv";
+  const tag = opts.tag ?? (name === "pilotfish" ? "pf" : opts.root !== undefined ? "pfb" : "pfv");
   const port = freePort();
   const socket = `${tmp}/${tag}.sock`;
   const config = `${tmp}/${tag}.yaml`;
@@ -439,10 +461,23 @@ ${extra}`,
     name: tag === "pf" ? "pilotfish socket" : `${name} socket`,
     url: `http://localhost${CHAT_PATH}`,
     client: trackClient(unixClient(socket)),
+    socket,
   };
   await probe(tcp, service);
   await probe(sock, service);
   return { tcp, sock, pid };
+}
+
+/** The header's line on the Go rig, with how late its schedule ran (over the open-loop runs). */
+function rigLine(): string {
+  const late = load.lateness ?? [];
+  const median = (f: (l: Lateness) => number) =>
+    percentile(late.map(f).sort((x, y) => x - y), 50).toFixed(3);
+  const worst = late.length === 0 ? NaN : Math.max(...late.map((l) => l.p99));
+  return "Go load generator and upstream (bench/loadgen, bench/upstream_go), HTTP/1.1 " +
+    "keep-alive; open-loop latency runs from each request's intended send time (wrk2); the " +
+    `generator's own lateness, median of runs: p50 ${median((l) => l.p50)} / p99 ` +
+    `${median((l) => l.p99)} ms (worst p99 ${worst.toFixed(3)} ms)`;
 }
 
 async function main(): Promise<void> {
@@ -461,10 +496,25 @@ async function main(): Promise<void> {
     })
       .output();
   }
-  const upstream = spawnDenoScript("upstream", "upstream.ts", [
-    `--chunks=${settings.chunks}`,
-    `--chunk-delay-ms=${settings.chunkDelayMs}`,
-  ], 1);
+  // The Go generator and upstream when Go is here; else the Deno ones, and the report says so.
+  const upstreamArgs = [`--chunks=${settings.chunks}`, `--chunk-delay-ms=${settings.chunkDelayMs}`];
+  const bins = await goBinaries();
+  let rigWarning: string | null = null;
+  let upstream: Service;
+  if ("reason" in bins) {
+    rigWarning = `${bins.reason}: Deno load generator and upstream instead (bench/load.ts, ` +
+      "upstream.ts), several times the CPU per request on core 1; figures not comparable with " +
+      "the Go rig's";
+    progress(`WARNING: ${rigWarning}`);
+    upstream = spawnDenoScript("upstream", "upstream.ts", upstreamArgs, 1);
+  } else {
+    const [command, argv] = onCore(1, bins.upstream, upstreamArgs);
+    upstream = track(spawnService("upstream", command, argv, { cwd: ROOT }));
+    const [lgCommand, lgArgv] = onCore(1, bins.loadgen, []);
+    const go = goLoad(lgCommand, lgArgv, { bearer: BENCH_BEARER, promptBytes: PROMPT_BYTES });
+    undo.push(() => go.close());
+    load = go;
+  }
   const upstreamOrigin = `http://127.0.0.1:${await announcedPort(upstream)}`;
   upstreamPid = upstream.child.pid;
   progress(`upstream on ${upstreamOrigin} (pid ${upstreamPid})`);
@@ -548,15 +598,22 @@ async function main(): Promise<void> {
     upstreamOrigin,
     { stages: 0, root: baselineRoot },
   );
+  // BENCH_CONTROL=1: a daemon identical to the first, so the run states its own noise floor.
+  const control = !withControl ? null : await startPilotfish("pf control", tmp, upstreamOrigin, {
+    stages: 0,
+    tag: "pfc",
+    ...(baseConfigPath !== undefined ? { extra: baseConfigPath } : {}),
+  });
 
   // When daemons are compared, each serves the same load (TCP only): a daemon that also served
   // the socket rounds would be warmer, with a bigger heap and fewer collections per request.
-  const compare = variant !== null || before !== null;
+  const compare = variant !== null || before !== null || control !== null;
   const bareM = measured(bareTarget, barePid);
   const tcpM = measured(tcp, pfPid);
   const sockM = compare ? null : measured(sock, pfPid);
   const variantM = variant ? measured(variant.tcp, variant.pid) : null;
   const beforeM = before ? measured(before.tcp, before.pid) : null;
+  const controlM = control ? measured(control.tcp, control.pid) : null;
   const all = [
     measured(direct, null),
     bareM,
@@ -564,6 +621,7 @@ async function main(): Promise<void> {
     ...(sockM ? [sockM] : []),
     ...(variantM ? [variantM] : []),
     ...(beforeM ? [beforeM] : []),
+    ...(controlM ? [controlM] : []),
   ];
 
   // RSS before any traffic, then after every path is warm and the proxies sit idle.
@@ -572,9 +630,10 @@ async function main(): Promise<void> {
   if (sockM) sockM.rssReady = tcpM.rssReady;
   if (variant && variantM) variantM.rssReady = (await procs.usage(variant.pid))?.rss ?? null;
   if (before && beforeM) beforeM.rssReady = (await procs.usage(before.pid))?.rss ?? null;
+  if (control && controlM) controlM.rssReady = (await procs.usage(control.pid))?.rss ?? null;
   progress(`warm-up ${settings.warmupSeconds}s per target`);
   for (const m of all) {
-    const errors = await warmUp(m.target, settings.concurrency, settings.warmupSeconds);
+    const errors = await load.warmUp(m.target, settings.concurrency, settings.warmupSeconds);
     if (errors > 0) progress(`${m.target.name}: ${errors} failed requests during warm-up`);
   }
   await sleep(settings.settleSeconds * 1000);
@@ -583,6 +642,7 @@ async function main(): Promise<void> {
   if (sockM) sockM.rssIdle = tcpM.rssIdle;
   if (variant && variantM) variantM.rssIdle = (await procs.usage(variant.pid))?.rss ?? null;
   if (before && beforeM) beforeM.rssIdle = (await procs.usage(before.pid))?.rss ?? null;
+  if (control && controlM) controlM.rssIdle = (await procs.usage(control.pid))?.rss ?? null;
 
   const seconds = settings.seconds / settings.rounds;
   const ttfbSeconds = settings.ttfbSeconds / settings.rounds;
@@ -598,7 +658,7 @@ async function main(): Promise<void> {
   if (settings.streams > 0) {
     for (const m of all) {
       progress(`${settings.streams} concurrent streams: ${m.target.name}`);
-      m.many = await manyStreams(
+      m.many = await load.manyStreams(
         m.target,
         settings.streams,
         `up/gpt-4o-mini-c${settings.manyChunks}-d${MANY_GAP_MS}`,
@@ -610,10 +670,11 @@ async function main(): Promise<void> {
   }
 
   const rows = all.map(toRow);
-  printHeader(machine, settings);
+  printHeader(machine, settings, rigWarning ?? rigLine());
   printTable(rows, settings);
   printChecks(checks(rows));
   const rowOf = (m: Measured) => rows[all.indexOf(m)] as Row;
+  if (controlM) printVariant(rows[0] as Row, rowOf(tcpM), rowOf(controlM), "the noise floor");
   if (variantM) printVariant(rows[0] as Row, rowOf(tcpM), rowOf(variantM));
   if (beforeM) printVariant(rows[0] as Row, rowOf(beforeM), rowOf(tcpM));
   console.log(

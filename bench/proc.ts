@@ -181,7 +181,8 @@ export function startUsageReader(): UsageReader {
   };
 }
 
-async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+/** The lines of a byte stream, without their newlines. */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let partial = "";
   for await (const text of stream.pipeThrough(new TextDecoderStream())) {
     const parts = (partial + text).split("\n");

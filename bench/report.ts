@@ -39,6 +39,19 @@ export interface Row {
     readonly upstream: number | null;
   };
   readonly errors: number;
+  /** Each round's own figures (same order for every row). */
+  readonly rounds: readonly RoundFigures[];
+}
+
+/** One round's figures of one target: latencies in ms, CPU in µs per request. */
+export interface RoundFigures {
+  readonly p50: number;
+  readonly p99: number;
+  readonly p50High: number;
+  readonly p99High: number;
+  readonly cpuPerReq: number | null;
+  readonly rps: number;
+  readonly ttfbP50: number;
 }
 
 export interface Machine {
@@ -83,7 +96,8 @@ export async function machineInfo(): Promise<Machine> {
   };
 }
 
-export function printHeader(m: Machine, s: Settings): void {
+/** `rig`: the load generator and upstream in use (or the warning that the Deno ones are). */
+export function printHeader(m: Machine, s: Settings, rig: string): void {
   console.log("Pilotfish benchmark");
   console.log(`  machine : ${m.cpu}, ${m.cores} cores, ${m.os}`);
   console.log(`  runtime : deno ${m.deno}, v8 ${m.v8}`);
@@ -106,6 +120,7 @@ export function printHeader(m: Machine, s: Settings): void {
       ? "  cores   : proxies pinned to core 0; load generator and upstream to core 1"
       : `  cores   : not pinned: load generator, upstream and proxy share ${m.cores} cores`,
   );
+  console.log(`  rig     : ${rig}`);
   console.log("");
 }
 
@@ -221,7 +236,12 @@ export function printTable(rows: readonly Row[], s: Settings): void {
     `direct call: p50 ${ms(direct.p50)} ms at ${s.rate} req/s, ${ms(direct.p50High)} ms at ` +
       `${s.highRate} req/s (sent ${direct.sentRateHigh.toFixed(0)}/s); SSE first content p50 ` +
       `${ms(direct.ttfbP50)} ms; load generator ${us(direct.cpuPerReq.client)} us and ` +
-      `upstream ${us(direct.cpuPerReq.upstream)} us CPU per request`,
+      `upstream ${us(direct.cpuPerReq.upstream)} us CPU per request` +
+      // The rig's own floor for the concurrent streams: a stall here is the generator's or upstream's.
+      (direct.many === null
+        ? ""
+        : `; ${s.streams} streams direct: first content p99 ${ms(direct.many.ttfbP99)} ms, ` +
+          `max stall ${direct.many.maxStall.toFixed(1)} ms`),
   );
   console.log("");
 }
@@ -305,12 +325,15 @@ export function checks(rows: readonly Row[]): Check[] {
   return out;
 }
 
-/** One daemon against another (features on vs off, after vs before), same run, same rounds. */
-export function printVariant(direct: Row, base: Row, variant: Row): void {
+/**
+ * One daemon against another (features on vs off, after vs before, or a control identical to
+ * the base), same run, same rounds: the pooled differences, then each round's.
+ */
+export function printVariant(direct: Row, base: Row, variant: Row, note?: string): void {
   const a = added(base, direct);
   const b = added(variant, direct);
   const d = (x: number, y: number) => `${y - x >= 0 ? "+" : ""}${((y - x) * 1000).toFixed(0)} us`;
-  console.log(`${variant.name} vs ${base.name} (same run):`);
+  console.log(`${variant.name} vs ${base.name} (same run${note ? `; ${note}` : ""}):`);
   console.log(
     `  added p50 at base rate   ${signedMs(a.p50)} -> ${signedMs(b.p50)} ms (${d(a.p50, b.p50)})`,
   );
@@ -339,7 +362,50 @@ export function printVariant(direct: Row, base: Row, variant: Row): void {
       d(a.ttfbP50, b.ttfbP50)
     })`,
   );
+  printRounds(base, variant);
   console.log("");
+}
+
+/**
+ * Per round, variant minus base (the direct call cancels out of "added" within a round): a
+ * pooled difference smaller than the spread of these is not a result.
+ */
+function printRounds(base: Row, variant: Row): void {
+  const n = Math.min(base.rounds.length, variant.rounds.length);
+  if (n < 2) return;
+  const signed = (v: number | null, digits = 0) =>
+    v === null || !Number.isFinite(v) ? "-" : `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`;
+  const lines: [string, (b: RoundFigures, v: RoundFigures) => string][] = [
+    ["added p50 at base rate, us", (b, v) => signed((v.p50 - b.p50) * 1000)],
+    ["added p50 at high rate, us", (b, v) => signed((v.p50High - b.p50High) * 1000)],
+    ["added p99 at base rate, us", (b, v) => signed((v.p99 - b.p99) * 1000)],
+    ["added p99 at high rate, us", (b, v) => signed((v.p99High - b.p99High) * 1000)],
+    [
+      "CPU per request, us",
+      (b, v) =>
+        signed(v.cpuPerReq === null || b.cpuPerReq === null ? null : v.cpuPerReq - b.cpuPerReq),
+    ],
+    ["max req/s, %", (b, v) => signed((v.rps / b.rps - 1) * 100, 1)],
+    ["SSE first content p50, us", (b, v) => signed((v.ttfbP50 - b.ttfbP50) * 1000)],
+  ];
+  const cells = lines.map(([label, f]) => [
+    label,
+    ...Array.from(
+      { length: n },
+      (_, i) => f(base.rounds[i] as RoundFigures, variant.rounds[i] as RoundFigures),
+    ),
+  ]);
+  const head = [
+    "  per round (variant - base)",
+    ...Array.from({ length: n }, (_, i) => `r${i + 1}`),
+  ];
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...cells.map((c) => (c[i] ?? "").length + (i === 0 ? 2 : 0)))
+  );
+  const line = (c: string[]) =>
+    c.map((x, i) => (i === 0 ? x.padEnd(widths[i] ?? 0) : x.padStart(widths[i] ?? 0))).join("  ");
+  console.log(line(head));
+  for (const c of cells) console.log(line([`    ${c[0]}`, ...c.slice(1)]));
 }
 
 export function printChecks(list: readonly Check[]): void {

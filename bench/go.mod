@@ -1,0 +1,3 @@
+module pilotfish/bench
+
+go 1.22
