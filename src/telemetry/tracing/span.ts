@@ -13,6 +13,7 @@ import {
   type Attributes,
   type AttributeValue,
   type HrTime,
+  type Link,
   type SpanContext,
   SpanKind,
   type SpanStatus,
@@ -30,6 +31,9 @@ import type { ReadableSpan, SpanProcessor, TimedEvent } from "@opentelemetry/sdk
 
 /** The SDK's default `eventCountLimit`. */
 const EVENT_LIMIT = 128;
+/** Shared by every span without links (all of ours) or events (most): one array less each. */
+const NO_LINKS = Object.freeze([]) as unknown as Link[];
+const NO_EVENTS = Object.freeze([]) as unknown as TimedEvent[];
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
@@ -54,8 +58,8 @@ export interface SpanSink {
 }
 
 export class LeanSpan implements ReadableSpan {
-  readonly links = [];
-  readonly events: TimedEvent[] = [];
+  readonly links = NO_LINKS;
+  events = NO_EVENTS;
   readonly startTime: HrTime;
   endTime: HrTime = [0, 0];
   duration: HrTime = [-1, -1];
@@ -149,6 +153,7 @@ export class LeanSpan implements ReadableSpan {
 
   addEvent(name: string, attributes: Attributes): void {
     if (!this.recording || this.ended) return;
+    if (this.events === NO_EVENTS) this.events = [];
     if (this.events.length >= EVENT_LIMIT) {
       this.events.shift();
       this.droppedEventsCount++;
