@@ -3,8 +3,10 @@
  * (retries and hedges are siblings under the server span), GenAI attributes and token usage
  * on both, the client's W3C `traceparent` continued and each attempt's sent upstream.
  * Spans are built from the exchange's telemetry events only; a stream's spans end when its
- * last chunk went out. Export is OTLP/HTTP through a batch processor: a slow or absent
- * collector never blocks or fails a request (a full queue drops spans).
+ * last chunk went out. The spans are ours (span.ts: what the SDK's tracer would build, at
+ * a fraction of its cost); the SDK's batch processor queues them and its OTLP/HTTP exporter
+ * sends them: a slow or absent collector never blocks or fails a request (a full queue
+ * drops spans).
  *
  * Loaded with a dynamic import only when tracing is on.
  * @module
