@@ -2,7 +2,10 @@
  * Prometheus metrics over the OpenTelemetry SDK: instruments fed by the exchange's
  * telemetry events only, collected on each scrape by a pull reader and written in the
  * Prometheus text format by the Prometheus exporter's serializer (its HTTP server is not
- * used: `/metrics` is a route of ours, on the socket and the TCP port alike).
+ * used: `/metrics` is a route of ours, on the socket and the TCP port alike). The
+ * instruments are pre-aggregated series (aggregate.ts) the reader collects through a
+ * `MetricProducer`: a request's ~10 recordings cost one string key and a few additions,
+ * where the SDK's instruments hashed an attribute object per recording.
  *
  * Loaded with a dynamic import only when metrics are on, so a daemon without them never
  * pays for the SDK. One instance per process: counters survive config reloads.
@@ -23,6 +26,7 @@ import {
   OTHER,
   requestedModel,
 } from "../labels.ts";
+import { type BoundHistogram, type BoundSum, Registry } from "./aggregate.ts";
 
 /** Collects only when asked (a scrape); no timer, no push. */
 class ScrapeReader extends MetricReader {
@@ -98,113 +102,141 @@ export interface Metrics {
   close(): Promise<void>;
 }
 
+/** Composite keys a listener keeps handles for, before it starts over (labels are bounded). */
+const MAX_HANDLES = 4096;
+
+/** Remembers `handle` under `key` in `handles` (emptied when full) and returns it. */
+function keep<H>(handles: Map<string, H>, key: string, handle: H): H {
+  if (handles.size >= MAX_HANDLES) handles.clear();
+  handles.set(key, handle);
+  return handle;
+}
+
+/** The series one kind of finished request records into. */
+interface EndHandles {
+  readonly requests: BoundSum;
+  readonly overhead: BoundHistogram;
+  readonly provider: BoundSum;
+  readonly modelCost: BoundSum;
+  readonly cost: BoundSum;
+  readonly duration: BoundHistogram;
+  readonly inputTokens: BoundHistogram;
+  readonly outputTokens: BoundHistogram;
+}
+
 export function createMetrics(serviceName: string): Metrics {
-  const reader = new ScrapeReader();
-  const provider = new MeterProvider({
-    resource: resourceFromAttributes({ "service.name": serviceName }),
-    readers: [reader],
-  });
-  const meter = provider.getMeter("pilotfish");
+  const resource = resourceFromAttributes({ "service.name": serviceName });
+  // Recordings go to pre-aggregated series (aggregate.ts); the SDK's reader collects them
+  // through this producer on each scrape.
+  const meter = new Registry("pilotfish", resource);
+  const reader = new ScrapeReader({ metricProducers: [meter.producer] });
+  const provider = new MeterProvider({ resource, readers: [reader] });
   const serializer = new PrometheusSerializer(undefined, false, undefined, true, true);
 
   // OTel GenAI semantic conventions.
-  const tokenUsage = meter.createHistogram("gen_ai.client.token.usage", {
+  const tokenUsage = meter.histogram("gen_ai.client.token.usage", {
     unit: "{token}",
     description: "Tokens used per request, by type (input, output)",
-    advice: { explicitBucketBoundaries: TOKEN_BUCKETS },
-  });
-  const opDuration = meter.createHistogram("gen_ai.client.operation.duration", {
+  }, TOKEN_BUCKETS);
+  const opDuration = meter.histogram("gen_ai.client.operation.duration", {
     unit: "s",
     description: "Request duration, from arrival to the last byte",
-    advice: { explicitBucketBoundaries: DURATION_BUCKETS },
-  });
-  const firstChunk = meter.createHistogram("gen_ai.client.operation.time_to_first_chunk", {
+  }, DURATION_BUCKETS);
+  const firstChunk = meter.histogram("gen_ai.client.operation.time_to_first_chunk", {
     unit: "s",
     description: "Time from an attempt's start to its first stream chunk",
-    advice: { explicitBucketBoundaries: DURATION_BUCKETS },
-  });
+  }, DURATION_BUCKETS);
 
   // llm-gateway's series, named as its README shows them.
-  const lgRequests = meter.createCounter("llm_gateway_requests", { description: "Requests" });
-  const lgTokens = meter.createCounter("llm_gateway_tokens", { description: "Tokens" });
-  const lgCost = meter.createCounter("llm_gateway_cost", { description: "Cost (USD)" });
-  const lgCacheHits = meter.createCounter("llm_gateway_cache_hits", {
+  const lgRequests = meter.counter("llm_gateway_requests", { description: "Requests" });
+  const lgTokens = meter.counter("llm_gateway_tokens", { description: "Tokens" });
+  const lgCost = meter.counter("llm_gateway_cost", { description: "Cost (USD)" });
+  const lgCacheHits = meter.counter("llm_gateway_cache_hits", {
     description: "Response cache hits",
   });
-  const lgProvider = meter.createCounter("llm_gateway_provider_requests", {
+  const lgProvider = meter.counter("llm_gateway_provider_requests", {
     description: "Requests by provider",
   });
-  const lgModelCost = meter.createCounter("llm_gateway_model_cost", {
+  const lgModelCost = meter.counter("llm_gateway_model_cost", {
     description: "Cost (USD) by model",
   });
 
   // Present from the first scrape, as llm-gateway's are: a dashboard sees 0, not "no data".
-  for (const c of [lgRequests, lgTokens, lgCost, lgCacheHits]) c.add(0);
+  const [allRequests, allTokens, allCost, allCacheHits] = [
+    lgRequests,
+    lgTokens,
+    lgCost,
+    lgCacheHits,
+  ]
+    .map((c) => {
+      const b = c.bind();
+      b.add(0);
+      return b;
+    }) as [BoundSum, BoundSum, BoundSum, BoundSum];
 
   // Ours.
-  const requests = meter.createCounter("pilotfish_requests", {
+  const requests = meter.counter("pilotfish_requests", {
     description: "Requests by route, status and provider",
   });
-  const overhead = meter.createHistogram("pilotfish_overhead_seconds", {
+  const overhead = meter.histogram("pilotfish_overhead_seconds", {
     unit: "s",
     description: "Time in Pilotfish until the response started, upstream waits excluded",
-    advice: { explicitBucketBoundaries: OVERHEAD_BUCKETS },
-  });
-  const attempts = meter.createCounter("pilotfish_upstream_attempts", {
+  }, OVERHEAD_BUCKETS);
+  const attempts = meter.counter("pilotfish_upstream_attempts", {
     description: "Upstream attempts by provider, model and outcome",
   });
-  const retries = meter.createCounter("pilotfish_retries", { description: "Retries" });
-  const failovers = meter.createCounter("pilotfish_failovers", {
+  const retries = meter.counter("pilotfish_retries", { description: "Retries" });
+  const failovers = meter.counter("pilotfish_failovers", {
     description: "Moves to the next provider",
   });
-  const hedges = meter.createCounter("pilotfish_hedges", { description: "Hedged requests" });
-  const transitions = meter.createCounter("pilotfish_breaker_transitions", {
+  const hedges = meter.counter("pilotfish_hedges", { description: "Hedged requests" });
+  const transitions = meter.counter("pilotfish_breaker_transitions", {
     description: "Circuit breaker state changes",
   });
-  const fastFails = meter.createCounter("pilotfish_breaker_fast_fails", {
+  const fastFails = meter.counter("pilotfish_breaker_fast_fails", {
     description: "Requests refused by an open breaker",
   });
-  const probes = meter.createCounter("pilotfish_breaker_probes", {
+  const probes = meter.counter("pilotfish_breaker_probes", {
     description: "Half-open probes by outcome",
   });
-  const bypasses = meter.createCounter("pilotfish_breaker_bypass", {
+  const bypasses = meter.counter("pilotfish_breaker_bypass", {
     description: "Breaker bypasses (X-LLM-Proxy-Bypass-Circuit) by reason and outcome",
   });
-  const rateLimits = meter.createCounter("pilotfish_rate_limit_decisions", {
+  const rateLimits = meter.counter("pilotfish_rate_limit_decisions", {
     description: "Rate-limit checks by scope and decision",
   });
-  const cache = meter.createCounter("pilotfish_cache_lookups", {
+  const cache = meter.counter("pilotfish_cache_lookups", {
     description: "Response cache lookups by result",
   });
-  const cost = meter.createCounter("pilotfish_cost_usd", {
+  const cost = meter.counter("pilotfish_cost_usd", {
     description: "Cost (USD) by provider and model",
   });
-  const activeStreams = meter.createUpDownCounter("pilotfish_active_streams", {
+  const activeStreams = meter.upDownCounter("pilotfish_active_streams", {
     description: "Streams being relayed",
-  });
+  }).bind();
 
   /** Breaker state per key, from transitions (a key never seen is closed). */
   const breakerKeys = new Map<string, { provider: string; state: string }>();
-  meter.createObservableGauge("pilotfish_breaker_state", {
+  meter.gauge("pilotfish_breaker_state", {
     description: "Breaker state per key: 0 closed, 1 half-open, 2 open",
-  }).addCallback((result) => {
+  }, (observe) => {
     for (const [key, v] of breakerKeys) {
-      result.observe(BREAKER_STATE[v.state] ?? 0, { provider: v.provider, key });
+      observe(BREAKER_STATE[v.state] ?? 0, { provider: v.provider, key });
     }
   });
   let gen: { rt: Runtime; hash: string; fleetUp: () => boolean | null } | null = null;
-  meter.createObservableGauge("pilotfish_config_generation", {
+  meter.gauge("pilotfish_config_generation", {
     description: "The config generation serving requests (label: its hash)",
-  }).addCallback((result) => {
-    if (gen) result.observe(gen.rt.generation, { hash: gen.hash });
+  }, (observe) => {
+    if (gen) observe(gen.rt.generation, { hash: gen.hash });
   });
-  meter.createObservableGauge("pilotfish_redis_link_up", {
+  meter.gauge("pilotfish_redis_link_up", {
     description: "1 when a Redis link is up, per use (breaker: 0 on its memory fallback)",
-  }).addCallback((result) => {
+  }, (observe) => {
     const d = gen?.rt.breaker.store.describe();
-    if (d && d.backend === "redis") result.observe(d.fallback ? 0 : 1, { link: "breaker" });
+    if (d && d.backend === "redis") observe(d.fallback ? 0 : 1, { link: "breaker" });
     const fleet = gen?.fleetUp() ?? null;
-    if (fleet !== null) result.observe(fleet ? 1 : 0, { link: "fleet" });
+    if (fleet !== null) observe(fleet ? 1 : 0, { link: "fleet" });
   });
 
   const streaming = new WeakSet<Exchange>();
@@ -225,66 +257,122 @@ export function createMetrics(serviceName: string): Metrics {
       const known = knownModels(rt.config);
       const perKey = rt.config.metrics.per_key;
       const model = (m: string | undefined) => modelLabel(known, m);
+      // Handles by the label values they were bound with (NUL-separated): a request looks its
+      // series up with one string key instead of hashing an attribute object per recording.
+      const ends = new Map<string, EndHandles>();
+      const attemptHandles = new Map<string, BoundSum>();
+      const chunkHandles = new Map<string, BoundHistogram>();
+      const limitHandles = new Map<string, BoundSum>();
+      const cacheHandles = new Map<string, BoundSum>();
+
+      const bindEnd = (
+        route: string,
+        status: string,
+        provider: string,
+        appKey: string | undefined,
+        genAi: Attributes,
+        err: string | null,
+      ): EndHandles => {
+        const base: Attributes = { route, status, provider };
+        if (appKey !== undefined) base.app_key = appKey;
+        const responseModel = genAi["gen_ai.response.model"] as string;
+        return {
+          requests: requests.bind(base),
+          overhead: overhead.bind({ route }),
+          provider: lgProvider.bind({ provider }),
+          modelCost: lgModelCost.bind({ model: responseModel }),
+          cost: cost.bind({ provider, model: responseModel }),
+          duration: opDuration.bind(err === null ? genAi : { ...genAi, "error.type": err }),
+          inputTokens: tokenUsage.bind({ ...genAi, "gen_ai.token.type": "input" }),
+          outputTokens: tokenUsage.bind({ ...genAi, "gen_ai.token.type": "output" }),
+        };
+      };
+
       return (e) => {
         switch (e.type) {
           case "request_end": {
             const ex = e.exchange;
             const provider = ex.provider ?? "none";
             const route = ex.route ?? "unmatched";
-            const base: Attributes = { route, status: String(e.status), provider };
-            if (perKey) base.app_key = appKeyLabel(ex.principal.appKey);
-            requests.add(1, base);
-            if (ex.overheadMs !== null) overhead.record(ex.overheadMs / 1000, { route });
-            if (streaming.delete(ex)) activeStreams.add(-1);
-            if (ex.schema === null) return; // not an LLM route (health, metrics, status)
-            lgRequests.add(1);
-            if (ex.provider !== undefined) lgProvider.add(1, { provider });
-            const usd = ex.cost ?? 0;
-            const responseModel = model(ex.model);
-            if (usd > 0) {
-              lgCost.add(usd);
-              lgModelCost.add(usd, { model: responseModel });
-              cost.add(usd, { provider, model: responseModel });
+            const status = String(e.status);
+            const appKey = perKey ? appKeyLabel(ex.principal.appKey) : undefined;
+            const llm = ex.schema !== null; // else not an LLM route (health, metrics, status)
+            let op = "";
+            let requested = "";
+            let responseModel = "";
+            let err: string | null = null;
+            if (llm) {
+              op = operationName(ex.schema);
+              requested = model(requestedModel(ex));
+              responseModel = model(ex.model);
+              err = errorType(ex, e.status, e.outcome);
             }
-            const attrs: Attributes = {
-              "gen_ai.operation.name": operationName(ex.schema),
-              "gen_ai.provider.name": provider,
-              "gen_ai.request.model": model(requestedModel(ex)),
-              "gen_ai.response.model": responseModel,
-            };
-            const err = errorType(ex, e.status, e.outcome);
-            opDuration.record(
-              e.duration_ms / 1000,
-              err === null ? attrs : { ...attrs, "error.type": err },
+            const key = `${route}\0${status}\0${provider}\0${
+              appKey ?? "\x01"
+            }\0${op}\0${requested}\0${responseModel}\0${err ?? "\x01"}`;
+            const h = ends.get(key) ?? keep(
+              ends,
+              key,
+              bindEnd(route, status, provider, appKey, {
+                "gen_ai.operation.name": op,
+                "gen_ai.provider.name": provider,
+                "gen_ai.request.model": requested,
+                "gen_ai.response.model": responseModel,
+              }, err),
             );
+            h.requests.add(1);
+            if (ex.overheadMs !== null) h.overhead.record(ex.overheadMs / 1000);
+            if (streaming.delete(ex)) activeStreams.add(-1);
+            if (!llm) return;
+            allRequests.add(1);
+            if (ex.provider !== undefined) h.provider.add(1);
+            const usd = ex.cost ?? 0;
+            if (usd > 0) {
+              allCost.add(usd);
+              h.modelCost.add(usd);
+              h.cost.add(usd);
+            }
+            h.duration.record(e.duration_ms / 1000);
             const u = e.usage;
             if (u !== null) {
               const input = u.prompt_tokens ?? 0;
               const output = u.completion_tokens ?? 0;
-              lgTokens.add(input + output);
-              tokenUsage.record(input, { ...attrs, "gen_ai.token.type": "input" });
-              tokenUsage.record(output, { ...attrs, "gen_ai.token.type": "output" });
+              allTokens.add(input + output);
+              h.inputTokens.record(input);
+              h.outputTokens.record(output);
             }
             return;
           }
-          case "attempt_end":
-            attempts.add(1, {
-              provider: e.attempt.provider,
-              model: model(e.attempt.model),
-              outcome: e.attempt.outcome,
-            });
+          case "attempt_end": {
+            const a = e.attempt;
+            const m = model(a.model);
+            const key = `${a.provider}\0${m}\0${a.outcome}`;
+            (attemptHandles.get(key) ?? keep(
+              attemptHandles,
+              key,
+              attempts.bind({ provider: a.provider, model: m, outcome: a.outcome }),
+            )).add(1);
             return;
-          case "first_chunk":
-            firstChunk.record(e.ms / 1000, {
-              "gen_ai.operation.name": operationName(e.exchange.schema),
-              "gen_ai.provider.name": e.target.provider,
-              "gen_ai.request.model": model(e.target.model),
-            });
+          }
+          case "first_chunk": {
+            const op = operationName(e.exchange.schema);
+            const m = model(e.target.model);
+            const key = `${op}\0${e.target.provider}\0${m}`;
+            (chunkHandles.get(key) ?? keep(
+              chunkHandles,
+              key,
+              firstChunk.bind({
+                "gen_ai.operation.name": op,
+                "gen_ai.provider.name": e.target.provider,
+                "gen_ai.request.model": m,
+              }),
+            )).record(e.ms / 1000);
             if (!streaming.has(e.exchange) && !e.exchange.ended) {
               streaming.add(e.exchange);
               activeStreams.add(1);
             }
             return;
+          }
           case "retry":
             retries.add(1, { provider: e.attempt.provider, model: model(e.attempt.model) });
             return;
@@ -308,12 +396,19 @@ export function createMetrics(serviceName: string): Metrics {
             else bypasses.add(1, { ...labels, reason: reasonLabel(e.reason), outcome: e.outcome });
             return;
           }
-          case "rate_limit":
-            rateLimits.add(1, { scope: e.scope, decision: e.decision, metric: e.metric });
+          case "rate_limit": {
+            const key = `${e.scope}\0${e.decision}\0${e.metric}`;
+            (limitHandles.get(key) ?? keep(
+              limitHandles,
+              key,
+              rateLimits.bind({ scope: e.scope, decision: e.decision, metric: e.metric }),
+            )).add(1);
             return;
+          }
           case "cache":
-            cache.add(1, { result: e.result });
-            if (e.result === "hit") lgCacheHits.add(1);
+            (cacheHandles.get(e.result) ??
+              keep(cacheHandles, e.result, cache.bind({ result: e.result }))).add(1);
+            if (e.result === "hit") allCacheHits.add(1);
             return;
         }
       };

@@ -3,23 +3,24 @@
  * (retries and hedges are siblings under the server span), GenAI attributes and token usage
  * on both, the client's W3C `traceparent` continued and each attempt's sent upstream.
  * Spans are built from the exchange's telemetry events only; a stream's spans end when its
- * last chunk went out. Export is OTLP/HTTP through a batch processor: a slow or absent
- * collector never blocks or fails a request (a full queue drops spans).
+ * last chunk went out. The spans are ours (span.ts: what the SDK's tracer would build, at
+ * a fraction of its cost); the SDK's batch processor queues them and its OTLP/HTTP exporter
+ * sends them: a slow or absent collector never blocks or fails a request (a full queue
+ * drops spans).
  *
  * Loaded with a dynamic import only when tracing is on.
  * @module
  */
 import {
   type Attributes,
-  type Context,
+  isSpanContextValid,
   ROOT_CONTEXT,
-  type Span,
+  type SpanContext,
   SpanKind,
-  SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import { BatchSpanProcessor } from "@opentelemetry/sdk-trace";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
@@ -27,6 +28,7 @@ import type { Exchange } from "../../pipeline/exchange.ts";
 import type { AttemptRecord, Target } from "../../routing/mod.ts";
 import type { Usage } from "../../providers/types.ts";
 import { errorType, operationName, requestedModel } from "../labels.ts";
+import { LeanSpan, type SpanSink } from "./span.ts";
 
 export interface TracingSettings {
   /** The OTLP/HTTP traces URL (`…/v1/traces`). */
@@ -45,15 +47,14 @@ export interface Tracing {
 
 interface AttemptSpan {
   readonly target: Target;
-  readonly span: Span;
+  readonly span: LeanSpan;
   /** Epoch ms at the attempt's start (ends are start + the record's duration). */
   readonly start: number;
   done: boolean;
 }
 
 interface ExchangeSpans {
-  readonly server: Span;
-  readonly context: Context;
+  readonly server: LeanSpan;
   readonly attempts: AttemptSpan[];
 }
 
@@ -64,12 +65,12 @@ const getter = {
 };
 
 /** W3C `traceparent` of a span. */
-function traceparentOf(span: Span): string {
+function traceparentOf(span: LeanSpan): string {
   const c = span.spanContext();
   return `00-${c.traceId}-${c.spanId}-0${(c.traceFlags & 1).toString(16)}`;
 }
 
-function usageAttributes(span: Span, usage: Usage | null): void {
+function usageAttributes(span: LeanSpan, usage: Usage | null): void {
   if (usage === null) return;
   span.setAttribute("gen_ai.usage.input_tokens", usage.prompt_tokens ?? 0);
   span.setAttribute("gen_ai.usage.output_tokens", usage.completion_tokens ?? 0);
@@ -86,11 +87,13 @@ export function createTracing(settings: TracingSettings): Tracing {
     maxQueueSize: 2048,
     scheduledDelayMillis: 1_000,
   });
-  const provider = new TracerProvider({
+  // Spans are built here (span.ts), not by the SDK's tracer; the SDK's batch processor
+  // queues and exports them.
+  const sink: SpanSink = {
+    processor,
     resource: resourceFromAttributes({ "service.name": settings.serviceName }),
-    spanProcessors: [processor],
-  });
-  const tracer = provider.getTracer("pilotfish");
+    scope: { name: "pilotfish" },
+  };
   const open = new WeakMap<Exchange, ExchangeSpans>();
 
   /** The span of `record`: the first of its target's not ended yet, in start order. */
@@ -112,7 +115,7 @@ export function createTracing(settings: TracingSettings): Tracing {
       return;
     }
     span.setAttribute("error.type", record.reason ?? record.outcome);
-    if (record.outcome !== "cancelled") span.setStatus({ code: SpanStatusCode.ERROR });
+    if (record.outcome !== "cancelled") span.setError();
     span.end(a.start + record.duration_ms);
   };
 
@@ -120,28 +123,27 @@ export function createTracing(settings: TracingSettings): Tracing {
     switch (e.type) {
       case "request_start": {
         const ex = e.exchange;
-        const parent = ex.trace.traceparent === null
-          ? ROOT_CONTEXT
-          : propagator.extract(ROOT_CONTEXT, ex.headers, getter);
-        const server = tracer.startSpan(`${ex.method} ${ex.path}`, {
-          kind: SpanKind.SERVER,
-          attributes: { "http.request.method": ex.method, "url.path": ex.path },
+        let parent: SpanContext | undefined;
+        if (ex.trace.traceparent !== null) {
+          const remote = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, ex.headers, getter));
+          if (remote !== undefined && isSpanContextValid(remote)) parent = remote;
+        }
+        const server = LeanSpan.start(sink, `${ex.method} ${ex.path}`, SpanKind.SERVER, {
+          "http.request.method": ex.method,
+          "url.path": ex.path,
         }, parent);
-        open.set(ex, { server, context: trace.setSpan(parent, server), attempts: [] });
+        open.set(ex, { server, attempts: [] });
         return;
       }
       case "attempt_start": {
         const spans = open.get(e.exchange);
         if (!spans) return;
         const op = operationName(e.exchange.schema);
-        const span = tracer.startSpan(`${op} ${e.target.model}`, {
-          kind: SpanKind.CLIENT,
-          attributes: {
-            "gen_ai.operation.name": op,
-            "gen_ai.provider.name": e.target.provider,
-            "gen_ai.request.model": e.target.model,
-          },
-        }, spans.context);
+        const span = LeanSpan.start(sink, `${op} ${e.target.model}`, SpanKind.CLIENT, {
+          "gen_ai.operation.name": op,
+          "gen_ai.provider.name": e.target.provider,
+          "gen_ai.request.model": e.target.model,
+        }, spans.server.spanContext());
         spans.attempts.push({ target: e.target, span, start: Date.now(), done: false });
         e.propagate.traceparent = traceparentOf(span);
         return;
@@ -215,7 +217,7 @@ export function createTracing(settings: TracingSettings): Tracing {
         const err = errorType(ex, e.status, e.outcome);
         if (err !== null) {
           attrs["error.type"] = err;
-          s.setStatus({ code: SpanStatusCode.ERROR });
+          s.setError();
         }
         s.setAttributes(attrs);
         s.end();
@@ -228,8 +230,8 @@ export function createTracing(settings: TracingSettings): Tracing {
     settings,
     listener,
     // An export that failed (collector away) is dropped, never a caller's error.
-    flush: () => provider.forceFlush().catch(() => {}),
-    close: () => provider.shutdown().catch(() => {}),
+    flush: () => processor.forceFlush().catch(() => {}),
+    close: () => processor.shutdown().catch(() => {}),
   };
 }
 
