@@ -102,9 +102,12 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       if (skip !== null) return;
       const includeUsage = body.stream_options?.include_usage === true;
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
-      return cacheKey(ex.targets, scope, body).then(async (key) =>
-        answer(ex, key, await backend.get(key), includeUsage)
-      );
+      const key = cacheKey(ex.targets, scope, body);
+      const found = backend.get(key);
+      // The memory backend answers at once: no promise hop (and no stage timer) for it.
+      return found instanceof Promise
+        ? found.then((v) => answer(ex, key, v, includeUsage))
+        : answer(ex, key, found, includeUsage);
     },
     post_llm(ex, res) {
       const key = keys.get(ex);
