@@ -38,8 +38,13 @@ export function createAppKeyStage(
     ex.principal.appKey = id.record.id;
     // A key in its own header goes no further (a `pf_` bearer is never forwarded anyway).
     if (id.header !== "authorization" || id.record.source === "config") {
-      const headers = new Headers(ex.headers);
-      headers.delete(id.header);
+      // forEach + append: `new Headers(headers)` goes through WebIDL's sequence conversion,
+      // several times slower for a request's dozen headers.
+      const headers = new Headers();
+      const drop = id.header;
+      ex.headers.forEach((value, name) => {
+        if (name !== drop) headers.append(name, value);
+      });
       return { action: "rewrite", headers };
     }
   };
