@@ -46,8 +46,12 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     if (done instanceof Promise) done.catch(() => {});
   };
 
+  // Memory entries are only ever written by `store` (JSON.stringify of a checked answer), so a
+  // hit is served as its stored text; a shared Redis value is parsed and checked first.
+  const trusted = backend.kind === "memory";
+
   const answer = (ex: Exchange, key: string, found: string | null, includeUsage: boolean) => {
-    const hit = found === null ? null : parseAnswer(found);
+    const hit = found === null ? null : (trusted && splitAnswer(found)) || parseAnswer(found);
     const bus = ex.runtime.events;
     if (bus.on.cache) {
       bus.emit({ type: "cache", exchange: ex, result: hit === null ? "miss" : "hit" });
@@ -66,14 +70,23 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         kind: "stream",
         status: 200,
         format: "chunks",
-        body: ReadableStream.from(replayChunks(hit.body, includeUsage)),
+        body: ReadableStream.from(replayChunks(bodyOf(hit), includeUsage)),
         usage: noUsage(),
       }
-      : { kind: "json", status: 200, format: "object", body: hit.body, usage: noUsage() };
+      : hit.text !== null
+      // The stored text is the answer's JSON as the route would serialise it: sent as is.
+      ? {
+        kind: "json",
+        status: 200,
+        format: "openai_json",
+        body: utf8.encode(hit.text),
+        usage: noUsage(),
+      }
+      : { kind: "json", status: 200, format: "object", body: bodyOf(hit), usage: noUsage() };
     return {
       action: "respond",
       status: 200,
-      body: hit.body,
+      body: hit.text ?? hit.body,
       outcome,
       headers: {
         ...pilotfishHeaders(hit.provider, hit.model, 0),
@@ -147,13 +160,68 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   };
 }
 
-function parseAnswer(text: string): CachedAnswer | null {
+/** A hit: the answer parsed (`body`), or its JSON text as stored (`text`), parsed on demand. */
+interface Hit {
+  readonly provider: string;
+  readonly model: string;
+  readonly text: string | null;
+  body: Record<string, unknown> | null;
+}
+
+const utf8 = new TextEncoder();
+
+function bodyOf(hit: Hit): Record<string, unknown> {
+  return hit.body ??= JSON.parse(hit.text as string) as Record<string, unknown>;
+}
+
+function parseAnswer(text: string): Hit | null {
   try {
     const v = JSON.parse(text) as CachedAnswer;
-    return v && typeof v === "object" && v.body && isCompletion(v.body) ? v : null;
+    return v && typeof v === "object" && v.body && isCompletion(v.body)
+      ? { provider: v.provider, model: v.model, text: null, body: v.body }
+      : null;
   } catch {
     return null;
   }
+}
+
+/**
+ * A value `store` wrote, split without parsing the answer: it is exactly
+ * `{"provider":"…","model":"…","body":{…}}` (JSON.stringify of a `CachedAnswer`), so the
+ * body's text is what the route would have serialised. Null when it is not of that shape.
+ */
+function splitAnswer(text: string): Hit | null {
+  const P = '{"provider":';
+  const M = ',"model":';
+  const B = ',"body":';
+  if (!text.startsWith(P) || !text.endsWith("}")) return null;
+  const pEnd = stringEnd(text, P.length);
+  if (pEnd < 0 || !text.startsWith(M, pEnd)) return null;
+  const mEnd = stringEnd(text, pEnd + M.length);
+  if (mEnd < 0 || !text.startsWith(B, mEnd)) return null;
+  return {
+    provider: jsonString(text, P.length, pEnd),
+    model: jsonString(text, pEnd + M.length, mEnd),
+    text: text.slice(mEnd + B.length, -1),
+    body: null,
+  };
+}
+
+/** The index after the JSON string that opens at `open`, or -1. */
+function stringEnd(text: string, open: number): number {
+  if (text.charCodeAt(open) !== 34) return -1;
+  for (let i = open + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 92) i++;
+    else if (c === 34) return i + 1;
+  }
+  return -1;
+}
+
+/** The JSON string text[from, to) decoded (escapes only when there are any). */
+function jsonString(text: string, from: number, to: number): string {
+  const raw = text.slice(from + 1, to - 1);
+  return raw.includes("\\") ? JSON.parse(text.slice(from, to)) as string : raw;
 }
 
 function isCompletion(body: Record<string, unknown>): boolean {

@@ -154,6 +154,18 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
       assert.ok(report.cache_misses >= 13, `misses: ${report.cache_misses}`);
     });
 
+    await t.step("a hit's body is the miss's, byte for byte, with the same headers", async () => {
+      const first = await chat({ seed: 4242 });
+      assert.equal(first.headers.get("x-cache"), "MISS");
+      const text = await first.text();
+      const second = await chat({ seed: 4242 });
+      assert.equal(second.headers.get("x-cache"), "HIT");
+      assert.equal(await second.text(), text);
+      for (const h of ["content-type", "x-pilotfish-provider", "x-pilotfish-model"]) {
+        assert.equal(second.headers.get(h), first.headers.get(h), h);
+      }
+    });
+
     await t.step("POST /api/v1/cache/clear empties it (admin token required)", async () => {
       const denied = await gw.request("/api/v1/cache/clear", { method: "POST" });
       assert.equal(denied.status, 401);
