@@ -49,9 +49,35 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   // Memory entries are only ever written by `store` (JSON.stringify of a checked answer), so a
   // hit is served as its stored text; a shared Redis value is parsed and checked first.
   const trusted = backend.kind === "memory";
+  /** Recent memory hits as served (bytes, headers), by cache key: a repeated hit reuses them. */
+  const served = new Map<string, Served>();
+
+  const hitOf = (key: string, found: string): Served | null => {
+    if (trusted) {
+      const memo = served.get(key);
+      // The store hands back the same string while the entry lives: a pointer compare.
+      if (memo !== undefined && memo.text === found) return memo;
+    }
+    const hit = (trusted && splitAnswer(found)) || parseAnswer(found);
+    if (hit === null) return null;
+    const out: Served = {
+      ...hit,
+      bytes: null,
+      headers: Object.freeze({
+        ...pilotfishHeaders(hit.provider, hit.model, 0),
+        [CACHE_HEADER]: "HIT",
+        [BUTTER_CACHE_HEADER]: "hit",
+      }),
+    };
+    if (trusted && hit.text !== null && found.length <= MEMO_MAX_CHARS) {
+      if (served.size >= MEMO_ENTRIES) served.clear();
+      served.set(key, out);
+    }
+    return out;
+  };
 
   const answer = (ex: Exchange, key: string, found: string | null, includeUsage: boolean) => {
-    const hit = found === null ? null : (trusted && splitAnswer(found)) || parseAnswer(found);
+    const hit = found === null ? null : hitOf(key, found);
     const bus = ex.runtime.events;
     if (bus.on.cache) {
       bus.emit({ type: "cache", exchange: ex, result: hit === null ? "miss" : "hit" });
@@ -70,29 +96,28 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         kind: "stream",
         status: 200,
         format: "chunks",
-        body: ReadableStream.from(replayChunks(bodyOf(hit), includeUsage)),
+        // Parsed per replay: the chunks carry parts of it, and they are not shared.
+        body: ReadableStream.from(replayChunks(hit.body ?? parseBody(hit.text), includeUsage)),
         usage: noUsage(),
       }
       : hit.text !== null
-      // The stored text is the answer's JSON as the route would serialise it: sent as is.
+      // The stored text is the answer's JSON as the route would serialise it: sent as is
+      // (a Response copies its bytes, so one buffer serves every hit).
       ? {
         kind: "json",
         status: 200,
         format: "openai_json",
-        body: utf8.encode(hit.text),
+        body: hit.bytes ??= utf8.encode(hit.text),
         usage: noUsage(),
       }
-      : { kind: "json", status: 200, format: "object", body: bodyOf(hit), usage: noUsage() };
+      : { kind: "json", status: 200, format: "object", body: hit.body!, usage: noUsage() };
     return {
       action: "respond",
       status: 200,
       body: hit.text ?? hit.body,
       outcome,
-      headers: {
-        ...pilotfishHeaders(hit.provider, hit.model, 0),
-        [CACHE_HEADER]: "HIT",
-        [BUTTER_CACHE_HEADER]: "hit",
-      },
+      // The route copies them before adding its own.
+      headers: hit.headers,
     } satisfies PreLlmResult;
   };
 
@@ -160,18 +185,28 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   };
 }
 
-/** A hit: the answer parsed (`body`), or its JSON text as stored (`text`), parsed on demand. */
+/** A hit: the answer parsed (`body`), or its JSON text as stored (`text`). */
 interface Hit {
   readonly provider: string;
   readonly model: string;
   readonly text: string | null;
-  body: Record<string, unknown> | null;
+  readonly body: Record<string, unknown> | null;
 }
+
+/** A hit with what serving it takes, built once per entry. */
+interface Served extends Hit {
+  bytes: Uint8Array<ArrayBuffer> | null;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Bounds of the served-hit memo: entries, and the largest value kept (UTF-16 units). */
+const MEMO_ENTRIES = 64;
+const MEMO_MAX_CHARS = 32_768;
 
 const utf8 = new TextEncoder();
 
-function bodyOf(hit: Hit): Record<string, unknown> {
-  return hit.body ??= JSON.parse(hit.text as string) as Record<string, unknown>;
+function parseBody(text: string | null): Record<string, unknown> {
+  return JSON.parse(text as string) as Record<string, unknown>;
 }
 
 function parseAnswer(text: string): Hit | null {
