@@ -244,6 +244,21 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
       assert.equal(up.requests.length, 2);
     });
 
+    await t.step("a non-stream Messages hit is the Messages answer of its miss", async () => {
+      up.script({ kind: "json", body: completionBody("Hello again") });
+      const req = {
+        model: "up/gpt-4o-mini",
+        max_tokens: 50,
+        messages: [{ role: "user" as const, content: "Again" }],
+      };
+      const miss = await anthropic.messages.create(req).withResponse();
+      const hit = await anthropic.messages.create(req).withResponse();
+      assert.equal(miss.response.headers.get("x-cache"), "MISS");
+      assert.equal(hit.response.headers.get("x-cache"), "HIT");
+      assert.deepEqual(hit.data, miss.data);
+      assert.equal(up.requests.length, 3);
+    });
+
     await t.step("a completed stream is stored; the non-stream request then hits", async () => {
       up.script({ kind: "stream", chunks: ["Str", "eamed"] });
       const body = { model: "up/gpt-4o-mini", messages: [{ role: "user" as const, content: "S" }] };
@@ -252,7 +267,7 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
       const { data, response } = await openai.chat.completions.create(body).withResponse();
       assert.equal(response.headers.get("x-cache"), "HIT");
       assert.equal(data.choices[0]?.message.content, "Streamed");
-      assert.equal(up.requests.length, 3);
+      assert.equal(up.requests.length, 4);
     });
   } finally {
     await gw.close();
