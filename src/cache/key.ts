@@ -3,6 +3,7 @@
  * exchange's canonical request.
  * @module
  */
+import { createHash } from "node:crypto";
 import type { OpenAIChatRequest } from "../schema/openai.ts";
 
 /** The `cache` block as this module reads it. */
@@ -65,32 +66,40 @@ const NOT_IN_KEY = new Set(["stream", "stream_options", "user", "metadata", "sto
  * SHA-256 (hex) of the normalised request: the targets it resolves to (provider namespace
  * and upstream model, in failover order), the scope (the app key with `scope: key`), and the
  * canonical body with its keys sorted at every level, so field order does not matter.
- * WebCrypto rather than node:crypto: the latter's polyfill costs the daemon ~10 MB of RSS.
+ * Synchronous node:crypto: WebCrypto's digest runs on a worker thread and costs ~40x more
+ * for a request-sized input (the polyfill is loaded anyway: app keys and limits use it).
  */
-export async function cacheKey(
+export function cacheKey(
   targets: readonly { readonly provider: string; readonly model: string }[],
   scope: string,
   body: OpenAIChatRequest,
-): Promise<string> {
-  const fields: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(body)) if (!NOT_IN_KEY.has(k)) fields[k] = v;
-  const text = `pilotfish-cache-v1\n${
-    targets.map((t) => `${t.provider}/${t.model}\n`).join("")
-  }scope:${scope}\n${stableJson(fields)}`;
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
-  let hex = "";
-  for (const b of new Uint8Array(digest)) hex += HEX[b];
-  return hex;
+): string {
+  let text = "pilotfish-cache-v1\n";
+  for (const t of targets) text += `${t.provider}/${t.model}\n`;
+  text += `scope:${scope}\n${stableObject(body as unknown as Record<string, unknown>, NOT_IN_KEY)}`;
+  return createHash("sha256").update(text).digest("hex");
 }
 
-const encoder = new TextEncoder();
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+/** An object as `stableJson`, without the fields in `omit` (top level only). */
+function stableObject(obj: Record<string, unknown>, omit: ReadonlySet<string> | null): string {
+  const keys = Object.keys(obj).sort();
+  let s = "{";
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined || omit?.has(k)) continue;
+    if (s.length > 1) s += ",";
+    s += `${JSON.stringify(k)}:${stableJson(v)}`;
+  }
+  return s + "}";
+}
 
 /** JSON with object keys sorted (arrays keep their order: it is meaningful). */
 export function stableJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson(obj[k])}`).join(",")}}`;
+  if (Array.isArray(value)) {
+    let s = "[";
+    for (let i = 0; i < value.length; i++) s += (i === 0 ? "" : ",") + stableJson(value[i]);
+    return s + "]";
+  }
+  return stableObject(value as Record<string, unknown>, null);
 }

@@ -46,8 +46,38 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     if (done instanceof Promise) done.catch(() => {});
   };
 
+  // Memory entries are only ever written by `store` (JSON.stringify of a checked answer), so a
+  // hit is served as its stored text; a shared Redis value is parsed and checked first.
+  const trusted = backend.kind === "memory";
+  /** Recent memory hits as served (bytes, headers), by cache key: a repeated hit reuses them. */
+  const served = new Map<string, Served>();
+
+  const hitOf = (key: string, found: string): Served | null => {
+    if (trusted) {
+      const memo = served.get(key);
+      // The store hands back the same string while the entry lives: a pointer compare.
+      if (memo !== undefined && memo.text === found) return memo;
+    }
+    const hit = (trusted && splitAnswer(found)) || parseAnswer(found);
+    if (hit === null) return null;
+    const out: Served = {
+      ...hit,
+      bytes: null,
+      headers: Object.freeze({
+        ...pilotfishHeaders(hit.provider, hit.model, 0),
+        [CACHE_HEADER]: "HIT",
+        [BUTTER_CACHE_HEADER]: "hit",
+      }),
+    };
+    if (trusted && hit.text !== null && found.length <= MEMO_MAX_CHARS) {
+      if (served.size >= MEMO_ENTRIES) served.clear();
+      served.set(key, out);
+    }
+    return out;
+  };
+
   const answer = (ex: Exchange, key: string, found: string | null, includeUsage: boolean) => {
-    const hit = found === null ? null : parseAnswer(found);
+    const hit = found === null ? null : hitOf(key, found);
     const bus = ex.runtime.events;
     if (bus.on.cache) {
       bus.emit({ type: "cache", exchange: ex, result: hit === null ? "miss" : "hit" });
@@ -66,20 +96,28 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         kind: "stream",
         status: 200,
         format: "chunks",
-        body: ReadableStream.from(replayChunks(hit.body, includeUsage)),
+        // Parsed per replay: the chunks carry parts of it, and they are not shared.
+        body: ReadableStream.from(replayChunks(hit.body ?? parseBody(hit.text), includeUsage)),
         usage: noUsage(),
       }
-      : { kind: "json", status: 200, format: "object", body: hit.body, usage: noUsage() };
+      : hit.text !== null
+      // The stored text is the answer's JSON as the route would serialise it: sent as is
+      // (a Response copies its bytes, so one buffer serves every hit).
+      ? {
+        kind: "json",
+        status: 200,
+        format: "openai_json",
+        body: hit.bytes ??= utf8.encode(hit.text),
+        usage: noUsage(),
+      }
+      : { kind: "json", status: 200, format: "object", body: hit.body!, usage: noUsage() };
     return {
       action: "respond",
       status: 200,
-      body: hit.body,
+      body: hit.text ?? hit.body,
       outcome,
-      headers: {
-        ...pilotfishHeaders(hit.provider, hit.model, 0),
-        [CACHE_HEADER]: "HIT",
-        [BUTTER_CACHE_HEADER]: "hit",
-      },
+      // The route copies them before adding its own.
+      headers: hit.headers,
     } satisfies PreLlmResult;
   };
 
@@ -102,9 +140,12 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       if (skip !== null) return;
       const includeUsage = body.stream_options?.include_usage === true;
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
-      return cacheKey(ex.targets, scope, body).then(async (key) =>
-        answer(ex, key, await backend.get(key), includeUsage)
-      );
+      const key = cacheKey(ex.targets, scope, body);
+      const found = backend.get(key);
+      // The memory backend answers at once: no promise hop (and no stage timer) for it.
+      return found instanceof Promise
+        ? found.then((v) => answer(ex, key, v, includeUsage))
+        : answer(ex, key, found, includeUsage);
     },
     post_llm(ex, res) {
       const key = keys.get(ex);
@@ -144,13 +185,78 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   };
 }
 
-function parseAnswer(text: string): CachedAnswer | null {
+/** A hit: the answer parsed (`body`), or its JSON text as stored (`text`). */
+interface Hit {
+  readonly provider: string;
+  readonly model: string;
+  readonly text: string | null;
+  readonly body: Record<string, unknown> | null;
+}
+
+/** A hit with what serving it takes, built once per entry. */
+interface Served extends Hit {
+  bytes: Uint8Array<ArrayBuffer> | null;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Bounds of the served-hit memo: entries, and the largest value kept (UTF-16 units). */
+const MEMO_ENTRIES = 64;
+const MEMO_MAX_CHARS = 32_768;
+
+const utf8 = new TextEncoder();
+
+function parseBody(text: string | null): Record<string, unknown> {
+  return JSON.parse(text as string) as Record<string, unknown>;
+}
+
+function parseAnswer(text: string): Hit | null {
   try {
     const v = JSON.parse(text) as CachedAnswer;
-    return v && typeof v === "object" && v.body && isCompletion(v.body) ? v : null;
+    return v && typeof v === "object" && v.body && isCompletion(v.body)
+      ? { provider: v.provider, model: v.model, text: null, body: v.body }
+      : null;
   } catch {
     return null;
   }
+}
+
+/**
+ * A value `store` wrote, split without parsing the answer: it is exactly
+ * `{"provider":"…","model":"…","body":{…}}` (JSON.stringify of a `CachedAnswer`), so the
+ * body's text is what the route would have serialised. Null when it is not of that shape.
+ */
+function splitAnswer(text: string): Hit | null {
+  const P = '{"provider":';
+  const M = ',"model":';
+  const B = ',"body":';
+  if (!text.startsWith(P) || !text.endsWith("}")) return null;
+  const pEnd = stringEnd(text, P.length);
+  if (pEnd < 0 || !text.startsWith(M, pEnd)) return null;
+  const mEnd = stringEnd(text, pEnd + M.length);
+  if (mEnd < 0 || !text.startsWith(B, mEnd)) return null;
+  return {
+    provider: jsonString(text, P.length, pEnd),
+    model: jsonString(text, pEnd + M.length, mEnd),
+    text: text.slice(mEnd + B.length, -1),
+    body: null,
+  };
+}
+
+/** The index after the JSON string that opens at `open`, or -1. */
+function stringEnd(text: string, open: number): number {
+  if (text.charCodeAt(open) !== 34) return -1;
+  for (let i = open + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 92) i++;
+    else if (c === 34) return i + 1;
+  }
+  return -1;
+}
+
+/** The JSON string text[from, to) decoded (escapes only when there are any). */
+function jsonString(text: string, from: number, to: number): string {
+  const raw = text.slice(from + 1, to - 1);
+  return raw.includes("\\") ? JSON.parse(text.slice(from, to)) as string : raw;
 }
 
 function isCompletion(body: Record<string, unknown>): boolean {

@@ -38,9 +38,15 @@ export function createAppKeyStage(
     ex.principal.appKey = id.record.id;
     // A key in its own header goes no further (a `pf_` bearer is never forwarded anyway).
     if (id.header !== "authorization" || id.record.source === "config") {
-      const headers = new Headers(ex.headers);
-      headers.delete(id.header);
-      return { action: "rewrite", headers };
+      // What a headers rewrite does (`ex.headers` replaced by a copy), done here: the chain
+      // would copy our copy again through `new Headers(headers)`, whose WebIDL sequence
+      // conversion costs several times the forEach + append below.
+      const headers = new Headers();
+      const drop = id.header;
+      ex.headers.forEach((value, name) => {
+        if (name !== drop) headers.append(name, value);
+      });
+      ex.headers = headers;
     }
   };
 

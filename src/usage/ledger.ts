@@ -8,7 +8,6 @@
 import {
   PendingRows,
   type RollupBackend,
-  rowsOf,
   summarise,
   type UsageQuery,
   type UsageRecord,
@@ -82,12 +81,11 @@ export function createLedger(
     },
     record(rec) {
       if (closed) return;
-      const rows = rowsOf(rec);
-      if (ready !== null && ready.kind === "memory") {
-        void ready.apply(rows, rec.at);
+      if (ready?.record !== undefined) {
+        ready.record(rec);
         return;
       }
-      pending.add(rows);
+      pending.addRecord(rec);
       schedule();
     },
     async report(q) {

@@ -81,7 +81,16 @@ export function zeroCounters(): Counters {
 }
 
 export function addCounters(into: Counters, from: Counters): void {
-  for (const c of COUNTERS) into[c] += from[c];
+  into.requests += from.requests;
+  into.prompt_tokens += from.prompt_tokens;
+  into.completion_tokens += from.completion_tokens;
+  into.cached_tokens += from.cached_tokens;
+  into.cache_write_tokens += from.cache_write_tokens;
+  into.reasoning_tokens += from.reasoning_tokens;
+  into.cost_nanos += from.cost_nanos;
+  into.cache_hits += from.cache_hits;
+  into.cache_misses += from.cache_misses;
+  into.estimated += from.estimated;
 }
 
 export function bucketOf(at: number, period: Period): number {
@@ -124,17 +133,125 @@ export function rowKey(period: Period, bucket: number, dim: Dimension, value: st
   return `${period}\u001f${bucket}\u001f${dim}\u001f${value}`;
 }
 
+const DIM_INDEX = Object.fromEntries(DIMENSIONS.map((d, i) => [d, i])) as Record<Dimension, number>;
+
+/** One bucket's rows: a map from dimension value to row, per dimension (DIMENSIONS order). */
+type BucketRows = Map<string, RollupRow>[];
+
+/**
+ * Rows by period, bucket, dimension and value. A record finds its rows through three map
+ * reads each, with no key string built and no intermediate rows (this runs per request).
+ */
+export class RowTable {
+  readonly #periods: Record<Period, Map<number, BucketRows>> = {
+    hour: new Map(),
+    day: new Map(),
+  };
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Add one request's contribution to every row it counts in. */
+  addRecord(rec: UsageRecord): void {
+    this.#addTo("hour", rec);
+    this.#addTo("day", rec);
+  }
+
+  /** Merge rows (a failed write put back, or deltas from elsewhere). */
+  addRows(rows: readonly RollupRow[]): void {
+    for (const r of rows) {
+      const row = this.#row(this.#bucket(r.period, r.bucket), r.period, r.bucket, r.dim, r.value);
+      addCounters(row.counters, r.counters);
+    }
+  }
+
+  /** Every row (of `period`, with a bucket in [since, until) when given). */
+  rows(q?: UsageQuery): RollupRow[] {
+    const out: RollupRow[] = [];
+    for (const period of q ? [q.period] : (["hour", "day"] as const)) {
+      for (const [bucket, dims] of this.#periods[period]) {
+        if (q && (bucket < q.since || bucket >= q.until)) continue;
+        for (const m of dims) for (const r of m.values()) out.push(r);
+      }
+    }
+    return out;
+  }
+
+  /** Drop the buckets that start before `before[period]`. */
+  prune(before: Readonly<Record<Period, number>>): void {
+    for (const period of ["hour", "day"] as const) {
+      for (const [bucket, dims] of this.#periods[period]) {
+        if (bucket >= before[period]) continue;
+        for (const m of dims) this.#size -= m.size;
+        this.#periods[period].delete(bucket);
+      }
+    }
+  }
+
+  clear(): void {
+    this.#periods.hour.clear();
+    this.#periods.day.clear();
+    this.#size = 0;
+  }
+
+  #bucket(period: Period, bucket: number): BucketRows {
+    const buckets = this.#periods[period];
+    let dims = buckets.get(bucket);
+    if (dims === undefined) buckets.set(bucket, dims = DIMENSIONS.map(() => new Map()));
+    return dims;
+  }
+
+  #row(dims: BucketRows, period: Period, bucket: number, dim: Dimension, value: string) {
+    const m = dims[DIM_INDEX[dim]] as Map<string, RollupRow>;
+    let row = m.get(value);
+    if (row === undefined) {
+      m.set(value, row = { period, bucket, dim, value, counters: zeroCounters() });
+      this.#size++;
+    }
+    return row;
+  }
+
+  #addTo(period: Period, rec: UsageRecord): void {
+    const bucket = bucketOf(rec.at, period);
+    const dims = this.#bucket(period, bucket);
+    const { appKey, user, provider, model, feature } = rec;
+    count(this.#row(dims, period, bucket, "all", ""), rec);
+    if (appKey !== null) count(this.#row(dims, period, bucket, "app_key", appKey), rec);
+    if (user !== null) count(this.#row(dims, period, bucket, "user", user), rec);
+    if (provider !== null) count(this.#row(dims, period, bucket, "provider", provider), rec);
+    if (model !== null) count(this.#row(dims, period, bucket, "model", model), rec);
+    if (feature !== null) count(this.#row(dims, period, bucket, "feature", feature), rec);
+  }
+}
+
+/** One record added to a row's counters (what `rowsOf` + `addCounters` do, without objects). */
+function count(row: RollupRow, rec: UsageRecord): void {
+  const c = row.counters;
+  c.requests += 1;
+  c.prompt_tokens += rec.promptTokens;
+  c.completion_tokens += rec.completionTokens;
+  c.cached_tokens += rec.cachedTokens;
+  c.cache_write_tokens += rec.cacheWriteTokens;
+  c.reasoning_tokens += rec.reasoningTokens;
+  c.cost_nanos += rec.costNanos;
+  if (rec.cache === "hit") c.cache_hits += 1;
+  else if (rec.cache === "miss") c.cache_misses += 1;
+  if (rec.estimated) c.estimated += 1;
+}
+
 /** Deltas merged per row until they are written (one write per row per flush). */
 export class PendingRows {
-  #rows = new Map<string, RollupRow>();
+  #rows = new RowTable();
 
   add(rows: readonly RollupRow[]): void {
-    for (const r of rows) {
-      const key = rowKey(r.period, r.bucket, r.dim, r.value);
-      const mine = this.#rows.get(key);
-      if (mine) addCounters(mine.counters, r.counters);
-      else this.#rows.set(key, { ...r, counters: { ...r.counters } });
-    }
+    this.#rows.addRows(rows);
+  }
+
+  /** One request's contribution (the per-request path: no intermediate rows). */
+  addRecord(rec: UsageRecord): void {
+    this.#rows.addRecord(rec);
   }
 
   get size(): number {
@@ -143,7 +260,7 @@ export class PendingRows {
 
   /** Everything pending, and empty again. */
   take(): RollupRow[] {
-    const out = [...this.#rows.values()];
+    const out = this.#rows.rows();
     this.#rows.clear();
     return out;
   }
@@ -160,6 +277,8 @@ export interface UsageQuery {
 export interface RollupBackend {
   readonly kind: "memory" | "sqlite" | "redis";
   apply(rows: readonly RollupRow[], now: number): Promise<void> | void;
+  /** One record added at once (backends in memory: the ledger skips its pending rows). */
+  record?(rec: UsageRecord): void;
   rows(q: UsageQuery): Promise<RollupRow[]> | RollupRow[];
   clear?(): Promise<void> | void;
   close(): Promise<void> | void;
@@ -169,36 +288,29 @@ export interface RollupBackend {
 
 /** Rows in this process only (lost on restart); old buckets pruned as new ones arrive. */
 export function createMemoryRollups(): RollupBackend {
-  const rows = new Map<string, RollupRow>();
+  const table = new RowTable();
   let pruned = 0;
+  const prune = (now: number) => {
+    if (now - pruned <= PERIODS.hour) return;
+    pruned = now;
+    table.prune({ hour: now - RETENTION_MS.hour, day: now - RETENTION_MS.day });
+  };
   return {
     kind: "memory",
     apply(delta, now) {
-      for (const r of delta) {
-        const key = rowKey(r.period, r.bucket, r.dim, r.value);
-        const mine = rows.get(key);
-        if (mine) addCounters(mine.counters, r.counters);
-        else rows.set(key, { ...r, counters: { ...r.counters } });
-      }
-      if (now - pruned > PERIODS.hour) {
-        pruned = now;
-        for (const [key, r] of rows) {
-          if (r.bucket < now - RETENTION_MS[r.period]) rows.delete(key);
-        }
-      }
+      table.addRows(delta);
+      prune(now);
     },
-    rows(q) {
-      const out: RollupRow[] = [];
-      for (const r of rows.values()) {
-        if (r.period === q.period && r.bucket >= q.since && r.bucket < q.until) out.push(r);
-      }
-      return out;
+    record(rec) {
+      table.addRecord(rec);
+      prune(rec.at);
     },
+    rows: (q) => table.rows(q),
     clear() {
-      rows.clear();
+      table.clear();
     },
     close() {
-      rows.clear();
+      table.clear();
     },
   };
 }

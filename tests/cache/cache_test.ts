@@ -154,6 +154,18 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
       assert.ok(report.cache_misses >= 13, `misses: ${report.cache_misses}`);
     });
 
+    await t.step("a hit's body is the miss's, byte for byte, with the same headers", async () => {
+      const first = await chat({ seed: 4242 });
+      assert.equal(first.headers.get("x-cache"), "MISS");
+      const text = await first.text();
+      const second = await chat({ seed: 4242 });
+      assert.equal(second.headers.get("x-cache"), "HIT");
+      assert.equal(await second.text(), text);
+      for (const h of ["content-type", "x-pilotfish-provider", "x-pilotfish-model"]) {
+        assert.equal(second.headers.get(h), first.headers.get(h), h);
+      }
+    });
+
     await t.step("POST /api/v1/cache/clear empties it (admin token required)", async () => {
       const denied = await gw.request("/api/v1/cache/clear", { method: "POST" });
       assert.equal(denied.status, 401);
@@ -232,6 +244,21 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
       assert.equal(up.requests.length, 2);
     });
 
+    await t.step("a non-stream Messages hit is the Messages answer of its miss", async () => {
+      up.script({ kind: "json", body: completionBody("Hello again") });
+      const req = {
+        model: "up/gpt-4o-mini",
+        max_tokens: 50,
+        messages: [{ role: "user" as const, content: "Again" }],
+      };
+      const miss = await anthropic.messages.create(req).withResponse();
+      const hit = await anthropic.messages.create(req).withResponse();
+      assert.equal(miss.response.headers.get("x-cache"), "MISS");
+      assert.equal(hit.response.headers.get("x-cache"), "HIT");
+      assert.deepEqual(hit.data, miss.data);
+      assert.equal(up.requests.length, 3);
+    });
+
     await t.step("a completed stream is stored; the non-stream request then hits", async () => {
       up.script({ kind: "stream", chunks: ["Str", "eamed"] });
       const body = { model: "up/gpt-4o-mini", messages: [{ role: "user" as const, content: "S" }] };
@@ -240,7 +267,7 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
       const { data, response } = await openai.chat.completions.create(body).withResponse();
       assert.equal(response.headers.get("x-cache"), "HIT");
       assert.equal(data.choices[0]?.message.content, "Streamed");
-      assert.equal(up.requests.length, 3);
+      assert.equal(up.requests.length, 4);
     });
   } finally {
     await gw.close();

@@ -43,13 +43,13 @@ Deno.test("entryBytes() counts UTF-8 bytes", () => {
   assert.equal(entryBytes("k", "😀é"), 7);
 });
 
-Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a key for scope key", async () => {
+Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a key for scope key", () => {
   const body = { model: "m", messages: [{ role: "user" as const, content: "hi" }] };
   const targets = [{ provider: "p", model: "m" }];
-  const key = await cacheKey(targets, "", body);
-  assert.equal(key, await cacheKey(targets, "", { messages: body.messages, model: "m" }));
-  assert.notEqual(await cacheKey(targets, "key-a", body), await cacheKey(targets, "key-b", body));
-  assert.notEqual(key, await cacheKey([{ provider: "q", model: "m" }], "", body));
+  const key = cacheKey(targets, "", body);
+  assert.equal(key, cacheKey(targets, "", { messages: body.messages, model: "m" }));
+  assert.notEqual(cacheKey(targets, "key-a", body), cacheKey(targets, "key-b", body));
+  assert.notEqual(key, cacheKey([{ provider: "q", model: "m" }], "", body));
   assert.match(key, /^[0-9a-f]{64}$/);
   const facts = {
     schema: "openai_chat",
@@ -68,4 +68,58 @@ Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a
     skipReason({ ...policy, scope: "global" }, { ...facts, cacheControl: "max-age=0, no-store" }),
     "cache-control",
   );
+});
+
+/** The documented key, computed the plain way: SHA-256 (WebCrypto) of the normalised text. */
+async function documentedKey(
+  targets: { provider: string; model: string }[],
+  scope: string,
+  body: Record<string, unknown>,
+): Promise<string> {
+  const sorted = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(sorted) : v !== null && typeof v === "object"
+      ? Object.fromEntries(
+        Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+          .map((k) => [k, sorted((v as Record<string, unknown>)[k])]),
+      )
+      : v;
+  const fields = Object.fromEntries(
+    Object.entries(body).filter(([k]) =>
+      !["stream", "stream_options", "user", "metadata", "store"].includes(k)
+    ),
+  );
+  const text = `pilotfish-cache-v1\n${
+    targets.map((t) => `${t.provider}/${t.model}\n`).join("")
+  }scope:${scope}\n${JSON.stringify(sorted(fields))}`;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("cacheKey() is the documented SHA-256 of the normalised request", async () => {
+  const body = {
+    stream: false,
+    user: "u1",
+    metadata: { a: "1" },
+    model: "m",
+    temperature: 0,
+    seed: 7,
+    stop: ["\n", undefined],
+    messages: [{ role: "user", content: 'h\u00e9 \ud83d\ude00 "q"', name: undefined }],
+    // Nested fields named like the ones left out of the key stay in it.
+    tools: [{
+      type: "function",
+      function: {
+        name: "f",
+        parameters: { type: "object", properties: { user: { type: "string" }, store: {} } },
+      },
+    }],
+    response_format: { type: "json_object" },
+  };
+  const targets = [{ provider: "p", model: "m" }, { provider: "q", model: "m2" }];
+  for (const scope of ["", "key_1"]) {
+    assert.equal(
+      cacheKey(targets, scope, body as never),
+      await documentedKey(targets, scope, body),
+    );
+  }
 });
