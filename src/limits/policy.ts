@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Config } from "../config/mod.ts";
+import type { KeyLimits } from "../keys/mod.ts";
 import { CREDENTIAL_HEADERS } from "../providers/shared/native_auth.ts";
 
 export type ScopeKind = "global" | "key" | "user" | "ip" | "model" | "provider";
@@ -142,6 +143,31 @@ export function rulesOf(config: Config): Rule[] {
   return rules;
 }
 
+/**
+ * The rules of one app key's own `limits` (its record's field), in the app-key scope: they
+ * apply to that key only, next to the config's `perKey`. Ids are stable per key and metric,
+ * so a changed limit keeps counting what the window already holds.
+ */
+export function keyRulesOf(id: string, limits: KeyLimits): Rule[] {
+  const rules: Rule[] = [];
+  for (const [field, metric, windowMs, tag] of PROXY_FIELDS) {
+    if (limits[field] > 0) {
+      rules.push({
+        id: `key.${id}.${tag}`,
+        scope: "key",
+        match: id,
+        metric,
+        algorithm: "window",
+        limit: limits[field],
+        windowMs,
+        windowName: windowName(windowMs),
+        failMode: "open",
+      });
+    }
+  }
+  return rules;
+}
+
 /** What a request is, as far as the limits care. */
 export interface Subject {
   /** The app key (`ex.principal.appKey`), else a hash of the client's credential. */
@@ -176,7 +202,8 @@ const CHECKS_PER_RULE = 4096;
  * request after request, so its checks (and their counter keys) are built once per generation.
  */
 export function checkCache(): (rule: Rule, value: string) => Check {
-  const byRule = new Map<Rule, Map<string, Check>>();
+  // Weak: a key's rules are replaced whenever its limits change.
+  const byRule = new WeakMap<Rule, Map<string, Check>>();
   return (rule, value) => {
     let m = byRule.get(rule);
     if (m === undefined) byRule.set(rule, m = new Map());

@@ -10,6 +10,7 @@
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { LlmRequestView, PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
+import type { KeyRecord } from "../keys/mod.ts";
 import { usageNow } from "../streaming/usage.ts";
 import { type Admission, type CheckState, type LimitBackend, tightest } from "./backend.ts";
 import {
@@ -20,6 +21,7 @@ import {
   estimateTokens,
   type Estimation,
   fingerprint,
+  keyRulesOf,
   type Rule,
   type Subject,
   userIdOf,
@@ -38,6 +40,8 @@ export interface LimitStageOptions {
   readonly estimation: Estimation;
   /** Wall clock, ms (windows are wall-clock minutes and UTC days). */
   readonly now: () => number;
+  /** App keys are on: a key's own `limits` apply in the app-key scope (next to `perKey`). */
+  readonly appKeys?: boolean;
 }
 
 const NEEDS = (rules: readonly Rule[], scope: Rule["scope"]) =>
@@ -47,12 +51,29 @@ export function limitStage(opts: LimitStageOptions): Stage {
   const { rules, backend, estimation, now } = opts;
   const needUser = NEEDS(rules, "user");
   const needKey = NEEDS(rules, "key");
-  const needTokens = rules.some((r) => r.metric === "tokens");
+  const appKeys = opts.appKeys === true;
+  // A key's own limits may count tokens: reconcile whenever keys are on.
+  const needTokens = appKeys || rules.some((r) => r.metric === "tokens");
   // The body is read for token estimates, the user id and a passthrough body's model.
   const needBody = needTokens || needUser || NEEDS(rules, "model");
   const check = checkCache();
   // Global rules only: every request gets the same checks, built once per generation.
   const fixed = rules.every((r) => r.scope === "global") ? checksFor(rules, { models: [] }) : null;
+
+  // The checks of a key's own limits, built once per record (a change saves a new record).
+  const ownChecks = new WeakMap<KeyRecord, readonly Check[]>();
+  const keyChecksOf = (ex: Exchange): readonly Check[] | null => {
+    const id = ex.principal.appKey;
+    if (id === undefined) return null;
+    const rec = ex.runtime.keys?.backend.peek(id);
+    if (rec == null || rec.limits === undefined) return null;
+    let own = ownChecks.get(rec);
+    if (own === undefined) {
+      own = keyRulesOf(id, rec.limits).map((r) => check(r, id));
+      ownChecks.set(rec, own);
+    }
+    return own.length > 0 ? own : null;
+  };
 
   const subjectOf = (ex: Exchange, body: unknown): Subject => {
     const target = ex.targets[0];
@@ -153,6 +174,10 @@ export function limitStage(opts: LimitStageOptions): Stage {
         const subject = subjectOf(ex, body);
         provider = subject.provider;
         checks = checksFor(rules, subject, check);
+      }
+      if (appKeys) {
+        const own = keyChecksOf(ex);
+        if (own !== null) checks = checks.length === 0 ? own : [...checks, ...own];
       }
       if (checks.length === 0) return undefined;
       let tokens = 0;
