@@ -13,7 +13,7 @@ Commands:
   create                 create a key; its value is printed once
   list                   every key (never their values)
   get <id>               one key
-  update <id>            change name, owner, expiry, allowlists, budgets
+  update <id>            change name, owner, expiry, allowlists, budgets, limits
   revoke <id>            revoke (the key then gets 401)
   rotate <id>            a new value for the key; the old one stops working
   usage <id>             requests, tokens and spend today and this month
@@ -23,6 +23,8 @@ Options for create / update:
   --models a,b           allowed models (default: all; "" clears)
   --providers a,b        allowed providers (default: all; "" clears)
   --daily-usd N          --monthly-usd N      budgets in USD ("none" clears)
+  --requests-per-minute N  --tokens-per-minute N  --requests-per-day N  --tokens-per-day N
+                         the key's own rate limits (0: unlimited)
   --ttl SECONDS          expires that long from now
   --expires-at ISO       expires then ("never" clears)
 
@@ -35,6 +37,14 @@ Connection:
 export class KeysCliError extends Error {
   override readonly name = "KeysCliError";
 }
+
+/** A key's own rate limits, as flags named after its fields (`--requests-per-minute` …). */
+const LIMIT_FLAGS = [
+  "requests-per-minute",
+  "tokens-per-minute",
+  "requests-per-day",
+  "tokens-per-day",
+];
 
 const COMMANDS = ["create", "list", "get", "update", "revoke", "rotate", "usage"] as const;
 type Command = (typeof COMMANDS)[number];
@@ -67,6 +77,7 @@ export function parseKeysCli(
         providers: { type: "string" },
         "daily-usd": { type: "string" },
         "monthly-usd": { type: "string" },
+        ...Object.fromEntries(LIMIT_FLAGS.map((f) => [f, { type: "string" as const }])),
         ttl: { type: "string" },
         "expires-at": { type: "string" },
         socket: { type: "string" },
@@ -95,7 +106,7 @@ export function parseKeysCli(
   }
   const editing = command === "create" || command === "update";
   const fields = ["name", "owner", "models", "providers", "daily-usd", "monthly-usd", "ttl"]
-    .concat("expires-at");
+    .concat("expires-at", LIMIT_FLAGS);
   if (!editing) {
     const stray = fields.find((f) => o[f as keyof typeof o] !== undefined);
     if (stray) throw new KeysCliError(`--${stray} only applies to create and update`);
@@ -147,6 +158,17 @@ function keyBody(o: Record<string, string | boolean | undefined>): Record<string
   if (s("daily-usd") !== undefined) budget.daily_usd = usd("daily-usd");
   if (s("monthly-usd") !== undefined) budget.monthly_usd = usd("monthly-usd");
   if (Object.keys(budget).length > 0) body.budget = budget;
+  const limits: Record<string, number> = {};
+  for (const flag of LIMIT_FLAGS) {
+    const v = s(flag);
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isInteger(n) || n < 0) {
+      throw new KeysCliError(`--${flag} must be a whole number (0: unlimited), got "${v}"`);
+    }
+    limits[flag.replaceAll("-", "_")] = n;
+  }
+  if (Object.keys(limits).length > 0) body.limits = limits;
   if (s("ttl") !== undefined) {
     const n = Number(s("ttl"));
     if (!Number.isInteger(n) || n < 1) {

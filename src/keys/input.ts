@@ -11,6 +11,19 @@ const budget = v.strictObject({
   daily_usd: v.optional(usd),
   monthly_usd: v.optional(usd),
 });
+/** A limit: a whole number of requests or tokens, 0 = unlimited. */
+const count = v.pipe(
+  v.number(),
+  v.integer("Must be a whole number"),
+  v.minValue(0, "Must be 0 (unlimited) or more"),
+);
+/** llm-proxy's metric names; any other field is refused. `null` on PATCH clears them all. */
+const limits = v.nullable(v.strictObject({
+  requests_per_minute: v.optional(count),
+  tokens_per_minute: v.optional(count),
+  requests_per_day: v.optional(count),
+  tokens_per_day: v.optional(count),
+}));
 const names = v.array(v.pipe(v.string(), v.minLength(1)));
 const isoTime = v.pipe(
   v.string(),
@@ -26,6 +39,7 @@ const common = {
   allowed_models: v.optional(names),
   allowed_providers: v.optional(names),
   budget: v.optional(budget),
+  limits: v.optional(limits),
 };
 
 const createSchema = v.strictObject({

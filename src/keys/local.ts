@@ -108,6 +108,7 @@ export function createLocalBackend(opts: LocalBackendOptions = {}): KeyBackend {
   return {
     kind: db ? "sqlite" : "memory",
     findByHash: (hash) => byHash.get(hash) ?? null,
+    peek: (id) => byId.get(id) ?? null,
     spend(id, p: Periods): Spend {
       return {
         day: counter(id, p.day)?.cost_micros ?? 0,

@@ -20,7 +20,8 @@ import { appKeysEnabled, keyStorage } from "./storage.ts";
 
 export type { AppKeyStage } from "./stage.ts";
 export type { KeyService, KeyUsage } from "./service.ts";
-export type { KeyRecord } from "./types.ts";
+export type { KeyLimits, KeyRecord } from "./types.ts";
+export { NO_KEY_LIMITS } from "./types.ts";
 export { parseCreate, parsePatch } from "./input.ts";
 export { appKeysEnabled, keyStorage } from "./storage.ts";
 export { appKeyGate } from "./gate.ts";

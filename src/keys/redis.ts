@@ -64,12 +64,26 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
   const idsKey = `${prefix}ids`;
   const channel = `${prefix}changed`;
   const cache = new Map<string, { rec: KeyRecord; at: number }>();
+  /** The records of `cache` by id (`peek`); refreshed with it, dropped with it. */
+  const byId = new Map<string, KeyRecord>();
+  const remember = (rec: KeyRecord) => {
+    cache.set(rec.hash, { rec, at: now() });
+    byId.set(rec.id, rec);
+  };
+  const forget = (hash: string) => {
+    const hit = cache.get(hash);
+    if (hit !== undefined && byId.get(hit.rec.id) === hit.rec) byId.delete(hit.rec.id);
+    cache.delete(hash);
+  };
 
   // Any sidecar's change drops the copy everywhere; after a reconnection (notices may have
   // been missed) every copy goes.
-  const subscribed = link.subscribe(channel, (hash) => cache.delete(hash));
+  const subscribed = link.subscribe(channel, forget);
   const stopWatch = link.onStateChange((ready) => {
-    if (ready) cache.clear();
+    if (ready) {
+      cache.clear();
+      byId.clear();
+    }
   });
 
   const parse = (reply: StateReply): KeyRecord | null =>
@@ -97,10 +111,11 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
         if (hit !== undefined && err instanceof StateUnavailable) return hit.rec;
         throw err;
       }
-      if (rec === null) cache.delete(hash);
-      else cache.set(hash, { rec, at: now() });
+      if (rec === null) forget(hash);
+      else remember(rec);
       return rec;
     },
+    peek: (id) => byId.get(id) ?? null,
     async spend(id, p) {
       const [day, month] = await Promise.all([
         link.command(["HGET", useKey(id, p.day), "cost_micros"]),
@@ -131,8 +146,10 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
       const keys = [recKey(rec.id), hashKey(rec.hash), idsKey];
       if (old !== null && old.hash !== rec.hash) keys.push(hashKey(old.hash));
       await link.eval(SAVE, keys, [JSON.stringify(rec), rec.id]);
-      cache.delete(rec.hash);
-      if (old !== null) cache.delete(old.hash);
+      forget(rec.hash);
+      if (old !== null) forget(old.hash);
+      // This sidecar's own change applies at once (others drop their copy on the notice).
+      byId.set(rec.id, rec);
       await link.publish(channel, rec.hash);
       if (old !== null && old.hash !== rec.hash) await link.publish(channel, old.hash);
     },

@@ -21,7 +21,13 @@ import {
   presentedKey,
   staticId,
 } from "./key.ts";
-import type { KeyBackend, KeyCounter, KeyRecord } from "./types.ts";
+import {
+  type KeyBackend,
+  type KeyCounter,
+  type KeyLimits,
+  type KeyRecord,
+  NO_KEY_LIMITS,
+} from "./types.ts";
 
 /** Headers that carry a key when `app_keys.header` is not set (ours and Butter's). */
 export const DEFAULT_KEY_HEADERS: readonly string[] = ["x-pilotfish-app-key", "x-butter-app-key"];
@@ -255,6 +261,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
           daily_usd: input.budget?.daily_usd ?? null,
           monthly_usd: input.budget?.monthly_usd ?? null,
         },
+        ...(input.limits ? { limits: mergeLimits(NO_KEY_LIMITS, input.limits) } : {}),
         source: "api",
       };
       await backend.save(record);
@@ -280,6 +287,11 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
             ? patch.budget.monthly_usd
             : rec.budget.monthly_usd,
         },
+        ...(patch.limits !== undefined
+          ? {
+            limits: mergeLimits(patch.limits === null ? NO_KEY_LIMITS : rec.limits, patch.limits),
+          }
+          : {}),
       };
       await backend.save(next);
       return next;
@@ -342,6 +354,19 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
       return staticById.get(ref) ?? await mine(ref);
     },
   };
+}
+
+/** The limits `patch` names replace those of `base`; the others stay. */
+function mergeLimits(
+  base: KeyLimits | undefined,
+  patch: { readonly [M in keyof KeyLimits]?: number | undefined } | null,
+): KeyLimits {
+  const out = { ...NO_KEY_LIMITS, ...base };
+  for (const m of Object.keys(NO_KEY_LIMITS) as (keyof KeyLimits)[]) {
+    const v = patch?.[m];
+    if (v !== undefined) out[m] = v;
+  }
+  return out;
 }
 
 /** An allowlist entry matches exactly, or as a prefix when it ends in `*`. */

@@ -10,6 +10,25 @@ export interface KeyBudget {
   readonly monthly_usd: number | null;
 }
 
+/**
+ * A key's own rate limits, enforced by the limiter in the app-key scope next to the config's
+ * `perKey` (the tightest wins). llm-proxy's metric names; 0 = unlimited.
+ */
+export interface KeyLimits {
+  readonly requests_per_minute: number;
+  readonly tokens_per_minute: number;
+  readonly requests_per_day: number;
+  readonly tokens_per_day: number;
+}
+
+/** No limits of its own (what a record without `limits` means). */
+export const NO_KEY_LIMITS: KeyLimits = Object.freeze({
+  requests_per_minute: 0,
+  tokens_per_minute: 0,
+  requests_per_day: 0,
+  tokens_per_day: 0,
+});
+
 export interface KeyRecord {
   readonly id: string;
   /** SHA-256 (hex) of the key value. */
@@ -27,6 +46,8 @@ export interface KeyRecord {
   /** Empty: every provider. */
   readonly allowed_providers: readonly string[];
   readonly budget: KeyBudget;
+  /** Absent on records written before keys had limits: none. */
+  readonly limits?: KeyLimits;
   /** `config`: a static key of `app_keys.keys[]` (changed by editing the config only). */
   readonly source: "api" | "config";
 }
@@ -52,6 +73,11 @@ export interface Spend {
 export interface KeyBackend {
   readonly kind: "memory" | "sqlite" | "redis";
   findByHash(hash: string): KeyRecord | null | Promise<KeyRecord | null>;
+  /**
+   * The record of `id` as this sidecar last read or saved it, from memory (no I/O): what the
+   * limiter reads a key's `limits` from, right after `findByHash` identified the request.
+   */
+  peek(id: string): KeyRecord | null;
   spend(id: string, periods: Periods): Spend | Promise<Spend>;
   /** Count one finished request (fire and forget). */
   record(id: string, periods: Periods, delta: KeyCounter): void;

@@ -32,16 +32,31 @@ export class CounterMap {
   #swept = 0;
 
   get(check: Check, now: number): CounterState {
-    const e = this.entries.get(keyOf(check));
+    const e = this.entries.get(check.key);
     return current(check.rule, e?.state, now);
   }
 
   set(check: Check, state: CounterState, now: number): void {
-    const key = keyOf(check);
-    const e = this.entries.get(key);
+    const e = this.entries.get(check.key);
     if (e !== undefined && e.rule === check.rule) e.state = state;
-    else this.entries.set(key, { rule: check.rule, scope: check.scope, state });
+    else this.entries.set(check.key, { rule: check.rule, scope: check.scope, state });
     if (now - this.#swept > SWEEP_MS) this.sweep(now);
+  }
+
+  /**
+   * Take `cost` from the counter whose state as of `now` is `s` (from `get`): a window still
+   * stored is changed in place (no new state per request), anything else is stored anew.
+   */
+  take(check: Check, rule: Rule, s: CounterState, cost: number, now: number): CounterState {
+    const e = this.entries.get(check.key);
+    if (e !== undefined && e.state === s && e.rule === check.rule && rule.algorithm === "window") {
+      s.level = Math.max(0, s.level + cost);
+      if (now - this.#swept > SWEEP_MS) this.sweep(now);
+      return s;
+    }
+    const after = take(rule, s, cost);
+    this.set(check, after, now);
+    return after;
   }
 
   /** Drop counters that are whole again (a new window, a full bucket). */
@@ -75,7 +90,7 @@ export class CounterMap {
 
 /** A counter's identity: the rule's id and the scope value. */
 export function keyOf(check: Check): string {
-  return `${check.rule.id}\u0000${check.scope}`;
+  return check.key;
 }
 
 /** Decide over `counters` with each rule's limit scaled by `scale` (fallback shares). */
@@ -86,26 +101,36 @@ export function admitLocal(
   now: number,
   scale = 1,
 ): Admission {
-  const states: CheckState[] = [];
-  const next: CounterState[] = [];
+  // Decide first (nothing is taken unless every check fits), then take in place.
+  const cur: CounterState[] = [];
   let refused: CheckState[] | null = null;
   for (let i = 0; i < checks.length; i++) {
     const check = checks[i] as Check;
     const rule = scale === 1 ? check.rule : scaled(check.rule, scale);
     const cost = costs[i] as number;
     const s = current(rule, counters.get(check, now), now);
-    if (!fits(rule, s, cost)) {
-      (refused ??= []).push(stateOf(check, rule, s, cost, now));
-      continue;
-    }
-    const after = take(rule, s, cost);
-    next.push(after);
-    states.push(stateOf(check, rule, after, cost, now));
+    cur.push(s);
+    if (!fits(rule, s, cost)) (refused ??= []).push(stateOf(check, rule, s, cost, now));
   }
+  const states: CheckState[] = [];
   if (refused !== null) {
+    for (let i = 0; i < checks.length; i++) {
+      const check = checks[i] as Check;
+      const rule = scale === 1 ? check.rule : scaled(check.rule, scale);
+      const s = cur[i] as CounterState;
+      const cost = costs[i] as number;
+      if (fits(rule, s, cost)) states.push(stateOf(check, rule, take(rule, s, cost), cost, now));
+    }
     return { ok: false, states, blocked: longestWait(refused) as CheckState };
   }
-  for (let i = 0; i < checks.length; i++) counters.set(checks[i] as Check, next[i]!, now);
+  for (let i = 0; i < checks.length; i++) {
+    const check = checks[i] as Check;
+    const rule = scale === 1 ? check.rule : scaled(check.rule, scale);
+    const s = cur[i] as CounterState;
+    const cost = costs[i] as number;
+    const after = counters.take(check, rule, s, cost, now);
+    states.push(stateOf(check, rule, after, cost, now));
+  }
   return { ok: true, states };
 }
 
@@ -143,7 +168,7 @@ export function createMemoryBackend(
       const s = counters.get(state.check, now);
       // Only while the window it was taken in lasts (a bucket: always).
       if (state.check.rule.algorithm === "window" && s.at !== state.at) return;
-      counters.set(state.check, take(state.check.rule, s, delta), now);
+      counters.take(state.check, state.check.rule, s, delta, now);
     },
     usage: (now) => counters.rows(now, (r) => scale === 1 ? r.limit : scaled(r, scale).limit),
     health: (): BackendHealth => ({ backend: "memory", mode: "local" }),

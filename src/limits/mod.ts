@@ -7,6 +7,7 @@
 import type { Config } from "../config/mod.ts";
 import type { Stage } from "../pipeline/stages.ts";
 import type { Logger } from "../telemetry/mod.ts";
+import { appKeysEnabled } from "../keys/mod.ts";
 import type { BackendHealth, LimitBackend, UsageRow } from "./backend.ts";
 import { CounterMap, createMemoryBackend } from "./memory.ts";
 import { createRedisBackend } from "./redis.ts";
@@ -38,10 +39,14 @@ export interface LimiterDeps {
 
 const MEMORY = new WeakMap<object, CounterMap>();
 
-/** The limiter the config asks for; null when no limit is configured (no stage at all). */
+/**
+ * The limiter the config asks for; null when no limit is configured and app keys are off (no
+ * stage at all). With app keys on there is always one: a key may carry its own `limits`.
+ */
 export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null {
   const rules = rulesOf(config);
-  if (rules.length === 0) return null;
+  const appKeys = appKeysEnabled(config);
+  if (rules.length === 0 && !appKeys) return null;
   const rl = config.features.rate_limiting;
   const backendKind = rl.backend ?? config.state.backend;
   let backend: LimitBackend;
@@ -56,7 +61,13 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
     if (counters === undefined) MEMORY.set(deps.owner, counters = new CounterMap());
     backend = createMemoryBackend(counters);
   }
-  const stage = limitStage({ rules, backend, estimation: rl.estimation, now: deps.now });
+  const stage = limitStage({
+    rules,
+    backend,
+    estimation: rl.estimation,
+    now: deps.now,
+    appKeys,
+  });
   return {
     stage,
     rules,

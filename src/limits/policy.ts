@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Config } from "../config/mod.ts";
+import type { KeyLimits } from "../keys/mod.ts";
 import { CREDENTIAL_HEADERS } from "../providers/shared/native_auth.ts";
 
 export type ScopeKind = "global" | "key" | "user" | "ip" | "model" | "provider";
@@ -142,6 +143,31 @@ export function rulesOf(config: Config): Rule[] {
   return rules;
 }
 
+/**
+ * The rules of one app key's own `limits` (its record's field), in the app-key scope: they
+ * apply to that key only, next to the config's `perKey`. Ids are stable per key and metric,
+ * so a changed limit keeps counting what the window already holds.
+ */
+export function keyRulesOf(id: string, limits: KeyLimits): Rule[] {
+  const rules: Rule[] = [];
+  for (const [field, metric, windowMs, tag] of PROXY_FIELDS) {
+    if (limits[field] > 0) {
+      rules.push({
+        id: `key.${id}.${tag}`,
+        scope: "key",
+        match: id,
+        metric,
+        algorithm: "window",
+        limit: limits[field],
+        windowMs,
+        windowName: windowName(windowMs),
+        failMode: "open",
+      });
+    }
+  }
+  return rules;
+}
+
 /** What a request is, as far as the limits care. */
 export interface Subject {
   /** The app key (`ex.principal.appKey`), else a hash of the client's credential. */
@@ -158,17 +184,51 @@ export interface Check {
   readonly rule: Rule;
   /** `X-RateLimit-Scope`: `global`, `user:<id>`, `key:<hash>`, `ip:<ip>`, `model:<m>`, `provider:<p>`. */
   readonly scope: string;
+  /** The counter's identity (rule id and scope), built once per check. */
+  readonly key: string;
+}
+
+/** A fresh check of `rule` for the scope value `value` (`global` for the global scope). */
+export function checkOf(rule: Rule, value: string): Check {
+  const scope = rule.scope === "global" ? "global" : `${rule.scope}:${value}`;
+  return { rule, scope, key: `${rule.id}\u0000${scope}` };
+}
+
+/** Cached checks per scope value for this many values per rule; then the cache starts over. */
+const CHECKS_PER_RULE = 4096;
+
+/**
+ * `checkOf` remembered per rule and scope value: a client sends the same user, key and model
+ * request after request, so its checks (and their counter keys) are built once per generation.
+ */
+export function checkCache(): (rule: Rule, value: string) => Check {
+  // Weak: a key's rules are replaced whenever its limits change.
+  const byRule = new WeakMap<Rule, Map<string, Check>>();
+  return (rule, value) => {
+    let m = byRule.get(rule);
+    if (m === undefined) byRule.set(rule, m = new Map());
+    let c = m.get(value);
+    if (c === undefined) {
+      if (m.size >= CHECKS_PER_RULE) m.clear();
+      m.set(value, c = checkOf(rule, value));
+    }
+    return c;
+  };
 }
 
 /** The checks a request is subject to; a rule whose scope value is unknown does not apply. */
-export function checksFor(rules: readonly Rule[], s: Subject): Check[] {
+export function checksFor(
+  rules: readonly Rule[],
+  s: Subject,
+  make: (rule: Rule, value: string) => Check = checkOf,
+): Check[] {
   const out: Check[] = [];
   let shadowed: Set<string> | null = null;
   for (const rule of rules) {
     let value: string | undefined;
     switch (rule.scope) {
       case "global":
-        out.push({ rule, scope: "global" });
+        out.push(make(rule, "global"));
         continue;
       case "key":
         value = s.key;
@@ -191,7 +251,7 @@ export function checksFor(rules: readonly Rule[], s: Subject): Check[] {
     if (value === undefined || value === "") continue;
     if (rule.match !== undefined && rule.match !== value) continue;
     if (rule.shadows) { for (const id of rule.shadows) (shadowed ??= new Set()).add(id); }
-    out.push({ rule, scope: `${rule.scope}:${value}` });
+    out.push(make(rule, value));
   }
   return shadowed === null ? out : out.filter((c) => !shadowed!.has(c.rule.id));
 }
@@ -344,10 +404,11 @@ function textChars(node: unknown, inText: boolean, depth: number): number {
     return n;
   }
   if (isRecord(node)) {
-    for (const [k, v] of Object.entries(node)) {
+    // for-in, not Object.entries: no array of pairs per object (JSON data: own keys only).
+    for (const k in node) {
       if (k === "x-gateway" || k === "metadata") continue;
       // Text is a string under a text key, or in an array under one; `type: "text"` is not.
-      n += textChars(v, TEXT_KEYS.has(k), depth + 1);
+      n += textChars(node[k], TEXT_KEYS.has(k), depth + 1);
     }
   }
   return n;

@@ -5,8 +5,9 @@
  * script touches one slot, with one field per sidecar: the units that sidecar has taken in
  * the window. A sidecar borrows a batch of permits at a time (a Lua script sums the fields,
  * grants what fits, adds it to its own field) and admits locally while its lease lasts; it
- * tops the lease up in the background when it runs low, and only a request that finds the
- * lease empty waits for a borrow. Leases shrink as the window fills (a quarter of what is
+ * tops the lease up in the background when it runs low (and borrows the next window's lease
+ * in the last second of a window), and only a request that finds the lease empty waits for a
+ * borrow. Leases shrink as the window fills (a quarter of what is
  * left, split over the fleet), unused permits go back after an idle second, so:
  *
  * - the fleet never admits more than the limit (every admitted unit was granted by Redis);
@@ -121,7 +122,8 @@ export interface RedisBackendOptions {
 }
 
 interface Lease {
-  readonly check: Check;
+  /** Swapped for the same counter's check of a newer generation (a reload, a key's new limits). */
+  check: Check;
   readonly key: string;
   /** Window start (bucket: 0). */
   at: number;
@@ -139,10 +141,18 @@ interface Lease {
    */
   deniedUntil: number;
   deniedNeed: number;
+  /** The next window's lease, borrowed before this window ends (windows only). */
+  next: Lease | null;
 }
 
 /** How long a refusal from Redis is trusted locally (permits may come back meanwhile). */
 const DENIED_MS = 100;
+
+/**
+ * A window's next lease is borrowed this long before the window ends (at most a tenth of the
+ * window), so the first request of each window finds permits instead of waiting for Redis.
+ */
+const PREFETCH_MS = 1_000;
 
 const DEFAULT_PREFIX = "pilotfish:rl:";
 
@@ -176,26 +186,43 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     `${prefix}{${`${check.rule.id}|${check.scope}`.replace(/[{}]/g, "_")}}` +
     (check.rule.algorithm === "window" ? `:${at}` : "");
 
+  const newLease = (check: Check, at: number, lastUsed: number): Lease => ({
+    check,
+    key: redisKey(check, at),
+    at,
+    left: 0,
+    mine: 0,
+    knownUsed: 0,
+    lastUsed,
+    pending: null,
+    deniedUntil: 0,
+    deniedNeed: 0,
+    next: null,
+  });
+
   const leaseOf = (check: Check, now: number): Lease => {
     const key = keyOf(check);
     const at = check.rule.algorithm === "window" ? windowStart(check.rule, now) : 0;
     let lease = leases.get(key);
-    if (lease === undefined || lease.at !== at || lease.check.rule !== check.rule) {
-      lease = {
-        check,
-        key: redisKey(check, at),
-        at,
-        left: 0,
-        mine: 0,
-        knownUsed: 0,
-        lastUsed: now,
-        pending: null,
-        deniedUntil: 0,
-        deniedNeed: 0,
-      };
+    if (lease === undefined || lease.at !== at) {
+      // A new window: the lease borrowed ahead for it, else an empty one.
+      const ahead = lease?.next;
+      lease = ahead != null && ahead.at === at ? ahead : newLease(check, at, now);
       leases.set(key, lease);
     }
+    // The same counter under a newer rule (a reload, a key's changed limits): its permits hold.
+    if (lease.check !== check) lease.check = check;
     return lease;
+  };
+
+  /** Near a window's end, borrow the next window's lease in the background. */
+  const prefetch = (lease: Lease, now: number) => {
+    const rule = lease.check.rule;
+    const end = lease.at + rule.windowMs;
+    if (now < end - Math.min(PREFETCH_MS, rule.windowMs / 10)) return;
+    // Not idle before its window starts: its idle time counts from then.
+    const next = lease.next = newLease(lease.check, end, end);
+    topUp(next, 1).catch(() => {/* the next request borrows (or falls back) itself */});
   };
 
   /** A quarter of what is left, split over the fleet: leases shrink as the window fills. */
@@ -310,6 +337,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       if (lease.pending === null && lease.left <= chunkOf(lease) / 2 && ready()) {
         topUp(lease, 1).catch(() => {/* the link logs the outage; the next request falls back */});
       }
+      if (lease.next === null && lease.check.rule.algorithm === "window" && ready()) {
+        prefetch(lease, now);
+      }
     }
     return { ok: true, states };
   };
@@ -413,7 +443,10 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     for (const [k, lease] of leases) {
       const rule = lease.check.rule;
       if (rule.algorithm === "window" && lease.at + rule.windowMs <= now) {
-        leases.delete(k);
+        // The lease borrowed ahead takes over (its permits are the next window's).
+        if (lease.next !== null && lease.next.at + rule.windowMs > now) {
+          leases.set(k, lease.next);
+        } else leases.delete(k);
         continue;
       }
       if (
@@ -457,6 +490,10 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         }
         if (lease.mine > 0) {
           lease.knownUsed = Number(await settle(lease, lease.mine, "set", session));
+        }
+        const ahead = lease.next;
+        if (ahead !== null && ahead.mine > 0) {
+          ahead.knownUsed = Number(await settle(ahead, ahead.mine, "set", session));
         }
       }
       fallbackBuckets.entries.clear();
@@ -550,8 +587,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       for (const stop of stops) stop();
       // Give back what this sidecar holds, so the fleet can use it.
       if (ready()) {
+        const held = [...leases.values()].flatMap((l) => (l.next !== null ? [l, l.next] : [l]));
         await Promise.allSettled(
-          [...leases.values()].filter((l) => l.left > 0).map((l) => settle(l, -l.left, "add")),
+          held.filter((l) => l.left > 0).map((l) => settle(l, -l.left, "add")),
         );
       }
       leases.clear();

@@ -10,15 +10,18 @@
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { LlmRequestView, PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
+import type { KeyRecord } from "../keys/mod.ts";
 import { usageNow } from "../streaming/usage.ts";
 import { type Admission, type CheckState, type LimitBackend, tightest } from "./backend.ts";
 import {
   type Check,
+  checkCache,
   checksFor,
   credentialOf,
   estimateTokens,
   type Estimation,
   fingerprint,
+  keyRulesOf,
   type Rule,
   type Subject,
   userIdOf,
@@ -37,6 +40,8 @@ export interface LimitStageOptions {
   readonly estimation: Estimation;
   /** Wall clock, ms (windows are wall-clock minutes and UTC days). */
   readonly now: () => number;
+  /** App keys are on: a key's own `limits` apply in the app-key scope (next to `perKey`). */
+  readonly appKeys?: boolean;
 }
 
 const NEEDS = (rules: readonly Rule[], scope: Rule["scope"]) =>
@@ -46,7 +51,29 @@ export function limitStage(opts: LimitStageOptions): Stage {
   const { rules, backend, estimation, now } = opts;
   const needUser = NEEDS(rules, "user");
   const needKey = NEEDS(rules, "key");
-  const needTokens = rules.some((r) => r.metric === "tokens");
+  const appKeys = opts.appKeys === true;
+  // A key's own limits may count tokens: reconcile whenever keys are on.
+  const needTokens = appKeys || rules.some((r) => r.metric === "tokens");
+  // The body is read for token estimates, the user id and a passthrough body's model.
+  const needBody = needTokens || needUser || NEEDS(rules, "model");
+  const check = checkCache();
+  // Global rules only: every request gets the same checks, built once per generation.
+  const fixed = rules.every((r) => r.scope === "global") ? checksFor(rules, { models: [] }) : null;
+
+  // The checks of a key's own limits, built once per record (a change saves a new record).
+  const ownChecks = new WeakMap<KeyRecord, readonly Check[]>();
+  const keyChecksOf = (ex: Exchange): readonly Check[] | null => {
+    const id = ex.principal.appKey;
+    if (id === undefined) return null;
+    const rec = ex.runtime.keys?.backend.peek(id);
+    if (rec == null || rec.limits === undefined) return null;
+    let own = ownChecks.get(rec);
+    if (own === undefined) {
+      own = keyRulesOf(id, rec.limits).map((r) => check(r, id));
+      ownChecks.set(rec, own);
+    }
+    return own.length > 0 ? own : null;
+  };
 
   const subjectOf = (ex: Exchange, body: unknown): Subject => {
     const target = ex.targets[0];
@@ -114,22 +141,51 @@ export function limitStage(opts: LimitStageOptions): Stage {
     };
   };
 
+  const reconcile = (event: TelemetryEvent) => {
+    if (event.type !== "request_end") return;
+    const facts = event.exchange.rateLimit;
+    if (!facts || !facts.admission.ok) return;
+    const states = facts.admission.states;
+    if (!states.some((s) => s.check.rule.metric === "tokens")) return;
+    const actual = facts.reportedInputTokens ?? inputTokens(event.exchange);
+    // llm-proxy reconciles input tokens, and only when they are known.
+    if (actual === null) return;
+    const t = now();
+    for (const s of states) {
+      if (s.check.rule.metric === "tokens" && actual !== s.cost) {
+        backend.adjust(s, actual - s.cost, t);
+      }
+    }
+  };
+
   return {
     name: "rate_limit",
     fail_mode: "open",
     // A borrow from Redis waits at most its command deadline, then falls back locally.
     timeout_ms: 2_000,
     pre_llm(ex: Exchange, view: LlmRequestView) {
-      const body = bodyOf(ex, view, estimation.max_sample_bytes);
-      const subject = subjectOf(ex, body);
-      const checks = checksFor(rules, subject);
+      const body = needBody ? bodyOf(ex, view, estimation.max_sample_bytes) : undefined;
+      let provider: string | undefined;
+      let checks: readonly Check[];
+      if (fixed !== null) {
+        checks = fixed;
+        if (needTokens) provider = ex.targets[0]?.provider ?? ex.provider;
+      } else {
+        const subject = subjectOf(ex, body);
+        provider = subject.provider;
+        checks = checksFor(rules, subject, check);
+      }
+      if (appKeys) {
+        const own = keyChecksOf(ex);
+        if (own !== null) checks = checks.length === 0 ? own : [...checks, ...own];
+      }
       if (checks.length === 0) return undefined;
       let tokens = 0;
       if (needTokens && checks.some((c) => c.rule.metric === "tokens")) {
         const bytes = view.schema === "passthrough"
           ? view.body?.byteLength ?? 0
           : Number(ex.headers.get("content-length") ?? 0);
-        tokens = estimateTokens(estimation, body, bytes, subject.provider);
+        tokens = estimateTokens(estimation, body, bytes, provider);
       }
       const costs = checks.map((c: Check) => (c.rule.metric === "tokens" ? tokens : 1));
       const result = backend.admit(checks, costs, now());
@@ -159,21 +215,8 @@ export function limitStage(opts: LimitStageOptions): Stage {
       h.set("x-ratelimit-window", shown.check.rule.windowName);
       h.set("x-ratelimit-scope", shown.check.scope);
     },
-    trace_events: ["request_end"],
-    trace(event: TelemetryEvent) {
-      if (event.type !== "request_end") return;
-      const facts = event.exchange.rateLimit;
-      if (!facts || !facts.admission.ok) return;
-      const tokenStates = facts.admission.states.filter((s) => s.check.rule.metric === "tokens");
-      if (tokenStates.length === 0) return;
-      const actual = facts.reportedInputTokens ?? inputTokens(event.exchange);
-      // llm-proxy reconciles input tokens, and only when they are known.
-      if (actual === null) return;
-      const t = now();
-      for (const s of tokenStates) {
-        if (actual !== s.cost) backend.adjust(s, actual - s.cost, t);
-      }
-    },
+    // Reconciliation is for token limits: without one, no listener on every request's end.
+    ...(needTokens ? { trace_events: ["request_end"] as const, trace: reconcile } : {}),
     dispose: () => backend.close(),
   };
 }

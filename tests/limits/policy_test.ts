@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseConfigText } from "../../src/config/mod.ts";
 import {
+  checkCache,
   checksFor,
   current,
   estimateTokens,
@@ -162,4 +163,24 @@ Deno.test("config: limits of 0 are unlimited; a bad limit is refused with its pa
     () => config(`plugins: { ratelimit: { requests_per_minute: -1 } }`),
     /plugins\.ratelimit\.requests_per_minute/,
   );
+});
+
+Deno.test("checkCache() builds a scope's check once; counters are taken in place per window", () => {
+  const r = rule({ scope: "user", limit: 2 });
+  const cache = checkCache();
+  const [a] = checksFor([r], { user: "alice", models: [] }, cache);
+  const [again] = checksFor([r], { user: "alice", models: [] }, cache);
+  const [bob] = checksFor([r], { user: "bob", models: [] }, cache);
+  assert.equal(a, again, "same rule and user: the same check object");
+  assert.notEqual(a, bob);
+  assert.equal(a!.scope, "user:alice");
+  assert.equal(a!.key, "r\u0000user:alice");
+  const counters = new CounterMap();
+  const first = admitLocal(counters, [a!], [1], 1_000);
+  const stored = counters.entries.get(a!.key)!.state;
+  const second = admitLocal(counters, [a!], [1], 2_000);
+  assert.equal(counters.entries.get(a!.key)!.state, stored, "same window: the state is reused");
+  assert.deepEqual([first.states[0]!.remaining, second.states[0]!.remaining], [1, 0]);
+  assert.equal(admitLocal(counters, [a!], [1], 3_000).ok, false);
+  assert.equal(admitLocal(counters, [a!], [1], 61_000).states[0]!.remaining, 1, "new window");
 });

@@ -10,7 +10,13 @@ import { type Context, Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
 import { StateUnavailable } from "../../state/store.ts";
 import type { Control } from "../../pipeline/control.ts";
-import { type KeyRecord, type KeyService, parseCreate, parsePatch } from "../../keys/mod.ts";
+import {
+  type KeyRecord,
+  type KeyService,
+  NO_KEY_LIMITS,
+  parseCreate,
+  parsePatch,
+} from "../../keys/mod.ts";
 import type { AppEnv } from "../context.ts";
 import { requireAdmin } from "./auth.ts";
 
@@ -34,6 +40,7 @@ export function keyView(rec: KeyRecord, now: number): Record<string, unknown> {
     allowed_models: rec.allowed_models,
     allowed_providers: rec.allowed_providers,
     budget: rec.budget,
+    limits: rec.limits ?? NO_KEY_LIMITS,
   };
 }
 
