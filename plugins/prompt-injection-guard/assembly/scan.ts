@@ -22,6 +22,22 @@ const LATIN =
 const ASCII = new StaticArray<i8>(128);
 for (let i = 0; i < 128; i++) ASCII[i] = <i8>fold(i);
 
+/** ASCII code points a base64 (standard or URL-safe) or hex blob is made of. */
+const BLOB = new StaticArray<u8>(128);
+for (let i = 0; i < 128; i++) {
+  BLOB[i] = <u8>((i >= 0x41 && i <= 0x5a) || (i >= 0x61 && i <= 0x7a) || (i >= 0x30 && i <= 0x39) ||
+    i == 0x2b || i == 0x2d || i == 0x2f || i == 0x5f);
+}
+
+/** Blobs shorter than this are not decoded (index.ts: `scanBlobs`). */
+export const BLOB_MIN: i32 = 16;
+
+/**
+ * The last `tokenize` saw a run of at least `BLOB_MIN` blob characters: only then can
+ * `scanBlobs` find anything, so ordinary prose skips that second pass.
+ */
+export let sawBlob = false;
+
 /** Map one code point: a lowercase ASCII letter/digit (or @ $), 0 = drop, -1 = separator. */
 function fold(cp: i32): i32 {
   if (cp < 0x80) {
@@ -229,8 +245,8 @@ class Pattern {
 }
 
 const patterns: Pattern[] = [];
-/** By the id of a first word: the patterns that start with it. */
-const byFirst = new Map<i32, i32[]>();
+/** By the id of a first word: the patterns that start with it (an array: ids are dense). */
+const byFirst: (i32[] | null)[] = [];
 let compiled = false;
 
 const CONTRACTIONS: string[] = [
@@ -239,8 +255,8 @@ const CONTRACTIONS: string[] = [
   "shouldnt:should not", "youre:you are", "youve:you have", "youll:you will", "im:i am",
   "ive:i have", "theyre:they are", "whats:what is", "thats:that is", "its:it is",
 ];
-/** Vocabulary id of a contraction → the ids it expands to. */
-const contractionTo = new Map<i32, i32[]>();
+/** Vocabulary id of a contraction → the ids it expands to (null for other words). */
+const contractionTo: (i32[] | null)[] = [];
 
 export function compile(): void {
   if (compiled) return;
@@ -270,8 +286,13 @@ export function compile(): void {
     const first = pat.elems[0].ids;
     for (let a = 0; a < first.length; a++) {
       const id = first[a];
-      if (!byFirst.has(id)) byFirst.set(id, []);
-      byFirst.get(id).push(index);
+      while (byFirst.length <= id) byFirst.push(null);
+      let list = byFirst[id];
+      if (list === null) {
+        list = [];
+        byFirst[id] = list;
+      }
+      list.push(index);
     }
   }
   for (let i = 0; i < CONTRACTIONS.length; i++) {
@@ -279,8 +300,12 @@ export function compile(): void {
     const words = kv[1].split(" ");
     const ids: i32[] = [];
     for (let j = 0; j < words.length; j++) ids.push(wordId(words[j]));
-    contractionTo.set(wordId(kv[0]), ids);
+    const id = wordId(kv[0]);
+    while (contractionTo.length <= id) contractionTo.push(null);
+    contractionTo[id] = ids;
   }
+  while (byFirst.length < vocabWords.length) byFirst.push(null);
+  while (contractionTo.length < vocabWords.length) contractionTo.push(null);
 }
 
 // ---- tokenising ----------------------------------------------------------------------------
@@ -308,8 +333,8 @@ function emitWord(buf: Uint8Array, start: i32, len: i32, split: bool): void {
   const id = lookup(buf, start, len);
   if (id >= 0) {
     // Contractions: "dont" → do not.
-    if (contractionTo.has(id)) {
-      const ids = contractionTo.get(id);
+    const ids = unchecked(contractionTo[id]);
+    if (ids !== null) {
       for (let j = 0; j < ids.length; j++) pushToken(unchecked(ids[j]));
     } else pushToken(id);
     return;
@@ -400,12 +425,17 @@ export function tokenize(text: Uint8Array, len: i32): void {
   tokLetters = false;
   tokOverflow = false;
   singlesLen = 0;
+  sawBlob = false;
+  let run = 0;
   let i = 0;
   while (i < len) {
     const b0 = <i32>unchecked(text[i]);
     let cp = b0;
-    if (b0 < 0x80) i++;
-    else if (b0 >= 0xf0 && i + 3 < len) {
+    if (b0 < 0x80) {
+      i++;
+      run = unchecked(BLOB[b0]) ? run + 1 : 0;
+      if (run >= BLOB_MIN) sawBlob = true;
+    } else if (b0 >= 0xf0 && i + 3 < len) {
       cp = ((b0 & 7) << 18) | ((<i32>text[i + 1] & 0x3f) << 12) |
         ((<i32>text[i + 2] & 0x3f) << 6) | (<i32>text[i + 3] & 0x3f);
       i += 4;
@@ -419,6 +449,7 @@ export function tokenize(text: Uint8Array, len: i32): void {
       cp = 0x20;
       i++;
     }
+    if (b0 >= 0x80) run = 0;
     const c = cp < 0x80 ? <i32>unchecked(ASCII[cp]) : fold(cp);
     if (c == 0) continue;
     if (c < 0) {
@@ -462,8 +493,9 @@ export function matchTokens(enabled: string[]): Pattern | null {
   const n = tokenCount;
   for (let i = 0; i < n; i++) {
     const t = unchecked(tokens[i]);
-    if (t < 0 || !byFirst.has(t)) continue;
-    const list = byFirst.get(t);
+    if (t < 0) continue;
+    const list = unchecked(byFirst[t]);
+    if (list === null) continue;
     for (let j = 0; j < list.length; j++) {
       const p = unchecked(patterns[unchecked(list[j])]);
       if (!isEnabled(enabled, p.category)) continue;
