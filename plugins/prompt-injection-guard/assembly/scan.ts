@@ -159,6 +159,9 @@ function confusable(cp: i32): i32 {
   return -1;
 }
 
+/** `leet` of each ASCII code point (a word's characters are stored already read). */
+const LEET = new StaticArray<u8>(128);
+
 function leet(c: i32): i32 {
   switch (c) {
     case 0x30: return 0x6f; // 0 o
@@ -174,6 +177,7 @@ function leet(c: i32): i32 {
   }
   return c;
 }
+for (let i = 0; i < 128; i++) LEET[i] = <u8>leet(i);
 
 // ---- vocabulary: every word of the patterns, by hash ---------------------------------------
 
@@ -182,11 +186,14 @@ const vocabSlots = new Int32Array(VOCAB_SIZE).fill(-1);
 const vocabWords: string[] = [];
 let maxWordLen: i32 = 0;
 
+const FNV_BASIS: u32 = 2166136261;
+const FNV_PRIME: u32 = 16777619;
+
 function hashBytes(buf: Uint8Array, start: i32, len: i32): u32 {
-  let h: u32 = 2166136261;
+  let h = FNV_BASIS;
   for (let i = 0; i < len; i++) {
     h ^= <u32>unchecked(buf[start + i]);
-    h *= 16777619;
+    h *= FNV_PRIME;
   }
   return h;
 }
@@ -205,7 +212,12 @@ function wordId(word: string): i32 {
 }
 
 function lookup(buf: Uint8Array, start: i32, len: i32): i32 {
-  let slot = <i32>(hashBytes(buf, start, len) & <u32>(VOCAB_SIZE - 1));
+  return lookupHashed(buf, start, len, hashBytes(buf, start, len));
+}
+
+/** `lookup` with the word's `hashBytes` already known (tokenize hashes as it reads). */
+function lookupHashed(buf: Uint8Array, start: i32, len: i32, hash: u32): i32 {
+  let slot = <i32>(hash & <u32>(VOCAB_SIZE - 1));
   while (true) {
     const id = unchecked(vocabSlots[slot]);
     if (id < 0) return UNKNOWN;
@@ -322,15 +334,33 @@ function pushToken(id: i32): void {
   }
   unchecked((tokens[tokenCount++] = id));
 }
+/** The word being read, its leetspeak already read as letters (only used when it has one). */
 const tok = new Uint8Array(256);
 let tokLen: i32 = 0;
+/** `hashBytes` of `tok`, and of `tok` but its last byte, kept as it is read. */
+let tokHash: u32 = FNV_BASIS;
+let tokPrefix: u32 = FNV_BASIS;
 let tokLetters = false;
 let tokOverflow = false;
 const singles = new Uint8Array(512);
 let singlesLen: i32 = 0;
 
 function emitWord(buf: Uint8Array, start: i32, len: i32, split: bool): void {
-  const id = lookup(buf, start, len);
+  const prefix = len > 0 ? hashBytes(buf, start, len - 1) : FNV_BASIS;
+  const hash = len > 0 ? (prefix ^ <u32>unchecked(buf[start + len - 1])) * FNV_PRIME : prefix;
+  emitHashed(buf, start, len, split, hash, prefix);
+}
+
+/** `emitWord` with the hashes of the word and of all but its last letter known. */
+function emitHashed(
+  buf: Uint8Array,
+  start: i32,
+  len: i32,
+  split: bool,
+  hash: u32,
+  prefix: u32,
+): void {
+  const id = lookupHashed(buf, start, len, hash);
   if (id >= 0) {
     // Contractions: "dont" → do not.
     const ids = unchecked(contractionTo[id]);
@@ -341,7 +371,7 @@ function emitWord(buf: Uint8Array, start: i32, len: i32, split: bool): void {
   }
   // Plurals and third persons: "rules" when only "rule" is known.
   if (len > 3 && unchecked(buf[start + len - 1]) == 0x73) {
-    const stem = lookup(buf, start, len - 1);
+    const stem = lookupHashed(buf, start, len - 1, prefix);
     if (stem >= 0) {
       pushToken(stem);
       return;
@@ -404,16 +434,16 @@ function endToken(): void {
     flushSingles();
     pushToken(UNKNOWN);
   } else {
-    for (let i = 0; i < tokLen; i++) unchecked((tok[i] = <u8>leet(<i32>unchecked(tok[i]))));
     if (tokLen == 1 && singlesLen < singles.length) {
       unchecked((singles[singlesLen++] = unchecked(tok[0])));
     } else {
       flushSingles();
       if (tokOverflow) pushToken(UNKNOWN);
-      else emitWord(tok, 0, tokLen, true);
+      else emitHashed(tok, 0, tokLen, true, tokHash, tokPrefix);
     }
   }
   tokLen = 0;
+  tokHash = FNV_BASIS;
   tokLetters = false;
   tokOverflow = false;
 }
@@ -422,6 +452,7 @@ function endToken(): void {
 export function tokenize(text: Uint8Array, len: i32): void {
   tokenCount = 0;
   tokLen = 0;
+  tokHash = FNV_BASIS;
   tokLetters = false;
   tokOverflow = false;
   singlesLen = 0;
@@ -456,8 +487,12 @@ export function tokenize(text: Uint8Array, len: i32): void {
       endToken();
       continue;
     }
-    if (tokLen < tok.length) unchecked((tok[tokLen++] = <u8>c));
-    else tokOverflow = true;
+    if (tokLen < tok.length) {
+      const l = unchecked(LEET[c]);
+      unchecked((tok[tokLen++] = l));
+      tokPrefix = tokHash;
+      tokHash = (tokHash ^ <u32>l) * FNV_PRIME;
+    } else tokOverflow = true;
     if (c >= 0x61) tokLetters = true;
   }
   endToken();
