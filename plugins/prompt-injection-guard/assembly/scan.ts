@@ -336,12 +336,6 @@ function pushToken(id: i32): void {
 }
 /** The word being read, its leetspeak already read as letters (only used when it has one). */
 const tok = new Uint8Array(256);
-let tokLen: i32 = 0;
-/** `hashBytes` of `tok`, and of `tok` but its last byte, kept as it is read. */
-let tokHash: u32 = FNV_BASIS;
-let tokPrefix: u32 = FNV_BASIS;
-let tokLetters = false;
-let tokOverflow = false;
 const singles = new Uint8Array(512);
 let singlesLen: i32 = 0;
 
@@ -426,77 +420,91 @@ function flushSingles(): void {
   singlesLen = 0;
 }
 
-function endToken(): void {
-  if (tokLen == 0) return;
+/**
+ * The end of the word in `tok[0, len)`: `hash` and `prefix` are the `hashBytes` of it and of
+ * all but its last byte; `letters`, it has a letter; `overflow`, it was longer than `tok`.
+ */
+function endToken(len: i32, letters: bool, overflow: bool, hash: u32, prefix: u32): void {
   // A lone leet digit inside spelt-out letters ("S w 1 7 c h") is a letter too.
-  if (!tokLetters && tokLen == 1 && singlesLen > 0 && leet(<i32>tok[0]) >= 0x61) tokLetters = true;
-  if (!tokLetters) {
+  if (!letters && len == 1 && singlesLen > 0 && leet(<i32>tok[0]) >= 0x61) letters = true;
+  if (!letters) {
     flushSingles();
     pushToken(UNKNOWN);
+  } else if (len == 1 && singlesLen < singles.length) {
+    unchecked((singles[singlesLen++] = unchecked(tok[0])));
   } else {
-    if (tokLen == 1 && singlesLen < singles.length) {
-      unchecked((singles[singlesLen++] = unchecked(tok[0])));
-    } else {
-      flushSingles();
-      if (tokOverflow) pushToken(UNKNOWN);
-      else emitHashed(tok, 0, tokLen, true, tokHash, tokPrefix);
-    }
+    flushSingles();
+    if (overflow) pushToken(UNKNOWN);
+    else emitHashed(tok, 0, len, true, hash, prefix);
   }
-  tokLen = 0;
-  tokHash = FNV_BASIS;
-  tokLetters = false;
-  tokOverflow = false;
 }
 
-/** Decode UTF-8 `text[0..len)` into `tokens`. */
+/**
+ * Decode UTF-8 `text[0..len)` into `tokens`. The word being read lives in locals (a word's
+ * end is the only call out), which keeps the per-byte loop to a few loads and stores.
+ */
 export function tokenize(text: Uint8Array, len: i32): void {
   tokenCount = 0;
-  tokLen = 0;
-  tokHash = FNV_BASIS;
-  tokLetters = false;
-  tokOverflow = false;
   singlesLen = 0;
-  sawBlob = false;
+  let blob = false;
   let run = 0;
+  let n = 0;
+  let hash = FNV_BASIS;
+  let prefix = FNV_BASIS;
+  let letters = false;
+  let overflow = false;
+  const src = text.dataStart;
+  const word = tok.dataStart;
+  const cap = tok.length;
   let i = 0;
   while (i < len) {
-    const b0 = <i32>unchecked(text[i]);
+    const b0 = <i32>load<u8>(src + <usize>i);
     let cp = b0;
     if (b0 < 0x80) {
       i++;
       run = unchecked(BLOB[b0]) ? run + 1 : 0;
-      if (run >= BLOB_MIN) sawBlob = true;
-    } else if (b0 >= 0xf0 && i + 3 < len) {
-      cp = ((b0 & 7) << 18) | ((<i32>text[i + 1] & 0x3f) << 12) |
-        ((<i32>text[i + 2] & 0x3f) << 6) | (<i32>text[i + 3] & 0x3f);
-      i += 4;
-    } else if (b0 >= 0xe0 && i + 2 < len) {
-      cp = ((b0 & 0xf) << 12) | ((<i32>text[i + 1] & 0x3f) << 6) | (<i32>text[i + 2] & 0x3f);
-      i += 3;
-    } else if (b0 >= 0xc0 && i + 1 < len) {
-      cp = ((b0 & 0x1f) << 6) | (<i32>text[i + 1] & 0x3f);
-      i += 2;
+      if (run >= BLOB_MIN) blob = true;
     } else {
-      cp = 0x20;
-      i++;
+      run = 0;
+      if (b0 >= 0xf0 && i + 3 < len) {
+        cp = ((b0 & 7) << 18) | ((<i32>text[i + 1] & 0x3f) << 12) |
+          ((<i32>text[i + 2] & 0x3f) << 6) | (<i32>text[i + 3] & 0x3f);
+        i += 4;
+      } else if (b0 >= 0xe0 && i + 2 < len) {
+        cp = ((b0 & 0xf) << 12) | ((<i32>text[i + 1] & 0x3f) << 6) | (<i32>text[i + 2] & 0x3f);
+        i += 3;
+      } else if (b0 >= 0xc0 && i + 1 < len) {
+        cp = ((b0 & 0x1f) << 6) | (<i32>text[i + 1] & 0x3f);
+        i += 2;
+      } else {
+        cp = 0x20;
+        i++;
+      }
     }
-    if (b0 >= 0x80) run = 0;
     const c = cp < 0x80 ? <i32>unchecked(ASCII[cp]) : fold(cp);
     if (c == 0) continue;
     if (c < 0) {
-      endToken();
+      if (n > 0) {
+        endToken(n, letters, overflow, hash, prefix);
+        n = 0;
+        hash = FNV_BASIS;
+        letters = false;
+        overflow = false;
+      }
       continue;
     }
-    if (tokLen < tok.length) {
+    if (n < cap) {
       const l = unchecked(LEET[c]);
-      unchecked((tok[tokLen++] = l));
-      tokPrefix = tokHash;
-      tokHash = (tokHash ^ <u32>l) * FNV_PRIME;
-    } else tokOverflow = true;
-    if (c >= 0x61) tokLetters = true;
+      store<u8>(word + <usize>n, l);
+      n++;
+      prefix = hash;
+      hash = (hash ^ <u32>l) * FNV_PRIME;
+    } else overflow = true;
+    if (c >= 0x61) letters = true;
   }
-  endToken();
+  if (n > 0) endToken(n, letters, overflow, hash, prefix);
   flushSingles();
+  sawBlob = blob;
 }
 
 // ---- matching ------------------------------------------------------------------------------
