@@ -19,6 +19,16 @@ export const PAGE_BYTES = 65_536;
 /** The module name the shim imports the guest's hooks from (a manifest entry name). */
 export const GUEST_MODULE = "guest";
 
+/**
+ * Pilotfish's one import beyond Extism's: `extism:host/user` `pilotfish_input_read(dst: i32,
+ * len: i32) -> i32` copies the call's input into the guest's own memory in one go (Extism's ABI
+ * reads it 8 bytes per host call). Optional; a guest that imports it must export `memory`.
+ */
+export const INPUT_READ = { module: "extism:host/user", name: "pilotfish_input_read" } as const;
+
+/** The name the shim re-exports the guest's memory under (for `INPUT_READ`). */
+export const GUEST_MEMORY_EXPORT = "pilotfish_guest_memory";
+
 export class ModuleError extends Error {
   override readonly name = "ModuleError";
 }
@@ -148,9 +158,14 @@ const NONZERO_MESSAGE = new TextEncoder().encode("hook returned a non-zero statu
 /**
  * The shim's bytes for `hooks`: imports each from `guest`, exports a wrapper of the same
  * name that returns the guest's status and, when it is non-zero and no error is set yet,
- * sets one (`error_set`), which Extism reports as a failed call.
+ * sets one (`error_set`), which Extism reports as a failed call. With `memory`, it also
+ * imports the guest's `memory` and re-exports it as `GUEST_MEMORY_EXPORT` (the only way the
+ * host reaches a linked module's memory through Extism).
  */
-export function statusShim(hooks: readonly HookName[]): Uint8Array<ArrayBuffer> {
+export function statusShim(
+  hooks: readonly HookName[],
+  memory = false,
+): Uint8Array<ArrayBuffer> {
   const enc = new TextEncoder();
   const name = (s: string) => {
     const b = enc.encode(s);
@@ -174,11 +189,16 @@ export function statusShim(hooks: readonly HookName[]): Uint8Array<ArrayBuffer> 
     [...name(env), ...name("store_u8"), 0x00, 2],
     [...name(env), ...name("error_set"), 0x00, 3],
     [...name(env), ...name("error_get"), 0x00, 4],
+    // memory, limits flag 0 and minimum 0: matches any unshared 32-bit memory.
+    ...(memory ? [[...name(GUEST_MODULE), ...name("memory"), 0x02, 0x00, 0]] : []),
   ]);
   const n = hooks.length;
   const [ALLOC, STORE_U8, ERROR_SET, ERROR_GET] = [n, n + 1, n + 2, n + 3];
   const funcs = vec(hooks.map(() => [0]));
-  const exports = vec(hooks.map((h, i) => [...name(h), 0x00, ...uleb(n + 4 + i)]));
+  const exports = vec([
+    ...hooks.map((h, i) => [...name(h), 0x00, ...uleb(n + 4 + i)]),
+    ...(memory ? [[...name(GUEST_MEMORY_EXPORT), 0x02, 0]] : []),
+  ]);
   const bodies = hooks.map((_, i) => {
     const store: number[] = [];
     NONZERO_MESSAGE.forEach((b, k) =>

@@ -18,7 +18,7 @@ export interface PluginGrants {
   readonly env: readonly string[];
 }
 
-const WORKER_FILES = ["./worker.ts", "./protocol.ts", "./binary.ts"].map((p) =>
+const WORKER_FILES = ["./worker.ts", "./instance.ts", "./protocol.ts", "./binary.ts"].map((p) =>
   new URL(p, import.meta.url)
 );
 

@@ -9,7 +9,15 @@ import { resolve } from "node:path";
 import { ConfigError } from "../config/mod.ts";
 import type { Config, WasmPluginConfig } from "../config/schema.ts";
 import type { Stage } from "../pipeline/stages.ts";
-import { capMemory, type HookName, HOOKS, ModuleError, PAGE_BYTES, statusShim } from "./binary.ts";
+import {
+  capMemory,
+  type HookName,
+  HOOKS,
+  INPUT_READ,
+  ModuleError,
+  PAGE_BYTES,
+  statusShim,
+} from "./binary.ts";
 import { createPool, type PluginPool } from "./pool.ts";
 import { wasmStage } from "./stage.ts";
 
@@ -25,6 +33,8 @@ export interface CompiledPlugin {
   readonly hooks: ReadonlySet<HookName>;
   /** It imports WASI (TinyGo guests do): WASI is on for it, with no files and no env. */
   readonly wasi: boolean;
+  /** It imports `INPUT_READ` (the shim then re-exports its memory). */
+  readonly inputRead: boolean;
   readonly maxPages: number;
 }
 
@@ -51,15 +61,20 @@ export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugi
     throw new ModuleError(`${where}: "${path}" is not a usable module: ${(err as Error).message}`);
   }
   const imports = WebAssembly.Module.imports(guest);
-  const foreign = imports.find((i) => !HOST_MODULES.has(i.module));
+  const isInputRead = (i: WebAssembly.ModuleImportDescriptor) =>
+    i.module === INPUT_READ.module && i.name === INPUT_READ.name && i.kind === "function";
+  const foreign = imports.find((i) => !HOST_MODULES.has(i.module) && !isInputRead(i));
   if (foreign) {
     throw new ModuleError(
       `${where}: imports "${foreign.module}" "${foreign.name}"; a plugin may import only extism:host/env (and WASI)`,
     );
   }
-  const exported = new Set(
-    WebAssembly.Module.exports(guest).filter((e) => e.kind === "function").map((e) => e.name),
-  );
+  const exports = WebAssembly.Module.exports(guest);
+  const exported = new Set(exports.filter((e) => e.kind === "function").map((e) => e.name));
+  const inputRead = imports.some(isInputRead);
+  if (inputRead && !exports.some((e) => e.name === "memory" && e.kind === "memory")) {
+    throw new ModuleError(`${where}: imports ${INPUT_READ.name} but exports no "memory"`);
+  }
   const available = HOOKS.filter((h) => exported.has(h));
   for (const h of cfg.hooks ?? []) {
     if (!exported.has(h)) {
@@ -73,9 +88,10 @@ export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugi
   return {
     config: cfg,
     guest,
-    shim: new WebAssembly.Module(statusShim(hooks)),
+    shim: new WebAssembly.Module(statusShim(hooks, inputRead)),
     hooks: new Set(hooks),
     wasi: imports.some((i) => i.module === "wasi_snapshot_preview1"),
+    inputRead,
     maxPages,
   };
 }
@@ -90,6 +106,7 @@ export function startPool(plugin: CompiledPlugin): PluginPool {
       guest: plugin.guest,
       shim: plugin.shim,
       wasi: plugin.wasi,
+      inputRead: plugin.inputRead,
       allowedHosts: cfg.allowed_hosts,
       config: cfg.config,
       maxPages: plugin.maxPages,

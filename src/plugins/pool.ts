@@ -149,9 +149,16 @@ export function createPool(opts: PoolOptions): PluginPool {
     ctl[CTL.inputLength] = input.length;
     Atomics.store(ctl, CTL.state, STATE.request);
     Atomics.notify(ctl, CTL.state);
-    const waited = Atomics.waitAsync(ctl, CTL.state, STATE.request, opts.timeoutMs);
-    if (waited.async) {
-      const died = new Promise<never>((_, reject) => (slot.died = reject));
+    const deadline = performance.now() + opts.timeoutMs;
+    let died: Promise<never> | undefined;
+    // A wake-up is not an answer: the worker's notify for the previous call can land after
+    // that call was read (its answer seen before the notify), waking this wait early.
+    while (Atomics.load(ctl, CTL.state) === STATE.request) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const waited = Atomics.waitAsync(ctl, CTL.state, STATE.request, left);
+      if (!waited.async) continue;
+      died ??= new Promise<never>((_, reject) => (slot.died = reject));
       await Promise.race([waited.value, died]);
     }
     if (Atomics.load(ctl, CTL.state) !== STATE.response) {

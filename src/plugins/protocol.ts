@@ -30,6 +30,8 @@ export interface WorkerInit {
   readonly shim: WebAssembly.Module;
   readonly sab: SharedArrayBuffer;
   readonly wasi: boolean;
+  /** Provide `INPUT_READ` (binary.ts) to the guest. */
+  readonly inputRead: boolean;
   readonly allowedHosts: readonly string[];
   readonly config: Readonly<Record<string, string>>;
   readonly maxPages: number;

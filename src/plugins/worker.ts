@@ -8,58 +8,27 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import createPlugin, { type Plugin } from "@extism/extism";
+import { createInstance, type GuestLog, type Instance } from "./instance.ts";
 import { CTL, DATA_OFFSET, HOOKS, RESULT, STATE, type WorkerInit } from "./protocol.ts";
 
-type ExtismLogger = NonNullable<NonNullable<Parameters<typeof createPlugin>[1]>["logger"]>;
-
-interface GuestLog {
-  level: string;
-  message: string;
-}
-
 self.onmessage = async (e: MessageEvent<WorkerInit>) => {
-  const init = e.data;
-  const logs: GuestLog[] = [];
-  const sink = (level: string) => (message: unknown) => {
-    // A guest that logs in a loop must not grow this without bound.
-    if (logs.length < 32) logs.push({ level, message: String(message).slice(0, 2048) });
-  };
-  let plugin: Plugin;
+  const { sab, ...init } = e.data;
+  let instance: Instance;
   try {
-    plugin = await createPlugin(
-      {
-        wasm: [
-          { module: init.guest, name: "guest" },
-          { module: init.shim, name: "main" },
-        ],
-      },
-      {
-        useWasi: init.wasi,
-        enableWasiOutput: false,
-        allowedPaths: {},
-        allowedHosts: [...init.allowedHosts],
-        config: { ...init.config },
-        memory: { maxPages: init.maxPages, maxHttpResponseBytes: init.maxPages * 65_536 },
-        logLevel: "info",
-        logger: {
-          trace: sink("trace"),
-          debug: sink("debug"),
-          info: sink("info"),
-          warn: sink("warn"),
-          error: sink("error"),
-        } as unknown as ExtismLogger,
-      },
-    );
+    instance = await createInstance(init);
   } catch (err) {
     self.postMessage({ type: "failed", message: err instanceof Error ? err.message : String(err) });
     return;
   }
   self.postMessage({ type: "ready" });
-  serve(plugin, init.sab, logs);
+  serve(instance, sab, instance.logs);
 };
 
-async function serve(plugin: Plugin, sab: SharedArrayBuffer, logs: GuestLog[]): Promise<never> {
+async function serve(
+  instance: Instance,
+  sab: SharedArrayBuffer,
+  logs: GuestLog[],
+): Promise<never> {
   const ctl = new Int32Array(sab, 0, CTL.length);
   const enc = new TextEncoder();
   for (;;) {
@@ -77,9 +46,8 @@ async function serve(plugin: Plugin, sab: SharedArrayBuffer, logs: GuestLog[]): 
     let result: number = RESULT.none;
     let output: Uint8Array = new Uint8Array(0);
     try {
-      const out = await plugin.call(hook, input);
-      const bytes = out?.bytes();
-      if (bytes !== undefined && bytes.length > 0) {
+      const bytes = await instance.call(hook, input);
+      if (bytes !== null && bytes.length > 0) {
         result = RESULT.output;
         output = bytes;
       }

@@ -21,6 +21,7 @@ wasm_plugins:
   assert.ok(g.read.includes("/srv/app/plugins/a.wasm"));
   assert.ok(g.read.includes("/opt/b.wasm"));
   assert.ok(g.read.some((p) => p.endsWith("/src/plugins/worker.ts")));
+  assert.ok(g.read.some((p) => p.endsWith("/src/plugins/instance.ts")));
   assert.ok(g.net.includes("api.example.com"));
   assert.ok(!without.read.some((p) => p.endsWith(".wasm") || p.endsWith("worker.ts")));
   assert.ok(!without.env.includes("EXTISM_ENABLE_WASI_OUTPUT"));

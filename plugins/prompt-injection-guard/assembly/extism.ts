@@ -2,10 +2,9 @@
 // few helpers over them (read the input, read a config value, set the output, log).
 @external("extism:host/env", "input_length")
 declare function input_length(): u64;
-@external("extism:host/env", "input_load_u64")
-declare function input_load_u64(offs: u64): u64;
-@external("extism:host/env", "input_load_u8")
-declare function input_load_u8(offs: u64): u8;
+// Pilotfish's extension (plugins/README.md): the whole input copied into our memory at once.
+@external("extism:host/user", "pilotfish_input_read")
+declare function input_read(dst: usize, len: i32): i32;
 @external("extism:host/env", "alloc")
 declare function extism_alloc(n: u64): u64;
 @external("extism:host/env", "free")
@@ -28,19 +27,14 @@ declare function log_warn(offs: u64): void;
 let inputBuf = new Uint8Array(65536);
 
 /**
- * The call's input, 8 bytes per host call (the ABI has no bulk copy), into a buffer kept
- * across calls: `[0, length)` is valid.
+ * The call's input, in one host call (Extism's own ABI reads it 8 bytes per call), into a
+ * buffer kept across calls: `[0, length)` is valid.
  */
 export function readInput(): Uint8Array {
   const n = <i32>input_length();
   if (n > inputBuf.length) inputBuf = new Uint8Array(n + (n >> 1));
-  const out = inputBuf;
-  const base = out.dataStart;
-  let i = 0;
-  for (; i + 8 <= n; i += 8) store<u64>(base + <usize>i, input_load_u64(<u64>i));
-  for (; i < n; i++) store<u8>(base + <usize>i, input_load_u8(<u64>i));
-  inputLength = n;
-  return out;
+  inputLength = input_read(inputBuf.dataStart, n);
+  return inputBuf;
 }
 
 export let inputLength: i32 = 0;

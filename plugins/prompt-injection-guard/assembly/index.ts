@@ -6,7 +6,17 @@
 //   categories  enable a subset, same format             (default: all nine)
 import { configGet, inputLength, readInput, setOutput, warn } from "./extism";
 import { roleBit, TextSink, Walker } from "./json";
-import { compile, isEnabled, matchTokens, Pattern, patternAt, patternCount, tokenize } from "./scan";
+import {
+  BLOB_MIN,
+  compile,
+  isEnabled,
+  matchTokens,
+  Pattern,
+  patternAt,
+  patternCount,
+  sawBlob,
+  tokenize,
+} from "./scan";
 
 const BLOCK_BODY =
   '{"error":{"message":"Request blocked: potential prompt injection detected","type":"invalid_request_error","code":"prompt_injection_detected"}}';
@@ -182,7 +192,7 @@ function scanBlobs(text: Uint8Array, len: i32): Finding | null {
     let end = j;
     while (end < len && unchecked(text[end]) == 0x3d) end++; // '=' padding
     const n = j - i;
-    if (n >= 16) {
+    if (n >= BLOB_MIN) {
       decoded.reset();
       if (hexOnly && n % 2 == 0) {
         for (let k = i; k + 1 < j; k += 2) {
@@ -221,7 +231,10 @@ export function pre_http(): i32 {
   const input = readInput();
   if (!walker.collect(input, inputLength, roles) || text.len == 0) return 0;
   let f = scanText(text.buf, text.len);
-  if (f === null && isEnabled(enabled, "encoding_attack")) f = scanBlobs(text.buf, text.len);
+  // `sawBlob` is from the scan's tokenising: without a long enough run there is nothing to decode.
+  if (f === null && sawBlob && isEnabled(enabled, "encoding_attack")) {
+    f = scanBlobs(text.buf, text.len);
+  }
   if (f === null) return 0;
   if (mode == "log") warn(f.log);
   setOutput(f.output);

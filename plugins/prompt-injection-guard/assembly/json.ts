@@ -13,12 +13,23 @@ export class TextSink {
   }
 
   push(b: u8): void {
-    if (this.len == this.buf.length) {
-      const next = new Uint8Array(this.buf.length * 2);
-      memory.copy(next.dataStart, this.buf.dataStart, <usize>this.len);
-      this.buf = next;
-    }
+    if (this.len == this.buf.length) this.grow(1);
     unchecked((this.buf[this.len++] = b));
+  }
+
+  /** Append `n` bytes from linear memory at `src` (a run of a JSON string, copied at once). */
+  append(src: usize, n: i32): void {
+    if (this.len + n > this.buf.length) this.grow(n);
+    memory.copy(this.buf.dataStart + <usize>this.len, src, <usize>n);
+    this.len += n;
+  }
+
+  grow(extra: i32): void {
+    let size = this.buf.length * 2;
+    while (size < this.len + extra) size *= 2;
+    const next = new Uint8Array(size);
+    memory.copy(next.dataStart, this.buf.dataStart, <usize>this.len);
+    this.buf = next;
   }
 
   pushUtf8(cp: i32): void {
@@ -243,13 +254,22 @@ export class Walker {
     this.pos++; // opening quote
     const src = this.src;
     const n = src.length;
+    const base = src.dataStart;
     while (this.pos < n) {
+      // The run up to the next quote or backslash goes in with one copy.
+      let run = this.pos;
+      while (run < n) {
+        const d = load<u8>(base + <usize>run);
+        if (d == 0x22 || d == 0x5c) break;
+        run++;
+      }
+      if (run > this.pos) {
+        sink.append(base + <usize>this.pos, run - this.pos);
+        this.pos = run;
+        if (run >= n) return;
+      }
       const c = unchecked(src[this.pos++]);
       if (c == 0x22) return;
-      if (c != 0x5c) {
-        sink.push(c);
-        continue;
-      }
       const e = this.peek();
       this.pos++;
       if (e == 0x6e || e == 0x72 || e == 0x74) sink.push(0x20);

@@ -22,6 +22,22 @@ const LATIN =
 const ASCII = new StaticArray<i8>(128);
 for (let i = 0; i < 128; i++) ASCII[i] = <i8>fold(i);
 
+/** ASCII code points a base64 (standard or URL-safe) or hex blob is made of. */
+const BLOB = new StaticArray<u8>(128);
+for (let i = 0; i < 128; i++) {
+  BLOB[i] = <u8>((i >= 0x41 && i <= 0x5a) || (i >= 0x61 && i <= 0x7a) || (i >= 0x30 && i <= 0x39) ||
+    i == 0x2b || i == 0x2d || i == 0x2f || i == 0x5f);
+}
+
+/** Blobs shorter than this are not decoded (index.ts: `scanBlobs`). */
+export const BLOB_MIN: i32 = 16;
+
+/**
+ * The last `tokenize` saw a run of at least `BLOB_MIN` blob characters: only then can
+ * `scanBlobs` find anything, so ordinary prose skips that second pass.
+ */
+export let sawBlob = false;
+
 /** Map one code point: a lowercase ASCII letter/digit (or @ $), 0 = drop, -1 = separator. */
 function fold(cp: i32): i32 {
   if (cp < 0x80) {
@@ -143,6 +159,9 @@ function confusable(cp: i32): i32 {
   return -1;
 }
 
+/** `leet` of each ASCII code point (a word's characters are stored already read). */
+const LEET = new StaticArray<u8>(128);
+
 function leet(c: i32): i32 {
   switch (c) {
     case 0x30: return 0x6f; // 0 o
@@ -158,6 +177,7 @@ function leet(c: i32): i32 {
   }
   return c;
 }
+for (let i = 0; i < 128; i++) LEET[i] = <u8>leet(i);
 
 // ---- vocabulary: every word of the patterns, by hash ---------------------------------------
 
@@ -166,11 +186,14 @@ const vocabSlots = new Int32Array(VOCAB_SIZE).fill(-1);
 const vocabWords: string[] = [];
 let maxWordLen: i32 = 0;
 
+const FNV_BASIS: u32 = 2166136261;
+const FNV_PRIME: u32 = 16777619;
+
 function hashBytes(buf: Uint8Array, start: i32, len: i32): u32 {
-  let h: u32 = 2166136261;
+  let h = FNV_BASIS;
   for (let i = 0; i < len; i++) {
     h ^= <u32>unchecked(buf[start + i]);
-    h *= 16777619;
+    h *= FNV_PRIME;
   }
   return h;
 }
@@ -189,7 +212,12 @@ function wordId(word: string): i32 {
 }
 
 function lookup(buf: Uint8Array, start: i32, len: i32): i32 {
-  let slot = <i32>(hashBytes(buf, start, len) & <u32>(VOCAB_SIZE - 1));
+  return lookupHashed(buf, start, len, hashBytes(buf, start, len));
+}
+
+/** `lookup` with the word's `hashBytes` already known (tokenize hashes as it reads). */
+function lookupHashed(buf: Uint8Array, start: i32, len: i32, hash: u32): i32 {
+  let slot = <i32>(hash & <u32>(VOCAB_SIZE - 1));
   while (true) {
     const id = unchecked(vocabSlots[slot]);
     if (id < 0) return UNKNOWN;
@@ -229,8 +257,8 @@ class Pattern {
 }
 
 const patterns: Pattern[] = [];
-/** By the id of a first word: the patterns that start with it. */
-const byFirst = new Map<i32, i32[]>();
+/** By the id of a first word: the patterns that start with it (an array: ids are dense). */
+const byFirst: (i32[] | null)[] = [];
 let compiled = false;
 
 const CONTRACTIONS: string[] = [
@@ -239,8 +267,8 @@ const CONTRACTIONS: string[] = [
   "shouldnt:should not", "youre:you are", "youve:you have", "youll:you will", "im:i am",
   "ive:i have", "theyre:they are", "whats:what is", "thats:that is", "its:it is",
 ];
-/** Vocabulary id of a contraction → the ids it expands to. */
-const contractionTo = new Map<i32, i32[]>();
+/** Vocabulary id of a contraction → the ids it expands to (null for other words). */
+const contractionTo: (i32[] | null)[] = [];
 
 export function compile(): void {
   if (compiled) return;
@@ -270,8 +298,13 @@ export function compile(): void {
     const first = pat.elems[0].ids;
     for (let a = 0; a < first.length; a++) {
       const id = first[a];
-      if (!byFirst.has(id)) byFirst.set(id, []);
-      byFirst.get(id).push(index);
+      while (byFirst.length <= id) byFirst.push(null);
+      let list = byFirst[id];
+      if (list === null) {
+        list = [];
+        byFirst[id] = list;
+      }
+      list.push(index);
     }
   }
   for (let i = 0; i < CONTRACTIONS.length; i++) {
@@ -279,8 +312,12 @@ export function compile(): void {
     const words = kv[1].split(" ");
     const ids: i32[] = [];
     for (let j = 0; j < words.length; j++) ids.push(wordId(words[j]));
-    contractionTo.set(wordId(kv[0]), ids);
+    const id = wordId(kv[0]);
+    while (contractionTo.length <= id) contractionTo.push(null);
+    contractionTo[id] = ids;
   }
+  while (byFirst.length < vocabWords.length) byFirst.push(null);
+  while (contractionTo.length < vocabWords.length) contractionTo.push(null);
 }
 
 // ---- tokenising ----------------------------------------------------------------------------
@@ -297,26 +334,38 @@ function pushToken(id: i32): void {
   }
   unchecked((tokens[tokenCount++] = id));
 }
+/** The word being read, its leetspeak already read as letters (only used when it has one). */
 const tok = new Uint8Array(256);
-let tokLen: i32 = 0;
-let tokLetters = false;
-let tokOverflow = false;
 const singles = new Uint8Array(512);
 let singlesLen: i32 = 0;
 
 function emitWord(buf: Uint8Array, start: i32, len: i32, split: bool): void {
-  const id = lookup(buf, start, len);
+  const prefix = len > 0 ? hashBytes(buf, start, len - 1) : FNV_BASIS;
+  const hash = len > 0 ? (prefix ^ <u32>unchecked(buf[start + len - 1])) * FNV_PRIME : prefix;
+  emitHashed(buf, start, len, split, hash, prefix);
+}
+
+/** `emitWord` with the hashes of the word and of all but its last letter known. */
+function emitHashed(
+  buf: Uint8Array,
+  start: i32,
+  len: i32,
+  split: bool,
+  hash: u32,
+  prefix: u32,
+): void {
+  const id = lookupHashed(buf, start, len, hash);
   if (id >= 0) {
     // Contractions: "dont" → do not.
-    if (contractionTo.has(id)) {
-      const ids = contractionTo.get(id);
+    const ids = unchecked(contractionTo[id]);
+    if (ids !== null) {
       for (let j = 0; j < ids.length; j++) pushToken(unchecked(ids[j]));
     } else pushToken(id);
     return;
   }
   // Plurals and third persons: "rules" when only "rule" is known.
   if (len > 3 && unchecked(buf[start + len - 1]) == 0x73) {
-    const stem = lookup(buf, start, len - 1);
+    const stem = lookupHashed(buf, start, len - 1, prefix);
     if (stem >= 0) {
       pushToken(stem);
       return;
@@ -371,66 +420,91 @@ function flushSingles(): void {
   singlesLen = 0;
 }
 
-function endToken(): void {
-  if (tokLen == 0) return;
+/**
+ * The end of the word in `tok[0, len)`: `hash` and `prefix` are the `hashBytes` of it and of
+ * all but its last byte; `letters`, it has a letter; `overflow`, it was longer than `tok`.
+ */
+function endToken(len: i32, letters: bool, overflow: bool, hash: u32, prefix: u32): void {
   // A lone leet digit inside spelt-out letters ("S w 1 7 c h") is a letter too.
-  if (!tokLetters && tokLen == 1 && singlesLen > 0 && leet(<i32>tok[0]) >= 0x61) tokLetters = true;
-  if (!tokLetters) {
+  if (!letters && len == 1 && singlesLen > 0 && leet(<i32>tok[0]) >= 0x61) letters = true;
+  if (!letters) {
     flushSingles();
     pushToken(UNKNOWN);
+  } else if (len == 1 && singlesLen < singles.length) {
+    unchecked((singles[singlesLen++] = unchecked(tok[0])));
   } else {
-    for (let i = 0; i < tokLen; i++) unchecked((tok[i] = <u8>leet(<i32>unchecked(tok[i]))));
-    if (tokLen == 1 && singlesLen < singles.length) {
-      unchecked((singles[singlesLen++] = unchecked(tok[0])));
-    } else {
-      flushSingles();
-      if (tokOverflow) pushToken(UNKNOWN);
-      else emitWord(tok, 0, tokLen, true);
-    }
+    flushSingles();
+    if (overflow) pushToken(UNKNOWN);
+    else emitHashed(tok, 0, len, true, hash, prefix);
   }
-  tokLen = 0;
-  tokLetters = false;
-  tokOverflow = false;
 }
 
-/** Decode UTF-8 `text[0..len)` into `tokens`. */
+/**
+ * Decode UTF-8 `text[0..len)` into `tokens`. The word being read lives in locals (a word's
+ * end is the only call out), which keeps the per-byte loop to a few loads and stores.
+ */
 export function tokenize(text: Uint8Array, len: i32): void {
   tokenCount = 0;
-  tokLen = 0;
-  tokLetters = false;
-  tokOverflow = false;
   singlesLen = 0;
+  let blob = false;
+  let run = 0;
+  let n = 0;
+  let hash = FNV_BASIS;
+  let prefix = FNV_BASIS;
+  let letters = false;
+  let overflow = false;
+  const src = text.dataStart;
+  const word = tok.dataStart;
+  const cap = tok.length;
   let i = 0;
   while (i < len) {
-    const b0 = <i32>unchecked(text[i]);
+    const b0 = <i32>load<u8>(src + <usize>i);
     let cp = b0;
-    if (b0 < 0x80) i++;
-    else if (b0 >= 0xf0 && i + 3 < len) {
-      cp = ((b0 & 7) << 18) | ((<i32>text[i + 1] & 0x3f) << 12) |
-        ((<i32>text[i + 2] & 0x3f) << 6) | (<i32>text[i + 3] & 0x3f);
-      i += 4;
-    } else if (b0 >= 0xe0 && i + 2 < len) {
-      cp = ((b0 & 0xf) << 12) | ((<i32>text[i + 1] & 0x3f) << 6) | (<i32>text[i + 2] & 0x3f);
-      i += 3;
-    } else if (b0 >= 0xc0 && i + 1 < len) {
-      cp = ((b0 & 0x1f) << 6) | (<i32>text[i + 1] & 0x3f);
-      i += 2;
-    } else {
-      cp = 0x20;
+    if (b0 < 0x80) {
       i++;
+      run = unchecked(BLOB[b0]) ? run + 1 : 0;
+      if (run >= BLOB_MIN) blob = true;
+    } else {
+      run = 0;
+      if (b0 >= 0xf0 && i + 3 < len) {
+        cp = ((b0 & 7) << 18) | ((<i32>text[i + 1] & 0x3f) << 12) |
+          ((<i32>text[i + 2] & 0x3f) << 6) | (<i32>text[i + 3] & 0x3f);
+        i += 4;
+      } else if (b0 >= 0xe0 && i + 2 < len) {
+        cp = ((b0 & 0xf) << 12) | ((<i32>text[i + 1] & 0x3f) << 6) | (<i32>text[i + 2] & 0x3f);
+        i += 3;
+      } else if (b0 >= 0xc0 && i + 1 < len) {
+        cp = ((b0 & 0x1f) << 6) | (<i32>text[i + 1] & 0x3f);
+        i += 2;
+      } else {
+        cp = 0x20;
+        i++;
+      }
     }
     const c = cp < 0x80 ? <i32>unchecked(ASCII[cp]) : fold(cp);
     if (c == 0) continue;
     if (c < 0) {
-      endToken();
+      if (n > 0) {
+        endToken(n, letters, overflow, hash, prefix);
+        n = 0;
+        hash = FNV_BASIS;
+        letters = false;
+        overflow = false;
+      }
       continue;
     }
-    if (tokLen < tok.length) unchecked((tok[tokLen++] = <u8>c));
-    else tokOverflow = true;
-    if (c >= 0x61) tokLetters = true;
+    if (n < cap) {
+      const l = unchecked(LEET[c]);
+      store<u8>(word + <usize>n, l);
+      n++;
+      prefix = hash;
+      hash = (hash ^ <u32>l) * FNV_PRIME;
+    } else overflow = true;
+    if (c >= 0x61) letters = true;
   }
-  endToken();
+  if (n > 0) endToken(n, letters, overflow, hash, prefix);
   flushSingles();
+  sawBlob = blob;
 }
 
 // ---- matching ------------------------------------------------------------------------------
@@ -462,8 +536,9 @@ export function matchTokens(enabled: string[]): Pattern | null {
   const n = tokenCount;
   for (let i = 0; i < n; i++) {
     const t = unchecked(tokens[i]);
-    if (t < 0 || !byFirst.has(t)) continue;
-    const list = byFirst.get(t);
+    if (t < 0) continue;
+    const list = unchecked(byFirst[t]);
+    if (list === null) continue;
     for (let j = 0; j < list.length; j++) {
       const p = unchecked(patterns[unchecked(list[j])]);
       if (!isEnabled(enabled, p.category)) continue;

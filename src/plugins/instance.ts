@@ -1,0 +1,89 @@
+/**
+ * One Extism instance of a compiled plugin, as a worker runs it (and `bench/wasm_calls.ts`
+ * in-thread): the guest linked behind the status shim, the sandbox options, the guest's log
+ * lines captured, and Pilotfish's `INPUT_READ` provided when the guest imports it.
+ * @module
+ */
+import createPlugin, { type Plugin } from "@extism/extism";
+import { GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
+import type { WorkerInit } from "./protocol.ts";
+
+type ExtismLogger = NonNullable<NonNullable<Parameters<typeof createPlugin>[1]>["logger"]>;
+
+export interface GuestLog {
+  level: string;
+  message: string;
+}
+
+export interface Instance {
+  /** Call `hook` with `input` (kept by reference until the call ends); null: no output. */
+  call(hook: string, input: Uint8Array): Promise<Uint8Array | null>;
+  /** The guest's log lines since the last `logs.length = 0`. */
+  readonly logs: GuestLog[];
+  close(): Promise<void>;
+}
+
+export async function createInstance(init: Omit<WorkerInit, "sab">): Promise<Instance> {
+  const logs: GuestLog[] = [];
+  const sink = (level: string) => (message: unknown) => {
+    // A guest that logs in a loop must not grow this without bound.
+    if (logs.length < 32) logs.push({ level, message: String(message).slice(0, 2048) });
+  };
+  let input: Uint8Array = new Uint8Array(0);
+  let guestMemory: WebAssembly.Memory | null = null;
+  const inputRead = (_ctx: unknown, dst: number, len: number): number => {
+    // i32 arguments arrive signed: read them as the unsigned addresses they are.
+    const at = dst >>> 0;
+    const n = Math.min(len >>> 0, input.length);
+    if (guestMemory === null || at + n > guestMemory.buffer.byteLength) {
+      throw new RangeError(`${INPUT_READ.name}: destination out of bounds`);
+    }
+    new Uint8Array(guestMemory.buffer, at, n).set(input.subarray(0, n));
+    return n;
+  };
+  const plugin: Plugin = await createPlugin(
+    {
+      wasm: [
+        { module: init.guest, name: "guest" },
+        { module: init.shim, name: "main" },
+      ],
+    },
+    {
+      useWasi: init.wasi,
+      enableWasiOutput: false,
+      allowedPaths: {},
+      allowedHosts: [...init.allowedHosts],
+      config: { ...init.config },
+      ...(init.inputRead
+        ? { functions: { [INPUT_READ.module]: { [INPUT_READ.name]: inputRead } } }
+        : {}),
+      memory: { maxPages: init.maxPages, maxHttpResponseBytes: init.maxPages * 65_536 },
+      logLevel: "info",
+      logger: {
+        trace: sink("trace"),
+        debug: sink("debug"),
+        info: sink("info"),
+        warn: sink("warn"),
+        error: sink("error"),
+      } as unknown as ExtismLogger,
+    },
+  );
+  if (init.inputRead) {
+    const exported = (await plugin.getInstance()).exports[GUEST_MEMORY_EXPORT];
+    if (!(exported instanceof WebAssembly.Memory)) throw new Error("the guest's memory is missing");
+    guestMemory = exported;
+  }
+  return {
+    logs,
+    async call(hook, bytes) {
+      input = bytes;
+      try {
+        const out = await plugin.call(hook, bytes);
+        return out?.bytes() ?? null;
+      } finally {
+        input = new Uint8Array(0);
+      }
+    },
+    close: () => plugin.close(),
+  };
+}
