@@ -135,7 +135,12 @@ export async function healthReport(rt: Runtime): Promise<HealthReport> {
       degraded_signal: cb.degraded_signal || DEFAULT_DEGRADED_SIGNAL,
     };
   }
-  const limits = rt.limits;
+  // With app keys on there is always a limiter (a key may carry limits): it is reported once a
+  // limit exists, configured or on a key that has been used.
+  const limits = rt.limits !== null &&
+      (rt.limits.rules.length > 0 || rt.limits.usage().length > 0)
+    ? rt.limits
+    : null;
   return {
     status: "healthy",
     timestamp: Math.floor(now / 1000),
