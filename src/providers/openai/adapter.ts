@@ -7,6 +7,8 @@ import {
   openAIUsageStrip,
   openAIUsageTap,
   pullThrough,
+  type SyncTransformer,
+  type UsageMeter,
 } from "../../streaming/mod.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
@@ -20,7 +22,7 @@ import type {
   ResponsesCall,
   TokenCount,
 } from "../types.ts";
-import { createResponsesUsageTap, findResponsesUsage } from "./responses.ts";
+import { findResponsesUsage, responsesUsageTap } from "./responses.ts";
 import { countChatTokens } from "./tokens.ts";
 import { classifyOpenAI } from "./classify.ts";
 import { fromOpenAIError } from "./errors.ts";
@@ -31,6 +33,31 @@ import { azureEndpoint, plainEndpoint, toOpenAIRequest } from "./request.ts";
  * Adapter for OpenAI, every OpenAI-compatible API (Groq, Mistral, vLLM, ...) and, with its
  * own endpoint layout, Azure OpenAI.
  */
+
+/**
+ * A streamed reply (SSE) as a stream outcome, its usage tapped inside the consumer's reads;
+ * null when the upstream answered with something else (an error, a JSON body).
+ */
+function streamed(
+  reply: UpstreamReply,
+  format: "openai_sse" | "responses_sse",
+  tap: (meter: UsageMeter) => SyncTransformer<Uint8Array, Uint8Array>,
+): ChatOutcome | null {
+  const res = reply.response;
+  if (!(res.headers.get("content-type") ?? "").includes("text/event-stream") || !res.body) {
+    return null;
+  }
+  reply.settle();
+  const meter = createUsageMeter();
+  return {
+    kind: "stream",
+    status: res.status,
+    format,
+    body: pullThrough(res.body, tap(meter)),
+    usage: meter.usage,
+  };
+}
+
 export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): ProviderAdapter {
   // Built once per config: the hot path only copies it.
   const baseHeaders = Object.freeze({
@@ -109,20 +136,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         : call;
       const req = toOpenAIRequest(sent, "chat/completions", model, endpoint, baseHeaders, accept);
       const reply = await execute(req, call);
-      const res = reply.response;
-      const contentType = res.headers.get("content-type") ?? "";
-      if (call.stream && contentType.includes("text/event-stream") && res.body) {
-        reply.settle();
-        const meter = createUsageMeter();
-        return {
-          kind: "stream",
-          status: res.status,
-          format: "openai_sse",
-          body: pullThrough(res.body, askUsage ? openAIUsageStrip(meter) : openAIUsageTap(meter)),
-          usage: meter.usage,
-        };
-      }
-      return relayJson(reply);
+      const tap = askUsage ? openAIUsageStrip : openAIUsageTap;
+      return (call.stream && streamed(reply, "openai_sse", tap)) || relayJson(reply);
     },
     ...(cfg.type === "openai" && cfg.keys.length > 0 && cfg.models.length === 0
       ? { discoverModels: (signal: AbortSignal) => discover(signal) }
@@ -184,19 +199,9 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       accept,
     );
     const reply = await execute(req, call);
+    const stream = call.stream && streamed(reply, "responses_sse", responsesUsageTap);
+    if (stream) return stream;
     const res = reply.response;
-    const contentType = res.headers.get("content-type") ?? "";
-    if (call.stream && contentType.includes("text/event-stream") && res.body) {
-      reply.settle();
-      const meter = createUsageMeter();
-      return {
-        kind: "stream",
-        status: res.status,
-        format: "responses_sse",
-        body: res.body.pipeThrough(createResponsesUsageTap(meter)),
-        usage: meter.usage,
-      };
-    }
     const body = await reply.bytes();
     if (!looksLikeJsonObject(body)) {
       throw new GatewayError(

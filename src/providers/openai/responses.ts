@@ -5,7 +5,7 @@
  * @module
  */
 import type { Usage } from "../types.ts";
-import { createSseTap, type UsageMeter } from "../../streaming/mod.ts";
+import { sseTap, type SyncTransformer, type UsageMeter } from "../../streaming/mod.ts";
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -42,10 +42,8 @@ export function findResponsesUsage(body: Uint8Array): Usage | null {
 const TERMINAL = /"type"\s*:\s*"response\.(completed|incomplete|failed)"/;
 
 /** Forward Responses SSE bytes untouched; the terminal event's usage goes to `meter`. */
-export function createResponsesUsageTap(
-  meter: UsageMeter,
-): TransformStream<Uint8Array, Uint8Array> {
-  return createSseTap(
+export function responsesUsageTap(meter: UsageMeter): SyncTransformer<Uint8Array, Uint8Array> {
+  return sseTap(
     (data) => {
       if (!TERMINAL.test(data)) return;
       try {
