@@ -2,7 +2,13 @@
  * Streaming: SSE framing, pass-through observation, usage taps. Web Streams only.
  * @module
  */
-export { cutRelay, observeStream, type StreamObserver, type StreamOutcome } from "./observe.ts";
+export {
+  cutRelay,
+  observeStream,
+  relayStream,
+  type StreamObserver,
+  type StreamOutcome,
+} from "./observe.ts";
 export { pullThrough, type SyncTransformer, toTransformStream } from "./pull.ts";
 export {
   createSseDataReader,

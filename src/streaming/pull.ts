@@ -5,6 +5,7 @@
  * transformer can still be used as a `TransformStream` where a pipe is wanted.
  * @module
  */
+import { relayStream } from "./observe.ts";
 
 /** A transform whose steps are synchronous; `enqueue` may be called any number of times. */
 export interface SyncTransformer<I, O> {
@@ -88,16 +89,9 @@ export function pullThrough<I, O>(
   t: SyncTransformer<I, O>,
 ): ReadableStream<O> {
   const reader = new TransformingReader(source, t);
-  const out = new ReadableStream<O>({
-    async pull(controller) {
-      direct.delete(out);
-      const result = await reader.read();
-      if (result.done) controller.close();
-      else controller.enqueue(result.value);
-    },
-    cancel: (reason) => reader.cancel(reason),
-  }, { highWaterMark: 0 });
-  direct.set(out, reader);
+  // A relay: observers and a cut attach to it instead of wrapping it (see observe.ts).
+  const out = relayStream<O>(() => reader.read(), (reason) => reader.cancel(reason));
+  direct.set(out, reader as ChunkReader<unknown>);
   return out;
 }
 

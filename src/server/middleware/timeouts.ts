@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { AppEnv } from "../../routes/mod.ts";
-import { cutRelay, observeStream } from "../../streaming/mod.ts";
+import { cutRelay, observeStream, relayStream } from "../../streaming/mod.ts";
 import type { Exchange } from "../../pipeline/exchange.ts";
 
 /**
@@ -137,56 +137,23 @@ export function streamCut(
 }
 
 /**
- * `source` until `signal` aborts; then the source is cancelled (releasing the upstream) and
- * the stream errors with the signal's reason at once, even while the consumer is not
- * pulling. A consumer that renders errors (the unified routes' `observeStream`) turns that
- * into an in-format error event; otherwise the response body is cut off.
+ * `source` until `signal` aborts; then the source is cancelled at once (releasing the
+ * upstream) and the consumer's next read fails with the signal's reason. A consumer that
+ * renders errors (the unified routes' `observeStream`) turns that into an in-format error
+ * event; otherwise the response body is cut off.
  */
 export function endAt(
   source: ReadableStream<Uint8Array>,
   signal: AbortSignal,
   onCut?: () => void,
 ): ReadableStream<Uint8Array> {
-  // A relay (the committed stream of a unified route) takes the cut itself: no extra layer.
+  // A relay (a unified route's committed stream, a passthrough body's usage sniffer) takes
+  // the cut itself; any other stream becomes one, so the access log observes it in place.
   if (cutRelay(source, signal, onCut)) return source;
   const reader = source.getReader();
-  let cut = false;
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const onAbort = () => {
-    cut = true;
-    onCut?.();
-    controller.error(signal.reason);
-    reader.cancel(signal.reason).catch(() => {});
-  };
-  const release = () => signal.removeEventListener("abort", onAbort);
-  return new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-      if (signal.aborted) onAbort();
-      else signal.addEventListener("abort", onAbort, { once: true });
-    },
-    async pull(c) {
-      let result: ReadableStreamReadResult<Uint8Array>;
-      try {
-        result = await reader.read();
-      } catch (err) {
-        release();
-        if (!cut) c.error(err);
-        return;
-      }
-      if (cut) return;
-      if (result.done) {
-        release();
-        c.close();
-      } else {
-        c.enqueue(result.value);
-      }
-    },
-    cancel(reason) {
-      release();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+  const out = relayStream(() => reader.read(), (reason) => reader.cancel(reason), source);
+  cutRelay(out, signal, onCut);
+  return out;
 }
 
 /**
