@@ -7,7 +7,7 @@
  *   deno task bench   (runs after the main table)
  */
 import { openLoop, percentile, sleep, type Target, tcpClient, warmUp } from "./load.ts";
-import { type Service, spawnService } from "./proc.ts";
+import { type Service, spawnRedis, spawnService } from "./proc.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const RATE = Number(Deno.env.get("BENCH_RATE") ?? 200);
@@ -53,16 +53,7 @@ async function main() {
   services.push(upstream);
   const upstreamPort = (JSON.parse(await upstream.firstLine) as { port: number }).port;
   const redisPort = freePort();
-  const redis = spawnService("redis", "redis-server", [
-    "--port",
-    String(redisPort),
-    "--bind",
-    "127.0.0.1",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-  ], { cwd: tmp });
+  const redis = spawnRedis(redisPort, { cwd: tmp });
   services.push(redis);
 
   const variants = [

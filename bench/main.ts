@@ -49,6 +49,7 @@ import {
   findProcess,
   sampleRss,
   type Service,
+  spawnRedis,
   spawnService,
   startUsageReader,
   type UsageReader,
@@ -539,27 +540,8 @@ async function main(): Promise<void> {
   // A Redis for features that share state (BENCH_REDIS): no persistence, stopped at the end.
   if (withRedis) {
     const redisPort = freePort();
-    const redis = new Deno.Command("redis-server", {
-      args: [
-        "--port",
-        String(redisPort),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    undo.push(async () => {
-      try {
-        redis.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await redis.status;
-    });
+    const redis = spawnRedis(redisPort);
+    undo.push(() => redis.stop());
     redisUrl = `redis://127.0.0.1:${redisPort}`;
     for (let i = 0; i < 100; i++) {
       try {

@@ -15,6 +15,20 @@ export interface Service {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** A throwaway `redis-server` on `port` (no persistence), for benches that share state. */
+export function spawnRedis(port: number, opts: { cwd?: string } = {}): Service {
+  return spawnService("redis", "redis-server", [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+  ], opts);
+}
+
 /**
  * Spawn a long-running process with both pipes drained for its whole life: Pilotfish
  * writes logs synchronously, so a full pipe would stall its event loop and the benchmark
