@@ -14,7 +14,7 @@
  */
 import { GatewayError } from "../errors.ts";
 import { relayStream } from "./observe.ts";
-import { type ChunkReader, openReader } from "./pull.ts";
+import { type ChunkReader, DONE, openReader } from "./pull.ts";
 import { createSseDataReader } from "./sse.ts";
 
 /** Schedules `fire` after `ms`; returns the cancel (the Runtime's, injectable). */
@@ -176,8 +176,6 @@ export async function gateStream<T>(
   if (held.length === 0) throw new Error("Upstream stream ended before its first chunk");
   return committed(reader, held, ended, opts);
 }
-
-const DONE: ReadableStreamReadDoneResult<never> = { done: true };
 
 /** The committed stream: `held` first, then the reader's rest, under the idle watchdog. */
 function committed<T>(

@@ -22,7 +22,8 @@ export interface ChunkReader<T> {
   cancel(reason?: unknown): Promise<void>;
 }
 
-const DONE: ReadableStreamReadDoneResult<never> = { done: true };
+/** The one "done" read result, shared (it carries no state). */
+export const DONE: ReadableStreamReadDoneResult<never> = { done: true };
 
 /** `source` read through `t`: each `read` pulls source chunks until `t` yields one. */
 class TransformingReader<I, O> implements ChunkReader<O> {
