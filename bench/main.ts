@@ -30,7 +30,11 @@
  * every request to that many bytes, e.g. 1024 or 32768 for content scanners), BENCH_CONTROL=1 (a
  * second daemon identical to the first, in the same rounds: the run's own noise floor),
  * BENCH_GO (the go command; see rig.ts: without Go the Deno generator and upstream run, with a
- * warning in the report).
+ * warning in the report), BENCH_INTERLEAVED_SECONDS (30; 0 skips) and BENCH_INTERLEAVED_BLOCKS
+ * (5): after the rounds, one open loop at BENCH_RATE in all whose requests go to the targets in
+ * turn (Go rig only), so feature-on vs feature-off p50 is measured at the same moments;
+ * BENCH_V8_FLAGS (a variant daemon run with DENO_V8_FLAGS set to that, comma-separated, e.g.
+ * `--no-memory-reducer`; with BENCH_CONFIG, the same variant has both).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -59,6 +63,7 @@ import {
   machineInfo,
   printChecks,
   printHeader,
+  printInterleaved,
   printTable,
   printVariant,
   type RoundFigures,
@@ -92,6 +97,8 @@ const settings: Settings = {
   streams: Math.floor(envNumber("BENCH_STREAMS", 1000)),
   manyChunks: Math.max(2, Math.floor(envNumber("BENCH_MANY_CHUNKS", 30))),
   pinned: Deno.env.get("BENCH_PIN") !== "0" && navigator.hardwareConcurrency >= 2,
+  interleavedSeconds: envNumber("BENCH_INTERLEAVED_SECONDS", 30),
+  interleavedBlocks: Math.max(1, Math.floor(envNumber("BENCH_INTERLEAVED_BLOCKS", 5))),
 };
 
 /** The many-streams scenario: 10 chunks a second per stream. */
@@ -108,6 +115,7 @@ const baseConfigPath = Deno.env.get("BENCH_BASE_CONFIG")?.trim() || undefined;
 const baselineRoot = Deno.env.get("BENCH_BASELINE_ROOT")?.trim() || undefined;
 const withRedis = ["1", "true", "yes"].includes(Deno.env.get("BENCH_REDIS")?.trim() ?? "");
 const withControl = ["1", "true", "yes"].includes(Deno.env.get("BENCH_CONTROL")?.trim() ?? "");
+const v8Flags = Deno.env.get("BENCH_V8_FLAGS")?.trim() || undefined;
 /** The run's redis-server (BENCH_REDIS), once started. */
 let redisUrl = "";
 
@@ -404,7 +412,7 @@ async function startPilotfish(
   name: string,
   tmp: string,
   upstreamOrigin: string,
-  opts: { stages: number; extra?: string; root?: string; tag?: string },
+  opts: { stages: number; extra?: string; root?: string; tag?: string; v8Flags?: string },
 ): Promise<Pilotfish> {
   const tag = opts.tag ?? (name === "pilotfish" ? "pf" : opts.root !== undefined ? "pfb" : "pfv");
   const port = freePort();
@@ -439,6 +447,7 @@ ${extra}`,
       cwd: opts.root ?? ROOT,
       env: {
         DENO: Deno.execPath(),
+        ...(opts.v8Flags ? { DENO_V8_FLAGS: opts.v8Flags } : {}),
         ...(opts.stages > 0 ? { PILOTFISH_BENCH_NOOP_STAGES: String(opts.stages) } : {}),
       },
     }),
@@ -563,12 +572,19 @@ async function main(): Promise<void> {
   });
   const tcp = base.tcp;
   const sock = base.sock;
-  const variant = stages > 0 || extraConfigPath !== undefined
+  const variant = stages > 0 || extraConfigPath !== undefined || v8Flags !== undefined
     ? await startPilotfish(
-      `pf ${[stages > 0 ? `+${stages} no-op stages` : "", extraConfigPath ?? ""].join(" ").trim()}`,
+      `pf ${
+        [stages > 0 ? `+${stages} no-op stages` : "", extraConfigPath ?? "", v8Flags ?? ""]
+          .join(" ").trim()
+      }`,
       tmp,
       upstreamOrigin,
-      { stages, ...(extraConfigPath !== undefined ? { extra: extraConfigPath } : {}) },
+      {
+        stages,
+        ...(extraConfigPath !== undefined ? { extra: extraConfigPath } : {}),
+        ...(v8Flags !== undefined ? { v8Flags } : {}),
+      },
     )
     : null;
   const pfPid = base.pid;
@@ -637,6 +653,33 @@ async function main(): Promise<void> {
     }
   }
 
+  // Request-by-request interleaving: the p50 differences the rounds cannot resolve.
+  const interleaved = load.interleaved && settings.interleavedSeconds > 0
+    ? all.map((m) => ({ name: m.target.name, blocks: [] as number[][] }))
+    : null;
+  if (interleaved && load.interleaved) {
+    // Every target busy just before: a daemon idle for seconds has had its heap shrunk by
+    // V8's memory reducer and is slower for a while after, which would be charged to
+    // whichever target happened to run first in the rounds.
+    for (const m of all) await load.warmUp(m.target, settings.concurrency, 0.5);
+    const block = settings.interleavedSeconds / settings.interleavedBlocks;
+    for (let b = 0; b < settings.interleavedBlocks; b++) {
+      progress(`interleaved open loop, block ${b + 1}/${settings.interleavedBlocks}`);
+      // Each block rotates the order, so no target always follows the same neighbour.
+      const order = all.map((_, i) => (i + b) % all.length);
+      const results = await load.interleaved(
+        order.map((i) => (all[i] as Measured).target),
+        settings.rate,
+        block,
+      );
+      results.forEach((r, k) => {
+        const i = order[k] as number;
+        interleaved[i]?.blocks.push(r.latencies);
+        (all[i] as Measured).errors += r.errors;
+      });
+    }
+  }
+
   if (settings.streams > 0) {
     for (const m of all) {
       progress(`${settings.streams} concurrent streams: ${m.target.name}`);
@@ -659,6 +702,7 @@ async function main(): Promise<void> {
   if (controlM) printVariant(rows[0] as Row, rowOf(tcpM), rowOf(controlM), "the noise floor");
   if (variantM) printVariant(rows[0] as Row, rowOf(tcpM), rowOf(variantM));
   if (beforeM) printVariant(rows[0] as Row, rowOf(beforeM), rowOf(tcpM));
+  if (interleaved) printInterleaved(interleaved, tcp.name, settings);
   console.log(
     "Figures: added = the target's figure minus the direct call's (the proxy's cost); " +
       "latency = non-streaming requests under an open-loop rate, all rounds pooled (sent/s " +

@@ -1,5 +1,6 @@
 // deno-lint-ignore-file no-console -- a CLI report: stdout is its whole point.
 /** Formatting of the benchmark's results. Informational only: nothing here fails a run. */
+import { percentile } from "./load.ts";
 import { readProcFile } from "./proc.ts";
 
 export interface Row {
@@ -76,6 +77,9 @@ export interface Settings {
   readonly streams: number;
   readonly manyChunks: number;
   readonly pinned: boolean;
+  /** Seconds of the interleaved open loop (0: skipped), split into this many blocks. */
+  readonly interleavedSeconds: number;
+  readonly interleavedBlocks: number;
 }
 
 export async function machineInfo(): Promise<Machine> {
@@ -406,6 +410,57 @@ function printRounds(base: Row, variant: Row): void {
     c.map((x, i) => (i === 0 ? x.padEnd(widths[i] ?? 0) : x.padStart(widths[i] ?? 0))).join("  ");
   console.log(line(head));
   for (const c of cells) console.log(line([`    ${c[0]}`, ...c.slice(1)]));
+}
+
+/** One target's latencies (ms) in each block of the interleaved open loop. */
+export interface Interleaved {
+  readonly name: string;
+  readonly blocks: readonly (readonly number[])[];
+}
+
+/**
+ * The interleaved open loop: neighbouring requests go to different targets, so a difference
+ * of medians here is not the drift between two rounds. Each variant is shown against the
+ * reference (Pilotfish) pooled and per block; a difference within the blocks' spread, or
+ * within the control daemon's, is not a result.
+ */
+export function printInterleaved(
+  list: readonly Interleaved[],
+  reference: string,
+  s: Settings,
+): void {
+  const sorted = (xs: readonly number[]) => [...xs].sort((a, b) => a - b);
+  const p50 = (xs: readonly number[]) => percentile(sorted(xs), 50);
+  const pooled = (t: Interleaved) => t.blocks.flat();
+  const direct = list.find((t) => t.name === "direct");
+  const ref = list.find((t) => t.name === reference);
+  if (!direct || !ref) return;
+  const signedUs = (v: number) => `${v >= 0 ? "+" : ""}${(v * 1000).toFixed(0)}`;
+  console.log(
+    `Interleaved open loop: ${s.rate} req/s in all, request i to target i mod ${list.length}, ` +
+      `${s.interleavedSeconds}s in ${s.interleavedBlocks} blocks (${
+        Math.round(s.interleavedSeconds * s.rate / list.length)
+      } requests per target)`,
+  );
+  const head = ["  target", "p50 ms", "added p50 us", `vs ${reference}, us`, "per block"];
+  const rows = list.map((t) => {
+    const own = p50(pooled(t));
+    const cells = [
+      `  ${t.name}`,
+      own.toFixed(3),
+      t === direct ? "" : signedUs(own - p50(pooled(direct))),
+    ];
+    if (t === direct || t === ref) return [...cells, "", ""];
+    const blocks = t.blocks.map((b, i) => signedUs(p50(b) - p50(ref.blocks[i] ?? [])));
+    return [...cells, signedUs(own - p50(pooled(ref))), blocks.join(" ")];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (c: string[]) =>
+    c.map((x, i) => (i === 0 || i === 4 ? x.padEnd(widths[i] ?? 0) : x.padStart(widths[i] ?? 0)))
+      .join("  ").trimEnd();
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+  console.log("");
 }
 
 export function printChecks(list: readonly Check[]): void {

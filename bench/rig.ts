@@ -40,6 +40,11 @@ export interface Load {
     rampSeconds: number,
   ): Promise<ManyStreamsResult>;
   warmUp(target: Target, concurrency: number, seconds: number): Promise<number>;
+  /**
+   * Go only: one open loop of `rate` req/s in all, request i to targets[i mod n]; a result
+   * per target, in their order.
+   */
+  interleaved?(targets: readonly Target[], rate: number, seconds: number): Promise<LatencyResult[]>;
   close(): Promise<void>;
   /** Go only: how late each open-loop run's schedule ran. */
   readonly lateness?: readonly Lateness[];
@@ -270,6 +275,18 @@ export function goLoad(
       const r = parseOpen(await ask({ op: "open", ...where(t), rate, seconds }));
       lateness.push({ p50: r.lateP50, p99: r.lateP99 });
       return r;
+    },
+    async interleaved(targets, rate, seconds) {
+      const answer = await ask({ op: "interleaved", targets: targets.map(where), rate, seconds });
+      const results = answer.results;
+      if (!Array.isArray(results) || results.length !== targets.length) {
+        throw new Error(`loadgen answer lacks results: ${JSON.stringify(answer).slice(0, 200)}`);
+      }
+      return results.map((r) => {
+        const parsed = parseOpen(r as Record<string, unknown>);
+        lateness.push({ p50: parsed.lateP50, p99: parsed.lateP99 });
+        return parsed;
+      });
     },
     async closedLoop(t, concurrency, seconds) {
       return parseClosed(await ask({ op: "closed", ...where(t), concurrency, seconds }));

@@ -9,6 +9,10 @@
 // warm keep-alive connections as an HTTP client would. Commands (times in the answers are µs):
 //
 //	{"op":"open","url":U,"socket":S,"rate":R,"seconds":T}     open loop, R req/s for T s
+//	{"op":"interleaved","targets":[{"url":U,"socket":S},...],"rate":R,"seconds":T}
+//	                                                          one open loop of R req/s in all,
+//	                                                          request i to target i mod n;
+//	                                                          answers {"results":[open...]}
 //	{"op":"closed","url":U,"concurrency":N,"seconds":T}       closed loop, N in flight
 //	{"op":"streams","url":U,"seconds":T}                      streams one at a time
 //	{"op":"many","url":U,"count":N,"model":M,"gap_ms":G,"ramp_seconds":R}
@@ -97,6 +101,10 @@ type command struct {
 	Model       string  `json:"model"`
 	GapMs       float64 `json:"gap_ms"`
 	RampSeconds float64 `json:"ramp_seconds"`
+	Targets     []struct {
+		URL    string `json:"url"`
+		Socket string `json:"socket"`
+	} `json:"targets"`
 }
 
 type generator struct {
@@ -325,6 +333,20 @@ func (g *generator) many(t *target, count int, model string, gapMs, ramp float64
 }
 
 func (g *generator) run(c *command) (any, error) {
+	if c.Op == "interleaved" {
+		if c.Rate <= 0 || len(c.Targets) == 0 {
+			return nil, fmt.Errorf("interleaved needs rate and targets")
+		}
+		ts := make([]*target, len(c.Targets))
+		for k, where := range c.Targets {
+			t, err := g.target(&command{URL: where.URL, Socket: where.Socket})
+			if err != nil {
+				return nil, err
+			}
+			ts[k] = t
+		}
+		return map[string][]openResult{"results": g.interleaved(ts, c.Rate, c.Seconds)}, nil
+	}
 	t, err := g.target(c)
 	if err != nil {
 		return nil, err

@@ -163,12 +163,25 @@ type openResult struct {
 // spent waiting behind a slow target (or a late generator) counts against the figure instead
 // of silently lowering the arrival rate. late_* say how late the generator itself was.
 func (g *generator) open(t *target, rate, secs float64) openResult {
-	total := max(1, int(math.Round(rate*secs)))
+	return g.interleaved([]*target{t}, rate, secs)[0]
+}
+
+// interleaved is one open loop over several targets at `rate` req/s in all: request i goes to
+// targets[i % n]. Neighbouring requests of different targets see the same moment of the
+// machine, so the difference of their medians is free of the drift that separates two runs
+// (this VM's p50 moves by tenths of a millisecond from one second to the next).
+func (g *generator) interleaved(ts []*target, rate, secs float64) []openResult {
+	n := len(ts)
+	total := max(n, int(math.Round(rate*secs)))
+	total -= total % n
 	interval := time.Duration(float64(time.Second) / rate)
-	run := &openRun{t: t, lat: make([]int64, total)}
+	runs := make([]*openRun, n)
+	for k, t := range ts {
+		runs[k] = &openRun{t: t, lat: make([]int64, total/n)}
+		runs[k].pending.Add(total / n)
+	}
 	late := make([]int64, total)
 	slots := make([]openSlot, total)
-	run.pending.Add(total)
 	runtime.LockOSThread()
 	start := time.Now()
 	last := start
@@ -177,32 +190,37 @@ func (g *generator) open(t *target, rate, secs float64) openResult {
 		sleepUntil(due)
 		last = time.Now()
 		late[i] = micros(last.Sub(due))
-		slots[i] = openSlot{run: run, i: i, due: due}
+		run := runs[i%n]
+		slots[i] = openSlot{run: run, i: i / n, due: due}
 		run.send(&slots[i])
 	}
 	runtime.UnlockOSThread()
-	run.pending.Wait()
-	ok := make([]int64, 0, total)
-	errors := 0
-	for _, v := range run.lat {
-		if v < 0 {
-			errors++
-		} else {
-			ok = append(ok, v)
-		}
-	}
-	slices.Sort(ok)
 	slices.Sort(late)
 	span := last.Sub(start).Seconds()
-	sent := float64(total)
-	if span > 0 {
-		sent = float64(total-1) / span
+	results := make([]openResult, n)
+	for k, run := range runs {
+		run.pending.Wait()
+		ok := make([]int64, 0, len(run.lat))
+		errors := 0
+		for _, v := range run.lat {
+			if v < 0 {
+				errors++
+			} else {
+				ok = append(ok, v)
+			}
+		}
+		slices.Sort(ok)
+		sent := float64(total / n)
+		if span > 0 {
+			sent = float64(total-1) / span / float64(n)
+		}
+		r := openResult{Latencies: ok, Errors: errors, SentRate: sent,
+			P50: percentile(ok, 50), P90: percentile(ok, 90), P99: percentile(ok, 99),
+			LateP50: percentile(late, 50), LateP99: percentile(late, 99)}
+		if len(ok) > 0 {
+			r.Max = ok[len(ok)-1]
+		}
+		results[k] = r
 	}
-	r := openResult{Latencies: ok, Errors: errors, SentRate: sent,
-		P50: percentile(ok, 50), P90: percentile(ok, 90), P99: percentile(ok, 99),
-		LateP50: percentile(late, 50), LateP99: percentile(late, 99)}
-	if len(ok) > 0 {
-		r.Max = ok[len(ok)-1]
-	}
-	return r
+	return results
 }
