@@ -15,6 +15,7 @@ import { noUsage } from "../streaming/mod.ts";
 import { cacheKey, type CachePolicy, skipReason } from "./key.ts";
 import { replayChunks } from "./replay.ts";
 import type { CacheBackend } from "./store.ts";
+import { HeldSlot } from "../slot.ts";
 
 /** What is stored: the canonical answer and who gave it. */
 export interface CachedAnswer {
@@ -36,9 +37,9 @@ export const BUTTER_CACHE_HEADER = "x-butter-cache";
 export function createCacheStage(deps: CacheStageDeps): Stage {
   const { policy, backend, ttlMs } = deps;
   /** The key of each exchange that missed: its answer is stored under it. */
-  const keys = new WeakMap<Exchange, string>();
+  const keys = new HeldSlot<string>("cacheKey");
   /** Streams being assembled for storage (`cache.streaming`). */
-  const streams = new WeakMap<Exchange, StreamAssembly>();
+  const streams = new HeldSlot<StreamAssembly>("cacheStream");
 
   const store = (ex: Exchange, key: string, body: Record<string, unknown>) => {
     const value: CachedAnswer = { provider: ex.provider ?? "", model: ex.model ?? "", body };

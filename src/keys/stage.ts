@@ -16,6 +16,7 @@ import type { PreHttpResult, PreLlmResult, Stage } from "../pipeline/stages.ts";
 import { periodClock, toMicros } from "./key.ts";
 import type { Identity, KeyService, Refusal } from "./service.ts";
 import type { KeyRecord } from "./types.ts";
+import { HeldSlot } from "../slot.ts";
 
 export interface AppKeyStage extends Stage {
   /** The `request_end` listener: counts the request against its key. */
@@ -27,8 +28,8 @@ export function createAppKeyStage(
   now: () => number,
   dispose: () => Promise<void>,
 ): AppKeyStage {
-  // The key of each exchange still in flight (weak: an exchange that never ends leaks nothing).
-  const keyOf = new WeakMap<Exchange, KeyRecord>();
+  // The key of each exchange still in flight (on the exchange: one that never ends leaks nothing).
+  const keyOf = new HeldSlot<KeyRecord>("appKey");
   const periods = periodClock();
 
   const admit = (ex: Exchange, id: Identity): PreHttpResult => {

@@ -152,6 +152,12 @@ export interface Exchange {
   rateLimit: RateLimitFacts | null;
   /** Stage metadata (WASM plugins' `metadata`): seen by later stages, written to the access log. */
   metadata: Record<string, string>;
+  /**
+   * Capabilities' private state for this request, in `Slot`s (src/slot.ts):
+   * `slot.get(ex.slots)`. Not WeakMaps keyed by the exchange: those keep every request
+   * alive through minor GCs.
+   */
+  readonly slots: object;
 }
 
 export interface ExchangeInit {
@@ -201,6 +207,7 @@ class RequestExchange implements Exchange {
   ended = false;
   rateLimit: RateLimitFacts | null = null;
   metadata: Record<string, string> = {};
+  readonly slots: object = {};
   #trace: TraceContext | null = null;
 
   constructor(init: ExchangeInit) {

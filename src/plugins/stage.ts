@@ -32,9 +32,10 @@ import {
 } from "./abi.ts";
 import type { HookName } from "./binary.ts";
 import type { PluginPool } from "./pool.ts";
+import { HeldSlot } from "../slot.ts";
 
 /** Per exchange, the response headers plugins asked for (added at `post_http`). */
-const ADDED_HEADERS = new WeakMap<Exchange, Record<string, string>>();
+const ADDED_HEADERS = new HeldSlot<Record<string, string>>("pluginHeaders");
 
 export function wasmStage(
   cfg: WasmPluginConfig,

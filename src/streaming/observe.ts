@@ -1,5 +1,6 @@
 import { GatewayError } from "../errors.ts";
 import { StreamIdleTimeout } from "./gate.ts";
+import { Slot } from "../slot.ts";
 
 /**
  * How a stream really ended, for the access log:
@@ -36,7 +37,7 @@ interface Ending {
  * an in-format error event). An observer wrapping such a stream — the access log wraps the
  * route's body — reads the real outcome here instead of seeing a plain `complete`.
  */
-const renderedEndings = new WeakMap<ReadableStream<unknown>, Ending>();
+const renderedEndings = new Slot<ReadableStream<unknown>, Ending>("renderedEnding");
 
 /** What a source failure means: an error the stream reported, or a broken connection. */
 export function failureOutcome(error: unknown): "upstream_cut" | "error" | "idle_timeout" {
@@ -61,7 +62,7 @@ interface Relay {
  * per chunk, and an SSE answer is observed by up to three layers (the route's error
  * rendering, the write timeout, the access log), so a relayed chunk passes one hop, not four.
  */
-const relays = new WeakMap<ReadableStream<unknown>, Relay>();
+const relays = new Slot<ReadableStream<unknown>, Relay>("relay");
 
 /**
  * Wrap a byte stream so a consumer pulls through it one chunk at a time (no extra

@@ -6,6 +6,7 @@
  * @module
  */
 import { relayStream } from "./observe.ts";
+import { Slot } from "../slot.ts";
 
 /** A transform whose steps are synchronous; `enqueue` may be called any number of times. */
 export interface SyncTransformer<I, O> {
@@ -77,7 +78,7 @@ class TransformingReader<I, O> implements ChunkReader<O> {
 }
 
 /** Streams from `pullThrough` that no one has read yet, and the reader behind each. */
-const direct = new WeakMap<ReadableStream<unknown>, ChunkReader<unknown>>();
+const direct = new Slot<ReadableStream<unknown>, ChunkReader<unknown>>("direct");
 
 /**
  * `source` through `t`, pulled one source chunk at a time (no buffering beyond what a

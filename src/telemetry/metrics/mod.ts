@@ -17,7 +17,6 @@ import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { Runtime } from "../../runtime.ts";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
-import type { Exchange } from "../../pipeline/exchange.ts";
 import {
   errorType,
   knownModels,
@@ -27,6 +26,7 @@ import {
   requestedModel,
 } from "../labels.ts";
 import { type BoundHistogram, type BoundSum, Registry } from "./aggregate.ts";
+import { HeldSlot } from "../../slot.ts";
 
 /** Collects only when asked (a scrape); no timer, no push. */
 class ScrapeReader extends MetricReader {
@@ -239,7 +239,7 @@ export function createMetrics(serviceName: string): Metrics {
     if (fleet !== null) observe(fleet ? 1 : 0, { link: "fleet" });
   });
 
-  const streaming = new WeakSet<Exchange>();
+  const streaming = new HeldSlot<true>("streaming");
   const reasons = new Set<string>();
   const reasonLabel = (reason: string) => {
     if (reason === "") return OTHER;
@@ -368,7 +368,7 @@ export function createMetrics(serviceName: string): Metrics {
               }),
             )).record(e.ms / 1000);
             if (!streaming.has(e.exchange) && !e.exchange.ended) {
-              streaming.add(e.exchange);
+              streaming.set(e.exchange, true);
               activeStreams.add(1);
             }
             return;

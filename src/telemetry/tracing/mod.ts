@@ -24,11 +24,11 @@ import { BatchSpanProcessor } from "@opentelemetry/sdk-trace";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
-import type { Exchange } from "../../pipeline/exchange.ts";
 import type { AttemptRecord, Target } from "../../routing/mod.ts";
 import type { Usage } from "../../providers/types.ts";
 import { errorType, operationName, requestedModel } from "../labels.ts";
 import { LeanSpan, type SpanSink } from "./span.ts";
+import { HeldSlot } from "../../slot.ts";
 
 export interface TracingSettings {
   /** The OTLP/HTTP traces URL (`…/v1/traces`). */
@@ -94,7 +94,7 @@ export function createTracing(settings: TracingSettings): Tracing {
     resource: resourceFromAttributes({ "service.name": settings.serviceName }),
     scope: { name: "pilotfish" },
   };
-  const open = new WeakMap<Exchange, ExchangeSpans>();
+  const open = new HeldSlot<ExchangeSpans>("spans");
 
   /** The span of `record`: the first of its target's not ended yet, in start order. */
   const claim = (spans: ExchangeSpans, record: AttemptRecord): AttemptSpan | undefined =>
