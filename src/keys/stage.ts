@@ -18,6 +18,9 @@ import type { Identity, KeyService, Refusal } from "./service.ts";
 import type { KeyRecord } from "./types.ts";
 import { HeldSlot } from "../slot.ts";
 
+/** `Authorization: Bearer pf_…`. */
+const PF_BEARER = /^Bearer\s+pf_/i;
+
 export interface AppKeyStage extends Stage {
   /** The `request_end` listener: counts the request against its key. */
   onRequestEnd(event: EventOf<"request_end">): void;
@@ -37,8 +40,13 @@ export function createAppKeyStage(
     if (id.kind === "refused") return refuse(ex, id.refusal);
     keyOf.set(ex, id.record);
     ex.principal.appKey = id.record.id;
-    // A key in its own header goes no further (a `pf_` bearer is never forwarded anyway).
-    if (id.header !== "authorization" || id.record.source === "config") {
+    // A key in its own header goes no further. A `pf_` bearer is never forwarded anyway (the
+    // forwarding code drops it), so only a config key of another shape (Butter's static keys
+    // may be any string) has to be taken out of `Authorization`.
+    if (
+      id.header !== "authorization" ||
+      (id.record.source === "config" && !PF_BEARER.test(ex.headers.get("authorization") ?? ""))
+    ) {
       // What a headers rewrite does (`ex.headers` replaced by a copy), done here: the chain
       // would copy our copy again through `new Headers(headers)`, whose WebIDL sequence
       // conversion costs several times the forEach + append below.

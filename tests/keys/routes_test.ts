@@ -188,3 +188,43 @@ Deno.test("admin key routes: 403 while admin_token is unset, 409 while app keys 
     await noKeys.close();
   }
 });
+
+Deno.test("a config key in Authorization never reaches a provider that forwards the client's credential", async (t) => {
+  const openai = startFakeUpstream();
+  // No keys: the client's own Authorization would be forwarded, unless it is an app key.
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${openai.url}/v1" }
+app_keys:
+  require_key: true
+  persistence: { enabled: false }
+  keys:
+    - { key: pf_config_static_key_0001, name: pf-shaped }
+    - { key: butter-style-static-key, name: any-shape }
+`);
+  try {
+    for (const key of ["pf_config_static_key_0001", "butter-style-static-key"]) {
+      await t.step(key, async () => {
+        for (const path of ["/v1/chat/completions", "/openai/v1/chat/completions"]) {
+          const res = await gw.request(path, {
+            method: "POST",
+            headers: bearer(key),
+            body: JSON.stringify({
+              model: "openai/gpt-4o",
+              messages: [{ role: "user", content: "hi" }],
+            }),
+          });
+          assert.equal(res.status, 200, path);
+          await res.body?.cancel();
+          const seen = openai.requests.at(-1)!;
+          for (const [, v] of seen.headers) {
+            assert.ok(!v.includes(key), `${path}: the key was forwarded`);
+          }
+        }
+      });
+    }
+  } finally {
+    await gw.close();
+    await openai.close();
+  }
+});
