@@ -4,10 +4,10 @@
  * Not a WeakMap: V8's scavenger treats every WeakMap and WeakSet entry as live until the
  * next full collection, so an entry keyed by a request-scoped object keeps the key, the
  * value and all they reach alive through every minor GC. A per-request WeakMap therefore
- * promotes each request's objects to the old generation (measured: ~8 KB per request at
- * light load), which makes scavenges copy them, grows the old generation between full
- * collections and keeps touching fresh pages. A symbol-keyed property on the object dies
- * with it in the next scavenge.
+ * promotes each request's objects to the old generation, which makes scavenges copy them
+ * and grows the old generation between full collections (200k young keys with 0.5 KB
+ * values: a scavenge went from 0.05 ms freeing all of it to 14-16 ms freeing none). A
+ * symbol-keyed property on the object dies with it in the next scavenge.
  * @module
  */
 
