@@ -21,7 +21,7 @@ import { readLines } from "./proc.ts";
 const BENCH = new URL("./", import.meta.url);
 
 /** Everything a Go build reads: a change to any of these is a new binary. */
-const GO_SOURCES = ["go.mod", "loadgen", "upstream_go"];
+const GO_SOURCES = ["go.mod", "internal/h1", "loadgen", "upstream_go"];
 
 /** The load generator's side of the bench: what load.ts offers, whichever program runs it. */
 export interface Load {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"pilotfish/bench/internal/h1"
 	"strconv"
 	"sync"
 	"time"
@@ -186,44 +187,18 @@ func readResponse(c *conn, onBody bodyFunc) (int, bool, error) {
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
 		return 0, false, errMalformed
 	}
-	keep := line[7] == '1'
 	status, err := strconv.Atoi(string(line[9:12]))
 	if err != nil {
 		return 0, false, errMalformed
 	}
-	length := int64(-1)
-	chunked := false
-	for {
-		line, err = r.ReadSlice('\n')
-		if err != nil {
-			return 0, false, err
+	f := h1.Framing{Length: -1, Keep: line[7] == '1'}
+	if err := f.ReadHeaders(r, nil); err != nil {
+		if err == h1.ErrMalformed {
+			err = errMalformed
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			return 0, false, errMalformed
-		}
-		name := line[:colon]
-		value := bytes.TrimSpace(line[colon+1:])
-		switch {
-		case bytes.EqualFold(name, []byte("content-length")):
-			length, err = strconv.ParseInt(string(value), 10, 64)
-			if err != nil {
-				return 0, false, errMalformed
-			}
-		case bytes.EqualFold(name, []byte("transfer-encoding")):
-			chunked = bytes.Contains(bytes.ToLower(value), []byte("chunked"))
-		case bytes.EqualFold(name, []byte("connection")):
-			if bytes.EqualFold(value, []byte("close")) {
-				keep = false
-			} else if bytes.EqualFold(value, []byte("keep-alive")) {
-				keep = true
-			}
-		}
+		return 0, false, err
 	}
+	keep, length, chunked := f.Keep, f.Length, f.Chunked
 	if status == 204 || status == 304 || (status >= 100 && status < 200) {
 		return status, keep, nil
 	}

@@ -22,6 +22,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"pilotfish/bench/internal/h1"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -134,42 +135,20 @@ func readRequest(r *bufio.Reader, c net.Conn) (request, bool, error) {
 		return request{}, false, errBadRequest
 	}
 	req := request{method: parts[0], path: parts[1]}
-	keep := parts[2] == "HTTP/1.1"
-	length := 0
-	chunked := false
-	for {
-		line, err = r.ReadSlice('\n')
-		if err != nil {
-			return req, false, err
+	f := h1.Framing{Length: -1, Keep: parts[2] == "HTTP/1.1"}
+	err = f.ReadHeaders(r, func(name, value []byte) {
+		if bytes.EqualFold(name, []byte("expect")) && bytes.EqualFold(value, []byte("100-continue")) {
+			c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			break
+	})
+	if err != nil {
+		if err == h1.ErrMalformed {
+			err = errBadRequest
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			return req, false, errBadRequest
-		}
-		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
-		switch {
-		case bytes.EqualFold(name, []byte("content-length")):
-			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
-				return req, false, errBadRequest
-			}
-		case bytes.EqualFold(name, []byte("transfer-encoding")):
-			chunked = bytes.Contains(bytes.ToLower(value), []byte("chunked"))
-		case bytes.EqualFold(name, []byte("connection")):
-			if bytes.EqualFold(value, []byte("close")) {
-				keep = false
-			} else if bytes.EqualFold(value, []byte("keep-alive")) {
-				keep = true
-			}
-		case bytes.EqualFold(name, []byte("expect")):
-			if bytes.EqualFold(value, []byte("100-continue")) {
-				c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
-			}
-		}
+		return req, false, err
 	}
+	keep, chunked := f.Keep, f.Chunked
+	length := max(f.Length, 0)
 	if !chunked {
 		req.data = make([]byte, length)
 		_, err = io.ReadFull(r, req.data)
