@@ -24,8 +24,9 @@
  * the bench's temporary directory), BENCH_BASELINE_ROOT (another checkout, e.g.
  * `git worktree add /tmp/before <commit>`, whose daemon runs in the same rounds), BENCH_AUTH
  * (the bearer every request sends, default `sk-bench`: e.g. the app key of
- * bench/configs/keys.yaml), BENCH_BASE_CONFIG (a fragment for the baseline daemon, e.g. a feature
- * that is on by default turned off), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
+ * bench/configs/keys.yaml), BENCH_BASE_CONFIG (a fragment for the baseline daemon, the control and
+ * the BENCH_BASELINE_ROOT one, e.g. a feature that is on by default turned off, or a plugin whose
+ * cost before and after a change is the question), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
  * in place of `{{REDIS}}` in a BENCH_CONFIG fragment), BENCH_PROMPT_BYTES (pad the user prompt of
  * every request to that many bytes, e.g. 1024 or 32768 for content scanners), BENCH_CONTROL=1 (a
  * second daemon identical to the first, in the same rounds: the run's own noise floor),
@@ -594,7 +595,11 @@ async function main(): Promise<void> {
     `pf @${baselineRoot}`,
     tmp,
     upstreamOrigin,
-    { stages: 0, root: baselineRoot },
+    {
+      stages: 0,
+      root: baselineRoot,
+      ...(baseConfigPath !== undefined ? { extra: baseConfigPath } : {}),
+    },
   );
   // BENCH_CONTROL=1: a daemon identical to the first, so the run states its own noise floor.
   const control = !withControl ? null : await startPilotfish("pf control", tmp, upstreamOrigin, {
