@@ -1,9 +1,10 @@
 // deno-lint-ignore-file no-console -- a CLI: the report goes to stdout.
 /**
  * Where a WASM plugin call's time goes: the same guest called (a) in this thread through
- * Extism directly (no timeout possible), (b) through the gateway's pool (a worker per
- * instance, SharedArrayBuffer handshake; what the daemon does), for the no-op example and
- * the prompt-injection guard, at a 1 KB and a 32 KB prompt. Per-call µs, median of rounds:
+ * Extism directly, unmetered (no way to stop it), (b) as the daemon calls it (`runner.ts`:
+ * the metered guest on this thread), (c) through a worker pool (a worker per instance,
+ * SharedArrayBuffer handshake; where calls that spend their fuel go), for the no-op example
+ * and the prompt-injection guard, at a 1 KB and a 32 KB prompt. Per-call µs, median of rounds:
  * wall time, and in brackets the process's CPU time (all threads), steadier on a busy machine.
  *   deno run --allow-read --allow-env bench/wasm_calls.ts
  * @module
@@ -11,7 +12,7 @@
 import { cpuUsage } from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseConfigText } from "../src/config/mod.ts";
-import { compilePlugin, type PluginPool, startPool } from "../src/plugins/mod.ts";
+import { compilePlugin, createPool, type PluginPool, startPool } from "../src/plugins/mod.ts";
 import type { HookName } from "../src/plugins/binary.ts";
 import { createInstance } from "../src/plugins/instance.ts";
 
@@ -50,7 +51,9 @@ const plugins: [string, HookName][] = [["example", "pre_llm"], [
   "prompt-injection-guard",
   "pre_http",
 ]];
-console.log("plugin                   prompt   in-thread µs (CPU)   pool (worker) µs (CPU)");
+console.log(
+  "plugin                   prompt   unmetered µs (CPU)   daemon (metered) µs (CPU)   worker µs (CPU)",
+);
 for (const [name, hook] of plugins) {
   const path = fileURLToPath(new URL(`../plugins/${name}/plugin.wasm`, import.meta.url));
   const { config } = parseConfigText(
@@ -69,17 +72,36 @@ for (const [name, hook] of plugins) {
     config: {},
     maxPages: compiled.maxPages,
   });
-  const pool: PluginPool = startPool(compiled);
-  await pool.ready;
+  const runner: PluginPool = startPool(compiled);
+  const pool: PluginPool = createPool({
+    size: 1,
+    timeoutMs: 10_000,
+    init: {
+      guest: compiled.guest,
+      shim: compiled.shim,
+      wasi: compiled.wasi,
+      inputRead: compiled.inputRead,
+      allowedHosts: [],
+      config: {},
+      maxPages: compiled.maxPages,
+    },
+  });
+  await Promise.all([runner.ready, pool.ready]);
   for (const bytes of [1024, 32768]) {
     const data = input(bytes);
     const a = await time(() => inline.call(hook, data));
+    const r = await time(() => runner.call(hook, data));
     const b = await time(() => pool.call(hook, data));
     const f = ([wall, cpu]: [number, number]) =>
       `${wall.toFixed(1).padStart(8)} (${cpu.toFixed(1).padStart(7)})`;
-    console.log(`${name.padEnd(24)} ${String(bytes).padStart(6)}   ${f(a)}   ${f(b).padStart(22)}`);
+    console.log(
+      `${name.padEnd(24)} ${String(bytes).padStart(6)}   ${f(a)}   ${f(r).padStart(25)}   ${
+        f(b).padStart(15)
+      }`,
+    );
   }
   await inline.close();
+  runner.close();
   pool.close();
 }
 // Terminated workers can keep the event loop alive a while: exit once the table is out.

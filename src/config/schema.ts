@@ -622,7 +622,7 @@ const wasmPluginSchema = strictObject({
     [],
   ),
   expose_credentials: opt(bool(), false),
-  /** Instances run in parallel at most (each in its own worker thread). */
+  /** Worker instances at most (each in its own thread), for calls that spend their fuel. */
   instances: opt(int(1, 64), 2),
 });
 

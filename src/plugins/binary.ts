@@ -9,6 +9,7 @@
  * status is non-zero and the guest set no error itself, sets one. The guest runs unchanged.
  * @module
  */
+import { FUEL_EXPORT } from "./meter.ts";
 
 /** Hooks a guest may export, in Butter's ABI (`() -> i32`). */
 export const HOOKS = ["pre_http", "pre_llm", "post_llm", "post_http", "stream_chunk"] as const;
@@ -160,11 +161,13 @@ const NONZERO_MESSAGE = new TextEncoder().encode("hook returned a non-zero statu
  * name that returns the guest's status and, when it is non-zero and no error is set yet,
  * sets one (`error_set`), which Extism reports as a failed call. With `memory`, it also
  * imports the guest's `memory` and re-exports it as `GUEST_MEMORY_EXPORT` (the only way the
- * host reaches a linked module's memory through Extism).
+ * host reaches a linked module's memory through Extism); with `fuel`, a metered guest's fuel
+ * global (`meter.ts`) the same way.
  */
 export function statusShim(
   hooks: readonly HookName[],
   memory = false,
+  fuel = false,
 ): Uint8Array<ArrayBuffer> {
   const enc = new TextEncoder();
   const name = (s: string) => {
@@ -191,6 +194,8 @@ export function statusShim(
     [...name(env), ...name("error_get"), 0x00, 4],
     // memory, limits flag 0 and minimum 0: matches any unshared 32-bit memory.
     ...(memory ? [[...name(GUEST_MODULE), ...name("memory"), 0x02, 0x00, 0]] : []),
+    // A metered guest's fuel (meter.ts), a mutable i32.
+    ...(fuel ? [[...name(GUEST_MODULE), ...name(FUEL_EXPORT), 0x03, I32, 0x01]] : []),
   ]);
   const n = hooks.length;
   const [ALLOC, STORE_U8, ERROR_SET, ERROR_GET] = [n, n + 1, n + 2, n + 3];
@@ -198,6 +203,7 @@ export function statusShim(
   const exports = vec([
     ...hooks.map((h, i) => [...name(h), 0x00, ...uleb(n + 4 + i)]),
     ...(memory ? [[...name(GUEST_MEMORY_EXPORT), 0x02, 0]] : []),
+    ...(fuel ? [[...name(FUEL_EXPORT), 0x03, 0]] : []),
   ]);
   const bodies = hooks.map((_, i) => {
     const store: number[] = [];

@@ -1,11 +1,13 @@
 /**
- * One Extism instance of a compiled plugin, as a worker runs it (and `bench/wasm_calls.ts`
- * in-thread): the guest linked behind the status shim, the sandbox options, the guest's log
- * lines captured, and Pilotfish's `INPUT_READ` provided when the guest imports it.
+ * One Extism instance of a compiled plugin, as a worker runs it (and `runner.ts` on the
+ * daemon's thread, with the metered guest): the guest linked behind the status shim, the
+ * sandbox options, the guest's log lines captured, Pilotfish's `INPUT_READ` provided when the
+ * guest imports it, and the fuel of a metered guest.
  * @module
  */
 import createPlugin, { type Plugin } from "@extism/extism";
 import { GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
+import { FUEL_EXPORT } from "./meter.ts";
 import type { WorkerInit } from "./protocol.ts";
 
 type ExtismLogger = NonNullable<NonNullable<Parameters<typeof createPlugin>[1]>["logger"]>;
@@ -20,10 +22,16 @@ export interface Instance {
   call(hook: string, input: Uint8Array): Promise<Uint8Array | null>;
   /** The guest's log lines since the last `logs.length = 0`. */
   readonly logs: GuestLog[];
+  /** A metered guest's fuel (`meter.ts`): set before a call; below zero after it, spent. */
+  readonly fuel: WebAssembly.Global | null;
   close(): Promise<void>;
 }
 
-export async function createInstance(init: Omit<WorkerInit, "sab">): Promise<Instance> {
+/** `metered`: the guest is metered and the shim re-exports its fuel. */
+export async function createInstance(
+  init: Omit<WorkerInit, "sab">,
+  metered = false,
+): Promise<Instance> {
   const logs: GuestLog[] = [];
   const sink = (level: string) => (message: unknown) => {
     // A guest that logs in a loop must not grow this without bound.
@@ -68,13 +76,19 @@ export async function createInstance(init: Omit<WorkerInit, "sab">): Promise<Ins
       } as unknown as ExtismLogger,
     },
   );
+  const exports = init.inputRead || metered ? (await plugin.getInstance()).exports : {};
   if (init.inputRead) {
-    const exported = (await plugin.getInstance()).exports[GUEST_MEMORY_EXPORT];
+    const exported = exports[GUEST_MEMORY_EXPORT];
     if (!(exported instanceof WebAssembly.Memory)) throw new Error("the guest's memory is missing");
     guestMemory = exported;
   }
+  const fuel = exports[FUEL_EXPORT];
+  if (metered && !(fuel instanceof WebAssembly.Global)) {
+    throw new Error("the guest's fuel is missing");
+  }
   return {
     logs,
+    fuel: fuel instanceof WebAssembly.Global ? fuel : null,
     async call(hook, bytes) {
       input = bytes;
       try {

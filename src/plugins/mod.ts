@@ -18,7 +18,9 @@ import {
   PAGE_BYTES,
   statusShim,
 } from "./binary.ts";
-import { createPool, type PluginPool } from "./pool.ts";
+import { meter } from "./meter.ts";
+import type { PluginPool } from "./pool.ts";
+import { createRunner, FUEL, type Metered } from "./runner.ts";
 import { wasmStage } from "./stage.ts";
 
 export { type HookName, HOOKS } from "./binary.ts";
@@ -28,6 +30,8 @@ export { type CallResult, createPool, type PluginPool, PluginTimeout } from "./p
 export interface CompiledPlugin {
   readonly config: WasmPluginConfig;
   readonly guest: WebAssembly.Module;
+  /** The guest metered to run on the daemon's thread (`runner.ts`); null: workers only. */
+  readonly metered: Metered | null;
   readonly shim: WebAssembly.Module;
   /** Hooks it exports, narrowed by `hooks`. */
   readonly hooks: ReadonlySet<HookName>;
@@ -55,8 +59,10 @@ export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugi
   }
   const maxPages = Math.max(1, Math.floor(cfg.max_memory / PAGE_BYTES));
   let guest: WebAssembly.Module;
+  let capped: Uint8Array<ArrayBuffer>;
   try {
-    guest = new WebAssembly.Module(capMemory(bytes, maxPages));
+    capped = capMemory(bytes, maxPages);
+    guest = new WebAssembly.Module(capped);
   } catch (err) {
     throw new ModuleError(`${where}: "${path}" is not a usable module: ${(err as Error).message}`);
   }
@@ -88,6 +94,10 @@ export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugi
   return {
     config: cfg,
     guest,
+    // HTTP calls suspend the guest (JSPI) on the daemon's thread: they run in workers.
+    metered: imports.some((i) => i.module === "extism:host/env" && i.name.startsWith("http_"))
+      ? null
+      : metered(capped, hooks, inputRead),
     shim: new WebAssembly.Module(statusShim(hooks, inputRead)),
     hooks: new Set(hooks),
     wasi: imports.some((i) => i.module === "wasi_snapshot_preview1"),
@@ -96,10 +106,20 @@ export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugi
   };
 }
 
-/** Start the instance pool of a compiled plugin. */
+function metered(bytes: Uint8Array, hooks: HookName[], inputRead: boolean): Metered | null {
+  const guest = meter(bytes, FUEL);
+  if (guest === null) return null;
+  return {
+    guest: new WebAssembly.Module(guest),
+    shim: new WebAssembly.Module(statusShim(hooks, inputRead, true)),
+  };
+}
+
+/** Start what runs a compiled plugin's calls (its thread slice and its worker pool). */
 export function startPool(plugin: CompiledPlugin): PluginPool {
   const cfg = plugin.config;
-  return createPool({
+  return createRunner({
+    metered: plugin.metered,
     size: cfg.instances,
     timeoutMs: cfg.timeout,
     init: {

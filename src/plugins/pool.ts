@@ -1,8 +1,9 @@
 /**
- * A pool of `size` worker-backed instances of one plugin, all started up front. A call takes
- * an idle instance so concurrent requests do not queue on one; a guest that overruns
- * `timeoutMs` has its worker terminated and a fresh instance takes its place, so a spinning
- * guest costs one thread for at most its budget while the others keep serving.
+ * A pool of up to `size` worker-backed instances of one plugin, started up front or, with
+ * `lazy`, when a call finds none idle. A call takes an idle instance so concurrent requests
+ * do not queue on one; a guest that overruns its budget has its worker terminated and a
+ * fresh instance takes its place, so a spinning guest costs one thread for at most its
+ * budget while the others keep serving.
  * @module
  */
 import type { HookName } from "./binary.ts";
@@ -35,10 +36,13 @@ export interface PoolOptions {
   readonly init: Omit<WorkerInit, "sab">;
   readonly size: number;
   readonly timeoutMs: number;
+  /** Start workers when calls need them, not up front (see `runner.ts`). */
+  readonly lazy?: boolean;
 }
 
 export interface PluginPool {
-  call(hook: HookName, input: Uint8Array): Promise<CallResult>;
+  /** `budgetMs`: what is left of the call's timeout (default all of it). */
+  call(hook: HookName, input: Uint8Array, budgetMs?: number): Promise<CallResult>;
   /** Resolves once the first instance is up; rejects with why it could not start. */
   readonly ready: Promise<void>;
   /** Instances running now (for tests and the bench). */
@@ -110,7 +114,7 @@ export function createPool(opts: PoolOptions): PluginPool {
     if (i >= 0) slots.splice(i, 1);
     const j = idle.indexOf(slot);
     if (j >= 0) idle.splice(j, 1);
-    if (replace && !closed) spawn();
+    if (replace && !closed && !opts.lazy) spawn();
     if (slots.length === 0) {
       const err = new Error("no plugin instance could start");
       for (const w of waiters.splice(0)) w.reject(err);
@@ -128,16 +132,22 @@ export function createPool(opts: PoolOptions): PluginPool {
     if (closed) throw new Error("plugin pool is closed");
     const slot = idle.pop();
     if (slot) return slot;
-    if (slots.length === 0) throw new Error("no plugin instance could start");
+    if (opts.lazy && slots.length < opts.size) spawn();
+    else if (slots.length === 0) throw new Error("no plugin instance could start");
     return new Promise<Slot>((resolve, reject) => waiters.push({ resolve, reject }));
   };
 
-  // Every instance starts now: a request never waits for a worker to boot.
-  for (let i = 0; i < opts.size; i++) spawn();
+  // Unless lazy, every instance starts now: a request never waits for a worker to boot.
+  if (!opts.lazy) { for (let i = 0; i < opts.size; i++) spawn(); }
   const ready = Promise.all(slots.map((s) => s.ready)).then(() => {});
   ready.catch(() => {});
 
-  const run = async (slot: Slot, hook: HookName, input: Uint8Array): Promise<CallResult> => {
+  const run = async (
+    slot: Slot,
+    hook: HookName,
+    input: Uint8Array,
+    deadline: number,
+  ): Promise<CallResult> => {
     const { sab, ctl } = slot;
     const needed = DATA_OFFSET + input.length;
     if (needed > sab.byteLength) {
@@ -149,7 +159,6 @@ export function createPool(opts: PoolOptions): PluginPool {
     ctl[CTL.inputLength] = input.length;
     Atomics.store(ctl, CTL.state, STATE.request);
     Atomics.notify(ctl, CTL.state);
-    const deadline = performance.now() + opts.timeoutMs;
     let died: Promise<never> | undefined;
     // A wake-up is not an answer: the worker's notify for the previous call can land after
     // that call was read (its answer seen before the notify), waking this wait early.
@@ -184,10 +193,16 @@ export function createPool(opts: PoolOptions): PluginPool {
   return {
     ready,
     size: () => slots.length,
-    async call(hook, input) {
+    async call(hook, input, budgetMs = opts.timeoutMs) {
+      const deadline = performance.now() + budgetMs;
       const got = acquire();
       const slot = got instanceof Promise ? await got : got;
-      return await run(slot, hook, input);
+      if (performance.now() >= deadline) {
+        // Spent waiting for an instance (a lazy pool's boot): the guest never ran.
+        release(slot);
+        throw new PluginTimeout(`did not answer within ${opts.timeoutMs} ms`);
+      }
+      return await run(slot, hook, input, deadline);
     },
     close() {
       closed = true;

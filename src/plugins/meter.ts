@@ -1,0 +1,431 @@
+/**
+ * Metering: a guest rewritten so that a runaway call stops itself. It gets a mutable global,
+ * the fuel, set by the host before each call. Every function entry takes from it the number
+ * of instructions the function runs before its first loop; the frame then counts its loops'
+ * iterations in a local of its own (each iteration costs the instructions of the loop's own
+ * body). When either goes below zero the guest writes it back and traps, and the host finds
+ * the fuel spent. Wasmtime's fuel, done on the bytes because V8 offers none.
+ *
+ * A trap rather than a call to the host: a call inside a loop, even on a branch that is never
+ * taken, makes V8 reload what the loop keeps in registers on every iteration (the injection
+ * guard ran 60 % slower that way, 20 % with the trap).
+ *
+ * Loops count in a local that starts from the global at entry and is not written back, so
+ * nested frames can together run more than the fuel (each frame's loops are bounded by it,
+ * calls by the entry charges). Every non-terminating guest still stops; a guest that stops
+ * on its own but needs far more than the fuel is stopped too, and runs elsewhere (`runner.ts`).
+ *
+ * The global is exported as `FUEL_EXPORT`. Function indices do not change (nothing is
+ * imported), so the module's other sections are kept as they are. Anything this does not
+ * understand (a GC, exception-handling or unknown instruction, a recursive type group) leaves
+ * the module unmetered: `meter` returns null and the guest runs only in workers.
+ * @module
+ */
+
+/** The name the metered guest exports its fuel global under. */
+export const FUEL_EXPORT = "pilotfish_fuel";
+
+class Unsupported extends Error {}
+
+/** A cursor over a byte range with the LEB128 readers the binary format needs. */
+class Reader {
+  constructor(readonly bytes: Uint8Array, public at = 0) {}
+  get done(): boolean {
+    return this.at >= this.bytes.length;
+  }
+  byte(): number {
+    if (this.at >= this.bytes.length) throw new Unsupported("truncated");
+    return this.bytes[this.at++]!;
+  }
+  u32(): number {
+    let value = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      const b = this.byte();
+      value += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return value;
+    }
+    throw new Unsupported("bad LEB128");
+  }
+  /** A signed LEB128 of any width, skipped (constants are copied, never interpreted). */
+  skipLeb(): void {
+    for (let i = 0; i < 10; i++) if ((this.byte() & 0x80) === 0) return;
+    throw new Unsupported("bad LEB128");
+  }
+  skip(n: number): void {
+    if (this.at + n > this.bytes.length) throw new Unsupported("truncated");
+    this.at += n;
+  }
+}
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** Number and vector types and the two basic reference types: one byte each. */
+const SIMPLE_VALTYPES = new Set([0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f]);
+
+function valtype(r: Reader): void {
+  if (!SIMPLE_VALTYPES.has(r.byte())) throw new Unsupported("reference types beyond funcref");
+}
+
+/** A block type: empty (0x40), one simple value type, or a type index (a signed LEB). */
+function blocktype(r: Reader): void {
+  const b = r.bytes[r.at];
+  if (b === undefined) throw new Unsupported("truncated");
+  if (b === 0x40 || SIMPLE_VALTYPES.has(b)) r.skip(1);
+  else if ((b & 0x80) !== 0 || (b & 0x40) === 0) r.skipLeb(); // a type index (s33, >= 0)
+  else throw new Unsupported("block type");
+}
+
+function memarg(r: Reader): void {
+  const align = r.u32();
+  if (align & 0x40) r.u32(); // multi-memory index
+  r.u32();
+}
+
+/** What decoding one instruction tells the rewriter. */
+const Op = { Plain: 0, Loop: 1, Block: 2, End: 3 } as const;
+type Op = (typeof Op)[keyof typeof Op];
+
+/** Decode the instruction at `r.at`, leaving `r.at` after it. */
+function instruction(r: Reader): Op {
+  const op = r.byte();
+  switch (op) {
+    case 0x02:
+    case 0x04:
+      blocktype(r);
+      return Op.Block;
+    case 0x03:
+      blocktype(r);
+      return Op.Loop;
+    case 0x0b:
+      return Op.End;
+    case 0x0c:
+    case 0x0d:
+    case 0x20:
+    case 0x21:
+    case 0x22:
+    case 0x23:
+    case 0x24:
+    case 0x25:
+    case 0x26:
+      r.u32();
+      break;
+    case 0x0e: {
+      for (let n = r.u32(); n >= 0; n--) r.u32();
+      break;
+    }
+    case 0x10:
+    case 0x12:
+    case 0xd2:
+      r.u32();
+      break;
+    case 0x11:
+    case 0x13:
+      r.u32();
+      r.u32();
+      break;
+    case 0x1c: {
+      for (let n = r.u32(); n > 0; n--) valtype(r);
+      break;
+    }
+    case 0x3f:
+    case 0x40:
+      r.u32();
+      break;
+    case 0x41:
+    case 0x42:
+      r.skipLeb();
+      break;
+    case 0x43:
+      r.skip(4);
+      break;
+    case 0x44:
+      r.skip(8);
+      break;
+    case 0xd0: {
+      const t = r.byte();
+      if (t !== 0x70 && t !== 0x6f) throw new Unsupported("ref.null of a typed reference");
+      break;
+    }
+    case 0xfc:
+      prefixFC(r);
+      break;
+    case 0xfd:
+      prefixFD(r);
+      break;
+    case 0xfe: {
+      const sub = r.u32();
+      if (sub === 0x03) r.skip(1);
+      else if (sub <= 0x4e) memarg(r);
+      else throw new Unsupported(`0xfe ${sub}`);
+      break;
+    }
+    default:
+      if (op >= 0x28 && op <= 0x3e) memarg(r); // loads and stores
+      else if (
+        !(op <= 0x01 || op === 0x05 || op === 0x0f || op === 0x1a || op === 0x1b ||
+          (op >= 0x45 && op <= 0xc4) || op === 0xd1)
+      ) {
+        // Exception handling, typed function references, GC: not metered.
+        throw new Unsupported(`opcode 0x${op.toString(16)}`);
+      }
+  }
+  return Op.Plain;
+}
+
+function prefixFC(r: Reader): void {
+  const sub = r.u32();
+  if (sub <= 7) return; // saturating truncations
+  if (sub === 8 || sub === 10 || sub === 12 || sub === 14) {
+    r.u32();
+    r.u32();
+  } else if (sub === 9 || sub === 11 || sub === 13 || (sub >= 15 && sub <= 17)) r.u32();
+  else throw new Unsupported(`0xfc ${sub}`);
+}
+
+function prefixFD(r: Reader): void {
+  const sub = r.u32();
+  if (sub <= 11 || sub === 92 || sub === 93) memarg(r);
+  else if (sub === 12 || sub === 13) r.skip(16);
+  else if (sub >= 21 && sub <= 34) r.skip(1);
+  else if (sub >= 84 && sub <= 91) {
+    memarg(r);
+    r.skip(1);
+  } else if (sub > 0x113) throw new Unsupported(`0xfd ${sub}`);
+}
+
+/** A growable byte buffer (modules can be megabytes: no spreading into arrays). */
+class Out {
+  private buf = new Uint8Array(1024);
+  length = 0;
+  private room(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n));
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
+  push(...xs: number[]): void {
+    this.room(xs.length);
+    for (const x of xs) this.buf[this.length++] = x;
+  }
+  append(bytes: Uint8Array): void {
+    this.room(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+  bytes(): Uint8Array<ArrayBuffer> {
+    return this.buf.slice(0, this.length);
+  }
+}
+
+/** At a function's entry, on the global: `local = fuel -= cost`, and trap below zero. */
+function entryCharge(cost: number, local: number, global: number): number[] {
+  const g = uleb(global), l = uleb(local);
+  return [
+    ...[0x23, ...g, 0x41, ...sleb(cost), 0x6b, 0x22, ...l, 0x24, ...g],
+    ...[0x20, ...l, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0b], // if local < 0: unreachable
+  ];
+}
+
+/** At a loop's head, on the frame's local: `local -= cost`; below zero, write it back, trap. */
+function loopCharge(cost: number, local: number, global: number): number[] {
+  const l = uleb(local);
+  return [
+    ...[0x20, ...l, 0x41, ...sleb(cost), 0x6b, 0x22, ...l],
+    ...[0x41, 0x00, 0x48, 0x04, 0x40, 0x20, ...l, 0x24, ...uleb(global), 0x00, 0x0b],
+  ];
+}
+
+/** A function body (of a function with `params` parameters), metered. */
+function meterBody(out: Out, body: Uint8Array, params: number, global: number): void {
+  const r = new Reader(body);
+  const groups = r.u32();
+  const groupsEnd = r.at;
+  let local = params; // the index of the local we add: after every other
+  for (let n = groups; n > 0; n--) {
+    local += r.u32();
+    valtype(r);
+  }
+  const localsEnd = r.at;
+  // Pass 1: the cost of each metering point: the instructions it covers up to the next
+  // point (a nested loop is a point of its own). Point -1 is the function's entry.
+  const costs = new Map<number, number>([[-1, 0]]);
+  const points: number[] = [-1];
+  const blocks: boolean[] = []; // open blocks: is it a loop?
+  for (let i = 0; !r.done; i++) {
+    const op = instruction(r);
+    const point = points[points.length - 1]!;
+    costs.set(point, costs.get(point)! + 1);
+    if (op === Op.Loop) {
+      blocks.push(true);
+      points.push(i);
+      costs.set(i, 0);
+    } else if (op === Op.Block) blocks.push(false);
+    else if (op === Op.End && blocks.pop()) points.pop();
+  }
+  // Pass 2: copy, our local declared last, a charge after the locals and after each loop's
+  // block type.
+  out.push(...uleb(groups + 1));
+  out.append(body.subarray(groupsEnd, localsEnd));
+  out.push(1, 0x7f);
+  out.push(...entryCharge(costs.get(-1)!, local, global));
+  r.at = localsEnd;
+  let copied = localsEnd;
+  for (let i = 0; !r.done; i++) {
+    if (instruction(r) !== Op.Loop) continue;
+    out.append(body.subarray(copied, r.at));
+    out.push(...loopCharge(costs.get(i)!, local, global));
+    copied = r.at;
+  }
+  out.append(body.subarray(copied));
+}
+
+interface Section {
+  readonly id: number;
+  body: Uint8Array;
+}
+
+/** Canonical section order (custom sections, id 0, may sit anywhere). */
+const ORDER = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
+
+/**
+ * `bytes` (a module the host has already checked) metered, or null when it cannot be. The
+ * fuel starts at `initialFuel`, for the guest's start function at instantiation.
+ */
+export function meter(bytes: Uint8Array, initialFuel: number): Uint8Array<ArrayBuffer> | null {
+  try {
+    return meterModule(bytes, initialFuel);
+  } catch (err) {
+    if (err instanceof Unsupported) return null;
+    throw err;
+  }
+}
+
+function meterModule(bytes: Uint8Array, initialFuel: number): Uint8Array<ArrayBuffer> {
+  const r = new Reader(bytes, 8);
+  const sections: Section[] = [];
+  while (!r.done) {
+    const id = r.byte();
+    const size = r.u32();
+    const start = r.at;
+    r.skip(size);
+    sections.push({ id, body: bytes.subarray(start, start + size) });
+  }
+  /** The section `id`, created empty (a zero count) in canonical order if absent. */
+  const section = (id: number): Section => {
+    const found = sections.find((s) => s.id === id);
+    if (found) return found;
+    const rank = ORDER.indexOf(id);
+    const at = sections.findIndex((s) => s.id !== 0 && ORDER.indexOf(s.id) > rank);
+    const created = { id, body: new Uint8Array([0]) };
+    sections.splice(at < 0 ? sections.length : at, 0, created);
+    return created;
+  };
+  /** A vector section's body with its count raised by one and `item` appended. */
+  const appendItem = (s: Section, item: number[]): number => {
+    const vr = new Reader(s.body);
+    const count = vr.u32();
+    const out = new Out();
+    out.push(...uleb(count + 1));
+    out.append(s.body.subarray(vr.at));
+    out.push(...item);
+    s.body = out.bytes();
+    return count;
+  };
+
+  // Parameters of every type, then of every defined function (its locals come after them).
+  const paramCounts: number[] = [];
+  const types = sections.find((s) => s.id === 1);
+  if (types) {
+    const tr = new Reader(types.body);
+    for (let n = tr.u32(); n > 0; n--) {
+      if (tr.byte() !== 0x60) throw new Unsupported("recursive or sub types");
+      const params = tr.u32();
+      paramCounts.push(params);
+      for (let k = 0; k < params; k++) valtype(tr);
+      for (let k = tr.u32(); k > 0; k--) valtype(tr);
+    }
+  }
+  const params: number[] = [];
+  const funcs = sections.find((s) => s.id === 3);
+  if (funcs) {
+    const fr = new Reader(funcs.body);
+    for (let n = fr.u32(); n > 0; n--) {
+      const count = paramCounts[fr.u32()];
+      if (count === undefined) throw new Unsupported("a function of an unknown type");
+      params.push(count);
+    }
+  }
+
+  // Imported globals come first in the index space; ours goes after every defined one.
+  let globalImports = 0;
+  const imports = sections.find((s) => s.id === 2);
+  if (imports) {
+    const ir = new Reader(imports.body);
+    for (let n = ir.u32(); n > 0; n--) {
+      for (let k = 0; k < 2; k++) ir.skip(ir.u32());
+      const kind = ir.byte();
+      if (kind === 0) ir.u32();
+      else if (kind === 1 || kind === 2) {
+        if (kind === 1) ir.byte(); // reference type
+        const flags = ir.byte();
+        ir.u32();
+        if (flags & 1) ir.u32();
+      } else if (kind === 3) {
+        valtype(ir);
+        ir.byte();
+        globalImports++;
+      } else throw new Unsupported("import kind");
+    }
+  }
+  const global = globalImports +
+    appendItem(section(6), [0x7f, 0x01, 0x41, ...sleb(initialFuel), 0x0b]); // mutable i32
+  const name = new TextEncoder().encode(FUEL_EXPORT);
+  appendItem(section(7), [...uleb(name.length), ...name, 0x03, ...uleb(global)]);
+
+  const code = sections.find((s) => s.id === 10);
+  if (code) {
+    const cr = new Reader(code.body);
+    const out = new Out();
+    const count = cr.u32();
+    if (count !== params.length) throw new Unsupported("bodies and functions differ in number");
+    out.push(...uleb(count));
+    for (let i = 0; i < count; i++) {
+      const size = cr.u32();
+      const fn = new Out();
+      meterBody(fn, code.body.subarray(cr.at, cr.at + size), params[i]!, global);
+      cr.skip(size);
+      out.push(...uleb(fn.length));
+      out.append(fn.bytes());
+    }
+    code.body = out.bytes();
+  }
+  const out = new Out();
+  out.append(bytes.subarray(0, 8));
+  for (const s of sections) {
+    out.push(s.id, ...uleb(s.body.length));
+    out.append(s.body);
+  }
+  return out.bytes();
+}

@@ -1,0 +1,101 @@
+/**
+ * Where calls run (src/plugins/runner.ts): on the daemon's thread while the guest's fuel
+ * lasts, with no worker started; a call that spends it moves to a worker within the same
+ * timeout, and inputs as long follow it there for a while; concurrent calls on the thread
+ * each get their own answer; a trap replaces the instance.
+ */
+import assert from "node:assert/strict";
+import { parseConfigText } from "../../src/config/mod.ts";
+import { compilePlugin, type PluginPool, PluginTimeout, startPool } from "../../src/plugins/mod.ts";
+import { watToWasm } from "./wat.ts";
+
+const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-runner-" });
+
+/**
+ * Echoes its input; traps on a 1-byte input; spins on an input of 3000 bytes or more.
+ */
+const GUEST = `(module
+  (import "extism:host/env" "input_length" (func $len (result i64)))
+  (import "extism:host/env" "input_load_u8" (func $ld (param i64) (result i32)))
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $st (param i64 i32)))
+  (import "extism:host/env" "output_set" (func $out (param i64 i64)))
+  (memory (export "memory") 1)
+  (func (export "pre_http") (result i32) (local $n i64) (local $p i64) (local $i i64)
+    (local.set $n (call $len))
+    (if (i64.eq (local.get $n) (i64.const 1)) (then unreachable))
+    (if (i64.ge_u (local.get $n) (i64.const 3000)) (then (loop $forever (br $forever))))
+    (local.set $p (call $alloc (local.get $n)))
+    (block $done (loop $next
+      (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+      (call $st (i64.add (local.get $p) (local.get $i)) (call $ld (local.get $i)))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br $next)))
+    (call $out (local.get $p) (local.get $n))
+    (i32.const 0)))`;
+
+async function withRunner(fn: (runner: PluginPool) => Promise<void>): Promise<void> {
+  const path = `${TMP}/guest.wasm`;
+  await Deno.writeFile(path, await watToWasm(GUEST, "guest.wat"));
+  const { config } = parseConfigText(
+    `wasm_plugins:\n  - { name: g, path: ${path}, instances: 2, timeout: 400ms }\n`,
+    () => undefined,
+    "runner.yaml",
+  );
+  const compiled = compilePlugin(config.wasm_plugins[0]!, "/");
+  assert.ok(compiled.metered, "the guest is metered");
+  const runner = startPool(compiled);
+  try {
+    await runner.ready;
+    await fn(runner);
+  } finally {
+    runner.close();
+  }
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (r: Awaited<ReturnType<PluginPool["call"]>>) =>
+  r.kind === "output" ? new TextDecoder().decode(r.bytes) : r.kind;
+
+Deno.test("calls run on the daemon's thread: no worker starts", async () => {
+  await withRunner(async (runner) => {
+    for (let i = 0; i < 20; i++) {
+      assert.equal(text(await runner.call("pre_http", bytes(`call ${i}`))), `call ${i}`);
+    }
+    assert.equal(runner.size(), 1, "the daemon's instance only");
+  });
+});
+
+Deno.test("concurrent calls on the thread each get their own answer", async () => {
+  await withRunner(async (runner) => {
+    const inputs = Array.from({ length: 50 }, (_, i) => `request number ${i}`);
+    const answers = await Promise.all(inputs.map((s) => runner.call("pre_http", bytes(s))));
+    assert.deepEqual(answers.map(text), inputs);
+  });
+});
+
+Deno.test("a trap is an error, and the replaced instance answers the next call", async () => {
+  await withRunner(async (runner) => {
+    const trapped = await runner.call("pre_http", bytes("x"));
+    assert.equal(trapped.kind, "error");
+    assert.equal(text(await runner.call("pre_http", bytes("after"))), "after");
+    assert.equal(runner.size(), 1);
+  });
+});
+
+Deno.test("a call that spends its fuel moves to a worker and stops at its timeout", async () => {
+  await withRunner(async (runner) => {
+    const big = bytes("x".repeat(3000));
+    const started = performance.now();
+    // The worker that took it is stopped (and not replaced until a call needs one).
+    await assert.rejects(runner.call("pre_http", big), {
+      name: "PluginTimeout",
+      message: "did not answer within 400 ms; its worker was stopped",
+    });
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 390 && elapsed < 3_000, `stopped after ${elapsed} ms`);
+    // As long an input goes straight to a worker now; a shorter one stays on the thread.
+    await assert.rejects(runner.call("pre_http", bytes("y".repeat(3500))), PluginTimeout);
+    assert.equal(text(await runner.call("pre_http", bytes("short"))), "short");
+  });
+});
