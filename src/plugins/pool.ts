@@ -114,7 +114,8 @@ export function createPool(opts: PoolOptions): PluginPool {
     if (i >= 0) slots.splice(i, 1);
     const j = idle.indexOf(slot);
     if (j >= 0) idle.splice(j, 1);
-    if (replace && !closed && !opts.lazy) spawn();
+    // A lazy pool replaces an instance only for calls already waiting.
+    if (replace && !closed && (!opts.lazy || waiters.length > 0)) spawn();
     if (slots.length === 0) {
       const err = new Error("no plugin instance could start");
       for (const w of waiters.splice(0)) w.reject(err);

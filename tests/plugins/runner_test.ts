@@ -34,11 +34,15 @@ const GUEST = `(module
     (call $out (local.get $p) (local.get $n))
     (i32.const 0)))`;
 
-async function withRunner(fn: (runner: PluginPool) => Promise<void>): Promise<void> {
+async function withRunner(
+  fn: (runner: PluginPool) => Promise<void>,
+  instances = 2,
+  timeout = "400ms",
+): Promise<void> {
   const path = `${TMP}/guest.wasm`;
   await Deno.writeFile(path, await watToWasm(GUEST, "guest.wat"));
   const { config } = parseConfigText(
-    `wasm_plugins:\n  - { name: g, path: ${path}, instances: 2, timeout: 400ms }\n`,
+    `wasm_plugins:\n  - { name: g, path: ${path}, instances: ${instances}, timeout: ${timeout} }\n`,
     () => undefined,
     "runner.yaml",
   );
@@ -98,4 +102,20 @@ Deno.test("a call that spends its fuel moves to a worker and stops at its timeou
     await assert.rejects(runner.call("pre_http", bytes("y".repeat(3500))), PluginTimeout);
     assert.equal(text(await runner.call("pre_http", bytes("short"))), "short");
   });
+});
+
+Deno.test("runaway calls queued for one worker each end in a timeout, not a dead pool", async () => {
+  await withRunner(
+    async (runner) => {
+      const big = () => runner.call("pre_http", bytes("z".repeat(3000)));
+      const [a, b] = await Promise.allSettled([big(), big()]);
+      for (const r of [a, b]) {
+        assert.equal(r.status, "rejected");
+        assert.ok(r.reason instanceof PluginTimeout, String(r.reason));
+      }
+      assert.equal(text(await runner.call("pre_http", bytes("still here"))), "still here");
+    },
+    1,
+    "1500ms",
+  ); // long enough for the worker to boot and the first call to run in it
 });
