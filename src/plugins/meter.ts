@@ -1,14 +1,14 @@
 /**
  * Metering: a guest rewritten so that a runaway call stops itself. It gets a mutable global,
  * the fuel, set by the host before each call. Every function entry takes from it the number
- * of instructions the function runs before its first loop; the frame then counts its loops'
+ * of the function's instructions outside its loops; the frame then counts its loops'
  * iterations in a local of its own (each iteration costs the instructions of the loop's own
  * body). When either goes below zero the guest writes it back and traps, and the host finds
  * the fuel spent. Wasmtime's fuel, done on the bytes because V8 offers none.
  *
  * A trap rather than a call to the host: a call inside a loop, even on a branch that is never
  * taken, makes V8 reload what the loop keeps in registers on every iteration (the injection
- * guard ran 60 % slower that way, 20 % with the trap).
+ * guard ran 40-60 % slower that way, 15-20 % with the trap).
  *
  * Loops count in a local that starts from the global at entry and is not written back, so
  * nested frames can together run more than the fuel (each frame's loops are bounded by it,
