@@ -62,8 +62,7 @@ for (const [name, hook] of plugins) {
     "bench.yaml",
   );
   const compiled = compilePlugin(config.wasm_plugins[0]!, "/");
-  // In-thread: the same instance a worker runs (shim, sandbox options, INPUT_READ).
-  const inline = await createInstance({
+  const init = {
     guest: compiled.guest,
     shim: compiled.shim,
     wasi: compiled.wasi,
@@ -71,21 +70,11 @@ for (const [name, hook] of plugins) {
     allowedHosts: [],
     config: {},
     maxPages: compiled.maxPages,
-  });
+  };
+  // In-thread, unmetered: the same instance a worker runs (shim, sandbox options, INPUT_READ).
+  const inline = await createInstance(init);
   const runner: PluginPool = startPool(compiled);
-  const pool: PluginPool = createPool({
-    size: 1,
-    timeoutMs: 10_000,
-    init: {
-      guest: compiled.guest,
-      shim: compiled.shim,
-      wasi: compiled.wasi,
-      inputRead: compiled.inputRead,
-      allowedHosts: [],
-      config: {},
-      maxPages: compiled.maxPages,
-    },
-  });
+  const pool: PluginPool = createPool({ size: 1, timeoutMs: 10_000, init });
   await Promise.all([runner.ready, pool.ready]);
   for (const bytes of [1024, 32768]) {
     const data = input(bytes);

@@ -9,7 +9,6 @@
  * status is non-zero and the guest set no error itself, sets one. The guest runs unchanged.
  * @module
  */
-import { FUEL_EXPORT } from "./meter.ts";
 
 /** Hooks a guest may export, in Butter's ABI (`() -> i32`). */
 export const HOOKS = ["pre_http", "pre_llm", "post_llm", "post_http", "stream_chunk"] as const;
@@ -47,7 +46,10 @@ function readLeb(bytes: Uint8Array, at: number): [value: number, next: number] {
   throw new ModuleError("Malformed module: bad LEB128 number");
 }
 
-function uleb(n: number): number[] {
+/** The name a metered guest (`meter.ts`) exports its fuel global under. */
+export const FUEL_EXPORT = "pilotfish_fuel";
+
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n % 128;
@@ -58,7 +60,7 @@ function uleb(n: number): number[] {
   return out;
 }
 
-function sleb(n: number): number[] {
+export function sleb(n: number): number[] {
   const out: number[] = [];
   for (;;) {
     const b = n & 0x7f;

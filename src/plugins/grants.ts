@@ -18,13 +18,9 @@ export interface PluginGrants {
   readonly env: readonly string[];
 }
 
-const WORKER_FILES = [
-  "./worker.ts",
-  "./instance.ts",
-  "./protocol.ts",
-  "./binary.ts",
-  "./meter.ts",
-].map((p) => new URL(p, import.meta.url));
+const WORKER_FILES = ["./worker.ts", "./instance.ts", "./protocol.ts", "./binary.ts"].map((p) =>
+  new URL(p, import.meta.url)
+);
 
 export function pluginGrants(config: Config, cwd: string): PluginGrants {
   if (config.wasm_plugins.length === 0) return { read: [], write: [], net: [], env: [] };

@@ -6,8 +6,7 @@
  * @module
  */
 import createPlugin, { type Plugin } from "@extism/extism";
-import { GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
-import { FUEL_EXPORT } from "./meter.ts";
+import { FUEL_EXPORT, GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
 import type { WorkerInit } from "./protocol.ts";
 
 type ExtismLogger = NonNullable<NonNullable<Parameters<typeof createPlugin>[1]>["logger"]>;

@@ -22,8 +22,7 @@
  * @module
  */
 
-/** The name the metered guest exports its fuel global under. */
-export const FUEL_EXPORT = "pilotfish_fuel";
+import { FUEL_EXPORT, sleb, uleb } from "./binary.ts";
 
 class Unsupported extends Error {}
 
@@ -54,30 +53,6 @@ class Reader {
   skip(n: number): void {
     if (this.at + n > this.bytes.length) throw new Unsupported("truncated");
     this.at += n;
-  }
-}
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
   }
 }
 

@@ -4,7 +4,8 @@
  * we ship or test with can be metered, and what cannot be is refused rather than guessed at.
  */
 import assert from "node:assert/strict";
-import { FUEL_EXPORT, meter } from "../../src/plugins/meter.ts";
+import { FUEL_EXPORT } from "../../src/plugins/binary.ts";
+import { meter } from "../../src/plugins/meter.ts";
 import wabtInit from "wabt";
 import { watToWasm } from "./wat.ts";
 
