@@ -6,7 +6,7 @@
  *
  * Why: a worker hand-off is two thread wake-ups per call. On the bench machine (2 vCPUs in a
  * VM, the daemon pinned to one) the injection guard behind a worker added 330 µs to a 1 KB
- * request at 200 req/s, and 100 µs on the daemon's thread. A guest on the daemon's thread
+ * request at 200 req/s, and 90–160 µs on the daemon's thread. A guest on the daemon's thread
  * holds the event loop while it runs, so its fuel is a few milliseconds' worth, and inputs
  * as long as one that spent it go straight to workers for a while (`SLOW_MS`).
  *
@@ -18,7 +18,13 @@
  */
 import type { HookName } from "./binary.ts";
 import type { Instance } from "./instance.ts";
-import { type CallResult, createPool, type PluginPool, PluginTimeout } from "./pool.ts";
+import {
+  type CallResult,
+  createPool,
+  type GuestLog,
+  type PluginPool,
+  PluginTimeout,
+} from "./pool.ts";
 import type { WorkerInit } from "./protocol.ts";
 
 /**
@@ -50,6 +56,9 @@ export interface RunnerOptions {
   readonly size: number;
   readonly timeoutMs: number;
 }
+
+/** Most calls log nothing: no array per call for them. */
+const NO_LOGS: readonly GuestLog[] = [];
 
 /** Extism's error for a guest that returned with an error set: the guest is intact. */
 const GUEST_ERROR = "Plugin-originated error";
@@ -97,7 +106,7 @@ export function createRunner(opts: RunnerOptions): PluginPool {
     inst.logs.length = 0;
     try {
       const bytes = await inst.call(hook, input);
-      const logs = inst.logs.slice();
+      const logs = inst.logs.length > 0 ? inst.logs.slice() : NO_LOGS;
       return bytes !== null && bytes.length > 0
         ? { kind: "output", bytes, logs }
         : { kind: "none", logs };
