@@ -88,20 +88,27 @@ Deno.test("a trap is an error, and the replaced instance answers the next call",
 });
 
 Deno.test("a call that spends its fuel moves to a worker and stops at its timeout", async () => {
-  await withRunner(async (runner) => {
-    const big = bytes("x".repeat(3000));
-    const started = performance.now();
-    // The worker that took it is stopped (and not replaced until a call needs one).
-    await assert.rejects(runner.call("pre_http", big), {
-      name: "PluginTimeout",
-      message: "did not answer within 400 ms; its worker was stopped",
-    });
-    const elapsed = performance.now() - started;
-    assert.ok(elapsed >= 390 && elapsed < 3_000, `stopped after ${elapsed} ms`);
-    // As long an input goes straight to a worker now; a shorter one stays on the thread.
-    await assert.rejects(runner.call("pre_http", bytes("y".repeat(3500))), PluginTimeout);
-    assert.equal(text(await runner.call("pre_http", bytes("short"))), "short");
-  });
+  await withRunner(
+    async (runner) => {
+      const big = bytes("x".repeat(3000));
+      const started = performance.now();
+      // Normally the worker that took it is stopped ("; its worker was stopped"); on a loaded
+      // machine the lazy worker's boot can itself outlast the budget, and the guest never
+      // reaches it. Either way the caller hears at the timeout.
+      await assert.rejects(runner.call("pre_http", big), (err: Error) => {
+        assert.ok(err instanceof PluginTimeout, String(err));
+        assert.match(err.message, /^did not answer within 1500 ms/);
+        return true;
+      });
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed >= 1490 && elapsed < 5_000, `stopped after ${elapsed} ms`);
+      // As long an input goes straight to a worker now; a shorter one stays on the thread.
+      await assert.rejects(runner.call("pre_http", bytes("y".repeat(3500))), PluginTimeout);
+      assert.equal(text(await runner.call("pre_http", bytes("short"))), "short");
+    },
+    2,
+    "1500ms",
+  );
 });
 
 Deno.test("runaway calls queued for one worker each end in a timeout, not a dead pool", async () => {
