@@ -108,10 +108,34 @@ Deno.test("deno.json's compile task bakes exactly COMPILED_GRANTS, and never run
     task,
     `deno compile --no-prompt --unstable-no-legacy-abort ${
       launchFlags(COMPILED_GRANTS).join(" ")
-    } --output pilotfish src/main.ts`,
+    } --include src/plugins/worker.ts --output pilotfish src/main.ts`,
   );
   assert.doesNotMatch(task, /--allow-(run|ffi|sys|all)|\s-A\b/);
 });
+
+Deno.test("the compile task embeds every worker's module (deno compile leaves workers out)", async () => {
+  const task = deno.tasks.compile!;
+  const included = [...task.matchAll(/--include[ =](\S+)/g)].map((m) => m[1]);
+  const workers: string[] = [];
+  for await (const file of walkTs(`${ROOT}src`)) {
+    const text = await Deno.readTextFile(file);
+    if (!text.includes("new Worker(")) continue;
+    for (const m of text.matchAll(/new URL\("(\.\.?\/[^"]+\.ts)", import\.meta\.url\)/g)) {
+      const url = new URL(m[1]!, `file://${file}`);
+      workers.push(url.pathname.slice(ROOT.length));
+    }
+  }
+  assert.ok(workers.includes("src/plugins/worker.ts"), `found: ${workers.join(", ")}`);
+  for (const w of workers) assert.ok(included.includes(w), `--include ${w} is missing`);
+});
+
+async function* walkTs(dir: string): AsyncGenerator<string> {
+  for await (const e of Deno.readDir(dir)) {
+    const path = `${dir}/${e.name}`;
+    if (e.isDirectory) yield* walkTs(path);
+    else if (e.name.endsWith(".ts")) yield path;
+  }
+}
 
 Deno.test("the baked grants cover what the planner needs for the image's documented setup", () => {
   // Bedrock signing (file and IRSA) + Redis + socket, at the documented paths.
