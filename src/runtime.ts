@@ -261,19 +261,23 @@ async function stagesReady(stages: readonly Stage[]): Promise<void> {
   if (problems.length > 0) throw new ConfigError("stages", problems);
 }
 
+/** The password in a Redis URL, decoded; a cluster URL (`redis+cluster://auth@h:p,h:p`) by its first node. */
+function urlPassword(url: string): string | null {
+  const parsed = URL.parse(url.replace(/^(rediss?)\+cluster:/, "$1:").replace(/,.*$/, ""));
+  return parsed?.password ? decodeURIComponent(parsed.password) : null;
+}
+
 /** Every configured secret, for the redactor. */
 export function secretsOf(config: Config): string[] {
   const out: string[] = [];
-  const cb = config.features.circuit_breaker.redis;
-  if (cb?.password) out.push(cb.password);
   if (config.cache.redis?.password) out.push(config.cache.redis.password);
-  const rl = config.features.rate_limiting.redis;
-  if (rl?.password) out.push(rl.password);
-  // A cluster URL (`redis+cluster://auth@h:p,h:p`) does not parse as one URL: its first node does.
-  const url = URL.parse(
-    config.state.redis.url.replace(/^(rediss?)\+cluster:/, "$1:").replace(/,.*$/, ""),
-  );
-  if (url?.password) out.push(decodeURIComponent(url.password));
+  for (const conn of [config.features.circuit_breaker.redis, config.features.rate_limiting.redis]) {
+    if (conn?.password) out.push(conn.password);
+    const inUrl = conn && urlPassword(conn.url);
+    if (inUrl) out.push(inUrl);
+  }
+  const statePassword = urlPassword(config.state.redis.url);
+  if (statePassword) out.push(statePassword);
   if (config.server.admin_token) out.push(config.server.admin_token);
   for (const k of config.app_keys.keys) out.push(k.key);
   for (const p of Object.values(config.providers)) {

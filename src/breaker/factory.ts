@@ -5,7 +5,7 @@ import { breakerTiming } from "./timing.ts";
 
 /**
  * The breaker's state backend: the block's own `backend` (with llm-proxy's
- * `redis.address/password/db`) when given, else `state.backend` / `state.redis.url`. Built
+ * `redis.url` or `redis.address/password/db`) when given, else `state.backend` / `state.redis.url`. Built
  * once at start and kept across reloads; its timing is the first config's. The Redis client
  * is imported only when Redis is configured: it would cost every other sidecar ~20 MB.
  */
@@ -16,13 +16,7 @@ export async function createBreakerStore(config: Config, logger: Logger): Promis
   if (!cb.enabled || backend !== "redis") return createMemoryBreakerStore(timing);
   const { createRedisBreakerStore } = await import("../state/redis_breaker_store.ts");
   if (cb.redis) {
-    return createRedisBreakerStore({
-      url: `redis://${cb.redis.address}`,
-      ...(cb.redis.password !== "" ? { password: cb.redis.password } : {}),
-      db: cb.redis.db,
-      timing,
-      logger,
-    });
+    return createRedisBreakerStore({ ...cb.redis, timing, logger });
   }
   return createRedisBreakerStore({ url: config.state.redis.url, timing, logger });
 }

@@ -94,8 +94,10 @@ export function validateConfig(
   }
   const at = (path: readonly PropertyKey[]) => origins.userPath(path);
 
+  // valibot reports one unknown key per object: drop those and validate again, until only
+  // known keys are left (each round removes at least one key, so this ends).
   let result = v.safeParse(configSchema, tree, { abortEarly: false });
-  if (!result.success) {
+  while (!result.success) {
     const unknown: (readonly PropertyKey[])[] = [];
     for (const issue of result.issues) {
       const path = issuePath(issue);
@@ -108,24 +110,24 @@ export function validateConfig(
         errors.push(`${at(path)}: ${issue.message}`);
       }
     }
-    if (errors.length > 0) {
+    if (errors.length > 0 || unknown.length === 0) {
       // Report reference errors too, judged against the provider names as written.
       const names = isRecord(tree.providers) ? Object.keys(tree.providers) : [];
       errors.push(...referenceErrors(new Set(names), tree.routing, at));
       throw new ConfigError(source, errors);
     }
     // Only unknown keys: drop them and validate again.
+    let dropped = 0;
     for (const path of unknown) {
       const parent = getAt(tree, path.slice(0, -1));
-      if (isRecord(parent)) delete parent[path[path.length - 1] as string];
+      const key = path[path.length - 1] as string;
+      if (isRecord(parent) && Object.hasOwn(parent, key)) {
+        delete parent[key];
+        dropped++;
+      }
     }
+    if (dropped === 0) throw new ConfigError(source, unknown.map((p) => `${at(p)}: Unknown key`));
     result = v.safeParse(configSchema, tree, { abortEarly: false });
-    if (!result.success) {
-      throw new ConfigError(
-        source,
-        result.issues.map((i) => `${at(issuePath(i))}: ${i.message}`),
-      );
-    }
   }
   const parsed = result.output;
   // The old per-provider retry key still loads (schema.ts reads it as `max_retries`).

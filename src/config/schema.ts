@@ -14,22 +14,40 @@ import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
 
 /**
  * Env substitution happens after YAML parsing, so `port: ${PORT:-9002}` yields a string:
- * accept numeric strings for numbers and "true"/"false" for booleans.
+ * accept numeric strings for numbers. Digits grouped with underscores (`5_000`, which YAML
+ * 1.2 reads as a string) are numbers too: llm-proxy's Go YAML reads them so, and its
+ * `configs/base.yml` writes limits and tiers that way.
  */
-const fromEnvString = v.transform((input: unknown) => {
+const numberFromString = v.transform((input: unknown) => {
   if (typeof input !== "string") return input;
   const t = input.trim();
-  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
-  if (t === "true" || t === "false") return t === "true";
+  return /^-?\d+(?:_\d+)*(?:\.\d+)?$/.test(t) ? Number(t.replaceAll("_", "")) : input;
+});
+
+/**
+ * "true"/"false" (an env value), and the YAML 1.1 words Go's YAML accepts for a boolean
+ * field (`yes`/`no`, `on`/`off`, `y`/`n`): llm-proxy's and Butter's files may use them.
+ */
+const boolFromString = v.transform((input: unknown) => {
+  if (typeof input !== "string") return input;
+  const t = input.trim();
+  // Go's spellings: all lower, all upper, or capitalised ("Yes", never "yEs").
+  const lower = t.toLowerCase();
+  const word = t === lower || t === t.toUpperCase() ||
+      t === lower.charAt(0).toUpperCase() + lower.slice(1)
+    ? lower
+    : t;
+  if (word === "true" || word === "yes" || word === "on" || word === "y") return true;
+  if (word === "false" || word === "no" || word === "off" || word === "n") return false;
   return input;
 });
 
-const number = () => v.pipe(v.unknown(), fromEnvString, v.number());
+const number = () => v.pipe(v.unknown(), numberFromString, v.number());
 const atLeast = (min: number) => v.pipe(number(), v.minValue(min));
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   v.pipe(number(), v.integer(), v.minValue(min), v.maxValue(max));
 const positive = () => v.pipe(number(), v.gtValue(0, "Invalid value: Expected a positive number"));
-const bool = () => v.pipe(v.unknown(), fromEnvString, v.boolean());
+const bool = () => v.pipe(v.unknown(), boolFromString, v.boolean());
 const str = () => v.string();
 
 /**
@@ -154,15 +172,52 @@ const tieredPrice = v.pipe(
     return above ? { ...flat, long_context: { ...above, threshold: base.threshold } } : flat;
   }),
 );
-export const modelPriceSchema = v.union([priceSchema, tieredPrice]);
+/** One price or a tier list. Chosen by shape, so an issue names the key inside it. */
+export const modelPriceSchema = v.lazy((input: unknown) =>
+  Array.isArray(input) ? tieredPrice : priceSchema
+);
 export type ModelPrice = v.InferOutput<typeof priceSchema>;
 
-/** llm-proxy's per-model entry under `providers.<p>.models`: its pricing keys are ours too. */
+/**
+ * llm-proxy's `pricing:` under a model: a price or a tier list as above, or a mapping with
+ * `tiers:` (what its config merge writes back), and in a mapping `overrides.<name>`: a flat
+ * price for that name (one of the model's aliases), used instead of the model's own.
+ */
+const proxyPriceObject = v.pipe(
+  strictObject({
+    input: opt(atLeast(0)),
+    output: opt(atLeast(0)),
+    cache_read: opt(atLeast(0)),
+    cache_write: opt(atLeast(0)),
+    reasoning: opt(atLeast(0)),
+    long_context: opt(strictObject({ threshold: int(1), ...priceFields })),
+    tiers: opt(tieredPrice),
+    overrides: opt(mapOf(strictObject(priceFields))),
+  }),
+  v.check(
+    (p) => p.tiers !== undefined || (p.input !== undefined && p.output !== undefined),
+    "Expected input and output prices, or tiers",
+  ),
+  v.transform(({ tiers, overrides, ...flat }) => ({
+    price: tiers ?? (flat as ModelPrice),
+    overrides: overrides ?? {},
+  })),
+);
+const proxyPrice = v.lazy((input: unknown) =>
+  Array.isArray(input)
+    ? v.pipe(tieredPrice, v.transform((price) => ({ price, overrides: {} })))
+    : proxyPriceObject
+);
+
+/**
+ * llm-proxy's per-model entry under `providers.<p>.models`: its pricing keys are ours too.
+ * Its other keys (`limits`, `deprecated`, …) are unknown keys: a warning, not a refusal.
+ */
 const proxyModelSchema = strictObject({
   enabled: opt(bool(), true),
   /** Other names of the model (priced the same). */
   aliases: opt(listOf(str()), []),
-  pricing: opt(modelPriceSchema),
+  pricing: opt(proxyPrice),
 });
 
 /**
@@ -170,14 +225,16 @@ const proxyModelSchema = strictObject({
  * pricing}`. The map becomes the list of enabled names plus `model_pricing`.
  */
 const providerModels = v.pipe(
-  v.union([listOf(str()), mapOf(proxyModelSchema)]),
+  v.lazy((input: unknown) => Array.isArray(input) ? listOf(str()) : mapOf(proxyModelSchema)),
   v.transform((models): { list: string[]; pricing: Record<string, ModelPrice> } => {
     if (Array.isArray(models)) return { list: models, pricing: {} };
     const list: string[] = [];
     const pricing: Record<string, ModelPrice> = {};
     for (const [name, m] of Object.entries(models)) {
       if (m.enabled) list.push(name);
-      if (m.pricing) { for (const n of [name, ...m.aliases]) pricing[n] = m.pricing; }
+      if (!m.pricing) continue;
+      for (const n of [name, ...m.aliases]) pricing[n] = m.pricing.price;
+      for (const [n, price] of Object.entries(m.pricing.overrides)) pricing[n] = price;
     }
     return { list, pricing };
   }),
@@ -305,11 +362,42 @@ const routingSchema = strictObject({
   ),
 });
 
-const redisConn = strictObject({
-  address: opt(str(), "localhost:6379"),
-  password: opt(str(), ""),
-  db: opt(int(0), 0),
-});
+/**
+ * llm-proxy's Redis block (breaker, rate limits): `url` (`redis://` or `rediss://`; over
+ * `address` and `password` when set and not empty, as in llm-proxy), else `address` and
+ * `password`; `db`, when given, overrides the URL's database. Read as one connection.
+ */
+const redisConn = v.pipe(
+  strictObject({
+    url: opt(
+      v.pipe(
+        str(),
+        v.check((u) => u === "" || /^rediss?:\/\/\S+$/.test(u), "Must be a redis:// or rediss:// URL"),
+      ),
+    ),
+    address: opt(str(), "localhost:6379"),
+    password: opt(str(), ""),
+    db: opt(int(0)),
+  }),
+  v.transform((r): RedisConn => {
+    if (r.url !== undefined && r.url !== "") {
+      return { url: r.url, ...(r.db !== undefined ? { db: r.db } : {}) };
+    }
+    return {
+      url: `redis://${r.address}`,
+      ...(r.password !== "" ? { password: r.password } : {}),
+      db: r.db ?? 0,
+    };
+  }),
+);
+
+/** A Redis connection as the stores take it. */
+export interface RedisConn {
+  readonly url: string;
+  readonly password?: string;
+  /** Overrides the URL's database. */
+  readonly db?: number;
+}
 
 const mode = v.picklist(["off", "log", "on"]);
 

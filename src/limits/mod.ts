@@ -98,11 +98,8 @@ function sharedBackend(
   let closing = false;
   const linking = import("../state/redis_link.ts").then(({ createRedisLink }) => {
     if (closing) return;
-    const conn = rl.redis;
     const link = createRedisLink({
-      url: conn ? `redis://${conn.address}` : config.state.redis.url,
-      ...(conn && conn.password !== "" ? { password: conn.password } : {}),
-      ...(conn ? { db: conn.db } : {}),
+      ...(rl.redis ?? { url: config.state.redis.url }),
       name: "limits",
       logger: deps.logger,
     });

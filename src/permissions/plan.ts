@@ -76,12 +76,8 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     config.state.backend === "redis" || config.features.rate_limiting.backend === "redis"
       ? config.state.redis.url
       : null,
-    config.features.circuit_breaker.redis
-      ? `redis://${config.features.circuit_breaker.redis.address}`
-      : null,
-    config.features.rate_limiting.redis
-      ? `redis://${config.features.rate_limiting.redis.address}`
-      : null,
+    config.features.circuit_breaker.redis?.url ?? null,
+    config.features.rate_limiting.redis?.url ?? null,
     // The response cache's Redis: Butter's `cache.redis` block, else state.redis.url.
     config.cache.enabled && config.cache.backend === "redis"
       ? (config.cache.redis ? `redis://${config.cache.redis.address}` : config.state.redis.url)

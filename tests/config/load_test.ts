@@ -237,9 +237,9 @@ Deno.test("parseConfigText() accepts llm-proxy's circuit_breaker redis block whe
   const { config, warnings } = parseConfigText(text, NO_ENV, "cb.yaml");
   assert.deepEqual(warnings, []);
   assert.equal(config.features.circuit_breaker.backend, "redis");
+  // Read as one connection: the address as a URL, no password, database 0.
   assert.deepEqual(config.features.circuit_breaker.redis, {
-    address: "localhost:6379",
-    password: "",
+    url: "redis://localhost:6379",
     db: 0,
   });
 });
