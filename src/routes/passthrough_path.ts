@@ -45,12 +45,14 @@ const LENIENT_UTF8 = new TextDecoder("utf-8");
  * Refused: a dot-segment (`.`, `..`) in any spelling (`%2e`, `%2E`, mixed, encoded several
  * times, Unicode look-alikes that NFKC folds to `.`, `..;param`, padded with blanks, overlong
  * UTF-8, `%u002e`), a backslash (raw or encoded), an empty segment (`//`, leading or inside; a
- * trailing `/` is fine), an encoded slash that makes an empty or dot segment once decoded, and
- * control characters once decoded. An encoded slash inside a name (a Bedrock ARN's `%2F`) is
- * fine. (A `#` is the caller's to refuse: `rawTarget` reports it.)
+ * trailing `/` is fine), an encoded slash, and control characters once decoded. The one
+ * encoded slash let through is inside a Bedrock ARN under `/bedrock/` (an inference profile's
+ * `arn%3Aaws%3Abedrock%3A…%2F…`, which the AWS SDKs send and sign that way). (A `#` is the
+ * caller's to refuse: `rawTarget` reports it.)
  */
 export function containmentProblem(path: string): string | null {
   if (!path.startsWith("/")) return "The path must start with /";
+  const arns = path.startsWith("/bedrock/");
   const segments = path.slice(1).split("/");
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] as string;
@@ -58,17 +60,17 @@ export function containmentProblem(path: string): string | null {
       if (i === segments.length - 1) continue; // trailing slash
       return "The path has an empty segment (//)";
     }
-    const problem = segmentProblem(segment);
+    const problem = segmentProblem(segment, arns);
     if (problem !== null) return problem;
   }
   return null;
 }
 
-function segmentProblem(segment: string): string | null {
+function segmentProblem(segment: string, arns: boolean): string | null {
   let current = segment;
   for (let round = 0; round <= DECODE_ROUNDS; round++) {
-    const problem = formProblem(current) ??
-      (isPlainAscii(current) ? null : formProblem(current.normalize("NFKC")));
+    const problem = formProblem(current, arns) ??
+      (isPlainAscii(current) ? null : formProblem(current.normalize("NFKC"), arns));
     if (problem !== null) return problem;
     // IIS-style `%u002e`, and bytes that are not UTF-8 (overlong `%c0%ae` is `.` to lax
     // decoders): no API path needs them.
@@ -82,7 +84,7 @@ function segmentProblem(segment: string): string | null {
 }
 
 /** One spelling of a segment: as sent, percent-decoded, or Unicode-folded. */
-function formProblem(form: string): string | null {
+function formProblem(form: string, arns: boolean): string | null {
   if (form.includes("\\")) return "The path has a backslash";
   // deno-lint-ignore no-control-regex
   if (/[\x00-\x1f\x7f]/.test(form)) return "The path has a control character";
@@ -90,8 +92,14 @@ function formProblem(form: string): string | null {
   if (pieces.length > 1 && pieces.includes("")) {
     return "The path has an encoded slash that makes an empty segment";
   }
-  return pieces.some(isDotSegment) ? "The path has a dot-segment (. or ..)" : null;
+  if (pieces.some(isDotSegment)) return "The path has a dot-segment (. or ..)";
+  return pieces.length > 1 && !(arns && BEDROCK_ARN.test(form))
+    ? "The path has an encoded slash"
+    : null;
 }
+
+/** A Bedrock resource name (inference profiles, provisioned and imported models). */
+const BEDROCK_ARN = /^arn:aws[a-z-]*:bedrock:/;
 
 /** `.` or `..`, also as servers that strip `;params` or trim blanks see it (`..;x`, `.. `). */
 function isDotSegment(piece: string): boolean {
