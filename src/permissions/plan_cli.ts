@@ -6,7 +6,7 @@
  * On a config error it prints the flags `--check` needs, so the daemon reports the problems.
  */
 import { CliError, parseCli } from "../cli.ts";
-import { ConfigError, DEFAULT_ENV_KEYS, loadConfig } from "../config/mod.ts";
+import { ConfigError, DEFAULT_ENV_KEYS, loadConfig, referencedEnvVars } from "../config/mod.ts";
 import { applyOverrides } from "../cli.ts";
 import { DAEMON_ENV, grantsToFlags, planGrants, planProbeGrants, shellQuote } from "./mod.ts";
 import { resolve } from "node:path";
@@ -30,8 +30,12 @@ try {
 } catch (err) {
   if (!(err instanceof ConfigError || err instanceof CliError)) throw err;
   const path = Deno.args[Deno.args.indexOf("--config") + 1] ?? env("PILOTFISH_CONFIG");
+  // The file's `${VARS}` too: without them the daemon would stop at the first one it reads
+  // and report a missing permission instead of the config's problems.
+  const text = path ? await Deno.readTextFile(path).catch(() => null) : null;
+  const vars = text === null ? [] : referencedEnvVars(text);
   flags = [
-    `--allow-env=${[...DAEMON_ENV, ...DEFAULT_ENV_KEYS].join(",")}`,
+    `--allow-env=${[...new Set([...DAEMON_ENV, ...DEFAULT_ENV_KEYS, ...vars])].join(",")}`,
     ...(path ? [`--allow-read=${resolve(cwd, path)}`] : []),
   ];
 }
