@@ -28,6 +28,18 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "o3": { input: 2, cache_read: 0.5, output: 8 },
   "o4-mini": { input: 1.1, cache_read: 0.275, output: 4.4 },
   "o1": { input: 15, cache_read: 7.5, output: 60 },
+  // Older models still served (llm-gateway's README routes them), the same page's "Other
+  // models" table (2025-08-07).
+  // The GPT-4 Turbo previews and the 32k / 16k variants are listed so that `gpt-4` and
+  // `gpt-3.5-turbo` never price them through the dated-suffix match below.
+  "gpt-4-turbo": { input: 10, output: 30 },
+  "gpt-4-0125-preview": { input: 10, output: 30 },
+  "gpt-4-1106-preview": { input: 10, output: 30 },
+  "gpt-4-1106-vision-preview": { input: 10, output: 30 },
+  "gpt-4": { input: 30, output: 60 },
+  "gpt-4-32k": { input: 60, output: 120 },
+  "gpt-3.5-turbo": { input: 0.5, output: 1.5 },
+  "gpt-3.5-turbo-16k": { input: 3, output: 4 },
   "text-embedding-3-small": { input: 0.02, output: 0 },
   "text-embedding-3-large": { input: 0.13, output: 0 },
   // Anthropic, https://docs.anthropic.com/en/docs/about-claude/pricing (2025-10-15).
@@ -38,6 +50,10 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "claude-3-7-sonnet": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
   "claude-haiku-4-5": { input: 1, cache_write: 1.25, cache_read: 0.1, output: 5 },
   "claude-3-5-haiku": { input: 0.8, cache_write: 1, cache_read: 0.08, output: 4 },
+  "claude-3-opus": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
+  "claude-3-haiku": { input: 0.25, cache_write: 0.3, cache_read: 0.03, output: 1.25 },
+  // Claude 3 Sonnet, retired 2025-07-21: its last list price (no prompt-caching rates).
+  "claude-3-sonnet": { input: 3, output: 15 },
   // Google Gemini API, https://ai.google.dev/gemini-api/docs/pricing (2025-09-01); the
   // cached rate is what implicit and explicit cache hits cost, thinking is output.
   "gemini-2.5-pro": {

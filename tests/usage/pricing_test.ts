@@ -12,6 +12,17 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
   assert.equal(builtinPrice("gpt-4o-2024-08-06"), builtinPrice("gpt-4o"));
   assert.equal(builtinPrice("gpt-4o-mini-2024-07-18")?.input, 0.15);
   assert.equal(builtinPrice("gpt-4o-audio-preview"), null);
+  // Older models llm-gateway's README routes, dated names included; never a neighbour's price.
+  assert.equal(builtinPrice("gpt-4")?.input, 30);
+  assert.equal(builtinPrice("gpt-4-0613")?.output, 60);
+  assert.equal(builtinPrice("gpt-4-turbo-2024-04-09")?.input, 10);
+  assert.equal(builtinPrice("gpt-3.5-turbo-0125")?.output, 1.5);
+  assert.equal(builtinPrice("claude-3-opus-20240229")?.output, 75);
+  assert.equal(builtinPrice("claude-3-haiku-20240307")?.cache_read, 0.03);
+  assert.equal(builtinPrice("claude-3-sonnet")?.input, 3);
+  assert.equal(builtinPrice("gpt-4-1106-preview")?.input, 10);
+  assert.equal(builtinPrice("gpt-4-32k-0613")?.input, 60);
+  assert.equal(builtinPrice("gpt-3.5-turbo-16k-0613")?.output, 4);
   assert.equal(builtinPrice("claude-sonnet-4-5-20250929")?.cache_write, 3.75);
   assert.equal(
     builtinPrice("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
