@@ -372,7 +372,10 @@ const redisConn = v.pipe(
     url: opt(
       v.pipe(
         str(),
-        v.check((u) => u === "" || /^rediss?:\/\/\S+$/.test(u), "Must be a redis:// or rediss:// URL"),
+        v.check(
+          (u) => u === "" || /^rediss?:\/\/\S+$/.test(u),
+          "Must be a redis:// or rediss:// URL",
+        ),
       ),
     ),
     address: opt(str(), "localhost:6379"),
