@@ -132,12 +132,40 @@ Deno.test("guard, scan_roles: an Anthropic system block is scanned when listed",
   };
   await using(guard("block"), async (gw) => {
     const res = await gw.request("/v1/messages", post(body));
-    assert.equal(res.status, 200, "default roles: user and tool only");
+    assert.equal(res.status, 200, "default roles: user, assistant and tool");
     await res.body?.cancel();
   });
-  await using(guard("block", ", scan_roles: 'user,system'"), async (gw) => {
-    const res = await gw.request("/v1/messages", post(body));
+  for (const roles of ["user,system", "all"]) {
+    await using(guard("block", `, scan_roles: '${roles}'`), async (gw) => {
+      const res = await gw.request("/v1/messages", post(body));
+      assert.equal(res.status, 400, roles);
+      await res.body?.cancel();
+    });
+  }
+});
+
+Deno.test("guard, default scan_roles: an assistant message is scanned (Butter's user,assistant)", async () => {
+  await using(guard("block"), async (gw) => {
+    const res = await gw.request(
+      "/v1/chat/completions",
+      post({
+        model: "up/gpt-up",
+        messages: [
+          { role: "user", content: "hello" },
+          { role: "assistant", content: ATTACK },
+          { role: "user", content: "go on" },
+        ],
+      }),
+    );
     assert.equal(res.status, 400);
+    await res.body?.cancel();
+  });
+  await using(guard("block", ", scan_roles: 'user'"), async (gw) => {
+    const res = await gw.request(
+      "/v1/chat/completions",
+      post({ model: "up/gpt-up", messages: [{ role: "assistant", content: ATTACK }] }),
+    );
+    assert.equal(res.status, 200, "only the listed roles");
     await res.body?.cancel();
   });
 });

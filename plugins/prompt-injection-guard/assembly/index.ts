@@ -1,8 +1,9 @@
 // The prompt-injection guard: a pre_http hook that scans every text a request carries and,
 // on a match, blocks it (Butter's 400 body), logs it, or tags it. Config (all optional):
 //   mode        block | log | tag                       (default block)
-//   scan_roles  roles whose text is scanned, comma-separated or a JSON list
-//               (default "user,tool"; add "system" to scan system prompts too)
+//   scan_roles  roles whose text is scanned, comma-separated or a JSON list, or "all"
+//               (default "user,assistant,tool": Butter's user,assistant and tool output;
+//               add "system" to scan system prompts too)
 //   categories  enable a subset, same format             (default: all nine)
 import { configGet, inputLength, readInput, setOutput, warn } from "./extism";
 import { roleBit, TextSink, Walker } from "./json";
@@ -54,7 +55,7 @@ function setup(): void {
   compile();
   const m = configGet("mode");
   if (m !== null) mode = m.trim().toLowerCase();
-  const names = list(configGet("scan_roles"), "user,tool");
+  const names = list(configGet("scan_roles"), "user,assistant,tool");
   for (let i = 0; i < names.length; i++) roles |= roleBit(names[i]);
   enabled = list(configGet("categories"), "");
   prepare();

@@ -62,9 +62,11 @@ export const ROLE_SYSTEM: i32 = 4;
 export const ROLE_TOOL: i32 = 8;
 export const ROLE_OTHER: i32 = 16;
 /** Role not known yet: collect, decide at the end of the object. */
-const ROLE_ANY: i32 = 31;
+export const ROLE_ANY: i32 = 31;
 
 export function roleBit(name: string): i32 {
+  // Butter's config.example.yaml: "all" for all roles.
+  if (name == "all" || name == "*") return ROLE_ANY;
   if (name == "user" || name == "human") return ROLE_USER;
   if (name == "assistant" || name == "model") return ROLE_ASSISTANT;
   if (name == "system" || name == "developer") return ROLE_SYSTEM;
