@@ -3,17 +3,30 @@ import { GatewayError } from "../errors.ts";
 // Stateless when called without `stream: true`, so one instance serves every request.
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
+/** Schedules `fire` after `ms`; returns the cancel (the Runtime's `schedule`). */
+export type BodySchedule = (ms: number, fire: () => void) => () => void;
+
+/**
+ * Without `server.read_timeout`, a JSON body still has to be complete this long after the
+ * handler starts reading it: a client that declares more bytes than it sends (or stops
+ * half-way) gets a 408, never a request held open forever. 30 s is the `read_timeout` of
+ * Butter's and llm-gateway's example configs.
+ */
+export const DEFAULT_BODY_MS = 30_000;
+
 /**
  * Read a JSON request body, refusing it with 413 as soon as it passes `maxBytes`: the
  * declared Content-Length is checked first, then bytes are counted while reading, so an
  * oversize or lying client never makes us buffer more than the limit. With `deadline`
  * (server.read_timeout/write_timeout), a body not complete when it aborts is refused with
- * the deadline's reason (408 or 504).
+ * the deadline's reason (408 or 504); without one, `schedule` bounds the read to
+ * `DEFAULT_BODY_MS` (408).
  */
 export async function readJsonBody(
   req: Request,
   maxBytes: number,
   deadline?: AbortSignal,
+  schedule?: BodySchedule,
 ): Promise<unknown> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
@@ -21,10 +34,37 @@ export async function readJsonBody(
     throw tooLarge(maxBytes);
   }
   if (!req.body) throw emptyBody();
+  if (deadline) return parseJson(await readCounted(req.body, maxBytes, deadline));
   // Declared and within the limit: HTTP framing guarantees no more than that arrives, so
-  // the runtime can read it natively in one piece (unless a deadline must be able to stop it).
-  if (declared !== null && !deadline) return parseJson(new Uint8Array(await readAll(req)));
-  return parseJson(await readCounted(req.body, maxBytes, deadline));
+  // the runtime can read it natively in one piece.
+  const reading = declared !== null
+    ? readAll(req).then((b) => new Uint8Array(b))
+    : readCounted(req.body, maxBytes);
+  return parseJson(schedule ? await bounded(reading, schedule) : await reading);
+}
+
+/** `reading`, or a 408 once `DEFAULT_BODY_MS` passed (the 408 closes the connection). */
+async function bounded<T>(reading: Promise<T>, schedule: BodySchedule): Promise<T> {
+  let cancel = () => {};
+  const late = new Promise<never>((_, reject) => {
+    cancel = schedule(DEFAULT_BODY_MS, () =>
+      reject(
+        new GatewayError(
+          "request_timeout",
+          `The request body did not arrive within ${
+            DEFAULT_BODY_MS / 1000
+          } s (set server.read_timeout to change this)`,
+          { headers: { connection: "close" } },
+        ),
+      ));
+  });
+  try {
+    return await Promise.race([reading, late]);
+  } finally {
+    cancel();
+    reading.catch(() => {});
+    late.catch(() => {});
+  }
 }
 
 async function readAll(req: Request): Promise<ArrayBuffer> {

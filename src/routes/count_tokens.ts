@@ -100,6 +100,7 @@ export function countTokens(kind: "messages" | "responses") {
       c.req.raw,
       ex.runtime.config.server.max_body_bytes,
       ex.deadlines?.body,
+      ex.runtime.schedule,
     );
     const reached = reachedAll(ex);
     if (ex.runtime.stages.post_http.length === 0) {

@@ -17,6 +17,7 @@ export function unifiedHandler(route: UnifiedRoute, errorFormat: ErrorFormat) {
       c.req.raw,
       ex.runtime.config.server.max_body_bytes,
       ex.deadlines?.body,
+      ex.runtime.schedule,
     );
     return await runExchange(ex, route, raw, c.req.raw.signal);
   };

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { GatewayError } from "../../src/errors.ts";
-import { readCounted, readJsonBody } from "../../src/routes/body.ts";
+import { DEFAULT_BODY_MS, readCounted, readJsonBody } from "../../src/routes/body.ts";
 
 const enc = new TextEncoder();
 
@@ -97,4 +97,52 @@ Deno.test("readJsonBody() with a declared length and a deadline can still be sto
     headers: { "content-length": "7" },
   });
   assert.deepEqual(await readJsonBody(ok, 1024, new AbortController().signal), { a: 1 });
+});
+
+/** A schedule whose timers fire only when the test says so. */
+function manualSchedule() {
+  const timers: { ms: number; fire: () => void; cancelled: boolean }[] = [];
+  return {
+    timers,
+    schedule: (ms: number, fire: () => void) => {
+      const t = { ms, fire, cancelled: false };
+      timers.push(t);
+      return () => {
+        t.cancelled = true;
+      };
+    },
+  };
+}
+
+Deno.test("readJsonBody() without a deadline: a body that stops half-way is a 408 after DEFAULT_BODY_MS", async (t) => {
+  for (const declared of [true, false]) {
+    await t.step(declared ? "Content-Length declared" : "chunked", async () => {
+      const { schedule, timers } = manualSchedule();
+      const part = twoPartBody('{"model":', '"x"}');
+      const req = new Request("http://localhost/v1/chat/completions", {
+        method: "POST",
+        body: part.body,
+        headers: declared ? { "content-length": "100" } : {},
+      });
+      const reading = readJsonBody(req, 1_000_000, undefined, schedule);
+      await part.waiting;
+      assert.equal(timers.length, 1);
+      assert.equal(timers[0]!.ms, DEFAULT_BODY_MS);
+      timers[0]!.fire();
+      await assert.rejects(reading, (err: GatewayError) => {
+        assert.equal(err.code, "request_timeout");
+        assert.equal(err.status, 408);
+        assert.match(err.message, /did not arrive within 30 s/);
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("readJsonBody() without a deadline: a body in time cancels its timer", async () => {
+  const { schedule, timers } = manualSchedule();
+  const req = new Request("http://localhost/", { method: "POST", body: '{"a":1}' });
+  assert.deepEqual(await readJsonBody(req, 1_000, undefined, schedule), { a: 1 });
+  assert.equal(timers.length, 1);
+  assert.ok(timers[0]!.cancelled);
 });
