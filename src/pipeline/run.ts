@@ -138,8 +138,10 @@ async function unified(
     const pre = pending instanceof Promise ? await pending : pending;
     if (pre.response) return pre.response;
     const now = route.model(ex);
-    if (pre.rewritten && now !== model) {
-      // The stage chose another model: routing follows it.
+    // The stage chose another model: routing follows it. Writing the routed target's own
+    // name for the model (`gpt-4o-mini` for `openai/gpt-4o-mini`, as a Butter plugin sees
+    // it) keeps the route.
+    if (pre.rewritten && now !== model && now !== ex.targets[0]?.model) {
       resolved = resolveModel(rt.config, now, gateway.provider);
       ex.targets = route.candidates?.(ex, resolved) ?? resolved.targets;
       ex.model = now;

@@ -65,8 +65,10 @@ export function wasmStage(
     return out;
   };
 
+  // The provider once routing chose one: in pre_llm, the first target (Butter calls pre_llm
+  // right before the provider call); after the call, the one that answered.
   const common = (ex: Exchange) => ({
-    ...(ex.provider !== undefined ? { provider: ex.provider } : {}),
+    ...providerOf(ex),
     ...(ex.model !== undefined ? { model: ex.model } : {}),
     headers: headerMap(ex.headers, expose),
     metadata: ex.metadata,
@@ -164,7 +166,7 @@ export function wasmStage(
     ): Promise<ChatChunk | null | void> => {
       const out = await call(ex, {
         hook: "stream_chunk",
-        ...(ex.provider !== undefined ? { provider: ex.provider } : {}),
+        ...providerOf(ex),
         ...(ex.model !== undefined ? { model: ex.model } : {}),
         metadata: ex.metadata,
         chunk,
@@ -208,4 +210,10 @@ function shortCircuit(ex: Exchange, out: HookOutput): Respond | Reject {
     return { action: "reject", status, message: errorMessage(body) };
   }
   return { action: "respond", status, body };
+}
+
+/** `{provider}` as plugins see it: the answering provider, else the routed first target. */
+function providerOf(ex: Exchange): { provider?: string } {
+  const provider = ex.provider ?? ex.targets[0]?.provider;
+  return provider !== undefined ? { provider } : {};
 }

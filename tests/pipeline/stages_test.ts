@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Stage } from "../../src/pipeline/stages.ts";
-import { gateway, post, requestLines, ROUTES } from "./support.ts";
+import { CONFIG, gateway, post, requestLines, ROUTES } from "./support.ts";
 
 const SANITIZE = { sanitizeOps: true, sanitizeResources: true };
 
@@ -157,6 +157,36 @@ Deno.test("pre_llm rewrites the request; post_llm rewrites the answer", SANITIZE
       assert.equal(body.content[0].text, "Hi there");
       const sent = JSON.parse(String(gw.upstream[0]?.init.body));
       assert.deepEqual(sent.messages, [{ role: "user", content: "changed" }]);
+    },
+  );
+
+  await t.step(
+    "a rewrite to the routed target's own model name keeps the route; another model is routed",
+    async () => {
+      const config = CONFIG.replace(
+        "routing:\n",
+        "routing:\n  default_provider: claude\n",
+      );
+      for (
+        const [model, host] of [["gpt-up", "up.test"], ["claude/claude-x", "claude.test"]] as const
+      ) {
+        const gw = gateway({
+          config,
+          stages: [{
+            name: "rewrite",
+            fail_mode: "closed",
+            timeout_ms: 5_000,
+            pre_llm: (_ex, req) => ({
+              action: "rewrite",
+              body: { ...(req.body as object), model },
+            }),
+          }],
+        });
+        const res = await gw.request("/v1/chat/completions", post(ROUTES[0]!.body));
+        await res.body?.cancel();
+        assert.equal(res.status, 200, model);
+        assert.equal(new URL(gw.upstream[0]!.url).host, host, model);
+      }
     },
   );
 

@@ -68,6 +68,19 @@ Deno.test("a pre_llm rewrite replaces the body sent upstream; metadata reaches t
   });
 });
 
+Deno.test("pre_llm input: the routed provider and the model, as Butter gives them", async () => {
+  await withPlugin("echo_input", "", async (gw) => {
+    const res = await chat(gw);
+    const seen = await res.json();
+    assert.equal(res.status, 200);
+    assert.equal(seen.hook, "pre_llm");
+    assert.equal(seen.provider, "up");
+    assert.equal(seen.model, "up/gpt-up");
+    assert.equal(seen.body.messages[0].content, "hi");
+    assert.equal(gw.upstream.length, 0);
+  });
+});
+
 Deno.test("a short-circuit answers in the route's own format; status 0 is 400", async (t) => {
   await withPlugin("short_circuit", "", async (gw) => {
     await t.step("OpenAI route: the guest's body as is", async () => {
