@@ -57,6 +57,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post("/v1/messages/count_tokens", countTokens("messages"));
   app.post("/v1/responses", responses);
   app.post("/v1/responses/input_tokens", countTokens("responses"));
+  // Before `/v1/responses/:id`: "input_tokens" is a route, never a response id.
+  app.on(["GET", "DELETE"], "/v1/responses/input_tokens", allow("POST"));
   app.get("/v1/responses/:id", appKeyGate, getResponse);
   app.delete("/v1/responses/:id", appKeyGate, deleteResponse);
   app.get("/v1/models", appKeyGate, listModels);
@@ -74,17 +76,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.all("/native/:provider/*", nativePassthrough(null));
 
   // Known paths with the wrong method: 405 with Allow, not a misleading 404.
-  const allow = (methods: string) => (c: Parameters<typeof renderError>[1]) =>
-    renderError(
-      new GatewayError(
-        "method_not_allowed",
-        `Method ${c.req.method} is not allowed on ${c.req.path}`,
-        {
-          headers: { allow: methods },
-        },
-      ),
-      c,
-    );
   app.all("/v1/chat/completions", allow("POST"));
   app.all("/v1/models", allow("GET"));
   app.all("/v1/messages", allow("POST"));
@@ -97,4 +88,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.notFound(renderNotFound);
   app.onError(renderError);
   return app;
+}
+
+/** A 405 naming the methods the path takes (`Allow`), in the route's error format. */
+function allow(methods: string) {
+  return (c: Parameters<typeof renderError>[1]) =>
+    renderError(
+      new GatewayError(
+        "method_not_allowed",
+        `Method ${c.req.method} is not allowed on ${c.req.path}`,
+        {
+          headers: { allow: methods },
+        },
+      ),
+      c,
+    );
 }

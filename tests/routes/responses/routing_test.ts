@@ -172,6 +172,13 @@ providers:
       assert.equal(del.status, 405);
       assert.equal(del.headers.get("allow"), "GET, DELETE");
       await del.body?.cancel();
+      // "input_tokens" is a route, not a response id.
+      for (const method of ["GET", "DELETE", "PUT"]) {
+        const it = await gw.request("/v1/responses/input_tokens", { method });
+        assert.equal(it.status, 405, method);
+        assert.equal(it.headers.get("allow"), "POST");
+        await it.body?.cancel();
+      }
     });
   } finally {
     await gw.close();
