@@ -173,6 +173,11 @@ export interface ProviderAdapter {
   messages?(call: MessagesCall, model: string): Promise<ChatOutcome>;
   /** Responses API passthrough (see ResponsesCall); providers configured `responses: native`. */
   responses?(call: ResponsesCall, model: string): Promise<ChatOutcome>;
+  /**
+   * A response the provider keeps (`GET`/`DELETE {base_url}/responses/{id}`), its bytes as
+   * answered; the providers that speak the Responses API natively. A non-2xx is thrown.
+   */
+  storedResponse?(call: StoredResponseCall): Promise<StoredResponseReply>;
   /** Count the input tokens of a request (the provider's endpoint, or a local tokenizer). */
   countTokens?(call: CountTokensCall, model: string): Promise<TokenCount>;
   /**
@@ -188,6 +193,21 @@ export interface ProviderAdapter {
    * they can. Shown on `/health`; API-key providers are judged by their configured keys.
    */
   credentialProblem?(): Promise<string | null>;
+}
+
+/** A call on a response a provider keeps. */
+export interface StoredResponseCall {
+  readonly method: "GET" | "DELETE";
+  readonly id: string;
+  readonly apiKey: string | null;
+  readonly clientAuthorization: string | null;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+}
+
+export interface StoredResponseReply {
+  readonly status: number;
+  readonly body: Uint8Array<ArrayBuffer>;
 }
 
 export interface AdapterDeps {

@@ -11,7 +11,8 @@ import { resolvedInput, toChatRequestFromResponses } from "../translate/mod.ts";
 import { encodeResponses } from "../pipeline/encode/responses.ts";
 import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
 import { applicable } from "../pipeline/stages.ts";
-import type { Decoded, UnifiedRoute } from "../pipeline/run.ts";
+import { clientCredential, type Decoded, type UnifiedRoute } from "../pipeline/run.ts";
+import { pickKey } from "../routing/keys.ts";
 import type { AttemptContext } from "../routing/mod.ts";
 import type { AppEnv } from "./context.ts";
 import { requestedModel, rewriteCanonical } from "./translated.ts";
@@ -233,23 +234,68 @@ function notFound(id: string): GatewayError {
   });
 }
 
-/** `GET /v1/responses/{id}`: a response the gateway kept (translated answers). */
+/**
+ * `GET /v1/responses/{id}`: a response the gateway kept (translated answers), else the one a
+ * provider that speaks the Responses API keeps (relayed as bytes).
+ */
 export async function getResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
   const stored = await ex.runtime.responses.get(id);
-  if (stored === null) throw notFound(id);
-  return c.json(stored.response);
+  if (stored !== null) return c.json(stored.response);
+  return await relayStored(ex, "GET", id, c.req.raw.signal);
 }
 
-/** `DELETE /v1/responses/{id}`: forget a kept response (OpenAI's deletion answer). */
+/** `DELETE /v1/responses/{id}`: forget a kept response (OpenAI's deletion answer), or relay. */
 export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
-  if (!(await ex.runtime.responses.delete(id))) throw notFound(id);
-  return c.json({ id, object: "response", deleted: true });
+  if (await ex.runtime.responses.delete(id)) {
+    return c.json({ id, object: "response", deleted: true });
+  }
+  return await relayStored(ex, "DELETE", id, c.req.raw.signal);
+}
+
+/**
+ * An id the gateway did not keep: asked of each provider that keeps its own responses, in
+ * config order, until one knows it (a 404 moves on); none knows it → 404. The provider's
+ * key is the gateway's (the client's credential where it has none).
+ */
+async function relayStored(
+  ex: Exchange,
+  method: "GET" | "DELETE",
+  id: string,
+  signal: AbortSignal,
+): Promise<Response> {
+  const rt = ex.runtime;
+  for (const [name, adapter] of rt.adapters) {
+    if (adapter.storedResponse === undefined) continue;
+    const provider = rt.config.providers[name];
+    if (provider === undefined) continue;
+    const key = provider.credential_mode === "gateway" && provider.keys.length > 0
+      ? pickKey(provider.keys, "", rt.random, rt.routing, rt.now()) ?? provider.keys[0]!
+      : null;
+    try {
+      const reply = await adapter.storedResponse({
+        method,
+        id,
+        apiKey: key?.key ?? null,
+        clientAuthorization: key === null ? clientCredential(ex.headers) : null,
+        signal,
+        timeoutMs: provider.timeout,
+      });
+      ex.provider = name;
+      return new Response(reply.body, {
+        status: reply.status,
+        headers: { "content-type": "application/json", "x-pilotfish-provider": name },
+      });
+    } catch (err) {
+      if (!(err instanceof GatewayError) || err.status !== 404) throw err;
+    }
+  }
+  throw notFound(id);
 }
 
 export type { ResponsesRequest };

@@ -20,6 +20,8 @@ import type {
   JsonOutcome,
   ProviderAdapter,
   ResponsesCall,
+  StoredResponseCall,
+  StoredResponseReply,
   TokenCount,
 } from "../types.ts";
 import { findResponsesUsage, responsesUsageTap } from "./responses.ts";
@@ -28,6 +30,7 @@ import { classifyOpenAI } from "./classify.ts";
 import { fromOpenAIError } from "./errors.ts";
 import { AZURE_NATIVE, OPENAI_NATIVE } from "./native.ts";
 import { azureEndpoint, plainEndpoint, toOpenAIRequest } from "./request.ts";
+import { pathSegment } from "../shared/path_segment.ts";
 
 /**
  * Adapter for OpenAI, every OpenAI-compatible API (Groq, Mistral, vLLM, ...) and, with its
@@ -184,8 +187,28 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       }
       return { input_tokens: tokens, estimate: false };
     },
-    ...(speaksResponses(cfg) ? { responses } : {}),
+    ...(speaksResponses(cfg) ? { responses, storedResponse } : {}),
   };
+
+  /** `GET`/`DELETE {base_url}/responses/{id}`: the provider's own stored response, as bytes. */
+  async function storedResponse(call: StoredResponseCall): Promise<StoredResponseReply> {
+    const { "content-type": _json, ...headers } = { ...baseHeaders, accept: "application/json" };
+    const auth: Record<string, string> = {};
+    if (call.apiKey !== null) {
+      const [name, value] = endpoint.auth(call.apiKey);
+      auth[name] = value;
+    } else if (call.clientAuthorization !== null) {
+      auth.authorization = call.clientAuthorization;
+    }
+    const url = endpoint.url("responses", "") + "/" + pathSegment(call.id, "response id", cfg.name);
+    const reply = await execute({
+      url,
+      method: call.method,
+      headers: { ...headers, ...auth },
+      body: null,
+    }, call);
+    return { status: reply.response.status, body: await reply.bytes() };
+  }
 
   /** `POST {base_url}/responses`, bytes relayed both ways (model patched), usage tapped. */
   async function responses(call: ResponsesCall, model: string): Promise<ChatOutcome> {

@@ -95,6 +95,55 @@ providers:
   }
 });
 
+Deno.test("GET/DELETE /v1/responses/{id} the gateway did not keep go to the native providers, in order", async () => {
+  const first = startFakeUpstream();
+  const second = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  compat: { base_url: "http://compat.invalid/v1", keys: [{ key: sk-compat-0001 }] }
+  selfhosted:
+    base_url: "${first.url}/v1"
+    keys: [{ key: sk-self-0001 }]
+    responses: native
+  openai: { base_url: "${second.url}/v1", keys: [{ key: sk-openai-0001 }] }
+`);
+  try {
+    // The first native provider does not know it (404): the next one is asked.
+    first.script({ kind: "json", status: 404, body: { error: { message: "No response found" } } });
+    second.script({ kind: "json", body: { id: "resp_up", object: "response", output: [] } });
+    const got = await gw.request("/v1/responses/resp_up");
+    assert.equal(got.status, 200);
+    assert.equal(got.headers.get("x-pilotfish-provider"), "openai");
+    assert.deepEqual(await got.json(), { id: "resp_up", object: "response", output: [] });
+    assert.equal(first.requests.at(-1)!.path, "/v1/responses/resp_up");
+    const sent = second.requests.at(-1)!;
+    assert.equal(sent.method, "GET");
+    assert.equal(sent.path, "/v1/responses/resp_up");
+    assert.equal(sent.headers.get("authorization"), "Bearer sk-openai-0001");
+
+    second.script({ kind: "json", body: { id: "resp_up", object: "response", deleted: true } });
+    const del = await gw.request("/v1/responses/resp_up", { method: "DELETE" });
+    assert.equal(del.status, 200);
+    assert.equal((await del.json()).deleted, true);
+    assert.equal(second.requests.at(-1)!.method, "DELETE");
+
+    // Nobody knows it: a 404 in OpenAI's format.
+    second.script({ kind: "json", status: 404, body: { error: { message: "No response found" } } });
+    const none = await gw.request("/v1/responses/resp_gone");
+    assert.equal(none.status, 404);
+    assert.match((await none.json()).error.message, /Response with id "resp_gone" not found/);
+    // An id travels as one path segment, whatever it holds.
+    const odd = await gw.request("/v1/responses/..%2Fmodels");
+    assert.equal(odd.status, 404);
+    await odd.body?.cancel();
+    assert.equal(second.requests.at(-1)!.path, "/v1/responses/..%2Fmodels");
+  } finally {
+    await gw.close();
+    await first.close();
+    await second.close();
+  }
+});
+
 Deno.test("the counting routes answer bad input in their own formats", async (t) => {
   const anthropic = startFakeAnthropic();
   const gw = startGateway(`
