@@ -44,8 +44,17 @@ localhost TCP port. Run it with \`deno task start [flags]\` (exact permissions) 
   --version       print "pilotfish <version>"
   -h, --help      this text
 
+Go's one-dash spelling works too (-config config.yaml, as Butter's README starts it).
 Precedence: flag > env > config file > embedded default.
 `;
+
+/**
+ * Go's flag syntax, one dash for a long option (`-config config.yaml`, `-port=9002`): Butter's
+ * README starts it so. A single letter after one dash stays a short option (`-h`).
+ */
+function goStyle(arg: string): string {
+  return /^-[a-z][a-z-]+(?:=|$)/.test(arg) ? `-${arg}` : arg;
+}
 
 export class CliError extends Error {
   override readonly name = "CliError";
@@ -56,7 +65,7 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
   let values;
   try {
     ({ values } = parseArgs({
-      args,
+      args: args.map(goStyle),
       options: {
         config: { type: "string" },
         host: { type: "string" },

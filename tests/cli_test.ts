@@ -66,3 +66,12 @@ Deno.test("parseCli() reads --version, --help, --check and --strict", () => {
   assert.equal(parseCli(["-h"], env({})).help, true);
   assert.equal(parseCli([], env({})).strict, false);
 });
+
+Deno.test("parseCli() takes Go's one-dash long options (Butter's `-config config.yaml`)", () => {
+  const cli = parseCli(["-config", "config.yaml", "-port=9100", "-check", "-h"], env({}));
+  assert.equal(cli.configPath, "config.yaml");
+  assert.equal(cli.port, 9100);
+  assert.equal(cli.check, true);
+  assert.equal(cli.help, true);
+  assert.throws(() => parseCli(["-nope"], env({})), CliError);
+});
