@@ -218,7 +218,16 @@ export function validateConfig(
   const config: Config = {
     ...parsed,
     routing: { ...parsed.routing, aliases },
-    server: { ...parsed.server, host, port, socket_mode: parseInt(parsed.server.socket_mode, 8) },
+    server: {
+      ...parsed.server,
+      host,
+      port,
+      socket_mode: parseInt(parsed.server.socket_mode, 8),
+      // Butter's `max_request_bytes` when ours is not written.
+      max_body_bytes: rawServer.max_body_bytes === undefined
+        ? parsed.server.max_request_bytes ?? parsed.server.max_body_bytes
+        : parsed.server.max_body_bytes,
+    },
     providers,
   };
   return { config: deepFreeze(config), warnings, source, ...(dialect ? { dialect } : {}) };

@@ -107,10 +107,12 @@ const serverSchema = strictObject({
     "0660",
   ),
   max_body_bytes: opt(int(1), 10 * 1024 * 1024),
+  /** Butter's name for it (its `config.example.yaml`); `max_body_bytes` wins when both are set. */
+  max_request_bytes: opt(int(1)),
   admin_token: opt(str(), ""),
   /**
-   * Butter's / llm-gateway's (`readTimeout`) Go http.Server ReadTimeout. Unset: no limit. The
-   * whole request body must have arrived this long after the request started (its headers
+   * Butter's / llm-gateway's (`readTimeout`) Go http.Server ReadTimeout. Unset: no limit but
+   * on a unified route's JSON body (30 s, src/routes/body.ts). The whole request body must have arrived this long after the request started (its headers
    * were read); a slower client gets 408 in the route's error format, with `Connection:
    * close`. A unified route calls no upstream; a chunked passthrough body already streaming
    * upstream has that upstream request aborted (one of declared length is read whole first,

@@ -678,3 +678,15 @@ Deno.test("parseConfigText() validates cache, rate_limit, metrics and logging ke
   assertProblem(problems, "metrics.endpoint", "path");
   assertProblem(problems, "logging.request_body");
 });
+
+Deno.test("parseConfigText() reads Butter's server.max_request_bytes as the body limit", () => {
+  const butter = parseConfigText("server:\n  max_request_bytes: 33554432\n", NO_ENV, "b.yaml");
+  assert.deepEqual(butter.warnings, []);
+  assert.equal(butter.config.server.max_body_bytes, 33554432);
+  const both = parseConfigText(
+    "server:\n  max_request_bytes: 33554432\n  max_body_bytes: 1024\n",
+    NO_ENV,
+    "b.yaml",
+  );
+  assert.equal(both.config.server.max_body_bytes, 1024);
+});
