@@ -48,7 +48,18 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
       calls++;
       const failure = mockFailure(model, calls, cfg.name);
       const latency = model === "slow" ? Math.max(cfg.latency, 1_000) : cfg.latency;
-      if (latency > 0) await abortableSleep(latency, call.signal);
+      if (latency > 0) {
+        // The attempt's timeout (x-gateway.timeout, the deadline, `timeout`), as an HTTP
+        // provider's would end it.
+        await abortableSleep(Math.min(latency, call.timeoutMs), call.signal);
+        if (latency > call.timeoutMs) {
+          throw new GatewayError(
+            "upstream_timeout",
+            `Provider "${cfg.name}" did not answer within ${call.timeoutMs} ms`,
+            { provider: cfg.name },
+          );
+        }
+      }
       if (failure) throw failure;
 
       const text = echoText(call.body);

@@ -293,3 +293,20 @@ Deno.test("createMockAdapter() advertises the mock models unless configured", SA
   assert.deepEqual(mockAdapter().models(), MOCK_MODELS);
   assert.deepEqual(mockAdapter("models: [a, b]").models(), ["a", "b"]);
 });
+
+Deno.test(
+  "createMockAdapter(): mock/slow ends at the attempt's timeout with 504, like an HTTP provider",
+  SANITIZE,
+  async () => {
+    const adapter = mockAdapter();
+    const { call } = chatCall({ model: "slow" });
+    const started = performance.now();
+    await assert.rejects(adapter.chat({ ...call, timeoutMs: 20 }, "slow"), (err: GatewayError) => {
+      assert.equal(err.code, "upstream_timeout");
+      assert.equal(err.status, 504);
+      assert.match(err.message, /did not answer within 20 ms/);
+      return true;
+    });
+    assert.ok(performance.now() - started < 900, "did not wait for the mock's 1 s");
+  },
+);
