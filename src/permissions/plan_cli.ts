@@ -29,7 +29,7 @@ try {
   );
 } catch (err) {
   if (!(err instanceof ConfigError || err instanceof CliError)) throw err;
-  const path = Deno.args[Deno.args.indexOf("--config") + 1] ?? env("PILOTFISH_CONFIG");
+  const path = configArg(Deno.args) ?? env("PILOTFISH_CONFIG");
   // The file's `${VARS}` too: without them the daemon would stop at the first one it reads
   // and report a missing permission instead of the config's problems.
   const text = path ? await Deno.readTextFile(path).catch(() => null) : null;
@@ -40,3 +40,12 @@ try {
   ];
 }
 Deno.stdout.writeSync(new TextEncoder().encode(flags.map(shellQuote).join(" ") + "\n"));
+
+/** `--config FILE`, `--config=FILE`, or Go's one-dash forms of them, as `parseCli` reads them. */
+function configArg(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--?config(?:=(.*))?$/.exec(args[i] as string);
+    if (m) return m[1] ?? args[i + 1];
+  }
+  return undefined;
+}

@@ -36,16 +36,19 @@ Deno.test("an invalid config that uses ${VARS}: `deno task start --check` lists 
     assert.match(flags, /--allow-env=[^ ]*PF_AUDIT_X/);
     assert.match(flags, /--allow-env=[^ ]*PF_AUDIT_T/);
 
-    const check = await new Deno.Command("sh", {
-      args: [`${ROOT}scripts/start.sh`, "--check", "--config", path],
-      env: { DENO: Deno.execPath() },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const out = new TextDecoder().decode(check.stdout) + new TextDecoder().decode(check.stderr);
-    assert.equal(check.code, 1, out);
-    assert.match(out, /providers\.local\.base_url: Must be an http:\/\/ or https:\/\/ URL/);
-    assert.doesNotMatch(out, /Missing permission/);
+    // Go's one-dash form too (Butter's `-config`): the file is still found and granted.
+    for (const flags of [["--config", path], [`-config=${path}`]]) {
+      const check = await new Deno.Command("sh", {
+        args: [`${ROOT}scripts/start.sh`, "--check", ...flags],
+        env: { DENO: Deno.execPath() },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const out = new TextDecoder().decode(check.stdout) + new TextDecoder().decode(check.stderr);
+      assert.equal(check.code, 1, out);
+      assert.match(out, /providers\.local\.base_url: Must be an http:\/\/ or https:\/\/ URL/);
+      assert.doesNotMatch(out, /Missing permission/);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
