@@ -1,10 +1,8 @@
 import { GatewayError } from "../errors.ts";
+import type { Schedule } from "../pipeline/stages.ts";
 
 // Stateless when called without `stream: true`, so one instance serves every request.
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
-/** Schedules `fire` after `ms`; returns the cancel (the Runtime's `schedule`). */
-export type BodySchedule = (ms: number, fire: () => void) => () => void;
 
 /**
  * Without `server.read_timeout`, a JSON body still has to be complete this long after the
@@ -26,7 +24,7 @@ export async function readJsonBody(
   req: Request,
   maxBytes: number,
   deadline?: AbortSignal,
-  schedule?: BodySchedule,
+  schedule?: Schedule,
 ): Promise<unknown> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
@@ -44,7 +42,7 @@ export async function readJsonBody(
 }
 
 /** `reading`, or a 408 once `DEFAULT_BODY_MS` passed (the 408 closes the connection). */
-async function bounded<T>(reading: Promise<T>, schedule: BodySchedule): Promise<T> {
+async function bounded<T>(reading: Promise<T>, schedule: Schedule): Promise<T> {
   let cancel = () => {};
   const late = new Promise<never>((_, reject) => {
     cancel = schedule(DEFAULT_BODY_MS, () =>
