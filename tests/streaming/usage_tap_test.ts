@@ -142,6 +142,46 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "createOpenAIUsageTap(): a cut stream's estimate is the same for whole-event reads and split ones",
+  SANITIZE,
+  async () => {
+    // Two choices in one event: each delta's text counts.
+    const twoChoices = `data: ${
+      JSON.stringify({
+        choices: [
+          { index: 0, delta: { content: "abcd" }, finish_reason: null },
+          { index: 1, delta: { content: "efgh" }, finish_reason: null },
+        ],
+        usage: null,
+      })
+    }\n\n`;
+    const events = [
+      chunkEvent({ role: "assistant", content: "" }, null),
+      chunkEvent({ content: "Héllo 🐟 and more" }, null),
+      twoChoices,
+      chunkEvent({ content: "x".repeat(40) }, null),
+    ];
+    const estimates = [];
+    for (
+      const chunks of [
+        events.map((e) => encoder.encode(e)),
+        rechunk(encoder.encode(events.join("")), 7),
+      ]
+    ) {
+      const meter = createUsageMeter();
+      const reader = streamOf(chunks).pipeThrough(createOpenAIUsageTap(meter)).getReader();
+      for (let i = 0; i < chunks.length; i++) await reader.read();
+      await reader.cancel("client went away");
+      estimates.push(await meter.usage);
+    }
+    assert.deepEqual(estimates[0], estimates[1]);
+    assert.equal(estimates[0]?.estimated, true);
+    // "Héllo 🐟 and more" (17 UTF-16 units) + 4 + 4 + 40 = 65 characters, ~4 a token.
+    assert.equal(estimates[0]?.completion_tokens, Math.ceil(65 / 4));
+  },
+);
+
 Deno.test("readOpenAIUsage() reads usage from a non-streaming body", SANITIZE, () => {
   assert.deepEqual(readOpenAIUsage({ id: "x", usage: USAGE }), USAGE);
   assert.equal(readOpenAIUsage({ usage: null }), null);
