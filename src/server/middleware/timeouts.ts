@@ -27,49 +27,60 @@ export interface RequestDeadlines {
  * below); this notes which timeout cut a request for the access log.
  */
 export function timeouts(): MiddlewareHandler<AppEnv> {
-  return async function timeouts(c, next) {
+  // Not async when neither is set (the default): no promise or frame of its own then.
+  return function timeouts(c, next) {
     const { read_timeout: readMs, write_timeout: writeMs } = c.get("runtime").config.server;
     if (readMs === undefined && writeMs === undefined) return next();
-    const ex = c.get("exchange");
-    const started = performance.now();
-    const read = readMs === undefined ? undefined : new AbortController();
-    const write = writeMs === undefined ? undefined : new AbortController();
-    let streaming = false;
-    const readTimer = read && setTimeout(() => read.abort(readTimeout(readMs!)), readMs);
-    const writeTimer = write && setTimeout(() => {
-      write.abort(writeTimeout(writeMs!));
-      // Timers are cleared when a stream ends: firing now means it is being cut.
-      if (streaming) ex.timedOut = "write_timeout";
-    }, writeMs);
-    const clear = () => {
-      clearTimeout(readTimer);
-      clearTimeout(writeTimer);
-    };
-    ex.deadlines = {
-      ...(read ? { read: read.signal } : {}),
-      ...(write ? { write: write.signal, writeBy: started + writeMs! } : {}),
-      body: read && write ? AbortSignal.any([read.signal, write.signal]) : (read ?? write)!.signal,
-    };
-    try {
-      await next();
-    } catch (err) {
-      clear();
-      throw err;
-    }
-    if (c.res.status === 408 && read?.signal.aborted) ex.timedOut = "read_timeout";
-    if (c.res.status === 504 && writePassed(ex.deadlines)) ex.timedOut = "write_timeout";
-    const body = ex.stream || ex.deferEnd ? c.res.body : null;
-    if (body === null) {
-      clear();
-      return;
-    }
-    streaming = true;
-    if (write?.signal.aborted) ex.timedOut = "write_timeout";
-    const observed = observeStream(body, { onEnd: clear });
-    if (observed !== body) {
-      c.res = new Response(observed, { status: c.res.status, headers: c.res.headers });
-    }
+    return armed(c, next, readMs, writeMs);
   };
+}
+
+/** The request under its read and write deadlines (either may be unset, not both). */
+async function armed(
+  c: Parameters<MiddlewareHandler<AppEnv>>[0],
+  next: Parameters<MiddlewareHandler<AppEnv>>[1],
+  readMs: number | undefined,
+  writeMs: number | undefined,
+): Promise<void> {
+  const ex = c.get("exchange");
+  const started = performance.now();
+  const read = readMs === undefined ? undefined : new AbortController();
+  const write = writeMs === undefined ? undefined : new AbortController();
+  let streaming = false;
+  const readTimer = read && setTimeout(() => read.abort(readTimeout(readMs!)), readMs);
+  const writeTimer = write && setTimeout(() => {
+    write.abort(writeTimeout(writeMs!));
+    // Timers are cleared when a stream ends: firing now means it is being cut.
+    if (streaming) ex.timedOut = "write_timeout";
+  }, writeMs);
+  const clear = () => {
+    clearTimeout(readTimer);
+    clearTimeout(writeTimer);
+  };
+  ex.deadlines = {
+    ...(read ? { read: read.signal } : {}),
+    ...(write ? { write: write.signal, writeBy: started + writeMs! } : {}),
+    body: read && write ? AbortSignal.any([read.signal, write.signal]) : (read ?? write)!.signal,
+  };
+  try {
+    await next();
+  } catch (err) {
+    clear();
+    throw err;
+  }
+  if (c.res.status === 408 && read?.signal.aborted) ex.timedOut = "read_timeout";
+  if (c.res.status === 504 && writePassed(ex.deadlines)) ex.timedOut = "write_timeout";
+  const body = ex.stream || ex.deferEnd ? c.res.body : null;
+  if (body === null) {
+    clear();
+    return;
+  }
+  streaming = true;
+  if (write?.signal.aborted) ex.timedOut = "write_timeout";
+  const observed = observeStream(body, { onEnd: clear });
+  if (observed !== body) {
+    c.res = new Response(observed, { status: c.res.status, headers: c.res.headers });
+  }
 }
 
 /** The 408 for a body that did not arrive in time; the connection is not worth keeping. */
