@@ -29,7 +29,7 @@ import { countChatTokens } from "./tokens.ts";
 import { classifyOpenAI } from "./classify.ts";
 import { fromOpenAIError } from "./errors.ts";
 import { AZURE_NATIVE, OPENAI_NATIVE } from "./native.ts";
-import { azureEndpoint, plainEndpoint, toOpenAIRequest } from "./request.ts";
+import { azureEndpoint, plainEndpoint, setCredential, toOpenAIRequest } from "./request.ts";
 import { pathSegment } from "../shared/path_segment.ts";
 
 /**
@@ -192,21 +192,11 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
 
   /** `GET`/`DELETE {base_url}/responses/{id}`: the provider's own stored response, as bytes. */
   async function storedResponse(call: StoredResponseCall): Promise<StoredResponseReply> {
+    // No body: no content-type.
     const { "content-type": _json, ...headers } = { ...baseHeaders, accept: "application/json" };
-    const auth: Record<string, string> = {};
-    if (call.apiKey !== null) {
-      const [name, value] = endpoint.auth(call.apiKey);
-      auth[name] = value;
-    } else if (call.clientAuthorization !== null) {
-      auth.authorization = call.clientAuthorization;
-    }
+    setCredential(headers, call, endpoint);
     const url = endpoint.url("responses", "") + "/" + pathSegment(call.id, "response id", cfg.name);
-    const reply = await execute({
-      url,
-      method: call.method,
-      headers: { ...headers, ...auth },
-      body: null,
-    }, call);
+    const reply = await execute({ url, method: call.method, headers, body: null }, call);
     return { status: reply.response.status, body: await reply.bytes() };
   }
 

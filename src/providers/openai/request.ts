@@ -60,12 +60,7 @@ export function toOpenAIRequest(
   accept = "application/json",
 ): UpstreamRequest {
   const headers: Record<string, string> = { ...baseHeaders, accept };
-  if (call.apiKey !== null) {
-    const [name, value] = endpoint.auth(call.apiKey);
-    headers[name] = value;
-  } else if (call.clientAuthorization !== null) {
-    headers.authorization = call.clientAuthorization;
-  }
+  setCredential(headers, call, endpoint);
   const body = call.body.model === model ? call.body : { ...call.body, model };
   return {
     url: endpoint.url(operation, model),
@@ -73,4 +68,18 @@ export function toOpenAIRequest(
     headers,
     body: JSON.stringify(body),
   };
+}
+
+/** The call's credential into `headers`: the configured key, else the client's own (or none). */
+export function setCredential(
+  headers: Record<string, string>,
+  call: Pick<OpenAICall, "apiKey" | "clientAuthorization">,
+  endpoint: OpenAIEndpoint,
+): void {
+  if (call.apiKey !== null) {
+    const [name, value] = endpoint.auth(call.apiKey);
+    headers[name] = value;
+  } else if (call.clientAuthorization !== null) {
+    headers.authorization = call.clientAuthorization;
+  }
 }
