@@ -283,7 +283,13 @@ function locate(
   target: RawTarget,
 ): Located {
   if (target.fragment) throw invalid("A request-target cannot carry a #fragment");
-  const problem = containmentProblem(target.path);
+  // A path to a Bedrock provider may carry an inference-profile ARN, whose `/` is encoded.
+  const named = family === null ? /^\/native\/([^/]*)/.exec(target.path)?.[1] : undefined;
+  const problem = containmentProblem(
+    target.path,
+    named === undefined ? undefined : Object.hasOwn(config.providers, named) &&
+      config.providers[named]?.type === "bedrock",
+  );
   if (problem !== null) throw invalid(`${problem}; passthrough paths must stay under the API`);
   if (family === null) {
     const m = /^\/native\/([^/]*)(\/.*)?$/.exec(target.path);

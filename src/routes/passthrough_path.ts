@@ -46,13 +46,16 @@ const LENIENT_UTF8 = new TextDecoder("utf-8");
  * times, Unicode look-alikes that NFKC folds to `.`, `..;param`, padded with blanks, overlong
  * UTF-8, `%u002e`), a backslash (raw or encoded), an empty segment (`//`, leading or inside; a
  * trailing `/` is fine), an encoded slash, and control characters once decoded. The one
- * encoded slash let through is inside a Bedrock ARN under `/bedrock/` (an inference profile's
- * `arn%3Aaws%3Abedrock%3A…%2F…`, which the AWS SDKs send and sign that way). (A `#` is the
- * caller's to refuse: `rawTarget` reports it.)
+ * encoded slash let through is inside a Bedrock ARN on a path to a Bedrock provider (`arns`:
+ * an inference profile's `arn%3Aaws%3Abedrock%3A…%2F…`, which the AWS SDKs send and sign that
+ * way). (A `#` is the caller's to refuse: `rawTarget` reports it.)
  */
-export function containmentProblem(path: string): string | null {
+export function containmentProblem(
+  path: string,
+  /** The path reaches a Bedrock provider (`/bedrock/*`, or `/native/{a bedrock provider}/*`). */
+  arns: boolean = path.startsWith("/bedrock/"),
+): string | null {
   if (!path.startsWith("/")) return "The path must start with /";
-  const arns = path.startsWith("/bedrock/");
   const segments = path.slice(1).split("/");
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] as string;

@@ -91,6 +91,15 @@ Deno.test("containmentProblem() refuses every spelling of a traversal", () => {
   }
 });
 
+Deno.test("containmentProblem(): the ARN exception follows the provider, not the prefix", () => {
+  const arn =
+    "model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A1%3Ainference-profile%2Feu.anthropic.x/converse";
+  // A second Bedrock provider is reached as /native/{name}: the caller says it is Bedrock.
+  assert.equal(containmentProblem(`/native/bedrock-eu/${arn}`, true), null);
+  assert.match(containmentProblem(`/native/openrouter/${arn}`, false) ?? "", /encoded slash/);
+  assert.match(containmentProblem(`/native/bedrock-eu/${arn}`) ?? "", /encoded slash/);
+});
+
 Deno.test("restAfter() only strips a prefix written as is", () => {
   assert.equal(restAfter("/openai/v1/models", "/openai"), "/v1/models");
   assert.equal(restAfter("/openai", "/openai"), "");
