@@ -260,8 +260,11 @@ export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
 
 /**
  * An id the gateway did not keep: asked of each provider that keeps its own responses, in
- * config order, until one knows it (a 404 moves on); none knows it → 404. The provider's
- * key is the gateway's (the client's credential where it has none).
+ * config order, until one knows it. A 4xx (other than 429) means "not here" and moves on; a
+ * 5xx, 429 or transport failure is kept and thrown if nobody answers (else a 404). Providers
+ * use the gateway's key; the client's own credential (for a provider without keys) goes to
+ * one provider at most, as routing would send it to one. An app key limited to some
+ * providers reaches only those.
  */
 async function relayStored(
   ex: Exchange,
@@ -270,19 +273,29 @@ async function relayStored(
   signal: AbortSignal,
 ): Promise<Response> {
   const rt = ex.runtime;
+  const appKey = ex.principal.appKey;
+  const record = appKey === undefined || rt.keys === null ? null : await rt.keys.get(appKey);
+  let client = clientCredential(ex.headers);
+  let failure: unknown = null;
   for (const [name, adapter] of rt.adapters) {
     if (adapter.storedResponse === undefined) continue;
     const provider = rt.config.providers[name];
     if (provider === undefined) continue;
+    if (record !== null && record.allowed_providers.length > 0) {
+      if (!record.allowed_providers.includes(name)) continue;
+    }
     const key = provider.credential_mode === "gateway" && provider.keys.length > 0
       ? pickKey(provider.keys, "", rt.random, rt.routing, rt.now()) ?? provider.keys[0]!
       : null;
+    if (key === null && client === null) continue;
+    const clientAuthorization = key === null ? client : null;
+    if (key === null) client = null;
     try {
       const reply = await adapter.storedResponse({
         method,
         id,
         apiKey: key?.key ?? null,
-        clientAuthorization: key === null ? clientCredential(ex.headers) : null,
+        clientAuthorization,
         signal,
         timeoutMs: provider.timeout,
       });
@@ -292,9 +305,12 @@ async function relayStored(
         headers: { "content-type": "application/json", "x-pilotfish-provider": name },
       });
     } catch (err) {
-      if (!(err instanceof GatewayError) || err.status !== 404) throw err;
+      const status = err instanceof GatewayError ? err.status : 0;
+      if (status >= 400 && status < 500 && status !== 429) continue;
+      failure ??= err;
     }
   }
+  if (failure !== null) throw failure;
   throw notFound(id);
 }
 

@@ -144,6 +144,74 @@ providers:
   }
 });
 
+Deno.test("the stored-response relay: other 4xx move on, the client's credential reaches one provider, app keys keep their providers", async (t) => {
+  const a = startFakeUpstream();
+  const b = startFakeUpstream();
+  const c = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-a-0001 }], responses: native }
+  b: { base_url: "${b.url}/v1", responses: native }
+  c: { base_url: "${c.url}/v1", responses: native }
+app_keys:
+  keys:
+    - { key: pf_only_provider_c_key_0001, allowed_providers: [c] }
+`);
+  try {
+    await t.step("a 405 from one provider is 'not here': the next one is asked", async () => {
+      a.script({ kind: "json", status: 405, body: { error: { message: "no such route" } } });
+      b.script({ kind: "json", body: { id: "resp_b", object: "response" } });
+      const res = await gw.request("/v1/responses/resp_b", {
+        headers: { authorization: "Bearer sk-client-0001" },
+      });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-pilotfish-provider"), "b");
+      await res.body?.cancel();
+      assert.equal(b.requests.at(-1)!.headers.get("authorization"), "Bearer sk-client-0001");
+    });
+    await t.step("the client's credential goes to one keyless provider only", async () => {
+      const before = c.requests.length;
+      a.script({ kind: "json", status: 404, body: { error: { message: "not found" } } });
+      b.script({ kind: "json", status: 404, body: { error: { message: "not found" } } });
+      const res = await gw.request("/v1/responses/resp_none", {
+        headers: { authorization: "Bearer sk-client-0001" },
+      });
+      assert.equal(res.status, 404);
+      await res.body?.cancel();
+      assert.equal(c.requests.length, before, "c never saw the client's key");
+    });
+    await t.step("an app key limited to provider c asks only c", async () => {
+      const [na, nb] = [a.requests.length, b.requests.length];
+      c.script({ kind: "json", body: { id: "resp_c", object: "response" } });
+      const res = await gw.request("/v1/responses/resp_c", {
+        headers: {
+          "x-pilotfish-app-key": "pf_only_provider_c_key_0001",
+          authorization: "Bearer sk-client-0002",
+        },
+      });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-pilotfish-provider"), "c");
+      await res.body?.cancel();
+      assert.equal(a.requests.length, na);
+      assert.equal(b.requests.length, nb);
+    });
+    await t.step("a 5xx is the answer when nobody else knows the id", async () => {
+      a.script({ kind: "json", status: 503, body: { error: { message: "overloaded" } } });
+      b.script({ kind: "json", status: 404, body: { error: { message: "not found" } } });
+      const res = await gw.request("/v1/responses/resp_x", {
+        headers: { authorization: "Bearer sk-client-0001" },
+      });
+      assert.equal(res.status, 503);
+      await res.body?.cancel();
+    });
+  } finally {
+    await gw.close();
+    await a.close();
+    await b.close();
+    await c.close();
+  }
+});
+
 Deno.test("the counting routes answer bad input in their own formats", async (t) => {
   const anthropic = startFakeAnthropic();
   const gw = startGateway(`
