@@ -41,11 +41,15 @@ try {
 }
 Deno.stdout.writeSync(new TextEncoder().encode(flags.map(shellQuote).join(" ") + "\n"));
 
-/** `--config FILE`, `--config=FILE`, or Go's one-dash forms of them, as `parseCli` reads them. */
+/**
+ * `--config FILE`, `--config=FILE`, or Go's one-dash forms of them, as `parseCli` reads them
+ * (the last one given wins).
+ */
 function configArg(args: readonly string[]): string | undefined {
+  let path: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const m = /^--?config(?:=(.*))?$/.exec(args[i] as string);
-    if (m) return m[1] ?? args[i + 1];
+    if (m) path = m[1] ?? args[i + 1];
   }
-  return undefined;
+  return path;
 }
