@@ -148,7 +148,9 @@ Deno.test("the stored-response relay: other 4xx move on, the client's credential
   const a = startFakeUpstream();
   const b = startFakeUpstream();
   const c = startFakeUpstream();
+  const dir = await Deno.makeTempDir({ prefix: "pf-relay-" });
   const gw = startGateway(`
+state: { path: "${dir}/state.db" }
 providers:
   a: { base_url: "${a.url}/v1", keys: [{ key: sk-a-0001 }], responses: native }
   b: { base_url: "${b.url}/v1", responses: native }
@@ -209,6 +211,7 @@ app_keys:
     await a.close();
     await b.close();
     await c.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
