@@ -140,6 +140,11 @@ export interface TokenCount {
  */
 export interface NativeApi {
   readonly auth: NativeAuth;
+  /**
+   * A path segment of this API that may carry an encoded slash once decoded (a resource name,
+   * e.g. Bedrock's inference-profile ARN); every other encoded slash is refused.
+   */
+  readonly opaqueSegment?: RegExp;
   /** Token counts from one JSON object of an answer (a body, an SSE event); null if none. */
   usage(value: unknown): Partial<Usage> | null;
   /**

@@ -283,14 +283,27 @@ function locate(
   target: RawTarget,
 ): Located {
   if (target.fragment) throw invalid("A request-target cannot carry a #fragment");
-  // A path to a Bedrock provider may carry an inference-profile ARN, whose `/` is encoded.
-  const named = family === null ? /^\/native\/([^/]*)/.exec(target.path)?.[1] : undefined;
-  const problem = containmentProblem(
-    target.path,
-    named === undefined ? undefined : Object.hasOwn(config.providers, named) &&
-      config.providers[named]?.type === "bedrock",
-  );
+  // The provider first (its API may name segments that carry an encoded slash), but a path
+  // that is not contained is refused before any lookup error is reported.
+  let located: Located | null = null;
+  let lookupError: unknown = null;
+  try {
+    located = lookup(config, adapters, family, target);
+  } catch (err) {
+    lookupError = err;
+  }
+  const problem = containmentProblem(target.path, located?.native.opaqueSegment);
   if (problem !== null) throw invalid(`${problem}; passthrough paths must stay under the API`);
+  if (located === null) throw lookupError;
+  return located;
+}
+
+function lookup(
+  config: Config,
+  adapters: ReadonlyMap<string, ProviderAdapter>,
+  family: NativeFamily | null,
+  target: RawTarget,
+): Located {
   if (family === null) {
     const m = /^\/native\/([^/]*)(\/.*)?$/.exec(target.path);
     if (m === null) throw invalid("The /native prefix must not be percent-encoded");

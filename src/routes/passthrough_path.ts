@@ -45,15 +45,15 @@ const LENIENT_UTF8 = new TextDecoder("utf-8");
  * Refused: a dot-segment (`.`, `..`) in any spelling (`%2e`, `%2E`, mixed, encoded several
  * times, Unicode look-alikes that NFKC folds to `.`, `..;param`, padded with blanks, overlong
  * UTF-8, `%u002e`), a backslash (raw or encoded), an empty segment (`//`, leading or inside; a
- * trailing `/` is fine), an encoded slash, and control characters once decoded. The one
- * encoded slash let through is inside a Bedrock ARN on a path to a Bedrock provider (`arns`:
- * an inference profile's `arn%3Aaws%3Abedrock%3A…%2F…`, which the AWS SDKs send and sign that
- * way). (A `#` is the caller's to refuse: `rawTarget` reports it.)
+ * trailing `/` is fine), an encoded slash, and control characters once decoded. An encoded
+ * slash is let through only inside a segment the provider's API names as opaque (`opaque`:
+ * Bedrock's `arn%3Aaws%3Abedrock%3A…%2F…`). (A `#` is the caller's to refuse: `rawTarget`
+ * reports it.)
  */
 export function containmentProblem(
   path: string,
-  /** The path reaches a Bedrock provider (`/bedrock/*`, or `/native/{a bedrock provider}/*`). */
-  arns: boolean = path.startsWith("/bedrock/"),
+  /** The provider API's segments that may carry an encoded slash (`NativeApi.opaqueSegment`). */
+  opaque?: RegExp,
 ): string | null {
   if (!path.startsWith("/")) return "The path must start with /";
   const segments = path.slice(1).split("/");
@@ -63,17 +63,17 @@ export function containmentProblem(
       if (i === segments.length - 1) continue; // trailing slash
       return "The path has an empty segment (//)";
     }
-    const problem = segmentProblem(segment, arns);
+    const problem = segmentProblem(segment, opaque);
     if (problem !== null) return problem;
   }
   return null;
 }
 
-function segmentProblem(segment: string, arns: boolean): string | null {
+function segmentProblem(segment: string, opaque: RegExp | undefined): string | null {
   let current = segment;
   for (let round = 0; round <= DECODE_ROUNDS; round++) {
-    const problem = formProblem(current, arns) ??
-      (isPlainAscii(current) ? null : formProblem(current.normalize("NFKC"), arns));
+    const problem = formProblem(current, opaque) ??
+      (isPlainAscii(current) ? null : formProblem(current.normalize("NFKC"), opaque));
     if (problem !== null) return problem;
     // IIS-style `%u002e`, and bytes that are not UTF-8 (overlong `%c0%ae` is `.` to lax
     // decoders): no API path needs them.
@@ -87,7 +87,7 @@ function segmentProblem(segment: string, arns: boolean): string | null {
 }
 
 /** One spelling of a segment: as sent, percent-decoded, or Unicode-folded. */
-function formProblem(form: string, arns: boolean): string | null {
+function formProblem(form: string, opaque: RegExp | undefined): string | null {
   if (form.includes("\\")) return "The path has a backslash";
   // deno-lint-ignore no-control-regex
   if (/[\x00-\x1f\x7f]/.test(form)) return "The path has a control character";
@@ -96,13 +96,8 @@ function formProblem(form: string, arns: boolean): string | null {
     return "The path has an encoded slash that makes an empty segment";
   }
   if (pieces.some(isDotSegment)) return "The path has a dot-segment (. or ..)";
-  return pieces.length > 1 && !(arns && BEDROCK_ARN.test(form))
-    ? "The path has an encoded slash"
-    : null;
+  return pieces.length > 1 && !opaque?.test(form) ? "The path has an encoded slash" : null;
 }
-
-/** A Bedrock resource name (inference profiles, provisioned and imported models). */
-const BEDROCK_ARN = /^arn:aws[a-z-]*:bedrock:/;
 
 /** `.` or `..`, also as servers that strip `;params` or trim blanks see it (`..;x`, `.. `). */
 function isDotSegment(piece: string): boolean {

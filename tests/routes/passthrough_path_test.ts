@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { BEDROCK_NATIVE } from "../../src/providers/bedrock/native.ts";
 import {
   containmentProblem,
   percentDecode,
@@ -30,7 +31,6 @@ Deno.test("containmentProblem() accepts ordinary API paths", () => {
       "/openai/v1/chat/completions",
       "/openai/v1/models/ft%3Agpt-4o-mini%3Aorg%3A%3Aabc",
       "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent",
-      "/bedrock/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.anthropic.x/invoke",
       "/native/openrouter/v1/models/openai/gpt-4o/endpoints",
       "/openai/v1/files/file-abc.jsonl",
       "/openai/v1/models/",
@@ -73,10 +73,8 @@ Deno.test("containmentProblem() refuses every spelling of a traversal", () => {
     ["/anthropic/v1/a%2Fb", /encoded slash/],
     ["/native/local/a%2fb", /encoded slash/],
     ["/openai/v1/a%252Fb", /encoded slash/],
-    // The ARN exception is for Bedrock ARNs under /bedrock only.
-    ["/bedrock/model/a%2Fb/converse", /encoded slash/],
+    // Only a provider's opaque segments may carry one (see below).
     ["/openai/v1/arn%3Aaws%3Abedrock%3Ax%2Fy", /encoded slash/],
-    ["/bedrock/model/arn%3Aaws%3Abedrock%3Ax%2F..%2Fy/invoke", /dot-segment/],
     ["/gemini//HOST/v1beta/models", /empty segment/],
     ["//openai/v1", /empty segment/],
     ["/openai/v1/%00", /control character/],
@@ -91,13 +89,21 @@ Deno.test("containmentProblem() refuses every spelling of a traversal", () => {
   }
 });
 
-Deno.test("containmentProblem(): the ARN exception follows the provider, not the prefix", () => {
+Deno.test("containmentProblem(): an encoded slash only inside a segment the provider's API names opaque", () => {
   const arn =
     "model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A1%3Ainference-profile%2Feu.anthropic.x/converse";
-  // A second Bedrock provider is reached as /native/{name}: the caller says it is Bedrock.
-  assert.equal(containmentProblem(`/native/bedrock-eu/${arn}`, true), null);
-  assert.match(containmentProblem(`/native/openrouter/${arn}`, false) ?? "", /encoded slash/);
-  assert.match(containmentProblem(`/native/bedrock-eu/${arn}`) ?? "", /encoded slash/);
+  const opaque = BEDROCK_NATIVE.opaqueSegment;
+  assert.ok(opaque);
+  // Bedrock's inference-profile ARN, on /bedrock and on /native/{a second bedrock provider}.
+  assert.equal(containmentProblem(`/bedrock/${arn}`, opaque), null);
+  assert.equal(containmentProblem(`/native/bedrock-eu/${arn}`, opaque), null);
+  // Without the provider's pattern (any other provider), or outside such a segment: refused.
+  assert.match(containmentProblem(`/native/openrouter/${arn}`) ?? "", /encoded slash/);
+  assert.match(containmentProblem("/bedrock/model/a%2Fb/converse", opaque) ?? "", /encoded slash/);
+  assert.match(
+    containmentProblem("/bedrock/model/arn%3Aaws%3Abedrock%3Ax%2F..%2Fy/invoke", opaque) ?? "",
+    /dot-segment/,
+  );
 });
 
 Deno.test("restAfter() only strips a prefix written as is", () => {

@@ -120,6 +120,9 @@ function headerUsage(headers: Headers): OpenAIUsage | null {
 /** SigV4 (`Authorization: AWS4-HMAC-SHA256 …`) or a Bedrock API key as Bearer. */
 export const BEDROCK_NATIVE: NativeApi = {
   auth: BEARER_AUTH,
+  // An inference profile's ARN (`arn:aws:bedrock:…:inference-profile/…`) travels as one
+  // segment with its `/` encoded, as the AWS SDKs send and sign it.
+  opaqueSegment: /^arn:aws[a-z-]*:bedrock:/,
   usage: bedrockUsageOf,
   frames: eventStreamFrames,
   headerUsage,
