@@ -80,7 +80,7 @@ export interface ProviderHealth {
     readonly count: number;
     readonly threshold: number;
     readonly window_seconds: number;
-    readonly open_keys?: string[];
+    readonly open_keys: string[];
   };
 }
 
@@ -237,7 +237,8 @@ export function createBreaker(
               count: rolled.length,
               threshold: rollupThreshold,
               window_seconds: config.per_provider_rollup_window_seconds,
-              ...(rolled.length > 0 ? { open_keys: rolled } : {}),
+              // Always present, [] when none (PRODUCT.md lists it among the block's fields).
+              open_keys: rolled,
             },
           }
           : {}),

@@ -41,8 +41,8 @@ export function keyHint(key: string): string {
 
 /**
  * The key a request presents: the first of `headers` present, else `Authorization: Bearer
- * <key>` when the bearer is an app key by `isAppKey` (a `pf_` key or a configured one; any
- * other bearer is the client's provider credential). Null when none.
+ * <key>`, else `x-api-key: <key>`, when that value is an app key by `isAppKey` (a `pf_` key
+ * or a configured one; any other value is the client's provider credential). Null when none.
  */
 export function presentedKey(
   get: (name: string) => string | null,
@@ -58,6 +58,9 @@ export function presentedKey(
     const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
     if (m && isAppKey(m[1] as string)) return { value: m[1] as string, header: "authorization" };
   }
+  // Anthropic's SDKs send their key as `x-api-key`: an app key there is one too.
+  const apiKey = get("x-api-key")?.trim();
+  if (apiKey && isAppKey(apiKey)) return { value: apiKey, header: "x-api-key" };
   return null;
 }
 

@@ -145,7 +145,8 @@ export async function healthReport(rt: Runtime): Promise<HealthReport> {
     status: "healthy",
     timestamp: Math.floor(now / 1000),
     providers,
-    features: { cost_tracking: false, circuit_breaker: cb.enabled, rate_limiting: limits !== null },
+    // Cost is tracked for every request (there is no switch): llm-proxy's flag says so.
+    features: { cost_tracking: true, circuit_breaker: cb.enabled, rate_limiting: limits !== null },
     ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
     // Per counter (rule × scope value) as this sidecar knows it; `notice` while on its share.
     ...(limits

@@ -126,7 +126,9 @@ Deno.test("breaker: per-model isolation until the per-provider rollup trips, the
   const h = breaker.health("gemini", t0 + 1);
   assert.equal(h.rollup?.open, true);
   assert.equal(h.rollup?.count, 2);
-  assert.deepEqual(h.rollup?.open_keys?.sort(), ["gemini:flash", "gemini:pro"]);
+  assert.deepEqual(h.rollup?.open_keys.sort(), ["gemini:flash", "gemini:pro"]);
+  // A provider with nothing open still lists its open keys: none.
+  assert.deepEqual(breaker.health("other", t0 + 1).rollup?.open_keys, []);
   // A successful probe drops its key from the rollup; the provider recovers.
   const after = t0 + 30_001;
   assert.equal(

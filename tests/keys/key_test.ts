@@ -41,6 +41,12 @@ Deno.test("presentedKey(): the key header first, then a bearer that is an app ke
     { value: "pf_y", header: "x-pilotfish-app-key" },
   );
   assert.equal(presentedKey(h({ "x-pilotfish-app-key": "  " }), hdrs, isApp), null);
+  // Anthropic's SDKs send their key as x-api-key: an app key there counts; a provider key not.
+  assert.deepEqual(presentedKey(h({ "x-api-key": "pf_z" }), hdrs, isApp), {
+    value: "pf_z",
+    header: "x-api-key",
+  });
+  assert.equal(presentedKey(h({ "x-api-key": "sk-ant-provider" }), hdrs, isApp), null);
 });
 
 Deno.test("periodsAt(): UTC day and month, and when each resets", () => {
