@@ -264,7 +264,7 @@ async function run(
     }
     attempts = result.attempts;
   }
-  const out = relay(ex, native, response, attempts);
+  const out = await relay(ex, native, response, attempts);
   noteAttempts(ex, out.attempts, { provider: provider.name, model: ex.model ?? "" });
   if (rt.stages.post_llm.length > 0) {
     await postLlmObserved(ex, { stream: false, status: response.status }, reached.llm);
@@ -403,15 +403,23 @@ function raw(response: Response, adapter: ProviderAdapter): RawOutcome {
 }
 
 /**
- * Hand an upstream reply to the client: headers filtered, body streamed, usage read off it
- * by the provider's own shapes into the winning attempt's usage.
+ * A successful JSON answer up to this size is read whole before it is sent, so its usage (and
+ * so its cost header) is known first; a larger one streams like any other body.
  */
-function relay(
+const WHOLE_JSON_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Hand an upstream reply to the client: headers filtered, body streamed, usage read off it
+ * by the provider's own shapes into the winning attempt's usage. A successful JSON answer
+ * (up to `WHOLE_JSON_BYTES`) is read whole first: the same bytes, with usage settled before
+ * the headers go out (`x-pilotfish-cost-usd`).
+ */
+async function relay(
   ex: Exchange,
   native: NativeApi,
   res: Response,
   attempts: readonly AttemptRecord[],
-): { response: Response; attempts: readonly AttemptRecord[] } {
+): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const contentType = res.headers.get("content-type") ?? "";
   ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
   ex.deferEnd = true;
@@ -436,9 +444,17 @@ function relay(
   const onModel = (model: string) => {
     if (!ex.model) ex.model = model;
   };
-  const sniffed = res.body?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
+  const source = !ex.stream && res.ok && res.body && /\bjson\b/i.test(contentType)
+    ? await wholeUpTo(res.body, WHOLE_JSON_BYTES)
+    : res.body;
+  let sniffed = source?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
     null;
   if (sniffed === null) meter.settle("complete");
+  else if (source instanceof WholeBody) {
+    // Read through the sniffer now: usage settles before the response (and its headers) exist.
+    const bytes = new Uint8Array(await new Response(sniffed).arrayBuffer());
+    sniffed = new Blob([bytes]).stream();
+  }
   // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
   // tell): the bytes are the provider's, there is no event of ours to put in them.
   const cut = streamCut(ex, ex.stream);
@@ -455,6 +471,47 @@ function relay(
     response: new Response(body, { status: res.status, statusText: res.statusText, headers: out }),
     attempts: withUsage,
   };
+}
+
+/** A body read whole (`wholeUpTo`): a stream over bytes already here. */
+class WholeBody extends ReadableStream<Uint8Array> {}
+
+/**
+ * `body` as a `WholeBody` when it ends within `max` bytes; else a stream of what was read so
+ * far followed by the rest, unchanged.
+ */
+async function wholeUpTo(
+  body: ReadableStream<Uint8Array>,
+  max: number,
+): Promise<ReadableStream<Uint8Array>> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) {
+      let i = 0;
+      return new WholeBody({
+        pull(c) {
+          if (i < chunks.length) c.enqueue(chunks[i++] as Uint8Array);
+          else c.close();
+        },
+      });
+    }
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > max) break;
+  }
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (i < chunks.length) return c.enqueue(chunks[i++] as Uint8Array);
+      const { done, value } = await reader.read();
+      if (done) c.close();
+      else c.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }
 
 /** Bytes for the upstream from what a stage put in place of the body. */

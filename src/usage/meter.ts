@@ -106,11 +106,11 @@ export function createMeter(deps: MeterDeps): {
       fail_mode: "open",
       timeout_ms: 1_000,
       post_http(ex, res) {
-        // A stream's usage is known only at its end; passthrough bodies are the provider's
-        // bytes, read as they go out: both have their cost in the log and the usage API.
-        if (ex.stream || ex.schema === "passthrough" || res.status >= 400) return;
+        // A stream's usage is known only at its end (its cost is in the log and the usage
+        // API). A passthrough answer has it when its JSON was read whole before it went out.
+        if (ex.stream || res.status >= 400) return;
         const bill = billOf(ex, prices);
-        if (bill.cost === null) return;
+        if (bill.cost === null || (ex.schema === "passthrough" && bill.usage === null)) return;
         try {
           res.headers.set(COST_HEADER, formatUsd(bill.cost));
         } catch {

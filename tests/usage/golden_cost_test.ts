@@ -99,6 +99,8 @@ pricing:
       assert.equal(res.status, 200);
       await res.text();
       assertUsd((await lineOf(gw, res)).cost_usd, OPENAI_COST, "passthrough JSON");
+      // Read whole before it went out: the answer carries its cost, as unified ones do.
+      assertUsd(Number(res.headers.get("x-pilotfish-cost-usd")), OPENAI_COST, "passthrough header");
       up.script({ kind: "sse", events: stream });
       const res2 = await gw.request(
         "/native/up/chat/completions",
@@ -108,6 +110,11 @@ pricing:
       );
       await res2.text();
       assertUsd((await lineOf(gw, res2)).cost_usd, OPENAI_COST, "passthrough stream");
+      assert.equal(
+        res2.headers.get("x-pilotfish-cost-usd"),
+        null,
+        "a stream's cost is known at its end",
+      );
     });
 
     await t.step("the built-in table prices gpt-4o-mini (fake's 7 + 3 tokens)", async () => {
@@ -209,6 +216,7 @@ providers:
       const res2 = await gw.request("/anthropic/v1/messages", json(messages));
       await res2.text();
       assertUsd((await lineOf(gw, res2)).cost_usd, JSON_COST, "passthrough JSON");
+      assertUsd(Number(res2.headers.get("x-pilotfish-cost-usd")), JSON_COST, "passthrough header");
       const res3 = await gw.request("/anthropic/v1/messages", json({ ...messages, stream: true }));
       await res3.text();
       assertUsd((await lineOf(gw, res3)).cost_usd, STREAM_COST, "passthrough stream");
