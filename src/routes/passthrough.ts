@@ -444,13 +444,13 @@ async function relay(
   const onModel = (model: string) => {
     if (!ex.model) ex.model = model;
   };
-  const source = !ex.stream && res.ok && res.body && /\bjson\b/i.test(contentType)
+  const read = !ex.stream && res.ok && res.body && /\bjson\b/i.test(contentType)
     ? await wholeUpTo(res.body, WHOLE_JSON_BYTES)
-    : res.body;
-  let sniffed = source?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
+    : { body: res.body, whole: false };
+  let sniffed = read.body?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
     null;
   if (sniffed === null) meter.settle("complete");
-  else if (source instanceof WholeBody) {
+  else if (read.whole) {
     // Read through the sniffer now: usage settles before the response (and its headers) exist.
     const bytes = new Uint8Array(await new Response(sniffed).arrayBuffer());
     sniffed = new Blob([bytes]).stream();
@@ -473,37 +473,26 @@ async function relay(
   };
 }
 
-/** A body read whole (`wholeUpTo`): a stream over bytes already here. */
-class WholeBody extends ReadableStream<Uint8Array> {}
-
 /**
- * `body` as a `WholeBody` when it ends within `max` bytes; else a stream of what was read so
- * far followed by the rest, unchanged.
+ * `body` read to its end when that is within `max` bytes (`whole`); else a stream of what was
+ * read so far followed by the rest, unchanged.
  */
 async function wholeUpTo(
   body: ReadableStream<Uint8Array>,
   max: number,
-): Promise<ReadableStream<Uint8Array>> {
+): Promise<{ body: ReadableStream<Uint8Array>; whole: boolean }> {
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) {
-      let i = 0;
-      return new WholeBody({
-        pull(c) {
-          if (i < chunks.length) c.enqueue(chunks[i++] as Uint8Array);
-          else c.close();
-        },
-      });
-    }
+    if (done) return { body: ReadableStream.from(chunks), whole: true };
     chunks.push(value);
     size += value.byteLength;
     if (size > max) break;
   }
   let i = 0;
-  return new ReadableStream<Uint8Array>({
+  const rest = new ReadableStream<Uint8Array>({
     async pull(c) {
       if (i < chunks.length) return c.enqueue(chunks[i++] as Uint8Array);
       const { done, value } = await reader.read();
@@ -512,6 +501,7 @@ async function wholeUpTo(
     },
     cancel: (reason) => reader.cancel(reason),
   });
+  return { body: rest, whole: false };
 }
 
 /** Bytes for the upstream from what a stage put in place of the body. */
