@@ -31,10 +31,11 @@ export function toStopReason(finish: unknown, hasToolUse: boolean): MessagesStop
 }
 
 /**
- * OpenAI usage → Anthropic usage. OpenAI's `prompt_tokens` includes cached tokens while
- * Anthropic's `input_tokens` excludes cache reads, so cached tokens move to
- * `cache_read_input_tokens` (the inverse of the Anthropic adapter's `toOpenAIUsage`).
- * OpenAI does not report cache writes.
+ * Canonical (OpenAI) usage → Anthropic usage. `prompt_tokens` includes cache reads and
+ * writes while Anthropic's `input_tokens` excludes both, so they move to
+ * `cache_read_input_tokens` / `cache_creation_input_tokens` (the inverse of the Anthropic
+ * adapter's `toOpenAIUsage`). OpenAI itself reports no cache writes; a cached Anthropic or
+ * Bedrock answer carries them in `prompt_tokens_details.cache_write_tokens`.
  */
 export function toMessagesUsage(usage: unknown): MessagesUsage {
   const u = isObject(usage) ? usage : {};
@@ -42,17 +43,23 @@ export function toMessagesUsage(usage: unknown): MessagesUsage {
   const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : {};
   const prompt = n(u.prompt_tokens);
   const cached = Math.min(n(details.cached_tokens), prompt);
+  const writes = Math.min(n(details.cache_write_tokens), prompt - cached);
   return {
-    input_tokens: prompt - cached,
+    input_tokens: prompt - cached - writes,
     output_tokens: n(u.completion_tokens),
-    cache_creation_input_tokens: 0,
+    cache_creation_input_tokens: writes,
     cache_read_input_tokens: cached,
   };
 }
 
-/** `chatcmpl-abc` → `msg_abc`: Anthropic SDKs and logs expect the `msg_` prefix. */
+/**
+ * `chatcmpl-abc` → `msg_abc`: Anthropic SDKs and logs expect the `msg_` prefix. An id that
+ * came from Anthropic (`chatcmpl-msg_01…`, a cached or translated Anthropic answer) is given
+ * back as it was.
+ */
 function messageId(id: unknown): string {
   const raw = typeof id === "string" && id !== "" ? id.replace(/^chatcmpl-/, "") : "";
+  if (raw.startsWith("msg_")) return raw;
   return `msg_${raw !== "" ? raw : crypto.randomUUID().replaceAll("-", "")}`;
 }
 

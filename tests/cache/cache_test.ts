@@ -333,3 +333,53 @@ Deno.test("cache backend redis: shared by two gateways; an outage is a miss, nev
     await redis.stop();
   }
 });
+
+Deno.test("a Messages hit from an Anthropic provider is byte-for-byte its miss: id and cache writes kept", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  claude: { type: anthropic, base_url: ${up.url}, keys: [{ key: sk-ant }] }
+routing:
+  failover: { enabled: false }
+cache: { enabled: true }
+`);
+  const anthropic = new Anthropic({ baseURL: gw.url(""), apiKey: "sk-x", maxRetries: 0 });
+  try {
+    up.script({
+      kind: "json",
+      body: {
+        id: "msg_01XyzCached",
+        type: "message",
+        role: "assistant",
+        model: "claude-sonnet-4-5",
+        content: [{ type: "text", text: "From Claude" }],
+        stop_reason: "end_turn",
+        stop_sequence: null,
+        usage: {
+          input_tokens: 12,
+          output_tokens: 5,
+          cache_creation_input_tokens: 300,
+          cache_read_input_tokens: 40,
+        },
+      },
+    });
+    const req = {
+      model: "claude/claude-sonnet-4-5",
+      max_tokens: 64,
+      messages: [{ role: "user" as const, content: "Cache me" }],
+    };
+    const miss = await anthropic.messages.create(req).withResponse();
+    const hit = await anthropic.messages.create(req).withResponse();
+    assert.equal(miss.response.headers.get("x-cache"), "MISS");
+    assert.equal(hit.response.headers.get("x-cache"), "HIT");
+    assert.equal(hit.data.id, "msg_01XyzCached");
+    assert.deepEqual(hit.data.usage, miss.data.usage);
+    assert.equal(hit.data.usage.cache_creation_input_tokens, 300);
+    assert.equal(hit.data.usage.input_tokens, 12);
+    assert.deepEqual(hit.data.content, miss.data.content);
+    assert.equal(up.requests.length, 1);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

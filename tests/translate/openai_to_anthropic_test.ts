@@ -4,6 +4,7 @@ import {
   type MessagesStreamContext,
   toMessagesResponse,
   toMessagesStream,
+  toMessagesUsage,
   toStopReason,
 } from "../../src/translate/mod.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../helpers/chunk.ts";
@@ -197,6 +198,47 @@ Deno.test("toStopReason() maps OpenAI finish reasons", () => {
   for (const [finish, tools, expected] of cases) {
     assert.equal(toStopReason(finish, tools), expected, `${finish} (tools: ${tools})`);
   }
+});
+
+Deno.test("toMessagesUsage() splits canonical prompt tokens into input, cache reads and writes", () => {
+  // Anthropic's input 12 + writes 300 + reads 40 = canonical prompt 352.
+  assert.deepEqual(
+    toMessagesUsage({
+      prompt_tokens: 352,
+      completion_tokens: 5,
+      total_tokens: 357,
+      prompt_tokens_details: { cached_tokens: 40, cache_write_tokens: 300 },
+    }),
+    {
+      input_tokens: 12,
+      output_tokens: 5,
+      cache_creation_input_tokens: 300,
+      cache_read_input_tokens: 40,
+    },
+  );
+  // Inconsistent counts never go negative.
+  const u = toMessagesUsage({
+    prompt_tokens: 10,
+    completion_tokens: 1,
+    prompt_tokens_details: { cached_tokens: 8, cache_write_tokens: 50 },
+  });
+  assert.deepEqual([u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens], [
+    0,
+    8,
+    2,
+  ]);
+});
+
+Deno.test("toMessagesResponse() gives an Anthropic message id back unchanged", () => {
+  const body = {
+    id: "chatcmpl-msg_01Abc",
+    object: "chat.completion",
+    created: 1,
+    model: "m",
+    choices: [{ index: 0, message: { role: "assistant", content: "x" }, finish_reason: "stop" }],
+  };
+  assert.equal(toMessagesResponse(body, "m", "up").id, "msg_01Abc");
+  assert.equal(toMessagesResponse({ ...body, id: "chatcmpl-abc" }, "m", "up").id, "msg_abc");
 });
 
 // ---- Stream --------------------------------------------------------------------------------
