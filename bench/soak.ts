@@ -25,6 +25,8 @@ export interface SoakOptions {
   readonly intervalSeconds: number;
   readonly rate: number;
   readonly warmupRequests: number;
+  /** V8 flags for the daemon (`DENO_V8_FLAGS`), e.g. a tighter heap for a short leak check. */
+  readonly v8Flags?: string;
   /** Progress lines (stderr for the CLI; nothing in tests). */
   readonly progress?: (line: string) => void;
 }
@@ -152,7 +154,7 @@ routing: { failover: { max_retries: 1, backoff: { initial: 5ms, max: 20ms }, dea
   );
   const daemon = spawnService("pilotfish", "sh", [`${ROOT}scripts/start.sh`, "--config", config], {
     cwd: dir,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...(opts.v8Flags ? { DENO_V8_FLAGS: opts.v8Flags } : {}) },
   });
   const url = `http://127.0.0.1:${port}/v1/chat/completions`;
   const failures: string[] = [];

@@ -15,6 +15,7 @@ import { startDaemon } from "../integration/daemon.ts";
 import {
   CHAOS_COMPLETION_TOKENS,
   type ChaosUpstream,
+  LEAK_CHECK_V8_FLAGS,
   startChaosUpstream,
 } from "../helpers/chaos_upstream.ts";
 import { startRedisServer } from "../helpers/redis_server.ts";
@@ -115,7 +116,10 @@ const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
 
 Deno.test("chaos: upstream faults, DNS failure and config flapping under load", async (t) => {
   const upstream = startChaosUpstream({ dripMs: 20, stallMs: 30_000 });
-  const daemon = await startDaemon(config(upstream));
+  // RSS is judged below: see LEAK_CHECK_V8_FLAGS.
+  const daemon = await startDaemon(config(upstream), {
+    env: { DENO_V8_FLAGS: LEAK_CHECK_V8_FLAGS },
+  });
   try {
     const url = daemon.url("/v1/chat/completions");
     const pid = await findDaemonPid(daemon.configPath);
