@@ -1,6 +1,7 @@
 import { GatewayError } from "../errors.ts";
 import { StreamIdleTimeout } from "./gate.ts";
 import { Slot } from "../slot.ts";
+import { chunkReader } from "./reader.ts";
 
 /**
  * How a stream really ended, for the access log:
@@ -79,7 +80,7 @@ export function observeStream(
     relay.observers.push(observer);
     return source;
   }
-  const reader = source.getReader();
+  const reader = chunkReader(source);
   return relayStream(() => reader.read(), (reason) => reader.cancel(reason), source, [observer]);
 }
 

@@ -7,6 +7,9 @@
  */
 import { relayStream } from "./observe.ts";
 import { Slot } from "../slot.ts";
+import { type ChunkReader, chunkReader, DONE } from "./reader.ts";
+
+export { type ChunkReader, DONE };
 
 /** A transform whose steps are synchronous; `enqueue` may be called any number of times. */
 export interface SyncTransformer<I, O> {
@@ -17,18 +20,9 @@ export interface SyncTransformer<I, O> {
   cancel?(reason: unknown): void;
 }
 
-/** What a consumer needs of a reader: the part `openReader` can supply without a stream. */
-export interface ChunkReader<T> {
-  read(): Promise<ReadableStreamReadResult<T>>;
-  cancel(reason?: unknown): Promise<void>;
-}
-
-/** The one "done" read result, shared (it carries no state). */
-export const DONE: ReadableStreamReadDoneResult<never> = { done: true };
-
 /** `source` read through `t`: each `read` pulls source chunks until `t` yields one. */
 class TransformingReader<I, O> implements ChunkReader<O> {
-  readonly #reader: ReadableStreamDefaultReader<I>;
+  readonly #reader: ChunkReader<I>;
   readonly #t: SyncTransformer<I, O>;
   #queue: O[] = [];
   #next = 0;
@@ -38,7 +32,7 @@ class TransformingReader<I, O> implements ChunkReader<O> {
   };
 
   constructor(source: ReadableStream<I>, t: SyncTransformer<I, O>) {
-    this.#reader = source.getReader();
+    this.#reader = chunkReader(source);
     this.#t = t;
   }
 
@@ -108,7 +102,7 @@ export function openReader<T>(stream: ReadableStream<T>): ChunkReader<T> {
     stream.getReader(); // locked: no one else reads it
     return inner;
   }
-  return stream.getReader();
+  return chunkReader(stream);
 }
 
 /** `t` as a `TransformStream`, for `pipeThrough`. */

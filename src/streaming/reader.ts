@@ -1,0 +1,61 @@
+/**
+ * Reading a stream chunk by chunk, the way every relay on the request path does.
+ * @module
+ */
+
+/** What a consumer needs of a reader: the part `openReader` can supply without a stream. */
+export interface ChunkReader<T> {
+  read(): Promise<ReadableStreamReadResult<T>>;
+  cancel(reason?: unknown): Promise<void>;
+}
+
+/** The one "done" read result, shared (it carries no state). */
+export const DONE: ReadableStreamReadDoneResult<never> = { done: true };
+
+/**
+ * Bytes asked for by the first read of a byte stream, and the most any read asks for. Read
+ * by default, a `fetch` body allocates a zero-filled 64 KiB buffer for every chunk, nearly
+ * all of it garbage (an SSE event is a few hundred bytes): with 1,000 streams relayed that
+ * was a fifth of the proxy's CPU. Each read here gets a fresh buffer (the chunk is handed on
+ * as read, never copied) of the size the last read called for: a read that fills its
+ * buffer doubles the next one, so a large body still moves in 64 KiB reads.
+ */
+const FIRST_READ_BYTES = 4 * 1024;
+const MAX_READ_BYTES = 64 * 1024;
+
+/** A byte stream read into buffers sized to what it sends (see `FIRST_READ_BYTES`). */
+class ByteReader implements ChunkReader<Uint8Array> {
+  readonly #reader: ReadableStreamBYOBReader;
+  #size = FIRST_READ_BYTES;
+
+  constructor(reader: ReadableStreamBYOBReader) {
+    this.#reader = reader;
+  }
+
+  async read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const result = await this.#reader.read(new Uint8Array(this.#size));
+    if (result.done) return DONE;
+    const view = result.value;
+    if (view.byteLength === this.#size && this.#size < MAX_READ_BYTES) this.#size *= 2;
+    return result;
+  }
+
+  cancel(reason?: unknown): Promise<void> {
+    return this.#reader.cancel(reason);
+  }
+}
+
+/**
+ * A reader of `source` that locks it: through one reused buffer when it is a byte stream (a
+ * `fetch` body), its default reader otherwise.
+ */
+export function chunkReader<T>(source: ReadableStream<T>): ChunkReader<T> {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = (source as ReadableStream<Uint8Array>).getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream: nothing was locked.
+    return source.getReader();
+  }
+  return new ByteReader(byob) as unknown as ChunkReader<T>;
+}
