@@ -31,13 +31,16 @@ export async function readJsonBody(
     await req.body?.cancel().catch(() => {});
     throw tooLarge(maxBytes);
   }
+  // Declared and within the limit: HTTP framing guarantees no more than that arrives, so
+  // the runtime reads it natively in one piece. `req.body` is not touched on this path: the
+  // getter turns a body Deno.serve already holds whole into a stream to be read back.
+  if (declared !== null && !deadline) {
+    const reading = readAll(req).then((b) => new Uint8Array(b));
+    return parseJson(schedule ? await bounded(reading, schedule) : await reading);
+  }
   if (!req.body) throw emptyBody();
   if (deadline) return parseJson(await readCounted(req.body, maxBytes, deadline));
-  // Declared and within the limit: HTTP framing guarantees no more than that arrives, so
-  // the runtime can read it natively in one piece.
-  const reading = declared !== null
-    ? readAll(req).then((b) => new Uint8Array(b))
-    : readCounted(req.body, maxBytes);
+  const reading = readCounted(req.body, maxBytes);
   return parseJson(schedule ? await bounded(reading, schedule) : await reading);
 }
 

@@ -146,3 +146,29 @@ Deno.test("readJsonBody() without a deadline: a body in time cancels its timer",
   assert.equal(timers.length, 1);
   assert.ok(timers[0]!.cancelled);
 });
+
+Deno.test("readJsonBody() with a declared length: parsed whole; empty and bad bodies are 400s", async () => {
+  const post = (body: string | null, length: string) =>
+    new Request("http://x/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-length": length },
+      body,
+    });
+  assert.deepEqual(await readJsonBody(post('{"a":1}', "7"), 1024), { a: 1 });
+  for (
+    const [body, length, message] of [
+      [null, "0", /empty/],
+      ["", "0", /empty/],
+      ["{nope", "5", /not valid JSON/],
+    ] as const
+  ) {
+    await assert.rejects(
+      readJsonBody(post(body, length), 1024),
+      (err: unknown) => err instanceof GatewayError && message.test(err.message),
+    );
+  }
+  await assert.rejects(
+    readJsonBody(post('{"a":1}', "4096"), 1024),
+    (err: unknown) => err instanceof GatewayError && err.status === 413,
+  );
+});

@@ -47,8 +47,11 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     c.res.headers.set("x-pilotfish-overhead-ms", overhead.toFixed(2));
 
     const status = c.res.status;
-    const body = c.res.body;
-    if ((ex.stream || ex.deferEnd) && body) {
+    // Only a stream's body is read here: `Response.body` turns a whole (string or bytes)
+    // body into a stream, which Deno.serve then pumps chunk by chunk instead of sending it
+    // in one write.
+    const body = ex.stream || ex.deferEnd ? c.res.body : null;
+    if (body) {
       ex.deferEnd = true;
       let bytes = 0;
       const observed = observeStream(body, {
