@@ -18,6 +18,8 @@ export interface RequestDeadlines {
   readonly body?: AbortSignal;
   /** `performance.now()` at which write_timeout passes. */
   readonly writeBy?: number;
+  /** server.write_timeout itself, for the message of a timeout it caused. */
+  readonly writeMs?: number;
 }
 
 /**
@@ -59,7 +61,7 @@ async function armed(
   };
   ex.deadlines = {
     ...(read ? { read: read.signal } : {}),
-    ...(write ? { write: write.signal, writeBy: started + writeMs! } : {}),
+    ...(write ? { write: write.signal, writeBy: started + writeMs!, writeMs: writeMs! } : {}),
     body: read && write ? AbortSignal.any([read.signal, write.signal]) : (read ?? write)!.signal,
   };
   try {
@@ -121,8 +123,14 @@ export function withinWrite(d: RequestDeadlines | undefined, ms: number): number
 export function explainTimeout(d: RequestDeadlines | undefined, err: unknown): unknown {
   if (!(err instanceof GatewayError) || err.code !== "upstream_timeout") return err;
   if (!writePassed(d)) return err;
+  // An attempt clamped to the same instant may be told first (its timer can run before the
+  // write timer in the same turn): the 504 still names write_timeout.
   const reason = d!.write!.aborted ? d!.write!.reason : null;
-  const message = reason instanceof GatewayError ? reason.message : err.message;
+  const message = reason instanceof GatewayError
+    ? reason.message
+    : d!.writeMs !== undefined
+    ? writeTimeout(d!.writeMs).message
+    : err.message;
   return new GatewayError("upstream_timeout", message, err.info);
 }
 

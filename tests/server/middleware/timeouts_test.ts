@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { GatewayError } from "../../../src/errors.ts";
-import { endAt, guardUpload } from "../../../src/server/middleware/timeouts.ts";
+import { endAt, explainTimeout, guardUpload } from "../../../src/server/middleware/timeouts.ts";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { startGateway } from "../../helpers/in_process.ts";
 
@@ -664,4 +664,18 @@ Deno.test("guardUpload() leaves an upload that finished in time alone", async ()
   deadline.abort(new Error("late"));
   assert.equal(upload.signal.aborted, false);
   assert.equal(upload.cut(), undefined);
+});
+
+Deno.test("explainTimeout(): an attempt told before the write timer ran still names write_timeout", () => {
+  const write = new AbortController(); // not aborted yet: its timer has not run in this turn
+  const deadlines = { write: write.signal, writeBy: performance.now() - 1, writeMs: 200 };
+  const attempt = new GatewayError(
+    "upstream_timeout",
+    'Provider "up" did not answer within 183 ms',
+  );
+  const explained = explainTimeout(deadlines, attempt) as GatewayError;
+  assert.match(explained.message, /server\.write_timeout \(200 ms\)/);
+  // Before the write deadline, an attempt's own timeout is its own.
+  const early = { write: write.signal, writeBy: performance.now() + 5_000, writeMs: 200 };
+  assert.equal(explainTimeout(early, attempt), attempt);
 });
