@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { GatewayError } from "../errors.ts";
 import { scheduleDeadline } from "./deadline.ts";
+import { markByteStream } from "../streaming/mod.ts";
 
 export interface UpstreamRequest {
   readonly url: string;
@@ -191,6 +192,7 @@ export async function executeUpstream(
     return fail(err, true);
   }
   (fetchFn as TrackedFetch)[RECORDER]?.reached(opts.provider);
+  markByteStream(response.body);
   if (opts.toError && response.status >= 300 && response.status < 400) {
     settle();
     await response.body?.cancel().catch(() => {});

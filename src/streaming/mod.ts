@@ -10,6 +10,7 @@ export {
   type StreamOutcome,
 } from "./observe.ts";
 export { pullThrough, type SyncTransformer, toTransformStream } from "./pull.ts";
+export { chunkReader, markByteStream } from "./reader.ts";
 export {
   createSseDataReader,
   createSseDataStream,

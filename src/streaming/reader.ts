@@ -46,15 +46,29 @@ class ByteReader implements ChunkReader<Uint8Array> {
 }
 
 /**
- * A reader of `source` that locks it: through one reused buffer when it is a byte stream (a
- * `fetch` body), its default reader otherwise.
+ * Streams known to be byte streams (an upstream `fetch` body): only these are read BYOB.
+ * Asking any other stream for a BYOB reader throws, and the throw (an error with its stack)
+ * costs more than the buffers it would save.
+ */
+const byteStreams = new WeakSet<ReadableStream<Uint8Array>>();
+
+/** Mark `body` (a `fetch` response body) as one `chunkReader` reads into sized buffers. */
+export function markByteStream(body: ReadableStream<Uint8Array> | null): void {
+  if (body !== null) byteStreams.add(body);
+}
+
+/**
+ * A reader of `source` that locks it: through sized buffers when it is a marked byte stream
+ * (see `markByteStream`), its default reader otherwise.
  */
 export function chunkReader<T>(source: ReadableStream<T>): ChunkReader<T> {
+  const bytes = source as ReadableStream<Uint8Array>;
+  if (!byteStreams.has(bytes)) return source.getReader();
   let byob: ReadableStreamBYOBReader;
   try {
-    byob = (source as ReadableStream<Uint8Array>).getReader({ mode: "byob" });
+    byob = bytes.getReader({ mode: "byob" });
   } catch {
-    // Not a byte stream: nothing was locked.
+    // A stand-in fetch (tests) may answer with a plain stream: nothing was locked.
     return source.getReader();
   }
   return new ByteReader(byob) as unknown as ChunkReader<T>;

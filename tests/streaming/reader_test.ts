@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
-import { chunkReader } from "../../src/streaming/reader.ts";
+import { chunkReader, markByteStream } from "../../src/streaming/reader.ts";
 
-/** A byte stream (as a `fetch` body is) that serves `total` bytes, `perPull` at most per pull. */
-function byteStream(total: number, perPull = total) {
+/**
+ * A byte stream (as a `fetch` body is) that serves `total` bytes, `perPull` at most per pull;
+ * marked as execute.ts marks a fetch body unless `marked` is false.
+ */
+function byteStream(total: number, perPull = total, marked = true) {
   let sent = 0;
   const asked: number[] = [];
   let cancelled: unknown = null;
@@ -25,7 +28,9 @@ function byteStream(total: number, perPull = total) {
     cancel(reason) {
       cancelled = reason;
     },
+    autoAllocateChunkSize: 65536,
   });
+  if (marked) markByteStream(stream);
   return { stream, asked, cancelled: () => cancelled };
 }
 
@@ -73,4 +78,10 @@ Deno.test("chunkReader() passes a cancel on; a default stream is read as it is",
   assert.deepEqual(await plain.read(), { done: false, value: "a" });
   assert.deepEqual(await plain.read(), { done: false, value: "b" });
   assert.equal((await plain.read()).done, true);
+});
+
+Deno.test("chunkReader() reads an unmarked stream with its default reader (no BYOB probe)", async () => {
+  const src = byteStream(300, 300, false);
+  assert.deepEqual(await drain(chunkReader(src.stream)), [300]);
+  assert.equal(src.asked[0], 65536, "the stream's own allocation");
 });
