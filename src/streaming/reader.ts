@@ -2,6 +2,7 @@
  * Reading a stream chunk by chunk, the way every relay on the request path does.
  * @module
  */
+import { Slot } from "../slot.ts";
 
 /** What a consumer needs of a reader: the part `openReader` can supply without a stream. */
 export interface ChunkReader<T> {
@@ -50,11 +51,11 @@ class ByteReader implements ChunkReader<Uint8Array> {
  * Asking any other stream for a BYOB reader throws, and the throw (an error with its stack)
  * costs more than the buffers it would save.
  */
-const byteStreams = new WeakSet<ReadableStream<Uint8Array>>();
+const byteStreams = new Slot<ReadableStream<Uint8Array>, true>("byte stream");
 
 /** Mark `body` (a `fetch` response body) as one `chunkReader` reads into sized buffers. */
 export function markByteStream(body: ReadableStream<Uint8Array> | null): void {
-  if (body !== null) byteStreams.add(body);
+  if (body !== null) byteStreams.set(body, true);
 }
 
 /**
