@@ -24,13 +24,14 @@ function arm(at: number, waiting: Set<() => void>, ms: number): void {
 export function scheduleDeadline(ms: number, fire: () => void): () => void {
   const now = Date.now();
   const at = Math.ceil((now + ms) / SLOT_MS) * SLOT_MS;
-  let waiting = slots.get(at);
-  if (!waiting) {
-    waiting = new Set();
-    slots.set(at, waiting);
-    arm(at, waiting, at - now);
-  }
+  const waiting = slots.get(at) ?? openSlot(at, at - now);
   waiting.add(fire);
-  const own = waiting;
-  return () => void own.delete(fire);
+  return () => void waiting.delete(fire);
+}
+
+function openSlot(at: number, ms: number): Set<() => void> {
+  const waiting = new Set<() => void>();
+  slots.set(at, waiting);
+  arm(at, waiting, ms);
+  return waiting;
 }

@@ -34,13 +34,11 @@ export async function readJsonBody(
   // Declared and within the limit: HTTP framing guarantees no more than that arrives, so
   // the runtime reads it natively in one piece. `req.body` is not touched on this path: the
   // getter turns a body Deno.serve already holds whole into a stream to be read back.
-  if (declared !== null && !deadline) {
-    const reading = readAll(req).then((b) => new Uint8Array(b));
-    return parseJson(schedule ? await bounded(reading, schedule) : await reading);
-  }
-  if (!req.body) throw emptyBody();
-  if (deadline) return parseJson(await readCounted(req.body, maxBytes, deadline));
-  const reading = readCounted(req.body, maxBytes);
+  let reading: Promise<Uint8Array>;
+  if (declared !== null && !deadline) reading = readAll(req).then((b) => new Uint8Array(b));
+  else if (!req.body) throw emptyBody();
+  else if (deadline) return parseJson(await readCounted(req.body, maxBytes, deadline));
+  else reading = readCounted(req.body, maxBytes);
   return parseJson(schedule ? await bounded(reading, schedule) : await reading);
 }
 

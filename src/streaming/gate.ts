@@ -14,7 +14,8 @@
  */
 import { GatewayError } from "../errors.ts";
 import { relayStream } from "./observe.ts";
-import { type ChunkReader, DONE, openReader } from "./pull.ts";
+import { openReader } from "./pull.ts";
+import { type ChunkReader, DONE } from "./reader.ts";
 import { createSseDataReader } from "./sse.ts";
 
 /** Schedules `fire` after `ms`; returns the cancel (the Runtime's, injectable). */

@@ -9,8 +9,6 @@ import { relayStream } from "./observe.ts";
 import { Slot } from "../slot.ts";
 import { type ChunkReader, chunkReader, DONE } from "./reader.ts";
 
-export { type ChunkReader, DONE };
-
 /** A transform whose steps are synchronous; `enqueue` may be called any number of times. */
 export interface SyncTransformer<I, O> {
   transform(chunk: I, enqueue: (out: O) => void): void;
