@@ -272,7 +272,9 @@ Deno.test("link: reconnects with capped exponential backoff, reset once connecte
     await server.restart();
     (await within("a retry", retry())).fire();
     await waitFor("the link to connect", () => link.ready());
-    // The heartbeat is armed; no retry is pending.
+    // The heartbeat is armed; no retry is pending. Awaited, not sampled: one loaded CI run
+    // still had an attempt deadline (60 s) pending when ready() was first seen.
+    await waitFor("only the heartbeat pending", () => timers.pending().join() === "30000");
     assert.deepEqual(timers.pending(), [30_000]);
 
     // Lost again: the schedule starts over from the first step.
