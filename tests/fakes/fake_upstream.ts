@@ -95,6 +95,8 @@ export function startFakeUpstream(): FakeUpstream {
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const wait = (ms: number, signal?: AbortSignal) =>
     new Promise<void>((resolve) => {
+      // Aborted before this handler ran (a loaded machine): the listener would never fire.
+      if (signal?.aborted) return resolve();
       const t = setTimeout(() => {
         timers.delete(t);
         resolve();
@@ -108,7 +110,14 @@ export function startFakeUpstream(): FakeUpstream {
     });
 
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    const body = await req.text();
+    let body: string;
+    try {
+      body = await req.text();
+    } catch (err) {
+      // The gateway gave up while its body was still arriving: that is an abort too.
+      onAbort();
+      throw err;
+    }
     requests.push({
       method: req.method,
       path: new URL(req.url).pathname,
