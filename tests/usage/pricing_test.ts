@@ -62,6 +62,19 @@ Deno.test("costOf() bills each token class once, at its own rate", () => {
   assert.equal(formatUsd(0.0000027), "0.0000027");
   assert.equal(formatUsd(0), "0");
   assert.equal(formatUsd(12.5), "12.5");
+  // Plain decimals, rounded to whole nano-dollars, as `toFixed(9)` without its trailing zeros.
+  for (
+    const [usd, text] of [
+      [3, "3"],
+      [0.000000001, "0.000000001"],
+      [0.0000000004, "0"],
+      [1.0000000006, "1.000000001"],
+      [0.1 + 0.2, "0.3"],
+      [123456.000789, "123456.000789"],
+      [1e-7, "0.0000001"],
+      [-0.25, "-0.25"],
+    ] as const
+  ) assert.equal(formatUsd(usd), text, String(usd));
 });
 
 Deno.test("costOf() applies a long-context tier above its threshold", () => {
