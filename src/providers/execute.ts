@@ -140,6 +140,9 @@ export async function executeUpstream(
     verbatim?: boolean;
   },
 ): Promise<UpstreamReply> {
+  // No closure below may capture `req`: the abort listener lives as long as the client's
+  // request, and through it a stream would keep the whole upstream body (the prompt) alive.
+  const url = req.url;
   const controller = new AbortController();
   const onClientAbort = () => controller.abort(opts.signal.reason);
   if (opts.signal.aborted) onClientAbort();
@@ -167,7 +170,7 @@ export async function executeUpstream(
     const reason = connect ? connectFailure(err) : null;
     const message = (err as Error).message ?? String(err);
     if (reason !== null) {
-      (fetchFn as TrackedFetch)[RECORDER]?.unreachable(opts.provider, originOf(req.url), reason);
+      (fetchFn as TrackedFetch)[RECORDER]?.unreachable(opts.provider, originOf(url), reason);
     }
     throw new GatewayError(
       "upstream_unreachable",
@@ -181,7 +184,7 @@ export async function executeUpstream(
   };
   let response: Response;
   try {
-    response = await fetchFn(req.url, {
+    response = await fetchFn(url, {
       method: req.method,
       headers: opts.verbatim ? req.headers : withTraceparent(req.headers),
       body: req.body,
