@@ -8,7 +8,7 @@
  * @module
  */
 import type { Config } from "../config/mod.ts";
-import { createRedisLink } from "../state/redis_link.ts";
+import { openRedisLink } from "../state/redis_pool.ts";
 import { openStateDb } from "../state/sqlite.ts";
 import type { Logger } from "../telemetry/mod.ts";
 import { createLocalBackend } from "./local.ts";
@@ -56,7 +56,7 @@ export function buildAppKeys(
     const onError = (err: unknown) => logger.warn("app key store write failed", { error: err });
     const backend = storage.kind === "redis"
       ? createRedisBackend({
-        link: createRedisLink({ url: storage.url, name: "keys", logger }),
+        link: openRedisLink({ url: storage.url, name: "keys", logger }),
         now,
         onError,
       })

@@ -96,9 +96,9 @@ function sharedBackend(
   });
   const { promise: shared, resolve: markShared } = Promise.withResolvers<void>();
   let closing = false;
-  const linking = import("../state/redis_link.ts").then(({ createRedisLink }) => {
+  const linking = import("../state/redis_pool.ts").then(({ openRedisLink }) => {
     if (closing) return;
-    const link = createRedisLink({
+    const link = openRedisLink({
       ...(rl.redis ?? { url: config.state.redis.url }),
       name: "limits",
       logger: deps.logger,

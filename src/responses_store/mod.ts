@@ -170,9 +170,9 @@ export async function createResponsesStore(
   if (config.state.backend !== "redis") {
     return createMemoryResponsesStore({ maxBytes: opts.max_bytes, ttlMs: opts.ttl, now });
   }
-  const { createRedisLink } = await import("../state/redis_link.ts");
+  const { openRedisLink } = await import("../state/redis_pool.ts");
   const { createRedisStateStore } = await import("../state/redis_store.ts");
-  const link = createRedisLink({ url: config.state.redis.url, name: "responses", logger });
+  const link = openRedisLink({ url: config.state.redis.url, name: "responses", logger });
   const state = createRedisStateStore({ link });
   return createStateResponsesStore(state, opts.ttl, async () => {
     await state.close();

@@ -28,7 +28,8 @@
  */
 import { BreakerState, type BreakerStore, type BreakerTiming } from "../breaker/store.ts";
 import type { Logger } from "../telemetry/mod.ts";
-import { createRedisLink, type LuaScript, luaScript, type RedisCommands } from "./redis_link.ts";
+import { type LuaScript, luaScript, type RedisCommands } from "./redis_link.ts";
+import { openRedisLink } from "./redis_pool.ts";
 
 export interface RedisBreakerStoreOptions {
   /** `redis[s]://[[user][:password]@]host[:port][/db]`. */
@@ -273,7 +274,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
   let epoch: string | null = null; // of the Redis dataset last synced with
 
   // A bad URL is a config error: the link refuses it here rather than retry it forever.
-  const link = createRedisLink({
+  const link = openRedisLink({
     url: opts.url,
     ...(opts.password !== undefined ? { password: opts.password } : {}),
     ...(opts.db !== undefined ? { db: opts.db } : {}),

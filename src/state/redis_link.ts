@@ -1,6 +1,8 @@
 /**
  * One reusable link to Redis: a command connection and a subscriber connection, kept alive
  * in the background, that never makes a caller wait longer than its command deadline.
+ * Features do not create one each: they open a member of the process's link to their Redis
+ * (`redis_pool.ts`).
  *
  * - Connects at once and, after losing the connection, reconnects with jittered exponential
  *   backoff on a fresh pair (node-redis' own reconnect loop is off: it would resubscribe
@@ -94,6 +96,16 @@ export interface RedisCommands {
     keys: readonly string[],
     args: readonly (string | number)[],
   ): Promise<StateReply>;
+}
+
+/** A link as `redis_pool.ts` shares it. */
+export interface PoolableLink extends RedisLink {
+  /**
+   * Commands on the ready pair as a hook's session has them: raw errors, and a failure is not
+   * an outage of the link (a member's resync that times out fails that member, not the pair).
+   * Null while not ready; its calls reject once that pair is gone.
+   */
+  liveSession(): RedisCommands | null;
 }
 
 export interface RedisLink extends RedisCommands {
@@ -230,7 +242,7 @@ class RedisTimeout extends Error {
  * Create the link and start connecting. Throws only here, for a URL that is not `redis://`
  * or `rediss://`: a config error is refused now rather than retried forever.
  */
-export function createRedisLink(opts: RedisLinkOptions): RedisLink {
+export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
   const { name, logger } = opts;
   const target = parseRedisTarget(opts.url);
   if (target === null) {
@@ -514,6 +526,7 @@ export function createRedisLink(opts: RedisLinkOptions): RedisLink {
 
   return {
     ready: () => readyConn !== null,
+    liveSession: () => (readyConn === null ? null : session(readyConn)),
     onStateChange(cb) {
       stateListeners.add(cb);
       return () => stateListeners.delete(cb);

@@ -9,7 +9,8 @@
  * ZRANGEBYSCORE + one MGET (no SCAN). Redis being away only stalls the fleet view.
  * @module
  */
-import { createRedisLink, type RedisLink } from "../state/redis_link.ts";
+import type { RedisLink } from "../state/redis_link.ts";
+import { openRedisLink } from "../state/redis_pool.ts";
 import type { Logger } from "./logger.ts";
 
 const INDEX = "pilotfish:fleet";
@@ -42,7 +43,7 @@ export interface FleetOptions {
 }
 
 export function createFleet(opts: FleetOptions): Fleet {
-  const link: RedisLink = createRedisLink({ url: opts.url, name: "fleet", logger: opts.logger });
+  const link: RedisLink = openRedisLink({ url: opts.url, name: "fleet", logger: opts.logger });
   const ttl = opts.intervalMs * 3;
   let closed = false;
   let timer: ReturnType<typeof setTimeout> | undefined;

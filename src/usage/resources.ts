@@ -82,9 +82,9 @@ export function createStateResources(opts: StateResourcesOptions): StateResource
 function rollupBackend(config: Config, logger: Logger): RollupBackend | Promise<RollupBackend> {
   const s = config.state;
   if (s.backend === "redis") {
-    return Promise.all([import("../state/redis_link.ts"), import("./redis.ts")]).then((
-      [{ createRedisLink }, { createRedisRollups }],
-    ) => createRedisRollups(createRedisLink({ url: s.redis.url, name: "usage", logger })));
+    return Promise.all([import("../state/redis_pool.ts"), import("./redis.ts")]).then((
+      [{ openRedisLink }, { createRedisRollups }],
+    ) => createRedisRollups(openRedisLink({ url: s.redis.url, name: "usage", logger })));
   }
   // node:sqlite too is loaded only when a file is configured.
   if (s.path !== "") return import("./sqlite.ts").then((m) => m.createSqliteRollups(s.path));
@@ -101,10 +101,10 @@ function cacheBackend(config: Config, logger: Logger, now: () => number): CacheB
     });
   }
   const warn = warnOnce(logger, "response cache: Redis unavailable, answering as misses");
-  const loading = Promise.all([import("../state/redis_link.ts"), import("../cache/redis.ts")])
-    .then(([{ createRedisLink }, { createRedisCache, DEFAULT_CACHE_PREFIX }]) => {
+  const loading = Promise.all([import("../state/redis_pool.ts"), import("../cache/redis.ts")])
+    .then(([{ openRedisLink }, { createRedisCache, DEFAULT_CACHE_PREFIX }]) => {
       const r = c.redis;
-      const link = createRedisLink({
+      const link = openRedisLink({
         url: r ? `redis://${r.address}` : config.state.redis.url,
         ...(r && r.password !== "" ? { password: r.password } : {}),
         ...(r ? { db: r.db } : {}),
