@@ -13,8 +13,9 @@
  *
  * Env: BENCH_REQUESTS (per variant per round, default 4000), BENCH_ROUNDS (default 7),
  * BENCH_STAGES (no-op stages of the second variant, default 3), BENCH_STREAM=1 (streamed),
- * BENCH_AUTH (the bearer sent; e.g. the app key of bench/configs/keys.yaml). `{{TMP}}` in a
- * fragment becomes a temporary directory.
+ * BENCH_AUTH (the bearer sent; e.g. the app key of bench/configs/keys.yaml), BENCH_REDIS_URL
+ * (a running Redis for a fragment's `{{REDIS}}`; limits on it are measured once their lease is
+ * taken). `{{TMP}}` in a fragment becomes a temporary directory.
  */
 import process from "node:process";
 import { parseConfigText } from "../src/config/mod.ts";
@@ -36,6 +37,7 @@ const rounds = Number(Deno.env.get("BENCH_ROUNDS") ?? 7);
 const noop = Number(Deno.env.get("BENCH_STAGES") ?? 3);
 const stream = Deno.env.get("BENCH_STREAM") === "1";
 const extraPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
+const redisUrl = Deno.env.get("BENCH_REDIS_URL")?.trim() || undefined;
 
 const REPLY = JSON.stringify({
   id: "chatcmpl-bench",
@@ -113,6 +115,10 @@ async function gateway(extra: string, stages: number) {
     noopStages: stages,
   });
   await runtime.ready(); // WASM plugins start their workers first
+  // Limits on Redis (BENCH_REDIS_URL): measured with the lease taken, as a sidecar runs.
+  if (config.features.rate_limiting.enabled && redisUrl !== undefined) {
+    await runtime.limits?.shared();
+  }
   return createApp({ runtime: () => runtime, isReady: () => true });
 }
 
@@ -147,7 +153,8 @@ if (extraPath !== undefined) {
   const tmp = await Deno.makeTempDir({ prefix: "pilotfish-bench-pipeline-" });
   // No upstream process here: a fragment's {{UPSTREAM}} (a trace sink) gets a closed port.
   const extra = (await Deno.readTextFile(extraPath)).replaceAll("{{TMP}}", tmp)
-    .replaceAll("{{UPSTREAM}}", "http://127.0.0.1:9");
+    .replaceAll("{{UPSTREAM}}", "http://127.0.0.1:9")
+    .replaceAll("{{REDIS}}", redisUrl ?? "redis://127.0.0.1:9");
   variants.push({ name: extraPath, app: await gateway(extra, 0), us: [] });
 }
 
