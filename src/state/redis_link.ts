@@ -606,6 +606,7 @@ function toReply(x: unknown): StateReply {
   throw new StateCommandError(`unexpected Redis reply of type ${typeof x}`);
 }
 
-function errorText(err: unknown): string {
+/** An error's message, for a log line. */
+export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

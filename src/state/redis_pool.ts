@@ -29,6 +29,7 @@
 import type { Logger } from "../telemetry/mod.ts";
 import {
   createRedisLink,
+  errorText,
   type PoolableLink,
   type RedisCommands,
   type RedisLink,
@@ -123,10 +124,6 @@ function newestLogger(members: Set<Member>, first: Logger): Logger {
     error: (msg, fields) => current().error(msg, fields),
     enabled: (level) => current().enabled(level),
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** `p`, or a rejection once `HOOK_DEADLINE_MS` has passed (the timer never outlives it). */
