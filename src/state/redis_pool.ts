@@ -21,8 +21,8 @@
  *   with its last member.
  *
  * The pool is the process's: a generation built on reload joins the links of the one it
- * replaces. The link logs its own outages (`redis: …`) through the newest open member's
- * logger, so a reload's logging settings apply to it too. Links with injected timers or
+ * replaces. The link logs its own outages (`redis (breaker, keys, …): …`, naming the features
+ * on it) through the newest open member's logger, so a reload's logging settings apply too. Links with injected timers or
  * jitter (tests of the link itself) are never shared.
  * @module
  */
@@ -110,18 +110,27 @@ export function openRedisLink(opts: RedisLinkOptions): RedisLink {
   return member(shared, opts.name, opts.logger, () => pool.delete(key));
 }
 
-/** Logs through the newest open member's logger (the first one's once all are gone). */
+/**
+ * Logs through the newest open member's logger (the first one's once all are gone), with the
+ * link's `redis:` prefix naming the features on it: `redis (breaker, keys): …`.
+ */
 function newestLogger(members: Set<Member>, first: Logger): Logger {
   const current = (): Logger => {
     let newest = first;
     for (const m of members) if (!m.closed) newest = m.logger;
     return newest;
   };
+  const label = (msg: string): string => {
+    if (!msg.startsWith("redis: ")) return msg;
+    const names = new Set<string>();
+    for (const m of members) if (!m.closed) names.add(m.name);
+    return names.size === 0 ? msg : `redis (${[...names].join(", ")}): ${msg.slice(7)}`;
+  };
   return {
-    debug: (msg, fields) => current().debug(msg, fields),
-    info: (msg, fields) => current().info(msg, fields),
-    warn: (msg, fields) => current().warn(msg, fields),
-    error: (msg, fields) => current().error(msg, fields),
+    debug: (msg, fields) => current().debug(label(msg), fields),
+    info: (msg, fields) => current().info(label(msg), fields),
+    warn: (msg, fields) => current().warn(label(msg), fields),
+    error: (msg, fields) => current().error(label(msg), fields),
     enabled: (level) => current().enabled(level),
   };
 }

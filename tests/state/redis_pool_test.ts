@@ -114,7 +114,7 @@ Deno.test("pool: a member whose hook fails stays unready and retries; the others
 
 Deno.test("pool: subscriptions are per member; Redis restarting turns every member unready, then ready again after its hooks", async () => {
   const server = await startRedisServer();
-  const { logger } = captureLogger();
+  const { logger, lines } = captureLogger();
   const a = openRedisLink({ url: server.url, name: "a", logger });
   const b = openRedisLink({ url: server.url, name: "b", logger });
   let bHooks = 0;
@@ -140,6 +140,13 @@ Deno.test("pool: subscriptions are per member; Redis restarting turns every memb
     await waitFor("both ready again", () => a.ready() && b.ready(), 10_000);
     assert.equal(bHooks, 2, "b's hook ran on the first connection and on the new one");
     assert.deepEqual(statesA, [true, false, true]);
+    // The outage and the return, once each, naming the features on the link.
+    const link = lines.filter((l) => l.level !== "debug" && l.msg.startsWith("redis "))
+      .map((l) => l.msg);
+    assert.deepEqual(link, [
+      "redis (a, b): Redis unreachable; working without it until it returns",
+      "redis (a, b): Redis reachable again; state resynchronised",
+    ]);
     await b.publish("ch", "three");
     await waitFor("a resubscribed", () => gotA.includes("three"));
   } finally {
