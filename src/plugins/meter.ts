@@ -3,8 +3,10 @@
  * the fuel, set by the host before each call. Every function entry takes from it the number
  * of the function's instructions outside its loops; the frame then counts its loops'
  * iterations in a local of its own (each iteration costs the instructions of the loop's own
- * body). When either goes below zero the guest writes it back and traps, and the host finds
- * the fuel spent. Wasmtime's fuel, done on the bytes because V8 offers none.
+ * body). An `if` arm longer than `ARM_POINT` is charged on its own when it runs (on the local
+ * inside a loop, on the global outside), not with the code around it. When either goes below
+ * zero the guest writes it back and traps, and the host finds the fuel spent. Wasmtime's fuel,
+ * done on the bytes because V8 offers none.
  *
  * A trap rather than a call to the host: a call inside a loop, even on a branch that is never
  * taken, makes V8 reload what the loop keeps in registers on every iteration (the injection
@@ -79,7 +81,7 @@ function memarg(r: Reader): void {
 }
 
 /** What decoding one instruction tells the rewriter. */
-const Op = { Plain: 0, Loop: 1, Block: 2, End: 3 } as const;
+const Op = { Plain: 0, Loop: 1, Block: 2, End: 3, If: 4, Else: 5 } as const;
 type Op = (typeof Op)[keyof typeof Op];
 
 /** Decode the instruction at `r.at`, leaving `r.at` after it. */
@@ -87,12 +89,16 @@ function instruction(r: Reader): Op {
   const op = r.byte();
   switch (op) {
     case 0x02:
-    case 0x04:
       blocktype(r);
       return Op.Block;
     case 0x03:
       blocktype(r);
       return Op.Loop;
+    case 0x04:
+      blocktype(r);
+      return Op.If;
+    case 0x05:
+      return Op.Else;
     case 0x0b:
       return Op.End;
     case 0x0c:
@@ -232,6 +238,34 @@ function loopCharge(cost: number, local: number, global: number): number[] {
   ];
 }
 
+/** At the head of an `if` arm outside every loop, on the global: `fuel -= cost`, trap below 0. */
+function armCharge(cost: number, global: number): number[] {
+  const g = uleb(global);
+  return [
+    ...[0x23, ...g, 0x41, ...sleb(cost), 0x6b, 0x24, ...g],
+    ...[0x23, ...g, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0b],
+  ];
+}
+
+/**
+ * An `if` arm with more instructions than this is charged where it starts, only when it runs;
+ * smaller arms are charged with the code around them, taken or not (a charge costs about 8
+ * instructions). Without this, a loop whose rare branches are long pays for them on every
+ * iteration: the injection guard's word reader was charged 500 instructions per byte.
+ */
+const ARM_POINT = 32;
+
+/** A metering point's stretch of code being counted: a function, a loop or an `if` arm. */
+interface Region {
+  /** Instructions of its own, outside nested points. */
+  own: number;
+  /** Where its charge goes: the instruction index it follows (-1: the function's entry). */
+  readonly at: number;
+  readonly loop: boolean;
+  /** Inside a loop (its charges go on the frame's local, else on the global). */
+  readonly inLoop: boolean;
+}
+
 /** A function body (of a function with `params` parameters), metered. */
 function meterBody(out: Out, body: Uint8Array, params: number, global: number): void {
   const r = new Reader(body);
@@ -243,34 +277,61 @@ function meterBody(out: Out, body: Uint8Array, params: number, global: number): 
     valtype(r);
   }
   const localsEnd = r.at;
-  // Pass 1: the cost of each metering point: the instructions it covers up to the next
-  // point (a nested loop is a point of its own). Point -1 is the function's entry.
-  const costs = new Map<number, number>([[-1, 0]]);
-  const points: number[] = [-1];
-  const blocks: boolean[] = []; // open blocks: is it a loop?
+  // Pass 1: the cost of each metering point. Loops are points; an `if` arm is one when it is
+  // longer than ARM_POINT, else its instructions count to the point around it.
+  const charges = new Map<number, { cost: number; onLocal: boolean }>();
+  const root: Region = { own: 0, at: -1, loop: false, inLoop: false };
+  const regions: Region[] = [root];
+  // Open structures: a loop or arm (its region) or a plain block (null).
+  const open: (Region | null)[] = [];
+  const current = () => regions[regions.length - 1]!;
+  const close = (region: Region): void => {
+    regions.pop();
+    if (region.loop || region.own > ARM_POINT) {
+      charges.set(region.at, { cost: region.own, onLocal: region.inLoop });
+    } else current().own += region.own;
+  };
   for (let i = 0; !r.done; i++) {
     const op = instruction(r);
-    const point = points[points.length - 1]!;
-    costs.set(point, costs.get(point)! + 1);
-    if (op === Op.Loop) {
-      blocks.push(true);
-      points.push(i);
-      costs.set(i, 0);
-    } else if (op === Op.Block) blocks.push(false);
-    else if (op === Op.End && blocks.pop()) points.pop();
+    if (op === Op.End) {
+      current().own++;
+      const closing = open.pop();
+      if (closing) close(closing);
+      continue;
+    }
+    if (op === Op.Else) {
+      const arm = open.pop();
+      if (arm) close(arm);
+      current().own++;
+      const next: Region = { own: 0, at: i, loop: false, inLoop: current().inLoop };
+      regions.push(next);
+      open.push(next);
+      continue;
+    }
+    current().own++;
+    if (op === Op.Loop || op === Op.If) {
+      const loop = op === Op.Loop;
+      const region: Region = { own: 0, at: i, loop, inLoop: loop || current().inLoop };
+      regions.push(region);
+      open.push(region);
+    } else if (op === Op.Block) open.push(null);
   }
-  // Pass 2: copy, our local declared last, a charge after the locals and after each loop's
-  // block type.
+  // Pass 2: copy, our local declared last, the entry's charge after the locals and each
+  // point's after the instruction that opens it.
   out.push(...uleb(groups + 1));
   out.append(body.subarray(groupsEnd, localsEnd));
   out.push(1, 0x7f);
-  out.push(...entryCharge(costs.get(-1)!, local, global));
+  out.push(...entryCharge(root.own, local, global));
   r.at = localsEnd;
   let copied = localsEnd;
   for (let i = 0; !r.done; i++) {
-    if (instruction(r) !== Op.Loop) continue;
+    instruction(r);
+    const charge = charges.get(i);
+    if (charge === undefined) continue;
     out.append(body.subarray(copied, r.at));
-    out.push(...loopCharge(costs.get(i)!, local, global));
+    out.push(
+      ...(charge.onLocal ? loopCharge(charge.cost, local, global) : armCharge(charge.cost, global)),
+    );
     copied = r.at;
   }
   out.append(body.subarray(copied));

@@ -86,6 +86,70 @@ Deno.test("recursion with no loop is metered at each call", async () => {
   assert.ok((fuel.value as number) < 0);
 });
 
+// A loop with a long `if` arm: 40 additions, taken only when `i` is a multiple of `every`.
+const ARMS = `(module
+  (func $long (param $x i32) (result i32)
+    ${"(local.set $x (i32.add (local.get $x) (i32.const 1)))\n".repeat(40)}
+    (local.get $x))
+  (func (export "loop") (param $n i32) (param $every i32) (result i32) (local $i i32) (local $acc i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (if (i32.eqz (i32.rem_u (local.get $i) (local.get $every)))
+          (then
+            ${"(local.set $acc (i32.add (local.get $acc) (i32.const 1)))\n".repeat(40)}))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+    (local.get $acc))
+  (func (export "spin") (local $i i32)
+    (loop $l
+      (if (i32.ge_s (local.get $i) (i32.const 0))
+        (then
+          ${"(local.set $i (i32.add (local.get $i) (i32.const 0)))\n".repeat(40)}))
+      (br $l)))
+  (func (export "once") (param $c i32) (result i32)
+    (if (result i32) (local.get $c)
+      (then
+        ${"(local.set $c (i32.add (local.get $c) (i32.const 1)))\n".repeat(40)}
+        (local.get $c))
+      (else (i32.const 0)))))`;
+
+async function arms(): Promise<[Record<string, unknown>, WebAssembly.Global]> {
+  const metered = meter(await watToWasm(ARMS, "arms.wat"), 1_000_000);
+  assert.ok(metered);
+  const exports = new WebAssembly.Instance(new WebAssembly.Module(metered)).exports;
+  return [exports, exports[FUEL_EXPORT] as WebAssembly.Global];
+}
+
+Deno.test("a long if arm is charged when it runs, not on every iteration", async () => {
+  const [g, fuel] = await arms();
+  const run = g.loop as (n: number, every: number) => number;
+  // 10,000 iterations of about 20 instructions, the long arm taken 10 times: within 400,000
+  // fuel. Charged the whole body (about 180) per iteration, the loop would need 1.8 million.
+  fuel.value = 400_000;
+  assert.equal(run(10_000, 1_000), 10 * 40);
+  // Taken every time, the arm is charged every time: the same fuel runs out.
+  fuel.value = 400_000;
+  assert.throws(() => run(10_000, 1), WebAssembly.RuntimeError);
+  assert.ok((fuel.value as number) < 0);
+  fuel.value = 10_000_000;
+  assert.equal(run(10_000, 1), 10_000 * 40);
+});
+
+Deno.test("a loop that spins through a long arm still traps; an arm outside loops charges the global", async () => {
+  const [g, fuel] = await arms();
+  fuel.value = 100_000;
+  assert.throws(() => (g.spin as () => void)(), WebAssembly.RuntimeError);
+  assert.ok((fuel.value as number) < 0);
+  const once = g.once as (c: number) => number;
+  fuel.value = 1_000;
+  assert.equal(once(0), 0);
+  const afterElse = fuel.value as number;
+  fuel.value = 1_000;
+  assert.equal(once(1), 41);
+  assert.ok((fuel.value as number) < afterElse - 40, "the then arm's charge is on the global");
+});
+
 Deno.test("every shipped plugin and test fixture can be metered", async () => {
   const modules: [string, Uint8Array][] = [];
   for await (const dir of Deno.readDir(new URL("../../plugins/", import.meta.url))) {
