@@ -15,7 +15,9 @@
  * BENCH_STAGES (no-op stages of the second variant, default 3), BENCH_STREAM=1 (streamed),
  * BENCH_AUTH (the bearer sent; e.g. the app key of bench/configs/keys.yaml), BENCH_REDIS_URL
  * (a running Redis for a fragment's `{{REDIS}}`; limits on it are measured once their lease is
- * taken). `{{TMP}}` in a fragment becomes a temporary directory.
+ * taken), BENCH_PROMPT_BYTES (the user message is that many bytes of prose, as `deno task
+ * bench` pads it; default `"x"` x 900, kept so figures compare across sessions).
+ * `{{TMP}}` in a fragment becomes a temporary directory.
  */
 import process from "node:process";
 import { parseConfigText } from "../src/config/mod.ts";
@@ -122,9 +124,16 @@ async function gateway(extra: string, stages: number) {
   return createApp({ runtime: () => runtime, isReady: () => true });
 }
 
+const promptBytes = Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0));
+const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
 const body = JSON.stringify({
   model: "up/gpt-4o-mini",
-  messages: [{ role: "user", content: "x".repeat(900) }],
+  messages: [{
+    role: "user",
+    content: promptBytes > 0
+      ? PROSE.repeat(Math.ceil(promptBytes / PROSE.length)).slice(0, promptBytes)
+      : "x".repeat(900),
+  }],
   max_tokens: 32,
   ...(stream ? { stream: true } : {}),
 });
@@ -170,9 +179,9 @@ for (let r = 0; r < rounds; r++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const base = median(variants[0]!.us);
 console.log(
-  `In-process pipeline, ${
-    stream ? "streamed" : "JSON"
-  } chat completion, ${n} requests x ${rounds} rounds per variant`,
+  `In-process pipeline, ${stream ? "streamed" : "JSON"} chat completion${
+    promptBytes > 0 ? ` (${promptBytes}-byte prompt)` : ""
+  }, ${n} requests x ${rounds} rounds per variant`,
 );
 // The fastest round is the least disturbed by other processes on a shared machine: both it
 // and the median are shown, each against the empty chain's.
