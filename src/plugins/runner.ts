@@ -30,7 +30,7 @@ import type { WorkerInit } from "./protocol.ts";
 /**
  * The fuel of a call on the daemon's thread: instructions, each loop iteration weighted by
  * its body. On the bench machine a tight loop spends it in about 10 ms; the injection guard
- * needs about 1 % of it for a 32 KB prompt.
+ * scans a 128 KB prompt within it.
  */
 export const FUEL = 20_000_000;
 /**

@@ -10,6 +10,7 @@ import { roleBit, TextSink, Walker } from "./json";
 import {
   BLOB_MIN,
   compile,
+  DELIMITERS,
   isEnabled,
   matchTokens,
   Pattern,
@@ -21,15 +22,6 @@ import {
 
 const BLOCK_BODY =
   '{"error":{"message":"Request blocked: potential prompt injection detected","type":"invalid_request_error","code":"prompt_injection_detected"}}';
-
-// Fake chat-template delimiters, matched on the raw text (ASCII case-insensitive): words
-// alone cannot see them once punctuation is gone.
-const DELIMITERS: string[] = [
-  "<|im_start|>", "<|im_end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>",
-  "<|begin_of_text|>", "<|start_header_id|>", "<|eot_id|>", "[inst]", "[/inst]", "<<sys>>",
-  "<</sys>>", "</system>", "<system>", "[system]", "[/system]", "### system", "### instruction",
-  "</s><s>", "{{system}}", "<|im_sep|>",
-];
 
 let ready = false;
 let mode = "block";
@@ -108,37 +100,10 @@ function prepare(): void {
   }
 }
 
-function lower(c: i32): i32 {
-  return c >= 0x41 && c <= 0x5a ? c + 32 : c;
-}
-
-function delimiter(text: Uint8Array, len: i32): i32 {
-  for (let i = 0; i < len; i++) {
-    const c = <i32>unchecked(text[i]);
-    if (c != 0x3c && c != 0x5b && c != 0x23 && c != 0x7b) continue;
-    for (let d = 0; d < DELIMITERS.length; d++) {
-      const del = unchecked(DELIMITERS[d]);
-      const n = del.length;
-      if (i + n > len || <i32>del.charCodeAt(0) != c) continue;
-      let same = true;
-      for (let k = 1; k < n; k++) {
-        if (lower(<i32>unchecked(text[i + k])) != <i32>del.charCodeAt(k)) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return d;
-    }
-  }
-  return -1;
-}
 
 function scanText(text: Uint8Array, len: i32): Finding | null {
-  if (isEnabled(enabled, "boundary_bypass")) {
-    const d = delimiter(text, len);
-    if (d >= 0) return byDelimiter[d];
-  }
-  tokenize(text, len);
+  const d = tokenize(text, len, isEnabled(enabled, "boundary_bypass"));
+  if (d >= 0) return byDelimiter[d];
   const p: Pattern | null = matchTokens(enabled);
   if (p !== null) return byPattern[p.index];
   return null;
@@ -159,7 +124,7 @@ function b64(c: i32): i32 {
 
 function hexv(c: i32): i32 {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  c = lower(c);
+  if (c >= 0x41 && c <= 0x5a) c += 32;
   if (c >= 0x61 && c <= 0x66) return c - 0x57;
   return -1;
 }
@@ -212,7 +177,7 @@ function scanBlobs(text: Uint8Array, len: i32): Finding | null {
         }
       }
       if (printable(decoded)) {
-        tokenize(decoded.buf, decoded.len);
+        tokenize(decoded.buf, decoded.len, false);
         const p: Pattern | null = matchTokens(enabled);
         if (p !== null) return byPatternEncoded[p.index];
       }

@@ -18,10 +18,6 @@ const LATIN =
   "aaaaaaaceeeeiiiidnooooo.ouuuuyts" + "aaaaaaaceeeeiiiidnooooo.ouuuuyty" +
   "aaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiiiiijjkkkllllllllllnnnnnnnnnoooooooorrrrrrssssssssttttttuuuuuuuuuuuuwwyyyzzzzzzs";
 
-/** `fold` of each ASCII code point, looked up rather than called in the hot loop. */
-const ASCII = new StaticArray<i8>(128);
-for (let i = 0; i < 128; i++) ASCII[i] = <i8>fold(i);
-
 /** ASCII code points a base64 (standard or URL-safe) or hex blob is made of. */
 const BLOB = new StaticArray<u8>(128);
 for (let i = 0; i < 128; i++) {
@@ -33,7 +29,8 @@ for (let i = 0; i < 128; i++) {
 export const BLOB_MIN: i32 = 16;
 
 /**
- * The last `tokenize` saw a run of at least `BLOB_MIN` blob characters: only then can
+ * The last `tokenize` saw a run of at least `BLOB_MIN` blob characters (or of letters, digits,
+ * `@` and `$` with them: a superset, which only costs a pass that finds nothing): only then can
  * `scanBlobs` find anything, so ordinary prose skips that second pass.
  */
 export let sawBlob = false;
@@ -179,61 +176,100 @@ function leet(c: i32): i32 {
 }
 for (let i = 0; i < 128; i++) LEET[i] = <u8>leet(i);
 
-// ---- vocabulary: every word of the patterns, by hash ---------------------------------------
+/**
+ * The vocabulary trie's column of each stored word byte: 1..26 for a..z, 27 and 28 for the
+ * digits `leet` keeps (2, 6), 0 for anything else (no token has it, so it leads nowhere).
+ */
+const COL = new StaticArray<u8>(128);
+for (let i = 0x61; i <= 0x7a; i++) COL[i] = <u8>(i - 0x60);
+COL[0x32] = 27;
+COL[0x36] = 28;
 
-const VOCAB_SIZE: i32 = 4096;
-const vocabSlots = new Int32Array(VOCAB_SIZE).fill(-1);
-const vocabWords: string[] = [];
+/** In `CLASS`: the code point is a letter (not a digit, `@` or `$`). */
+const LETTER: i32 = 0x100;
+/** In `CLASS`: the trie column (`COL`) sits above this bit. */
+const COL_SHIFT: i32 = 9;
+/**
+ * Each ASCII code point as the word reader takes it, one load in the hot loop: -1 a
+ * separator, 0 dropped (apostrophes), else the byte stored for the word (`fold`, then `leet`),
+ * `LETTER` when it is a letter, and its trie column above `COL_SHIFT`.
+ */
+const CLASS = new StaticArray<i16>(128);
+for (let i = 0; i < 128; i++) {
+  const c = fold(i);
+  if (c <= 0) CLASS[i] = <i16>c;
+  else {
+    const l = <i32>LEET[c];
+    CLASS[i] = <i16>(l | (c >= 0x61 ? LETTER : 0) | (<i32>COL[l] << COL_SHIFT));
+  }
+}
+
+// ---- vocabulary: every word of the patterns, in a trie --------------------------------------
+
+// State 0 leads nowhere; 1 is the root. A state's row is `1 << ROW_SHIFT` next states, one per
+// column. Read a letter at a time while a word is read: at its end the state says which
+// vocabulary word it is (no hashing, no comparing).
+const ROW_SHIFT: i32 = 5;
+const ROOT: i32 = 1;
+let trieNext = new Int32Array(2048 << ROW_SHIFT);
+/** By state: the vocabulary id of the word ending there, or UNKNOWN. */
+let trieWord = new Int32Array(2048).fill(UNKNOWN);
+/**
+ * By state, for `tokenize`'s fast path: the word's id when it is one and not a contraction,
+ * -2 for a contraction, -1 for no word. Built at the end of `compile`.
+ */
+let trieFast = new Int32Array(0);
+let trieStates: i32 = 2;
+let vocabCount: i32 = 0;
 let maxWordLen: i32 = 0;
 
-const FNV_BASIS: u32 = 2166136261;
-const FNV_PRIME: u32 = 16777619;
-
-function hashBytes(buf: Uint8Array, start: i32, len: i32): u32 {
-  let h = FNV_BASIS;
-  for (let i = 0; i < len; i++) {
-    h ^= <u32>unchecked(buf[start + i]);
-    h *= FNV_PRIME;
+function newState(): i32 {
+  if (trieStates == trieWord.length) {
+    const next = new Int32Array(trieStates * 2 << ROW_SHIFT);
+    next.set(trieNext);
+    trieNext = next;
+    const words = new Int32Array(trieStates * 2).fill(UNKNOWN);
+    words.set(trieWord);
+    trieWord = words;
   }
-  return h;
+  return trieStates++;
+}
+
+/** The state after `state` reads the stored word byte `b`. */
+// @ts-ignore: decorator
+@inline function step(state: i32, b: i32): i32 {
+  return unchecked(trieNext[(state << ROW_SHIFT) | <i32>unchecked(COL[b & 0x7f])]);
 }
 
 function wordId(word: string): i32 {
-  const bytes = Uint8Array.wrap(String.UTF8.encode(word));
-  const id = lookup(bytes, 0, bytes.length);
-  if (id >= 0) return id;
-  const nid = vocabWords.length;
-  vocabWords.push(word);
-  if (bytes.length > maxWordLen) maxWordLen = bytes.length;
-  let slot = <i32>(hashBytes(bytes, 0, bytes.length) & <u32>(VOCAB_SIZE - 1));
-  while (unchecked(vocabSlots[slot]) >= 0) slot = (slot + 1) & (VOCAB_SIZE - 1);
-  vocabSlots[slot] = nid;
-  return nid;
+  let state = ROOT;
+  for (let i = 0; i < word.length; i++) {
+    const col = <i32>COL[word.charCodeAt(i) & 0x7f];
+    // A word with a byte no token can hold is never matched: it gets an id, not a state.
+    if (col == 0 || word.charCodeAt(i) >= 0x80) return vocabCount++;
+    const at = (state << ROW_SHIFT) | col;
+    let next = trieNext[at];
+    if (next == 0) {
+      next = newState();
+      trieNext[at] = next;
+    }
+    state = next;
+  }
+  if (trieWord[state] >= 0) return trieWord[state];
+  trieWord[state] = vocabCount;
+  if (word.length > maxWordLen) maxWordLen = word.length;
+  return vocabCount++;
+}
+
+/** The state `buf[start, start + len)` leads to from the root (0: no word starts so). */
+function walk(buf: Uint8Array, start: i32, len: i32): i32 {
+  let state = ROOT;
+  for (let i = 0; i < len && state != 0; i++) state = step(state, <i32>unchecked(buf[start + i]));
+  return state;
 }
 
 function lookup(buf: Uint8Array, start: i32, len: i32): i32 {
-  return lookupHashed(buf, start, len, hashBytes(buf, start, len));
-}
-
-/** `lookup` with the word's `hashBytes` already known (tokenize hashes as it reads). */
-function lookupHashed(buf: Uint8Array, start: i32, len: i32, hash: u32): i32 {
-  let slot = <i32>(hash & <u32>(VOCAB_SIZE - 1));
-  while (true) {
-    const id = unchecked(vocabSlots[slot]);
-    if (id < 0) return UNKNOWN;
-    const w = unchecked(vocabWords[id]);
-    if (w.length == len) {
-      let same = true;
-      for (let i = 0; i < len; i++) {
-        if (<i32>w.charCodeAt(i) != <i32>unchecked(buf[start + i])) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return id;
-    }
-    slot = (slot + 1) & (VOCAB_SIZE - 1);
-  }
+  return unchecked(trieWord[walk(buf, start, len)]);
 }
 
 // ---- patterns ------------------------------------------------------------------------------
@@ -316,8 +352,13 @@ export function compile(): void {
     while (contractionTo.length <= id) contractionTo.push(null);
     contractionTo[id] = ids;
   }
-  while (byFirst.length < vocabWords.length) byFirst.push(null);
-  while (contractionTo.length < vocabWords.length) contractionTo.push(null);
+  while (byFirst.length < vocabCount) byFirst.push(null);
+  while (contractionTo.length < vocabCount) contractionTo.push(null);
+  trieFast = new Int32Array(trieStates);
+  for (let st = 0; st < trieStates; st++) {
+    const id = trieWord[st];
+    trieFast[st] = id < 0 ? -1 : contractionTo[id] !== null ? -2 : id;
+  }
 }
 
 // ---- tokenising ----------------------------------------------------------------------------
@@ -334,27 +375,33 @@ function pushToken(id: i32): void {
   }
   unchecked((tokens[tokenCount++] = id));
 }
-/** The word being read, its leetspeak already read as letters (only used when it has one). */
-const tok = new Uint8Array(256);
-const singles = new Uint8Array(512);
+/** The word being read, its leetspeak already read as letters. */
+const TOK_CAP: i32 = 256;
+const tok = new Uint8Array(TOK_CAP + 16); // + 16: a vector store at the word's end
+const LOWER_A = i8x16.splat(0x61);
+const LETTERS = i8x16.splat(26);
+const SINGLES_CAP: i32 = 512;
+const singles = new Uint8Array(SINGLES_CAP);
 let singlesLen: i32 = 0;
 
 function emitWord(buf: Uint8Array, start: i32, len: i32, split: bool): void {
-  const prefix = len > 0 ? hashBytes(buf, start, len - 1) : FNV_BASIS;
-  const hash = len > 0 ? (prefix ^ <u32>unchecked(buf[start + len - 1])) * FNV_PRIME : prefix;
-  emitHashed(buf, start, len, split, hash, prefix);
+  const prev = len > 1 ? walk(buf, start, len - 1) : ROOT;
+  emitState(buf, start, len, split, step(prev, <i32>unchecked(buf[start + len - 1])), prev);
 }
 
-/** `emitWord` with the hashes of the word and of all but its last letter known. */
-function emitHashed(
+/**
+ * The word `buf[start, start + len)`, whose trie state is `state` (and `prev` that of all but
+ * its last letter), as tokens.
+ */
+function emitState(
   buf: Uint8Array,
   start: i32,
   len: i32,
   split: bool,
-  hash: u32,
-  prefix: u32,
+  state: i32,
+  prev: i32,
 ): void {
-  const id = lookupHashed(buf, start, len, hash);
+  const id = unchecked(trieWord[state]);
   if (id >= 0) {
     // Contractions: "dont" → do not.
     const ids = unchecked(contractionTo[id]);
@@ -365,7 +412,7 @@ function emitHashed(
   }
   // Plurals and third persons: "rules" when only "rule" is known.
   if (len > 3 && unchecked(buf[start + len - 1]) == 0x73) {
-    const stem = lookupHashed(buf, start, len - 1, prefix);
+    const stem = unchecked(trieWord[prev]);
     if (stem >= 0) {
       pushToken(stem);
       return;
@@ -375,14 +422,26 @@ function emitHashed(
   else pushToken(UNKNOWN);
 }
 
+/** The longest vocabulary word at `buf[at..]`, at most `most` letters: its id << 8 | length. */
+function longest(buf: Uint8Array, at: i32, most: i32): i32 {
+  let state = ROOT;
+  let found = -1;
+  for (let l = 1; l <= most; l++) {
+    state = step(state, <i32>unchecked(buf[at + l - 1]));
+    if (state == 0) break;
+    const id = unchecked(trieWord[state]);
+    if (id >= 0) found = (id << 8) | l;
+  }
+  return found;
+}
+
 /** Split run-together letters on the vocabulary, longest word first. */
 function segment(buf: Uint8Array, start: i32, len: i32, strict: bool): void {
   // A long ordinary word ("quarterly") rarely starts with a pattern word of 3+ letters:
   // give up at once then, rather than trying every split.
   if (strict) {
-    let any = false;
-    for (let l = min(maxWordLen, len - 1); l >= 3 && !any; l--) any = lookup(buf, start, l) >= 0;
-    if (!any) {
+    const first = longest(buf, start, min(maxWordLen, len - 1));
+    if (first < 0 || (first & 0xff) < 3) {
       pushToken(UNKNOWN);
       return;
     }
@@ -390,21 +449,11 @@ function segment(buf: Uint8Array, start: i32, len: i32, strict: bool): void {
   let i = 0;
   let unknown = false;
   while (i < len) {
-    let found = -1;
-    let flen = 0;
-    const most = min(maxWordLen, len - i);
-    for (let l = most; l >= 1; l--) {
-      const id = lookup(buf, start + i, l);
-      if (id >= 0) {
-        found = id;
-        flen = l;
-        break;
-      }
-    }
+    const found = longest(buf, start + i, min(maxWordLen, len - i));
     if (found >= 0) {
-      pushToken(found);
+      pushToken(found >> 8);
       unknown = false;
-      i += flen;
+      i += found & 0xff;
     } else {
       if (!unknown) pushToken(UNKNOWN);
       unknown = true;
@@ -421,51 +470,128 @@ function flushSingles(): void {
 }
 
 /**
- * The end of the word in `tok[0, len)`: `hash` and `prefix` are the `hashBytes` of it and of
- * all but its last byte; `letters`, it has a letter; `overflow`, it was longer than `tok`.
+ * The end of the word in `tok[0, len)`, whose trie state is `state` (`prev` before its last
+ * letter): `letters`, it has a letter; `overflow`, it was longer than `tok`.
  */
-function endToken(len: i32, letters: bool, overflow: bool, hash: u32, prefix: u32): void {
+function endToken(len: i32, letters: bool, overflow: bool, state: i32, prev: i32): void {
   // A lone leet digit inside spelt-out letters ("S w 1 7 c h") is a letter too.
   if (!letters && len == 1 && singlesLen > 0 && leet(<i32>tok[0]) >= 0x61) letters = true;
   if (!letters) {
     flushSingles();
     pushToken(UNKNOWN);
-  } else if (len == 1 && singlesLen < singles.length) {
+  } else if (len == 1 && singlesLen < SINGLES_CAP) {
     unchecked((singles[singlesLen++] = unchecked(tok[0])));
   } else {
     flushSingles();
     if (overflow) pushToken(UNKNOWN);
-    else emitHashed(tok, 0, len, true, hash, prefix);
+    else emitState(tok, 0, len, true, state, prev);
   }
 }
 
+// Fake chat-template delimiters, matched on the raw text (ASCII case-insensitive) while it is
+// read: words alone cannot see them once punctuation is gone. Each starts with `<`, `[`, `#`
+// or `{`, all separators to the word reader.
+export const DELIMITERS: string[] = [
+  "<|im_start|>", "<|im_end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>",
+  "<|begin_of_text|>", "<|start_header_id|>", "<|eot_id|>", "[inst]", "[/inst]", "<<sys>>",
+  "<</sys>>", "</system>", "<system>", "[system]", "[/system]", "### system", "### instruction",
+  "</s><s>", "{{system}}", "<|im_sep|>",
+];
+
+function lower(c: i32): i32 {
+  return c >= 0x41 && c <= 0x5a ? c + 32 : c;
+}
+
+/** The index of the delimiter at `text[i..]`, or -1. */
+function delimiterAt(text: Uint8Array, i: i32, len: i32): i32 {
+  const c = <i32>unchecked(text[i]);
+  for (let d = 0; d < DELIMITERS.length; d++) {
+    const del = unchecked(DELIMITERS[d]);
+    const n = del.length;
+    if (i + n > len || <i32>del.charCodeAt(0) != c) continue;
+    let same = true;
+    for (let k = 1; k < n; k++) {
+      if (lower(<i32>unchecked(text[i + k])) != <i32>del.charCodeAt(k)) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return d;
+  }
+  return -1;
+}
+
 /**
- * Decode UTF-8 `text[0..len)` into `tokens`. The word being read lives in locals (a word's
- * end is the only call out), which keeps the per-byte loop to a few loads and stores.
+ * Decode UTF-8 `text[0..len)` into `tokens`; with `delimiters`, stop at the first delimiter
+ * and return its index (else -1). An ASCII letter or digit costs a table load, a store and a
+ * step in the vocabulary trie: at a word's end its state says which word it is.
  */
-export function tokenize(text: Uint8Array, len: i32): void {
+export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
   tokenCount = 0;
   singlesLen = 0;
   let blob = false;
-  let run = 0;
+  // Where the current run of blob characters began: a run is measured where it breaks.
+  let runStart = 0;
   let n = 0;
-  let hash = FNV_BASIS;
-  let prefix = FNV_BASIS;
-  let letters = false;
+  let flags = 0;
   let overflow = false;
+  let state = ROOT;
+  let prev = ROOT;
+  const next = trieNext.dataStart;
   const src = text.dataStart;
   const word = tok.dataStart;
-  const cap = tok.length;
   let i = 0;
   while (i < len) {
     const b0 = <i32>load<u8>(src + <usize>i);
-    let cp = b0;
+    let c: i32;
     if (b0 < 0x80) {
+      const t = <i32>unchecked(CLASS[b0]);
       i++;
-      run = unchecked(BLOB[b0]) ? run + 1 : 0;
-      if (run >= BLOB_MIN) blob = true;
+      if (t > 0) {
+        if (n < TOK_CAP) {
+          store<u8>(word + <usize>n, <u8>t);
+          n++;
+        } else overflow = true;
+        flags |= t;
+        prev = state;
+        state = load<i32>(next + ((<usize>((state << ROW_SHIFT) | (t >> COL_SHIFT))) << 2));
+        // The lowercase letters that follow (most of a word), 16 at a time: copied at once,
+        // and walked in the trie only while it still leads somewhere.
+        while (i + 16 <= len && n + 16 <= TOK_CAP) {
+          const v = v128.load(src + <usize>i);
+          const lower = ~i8x16.bitmask(i8x16.lt_u(i8x16.sub(v, LOWER_A), LETTERS));
+          const run = <i32>ctz(lower);
+          if (run == 0) break;
+          v128.store(word + <usize>n, v);
+          flags |= LETTER;
+          for (let k = 0; k < run; k++) {
+            if (state == 0) {
+              prev = 0;
+              break;
+            }
+            prev = state;
+            const col = <i32>load<u8>(src + <usize>(i + k)) - 0x60;
+            state = load<i32>(next + ((<usize>((state << ROW_SHIFT) | col)) << 2));
+          }
+          n += run;
+          i += run;
+          if (run < 16) break;
+        }
+        continue;
+      }
+      if (!unchecked(BLOB[b0])) {
+        if (i - 1 - runStart >= BLOB_MIN) blob = true;
+        runStart = i;
+      }
+      if (t == 0) continue;
+      if (delimiters && (b0 == 0x3c || b0 == 0x5b || b0 == 0x23 || b0 == 0x7b)) {
+        const d = delimiterAt(text, i - 1, len);
+        if (d >= 0) return d;
+      }
+      c = -1;
     } else {
-      run = 0;
+      if (i - runStart >= BLOB_MIN) blob = true;
+      let cp: i32;
       if (b0 >= 0xf0 && i + 3 < len) {
         cp = ((b0 & 7) << 18) | ((<i32>text[i + 1] & 0x3f) << 12) |
           ((<i32>text[i + 2] & 0x3f) << 6) | (<i32>text[i + 3] & 0x3f);
@@ -480,31 +606,48 @@ export function tokenize(text: Uint8Array, len: i32): void {
         cp = 0x20;
         i++;
       }
-    }
-    const c = cp < 0x80 ? <i32>unchecked(ASCII[cp]) : fold(cp);
-    if (c == 0) continue;
-    if (c < 0) {
-      if (n > 0) {
-        endToken(n, letters, overflow, hash, prefix);
-        n = 0;
-        hash = FNV_BASIS;
-        letters = false;
-        overflow = false;
+      runStart = i;
+      c = cp < 0x80 ? <i32>unchecked(CLASS[cp]) : fold(cp);
+      if (c == 0) continue;
+      if (c > 0) {
+        if (cp >= 0x80) c = <i32>unchecked(LEET[c]) | (c >= 0x61 ? LETTER : 0);
+        if (n < TOK_CAP) {
+          store<u8>(word + <usize>n, <u8>c);
+          n++;
+        } else overflow = true;
+        flags |= c;
+        prev = state;
+        state = step(state, c & 0xff);
+        continue;
       }
-      continue;
     }
-    if (n < cap) {
-      const l = unchecked(LEET[c]);
-      store<u8>(word + <usize>n, l);
-      n++;
-      prefix = hash;
-      hash = (hash ^ <u32>l) * FNV_PRIME;
-    } else overflow = true;
-    if (c >= 0x61) letters = true;
+    // A separator ends the word. The common words, a known one or one that cannot be a
+    // plural or a run-together of known ones, are pushed here, without a call.
+    if (n > 0) {
+      if (singlesLen == 0 && n > 1 && (flags & LETTER) != 0 && tokenCount < tokens.length) {
+        const f = unchecked(trieFast[state]);
+        if (f >= 0 || (f == -1 && n < 10 && (n <= 3 || load<u8>(word + <usize>(n - 1)) != 0x73))) {
+          unchecked((tokens[tokenCount++] = f >= 0 ? f : UNKNOWN));
+          n = 0;
+          flags = 0;
+          state = ROOT;
+          prev = ROOT;
+          continue;
+        }
+      }
+      endToken(n, (flags & LETTER) != 0, overflow, state, prev);
+      n = 0;
+      flags = 0;
+      overflow = false;
+      state = ROOT;
+      prev = ROOT;
+    }
   }
-  if (n > 0) endToken(n, letters, overflow, hash, prefix);
+  if (len - runStart >= BLOB_MIN) blob = true;
+  if (n > 0) endToken(n, (flags & LETTER) != 0, overflow, state, prev);
   flushSingles();
   sawBlob = blob;
+  return -1;
 }
 
 // ---- matching ------------------------------------------------------------------------------
