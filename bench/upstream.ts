@@ -10,6 +10,7 @@
  * the chunk delay, so a proxy that buffers shows up as a late first byte. A model name ending
  * in `-c<N>-d<MS>` (e.g. `gpt-4o-mini-c30-d100`) asks for N chunks MS apart instead: the
  * many-streams scenario's slow streams, through any proxy that keeps the model name.
+ * `POST /v1/traces` answers `{}` (an OTLP/HTTP trace sink).
  */
 
 interface Args {
@@ -113,6 +114,12 @@ function delay(ms: number): Promise<void> {
 export function createUpstreamHandler(args: Args): (req: Request) => Promise<Response> {
   let seq = 0;
   return async (req) => {
+    // An OTLP/HTTP trace sink (observability fragments point their exporter here): a
+    // collector's success reply, so the bench prices exports that succeed.
+    if (req.method === "POST" && req.url.endsWith("/v1/traces")) {
+      await req.body?.cancel();
+      return new Response("{}", { headers: JSON_HEADERS });
+    }
     if (req.method !== "POST" || !req.url.endsWith("/v1/chat/completions")) {
       return new Response(
         JSON.stringify({ error: { message: "not found", type: "invalid_request_error" } }),

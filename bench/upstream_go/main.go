@@ -8,7 +8,8 @@
 // /v1/chat/completions answers with a chat.completion, or with an SSE stream when the body says
 // "stream": true: the role-only event at once, then the content events, the stop event, the usage
 // event (when stream_options.include_usage) and [DONE], each after the chunk delay. A model
-// name ending in -c<N>-d<MS> asks for N chunks MS apart instead.
+// name ending in -c<N>-d<MS> asks for N chunks MS apart instead. POST /v1/traces answers {}
+// (an OTLP/HTTP trace sink).
 package main
 
 import (
@@ -207,6 +208,13 @@ func (s *server) head(out []byte, status, contentType string, length int) []byte
 
 // answer writes upstream.ts's answer to one request; out is a reusable buffer.
 func (s *server) answer(c net.Conn, path, method string, data, out []byte) ([]byte, error) {
+	// An OTLP/HTTP trace sink (observability fragments point their exporter here): a
+	// collector's success reply, so the bench prices exports that succeed.
+	if method == "POST" && strings.HasSuffix(path, "/v1/traces") {
+		out = append(s.head(out, "200 OK", "application/json", 2), "{}"...)
+		_, err := c.Write(out)
+		return out, err
+	}
 	if method != "POST" || !strings.HasSuffix(path, "/v1/chat/completions") {
 		out = append(s.head(out, "404 Not Found", "application/json", len(s.notFound)), s.notFound...)
 		_, err := c.Write(out)

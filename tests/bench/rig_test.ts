@@ -188,6 +188,19 @@ Deno.test({
         }));
         assert.deepEqual(answers[0], answers[1]);
       }
+      // The OTLP trace sink: both answer a collector's success, and 404 elsewhere.
+      for (const [path, status] of [["/v1/traces", 200], ["/v1/other", 404]] as const) {
+        const answers = await Promise.all([port, deno.addr.port].map(async (p) => {
+          const res = await fetch(`http://127.0.0.1:${p}${path}`, {
+            method: "POST",
+            body: '{"resourceSpans":[]}',
+            client,
+          });
+          return [res.status, res.headers.get("content-type"), await res.text()];
+        }));
+        assert.equal(answers[0]![0], status);
+        assert.deepEqual(answers[0], answers[1]);
+      }
       await lines.return(undefined);
     } finally {
       client.close();
