@@ -258,7 +258,7 @@ export class Walker {
   str(sink: TextSink): void {
     this.pos++; // opening quote
     const src = this.src;
-    const n = src.length;
+    const n = this.end; // not the buffer: past the input are the bytes of an older one
     const base = src.dataStart;
     while (this.pos < n) {
       // The run up to the next quote or backslash goes in with one copy; it is found 16
@@ -309,7 +309,7 @@ export class Walker {
   skipString(): void {
     this.pos++;
     const src = this.src;
-    const n = src.length;
+    const n = this.end;
     while (this.pos < n) {
       const c = unchecked(src[this.pos++]);
       if (c == 0x22) return;
