@@ -11,7 +11,7 @@ const readJson = async (path: string) => JSON.parse(await Deno.readTextFile(`${R
 
 /** The packages the daemon may bring in (src/ imports nothing else). */
 const DAEMON_PACKAGES =
-  /^npm:\/?(hono|yaml|valibot|redis|gpt-tokenizer|@extism\/extism|@smithy\/[a-z0-9-]+|@opentelemetry\/[a-z0-9-]+)@/;
+  /^npm:\/?(hono|yaml|valibot|@redis\/client|gpt-tokenizer|@extism\/extism|@smithy\/[a-z0-9-]+|@opentelemetry\/[a-z0-9-]+)@/;
 
 Deno.test("deps: the daemon's config and lockfile hold only the daemon's packages", async () => {
   const config = await readJson("deno.json");
