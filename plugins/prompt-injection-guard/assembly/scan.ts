@@ -268,10 +268,6 @@ function walk(buf: Uint8Array, start: i32, len: i32): i32 {
   return state;
 }
 
-function lookup(buf: Uint8Array, start: i32, len: i32): i32 {
-  return unchecked(trieWord[walk(buf, start, len)]);
-}
-
 // ---- patterns ------------------------------------------------------------------------------
 
 class Elem {
