@@ -169,6 +169,8 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     stream_chunk(ex, chunk) {
       streams.get(ex)?.add(chunk);
     },
+    // Only a stream that missed is assembled; any other keeps its bytes as they came.
+    wants_chunks: (ex) => streams.get(ex) !== undefined,
     trace_events: ["request_end"],
     trace(event: TelemetryEvent) {
       if (event.type !== "request_end") return;

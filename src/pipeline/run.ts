@@ -31,6 +31,7 @@ import {
   applicable,
   callHook,
   chunkStages,
+  chunkStagesFor,
   type HttpRequestView,
   type HttpResponseView,
   type LlmRequestView,
@@ -582,7 +583,7 @@ export function streamChunks(
   ex: Exchange,
   outcome: Extract<ChatOutcome, { kind: "stream" }>,
 ): ChatOutcome {
-  const list = applicable(ex.runtime.stages.stream_chunk, ex);
+  const list = chunkStagesFor(ex);
   if (list.length === 0) return outcome;
   return {
     kind: "stream",

@@ -112,6 +112,11 @@ export interface Stage {
   post_http?(ex: Exchange, res: HttpResponseView): MaybePromise<void>;
   /** A typed chunk on its way out: return a replacement, null to drop it, nothing to keep it. */
   stream_chunk?(ex: Exchange, chunk: ChatChunk): MaybePromise<ChatChunk | null | void>;
+  /**
+   * Whether `stream_chunk` wants this exchange's chunks (every one's when absent). A stream
+   * no stage wants is not decoded: a same-schema answer stays the upstream's bytes.
+   */
+  wants_chunks?(ex: Exchange): boolean;
   /** Observe-only: telemetry events (of `trace_events`, or all). */
   trace?(event: TelemetryEvent): void;
   readonly trace_events?: readonly EventType[];
@@ -156,6 +161,14 @@ export function applicable(list: readonly Stage[], ex: Exchange): readonly Stage
   return all
     ? list
     : list.filter((s) => !s.schemas || (schema !== null && s.schemas.includes(schema)));
+}
+
+/** The `stream_chunk` stages that apply to this exchange and want its chunks. */
+export function chunkStagesFor(ex: Exchange): readonly Stage[] {
+  const list = applicable(ex.runtime.stages.stream_chunk, ex);
+  return list.some((s) => s.wants_chunks !== undefined)
+    ? list.filter((s) => s.wants_chunks === undefined || s.wants_chunks(ex))
+    : list;
 }
 
 /** Schedules `fire` after `ms`; returns the cancel. Injectable (tests drive it by hand). */

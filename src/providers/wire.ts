@@ -31,9 +31,11 @@ export function decodeStream(
       return decodeOpenAISse(outcome.body, ctx.provider, ctx.redact);
     case "anthropic_sse":
       // Usage was metered by the relay's tap already: the translation's reports go nowhere.
+      // Only a Messages client gets these bytes, and its encoder rebuilds message_delta's
+      // usage from the closing usage chunk: without it the client would read zeros.
       return anthropicToOpenAI(outcome.body, {
         model: ctx.model,
-        includeUsage: false,
+        includeUsage: true,
         onUsage: () => {},
         provider: ctx.provider,
         redact: ctx.redact,

@@ -10,7 +10,7 @@ import {
 import { resolvedInput, toChatRequestFromResponses } from "../translate/mod.ts";
 import { encodeResponses } from "../pipeline/encode/responses.ts";
 import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
-import { applicable } from "../pipeline/stages.ts";
+import { applicable, chunkStagesFor } from "../pipeline/stages.ts";
 import { clientCredential, type Decoded, type UnifiedRoute } from "../pipeline/run.ts";
 import { pickKey } from "../routing/keys.ts";
 import type { AttemptContext } from "../routing/mod.ts";
@@ -101,7 +101,7 @@ export async function loadReferences(
 function relayable(ex: Exchange, r: ResponsesExchange): boolean {
   if (r.rewritten) return false;
   const stages = ex.runtime.stages;
-  if (ex.stream) return applicable(stages.stream_chunk, ex).length === 0;
+  if (ex.stream) return chunkStagesFor(ex).length === 0;
   return applicable(stages.post_llm, ex).every((s) => s.post_llm_body === false);
 }
 

@@ -383,3 +383,70 @@ cache: { enabled: true }
     await up.close();
   }
 });
+
+Deno.test("cache.streaming: an Anthropic stream on /v1/messages keeps its usage; one the cache skips keeps its bytes", async (t) => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  claude: { type: anthropic, base_url: ${up.url}, keys: [{ key: sk-ant }] }
+routing:
+  failover: { enabled: false }
+cache: { enabled: true, streaming: true }
+`);
+  const ev = (type: string, data: Record<string, unknown>) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  const events = [
+    ev("message_start", {
+      message: {
+        id: "msg_01Streamed",
+        type: "message",
+        role: "assistant",
+        model: "claude-sonnet-4-5",
+        content: [],
+        stop_reason: null,
+        usage: { input_tokens: 10, output_tokens: 1, cache_read_input_tokens: 4 },
+      },
+    }),
+    ev("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
+    ev("content_block_delta", { index: 0, delta: { type: "text_delta", text: "Streamed" } }),
+    ev("content_block_stop", { index: 0 }),
+    ev("message_delta", { delta: { stop_reason: "end_turn" }, usage: { output_tokens: 5 } }),
+    ev("message_stop", {}),
+  ];
+  const anthropic = new Anthropic({ baseURL: gw.url(""), apiKey: "sk-x", maxRetries: 0 });
+  const req = {
+    model: "claude/claude-sonnet-4-5",
+    max_tokens: 64,
+    messages: [{ role: "user" as const, content: "Stream me" }],
+  };
+  try {
+    await t.step(
+      "a miss is assembled for the cache, and the client still reads the usage",
+      async () => {
+        up.script({ kind: "sse", events });
+        const stream = anthropic.messages.stream(req);
+        const final = await stream.finalMessage();
+        assert.equal(final.content[0]?.type === "text" && final.content[0].text, "Streamed");
+        assert.equal(final.usage.output_tokens, 5);
+        // Canonical input counts cache reads; Anthropic's input_tokens does not.
+        assert.equal(final.usage.input_tokens, 10);
+        assert.equal(final.usage.cache_read_input_tokens, 4);
+        assert.equal(final.stop_reason, "end_turn");
+      },
+    );
+
+    await t.step("a request the cache skips is relayed byte for byte", async () => {
+      up.script({ kind: "sse", events });
+      const res = await fetch(gw.url("/v1/messages"), {
+        method: "POST",
+        headers: { "content-type": "application/json", "cache-control": "no-cache" },
+        body: JSON.stringify({ ...req, stream: true }),
+      });
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), events.join(""));
+    });
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

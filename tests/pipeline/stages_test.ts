@@ -520,6 +520,30 @@ Deno.test(
       const text = await res.text();
       assert.match(text, /"text":"HI THERE"/);
       assert.match(text, /event: message_stop/);
+      // The upstream's counts (9 in, 3 out) reach the client in message_delta.
+      const delta = text.split("\n").find((l) => l.includes('"type":"message_delta"'));
+      const usage = JSON.parse(delta!.slice("data: ".length)).usage;
+      assert.deepEqual([usage.input_tokens, usage.output_tokens], [9, 3]);
+    });
+    await t.step("a stage that does not want this exchange's chunks leaves its bytes", async () => {
+      const seen: string[] = [];
+      const gw = gateway({
+        stages: [{
+          ...shout,
+          stream_chunk: (ex) => void seen.push(ex.id),
+          wants_chunks: (ex) => ex.schema !== "anthropic_messages",
+        }],
+      });
+      const res = await gw.request("/v1/messages", post({ ...ROUTES[2]!.body, stream: true }));
+      const text = await res.text();
+      assert.match(text, /"usage":\{"input_tokens":9,"output_tokens":1\}/, "the upstream's bytes");
+      assert.deepEqual(seen, []);
+      const chat = await gw.request(
+        "/v1/chat/completions",
+        post({ ...ROUTES[0]!.body, stream: true }),
+      );
+      await chat.text();
+      assert.ok(seen.length > 0);
     });
     await t.step("a stream without stream_chunk stages stays the upstream's bytes", async () => {
       const gw = gateway({ stages: [] });
