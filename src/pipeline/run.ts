@@ -45,6 +45,7 @@ import {
   SKIPPED,
   type Stage,
 } from "./stages.ts";
+import { wholeResponse } from "../server/whole.ts";
 
 /** What a unified route tells the runner about its API. */
 export interface UnifiedRoute {
@@ -470,10 +471,7 @@ function shortCircuit(
     ? respond.status
     : 200;
   const text = typeof respond.body === "string" ? respond.body : JSON.stringify(respond.body);
-  return new Response(text, {
-    status,
-    headers: { "content-type": "application/json", ...respond.headers },
-  });
+  return wholeResponse(text, status, { "content-type": "application/json", ...respond.headers });
 }
 
 /**

@@ -27,6 +27,7 @@ import { explainTimeout } from "../server/middleware/timeouts.ts";
 import { readJsonBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import { loadHistory, loadReferences } from "./responses.ts";
+import { wholeResponse } from "../server/whole.ts";
 
 /** What one counting request asks: its model, options, and its prompt per provider. */
 interface CountRequest {
@@ -168,12 +169,9 @@ async function count(
   noteAttempts(ex, run.attempts, run.target);
   if (!run.ok) throw explainTimeout(ex.deadlines, run.error);
   const outcome = run.outcome as Extract<ChatOutcome, { format: "object" }>;
-  return new Response(JSON.stringify(outcome.body), {
-    status: 200,
-    headers: {
-      ...attemptHeaders(run.target, run.attempts.length),
-      "content-type": "application/json",
-      "x-pilotfish-token-count": estimate ? "estimate" : "provider",
-    },
+  return wholeResponse(JSON.stringify(outcome.body), 200, {
+    ...attemptHeaders(run.target, run.attempts.length),
+    "content-type": "application/json",
+    "x-pilotfish-token-count": estimate ? "estimate" : "provider",
   });
 }

@@ -3,6 +3,7 @@ import { DEFAULT_DEGRADED_SIGNAL } from "../breaker/mod.ts";
 import { needsApiKey, type ProviderConfig } from "../config/mod.ts";
 import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
+import { send } from "../server/whole.ts";
 
 /** Rows shown on `/health`: per-IP or per-user counters can be many; the tightest come first. */
 const USAGE_ROWS = 100;
@@ -16,14 +17,14 @@ function usageBlock(limits: NonNullable<Runtime["limits"]>) {
 /** `GET /healthz`: liveness, plain `ok` (Butter). */
 export function healthz(c: Context<AppEnv>): Response {
   c.get("exchange").errorFormat = "plain";
-  return c.text("ok");
+  return send(c, "text", "ok");
 }
 
 /** `GET /ready`: 200 once config and listeners are up. */
 export function ready(isReady: () => boolean) {
   return function readyHandler(c: Context<AppEnv>): Response {
     c.get("exchange").errorFormat = "plain";
-    return isReady() ? c.text("ready") : c.text("not ready", 503);
+    return isReady() ? send(c, "text", "ready") : send(c, "text", "not ready", 503);
   };
 }
 
@@ -75,7 +76,7 @@ async function providerHealth(rt: Runtime, p: ProviderConfig): Promise<ProviderH
  */
 export async function health(c: Context<AppEnv>): Promise<Response> {
   c.get("exchange").errorFormat = "plain";
-  return c.json(await healthReport(c.get("runtime")));
+  return send(c, "json", await healthReport(c.get("runtime")));
 }
 
 /** `/health`'s body (also what the admin API's providers status reports). */

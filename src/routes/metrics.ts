@@ -6,6 +6,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "./context.ts";
 import { metricsEnabled } from "../telemetry/hub.ts";
+import { send } from "../server/whole.ts";
 
 /** Prometheus' text exposition format, version 0.0.4. */
 const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -20,7 +21,7 @@ export function metricsEndpoint(): MiddlewareHandler<AppEnv> {
     c.get("exchange").errorFormat = "plain";
     return rt.observability.metricsText().then((text) =>
       // Still importing the SDK (a reload just turned metrics on): nothing collected yet.
-      c.body(text ?? "", 200, { "content-type": CONTENT_TYPE })
+      send(c, "text", text ?? "", 200, { "content-type": CONTENT_TYPE })
     );
   };
 }

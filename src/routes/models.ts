@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
+import { send } from "../server/whole.ts";
 
 interface ModelEntry {
   id: string;
@@ -21,7 +22,7 @@ export async function listModels(c: Context<AppEnv>): Promise<Response> {
   c.get("exchange").errorFormat = "openai_json";
   const rt = c.get("runtime");
   const discovered = await discoveredModels(rt);
-  return c.json({ object: "list", data: modelEntries(rt, discovered) });
+  return send(c, "json", { object: "list", data: modelEntries(rt, discovered) });
 }
 
 /** A failed discovery is retried sooner. */

@@ -17,6 +17,7 @@ import type { AttemptContext } from "../routing/mod.ts";
 import type { AppEnv } from "./context.ts";
 import { requestedModel, rewriteCanonical } from "./translated.ts";
 import { unifiedHandler } from "./unified.ts";
+import { send } from "../server/whole.ts";
 
 type ResponsesExchange = Extract<ExchangeRequest, { schema: "responses" }>;
 
@@ -243,7 +244,7 @@ export async function getResponse(c: Context<AppEnv>): Promise<Response> {
   ex.errorFormat = "openai_json";
   const id = responseId(c);
   const stored = await ex.runtime.responses.get(id);
-  if (stored !== null) return c.json(stored.response);
+  if (stored !== null) return send(c, "json", stored.response);
   return await relayStored(ex, "GET", id, c.req.raw.signal);
 }
 
@@ -253,7 +254,7 @@ export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
   ex.errorFormat = "openai_json";
   const id = responseId(c);
   if (await ex.runtime.responses.delete(id)) {
-    return c.json({ id, object: "response", deleted: true });
+    return send(c, "json", { id, object: "response", deleted: true });
   }
   return await relayStored(ex, "DELETE", id, c.req.raw.signal);
 }

@@ -221,3 +221,44 @@ Deno.test("logging.format: console writes one readable line per request", async 
     await upstream.close();
   }
 });
+
+Deno.test("a whole answer logs its bytes: JSON, errors, count_tokens, health, admin", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`${providers(upstream.url)}server: { admin_token: admin-0001 }\n`);
+  try {
+    const calls: [string, RequestInit][] = [
+      ["/v1/chat/completions", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "up/gpt-4o-mini",
+          messages: [{ role: "user", content: "é" }],
+        }),
+      }],
+      ["/v1/chat/completions", { method: "POST", body: "{not json" }],
+      ["/v1/messages/count_tokens", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "up/gpt-4o-mini",
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      }],
+      ["/healthz", {}],
+      ["/api/v1/usage", { headers: { authorization: "Bearer admin-0001" } }],
+    ];
+    for (const [i, [path, init]] of calls.entries()) {
+      const res = await fetch(gw.url(path), {
+        ...init,
+        headers: { "content-type": "application/json", ...init.headers },
+      });
+      const body = new Uint8Array(await res.arrayBuffer());
+      const line = nextRequestLine(gw.logs, i + 1);
+      assert.equal(line.path, path);
+      assert.ok(body.byteLength > 0);
+      assert.equal(line.bytes, body.byteLength, `${path}: ${JSON.stringify(line)}`);
+      assert.equal(res.headers.get("content-length"), String(body.byteLength));
+    }
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});

@@ -9,6 +9,7 @@ import { pilotfishHeaders } from "../../routing/failover.ts";
 import { toAnthropicError } from "../../schema/anthropic.ts";
 import { toOpenAIError } from "../../schema/openai.ts";
 import type { ErrorFormat, Exchange } from "../exchange.ts";
+import { wholeResponse } from "../../server/whole.ts";
 
 /** AWS exception names for our own errors on `/bedrock/*`, so SDKs raise the usual types. */
 const AWS_EXCEPTION: Record<number, string> = {
@@ -95,10 +96,7 @@ export function errorResponse(err: GatewayError, ex: Exchange | undefined, path:
     headers["x-amzn-errortype"] = AWS_EXCEPTION[err.status] ?? "InternalServerException";
   }
   if (err.code === "rate_limited" && !headers["retry-after"]) headers["retry-after"] = "1";
-  return new Response(JSON.stringify(errorEnvelope(err, format)), {
-    status: err.status,
-    headers,
-  });
+  return wholeResponse(JSON.stringify(errorEnvelope(err, format)), err.status, headers);
 }
 
 function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<string, string> {

@@ -2,6 +2,7 @@ import { GatewayError } from "../../errors.ts";
 import { observeStream } from "../../streaming/mod.ts";
 import { endAt, streamCut } from "../../server/middleware/timeouts.ts";
 import type { Exchange } from "../exchange.ts";
+import { wholeResponse } from "../../server/whole.ts";
 
 /** Response headers of every SSE answer we send. */
 export const STREAM_HEADERS = {
@@ -49,8 +50,8 @@ export function jsonResponse(
   status: number,
   headers: Record<string, string>,
 ): Response {
-  return new Response(body instanceof Uint8Array ? body : JSON.stringify(body), {
-    status,
-    headers: { ...headers, "content-type": "application/json" },
+  return wholeResponse(body instanceof Uint8Array ? body : JSON.stringify(body), status, {
+    ...headers,
+    "content-type": "application/json",
   });
 }

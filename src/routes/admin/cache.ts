@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
 import type { AppEnv } from "../context.ts";
+import { send } from "../../server/whole.ts";
 
 /**
  * `POST /api/v1/cache/clear` (llm-gateway): drop every cached answer (with Redis, the
@@ -26,6 +27,6 @@ export function cacheRoutes(admin: Hono<AppEnv>, control: Control): void {
       });
     }
     rt.logger.info("response cache cleared", { entries: cleared });
-    return c.json({ status: "ok", cleared });
+    return send(c, "json", { status: "ok", cleared });
   });
 }

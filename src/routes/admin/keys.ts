@@ -19,6 +19,7 @@ import {
 } from "../../keys/mod.ts";
 import type { AppEnv } from "../context.ts";
 import { requireAdmin } from "./auth.ts";
+import { send } from "../../server/whole.ts";
 
 /** A key as the API shows it: never its value or hash. */
 export function keyView(rec: KeyRecord, now: number): Record<string, unknown> {
@@ -97,7 +98,7 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
       const data = (await keys.list()).map((r) => keyView(r, now));
-      return butter ? c.json(data) : c.json({ object: "list", data });
+      return butter ? send(c, "json", data) : send(c, "json", { object: "list", data });
     }),
   );
   router.post(
@@ -105,14 +106,14 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
       const { record, key } = await keys.create(parseCreate(await jsonBody(c, true)));
-      return c.json({ ...keyView(record, now), key }, 201);
+      return send(c, "json", { ...keyView(record, now), key }, 201);
     }),
   );
   router.get(
     "/:id/usage",
     guarded(async (c) => {
       const { keys } = keysOf(c, control);
-      return c.json(await keys.usage(await idOf(c, keys)));
+      return send(c, "json", await keys.usage(await idOf(c, keys)));
     }),
   );
   router.post(
@@ -120,14 +121,14 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
       const { record, key } = await keys.rotate(await idOf(c, keys));
-      return c.json({ ...keyView(record, now), key });
+      return send(c, "json", { ...keyView(record, now), key });
     }),
   );
   router.get(
     "/:id",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      return c.json(keyView(await keys.get(await idOf(c, keys)), now));
+      return send(c, "json", keyView(await keys.get(await idOf(c, keys)), now));
     }),
   );
   router.patch(
@@ -135,14 +136,14 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
       const patch = parsePatch(await jsonBody(c, false));
-      return c.json(keyView(await keys.update(await idOf(c, keys), patch), now));
+      return send(c, "json", keyView(await keys.update(await idOf(c, keys), patch), now));
     }),
   );
   router.delete(
     "/:id",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      return c.json(keyView(await keys.revoke(await idOf(c, keys)), now));
+      return send(c, "json", keyView(await keys.revoke(await idOf(c, keys)), now));
     }),
   );
 }

@@ -2,12 +2,13 @@ import type { Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
 import type { AppEnv } from "../context.ts";
+import { send } from "../../server/whole.ts";
 
 /** `POST /api/v1/reload` and `POST /api/v1/breaker/reset`. */
 export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
   admin.post("/reload", async (c) => {
     const result = await control.reload();
-    return c.json(result, result.ok ? 200 : 422);
+    return send(c, "json", result, result.ok ? 200 : 422);
   });
 
   // Body (optional): {"key": "provider" | "provider:model"}; no key resets every key seen.
@@ -28,6 +29,6 @@ export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
       key = k;
     }
     key ??= c.req.query("key");
-    return c.json(await control.breakerReset(key));
+    return send(c, "json", await control.breakerReset(key));
   });
 }

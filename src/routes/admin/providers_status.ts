@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import type { Control } from "../../pipeline/control.ts";
 import type { AppEnv } from "../context.ts";
 import { healthReport } from "../health.ts";
+import { send } from "../../server/whole.ts";
 
 /**
  * `GET /api/v1/providers/status` (llm-gateway's): every configured provider with its health
@@ -23,7 +24,7 @@ export function providersStatusRoutes(admin: Hono<AppEnv>, control: Control): vo
       return { name, ...rest, circuit: circuits?.[name] ?? null };
     });
     const cb = report.circuit_breaker;
-    return c.json({
+    return send(c, "json", {
       timestamp: report.timestamp,
       providers,
       circuit_breaker: cb

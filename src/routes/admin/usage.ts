@@ -3,6 +3,7 @@ import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
 import { type Period, PERIODS } from "../../usage/mod.ts";
 import type { AppEnv } from "../context.ts";
+import { send } from "../../server/whole.ts";
 
 /**
  * `GET /api/v1/usage`: llm-gateway's totals (`total_requests`, `total_tokens`, `total_cost`,
@@ -30,7 +31,9 @@ export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
       throw new GatewayError("invalid_request", `"until" must be after "since"`);
     }
     try {
-      return c.json(
+      return send(
+        c,
+        "json",
         await rt.usage.report({
           period: period as Period,
           since: Math.floor(since / size) * size,

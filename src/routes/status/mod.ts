@@ -10,6 +10,7 @@ import { GatewayError } from "../../errors.ts";
 import type { AppEnv } from "../context.ts";
 import { statusSnapshot } from "../../telemetry/status.ts";
 import { STATUS_PAGE } from "./page.ts";
+import { send } from "../../server/whole.ts";
 
 /** Constant-time comparison of the bearer token. */
 function sameSecret(a: string, b: string): boolean {
@@ -22,7 +23,7 @@ function sameSecret(a: string, b: string): boolean {
 
 export function statusPage(c: Context<AppEnv>): Response {
   c.get("exchange").errorFormat = "plain";
-  return c.html(STATUS_PAGE, 200, {
+  return send(c, "html", STATUS_PAGE, 200, {
     "cache-control": "no-store",
     // Everything is inline; nothing may load from elsewhere.
     "content-security-policy":
@@ -45,5 +46,5 @@ export async function statusJson(c: Context<AppEnv>): Promise<Response> {
     }
   }
   const fleet = await rt.observability.fleet().catch(() => null);
-  return c.json({ ...statusSnapshot(rt), fleet }, 200, { "cache-control": "no-store" });
+  return send(c, "json", { ...statusSnapshot(rt), fleet }, 200, { "cache-control": "no-store" });
 }
