@@ -78,6 +78,12 @@ Deno.test("GET /api/v1/usage: llm-gateway's fields, breakdowns, since/until, bad
       assertUsd(body.total_cost, M2);
       const early = await usage(`?until=${Math.floor((start + 3_600_000) / 1000)}`);
       assert.equal(early.body.total_requests, 2);
+      // A window that has not started yet, without `until`: empty, not a 400.
+      const next = new Date(Math.floor(clock.now() / 3_600_000) * 3_600_000 + 3_600_000);
+      const ahead = await usage(`?since=${encodeURIComponent(next.toISOString())}`);
+      assert.equal(ahead.status, 200);
+      assert.equal(ahead.body.total_requests, 0);
+      assert.deepEqual(ahead.body.buckets, []);
       const day = await usage("?period=day");
       assert.equal(day.body.period, "day");
       assert.equal(day.body.total_requests, 3);

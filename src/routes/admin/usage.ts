@@ -25,8 +25,11 @@ export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
     const size = PERIODS[period as Period];
     const now = rt.now();
     const since = parseInstant(c.req.query("since"), "since") ?? 0;
+    const from = Math.floor(since / size) * size;
+    // Without `until`: through the current bucket, or `since`'s own when it is later (an
+    // empty answer for a window that has not started, not a 400 for a bound never sent).
     const until = parseInstant(c.req.query("until"), "until") ??
-      Math.floor(now / size) * size + size;
+      Math.max(Math.floor(now / size) * size, from) + size;
     if (until <= since) {
       throw new GatewayError("invalid_request", `"until" must be after "since"`);
     }
@@ -36,7 +39,7 @@ export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
         "json",
         await rt.usage.report({
           period: period as Period,
-          since: Math.floor(since / size) * size,
+          since: from,
           until,
         }),
       );
