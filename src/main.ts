@@ -25,6 +25,7 @@ import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
 import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
+import { pluginProblems } from "./plugins/mod.ts";
 import { GatewayError } from "./errors.ts";
 
 const env = (name: string) => Deno.env.get(name);
@@ -274,6 +275,10 @@ async function check(cli: CliOptions): Promise<number> {
   try {
     const { loaded } = await load(cli, cli.strict);
     for (const w of loaded.warnings) stderr(`warning: ${w}`);
+    // What only loading them finds (a file missing, not WASM, a hook it does not export):
+    // otherwise --check would pass a config the start then refuses.
+    const plugins = pluginProblems(loaded.config);
+    if (plugins.length > 0) throw new ConfigError(loaded.source, plugins);
     const dialect = loaded.dialect ? ` (${loaded.dialect} dialect)` : "";
     Deno.stdout.writeSync(encoder.encode(`Config ${loaded.source}${dialect} is valid\n`));
     return 0;

@@ -145,12 +145,22 @@ export function startPool(plugin: CompiledPlugin): PluginPool {
  * that cannot load (nothing is started then).
  */
 export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
-  const list = config.wasm_plugins;
-  if (list.length === 0) return [];
+  if (config.wasm_plugins.length === 0) return [];
+  const { compiled, problems } = compileAll(config, cwd);
+  if (problems.length > 0) throw new ConfigError("wasm_plugins", problems);
+  return compiled.map((p) => wasmStage(p.config, p.hooks, startPool(p)));
+}
+
+/** What would keep `config.wasm_plugins` from loading (for `--check`); nothing is started. */
+export function pluginProblems(config: Config, cwd: string = Deno.cwd()): string[] {
+  return config.wasm_plugins.length === 0 ? [] : compileAll(config, cwd).problems;
+}
+
+function compileAll(config: Config, cwd: string) {
   const problems: string[] = [];
   const compiled: CompiledPlugin[] = [];
   const seen = new Set<string>();
-  for (const cfg of list) {
+  for (const cfg of config.wasm_plugins) {
     if (seen.has(cfg.name)) problems.push(`wasm_plugins: the name "${cfg.name}" is used twice`);
     seen.add(cfg.name);
     try {
@@ -160,8 +170,7 @@ export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
       problems.push(err.message);
     }
   }
-  if (problems.length > 0) throw new ConfigError("wasm_plugins", problems);
-  return compiled.map((p) => wasmStage(p.config, p.hooks, startPool(p)));
+  return { compiled, problems };
 }
 
 /** Files the daemon reads for `wasm_plugins` (the permission planner grants exactly these). */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
 import { chatBody, freePort, runCli, startDaemon } from "./daemon.ts";
+import { fixtureWasm } from "../plugins/wat.ts";
 
 /** Where the daemon listens; an in-process gateway leaves them out. */
 const LISTENERS = "  port: {{PORT}}\n  socket: {{SOCKET}}\n";
@@ -172,6 +173,36 @@ Deno.test("--check validates a good file and lists every problem of a bad one", 
     assert.equal(r.code, 1);
     assert.match(r.stderr, /providers\.mystery: Unknown provider "mystery"/);
     assert.match(r.stderr, /routing\.models\.gpt-4o\.providers\[0\]: Unknown provider "ghost"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--check loads wasm_plugins: what the start would refuse, it refuses too", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const noop = await fixtureWasm(dir, "noop");
+    await Deno.writeTextFile(`${dir}/garbage.wasm`, "garbage");
+    const file = `${dir}/plugins.yaml`;
+    const plugins = (entries: string[]) =>
+      Deno.writeTextFile(file, `providers:\n  mock: {}\nwasm_plugins:\n${entries.join("\n")}\n`);
+    await plugins([`  - { name: ok, path: ${noop} }`]);
+    let r = await runCli(["--check", "--config", file]);
+    assert.equal(r.code, 0, r.stderr);
+
+    await plugins([
+      `  - { name: u, path: ${noop}, hooks: [stream_chunk] }`,
+      `  - { name: gone, path: ${dir}/nonexistent.wasm }`,
+      `  - { name: junk, path: ${dir}/garbage.wasm }`,
+    ]);
+    r = await runCli(["--check", "--config", file]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /wasm_plugins "u": hooks lists "stream_chunk", which it does not export/,
+    );
+    assert.match(r.stderr, /wasm_plugins "gone": cannot read/);
+    assert.match(r.stderr, /wasm_plugins "junk": .* is not a usable module/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
