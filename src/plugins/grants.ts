@@ -18,9 +18,8 @@ export interface PluginGrants {
   readonly env: readonly string[];
 }
 
-const WORKER_FILES = ["./worker.ts", "./instance.ts", "./protocol.ts", "./binary.ts"].map((p) =>
-  new URL(p, import.meta.url)
-);
+const WORKER_FILES = ["./worker.ts", "./instance.ts", "./net.ts", "./protocol.ts", "./binary.ts"]
+  .map((p) => new URL(p, import.meta.url));
 
 export function pluginGrants(config: Config, cwd: string): PluginGrants {
   if (config.wasm_plugins.length === 0) return { read: [], write: [], net: [], env: [] };

@@ -7,6 +7,7 @@
  */
 import createPlugin, { type Plugin } from "@extism/extism";
 import { FUEL_EXPORT, GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
+import { guardedFetch, hostNames } from "./net.ts";
 import type { WorkerInit } from "./protocol.ts";
 
 type ExtismLogger = NonNullable<NonNullable<Parameters<typeof createPlugin>[1]>["logger"]>;
@@ -59,7 +60,8 @@ export async function createInstance(
       useWasi: init.wasi,
       enableWasiOutput: false,
       allowedPaths: {},
-      allowedHosts: [...init.allowedHosts],
+      allowedHosts: hostNames(init.allowedHosts),
+      ...(init.allowedHosts.length > 0 ? { fetch: guardedFetch(init.allowedHosts) } : {}),
       config: { ...init.config },
       ...(init.inputRead
         ? { functions: { [INPUT_READ.module]: { [INPUT_READ.name]: inputRead } } }

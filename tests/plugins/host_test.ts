@@ -235,6 +235,21 @@ Deno.test("network: denied without allowed_hosts, allowed for a listed host", as
         },
       );
     });
+    await t.step("allowed_hosts host:port: that port is reached, another is not", async () => {
+      const port = server.addr.port;
+      for (const [entry, status] of [[`127.0.0.1:${port}`, 200], [`127.0.0.1:${port + 1}`, 500]]) {
+        await withPlugin(
+          "net",
+          `fail_mode: closed\nallowed_hosts: ["${entry}"]\nconfig: { request: '${request}' }`,
+          async (gw) => {
+            const res = await chat(gw);
+            assert.equal(res.status, status, String(entry));
+            if (status === 500) assert.match((await res.json()).error.message, /not allowed/);
+            else await res.body?.cancel();
+          },
+        );
+      }
+    });
   } finally {
     await server.shutdown();
   }
