@@ -349,7 +349,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     const ls = checks.map((c) => leaseOf(c, now));
     const states: CheckState[] = [];
     let refused: CheckState[] | null = null;
-    let unavailable = false;
+    /** Refusals of closed limits (the store is away), told apart from exhausted shares. */
+    const closed = new Set<CheckState>();
     const buckets: number[] = [];
     for (let i = 0; i < ls.length; i++) {
       const lease = ls[i] as Lease;
@@ -357,8 +358,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       const rule = lease.check.rule;
       if (lease.left >= cost) continue;
       if (rule.failMode === "closed") {
-        unavailable = true;
-        (refused ??= []).push({ ...stateOf(lease, cost, now, true), retryAfterMs: 1_000 });
+        const s = { ...stateOf(lease, cost, now, true), retryAfterMs: 1_000 };
+        closed.add(s);
+        (refused ??= []).push(s);
         continue;
       }
       if (rule.algorithm === "bucket") {
@@ -383,12 +385,11 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       if (!local.ok) (refused ??= []).push(local.blocked as CheckState);
     }
     if (refused !== null) {
-      return {
-        ok: false,
-        states,
-        blocked: longestWait(refused) as CheckState,
-        ...(unavailable ? { unavailable } : {}),
-      };
+      // A closed limit refuses for as long as the store is away, whatever the shares say: it
+      // is the one reported, so the headers name the limit the reason is about.
+      return closed.size > 0
+        ? { ok: false, states, blocked: longestWait([...closed]) as CheckState, unavailable: true }
+        : { ok: false, states, blocked: longestWait(refused) as CheckState };
     }
     for (let i = 0; i < ls.length; i++) {
       const lease = ls[i] as Lease;

@@ -305,8 +305,11 @@ rate_limit:
       chat({ model: "up/closed-model" }),
     );
     assert.equal(closed.status, 429);
+    // The closed limit is the one reported (the global share, exhausted too, is open).
     assert.equal(closed.headers.get("x-ratelimit-reason"), "rate limit store unavailable");
-    await closed.body?.cancel();
+    assert.equal(closed.headers.get("x-ratelimit-scope"), "model:closed-model");
+    assert.equal(closed.headers.get("x-ratelimit-limit"), "100");
+    assert.match((await closed.json()).error.message, /\(model:closed-model\) refuses/);
     const health = await (await gw.request("/health")).json();
     assert.equal(health.rate_limiting.backend, "redis");
     assert.equal(health.rate_limiting.mode, "fallback");
