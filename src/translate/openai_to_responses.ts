@@ -99,14 +99,28 @@ function messageItem(id: string, text: string, status: string): ResponsesItem {
   };
 }
 
+/**
+ * `extra`: the chat tool call's `extra_content` (a Gemini thought signature), kept on the item
+ * so that a client replaying its output, or `previous_response_id`, hands it back.
+ */
 function callItem(
   id: string,
   callId: string,
   name: string,
   args: string,
   status: string,
+  extra?: unknown,
 ): ResponsesItem {
-  return { type: "function_call", id, call_id: callId, name, arguments: args, status };
+  const item: ResponsesItem = {
+    type: "function_call",
+    id,
+    call_id: callId,
+    name,
+    arguments: args,
+    status,
+  };
+  if (isObject(extra)) item.extra_content = extra;
+  return item;
 }
 
 /** A `chat.completion` as a `response` object. */
@@ -133,6 +147,7 @@ export function toResponsesObject(completion: Record<string, unknown>, ctx: Resp
         typeof fn.name === "string" ? fn.name : "",
         typeof fn.arguments === "string" ? fn.arguments : "{}",
         "completed",
+        call.extra_content,
       ));
     }
   }
@@ -159,6 +174,8 @@ interface OpenItem {
   text: string;
   callId: string;
   name: string;
+  /** A tool call's `extra_content`, from whichever fragment carried it. */
+  extra?: unknown;
 }
 
 /**
@@ -231,7 +248,7 @@ export function createResponsesStreamTransformer(
         output_index: item.index,
         arguments: item.text,
       });
-      const done = callItem(item.id, item.callId, item.name, item.text, "completed");
+      const done = callItem(item.id, item.callId, item.name, item.text, "completed", item.extra);
       output[item.index] = done;
       emit(c, "response.output_item.done", { output_index: item.index, item: done });
     }
@@ -293,6 +310,7 @@ export function createResponsesStreamTransformer(
       );
       calls.set(key, item);
     }
+    if (isObject(call.extra_content)) item.extra = call.extra_content;
     if (typeof fn.arguments === "string" && fn.arguments !== "") {
       item.text += fn.arguments;
       emit(c, "response.function_call_arguments.delta", {

@@ -257,7 +257,7 @@ function unsupportedPart(p: Record<string, unknown>, at: string, provider: strin
 
 /** Consecutive calls (and the assistant text before them) form one assistant message. */
 function appendFunctionCall(out: OpenAIMessage[], item: ResponsesItem, at: string): void {
-  const call = {
+  const call: Record<string, unknown> = {
     id: requireString(item, "call_id", at),
     type: "function",
     function: {
@@ -265,6 +265,8 @@ function appendFunctionCall(out: OpenAIMessage[], item: ResponsesItem, at: strin
       arguments: typeof item.arguments === "string" ? item.arguments : "{}",
     },
   };
+  // A thought signature the item carried out (see openai_to_responses.ts) goes back in.
+  if (isObject(item.extra_content)) call.extra_content = item.extra_content;
   const last = out[out.length - 1];
   if (last?.role === "assistant") {
     const calls = Array.isArray(last.tool_calls) ? last.tool_calls : [];

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { GatewayError } from "../../src/errors.ts";
 import type { ResponsesItem, ResponsesRequest } from "../../src/schema/responses.ts";
 import { toChatRequestFromResponses } from "../../src/translate/responses_to_openai.ts";
+import { toGeminiRequest } from "../../src/providers/gemini/request.ts";
 
 const HISTORY: ResponsesItem[] = [
   { type: "message", role: "user", content: "Weather and time?" },
@@ -112,4 +113,41 @@ Deno.test("toChatRequestFromResponses() maps the generation settings", () => {
     response_format: { type: "json_object" },
     reasoning_effort: "low",
   });
+});
+
+Deno.test("a function_call item's extra_content (a Gemini thought signature) goes back to Gemini", () => {
+  const extra = { google: { thought_signature: "CqQCAVSoXO7sig" } };
+  const body: ResponsesRequest = {
+    model: "m",
+    input: [
+      { role: "user", content: "Weather?" },
+      {
+        type: "function_call",
+        id: "fc_1",
+        call_id: "call_a",
+        name: "weather",
+        arguments: "{}",
+        extra_content: extra,
+      },
+      { type: "function_call_output", call_id: "call_a", output: "18C" },
+    ],
+  };
+  // Replayed by the client, and kept by the gateway (previous_response_id): both carry it.
+  for (
+    const chat of [
+      toChatRequestFromResponses(body, [], "gemini"),
+      toChatRequestFromResponses(
+        { model: "m", input: [{ type: "function_call_output", call_id: "call_a", output: "18C" }] },
+        (body.input as ResponsesItem[]).slice(0, 2),
+        "gemini",
+      ),
+    ]
+  ) {
+    const calls = chat.messages[1]?.tool_calls as Record<string, unknown>[];
+    const call = calls[0] as Record<string, unknown>;
+    assert.deepEqual(call.extra_content, extra);
+    const gemini = toGeminiRequest(chat, "gemini");
+    const part = gemini.contents[1]?.parts[0] as Record<string, unknown>;
+    assert.equal(part.thoughtSignature, "CqQCAVSoXO7sig");
+  }
 });
