@@ -359,11 +359,32 @@ export function createResponsesStreamTransformer(
   });
   return {
     stream,
-    failed(error) {
-      // The stream's last event: `response.failed`, numbered after what was sent.
-      const failed = responseObject(ctx, "failed", output, toResponsesUsage(usage), model, {
-        error: { code: "server_error", message: error.message },
-      });
+    failed(error, usageSoFar) {
+      // The stream's last event: `response.failed`, numbered after what was sent. Its output
+      // is what the client was sent, the item cut short included.
+      const item = open as OpenItem | null;
+      const sent = item === null
+        ? output
+        : output.map((o, i) =>
+          i !== item.index
+            ? o
+            : item.kind === "message"
+            ? messageItem(item.id, item.text, "incomplete")
+            : callItem(item.id, item.callId, item.name, item.text, "incomplete", item.extra)
+        );
+      const failed = responseObject(
+        ctx,
+        "failed",
+        sent,
+        toResponsesUsage(usage ?? usageSoFar),
+        model,
+        {
+          error: {
+            code: error.status === 429 ? "rate_limit_exceeded" : "server_error",
+            message: error.message,
+          },
+        },
+      );
       return encodeSseEvent("response.failed", {
         type: "response.failed",
         sequence_number: seq++,
@@ -376,7 +397,8 @@ export function createResponsesStreamTransformer(
 /** The stream encoder and the renderer of its in-format failure (sharing the numbering). */
 export interface ResponsesStreamEncoder {
   readonly stream: TransformStream<OpenAIChatChunk, Uint8Array>;
-  failed(error: GatewayError): Uint8Array;
+  /** `usageSoFar`: what the upstream reported before it failed, when no usage chunk came. */
+  failed(error: GatewayError, usageSoFar?: unknown): Uint8Array;
 }
 
 function broken(ctx: ResponsesContext, why: string): GatewayError {

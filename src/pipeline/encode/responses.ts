@@ -11,7 +11,7 @@ import { decodeJson, decodeStream } from "../../providers/wire.ts";
 import type { ChatOutcome } from "../../providers/types.ts";
 import type { ResponsesItem, ResponsesObject, ResponsesRequest } from "../../schema/responses.ts";
 import { newResponseId } from "../../schema/responses.ts";
-import { encodeSseEvent } from "../../streaming/mod.ts";
+import { encodeSseEvent, usageNow } from "../../streaming/mod.ts";
 import {
   createResponsesStreamTransformer,
   resolvedInput,
@@ -72,5 +72,11 @@ export function encodeResponses(
   }
   const encoder = createResponsesStreamTransformer(ctx, keep);
   const bytes = decodeStream(outcome, dc).pipeThrough(encoder.stream);
-  return sseResponse(ex, bytes, outcome.status, headers, (ge) => encoder.failed(ge));
+  return sseResponse(
+    ex,
+    bytes,
+    outcome.status,
+    headers,
+    (ge) => encoder.failed(ge, usageNow(outcome.usage)),
+  );
 }

@@ -228,7 +228,15 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
         assert.equal(last.event, "response.failed");
         assert.equal(last.data.response.status, "failed");
         assert.ok(last.data.response.error.message.length > 0);
+        assert.equal(last.data.response.error.code, "server_error");
         assert.ok(events.every((e) => e.event === e.data.type));
+        // The output is what was sent: the message cut short, with its text so far.
+        const sent = events.filter((e) => e.event === "response.output_text.delta")
+          .map((e) => e.data.delta).join("");
+        assert.ok(sent.length > 0);
+        const [item] = last.data.response.output;
+        assert.equal(item.status, "incomplete");
+        assert.equal(item.content[0].text, sent);
       },
     );
 
@@ -357,6 +365,51 @@ Deno.test("the AI SDK's multi-step tool loop (item_reference to kept items) on a
       },
       { role: "tool", tool_call_id: "call_1", content: "18C in Paris" },
     ]);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("a translated stream cut by a rate limit fails as rate_limit_exceeded, with the input counted", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  claude: { type: anthropic, base_url: ${up.url}/v1, keys: [{ key: sk-ant-configured-0001 }] }
+routing:
+  failover: { enabled: false }
+`);
+  const ev = (type: string, data: Record<string, unknown>) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  try {
+    up.script({
+      kind: "sse",
+      events: [
+        ev("message_start", {
+          message: {
+            id: "msg_1",
+            model: "claude-x",
+            usage: { input_tokens: 25, output_tokens: 1 },
+          },
+        }),
+        ev("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
+        ev("content_block_delta", { index: 0, delta: { type: "text_delta", text: "Hel" } }),
+        ev("error", {
+          error: { type: "rate_limit_error", message: "Number of requests too high" },
+        }),
+      ],
+    });
+    const res = await gw.request("/v1/responses", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "claude/claude-x", input: "hi", stream: true }),
+    });
+    const events = (await res.text()).trim().split("\n\n");
+    const last = JSON.parse(events.at(-1)!.split("\ndata: ")[1]!);
+    assert.equal(last.type, "response.failed");
+    assert.equal(last.response.error.code, "rate_limit_exceeded");
+    assert.equal(last.response.usage.input_tokens, 25);
+    assert.equal(last.response.output[0].content[0].text, "Hel");
   } finally {
     await gw.close();
     await up.close();
