@@ -1,24 +1,26 @@
 /**
- * Whole (non-stream) response bodies sent with their `Content-Length`: Deno computes it only
- * as the response goes out, and the access log reports it as `bytes` when the handler ends.
+ * Whole (non-stream) response bodies, remembered so the access log can report `bytes`: Deno
+ * computes `Content-Length` only as the response goes out, after the line was written. The
+ * body is not encoded here nor the header set: a string body is Deno.serve's cheapest path
+ * (bytes plus an explicit length measured 10-15 µs slower per request), so a string's
+ * UTF-8 length is computed only when the line asks for it.
  * @module
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
+const bodies = new WeakMap<Response, string | Uint8Array>();
 const utf8 = new TextEncoder();
 
-/** A response whose body is `body` (a string goes out as UTF-8), with its length. */
+/** A response whose body is `body`, remembered for `bodyBytes`. */
 export function wholeResponse(
   body: string | Uint8Array<ArrayBuffer>,
   status: number,
   headers: Record<string, string>,
 ): Response {
-  const bytes = typeof body === "string" ? utf8.encode(body) : body;
-  return new Response(bytes, {
-    status,
-    headers: { ...headers, "content-length": String(bytes.byteLength) },
-  });
+  const res = new Response(body, { status, headers });
+  bodies.set(res, body);
+  return res;
 }
 
 const TYPES = {
@@ -28,8 +30,8 @@ const TYPES = {
 } as const;
 
 /**
- * Hono's `c.json` / `c.text` / `c.html` with the length set (headers from `c.header` still
- * apply): `kind` names the content type, `headers` may override it.
+ * Hono's `c.json` / `c.text` / `c.html`, remembered for `bodyBytes` (headers from `c.header`
+ * still apply): `kind` names the content type, `headers` may override it.
  */
 export function send(
   c: Context,
@@ -38,10 +40,20 @@ export function send(
   status: ContentfulStatusCode = 200,
   headers: Record<string, string> = {},
 ): Response {
-  const bytes = utf8.encode(kind === "json" ? JSON.stringify(body) : String(body));
-  return c.body(bytes, status, {
-    "content-type": TYPES[kind],
-    ...headers,
-    "content-length": String(bytes.byteLength),
-  });
+  const text = kind === "json" ? JSON.stringify(body) : String(body);
+  const res = c.body(text, status, { "content-type": TYPES[kind], ...headers });
+  bodies.set(res, text);
+  return res;
+}
+
+/** The byte length of a whole body made here (else its `Content-Length`, else null). */
+export function bodyBytes(res: Response): number | null {
+  const body = bodies.get(res);
+  if (body === undefined) {
+    const length = Number(res.headers.get("content-length") ?? NaN);
+    return Number.isFinite(length) ? length : null;
+  }
+  if (typeof body !== "string") return body.byteLength;
+  // ASCII (most JSON): one char, one byte; else count the encoding.
+  return /[^\u0000-\u007f]/u.test(body) ? utf8.encode(body).byteLength : body.length;
 }

@@ -4,6 +4,7 @@ import type { Runtime } from "../../runtime.ts";
 import { createExchange, endExchange, upstreamMs } from "../../pipeline/exchange.ts";
 import { observeStream } from "../../streaming/mod.ts";
 import { captureRequestBody } from "../../telemetry/mod.ts";
+import { bodyBytes } from "../whole.ts";
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -72,12 +73,12 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
       return;
     }
     ex.deferEnd = false;
-    const length = Number(c.res.headers.get("content-length") ?? NaN);
+    const bytes = bodyBytes(c.res);
     // The log line carries the body copy: have it before the response goes.
     if (ex.captured !== null && !ex.timedOut) await ex.captured;
     endExchange(ex, {
       status,
-      bytes: Number.isFinite(length) ? length : null,
+      bytes,
       outcome: "complete",
       ...(c.error ? { handlerError: c.error } : {}),
     });
