@@ -7,9 +7,11 @@
  * @module
  */
 import type { Context } from "hono";
+import { Slot } from "../slot.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
-const bodies = new WeakMap<Response, string | Uint8Array>();
+/** A Slot, not a WeakMap: per-response entries would survive scavenges (src/slot.ts). */
+const bodies = new Slot<Response, string | Uint8Array>("wholeBody");
 const utf8 = new TextEncoder();
 
 /** A response whose body is `body`, remembered for `bodyBytes`. */
