@@ -233,21 +233,38 @@ export async function attempt(
   // The attempt's signal: the client leaving, or (hedged) losing the race.
   const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
   const remaining = Math.max(1, deadline - started);
+  const timeoutMs = Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining);
+  const gate = req.streamGate;
+  // first_chunk_timeout runs from the attempt's start: an upstream that never even sends
+  // its headers is cut by it too, not only by the (longer) provider timeout.
+  const headersMs = gate?.firstChunkMs !== undefined && gate.firstChunkMs < timeoutMs
+    ? Math.max(1, gate.firstChunkMs)
+    : null;
   const traceparent = deps.trail?.attemptStart(target);
   try {
     const call = () =>
       req.invoke(adapter, {
         signal,
-        timeoutMs: Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining),
+        timeoutMs: headersMs ?? timeoutMs,
         apiKey,
         clientAuthorization,
       }, target.model);
     // Traced: the upstream call inherits the attempt span's context (execute.ts sends it).
-    const outcome =
-      await (traceparent === undefined ? call() : withUpstreamTrace(traceparent, call));
+    let outcome: AttemptOutcome;
+    try {
+      outcome = await (traceparent === undefined ? call() : withUpstreamTrace(traceparent, call));
+    } catch (err) {
+      if (headersMs === null || !(err instanceof GatewayError) || err.code !== "upstream_timeout") {
+        throw err;
+      }
+      throw new GatewayError(
+        "upstream_timeout",
+        `Provider "${target.provider}" sent no content within ${headersMs} ms (routing.failover.first_chunk_timeout)`,
+        { provider: target.provider },
+      );
+    }
     if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
     // The stream gate: nothing is committed before the first content arrived.
-    const gate = req.streamGate;
     const body = await gateStream<unknown>(
       outcome.body as ReadableStream<unknown>,
       outcome.format as GateFormat,

@@ -78,6 +78,42 @@ routing:
   }
 });
 
+Deno.test("an upstream that never sends its headers is cut by first_chunk_timeout too", async () => {
+  const silent = startFakeUpstream();
+  const healthy = startFakeUpstream();
+  silent.script({ kind: "hang" });
+  healthy.script({ kind: "stream" });
+  // The provider's own timeout (60 s) is far off: only first_chunk_timeout can move it on.
+  // Before the headers the upstream call's own (real) timer runs, so the budget is short.
+  const gw = startGateway(`
+providers:
+  silent: { base_url: "${silent.url}/v1", keys: [{ key: sk-silent-0001 }] }
+  healthy: { base_url: "${healthy.url}/v1", keys: [{ key: sk-healthy-0001 }] }
+routing:
+  models:
+    m: { providers: [silent, healthy], first_chunk_timeout: 200ms }
+`);
+  try {
+    const res = await gw.request(
+      "/v1/chat/completions",
+      post({ model: "m", stream: true, messages: [{ role: "user", content: "hi" }] }),
+    );
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "healthy");
+    assert.match(await res.text(), /Hello/);
+    await gw.waitForLog('"status":200');
+    const line = JSON.parse(gw.logs.find((l) => l.includes("attempts"))!);
+    assert.equal(line.attempts[0].provider, "silent");
+    assert.equal(line.attempts[0].outcome, "next");
+    assert.equal(line.attempts[0].reason, "upstream_timeout");
+    assert.ok(line.attempts[0].duration_ms < 5_000, JSON.stringify(line.attempts[0]));
+  } finally {
+    await gw.close();
+    await silent.close();
+    await healthy.close();
+  }
+});
+
 Deno.test("first content then silence: an in-format error event after stream_idle_timeout", async (t) => {
   const up = startFakeUpstream();
   const s = manualSchedule();
