@@ -182,7 +182,9 @@ export function validateConfig(
     }
     const keys: ProviderKeyConfig[] = [];
     p.keys.forEach((k, i) => {
-      if (k.key.trim() === "") {
+      // A key read from a file or a mounted secret often ends with a line break.
+      const key = k.key.trim();
+      if (key === "") {
         warnings.push(
           `${
             at(["providers", name, "keys", i, "key"])
@@ -190,7 +192,13 @@ export function validateConfig(
         );
         return;
       }
-      keys.push({ ...k, id: k.id ?? `${name}#${i}` });
+      const bad = keyProblem(key);
+      if (bad !== null) {
+        // Never the key itself: this line goes to stderr and logs.
+        errors.push(`${at(["providers", name, "keys", i, "key"])}: ${bad}`);
+        return;
+      }
+      keys.push({ ...k, key, id: k.id ?? `${name}#${i}` });
     });
     if (!p.enabled) continue;
     const { typeKnown: _typeKnown, ...rest } = p;
@@ -423,4 +431,27 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+/**
+ * Why `key` cannot be sent in an HTTP header (null when it can): an API key is printable
+ * ASCII. Caught here, it is a config error naming the key's path; at request time it was
+ * fetch's "Invalid header value" error, which quotes the value.
+ */
+function keyProblem(key: string): string | null {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c > 0x20 && c < 0x7f) continue;
+    const what = c === 0x0a || c === 0x0d
+      ? "a line break"
+      : c === 0x20 || c === 0x09
+      ? "a space"
+      : c < 0x20 || c === 0x7f
+      ? "a control character"
+      : "a non-ASCII character";
+    return `Contains ${what} (at character ${
+      i + 1
+    }); an API key is printable ASCII without spaces (two keys in one variable? list them as two keys)`;
+  }
+  return null;
 }

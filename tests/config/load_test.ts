@@ -194,6 +194,32 @@ Deno.test("parseConfigText() warns about empty keys when Butter's env vars are u
   assert.equal(config.routing.default_provider, "openrouter");
 });
 
+Deno.test("parseConfigText(): a key is trimmed; one no header can carry is refused, never quoted", () => {
+  const yaml = "providers:\n  openai:\n    keys:\n      - key: ${K1}\n      - key: ${K2}\n";
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  const ok = parseConfigText(yaml, env({ K1: "sk-one-0001\n", K2: "  sk-two-0002 " }), "k.yaml");
+  assert.deepEqual(ok.config.providers.openai!.keys.map((k) => k.key), [
+    "sk-one-0001",
+    "sk-two-0002",
+  ]);
+  const secret = "sk-live-SECRET-1234567890";
+  assert.throws(
+    () =>
+      parseConfigText(
+        yaml,
+        env({ K1: `${secret}\nsk-live-OTHER-0987654321`, K2: "sk-live-caf\u00e9-0002" }),
+        "k.yaml",
+      ),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.problems[0]!, /keys\[0\]\.key: Contains a line break \(at character 26\)/);
+      assert.match(err.problems[1]!, /keys\[1\]\.key: Contains a non-ASCII character/);
+      assert.doesNotMatch(err.message, /SECRET|caf/);
+      return true;
+    },
+  );
+});
+
 Deno.test("parseConfigText() loads llm-proxy's features.circuit_breaker block unchanged", () => {
   const { config, warnings } = parseConfigText(LLM_PROXY_CIRCUIT_BREAKER, NO_ENV, "cb.yaml");
   assert.deepEqual(warnings, []);

@@ -86,3 +86,16 @@ Deno.test("executeUpstream() reports reachability through a tracked fetch", asyn
   await assert.rejects(call(globalThis.fetch, `http://127.0.0.1:${port}/v1/chat`));
   assert.equal(rec.events.length, before);
 });
+
+Deno.test("executeUpstream() never quotes a header fetch refused: it may hold a key", async () => {
+  // The real thing: Deno's own error for a header value with a line break quotes the value.
+  const real = (url: string | URL | Request, init?: RequestInit) =>
+    fetch(url, { ...init, headers: { authorization: "Bearer sk-live-SECRET-1\nsk-live-2" } });
+  await assert.rejects(call(real as typeof fetch, "http://127.0.0.1:9/v1/chat"), (err: unknown) => {
+    assert.ok(err instanceof GatewayError);
+    assert.equal(err.code, "upstream_unreachable");
+    assert.doesNotMatch(err.message, /SECRET/);
+    assert.match(err.message, /not a valid HTTP header value/);
+    return true;
+  });
+});
