@@ -42,20 +42,43 @@ export async function readJsonBody(
   return parseJson(schedule ? await bounded(reading, schedule) : await reading);
 }
 
+/** The 408 of a body not complete within `DEFAULT_BODY_MS` (it closes the connection). */
+function bodyTooSlow(): GatewayError {
+  return new GatewayError(
+    "request_timeout",
+    `The request body did not arrive within ${
+      DEFAULT_BODY_MS / 1000
+    } s (set server.read_timeout to change this)`,
+    { headers: { connection: "close" } },
+  );
+}
+
+/**
+ * A body read whole before it is sent upstream (passthrough with the breaker on, a stage, a
+ * key allowlist): under `deadline` (server.read_timeout) when set, else within
+ * `DEFAULT_BODY_MS`, the body cancelled when either passes.
+ */
+export async function readHeldBody(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+  deadline: AbortSignal | undefined,
+  schedule: Schedule,
+): Promise<Uint8Array<ArrayBuffer>> {
+  if (deadline !== undefined) return await readCounted(body, maxBytes, deadline);
+  const late = new AbortController();
+  const cancel = schedule(DEFAULT_BODY_MS, () => late.abort(bodyTooSlow()));
+  try {
+    return await readCounted(body, maxBytes, late.signal);
+  } finally {
+    cancel();
+  }
+}
+
 /** `reading`, or a 408 once `DEFAULT_BODY_MS` passed (the 408 closes the connection). */
 async function bounded<T>(reading: Promise<T>, schedule: Schedule): Promise<T> {
   let cancel = () => {};
   const late = new Promise<never>((_, reject) => {
-    cancel = schedule(DEFAULT_BODY_MS, () =>
-      reject(
-        new GatewayError(
-          "request_timeout",
-          `The request body did not arrive within ${
-            DEFAULT_BODY_MS / 1000
-          } s (set server.read_timeout to change this)`,
-          { headers: { connection: "close" } },
-        ),
-      ));
+    cancel = schedule(DEFAULT_BODY_MS, () => reject(bodyTooSlow()));
   });
   try {
     return await Promise.race([reading, late]);

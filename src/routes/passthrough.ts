@@ -31,7 +31,7 @@ import {
   renderHere,
 } from "../pipeline/run.ts";
 import { applicable } from "../pipeline/stages.ts";
-import { readCounted } from "./body.ts";
+import { readHeldBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import {
   containmentProblem,
@@ -143,7 +143,9 @@ async function run(
   const hold = breaker.mode !== "off" || staged ||
     (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
     (deadlines?.read !== undefined && Number.isFinite(declared));
-  let held = hasBody && hold ? await readCounted(c.req.raw.body!, max, deadlines?.body) : null;
+  let held = hasBody && hold
+    ? await readHeldBody(c.req.raw.body!, max, deadlines?.body, rt.schedule)
+    : null;
   ex.request = { schema: "passthrough", body: held };
   // What the stages see as asked for (an app key's allowlist); a rewrite may change it.
   const asked = urlModel ?? modelFromJson(held);

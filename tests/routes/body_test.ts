@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { GatewayError } from "../../src/errors.ts";
-import { DEFAULT_BODY_MS, readCounted, readJsonBody } from "../../src/routes/body.ts";
+import { DEFAULT_BODY_MS, readCounted, readHeldBody, readJsonBody } from "../../src/routes/body.ts";
 
 const enc = new TextEncoder();
 
@@ -137,6 +137,24 @@ Deno.test("readJsonBody() without a deadline: a body that stops half-way is a 40
       });
     });
   }
+});
+
+Deno.test("readHeldBody() without a deadline: a passthrough body that stops is a 408, body cancelled", async () => {
+  const { schedule, timers } = manualSchedule();
+  const part = twoPartBody('{"model":', '"x"}');
+  const reading = readHeldBody(part.body, 1_000_000, undefined, schedule);
+  await part.waiting;
+  assert.equal(timers[0]!.ms, DEFAULT_BODY_MS);
+  timers[0]!.fire();
+  await assert.rejects(reading, (err: GatewayError) => err.status === 408);
+  assert.equal(((await part.cancelled) as GatewayError).code, "request_timeout");
+  // In time: the bytes, and the timer cancelled.
+  const again = manualSchedule();
+  const whole = twoPartBody('{"model":', '"x"}');
+  const read = readHeldBody(whole.body, 1_000_000, undefined, again.schedule);
+  whole.finish();
+  assert.equal(new TextDecoder().decode(await read), '{"model":"x"}');
+  assert.ok(again.timers[0]!.cancelled);
 });
 
 Deno.test("readJsonBody() without a deadline: a body in time cancels its timer", async () => {

@@ -7,6 +7,8 @@ import { GatewayError } from "../../../src/errors.ts";
 import { endAt, explainTimeout, guardUpload } from "../../../src/server/middleware/timeouts.ts";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { startGateway } from "../../helpers/in_process.ts";
+import { manualSchedule } from "../../helpers/manual_schedule.ts";
+import { DEFAULT_BODY_MS } from "../../../src/routes/body.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -385,6 +387,35 @@ Deno.test("unset timeouts: no limit on a slow body, nor on a long stream", async
     assert.ok(text.endsWith("data: [DONE]\n\n"));
     assert.equal(requestLines(gw.logs).at(-1)?.outcome, "complete");
   } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("unset read_timeout: a passthrough body held for the breaker that stops is a 408, not a hang", async () => {
+  const upstream = startFakeUpstream();
+  const s = manualSchedule();
+  const gw = startGateway(
+    config(upstream.url, "  port: 0", "features:\n  circuit_breaker: { enabled: true }\n"),
+    {},
+    { schedule: s.schedule },
+  );
+  const body = JSON.stringify({ model: "gemini-2.5-flash", contents: [] });
+  const req = await openRequest(
+    portOf(gw.url("/")),
+    "/native/up/chat/completions",
+    "length",
+    body,
+    10,
+  );
+  try {
+    (await s.next((ms) => ms === DEFAULT_BODY_MS)).fire();
+    const res = await req.response();
+    assert.equal(res.status, 408);
+    assert.match(JSON.parse(res.body).error.message, /did not arrive within 30 s/);
+    assert.equal(upstream.requests.length, 0);
+  } finally {
+    req.close();
     await gw.close();
     await upstream.close();
   }
