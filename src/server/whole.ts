@@ -57,5 +57,5 @@ export function bodyBytes(res: Response): number | null {
   }
   if (typeof body !== "string") return body.byteLength;
   // ASCII (most JSON): one char, one byte; else count the encoding.
-  return /[^\u0000-\u007f]/u.test(body) ? utf8.encode(body).byteLength : body.length;
+  return /[\u0080-\uffff]/.test(body) ? utf8.encode(body).byteLength : body.length;
 }
