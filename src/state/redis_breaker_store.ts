@@ -441,6 +441,9 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
       // (Half-open goes through: Redis may have aged the key out meanwhile.)
       const open = view.open.get(key);
       if (open && open.until > at) return false;
+      // This sidecar's own count is a floor of the fleet's: at the threshold it opens here at
+      // once, so a slow Redis (up to its 500 ms command deadline) lets no more requests by.
+      const local = view.openIfDue(key, provider, at);
       const until = at + timing.cooldownMs;
       const op = `${id}:${++seq}`;
       if (link.ready()) pendingOpens.set(op, false);
@@ -467,11 +470,15 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
       const seen = pendingOpens.get(op);
       pendingOpens.delete(op);
       if (!res.ok) {
-        const opened = view.openIfDue(key, provider, at);
+        const opened = local || view.openIfDue(key, provider, at);
         if (opened) dirty.set(key, { kind: "open", provider, until, at });
         return opened;
       }
-      const opened = asArray(res.reply)[0] === 1;
+      const [did, count] = asArray(res.reply);
+      // Opened here already: the transition is this call's unless another failure (of any
+      // sidecar) opened it in Redis first; a Redis that counts fewer (it lost some) leaves it ours.
+      if (local) return did === 1 || Number(count) < timing.failureThreshold;
+      const opened = did === 1;
       // Unless our own event was already applied: newer events may have followed it.
       if (opened && seen !== true) view.opened(key, provider, until, at);
       return opened;

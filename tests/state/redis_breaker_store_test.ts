@@ -356,6 +356,26 @@ Deno.test("redis: a hung Redis times out into the fallback and recovers when it 
   }
 });
 
+Deno.test("redis: while Redis hangs, reaching the threshold opens the key at once, not after the deadline", async () => {
+  const server = await startRedisServer();
+  const a = await makeStore(server.url, { commandTimeoutMs: 2_000 });
+  try {
+    const t0 = Date.now();
+    server.pause();
+    const n = CONTRACT_TIMING.failureThreshold;
+    // Each failure's script waits on the hung Redis; the local view must not.
+    const recorded = Array.from({ length: n }, (_, i) => a.recordFailure("p:hung", "p", t0 + i));
+    assert.ok(a.openUntil("p:hung") !== null, "open before Redis answered");
+    server.resume();
+    const results = await Promise.all(recorded);
+    assert.equal(results.filter((r) => r).length, 1, "one failure opened it");
+  } finally {
+    server.resume();
+    await a.close();
+    await server.stop();
+  }
+});
+
 Deno.test("redis: an idle store notices a hung Redis by heartbeat", async () => {
   const server = await startRedisServer();
   const a = await makeStore(server.url, { commandTimeoutMs: 100, heartbeatMs: 50 });
