@@ -138,6 +138,8 @@ export interface Exchange {
   readonly trace: TraceContext;
   /** The response's body is observed: the exchange ends when it is done, not when built. */
   deferEnd: boolean;
+  /** A whole (non-stream) answer's body as built (server/whole.ts), for the log's `bytes`. */
+  wholeBody: string | Uint8Array | null;
   response: ResponseFacts | null;
   /** `server.read_timeout` / `write_timeout` of this request. */
   deadlines: RequestDeadlines | undefined;
@@ -199,6 +201,7 @@ class RequestExchange implements Exchange {
   costEstimated = false;
   cacheStatus: "hit" | "miss" | null = null;
   deferEnd = false;
+  wholeBody: string | Uint8Array | null = null;
   response: ResponseFacts | null = null;
   deadlines: RequestDeadlines | undefined = undefined;
   timedOut: "read_timeout" | "write_timeout" | "shutdown" | undefined = undefined;

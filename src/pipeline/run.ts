@@ -471,7 +471,10 @@ function shortCircuit(
     ? respond.status
     : 200;
   const text = typeof respond.body === "string" ? respond.body : JSON.stringify(respond.body);
-  return wholeResponse(text, status, { "content-type": "application/json", ...respond.headers });
+  return wholeResponse(ex, text, status, {
+    "content-type": "application/json",
+    ...respond.headers,
+  });
 }
 
 /**

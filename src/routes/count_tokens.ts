@@ -169,7 +169,7 @@ async function count(
   noteAttempts(ex, run.attempts, run.target);
   if (!run.ok) throw explainTimeout(ex.deadlines, run.error);
   const outcome = run.outcome as Extract<ChatOutcome, { format: "object" }>;
-  return wholeResponse(JSON.stringify(outcome.body), 200, {
+  return wholeResponse(ex, JSON.stringify(outcome.body), 200, {
     ...attemptHeaders(run.target, run.attempts.length),
     "content-type": "application/json",
     "x-pilotfish-token-count": estimate ? "estimate" : "provider",

@@ -1,28 +1,28 @@
 /**
- * Whole (non-stream) response bodies, remembered so the access log can report `bytes`: Deno
- * computes `Content-Length` only as the response goes out, after the line was written. The
- * body is not encoded here nor the header set: a string body is Deno.serve's cheapest path
- * (bytes plus an explicit length measured 10-15 µs slower per request), so a string's
- * UTF-8 length is computed only when the line asks for it.
+ * Whole (non-stream) response bodies, kept on the exchange so the access log can report
+ * `bytes`: Deno computes `Content-Length` only as the response goes out, after the line was
+ * written. The body is not encoded here nor the header set: a string body is Deno.serve's
+ * cheapest path (bytes plus an explicit length measured 10-15 µs slower per request), so a
+ * string's UTF-8 length is computed only when the line asks for it. Kept on the exchange, not
+ * on the Response: a property of ours would give Deno's Response objects a second shape.
  * @module
  */
 import type { Context } from "hono";
-import { Slot } from "../slot.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { AppEnv } from "../routes/context.ts";
 
-/** A Slot, not a WeakMap: per-response entries would survive scavenges (src/slot.ts). */
-const bodies = new Slot<Response, string | Uint8Array>("wholeBody");
 const utf8 = new TextEncoder();
 
-/** A response whose body is `body`, remembered for `bodyBytes`. */
+/** A response whose body is `body`, kept on `ex` for `bodyBytes`. */
 export function wholeResponse(
+  ex: Exchange | undefined,
   body: string | Uint8Array<ArrayBuffer>,
   status: number,
   headers: Record<string, string>,
 ): Response {
-  const res = new Response(body, { status, headers });
-  bodies.set(res, body);
-  return res;
+  if (ex !== undefined) ex.wholeBody = body;
+  return new Response(body, { status, headers });
 }
 
 const TYPES = {
@@ -32,26 +32,26 @@ const TYPES = {
 } as const;
 
 /**
- * Hono's `c.json` / `c.text` / `c.html`, remembered for `bodyBytes` (headers from `c.header`
- * still apply): `kind` names the content type, `headers` may override it.
+ * Hono's `c.json` / `c.text` / `c.html`, the body kept for `bodyBytes` (headers from
+ * `c.header` still apply): `kind` names the content type, `headers` may override it.
  */
 export function send(
-  c: Context,
+  c: Context<AppEnv>,
   kind: keyof typeof TYPES,
   body: unknown,
   status: ContentfulStatusCode = 200,
   headers: Record<string, string> = {},
 ): Response {
   const text = kind === "json" ? JSON.stringify(body) : String(body);
-  const res = c.body(text, status, { "content-type": TYPES[kind], ...headers });
-  bodies.set(res, text);
-  return res;
+  const ex = c.get("exchange") as Exchange | undefined;
+  if (ex !== undefined) ex.wholeBody = text;
+  return c.body(text, status, { "content-type": TYPES[kind], ...headers });
 }
 
-/** The byte length of a whole body made here (else its `Content-Length`, else null). */
-export function bodyBytes(res: Response): number | null {
-  const body = bodies.get(res);
-  if (body === undefined) {
+/** The byte length of the whole body built for `ex` (else `res`'s Content-Length, else null). */
+export function bodyBytes(ex: Exchange, res: Response): number | null {
+  const body = ex.wholeBody;
+  if (body === null) {
     const length = Number(res.headers.get("content-length") ?? NaN);
     return Number.isFinite(length) ? length : null;
   }

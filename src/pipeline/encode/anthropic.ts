@@ -28,10 +28,10 @@ export function encodeMessages(
   const provider = ctx.provider;
   if (outcome.kind === "json") {
     if (outcome.format === "anthropic_json") {
-      return jsonResponse(outcome.body, outcome.status, headers);
+      return jsonResponse(ex, outcome.body, outcome.status, headers);
     }
     const message = toMessagesResponse(decodeJson(outcome, ctx), requested, provider);
-    return jsonResponse(message as unknown as Record<string, unknown>, outcome.status, headers);
+    return jsonResponse(ex, message as unknown as Record<string, unknown>, outcome.status, headers);
   }
   const bytes = outcome.format === "anthropic_sse"
     ? outcome.body

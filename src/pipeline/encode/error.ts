@@ -96,7 +96,7 @@ export function errorResponse(err: GatewayError, ex: Exchange | undefined, path:
     headers["x-amzn-errortype"] = AWS_EXCEPTION[err.status] ?? "InternalServerException";
   }
   if (err.code === "rate_limited" && !headers["retry-after"]) headers["retry-after"] = "1";
-  return wholeResponse(JSON.stringify(errorEnvelope(err, format)), err.status, headers);
+  return wholeResponse(ex, JSON.stringify(errorEnvelope(err, format)), err.status, headers);
 }
 
 function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<string, string> {

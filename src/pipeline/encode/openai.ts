@@ -23,7 +23,7 @@ export function encodeOpenAI(
     const body = outcome.format === "object" || outcome.format === "openai_json"
       ? outcome.body
       : decodeJson(outcome, decodeContext(ex));
-    return jsonResponse(body, outcome.status, headers);
+    return jsonResponse(ex, body, outcome.status, headers);
   }
   const bytes = outcome.format === "openai_sse"
     ? outcome.body

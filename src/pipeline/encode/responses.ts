@@ -35,7 +35,7 @@ export function encodeResponses(
   referenced: ReadonlyMap<string, ResponsesItem> | null = null,
 ): Response {
   if (outcome.kind === "json" && outcome.format === "responses_json") {
-    return jsonResponse(outcome.body, outcome.status, headers);
+    return jsonResponse(ex, outcome.body, outcome.status, headers);
   }
   if (outcome.kind === "stream" && outcome.format === "responses_sse") {
     return sseResponse(ex, outcome.body, outcome.status, headers, renderRelayError);
@@ -68,7 +68,7 @@ export function encodeResponses(
   if (outcome.kind === "json") {
     const response = toResponsesObject(decodeJson(outcome, dc), ctx);
     keep(response);
-    return jsonResponse(response as Record<string, unknown>, outcome.status, headers);
+    return jsonResponse(ex, response as Record<string, unknown>, outcome.status, headers);
   }
   const encoder = createResponsesStreamTransformer(ctx, keep);
   const bytes = decodeStream(outcome, dc).pipeThrough(encoder.stream);

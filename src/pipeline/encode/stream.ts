@@ -46,11 +46,12 @@ export function sseResponse(
 
 /** A JSON answer: an object is serialised, bytes go out as they are. */
 export function jsonResponse(
+  ex: Exchange,
   body: Record<string, unknown> | Uint8Array<ArrayBuffer>,
   status: number,
   headers: Record<string, string>,
 ): Response {
-  return wholeResponse(body instanceof Uint8Array ? body : JSON.stringify(body), status, {
+  return wholeResponse(ex, body instanceof Uint8Array ? body : JSON.stringify(body), status, {
     ...headers,
     "content-type": "application/json",
   });

@@ -73,7 +73,7 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
       return;
     }
     ex.deferEnd = false;
-    const bytes = bodyBytes(c.res);
+    const bytes = bodyBytes(ex, c.res);
     // The log line carries the body copy: have it before the response goes.
     if (ex.captured !== null && !ex.timedOut) await ex.captured;
     endExchange(ex, {
