@@ -78,7 +78,12 @@ export type ExchangeRequest =
     rewritten: boolean;
   }
   | { readonly schema: "embeddings"; body: OpenAIEmbeddingsRequest }
-  | { readonly schema: "passthrough"; body: Uint8Array<ArrayBuffer> | null };
+  | {
+    readonly schema: "passthrough";
+    body: Uint8Array<ArrayBuffer> | null;
+    /** A body streamed upstream unread: its declared length (for a usage estimate). */
+    readonly bytes?: number;
+  };
 
 /** What the access log and the overhead header need about the response. */
 export interface ResponseFacts {

@@ -158,6 +158,11 @@ export interface NativeApi {
   ): TransformStream<Uint8Array, Uint8Array> | null;
   /** Usage carried in reply headers (Bedrock InvokeModel), if any. */
   headerUsage?(headers: Headers): Usage | null;
+  /**
+   * Characters of answer text in one SSE event's data, for APIs whose streams may carry no
+   * counts (OpenAI's, unless asked for `include_usage`): the output is then estimated.
+   */
+  contentChars?(data: string): number;
 }
 
 export interface ProviderAdapter {

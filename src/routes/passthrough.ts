@@ -146,7 +146,9 @@ async function run(
   let held = hasBody && hold
     ? await readHeldBody(c.req.raw.body!, max, deadlines?.body, rt.schedule)
     : null;
-  ex.request = { schema: "passthrough", body: held };
+  ex.request = held === null && hasBody && Number.isFinite(declared)
+    ? { schema: "passthrough", body: null, bytes: declared }
+    : { schema: "passthrough", body: held };
   // What the stages see as asked for (an app key's allowlist); a rewrite may change it.
   const asked = urlModel ?? modelFromJson(held);
   if (asked !== undefined) ex.model = asked;

@@ -5,8 +5,8 @@ import type { OpenAIUsage as Usage } from "../schema/openai.ts";
  * translators report what the upstream counted, and the answer carries `meter.usage`, a
  * promise settled when the answer is complete. A stream that is cut short (the client left,
  * the upstream broke) settles with what was seen: the counts reported so far, and for output
- * the upstream never counted, an estimate from the content that went out (~4 characters a
- * token, as llm-proxy estimates).
+ * the upstream never counted (cut short, or ended without counts), an estimate from the
+ * content that went out (~4 characters a token, as llm-proxy estimates).
  */
 export interface UsageMeter {
   /** Counts the upstream reported; later reports win field by field. */
@@ -38,7 +38,9 @@ export function createUsageMeter(): UsageMeter {
   let settled = false;
   const { promise, resolve } = Promise.withResolvers<Usage | null>();
   const current = (cut: boolean): Usage | null => {
-    const estimate = cut && chars > 0 ? Math.ceil(chars / 4) : 0;
+    // Output the upstream never counted, from the content that went out: a stream cut short,
+    // or one that ended without counts (an OpenAI stream not asked for include_usage).
+    const estimate = chars > 0 ? Math.ceil(chars / 4) : 0;
     if (seen === null) {
       return estimate > 0
         ? { prompt_tokens: 0, completion_tokens: estimate, total_tokens: estimate, estimated: true }
@@ -53,7 +55,10 @@ export function createUsageMeter(): UsageMeter {
       total_tokens: total && seen.total_tokens !== undefined ? seen.total_tokens : p + c,
     };
     // Billing must know the count is not the upstream's (no output count, or no input).
-    if (cut && (seen.completion_tokens === undefined || seen.prompt_tokens === undefined)) {
+    if (
+      (seen.completion_tokens === undefined && estimate > 0) ||
+      (cut && (seen.completion_tokens === undefined || seen.prompt_tokens === undefined))
+    ) {
       usage.estimated = true;
     }
     return usage;

@@ -24,6 +24,7 @@ const USAGE_KEY = /"(usage\w*)"\s*:\s*\{/g;
  */
 export interface UsageShapes {
   usage(value: unknown): Partial<OpenAIUsage> | null;
+  contentChars?(data: string): number;
   frames?(
     contentType: string,
     onObject: (value: unknown) => void,
@@ -60,8 +61,22 @@ export function createUsageSniffer(
   const framed = shapes.frames?.(contentType, absorb, end);
   if (framed) return framed;
   if (contentType.includes("text/event-stream")) {
+    const chars = shapes.contentChars;
     return createSseTap(
       (data) => {
+        if (chars !== undefined) {
+          const n = chars(data);
+          if (n > 0) meter.content(n);
+        }
+        // The model names the price when the request's body streamed upstream unread; a
+        // stream without usage events names it in its chunks.
+        if (!named) {
+          const m = MODEL_KEY.exec(data);
+          if (m) {
+            named = true;
+            onModel?.(m[1] as string);
+          }
+        }
         if (!USAGE_HINT.test(data)) return;
         try {
           absorb(JSON.parse(data));

@@ -163,7 +163,7 @@ function requestChars(ex: Exchange): number {
       return JSON.stringify(req.body.input ?? "").length +
         JSON.stringify(req.body.instructions ?? "").length;
     case "passthrough":
-      return req.body?.byteLength ?? 0;
+      return req.body?.byteLength ?? req.bytes ?? 0;
   }
 }
 

@@ -102,17 +102,20 @@ Deno.test(
 );
 
 Deno.test(
-  "createOpenAIUsageTap() reports nothing without usage and survives bad JSON",
+  "createOpenAIUsageTap() without usage estimates the output it relayed; survives bad JSON",
   SANITIZE,
   async () => {
     const bytes = encoder.encode(
-      chunkEvent({ content: "hi" }, null) +
+      chunkEvent({ content: "hi there" }, null) +
         'data: {"usage": {not json\n\n' +
         'data: {"usage": {"completion_tokens": 3}}\n\n' +
         "data: [DONE]\n\n",
     );
     const { out, usages } = await tap(rechunk(bytes, 7));
-    assert.deepEqual(usages, []);
+    // 8 characters of content, ~4 a token; the prompt is estimated from the request later.
+    assert.deepEqual(usages, [
+      { prompt_tokens: 0, completion_tokens: 2, total_tokens: 2, estimated: true },
+    ]);
     assert.deepEqual(concatBytes(out), bytes);
   },
 );

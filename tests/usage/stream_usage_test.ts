@@ -135,3 +135,36 @@ pricing:
     await up.close();
   }
 });
+
+Deno.test("a passthrough stream that ends without counts is billed as estimated, not free", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: ${up.url}/v1, keys: [{ key: sk-up }] }
+pricing:
+  models:
+    "openai/gpt-4o-mini": { input: 2, output: 8 }
+`);
+  try {
+    // Priced as the model the answer names (the body streamed upstream unread).
+    // "Hello from upstream": 19 characters → ceil(19 / 4) = 5 output tokens; no usage chunk.
+    up.script({ kind: "stream" });
+    const body = JSON.stringify({ model: "gpt-4o-mini", messages: HI, stream: true });
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(body.length) },
+      body,
+    });
+    const text = await res.text();
+    assert.doesNotMatch(text, /"usage":\{/);
+    const line = await lineOf(gw, res);
+    assert.equal(line.usage_estimated, true);
+    assert.equal(line.completion_tokens, 5);
+    // The prompt from the body's declared length, ~4 bytes a token.
+    assert.equal(line.prompt_tokens, Math.ceil(body.length / 4));
+    assertUsd(line.cost_usd, (Math.ceil(body.length / 4) * 2 + 5 * 8) / 1e6);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

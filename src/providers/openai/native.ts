@@ -23,10 +23,28 @@ export function openAIUsageOf(value: unknown): Partial<OpenAIUsage> | null {
   );
 }
 
-export const OPENAI_NATIVE: NativeApi = { auth: BEARER_AUTH, usage: openAIUsageOf };
+/** A chat chunk's `"content":"…"`, a Responses event's `"delta":"…"` (text or arguments). */
+const TEXT = /"(?:content|delta)":"((?:[^"\\]|\\.)*)"/g;
+
+/**
+ * Answer text in one stream event (escapes counted as written): what a stream that ends
+ * without `usage` is estimated from. Read without parsing the event.
+ */
+export function openAIContentChars(data: string): number {
+  let n = 0;
+  for (const m of data.matchAll(TEXT)) n += (m[1] as string).length;
+  return n;
+}
+
+export const OPENAI_NATIVE: NativeApi = {
+  auth: BEARER_AUTH,
+  usage: openAIUsageOf,
+  contentChars: openAIContentChars,
+};
 
 /** Azure takes `api-key`, or an Entra ID token as Bearer. */
 export const AZURE_NATIVE: NativeApi = {
   auth: { headers: ["api-key", "authorization"], queryParam: null, header: (k) => ["api-key", k] },
   usage: openAIUsageOf,
+  contentChars: openAIContentChars,
 };
