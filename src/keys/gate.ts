@@ -11,7 +11,7 @@ export const appKeyGate: MiddlewareHandler<AppEnv> = async function appKeyGate(c
   if (keys !== null) {
     const ex = c.get("exchange");
     ex.errorFormat ??= "openai_json";
-    const id = await keys.identify((name) => ex.headers.get(name));
+    const id = await keys.identify((name) => ex.headers.get(name), ex.search);
     if (id.kind === "refused") {
       const r = id.refusal;
       const code = r.status === 401

@@ -34,6 +34,8 @@ export function staticId(hash: string): string {
   return "cfg_" + hash.slice(0, 16);
 }
 
+const SDK_KEY_HEADERS = ["x-api-key", "x-goog-api-key"] as const;
+
 /** The last characters of a key, to tell keys apart in listings without revealing them. */
 export function keyHint(key: string): string {
   return `${key.slice(0, 3)}…${key.slice(-4)}`;
@@ -41,13 +43,17 @@ export function keyHint(key: string): string {
 
 /**
  * The key a request presents: the first of `headers` present, else `Authorization: Bearer
- * <key>`, else `x-api-key: <key>`, when that value is an app key by `isAppKey` (a `pf_` key
- * or a configured one; any other value is the client's provider credential). Null when none.
+ * <key>`, `x-api-key`, `x-goog-api-key` or the query's `key` (`?key` in `header`), when that
+ * value is an app key by `isAppKey` (a `pf_` key or a configured one; any other value is the
+ * client's provider credential). Null when none. Every place a provider SDK puts its key is
+ * read: passthrough drops an app key from all of them, so one not checked here would pass
+ * unchecked (revoked, over budget, outside its allowlist).
  */
 export function presentedKey(
   get: (name: string) => string | null,
   headers: readonly string[],
   isAppKey: (value: string) => boolean,
+  search = "",
 ): { value: string; header: string } | null {
   for (const name of headers) {
     const v = get(name)?.trim();
@@ -58,9 +64,15 @@ export function presentedKey(
     const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
     if (m && isAppKey(m[1] as string)) return { value: m[1] as string, header: "authorization" };
   }
-  // Anthropic's SDKs send their key as `x-api-key`: an app key there is one too.
-  const apiKey = get("x-api-key")?.trim();
-  if (apiKey && isAppKey(apiKey)) return { value: apiKey, header: "x-api-key" };
+  // Anthropic's SDKs send their key as `x-api-key`, Google's as `x-goog-api-key` or `?key=`.
+  for (const name of SDK_KEY_HEADERS) {
+    const v = get(name)?.trim();
+    if (v && isAppKey(v)) return { value: v, header: name };
+  }
+  if (search.includes("key=")) {
+    const v = new URLSearchParams(search).get("key")?.trim();
+    if (v && isAppKey(v)) return { value: v, header: "?key" };
+  }
   return null;
 }
 

@@ -51,7 +51,8 @@ export interface KeyService {
   /** Headers searched for a key, lowercase. */
   readonly headers: readonly string[];
   /** Who presents which key, and whether it may go on (budgets included). */
-  identify(get: (name: string) => string | null): Identity | Promise<Identity>;
+  /** `search`: the raw query (Google's SDKs may send their key as `?key=`). */
+  identify(get: (name: string) => string | null, search?: string): Identity | Promise<Identity>;
   /** A refusal when `record` may not use `model` (with its targets narrowed to allowed ones). */
   allow(
     record: KeyRecord,
@@ -150,11 +151,12 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
     if (daily_usd === null && monthly_usd === null) return { kind: "key", record, header };
     const p = periods(t);
     const check = (spent: { day: number; month: number }): Identity => {
-      if (daily_usd !== null && fromMicros(spent.day) >= daily_usd) {
-        return overBudget(record, "daily", daily_usd, p.dayResetsAt, t);
-      }
+      // The monthly budget first: with both used up, the day's reset would not let it through.
       if (monthly_usd !== null && fromMicros(spent.month) >= monthly_usd) {
         return overBudget(record, "monthly", monthly_usd, p.monthResetsAt, t);
+      }
+      if (daily_usd !== null && fromMicros(spent.day) >= daily_usd) {
+        return overBudget(record, "daily", daily_usd, p.dayResetsAt, t);
       }
       return { kind: "key", record, header };
     };
@@ -190,8 +192,8 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
     requireKey: config.require_key,
     backend,
     headers,
-    identify(get) {
-      const presented = presentedKey(get, headers, isAppKey);
+    identify(get, search) {
+      const presented = presentedKey(get, headers, isAppKey, search);
       if (presented === null) {
         return config.require_key
           ? refused(

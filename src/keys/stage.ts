@@ -43,6 +43,7 @@ export function createAppKeyStage(
     // A key in its own header goes no further. A `pf_` bearer is never forwarded anyway (the
     // forwarding code drops it), so only a config key of another shape (Butter's static keys
     // may be any string) has to be taken out of `Authorization`.
+    if (id.header === "?key") return; // passthrough drops an app key from the query itself
     if (
       id.header !== "authorization" ||
       (id.record.source === "config" && !PF_BEARER.test(ex.headers.get("authorization") ?? ""))
@@ -65,7 +66,7 @@ export function createAppKeyStage(
     fail_mode: "closed",
     timeout_ms: 2_000,
     pre_http(ex) {
-      const id = service.identify((name) => ex.headers.get(name));
+      const id = service.identify((name) => ex.headers.get(name), ex.search);
       return id instanceof Promise ? id.then((r) => admit(ex, r)) : admit(ex, id);
     },
     pre_llm(ex, view): PreLlmResult {

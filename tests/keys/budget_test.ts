@@ -102,3 +102,21 @@ Deno.test("budgets: the monthly budget, and a PATCH raising it lets requests thr
     await gw.close();
   }
 });
+
+Deno.test("budgets: with both used up, the 429 names the monthly one (the day's reset would not help)", async () => {
+  const clock = testClock();
+  clock.advance(Date.UTC(2026, 4, 10, 12) - Date.now());
+  const gw = startGateway(keysConfig(), {}, {
+    now: clock.now,
+    stages: () => [chargeStage(() => 1.5)],
+  });
+  try {
+    const { key } = await createKey(gw, { budget: { monthly_usd: 1, daily_usd: 1 } });
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    const r = await chat(gw, bearer(key));
+    assert.equal(r.status, 429);
+    assert.match((r.json.error as { message: string }).message, /monthly budget of \$1/);
+  } finally {
+    await gw.close();
+  }
+});

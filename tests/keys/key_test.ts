@@ -47,6 +47,16 @@ Deno.test("presentedKey(): the key header first, then a bearer that is an app ke
     header: "x-api-key",
   });
   assert.equal(presentedKey(h({ "x-api-key": "sk-ant-provider" }), hdrs, isApp), null);
+  // Google's SDKs: x-goog-api-key, or ?key= (a Gemini key there is the client's own).
+  assert.deepEqual(presentedKey(h({ "x-goog-api-key": "pf_g" }), hdrs, isApp), {
+    value: "pf_g",
+    header: "x-goog-api-key",
+  });
+  assert.deepEqual(presentedKey(h({}), hdrs, isApp, "?alt=sse&key=pf_q"), {
+    value: "pf_q",
+    header: "?key",
+  });
+  assert.equal(presentedKey(h({}), hdrs, isApp, "?key=AIza-provider"), null);
 });
 
 Deno.test("periodsAt(): UTC day and month, and when each resets", () => {

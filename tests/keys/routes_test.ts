@@ -228,3 +228,37 @@ app_keys:
     await openai.close();
   }
 });
+
+Deno.test("a revoked key sent the Google SDKs' way (x-goog-api-key, ?key=) is refused too", async () => {
+  const gemini = startFakeGemini();
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers:
+  gemini: { base_url: "${gemini.url}", keys: [{ key: AIza-configured-key-000000000 }] }
+app_keys:
+  enabled: true
+  persistence: { enabled: false }
+`);
+  try {
+    const created = await createKey(gw);
+    await admin(gw, "DELETE", `/api/v1/keys/${created.id}`);
+    const path = "/gemini/v1beta/models/gemini-2.0-flash:generateContent";
+    const body = JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] });
+    for (
+      const [where, init] of [
+        ["x-goog-api-key", { headers: { "x-goog-api-key": created.key } }],
+        ["?key=", { query: `?key=${created.key}` }],
+      ] as const
+    ) {
+      const query = "query" in init ? init.query : "";
+      const headers = "headers" in init ? init.headers : {};
+      const res = await gw.request(`${path}${query}`, { method: "POST", headers, body });
+      assert.equal(res.status, 401, where);
+      assert.match((await res.json()).error.message, /revoked/, where);
+    }
+    assert.equal(gemini.requests.length, 0);
+  } finally {
+    await gw.close();
+    await gemini.close();
+  }
+});
