@@ -408,6 +408,27 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
     }
   };
 
+  /** An opening made here and not by Redis' count, merged into Redis (dirty if it fails). */
+  const pushOpen = async (key: string, provider: string, until: number, at: number) => {
+    const res = await call(SCRIPTS.mergeOpen, [
+      k.open(key),
+      k.rollup(provider),
+      k.openKeys,
+      k.rollupProviders,
+      k.closed(key),
+    ], [
+      until,
+      openTtl(until, at),
+      at,
+      rollupWindow,
+      key,
+      provider,
+      channel,
+      openEvent(key, provider, until, at, null),
+    ]);
+    if (!res.ok) dirty.set(key, { kind: "open", provider, until, at });
+  };
+
   const closeKeys = (key: string, provider: string) => [
     k.open(key),
     k.fail(key),
@@ -475,9 +496,15 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
         return opened;
       }
       const [did, count] = asArray(res.reply);
-      // Opened here already: the transition is this call's unless another failure (of any
-      // sidecar) opened it in Redis first; a Redis that counts fewer (it lost some) leaves it ours.
-      if (local) return did === 1 || Number(count) < timing.failureThreshold;
+      if (local) {
+        // Opened here already: the transition is this call's unless another failure (of any
+        // sidecar) opened it in Redis first. A Redis that counts fewer (failures recorded
+        // while it was away) is told of the opening, so the fleet sees it too.
+        if (did === 1) return true;
+        if (Number(count) >= timing.failureThreshold) return false;
+        await pushOpen(key, provider, until, at);
+        return true;
+      }
       const opened = did === 1;
       // Unless our own event was already applied: newer events may have followed it.
       if (opened && seen !== true) view.opened(key, provider, until, at);

@@ -376,6 +376,31 @@ Deno.test("redis: while Redis hangs, reaching the threshold opens the key at onc
   }
 });
 
+Deno.test("redis: a key opened on failures Redis missed (it was away) reaches the fleet", async () => {
+  const server = await startRedisServer();
+  const prefix = freshPrefix();
+  const a = await makeStore(server.url, { prefix, commandTimeoutMs: 100 });
+  const b = await makeStore(server.url, { prefix });
+  try {
+    const t0 = Date.now();
+    const n = CONTRACT_TIMING.failureThreshold;
+    server.pause();
+    // Counted by A alone: Redis never hears of these.
+    for (let i = 0; i < n - 1; i++) {
+      assert.equal(await a.recordFailure("p:lost", "p", t0 + i), false);
+    }
+    server.resume();
+    await waitFor("A to resync", () => synced(a), 10_000);
+    assert.equal(await a.recordFailure("p:lost", "p", t0 + n), true);
+    await waitFor("B to see it open", () => b.openUntil("p:lost") !== null);
+  } finally {
+    server.resume();
+    await a.close();
+    await b.close();
+    await server.stop();
+  }
+});
+
 Deno.test("redis: an idle store notices a hung Redis by heartbeat", async () => {
   const server = await startRedisServer();
   const a = await makeStore(server.url, { commandTimeoutMs: 100, heartbeatMs: 50 });
