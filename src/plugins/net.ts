@@ -23,8 +23,15 @@ export function isAllowed(url: URL, allowed: readonly string[]): boolean {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 20;
+/** Dropped when a redirect leaves the origin, as the Fetch standard (and Deno's fetch) does. */
+const CREDENTIALS = ["authorization", "proxy-authorization", "cookie"];
+/** Dropped with the body when a redirect turns the request into a GET. */
+const BODY_HEADERS = ["content-type", "content-length", "content-encoding", "content-language"];
 
-/** `base`, refusing any URL outside `allowed`, redirects included (followed here, checked first). */
+/**
+ * `base`, refusing any URL outside `allowed`, redirects included: followed here (each target
+ * checked first) the way fetch follows them, credentials dropped when the origin changes.
+ */
 export function guardedFetch(allowed: readonly string[], base: typeof fetch = fetch): typeof fetch {
   return async (input, init) => {
     let url = new URL(input instanceof Request ? input.url : String(input));
@@ -37,15 +44,24 @@ export function guardedFetch(allowed: readonly string[], base: typeof fetch = fe
       }
       const res = await base(url, opts);
       const location = res.headers.get("location");
-      if (!REDIRECTS.has(res.status) || location === null || hop === MAX_REDIRECTS) return res;
+      if (!REDIRECTS.has(res.status) || location === null) return res;
       await res.body?.cancel();
-      url = new URL(location, url);
+      if (hop === MAX_REDIRECTS) {
+        throw new TypeError(`HTTP request to "${url}": too many redirects`);
+      }
+      const next = new URL(location, url);
+      const headers = new Headers(opts.headers);
+      if (next.origin !== url.origin) { for (const h of CREDENTIALS) headers.delete(h); }
       const method = (opts.method ?? "GET").toUpperCase();
       // As browsers and Deno's own fetch do: 303 (and 301/302 after a POST) become a GET.
       if ((res.status === 303 && method !== "HEAD") || (res.status <= 302 && method === "POST")) {
         const { body: _body, ...rest } = opts;
-        opts = { ...rest, method: "GET" };
+        for (const h of BODY_HEADERS) headers.delete(h);
+        opts = { ...rest, method: "GET", headers };
+      } else {
+        opts = { ...opts, headers };
       }
+      url = next;
     }
   };
 }

@@ -41,3 +41,41 @@ Deno.test("guardedFetch follows redirects only within allowed_hosts", async () =
   await assert.rejects(() => get("http://a.test:1/away"), /not allowed.*"a\.test:2"/);
   await assert.rejects(() => get("http://a.test:3/"), /not allowed/);
 });
+
+Deno.test("guardedFetch drops credentials when a redirect leaves the origin; stops at 20", async () => {
+  const seen: [string, string | null, string | null][] = [];
+  const base = (input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input);
+    const h = new Headers(init?.headers);
+    seen.push([url, h.get("authorization"), h.get("content-type")]);
+    const to: Record<string, [number, string]> = {
+      "http://a.test:1/x": [307, "/y"],
+      "http://a.test:1/y": [302, "http://a.test:2/z"],
+    };
+    const hop = to[url];
+    return Promise.resolve(
+      hop
+        ? new Response(null, { status: hop[0], headers: { location: hop[1] } })
+        : new Response("done"),
+    );
+  };
+  const get = guardedFetch(["a.test"], base as typeof fetch);
+  await get("http://a.test:1/x", {
+    method: "POST",
+    body: "b",
+    headers: { authorization: "Bearer plugin-secret", "content-type": "application/json" },
+  });
+  assert.deepEqual(seen, [
+    ["http://a.test:1/x", "Bearer plugin-secret", "application/json"],
+    ["http://a.test:1/y", "Bearer plugin-secret", "application/json"], // 307: same origin, body kept
+    ["http://a.test:2/z", null, null], // 302 after a POST to another origin: a bare GET
+  ]);
+  const loop = guardedFetch(
+    ["a.test"],
+    (() =>
+      Promise.resolve(
+        new Response(null, { status: 302, headers: { location: "/again" } }),
+      )) as typeof fetch,
+  );
+  await assert.rejects(() => loop("http://a.test/"), /too many redirects/);
+});
