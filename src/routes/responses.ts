@@ -18,6 +18,7 @@ import type { AppEnv } from "./context.ts";
 import { requestedModel, rewriteCanonical } from "./translated.ts";
 import { unifiedHandler } from "./unified.ts";
 import { send } from "../server/whole.ts";
+import { isObject } from "../schema/openai.ts";
 
 type ResponsesExchange = Extract<ExchangeRequest, { schema: "responses" }>;
 
@@ -205,11 +206,29 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
  */
 function nativeBody(r: ResponsesExchange): Record<string, unknown> {
   if (r.history === null && (r.referenced === null || r.referenced.size === 0)) {
-    return r.body as Record<string, unknown>;
+    return withoutOurFields(r.body as Record<string, unknown>);
   }
   const { previous_response_id: _id, ...rest } = r.body;
   const input = resolvedInput(r.body, r.referenced);
   return { ...rest, input: plainItems([...(r.history ?? []), ...input]) };
+}
+
+/**
+ * The body without what only our translated answers put on items (`extra_content`, a Gemini
+ * thought signature on a `function_call`): a client replaying such output to a native
+ * provider would otherwise send a field that API never issued, and may refuse.
+ */
+function withoutOurFields(body: Record<string, unknown>): Record<string, unknown> {
+  const input = body.input;
+  if (!Array.isArray(input) || !input.some((i) => isObject(i) && "extra_content" in i)) return body;
+  return {
+    ...body,
+    input: input.map((i) => {
+      if (!isObject(i) || !("extra_content" in i)) return i;
+      const { extra_content: _extra, ...rest } = i;
+      return rest;
+    }),
+  };
 }
 
 async function translatedCall(

@@ -88,6 +88,24 @@ providers:
       post({ model: "selfhosted/gpt-oss", input: "x", previous_response_id: "resp_theirs" }),
     );
     assert.equal(JSON.parse(native.requests.at(-1)!.body).previous_response_id, "resp_theirs");
+    // Output a translated answer carried (a Gemini thought signature), replayed by the client:
+    // the native provider never issued extra_content and does not get it.
+    const call = {
+      type: "function_call",
+      call_id: "call_1",
+      name: "f",
+      arguments: "{}",
+      extra_content: { google: { thought_signature: "sig" } },
+    };
+    await gw.request(
+      "/v1/responses",
+      post({
+        model: "selfhosted/gpt-oss",
+        input: [call, { type: "function_call_output", call_id: "call_1", output: "ok" }],
+      }),
+    );
+    const { extra_content: _extra, ...plain } = call;
+    assert.deepEqual(JSON.parse(native.requests.at(-1)!.body).input[0], plain);
   } finally {
     await gw.close();
     await compat.close();
