@@ -194,8 +194,9 @@ export function validateConfig(
       }
       const bad = keyProblem(key);
       if (bad !== null) {
-        // Never the key itself: this line goes to stderr and logs.
-        errors.push(`${at(["providers", name, "keys", i, "key"])}: ${bad}`);
+        // Never the key itself: this line goes to stderr and logs. A disabled provider never
+        // sends its keys: no reason to refuse the config for one.
+        if (p.enabled) errors.push(`${at(["providers", name, "keys", i, "key"])}: ${bad}`);
         return;
       }
       keys.push({ ...k, key, id: k.id ?? `${name}#${i}` });

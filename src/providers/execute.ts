@@ -169,9 +169,10 @@ export async function executeUpstream(
     if (err instanceof GatewayError) throw err;
     const reason = connect ? connectFailure(err) : null;
     // fetch's own wording quotes the offending header, and that header may carry a key.
-    const message = err instanceof TypeError && /header/i.test(err.message)
-      ? "a request header is not a valid HTTP header value"
-      : (err as Error).message ?? String(err);
+    const message =
+      err instanceof TypeError && /\binvalid header\b|\bheader (?:name|value)\b/i.test(err.message)
+        ? "a request header is not a valid HTTP header value"
+        : (err as Error).message ?? String(err);
     if (reason !== null) {
       (fetchFn as TrackedFetch)[RECORDER]?.unreachable(opts.provider, originOf(url), reason);
     }

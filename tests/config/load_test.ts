@@ -218,6 +218,13 @@ Deno.test("parseConfigText(): a key is trimmed; one no header can carry is refus
       return true;
     },
   );
+  // A disabled provider never sends its keys: one no header can carry is not a reason to refuse.
+  const off = parseConfigText(
+    "providers:\n  openai:\n    enabled: false\n    keys:\n      - key: ${K1}\n",
+    env({ K1: "sk-a\nsk-b" }),
+    "k.yaml",
+  );
+  assert.equal(off.config.providers.openai, undefined);
 });
 
 Deno.test("parseConfigText() loads llm-proxy's features.circuit_breaker block unchanged", () => {
