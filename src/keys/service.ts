@@ -233,8 +233,11 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
             },
           };
         }
-        // The name as asked (an alias too) or what it routes to, `provider/model` or bare.
-        if (!matches(record.allowed_models, model)) {
+        // The name as asked (an alias too) or what it routes to, `provider/model` or bare; on
+        // passthrough (`provider` given) the model under the route's provider too.
+        const asked = matches(record.allowed_models, model) ||
+          (provider !== undefined && matches(record.allowed_models, `${provider}/${model}`));
+        if (!asked) {
           kept = kept.filter((t) =>
             matches(record.allowed_models, `${t.provider}/${t.model}`) ||
             matches(record.allowed_models, t.model)

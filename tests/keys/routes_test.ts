@@ -262,3 +262,32 @@ app_keys:
     await gemini.close();
   }
 });
+
+Deno.test("a provider/model allowlist entry allows that model on the provider's passthrough", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured }] }
+app_keys:
+  enabled: true
+  persistence: { enabled: false }
+`);
+  try {
+    const { key } = await createKey(gw, { allowed_models: ["openai/gpt-4o-mini"] });
+    const ask = async (model: string) => {
+      const res = await gw.request("/openai/v1/chat/completions", {
+        method: "POST",
+        headers: { ...bearer(key), "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+      });
+      await res.body?.cancel();
+      return res.status;
+    };
+    assert.equal(await ask("gpt-4o-mini"), 200);
+    assert.equal(await ask("gpt-4o"), 403);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
