@@ -268,7 +268,15 @@ async function run(
     }
     attempts = result.attempts;
   }
-  const out = await relay(ex, native, response, attempts);
+  // An upstream that echoes the credential it got (some do, in a 401) must not hand the
+  // gateway's own key to a client that never had it.
+  const out = await relay(
+    ex,
+    native,
+    response,
+    attempts,
+    inject ? provider.keys.map((k) => k.key) : [],
+  );
   noteAttempts(ex, out.attempts, { provider: provider.name, model: ex.model ?? "" });
   if (rt.stages.post_llm.length > 0) {
     await postLlmObserved(ex, { stream: false, status: response.status }, reached.llm);
@@ -423,6 +431,7 @@ async function relay(
   native: NativeApi,
   res: Response,
   attempts: readonly AttemptRecord[],
+  secrets: readonly string[],
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const contentType = res.headers.get("content-type") ?? "";
   ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
@@ -448,9 +457,12 @@ async function relay(
   const onModel = (model: string) => {
     if (!ex.model) ex.model = model;
   };
-  const read = !ex.stream && res.ok && res.body && /\bjson\b/i.test(contentType)
-    ? await wholeUpTo(res.body, WHOLE_JSON_BYTES)
-    : { body: res.body, whole: false };
+  const source = !res.ok && secrets.length > 0 && res.body
+    ? await withoutSecrets(res.body, secrets)
+    : res.body;
+  const read = !ex.stream && res.ok && source && /\bjson\b/i.test(contentType)
+    ? await wholeUpTo(source, WHOLE_JSON_BYTES)
+    : { body: source, whole: false };
   let sniffed = read.body?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
     null;
   if (sniffed === null) meter.settle("complete");
@@ -475,6 +487,23 @@ async function relay(
     response: new Response(body, { status: res.status, statusText: res.statusText, headers: out }),
     attempts: withUsage,
   };
+}
+
+/** An error body read (up to `ERROR_BYTES`) for the gateway's keys, each replaced. */
+const ERROR_BYTES = 1024 * 1024;
+
+async function withoutSecrets(
+  body: ReadableStream<Uint8Array>,
+  secrets: readonly string[],
+): Promise<ReadableStream<Uint8Array>> {
+  const read = await wholeUpTo(body, ERROR_BYTES);
+  if (!read.whole) return read.body;
+  const bytes = new Uint8Array(await new Response(read.body).arrayBuffer());
+  const text = new TextDecoder().decode(bytes);
+  if (!secrets.some((s) => text.includes(s))) return ReadableStream.from([bytes]);
+  let out = text;
+  for (const s of secrets) out = out.replaceAll(s, "[REDACTED]");
+  return ReadableStream.from([new TextEncoder().encode(out)]);
 }
 
 /**

@@ -477,3 +477,41 @@ features:
     await openai.close();
   }
 });
+
+Deno.test("an upstream error that echoes the gateway's injected key reaches the client redacted", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
+`);
+  try {
+    const echo = (body: string) => ({
+      kind: "json" as const,
+      status: 401,
+      body: {
+        error: { message: `Incorrect API key provided: ${body}.`, type: "invalid_request_error" },
+      },
+    });
+    up.script(echo("sk-configured-openai-0001"));
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody("gpt-4o-mini"),
+    });
+    assert.equal(res.status, 401);
+    const text = await res.text();
+    assert.doesNotMatch(text, /sk-configured-openai-0001/);
+    assert.match(text, /Incorrect API key provided: \[REDACTED\]\./);
+    // The client's own key, echoed back to the client that sent it, is its business.
+    up.script(echo("sk-client-own-0001"));
+    const own = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer sk-client-own-0001" },
+      body: chatBody("gpt-4o-mini"),
+    });
+    assert.match(await own.text(), /sk-client-own-0001/);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
