@@ -470,6 +470,10 @@ async function relay(
     // Read through the sniffer now: usage settles before the response (and its headers) exist.
     const bytes = new Uint8Array(await new Response(sniffed).arrayBuffer());
     sniffed = new Blob([bytes]).stream();
+    // A body that streamed upstream unread named no model; the answer just read does.
+    if (ex.model && !out.has("x-pilotfish-model")) {
+      out.set("x-pilotfish-model", pilotfishHeaders(provider, ex.model, 0)["x-pilotfish-model"]!);
+    }
   }
   // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
   // tell): the bytes are the provider's, there is no event of ours to put in them.

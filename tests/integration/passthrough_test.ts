@@ -515,3 +515,45 @@ providers:
     await up.close();
   }
 });
+
+Deno.test("passthrough headers: the provider's x-request-id kept unless the client sent one; x-pilotfish-model from the answer", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
+`);
+  const call = async (headers: Record<string, string>) => {
+    up.script({ kind: "json", headers: { "x-request-id": "req_oa_123" } });
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: chatBody("gpt-4o-mini"),
+    });
+    await res.body?.cancel();
+    return res.headers.get("x-request-id");
+  };
+  try {
+    assert.equal(await call({}), "req_oa_123");
+    // The body streamed upstream unread; the JSON answer read whole names the model.
+    up.script({ kind: "json" });
+    const named = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody("gpt-4o-mini"),
+    });
+    await named.body?.cancel();
+    assert.ok(named.headers.get("x-pilotfish-model"));
+    assert.equal(await call({ "x-request-id": "client-id-0001" }), "client-id-0001");
+    // Unified routes: ours (the provider's headers are not relayed there).
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody("openai/gpt-4o-mini"),
+    });
+    await res.body?.cancel();
+    assert.match(res.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

@@ -41,7 +41,11 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
       throw err;
     }
     ex.route = c.req.routePath;
-    c.res.headers.set("x-request-id", ex.id);
+    // The client's id is echoed, else ours is set; a provider's own id on a passthrough answer
+    // (OpenAI's `req_…`, which its SDKs report) is kept when the client sent none.
+    if (incoming === ex.id || !c.res.headers.has("x-request-id")) {
+      c.res.headers.set("x-request-id", ex.id);
+    }
     // Time in Pilotfish until the response started, upstream waits excluded.
     const overhead = Math.max(0, rt.clock.now() - ex.started - upstreamMs(ex));
     ex.overheadMs = overhead;
