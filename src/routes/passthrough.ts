@@ -58,6 +58,18 @@ const HOP_BY_HOP = new Set([
 ]);
 const isInternal = (name: string) => name.startsWith("x-pilotfish-") || FLAG_HEADERS.includes(name);
 
+/**
+ * Hop-by-hop for this message: the fixed set, and the fields its `Connection` header names
+ * (RFC 9110 §7.6.1). The set itself when `Connection` names nothing else (the usual case).
+ */
+function hopByHop(headers: Headers): ReadonlySet<string> {
+  const connection = headers.get("connection");
+  if (connection === null) return HOP_BY_HOP;
+  const named = connection.split(",").map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== "" && !HOP_BY_HOP.has(t) && t !== "close");
+  return named.length === 0 ? HOP_BY_HOP : new Set([...HOP_BY_HOP, ...named]);
+}
+
 /** A provider and what it knows about its own native API. */
 interface Located {
   readonly provider: ProviderConfig;
@@ -437,9 +449,10 @@ async function relay(
   ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
   ex.deferEnd = true;
   const out = new Headers();
+  const hop = hopByHop(res.headers);
   res.headers.forEach((value, name) => {
     // content-length: the body is re-chunked on the way out; let the server frame it.
-    if (!HOP_BY_HOP.has(name) && !isInternal(name) && name !== "content-length") {
+    if (!hop.has(name) && !isInternal(name) && name !== "content-length") {
       out.append(name, value);
     }
   });
@@ -620,8 +633,9 @@ function listNative(config: Config, adapters: ReadonlyMap<string, ProviderAdapte
 function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boolean): Headers {
   // The exchange's headers (a pre_http stage may have replaced them).
   const out = new Headers();
+  const hop = hopByHop(incoming);
   incoming.forEach((value, name) => {
-    if (HOP_BY_HOP.has(name) || isInternal(name) || isAppKey(value)) return;
+    if (hop.has(name) || isInternal(name) || isAppKey(value)) return;
     if (CREDENTIAL_HEADERS.includes(name) && (inject || isEmptyCredential(value))) return;
     out.append(name, value);
   });

@@ -557,3 +557,31 @@ providers:
     await up.close();
   }
 });
+
+Deno.test("passthrough drops the headers a Connection header names (RFC 9110 7.6.1; one rule for requests and answers)", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
+`);
+  try {
+    up.script({ kind: "json" });
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        connection: "keep-alive, x-hop-custom",
+        "x-hop-custom": "for-this-hop-only",
+        "x-end-to-end": "kept",
+      },
+      body: chatBody("gpt-4o-mini"),
+    });
+    await res.body?.cancel();
+    const sent = up.requests.at(-1)!.headers;
+    assert.equal(sent.get("x-hop-custom"), null);
+    assert.equal(sent.get("x-end-to-end"), "kept");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
