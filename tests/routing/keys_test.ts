@@ -15,6 +15,8 @@ Deno.test("pickKey() returns null when no key admits the model", () => {
   assert.equal(pickKey([], "gpt-4o", NEVER), null);
   const keys = [key("a", 1, ["gpt-4o"]), key("b", 1, ["gpt-4o-mini"])];
   assert.equal(pickKey(keys, "o3", NEVER), null);
+  // No model named (a passthrough listing): any key, as passthrough without the breaker does.
+  assert.equal(pickKey([key("a", 1, ["gpt-4o"])], "", NEVER)?.id, "a");
 });
 
 Deno.test("pickKey() filters keys by their models allowlist", () => {
