@@ -329,6 +329,27 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
     }
   };
 
+  /** MERGE_OPEN's keys and arguments: an opening made here, written into Redis at `t`. */
+  const mergeOpenOf = (
+    key: string,
+    provider: string,
+    until: number,
+    at: number,
+    t: number,
+  ): [string[], (string | number)[]] => [
+    [k.open(key), k.rollup(provider), k.openKeys, k.rollupProviders, k.closed(key)],
+    [
+      until,
+      openTtl(until, t),
+      at,
+      rollupWindow,
+      key,
+      provider,
+      channel,
+      openEvent(key, provider, until, at, null),
+    ],
+  ];
+
   /** Each dirty key in one script; sent together, so node-redis pipelines them. */
   const writeBack = (redis: RedisCommands) =>
     Promise.all([...dirty].map(async ([key, d]) => {
@@ -341,22 +362,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
           [key, channel, closeEvent(key, d.provider), d.at + timing.cooldownMs, d.at, tombstoneTtl],
         );
       } else if (d.until + timing.cooldownMs > t) { // else it would have aged out already
-        await redis.eval(SCRIPTS.mergeOpen, [
-          k.open(key),
-          k.rollup(d.provider),
-          k.openKeys,
-          k.rollupProviders,
-          k.closed(key),
-        ], [
-          d.until,
-          openTtl(d.until, t),
-          d.at,
-          rollupWindow,
-          key,
-          d.provider,
-          channel,
-          openEvent(key, d.provider, d.until, d.at, null),
-        ]);
+        await redis.eval(SCRIPTS.mergeOpen, ...mergeOpenOf(key, d.provider, d.until, d.at, t));
       }
       // Only now: a failed write-back keeps it for the next attempt, and a newer local
       // transition of the same key made meanwhile stays dirty.
@@ -410,22 +416,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
 
   /** An opening made here and not by Redis' count, merged into Redis (dirty if it fails). */
   const pushOpen = async (key: string, provider: string, until: number, at: number) => {
-    const res = await call(SCRIPTS.mergeOpen, [
-      k.open(key),
-      k.rollup(provider),
-      k.openKeys,
-      k.rollupProviders,
-      k.closed(key),
-    ], [
-      until,
-      openTtl(until, at),
-      at,
-      rollupWindow,
-      key,
-      provider,
-      channel,
-      openEvent(key, provider, until, at, null),
-    ]);
+    const res = await call(SCRIPTS.mergeOpen, ...mergeOpenOf(key, provider, until, at, at));
     if (!res.ok) dirty.set(key, { kind: "open", provider, until, at });
   };
 
