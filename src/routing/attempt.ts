@@ -3,7 +3,12 @@ import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
 import { withUpstreamTrace } from "../providers/execute.ts";
 import { scheduleDeadline } from "../providers/deadline.ts";
-import { type GateFormat, type GateSchedule, gateStream } from "../streaming/gate.ts";
+import {
+  type GateFormat,
+  type GateSchedule,
+  gateStream,
+  noContentWithin,
+} from "../streaming/gate.ts";
 import { noUsage } from "../streaming/usage.ts";
 import { pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
@@ -257,11 +262,7 @@ export async function attempt(
       if (headersMs === null || !(err instanceof GatewayError) || err.code !== "upstream_timeout") {
         throw err;
       }
-      throw new GatewayError(
-        "upstream_timeout",
-        `Provider "${target.provider}" sent no content within ${headersMs} ms (routing.failover.first_chunk_timeout)`,
-        { provider: target.provider },
-      );
+      throw noContentWithin(target.provider, headersMs);
     }
     if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
     // The stream gate: nothing is committed before the first content arrived.

@@ -47,6 +47,15 @@ export interface GateOptions {
 }
 
 /** An idle stream ended by the gate (the access log's outcome `idle_timeout`). */
+/** `first_chunk_timeout` passed with no content (before or after the upstream's headers). */
+export function noContentWithin(provider: string, ms: number): GatewayError {
+  return new GatewayError(
+    "upstream_timeout",
+    `Provider "${provider}" sent no content within ${ms} ms (routing.failover.first_chunk_timeout)`,
+    { provider },
+  );
+}
+
 export class StreamIdleTimeout extends GatewayError {
   constructor(provider: string, ms: number) {
     super(
@@ -144,14 +153,10 @@ export async function gateStream<T>(
     }
     if (opts.firstChunkMs !== undefined) {
       const ms = opts.firstChunkMs;
-      cancelTimer = opts.schedule(Math.max(0, ms), () =>
-        reject(
-          new GatewayError(
-            "upstream_timeout",
-            `Provider "${opts.provider}" sent no content within ${ms} ms (routing.failover.first_chunk_timeout)`,
-            { provider: opts.provider },
-          ),
-        ));
+      cancelTimer = opts.schedule(
+        Math.max(0, ms),
+        () => reject(noContentWithin(opts.provider, ms)),
+      );
     }
   });
   stopped.catch(() => {}); // settled or never will be: no unhandled rejection either way

@@ -46,16 +46,16 @@ export function createUsageSniffer(
   onModel?: (model: string) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
   let named = onModel === undefined;
+  /** The answer's model, once: from a parsed object, an event's text or a JSON body's head. */
+  const name = (model: string | null | undefined) => {
+    if (named || model === null || model === undefined) return;
+    named = true;
+    onModel?.(model);
+  };
   const absorb = (value: unknown) => {
     const u = shapes.usage(value);
     if (u) meter.report(u);
-    if (!named) {
-      const m = modelOf(value);
-      if (m !== null) {
-        named = true;
-        onModel?.(m);
-      }
-    }
+    if (!named) name(modelOf(value));
   };
   const end = (how: "complete" | "cut") => meter.settle(how);
   const framed = shapes.frames?.(contentType, absorb, end);
@@ -70,13 +70,7 @@ export function createUsageSniffer(
         }
         // The model names the price when the request's body streamed upstream unread; a
         // stream without usage events names it in its chunks.
-        if (!named) {
-          const m = MODEL_KEY.exec(data);
-          if (m) {
-            named = true;
-            onModel?.(m[1] as string);
-          }
-        }
+        if (!named) name(MODEL_KEY.exec(data)?.[1]);
         if (!USAGE_HINT.test(data)) return;
         try {
           absorb(JSON.parse(data));
@@ -98,11 +92,7 @@ export function createUsageSniffer(
       if (!json) return;
       if (!named && head.length < HEAD_CHARS) {
         head += new TextDecoder().decode(chunk.subarray(0, HEAD_CHARS));
-        const m = MODEL_KEY.exec(head);
-        if (m) {
-          named = true;
-          onModel?.(m[1] as string);
-        }
+        name(MODEL_KEY.exec(head)?.[1]);
       }
       const joined = new Uint8Array(Math.min(TAIL_BYTES, tail.byteLength + chunk.byteLength));
       const fromChunk = Math.min(chunk.byteLength, joined.byteLength);
