@@ -23,6 +23,7 @@ import { createResponsesStore } from "./responses_store/mod.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
+import { settleEnds } from "./pipeline/exchange.ts";
 import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
 import { pluginProblems } from "./plugins/mod.ts";
@@ -204,7 +205,12 @@ async function main(): Promise<number> {
   const control = createControl({ current: () => runtime, reload });
 
   let isReady = false;
-  const app = createApp({ runtime: () => runtime, isReady: () => isReady, control });
+  const app = createApp({
+    runtime: () => runtime,
+    isReady: () => isReady,
+    control,
+    endsAfterResponse: true,
+  });
   const listeners = await startListeners(
     (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }),
     runtime.config.server,
@@ -247,6 +253,7 @@ async function main(): Promise<number> {
       ),
     );
   });
+  settleEnds(); // the last answers' ends, before their generation is disposed
   runtime.retire();
   await runtime.dispose();
   await deps.breakerStore.close();
