@@ -16,21 +16,30 @@ export interface StoredResponse {
   readonly response: ResponsesObject;
   /** Every item up to and including this response's output, oldest first. */
   readonly items: readonly ResponsesItem[];
+  /**
+   * The id of the app key that created it: only that key reads, continues or deletes it
+   * (OpenAI keeps a response inside its project). Absent when no app key was presented.
+   */
+  readonly owner?: string;
 }
+
+/** Who asks: an app key's id, or null for a request without one. */
+export type Owner = string | null;
 
 export interface ResponsesStore {
   readonly backend: "memory" | "redis";
   /** False while calls would fail (Redis away or still connecting). */
   available(): boolean;
-  get(id: string): Promise<StoredResponse | null>;
+  /** The record, when `owner` created it (else null, as if it were not kept). */
+  get(id: string, owner: Owner): Promise<StoredResponse | null>;
   /**
-   * An output item of a kept response, by its own id (`msg_…`, `fc_…`): what a client's
-   * `item_reference` points at (the AI SDK sends them instead of repeating earlier turns).
+   * An output item of a kept response of `owner`'s, by its own id (`msg_…`, `fc_…`): what a
+   * client's `item_reference` points at (the AI SDK sends them instead of repeating turns).
    */
-  getItem(id: string): Promise<ResponsesItem | null>;
+  getItem(id: string, owner: Owner): Promise<ResponsesItem | null>;
   put(record: StoredResponse): Promise<void>;
-  /** True when the id was stored. */
-  delete(id: string): Promise<boolean>;
+  /** True when the id was stored by `owner` (and is now gone). */
+  delete(id: string, owner: Owner): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -47,7 +56,10 @@ export interface MemoryResponsesOptions {
  * what the bound counts), most recently used last in the Map's order.
  */
 export function createMemoryResponsesStore(opts: MemoryResponsesOptions): ResponsesStore {
-  const entries = new Map<string, { text: string; expires: number; items: string[] }>();
+  const entries = new Map<
+    string,
+    { text: string; expires: number; items: string[]; owner: Owner }
+  >();
   /** Output item id → the response holding it. */
   const owners = new Map<string, string>();
   let bytes = 0;
@@ -59,9 +71,9 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
     bytes -= e.text.length;
     return true;
   };
-  const get = (id: string): StoredResponse | null => {
+  const get = (id: string, owner: Owner): StoredResponse | null => {
     const e = entries.get(id);
-    if (e === undefined) return null;
+    if (e === undefined || e.owner !== owner) return null;
     if (e.expires <= opts.now()) {
       drop(id);
       return null;
@@ -73,10 +85,10 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
   return {
     backend: "memory",
     available: () => true,
-    get: (id) => Promise.resolve(get(id)),
-    getItem(id) {
-      const owner = owners.get(id);
-      const record = owner === undefined ? null : get(owner);
+    get: (id, owner) => Promise.resolve(get(id, owner)),
+    getItem(id, owner) {
+      const holder = owners.get(id);
+      const record = holder === undefined ? null : get(holder, owner);
       return Promise.resolve(record === null ? null : findItem(record, id));
     },
     put(record) {
@@ -90,12 +102,12 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
         drop(oldest);
       }
       const items = itemIds(record);
-      entries.set(id, { text, expires: opts.now() + opts.ttlMs, items });
+      entries.set(id, { text, expires: opts.now() + opts.ttlMs, items, owner: ownerOf(record) });
       for (const item of items) owners.set(item, id);
       bytes += text.length;
       return Promise.resolve();
     },
-    delete: (id) => Promise.resolve(drop(id)),
+    delete: (id, owner) => Promise.resolve(entries.get(id)?.owner === owner && drop(id)),
     close() {
       entries.clear();
       owners.clear();
@@ -115,6 +127,10 @@ function itemIds(record: StoredResponse): string[] {
   return out;
 }
 
+function ownerOf(record: StoredResponse): Owner {
+  return record.owner ?? null;
+}
+
 function findItem(record: StoredResponse, id: string): ResponsesItem | null {
   return record.response.output.find((item) => item.id === id) ?? null;
 }
@@ -125,17 +141,18 @@ export function createStateResponsesStore(
   ttlMs: number,
   close: () => Promise<void> = () => Promise.resolve(),
 ): ResponsesStore {
-  const get = async (id: string): Promise<StoredResponse | null> => {
+  const get = async (id: string, owner: Owner): Promise<StoredResponse | null> => {
     const text = await state.get(PREFIX + id);
-    return text === null ? null : JSON.parse(text) as StoredResponse;
+    const record = text === null ? null : JSON.parse(text) as StoredResponse;
+    return record !== null && ownerOf(record) === owner ? record : null;
   };
   return {
     backend: "redis",
     available: () => state.available(),
     get,
-    async getItem(id) {
-      const owner = await state.get(ITEM_PREFIX + id);
-      const record = owner === null ? null : await get(owner);
+    async getItem(id, owner) {
+      const holder = await state.get(ITEM_PREFIX + id);
+      const record = holder === null ? null : await get(holder, owner);
       return record === null ? null : findItem(record, id);
     },
     async put(record) {
@@ -145,11 +162,10 @@ export function createStateResponsesStore(
         await state.set(ITEM_PREFIX + item, record.response.id, opts);
       }
     },
-    async delete(id) {
-      const record = await get(id);
-      for (const item of record === null ? [] : itemIds(record)) {
-        await state.del(ITEM_PREFIX + item);
-      }
+    async delete(id, owner) {
+      const record = await get(id, owner);
+      if (record === null) return false;
+      for (const item of itemIds(record)) await state.del(ITEM_PREFIX + item);
       return await state.del(PREFIX + id);
     },
     close,

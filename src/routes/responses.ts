@@ -69,7 +69,11 @@ function lookup<T>(ex: Exchange, pending: Promise<T>, what: string): Promise<T> 
 
 /** Load the stored conversation of `previous_response_id`, if the gateway kept it. */
 export async function loadHistory(ex: Exchange, id: string): Promise<ResponsesItem[] | null> {
-  const stored = await lookup(ex, ex.runtime.responses.get(id), "previous_response_id");
+  const stored = await lookup(
+    ex,
+    ex.runtime.responses.get(id, ex.principal.appKey ?? null),
+    "previous_response_id",
+  );
   return stored === null ? null : [...stored.items];
 }
 
@@ -89,7 +93,11 @@ export async function loadReferences(
   if (ids.size === 0) return null;
   const found = new Map<string, ResponsesItem>();
   for (const id of ids) {
-    const item = await lookup(ex, ex.runtime.responses.getItem(id), "item_reference");
+    const item = await lookup(
+      ex,
+      ex.runtime.responses.getItem(id, ex.principal.appKey ?? null),
+      "item_reference",
+    );
     if (item !== null) found.set(id, item);
   }
   return found;
@@ -262,7 +270,7 @@ export async function getResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
-  const stored = await ex.runtime.responses.get(id);
+  const stored = await ex.runtime.responses.get(id, ex.principal.appKey ?? null);
   if (stored !== null) return send(c, "json", stored.response);
   return await relayStored(ex, "GET", id, c.req.raw.signal);
 }
@@ -272,7 +280,7 @@ export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
-  if (await ex.runtime.responses.delete(id)) {
+  if (await ex.runtime.responses.delete(id, ex.principal.appKey ?? null)) {
     return send(c, "json", { id, object: "response", deleted: true });
   }
   return await relayStored(ex, "DELETE", id, c.req.raw.signal);

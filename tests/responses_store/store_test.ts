@@ -39,43 +39,43 @@ Deno.test("memory responses store: LRU by bytes, TTL, delete", async (t) => {
   await t.step("the least recently used record goes first when the bytes run out", async () => {
     await store.put(record("resp_a"));
     await store.put(record("resp_b"));
-    assert.ok(await store.get("resp_a")); // a is now the most recent
+    assert.ok(await store.get("resp_a", null)); // a is now the most recent
     await store.put(record("resp_c"));
-    assert.equal(await store.get("resp_b"), null);
-    assert.equal((await store.get("resp_a"))?.response.id, "resp_a");
-    assert.equal((await store.get("resp_c"))?.response.id, "resp_c");
+    assert.equal(await store.get("resp_b", null), null);
+    assert.equal((await store.get("resp_a", null))?.response.id, "resp_a");
+    assert.equal((await store.get("resp_c", null))?.response.id, "resp_c");
   });
   await t.step("output items are found by their own id while their response is kept", async () => {
-    assert.equal((await store.getItem("msg_of_resp_a"))?.id, "msg_of_resp_a");
-    assert.equal(await store.getItem("msg_of_resp_b"), null, "evicted with its response");
-    assert.equal(await store.getItem("msg_unknown"), null);
+    assert.equal((await store.getItem("msg_of_resp_a", null))?.id, "msg_of_resp_a");
+    assert.equal(await store.getItem("msg_of_resp_b", null), null, "evicted with its response");
+    assert.equal(await store.getItem("msg_unknown", null), null);
   });
   await t.step(
     "a record larger than the whole budget is not kept (and evicts nothing)",
     async () => {
       await store.put(record("resp_big", "y".repeat(one * 3)));
-      assert.equal(await store.get("resp_big"), null);
-      assert.ok(await store.get("resp_a"));
+      assert.equal(await store.get("resp_big", null), null);
+      assert.ok(await store.get("resp_a", null));
     },
   );
   await t.step("records expire after the TTL", async () => {
     now += 60_000;
-    assert.equal(await store.get("resp_a"), null);
+    assert.equal(await store.get("resp_a", null), null);
     await store.put(record("resp_d"));
-    assert.ok(await store.get("resp_d"));
+    assert.ok(await store.get("resp_d", null));
   });
   await t.step("delete says whether the id was kept", async () => {
-    assert.equal(await store.delete("resp_d"), true);
-    assert.equal(await store.delete("resp_d"), false);
-    assert.equal(await store.get("resp_d"), null);
+    assert.equal(await store.delete("resp_d", null), true);
+    assert.equal(await store.delete("resp_d", null), false);
+    assert.equal(await store.get("resp_d", null), null);
   });
   await t.step(
     "a stored record is a copy: changing what get() returned changes nothing",
     async () => {
       await store.put(record("resp_e"));
-      const got = await store.get("resp_e");
+      const got = await store.get("resp_e", null);
       (got!.items as unknown[]).length = 0;
-      assert.equal((await store.get("resp_e"))?.items.length, 1);
+      assert.equal((await store.get("resp_e", null))?.items.length, 1);
     },
   );
 });
@@ -133,9 +133,9 @@ providers:
     assert.ok(ttl > 7_100_000 && ttl <= 7_200_000, `ttl ${ttl}`);
     assert.equal((await sdkB.responses.retrieve(first.id)).id, first.id);
     const itemId = first.output[0]!.id!;
-    assert.equal((await storeB.getItem(itemId))?.id, itemId);
+    assert.equal((await storeB.getItem(itemId, null))?.id, itemId);
     await sdkB.responses.delete(first.id);
-    assert.equal(await storeA.get(first.id), null);
+    assert.equal(await storeA.get(first.id, null), null);
     assert.equal(await client.exists(`pilotfish:state:responses:item:${itemId}`), 0);
   } finally {
     await client.quit();

@@ -57,7 +57,10 @@ export function encodeResponses(
       ...resolvedInput(request, referenced),
       ...response.output,
     ];
-    ex.runtime.responses.put({ response, items }).catch((error: unknown) =>
+    const owner = ex.principal.appKey;
+    ex.runtime.responses.put({ response, items, ...(owner ? { owner } : {}) }).catch((
+      error: unknown,
+    ) =>
       ex.runtime.logger.warn("responses store: could not keep a response", {
         request_id: ex.id,
         response_id: response.id,

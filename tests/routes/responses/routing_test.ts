@@ -449,3 +449,79 @@ providers:
     await native.close();
   }
 });
+
+Deno.test("a kept response belongs to the app key that made it: another key cannot read, continue or delete it", async () => {
+  const up = startFakeUpstream();
+  const dir = await Deno.makeTempDir({ prefix: "pf-owner-" });
+  const gw = startGateway(`
+state: { path: "${dir}/state.db" }
+providers:
+  compat: { base_url: "${up.url}/v1", keys: [{ key: sk-compat-0001 }] }
+app_keys:
+  keys:
+    - { key: pf_tenant_alpha_key_0001 }
+    - { key: pf_tenant_beta_key_00002 }
+`);
+  const as = (key: string | null, init: RequestInit = {}): RequestInit => ({
+    ...init,
+    headers: {
+      "content-type": "application/json",
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+    },
+  });
+  const ALPHA = "pf_tenant_alpha_key_0001";
+  const BETA = "pf_tenant_beta_key_00002";
+  try {
+    const made = await gw.request(
+      "/v1/responses",
+      as(ALPHA, {
+        method: "POST",
+        body: JSON.stringify({ model: "compat/m", input: "secret 1234" }),
+      }),
+    );
+    assert.equal(made.status, 200);
+    const { id, output } = await made.json();
+    const sent = up.requests.length;
+    for (const key of [BETA, null]) {
+      const read = await gw.request(`/v1/responses/${id}`, as(key));
+      assert.equal(read.status, 404, `GET as ${key}`);
+      assert.equal((await read.json()).error.type, "not_found_error");
+      const next = await gw.request(
+        "/v1/responses",
+        as(key, {
+          method: "POST",
+          body: JSON.stringify({ model: "compat/m", input: "go on", previous_response_id: id }),
+        }),
+      );
+      assert.equal(next.status, 400, `previous_response_id as ${key}`);
+      assert.equal((await next.json()).error.code, "previous_response_not_found");
+      const ref = await gw.request(
+        "/v1/responses",
+        as(key, {
+          method: "POST",
+          body: JSON.stringify({
+            model: "compat/m",
+            input: [{ type: "item_reference", id: output[0].id }, { role: "user", content: "x" }],
+          }),
+        }),
+      );
+      await ref.body?.cancel();
+      assert.ok(
+        !up.requests.slice(sent).some((r) => r.body.includes("Hello from upstream")),
+        `item_reference as ${key} did not resolve alpha's item`,
+      );
+      const del = await gw.request(`/v1/responses/${id}`, as(key, { method: "DELETE" }));
+      assert.equal(del.status, 404, `DELETE as ${key}`);
+      await del.body?.cancel();
+    }
+    const mine = await gw.request(`/v1/responses/${id}`, as(ALPHA));
+    assert.equal(mine.status, 200, "still there for its owner");
+    assert.equal((await mine.json()).id, id);
+    const gone = await gw.request(`/v1/responses/${id}`, as(ALPHA, { method: "DELETE" }));
+    assert.equal((await gone.json()).deleted, true);
+  } finally {
+    await gw.close();
+    await up.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
