@@ -317,7 +317,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       // force_transient_recover's one retry is free: it holds even with no retry budget.
       const wait = backoffMs(0, policy, deps.random);
       trail.retry(terminal(primary, "retry", "test mode"), wait);
-      await abortableSleep(wait, req.signal);
+      if (!await pause(wait, req.signal)) break;
       continue;
     }
     if (made >= maxAttempts) {
@@ -355,7 +355,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       if (deps.now() + wait < deadline) {
         trail.retry(terminal(primary, "retry", reasonOf(err)), wait);
         retries++;
-        await abortableSleep(wait, req.signal);
+        if (!await pause(wait, req.signal)) break;
         continue;
       }
     }
@@ -384,6 +384,14 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     attempts,
     lastTarget,
   );
+}
+
+/**
+ * The backoff before a retry: false when the client left meanwhile (no retry then, and the
+ * failure so far is the answer nobody reads, never an error of the gateway's own).
+ */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  return abortableSleep(ms, signal).then(() => true, () => false);
 }
 
 /** A failure pushes the target's latency EWMA up so least-latency prefers others. */

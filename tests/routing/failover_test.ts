@@ -11,6 +11,8 @@ import {
 } from "../../src/routing/mod.ts";
 import { breakerTiming, createBreaker, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
 import { noUsage } from "../../src/streaming/mod.ts";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startGateway } from "../helpers/in_process.ts";
 
 const SANITIZE = { sanitizeOps: true, sanitizeResources: true };
 const enc = new TextEncoder();
@@ -810,3 +812,49 @@ Deno.test(
     assert.equal(r.target?.provider, "a");
   },
 );
+
+Deno.test("a client that leaves during a retry's backoff: no retry, no error of the gateway's own, logged as client_abort", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${upstream.url}/v1", keys: [{ key: sk-up-0001 }] }
+routing:
+  failover: { max_retries: 2, backoff: { initial: 10s, max: 10s } }
+`);
+  try {
+    upstream.script({
+      kind: "json",
+      status: 429,
+      headers: { "retry-after": "5" },
+      body: { error: { message: "slow down" } },
+    });
+    const client = new AbortController();
+    const pending = gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        messages: [{ role: "user", content: "hi" }],
+      }),
+      signal: client.signal,
+    });
+    // Left once the gateway is waiting to retry.
+    const waiting = Promise.withResolvers<void>();
+    gw.runtime.events.subscribe(() => waiting.resolve(), ["retry"]);
+    await waiting.promise;
+    client.abort();
+    const res = await pending;
+    assert.equal(res.status, 429, "the failure so far, not a 500 of the gateway's own");
+    await res.body?.cancel();
+    assert.equal(upstream.requests.length, 1, "no retry for a client that left");
+    const lines = gw.logs.map((l) => JSON.parse(l));
+    assert.ok(!lines.some((l) => l.msg === "unhandled error"), gw.logText());
+    const line = lines.find((l) => l.msg === "request");
+    assert.equal(line?.outcome, "client_abort");
+    assert.equal(line?.status, 429);
+    assert.equal(line?.attempts?.[0]?.outcome, "retry");
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});

@@ -58,7 +58,7 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
     bytes: res.bytes,
     ...(hasKeys(ex.metadata) ? { metadata: ex.metadata } : {}),
   };
-  if (deferred) {
+  if (deferred || res.outcome !== "complete") {
     line.outcome = res.outcome;
     if (res.error !== undefined && failed) line.error = describe(res.error);
   } else if (res.handlerError !== undefined) {

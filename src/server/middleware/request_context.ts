@@ -96,7 +96,8 @@ export function requestContext(
     end(ex, {
       status,
       bytes,
-      outcome: "complete",
+      // A client that left before its answer (e.g. during a retry's backoff) never read it.
+      outcome: c.req.raw.signal.aborted ? "client_abort" : "complete",
       ...(c.error ? { handlerError: c.error } : {}),
     });
   };
