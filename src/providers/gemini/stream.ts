@@ -118,10 +118,11 @@ export function createGeminiStreamTransformer(
     },
     flush(controller) {
       if (writer === null) throw broken("ended before sending any event");
-      // OpenAI clients wait for a finish_reason; never end without one.
-      if (!finished) send(controller, chunk({}, toolCalls > 0 ? "tool_calls" : "stop"));
       const final = toOpenAIUsage(usage);
       if (usage !== undefined) ctx.onUsage(final);
+      // Gemini's last chunk names a finishReason: a stream without one was cut short, and
+      // making one up would pass a truncated answer off as complete.
+      if (!finished) throw broken("ended before a finishReason");
       if (ctx.includeUsage) send(controller, writer.usage(final));
     },
   });
