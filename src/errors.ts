@@ -64,6 +64,11 @@ export interface GatewayErrorInfo {
   upstreamHeaders?: Record<string, string>;
   /** Native passthrough: the untouched upstream reply, relayed if this error is the last. */
   response?: Response;
+  /**
+   * A stream's failure the client already got in its own format (the upstream's error event,
+   * relayed as it came): it ends the stream and is logged, and nothing more is sent.
+   */
+  told?: boolean;
   cause?: unknown;
 }
 

@@ -155,7 +155,9 @@ export function relayStream<T>(
         result = await read();
         // A cut cancels the source, which ends a pending read as if the source were done.
         if (cutReason !== null) throw (cutReason as { reason: unknown }).reason;
-      } catch (error) {
+      } catch (thrown) {
+        // A cut wins over what the cancelled source made of its sudden end.
+        const error = cutReason !== null ? cutReason.reason : thrown;
         const ending = { outcome: failureOutcome(error), error };
         // As nested wrappers would: the innermost observer that renders the failure turns it
         // into bytes, which the observers outside it see as a chunk; without one, it errors.

@@ -9,7 +9,10 @@ import { relayStream } from "./observe.ts";
 import { Slot } from "../slot.ts";
 import { type ChunkReader, chunkReader, DONE } from "./reader.ts";
 
-/** A transform whose steps are synchronous; `enqueue` may be called any number of times. */
+/**
+ * A transform whose steps are synchronous; `enqueue` may be called any number of times. A
+ * step that throws fails the stream after what it enqueued before throwing.
+ */
 export interface SyncTransformer<I, O> {
   transform(chunk: I, enqueue: (out: O) => void): void;
   /** After the source's last chunk. */
@@ -25,6 +28,8 @@ class TransformingReader<I, O> implements ChunkReader<O> {
   #queue: O[] = [];
   #next = 0;
   #done = false;
+  /** A transform or flush failure: raised once what the transformer emitted before it is read. */
+  #failure: { readonly error: unknown } | null = null;
   readonly #push = (out: O) => {
     this.#queue.push(out);
   };
@@ -47,19 +52,25 @@ class TransformingReader<I, O> implements ChunkReader<O> {
       }
       if (result.done) {
         this.#done = true;
-        this.#t.flush?.(this.#push);
+        try {
+          this.#t.flush?.(this.#push);
+        } catch (err) {
+          this.#failure = { error: err };
+        }
         break;
       }
       try {
         this.#t.transform(result.value, this.#push);
       } catch (err) {
         this.#reader.cancel(err).catch(() => {});
-        throw err;
+        this.#done = true;
+        this.#failure = { error: err };
       }
     }
     if (this.#next < this.#queue.length) {
       return { done: false, value: this.#queue[this.#next++] as O };
     }
+    if (this.#failure !== null) throw this.#failure.error;
     return DONE;
   }
 

@@ -1,3 +1,4 @@
+import { GatewayError } from "../errors.ts";
 import type { OpenAIUsage } from "../schema/openai.ts";
 import { type SyncTransformer, toTransformStream } from "./pull.ts";
 import { createSseDataReader, sseTap } from "./sse.ts";
@@ -10,6 +11,64 @@ const CONTENT = /"content"\s*:\s*"((?:[^"\\]|\\.)*)"/g;
 const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
 /** Text that ends where an event ends (and does not end inside a "\r\n"). */
 const WHOLE_EVENTS = /(?:\n\n|\r\n\r\n)$/;
+/** `[DONE]`, or a `finish_reason` that is a string (not null): the stream got to its end. */
+const FINISHED = /data:\s*\[DONE\]|"finish_reason"\s*:\s*"/;
+/** Perhaps an upstream's error event (`data: {"error": {…}}`): confirmed by parsing. */
+const MAYBE_ERROR = /"error"\s*:\s*[{"]/;
+
+/**
+ * How a relayed OpenAI stream ends. One that stops without `[DONE]` or a finish reason was
+ * cut short, and one that carried the upstream's error event failed: both fail at the end
+ * (the first gets an error event in the client's format from the route, the second already
+ * has one), so neither reaches the client, the log or the meter as a complete answer. A
+ * decoded stream fails sooner, where its decoder reads the error event.
+ */
+class OpenAIStreamEnd {
+  #finished = false;
+  /** The upstream's error event, when one went by: its `type`, if it had one. */
+  #failed: { readonly type: string | undefined } | null = null;
+  constructor(readonly provider: string) {}
+
+  /** Whole events' text (a chunk without a possible error event). */
+  scan(text: string): void {
+    if (!this.#finished && FINISHED.test(text)) this.#finished = true;
+  }
+
+  /** One event's data. */
+  event(data: string): void {
+    if (data === "[DONE]" || FINISHED.test(data)) this.#finished = true;
+    if (this.#failed !== null || !MAYBE_ERROR.test(data)) return;
+    let error: unknown;
+    try {
+      error = (JSON.parse(data) as { error?: unknown })?.error;
+    } catch {
+      return; // not JSON: not ours to judge
+    }
+    if (error === undefined || error === null) return;
+    const type = typeof error === "object" ? (error as { type?: unknown }).type : undefined;
+    this.#failed = { type: typeof type === "string" ? type : undefined };
+  }
+
+  /** At the end of the source: settles the meter; throws unless the stream completed. */
+  end(meter: UsageMeter): void {
+    if (this.#failed === null && this.#finished) return meter.settle("complete");
+    meter.settle("cut");
+    const provider = this.provider;
+    if (this.#failed !== null) {
+      const type = this.#failed.type;
+      throw new GatewayError(
+        "upstream_error",
+        `Stream from provider "${provider}" failed: it sent an error event`,
+        { provider, told: true, ...(type !== undefined ? { upstreamType: type } : {}) },
+      );
+    }
+    throw new GatewayError(
+      "upstream_error",
+      `Stream from provider "${provider}" ended before it was complete`,
+      { provider },
+    );
+  }
+}
 
 /** Every delta text in `text` (events without usage; one per choice), counted for the estimate. */
 function countContent(text: string, meter: UsageMeter): void {
@@ -48,22 +107,30 @@ function readEvent(data: string, meter: UsageMeter): boolean {
  * From the first chunk that is not (the usage chunk, an event split across reads) on, every
  * event is read whole (`sseTap`).
  */
-export function openAIUsageTap(meter: UsageMeter): SyncTransformer<Uint8Array, Uint8Array> {
+export function openAIUsageTap(
+  meter: UsageMeter,
+  provider: string,
+): SyncTransformer<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
+  const ending = new OpenAIStreamEnd(provider);
   let events: SyncTransformer<Uint8Array, Uint8Array> | null = null;
   return {
     transform(chunk, enqueue) {
       if (events === null) {
         // Whole events end in a line break: such a chunk never ends inside a character.
         const text = decoder.decode(chunk);
-        if (WHOLE_EVENTS.test(text) && !HAS_USAGE.test(text)) {
+        if (WHOLE_EVENTS.test(text) && !HAS_USAGE.test(text) && !MAYBE_ERROR.test(text)) {
           enqueue(chunk);
           countContent(text, meter);
+          ending.scan(text);
           return;
         }
         events = sseTap(
-          (data) => void readEvent(data, meter),
-          () => meter.settle("complete"),
+          (data) => {
+            readEvent(data, meter);
+            ending.event(data);
+          },
+          () => ending.end(meter),
           () => meter.settle("cut"),
         );
       }
@@ -71,7 +138,7 @@ export function openAIUsageTap(meter: UsageMeter): SyncTransformer<Uint8Array, U
     },
     flush(enqueue) {
       if (events !== null) events.flush?.(enqueue);
-      else meter.settle("complete");
+      else ending.end(meter);
     },
     cancel(reason) {
       if (events !== null) events.cancel?.(reason);
@@ -81,8 +148,11 @@ export function openAIUsageTap(meter: UsageMeter): SyncTransformer<Uint8Array, U
 }
 
 /** `openAIUsageTap` as a `TransformStream`. */
-export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Array, Uint8Array> {
-  return toTransformStream(openAIUsageTap(meter));
+export function createOpenAIUsageTap(
+  meter: UsageMeter,
+  provider: string,
+): TransformStream<Uint8Array, Uint8Array> {
+  return toTransformStream(openAIUsageTap(meter, provider));
 }
 
 /**
@@ -92,15 +162,21 @@ export function createOpenAIUsageTap(meter: UsageMeter): TransformStream<Uint8Ar
  * each completes. A chunk of whole events without a usage object (nearly every chunk) goes
  * out as the bytes that came: nothing is re-encoded.
  */
-export function openAIUsageStrip(meter: UsageMeter): SyncTransformer<Uint8Array, Uint8Array> {
+export function openAIUsageStrip(
+  meter: UsageMeter,
+  provider: string,
+): SyncTransformer<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
   const read = createSseDataReader();
+  const ending = new OpenAIStreamEnd(provider);
   let pending = "";
   const forward = (event: string, enqueue: (out: Uint8Array) => void) => {
     let usageOnly = false;
-    for (const data of read(event, true)) usageOnly = readEvent(data, meter) || usageOnly;
+    const data = read(event, true);
+    for (const d of data) usageOnly = readEvent(d, meter) || usageOnly;
     if (!usageOnly) enqueue(encoder.encode(event));
+    for (const d of data) ending.event(d);
   };
   const drain = (enqueue: (out: Uint8Array) => void) => {
     for (let m = EVENT_END.exec(pending); m !== null; m = EVENT_END.exec(pending)) {
@@ -112,9 +188,13 @@ export function openAIUsageStrip(meter: UsageMeter): SyncTransformer<Uint8Array,
   return {
     transform(chunk, enqueue) {
       const text = decoder.decode(chunk, { stream: true });
-      if (pending === "" && WHOLE_EVENTS.test(text) && !HAS_USAGE.test(text)) {
+      if (
+        pending === "" && WHOLE_EVENTS.test(text) && !HAS_USAGE.test(text) &&
+        !MAYBE_ERROR.test(text)
+      ) {
         countContent(text, meter);
         enqueue(chunk);
+        ending.scan(text);
         return;
       }
       pending += text;
@@ -124,7 +204,7 @@ export function openAIUsageStrip(meter: UsageMeter): SyncTransformer<Uint8Array,
       pending += decoder.decode();
       drain(enqueue);
       if (pending !== "") forward(pending, enqueue);
-      meter.settle("complete");
+      ending.end(meter);
     },
     cancel() {
       meter.settle("cut");
@@ -135,8 +215,9 @@ export function openAIUsageStrip(meter: UsageMeter): SyncTransformer<Uint8Array,
 /** `openAIUsageStrip` as a `TransformStream`. */
 export function createOpenAIUsageStrip(
   meter: UsageMeter,
+  provider: string,
 ): TransformStream<Uint8Array, Uint8Array> {
-  return toTransformStream(openAIUsageStrip(meter));
+  return toTransformStream(openAIUsageStrip(meter, provider));
 }
 
 const TAIL_BYTES = 2048;

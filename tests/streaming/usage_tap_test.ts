@@ -4,10 +4,14 @@ import {
   createOpenAIUsageTap,
   createUsageMeter,
   findOpenAIUsage,
+  openAIUsageStrip,
+  openAIUsageTap,
+  pullThrough,
   readOpenAIUsage,
   usageNow,
 } from "../../src/streaming/mod.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../helpers/chunk.ts";
+import type { GatewayError } from "../../src/errors.ts";
 
 /**
  * Deno 2.9 runs tests without the op and resource sanitizers unless asked (`--trace-leaks`
@@ -57,7 +61,9 @@ async function tap(
   chunks: Uint8Array[],
 ): Promise<{ out: Uint8Array[]; usages: OpenAIUsage[] }> {
   const meter = createUsageMeter();
-  const out = await Array.fromAsync(streamOf(chunks).pipeThrough(createOpenAIUsageTap(meter)));
+  const out = await Array.fromAsync(
+    streamOf(chunks).pipeThrough(createOpenAIUsageTap(meter, "up")),
+  );
   const usage = await meter.usage;
   return { out, usages: usage === null ? [] : [usage] };
 }
@@ -95,7 +101,7 @@ Deno.test(
   "createOpenAIUsageTap() reports usage from an unterminated last event",
   SANITIZE,
   async () => {
-    const text = `data: ${JSON.stringify({ choices: [], usage: USAGE })}`;
+    const text = chunkEvent({}, "stop") + `data: ${JSON.stringify({ choices: [], usage: USAGE })}`;
     const { usages } = await tap(rechunk(encoder.encode(text), 7));
     assert.deepEqual(usages, [USAGE]);
   },
@@ -136,7 +142,7 @@ Deno.test(
         sent = true; // then stays open, like a slow upstream
       },
     });
-    const reader = source.pipeThrough(createOpenAIUsageTap(meter)).getReader();
+    const reader = source.pipeThrough(createOpenAIUsageTap(meter, "up")).getReader();
     await reader.read();
     // Seen but not settled yet: the live view already has it (the access log reads this).
     assert.deepEqual(usageNow(meter.usage), USAGE);
@@ -173,7 +179,7 @@ Deno.test(
       ]
     ) {
       const meter = createUsageMeter();
-      const reader = streamOf(chunks).pipeThrough(createOpenAIUsageTap(meter)).getReader();
+      const reader = streamOf(chunks).pipeThrough(createOpenAIUsageTap(meter, "up")).getReader();
       for (let i = 0; i < chunks.length; i++) await reader.read();
       await reader.cancel("client went away");
       estimates.push(await meter.usage);
@@ -225,3 +231,71 @@ Deno.test("findOpenAIUsage() reads usage from the tail of a JSON body without pa
     assert.equal(findOpenAIUsage(enc.encode("<html>usage</html>")), null);
   });
 });
+
+/** Every chunk `stream` yields before it ends or fails, and its failure (null when it ended). */
+async function drain(stream: ReadableStream<Uint8Array>) {
+  const chunks: Uint8Array[] = [];
+  const reader = stream.getReader();
+  try {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(r.value);
+    return { text: new TextDecoder().decode(concatBytes(chunks)), error: null };
+  } catch (error) {
+    return { text: new TextDecoder().decode(concatBytes(chunks)), error: error as GatewayError };
+  }
+}
+
+const ERROR_EVENT = `data: ${
+  JSON.stringify({ error: { message: "The server is overloaded", type: "server_error" } })
+}\n\n`;
+
+Deno.test(
+  "a relayed OpenAI stream: how it ends decides whether it is complete",
+  SANITIZE,
+  async (t) => {
+    for (const [name, make] of [["tap", openAIUsageTap], ["strip", openAIUsageStrip]] as const) {
+      for (const size of [7, 64, 4096]) {
+        await t.step(`${name}, ${size}-byte reads: [DONE] or a finish reason ends it`, async () => {
+          const finishOnly = encoder.encode(
+            chunkEvent({ content: "Hi" }, null) + chunkEvent({}, "stop"),
+          );
+          for (const bytes of [STREAM, finishOnly]) {
+            const meter = createUsageMeter();
+            const got = await drain(pullThrough(streamOf(rechunk(bytes, size)), make(meter, "up")));
+            assert.equal(got.error, null);
+          }
+        });
+        await t.step(
+          `${name}, ${size}-byte reads: no [DONE], no finish reason: cut short`,
+          async () => {
+            const meter = createUsageMeter();
+            const cut = encoder.encode(chunkEvent({ content: "Héllo 🐟" }, null));
+            const got = await drain(pullThrough(streamOf(rechunk(cut, size)), make(meter, "up")));
+            assert.match(got.text, /Héllo 🐟/, "what came still went out");
+            assert.match(got.error?.message ?? "", /"up" ended before it was complete/);
+            assert.equal(got.error?.info.told, undefined, "the route renders its error event");
+            assert.ok(await meter.usage, "the meter settled with an estimate");
+          },
+        );
+        await t.step(
+          `${name}, ${size}-byte reads: the upstream's error event goes out, then it fails as told`,
+          async () => {
+            const meter = createUsageMeter();
+            const bytes = encoder.encode(chunkEvent({ content: "Hi" }, null) + ERROR_EVENT);
+            const got = await drain(pullThrough(streamOf(rechunk(bytes, size)), make(meter, "up")));
+            assert.ok(got.text.endsWith(ERROR_EVENT), got.text);
+            assert.equal(got.error?.info.told, true, "nothing more is rendered");
+            assert.equal(got.error?.info.upstreamType, "server_error");
+          },
+        );
+      }
+    }
+    await t.step("an error key inside content is not an error event", async () => {
+      const meter = createUsageMeter();
+      const bytes = encoder.encode(
+        chunkEvent({ content: '{"error": {"x": 1}}' }, null) + chunkEvent({}, "stop"),
+      );
+      const got = await drain(pullThrough(streamOf([bytes]), openAIUsageTap(meter, "up")));
+      assert.equal(got.error, null);
+    });
+  },
+);

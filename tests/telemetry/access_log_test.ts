@@ -265,3 +265,61 @@ Deno.test("a whole answer logs its bytes: JSON, errors, count_tokens, health, ad
     await upstream.close();
   }
 });
+
+Deno.test("a relayed OpenAI stream that ends early or carries the upstream's error event is not a complete answer", async (t) => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  const read = async () => {
+    const res = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      body: streamBody("up/gpt-4o-mini"),
+    });
+    assert.equal(res.status, 200);
+    return await res.text();
+  };
+  try {
+    await t.step("no [DONE] and no finish reason: an error event is added", async () => {
+      upstream.script({ kind: "sse", events: [openaiChunk("Hel"), openaiChunk("lo")] });
+      const text = await read();
+      assert.ok(text.startsWith(openaiChunk("Hel") + openaiChunk("lo")), text);
+      assert.match(
+        text,
+        /data: \{"error":\{"message":"Stream from provider \\"up\\" ended before it was complete"/,
+      );
+      const line = nextRequestLine(gw.logs, 1);
+      assert.equal(line.outcome, "error");
+      assert.equal(line.level, "error");
+    });
+    await t.step(
+      "the upstream's error event: relayed as it came, nothing added, logged as error",
+      async () => {
+        const error = `data: ${
+          JSON.stringify({ error: { message: "The server is overloaded", type: "server_error" } })
+        }\n\n`;
+        upstream.script({ kind: "sse", events: [openaiChunk("Hel"), error] });
+        assert.equal(await read(), openaiChunk("Hel") + error);
+        const line = nextRequestLine(gw.logs, 2);
+        assert.equal(line.outcome, "error");
+        assert.equal(line.level, "error");
+        assert.match(JSON.stringify(line.error), /sent an error event/);
+      },
+    );
+    await t.step("a finish reason without [DONE] is complete", async () => {
+      const finish = `data: ${
+        JSON.stringify({
+          id: "c1",
+          object: "chat.completion.chunk",
+          created: 1,
+          model: "m",
+          choices: [{ index: 0, delta: {}, finish_reason: "stop" }],
+        })
+      }\n\n`;
+      upstream.script({ kind: "sse", events: [openaiChunk("Hi"), finish] });
+      assert.equal(await read(), openaiChunk("Hi") + finish);
+      assert.equal(nextRequestLine(gw.logs, 3).outcome, "complete");
+    });
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});

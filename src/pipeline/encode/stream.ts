@@ -11,6 +11,9 @@ export const STREAM_HEADERS = {
   "x-accel-buffering": "no",
 };
 
+/** Nothing more to send: the client has the upstream's own error event. */
+const TOLD = new Uint8Array(0);
+
 /**
  * An SSE answer already framed for its route. After the first byte there is no retry, so a
  * stream that breaks ends with an error event in the route's own format (`render`); a
@@ -31,6 +34,7 @@ export function sseResponse(
   const redact = ex.runtime.redact;
   const out = observeStream(source, {
     renderError: (err) => {
+      if (err instanceof GatewayError && err.info.told) return TOLD;
       const ge = err instanceof GatewayError ? err : new GatewayError(
         "upstream_error",
         `Stream from provider "${provider}" broke: ${

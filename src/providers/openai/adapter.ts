@@ -140,7 +140,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const req = toOpenAIRequest(sent, "chat/completions", model, endpoint, baseHeaders, accept);
       const reply = await execute(req, call);
       const tap = askUsage ? openAIUsageStrip : openAIUsageTap;
-      return (call.stream && streamed(reply, "openai_sse", tap)) || relayJson(reply);
+      return (call.stream && streamed(reply, "openai_sse", (m) => tap(m, cfg.name))) ||
+        relayJson(reply);
     },
     ...(cfg.type === "openai" && cfg.keys.length > 0 && cfg.models.length === 0
       ? { discoverModels: (signal: AbortSignal) => discover(signal) }
@@ -212,7 +213,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       accept,
     );
     const reply = await execute(req, call);
-    const stream = call.stream && streamed(reply, "responses_sse", responsesUsageTap);
+    const stream = call.stream &&
+      streamed(reply, "responses_sse", (meter) => responsesUsageTap(meter, cfg.name));
     if (stream) return stream;
     const res = reply.response;
     const body = await reply.bytes();

@@ -4,6 +4,7 @@
  * `response.completed` / `response.incomplete` event, inside `response`.
  * @module
  */
+import { GatewayError } from "../../errors.ts";
 import type { Usage } from "../types.ts";
 import { sseTap, type SyncTransformer, type UsageMeter } from "../../streaming/mod.ts";
 
@@ -40,12 +41,39 @@ export function findResponsesUsage(body: Uint8Array): Usage | null {
 }
 
 const TERMINAL = /"type"\s*:\s*"response\.(completed|incomplete|failed)"/;
+/** The upstream's own failure events: the client has them as they came. */
+const FAILED = /"type"\s*:\s*"(?:response\.failed|error)"/;
+const STARTED = /"type"\s*:\s*"response\.(?:created|in_progress)"/;
+const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/;
 
-/** Forward Responses SSE bytes untouched; the terminal event's usage goes to `meter`. */
-export function responsesUsageTap(meter: UsageMeter): SyncTransformer<Uint8Array, Uint8Array> {
-  return sseTap(
+/**
+ * Forward Responses SSE bytes untouched; the terminal event's usage goes to `meter`. The
+ * stream must end with its terminal event: after the upstream's `response.failed` or `error`
+ * event it fails as told (the client has it); one that stops before any terminal event was
+ * cut short, and gets the `response.failed` event (numbered on) the upstream never sent.
+ */
+export function responsesUsageTap(
+  meter: UsageMeter,
+  provider: string,
+): SyncTransformer<Uint8Array, Uint8Array> {
+  let started: Record<string, unknown> | null = null;
+  let sequence = -1;
+  let terminal = false;
+  const failure = (message: string, told: boolean) =>
+    new GatewayError("upstream_error", `Stream from provider "${provider}" ${message}`, {
+      provider,
+      ...(told ? { told } : {}),
+    });
+  const tap = sseTap(
     (data) => {
-      if (!TERMINAL.test(data)) return;
+      const seq = SEQUENCE.exec(data);
+      if (seq !== null) sequence = Number(seq[1]);
+      if (started === null && STARTED.test(data)) started = responseOf(data);
+      if (!TERMINAL.test(data)) {
+        if (FAILED.test(data)) throw failure("failed: it sent an error event", true);
+        return;
+      }
+      terminal = true;
       try {
         const event = JSON.parse(data) as { response?: { usage?: unknown } };
         const usage = fromResponsesUsage(event.response?.usage);
@@ -53,8 +81,37 @@ export function responsesUsageTap(meter: UsageMeter): SyncTransformer<Uint8Array
       } catch {
         // Not JSON: the bytes still reach the client.
       }
+      if (FAILED.test(data)) throw failure("failed: it sent response.failed", true);
     },
-    () => meter.settle("complete"),
-    () => meter.settle("cut"),
   );
+  return {
+    transform: tap.transform,
+    flush(enqueue) {
+      tap.flush?.(enqueue);
+      if (terminal) return meter.settle("complete");
+      meter.settle("cut");
+      const message = "ended before response.completed";
+      const response = {
+        ...(started ?? { object: "response" }),
+        status: "failed",
+        error: { code: "server_error", message: `Stream from provider "${provider}" ${message}` },
+      };
+      const event = { type: "response.failed", sequence_number: sequence + 1, response };
+      enqueue(encoder.encode(`event: response.failed\ndata: ${JSON.stringify(event)}\n\n`));
+      throw failure(message, true);
+    },
+    cancel: () => meter.settle("cut"),
+  };
+}
+
+const encoder = new TextEncoder();
+
+/** The `response` object of a `response.created` / `response.in_progress` event. */
+function responseOf(data: string): Record<string, unknown> | null {
+  try {
+    const event = JSON.parse(data) as { response?: unknown };
+    return isObject(event.response) ? event.response : null;
+  } catch {
+    return null;
+  }
 }
