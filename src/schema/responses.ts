@@ -111,10 +111,31 @@ export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
   optional(raw, "store", (v) => typeof v === "boolean", "a boolean");
   optional(raw, "parallel_tool_calls", (v) => typeof v === "boolean", "a boolean");
   optional(raw, "previous_response_id", (v) => typeof v === "string" && v !== "", "a response id");
-  optional(raw, "tools", (v) => Array.isArray(v) && v.every(isObject), "an array of tools");
-  optional(raw, "text", isObject, "an object");
+  // Both come back in the response object: bounded so that serialising it cannot overflow.
+  optional(
+    raw,
+    "tools",
+    (v) => Array.isArray(v) && v.every(isObject) && !deeper(v, MAX_DEPTH),
+    `an array of tools nested at most ${MAX_DEPTH} levels deep`,
+  );
+  optional(
+    raw,
+    "text",
+    (v) => isObject(v) && !deeper(v, MAX_DEPTH),
+    `an object nested at most ${MAX_DEPTH} levels deep`,
+  );
   optional(raw, "reasoning", isObject, "an object");
-  optional(raw, "metadata", isObject, "an object");
+  // OpenAI's bounds: up to 16 pairs of strings, keys up to 64 characters, values up to 512.
+  optional(
+    raw,
+    "metadata",
+    (v) =>
+      isObject(v) && Object.keys(v).length <= 16 &&
+      Object.entries(v).every(([k, x]) =>
+        k.length <= 64 && typeof x === "string" && x.length <= 512
+      ),
+    "an object of up to 16 strings (keys up to 64 characters, values up to 512)",
+  );
   optional(raw, "user", (v) => typeof v === "string", "a string");
   optional(
     raw,
@@ -142,4 +163,19 @@ export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
 /** `resp_…` ids of answers the gateway produced (hex, like OpenAI's). */
 export function newResponseId(prefix: "resp" | "msg" | "fc" | "rs"): string {
   return `${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/** Nesting allowed in the fields echoed back (a JSON Schema is rarely 20 levels deep). */
+const MAX_DEPTH = 64;
+
+/** Whether `value` nests objects or arrays more than `max` levels deep (no recursion). */
+function deeper(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (depth > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
 }

@@ -58,15 +58,19 @@ export function encodeResponses(
       ...response.output,
     ];
     const owner = ex.principal.appKey;
-    ex.runtime.responses.put({ response, items, ...(owner ? { owner } : {}) }).catch((
-      error: unknown,
-    ) =>
+    const failed = (error: unknown) =>
       ex.runtime.logger.warn("responses store: could not keep a response", {
         request_id: ex.id,
         response_id: response.id,
         error,
-      })
-    );
+      });
+    // The answer never waits for the store, nor fails with it (a record too deep to
+    // serialise throws at once).
+    try {
+      ex.runtime.responses.put({ response, items, ...(owner ? { owner } : {}) }).catch(failed);
+    } catch (error) {
+      failed(error);
+    }
   };
   if (outcome.kind === "json") {
     const response = toResponsesObject(decodeJson(outcome, dc), ctx);

@@ -525,3 +525,124 @@ app_keys:
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a native Responses stream: cut short, it gets response.failed numbered on; the upstream's own failure is logged as error", async (t) => {
+  const native = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  selfhosted: { base_url: "${native.url}/v1", keys: [{ key: sk-native-0001 }], responses: native }
+`);
+  const ev = (type: string, seq: number, extra: Record<string, unknown> = {}) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq, ...extra })}\n\n`;
+  const response = { id: "resp_up1", object: "response", status: "in_progress", output: [] };
+  const started = [
+    ev("response.created", 0, { response }),
+    ev("response.output_text.delta", 1, { item_id: "msg_1", delta: "Hel" }),
+  ];
+  const stream = async () => {
+    const res = await gw.request(
+      "/v1/responses",
+      post({ model: "selfhosted/m", input: "hi", stream: true }),
+    );
+    assert.equal(res.status, 200);
+    return (await res.text()).trim().split("\n\n").map((e) => JSON.parse(e.split("data: ")[1]!));
+  };
+  try {
+    await t.step("cut short", async () => {
+      native.script({ kind: "sse", events: started });
+      const events = await stream();
+      assert.deepEqual(events.map((e) => e.sequence_number), [0, 1, 2]);
+      const last = events.at(-1)!;
+      assert.equal(last.type, "response.failed");
+      assert.equal(last.response.id, "resp_up1");
+      assert.equal(last.response.status, "failed");
+      assert.match(last.response.error.message, /ended before response.completed/);
+      const line = gw.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+      assert.equal(line.outcome, "error");
+    });
+    await t.step(
+      "the upstream's response.failed: relayed, nothing added, logged as error",
+      async () => {
+        const failed = ev("response.failed", 2, {
+          response: {
+            ...response,
+            status: "failed",
+            error: { code: "server_error", message: "x" },
+          },
+        });
+        native.script({ kind: "sse", events: [...started, failed] });
+        const events = await stream();
+        assert.deepEqual(events.map((e) => e.sequence_number), [0, 1, 2]);
+        const line = gw.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+        assert.equal(line.outcome, "error");
+      },
+    );
+    await t.step("response.completed is complete", async () => {
+      const completed = ev("response.completed", 2, {
+        response: {
+          ...response,
+          status: "completed",
+          usage: { input_tokens: 3, output_tokens: 1 },
+        },
+      });
+      native.script({ kind: "sse", events: [...started, completed] });
+      assert.equal((await stream()).length, 3);
+      const line = gw.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+      assert.equal(line.outcome, "complete");
+      assert.equal(line.prompt_tokens, 3);
+    });
+  } finally {
+    await gw.close();
+    await native.close();
+  }
+});
+
+Deno.test("/v1/responses bounds what it echoes back: deep or odd metadata, tools and text are a 400, never a 500", async () => {
+  const gw = startGateway("providers: { mock: {} }");
+  const deep = '{"a":'.repeat(10_000) + "1" + "}".repeat(10_000);
+  try {
+    for (
+      const [field, extra] of [
+        ["metadata", `"metadata":${deep}`],
+        ["metadata", `"metadata":{"n":1}`],
+        ["tools", `"tools":[{"type":"function","name":"f","parameters":${deep}}]`],
+        ["text", `"text":{"format":{"type":"json_schema","name":"x","schema":${deep}}}`],
+      ] as const
+    ) {
+      for (const stream of [false, true]) {
+        const res = await gw.request(
+          "/v1/responses",
+          post(`{"model":"mock/echo","input":"hi","stream":${stream},${extra}}`),
+        );
+        assert.equal(res.status, 400, `${extra.slice(0, 20)} stream ${stream}`);
+        assert.equal((await res.json()).error.param, field);
+      }
+    }
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a responses store that throws at once does not fail the answer", async () => {
+  const gw = startGateway("providers: { mock: {} }", {}, {
+    responses: {
+      backend: "memory",
+      available: () => true,
+      get: () => Promise.resolve(null),
+      getItem: () => Promise.resolve(null),
+      put: () => {
+        throw new RangeError("Maximum call stack size exceeded");
+      },
+      delete: () => Promise.resolve(false),
+      close: () => Promise.resolve(),
+    },
+  });
+  try {
+    const res = await gw.request("/v1/responses", post({ model: "mock/echo", input: "hi" }));
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).status, "completed");
+    assert.match(gw.logText(), /responses store: could not keep a response/);
+  } finally {
+    await gw.close();
+  }
+});
