@@ -64,11 +64,17 @@ async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown>
     if (optional) return {};
     throw new GatewayError("invalid_request", "Body must be a JSON object");
   }
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch {
     throw new GatewayError("invalid_request", "Body must be a JSON object");
   }
+  // An array or null is JSON, but no object of fields: never read as an empty body.
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new GatewayError("invalid_request", "Body must be a JSON object");
+  }
+  return body;
 }
 
 type Handler = (c: Context<AppEnv>) => Promise<Response>;

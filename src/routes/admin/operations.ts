@@ -11,24 +11,43 @@ export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
     return send(c, "json", result, result.ok ? 200 : 422);
   });
 
-  // Body (optional): {"key": "provider" | "provider:model"}; no key resets every key seen.
+  // Body (optional): {"key": "provider" | "provider:model"}; no key (an empty body or `{}`)
+  // resets every key seen. A body that is not that object resets nothing.
   admin.post("/breaker/reset", async (c) => {
     let key: string | undefined;
     const text = await c.req.text();
+    const usage = 'Body must be a JSON object: {"key": "provider[:model]"}, or empty';
     if (text.trim() !== "") {
       let body: unknown;
       try {
         body = JSON.parse(text);
       } catch {
-        throw new GatewayError("invalid_request", 'Body must be JSON: {"key": "provider[:model]"}');
+        throw new GatewayError("invalid_request", usage);
       }
-      const k = (body as { key?: unknown } | null)?.key;
+      if (body === null || typeof body !== "object" || Array.isArray(body)) {
+        throw new GatewayError("invalid_request", usage);
+      }
+      const unknown = Object.keys(body).filter((k) => k !== "key");
+      if (unknown.length > 0) {
+        throw new GatewayError("invalid_request", `Unknown field "${unknown[0]}": ${usage}`);
+      }
+      const k = (body as { key?: unknown }).key;
       if (k !== undefined && typeof k !== "string") {
         throw new GatewayError("invalid_request", '"key" must be a string');
       }
       key = k;
     }
     key ??= c.req.query("key");
+    if (key !== undefined && key !== "") {
+      const providers = Object.keys(c.get("runtime").config.providers);
+      const provider = key.split(":", 1)[0] as string;
+      if (!providers.includes(provider)) {
+        throw new GatewayError(
+          "not_found",
+          `"${provider}" is not a configured provider. Configured: ${providers.join(", ")}`,
+        );
+      }
+    }
     return send(c, "json", await control.breakerReset(key));
   });
 }

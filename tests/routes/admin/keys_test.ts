@@ -87,3 +87,36 @@ features:
     await up.close();
   }
 });
+
+Deno.test("admin key routes: a body that is JSON but not an object is a 400, never an empty body", async () => {
+  const gw = startGateway(`
+server: { admin_token: ${TOKEN} }
+providers: { mock: {} }
+app_keys: { enabled: true, persistence: { enabled: false } }
+`);
+  try {
+    const made = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ name: "svc" }),
+    });
+    assert.equal(made.status, 201);
+    const { id } = await made.json();
+    for (const body of ["[]", "null", "[1,2]", '"x"', "7"]) {
+      const create = await gw.request("/api/v1/keys", { method: "POST", headers: auth, body });
+      assert.equal(create.status, 400, `POST ${body}`);
+      assert.match((await create.json()).error.message, /Body must be a JSON object/);
+      const patch = await gw.request(`/api/v1/keys/${id}`, {
+        method: "PATCH",
+        headers: auth,
+        body,
+      });
+      assert.equal(patch.status, 400, `PATCH ${body}`);
+      await patch.body?.cancel();
+    }
+    const list = await (await gw.request("/api/v1/keys", { headers: auth })).json();
+    assert.equal(list.data?.length ?? list.keys?.length, 1, "no key was made from [] or null");
+  } finally {
+    await gw.close();
+  }
+});

@@ -45,6 +45,33 @@ Deno.test("admin API: 401 without the right bearer, 200 with it", async () => {
     });
     assert.equal(bad.status, 400);
     await bad.body?.cancel();
+    // A body that is not {"key": …} resets nothing (it used to reset every key).
+    for (const body of ["[]", "null", '"mock"', '{"provider":"mock"}', '{"key":1}']) {
+      const res = await gw.request("/api/v1/breaker/reset", {
+        method: "POST",
+        headers: { authorization: "Bearer s3cret-token" },
+        body,
+      });
+      assert.equal(res.status, 400, body);
+      assert.equal((await res.json()).error.type, "invalid_request_error", body);
+    }
+    const unknown = await gw.request("/api/v1/breaker/reset", {
+      method: "POST",
+      headers: { authorization: "Bearer s3cret-token" },
+      body: '{"key":"nope:gpt-4o"}',
+    });
+    assert.equal(unknown.status, 404);
+    assert.match(
+      (await unknown.json()).error.message,
+      /"nope" is not a configured provider\. Configured: mock/,
+    );
+    const one = await gw.request("/api/v1/breaker/reset", {
+      method: "POST",
+      headers: { authorization: "Bearer s3cret-token" },
+      body: '{"key":"mock:echo"}',
+    });
+    assert.equal(one.status, 200);
+    await one.body?.cancel();
   } finally {
     await gw.close();
   }
