@@ -1,5 +1,4 @@
 import { Hono, type MiddlewareHandler } from "hono";
-import { GatewayError } from "../errors.ts";
 import {
   type AppEnv,
   chatCompletions,
@@ -20,7 +19,7 @@ import { NATIVE_FAMILIES } from "../providers/native_routes.ts";
 import { type Control, createControl } from "../pipeline/control.ts";
 import { mountAdmin } from "../routes/admin/mod.ts";
 import { appKeyGate } from "../keys/mod.ts";
-import { renderError, renderNotFound } from "./middleware/error_handler.ts";
+import { allow, renderError, renderNotFound } from "./middleware/error_handler.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { corsMiddleware } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
@@ -83,6 +82,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/status", statusPage);
   // Before the admin API: open while no admin token is set (the admin API is 403 then).
   app.get("/api/v1/status", statusJson);
+  app.all("/api/v1/status", allow("GET"));
   mountAdmin(app, deps.control ?? createControl({ current: deps.runtime }));
 
   // Provider-native passthrough: bytes in, bytes out (the families are the providers' own).
@@ -100,23 +100,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     "/v1/responses/:id",
     (c) => c.req.param("id") === "input_tokens" ? postAllow(c) : responseItem(c),
   );
+  for (const path of ["/healthz", "/ready", "/health", "/status"]) {
+    app.all(path, allow("GET"));
+  }
 
   app.notFound(renderNotFound);
   app.onError(renderError);
   return app;
-}
-
-/** A 405 naming the methods the path takes (`Allow`), in the route's error format. */
-function allow(methods: string) {
-  return (c: Parameters<typeof renderError>[1]) =>
-    renderError(
-      new GatewayError(
-        "method_not_allowed",
-        `Method ${c.req.method} is not allowed on ${c.req.path}`,
-        {
-          headers: { allow: methods },
-        },
-      ),
-      c,
-    );
 }

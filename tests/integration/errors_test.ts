@@ -214,3 +214,44 @@ providers:
     await upstream.close();
   }
 });
+
+Deno.test("wrong method on every known route outside /v1 → 405 with Allow (the admin routes after their token)", async () => {
+  const gw = startGateway(`
+server: { admin_token: adm-405 }
+providers: { mock: {} }
+app_keys: { enabled: true, persistence: { enabled: false } }
+`);
+  const admin = { authorization: "Bearer adm-405" };
+  try {
+    const table: [string, string, string, Record<string, string>?][] = [
+      ["PUT", "/healthz", "GET"],
+      ["POST", "/ready", "GET"],
+      ["POST", "/health", "GET"],
+      ["POST", "/status", "GET"],
+      ["POST", "/api/v1/status", "GET"],
+      ["DELETE", "/metrics", "GET"],
+      ["PUT", "/api/v1/usage", "GET", admin],
+      ["GET", "/api/v1/cache/clear", "POST", admin],
+      ["GET", "/api/v1/reload", "POST", admin],
+      ["DELETE", "/api/v1/breaker/reset", "POST", admin],
+      ["POST", "/api/v1/providers/status", "GET", admin],
+      ["PUT", "/api/v1/keys", "GET, POST", admin],
+      ["PUT", "/api/v1/keys/key_x", "GET, PATCH, DELETE", admin],
+      ["GET", "/api/v1/keys/key_x/rotate", "POST", admin],
+      ["POST", "/api/v1/keys/key_x/usage", "GET", admin],
+      ["PUT", "/v1/app-keys", "GET, POST", admin],
+    ];
+    for (const [method, path, methods, headers] of table) {
+      const res = await gw.request(path, { method, ...(headers ? { headers } : {}) });
+      assert.equal(res.status, 405, `${method} ${path}`);
+      assert.equal(res.headers.get("allow"), methods, `${method} ${path}`);
+      assert.equal((await res.json()).error.code, "method_not_allowed");
+    }
+    // The admin token still comes first: without it, a wrong method is a 401.
+    const res = await gw.request("/api/v1/usage", { method: "PUT" });
+    assert.equal(res.status, 401);
+    await res.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});

@@ -1,3 +1,4 @@
+import { allow } from "../../server/middleware/error_handler.ts";
 import type { Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
@@ -29,4 +30,5 @@ export function cacheRoutes(admin: Hono<AppEnv>, control: Control): void {
     rt.logger.info("response cache cleared", { entries: cleared });
     return send(c, "json", { status: "ok", cleared });
   });
+  admin.all("/cache/clear", allow("POST"));
 }

@@ -1,3 +1,4 @@
+import { allow } from "../../server/middleware/error_handler.ts";
 /**
  * App keys over the admin API: `GET/POST /api/v1/keys`, `GET/PATCH/DELETE
  * /api/v1/keys/{id}`, `POST /api/v1/keys/{id}/rotate`, `GET /api/v1/keys/{id}/usage`, and
@@ -152,6 +153,10 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
       return send(c, "json", keyView(await keys.revoke(await idOf(c, keys)), now));
     }),
   );
+  router.all("/", allow("GET, POST"));
+  router.all("/:id/usage", allow("GET"));
+  router.all("/:id/rotate", allow("POST"));
+  router.all("/:id", allow("GET, PATCH, DELETE"));
 }
 
 /** `/api/v1/keys*` on the admin router (auth already done there). */

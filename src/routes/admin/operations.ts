@@ -1,3 +1,4 @@
+import { allow } from "../../server/middleware/error_handler.ts";
 import type { Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
@@ -50,4 +51,6 @@ export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
     }
     return send(c, "json", await control.breakerReset(key));
   });
+  admin.all("/reload", allow("POST"));
+  admin.all("/breaker/reset", allow("POST"));
 }

@@ -1,3 +1,4 @@
+import { allow } from "../../server/middleware/error_handler.ts";
 import type { Hono } from "hono";
 import type { Control } from "../../pipeline/control.ts";
 import type { AppEnv } from "../context.ts";
@@ -32,4 +33,5 @@ export function providersStatusRoutes(admin: Hono<AppEnv>, control: Control): vo
         : { enabled: false },
     });
   });
+  admin.all("/providers/status", allow("GET"));
 }

@@ -1,3 +1,4 @@
+import { allow } from "../../server/middleware/error_handler.ts";
 import type { Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
@@ -49,6 +50,7 @@ export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
       });
     }
   });
+  admin.all("/usage", allow("GET"));
 }
 
 /** ISO 8601 (`2026-11-30`, `2026-11-30T14:00:00Z`) or Unix seconds → ms; absent → null. */

@@ -30,3 +30,18 @@ export function renderNotFound(c: Context<AppEnv>): Response {
     c,
   );
 }
+
+/** A 405 naming the methods the path takes (`Allow`), in the route's error format. */
+export function allow(methods: string) {
+  return (c: Context<AppEnv>): Response =>
+    renderError(
+      new GatewayError(
+        "method_not_allowed",
+        `Method ${c.req.method} is not allowed on ${c.req.path}`,
+        {
+          headers: { allow: methods },
+        },
+      ),
+      c,
+    );
+}
