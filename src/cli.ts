@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import type { Config } from "./config/mod.ts";
 import { parseDuration } from "./config/duration.ts";
+import { hostProblem, pathProblem } from "./config/load.ts";
 
 export interface CliOptions {
   readonly configPath: string | null;
@@ -107,6 +108,14 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
     probeTimeoutMs = ms;
   }
   const configPath = values.config ?? env("PILOTFISH_CONFIG") ?? null;
+  if (values.host !== undefined) {
+    const problem = hostProblem(values.host);
+    if (problem !== null) throw new CliError(`Invalid --host: ${problem}`);
+  }
+  for (const [flag, path] of [["--config", configPath], ["--socket", values.socket]] as const) {
+    const problem = path ? pathProblem(path) : null;
+    if (problem !== null) throw new CliError(`Invalid ${flag}: ${problem}`);
+  }
   return {
     configPath: configPath === "" ? null : configPath,
     ...(values.host !== undefined ? { host: values.host } : {}),

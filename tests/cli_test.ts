@@ -36,6 +36,18 @@ Deno.test("parseCli() reads flags, with env standing in for missing ones", async
       () => parseCli([], env({ PORT: "70000" })),
       (e: unknown) => e instanceof CliError && /Invalid port "70000" \(PORT\)/.test(e.message),
     );
+    assert.throws(
+      () => parseCli(["--host", "bad_host!"], env({})),
+      (e: unknown) => e instanceof CliError && /Invalid --host: "bad_host!"/.test(e.message),
+    );
+    assert.throws(
+      () => parseCli(["--socket", "/tmp/a,b.sock"], env({})),
+      (e: unknown) => e instanceof CliError && /Invalid --socket: .*comma/.test(e.message),
+    );
+    assert.throws(
+      () => parseCli([], env({ PILOTFISH_CONFIG: "/etc/p,f.yaml" })),
+      (e: unknown) => e instanceof CliError && /Invalid --config: .*comma/.test(e.message),
+    );
     assert.throws(() => parseCli(["--bogus"], env({})), CliError);
     assert.throws(() => parseCli(["stray"], env({})), CliError);
   });

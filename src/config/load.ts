@@ -156,6 +156,22 @@ export function validateConfig(
     }
   }
 
+  const hostError = hostProblem(host);
+  if (hostError !== null) {
+    errors.push(
+      `${at(["server", rawServer.host === undefined ? "address" : "host"])}: ${hostError}`,
+    );
+  }
+  for (
+    const [path, value] of [[["server", "socket"], parsed.server.socket], [
+      ["state", "path"],
+      parsed.state.path,
+    ]] as const
+  ) {
+    const problem = value === undefined ? null : pathProblem(value);
+    if (problem !== null) errors.push(`${at(path)}: ${problem}`);
+  }
+
   const providers: Record<string, ProviderConfig> = {};
   for (const [name, rawProvider] of Object.entries(parsed.providers)) {
     const p = resolveProvider(name, rawProvider);
@@ -455,4 +471,28 @@ function keyProblem(key: string): string | null {
     }); an API key is printable ASCII without spaces (two keys in one variable? list them as two keys)`;
   }
   return null;
+}
+
+/**
+ * Why `host` cannot be listened on (an IP address or a DNS name), or null. Checked here so
+ * that a bad one is a config error with its key path, not Deno refusing the permission
+ * flag it would go into.
+ */
+export function hostProblem(host: string): string | null {
+  if (host.includes(":")) {
+    return /^\[?[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?\]?$/.test(host)
+      ? null
+      : `"${host}" is not an IPv6 address`;
+  }
+  return /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+      .test(host)
+    ? null
+    : `"${host}" is not an IP address or a host name`;
+}
+
+/** Why a file path cannot be granted to the daemon, or null. */
+export function pathProblem(path: string): string | null {
+  return path.includes(",")
+    ? `"${path}" contains a comma, which Deno's permission flags cannot express: choose a path without one`
+    : null;
 }
