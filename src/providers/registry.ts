@@ -51,7 +51,8 @@ export function createAdapters(config: Config, deps: AdapterDeps): Map<string, P
 }
 
 /**
- * A Bedrock provider without signing: every chat call is a 501 saying why, while its native
+ * A Bedrock provider without signing: every chat call is a 400 saying why (a 4xx: the SDKs
+ * would retry a 5xx), while its native
  * knowledge (classification, credentials, usage shapes) serves the `/bedrock/*` passthrough.
  */
 function notOnUnifiedApi(cfg: ProviderConfig, message: string): ProviderAdapter {
@@ -62,6 +63,6 @@ function notOnUnifiedApi(cfg: ProviderConfig, message: string): ProviderAdapter 
     classify: classifyBedrock,
     native: BEDROCK_NATIVE,
     chat: () =>
-      Promise.reject(new GatewayError("not_implemented", message, { provider: cfg.name })),
+      Promise.reject(new GatewayError("invalid_request", message, { provider: cfg.name })),
   };
 }

@@ -34,7 +34,7 @@ Deno.test("createAdapters() builds one adapter per enabled provider", SANITIZE, 
 });
 
 Deno.test(
-  "createAdapters() answers 501 for provider types without a unified adapter",
+  "createAdapters() answers 400 (never a 5xx the SDKs would retry) for providers without a unified adapter",
   SANITIZE,
   async () => {
     const { config } = parseConfigText("providers:\n  bedrock: {}\n", () => undefined, "r");
@@ -59,8 +59,8 @@ Deno.test(
         }, "anthropic.claude-sonnet-4-5"),
       (err: unknown) => {
         assert.ok(err instanceof GatewayError);
-        assert.equal(err.code, "not_implemented");
-        assert.equal(err.status, 501);
+        assert.equal(err.code, "invalid_request");
+        assert.equal(err.status, 400);
         assert.equal(err.info.provider, "bedrock");
         return true;
       },

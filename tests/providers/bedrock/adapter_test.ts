@@ -252,17 +252,20 @@ Deno.test(
       const err = await gatewayError(() => adapter!.chat(call({ logprobs: true }), MODEL));
       assert.equal(err.info.param, "logprobs", "translation runs: it is the real adapter");
     });
-    await t.step("without sign → 501 saying to set sign: true", async () => {
-      const { config } = parseConfigText(
-        "providers:\n  bedrock: { enabled: true }\n",
-        () => undefined,
-        "r",
-      );
-      const adapter = createAdapters(config, deps).get("bedrock");
-      const err = await gatewayError(() => adapter!.chat(call({}), MODEL));
-      assert.ok(err instanceof GatewayError);
-      assert.equal(err.status, 501);
-      assert.match(err.message, /set "sign: true" on providers\.bedrock/);
-    });
+    await t.step(
+      "without sign → 400 (a 4xx: SDKs retry 5xx) saying to set sign: true",
+      async () => {
+        const { config } = parseConfigText(
+          "providers:\n  bedrock: { enabled: true }\n",
+          () => undefined,
+          "r",
+        );
+        const adapter = createAdapters(config, deps).get("bedrock");
+        const err = await gatewayError(() => adapter!.chat(call({}), MODEL));
+        assert.ok(err instanceof GatewayError);
+        assert.equal(err.status, 400);
+        assert.match(err.message, /set "sign: true" on providers\.bedrock/);
+      },
+    );
   },
 );
