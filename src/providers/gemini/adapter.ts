@@ -14,7 +14,13 @@ import type {
   TokenCount,
 } from "../types.ts";
 import { GEMINI_NATIVE } from "./native.ts";
-import { encodingOf, fromGeminiEmbedResponse, toGeminiEmbedRequest } from "./embeddings.ts";
+import {
+  encodingOf,
+  fromGeminiEmbedResponse,
+  mergeEmbedResponses,
+  splitEmbedRequest,
+  toGeminiEmbedRequest,
+} from "./embeddings.ts";
 import { fromGeminiError } from "./errors.ts";
 import { toGeminiRequest } from "./request.ts";
 import { fromGeminiResponse } from "./response.ts";
@@ -26,6 +32,9 @@ import { toOpenAIStream } from "./stream.ts";
  * `:streamGenerateContent?alt=sse`), embeddings to `models/{model}:batchEmbedContents`, and
  * the answers come back in OpenAI wire format.
  */
+/** Batches of one embeddings call sent at once. */
+const EMBED_PARALLEL = 4;
+
 export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): ProviderAdapter {
   // Built once per config: the hot path only copies it.
   const baseHeaders = Object.freeze({
@@ -134,9 +143,27 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const resource = toModelResource(model, cfg.name);
       const payload = toGeminiEmbedRequest(call.body, resource, cfg.name);
       const encoding = encodingOf(call.body);
-      const reply = await post(call, resource, "batchEmbedContents", payload, "application/json");
+      // Gemini takes at most 100 requests per batch; OpenAI clients send up to 2048 inputs.
+      const batches = splitEmbedRequest(payload);
+      const answers: unknown[] = new Array(batches.length);
+      let status = 200;
+      for (let next = 0; next < batches.length; next += EMBED_PARALLEL) {
+        await Promise.all(
+          batches.slice(next, next + EMBED_PARALLEL).map(async (batch, i) => {
+            const reply = await post(
+              call,
+              resource,
+              "batchEmbedContents",
+              batch,
+              "application/json",
+            );
+            status = reply.response.status;
+            answers[next + i] = await readJson(reply);
+          }),
+        );
+      }
       const { body, usage } = fromGeminiEmbedResponse(
-        await readJson(reply),
+        mergeEmbedResponses(answers),
         model,
         payload.requests.length,
         encoding,
@@ -144,7 +171,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       );
       return {
         kind: "json",
-        status: reply.response.status,
+        status,
         format: "object",
         body: body as unknown as Record<string, unknown>,
         usage: knownUsage(usage),

@@ -31,6 +31,42 @@ export function toGeminiEmbedRequest(
   };
 }
 
+/** Requests per `batchEmbedContents` call: Gemini refuses more ("at most 100 requests"). */
+export const EMBED_BATCH = 100;
+
+/** A request of more than `EMBED_BATCH` inputs as several, in order. */
+export function splitEmbedRequest(payload: GeminiEmbedRequest): GeminiEmbedRequest[] {
+  if (payload.requests.length <= EMBED_BATCH) return [payload];
+  const out: GeminiEmbedRequest[] = [];
+  for (let i = 0; i < payload.requests.length; i += EMBED_BATCH) {
+    out.push({ requests: payload.requests.slice(i, i + EMBED_BATCH) });
+  }
+  return out;
+}
+
+/**
+ * The answers to `splitEmbedRequest`'s batches as one: embeddings in order, token counts
+ * summed. A single answer is returned as it is (checked by `fromGeminiEmbedResponse`).
+ */
+export function mergeEmbedResponses(answers: readonly unknown[]): unknown {
+  if (answers.length === 1) return answers[0];
+  const embeddings: unknown[] = [];
+  let prompt = 0;
+  let total = 0;
+  for (const a of answers) {
+    if (!isEmbedResponse(a)) return a; // refused whole by the check that follows
+    embeddings.push(...a.embeddings);
+    prompt += Number(a.usageMetadata?.promptTokenCount ?? 0) || 0;
+    total += Number(a.usageMetadata?.totalTokenCount ?? 0) || 0;
+  }
+  return {
+    embeddings,
+    ...(prompt > 0 || total > 0
+      ? { usageMetadata: { promptTokenCount: prompt, totalTokenCount: total } }
+      : {}),
+  };
+}
+
 function toInputs(input: unknown, provider: string): string[] {
   if (typeof input === "string") return [input];
   if (Array.isArray(input) && input.length > 0) {

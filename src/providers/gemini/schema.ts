@@ -13,7 +13,7 @@ import type { GeminiSchema } from "./types.ts";
  * - local `$ref`s (`#/$defs/X`, `#/definitions/X`, as pydantic and zod emit them) are
  *   inlined; a recursive schema cannot be inlined and is a 400;
  * - `const` becomes a one-value `enum`; `enum`s and `const`s that are not strings are
- *   dropped (Gemini's `enum` is `string[]`);
+ *   dropped (Gemini's `enum` is `string[]`); one without a `type` is a STRING;
  * - `format` is kept only where Gemini documents it (STRING: enum/date-time, NUMBER:
  *   float/double, INTEGER: int32/int64): other formats are refused ("only 'enum' and
  *   'date-time' are supported for STRING type");
@@ -119,6 +119,9 @@ function convert(node: unknown, state: State, refs: readonly string[]): GeminiSc
     const strings = values.filter((v) => v !== null);
     if (strings.length > 0 && strings.every((v) => typeof v === "string")) {
       out.enum = strings as string[];
+      // Gemini takes an enum only on a STRING ("function declaration enum only allowed for
+      // STRING type"): a bare `enum`/`const` of strings (common in MCP tools) is one.
+      if (out.type === undefined && out.anyOf === undefined) out.type = "STRING";
     }
   }
   if (typeof node.format === "string" && out.type !== undefined) {

@@ -422,6 +422,41 @@ Deno.test(
 );
 
 Deno.test(
+  "createGeminiAdapter().embeddings() splits more than 100 inputs into batches of 100 (Gemini's limit) and answers them in order",
+  SANITIZE,
+  async () => {
+    const { adapter, requests } = adapterWith((_url, init) => {
+      const sent = JSON.parse(String(init.body)) as {
+        requests: { content: { parts: { text: string }[] } }[];
+      };
+      return jsonResponse(JSON.stringify({
+        embeddings: sent.requests.map((r) => ({ values: [Number(r.content.parts[0]!.text)] })),
+        usageMetadata: {
+          promptTokenCount: sent.requests.length,
+          totalTokenCount: sent.requests.length,
+        },
+      }));
+    });
+    const input = Array.from({ length: 250 }, (_, i) => String(i));
+    const outcome = await adapter.embeddings!(
+      embeddingsCall({ input }).call,
+      "gemini-embedding-001",
+    );
+    assert.deepEqual(
+      requests.map((r) => JSON.parse(String(r.init.body)).requests.length),
+      [100, 100, 50],
+    );
+    if (outcome.kind !== "json") throw new Error("not json");
+    const body = jsonOf(outcome);
+    assert.deepEqual(
+      body.data.map((d: { index: number; embedding: number[] }) => [d.index, d.embedding[0]]),
+      input.map((_, i) => [i, i]),
+    );
+    assert.deepEqual(body.usage, { prompt_tokens: 250, total_tokens: 250 });
+  },
+);
+
+Deno.test(
   "createGeminiAdapter().embeddings() encodes base64, refuses token arrays, maps errors",
   SANITIZE,
   async (t) => {

@@ -88,8 +88,9 @@ Deno.test("toGeminiSchema() turns null unions into nullable and oneOf into anyOf
         b: { type: "INTEGER", nullable: true, description: "maybe" },
         c: { anyOf: [{ type: "STRING" }, { type: "NUMBER" }] },
         d: { anyOf: [{ type: "STRING" }, { type: "NUMBER" }] },
-        e: { nullable: true, enum: ["x"] },
-        f: { enum: ["fixed"] },
+        // Gemini takes an enum only on a STRING: a bare enum or const of strings is one.
+        e: { type: "STRING", nullable: true, enum: ["x"] },
+        f: { type: "STRING", enum: ["fixed"] },
         g: { type: "INTEGER" },
         h: { type: "STRING", nullable: true },
       },
