@@ -209,6 +209,8 @@ export interface ProviderAdapter {
 export interface StoredResponseCall {
   readonly method: "GET" | "DELETE";
   readonly id: string;
+  /** The client's query (`?include[]=…`, `""` for none), sent on as it came. */
+  readonly query: string;
   readonly apiKey: string | null;
   readonly clientAuthorization: string | null;
   readonly signal: AbortSignal;

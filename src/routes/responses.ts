@@ -272,7 +272,7 @@ export async function getResponse(c: Context<AppEnv>): Promise<Response> {
   const id = responseId(c);
   const stored = await ex.runtime.responses.get(id, ex.principal.appKey ?? null);
   if (stored !== null) return send(c, "json", stored.response);
-  return await relayStored(ex, "GET", id, c.req.raw.signal);
+  return await relayStored(ex, "GET", id, c.req.raw.signal, queryOf(c.req.url));
 }
 
 /** `DELETE /v1/responses/{id}`: forget a kept response (OpenAI's deletion answer), or relay. */
@@ -283,7 +283,7 @@ export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
   if (await ex.runtime.responses.delete(id, ex.principal.appKey ?? null)) {
     return send(c, "json", { id, object: "response", deleted: true });
   }
-  return await relayStored(ex, "DELETE", id, c.req.raw.signal);
+  return await relayStored(ex, "DELETE", id, c.req.raw.signal, queryOf(c.req.url));
 }
 
 /**
@@ -299,8 +299,10 @@ async function relayStored(
   method: "GET" | "DELETE",
   id: string,
   signal: AbortSignal,
+  query: string,
 ): Promise<Response> {
   const rt = ex.runtime;
+  let attempts = 0;
   const appKey = ex.principal.appKey;
   const record = appKey === undefined || rt.keys === null ? null : await rt.keys.get(appKey);
   let client = clientCredential(ex.headers);
@@ -318,19 +320,28 @@ async function relayStored(
     if (key === null && client === null) continue;
     const clientAuthorization = key === null ? client : null;
     if (key === null) client = null;
+    attempts++;
     try {
       const reply = await adapter.storedResponse({
         method,
         id,
+        query,
         apiKey: key?.key ?? null,
         clientAuthorization,
         signal,
         timeoutMs: provider.timeout,
       });
       ex.provider = name;
+      const model = modelOf(reply.body);
+      if (model !== null) ex.model = model;
       return new Response(reply.body, {
         status: reply.status,
-        headers: { "content-type": "application/json", "x-pilotfish-provider": name },
+        headers: {
+          "content-type": "application/json",
+          "x-pilotfish-provider": name,
+          ...(model !== null ? { "x-pilotfish-model": model } : {}),
+          "x-pilotfish-attempts": String(attempts),
+        },
       });
     } catch (err) {
       const status = err instanceof GatewayError ? err.status : 0;
@@ -340,6 +351,22 @@ async function relayStored(
   }
   if (failure !== null) throw failure;
   throw notFound(id);
+}
+
+/** The request's query (`?include[]=…`), passed on to the provider that keeps the response. */
+function queryOf(url: string): string {
+  const q = url.indexOf("?");
+  return q < 0 ? "" : url.slice(q);
+}
+
+/** The `model` of a stored response's JSON, when it has one. */
+function modelOf(body: Uint8Array): string | null {
+  try {
+    const json = JSON.parse(new TextDecoder().decode(body)) as { model?: unknown };
+    return typeof json?.model === "string" ? json.model : null;
+  } catch {
+    return null;
+  }
 }
 
 export type { ResponsesRequest };

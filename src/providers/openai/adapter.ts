@@ -196,7 +196,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     // No body: no content-type.
     const { "content-type": _json, ...headers } = { ...baseHeaders, accept: "application/json" };
     setCredential(headers, call, endpoint);
-    const url = endpoint.url("responses", "") + "/" + pathSegment(call.id, "response id", cfg.name);
+    const url = endpoint.url("responses", "") + "/" +
+      pathSegment(call.id, "response id", cfg.name) + call.query;
     const reply = await execute({ url, method: call.method, headers, body: null }, call);
     return { status: reply.response.status, body: await reply.bytes() };
   }

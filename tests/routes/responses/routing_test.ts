@@ -646,3 +646,30 @@ Deno.test("a responses store that throws at once does not fail the answer", asyn
     await gw.close();
   }
 });
+
+Deno.test("GET /v1/responses/{id} relayed to a native provider keeps the query and names provider, model and attempts", async () => {
+  const a = startFakeUpstream();
+  const b = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-a-0001 }], responses: native, credential_mode: gateway }
+  b: { base_url: "${b.url}/v1", keys: [{ key: sk-b-0001 }], responses: native, credential_mode: gateway }
+`);
+  try {
+    a.script({ kind: "json", status: 404, body: { error: { message: "not found" } } });
+    b.script({ kind: "json", body: { id: "resp_b1", object: "response", model: "gpt-4.1" } });
+    const res = await gw.request("/v1/responses/resp_b1?include[]=reasoning.encrypted_content");
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).id, "resp_b1");
+    assert.equal(res.headers.get("x-pilotfish-provider"), "b");
+    assert.equal(res.headers.get("x-pilotfish-model"), "gpt-4.1");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
+    const sent = b.requests.at(-1)!;
+    assert.equal(sent.path, "/v1/responses/resp_b1");
+    assert.equal(decodeURIComponent(sent.search ?? ""), "?include[]=reasoning.encrypted_content");
+  } finally {
+    await gw.close();
+    await a.close();
+    await b.close();
+  }
+});
