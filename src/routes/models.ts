@@ -1,3 +1,4 @@
+import { GatewayError } from "../errors.ts";
 import type { Context } from "hono";
 import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
@@ -23,6 +24,27 @@ export async function listModels(c: Context<AppEnv>): Promise<Response> {
   const rt = c.get("runtime");
   const discovered = await discoveredModels(rt);
   return send(c, "json", { object: "list", data: modelEntries(rt, discovered) });
+}
+
+/**
+ * `GET /v1/models/{id}` (the SDKs' `models.retrieve`): the entry `GET /v1/models` lists under
+ * that id (`provider/model` ids hold a slash, so the rest of the path is the id), else a 404
+ * naming where the list is.
+ */
+export async function getModel(c: Context<AppEnv>): Promise<Response> {
+  c.get("exchange").errorFormat = "openai_json";
+  const rt = c.get("runtime");
+  const prefix = "/v1/models/";
+  const id = decodeURIComponent(c.req.path.slice(prefix.length));
+  const entry = modelEntries(rt, await discoveredModels(rt)).find((m) => m.id === id);
+  if (entry === undefined) {
+    throw new GatewayError(
+      "not_found",
+      `The model "${id}" is not served here: GET /v1/models lists the ones that are`,
+      { param: "model" },
+    );
+  }
+  return send(c, "json", entry);
 }
 
 /** A failed discovery is retried sooner. */

@@ -5,6 +5,7 @@ import {
   countTokens,
   deleteResponse,
   embeddings,
+  getModel,
   getResponse,
   health,
   healthz,
@@ -75,6 +76,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/v1/responses/:id", notInputTokens, appKeyGate, getResponse);
   app.delete("/v1/responses/:id", notInputTokens, appKeyGate, deleteResponse);
   app.get("/v1/models", appKeyGate, listModels);
+  app.get("/v1/models/*", appKeyGate, getModel);
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
   app.get("/health", health);
@@ -92,6 +94,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // Known paths with the wrong method: 405 with Allow, not a misleading 404.
   app.all("/v1/chat/completions", allow("POST"));
   app.all("/v1/models", allow("GET"));
+  app.all("/v1/models/*", allow("GET"));
   app.all("/v1/messages", allow("POST"));
   app.all("/v1/embeddings", allow("POST"));
   app.all("/v1/messages/count_tokens", allow("POST"));

@@ -274,3 +274,22 @@ Deno.test("the embedded default never answers a bare or misspelled model with th
     await gw.close();
   }
 });
+
+Deno.test("GET /v1/models/{id}: the SDK's models.retrieve gets the listed entry, a 404 for others", async () => {
+  const gw = startGateway("providers:\n  mock: {}\n");
+  try {
+    const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "x", maxRetries: 0 });
+    const model = await client.models.retrieve("mock/echo");
+    assert.deepEqual(model, { id: "mock/echo", object: "model", created: 0, owned_by: "mock" });
+    await assert.rejects(
+      () => client.models.retrieve("nope/nothing"),
+      (e: unknown) => e instanceof OpenAI.NotFoundError && /GET \/v1\/models lists/.test(e.message),
+    );
+    const post = await gw.request("/v1/models/mock/echo", { method: "POST" });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET");
+    await post.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});
