@@ -121,7 +121,7 @@ async function gateway(extra: string, stages: number) {
   if (config.features.rate_limiting.enabled && redisUrl !== undefined) {
     await runtime.limits?.shared();
   }
-  return createApp({ runtime: () => runtime, isReady: () => true, endsAfterResponse: true });
+  return createApp({ runtime: () => runtime, isReady: () => true });
 }
 
 const promptBytes = Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0));

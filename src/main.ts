@@ -23,7 +23,6 @@ import { createResponsesStore } from "./responses_store/mod.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
 import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
-import { settleEnds } from "./pipeline/exchange.ts";
 import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
 import { pluginProblems } from "./plugins/mod.ts";
@@ -205,12 +204,7 @@ async function main(): Promise<number> {
   const control = createControl({ current: () => runtime, reload });
 
   let isReady = false;
-  const app = createApp({
-    runtime: () => runtime,
-    isReady: () => isReady,
-    control,
-    endsAfterResponse: true,
-  });
+  const app = createApp({ runtime: () => runtime, isReady: () => isReady, control });
   const listeners = await startListeners(
     (req, info) => app.fetch(req, { remoteAddr: info.remoteAddr }),
     runtime.config.server,
@@ -253,7 +247,6 @@ async function main(): Promise<number> {
       ),
     );
   });
-  settleEnds(); // the last answers' ends, before their generation is disposed
   runtime.retire();
   await runtime.dispose();
   await deps.breakerStore.close();

@@ -299,46 +299,6 @@ export function winnerOf(ex: Exchange): AttemptRecord | undefined {
 export function endExchange(ex: Exchange, facts: ResponseFacts): void {
   if (ex.ended) return;
   ex.ended = true;
-  finish(ex, facts, ex.clock.now());
-}
-
-/** Exchanges whose response went out and whose end is still to be told. */
-const ending: { ex: Exchange; facts: ResponseFacts; at: number }[] = [];
-let flushTimer: ReturnType<typeof setTimeout> | undefined;
-
-/**
- * End the exchange of a whole (not streamed) response that is on its way: the facts and
- * the end time are fixed now, but the listeners (metering, spend, limits, metrics, spans,
- * the access log) run on a later turn of the event loop, once Deno.serve has written the
- * response, so their work is not in the client's latency. `settleEnds` runs them at once.
- */
-export function endAfterResponse(ex: Exchange, facts: ResponseFacts): void {
-  if (ex.ended) return;
-  ex.ended = true;
-  ending.push({ ex, facts, at: ex.clock.now() });
-  // A timer, not a microtask: microtasks run before the response is handed to the socket.
-  flushTimer ??= setTimeout(settleEnds, 0);
-}
-
-/**
- * Run every pending end now. Each request start calls it, so a request sees the effects
- * of every earlier one that has answered (spend and budgets, token limits, usage, the
- * cache of a stream); so do shutdown and the tests' in-process helper.
- */
-export function settleEnds(): void {
-  if (flushTimer !== undefined) {
-    clearTimeout(flushTimer);
-    flushTimer = undefined;
-  }
-  // Taken one by one: a listener that ends another exchange appends to the same queue.
-  for (let i = 0; i < ending.length; i++) {
-    const { ex, facts, at } = ending[i] as (typeof ending)[number];
-    finish(ex, facts, at);
-  }
-  ending.length = 0;
-}
-
-function finish(ex: Exchange, facts: ResponseFacts, at: number): void {
   ex.response = facts;
   const winner = winnerOf(ex);
   if (winner !== undefined) ex.usage = usageNow(winner.usage) ?? null;
@@ -355,7 +315,7 @@ function finish(ex: Exchange, facts: ResponseFacts, at: number): void {
       exchange: ex,
       status: facts.status,
       outcome: facts.outcome,
-      duration_ms: at - ex.started,
+      duration_ms: ex.clock.now() - ex.started,
       usage: ex.usage,
     });
   }

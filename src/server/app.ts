@@ -38,17 +38,12 @@ export interface AppDeps {
    * exposes as routes. The daemon passes the one `src/main.ts` builds (it owns reload).
    */
   readonly control?: Control;
-  /**
-   * Tell a whole answer's end (metering, spend, metrics, spans, the access log) after the
-   * response went out, not before it is returned (see `endAfterResponse`). The daemon does.
-   */
-  readonly endsAfterResponse?: boolean;
 }
 
 /** Build the HTTP app. No I/O here: every collaborator comes in through `deps`. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.use(requestContext(deps.runtime, deps.endsAfterResponse ?? false));
+  app.use(requestContext(deps.runtime));
   // server.read_timeout/write_timeout run from here, for every route.
   app.use(timeouts());
   app.use(hostGuard());

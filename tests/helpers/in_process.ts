@@ -18,7 +18,6 @@ import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
 import { createStateResources } from "../../src/usage/mod.ts";
 import { createApp } from "../../src/server/app.ts";
-import { settleEnds } from "../../src/pipeline/exchange.ts";
 import type { Schedule } from "../../src/pipeline/stages.ts";
 import type { ResponsesStore } from "../../src/responses_store/mod.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
@@ -102,13 +101,9 @@ export function startGateway(
     write,
     ...(opts.stages ? { stages: opts.stages } : {}),
   });
-  const app = createApp({ runtime: () => runtime, isReady: () => true, endsAfterResponse: true });
+  const app = createApp({ runtime: () => runtime, isReady: () => true });
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
-  // Log lines of answered requests are written once their ends are told: settle them first.
-  const logText = () => {
-    settleEnds();
-    return logs.join("");
-  };
+  const logText = () => logs.join("");
   return {
     url(path) {
       server ??= Deno.serve(
@@ -118,17 +113,9 @@ export function startGateway(
       return `http://127.0.0.1:${server.addr.port}${path}`;
     },
     // What a client on localhost sends, minus the connection: no remote address.
-    // Ends as a daemon tells them after the response went out: before the caller looks.
-    request: async (path, init) => {
-      const res = await app.fetch(new Request(`http://localhost${path}`, init));
-      settleEnds();
-      return res;
-    },
+    request: async (path, init) => await app.fetch(new Request(`http://localhost${path}`, init)),
     runtime,
-    get logs() {
-      settleEnds();
-      return logs;
-    },
+    logs,
     logText,
     waitForLog(needle, timeoutMs = 10_000) {
       if (logText().includes(needle)) return Promise.resolve();
@@ -149,7 +136,6 @@ export function startGateway(
     },
     async close() {
       await server?.shutdown();
-      settleEnds();
       // What the generation's stages hold (e.g. the rate limiter's Redis link).
       runtime.retire();
       await runtime.dispose();

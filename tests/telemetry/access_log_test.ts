@@ -172,8 +172,6 @@ Deno.test("logging.request_body logs the body with secrets redacted, truncated a
     });
     let res = await fetch(gw.url("/v1/chat/completions"), { method: "POST", body: small });
     await res.body?.cancel();
-    // A line with the body's copy is written once that copy is in: a turn after the end.
-    await gw.waitForLog('"msg":"request"');
     const first = nextRequestLine(gw.logs, 1);
     assert.equal(typeof first.request_body, "string");
     assert.match(first.request_body as string, /"model":"up\/gpt-4o-mini"/);
@@ -190,7 +188,6 @@ Deno.test("logging.request_body logs the body with secrets redacted, truncated a
     res = await fetch(gw.url("/v1/chat/completions"), { method: "POST", body: big });
     assert.equal(res.status, 200, "logging the body does not take it from the route");
     await res.body?.cancel();
-    await gw.waitForLog('"request_body_truncated"');
     const second = nextRequestLine(gw.logs, 2);
     assert.equal(second.request_body_truncated, true);
     assert.ok(new TextEncoder().encode(second.request_body as string).byteLength <= 220);

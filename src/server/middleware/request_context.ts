@@ -1,13 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../../routes/mod.ts";
 import type { Runtime } from "../../runtime.ts";
-import {
-  createExchange,
-  endAfterResponse,
-  endExchange,
-  settleEnds,
-  upstreamMs,
-} from "../../pipeline/exchange.ts";
+import { createExchange, endExchange, upstreamMs } from "../../pipeline/exchange.ts";
 import { observeStream } from "../../streaming/mod.ts";
 import { captureRequestBody } from "../../telemetry/mod.ts";
 import { bodyBytes } from "../whole.ts";
@@ -19,17 +13,10 @@ const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
  * assigns the request id, sets `x-request-id` and `x-pilotfish-overhead-ms`, and ends the
  * exchange when the response is done (for streams and passthrough bodies: when the last
  * byte went out, the client left, or the upstream failed). Ending it emits `request_end`,
- * which the access log (the first built-in stage) writes; with `endsAfterResponse`, a whole
- * answer's end is told once it went out.
+ * which the access log (the first built-in stage) writes.
  */
-export function requestContext(
-  current: () => Runtime,
-  endsAfterResponse = false,
-): MiddlewareHandler<AppEnv> {
-  const end = endsAfterResponse ? endAfterResponse : endExchange;
+export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv> {
   return async function requestContext(c, next) {
-    // Ends of answered requests still pending are told first: this one sees their effects.
-    settleEnds();
     const rt = current();
     rt.retain();
     const incoming = c.req.header("x-request-id");
@@ -93,7 +80,7 @@ export function requestContext(
     const bytes = bodyBytes(ex, c.res);
     // The log line carries the body copy: have it before the response goes.
     if (ex.captured !== null && !ex.timedOut) await ex.captured;
-    end(ex, {
+    endExchange(ex, {
       status,
       bytes,
       // A client that left before its answer (e.g. during a retry's backoff) never read it.

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
-import { startGateway, testClock } from "../../helpers/in_process.ts";
-import { createApp } from "../../../src/server/app.ts";
-import { settleEnds } from "../../../src/pipeline/exchange.ts";
+import { startGateway } from "../../helpers/in_process.ts";
 
 const CHAT = { model: "up/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] };
 
@@ -94,57 +92,6 @@ Deno.test("every response carries x-pilotfish-overhead-ms; chosen providers name
       assert.equal(res.headers.get("x-pilotfish-provider"), null);
     });
   } finally {
-    await gw.close();
-    await upstream.close();
-  }
-});
-
-Deno.test("endsAfterResponse: a whole answer's end is told after the response, timed when it ended", async () => {
-  const upstream = startFakeUpstream();
-  const clock = testClock();
-  const gw = startGateway(config(upstream.url), {}, { now: clock.now });
-  // The daemon's app over the same generation (the helper's `request()` settles for tests).
-  const app = createApp({
-    runtime: () => gw.runtime,
-    isReady: () => true,
-    endsAfterResponse: true,
-  });
-  const seen: string[] = [];
-  const durations: number[] = [];
-  gw.runtime.events.subscribe((e) => {
-    if (e.type === "request_start") seen.push(`request_start:${e.exchange.id}`);
-    if (e.type === "request_end") {
-      seen.push(`request_end:${e.exchange.id}`);
-      durations.push(e.duration_ms);
-    }
-  }, ["request_start", "request_end"]);
-  const post = (id: string) =>
-    app.fetch(
-      new Request("http://localhost/v1/chat/completions", {
-        method: "POST",
-        headers: { "content-type": "application/json", "x-request-id": id },
-        body: JSON.stringify(CHAT),
-      }),
-    );
-  try {
-    const first = await post("first");
-    assert.equal(first.status, 200);
-    await first.body?.cancel();
-    assert.deepEqual(seen, ["request_start:first"], "not told before the response is returned");
-    clock.advance(60_000);
-    // The next request's start tells it first: it sees the effects of every earlier answer.
-    const second = await post("second");
-    await second.body?.cancel();
-    assert.deepEqual(seen, ["request_start:first", "request_end:first", "request_start:second"]);
-    assert.ok((durations[0] as number) < 60_000, "the end time is when the response went out");
-    // With no request after it, a timer tells it once the response went out.
-    const told = Promise.withResolvers<void>();
-    const stop = gw.runtime.events.subscribe(() => told.resolve(), ["request_end"]);
-    await told.promise;
-    stop();
-    assert.deepEqual(seen.at(-1), "request_end:second");
-  } finally {
-    settleEnds();
     await gw.close();
     await upstream.close();
   }
