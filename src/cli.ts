@@ -107,6 +107,7 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
     }
     probeTimeoutMs = ms;
   }
+  if (values.strict && !values.check) throw new CliError("--strict only applies with --check");
   const configPath = values.config ?? env("PILOTFISH_CONFIG") ?? null;
   if (values.host !== undefined) {
     const problem = hostProblem(values.host);

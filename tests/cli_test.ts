@@ -48,6 +48,10 @@ Deno.test("parseCli() reads flags, with env standing in for missing ones", async
       () => parseCli([], env({ PILOTFISH_CONFIG: "/etc/p,f.yaml" })),
       (e: unknown) => e instanceof CliError && /Invalid --config: .*comma/.test(e.message),
     );
+    assert.throws(
+      () => parseCli(["--strict"], env({})),
+      (e: unknown) => e instanceof CliError && /--strict only applies with --check/.test(e.message),
+    );
     assert.throws(() => parseCli(["--bogus"], env({})), CliError);
     assert.throws(() => parseCli(["stray"], env({})), CliError);
   });

@@ -256,13 +256,23 @@ function unsupportedPart(p: Record<string, unknown>, at: string, provider: strin
 }
 
 /** Consecutive calls (and the assistant text before them) form one assistant message. */
+/** A call's `arguments`: a JSON string, as OpenAI takes it (an object is not silently `{}`). */
+function argumentsOf(item: ResponsesItem, at: string): string {
+  const v = item.arguments;
+  if (v === undefined) return "{}";
+  if (typeof v !== "string") {
+    throw invalid(`"${at}.arguments" must be a string of JSON`, `${at}.arguments`);
+  }
+  return v;
+}
+
 function appendFunctionCall(out: OpenAIMessage[], item: ResponsesItem, at: string): void {
   const call: Record<string, unknown> = {
     id: requireString(item, "call_id", at),
     type: "function",
     function: {
       name: requireString(item, "name", at),
-      arguments: typeof item.arguments === "string" ? item.arguments : "{}",
+      arguments: argumentsOf(item, at),
     },
   };
   // A thought signature the item carried out (see openai_to_responses.ts) goes back in.

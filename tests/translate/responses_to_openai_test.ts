@@ -87,6 +87,18 @@ Deno.test("toChatRequestFromResponses() refuses what it cannot translate, naming
   refused({ background: true }, /background/);
   refused({ text: { format: { type: "json_schema" } } }, /text\.format/);
   refused({ input: [] }, /input/);
+  // An object for arguments was sent on as "{}": the call's arguments silently lost.
+  refused(
+    {
+      input: [{
+        type: "function_call",
+        call_id: "c1",
+        name: "f",
+        arguments: { city: "Paris" } as unknown as string,
+      }],
+    },
+    /^input\[0\]\.arguments$/,
+  );
 });
 
 Deno.test("toChatRequestFromResponses() maps the generation settings", () => {
