@@ -320,3 +320,40 @@ Deno.test("a relayed OpenAI stream that ends early or carries the upstream's err
     await upstream.close();
   }
 });
+
+Deno.test("an Anthropic stream relayed to /v1/messages that carries the upstream's error: as it came, logged as error", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  try {
+    const events = [
+      anthropicEvent("message_start", { message: { id: "m1", model: "claude", usage: {} } }),
+      anthropicEvent("content_block_start", {
+        index: 0,
+        content_block: { type: "text", text: "" },
+      }),
+      anthropicEvent("content_block_delta", {
+        index: 0,
+        delta: { type: "text_delta", text: "Hi" },
+      }),
+      anthropicEvent("error", { error: { type: "overloaded_error", message: "Overloaded" } }),
+    ];
+    upstream.script({ kind: "sse", events });
+    const res = await fetch(gw.url("/v1/messages"), {
+      method: "POST",
+      headers: { "anthropic-version": "2023-06-01" },
+      body: JSON.stringify({
+        model: "claude/claude-sonnet-4-5",
+        max_tokens: 16,
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(await res.text(), events.join(""), "the upstream's events, nothing added");
+    const line = nextRequestLine(gw.logs, 1);
+    assert.equal(line.outcome, "error", JSON.stringify(line));
+    assert.equal(line.level, "error");
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});

@@ -17,7 +17,9 @@ const DELTA_TEXT = /"(?:text|partial_json|thinking)"\s*:\s*"((?:[^"\\]|\\.)*)"/;
  *
  * A stream that ends without `message_stop` or an upstream `event: error` was cut off, so
  * the tap errors it at the end; the route then appends its own `event: error` rather than
- * letting the client take a truncated message for a complete one.
+ * letting the client take a truncated message for a complete one. One that carried the
+ * upstream's `event: error` fails at its end as told: the client has that event already. A
+ * decoded stream fails sooner, where its decoder reads the error event.
  */
 export function createAnthropicUsageTap(
   meter: UsageMeter,
@@ -27,6 +29,8 @@ export function createAnthropicUsageTap(
   const read = createSseDataReader();
   let usage: AnthropicUsage = {};
   let ended = false;
+  /** The upstream's own `event: error` went by (and on to the client, as it came). */
+  let failed = false;
   const inspect = (events: string[]) => {
     for (const data of events) {
       const type = WANTED.exec(data)?.[1];
@@ -37,6 +41,7 @@ export function createAnthropicUsageTap(
       }
       if (type === "message_stop" || type === "error") {
         ended = true;
+        if (type === "error") failed = true;
         continue;
       }
       let event: unknown;
@@ -67,7 +72,15 @@ export function createAnthropicUsageTap(
     },
     flush() {
       inspect(read(decoder.decode(), true));
-      meter.settle(ended ? "complete" : "cut");
+      meter.settle(ended && !failed ? "complete" : "cut");
+      if (failed) {
+        // Relayed as it came: the stream ends as a failure (logged so) with nothing added.
+        throw new GatewayError(
+          "upstream_error",
+          `Stream from provider "${provider}" failed: it sent an error event`,
+          { provider, told: true },
+        );
+      }
       if (!ended) {
         throw new GatewayError(
           "upstream_error",

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { GatewayError } from "../../../src/errors.ts";
 import type { MessagesCall } from "../../../src/providers/mod.ts";
 import { createAnthropicUsageTap } from "../../../src/providers/anthropic/usage_tap.ts";
 import { createUsageMeter } from "../../../src/streaming/mod.ts";
@@ -212,15 +213,17 @@ Deno.test(
 );
 
 Deno.test(
-  "createAnthropicUsageTap() lets an upstream error event end the stream",
+  "createAnthropicUsageTap() after an upstream error event: every byte as it came, then a failure as told",
   SANITIZE,
   async () => {
     const sse = await fixtureBytes("stream_error_midway.sse");
     const { chunks, error } = await drain(
       streamOf(rechunk(sse, 64)).pipeThrough(createAnthropicUsageTap(createUsageMeter(), "a")),
     );
-    // The client already has Anthropic's own error event; nothing is added to it.
-    assert.equal(error, undefined);
+    // The client already has Anthropic's own error event: nothing is added to it, and the
+    // stream is a failure for the log (told: the route renders nothing more).
     assert.deepEqual(concatBytes(chunks), sse);
+    assert.ok(error instanceof GatewayError);
+    assert.equal(error.info.told, true);
   },
 );
