@@ -114,6 +114,8 @@ export function validateConfig(
       // Report reference errors too, judged against the provider names as written.
       const names = isRecord(tree.providers) ? Object.keys(tree.providers) : [];
       errors.push(...referenceErrors(new Set(names), tree.routing, at));
+      // And the keys' own problems, so one --check lists them with the rest.
+      errors.push(...rawKeyErrors(tree.providers, at));
       throw new ConfigError(source, errors);
     }
     // Only unknown keys: drop them and validate again.
@@ -471,6 +473,24 @@ function keyProblem(key: string): string | null {
     }); an API key is printable ASCII without spaces (two keys in one variable? list them as two keys)`;
   }
   return null;
+}
+
+/** `keyProblem` over a providers block the schema refused (what can be read of it). */
+function rawKeyErrors(
+  providers: unknown,
+  at: (path: readonly PropertyKey[]) => string,
+): string[] {
+  const out: string[] = [];
+  if (!isRecord(providers)) return out;
+  for (const [name, p] of Object.entries(providers)) {
+    if (!isRecord(p) || p.enabled === false || !Array.isArray(p.keys)) continue;
+    p.keys.forEach((k, i) => {
+      const key = isRecord(k) && typeof k.key === "string" ? k.key.trim() : "";
+      const bad = key === "" ? null : keyProblem(key);
+      if (bad !== null) out.push(`${at(["providers", name, "keys", i, "key"])}: ${bad}`);
+    });
+  }
+  return out;
 }
 
 /**

@@ -225,6 +225,21 @@ Deno.test("parseConfigText(): a key is trimmed; one no header can carry is refus
     "k.yaml",
   );
   assert.equal(off.config.providers.openai, undefined);
+  // With a schema error elsewhere, the key's problem is listed with it (one --check, all).
+  assert.throws(
+    () =>
+      parseConfigText(
+        `server: { port: notaport }\n${yaml}`,
+        env({ K1: "sk a", K2: "sk-two-0002" }),
+        "k.yaml",
+      ),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(err.problems.some((p) => p.startsWith("server.port:")), err.message);
+      assert.ok(err.problems.some((p) => /keys\[0\]\.key: Contains a space/.test(p)), err.message);
+      return true;
+    },
+  );
 });
 
 Deno.test("parseConfigText() loads llm-proxy's features.circuit_breaker block unchanged", () => {
