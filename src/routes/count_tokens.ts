@@ -8,6 +8,7 @@
  * keys and the like), never `pre_llm`/`post_llm` (a response cache must not answer it).
  * @module
  */
+import { pilotfishHeaders } from "../routing/mod.ts";
 import type { Context } from "hono";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome } from "../providers/mod.ts";
@@ -136,10 +137,15 @@ async function count(
   const resolved = resolveModel(rt.config, req.model, req.gateway.provider);
   ex.targets = resolved.targets.filter((t) => rt.adapters.get(t.provider)?.countTokens);
   if (ex.targets.length === 0) {
+    const first = resolved.targets[0];
     throw new GatewayError(
       "invalid_request",
       `No provider serving model "${req.model}" can count tokens`,
-      { param: "model" },
+      // The provider routing chose, though nothing was asked of it.
+      {
+        param: "model",
+        ...(first ? { headers: pilotfishHeaders(first.provider, first.model, 0) } : {}),
+      },
     );
   }
   let estimate = false;

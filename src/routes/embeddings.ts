@@ -1,3 +1,4 @@
+import { pilotfishHeaders } from "../routing/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { parseEmbeddingsRequest } from "../schema/embeddings.ts";
 import type { OpenAIEmbeddingsRequest } from "../schema/openai.ts";
@@ -27,10 +28,12 @@ export const EMBEDDINGS_ROUTE: UnifiedRoute = {
     // Only providers with an embeddings API are candidates (chat-only ones are not failures).
     const targets = resolved.targets.filter((t) => ex.runtime.adapters.get(t.provider)?.embeddings);
     if (targets.length === 0) {
+      const first = resolved.targets[0];
       throw new GatewayError(
         "invalid_request",
-        `Provider "${resolved.targets[0].provider}" has no embeddings API`,
-        { param: "model" },
+        `Provider "${first.provider}" has no embeddings API`,
+        // The provider routing chose, though nothing was asked of it.
+        { param: "model", headers: pilotfishHeaders(first.provider, first.model, 0) },
       );
     }
     return targets;

@@ -255,3 +255,33 @@ app_keys: { enabled: true, persistence: { enabled: false } }
     await gw.close();
   }
 });
+
+Deno.test("a request refused before any call still names the provider routing chose, with 0 attempts", async () => {
+  const gw = startGateway(`
+providers:
+  mock: {}
+  claude: { type: anthropic, base_url: "http://127.0.0.1:${closedPort()}/v1", keys: [{ key: sk-ant-0001 }] }
+`);
+  try {
+    const cases: [string, unknown, string][] = [
+      ["/v1/embeddings", { model: "claude/claude-x", input: "hi" }, "claude"],
+      ["/v1/messages/count_tokens", {
+        model: "mock/echo",
+        messages: [{ role: "user", content: "hi" }],
+      }, "mock"],
+    ];
+    for (const [path, body, provider] of cases) {
+      const res = await gw.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 400, path);
+      assert.equal(res.headers.get("x-pilotfish-provider"), provider, path);
+      assert.equal(res.headers.get("x-pilotfish-attempts"), "0", path);
+      await res.body?.cancel();
+    }
+  } finally {
+    await gw.close();
+  }
+});
