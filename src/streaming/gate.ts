@@ -107,11 +107,30 @@ function dataHasContent(format: GateFormat, data: string): boolean {
     }
   }
   try {
-    const type = (JSON.parse(data) as { type?: unknown }).type;
-    return typeof type !== "string" || !NOT_CONTENT_EVENTS.has(type);
+    const event = JSON.parse(data) as Record<string, unknown>;
+    const type = event.type;
+    if (typeof type !== "string") return true;
+    if (NOT_CONTENT_EVENTS.has(type)) return false;
+    // An empty text block (Anthropic) or an empty message item or part (Responses) opens
+    // output without any: as on the chat route, where it arrives as a role-only chunk.
+    if (type === "content_block_start") return !emptyText(event.content_block);
+    if (type === "response.output_item.added") {
+      const item = event.item as { type?: unknown; content?: unknown } | undefined;
+      return !(item?.type === "message" &&
+        (!Array.isArray(item.content) || item.content.length === 0));
+    }
+    if (type === "response.content_part.added") return !emptyText(event.part);
+    return true;
   } catch {
     return true;
   }
+}
+
+/** A text block or part with no text yet (`{"type":"text","text":""}`, `output_text` too). */
+function emptyText(block: unknown): boolean {
+  if (block === null || typeof block !== "object") return false;
+  const b = block as { type?: unknown; text?: unknown };
+  return (b.type === "text" || b.type === "output_text") && b.text === "";
 }
 
 /** A per-stream test of "has content arrived", fed each chunk before commit. */

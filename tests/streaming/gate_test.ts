@@ -72,31 +72,56 @@ Deno.test("gateStream() commits on the first content, not on keep-alives or a ro
       ],
       3,
     ],
+    // An empty text block or message item opens output without any: not content yet.
+    [
+      "anthropic_sse",
+      [
+        'event: message_start\ndata: {"type":"message_start","message":{}}\n\n',
+        'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n',
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n',
+        'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+      ],
+      3,
+    ],
+    [
+      "responses_sse",
+      [
+        'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n',
+        'event: response.output_item.added\ndata: {"type":"response.output_item.added","item":{"type":"message","content":[]}}\n\n',
+        'event: response.content_part.added\ndata: {"type":"response.content_part.added","part":{"type":"output_text","text":""}}\n\n',
+        'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hi"}\n\n',
+        'event: response.completed\ndata: {"type":"response.completed"}\n\n',
+      ],
+      4,
+    ],
   ];
   for (const [format, events, heldUntil] of cases) {
-    await t.step(`${format}, re-chunked at 1, 7 and 64 bytes`, async () => {
-      for (const size of [1, 7, 64]) {
-        const bytes = enc.encode(events.join(""));
-        const pieces: Uint8Array[] = [];
-        for (let i = 0; i < bytes.length; i += size) pieces.push(bytes.slice(i, i + size));
-        // Where content begins: the gate must have read past it, and not before.
-        const contentEnd = enc.encode(events.slice(0, heldUntil).join("")).length;
-        let read = 0;
-        const source = new ReadableStream<Uint8Array>({
-          pull(c) {
-            const next = pieces.shift();
-            if (next === undefined) return c.close();
-            read += next.length;
-            c.enqueue(next);
-          },
-        }, { highWaterMark: 0 });
-        const { opts: o } = opts();
-        const out = await gateStream(source, format, o);
-        assert.ok(read >= contentEnd && read < contentEnd + size, `${read} vs ${contentEnd}`);
-        const all = new Uint8Array(await new Response(out).arrayBuffer());
-        assert.deepEqual(all, bytes, "every byte relayed, in order");
-      }
-    });
+    await t.step(
+      `${format} (${events.length} events), re-chunked at 1, 7 and 64 bytes`,
+      async () => {
+        for (const size of [1, 7, 64]) {
+          const bytes = enc.encode(events.join(""));
+          const pieces: Uint8Array[] = [];
+          for (let i = 0; i < bytes.length; i += size) pieces.push(bytes.slice(i, i + size));
+          // Where content begins: the gate must have read past it, and not before.
+          const contentEnd = enc.encode(events.slice(0, heldUntil).join("")).length;
+          let read = 0;
+          const source = new ReadableStream<Uint8Array>({
+            pull(c) {
+              const next = pieces.shift();
+              if (next === undefined) return c.close();
+              read += next.length;
+              c.enqueue(next);
+            },
+          }, { highWaterMark: 0 });
+          const { opts: o } = opts();
+          const out = await gateStream(source, format, o);
+          assert.ok(read >= contentEnd && read < contentEnd + size, `${read} vs ${contentEnd}`);
+          const all = new Uint8Array(await new Response(out).arrayBuffer());
+          assert.deepEqual(all, bytes, "every byte relayed, in order");
+        }
+      },
+    );
   }
   await t.step("typed chunks: a role-only chunk waits, text commits", async () => {
     const chunks = [
