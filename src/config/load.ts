@@ -500,11 +500,14 @@ function rawKeyErrors(
  */
 export function hostProblem(host: string): string | null {
   if (host.includes(":")) {
-    return /^\[?[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?\]?$/.test(host)
+    // At least two colons (`::`, `::1`, `fe80::1%eth0`), bracketed or not, never half.
+    const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+    return /^[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9]+)?$/.test(bare)
       ? null
       : `"${host}" is not an IPv6 address`;
   }
-  return /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+  // DNS labels, with `_` too: compose and Swarm service names carry it and resolve.
+  return /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/
       .test(host)
     ? null
     : `"${host}" is not an IP address or a host name`;

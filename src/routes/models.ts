@@ -35,7 +35,13 @@ export async function getModel(c: Context<AppEnv>): Promise<Response> {
   c.get("exchange").errorFormat = "openai_json";
   const rt = c.get("runtime");
   const prefix = "/v1/models/";
-  const id = decodeURIComponent(c.req.path.slice(prefix.length));
+  const raw = c.req.path.slice(prefix.length);
+  let id: string;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    id = raw; // a malformed escape (`%E0`) names no model: the 404 below
+  }
   const entry = modelEntries(rt, await discoveredModels(rt)).find((m) => m.id === id);
   if (entry === undefined) {
     throw new GatewayError(

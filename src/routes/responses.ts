@@ -253,7 +253,13 @@ async function translatedCall(
 export const responses = unifiedHandler(RESPONSES_ROUTE, "openai_json");
 
 function responseId(c: Context<AppEnv>): string {
-  return decodeURIComponent(c.req.param("id") ?? "");
+  const raw = c.req.param("id") ?? "";
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    // A malformed escape (`%E0`) names no response: a 404, not an error of ours.
+    throw notFound(raw);
+  }
 }
 
 function notFound(id: string): GatewayError {

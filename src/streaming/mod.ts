@@ -18,6 +18,7 @@ export {
   encodeSseData,
   encodeSseEvent,
   SSE_DONE,
+  SseTail,
   sseTap,
 } from "./sse.ts";
 export {

@@ -103,3 +103,25 @@ export function createSseTap(
 ): TransformStream<Uint8Array, Uint8Array> {
   return toTransformStream(sseTap(onData, onEnd, onCancel));
 }
+
+/**
+ * Whether the bytes passed so far end where an SSE event ends (a blank line): an event
+ * appended after bytes that stop mid-line (an upstream cut mid-event) must start with one,
+ * or it is glued onto the broken line and no client can parse it.
+ */
+export class SseTail {
+  /** The last four bytes seen, the most recent lowest. */
+  #last = 0;
+
+  see(chunk: Uint8Array): void {
+    for (let i = Math.max(0, chunk.length - 4); i < chunk.length; i++) {
+      this.#last = ((this.#last << 8) | (chunk[i] as number)) >>> 0;
+    }
+  }
+
+  /** True before any byte, or after a blank line (LF LF, CR CR or CRLF CRLF). */
+  get clean(): boolean {
+    const t = this.#last;
+    return t === 0 || (t & 0xffff) === 0x0a0a || (t & 0xffff) === 0x0d0d || t === 0x0d0a0d0a;
+  }
+}

@@ -11,8 +11,10 @@ const CONTENT = /"content"\s*:\s*"((?:[^"\\]|\\.)*)"/g;
 const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
 /** Text that ends where an event ends (and does not end inside a "\r\n"). */
 const WHOLE_EVENTS = /(?:\n\n|\r\n\r\n)$/;
-/** `[DONE]`, or a `finish_reason` that is a string (not null): the stream got to its end. */
-const FINISHED = /data:\s*\[DONE\]|"finish_reason"\s*:\s*"/;
+/** A `finish_reason` that is a string (not null): the stream got to its end. */
+const FINISH_REASON = /"finish_reason"\s*:\s*"/;
+/** The same, or a `[DONE]` line, in whole events' text. */
+const FINISHED = /"finish_reason"\s*:\s*"|(?:^|\n)data:\s*\[DONE\]/;
 /** Perhaps an upstream's error event (`data: {"error": {…}}`): confirmed by parsing. */
 const MAYBE_ERROR = /"error"\s*:\s*[{"]/;
 
@@ -36,7 +38,7 @@ class OpenAIStreamEnd {
 
   /** One event's data. */
   event(data: string): void {
-    if (data === "[DONE]" || FINISHED.test(data)) this.#finished = true;
+    if (data === "[DONE]" || FINISH_REASON.test(data)) this.#finished = true;
     if (this.#failed !== null || !MAYBE_ERROR.test(data)) return;
     let error: unknown;
     try {

@@ -255,7 +255,6 @@ function unsupportedPart(p: Record<string, unknown>, at: string, provider: strin
   );
 }
 
-/** Consecutive calls (and the assistant text before them) form one assistant message. */
 /** A call's `arguments`: a JSON string, as OpenAI takes it (an object is not silently `{}`). */
 function argumentsOf(item: ResponsesItem, at: string): string {
   const v = item.arguments;
@@ -266,6 +265,7 @@ function argumentsOf(item: ResponsesItem, at: string): string {
   return v;
 }
 
+/** Consecutive calls (and the assistant text before them) form one assistant message. */
 function appendFunctionCall(out: OpenAIMessage[], item: ResponsesItem, at: string): void {
   const call: Record<string, unknown> = {
     id: requireString(item, "call_id", at),

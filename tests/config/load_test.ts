@@ -367,11 +367,24 @@ Deno.test("parseConfigText() maps server.address to host and port", async (t) =>
     assertProblem(problemsOf(() => load('  address: ":99999"')), "server.address", "99999");
   });
   await t.step("a host that is neither an IP address nor a host name is an error", () => {
-    for (const host of ["127.0.0.1", "0.0.0.0", "::1", "[::]", "localhost", "pf-sidecar.svc"]) {
+    for (
+      const host of [
+        "127.0.0.1",
+        "0.0.0.0",
+        "::1",
+        "::",
+        "[::]",
+        "localhost",
+        "pf-sidecar.svc",
+        "my_app",
+      ]
+    ) {
       assert.equal(load(`  host: "${host}"`).host, host);
     }
     assertProblem(problemsOf(() => load('  host: "no such host"')), "server.host", "no such host");
     assertProblem(problemsOf(() => load('  host: "bad_host!"')), "server.host", "bad_host!");
+    assertProblem(problemsOf(() => load('  host: ":"')), "server.host", "IPv6");
+    assertProblem(problemsOf(() => load('  host: "[::1"')), "server.host", "IPv6");
     assertProblem(problemsOf(() => load('  address: "a b:80"')), "server.address", "a b");
   });
   await t.step("a socket or state path with a comma cannot be granted: an error", () => {

@@ -301,6 +301,12 @@ Deno.test("a relayed OpenAI stream that ends early or carries the upstream's err
         assert.match(JSON.stringify(line.error), /sent an error event/);
       },
     );
+    await t.step("cut mid-event: the error event starts on a line of its own", async () => {
+      upstream.script({ kind: "sse", events: [openaiChunk("Hel"), 'data: {"id":"c1","obj'] });
+      const text = await read();
+      assert.match(text, /data: \{"id":"c1","obj\n\ndata: \{"error":/);
+      nextRequestLine(gw.logs, 3);
+    });
     await t.step("a finish reason without [DONE] is complete", async () => {
       const finish = `data: ${
         JSON.stringify({
@@ -313,7 +319,7 @@ Deno.test("a relayed OpenAI stream that ends early or carries the upstream's err
       }\n\n`;
       upstream.script({ kind: "sse", events: [openaiChunk("Hi"), finish] });
       assert.equal(await read(), openaiChunk("Hi") + finish);
-      assert.equal(nextRequestLine(gw.logs, 3).outcome, "complete");
+      assert.equal(nextRequestLine(gw.logs, 4).outcome, "complete");
     });
   } finally {
     await gw.close();

@@ -1,5 +1,5 @@
 import { GatewayError } from "../../errors.ts";
-import { observeStream } from "../../streaming/mod.ts";
+import { observeStream, SseTail } from "../../streaming/mod.ts";
 import { endAt, streamCut } from "../../server/middleware/timeouts.ts";
 import type { Exchange } from "../exchange.ts";
 import { wholeResponse } from "../../server/whole.ts";
@@ -32,20 +32,35 @@ export function sseResponse(
   const source = cut ? endAt(body, cut.signal, cut.onCut) : body;
   const provider = ex.provider ?? "unknown";
   const redact = ex.runtime.redact;
+  const tail = new SseTail();
   const out = observeStream(source, {
+    onChunk: (chunk) => tail.see(chunk),
     renderError: (err) => {
       if (err instanceof GatewayError && err.info.told) return TOLD;
-      const ge = err instanceof GatewayError ? err : new GatewayError(
-        "upstream_error",
-        `Stream from provider "${provider}" broke: ${
-          redact(String((err as Error)?.message ?? err))
-        }`,
-        { provider },
-      );
-      return render(ge);
+      // After bytes cut mid-event, the error event starts on a fresh line of its own.
+      if (!tail.clean) return withBlankLine(renderFor(err));
+      return renderFor(err);
     },
   });
   return new Response(out, { status, headers: { ...headers, ...STREAM_HEADERS } });
+
+  function renderFor(err: unknown): Uint8Array {
+    const ge = err instanceof GatewayError ? err : new GatewayError(
+      "upstream_error",
+      `Stream from provider "${provider}" broke: ${redact(String((err as Error)?.message ?? err))}`,
+      { provider },
+    );
+    return render(ge);
+  }
+}
+
+const BLANK_LINE = new TextEncoder().encode("\n\n");
+
+function withBlankLine(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(BLANK_LINE.length + bytes.length);
+  out.set(BLANK_LINE);
+  out.set(bytes, BLANK_LINE.length);
+  return out;
 }
 
 /** A JSON answer: an object is serialised, bytes go out as they are. */

@@ -48,10 +48,10 @@ export function toOpenAIStream(
  * counts are cumulative (the last event has the final ones), so the latest wins and is
  * reported when the upstream closes, followed by the usage chunk (if asked) and `[DONE]`.
  *
- * Unlike Anthropic's `message_stop`, Gemini sends no end marker: a stream that closes
- * without a `finishReason` still ends with a "stop" finish chunk. One that closes before
- * any event, an `{"error":...}` event and a payload that is not JSON error the stream with
- * a GatewayError instead, which routing can fail over while no byte has been sent.
+ * Gemini sends no end marker but the `finishReason` of its last chunk: a stream that closes
+ * without one was cut short. That, one that closes before any event, an `{"error":...}`
+ * event and a payload that is not JSON error the stream with a GatewayError, which routing
+ * can fail over while no byte has been sent.
  */
 export function createGeminiStreamTransformer(
   ctx: GeminiStreamContext,

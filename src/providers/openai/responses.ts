@@ -6,7 +6,7 @@
  */
 import { GatewayError } from "../../errors.ts";
 import type { Usage } from "../types.ts";
-import { sseTap, type SyncTransformer, type UsageMeter } from "../../streaming/mod.ts";
+import { SseTail, sseTap, type SyncTransformer, type UsageMeter } from "../../streaming/mod.ts";
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -40,64 +40,93 @@ export function findResponsesUsage(body: Uint8Array): Usage | null {
   }
 }
 
-const TERMINAL = /"type"\s*:\s*"response\.(completed|incomplete|failed)"/;
-/** The upstream's own failure events: the client has them as they came. */
-const FAILED = /"type"\s*:\s*"(?:response\.failed|error)"/;
-const STARTED = /"type"\s*:\s*"response\.(?:created|in_progress)"/;
-const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/;
+/** An event's `type` where OpenAI writes it, first: `{"type":"response.completed",…`. */
+const LEADING_TYPE = /^\s*\{\s*"type"\s*:\s*"([^"\\]*)"/;
+/** Events that open a response without output: a stream cut after them never committed. */
+const NOT_OUTPUT = new Set(["response.created", "response.in_progress", "response.queued"]);
+
+/**
+ * An event's own (top-level) `type`: read off its start, else parsed. Never matched anywhere
+ * inside: `response.created` echoes the client's `metadata`, `tools` and schemas.
+ */
+function typeOf(data: string): string | undefined {
+  const m = LEADING_TYPE.exec(data);
+  if (m !== null) return m[1];
+  try {
+    const type = (JSON.parse(data) as { type?: unknown } | null)?.type;
+    return typeof type === "string" ? type : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Forward Responses SSE bytes untouched; the terminal event's usage goes to `meter`. The
  * stream must end with its terminal event: after the upstream's `response.failed` or `error`
- * event it fails as told (the client has it); one that stops before any terminal event was
- * cut short, and gets the `response.failed` event (numbered on) the upstream never sent.
+ * event it fails as told (the client has it); one cut short after some output gets the
+ * `response.failed` event (numbered on) the upstream never sent; one cut before any output
+ * fails plainly, so that it can still fail over.
  */
 export function responsesUsageTap(
   meter: UsageMeter,
   provider: string,
 ): SyncTransformer<Uint8Array, Uint8Array> {
   let started: Record<string, unknown> | null = null;
-  let sequence = -1;
+  /** Events so far: the next sequence number (they count from 0, one per event). */
+  let events = 0;
+  let opened = false;
   let terminal = false;
-  const failure = (message: string, told: boolean) =>
-    new GatewayError("upstream_error", `Stream from provider "${provider}" ${message}`, {
+  const tail = new SseTail();
+  const failure = (message: string, told: boolean) => {
+    meter.settle("cut");
+    return new GatewayError("upstream_error", `Stream from provider "${provider}" ${message}`, {
       provider,
       ...(told ? { told } : {}),
     });
-  const tap = sseTap(
-    (data) => {
-      const seq = SEQUENCE.exec(data);
-      if (seq !== null) sequence = Number(seq[1]);
-      if (started === null && STARTED.test(data)) started = responseOf(data);
-      if (!TERMINAL.test(data)) {
-        if (FAILED.test(data)) throw failure("failed: it sent an error event", true);
-        return;
-      }
-      terminal = true;
-      try {
-        const event = JSON.parse(data) as { response?: { usage?: unknown } };
-        const usage = fromResponsesUsage(event.response?.usage);
-        if (usage !== null) meter.report(usage);
-      } catch {
-        // Not JSON: the bytes still reach the client.
-      }
-      if (FAILED.test(data)) throw failure("failed: it sent response.failed", true);
-    },
-  );
+  };
+  const tap = sseTap((data) => {
+    events++;
+    const type = typeOf(data);
+    if (type === undefined) return;
+    if (!NOT_OUTPUT.has(type)) opened = true;
+    if (started === null && (type === "response.created" || type === "response.in_progress")) {
+      started = responseOf(data);
+    }
+    if (type === "error") throw failure("failed: it sent an error event", true);
+    if (
+      type !== "response.completed" && type !== "response.incomplete" && type !== "response.failed"
+    ) {
+      return;
+    }
+    terminal = true;
+    try {
+      const event = JSON.parse(data) as { response?: { usage?: unknown } };
+      const usage = fromResponsesUsage(event.response?.usage);
+      if (usage !== null) meter.report(usage);
+    } catch {
+      // Not JSON: the bytes still reach the client.
+    }
+    if (type === "response.failed") throw failure("failed: it sent response.failed", true);
+  });
   return {
-    transform: tap.transform,
+    transform(chunk, enqueue) {
+      tail.see(chunk);
+      tap.transform(chunk, enqueue);
+    },
     flush(enqueue) {
       tap.flush?.(enqueue);
       if (terminal) return meter.settle("complete");
-      meter.settle("cut");
       const message = "ended before response.completed";
+      if (!opened) throw failure(message, false);
       const response = {
         ...(started ?? { object: "response" }),
         status: "failed",
         error: { code: "server_error", message: `Stream from provider "${provider}" ${message}` },
       };
-      const event = { type: "response.failed", sequence_number: sequence + 1, response };
-      enqueue(encoder.encode(`event: response.failed\ndata: ${JSON.stringify(event)}\n\n`));
+      const event = { type: "response.failed", sequence_number: events, response };
+      // After bytes cut mid-event, the event starts on a fresh line of its own.
+      const text = `event: response.failed\ndata: ${JSON.stringify(event)}\n\n`;
+      enqueue(encoder.encode(tail.clean ? text : `\n\n${text}`));
       throw failure(message, true);
     },
     cancel: () => meter.settle("cut"),

@@ -39,7 +39,9 @@ export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
       key = k;
     }
     key ??= c.req.query("key");
-    if (key !== undefined && key !== "") {
+    // An empty key is a mistake, not "every key" (that is no key at all).
+    if (key === "") throw new GatewayError("invalid_request", `"key" is empty: ${usage}`);
+    if (key !== undefined) {
       const providers = Object.keys(c.get("runtime").config.providers);
       const provider = key.split(":", 1)[0] as string;
       if (!providers.includes(provider)) {

@@ -46,7 +46,7 @@ Deno.test("admin API: 401 without the right bearer, 200 with it", async () => {
     assert.equal(bad.status, 400);
     await bad.body?.cancel();
     // A body that is not {"key": …} resets nothing (it used to reset every key).
-    for (const body of ["[]", "null", '"mock"', '{"provider":"mock"}', '{"key":1}']) {
+    for (const body of ["[]", "null", '"mock"', '{"provider":"mock"}', '{"key":1}', '{"key":""}']) {
       const res = await gw.request("/api/v1/breaker/reset", {
         method: "POST",
         headers: { authorization: "Bearer s3cret-token" },

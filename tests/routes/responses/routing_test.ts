@@ -577,6 +577,48 @@ providers:
         assert.equal(line.outcome, "error");
       },
     );
+    await t.step("cut mid-event: response.failed starts on a line of its own", async () => {
+      native.script({
+        kind: "sse",
+        events: [...started, 'event: response.output_text.delta\ndata: {"ty'],
+      });
+      const res = await gw.request(
+        "/v1/responses",
+        post({ model: "selfhosted/m", input: "hi", stream: true }),
+      );
+      const text = await res.text();
+      assert.match(
+        text,
+        /data: \{"ty\n\nevent: response\.failed\ndata: \{"type":"response\.failed","sequence_number":3,/,
+      );
+    });
+    await t.step(
+      "types nested in the echoed request (metadata, schemas) are not the event's",
+      async () => {
+        const echo = ev("response.created", 0, {
+          response: {
+            ...response,
+            metadata: { type: "error", note: '"type":"response.completed"' },
+          },
+        });
+        const completed = ev("response.completed", 2, {
+          response: {
+            ...response,
+            status: "completed",
+            usage: { input_tokens: 3, output_tokens: 1 },
+          },
+        });
+        native.script({ kind: "sse", events: [echo, started[1]!, completed] });
+        const events = await stream();
+        assert.deepEqual(events.map((e) => e.type), [
+          "response.created",
+          "response.output_text.delta",
+          "response.completed",
+        ]);
+        const line = gw.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+        assert.equal(line.outcome, "complete");
+      },
+    );
     await t.step("response.completed is complete", async () => {
       const completed = ev("response.completed", 2, {
         response: {
@@ -671,5 +713,45 @@ providers:
     await gw.close();
     await a.close();
     await b.close();
+  }
+});
+
+Deno.test("a native Responses stream that ends before any output never committed: an error answer, as for every format", async () => {
+  const a = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-a-0001 }], responses: native }
+`);
+  try {
+    a.script({
+      kind: "sse",
+      events: [
+        `event: response.created\ndata: ${
+          JSON.stringify({ type: "response.created", sequence_number: 0, response: { id: "r1" } })
+        }\n\n`,
+      ],
+    });
+    const res = await gw.request(
+      "/v1/responses",
+      post({ model: "a/m", input: "hi", stream: true }),
+    );
+    assert.equal(res.status, 502);
+    assert.match((await res.json()).error.message, /ended before response\.completed/);
+  } finally {
+    await gw.close();
+    await a.close();
+  }
+});
+
+Deno.test("GET /v1/responses/%E0 (a malformed escape) is a 404, never a 500", async () => {
+  const gw = startGateway("providers: { mock: {} }");
+  try {
+    for (const path of ["/v1/responses/%E0", "/v1/models/%E0"]) {
+      const res = await gw.request(path);
+      assert.equal(res.status, 404, path);
+      assert.equal((await res.json()).error.type, "not_found_error", path);
+    }
+  } finally {
+    await gw.close();
   }
 });
