@@ -10,6 +10,7 @@ import {
   type ProviderConfig,
   type ProviderKeyConfig,
   resolveProvider,
+  switchedOff,
 } from "./schema.ts";
 
 /** A config that cannot be used; `problems` lists every issue, each with its key path. */
@@ -483,7 +484,7 @@ function rawKeyErrors(
   const out: string[] = [];
   if (!isRecord(providers)) return out;
   for (const [name, p] of Object.entries(providers)) {
-    if (!isRecord(p) || p.enabled === false || !Array.isArray(p.keys)) continue;
+    if (!isRecord(p) || switchedOff(p.enabled) || !Array.isArray(p.keys)) continue;
     p.keys.forEach((k, i) => {
       const key = isRecord(k) && typeof k.key === "string" ? k.key.trim() : "";
       const bad = key === "" ? null : keyProblem(key);

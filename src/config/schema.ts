@@ -48,6 +48,12 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   v.pipe(number(), v.integer(), v.minValue(min), v.maxValue(max));
 const positive = () => v.pipe(number(), v.gtValue(0, "Invalid value: Expected a positive number"));
 const bool = () => v.pipe(v.unknown(), boolFromString, v.boolean());
+
+/** A switch as the schema reads it (`false`, `"no"`, `"off"`, … are false). */
+export function switchedOff(value: unknown): boolean {
+  const r = v.safeParse(bool(), value);
+  return r.success && r.output === false;
+}
 const str = () => v.string();
 
 /**

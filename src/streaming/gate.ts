@@ -96,8 +96,11 @@ function chunkHasContent(chunk: unknown): boolean {
   return false;
 }
 
-/** Is this SSE `data:` payload content, for the stream's wire format? */
-function dataHasContent(format: GateFormat, data: string): boolean {
+/**
+ * Is this SSE `data:` payload content, for the stream's wire format? What commits a stream
+ * (and what a tap counts as output begun).
+ */
+export function dataHasContent(format: GateFormat, data: string): boolean {
   if (format === "openai_sse") {
     if (data === "[DONE]") return true;
     try {

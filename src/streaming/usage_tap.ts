@@ -104,8 +104,10 @@ function readEvent(data: string, meter: UsageMeter): boolean {
 
 /**
  * Pass OpenAI SSE bytes through unchanged while reading `usage` off the side into `meter`,
- * settled when the stream ends or is cut. A chunk of whole events without a usage object
- * (nearly every chunk of a stream) costs a decode and three regex scans: no line splitting.
+ * settled when the stream ends or is cut, and failed when it never got to its end
+ * (`OpenAIStreamEnd`). A chunk of whole events without a usage object or a possible error
+ * event (nearly every chunk of a stream) costs a decode and a few regex scans: no line
+ * splitting.
  * From the first chunk that is not (the usage chunk, an event split across reads) on, every
  * event is read whole (`sseTap`).
  */

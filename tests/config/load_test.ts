@@ -240,6 +240,20 @@ Deno.test("parseConfigText(): a key is trimmed; one no header can carry is refus
       return true;
     },
   );
+  // …unless the provider is off, however the switch is spelled.
+  assert.throws(
+    () =>
+      parseConfigText(
+        `server: { port: notaport }\nproviders:\n  openai:\n    enabled: "no"\n    keys:\n      - key: "sk a"\n`,
+        NO_ENV,
+        "k.yaml",
+      ),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(!err.problems.some((p) => /keys\[0\]/.test(p)), err.message);
+      return true;
+    },
+  );
 });
 
 Deno.test("parseConfigText() loads llm-proxy's features.circuit_breaker block unchanged", () => {

@@ -6,6 +6,25 @@ import type { AnthropicUsage } from "./types.ts";
 
 /** Only these events are parsed; every other event costs one regex test. */
 const WANTED = /"type"\s*:\s*"(message_start|message_delta|message_stop|error)"/;
+/** The event's own type, where Anthropic writes it: first. */
+const LEADING = /^\s*\{\s*"type"\s*:\s*"([^"\\]*)"/;
+
+/** The event's own (top-level) type when it is one of `WANTED`'s, never one nested in it. */
+function wantedType(data: string): string | undefined {
+  if (!WANTED.test(data)) return undefined;
+  let type: unknown = LEADING.exec(data)?.[1];
+  if (type === undefined) {
+    try {
+      type = (JSON.parse(data) as { type?: unknown } | null)?.type;
+    } catch {
+      return undefined;
+    }
+  }
+  return type === "message_start" || type === "message_delta" || type === "message_stop" ||
+      type === "error"
+    ? type
+    : undefined;
+}
 /** A delta's text (JSON-escaped): counted for the estimate of a stream cut short. */
 const DELTA_TEXT = /"(?:text|partial_json|thinking)"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 
@@ -33,7 +52,7 @@ export function createAnthropicUsageTap(
   let failed = false;
   const inspect = (events: string[]) => {
     for (const data of events) {
-      const type = WANTED.exec(data)?.[1];
+      const type = wantedType(data);
       if (type === undefined) {
         const text = DELTA_TEXT.exec(data);
         if (text) meter.content((text[1] as string).length);

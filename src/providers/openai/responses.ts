@@ -7,6 +7,7 @@
 import { GatewayError } from "../../errors.ts";
 import type { Usage } from "../types.ts";
 import { SseTail, sseTap, type SyncTransformer, type UsageMeter } from "../../streaming/mod.ts";
+import { dataHasContent } from "../../streaming/gate.ts";
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -42,8 +43,8 @@ export function findResponsesUsage(body: Uint8Array): Usage | null {
 
 /** An event's `type` where OpenAI writes it, first: `{"type":"response.completed",…`. */
 const LEADING_TYPE = /^\s*\{\s*"type"\s*:\s*"([^"\\]*)"/;
-/** Events that open a response without output: a stream cut after them never committed. */
-const NOT_OUTPUT = new Set(["response.created", "response.in_progress", "response.queued"]);
+/** A text or arguments delta's (JSON-escaped) text: counted for the estimate of a cut. */
+const DELTA = /"delta"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 
 /**
  * An event's own (top-level) `type`: read off its start, else parsed. Never matched anywhere
@@ -65,7 +66,7 @@ function typeOf(data: string): string | undefined {
  * stream must end with its terminal event: after the upstream's `response.failed` or `error`
  * event it fails as told (the client has it); one cut short after some output gets the
  * `response.failed` event (numbered on) the upstream never sent; one cut before any output
- * fails plainly, so that it can still fail over.
+ * fails plainly (it never committed: an error answer, as a stream of any format cut then).
  */
 export function responsesUsageTap(
   meter: UsageMeter,
@@ -76,6 +77,8 @@ export function responsesUsageTap(
   let events = 0;
   let opened = false;
   let terminal = false;
+  /** In the source's flush: an event without its blank line was cut, and is not one. */
+  let flushing = false;
   const tail = new SseTail();
   const failure = (message: string, told: boolean) => {
     meter.settle("cut");
@@ -86,9 +89,15 @@ export function responsesUsageTap(
   };
   const tap = sseTap((data) => {
     events++;
+    if (flushing) return;
     const type = typeOf(data);
     if (type === undefined) return;
-    if (!NOT_OUTPUT.has(type)) opened = true;
+    // Output has begun where the stream gate would commit: a cut before it is pre-commit.
+    if (!opened && dataHasContent("responses_sse", data)) opened = true;
+    if (type.endsWith(".delta")) {
+      const text = DELTA.exec(data);
+      if (text !== null) meter.content((text[1] as string).length);
+    }
     if (started === null && (type === "response.created" || type === "response.in_progress")) {
       started = responseOf(data);
     }
@@ -114,6 +123,7 @@ export function responsesUsageTap(
       tap.transform(chunk, enqueue);
     },
     flush(enqueue) {
+      flushing = true;
       tap.flush?.(enqueue);
       if (terminal) return meter.settle("complete");
       const message = "ended before response.completed";

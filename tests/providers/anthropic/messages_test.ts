@@ -227,3 +227,29 @@ Deno.test(
     assert.equal(error.info.told, true);
   },
 );
+
+Deno.test(
+  "createAnthropicUsageTap() reads each event's own type: a nested type error is not an error event",
+  SANITIZE,
+  async () => {
+    const event = (type: string, data: Record<string, unknown>) =>
+      `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    const sse = new TextEncoder().encode(
+      event("message_start", { message: { id: "m", usage: { input_tokens: 3 } } }) +
+        event("content_block_start", {
+          index: 0,
+          content_block: { type: "tool_use", id: "t", name: "f", input: { type: "error" } },
+        }) +
+        event("message_delta", {
+          delta: { stop_reason: "tool_use" },
+          usage: { output_tokens: 2 },
+        }) +
+        event("message_stop", {}),
+    );
+    const { chunks, error } = await drain(
+      streamOf(rechunk(sse, 64)).pipeThrough(createAnthropicUsageTap(createUsageMeter(), "a")),
+    );
+    assert.equal(error, undefined);
+    assert.deepEqual(concatBytes(chunks), sse);
+  },
+);

@@ -592,6 +592,23 @@ providers:
         /data: \{"ty\n\nevent: response\.failed\ndata: \{"type":"response\.failed","sequence_number":3,/,
       );
     });
+    await t.step("cut inside response.completed: cut short, not complete", async () => {
+      native.script({
+        kind: "sse",
+        events: [
+          ...started,
+          'event: response.completed\ndata: {"type":"response.completed","sequence_number":2,"response":{"out',
+        ],
+      });
+      const res = await gw.request(
+        "/v1/responses",
+        post({ model: "selfhosted/m", input: "hi", stream: true }),
+      );
+      assert.match(await res.text(), /\n\nevent: response\.failed\n/);
+      const line = gw.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+      assert.equal(line.outcome, "error");
+      assert.ok(line.completion_tokens > 0, "estimated from the deltas that went out");
+    });
     await t.step(
       "types nested in the echoed request (metadata, schemas) are not the event's",
       async () => {
@@ -737,6 +754,28 @@ providers:
     );
     assert.equal(res.status, 502);
     assert.match((await res.json()).error.message, /ended before response\.completed/);
+    // An empty message item (and part) is no output yet, for the gate and the tap alike.
+    a.script({
+      kind: "sse",
+      events: [
+        `event: response.created\ndata: ${
+          JSON.stringify({ type: "response.created", sequence_number: 0, response: { id: "r2" } })
+        }\n\n`,
+        `event: response.output_item.added\ndata: ${
+          JSON.stringify({
+            type: "response.output_item.added",
+            sequence_number: 1,
+            item: { type: "message", content: [] },
+          })
+        }\n\n`,
+      ],
+    });
+    const empty = await gw.request(
+      "/v1/responses",
+      post({ model: "a/m", input: "hi", stream: true }),
+    );
+    assert.equal(empty.status, 502);
+    await empty.body?.cancel();
   } finally {
     await gw.close();
     await a.close();
