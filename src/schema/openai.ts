@@ -140,11 +140,20 @@ function invalid(message: string, param: string): GatewayError {
   return new GatewayError("invalid_request", message, { param });
 }
 
-function expectNumber(body: Record<string, unknown>, field: string, min?: number, max?: number) {
+function expectNumber(
+  body: Record<string, unknown>,
+  field: string,
+  min?: number,
+  max?: number,
+  integer = false,
+) {
   const v = body[field];
   if (v === undefined || v === null) return;
   if (typeof v !== "number" || !Number.isFinite(v)) {
     throw invalid(`"${field}" must be a number`, field);
+  }
+  if (integer && !Number.isInteger(v)) {
+    throw invalid(`"${field}" must be an integer, got ${v}`, field);
   }
   if ((min !== undefined && v < min) || (max !== undefined && v > max)) {
     const range = max === undefined
@@ -217,14 +226,22 @@ export function parseChatRequest(raw: unknown): ParsedChatRequest {
   ) {
     throw invalid(`"stream_options" must be an object`, "stream_options");
   }
+  const includeUsage = (raw.stream_options as { include_usage?: unknown } | null | undefined)
+    ?.include_usage;
+  if (includeUsage !== undefined && includeUsage !== null && typeof includeUsage !== "boolean") {
+    throw invalid(
+      `"stream_options.include_usage" must be a boolean`,
+      "stream_options.include_usage",
+    );
+  }
   if (raw.tools !== undefined && raw.tools !== null && !Array.isArray(raw.tools)) {
     throw invalid(`"tools" must be an array`, "tools");
   }
   expectNumber(raw, "temperature", 0, 2);
   expectNumber(raw, "top_p", 0, 1);
-  expectNumber(raw, "n", 1, 128);
-  expectNumber(raw, "max_tokens", 1);
-  expectNumber(raw, "max_completion_tokens", 1);
+  expectNumber(raw, "n", 1, 128, true);
+  expectNumber(raw, "max_tokens", 1, undefined, true);
+  expectNumber(raw, "max_completion_tokens", 1, undefined, true);
 
   const gateway = parseGatewayOptions(raw["x-gateway"]);
   const { "x-gateway": _ext, ...body } = raw;

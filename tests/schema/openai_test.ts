@@ -151,3 +151,20 @@ Deno.test({
     });
   },
 });
+
+Deno.test("parseChatRequest() wants whole numbers of tokens and choices, and a boolean include_usage", () => {
+  assertRejects(
+    withField("max_tokens", 1.5),
+    "max_tokens",
+    /^"max_tokens" must be an integer, got 1\.5/,
+  );
+  assertRejects(withField("max_completion_tokens", 2.5), "max_completion_tokens", /integer/);
+  assertRejects(withField("n", 1.5), "n", /integer/);
+  assertRejects(
+    withField("stream_options", { include_usage: "yes" }),
+    "stream_options.include_usage",
+    /must be a boolean/,
+  );
+  parseChatRequest(withField("max_tokens", 32));
+  parseChatRequest(withField("stream_options", { include_usage: true }));
+});
