@@ -18,6 +18,7 @@ export {
   encodeSseData,
   encodeSseEvent,
   SSE_DONE,
+  sseEventType,
   SseTail,
   sseTap,
 } from "./sse.ts";

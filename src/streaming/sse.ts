@@ -124,4 +124,27 @@ export class SseTail {
     const t = this.#last;
     return t === 0 || (t & 0xffff) === 0x0a0a || (t & 0xffff) === 0x0d0d || t === 0x0d0a0d0a;
   }
+
+  /** What an appended event must start with: nothing, or the blank line the bytes lack. */
+  lead(): string {
+    return this.clean ? "" : "\n\n";
+  }
+}
+
+/** An event's `type` where OpenAI and Anthropic write it, first: `{"type":"message_stop",…`. */
+const LEADING_TYPE = /^\s*\{\s*"type"\s*:\s*"([^"\\]*)"/;
+
+/**
+ * An SSE event's own (top-level) `type`: read off its start, else parsed. Never one matched
+ * anywhere inside: events echo what clients sent (metadata, tool inputs, schemas).
+ */
+export function sseEventType(data: string): string | undefined {
+  const m = LEADING_TYPE.exec(data);
+  if (m !== null) return m[1];
+  try {
+    const type = (JSON.parse(data) as { type?: unknown } | null)?.type;
+    return typeof type === "string" ? type : undefined;
+  } catch {
+    return undefined;
+  }
 }

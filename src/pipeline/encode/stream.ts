@@ -38,8 +38,8 @@ export function sseResponse(
     renderError: (err) => {
       if (err instanceof GatewayError && err.info.told) return TOLD;
       // After bytes cut mid-event, the error event starts on a fresh line of its own.
-      if (!tail.clean) return withBlankLine(renderFor(err));
-      return renderFor(err);
+      const lead = tail.lead();
+      return lead === "" ? renderFor(err) : concat(encoder.encode(lead), renderFor(err));
     },
   });
   return new Response(out, { status, headers: { ...headers, ...STREAM_HEADERS } });
@@ -54,12 +54,12 @@ export function sseResponse(
   }
 }
 
-const BLANK_LINE = new TextEncoder().encode("\n\n");
+const encoder = new TextEncoder();
 
-function withBlankLine(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(BLANK_LINE.length + bytes.length);
-  out.set(BLANK_LINE);
-  out.set(bytes, BLANK_LINE.length);
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
   return out;
 }
 

@@ -1,25 +1,15 @@
 import { GatewayError } from "../../errors.ts";
-import { createSseDataReader, type UsageMeter } from "../../streaming/mod.ts";
+import { createSseDataReader, sseEventType, type UsageMeter } from "../../streaming/mod.ts";
 import { toOpenAIUsage } from "./response.ts";
 import { mergeUsage } from "./stream.ts";
 import type { AnthropicUsage } from "./types.ts";
 
 /** Only these events are parsed; every other event costs one regex test. */
 const WANTED = /"type"\s*:\s*"(message_start|message_delta|message_stop|error)"/;
-/** The event's own type, where Anthropic writes it: first. */
-const LEADING = /^\s*\{\s*"type"\s*:\s*"([^"\\]*)"/;
-
 /** The event's own (top-level) type when it is one of `WANTED`'s, never one nested in it. */
 function wantedType(data: string): string | undefined {
   if (!WANTED.test(data)) return undefined;
-  let type: unknown = LEADING.exec(data)?.[1];
-  if (type === undefined) {
-    try {
-      type = (JSON.parse(data) as { type?: unknown } | null)?.type;
-    } catch {
-      return undefined;
-    }
-  }
+  const type = sseEventType(data);
   return type === "message_start" || type === "message_delta" || type === "message_stop" ||
       type === "error"
     ? type

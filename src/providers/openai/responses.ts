@@ -6,7 +6,13 @@
  */
 import { GatewayError } from "../../errors.ts";
 import type { Usage } from "../types.ts";
-import { SseTail, sseTap, type SyncTransformer, type UsageMeter } from "../../streaming/mod.ts";
+import {
+  sseEventType,
+  SseTail,
+  sseTap,
+  type SyncTransformer,
+  type UsageMeter,
+} from "../../streaming/mod.ts";
 import { dataHasContent } from "../../streaming/gate.ts";
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -41,25 +47,8 @@ export function findResponsesUsage(body: Uint8Array): Usage | null {
   }
 }
 
-/** An event's `type` where OpenAI writes it, first: `{"type":"response.completed",…`. */
-const LEADING_TYPE = /^\s*\{\s*"type"\s*:\s*"([^"\\]*)"/;
 /** A text or arguments delta's (JSON-escaped) text: counted for the estimate of a cut. */
 const DELTA = /"delta"\s*:\s*"((?:[^"\\]|\\.)*)"/;
-
-/**
- * An event's own (top-level) `type`: read off its start, else parsed. Never matched anywhere
- * inside: `response.created` echoes the client's `metadata`, `tools` and schemas.
- */
-function typeOf(data: string): string | undefined {
-  const m = LEADING_TYPE.exec(data);
-  if (m !== null) return m[1];
-  try {
-    const type = (JSON.parse(data) as { type?: unknown } | null)?.type;
-    return typeof type === "string" ? type : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Forward Responses SSE bytes untouched; the terminal event's usage goes to `meter`. The
@@ -90,7 +79,7 @@ export function responsesUsageTap(
   const tap = sseTap((data) => {
     events++;
     if (flushing) return;
-    const type = typeOf(data);
+    const type = sseEventType(data);
     if (type === undefined) return;
     // Output has begun where the stream gate would commit: a cut before it is pre-commit.
     if (!opened && dataHasContent("responses_sse", data)) opened = true;
@@ -136,7 +125,7 @@ export function responsesUsageTap(
       const event = { type: "response.failed", sequence_number: events, response };
       // After bytes cut mid-event, the event starts on a fresh line of its own.
       const text = `event: response.failed\ndata: ${JSON.stringify(event)}\n\n`;
-      enqueue(encoder.encode(tail.clean ? text : `\n\n${text}`));
+      enqueue(encoder.encode(tail.lead() + text));
       throw failure(message, true);
     },
     cancel: () => meter.settle("cut"),
