@@ -10,6 +10,20 @@ import {
   meterChunks,
 } from "../../streaming/mod.ts";
 import type { ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
+import {
+  contentTexts,
+  functionTools,
+  imageUrl,
+  rejectParams,
+  responseFormatOf,
+  stopSequences,
+  toolCallId,
+  toolCallsOf,
+  toolChoiceOf,
+  toolChoiceRequiresTools,
+  userContent,
+  visitMessages,
+} from "../shared/openai_request.ts";
 
 /**
  * The built-in `mock` provider (TensorZero's dummy): deterministic, offline, selected by
@@ -45,6 +59,7 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
     // No `native`: the mock has no native API, so the passthrough routes refuse it.
     classify: classifyOutcome,
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
+      checkRequest(call.body, cfg.name);
       calls++;
       const failure = mockFailure(model, calls, cfg.name);
       const latency = model === "slow" ? Math.max(cfg.latency, 1_000) : cfg.latency;
@@ -121,6 +136,35 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
       };
     },
   };
+}
+
+/**
+ * What an OpenAI upstream refuses with a 400, the mock refuses too, with the translators'
+ * checks: malformed tools, `tool_choice`, `stop`, `response_format`, content parts and tool
+ * calls. `n` > 1 is refused rather than answered with one choice.
+ */
+function checkRequest(body: OpenAIChatRequest, provider: string): void {
+  rejectParams(body, [["n", (v) => v !== 1]], provider);
+  const tools = functionTools(body.tools);
+  const choice = toolChoiceOf(body.tool_choice);
+  if (tools.length === 0 && choice !== null && choice !== "auto" && choice !== "none") {
+    throw toolChoiceRequiresTools();
+  }
+  stopSequences(body.stop);
+  responseFormatOf(body.response_format, provider);
+  visitMessages(body.messages, provider, {
+    system: (m, at) => contentTexts(m.content, at, provider),
+    user: (m, at) =>
+      userContent(m.content, at, provider, () => [], (p, where) => imageUrl(p, where)),
+    assistant: (m, at) => {
+      contentTexts(m.content, at, provider);
+      toolCallsOf(m.tool_calls, at);
+    },
+    tool: (m, at) => {
+      toolCallId(m, at);
+      contentTexts(m.content, at, provider);
+    },
+  });
 }
 
 function mockFailure(model: string, calls: number, provider: string): GatewayError | null {

@@ -310,3 +310,79 @@ Deno.test(
     assert.ok(performance.now() - started < 900, "did not wait for the mock's 1 s");
   },
 );
+
+Deno.test(
+  "createMockAdapter() refuses with 400 what an OpenAI upstream refuses",
+  SANITIZE,
+  async () => {
+    const adapter = mockAdapter();
+    const bad: [Partial<OpenAIChatRequest>, string][] = [
+      [{ tools: [{ type: "function" }] }, "tools[0].type"],
+      [{ tools: [{ type: "function", function: { name: "" } }] }, "tools[0].function.name"],
+      [{ tool_choice: "bogus" }, "tool_choice"],
+      [{ tool_choice: "required" }, "tool_choice"],
+      [{ stop: 5 }, "stop"],
+      [{ response_format: { type: "json_schema" } }, "response_format.json_schema.schema"],
+      [{ n: 2 }, "n"],
+      [
+        { messages: [{ role: "user", content: [{ type: "image_url" }] }] },
+        "messages[0].content[0].image_url.url",
+      ],
+      [
+        { messages: [{ role: "user", content: [{ type: "text", text: 3 }] }] },
+        "messages[0].content[0].text",
+      ],
+      [{ messages: [{ role: "tool", content: "x" }] }, "messages[0].tool_call_id"],
+      [
+        {
+          messages: [{
+            role: "assistant",
+            tool_calls: [{ id: "c", function: { name: "f", arguments: "{" } }],
+          }],
+        },
+        "messages[0].tool_calls[0].function.arguments",
+      ],
+    ];
+    for (const [body, param] of bad) {
+      const { call } = chatCall(body);
+      await assert.rejects(adapter.chat(call, "echo"), (err: unknown) => {
+        assert.ok(err instanceof GatewayError, JSON.stringify(body));
+        assert.equal(err.status, 400, JSON.stringify(body));
+        assert.equal(err.info.param, param, JSON.stringify(body));
+        return true;
+      });
+    }
+    // The well-formed versions answer.
+    const { call } = chatCall({
+      messages: [
+        { role: "system", content: [{ type: "text", text: "Be brief" }] },
+        {
+          role: "user",
+          content: [{ type: "text", text: "Look" }, {
+            type: "image_url",
+            image_url: { url: "data:image/png;base64,AA==" },
+          }],
+        },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: "{}" } }],
+        },
+        { role: "tool", tool_call_id: "c1", content: "done" },
+        { role: "user", content: "Hello there" },
+      ],
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+      tool_choice: { type: "function", function: { name: "f" } },
+      stop: ["\n\n"],
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "x", schema: { type: "object" } },
+      },
+      n: 1,
+    });
+    const body = jsonOf(await adapter.chat(call, "echo")) as {
+      choices: { message: { content: string } }[];
+    };
+    assert.equal(body.choices[0]?.message.content, "Hello there");
+  },
+);
