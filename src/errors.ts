@@ -79,7 +79,7 @@ export class GatewayError extends Error {
     message: string,
     readonly info: GatewayErrorInfo = {},
   ) {
-    super(message, { cause: info.cause });
+    super(capMessage(message), { cause: info.cause });
   }
 
   get status(): number {
@@ -92,6 +92,18 @@ export class GatewayError extends Error {
     const s = this.info.upstreamStatus;
     return s !== undefined && (s === 429 || s >= 500);
   }
+}
+
+/**
+ * Messages quote what clients sent (a model name, a role, a part type); a 60 KB value must not
+ * come back whole in the error body and the log line.
+ */
+export const MAX_MESSAGE_CHARS = 4096;
+
+function capMessage(message: string): string {
+  if (message.length <= MAX_MESSAGE_CHARS) return message;
+  const cut = message.length - MAX_MESSAGE_CHARS;
+  return `${message.slice(0, MAX_MESSAGE_CHARS)}… (${cut} more characters)`;
 }
 
 /** Narrow anything thrown into a GatewayError; unknown failures become `internal`. */

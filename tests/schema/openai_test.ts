@@ -168,3 +168,21 @@ Deno.test("parseChatRequest() wants whole numbers of tokens and choices, and a b
   parseChatRequest(withField("max_tokens", 32));
   parseChatRequest(withField("stream_options", { include_usage: true }));
 });
+
+Deno.test("an error quoting a huge client value carries at most 4 K of it", () => {
+  const role = "r".repeat(60_000);
+  assert.throws(
+    () => parseChatRequest({ model: "m", messages: [{ role, content: "x" }] }),
+    (err: unknown) => {
+      assert.ok(err instanceof GatewayError);
+      assert.ok(err.message.length < 4_200, `${err.message.length} characters`);
+      assert.match(
+        err.message,
+        /^"messages\[0\]\.role" must be one of .*… \(\d+ more characters\)$/,
+      );
+      const body = JSON.stringify(toOpenAIError(err));
+      assert.ok(body.length < 4_500);
+      return true;
+    },
+  );
+});
