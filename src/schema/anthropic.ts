@@ -411,14 +411,18 @@ const ANTHROPIC_TYPES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Render a GatewayError as Anthropic error JSON. An Anthropic-format upstream's own error
- * type wins (an overload stays `overloaded_error`); otherwise the type follows the status,
- * which is also what Anthropic's SDKs pick their exception class from.
+ * Render a GatewayError as Anthropic error JSON. A 4xx's type follows its status (what
+ * Anthropic's SDKs pick their exception class from): an OpenAI upstream's 401 is typed
+ * `invalid_request_error`, a word Anthropic uses too, but means `authentication_error`. Above
+ * that an Anthropic-format upstream's own type wins (an overload stays `overloaded_error`).
  */
 export function toAnthropicError(err: GatewayError): MessagesErrorBody {
   const upstream = err.info.upstreamType;
-  const type = upstream !== undefined && ANTHROPIC_TYPES.has(upstream)
+  const byStatus = TYPE_BY_STATUS[err.status];
+  const type = byStatus !== undefined && err.status < 500
+    ? byStatus
+    : upstream !== undefined && ANTHROPIC_TYPES.has(upstream)
     ? upstream
-    : TYPE_BY_STATUS[err.status] ?? "api_error";
+    : byStatus ?? "api_error";
   return { type: "error", error: { type, message: err.message } };
 }

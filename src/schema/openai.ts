@@ -271,12 +271,28 @@ const OPENAI_ERROR_TYPE: Record<string, string> = {
   internal: "api_error",
 };
 
+/** An upstream failure without a type of its own (Gemini's, Bedrock's): typed by its status. */
+const UPSTREAM_TYPE_BY_STATUS: Readonly<Record<number, string>> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  403: "permission_error",
+  404: "not_found_error",
+  408: "timeout_error",
+  413: "invalid_request_error",
+  422: "invalid_request_error",
+  429: "rate_limit_error",
+  504: "timeout_error",
+};
+
 /** Render a GatewayError as OpenAI error JSON. */
 export function toOpenAIError(err: GatewayError): OpenAIErrorBody {
+  const ownType = err.code === "upstream_error" || err.code === "rate_limited"
+    ? UPSTREAM_TYPE_BY_STATUS[err.status]
+    : undefined;
   return {
     error: {
       message: err.message,
-      type: err.info.upstreamType ?? OPENAI_ERROR_TYPE[err.code] ?? "api_error",
+      type: err.info.upstreamType ?? ownType ?? OPENAI_ERROR_TYPE[err.code] ?? "api_error",
       param: err.info.param ?? null,
       code: err.info.upstreamCode ?? err.code,
     },

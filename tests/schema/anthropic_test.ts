@@ -219,3 +219,23 @@ Deno.test("toAnthropicError() keeps an Anthropic upstream type, else maps the st
     });
   }
 });
+
+Deno.test("toAnthropicError(): a 4xx is typed by its status, whatever another format called it", () => {
+  // OpenAI types a bad key `invalid_request_error`, a word Anthropic has too.
+  const cases: [number, string | undefined, string][] = [
+    [401, "invalid_request_error", "authentication_error"],
+    [403, "invalid_request_error", "permission_error"],
+    [404, "invalid_request_error", "not_found_error"],
+    [529, "overloaded_error", "overloaded_error"],
+    [500, "api_error", "api_error"],
+    [503, "overloaded_error", "overloaded_error"],
+  ];
+  for (const [status, upstreamType, type] of cases) {
+    const err = new GatewayError("upstream_error", "m", {
+      status,
+      upstreamStatus: status,
+      ...(upstreamType ? { upstreamType } : {}),
+    });
+    assert.equal(toAnthropicError(err).error.type, type, `${status} ${upstreamType}`);
+  }
+});

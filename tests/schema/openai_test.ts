@@ -186,3 +186,29 @@ Deno.test("an error quoting a huge client value carries at most 4 K of it", () =
     },
   );
 });
+
+Deno.test("toOpenAIError(): an upstream failure without a type of its own is typed by its status", () => {
+  const cases: [number, string][] = [
+    [400, "invalid_request_error"],
+    [401, "authentication_error"],
+    [403, "permission_error"],
+    [404, "not_found_error"],
+    [429, "rate_limit_error"],
+    [500, "api_error"],
+  ];
+  for (const [status, type] of cases) {
+    const err = new GatewayError(status === 429 ? "rate_limited" : "upstream_error", "m", {
+      status,
+      upstreamStatus: status,
+      upstreamCode: "INVALID_ARGUMENT",
+    });
+    assert.equal(toOpenAIError(err).error.type, type, String(status));
+    assert.equal(toOpenAIError(err).error.code, "INVALID_ARGUMENT");
+  }
+  // An OpenAI-format upstream's own type is kept.
+  const own = new GatewayError("upstream_error", "m", {
+    status: 401,
+    upstreamType: "invalid_request_error",
+  });
+  assert.equal(toOpenAIError(own).error.type, "invalid_request_error");
+});
