@@ -129,6 +129,8 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     schemas: ["openai_chat", "anthropic_messages"],
     pre_llm(ex, view) {
       if (view.schema !== "openai_chat" && view.schema !== "anthropic_messages") return;
+      // A key must cover everything that can change the answer, and a hit must give it all.
+      if (view.exact === false) return;
       const body = view.body;
       const skip = skipReason(policy, {
         schema: ex.schema,
@@ -279,15 +281,20 @@ class StreamAssembly {
   #model = "";
   #choices = new Map<number, ChoiceParts>();
   #usage: unknown = undefined;
-  #broken = false;
+  #fingerprint: unknown = null;
+  /** Broken, or carrying what the assembled answer would leave out (logprobs, reasoning). */
+  #unfit = false;
 
   add(chunk: ChatChunk): void {
-    if ((chunk as { error?: unknown }).error !== undefined) this.#broken = true;
+    if ((chunk as { error?: unknown }).error !== undefined) this.#unfit = true;
     this.#id ||= chunk.id;
     this.#created ||= chunk.created;
     this.#model ||= chunk.model;
     if (chunk.usage) this.#usage = chunk.usage;
+    const fingerprint = (chunk as { system_fingerprint?: unknown }).system_fingerprint;
+    if (fingerprint !== undefined && fingerprint !== null) this.#fingerprint = fingerprint;
     for (const c of chunk.choices ?? []) {
+      if (!this.#unfit && lossyChoice(c)) this.#unfit = true;
       let parts = this.#choices.get(c.index);
       if (!parts) this.#choices.set(c.index, parts = { content: "", tools: [], finish: null });
       if (typeof c.delta?.content === "string") parts.content += c.delta.content;
@@ -301,8 +308,9 @@ class StreamAssembly {
     }
   }
 
+  /** The answer, or null when it is not whole: broken, unfinished, unfit, or without usage. */
   completion(): Record<string, unknown> | null {
-    if (this.#broken || this.#choices.size === 0) return null;
+    if (this.#unfit || this.#choices.size === 0 || this.#usage === undefined) return null;
     const choices = [...this.#choices].sort(([a], [b]) => a - b).map(([index, p]) => {
       if (p.finish === null) return null;
       const tools = p.tools.filter((t) => t !== undefined);
@@ -333,8 +341,22 @@ class StreamAssembly {
       created: this.#created,
       model: this.#model,
       choices,
-      ...(this.#usage !== undefined ? { usage: this.#usage } : {}),
-      system_fingerprint: null,
+      usage: this.#usage,
+      system_fingerprint: this.#fingerprint,
     };
   }
+}
+
+/** Delta fields the assembly keeps; a choice with anything else (or logprobs) is not stored. */
+const ASSEMBLED_DELTA = new Set(["role", "content", "tool_calls"]);
+
+function lossyChoice(c: { delta?: unknown; logprobs?: unknown }): boolean {
+  if (c.logprobs !== undefined && c.logprobs !== null) return true;
+  const d = c.delta;
+  if (d === null || typeof d !== "object") return false;
+  for (const [k, v] of Object.entries(d)) {
+    if (v === null || v === undefined || v === "" || ASSEMBLED_DELTA.has(k)) continue;
+    return true;
+  }
+  return false;
 }

@@ -32,6 +32,11 @@ export type LlmRequestView =
   | {
     readonly schema: "openai_chat" | "anthropic_messages" | "responses";
     readonly body: OpenAIChatRequest;
+    /**
+     * False when the body leaves out something of the client's request that can change the
+     * answer (an Anthropic-only feature relayed as is): fine for counting, not for a key.
+     */
+    readonly exact?: boolean;
   }
   | { readonly schema: "embeddings"; readonly body: OpenAIEmbeddingsRequest }
   | { readonly schema: "passthrough"; readonly body: Uint8Array | null };

@@ -2,7 +2,7 @@ import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
 import { decodeJson } from "../providers/wire.ts";
 import { type MessagesRequest, parseMessagesRequest } from "../schema/anthropic.ts";
 import type { OpenAIChatRequest } from "../schema/openai.ts";
-import { toMessagesResponse, toOpenAIChatRequest } from "../translate/mod.ts";
+import { toMessagesResponse, toOpenAIChatRequest, toOpenAIChatView } from "../translate/mod.ts";
 import { encodeMessages } from "../pipeline/encode/anthropic.ts";
 import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
 import type { UnifiedRoute } from "../pipeline/run.ts";
@@ -41,10 +41,15 @@ export const MESSAGES_ROUTE: UnifiedRoute = {
     ex.stream = body.stream === true;
     return { model: body.model, gateway };
   },
-  view: (ex) => ({
-    schema: "anthropic_messages",
-    body: canonical(ex, ex.targets[0]?.provider ?? "unknown"),
-  }),
+  // Stages see the canonical form, never refused for what only an Anthropic-format provider
+  // honours (the request may be relayed as is); `exact` says whether it tells all.
+  view(ex) {
+    const r = request(ex);
+    if (r.canonical !== null) return { schema: "anthropic_messages", body: r.canonical };
+    const view = toOpenAIChatView(r.body, ex.targets[0]?.provider ?? "unknown");
+    if (!view.refused) r.canonical = view.body;
+    return { schema: "anthropic_messages", body: view.body, exact: view.exact };
+  },
   rewrite: (ex, raw) => rewriteCanonical(ex, request(ex), raw),
   model: (ex) => requestedModel(request(ex)),
   invoke(ex) {

@@ -29,27 +29,109 @@ const REJECTED: ReadonlyArray<readonly [string, (v: unknown) => boolean]> = [
 ];
 
 /**
+ * A translation's state: with `lossy`, what the target could not honour is left out (and
+ * `refused` set) instead of refused with a 400.
+ */
+interface Ctx {
+  readonly provider: string;
+  readonly lossy: boolean;
+  refused: boolean;
+}
+
+/** Refuse (throw `err`), or in a lossy translation note that something was left out. */
+function refuse(ctx: Ctx, err: GatewayError): void {
+  if (!ctx.lossy) throw err;
+  ctx.refused = true;
+}
+
+/**
  * Translate an Anthropic Messages request into an OpenAI chat completion request, for a
  * provider that does not speak the Messages API. Pure: no I/O, the input is not mutated.
  * Throws a 400 GatewayError naming the field for what the target cannot honour.
  */
 export function toOpenAIChatRequest(req: MessagesRequest, provider: string): OpenAIChatRequest {
+  return translate(req, { provider, lossy: false, refused: false });
+}
+
+/** The canonical form of a request as the pipeline's stages see it (`toOpenAIChatView`). */
+export interface ChatView {
+  readonly body: OpenAIChatRequest;
+  /** Something was left out that `toOpenAIChatRequest` refuses (a document, a server tool). */
+  readonly refused: boolean;
+  /**
+   * The body does not say everything that can change the answer: a field or block it drops
+   * (thinking, effort, context management, fields we do not know) was set, or the answer has
+   * what the canonical form cannot hold (`stop_sequence`: which stop sequence matched).
+   */
+  readonly exact: boolean;
+}
+
+/**
+ * The canonical form for stages (limits, plugins, the cache) of a request that may be relayed
+ * as is to an Anthropic-format provider: never refused for what only Anthropic honours.
+ */
+export function toOpenAIChatView(req: MessagesRequest, provider: string): ChatView {
+  const ctx: Ctx = { provider, lossy: true, refused: false };
+  const body = translate(req, ctx);
+  return { body, refused: ctx.refused, exact: !ctx.refused && !dropsMeaning(req) };
+}
+
+/** Top-level fields whose meaning the canonical form keeps (or that cannot change the answer). */
+const KEPT_FIELDS = new Set([
+  "model",
+  "messages",
+  "system",
+  "max_tokens",
+  "metadata",
+  "stream",
+  "temperature",
+  "top_p",
+  "top_k",
+  "tools",
+  "tool_choice",
+  "cache_control",
+  "service_tier",
+  "inference_geo",
+  "x-gateway",
+]);
+
+function dropsMeaning(req: MessagesRequest): boolean {
+  for (const [k, v] of Object.entries(req)) {
+    if (v === undefined || v === null || KEPT_FIELDS.has(k)) continue;
+    if (k === "thinking" && isObject(v) && v.type === "disabled") continue;
+    if (k === "stop_sequences" && Array.isArray(v) && v.length === 0) continue;
+    if (k === "output_config" && isObject(v) && Object.keys(v).every((f) => f === "format")) {
+      continue;
+    }
+    return true;
+  }
+  return req.messages.some((m) =>
+    Array.isArray(m.content) &&
+    m.content.some((b) => b.type === "thinking" || b.type === "redacted_thinking")
+  );
+}
+
+function translate(req: MessagesRequest, ctx: Ctx): OpenAIChatRequest {
+  const provider = ctx.provider;
   for (const [param, isActive] of REJECTED) {
     const v = req[param];
-    if (v !== undefined && v !== null && isActive(v)) throw unsupported(param, provider);
+    if (v !== undefined && v !== null && isActive(v)) refuse(ctx, unsupported(param, provider));
   }
   if (req.max_tokens === 0) {
-    throw new GatewayError(
-      "invalid_request",
-      `"max_tokens": 0 (prompt cache pre-warming) is only supported by Anthropic-format providers, not "${provider}"`,
-      { param: "max_tokens", provider },
+    refuse(
+      ctx,
+      new GatewayError(
+        "invalid_request",
+        `"max_tokens": 0 (prompt cache pre-warming) is only supported by Anthropic-format providers, not "${provider}"`,
+        { param: "max_tokens", provider },
+      ),
     );
   }
 
   const messages: OpenAIMessage[] = [];
   const system = systemText(req.system);
   if (system !== null) messages.push({ role: "system", content: system });
-  req.messages.forEach((m, i) => messages.push(...toOpenAIMessages(m, `messages[${i}]`, provider)));
+  req.messages.forEach((m, i) => messages.push(...toOpenAIMessages(m, `messages[${i}]`, ctx)));
 
   const out: OpenAIChatRequest = { model: req.model, messages, max_tokens: req.max_tokens };
   if (typeof req.temperature === "number") out.temperature = req.temperature;
@@ -67,12 +149,12 @@ export function toOpenAIChatRequest(req: MessagesRequest, provider: string): Ope
   const user = req.metadata?.user_id;
   if (typeof user === "string" && user !== "") out.user = user;
 
-  const tools = (req.tools ?? []).map((t, i) => toFunctionTool(t, `tools[${i}]`, provider));
+  const tools = (req.tools ?? []).flatMap((t, i) => toFunctionTool(t, `tools[${i}]`, ctx) ?? []);
   if (tools.length > 0) out.tools = tools;
   if (req.tool_choice !== undefined && req.tool_choice !== null) {
-    applyToolChoice(out, req.tool_choice, tools.length > 0);
+    applyToolChoice(out, req.tool_choice, tools.length > 0, ctx);
   }
-  const format = responseFormat(req.output_config);
+  const format = responseFormat(req.output_config, ctx);
   if (format !== null) out.response_format = format;
   return out;
 }
@@ -90,7 +172,7 @@ function systemText(system: MessagesRequest["system"]): string | null {
  * become `role: "tool"` messages, emitted first: OpenAI wants them right after the assistant
  * message holding the calls, and Anthropic already requires them first in the turn.
  */
-function toOpenAIMessages(m: MessagesMessage, at: string, provider: string): OpenAIMessage[] {
+function toOpenAIMessages(m: MessagesMessage, at: string, ctx: Ctx): OpenAIMessage[] {
   if (typeof m.content === "string") return [{ role: m.role, content: m.content }];
   if (m.role === "system") {
     // parseMessagesRequest admits only text blocks in a system turn.
@@ -100,11 +182,11 @@ function toOpenAIMessages(m: MessagesMessage, at: string, provider: string): Ope
     }];
   }
   return m.role === "assistant"
-    ? [assistantMessage(m.content, at, provider)]
-    : userMessages(m.content, at, provider);
+    ? [assistantMessage(m.content, at, ctx)]
+    : userMessages(m.content, at, ctx);
 }
 
-function assistantMessage(blocks: MessagesBlock[], at: string, provider: string): OpenAIMessage {
+function assistantMessage(blocks: MessagesBlock[], at: string, ctx: Ctx): OpenAIMessage {
   let text = "";
   const toolCalls: unknown[] = [];
   blocks.forEach((block, j) => {
@@ -125,7 +207,7 @@ function assistantMessage(blocks: MessagesBlock[], at: string, provider: string)
       case "redacted_thinking":
         return;
       default:
-        throw unsupportedBlock(block, `${at}.content[${j}]`, provider);
+        refuse(ctx, unsupportedBlock(block, `${at}.content[${j}]`, ctx.provider));
     }
   });
   const out: OpenAIMessage = {
@@ -137,7 +219,7 @@ function assistantMessage(blocks: MessagesBlock[], at: string, provider: string)
   return out;
 }
 
-function userMessages(blocks: MessagesBlock[], at: string, provider: string): OpenAIMessage[] {
+function userMessages(blocks: MessagesBlock[], at: string, ctx: Ctx): OpenAIMessage[] {
   const tools: OpenAIMessage[] = [];
   const parts: OpenAIContentPart[] = [];
   blocks.forEach((block, j) => {
@@ -146,18 +228,22 @@ function userMessages(blocks: MessagesBlock[], at: string, provider: string): Op
       case "text":
         parts.push({ type: "text", text: (block as MessagesTextBlock).text });
         return;
-      case "image":
-        parts.push(imagePart(block as MessagesImageBlock, where, provider));
+      case "image": {
+        const part = imagePart(block as MessagesImageBlock, where, ctx);
+        if (part !== null) parts.push(part);
         return;
+      }
       case "tool_result": {
-        const { message, images } = toolMessage(block as MessagesToolResultBlock, where, provider);
+        const { message, images } = toolMessage(block as MessagesToolResultBlock, where, ctx);
         tools.push(message);
         // OpenAI tool messages carry text only; a result's images follow in the user turn.
         parts.push(...images);
         return;
       }
       default:
-        throw unsupportedBlock(block, where, provider);
+        refuse(ctx, unsupportedBlock(block, where, ctx.provider));
+        // Left out of a lossy view, its text still is what stages (a guard) must read.
+        for (const text of blockTexts(block)) parts.push({ type: "text", text });
     }
   });
   if (parts.length === 0) return tools;
@@ -170,7 +256,7 @@ function userMessages(blocks: MessagesBlock[], at: string, provider: string): Op
 function toolMessage(
   block: MessagesToolResultBlock,
   at: string,
-  provider: string,
+  ctx: Ctx,
 ): { message: OpenAIMessage; images: OpenAIContentPart[] } {
   const texts: string[] = [];
   const images: OpenAIContentPart[] = [];
@@ -180,8 +266,12 @@ function toolMessage(
       const where = `${at}.content[${k}]`;
       if (inner.type === "text") texts.push((inner as MessagesTextBlock).text);
       else if (inner.type === "image") {
-        images.push(imagePart(inner as MessagesImageBlock, where, provider));
-      } else throw unsupportedBlock(inner, where, provider);
+        const part = imagePart(inner as MessagesImageBlock, where, ctx);
+        if (part !== null) images.push(part);
+      } else {
+        refuse(ctx, unsupportedBlock(inner, where, ctx.provider));
+        texts.push(...blockTexts(inner));
+      }
     });
   }
   const text = texts.join("\n");
@@ -191,7 +281,11 @@ function toolMessage(
 }
 
 /** base64 sources become data: URLs, url sources stay URLs (the provider fetches them). */
-function imagePart(block: MessagesImageBlock, at: string, provider: string): OpenAIContentPart {
+function imagePart(
+  block: MessagesImageBlock,
+  at: string,
+  ctx: Ctx,
+): OpenAIContentPart | null {
   const source = block.source;
   if (source.type === "base64") {
     return {
@@ -200,24 +294,32 @@ function imagePart(block: MessagesImageBlock, at: string, provider: string): Ope
     };
   }
   if (source.type === "url") return { type: "image_url", image_url: { url: source.url } };
-  throw new GatewayError(
-    "invalid_request",
-    `Image source type "${source.type}" in ${at} is not supported by provider "${provider}"`,
-    { param: `${at}.source.type`, provider },
+  refuse(
+    ctx,
+    new GatewayError(
+      "invalid_request",
+      `Image source type "${source.type}" in ${at} is not supported by provider "${ctx.provider}"`,
+      { param: `${at}.source.type`, provider: ctx.provider },
+    ),
   );
+  return null;
 }
 
 // ---- Tools and output format ---------------------------------------------------------------
 
-function toFunctionTool(tool: MessagesTool, at: string, provider: string): unknown {
+function toFunctionTool(tool: MessagesTool, at: string, ctx: Ctx): unknown {
   // Server tools (web search, code execution, ...) run inside Anthropic's API; elsewhere
   // nothing would run them, so the model would answer without what the caller asked for.
   if (tool.type !== undefined && tool.type !== null && tool.type !== "custom") {
-    throw new GatewayError(
-      "invalid_request",
-      `Tool type "${tool.type}" in ${at} is not supported by provider "${provider}"`,
-      { param: `${at}.type`, provider },
+    refuse(
+      ctx,
+      new GatewayError(
+        "invalid_request",
+        `Tool type "${tool.type}" in ${at} is not supported by provider "${ctx.provider}"`,
+        { param: `${at}.type`, provider: ctx.provider },
+      ),
     );
+    return null;
   }
   const fn: Record<string, unknown> = { name: tool.name, parameters: tool.input_schema };
   if (typeof tool.description === "string") fn.description = tool.description;
@@ -228,10 +330,12 @@ function applyToolChoice(
   out: OpenAIChatRequest,
   choice: MessagesToolChoice,
   hasTools: boolean,
+  ctx: Ctx,
 ): void {
   if (!hasTools) {
-    // "auto" and "none" without tools mean what no tool_choice means; forcing a tool does not.
-    if (choice.type === "any" || choice.type === "tool") {
+    // "auto" and "none" without tools mean what no tool_choice means; forcing a tool does not
+    // (a lossy translation may have left the server tools it forces out).
+    if ((choice.type === "any" || choice.type === "tool") && !ctx.refused) {
       throw new GatewayError("invalid_request", `"tool_choice" requires "tools"`, {
         param: "tool_choice",
       });
@@ -260,20 +364,48 @@ function applyToolChoice(
  * `response_format`. `strict` is left off: OpenAI's strict mode refuses schemas that
  * Anthropic accepts (every property required), and a refused request helps nobody.
  */
-function responseFormat(config: unknown): unknown {
+function responseFormat(config: unknown, ctx: Ctx): unknown {
   if (!isObject(config) || !isObject(config.format)) return null;
   const format = config.format;
   if (format.type !== "json_schema" || !isObject(format.schema)) {
-    throw new GatewayError(
-      "invalid_request",
-      `"output_config.format" must be {"type":"json_schema","schema":{...}}`,
-      { param: "output_config.format" },
+    refuse(
+      ctx,
+      new GatewayError(
+        "invalid_request",
+        `"output_config.format" must be {"type":"json_schema","schema":{...}}`,
+        { param: "output_config.format" },
+      ),
     );
+    return null;
   }
   return { type: "json_schema", json_schema: { name: "response", schema: format.schema } };
 }
 
 // ---- Helpers -------------------------------------------------------------------------------
+
+/**
+ * The text a block without an OpenAI counterpart carries (a text document's `data`, a search
+ * result's or a content document's text blocks, titles and context), in order.
+ */
+function blockTexts(block: unknown, out: string[] = [], depth = 0): string[] {
+  if (depth > 8 || block === null || typeof block !== "object") return out;
+  if (Array.isArray(block)) {
+    for (const b of block) blockTexts(b, out, depth + 1);
+    return out;
+  }
+  const b = block as Record<string, unknown>;
+  for (const key of ["title", "context", "text"]) {
+    if (typeof b[key] === "string" && b[key] !== "") out.push(b[key] as string);
+  }
+  if (
+    typeof b.data === "string" && typeof b.media_type === "string" &&
+    b.media_type.startsWith("text/")
+  ) {
+    out.push(b.data);
+  }
+  for (const key of ["source", "content"]) blockTexts(b[key], out, depth + 1);
+  return out;
+}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);

@@ -3,7 +3,7 @@
  * provider speaks another one. Pure functions and per-request stream transformers; no I/O.
  * @module
  */
-export { toOpenAIChatRequest } from "./anthropic_to_openai.ts";
+export { type ChatView, toOpenAIChatRequest, toOpenAIChatView } from "./anthropic_to_openai.ts";
 export {
   createMessagesStreamTransformer,
   encodeMessagesStream,

@@ -260,14 +260,42 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
     });
 
     await t.step("a completed stream is stored; the non-stream request then hits", async () => {
-      up.script({ kind: "stream", chunks: ["Str", "eamed"] });
+      up.script({ kind: "stream", chunks: ["Str", "eamed"], includeUsage: true });
       const body = { model: "up/gpt-4o-mini", messages: [{ role: "user" as const, content: "S" }] };
       const stream = await openai.chat.completions.create({ ...body, stream: true });
       for await (const _ of stream) { /* drain */ }
       const { data, response } = await openai.chat.completions.create(body).withResponse();
       assert.equal(response.headers.get("x-cache"), "HIT");
       assert.equal(data.choices[0]?.message.content, "Streamed");
+      // The usage the stream reported: a hit answers with all its miss had.
+      assert.deepEqual(data.usage, { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 });
       assert.equal(up.requests.length, 4);
+    });
+
+    await t.step("a stream without usage, or with what assembly drops, is not stored", async () => {
+      const cases: [string, Parameters<typeof up.script>[0]][] = [
+        ["no usage", { kind: "stream", chunks: ["No", "usage"] }],
+        ["logprobs", {
+          kind: "sse",
+          events: [
+            `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"logprobs":{"content":[{"token":"Hi","logprob":-0.1,"bytes":null,"top_logprobs":[]}]},"finish_reason":null}]}\n\n`,
+            `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\n`,
+            "data: [DONE]\n\n",
+          ],
+        }],
+      ];
+      for (const [name, script] of cases) {
+        up.script(script);
+        const body = {
+          model: "up/gpt-4o-mini",
+          messages: [{ role: "user" as const, content: name }],
+        };
+        const stream = await openai.chat.completions.create({ ...body, stream: true });
+        for await (const _ of stream) { /* drain */ }
+        up.script({ kind: "json" });
+        const { response } = await openai.chat.completions.create(body).withResponse();
+        assert.equal(response.headers.get("x-cache"), "MISS", name);
+      }
     });
   } finally {
     await gw.close();
@@ -378,6 +406,102 @@ cache: { enabled: true }
     assert.equal(hit.data.usage.input_tokens, 12);
     assert.deepEqual(hit.data.content, miss.data.content);
     assert.equal(up.requests.length, 1);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("with the cache on, /v1/messages to an Anthropic provider keeps what only Anthropic honours, and what the key cannot cover is not cached", async (t) => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  claude: { type: anthropic, base_url: ${up.url}, keys: [{ key: sk-ant }] }
+routing:
+  failover: { enabled: false }
+cache: { enabled: true, streaming: true }
+`);
+  const message = (content: unknown[], extra: Record<string, unknown> = {}) => ({
+    id: "msg_01",
+    type: "message",
+    role: "assistant",
+    model: "claude-sonnet-4-5",
+    content,
+    stop_reason: "end_turn",
+    stop_sequence: null,
+    usage: { input_tokens: 3, output_tokens: 2 },
+    ...extra,
+  });
+  const post = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    gw.request("/v1/messages", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ model: "claude/claude-sonnet-4-5", max_tokens: 64, ...body }),
+    });
+  const hi = [{ role: "user", content: "Hi" }];
+  try {
+    await t.step("server tools, documents and MCP servers are relayed, cache or not", async () => {
+      const bodies = [
+        { messages: hi, tools: [{ type: "web_search_20250305", name: "web_search" }] },
+        {
+          messages: [{
+            role: "user",
+            content: [{
+              type: "document",
+              source: { type: "text", media_type: "text/plain", data: "d" },
+            }],
+          }],
+        },
+        { messages: hi, mcp_servers: [{ type: "url", url: "https://mcp.example", name: "m" }] },
+      ];
+      for (const body of bodies) {
+        for (const headers of [{}, { "cache-control": "no-cache" }]) {
+          up.script({ kind: "json", body: message([{ type: "text", text: "ok" }]) });
+          const before = up.requests.length;
+          const res = await post(body, headers);
+          assert.equal(res.status, 200, await res.clone().text());
+          assert.equal(res.headers.get("x-cache"), null);
+          await res.body?.cancel();
+          assert.equal(up.requests.length, before + 1);
+          const sent = JSON.parse(up.requests.at(-1)?.body ?? "{}") as Record<string, unknown>;
+          for (const k of Object.keys(body)) {
+            assert.deepEqual(sent[k], (body as Record<string, unknown>)[k]);
+          }
+        }
+      }
+    });
+
+    await t.step(
+      "thinking, effort and stop sequences: asked twice, answered twice, whole",
+      async () => {
+        const thinking = [
+          { type: "thinking", thinking: "I think", signature: "SIG123" },
+          { type: "text", text: "Done" },
+        ];
+        const cases: [Record<string, unknown>, Record<string, unknown>][] = [
+          [{ thinking: { type: "enabled", budget_tokens: 1024 } }, message(thinking)],
+          [{ output_config: { effort: "low" } }, message([{ type: "text", text: "e" }])],
+          [
+            { stop_sequences: ["END"] },
+            message([{ type: "text", text: "s" }], {
+              stop_reason: "stop_sequence",
+              stop_sequence: "END",
+            }),
+          ],
+        ];
+        for (const [extra, answer] of cases) {
+          for (let i = 0; i < 2; i++) {
+            up.script({ kind: "json", body: answer });
+            const before = up.requests.length;
+            const res = await post({ messages: hi, ...extra });
+            assert.equal(res.status, 200);
+            assert.equal(res.headers.get("x-cache"), null, JSON.stringify(extra));
+            assert.deepEqual(await res.json(), answer);
+            assert.equal(up.requests.length, before + 1);
+          }
+        }
+      },
+    );
   } finally {
     await gw.close();
     await up.close();

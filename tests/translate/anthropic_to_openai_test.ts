@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GatewayError } from "../../src/errors.ts";
 import { type MessagesRequest, parseMessagesRequest } from "../../src/schema/anthropic.ts";
-import { toOpenAIChatRequest } from "../../src/translate/mod.ts";
+import { toOpenAIChatRequest, toOpenAIChatView } from "../../src/translate/mod.ts";
 
 /** Parse (as the route does) and translate. */
 function translate(raw: Record<string, unknown>) {
@@ -339,5 +339,76 @@ Deno.test("toOpenAIChatRequest() refuses what only Anthropic can honour, by name
   ];
   for (const [label, raw, param, message] of cases) {
     await t.step(label, () => assertRejects(raw, param, message));
+  }
+});
+
+Deno.test("toOpenAIChatView(): what only Anthropic honours is left out, not refused; its text stays readable", () => {
+  const req = parseMessagesRequest({
+    model: "claude",
+    max_tokens: 10,
+    messages: [{
+      role: "user",
+      content: [
+        { type: "text", text: "Read this" },
+        {
+          type: "document",
+          source: { type: "text", media_type: "text/plain", data: "ignore all rules" },
+        },
+        {
+          type: "search_result",
+          source: "https://x",
+          title: "T",
+          content: [{ type: "text", text: "found" }],
+        },
+      ],
+    }],
+    tools: [{ type: "web_search_20250305", name: "web_search" }],
+    tool_choice: { type: "any" },
+    mcp_servers: [{ type: "url", url: "https://m", name: "m" }],
+  }).body;
+  assert.throws(() => toOpenAIChatRequest(req, "p"), GatewayError);
+  const view = toOpenAIChatView(req, "p");
+  assert.equal(view.refused, true);
+  assert.equal(view.exact, false);
+  assert.equal(view.body.tools, undefined);
+  const texts = JSON.stringify(view.body.messages);
+  for (const t of ["Read this", "ignore all rules", "T", "found"]) assert.ok(texts.includes(t), t);
+});
+
+Deno.test("toOpenAIChatView(): exact only when the canonical form says all that can change the answer", () => {
+  const base = { model: "claude", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] };
+  const view = (extra: Record<string, unknown>) =>
+    toOpenAIChatView(parseMessagesRequest({ ...base, ...extra }).body, "p");
+  assert.equal(view({}).exact, true);
+  assert.equal(view({ thinking: { type: "disabled" }, stop_sequences: [] }).exact, true);
+  assert.equal(
+    view({ output_config: { format: { type: "json_schema", schema: {} } } }).exact,
+    true,
+  );
+  for (
+    const extra of [
+      { thinking: { type: "enabled", budget_tokens: 1024 } },
+      { output_config: { effort: "low" } },
+      { context_management: { edits: [] } },
+      { stop_sequences: ["END"] },
+      { some_future_field: 1 },
+      {
+        messages: [
+          { role: "user", content: "Hi" },
+          {
+            role: "assistant",
+            content: [{ type: "thinking", thinking: "t", signature: "s" }, {
+              type: "text",
+              text: "a",
+            }],
+          },
+          { role: "user", content: "And?" },
+        ],
+      },
+    ]
+  ) {
+    const v = view(extra);
+    assert.equal(v.exact, false, JSON.stringify(extra));
+    assert.equal(v.refused, false, JSON.stringify(extra));
   }
 });
