@@ -1,3 +1,4 @@
+import type { GatewayError } from "../errors.ts";
 import type { ProviderConfig } from "../config/mod.ts";
 import type { OutcomeClass, UpstreamOutcome } from "../breaker/classify.ts";
 import type {
@@ -60,6 +61,11 @@ export type StreamOutcome =
     /** The upstream's SSE bytes, `[DONE]` or `message_stop` included. */
     readonly body: ReadableStream<Uint8Array>;
     readonly usage: Promise<Usage | null>;
+    /**
+     * The error an event's `data` reports (the upstream failed in place of answering), else
+     * null: before anything committed the stream, it fails the attempt (and so fails over).
+     */
+    readonly failure?: (data: string) => GatewayError | null;
   };
 
 /** Native passthrough: the upstream reply itself, relayed untouched. */

@@ -278,6 +278,7 @@ export async function attempt(
           ? undefined
           : gate.firstChunkMs - (deps.now() - started),
         idleMs: gate?.idleMs,
+        failure: "failure" in outcome ? outcome.failure : undefined,
         deadline: {
           ms: Math.max(1, deadline - deps.now()),
           schedule: scheduleDeadline,

@@ -36,6 +36,11 @@ export interface GateOptions {
   /** The provider, for the error messages. */
   readonly provider: string;
   /**
+   * SSE wires: the error an event reports (the upstream failed in place of answering), else
+   * null. Before commit it fails the attempt, which can then fail over.
+   */
+  readonly failure?: ((data: string) => Error | null) | undefined;
+  /**
    * The attempt's own deadline before commit, on a real (coarse) timer: `error` is thrown
    * when nothing committed the stream within `ms`.
    */
@@ -75,11 +80,15 @@ const NOT_CONTENT_EVENTS = new Set([
   "response.queued",
 ]);
 
+/** Events that report a failure in place of an answer (Anthropic, Responses API). */
+const FAILURE_EVENTS = new Set(["error", "response.failed"]);
+
 /** Is this chat chunk (typed or parsed) more than a role announcement? */
 function chunkHasContent(chunk: unknown): boolean {
   if (chunk === null || typeof chunk !== "object") return true;
   const c = chunk as { choices?: unknown; usage?: unknown; error?: unknown };
-  if (c.error !== undefined && c.error !== null) return true;
+  // An error event is no answer: it does not commit (the wire's `failure` reads it).
+  if (c.error !== undefined && c.error !== null) return false;
   if (c.usage !== undefined && c.usage !== null) return true;
   if (!Array.isArray(c.choices)) return true;
   for (
@@ -113,7 +122,7 @@ export function dataHasContent(format: GateFormat, data: string): boolean {
     const event = JSON.parse(data) as Record<string, unknown>;
     const type = event.type;
     if (typeof type !== "string") return true;
-    if (NOT_CONTENT_EVENTS.has(type)) return false;
+    if (NOT_CONTENT_EVENTS.has(type) || FAILURE_EVENTS.has(type)) return false;
     // An empty text block (Anthropic) or an empty message item or part (Responses) opens
     // output without any: as on the chat route, where it arrives as a role-only chunk.
     if (type === "content_block_start") return !emptyText(event.content_block);
@@ -136,14 +145,24 @@ function emptyText(block: unknown): boolean {
   return (b.type === "text" || b.type === "output_text") && b.text === "";
 }
 
-/** A per-stream test of "has content arrived", fed each chunk before commit. */
-function contentDetector<T>(format: GateFormat): (chunk: T) => boolean {
+/**
+ * A per-stream test of "has content arrived", fed each chunk before commit; it throws the
+ * wire's `failure` for an event that reports one.
+ */
+function contentDetector<T>(
+  format: GateFormat,
+  failure: GateOptions["failure"],
+): (chunk: T) => boolean {
   if (format === "chunks") return (chunk) => chunkHasContent(chunk);
   const decoder = new TextDecoder();
   const read = createSseDataReader();
   return (chunk) => {
     const text = decoder.decode(chunk as Uint8Array, { stream: true });
-    for (const data of read(text)) if (dataHasContent(format, data)) return true;
+    for (const data of read(text)) {
+      const failed = failure?.(data);
+      if (failed) throw failed;
+      if (dataHasContent(format, data)) return true;
+    }
     return false;
   };
 }
@@ -161,7 +180,7 @@ export async function gateStream<T>(
 ): Promise<ReadableStream<T>> {
   const reader = openReader(source);
   const held: T[] = [];
-  const hasContent = contentDetector<T>(format);
+  const hasContent = contentDetector<T>(format, opts.failure);
   let onAbort = () => {};
   let cancelTimer = () => {};
   let cancelDeadline = () => {};

@@ -375,3 +375,116 @@ routing:
     await silent.close();
   }
 });
+
+Deno.test("a stream whose first event is an error fails over, on every wire; the last one's error is the answer", async (t) => {
+  const failing = startFakeUpstream();
+  const healthy = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  failing: { base_url: "${failing.url}/v1", keys: [{ key: sk-failing-0001 }], responses: native }
+  claude: { type: anthropic, base_url: "${failing.url}/v1", keys: [{ key: sk-ant-0001 }] }
+  healthy: { base_url: "${healthy.url}/v1", keys: [{ key: sk-healthy-0001 }] }
+routing:
+  models:
+    m: { providers: [failing, healthy] }
+    c: { providers: [claude, healthy] }
+    solo: { providers: [failing] }
+  failover: { max_retries: 0 }
+`);
+  const openAIError = `data: ${
+    JSON.stringify({
+      error: { message: "The server had an error processing your request.", type: "server_error" },
+    })
+  }\n\n`;
+  const anthropicEvent = (type: string, data: Record<string, unknown>) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  const messagesBody = {
+    max_tokens: 20,
+    stream: true,
+    messages: [{ role: "user", content: "hi" }],
+  };
+  try {
+    const cases: [string, string, Record<string, unknown>, string[]][] = [
+      ["chat, error first", "/v1/chat/completions", {
+        model: "m",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }, [openAIError]],
+      ["chat, after a keep-alive and a role chunk", "/v1/chat/completions", {
+        model: "m",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }, [": keep-alive\n\n", chunk({ role: "assistant", content: "" }), openAIError]],
+      ["messages translated", "/v1/messages", { model: "m", ...messagesBody }, [openAIError]],
+      ["messages native, error after message_start", "/v1/messages", {
+        model: "c",
+        ...messagesBody,
+      }, [
+        anthropicEvent("message_start", {
+          message: {
+            id: "msg_1",
+            type: "message",
+            role: "assistant",
+            model: "x",
+            content: [],
+            usage: { input_tokens: 1, output_tokens: 0 },
+          },
+        }),
+        anthropicEvent("error", { error: { type: "overloaded_error", message: "Overloaded" } }),
+      ]],
+      ["responses native", "/v1/responses", { model: "m", stream: true, input: "hi" }, [
+        `event: response.created\ndata: ${
+          JSON.stringify({
+            type: "response.created",
+            sequence_number: 0,
+            response: { id: "resp_1", status: "in_progress" },
+          })
+        }\n\n`,
+        `event: error\ndata: ${
+          JSON.stringify({
+            type: "error",
+            code: "server_error",
+            message: "boom",
+            param: null,
+            sequence_number: 1,
+          })
+        }\n\n`,
+      ]],
+    ];
+    for (const [name, path, body, events] of cases) {
+      await t.step(name, async () => {
+        failing.script({ kind: "sse", events });
+        healthy.script({ kind: "stream", chunks: ["Fine"] });
+        const res = await gw.request(path, post(body));
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-pilotfish-provider"), "healthy", name);
+        assert.equal(res.headers.get("x-pilotfish-attempts"), "2", name);
+        const text = await res.text();
+        assert.ok(text.includes("Fine"), text);
+        assert.ok(!text.includes("error processing"), text);
+      });
+    }
+    await t.step("no provider left: the upstream's error, with its inferred status", async () => {
+      failing.script({
+        kind: "sse",
+        events: [
+          `data: ${
+            JSON.stringify({ error: { message: "Slow down", type: "rate_limit_exceeded" } })
+          }\n\n`,
+        ],
+      });
+      const res = await gw.request(
+        "/v1/chat/completions",
+        post({ model: "solo", stream: true, messages: [{ role: "user", content: "hi" }] }),
+      );
+      assert.equal(res.status, 429);
+      const err = (await res.json()).error;
+      assert.equal(err.message, "Slow down");
+      assert.equal(err.type, "rate_limit_exceeded");
+    });
+  } finally {
+    await gw.close();
+    await failing.close();
+    await healthy.close();
+  }
+});

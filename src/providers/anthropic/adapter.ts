@@ -13,7 +13,7 @@ import type {
   ProviderAdapter,
   TokenCount,
 } from "../types.ts";
-import { fromAnthropicError } from "./errors.ts";
+import { anthropicStreamFailure, fromAnthropicError } from "./errors.ts";
 import { ANTHROPIC_NATIVE } from "./native.ts";
 import { toAnthropicRequest } from "./request.ts";
 import { fromAnthropicResponse, toOpenAIUsage } from "./response.ts";
@@ -97,6 +97,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
           format: "anthropic_sse",
           body: (await eventStream(reply)).pipeThrough(createAnthropicUsageTap(meter, cfg.name)),
           usage: meter.usage,
+          failure: (data) => anthropicStreamFailure(data, cfg.name, deps.redact),
         };
       }
       const bytes = await reply.bytes();

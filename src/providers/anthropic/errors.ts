@@ -76,3 +76,19 @@ function readErrorBody(text: string): { type?: string; message?: string } | null
     ...(typeof e.message === "string" ? { message: e.message } : {}),
   };
 }
+
+/** An `event: error`'s data, as an error; null for any other event. */
+export function anthropicStreamFailure(
+  data: string,
+  provider: string,
+  redact: Redactor,
+): GatewayError | null {
+  if (!data.includes('"error"')) return null;
+  let event: { type?: unknown; error?: unknown } | null;
+  try {
+    event = JSON.parse(data) as { type?: unknown; error?: unknown } | null;
+  } catch {
+    return null;
+  }
+  return event?.type === "error" ? fromAnthropicStreamError(event.error, provider, redact) : null;
+}

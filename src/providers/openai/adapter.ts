@@ -27,7 +27,7 @@ import type {
 import { findResponsesUsage, responsesUsageTap } from "./responses.ts";
 import { countChatTokens } from "./tokens.ts";
 import { classifyOpenAI } from "./classify.ts";
-import { fromOpenAIError } from "./errors.ts";
+import { chatStreamFailure, fromOpenAIError, responsesStreamFailure } from "./errors.ts";
 import { AZURE_NATIVE, OPENAI_NATIVE } from "./native.ts";
 import { azureEndpoint, plainEndpoint, setCredential, toOpenAIRequest } from "./request.ts";
 import { pathSegment } from "../shared/path_segment.ts";
@@ -45,6 +45,7 @@ function streamed(
   reply: UpstreamReply,
   format: "openai_sse" | "responses_sse",
   tap: (meter: UsageMeter) => SyncTransformer<Uint8Array, Uint8Array>,
+  failure: (data: string) => GatewayError | null,
 ): ChatOutcome | null {
   const res = reply.response;
   if (!(res.headers.get("content-type") ?? "").includes("text/event-stream") || !res.body) {
@@ -58,6 +59,7 @@ function streamed(
     format,
     body: pullThrough(res.body, tap(meter)),
     usage: meter.usage,
+    failure,
   };
 }
 
@@ -68,6 +70,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     "content-type": "application/json",
   });
   const endpoint = cfg.type === "azure" ? azureEndpoint(cfg) : plainEndpoint(cfg);
+  const chatFailure = (data: string) => chatStreamFailure(data, cfg.name, deps.redact);
   // OpenAI and Azure document stream_options; other compatible APIs may refuse it.
   const streamUsage = cfg.stream_usage ?? (cfg.name === "openai" || cfg.type === "azure");
   const execute = (
@@ -140,7 +143,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const req = toOpenAIRequest(sent, "chat/completions", model, endpoint, baseHeaders, accept);
       const reply = await execute(req, call);
       const tap = askUsage ? openAIUsageStrip : openAIUsageTap;
-      return (call.stream && streamed(reply, "openai_sse", (m) => tap(m, cfg.name))) ||
+      return (call.stream &&
+        streamed(reply, "openai_sse", (m) => tap(m, cfg.name), chatFailure)) ||
         relayJson(reply);
     },
     ...(cfg.type === "openai" && cfg.keys.length > 0 && cfg.models.length === 0
@@ -215,7 +219,12 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     );
     const reply = await execute(req, call);
     const stream = call.stream &&
-      streamed(reply, "responses_sse", (meter) => responsesUsageTap(meter, cfg.name));
+      streamed(
+        reply,
+        "responses_sse",
+        (meter) => responsesUsageTap(meter, cfg.name),
+        (data) => responsesStreamFailure(data, cfg.name, deps.redact),
+      );
     if (stream) return stream;
     const res = reply.response;
     const body = await reply.bytes();
