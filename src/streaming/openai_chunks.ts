@@ -88,10 +88,17 @@ export interface ToolCallDeltas {
   start(blockIndex: number, id: unknown, name: unknown): OpenAIChunkDelta;
   /** A piece of a started call's arguments; null for a block that is not a started call. */
   args(blockIndex: unknown, json: string): OpenAIChunkDelta | null;
+  /**
+   * At a block's end: `"{}"` for a started call that got no arguments (a tool without
+   * input), which OpenAI always sends as a JSON object; else null.
+   */
+  end(blockIndex: unknown): OpenAIChunkDelta | null;
 }
 
 export function createToolCallDeltas(): ToolCallDeltas {
   const ordinals = new Map<number, number>();
+  /** Calls that got a piece of arguments. */
+  const argued = new Set<number>();
   return {
     get count() {
       return ordinals.size;
@@ -111,7 +118,14 @@ export function createToolCallDeltas(): ToolCallDeltas {
     args(blockIndex, json) {
       const ordinal = typeof blockIndex === "number" ? ordinals.get(blockIndex) : undefined;
       if (ordinal === undefined || json === "") return null;
+      argued.add(ordinal);
       return { tool_calls: [{ index: ordinal, function: { arguments: json } }] };
+    },
+    end(blockIndex) {
+      const ordinal = typeof blockIndex === "number" ? ordinals.get(blockIndex) : undefined;
+      if (ordinal === undefined || argued.has(ordinal)) return null;
+      argued.add(ordinal);
+      return { tool_calls: [{ index: ordinal, function: { arguments: "{}" } }] };
     },
   };
 }

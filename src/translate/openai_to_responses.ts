@@ -145,7 +145,7 @@ export function toResponsesObject(completion: Record<string, unknown>, ctx: Resp
         newResponseId("fc"),
         typeof call.id === "string" && call.id !== "" ? call.id : newResponseId("fc"),
         typeof fn.name === "string" ? fn.name : "",
-        typeof fn.arguments === "string" ? fn.arguments : "{}",
+        typeof fn.arguments === "string" && fn.arguments !== "" ? fn.arguments : "{}",
         "completed",
         call.extra_content,
       ));
@@ -243,6 +243,15 @@ export function createResponsesStreamTransformer(
       output[item.index] = done;
       emit(c, "response.output_item.done", { output_index: item.index, item: done });
     } else {
+      if (item.text === "") {
+        // A call without arguments is an empty object, as OpenAI sends it.
+        item.text = "{}";
+        emit(c, "response.function_call_arguments.delta", {
+          item_id: item.id,
+          output_index: item.index,
+          delta: "{}",
+        });
+      }
       emit(c, "response.function_call_arguments.done", {
         item_id: item.id,
         output_index: item.index,

@@ -215,3 +215,60 @@ Deno.test("each provider's stream becomes the Responses event sequence, at 1, 7 
     });
   }
 });
+
+Deno.test("a function call without arguments is {} in the Responses object and stream", async () => {
+  const request = { model: "m", input: "hi" } as ResponsesRequest;
+  const completion = {
+    id: "c",
+    object: "chat.completion",
+    created: 1,
+    model: "m",
+    choices: [{
+      index: 0,
+      message: {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id: "call_1", type: "function", function: { name: "now", arguments: "" } }],
+      },
+      finish_reason: "tool_calls",
+    }],
+    usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+  };
+  const object = toResponsesObject(completion, context(request, "p"));
+  assert.equal((object.output[0] as { arguments?: string }).arguments, "{}");
+
+  const chunks: OpenAIChatChunk[] = [
+    {
+      id: "c",
+      object: "chat.completion.chunk",
+      created: 1,
+      model: "m",
+      choices: [{
+        index: 0,
+        delta: {
+          tool_calls: [{
+            index: 0,
+            id: "call_1",
+            type: "function",
+            function: { name: "now", arguments: "" },
+          }],
+        },
+        finish_reason: null,
+      }],
+    } as OpenAIChatChunk,
+    {
+      id: "c",
+      object: "chat.completion.chunk",
+      created: 1,
+      model: "m",
+      choices: [{ index: 0, delta: {}, finish_reason: "tool_calls" }],
+    } as OpenAIChatChunk,
+  ];
+  const t = createResponsesStreamTransformer(context(request, "p"), () => {});
+  const text = new TextDecoder().decode(
+    concatBytes(await Array.fromAsync(ReadableStream.from(chunks).pipeThrough(t.stream))),
+  );
+  const done = text.split("\n").find((l) => l.includes('function_call_arguments.done"'));
+  assert.ok(done?.includes('"arguments":"{}"'), String(done));
+  assert.ok(text.includes('"delta":"{}"'));
+});

@@ -130,6 +130,11 @@ export function createAnthropicStreamTransformer(
           }
           return;
         }
+        case "content_block_stop": {
+          const empty = toolCalls.end(event.index);
+          if (empty !== null) send(controller, chunk(empty, null));
+          return;
+        }
         case "message_delta": {
           // Counts here are cumulative and final (newer API versions repeat input counts).
           usage = mergeUsage(usage, event.usage);
@@ -152,8 +157,7 @@ export function createAnthropicStreamTransformer(
           }
           return;
         default:
-          // content_block_stop, and event types added later: the streaming docs ask clients
-          // to tolerate unknown events.
+          // Event types added later: the streaming docs ask clients to tolerate them.
           return;
       }
     },

@@ -121,6 +121,11 @@ export function createBedrockStreamTransformer(
           // reasoningContent, citations and other deltas have no OpenAI chunk form.
           return;
         }
+        case "contentBlockStop": {
+          const empty = toolCalls.end(event.contentBlockIndex);
+          if (empty !== null) send(controller, chunk(empty, null));
+          return;
+        }
         case "messageStop": {
           if (stopped) return;
           stopped = true;
@@ -136,8 +141,7 @@ export function createBedrockStreamTransformer(
           }
           return;
         default:
-          // messageStart (the role chunk waits for content), contentBlockStop, and event
-          // types added later.
+          // messageStart (the role chunk waits for content), and event types added later.
           return;
       }
     },

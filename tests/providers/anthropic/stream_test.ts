@@ -390,3 +390,38 @@ Deno.test(
     assert.equal(await cancelled.promise, "client went away");
   },
 );
+
+Deno.test(
+  "createAnthropicStreamTransformer(): a tool call without input streams its arguments as {}",
+  SANITIZE,
+  async () => {
+    const ev = (type: string, data: Record<string, unknown>) =>
+      `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    const sse = new TextEncoder().encode(
+      ev("message_start", {
+        message: { id: "msg_1", model: "claude", usage: { input_tokens: 1, output_tokens: 0 } },
+      }) +
+        ev("content_block_start", {
+          index: 0,
+          content_block: { type: "tool_use", id: "toolu_1", name: "now", input: {} },
+        }) +
+        ev("content_block_delta", {
+          index: 0,
+          delta: { type: "input_json_delta", partial_json: "" },
+        }) +
+        ev("content_block_stop", { index: 0 }) +
+        ev("message_delta", { delta: { stop_reason: "tool_use" }, usage: { output_tokens: 3 } }) +
+        ev("message_stop", {}),
+    );
+    const events = await translate(sse, 64, context(false));
+    let args = "";
+    for (const e of events) {
+      if (e === "[DONE]") continue;
+      const delta =
+        (e as { choices: { delta: { tool_calls?: { function: { arguments?: string } }[] } }[] })
+          .choices[0]?.delta;
+      for (const tc of delta?.tool_calls ?? []) args += tc.function.arguments ?? "";
+    }
+    assert.equal(args, "{}");
+  },
+);

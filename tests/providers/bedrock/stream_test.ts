@@ -291,3 +291,32 @@ Deno.test(
     assert.equal(last.choices[0]?.finish_reason, "stop");
   },
 );
+
+Deno.test(
+  "createBedrockStreamTransformer(): a tool call without input streams its arguments as {}",
+  SANITIZE,
+  async () => {
+    const events = await translate(
+      eventStreamOf([
+        { type: "messageStart", payload: { role: "assistant" } },
+        {
+          type: "contentBlockStart",
+          payload: { contentBlockIndex: 0, start: { toolUse: { toolUseId: "a", name: "now" } } },
+        },
+        { type: "contentBlockStop", payload: { contentBlockIndex: 0 } },
+        { type: "messageStop", payload: { stopReason: "tool_use" } },
+      ]),
+      64,
+      context(false),
+    );
+    let args = "";
+    for (const e of events) {
+      if (e === "[DONE]") continue;
+      const delta =
+        (e as { choices: { delta: { tool_calls?: { function: { arguments?: string } }[] } }[] })
+          .choices[0]?.delta;
+      for (const tc of delta?.tool_calls ?? []) args += tc.function.arguments ?? "";
+    }
+    assert.equal(args, "{}");
+  },
+);
