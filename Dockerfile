@@ -3,7 +3,8 @@
 #
 # Stage 1 compiles with the permissions baked in by `deno task compile` (deno.json): net and
 # env (provider hosts and ${VARS} come from the config), read of the config directory, the
-# socket directory, /tmp, ~/.aws of user 65532 and the EKS web identity token directory,
+# socket directory, /tmp, ~/.aws of user 65532, the EKS web identity token directory and
+# /dev/null (a WASI plugin's discarded output),
 # write of the socket directory and /tmp. Never run, ffi or sys. At start the daemon gives
 # back every one of those its config does not need (src/permissions/narrow.ts).
 FROM denoland/deno:2.9.6 AS build

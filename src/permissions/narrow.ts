@@ -29,8 +29,10 @@ export const COMPILED_GRANTS: LaunchGrants = {
     "/tmp",
     "/home/nonroot/.aws",
     "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+    // A WASI plugin's stdio (wasm_plugins): its output is discarded there.
+    "/dev/null",
   ],
-  write: ["/var/run/pilotfish", "/tmp"],
+  write: ["/var/run/pilotfish", "/tmp", "/dev/null"],
   env: "all",
 };
 

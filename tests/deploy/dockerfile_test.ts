@@ -187,3 +187,25 @@ Deno.test(".dockerignore keeps tests, history and local secrets out of the build
     assert.ok(!ignored.includes(needed), `${needed} is part of the build`);
   }
 });
+
+Deno.test("the baked grants cover a WASM plugin mounted under /etc/pilotfish", () => {
+  const text = `
+providers: { mock: {} }
+wasm_plugins:
+  - { name: guard, path: /etc/pilotfish/plugins/guard.wasm }
+`;
+  const { config } = parseConfigText(text, () => undefined, "/etc/pilotfish/pilotfish.yaml");
+  const needed = planGrants(config, {
+    configPath: "/etc/pilotfish/pilotfish.yaml",
+    configText: text,
+    cwd: "/",
+    env: () => undefined,
+  });
+  assert.ok(needed.read.includes("/etc/pilotfish/plugins/guard.wasm"));
+  assert.ok(needed.write.includes("/dev/null"));
+  // The worker and its modules are inside the binary (compile --include), not files to grant.
+  const worker = new URL("../../src/plugins/worker.ts", import.meta.url).pathname;
+  const src = worker.slice(0, worker.lastIndexOf("/") + 1);
+  const missing = uncovered(needed, COMPILED_GRANTS).filter((flag) => !flag.includes(src));
+  assert.deepEqual(missing, []);
+});
