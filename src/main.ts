@@ -16,6 +16,7 @@ import { COMPILED_GRANTS, narrowPermissions, planFor } from "./permissions/narro
 import { runProbe } from "./probe.ts";
 import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
+import { breakerTiming } from "./breaker/timing.ts";
 import { createStateResources } from "./usage/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
 import { preloadTelemetry } from "./telemetry/hub.ts";
@@ -84,6 +85,28 @@ async function missingFor(config: Config, cli: CliOptions): Promise<string[]> {
   return missingGrants(
     planGrants(config, { configPath: cli.configPath, configText: text, cwd: Deno.cwd(), env }),
   );
+}
+
+/** `server.*` keys read only at start: the listeners and the file watcher. */
+const RESTART_KEYS = [
+  "host",
+  "port",
+  "address",
+  "tcp",
+  "socket",
+  "socket_mode",
+  "reload_interval",
+] as const;
+
+function changedRestartKeys(running: Config["server"], next: Config["server"]): string[] {
+  return RESTART_KEYS.filter((k) => JSON.stringify(running[k]) !== JSON.stringify(next[k]));
+}
+
+/** `next` with the running listener settings: a reload does not move them. */
+function keepListeners(next: Config, running: Config["server"]): Config {
+  const server = { ...next.server };
+  for (const k of RESTART_KEYS) (server as Record<string, unknown>)[k] = running[k];
+  return { ...next, server };
 }
 
 async function main(): Promise<number> {
@@ -166,7 +189,13 @@ async function main(): Promise<number> {
       };
     }
     try {
-      const next = await load(cli);
+      const loaded = await load(cli);
+      // The listeners (and the file watcher) are the running ones until a restart.
+      const restartOnly = changedRestartKeys(runtime.config.server, loaded.config.server);
+      const next = {
+        ...loaded,
+        config: keepListeners(loaded.config, runtime.config.server),
+      };
       const lacking = await missingFor(next.config, cli);
       if (lacking.length > 0) {
         log().error(
@@ -179,9 +208,24 @@ async function main(): Promise<number> {
           generation: runtime.generation,
         };
       }
-      if (JSON.stringify(next.config.server) !== JSON.stringify(runtime.config.server)) {
-        log().warn("config reload: server.* changes take effect on restart", { path });
+      if (restartOnly.length > 0) {
+        log().warn("config reload: these server.* changes take effect on restart", {
+          path,
+          keys: restartOnly.map((k) => `server.${k}`),
+        });
       }
+      const cbBefore = runtime.config.features.circuit_breaker;
+      const cbAfter = next.config.features.circuit_breaker;
+      if (
+        (cbBefore.backend ?? runtime.config.state.backend) !==
+          (cbAfter.backend ?? next.config.state.backend) || cbBefore.enabled !== cbAfter.enabled
+      ) {
+        log().warn(
+          "config reload: the circuit breaker's backend is chosen at start; a change takes effect on restart",
+          { path },
+        );
+      }
+      deps.breakerStore.retime(breakerTiming(cbAfter));
       const previous = runtime;
       await preloadTelemetry(next.config);
       const built = buildRuntime(next.config, runtime.generation + 1, deps);

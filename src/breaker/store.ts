@@ -1,4 +1,7 @@
 /** Timing of the breaker, from llm-proxy's `features.circuit_breaker` (seconds → ms). */
+/** A timing the store owns and a reload updates in place. */
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 export interface BreakerTiming {
   readonly failureThreshold: number;
   readonly windowMs: number;
@@ -30,6 +33,8 @@ export interface BreakerStore {
   releaseProbe(key: string): Promise<void>;
   /** The backend for /health (`backend`), and whether Redis is down and local state serves. */
   describe(): { backend: string; fallback: boolean };
+  /** A reloaded config's threshold, window, cooldown and rollup window, from now on. */
+  retime(timing: BreakerTiming): void;
   close(): Promise<void>;
 }
 
@@ -110,7 +115,9 @@ export class BreakerState {
 }
 
 /** The `memory` backend: this process's `BreakerState`, nothing shared. */
-export function createMemoryBreakerStore(timing: BreakerTiming): BreakerStore {
+export function createMemoryBreakerStore(initial: BreakerTiming): BreakerStore {
+  // The state reads it on every decision: a reload's retime applies from the next one.
+  const timing: Mutable<BreakerTiming> = { ...initial };
   const state = new BreakerState(timing);
   return {
     openUntil: (key) => state.open.get(key)?.until ?? null,
@@ -134,6 +141,7 @@ export function createMemoryBreakerStore(timing: BreakerTiming): BreakerStore {
       return Promise.resolve();
     },
     describe: () => ({ backend: "memory", fallback: false }),
+    retime: (next) => void Object.assign(timing, next),
     close: () => Promise.resolve(),
   };
 }

@@ -26,7 +26,12 @@
  * - `P events`             pub/sub channel of transitions (JSON).
  * @module
  */
-import { BreakerState, type BreakerStore, type BreakerTiming } from "../breaker/store.ts";
+import {
+  BreakerState,
+  type BreakerStore,
+  type BreakerTiming,
+  type Mutable,
+} from "../breaker/store.ts";
 import type { Logger } from "../telemetry/mod.ts";
 import { type LuaScript, luaScript, type RedisCommands } from "./redis_link.ts";
 import { openRedisLink } from "./redis_pool.ts";
@@ -235,7 +240,8 @@ const SCRIPTS = {
  * Throws only here, for a URL that is not `redis://` or `rediss://`.
  */
 export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): BreakerStore {
-  const { timing } = opts;
+  // Read at each use: a reload's retime applies from the next command.
+  const timing: Mutable<BreakerTiming> = { ...opts.timing };
   const prefix = opts.prefix ?? DEFAULT_PREFIX;
   const now = opts.now ?? Date.now;
   const channel = `${prefix}events`;
@@ -251,15 +257,15 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
   };
   // PX/PEXPIRE take whole positive milliseconds; durations from config may be fractional.
   const ttl = (ms: number) => Math.max(1, Math.ceil(ms));
-  const cooldown = ttl(timing.cooldownMs);
-  const failTtl = ttl(Math.max(2 * timing.cooldownMs, timing.windowMs));
+  const cooldown = () => ttl(timing.cooldownMs);
+  const failTtl = () => ttl(Math.max(2 * timing.cooldownMs, timing.windowMs));
   // Open for a cooldown, then half-open for up to another cooldown waiting for a probe;
   // a key nobody probes in that time ages out (llm-proxy: "shorter TTLs on state").
   const openTtl = (until: number, at: number) => ttl(until - at + timing.cooldownMs);
   // No open older than two cooldowns is ever written back, so a close needs no longer.
-  const tombstoneTtl = ttl(2 * timing.cooldownMs);
+  const tombstoneTtl = () => ttl(2 * timing.cooldownMs);
   // The rollup ZSET (and its registry) lives as long as its newest entry counts.
-  const rollupWindow = ttl(timing.rollupWindowMs);
+  const rollupWindow = () => ttl(timing.rollupWindowMs);
   // Identifies this store's probe slots and its own published events.
   const id = crypto.randomUUID();
   let seq = 0;
@@ -309,7 +315,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
       const snap = await redis.eval(SCRIPTS.snapshot, [k.openKeys, k.rollupProviders], [
         prefix,
         now(),
-        rollupWindow,
+        rollupWindow(),
       ]);
       if (dirty.size > 0) continue;
       loadSnapshot(snap);
@@ -342,7 +348,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
       until,
       openTtl(until, t),
       at,
-      rollupWindow,
+      rollupWindow(),
       key,
       provider,
       channel,
@@ -359,7 +365,14 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
         await redis.eval(
           SCRIPTS.close,
           closeKeys(key, d.provider),
-          [key, channel, closeEvent(key, d.provider), d.at + timing.cooldownMs, d.at, tombstoneTtl],
+          [
+            key,
+            channel,
+            closeEvent(key, d.provider),
+            d.at + timing.cooldownMs,
+            d.at,
+            tombstoneTtl(),
+          ],
         );
       } else if (d.until + timing.cooldownMs > t) { // else it would have aged out already
         await redis.eval(SCRIPTS.mergeOpen, ...mergeOpenOf(key, d.provider, d.until, d.at, t));
@@ -469,11 +482,11 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
         at,
         `${at}:${op}`,
         timing.windowMs,
-        failTtl,
+        failTtl(),
         timing.failureThreshold,
         until,
         openTtl(until, at),
-        rollupWindow,
+        rollupWindow(),
         key,
         provider,
         channel,
@@ -515,7 +528,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
         at,
         until,
         openTtl(until, at),
-        rollupWindow,
+        rollupWindow(),
         key,
         provider,
         channel,
@@ -530,13 +543,13 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
       const res = await call(
         SCRIPTS.close,
         closeKeys(key, provider),
-        [key, channel, closeEvent(key, provider), "", at, tombstoneTtl],
+        [key, channel, closeEvent(key, provider), "", at, tombstoneTtl()],
       );
       if (!res.ok) dirty.set(key, { kind: "close", provider, at });
     },
 
     async tryAcquireProbe(key, at) {
-      const res = await call(SCRIPTS.acquire, [k.probe(key)], [at, cooldown, id]);
+      const res = await call(SCRIPTS.acquire, [k.probe(key)], [at, cooldown(), id]);
       // While Redis is away the slot is this sidecar's alone: one probe per sidecar rather
       // than per fleet, until it returns.
       if (!res.ok) return view.acquire(key, at);
@@ -551,6 +564,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
     },
 
     describe: () => ({ backend: "redis", fallback: !link.ready() }),
+    retime: (next) => void Object.assign(timing, next),
 
     close: () => link.close(),
   };

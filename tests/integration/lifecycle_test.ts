@@ -528,3 +528,60 @@ Deno.test("--check --strict turns unknown keys into errors", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("hot reload applies breaker timing and server limits; a listener change waits for a restart, refusing nothing", async () => {
+  const upstream = startFakeUpstream();
+  const base = (breaker: string, server = "") =>
+    upstreamConfig(
+      upstream.url,
+      `routing:\n  failover: { enabled: false }\nfeatures:\n  circuit_breaker: { enabled: true, max_transient_retries: 0, max_rate_limit_retries: 0, ${breaker} }\n`,
+    ).replace("  drain_timeout: 10s\n", `  drain_timeout: 10s\n${server}`);
+  const d = await startDaemon(base("failure_threshold: 50"));
+  const fill = (text: string) =>
+    text.replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket);
+  const fail = async () => {
+    upstream.script({
+      kind: "json",
+      status: 500,
+      body: { error: { message: "boom", type: "server_error" } },
+    });
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/m"),
+    });
+    await res.body?.cancel();
+    return res.status;
+  };
+  const state = async () => {
+    const health = await (await fetch(d.url("/health"))).json();
+    return health.circuit_breaker.providers.up;
+  };
+  try {
+    await fail();
+    assert.equal((await state()).state, "closed");
+
+    // failure_threshold 1, a body limit of 200 bytes, and a new port: reloaded, not refused.
+    await Deno.writeTextFile(
+      d.configPath,
+      fill(base("failure_threshold: 1", "  max_body_bytes: 200\n"))
+        .replace(`port: ${d.port}`, `port: ${freePort()}`),
+    );
+    await d.waitForLog("config reloaded");
+    assert.match(d.logs(), /take effect on restart.*"server\.port"/);
+    await fail();
+    assert.equal((await state()).state, "open", "the new threshold opened it");
+    const big = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("mock/echo", { metadata: { pad: "x".repeat(300) } }),
+    });
+    assert.equal(big.status, 413, "server.max_body_bytes applies on reload");
+    await big.body?.cancel();
+    // Still on the old port.
+    const ok = await fetch(d.url("/healthz"));
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
