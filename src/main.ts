@@ -87,6 +87,18 @@ async function missingFor(config: Config, cli: CliOptions): Promise<string[]> {
   );
 }
 
+/**
+ * A permission the reloaded file needed while it was read (a `${VAR}` not granted at start),
+ * as its flag; null for any other error.
+ */
+function missingPermission(err: unknown): string | null {
+  if (!(err instanceof Deno.errors.NotCapable) && !(err instanceof Deno.errors.PermissionDenied)) {
+    return null;
+  }
+  const m = /Requires (\w+) access to "([^"]*)"/.exec((err as Error).message);
+  return m ? `--allow-${m[1]}=${m[2]}` : null;
+}
+
 /** `server.*` keys read only at start: the listeners and the file watcher. */
 const RESTART_KEYS = [
   "host",
@@ -240,6 +252,18 @@ async function main(): Promise<number> {
       log().info("config reloaded", { path, generation: runtime.generation });
       return { ok: true, generation: runtime.generation };
     } catch (err) {
+      const missing = missingPermission(err);
+      if (missing !== null) {
+        log().error(
+          "config reload refused: it needs permissions this process was not started with; restart to apply",
+          { path, missing: [missing] },
+        );
+        return {
+          ok: false,
+          problems: [`Missing permissions: ${missing} (restart to apply)`],
+          generation: runtime.generation,
+        };
+      }
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       log().error("config reload refused; the running config stays in force", { path, problems });
       return { ok: false, problems, generation: runtime.generation };

@@ -305,6 +305,18 @@ Deno.test("the sandbox: a reload that needs a host the daemon was not granted is
     });
     assert.equal(res.status, 404, "the old config stays in force");
     await res.body?.cancel();
+
+    // A ${VAR} not granted at start: the flag, not Deno's own message.
+    await Deno.writeTextFile(
+      d.configPath,
+      upstreamConfig(
+        "http://127.0.0.1:9",
+        "  other:\n    base_url: ${RELOAD_NEW_BASE:-http://127.0.0.1:9}/v1\n",
+      )
+        .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
+    );
+    await d.waitForLog("--allow-env=RELOAD_NEW_BASE");
+    assert.doesNotMatch(d.logs(), /NotCapable/);
   } finally {
     await d.stop();
   }
