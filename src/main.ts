@@ -352,6 +352,7 @@ async function check(cli: CliOptions): Promise<number> {
     return 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
+    for (const w of err.warnings) stderr(`warning: ${w}`);
     stderr(`Config ${err.source} is invalid:`);
     for (const p of err.problems) stderr(`  - ${p}`);
     return 1;

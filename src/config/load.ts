@@ -16,7 +16,12 @@ import {
 /** A config that cannot be used; `problems` lists every issue, each with its key path. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
-  constructor(readonly source: string, readonly problems: readonly string[]) {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+    /** What was also found that is not an error (unknown keys), for `--check` to list. */
+    readonly warnings: readonly string[] = [],
+  ) {
     super(`Invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
   }
 }
@@ -102,7 +107,10 @@ export function validateConfig(
     const unknown: (readonly PropertyKey[])[] = [];
     for (const issue of result.issues) {
       const path = issuePath(issue);
-      if (issue.type === "strict_object" && !opts.strict) {
+      if (issue.type === "strict_object" && issue.expected !== "never") {
+        // strictObject reports a required key that is absent with the same issue type.
+        errors.push(`${at(path)}: Missing required key`);
+      } else if (issue.type === "strict_object" && !opts.strict) {
         unknown.push(path);
         warnings.push(`${at(path)}: Unknown key, ignored`);
       } else if (issue.type === "strict_object") {
@@ -117,7 +125,7 @@ export function validateConfig(
       errors.push(...referenceErrors(new Set(names), tree.routing, at));
       // And the keys' own problems, so one --check lists them with the rest.
       errors.push(...rawKeyErrors(tree.providers, at));
-      throw new ConfigError(source, errors);
+      throw new ConfigError(source, errors, warnings);
     }
     // Only unknown keys: drop them and validate again.
     let dropped = 0;

@@ -781,3 +781,34 @@ Deno.test("parseConfigText() reads Butter's server.max_request_bytes as the body
   );
   assert.equal(both.config.server.max_body_bytes, 1024);
 });
+
+Deno.test("a required key left out is missing, not unknown; unknown keys beside an error are still listed", () => {
+  const text = `
+providers:
+  mock: {}
+  openai:
+    keys:
+      - weight: 1
+wasm_plugins:
+  - name: x
+plugins:
+  ratelimit: { requests_per_second: 5 }
+`;
+  assert.throws(
+    () => parseConfigText(text, () => undefined, "c.yaml"),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(
+        err.problems.includes("providers.openai.keys[0].key: Missing required key"),
+        err.message,
+      );
+      assert.ok(err.problems.includes("wasm_plugins[0].path: Missing required key"), err.message);
+      assert.ok(!err.problems.some((p) => p.includes("Unknown key")), err.message);
+      assert.ok(
+        err.warnings.includes("plugins.ratelimit.requests_per_second: Unknown key, ignored"),
+        JSON.stringify(err.warnings),
+      );
+      return true;
+    },
+  );
+});
