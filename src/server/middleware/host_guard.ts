@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { AppEnv } from "../../routes/mod.ts";
+import { errorResponse } from "../../pipeline/encode/error.ts";
 
 /**
  * `Deno.serve` pastes the Host header into `request.url` unchecked, so `Host: a/b` shifts
@@ -16,8 +17,18 @@ export function hostGuard(): MiddlewareHandler<AppEnv> {
   return function hostGuard(c, next) {
     const host = c.req.raw.headers.get("host");
     if (host !== null && host !== "" && !HOST_RE.test(host)) {
-      throw new GatewayError("invalid_request", "Invalid Host header");
+      // In the format of the route the client asked for: its path follows the host in the URL.
+      const error = new GatewayError("invalid_request", "Invalid Host header");
+      return Promise.resolve(errorResponse(error, undefined, requestedPath(c.req.raw.url, host)));
     }
     return next();
   };
+}
+
+/** The path the client sent, out of a URL whose authority is its (bad) Host header. */
+function requestedPath(url: string, host: string): string {
+  const at = url.indexOf(host);
+  const rest = at < 0 ? "/" : url.slice(at + host.length);
+  const path = rest.split(/[?#]/, 1)[0] ?? "";
+  return path.startsWith("/") ? path : "/";
 }

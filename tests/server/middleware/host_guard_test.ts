@@ -47,3 +47,24 @@ features:
     await upstream.close();
   }
 });
+
+Deno.test("a bad Host header is refused in the format of the route asked for", async () => {
+  const gw = startGateway(`
+providers:
+  mock: {}
+  bedrock: { enabled: true, region: us-east-1 }
+`);
+  const port = Number(new URL(gw.url("/")).port);
+  try {
+    for (const host of ["evil.com/x", "a:b:c", "ev il"]) {
+      const bedrock = await rawGet(port, "/bedrock/model/m/converse", host);
+      assert.match(bedrock, /^HTTP\/1\.1 400/);
+      assert.match(bedrock, /x-amzn-errortype: ValidationException/i, host);
+      assert.match(bedrock, /\{"message":"Invalid Host header"\}/, host);
+      const messages = await rawGet(port, "/v1/messages?beta=true", host);
+      assert.match(messages, /"type":"error","error":\{"type":"invalid_request_error"/, host);
+    }
+  } finally {
+    await gw.close();
+  }
+});
