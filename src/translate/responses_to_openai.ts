@@ -367,3 +367,31 @@ function toResponseFormat(format: unknown): Record<string, unknown> | null {
       );
   }
 }
+
+/** Chat fields the translation fills from a differently named Responses field. */
+const RESPONSES_FIELD: Readonly<Record<string, string>> = {
+  reasoning_effort: "reasoning.effort",
+  max_tokens: "max_output_tokens",
+  max_completion_tokens: "max_output_tokens",
+  response_format: "text.format",
+  "response_format.type": "text.format.type",
+  "response_format.json_schema": "text.format",
+  "response_format.json_schema.schema": "text.format.schema",
+  "response_format.json_schema.name": "text.format.name",
+  "tool_choice.function.name": "tool_choice.name",
+};
+
+/**
+ * The Responses request field behind a chat request field an error names (`param`): what
+ * the client sent, not the canonical form's name for it. A message's place among the chat
+ * messages is not its place in `input` (instructions and earlier turns come first), so any
+ * message field is named `input`.
+ */
+export function responsesParam(param: string): string {
+  const mapped = RESPONSES_FIELD[param];
+  if (mapped !== undefined) return mapped;
+  if (param === "messages" || param.startsWith("messages[")) return "input";
+  const tool = /^tools\[(\d+)\]\.function(\..*)?$/.exec(param);
+  if (tool !== null) return `tools[${tool[1]}]${tool[2] ?? ""}`;
+  return param;
+}

@@ -6,7 +6,10 @@
 import assert from "node:assert/strict";
 import { GatewayError } from "../../src/errors.ts";
 import type { ResponsesItem, ResponsesRequest } from "../../src/schema/responses.ts";
-import { toChatRequestFromResponses } from "../../src/translate/responses_to_openai.ts";
+import {
+  responsesParam,
+  toChatRequestFromResponses,
+} from "../../src/translate/responses_to_openai.ts";
 import { toGeminiRequest } from "../../src/providers/gemini/request.ts";
 
 const HISTORY: ResponsesItem[] = [
@@ -162,4 +165,18 @@ Deno.test("a function_call item's extra_content (a Gemini thought signature) goe
     const part = gemini.contents[1]?.parts[0] as Record<string, unknown>;
     assert.equal(part.thoughtSignature, "CqQCAVSoXO7sig");
   }
+});
+
+Deno.test("responsesParam() names the Responses field behind a chat field", () => {
+  const cases: [string, string][] = [
+    ["reasoning_effort", "reasoning.effort"],
+    ["max_completion_tokens", "max_output_tokens"],
+    ["response_format.json_schema.schema", "text.format.schema"],
+    ["tools[2].function.name", "tools[2].name"],
+    ["tools[0].type", "tools[0].type"],
+    ["tool_choice.function.name", "tool_choice.name"],
+    ["messages[3].tool_call_id", "input"],
+    ["temperature", "temperature"],
+  ];
+  for (const [chat, responses] of cases) assert.equal(responsesParam(chat), responses, chat);
 });

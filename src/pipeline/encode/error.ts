@@ -4,7 +4,8 @@
  * AWS's shape on `/bedrock/*`; llm-proxy's degraded signal is one body everywhere.
  * @module
  */
-import type { GatewayError } from "../../errors.ts";
+import { GatewayError } from "../../errors.ts";
+import { responsesParam } from "../../translate/responses_to_openai.ts";
 import { pilotfishHeaders } from "../../routing/failover.ts";
 import { toAnthropicError } from "../../schema/anthropic.ts";
 import { toOpenAIError } from "../../schema/openai.ts";
@@ -87,6 +88,7 @@ export function errorEnvelope(err: GatewayError, format: ErrorFormat): unknown {
  */
 export function errorResponse(err: GatewayError, ex: Exchange | undefined, path: string): Response {
   const format = ex?.errorFormat ?? formatForPath(path);
+  if (ex?.schema === "responses" && err.info.param !== undefined) err = inResponsesTerms(err);
   const headers: Record<string, string> = {
     "content-type": "application/json",
     ...attemptHeaders(ex, err),
@@ -104,4 +106,13 @@ function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<str
   const upstream = err.info.upstreamStatus !== undefined || err.code.startsWith("upstream_");
   const count = ex.attempts.length > 0 ? ex.attempts.length : upstream ? 1 : 0;
   return pilotfishHeaders(ex.provider, ex.model, count);
+}
+
+/** A Responses API request's error names the fields the client sent, not the chat form's. */
+function inResponsesTerms(err: GatewayError): GatewayError {
+  const param = err.info.param as string;
+  const named = responsesParam(param);
+  if (named === param) return err;
+  const message = err.message.replaceAll(`"${param}"`, `"${named}"`);
+  return new GatewayError(err.code, message, { ...err.info, param: named });
 }

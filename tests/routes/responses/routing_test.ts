@@ -794,3 +794,31 @@ Deno.test("GET /v1/responses/%E0 (a malformed escape) is a 404, never a 500", as
     await gw.close();
   }
 });
+
+Deno.test("a /v1/responses error names the field the client sent, not the chat form's", async () => {
+  const anthropic = startFakeAnthropic();
+  const gw = startGateway(`
+providers:
+  claude: { type: anthropic, base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-0001 }] }
+`);
+  try {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ reasoning: { effort: "high" } }, "reasoning.effort"],
+      [{ text: { format: { type: "json_schema", name: "x" } } }, "text.format"],
+      [{ input: [{ type: "function_call_output", output: "x" }] }, "input[0].call_id"],
+    ];
+    for (const [extra, param] of cases) {
+      const res = await gw.request(
+        "/v1/responses",
+        post({ model: "claude/claude-x", input: "hi", ...extra }),
+      );
+      assert.equal(res.status, 400, JSON.stringify(extra));
+      const err = (await res.json()).error;
+      assert.equal(err.param, param, JSON.stringify(err));
+      assert.doesNotMatch(err.message, /reasoning_effort|response_format|messages\[/, err.message);
+    }
+  } finally {
+    await gw.close();
+    await anthropic.close();
+  }
+});
