@@ -258,6 +258,25 @@ export function startFakeBedrock(region = "us-west-2"): FakeBedrock {
     }
     // CountTokens: a count that depends on what was sent, so tests see the prompt arrived.
     if (rawPath.endsWith("/count-tokens")) return json(200, { inputTokens: fakeCount(body) });
+    // Embeddings (InvokeModel): a vector per text that says which text it was.
+    if (/embed[^/]*\/invoke$/.test(rawPath)) {
+      const sent = JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
+      const vector = (text: string) => [text.length, text.charCodeAt(0) || 0, 0.5];
+      if (typeof sent.inputText === "string") {
+        return json(200, {
+          embedding: vector(sent.inputText),
+          inputTextTokenCount: fakeCount(sent.inputText),
+          embeddingsByType: { float: vector(sent.inputText) },
+        });
+      }
+      const texts = (sent.texts ?? []) as string[];
+      return json(200, {
+        id: crypto.randomUUID(),
+        response_type: "embeddings_floats",
+        texts,
+        embeddings: texts.map(vector),
+      }, { "x-amzn-bedrock-input-token-count": String(fakeCount(texts.join(" "))) });
+    }
     if (/\/(converse-stream|invoke-with-response-stream)$/.test(rawPath)) {
       const events = s.events ?? STREAM_TEXT;
       let i = 0;

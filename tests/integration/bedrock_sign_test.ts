@@ -216,6 +216,19 @@ routing:
       },
     );
 
+    await t.step("embeddings through the OpenAI SDK: Titan via InvokeModel", async () => {
+      bedrock.script({});
+      const res = await client.embeddings.create({
+        model: "bedrock/amazon.titan-embed-text-v2:0",
+        input: ["first text", "second"],
+      });
+      assert.equal(res.data.length, 2);
+      // The SDK asks for base64 and decodes it: the fake's vector says which text it was.
+      assert.deepEqual(res.data.map((d) => d.embedding[0]), [10, 6]);
+      assert.ok(res.usage.prompt_tokens > 0);
+      assert.ok(lastSent().signatureValid);
+    });
+
     await t.step("an upstream ThrottlingException reaches the SDK as 429", async () => {
       bedrock.script({
         error: { status: 429, type: "ThrottlingException", message: "Too many requests" },

@@ -14,8 +14,8 @@ import type {
   TokenCount,
 } from "../types.ts";
 import { GEMINI_NATIVE } from "./native.ts";
+import { encodingOf } from "../shared/embeddings.ts";
 import {
-  encodingOf,
   fromGeminiEmbedResponse,
   mergeEmbedResponses,
   splitEmbedRequest,

@@ -1,6 +1,13 @@
 import { GatewayError } from "../../errors.ts";
 import type { OpenAIEmbeddingsRequest, OpenAIUsage } from "../../schema/openai.ts";
 import type { GeminiEmbedRequest, GeminiEmbedResponse } from "./types.ts";
+import {
+  embeddingInputs,
+  encodeVector,
+  encodingOf,
+  invalid,
+  type OpenAIEmbeddingList,
+} from "../shared/embeddings.ts";
 
 /**
  * OpenAI `/v1/embeddings` body → Gemini `batchEmbedContents` body: one request per input
@@ -14,7 +21,7 @@ export function toGeminiEmbedRequest(
   resource: string,
   provider = "gemini",
 ): GeminiEmbedRequest {
-  const inputs = toInputs(body.input, provider);
+  const inputs = embeddingInputs(body.input, provider);
   const dimensions = body.dimensions;
   if (dimensions !== undefined && dimensions !== null) {
     if (typeof dimensions !== "number" || !Number.isInteger(dimensions) || dimensions < 1) {
@@ -67,37 +74,6 @@ export function mergeEmbedResponses(answers: readonly unknown[]): unknown {
   };
 }
 
-function toInputs(input: unknown, provider: string): string[] {
-  if (typeof input === "string") return [input];
-  if (Array.isArray(input) && input.length > 0) {
-    if (input.every((v) => typeof v === "string")) return input as string[];
-    if (input.every((v) => typeof v === "number" || Array.isArray(v))) {
-      throw new GatewayError(
-        "invalid_request",
-        `Token-array "input" is not supported by provider "${provider}"; send text`,
-        { param: "input", provider },
-      );
-    }
-  }
-  throw invalid(`"input" must be a string or a non-empty array of strings`, "input");
-}
-
-/** `encoding_format`, validated: "float" (the default) or "base64". */
-export function encodingOf(body: OpenAIEmbeddingsRequest): "float" | "base64" {
-  const format: unknown = body.encoding_format;
-  if (format === undefined || format === null || format === "float") return "float";
-  if (format === "base64") return "base64";
-  throw invalid(`"encoding_format" must be "float" or "base64"`, "encoding_format");
-}
-
-/** OpenAI's embeddings list, as the route answers it. */
-export interface OpenAIEmbeddingList {
-  object: "list";
-  data: { object: "embedding"; index: number; embedding: number[] | string }[];
-  model: string;
-  usage: { prompt_tokens: number; total_tokens: number };
-}
-
 /**
  * Gemini `{embeddings:[{values}]}` → OpenAI's list, in input order (Gemini answers "in the
  * same order as provided in the batch request"). base64 is what OpenAI sends for
@@ -128,25 +104,13 @@ export function fromGeminiEmbedResponse(
       data: json.embeddings.map((e, index) => ({
         object: "embedding",
         index,
-        embedding: encoding === "base64" ? toBase64Float32(e.values) : e.values,
+        embedding: encodeVector(e.values, encoding),
       })),
       model,
       usage: { prompt_tokens: prompt, total_tokens: total },
     },
     usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: total },
   };
-}
-
-function toBase64Float32(values: readonly number[]): string {
-  const bytes = new Uint8Array(values.length * 4);
-  const view = new DataView(bytes.buffer);
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
-  let binary = "";
-  // Chunked: String.fromCharCode(...bytes) overflows the call stack on large vectors.
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
 }
 
 function isEmbedResponse(v: unknown): v is GeminiEmbedResponse {
@@ -157,8 +121,4 @@ function isEmbedResponse(v: unknown): v is GeminiEmbedResponse {
       e !== null && typeof e === "object" && Array.isArray((e as { values?: unknown }).values) &&
       (e as { values: unknown[] }).values.every((x) => typeof x === "number")
     );
-}
-
-function invalid(message: string, param: string): GatewayError {
-  return new GatewayError("invalid_request", message, { param });
 }

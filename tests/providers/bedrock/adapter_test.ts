@@ -269,3 +269,66 @@ Deno.test(
     );
   },
 );
+
+Deno.test(
+  "embeddings on Bedrock: Titan a call per input, Cohere in batches, in order, signed",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const embed = (model: string, body: Record<string, unknown>) =>
+      adapter.embeddings!({ body: { model, ...body } as never, ...callBasics(null, 5_000) }, model);
+    try {
+      await t.step(
+        "Titan V2: one inputText a call, dimensions passed, token counts summed",
+        async () => {
+          const before = bedrock.requests.length;
+          const out = await embed("amazon.titan-embed-text-v2:0", {
+            input: ["alpha", "be"],
+            dimensions: 256,
+          });
+          const body = jsonOf(out) as {
+            data: { index: number; embedding: number[] }[];
+            usage: { prompt_tokens: number };
+          };
+          assert.deepEqual(body.data.map((d) => [d.index, d.embedding[0]]), [[0, 5], [1, 2]]);
+          assert.equal(body.usage.prompt_tokens, 2);
+          const sent = bedrock.requests.slice(before);
+          assert.equal(sent.length, 2);
+          assert.ok(sent.every((r) => r.signatureValid && r.rawPath.endsWith("/invoke")));
+          assert.deepEqual(JSON.parse(sent[0]!.body), { inputText: "alpha", dimensions: 256 });
+        },
+      );
+      await t.step(
+        "Cohere: texts in batches of 96, tokens from the header, base64 on request",
+        async () => {
+          const before = bedrock.requests.length;
+          const input = Array.from({ length: 100 }, (_, i) => `t${i}`);
+          const out = await embed("cohere.embed-english-v3", { input, encoding_format: "base64" });
+          const body = jsonOf(out) as { data: { index: number; embedding: string }[] };
+          assert.equal(body.data.length, 100);
+          const first = new Float32Array(
+            Uint8Array.from(atob(body.data[99]!.embedding), (c) => c.charCodeAt(0)).buffer,
+          );
+          assert.deepEqual([...first], [3, "t".charCodeAt(0), 0.5]);
+          const sent = bedrock.requests.slice(before).map((r) => JSON.parse(r.body));
+          // Sent in parallel: they may arrive in either order.
+          assert.deepEqual(sent.map((b) => b.texts.length).sort((a, b) => a - b), [4, 96]);
+          assert.equal(sent[0].input_type, "search_document");
+        },
+      );
+      await t.step("another model family is a 400 naming the model, before any call", async () => {
+        const before = bedrock.requests.length;
+        await assert.rejects(embed("meta.llama3-70b-instruct-v1:0", { input: "x" }), (err) => {
+          assert.ok(err instanceof GatewayError);
+          assert.equal(err.status, 400);
+          assert.equal(err.info.param, "model");
+          return true;
+        });
+        assert.equal(bedrock.requests.length, before);
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
