@@ -66,7 +66,7 @@ export function createBedrockAdapter(
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       // Translation errors are the caller's 400s and must surface before any upstream call.
       const modelPath = toModelPath(model, cfg.name);
-      const payload = JSON.stringify(toConverseRequest(call.body, cfg.name));
+      const payload = JSON.stringify(toConverseRequest(call.body, cfg.name, model));
       const { reply, redact } = await signedPost(
         call,
         `${modelPath}/${call.stream ? "converse-stream" : "converse"}`,
@@ -149,6 +149,7 @@ export function createBedrockAdapter(
       const converse = toConverseRequest(
         { ...call.chat, stream: false },
         cfg.name,
+        model,
       ) as unknown as Record<string, unknown>;
       const input: Record<string, unknown> = {};
       for (const field of ["messages", "system", "toolConfig"]) {

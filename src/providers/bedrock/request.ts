@@ -77,8 +77,10 @@ const IMAGE_FORMATS: Readonly<Record<string, ConverseImageFormat>> = {
 export function toConverseRequest(
   body: OpenAIChatRequest,
   provider = "bedrock",
+  model = "",
 ): ConverseRequest {
   rejectParams(body, REJECTED, provider);
+  const topK = topKFields(body, model, provider);
 
   const system: ConverseTextBlock[] = [];
   const messages = toConverseMessages(body.messages, system, provider);
@@ -88,6 +90,7 @@ export function toConverseRequest(
 
   const out: ConverseRequest = { messages };
   if (system.length > 0) out.system = system;
+  if (topK !== null) out.additionalModelRequestFields = topK;
   const inference = toInferenceConfig(body);
   if (Object.keys(inference).length > 0) out.inferenceConfig = inference;
 
@@ -114,6 +117,26 @@ export function toConverseRequest(
   }
   out.toolConfig = choice === null ? { tools } : { tools, toolChoice: choice };
   return out;
+}
+
+/**
+ * `top_k` (what an Anthropic client sends on /v1/messages) has no Converse field: Claude on
+ * Bedrock takes it as an additional model request field. Other families name it otherwise or
+ * not at all, so there it is refused rather than dropped.
+ */
+function topKFields(
+  body: OpenAIChatRequest,
+  model: string,
+  provider: string,
+): Record<string, unknown> | null {
+  const topK = body.top_k;
+  if (topK === undefined || topK === null) return null;
+  if (/(?:^|[.:/])anthropic\./.test(model)) return { top_k: topK };
+  throw new GatewayError(
+    "invalid_request",
+    `Parameter "top_k" is not supported by model "${model}" on provider "${provider}"`,
+    { param: "top_k", provider },
+  );
 }
 
 // ---- Messages ------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ export interface ConverseRequest {
   system?: ConverseTextBlock[];
   inferenceConfig?: ConverseInferenceConfig;
   toolConfig?: { tools: ConverseTool[]; toolChoice?: ConverseToolChoice };
+  /** Fields the model family takes beyond Converse's own (Claude's `top_k`). */
+  additionalModelRequestFields?: Record<string, unknown>;
 }
 
 // ---- Response ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { toConverseRequest } from "../../../src/providers/bedrock/request.ts";
+import { GatewayError } from "../../../src/errors.ts";
 import { HI, requestBuilder, WEATHER_TOOL } from "../../helpers/requests.ts";
 import { gatewayError } from "./helpers.ts";
 
@@ -333,4 +334,28 @@ Deno.test("toConverseRequest() does not mutate its input", () => {
   const copy = structuredClone(body);
   toConverseRequest(body);
   assert.deepEqual(body, copy);
+});
+
+Deno.test("toConverseRequest(): top_k reaches Claude as an additional field, and is refused for other families", () => {
+  const body = { model: "m", messages: [{ role: "user" as const, content: "Hi" }], top_k: 5 };
+  for (
+    const model of [
+      "anthropic.claude-3-haiku-20240307-v1:0",
+      "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ]
+  ) {
+    assert.deepEqual(toConverseRequest(body, "bedrock", model).additionalModelRequestFields, {
+      top_k: 5,
+    });
+  }
+  assert.throws(
+    () => toConverseRequest(body, "bedrock", "meta.llama3-70b-instruct-v1:0"),
+    (err: unknown) =>
+      err instanceof GatewayError && err.status === 400 && err.info.param === "top_k",
+  );
+  const { top_k: _, ...plain } = body;
+  assert.equal(
+    toConverseRequest(plain, "bedrock", "meta.llama3").additionalModelRequestFields,
+    undefined,
+  );
 });
