@@ -66,7 +66,13 @@ export async function createInstance(
       ...(init.inputRead
         ? { functions: { [INPUT_READ.module]: { [INPUT_READ.name]: inputRead } } }
         : {}),
-      memory: { maxPages: init.maxPages, maxHttpResponseBytes: init.maxPages * 65_536 },
+      // max_memory bounds Extism's own buffers too: an HTTP body, and every var a guest keeps
+      // (vars outlive calls: unbounded, a guest could grow the daemon without limit).
+      memory: {
+        maxPages: init.maxPages,
+        maxHttpResponseBytes: init.maxPages * 65_536,
+        maxVarBytes: init.maxPages * 65_536,
+      },
       logLevel: "info",
       logger: {
         trace: sink("trace"),

@@ -81,7 +81,9 @@ function memarg(r: Reader): void {
 }
 
 /** What decoding one instruction tells the rewriter. */
-const Op = { Plain: 0, Loop: 1, Block: 2, End: 3, If: 4, Else: 5 } as const;
+const Op = { Plain: 0, Loop: 1, Block: 2, End: 3, If: 4, Else: 5, Call: 6 } as const;
+/** The function a `call` (Op.Call) names: set by `instruction`, read right after. */
+let callTarget = 0;
 type Op = (typeof Op)[keyof typeof Op];
 
 /** Decode the instruction at `r.at`, leaving `r.at` after it. */
@@ -117,6 +119,8 @@ function instruction(r: Reader): Op {
       break;
     }
     case 0x10:
+      callTarget = r.u32();
+      return Op.Call;
     case 0x12:
     case 0xd2:
       r.u32();
@@ -266,8 +270,36 @@ interface Region {
   readonly inLoop: boolean;
 }
 
+/**
+ * What a call to an imported (host) function costs, by function index: the guest's fuel
+ * counts its own instructions, and a host call's work is the host's. Extism's `alloc` walks
+ * every block allocated so far, so a guest calling it in a loop costs the daemon quadratic
+ * time while spending almost no fuel: such calls are charged as the work they can do.
+ */
+export const HOST_CALL_COST = 20_000;
+/** Host functions whose cost does not grow with what the guest did before: byte moves. */
+const CHEAP_HOST_CALLS = new Set([
+  "load_u8",
+  "load_u64",
+  "store_u8",
+  "store_u64",
+  "input_load_u8",
+  "input_load_u64",
+  "input_length",
+  "input_offset",
+  "length",
+  "length_unsafe",
+]);
+const CHEAP_HOST_CALL_COST = 10;
+
 /** A function body (of a function with `params` parameters), metered. */
-function meterBody(out: Out, body: Uint8Array, params: number, global: number): void {
+function meterBody(
+  out: Out,
+  body: Uint8Array,
+  params: number,
+  global: number,
+  hostCost: readonly number[],
+): void {
   const r = new Reader(body);
   const groups = r.u32();
   const groupsEnd = r.at;
@@ -309,6 +341,7 @@ function meterBody(out: Out, body: Uint8Array, params: number, global: number): 
       continue;
     }
     current().own++;
+    if (op === Op.Call && callTarget < hostCost.length) current().own += hostCost[callTarget]!;
     if (op === Op.Loop || op === Op.If) {
       const loop = op === Op.Loop;
       const region: Region = { own: 0, at: i, loop, inLoop: loop || current().inLoop };
@@ -416,14 +449,22 @@ function meterModule(bytes: Uint8Array, initialFuel: number): Uint8Array<ArrayBu
 
   // Imported globals come first in the index space; ours goes after every defined one.
   let globalImports = 0;
+  /** What a call to each imported function costs, by its index (imports come first). */
+  const hostCost: number[] = [];
   const imports = sections.find((s) => s.id === 2);
   if (imports) {
     const ir = new Reader(imports.body);
+    const text = new TextDecoder();
     for (let n = ir.u32(); n > 0; n--) {
-      for (let k = 0; k < 2; k++) ir.skip(ir.u32());
+      ir.skip(ir.u32()); // module
+      const nameLength = ir.u32();
+      const field = text.decode(ir.bytes.subarray(ir.at, ir.at + nameLength));
+      ir.skip(nameLength);
       const kind = ir.byte();
-      if (kind === 0) ir.u32();
-      else if (kind === 1 || kind === 2) {
+      if (kind === 0) {
+        ir.u32();
+        hostCost.push(CHEAP_HOST_CALLS.has(field) ? CHEAP_HOST_CALL_COST : HOST_CALL_COST);
+      } else if (kind === 1 || kind === 2) {
         if (kind === 1) ir.byte(); // reference type
         const flags = ir.byte();
         ir.u32();
@@ -450,7 +491,7 @@ function meterModule(bytes: Uint8Array, initialFuel: number): Uint8Array<ArrayBu
     for (let i = 0; i < count; i++) {
       const size = cr.u32();
       const fn = new Out();
-      meterBody(fn, code.body.subarray(cr.at, cr.at + size), params[i]!, global);
+      meterBody(fn, code.body.subarray(cr.at, cr.at + size), params[i]!, global, hostCost);
       cr.skip(size);
       out.push(...uleb(fn.length));
       out.append(fn.bytes());

@@ -294,3 +294,31 @@ Deno.test("config errors: missing file, unknown hook, duplicate names", async ()
     /hooks lists "stream_chunk", which it does not export/,
   );
 });
+
+Deno.test("a guest looping on host calls is stopped at its timeout; the daemon's thread stays free", async () => {
+  await withPlugin("alloc_loop", "timeout: 300ms\nfail_mode: closed", async (gw) => {
+    const started = performance.now();
+    const stuck = chat(gw);
+    // The metered run spends its fuel on host calls within milliseconds; the rest runs in a
+    // worker, stopped at the timeout, while the daemon answers.
+    const health = await gw.request("/healthz");
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    assert.ok(
+      performance.now() - started < 1_000,
+      `healthz after ${performance.now() - started} ms`,
+    );
+    const res = await stuck;
+    assert.equal(res.status, 500);
+    await res.body?.cancel();
+    assert.ok(performance.now() - started < 5_000);
+  });
+});
+
+Deno.test("max_memory caps the vars a guest keeps across calls", async () => {
+  await withPlugin("var_hoard", "max_memory: 8MiB\nfail_mode: closed", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 500);
+    assert.match((await res.json()).error.message, /failed in pre_http/);
+  });
+});
