@@ -53,7 +53,18 @@ export class TextSink {
 const TEXT_KEYS: string[] = [
   "messages", "content", "text", "input", "prompt", "contents", "parts", "output",
   "query", "system", "instructions", "input_text",
+  // Documents and files: a document's source, title and context; a chat `file` part.
+  "source", "title", "context", "file",
 ];
+
+function startsWith(sink: TextSink, prefix: string): bool {
+  const n = prefix.length;
+  if (sink.len < n) return false;
+  for (let i = 0; i < n; i++) {
+    if (<i32>unchecked(sink.buf[i]) != <i32>prefix.charCodeAt(i)) return false;
+  }
+  return true;
+}
 
 /** Roles as bits, so a role is passed down without a string. */
 export const ROLE_USER: i32 = 1;
@@ -101,6 +112,8 @@ export class Walker {
   roles: i32 = 0;
   out: TextSink;
   key: TextSink = new TextSink();
+  /** A document's `data` (or a file part's `file_data`), kept until its media type is known. */
+  data: TextSink = new TextSink();
 
   constructor(out: TextSink) {
     this.out = out;
@@ -187,6 +200,9 @@ export class Walker {
     let role = inherited;
     let known = false;
     let toolish = false;
+    // A `data` string is text only under a text/* `media_type` (base64 images are not).
+    let textMedia = false;
+    let hasData = false;
     this.pos++;
     while (true) {
       this.ws();
@@ -215,7 +231,26 @@ export class Walker {
       this.ws();
       this.pos++; // ':'
       this.ws();
-      if ((isRole || isType) && this.peek() == 0x22) {
+      const isMedia = !isRole && !isType && !walk && is(this.key, "media_type");
+      const isData = !isRole && !isType && !walk && !isMedia && is(this.key, "data");
+      const isFileData = !isRole && !isType && !walk && !isMedia && !isData &&
+        is(this.key, "file_data");
+      if ((isMedia || isData || isFileData) && this.peek() == 0x22) {
+        if (isMedia) {
+          this.key.reset();
+          this.str(this.key);
+          textMedia = startsWith(this.key, "text/");
+        } else {
+          // Only one data string an object: a second one replaces the first.
+          this.data.reset();
+          this.str(this.data);
+          // A file part's data URL says its type itself: only text is read.
+          if (isFileData && startsWith(this.data, "data:text/")) {
+            this.out.append(this.data.buf.dataStart, this.data.len);
+            this.out.push(0x0a);
+          } else if (isData) hasData = true;
+        }
+      } else if ((isRole || isType) && this.peek() == 0x22) {
         this.key.reset();
         this.str(this.key);
         if (isRole) {
@@ -229,6 +264,10 @@ export class Walker {
         const r = sys ? ROLE_SYSTEM : toolish ? ROLE_TOOL : known ? role : ROLE_ANY;
         this.value(r);
       } else this.skip();
+    }
+    if (hasData && textMedia) {
+      this.out.append(this.data.buf.dataStart, this.data.len);
+      this.out.push(0x0a);
     }
     const final = toolish ? ROLE_TOOL : role;
     if ((this.roles & final) == 0) this.out.len = mark;

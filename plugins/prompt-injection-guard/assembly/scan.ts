@@ -11,6 +11,11 @@
 import { PATTERNS } from "./patterns";
 
 const UNKNOWN: i32 = -1;
+/**
+ * Where one text part (a message, a block) or a sentence ends: a gap (`*`) in a pattern never
+ * skips it, so words of different messages or sentences do not make one phrase.
+ */
+const BOUNDARY: i32 = -3;
 
 // Latin-1 Supplement and Latin Extended-A letters (U+00C0..U+017F) without their accents;
 // "." marks a code point that is not a letter.
@@ -71,7 +76,50 @@ function fold(cp: i32): i32 {
   if (cp >= 0x1f1e6 && cp <= 0x1f1ff) return 0x61 + cp - 0x1f1e6; // regional indicators
   if (cp >= 0x2460 && cp <= 0x2468) return 0x31 + cp - 0x2460; // circled digits
   if (cp >= 0x1d00 && cp <= 0x1d2b) return smallCap(cp);
+  const compat = compatLetter(cp);
+  if (compat != 0) return compat;
   return confusable(cp);
+}
+
+/**
+ * Letters NFKC spells as one Latin letter outside the ranges above: the Letterlike Symbols
+ * that fill the gaps of the mathematical script, fraktur and double-struck alphabets (ℊ ℑ ℕ
+ * ℝ …), single-letter Roman numerals, and superscript, subscript and modifier letters. 0 for
+ * any other code point.
+ */
+function compatLetter(cp: i32): i32 {
+  switch (cp) {
+    case 0x2102: case 0x212d: case 0x216d: case 0x217d: case 0x1d9c: return 0x63; // c
+    case 0x210a: case 0x1d4d: case 0x1d33: return 0x67; // g
+    case 0x210b: case 0x210c: case 0x210d: case 0x210e: case 0x210f: case 0x2b0: case 0x1d34:
+    case 0x2095: return 0x68; // h
+    case 0x2110: case 0x2111: case 0x2139: case 0x2148: case 0x2160: case 0x2170: case 0x2071:
+    case 0x1da6: case 0x1d35: case 0x1d62: return 0x69; // i
+    case 0x2112: case 0x2113: case 0x216c: case 0x217c: case 0x2e1: case 0x1d38: case 0x2097:
+      return 0x6c; // l
+    case 0x2115: case 0x207f: case 0x1d3a: case 0x2099: return 0x6e; // n
+    case 0x2119: case 0x1d56: case 0x1d3e: case 0x209a: return 0x70; // p
+    case 0x211a: return 0x71; // q
+    case 0x211b: case 0x211c: case 0x211d: case 0x2b3: case 0x1d3f: case 0x1d63: return 0x72; // r
+    case 0x2124: case 0x2128: case 0x1dbb: return 0x7a; // z
+    case 0x212a: case 0x1d4f: case 0x1d37: case 0x2096: return 0x6b; // k
+    case 0x212b: case 0x1d43: case 0x1d2c: case 0x2090: return 0x61; // a
+    case 0x212c: case 0x1d47: case 0x1d2e: return 0x62; // b
+    case 0x212f: case 0x2130: case 0x2147: case 0x1d49: case 0x1d31: case 0x2091: return 0x65; // e
+    case 0x2131: case 0x1da0: return 0x66; // f
+    case 0x2133: case 0x216f: case 0x217f: case 0x1d50: case 0x1d39: case 0x2098: return 0x6d; // m
+    case 0x2134: case 0x1d52: case 0x1d3c: case 0x2092: return 0x6f; // o
+    case 0x2145: case 0x2146: case 0x216e: case 0x217e: case 0x1d48: case 0x1d30: return 0x64; // d
+    case 0x2149: case 0x2b2: case 0x1d36: case 0x2c7c: return 0x6a; // j
+    case 0x2164: case 0x2174: case 0x1d5b: case 0x1d65: return 0x76; // v
+    case 0x2169: case 0x2179: case 0x2e3: case 0x2093: return 0x78; // x
+    case 0x2e2: case 0x209b: case 0xa731: return 0x73; // s
+    case 0x1d57: case 0x1d40: case 0x209c: return 0x74; // t
+    case 0x1d58: case 0x1d41: case 0x1d64: return 0x75; // u
+    case 0x2b7: case 0x1d42: return 0x77; // w
+    case 0x2b8: return 0x79; // y
+    default: return 0;
+  }
 }
 
 function smallCap(cp: i32): i32 {
@@ -540,6 +588,9 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
   while (i < len) {
     const b0 = <i32>load<u8>(src + <usize>i);
     let c: i32;
+    // A part ends (the walker's newline), or a sentence: a word of two letters or more, then
+    // . ! or ? and a space ("i. g. n. o. r. e." stays one spelt-out word).
+    let stop = false;
     if (b0 < 0x80) {
       const t = <i32>unchecked(CLASS[b0]);
       i++;
@@ -584,6 +635,10 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
         const d = delimiterAt(text, i - 1, len);
         if (d >= 0) return d;
       }
+      stop = b0 == 0x0a ||
+        (n > 1 && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) &&
+          (i >= len || <i32>load<u8>(src + <usize>i) == 0x20 ||
+            <i32>load<u8>(src + <usize>i) == 0x0a));
       c = -1;
     } else {
       if (i - runStart >= BLOB_MIN) blob = true;
@@ -628,6 +683,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
           flags = 0;
           state = ROOT;
           prev = ROOT;
+          if (stop) pushToken(BOUNDARY);
           continue;
         }
       }
@@ -637,6 +693,10 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
       overflow = false;
       state = ROOT;
       prev = ROOT;
+    }
+    if (stop) {
+      flushSingles();
+      pushToken(BOUNDARY);
     }
   }
   if (len - runStart >= BLOB_MIN) blob = true;
@@ -654,7 +714,10 @@ function matchFrom(p: Pattern, e: i32, pos: i32): bool {
   const el = unchecked(elems[e]);
   const n = tokenCount;
   if (el.gap > 0) {
-    for (let k = 0; k <= el.gap && pos + k <= n; k++) if (matchFrom(p, e + 1, pos + k)) return true;
+    for (let k = 0; k <= el.gap && pos + k <= n; k++) {
+      if (k > 0 && unchecked(tokens[pos + k - 1]) == BOUNDARY) return false;
+      if (matchFrom(p, e + 1, pos + k)) return true;
+    }
     return false;
   }
   if (pos < n) {
