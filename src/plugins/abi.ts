@@ -41,14 +41,20 @@ export class AbiError extends Error {
 }
 
 const REDACTED = "[REDACTED]";
+/**
+ * Header names that carry credentials: the known ones, and any name with a word such as key,
+ * token, secret, password, auth or credential in it (`x-pilotfish-app-key`, `x-access-key`,
+ * `x-auth`, `x-aws-credentials`). A value starting `pf_` is an app key whatever its header.
+ */
 const CREDENTIAL_HEADER =
-  /^(authorization|proxy-authorization|cookie|x-api-key|api-key|x-goog-api-key|x-amz-security-token|x-butter-app-key)$|(^|[-_])(api[-_]?key|token|secret|password)([-_]|$)/i;
+  /^(authorization|proxy-authorization|cookie|set-cookie|x-amz-security-token)$|(^|[-_])(api[-_]?key|key|keys|token|tokens|secret|secrets|password|passwd|auth|authn|authz|authorization|credential|credentials|session|signature)([-_]|$)/i;
 
 /** Headers as Butter passes them: one value each, credentials redacted unless exposed. */
 export function headerMap(headers: Headers, exposeCredentials: boolean): Record<string, string> {
   const out: Record<string, string> = {};
   headers.forEach((value, name) => {
-    out[name] = !exposeCredentials && CREDENTIAL_HEADER.test(name) ? REDACTED : value;
+    const secret = CREDENTIAL_HEADER.test(name) || value.startsWith("pf_");
+    out[name] = !exposeCredentials && secret ? REDACTED : value;
   });
   return out;
 }

@@ -284,6 +284,27 @@ Deno.test("credentials are redacted from what a guest sees unless expose_credent
     "x-trace": "t",
   });
   assert.equal(headerMap(h, true).authorization, "Bearer sk-secret");
+  // Names that say credential, and any pf_ value; ordinary headers are kept.
+  const more = new Headers({
+    "x-pilotfish-app-key": "pf_abc",
+    "x-access-key": "a",
+    "x-auth": "b",
+    "x-aws-credentials": "c",
+    "x-custom": "pf_hidden_app_key",
+    "content-type": "application/json",
+    "x-request-id": "r1",
+    "anthropic-version": "2023-06-01",
+  });
+  assert.deepEqual(headerMap(more, false), {
+    "anthropic-version": "2023-06-01",
+    "content-type": "application/json",
+    "x-access-key": "[REDACTED]",
+    "x-auth": "[REDACTED]",
+    "x-aws-credentials": "[REDACTED]",
+    "x-custom": "[REDACTED]",
+    "x-pilotfish-app-key": "[REDACTED]",
+    "x-request-id": "r1",
+  });
 });
 
 Deno.test("config errors: missing file, unknown hook, duplicate names", async () => {
