@@ -155,12 +155,15 @@ export interface NativeApi {
   usage(value: unknown): Partial<Usage> | null;
   /**
    * For a body framing other than JSON and SSE (AWS event-stream): a tap that forwards
-   * the bytes untouched and hands each decoded JSON payload to `onObject`. Null otherwise.
+   * the bytes untouched, hands each decoded JSON payload to `onObject` and the answer text
+   * it carries to `onContent` (characters, for the estimate of a stream cut short). Null
+   * otherwise.
    */
   frames?(
     contentType: string,
     onObject: (value: unknown) => void,
     onEnd: (how: "complete" | "cut") => void,
+    onContent: (chars: number) => void,
   ): TransformStream<Uint8Array, Uint8Array> | null;
   /** Usage carried in reply headers (Bedrock InvokeModel), if any. */
   headerUsage?(headers: Headers): Usage | null;

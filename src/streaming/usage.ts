@@ -13,6 +13,11 @@ export interface UsageMeter {
   report(usage: Partial<Usage>): void;
   /** Characters of content sent on, for the estimate of a stream cut short. */
   content(chars: number): void;
+  /**
+   * The input as estimated from the request (a passthrough body's size): billed, marked
+   * estimated, when the upstream reported no input count before the answer ended.
+   */
+  promptEstimate(tokens: number): void;
   /** The answer is complete (`complete`) or was cut short (`cut`): settle `usage`. */
   settle(how: "complete" | "cut"): void;
   readonly usage: Promise<Usage | null>;
@@ -35,6 +40,7 @@ export function createUsageMeter(): UsageMeter {
   let seen: Partial<Usage> | null = null;
   let total = false;
   let chars = 0;
+  let promptGuess = 0;
   let settled = false;
   const { promise, resolve } = Promise.withResolvers<Usage | null>();
   const current = (cut: boolean): Usage | null => {
@@ -42,12 +48,23 @@ export function createUsageMeter(): UsageMeter {
     // or one that ended without counts (an OpenAI stream not asked for include_usage).
     const estimate = chars > 0 ? Math.ceil(chars / 4) : 0;
     if (seen === null) {
-      return estimate > 0
-        ? { prompt_tokens: 0, completion_tokens: estimate, total_tokens: estimate, estimated: true }
+      const p = cut ? promptGuess : 0;
+      return estimate > 0 || p > 0
+        ? {
+          prompt_tokens: p,
+          completion_tokens: estimate,
+          total_tokens: p + estimate,
+          estimated: true,
+        }
         : null;
     }
-    const p = seen.prompt_tokens ?? 0;
-    const c = seen.completion_tokens ?? estimate;
+    const guessed = cut && seen.prompt_tokens === undefined && promptGuess > 0;
+    const p = seen.prompt_tokens ?? (guessed ? promptGuess : 0);
+    // A count sent at the start (Anthropic's message_start says 1) is no count of what a
+    // stream cut short went on to send.
+    const overtaken = cut && seen.completion_tokens !== undefined &&
+      estimate > seen.completion_tokens;
+    const c = overtaken ? estimate : seen.completion_tokens ?? estimate;
     const usage: Usage = {
       ...seen,
       prompt_tokens: p,
@@ -56,11 +73,12 @@ export function createUsageMeter(): UsageMeter {
     };
     // Billing must know the count is not the upstream's (no output count, or no input).
     if (
-      (seen.completion_tokens === undefined && estimate > 0) ||
+      (seen.completion_tokens === undefined && estimate > 0) || overtaken || guessed ||
       (cut && (seen.completion_tokens === undefined || seen.prompt_tokens === undefined))
     ) {
       usage.estimated = true;
     }
+    if (overtaken || guessed) usage.total_tokens = p + c;
     return usage;
   };
   view(promise, () => current(true));
@@ -72,6 +90,9 @@ export function createUsageMeter(): UsageMeter {
     },
     content(n) {
       chars += n;
+    },
+    promptEstimate(tokens) {
+      promptGuess = tokens;
     },
     settle(how) {
       if (settled) return;

@@ -29,6 +29,7 @@ export interface UsageShapes {
     contentType: string,
     onObject: (value: unknown) => void,
     onEnd: (how: "complete" | "cut") => void,
+    onContent: (chars: number) => void,
   ): TransformStream<Uint8Array, Uint8Array> | null;
 }
 
@@ -58,7 +59,7 @@ export function createUsageSniffer(
     if (!named) name(modelOf(value));
   };
   const end = (how: "complete" | "cut") => meter.settle(how);
-  const framed = shapes.frames?.(contentType, absorb, end);
+  const framed = shapes.frames?.(contentType, absorb, end, (n) => meter.content(n));
   if (framed) return framed;
   if (contentType.includes("text/event-stream")) {
     const chars = shapes.contentChars;

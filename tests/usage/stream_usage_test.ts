@@ -168,3 +168,127 @@ pricing:
     await up.close();
   }
 });
+
+/** An upstream that sends `frames` (any content type) and then holds until cancelled. */
+function hangingFrames(frames: Uint8Array[], contentType: string) {
+  const cancelled = Promise.withResolvers<void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.arrayBuffer();
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (const f of frames) controller.enqueue(f);
+        },
+        cancel() {
+          cancelled.resolve();
+        },
+      }),
+      { headers: { "content-type": contentType } },
+    );
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    cancelled: cancelled.promise,
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test("a passthrough stream the client leaves is billed for what it streamed (Anthropic, Bedrock), never free", async (t) => {
+  const enc = new TextEncoder();
+  const sse = (type: string, data: Record<string, unknown>) =>
+    enc.encode(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+  // 40 characters of text in each.
+  const text = ["0123456789", "abcdefghij", "klmnopqrst", "uvwxyzABCD"];
+  const leave = async (res: Response, last: string) => {
+    const reader = res.body!.getReader();
+    let seen = "";
+    while (!seen.includes(last)) {
+      const { value } = await reader.read();
+      seen += new TextDecoder().decode(value ?? new Uint8Array());
+    }
+    await reader.cancel("client went away");
+  };
+  await t.step(
+    "/anthropic: message_start's output count of 1 is no count of what followed",
+    async () => {
+      const up = hangingFrames([
+        sse("message_start", {
+          message: { id: "m", model: "claude-x", usage: { input_tokens: 100, output_tokens: 1 } },
+        }),
+        ...text.map((t) =>
+          sse("content_block_delta", { index: 0, delta: { type: "text_delta", text: t } })
+        ),
+      ], "text/event-stream");
+      const gw = startGateway(`
+providers:
+  anthropic: { base_url: ${up.url}/v1, keys: [{ key: sk-ant }] }
+pricing:
+  models:
+    "anthropic/claude-x": { input: 2, output: 8 }
+`);
+      try {
+        const res = await gw.request("/anthropic/v1/messages", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "claude-x", max_tokens: 50, stream: true, messages: HI }),
+        });
+        await leave(res, "uvwxyzABCD");
+        await up.cancelled;
+        const line = await lineOf(gw, res);
+        assert.equal(line.usage_estimated, true);
+        assert.equal(line.prompt_tokens, 100);
+        assert.equal(line.completion_tokens, 10);
+      } finally {
+        await gw.close();
+        await up.close();
+      }
+    },
+  );
+  await t.step(
+    "/bedrock ConverseStream: output from the deltas, input from the request's size",
+    async () => {
+      const { eventFrame } = await import("../fakes/fake_bedrock.ts");
+      const up = hangingFrames([
+        eventFrame({ type: "messageStart", payload: { role: "assistant" } }),
+        ...text.map((t) =>
+          eventFrame({
+            type: "contentBlockDelta",
+            payload: { contentBlockIndex: 0, delta: { text: t } },
+          })
+        ),
+      ], "application/vnd.amazon.eventstream");
+      const gw = startGateway(`
+providers:
+  bedrock: { enabled: true, region: us-east-1, endpoint: "${up.url}" }
+pricing:
+  models:
+    "bedrock/anthropic.claude-x": { input: 2, output: 8 }
+`);
+      try {
+        const body = JSON.stringify({
+          messages: [{ role: "user", content: [{ text: "x".repeat(400) }] }],
+        });
+        const res = await gw.request("/bedrock/model/anthropic.claude-x/converse-stream", {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "content-length": String(body.length),
+            authorization:
+              "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00",
+          },
+          body,
+        });
+        await leave(res, "uvwxyzABCD");
+        await up.cancelled;
+        const line = await lineOf(gw, res);
+        assert.equal(line.usage_estimated, true);
+        assert.equal(line.completion_tokens, 10);
+        assert.equal(line.prompt_tokens, Math.ceil(body.length / 4));
+        assert.ok((line.cost_usd as number) > 0);
+      } finally {
+        await gw.close();
+        await up.close();
+      }
+    },
+  );
+});

@@ -21,6 +21,17 @@ export function anthropicUsageOf(value: unknown): Partial<OpenAIUsage> | null {
   return withDetails(pickUsage(u.input_tokens + reads + writes, u.output_tokens), reads, writes, 0);
 }
 
+/** A delta's text, tool input or thinking (escapes counted as written). */
+const DELTA_TEXT = /"(?:text|partial_json|thinking)":"((?:[^"\\]|\\.)*)"/g;
+
+/** Answer text in one stream event: what a stream cut short is estimated from. */
+export function anthropicContentChars(data: string): number {
+  if (!data.includes('"content_block_delta"')) return 0;
+  let n = 0;
+  for (const m of data.matchAll(DELTA_TEXT)) n += (m[1] as string).length;
+  return n;
+}
+
 /** Anthropic SDKs send `x-api-key`, or `Authorization: Bearer` (newer versions, OAuth). */
 export const ANTHROPIC_NATIVE: NativeApi = {
   auth: {
@@ -29,4 +40,5 @@ export const ANTHROPIC_NATIVE: NativeApi = {
     header: (k) => ["x-api-key", k],
   },
   usage: anthropicUsageOf,
+  contentChars: anthropicContentChars,
 };

@@ -61,6 +61,7 @@ function eventStreamFrames(
   contentType: string,
   onObject: (value: unknown) => void,
   onEnd: (how: "complete" | "cut") => void,
+  onContent: (chars: number) => void,
 ): TransformStream<Uint8Array, Uint8Array> | null {
   if (!contentType.includes(EVENT_STREAM)) return null;
   let pending = new Uint8Array(0);
@@ -69,11 +70,14 @@ function eventStreamFrames(
     try {
       const event = JSON.parse(decoder.decode(payload)) as Record<string, unknown>;
       onObject(event);
+      onContent(contentChars(event));
       // InvokeModelWithResponseStream: the model's own chunk is base64 inside `bytes`.
       if (typeof event.bytes === "string") {
-        onObject(JSON.parse(
+        const chunk = JSON.parse(
           decoder.decode(Uint8Array.from(atob(event.bytes), (ch) => ch.charCodeAt(0))),
-        ));
+        ) as unknown;
+        onObject(chunk);
+        onContent(contentChars(chunk));
       }
     } catch {
       // not JSON: nothing to count
@@ -81,7 +85,6 @@ function eventStreamFrames(
   };
   return new TransformStream({
     async transform(chunk, controller) {
-      controller.enqueue(chunk);
       const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
       joined.set(pending, 0);
       joined.set(chunk, pending.byteLength);
@@ -97,6 +100,8 @@ function eventStreamFrames(
         offset += total;
       }
       pending = joined.slice(offset);
+      // Counted before the client has it: a client that leaves at once is still charged.
+      controller.enqueue(chunk);
     },
     flush() {
       onEnd("complete");
@@ -105,6 +110,30 @@ function eventStreamFrames(
       onEnd("cut");
     },
   } as Transformer<Uint8Array, Uint8Array>);
+}
+
+/**
+ * The answer text in one streamed object, for the estimate of a stream cut short: Converse's
+ * `delta.text` / `delta.toolUse.input`, and inside InvokeModel chunks Anthropic's
+ * `delta.text` / `delta.partial_json`, Titan's `outputText`, Llama's `generation`.
+ */
+function contentChars(value: unknown): number {
+  if (value === null || typeof value !== "object") return 0;
+  const o = value as Record<string, unknown>;
+  const d = o.delta as Record<string, unknown> | undefined;
+  let n = 0;
+  for (
+    const v of [
+      d?.text,
+      d?.partial_json,
+      (d?.toolUse as Record<string, unknown> | undefined)?.input,
+      o.outputText,
+      o.generation,
+    ]
+  ) {
+    if (typeof v === "string") n += v.length;
+  }
+  return n;
 }
 
 /** InvokeModel reports usage in headers: no need to look inside the body. */

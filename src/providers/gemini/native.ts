@@ -23,6 +23,16 @@ export function geminiUsageOf(value: unknown): Partial<OpenAIUsage> | null {
   );
 }
 
+/** A part's text (escapes counted as written). */
+const PART_TEXT = /"text":\s*"((?:[^"\\]|\\.)*)"/g;
+
+/** Answer text in one stream event: what a stream cut short is estimated from. */
+export function geminiContentChars(data: string): number {
+  let n = 0;
+  for (const m of data.matchAll(PART_TEXT)) n += (m[1] as string).length;
+  return n;
+}
+
 export const GEMINI_NATIVE: NativeApi = {
   auth: {
     headers: ["x-goog-api-key", "authorization"],
@@ -30,4 +40,5 @@ export const GEMINI_NATIVE: NativeApi = {
     header: (k) => ["x-goog-api-key", k],
   },
   usage: geminiUsageOf,
+  contentChars: geminiContentChars,
 };
