@@ -102,15 +102,26 @@ const GEO_PREFIX = /^(?:us|eu|apac|au|jp|ca|us-gov|global)\./;
  * not `gpt-4o`: the rest must start with `-` and a digit, or `:`).
  */
 export function builtinPrice(model: string): ModelPrice | null {
-  const name = model.replace(GEO_PREFIX, "");
-  const exact = BUILTIN_PRICES[name];
+  return priceIn(BUILTIN_PRICES, model.replace(GEO_PREFIX, ""));
+}
+
+/**
+ * `table`'s entry for `name`: exact, else the longest key `name` extends with a dated or
+ * versioned suffix. A price configured for `gpt-4o` is the price of the `gpt-4o-2024-08-06`
+ * an answer names (what passthrough bills by when the request streamed upstream unread).
+ */
+function priceIn(
+  table: Readonly<Record<string, ModelPrice>>,
+  name: string,
+): ModelPrice | null {
+  const exact = table[name];
   if (exact) return exact;
   let best: string | null = null;
-  for (const key of Object.keys(BUILTIN_PRICES)) {
+  for (const key of Object.keys(table)) {
     if (!name.startsWith(key) || (best !== null && key.length <= best.length)) continue;
     if (/^(?:-\d|:|@)/.test(name.slice(key.length))) best = key;
   }
-  return best === null ? null : BUILTIN_PRICES[best] as ModelPrice;
+  return best === null ? null : table[best] as ModelPrice;
 }
 
 export interface PriceBook {
@@ -123,9 +134,9 @@ export function createPriceBook(config: Config): PriceBook {
   const own = config.pricing.models;
   const memo = new Map<string, ModelPrice | null>();
   const lookup = (provider: string, model: string): ModelPrice | null =>
-    own[`${provider}/${model}`] ??
-      config.providers[provider]?.model_pricing[model] ??
-      own[model] ??
+    priceIn(own, `${provider}/${model}`) ??
+      priceIn(config.providers[provider]?.model_pricing ?? {}, model) ??
+      priceIn(own, model) ??
       (config.pricing.builtin ? builtinPrice(model) : null);
   return {
     priceOf(provider, model) {

@@ -124,6 +124,11 @@ pricing:
   assert.equal(book.priceOf("other", "gpt-4o")?.input, 8, "then the bare model");
   assert.equal(book.priceOf("other", "gpt-4o-mini")?.input, 0.15, "then the built-in table");
   assert.equal(book.priceOf("x", "house-model")?.cache_read, 0.1);
+  // The dated name an answer gives takes the configured price of the name it extends.
+  assert.equal(book.priceOf("openai", "gpt-4o-2024-08-06")?.input, 9);
+  assert.equal(book.priceOf("other", "gpt-4o-2024-08-06")?.input, 8);
+  assert.equal(book.priceOf("openai", "gemini-ish-20250101")?.input, 2);
+  assert.equal(book.priceOf("x", "house-model@2025")?.input, 1);
 });
 
 Deno.test("pricing config: bad prices are refused with their key path; builtin: false", () => {
