@@ -13,7 +13,7 @@ import { errorEnvelope, formatForPath } from "../pipeline/encode/error.ts";
 import type { EventOf } from "../pipeline/events.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { PreHttpResult, PreLlmResult, Stage } from "../pipeline/stages.ts";
-import { periodClock, toMicros } from "./key.ts";
+import { periodClock } from "./key.ts";
 import type { Identity, KeyService, Refusal } from "./service.ts";
 import type { KeyRecord } from "./types.ts";
 import { HeldSlot } from "../slot.ts";
@@ -34,6 +34,20 @@ export function createAppKeyStage(
   // The key of each exchange still in flight (on the exchange: one that never ends leaks nothing).
   const keyOf = new HeldSlot<KeyRecord>("appKey");
   const periods = periodClock();
+  /**
+   * Spend is counted in whole micro-dollars; what a request costs below that is carried per
+   * key to the next one, so a stream of tiny requests adds up (rounding each to the nearest
+   * micro-dollar billed a $0.00000048 embedding as $0 for ever).
+   */
+  const carry = new Map<string, number>();
+  const micros = (id: string, usd: number): number => {
+    const exact = usd * 1_000_000 + (carry.get(id) ?? 0);
+    const whole = Math.floor(exact);
+    const rest = exact - whole;
+    if (rest > 1e-9) carry.set(id, rest);
+    else carry.delete(id);
+    return whole;
+  };
 
   const admit = (ex: Exchange, id: Identity): PreHttpResult => {
     if (id.kind === "none") return;
@@ -94,7 +108,9 @@ export function createAppKeyStage(
       service.backend.record(record.id, periods(now()), {
         requests: 1,
         tokens: event.usage?.total_tokens ?? 0,
-        cost_micros: ex.cost !== null && Number.isFinite(ex.cost) ? toMicros(ex.cost) : 0,
+        cost_micros: ex.cost !== null && Number.isFinite(ex.cost) && ex.cost > 0
+          ? micros(record.id, ex.cost)
+          : 0,
       });
     },
     dispose,

@@ -120,3 +120,24 @@ Deno.test("budgets: with both used up, the 429 names the monthly one (the day's 
     await gw.close();
   }
 });
+
+Deno.test("budgets: requests cheaper than a micro-dollar add up; none is free", async () => {
+  const clock = testClock();
+  clock.advance(LATE_MARCH - Date.now());
+  const gw = startGateway(keysConfig(), {}, {
+    now: clock.now,
+    // What a short embedding costs: 24 tokens at $0.02 per million.
+    stages: () => [chargeStage(() => 0.00000048)],
+  });
+  try {
+    const { id, key } = await createKey(gw, { name: "tiny", budget: { daily_usd: 0.000002 } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await chat(gw, bearer(key))).status);
+    // 0.48 µ$ each: the spend reaches 2 µ$ with the 5th (2.4), so the 6th is refused.
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    const u = await admin(gw, "GET", `/api/v1/keys/${id}/usage`);
+    assert.equal((u.json.day as { cost_usd: number }).cost_usd, 0.000002);
+  } finally {
+    await gw.close();
+  }
+});
