@@ -4,7 +4,8 @@
  * records it has looked up (a few seconds, dropped at once when any sidecar changes one:
  * pub/sub); spend is read from Redis on every request of a key with a budget, so the fleet
  * overshoots a budget by at most the requests in flight when it was reached. Counters are
- * atomic HINCRBYs. While Redis is away, cached records still authenticate and spend is lost.
+ * atomic HINCRBYs. While Redis is away, cached records still authenticate, budgets hold on the
+ * spend last read plus this sidecar's since, and that spend is not written to Redis.
  * @module
  */
 import { luaScript, type RedisLink } from "../state/redis_link.ts";
@@ -53,6 +54,9 @@ if not id then return false end
 return redis.call('GET', ARGV[1] .. id)
 `);
 
+/** Keys whose last spend is kept for an outage (a bound, not a cache policy). */
+const LAST_SPEND_MAX = 10_000;
+
 export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
   const { link } = opts;
   const prefix = opts.prefix ?? DEFAULT_KEYS_PREFIX;
@@ -86,6 +90,11 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     }
   });
 
+  /** Each key's spend as last read (and counted on since), for when Redis is away. */
+  const lastSpend = new Map<
+    string,
+    { day: string; month: string; spend: { day: number; month: number } }
+  >();
   const parse = (reply: StateReply): KeyRecord | null =>
     typeof reply === "string" ? JSON.parse(reply) as KeyRecord : null;
   const int = (v: StateReply | undefined) => (typeof v === "string" ? Number(v) : 0);
@@ -117,13 +126,35 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     },
     peek: (id) => byId.get(id) ?? null,
     async spend(id, p) {
-      const [day, month] = await Promise.all([
-        link.command(["HGET", useKey(id, p.day), "cost_micros"]),
-        link.command(["HGET", useKey(id, p.month), "cost_micros"]),
-      ]);
-      return { day: int(day ?? undefined), month: int(month ?? undefined) };
+      const dayKey = useKey(id, p.day);
+      const monthKey = useKey(id, p.month);
+      let read: StateReply[];
+      try {
+        read = await Promise.all([
+          link.command(["HGET", dayKey, "cost_micros"]),
+          link.command(["HGET", monthKey, "cost_micros"]),
+        ]);
+      } catch (err) {
+        // Redis away: a key this sidecar has seen keeps its budget on the spend last read,
+        // plus what it spent here since; an unseen one is refused (503) as before.
+        const k = lastSpend.get(id);
+        if (k === undefined || !(err instanceof StateUnavailable)) throw err;
+        return {
+          day: k.day === dayKey ? k.spend.day : 0,
+          month: k.month === monthKey ? k.spend.month : 0,
+        };
+      }
+      const spend = { day: int(read[0] ?? undefined), month: int(read[1] ?? undefined) };
+      if (lastSpend.size >= LAST_SPEND_MAX) lastSpend.clear();
+      lastSpend.set(id, { day: dayKey, month: monthKey, spend: { ...spend } });
+      return spend;
     },
     record(id, p, d) {
+      const k = lastSpend.get(id);
+      if (k !== undefined) {
+        if (k.day === useKey(id, p.day)) k.spend.day += d.cost_micros;
+        if (k.month === useKey(id, p.month)) k.spend.month += d.cost_micros;
+      }
       link.eval(RECORD, [useKey(id, p.day), useKey(id, p.month)], [
         d.requests,
         d.tokens,

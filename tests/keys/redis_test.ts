@@ -109,15 +109,21 @@ Deno.test("Redis outage: admin calls answer 503, a key seen before still authent
   );
   try {
     let key = "";
+    let budgeted = "";
     await within(5_000, async () => {
       const r = await admin(gw, "POST", "/api/v1/keys", {});
       key = r.json.key as string;
       return r.status === 201;
     }, "Redis reachable");
+    budgeted = (await admin(gw, "POST", "/api/v1/keys", { budget: { daily_usd: 1 } })).json
+      .key as string;
     assert.equal((await chat(gw, bearer(key))).status, 200);
+    assert.equal((await chat(gw, bearer(budgeted))).status, 200);
     await redis.stop();
     await within(5_000, async () => (await admin(gw, "GET", "/api/v1/keys")).status === 503, "503");
     assert.equal((await chat(gw, bearer(key))).status, 200, "cached record");
+    // A key with a budget too: held on the spend last read, not refused.
+    assert.equal((await chat(gw, bearer(budgeted))).status, 200, "budgeted, cached record");
     const unknown = await chat(gw, bearer("pf_" + "z".repeat(43)));
     assert.equal(unknown.status, 503);
     assert.match((unknown.json.error as { message: string }).message, /key store is unavailable/);
