@@ -448,9 +448,16 @@ const proxyLimitKeys = {
   fail_mode: opt(limitFailMode),
 };
 
-/** Per-user limits (user id → limits), in place of the global ones for that user. */
+/**
+ * llm-proxy's overrides: limits of their own for one user, model or client key (its app key
+ * id, or the credential it sends), counted beside the global limits, which still apply.
+ */
 const perUserOverrides = opt(
-  strictObject({ per_user: opt(mapOf(strictObject(proxyLimitKeys)), {}) }),
+  strictObject({
+    per_user: opt(mapOf(strictObject(proxyLimitKeys)), {}),
+    per_model: opt(mapOf(strictObject(proxyLimitKeys)), {}),
+    per_key: opt(mapOf(strictObject(proxyLimitKeys)), {}),
+  }),
   {},
 );
 

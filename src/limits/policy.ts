@@ -32,8 +32,6 @@ export interface Rule {
   /** `X-RateLimit-Window`: minute, hour, day or `<n>s`. */
   readonly windowName: string;
   readonly failMode: LimitFailMode;
-  /** A more specific rule of the same metric and window shadows these (llm-proxy per user). */
-  readonly shadows?: readonly string[];
 }
 
 export function windowName(ms: number): string {
@@ -78,27 +76,46 @@ export function rulesOf(config: Config): Rule[] {
         });
       }
     }
-    const perUser: Record<string, Limits> = {
-      ...rl.overrides.per_user,
-      ...rl.limits.overrides.per_user,
-    };
-    for (const [user, limits] of Object.entries(perUser)) {
+    // llm-proxy counts each override's scope on its own, and every request against the
+    // global limits too: an override can tighten a user, model or key, never loosen the total.
+    const override = (
+      scope: "user" | "model" | "key",
+      name: string,
+      limits: Limits,
+      matches: readonly string[],
+    ) => {
       for (const [field, metric, windowMs, tag] of PROXY_FIELDS) {
-        if (limits[field] > 0) {
+        if (limits[field] <= 0) continue;
+        matches.forEach((match, i) =>
           rules.push({
-            id: `proxy.user.${user}.${tag}`,
-            scope: "user",
-            match: user,
+            id: `proxy.${scope}.${name}${i > 0 ? `.${i}` : ""}.${tag}`,
+            scope,
+            match,
             metric,
             algorithm: "window",
             limit: limits[field],
             windowMs,
             windowName: windowName(windowMs),
             failMode: limits.fail_mode ?? global.fail_mode ?? "open",
-            shadows: [`proxy.${tag}`],
-          });
-        }
+          })
+        );
       }
+    };
+    const merged = (k: "per_user" | "per_model" | "per_key"): Record<string, Limits> => ({
+      ...rl.overrides[k],
+      ...rl.limits.overrides[k],
+    });
+    for (const [user, limits] of Object.entries(merged("per_user"))) {
+      override("user", user, limits, [user]);
+    }
+    for (const [model, limits] of Object.entries(merged("per_model"))) {
+      override("model", model, limits, [model]);
+    }
+    // A key is named by its app key id, or by the credential a client sends, which the key
+    // scope only ever holds hashed: the rule matches either. Its id shows only the hash.
+    for (const [key, limits] of Object.entries(merged("per_key"))) {
+      const hashed = fingerprint(key);
+      override("key", hashed, limits, [hashed, key]);
     }
   }
   const gw = config.rate_limit;
@@ -223,7 +240,6 @@ export function checksFor(
   make: (rule: Rule, value: string) => Check = checkOf,
 ): Check[] {
   const out: Check[] = [];
-  let shadowed: Set<string> | null = null;
   for (const rule of rules) {
     let value: string | undefined;
     switch (rule.scope) {
@@ -250,10 +266,9 @@ export function checksFor(
     }
     if (value === undefined || value === "") continue;
     if (rule.match !== undefined && rule.match !== value) continue;
-    if (rule.shadows) { for (const id of rule.shadows) (shadowed ??= new Set()).add(id); }
     out.push(make(rule, value));
   }
-  return shadowed === null ? out : out.filter((c) => !shadowed!.has(c.rule.id));
+  return out;
 }
 
 // ---- counters: pure state transitions ----------------------------------------------------

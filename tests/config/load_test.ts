@@ -323,9 +323,9 @@ Deno.test("parseConfigText() loads llm-proxy's features.rate_limiting block unch
       tokens_per_minute: 0,
       requests_per_day: 0,
       tokens_per_day: 0,
-      overrides: { per_user: {} },
+      overrides: { per_user: {}, per_model: {}, per_key: {} },
     },
-    overrides: { per_user: {} },
+    overrides: { per_user: {}, per_model: {}, per_key: {} },
     fleet_size: 1,
   });
 });

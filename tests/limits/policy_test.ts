@@ -5,6 +5,7 @@ import {
   checksFor,
   current,
   estimateTokens,
+  fingerprint,
   fits,
   remainingOf,
   retryAfterMs,
@@ -106,7 +107,7 @@ Deno.test("reconciliation both ways, only within the window taken in", () => {
   assert.equal(backend.usage(61_000)[0]!.used, 0);
 });
 
-Deno.test("llm-proxy: a per-user override replaces the global limit for that user only", () => {
+Deno.test("llm-proxy: overrides count a user, a model or a key on their own; the global limits still apply", () => {
   const rules = rulesOf(config(`
 features:
   rate_limiting:
@@ -117,13 +118,33 @@ features:
       overrides:
         per_user:
           alice: { requests_per_minute: 2 }
+    overrides:
+      per_model:
+        gpt-4o: { requests_per_minute: 1 }
+      per_key:
+        sk-client: { requests_per_minute: 3 }
+        team-key-id: { tokens_per_day: 50 }
 `));
   const alice = checksFor(rules, { user: "alice", models: [] }).map((c) =>
     `${c.rule.id} ${c.scope}`
   );
-  assert.deepEqual(alice, ["proxy.tpd global", "proxy.user.alice.rpm user:alice"]);
+  assert.deepEqual(alice, [
+    "proxy.rpm global",
+    "proxy.tpd global",
+    "proxy.user.alice.rpm user:alice",
+  ]);
   const bob = checksFor(rules, { user: "bob", models: [] }).map((c) => c.rule.id);
   assert.deepEqual(bob, ["proxy.rpm", "proxy.tpd"]);
+  const model = checksFor(rules, { models: ["gpt-4o"] }).map((c) => c.scope);
+  assert.deepEqual(model, ["global", "global", "model:gpt-4o"]);
+  // A raw credential is matched through its hash (the only form the key scope holds) and
+  // never shown; an app key id is matched as is.
+  const hashed = fingerprint("sk-client");
+  const byCredential = checksFor(rules, { key: hashed, models: [] });
+  assert.deepEqual(byCredential.map((c) => c.scope), ["global", "global", `key:${hashed}`]);
+  assert.ok(byCredential.every((c) => !c.rule.id.includes("sk-client")));
+  const byId = checksFor(rules, { key: "team-key-id", models: [] }).map((c) => c.scope);
+  assert.deepEqual(byId, ["global", "global", "key:team-key-id"]);
 });
 
 Deno.test("several scopes apply; the tightest refuses, nothing is taken then", () => {

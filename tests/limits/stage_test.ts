@@ -10,6 +10,7 @@ import type { Stage } from "../../src/pipeline/stages.ts";
 import { createControl } from "../../src/pipeline/control.ts";
 import { buildRuntime } from "../../src/runtime.ts";
 import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
+import { fingerprint } from "../../src/limits/policy.ts";
 
 const chat = (extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) => ({
   method: "POST",
@@ -127,6 +128,45 @@ features:
     const bob = await drain(await gw.request("/v1/chat/completions", chat({ user: "bob" })));
     assert.equal(bob.status, 200);
     assert.equal(bob.headers.get("x-ratelimit-limit"), "100");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("llm-proxy overrides tighten a user, model or key; the global limit still holds the total", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits:
+      requests_per_minute: 3
+    overrides:
+      per_user: { vip: { requests_per_minute: 1000 } }
+      per_model: { gpt-4o-mini: { requests_per_minute: 1 } }
+      per_key: { sk-client: { requests_per_minute: 1 } }
+`);
+  const send = async (extra: Record<string, unknown>, headers: Record<string, string> = {}) => {
+    const res = await drain(await gw.request("/v1/chat/completions", chat(extra, headers)));
+    return `${res.status} ${res.headers.get("x-ratelimit-scope") ?? ""}`.trim();
+  };
+  try {
+    // The model's own limit: one a minute.
+    assert.equal(await send({ model: "up/gpt-4o-mini" }), "200");
+    assert.equal(await send({ model: "up/gpt-4o-mini" }), "429 model:gpt-4o-mini");
+    // The key's (a client credential), one a minute.
+    assert.equal(await send({}, { authorization: "Bearer sk-client" }), "200");
+    assert.equal(
+      await send({}, { authorization: "Bearer sk-client" }),
+      `429 key:${fingerprint("sk-client")}`,
+    );
+    // A user allowed 1000 is still held by the global 3: two were admitted already.
+    assert.equal(await send({ user: "vip" }), "200");
+    assert.equal(await send({ user: "vip" }), "429 global");
+    assert.equal(await send({}), "429 global");
   } finally {
     await gw.close();
     await up.close();
@@ -343,7 +383,8 @@ features:
     const limits = control.state().limits!;
     assert.equal(limits.health.backend, "memory");
     const rows = limits.usage.map((r) => `${r.scope} ${r.used}/${r.limit}`).sort();
-    assert.deepEqual(rows, ["global 1/5", "user:carol 1/2"]);
+    // carol's request counts against her own limit and the global one (llm-proxy's scopes).
+    assert.deepEqual(rows, ["global 2/5", "user:carol 1/2"]);
     // A new generation of the same config keeps counting where the last one was.
     const next = buildRuntime(gw.runtime.config, 2, {
       fetch,
@@ -357,7 +398,7 @@ features:
     try {
       assert.deepEqual(
         next.limits!.usage().map((r) => `${r.scope} ${r.used}`).sort(),
-        ["global 1", "user:carol 1"],
+        ["global 2", "user:carol 1"],
       );
     } finally {
       next.retire();
