@@ -135,6 +135,8 @@ interface Lease {
   knownUsed: number;
   lastUsed: number;
   pending: Promise<number> | null;
+  /** Units the requests waiting on this lease still lack: the next borrow asks for them all. */
+  demand: number;
   /**
    * Redis had no room for `deniedNeed` units: until `deniedUntil` (wall ms) requests that
    * need as much are refused here, so a flood over the limit costs no round trip each.
@@ -144,6 +146,13 @@ interface Lease {
   /** The next window's lease, borrowed before this window ends (windows only). */
   next: Lease | null;
 }
+
+/**
+ * Borrows a waiting request may go through: each grants something or ends the wait (Redis
+ * has no room), so this only bounds the wait of a request that keeps losing its permits to
+ * others arriving with it.
+ */
+const BORROW_ROUNDS = 8;
 
 /** How long a refusal from Redis is trusted locally (permits may come back meanwhile). */
 const DENIED_MS = 100;
@@ -195,6 +204,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     knownUsed: 0,
     lastUsed,
     pending: null,
+    demand: 0,
     deniedUntil: 0,
     deniedNeed: 0,
     next: null,
@@ -233,9 +243,10 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   };
 
   /** One borrow; resolves the units granted (0: nothing fits). Rejects when Redis is away. */
-  const borrow = async (lease: Lease, need: number): Promise<number> => {
+  const borrow = async (lease: Lease, need: number, extra = 0): Promise<number> => {
     const rule = lease.check.rule;
-    const want = need + chunkOf(lease);
+    // `need` or nothing; up to `want` when there is room (a chunk ahead, or a burst's demand).
+    const want = need + Math.max(chunkOf(lease), extra);
     if (rule.algorithm === "bucket") {
       const r = await linked().eval(BUCKET, [lease.key], [
         rule.limit,
@@ -278,7 +289,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   /** Borrow once, sharing a borrow already in flight for the same lease. */
   const topUp = (lease: Lease, need: number): Promise<number> => {
     if (lease.pending) return lease.pending;
-    const p = borrow(lease, need).finally(() => {
+    // A burst waits on one borrow at a time: each asks for what all of them still lack.
+    const p = borrow(lease, need, lease.demand - need).finally(() => {
       if (lease.pending === p) lease.pending = null;
     });
     lease.pending = p;
@@ -415,8 +427,13 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     ls: Lease[],
     now: number,
   ): Promise<Admission> => {
+    // What this request lacks on each lease counts in the lease's demand while it waits, so
+    // the borrows that follow are sized for the whole burst, not for one request at a time
+    // (three borrows of one request's size refused most of a cold burst).
+    const lacks = ls.map((l, i) => Math.max(0, (costs[i] as number) - l.left));
+    ls.forEach((l, i) => l.demand += lacks[i] as number);
     try {
-      for (let round = 0; round < 3; round++) {
+      for (let round = 0; round < BORROW_ROUNDS; round++) {
         const short = ls.filter((l, i) => l.left < (costs[i] as number));
         if (short.length === 0) break;
         const granted = await Promise.all(
@@ -426,6 +443,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       }
     } catch {
       return fallback(checks, costs, now);
+    } finally {
+      ls.forEach((l, i) => l.demand = Math.max(0, l.demand - (lacks[i] as number)));
     }
     const refused: CheckState[] = [];
     for (let i = 0; i < ls.length; i++) {

@@ -228,3 +228,33 @@ Deno.test("steady state: no request waits for Redis, the next window's lease is 
     await redis.stop();
   }
 });
+
+Deno.test("a burst on a cold lease is admitted up to the limit, not cut at a few borrows", async (t) => {
+  const redis = await startRedisServer();
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+state: { backend: redis, redis: { url: "${redis.url}" } }
+features:
+  rate_limiting:
+    enabled: true
+    fleet_size: 3
+    limits: { requests_per_minute: 100 }
+`);
+  try {
+    await gw.runtime.limits!.shared();
+    await t.step("100 at once against 100 a minute: all admitted", async () => {
+      const statuses = await Promise.all(Array.from({ length: 100 }, () => status(gw)));
+      assert.equal(statuses.filter((s) => s === 200).length, 100);
+    });
+    await t.step("and not one more", async () => {
+      const statuses = await Promise.all(Array.from({ length: 10 }, () => status(gw)));
+      assert.deepEqual(statuses.filter((s) => s === 200), []);
+    });
+  } finally {
+    await gw.close();
+    await up.close();
+    await redis.stop();
+  }
+});
