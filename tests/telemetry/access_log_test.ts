@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
+import { waitFor } from "../state/support.ts";
 
 const providers = (url: string) => `
 providers:
@@ -133,6 +134,50 @@ Deno.test("a client that leaves mid-stream is logged as client_abort; a full str
     await reader.cancel();
     await upstream.cancelled;
     assert.equal((nextRequestLine(gw.logs, 2)).outcome, "client_abort");
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("a client that leaves a stream before its first byte is logged as client_abort, on every route", async (t) => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  try {
+    const bodies: [string, string][] = [
+      ["/v1/chat/completions", streamBody("up/gpt-4o-mini")],
+      [
+        "/v1/messages",
+        JSON.stringify({
+          model: "up/gpt-4o-mini",
+          max_tokens: 10,
+          stream: true,
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      ],
+      ["/v1/responses", JSON.stringify({ model: "up/gpt-4o-mini", stream: true, input: "hi" })],
+    ];
+    let n = 0;
+    for (const [path, body] of bodies) {
+      await t.step(path, async () => {
+        upstream.script({ kind: "hang" });
+        const before = upstream.requests.length;
+        const ac = new AbortController();
+        // Over TCP: the client's connection closes, as a real client's does.
+        const pending = fetch(gw.url(path), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+          signal: ac.signal,
+        }).then((r) => r.body?.cancel(), () => {});
+        await waitFor("the upstream call", () => upstream.requests.length > before);
+        ac.abort();
+        await pending;
+        n++;
+        await waitFor("the log line", () => requestLines(gw.logs).length >= n);
+        assert.equal(nextRequestLine(gw.logs, n).outcome, "client_abort");
+      });
+    }
   } finally {
     await gw.close();
     await upstream.close();

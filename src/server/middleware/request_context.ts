@@ -55,7 +55,10 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     // Only a stream's body is read here: `Response.body` turns a whole (string or bytes)
     // body into a stream, which Deno.serve then pumps chunk by chunk instead of sending it
     // in one write.
-    const body = ex.stream || ex.deferEnd ? c.res.body : null;
+    // A client already gone gets no body at all: its stream is released, not observed.
+    const gone = c.req.raw.signal.aborted;
+    if (gone && (ex.stream || ex.deferEnd)) c.res.body?.cancel("client left").catch(() => {});
+    const body = (ex.stream || ex.deferEnd) && !gone ? c.res.body : null;
     if (body) {
       ex.deferEnd = true;
       let bytes = 0;
