@@ -292,3 +292,39 @@ pricing:
     },
   );
 });
+
+Deno.test("after failover, an estimated stream's log line has the prompt estimated too", async () => {
+  const bad = startFakeUpstream();
+  const good = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  bad: { type: openai, base_url: ${bad.url}/v1, keys: [{ key: sk-a }] }
+  good: { type: openai, base_url: ${good.url}/v1, keys: [{ key: sk-b }] }
+routing:
+  models:
+    m: { providers: [bad, good] }
+  failover: { max_retries: 0 }
+`);
+  try {
+    bad.script({
+      kind: "json",
+      status: 500,
+      body: { error: { message: "x", type: "server_error" } },
+    });
+    good.script({ kind: "stream", chunks: ["Hello", " there"] });
+    const res = await gw.request(
+      "/v1/chat/completions",
+      json({ model: "m", stream: true, messages: HI }),
+    );
+    await res.text();
+    const line = await lineOf(gw, res);
+    assert.equal((line as unknown as { attempts: unknown[] }).attempts.length, 2);
+    assert.equal(line.usage_estimated, true);
+    // JSON.stringify(HI) is 31 characters → 8 tokens, as for a single attempt.
+    assert.equal(line.prompt_tokens, 8);
+  } finally {
+    await gw.close();
+    await bad.close();
+    await good.close();
+  }
+});

@@ -9,6 +9,7 @@ import type { AttemptRecord } from "../../routing/mod.ts";
 import type { CapturedBody, Logger } from "../../telemetry/mod.ts";
 import type { EventOf, TelemetryEvent } from "../events.ts";
 import type { Stage } from "../stages.ts";
+import { usageNow } from "../../streaming/usage.ts";
 
 export function requestLogStage(logger: Logger): Stage {
   return {
@@ -22,6 +23,13 @@ export function requestLogStage(logger: Logger): Stage {
   };
 }
 
+/** How many attempts used tokens (an answer, or part of one). */
+function usedBy(attempts: readonly AttemptRecord[]): number {
+  let n = 0;
+  for (const a of attempts) if (usageNow(a.usage)) n++;
+  return n;
+}
+
 function writeLine(logger: Logger, event: EventOf<"request_end">): void {
   const ex = event.exchange;
   const res = ex.response;
@@ -32,9 +40,12 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
   // A stream that did not complete is an error line, whatever status it began with.
   const level = event.status >= 500 || (deferred && failed) ? "error" : "info";
   if (!logger.enabled(level)) return;
-  // The winner's tokens; with one attempt, as billed by the meter (subscribed first), which
-  // fills in an estimated prompt. `cost_usd` covers every attempt (a hedge loser's too).
-  const usage = ex.billedUsage !== null && ex.attempts.length === 1 ? ex.billedUsage : event.usage;
+  // The winner's tokens; when it is the only attempt that used any (failed attempts used
+  // none), as billed by the meter (subscribed first), which fills in an estimated prompt.
+  // `cost_usd` covers every attempt (a hedge loser's too).
+  const usage = ex.billedUsage !== null && usedBy(ex.attempts) === 1
+    ? ex.billedUsage
+    : event.usage;
   const line: Record<string, unknown> = {
     request_id: ex.id,
     method: ex.method,
