@@ -38,6 +38,7 @@ Deno.test("observability across a reload: counters carry on, the generation gaug
   const metrics = async () =>
     await (await app.fetch(new Request("http://localhost/metrics"))).text();
   await chat();
+  assert.match(await metrics(), /^pilotfish_config_generation\{hash="[0-9a-f]{12}"\} 1$/m);
   const previous = runtime;
   runtime = buildRuntime(second, 2, deps);
   assert.equal(runtime.observability, previous.observability, "one per process");
@@ -47,6 +48,7 @@ Deno.test("observability across a reload: counters carry on, the generation gaug
   const text = await metrics();
   assert.match(text, /^llm_gateway_requests_total 2$/m, "counted on both generations");
   assert.match(text, /^pilotfish_config_generation\{hash="[0-9a-f]{12}"\} 2$/m);
+  assert.equal(text.match(/^pilotfish_config_generation\{/gm)?.length, 1, "the current one only");
   assert.match(text, /app_key="none"/, "the new generation's per_key applies");
   runtime.retire();
   await runtime.dispose();

@@ -260,8 +260,8 @@ export class Histogram extends SyncInstrument<HistogramSeries> {
 export type Observe = (value: number, attributes?: Attributes) => void;
 
 /**
- * An observable gauge: its callback runs at each collection. As the SDK's cumulative
- * gauges do, a series once observed stays, with its last value.
+ * An observable gauge: its callback runs at each collection, and only the series it observes
+ * then are reported (a past config generation's hash is not a series for ever).
  */
 export class Gauge {
   readonly descriptor: MetricDescriptor;
@@ -277,8 +277,10 @@ export class Gauge {
     this.descriptor = describe(name, options);
   }
   data(endTime: HrTime): MetricData | null {
+    const seen = new Set<string>();
     this.callback((value, attributes = {}) => {
       let id = identity(attributes);
+      seen.add(id);
       let s = this.series.get(id);
       if (s === undefined && this.series.size >= CARDINALITY_LIMIT) {
         id = OVERFLOW_ID;
@@ -287,7 +289,9 @@ export class Gauge {
       }
       if (s === undefined) this.series.set(id, { attributes, startTime: endTime, value });
       else s.value = value;
+      seen.add(id);
     });
+    for (const id of this.series.keys()) if (!seen.has(id)) this.series.delete(id);
     if (this.series.size === 0) return null;
     return {
       descriptor: this.descriptor,

@@ -220,8 +220,14 @@ export function createMetrics(serviceName: string): Metrics {
   meter.gauge("pilotfish_breaker_state", {
     description: "Breaker state per key: 0 closed, 1 half-open, 2 open",
   }, (observe) => {
+    const store = gen?.rt.breaker.store;
+    const now = gen?.rt.now() ?? Date.now();
     for (const [key, v] of breakerKeys) {
-      observe(BREAKER_STATE[v.state] ?? 0, { provider: v.provider, key });
+      // An open key whose cooldown has passed is half-open (it moves there on its next
+      // request; /health says so already).
+      const until = v.state === "open" ? store?.openUntil(key) ?? null : null;
+      const state = until !== null && until <= now ? "half_open" : v.state;
+      observe(BREAKER_STATE[state] ?? 0, { provider: v.provider, key });
     }
   });
   let gen: { rt: Runtime; hash: string; fleetUp: () => boolean | null } | null = null;

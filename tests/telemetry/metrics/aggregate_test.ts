@@ -91,7 +91,10 @@ Deno.test("Registry: scrapes equal the SDK's for counters, histograms and gauges
     u1.add(a, { route: attrs.route });
     u2.add(a, { route: attrs.route });
     if (rnd() < 0.02) {
-      states = [...states.slice(-2), [`k${i % 7}`, pick([0, 1, 2])]];
+      // Series are only added and updated here: a series no longer observed is ours to
+      // drop (the SDK keeps it), tested on its own below.
+      const k = `k${i % 7}`;
+      states = [...states.filter(([s]) => s !== k), [k, pick([0, 1, 2])]];
       const [x, y] = await p.scrape();
       assert.equal(y, x);
     }
@@ -138,4 +141,17 @@ Deno.test("Registry: a dropped recording creates no series; NaN creates it witho
   assert.equal(data?.dataPoints.length, 1);
   assert.deepEqual(data?.dataPoints[0]?.attributes, { a: "y" });
   assert.equal((data?.dataPoints[0]?.value as { count: number }).count, 0);
+});
+
+Deno.test("Registry: a gauge reports the series its callback observes now, not every one it ever did", async () => {
+  const reg = new Registry("pilotfish", resourceFromAttributes({ "service.name": "t" }));
+  let keys = ["a", "b"];
+  reg.gauge("g", { description: "G" }, (observe) => {
+    for (const k of keys) observe(1, { key: k });
+  });
+  const first = reg.collect().find((m) => m.descriptor.name === "g");
+  assert.deepEqual(first?.dataPoints.map((d) => d.attributes.key), ["a", "b"]);
+  keys = ["b"];
+  const second = reg.collect().find((m) => m.descriptor.name === "g");
+  assert.deepEqual(second?.dataPoints.map((d) => d.attributes.key), ["b"]);
 });

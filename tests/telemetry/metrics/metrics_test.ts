@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startGateway } from "../../helpers/in_process.ts";
+import { startGateway, testClock } from "../../helpers/in_process.ts";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
@@ -39,9 +39,9 @@ function sample(text: string, series: string): number | undefined {
 }
 
 /** Start a gateway with OpenTelemetry already imported (as `src/main.ts` does). */
-async function gateway(yaml: string) {
+async function gateway(yaml: string, now?: () => number) {
   await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
-  return startGateway(yaml);
+  return startGateway(yaml, {}, now ? { now } : {});
 }
 
 Deno.test("GET /metrics: llm-gateway's series, GenAI histograms and pilotfish_* after traffic", async () => {
@@ -90,7 +90,8 @@ Deno.test("GET /metrics: llm-gateway's series, GenAI histograms and pilotfish_* 
 
 Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and the key's state", async () => {
   const up = startFakeUpstream();
-  const gw = await gateway(config(up.url));
+  const clock = testClock();
+  const gw = await gateway(config(up.url), clock.now);
   try {
     up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
     for (let i = 0; i < 2; i++) {
@@ -124,6 +125,10 @@ Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and t
       1,
     );
     assert.equal(sample(text, 'pilotfish_breaker_state{provider="up",key="up:gpt-4o-mini"}'), 2);
+    // Past its cooldown the key is half-open, as /health says, before any request moves it.
+    clock.advance(31_000);
+    const later = await (await gw.request("/metrics")).text();
+    assert.equal(sample(later, 'pilotfish_breaker_state{provider="up",key="up:gpt-4o-mini"}'), 1);
     assert.equal(
       sample(text, 'pilotfish_breaker_fast_fails_total{provider="up",model="gpt-4o-mini"}'),
       1,
