@@ -21,7 +21,9 @@ export function metricsEndpoint(): MiddlewareHandler<AppEnv> {
     const rt = c.get("runtime");
     if (c.req.path !== rt.config.metrics.endpoint || !metricsEnabled(rt.config)) return next();
     if (c.req.method !== "GET" && c.req.method !== "HEAD") return Promise.resolve(notGet(c));
-    c.get("exchange").errorFormat = "plain";
+    const ex = c.get("exchange");
+    ex.errorFormat = "plain";
+    ex.route = rt.config.metrics.endpoint;
     return rt.observability.metricsText().then((text) =>
       // Still importing the SDK (a reload just turned metrics on): nothing collected yet.
       send(c, "text", text ?? "", 200, { "content-type": CONTENT_TYPE })

@@ -81,6 +81,10 @@ Deno.test("GET /metrics: llm-gateway's series, GenAI histograms and pilotfish_* 
     assert.match(text, /gen_ai_client_operation_duration_count\{[^}]*\} 2/);
     assert.match(text, /pilotfish_overhead_seconds_count\{route="\/v1\/chat\/completions"\} 2/);
     assert.match(text, /pilotfish_config_generation\{hash="[0-9a-f]{12}"\} 1/);
+    // A scrape is counted under its own route, not the catch-all's.
+    const again = await (await gw.request("/metrics")).text();
+    assert.match(again, /pilotfish_requests_total\{route="\/metrics",status="200"/);
+    assert.doesNotMatch(again, /route="\/\*"/);
     assert.doesNotMatch(text, /sk-metrics-0001/);
   } finally {
     await gw.close();
