@@ -1,7 +1,7 @@
 import type { Config, ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { createAnthropicAdapter } from "./anthropic/adapter.ts";
-import { createBedrockAdapter } from "./bedrock/adapter.ts";
+import { bedrockHealthFields, createBedrockAdapter } from "./bedrock/adapter.ts";
 import { createGeminiAdapter } from "./gemini/adapter.ts";
 import { createMockAdapter } from "./mock/adapter.ts";
 import { createOpenAIAdapter } from "./openai/adapter.ts";
@@ -62,6 +62,7 @@ function notOnUnifiedApi(cfg: ProviderConfig, message: string): ProviderAdapter 
     models: () => cfg.models,
     classify: classifyBedrock,
     native: BEDROCK_NATIVE,
+    healthFields: bedrockHealthFields(cfg),
     chat: () =>
       Promise.reject(new GatewayError("invalid_request", message, { provider: cfg.name })),
   };

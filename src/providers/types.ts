@@ -212,6 +212,8 @@ export interface ProviderAdapter {
    * they can. Shown on `/health`; API-key providers are judged by their configured keys.
    */
   credentialProblem?(): Promise<string | null>;
+  /** What `/health` shows of this provider beyond the common fields (llm-proxy's per type). */
+  readonly healthFields?: Readonly<Record<string, unknown>>;
 }
 
 /** A call on a response a provider keeps. */

@@ -94,6 +94,9 @@ export async function healthReport(rt: Runtime): Promise<HealthReport> {
       ...detail,
       baseURL: p.base_url,
       streaming_support: true,
+      // Bodies are read for usage and limits on every route (llm-proxy's flag).
+      body_parsing: true,
+      ...rt.adapters.get(p.name)?.healthFields,
       keys: p.keys.map((k) => {
         const cooldown = rt.routing.keyCooldown(k.id, now);
         return cooldown

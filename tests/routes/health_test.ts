@@ -266,3 +266,22 @@ providers:
     await gw.close();
   }
 });
+
+Deno.test("/health provider lines carry llm-proxy's fields: body_parsing, and Bedrock's region and auth", async () => {
+  const gw = startGateway(`
+providers:
+  mock: {}
+  bedrock: { enabled: true, region: eu-central-1 }
+`);
+  try {
+    const body = await (await gw.request("/health")).json() as {
+      providers: Record<string, Record<string, unknown>>;
+    };
+    assert.equal(body.providers.mock?.body_parsing, true);
+    assert.equal(body.providers.mock?.streaming_support, true);
+    assert.equal(body.providers.bedrock?.region, "eu-central-1");
+    assert.equal(body.providers.bedrock?.auth, "client_sigv4_passthrough");
+  } finally {
+    await gw.close();
+  }
+});

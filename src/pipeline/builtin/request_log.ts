@@ -43,9 +43,7 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
   // The winner's tokens; when it is the only attempt that used any (failed attempts used
   // none), as billed by the meter (subscribed first), which fills in an estimated prompt.
   // `cost_usd` covers every attempt (a hedge loser's too).
-  const usage = ex.billedUsage !== null && usedBy(ex.attempts) === 1
-    ? ex.billedUsage
-    : event.usage;
+  const usage = ex.billedUsage !== null && usedBy(ex.attempts) === 1 ? ex.billedUsage : event.usage;
   const line: Record<string, unknown> = {
     request_id: ex.id,
     method: ex.method,

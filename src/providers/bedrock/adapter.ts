@@ -58,6 +58,7 @@ export function createBedrockAdapter(
     models: () => cfg.models,
     classify: classifyBedrock,
     native: BEDROCK_NATIVE,
+    healthFields: bedrockHealthFields(cfg),
 
     // The same resolution chat uses (and its cache), so /health says what a call would meet.
     credentialProblem: () =>
@@ -266,4 +267,12 @@ export function toModelPath(model: string, provider: string): string {
     );
   }
   return `/model/${encodeURIComponent(model)}`;
+}
+
+/** llm-proxy's Bedrock `/health` line: the region, and who signs the calls. */
+export function bedrockHealthFields(cfg: ProviderConfig): Record<string, unknown> {
+  return {
+    region: cfg.region ?? "us-west-2",
+    auth: cfg.sign === true ? "gateway_sigv4" : "client_sigv4_passthrough",
+  };
 }
