@@ -25,11 +25,10 @@ import { toConverseRequest } from "./request.ts";
 import { fromConverseResponse } from "./response.ts";
 import { bedrockTarget, signBedrockRequest } from "./sign.ts";
 import { toOpenAIStream } from "./stream.ts";
-import { type EmbedAnswer, planEmbeddings, toEmbeddingList } from "./embeddings.ts";
+import { planEmbeddings, toEmbeddingList } from "./embeddings.ts";
+import { inGroups } from "../shared/embeddings.ts";
 
 const EVENT_STREAM = "application/vnd.amazon.eventstream";
-/** InvokeModel calls of one embeddings request in flight at once. */
-const EMBED_PARALLEL = 4;
 
 /**
  * Bedrock signing mode (`providers.<name>.sign: true`): the unified OpenAI-compatible API
@@ -109,28 +108,23 @@ export function createBedrockAdapter(
 
     /**
      * `POST /model/{modelId}/invoke` in the model family's own body (embeddings.ts), at most
-     * `EMBED_PARALLEL` calls at a time, the answers in input order.
+     * four calls at a time (`inGroups`), the answers in input order.
      */
     async embeddings(call: EmbeddingsCall, model: string): Promise<JsonOutcome> {
       const modelPath = toModelPath(model, cfg.name);
       const plan = planEmbeddings(call.body, model, cfg.name);
-      const answers: EmbedAnswer[] = new Array(plan.calls.length);
       let status = 200;
-      for (let next = 0; next < plan.calls.length; next += EMBED_PARALLEL) {
-        await Promise.all(
-          plan.calls.slice(next, next + EMBED_PARALLEL).map(async (one, i) => {
-            const { reply } = await signedPost(
-              call,
-              `${modelPath}/invoke`,
-              JSON.stringify(one.body),
-              "application/json",
-            );
-            status = reply.response.status;
-            const header = reply.response.headers.get("x-amzn-bedrock-input-token-count");
-            answers[next + i] = plan.read(await readJson(reply), header, one.inputs);
-          }),
+      const answers = await inGroups(plan.calls, async (one) => {
+        const { reply } = await signedPost(
+          call,
+          `${modelPath}/invoke`,
+          JSON.stringify(one.body),
+          "application/json",
         );
-      }
+        status = reply.response.status;
+        const header = reply.response.headers.get("x-amzn-bedrock-input-token-count");
+        return plan.read(await readJson(reply), header, one.inputs);
+      });
       const { body, usage } = toEmbeddingList(answers, model, plan.encoding);
       return {
         kind: "json",

@@ -14,7 +14,7 @@ import type {
   TokenCount,
 } from "../types.ts";
 import { GEMINI_NATIVE } from "./native.ts";
-import { encodingOf } from "../shared/embeddings.ts";
+import { encodingOf, inGroups } from "../shared/embeddings.ts";
 import {
   fromGeminiEmbedResponse,
   mergeEmbedResponses,
@@ -32,8 +32,6 @@ import { toOpenAIStream } from "./stream.ts";
  * `:streamGenerateContent?alt=sse`), embeddings to `models/{model}:batchEmbedContents`, and
  * the answers come back in OpenAI wire format.
  */
-/** Batches of one embeddings call sent at once. */
-const EMBED_PARALLEL = 4;
 
 export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): ProviderAdapter {
   // Built once per config: the hot path only copies it.
@@ -145,23 +143,12 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const encoding = encodingOf(call.body);
       // Gemini takes at most 100 requests per batch; OpenAI clients send up to 2048 inputs.
       const batches = splitEmbedRequest(payload);
-      const answers: unknown[] = new Array(batches.length);
       let status = 200;
-      for (let next = 0; next < batches.length; next += EMBED_PARALLEL) {
-        await Promise.all(
-          batches.slice(next, next + EMBED_PARALLEL).map(async (batch, i) => {
-            const reply = await post(
-              call,
-              resource,
-              "batchEmbedContents",
-              batch,
-              "application/json",
-            );
-            status = reply.response.status;
-            answers[next + i] = await readJson(reply);
-          }),
-        );
-      }
+      const answers = await inGroups(batches, async (batch) => {
+        const reply = await post(call, resource, "batchEmbedContents", batch, "application/json");
+        status = reply.response.status;
+        return await readJson(reply);
+      });
       const { body, usage } = fromGeminiEmbedResponse(
         mergeEmbedResponses(answers),
         model,

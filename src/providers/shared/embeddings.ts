@@ -61,3 +61,22 @@ function toBase64Float32(values: readonly number[]): string {
   }
   return btoa(binary);
 }
+
+/** An embeddings request's upstream calls in flight at once. */
+export const EMBED_PARALLEL = 4;
+
+/**
+ * `fn` over `items`, `EMBED_PARALLEL` at a time, the results in the items' order: one
+ * embeddings request as several upstream calls (batches, or one input a call).
+ */
+export async function inGroups<T, R>(
+  items: readonly T[],
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  for (let next = 0; next < items.length; next += EMBED_PARALLEL) {
+    const group = await Promise.all(items.slice(next, next + EMBED_PARALLEL).map(fn));
+    group.forEach((r, i) => out[next + i] = r);
+  }
+  return out;
+}
