@@ -18,6 +18,11 @@ export interface GeminiStreamContext {
   readonly includeUsage: boolean;
   /** Called once with the final counts when the stream ends. */
   readonly onUsage: (usage: OpenAIUsage) => void;
+  /**
+   * Called once with the input count, as soon as an event carries it (Gemini repeats its
+   * `usageMetadata` on every event): a stream cut short is billed for its real input.
+   */
+  readonly onInputUsage?: (usage: Partial<OpenAIUsage>) => void;
   readonly provider: string;
   readonly redact: Redactor;
   /** Unix seconds shared by every chunk; defaults to now (tests pin it). */
@@ -63,6 +68,7 @@ export function createGeminiStreamTransformer(
   let finished = false;
   let toolCalls = 0;
   let usage: unknown = undefined;
+  let inputReported = false;
 
   // The role chunk waits for content: an error event before the first token can still
   // fail over.
@@ -84,7 +90,17 @@ export function createGeminiStreamTransformer(
           : ctx.model,
         includeUsage: ctx.includeUsage,
       });
-      if (isObject(event.usageMetadata)) usage = event.usageMetadata;
+      if (isObject(event.usageMetadata)) {
+        usage = event.usageMetadata;
+        if (!inputReported && typeof event.usageMetadata.promptTokenCount === "number") {
+          inputReported = true;
+          const { prompt_tokens, prompt_tokens_details } = toOpenAIUsage(usage);
+          ctx.onInputUsage?.({
+            prompt_tokens,
+            ...(prompt_tokens_details ? { prompt_tokens_details } : {}),
+          });
+        }
+      }
       // Gemini sends nothing after the finish reason; should it, the answer is complete.
       if (finished) return;
 

@@ -376,3 +376,23 @@ Deno.test(
     assert.equal(await cancelled.promise, "client went away");
   },
 );
+
+Deno.test(
+  "toOpenAIStream(): the input count is reported as soon as an event carries it",
+  SANITIZE,
+  async () => {
+    const event = (text: string, extra: Record<string, unknown> = {}) =>
+      `data: ${
+        JSON.stringify({
+          candidates: [{ content: { role: "model", parts: [{ text }] }, ...extra }],
+          usageMetadata: { promptTokenCount: 1000, totalTokenCount: 1000 },
+          modelVersion: "gemini-x",
+          responseId: "r1",
+        })
+      }\r\n\r\n`;
+    const inputs: Partial<OpenAIUsage>[] = [];
+    const sse = new TextEncoder().encode(event("Hel") + event("lo", { finishReason: "STOP" }));
+    await translate(sse, 64, { ...context(false), onInputUsage: (u) => inputs.push(u) });
+    assert.deepEqual(inputs.map((u) => u.prompt_tokens), [1000], "once, from the first event");
+  },
+);
