@@ -81,7 +81,17 @@ function memarg(r: Reader): void {
 }
 
 /** What decoding one instruction tells the rewriter. */
-const Op = { Plain: 0, Loop: 1, Block: 2, End: 3, If: 4, Else: 5, Call: 6 } as const;
+const Op = {
+  Plain: 0,
+  Loop: 1,
+  Block: 2,
+  End: 3,
+  If: 4,
+  Else: 5,
+  Call: 6,
+  CallIndirect: 7,
+  RefFunc: 8,
+} as const;
 /** The function a `call` (Op.Call) names: set by `instruction`, read right after. */
 let callTarget = 0;
 type Op = (typeof Op)[keyof typeof Op];
@@ -118,18 +128,18 @@ function instruction(r: Reader): Op {
       for (let n = r.u32(); n >= 0; n--) r.u32();
       break;
     }
-    case 0x10:
+    case 0x10: // call
+    case 0x12: // return_call
       callTarget = r.u32();
       return Op.Call;
-    case 0x12:
-    case 0xd2:
+    case 0xd2: // ref.func: a function (an import, perhaps) made a value
+      callTarget = r.u32();
+      return Op.RefFunc;
+    case 0x11: // call_indirect
+    case 0x13: // return_call_indirect
       r.u32();
-      break;
-    case 0x11:
-    case 0x13:
       r.u32();
-      r.u32();
-      break;
+      return Op.CallIndirect;
     case 0x1c: {
       for (let n = r.u32(); n > 0; n--) valtype(r);
       break;
@@ -292,6 +302,38 @@ const CHEAP_HOST_CALLS = new Set([
 ]);
 const CHEAP_HOST_CALL_COST = 10;
 
+/**
+ * Every function index an element section puts in a table (as indices or `ref.func`
+ * expressions). An expression this does not know leaves the module unmetered.
+ */
+function elementFuncs(body: Uint8Array): number[] {
+  const r = new Reader(body);
+  const out: number[] = [];
+  const expr = () => {
+    for (let op = r.byte(); op !== 0x0b; op = r.byte()) {
+      if (op === 0x41 || op === 0x42) r.skipLeb();
+      else if (op === 0x23) r.u32();
+      else if (op === 0xd2) out.push(r.u32());
+      else if (op === 0xd0) r.byte();
+      else throw new Unsupported("an element expression");
+    }
+  };
+  for (let n = r.u32(); n > 0; n--) {
+    const flags = r.u32();
+    if (flags > 7) throw new Unsupported("element flags");
+    if (flags === 2 || flags === 6) r.u32(); // table index
+    if ((flags & 1) === 0) expr(); // active: its offset
+    if (flags & 4) {
+      if (flags !== 4) r.byte(); // reftype
+      for (let k = r.u32(); k > 0; k--) expr();
+    } else {
+      if (flags !== 0) r.byte(); // elemkind
+      for (let k = r.u32(); k > 0; k--) out.push(r.u32());
+    }
+  }
+  return out;
+}
+
 /** A function body (of a function with `params` parameters), metered. */
 function meterBody(
   out: Out,
@@ -299,6 +341,7 @@ function meterBody(
   params: number,
   global: number,
   hostCost: readonly number[],
+  hostInTable: boolean,
 ): void {
   const r = new Reader(body);
   const groups = r.u32();
@@ -342,6 +385,11 @@ function meterBody(
     }
     current().own++;
     if (op === Op.Call && callTarget < hostCost.length) current().own += hostCost[callTarget]!;
+    // A table may hold a host function: then any indirect call may be one.
+    else if (op === Op.CallIndirect && hostInTable) current().own += HOST_CALL_COST;
+    else if (op === Op.RefFunc && callTarget < hostCost.length) {
+      throw new Unsupported("a host function made a value");
+    }
     if (op === Op.Loop || op === Op.If) {
       const loop = op === Op.Loop;
       const region: Region = { own: 0, at: i, loop, inLoop: loop || current().inLoop };
@@ -481,6 +529,9 @@ function meterModule(bytes: Uint8Array, initialFuel: number): Uint8Array<ArrayBu
   const name = new TextEncoder().encode(FUEL_EXPORT);
   appendItem(section(7), [...uleb(name.length), ...name, 0x03, ...uleb(global)]);
 
+  const elements = sections.find((s) => s.id === 9);
+  const hostInTable = elements !== undefined &&
+    elementFuncs(elements.body).some((f) => f < hostCost.length);
   const code = sections.find((s) => s.id === 10);
   if (code) {
     const cr = new Reader(code.body);
@@ -491,7 +542,14 @@ function meterModule(bytes: Uint8Array, initialFuel: number): Uint8Array<ArrayBu
     for (let i = 0; i < count; i++) {
       const size = cr.u32();
       const fn = new Out();
-      meterBody(fn, code.body.subarray(cr.at, cr.at + size), params[i]!, global, hostCost);
+      meterBody(
+        fn,
+        code.body.subarray(cr.at, cr.at + size),
+        params[i]!,
+        global,
+        hostCost,
+        hostInTable,
+      );
       cr.skip(size);
       out.push(...uleb(fn.length));
       out.append(fn.bytes());

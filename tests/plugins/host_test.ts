@@ -316,25 +316,27 @@ Deno.test("config errors: missing file, unknown hook, duplicate names", async ()
   );
 });
 
-Deno.test("a guest looping on host calls is stopped at its timeout; the daemon's thread stays free", async () => {
-  await withPlugin("alloc_loop", "timeout: 300ms\nfail_mode: closed", async (gw) => {
-    const started = performance.now();
-    const stuck = chat(gw);
-    // The metered run spends its fuel on host calls within milliseconds; the rest runs in a
-    // worker, stopped at the timeout, while the daemon answers.
-    const health = await gw.request("/healthz");
-    assert.equal(health.status, 200);
-    await health.body?.cancel();
-    assert.ok(
-      performance.now() - started < 1_000,
-      `healthz after ${performance.now() - started} ms`,
-    );
-    const res = await stuck;
-    assert.equal(res.status, 500);
-    await res.body?.cancel();
-    assert.ok(performance.now() - started < 5_000);
+for (const fixture of ["alloc_loop", "alloc_indirect"]) {
+  Deno.test(`a guest looping on host calls (${fixture}) is stopped at its timeout; the daemon's thread stays free`, async () => {
+    await withPlugin(fixture, "timeout: 300ms\nfail_mode: closed", async (gw) => {
+      const started = performance.now();
+      const stuck = chat(gw);
+      // The metered run spends its fuel on host calls within milliseconds; the rest runs in a
+      // worker, stopped at the timeout, while the daemon answers.
+      const health = await gw.request("/healthz");
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+      assert.ok(
+        performance.now() - started < 1_000,
+        `healthz after ${performance.now() - started} ms`,
+      );
+      const res = await stuck;
+      assert.equal(res.status, 500);
+      await res.body?.cancel();
+      assert.ok(performance.now() - started < 5_000);
+    });
   });
-});
+}
 
 Deno.test("max_memory caps the vars a guest keeps across calls", async () => {
   await withPlugin("var_hoard", "max_memory: 8MiB\nfail_mode: closed", async (gw) => {
