@@ -3,7 +3,13 @@
 // "output", "parts", ...) whose role is scanned. Array content, Anthropic system and
 // tool_result blocks, Gemini parts and the Responses API's input items are all walked.
 
-/** Text collected for the scan: parts joined by newlines. */
+/**
+ * Ends each text part in the collected text: a byte no UTF-8 text holds, so no JSON string
+ * (escapes included) can make one, where a newline could (`\u000a`).
+ */
+export const PART_END: u8 = 0xff;
+
+/** Text collected for the scan: parts, each ended by `PART_END`. */
 export class TextSink {
   buf: Uint8Array = new Uint8Array(4096);
   len: i32 = 0;
@@ -112,8 +118,6 @@ export class Walker {
   roles: i32 = 0;
   out: TextSink;
   key: TextSink = new TextSink();
-  /** A document's `data` (or a file part's `file_data`), kept until its media type is known. */
-  data: TextSink = new TextSink();
 
   constructor(out: TextSink) {
     this.out = out;
@@ -169,7 +173,7 @@ export class Walker {
     if (c == 0x22) {
       if ((this.roles & role) != 0) {
         this.str(this.out);
-        this.out.push(0x0a);
+        this.out.push(PART_END);
       } else this.skipString();
     } else if (c == 0x7b) this.object(role);
     else if (c == 0x5b) {
@@ -202,7 +206,8 @@ export class Walker {
     let toolish = false;
     // A `data` string is text only under a text/* `media_type` (base64 images are not).
     let textMedia = false;
-    let hasData = false;
+    let mediaSeen = false;
+    let dataAt = -1;
     this.pos++;
     while (true) {
       this.ws();
@@ -240,15 +245,19 @@ export class Walker {
           this.key.reset();
           this.str(this.key);
           textMedia = startsWith(this.key, "text/");
-        } else {
-          // Only one data string an object: a second one replaces the first.
-          this.data.reset();
-          this.str(this.data);
+          mediaSeen = true;
+        } else if (isFileData) {
           // A file part's data URL says its type itself: only text is read.
-          if (isFileData && startsWith(this.data, "data:text/")) {
-            this.out.append(this.data.buf.dataStart, this.data.len);
-            this.out.push(0x0a);
-          } else if (isData) hasData = true;
+          if (this.rawStartsWith("data:text/")) {
+            this.str(this.out);
+            this.out.push(PART_END);
+          } else this.skipString();
+        } else if (mediaSeen && !textMedia) {
+          this.skipString(); // an image's base64: never copied
+        } else {
+          // Its media type may come after it: where it is, to read it then if it is text.
+          dataAt = this.pos;
+          this.skipString();
         }
       } else if ((isRole || isType) && this.peek() == 0x22) {
         this.key.reset();
@@ -265,12 +274,25 @@ export class Walker {
         this.value(r);
       } else this.skip();
     }
-    if (hasData && textMedia) {
-      this.out.append(this.data.buf.dataStart, this.data.len);
-      this.out.push(0x0a);
+    if (dataAt >= 0 && textMedia) {
+      const after = this.pos;
+      this.pos = dataAt;
+      this.str(this.out);
+      this.out.push(PART_END);
+      this.pos = after;
     }
     const final = toolish ? ROLE_TOOL : role;
     if ((this.roles & final) == 0) this.out.len = mark;
+  }
+
+  /** The string at `pos` starts with `prefix` (compared as written, escapes and all). */
+  rawStartsWith(prefix: string): bool {
+    const n = prefix.length;
+    if (this.pos + 1 + n > this.end) return false;
+    for (let i = 0; i < n; i++) {
+      if (<i32>unchecked(this.src[this.pos + 1 + i]) != <i32>prefix.charCodeAt(i)) return false;
+    }
+    return true;
   }
 
   readKey(): void {

@@ -588,7 +588,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
   while (i < len) {
     const b0 = <i32>load<u8>(src + <usize>i);
     let c: i32;
-    // A part ends (the walker's newline), or a sentence: a word of two letters or more, then
+    // A part ends (the walker's PART_END), or a sentence: a word of two letters or more, then
     // . ! or ? and a space ("i. g. n. o. r. e." stays one spelt-out word).
     let stop = false;
     if (b0 < 0x80) {
@@ -635,10 +635,16 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
         const d = delimiterAt(text, i - 1, len);
         if (d >= 0) return d;
       }
-      stop = b0 == 0x0a ||
-        (n > 1 && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) &&
-          (i >= len || <i32>load<u8>(src + <usize>i) == 0x20 ||
-            <i32>load<u8>(src + <usize>i) == 0x0a));
+      stop = n > 1 && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) &&
+        (i >= len || <i32>load<u8>(src + <usize>i) == 0x20 ||
+          <i32>load<u8>(src + <usize>i) == 0x0a || <i32>load<u8>(src + <usize>i) == 0xff);
+      c = -1;
+    } else if (b0 == 0xff) {
+      // The walker's part end (json.ts PART_END): no UTF-8 lead byte.
+      if (i - runStart >= BLOB_MIN) blob = true;
+      i++;
+      runStart = i;
+      stop = true;
       c = -1;
     } else {
       if (i - runStart >= BLOB_MIN) blob = true;
