@@ -61,6 +61,8 @@ export type ExchangeRequest =
      */
     canonical: OpenAIChatRequest | null;
     rewritten: boolean;
+    /** The stages' view left out what only Anthropic honours (it cannot be rewritten). */
+    lossy?: boolean;
   }
   | {
     readonly schema: "responses";

@@ -1,3 +1,4 @@
+import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
 import { decodeJson } from "../providers/wire.ts";
 import { type MessagesRequest, parseMessagesRequest } from "../schema/anthropic.ts";
@@ -48,9 +49,24 @@ export const MESSAGES_ROUTE: UnifiedRoute = {
     if (r.canonical !== null) return { schema: "anthropic_messages", body: r.canonical };
     const view = toOpenAIChatView(r.body, ex.targets[0]?.provider ?? "unknown");
     if (!view.refused) r.canonical = view.body;
+    r.lossy = !view.complete;
     return { schema: "anthropic_messages", body: view.body, exact: view.exact };
   },
-  rewrite: (ex, raw) => rewriteCanonical(ex, request(ex), raw),
+  rewrite(ex, raw) {
+    const r = request(ex);
+    // Sent on, the rewrite would silently drop what the view left out (thinking, documents,
+    // server tools…): refused, as the translation refuses them.
+    if (r.lossy) {
+      throw new GatewayError(
+        "invalid_request",
+        "A pre_llm stage rewrote this request, but its canonical form leaves out what only " +
+          "an Anthropic-format provider honours (thinking, documents, server tools, MCP " +
+          "servers or fields unknown to Pilotfish): it cannot be sent as " +
+          "rewritten",
+      );
+    }
+    rewriteCanonical(ex, r, raw);
+  },
   model: (ex) => requestedModel(request(ex)),
   invoke(ex) {
     const forwarded: Record<string, string> = {};

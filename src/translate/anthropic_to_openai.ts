@@ -64,6 +64,8 @@ export interface ChatView {
    * what the canonical form cannot hold (`stop_sequence`: which stop sequence matched).
    */
   readonly exact: boolean;
+  /** The body carries all the request says (a stage's rewrite of it loses nothing). */
+  readonly complete: boolean;
 }
 
 /**
@@ -73,7 +75,10 @@ export interface ChatView {
 export function toOpenAIChatView(req: MessagesRequest, provider: string): ChatView {
   const ctx: Ctx = { provider, lossy: true, refused: false };
   const body = translate(req, ctx);
-  return { body, refused: ctx.refused, exact: !ctx.refused && !dropsMeaning(req) };
+  const complete = !ctx.refused && !dropsFields(req);
+  // Which stop sequence matched is in Anthropic's answer only: not replayable from the form.
+  const stops = Array.isArray(req.stop_sequences) && req.stop_sequences.length > 0;
+  return { body, refused: ctx.refused, exact: complete && !stops, complete };
 }
 
 /** Top-level fields whose meaning the canonical form keeps (or that cannot change the answer). */
@@ -95,11 +100,12 @@ const KEPT_FIELDS = new Set([
   "x-gateway",
 ]);
 
-function dropsMeaning(req: MessagesRequest): boolean {
+/** The request sets a field or block the canonical form does not carry. */
+function dropsFields(req: MessagesRequest): boolean {
   for (const [k, v] of Object.entries(req)) {
     if (v === undefined || v === null || KEPT_FIELDS.has(k)) continue;
     if (k === "thinking" && isObject(v) && v.type === "disabled") continue;
-    if (k === "stop_sequences" && Array.isArray(v) && v.length === 0) continue;
+    if (k === "stop_sequences") continue; // carried as `stop`
     if (k === "output_config" && isObject(v) && Object.keys(v).every((f) => f === "format")) {
       continue;
     }

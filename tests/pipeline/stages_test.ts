@@ -161,6 +161,30 @@ Deno.test("pre_llm rewrites the request; post_llm rewrites the answer", SANITIZE
   );
 
   await t.step(
+    "messages: a rewrite of a request whose canonical form leaves something out is a 400",
+    async () => {
+      const gw = gateway({
+        stages: [{
+          name: "rewrite",
+          fail_mode: "closed",
+          timeout_ms: 5_000,
+          pre_llm: (_ex, req) => ({ action: "rewrite", body: req.body }),
+        }],
+      });
+      const body = {
+        ...(ROUTES[2]!.body as Record<string, unknown>),
+        thinking: { type: "enabled", budget_tokens: 1024 },
+      };
+      const res = await gw.request("/v1/messages", post(body));
+      assert.equal(res.status, 400);
+      const err = await res.json();
+      assert.equal(err.type, "error");
+      assert.match(err.error.message, /cannot be sent as rewritten/);
+      assert.equal(gw.upstream.length, 0);
+    },
+  );
+
+  await t.step(
     "a rewrite to the routed target's own model name keeps the route; another model is routed",
     async () => {
       const config = CONFIG.replace(
