@@ -237,7 +237,6 @@ async function main(): Promise<number> {
           { path },
         );
       }
-      deps.breakerStore.retime(breakerTiming(cbAfter));
       const previous = runtime;
       await preloadTelemetry(next.config);
       const built = buildRuntime(next.config, runtime.generation + 1, deps);
@@ -246,6 +245,8 @@ async function main(): Promise<number> {
         await built.dispose();
         throw err;
       });
+      // The breaker's store outlives generations: its new timing only once the swap is sure.
+      deps.breakerStore.retime(breakerTiming(cbAfter));
       runtime = built;
       previous.retire();
       for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });

@@ -35,6 +35,9 @@ export interface EmbedPlan {
   read(json: unknown, tokenHeader: string | null, inputs: number): EmbedAnswer;
 }
 
+/** Texts one embeddings request may hold (OpenAI's limit). */
+const MAX_INPUTS = 2048;
+
 /** Texts per Cohere Embed call (Bedrock refuses more). */
 const COHERE_BATCH = 96;
 
@@ -45,6 +48,10 @@ export function planEmbeddings(
   provider: string,
 ): EmbedPlan {
   const texts = embeddingInputs(body.input, provider);
+  // OpenAI's own bound: here each input may be an upstream call of its own.
+  if (texts.length > MAX_INPUTS) {
+    throw invalid(`"input" may hold at most ${MAX_INPUTS} texts, got ${texts.length}`, "input");
+  }
   const encoding = encodingOf(body);
   const dimensions = body.dimensions;
   if (dimensions !== undefined && dimensions !== null) {

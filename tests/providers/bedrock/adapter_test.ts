@@ -317,6 +317,14 @@ Deno.test(
           assert.equal(sent[0].input_type, "search_document");
         },
       );
+      await t.step("more than 2,048 inputs is a 400, before any call", async () => {
+        const before = bedrock.requests.length;
+        await assert.rejects(
+          embed("amazon.titan-embed-text-v2:0", { input: Array.from({ length: 2049 }, () => "x") }),
+          (err) => err instanceof GatewayError && err.status === 400 && err.info.param === "input",
+        );
+        assert.equal(bedrock.requests.length, before);
+      });
       await t.step("another model family is a 400 naming the model, before any call", async () => {
         const before = bedrock.requests.length;
         await assert.rejects(embed("meta.llama3-70b-instruct-v1:0", { input: "x" }), (err) => {
