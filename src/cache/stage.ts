@@ -184,7 +184,10 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       keys.delete(ex);
       // Only a stream that completed normally is an answer worth replaying.
       if (event.status !== 200 || event.outcome !== "complete") return;
-      const body = assembly.completion();
+      // Counts the client did not ask to see (its usage chunk stripped) are still the
+      // upstream's: the metered usage stands in, unless it is an estimate.
+      const metered = event.usage !== null && !event.usage.estimated ? event.usage : undefined;
+      const body = assembly.completion(metered);
       if (body !== null) store(ex, key, body);
     },
   };
@@ -308,9 +311,13 @@ class StreamAssembly {
     }
   }
 
-  /** The answer, or null when it is not whole: broken, unfinished, unfit, or without usage. */
-  completion(): Record<string, unknown> | null {
-    if (this.#unfit || this.#choices.size === 0 || this.#usage === undefined) return null;
+  /**
+   * The answer, or null when it is not whole: broken, unfinished, unfit, or without usage
+   * (its own usage chunk, else `metered`: what the upstream counted).
+   */
+  completion(metered?: unknown): Record<string, unknown> | null {
+    const usage = this.#usage ?? metered;
+    if (this.#unfit || this.#choices.size === 0 || usage === undefined) return null;
     const choices = [...this.#choices].sort(([a], [b]) => a - b).map(([index, p]) => {
       if (p.finish === null) return null;
       const tools = p.tools.filter((t) => t !== undefined);
@@ -341,7 +348,7 @@ class StreamAssembly {
       created: this.#created,
       model: this.#model,
       choices,
-      usage: this.#usage,
+      usage,
       system_fingerprint: this.#fingerprint,
     };
   }

@@ -574,3 +574,38 @@ cache: { enabled: true, streaming: true }
     await up.close();
   }
 });
+
+Deno.test("cache.streaming: a stream whose usage chunk the client did not ask for is stored with that usage", async () => {
+  const up = startFakeUpstream();
+  // The openai preset asks upstream for include_usage and strips the chunk for the client.
+  const gw = startGateway(`
+providers:
+  openai: { base_url: ${up.url}/v1, keys: [{ key: sk-up }] }
+routing:
+  failover: { enabled: false }
+cache: { enabled: true, streaming: true }
+`);
+  try {
+    up.script({ kind: "stream", chunks: ["Str", "eamed"], includeUsage: true });
+    const body = { model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "S" }] };
+    const streamed = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    const text = await streamed.text();
+    assert.doesNotMatch(text, /"usage":\{/, "the client did not ask for it");
+    const hit = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    assert.equal(hit.headers.get("x-cache"), "HIT");
+    const answer = await hit.json();
+    assert.equal(answer.choices[0].message.content, "Streamed");
+    assert.equal(answer.usage.total_tokens, 10);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
