@@ -11,7 +11,7 @@ import {
 import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
 import { NATIVE_BY_NAME_FORMAT, type NativeFamily } from "../providers/native_routes.ts";
 import { type AttemptRecord, pickKey, pilotfishHeaders } from "../routing/mod.ts";
-import { createUsageMeter, createUsageSniffer, knownUsage } from "../streaming/mod.ts";
+import { createUsageMeter, createUsageSniffer, knownUsage, promptBytes } from "../streaming/mod.ts";
 import {
   endAt,
   explainTimeout,
@@ -466,7 +466,7 @@ async function relay(
   // A stream cut before the upstream counted the input is billed for the request's size
   // (~4 bytes a token, as the unified routes estimate a prompt), marked estimated.
   const sent = ex.request?.schema === "passthrough"
-    ? ex.request.body?.byteLength ?? ex.request.bytes ?? 0
+    ? promptBytes(ex.request.body) ?? ex.request.bytes ?? 0
     : 0;
   if (sent > 0) meter.promptEstimate(Math.ceil(sent / 4));
   // Some APIs report usage in headers (Bedrock InvokeModel): no need to look inside the body.

@@ -51,6 +51,8 @@ export {
   knownUsage,
   meterChunks,
   noUsage,
+  promptBytes,
+  textChars,
   type UsageMeter,
   usageNow,
 } from "./usage.ts";

@@ -147,3 +147,23 @@ export function meterChunks<T extends { choices?: readonly { delta?: unknown }[]
     },
   } as Transformer<T, T>);
 }
+
+/** A long run of base64 (an image, a file): priced per image by providers, not per byte. */
+const BASE64_RUN = /[A-Za-z0-9+/_-]{512,}={0,2}/g;
+
+/**
+ * The characters of `text` a prompt estimate counts: all but long base64 runs, which would
+ * bill a 1 MB image as 330,000 tokens when it costs a provider about 1,600.
+ */
+export function textChars(text: string): number {
+  let n = text.length;
+  BASE64_RUN.lastIndex = 0;
+  for (let m = BASE64_RUN.exec(text); m !== null; m = BASE64_RUN.exec(text)) n -= m[0].length;
+  return n;
+}
+
+/** A held passthrough body's size for the estimate, base64 runs left out; null unread. */
+export function promptBytes(body: Uint8Array | null): number | null {
+  if (body === null) return null;
+  return textChars(new TextDecoder().decode(body));
+}

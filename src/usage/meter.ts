@@ -14,7 +14,7 @@ import type { Usage } from "../providers/types.ts";
 import type { EventOf } from "../pipeline/events.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Stage } from "../pipeline/stages.ts";
-import { usageNow } from "../streaming/mod.ts";
+import { promptBytes, textChars, usageNow } from "../streaming/mod.ts";
 import { costOf, estimateTokens, formatUsd, toNanos } from "./cost.ts";
 import type { UsageLedger } from "./ledger.ts";
 import type { PriceBook } from "./pricing.ts";
@@ -153,17 +153,17 @@ function requestChars(ex: Exchange): number {
   if (req === null) return 0;
   switch (req.schema) {
     case "openai_chat":
-      return JSON.stringify(req.body.messages ?? "").length;
+      return textChars(JSON.stringify(req.body.messages ?? ""));
     case "anthropic_messages":
-      return JSON.stringify(req.body.messages ?? "").length +
-        JSON.stringify(req.body.system ?? "").length;
+      return textChars(JSON.stringify(req.body.messages ?? "")) +
+        textChars(JSON.stringify(req.body.system ?? ""));
     case "embeddings":
-      return JSON.stringify(req.body.input ?? "").length;
+      return textChars(JSON.stringify(req.body.input ?? ""));
     case "responses":
-      return JSON.stringify(req.body.input ?? "").length +
-        JSON.stringify(req.body.instructions ?? "").length;
+      return textChars(JSON.stringify(req.body.input ?? "")) +
+        textChars(JSON.stringify(req.body.instructions ?? ""));
     case "passthrough":
-      return req.body?.byteLength ?? req.bytes ?? 0;
+      return promptBytes(req.body) ?? req.bytes ?? 0;
   }
 }
 

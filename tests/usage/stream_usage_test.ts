@@ -328,3 +328,18 @@ routing:
     await good.close();
   }
 });
+
+Deno.test("a prompt estimate leaves long base64 runs out: an image is not billed per byte", async () => {
+  const { textChars } = await import("../../src/streaming/mod.ts");
+  const image = "iVBORw0KGgo" + "A".repeat(200_000);
+  const text = JSON.stringify([{
+    role: "user",
+    content: [{ type: "text", text: "What is this?" }, {
+      type: "image_url",
+      image_url: { url: `data:image/png;base64,${image}` },
+    }],
+  }]);
+  const counted = textChars(text);
+  assert.ok(counted < 200, `${counted} characters counted`);
+  assert.equal(textChars("a short prompt"), 14);
+});
