@@ -143,7 +143,7 @@ Deno.test("Registry: a dropped recording creates no series; NaN creates it witho
   assert.equal((data?.dataPoints[0]?.value as { count: number }).count, 0);
 });
 
-Deno.test("Registry: a gauge reports the series its callback observes now, not every one it ever did", async () => {
+Deno.test("Registry: a gauge reports the series its callback observes now, not every one it ever did", () => {
   const reg = new Registry("pilotfish", resourceFromAttributes({ "service.name": "t" }));
   let keys = ["a", "b"];
   reg.gauge("g", { description: "G" }, (observe) => {
