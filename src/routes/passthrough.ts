@@ -465,10 +465,10 @@ async function relay(
   const meter = createUsageMeter();
   // A stream cut before the upstream counted the input is billed for the request's size
   // (~4 bytes a token, as the unified routes estimate a prompt), marked estimated.
-  const sent = ex.request?.schema === "passthrough"
-    ? promptBytes(ex.request.body) ?? ex.request.bytes ?? 0
-    : 0;
-  if (sent > 0) meter.promptEstimate(Math.ceil(sent / 4));
+  const req = ex.request?.schema === "passthrough" ? ex.request : null;
+  if (req !== null) {
+    meter.promptEstimate(() => Math.ceil((promptBytes(req.body) ?? req.bytes ?? 0) / 4));
+  }
   // Some APIs report usage in headers (Bedrock InvokeModel): no need to look inside the body.
   const fromHeaders = native.headerUsage?.(res.headers) ?? null;
   if (fromHeaders !== null) meter.report(fromHeaders);

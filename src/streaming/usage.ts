@@ -15,9 +15,10 @@ export interface UsageMeter {
   content(chars: number): void;
   /**
    * The input as estimated from the request (a passthrough body's size): billed, marked
-   * estimated, when the upstream reported no input count before the answer ended.
+   * estimated, when the upstream reported no input count before the answer ended. Called
+   * only then: most answers report their count and never need it.
    */
-  promptEstimate(tokens: number): void;
+  promptEstimate(tokens: () => number): void;
   /** The answer is complete (`complete`) or was cut short (`cut`): settle `usage`. */
   settle(how: "complete" | "cut"): void;
   readonly usage: Promise<Usage | null>;
@@ -40,7 +41,7 @@ export function createUsageMeter(): UsageMeter {
   let seen: Partial<Usage> | null = null;
   let total = false;
   let chars = 0;
-  let promptGuess = 0;
+  let promptGuess: () => number = () => 0;
   let settled = false;
   const { promise, resolve } = Promise.withResolvers<Usage | null>();
   const current = (cut: boolean): Usage | null => {
@@ -48,7 +49,7 @@ export function createUsageMeter(): UsageMeter {
     // or one that ended without counts (an OpenAI stream not asked for include_usage).
     const estimate = chars > 0 ? Math.ceil(chars / 4) : 0;
     if (seen === null) {
-      const p = cut ? promptGuess : 0;
+      const p = cut ? promptGuess() : 0;
       return estimate > 0 || p > 0
         ? {
           prompt_tokens: p,
@@ -58,8 +59,9 @@ export function createUsageMeter(): UsageMeter {
         }
         : null;
     }
-    const guessed = cut && seen.prompt_tokens === undefined && promptGuess > 0;
-    const p = seen.prompt_tokens ?? (guessed ? promptGuess : 0);
+    const guess = cut && seen.prompt_tokens === undefined ? promptGuess() : 0;
+    const guessed = guess > 0;
+    const p = seen.prompt_tokens ?? guess;
     // A count sent at the start (Anthropic's message_start says 1) is no count of what a
     // stream cut short went on to send.
     const overtaken = cut && seen.completion_tokens !== undefined &&
