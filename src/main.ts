@@ -99,6 +99,12 @@ function missingPermission(err: unknown): string | null {
   return m ? `--allow-${m[1]}=${m[2]}` : null;
 }
 
+/** Where the breaker's state lives for `config` (`createBreakerStore` chooses it at start). */
+function breakerBackend(config: Config): "memory" | "redis" {
+  const cb = config.features.circuit_breaker;
+  return cb.enabled && (cb.backend ?? config.state.backend) === "redis" ? "redis" : "memory";
+}
+
 /** `server.*` keys read only at start: the listeners and the file watcher. */
 const RESTART_KEYS = [
   "host",
@@ -191,6 +197,19 @@ async function main(): Promise<number> {
    * Load the config file again, validate it fully and swap it in; a bad one changes nothing.
    * The old generation retires: its stages are disposed once its last request has ended.
    */
+  /** A reload that needs permissions this process was not started with. */
+  const refusedFor = (missing: string[]): ReloadResult => {
+    log().error(
+      "config reload refused: it needs permissions this process was not started with; restart to apply",
+      { path: cli.configPath, missing },
+    );
+    return {
+      ok: false,
+      problems: [`Missing permissions: ${missing.join(" ")} (restart to apply)`],
+      generation: runtime.generation,
+    };
+  };
+
   const reload = async (): Promise<ReloadResult> => {
     const path = cli.configPath;
     if (path === null) {
@@ -209,29 +228,15 @@ async function main(): Promise<number> {
         config: keepListeners(loaded.config, runtime.config.server),
       };
       const lacking = await missingFor(next.config, cli);
-      if (lacking.length > 0) {
-        log().error(
-          "config reload refused: it needs permissions this process was not started with; restart to apply",
-          { path, missing: lacking },
-        );
-        return {
-          ok: false,
-          problems: [`Missing permissions: ${lacking.join(" ")} (restart to apply)`],
-          generation: runtime.generation,
-        };
-      }
+      if (lacking.length > 0) return refusedFor(lacking);
       if (restartOnly.length > 0) {
         log().warn("config reload: these server.* changes take effect on restart", {
           path,
           keys: restartOnly.map((k) => `server.${k}`),
         });
       }
-      const cbBefore = runtime.config.features.circuit_breaker;
       const cbAfter = next.config.features.circuit_breaker;
-      if (
-        (cbBefore.backend ?? runtime.config.state.backend) !==
-          (cbAfter.backend ?? next.config.state.backend) || cbBefore.enabled !== cbAfter.enabled
-      ) {
+      if (breakerBackend(runtime.config) !== breakerBackend(next.config)) {
         log().warn(
           "config reload: the circuit breaker's backend is chosen at start; a change takes effect on restart",
           { path },
@@ -254,17 +259,7 @@ async function main(): Promise<number> {
       return { ok: true, generation: runtime.generation };
     } catch (err) {
       const missing = missingPermission(err);
-      if (missing !== null) {
-        log().error(
-          "config reload refused: it needs permissions this process was not started with; restart to apply",
-          { path, missing: [missing] },
-        );
-        return {
-          ok: false,
-          problems: [`Missing permissions: ${missing} (restart to apply)`],
-          generation: runtime.generation,
-        };
-      }
+      if (missing !== null) return refusedFor([missing]);
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       log().error("config reload refused; the running config stays in force", { path, problems });
       return { ok: false, problems, generation: runtime.generation };
