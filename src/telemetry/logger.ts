@@ -66,6 +66,8 @@ const SUMMARISED = new Set([
   "model",
   "duration_ms",
   "outcome",
+  // Said by the summary's `stream=<outcome>`: not a second `stream=` key on the line.
+  "stream",
 ]);
 
 /**

@@ -102,6 +102,7 @@ Deno.test("createLogger() console format: one readable line, redacted", () => {
     provider: "openai",
     model: "gpt-4o",
     duration_ms: 12.5,
+    stream: true,
     outcome: "upstream_cut",
     error: new Error("reset by peer"),
   });
