@@ -90,3 +90,16 @@ export function openAIChunk(opts: {
     ...(opts.includeUsage ? { usage: null } : {}),
   };
 }
+
+/** Every tool-call `arguments` fragment of a chunk stream's events, joined in order. */
+export function joinedToolArguments(events: readonly unknown[]): string {
+  let args = "";
+  for (const e of events) {
+    if (e === "[DONE]") continue;
+    const delta =
+      (e as { choices: { delta: { tool_calls?: { function: { arguments?: string } }[] } }[] })
+        .choices[0]?.delta;
+    for (const tc of delta?.tool_calls ?? []) args += tc.function.arguments ?? "";
+  }
+  return args;
+}

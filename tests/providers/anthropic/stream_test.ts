@@ -7,7 +7,7 @@ import {
 import type { OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
 import { CHUNK_SIZES, crlf, rechunk, streamOf } from "../../helpers/chunk.ts";
-import { openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
+import { joinedToolArguments, openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { drain, fixtureBytes, SANITIZE } from "./helpers.ts";
 
 const CREATED = 1_700_000_000;
@@ -414,14 +414,6 @@ Deno.test(
         ev("message_stop", {}),
     );
     const events = await translate(sse, 64, context(false));
-    let args = "";
-    for (const e of events) {
-      if (e === "[DONE]") continue;
-      const delta =
-        (e as { choices: { delta: { tool_calls?: { function: { arguments?: string } }[] } }[] })
-          .choices[0]?.delta;
-      for (const tc of delta?.tool_calls ?? []) args += tc.function.arguments ?? "";
-    }
-    assert.equal(args, "{}");
+    assert.equal(joinedToolArguments(events), "{}");
   },
 );

@@ -14,7 +14,7 @@ import {
   STREAM_TOOL_USE,
 } from "../../fakes/fake_bedrock.ts";
 import { CHUNK_SIZES, rechunk, streamOf } from "../../helpers/chunk.ts";
-import { openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
+import { joinedToolArguments, openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { drain, eventStreamOf, SANITIZE } from "./helpers.ts";
 
 const CREATED = 1_700_000_000;
@@ -309,14 +309,6 @@ Deno.test(
       64,
       context(false),
     );
-    let args = "";
-    for (const e of events) {
-      if (e === "[DONE]") continue;
-      const delta =
-        (e as { choices: { delta: { tool_calls?: { function: { arguments?: string } }[] } }[] })
-          .choices[0]?.delta;
-      for (const tc of delta?.tool_calls ?? []) args += tc.function.arguments ?? "";
-    }
-    assert.equal(args, "{}");
+    assert.equal(joinedToolArguments(events), "{}");
   },
 );
