@@ -9,6 +9,7 @@ import {
   fileFingerprint,
   loadConfig,
   type LoadedConfig,
+  type LoadOptions,
   watchConfigFile,
 } from "./config/mod.ts";
 import { missingGrants, planGrants } from "./permissions/mod.ts";
@@ -41,9 +42,9 @@ class StartupError extends Error {
 
 async function load(
   cli: CliOptions,
-  strict = false,
+  opts: LoadOptions = {},
 ): Promise<{ loaded: LoadedConfig; config: Config }> {
-  const loaded = await loadConfig(cli.configPath, env, { strict });
+  const loaded = await loadConfig(cli.configPath, env, opts);
   return { loaded, config: applyOverrides(loaded.config, cli) };
 }
 
@@ -220,7 +221,7 @@ async function main(): Promise<number> {
       };
     }
     try {
-      const loaded = await load(cli);
+      const loaded = await load(cli, { reload: true });
       // The listeners (and the file watcher) are the running ones until a restart.
       const restartOnly = changedRestartKeys(runtime.config.server, loaded.config.server);
       const next = {
@@ -337,7 +338,7 @@ function benchNoopStages(): number {
 /** `--check`: every problem on its own line, warnings too; exit 1 when any is an error. */
 async function check(cli: CliOptions): Promise<number> {
   try {
-    const { loaded } = await load(cli, cli.strict);
+    const { loaded } = await load(cli, { strict: cli.strict });
     for (const w of loaded.warnings) stderr(`warning: ${w}`);
     // What only loading them finds (a file missing, not WASM, a hook it does not export):
     // otherwise --check would pass a config the start then refuses.

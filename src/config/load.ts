@@ -39,6 +39,11 @@ export interface LoadedConfig {
 export interface LoadOptions {
   /** `--check --strict`: unknown keys are errors, not warnings. */
   readonly strict?: boolean;
+  /**
+   * A hot reload: a file with no content is refused rather than read as "no providers".
+   * A writer that truncates and then writes leaves exactly that for a moment.
+   */
+  readonly reload?: boolean;
 }
 
 /** Parse and validate YAML text. Throws ConfigError listing every problem. */
@@ -52,7 +57,13 @@ export function parseConfigText(
   try {
     const doc = YAML.parseDocument(text, { prettyErrors: false });
     if (doc.errors.length > 0) throw new ConfigError(source, [yamlProblem(text, doc.errors)]);
-    raw = doc.toJS() ?? {};
+    raw = doc.toJS();
+    if (raw == null && opts.reload) {
+      throw new ConfigError(source, [
+        "The file is empty (a write still in progress?); the running config stays in force",
+      ]);
+    }
+    raw ??= {};
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(source, [`YAML syntax: ${(err as Error).message}`]);

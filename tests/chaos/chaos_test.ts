@@ -178,7 +178,9 @@ Deno.test("chaos: upstream faults, DNS failure and config flapping under load", 
         for (; flaps < total; flaps++) {
           const text = flaps % 2 === 0 ? good[(flaps / 2) % 2]! : bad[((flaps - 1) / 2) % 3]!;
           await Deno.writeTextFile(daemon.configPath, fill(text));
-          await new Promise((r) => setTimeout(r, 100)); // the flap period itself
+          // The flap period itself: 100 ms on average, varied so the daemon's polling cannot
+          // fall into step with it and see only the good or only the bad files.
+          await new Promise((r) => setTimeout(r, 70 + (flaps * 37) % 61));
         }
       })();
       const results: Result[] = [];

@@ -812,3 +812,11 @@ plugins:
     },
   );
 });
+
+Deno.test("a reload refuses an empty file; a start reads it as an empty config", () => {
+  for (const text of ["", "\n", "# only a comment\n"]) {
+    const problems = problemsOf(() => parseConfigText(text, NO_ENV, "p.yaml", { reload: true }));
+    assert.match(problems[0]!, /The file is empty/);
+    assert.deepEqual(Object.keys(parseConfigText(text, NO_ENV, "p.yaml").config.providers), []);
+  }
+});

@@ -121,6 +121,14 @@ Deno.test("hot reload applies a good file and refuses a bad one", async () => {
     res = await ask("smart");
     assert.equal(res.status, 200, "the previous config stays in force");
     await res.body?.cancel();
+
+    // A writer caught between truncating and writing leaves an empty file: refused, never
+    // read as a config with no providers.
+    await Deno.writeTextFile(d.configPath, "");
+    await d.waitForLog("The file is empty");
+    res = await ask("smart");
+    assert.equal(res.status, 200, "an emptied file changes nothing");
+    await res.body?.cancel();
   } finally {
     await d.stop();
     await upstream.close();
