@@ -123,10 +123,12 @@ Deno.test("first content then silence: an in-format error event after stream_idl
 providers:
   compat: { base_url: "${up.url}/v1", keys: [{ key: sk-compat-0001 }] }
   claude: { type: anthropic, base_url: "${up.url}/v1", keys: [{ key: sk-ant-0001 }] }
+  native: { base_url: "${up.url}/v1", keys: [{ key: sk-native-0001 }], responses: native }
 routing:
   models:
     m: { providers: [compat], stream_idle_timeout: 30s }
     c: { providers: [claude], stream_idle_timeout: 30s }
+    r: { providers: [native], stream_idle_timeout: 30s }
 `,
     {},
     { schedule: s.schedule, now: clock.now },
@@ -215,6 +217,22 @@ routing:
       check(text) {
         const last = text.trim().split("\n\n").at(-1)!;
         assert.match(last, /^event: response.failed\n/);
+      },
+    },
+    {
+      route: "responses (relayed natively): an error event numbered after the upstream's",
+      path: "/v1/responses",
+      body: { model: "r", stream: true, input: "hi" },
+      events: [
+        'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","output":[]}}\n\n',
+        'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Partial answer"}\n\n',
+      ],
+      check(text) {
+        const events = text.trim().split("\n\n").map((e) => JSON.parse(e.split("\ndata: ")[1]!));
+        const last = events.at(-1);
+        assert.equal(last.type, "error");
+        assert.equal(last.sequence_number, 2);
+        assert.match(last.message, /sent nothing/);
       },
     },
     {

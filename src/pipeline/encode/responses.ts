@@ -20,11 +20,31 @@ import {
 } from "../../translate/mod.ts";
 import type { Exchange } from "../exchange.ts";
 import { decodeContext } from "./openai.ts";
-import { jsonResponse, sseResponse } from "./stream.ts";
+import { jsonResponse, type RecentChunks, sseResponse } from "./stream.ts";
 
-/** A relayed stream that breaks: OpenAI's `error` event (its numbering is the upstream's). */
-const renderRelayError = (ge: GatewayError) =>
-  encodeSseEvent("error", { type: "error", code: ge.code, message: ge.message, param: null });
+/** A relayed stream that breaks: OpenAI's `error` event, numbered on from the upstream's. */
+const renderRelayError = (ge: GatewayError, sent: RecentChunks) =>
+  encodeSseEvent("error", {
+    type: "error",
+    code: ge.code,
+    message: ge.message,
+    param: null,
+    sequence_number: nextSequence(sent),
+  });
+
+const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/g;
+
+/** One past the highest `sequence_number` in the last bytes sent (0 before any). */
+export function nextSequence(sent: RecentChunks): number {
+  const decoder = new TextDecoder();
+  for (const chunk of [sent.last, sent.before]) {
+    if (chunk === null) break;
+    let top = -1;
+    for (const m of decoder.decode(chunk).matchAll(SEQUENCE)) top = Math.max(top, Number(m[1]));
+    if (top >= 0) return top + 1;
+  }
+  return 0;
+}
 
 export function encodeResponses(
   ex: Exchange,
