@@ -55,6 +55,7 @@ export {
   textChars,
   type UsageMeter,
   usageNow,
+  usageReported,
 } from "./usage.ts";
 export { decodeOpenAISse, encodeOpenAIChunks } from "./openai_sse.ts";
 export {

@@ -30,7 +30,12 @@ export interface UsageMeter {
  * promise itself: cheaper per request than a WeakMap entry.
  */
 const NOW: unique symbol = Symbol("pilotfish.usageNow");
-type Viewed = Promise<Usage | null> & { [NOW]?: () => Usage | null };
+/** The counts the upstream itself reported so far, estimates aside. */
+const REPORTED: unique symbol = Symbol("pilotfish.usageReported");
+type Viewed = Promise<Usage | null> & {
+  [NOW]?: () => Usage | null;
+  [REPORTED]?: () => Partial<Usage> | null;
+};
 
 function view(p: Promise<Usage | null>, fn: () => Usage | null): Promise<Usage | null> {
   (p as Viewed)[NOW] = fn;
@@ -84,6 +89,7 @@ export function createUsageMeter(): UsageMeter {
     return usage;
   };
   view(promise, () => current(true));
+  (promise as Viewed)[REPORTED] = () => seen;
   return {
     report(usage) {
       if (settled) return;
@@ -126,6 +132,14 @@ export function knownUsage(usage: Usage | null): Promise<Usage | null> {
  */
 export function usageNow(usage: Promise<Usage | null>): Usage | null | undefined {
   return (usage as Viewed)[NOW]?.();
+}
+
+/**
+ * The counts an upstream has reported so far (an Anthropic or Gemini stream reports its input
+ * at its start), never an estimate; null when none, or for a promise no meter made.
+ */
+export function usageReported(usage: Promise<Usage | null>): Partial<Usage> | null {
+  return (usage as Viewed)[REPORTED]?.() ?? null;
 }
 
 /**

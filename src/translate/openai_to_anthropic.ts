@@ -153,6 +153,11 @@ export interface MessagesStreamContext {
   readonly provider: string;
   /** Applied to upstream error messages before they reach the client. */
   readonly redact: (text: string) => string;
+  /**
+   * The input counts the upstream has reported by now, for `message_start` (an Anthropic or
+   * Gemini upstream counts the input before any content; an OpenAI one only at the end).
+   */
+  readonly reported?: () => unknown;
 }
 
 /**
@@ -232,13 +237,9 @@ export function createMessagesStreamTransformer(
         content: [],
         stop_reason: null,
         stop_sequence: null,
-        // OpenAI reports usage only at the end; message_delta carries the real counts.
-        usage: {
-          input_tokens: 0,
-          output_tokens: 0,
-          cache_creation_input_tokens: 0,
-          cache_read_input_tokens: 0,
-        },
+        // The input as counted so far (OpenAI counts only at the end, so 0 until then);
+        // message_delta carries the final counts.
+        usage: { ...toMessagesUsage(ctx.reported?.()), output_tokens: 0 },
       },
     });
   };

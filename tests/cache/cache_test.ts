@@ -549,7 +549,16 @@ cache: { enabled: true, streaming: true }
       async () => {
         up.script({ kind: "sse", events });
         const stream = anthropic.messages.stream(req);
+        // message_start already counts the input, as the upstream's did.
+        const started = new Promise<Record<string, unknown>>((resolve) =>
+          stream.on("streamEvent", (e) => {
+            if (e.type === "message_start") resolve({ ...e.message.usage });
+          })
+        );
         const final = await stream.finalMessage();
+        const start = await started;
+        assert.equal(start.input_tokens, 10);
+        assert.equal(start.cache_read_input_tokens, 4);
         assert.equal(final.content[0]?.type === "text" && final.content[0].text, "Streamed");
         assert.equal(final.usage.output_tokens, 5);
         // Canonical input counts cache reads; Anthropic's input_tokens does not.

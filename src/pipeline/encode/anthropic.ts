@@ -9,7 +9,7 @@ import type { GatewayError } from "../../errors.ts";
 import { decodeJson, decodeStream } from "../../providers/wire.ts";
 import type { ChatOutcome } from "../../providers/types.ts";
 import { toAnthropicError } from "../../schema/anthropic.ts";
-import { encodeSseEvent } from "../../streaming/mod.ts";
+import { encodeSseEvent, usageReported } from "../../streaming/mod.ts";
 import { encodeMessagesStream, toMessagesResponse } from "../../translate/mod.ts";
 import type { Exchange } from "../exchange.ts";
 import { decodeContext } from "./openai.ts";
@@ -39,6 +39,7 @@ export function encodeMessages(
       model: requested,
       provider,
       redact: ex.runtime.redact,
+      reported: () => usageReported(outcome.usage),
     });
   return sseResponse(ex, bytes, outcome.status, headers, renderAnthropicError);
 }
