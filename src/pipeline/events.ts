@@ -29,10 +29,10 @@ export type TelemetryEvent =
     readonly exchange: Exchange;
     readonly target: Target;
     /**
-     * A tracing subscriber writes the attempt span's W3C `traceparent` here; the attempt
-     * sends it to the upstream (src/providers/execute.ts).
+     * A tracing subscriber writes the attempt span's W3C `traceparent` (and the continued
+     * trace's `tracestate`) here; the attempt sends them upstream (src/providers/execute.ts).
      */
-    readonly propagate: { traceparent?: string };
+    readonly propagate: { traceparent?: string; tracestate?: string };
   }
   | {
     readonly type: "attempt_end";

@@ -8,6 +8,7 @@
 import type { ModelRouteConfig } from "../config/mod.ts";
 import { GatewayError, toGatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/types.ts";
+import type { UpstreamTrace } from "../providers/execute.ts";
 import { decodeJson, decodeStream } from "../providers/wire.ts";
 import {
   type AttemptContext,
@@ -246,7 +247,7 @@ export function clientCredential(headers: Headers): string | null {
 }
 
 /** Failover's telemetry as events, or nothing when nobody listens to them. */
-function trailOf(ex: Exchange): AttemptTrail | undefined {
+export function trailOf(ex: Exchange): AttemptTrail | undefined {
   const bus = ex.runtime.events;
   const on = bus.on;
   if (
@@ -258,9 +259,9 @@ function trailOf(ex: Exchange): AttemptTrail | undefined {
   return {
     attemptStart(target) {
       if (!on.attempt_start) return undefined;
-      const propagate: { traceparent?: string } = {};
+      const propagate: { traceparent?: string; tracestate?: string } = {};
       bus.emit({ type: "attempt_start", exchange: ex, target, propagate });
-      return propagate.traceparent;
+      return propagate.traceparent === undefined ? undefined : propagate as UpstreamTrace;
     },
     firstChunk(target, ms) {
       if (on.first_chunk) bus.emit({ type: "first_chunk", exchange: ex, target, ms });

@@ -30,32 +30,49 @@ const CLASSIFYING_HEADERS = [
   "x-amzn-errortype",
 ];
 
+/** The W3C trace context an attempt sends upstream: its span, and the trace's vendor state. */
+export interface UpstreamTrace {
+  readonly traceparent: string;
+  /** The client's `tracestate` when its trace is continued; absent on a trace of our own. */
+  readonly tracestate?: string;
+}
+
 /**
- * The W3C `traceparent` of the traced attempt running in this async context. Set by the
+ * The trace context of the traced attempt running in this async context. Set by the
  * failover attempt only when a tracing subscriber is on, so untraced requests never enter
  * a scope; read here, so every adapter's upstream call carries it without each passing it.
  */
-const upstreamTrace = new AsyncLocalStorage<string>();
+const upstreamTrace = new AsyncLocalStorage<UpstreamTrace>();
 
-/** Run `fn` (one attempt's upstream call) with `traceparent` sent to the upstream. */
-export function withUpstreamTrace<T>(traceparent: string, fn: () => T): T {
-  return upstreamTrace.run(traceparent, fn);
+/** Run `fn` (one attempt's upstream call) with `trace` sent to the upstream. */
+export function withUpstreamTrace<T>(trace: UpstreamTrace, fn: () => T): T {
+  return upstreamTrace.run(trace, fn);
 }
 
-/** `headers` with the current attempt's `traceparent` (replacing a client's), or as is. */
-function withTraceparent(
+/**
+ * `headers` with the current attempt's `traceparent` and `tracestate` (replacing a client's:
+ * a `tracestate` belongs to the trace it came with, so one that is not continued is dropped),
+ * or as is when untraced.
+ */
+function withTraceContext(
   headers: Record<string, string> | Headers,
 ): Record<string, string> | Headers {
-  const traceparent = upstreamTrace.getStore();
-  if (traceparent === undefined) return headers;
+  const trace = upstreamTrace.getStore();
+  if (trace === undefined) return headers;
   if (headers instanceof Headers) {
     const copy = new Headers(headers);
-    copy.set("traceparent", traceparent);
+    copy.set("traceparent", trace.traceparent);
+    if (trace.tracestate !== undefined) copy.set("tracestate", trace.tracestate);
+    else copy.delete("tracestate");
     return copy;
   }
   const copy: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() !== "traceparent") copy[k] = v;
-  copy.traceparent = traceparent;
+  for (const [k, v] of Object.entries(headers)) {
+    const name = k.toLowerCase();
+    if (name !== "traceparent" && name !== "tracestate") copy[k] = v;
+  }
+  copy.traceparent = trace.traceparent;
+  if (trace.tracestate !== undefined) copy.tracestate = trace.tracestate;
   return copy;
 }
 
@@ -133,9 +150,9 @@ export async function executeUpstream(
      */
     toError?: (status: number, body: string, headers: Headers) => GatewayError;
     /**
-     * The headers are the client's, relayed as they came (native passthrough): no
-     * `traceparent` of ours is added. A SigV4-signed request (Bedrock) must reach the
-     * provider exactly as signed; the client's own `traceparent`, if any, passes through.
+     * The headers are a request the client signed (SigV4, native Bedrock passthrough),
+     * relayed as they came: no trace context of ours replaces what the signature may cover;
+     * the client's own `traceparent`, if any, passes through.
      */
     verbatim?: boolean;
   },
@@ -190,7 +207,7 @@ export async function executeUpstream(
   try {
     response = await fetchFn(url, {
       method: req.method,
-      headers: opts.verbatim ? req.headers : withTraceparent(req.headers),
+      headers: opts.verbatim ? req.headers : withTraceContext(req.headers),
       body: req.body,
       signal: controller.signal,
       redirect: "manual", // a redirect could point at a host that is not configured

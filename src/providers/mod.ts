@@ -4,7 +4,12 @@
  * @module
  */
 export { createAdapters } from "./registry.ts";
-export { executeUpstream, type UpstreamReply, type UpstreamRequest } from "./execute.ts";
+export {
+  executeUpstream,
+  type UpstreamReply,
+  type UpstreamRequest,
+  withUpstreamTrace,
+} from "./execute.ts";
 export { MOCK_MODELS } from "./mock/adapter.ts";
 export type {
   AdapterDeps,

@@ -7,6 +7,7 @@ import {
   type NativeApi,
   type ProviderAdapter,
   type RawOutcome,
+  withUpstreamTrace,
 } from "../providers/mod.ts";
 import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
 import { NATIVE_BY_NAME_FORMAT, type NativeFamily } from "../providers/native_routes.ts";
@@ -29,6 +30,7 @@ import {
   preLlm,
   reachedAll,
   renderHere,
+  trailOf,
 } from "../pipeline/run.ts";
 import { applicable } from "../pipeline/stages.ts";
 import { readHeldBody } from "./body.ts";
@@ -175,6 +177,12 @@ async function run(
     ex.request = { schema: "passthrough", body: held };
   }
   const headers = forwardHeaders(ex.headers, provider, inject);
+  // A request the client signed (SigV4, in its headers or query) reaches the provider exactly
+  // as signed: no trace context of ours replaces what it may have signed.
+  const verbatim = !inject && (
+    /SignedHeaders=/.test(ex.headers.get("authorization") ?? "") ||
+    /(?:^|[?&])X-Amz-Signature=/i.test(query)
+  );
   const model = urlModel ?? modelFromJson(held);
   if (model !== undefined) ex.model = model;
   /** The configured key to inject, respecting per-key model allowlists when the model is known. */
@@ -207,17 +215,21 @@ async function run(
     // request. (write_timeout needs no guard: it already bounds the whole upstream call.)
     const upload = streamed && deadlines?.read ? guardUpload(streamed, deadlines.read) : null;
     const sentAt = rt.clock.now();
-    const reply = await executeUpstream(rt.fetch, {
-      url: targetUrl,
-      method: c.req.method,
-      headers,
-      body: !hasBody ? null : held ?? upload?.body ?? streamed,
-    }, {
-      signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
-      timeoutMs: withinWrite(deadlines, provider.timeout),
-      provider: provider.name,
-      verbatim: true,
-    })
+    // One attempt, traced like failover's: its span, and its trace context sent upstream.
+    const trace = trailOf(ex)?.attemptStart({ provider: provider.name, model: model ?? "" });
+    const call = () =>
+      executeUpstream(rt.fetch, {
+        url: targetUrl,
+        method: c.req.method,
+        headers,
+        body: !hasBody ? null : held ?? upload?.body ?? streamed,
+      }, {
+        signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
+        timeoutMs: withinWrite(deadlines, provider.timeout),
+        provider: provider.name,
+        verbatim,
+      });
+    const reply = await (trace === undefined ? call() : withUpstreamTrace(trace, call))
       .catch((err) => {
         throw counted?.exceeded() ? tooLarge(max) : upload?.cut() ?? explainTimeout(deadlines, err);
       });
@@ -255,7 +267,7 @@ async function run(
           signal: attempt.signal,
           timeoutMs: attempt.timeoutMs,
           provider: provider.name,
-          verbatim: true,
+          verbatim,
         });
         reply.settle();
         return raw(reply.response, adapter);

@@ -1,7 +1,7 @@
 import type { ProviderConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
-import { withUpstreamTrace } from "../providers/execute.ts";
+import { type UpstreamTrace, withUpstreamTrace } from "../providers/execute.ts";
 import { scheduleDeadline } from "../providers/deadline.ts";
 import {
   type GateFormat,
@@ -43,8 +43,8 @@ export interface AttemptRecord {
  * the loop calls these unconditionally.
  */
 export interface AttemptTrail {
-  /** Returns the W3C `traceparent` to send upstream for this attempt, if traced. */
-  attemptStart(target: Target): string | undefined;
+  /** Returns the W3C trace context to send upstream for this attempt, if traced. */
+  attemptStart(target: Target): UpstreamTrace | undefined;
   firstChunk(target: Target, ms: number): void;
   retry(attempt: AttemptRecord, waitMs: number): void;
   failover(from: Target, to: Target): void;
@@ -245,7 +245,7 @@ export async function attempt(
   const headersMs = gate?.firstChunkMs !== undefined && gate.firstChunkMs < timeoutMs
     ? Math.max(1, gate.firstChunkMs)
     : null;
-  const traceparent = deps.trail?.attemptStart(target);
+  const trace = deps.trail?.attemptStart(target);
   try {
     const call = () =>
       req.invoke(adapter, {
@@ -257,7 +257,7 @@ export async function attempt(
     // Traced: the upstream call inherits the attempt span's context (execute.ts sends it).
     let outcome: AttemptOutcome;
     try {
-      outcome = await (traceparent === undefined ? call() : withUpstreamTrace(traceparent, call));
+      outcome = await (trace === undefined ? call() : withUpstreamTrace(trace, call));
     } catch (err) {
       if (headersMs === null || !(err instanceof GatewayError) || err.code !== "upstream_timeout") {
         throw err;

@@ -4,7 +4,7 @@
  */
 import type { Config } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
-import type { Exchange, InboundSchema } from "../pipeline/exchange.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
 
 /** The label a model outside the configured set collapses to. */
 export const OTHER = "other";
@@ -42,8 +42,22 @@ export function modelLabel(known: ReadonlySet<string>, model: string | undefined
 }
 
 /** `gen_ai.operation.name` of an inbound API. */
-export function operationName(schema: InboundSchema | null): string {
+export function operationName(ex: Exchange): string {
+  const schema = ex.schema;
+  if (schema === "passthrough") return passthroughOperation(ex.path);
   return schema === "embeddings" ? "embeddings" : "chat";
+}
+
+/**
+ * A native route's operation, read off the provider path it relays: `…/embeddings`,
+ * `:embedContent`, Titan/Cohere `…/invoke` of an embedding model → embeddings; legacy
+ * `…/completions` → text_completion; `:generateContent` → generate_content; chat otherwise.
+ */
+export function passthroughOperation(path: string): string {
+  if (/embed/i.test(path)) return "embeddings";
+  if (/generatecontent/i.test(path)) return "generate_content";
+  if (/\/completions$/.test(path) && !/\/chat\/completions$/.test(path)) return "text_completion";
+  return "chat";
 }
 
 /** The model the client asked for, from the decoded request (null before decoding). */

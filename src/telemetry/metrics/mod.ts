@@ -308,7 +308,7 @@ export function createMetrics(serviceName: string): Metrics {
             let responseModel = "";
             let err: string | null = null;
             if (llm) {
-              op = operationName(ex.schema);
+              op = operationName(ex);
               requested = model(requestedModel(ex));
               responseModel = model(ex.model);
               err = errorType(ex, e.status, e.outcome);
@@ -361,7 +361,7 @@ export function createMetrics(serviceName: string): Metrics {
             return;
           }
           case "first_chunk": {
-            const op = operationName(e.exchange.schema);
+            const op = operationName(e.exchange);
             const m = model(e.target.model);
             const key = `${op}\0${e.target.provider}\0${m}`;
             (chunkHandles.get(key) ?? keep(

@@ -56,6 +56,8 @@ interface AttemptSpan {
 interface ExchangeSpans {
   readonly server: LeanSpan;
   readonly attempts: AttemptSpan[];
+  /** The client's `tracestate` (as the propagator parsed it) when its trace is continued. */
+  readonly tracestate?: string;
 }
 
 const propagator = new W3CTraceContextPropagator();
@@ -124,21 +126,25 @@ export function createTracing(settings: TracingSettings): Tracing {
       case "request_start": {
         const ex = e.exchange;
         let parent: SpanContext | undefined;
+        let tracestate: string | undefined;
         if (ex.trace.traceparent !== null) {
           const remote = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, ex.headers, getter));
-          if (remote !== undefined && isSpanContextValid(remote)) parent = remote;
+          if (remote !== undefined && isSpanContextValid(remote)) {
+            parent = remote;
+            tracestate = remote.traceState?.serialize() || undefined;
+          }
         }
         const server = LeanSpan.start(sink, `${ex.method} ${ex.path}`, SpanKind.SERVER, {
           "http.request.method": ex.method,
           "url.path": ex.path,
         }, parent);
-        open.set(ex, { server, attempts: [] });
+        open.set(ex, { server, attempts: [], ...(tracestate ? { tracestate } : {}) });
         return;
       }
       case "attempt_start": {
         const spans = open.get(e.exchange);
         if (!spans) return;
-        const op = operationName(e.exchange.schema);
+        const op = operationName(e.exchange);
         const span = LeanSpan.start(sink, `${op} ${e.target.model}`, SpanKind.CLIENT, {
           "gen_ai.operation.name": op,
           "gen_ai.provider.name": e.target.provider,
@@ -146,6 +152,7 @@ export function createTracing(settings: TracingSettings): Tracing {
         }, spans.server.spanContext());
         spans.attempts.push({ target: e.target, span, start: Date.now(), done: false });
         e.propagate.traceparent = traceparentOf(span);
+        if (spans.tracestate !== undefined) e.propagate.tracestate = spans.tracestate;
         return;
       }
       case "first_chunk": {
@@ -203,7 +210,7 @@ export function createTracing(settings: TracingSettings): Tracing {
           attrs["http.route"] = ex.route;
         }
         if (ex.schema !== null) {
-          attrs["gen_ai.operation.name"] = operationName(ex.schema);
+          attrs["gen_ai.operation.name"] = operationName(ex);
           const requested = requestedModel(ex);
           if (requested !== undefined) attrs["gen_ai.request.model"] = requested;
         }

@@ -63,7 +63,10 @@ plugins:
     const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
     const res = await gw.request("/v1/chat/completions", {
       method: "POST",
-      headers: { traceparent: `00-${clientTrace}-00f067aa0ba902b7-01` },
+      headers: {
+        traceparent: `00-${clientTrace}-00f067aa0ba902b7-01`,
+        tracestate: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+      },
       body: JSON.stringify({
         model: "gpt-4o-mini",
         stream: true,
@@ -104,6 +107,10 @@ plugins:
     // Each upstream got its own attempt's span as parent.
     const sent = [...a.requests, ...b.requests].map((r) => r.headers.get("traceparent"));
     assert.deepEqual(sent, clients.map((c) => `00-${clientTrace}-${c.spanId}-01`));
+    // The continued trace's vendor state goes with it (W3C Trace Context).
+    for (const r of [...a.requests, ...b.requests]) {
+      assert.equal(r.headers.get("tracestate"), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    }
 
     // The winner's span and the server span end with the stream, not at its first chunk.
     const endMs = (s: OtlpSpan) => Number(BigInt(s.endTimeUnixNano) / 1_000_000n);
@@ -162,8 +169,10 @@ telemetry:
   try {
     a.script({ kind: "json", delayMs: 2_000 });
     b.script({ kind: "json" });
+    // A tracestate without a (valid) traceparent belongs to no trace we continue.
     const res = await gw.request("/v1/chat/completions", {
       method: "POST",
+      headers: { traceparent: "00-not-a-trace", tracestate: "congo=t61rcWkgMzE" },
       body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
     });
     assert.equal(res.status, 200);
@@ -186,10 +195,67 @@ telemetry:
       b.requests[0]?.headers.get("traceparent"),
       `00-${winner.traceId}-${winner.spanId}-01`,
     );
+    assert.equal(a.requests[0]?.headers.get("tracestate"), null);
   } finally {
     await gw.close();
     await a.close();
     await b.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("traces: passthrough sends its attempt's trace context; a tracestate goes only with the trace it came with", async () => {
+  const receiver = startReceiver();
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-trace-p }] }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  const gw = startGateway(yaml);
+  const clientTrace = "0af7651916cd43dd8448eb211c80319c";
+  try {
+    for (
+      const [traceparent, expected] of [
+        [`00-${clientTrace}-b7ad6b7169203331-01`, "rojo=00f067aa0ba902b7"],
+        ["00-not-a-trace", null],
+      ] as const
+    ) {
+      up.script({ kind: "json" });
+      const res = await gw.request("/openai/v1/chat/completions", {
+        method: "POST",
+        headers: { traceparent, tracestate: "rojo=00f067aa0ba902b7" },
+        body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      const sent = up.requests.at(-1)!.headers;
+      assert.notEqual(sent.get("traceparent"), traceparent, "the attempt's own span is the parent");
+      assert.equal(sent.get("tracestate"), expected);
+    }
+    assert.match(up.requests[0]!.headers.get("traceparent")!, new RegExp(`^00-${clientTrace}-`));
+    // A request the client signed goes as signed: its traceparent may be in the signature.
+    const signed = {
+      authorization:
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/bedrock/aws4_request, SignedHeaders=host;traceparent;x-amz-date, Signature=abc",
+      traceparent: `00-${clientTrace}-b7ad6b7169203331-01`,
+      tracestate: "rojo=1",
+    };
+    up.script({ kind: "json" });
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: signed,
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
+    });
+    await res.body?.cancel();
+    const sent = up.requests.at(-1)!.headers;
+    assert.equal(sent.get("traceparent"), signed.traceparent);
+    assert.equal(sent.get("tracestate"), "rojo=1");
+  } finally {
+    await gw.close();
+    await up.close();
     await receiver.close();
   }
 });
