@@ -294,7 +294,9 @@ export function toOpenAIError(err: GatewayError): OpenAIErrorBody {
       message: err.message,
       type: err.info.upstreamType ?? ownType ?? OPENAI_ERROR_TYPE[err.code] ?? "api_error",
       param: err.info.param ?? null,
-      code: err.info.upstreamCode ?? err.code,
+      // OpenAI's own code for a 429 (what its SDK users and llm-proxy's match on).
+      code: err.info.upstreamCode ??
+        (err.code === "rate_limited" ? "rate_limit_exceeded" : err.code),
     },
   };
 }

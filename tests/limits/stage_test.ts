@@ -68,7 +68,7 @@ features:
     assert.equal(limited.headers.get("x-ratelimit-scope"), "global");
     assert.equal(limited.headers.get("x-ratelimit-remaining"), "0");
     const body = await limited.json();
-    assert.equal(body.error.code, "rate_limited");
+    assert.equal(body.error.code, "rate_limit_exceeded");
     assert.equal(up.requests.length, 3, "the limited request reached no upstream");
     // The Anthropic route answers in its own format.
     const msg = await gw.request("/v1/messages", {
@@ -306,7 +306,7 @@ features:
     const limited = await gw.request("/openai/v1/chat/completions", chat({ model: "gpt-4o" }));
     assert.equal(limited.status, 429);
     for (const h of LIMIT_HEADERS) assert.ok(limited.headers.get(h), `missing ${h}`);
-    assert.equal((await limited.json()).error.code, "rate_limited");
+    assert.equal((await limited.json()).error.code, "rate_limit_exceeded");
     assert.equal(up.requests.length, 1);
   } finally {
     await gw.close();
@@ -453,7 +453,7 @@ features:
     assert.match(await res.text(), /\[DONE\]/);
     const limited = await gw.request("/v1/chat/completions", chat({ stream: true }));
     assert.equal(limited.status, 429);
-    assert.equal((await limited.json()).error.code, "rate_limited");
+    assert.equal((await limited.json()).error.code, "rate_limit_exceeded");
     assert.equal(up.requests.length, 1);
   } finally {
     await gw.close();
