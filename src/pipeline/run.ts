@@ -14,6 +14,7 @@ import {
   type AttemptContext,
   attemptHeaders,
   type AttemptTrail,
+  callsMade,
   type FailoverRun,
   type Invoke,
   type Resolution,
@@ -159,7 +160,7 @@ async function unified(
     outcome = pending instanceof Promise ? await pending : pending;
   }
   if (outcome.kind === "stream") outcome = streamChunks(ex, outcome);
-  return route.encode(ex, outcome, attemptHeaders(run.target, run.attempts.length));
+  return route.encode(ex, outcome, attemptHeaders(run.target, callsMade(run.attempts)));
 }
 
 /** Failover with the caller's budget, switches and telemetry. */

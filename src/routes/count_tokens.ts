@@ -23,7 +23,7 @@ import { noUsage } from "../streaming/mod.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import { noteAttempts } from "../pipeline/exchange.ts";
 import { failover, postHttp, preHttp, reachedAll, renderHere } from "../pipeline/run.ts";
-import { attemptHeaders, resolveModel } from "../routing/mod.ts";
+import { attemptHeaders, callsMade, resolveModel } from "../routing/mod.ts";
 import { explainTimeout } from "../server/middleware/timeouts.ts";
 import { readJsonBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
@@ -176,7 +176,7 @@ async function count(
   if (!run.ok) throw explainTimeout(ex.deadlines, run.error);
   const outcome = run.outcome as Extract<ChatOutcome, { format: "object" }>;
   return wholeResponse(ex, JSON.stringify(outcome.body), 200, {
-    ...attemptHeaders(run.target, run.attempts.length),
+    ...attemptHeaders(run.target, callsMade(run.attempts)),
     "content-type": "application/json",
     "x-pilotfish-token-count": estimate ? "estimate" : "provider",
   });

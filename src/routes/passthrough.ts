@@ -11,7 +11,7 @@ import {
 } from "../providers/mod.ts";
 import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
 import { NATIVE_BY_NAME_FORMAT, type NativeFamily } from "../providers/native_routes.ts";
-import { type AttemptRecord, pickKey, pilotfishHeaders } from "../routing/mod.ts";
+import { type AttemptRecord, callsMade, pickKey, pilotfishHeaders } from "../routing/mod.ts";
 import { createUsageMeter, createUsageSniffer, knownUsage, promptBytes } from "../streaming/mod.ts";
 import {
   endAt,
@@ -470,7 +470,7 @@ async function relay(
   });
   const provider = ex.provider as string;
   for (
-    const [name, value] of Object.entries(pilotfishHeaders(provider, ex.model, attempts.length))
+    const [name, value] of Object.entries(pilotfishHeaders(provider, ex.model, callsMade(attempts)))
   ) {
     out.set(name, value);
   }

@@ -29,6 +29,8 @@ export interface AttemptRecord {
   /** ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) */
   readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled";
   readonly reason?: string;
+  /** The breaker fast-failed it: listed for the log, but no call was made. */
+  readonly fast_failed?: true;
   /** Time from the attempt's start to its first stream chunk; null for buffered answers. */
   readonly first_chunk_ms: number | null;
   /**
@@ -57,6 +59,13 @@ export interface AttemptTrail {
     reason: string,
     outcome: string,
   ): void;
+}
+
+/** Upstream calls among `attempts` (what `x-pilotfish-attempts` says): fast-fails are none. */
+export function callsMade(attempts: readonly AttemptRecord[]): number {
+  let n = 0;
+  for (const a of attempts) if (a.fast_failed !== true) n++;
+  return n;
 }
 
 export const NO_TRAIL: AttemptTrail = {

@@ -10,6 +10,7 @@ import {
   type AttemptOutcome,
   type AttemptRecord,
   type AttemptRequest,
+  callsMade,
   type FailoverDeps,
   type Invoke,
   NO_TRAIL,
@@ -115,7 +116,7 @@ function exhausted<O extends AttemptOutcome>(
 ): FailoverRun<O> {
   return {
     ok: false,
-    error: withHeaders(last, attemptHeaders(target, attempts.length)),
+    error: withHeaders(last, attemptHeaders(target, callsMade(attempts))),
     attempts,
     target,
   };
@@ -214,7 +215,12 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
   let made = 0;
 
   const record = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
-    const r: AttemptRecord = { ...s.record, outcome, ...(reason ? { reason } : {}) };
+    const r: AttemptRecord = {
+      ...s.record,
+      outcome,
+      ...(reason ? { reason } : {}),
+      ...(s.admission === "reject" ? { fast_failed: true as const } : {}),
+    };
     attempts.push(r);
     return r;
   };

@@ -26,4 +26,4 @@ export {
   pilotfishHeaders,
   runFailover,
 } from "./failover.ts";
-export { NO_TRAIL, upstreamTime } from "./attempt.ts";
+export { callsMade, NO_TRAIL, upstreamTime } from "./attempt.ts";

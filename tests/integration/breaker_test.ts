@@ -101,6 +101,7 @@ Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypa
         await res.body?.cancel();
         res = await ask("up/gpt-4o");
         assert.equal(res.status, 503, "a bypass success does not close the breaker");
+        assert.equal(res.headers.get("x-pilotfish-attempts"), "0", "a fast-fail is no call");
         await res.body?.cancel();
       },
     );

@@ -7,6 +7,7 @@
 import { GatewayError } from "../../errors.ts";
 import { responsesParam } from "../../translate/responses_to_openai.ts";
 import { pilotfishHeaders } from "../../routing/failover.ts";
+import { callsMade } from "../../routing/attempt.ts";
 import { toAnthropicError } from "../../schema/anthropic.ts";
 import { toOpenAIError } from "../../schema/openai.ts";
 import type { ErrorFormat, Exchange } from "../exchange.ts";
@@ -104,7 +105,7 @@ export function errorResponse(err: GatewayError, ex: Exchange | undefined, path:
 function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<string, string> {
   if (ex?.provider === undefined) return {};
   const upstream = err.info.upstreamStatus !== undefined || err.code.startsWith("upstream_");
-  const count = ex.attempts.length > 0 ? ex.attempts.length : upstream ? 1 : 0;
+  const count = ex.attempts.length > 0 ? callsMade(ex.attempts) : upstream ? 1 : 0;
   return pilotfishHeaders(ex.provider, ex.model, count);
 }
 
