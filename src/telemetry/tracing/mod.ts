@@ -108,7 +108,13 @@ export function createTracing(settings: TracingSettings): Tracing {
     a.done = true;
     const span = a.span;
     if (record.key_id !== null) span.setAttribute("pilotfish.key_id", record.key_id);
-    if (record.status !== null) span.setAttribute("http.response.status_code", record.status);
+    // Only a response the upstream sent has a status: a refused connection or a timeout
+    // (recorded as 502 / 504 for the log) got none (OTel HTTP client semconv).
+    if (
+      record.status !== null && (record.reason === undefined || record.reason.startsWith("HTTP "))
+    ) {
+      span.setAttribute("http.response.status_code", record.status);
+    }
     span.setAttribute("pilotfish.attempt.outcome", record.outcome);
     usageAttributes(span, usage);
     if (record.outcome === "ok") {

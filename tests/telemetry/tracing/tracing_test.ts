@@ -259,3 +259,44 @@ telemetry:
     await receiver.close();
   }
 });
+
+Deno.test("traces: an attempt that got no response (connection refused) has no HTTP status", async () => {
+  const receiver = startReceiver();
+  const up = startFakeUpstream();
+  // A port nobody listens on: taken, then let go.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refused = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const yaml = `
+providers:
+  down: { base_url: "http://127.0.0.1:${refused}/v1", keys: [{ key: sk-trace-d }], models: [gpt-4o-mini] }
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-trace-u }], models: [gpt-4o-mini] }
+routing:
+  models:
+    gpt-4o-mini: { providers: [down, up] }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  const gw = startGateway(yaml);
+  try {
+    up.script({ kind: "json" });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    await gw.runtime.observability.flushTraces();
+    const clients = receiver.spans.filter((s) => s.kind === 3);
+    const down = clients.find((c) => attr(c, "gen_ai.provider.name") === "down")!;
+    assert.equal(attr(down, "http.response.status_code"), undefined);
+    assert.equal(attr(down, "error.type"), "upstream_unreachable");
+    const ok = clients.find((c) => attr(c, "gen_ai.provider.name") === "up")!;
+    assert.equal(attr(ok, "http.response.status_code"), 200);
+  } finally {
+    await gw.close();
+    await up.close();
+    await receiver.close();
+  }
+});
