@@ -108,6 +108,40 @@ Deno.test("GET /api/v1/usage: llm-gateway's fields, breakdowns, since/until, bad
   }
 });
 
+Deno.test("by_user: the user a request names in any route's own terms", async () => {
+  const up = startFakeUpstream();
+  // The breaker on: a native route's body is read before it goes upstream.
+  const gw = startGateway(yaml(up.url, "features: { circuit_breaker: { enabled: true } }"));
+  try {
+    const send = async (path: string, body: Record<string, unknown>) => {
+      up.script({ kind: "json", body: completionBody("ok", "m1") });
+      const res = await gw.request(path, json(body));
+      assert.equal(res.status, 200, path);
+      await res.body?.cancel();
+    };
+    const messages = [{ role: "user", content: "hi" }];
+    await send("/v1/chat/completions", { model: "up/m1", messages, user: "chat-user" });
+    await send("/v1/messages", {
+      model: "up/m1",
+      max_tokens: 10,
+      messages,
+      metadata: { user_id: "messages-user" },
+    });
+    // A native route's body, when Pilotfish read it (it streams upstream unread otherwise).
+    await send("/native/up/chat/completions", { model: "m1", messages, user: "native-user" });
+    const res = await gw.request("/api/v1/usage", { headers: AUTH });
+    const body = await res.json();
+    assert.deepEqual(Object.keys(body.by_user).sort(), [
+      "chat-user",
+      "messages-user",
+      "native-user",
+    ]);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
 Deno.test("usage in the embedded SQLite file (state.path) survives a restart", async () => {
   const dir = await Deno.makeTempDir();
   const up = startFakeUpstream();
