@@ -571,16 +571,25 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     },
     usage(now) {
       const rows: UsageRow[] = [];
+      // Redis away: a window limit is this sidecar's share, as its admitted headers say.
+      const alone = !ready();
       for (const lease of leases.values()) {
+        const rule = lease.check.rule;
         const s = stateOf(lease, 0, now, false);
+        let limit = s.limit;
+        let remaining = s.remaining;
+        if (alone && rule.algorithm === "window" && rule.failMode !== "closed") {
+          limit = Math.max(1, Math.floor(rule.limit * share));
+          remaining = Math.max(0, limit - (lease.mine - lease.left));
+        }
         rows.push({
-          rule: lease.check.rule.id,
+          rule: rule.id,
           scope: lease.check.scope,
-          metric: lease.check.rule.metric,
-          window: lease.check.rule.windowName,
-          limit: s.limit,
-          used: s.limit - s.remaining,
-          remaining: s.remaining,
+          metric: rule.metric,
+          window: rule.windowName,
+          limit,
+          used: limit - remaining,
+          remaining,
           reset: Math.ceil(s.resetAt / 1000),
         });
       }

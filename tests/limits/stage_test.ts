@@ -355,6 +355,11 @@ rate_limit:
     assert.equal(health.rate_limiting.mode, "fallback");
     assert.equal(health.rate_limiting.fallback_share, 0.25);
     assert.match(health.rate_limiting.notice, /share/);
+    // The usage rows count against the share too, as the headers do.
+    const global = health.rate_limiting.usage.find((r: { scope: string; metric: string }) =>
+      r.scope === "global" && r.metric === "requests"
+    );
+    assert.deepEqual([global.limit, global.used, global.remaining], [2, 2, 0]);
     assert.equal(up.requests.length, 2);
   } finally {
     await gw.close();
