@@ -135,7 +135,7 @@ Deno.test("guard, scan_roles: an Anthropic system block is scanned when listed",
     assert.equal(res.status, 200, "default roles: user, assistant and tool");
     await res.body?.cancel();
   });
-  for (const roles of ["user,system", "all"]) {
+  for (const roles of ["user,system", "all", "system"]) {
     await using(guard("block", `, scan_roles: '${roles}'`), async (gw) => {
       const res = await gw.request("/v1/messages", post(body));
       assert.equal(res.status, 400, roles);
@@ -167,6 +167,105 @@ Deno.test("guard, default scan_roles: an assistant message is scanned (Butter's 
     );
     assert.equal(res.status, 200, "only the listed roles");
     await res.body?.cancel();
+  });
+});
+
+Deno.test("guard: tool definitions' descriptions are scanned as tool text, on every route's shape", async (t) => {
+  const params = {
+    type: "object",
+    properties: { city: { type: "string", description: ATTACK } },
+  };
+  const cases: [string, string, Record<string, unknown>][] = [
+    ["chat: a tool's description", "/v1/chat/completions", {
+      model: "up/gpt-up",
+      messages: [{ role: "user", content: "weather?" }],
+      tools: [{ type: "function", function: { name: "weather", description: ATTACK } }],
+    }],
+    ["chat: a parameter's description, under an arbitrary property name", "/v1/chat/completions", {
+      model: "up/gpt-up",
+      messages: [{ role: "user", content: "weather?" }],
+      tools: [{ type: "function", function: { name: "weather", parameters: params } }],
+    }],
+    ["messages: an Anthropic tool", "/v1/messages", {
+      model: "claude/claude-x",
+      max_tokens: 16,
+      messages: [{ role: "user", content: "weather?" }],
+      tools: [{ name: "weather", description: ATTACK, input_schema: { type: "object" } }],
+    }],
+    ["responses: a function tool", "/v1/responses", {
+      model: "up/gpt-up",
+      input: "weather?",
+      tools: [{ type: "function", name: "weather", description: ATTACK, parameters: params }],
+    }],
+  ];
+  await using(guard("block"), async (gw) => {
+    for (const [name, path, body] of cases) {
+      await t.step(name, async () => {
+        const res = await gw.request(path, post(body));
+        assert.equal(res.status, 400);
+        await res.body?.cancel();
+      });
+    }
+    await t.step("a tool named like an attack, described plainly, goes through", async () => {
+      const res = await gw.request(
+        "/v1/chat/completions",
+        post({
+          model: "up/gpt-up",
+          messages: [{ role: "user", content: "weather?" }],
+          tools: [{
+            type: "function",
+            function: {
+              name: "weather",
+              description: "Today's weather for a city.",
+              parameters: {
+                type: "object",
+                properties: { city: { type: "string", description: "The city, e.g. Paris" } },
+              },
+            },
+          }],
+        }),
+      );
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+  });
+  await using(guard("block", ", scan_roles: 'user,assistant'"), async (gw) => {
+    await t.step("not scanned when tool text is not", async () => {
+      const [, path, body] = cases[0]!;
+      const res = await gw.request(path, post(body));
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+  });
+  await using(guard("block", ", scan_roles: 'tool'"), async (gw) => {
+    await t.step("scanned when tool text alone is", async () => {
+      const [, path, body] = cases[0]!;
+      const res = await gw.request(path, post(body));
+      assert.equal(res.status, 400);
+      await res.body?.cancel();
+    });
+    await t.step("a tool message alone is scanned too", async () => {
+      const res = await gw.request(
+        "/v1/chat/completions",
+        post({
+          model: "up/gpt-up",
+          messages: [
+            { role: "user", content: "weather?" },
+            {
+              role: "assistant",
+              tool_calls: [{
+                id: "c1",
+                type: "function",
+                function: { name: "w", arguments: "{}" },
+              }],
+            },
+            { role: "tool", tool_call_id: "c1", content: ATTACK },
+          ],
+        }),
+      );
+      assert.equal(res.status, 400);
+      await res.body?.cancel();
+    });
   });
 });
 

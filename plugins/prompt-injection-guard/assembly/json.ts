@@ -148,7 +148,8 @@ export class Walker {
       this.pos++;
       this.ws();
       if (is(this.key, "body")) {
-        this.value(ROLE_USER);
+        if (this.peek() == 0x7b) this.object(ROLE_USER, true);
+        else this.value(ROLE_USER);
         return true;
       }
       this.skip();
@@ -197,9 +198,11 @@ export class Walker {
   /**
    * One pass over an object. Its "role" (or a tool_result/function_call_output "type")
    * decides whether its text is scanned, but may come after the text: text read before it
-   * is collected, and dropped again at the end if the object's role is not scanned.
+   * is collected, and dropped again at the end if the object's role is not scanned. The
+   * request body itself (`root`) has no role: its own strings (a prompt, a Responses input)
+   * are the user's, and what its messages kept by their own roles stays kept.
    */
-  object(inherited: i32): void {
+  object(inherited: i32, root: bool = false): void {
     const mark = this.out.len;
     let role = inherited;
     let known = false;
@@ -221,6 +224,17 @@ export class Walker {
         continue;
       }
       this.readKey();
+      // Tool definitions (OpenAI `tools` and legacy `functions`, Anthropic's, Gemini's
+      // `functionDeclarations`, the Responses API's): their descriptions are text a model
+      // reads and a third party (an MCP server) may write, scanned as tool text.
+      if (is(this.key, "tools") || is(this.key, "functions")) {
+        this.ws();
+        this.pos++; // ':'
+        this.ws();
+        if ((this.roles & ROLE_TOOL) != 0) this.definitions();
+        else this.skip();
+        continue;
+      }
       const isRole = is(this.key, "role");
       const isType = !isRole && is(this.key, "type");
       const sys = !isRole && !isType && (is(this.key, "system") || is(this.key, "instructions"));
@@ -270,7 +284,7 @@ export class Walker {
             is(this.key, "tool");
         }
       } else if (walk) {
-        const r = sys ? ROLE_SYSTEM : toolish ? ROLE_TOOL : known ? role : ROLE_ANY;
+        const r = sys ? ROLE_SYSTEM : toolish ? ROLE_TOOL : known || root ? role : ROLE_ANY;
         this.value(r);
       } else this.skip();
     }
@@ -282,7 +296,53 @@ export class Walker {
       this.pos = after;
     }
     const final = toolish ? ROLE_TOOL : role;
-    if ((this.roles & final) == 0) this.out.len = mark;
+    if (!root && (this.roles & final) == 0) this.out.len = mark;
+  }
+
+  /**
+   * Tool definitions: every `description` string at any depth (a tool's, and its parameters'
+   * in the JSON schema, whose property names are arbitrary keys); nothing else is text.
+   */
+  definitions(): void {
+    const c = this.peek();
+    if (c == 0x5b) {
+      this.pos++;
+      while (true) {
+        this.ws();
+        const d = this.peek();
+        if (d == 0x5d || d == 0) {
+          this.pos++;
+          return;
+        }
+        if (d == 0x2c) this.pos++;
+        else this.definitions();
+      }
+    }
+    if (c != 0x7b) {
+      this.skip();
+      return;
+    }
+    this.pos++;
+    while (true) {
+      this.ws();
+      const d = this.peek();
+      if (d == 0x7d || d == 0) {
+        this.pos++;
+        return;
+      }
+      if (d == 0x2c) {
+        this.pos++;
+        continue;
+      }
+      this.readKey();
+      this.ws();
+      this.pos++; // ':'
+      this.ws();
+      if (this.peek() == 0x22 && is(this.key, "description")) {
+        this.str(this.out);
+        this.out.push(PART_END);
+      } else this.definitions();
+    }
   }
 
   /** The string at `pos` starts with `prefix` (compared as written, escapes and all). */
