@@ -105,3 +105,65 @@ routing:
     await anthropic.close();
   }
 });
+
+Deno.test("npm:openai → Pilotfish → Anthropic: reasoning_effort thinks, the answer is its text", async (t) => {
+  const anthropic = startFakeAnthropic();
+  const gw = startGateway(`
+providers:
+  anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-configured-0001 }] }
+routing:
+  failover: { enabled: false }
+`);
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "placeholder", maxRetries: 0 });
+  const ask = {
+    model: "anthropic/claude-sonnet-4-5",
+    messages: [{ role: "user" as const, content: "27 × 453?" }],
+  };
+  try {
+    anthropic.script({ json: "response_thinking", sse: "stream_thinking" });
+    await t.step("JSON: thinking sent, thinking blocks left out of the answer", async () => {
+      const r = await client.chat.completions.create({ ...ask, reasoning_effort: "medium" });
+      assert.equal(r.choices[0]?.message.content, "27 × 453 = 12,231.");
+      assert.equal(r.usage?.completion_tokens, 96, "thinking counts as output, as reasoning does");
+      const sent = JSON.parse(anthropic.requests.at(-1)!.body);
+      assert.deepEqual(sent.thinking, { type: "enabled", budget_tokens: 8192 });
+      assert.equal(sent.max_tokens, 8192 + 4096);
+    });
+    await t.step("stream: thinking and signature deltas make no chunks", async () => {
+      const stream = await client.chat.completions.create({
+        ...ask,
+        reasoning_effort: "low",
+        max_completion_tokens: 2048,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let text = "";
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? "";
+        if (chunk.usage) usage = chunk.usage;
+      }
+      assert.equal(text, "27 × 453 = 12,231.");
+      assert.equal(usage?.completion_tokens, 96);
+      const sent = JSON.parse(anthropic.requests.at(-1)!.body);
+      assert.deepEqual(sent.thinking, { type: "enabled", budget_tokens: 1024 });
+      assert.equal(sent.max_tokens, 2048);
+    });
+    await t.step("a limit below the least budget: a 400 the SDK raises, nothing sent", async () => {
+      const before = anthropic.requests.length;
+      await assert.rejects(
+        client.chat.completions.create({
+          ...ask,
+          reasoning_effort: "high",
+          max_completion_tokens: 512,
+        }),
+        (err: unknown) =>
+          err instanceof OpenAI.BadRequestError && /max_completion_tokens/.test(err.message),
+      );
+      assert.equal(anthropic.requests.length, before);
+    });
+  } finally {
+    await gw.close();
+    await anthropic.close();
+  }
+});

@@ -34,6 +34,7 @@ import type {
   AnthropicToolChoice,
   AnthropicToolResultBlock,
 } from "./types.ts";
+import { claudeThinking, thinkingTopP } from "./thinking.ts";
 
 /**
  * Anthropic requires `max_tokens`; OpenAI does not. 4096 is within every current Claude
@@ -68,26 +69,39 @@ export function toAnthropicRequest(
   model: string,
   provider = "anthropic",
 ): AnthropicRequest {
-  rejectParams(body, OPENAI_ONLY_PARAMS, provider);
+  rejectParams(body, REJECTED, provider);
 
   const system: string[] = [];
   const messages = toAnthropicMessages(body.messages, system, provider);
   if (messages.length === 0) throw noMessages(provider);
   const jsonInstruction = toJsonInstruction(body.response_format, provider);
   if (jsonInstruction !== null) system.push(jsonInstruction);
+  const thinking = claudeThinking(
+    body,
+    callsTools(messages.findLast((m) => m.role === "assistant")),
+    DEFAULT_MAX_TOKENS,
+    provider,
+  );
 
   const out: AnthropicRequest = {
     model,
     messages,
-    max_tokens: maxTokensOf(body) ?? DEFAULT_MAX_TOKENS,
+    max_tokens: thinking?.maxTokens ?? maxTokensOf(body) ?? DEFAULT_MAX_TOKENS,
   };
   if (system.length > 0) out.system = system.join("\n\n");
-  // OpenAI accepts 0..2, Anthropic 0..1. Clamping (not halving) keeps the common values
-  // (0, 0.2, 0.7, 1) meaning the same on both; anything hotter becomes Anthropic's hottest.
-  if (typeof body.temperature === "number") out.temperature = Math.min(body.temperature, 1);
-  if (typeof body.top_p === "number") out.top_p = body.top_p;
-  // Not OpenAI, but vLLM-style clients send it and Anthropic has it.
-  if (typeof body.top_k === "number") out.top_k = body.top_k;
+  if (thinking !== null) {
+    out.thinking = { type: "enabled", budget_tokens: thinking.budget };
+    // Extended thinking samples as it must: only a top_p of 0.95 or more is kept.
+    const topP = thinkingTopP(body.top_p);
+    if (topP !== undefined) out.top_p = topP;
+  } else {
+    // OpenAI accepts 0..2, Anthropic 0..1. Clamping (not halving) keeps the common values
+    // (0, 0.2, 0.7, 1) meaning the same on both; anything hotter becomes Anthropic's hottest.
+    if (typeof body.temperature === "number") out.temperature = Math.min(body.temperature, 1);
+    if (typeof body.top_p === "number") out.top_p = body.top_p;
+    // Not OpenAI, but vLLM-style clients send it and Anthropic has it.
+    if (typeof body.top_k === "number") out.top_k = body.top_k;
+  }
   const stop = stopSequences(body.stop, { keepEmpty: true });
   if (stop.length > 0) out.stop_sequences = stop;
   if (body.stream === true) out.stream = true;
@@ -103,6 +117,15 @@ export function toAnthropicRequest(
   const choice = toToolChoice(body.tool_choice, tools.length > 0, body.parallel_tool_calls);
   if (choice !== null) out.tool_choice = choice;
   return out;
+}
+
+/** OpenAI's refused parameters but `reasoning_effort`, which becomes extended thinking. */
+const REJECTED = OPENAI_ONLY_PARAMS.filter(([param]) => param !== "reasoning_effort");
+
+/** An assistant turn that called tools: the request answers them. */
+function callsTools(turn: AnthropicMessage | undefined): boolean {
+  return turn !== undefined && Array.isArray(turn.content) &&
+    turn.content.some((b) => b.type === "tool_use");
 }
 
 // ---- Messages ------------------------------------------------------------------------------

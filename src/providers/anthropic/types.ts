@@ -65,6 +65,8 @@ export interface AnthropicRequest {
   temperature?: number;
   top_p?: number;
   top_k?: number;
+  /** Extended thinking (from OpenAI's `reasoning_effort`). */
+  thinking?: { type: "enabled"; budget_tokens: number };
   stop_sequences?: string[];
   stream?: boolean;
   metadata?: { user_id: string };

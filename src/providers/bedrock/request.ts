@@ -26,6 +26,8 @@ import {
   userContent,
   visitMessages,
 } from "../shared/openai_request.ts";
+import { reasoningEffort } from "../shared/reasoning.ts";
+import { claudeThinking, thinkingTopP } from "../anthropic/thinking.ts";
 import type {
   ConverseContentBlock,
   ConverseImageBlock,
@@ -48,9 +50,16 @@ import type {
  * that asked for one call at a time must not get three.
  */
 const REJECTED: ReadonlyArray<RejectedParam> = [
-  ...OPENAI_ONLY_PARAMS,
+  // `reasoning_effort` is Claude's extended thinking there, and refused for other models.
+  ...OPENAI_ONLY_PARAMS.filter(([param]) => param !== "reasoning_effort"),
   ["parallel_tool_calls", (v) => v !== true],
 ];
+
+/** Claude on Bedrock: `anthropic.` or a regional/global profile's `us.anthropic.` etc. */
+const isClaude = (model: string) => /(?:^|[.:/])anthropic\./.test(model);
+
+/** Room for the answer beside the thinking when the client set no limit (as on Anthropic). */
+const ANSWER_TOKENS = 4096;
 
 /*
  * Dropped without complaint: `seed`, `user`, `safety_identifier`, `service_tier`, `store`,
@@ -80,18 +89,46 @@ export function toConverseRequest(
   model = "",
 ): ConverseRequest {
   rejectParams(body, REJECTED, provider);
-  const topK = topKFields(body, model, provider);
+  const effort = reasoningEffort(body);
+  if (effort !== null && effort !== "none" && !isClaude(model)) {
+    throw new GatewayError(
+      "invalid_request",
+      `Parameter "reasoning_effort" is not supported by model "${model}" on provider "${provider}"`,
+      { param: "reasoning_effort", provider },
+    );
+  }
 
   const system: ConverseTextBlock[] = [];
   const messages = toConverseMessages(body.messages, system, provider);
   if (messages.length === 0) throw noMessages(provider);
   const jsonInstruction = toJsonInstruction(body.response_format, provider);
   if (jsonInstruction !== null) system.push({ text: jsonInstruction });
+  const last = messages.findLast((m) => m.role === "assistant");
+  const thinking = isClaude(model)
+    ? claudeThinking(
+      body,
+      last !== undefined && last.content.some((b) => "toolUse" in b),
+      ANSWER_TOKENS,
+      provider,
+    )
+    : null;
 
   const out: ConverseRequest = { messages };
   if (system.length > 0) out.system = system;
-  if (topK !== null) out.additionalModelRequestFields = topK;
   const inference = toInferenceConfig(body);
+  if (thinking !== null) {
+    // Claude's extended thinking: its own field, and sampling as it must (thinking.ts).
+    out.additionalModelRequestFields = {
+      thinking: { type: "enabled", budget_tokens: thinking.budget },
+    };
+    inference.maxTokens = thinking.maxTokens;
+    delete inference.temperature;
+    const topP = thinkingTopP(inference.topP);
+    if (topP === undefined) delete inference.topP;
+  } else {
+    const topK = topKFields(body, model, provider);
+    if (topK !== null) out.additionalModelRequestFields = topK;
+  }
   if (Object.keys(inference).length > 0) out.inferenceConfig = inference;
 
   const tools = toConverseTools(body.tools);

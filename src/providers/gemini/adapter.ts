@@ -91,7 +91,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       // Translation errors are the caller's 400s and must surface before any upstream call.
       const resource = toModelResource(model, cfg.name);
-      const payload = toGeminiRequest(call.body, cfg.name);
+      const payload = toGeminiRequest(call.body, cfg.name, model);
       if (call.stream) {
         const reply = await post(
           call,

@@ -25,6 +25,7 @@ import {
   userContent,
   visitMessages,
 } from "../shared/openai_request.ts";
+import { reasoningEffort, thinkingBudget } from "../shared/reasoning.ts";
 import { toGeminiSchema } from "./schema.ts";
 import type {
   GeminiContent,
@@ -33,6 +34,7 @@ import type {
   GeminiGenerationConfig,
   GeminiPart,
   GeminiRequest,
+  GeminiThinkingConfig,
   GeminiToolConfig,
 } from "./types.ts";
 
@@ -44,8 +46,10 @@ import type {
  * choice, so only 1 is honoured.
  */
 const REJECTED: ReadonlyArray<RejectedParam> = OPENAI_ONLY_PARAMS.filter(
-  // Gemini has presencePenalty and frequencyPenalty (see toGenerationConfig).
-  ([param]) => param !== "presence_penalty" && param !== "frequency_penalty",
+  // Gemini has presencePenalty and frequencyPenalty, and thinking for reasoning_effort (see
+  // toGenerationConfig).
+  ([param]) =>
+    param !== "presence_penalty" && param !== "frequency_penalty" && param !== "reasoning_effort",
 );
 
 /*
@@ -71,7 +75,11 @@ export const SKIP_THOUGHT_SIGNATURE = "skip_thought_signature_validator";
  * model goes in the URL, not the body. Pure: no I/O, the input is not mutated. Throws a 400
  * GatewayError naming the parameter for what Gemini cannot honour.
  */
-export function toGeminiRequest(body: OpenAIChatRequest, provider = "gemini"): GeminiRequest {
+export function toGeminiRequest(
+  body: OpenAIChatRequest,
+  provider = "gemini",
+  model = "",
+): GeminiRequest {
   rejectParams(body, REJECTED, provider);
 
   const system: { text: string }[] = [];
@@ -85,7 +93,7 @@ export function toGeminiRequest(body: OpenAIChatRequest, provider = "gemini"): G
   const toolConfig = toToolConfig(body.tool_choice, declarations.length > 0);
   if (toolConfig !== null) out.toolConfig = toolConfig;
 
-  const config = toGenerationConfig(body, provider);
+  const config = toGenerationConfig(body, provider, model);
   if (Object.keys(config).length > 0) out.generationConfig = config;
   return out;
 }
@@ -293,8 +301,14 @@ function toToolConfig(choice: unknown, hasTools: boolean): GeminiToolConfig | nu
 
 // ---- Generation config ---------------------------------------------------------------------
 
-function toGenerationConfig(body: OpenAIChatRequest, provider: string): GeminiGenerationConfig {
+function toGenerationConfig(
+  body: OpenAIChatRequest,
+  provider: string,
+  model: string,
+): GeminiGenerationConfig {
   const out: GeminiGenerationConfig = {};
+  const thinking = toThinkingConfig(body, model);
+  if (thinking !== null) out.thinkingConfig = thinking;
   // Gemini accepts OpenAI's 0..2 temperature range as is.
   const numeric = [
     ["temperature", "temperature"],
@@ -319,6 +333,26 @@ function toGenerationConfig(body: OpenAIChatRequest, provider: string): GeminiGe
   if (stop.length > 0) out.stopSequences = stop;
   Object.assign(out, toResponseFormat(body.response_format, provider));
   return out;
+}
+
+/**
+ * `reasoning_effort` as Gemini's thinking, as Google's own OpenAI layer maps it: Gemini 3
+ * and later take a `thinkingLevel` (the effort's own name; `none` is `minimal`, the least
+ * there is, `xhigh` is `high`), earlier models a `thinkingBudget` (`reasoning.ts`; `none` is 0,
+ * thinking off, which 2.5 Pro refuses upstream). A level a model lacks is the upstream's 400.
+ */
+function toThinkingConfig(
+  body: OpenAIChatRequest,
+  model: string,
+): GeminiThinkingConfig | null {
+  const effort = reasoningEffort(body);
+  if (effort === null) return null;
+  const major = Number(/(?:^|\/)gemini-(\d+)/.exec(model)?.[1] ?? 0);
+  if (major >= 3) {
+    const level = effort === "none" ? "minimal" : effort === "xhigh" ? "high" : effort;
+    return { thinkingLevel: level };
+  }
+  return { thinkingBudget: thinkingBudget(effort) };
 }
 
 /** JSON mode is native in Gemini: a response MIME type, plus a schema for json_schema. */

@@ -93,6 +93,13 @@ export interface GeminiGenerationConfig {
   frequencyPenalty?: number;
   responseMimeType?: string;
   responseSchema?: GeminiSchema;
+  /** Thinking (from OpenAI's `reasoning_effort`): a level on Gemini 3+, a budget before. */
+  thinkingConfig?: GeminiThinkingConfig;
+}
+
+export interface GeminiThinkingConfig {
+  thinkingLevel?: string;
+  thinkingBudget?: number;
 }
 
 export interface GeminiRequest {

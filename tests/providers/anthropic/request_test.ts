@@ -419,7 +419,6 @@ Deno.test("toAnthropicRequest() refuses parameters Anthropic cannot honour", asy
     ["audio", { voice: "alloy", format: "wav" }],
     ["modalities", ["text", "audio"]],
     ["prediction", { type: "content", content: "x" }],
-    ["reasoning_effort", "high"],
     ["web_search_options", {}],
     ["functions", [{ name: "f" }]],
     ["function_call", "auto"],
@@ -537,4 +536,92 @@ Deno.test("toAnthropicRequest() does not mutate the client's body", () => {
   const before = structuredClone(body);
   toAnthropicRequest(body, MODEL);
   assert.deepEqual(body, before);
+});
+
+Deno.test("toAnthropicRequest(): reasoning_effort is extended thinking, within Claude's rules", async (t) => {
+  const TOOL_LOOP: OpenAIMessage[] = [
+    { role: "user", content: "Weather in Paris?" },
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [{
+        id: "call_1",
+        type: "function",
+        function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+      }],
+    },
+    { role: "tool", tool_call_id: "call_1", content: "Sunny" },
+  ];
+  await t.step("a budget on Google's scale, with room for the answer when no limit is set", () => {
+    for (
+      const [effort, budget] of [["minimal", 1024], ["low", 1024], ["medium", 8192], [
+        "high",
+        24576,
+      ]] as const
+    ) {
+      const out = toAnthropicRequest(req(HI, { reasoning_effort: effort }), MODEL);
+      assert.deepEqual(out.thinking, { type: "enabled", budget_tokens: budget }, effort);
+      assert.equal(out.max_tokens, budget + 4096, effort);
+    }
+  });
+  await t.step("the client's limit counts the thinking, as OpenAI's counts reasoning", () => {
+    const out = toAnthropicRequest(
+      req(HI, { reasoning_effort: "high", max_completion_tokens: 10_000 }),
+      MODEL,
+    );
+    assert.deepEqual(out.thinking, { type: "enabled", budget_tokens: 9_999 });
+    assert.equal(out.max_tokens, 10_000);
+  });
+  await t.step(
+    "sampling as thinking takes it: temperature and top_k unset, top_p >= 0.95 kept",
+    () => {
+      const out = toAnthropicRequest(
+        req(HI, { reasoning_effort: "low", temperature: 0.2, top_k: 5, top_p: 0.97 }),
+        MODEL,
+      );
+      assert.equal(out.temperature, undefined);
+      assert.equal(out.top_k, undefined);
+      assert.equal(out.top_p, 0.97);
+      const lower = toAnthropicRequest(req(HI, { reasoning_effort: "low", top_p: 0.5 }), MODEL);
+      assert.equal(lower.top_p, undefined);
+    },
+  );
+  await t.step("none, or a turn answering tool calls, goes without thinking", () => {
+    const none = toAnthropicRequest(req(HI, { reasoning_effort: "none", temperature: 0.2 }), MODEL);
+    assert.equal(none.thinking, undefined);
+    assert.equal(none.temperature, 0.2);
+    const loop = toAnthropicRequest(
+      req(TOOL_LOOP, { reasoning_effort: "high", tools: [WEATHER_TOOL] }),
+      MODEL,
+    );
+    assert.equal(loop.thinking, undefined);
+    assert.equal(loop.max_tokens, 4096);
+  });
+  await t.step(
+    "refused with a 400 naming the field: a limit too small, a forced tool, a bad value",
+    async () => {
+      for (
+        const [extra, param] of [
+          [{ max_tokens: 1024 }, "max_tokens"],
+          [{ max_completion_tokens: 500 }, "max_completion_tokens"],
+          [{ tools: [WEATHER_TOOL], tool_choice: "required" }, "tool_choice"],
+          [{
+            tools: [WEATHER_TOOL],
+            tool_choice: { type: "function", function: { name: "get_weather" } },
+          }, "tool_choice"],
+        ] as const
+      ) {
+        const err = await gatewayError(() =>
+          toAnthropicRequest(req(HI, { reasoning_effort: "low", ...extra }), MODEL, "claude")
+        );
+        assert.equal(err.status, 400);
+        assert.equal(err.info.param, param, JSON.stringify(extra));
+      }
+      const err = await gatewayError(() =>
+        toAnthropicRequest(req(HI, { reasoning_effort: "extreme" }), MODEL, "claude")
+      );
+      assert.equal(err.info.param, "reasoning_effort");
+      assert.match(err.message, /none, minimal, low, medium, high/);
+    },
+  );
 });

@@ -102,7 +102,6 @@ Deno.test("toConverseRequest() refuses parameters Converse cannot honour, by nam
     ["logit_bias", { "42": 5 }],
     ["audio", { voice: "alloy" }],
     ["modalities", ["text", "audio"]],
-    ["reasoning_effort", "high"],
     ["functions", [{ name: "f" }]],
     ["parallel_tool_calls", false],
   ];
@@ -358,4 +357,37 @@ Deno.test("toConverseRequest(): top_k reaches Claude as an additional field, and
     toConverseRequest(plain, "bedrock", "meta.llama3").additionalModelRequestFields,
     undefined,
   );
+});
+
+Deno.test("toConverseRequest(): reasoning_effort is Claude's extended thinking; other models refuse it", async () => {
+  const out = toConverseRequest(
+    req(HI, { reasoning_effort: "medium", temperature: 0.3, top_p: 0.5 }),
+    "aws",
+    "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+  );
+  assert.deepEqual(out.additionalModelRequestFields, {
+    thinking: { type: "enabled", budget_tokens: 8192 },
+  });
+  assert.deepEqual(out.inferenceConfig, { maxTokens: 8192 + 4096 });
+  const limited = toConverseRequest(
+    req(HI, { reasoning_effort: "high", max_tokens: 5000, top_p: 0.99 }),
+    "aws",
+    "anthropic.claude-3-7-sonnet-20250219-v1:0",
+  );
+  assert.deepEqual(limited.additionalModelRequestFields, {
+    thinking: { type: "enabled", budget_tokens: 4999 },
+  });
+  assert.deepEqual(limited.inferenceConfig, { maxTokens: 5000, topP: 0.99 });
+  const err = await gatewayError(() =>
+    toConverseRequest(req(HI, { reasoning_effort: "high" }), "aws", "meta.llama3-70b-instruct-v1:0")
+  );
+  assert.equal(err.info.param, "reasoning_effort");
+  assert.match(err.message, /model "meta\.llama3-70b-instruct-v1:0"/);
+  // "none" asks for nothing a model lacks.
+  const none = toConverseRequest(
+    req(HI, { reasoning_effort: "none" }),
+    "aws",
+    "meta.llama3-70b-instruct-v1:0",
+  );
+  assert.equal(none.additionalModelRequestFields, undefined);
 });

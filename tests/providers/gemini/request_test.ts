@@ -446,7 +446,6 @@ Deno.test("toGeminiRequest() refuses parameters Gemini cannot honour", async (t)
     ["audio", { voice: "alloy", format: "wav" }],
     ["modalities", ["text", "audio"]],
     ["prediction", { type: "content", content: "x" }],
-    ["reasoning_effort", "high"],
     ["web_search_options", {}],
     ["functions", [{ name: "f" }]],
     ["function_call", "auto"],
@@ -546,4 +545,21 @@ Deno.test("toGeminiRequest() does not mutate the client's body", () => {
   const before = structuredClone(body);
   toGeminiRequest(body);
   assert.deepEqual(body, before);
+});
+
+Deno.test("toGeminiRequest(): reasoning_effort is a thinking budget before Gemini 3, a thinking level from 3 on", async () => {
+  const budget = (effort: string, model: string) =>
+    toGeminiRequest(req(HI, { reasoning_effort: effort }), "gemini", model).generationConfig
+      ?.thinkingConfig;
+  assert.deepEqual(budget("low", "gemini-2.5-flash"), { thinkingBudget: 1024 });
+  assert.deepEqual(budget("medium", "gemini-2.5-pro"), { thinkingBudget: 8192 });
+  assert.deepEqual(budget("high", "models/gemini-2.5-flash"), { thinkingBudget: 24576 });
+  assert.deepEqual(budget("none", "gemini-2.5-flash"), { thinkingBudget: 0 });
+  assert.deepEqual(budget("high", "gemini-3-pro-preview"), { thinkingLevel: "high" });
+  assert.deepEqual(budget("low", "gemini-3-flash"), { thinkingLevel: "low" });
+  assert.deepEqual(budget("none", "gemini-3-flash"), { thinkingLevel: "minimal" });
+  const err = await gatewayError(() =>
+    toGeminiRequest(req(HI, { reasoning_effort: "max" }), "gemini", "gemini-2.5-flash")
+  );
+  assert.equal(err.info.param, "reasoning_effort");
 });

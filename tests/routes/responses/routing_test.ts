@@ -803,7 +803,7 @@ providers:
 `);
   try {
     const cases: [Record<string, unknown>, string][] = [
-      [{ reasoning: { effort: "high" } }, "reasoning.effort"],
+      [{ reasoning: { effort: "extreme" } }, "reasoning.effort"],
       [{ text: { format: { type: "json_schema", name: "x" } } }, "text.format"],
       [{ input: [{ type: "function_call_output", output: "x" }] }, "input[0].call_id"],
     ];

@@ -1,0 +1,65 @@
+/**
+ * OpenAI's `reasoning_effort` as Claude's extended thinking (`thinking: {type: "enabled",
+ * budget_tokens}`), on the Anthropic API and on Bedrock alike. Pure.
+ *
+ * Claude's rules, from Anthropic's extended-thinking guide: `budget_tokens` is at least 1,024
+ * and below `max_tokens` (which counts the thinking, as OpenAI's `max_completion_tokens`
+ * counts reasoning); `temperature` and `top_k` may not be changed and `top_p` only down to
+ * 0.95; `tool_choice` may not force a tool; and the assistant turn that called the tools a
+ * request answers must start with its thinking block, which an OpenAI message cannot carry.
+ * @module
+ */
+import { GatewayError } from "../../errors.ts";
+import { isObject, type OpenAIChatRequest } from "../../schema/openai.ts";
+import { maxTokensOf } from "../shared/openai_request.ts";
+import { reasoningEffort, thinkingBudget } from "../shared/reasoning.ts";
+
+/** The least `budget_tokens` Claude takes. */
+const MIN_BUDGET = 1_024;
+
+export interface ClaudeThinking {
+  readonly budget: number;
+  /** The request's `max_tokens`: the client's, or room for the budget plus an answer. */
+  readonly maxTokens: number;
+}
+
+/**
+ * The thinking a request asks for, or null: no effort, `none`, or a turn that answers tool
+ * calls (it goes without thinking rather than be refused for the thinking block it lacks).
+ * `answerTokens` is the room left for the answer when the client set no limit.
+ */
+export function claudeThinking(
+  body: OpenAIChatRequest,
+  answersToolCalls: boolean,
+  answerTokens: number,
+  provider: string,
+): ClaudeThinking | null {
+  const effort = reasoningEffort(body);
+  if (effort === null || effort === "none" || answersToolCalls) return null;
+  const choice = body.tool_choice;
+  if (choice === "required" || isObject(choice)) {
+    throw new GatewayError(
+      "invalid_request",
+      `"reasoning_effort" with a "tool_choice" that forces a tool is not supported by provider "${provider}" (its extended thinking allows "auto" or "none")`,
+      { param: "tool_choice", provider },
+    );
+  }
+  const budget = thinkingBudget(effort);
+  const limit = maxTokensOf(body);
+  if (limit === null) return { budget, maxTokens: budget + answerTokens };
+  if (limit <= MIN_BUDGET) {
+    const param = body.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens";
+    throw new GatewayError(
+      "invalid_request",
+      `"${param}" must be above ${MIN_BUDGET} with "reasoning_effort" on provider "${provider}": the limit counts the thinking, and ${MIN_BUDGET} tokens is the least it takes`,
+      { param, provider },
+    );
+  }
+  // The client's limit counts the thinking too, as OpenAI's counts reasoning.
+  return { budget: Math.min(budget, limit - 1), maxTokens: limit };
+}
+
+/** Sampling as extended thinking takes it: `temperature` and `top_k` unset, `top_p` ≥ 0.95. */
+export function thinkingTopP(topP: unknown): number | undefined {
+  return typeof topP === "number" && topP >= 0.95 ? topP : undefined;
+}
