@@ -33,7 +33,7 @@ import {
   trailOf,
 } from "../pipeline/run.ts";
 import { applicable } from "../pipeline/stages.ts";
-import { readHeldBody } from "./body.ts";
+import { bodyCoding, inflate, readHeldBody, tooLarge } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import {
   containmentProblem,
@@ -160,30 +160,50 @@ async function run(
   let held = hasBody && hold
     ? await readHeldBody(c.req.raw.body!, max, deadlines?.body, rt.schedule)
     : null;
+  // A compressed body is read for what it holds (a plugin scanning it must not be handed
+  // bytes it cannot read: that would be a way past a guard); it still goes upstream as sent
+  // unless a stage rewrites it. An encoding we cannot read is refused only where a stage
+  // reads the body; otherwise it is relayed untouched.
+  let coding: CompressionFormat | null = null;
+  if (held !== null && ex.headers.has("content-encoding")) {
+    try {
+      coding = bodyCoding(ex.headers);
+    } catch (err) {
+      if (staged) throw err;
+    }
+  }
+  const original = coding === null || held === null ? held : await inflate(held, coding, max);
+  let view = original;
   ex.request = held === null && hasBody && Number.isFinite(declared)
     ? { schema: "passthrough", body: null, bytes: declared }
-    : { schema: "passthrough", body: held };
+    : { schema: "passthrough", body: view };
   // What the stages see as asked for (an app key's allowlist); a rewrite may change it.
-  const asked = urlModel ?? modelFromJson(held);
+  const asked = urlModel ?? modelFromJson(view);
   if (asked !== undefined) ex.model = asked;
   if (staged) {
-    const http = await preHttp(ex, held, reached);
+    const http = await preHttp(ex, view, reached);
     if (http.response) return http.response;
-    held = asBytes(http.body, held);
-    const llm = await preLlm(ex, { schema: "passthrough", body: held }, reached, (body) => {
-      held = asBytes(body, held);
+    view = asBytes(http.body, view);
+    const llm = await preLlm(ex, { schema: "passthrough", body: view }, reached, (body) => {
+      view = asBytes(body, view);
     });
     if (llm.response) return llm.response;
-    ex.request = { schema: "passthrough", body: held };
+    ex.request = { schema: "passthrough", body: view };
   }
   const headers = forwardHeaders(ex.headers, provider, inject);
+  if (view !== original) {
+    // A stage's rewrite goes upstream as written: plain, its length fetch's own.
+    held = view;
+    headers.delete("content-length");
+    if (coding !== null) headers.delete("content-encoding");
+  }
   // A request the client signed (SigV4, in its headers or query) reaches the provider exactly
   // as signed: no trace context of ours replaces what it may have signed.
   const verbatim = !inject && (
     /SignedHeaders=/.test(ex.headers.get("authorization") ?? "") ||
     /(?:^|[?&])X-Amz-Signature=/i.test(query)
   );
-  const model = urlModel ?? modelFromJson(held);
+  const model = urlModel ?? modelFromJson(view);
   if (model !== undefined) ex.model = model;
   /** The configured key to inject, respecting per-key model allowlists when the model is known. */
   const configuredKey = (): string => {
@@ -665,10 +685,6 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
     if (!out.has(name)) out.set(name, value);
   }
   return out;
-}
-
-function tooLarge(max: number): GatewayError {
-  return new GatewayError("payload_too_large", `Request body exceeds the limit of ${max} bytes`);
 }
 
 /** Count request bytes on their way upstream and fail the upload past the limit. */

@@ -254,6 +254,42 @@ Deno.test("pre_llm rewrites the request; post_llm rewrites the answer", SANITIZE
       '{"model":"gpt-up","messages":[]}',
     );
   });
+
+  await t.step(
+    "a gzip passthrough body: the stage reads it inflated; its rewrite goes plain",
+    async () => {
+      let seen = "";
+      const gw = gateway({
+        stages: [{
+          name: "llm",
+          fail_mode: "closed",
+          timeout_ms: 5_000,
+          pre_llm: (_ex, req) => {
+            seen = new TextDecoder().decode(req.body as Uint8Array);
+            return { action: "rewrite", body: '{"model":"gpt-up","messages":[]}' };
+          },
+        }],
+      });
+      const json = JSON.stringify(ROUTES[4]!.body);
+      const gzipped = new Uint8Array(
+        await new Response(new Blob([json]).stream().pipeThrough(new CompressionStream("gzip")))
+          .arrayBuffer(),
+      );
+      const res = await gw.request("/native/up/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "content-encoding": "gzip" },
+        body: gzipped,
+      });
+      await res.body?.cancel();
+      assert.equal(seen, json);
+      const sent = gw.upstream[0]!;
+      assert.equal(new Headers(sent.init.headers).get("content-encoding"), null);
+      assert.equal(
+        new TextDecoder().decode(sent.init.body as Uint8Array),
+        '{"model":"gpt-up","messages":[]}',
+      );
+    },
+  );
 });
 
 Deno.test("a pre hook answers (short-circuit): nothing goes upstream", SANITIZE, async (t) => {

@@ -269,6 +269,45 @@ Deno.test("guard: tool definitions' descriptions are scanned as tool text, on ev
   });
 });
 
+Deno.test("guard: a compressed native body is scanned for what it holds, and relayed as sent", async (t) => {
+  const gzip = async (value: unknown) =>
+    new Uint8Array(
+      await new Response(
+        new Blob([JSON.stringify(value)]).stream().pipeThrough(new CompressionStream("gzip")),
+      ).arrayBuffer(),
+    );
+  const send = async (gw: TestGateway, body: Uint8Array<ArrayBuffer>, encoding = "gzip") =>
+    await gw.request("/native/up/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": encoding },
+      body,
+    });
+  await using(guard("block"), async (gw) => {
+    await t.step("an attack inside gzip is blocked", async () => {
+      const res = await send(
+        gw,
+        await gzip({ model: "gpt-up", messages: [{ role: "user", content: ATTACK }] }),
+      );
+      assert.equal(res.status, 400);
+      assert.deepEqual(await res.json(), BUTTER_BODY);
+      assert.equal(gw.upstream.length, 0);
+    });
+    await t.step("a clean one goes upstream byte for byte, still gzip", async () => {
+      const body = await gzip({ model: "gpt-up", messages: [{ role: "user", content: "hello" }] });
+      // (This fake upstream reads JSON only: what matters is what it was sent.)
+      await (await send(gw, body)).body?.cancel();
+      const sent = gw.upstream.at(-1)!;
+      assert.equal(new Headers(sent.init.headers).get("content-encoding"), "gzip");
+      assert.deepEqual(new Uint8Array(sent.init.body as Uint8Array), body);
+    });
+    await t.step("an encoding the guard cannot read is refused, not waved through", async () => {
+      const res = await send(gw, new Uint8Array([1, 2, 3]), "br");
+      assert.equal(res.status, 415);
+      await res.body?.cancel();
+    });
+  });
+});
+
 Deno.test("guard, mode log: one warn line with category and pattern; the request continues", async () => {
   await using(guard("log"), async (gw) => {
     const res = await gw.request(

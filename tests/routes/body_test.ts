@@ -190,3 +190,49 @@ Deno.test("readJsonBody() with a declared length: parsed whole; empty and bad bo
     (err: unknown) => err instanceof GatewayError && err.status === 413,
   );
 });
+
+/** `text` compressed with `coding`. */
+async function compressed(
+  text: string,
+  coding: CompressionFormat,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream(coding));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+Deno.test("readJsonBody(): a gzip or deflate body is inflated within the limit; others are a 415", async (t) => {
+  const json = JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] });
+  const request = (body: BodyInit, encoding: string) =>
+    new Request("http://x/", { method: "POST", body, headers: { "content-encoding": encoding } });
+  for (const coding of ["gzip", "deflate"] as const) {
+    await t.step(coding, async () => {
+      assert.deepEqual(
+        await readJsonBody(request(await compressed(json, coding), coding), 1_000),
+        JSON.parse(json),
+      );
+    });
+  }
+  await t.step("identity is no coding", async () => {
+    assert.deepEqual(await readJsonBody(request(json, "identity"), 1_000), JSON.parse(json));
+  });
+  await t.step("a small body that inflates past the limit: 413", async () => {
+    const bomb = await compressed("x".repeat(100_000), "gzip");
+    assert.ok(bomb.length < 1_000);
+    const err = await readJsonBody(request(bomb, "gzip"), 1_000).catch((e) => e);
+    assert.ok(err instanceof GatewayError);
+    assert.equal(err.status, 413);
+    assert.match(err.message, /once decompressed/);
+  });
+  await t.step("bytes that are not gzip: 400", async () => {
+    const err = await readJsonBody(request(json, "gzip"), 1_000).catch((e) => e);
+    assert.ok(err instanceof GatewayError);
+    assert.equal(err.status, 400);
+    assert.match(err.message, /not valid gzip/);
+  });
+  await t.step("an encoding we cannot read: 415 naming it", async () => {
+    const err = await readJsonBody(request(json, "br"), 1_000).catch((e) => e);
+    assert.ok(err instanceof GatewayError);
+    assert.equal(err.status, 415);
+    assert.match(err.message, /Content-Encoding "br"/);
+  });
+});
