@@ -43,6 +43,8 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "text-embedding-3-small": { input: 0.02, output: 0 },
   "text-embedding-3-large": { input: 0.13, output: 0 },
   // Anthropic, https://docs.anthropic.com/en/docs/about-claude/pricing (2025-10-15).
+  // Claude Opus 4.5, https://www.anthropic.com/news/claude-opus-4-5 (2025-11-24).
+  "claude-opus-4-5": { input: 5, cache_write: 6.25, cache_read: 0.5, output: 25 },
   "claude-opus-4-1": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
   "claude-opus-4": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
   "claude-sonnet-4-5": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
@@ -73,7 +75,18 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "anthropic.claude-3-7-sonnet": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
   "anthropic.claude-haiku-4-5": { input: 1, cache_write: 1.25, cache_read: 0.1, output: 5 },
   "anthropic.claude-3-5-haiku": { input: 0.8, cache_write: 1, cache_read: 0.08, output: 4 },
+  "anthropic.claude-opus-4-5": { input: 5, cache_write: 6.25, cache_read: 0.5, output: 25 },
   "anthropic.claude-opus-4-1": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
+  "anthropic.claude-opus-4": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
+  // Older Claude models on Bedrock: Anthropic's list prices, without prompt-caching rates.
+  "anthropic.claude-3-5-sonnet": { input: 3, output: 15 },
+  "anthropic.claude-3-opus": { input: 15, output: 75 },
+  "anthropic.claude-3-haiku": { input: 0.25, output: 1.25 },
+  "meta.llama3-1-70b-instruct-v1": { input: 0.72, output: 0.72 },
+  "meta.llama3-1-8b-instruct-v1": { input: 0.22, output: 0.22 },
+  "amazon.titan-embed-text-v2": { input: 0.02, output: 0 },
+  "cohere.embed-english-v3": { input: 0.1, output: 0 },
+  "cohere.embed-multilingual-v3": { input: 0.1, output: 0 },
   "amazon.nova-pro-v1": { input: 0.8, cache_read: 0.2, output: 3.2 },
   "amazon.nova-lite-v1": { input: 0.06, cache_read: 0.015, output: 0.24 },
   "amazon.nova-micro-v1": { input: 0.035, cache_read: 0.00875, output: 0.14 },
@@ -106,6 +119,15 @@ export function builtinPrice(model: string): ModelPrice | null {
 }
 
 /**
+ * What may follow a model's name and still name that model: a date (`-0613`, `-20250514`,
+ * `-2024-08-06`), a revision (`-001`, `-v1:0`, `:0`, `@20240229`), or `-latest`. A one- or
+ * two-digit number is another model (`claude-opus-4-5` is not `claude-opus-4`, at a third
+ * of its price).
+ */
+const SAME_MODEL_SUFFIX =
+  /^(?:-\d{4}(?:\d{4}|-\d{2}-\d{2})?(?:$|[-:@])|-\d{3}(?:$|[:@])|-v\d|-latest$|:|@)/;
+
+/**
  * `table`'s entry for `name`: exact, else the longest key `name` extends with a dated or
  * versioned suffix. A price configured for `gpt-4o` is the price of the `gpt-4o-2024-08-06`
  * an answer names (what passthrough bills by when the request streamed upstream unread).
@@ -119,7 +141,7 @@ function priceIn(
   let best: string | null = null;
   for (const key of Object.keys(table)) {
     if (!name.startsWith(key) || (best !== null && key.length <= best.length)) continue;
-    if (/^(?:-\d|:|@)/.test(name.slice(key.length))) best = key;
+    if (SAME_MODEL_SUFFIX.test(name.slice(key.length))) best = key;
   }
   return best === null ? null : table[best] as ModelPrice;
 }

@@ -29,6 +29,18 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
     builtinPrice("anthropic.claude-sonnet-4-5"),
   );
   assert.equal(builtinPrice("mock/ok"), null);
+  // A short number after the name is another model, never its neighbour's price.
+  assert.equal(builtinPrice("claude-opus-4-5-20251101")?.input, 5);
+  assert.equal(builtinPrice("us.anthropic.claude-opus-4-5-20251101-v1:0")?.output, 25);
+  assert.equal(builtinPrice("claude-opus-4-20250514")?.input, 15);
+  assert.equal(builtinPrice("claude-opus-4-7-20270101"), null);
+  assert.equal(builtinPrice("claude-3-5-haiku-latest")?.input, 0.8);
+  assert.equal(builtinPrice("gemini-2.0-flash-001")?.input, 0.1, "a revision of the same model");
+  // Bedrock ids with their revision.
+  assert.equal(builtinPrice("anthropic.claude-3-haiku-20240307-v1:0")?.output, 1.25);
+  assert.equal(builtinPrice("meta.llama3-1-8b-instruct-v1:0")?.input, 0.22);
+  assert.equal(builtinPrice("amazon.titan-embed-text-v2:0")?.input, 0.02);
+  assert.equal(builtinPrice("amazon.nova-micro-v1:0")?.output, 0.14);
 });
 
 Deno.test("costOf() bills each token class once, at its own rate", () => {
