@@ -18,6 +18,8 @@ export type { ModelPrice };
 export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   // OpenAI, https://platform.openai.com/docs/pricing (2025-08-07).
   "gpt-5": { input: 1.25, cache_read: 0.125, output: 10 },
+  // GPT-5.1 (2025-11-13): GPT-5's prices.
+  "gpt-5.1": { input: 1.25, cache_read: 0.125, output: 10 },
   "gpt-5-mini": { input: 0.25, cache_read: 0.025, output: 2 },
   "gpt-5-nano": { input: 0.05, cache_read: 0.005, output: 0.4 },
   "gpt-4.1": { input: 2, cache_read: 0.5, output: 8 },
