@@ -66,6 +66,8 @@ export type StreamOutcome =
      * null: before anything committed the stream, it fails the attempt (and so fails over).
      */
     readonly failure?: (data: string) => GatewayError | null;
+    /** A Responses stream: the `sequence_number` its next event takes (one per event, from 0). */
+    readonly sequence?: () => number;
   };
 
 /** Native passthrough: the upstream reply itself, relayed untouched. */

@@ -226,9 +226,12 @@ routing:
       events: [
         'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","output":[]}}\n\n',
         'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Partial answer"}\n\n',
+        // A comment is no event: the numbering goes on from the last one.
+        ": keepalive\n\n",
       ],
       check(text) {
-        const events = text.trim().split("\n\n").map((e) => JSON.parse(e.split("\ndata: ")[1]!));
+        const events = text.trim().split("\n\n").filter((e) => !e.startsWith(":"))
+          .map((e) => JSON.parse(e.split("\ndata: ")[1]!));
         const last = events.at(-1);
         assert.equal(last.type, "error");
         assert.equal(last.sequence_number, 2);

@@ -20,31 +20,17 @@ import {
 } from "../../translate/mod.ts";
 import type { Exchange } from "../exchange.ts";
 import { decodeContext } from "./openai.ts";
-import { jsonResponse, type RecentChunks, sseResponse } from "./stream.ts";
+import { jsonResponse, sseResponse } from "./stream.ts";
 
 /** A relayed stream that breaks: OpenAI's `error` event, numbered on from the upstream's. */
-const renderRelayError = (ge: GatewayError, sent: RecentChunks) =>
+const relayError = (next: () => number) => (ge: GatewayError) =>
   encodeSseEvent("error", {
     type: "error",
     code: ge.code,
     message: ge.message,
     param: null,
-    sequence_number: nextSequence(sent),
+    sequence_number: next(),
   });
-
-const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/g;
-
-/** One past the highest `sequence_number` in the last bytes sent (0 before any). */
-export function nextSequence(sent: RecentChunks): number {
-  const decoder = new TextDecoder();
-  for (const chunk of [sent.last, sent.before]) {
-    if (chunk === null) break;
-    let top = -1;
-    for (const m of decoder.decode(chunk).matchAll(SEQUENCE)) top = Math.max(top, Number(m[1]));
-    if (top >= 0) return top + 1;
-  }
-  return 0;
-}
 
 export function encodeResponses(
   ex: Exchange,
@@ -58,7 +44,8 @@ export function encodeResponses(
     return jsonResponse(ex, outcome.body, outcome.status, headers);
   }
   if (outcome.kind === "stream" && outcome.format === "responses_sse") {
-    return sseResponse(ex, outcome.body, outcome.status, headers, renderRelayError);
+    const next = outcome.sequence ?? (() => 0);
+    return sseResponse(ex, outcome.body, outcome.status, headers, relayError(next));
   }
   const dc = decodeContext(ex);
   const ctx: ResponsesContext = {

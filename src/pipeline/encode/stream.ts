@@ -26,21 +26,15 @@ export function sseResponse(
   body: ReadableStream<Uint8Array>,
   status: number,
   headers: Record<string, string>,
-  render: (error: GatewayError, sent: RecentChunks) => Uint8Array,
+  render: (error: GatewayError) => Uint8Array,
 ): Response {
   const cut = streamCut(ex);
   const source = cut ? endAt(body, cut.signal, cut.onCut) : body;
   const provider = ex.provider ?? "unknown";
   const redact = ex.runtime.redact;
   const tail = new SseTail();
-  // References only, no copies: a relayed stream's error event is numbered from them.
-  const sent: RecentChunks = { last: null, before: null };
   const out = observeStream(source, {
-    onChunk: (chunk) => {
-      tail.see(chunk);
-      sent.before = sent.last;
-      sent.last = chunk;
-    },
+    onChunk: (chunk) => tail.see(chunk),
     renderError: (err) => {
       if (err instanceof GatewayError && err.info.told) return TOLD;
       // After bytes cut mid-event, the error event starts on a fresh line of its own.
@@ -56,14 +50,8 @@ export function sseResponse(
       `Stream from provider "${provider}" broke: ${redact(String((err as Error)?.message ?? err))}`,
       { provider },
     );
-    return render(ge, sent);
+    return render(ge);
   }
-}
-
-/** The last two chunks a stream sent (the bytes of its last events). */
-export interface RecentChunks {
-  last: Uint8Array | null;
-  before: Uint8Array | null;
 }
 
 const encoder = new TextEncoder();

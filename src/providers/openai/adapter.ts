@@ -44,7 +44,7 @@ import { pathSegment } from "../shared/path_segment.ts";
 function streamed(
   reply: UpstreamReply,
   format: "openai_sse" | "responses_sse",
-  tap: (meter: UsageMeter) => SyncTransformer<Uint8Array, Uint8Array>,
+  tap: (meter: UsageMeter) => SyncTransformer<Uint8Array, Uint8Array> & { events?(): number },
   failure: (data: string) => GatewayError | null,
 ): ChatOutcome | null {
   const res = reply.response;
@@ -53,13 +53,15 @@ function streamed(
   }
   reply.settle();
   const meter = createUsageMeter();
+  const t = tap(meter);
   return {
     kind: "stream",
     status: res.status,
     format,
-    body: pullThrough(res.body, tap(meter)),
+    body: pullThrough(res.body, t),
     usage: meter.usage,
     failure,
+    ...(t.events ? { sequence: t.events } : {}),
   };
 }
 

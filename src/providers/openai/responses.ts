@@ -60,7 +60,7 @@ const DELTA = /"delta"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 export function responsesUsageTap(
   meter: UsageMeter,
   provider: string,
-): SyncTransformer<Uint8Array, Uint8Array> {
+): SyncTransformer<Uint8Array, Uint8Array> & { events(): number } {
   let started: Record<string, unknown> | null = null;
   /** Events so far: the next sequence number (they count from 0, one per event). */
   let events = 0;
@@ -107,6 +107,8 @@ export function responsesUsageTap(
     if (type === "response.failed") throw failure("failed: it sent response.failed", true);
   });
   return {
+    /** Events relayed so far: the next one's sequence number. */
+    events: () => events,
     transform(chunk, enqueue) {
       tail.see(chunk);
       tap.transform(chunk, enqueue);
