@@ -251,7 +251,23 @@ async function run(
       });
     const reply = await (trace === undefined ? call() : withUpstreamTrace(trace, call))
       .catch((err) => {
-        throw counted?.exceeded() ? tooLarge(max) : upload?.cut() ?? explainTimeout(deadlines, err);
+        const e = counted?.exceeded()
+          ? tooLarge(max)
+          : upload?.cut() ?? explainTimeout(deadlines, err);
+        // The failed call, recorded like failover's: the log lists it, its span ends with it.
+        const ge = e instanceof GatewayError ? e : null;
+        noteAttempts(ex, [{
+          provider: provider.name,
+          model: model ?? "",
+          key_id: null,
+          status: ge ? ge.info.upstreamStatus ?? ge.status : null,
+          duration_ms: rt.clock.now() - sentAt,
+          first_chunk_ms: null,
+          usage: knownUsage(null),
+          outcome: "final",
+          reason: ge ? ge.code : "error",
+        }], model !== undefined ? { provider: provider.name, model } : undefined);
+        throw e;
       });
     reply.settle();
     response = reply.response;

@@ -151,10 +151,12 @@ export function createTracing(settings: TracingSettings): Tracing {
         const spans = open.get(e.exchange);
         if (!spans) return;
         const op = operationName(e.exchange);
-        const span = LeanSpan.start(sink, `${op} ${e.target.model}`, SpanKind.CLIENT, {
+        // A native call whose body was not read has no model to name.
+        const name = e.target.model === "" ? op : `${op} ${e.target.model}`;
+        const span = LeanSpan.start(sink, name, SpanKind.CLIENT, {
           "gen_ai.operation.name": op,
           "gen_ai.provider.name": e.target.provider,
-          "gen_ai.request.model": e.target.model,
+          ...(e.target.model === "" ? {} : { "gen_ai.request.model": e.target.model }),
         }, spans.server.spanContext());
         spans.attempts.push({ target: e.target, span, start: Date.now(), done: false });
         e.propagate.traceparent = traceparentOf(span);

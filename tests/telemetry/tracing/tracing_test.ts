@@ -294,6 +294,21 @@ telemetry:
     assert.equal(attr(down, "error.type"), "upstream_unreachable");
     const ok = clients.find((c) => attr(c, "gen_ai.provider.name") === "up")!;
     assert.equal(attr(ok, "http.response.status_code"), 200);
+
+    // The same on a native route (one call, no failover): its span ends failed, not unset.
+    receiver.spans.length = 0;
+    const native = await gw.request("/native/down/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
+    });
+    assert.equal(native.status, 502);
+    await native.body?.cancel();
+    await gw.runtime.observability.flushTraces();
+    // Named by its operation alone: the body streamed upstream unread, so no model is known.
+    const span = receiver.spans.find((s) => s.kind === 3 && s.name === "chat")!;
+    assert.equal(span.status?.code, 2);
+    assert.equal(attr(span, "error.type"), "upstream_unreachable");
+    assert.equal(attr(span, "http.response.status_code"), undefined);
   } finally {
     await gw.close();
     await up.close();
