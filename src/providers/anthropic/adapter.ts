@@ -121,8 +121,13 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
      * the prompt, so the generation settings are left out.
      */
     async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
+      // Thinking settings shape the answer, not the prompt: a count never refuses over them.
       const source = call.messages ??
-        (toAnthropicRequest(call.chat, model, cfg.name) as unknown as Record<string, unknown>);
+        (toAnthropicRequest(
+          { ...call.chat, reasoning_effort: undefined },
+          model,
+          cfg.name,
+        ) as unknown as Record<string, unknown>);
       const body: Record<string, unknown> = { model };
       for (const field of COUNT_FIELDS) {
         if (source[field] !== undefined) body[field] = source[field];

@@ -78,7 +78,8 @@ export function toAnthropicRequest(
   if (jsonInstruction !== null) system.push(jsonInstruction);
   const thinking = claudeThinking(
     body,
-    callsTools(messages.findLast((m) => m.role === "assistant")),
+    messages.at(-1)?.role === "assistant" ||
+      callsTools(messages.findLast((m) => m.role === "assistant")),
     DEFAULT_MAX_TOKENS,
     provider,
   );

@@ -5,8 +5,9 @@
  * Claude's rules, from Anthropic's extended-thinking guide: `budget_tokens` is at least 1,024
  * and below `max_tokens` (which counts the thinking, as OpenAI's `max_completion_tokens`
  * counts reasoning); `temperature` and `top_k` may not be changed and `top_p` only down to
- * 0.95; `tool_choice` may not force a tool; and the assistant turn that called the tools a
- * request answers must start with its thinking block, which an OpenAI message cannot carry.
+ * 0.95; `tool_choice` may not force a tool; an assistant prefill is not taken; and the
+ * assistant turn that called the tools a request answers must start with its thinking block,
+ * which an OpenAI message cannot carry.
  * @module
  */
 import { GatewayError } from "../../errors.ts";
@@ -24,18 +25,20 @@ export interface ClaudeThinking {
 }
 
 /**
- * The thinking a request asks for, or null: no effort, `none`, or a turn that answers tool
- * calls (it goes without thinking rather than be refused for the thinking block it lacks).
- * `answerTokens` is the room left for the answer when the client set no limit.
+ * The thinking a request asks for, or null: no effort, `none`, or a conversation thinking
+ * cannot continue (`barred`: it answers tool calls, whose turn would need its thinking block,
+ * or ends in an assistant prefill, which thinking does not take); such a turn goes without
+ * thinking rather than be refused. `answerTokens` is the room left for the answer when the
+ * client set no limit.
  */
 export function claudeThinking(
   body: OpenAIChatRequest,
-  answersToolCalls: boolean,
+  barred: boolean,
   answerTokens: number,
   provider: string,
 ): ClaudeThinking | null {
   const effort = reasoningEffort(body);
-  if (effort === null || effort === "none" || answersToolCalls) return null;
+  if (effort === null || effort === "none" || barred) return null;
   const choice = body.tool_choice;
   if (choice === "required" || isObject(choice)) {
     throw new GatewayError(
@@ -48,7 +51,9 @@ export function claudeThinking(
   const limit = maxTokensOf(body);
   if (limit === null) return { budget, maxTokens: budget + answerTokens };
   if (limit <= MIN_BUDGET) {
-    const param = body.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens";
+    const param = typeof body.max_completion_tokens === "number"
+      ? "max_completion_tokens"
+      : "max_tokens";
     throw new GatewayError(
       "invalid_request",
       `"${param}" must be above ${MIN_BUDGET} with "reasoning_effort" on provider "${provider}": the limit counts the thinking, and ${MIN_BUDGET} tokens is the least it takes`,

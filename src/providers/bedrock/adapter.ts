@@ -141,8 +141,9 @@ export function createBedrockAdapter(
      */
     async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
       const modelPath = toModelPath(model, cfg.name);
+      // Thinking settings shape the answer, not the prompt: a count never refuses over them.
       const converse = toConverseRequest(
-        { ...call.chat, stream: false },
+        { ...call.chat, stream: false, reasoning_effort: undefined },
         cfg.name,
         model,
       ) as unknown as Record<string, unknown>;

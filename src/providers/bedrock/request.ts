@@ -107,7 +107,8 @@ export function toConverseRequest(
   const thinking = isClaude(model)
     ? claudeThinking(
       body,
-      last !== undefined && last.content.some((b) => "toolUse" in b),
+      messages.at(-1)?.role === "assistant" ||
+        (last !== undefined && last.content.some((b) => "toolUse" in b)),
       ANSWER_TOKENS,
       provider,
     )

@@ -596,6 +596,12 @@ Deno.test("toAnthropicRequest(): reasoning_effort is extended thinking, within C
     );
     assert.equal(loop.thinking, undefined);
     assert.equal(loop.max_tokens, 4096);
+    // An assistant prefill: thinking does not take one.
+    const prefill = toAnthropicRequest(
+      req([...HI, { role: "assistant", content: "Sure," }], { reasoning_effort: "high" }),
+      MODEL,
+    );
+    assert.equal(prefill.thinking, undefined);
   });
   await t.step(
     "refused with a 400 naming the field: a limit too small, a forced tool, a bad value",
@@ -604,6 +610,7 @@ Deno.test("toAnthropicRequest(): reasoning_effort is extended thinking, within C
         const [extra, param] of [
           [{ max_tokens: 1024 }, "max_tokens"],
           [{ max_completion_tokens: 500 }, "max_completion_tokens"],
+          [{ max_completion_tokens: null, max_tokens: 500 }, "max_tokens"],
           [{ tools: [WEATHER_TOOL], tool_choice: "required" }, "tool_choice"],
           [{
             tools: [WEATHER_TOOL],

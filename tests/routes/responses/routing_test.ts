@@ -822,3 +822,30 @@ providers:
     await anthropic.close();
   }
 });
+
+Deno.test("counting never refuses over thinking settings: reasoning.effort with a forced tool counts on Anthropic", async () => {
+  const anthropic = startFakeAnthropic();
+  const gw = startGateway(`
+providers:
+  claude: { type: anthropic, base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-0001 }] }
+`);
+  try {
+    const res = await gw.request(
+      "/v1/responses/input_tokens",
+      post({
+        model: "claude/claude-x",
+        input: "weather?",
+        reasoning: { effort: "high" },
+        max_output_tokens: 100,
+        tools: [{ type: "function", name: "w", parameters: { type: "object", properties: {} } }],
+        tool_choice: "required",
+      }),
+    );
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-token-count"), "provider");
+    assert.ok((await res.json()).input_tokens > 0);
+  } finally {
+    await gw.close();
+    await anthropic.close();
+  }
+});
