@@ -29,8 +29,11 @@ export interface AttemptRecord {
   /** ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) */
   readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled";
   readonly reason?: string;
-  /** The breaker fast-failed it: listed for the log, but no call was made. */
-  readonly fast_failed?: true;
+  /**
+   * No call was made: the breaker fast-failed it, or it failed before one (a provider not
+   * configured, no key allowed for the model). Listed for the log; not an upstream call.
+   */
+  readonly no_call?: true;
   /** Time from the attempt's start to its first stream chunk; null for buffered answers. */
   readonly first_chunk_ms: number | null;
   /**
@@ -64,7 +67,7 @@ export interface AttemptTrail {
 /** Upstream calls among `attempts` (what `x-pilotfish-attempts` says): fast-fails are none. */
 export function callsMade(attempts: readonly AttemptRecord[]): number {
   let n = 0;
-  for (const a of attempts) if (a.fast_failed !== true) n++;
+  for (const a of attempts) if (a.no_call !== true) n++;
   return n;
 }
 
@@ -183,6 +186,7 @@ export async function attempt(
     ok: AttemptOutcome | null,
     error: GatewayError | null,
     status: number | null,
+    noCall = false,
   ): Settled =>
     ({
       target,
@@ -198,6 +202,7 @@ export async function attempt(
         duration_ms: deps.now() - started,
         first_chunk_ms: firstChunk,
         usage: usageOf(ok),
+        ...(noCall ? { no_call: true as const } : {}),
       },
     }) as Settled;
   if (!adapter || !provider) {
@@ -205,6 +210,7 @@ export async function attempt(
       null,
       new GatewayError("not_found", `Unknown provider "${target.provider}"`),
       null,
+      true,
     );
   }
   const breaker = deps.breaker;
@@ -214,7 +220,7 @@ export async function attempt(
     const decision = pending instanceof Promise ? await pending : pending;
     if (decision.kind === "reject") {
       admission = "reject";
-      return settle(null, breaker.degraded(target.provider), null);
+      return settle(null, breaker.degraded(target.provider), null, true);
     }
     admission = decision.kind;
   }
@@ -236,7 +242,7 @@ export async function attempt(
           `No key of provider "${target.provider}" is allowed to use model "${target.model}"`,
           { param: "model", provider: target.provider },
         );
-        return settle(null, e, null);
+        return settle(null, e, null, true);
       }
       apiKey = key.key;
       keyId = key.id;

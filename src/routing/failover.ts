@@ -219,7 +219,6 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       ...s.record,
       outcome,
       ...(reason ? { reason } : {}),
-      ...(s.admission === "reject" ? { fast_failed: true as const } : {}),
     };
     attempts.push(r);
     return r;

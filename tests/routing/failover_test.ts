@@ -1,3 +1,4 @@
+import { callsMade } from "../../src/routing/attempt.ts";
 import assert from "node:assert/strict";
 import { parseConfigText } from "../../src/config/mod.ts";
 import { GatewayError } from "../../src/errors.ts";
@@ -365,6 +366,10 @@ providers:
   const err = await run(env, "a/o1").catch((e) => e);
   assert.equal(err.last.code, "not_found");
   assert.match(err.last.message, /No key of provider "a" is allowed to use model "o1"/);
+  // Listed, but no call was made.
+  assert.equal(err.attempts.length, 1);
+  assert.equal(err.attempts[0].no_call, true);
+  assert.equal(callsMade(err.attempts), 0);
 });
 
 Deno.test(

@@ -115,7 +115,7 @@ function logged(a: AttemptRecord): Record<string, unknown> {
     duration_ms: a.duration_ms,
     outcome: a.outcome,
     ...(a.reason !== undefined ? { reason: a.reason } : {}),
-    ...(a.fast_failed ? { fast_failed: true } : {}),
+    ...(a.no_call ? { no_call: true } : {}),
   };
 }
 

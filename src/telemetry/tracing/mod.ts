@@ -11,6 +11,7 @@
  * Loaded with a dynamic import only when tracing is on.
  * @module
  */
+import { callsMade } from "../../routing/attempt.ts";
 import {
   type Attributes,
   isSpanContextValid,
@@ -211,7 +212,8 @@ export function createTracing(settings: TracingSettings): Tracing {
         // One attributes object, one call: each setAttribute is validated on its own.
         const attrs: Attributes = {
           "http.response.status_code": e.status,
-          "pilotfish.attempts": ex.attempts.length,
+          // Upstream calls, as x-pilotfish-attempts counts them.
+          "pilotfish.attempts": callsMade(ex.attempts),
         };
         if (ex.route !== null) {
           s.updateName(`${ex.method} ${ex.route}`);
