@@ -164,17 +164,39 @@ export function meterChunks<T extends { choices?: readonly { delta?: unknown }[]
   } as Transformer<T, T>);
 }
 
-/** A long run of base64 (an image, a file): priced per image by providers, not per byte. */
-const BASE64_RUN = /[A-Za-z0-9+/_-]{512,}={0,2}/g;
+/** The characters of base64 (standard and URL-safe alphabets), as a table. */
+const BASE64_CHAR = new Uint8Array(128);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-") {
+  BASE64_CHAR[c.charCodeAt(0)] = 1;
+}
+
+/** A run of base64 this long is an image or a file: priced per image, not per byte. */
+const BASE64_RUN = 512;
 
 /**
- * The characters of `text` a prompt estimate counts: all but long base64 runs, which would
- * bill a 1 MB image as 330,000 tokens when it costs a provider about 1,600.
+ * The characters of `text` a prompt estimate counts: all but runs of 512+ base64 characters
+ * (and their `=` padding), which would bill a 1 MB image as 330,000 tokens when it costs a
+ * provider about 1,600. One pass over the text: a regex restarting inside every word took
+ * three times as long on prose.
  */
 export function textChars(text: string): number {
   let n = text.length;
-  BASE64_RUN.lastIndex = 0;
-  for (let m = BASE64_RUN.exec(text); m !== null; m = BASE64_RUN.exec(text)) n -= m[0].length;
+  let run = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 128 && BASE64_CHAR[c] === 1) {
+      run++;
+      continue;
+    }
+    if (run >= BASE64_RUN) {
+      let pad = 0;
+      while (pad < 2 && text.charCodeAt(i + pad) === 61) pad++; // "="
+      n -= run + pad;
+      if (pad > 0) i += pad - 1; // the next character after the padding is read next
+    }
+    run = 0;
+  }
+  if (run >= BASE64_RUN) n -= run;
   return n;
 }
 
