@@ -139,22 +139,56 @@ export function toConverseRequest(
     if (choice !== null && choice !== "none" && !("auto" in choice)) {
       throw toolChoiceRequiresTools();
     }
+    out.messages = withoutToolBlocks(messages);
     return out;
   }
   if (choice === "none") {
     // Converse's ToolChoice is auto | any | tool: there is no "none". Leaving the tools out
-    // is how a turn is kept from calling one, except that Bedrock refuses a conversation
-    // holding toolUse/toolResult blocks without a toolConfig ("The toolConfig field must
-    // be defined when using toolUse and toolResult content blocks"); there the tools stay,
-    // and "none" can only be a wish.
-    if (!messages.some((m) => m.content.some((b) => "toolUse" in b || "toolResult" in b))) {
-      return out;
-    }
-    out.toolConfig = { tools };
+    // is how a turn is kept from calling one (the history's tool blocks as text, see below).
+    out.messages = withoutToolBlocks(messages);
     return out;
   }
   out.toolConfig = choice === null ? { tools } : { tools, toolChoice: choice };
   return out;
+}
+
+/**
+ * A conversation offered no tools, with toolUse/toolResult blocks in its history (an agent's
+ * closing "summarise" turn): Bedrock refuses those blocks without a toolConfig ("The
+ * toolConfig field must be defined when using toolUse and toolResult content blocks"), and a
+ * toolConfig would let the model call a tool the client did not offer. So the blocks become
+ * text saying what was called and what came back (a result's images stay images).
+ */
+function withoutToolBlocks(messages: ConverseMessage[]): ConverseMessage[] {
+  if (!messages.some((m) => m.content.some((b) => "toolUse" in b || "toolResult" in b))) {
+    return messages;
+  }
+  const names = new Map<string, string>();
+  return messages.map((m) => ({
+    role: m.role,
+    content: m.content.flatMap((b): ConverseContentBlock[] => {
+      if ("toolUse" in b) {
+        names.set(b.toolUse.toolUseId, b.toolUse.name);
+        return [{
+          text: `[called tool ${b.toolUse.name} (${b.toolUse.toolUseId}) with ${
+            JSON.stringify(b.toolUse.input)
+          }]`,
+        }];
+      }
+      if (!("toolResult" in b)) return [b];
+      const r = b.toolResult;
+      const name = names.get(r.toolUseId) ?? "a tool";
+      const texts: string[] = [];
+      const images: ConverseContentBlock[] = [];
+      for (const c of r.content) {
+        if ("text" in c) texts.push(c.text);
+        else if ("json" in c) texts.push(JSON.stringify(c.json));
+        else images.push(c);
+      }
+      const what = r.status === "error" ? "error from" : "result of";
+      return [{ text: `[${what} ${name} (${r.toolUseId}): ${texts.join("\n")}]` }, ...images];
+    }),
+  }));
 }
 
 /**

@@ -256,16 +256,36 @@ Deno.test("toConverseRequest() maps tools and tool_choice", async (t) => {
     const out = toConverseRequest(req(HI, { tools: [WEATHER_TOOL], tool_choice: "none" }));
     assert.equal(out.toolConfig, undefined);
   });
-  await t.step("none with tool history → tools kept (Bedrock requires them), no choice", () => {
-    const out = toConverseRequest(req([
-      { role: "user", content: "Go" },
+  await t.step("none, or no tools, with tool history: the history as text, no toolConfig", () => {
+    const history = [
+      { role: "user" as const, content: "Go" },
       {
-        role: "assistant",
-        tool_calls: [{ id: "t1", type: "function", function: { name: "get_weather" } }],
+        role: "assistant" as const,
+        content: null,
+        tool_calls: [{
+          id: "t1",
+          type: "function" as const,
+          function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+        }],
       },
-      { role: "tool", tool_call_id: "t1", content: "ok" },
-    ], { tools: [WEATHER_TOOL], tool_choice: "none" }));
-    assert.deepEqual(out.toolConfig, { tools: [WEATHER_SPEC] });
+      { role: "tool" as const, tool_call_id: "t1", content: "21C" },
+      { role: "user" as const, content: "Summarise" },
+    ];
+    for (const extra of [{ tools: [WEATHER_TOOL], tool_choice: "none" }, {}]) {
+      const out = toConverseRequest(req(history, extra));
+      assert.equal(out.toolConfig, undefined, JSON.stringify(extra));
+      assert.deepEqual(out.messages, [
+        { role: "user", content: [{ text: "Go" }] },
+        {
+          role: "assistant",
+          content: [{ text: '[called tool get_weather (t1) with {"city":"Paris"}]' }],
+        },
+        {
+          role: "user",
+          content: [{ text: "[result of get_weather (t1): 21C]" }, { text: "Summarise" }],
+        },
+      ]);
+    }
   });
   await t.step("forcing a tool without tools is a 400", async () => {
     const err = await gatewayError(() => toConverseRequest(req(HI, { tool_choice: "required" })));
