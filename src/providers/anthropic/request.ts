@@ -21,6 +21,7 @@ import {
   toolCallsOf,
   toolChoiceOf,
   toolChoiceRequiresTools,
+  ToolIds,
   userContent,
   visitMessages,
 } from "../shared/openai_request.ts";
@@ -143,6 +144,7 @@ function toAnthropicMessages(
   provider: string,
 ): AnthropicMessage[] {
   const { turns, push } = createTurns<"user" | "assistant", AnthropicContentBlock>();
+  const ids = new ToolIds();
   visitMessages(messages, provider, {
     system(m, at) {
       const text = textBlocks(m.content, at, provider).map((b) => b.text).join("\n\n");
@@ -152,10 +154,10 @@ function toAnthropicMessages(
     assistant(m, at) {
       push("assistant", [
         ...textBlocks(m.content, at, provider),
-        ...toolUseBlocks(m.tool_calls, at),
+        ...toolUseBlocks(m.tool_calls, at, ids),
       ]);
     },
-    tool: (m, at) => push("user", [toolResultBlock(m, at, provider)]),
+    tool: (m, at) => push("user", [toolResultBlock(m, at, provider, ids)]),
   });
   return turns.map(({ role, blocks }) => {
     // "In the user message containing tool results, the tool_result blocks must come FIRST
@@ -224,17 +226,22 @@ function imageBlock(part: OpenAIContentPart, at: string): AnthropicImageBlock {
   throw invalid(`"${param}" must be a data: URL or an http(s) URL`, param);
 }
 
-function toolUseBlocks(toolCalls: unknown, at: string): AnthropicContentBlock[] {
+function toolUseBlocks(toolCalls: unknown, at: string, ids: ToolIds): AnthropicContentBlock[] {
   return toolCallsOf(toolCalls, at).map(({ id, name, args }) => ({
     type: "tool_use",
-    id,
+    id: ids.call(id),
     name,
     input: args,
   }));
 }
 
-function toolResultBlock(m: OpenAIMessage, at: string, provider: string): AnthropicToolResultBlock {
-  const id = toolCallId(m, at);
+function toolResultBlock(
+  m: OpenAIMessage,
+  at: string,
+  provider: string,
+  ids: ToolIds,
+): AnthropicToolResultBlock {
+  const id = ids.result(toolCallId(m, at));
   const content = typeof m.content === "string" ? m.content : userBlocks(m.content, at, provider);
   return { type: "tool_result", tool_use_id: id, content };
 }

@@ -23,6 +23,7 @@ import {
   toolCallsOf,
   toolChoiceOf,
   toolChoiceRequiresTools,
+  ToolIds,
   userContent,
   visitMessages,
 } from "../shared/openai_request.ts";
@@ -226,6 +227,7 @@ function toConverseMessages(
   provider: string,
 ): ConverseMessage[] {
   const { turns, push } = createTurns<ConverseMessage["role"], ConverseContentBlock>();
+  const ids = new ToolIds();
   visitMessages(messages, provider, {
     system(m, at) {
       const text = textBlocks(m.content, at, provider).map((b) => b.text).join("\n\n");
@@ -235,10 +237,10 @@ function toConverseMessages(
     assistant(m, at) {
       push("assistant", [
         ...textBlocks(m.content, at, provider),
-        ...toolUseBlocks(m.tool_calls, at),
+        ...toolUseBlocks(m.tool_calls, at, ids),
       ]);
     },
-    tool: (m, at) => push("user", [toolResultBlock(m, at, provider)]),
+    tool: (m, at) => push("user", [toolResultBlock(m, at, provider, ids)]),
   });
   return turns.map(({ role, blocks }) => ({
     role,
@@ -323,9 +325,9 @@ function imageBlock(part: OpenAIContentPart, at: string, provider: string): Conv
   );
 }
 
-function toolUseBlocks(toolCalls: unknown, at: string): ConverseToolUseBlock[] {
+function toolUseBlocks(toolCalls: unknown, at: string, ids: ToolIds): ConverseToolUseBlock[] {
   return toolCallsOf(toolCalls, at).map(({ id, name, args }) => ({
-    toolUse: { toolUseId: id, name, input: args },
+    toolUse: { toolUseId: ids.call(id), name, input: args },
   }));
 }
 
@@ -334,8 +336,13 @@ function toolUseBlocks(toolCalls: unknown, at: string): ConverseToolUseBlock[] {
  * and every Converse model accepts text results, while `json` results are model-dependent.
  * An empty result is sent as one space, since blank text is refused.
  */
-function toolResultBlock(m: OpenAIMessage, at: string, provider: string): ConverseToolResultBlock {
-  const id = toolCallId(m, at);
+function toolResultBlock(
+  m: OpenAIMessage,
+  at: string,
+  provider: string,
+  ids: ToolIds,
+): ConverseToolResultBlock {
+  const id = ids.result(toolCallId(m, at));
   const blocks = userBlocks(m.content, at, provider);
   return {
     toolResult: {

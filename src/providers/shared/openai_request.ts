@@ -277,6 +277,44 @@ function toolArguments(args: unknown, where: string): Record<string, unknown> {
 }
 
 /** A tool message's `tool_call_id`, required. */
+/**
+ * Tool-call ids as Anthropic and Bedrock take them: `^[a-zA-Z0-9_-]+$`, at most 64
+ * characters, unique in the conversation. An OpenAI history may hold others: ids another
+ * backend made (`functions.get_weather:0`), or one it reused on every turn (`call_0`). Such an
+ * id is rewritten (characters replaced, a suffix when taken) and every result answers the
+ * latest call it names, so calls and results stay paired; an id already valid and new is
+ * kept as it is. One per translated request.
+ */
+export class ToolIds {
+  readonly #taken = new Set<string>();
+  readonly #latest = new Map<string, string>();
+
+  /** The id a call goes upstream with. */
+  call(id: string): string {
+    const base = clean(id);
+    let out = base;
+    for (let n = 2; this.#taken.has(out); n++) {
+      const suffix = `_${n}`;
+      out = base.slice(0, MAX_TOOL_ID - suffix.length) + suffix;
+    }
+    this.#taken.add(out);
+    this.#latest.set(id, out);
+    return out;
+  }
+
+  /** The id a result goes upstream with: its call's. */
+  result(id: string): string {
+    return this.#latest.get(id) ?? clean(id);
+  }
+}
+
+const MAX_TOOL_ID = 64;
+
+function clean(id: string): string {
+  const out = id.replace(/[^a-zA-Z0-9_-]/g, "_").slice(0, MAX_TOOL_ID);
+  return out === "" ? "call" : out;
+}
+
 export function toolCallId(m: OpenAIMessage, at: string): string {
   if (typeof m.tool_call_id !== "string" || m.tool_call_id === "") {
     throw invalid(`Missing required field "${at}.tool_call_id"`, `${at}.tool_call_id`);

@@ -632,3 +632,42 @@ Deno.test("toAnthropicRequest(): reasoning_effort is extended thinking, within C
     },
   );
 });
+
+Deno.test("toAnthropicRequest(): tool-call ids Anthropic refuses are rewritten, calls and results paired", () => {
+  const call = (id: string) => ({
+    role: "assistant" as const,
+    content: null,
+    tool_calls: [{
+      id,
+      type: "function" as const,
+      function: { name: "get_weather", arguments: "{}" },
+    }],
+  });
+  const result = (id: string, content: string) => ({
+    role: "tool" as const,
+    tool_call_id: id,
+    content,
+  });
+  const out = toAnthropicRequest(
+    req([
+      { role: "user", content: "Weather?" },
+      // Another backend's id shape, then an id it reused on the next turn.
+      call("functions.get_weather:0"),
+      result("functions.get_weather:0", "Sunny"),
+      call("call_0"),
+      result("call_0", "Rain"),
+      call("call_0"),
+      result("call_0", "Snow"),
+      call("toolu_01Valid"),
+      result("toolu_01Valid", "Fog"),
+    ], { tools: [WEATHER_TOOL] }),
+    MODEL,
+  );
+  const blocks = out.messages.flatMap((m) => Array.isArray(m.content) ? m.content : []);
+  const uses = blocks.filter((b) => b.type === "tool_use").map((b) => (b as { id: string }).id);
+  const results = blocks.filter((b) => b.type === "tool_result")
+    .map((b) => (b as { tool_use_id: string }).tool_use_id);
+  assert.deepEqual(uses, ["functions_get_weather_0", "call_0", "call_0_2", "toolu_01Valid"]);
+  assert.deepEqual(results, uses, "each result answers its own call");
+  for (const id of uses) assert.match(id, /^[a-zA-Z0-9_-]{1,64}$/);
+});

@@ -411,3 +411,25 @@ Deno.test("toConverseRequest(): reasoning_effort is Claude's extended thinking; 
   );
   assert.equal(none.additionalModelRequestFields, undefined);
 });
+
+Deno.test("toConverseRequest(): toolUseIds Bedrock refuses are rewritten, at most 64 characters, paired", () => {
+  const long = `call.${"x".repeat(80)}`;
+  const out = toConverseRequest(req([
+    { role: "user", content: "Weather?" },
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [{
+        id: long,
+        type: "function",
+        function: { name: "get_weather", arguments: "{}" },
+      }],
+    },
+    { role: "tool", tool_call_id: long, content: "Sunny" },
+  ], { tools: [WEATHER_TOOL] }));
+  const use = out.messages[1]!.content[0] as { toolUse: { toolUseId: string } };
+  const result = out.messages[2]!.content[0] as { toolResult: { toolUseId: string } };
+  assert.match(use.toolUse.toolUseId, /^[a-zA-Z0-9_-]{1,64}$/);
+  assert.equal(use.toolUse.toolUseId.length, 64);
+  assert.equal(result.toolResult.toolUseId, use.toolUse.toolUseId);
+});
