@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { GatewayError } from "../../src/errors.ts";
-import { DEFAULT_BODY_MS, readCounted, readHeldBody, readJsonBody } from "../../src/routes/body.ts";
+import {
+  DEFAULT_BODY_MS,
+  inflate,
+  readCounted,
+  readHeldBody,
+  readJsonBody,
+} from "../../src/routes/body.ts";
 
 const enc = new TextEncoder();
 
@@ -235,4 +241,30 @@ Deno.test("readJsonBody(): a gzip or deflate body is inflated within the limit; 
     assert.equal(err.status, 415);
     assert.match(err.message, /Content-Encoding "br"/);
   });
+});
+
+Deno.test("inflate(): a gzip bomb is stopped near the limit, not unpacked whole first", async () => {
+  // 128 MiB of zeros gzip to ~128 KB; made from one reused chunk, so nothing big is held here.
+  const zero = new Uint8Array(1024 * 1024);
+  let left = 128;
+  const zeros = new ReadableStream<BufferSource>({
+    pull: (c) => left-- > 0 ? c.enqueue(zero) : c.close(),
+  });
+  const bomb = new Uint8Array(
+    await new Response(zeros.pipeThrough(new CompressionStream("gzip"))).arrayBuffer(),
+  );
+  assert.ok(bomb.length < 1024 * 1024);
+  const before = Deno.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 1);
+  try {
+    const err = await inflate(bomb, "gzip", 1024 * 1024).catch((e) => e);
+    assert.ok(err instanceof GatewayError);
+    assert.equal(err.status, 413);
+  } finally {
+    clearInterval(sampler);
+  }
+  peak = Math.max(peak, Deno.memoryUsage().rss);
+  // Unpacked whole first, it would have taken 128 MiB or more on the way.
+  assert.ok(peak - before < 64 * 1024 * 1024, `grew ${((peak - before) / 2 ** 20).toFixed(1)} MiB`);
 });
