@@ -122,12 +122,12 @@ export function builtinPrice(model: string): ModelPrice | null {
 
 /**
  * What may follow a model's name and still name that model: a date (`-0613`, `-20250514`,
- * `-2024-08-06`), a revision (`-001`, `-v1:0`, `:0`, `@20240229`), or `-latest`. A one- or
- * two-digit number is another model (`claude-opus-4-5` is not `claude-opus-4`, at a third
- * of its price).
+ * `-2024-08-06`), a revision (`-001`, `-v1:0`, `:0`, `@20240229`), `-latest`, or Anthropic's
+ * `-0` aliases (`claude-sonnet-4-0` is `claude-sonnet-4`). Another one- or two-digit number
+ * is another model (`claude-opus-4-5` is not `claude-opus-4`, at a third of its price).
  */
 const SAME_MODEL_SUFFIX =
-  /^(?:-\d{4}(?:\d{4}|-\d{2}-\d{2})?(?:$|[-:@])|-\d{3}(?:$|[:@])|-v\d|-latest$|:|@)/;
+  /^(?:-\d{4}(?:\d{4}|-\d{2}-\d{2})?(?:$|[-:@])|-\d{3}(?:$|[:@])|-v\d|-latest$|-0$|:|@)/;
 
 /**
  * `table`'s entry for `name`: exact, else the longest key `name` extends with a dated or

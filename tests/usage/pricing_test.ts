@@ -35,6 +35,8 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
   assert.equal(builtinPrice("claude-opus-4-20250514")?.input, 15);
   assert.equal(builtinPrice("claude-opus-4-7-20270101"), null);
   assert.equal(builtinPrice("claude-3-5-haiku-latest")?.input, 0.8);
+  assert.equal(builtinPrice("claude-sonnet-4-0")?.input, 3, "Anthropic's alias of Sonnet 4");
+  assert.equal(builtinPrice("claude-opus-4-0")?.output, 75);
   assert.equal(builtinPrice("gemini-2.0-flash-001")?.input, 0.1, "a revision of the same model");
   // Bedrock ids with their revision.
   assert.equal(builtinPrice("anthropic.claude-3-haiku-20240307-v1:0")?.output, 1.25);

@@ -276,17 +276,18 @@ function toolArguments(args: unknown, where: string): Record<string, unknown> {
   throw invalid(`"${param}" must be a JSON object string`, param);
 }
 
-/** A tool message's `tool_call_id`, required. */
 /**
  * Tool-call ids as Anthropic and Bedrock take them: `^[a-zA-Z0-9_-]+$`, at most 64
  * characters, unique in the conversation. An OpenAI history may hold others: ids another
  * backend made (`functions.get_weather:0`), or one it reused on every turn (`call_0`). Such an
- * id is rewritten (characters replaced, a suffix when taken) and every result answers the
- * latest call it names, so calls and results stay paired; an id already valid and new is
- * kept as it is. One per translated request.
+ * id is rewritten (characters replaced, a suffix when taken), and results take the calls
+ * that name their id in order (then the latest again), so calls and results stay paired; an
+ * id already valid and new is kept as it is. One per translated request.
  */
 export class ToolIds {
   readonly #taken = new Set<string>();
+  /** Per id as sent: the rewritten ids of its calls not answered yet, in order. */
+  readonly #open = new Map<string, string[]>();
   readonly #latest = new Map<string, string>();
 
   /** The id a call goes upstream with. */
@@ -299,12 +300,15 @@ export class ToolIds {
     }
     this.#taken.add(out);
     this.#latest.set(id, out);
+    const open = this.#open.get(id);
+    if (open) open.push(out);
+    else this.#open.set(id, [out]);
     return out;
   }
 
   /** The id a result goes upstream with: its call's. */
   result(id: string): string {
-    return this.#latest.get(id) ?? clean(id);
+    return this.#open.get(id)?.shift() ?? this.#latest.get(id) ?? clean(id);
   }
 }
 
@@ -315,6 +319,7 @@ function clean(id: string): string {
   return out === "" ? "call" : out;
 }
 
+/** A tool message's `tool_call_id`, required. */
 export function toolCallId(m: OpenAIMessage, at: string): string {
   if (typeof m.tool_call_id !== "string" || m.tool_call_id === "") {
     throw invalid(`Missing required field "${at}.tool_call_id"`, `${at}.tool_call_id`);

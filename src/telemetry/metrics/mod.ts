@@ -351,6 +351,8 @@ export function createMetrics(serviceName: string): Metrics {
           }
           case "attempt_end": {
             const a = e.attempt;
+            // Upstream calls only: a breaker fast-fail has its own counter.
+            if (a.no_call) return;
             const m = model(a.model);
             const key = `${a.provider}\0${m}\0${a.outcome}`;
             (attemptHandles.get(key) ?? keep(

@@ -670,4 +670,23 @@ Deno.test("toAnthropicRequest(): tool-call ids Anthropic refuses are rewritten, 
   assert.deepEqual(uses, ["functions_get_weather_0", "call_0", "call_0_2", "toolu_01Valid"]);
   assert.deepEqual(results, uses, "each result answers its own call");
   for (const id of uses) assert.match(id, /^[a-zA-Z0-9_-]{1,64}$/);
+  // One turn calling twice under one id: the results take the calls in order.
+  const twice = toAnthropicRequest(
+    req([
+      { role: "user", content: "Weather?" },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          { id: "call_0", type: "function", function: { name: "get_weather", arguments: "{}" } },
+          { id: "call_0", type: "function", function: { name: "get_weather", arguments: "{}" } },
+        ],
+      },
+      result("call_0", "Sunny"),
+      result("call_0", "Rain"),
+    ], { tools: [WEATHER_TOOL] }),
+    MODEL,
+  );
+  const last = twice.messages.at(-1)!.content as { tool_use_id: string }[];
+  assert.deepEqual(last.map((b) => b.tool_use_id), ["call_0", "call_0_2"]);
 });

@@ -137,6 +137,10 @@ Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and t
       sample(text, 'pilotfish_breaker_fast_fails_total{provider="up",model="gpt-4o-mini"}'),
       1,
     );
+    // The fast-fail made no upstream call: not among the attempts.
+    const calls = [...text.matchAll(/^pilotfish_upstream_attempts_total\{[^}]*\} (\d+)/gm)]
+      .reduce((n, m) => n + Number(m[1]), 0);
+    assert.equal(calls, up.requests.length);
   } finally {
     await gw.close();
     await up.close();
