@@ -125,22 +125,34 @@ function appendItems(
   known: ReadonlyMap<string, ResponsesItem>,
   provider: string,
 ): void {
+  // Images in function outputs: OpenAI tool messages carry text only, so they follow the run
+  // of tool messages in a user turn (as /v1/messages does with tool_result images).
+  let images: OpenAIContentPart[] = [];
+  const flushImages = () => {
+    if (images.length === 0) return;
+    out.push({ role: "user", content: images });
+    images = [];
+  };
   items.forEach((raw, i) => {
     const at = `${where}[${i}]`;
     const item = raw.type === "item_reference" ? resolveReference(raw, at, known) : raw;
     const type = item.type ?? (typeof item.role === "string" ? "message" : undefined);
+    if (type !== "function_call_output") flushImages();
     switch (type) {
       case "message":
         return appendMessage(out, item, at, provider);
       case "function_call":
         return appendFunctionCall(out, item, at);
-      case "function_call_output":
+      case "function_call_output": {
+        const output = outputParts(item.output, `${at}.output`, provider);
         out.push({
           role: "tool",
           tool_call_id: requireString(item, "call_id", at),
-          content: outputText(item.output, `${at}.output`, provider),
+          content: output.text,
         });
+        images.push(...output.images);
         return;
+      }
       case "reasoning":
         // Another provider's reasoning cannot be replayed (it is opaque or encrypted): the
         // chat translations drop thinking the same way.
@@ -153,6 +165,7 @@ function appendItems(
         );
     }
   });
+  flushImages();
 }
 
 function resolveReference(
@@ -287,15 +300,23 @@ function appendFunctionCall(out: OpenAIMessage[], item: ResponsesItem, at: strin
   out.push({ role: "assistant", content: null, tool_calls: [call] });
 }
 
-/** A function's output: a string, or input parts whose text is joined. */
-function outputText(output: unknown, at: string, provider: string): string {
-  if (typeof output === "string") return output;
+/** A function's output: a string, or input parts (their text joined, their images apart). */
+function outputParts(
+  output: unknown,
+  at: string,
+  provider: string,
+): { text: string; images: OpenAIContentPart[] } {
+  if (typeof output === "string") return { text: output, images: [] };
   if (Array.isArray(output)) {
-    return output.map((part, j) => {
+    let text = "";
+    const images: OpenAIContentPart[] = [];
+    output.forEach((part, j) => {
       const p = isObject(part) ? part : {};
-      if (p.type === "input_text" && typeof p.text === "string") return p.text;
-      throw unsupportedPart(p, `${at}[${j}]`, provider);
-    }).join("");
+      if (p.type === "input_text" && typeof p.text === "string") text += p.text;
+      else if (p.type === "input_image") images.push(toContentPart(p, `${at}[${j}]`, provider));
+      else throw unsupportedPart(p, `${at}[${j}]`, provider);
+    });
+    return { text, images };
   }
   throw invalid(`"${at}" must be a string or an array of parts`, at);
 }

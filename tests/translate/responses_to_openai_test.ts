@@ -180,3 +180,35 @@ Deno.test("responsesParam() names the Responses field behind a chat field", () =
   ];
   for (const [chat, responses] of cases) assert.equal(responsesParam(chat), responses, chat);
 });
+
+Deno.test("toChatRequestFromResponses(): a function output's images follow the run of tool messages in a user turn", () => {
+  const chat = toChatRequestFromResponses(
+    {
+      model: "m",
+      input: [
+        ...HISTORY,
+        {
+          type: "function_call_output",
+          call_id: "call_a",
+          output: [
+            { type: "input_text", text: "The chart:" },
+            { type: "input_image", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+          ],
+        },
+        { type: "function_call_output", call_id: "call_b", output: "12:00" },
+        { role: "user", content: "Explain" },
+      ],
+    },
+    [],
+    "up",
+  );
+  assert.deepEqual(chat.messages.slice(2), [
+    { role: "tool", tool_call_id: "call_a", content: "The chart:" },
+    { role: "tool", tool_call_id: "call_b", content: "12:00" },
+    {
+      role: "user",
+      content: [{ type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } }],
+    },
+    { role: "user", content: "Explain" },
+  ]);
+});
