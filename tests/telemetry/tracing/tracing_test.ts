@@ -31,6 +31,28 @@ function startReceiver() {
   return { url: `http://127.0.0.1:${server.addr.port}`, spans, close: () => server.shutdown() };
 }
 
+/** The gateway with tracing on, its exporter loaded first as the daemon loads it. */
+async function tracedGateway(yaml: string): Promise<ReturnType<typeof startGateway>> {
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  return startGateway(yaml);
+}
+
+/** One JSON chat request to `path`; its status, the body drained. */
+async function chatOnce(
+  gw: ReturnType<typeof startGateway>,
+  path: string,
+  model: string,
+  headers: Record<string, string> = {},
+): Promise<number> {
+  const res = await gw.request(path, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ model, messages: [{ role: "user", content: "x" }] }),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
 const attr = (s: OtlpSpan, key: string): unknown => {
   const v = s.attributes.find((a) => a.key === key)?.value;
   return v === undefined ? undefined : Object.values(v)[0];
@@ -55,8 +77,7 @@ plugins:
     receiver.url.slice("http://".length)
   }", service_name: pf-test, insecure: true }
 `;
-  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
-  const gw = startGateway(yaml);
+  const gw = await tracedGateway(yaml);
   try {
     a.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
     b.script({ kind: "stream", chunks: ["Hel", "lo"], includeUsage: true });
@@ -133,16 +154,10 @@ providers:
 telemetry:
   tracing: { enabled: true, endpoint: "http://127.0.0.1:9/v1/traces" }
 `;
-  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
-  const gw = startGateway(yaml);
+  const gw = await tracedGateway(yaml);
   try {
     up.script({ kind: "json" });
-    const res = await gw.request("/v1/chat/completions", {
-      method: "POST",
-      body: JSON.stringify({ model: "up/gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
-    });
-    assert.equal(res.status, 200);
-    await res.body?.cancel();
+    assert.equal(await chatOnce(gw, "/v1/chat/completions", "up/gpt-4o-mini"), 200);
     await gw.runtime.observability.flushTraces();
   } finally {
     await gw.close();
@@ -164,8 +179,7 @@ routing:
 telemetry:
   tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
 `;
-  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
-  const gw = startGateway(yaml);
+  const gw = await tracedGateway(yaml);
   try {
     a.script({ kind: "json", delayMs: 2_000 });
     b.script({ kind: "json" });
@@ -213,8 +227,7 @@ providers:
 telemetry:
   tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
 `;
-  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
-  const gw = startGateway(yaml);
+  const gw = await tracedGateway(yaml);
   const clientTrace = "0af7651916cd43dd8448eb211c80319c";
   try {
     for (
@@ -277,16 +290,10 @@ routing:
 telemetry:
   tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
 `;
-  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
-  const gw = startGateway(yaml);
+  const gw = await tracedGateway(yaml);
   try {
     up.script({ kind: "json" });
-    const res = await gw.request("/v1/chat/completions", {
-      method: "POST",
-      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
-    });
-    assert.equal(res.status, 200);
-    await res.body?.cancel();
+    assert.equal(await chatOnce(gw, "/v1/chat/completions", "gpt-4o-mini"), 200);
     await gw.runtime.observability.flushTraces();
     const clients = receiver.spans.filter((s) => s.kind === 3);
     const down = clients.find((c) => attr(c, "gen_ai.provider.name") === "down")!;
@@ -297,12 +304,7 @@ telemetry:
 
     // The same on a native route (one call, no failover): its span ends failed, not unset.
     receiver.spans.length = 0;
-    const native = await gw.request("/native/down/chat/completions", {
-      method: "POST",
-      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }] }),
-    });
-    assert.equal(native.status, 502);
-    await native.body?.cancel();
+    assert.equal(await chatOnce(gw, "/native/down/chat/completions", "gpt-4o-mini"), 502);
     await gw.runtime.observability.flushTraces();
     // Named by its operation alone: the body streamed upstream unread, so no model is known.
     const span = receiver.spans.find((s) => s.kind === 3 && s.name === "chat")!;
