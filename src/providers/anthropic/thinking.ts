@@ -60,8 +60,11 @@ export function claudeThinking(
       { param, provider },
     );
   }
-  // The client's limit counts the thinking too, as OpenAI's counts reasoning.
-  return { budget: Math.min(budget, limit - 1), maxTokens: limit };
+  // The client's limit counts the thinking too, as OpenAI's counts reasoning. The answer keeps
+  // the room it has without a limit, up to half of it: a budget that took all but one token
+  // would leave the answer nothing.
+  const room = Math.min(answerTokens, Math.floor(limit / 2));
+  return { budget: Math.min(budget, Math.max(MIN_BUDGET, limit - room)), maxTokens: limit };
 }
 
 /** Sampling as extended thinking takes it: `temperature` and `top_k` unset, `top_p` ≥ 0.95. */

@@ -564,13 +564,24 @@ Deno.test("toAnthropicRequest(): reasoning_effort is extended thinking, within C
       assert.equal(out.max_tokens, budget + 4096, effort);
     }
   });
-  await t.step("the client's limit counts the thinking, as OpenAI's counts reasoning", () => {
-    const out = toAnthropicRequest(
-      req(HI, { reasoning_effort: "high", max_completion_tokens: 10_000 }),
-      MODEL,
-    );
-    assert.deepEqual(out.thinking, { type: "enabled", budget_tokens: 9_999 });
-    assert.equal(out.max_tokens, 10_000);
+  await t.step("the client's limit counts the thinking, and leaves the answer room", () => {
+    // [limit, effort, budget]: the answer keeps 4,096 tokens, or half of a smaller limit.
+    for (
+      const [limit, effort, budget] of [
+        [10_000, "high", 5_904],
+        [30_000, "high", 24_576],
+        [5_000, "medium", 2_500],
+        [1_500, "low", 1_024],
+        [1_025, "high", 1_024],
+      ] as const
+    ) {
+      const out = toAnthropicRequest(
+        req(HI, { reasoning_effort: effort, max_completion_tokens: limit }),
+        MODEL,
+      );
+      assert.deepEqual(out.thinking, { type: "enabled", budget_tokens: budget }, String(limit));
+      assert.equal(out.max_tokens, limit);
+    }
   });
   await t.step(
     "sampling as thinking takes it: temperature and top_k unset, top_p >= 0.95 kept",

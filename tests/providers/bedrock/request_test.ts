@@ -395,7 +395,7 @@ Deno.test("toConverseRequest(): reasoning_effort is Claude's extended thinking; 
     "anthropic.claude-3-7-sonnet-20250219-v1:0",
   );
   assert.deepEqual(limited.additionalModelRequestFields, {
-    thinking: { type: "enabled", budget_tokens: 4999 },
+    thinking: { type: "enabled", budget_tokens: 2500 },
   });
   assert.deepEqual(limited.inferenceConfig, { maxTokens: 5000, topP: 0.99 });
   const err = await gatewayError(() =>
