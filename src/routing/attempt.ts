@@ -26,8 +26,11 @@ export interface AttemptRecord {
   readonly key_id: string | null;
   readonly status: number | null;
   readonly duration_ms: number;
-  /** ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) */
-  readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled";
+  /**
+   * ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) |
+   * skipped (its breaker was open, so it went last, and an earlier target answered)
+   */
+  readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled" | "skipped";
   readonly reason?: string;
   /**
    * No call was made: the breaker fast-failed it, or it failed before one (a provider not

@@ -23,6 +23,7 @@ import { hasReadyKey, pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
 import { backoffMs, classifyFailure, retryAfterMs, sameProviderRetries } from "./retry.ts";
 import { orderTargets, targetKey } from "./strategy.ts";
+import { noUsage } from "../streaming/usage.ts";
 
 export type {
   AttemptContext,
@@ -188,13 +189,17 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     const first = req.targets[0];
     return exhausted(breaker.degraded(first?.provider ?? "unknown"), [], first);
   }
+  /** Targets the breaker held back (open): ordered last, and listed if never reached. */
+  const held = new Set<Target>();
   const order = orderTargets(
     req.targets,
     req.route,
     req.requested,
     deps.state,
     deps.random,
-    breaker.mode === "on" ? (t) => breaker.available(t.provider, keyOf(t), deps.now()) : undefined,
+    breaker.mode === "on"
+      ? (t) => breaker.available(t.provider, keyOf(t), deps.now()) || (held.add(t), false)
+      : undefined,
   );
   // Bypass is single-shot by contract: the caller gets exactly what one upstream call says.
   const maxAttempts = req.bypass
@@ -286,6 +291,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       feed(breaker, deps, winner, "success", true, req.bypass);
       deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
       // The outcome came from req.invoke, so it is an O (Settled is not generic to stay simple).
+      if (held.size > 0) skipped(held, attempts);
       return { ok: true, outcome: winner.ok as O, target: winner.target, attempts };
     }
 
@@ -417,6 +423,25 @@ function coolKey(deps: FailoverDeps, s: Settled, err: GatewayError): void {
   } else if (status === 429) {
     const wait = retryAfterMs(err.info.headers?.["retry-after"], now) ?? cfg.rate_limit;
     deps.state.coolKey(keyId, { until: now + wait, reason: "rate_limit", status });
+  }
+}
+
+/** The held-back targets an answer came before, listed (no call) so the log shows them. */
+function skipped(held: ReadonlySet<Target>, attempts: AttemptRecord[]): void {
+  for (const t of held) {
+    if (attempts.some((a) => a.provider === t.provider && a.model === t.model)) continue;
+    attempts.push({
+      provider: t.provider,
+      model: t.model,
+      key_id: null,
+      status: null,
+      duration_ms: 0,
+      first_chunk_ms: null,
+      usage: noUsage(),
+      outcome: "skipped",
+      reason: "circuit_open",
+      no_call: true,
+    });
   }
 }
 

@@ -863,3 +863,27 @@ routing:
     await upstream.close();
   }
 });
+
+Deno.test(
+  "executeWithFailover(): a target the open breaker held back is listed as skipped when another answered",
+  SANITIZE,
+  async () => {
+    // a fails until its breaker opens (failure_threshold 2), then b answers without a being tried.
+    const yaml = breakerConfig("max_retries: 0").replace(
+      "failure_threshold: 50",
+      "failure_threshold: 2",
+    );
+    const a = scripted("a", [fail(500)]);
+    const b = scripted("b", [ok("from b")]);
+    const env = setup(yaml, [a.adapter, b.adapter]);
+    for (let i = 0; i < 3; i++) await run(env).catch(() => {});
+    const tried = a.calls.length;
+    const r = await run(env);
+    assert.equal(a.calls.length, tried, "a was not called");
+    const skippedA = r.attempts.find((x) => x.outcome === "skipped");
+    assert.equal(skippedA?.provider, "a");
+    assert.equal(skippedA?.reason, "circuit_open");
+    assert.equal(skippedA?.no_call, true);
+    assert.equal(callsMade(r.attempts), 1, "one call: b's");
+  },
+);
