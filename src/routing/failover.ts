@@ -190,7 +190,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     return exhausted(breaker.degraded(first?.provider ?? "unknown"), [], first);
   }
   /** Targets the breaker held back (open): ordered last, and listed if never reached. */
-  const held = new Set<Target>();
+  let held: Set<Target> | null = null;
   const order = orderTargets(
     req.targets,
     req.route,
@@ -198,7 +198,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     deps.state,
     deps.random,
     breaker.mode === "on"
-      ? (t) => breaker.available(t.provider, keyOf(t), deps.now()) || (held.add(t), false)
+      ? (t) =>
+        breaker.available(t.provider, keyOf(t), deps.now()) || ((held ??= new Set()).add(t), false)
       : undefined,
   );
   // Bypass is single-shot by contract: the caller gets exactly what one upstream call says.
@@ -291,7 +292,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       feed(breaker, deps, winner, "success", true, req.bypass);
       deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
       // The outcome came from req.invoke, so it is an O (Settled is not generic to stay simple).
-      if (held.size > 0) skipped(held, attempts);
+      if (held !== null) skipped(held, attempts);
       return { ok: true, outcome: winner.ok as O, target: winner.target, attempts };
     }
 
