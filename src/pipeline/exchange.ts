@@ -85,6 +85,8 @@ export type ExchangeRequest =
     body: Uint8Array<ArrayBuffer> | null;
     /** A body streamed upstream unread: its declared length (for a usage estimate). */
     readonly bytes?: number;
+    /** The user a read body names (OpenAI's `user`, Anthropic's `metadata.user_id`). */
+    readonly user?: string;
   };
 
 /** What the access log and the overhead header need about the response. */

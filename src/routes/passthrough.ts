@@ -174,11 +174,13 @@ async function run(
   }
   const original = coding === null || held === null ? held : await inflate(held, coding, max);
   let view = original;
+  // What the body names itself, read once (again only after a rewrite).
+  let named = namesIn(view);
   ex.request = held === null && hasBody && Number.isFinite(declared)
     ? { schema: "passthrough", body: null, bytes: declared }
-    : { schema: "passthrough", body: view };
+    : { schema: "passthrough", body: view, ...userOf(named) };
   // What the stages see as asked for (an app key's allowlist); a rewrite may change it.
-  const asked = urlModel ?? modelFromJson(view);
+  const asked = urlModel ?? named.model;
   if (asked !== undefined) ex.model = asked;
   if (staged) {
     const http = await preHttp(ex, view, reached);
@@ -188,7 +190,8 @@ async function run(
       view = asBytes(body, view);
     });
     if (llm.response) return llm.response;
-    ex.request = { schema: "passthrough", body: view };
+    if (view !== original) named = namesIn(view);
+    ex.request = { schema: "passthrough", body: view, ...userOf(named) };
   }
   const headers = forwardHeaders(ex.headers, provider, inject);
   if (view !== original) {
@@ -203,7 +206,7 @@ async function run(
     /SignedHeaders=/.test(ex.headers.get("authorization") ?? "") ||
     /(?:^|[?&])X-Amz-Signature=/i.test(query)
   );
-  const model = urlModel ?? modelFromJson(view);
+  const model = urlModel ?? named.model;
   if (model !== undefined) ex.model = model;
   /** The configured key to inject, respecting per-key model allowlists when the model is known. */
   const configuredKey = (): string => {
@@ -620,15 +623,29 @@ function asBytes(
 }
 
 /** The JSON body's `model`, when it has one (OpenAI and Anthropic bodies do). */
-function modelFromJson(body: Uint8Array | null): string | undefined {
-  if (body === null || body.byteLength === 0) return undefined;
+/**
+ * What a JSON body names itself, in one parse: its `model` (OpenAI and Anthropic bodies have
+ * one) and its user (OpenAI's `user`, Anthropic's `metadata.user_id`, for the usage rollups).
+ */
+function namesIn(body: Uint8Array | null): { model?: string; user?: string } {
+  if (body === null || body.byteLength === 0) return {};
+  let json: { model?: unknown; user?: unknown; metadata?: { user_id?: unknown } | null };
   try {
-    const model = (JSON.parse(new TextDecoder().decode(body)) as { model?: unknown }).model;
-    return typeof model === "string" && model !== "" ? model : undefined;
+    json = JSON.parse(new TextDecoder().decode(body));
   } catch {
-    return undefined; // not JSON: the breaker keys on the bare provider
+    return {}; // not JSON: the breaker keys on the bare provider
   }
+  if (json === null || typeof json !== "object") return {};
+  const text = (v: unknown) => typeof v === "string" && v !== "" ? v : undefined;
+  const model = text(json.model);
+  const user = text(json.user) ??
+    (json.metadata !== null && typeof json.metadata === "object"
+      ? text(json.metadata.user_id)
+      : undefined);
+  return { ...(model ? { model } : {}), ...(user ? { user } : {}) };
 }
+
+const userOf = (named: { user?: string }) => named.user ? { user: named.user } : {};
 
 function providerNamed(
   config: Config,

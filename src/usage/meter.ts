@@ -169,7 +169,8 @@ function requestChars(ex: Exchange): number {
 
 /**
  * The user the request names itself, when `x-gateway.metadata.user_id` is absent: OpenAI's
- * `user`, Anthropic's `metadata.user_id`, the same in a native route's body when it was read.
+ * `user`, Anthropic's `metadata.user_id`, the same in a native route's body when it was read
+ * (the route reads it once, for its model and user).
  */
 function userOf(ex: Exchange): string | null {
   const req = ex.request;
@@ -183,22 +184,7 @@ function userOf(ex: Exchange): string | null {
     case "embeddings":
       return textOf(req.body.user);
     case "passthrough":
-      return req.body !== null && req.body.length <= USER_SCAN_BYTES ? userInBytes(req.body) : null;
-  }
-}
-
-/** A held native body is parsed for its user only up to this size (it is parsed nowhere else). */
-const USER_SCAN_BYTES = 256 * 1024;
-
-function userInBytes(body: Uint8Array): string | null {
-  try {
-    const json = JSON.parse(new TextDecoder().decode(body)) as unknown;
-    if (json === null || typeof json !== "object" || Array.isArray(json)) return null;
-    const { user, metadata } = json as { user?: unknown; metadata?: { user_id?: unknown } };
-    return textOf(user) ??
-      (metadata !== null && typeof metadata === "object" ? textOf(metadata.user_id) : null);
-  } catch {
-    return null;
+      return req.user ?? null;
   }
 }
 

@@ -77,13 +77,7 @@ export function toAnthropicRequest(
   if (messages.length === 0) throw noMessages(provider);
   const jsonInstruction = toJsonInstruction(body.response_format, provider);
   if (jsonInstruction !== null) system.push(jsonInstruction);
-  const thinking = claudeThinking(
-    body,
-    messages.at(-1)?.role === "assistant" ||
-      callsTools(messages.findLast((m) => m.role === "assistant")),
-    DEFAULT_MAX_TOKENS,
-    provider,
-  );
+  const thinking = claudeThinking(body, provider);
 
   const out: AnthropicRequest = {
     model,
@@ -123,12 +117,6 @@ export function toAnthropicRequest(
 
 /** OpenAI's refused parameters but `reasoning_effort`, which becomes extended thinking. */
 const REJECTED = OPENAI_ONLY_PARAMS.filter(([param]) => param !== "reasoning_effort");
-
-/** An assistant turn that called tools: the request answers them. */
-function callsTools(turn: AnthropicMessage | undefined): boolean {
-  return turn !== undefined && Array.isArray(turn.content) &&
-    turn.content.some((b) => b.type === "tool_use");
-}
 
 // ---- Messages ------------------------------------------------------------------------------
 

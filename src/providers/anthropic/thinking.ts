@@ -11,12 +11,23 @@
  * @module
  */
 import { GatewayError } from "../../errors.ts";
-import { isObject, type OpenAIChatRequest } from "../../schema/openai.ts";
+import { isObject, type OpenAIChatRequest, type OpenAIMessage } from "../../schema/openai.ts";
 import { maxTokensOf } from "../shared/openai_request.ts";
 import { reasoningEffort, thinkingBudget } from "../shared/reasoning.ts";
 
 /** The least `budget_tokens` Claude takes. */
 const MIN_BUDGET = 1_024;
+
+/** Room for the answer beside the thinking when the client set no limit. */
+const ANSWER_TOKENS = 4_096;
+
+/** A conversation that ends in an assistant prefill, or answers the last assistant's calls. */
+function barred(messages: readonly OpenAIMessage[]): boolean {
+  const last = messages.findLast((m) => m.role !== "system" && m.role !== "developer");
+  if (last?.role === "assistant") return true;
+  const calls = messages.findLast((m) => m.role === "assistant")?.tool_calls;
+  return Array.isArray(calls) && calls.length > 0;
+}
 
 export interface ClaudeThinking {
   readonly budget: number;
@@ -26,19 +37,13 @@ export interface ClaudeThinking {
 
 /**
  * The thinking a request asks for, or null: no effort, `none`, or a conversation thinking
- * cannot continue (`barred`: it answers tool calls, whose turn would need its thinking block,
- * or ends in an assistant prefill, which thinking does not take); such a turn goes without
- * thinking rather than be refused. `answerTokens` is the room left for the answer when the
- * client set no limit.
+ * cannot continue (it answers tool calls, whose turn would need its thinking block, or ends
+ * in an assistant prefill, which thinking does not take); such a turn goes without thinking
+ * rather than be refused.
  */
-export function claudeThinking(
-  body: OpenAIChatRequest,
-  barred: boolean,
-  answerTokens: number,
-  provider: string,
-): ClaudeThinking | null {
+export function claudeThinking(body: OpenAIChatRequest, provider: string): ClaudeThinking | null {
   const effort = reasoningEffort(body);
-  if (effort === null || effort === "none" || barred) return null;
+  if (effort === null || effort === "none" || barred(body.messages)) return null;
   const choice = body.tool_choice;
   if (choice === "required" || isObject(choice)) {
     throw new GatewayError(
@@ -49,7 +54,7 @@ export function claudeThinking(
   }
   const budget = thinkingBudget(effort);
   const limit = maxTokensOf(body);
-  if (limit === null) return { budget, maxTokens: budget + answerTokens };
+  if (limit === null) return { budget, maxTokens: budget + ANSWER_TOKENS };
   if (limit <= MIN_BUDGET) {
     const param = typeof body.max_completion_tokens === "number"
       ? "max_completion_tokens"
@@ -63,7 +68,7 @@ export function claudeThinking(
   // The client's limit counts the thinking too, as OpenAI's counts reasoning. The answer keeps
   // the room it has without a limit, up to half of it: a budget that took all but one token
   // would leave the answer nothing.
-  const room = Math.min(answerTokens, Math.floor(limit / 2));
+  const room = Math.min(ANSWER_TOKENS, Math.floor(limit / 2));
   return { budget: Math.min(budget, Math.max(MIN_BUDGET, limit - room)), maxTokens: limit };
 }
 

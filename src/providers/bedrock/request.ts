@@ -59,9 +59,6 @@ const REJECTED: ReadonlyArray<RejectedParam> = [
 /** Claude on Bedrock: `anthropic.` or a regional/global profile's `us.anthropic.` etc. */
 const isClaude = (model: string) => /(?:^|[.:/])anthropic\./.test(model);
 
-/** Room for the answer beside the thinking when the client set no limit (as on Anthropic). */
-const ANSWER_TOKENS = 4096;
-
 /*
  * Dropped without complaint: `seed`, `user`, `safety_identifier`, `service_tier`, `store`,
  * `metadata`, `prompt_cache_key` (no Converse counterpart that changes the answer),
@@ -104,16 +101,7 @@ export function toConverseRequest(
   if (messages.length === 0) throw noMessages(provider);
   const jsonInstruction = toJsonInstruction(body.response_format, provider);
   if (jsonInstruction !== null) system.push({ text: jsonInstruction });
-  const last = messages.findLast((m) => m.role === "assistant");
-  const thinking = isClaude(model)
-    ? claudeThinking(
-      body,
-      messages.at(-1)?.role === "assistant" ||
-        (last !== undefined && last.content.some((b) => "toolUse" in b)),
-      ANSWER_TOKENS,
-      provider,
-    )
-    : null;
+  const thinking = isClaude(model) ? claudeThinking(body, provider) : null;
 
   const out: ConverseRequest = { messages };
   if (system.length > 0) out.system = system;
@@ -204,7 +192,7 @@ function topKFields(
 ): Record<string, unknown> | null {
   const topK = body.top_k;
   if (topK === undefined || topK === null) return null;
-  if (/(?:^|[.:/])anthropic\./.test(model)) return { top_k: topK };
+  if (isClaude(model)) return { top_k: topK };
   throw new GatewayError(
     "invalid_request",
     `Parameter "top_k" is not supported by model "${model}" on provider "${provider}"`,
