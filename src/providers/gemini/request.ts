@@ -115,16 +115,18 @@ function toGeminiContents(
   // Gemini's functionResponse is matched by function name, which OpenAI's tool message
   // lacks: it is found through the id of the assistant tool call it answers.
   const callNames = new Map<string, string>();
+  // Ids Gemini issued, echoed on the call and on its response (see `geminiIssued`).
+  const echoed = new Set<string>();
   visitMessages(messages, provider, {
     system(m, at) {
       for (const text of texts(m.content, at, provider)) system.push({ text });
     },
     user: (m, at) => push("user", userParts(m.content, at, provider)),
     assistant(m, at) {
-      const calls = functionCallParts(m.tool_calls, at, callNames);
+      const calls = functionCallParts(m.tool_calls, at, callNames, echoed);
       push("model", [...texts(m.content, at, provider).map((text) => ({ text })), ...calls]);
     },
-    tool: (m, at) => push("user", [functionResponsePart(m, at, callNames, provider)]),
+    tool: (m, at) => push("user", [functionResponsePart(m, at, callNames, echoed, provider)]),
   });
   return turns.map(({ role, blocks }) => ({ role, parts: blocks }));
 }
@@ -197,13 +199,19 @@ function functionCallParts(
   toolCalls: unknown,
   at: string,
   callNames: Map<string, string>,
+  echoed: Set<string>,
 ): GeminiPart[] {
   const parts = toolCallsOf(toolCalls, at).map(({ call, id, name, args }) => {
     // A later call with the same id (ids are not unique across providers) wins: a tool
     // message answers the most recent call with its id.
     callNames.set(id, name);
+    const functionCall: GeminiFunctionCall = { name, args };
+    if (geminiIssued(id)) {
+      functionCall.id = id;
+      echoed.add(id);
+    } else echoed.delete(id);
     const part: { functionCall: GeminiFunctionCall; thoughtSignature?: string } = {
-      functionCall: { name, args },
+      functionCall,
     };
     const signature = thoughtSignatureOf(call);
     if (signature !== null) part.thoughtSignature = signature;
@@ -216,6 +224,17 @@ function functionCallParts(
     first.thoughtSignature = SKIP_THOUGHT_SIGNATURE;
   }
   return parts;
+}
+
+/**
+ * Whether a tool-call id is one Gemini issued (`FunctionCall.id`, set by newer models), which
+ * must come back on the call and on its `FunctionResponse`. Ids Pilotfish made up for a call
+ * without one (`call_` + 24 base-36 characters, see `randomId`) and other providers' ids
+ * (OpenAI `call_`, Anthropic `toolu_`, Bedrock `tooluse_`), carried over in a history after
+ * a failover, are not Gemini's: Gemini pairs those by name and order, as before ids.
+ */
+export function geminiIssued(id: string): boolean {
+  return !/^(?:call_|toolu_|tooluse_)/.test(id);
 }
 
 /** `extra_content.google.thought_signature`, as Gemini's OpenAI-compatible endpoint uses. */
@@ -235,6 +254,7 @@ function functionResponsePart(
   m: OpenAIMessage,
   at: string,
   callNames: ReadonlyMap<string, string>,
+  echoed: ReadonlySet<string>,
   provider: string,
 ): GeminiPart {
   const id = toolCallId(m, at);
@@ -247,7 +267,8 @@ function functionResponsePart(
     );
   }
   const text = typeof m.content === "string" ? m.content : texts(m.content, at, provider).join("");
-  return { functionResponse: { name, response: toResponseObject(text) } };
+  const response = toResponseObject(text);
+  return { functionResponse: echoed.has(id) ? { id, name, response } : { name, response } };
 }
 
 function toResponseObject(text: string): Record<string, unknown> {

@@ -12,11 +12,13 @@ import type { OpenAIToolCall, OpenAIToolCallDelta, OpenAIUsageOut } from "../../
 export interface GeminiFunctionCall {
   name: string;
   args: Record<string, unknown>;
-  /** Set by newer models; echoed in the matching functionResponse when the client keeps it. */
+  /** Set by newer models; sent back on the call and its functionResponse (`geminiIssued`). */
   id?: string;
 }
 
 export interface GeminiFunctionResponse {
+  /** The `FunctionCall.id` this answers, when Gemini issued one. */
+  id?: string;
   name: string;
   /** Must be a JSON object; `output` / `error` keys are conventional (FunctionResponse docs). */
   response: Record<string, unknown>;

@@ -269,6 +269,42 @@ Deno.test("toGeminiRequest() signs replayed calls that carry no thought signatur
   ]);
 });
 
+Deno.test("toGeminiRequest() sends back the call ids Gemini issued, and only those", () => {
+  // Newer models set FunctionCall.id and expect it on the call and its FunctionResponse;
+  // ids Pilotfish made up (call_…) or another provider gave (toolu_…) stay out.
+  const out = toGeminiRequest(req([
+    { role: "user", content: "Go" },
+    {
+      role: "assistant",
+      tool_calls: [
+        { id: "8f2kq1xz", type: "function", function: { name: "f", arguments: "{}" } },
+        {
+          id: "call_0123456789abcdefghijklmn",
+          type: "function",
+          function: { name: "g", arguments: "{}" },
+        },
+        { id: "toolu_01A", type: "function", function: { name: "h", arguments: "{}" } },
+      ],
+    },
+    { role: "tool", tool_call_id: "8f2kq1xz", content: "1" },
+    { role: "tool", tool_call_id: "call_0123456789abcdefghijklmn", content: "2" },
+    { role: "tool", tool_call_id: "toolu_01A", content: "3" },
+  ]));
+  assert.deepEqual(out.contents[1]?.parts, [
+    {
+      functionCall: { name: "f", args: {}, id: "8f2kq1xz" },
+      thoughtSignature: SKIP_THOUGHT_SIGNATURE,
+    },
+    { functionCall: { name: "g", args: {} } },
+    { functionCall: { name: "h", args: {} } },
+  ]);
+  assert.deepEqual(out.contents[2]?.parts, [
+    { functionResponse: { id: "8f2kq1xz", name: "f", response: { output: "1" } } },
+    { functionResponse: { name: "g", response: { output: "2" } } },
+    { functionResponse: { name: "h", response: { output: "3" } } },
+  ]);
+});
+
 Deno.test("toGeminiRequest() pairs a reused call id with its most recent call", () => {
   const call = (name: string) => ({
     role: "assistant",
