@@ -12,7 +12,8 @@
  *   BENCH_CONFIG=bench/configs/x.yaml deno task bench:pipeline   # also: that fragment on
  *
  * Env: BENCH_REQUESTS (per variant per round, default 4000), BENCH_ROUNDS (default 7),
- * BENCH_STAGES (no-op stages of the second variant, default 3), BENCH_STREAM=1 (streamed),
+ * BENCH_STAGES (no-op stages of the second variant, default 3), BENCH_STREAM=1 (streamed;
+ * BENCH_CHUNKS content chunks, default 6),
  * BENCH_AUTH (the bearer sent; e.g. the app key of bench/configs/keys.yaml), BENCH_REDIS_URL
  * (a running Redis for a fragment's `{{REDIS}}`; limits on it are measured once their lease is
  * taken), BENCH_PROMPT_BYTES (the user message is that many bytes of prose, as `deno task
@@ -54,8 +55,11 @@ const REPLY = JSON.stringify({
   usage: { prompt_tokens: 9, completion_tokens: 9, total_tokens: 18 },
 });
 const enc = new TextEncoder();
+// BENCH_CHUNKS: content chunks per streamed answer (default 6), to weigh the per-chunk cost.
+const chunks = Math.max(1, Math.floor(Number(Deno.env.get("BENCH_CHUNKS") ?? 6)));
+const WORDS = ["Hello", "!", " How", " can", " I", " help?"];
 const SSE = [
-  ...["Hello", "!", " How", " can", " I", " help?"].map((t, i) =>
+  ...Array.from({ length: chunks }, (_, i) => WORDS[i % WORDS.length] as string).map((t, i) =>
     `data: ${
       JSON.stringify({
         id: "chatcmpl-bench",
