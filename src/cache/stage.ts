@@ -40,11 +40,69 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   const keys = new HeldSlot<string>("cacheKey");
   /** Streams being assembled for storage (`cache.streaming`). */
   const streams = new HeldSlot<StreamAssembly>("cacheStream");
+  /**
+   * Misses being answered, by key. An identical request that misses meanwhile waits for
+   * that answer instead of paying for the same completion again (a stampede of one prompt
+   * would otherwise cost N upstream calls); local to this sidecar.
+   */
+  const flights = new Map<string, Flight>();
+  /** The flight an exchange leads: landed once its answer is stored, or it ended without. */
+  const leads = new HeldSlot<Flight>("cacheFlight");
+
+  /** Takes the exchange's flight off it: the caller lands it. */
+  const takeFlight = (ex: Exchange): Flight | undefined => {
+    const flight = leads.get(ex);
+    if (flight !== undefined) leads.delete(ex);
+    return flight;
+  };
+  const landFlight = (flight: Flight | undefined) => {
+    if (flight === undefined) return;
+    if (flights.get(flight.key) === flight) flights.delete(flight.key);
+    flight.land();
+  };
+  const land = (ex: Exchange) => landFlight(takeFlight(ex));
 
   const store = (ex: Exchange, key: string, body: Record<string, unknown>) => {
     const value: CachedAnswer = { provider: ex.provider ?? "", model: ex.model ?? "", body };
+    const flight = takeFlight(ex);
     const done = backend.set(key, JSON.stringify(value), ttlMs);
-    if (done instanceof Promise) done.catch(() => {});
+    // Waiters look again once the entry is there (a Redis write takes a round trip).
+    if (done instanceof Promise) done.catch(() => {}).finally(() => landFlight(flight));
+    else landFlight(flight);
+  };
+
+  /**
+   * Waits for the flight, at most `COALESCE_WAIT_MS` and the caller's own budget
+   * (`x-gateway.timeout`, else `routing.failover.deadline`).
+   */
+  const waitFor = (ex: Exchange, flight: Flight): Promise<void> => {
+    const own = ex.gateway.timeout;
+    const budget = own !== undefined ? own * 1000 : ex.runtime.config.routing.failover.deadline;
+    const ms = Math.min(COALESCE_WAIT_MS, budget);
+    return new Promise<void>((resolve) => {
+      const cancel = ex.runtime.schedule(ms, resolve);
+      flight.landed.then(() => {
+        cancel();
+        resolve();
+      });
+    });
+  };
+
+  /** Look the key up; a miss while an identical request is answered waits for it, once. */
+  const lookup = (
+    ex: Exchange,
+    key: string,
+    includeUsage: boolean,
+    waited: boolean,
+  ): PreLlmResult | undefined | Promise<PreLlmResult | undefined> => {
+    const found = backend.get(key);
+    const then = (v: string | null) => {
+      const flight = v === null && !waited ? flights.get(key) : undefined;
+      if (flight === undefined) return answer(ex, key, v, includeUsage);
+      return waitFor(ex, flight).then(() => lookup(ex, key, includeUsage, true));
+    };
+    // The memory backend answers at once: no promise hop (and no stage timer) for it.
+    return found instanceof Promise ? found.then(then) : then(found);
   };
 
   // Memory entries are only ever written by `store` (JSON.stringify of a checked answer), so a
@@ -87,6 +145,12 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       ex.cacheStatus = "miss";
       keys.set(ex, key);
       if (ex.stream) streams.set(ex, new StreamAssembly());
+      // Only an answer that will be stored is worth waiting for.
+      if ((!ex.stream || policy.streaming) && !flights.has(key)) {
+        const flight = new Flight(key);
+        flights.set(key, flight);
+        leads.set(ex, flight);
+      }
       return undefined;
     }
     ex.cacheStatus = "hit";
@@ -125,7 +189,9 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   const stage: Stage = {
     name: "response_cache",
     fail_mode: "open",
-    timeout_ms: 1_000,
+    // A lookup is bounded by the backend (Redis commands have their own deadline); a wait
+    // for an identical request's answer by `waitFor`.
+    timeout_ms: COALESCE_WAIT_MS + 1_000,
     schemas: ["openai_chat", "anthropic_messages"],
     pre_llm(ex, view) {
       if (view.schema !== "openai_chat" && view.schema !== "anthropic_messages") return;
@@ -143,18 +209,20 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       if (skip !== null) return;
       const includeUsage = body.stream_options?.include_usage === true;
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
-      const key = cacheKey(ex.targets, scope, body);
-      const found = backend.get(key);
-      // The memory backend answers at once: no promise hop (and no stage timer) for it.
-      return found instanceof Promise
-        ? found.then((v) => answer(ex, key, v, includeUsage))
-        : answer(ex, key, found, includeUsage);
+      return lookup(ex, cacheKey(ex.targets, scope, body), includeUsage, false);
     },
     post_llm(ex, res) {
       const key = keys.get(ex);
       if (key === undefined || res.stream) return;
       keys.delete(ex);
       if (res.status === 200 && res.body && isCompletion(res.body)) store(ex, key, res.body);
+      else land(ex);
+    },
+    // A leader that ends without an answer stored (failed, rejected by a later stage, cut
+    // off) lands its flight here: its waiters look again and go upstream themselves.
+    trace_events: ["request_end"],
+    trace(event: TelemetryEvent) {
+      if (event.type === "request_end") land(event.exchange);
     },
     post_http(ex, res) {
       if (ex.cacheStatus !== "miss") return;
@@ -173,24 +241,38 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     },
     // Only a stream that missed is assembled; any other keeps its bytes as they came.
     wants_chunks: (ex) => streams.get(ex) !== undefined,
-    trace_events: ["request_end"],
     trace(event: TelemetryEvent) {
       if (event.type !== "request_end") return;
       const ex = event.exchange;
       const assembly = streams.get(ex);
       const key = keys.get(ex);
-      if (assembly === undefined || key === undefined) return;
+      if (assembly === undefined || key === undefined) return land(ex);
       streams.delete(ex);
       keys.delete(ex);
       // Only a stream that completed normally is an answer worth replaying.
-      if (event.status !== 200 || event.outcome !== "complete") return;
+      if (event.status !== 200 || event.outcome !== "complete") return land(ex);
       // Counts the client did not ask to see (its usage chunk stripped) are still the
       // upstream's: the metered usage stands in, unless it is an estimate.
       const metered = event.usage !== null && !event.usage.estimated ? event.usage : undefined;
       const body = assembly.completion(metered);
       if (body !== null) store(ex, key, body);
+      else land(ex);
     },
   };
+}
+
+/** The longest a request waits for an identical one's answer before asking upstream itself. */
+export const COALESCE_WAIT_MS = 30_000;
+
+/** One miss being answered; `landed` resolves once it is stored or will not be. */
+class Flight {
+  readonly landed: Promise<void>;
+  readonly land: () => void;
+  constructor(readonly key: string) {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.landed = promise;
+    this.land = resolve;
+  }
 }
 
 /** A hit: the answer parsed (`body`), or its JSON text as stored (`text`). */

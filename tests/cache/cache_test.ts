@@ -3,6 +3,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway, testClock } from "../helpers/in_process.ts";
+import { realSchedule } from "../../src/pipeline/stages.ts";
 import { startRedisServer } from "../helpers/redis_server.ts";
 import { json, lineOf } from "../usage/support.ts";
 
@@ -301,6 +302,173 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
     await gw.close();
     await up.close();
   }
+});
+
+/**
+ * An upstream that answers each request only when the test says so (`release(i)`), with
+ * its status: concurrent misses stay in flight as long as the test needs.
+ */
+function heldUpstream() {
+  const held: { resolve: (status: number) => void }[] = [];
+  const arrived: (() => void)[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.text();
+    const { promise, resolve } = Promise.withResolvers<number>();
+    held.push({ resolve });
+    arrived.splice(0).forEach((f) => f());
+    const status = await promise;
+    return status === 200
+      ? Response.json(completionBody(`answer ${held.length}`))
+      : Response.json({ error: { message: "boom", type: "server_error" } }, { status });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/v1`,
+    calls: () => held.length,
+    /** Resolves once `n` requests arrived. */
+    async arrivals(n: number) {
+      while (held.length < n) await new Promise<void>((r) => arrived.push(r));
+    },
+    release: (i: number, status = 200) => held[i]!.resolve(status),
+    close: () => {
+      for (const h of held) h.resolve(200);
+      return server.shutdown();
+    },
+  };
+}
+
+/** A wait bound no other timer uses: a request's own deadline bounds its wait for a twin. */
+const WAIT_MS = 17_000;
+
+/** The real timers, and a way to see (and fire) the waits for an identical request's answer. */
+function watchedSchedule() {
+  const waits: (() => void)[] = [];
+  const seen: (() => void)[] = [];
+  return {
+    schedule: (ms: number, fn: () => void) => {
+      if (ms !== WAIT_MS) return realSchedule(ms, fn);
+      waits.push(fn);
+      seen.splice(0).forEach((f) => f());
+      return () => {};
+    },
+    /** Resolves once `n` requests are waiting. */
+    async waiting(n: number) {
+      while (waits.length < n) await new Promise<void>((r) => seen.push(r));
+    },
+    fire: () => waits.forEach((f) => f()),
+  };
+}
+
+Deno.test("response cache: identical concurrent misses make one upstream call", async (t) => {
+  const body = () => json({ model: "up/gpt-4o-mini", messages: HI });
+  const setUp = () => {
+    const up = heldUpstream();
+    const timers = watchedSchedule();
+    const gw = startGateway(
+      gatewayYaml(up.url, "  enabled: true\n  backend: memory\n  ttl: 10m").replace(
+        "failover: { enabled: false }",
+        `failover: { enabled: false, deadline: ${WAIT_MS}ms }`,
+      ),
+      {},
+      { schedule: timers.schedule },
+    );
+    return { up, timers, gw };
+  };
+
+  await t.step("followers wait for the first request's answer and are served it", async () => {
+    const { up, timers, gw } = setUp();
+    try {
+      const first = gw.request("/v1/chat/completions", body());
+      await up.arrivals(1);
+      const rest = [1, 2, 3].map(() => gw.request("/v1/chat/completions", body()));
+      await Promise.race([
+        timers.waiting(3),
+        up.arrivals(2).then(() => assert.fail("a follower went upstream")),
+      ]);
+      assert.equal(up.calls(), 1);
+      up.release(0);
+      const leader = await first;
+      assert.equal(leader.headers.get("x-cache"), "MISS");
+      const answer = await leader.json();
+      for (const res of await Promise.all(rest)) {
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-cache"), "HIT");
+        assert.equal(res.headers.get("x-pilotfish-cost-usd"), "0");
+        assert.deepEqual(await res.json(), answer);
+      }
+      assert.equal(up.calls(), 1);
+    } finally {
+      await up.close();
+      await gw.close();
+    }
+  });
+
+  await t.step("when the first fails, its followers ask upstream themselves", async () => {
+    const { up, timers, gw } = setUp();
+    try {
+      const first = gw.request("/v1/chat/completions", body());
+      await up.arrivals(1);
+      const rest = [1, 2].map(() => gw.request("/v1/chat/completions", body()));
+      await timers.waiting(2);
+      up.release(0, 400);
+      assert.equal((await first).status, 400);
+      await up.arrivals(3);
+      up.release(1);
+      up.release(2);
+      for (const res of await Promise.all(rest)) {
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-cache"), "MISS");
+        await res.body?.cancel();
+      }
+      await (await first).body?.cancel();
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  });
+
+  await t.step("a follower waits no longer than the wait cap", async () => {
+    const { up, timers, gw } = setUp();
+    try {
+      const first = gw.request("/v1/chat/completions", body());
+      await up.arrivals(1);
+      const follower = gw.request("/v1/chat/completions", body());
+      await timers.waiting(1);
+      timers.fire();
+      await up.arrivals(2);
+      up.release(1);
+      const res = await follower;
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-cache"), "MISS");
+      await res.body?.cancel();
+      up.release(0);
+      await (await first).body?.cancel();
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  });
+
+  await t.step("a stream that will not be stored is not waited for", async () => {
+    const { up, timers, gw } = setUp();
+    try {
+      // Without cache.streaming a stream's answer is never stored: a JSON twin goes upstream.
+      const first = gw.request(
+        "/v1/chat/completions",
+        json({ model: "up/gpt-4o-mini", messages: HI, stream: true }),
+      );
+      await up.arrivals(1);
+      const twin = gw.request("/v1/chat/completions", body());
+      await up.arrivals(2);
+      up.release(1);
+      assert.equal((await twin).headers.get("x-cache"), "MISS");
+      await (await twin).body?.cancel();
+      up.release(0);
+      await (await first).body?.cancel();
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  });
 });
 
 Deno.test("cache backend redis: shared by two gateways; an outage is a miss, never an error", async (t) => {
