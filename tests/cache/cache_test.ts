@@ -449,7 +449,7 @@ Deno.test("response cache: identical concurrent misses make one upstream call", 
   });
 
   await t.step("a stream that will not be stored is not waited for", async () => {
-    const { up, timers, gw } = setUp();
+    const { up, gw } = setUp();
     try {
       // Without cache.streaming a stream's answer is never stored: a JSON twin goes upstream.
       const first = gw.request(
