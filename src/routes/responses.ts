@@ -254,13 +254,27 @@ export const responses = unifiedHandler(RESPONSES_ROUTE, "openai_json");
 
 function responseId(c: Context<AppEnv>): string {
   const raw = c.req.param("id") ?? "";
+  let id: string;
   try {
-    return decodeURIComponent(raw);
+    id = decodeURIComponent(raw);
   } catch {
     // A malformed escape (`%E0`) names no response: a 404, not an error of ours.
     throw notFound(raw);
   }
+  // An id is an opaque token (`resp_…`). One with a slash, dot-segment, backslash, `?` or `%`
+  // would be relayed to a provider with the gateway's key, where an upstream that decodes
+  // `%2F` would read another path: refused before any upstream call, like passthrough paths.
+  if (!RESPONSE_ID.test(id) || /^\.+$/.test(id)) {
+    throw new GatewayError(
+      "invalid_request",
+      `"${raw}" is not a response id (letters, digits, "_", "-", ".", ":" only)`,
+      { param: "response_id" },
+    );
+  }
+  return id;
 }
+
+const RESPONSE_ID = /^[A-Za-z0-9_.:-]{1,256}$/;
 
 function notFound(id: string): GatewayError {
   return new GatewayError("not_found", `Response with id "${id}" not found`, {

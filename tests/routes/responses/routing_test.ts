@@ -150,11 +150,26 @@ providers:
     const none = await gw.request("/v1/responses/resp_gone");
     assert.equal(none.status, 404);
     assert.match((await none.json()).error.message, /Response with id "resp_gone" not found/);
-    // An id travels as one path segment, whatever it holds.
-    const odd = await gw.request("/v1/responses/..%2Fmodels");
-    assert.equal(odd.status, 404);
-    await odd.body?.cancel();
-    assert.equal(second.requests.at(-1)!.path, "/v1/responses/..%2Fmodels");
+    // An id is an opaque token: one that could name another path upstream (an encoded
+    // slash, a dot-segment, a backslash, a query) is refused before any provider is asked.
+    const calls = first.requests.length + second.requests.length;
+    for (
+      const odd of [
+        "..%2Fmodels",
+        "x%2F..%2F..%2Fmodels",
+        "x%5Cy",
+        "resp_1%3Fa%3Db",
+      ]
+    ) {
+      for (const method of ["GET", "DELETE"]) {
+        const res = await gw.request(`/v1/responses/${odd}`, { method });
+        assert.equal(res.status, 400, `${method} ${odd}`);
+        const body = await res.json();
+        assert.equal(body.error.type, "invalid_request_error");
+        assert.equal(body.error.param, "response_id");
+      }
+    }
+    assert.equal(first.requests.length + second.requests.length, calls);
   } finally {
     await gw.close();
     await first.close();
