@@ -92,7 +92,7 @@ export async function healthReport(rt: Runtime): Promise<HealthReport> {
       type: p.type,
       status,
       ...detail,
-      baseURL: p.base_url,
+      baseURL: shownUrl(p.base_url),
       streaming_support: true,
       // Bodies are read for usage and limits on every route (llm-proxy's flag).
       body_parsing: true,
@@ -167,3 +167,25 @@ export interface HealthReport {
   readonly circuit_breaker?: Record<string, unknown>;
   readonly rate_limiting?: Record<string, unknown>;
 }
+
+/**
+ * A base URL as `/health` (unauthenticated) shows it: credentials in the userinfo and query
+ * values (`?key=…`) are replaced, names and the rest kept.
+ */
+export function shownUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return raw;
+  }
+  if (url.username === "" && url.password === "" && url.search === "") return raw;
+  if (url.username !== "" || url.password !== "") {
+    url.username = REDACTED;
+    url.password = "";
+  }
+  for (const name of new Set(url.searchParams.keys())) url.searchParams.set(name, REDACTED);
+  return url.toString().replaceAll(encodeURIComponent(REDACTED), REDACTED);
+}
+
+const REDACTED = "[REDACTED]";
