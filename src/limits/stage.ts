@@ -11,7 +11,8 @@ import type { Exchange } from "../pipeline/exchange.ts";
 import type { LlmRequestView, PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import type { KeyRecord } from "../keys/mod.ts";
-import { usageNow } from "../streaming/usage.ts";
+import { usageNow, usageReported } from "../streaming/usage.ts";
+import type { Usage } from "../providers/types.ts";
 import { type Admission, type CheckState, type LimitBackend, tightest } from "./backend.ts";
 import {
   type Check,
@@ -225,13 +226,28 @@ export function limitStage(opts: LimitStageOptions): Stage {
 function inputTokens(ex: Exchange): number | null {
   let sum: number | null = null;
   for (const a of ex.attempts) {
-    const u = usageNow(a.usage);
-    if (u && typeof u.prompt_tokens === "number") sum = (sum ?? 0) + u.prompt_tokens;
+    const n = countedInput(a.usage);
+    if (n !== null) sum = (sum ?? 0) + n;
   }
-  if (sum === null && ex.usage && typeof ex.usage.prompt_tokens === "number") {
-    sum = ex.usage.prompt_tokens;
-  }
+  if (sum === null && ex.usage && !ex.usage.estimated) sum = positive(ex.usage.prompt_tokens);
   return sum;
+}
+
+/**
+ * The input count an upstream itself reported for an attempt; null when it reported none
+ * (a stream without usage is metered with an input of 0 or a guess, which must not replace
+ * the admission's estimate: that would let such streams spend no token budget).
+ */
+function countedInput(usage: Promise<Usage | null>): number | null {
+  const reported = usageReported(usage);
+  if (reported !== null) return positive(reported.prompt_tokens);
+  const u = usageNow(usage);
+  return u && !u.estimated ? positive(u.prompt_tokens) : null;
+}
+
+/** llm-proxy reconciles only with a count above zero. */
+function positive(n: number | undefined): number | null {
+  return typeof n === "number" && n > 0 ? n : null;
 }
 
 /** `user:<id>` → `user`: the metric label is the scope's kind, never its (unbounded) value. */

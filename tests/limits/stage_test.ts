@@ -11,6 +11,7 @@ import { createControl } from "../../src/pipeline/control.ts";
 import { buildRuntime } from "../../src/runtime.ts";
 import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
 import { fingerprint } from "../../src/limits/policy.ts";
+import { lineOf } from "../usage/support.ts";
 
 const chat = (extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) => ({
   method: "POST",
@@ -434,6 +435,46 @@ features:
     // "hello there" is estimated at 3 tokens; the upstream said 50.
     const used = gw.runtime.limits!.usage().find((r) => r.metric === "tokens")!.used;
     assert.equal(used, 50);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("a stream the upstream reports no usage for keeps its estimate (never 0 tokens)", async (t) => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-test-0001 }], stream_usage: false }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { tokens_per_minute: 100000 }
+`);
+  const content = "a".repeat(400);
+  const used = () => gw.runtime.limits!.usage().find((r) => r.metric === "tokens")?.used ?? 0;
+  try {
+    const routes: [string, string][] = [
+      ["/openai/v1/chat/completions", "gpt-4o"],
+      ["/v1/chat/completions", "openai/gpt-4o"],
+    ];
+    for (const [route, model] of routes) {
+      await t.step(route, async () => {
+        const before = used();
+        up.script({ kind: "stream" });
+        const res = await gw.request(
+          route,
+          chat({ model, stream: true, messages: [{ role: "user", content }] }),
+        );
+        assert.equal(res.status, 200);
+        const remaining = Number(res.headers.get("x-ratelimit-remaining"));
+        const estimate = 100000 - remaining - before;
+        assert.ok(estimate >= 80, `estimated ${estimate}`);
+        await res.text();
+        await lineOf(gw, res);
+        assert.equal(used() - before, estimate, "the estimate stands");
+      });
+    }
   } finally {
     await gw.close();
     await up.close();
