@@ -1,3 +1,4 @@
+// Needs the daemon started with features.circuit_breaker.enabled: true (else a plain 502).
 import OpenAI from "openai";
 
 const client = new OpenAI({ baseURL: "http://127.0.0.1:9002/v1", apiKey: "unused", maxRetries: 0 });

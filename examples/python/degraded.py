@@ -1,3 +1,4 @@
+# Needs the daemon started with features.circuit_breaker.enabled: true (else a plain 502).
 from openai import APIStatusError, OpenAI
 
 MARKER = "[LLM_PROXY_PROVIDER_DEGRADED]"

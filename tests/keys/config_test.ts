@@ -102,7 +102,7 @@ Deno.test("examples/config/app_keys.yaml loads and plans exactly its state file"
   assert.equal(config.app_keys.require_key, true);
   assert.deepEqual(keyStorage(config), {
     kind: "sqlite",
-    path: "/var/lib/pilotfish/state.db",
+    path: "pilotfish-state.db",
     flushMs: 1000,
   });
   assert.deepEqual(config.app_keys.keys[0]?.budget, { daily_usd: 5, monthly_usd: 50 });
