@@ -87,15 +87,28 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         fromOpenAIError(status, text, headers, cfg.name, deps.redact),
     });
   /** Bytes in, bytes out: a JSON body is relayed as received, never decoded and re-encoded. */
+  const notJson = (status: number) =>
+    new GatewayError("upstream_error", `Provider "${cfg.name}" returned a body that is not JSON`, {
+      provider: cfg.name,
+      upstreamStatus: status,
+    });
+  /**
+   * A streaming request answered with something else (a server that ignores `stream`): the
+   * client's SDK reads no event from it, so it would end silently. A failure, as on every
+   * other provider.
+   */
+  const notStreamed = async (reply: UpstreamReply): Promise<never> => {
+    await reply.response.body?.cancel().catch(() => {});
+    reply.settle();
+    throw new GatewayError(
+      "upstream_error",
+      `Provider "${cfg.name}" answered a streaming request without an event stream`,
+      { provider: cfg.name, upstreamStatus: reply.response.status },
+    );
+  };
   const relayJson = async (reply: UpstreamReply): Promise<JsonOutcome> => {
     const body = await reply.bytes();
-    if (!looksLikeJsonObject(body)) {
-      throw new GatewayError(
-        "upstream_error",
-        `Provider "${cfg.name}" returned a body that is not JSON`,
-        { provider: cfg.name, upstreamStatus: reply.response.status },
-      );
-    }
+    if (!looksLikeJsonObject(body)) throw notJson(reply.response.status);
     return {
       kind: "json",
       status: reply.response.status,
@@ -145,9 +158,9 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const req = toOpenAIRequest(sent, "chat/completions", model, endpoint, baseHeaders, accept);
       const reply = await execute(req, call);
       const tap = askUsage ? openAIUsageStrip : openAIUsageTap;
-      return (call.stream &&
-        streamed(reply, "openai_sse", (m) => tap(m, cfg.name), chatFailure)) ||
-        relayJson(reply);
+      if (!call.stream) return relayJson(reply);
+      return streamed(reply, "openai_sse", (m) => tap(m, cfg.name), chatFailure) ??
+        notStreamed(reply);
     },
     ...(cfg.type === "openai" && cfg.keys.length > 0 && cfg.models.length === 0
       ? { discoverModels: (signal: AbortSignal) => discover(signal) }
@@ -220,23 +233,17 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       accept,
     );
     const reply = await execute(req, call);
-    const stream = call.stream &&
-      streamed(
+    if (call.stream) {
+      return streamed(
         reply,
         "responses_sse",
         (meter) => responsesUsageTap(meter, cfg.name),
         (data) => responsesStreamFailure(data, cfg.name, deps.redact),
-      );
-    if (stream) return stream;
+      ) ?? notStreamed(reply);
+    }
     const res = reply.response;
     const body = await reply.bytes();
-    if (!looksLikeJsonObject(body)) {
-      throw new GatewayError(
-        "upstream_error",
-        `Provider "${cfg.name}" returned a body that is not JSON`,
-        { provider: cfg.name, upstreamStatus: res.status },
-      );
-    }
+    if (!looksLikeJsonObject(body)) throw notJson(res.status);
     return {
       kind: "json",
       status: res.status,
@@ -257,11 +264,19 @@ function speaksResponses(cfg: ProviderConfig): boolean {
     (cfg.responses === undefined && cfg.name === "openai");
 }
 
-/** First non-blank byte is `{`: cheap sanity check that spares a full parse. */
+/**
+ * First non-blank byte is `{` and last is `}`: a cheap sanity check that spares a full parse
+ * and catches a body cut short.
+ */
 function looksLikeJsonObject(body: Uint8Array): boolean {
-  for (const b of body) {
-    if (b === 0x7b) return true;
-    if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return false;
-  }
-  return false;
+  let first = 0;
+  while (first < body.length && isBlank(body[first]!)) first++;
+  if (body[first] !== 0x7b) return false;
+  let last = body.length - 1;
+  while (last > first && isBlank(body[last]!)) last--;
+  return last > first && body[last] === 0x7d;
+}
+
+function isBlank(b: number): boolean {
+  return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 }

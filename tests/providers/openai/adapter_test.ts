@@ -229,6 +229,32 @@ Deno.test("createOpenAIAdapter() reports a 200 body that is not JSON", SANITIZE,
   assert.equal(err.status, 502);
 });
 
+Deno.test("createOpenAIAdapter() reports a 200 JSON body cut short", SANITIZE, async () => {
+  for (const text of ['{"id": "x", trunc', '{"id": "x"} trailing', "{"]) {
+    const { adapter } = adapterWith(() =>
+      new Response(text, { status: 200, headers: { "content-type": "application/json" } })
+    );
+    const err = await gatewayError(adapter.chat(chatCall().call, "gpt-4o"));
+    assert.equal(err.code, "upstream_error", text);
+    assert.match(err.message, /not JSON/);
+  }
+  const { adapter } = adapterWith(() => new Response(` ${JSON.stringify(COMPLETION)}\n`));
+  assert.equal((await adapter.chat(chatCall().call, "gpt-4o")).kind, "json");
+});
+
+Deno.test(
+  "createOpenAIAdapter() refuses a streaming request answered without an event stream",
+  SANITIZE,
+  async () => {
+    // A server that ignores `stream`: relayed, the client's SDK would read no event at all.
+    const { adapter } = adapterWith(() => jsonResponse(COMPLETION));
+    const err = await gatewayError(adapter.chat(chatCall({ stream: true }).call, "gpt-4o"));
+    assert.equal(err.code, "upstream_error");
+    assert.equal(err.status, 502);
+    assert.match(err.message, /without an event stream/);
+  },
+);
+
 Deno.test(
   "createOpenAIAdapter() maps a fetch TypeError to upstream_unreachable 502",
   SANITIZE,
