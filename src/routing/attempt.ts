@@ -321,8 +321,25 @@ export async function attempt(
       }`,
       { provider: target.provider, retryable: true, upstreamStatus: 502 },
     );
-    return settle(null, ge, ge.info.upstreamStatus ?? ge.status);
+    return settle(null, ge, ge.info.upstreamStatus ?? ge.status, refusedBeforeCall(ge));
   }
+}
+
+/** Failures of the call itself: an upstream was asked (or tried), so the attempt counts. */
+const CALL_FAILURES: ReadonlySet<string> = new Set([
+  "upstream_timeout",
+  "upstream_unreachable",
+  "upstream_error",
+  "provider_degraded",
+]);
+
+/**
+ * An error no upstream answered and no call failed with: the request was refused before it
+ * left (a translation that cannot carry a field, missing credentials, an unknown
+ * `previous_response_id`). Not an upstream call, so not counted in `x-pilotfish-attempts`.
+ */
+function refusedBeforeCall(e: GatewayError): boolean {
+  return e.info.upstreamStatus === undefined && !CALL_FAILURES.has(e.code);
 }
 
 /** llm-proxy's `force_transient_recover`: a degraded-looking failure that never left the sidecar. */

@@ -373,6 +373,27 @@ providers:
 });
 
 Deno.test(
+  "executeWithFailover(): a request refused before it left is no upstream call",
+  SANITIZE,
+  async () => {
+    // A translation that cannot carry a field: no upstream was asked.
+    const untranslatable: Step = () =>
+      Promise.reject(new GatewayError("invalid_request", "cannot carry n", { param: "n" }));
+    const a = scripted("a", [untranslatable]);
+    const refusedRun = await run(setup(CONFIG, [a.adapter]), "a/x").catch((e) => e);
+    assert.equal(refusedRun.attempts[0].no_call, true);
+    assert.equal(callsMade(refusedRun.attempts), 0);
+    // An upstream's own 400, a timeout and a refused connection each were a call.
+    for (const step of [fail(400), timedOut, refused]) {
+      const b = scripted("a", [step]);
+      const answered = await run(setup(CONFIG, [b.adapter]), "a/x").catch((e) => e);
+      assert.equal(answered.attempts[0].no_call, undefined);
+      assert.equal(callsMade(answered.attempts), 1);
+    }
+  },
+);
+
+Deno.test(
   "executeWithFailover() retries a stream that fails before its first chunk",
   SANITIZE,
   async () => {
