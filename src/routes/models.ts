@@ -42,16 +42,26 @@ export async function getModel(c: Context<AppEnv>): Promise<Response> {
   } catch {
     id = raw; // a malformed escape (`%E0`) names no model: the 404 below
   }
-  const entry = modelEntries(rt, await discoveredModels(rt)).find((m) => m.id === id);
+  const entries = modelEntries(rt, await discoveredModels(rt));
+  const entry = entries.find((m) => m.id === id);
   if (entry === undefined) {
+    // The 404 names what is configured (PRODUCT's bad-input rule), within reason.
+    const shown = entries.slice(0, LISTED).map((m) => m.id);
+    const more = entries.length - shown.length;
+    const providers = Object.keys(rt.config.providers).join(", ") || "none";
     throw new GatewayError(
       "not_found",
-      `The model "${id}" is not served here: GET /v1/models lists the ones that are`,
+      `The model "${id}" is not served here. Configured providers: ${providers}; models: ` +
+        (shown.length > 0 ? shown.join(", ") : "none listed") +
+        (more > 0 ? ` and ${more} more` : "") + ` (GET /v1/models lists them all)`,
       { param: "model" },
     );
   }
   return send(c, "json", entry);
 }
+
+/** Models a 404 names at most. */
+const LISTED = 20;
 
 /** A failed discovery is retried sooner. */
 const RETRY_FAILED_MS = 30_000;

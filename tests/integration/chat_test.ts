@@ -283,7 +283,10 @@ Deno.test("GET /v1/models/{id}: the SDK's models.retrieve gets the listed entry,
     assert.deepEqual(model, { id: "mock/echo", object: "model", created: 0, owned_by: "mock" });
     await assert.rejects(
       () => client.models.retrieve("nope/nothing"),
-      (e: unknown) => e instanceof OpenAI.NotFoundError && /GET \/v1\/models lists/.test(e.message),
+      // The 404 names what is configured.
+      (e: unknown) =>
+        e instanceof OpenAI.NotFoundError &&
+        /Configured providers: mock; models: mock\/echo, .*GET \/v1\/models lists/.test(e.message),
     );
     const post = await gw.request("/v1/models/mock/echo", { method: "POST" });
     assert.equal(post.status, 405);
