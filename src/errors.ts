@@ -58,7 +58,8 @@ export interface GatewayErrorInfo {
   param?: string;
   /** Upstream error `type`/`code` worth keeping (never its raw body). */
   upstreamType?: string;
-  upstreamCode?: string;
+  /** Null when the upstream said `"code": null`: rendered as such. */
+  upstreamCode?: string | null;
   headers?: Record<string, string>;
   /** The upstream reply's headers that classify it (rate-limit budgets, AWS error type). */
   upstreamHeaders?: Record<string, string>;

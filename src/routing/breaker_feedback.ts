@@ -18,12 +18,11 @@ export function classOf(
   err: GatewayError,
 ): OutcomeClass {
   const transport = err.code === "upstream_timeout" || err.code === "upstream_unreachable";
+  const errorType = err.info.upstreamType ?? err.info.upstreamCode;
   const outcome: UpstreamOutcome = {
     status: transport ? null : err.info.upstreamStatus ?? err.status,
     ...(err.info.upstreamHeaders ? { headers: err.info.upstreamHeaders } : {}),
-    ...(err.info.upstreamType ?? err.info.upstreamCode
-      ? { errorType: err.info.upstreamType ?? err.info.upstreamCode }
-      : {}),
+    ...(errorType ? { errorType } : {}),
   };
   const classify = deps.adapters.get(s.target.provider)?.classify ?? classifyOutcome;
   return breaker.escalate(s.key, classify(outcome), deps.now());

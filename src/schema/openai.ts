@@ -295,8 +295,11 @@ export function toOpenAIError(err: GatewayError): OpenAIErrorBody {
       type: err.info.upstreamType ?? ownType ?? OPENAI_ERROR_TYPE[err.code] ?? "api_error",
       param: err.info.param ?? null,
       // OpenAI's own code for a 429 (what its SDK users and llm-proxy's match on).
-      code: err.info.upstreamCode ??
-        (err.code === "rate_limited" ? "rate_limit_exceeded" : err.code),
+      code: err.info.upstreamCode !== undefined
+        ? err.info.upstreamCode
+        : err.code === "rate_limited"
+        ? "rate_limit_exceeded"
+        : err.code,
     },
   };
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { closedPort, startGateway } from "../helpers/in_process.ts";
 import { chatBody } from "./daemon.ts";
@@ -283,5 +284,63 @@ providers:
     }
   } finally {
     await gw.close();
+  }
+});
+
+Deno.test("an OpenAI upstream's error reaches the SDK with its param and code as sent", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-up-0001 }] }
+routing:
+  failover: { enabled: false }
+`);
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "x", maxRetries: 0 });
+  const ask = () =>
+    client.chat.completions.create({
+      model: "up/gpt-4o",
+      messages: [{ role: "user", content: "hi" }],
+    });
+  try {
+    up.script({
+      kind: "json",
+      status: 400,
+      body: {
+        error: {
+          message: "Invalid value for messages",
+          type: "invalid_request_error",
+          param: "messages",
+          code: "invalid_value",
+        },
+      },
+    });
+    await assert.rejects(ask, (e: unknown) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.param, "messages");
+      assert.equal(e.code, "invalid_value");
+      assert.equal(e.type, "invalid_request_error");
+      return true;
+    });
+    up.script({
+      kind: "json",
+      status: 500,
+      body: {
+        error: {
+          message: "The server had an error",
+          type: "server_error",
+          param: null,
+          code: null,
+        },
+      },
+    });
+    await assert.rejects(ask, (e: unknown) => {
+      assert.ok(e instanceof OpenAI.InternalServerError);
+      assert.equal(e.code, null);
+      assert.equal(e.param, null);
+      return true;
+    });
+  } finally {
+    await gw.close();
+    await up.close();
   }
 });

@@ -16,7 +16,8 @@ export function fromOpenAIError(
 ): GatewayError {
   let message = `Provider "${provider}" answered HTTP ${status}`;
   let type: string | undefined;
-  let code: string | undefined;
+  let code: string | null | undefined;
+  let param: string | undefined;
   try {
     const parsed = JSON.parse(text) as { error?: unknown };
     const err = Array.isArray(parsed) ? (parsed[0] as { error?: unknown })?.error : parsed.error;
@@ -24,8 +25,11 @@ export function fromOpenAIError(
       const e = err as Record<string, unknown>;
       if (typeof e.message === "string" && e.message !== "") message = e.message;
       if (typeof e.type === "string") type = e.type;
+      // The SDKs expose `param` and `code`: kept as the upstream sent them (a null too).
+      if (typeof e.param === "string" && e.param.length <= 256) param = e.param;
       if (typeof e.code === "string") code = e.code;
       else if (typeof e.status === "string") code = e.status;
+      else if (e.code === null && type !== undefined) code = null;
     } else if (typeof err === "string") {
       message = err;
     }
@@ -37,6 +41,7 @@ export function fromOpenAIError(
     provider,
     upstreamType: type,
     upstreamCode: code,
+    param,
     retryAfter: headers.get("retry-after"),
   });
 }

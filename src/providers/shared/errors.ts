@@ -12,19 +12,23 @@ export interface UpstreamErrorInfo {
   readonly status?: number | undefined;
   readonly provider: string;
   readonly upstreamType?: string | undefined;
-  readonly upstreamCode?: string | undefined;
+  /** Null: the upstream said `"code": null` (kept, not replaced by ours). */
+  readonly upstreamCode?: string | null | undefined;
+  /** The request field the upstream named (OpenAI's `param`). */
+  readonly param?: string | undefined;
   /** Passed on to the client as `retry-after` when set. */
   readonly retryAfter?: string | null | undefined;
 }
 
 /** `message` is shown as given: redact it first. */
 export function upstreamError(message: string, info: UpstreamErrorInfo): GatewayError {
-  const { status, provider, upstreamType, upstreamCode, retryAfter } = info;
+  const { status, provider, upstreamType, upstreamCode, param, retryAfter } = info;
   return new GatewayError(status === 429 ? "rate_limited" : "upstream_error", message, {
     ...(status !== undefined ? { status, upstreamStatus: status } : {}),
     provider,
     ...(upstreamType !== undefined ? { upstreamType } : {}),
     ...(upstreamCode !== undefined ? { upstreamCode } : {}),
+    ...(param !== undefined ? { param } : {}),
     ...(retryAfter ? { headers: { "retry-after": retryAfter } } : {}),
   });
 }
