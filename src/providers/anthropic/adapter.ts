@@ -25,6 +25,15 @@ import { createAnthropicUsageTap } from "./usage_tap.ts";
 export const ANTHROPIC_VERSION = "2023-06-01";
 
 /**
+ * Where the Messages API lives for a `base_url`: one ending in a version segment (`/v1`, the
+ * preset's) is used as it is; a root (`https://api.anthropic.com`, what Anthropic's SDKs take
+ * as `baseURL`, adding `/v1/messages` themselves) gets `/v1`.
+ */
+export function anthropicApiBase(baseUrl: string): string {
+  return /\/v\d+(?:alpha|beta)?\d*$/.test(baseUrl) ? baseUrl : `${baseUrl}/v1`;
+}
+
+/**
  * Adapter for the Anthropic Messages API. Behind the unified OpenAI-compatible API (`chat`)
  * the OpenAI request is translated to `POST {base_url}/messages` and the answer (JSON or
  * SSE) back to OpenAI wire format; behind `POST /v1/messages` (`messages`) the client's
@@ -37,8 +46,9 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     ...lowerCaseKeys(cfg.headers),
     "content-type": "application/json",
   });
-  const url = `${cfg.base_url}/messages`;
-  const countUrl = `${cfg.base_url}/messages/count_tokens`;
+  const api = anthropicApiBase(cfg.base_url);
+  const url = `${api}/messages`;
+  const countUrl = `${api}/messages/count_tokens`;
   const adapter: ProviderAdapter = {
     name: cfg.name,
     type: cfg.type,

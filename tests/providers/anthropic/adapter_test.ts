@@ -25,6 +25,9 @@ providers:
     type: anthropic
     base_url: http://127.0.0.1:8100/v1/
     headers: { Anthropic-Version: "2024-01-01", anthropic-beta: "tools-2024" }
+  sdk-style:
+    type: anthropic
+    base_url: http://127.0.0.1:8100/anthropic
 `;
 
 const SETUP = { configText: CONFIG_TEXT, configName: "anthropic.yaml", type: "anthropic" };
@@ -96,6 +99,10 @@ Deno.test(
     const { adapter, requests } = adapterWith(() => jsonResponse(fixture), "claude-proxy");
     await adapter.chat(chatCall({ apiKey: null }).call, "claude-x");
     assert.equal(requests[0]?.url, "http://127.0.0.1:8100/v1/messages");
+    // A root, as Anthropic's SDKs take it (they add /v1/messages): the version is added.
+    const root = adapterWith(() => jsonResponse(fixture), "sdk-style");
+    await root.adapter.chat(chatCall({ apiKey: null }).call, "claude-x");
+    assert.equal(root.requests[0]?.url, "http://127.0.0.1:8100/anthropic/v1/messages");
     const headers = headersOf(requests[0]);
     assert.equal(headers.get("anthropic-version"), "2024-01-01");
     assert.equal(headers.get("anthropic-beta"), "tools-2024");
