@@ -22,6 +22,9 @@ COPY --from=build --chown=65532:65532 /out/var/run/pilotfish /var/run/pilotfish
 COPY --from=build --chown=65532:65532 /out/home/nonroot/.aws /home/nonroot/.aws
 USER 65532:65532
 ENV HOME=/home/nonroot
+# Relative paths in a config (a state file, plugins) resolve here: a directory the baked
+# grants let the daemon read and write (distroless would otherwise start in /home/nonroot).
+WORKDIR /var/run/pilotfish
 EXPOSE 9002
 # Config: mount it at /etc/pilotfish/pilotfish.yaml and pass `--config` (or set
 # PILOTFISH_CONFIG); without one the embedded default runs. Socket: share /var/run/pilotfish

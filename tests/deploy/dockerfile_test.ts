@@ -88,6 +88,29 @@ Deno.test("Dockerfile: the runtime stage is distroless, non-root, and runs only 
     );
   }
   assert.equal(run.body.find((i) => i.op === "ENV")?.args, "HOME=/home/nonroot");
+  assert.equal(run.body.find((i) => i.op === "WORKDIR")?.args, IMAGE_WORKDIR);
+});
+
+/** Where the image starts: relative config paths resolve there. */
+const IMAGE_WORKDIR = "/var/run/pilotfish";
+
+Deno.test("the baked grants cover relative state and plugin paths in the image's working directory", () => {
+  const text = `
+providers: { mock: {} }
+state: { path: pilotfish-state.db }
+wasm_plugins:
+  - { name: guard, path: plugins/guard.wasm }
+`;
+  const { config } = parseConfigText(text, () => undefined, "/etc/pilotfish/pilotfish.yaml");
+  const needed = planGrants(config, {
+    configPath: "/etc/pilotfish/pilotfish.yaml",
+    configText: text,
+    cwd: IMAGE_WORKDIR,
+    env: () => undefined,
+  });
+  const worker = new URL("../../src/plugins/worker.ts", import.meta.url).pathname;
+  const src = worker.slice(0, worker.lastIndexOf("/") + 1);
+  assert.deepEqual(uncovered(needed, COMPILED_GRANTS).filter((f) => !f.includes(src)), []);
 });
 
 Deno.test("Dockerfile: the health check is the binary's own --probe (no shell needed)", () => {
