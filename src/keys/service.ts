@@ -93,6 +93,10 @@ export interface KeyServiceOptions {
   readonly now: () => number;
 }
 
+const NO_KEY: Identity = { kind: "none" };
+/** Keys Butter vends. */
+const BUTTER_PREFIX = "btr_";
+
 export function createKeyService(opts: KeyServiceOptions): KeyService {
   const { config, backend, now } = opts;
   const statics = new Map<string, KeyRecord>();
@@ -202,14 +206,22 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
               headers.map((h) => `"${h}"`).join(" or ")
             } header`,
           )
-          : { kind: "none" };
+          : NO_KEY;
       }
       const hash = hashOf(presented.value);
       const known = statics.get(hash);
       if (known !== undefined) return judge(known, presented.header);
       const found = backend.findByHash(hash);
-      const decide = (rec: KeyRecord | null) =>
-        rec === null ? refused(401, "Unknown app key") : judge(rec, presented.header);
+      // Without require_key a Butter key (`btr_…`) is optional, as in Butter ("optional
+      // enforcement"): one this store does not know, vended by a Butter whose store did not
+      // come along, is no key, as when none is sent. An unknown `pf_` key is ours (a typo, or
+      // rotated away) and refused.
+      const decide = (rec: KeyRecord | null): Identity | Promise<Identity> =>
+        rec !== null
+          ? judge(rec, presented.header)
+          : !config.require_key && presented.value.startsWith(BUTTER_PREFIX)
+          ? NO_KEY
+          : refused(401, "Unknown app key");
       return found instanceof Promise ? found.then(decide, unavailable) : decide(found);
     },
     allow(record, model, provider, targets) {

@@ -7,6 +7,39 @@ import { admin, bearer, chat } from "./support.ts";
 
 const load = (yaml: string) => parseConfigText(yaml, () => undefined, "t.yaml");
 
+Deno.test("without require_key, a Butter key the store does not know is no key; an unknown pf_ key is refused", async () => {
+  // A migrating Butter fleet: keys Butter vended at runtime (its bbolt store) do not come along.
+  const gw = startGateway(`
+providers: { mock: {} }
+app_keys:
+  enabled: true
+  require_key: false
+  header: X-Butter-App-Key
+  keys: [{ key: btr_static_key_for_ci_0001, label: ci }]
+`);
+  try {
+    assert.equal((await chat(gw, { "x-butter-app-key": "btr_abcdefghijklmnopqrst" })).status, 200);
+    assert.equal((await chat(gw, {})).status, 200);
+    assert.equal((await chat(gw, { "x-butter-app-key": "pf_" + "x".repeat(43) })).status, 401);
+    assert.equal((await chat(gw, bearer("pf_" + "y".repeat(43)))).status, 401);
+  } finally {
+    await gw.close();
+  }
+  // With require_key, unknown is unknown.
+  const strict = startGateway(`
+providers: { mock: {} }
+app_keys: { enabled: true, require_key: true, header: X-Butter-App-Key }
+`);
+  try {
+    assert.equal(
+      (await chat(strict, { "x-butter-app-key": "btr_abcdefghijklmnopqrst" })).status,
+      401,
+    );
+  } finally {
+    await strict.close();
+  }
+});
+
 Deno.test("Butter's app_keys block loads unchanged and means what it meant", async () => {
   // Butter's config.example.yaml shape: enabled, require_key, header, default_ttl, keys[]
   // with label / allowed_models / allowed_providers, persistence (bbolt there, SQLite here).
