@@ -33,6 +33,7 @@ import {
   trailOf,
 } from "../pipeline/run.ts";
 import { applicable } from "../pipeline/stages.ts";
+import type { Redactor } from "../telemetry/mod.ts";
 import { bodyCoding, inflate, readHeldBody, tooLarge } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import {
@@ -331,15 +332,10 @@ async function run(
     }
     attempts = result.attempts;
   }
-  // An upstream that echoes the credential it got (some do, in a 401) must not hand the
-  // gateway's own key to a client that never had it.
-  const out = await relay(
-    ex,
-    native,
-    response,
-    attempts,
-    inject ? provider.keys.map((k) => k.key) : [],
-  );
+  // An upstream that echoes the credential it got (some do, in a 401's body or a header) must
+  // not hand the gateway's own key to a client that never had it: the runtime's redactor (the
+  // unified routes' too) takes the keys and their shapes, a 12-character prefix echo included.
+  const out = await relay(ex, native, response, attempts, inject ? rt.redact : null);
   noteAttempts(ex, out.attempts, { provider: provider.name, model: ex.model ?? "" });
   if (rt.stages.post_llm.length > 0) {
     await postLlmObserved(ex, { stream: false, status: response.status }, reached.llm);
@@ -494,7 +490,8 @@ async function relay(
   native: NativeApi,
   res: Response,
   attempts: readonly AttemptRecord[],
-  secrets: readonly string[],
+  /** Set when a configured key was injected: applied to header values and an error body. */
+  redact: Redactor | null,
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const contentType = res.headers.get("content-type") ?? "";
   ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
@@ -504,7 +501,7 @@ async function relay(
   res.headers.forEach((value, name) => {
     // content-length: the body is re-chunked on the way out; let the server frame it.
     if (!hop.has(name) && !isInternal(name) && name !== "content-length") {
-      out.append(name, value);
+      out.append(name, redact === null ? value : redact(value));
     }
   });
   const provider = ex.provider as string;
@@ -527,8 +524,8 @@ async function relay(
   const onModel = (model: string) => {
     if (!ex.model) ex.model = model;
   };
-  const source = !res.ok && secrets.length > 0 && res.body
-    ? await withoutSecrets(res.body, secrets)
+  const source = !res.ok && redact !== null && res.body
+    ? await withoutSecrets(res.body, redact)
     : res.body;
   const read = !ex.stream && res.ok && source && /\bjson\b/i.test(contentType)
     ? await wholeUpTo(source, WHOLE_JSON_BYTES)
@@ -568,16 +565,15 @@ const ERROR_BYTES = 1024 * 1024;
 
 async function withoutSecrets(
   body: ReadableStream<Uint8Array>,
-  secrets: readonly string[],
+  redact: Redactor,
 ): Promise<ReadableStream<Uint8Array>> {
   const read = await wholeUpTo(body, ERROR_BYTES);
   if (!read.whole) return read.body;
   const bytes = new Uint8Array(await new Response(read.body).arrayBuffer());
   const text = new TextDecoder().decode(bytes);
-  if (!secrets.some((s) => text.includes(s))) return ReadableStream.from([bytes]);
-  let out = text;
-  for (const s of secrets) out = out.replaceAll(s, "[REDACTED]");
-  return ReadableStream.from([new TextEncoder().encode(out)]);
+  const out = redact(text);
+  // Untouched bytes stay the upstream's own (a body that is not UTF-8 is not re-encoded).
+  return ReadableStream.from([out === text ? bytes : new TextEncoder().encode(out)]);
 }
 
 /**
