@@ -227,6 +227,7 @@ async function run(
 
   let response: Response;
   let attempts: readonly AttemptRecord[];
+  let settle = noop;
   if (breaker.mode === "off") {
     if (inject) headers.set(...auth.header(configuredKey()));
     // A declared length is enforced by HTTP framing and keeps the upstream request framed
@@ -249,7 +250,11 @@ async function run(
         body: !hasBody ? null : held ?? upload?.body ?? streamed,
       }, {
         signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
-        timeoutMs: withinWrite(deadlines, provider.timeout),
+        // The unified routes' bounds: the provider's timeout within the failover deadline.
+        timeoutMs: withinWrite(
+          deadlines,
+          Math.min(provider.timeout, rt.config.routing.failover.deadline),
+        ),
         provider: provider.name,
         verbatim,
       });
@@ -273,7 +278,8 @@ async function run(
         }], model !== undefined ? { provider: provider.name, model } : undefined);
         throw e;
       });
-    reply.settle();
+    // The timer keeps running: it also covers a body that is not a stream (relay settles it).
+    settle = reply.settle;
     response = reply.response;
     // One call, recorded like failover's: the overhead header and the log read it.
     attempts = [{
@@ -309,8 +315,9 @@ async function run(
           provider: provider.name,
           verbatim,
         });
-        reply.settle();
-        return raw(reply.response, adapter);
+        // Unsettled: the relay stops the timer once the body is read. A reply that is thrown
+        // (retried, or kept for the client) keeps it: it ends that body if nobody does.
+        return raw(reply.response, adapter, reply.settle);
       },
       c.req.raw.signal,
       {
@@ -321,6 +328,7 @@ async function run(
     );
     if (result.ok) {
       response = result.outcome.response;
+      settle = result.outcome.settle ?? settle;
     } else {
       // A failure that is not the provider's fault (or a bypass) goes back exactly as it came.
       const kept = result.error.info.response;
@@ -335,7 +343,24 @@ async function run(
   // An upstream that echoes the credential it got (some do, in a 401's body or a header) must
   // not hand the gateway's own key to a client that never had it: the runtime's redactor (the
   // unified routes' too) takes the keys and their shapes, a 12-character prefix echo included.
-  const out = await relay(ex, native, response, attempts, inject ? rt.redact : null);
+  let out: Awaited<ReturnType<typeof relay>>;
+  try {
+    out = await relay(ex, native, response, attempts, inject ? rt.redact : null, settle);
+  } catch (err) {
+    // The body failed before the answer started (the upstream timeout ran out while it was
+    // read whole, or the upstream cut it): an error in the route's format, never a hang.
+    noteAttempts(ex, attempts, { provider: provider.name, model: ex.model ?? "" });
+    throw explainTimeout(
+      deadlines,
+      err instanceof GatewayError ? err : new GatewayError(
+        "upstream_error",
+        `Provider "${provider.name}" cut its answer short: ${
+          rt.redact(String((err as Error)?.message ?? err))
+        }`,
+        { provider: provider.name, upstreamStatus: 502 },
+      ),
+    );
+  }
   noteAttempts(ex, out.attempts, { provider: provider.name, model: ex.model ?? "" });
   if (rt.stages.post_llm.length > 0) {
     await postLlmObserved(ex, { stream: false, status: response.status }, reached.llm);
@@ -440,13 +465,13 @@ const invalid = (message: string) => new GatewayError("invalid_request", message
  * own rules) is thrown, carrying the untouched reply in case it ends up being the one the
  * client gets.
  */
-function raw(response: Response, adapter: ProviderAdapter): RawOutcome {
+function raw(response: Response, adapter: ProviderAdapter, settle: () => void): RawOutcome {
   const cls = (adapter.classify ?? classifyOutcome)({
     status: response.status,
     headers: response.headers,
   });
   if (cls === "success" || cls === "client_error") {
-    return { kind: "raw", status: response.status, response };
+    return { kind: "raw", status: response.status, response, settle };
   }
   const kept: Record<string, string> = {};
   for (
@@ -492,9 +517,16 @@ async function relay(
   attempts: readonly AttemptRecord[],
   /** Set when a configured key was injected: applied to header values and an error body. */
   redact: Redactor | null,
+  /**
+   * Stops the upstream timer. A stream keeps only its own timers, so it stops now; any other
+   * body stays under the timeout to its end: read whole, it fails here (504), and relayed as
+   * it comes, the timer cuts it (the status already went out).
+   */
+  settle: () => void,
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const contentType = res.headers.get("content-type") ?? "";
   ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
+  if (ex.stream) settle();
   ex.deferEnd = true;
   const out = new Headers();
   const hop = hopByHop(res.headers);
@@ -511,6 +543,8 @@ async function relay(
     out.set(name, value);
   }
   const meter = createUsageMeter();
+  // The meter settles when the body ends (read whole, relayed, or absent).
+  if (!ex.stream) void meter.usage.then(settle);
   // A stream cut before the upstream counted the input is billed for the request's size
   // (~4 bytes a token, as the unified routes estimate a prompt), marked estimated.
   const req = ex.request?.schema === "passthrough" ? ex.request : null;
@@ -642,6 +676,7 @@ function namesIn(body: Uint8Array | null): { model?: string; user?: string } {
 }
 
 const userOf = (named: { user?: string }) => named.user ? { user: named.user } : {};
+const noop = () => {};
 
 function providerNamed(
   config: Config,
