@@ -10,7 +10,11 @@ import {
   withUpstreamTrace,
 } from "../providers/mod.ts";
 import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
-import { NATIVE_BY_NAME_FORMAT, type NativeFamily } from "../providers/native_routes.ts";
+import {
+  NATIVE_BY_NAME_FORMAT,
+  NATIVE_BY_NAME_PATHS,
+  type NativeFamily,
+} from "../providers/native_routes.ts";
 import { type AttemptRecord, callsMade, pickKey, pilotfishHeaders } from "../routing/mod.ts";
 import { createUsageMeter, createUsageSniffer, knownUsage, promptBytes } from "../streaming/mod.ts";
 import {
@@ -391,6 +395,15 @@ function locate(
   const problem = containmentProblem(target.path, located?.native.opaqueSegment);
   if (problem !== null) throw invalid(`${problem}; passthrough paths must stay under the API`);
   if (located === null) throw lookupError;
+  // Only the paths PRODUCT lists go upstream (with a key injected): `/openai/v2/…`, a bare
+  // `/gemini` or `/bedrock` are not part of any API we pass through.
+  if (!(family?.paths ?? NATIVE_BY_NAME_PATHS).test(located.rest)) {
+    const covered = family?.covers ?? "/native/{provider}/*";
+    throw new GatewayError(
+      "not_found",
+      `No passthrough route for ${target.path} (covered: ${covered})`,
+    );
+  }
   return located;
 }
 
