@@ -76,9 +76,6 @@ function withTraceContext(
   return copy;
 }
 
-/** Marks an abort caused by our own timer (as opposed to the client leaving). */
-const TIMED_OUT = Symbol("timed out");
-
 /**
  * Where `executeUpstream` records whether a provider's upstream could be connected to
  * (for `/health`). Implemented by the routing state, which outlives config reloads.
@@ -164,17 +161,21 @@ export async function executeUpstream(
   const onClientAbort = () => controller.abort(opts.signal.reason);
   if (opts.signal.aborted) onClientAbort();
   else opts.signal.addEventListener("abort", onClientAbort, { once: true });
-  const settle = scheduleDeadline(opts.timeoutMs, () => controller.abort(TIMED_OUT));
+  // Our own timer's abort carries its 504: a body still being read when it fires (a
+  // passthrough relays it unsettled) errors with it, and the route renders it as is.
+  let timedOut: GatewayError | null = null;
+  const settle = scheduleDeadline(opts.timeoutMs, () => {
+    timedOut = new GatewayError(
+      "upstream_timeout",
+      `Provider "${opts.provider}" did not answer within ${opts.timeoutMs} ms`,
+      { provider: opts.provider },
+    );
+    controller.abort(timedOut);
+  });
   /** `connect`: the fetch itself rejected (no response yet), so it may be a connect failure. */
   const fail = (err: unknown, connect = false): never => {
     settle();
-    if (controller.signal.reason === TIMED_OUT) {
-      throw new GatewayError(
-        "upstream_timeout",
-        `Provider "${opts.provider}" did not answer within ${opts.timeoutMs} ms`,
-        { provider: opts.provider },
-      );
-    }
+    if (timedOut !== null) throw timedOut;
     if (opts.signal.aborted) {
       throw new GatewayError("upstream_unreachable", "Client closed the request", {
         provider: opts.provider,

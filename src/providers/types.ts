@@ -75,6 +75,8 @@ export interface RawOutcome {
   readonly kind: "raw";
   readonly status: number;
   readonly response: Response;
+  /** Stops the attempt's timer, which still covers a body not yet read (`UpstreamReply`). */
+  readonly settle?: () => void;
 }
 
 /** What every call shares: its signal, timeout and credentials. */

@@ -10,7 +10,11 @@ import {
   withUpstreamTrace,
 } from "../providers/mod.ts";
 import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
-import { NATIVE_BY_NAME_FORMAT, type NativeFamily } from "../providers/native_routes.ts";
+import {
+  NATIVE_BY_NAME_FORMAT,
+  NATIVE_BY_NAME_PATHS,
+  type NativeFamily,
+} from "../providers/native_routes.ts";
 import { type AttemptRecord, callsMade, pickKey, pilotfishHeaders } from "../routing/mod.ts";
 import { createUsageMeter, createUsageSniffer, knownUsage, promptBytes } from "../streaming/mod.ts";
 import {
@@ -33,6 +37,7 @@ import {
   trailOf,
 } from "../pipeline/run.ts";
 import { applicable } from "../pipeline/stages.ts";
+import type { Redactor } from "../telemetry/mod.ts";
 import { bodyCoding, inflate, readHeldBody, tooLarge } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import {
@@ -226,6 +231,7 @@ async function run(
 
   let response: Response;
   let attempts: readonly AttemptRecord[];
+  let settle = noop;
   if (breaker.mode === "off") {
     if (inject) headers.set(...auth.header(configuredKey()));
     // A declared length is enforced by HTTP framing and keeps the upstream request framed
@@ -248,7 +254,11 @@ async function run(
         body: !hasBody ? null : held ?? upload?.body ?? streamed,
       }, {
         signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
-        timeoutMs: withinWrite(deadlines, provider.timeout),
+        // The unified routes' bounds: the provider's timeout within the failover deadline.
+        timeoutMs: withinWrite(
+          deadlines,
+          Math.min(provider.timeout, rt.config.routing.failover.deadline),
+        ),
         provider: provider.name,
         verbatim,
       });
@@ -272,7 +282,8 @@ async function run(
         }], model !== undefined ? { provider: provider.name, model } : undefined);
         throw e;
       });
-    reply.settle();
+    // The timer keeps running: it also covers a body that is not a stream (relay settles it).
+    settle = reply.settle;
     response = reply.response;
     // One call, recorded like failover's: the overhead header and the log read it.
     attempts = [{
@@ -308,8 +319,9 @@ async function run(
           provider: provider.name,
           verbatim,
         });
-        reply.settle();
-        return raw(reply.response, adapter);
+        // Unsettled: the relay stops the timer once the body is read. A reply that is thrown
+        // (retried, or kept for the client) keeps it: it ends that body if nobody does.
+        return raw(reply.response, adapter, reply.settle);
       },
       c.req.raw.signal,
       {
@@ -320,6 +332,7 @@ async function run(
     );
     if (result.ok) {
       response = result.outcome.response;
+      settle = result.outcome.settle ?? settle;
     } else {
       // A failure that is not the provider's fault (or a bypass) goes back exactly as it came.
       const kept = result.error.info.response;
@@ -331,15 +344,27 @@ async function run(
     }
     attempts = result.attempts;
   }
-  // An upstream that echoes the credential it got (some do, in a 401) must not hand the
-  // gateway's own key to a client that never had it.
-  const out = await relay(
-    ex,
-    native,
-    response,
-    attempts,
-    inject ? provider.keys.map((k) => k.key) : [],
-  );
+  // An upstream that echoes the credential it got (some do, in a 401's body or a header) must
+  // not hand the gateway's own key to a client that never had it: the runtime's redactor (the
+  // unified routes' too) takes the keys and their shapes, a 12-character prefix echo included.
+  let out: Awaited<ReturnType<typeof relay>>;
+  try {
+    out = await relay(ex, native, response, attempts, inject ? rt.redact : null, settle);
+  } catch (err) {
+    // The body failed before the answer started (the upstream timeout ran out while it was
+    // read whole, or the upstream cut it): an error in the route's format, never a hang.
+    noteAttempts(ex, attempts, { provider: provider.name, model: ex.model ?? "" });
+    throw explainTimeout(
+      deadlines,
+      err instanceof GatewayError ? err : new GatewayError(
+        "upstream_error",
+        `Provider "${provider.name}" cut its answer short: ${
+          rt.redact(String((err as Error)?.message ?? err))
+        }`,
+        { provider: provider.name, upstreamStatus: 502 },
+      ),
+    );
+  }
   noteAttempts(ex, out.attempts, { provider: provider.name, model: ex.model ?? "" });
   if (rt.stages.post_llm.length > 0) {
     await postLlmObserved(ex, { stream: false, status: response.status }, reached.llm);
@@ -370,6 +395,15 @@ function locate(
   const problem = containmentProblem(target.path, located?.native.opaqueSegment);
   if (problem !== null) throw invalid(`${problem}; passthrough paths must stay under the API`);
   if (located === null) throw lookupError;
+  // Only the paths PRODUCT lists go upstream (with a key injected): `/openai/v2/…`, a bare
+  // `/gemini` or `/bedrock` are not part of any API we pass through.
+  if (!(family?.paths ?? NATIVE_BY_NAME_PATHS).test(located.rest)) {
+    const covered = family?.covers ?? "/native/{provider}/*";
+    throw new GatewayError(
+      "not_found",
+      `No passthrough route for ${target.path} (covered: ${covered})`,
+    );
+  }
   return located;
 }
 
@@ -444,13 +478,13 @@ const invalid = (message: string) => new GatewayError("invalid_request", message
  * own rules) is thrown, carrying the untouched reply in case it ends up being the one the
  * client gets.
  */
-function raw(response: Response, adapter: ProviderAdapter): RawOutcome {
+function raw(response: Response, adapter: ProviderAdapter, settle: () => void): RawOutcome {
   const cls = (adapter.classify ?? classifyOutcome)({
     status: response.status,
     headers: response.headers,
   });
   if (cls === "success" || cls === "client_error") {
-    return { kind: "raw", status: response.status, response };
+    return { kind: "raw", status: response.status, response, settle };
   }
   const kept: Record<string, string> = {};
   for (
@@ -494,17 +528,25 @@ async function relay(
   native: NativeApi,
   res: Response,
   attempts: readonly AttemptRecord[],
-  secrets: readonly string[],
+  /** Set when a configured key was injected: applied to header values and an error body. */
+  redact: Redactor | null,
+  /**
+   * Stops the upstream timer. A stream keeps only its own timers, so it stops now; any other
+   * body stays under the timeout to its end: read whole, it fails here (504), and relayed as
+   * it comes, the timer cuts it (the status already went out).
+   */
+  settle: () => void,
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const contentType = res.headers.get("content-type") ?? "";
   ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
+  if (ex.stream) settle();
   ex.deferEnd = true;
   const out = new Headers();
   const hop = hopByHop(res.headers);
   res.headers.forEach((value, name) => {
     // content-length: the body is re-chunked on the way out; let the server frame it.
     if (!hop.has(name) && !isInternal(name) && name !== "content-length") {
-      out.append(name, value);
+      out.append(name, redact === null ? value : redact(value));
     }
   });
   const provider = ex.provider as string;
@@ -514,6 +556,8 @@ async function relay(
     out.set(name, value);
   }
   const meter = createUsageMeter();
+  // The meter settles when the body ends (read whole, relayed, or absent).
+  if (!ex.stream) void meter.usage.then(settle);
   // A stream cut before the upstream counted the input is billed for the request's size
   // (~4 bytes a token, as the unified routes estimate a prompt), marked estimated.
   const req = ex.request?.schema === "passthrough" ? ex.request : null;
@@ -527,8 +571,8 @@ async function relay(
   const onModel = (model: string) => {
     if (!ex.model) ex.model = model;
   };
-  const source = !res.ok && secrets.length > 0 && res.body
-    ? await withoutSecrets(res.body, secrets)
+  const source = !res.ok && redact !== null && res.body
+    ? await withoutSecrets(res.body, redact)
     : res.body;
   const read = !ex.stream && res.ok && source && /\bjson\b/i.test(contentType)
     ? await wholeUpTo(source, WHOLE_JSON_BYTES)
@@ -568,16 +612,15 @@ const ERROR_BYTES = 1024 * 1024;
 
 async function withoutSecrets(
   body: ReadableStream<Uint8Array>,
-  secrets: readonly string[],
+  redact: Redactor,
 ): Promise<ReadableStream<Uint8Array>> {
   const read = await wholeUpTo(body, ERROR_BYTES);
   if (!read.whole) return read.body;
   const bytes = new Uint8Array(await new Response(read.body).arrayBuffer());
   const text = new TextDecoder().decode(bytes);
-  if (!secrets.some((s) => text.includes(s))) return ReadableStream.from([bytes]);
-  let out = text;
-  for (const s of secrets) out = out.replaceAll(s, "[REDACTED]");
-  return ReadableStream.from([new TextEncoder().encode(out)]);
+  const out = redact(text);
+  // Untouched bytes stay the upstream's own (a body that is not UTF-8 is not re-encoded).
+  return ReadableStream.from([out === text ? bytes : new TextEncoder().encode(out)]);
 }
 
 /**
@@ -646,6 +689,7 @@ function namesIn(body: Uint8Array | null): { model?: string; user?: string } {
 }
 
 const userOf = (named: { user?: string }) => named.user ? { user: named.user } : {};
+const noop = () => {};
 
 function providerNamed(
   config: Config,

@@ -1,0 +1,60 @@
+/**
+ * Native passthrough with an injected key: whatever the upstream echoes of the credential it
+ * got, in a header or as a key prefix in the body, reaches the client redacted.
+ */
+import assert from "node:assert/strict";
+import { startGateway } from "../helpers/in_process.ts";
+
+const KEY = "sk-OPENAI-SECRET-0123456789abcdef";
+
+/** An upstream that answers 400, echoing the auth it received in a header and a key prefix. */
+function echoUpstream() {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const auth = req.headers.get("authorization") ?? "";
+    const key = auth.replace(/^Bearer\s+/i, "");
+    return new Response(
+      JSON.stringify({
+        error: {
+          message: `Incorrect API key provided: ${key.slice(0, 12)}...${key.slice(-4)}.`,
+          type: "invalid_request_error",
+        },
+      }),
+      {
+        status: 400,
+        headers: { "content-type": "application/json", "x-echo-key": auth, "x-other": "plain" },
+      },
+    );
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}
+
+Deno.test("passthrough: an injected key echoed in a response header or as a prefix is redacted", async () => {
+  const up = echoUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: ${KEY} }] }
+`);
+  try {
+    for (const path of ["/openai/v1/chat/completions", "/native/openai/chat/completions"]) {
+      const res = await fetch(gw.url(path), { method: "POST", body: "{}" });
+      const text = await res.text();
+      assert.equal(res.status, 400, path);
+      assert.equal(res.headers.get("x-echo-key"), "[REDACTED]", path);
+      assert.equal(res.headers.get("x-other"), "plain", path);
+      assert.doesNotMatch(text, /sk-OPENAI-SE/, path);
+      assert.match(text, /Incorrect API key provided: \[REDACTED\]/, path);
+    }
+    // The client's own key, echoed back to the client that sent it, is its business.
+    const own = await fetch(gw.url("/openai/v1/chat/completions"), {
+      method: "POST",
+      headers: { authorization: "Bearer sk-client-own-0001" },
+      body: "{}",
+    });
+    assert.match(await own.text(), /sk-client-ow\.\.\./);
+    assert.equal(own.headers.get("x-echo-key"), "Bearer sk-client-own-0001");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
