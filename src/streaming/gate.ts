@@ -110,12 +110,17 @@ function chunkHasContent(chunk: unknown): boolean {
  * (and what a tap counts as output begun).
  */
 export function dataHasContent(format: GateFormat, data: string): boolean {
+  return eventHasContent(format, data) ?? true;
+}
+
+/** `dataHasContent`, or null for an event that is not JSON (a broken stream). */
+function eventHasContent(format: GateFormat, data: string): boolean | null {
   if (format === "openai_sse") {
     if (data === "[DONE]") return true;
     try {
       return chunkHasContent(JSON.parse(data));
     } catch {
-      return true; // not ours to judge: the decoder downstream reports it
+      return null;
     }
   }
   try {
@@ -134,7 +139,7 @@ export function dataHasContent(format: GateFormat, data: string): boolean {
     if (type === "response.content_part.added") return !emptyText(event.part);
     return true;
   } catch {
-    return true;
+    return null;
   }
 }
 
@@ -152,6 +157,7 @@ function emptyText(block: unknown): boolean {
 function contentDetector<T>(
   format: GateFormat,
   failure: GateOptions["failure"],
+  provider: string,
 ): (chunk: T) => boolean {
   if (format === "chunks") return (chunk) => chunkHasContent(chunk);
   const decoder = new TextDecoder();
@@ -161,7 +167,17 @@ function contentDetector<T>(
     for (const data of read(text)) {
       const failed = failure?.(data);
       if (failed) throw failed;
-      if (dataHasContent(format, data)) return true;
+      const content = eventHasContent(format, data);
+      // Relayed as bytes, an event that is not JSON would reach the client's SDK, which
+      // throws on it: before commit it is the upstream's failure (failover may answer).
+      if (content === null) {
+        throw new GatewayError(
+          "upstream_error",
+          `Provider "${provider}" sent a stream event that is not JSON`,
+          { provider, upstreamStatus: 502 },
+        );
+      }
+      if (content) return true;
     }
     return false;
   };
@@ -180,7 +196,7 @@ export async function gateStream<T>(
 ): Promise<ReadableStream<T>> {
   const reader = openReader(source);
   const held: T[] = [];
-  const hasContent = contentDetector<T>(format, opts.failure);
+  const hasContent = contentDetector<T>(format, opts.failure, opts.provider);
   let onAbort = () => {};
   let cancelTimer = () => {};
   let cancelDeadline = () => {};

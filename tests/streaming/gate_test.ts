@@ -155,6 +155,24 @@ Deno.test("gateStream() fails the attempt when no content came within first_chun
   assert.equal(s.pending.size, 0);
 });
 
+Deno.test("gateStream() fails an attempt whose stream sends an event that is not JSON before any content", async () => {
+  for (const format of ["openai_sse", "anthropic_sse", "responses_sse"] as const) {
+    const source = silentAfter([
+      enc.encode(": keep-alive\n\n"),
+      enc.encode("data: {not json}\n\n"),
+    ]);
+    const { opts: o } = opts();
+    await assert.rejects(gateStream(source.stream, format, o), (err: unknown) => {
+      assert.ok(err instanceof GatewayError, format);
+      assert.equal(err.code, "upstream_error");
+      assert.equal(err.status, 502);
+      assert.match(err.message, /Provider "up" sent a stream event that is not JSON/);
+      return true;
+    });
+    assert.ok(source.cancelled() !== null, "the upstream is released");
+  }
+});
+
 Deno.test("gateStream() ends a committed stream that goes silent past stream_idle_timeout", async (t) => {
   await t.step(
     "silence while the client waits: StreamIdleTimeout, upstream cancelled",
