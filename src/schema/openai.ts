@@ -15,6 +15,24 @@ export interface OpenAIContentPart {
   [field: string]: unknown;
 }
 
+/**
+ * Marks a chat request Pilotfish translated from another API (`/v1/messages`, `/v1/responses`)
+ * rather than received: its fields are ours to choose (`translated()`). A non-enumerable symbol
+ * key: JSON never carries it, and a copy of the body is not translated any more.
+ */
+const TRANSLATED: unique symbol = Symbol("pilotfish.translated");
+
+/** `body`, marked as translated. */
+export function markTranslated<T extends OpenAIChatRequest>(body: T): T {
+  Object.defineProperty(body, TRANSLATED, { value: true });
+  return body;
+}
+
+/** Whether `body` came from a translation (see `markTranslated`). */
+export function translated(body: OpenAIChatRequest): boolean {
+  return (body as { [TRANSLATED]?: true })[TRANSLATED] === true;
+}
+
 /** OpenAI chat completion request; fields we do not interpret pass through untouched. */
 export interface OpenAIChatRequest {
   model: string;

@@ -10,7 +10,12 @@ import type {
   MessagesToolResultBlock,
   MessagesToolUseBlock,
 } from "../schema/anthropic.ts";
-import type { OpenAIChatRequest, OpenAIContentPart, OpenAIMessage } from "../schema/openai.ts";
+import {
+  markTranslated,
+  type OpenAIChatRequest,
+  type OpenAIContentPart,
+  type OpenAIMessage,
+} from "../schema/openai.ts";
 
 /*
  * Dropped without complaint, because they tune how the answer is produced rather than what
@@ -162,7 +167,7 @@ function translate(req: MessagesRequest, ctx: Ctx): OpenAIChatRequest {
   }
   const format = responseFormat(req.output_config, ctx);
   if (format !== null) out.response_format = format;
-  return out;
+  return markTranslated(out);
 }
 
 // ---- System and messages -------------------------------------------------------------------

@@ -5,7 +5,12 @@
  * @module
  */
 import { GatewayError } from "../errors.ts";
-import type { OpenAIChatRequest, OpenAIContentPart, OpenAIMessage } from "../schema/openai.ts";
+import {
+  markTranslated,
+  type OpenAIChatRequest,
+  type OpenAIContentPart,
+  type OpenAIMessage,
+} from "../schema/openai.ts";
 import type { ResponsesItem, ResponsesRequest } from "../schema/responses.ts";
 
 /**
@@ -113,7 +118,7 @@ export function toChatRequestFromResponses(
   // Passed as chat's `reasoning_effort`: providers with an equivalent map it, the others
   // refuse it with a 400 naming it (their translation's rule), never a silent drop.
   if (typeof effort === "string") out.reasoning_effort = effort;
-  return out;
+  return markTranslated(out);
 }
 
 // ---- Items ---------------------------------------------------------------------------------

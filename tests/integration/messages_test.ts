@@ -102,7 +102,8 @@ routing:
       assert.deepEqual(JSON.parse(sent.body), {
         model: "gpt-4o-mini",
         messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "hi" }],
-        max_tokens: 100,
+        // OpenAI's own API: its current field (reasoning models refuse max_tokens).
+        max_completion_tokens: 100,
         user: "user-7",
       });
     });

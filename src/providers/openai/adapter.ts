@@ -31,6 +31,7 @@ import { chatStreamFailure, fromOpenAIError, responsesStreamFailure } from "./er
 import { AZURE_NATIVE, OPENAI_NATIVE } from "./native.ts";
 import { azureEndpoint, plainEndpoint, setCredential, toOpenAIRequest } from "./request.ts";
 import { pathSegment } from "../shared/path_segment.ts";
+import { type OpenAIChatRequest, translated } from "../../schema/openai.ts";
 
 /**
  * Adapter for OpenAI, every OpenAI-compatible API (Groq, Mistral, vLLM, ...) and, with its
@@ -75,6 +76,9 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
   const chatFailure = (data: string) => chatStreamFailure(data, cfg.name, deps.redact);
   // OpenAI and Azure document stream_options; other compatible APIs may refuse it.
   const streamUsage = cfg.stream_usage ?? (cfg.name === "openai" || cfg.type === "azure");
+  /** OpenAI's own API (the preset, or its host under another name). */
+  const official = cfg.type === "openai" &&
+    (cfg.name === "openai" || URL.parse(cfg.base_url)?.hostname === "api.openai.com");
   const execute = (
     req: ReturnType<typeof toOpenAIRequest>,
     call: { signal: AbortSignal; timeoutMs: number },
@@ -155,7 +159,14 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
           },
         }
         : call;
-      const req = toOpenAIRequest(sent, "chat/completions", model, endpoint, baseHeaders, accept);
+      const req = toOpenAIRequest(
+        official && translated(call.body) ? { ...sent, body: forOpenAI(sent.body) } : sent,
+        "chat/completions",
+        model,
+        endpoint,
+        baseHeaders,
+        accept,
+      );
       const reply = await execute(req, call);
       const tap = askUsage ? openAIUsageStrip : openAIUsageTap;
       if (!call.stream) return relayJson(reply);
@@ -252,6 +263,20 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       usage: knownUsage(findResponsesUsage(body)),
     };
   }
+}
+
+/**
+ * A request Pilotfish translated (from `/v1/messages` or `/v1/responses`) as OpenAI's own API
+ * takes it: the output budget as `max_completion_tokens` (`max_tokens` is deprecated there, and
+ * reasoning models refuse it; both APIs' budgets include reasoning, as it does) and no `top_k`
+ * (an Anthropic sampling knob OpenAI refuses by name). Other compatible servers get the
+ * translation as it is: many know only `max_tokens`, and some honour `top_k`.
+ */
+function forOpenAI(body: OpenAIChatRequest): OpenAIChatRequest {
+  const { max_tokens, top_k: _topK, ...rest } = body as OpenAIChatRequest & { top_k?: unknown };
+  return max_tokens === undefined || rest.max_completion_tokens !== undefined
+    ? rest
+    : { ...rest, max_completion_tokens: max_tokens };
 }
 
 /**

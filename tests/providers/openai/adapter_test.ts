@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { ChatCall } from "../../../src/providers/mod.ts";
-import type { OpenAIChatRequest } from "../../../src/schema/openai.ts";
+import { markTranslated, type OpenAIChatRequest } from "../../../src/schema/openai.ts";
 import { chatCallFor } from "../../helpers/calls.ts";
 import { concatBytes } from "../../helpers/chunk.ts";
 import {
@@ -221,6 +221,31 @@ Deno.test("createOpenAIAdapter() refuses to follow a redirect", SANITIZE, async 
   assert.equal(err.code, "upstream_error");
   assert.equal(err.info.upstreamStatus, 302);
 });
+
+Deno.test(
+  "createOpenAIAdapter(): a translated request reaches OpenAI's own API with max_completion_tokens and no top_k",
+  SANITIZE,
+  async () => {
+    const sent = async (provider: string, mark: boolean) => {
+      const { adapter, requests } = adapterWith(() => jsonResponse(COMPLETION), provider);
+      const { call } = chatCall({}, { max_tokens: 50, top_k: 5 } as Partial<OpenAIChatRequest>);
+      const body = mark ? markTranslated({ ...call.body }) : call.body;
+      await adapter.chat({ ...call, body }, "gpt-5");
+      return JSON.parse(String(requests[0]?.init.body));
+    };
+    // From /v1/messages or /v1/responses: reasoning models refuse max_tokens, OpenAI refuses top_k.
+    const official = await sent("openai", true);
+    assert.equal(official.max_completion_tokens, 50);
+    assert.equal("max_tokens" in official, false);
+    assert.equal("top_k" in official, false);
+    // What a chat client sent goes as sent; other compatible servers get the translation as is.
+    const asSent = await sent("openai", false);
+    assert.equal(asSent.max_tokens, 50);
+    const compatible = await sent("local", true);
+    assert.equal(compatible.max_tokens, 50);
+    assert.equal(compatible.top_k, 5);
+  },
+);
 
 Deno.test("createOpenAIAdapter() reports a 200 body that is not JSON", SANITIZE, async () => {
   const { adapter } = adapterWith(() => new Response("<html>proxy</html>", { status: 200 }));
