@@ -172,6 +172,11 @@ export interface NativeApi {
   /** Usage carried in reply headers (Bedrock InvokeModel), if any. */
   headerUsage?(headers: Headers): Usage | null;
   /**
+   * A request path whose answer streams in a framing that does not say so (Gemini's
+   * `:streamGenerateContent` without `alt=sse`: a JSON array, sent as it is generated).
+   */
+  streams?(path: string): boolean;
+  /**
    * Characters of answer text in one SSE event's data, for APIs whose streams may carry no
    * counts (OpenAI's, unless asked for `include_usage`): the output is then estimated.
    */

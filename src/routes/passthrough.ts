@@ -349,7 +349,10 @@ async function run(
   // unified routes' too) takes the keys and their shapes, a 12-character prefix echo included.
   let out: Awaited<ReturnType<typeof relay>>;
   try {
-    out = await relay(ex, native, response, attempts, inject ? rt.redact : null, settle);
+    out = await relay(ex, native, response, attempts, inject ? rt.redact : null, {
+      settle,
+      idleMs: provider.timeout,
+    });
   } catch (err) {
     // The body failed before the answer started (the upstream timeout ran out while it was
     // read whole, or the upstream cut it): an error in the route's format, never a hang.
@@ -531,14 +534,18 @@ async function relay(
   /** Set when a configured key was injected: applied to header values and an error body. */
   redact: Redactor | null,
   /**
-   * Stops the upstream timer. A stream keeps only its own timers, so it stops now; any other
-   * body stays under the timeout to its end: read whole, it fails here (504), and relayed as
-   * it comes, the timer cuts it (the status already went out).
+   * `settle` stops the upstream timer. It covers what is read here before the answer starts
+   * (a JSON body read whole, an error body): one that stalls fails here (504). A body relayed
+   * as it comes (a stream, NDJSON, a download) is the client's to pace: the timer stops, and
+   * one that is not a stream (whose idle timers are the stream gate's) is cut once the
+   * upstream sends nothing for `idleMs` while the client waits.
    */
-  settle: () => void,
+  timer: { settle: () => void; idleMs: number },
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
+  const { settle } = timer;
   const contentType = res.headers.get("content-type") ?? "";
-  ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream");
+  ex.stream = contentType.includes("text/event-stream") || contentType.includes("eventstream") ||
+    native.streams?.(ex.path) === true;
   if (ex.stream) settle();
   ex.deferEnd = true;
   const out = new Headers();
@@ -556,8 +563,6 @@ async function relay(
     out.set(name, value);
   }
   const meter = createUsageMeter();
-  // The meter settles when the body ends (read whole, relayed, or absent).
-  if (!ex.stream) void meter.usage.then(settle);
   // A stream cut before the upstream counted the input is billed for the request's size
   // (~4 bytes a token, as the unified routes estimate a prompt), marked estimated.
   const req = ex.request?.schema === "passthrough" ? ex.request : null;
@@ -589,6 +594,10 @@ async function relay(
       out.set("x-pilotfish-model", pilotfishHeaders(provider, ex.model, 0)["x-pilotfish-model"]!);
     }
   }
+  settle();
+  if (sniffed !== null && !read.whole && !ex.stream) {
+    sniffed = idleCut(sniffed, timer.idleMs, provider);
+  }
   // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
   // tell): the bytes are the provider's, there is no event of ours to put in them.
   const cut = streamCut(ex, ex.stream);
@@ -605,6 +614,48 @@ async function relay(
     response: new Response(body, { status: res.status, statusText: res.statusText, headers: out }),
     attempts: withUsage,
   };
+}
+
+/**
+ * `body`, errored (and its source cancelled) once a read waits `ms` for the upstream. The
+ * timer runs only while the client is asking for more: a slow reader is not the upstream's
+ * silence.
+ */
+function idleCut(
+  body: ReadableStream<Uint8Array>,
+  ms: number,
+  provider: string,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      const silent = new Promise<never>((_, reject) => {
+        timer = setTimeout(() =>
+          reject(
+            new GatewayError(
+              "upstream_timeout",
+              `Provider "${provider}" sent nothing for ${ms} ms`,
+              { provider },
+            ),
+          ), ms);
+      });
+      try {
+        const next = await Promise.race([reader.read(), silent]);
+        if (next.done) c.close();
+        else c.enqueue(next.value);
+      } catch (err) {
+        reader.cancel(err).catch(() => {});
+        c.error(err);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cancel(reason) {
+      clearTimeout(timer);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /** An error body read (up to `ERROR_BYTES`) for the gateway's keys, each replaced. */

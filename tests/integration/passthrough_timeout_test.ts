@@ -110,10 +110,31 @@ Deno.test("passthrough: a body already relayed when the timeout runs out ends th
   }
 });
 
-Deno.test("passthrough: a stream outlasting the provider timeout is not cut by it", async () => {
-  const events = ["a", "b", "c", "d"].map((x) =>
-    `data: {"choices":[{"delta":{"content":"${x}"}}]}\n\n`
-  );
+Deno.test("passthrough: a stream outlasting the provider timeout is not cut by it", async (t) => {
+  // Each answer sends a part every 150 ms, 4 in all: longer than the 300 ms timeout, never
+  // silent that long. SSE, NDJSON (Ollama's native API) and Gemini's JSON-array stream.
+  const cases: [string, string, string, string[]][] = [
+    [
+      "SSE",
+      "/openai/v1/chat/completions",
+      "text/event-stream",
+      ["a", "b", "c", "d"].map((x) => `data: {"choices":[{"delta":{"content":"${x}"}}]}\n\n`),
+    ],
+    [
+      "NDJSON",
+      "/native/openai/api/chat",
+      "application/x-ndjson",
+      ["1", "2", "3", "4"].map((x) => `{"n":${x}}\n`),
+    ],
+    [
+      "Gemini JSON array",
+      "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+      "application/json",
+      ['[{"candidates":[]}', ',{"candidates":[]}', ',{"candidates":[]}', "]"],
+    ],
+  ];
+  let parts: string[] = [];
+  let contentType = "";
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     await req.body?.cancel();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -121,21 +142,27 @@ Deno.test("passthrough: a stream outlasting the provider timeout is not cut by i
       start(c) {
         let i = 0;
         const next = () => {
-          if (i === events.length) return c.close();
-          c.enqueue(new TextEncoder().encode(events[i++]));
+          if (i === parts.length) return c.close();
+          c.enqueue(new TextEncoder().encode(parts[i++]));
           timer = setTimeout(next, 150);
         };
         next();
       },
       cancel: () => clearTimeout(timer),
     });
-    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    return new Response(body, { headers: { "content-type": contentType } });
   });
   const gw = startGateway(config(`http://127.0.0.1:${server.addr.port}`, false));
   try {
-    const res = await fetch(gw.url("/openai/v1/chat/completions"), { method: "POST", body: "{}" });
-    assert.equal(res.status, 200);
-    assert.equal(await res.text(), events.join(""));
+    for (const [name, path, type, sent] of cases) {
+      await t.step(name, async () => {
+        parts = [...sent];
+        contentType = type;
+        const res = await fetch(gw.url(path), { method: "POST", body: "{}" });
+        assert.equal(res.status, 200);
+        assert.equal(await res.text(), sent.join(""));
+      });
+    }
   } finally {
     await gw.close();
     await server.shutdown();

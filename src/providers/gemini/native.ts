@@ -41,4 +41,5 @@ export const GEMINI_NATIVE: NativeApi = {
   },
   usage: geminiUsageOf,
   contentChars: geminiContentChars,
+  streams: (path) => path.includes(":streamGenerateContent"),
 };
