@@ -412,10 +412,19 @@ export interface RedisConn {
 
 const mode = v.picklist(["off", "log", "on"]);
 
+/**
+ * The breaker's `mode`: llm-proxy's later configs write `enforce` (its README's `on`) and
+ * read as `on` here; `/health` reports `on`.
+ */
+const breakerMode = v.pipe(
+  v.picklist(["off", "log", "on", "enforce"]),
+  v.transform((m) => (m === "enforce" ? "on" : m)),
+);
+
 /** llm-proxy's `features.circuit_breaker`, same keys and defaults as its README. */
 const circuitBreakerSchema = strictObject({
   enabled: opt(bool(), false),
-  mode: opt(mode),
+  mode: opt(breakerMode),
   backend: opt(v.picklist(["memory", "redis"])),
   failure_threshold: opt(int(1), 5),
   window_seconds: opt(positive(), 120),

@@ -168,3 +168,27 @@ features:
     /features\.circuit_breaker\.redis\.url: Must be a redis:\/\/ or rediss:\/\/ URL/,
   );
 });
+
+Deno.test("circuit_breaker.mode: enforce (llm-proxy's later configs) is its `on`", async () => {
+  const { createBreaker, createMemoryBreakerStore, breakerTiming } = await import(
+    "../../src/breaker/mod.ts"
+  );
+  const { config, warnings } = load(`
+features:
+  circuit_breaker:
+    enabled: true
+    mode: "enforce"
+`);
+  assert.deepEqual(warnings, []);
+  const cb = config.features.circuit_breaker;
+  assert.equal(cb.mode, "on");
+  const breaker = createBreaker(cb, createMemoryBreakerStore(breakerTiming(cb)), () => {});
+  assert.equal(breaker.mode, "on");
+  // Its README's values still load, and a typo is still refused.
+  assert.equal(
+    load("features: { circuit_breaker: { mode: log } }").config.features
+      .circuit_breaker.mode,
+    "log",
+  );
+  assert.throws(() => load("features: { circuit_breaker: { mode: enforcing } }"), /mode/);
+});
