@@ -261,7 +261,13 @@ const providerSchema = strictObject({
    * No default here: unified routes default to `gateway`, native passthrough routes to the
    * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
    */
-  credential_mode: opt(v.picklist(["gateway", "passthrough"])),
+  credential_mode: opt(
+    v.pipe(
+      v.picklist(["gateway", "passthrough", "stored"]),
+      // Butter's name for the configured keys (its default).
+      v.transform((m) => (m === "stored" ? "gateway" : m)),
+    ),
+  ),
   /**
    * OpenAI-compatible streams: ask for `stream_options.include_usage` when the client did
    * not (so a stream is billed from the upstream's count), and drop that usage chunk on
