@@ -7,6 +7,7 @@ import { EMBEDDED_DEFAULT_PROVIDER, PROVIDER_PRESETS, PROVIDER_TYPES } from "./p
 import {
   type Config,
   configSchema,
+  NO_CAP_BODY_BYTES,
   type ProviderConfig,
   type ProviderKeyConfig,
   resolveProvider,
@@ -272,12 +273,17 @@ export function validateConfig(
       socket_mode: parseInt(parsed.server.socket_mode, 8),
       // Butter's `max_request_bytes` when ours is not written.
       max_body_bytes: rawServer.max_body_bytes === undefined
-        ? parsed.server.max_request_bytes ?? parsed.server.max_body_bytes
+        ? butterBodyLimit(parsed.server.max_request_bytes) ?? parsed.server.max_body_bytes
         : parsed.server.max_body_bytes,
     },
     providers,
   };
   return { config: deepFreeze(config), warnings, source, ...(dialect ? { dialect } : {}) };
+}
+
+/** Butter's `max_request_bytes` as a limit: negative (its "no cap") is `NO_CAP_BODY_BYTES`. */
+function butterBodyLimit(bytes: number | undefined): number | undefined {
+  return bytes !== undefined && bytes < 0 ? NO_CAP_BODY_BYTES : bytes;
 }
 
 /**

@@ -100,6 +100,14 @@ const corsSchema = strictObject({
   max_age: opt(duration(), "10m"),
 });
 
+/**
+ * The body limit for Butter's "no cap" (`max_request_bytes` negative). A JSON body is read
+ * into memory, decoded into one string and parsed (and a passthrough body is held whole for
+ * retries and stages), so some cap must stay: 256 MiB is half of V8's longest string and
+ * keeps one such body's buffer, text and parse within the default heap.
+ */
+export const NO_CAP_BODY_BYTES = 256 * 1024 * 1024;
+
 const serverSchema = strictObject({
   host: opt(str(), "127.0.0.1"),
   port: opt(int(0, 65535), 9002),
@@ -113,8 +121,16 @@ const serverSchema = strictObject({
     "0660",
   ),
   max_body_bytes: opt(int(1), 10 * 1024 * 1024),
-  /** Butter's name for it (its `config.example.yaml`); `max_body_bytes` wins when both are set. */
-  max_request_bytes: opt(int(1)),
+  /**
+   * Butter's name for it (its `config.example.yaml`); `max_body_bytes` wins when both are set.
+   * Negative is Butter's "no cap": read as `NO_CAP_BODY_BYTES` (a body is held in memory).
+   */
+  max_request_bytes: opt(
+    v.pipe(
+      int(Number.MIN_SAFE_INTEGER),
+      v.check((n) => n !== 0, "Expected a size in bytes, or a negative number for no cap"),
+    ),
+  ),
   admin_token: opt(str(), ""),
   /**
    * Butter's / llm-gateway's (`readTimeout`) Go http.Server ReadTimeout. Unset: no limit but

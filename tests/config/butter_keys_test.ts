@@ -28,3 +28,31 @@ providers:
     /credential_mode/,
   );
 });
+
+Deno.test("server.max_request_bytes negative is Butter's no cap: the largest bound we hold", async () => {
+  const { NO_CAP_BODY_BYTES } = await import("../../src/config/schema.ts");
+  const { config, warnings } = load("server: { max_request_bytes: -1 }\nproviders: { mock: {} }\n");
+  assert.deepEqual(warnings, []);
+  assert.equal(config.server.max_body_bytes, NO_CAP_BODY_BYTES);
+  assert.ok(NO_CAP_BODY_BYTES > 10 * 1024 * 1024);
+  // Ours still wins when both are written; 0 is neither a size nor Butter's "no cap".
+  const both = load("server: { max_request_bytes: -1, max_body_bytes: 2048 }");
+  assert.equal(both.config.server.max_body_bytes, 2048);
+  assert.throws(() => load("server: { max_request_bytes: 0 }"), /max_request_bytes/);
+
+  // A body past the 10 MiB default is read, on a unified route.
+  const { startGateway } = await import("../helpers/in_process.ts");
+  const gw = startGateway(config);
+  try {
+    const big = "x".repeat(11 * 1024 * 1024);
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock/echo", messages: [{ role: "user", content: big }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});
