@@ -207,9 +207,7 @@ export function limitStage(opts: LimitStageOptions): Stage {
       h.set("retry-after", String(retryAfter(shown)));
       h.set(
         "x-ratelimit-reason",
-        a.unavailable
-          ? "rate limit store unavailable"
-          : `${shown.check.rule.windowName} limit exceeded`,
+        a.unavailable ? "rate limit store unavailable" : reasonOf(shown.check.rule.windowName),
       );
       h.set("x-ratelimit-metric", shown.check.rule.metric);
       h.set("x-ratelimit-window", shown.check.rule.windowName);
@@ -238,6 +236,11 @@ function inputTokens(ex: Exchange): number | null {
 function scopeKind(scope: string): string {
   const kind = scope.split(":", 1)[0] as string;
   return kind === "key" ? "app_key" : kind;
+}
+
+/** llm-proxy's `X-RateLimit-Reason`: `minute limit exceeded`, `daily limit exceeded`. */
+function reasonOf(windowName: string): string {
+  return windowName === "day" ? "daily limit exceeded" : `${windowName} limit exceeded`;
 }
 
 function retryAfter(s: CheckState): number {

@@ -465,3 +465,25 @@ features:
     await up.close();
   }
 });
+
+Deno.test("a day limit's 429 says llm-proxy's `daily limit exceeded`", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_day: 1 }
+`);
+  try {
+    assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 200);
+    const limited = await drain(await gw.request("/v1/chat/completions", chat()));
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers.get("x-ratelimit-reason"), "daily limit exceeded");
+    assert.equal(limited.headers.get("x-ratelimit-window"), "day");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
