@@ -802,6 +802,12 @@ export const configSchema = strictObject({
     strictObject({
       circuit_breaker: opt(circuitBreakerSchema, {}),
       rate_limiting: opt(rateLimitingSchema, {}),
+      /**
+       * llm-proxy's switch for its cost records. Off: no per-request cost fields (the
+       * `x-pilotfish-cost-usd` header, the access log's `cost_usd`) and `/health` says so;
+       * rollups and app key budgets still count cost. Its transports are not ours (warned).
+       */
+      cost_tracking: opt(strictObject({ enabled: opt(bool(), true) }), {}),
     }),
     {},
   ),

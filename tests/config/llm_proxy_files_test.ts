@@ -27,7 +27,6 @@ features:
   assert.deepEqual(warnings.filter((w) => w.includes("Unknown key")).sort(), [
     "enabled: Unknown key, ignored",
     "features.api_key_management: Unknown key, ignored",
-    "features.cost_tracking: Unknown key, ignored",
     "features.pii_redact: Unknown key, ignored",
     "retired_models: Unknown key, ignored",
   ]);

@@ -11,14 +11,20 @@ import type { EventOf, TelemetryEvent } from "../events.ts";
 import type { Stage } from "../stages.ts";
 import { usageNow } from "../../streaming/usage.ts";
 
-export function requestLogStage(logger: Logger): Stage {
+export interface RequestLogOptions {
+  /** Log `cost_usd` (llm-proxy's `features.cost_tracking.enabled`); default true. */
+  readonly cost?: boolean;
+}
+
+export function requestLogStage(logger: Logger, opts: RequestLogOptions = {}): Stage {
+  const cost = opts.cost ?? true;
   return {
     name: "request_log",
     fail_mode: "open",
     timeout_ms: 1_000,
     trace_events: ["request_end"],
     trace(event: TelemetryEvent) {
-      if (event.type === "request_end") writeLine(logger, event);
+      if (event.type === "request_end") writeLine(logger, event, cost);
     },
   };
 }
@@ -30,7 +36,7 @@ function usedBy(attempts: readonly AttemptRecord[]): number {
   return n;
 }
 
-function writeLine(logger: Logger, event: EventOf<"request_end">): void {
+function writeLine(logger: Logger, event: EventOf<"request_end">, cost: boolean): void {
   const ex = event.exchange;
   const res = ex.response;
   if (res === null) return;
@@ -54,7 +60,7 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
     model: ex.model ?? null,
     stream: ex.stream,
     ...(usage ? tokenFields(usage) : {}),
-    ...(ex.cost !== null ? { cost_usd: ex.cost } : {}),
+    ...(cost && ex.cost !== null ? { cost_usd: ex.cost } : {}),
     ...(ex.costEstimated ? { usage_estimated: true } : {}),
     ...(ex.cacheStatus !== null ? { cache: ex.cacheStatus } : {}),
     // The common case (one clean attempt) adds nothing to the line.
