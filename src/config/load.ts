@@ -266,6 +266,13 @@ export function validateConfig(
   const config: Config = {
     ...parsed,
     routing: { ...parsed.routing, aliases },
+    // Butter's `plugins.metrics.per_key_metrics` when ours is not written.
+    metrics: {
+      ...parsed.metrics,
+      per_key: isRecord(tree.metrics) && tree.metrics.per_key !== undefined
+        ? parsed.metrics.per_key
+        : parsed.plugins.metrics?.per_key_metrics ?? parsed.metrics.per_key,
+    },
     server: {
       ...parsed.server,
       host,

@@ -791,7 +791,10 @@ export const configSchema = strictObject({
   plugins: opt(
     v.objectWithRest({
       /** Butter's metrics plugin (`metrics: {}`): the same `/metrics` as `metrics.enabled`. */
-      metrics: opt(strictObject({})),
+      metrics: opt(strictObject({
+        /** Butter's "add app_key label to all metrics": our `metrics.per_key` (which wins). */
+        per_key_metrics: opt(bool()),
+      })),
       tracing: opt(butterTracingSchema),
       ratelimit: opt(butterRateLimitSchema),
     }, v.unknown()),

@@ -56,3 +56,13 @@ Deno.test("server.max_request_bytes negative is Butter's no cap: the largest bou
     await gw.close();
   }
 });
+
+Deno.test("plugins.metrics.per_key_metrics (Butter: an app_key label on every metric) is metrics.per_key", () => {
+  const on = load("plugins:\n  metrics:\n    per_key_metrics: true\n");
+  assert.deepEqual(on.warnings, []);
+  assert.equal(on.config.metrics.per_key, true);
+  assert.equal(load("plugins: { metrics: {} }").config.metrics.per_key, false);
+  // Ours wins when both are written.
+  const both = load("plugins: { metrics: { per_key_metrics: true } }\nmetrics: { per_key: false }");
+  assert.equal(both.config.metrics.per_key, false);
+});
