@@ -156,7 +156,10 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   // plugins (a guard blocks, a rewrite changes the request), then the cache: a refused or
   // blocked request never reads it, it keys on the request as rewritten, a hit costs 0.
   const stages: Stage[] = [
-    requestLogStage(logger, { cost: costFields }),
+    requestLogStage(logger, {
+      cost: costFields,
+      appKey: config.plugins.requestlog?.log_app_key === true,
+    }),
     ...(appKeys ? [appKeys.stage] : []),
     ...(limits ? [limits.stage] : []),
     meter.stage,

@@ -14,6 +14,8 @@ import {
   switchedOff,
 } from "./schema.ts";
 
+type ParsedConfig = v.InferOutput<typeof configSchema>;
+
 /** A config that cannot be used; `problems` lists every issue, each with its key path. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -257,6 +259,24 @@ export function validateConfig(
   }
 
   errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing, at));
+  const requestlog = parsed.plugins.requestlog;
+  const idHeader = requestlog?.request_id_header;
+  if (idHeader !== undefined && idHeader.toLowerCase() !== "x-request-id") {
+    (opts.strict ? errors : warnings).push(
+      `${
+        at(["plugins", "requestlog", "request_id_header"])
+      }: Not supported (the request id is read from and echoed in X-Request-ID)${
+        opts.strict ? "" : "; ignored"
+      }`,
+    );
+  }
+  if (requestlog?.log_bodies === true) {
+    warnings.push(
+      `${
+        at(["plugins", "requestlog", "log_bodies"])
+      }: Request bodies are logged (secrets redacted, as logging.request_body); response bodies are not`,
+    );
+  }
   if (errors.length > 0) throw new ConfigError(source, errors);
 
   const aliases: Record<string, string> = {};
@@ -266,6 +286,7 @@ export function validateConfig(
   const config: Config = {
     ...parsed,
     routing: { ...parsed.routing, aliases },
+    logging: butterLogging(parsed, tree.logging),
     // Butter's `plugins.metrics.per_key_metrics` when ours is not written.
     metrics: {
       ...parsed.metrics,
@@ -286,6 +307,25 @@ export function validateConfig(
     providers,
   };
   return { config: deepFreeze(config), warnings, source, ...(dialect ? { dialect } : {}) };
+}
+
+/**
+ * `logging` with Butter's `plugins.requestlog.log_bodies` / `body_max_bytes` where ours are
+ * not written (Butter truncates at 1024 bytes by default).
+ */
+function butterLogging(parsed: ParsedConfig, raw: unknown): ParsedConfig["logging"] {
+  const rl = parsed.plugins.requestlog;
+  const logging = parsed.logging;
+  if (rl === undefined) return logging;
+  const written = isRecord(raw) ? raw : {};
+  const bodies = written.request_body === undefined && rl.log_bodies !== undefined;
+  return {
+    ...logging,
+    request_body: bodies ? rl.log_bodies === true : logging.request_body,
+    request_body_max_bytes: written.request_body_max_bytes === undefined
+      ? rl.body_max_bytes ?? (bodies ? 1024 : logging.request_body_max_bytes)
+      : logging.request_body_max_bytes,
+  };
 }
 
 /** Butter's `max_request_bytes` as a limit: negative (its "no cap") is `NO_CAP_BODY_BYTES`. */

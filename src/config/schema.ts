@@ -580,6 +580,23 @@ const metricsSchema = strictObject({
   per_key: opt(bool(), false),
 });
 
+/**
+ * Butter's `plugins.requestlog`. Our access log is always on; `log_bodies` and
+ * `body_max_bytes` are `logging.request_body` and `request_body_max_bytes` (ours win when
+ * written); `log_app_key` adds the app key's id (never the key) to each line;
+ * `request_id_header` other than `X-Request-ID` is not supported (load.ts warns).
+ */
+const butterRequestLogSchema = strictObject({
+  /** Butter's level for its trace lines; ours log by outcome (accepted, not used). */
+  level: opt(str()),
+  log_bodies: opt(bool()),
+  body_max_bytes: opt(int(1)),
+  request_id_header: opt(
+    v.pipe(str(), v.regex(/^[A-Za-z0-9-]+$/, "Must be an HTTP header name")),
+  ),
+  log_app_key: opt(bool()),
+});
+
 /** Butter's `plugins.tracing`: OTLP/HTTP export; `endpoint` is `host:port` or a URL. */
 const butterTracingSchema = strictObject({
   endpoint: str(),
@@ -797,6 +814,7 @@ export const configSchema = strictObject({
       })),
       tracing: opt(butterTracingSchema),
       ratelimit: opt(butterRateLimitSchema),
+      requestlog: opt(butterRequestLogSchema),
     }, v.unknown()),
     {},
   ),

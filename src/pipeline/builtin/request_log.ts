@@ -14,17 +14,19 @@ import { usageNow } from "../../streaming/usage.ts";
 export interface RequestLogOptions {
   /** Log `cost_usd` (llm-proxy's `features.cost_tracking.enabled`); default true. */
   readonly cost?: boolean;
+  /** Log the app key's id as `app_key` (Butter's `plugins.requestlog.log_app_key`); never the key. */
+  readonly appKey?: boolean;
 }
 
 export function requestLogStage(logger: Logger, opts: RequestLogOptions = {}): Stage {
-  const cost = opts.cost ?? true;
+  const fields = { cost: opts.cost ?? true, appKey: opts.appKey ?? false };
   return {
     name: "request_log",
     fail_mode: "open",
     timeout_ms: 1_000,
     trace_events: ["request_end"],
     trace(event: TelemetryEvent) {
-      if (event.type === "request_end") writeLine(logger, event, cost);
+      if (event.type === "request_end") writeLine(logger, event, fields);
     },
   };
 }
@@ -36,7 +38,11 @@ function usedBy(attempts: readonly AttemptRecord[]): number {
   return n;
 }
 
-function writeLine(logger: Logger, event: EventOf<"request_end">, cost: boolean): void {
+function writeLine(
+  logger: Logger,
+  event: EventOf<"request_end">,
+  fields: { readonly cost: boolean; readonly appKey: boolean },
+): void {
   const ex = event.exchange;
   const res = ex.response;
   if (res === null) return;
@@ -60,7 +66,8 @@ function writeLine(logger: Logger, event: EventOf<"request_end">, cost: boolean)
     model: ex.model ?? null,
     stream: ex.stream,
     ...(usage ? tokenFields(usage) : {}),
-    ...(cost && ex.cost !== null ? { cost_usd: ex.cost } : {}),
+    ...(fields.appKey && ex.principal.appKey !== undefined ? { app_key: ex.principal.appKey } : {}),
+    ...(fields.cost && ex.cost !== null ? { cost_usd: ex.cost } : {}),
     ...(ex.costEstimated ? { usage_estimated: true } : {}),
     ...(ex.cacheStatus !== null ? { cache: ex.cacheStatus } : {}),
     // The common case (one clean attempt) adds nothing to the line.
