@@ -1,6 +1,7 @@
 import * as v from "valibot";
 import { parseDuration } from "./duration.ts";
 import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
+import { hashKey } from "../keys/key.ts";
 
 /**
  * The config schema: a superset of Butter's `config.example.yaml` and llm-proxy's
@@ -533,10 +534,31 @@ const rateLimitSchema = strictObject({
   per_provider: opt(mapOf(requestWindow), {}),
 });
 
-/** Butter's `plugins.ratelimit`: a token bucket of `requests_per_minute`, global or per IP. */
+/**
+ * Butter's `plugins.ratelimit`: a token bucket of `requests_per_minute`, global or per IP, or
+ * per app key (`per_app_key`: a request with a key is counted in its key's bucket only).
+ */
 const butterRateLimitSchema = strictObject({
   requests_per_minute: int(1),
   per_ip: opt(bool(), false),
+  per_app_key: opt(bool(), false),
+  /** A key's bucket; default `requests_per_minute`. */
+  per_app_key_rpm: opt(int(1)),
+  /**
+   * Butter's per-key rates, keyed by the key's value. Only its SHA-256 (how keys are looked
+   * up) is kept: the value never reaches the loaded config.
+   */
+  app_key_limits: opt(
+    v.pipe(
+      mapOf(int(1)),
+      v.transform((m) => {
+        const byHash: Record<string, number> = {};
+        for (const [value, rpm] of Object.entries(m)) byHash[hashKey(value.trim())] = rpm;
+        return byHash;
+      }),
+    ),
+    {},
+  ),
   fail_mode: opt(limitFailMode),
 });
 

@@ -11,7 +11,7 @@ import { appKeysEnabled } from "../keys/mod.ts";
 import type { BackendHealth, LimitBackend, UsageRow } from "./backend.ts";
 import { CounterMap, createMemoryBackend } from "./memory.ts";
 import { createRedisBackend } from "./redis.ts";
-import { type Rule, rulesOf } from "./policy.ts";
+import { butterKeyRules, type Rule, rulesOf } from "./policy.ts";
 import { limitStage } from "./stage.ts";
 
 export type { Admission, BackendHealth, CheckState, UsageRow } from "./backend.ts";
@@ -67,6 +67,7 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
     estimation: rl.estimation,
     now: deps.now,
     appKeys,
+    butterKey: butterKeyRules(config),
   });
   return {
     stage,

@@ -42,6 +42,8 @@ export interface LimitStageOptions {
   readonly now: () => number;
   /** App keys are on: a key's own `limits` apply in the app-key scope (next to `perKey`). */
   readonly appKeys?: boolean;
+  /** Butter's `per_app_key`: the bucket rule of a key (by its hash), counted per key id. */
+  readonly butterKey?: ((keyHash: string | undefined) => Rule) | null;
 }
 
 const NEEDS = (rules: readonly Rule[], scope: Rule["scope"]) =>
@@ -58,7 +60,16 @@ export function limitStage(opts: LimitStageOptions): Stage {
   const needBody = needTokens || needUser || NEEDS(rules, "model");
   const check = checkCache();
   // Global rules only: every request gets the same checks, built once per generation.
-  const fixed = rules.every((r) => r.scope === "global") ? checksFor(rules, { models: [] }) : null;
+  const fixed = rules.every((r) => r.scope === "global" && !r.unlessAppKey)
+    ? checksFor(rules, { models: [] })
+    : null;
+  const butterKey = opts.butterKey ?? null;
+  /** Butter's per-key bucket of the request's app key (null without one). */
+  const butterKeyCheck = (ex: Exchange): Check | null => {
+    const id = ex.principal.appKey;
+    if (butterKey === null || id === undefined) return null;
+    return check(butterKey(ex.runtime.keys?.peek(id)?.hash), id);
+  };
 
   // The checks of a key's own limits, built once per record (a change saves a new record).
   const ownChecks = new WeakMap<KeyRecord, readonly Check[]>();
@@ -104,6 +115,7 @@ export function limitStage(opts: LimitStageOptions): Stage {
     if (inPath) models.push(decodeURIComponent(inPath[1] as string));
     return {
       key,
+      appKey: ex.principal.appKey,
       user: needUser ? userIdOf(ex.headers, body, search, ex.principal.ip, queryParam) : undefined,
       ip: ex.principal.ip,
       models,
@@ -179,6 +191,8 @@ export function limitStage(opts: LimitStageOptions): Stage {
         const own = keyChecksOf(ex);
         if (own !== null) checks = checks.length === 0 ? own : [...checks, ...own];
       }
+      const bucket = butterKeyCheck(ex);
+      if (bucket !== null) checks = [...checks, bucket];
       if (checks.length === 0) return undefined;
       let tokens = 0;
       if (needTokens && checks.some((c) => c.rule.metric === "tokens")) {
