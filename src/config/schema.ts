@@ -2,6 +2,7 @@ import * as v from "valibot";
 import { parseDuration } from "./duration.ts";
 import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
 import { hashKey } from "../keys/key.ts";
+import { parseCidr } from "../limits/proxies.ts";
 
 /**
  * The config schema: a superset of Butter's `config.example.yaml` and llm-proxy's
@@ -558,6 +559,19 @@ const butterRateLimitSchema = strictObject({
       }),
     ),
     {},
+  ),
+  /**
+   * Proxies (CIDRs or addresses) whose `X-Forwarded-For` / `X-Real-IP` name the client for
+   * `per_ip`; without it those headers are ignored.
+   */
+  trusted_proxies: opt(
+    listOf(
+      v.pipe(
+        str(),
+        v.check((c) => parseCidr(c) !== null, "Must be an IP address or a CIDR such as 10.0.0.0/8"),
+      ),
+    ),
+    [],
   ),
   fail_mode: opt(limitFailMode),
 });

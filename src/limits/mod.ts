@@ -13,6 +13,7 @@ import { CounterMap, createMemoryBackend } from "./memory.ts";
 import { createRedisBackend } from "./redis.ts";
 import { butterKeyRules, type Rule, rulesOf } from "./policy.ts";
 import { limitStage } from "./stage.ts";
+import { parseCidr } from "./proxies.ts";
 
 export type { Admission, BackendHealth, CheckState, UsageRow } from "./backend.ts";
 export type { RateLimitFacts } from "./stage.ts";
@@ -68,6 +69,7 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
     now: deps.now,
     appKeys,
     butterKey: butterKeyRules(config),
+    trustedProxies: (config.plugins.ratelimit?.trusted_proxies ?? []).map((c) => parseCidr(c)!),
   });
   return {
     stage,

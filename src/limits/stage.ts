@@ -12,6 +12,7 @@ import type { LlmRequestView, PreLlmResult, Stage } from "../pipeline/stages.ts"
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import type { KeyRecord } from "../keys/mod.ts";
 import { usageNow } from "../streaming/usage.ts";
+import { type Cidr, clientIp } from "./proxies.ts";
 import { type Admission, type CheckState, type LimitBackend, tightest } from "./backend.ts";
 import {
   type Check,
@@ -42,6 +43,8 @@ export interface LimitStageOptions {
   readonly now: () => number;
   /** App keys are on: a key's own `limits` apply in the app-key scope (next to `perKey`). */
   readonly appKeys?: boolean;
+  /** Butter's `trusted_proxies`: whose forwarded headers name the client for `per_ip`. */
+  readonly trustedProxies?: readonly Cidr[];
   /** Butter's `per_app_key`: the bucket rule of a key (by its hash), counted per key id. */
   readonly butterKey?: ((keyHash: string | undefined) => Rule) | null;
 }
@@ -64,6 +67,8 @@ export function limitStage(opts: LimitStageOptions): Stage {
     ? checksFor(rules, { models: [] })
     : null;
   const butterKey = opts.butterKey ?? null;
+  const needIp = NEEDS(rules, "ip");
+  const trusted = opts.trustedProxies ?? [];
   /** Butter's per-key bucket of the request's app key (null without one). */
   const butterKeyCheck = (ex: Exchange): Check | null => {
     const id = ex.principal.appKey;
@@ -117,7 +122,9 @@ export function limitStage(opts: LimitStageOptions): Stage {
       key,
       appKey: ex.principal.appKey,
       user: needUser ? userIdOf(ex.headers, body, search, ex.principal.ip, queryParam) : undefined,
-      ip: ex.principal.ip,
+      ip: needIp && trusted.length > 0
+        ? clientIp(ex.principal.ip, ex.headers, trusted)
+        : ex.principal.ip,
       models,
       provider,
     };
