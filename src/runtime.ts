@@ -143,7 +143,8 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   const usage = resources.ledger(config, logger);
   const cache = resources.cache(config, logger);
   const prices = createPriceBook(config);
-  const meter = createMeter({ prices, ledger: usage, now });
+  const costFields = config.features.cost_tracking.enabled;
+  const meter = createMeter({ prices, ledger: usage, now, costHeader: costFields });
   // Before every stage's subscriber: they (the access log first) read the cost it sets.
   events.subscribe((e) => {
     if (e.type === "request_end") meter.onRequestEnd(e);
@@ -155,7 +156,10 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   // plugins (a guard blocks, a rewrite changes the request), then the cache: a refused or
   // blocked request never reads it, it keys on the request as rewritten, a hit costs 0.
   const stages: Stage[] = [
-    requestLogStage(logger),
+    requestLogStage(logger, {
+      cost: costFields,
+      appKey: config.plugins.requestlog?.log_app_key === true,
+    }),
     ...(appKeys ? [appKeys.stage] : []),
     ...(limits ? [limits.stage] : []),
     meter.stage,

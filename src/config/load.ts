@@ -7,11 +7,14 @@ import { EMBEDDED_DEFAULT_PROVIDER, PROVIDER_PRESETS, PROVIDER_TYPES } from "./p
 import {
   type Config,
   configSchema,
+  NO_CAP_BODY_BYTES,
   type ProviderConfig,
   type ProviderKeyConfig,
   resolveProvider,
   switchedOff,
 } from "./schema.ts";
+
+type ParsedConfig = v.InferOutput<typeof configSchema>;
 
 /** A config that cannot be used; `problems` lists every issue, each with its key path. */
 export class ConfigError extends Error {
@@ -256,6 +259,24 @@ export function validateConfig(
   }
 
   errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing, at));
+  const requestlog = parsed.plugins.requestlog;
+  const idHeader = requestlog?.request_id_header;
+  if (idHeader !== undefined && idHeader.toLowerCase() !== "x-request-id") {
+    (opts.strict ? errors : warnings).push(
+      `${
+        at(["plugins", "requestlog", "request_id_header"])
+      }: Not supported (the request id is read from and echoed in X-Request-ID)${
+        opts.strict ? "" : "; ignored"
+      }`,
+    );
+  }
+  if (requestlog?.log_bodies === true) {
+    warnings.push(
+      `${
+        at(["plugins", "requestlog", "log_bodies"])
+      }: Request bodies are logged (secrets redacted, as logging.request_body); response bodies are not`,
+    );
+  }
   if (errors.length > 0) throw new ConfigError(source, errors);
 
   const aliases: Record<string, string> = {};
@@ -265,6 +286,14 @@ export function validateConfig(
   const config: Config = {
     ...parsed,
     routing: { ...parsed.routing, aliases },
+    logging: butterLogging(parsed, tree.logging),
+    // Butter's `plugins.metrics.per_key_metrics` when ours is not written.
+    metrics: {
+      ...parsed.metrics,
+      per_key: isRecord(tree.metrics) && tree.metrics.per_key !== undefined
+        ? parsed.metrics.per_key
+        : parsed.plugins.metrics?.per_key_metrics ?? parsed.metrics.per_key,
+    },
     server: {
       ...parsed.server,
       host,
@@ -272,12 +301,36 @@ export function validateConfig(
       socket_mode: parseInt(parsed.server.socket_mode, 8),
       // Butter's `max_request_bytes` when ours is not written.
       max_body_bytes: rawServer.max_body_bytes === undefined
-        ? parsed.server.max_request_bytes ?? parsed.server.max_body_bytes
+        ? butterBodyLimit(parsed.server.max_request_bytes) ?? parsed.server.max_body_bytes
         : parsed.server.max_body_bytes,
     },
     providers,
   };
   return { config: deepFreeze(config), warnings, source, ...(dialect ? { dialect } : {}) };
+}
+
+/**
+ * `logging` with Butter's `plugins.requestlog.log_bodies` / `body_max_bytes` where ours are
+ * not written (Butter truncates at 1024 bytes by default).
+ */
+function butterLogging(parsed: ParsedConfig, raw: unknown): ParsedConfig["logging"] {
+  const rl = parsed.plugins.requestlog;
+  const logging = parsed.logging;
+  if (rl === undefined) return logging;
+  const written = isRecord(raw) ? raw : {};
+  const bodies = written.request_body === undefined && rl.log_bodies !== undefined;
+  return {
+    ...logging,
+    request_body: bodies ? rl.log_bodies === true : logging.request_body,
+    request_body_max_bytes: written.request_body_max_bytes === undefined
+      ? rl.body_max_bytes ?? (bodies ? 1024 : logging.request_body_max_bytes)
+      : logging.request_body_max_bytes,
+  };
+}
+
+/** Butter's `max_request_bytes` as a limit: negative (its "no cap") is `NO_CAP_BODY_BYTES`. */
+function butterBodyLimit(bytes: number | undefined): number | undefined {
+  return bytes !== undefined && bytes < 0 ? NO_CAP_BODY_BYTES : bytes;
 }
 
 /**

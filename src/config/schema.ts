@@ -1,6 +1,8 @@
 import * as v from "valibot";
 import { parseDuration } from "./duration.ts";
 import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
+import { hashKey } from "../keys/key.ts";
+import { parseCidr } from "../limits/proxies.ts";
 
 /**
  * The config schema: a superset of Butter's `config.example.yaml` and llm-proxy's
@@ -100,6 +102,14 @@ const corsSchema = strictObject({
   max_age: opt(duration(), "10m"),
 });
 
+/**
+ * The body limit for Butter's "no cap" (`max_request_bytes` negative). A JSON body is read
+ * into memory, decoded into one string and parsed (and a passthrough body is held whole for
+ * retries and stages), so some cap must stay: 256 MiB is half of V8's longest string and
+ * keeps one such body's buffer, text and parse within the default heap.
+ */
+export const NO_CAP_BODY_BYTES = 256 * 1024 * 1024;
+
 const serverSchema = strictObject({
   host: opt(str(), "127.0.0.1"),
   port: opt(int(0, 65535), 9002),
@@ -113,8 +123,16 @@ const serverSchema = strictObject({
     "0660",
   ),
   max_body_bytes: opt(int(1), 10 * 1024 * 1024),
-  /** Butter's name for it (its `config.example.yaml`); `max_body_bytes` wins when both are set. */
-  max_request_bytes: opt(int(1)),
+  /**
+   * Butter's name for it (its `config.example.yaml`); `max_body_bytes` wins when both are set.
+   * Negative is Butter's "no cap": read as `NO_CAP_BODY_BYTES` (a body is held in memory).
+   */
+  max_request_bytes: opt(
+    v.pipe(
+      int(Number.MIN_SAFE_INTEGER),
+      v.check((n) => n !== 0, "Expected a size in bytes, or a negative number for no cap"),
+    ),
+  ),
   admin_token: opt(str(), ""),
   /**
    * Butter's / llm-gateway's (`readTimeout`) Go http.Server ReadTimeout. Unset: no limit but
@@ -261,7 +279,13 @@ const providerSchema = strictObject({
    * No default here: unified routes default to `gateway`, native passthrough routes to the
    * client's own credential (llm-proxy), so `resolveProvider` needs to know whether it was set.
    */
-  credential_mode: opt(v.picklist(["gateway", "passthrough"])),
+  credential_mode: opt(
+    v.pipe(
+      v.picklist(["gateway", "passthrough", "stored"]),
+      // Butter's name for the configured keys (its default).
+      v.transform((m) => (m === "stored" ? "gateway" : m)),
+    ),
+  ),
   /**
    * OpenAI-compatible streams: ask for `stream_options.include_usage` when the client did
    * not (so a stream is billed from the upstream's count), and drop that usage chunk on
@@ -412,10 +436,19 @@ export interface RedisConn {
 
 const mode = v.picklist(["off", "log", "on"]);
 
+/**
+ * The breaker's `mode`: llm-proxy's later configs write `enforce` (its README's `on`) and
+ * read as `on` here; `/health` reports `on`.
+ */
+const breakerMode = v.pipe(
+  v.picklist(["off", "log", "on", "enforce"]),
+  v.transform((m) => (m === "enforce" ? "on" : m)),
+);
+
 /** llm-proxy's `features.circuit_breaker`, same keys and defaults as its README. */
 const circuitBreakerSchema = strictObject({
   enabled: opt(bool(), false),
-  mode: opt(mode),
+  mode: opt(breakerMode),
   backend: opt(v.picklist(["memory", "redis"])),
   failure_threshold: opt(int(1), 5),
   window_seconds: opt(positive(), 120),
@@ -502,10 +535,44 @@ const rateLimitSchema = strictObject({
   per_provider: opt(mapOf(requestWindow), {}),
 });
 
-/** Butter's `plugins.ratelimit`: a token bucket of `requests_per_minute`, global or per IP. */
+/**
+ * Butter's `plugins.ratelimit`: a token bucket of `requests_per_minute`, global or per IP, or
+ * per app key (`per_app_key`: a request with a key is counted in its key's bucket only).
+ */
 const butterRateLimitSchema = strictObject({
   requests_per_minute: int(1),
   per_ip: opt(bool(), false),
+  per_app_key: opt(bool(), false),
+  /** A key's bucket; default `requests_per_minute`. */
+  per_app_key_rpm: opt(int(1)),
+  /**
+   * Butter's per-key rates, keyed by the key's value. Only its SHA-256 (how keys are looked
+   * up) is kept: the value never reaches the loaded config.
+   */
+  app_key_limits: opt(
+    v.pipe(
+      mapOf(int(1)),
+      v.transform((m) => {
+        const byHash: Record<string, number> = {};
+        for (const [value, rpm] of Object.entries(m)) byHash[hashKey(value.trim())] = rpm;
+        return byHash;
+      }),
+    ),
+    {},
+  ),
+  /**
+   * Proxies (CIDRs or addresses) whose `X-Forwarded-For` / `X-Real-IP` name the client for
+   * `per_ip`; without it those headers are ignored.
+   */
+  trusted_proxies: opt(
+    listOf(
+      v.pipe(
+        str(),
+        v.check((c) => parseCidr(c) !== null, "Must be an IP address or a CIDR such as 10.0.0.0/8"),
+      ),
+    ),
+    [],
+  ),
   fail_mode: opt(limitFailMode),
 });
 
@@ -547,6 +614,23 @@ const metricsSchema = strictObject({
   ),
   /** Label series by app key id (never the key itself); off by default (cardinality). */
   per_key: opt(bool(), false),
+});
+
+/**
+ * Butter's `plugins.requestlog`. Our access log is always on; `log_bodies` and
+ * `body_max_bytes` are `logging.request_body` and `request_body_max_bytes` (ours win when
+ * written); `log_app_key` adds the app key's id (never the key) to each line;
+ * `request_id_header` other than `X-Request-ID` is not supported (load.ts warns).
+ */
+const butterRequestLogSchema = strictObject({
+  /** Butter's level for its trace lines; ours log by outcome (accepted, not used). */
+  level: opt(str()),
+  log_bodies: opt(bool()),
+  body_max_bytes: opt(int(1)),
+  request_id_header: opt(
+    v.pipe(str(), v.regex(/^[A-Za-z0-9-]+$/, "Must be an HTTP header name")),
+  ),
+  log_app_key: opt(bool()),
 });
 
 /** Butter's `plugins.tracing`: OTLP/HTTP export; `endpoint` is `host:port` or a URL. */
@@ -760,9 +844,13 @@ export const configSchema = strictObject({
   plugins: opt(
     v.objectWithRest({
       /** Butter's metrics plugin (`metrics: {}`): the same `/metrics` as `metrics.enabled`. */
-      metrics: opt(strictObject({})),
+      metrics: opt(strictObject({
+        /** Butter's "add app_key label to all metrics": our `metrics.per_key` (which wins). */
+        per_key_metrics: opt(bool()),
+      })),
       tracing: opt(butterTracingSchema),
       ratelimit: opt(butterRateLimitSchema),
+      requestlog: opt(butterRequestLogSchema),
     }, v.unknown()),
     {},
   ),
@@ -771,6 +859,12 @@ export const configSchema = strictObject({
     strictObject({
       circuit_breaker: opt(circuitBreakerSchema, {}),
       rate_limiting: opt(rateLimitingSchema, {}),
+      /**
+       * llm-proxy's switch for its cost records. Off: no per-request cost fields (the
+       * `x-pilotfish-cost-usd` header, the access log's `cost_usd`) and `/health` says so;
+       * rollups and app key budgets still count cost. Its transports are not ours (warned).
+       */
+      cost_tracking: opt(strictObject({ enabled: opt(bool(), true) }), {}),
     }),
     {},
   ),

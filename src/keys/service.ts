@@ -69,6 +69,8 @@ export interface KeyService {
   usage(id: string): Promise<KeyUsage>;
   /** The key of `value` (a key value or an id), for Butter's aliases. */
   resolveRef(ref: string): Promise<KeyRecord>;
+  /** The record of `id` from memory (a config key, or one the backend holds), no I/O. */
+  peek(id: string): KeyRecord | null;
 }
 
 export interface PeriodUsage {
@@ -196,6 +198,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
     requireKey: config.require_key,
     backend,
     headers,
+    peek: (id) => staticById.get(id) ?? backend.peek(id),
     identify(get, search) {
       const presented = presentedKey(get, headers, isAppKey, search);
       if (presented === null) {

@@ -11,8 +11,9 @@ import { appKeysEnabled } from "../keys/mod.ts";
 import type { BackendHealth, LimitBackend, UsageRow } from "./backend.ts";
 import { CounterMap, createMemoryBackend } from "./memory.ts";
 import { createRedisBackend } from "./redis.ts";
-import { type Rule, rulesOf } from "./policy.ts";
+import { butterKeyRules, type Rule, rulesOf } from "./policy.ts";
 import { limitStage } from "./stage.ts";
+import { parseCidr } from "./proxies.ts";
 
 export type { Admission, BackendHealth, CheckState, UsageRow } from "./backend.ts";
 export type { RateLimitFacts } from "./stage.ts";
@@ -67,6 +68,8 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
     estimation: rl.estimation,
     now: deps.now,
     appKeys,
+    butterKey: butterKeyRules(config),
+    trustedProxies: (config.plugins.ratelimit?.trusted_proxies ?? []).map((c) => parseCidr(c)!),
   });
   return {
     stage,

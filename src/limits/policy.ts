@@ -32,6 +32,8 @@ export interface Rule {
   /** `X-RateLimit-Window`: minute, hour, day or `<n>s`. */
   readonly windowName: string;
   readonly failMode: LimitFailMode;
+  /** Butter's `per_app_key`: a request with an app key is counted in its key's bucket instead. */
+  readonly unlessAppKey?: boolean;
 }
 
 export function windowName(ms: number): string {
@@ -155,9 +157,42 @@ export function rulesOf(config: Config): Rule[] {
       windowMs: MINUTE,
       windowName: "minute",
       failMode: butter.fail_mode ?? "open",
+      ...(butter.per_app_key ? { unlessAppKey: true } : {}),
     });
   }
   return rules;
+}
+
+/**
+ * Butter's per-app-key buckets (`plugins.ratelimit.per_app_key`): a key's rate is its entry in
+ * `app_key_limits` (by the key's hash), else `per_app_key_rpm`, else `requests_per_minute`.
+ * One rule per rate, each counting per key id; null when `per_app_key` is off.
+ */
+export function butterKeyRules(
+  config: Config,
+): ((keyHash: string | undefined) => Rule) | null {
+  const butter = config.plugins.ratelimit;
+  if (!butter?.per_app_key) return null;
+  const fallback = butter.per_app_key_rpm ?? butter.requests_per_minute;
+  const byRate = new Map<number, Rule>();
+  return (keyHash) => {
+    const rpm = (keyHash !== undefined ? butter.app_key_limits[keyHash] : undefined) ?? fallback;
+    let rule = byRate.get(rpm);
+    if (rule === undefined) {
+      rule = {
+        id: `butter.key.${rpm}`,
+        scope: "key",
+        metric: "requests",
+        algorithm: "bucket",
+        limit: rpm,
+        windowMs: MINUTE,
+        windowName: "minute",
+        failMode: butter.fail_mode ?? "open",
+      };
+      byRate.set(rpm, rule);
+    }
+    return rule;
+  };
 }
 
 /**
@@ -189,6 +224,8 @@ export function keyRulesOf(id: string, limits: KeyLimits): Rule[] {
 export interface Subject {
   /** The app key (`ex.principal.appKey`), else a hash of the client's credential. */
   readonly key?: string | undefined;
+  /** The app key's id when the request presented one (`ex.principal.appKey`). */
+  readonly appKey?: string | undefined;
   readonly user?: string | undefined;
   readonly ip?: string | undefined;
   /** The model as requested and the model routed to: `perModel.<m>` matches either. */
@@ -241,6 +278,7 @@ export function checksFor(
 ): Check[] {
   const out: Check[] = [];
   for (const rule of rules) {
+    if (rule.unlessAppKey && s.appKey !== undefined) continue;
     let value: string | undefined;
     switch (rule.scope) {
       case "global":

@@ -13,6 +13,7 @@ import type { TelemetryEvent } from "../pipeline/events.ts";
 import type { KeyRecord } from "../keys/mod.ts";
 import { usageNow, usageReported } from "../streaming/usage.ts";
 import type { Usage } from "../providers/types.ts";
+import { type Cidr, clientIp } from "./proxies.ts";
 import { type Admission, type CheckState, type LimitBackend, tightest } from "./backend.ts";
 import {
   type Check,
@@ -43,6 +44,10 @@ export interface LimitStageOptions {
   readonly now: () => number;
   /** App keys are on: a key's own `limits` apply in the app-key scope (next to `perKey`). */
   readonly appKeys?: boolean;
+  /** Butter's `trusted_proxies`: whose forwarded headers name the client for `per_ip`. */
+  readonly trustedProxies?: readonly Cidr[];
+  /** Butter's `per_app_key`: the bucket rule of a key (by its hash), counted per key id. */
+  readonly butterKey?: ((keyHash: string | undefined) => Rule) | null;
 }
 
 const NEEDS = (rules: readonly Rule[], scope: Rule["scope"]) =>
@@ -59,7 +64,18 @@ export function limitStage(opts: LimitStageOptions): Stage {
   const needBody = needTokens || needUser || NEEDS(rules, "model");
   const check = checkCache();
   // Global rules only: every request gets the same checks, built once per generation.
-  const fixed = rules.every((r) => r.scope === "global") ? checksFor(rules, { models: [] }) : null;
+  const fixed = rules.every((r) => r.scope === "global" && !r.unlessAppKey)
+    ? checksFor(rules, { models: [] })
+    : null;
+  const butterKey = opts.butterKey ?? null;
+  const needIp = NEEDS(rules, "ip");
+  const trusted = opts.trustedProxies ?? [];
+  /** Butter's per-key bucket of the request's app key (null without one). */
+  const butterKeyCheck = (ex: Exchange): Check | null => {
+    const id = ex.principal.appKey;
+    if (butterKey === null || id === undefined) return null;
+    return check(butterKey(ex.runtime.keys?.peek(id)?.hash), id);
+  };
 
   // The checks of a key's own limits, built once per record (a change saves a new record).
   const ownChecks = new WeakMap<KeyRecord, readonly Check[]>();
@@ -105,8 +121,11 @@ export function limitStage(opts: LimitStageOptions): Stage {
     if (inPath) models.push(decodeURIComponent(inPath[1] as string));
     return {
       key,
+      appKey: ex.principal.appKey,
       user: needUser ? userIdOf(ex.headers, body, search, ex.principal.ip, queryParam) : undefined,
-      ip: ex.principal.ip,
+      ip: needIp && trusted.length > 0
+        ? clientIp(ex.principal.ip, ex.headers, trusted)
+        : ex.principal.ip,
       models,
       provider,
     };
@@ -180,6 +199,8 @@ export function limitStage(opts: LimitStageOptions): Stage {
         const own = keyChecksOf(ex);
         if (own !== null) checks = checks.length === 0 ? own : [...checks, ...own];
       }
+      const bucket = butterKeyCheck(ex);
+      if (bucket !== null) checks = [...checks, bucket];
       if (checks.length === 0) return undefined;
       let tokens = 0;
       if (needTokens && checks.some((c) => c.rule.metric === "tokens")) {
@@ -208,9 +229,7 @@ export function limitStage(opts: LimitStageOptions): Stage {
       h.set("retry-after", String(retryAfter(shown)));
       h.set(
         "x-ratelimit-reason",
-        a.unavailable
-          ? "rate limit store unavailable"
-          : `${shown.check.rule.windowName} limit exceeded`,
+        a.unavailable ? "rate limit store unavailable" : reasonOf(shown.check.rule.windowName),
       );
       h.set("x-ratelimit-metric", shown.check.rule.metric);
       h.set("x-ratelimit-window", shown.check.rule.windowName);
@@ -254,6 +273,11 @@ function positive(n: number | undefined): number | null {
 function scopeKind(scope: string): string {
   const kind = scope.split(":", 1)[0] as string;
   return kind === "key" ? "app_key" : kind;
+}
+
+/** llm-proxy's `X-RateLimit-Reason`: `minute limit exceeded`, `daily limit exceeded`. */
+function reasonOf(windowName: string): string {
+  return windowName === "day" ? "daily limit exceeded" : `${windowName} limit exceeded`;
 }
 
 function retryAfter(s: CheckState): number {

@@ -149,8 +149,13 @@ export async function healthReport(rt: Runtime): Promise<HealthReport> {
     status: "healthy",
     timestamp: Math.floor(now / 1000),
     providers,
-    // Cost is tracked for every request (there is no switch): llm-proxy's flag says so.
-    features: { cost_tracking: true, circuit_breaker: cb.enabled, rate_limiting: limits !== null },
+    // llm-proxy's flags as its config set them: rate limiting is on when enabled, even with
+    // every limit 0 (unlimited), as in its dev example.
+    features: {
+      cost_tracking: rt.config.features.cost_tracking.enabled,
+      circuit_breaker: cb.enabled,
+      rate_limiting: rt.config.features.rate_limiting.enabled || limits !== null,
+    },
     ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
     // Per counter (rule × scope value) as this sidecar knows it; `notice` while on its share.
     ...(limits

@@ -26,6 +26,8 @@ export interface MeterDeps {
   readonly ledger: UsageLedger;
   /** Wall clock (ms) for the rollup buckets. */
   readonly now: () => number;
+  /** Put `x-pilotfish-cost-usd` on answers (llm-proxy's `features.cost_tracking.enabled`). */
+  readonly costHeader?: boolean;
 }
 
 /** What one exchange used, summed over its attempts, and what that costs. */
@@ -73,6 +75,7 @@ export function createMeter(deps: MeterDeps): {
   stage: Stage;
 } {
   const { prices, ledger } = deps;
+  const costHeader = deps.costHeader ?? true;
   return {
     onRequestEnd(event) {
       const ex = event.exchange;
@@ -108,7 +111,7 @@ export function createMeter(deps: MeterDeps): {
       post_http(ex, res) {
         // A stream's usage is known only at its end (its cost is in the log and the usage
         // API). A passthrough answer has it when its JSON was read whole before it went out.
-        if (ex.stream || res.status >= 400) return;
+        if (!costHeader || ex.stream || res.status >= 400) return;
         const bill = billOf(ex, prices);
         if (bill.cost === null || (ex.schema === "passthrough" && bill.usage === null)) return;
         try {

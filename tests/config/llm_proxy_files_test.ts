@@ -27,7 +27,6 @@ features:
   assert.deepEqual(warnings.filter((w) => w.includes("Unknown key")).sort(), [
     "enabled: Unknown key, ignored",
     "features.api_key_management: Unknown key, ignored",
-    "features.cost_tracking: Unknown key, ignored",
     "features.pii_redact: Unknown key, ignored",
     "retired_models: Unknown key, ignored",
   ]);
@@ -167,4 +166,28 @@ features:
     () => load("features:\n  circuit_breaker:\n    redis: { url: http://x }\n"),
     /features\.circuit_breaker\.redis\.url: Must be a redis:\/\/ or rediss:\/\/ URL/,
   );
+});
+
+Deno.test("circuit_breaker.mode: enforce (llm-proxy's later configs) is its `on`", async () => {
+  const { createBreaker, createMemoryBreakerStore, breakerTiming } = await import(
+    "../../src/breaker/mod.ts"
+  );
+  const { config, warnings } = load(`
+features:
+  circuit_breaker:
+    enabled: true
+    mode: "enforce"
+`);
+  assert.deepEqual(warnings, []);
+  const cb = config.features.circuit_breaker;
+  assert.equal(cb.mode, "on");
+  const breaker = createBreaker(cb, createMemoryBreakerStore(breakerTiming(cb)), () => {});
+  assert.equal(breaker.mode, "on");
+  // Its README's values still load, and a typo is still refused.
+  assert.equal(
+    load("features: { circuit_breaker: { mode: log } }").config.features
+      .circuit_breaker.mode,
+    "log",
+  );
+  assert.throws(() => load("features: { circuit_breaker: { mode: enforcing } }"), /mode/);
 });

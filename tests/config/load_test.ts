@@ -175,7 +175,13 @@ Deno.test("parseConfigText() loads Butter's example config unchanged", () => {
     deadline: 120_000,
   });
   assert.deepEqual(config.plugins, {
-    ratelimit: { requests_per_minute: 60, per_ip: false },
+    ratelimit: {
+      requests_per_minute: 60,
+      per_ip: false,
+      per_app_key: false,
+      app_key_limits: {},
+      trusted_proxies: [],
+    },
     requestlog: { level: "info" },
     metrics: {},
   });

@@ -506,3 +506,75 @@ features:
     await up.close();
   }
 });
+
+Deno.test("a day limit's 429 says llm-proxy's `daily limit exceeded`", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_day: 1 }
+`);
+  try {
+    assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 200);
+    const limited = await drain(await gw.request("/v1/chat/completions", chat()));
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers.get("x-ratelimit-reason"), "daily limit exceeded");
+    assert.equal(limited.headers.get("x-ratelimit-window"), "day");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("Butter per_app_key: a request with a key counts in its key's bucket only (per_app_key_rpm, app_key_limits by value)", async () => {
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1" }
+app_keys:
+  enabled: true
+  header: X-Butter-App-Key
+  keys:
+    - { key: btr_bucket_key_a_000001, label: a }
+    - { key: btr_bucket_key_b_000002, label: b }
+  persistence: { enabled: false }
+plugins:
+  ratelimit:
+    requests_per_minute: 3
+    per_app_key: true
+    per_app_key_rpm: 2
+    app_key_limits:
+      btr_bucket_key_b_000002: 1
+`;
+  const { parseConfigText } = await import("../../src/config/mod.ts");
+  const loaded = parseConfigText(yaml, () => undefined, "b.yaml");
+  assert.deepEqual(loaded.warnings, []);
+  // The key's value is not kept: app_key_limits holds its hash.
+  assert.doesNotMatch(JSON.stringify(loaded.config.plugins), /btr_bucket_key_b/);
+  const gw = startGateway(loaded.config);
+  const as = (key?: string) =>
+    gw.request("/v1/chat/completions", chat({}, key ? { "x-butter-app-key": key } : {}));
+  try {
+    const a = [];
+    for (let i = 0; i < 3; i++) a.push(await drain(await as("btr_bucket_key_a_000001")));
+    assert.deepEqual(a.map((r) => r.status), [200, 200, 429]);
+    assert.match(a[2]!.headers.get("x-ratelimit-scope")!, /^key:cfg_[0-9a-f]{16}$/);
+    assert.equal(a[2]!.headers.get("x-ratelimit-limit"), "2");
+    const b = [];
+    for (let i = 0; i < 2; i++) b.push(await drain(await as("btr_bucket_key_b_000002")));
+    assert.deepEqual(b.map((r) => r.status), [200, 429]);
+    assert.equal(b[1]!.headers.get("x-ratelimit-limit"), "1");
+    // Keyed requests took nothing from the global bucket: three requests without a key pass.
+    const bare = [];
+    for (let i = 0; i < 4; i++) bare.push(await drain(await as()));
+    assert.deepEqual(bare.map((r) => r.status), [200, 200, 200, 429]);
+    assert.equal(bare[3]!.headers.get("x-ratelimit-scope"), "global");
+    assert.equal(up.requests.length, 6);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

@@ -309,3 +309,52 @@ providers:
     await gw.close();
   }
 });
+
+Deno.test("/health features follow llm-proxy's switches: rate_limiting enabled with every limit 0, cost_tracking off", async () => {
+  const config = `
+providers: { mock: {} }
+pricing:
+  models: { "mock/echo": { input: 1000, output: 1000 } }
+features:
+  cost_tracking: { enabled: false }
+  rate_limiting:
+    enabled: true
+    backend: memory
+    limits: { requests_per_minute: 0, tokens_per_minute: 0 }
+`;
+  const { parseConfigText } = await import("../../src/config/mod.ts");
+  assert.deepEqual(parseConfigText(config, () => undefined, "x.yml").warnings, []);
+  const gw = startGateway(config);
+  try {
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock/echo", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    // Cost tracking off: no per-request cost fields.
+    assert.equal(res.headers.get("x-pilotfish-cost-usd"), null);
+    assert.match(gw.logText(), /"request_id"/);
+    assert.doesNotMatch(gw.logText(), /cost_usd/);
+    const health = await (await gw.request("/health")).json();
+    assert.equal(health.features.rate_limiting, true);
+    assert.equal(health.features.cost_tracking, false);
+  } finally {
+    await gw.close();
+  }
+  // The default: cost tracked, its header sent.
+  const on = startGateway(config.replace("cost_tracking: { enabled: false }", ""));
+  try {
+    const res = await on.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock/echo", messages: [{ role: "user", content: "hi" }] }),
+    });
+    await res.body?.cancel();
+    assert.ok(res.headers.get("x-pilotfish-cost-usd"));
+    assert.equal((await (await on.request("/health")).json()).features.cost_tracking, true);
+  } finally {
+    await on.close();
+  }
+});

@@ -65,7 +65,13 @@ Deno.test("config: telemetry.* and plugins.tracing are validated, bad values ref
   bad("metrics:\n  per_key: maybe\n", /metrics\.per_key/);
   // Other plugins' blocks are validated by their own schemas (the rate limiter's defaults).
   assert.deepEqual(load("plugins:\n  ratelimit: { requests_per_minute: 5 }\n").plugins, {
-    ratelimit: { requests_per_minute: 5, per_ip: false },
+    ratelimit: {
+      requests_per_minute: 5,
+      per_ip: false,
+      per_app_key: false,
+      app_key_limits: {},
+      trusted_proxies: [],
+    },
   });
 });
 

@@ -11,14 +11,22 @@ import type { EventOf, TelemetryEvent } from "../events.ts";
 import type { Stage } from "../stages.ts";
 import { usageNow } from "../../streaming/usage.ts";
 
-export function requestLogStage(logger: Logger): Stage {
+export interface RequestLogOptions {
+  /** Log `cost_usd` (llm-proxy's `features.cost_tracking.enabled`); default true. */
+  readonly cost?: boolean;
+  /** Log the app key's id as `app_key` (Butter's `plugins.requestlog.log_app_key`); never the key. */
+  readonly appKey?: boolean;
+}
+
+export function requestLogStage(logger: Logger, opts: RequestLogOptions = {}): Stage {
+  const fields = { cost: opts.cost ?? true, appKey: opts.appKey ?? false };
   return {
     name: "request_log",
     fail_mode: "open",
     timeout_ms: 1_000,
     trace_events: ["request_end"],
     trace(event: TelemetryEvent) {
-      if (event.type === "request_end") writeLine(logger, event);
+      if (event.type === "request_end") writeLine(logger, event, fields);
     },
   };
 }
@@ -30,7 +38,11 @@ function usedBy(attempts: readonly AttemptRecord[]): number {
   return n;
 }
 
-function writeLine(logger: Logger, event: EventOf<"request_end">): void {
+function writeLine(
+  logger: Logger,
+  event: EventOf<"request_end">,
+  fields: { readonly cost: boolean; readonly appKey: boolean },
+): void {
   const ex = event.exchange;
   const res = ex.response;
   if (res === null) return;
@@ -54,7 +66,8 @@ function writeLine(logger: Logger, event: EventOf<"request_end">): void {
     model: ex.model ?? null,
     stream: ex.stream,
     ...(usage ? tokenFields(usage) : {}),
-    ...(ex.cost !== null ? { cost_usd: ex.cost } : {}),
+    ...(fields.appKey && ex.principal.appKey !== undefined ? { app_key: ex.principal.appKey } : {}),
+    ...(fields.cost && ex.cost !== null ? { cost_usd: ex.cost } : {}),
     ...(ex.costEstimated ? { usage_estimated: true } : {}),
     ...(ex.cacheStatus !== null ? { cache: ex.cacheStatus } : {}),
     // The common case (one clean attempt) adds nothing to the line.
