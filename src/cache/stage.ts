@@ -72,34 +72,40 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   };
 
   /**
-   * Waits for the flight, at most `COALESCE_WAIT_MS` and the caller's own budget
-   * (`x-gateway.timeout`, else `routing.failover.deadline`).
+   * Waits for the flight, at most until `until` (`clock` ms): true when it landed, false
+   * when the time ran out.
    */
-  const waitFor = (ex: Exchange, flight: Flight): Promise<void> => {
-    const own = ex.gateway.timeout;
-    const budget = own !== undefined ? own * 1000 : ex.runtime.config.routing.failover.deadline;
-    const ms = Math.min(COALESCE_WAIT_MS, budget);
-    return new Promise<void>((resolve) => {
-      const cancel = ex.runtime.schedule(ms, resolve);
+  const waitFor = (ex: Exchange, flight: Flight, until: number): Promise<boolean> =>
+    new Promise<boolean>((resolve) => {
+      const cancel = ex.runtime.schedule(Math.max(0, until - ex.clock.now()), () => resolve(false));
       flight.landed.then(() => {
         cancel();
-        resolve();
+        resolve(true);
       });
     });
-  };
 
-  /** Look the key up; a miss while an identical request is answered waits for it, once. */
+  /**
+   * Look the key up. A miss while an identical request is being answered waits for that
+   * answer; if that request failed, the first waiter to look again leads and the others wait
+   * for it in turn. All within `COALESCE_WAIT_MS` and the caller's own budget
+   * (`x-gateway.timeout`, else `routing.failover.deadline`), counted from its arrival; once
+   * that is spent, it asks upstream itself (failover gets what is left of the budget).
+   */
   const lookup = (
     ex: Exchange,
     key: string,
     includeUsage: boolean,
-    waited: boolean,
+    until: number | null,
   ): PreLlmResult | undefined | Promise<PreLlmResult | undefined> => {
     const found = backend.get(key);
     const then = (v: string | null) => {
-      const flight = v === null && !waited ? flights.get(key) : undefined;
+      const flight = v === null ? flights.get(key) : undefined;
       if (flight === undefined) return answer(ex, key, v, includeUsage);
-      return waitFor(ex, flight).then(() => lookup(ex, key, includeUsage, true));
+      const by = until ?? waitUntil(ex);
+      if (ex.clock.now() >= by) return answer(ex, key, v, includeUsage);
+      return waitFor(ex, flight, by).then((landed) =>
+        landed ? lookup(ex, key, includeUsage, by) : answer(ex, key, null, includeUsage)
+      );
     };
     // The memory backend answers at once: no promise hop (and no stage timer) for it.
     return found instanceof Promise ? found.then(then) : then(found);
@@ -145,8 +151,10 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       ex.cacheStatus = "miss";
       keys.set(ex, key);
       if (ex.stream) streams.set(ex, new StreamAssembly());
-      // Only an answer that will be stored is worth waiting for.
-      if ((!ex.stream || policy.streaming) && !flights.has(key)) {
+      // Only an answer that will be stored is worth waiting for: a JSON one. A stream is
+      // stored only if it turns out whole, with usage and nothing the store drops, and
+      // only once its client has read it all: not known now, and not worth a wait.
+      if (!ex.stream && !flights.has(key)) {
         const flight = new Flight(key);
         flights.set(key, flight);
         leads.set(ex, flight);
@@ -209,7 +217,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       if (skip !== null) return;
       const includeUsage = body.stream_options?.include_usage === true;
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
-      return lookup(ex, cacheKey(ex.targets, scope, body), includeUsage, false);
+      return lookup(ex, cacheKey(ex.targets, scope, body), includeUsage, null);
     },
     post_llm(ex, res) {
       const key = keys.get(ex);
@@ -263,6 +271,13 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
 
 /** The longest a request waits for an identical one's answer before asking upstream itself. */
 export const COALESCE_WAIT_MS = 30_000;
+
+/** When a request stops waiting for identical ones (`clock` ms): see `lookup`. */
+function waitUntil(ex: Exchange): number {
+  const own = ex.gateway.timeout;
+  const budget = own !== undefined ? own * 1000 : ex.runtime.config.routing.failover.deadline;
+  return ex.started + Math.min(COALESCE_WAIT_MS, budget);
+}
 
 /** One miss being answered; `landed` resolves once it is stored or will not be. */
 class Flight {

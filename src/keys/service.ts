@@ -41,7 +41,8 @@ export interface Refusal {
 }
 
 export type Identity =
-  | { readonly kind: "none" }
+  /** No key; `header` names where an unknown Butter key came, to be taken out all the same. */
+  | { readonly kind: "none"; readonly header?: string }
   | { readonly kind: "key"; readonly record: KeyRecord; readonly header: string }
   | { readonly kind: "refused"; readonly refusal: Refusal };
 
@@ -223,7 +224,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
         rec !== null
           ? judge(rec, presented.header)
           : !config.require_key && presented.value.startsWith(BUTTER_PREFIX)
-          ? NO_KEY
+          ? { kind: "none", header: presented.header }
           : refused(401, "Unknown app key");
       return found instanceof Promise ? found.then(decide, unavailable) : decide(found);
     },

@@ -50,7 +50,11 @@ export function createAppKeyStage(
   };
 
   const admit = (ex: Exchange, id: Identity): PreHttpResult => {
-    if (id.kind === "none") return;
+    if (id.kind === "none") {
+      // An unknown Butter key let through as none: not forwarded either.
+      if (id.header !== undefined && id.header !== "?key") dropHeader(ex, id.header);
+      return;
+    }
     if (id.kind === "refused") return refuse(ex, id.refusal);
     keyOf.set(ex, id.record);
     ex.principal.appKey = id.record.id;
@@ -62,16 +66,21 @@ export function createAppKeyStage(
       id.header !== "authorization" ||
       (id.record.source === "config" && !PF_BEARER.test(ex.headers.get("authorization") ?? ""))
     ) {
-      // What a headers rewrite does (`ex.headers` replaced by a copy), done here: the chain
-      // would copy our copy again through `new Headers(headers)`, whose WebIDL sequence
-      // conversion costs several times the forEach + append below.
-      const headers = new Headers();
-      const drop = id.header;
-      ex.headers.forEach((value, name) => {
-        if (name !== drop) headers.append(name, value);
-      });
-      ex.headers = headers;
+      dropHeader(ex, id.header);
     }
+  };
+
+  /**
+   * What a headers rewrite does (`ex.headers` replaced by a copy), done here: the chain would
+   * copy our copy again through `new Headers(headers)`, whose WebIDL sequence conversion
+   * costs several times the forEach + append below.
+   */
+  const dropHeader = (ex: Exchange, drop: string) => {
+    const headers = new Headers();
+    ex.headers.forEach((value, name) => {
+      if (name !== drop) headers.append(name, value);
+    });
+    ex.headers = headers;
   };
 
   return {

@@ -180,6 +180,16 @@ export function failover<O extends AttemptOutcome>(
     : {};
   const timeout = ex.gateway.timeout;
   const trail = trailOf(ex);
+  // The budget counts from the request's arrival ("deadline bounds the whole request"): time
+  // already spent in stages (a wait for an identical request's cached answer) is not given
+  // again, and once it is all spent no upstream call starts.
+  const left = opts.deadlineMs ??
+    (timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline) -
+      (ex.clock.now() - ex.started);
+  if (left <= 0) {
+    throw new GatewayError("upstream_timeout", "No attempt could start within the deadline");
+  }
+  const budget = Math.max(1, Math.round(left));
   return runFailover({
     config: rt.config,
     adapters: rt.adapters,
@@ -202,11 +212,7 @@ export function failover<O extends AttemptOutcome>(
       : {}),
     // x-gateway.timeout is the caller's whole budget: it bounds every attempt too. What is
     // left of server.write_timeout bounds both as well; the smallest wins.
-    deadlineMs: withinWrite(
-      ex.deadlines,
-      opts.deadlineMs ??
-        (timeout !== undefined ? timeout * 1000 : rt.config.routing.failover.deadline),
-    ),
+    deadlineMs: withinWrite(ex.deadlines, budget),
     ...(timeout !== undefined ? { attemptTimeoutMs: timeout * 1000 } : {}),
     ...streamGate(ex, route),
     ...(flags.bypass ? { bypass: flags.bypass } : {}),

@@ -174,8 +174,8 @@ export interface HealthReport {
 }
 
 /**
- * A base URL as `/health` (unauthenticated) shows it: credentials in the userinfo and query
- * values (`?key=…`) are replaced, names and the rest kept.
+ * A base URL as `/health` (unauthenticated) shows it: credentials in the userinfo and the
+ * query (`?key=…`, or a bare token) are replaced, the rest kept.
  */
 export function shownUrl(raw: string): string {
   let url: URL;
@@ -189,8 +189,10 @@ export function shownUrl(raw: string): string {
     url.username = REDACTED;
     url.password = "";
   }
-  for (const name of new Set(url.searchParams.keys())) url.searchParams.set(name, REDACTED);
-  return url.toString().replaceAll(encodeURIComponent(REDACTED), REDACTED);
+  // A bare token (`?SECRET`) has no value to replace: the whole query goes.
+  if (url.search !== "") url.search = "";
+  const shown = url.toString().replaceAll(encodeURIComponent(REDACTED), REDACTED);
+  return raw.includes("?") ? `${shown}?${REDACTED}` : shown;
 }
 
 const REDACTED = "[REDACTED]";

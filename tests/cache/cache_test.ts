@@ -345,7 +345,8 @@ function watchedSchedule() {
   const seen: (() => void)[] = [];
   return {
     schedule: (ms: number, fn: () => void) => {
-      if (ms !== WAIT_MS) return realSchedule(ms, fn);
+      // The wait runs to the request's arrival + WAIT_MS: a little under it by now.
+      if (ms > WAIT_MS || ms < WAIT_MS - 1_000) return realSchedule(ms, fn);
       waits.push(fn);
       seen.splice(0).forEach((f) => f());
       return () => {};
@@ -402,29 +403,38 @@ Deno.test("response cache: identical concurrent misses make one upstream call", 
     }
   });
 
-  await t.step("when the first fails, its followers ask upstream themselves", async () => {
-    const { up, timers, gw } = setUp();
-    try {
-      const first = gw.request("/v1/chat/completions", body());
-      await up.arrivals(1);
-      const rest = [1, 2].map(() => gw.request("/v1/chat/completions", body()));
-      await timers.waiting(2);
-      up.release(0, 400);
-      assert.equal((await first).status, 400);
-      await up.arrivals(3);
-      up.release(1);
-      up.release(2);
-      for (const res of await Promise.all(rest)) {
-        assert.equal(res.status, 200);
-        assert.equal(res.headers.get("x-cache"), "MISS");
-        await res.body?.cancel();
+  await t.step(
+    "when the first fails, one follower asks upstream and the others wait for it",
+    async () => {
+      const { up, timers, gw } = setUp();
+      try {
+        const first = gw.request("/v1/chat/completions", body());
+        await up.arrivals(1);
+        const rest = [1, 2, 3].map(() => gw.request("/v1/chat/completions", body()));
+        await timers.waiting(3);
+        up.release(0, 400);
+        assert.equal((await first).status, 400);
+        // One of them leads now; the other two wait again (their wait timers re-armed).
+        await up.arrivals(2);
+        await timers.waiting(5);
+        assert.equal(up.calls(), 2);
+        up.release(1);
+        const results = await Promise.all(rest);
+        assert.deepEqual(results.map((r) => r.status), [200, 200, 200]);
+        assert.deepEqual(results.map((r) => r.headers.get("x-cache")).sort(), [
+          "HIT",
+          "HIT",
+          "MISS",
+        ]);
+        for (const res of results) await res.body?.cancel();
+        assert.equal(up.calls(), 2);
+        await (await first).body?.cancel();
+      } finally {
+        await gw.close();
+        await up.close();
       }
-      await (await first).body?.cancel();
-    } finally {
-      await gw.close();
-      await up.close();
-    }
-  });
+    },
+  );
 
   await t.step("a follower waits no longer than the wait cap", async () => {
     const { up, timers, gw } = setUp();
@@ -445,6 +455,28 @@ Deno.test("response cache: identical concurrent misses make one upstream call", 
     } finally {
       await gw.close();
       await up.close();
+    }
+  });
+
+  await t.step("a follower's own timeout bounds its wait and what follows it", async () => {
+    const { up, gw } = setUp();
+    try {
+      const first = gw.request("/v1/chat/completions", body());
+      await up.arrivals(1);
+      // x-gateway.timeout: 1 s for the whole request, the wait included: spent waiting, it is
+      // a 504 with no upstream call of its own.
+      const follower = await gw.request(
+        "/v1/chat/completions",
+        json({ model: "up/gpt-4o-mini", messages: HI, "x-gateway": { timeout: 1 } }),
+      );
+      assert.equal(follower.status, 504);
+      await follower.body?.cancel();
+      assert.equal(up.calls(), 1);
+      up.release(0);
+      await (await first).body?.cancel();
+    } finally {
+      await up.close();
+      await gw.close();
     }
   });
 

@@ -3,14 +3,18 @@ import { ConfigError, parseConfigText } from "../../src/config/mod.ts";
 import { appKeysEnabled, keyStorage } from "../../src/keys/mod.ts";
 import { secretsOf } from "../../src/runtime.ts";
 import { startGateway, testClock } from "../helpers/in_process.ts";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { admin, bearer, chat } from "./support.ts";
 
 const load = (yaml: string) => parseConfigText(yaml, () => undefined, "t.yaml");
 
 Deno.test("without require_key, a Butter key the store does not know is no key; an unknown pf_ key is refused", async () => {
   // A migrating Butter fleet: keys Butter vended at runtime (its bbolt store) do not come along.
+  const up = startFakeUpstream();
   const gw = startGateway(`
-providers: { mock: {} }
+providers:
+  mock: {}
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-up-0001 }] }
 app_keys:
   enabled: true
   require_key: false
@@ -20,10 +24,23 @@ app_keys:
   try {
     assert.equal((await chat(gw, { "x-butter-app-key": "btr_abcdefghijklmnopqrst" })).status, 200);
     assert.equal((await chat(gw, {})).status, 200);
+    // Let through as none, it is still not forwarded.
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "x-butter-app-key": "btr_abcdefghijklmnopqrst",
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    assert.equal(up.requests.at(-1)?.headers.get("x-butter-app-key"), null);
     assert.equal((await chat(gw, { "x-butter-app-key": "pf_" + "x".repeat(43) })).status, 401);
     assert.equal((await chat(gw, bearer("pf_" + "y".repeat(43)))).status, 401);
   } finally {
     await gw.close();
+    await up.close();
   }
   // With require_key, unknown is unknown.
   const strict = startGateway(`

@@ -111,7 +111,7 @@ providers:
     assert.equal(p.plain?.baseURL, "http://127.0.0.1:9/v1");
     assert.equal(
       p.inurl?.baseURL,
-      "http://[REDACTED]@127.0.0.1:9/v1?key=[REDACTED]&api-version=[REDACTED]",
+      "http://[REDACTED]@127.0.0.1:9/v1?[REDACTED]",
     );
   } finally {
     await gw.close();
