@@ -157,11 +157,18 @@ export interface PriceBook {
 export function createPriceBook(config: Config): PriceBook {
   const own = config.pricing.models;
   const memo = new Map<string, ModelPrice | null>();
-  const lookup = (provider: string, model: string): ModelPrice | null =>
+  const configured = (provider: string, model: string): ModelPrice | null =>
     priceIn(own, `${provider}/${model}`) ??
       priceIn(config.providers[provider]?.model_pricing ?? {}, model) ??
-      priceIn(own, model) ??
+      priceIn(own, model);
+  // A cross-region profile (`us.anthropic.…`) is priced as its model, in `pricing.models` too
+  // (a price set for the profile's own id wins).
+  const lookup = (provider: string, model: string): ModelPrice | null => {
+    const bare = model.replace(GEO_PREFIX, "");
+    return configured(provider, model) ??
+      (bare !== model ? configured(provider, bare) : null) ??
       (config.pricing.builtin ? builtinPrice(model) : null);
+  };
   return {
     priceOf(provider, model) {
       const key = `${provider}\u0000${model}`;

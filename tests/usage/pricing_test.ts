@@ -120,6 +120,8 @@ pricing:
     "openai/gpt-4o": { input: 9, output: 9 }
     "gpt-4o": { input: 8, output: 8 }
     "house-model": { input: 1, output: 2, cache_read: 0.1 }
+    "bedrock/anthropic.claude-sonnet-4-5": { input: 1, output: 4 }
+    "eu.anthropic.claude-haiku-4-5": { input: 7, output: 7 }
 `,
     () => undefined,
     "t.yaml",
@@ -143,6 +145,12 @@ pricing:
   assert.equal(book.priceOf("other", "gpt-4o-2024-08-06")?.input, 8);
   assert.equal(book.priceOf("openai", "gemini-ish-20250101")?.input, 2);
   assert.equal(book.priceOf("x", "house-model@2025")?.input, 1);
+  // A cross-region profile takes its model's configured price; one set for it wins.
+  assert.equal(
+    book.priceOf("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")?.input,
+    1,
+  );
+  assert.equal(book.priceOf("bedrock", "eu.anthropic.claude-haiku-4-5-20251001-v1:0")?.input, 7);
 });
 
 Deno.test("pricing config: bad prices are refused with their key path; builtin: false", () => {
