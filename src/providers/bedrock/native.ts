@@ -42,7 +42,19 @@ export function bedrockUsageOf(value: unknown): Partial<OpenAIUsage> | null {
     );
   }
   const m = o["amazon-bedrock-invocationMetrics"] as Record<string, unknown> | undefined;
-  if (m && typeof m === "object") return pickUsage(m.inputTokenCount, m.outputTokenCount);
+  if (m && typeof m === "object") {
+    // Its `inputTokenCount` excludes the cache reads and writes counted beside it, as
+    // Converse's does: without them a cached prompt came out smaller than its cached part.
+    const reads = num(m.cacheReadInputTokenCount ?? m.cacheReadInputTokens);
+    const writes = num(m.cacheWriteInputTokenCount ?? m.cacheWriteInputTokens);
+    if (reads === 0 && writes === 0) return pickUsage(m.inputTokenCount, m.outputTokenCount);
+    return withDetails(
+      pickUsage(num(m.inputTokenCount) + reads + writes, m.outputTokenCount),
+      reads,
+      writes,
+      0,
+    );
+  }
   if (typeof o.prompt_token_count === "number") {
     return pickUsage(o.prompt_token_count, o.generation_token_count);
   }
