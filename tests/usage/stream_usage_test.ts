@@ -343,3 +343,85 @@ Deno.test("a prompt estimate leaves long base64 runs out: an image is not billed
   assert.ok(counted < 200, `${counted} characters counted`);
   assert.equal(textChars("a short prompt"), 14);
 });
+
+Deno.test("native /openai/v1/responses: usage is read off the answer, JSON and streamed", async (t) => {
+  const usage = {
+    input_tokens: 1000,
+    input_tokens_details: { cached_tokens: 400 },
+    output_tokens: 500,
+    output_tokens_details: { reasoning_tokens: 200 },
+    total_tokens: 1500,
+  };
+  const response = {
+    id: "resp_1",
+    object: "response",
+    status: "completed",
+    model: "gpt-4o",
+    output: [{
+      type: "message",
+      id: "msg_1",
+      role: "assistant",
+      status: "completed",
+      content: [{ type: "output_text", text: "Hello", annotations: [] }],
+    }],
+    usage,
+  };
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: ${up.url}/v1, keys: [{ key: sk-up }] }
+pricing:
+  models:
+    "openai/gpt-4o": { input: 1, cache_read: 0.1, output: 4, reasoning: 8 }
+`);
+  // 600 × 1 + 400 × 0.1 + 300 × 4 + 200 × 8 = 3440 per 1M
+  const cost = 0.00344;
+  const ask = (stream: boolean) =>
+    gw.request(
+      "/openai/v1/responses",
+      json({ model: "gpt-4o", input: "Hi", ...(stream ? { stream: true } : {}) }),
+    );
+  try {
+    await t.step("JSON: the cost header, the log line", async () => {
+      up.script({ kind: "json", body: response });
+      const res = await ask(false);
+      assert.equal(res.status, 200);
+      assertUsd(Number(res.headers.get("x-pilotfish-cost-usd")), cost);
+      await res.body?.cancel();
+      const line = await lineOf(gw, res);
+      assert.equal(line.prompt_tokens, 1000);
+      assert.equal(line.completion_tokens, 500);
+      assertUsd(line.cost_usd, cost);
+    });
+    await t.step("streamed: from response.completed, not estimated", async () => {
+      const event = (type: string, extra: Record<string, unknown>, n: number) =>
+        `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: n, ...extra })}\n\n`;
+      up.script({
+        kind: "sse",
+        events: [
+          event("response.created", {
+            response: { ...response, status: "in_progress", usage: null },
+          }, 0),
+          event("response.output_text.delta", {
+            item_id: "msg_1",
+            output_index: 0,
+            content_index: 0,
+            delta: "Hello",
+          }, 1),
+          event("response.completed", { response }, 2),
+        ],
+      });
+      const res = await ask(true);
+      assert.equal(res.status, 200);
+      await res.text();
+      const line = await lineOf(gw, res);
+      assert.equal(line.prompt_tokens, 1000);
+      assert.equal(line.completion_tokens, 500);
+      assert.equal(line.usage_estimated, undefined);
+      assertUsd(line.cost_usd, cost);
+    });
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

@@ -2,16 +2,26 @@ import type { OpenAIUsage } from "../../schema/openai.ts";
 import { BEARER_AUTH } from "../shared/native_auth.ts";
 import type { NativeApi } from "../types.ts";
 import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
+import { fromResponsesUsage } from "./responses.ts";
 
 /**
  * OpenAI's `usage.prompt_tokens` / `completion_tokens` (bodies and stream chunks), with
  * `prompt_tokens_details.cached_tokens` (included in `prompt_tokens`) and
- * `completion_tokens_details.reasoning_tokens` (included in `completion_tokens`).
+ * `completion_tokens_details.reasoning_tokens` (included in `completion_tokens`); and the
+ * Responses API's `input_tokens` / `output_tokens` (a body, or a stream's final event).
  */
 export function openAIUsageOf(value: unknown): Partial<OpenAIUsage> | null {
   if (value === null || typeof value !== "object") return null;
-  const u = (value as { usage?: unknown }).usage as Record<string, unknown> | undefined;
-  if (!u || typeof u !== "object") return null;
+  const o = value as { usage?: unknown; response?: { usage?: unknown } };
+  const u = o.usage as Record<string, unknown> | undefined;
+  if (!u || typeof u !== "object") {
+    // A Responses stream's final event (`response.completed`, `.incomplete`) carries the
+    // response, usage inside.
+    const inner = o.response;
+    return inner !== null && typeof inner === "object" ? fromResponsesUsage(inner.usage) : null;
+  }
+  // The Responses API's own names (`input_tokens`, `output_tokens`, their details).
+  if (typeof u.input_tokens === "number") return fromResponsesUsage(u);
   if (typeof u.prompt_tokens !== "number" && typeof u.completion_tokens !== "number") return null;
   const prompt = u.prompt_tokens_details as Record<string, unknown> | undefined;
   const completion = u.completion_tokens_details as Record<string, unknown> | undefined;
