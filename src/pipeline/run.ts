@@ -217,7 +217,19 @@ export function failover<O extends AttemptOutcome>(
     ...streamGate(ex, route),
     ...(flags.bypass ? { bypass: flags.bypass } : {}),
     ...(flags.testMode ? { testMode: flags.testMode } : {}),
+    ...clientTraceOf(ex),
   });
+}
+
+/**
+ * The client's trace context, sent upstream as it came when no tracer takes part (W3C Trace
+ * Context: an intermediary that does not trace passes it on); a tracer's attempt span
+ * replaces it.
+ */
+function clientTraceOf(ex: Exchange): { clientTrace?: UpstreamTrace } {
+  const { traceparent, tracestate } = ex.trace;
+  if (traceparent === null) return {};
+  return { clientTrace: tracestate === null ? { traceparent } : { traceparent, tracestate } };
 }
 
 /**

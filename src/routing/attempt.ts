@@ -130,6 +130,11 @@ export interface AttemptRequest {
   readonly bypass?: { readonly reason: string };
   /** The stream gate's timers (see streaming/gate.ts); none when absent. */
   readonly streamGate?: StreamGateTimers;
+  /**
+   * The client's W3C trace context, sent on to each upstream when no tracer takes part (a
+   * tracer replaces it with its attempt span's).
+   */
+  readonly clientTrace?: UpstreamTrace;
 }
 
 /** `first_chunk_timeout` / `stream_idle_timeout` of one request, and the clock they run on. */
@@ -263,7 +268,7 @@ export async function attempt(
   const headersMs = gate?.firstChunkMs !== undefined && gate.firstChunkMs < timeoutMs
     ? Math.max(1, gate.firstChunkMs)
     : null;
-  const trace = deps.trail?.attemptStart(target);
+  const trace = deps.trail?.attemptStart(target) ?? req.clientTrace;
   try {
     const call = () =>
       req.invoke(adapter, {

@@ -317,3 +317,47 @@ telemetry:
     await receiver.close();
   }
 });
+
+Deno.test("tracing off: the client's traceparent and tracestate reach the upstream as sent", async () => {
+  const up = startFakeUpstream();
+  // Metrics on (they watch attempts) and no tracer: nobody replaces the client's context.
+  const gw = startGateway(`
+providers:
+  a: { base_url: "${up.url}/v1", keys: [{ key: sk-a-0001 }] }
+metrics: { enabled: true }
+`);
+  const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  try {
+    for (const path of ["/v1/chat/completions", "/v1/messages"]) {
+      const res = await gw.request(path, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          traceparent,
+          tracestate: "congo=t61rcWkgMzE",
+        },
+        body: JSON.stringify({
+          model: "a/gpt-4o-mini",
+          max_tokens: 8,
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      });
+      assert.equal(res.status, 200, path);
+      await res.body?.cancel();
+      const sent = up.requests.at(-1)!.headers;
+      assert.equal(sent.get("traceparent"), traceparent, path);
+      assert.equal(sent.get("tracestate"), "congo=t61rcWkgMzE", path);
+    }
+    // Without one, none is made up.
+    const plain = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "a/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
+    });
+    await plain.body?.cancel();
+    assert.equal(up.requests.at(-1)!.headers.get("traceparent"), null);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
