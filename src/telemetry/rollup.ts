@@ -120,9 +120,11 @@ export function createRollup(now: () => number): Rollup {
             p.requests++;
             if (cls !== null) p.errors++;
           }
-          if (e.usage !== null) {
-            input += e.usage.prompt_tokens ?? 0;
-            output += e.usage.completion_tokens ?? 0;
+          // What was billed (the meter runs first), as /api/v1/usage counts it.
+          const u = ex.billedUsage ?? e.usage;
+          if (u !== null) {
+            input += u.prompt_tokens ?? 0;
+            output += u.completion_tokens ?? 0;
           }
           cost += ex.cost ?? 0;
           latency.push(e.duration_ms);

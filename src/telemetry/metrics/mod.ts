@@ -339,7 +339,9 @@ export function createMetrics(serviceName: string): Metrics {
               h.cost.add(usd);
             }
             h.duration.record(e.duration_ms / 1000);
-            const u = e.usage;
+            // What was billed (the meter runs first): hedge losers that answered and the
+            // estimated parts of a cut stream included, as in /api/v1/usage.
+            const u = ex.billedUsage ?? e.usage;
             if (u !== null) {
               const input = u.prompt_tokens ?? 0;
               const output = u.completion_tokens ?? 0;

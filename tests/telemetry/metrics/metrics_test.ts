@@ -275,3 +275,44 @@ Deno.test("GET /metrics and /api/v1/status: the cache, rate-limit and bypass eve
     await up.close();
   }
 });
+
+Deno.test("GET /metrics and /api/v1/status count the tokens billed: an estimated prompt too", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    // A passthrough stream with no counts: its prompt is estimated from the request, as the
+    // access log and /api/v1/usage bill it.
+    up.script({ kind: "stream" });
+    const res = await gw.request("/native/up/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "x".repeat(400) }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    const id = res.headers.get("x-request-id")!;
+    await gw.waitForLog(`"request_id":"${id}"`);
+    const line = JSON.parse(gw.logs.find((l) => l.includes(id))!) as {
+      prompt_tokens: number;
+      completion_tokens: number;
+    };
+    assert.ok(line.prompt_tokens > 0, "the prompt is estimated");
+    const text = await (await gw.request("/metrics")).text();
+    assert.equal(
+      sample(text, "llm_gateway_tokens_total"),
+      line.prompt_tokens + line.completion_tokens,
+    );
+    const status = await (await gw.request("/api/v1/status")).json() as {
+      stats: { tokens: { input: number; output: number } };
+    };
+    assert.equal(status.stats.tokens.input, line.prompt_tokens);
+    assert.equal(status.stats.tokens.output, line.completion_tokens);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
