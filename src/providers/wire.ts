@@ -11,6 +11,7 @@ import { decodeOpenAISse } from "../streaming/openai_sse.ts";
 import { fromAnthropicResponse } from "./anthropic/response.ts";
 import { toOpenAIStream as anthropicToOpenAI } from "./anthropic/stream.ts";
 import type { JsonOutcome, StreamOutcome } from "./types.ts";
+import { notJsonBody } from "./shared/errors.ts";
 
 export interface DecodeContext {
   readonly provider: string;
@@ -64,11 +65,7 @@ export function decodeJson(outcome: JsonOutcome, ctx: DecodeContext): Record<str
   try {
     json = JSON.parse(new TextDecoder().decode(outcome.body));
   } catch {
-    throw new GatewayError(
-      "upstream_error",
-      `Provider "${ctx.provider}" returned a body that is not JSON`,
-      { provider: ctx.provider },
-    );
+    throw notJsonBody(ctx.provider);
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
     throw new GatewayError(

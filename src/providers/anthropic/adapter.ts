@@ -20,6 +20,7 @@ import { fromAnthropicResponse, toOpenAIUsage } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
 import type { AnthropicUsage } from "./types.ts";
 import { createAnthropicUsageTap } from "./usage_tap.ts";
+import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 /** The Messages API version this translation is written against; `cfg.headers` may override. */
 export const ANTHROPIC_VERSION = "2023-06-01";
@@ -213,11 +214,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     if (!contentType.includes("text/event-stream") || !res.body) {
       await res.body?.cancel();
       reply.settle();
-      throw new GatewayError(
-        "upstream_error",
-        `Provider "${cfg.name}" answered a streaming request without an event stream`,
-        { provider: cfg.name, upstreamStatus: res.status },
-      );
+      throw notEventStream(cfg.name, res.status);
     }
     reply.settle();
     return res.body;
@@ -231,11 +228,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     try {
       return JSON.parse(text);
     } catch {
-      throw new GatewayError(
-        "upstream_error",
-        `Provider "${cfg.name}" returned a body that is not JSON`,
-        { provider: cfg.name, upstreamStatus: status },
-      );
+      throw notJsonBody(cfg.name, status);
     }
   }
 }

@@ -27,6 +27,7 @@ import { bedrockTarget, signBedrockRequest } from "./sign.ts";
 import { toOpenAIStream } from "./stream.ts";
 import { planEmbeddings, toEmbeddingList } from "./embeddings.ts";
 import { inGroups } from "../shared/embeddings.ts";
+import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 const EVENT_STREAM = "application/vnd.amazon.eventstream";
 
@@ -213,11 +214,7 @@ export function createBedrockAdapter(
     reply.settle();
     if (!(res.headers.get("content-type") ?? "").includes(EVENT_STREAM) || !res.body) {
       await res.body?.cancel();
-      throw new GatewayError(
-        "upstream_error",
-        `Provider "${cfg.name}" answered a streaming request without an event stream`,
-        { provider: cfg.name, upstreamStatus: res.status },
-      );
+      throw notEventStream(cfg.name, res.status);
     }
     return res.body;
   }
@@ -227,11 +224,7 @@ export function createBedrockAdapter(
     try {
       return JSON.parse(text);
     } catch {
-      throw new GatewayError(
-        "upstream_error",
-        `Provider "${cfg.name}" returned a body that is not JSON`,
-        { provider: cfg.name, upstreamStatus: reply.response.status },
-      );
+      throw notJsonBody(cfg.name, reply.response.status);
     }
   }
 

@@ -25,6 +25,7 @@ import { fromGeminiError } from "./errors.ts";
 import { toGeminiRequest } from "./request.ts";
 import { fromGeminiResponse } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
+import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 /**
  * Adapter for the Gemini API (`generativelanguage.googleapis.com`, `/v1beta`) behind the
@@ -72,11 +73,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     try {
       return JSON.parse(text);
     } catch {
-      throw new GatewayError(
-        "upstream_error",
-        `Provider "${cfg.name}" returned a body that is not JSON`,
-        { provider: cfg.name, upstreamStatus: reply.response.status },
-      );
+      throw notJsonBody(cfg.name, reply.response.status);
     }
   };
 
@@ -105,11 +102,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         // Without `alt=sse` Gemini streams one JSON array; anything but SSE is unusable here.
         if (!(res.headers.get("content-type") ?? "").includes("text/event-stream") || !res.body) {
           await res.body?.cancel();
-          throw new GatewayError(
-            "upstream_error",
-            `Provider "${cfg.name}" answered a streaming request without an event stream`,
-            { provider: cfg.name, upstreamStatus: res.status },
-          );
+          throw notEventStream(cfg.name, res.status);
         }
         const meter = createUsageMeter();
         return {

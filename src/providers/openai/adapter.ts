@@ -32,6 +32,7 @@ import { AZURE_NATIVE, OPENAI_NATIVE } from "./native.ts";
 import { azureEndpoint, plainEndpoint, setCredential, toOpenAIRequest } from "./request.ts";
 import { pathSegment } from "../shared/path_segment.ts";
 import { type OpenAIChatRequest, translated } from "../../schema/openai.ts";
+import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 /**
  * Adapter for OpenAI, every OpenAI-compatible API (Groq, Mistral, vLLM, ...) and, with its
@@ -91,24 +92,12 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         fromOpenAIError(status, text, headers, cfg.name, deps.redact),
     });
   /** Bytes in, bytes out: a JSON body is relayed as received, never decoded and re-encoded. */
-  const notJson = (status: number) =>
-    new GatewayError("upstream_error", `Provider "${cfg.name}" returned a body that is not JSON`, {
-      provider: cfg.name,
-      upstreamStatus: status,
-    });
-  /**
-   * A streaming request answered with something else (a server that ignores `stream`): the
-   * client's SDK reads no event from it, so it would end silently. A failure, as on every
-   * other provider.
-   */
+  const notJson = (status: number) => notJsonBody(cfg.name, status);
+  /** A streaming request answered with something else: a failure, as on every provider. */
   const notStreamed = async (reply: UpstreamReply): Promise<never> => {
     await reply.response.body?.cancel().catch(() => {});
     reply.settle();
-    throw new GatewayError(
-      "upstream_error",
-      `Provider "${cfg.name}" answered a streaming request without an event stream`,
-      { provider: cfg.name, upstreamStatus: reply.response.status },
-    );
+    throw notEventStream(cfg.name, reply.response.status);
   };
   const relayJson = async (reply: UpstreamReply): Promise<JsonOutcome> => {
     const body = await reply.bytes();

@@ -66,3 +66,27 @@ export function brokenStream(provider: string, why: string): GatewayError {
 export function streamFailedMessage(provider: string, label: string | undefined): string {
   return `Stream from provider "${provider}" failed${label ? ` (${label})` : ""}`;
 }
+
+/** A 2xx reply whose body is not the JSON the API answers with. */
+export function notJsonBody(provider: string, status?: number): GatewayError {
+  return new GatewayError(
+    "upstream_error",
+    `Provider "${provider}" returned a body that is not JSON`,
+    {
+      provider,
+      ...(status !== undefined ? { upstreamStatus: status } : {}),
+    },
+  );
+}
+
+/**
+ * A streaming request answered with something else (a server that ignores `stream`): the
+ * client's SDK would read no event from it and end silently.
+ */
+export function notEventStream(provider: string, status: number): GatewayError {
+  return new GatewayError(
+    "upstream_error",
+    `Provider "${provider}" answered a streaming request without an event stream`,
+    { provider, upstreamStatus: status },
+  );
+}
