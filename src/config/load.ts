@@ -2,6 +2,7 @@ import YAML from "yaml";
 import * as v from "valibot";
 import { type EnvLookup, interpolateTree } from "./interpolate.ts";
 import { fromLlmGateway, isLlmGatewayConfig } from "./dialects/llm_gateway.ts";
+import { isLlmProxyForm, withLlmProxyProviders } from "./dialects/llm_proxy.ts";
 import { formatPath, PathOrigins } from "./paths.ts";
 import { EMBEDDED_DEFAULT_PROVIDER, PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
 import {
@@ -112,6 +113,7 @@ export function validateConfig(
     errors.push(...translated.errors);
     warnings.push(...translated.warnings);
   }
+  if (isLlmProxyForm(tree)) tree = withLlmProxyProviders(tree);
   const at = (path: readonly PropertyKey[]) => origins.userPath(path);
 
   // valibot reports one unknown key per object: drop those and validate again, until only

@@ -191,3 +191,113 @@ features:
   );
   assert.throws(() => load("features: { circuit_breaker: { mode: enforcing } }"), /mode/);
 });
+
+Deno.test("llm-proxy form: OpenAI, Anthropic and Gemini are served on the client's credential", async (t) => {
+  const grantsOf = (config: import("../../src/config/mod.ts").Config) =>
+    planGrants(config, { configPath: null, configText: null, cwd: "/", env: () => undefined })
+      .net;
+
+  await t.step("its dev config (`enabled` and `features`, no providers)", () => {
+    const { config } = load(`
+enabled: true
+features:
+  cost_tracking: { enabled: true }
+  rate_limiting: { enabled: false }
+`);
+    assert.deepEqual(Object.keys(config.providers).sort(), ["anthropic", "gemini", "openai"]);
+    const openai = config.providers.openai!;
+    assert.equal(openai.base_url, "https://api.openai.com/v1");
+    assert.equal(openai.credential_mode, "passthrough");
+    assert.deepEqual(openai.keys, []);
+    assert.equal(config.providers.anthropic!.base_url, "https://api.anthropic.com/v1");
+    assert.equal(config.providers.gemini!.base_url, "https://generativelanguage.googleapis.com");
+    const net = grantsOf(config);
+    for (
+      const host of ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com"]
+    ) {
+      assert.ok(net.some((h) => h.startsWith(host)), net.join(","));
+    }
+  });
+
+  await t.step("pricing entries keep theirs; Bedrock stays opt-in", () => {
+    const { config } = load(`
+features: { rate_limiting: { enabled: false } }
+providers:
+  openai:
+    models:
+      "gpt-4o": { enabled: true, pricing: { input: 2.5, output: 10 } }
+  anthropic: { enabled: false }
+  bedrock:
+    models:
+      "anthropic.claude-3-haiku-20240307-v1:0": { pricing: { input: 0.25, output: 1.25 } }
+`);
+    assert.deepEqual(Object.keys(config.providers).sort(), ["gemini", "openai"]);
+    assert.deepEqual(config.providers.openai!.model_pricing["gpt-4o"], { input: 2.5, output: 10 });
+    const on = load(`
+features: {}
+providers:
+  bedrock: { enabled: true }
+`).config;
+    assert.deepEqual(Object.keys(on.providers).sort(), [
+      "anthropic",
+      "bedrock",
+      "gemini",
+      "openai",
+    ]);
+  });
+
+  await t.step("a config that says how to connect is served as written", () => {
+    const { config } = load(`
+features: { circuit_breaker: { enabled: true } }
+providers:
+  openai: { keys: [{ key: sk-configured-0001 }] }
+`);
+    assert.deepEqual(Object.keys(config.providers), ["openai"]);
+    assert.equal(config.providers.openai!.credential_mode, "gateway");
+    const butter = load(`
+providers:
+  up: { base_url: "http://up.test/v1" }
+`).config;
+    assert.deepEqual(Object.keys(butter.providers), ["up"]);
+    // No llm-proxy marker at all: nothing is added.
+    assert.deepEqual(Object.keys(load("server: { port: 9002 }\n").config.providers), []);
+  });
+
+  await t.step("its README's curl reaches OpenAI with the client's key", async () => {
+    const { gateway, post } = await import("../pipeline/support.ts");
+    const gw = gateway({
+      config: "enabled: true\nfeatures:\n  rate_limiting: { enabled: false }\n",
+      handler: (url) =>
+        Response.json({
+          id: "chatcmpl-1",
+          object: "chat.completion",
+          created: 1,
+          model: "gpt-3.5-turbo",
+          choices: [{
+            index: 0,
+            message: { role: "assistant", content: "hi" },
+            finish_reason: "stop",
+          }],
+          usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+          url,
+        }),
+    });
+    const res = await gw.request(
+      "/openai/v1/chat/completions",
+      post(
+        { model: "gpt-3.5-turbo", messages: [{ role: "user", content: "Hello, world!" }] },
+        { authorization: "Bearer sk-client-own-key-0001" },
+      ),
+    );
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).choices[0].message.content, "hi");
+    const sent = gw.upstream[0]!;
+    assert.equal(sent.url, "https://api.openai.com/v1/chat/completions");
+    assert.equal(
+      new Headers(sent.init.headers).get("authorization"),
+      "Bearer sk-client-own-key-0001",
+    );
+    const health = await (await gw.request("/health")).json();
+    assert.equal(health.providers.openai.status, "healthy");
+  });
+});
