@@ -120,6 +120,11 @@ export function toConverseRequest(
     if (topK !== null) out.additionalModelRequestFields = topK;
   }
   if (Object.keys(inference).length > 0) out.inferenceConfig = inference;
+  // Converse says only `stopReason: "stop_sequence"`; Claude's own answer names the sequence,
+  // and Converse returns it when asked by JSON Pointer (ignored when absent).
+  if (inference.stopSequences !== undefined && isClaude(model)) {
+    out.additionalModelResponseFieldPaths = ["/stop_sequence"];
+  }
 
   const tools = toConverseTools(body.tools);
   const choice = parseToolChoice(body.tool_choice);

@@ -7,7 +7,11 @@ import { createAwsCredentialProvider } from "../../../src/providers/bedrock/cred
 import { type ChatCall, createAdapters } from "../../../src/providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
+import { encodeMessagesStream, toMessagesResponse } from "../../../src/translate/mod.ts";
+import type { OpenAIChatChunk } from "../../../src/schema/openai.ts";
+import { concatBytes } from "../../helpers/chunk.ts";
 import {
+  CONVERSE_TEXT,
   CONVERSE_TOOL_USE,
   type FakeBedrock,
   startFakeBedrock,
@@ -334,6 +338,95 @@ Deno.test(
           return true;
         });
         assert.equal(bedrock.requests.length, before);
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
+
+Deno.test(
+  "a Converse stop_sequence stop reaches /v1/messages as stop_sequence, the sequence named when Claude says it",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const stopped = (fields?: Record<string, unknown>) => ({
+      output: { message: { role: "assistant", content: [{ text: "1, 2, 3" }] } },
+      stopReason: "stop_sequence",
+      usage: { inputTokens: 5, outputTokens: 3, totalTokens: 8 },
+      ...(fields ? { additionalModelResponseFields: fields } : {}),
+    });
+    const streamed = (fields?: Record<string, unknown>) => [
+      { type: "messageStart", payload: { role: "assistant" } },
+      { type: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "1, 2" } } },
+      { type: "contentBlockStop", payload: { contentBlockIndex: 0 } },
+      {
+        type: "messageStop",
+        payload: {
+          stopReason: "stop_sequence",
+          ...(fields ? { additionalModelResponseFields: fields } : {}),
+        },
+      },
+      { type: "metadata", payload: { usage: { inputTokens: 5, outputTokens: 2 } } },
+    ];
+    const messagesEvents = async (body: ReadableStream<OpenAIChatChunk>) => {
+      const text = new TextDecoder().decode(
+        concatBytes(
+          await Array.fromAsync(
+            encodeMessagesStream(body, { model: MODEL, provider: "bedrock", redact: (s) => s }),
+          ),
+        ),
+      );
+      return text.split("\n\n").filter((e) => e.includes("data:")).map((e) =>
+        JSON.parse(e.slice(e.indexOf("data:") + 5))
+      );
+    };
+    try {
+      await t.step("Claude: the sequence is asked for and named", async () => {
+        bedrock.script({ json: stopped({ stop_sequence: " 4" }) });
+        const out = await adapter.chat(call({ stop: [" 4", "END"] }), MODEL);
+        assert.deepEqual(
+          JSON.parse(bedrock.requests.at(-1)!.body).additionalModelResponseFieldPaths,
+          ["/stop_sequence"],
+        );
+        const completion = jsonOf(out);
+        assert.equal(completion.choices[0].finish_reason, "stop", "chat: OpenAI's stop");
+        const message = toMessagesResponse(completion, MODEL, "bedrock");
+        assert.equal(message.stop_reason, "stop_sequence");
+        assert.equal(message.stop_sequence, " 4");
+      });
+      await t.step("a model that does not say which: stop_sequence, null", async () => {
+        bedrock.script({ json: stopped() });
+        const out = await adapter.chat(call({ stop: ["END"] }), "amazon.nova-pro-v1:0");
+        assert.equal(
+          JSON.parse(bedrock.requests.at(-1)!.body).additionalModelResponseFieldPaths,
+          undefined,
+          "only Claude's answer has the field",
+        );
+        const message = toMessagesResponse(jsonOf(out), MODEL, "bedrock");
+        assert.equal(message.stop_reason, "stop_sequence");
+        assert.equal(message.stop_sequence, null);
+      });
+      await t.step("end_turn stays end_turn", async () => {
+        bedrock.script({ json: CONVERSE_TEXT });
+        const message = toMessagesResponse(jsonOf(await adapter.chat(call({}), MODEL)), MODEL, "b");
+        assert.equal(message.stop_reason, "end_turn");
+        assert.equal(message.stop_sequence, null);
+      });
+      await t.step("stream: messageStop's fields reach message_delta", async () => {
+        bedrock.script({ events: streamed({ stop_sequence: "END" }) });
+        const out = await adapter.chat(call({ stop: ["END"], stream: true }, true), MODEL);
+        if (out.kind !== "stream" || out.format !== "chunks") return assert.fail("chunks");
+        const delta = (await messagesEvents(out.body)).find((e) => e.type === "message_delta");
+        assert.deepEqual(delta.delta, { stop_reason: "stop_sequence", stop_sequence: "END" });
+      });
+      await t.step("stream without the field: stop_sequence, null", async () => {
+        bedrock.script({ events: streamed() });
+        const out = await adapter.chat(call({ stop: ["END"], stream: true }, true), MODEL);
+        if (out.kind !== "stream" || out.format !== "chunks") return assert.fail("chunks");
+        const delta = (await messagesEvents(out.body)).find((e) => e.type === "message_delta");
+        assert.deepEqual(delta.delta, { stop_reason: "stop_sequence", stop_sequence: null });
       });
     } finally {
       await bedrock.close();
