@@ -7,7 +7,14 @@ import { createAwsCredentialProvider } from "../../../src/providers/bedrock/cred
 import { type ChatCall, createAdapters } from "../../../src/providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
-import { encodeMessagesStream, toMessagesResponse } from "../../../src/translate/mod.ts";
+import {
+  encodeMessagesStream,
+  toMessagesResponse,
+  toOpenAIChatRequest,
+} from "../../../src/translate/mod.ts";
+import { toChatRequestFromResponses } from "../../../src/translate/responses_to_openai.ts";
+import { parseResponsesRequest } from "../../../src/schema/responses.ts";
+import { parseMessagesRequest } from "../../../src/schema/anthropic.ts";
 import type { OpenAIChatChunk } from "../../../src/schema/openai.ts";
 import { concatBytes } from "../../helpers/chunk.ts";
 import {
@@ -427,6 +434,65 @@ Deno.test(
         if (out.kind !== "stream" || out.format !== "chunks") return assert.fail("chunks");
         const delta = (await messagesEvents(out.body)).find((e) => e.type === "message_delta");
         assert.deepEqual(delta.delta, { stop_reason: "stop_sequence", stop_sequence: null });
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
+
+Deno.test(
+  "parallel_tool_calls false from /v1/responses (Codex) and /v1/messages reaches Bedrock, not a 400",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const tool = { type: "object", properties: { cmd: { type: "string" } } };
+    const sent = () => JSON.parse(bedrock.requests.at(-1)!.body);
+    try {
+      await t.step("a Codex-style Responses request", async () => {
+        const { body } = parseResponsesRequest({
+          model: MODEL,
+          input: "list the files",
+          tools: [{ type: "function", name: "shell", parameters: tool }],
+          tool_choice: "auto",
+          parallel_tool_calls: false,
+        });
+        const chat = toChatRequestFromResponses(body, [], "bedrock");
+        bedrock.script({ json: CONVERSE_TEXT });
+        const out = await adapter.chat({ ...call({}), body: chat }, MODEL);
+        assert.equal(out.kind, "json");
+        assert.deepEqual(sent().toolConfig.toolChoice, { auto: {} });
+        assert.deepEqual(sent().additionalModelRequestFields, {
+          tool_choice: { disable_parallel_tool_use: true },
+        });
+      });
+      await t.step("an Anthropic request's disable_parallel_tool_use", async () => {
+        const { body } = parseMessagesRequest({
+          model: MODEL,
+          max_tokens: 100,
+          messages: [{ role: "user", content: "list the files" }],
+          tools: [{ name: "shell", input_schema: tool }],
+          tool_choice: { type: "any", disable_parallel_tool_use: true },
+        });
+        bedrock.script({ json: CONVERSE_TEXT });
+        await adapter.chat({ ...call({}), body: toOpenAIChatRequest(body, "bedrock") }, MODEL);
+        assert.deepEqual(sent().toolConfig.toolChoice, { any: {} });
+        assert.deepEqual(sent().additionalModelRequestFields, {
+          tool_choice: { disable_parallel_tool_use: true },
+        });
+      });
+      await t.step("a model other than Claude: dropped, the call made", async () => {
+        bedrock.script({ json: CONVERSE_TEXT });
+        const out = await adapter.chat(
+          call({
+            tools: [{ type: "function", function: { name: "shell", parameters: tool } }],
+            parallel_tool_calls: false,
+          }),
+          "amazon.nova-pro-v1:0",
+        );
+        assert.equal(out.kind, "json");
+        assert.equal(sent().additionalModelRequestFields, undefined);
       });
     } finally {
       await bedrock.close();
