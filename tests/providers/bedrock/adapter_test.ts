@@ -170,7 +170,7 @@ Deno.test(
         const err = await gatewayError(() => adapter.chat(call({}), MODEL));
         assert.equal(err.status, 429);
         assert.equal(err.code, "rate_limited");
-        assert.equal(err.info.upstreamType, "ThrottlingException");
+        assert.equal(err.info.upstreamCode, "ThrottlingException");
         assert.equal(err.message, "Slow down");
         assert.match(err.info.upstreamHeaders?.["x-amzn-errortype"] ?? "", /^ThrottlingException:/);
       });
