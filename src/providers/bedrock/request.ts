@@ -253,10 +253,15 @@ function toConverseMessages(
     },
     tool: (m, at) => push("user", [toolResultBlock(m, at, provider, ids)]),
   });
-  return turns.map(({ role, blocks }) => ({
+  const out: ConverseMessage[] = turns.map(({ role, blocks }) => ({
     role,
     content: role === "user" ? resultsFirst(blocks) : blocks,
   }));
+  // Converse refuses a conversation that opens with the assistant ("A conversation must start
+  // with a user message"), one Anthropic's API takes as sent (a chat UI's greeting first). A
+  // user turn saying nothing is put before it; blank text is refused, so it is one ".".
+  if (out[0]?.role === "assistant") out.unshift({ role: "user", content: [{ text: "." }] });
+  return out;
 }
 
 function resultsFirst(blocks: ConverseContentBlock[]): ConverseContentBlock[] {

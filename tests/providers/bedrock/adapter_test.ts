@@ -499,3 +499,45 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "a conversation that opens with the assistant reaches Converse starting with a user turn",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const sent = () => JSON.parse(bedrock.requests.at(-1)!.body);
+    try {
+      await t.step(
+        "system, assistant greeting, user: a user turn first, the rest as sent",
+        async () => {
+          bedrock.script({ json: CONVERSE_TEXT });
+          const out = await adapter.chat(
+            call({
+              messages: [
+                { role: "system", content: "Be brief." },
+                { role: "assistant", content: "Hi! How can I help?" },
+                { role: "user", content: "Weather in Paris?" },
+              ],
+            }),
+            MODEL,
+          );
+          assert.equal(out.kind, "json");
+          assert.deepEqual(sent().system, [{ text: "Be brief." }]);
+          assert.deepEqual(sent().messages, [
+            { role: "user", content: [{ text: "." }] },
+            { role: "assistant", content: [{ text: "Hi! How can I help?" }] },
+            { role: "user", content: [{ text: "Weather in Paris?" }] },
+          ]);
+        },
+      );
+      await t.step("a conversation that opens with the user is untouched", async () => {
+        bedrock.script({ json: CONVERSE_TEXT });
+        await adapter.chat(call({}), MODEL);
+        assert.deepEqual(sent().messages, [{ role: "user", content: [{ text: "Hello" }] }]);
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
