@@ -56,9 +56,16 @@ export interface GatewayErrorInfo {
   upstreamStatus?: number;
   /** The request field at fault, reported as OpenAI's `param`. */
   param?: string;
-  /** Upstream error `type`/`code` worth keeping (never its raw body). */
+  /**
+   * An OpenAI-format upstream's error `type` (OpenAI's vocabulary: rendered as `type`), never
+   * its raw body.
+   */
   upstreamType?: string;
-  /** Null when the upstream said `"code": null`: rendered as such. */
+  /**
+   * The upstream's own code: OpenAI's `code`, or another provider's error name (Anthropic's
+   * type, Bedrock's exception, Gemini's status), rendered as OpenAI's `code`. Null when the
+   * upstream said `"code": null`: rendered as such.
+   */
   upstreamCode?: string | null;
   headers?: Record<string, string>;
   /** The upstream reply's headers that classify it (rate-limit budgets, AWS error type). */

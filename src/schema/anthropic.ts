@@ -417,7 +417,8 @@ const ANTHROPIC_TYPES: ReadonlySet<string> = new Set([
  * that an Anthropic-format upstream's own type wins (an overload stays `overloaded_error`).
  */
 export function toAnthropicError(err: GatewayError): MessagesErrorBody {
-  const upstream = err.info.upstreamType;
+  // An Anthropic-format upstream's type is kept as its code (providers/anthropic/errors.ts).
+  const upstream = err.info.upstreamType ?? err.info.upstreamCode ?? undefined;
   const byStatus = TYPE_BY_STATUS[err.status];
   const type = byStatus !== undefined && err.status < 500
     ? byStatus

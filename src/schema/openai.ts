@@ -95,6 +95,11 @@ export interface OpenAIChatCompletion {
     };
     logprobs: null;
     finish_reason: OpenAIFinishReason | null;
+    /**
+     * Ours, beside a "stop": present when a stop sequence ended the answer, the sequence
+     * (null when the upstream did not say which), for `/v1/messages`' `stop_sequence`.
+     */
+    stop_sequence?: string | null;
   }];
   usage: OpenAIUsageOut;
   system_fingerprint: null;
@@ -136,6 +141,8 @@ export interface OpenAIChatChunk {
     delta: OpenAIChunkDelta;
     logprobs?: unknown;
     finish_reason: string | null;
+    /** As on `OpenAIChatCompletion`'s choice: the stop sequence that ended the answer. */
+    stop_sequence?: string | null;
   }[];
   /** `null` on every chunk when the client asked for usage; the counts on the last one. */
   usage?: OpenAIUsage | null;

@@ -21,6 +21,18 @@ const STOP_REASON: Readonly<Record<string, MessagesStopReason>> = {
 };
 
 /**
+ * The stop sequence that ended a "stop" choice: ours (`stop_sequence`, null when the upstream
+ * did not say which), or vLLM's `stop_reason` when it is the matched string; undefined when
+ * the answer did not end on a stop sequence.
+ */
+export function stopSequenceOf(choice: Record<string, unknown>): string | null | undefined {
+  if (choice.finish_reason !== "stop") return undefined;
+  const ours = choice.stop_sequence;
+  if (typeof ours === "string" || ours === null) return ours;
+  return typeof choice.stop_reason === "string" ? choice.stop_reason : undefined;
+}
+
+/**
  * Some OpenAI-compatible servers end a tool-calling turn with "stop". Anthropic clients
  * (agent loops, Claude Code) run the tools only when `stop_reason` is `tool_use`, so a turn
  * that holds tool calls reports that.
@@ -108,14 +120,17 @@ export function toMessagesResponse(
     });
   }
   const hasToolUse = content.some((b) => b.type === "tool_use");
+  const stop = hasToolUse ? undefined : stopSequenceOf(choice);
   return {
     id: messageId(json.id),
     type: "message",
     role: "assistant",
     model: typeof json.model === "string" && json.model !== "" ? json.model : model,
     content,
-    stop_reason: toStopReason(choice.finish_reason, hasToolUse),
-    stop_sequence: null,
+    stop_reason: stop !== undefined
+      ? "stop_sequence"
+      : toStopReason(choice.finish_reason, hasToolUse),
+    stop_sequence: stop ?? null,
     usage: toMessagesUsage(json.usage),
   };
 }
@@ -217,6 +232,7 @@ export function createMessagesStreamTransformer(
   let nextIndex = 0;
   let open: OpenBlock | null = null;
   let finish: string | null = null;
+  let stopSequence: string | null | undefined;
   let usage: unknown = null;
   let hasToolUse = false;
   /** OpenAI tool_calls index → Anthropic content block index. */
@@ -297,8 +313,12 @@ export function createMessagesStreamTransformer(
     start(c);
     close(c);
     const u = toMessagesUsage(usage);
+    const stop = hasToolUse ? undefined : stopSequence;
     emit(c, "message_delta", {
-      delta: { stop_reason: toStopReason(finish, hasToolUse), stop_sequence: null },
+      delta: {
+        stop_reason: stop !== undefined ? "stop_sequence" : toStopReason(finish, hasToolUse),
+        stop_sequence: stop ?? null,
+      },
       // Cumulative totals, as newer API versions send them: input counts arrive only now.
       usage: {
         input_tokens: u.input_tokens,
@@ -343,7 +363,10 @@ export function createMessagesStreamTransformer(
       if (Array.isArray(delta.tool_calls)) {
         for (const call of delta.tool_calls) if (isObject(call)) toolCall(c, call);
       }
-      if (typeof choice.finish_reason === "string") finish = choice.finish_reason;
+      if (typeof choice.finish_reason === "string") {
+        finish = choice.finish_reason;
+        stopSequence = stopSequenceOf(choice);
+      }
     },
     flush(c) {
       if (done) return;

@@ -243,7 +243,9 @@ routing:
         (err: unknown) => {
           assert.ok(err instanceof OpenAI.RateLimitError, `got ${err}`);
           assert.equal(err.status, 429);
-          assert.equal(err.type, "ThrottlingException");
+          // OpenAI's type for a 429; the exception's name is the code.
+          assert.equal(err.type, "rate_limit_error");
+          assert.equal(err.code, "ThrottlingException");
           assert.match(err.message, /Too many requests/);
           return true;
         },

@@ -24,6 +24,8 @@ const STATUS_BY_TYPE: Readonly<Record<string, number>> = {
  * Map a non-2xx Anthropic reply (`{"type":"error","error":{"type","message"}}`) to a
  * GatewayError that keeps the upstream status (529 stays 529: retryable like any 5xx), the
  * error type and the message, redacted, since an upstream message may quote a credential.
+ * The type is Anthropic's word, so it is kept as the code (`upstreamCode`): on OpenAI-format
+ * routes `type` is OpenAI's, by status, and `code` says `overloaded_error`.
  */
 export function fromAnthropicError(
   status: number,
@@ -37,7 +39,7 @@ export function fromAnthropicError(
   return upstreamError(redact(message), {
     status,
     provider,
-    upstreamType: parsed?.type,
+    upstreamCode: parsed?.type,
     retryAfter: headers.get("retry-after"),
   });
 }
@@ -57,7 +59,7 @@ export function fromAnthropicStreamError(
   const message = typeof e.message === "string" && e.message !== ""
     ? redact(e.message)
     : streamFailedMessage(provider, type);
-  return upstreamError(message, { status, provider, upstreamType: type });
+  return upstreamError(message, { status, provider, upstreamCode: type });
 }
 
 function readErrorBody(text: string): { type?: string; message?: string } | null {

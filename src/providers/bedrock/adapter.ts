@@ -201,7 +201,7 @@ export function createBedrockAdapter(
       provider: cfg.name,
       toError: (status, text, replyHeaders) => {
         const err = fromBedrockError(status, text, replyHeaders, cfg.name, redact);
-        if (CREDENTIAL_EXCEPTIONS.has(err.info.upstreamType ?? "")) credentials.invalidate();
+        if (CREDENTIAL_EXCEPTIONS.has(err.info.upstreamCode ?? "")) credentials.invalidate();
         return err;
       },
     });

@@ -34,8 +34,8 @@ export const CREDENTIAL_EXCEPTIONS: ReadonlySet<string> = new Set([
 /**
  * Map a non-2xx Bedrock reply (`{"message": "..."}` with the exception name in the
  * `x-amzn-errortype` header, `ThrottlingException:http://internal.amazon.com/...`) to a
- * GatewayError that keeps the status, the exception name (as `upstreamType`, which the
- * breaker classifies) and the message, redacted. AWS's InvalidSignatureException message
+ * GatewayError that keeps the status, the exception name (as `upstreamCode`, which the
+ * breaker classifies, and OpenAI-format routes show as `code` beside OpenAI's `type`) and the message, redacted. AWS's InvalidSignatureException message
  * goes on to quote the canonical request, security-token header included: that part is cut.
  */
 export function fromBedrockError(
@@ -52,7 +52,7 @@ export function fromBedrockError(
   return upstreamError(clean(message, redact), {
     status,
     provider,
-    upstreamType: type !== "" ? type : undefined,
+    upstreamCode: type !== "" ? type : undefined,
     retryAfter: headers.get("retry-after"),
   });
 }
@@ -74,7 +74,7 @@ export function fromBedrockStreamException(
   const type = exceptionType === "" ? "" : exceptionType[0]!.toUpperCase() + exceptionType.slice(1);
   const status = STATUS_BY_EXCEPTION[type];
   const text = message !== "" ? clean(message, redact) : streamFailedMessage(provider, type);
-  return upstreamError(text, { status, provider, upstreamType: type !== "" ? type : undefined });
+  return upstreamError(text, { status, provider, upstreamCode: type !== "" ? type : undefined });
 }
 
 /** `ThrottlingException:http://...` or `com.amazon.coral.service#ExpiredTokenException` → name. */

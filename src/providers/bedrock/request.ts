@@ -47,13 +47,11 @@ import type {
  * OpenAI parameters Converse cannot honour, each with the test for "set to a value that
  * would change the answer". Those are refused with a 400 naming the parameter rather than
  * silently ignored; their neutral values (`n: 1`, `logprobs: false`, penalties 0, ...) pass.
- * `parallel_tool_calls: false` is among them: Converse has no switch for it, and a caller
- * that asked for one call at a time must not get three.
+ * `parallel_tool_calls: false` is not among them (see `parallelToolUse`).
  */
 const REJECTED: ReadonlyArray<RejectedParam> = [
   // `reasoning_effort` is Claude's extended thinking there, and refused for other models.
   ...OPENAI_ONLY_PARAMS.filter(([param]) => param !== "reasoning_effort"),
-  ["parallel_tool_calls", (v) => v !== true],
 ];
 
 /** Claude on Bedrock: `anthropic.` or a regional/global profile's `us.anthropic.` etc. */
@@ -120,6 +118,11 @@ export function toConverseRequest(
     if (topK !== null) out.additionalModelRequestFields = topK;
   }
   if (Object.keys(inference).length > 0) out.inferenceConfig = inference;
+  // Converse says only `stopReason: "stop_sequence"`; Claude's own answer names the sequence,
+  // and Converse returns it when asked by JSON Pointer (ignored when absent).
+  if (inference.stopSequences !== undefined && isClaude(model)) {
+    out.additionalModelResponseFieldPaths = ["/stop_sequence"];
+  }
 
   const tools = toConverseTools(body.tools);
   const choice = parseToolChoice(body.tool_choice);
@@ -138,7 +141,27 @@ export function toConverseRequest(
     return out;
   }
   out.toolConfig = choice === null ? { tools } : { tools, toolChoice: choice };
+  if (body.parallel_tool_calls === false && isClaude(model)) {
+    out.additionalModelRequestFields = {
+      ...out.additionalModelRequestFields,
+      tool_choice: parallelToolUse(choice),
+    };
+  }
   return out;
+}
+
+/**
+ * `parallel_tool_calls: false` (what Codex-style clients send on every turn). Converse has no
+ * switch for it; Claude's own `tool_choice.disable_parallel_tool_use` goes as an additional
+ * model request field, which Bedrock merges into Claude's request: a `type` (Anthropic's
+ * tool_choice requires one) only when `toolConfig` names no choice, since one beside
+ * `toolConfig.toolChoice` is refused as conflicting. Other families have nothing to carry
+ * it, so it is dropped as a hint (as for Gemini); without tools it means nothing anyway.
+ */
+function parallelToolUse(choice: ConverseToolChoice | null): Record<string, unknown> {
+  return choice === null
+    ? { type: "auto", disable_parallel_tool_use: true }
+    : { disable_parallel_tool_use: true };
 }
 
 /**
@@ -230,10 +253,15 @@ function toConverseMessages(
     },
     tool: (m, at) => push("user", [toolResultBlock(m, at, provider, ids)]),
   });
-  return turns.map(({ role, blocks }) => ({
+  const out: ConverseMessage[] = turns.map(({ role, blocks }) => ({
     role,
     content: role === "user" ? resultsFirst(blocks) : blocks,
   }));
+  // Converse refuses a conversation that opens with the assistant ("A conversation must start
+  // with a user message"), one Anthropic's API takes as sent (a chat UI's greeting first). A
+  // user turn saying nothing is put before it; blank text is refused, so it is one ".".
+  if (out[0]?.role === "assistant") out.unshift({ role: "user", content: [{ text: "." }] });
+  return out;
 }
 
 function resultsFirst(blocks: ConverseContentBlock[]): ConverseContentBlock[] {

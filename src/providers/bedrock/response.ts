@@ -81,7 +81,7 @@ export function fromConverseResponse(
     const call = toToolCall(block.toolUse, toolCalls.length);
     if (call !== null) toolCalls.push(call);
   }
-  return toChatCompletion({
+  const out = toChatCompletion({
     id: `chatcmpl-${ctx.id}`,
     created: ctx.created ?? Math.floor(Date.now() / 1000),
     model: ctx.model,
@@ -90,6 +90,22 @@ export function fromConverseResponse(
     finish: toFinishReason(json.stopReason) ?? (toolCalls.length > 0 ? "tool_calls" : "stop"),
     usage: toOpenAIUsage(json.usage),
   });
+  const stop = stopSequenceOf(json.stopReason, json.additionalModelResponseFields);
+  if (stop !== undefined) out.choices[0].stop_sequence = stop;
+  return out;
+}
+
+/**
+ * For a `stop_sequence` stop: the sequence, from Claude's `additionalModelResponseFields`
+ * (asked for by the request), or null when the model did not say; undefined for any other stop.
+ */
+export function stopSequenceOf(
+  stopReason: unknown,
+  fields: unknown,
+): string | null | undefined {
+  if (stopReason !== "stop_sequence") return undefined;
+  const named = isObject(fields) ? fields.stop_sequence : undefined;
+  return typeof named === "string" ? named : null;
 }
 
 function toToolCall(toolUse: unknown, ordinal: number): OpenAIToolCall | null {

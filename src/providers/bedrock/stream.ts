@@ -8,7 +8,7 @@ import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
 import { fromBedrockStreamException } from "./errors.ts";
 import { createEventStreamDecoder, type EventStreamMessage, stringHeader } from "./eventstream.ts";
-import { toFinishReason, toOpenAIUsage } from "./response.ts";
+import { stopSequenceOf, toFinishReason, toOpenAIUsage } from "./response.ts";
 import type { ConverseUsage } from "./types.ts";
 
 export interface BedrockStreamContext {
@@ -131,7 +131,10 @@ export function createBedrockStreamTransformer(
           stopped = true;
           const finish = toFinishReason(event.stopReason) ??
             (toolCalls.count > 0 ? "tool_calls" : "stop");
-          send(controller, chunk({}, finish));
+          const last = chunk({}, finish);
+          const stop = stopSequenceOf(event.stopReason, event.additionalModelResponseFields);
+          if (stop !== undefined) last.choices[0]!.stop_sequence = stop;
+          send(controller, last);
           return;
         }
         case "metadata":

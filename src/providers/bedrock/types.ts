@@ -76,6 +76,8 @@ export interface ConverseRequest {
   toolConfig?: { tools: ConverseTool[]; toolChoice?: ConverseToolChoice };
   /** Fields the model family takes beyond Converse's own (Claude's `top_k`). */
   additionalModelRequestFields?: Record<string, unknown>;
+  /** JSON Pointers into the model's own answer, returned in `additionalModelResponseFields`. */
+  additionalModelResponseFieldPaths?: string[];
 }
 
 // ---- Response ------------------------------------------------------------------------------
@@ -100,5 +102,7 @@ export interface ConverseResponse {
   output: { message: { role?: string; content: ConverseOutputBlock[] } };
   stopReason?: string;
   usage?: ConverseUsage;
+  /** What `additionalModelResponseFieldPaths` asked for (Claude's `stop_sequence`). */
+  additionalModelResponseFields?: unknown;
   [field: string]: unknown;
 }

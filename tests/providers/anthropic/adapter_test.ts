@@ -205,7 +205,7 @@ Deno.test(
     assert.equal(err.code, "upstream_error");
     assert.equal(err.status, 529);
     assert.equal(err.info.upstreamStatus, 529);
-    assert.equal(err.info.upstreamType, "overloaded_error");
+    assert.equal(err.info.upstreamCode, "overloaded_error");
     assert.equal(err.info.provider, "anthropic");
     assert.equal(err.message, "Overloaded");
     assert.equal(err.retryable, true);
@@ -220,7 +220,7 @@ Deno.test(
     const { adapter } = adapterWith(() => jsonResponse(body, 400));
     const err = await gatewayError(() => adapter.chat(chatCall().call, "claude-x"));
     assert.equal(err.status, 400);
-    assert.equal(err.info.upstreamType, "invalid_request_error");
+    assert.equal(err.info.upstreamCode, "invalid_request_error");
     assert.match(err.message, /^max_tokens: 100000 > 64000/);
     assert.equal(err.retryable, false);
   },

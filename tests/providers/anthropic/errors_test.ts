@@ -18,7 +18,7 @@ Deno.test("fromAnthropicError() keeps type, message and status of an error body"
   );
   assert.equal(err.code, "upstream_error");
   assert.equal(err.status, 529);
-  assert.equal(err.info.upstreamType, "overloaded_error");
+  assert.equal(err.info.upstreamCode, "overloaded_error");
   assert.equal(err.message, "Overloaded");
   assert.equal(err.info.headers, undefined);
   assert.equal(err.retryable, true);
@@ -34,7 +34,7 @@ Deno.test("fromAnthropicError() falls back to short text or a generic message", 
   for (const [text, expected] of cases) {
     const err = fromAnthropicError(502, text, new Headers(), "anthropic", redact);
     assert.equal(err.message, expected);
-    assert.equal(err.info.upstreamType, undefined);
+    assert.equal(err.info.upstreamCode, undefined);
   }
 });
 

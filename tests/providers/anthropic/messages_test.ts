@@ -165,7 +165,7 @@ Deno.test("messages() keeps the upstream error status (529 stays 529)", SANITIZE
   const err = await gatewayError(() => messages(messagesCall().call, "claude-x"));
   assert.equal(err.status, 529);
   assert.equal(err.info.upstreamStatus, 529);
-  assert.equal(err.info.upstreamType, "overloaded_error");
+  assert.equal(err.info.upstreamCode, "overloaded_error");
   assert.equal(err.retryable, true);
   assert.equal(err.message, "Overloaded");
 });

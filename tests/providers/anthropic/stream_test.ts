@@ -189,7 +189,7 @@ Deno.test(
         assert.equal(error.message, "Overloaded");
         assert.equal(error.status, 529);
         assert.equal(error.info.upstreamStatus, 529);
-        assert.equal(error.info.upstreamType, "overloaded_error");
+        assert.equal(error.info.upstreamCode, "overloaded_error");
         assert.equal(error.retryable, true);
       });
     }

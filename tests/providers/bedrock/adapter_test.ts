@@ -8,6 +8,17 @@ import { type ChatCall, createAdapters } from "../../../src/providers/mod.ts";
 import type { OpenAIChatRequest, OpenAIUsage } from "../../../src/schema/openai.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
 import {
+  encodeMessagesStream,
+  toMessagesResponse,
+  toOpenAIChatRequest,
+} from "../../../src/translate/mod.ts";
+import { toChatRequestFromResponses } from "../../../src/translate/responses_to_openai.ts";
+import { parseResponsesRequest } from "../../../src/schema/responses.ts";
+import { parseMessagesRequest } from "../../../src/schema/anthropic.ts";
+import type { OpenAIChatChunk } from "../../../src/schema/openai.ts";
+import { concatBytes } from "../../helpers/chunk.ts";
+import {
+  CONVERSE_TEXT,
   CONVERSE_TOOL_USE,
   type FakeBedrock,
   startFakeBedrock,
@@ -159,7 +170,7 @@ Deno.test(
         const err = await gatewayError(() => adapter.chat(call({}), MODEL));
         assert.equal(err.status, 429);
         assert.equal(err.code, "rate_limited");
-        assert.equal(err.info.upstreamType, "ThrottlingException");
+        assert.equal(err.info.upstreamCode, "ThrottlingException");
         assert.equal(err.message, "Slow down");
         assert.match(err.info.upstreamHeaders?.["x-amzn-errortype"] ?? "", /^ThrottlingException:/);
       });
@@ -334,6 +345,196 @@ Deno.test(
           return true;
         });
         assert.equal(bedrock.requests.length, before);
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
+
+Deno.test(
+  "a Converse stop_sequence stop reaches /v1/messages as stop_sequence, the sequence named when Claude says it",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const stopped = (fields?: Record<string, unknown>) => ({
+      output: { message: { role: "assistant", content: [{ text: "1, 2, 3" }] } },
+      stopReason: "stop_sequence",
+      usage: { inputTokens: 5, outputTokens: 3, totalTokens: 8 },
+      ...(fields ? { additionalModelResponseFields: fields } : {}),
+    });
+    const streamed = (fields?: Record<string, unknown>) => [
+      { type: "messageStart", payload: { role: "assistant" } },
+      { type: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "1, 2" } } },
+      { type: "contentBlockStop", payload: { contentBlockIndex: 0 } },
+      {
+        type: "messageStop",
+        payload: {
+          stopReason: "stop_sequence",
+          ...(fields ? { additionalModelResponseFields: fields } : {}),
+        },
+      },
+      { type: "metadata", payload: { usage: { inputTokens: 5, outputTokens: 2 } } },
+    ];
+    const messagesEvents = async (body: ReadableStream<OpenAIChatChunk>) => {
+      const text = new TextDecoder().decode(
+        concatBytes(
+          await Array.fromAsync(
+            encodeMessagesStream(body, { model: MODEL, provider: "bedrock", redact: (s) => s }),
+          ),
+        ),
+      );
+      return text.split("\n\n").filter((e) => e.includes("data:")).map((e) =>
+        JSON.parse(e.slice(e.indexOf("data:") + 5))
+      );
+    };
+    try {
+      await t.step("Claude: the sequence is asked for and named", async () => {
+        bedrock.script({ json: stopped({ stop_sequence: " 4" }) });
+        const out = await adapter.chat(call({ stop: [" 4", "END"] }), MODEL);
+        assert.deepEqual(
+          JSON.parse(bedrock.requests.at(-1)!.body).additionalModelResponseFieldPaths,
+          ["/stop_sequence"],
+        );
+        const completion = jsonOf(out);
+        assert.equal(completion.choices[0].finish_reason, "stop", "chat: OpenAI's stop");
+        const message = toMessagesResponse(completion, MODEL, "bedrock");
+        assert.equal(message.stop_reason, "stop_sequence");
+        assert.equal(message.stop_sequence, " 4");
+      });
+      await t.step("a model that does not say which: stop_sequence, null", async () => {
+        bedrock.script({ json: stopped() });
+        const out = await adapter.chat(call({ stop: ["END"] }), "amazon.nova-pro-v1:0");
+        assert.equal(
+          JSON.parse(bedrock.requests.at(-1)!.body).additionalModelResponseFieldPaths,
+          undefined,
+          "only Claude's answer has the field",
+        );
+        const message = toMessagesResponse(jsonOf(out), MODEL, "bedrock");
+        assert.equal(message.stop_reason, "stop_sequence");
+        assert.equal(message.stop_sequence, null);
+      });
+      await t.step("end_turn stays end_turn", async () => {
+        bedrock.script({ json: CONVERSE_TEXT });
+        const message = toMessagesResponse(jsonOf(await adapter.chat(call({}), MODEL)), MODEL, "b");
+        assert.equal(message.stop_reason, "end_turn");
+        assert.equal(message.stop_sequence, null);
+      });
+      await t.step("stream: messageStop's fields reach message_delta", async () => {
+        bedrock.script({ events: streamed({ stop_sequence: "END" }) });
+        const out = await adapter.chat(call({ stop: ["END"], stream: true }, true), MODEL);
+        if (out.kind !== "stream" || out.format !== "chunks") return assert.fail("chunks");
+        const delta = (await messagesEvents(out.body)).find((e) => e.type === "message_delta");
+        assert.deepEqual(delta.delta, { stop_reason: "stop_sequence", stop_sequence: "END" });
+      });
+      await t.step("stream without the field: stop_sequence, null", async () => {
+        bedrock.script({ events: streamed() });
+        const out = await adapter.chat(call({ stop: ["END"], stream: true }, true), MODEL);
+        if (out.kind !== "stream" || out.format !== "chunks") return assert.fail("chunks");
+        const delta = (await messagesEvents(out.body)).find((e) => e.type === "message_delta");
+        assert.deepEqual(delta.delta, { stop_reason: "stop_sequence", stop_sequence: null });
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
+
+Deno.test(
+  "parallel_tool_calls false from /v1/responses (Codex) and /v1/messages reaches Bedrock, not a 400",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const tool = { type: "object", properties: { cmd: { type: "string" } } };
+    const sent = () => JSON.parse(bedrock.requests.at(-1)!.body);
+    try {
+      await t.step("a Codex-style Responses request", async () => {
+        const { body } = parseResponsesRequest({
+          model: MODEL,
+          input: "list the files",
+          tools: [{ type: "function", name: "shell", parameters: tool }],
+          tool_choice: "auto",
+          parallel_tool_calls: false,
+        });
+        const chat = toChatRequestFromResponses(body, [], "bedrock");
+        bedrock.script({ json: CONVERSE_TEXT });
+        const out = await adapter.chat({ ...call({}), body: chat }, MODEL);
+        assert.equal(out.kind, "json");
+        assert.deepEqual(sent().toolConfig.toolChoice, { auto: {} });
+        assert.deepEqual(sent().additionalModelRequestFields, {
+          tool_choice: { disable_parallel_tool_use: true },
+        });
+      });
+      await t.step("an Anthropic request's disable_parallel_tool_use", async () => {
+        const { body } = parseMessagesRequest({
+          model: MODEL,
+          max_tokens: 100,
+          messages: [{ role: "user", content: "list the files" }],
+          tools: [{ name: "shell", input_schema: tool }],
+          tool_choice: { type: "any", disable_parallel_tool_use: true },
+        });
+        bedrock.script({ json: CONVERSE_TEXT });
+        await adapter.chat({ ...call({}), body: toOpenAIChatRequest(body, "bedrock") }, MODEL);
+        assert.deepEqual(sent().toolConfig.toolChoice, { any: {} });
+        assert.deepEqual(sent().additionalModelRequestFields, {
+          tool_choice: { disable_parallel_tool_use: true },
+        });
+      });
+      await t.step("a model other than Claude: dropped, the call made", async () => {
+        bedrock.script({ json: CONVERSE_TEXT });
+        const out = await adapter.chat(
+          call({
+            tools: [{ type: "function", function: { name: "shell", parameters: tool } }],
+            parallel_tool_calls: false,
+          }),
+          "amazon.nova-pro-v1:0",
+        );
+        assert.equal(out.kind, "json");
+        assert.equal(sent().additionalModelRequestFields, undefined);
+      });
+    } finally {
+      await bedrock.close();
+    }
+  },
+);
+
+Deno.test(
+  "a conversation that opens with the assistant reaches Converse starting with a user turn",
+  SANITIZE,
+  async (t) => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const sent = () => JSON.parse(bedrock.requests.at(-1)!.body);
+    try {
+      await t.step(
+        "system, assistant greeting, user: a user turn first, the rest as sent",
+        async () => {
+          bedrock.script({ json: CONVERSE_TEXT });
+          const out = await adapter.chat(
+            call({
+              messages: [
+                { role: "system", content: "Be brief." },
+                { role: "assistant", content: "Hi! How can I help?" },
+                { role: "user", content: "Weather in Paris?" },
+              ],
+            }),
+            MODEL,
+          );
+          assert.equal(out.kind, "json");
+          assert.deepEqual(sent().system, [{ text: "Be brief." }]);
+          assert.deepEqual(sent().messages, [
+            { role: "user", content: [{ text: "." }] },
+            { role: "assistant", content: [{ text: "Hi! How can I help?" }] },
+            { role: "user", content: [{ text: "Weather in Paris?" }] },
+          ]);
+        },
+      );
+      await t.step("a conversation that opens with the user is untouched", async () => {
+        bedrock.script({ json: CONVERSE_TEXT });
+        await adapter.chat(call({}), MODEL);
+        assert.deepEqual(sent().messages, [{ role: "user", content: [{ text: "Hello" }] }]);
       });
     } finally {
       await bedrock.close();

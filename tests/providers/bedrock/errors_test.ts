@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { toOpenAIError } from "../../../src/schema/openai.ts";
 import {
   fromBedrockError,
   fromBedrockStreamException,
@@ -27,7 +28,7 @@ Deno.test("fromBedrockError() keeps status, exception name and message", async (
       const err = fromBedrockError(status, JSON.stringify({ message }), amzn(type), "aws", redact);
       assert.equal(err.status, status);
       assert.equal(err.info.upstreamStatus, status);
-      assert.equal(err.info.upstreamType, type);
+      assert.equal(err.info.upstreamCode, type);
       assert.equal(err.code, code);
       assert.equal(err.message, message);
       assert.equal(err.info.provider, "aws");
@@ -47,7 +48,7 @@ Deno.test("fromBedrockError() reads __type and Message when the header is absent
     "aws",
     redact,
   );
-  assert.equal(err.info.upstreamType, "ExpiredTokenException");
+  assert.equal(err.info.upstreamCode, "ExpiredTokenException");
   assert.equal(err.message, "The security token included in the request is expired");
 });
 
@@ -109,7 +110,7 @@ Deno.test("fromBedrockStreamException() names the exception and gives its status
   for (const [frameType, status, name] of cases) {
     await t.step(frameType, () => {
       const err = fromBedrockStreamException(frameType, "It broke", "aws", redact);
-      assert.equal(err.info.upstreamType, name);
+      assert.equal(err.info.upstreamCode, name);
       assert.equal(err.info.upstreamStatus, status);
       assert.equal(err.status, status ?? 502);
       assert.equal(err.code, status === 429 ? "rate_limited" : "upstream_error");
@@ -120,4 +121,23 @@ Deno.test("fromBedrockStreamException() names the exception and gives its status
     const err = fromBedrockStreamException("throttlingException", "", "aws", redact);
     assert.equal(err.message, `Stream from provider "aws" failed (ThrottlingException)`);
   });
+});
+
+Deno.test("a Bedrock exception on an OpenAI-format route: OpenAI's type by status, the exception as code", () => {
+  const cases: [number, string, string][] = [
+    [400, "ValidationException", "invalid_request_error"],
+    [403, "AccessDeniedException", "permission_error"],
+    [429, "ThrottlingException", "rate_limit_error"],
+    [503, "ServiceUnavailableException", "api_error"],
+  ];
+  for (const [status, type, openAIType] of cases) {
+    const headers = new Headers({ "x-amzn-errortype": `${type}:http://internal.amazon.com/` });
+    const err = fromBedrockError(status, '{"message":"m"}', headers, "bedrock", (s) => s);
+    assert.deepEqual(toOpenAIError(err).error, {
+      message: "m",
+      type: openAIType,
+      param: null,
+      code: type,
+    });
+  }
 });

@@ -4,7 +4,8 @@ import { GatewayError } from "../../../src/errors.ts";
 import { HI, requestBuilder, WEATHER_TOOL } from "../../helpers/requests.ts";
 import { gatewayError } from "./helpers.ts";
 
-const req = requestBuilder("us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+const MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+const req = requestBuilder(MODEL_ID);
 
 const WEATHER_SPEC = {
   toolSpec: {
@@ -103,7 +104,6 @@ Deno.test("toConverseRequest() refuses parameters Converse cannot honour, by nam
     ["audio", { voice: "alloy" }],
     ["modalities", ["text", "audio"]],
     ["functions", [{ name: "f" }]],
-    ["parallel_tool_calls", false],
   ];
   for (const [param, value] of cases) {
     await t.step(param, async () => {
@@ -432,4 +432,53 @@ Deno.test("toConverseRequest(): toolUseIds Bedrock refuses are rewritten, at mos
   assert.match(use.toolUse.toolUseId, /^[a-zA-Z0-9_-]{1,64}$/);
   assert.equal(use.toolUse.toolUseId.length, 64);
   assert.equal(result.toolResult.toolUseId, use.toolUse.toolUseId);
+});
+
+Deno.test("toConverseRequest(): parallel_tool_calls false is Claude's disable_parallel_tool_use, dropped elsewhere, never a 400", async (t) => {
+  const tools = { tools: [WEATHER_TOOL], parallel_tool_calls: false };
+  await t.step("Claude, no tool_choice: tool_choice with its type", () => {
+    const out = toConverseRequest(req(HI, tools), "bedrock", MODEL_ID);
+    assert.deepEqual(out.additionalModelRequestFields, {
+      tool_choice: { type: "auto", disable_parallel_tool_use: true },
+    });
+    assert.equal(out.toolConfig?.toolChoice, undefined);
+  });
+  await t.step("Claude, a forced tool: the flag alone beside toolConfig.toolChoice", () => {
+    const out = toConverseRequest(
+      req(HI, { ...tools, tool_choice: { type: "function", function: { name: "get_weather" } } }),
+      "bedrock",
+      MODEL_ID,
+    );
+    assert.deepEqual(out.toolConfig?.toolChoice, { tool: { name: "get_weather" } });
+    assert.deepEqual(out.additionalModelRequestFields, {
+      tool_choice: { disable_parallel_tool_use: true },
+    });
+  });
+  await t.step("Claude with top_k: both additional fields", () => {
+    const out = toConverseRequest(req(HI, { ...tools, top_k: 5 }), "bedrock", MODEL_ID);
+    assert.deepEqual(out.additionalModelRequestFields, {
+      top_k: 5,
+      tool_choice: { type: "auto", disable_parallel_tool_use: true },
+    });
+  });
+  await t.step("another family: dropped", () => {
+    const out = toConverseRequest(req(HI, tools), "bedrock", "amazon.nova-pro-v1:0");
+    assert.equal(out.additionalModelRequestFields, undefined);
+    assert.equal(out.toolConfig?.tools.length, 1);
+  });
+  await t.step("no tools (or tool_choice none): nothing to say, nothing sent", () => {
+    for (const extra of [{}, { tools: [WEATHER_TOOL], tool_choice: "none" }]) {
+      const out = toConverseRequest(
+        req(HI, { ...extra, parallel_tool_calls: false }),
+        "bedrock",
+        MODEL_ID,
+      );
+      assert.equal(out.additionalModelRequestFields, undefined);
+      assert.equal(out.toolConfig, undefined);
+    }
+  });
+  await t.step("true is the default: nothing sent", () => {
+    const out = toConverseRequest(req(HI, { ...tools, parallel_tool_calls: true }), "b", MODEL_ID);
+    assert.equal(out.additionalModelRequestFields, undefined);
+  });
 });

@@ -190,7 +190,7 @@ Deno.test(
         assert.ok(error instanceof GatewayError);
         assert.equal(error.status, 429);
         assert.equal(error.code, "rate_limited");
-        assert.equal(error.info.upstreamType, "ThrottlingException");
+        assert.equal(error.info.upstreamCode, "ThrottlingException");
         assert.equal(error.message, "Too many tokens, please wait before trying again.");
       });
     }
@@ -216,7 +216,7 @@ Deno.test(
     assert.equal(chunks.length, 0);
     assert.ok(error instanceof GatewayError);
     assert.equal(error.status, 503);
-    assert.equal(error.info.upstreamType, "ServiceUnavailableException");
+    assert.equal(error.info.upstreamCode, "ServiceUnavailableException");
   },
 );
 
