@@ -74,7 +74,8 @@ export function cacheKey(
   scope: string,
   body: OpenAIChatRequest,
 ): string {
-  let text = "pilotfish-cache-v1\n";
+  // v2: answers carry the stop sequence that ended them; v1 entries dropped it.
+  let text = "pilotfish-cache-v2\n";
   for (const t of targets) text += `${t.provider}/${t.model}\n`;
   text += `scope:${scope}\n${stableObject(body as unknown as Record<string, unknown>, NOT_IN_KEY)}`;
   return createHash("sha256").update(text).digest("hex");

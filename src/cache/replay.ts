@@ -15,6 +15,8 @@ interface StoredChoice {
     refusal?: string | null;
   };
   finish_reason?: string | null;
+  /** The stop sequence that ended the answer (`/v1/messages`' `stop_sequence`), if said. */
+  stop_sequence?: string | null;
 }
 
 /** The chunks of one answer: per choice a role chunk, its content, its tool calls, its finish. */
@@ -55,7 +57,9 @@ export function replayChunks(
         }],
       }, null));
     });
-    out.push(chunk(index, {}, c.finish_reason ?? "stop"));
+    const last = chunk(index, {}, c.finish_reason ?? "stop");
+    if (c.stop_sequence !== undefined) last.choices[0]!.stop_sequence = c.stop_sequence;
+    out.push(last);
   });
   const usage = completion.usage as OpenAIUsage | undefined;
   if (includeUsage && usage && typeof usage === "object") {

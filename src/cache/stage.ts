@@ -372,6 +372,8 @@ interface ChoiceParts {
   content: string;
   tools: { id: string; name: string; arguments: string }[];
   finish: string | null;
+  /** The stop sequence that ended it, when the finish chunk said (`/v1/messages` replays it). */
+  stopSequence?: string | null;
 }
 
 /** A stream's chunks folded back into the `chat.completion` they spell. */
@@ -405,6 +407,7 @@ class StreamAssembly {
         slot.arguments += t.function?.arguments ?? "";
       }
       if (c.finish_reason) parts.finish = c.finish_reason;
+      if (c.stop_sequence !== undefined) parts.stopSequence = c.stop_sequence;
     }
   }
 
@@ -436,6 +439,7 @@ class StreamAssembly {
         },
         logprobs: null,
         finish_reason: p.finish,
+        ...(p.stopSequence !== undefined ? { stop_sequence: p.stopSequence } : {}),
       };
     });
     if (choices.some((c) => c === null)) return null;

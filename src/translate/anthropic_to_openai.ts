@@ -65,8 +65,7 @@ export interface ChatView {
   readonly refused: boolean;
   /**
    * The body does not say everything that can change the answer: a field or block it drops
-   * (thinking, effort, context management, fields we do not know) was set, or the answer has
-   * what the canonical form cannot hold (`stop_sequence`: which stop sequence matched).
+   * (thinking, effort, context management, fields we do not know) was set.
    */
   readonly exact: boolean;
   /** The body carries all the request says (a stage's rewrite of it loses nothing). */
@@ -81,9 +80,8 @@ export function toOpenAIChatView(req: MessagesRequest, provider: string): ChatVi
   const ctx: Ctx = { provider, lossy: true, refused: false };
   const body = translate(req, ctx);
   const complete = !ctx.refused && !dropsFields(req);
-  // Which stop sequence matched is in Anthropic's answer only: not replayable from the form.
-  const stops = Array.isArray(req.stop_sequences) && req.stop_sequences.length > 0;
-  return { body, refused: ctx.refused, exact: complete && !stops, complete };
+  // Which stop sequence matched rides on the canonical answer (the choice's `stop_sequence`).
+  return { body, refused: ctx.refused, exact: complete, complete };
 }
 
 /** Top-level fields whose meaning the canonical form keeps (or that cannot change the answer). */

@@ -672,7 +672,7 @@ cache: { enabled: true, streaming: true }
     });
 
     await t.step(
-      "thinking, effort and stop sequences: asked twice, answered twice, whole",
+      "thinking and effort: asked twice, answered twice, whole",
       async () => {
         const thinking = [
           { type: "thinking", thinking: "I think", signature: "SIG123" },
@@ -681,13 +681,6 @@ cache: { enabled: true, streaming: true }
         const cases: [Record<string, unknown>, Record<string, unknown>][] = [
           [{ thinking: { type: "enabled", budget_tokens: 1024 } }, message(thinking)],
           [{ output_config: { effort: "low" } }, message([{ type: "text", text: "e" }])],
-          [
-            { stop_sequences: ["END"] },
-            message([{ type: "text", text: "s" }], {
-              stop_reason: "stop_sequence",
-              stop_sequence: "END",
-            }),
-          ],
         ];
         for (const [extra, answer] of cases) {
           for (let i = 0; i < 2; i++) {
@@ -700,6 +693,45 @@ cache: { enabled: true, streaming: true }
             assert.equal(up.requests.length, before + 1);
           }
         }
+      },
+    );
+
+    await t.step(
+      "stop sequences: cached, and a hit (JSON or stream) names the one that matched",
+      async () => {
+        const answer = message([{ type: "text", text: "1, 2, 3" }], {
+          stop_reason: "stop_sequence",
+          stop_sequence: "END",
+        });
+        const body = { messages: hi, stop_sequences: ["STOP", "END"] };
+        up.script({ kind: "json", body: answer });
+        const miss = await post(body);
+        assert.equal(miss.headers.get("x-cache"), "MISS");
+        assert.deepEqual(await miss.json(), answer);
+        const before = up.requests.length;
+        const hit = await post(body);
+        assert.equal(hit.headers.get("x-cache"), "HIT");
+        const replayed = await hit.json();
+        assert.equal(replayed.stop_reason, "stop_sequence");
+        assert.equal(replayed.stop_sequence, "END");
+        assert.deepEqual(replayed.content, answer.content);
+        const anthropic = new Anthropic({ baseURL: gw.url(""), apiKey: "sk-x", maxRetries: 0 });
+        const streamed = await anthropic.messages.stream({
+          model: "claude/claude-sonnet-4-5",
+          max_tokens: 64,
+          messages: [{ role: "user", content: "Hi" }],
+          stop_sequences: ["STOP", "END"],
+        }).finalMessage();
+        assert.equal(streamed.stop_reason, "stop_sequence");
+        assert.equal(streamed.stop_sequence, "END");
+        assert.equal(up.requests.length, before, "both hits");
+        // The bad case's neighbour: a natural end under the same stop sequences stays end_turn.
+        up.script({ kind: "json", body: message([{ type: "text", text: "no" }]) });
+        const other = { messages: [{ role: "user", content: "Other" }], stop_sequences: ["END"] };
+        await (await post(other)).body?.cancel();
+        const natural = await (await post(other)).json();
+        assert.equal(natural.stop_reason, "end_turn");
+        assert.equal(natural.stop_sequence, null);
       },
     );
   } finally {
@@ -765,6 +797,32 @@ cache: { enabled: true, streaming: true }
         assert.equal(final.usage.input_tokens, 10);
         assert.equal(final.usage.cache_read_input_tokens, 4);
         assert.equal(final.stop_reason, "end_turn");
+      },
+    );
+
+    await t.step(
+      "a stream ended by a stop sequence says which, missed, replayed, and as JSON",
+      async () => {
+        const stopped = events.map((e) =>
+          e.startsWith("event: message_delta")
+            ? ev("message_delta", {
+              delta: { stop_reason: "stop_sequence", stop_sequence: "END" },
+              usage: { output_tokens: 5 },
+            })
+            : e
+        );
+        up.script({ kind: "sse", events: stopped });
+        const stopReq = { ...req, stop_sequences: ["END"] };
+        const before = up.requests.length;
+        for (const label of ["miss", "hit"]) {
+          const final = await anthropic.messages.stream(stopReq).finalMessage();
+          assert.equal(final.stop_reason, "stop_sequence", label);
+          assert.equal(final.stop_sequence, "END", label);
+        }
+        const json = await anthropic.messages.create(stopReq);
+        assert.equal(json.stop_reason, "stop_sequence");
+        assert.equal(json.stop_sequence, "END");
+        assert.equal(up.requests.length, before + 1, "one upstream call");
       },
     );
 

@@ -88,7 +88,7 @@ async function documentedKey(
       !["stream", "stream_options", "user", "metadata", "store"].includes(k)
     ),
   );
-  const text = `pilotfish-cache-v1\n${
+  const text = `pilotfish-cache-v2\n${
     targets.map((t) => `${t.provider}/${t.model}\n`).join("")
   }scope:${scope}\n${JSON.stringify(sorted(fields))}`;
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));

@@ -381,6 +381,8 @@ Deno.test("toOpenAIChatView(): exact only when the canonical form says all that 
     toOpenAIChatView(parseMessagesRequest({ ...base, ...extra }).body, "p");
   assert.equal(view({}).exact, true);
   assert.equal(view({ thinking: { type: "disabled" }, stop_sequences: [] }).exact, true);
+  // Which one matched rides on the canonical answer's `stop_sequence`.
+  assert.equal(view({ stop_sequences: ["END"] }).exact, true);
   assert.equal(
     view({ output_config: { format: { type: "json_schema", schema: {} } } }).exact,
     true,
@@ -390,7 +392,6 @@ Deno.test("toOpenAIChatView(): exact only when the canonical form says all that 
       { thinking: { type: "enabled", budget_tokens: 1024 } },
       { output_config: { effort: "low" } },
       { context_management: { edits: [] } },
-      { stop_sequences: ["END"] },
       { some_future_field: 1 },
       {
         messages: [

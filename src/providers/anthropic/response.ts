@@ -33,6 +33,15 @@ export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
 }
 
 /**
+ * For a `stop_sequence` stop: the sequence Anthropic names (null if it did not), carried as
+ * the choice's `stop_sequence` so `/v1/messages` can say it; undefined for any other stop.
+ */
+export function stopSequenceOf(stopReason: unknown, sequence: unknown): string | null | undefined {
+  if (stopReason !== "stop_sequence") return undefined;
+  return typeof sequence === "string" ? sequence : null;
+}
+
+/**
  * Anthropic usage → OpenAI usage. OpenAI's `prompt_tokens` includes cached tokens, while
  * Anthropic's `input_tokens` excludes both cache reads and cache writes, so the three are
  * summed; cache reads are also reported as `prompt_tokens_details.cached_tokens`.
@@ -76,7 +85,7 @@ export function fromAnthropicResponse(
       });
     }
   }
-  return toChatCompletion({
+  const out = toChatCompletion({
     id: `chatcmpl-${json.id}`,
     created,
     model: typeof json.model === "string" && json.model !== "" ? json.model : model,
@@ -85,6 +94,9 @@ export function fromAnthropicResponse(
     finish: toFinishReason(json.stop_reason),
     usage: toOpenAIUsage(json.usage),
   });
+  const stop = stopSequenceOf(json.stop_reason, json.stop_sequence);
+  if (stop !== undefined) out.choices[0].stop_sequence = stop;
+  return out;
 }
 
 function isAnthropicMessage(v: unknown): v is AnthropicResponse {

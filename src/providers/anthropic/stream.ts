@@ -9,7 +9,7 @@ import {
 import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
 import { fromAnthropicStreamError } from "./errors.ts";
-import { toFinishReason, toOpenAIUsage } from "./response.ts";
+import { stopSequenceOf, toFinishReason, toOpenAIUsage } from "./response.ts";
 import type { AnthropicUsage } from "./types.ts";
 
 export interface AnthropicStreamContext {
@@ -144,7 +144,10 @@ export function createAnthropicStreamTransformer(
           const finish = toFinishReason(delta.stop_reason);
           if (finish !== null && !finished) {
             finished = true;
-            send(controller, chunk({}, finish));
+            const last = chunk({}, finish);
+            const stop = stopSequenceOf(delta.stop_reason, delta.stop_sequence);
+            if (stop !== undefined) last.choices[0]!.stop_sequence = stop;
+            send(controller, last);
           }
           return;
         }

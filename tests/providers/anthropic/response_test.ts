@@ -36,6 +36,31 @@ Deno.test("fromAnthropicResponse() translates a text answer", async () => {
   });
 });
 
+Deno.test("fromAnthropicResponse() names the stop sequence that ended the answer", async (t) => {
+  const message = (extra: Record<string, unknown>) => ({
+    id: "msg_s",
+    type: "message",
+    role: "assistant",
+    model: "claude-x",
+    content: [{ type: "text", text: "1, 2, 3" }],
+    usage: { input_tokens: 3, output_tokens: 5 },
+    ...extra,
+  });
+  const cases: [string, Record<string, unknown>, string | null | undefined][] = [
+    ["a stop sequence, named", { stop_reason: "stop_sequence", stop_sequence: "END" }, "END"],
+    ["a stop sequence, unnamed", { stop_reason: "stop_sequence", stop_sequence: null }, null],
+    ["a natural end", { stop_reason: "end_turn", stop_sequence: null }, undefined],
+    ["a length stop", { stop_reason: "max_tokens", stop_sequence: null }, undefined],
+  ];
+  for (const [label, extra, expected] of cases) {
+    await t.step(label, () => {
+      const choice = fromAnthropicResponse(message(extra), "claude-x", CREATED).choices[0];
+      assert.equal(choice.stop_sequence, expected);
+      assert.equal("stop_sequence" in choice, expected !== undefined);
+    });
+  }
+});
+
 Deno.test("fromAnthropicResponse() translates tool_use blocks to tool_calls", async () => {
   const out = fromAnthropicResponse(
     await fixtureJson("response_tool_use.json"),

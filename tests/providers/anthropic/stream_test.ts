@@ -330,8 +330,8 @@ Deno.test(
           start,
           text,
           { type: "message_delta", delta: {}, usage: { output_tokens: 1 } },
-          { type: "message_delta", delta: { stop_reason: "stop_sequence" } },
           { type: "message_delta", delta: { stop_reason: "end_turn" } },
+          { type: "message_delta", delta: { stop_reason: "max_tokens" } },
           { type: "message_stop" },
         ],
         "stop",
@@ -354,6 +354,44 @@ Deno.test(
         assert.deepEqual(out.slice(1), [
           chunk("chatcmpl-msg_f", { content: "x" }),
           chunk("chatcmpl-msg_f", {}, expected),
+          "[DONE]",
+        ]);
+      });
+    }
+  },
+);
+
+Deno.test(
+  "createAnthropicStreamTransformer() names the stop sequence that ended the answer",
+  SANITIZE,
+  async (t) => {
+    const start = { type: "message_start", message: { id: "msg_s", model: MODEL } };
+    const text = {
+      type: "content_block_delta",
+      index: 0,
+      delta: { type: "text_delta", text: "x" },
+    };
+    const cases: [string, Record<string, unknown>, Record<string, unknown>][] = [
+      [
+        "a stop sequence, named",
+        { stop_reason: "stop_sequence", stop_sequence: "END" },
+        { stop_sequence: "END" },
+      ],
+      ["a stop sequence, unnamed", { stop_reason: "stop_sequence" }, { stop_sequence: null }],
+      ["a natural end: no stop_sequence", { stop_reason: "end_turn", stop_sequence: null }, {}],
+    ];
+    for (const [label, delta, extra] of cases) {
+      await t.step(label, async () => {
+        const events = [start, text, { type: "message_delta", delta }, { type: "message_stop" }];
+        const sse = new TextEncoder().encode(
+          events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join(""),
+        );
+        const out = await translate(sse, 64, context(false));
+        const finish = chunk("chatcmpl-msg_s", {}, "stop") as { choices: object[] };
+        finish.choices[0] = { ...finish.choices[0], ...extra };
+        assert.deepEqual(out.slice(1), [
+          chunk("chatcmpl-msg_s", { content: "x" }),
+          finish,
           "[DONE]",
         ]);
       });
