@@ -16,6 +16,7 @@ import {
   type OpenAIContentPart,
   type OpenAIMessage,
 } from "../schema/openai.ts";
+import { type MessageOrigin, type PartOrigin, withOrigins } from "./messages_fields.ts";
 
 /*
  * Dropped without complaint, because they tune how the answer is produced rather than what
@@ -138,9 +139,19 @@ function translate(req: MessagesRequest, ctx: Ctx): OpenAIChatRequest {
   }
 
   const messages: OpenAIMessage[] = [];
+  // Where each message came from: an error on the canonical form names the client's field.
+  const origins: MessageOrigin[] = [];
   const system = systemText(req.system);
-  if (system !== null) messages.push({ role: "system", content: system });
-  req.messages.forEach((m, i) => messages.push(...toOpenAIMessages(m, `messages[${i}]`, ctx)));
+  if (system !== null) {
+    messages.push({ role: "system", content: system });
+    origins.push({ kind: "system" });
+  }
+  req.messages.forEach((m, i) => {
+    for (const [message, origin] of toOpenAIMessages(m, `messages[${i}]`, ctx)) {
+      messages.push(message);
+      origins.push(origin);
+    }
+  });
 
   const out: OpenAIChatRequest = { model: req.model, messages, max_tokens: req.max_tokens };
   if (typeof req.temperature === "number") out.temperature = req.temperature;
@@ -165,7 +176,7 @@ function translate(req: MessagesRequest, ctx: Ctx): OpenAIChatRequest {
   }
   const format = responseFormat(req.output_config, ctx);
   if (format !== null) out.response_format = format;
-  return markTranslated(out);
+  return withOrigins(markTranslated(out), origins);
 }
 
 // ---- System and messages -------------------------------------------------------------------
@@ -176,28 +187,33 @@ function systemText(system: MessagesRequest["system"]): string | null {
   return text === "" ? null : text;
 }
 
+/** A canonical message and where it came from in the client's request. */
+type Translated = [OpenAIMessage, MessageOrigin];
+
 /**
  * One Anthropic turn becomes one or more OpenAI messages. A user turn's `tool_result` blocks
  * become `role: "tool"` messages, emitted first: OpenAI wants them right after the assistant
  * message holding the calls, and Anthropic already requires them first in the turn.
  */
-function toOpenAIMessages(m: MessagesMessage, at: string, ctx: Ctx): OpenAIMessage[] {
-  if (typeof m.content === "string") return [{ role: m.role, content: m.content }];
+function toOpenAIMessages(m: MessagesMessage, at: string, ctx: Ctx): Translated[] {
+  const whole: MessageOrigin = { kind: "message", at, parts: [], calls: [] };
+  if (typeof m.content === "string") return [[{ role: m.role, content: m.content }, whole]];
   if (m.role === "system") {
     // parseMessagesRequest admits only text blocks in a system turn.
-    return [{
+    return [[{
       role: "system",
       content: (m.content as MessagesTextBlock[]).map((b) => b.text).join("\n\n"),
-    }];
+    }, whole]];
   }
   return m.role === "assistant"
     ? [assistantMessage(m.content, at, ctx)]
     : userMessages(m.content, at, ctx);
 }
 
-function assistantMessage(blocks: MessagesBlock[], at: string, ctx: Ctx): OpenAIMessage {
+function assistantMessage(blocks: MessagesBlock[], at: string, ctx: Ctx): Translated {
   let text = "";
   const toolCalls: unknown[] = [];
+  const calls: string[] = [];
   blocks.forEach((block, j) => {
     switch (block.type) {
       case "text":
@@ -205,6 +221,7 @@ function assistantMessage(blocks: MessagesBlock[], at: string, ctx: Ctx): OpenAI
         return;
       case "tool_use": {
         const use = block as MessagesToolUseBlock;
+        calls.push(`${at}.content[${j}]`);
         toolCalls.push({
           id: use.id,
           type: "function",
@@ -225,50 +242,66 @@ function assistantMessage(blocks: MessagesBlock[], at: string, ctx: Ctx): OpenAI
     content: text === "" && toolCalls.length > 0 ? null : text,
   };
   if (toolCalls.length > 0) out.tool_calls = toolCalls;
-  return out;
+  return [out, { kind: "message", at, parts: [], calls }];
 }
 
-function userMessages(blocks: MessagesBlock[], at: string, ctx: Ctx): OpenAIMessage[] {
-  const tools: OpenAIMessage[] = [];
+function userMessages(blocks: MessagesBlock[], at: string, ctx: Ctx): Translated[] {
+  const tools: Translated[] = [];
   const parts: OpenAIContentPart[] = [];
+  const from: PartOrigin[] = [];
   blocks.forEach((block, j) => {
     const where = `${at}.content[${j}]`;
     switch (block.type) {
       case "text":
         parts.push({ type: "text", text: (block as MessagesTextBlock).text });
+        from.push({ at: where });
         return;
       case "image": {
         const part = imagePart(block as MessagesImageBlock, where, ctx);
-        if (part !== null) parts.push(part);
+        if (part !== null) {
+          parts.push(part);
+          from.push(imageOrigin(block as MessagesImageBlock, where));
+        }
         return;
       }
       case "tool_result": {
         const { message, images } = toolMessage(block as MessagesToolResultBlock, where, ctx);
-        tools.push(message);
+        tools.push([message, { kind: "tool_result", at: where, message: at }]);
         // OpenAI tool messages carry text only; a result's images follow in the user turn.
-        parts.push(...images);
+        for (const image of images) {
+          parts.push(image.part);
+          from.push(image.from);
+        }
         return;
       }
       default:
         refuse(ctx, unsupportedBlock(block, where, ctx.provider));
         // Left out of a lossy view, its text still is what stages (a guard) must read.
-        for (const text of blockTexts(block)) parts.push({ type: "text", text });
+        for (const text of blockTexts(block)) {
+          parts.push({ type: "text", text });
+          from.push({ at: where });
+        }
     }
   });
   if (parts.length === 0) return tools;
   const only = parts.length === 1 ? parts[0] : undefined;
   // A lone text part as a plain string: the shape every OpenAI-compatible server accepts.
   const content = only?.type === "text" ? only.text as string : parts;
-  return [...tools, { role: "user", content }];
+  return [...tools, [{ role: "user", content }, { kind: "message", at, parts: from, calls: [] }]];
+}
+
+/** Where an image part's URL came from: its source's `url`, or its base64 `data`. */
+function imageOrigin(block: MessagesImageBlock, at: string): PartOrigin {
+  return { at, url: block.source.type === "url" ? ".source.url" : ".source.data" };
 }
 
 function toolMessage(
   block: MessagesToolResultBlock,
   at: string,
   ctx: Ctx,
-): { message: OpenAIMessage; images: OpenAIContentPart[] } {
+): { message: OpenAIMessage; images: { part: OpenAIContentPart; from: PartOrigin }[] } {
   const texts: string[] = [];
-  const images: OpenAIContentPart[] = [];
+  const images: { part: OpenAIContentPart; from: PartOrigin }[] = [];
   if (typeof block.content === "string") texts.push(block.content);
   else {
     (block.content ?? []).forEach((inner, k) => {
@@ -276,7 +309,9 @@ function toolMessage(
       if (inner.type === "text") texts.push((inner as MessagesTextBlock).text);
       else if (inner.type === "image") {
         const part = imagePart(inner as MessagesImageBlock, where, ctx);
-        if (part !== null) images.push(part);
+        if (part !== null) {
+          images.push({ part, from: imageOrigin(inner as MessagesImageBlock, where) });
+        }
       } else {
         refuse(ctx, unsupportedBlock(inner, where, ctx.provider));
         texts.push(...blockTexts(inner));

@@ -5,6 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import Anthropic from "@anthropic-ai/sdk";
 import type { Stage } from "../../src/pipeline/stages.ts";
 import type { Handler } from "../helpers/fake_fetch.ts";
 import { CONFIG, gateway, post, UPSTREAM } from "../pipeline/support.ts";
@@ -171,3 +172,172 @@ function withGemini(): string {
     `  gem: { type: gemini, base_url: "http://gem.test/v1beta", keys: [{ key: gm-key-0003 }] }\nrouting:`,
   );
 }
+
+// ---- 400s name the client's fields --------------------------------------------------------
+
+/** Two more providers: Gemini, and OpenAI's API answering 400s as OpenAI does (with `param`). */
+const ERRORS_CONFIG = CONFIG.replace(
+  "routing:",
+  `  gem: { type: gemini, base_url: "http://gem.test/v1beta", keys: [{ key: gm-key-0003 }] }
+  openai: { type: openai, base_url: "http://oai.test/v1", keys: [{ key: sk-oai-0004 }] }
+routing:`,
+);
+
+/** OpenAI's 400 for what the client got wrong, in OpenAI's words, naming chat's field. */
+const OPENAI_400: Handler = (url, init) => {
+  if (!url.startsWith("http://oai.test/")) return UPSTREAM(url, init);
+  const body = JSON.parse(String(init.body));
+  const error = (param: string, message: string) =>
+    Response.json({ error: { message, type: "invalid_request_error", param, code: null } }, {
+      status: 400,
+    });
+  if (Array.isArray(body.stop) && body.stop.length > 4) {
+    return error(
+      "stop",
+      `Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length ${body.stop.length} instead.`,
+    );
+  }
+  if (body.max_completion_tokens > 16384) {
+    return error(
+      "max_completion_tokens",
+      `max_completion_tokens is too large: ${body.max_completion_tokens}. This model supports at most 16384 completion tokens.`,
+    );
+  }
+  const long = body.messages.findIndex((m: { content: unknown }) =>
+    typeof m.content === "string" && m.content.length > 20
+  );
+  return error(
+    `messages[${long}].content`,
+    `Invalid 'messages[${long}].content': string too long. Expected a string with maximum length 20.`,
+  );
+};
+
+/** A conversation whose chat form shifts every index: a system prompt, a tool result. */
+const HISTORY = [
+  { role: "user", content: "Weather?" },
+  {
+    role: "assistant",
+    content: [{ type: "tool_use", id: "toolu_1", name: "weather", input: { city: "Oslo" } }],
+  },
+  {
+    role: "user",
+    content: [
+      { type: "tool_result", tool_use_id: "toolu_1", content: "sunny and far too verbose" },
+      { type: "text", text: "Thanks. And this one?" },
+      { type: "image", source: { type: "url", url: "ftp://example.com/a.png" } },
+    ],
+  },
+];
+
+Deno.test("/v1/messages: a 400 on the translated request names the field as the client sent it", async (t) => {
+  const gw = gateway({ config: ERRORS_CONFIG, handler: OPENAI_400 });
+  const anthropic = new Anthropic({
+    baseURL: "http://gateway.test",
+    apiKey: "sk-client",
+    maxRetries: 0,
+    fetch: (input, init) => gw.request(String(input), init),
+  });
+  const tools = [{ name: "weather", input_schema: { type: "object" as const } }];
+  /** The client's 400: Anthropic's envelope, as the SDK reads it; its message is returned. */
+  const refused = async (body: Record<string, unknown>): Promise<string> => {
+    const err = await anthropic.messages.create({
+      max_tokens: 64,
+      system: "Be brief.",
+      messages: HISTORY,
+      ...body,
+    } as unknown as Anthropic.MessageCreateParamsNonStreaming).then(
+      () => assert.fail("not refused"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof Anthropic.BadRequestError, String(err));
+    const envelope = err.error as { type: string; error: { type: string; message: string } };
+    assert.equal(envelope.type, "error");
+    assert.equal(envelope.error.type, "invalid_request_error");
+    assert.deepEqual(Object.keys(envelope.error).sort(), ["message", "type"]);
+    return envelope.error.message;
+  };
+  const cases: [string, Record<string, unknown>, string, RegExp][] = [
+    [
+      "Gemini refuses an image URL: the client's block and its source.url",
+      { model: "gem/gemini-x" },
+      '"messages[2].content[2].source.url" must be a data: URL or an http(s) URL',
+      /image_url|messages\[4\]/,
+    ],
+    [
+      "Gemini refuses a tool schema: tools[i].input_schema",
+      {
+        model: "gem/gemini-x",
+        messages: [{ role: "user", content: "Hi" }],
+        tools: [{ name: "f", input_schema: { type: "object", properties: { a: { $ref: "#" } } } }],
+      },
+      '"tools[0].input_schema" refers to "#"',
+      /function\.parameters/,
+    ],
+    [
+      "OpenAI refuses a tool result: the client's tool_result block",
+      { model: "openai/gpt-4o", tools },
+      "Invalid 'messages[2].content[0].content': string too long.",
+      /messages\[3\]/,
+    ],
+    [
+      "OpenAI refuses the stop list: stop_sequences",
+      {
+        model: "openai/gpt-4o",
+        messages: [{ role: "user", content: "Hi" }],
+        stop_sequences: ["a", "b", "c", "d", "e"],
+      },
+      "Invalid 'stop_sequences': array too long.",
+      /'stop'/,
+    ],
+    [
+      "OpenAI refuses the limit: max_tokens",
+      { model: "openai/gpt-4o", messages: [{ role: "user", content: "Hi" }], max_tokens: 20_000 },
+      "max_tokens is too large: 20000.",
+      /max_completion_tokens/,
+    ],
+  ];
+  for (const [label, body, names, chat] of cases) {
+    await t.step(label, async () => {
+      const message = await refused(body);
+      assert.ok(message.includes(names), message);
+      assert.doesNotMatch(message, chat);
+    });
+  }
+
+  await t.step("a streaming request's 400 names the client's field too", async () => {
+    const message = await refused({ model: "gem/gemini-x", stream: true });
+    assert.ok(message.includes('"messages[2].content[2].source.url"'), message);
+  });
+
+  await t.step("the client's own mistakes keep its indices (nothing to map back)", async () => {
+    const message = await refused({
+      model: "gem/gemini-x",
+      messages: [
+        { role: "user", content: "Hi" },
+        {
+          role: "user",
+          content: [{
+            type: "document",
+            source: { type: "text", media_type: "text/plain", data: "d" },
+          }],
+        },
+      ],
+    });
+    assert.ok(message.includes("messages[1].content[0]"), message);
+  });
+
+  await t.step("/v1/chat/completions keeps OpenAI's envelope and chat's names", async () => {
+    const res = await gw.request(
+      "/v1/chat/completions",
+      post({
+        model: "openai/gpt-4o",
+        messages: [{ role: "user", content: "Hi" }],
+        stop: [1, 2, 3, 4, 5].map(String),
+      }),
+    );
+    assert.equal(res.status, 400);
+    const body = await res.json();
+    assert.equal(body.error.param, "stop");
+    assert.match(body.error.message, /^Invalid 'stop': array too long/);
+  });
+});

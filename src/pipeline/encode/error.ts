@@ -6,10 +6,11 @@
  */
 import { GatewayError } from "../../errors.ts";
 import { responsesParam } from "../../translate/responses_to_openai.ts";
+import { messagesParam, messagesText } from "../../translate/messages_fields.ts";
 import { pilotfishHeaders } from "../../routing/failover.ts";
 import { callsMade } from "../../routing/attempt.ts";
 import { toAnthropicError } from "../../schema/anthropic.ts";
-import { toOpenAIError } from "../../schema/openai.ts";
+import { type OpenAIChatRequest, toOpenAIError } from "../../schema/openai.ts";
 import type { ErrorFormat, Exchange } from "../exchange.ts";
 import { wholeResponse } from "../../server/whole.ts";
 
@@ -90,6 +91,9 @@ export function errorEnvelope(err: GatewayError, format: ErrorFormat): unknown {
 export function errorResponse(err: GatewayError, ex: Exchange | undefined, path: string): Response {
   const format = ex?.errorFormat ?? formatForPath(path);
   if (ex?.schema === "responses" && err.info.param !== undefined) err = inResponsesTerms(err);
+  if (ex?.request?.schema === "anthropic_messages" && err.info.param !== undefined) {
+    err = inMessagesTerms(err, ex.request.canonical);
+  }
   const headers: Record<string, string> = {
     "content-type": "application/json",
     ...attemptHeaders(ex, err),
@@ -115,5 +119,19 @@ function inResponsesTerms(err: GatewayError): GatewayError {
   const named = responsesParam(param);
   if (named === param) return err;
   const message = err.message.replaceAll(`"${param}"`, `"${named}"`);
+  return new GatewayError(err.code, message, { ...err.info, param: named });
+}
+
+/**
+ * A Messages request's error (one the canonical form's translation or provider raised: it
+ * carries a chat `param`) names the fields the client sent, at the client's own indices.
+ */
+function inMessagesTerms(err: GatewayError, canonical: OpenAIChatRequest | null): GatewayError {
+  // The client's own body failed before any translation: its names are already the client's.
+  if (canonical === null) return err;
+  const param = err.info.param as string;
+  const named = messagesParam(param, canonical);
+  const message = messagesText(err.message, param, canonical);
+  if (named === param && message === err.message) return err;
   return new GatewayError(err.code, message, { ...err.info, param: named });
 }
