@@ -130,6 +130,21 @@ export interface OpenAIChunkDelta {
 }
 
 /** One event of a chat stream (`chat.completion.chunk`), the canonical stream unit. */
+/**
+ * `value` as OpenAI's wire has it: a choice's `stop_sequence` (ours, for `/v1/messages`) is
+ * not an OpenAI field, so OpenAI-format routes leave it out. Choices carrying one are copied:
+ * the canonical answer may still be read elsewhere (the cache).
+ */
+export function withoutStopSequence<T extends { choices: readonly object[] }>(value: T): T {
+  if (!value.choices.some((c) => "stop_sequence" in c)) return value;
+  const choices = value.choices.map((c) => {
+    if (!("stop_sequence" in c)) return c;
+    const { stop_sequence: _ours, ...rest } = c as { stop_sequence?: unknown };
+    return rest;
+  });
+  return { ...value, choices };
+}
+
 export interface OpenAIChatChunk {
   id: string;
   object: "chat.completion.chunk";

@@ -1,5 +1,5 @@
 import { GatewayError } from "../errors.ts";
-import type { OpenAIChatChunk } from "../schema/openai.ts";
+import { type OpenAIChatChunk, withoutStopSequence } from "../schema/openai.ts";
 import { createSseDataStream, SSE_DONE } from "./sse.ts";
 
 const encoder = new TextEncoder();
@@ -11,7 +11,7 @@ const encoder = new TextEncoder();
 export function encodeOpenAIChunks(): TransformStream<OpenAIChatChunk, Uint8Array> {
   return new TransformStream({
     transform(chunk, controller) {
-      controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk)}\n\n`));
+      controller.enqueue(encoder.encode(`data: ${JSON.stringify(withoutStopSequence(chunk))}\n\n`));
     },
     flush(controller) {
       controller.enqueue(SSE_DONE);

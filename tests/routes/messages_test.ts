@@ -109,6 +109,27 @@ Deno.test("/v1/messages: an Anthropic answer ended by a stop sequence names it t
   }
 });
 
+Deno.test("/v1/chat/completions: the same answer has OpenAI's fields only (no stop_sequence)", async (t) => {
+  for (const stream of [false, true]) {
+    await t.step(stream ? "stream" : "JSON", async () => {
+      const gw = gateway({ handler: claudeStoppingOn("END") });
+      const res = await gw.request(
+        "/v1/chat/completions",
+        post({
+          model: "claude/claude-x",
+          messages: [{ role: "user", content: "count" }],
+          stop: ["END"],
+          stream,
+        }),
+      );
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.ok(!text.includes("stop_sequence"), text);
+      assert.match(text, /"finish_reason":"stop"/);
+    });
+  }
+});
+
 Deno.test("/v1/messages: an upstream that does not say a stop sequence matched ends on end_turn", async (t) => {
   const handler: Handler = (url, init) => {
     if (url.startsWith("http://gem.test/")) {

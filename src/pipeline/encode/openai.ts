@@ -7,7 +7,7 @@
 import { GatewayError } from "../../errors.ts";
 import { decodeJson, decodeStream } from "../../providers/wire.ts";
 import type { ChatOutcome } from "../../providers/types.ts";
-import { toOpenAIError } from "../../schema/openai.ts";
+import { toOpenAIError, withoutStopSequence } from "../../schema/openai.ts";
 import { encodeOpenAIChunks, encodeSseData } from "../../streaming/mod.ts";
 import type { Exchange } from "../exchange.ts";
 import { jsonResponse, sseResponse } from "./stream.ts";
@@ -20,9 +20,9 @@ export function encodeOpenAI(
   headers: Record<string, string>,
 ): Response {
   if (outcome.kind === "json") {
-    const body = outcome.format === "object" || outcome.format === "openai_json"
-      ? outcome.body
-      : decodeJson(outcome, decodeContext(ex));
+    const body = outcome.format === "openai_json" ? outcome.body : chatWire(
+      outcome.format === "object" ? outcome.body : decodeJson(outcome, decodeContext(ex)),
+    );
     return jsonResponse(ex, body, outcome.status, headers);
   }
   const bytes = outcome.format === "openai_sse"
@@ -42,6 +42,13 @@ export function encodeEmbeddings(
     throw new GatewayError("upstream_error", `Provider "${ex.provider}" streamed embeddings`);
   }
   return encodeOpenAI(ex, outcome, headers);
+}
+
+/** A canonical chat answer without our own fields (other objects, e.g. embeddings, as they are). */
+function chatWire(body: Record<string, unknown>): Record<string, unknown> {
+  return Array.isArray(body.choices)
+    ? withoutStopSequence(body as Record<string, unknown> & { choices: object[] })
+    : body;
 }
 
 export function decodeContext(ex: Exchange) {
