@@ -344,6 +344,95 @@ Deno.test("a client that leaves a stream before its first byte is logged as clie
   }
 });
 
+Deno.test("the provider's request id is logged as upstream_request_id; the client's x-request-id is the log's request_id or the provider's", async (t) => {
+  const upstream = startFakeUpstream();
+  const breakerOff = startGateway(providers(upstream.url));
+  const breakerOn = startGateway(
+    `${providers(upstream.url)}features:\n  circuit_breaker: { enabled: true }\n`,
+  );
+  const body = JSON.stringify({
+    model: "up/gpt-4o-mini",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  try {
+    for (const [name, gw] of [["breaker off", breakerOff], ["breaker on", breakerOn]] as const) {
+      await t.step(name, async () => {
+        let n = requestLines(gw.logs).length;
+        const call = async (path: string, sent?: string) => {
+          upstream.script({ kind: "json", headers: { "x-request-id": "req_provider123" } });
+          const res = await gw.request(path, {
+            method: "POST",
+            headers: sent === undefined ? {} : { "x-request-id": sent },
+            body,
+          });
+          await res.body?.cancel();
+          n++;
+          return { header: res.headers.get("x-request-id"), line: nextRequestLine(gw.logs, n) };
+        };
+
+        // Unified: ours, the one the log line has; the provider's beside it.
+        const unified = await call("/v1/chat/completions");
+        assert.equal(unified.header, unified.line.request_id);
+        assert.notEqual(unified.header, "req_provider123");
+        assert.equal(unified.line.upstream_request_id, "req_provider123");
+
+        // Native passthrough: the client gets the provider's id (its SDK reports it), and a
+        // search of the log for it finds the line.
+        const native = await call("/native/up/chat/completions");
+        assert.equal(native.header, "req_provider123");
+        assert.equal(native.line.upstream_request_id, "req_provider123");
+        assert.notEqual(native.line.request_id, "req_provider123");
+
+        // The client's own id is echoed and logged, on both.
+        for (const path of ["/v1/chat/completions", "/native/up/chat/completions"]) {
+          const sent = await call(path, "client-id-1");
+          assert.equal(sent.header, "client-id-1");
+          assert.equal(sent.line.request_id, "client-id-1");
+          assert.equal(sent.line.upstream_request_id, "req_provider123");
+        }
+
+        // Anthropic's id comes in `request-id`.
+        upstream.script({
+          kind: "json",
+          headers: { "request-id": "req_anthropic456" },
+          body: {
+            id: "msg_1",
+            type: "message",
+            role: "assistant",
+            model: "claude-sonnet-4-5",
+            content: [{ type: "text", text: "Hi" }],
+            stop_reason: "end_turn",
+            usage: { input_tokens: 3, output_tokens: 1 },
+          },
+        });
+        const messages = await gw.request("/v1/messages", {
+          method: "POST",
+          body: JSON.stringify({
+            model: "claude/claude-sonnet-4-5",
+            max_tokens: 10,
+            messages: [{ role: "user", content: "hi" }],
+          }),
+        });
+        await messages.body?.cancel();
+        n++;
+        const line = nextRequestLine(gw.logs, n);
+        assert.equal(messages.headers.get("x-request-id"), line.request_id);
+        assert.equal(line.upstream_request_id, "req_anthropic456");
+
+        // A provider that sent none: no field.
+        upstream.script({ kind: "json" });
+        await (await gw.request("/v1/chat/completions", { method: "POST", body })).body?.cancel();
+        n++;
+        assert.equal("upstream_request_id" in nextRequestLine(gw.logs, n), false);
+      });
+    }
+  } finally {
+    await breakerOff.close();
+    await breakerOn.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("request bodies are not logged by default", async () => {
   const upstream = startFakeUpstream();
   const gw = startGateway(providers(upstream.url));
