@@ -10,6 +10,7 @@ import {
   openAIUsage,
   toChatCompletion,
   tokenCount as n,
+  withThinking,
 } from "../shared/openai_response.ts";
 import type { AnthropicResponse, AnthropicUsage } from "./types.ts";
 
@@ -64,10 +65,13 @@ export function fromAnthropicResponse(
     );
   }
   let text: string | null = null;
+  let thinking = 0;
   const toolCalls: OpenAIToolCall[] = [];
   for (const block of json.content) {
     if (block.type === "text" && typeof block.text === "string") {
       text = (text ?? "") + block.text;
+    } else if (block.type === "thinking" && typeof block.thinking === "string") {
+      thinking += block.thinking.length;
     } else if (block.type === "tool_use" && typeof block.name === "string") {
       toolCalls.push({
         id: typeof block.id === "string" ? block.id : `call_${toolCalls.length}`,
@@ -83,7 +87,7 @@ export function fromAnthropicResponse(
     text,
     toolCalls,
     finish: toFinishReason(json.stop_reason),
-    usage: toOpenAIUsage(json.usage),
+    usage: withThinking(toOpenAIUsage(json.usage), thinking),
   });
 }
 
