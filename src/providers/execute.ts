@@ -152,6 +152,8 @@ export async function executeUpstream(
      * the client's own `traceparent`, if any, passes through.
      */
     verbatim?: boolean;
+    /** Given the reply's headers as soon as they arrive, whatever the status. */
+    onReply?: ((headers: Headers) => void) | undefined;
   },
 ): Promise<UpstreamReply> {
   // No closure below may capture `req`: the abort listener lives as long as the client's
@@ -217,6 +219,7 @@ export async function executeUpstream(
     return fail(err, true);
   }
   (fetchFn as TrackedFetch)[RECORDER]?.reached(opts.provider);
+  opts.onReply?.(response.headers);
   markByteStream(response.body);
   if (opts.toError && response.status >= 300 && response.status < 400) {
     settle();

@@ -92,6 +92,8 @@ export interface CallBasics {
    * (`credential_mode: passthrough`, or no keys configured). Never a `pf_` key.
    */
   readonly clientAuthorization: string | null;
+  /** Given the reply's headers as soon as they arrive (any status), for the request id. */
+  readonly onReply?: ((headers: Headers) => void) | undefined;
 }
 
 /** Everything an adapter needs for one chat attempt. */
@@ -215,6 +217,11 @@ export interface ProviderAdapter {
   classify?(outcome: UpstreamOutcome): OutcomeClass;
   /** The provider's native API, for the passthrough routes. */
   readonly native?: NativeApi;
+  /**
+   * The reply header carrying the provider's own id of a request (what its SDKs report and
+   * its support asks for); absent when it sends none. Logged as `upstream_request_id`.
+   */
+  readonly requestIdHeader?: string;
   /**
    * For providers that authenticate with something other than API keys (Bedrock signing
    * with the daemon's AWS credentials): why calls cannot be authenticated now, or null when

@@ -124,7 +124,7 @@ async function run(
 ): Promise<Response> {
   const rt = ex.runtime;
   const sent = rawTarget(c.req.url);
-  const { provider, native, base, rest } = locate(rt.config, rt.adapters, family, sent);
+  const { provider, adapter, native, base, rest } = locate(rt.config, rt.adapters, family, sent);
   ex.provider = provider.name;
   const urlModel = modelInPath(rest);
 
@@ -285,6 +285,8 @@ async function run(
     // The timer keeps running: it also covers a body that is not a stream (relay settles it).
     settle = reply.settle;
     response = reply.response;
+    const idHeader = adapter.requestIdHeader;
+    const upstreamId = idHeader === undefined ? null : response.headers.get(idHeader);
     // One call, recorded like failover's: the overhead header and the log read it.
     attempts = [{
       provider: provider.name,
@@ -295,6 +297,7 @@ async function run(
       first_chunk_ms: null,
       usage: knownUsage(null),
       outcome: "ok",
+      ...(upstreamId !== null ? { upstream_request_id: upstreamId } : {}),
     }];
   } else {
     // With the breaker on, the body's `model` names the breaker key when the URL does not.
@@ -318,6 +321,7 @@ async function run(
           timeoutMs: attempt.timeoutMs,
           provider: provider.name,
           verbatim,
+          onReply: attempt.onReply,
         });
         // Unsettled: the relay stops the timer once the body is read. A reply that is thrown
         // (retried, or kept for the client) keeps it: it ends that body if nobody does.

@@ -39,6 +39,8 @@ export interface AttemptRecord {
   readonly no_call?: true;
   /** Time from the attempt's start to its first stream chunk; null for buffered answers. */
   readonly first_chunk_ms: number | null;
+  /** The provider's own id of the call (its `requestIdHeader`), when it sent one. */
+  readonly upstream_request_id?: string;
   /**
    * This attempt's own usage, settled per attempt: a finished hedge loser keeps its own, a
    * stream settles when it ends (or with what was streamed, when cut). Null for failures.
@@ -103,6 +105,8 @@ export interface AttemptContext {
   readonly timeoutMs: number;
   readonly apiKey: string | null;
   readonly clientAuthorization: string | null;
+  /** Given the reply's headers when they arrive: the attempt reads the provider's request id. */
+  readonly onReply: ((headers: Headers) => void) | undefined;
 }
 
 /** Runs the operation (chat, embeddings, a native call) against one provider. */
@@ -189,6 +193,7 @@ export async function attempt(
   let keyId: string | null = null;
   let admission: Settled["admission"] = "allow";
   let firstChunk: number | null = null;
+  let upstreamId: string | null = null;
   /** How this attempt settled: an answer, or the error (one closure per attempt). */
   const settle = (
     ok: AttemptOutcome | null,
@@ -211,6 +216,7 @@ export async function attempt(
         first_chunk_ms: firstChunk,
         usage: usageOf(ok),
         ...(noCall ? { no_call: true as const } : {}),
+        ...(upstreamId !== null ? { upstream_request_id: upstreamId } : {}),
       },
     }) as Settled;
   if (!adapter || !provider) {
@@ -269,6 +275,10 @@ export async function attempt(
     ? Math.max(1, gate.firstChunkMs)
     : null;
   const trace = deps.trail?.attemptStart(target) ?? req.clientTrace;
+  const idHeader = adapter.requestIdHeader;
+  const onReply = idHeader === undefined ? undefined : (headers: Headers) => {
+    upstreamId = headers.get(idHeader);
+  };
   try {
     const call = () =>
       req.invoke(adapter, {
@@ -276,6 +286,7 @@ export async function attempt(
         timeoutMs: headersMs ?? timeoutMs,
         apiKey,
         clientAuthorization,
+        onReply,
       }, target.model);
     // Traced: the upstream call inherits the attempt span's context (execute.ts sends it).
     let outcome: AttemptOutcome;

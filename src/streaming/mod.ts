@@ -18,6 +18,7 @@ export {
   encodeSseData,
   encodeSseEvent,
   SSE_DONE,
+  SseEnd,
   sseEventType,
   SseTail,
   sseTap,

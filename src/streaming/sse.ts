@@ -148,3 +148,61 @@ export function sseEventType(data: string): string | undefined {
     return undefined;
   }
 }
+
+/** How many characters of an event's start `SseEnd` keeps: enough for its first line. */
+const HEAD_CHARS = 48;
+
+/**
+ * An event that ends an answer the client got whole: OpenAI's `[DONE]`, Anthropic's
+ * `message_stop`, the Responses API's `response.completed` / `response.incomplete` (a capped
+ * answer, still a whole one). Read off the event's start: its `event:` line or its data's
+ * leading `type`.
+ */
+const TERMINAL_HEAD =
+  /^(?:data: ?\[DONE\]\s*$|event: ?(?:message_stop|response\.(?:completed|incomplete))[\r\n]|data: ?\{\s*"type"\s*:\s*"(?:message_stop|response\.(?:completed|incomplete))")/;
+
+/**
+ * Whether the SSE bytes passed so far end with a terminal event (`TERMINAL_HEAD`), whole. A
+ * client that cancels after it (the OpenAI SDKs stop reading at `[DONE]` and close while the
+ * upstream's connection is still open) got the whole answer. A chunk costs a search back
+ * from its end for the last event start; only the first characters of each event are kept.
+ */
+export class SseEnd {
+  readonly #tail = new SseTail();
+  /** The start of the last event begun. */
+  #head = "";
+  readonly #decoder = new TextDecoder();
+
+  see(chunk: Uint8Array): void {
+    const fresh = this.#tail.clean;
+    this.#tail.see(chunk);
+    // The last event start is searched for before the line breaks that close the chunk.
+    let end = chunk.length;
+    while (end > 0 && (chunk[end - 1] === 10 || chunk[end - 1] === 13)) end--;
+    const start = end === 0 ? 0 : lastEventStart(chunk, end);
+    if (end > 0 && (start > 0 || fresh)) {
+      this.#head = this.#decoder.decode(chunk.subarray(start, start + HEAD_CHARS));
+    } else if (!fresh && this.#head.length < HEAD_CHARS) {
+      // The event began in an earlier chunk: its first line may be cut between the two.
+      this.#head += this.#decoder.decode(chunk.subarray(0, HEAD_CHARS - this.#head.length));
+    }
+  }
+
+  /** The bytes so far end with a whole terminal event. */
+  get terminal(): boolean {
+    return this.#tail.clean && this.#head !== "" && TERMINAL_HEAD.test(this.#head);
+  }
+}
+
+/**
+ * Where the last event in `chunk[0, end)` begins: just after its last blank line (LF LF or
+ * CRLF CRLF), or 0 when there is none. Lines of JSON data hold no raw line break, so the
+ * search hops line by line.
+ */
+function lastEventStart(chunk: Uint8Array, end: number): number {
+  for (let i = chunk.lastIndexOf(10, end - 1); i > 0; i = chunk.lastIndexOf(10, i - 1)) {
+    if (chunk[i - 1] === 10) return i + 1;
+    if (chunk[i - 1] === 13 && i > 2 && chunk[i - 2] === 10 && chunk[i - 3] === 13) return i + 1;
+  }
+  return 0;
+}

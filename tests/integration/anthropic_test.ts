@@ -167,3 +167,85 @@ routing:
     await anthropic.close();
   }
 });
+
+Deno.test("Claude's thinking is reported as reasoning_tokens (estimated, within the output): chat and /v1/responses, JSON and stream", async (t) => {
+  const anthropic = startFakeAnthropic();
+  const gw = startGateway(`
+providers:
+  anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-configured-0001 }] }
+routing:
+  failover: { enabled: false }
+`);
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "placeholder", maxRetries: 0 });
+  const model = "anthropic/claude-sonnet-4-5";
+  const input = "27 × 453?";
+  // The fixtures' thinking text: 60 characters in the JSON answer, 33 in the stream (~4 a
+  // token); Claude reports 96 output tokens, thinking included, and no figure of its own.
+  const JSON_REASONING = 15;
+  const STREAM_REASONING = 9;
+  /** The log line of the request just answered. */
+  const lastLine = () =>
+    gw.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1) as Record<
+      string,
+      unknown
+    >;
+  try {
+    await t.step("chat, JSON", async () => {
+      anthropic.script({ json: "response_thinking", sse: "stream_thinking" });
+      const r = await client.chat.completions.create({
+        model,
+        messages: [{ role: "user", content: input }],
+        reasoning_effort: "medium",
+      });
+      assert.equal(r.usage?.completion_tokens, 96, "the output as Claude reported it");
+      assert.equal(r.usage?.completion_tokens_details?.reasoning_tokens, JSON_REASONING);
+      assert.equal(lastLine().reasoning_tokens, JSON_REASONING);
+    });
+    await t.step("chat, stream", async () => {
+      const stream = await client.chat.completions.create({
+        model,
+        messages: [{ role: "user", content: input }],
+        reasoning_effort: "low",
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) if (chunk.usage) usage = chunk.usage;
+      assert.equal(usage?.completion_tokens, 96);
+      assert.equal(usage?.completion_tokens_details?.reasoning_tokens, STREAM_REASONING);
+      assert.equal(lastLine().reasoning_tokens, STREAM_REASONING);
+    });
+    await t.step("responses, JSON", async () => {
+      const r = await client.responses.create({ model, input, reasoning: { effort: "medium" } });
+      assert.equal(r.output_text, "27 × 453 = 12,231.");
+      assert.equal(r.usage?.output_tokens, 96);
+      assert.equal(r.usage?.output_tokens_details.reasoning_tokens, JSON_REASONING);
+    });
+    await t.step("responses, stream", async () => {
+      const stream = await client.responses.create({
+        model,
+        input,
+        reasoning: { effort: "low" },
+        stream: true,
+      });
+      let usage: OpenAI.Responses.ResponseUsage | undefined;
+      for await (const event of stream) {
+        if (event.type === "response.completed") usage = event.response.usage;
+      }
+      assert.equal(usage?.output_tokens, 96);
+      assert.equal(usage?.output_tokens_details.reasoning_tokens, STREAM_REASONING);
+    });
+    await t.step("an answer without thinking reports none", async () => {
+      anthropic.script({ json: "response_text", sse: "stream_text" });
+      const r = await client.chat.completions.create({
+        model,
+        messages: [{ role: "user", content: input }],
+      });
+      assert.equal(r.usage?.completion_tokens_details?.reasoning_tokens ?? 0, 0);
+      assert.equal(lastLine().reasoning_tokens, undefined);
+    });
+  } finally {
+    await gw.close();
+    await anthropic.close();
+  }
+});

@@ -4,6 +4,7 @@ import {
   encodeSseData,
   encodeSseEvent,
   SSE_DONE,
+  SseEnd,
 } from "../../src/streaming/mod.ts";
 import { CHUNK_SIZES, rechunk, streamOf } from "../helpers/chunk.ts";
 
@@ -125,5 +126,62 @@ Deno.test(
     const read = createSseDataReader();
     const text = decoder.decode(encodeSseData({ n: 1 })) + decoder.decode(SSE_DONE);
     assert.deepEqual(read(text), ['{"n":1}', "[DONE]"]);
+  },
+);
+
+/** Whether `text`, split into `n`-byte chunks, ends with a terminal event for `SseEnd`. */
+function endsWhole(text: string, n: number): boolean {
+  const end = new SseEnd();
+  for (const chunk of rechunk(encoder.encode(text), n)) end.see(chunk);
+  return end.terminal;
+}
+
+const openaiChunk = 'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n';
+const big = "x".repeat(5000);
+
+Deno.test(
+  "SseEnd: a stream that ends with its terminal event, whole, at every split",
+  SANITIZE,
+  () => {
+    const whole = [
+      openaiChunk + "data: [DONE]\n\n",
+      openaiChunk + "data:[DONE]\r\n\r\n",
+      'event: message_delta\ndata: {"type":"message_delta"}\n\n' +
+      'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+      'data: {"type":"message_stop"}\n\n',
+      `event: response.completed\ndata: {"type":"response.completed","response":{"t":"${big}"}}\n\n`,
+      `event: response.incomplete\r\ndata: {"type":"response.incomplete"}\r\n\r\n`,
+    ];
+    for (const text of whole) {
+      for (const n of [...CHUNK_SIZES, 4096, text.length]) {
+        assert.equal(endsWhole(text, n), true, `${JSON.stringify(text.slice(0, 80))} in ${n}s`);
+      }
+    }
+  },
+);
+
+Deno.test(
+  "SseEnd: a stream cut before its terminal event, or mid-way through it, is not whole",
+  SANITIZE,
+  () => {
+    const cut = [
+      "",
+      openaiChunk,
+      openaiChunk + "data: [DONE]",
+      openaiChunk + "data: [DONE]\n",
+      "data: [DONE]\n\n" + openaiChunk,
+      // A terminal name inside an event's data (model output, echoed metadata) is no end.
+      'data: {"choices":[{"delta":{"content":"data: [DONE]"}}]}\n\n',
+      'data: {"choices":[{"delta":{"content":"\\n\\nevent: message_stop\\n"}}]}\n\n',
+      'event: message_delta\ndata: {"type":"message_delta"}\n\n',
+      `event: response.completed\ndata: {"type":"response.completed","response":{"t":"${big}"}}`,
+      'event: response.failed\ndata: {"type":"response.failed"}\n\n',
+      'event: message_stop\ndata: {"type":"message_stop"}\n\n: keep-alive\n\n',
+    ];
+    for (const text of cut) {
+      for (const n of [...CHUNK_SIZES, 4096, Math.max(1, text.length)]) {
+        assert.equal(endsWhole(text, n), false, `${JSON.stringify(text.slice(0, 80))} in ${n}s`);
+      }
+    }
   },
 );

@@ -140,6 +140,166 @@ Deno.test("a client that leaves mid-stream is logged as client_abort; a full str
   }
 });
 
+/**
+ * Read `res` until its text contains `terminal`, then cancel it: what the OpenAI SDKs do at
+ * `[DONE]`, while the upstream's connection is still open.
+ */
+async function readUntilThenCancel(res: Response, terminal: string): Promise<string> {
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes(terminal)) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`the stream ended before ${terminal}:\n${text}`);
+    text += value;
+  }
+  await reader.cancel();
+  return text;
+}
+
+Deno.test("a client that cancels after the terminal event got the whole answer: complete, no error; before it, client_abort", async (t) => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`${providers(upstream.url)}  resp:
+    base_url: ${upstream.url}/v1
+    keys: [{ key: sk-resp-configured-0003 }]
+    responses: native
+`);
+  const openaiEnd = [
+    openaiChunk("Hi"),
+    openaiChunk("!"),
+    `data: ${
+      JSON.stringify({
+        id: "c1",
+        object: "chat.completion.chunk",
+        created: 1,
+        model: "m",
+        choices: [],
+        usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 },
+      })
+    }\n\n`,
+    "data: [DONE]\n\n",
+  ];
+  const anthropicEnd = [
+    anthropicEvent("message_start", {
+      message: { id: "m1", model: "claude", usage: { input_tokens: 4, output_tokens: 1 } },
+    }),
+    anthropicEvent("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
+    anthropicEvent("content_block_delta", { index: 0, delta: { type: "text_delta", text: "Hi" } }),
+    anthropicEvent("content_block_stop", { index: 0 }),
+    anthropicEvent("message_delta", {
+      delta: { stop_reason: "end_turn" },
+      usage: { output_tokens: 2 },
+    }),
+    anthropicEvent("message_stop", {}),
+  ];
+  const response = { id: "resp_1", object: "response", model: "m", output: [] };
+  const responsesEnd = [
+    `event: response.created\ndata: ${
+      JSON.stringify({ type: "response.created", response: { ...response, status: "in_progress" } })
+    }\n\n`,
+    `event: response.output_text.delta\ndata: ${
+      JSON.stringify({ type: "response.output_text.delta", output_index: 0, delta: "Hi" })
+    }\n\n`,
+    `event: response.completed\ndata: ${
+      JSON.stringify({
+        type: "response.completed",
+        response: {
+          ...response,
+          status: "completed",
+          usage: { input_tokens: 4, output_tokens: 2, total_tokens: 6 },
+        },
+      })
+    }\n\n`,
+  ];
+  const cases: { name: string; path: string; body: string; events: string[]; end: string }[] = [
+    {
+      name: "unified chat",
+      path: "/v1/chat/completions",
+      body: streamBody("up/gpt-4o-mini"),
+      events: openaiEnd,
+      end: "[DONE]",
+    },
+    {
+      name: "native passthrough",
+      path: "/native/up/chat/completions",
+      body: streamBody("gpt-4o-mini"),
+      events: openaiEnd,
+      end: "[DONE]",
+    },
+    {
+      name: "messages",
+      path: "/v1/messages",
+      body: JSON.stringify({
+        model: "claude/claude-sonnet-4-5",
+        max_tokens: 10,
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+      events: anthropicEnd,
+      end: "message_stop",
+    },
+    {
+      name: "responses",
+      path: "/v1/responses",
+      body: JSON.stringify({ model: "resp/gpt-4o-mini", stream: true, input: "hi" }),
+      events: responsesEnd,
+      end: "response.completed",
+    },
+  ];
+  try {
+    let n = 0;
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        // The upstream sends its last event, then keeps its connection open.
+        upstream.script({ kind: "sse", events: c.events, thenHang: true });
+        const res = await fetch(gw.url(c.path), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: c.body,
+        });
+        assert.equal(res.status, 200);
+        await readUntilThenCancel(res, c.end);
+        n++;
+        await waitFor("the log line", () => requestLines(gw.logs).length >= n);
+        const line = nextRequestLine(gw.logs, n);
+        assert.equal(line.outcome, "complete", JSON.stringify(line));
+        assert.equal(line.level, "info");
+        assert.equal(line.error, undefined);
+        assert.equal(line.completion_tokens, 2, "billed as the upstream counted it");
+
+        // The same stream left before its terminal event: cut short.
+        upstream.script({ kind: "sse", events: c.events.slice(0, -1), thenHang: true });
+        const cut = await fetch(gw.url(c.path), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: c.body,
+        });
+        await readUntilThenCancel(cut, "Hi");
+        n++;
+        await waitFor("the log line", () => requestLines(gw.logs).length >= n);
+        assert.equal(nextRequestLine(gw.logs, n).outcome, "client_abort");
+      });
+    }
+    const status = await (await gw.request("/api/v1/status")).json() as {
+      stats: { requests: number; errors: Record<string, number> };
+    };
+    assert.deepEqual(status.stats.errors, { stream_client_abort: cases.length });
+    // The request-duration histogram's counts: one client_abort per route, the rest errorless.
+    const metrics = await (await gw.request("/metrics")).text();
+    const counts = metrics.split("\n").filter((l) =>
+      l.startsWith("gen_ai_client_operation_duration_count")
+    );
+    const total = (lines: string[]) => lines.reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
+    assert.equal(
+      total(counts.filter((l) => l.includes('error_type="client_abort"'))),
+      cases.length,
+    );
+    assert.equal(total(counts.filter((l) => !l.includes("error_type"))), cases.length);
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("a client that leaves a stream before its first byte is logged as client_abort, on every route", async (t) => {
   const upstream = startFakeUpstream();
   const gw = startGateway(providers(upstream.url));
@@ -180,6 +340,95 @@ Deno.test("a client that leaves a stream before its first byte is logged as clie
     }
   } finally {
     await gw.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("the provider's request id is logged as upstream_request_id; the client's x-request-id is the log's request_id or the provider's", async (t) => {
+  const upstream = startFakeUpstream();
+  const breakerOff = startGateway(providers(upstream.url));
+  const breakerOn = startGateway(
+    `${providers(upstream.url)}features:\n  circuit_breaker: { enabled: true }\n`,
+  );
+  const body = JSON.stringify({
+    model: "up/gpt-4o-mini",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  try {
+    for (const [name, gw] of [["breaker off", breakerOff], ["breaker on", breakerOn]] as const) {
+      await t.step(name, async () => {
+        let n = requestLines(gw.logs).length;
+        const call = async (path: string, sent?: string) => {
+          upstream.script({ kind: "json", headers: { "x-request-id": "req_provider123" } });
+          const res = await gw.request(path, {
+            method: "POST",
+            headers: sent === undefined ? {} : { "x-request-id": sent },
+            body,
+          });
+          await res.body?.cancel();
+          n++;
+          return { header: res.headers.get("x-request-id"), line: nextRequestLine(gw.logs, n) };
+        };
+
+        // Unified: ours, the one the log line has; the provider's beside it.
+        const unified = await call("/v1/chat/completions");
+        assert.equal(unified.header, unified.line.request_id);
+        assert.notEqual(unified.header, "req_provider123");
+        assert.equal(unified.line.upstream_request_id, "req_provider123");
+
+        // Native passthrough: the client gets the provider's id (its SDK reports it), and a
+        // search of the log for it finds the line.
+        const native = await call("/native/up/chat/completions");
+        assert.equal(native.header, "req_provider123");
+        assert.equal(native.line.upstream_request_id, "req_provider123");
+        assert.notEqual(native.line.request_id, "req_provider123");
+
+        // The client's own id is echoed and logged, on both.
+        for (const path of ["/v1/chat/completions", "/native/up/chat/completions"]) {
+          const sent = await call(path, "client-id-1");
+          assert.equal(sent.header, "client-id-1");
+          assert.equal(sent.line.request_id, "client-id-1");
+          assert.equal(sent.line.upstream_request_id, "req_provider123");
+        }
+
+        // Anthropic's id comes in `request-id`.
+        upstream.script({
+          kind: "json",
+          headers: { "request-id": "req_anthropic456" },
+          body: {
+            id: "msg_1",
+            type: "message",
+            role: "assistant",
+            model: "claude-sonnet-4-5",
+            content: [{ type: "text", text: "Hi" }],
+            stop_reason: "end_turn",
+            usage: { input_tokens: 3, output_tokens: 1 },
+          },
+        });
+        const messages = await gw.request("/v1/messages", {
+          method: "POST",
+          body: JSON.stringify({
+            model: "claude/claude-sonnet-4-5",
+            max_tokens: 10,
+            messages: [{ role: "user", content: "hi" }],
+          }),
+        });
+        await messages.body?.cancel();
+        n++;
+        const line = nextRequestLine(gw.logs, n);
+        assert.equal(messages.headers.get("x-request-id"), line.request_id);
+        assert.equal(line.upstream_request_id, "req_anthropic456");
+
+        // A provider that sent none: no field.
+        upstream.script({ kind: "json" });
+        await (await gw.request("/v1/chat/completions", { method: "POST", body })).body?.cancel();
+        n++;
+        assert.equal("upstream_request_id" in nextRequestLine(gw.logs, n), false);
+      });
+    }
+  } finally {
+    await breakerOff.close();
+    await breakerOn.close();
     await upstream.close();
   }
 });

@@ -10,6 +10,7 @@ import type { CapturedBody, Logger } from "../../telemetry/mod.ts";
 import type { EventOf, TelemetryEvent } from "../events.ts";
 import type { Stage } from "../stages.ts";
 import { usageNow } from "../../streaming/usage.ts";
+import { type Exchange, winnerOf } from "../exchange.ts";
 
 export interface RequestLogOptions {
   /** Log `cost_usd` (llm-proxy's `features.cost_tracking.enabled`); default true. */
@@ -64,6 +65,7 @@ function writeLine(
     status: event.status,
     provider: ex.provider ?? null,
     model: ex.model ?? null,
+    ...upstreamId(ex),
     stream: ex.stream,
     ...(usage ? tokenFields(usage) : {}),
     ...(fields.appKey && ex.principal.appKey !== undefined ? { app_key: ex.principal.appKey } : {}),
@@ -129,7 +131,18 @@ function logged(a: AttemptRecord): Record<string, unknown> {
     outcome: a.outcome,
     ...(a.reason !== undefined ? { reason: a.reason } : {}),
     ...(a.no_call ? { no_call: true } : {}),
+    ...(a.upstream_request_id !== undefined ? { upstream_request_id: a.upstream_request_id } : {}),
   };
+}
+
+/**
+ * The provider's own id of the call whose answer the client got (else of the last call): a
+ * native passthrough answer carries it as `x-request-id` when the client sent none.
+ */
+function upstreamId(ex: Exchange): { upstream_request_id?: string } {
+  const a = winnerOf(ex) ?? ex.attempts.at(-1);
+  const id = a?.upstream_request_id;
+  return id !== undefined ? { upstream_request_id: id } : {};
 }
 
 function bodyFields(body: CapturedBody): Record<string, unknown> {

@@ -53,6 +53,8 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
   const adapter: ProviderAdapter = {
     name: cfg.name,
     type: cfg.type,
+    // Anthropic's `req_…`.
+    requestIdHeader: "request-id",
     models: () => cfg.models,
     classify: classifyOutcome,
     native: ANTHROPIC_NATIVE,
@@ -201,6 +203,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     return executeUpstream(deps.fetch, { url: to, method: "POST", headers: h, body }, {
       signal: call.signal,
       timeoutMs: call.timeoutMs,
+      onReply: call.onReply,
       provider: cfg.name,
       toError: (status, text, headers) =>
         fromAnthropicError(status, text, headers, cfg.name, deps.redact),

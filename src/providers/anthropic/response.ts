@@ -10,6 +10,7 @@ import {
   openAIUsage,
   toChatCompletion,
   tokenCount as n,
+  withThinking,
 } from "../shared/openai_response.ts";
 import type { AnthropicResponse, AnthropicUsage } from "./types.ts";
 
@@ -73,10 +74,13 @@ export function fromAnthropicResponse(
     );
   }
   let text: string | null = null;
+  let thinking = 0;
   const toolCalls: OpenAIToolCall[] = [];
   for (const block of json.content) {
     if (block.type === "text" && typeof block.text === "string") {
       text = (text ?? "") + block.text;
+    } else if (block.type === "thinking" && typeof block.thinking === "string") {
+      thinking += block.thinking.length;
     } else if (block.type === "tool_use" && typeof block.name === "string") {
       toolCalls.push({
         id: typeof block.id === "string" ? block.id : `call_${toolCalls.length}`,
@@ -92,7 +96,7 @@ export function fromAnthropicResponse(
     text,
     toolCalls,
     finish: toFinishReason(json.stop_reason),
-    usage: toOpenAIUsage(json.usage),
+    usage: withThinking(toOpenAIUsage(json.usage), thinking),
   });
   const stop = stopSequenceOf(json.stop_reason, json.stop_sequence);
   if (stop !== undefined) out.choices[0].stop_sequence = stop;

@@ -8,6 +8,7 @@ import {
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
+import { withThinking } from "../shared/openai_response.ts";
 import { fromAnthropicStreamError } from "./errors.ts";
 import { stopSequenceOf, toFinishReason, toOpenAIUsage } from "./response.ts";
 import type { AnthropicUsage } from "./types.ts";
@@ -68,6 +69,9 @@ export function createAnthropicStreamTransformer(
   let finished = false;
   let stopped = false;
   let usage: AnthropicUsage = {};
+  /** Characters of thinking text: Claude's output count includes it, with no figure of its own. */
+  let thinking = 0;
+  const openAIUsage = () => withThinking(toOpenAIUsage(usage), thinking);
   /** Anthropic content-block index → OpenAI tool_calls index (ordinal among tool_use blocks). */
   const toolCalls = createToolCallDeltas();
 
@@ -115,6 +119,8 @@ export function createAnthropicStreamTransformer(
           } else if (block.type === "tool_use" && typeof index === "number") {
             // The block starts with `input: {}`; the arguments arrive as input_json_delta.
             send(controller, chunk(toolCalls.start(index, block.id, block.name), null));
+          } else if (block.type === "thinking" && typeof block.thinking === "string") {
+            thinking += block.thinking.length;
           }
           // thinking, redacted_thinking and server-tool blocks have no OpenAI chunk form.
           return;
@@ -123,6 +129,8 @@ export function createAnthropicStreamTransformer(
           const delta = isObject(event.delta) ? event.delta : {};
           if (delta.type === "text_delta" && typeof delta.text === "string" && delta.text !== "") {
             send(controller, chunk({ content: delta.text }, null));
+          } else if (delta.type === "thinking_delta" && typeof delta.thinking === "string") {
+            thinking += delta.thinking.length;
           } else if (delta.type === "input_json_delta" && typeof delta.partial_json === "string") {
             // Only client tools are started; a server_tool_use block's input is skipped.
             const args = toolCalls.args(event.index, delta.partial_json);
@@ -138,7 +146,7 @@ export function createAnthropicStreamTransformer(
         case "message_delta": {
           // Counts here are cumulative and final (newer API versions repeat input counts).
           usage = mergeUsage(usage, event.usage);
-          ctx.onUsage(toOpenAIUsage(usage));
+          ctx.onUsage(openAIUsage());
           // "One or more" message_delta events may come; the stop reason rides on one.
           const delta = isObject(event.delta) ? event.delta : {};
           const finish = toFinishReason(delta.stop_reason);
@@ -156,7 +164,7 @@ export function createAnthropicStreamTransformer(
           // OpenAI clients wait for a finish_reason; never end without one.
           if (!finished) send(controller, chunk({}, "stop"));
           if (ctx.includeUsage) {
-            send(controller, writer.usage(toOpenAIUsage(usage)));
+            send(controller, writer.usage(openAIUsage()));
           }
           return;
         default:

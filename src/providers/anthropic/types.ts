@@ -87,10 +87,14 @@ export interface AnthropicUsage {
   cache_read_input_tokens?: number | null;
 }
 
-/** A response content block; types we do not translate (thinking, server tools) are skipped. */
+/**
+ * A response content block; types we do not translate (thinking, server tools) are skipped
+ * (a thinking block's text is counted for the reasoning tokens).
+ */
 export interface AnthropicResponseBlock {
   type: string;
   text?: string;
+  thinking?: string;
   id?: string;
   name?: string;
   input?: unknown;

@@ -55,6 +55,8 @@ export function createBedrockAdapter(
   return {
     name: cfg.name,
     type: cfg.type,
+    // AWS's request id.
+    requestIdHeader: "x-amzn-requestid",
     models: () => cfg.models,
     classify: classifyBedrock,
     native: BEDROCK_NATIVE,
@@ -198,6 +200,7 @@ export function createBedrockAdapter(
     }, {
       signal: call.signal,
       timeoutMs: call.timeoutMs,
+      onReply: call.onReply,
       provider: cfg.name,
       toError: (status, text, replyHeaders) => {
         const err = fromBedrockError(status, text, replyHeaders, cfg.name, redact);

@@ -11,6 +11,7 @@ import {
   openAIUsage,
   toChatCompletion,
   tokenCount as n,
+  withThinking,
 } from "../shared/openai_response.ts";
 import type { ConverseResponse, ConverseUsage } from "./types.ts";
 
@@ -72,12 +73,14 @@ export function fromConverseResponse(
     );
   }
   let text: string | null = null;
+  let reasoning = 0;
   const toolCalls: OpenAIToolCall[] = [];
   for (const block of json.output.message.content) {
     if (typeof block.text === "string") {
       text = (text ?? "") + block.text;
       continue;
     }
+    reasoning += reasoningChars(block.reasoningContent);
     const call = toToolCall(block.toolUse, toolCalls.length);
     if (call !== null) toolCalls.push(call);
   }
@@ -88,7 +91,7 @@ export function fromConverseResponse(
     text,
     toolCalls,
     finish: toFinishReason(json.stopReason) ?? (toolCalls.length > 0 ? "tool_calls" : "stop"),
-    usage: toOpenAIUsage(json.usage),
+    usage: withThinking(toOpenAIUsage(json.usage), reasoning),
   });
   const stop = stopSequenceOf(json.stopReason, json.additionalModelResponseFields);
   if (stop !== undefined) out.choices[0].stop_sequence = stop;
@@ -106,6 +109,16 @@ export function stopSequenceOf(
   if (stopReason !== "stop_sequence") return undefined;
   const named = isObject(fields) ? fields.stop_sequence : undefined;
   return typeof named === "string" ? named : null;
+}
+
+/**
+ * Characters of a `reasoningContent` block's text (`{reasoningText: {text, signature}}`), or
+ * of a stream's delta of one (`{text}`); 0 for redacted (encrypted) reasoning.
+ */
+export function reasoningChars(content: unknown): number {
+  if (!isObject(content)) return 0;
+  const text = isObject(content.reasoningText) ? content.reasoningText.text : content.text;
+  return typeof text === "string" ? text.length : 0;
 }
 
 function toToolCall(toolUse: unknown, ordinal: number): OpenAIToolCall | null {

@@ -8,7 +8,8 @@ import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
 import { fromBedrockStreamException } from "./errors.ts";
 import { createEventStreamDecoder, type EventStreamMessage, stringHeader } from "./eventstream.ts";
-import { stopSequenceOf, toFinishReason, toOpenAIUsage } from "./response.ts";
+import { reasoningChars, stopSequenceOf, toFinishReason, toOpenAIUsage } from "./response.ts";
+import { withThinking } from "../shared/openai_response.ts";
 import type { ConverseUsage } from "./types.ts";
 
 export interface BedrockStreamContext {
@@ -64,6 +65,9 @@ export function createBedrockStreamTransformer(
   const decoder = new TextDecoder();
   let stopped = false;
   let usage: ConverseUsage | undefined;
+  /** Characters of reasoning text: Converse counts it in `outputTokens` only. */
+  let reasoning = 0;
+  const openAIUsage = () => withThinking(toOpenAIUsage(usage), reasoning);
   /** Converse contentBlockIndex → OpenAI tool_calls index (ordinal among toolUse blocks). */
   const toolCalls = createToolCallDeltas();
 
@@ -117,6 +121,8 @@ export function createBedrockStreamTransformer(
           } else if (isObject(delta.toolUse) && typeof delta.toolUse.input === "string") {
             const args = toolCalls.args(event.contentBlockIndex, delta.toolUse.input);
             if (args !== null) send(controller, chunk(args, null));
+          } else {
+            reasoning += reasoningChars(delta.reasoningContent);
           }
           // reasoningContent, citations and other deltas have no OpenAI chunk form.
           return;
@@ -140,7 +146,7 @@ export function createBedrockStreamTransformer(
         case "metadata":
           if (isObject(event.usage)) {
             usage = event.usage as ConverseUsage;
-            ctx.onUsage(toOpenAIUsage(usage));
+            ctx.onUsage(openAIUsage());
           }
           return;
         default:
@@ -150,7 +156,7 @@ export function createBedrockStreamTransformer(
     },
     flush(controller) {
       if (!stopped) throw broken("ended before messageStop");
-      if (ctx.includeUsage) send(controller, writer.usage(toOpenAIUsage(usage)));
+      if (ctx.includeUsage) send(controller, writer.usage(openAIUsage()));
     },
   });
 }

@@ -13,6 +13,7 @@ import {
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
   AdapterDeps,
+  CallBasics,
   ChatCall,
   ChatOutcome,
   CountTokensCall,
@@ -82,11 +83,12 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     (cfg.name === "openai" || URL.parse(cfg.base_url)?.hostname === "api.openai.com");
   const execute = (
     req: ReturnType<typeof toOpenAIRequest>,
-    call: { signal: AbortSignal; timeoutMs: number },
+    call: { signal: AbortSignal; timeoutMs: number; onReply?: CallBasics["onReply"] },
   ) =>
     executeUpstream(deps.fetch, req, {
       signal: call.signal,
       timeoutMs: call.timeoutMs,
+      onReply: call.onReply,
       provider: cfg.name,
       toError: (status, text, headers) =>
         fromOpenAIError(status, text, headers, cfg.name, deps.redact),
@@ -131,6 +133,8 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
   return {
     name: cfg.name,
     type: cfg.type,
+    // OpenAI's `req_…`, which its SDKs report.
+    requestIdHeader: "x-request-id",
     models: () => cfg.models,
     classify: classifyOpenAI,
     native: cfg.type === "azure" ? AZURE_NATIVE : OPENAI_NATIVE,

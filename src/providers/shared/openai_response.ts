@@ -10,6 +10,7 @@ import type {
   OpenAIToolCall,
   OpenAIUsageOut,
 } from "../../schema/openai.ts";
+import { estimateTokens } from "../../usage/cost.ts";
 
 /**
  * A provider's stop reason → OpenAI `finish_reason` by `table`; null when there is none.
@@ -48,6 +49,20 @@ export function openAIUsage(
       ? { cached_tokens: cached, cache_write_tokens: cacheWrites }
       : { cached_tokens: cached },
   };
+}
+
+/**
+ * `usage` with `completion_tokens_details.reasoning_tokens` for a provider that counts its
+ * thinking only inside the output (Claude's `output_tokens`, on Anthropic's API and
+ * Bedrock's): estimated from the thinking text it sent (~4 characters a token, as the meter
+ * estimates), at most the output reported; `completion_tokens` stays as reported. Thinking
+ * that came encrypted (redacted) has no text and is not counted.
+ */
+export function withThinking(usage: OpenAIUsageOut, thinkingChars: number): OpenAIUsageOut {
+  const reasoning = Math.min(estimateTokens(thinkingChars), usage.completion_tokens);
+  return reasoning > 0
+    ? { ...usage, completion_tokens_details: { reasoning_tokens: reasoning } }
+    : usage;
 }
 
 export interface CompletionParts<C extends OpenAIToolCall, U extends OpenAIUsageOut> {

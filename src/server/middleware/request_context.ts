@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../../routes/mod.ts";
 import type { Runtime } from "../../runtime.ts";
 import { createExchange, endExchange, upstreamMs } from "../../pipeline/exchange.ts";
-import { observeStream } from "../../streaming/mod.ts";
+import { observeStream, SseEnd } from "../../streaming/mod.ts";
 import { captureRequestBody } from "../../telemetry/mod.ts";
 import { bodyBytes } from "../whole.ts";
 
@@ -63,16 +63,21 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     if (body) {
       ex.deferEnd = true;
       let bytes = 0;
+      // An SSE answer's end as the client got it: a cancel after its terminal event (the
+      // OpenAI SDKs stop at `[DONE]` and close) left nothing unread.
+      const sse = ex.stream ? new SseEnd() : null;
       const observed = observeStream(body, {
         onChunk: (chunk) => {
           bytes += chunk.byteLength;
+          sse?.see(chunk);
         },
         onEnd: (outcome, error) => {
+          const whole = outcome === "client_abort" && sse !== null && sse.terminal;
           endExchange(ex, {
             status,
             bytes,
-            outcome,
-            ...(error !== undefined ? { error } : {}),
+            outcome: whole ? "complete" : outcome,
+            ...(error !== undefined && !whole ? { error } : {}),
           });
         },
       });

@@ -179,3 +179,24 @@ Deno.test("fromAnthropicResponse() refuses a body that is not a message", async 
     assert.equal(err.info.provider, "claude");
   }
 });
+
+Deno.test("fromAnthropicResponse() estimates reasoning_tokens from thinking text, within output_tokens", () => {
+  const answer = (outputTokens: number) => ({
+    id: "msg_r",
+    content: [
+      { type: "thinking", thinking: "y".repeat(400), signature: "sig" },
+      { type: "redacted_thinking", data: "encrypted" },
+      { type: "text", text: "Done." },
+    ],
+    stop_reason: "end_turn",
+    usage: { input_tokens: 5, output_tokens: outputTokens },
+  });
+  // 400 characters ~ 100 tokens.
+  let usage = fromAnthropicResponse(answer(150), "claude-x", CREATED).usage;
+  assert.equal(usage.completion_tokens, 150, "the output as Claude reported it");
+  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 100 });
+  // Capped: never more than the output Claude counted.
+  usage = fromAnthropicResponse(answer(40), "claude-x", CREATED).usage;
+  assert.equal(usage.completion_tokens, 40);
+  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 40 });
+});

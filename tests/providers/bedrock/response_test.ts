@@ -114,3 +114,32 @@ Deno.test("fromConverseResponse() refuses a body that is not a Converse answer",
   assert.equal(err.code, "upstream_error");
   assert.match(err.message, /not a Converse response/);
 });
+
+Deno.test("fromConverseResponse() estimates reasoning_tokens from reasoning text, within outputTokens", () => {
+  const answer = (reasoning: unknown[], outputTokens: number) => ({
+    output: {
+      message: {
+        role: "assistant",
+        content: [...reasoning, { text: "12,231" }],
+      },
+    },
+    stopReason: "end_turn",
+    usage: { inputTokens: 10, outputTokens, totalTokens: 10 + outputTokens },
+  });
+  const thought = { reasoningContent: { reasoningText: { text: "x".repeat(40), signature: "s" } } };
+  // 40 characters ~ 10 tokens; the output stays as reported.
+  let usage = fromConverseResponse(answer([thought], 30), CTX).usage;
+  assert.equal(usage.completion_tokens, 30);
+  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 10 });
+  // Never more than the output reported.
+  usage = fromConverseResponse(answer([thought], 4), CTX).usage;
+  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 4 });
+  // Redacted reasoning has no text; no reasoning, no field.
+  usage = fromConverseResponse(answer([{ reasoningContent: { redactedContent: "AAAA" } }], 30), CTX)
+    .usage;
+  assert.equal(usage.completion_tokens_details, undefined);
+  assert.equal(
+    fromConverseResponse(answer([], 30), CTX).usage.completion_tokens_details,
+    undefined,
+  );
+});

@@ -312,3 +312,37 @@ Deno.test(
     assert.equal(joinedToolArguments(events), "{}");
   },
 );
+
+Deno.test(
+  "createBedrockStreamTransformer() estimates reasoning_tokens from reasoningContent deltas",
+  SANITIZE,
+  async () => {
+    const events: BedrockEvent[] = [
+      { type: "messageStart", payload: { role: "assistant" } },
+      {
+        type: "contentBlockDelta",
+        payload: { contentBlockIndex: 0, delta: { reasoningContent: { text: "x".repeat(21) } } },
+      },
+      {
+        type: "contentBlockDelta",
+        payload: { contentBlockIndex: 0, delta: { reasoningContent: { signature: "sig" } } },
+      },
+      {
+        type: "contentBlockDelta",
+        payload: { contentBlockIndex: 1, delta: { text: "12,231" } },
+      },
+      { type: "messageStop", payload: { stopReason: "end_turn" } },
+      {
+        type: "metadata",
+        payload: { usage: { inputTokens: 10, outputTokens: 30, totalTokens: 40 }, metrics: {} },
+      },
+    ];
+    const usages: OpenAIUsage[] = [];
+    const out = await translate(eventStreamOf(events), 64, context(true, usages));
+    // 21 characters ~ 6 tokens; the output stays as reported.
+    assert.equal(usages.at(-1)?.completion_tokens, 30);
+    assert.deepEqual(usages.at(-1)?.completion_tokens_details, { reasoning_tokens: 6 });
+    const last = out.at(-2) as { usage?: OpenAIUsage };
+    assert.deepEqual(last.usage?.completion_tokens_details, { reasoning_tokens: 6 });
+  },
+);
