@@ -1,3 +1,4 @@
+import { redisUrlSecrets } from "./state/redis_url.ts";
 import { type Config, ConfigError } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
 import { trackReachability } from "./providers/execute.ts";
@@ -265,23 +266,16 @@ async function stagesReady(stages: readonly Stage[]): Promise<void> {
   if (problems.length > 0) throw new ConfigError("stages", problems);
 }
 
-/** The password in a Redis URL, decoded; a cluster URL (`redis+cluster://auth@h:p,h:p`) by its first node. */
-function urlPassword(url: string): string | null {
-  const parsed = URL.parse(url.replace(/^(rediss?)\+cluster:/, "$1:").replace(/,.*$/, ""));
-  return parsed?.password ? decodeURIComponent(parsed.password) : null;
-}
-
 /** Every configured secret, for the redactor. */
 export function secretsOf(config: Config): string[] {
   const out: string[] = [];
   if (config.cache.redis?.password) out.push(config.cache.redis.password);
+  if (config.cache.redis?.sentinel) out.push(...redisUrlSecrets(config.cache.redis.sentinel));
   for (const conn of [config.features.circuit_breaker.redis, config.features.rate_limiting.redis]) {
     if (conn?.password) out.push(conn.password);
-    const inUrl = conn && urlPassword(conn.url);
-    if (inUrl) out.push(inUrl);
+    if (conn) out.push(...redisUrlSecrets(conn.url));
   }
-  const statePassword = urlPassword(config.state.redis.url);
-  if (statePassword) out.push(statePassword);
+  out.push(...redisUrlSecrets(config.state.redis.url));
   if (config.server.admin_token) out.push(config.server.admin_token);
   for (const k of config.app_keys.keys) out.push(k.key);
   for (const p of Object.values(config.providers)) {

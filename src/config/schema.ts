@@ -3,6 +3,7 @@ import { parseDuration } from "./duration.ts";
 import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
 import { hashKey } from "../keys/key.ts";
 import { parseCidr } from "../limits/proxies.ts";
+import { sentinelUrl, sentinelUrlProblem } from "../state/redis_url.ts";
 
 /**
  * The config schema: a superset of Butter's `config.example.yaml` and llm-proxy's
@@ -394,6 +395,53 @@ const routingSchema = strictObject({
   ),
 });
 
+/** A Redis URL matching `allowed`; a `+sentinel` one must also be well formed (says how not). */
+const redisUrl = (allowed: RegExp, message: string) =>
+  v.pipe(
+    str(),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const url = dataset.value;
+      if (!allowed.test(url)) return addIssue({ message });
+      const problem = /^rediss?\+sentinel:/.test(url) ? sentinelUrlProblem(url) : null;
+      if (problem !== null) addIssue({ message: problem });
+    }),
+  );
+
+const hostPort = (what: string) =>
+  v.pipe(
+    str(),
+    v.check(
+      (h) => /^(\[[0-9a-fA-F:.]+\]|[^\s:/@,[\]]+)(:\d{1,5})?$/.test(h),
+      `Must be host:port (${what})`,
+    ),
+  );
+
+/**
+ * A Sentinel-managed master: the group's `name`, the Sentinels (`nodes`, port 26379 by
+ * default), the data nodes' `username`/`password`/`db`, the Sentinels' own
+ * `sentinel_username`/`sentinel_password`, `tls`, and `data_nodes`: every master or replica
+ * Sentinel may name (host:port), which the daemon is granted network access to. Becomes a
+ * `redis[s]+sentinel://` URL.
+ */
+const sentinelSchema = v.pipe(
+  strictObject({
+    name: v.pipe(str(), v.minLength(1, "Name the master group (sentinel monitor <name> …)")),
+    nodes: v.pipe(
+      listOf(hostPort("a Sentinel; port 26379 by default")),
+      v.minLength(1, "List at least one Sentinel (host:port)"),
+    ),
+    username: opt(str()),
+    password: opt(str()),
+    sentinel_username: opt(str()),
+    sentinel_password: opt(str()),
+    db: opt(int(0)),
+    tls: opt(bool()),
+    data_nodes: opt(listOf(hostPort("a master or replica; port 6379 by default"))),
+  }),
+  v.transform((s) => sentinelUrl(s)),
+);
+
 /**
  * llm-proxy's Redis block (breaker, rate limits): `url` (`redis://` or `rediss://`; over
  * `address` and `password` when set and not empty, as in llm-proxy), else `address` and
@@ -402,19 +450,29 @@ const routingSchema = strictObject({
 const redisConn = v.pipe(
   strictObject({
     url: opt(
-      v.pipe(
-        str(),
-        v.check(
-          (u) => u === "" || /^rediss?:\/\/\S+$/.test(u),
-          "Must be a redis:// or rediss:// URL",
-        ),
+      redisUrl(
+        /^(|rediss?(\+sentinel)?:\/\/\S+)$/,
+        "Must be a redis://, rediss://, redis+sentinel:// or rediss+sentinel:// URL",
       ),
     ),
     address: opt(str(), "localhost:6379"),
     password: opt(str(), ""),
     db: opt(int(0)),
+    /** A Sentinel-managed master instead of `address` (becomes a `redis+sentinel://` URL). */
+    sentinel: opt(sentinelSchema),
   }),
+  v.check(
+    (r) => r.sentinel === undefined || r.url === undefined || r.url === "",
+    "Set either url or sentinel, not both",
+  ),
   v.transform((r): RedisConn => {
+    if (r.sentinel !== undefined) {
+      return {
+        url: r.sentinel,
+        ...(r.password !== "" ? { password: r.password } : {}),
+        ...(r.db !== undefined ? { db: r.db } : {}),
+      };
+    }
     if (r.url !== undefined && r.url !== "") {
       return { url: r.url, ...(r.db !== undefined ? { db: r.db } : {}) };
     }
@@ -590,6 +648,8 @@ const cacheSchema = strictObject({
     password: opt(str(), ""),
     db: opt(int(0), 0),
     key_prefix: opt(str()),
+    /** A Sentinel-managed master instead of `address` (a `redis+sentinel://` URL once parsed). */
+    sentinel: opt(sentinelSchema),
   })),
   /** `global`: one cache for every caller; `key`: one per application key (`ex.principal.appKey`). */
   scope: opt(v.picklist(["global", "key"]), "global"),
@@ -712,19 +772,17 @@ const appKeysSchema = strictObject({
 });
 
 /**
- * The shared Redis: `url` (`redis://`, `rediss://` for TLS, or a cluster's seed nodes as
- * `redis+cluster://host:port,host:port`), or `cluster: [urls]` (one scheme for all), which
- * becomes that `redis+cluster://` URL.
+ * The shared Redis: `url` (`redis://`, `rediss://` for TLS, a cluster's seed nodes as
+ * `redis+cluster://host:port,host:port`, or Sentinels as `redis+sentinel://host:26379,…/name`),
+ * or `cluster: [urls]` (one scheme for all), or `sentinel: {…}`, which become those URLs.
  */
 const redisStateSchema = v.pipe(
   strictObject({
     url: opt(
-      v.pipe(
-        str(),
-        v.check(
-          (u) => /^rediss?(\+cluster)?:\/\/\S+$/.test(u),
-          "Must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL",
-        ),
+      redisUrl(
+        /^rediss?(\+cluster|\+sentinel)?:\/\/\S+$/,
+        "Must be a redis://, rediss://, redis+cluster://, rediss+cluster://, " +
+          "redis+sentinel:// or rediss+sentinel:// URL",
       ),
     ),
     cluster: opt(
@@ -745,13 +803,16 @@ const redisStateSchema = v.pipe(
         ),
       ),
     ),
+    /** A Sentinel-managed master (see `sentinelSchema`). */
+    sentinel: opt(sentinelSchema),
   }),
   v.check(
-    (r) => r.url === undefined || r.cluster === undefined,
-    "Set either url or cluster, not both",
+    (r) => [r.url, r.cluster, r.sentinel].filter((x) => x !== undefined).length <= 1,
+    "Set one of url, cluster or sentinel",
   ),
-  v.transform(({ url, cluster }) => ({
-    url: cluster === undefined ? url ?? "redis://127.0.0.1:6379" : clusterUrl(cluster),
+  v.transform(({ url, cluster, sentinel }) => ({
+    url: sentinel ??
+      (cluster === undefined ? url ?? "redis://127.0.0.1:6379" : clusterUrl(cluster)),
     ...(cluster !== undefined ? { cluster } : {}),
   })),
 );

@@ -9,6 +9,7 @@ import {
 import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
 import { appKeysEnabled, keyStorage } from "../keys/storage.ts";
 import { sqliteFiles } from "../state/sqlite.ts";
+import { redisHosts } from "../state/redis_url.ts";
 import { OTEL_ENV } from "../telemetry/otel_env.ts";
 import { tracingSettings } from "../telemetry/hub.ts";
 import { pluginGrants } from "../plugins/grants.ts";
@@ -80,17 +81,14 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     config.features.rate_limiting.redis?.url ?? null,
     // The response cache's Redis: Butter's `cache.redis` block, else state.redis.url.
     config.cache.enabled && config.cache.backend === "redis"
-      ? (config.cache.redis ? `redis://${config.cache.redis.address}` : config.state.redis.url)
+      ? (config.cache.redis
+        ? config.cache.redis.sentinel ?? `redis://${config.cache.redis.address}`
+        : config.state.redis.url)
       : null,
   ];
-  for (const url of redisUrls) {
-    // A cluster's seed nodes, each; the nodes it announces must be among them.
-    const cluster = url ? /^(rediss?)\+cluster:\/\/(?:[^@/]*@)?([^/]+)/.exec(url) : null;
-    const hosts = cluster
-      ? (cluster[2] as string).split(",").map((h) => hostPort(`${cluster[1]}://${h}`))
-      : [url ? hostPort(url) : null];
-    for (const host of hosts) if (host) net.add(host);
-  }
+  // A cluster's seed nodes, each (the nodes it announces must be among them); for Sentinel,
+  // the Sentinels and the data nodes listed for them (the master it names must be one).
+  for (const url of redisUrls) for (const host of url ? redisHosts(url) : []) net.add(host);
   if (config.state.path !== "") {
     // The embedded SQLite file and the files SQLite keeps beside it (WAL mode).
     const db = resolve(ctx.cwd, config.state.path);

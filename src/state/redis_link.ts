@@ -23,12 +23,19 @@
  * lists the seed nodes; commands go to the node that owns their key (a script's, its first
  * key's), so a script's keys must share one hash tag (`{…}`) and one slot. Pub/sub works as
  * on one Redis (cluster-wide). A node lost counts as an outage of the whole link.
+ *
+ * **Redis Sentinel**: a `redis+sentinel://host:26379,host:26379/mastername` URL (see
+ * `redis_url.ts`) names the Sentinels; each pair connects to the master they name (checked
+ * with ROLE). A change of master ends the pair: the link reconnects to the new master,
+ * resubscribes and runs the hooks, as after any outage. A master the sandbox does not let the
+ * daemon reach is logged once, naming it and the `data_nodes` key that grants it.
  * @module
  */
 import { createHash } from "node:crypto";
-import type { createClient, createCluster } from "@redis/client";
+import type { createClient, createCluster, createSentinel } from "@redis/client";
 import type { Logger } from "../telemetry/mod.ts";
 import { StateCommandError, type StateReply, StateUnavailable } from "./store.ts";
+import { parseRedisTarget, type SentinelTarget } from "./redis_url.ts";
 
 /**
  * node-redis, loaded by the first link that connects: a sidecar without Redis never pays for
@@ -62,8 +69,9 @@ export interface Timers {
 
 export interface RedisLinkOptions {
   /**
-   * `redis[s]://[[user][:password]@]host[:port][/db]`, or a cluster's seed nodes:
-   * `redis[s]+cluster://[[user][:password]@]host:port,host:port`.
+   * `redis[s]://[[user][:password]@]host[:port][/db]`, a cluster's seed nodes:
+   * `redis[s]+cluster://[[user][:password]@]host:port,host:port`, or Sentinels:
+   * `redis[s]+sentinel://[[user][:password]@]host[:port],…/mastername[/db][?options]`.
    */
   url: string;
   /** Overrides the URL's password (llm-proxy's `redis.password`); empty means none. */
@@ -162,29 +170,13 @@ interface Client {
   subscribe(channel: string, cb: (message: string) => void): Promise<unknown>;
   unsubscribe(channel: string): Promise<unknown>;
   close(): Promise<unknown>;
-  destroy(): void;
+  /** Tear down now; a teardown that finishes later returns when it has (close() waits). */
+  destroy(): void | Promise<unknown>;
   on(event: "error" | "terminated", cb: (err: unknown) => void): void;
   duplicate(): Client;
 }
 
-/** The seed nodes of a `redis[s]+cluster://` URL (null for one Redis). */
-export interface RedisTarget {
-  readonly cluster: readonly string[] | null;
-  readonly url: string;
-}
-
-/** One Redis or a cluster's seed nodes; null for what is neither. */
-export function parseRedisTarget(url: string): RedisTarget | null {
-  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]+)\/?$/.exec(url);
-  if (m) {
-    const [, scheme, auth, hosts] = m as unknown as [string, string, string | undefined, string];
-    const nodes = hosts.split(",").map((h) => h.trim()).filter((h) => h !== "");
-    const parsed = nodes.map((h) => URL.parse(`${scheme}://${auth ? `${auth}@` : ""}${h}`));
-    if (nodes.length === 0 || parsed.some((u) => u === null || u.hostname === "")) return null;
-    return { cluster: parsed.map((u) => u!.href.replace(/\/$/, "")), url };
-  }
-  return /^rediss?:$/.test(URL.parse(url)?.protocol ?? "") ? { cluster: null, url } : null;
-}
+export { parseRedisTarget, type RedisTarget } from "./redis_url.ts";
 
 function singleClient(c: ReturnType<typeof createClient>): Client {
   return {
@@ -222,6 +214,159 @@ function clusterClient(c: ReturnType<typeof createCluster>): Client {
   };
 }
 
+interface RedisNode {
+  host: string;
+  port: number;
+}
+
+/**
+ * A Sentinel-managed master: node-redis' sentinel client asks the Sentinels for the master,
+ * listens to their announcements and sends the commands there (its sockets never reconnect:
+ * no `reconnectStrategy`). Any change of master is this pair's end ('terminated'), so the
+ * link reconnects and resynchronises on the new master like after any outage. The heartbeat
+ * is ROLE, not PING: a master demoted under the pair ends it even if no announcement came.
+ * `duplicate()` is the subscriber: a plain connection to the master found, with its own PING.
+ */
+/**
+ * The master the last `+switch-master` named, for a while: the Sentinel a new pair asks may
+ * not have heard of the failover yet (Sentinels tell each other every 2 s) and name the old
+ * master, which keeps answering as one until it is reconfigured (up to 10 s later).
+ */
+interface Announced {
+  master: RedisNode | null;
+  until: number;
+}
+const ANNOUNCED_MS = 10_000;
+
+function sentinelClient(
+  s: ReturnType<typeof createSentinel>,
+  name: string,
+  announced: Announced,
+  subscriber: (master: RedisNode) => Client,
+  watcher: (sentinel: RedisNode) => Client,
+): Client {
+  let connecting: Promise<RedisNode> | null = null;
+  let watch: Client | null = null;
+  let destroyed = false;
+  const ended: ((err: unknown) => void)[] = [];
+  const end = (err: unknown) => {
+    for (const cb of ended) cb(err);
+  };
+  // During a failover a Sentinel may still name the old master: only a master will do.
+  const checkRole = async () => {
+    const role = await s.sendCommand(false, ["ROLE"]);
+    const is = Array.isArray(role) ? String(role[0]) : String(role);
+    if (is !== "master") {
+      const at = s.getMasterNode();
+      throw new Error(`Redis Sentinel: ${at?.host}:${at?.port} is a ${is}, not the master`);
+    }
+  };
+  const connect = () =>
+    connecting ??= (async () => {
+      await s.connect();
+      const master = s.getMasterNode();
+      const sentinel = s.getSentinelNode();
+      if (master === undefined || sentinel === undefined) {
+        throw new Error("Redis Sentinel: no master connected");
+      }
+      const expected = announced.until > Date.now() ? announced.master : null;
+      if (expected !== null && (expected.host !== master.host || expected.port !== master.port)) {
+        throw new Error(
+          `Redis Sentinel: ${sentinel.host}:${sentinel.port} still names ${master.host}:` +
+            `${master.port}; the failover named ${expected.host}:${expected.port}`,
+        );
+      }
+      await checkRole();
+      // node-redis listens for the pattern 'switch-master', which matches no channel
+      // (Sentinel publishes '+switch-master'), so a failover could go unnoticed for as long
+      // as the old master kept answering. Listen for it on the Sentinel it asked.
+      if (destroyed) throw new Error("Redis Sentinel: connection closed");
+      const w = watch = watcher(sentinel);
+      w.on("error", end);
+      w.on("terminated", end);
+      await w.connect();
+      await w.subscribe("+switch-master", (message) => {
+        // `<name> <old ip> <old port> <new ip> <new port>`
+        const [group, , , host, port] = message.split(" ");
+        if (group !== name) return;
+        if (host !== undefined && port !== undefined) {
+          announced.master = { host, port: Number(port) };
+          announced.until = Date.now() + ANNOUNCED_MS;
+        }
+        end(new Error("Redis Sentinel: the master changed"));
+      });
+      return master;
+    })();
+  return {
+    connect,
+    send: (args) => s.sendCommand(false, args),
+    ping: checkRole,
+    subscribe: () => Promise.reject(new Error("Redis Sentinel: subscribe on the subscriber")),
+    unsubscribe: () => Promise.resolve(),
+    close: () => Promise.all([s.close(), watch?.close()]),
+    destroy: () => {
+      destroyed = true;
+      watch?.destroy();
+      return s.destroy().catch(() => {});
+    },
+    on: (event, cb) => {
+      if (event === "error") {
+        // A Sentinel lost is node-redis' to replace (it asks the next one); the master's
+        // connection failing is the pair's.
+        s.on("error", (err: unknown) => {
+          if (err instanceof Error && err.message.startsWith("Master Client")) cb(err);
+        });
+      } else {
+        ended.push(cb);
+        s.on("reconnecting", () => cb(new Error("Redis Sentinel: the master changed")));
+      }
+    },
+    duplicate: () => {
+      let client: Client | null = null;
+      let destroyed = false;
+      const handlers: [Parameters<Client["on"]>[0], (err: unknown) => void][] = [];
+      const live = (): Client => {
+        if (client === null) throw new Error("Redis Sentinel: the subscriber is not connected");
+        return client;
+      };
+      return {
+        async connect() {
+          const master = await connect();
+          if (destroyed) throw new Error("Redis Sentinel: connection closed");
+          client = subscriber(master);
+          for (const [event, cb] of handlers) client.on(event, cb);
+          return await client.connect();
+        },
+        send: (args, key) => live().send(args, key),
+        ping: () => live().ping(),
+        subscribe: (channel, cb) => live().subscribe(channel, cb),
+        unsubscribe: (channel) => live().unsubscribe(channel),
+        close: () => client?.close() ?? Promise.resolve(),
+        destroy: () => {
+          destroyed = true;
+          client?.destroy();
+        },
+        on: (event, cb) => {
+          handlers.push([event, cb]);
+          client?.on(event, cb);
+        },
+        duplicate: () => {
+          throw new Error("Redis Sentinel: one subscriber per pair");
+        },
+      };
+    },
+  };
+}
+
+/** The `host:port` a connection was refused by the sandbox for (Deno's NotCapable), if so. */
+function forbiddenHost(err: unknown): string | null {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const m = /Requires net access to "([^"]+)"/.exec(e.message);
+    if (m) return m[1] as string;
+  }
+  return null;
+}
+
 /** One pair of connections; a new pair is made for every reconnection. */
 interface Conn {
   readonly cmd: Client;
@@ -249,7 +394,8 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
   const target = parseRedisTarget(opts.url);
   if (target === null) {
     throw new TypeError(
-      `${name}: the Redis URL must look like redis://host:port or redis+cluster://host:port,host:port`,
+      `${name}: the Redis URL must look like redis://host:port, ` +
+        `redis+cluster://host:port,host:port or redis+sentinel://host:26379,host:26379/mastername`,
     );
   }
   const timers = opts.timers ?? REAL_TIMERS;
@@ -300,6 +446,7 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
   });
 
   const newClient = (): Client => {
+    if (target.sentinel) return newSentinelClient(target.sentinel);
     if (target.cluster === null) {
       return singleClient(redis!.createClient({
         url: opts.url,
@@ -314,6 +461,62 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
       rootNodes: target.cluster.map((url) => ({ url })),
       defaults: { ...clientOptions(), socket: socketOptions(tls) },
     }));
+  };
+
+  const announced: Announced = { master: null, until: 0 };
+  const newSentinelClient = (st: SentinelTarget): Client => {
+    const password = opts.password || st.password;
+    const nodeOptions = {
+      ...clientOptions(),
+      ...(st.username !== undefined ? { username: st.username } : {}),
+      ...(password ? { password } : {}),
+      ...(opts.db ?? st.db) !== undefined ? { database: opts.db ?? st.db } : {},
+    };
+    const sentinelOptions = {
+      ...(st.sentinelUsername !== undefined ? { username: st.sentinelUsername } : {}),
+      ...(st.sentinelPassword !== undefined ? { password: st.sentinelPassword } : {}),
+      maintNotifications: "disabled" as const,
+      disableOfflineQueue: true,
+      socket: socketOptions(st.tls),
+    };
+    return sentinelClient(
+      redis!.createSentinel({
+        name: st.name,
+        sentinelRootNodes: st.nodes.map(({ host, port }) => ({ host, port })),
+        nodeClientOptions: { ...nodeOptions, socket: socketOptions(st.tls) },
+        sentinelClientOptions: sentinelOptions,
+        masterPoolSize: 1,
+        // node-redis' own rediscovery is left on: a failover announced while the Sentinels
+        // still flag it in progress is retried until they name the new master ('reconnecting').
+        passthroughClientErrorEvents: true,
+      }),
+      st.name,
+      announced,
+      (master) =>
+        singleClient(redis!.createClient({
+          ...nodeOptions,
+          socket: { ...socketOptions(st.tls), host: master.host, port: master.port },
+        })),
+      (sentinel) =>
+        singleClient(redis!.createClient({
+          ...sentinelOptions,
+          socket: { ...socketOptions(st.tls), host: sentinel.host, port: sentinel.port },
+        })),
+    );
+  };
+
+  /** Sentinel named a data node the sandbox does not let the daemon reach: say which, once. */
+  const forbiddenLogged = new Set<string>();
+  const noteForbidden = (err: unknown) => {
+    const host = forbiddenHost(err);
+    if (!target.sentinel || host === null || forbiddenLogged.has(host)) return;
+    forbiddenLogged.add(host);
+    logger.error(
+      `${name}: Redis Sentinel names ${host} for "${target.sentinel.name}", which this daemon ` +
+        `may not connect to: add "${host}" to the sentinel's data_nodes (state.redis.sentinel` +
+        `.data_nodes, or that feature's redis.sentinel.data_nodes) and restart`,
+      { host, sentinel: target.sentinel.name },
+    );
   };
 
   const setReady = (ready: boolean) => {
@@ -334,10 +537,16 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
     logger.warn(`${name}: Redis unreachable; working without it until it returns`, { error });
   };
 
+  /** Teardowns still finishing (a Sentinel client's rediscovery loop ends at its next turn). */
+  const teardowns = new Set<Promise<unknown>>();
   const destroy = (c: Conn) => {
     for (const client of [c.cmd, c.sub]) {
       try {
-        client.destroy();
+        const done = client.destroy();
+        if (done) {
+          teardowns.add(done);
+          done.finally(() => teardowns.delete(done));
+        }
       } catch { /* already torn down */ }
     }
   };
@@ -461,6 +670,8 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
         // An 'error' listener is mandatory (EventEmitter throws without one). With
         // reconnectStrategy false, 'terminated' means that socket is gone for good.
         client.on("error", (err: unknown) => {
+          // Sentinel's own retries may outlast the attempt: name a master not granted now.
+          noteForbidden(err);
           if (readyConn === self()) lost(self(), err);
         });
         client.on("terminated", (err: unknown) => lost(self(), err));
@@ -486,6 +697,7 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
         current = null;
         destroy(c);
       }
+      noteForbidden(err);
       noteOutage(err);
       schedule();
       return;
@@ -597,6 +809,7 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
         destroy(c);
       }
       await attemptDone;
+      await deadline(Promise.allSettled([...teardowns]), attemptTimeout).catch(() => {});
     },
   };
 }

@@ -36,6 +36,7 @@ import {
   type RedisLinkOptions,
 } from "./redis_link.ts";
 import { StateUnavailable } from "./store.ts";
+import { parseRedisTarget } from "./redis_url.ts";
 
 type Hook = (session: RedisCommands) => Promise<void>;
 
@@ -72,17 +73,32 @@ const HOOK_DEADLINE_MS = 2_000;
 /** Join retries: 100 ms doubling to 2 s, jittered, like the link's reconnects. */
 const RETRY = { minMs: 100, maxMs: 2_000 };
 
-/** The database a link selects: `db`, else the URL's path (`redis://h:6379/2`), else 0. */
+/**
+ * The database a link selects: `db`, else the URL's (`redis://h:6379/2`,
+ * `redis+sentinel://h/mymaster/2`), else 0.
+ */
 function databaseOf(opts: RedisLinkOptions): number {
   if (opts.db !== undefined) return opts.db;
+  const sentinel = parseRedisTarget(opts.url)?.sentinel;
+  if (sentinel) return sentinel.db ?? 0;
   const path = /^rediss?:\/\/[^/]*\/(\d+)\/?$/.exec(opts.url);
   return path ? Number(path[1]) : 0;
+}
+
+/** Where a URL points, its database left out (`databaseOf` has it). */
+function withoutDatabase(url: string): string {
+  const sentinel = parseRedisTarget(url)?.sentinel;
+  if (sentinel) {
+    const { db: _, ...rest } = sentinel;
+    return JSON.stringify(rest);
+  }
+  return url.replace(/\/\d*\/?$/, "");
 }
 
 /** The options that decide what a link does (all but who uses it). */
 function identity(opts: RedisLinkOptions): string {
   return JSON.stringify([
-    opts.url.replace(/\/\d*\/?$/, ""),
+    withoutDatabase(opts.url),
     opts.password || null,
     databaseOf(opts),
     opts.commandTimeoutMs ?? null,

@@ -105,7 +105,7 @@ function cacheBackend(config: Config, logger: Logger, now: () => number): CacheB
     .then(([{ openRedisLink }, { createRedisCache, DEFAULT_CACHE_PREFIX }]) => {
       const r = c.redis;
       const link = openRedisLink({
-        url: r ? `redis://${r.address}` : config.state.redis.url,
+        url: r ? r.sentinel ?? `redis://${r.address}` : config.state.redis.url,
         ...(r && r.password !== "" ? { password: r.password } : {}),
         ...(r ? { db: r.db } : {}),
         name: "cache",

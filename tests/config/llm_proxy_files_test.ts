@@ -164,7 +164,7 @@ features:
   assert.ok(grants.net.includes("limits:6380"), grants.net.join(","));
   assert.throws(
     () => load("features:\n  circuit_breaker:\n    redis: { url: http://x }\n"),
-    /features\.circuit_breaker\.redis\.url: Must be a redis:\/\/ or rediss:\/\/ URL/,
+    /features\.circuit_breaker\.redis\.url: Must be a redis:\/\/, rediss:\/\/, redis\+sentinel:\/\/ or rediss\+sentinel:\/\/ URL/,
   );
 });
 

@@ -98,7 +98,7 @@ Deno.test("README recipe: the quick start's curl over TCP and the socket", async
 });
 
 Deno.test("README recipe: every example config passes --check", async (t) => {
-  for (const name of ["breaker", "bedrock", "full", "usage_cache", "responses"]) {
+  for (const name of ["breaker", "bedrock", "full", "usage_cache", "responses", "sentinel"]) {
     await t.step(`examples/config/${name}.yaml`, async () => {
       const r = await runCli(["--check", "--config", `${EXAMPLES}config/${name}.yaml`], {
         OPENAI_API_KEY: "sk-recipe-check",
