@@ -23,6 +23,9 @@ export async function startRedisServer(): Promise<RedisServer> {
   const binary = redisServerBinary();
   const port = freePort();
   let child: Deno.ChildProcess | null = null;
+  // Its own working directory: a replica's full resync writes dump.rdb there even with
+  // `--save ""`, and a dump.rdb found at start is loaded (stale limit keys from another run).
+  const dir = Deno.makeTempDirSync({ prefix: "pilotfish-redis-" });
   const spawn = async () => {
     child = new Deno.Command(binary, {
       args: [
@@ -30,6 +33,8 @@ export async function startRedisServer(): Promise<RedisServer> {
         String(port),
         "--bind",
         "127.0.0.1",
+        "--dir",
+        dir,
         "--save",
         "",
         "--appendonly",
