@@ -220,14 +220,6 @@ interface RedisNode {
 }
 
 /**
- * A Sentinel-managed master: node-redis' sentinel client asks the Sentinels for the master,
- * listens to their announcements and sends the commands there (its sockets never reconnect:
- * no `reconnectStrategy`). Any change of master is this pair's end ('terminated'), so the
- * link reconnects and resynchronises on the new master like after any outage. The heartbeat
- * is ROLE, not PING: a master demoted under the pair ends it even if no announcement came.
- * `duplicate()` is the subscriber: a plain connection to the master found, with its own PING.
- */
-/**
  * The master the last `+switch-master` named, for a while: the Sentinel a new pair asks may
  * not have heard of the failover yet (Sentinels tell each other every 2 s) and name the old
  * master, which keeps answering as one until it is reconfigured (up to 10 s later).
@@ -238,6 +230,14 @@ interface Announced {
 }
 const ANNOUNCED_MS = 10_000;
 
+/**
+ * A Sentinel-managed master: node-redis' sentinel client asks the Sentinels for the master,
+ * listens to their announcements and sends the commands there (its sockets never reconnect:
+ * no `reconnectStrategy`). Any change of master is this pair's end ('terminated'), so the
+ * link reconnects and resynchronises on the new master like after any outage. The heartbeat
+ * is ROLE, not PING: a master demoted under the pair ends it even if no announcement came.
+ * `duplicate()` is the subscriber: a plain connection to the master found, with its own PING.
+ */
 function sentinelClient(
   s: ReturnType<typeof createSentinel>,
   name: string,
