@@ -193,6 +193,7 @@ async function main(): Promise<number> {
   const log = () => runtime.logger;
   log().debug("permissions narrowed", { ...narrowed });
   for (const w of first.loaded.warnings) log().warn("config warning", { warning: w });
+  for (const note of first.loaded.notes ?? []) log().info("config note", { note });
 
   /**
    * Load the config file again, validate it fully and swap it in; a bad one changes nothing.
@@ -256,6 +257,7 @@ async function main(): Promise<number> {
       runtime = built;
       previous.retire();
       for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });
+      for (const note of next.loaded.notes ?? []) log().info("config note", { note });
       log().info("config reloaded", { path, generation: runtime.generation });
       return { ok: true, generation: runtime.generation };
     } catch (err) {
@@ -340,6 +342,7 @@ async function check(cli: CliOptions): Promise<number> {
   try {
     const { loaded } = await load(cli, { strict: cli.strict });
     for (const w of loaded.warnings) stderr(`warning: ${w}`);
+    for (const note of loaded.notes ?? []) stderr(`note: ${note}`);
     // What only loading them finds (a file missing, not WASM, a hook it does not export):
     // otherwise --check would pass a config the start then refuses.
     const plugins = pluginProblems(loaded.config);

@@ -37,7 +37,9 @@ export interface LoadedConfig {
   /** Where it came from: a file path or "embedded default". */
   readonly source: string;
   /** The seed dialect the file was written in, when not Pilotfish's own. */
-  readonly dialect?: "llm-gateway";
+  readonly dialect?: "llm-gateway" | "llm-proxy";
+  /** What the dialect reading means, worth an info line (not a problem). */
+  readonly notes?: readonly string[];
 }
 
 export interface LoadOptions {
@@ -107,13 +109,19 @@ export function validateConfig(
   // A seed dialect is translated first; its origins name problems by the user's key path.
   let origins = new PathOrigins();
   let dialect: LoadedConfig["dialect"];
+  const notes: string[] = [];
   if (isLlmGatewayConfig(tree)) {
     const translated = fromLlmGateway(tree);
     ({ tree, origins, dialect } = translated);
     errors.push(...translated.errors);
     warnings.push(...translated.warnings);
   }
-  if (isLlmProxyForm(tree)) tree = withLlmProxyProviders(tree);
+  if (isLlmProxyForm(tree)) {
+    const read = withLlmProxyProviders(tree);
+    tree = read.tree;
+    dialect = "llm-proxy";
+    notes.push(read.notice);
+  }
   const at = (path: readonly PropertyKey[]) => origins.userPath(path);
 
   // valibot reports one unknown key per object: drop those and validate again, until only
@@ -308,7 +316,13 @@ export function validateConfig(
     },
     providers,
   };
-  return { config: deepFreeze(config), warnings, source, ...(dialect ? { dialect } : {}) };
+  return {
+    config: deepFreeze(config),
+    warnings,
+    source,
+    ...(dialect ? { dialect } : {}),
+    ...(notes.length > 0 ? { notes } : {}),
+  };
 }
 
 /**

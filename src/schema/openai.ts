@@ -129,7 +129,6 @@ export interface OpenAIChunkDelta {
   tool_calls?: OpenAIToolCallDelta[];
 }
 
-/** One event of a chat stream (`chat.completion.chunk`), the canonical stream unit. */
 /**
  * `value` as OpenAI's wire has it: a choice's `stop_sequence` (ours, for `/v1/messages`) is
  * not an OpenAI field, so OpenAI-format routes leave it out. Choices carrying one are copied:
@@ -145,6 +144,7 @@ export function withoutStopSequence<T extends { choices: readonly object[] }>(va
   return { ...value, choices };
 }
 
+/** One event of a chat stream (`chat.completion.chunk`), the canonical stream unit. */
 export interface OpenAIChatChunk {
   id: string;
   object: "chat.completion.chunk";

@@ -198,13 +198,17 @@ Deno.test("llm-proxy form: OpenAI, Anthropic and Gemini are served on the client
       .net;
 
   await t.step("its dev config (`enabled` and `features`, no providers)", () => {
-    const { config } = load(`
+    const { config, dialect, notes, warnings } = load(`
 enabled: true
 features:
   cost_tracking: { enabled: true }
   rate_limiting: { enabled: false }
 `);
     assert.deepEqual(Object.keys(config.providers).sort(), ["anthropic", "gemini", "openai"]);
+    // Said once at start (info) and by --check, as a note: it widens the hosts served.
+    assert.equal(dialect, "llm-proxy");
+    assert.match(notes?.[0] ?? "", /Read as an llm-proxy file: openai, anthropic and gemini/);
+    assert.deepEqual(warnings.filter((w) => !w.includes("Unknown key")), []);
     const openai = config.providers.openai!;
     assert.equal(openai.base_url, "https://api.openai.com/v1");
     assert.equal(openai.credential_mode, "passthrough");
@@ -259,6 +263,26 @@ providers:
   up: { base_url: "http://up.test/v1" }
 `).config;
     assert.deepEqual(Object.keys(butter.providers), ["up"]);
+    // Pilotfish configs with a breaker or limits block, whose providers connect by preset
+    // name and their own keys: only what they name is served, nothing is switched off.
+    for (
+      const text of [
+        "providers:\n  ollama: { models: [llama3] }\n",
+        "providers:\n  mock: { latency: 5ms }\n",
+        "providers:\n  groq: { headers: { x-team: a } }\n",
+        "providers:\n  openai: { models: [gpt-4o] }\n",
+        "providers:\n  openai: { timeout: 30s }\n",
+        "providers:\n  bedrock: { region: us-east-1, sign: true }\n",
+        "providers:\n  bedrock: { endpoint: 'http://bedrock.test' }\n",
+      ]
+    ) {
+      const loaded = load(`features: { circuit_breaker: { enabled: true } }\n${text}`);
+      const named = Object.keys(parseConfigText(text, () => undefined, "x.yml").config.providers);
+      assert.deepEqual(Object.keys(loaded.config.providers), named, text);
+      assert.equal(loaded.dialect, undefined, text);
+      const net = grantsOf(loaded.config);
+      assert.ok(!net.some((h) => h.startsWith("api.anthropic.com")), `${text}: ${net}`);
+    }
     // No llm-proxy marker at all: nothing is added.
     assert.deepEqual(Object.keys(load("server: { port: 9002 }\n").config.providers), []);
   });

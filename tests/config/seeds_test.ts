@@ -22,10 +22,16 @@ Deno.test("the seed configs pass --check --strict unchanged", async (t) => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, "");
   });
-  await t.step("llm-proxy's features blocks: no warnings", async () => {
+  await t.step("llm-proxy's features blocks: no warnings, a note on its providers", async () => {
     const r = await runCli(["--check", "--strict", "--config", `${FIXTURES}llm-proxy.yaml`]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stderr, "");
+    assert.match(r.stdout, /llm-proxy dialect/);
+    assert.equal(
+      r.stderr,
+      "note: Read as an llm-proxy file: openai, anthropic and gemini are served at their public " +
+        "hosts on the client's own credential (not in the file: openai, anthropic, gemini); give " +
+        "a provider base_url or keys to serve only what the file names\n",
+    );
   });
   await t.step(
     "llm-gateway's reference: one warning, its chain names a provider it lacks",
