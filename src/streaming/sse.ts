@@ -149,8 +149,8 @@ export function sseEventType(data: string): string | undefined {
   }
 }
 
-/** How many characters of an event's start `SseEnd` keeps: enough for its first line. */
-const HEAD_CHARS = 48;
+/** How many bytes of an event's start `SseEnd` keeps: enough for its first line. */
+const HEAD_BYTES = 48;
 
 /**
  * An event that ends an answer the client got whole: OpenAI's `[DONE]`, Anthropic's
@@ -161,48 +161,115 @@ const HEAD_CHARS = 48;
 const TERMINAL_HEAD =
   /^(?:data: ?\[DONE\]\s*$|event: ?(?:message_stop|response\.(?:completed|incomplete))[\r\n]|data: ?\{\s*"type"\s*:\s*"(?:message_stop|response\.(?:completed|incomplete))")/;
 
+const LF = 10;
+const CR = 13;
+const headDecoder = new TextDecoder();
+
 /**
  * Whether the SSE bytes passed so far end with a terminal event (`TERMINAL_HEAD`), whole. A
  * client that cancels after it (the OpenAI SDKs stop reading at `[DONE]` and close while the
- * upstream's connection is still open) got the whole answer. A chunk costs a search back
- * from its end for the last event start; only the first characters of each event are kept.
+ * upstream's connection is still open) got the whole answer. A chunk costs a byte search back
+ * from its end for the last event start and a copy of at most `HEAD_BYTES` of it (the chunk
+ * itself is handed on, and may be reused); the head is decoded only when `terminal` is read.
+ * Line ends are LF, CRLF or CR, also when a chunk boundary splits them or the blank line.
  */
 export class SseEnd {
-  readonly #tail = new SseTail();
-  /** The start of the last event begun. */
-  #head = "";
-  readonly #decoder = new TextDecoder();
+  /** The first bytes of the last event begun. */
+  readonly #head = new Uint8Array(HEAD_BYTES);
+  #headLength = 0;
+  /**
+   * Line ends in the run of them the bytes so far end with (capped at 2: a blank line).
+   * Before any byte the stream stands at an event start, as after a blank line.
+   */
+  #ends = 2;
+  /** That run ends with CR: an LF next completes a CRLF, not a new line end. */
+  #endsInCr = false;
 
   see(chunk: Uint8Array): void {
-    const fresh = this.#tail.clean;
-    this.#tail.see(chunk);
-    // The last event start is searched for before the line breaks that close the chunk.
-    let end = chunk.length;
-    while (end > 0 && (chunk[end - 1] === 10 || chunk[end - 1] === 13)) end--;
-    const start = end === 0 ? 0 : lastEventStart(chunk, end);
-    if (end > 0 && (start > 0 || fresh)) {
-      this.#head = this.#decoder.decode(chunk.subarray(start, start + HEAD_CHARS));
-    } else if (!fresh && this.#head.length < HEAD_CHARS) {
-      // The event began in an earlier chunk: its first line may be cut between the two.
-      this.#head += this.#decoder.decode(chunk.subarray(0, HEAD_CHARS - this.#head.length));
+    const n = chunk.length;
+    if (n === 0) return;
+    let end = n;
+    while (end > 0 && isLineEnd(chunk[end - 1] as number)) end--;
+    if (end === 0) {
+      // Line ends only: they extend the run the earlier bytes ended with, and may end the
+      // head's first line.
+      if (this.#headLength < HEAD_BYTES) this.#copy(chunk, 0);
+      this.#ends = Math.min(2, this.#ends + lineEnds(chunk, 0, n, this.#endsInCr));
+      this.#endsInCr = chunk[n - 1] === CR;
+      return;
     }
+    const start = this.#lastEventStart(chunk, end);
+    if (start >= 0) {
+      this.#headLength = 0;
+      this.#copy(chunk, start);
+    } else if (this.#headLength < HEAD_BYTES) {
+      // The event began in an earlier chunk: its first line may be cut between the two.
+      this.#copy(chunk, 0);
+    }
+    this.#ends = Math.min(2, lineEnds(chunk, end, n, false));
+    this.#endsInCr = end < n && chunk[n - 1] === CR;
   }
 
   /** The bytes so far end with a whole terminal event. */
   get terminal(): boolean {
-    return this.#tail.clean && this.#head !== "" && TERMINAL_HEAD.test(this.#head);
+    return this.#ends === 2 && this.#headLength > 0 &&
+      TERMINAL_HEAD.test(headDecoder.decode(this.#head.subarray(0, this.#headLength)));
+  }
+
+  /** Append `chunk[from…]` to the head, up to its size. */
+  #copy(chunk: Uint8Array, from: number): void {
+    const stop = Math.min(chunk.length, from + HEAD_BYTES - this.#headLength);
+    this.#head.set(chunk.subarray(from, stop), this.#headLength);
+    this.#headLength += stop - from;
+  }
+
+  /**
+   * Where the last event that starts in `chunk[0, end)` begins (`chunk[end - 1]` is no line
+   * end): just after the last blank line (two line ends in a row, counting across the
+   * chunk's start), or -1 when it began in an earlier chunk. Lines of JSON data hold no raw
+   * line break, so the search hops line by line; each byte is searched at most once.
+   */
+  #lastEventStart(chunk: Uint8Array, end: number): number {
+    let lf = chunk.lastIndexOf(LF, end - 1);
+    let cr = chunk.lastIndexOf(CR, end - 1);
+    let after = end;
+    while (lf >= 0 || cr >= 0) {
+      // `b` is the end of the run of line ends just before `after`, `a` its start.
+      const b = Math.max(lf, cr) + 1;
+      let a = b - 1;
+      while (a > 0 && isLineEnd(chunk[a - 1] as number)) a--;
+      const atChunkStart = a === 0;
+      const ends = atChunkStart
+        ? this.#ends + lineEnds(chunk, 0, b, this.#endsInCr)
+        : lineEnds(chunk, a, b, false);
+      if (ends >= 2) return b;
+      if (atChunkStart) return -1;
+      after = a;
+      if (lf >= after) lf = chunk.lastIndexOf(LF, after - 1);
+      if (cr >= after) cr = chunk.lastIndexOf(CR, after - 1);
+    }
+    // No line end in the chunk before its last line: it continues the earlier bytes' line.
+    return this.#ends >= 2 ? 0 : -1;
   }
 }
 
+function isLineEnd(byte: number): boolean {
+  return byte === LF || byte === CR;
+}
+
 /**
- * Where the last event in `chunk[0, end)` begins: just after its last blank line (LF LF or
- * CRLF CRLF), or 0 when there is none. Lines of JSON data hold no raw line break, so the
- * search hops line by line.
+ * How many line ends the line-end bytes `chunk[a, b)` hold: one per byte, less one per CRLF
+ * (including one begun just before `a` when `afterCr`).
  */
-function lastEventStart(chunk: Uint8Array, end: number): number {
-  for (let i = chunk.lastIndexOf(10, end - 1); i > 0; i = chunk.lastIndexOf(10, i - 1)) {
-    if (chunk[i - 1] === 10) return i + 1;
-    if (chunk[i - 1] === 13 && i > 2 && chunk[i - 2] === 10 && chunk[i - 3] === 13) return i + 1;
+function lineEnds(chunk: Uint8Array, a: number, b: number, afterCr: boolean): number {
+  let count = 0;
+  let prevCr = afterCr;
+  for (let i = a; i < b; i++) {
+    const byte = chunk[i];
+    if (!(byte === LF && prevCr)) count++;
+    prevCr = byte === CR;
+    // Two are a blank line; longer runs of line ends need no more counting.
+    if (count > 2) break;
   }
-  return 0;
+  return count;
 }

@@ -135,12 +135,18 @@ export function messagesText(
 ): string {
   const out = text.replace(PATH_IN_TEXT, (path) => messagesParam(path, canonical));
   const named = MESSAGES_FIELD[param];
-  if (named === undefined) return out;
-  // Bare, only a name no sentence uses (`max_completion_tokens`, not `stop` or `user`).
+  return named === undefined ? out : fieldText(out, param, named);
+}
+
+/**
+ * `text` with the chat-only field `param` named `named`: quoted, or bare when no sentence
+ * would use the name (`max_completion_tokens`, not `stop` or `user`).
+ */
+export function fieldText(text: string, param: string, named: string): string {
   const bare = /[_.]/.test(param) ? "?" : "";
   const q = `["'\`]${bare}`;
   const escaped = param.replaceAll(".", "\\.");
-  return out.replace(
+  return text.replace(
     new RegExp(`(?<![\\w.])(${q})${escaped}(?![\\w[]|\\.\\w)`, "g"),
     (_m, quote: string) => quote + named,
   );

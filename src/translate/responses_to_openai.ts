@@ -12,6 +12,7 @@ import {
   type OpenAIMessage,
 } from "../schema/openai.ts";
 import type { ResponsesItem, ResponsesRequest } from "../schema/responses.ts";
+import { type ItemPlace, type ResponsesOrigin, withResponsesOrigins } from "./responses_fields.ts";
 
 /**
  * Request fields with no chat-completions equivalent that would change the answer: refused
@@ -84,47 +85,69 @@ export function toChatRequestFromResponses(
     }
   }
   const messages: OpenAIMessage[] = [];
+  // Where each message came from: an error on the canonical form names the client's field.
+  const origins: ResponsesOrigin[] = [];
   if (typeof body.instructions === "string" && body.instructions !== "") {
     messages.push({ role: "system", content: body.instructions });
+    origins.push({ kind: "field", at: "instructions" });
   }
   const known = new Map<string, ResponsesItem>(referenced);
   for (const item of history) if (typeof item.id === "string") known.set(item.id, item);
-  const items = inputItems(body);
-  appendItems(messages, history, "previous_response_id", known, provider);
-  appendItems(messages, items, "input", known, provider);
+  const out: Translation = { messages, origins };
+  const first = origins.length;
+  appendItems(out, history, "previous_response_id", known, provider);
+  // The stored conversation is not what the client sent: all of it is `previous_response_id`.
+  origins.fill({ kind: "field", at: "previous_response_id" }, first);
+  appendItems(out, inputItems(body), "input", known, provider);
+  // A string input is one user message: its text is `input` itself.
+  if (typeof body.input === "string" && origins.length > 0) {
+    origins[origins.length - 1] = { kind: "field", at: "input" };
+  }
   if (messages.length === 0) throw invalid(`"input" must contain at least one item`, "input");
 
-  const out: OpenAIChatRequest = { model: body.model, messages };
+  const req: OpenAIChatRequest = { model: body.model, messages };
   if (body.stream === true) {
-    out.stream = true;
+    req.stream = true;
     // Without it chat streams carry no usage, and response.completed must report it.
-    out.stream_options = { include_usage: true };
+    req.stream_options = { include_usage: true };
   }
-  if (typeof body.max_output_tokens === "number") out.max_tokens = body.max_output_tokens;
-  if (typeof body.temperature === "number") out.temperature = body.temperature;
-  if (typeof body.top_p === "number") out.top_p = body.top_p;
-  if (typeof body.user === "string" && body.user !== "") out.user = body.user;
+  if (typeof body.max_output_tokens === "number") req.max_tokens = body.max_output_tokens;
+  if (typeof body.temperature === "number") req.temperature = body.temperature;
+  if (typeof body.top_p === "number") req.top_p = body.top_p;
+  if (typeof body.user === "string" && body.user !== "") req.user = body.user;
   if (typeof body.parallel_tool_calls === "boolean") {
-    out.parallel_tool_calls = body.parallel_tool_calls;
+    req.parallel_tool_calls = body.parallel_tool_calls;
   }
   const tools = (body.tools ?? []).map((t, i) => toFunctionTool(t, `tools[${i}]`, provider));
-  if (tools.length > 0) out.tools = tools;
+  if (tools.length > 0) req.tools = tools;
   if (body.tool_choice !== undefined && body.tool_choice !== null) {
-    out.tool_choice = toToolChoice(body.tool_choice, provider);
+    req.tool_choice = toToolChoice(body.tool_choice, provider);
   }
   const format = toResponseFormat(body.text?.format);
-  if (format !== null) out.response_format = format;
+  if (format !== null) req.response_format = format;
   const effort = body.reasoning?.effort;
   // Passed as chat's `reasoning_effort`: providers with an equivalent map it, the others
   // refuse it with a 400 naming it (their translation's rule), never a silent drop.
-  if (typeof effort === "string") out.reasoning_effort = effort;
-  return markTranslated(out);
+  if (typeof effort === "string") req.reasoning_effort = effort;
+  return withResponsesOrigins(markTranslated(req), origins);
 }
 
 // ---- Items ---------------------------------------------------------------------------------
 
+/** The canonical messages so far, and where each came from (the two run in step). */
+interface Translation {
+  readonly messages: OpenAIMessage[];
+  readonly origins: ResponsesOrigin[];
+}
+
+/** A chat message's origin, as built here: its parts and calls are still added to. */
+type Building = Extract<ResponsesOrigin, { kind: "message" }> & {
+  readonly parts: ItemPlace[] | null;
+  readonly calls: ItemPlace[];
+};
+
 function appendItems(
-  out: OpenAIMessage[],
+  out: Translation,
   items: readonly ResponsesItem[],
   where: string,
   known: ReadonlyMap<string, ResponsesItem>,
@@ -133,29 +156,41 @@ function appendItems(
   // Images in function outputs: OpenAI tool messages carry text only, so they follow the run
   // of tool messages in a user turn (as /v1/messages does with tool_result images).
   let images: OpenAIContentPart[] = [];
+  let from: ItemPlace[] = [];
+  /** The first output with images: the turn as a whole is named by its `output`. */
+  let owner: ItemPlace | null = null;
   const flushImages = () => {
     if (images.length === 0) return;
-    out.push({ role: "user", content: images });
+    out.messages.push({ role: "user", content: images });
+    out.origins.push({ kind: "message", item: owner as ItemPlace, parts: from, calls: [] });
     images = [];
+    from = [];
+    owner = null;
   };
   items.forEach((raw, i) => {
     const at = `${where}[${i}]`;
-    const item = raw.type === "item_reference" ? resolveReference(raw, at, known) : raw;
+    // A referenced item's fields are the kept response's, not the client's: it is `at`.
+    const exact = raw.type !== "item_reference";
+    const item = exact ? raw : resolveReference(raw, at, known);
+    const place: ItemPlace = { at, exact };
     const type = item.type ?? (typeof item.role === "string" ? "message" : undefined);
     if (type !== "function_call_output") flushImages();
     switch (type) {
       case "message":
-        return appendMessage(out, item, at, provider);
+        return appendMessage(out, item, place, provider);
       case "function_call":
-        return appendFunctionCall(out, item, at);
+        return appendFunctionCall(out, item, place);
       case "function_call_output": {
         const output = outputParts(item.output, `${at}.output`, provider);
-        out.push({
+        out.messages.push({
           role: "tool",
           tool_call_id: requireString(item, "call_id", at),
           content: output.text,
         });
+        out.origins.push({ kind: "output", item: place });
         images.push(...output.images);
+        from.push(...output.from.map((path) => ({ at: exact ? path : at, exact })));
+        if (output.images.length > 0) owner ??= { at: exact ? `${at}.output` : at, exact: false };
         return;
       }
       case "reasoning":
@@ -197,11 +232,12 @@ function requireString(item: ResponsesItem, field: string, at: string): string {
 const ROLES = new Set(["user", "assistant", "system", "developer"]);
 
 function appendMessage(
-  out: OpenAIMessage[],
+  out: Translation,
   item: ResponsesItem,
-  at: string,
+  place: ItemPlace,
   provider: string,
 ): void {
+  const at = place.at;
   const role = item.role;
   if (typeof role !== "string" || !ROLES.has(role)) {
     throw invalid(
@@ -210,8 +246,15 @@ function appendMessage(
     );
   }
   const content = item.content;
+  const origin = (parts: ItemPlace[] | null): Building => ({
+    kind: "message",
+    item: place,
+    parts,
+    calls: [],
+  });
   if (typeof content === "string") {
-    out.push({ role, content });
+    out.messages.push({ role, content });
+    out.origins.push(origin(null));
     return;
   }
   if (!Array.isArray(content)) {
@@ -226,18 +269,23 @@ function appendMessage(
       } else if (p.type === "refusal" && typeof p.refusal === "string") text += p.refusal;
       else throw unsupportedPart(p, `${at}.content[${j}]`, provider);
     });
-    out.push({ role, content: text });
+    out.messages.push({ role, content: text });
+    out.origins.push(origin(null));
     return;
   }
   const parts: OpenAIContentPart[] = content.map((part, j) =>
     toContentPart(part, `${at}.content[${j}]`, provider)
   );
   // System text travels as a string: several providers take nothing else there.
-  out.push(
-    role === "user"
-      ? { role, content: parts }
-      : { role, content: parts.map((p) => String(p.text ?? "")).join("\n\n") },
-  );
+  if (role === "user") {
+    out.messages.push({ role, content: parts });
+    out.origins.push(
+      origin(parts.map((_, j) => ({ at: `${at}.content[${j}]`, exact: place.exact }))),
+    );
+    return;
+  }
+  out.messages.push({ role, content: parts.map((p) => String(p.text ?? "")).join("\n\n") });
+  out.origins.push(origin(null));
 }
 
 function toContentPart(part: unknown, at: string, provider: string): OpenAIContentPart {
@@ -284,7 +332,8 @@ function argumentsOf(item: ResponsesItem, at: string): string {
 }
 
 /** Consecutive calls (and the assistant text before them) form one assistant message. */
-function appendFunctionCall(out: OpenAIMessage[], item: ResponsesItem, at: string): void {
+function appendFunctionCall(out: Translation, item: ResponsesItem, place: ItemPlace): void {
+  const at = place.at;
   const call: Record<string, unknown> = {
     id: requireString(item, "call_id", at),
     type: "function",
@@ -295,14 +344,28 @@ function appendFunctionCall(out: OpenAIMessage[], item: ResponsesItem, at: strin
   };
   // A thought signature the item carried out (see openai_to_responses.ts) goes back in.
   if (isObject(item.extra_content)) call.extra_content = item.extra_content;
-  const last = out[out.length - 1];
+  const last = out.messages[out.messages.length - 1];
   if (last?.role === "assistant") {
     const calls = Array.isArray(last.tool_calls) ? last.tool_calls : [];
     last.tool_calls = [...calls, call];
     if (last.content === "") last.content = null;
+    const i = out.origins.length - 1;
+    const origin = out.origins[i] as ResponsesOrigin;
+    if (origin.kind === "message") (origin as Building).calls.push(place);
+    else {
+      // The stored conversation's last answer: its own calls are `previous_response_id`.
+      const earlier = { at: (origin as { at: string }).at, exact: false };
+      out.origins[i] = {
+        kind: "message",
+        item: earlier,
+        parts: null,
+        calls: [...calls.map(() => earlier), place],
+      };
+    }
     return;
   }
-  out.push({ role: "assistant", content: null, tool_calls: [call] });
+  out.messages.push({ role: "assistant", content: null, tool_calls: [call] });
+  out.origins.push({ kind: "message", item: place, parts: null, calls: [place] });
 }
 
 /** A function's output: a string, or input parts (their text joined, their images apart). */
@@ -310,18 +373,22 @@ function outputParts(
   output: unknown,
   at: string,
   provider: string,
-): { text: string; images: OpenAIContentPart[] } {
-  if (typeof output === "string") return { text: output, images: [] };
+): { text: string; images: OpenAIContentPart[]; from: string[] } {
+  if (typeof output === "string") return { text: output, images: [], from: [] };
   if (Array.isArray(output)) {
     let text = "";
     const images: OpenAIContentPart[] = [];
+    /** Per image, the part it came from. */
+    const from: string[] = [];
     output.forEach((part, j) => {
       const p = isObject(part) ? part : {};
       if (p.type === "input_text" && typeof p.text === "string") text += p.text;
-      else if (p.type === "input_image") images.push(toContentPart(p, `${at}[${j}]`, provider));
-      else throw unsupportedPart(p, `${at}[${j}]`, provider);
+      else if (p.type === "input_image") {
+        images.push(toContentPart(p, `${at}[${j}]`, provider));
+        from.push(`${at}[${j}]`);
+      } else throw unsupportedPart(p, `${at}[${j}]`, provider);
     });
-    return { text, images };
+    return { text, images, from };
   }
   throw invalid(`"${at}" must be a string or an array of parts`, at);
 }
@@ -392,32 +459,4 @@ function toResponseFormat(format: unknown): Record<string, unknown> | null {
         "text.format.type",
       );
   }
-}
-
-/** Chat fields the translation fills from a differently named Responses field. */
-const RESPONSES_FIELD: Readonly<Record<string, string>> = {
-  reasoning_effort: "reasoning.effort",
-  max_tokens: "max_output_tokens",
-  max_completion_tokens: "max_output_tokens",
-  response_format: "text.format",
-  "response_format.type": "text.format.type",
-  "response_format.json_schema": "text.format",
-  "response_format.json_schema.schema": "text.format.schema",
-  "response_format.json_schema.name": "text.format.name",
-  "tool_choice.function.name": "tool_choice.name",
-};
-
-/**
- * The Responses request field behind a chat request field an error names (`param`): what
- * the client sent, not the canonical form's name for it. A message's place among the chat
- * messages is not its place in `input` (instructions and earlier turns come first), so any
- * message field is named `input`.
- */
-export function responsesParam(param: string): string {
-  const mapped = RESPONSES_FIELD[param];
-  if (mapped !== undefined) return mapped;
-  if (param === "messages" || param.startsWith("messages[")) return "input";
-  const tool = /^tools\[(\d+)\]\.function(\..*)?$/.exec(param);
-  if (tool !== null) return `tools[${tool[1]}]${tool[2] ?? ""}`;
-  return param;
 }

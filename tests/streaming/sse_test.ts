@@ -129,11 +129,38 @@ Deno.test(
   },
 );
 
+/** Whether the chunks, seen in order, end with a terminal event for `SseEnd`. */
+function endsWholeIn(chunks: readonly Uint8Array[]): boolean {
+  const end = new SseEnd();
+  for (const chunk of chunks) end.see(chunk);
+  return end.terminal;
+}
+
 /** Whether `text`, split into `n`-byte chunks, ends with a terminal event for `SseEnd`. */
 function endsWhole(text: string, n: number): boolean {
-  const end = new SseEnd();
-  for (const chunk of rechunk(encoder.encode(text), n)) end.see(chunk);
-  return end.terminal;
+  return endsWholeIn(rechunk(encoder.encode(text), n));
+}
+
+/** `text` with its LF line ends as written, as CRLF and as bare CR. */
+function lineEndVariants(text: string): string[] {
+  return [text, text.replaceAll("\n", "\r\n"), text.replaceAll("\n", "\r")];
+}
+
+/**
+ * Every way to cut `text` into two chunks (the cut at every byte) and, for short texts, into
+ * three: a blank line, a CRLF or an event's first line split by a chunk boundary.
+ */
+function* splits(text: string): Generator<[string, Uint8Array[]]> {
+  const bytes = encoder.encode(text);
+  for (let i = 0; i <= bytes.length; i++) {
+    yield [`cut at ${i}`, [bytes.subarray(0, i), bytes.subarray(i)]];
+  }
+  if (bytes.length > 80) return;
+  for (let i = 1; i < bytes.length; i++) {
+    for (let j = i + 1; j < bytes.length; j++) {
+      yield [`cut at ${i}, ${j}`, [bytes.subarray(0, i), bytes.subarray(i, j), bytes.subarray(j)]];
+    }
+  }
 }
 
 const openaiChunk = 'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n';
@@ -185,3 +212,78 @@ Deno.test(
     }
   },
 );
+
+Deno.test("SseEnd: a terminal event after a blank line split by the chunk boundary", () => {
+  // The previous chunk ends with the blank line's first line end, the next starts with its
+  // second and the terminal event.
+  const cases: [string, string][] = [
+    [openaiChunk.slice(0, -1), "\ndata: [DONE]\n\n"],
+    [openaiChunk.replaceAll("\n", "\r\n").slice(0, -2), "\r\ndata: [DONE]\r\n\r\n"],
+    [openaiChunk.replaceAll("\n", "\r\n").slice(0, -1), "\n\r\ndata: [DONE]\r\n\r\n"],
+    [openaiChunk.replaceAll("\n", "\r").slice(0, -1), "\rdata: [DONE]\r\r"],
+    [
+      'event: message_delta\ndata: {"type":"message_delta"}\n',
+      '\nevent: message_stop\ndata: {"type":"message_stop"}\n\n',
+    ],
+  ];
+  for (const [a, b] of cases) {
+    assert.equal(endsWholeIn([encoder.encode(a), encoder.encode(b)]), true, JSON.stringify(b));
+  }
+  // One line end on each side of the boundary is a CRLF: the same event's next line.
+  const crlfOnly = ["data: x\r", "\ndata: [DONE]\r\n\r\n"].map((t) => encoder.encode(t));
+  assert.equal(endsWholeIn(crlfOnly), false);
+});
+
+Deno.test("SseEnd: whole terminal events at every chunk boundary, LF, CRLF and CR", () => {
+  const streams = [
+    openaiChunk + "data: [DONE]\n\n",
+    openaiChunk + "data:[DONE]\n\n",
+    'event: message_delta\ndata: {"type":"message_delta"}\n\n' +
+    'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    'data: {"type":"message_delta"}\n\ndata: {"type":"message_stop"}\n\n',
+    'event: response.output_text.done\ndata: {"type":"response.output_text.done"}\n\n' +
+    `event: response.completed\ndata: {"type":"response.completed","response":{"t":"${
+      "y".repeat(300)
+    }"}}\n\n`,
+    'data: {"type":"response.incomplete"}\n\n',
+    "event: response.incomplete\ndata: {}\n\n",
+  ];
+  for (const text of streams.flatMap(lineEndVariants)) {
+    for (const [how, chunks] of splits(text)) {
+      assert.equal(endsWholeIn(chunks), true, `${JSON.stringify(text.slice(-40))} ${how}`);
+    }
+  }
+});
+
+Deno.test("SseEnd: no terminal event, or a cut-off one, at every chunk boundary", () => {
+  const streams = [
+    openaiChunk,
+    openaiChunk + "data: [DONE]",
+    openaiChunk + "data: [DONE]\n",
+    "data: [DONE]\n\n" + openaiChunk,
+    // A terminal word inside an event's data, or on a later line of it, is no end.
+    'data: {"choices":[{"delta":{"content":"data: [DONE]"}}]}\n\n',
+    'data: {"choices":[{"delta":{"content":"\\n\\nevent: message_stop\\n"}}]}\n\n',
+    'data: {"type":"message_delta"}\ndata: [DONE]\n\n',
+    "event: message_delta\nevent: message_stop\ndata: {}\n\n",
+    'event: message_stop\ndata: {"type":"message_stop"}\n\n: keep-alive\n\n',
+    'event: message_stop\ndata: {"type":"message_stop"}',
+    'event: message_stop\ndata: {"type":"message_stop"}\n',
+    'event: response.failed\ndata: {"type":"response.failed"}\n\n',
+    'event: message_delta\ndata: {"type":"message_delta"}\n\nevent: message_st',
+  ];
+  for (const text of streams.flatMap(lineEndVariants)) {
+    for (const [how, chunks] of splits(text)) {
+      assert.equal(endsWholeIn(chunks), false, `${JSON.stringify(text.slice(-40))} ${how}`);
+    }
+  }
+});
+
+Deno.test("SseEnd: reads its head off its own copy, not the chunk handed on", () => {
+  const end = new SseEnd();
+  const chunk = encoder.encode("data: [DONE]\n\n");
+  end.see(chunk);
+  // The consumer (or a reused read buffer) overwrites the chunk after it was passed on.
+  chunk.fill(0x78);
+  assert.equal(end.terminal, true);
+});

@@ -6,10 +6,8 @@
 import assert from "node:assert/strict";
 import { GatewayError } from "../../src/errors.ts";
 import type { ResponsesItem, ResponsesRequest } from "../../src/schema/responses.ts";
-import {
-  responsesParam,
-  toChatRequestFromResponses,
-} from "../../src/translate/responses_to_openai.ts";
+import { toChatRequestFromResponses } from "../../src/translate/responses_to_openai.ts";
+import { responsesParam } from "../../src/translate/responses_fields.ts";
 import { toGeminiRequest } from "../../src/providers/gemini/request.ts";
 
 const HISTORY: ResponsesItem[] = [

@@ -5,7 +5,7 @@
  * @module
  */
 import { GatewayError } from "../../errors.ts";
-import { responsesParam } from "../../translate/responses_to_openai.ts";
+import { responsesParam, responsesText } from "../../translate/responses_fields.ts";
 import { messagesParam, messagesText } from "../../translate/messages_fields.ts";
 import { pilotfishHeaders } from "../../routing/failover.ts";
 import { callsMade } from "../../routing/attempt.ts";
@@ -90,7 +90,9 @@ export function errorEnvelope(err: GatewayError, format: ErrorFormat): unknown {
  */
 export function errorResponse(err: GatewayError, ex: Exchange | undefined, path: string): Response {
   const format = ex?.errorFormat ?? formatForPath(path);
-  if (ex?.schema === "responses" && err.info.param !== undefined) err = inResponsesTerms(err);
+  if (ex?.schema === "responses" && err.info.param !== undefined) {
+    err = inResponsesTerms(err, ex.request?.schema === "responses" ? ex.request.canonical : null);
+  }
   if (ex?.request?.schema === "anthropic_messages" && err.info.param !== undefined) {
     err = inMessagesTerms(err, ex.request.canonical);
   }
@@ -113,12 +115,15 @@ function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<str
   return pilotfishHeaders(ex.provider, ex.model, count);
 }
 
-/** A Responses API request's error names the fields the client sent, not the chat form's. */
-function inResponsesTerms(err: GatewayError): GatewayError {
+/**
+ * A Responses API request's error names the fields the client sent, not the chat form's, at
+ * the client's own `input` indices (`canonical`'s record of where each message came from).
+ */
+function inResponsesTerms(err: GatewayError, canonical: OpenAIChatRequest | null): GatewayError {
   const param = err.info.param as string;
-  const named = responsesParam(param);
-  if (named === param) return err;
-  const message = err.message.replaceAll(`"${param}"`, `"${named}"`);
+  const named = responsesParam(param, canonical);
+  const message = responsesText(err.message, param, canonical);
+  if (named === param && message === err.message) return err;
   return new GatewayError(err.code, message, { ...err.info, param: named });
 }
 
