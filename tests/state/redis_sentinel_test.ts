@@ -67,6 +67,35 @@ Deno.test("parseRedisTarget() reads a redis+sentinel:// URL; sentinelUrl() write
   ) assert.equal(parseRedisTarget(bad), null, bad);
 });
 
+Deno.test("a redis+sentinel:// query is percent-decoded only: a + stays a +", () => {
+  // Hand-written: `+` is the password's own character; `%2B` and `%20` decode as usual.
+  const url = "redis+sentinel://s1/m?sentinel_password=ab+c/d&sentinel_username=u%2Bv%20w";
+  const s = parseRedisTarget(url)?.sentinel;
+  assert.equal(s?.sentinelPassword, "ab+c/d");
+  assert.equal(s?.sentinelUsername, "u+v w");
+  assert.deepEqual(redisUrlSecrets(url), ["ab+c/d"], "the redactor hides the real secret");
+  // A config block's values survive the round trip through the URL, spaces and pluses alike.
+  const written = sentinelUrl({
+    name: "m",
+    nodes: ["s1"],
+    password: "p+q r",
+    sentinel_username: "a b",
+    sentinel_password: "x+y z&k=v",
+  });
+  assert.deepEqual(
+    [parseRedisTarget(written)?.sentinel?.password, parseRedisTarget(written)?.sentinel],
+    ["p+q r", {
+      name: "m",
+      nodes: [{ host: "s1", port: 26379 }],
+      tls: false,
+      password: "p+q r",
+      sentinelUsername: "a b",
+      sentinelPassword: "x+y z&k=v",
+      dataNodes: [],
+    }],
+  );
+});
+
 const parse = (text: string) => parseConfigText(text, () => undefined, "c.yaml").config;
 
 /** The one-line message of a refused config. */
