@@ -19,6 +19,7 @@ import {
 } from "../../src/state/redis_url.ts";
 import { startRedisSentinels } from "../helpers/redis_sentinel.ts";
 import { breakerTiming } from "../../src/breaker/mod.ts";
+import { createStateResources } from "../../src/usage/resources.ts";
 import { createRedisBreakerStore } from "../../src/state/redis_breaker_store.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
@@ -197,6 +198,40 @@ Deno.test("config: a bad sentinel block is refused with its path and what is wro
   ]);
 });
 
+Deno.test("config: a sentinel's db is used unless the feature's own db is written", () => {
+  const sentinel = `sentinel: { name: m, nodes: ["10.0.0.1"], db: 3 }`;
+  const config = parse(`
+features:
+  circuit_breaker: { redis: { ${sentinel} } }
+  rate_limiting: { redis: { url: "redis+sentinel://10.0.0.1/m/3", db: 5 } }
+cache: { enabled: true, backend: redis, redis: { ${sentinel} } }
+`);
+  // Bad case first: the cache block used to carry db 0 always, over the sentinel's 3.
+  assert.equal(config.cache.redis?.db, undefined);
+  assert.equal(config.cache.redis?.sentinel, "redis+sentinel://10.0.0.1/m/3");
+  assert.deepEqual(config.features.circuit_breaker.redis, { url: "redis+sentinel://10.0.0.1/m/3" });
+  // Written beside it, the feature's db wins.
+  assert.deepEqual(config.features.rate_limiting.redis, {
+    url: "redis+sentinel://10.0.0.1/m/3",
+    db: 5,
+  });
+  assert.equal(parse(`cache: { redis: { ${sentinel}, db: 4 } }`).cache.redis?.db, 4);
+  // A cache block without a sentinel still reads as llm-gateway's: localhost:6379, db 0.
+  assert.deepEqual(parse(`cache: { redis: { key_prefix: "p:" } }`).cache.redis, {
+    address: "localhost:6379",
+    password: "",
+    key_prefix: "p:",
+  });
+  // An address beside a sentinel would be silently ignored: refused, naming both keys.
+  for (const at of ["cache", "features: { circuit_breaker"]) {
+    const close = at === "cache" ? "" : " }";
+    assert.match(
+      refusal(`${at}: { redis: { address: "r:6379", ${sentinel} } }${close}`),
+      /redis.*Set either address or sentinel, not both/,
+    );
+  }
+});
+
 const portLine = (port: number) => new RegExp(`^tcp_port:${port}\\s*$`, "m");
 
 const INCR_TWICE = luaScript(`
@@ -278,6 +313,43 @@ Deno.test("Redis Sentinel (master, replica, three Sentinels)", async (t) => {
         await Promise.all([one.close(), alsoOne.close(), two.close()]);
       }
     });
+
+    await t.step(
+      "the cache's link selects the sentinel's db, or the db written beside it",
+      async () => {
+        const master = await redis.masterPort();
+        const nodes = redis.sentinelPorts.map((p) => `"127.0.0.1:${p}"`).join(", ");
+        const keysIn = async (db: number) =>
+          new TextDecoder().decode(
+            (await new Deno.Command("redis-cli", {
+              args: ["-p", String(master), "-n", String(db), "--scan", "--pattern", "dbtest:*"],
+            }).output()).stdout,
+          ).trim();
+        // [the cache block's own db line, the database its entries must land in]
+        for (const [own, db] of [["", 3], ["db: 4", 4]] as const) {
+          const config = parse(`
+cache:
+  enabled: true
+  backend: redis
+  redis:
+    key_prefix: "dbtest:"
+    ${own}
+    sentinel: { name: mymaster, nodes: [${nodes}], db: 3 }
+`);
+          const resources = createStateResources({ now: Date.now });
+          const cache = resources.cache(config, captureLogger().logger)!;
+          try {
+            await within("the cache's Redis", cache.ready!());
+            await cache.set(`k${db}`, "v", 60_000);
+            assert.equal(await cache.get(`k${db}`), "v");
+            assert.equal(await keysIn(db), `dbtest:k${db}`, `db ${db} holds the entry`);
+            assert.equal(await keysIn(0), "", "not database 0");
+          } finally {
+            await resources.close();
+          }
+        }
+      },
+    );
 
     await t.step("the limits' fleet through the Sentinel master", async (t) => {
       await runLimitsFleet(t, redis.url);
