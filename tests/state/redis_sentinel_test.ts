@@ -17,7 +17,7 @@ import {
   redisUrlSecrets,
   sentinelUrl,
 } from "../../src/state/redis_url.ts";
-import { startRedisSentinels } from "../helpers/redis_sentinel.ts";
+import { cli, type RedisSentinels, startRedisSentinels } from "../helpers/redis_sentinel.ts";
 import { breakerTiming } from "../../src/breaker/mod.ts";
 import { createStateResources } from "../../src/usage/resources.ts";
 import { createRedisBreakerStore } from "../../src/state/redis_breaker_store.ts";
@@ -368,10 +368,90 @@ cache:
         await sandboxedDaemon(redis);
       },
     );
+
+    // Last: it leaves one Sentinel down.
+    await t.step(
+      "a Sentinel lost while traffic runs: the link stays ready, no reconnect; failovers followed",
+      async () => {
+        await sentinelLost(redis);
+      },
+    );
   } finally {
     await redis.dispose();
   }
 });
+
+/** The running Sentinels holding a `+switch-master` watcher (a plain SUBSCRIBE: sub=1). */
+async function watchedBy(redis: RedisSentinels, down: ReadonlySet<number>): Promise<number[]> {
+  const ports = redis.sentinelPorts.filter((p) => !down.has(p));
+  const lists = await Promise.all(ports.map((p) => cli(p, ["CLIENT", "LIST"])));
+  return ports.filter((_, i) => / sub=1 psub=0 /.test(lists[i]!));
+}
+
+async function sentinelLost(redis: RedisSentinels): Promise<void> {
+  const { logger, lines } = captureLogger();
+  const link = createRedisLink({ url: redis.url, name: "test", logger, heartbeatMs: 50 });
+  let connects = 0;
+  link.onConnect(() => Promise.resolve(void connects++));
+  const states: boolean[] = [];
+  let stop = false;
+  let done = 0;
+  const failures: string[] = [];
+  let traffic: Promise<void> = Promise.resolve();
+  try {
+    await waitFor("the link to connect", () => link.ready());
+    link.onStateChange((ready) => states.push(ready));
+    const down = new Set<number>();
+    const [watched] = await watchedBy(redis, down);
+    assert.ok(watched !== undefined, "the watcher is on a Sentinel");
+    traffic = (async () => {
+      while (!stop) {
+        try {
+          await link.command(["INCR", "sentinel-lost"]);
+          done++;
+        } catch (err) {
+          failures.push(String(err));
+          // A link that is down fails at once: yield to the timers.
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }
+    })();
+    await waitFor("traffic", () => done > 20);
+    // The watcher's Sentinel goes (node-redis' own connection is on it too).
+    down.add(watched);
+    await redis.stopSentinel(watched);
+    let moved: number[] = [];
+    await until("the watcher on another Sentinel", async () => {
+      moved = await watchedBy(redis, down);
+      return moved.length === 1;
+    });
+    const after = done;
+    await waitFor("traffic after the move", () => done > after + 20);
+    stop = true;
+    await traffic;
+    assert.deepEqual(failures, [], "no command failed");
+    assert.deepEqual(states, [], "the link never went unready");
+    assert.equal(connects, 1, "the pair was not replaced");
+    assert.ok(
+      lines.some((l) => l.level === "warn" && l.msg.includes(`${watched} went away`)),
+      JSON.stringify(lines),
+    );
+    // The watcher where it moved still hears a failover: the link follows it.
+    const next = await redis.failover();
+    await waitFor("the link on the new master", () => link.ready() && connects === 2, 10_000);
+    assert.match(String(await link.command(["INFO", "server"])), portLine(next));
+    assert.ok(
+      lines.some((l) =>
+        l.level === "warn" && l.fields?.error === "Redis Sentinel: the master changed"
+      ),
+      "the announcement ended the pair",
+    );
+  } finally {
+    stop = true;
+    await traffic;
+    await link.close();
+  }
+}
 
 /** The daemon as `deno task start` runs it (planned grants only), its state on Sentinel. */
 async function sandboxedDaemon(
