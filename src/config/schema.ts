@@ -455,8 +455,9 @@ const redisConn = v.pipe(
         "Must be a redis://, rediss://, redis+sentinel:// or rediss+sentinel:// URL",
       ),
     ),
-    address: opt(str(), "localhost:6379"),
+    address: opt(str()),
     password: opt(str(), ""),
+    /** Written: over the URL's (or the sentinel's) database; unset, theirs is used. */
     db: opt(int(0)),
     /** A Sentinel-managed master instead of `address` (becomes a `redis+sentinel://` URL). */
     sentinel: opt(sentinelSchema),
@@ -464,6 +465,10 @@ const redisConn = v.pipe(
   v.check(
     (r) => r.sentinel === undefined || r.url === undefined || r.url === "",
     "Set either url or sentinel, not both",
+  ),
+  v.check(
+    (r) => r.sentinel === undefined || r.address === undefined,
+    "Set either address or sentinel, not both",
   ),
   v.transform((r): RedisConn => {
     if (r.sentinel !== undefined) {
@@ -477,7 +482,7 @@ const redisConn = v.pipe(
       return { url: r.url, ...(r.db !== undefined ? { db: r.db } : {}) };
     }
     return {
-      url: `redis://${r.address}`,
+      url: `redis://${r.address ?? "localhost:6379"}`,
       ...(r.password !== "" ? { password: r.password } : {}),
       db: r.db ?? 0,
     };
@@ -643,14 +648,22 @@ const cacheSchema = strictObject({
   max_size_mb: opt(int(1)),
   /** Butter's entry cap for the memory backend. */
   max_entries: opt(int(1)),
-  redis: opt(strictObject({
-    address: opt(str(), "localhost:6379"),
-    password: opt(str(), ""),
-    db: opt(int(0), 0),
-    key_prefix: opt(str()),
-    /** A Sentinel-managed master instead of `address` (a `redis+sentinel://` URL once parsed). */
-    sentinel: opt(sentinelSchema),
-  })),
+  redis: opt(v.pipe(
+    strictObject({
+      address: opt(str()),
+      password: opt(str(), ""),
+      /** Unset: the sentinel's `db`, else 0. Set: this database, over the sentinel's. */
+      db: opt(int(0)),
+      key_prefix: opt(str()),
+      /** A Sentinel-managed master instead of `address` (a `redis+sentinel://` URL once parsed). */
+      sentinel: opt(sentinelSchema),
+    }),
+    v.check(
+      (r) => r.address === undefined || r.sentinel === undefined,
+      "Set either address or sentinel, not both",
+    ),
+    v.transform(({ address, ...r }) => ({ ...r, address: address ?? "localhost:6379" })),
+  )),
   /** `global`: one cache for every caller; `key`: one per application key (`ex.principal.appKey`). */
   scope: opt(v.picklist(["global", "key"]), "global"),
   /** Also answer streaming requests from the cache, replayed as a stream in the client's format. */

@@ -27,7 +27,8 @@
  * **Redis Sentinel**: a `redis+sentinel://host:26379,host:26379/mastername` URL (see
  * `redis_url.ts`) names the Sentinels; each pair connects to the master they name (checked
  * with ROLE). A change of master ends the pair: the link reconnects to the new master,
- * resubscribes and runs the hooks, as after any outage. A master the sandbox does not let the
+ * resubscribes and runs the hooks, as after any outage; a Sentinel lost is not one (the pair
+ * moves its Sentinel connections to another). A master the sandbox does not let the
  * daemon reach is logged once, naming it and the `data_nodes` key that grants it.
  * @module
  */
@@ -230,6 +231,19 @@ interface Announced {
 }
 const ANNOUNCED_MS = 10_000;
 
+/** How the `+switch-master` watcher moves to another Sentinel, and says so. */
+interface WatchOptions {
+  /** The command deadline, for its SENTINEL and SUBSCRIBE calls. */
+  deadline<T>(p: Promise<T>): Promise<T>;
+  timers: Timers;
+  /** Pause before trying the Sentinels again when none answered. */
+  retryMs: number;
+  note(level: "info" | "warn", message: string, err?: unknown): void;
+}
+
+/** A Sentinel the watcher moved to names another master: the pair's end. */
+class MasterMoved extends Error {}
+
 /**
  * A Sentinel-managed master: node-redis' sentinel client asks the Sentinels for the master,
  * listens to their announcements and sends the commands there (its sockets never reconnect:
@@ -237,20 +251,104 @@ const ANNOUNCED_MS = 10_000;
  * link reconnects and resynchronises on the new master like after any outage. The heartbeat
  * is ROLE, not PING: a master demoted under the pair ends it even if no announcement came.
  * `duplicate()` is the subscriber: a plain connection to the master found, with its own PING.
+ *
+ * Losing a Sentinel is not the pair's end (the master still serves): node-redis moves its own
+ * connection to another, and the `+switch-master` watcher re-attaches to the next configured
+ * Sentinel that answers, first checking that it names the same master (a failover announced
+ * while it was away ends the pair then).
  */
 function sentinelClient(
   s: ReturnType<typeof createSentinel>,
-  name: string,
+  st: SentinelTarget,
   announced: Announced,
   subscriber: (master: RedisNode) => Client,
   watcher: (sentinel: RedisNode) => Client,
+  rewatch: WatchOptions,
 ): Client {
+  const name = st.name;
   let connecting: Promise<RedisNode> | null = null;
   let watch: Client | null = null;
+  /** The master this pair serves from, once connected. */
+  let serving: RedisNode | null = null;
+  let retry: unknown;
   let destroyed = false;
   const ended: ((err: unknown) => void)[] = [];
   const end = (err: unknown) => {
     for (const cb of ended) cb(err);
+  };
+  const onSwitch = (message: string) => {
+    // `<name> <old ip> <old port> <new ip> <new port>`
+    const [group, , , host, port] = message.split(" ");
+    if (group !== name) return;
+    if (host !== undefined && port !== undefined) {
+      announced.master = { host, port: Number(port) };
+      announced.until = Date.now() + ANNOUNCED_MS;
+    }
+    end(new Error("Redis Sentinel: the master changed"));
+  };
+  /**
+   * Watch `sentinel` for `+switch-master`. With `check`, first ask it for the master: one it
+   * names other than `check` means a failover went by unheard, and ends the pair. (A change in
+   * the round trip between that answer and SUBSCRIBE is left to the ROLE heartbeat.)
+   */
+  const listen = async (sentinel: RedisNode, check: RedisNode | null): Promise<void> => {
+    const w = watch = watcher(sentinel);
+    let armed = false;
+    const gone = (err: unknown) => {
+      if (armed && watch === w && !destroyed) void moveWatch(sentinel, err);
+    };
+    w.on("error", gone);
+    w.on("terminated", gone);
+    try {
+      await w.connect();
+      if (check !== null) {
+        const named = await rewatch.deadline(
+          w.send(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name]),
+        );
+        const [host, port] = Array.isArray(named) ? named.map(String) : [];
+        if (host !== check.host || Number(port) !== check.port) {
+          throw new MasterMoved(
+            `Redis Sentinel: ${sentinel.host}:${sentinel.port} names ${
+              host === undefined ? "no master" : `${host}:${port}`
+            }, not ${check.host}:${check.port}: the master changed`,
+          );
+        }
+      }
+      await rewatch.deadline(w.subscribe("+switch-master", onSwitch));
+      if (destroyed) throw new Error("Redis Sentinel: connection closed");
+      armed = true;
+    } catch (err) {
+      if (watch === w) watch = null;
+      w.destroy();
+      throw err;
+    }
+  };
+  /** The watcher's Sentinel went away: the others in turn (it last), then again after a pause. */
+  const moveWatch = async (lost: RedisNode, err: unknown) => {
+    const old = watch;
+    watch = null;
+    old?.destroy();
+    rewatch.note("warn", `Redis Sentinel ${lost.host}:${lost.port} went away`, err);
+    const nodes = st.nodes;
+    const i = nodes.findIndex((n) => n.host === lost.host && n.port === lost.port);
+    const order = [...nodes.slice(i + 1), ...nodes.slice(0, i + 1)];
+    const attach = async () => {
+      retry = undefined;
+      for (const node of order) {
+        if (destroyed || serving === null) return;
+        try {
+          await listen(node, serving);
+          rewatch.note("info", `Redis Sentinel: watching failovers on ${node.host}:${node.port}`);
+          return;
+        } catch (e) {
+          if (e instanceof MasterMoved) return end(e);
+        }
+      }
+      // None answers: no failover can happen without them either; the ROLE heartbeat still
+      // notices a demoted master. Try again later.
+      if (!destroyed) retry = rewatch.timers.setTimeout(() => void attach(), rewatch.retryMs);
+    };
+    await attach();
   };
   // During a failover a Sentinel may still name the old master: only a master will do.
   const checkRole = async () => {
@@ -281,20 +379,8 @@ function sentinelClient(
       // (Sentinel publishes '+switch-master'), so a failover could go unnoticed for as long
       // as the old master kept answering. Listen for it on the Sentinel it asked.
       if (destroyed) throw new Error("Redis Sentinel: connection closed");
-      const w = watch = watcher(sentinel);
-      w.on("error", end);
-      w.on("terminated", end);
-      await w.connect();
-      await w.subscribe("+switch-master", (message) => {
-        // `<name> <old ip> <old port> <new ip> <new port>`
-        const [group, , , host, port] = message.split(" ");
-        if (group !== name) return;
-        if (host !== undefined && port !== undefined) {
-          announced.master = { host, port: Number(port) };
-          announced.until = Date.now() + ANNOUNCED_MS;
-        }
-        end(new Error("Redis Sentinel: the master changed"));
-      });
+      await listen(sentinel, null);
+      serving = master;
       return master;
     })();
   return {
@@ -306,6 +392,7 @@ function sentinelClient(
     close: () => Promise.all([s.close(), watch?.close()]),
     destroy: () => {
       destroyed = true;
+      rewatch.timers.clearTimeout(retry);
       watch?.destroy();
       return s.destroy().catch(() => {});
     },
@@ -490,7 +577,7 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
         // still flag it in progress is retried until they name the new master ('reconnecting').
         passthroughClientErrorEvents: true,
       }),
-      st.name,
+      st,
       announced,
       (master) =>
         singleClient(redis!.createClient({
@@ -502,6 +589,16 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
           ...sentinelOptions,
           socket: { ...socketOptions(st.tls), host: sentinel.host, port: sentinel.port },
         })),
+      {
+        deadline: (p) => deadline(p, commandTimeout),
+        timers,
+        retryMs: backoff.maxMs,
+        note: (level, message, err) => {
+          if (closed) return;
+          const fields = err === undefined ? undefined : { error: errorText(err) };
+          logger[level](`${name}: ${message}`, fields);
+        },
+      },
     );
   };
 

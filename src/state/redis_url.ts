@@ -71,14 +71,14 @@ export function sentinelUrlProblem(url: string): string | null {
   if (parts.length > 2 || (parts[1] !== undefined && !/^\d+$/.test(parts[1]))) {
     return "The path is /mastername or /mastername/db";
   }
-  const params = new URLSearchParams(query ?? "");
+  const params = queryParams(query ?? "");
   for (const key of params.keys()) {
     if (!SENTINEL_OPTIONS.has(key)) {
       return `Unknown option ${key} (known: ${[...SENTINEL_OPTIONS].join(", ")})`;
     }
   }
   const data = params.get("data_nodes");
-  if (data !== null && data.split(",").some((h) => hostAndPort(h, 6379) === null)) {
+  if (data !== undefined && data.split(",").some((h) => hostAndPort(h, 6379) === null)) {
     return "data_nodes lists host:port, comma separated";
   }
   return null;
@@ -89,7 +89,7 @@ function parseSentinel(url: string): SentinelTarget | null {
   const m = /^(rediss?)\+sentinel:\/\/(?:([^@/]*)@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url)!;
   const [, scheme, auth, hosts, path, query] = m as unknown as (string | undefined)[];
   const [name, db] = (path ?? "").split("/").filter((p) => p !== "") as [string, string?];
-  const params = new URLSearchParams(query ?? "");
+  const params = queryParams(query ?? "");
   const [user, pass] = splitAuth(auth);
   const sentinelUser = params.get("sentinel_username") ?? "";
   const sentinelPass = params.get("sentinel_password") ?? "";
@@ -132,13 +132,13 @@ export function sentinelUrl(s: SentinelSettings): string {
   const auth = s.username || s.password
     ? `${enc(s.username ?? "")}${s.password ? `:${enc(s.password)}` : ""}@`
     : "";
-  const params = new URLSearchParams();
-  if (s.sentinel_username) params.set("sentinel_username", s.sentinel_username);
-  if (s.sentinel_password) params.set("sentinel_password", s.sentinel_password);
-  if (s.data_nodes && s.data_nodes.length > 0) params.set("data_nodes", s.data_nodes.join(","));
-  const query = params.size > 0
-    ? `?${params.toString().replaceAll("%2C", ",").replaceAll("%3A", ":")}`
-    : "";
+  const params: string[] = [];
+  if (s.sentinel_username) params.push(`sentinel_username=${enc(s.sentinel_username)}`);
+  if (s.sentinel_password) params.push(`sentinel_password=${enc(s.sentinel_password)}`);
+  if (s.data_nodes && s.data_nodes.length > 0) {
+    params.push(`data_nodes=${enc(s.data_nodes.join(",")).replaceAll("%2C", ",")}`);
+  }
+  const query = params.length > 0 ? `?${params.join("&").replaceAll("%3A", ":")}` : "";
   const db = s.db !== undefined ? `/${s.db}` : "";
   return `${s.tls ? "rediss" : "redis"}+sentinel://${auth}${s.nodes.join(",")}/${
     enc(s.name)
@@ -193,15 +193,34 @@ function hostAndPort(text: string, defaultPort: number): { host: string; port: n
   return { host: (m[1] as string).replace(/^\[(.*)\]$/, "$1"), port };
 }
 
+/**
+ * A query's options, percent-decoded only: `URLSearchParams` reads `+` as a space (form
+ * encoding), which would change a hand-written `sentinel_password=ab+c`. The first of a
+ * repeated key wins, as with `URLSearchParams.get`.
+ */
+function queryParams(query: string): Map<string, string> {
+  const params = new Map<string, string>();
+  for (const pair of query.split("&")) {
+    if (pair === "") continue;
+    const i = pair.indexOf("=");
+    const [key, value] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
+    const k = decode(key);
+    if (!params.has(k)) params.set(k, decode(value));
+  }
+  return params;
+}
+
+/** Percent-decoded, or as written when it is not valid percent-encoding. */
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 function splitAuth(auth: string | undefined): [string, string] {
   if (!auth) return ["", ""];
   const i = auth.indexOf(":");
-  const dec = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  };
-  return i < 0 ? [dec(auth), ""] : [dec(auth.slice(0, i)), dec(auth.slice(i + 1))];
+  return i < 0 ? [decode(auth), ""] : [decode(auth.slice(0, i)), decode(auth.slice(i + 1))];
 }

@@ -107,7 +107,8 @@ function cacheBackend(config: Config, logger: Logger, now: () => number): CacheB
       const link = openRedisLink({
         url: r ? r.sentinel ?? `redis://${r.address}` : config.state.redis.url,
         ...(r && r.password !== "" ? { password: r.password } : {}),
-        ...(r ? { db: r.db } : {}),
+        // Only a db written in the block: else the sentinel's (its URL's), else 0.
+        ...(r?.db !== undefined ? { db: r.db } : {}),
         name: "cache",
         logger,
         // A lookup on every cacheable request: a slow Redis must cost little before it

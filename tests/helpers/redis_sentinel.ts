@@ -2,8 +2,8 @@
  * A throwaway Sentinel deployment for tests: a master and a replica (`redis-server
  * --replicaof`) and three Sentinels (`redis-server <conf> --sentinel`, quorum 2) on free
  * ports, each Sentinel's config file in a scratch directory (Sentinel rewrites it). Persistence
- * is off. `failover()` runs `SENTINEL FAILOVER` and waits until every Sentinel names the new
- * master and it is one.
+ * is off. `failover()` runs `SENTINEL FAILOVER` and waits until every Sentinel still running
+ * names the new master and it is one; `stopSentinel()` shuts one down for good.
  * @module
  */
 import { freePort } from "../integration/daemon.ts";
@@ -21,11 +21,14 @@ export interface RedisSentinels {
   masterPort(): Promise<number>;
   /** `SENTINEL FAILOVER`; resolves with the new master's port once every node agrees. */
   failover(): Promise<number>;
+  /** SHUTDOWN one Sentinel; resolves once its process has exited. */
+  stopSentinel(port: number): Promise<void>;
   /** Stop every process and remove the scratch directory. */
   dispose(): Promise<void>;
 }
 
-async function cli(port: number, args: string[]): Promise<string> {
+/** `redis-cli` against 127.0.0.1:`port`; its output, trimmed. */
+export async function cli(port: number, args: string[]): Promise<string> {
   const r = await new Deno.Command("redis-cli", {
     args: ["-h", "127.0.0.1", "-p", String(port), ...args],
     stdin: "null",
@@ -50,10 +53,19 @@ export async function startRedisSentinels(): Promise<RedisSentinels> {
   const [master, replica] = [freePort(), freePort()] as [number, number];
   const sentinelPorts = [freePort(), freePort(), freePort()];
   const children: Deno.ChildProcess[] = [];
-  const spawn = (args: string[]) =>
-    children.push(
-      new Deno.Command(binary, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn(),
-    );
+  const sentinelChildren = new Map<number, Deno.ChildProcess>();
+  const stopped = new Set<number>();
+  const live = () => sentinelPorts.filter((p) => !stopped.has(p));
+  const spawn = (args: string[]) => {
+    const child = new Deno.Command(binary, {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    children.push(child);
+    return child;
+  };
   const role = async (port: number) => (await cli(port, ["ROLE"])).split("\n")[0];
   const named = async (port: number) =>
     (await cli(port, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER])).split("\n");
@@ -88,7 +100,7 @@ export async function startRedisSentinels(): Promise<RedisSentinels> {
           "",
         ].join("\n"),
       );
-      spawn([conf, "--sentinel", "--loglevel", "warning"]);
+      sentinelChildren.set(port, spawn([conf, "--sentinel", "--loglevel", "warning"]));
     }
     // Every Sentinel knows the replica and the other Sentinels: a failover can pick it.
     for (const port of sentinelPorts) {
@@ -105,7 +117,7 @@ export async function startRedisSentinels(): Promise<RedisSentinels> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
   }
-  const masterPort = async () => Number((await named(sentinelPorts[0]!))[1]);
+  const masterPort = async () => Number((await named(live()[0]!))[1]);
   return {
     dataPorts: [master, replica],
     sentinelPorts,
@@ -121,18 +133,21 @@ export async function startRedisSentinels(): Promise<RedisSentinels> {
       await waitFor("the replica in sync", async () =>
         await role(next) === "slave" &&
         (await cli(next, ["INFO", "replication"])).includes("master_link_status:up") &&
-        !(await cli(sentinelPorts[0]!, ["SENTINEL", "REPLICAS", SENTINEL_MASTER])).includes(
-          "s_down",
-        ));
-      const reply = await cli(sentinelPorts[0]!, ["SENTINEL", "FAILOVER", SENTINEL_MASTER]);
+        !(await cli(live()[0]!, ["SENTINEL", "REPLICAS", SENTINEL_MASTER])).includes("s_down"));
+      const reply = await cli(live()[0]!, ["SENTINEL", "FAILOVER", SENTINEL_MASTER]);
       if (reply !== "OK") throw new Error(`SENTINEL FAILOVER: ${reply}`);
       await waitFor("the failover", async () => {
-        for (const port of sentinelPorts) {
+        for (const port of live()) {
           if (Number((await named(port))[1]) !== next) return false;
         }
         return await role(next) === "master";
       });
       return next;
+    },
+    async stopSentinel(port) {
+      stopped.add(port);
+      await cli(port, ["SHUTDOWN"]);
+      await sentinelChildren.get(port)?.status;
     },
     async dispose() {
       for (const c of children) {

@@ -25,7 +25,7 @@ export async function startRedisServer(): Promise<RedisServer> {
   let child: Deno.ChildProcess | null = null;
   // Its own working directory: a replica's full resync writes dump.rdb there even with
   // `--save ""`, and a dump.rdb found at start is loaded (stale limit keys from another run).
-  const dir = Deno.makeTempDirSync({ prefix: "pilotfish-redis-" });
+  const dir = await Deno.makeTempDir({ prefix: "pilotfish-redis-" });
   const spawn = async () => {
     child = new Deno.Command(binary, {
       args: [

@@ -17,8 +17,9 @@ import {
   redisUrlSecrets,
   sentinelUrl,
 } from "../../src/state/redis_url.ts";
-import { startRedisSentinels } from "../helpers/redis_sentinel.ts";
+import { cli, type RedisSentinels, startRedisSentinels } from "../helpers/redis_sentinel.ts";
 import { breakerTiming } from "../../src/breaker/mod.ts";
+import { createStateResources } from "../../src/usage/resources.ts";
 import { createRedisBreakerStore } from "../../src/state/redis_breaker_store.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
@@ -65,6 +66,35 @@ Deno.test("parseRedisTarget() reads a redis+sentinel:// URL; sentinelUrl() write
       "redis+sentinel://s1/mymaster/x",
     ]
   ) assert.equal(parseRedisTarget(bad), null, bad);
+});
+
+Deno.test("a redis+sentinel:// query is percent-decoded only: a + stays a +", () => {
+  // Hand-written: `+` is the password's own character; `%2B` and `%20` decode as usual.
+  const url = "redis+sentinel://s1/m?sentinel_password=ab+c/d&sentinel_username=u%2Bv%20w";
+  const s = parseRedisTarget(url)?.sentinel;
+  assert.equal(s?.sentinelPassword, "ab+c/d");
+  assert.equal(s?.sentinelUsername, "u+v w");
+  assert.deepEqual(redisUrlSecrets(url), ["ab+c/d"], "the redactor hides the real secret");
+  // A config block's values survive the round trip through the URL, spaces and pluses alike.
+  const written = sentinelUrl({
+    name: "m",
+    nodes: ["s1"],
+    password: "p+q r",
+    sentinel_username: "a b",
+    sentinel_password: "x+y z&k=v",
+  });
+  assert.deepEqual(
+    [parseRedisTarget(written)?.sentinel?.password, parseRedisTarget(written)?.sentinel],
+    ["p+q r", {
+      name: "m",
+      nodes: [{ host: "s1", port: 26379 }],
+      tls: false,
+      password: "p+q r",
+      sentinelUsername: "a b",
+      sentinelPassword: "x+y z&k=v",
+      dataNodes: [],
+    }],
+  );
 });
 
 const parse = (text: string) => parseConfigText(text, () => undefined, "c.yaml").config;
@@ -168,6 +198,40 @@ Deno.test("config: a bad sentinel block is refused with its path and what is wro
   ]);
 });
 
+Deno.test("config: a sentinel's db is used unless the feature's own db is written", () => {
+  const sentinel = `sentinel: { name: m, nodes: ["10.0.0.1"], db: 3 }`;
+  const config = parse(`
+features:
+  circuit_breaker: { redis: { ${sentinel} } }
+  rate_limiting: { redis: { url: "redis+sentinel://10.0.0.1/m/3", db: 5 } }
+cache: { enabled: true, backend: redis, redis: { ${sentinel} } }
+`);
+  // Bad case first: the cache block used to carry db 0 always, over the sentinel's 3.
+  assert.equal(config.cache.redis?.db, undefined);
+  assert.equal(config.cache.redis?.sentinel, "redis+sentinel://10.0.0.1/m/3");
+  assert.deepEqual(config.features.circuit_breaker.redis, { url: "redis+sentinel://10.0.0.1/m/3" });
+  // Written beside it, the feature's db wins.
+  assert.deepEqual(config.features.rate_limiting.redis, {
+    url: "redis+sentinel://10.0.0.1/m/3",
+    db: 5,
+  });
+  assert.equal(parse(`cache: { redis: { ${sentinel}, db: 4 } }`).cache.redis?.db, 4);
+  // A cache block without a sentinel still reads as llm-gateway's: localhost:6379, db 0.
+  assert.deepEqual(parse(`cache: { redis: { key_prefix: "p:" } }`).cache.redis, {
+    address: "localhost:6379",
+    password: "",
+    key_prefix: "p:",
+  });
+  // An address beside a sentinel would be silently ignored: refused, naming both keys.
+  for (const at of ["cache", "features: { circuit_breaker"]) {
+    const close = at === "cache" ? "" : " }";
+    assert.match(
+      refusal(`${at}: { redis: { address: "r:6379", ${sentinel} } }${close}`),
+      /redis.*Set either address or sentinel, not both/,
+    );
+  }
+});
+
 const portLine = (port: number) => new RegExp(`^tcp_port:${port}\\s*$`, "m");
 
 const INCR_TWICE = luaScript(`
@@ -250,6 +314,43 @@ Deno.test("Redis Sentinel (master, replica, three Sentinels)", async (t) => {
       }
     });
 
+    await t.step(
+      "the cache's link selects the sentinel's db, or the db written beside it",
+      async () => {
+        const master = await redis.masterPort();
+        const nodes = redis.sentinelPorts.map((p) => `"127.0.0.1:${p}"`).join(", ");
+        const keysIn = async (db: number) =>
+          new TextDecoder().decode(
+            (await new Deno.Command("redis-cli", {
+              args: ["-p", String(master), "-n", String(db), "--scan", "--pattern", "dbtest:*"],
+            }).output()).stdout,
+          ).trim();
+        // [the cache block's own db line, the database its entries must land in]
+        for (const [own, db] of [["", 3], ["db: 4", 4]] as const) {
+          const config = parse(`
+cache:
+  enabled: true
+  backend: redis
+  redis:
+    key_prefix: "dbtest:"
+    ${own}
+    sentinel: { name: mymaster, nodes: [${nodes}], db: 3 }
+`);
+          const resources = createStateResources({ now: Date.now });
+          const cache = resources.cache(config, captureLogger().logger)!;
+          try {
+            await within("the cache's Redis", cache.ready!());
+            await cache.set(`k${db}`, "v", 60_000);
+            assert.equal(await cache.get(`k${db}`), "v");
+            assert.equal(await keysIn(db), `dbtest:k${db}`, `db ${db} holds the entry`);
+            assert.equal(await keysIn(0), "", "not database 0");
+          } finally {
+            await resources.close();
+          }
+        }
+      },
+    );
+
     await t.step("the limits' fleet through the Sentinel master", async (t) => {
       await runLimitsFleet(t, redis.url);
     });
@@ -267,10 +368,90 @@ Deno.test("Redis Sentinel (master, replica, three Sentinels)", async (t) => {
         await sandboxedDaemon(redis);
       },
     );
+
+    // Last: it leaves one Sentinel down.
+    await t.step(
+      "a Sentinel lost while traffic runs: the link stays ready, no reconnect; failovers followed",
+      async () => {
+        await sentinelLost(redis);
+      },
+    );
   } finally {
     await redis.dispose();
   }
 });
+
+/** The running Sentinels holding a `+switch-master` watcher (a plain SUBSCRIBE: sub=1). */
+async function watchedBy(redis: RedisSentinels, down: ReadonlySet<number>): Promise<number[]> {
+  const ports = redis.sentinelPorts.filter((p) => !down.has(p));
+  const lists = await Promise.all(ports.map((p) => cli(p, ["CLIENT", "LIST"])));
+  return ports.filter((_, i) => / sub=1 psub=0 /.test(lists[i]!));
+}
+
+async function sentinelLost(redis: RedisSentinels): Promise<void> {
+  const { logger, lines } = captureLogger();
+  const link = createRedisLink({ url: redis.url, name: "test", logger, heartbeatMs: 50 });
+  let connects = 0;
+  link.onConnect(() => Promise.resolve(void connects++));
+  const states: boolean[] = [];
+  let stop = false;
+  let done = 0;
+  const failures: string[] = [];
+  let traffic: Promise<void> = Promise.resolve();
+  try {
+    await waitFor("the link to connect", () => link.ready());
+    link.onStateChange((ready) => states.push(ready));
+    const down = new Set<number>();
+    const [watched] = await watchedBy(redis, down);
+    assert.ok(watched !== undefined, "the watcher is on a Sentinel");
+    traffic = (async () => {
+      while (!stop) {
+        try {
+          await link.command(["INCR", "sentinel-lost"]);
+          done++;
+        } catch (err) {
+          failures.push(String(err));
+          // A link that is down fails at once: yield to the timers.
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }
+    })();
+    await waitFor("traffic", () => done > 20);
+    // The watcher's Sentinel goes (node-redis' own connection is on it too).
+    down.add(watched);
+    await redis.stopSentinel(watched);
+    let moved: number[] = [];
+    await until("the watcher on another Sentinel", async () => {
+      moved = await watchedBy(redis, down);
+      return moved.length === 1;
+    });
+    const after = done;
+    await waitFor("traffic after the move", () => done > after + 20);
+    stop = true;
+    await traffic;
+    assert.deepEqual(failures, [], "no command failed");
+    assert.deepEqual(states, [], "the link never went unready");
+    assert.equal(connects, 1, "the pair was not replaced");
+    assert.ok(
+      lines.some((l) => l.level === "warn" && l.msg.includes(`${watched} went away`)),
+      JSON.stringify(lines),
+    );
+    // The watcher where it moved still hears a failover: the link follows it.
+    const next = await redis.failover();
+    await waitFor("the link on the new master", () => link.ready() && connects === 2, 10_000);
+    assert.match(String(await link.command(["INFO", "server"])), portLine(next));
+    assert.ok(
+      lines.some((l) =>
+        l.level === "warn" && l.fields?.error === "Redis Sentinel: the master changed"
+      ),
+      "the announcement ended the pair",
+    );
+  } finally {
+    stop = true;
+    await traffic;
+    await link.close();
+  }
+}
 
 /** The daemon as `deno task start` runs it (planned grants only), its state on Sentinel. */
 async function sandboxedDaemon(
@@ -287,6 +468,9 @@ state:
     sentinel:
       name: mymaster
       nodes: [${redis.sentinelPorts.map((p) => `"127.0.0.1:${p}"`).join(", ")}]
+      # Its own database: the limits' fleet step ran its clock minutes ahead, on the same
+      # rule keys, so a real minute it reached would already be spent here.
+      db: 5
       ${dataNodes}
 features:
   rate_limiting:
