@@ -356,9 +356,11 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       deps.config.providers[target.provider]?.max_retries,
     );
     if (retries < budget) {
-      // Retry-After speaks for the key that was refused: with another key ready, only back off.
+      // A 429's Retry-After speaks for the key that was refused (it rests meanwhile): with
+      // another key ready, only back off. A 5xx's speaks for the provider, whatever the key.
       const provider = deps.config.providers[target.provider];
-      const otherKey = provider !== undefined && primary.record.key_id !== null &&
+      const otherKey = primary.record.status === 429 && provider !== undefined &&
+        primary.record.key_id !== null &&
         hasReadyKey(provider.keys, target.model, deps.state, deps.now());
       const wait = Math.max(
         backoffMs(retries, policy, deps.random),

@@ -227,14 +227,33 @@ Deno.test(
   },
 );
 
-Deno.test("executeWithFailover() honours Retry-After on the same provider", SANITIZE, async () => {
-  // Provider b has a single key, so the same key must wait out its Retry-After.
-  const b = scripted("b", [fail(429, { "retry-after": "1" }), ok()]);
-  const started = performance.now();
-  const r = await run(setup(CONFIG, [b.adapter]), "b/x");
-  const waited = performance.now() - started;
-  assert.deepEqual(outcomes(r.attempts), ["b:retry", "b:ok"]);
-  assert.ok(waited >= 950 && waited < 2_000, `waited ${waited} ms`);
+Deno.test("executeWithFailover() honours Retry-After on the same provider", SANITIZE, async (t) => {
+  // Provider b has a single key, so the same key must wait out a 429's Retry-After; a 5xx's
+  // is the provider's own, waited out whatever keys it has (a has two).
+  for (
+    const [label, provider, status] of [
+      ["429, one key", "b", 429],
+      ["503, one key", "b", 503],
+      ["503, another key ready", "a", 503],
+    ] as const
+  ) {
+    await t.step(label, async () => {
+      const up = scripted(provider, [fail(status, { "retry-after": "1" }), ok()]);
+      const started = performance.now();
+      const r = await run(setup(CONFIG, [up.adapter]), `${provider}/x`);
+      const waited = performance.now() - started;
+      assert.deepEqual(outcomes(r.attempts), [`${provider}:retry`, `${provider}:ok`]);
+      assert.ok(waited >= 950 && waited < 2_000, `waited ${waited} ms`);
+    });
+  }
+  await t.step("429, another key ready: only the backoff", async () => {
+    const a = scripted("a", [fail(429, { "retry-after": "1" }), ok()]);
+    const started = performance.now();
+    const r = await run(setup(CONFIG, [a.adapter]), "a/x");
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:ok"]);
+    assert.ok(performance.now() - started < 500);
+    assert.notEqual(a.calls[0]?.apiKey, a.calls[1]?.apiKey);
+  });
 });
 
 Deno.test(
