@@ -12,11 +12,18 @@ import { breakerTiming } from "./timing.ts";
 export async function createBreakerStore(config: Config, logger: Logger): Promise<BreakerStore> {
   const cb = config.features.circuit_breaker;
   const timing = breakerTiming(cb);
-  const backend = cb.backend ?? config.state.backend;
-  if (!cb.enabled || backend !== "redis") return createMemoryBreakerStore(timing);
+  const url = breakerRedisUrl(config);
+  if (url === null) return createMemoryBreakerStore(timing);
   const { createRedisBreakerStore } = await import("../state/redis_breaker_store.ts");
-  if (cb.redis) {
-    return createRedisBreakerStore({ ...cb.redis, timing, logger });
-  }
-  return createRedisBreakerStore({ url: config.state.redis.url, timing, logger });
+  return createRedisBreakerStore({ ...cb.redis, url, timing, logger });
+}
+
+/**
+ * The Redis the breaker keeps its state in, or null for memory: also what the permission
+ * planner grants, so the two cannot disagree. Pure.
+ */
+export function breakerRedisUrl(config: Config): string | null {
+  const cb = config.features.circuit_breaker;
+  if (!cb.enabled || (cb.backend ?? config.state.backend) !== "redis") return null;
+  return cb.redis?.url ?? config.state.redis.url;
 }

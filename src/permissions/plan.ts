@@ -10,6 +10,7 @@ import { DEFAULT_ENV_KEYS, referencedEnvVars } from "../config/mod.ts";
 import { appKeysEnabled, keyStorage } from "../keys/storage.ts";
 import { sqliteFiles } from "../state/sqlite.ts";
 import { redisHosts } from "../state/redis_url.ts";
+import { breakerRedisUrl } from "../breaker/factory.ts";
 import { OTEL_ENV } from "../telemetry/otel_env.ts";
 import { tracingSettings } from "../telemetry/hub.ts";
 import { pluginGrants } from "../plugins/grants.ts";
@@ -77,7 +78,8 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     config.state.backend === "redis" || config.features.rate_limiting.backend === "redis"
       ? config.state.redis.url
       : null,
-    config.features.circuit_breaker.redis?.url ?? null,
+    // The breaker's, from the same choice that builds its store (its own block, else state's).
+    breakerRedisUrl(config),
     config.features.rate_limiting.redis?.url ?? null,
     // The response cache's Redis: Butter's `cache.redis` block, else state.redis.url.
     config.cache.enabled && config.cache.backend === "redis"

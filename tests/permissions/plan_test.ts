@@ -33,6 +33,7 @@ state:
     url: redis://:hunter2@cache.internal:6380/0
 features:
   circuit_breaker:
+    enabled: true
     redis: { address: "cb-redis:6379" }
 `;
 
@@ -62,6 +63,37 @@ Deno.test("planGrants() grants listeners, provider hosts, redis, the file and it
   assert.deepEqual(grants.env, expectedEnv);
   assert.ok(grants.env.includes("OPENAI_API_KEY"));
   assert.ok(grants.env.includes("LOG_TOKENS"), "npm:yaml reads LOG_TOKENS on every parse");
+});
+
+Deno.test("planGrants() grants the breaker's Redis exactly when its store will use one", () => {
+  // `mock` keeps these Pilotfish configs (no llm-proxy providers added).
+  const net = (text: string) =>
+    planGrants(configOf(`${text}\nproviders: { mock: {} }`), {
+      configPath: null,
+      configText: null,
+      cwd: "/srv",
+    }).net
+      .filter((h) => !h.startsWith("127.0.0.1:9002") && !h.startsWith("unix:"));
+  // llm-proxy's `backend: redis` with no block of its own: the shared Redis (state.redis.url).
+  assert.deepEqual(
+    net(`state: { redis: { url: "redis://10.0.0.9:6390" } }
+features: { circuit_breaker: { enabled: true, backend: redis } }`),
+    ["10.0.0.9:6390"],
+  );
+  // ... and llm-proxy's defaults: state.redis.url's default.
+  assert.deepEqual(
+    net("features: { circuit_breaker: { enabled: true, backend: redis } }"),
+    ["127.0.0.1:6379"],
+  );
+  // Off, or on the memory backend: no Redis, whatever its block says.
+  assert.deepEqual(
+    net('features: { circuit_breaker: { backend: redis, redis: { address: "cb:6379" } } }'),
+    [],
+  );
+  assert.deepEqual(
+    net('features: { circuit_breaker: { enabled: true, redis: { address: "cb:6379" } } }'),
+    [],
+  );
 });
 
 Deno.test("planGrants() grants only what the embedded-style minimal config needs", () => {
