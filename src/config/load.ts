@@ -71,7 +71,8 @@ export function parseConfigText(
     }
     raw ??= {};
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
+    // A permission the daemon lacks (npm:yaml reads LOG_TOKENS) is not the file's fault.
+    if (err instanceof ConfigError || err instanceof Deno.errors.NotCapable) throw err;
     throw new ConfigError(source, [`YAML syntax: ${(err as Error).message}`]);
   }
   return validateConfig(raw, env, source, opts);
@@ -140,7 +141,7 @@ export function validateConfig(
       } else if (issue.type === "strict_object") {
         errors.push(`${at(path)}: Unknown key`);
       } else {
-        errors.push(`${at(path)}: ${issue.message}`);
+        errors.push(`${at(path)}: ${issueMessage(issue, path)}`);
       }
     }
     if (errors.length > 0 || unknown.length === 0) {
@@ -502,6 +503,20 @@ export function splitTarget(entry: string): { provider: string; model: string | 
   return slash > 0 && slash < entry.length - 1
     ? { provider: entry.slice(0, slash), model: entry.slice(slash + 1) }
     : { provider: entry, model: null };
+}
+
+/** Key names whose values may be credentials (`keys`, `api_key`, `admin_token`, …). */
+const SECRET_PATH = /key|token|secret|password|auth|credential/i;
+
+/**
+ * valibot's message, without the offending value where the path may hold a credential: a
+ * key written in the wrong place (`keys: "sk-…"`) must not reach stderr, a log line or the
+ * reload answer. Elsewhere the value helps (`format: "xml"`).
+ */
+function issueMessage(issue: v.BaseIssue<unknown>, path: readonly PropertyKey[]): string {
+  const secret = path.some((p) => typeof p === "string" && SECRET_PATH.test(p));
+  if (!secret || typeof issue.input !== "string") return issue.message;
+  return issue.message.replaceAll(issue.received, "a string");
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

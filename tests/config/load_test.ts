@@ -826,3 +826,32 @@ Deno.test("a reload refuses an empty file; a start reads it as an empty config",
     assert.deepEqual(Object.keys(parseConfigText(text, NO_ENV, "p.yaml").config.providers), []);
   }
 });
+
+Deno.test("a credential written in the wrong shape is named by its path, never echoed", () => {
+  for (
+    const text of [
+      'providers:\n  anthropic:\n    keys: "sk-ant-api03-AbCdEfGh1234567890"\n',
+      'providers:\n  openai:\n    keys: [{ key: sk-x-0001, weight: "sk-proj-Weight9876543210" }]\n',
+      'server:\n  admin_token: ["adm-Secret-Token-112233"]\n',
+    ]
+  ) {
+    const err = (() => {
+      try {
+        parseConfigText(text, () => undefined, "x.yaml");
+      } catch (e) {
+        return e as ConfigError;
+      }
+      throw new Error(`accepted: ${text}`);
+    })();
+    const out = err.problems.join("\n");
+    for (const secret of ["AbCdEfGh1234567890", "Weight9876543210", "Secret-Token-112233"]) {
+      assert.ok(!out.includes(secret), out);
+    }
+    assert.match(out, /^(providers\.\w+\.keys|server\.admin_token)/, out);
+  }
+  // Elsewhere the offending value still helps.
+  assert.throws(
+    () => parseConfigText("logging:\n  format: xml\n", () => undefined, "x.yaml"),
+    /logging\.format: .*"xml"/,
+  );
+});

@@ -512,6 +512,32 @@ Deno.test("startup failures are one clear line and a non-zero exit", async (t) =
         /^pilotfish: Missing permission: Requires env access to "\w+".*deno task start/,
       );
     });
+    await t.step(
+      "missing env permission while reading a config file: not a YAML error",
+      async () => {
+        const cfg = `${dir}/plain.yaml`;
+        await Deno.writeTextFile(cfg, "server:\n  port: 19999\n");
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--quiet",
+            "--no-prompt",
+            `--allow-read=${dir}`,
+            `${new URL("../../src/main.ts", import.meta.url).pathname}`,
+            "--config",
+            cfg,
+            "--port",
+            "19998",
+          ],
+          env: { NO_COLOR: "1" },
+          stdin: "null",
+        }).output();
+        const stderr = new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, 1);
+        assertOneLine(stderr, /^pilotfish: Missing permission: Requires env access to "\w+"/);
+        assert.doesNotMatch(stderr, /YAML syntax/);
+      },
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
