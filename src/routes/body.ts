@@ -105,6 +105,17 @@ async function readAll(req: Request): Promise<ArrayBuffer> {
   }
 }
 
+/** A small body (admin routes) as text, within `maxBytes` (413 beyond); "" when absent. */
+export async function readText(req: Request, maxBytes: number): Promise<string> {
+  if (req.body === null) return "";
+  const bytes = await readCounted(req.body, maxBytes);
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw new GatewayError("invalid_request", "Request body is not valid UTF-8", { param: "body" });
+  }
+}
+
 /**
  * Read a body whole, counting while reading and stopping at the limit (413), or when
  * `deadline` aborts first (the body is cancelled; its reason is thrown).

@@ -21,6 +21,7 @@ import {
 import type { AppEnv } from "../context.ts";
 import { requireAdmin } from "./auth.ts";
 import { send } from "../../server/whole.ts";
+import { readText } from "../body.ts";
 
 /** A key as the API shows it: never its value or hash. */
 export function keyView(rec: KeyRecord, now: number): Record<string, unknown> {
@@ -60,7 +61,7 @@ function keysOf(c: Context<AppEnv>, control: Control): { keys: KeyService; now: 
 }
 
 async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown> {
-  const text = await c.req.text();
+  const text = await readText(c.req.raw, c.get("runtime").config.server.max_body_bytes);
   if (text.trim() === "") {
     if (optional) return {};
     throw new GatewayError("invalid_request", "Body must be a JSON object");

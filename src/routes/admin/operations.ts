@@ -4,6 +4,7 @@ import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
 import type { AppEnv } from "../context.ts";
 import { send } from "../../server/whole.ts";
+import { readText } from "../body.ts";
 
 /** `POST /api/v1/reload` and `POST /api/v1/breaker/reset`. */
 export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
@@ -16,7 +17,7 @@ export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
   // resets every key seen. A body that is not that object resets nothing.
   admin.post("/breaker/reset", async (c) => {
     let key: string | undefined;
-    const text = await c.req.text();
+    const text = await readText(c.req.raw, c.get("runtime").config.server.max_body_bytes);
     const usage = 'Body must be a JSON object: {"key": "provider[:model]"}, or empty';
     if (text.trim() !== "") {
       let body: unknown;

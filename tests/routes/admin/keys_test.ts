@@ -120,3 +120,36 @@ app_keys: { enabled: true, persistence: { enabled: false } }
     await gw.close();
   }
 });
+
+Deno.test("admin routes: a body over server.max_body_bytes is a 413, not read whole", async () => {
+  const gw = startGateway(`
+server: { admin_token: ${TOKEN}, max_body_bytes: 1024 }
+providers: { mock: {} }
+app_keys: { enabled: true, persistence: { enabled: false } }
+`);
+  try {
+    const big = JSON.stringify({ name: "x".repeat(4096) });
+    for (const path of ["/api/v1/keys", "/api/v1/breaker/reset"]) {
+      const res = await gw.request(path, { method: "POST", headers: auth, body: big });
+      assert.equal(res.status, 413, path);
+      assert.match((await res.json()).error.message, /exceeds the limit of 1024 bytes/);
+    }
+    // Within the limit, as before; bytes that are not UTF-8 are a 400.
+    const made = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ name: "svc" }),
+    });
+    assert.equal(made.status, 201);
+    await made.body?.cancel();
+    const bad = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: auth,
+      body: new Uint8Array([0x7b, 0xff, 0x7d]),
+    });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});
