@@ -134,7 +134,9 @@ const serverSchema = strictObject({
       v.check((n) => n !== 0, "Expected a size in bytes, or a negative number for no cap"),
     ),
   ),
-  admin_token: opt(str(), ""),
+  // Trimmed, as provider keys are: a token read from a file or a secret often ends in a line
+  // break, which no client sends back (every admin call would be a 401).
+  admin_token: opt(v.pipe(str(), v.trim()), ""),
   /**
    * Butter's / llm-gateway's (`readTimeout`) Go http.Server ReadTimeout. Unset: no limit but
    * on a unified route's JSON body (30 s, src/routes/body.ts). The whole request body must have arrived this long after the request started (its headers

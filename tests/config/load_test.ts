@@ -855,3 +855,12 @@ Deno.test("a credential written in the wrong shape is named by its path, never e
     /logging\.format: .*"xml"/,
   );
 });
+
+Deno.test("server.admin_token is trimmed, as provider keys are (a secret file's line break)", () => {
+  const { config } = parseConfigText(
+    "server:\n  admin_token: ${ADM}\n",
+    (n) => (n === "ADM" ? "adm-token-1\n" : undefined),
+    "x.yaml",
+  );
+  assert.equal(config.server.admin_token, "adm-token-1");
+});
