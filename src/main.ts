@@ -45,7 +45,15 @@ async function load(
   opts: LoadOptions = {},
 ): Promise<{ loaded: LoadedConfig; config: Config }> {
   const loaded = await loadConfig(cli.configPath, env, opts);
-  return { loaded, config: applyOverrides(loaded.config, cli) };
+  const config = applyOverrides(loaded.config, cli);
+  if (!config.server.tcp && config.server.socket === "") {
+    // Flags may supply a socket the file does not: judged after them.
+    throw new ConfigError(loaded.source, [
+      "server: Nothing to listen on: tcp is false and socket is empty (set server.socket or " +
+      "--socket, or tcp: true)",
+    ]);
+  }
+  return { loaded, config };
 }
 
 /**

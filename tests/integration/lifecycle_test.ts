@@ -486,6 +486,24 @@ Deno.test("startup failures are one clear line and a non-zero exit", async (t) =
         /^pilotfish: Invalid config .*server\.port: .*\(\+1 more; `--check` lists them all\)\n/,
       );
     });
+    await t.step(
+      "nothing to listen on: refused by --check and at start, unless a flag gives one",
+      async () => {
+        const cfg = `${dir}/silent.yaml`;
+        await Deno.writeTextFile(
+          cfg,
+          'server:\n  tcp: false\n  socket: ""\nproviders: { mock: {} }\n',
+        );
+        const checked = await runCli(["--check", "--config", cfg]);
+        assert.equal(checked.code, 1);
+        assert.match(checked.stderr, /server: Nothing to listen on/);
+        const started = await runCli(["--config", cfg]);
+        assert.equal(started.code, 1);
+        assertOneLine(started.stderr, /^pilotfish: Invalid config .*Nothing to listen on/);
+        const rescued = await runCli(["--check", "--config", cfg, "--socket", `${dir}/pf.sock`]);
+        assert.equal(rescued.code, 0, rescued.stderr);
+      },
+    );
     await t.step("YAML syntax errors carry line and column, once", async () => {
       const cfg = `${dir}/syntax.yaml`;
       await Deno.writeTextFile(cfg, "server:\n  port: [not a port\nproviders: {\n");
