@@ -505,16 +505,18 @@ export function splitTarget(entry: string): { provider: string; model: string | 
     : { provider: entry, model: null };
 }
 
-/** Key names whose values may be credentials (`keys`, `api_key`, `admin_token`, …). */
-const SECRET_PATH = /key|token|secret|password|auth|credential/i;
+/** Key names whose values may be credentials (`keys[0].key`, `apiKey`, `admin_token`, …). */
+const SECRET_KEY =
+  /^(?:keys?|api_?key|token|password|secret|credentials?)$|[_-](?:token|password|secret)$/i;
 
 /**
- * valibot's message, without the offending value where the path may hold a credential: a
- * key written in the wrong place (`keys: "sk-…"`) must not reach stderr, a log line or the
- * reload answer. Elsewhere the value helps (`format: "xml"`).
+ * valibot's message, without the offending value where the path may hold a credential
+ * (anything under `keys`, `apiKey`, `admin_token`, a `password`…): a key written in the wrong
+ * place (`keys: "sk-…"`) must not reach stderr, a log line or the reload answer. Elsewhere the
+ * value helps (`format: "xml"`, `perKey.window: "1x"`).
  */
 function issueMessage(issue: v.BaseIssue<unknown>, path: readonly PropertyKey[]): string {
-  const secret = path.some((p) => typeof p === "string" && SECRET_PATH.test(p));
+  const secret = path.some((p) => typeof p === "string" && SECRET_KEY.test(p));
   if (!secret || typeof issue.input !== "string") return issue.message;
   return issue.message.replaceAll(issue.received, "a string");
 }
