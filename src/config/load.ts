@@ -60,8 +60,9 @@ export function parseConfigText(
   opts: LoadOptions = {},
 ): LoadedConfig {
   let raw: unknown;
+  let doc: YAML.Document | null = null;
   try {
-    const doc = YAML.parseDocument(text, { prettyErrors: false });
+    doc = YAML.parseDocument(text, { prettyErrors: false });
     if (doc.errors.length > 0) throw new ConfigError(source, [yamlProblem(text, doc.errors)]);
     raw = doc.toJS();
     if (raw == null && opts.reload) {
@@ -73,7 +74,10 @@ export function parseConfigText(
   } catch (err) {
     // A permission the daemon lacks (npm:yaml reads LOG_TOKENS) is not the file's fault.
     if (err instanceof ConfigError || err instanceof Deno.errors.NotCapable) throw err;
-    throw new ConfigError(source, [`YAML syntax: ${(err as Error).message}`]);
+    // Alias errors come from building the values, with no position: the alias has one.
+    const at = doc === null ? null : aliasOffset(doc);
+    const where = at === null ? "" : ` at ${lineColumn(text, at)}`;
+    throw new ConfigError(source, [`YAML syntax${where}: ${(err as Error).message}`]);
   }
   return validateConfig(raw, env, source, opts);
 }
@@ -84,14 +88,36 @@ export function parseConfigText(
  */
 function yamlProblem(text: string, errors: readonly YAML.YAMLError[]): string {
   const first = errors[0]!;
-  const offset = first.pos[0];
-  const before = text.slice(0, offset);
-  const line = before.split("\n").length;
-  const column = offset - (before.lastIndexOf("\n") + 1) + 1;
   const more = errors.length > 1
     ? ` (${errors.length - 1} more YAML error${errors.length > 2 ? "s" : ""} after it)`
     : "";
-  return `YAML syntax at line ${line}, column ${column}: ${first.message}${more}`;
+  return `YAML syntax at ${lineColumn(text, first.pos[0])}: ${first.message}${more}`;
+}
+
+/** "line L, column C" of `offset`; an error at the end of the file is on its last line. */
+function lineColumn(text: string, offset: number): string {
+  const at = Math.min(offset, text.replace(/\s+$/, "").length);
+  const before = text.slice(0, at);
+  const line = before.split("\n").length;
+  return `line ${line}, column ${at - (before.lastIndexOf("\n") + 1) + 1}`;
+}
+
+/**
+ * Where an alias error points: the first alias with no anchor before it, else (too many
+ * aliases: a "billion laughs" file) the first alias. Null when the document has none.
+ */
+function aliasOffset(doc: YAML.Document): number | null {
+  let unresolved: number | null = null;
+  let first: number | null = null;
+  YAML.visit(doc, {
+    Alias(_, node) {
+      const start = node.range?.[0];
+      if (start === undefined) return;
+      first ??= start;
+      if (unresolved === null && node.resolve(doc) === undefined) unresolved = start;
+    },
+  });
+  return unresolved ?? first;
 }
 
 /** Validate an already-parsed tree (YAML or embedded default). */

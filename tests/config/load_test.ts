@@ -864,3 +864,31 @@ Deno.test("server.admin_token is trimmed, as provider keys are (a secret file's 
   );
   assert.equal(config.server.admin_token, "adm-token-1");
 });
+
+Deno.test("YAML errors carry a line and column: an unresolved alias, the end of the file", () => {
+  const problem = (text: string) => {
+    try {
+      parseConfigText(text, () => undefined, "x.yaml");
+    } catch (e) {
+      return (e as ConfigError).problems.join("\n");
+    }
+    throw new Error(`accepted: ${text}`);
+  };
+  assert.match(
+    problem("server:\n  port: &a 1\n  x: *b\n"),
+    /^YAML syntax at line 3, column 6: Unresolved alias/,
+  );
+  // An unterminated quote on the last line: that line, not one past the end.
+  assert.match(
+    problem('a: 1\nb: 2\nc: 3\nd: 4\ne: 5\nf: "abc\n'),
+    /^YAML syntax at line 6, column \d+: Missing closing "quote/,
+  );
+  // A billion-laughs file is refused at its first alias.
+  const laughs = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+  for (let i = 1; i < 12; i++) {
+    const p = String.fromCharCode(97 + i - 1);
+    const q = String.fromCharCode(97 + i);
+    laughs.push(`${q}: &${q} [${Array(10).fill(`*${p}`).join(", ")}]`);
+  }
+  assert.match(problem(laughs.join("\n") + "\n"), /^YAML syntax at line 2, column \d+: .*alias/i);
+});
