@@ -7,6 +7,7 @@
  * @module
  */
 import type { OpenAIChatRequest } from "../schema/openai.ts";
+import { originsSlot } from "./origins.ts";
 
 /** Where one canonical message came from in the client's request. */
 export type MessageOrigin =
@@ -29,17 +30,10 @@ export interface PartOrigin {
   readonly url?: string;
 }
 
-const ORIGINS = Symbol("messagesOrigins");
+const ORIGINS = originsSlot<MessageOrigin>("messagesOrigins");
 
 /** Records, on the canonical request, where each of its messages came from. */
-export function withOrigins<T extends OpenAIChatRequest>(body: T, origins: MessageOrigin[]): T {
-  Object.defineProperty(body, ORIGINS, { value: origins });
-  return body;
-}
-
-function originsOf(body: OpenAIChatRequest | null): readonly MessageOrigin[] | null {
-  return (body as { [ORIGINS]?: MessageOrigin[] } | null)?.[ORIGINS] ?? null;
-}
+export const withOrigins = ORIGINS.attach;
 
 /** Chat fields the translation fills from a differently named Messages field. */
 const MESSAGES_FIELD: Readonly<Record<string, string>> = {
@@ -85,7 +79,7 @@ export function messagesParam(param: string, canonical: OpenAIChatRequest | null
     if (field !== undefined) return `tools[${tool[1]}]${field}${tool[3]}`;
   }
   const message = MESSAGE_PATH.exec(param);
-  const origins = originsOf(canonical);
+  const origins = ORIGINS.read(canonical);
   if (message === null || origins === null) return param;
   const origin = origins[Number(message[1])];
   return origin === undefined ? param : fromOrigin(origin, message[2]!);

@@ -9,6 +9,7 @@
  */
 import type { OpenAIChatRequest } from "../schema/openai.ts";
 import { fieldText } from "./messages_fields.ts";
+import { originsSlot } from "./origins.ts";
 
 /** A place in the client's request: exact, or a whole item whose fields it did not write. */
 export interface ItemPlace {
@@ -39,20 +40,10 @@ export type ResponsesOrigin =
     readonly calls: readonly ItemPlace[];
   };
 
-const ORIGINS = Symbol("responsesOrigins");
+const ORIGINS = originsSlot<ResponsesOrigin>("responsesOrigins");
 
 /** Records, on the canonical request, where each of its messages came from. */
-export function withResponsesOrigins<T extends OpenAIChatRequest>(
-  body: T,
-  origins: ResponsesOrigin[],
-): T {
-  Object.defineProperty(body, ORIGINS, { value: origins });
-  return body;
-}
-
-function originsOf(body: OpenAIChatRequest | null): readonly ResponsesOrigin[] | null {
-  return (body as { [ORIGINS]?: ResponsesOrigin[] } | null)?.[ORIGINS] ?? null;
-}
+export const withResponsesOrigins = ORIGINS.attach;
 
 /** Chat fields the translation fills from a differently named Responses field. */
 const RESPONSES_FIELD: Readonly<Record<string, string>> = {
@@ -92,7 +83,7 @@ export function responsesParam(param: string, canonical: OpenAIChatRequest | nul
   if (tool !== null) return `tools[${tool[1]}]${tool[2] ?? ""}`;
   if (param !== "messages" && !param.startsWith("messages[")) return param;
   const message = MESSAGE_PATH.exec(param);
-  const origin = message === null ? undefined : originsOf(canonical)?.[Number(message[1])];
+  const origin = message === null ? undefined : ORIGINS.read(canonical)?.[Number(message[1])];
   return origin === undefined ? "input" : fromOrigin(origin, message![2]!);
 }
 
