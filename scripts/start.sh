@@ -8,4 +8,4 @@ root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 DENO=${DENO:-deno}
 flags=$("$DENO" run --quiet --no-prompt --config "$root/deno.json" --allow-read --allow-env \
   "$root/src/permissions/plan_cli.ts" "$@")
-eval "exec \"\$DENO\" run --quiet --no-prompt --unstable-no-legacy-abort --config \"\$root/deno.json\" $flags \"\$root/src/main.ts\" \"\$@\""
+eval "exec \"\$DENO\" run --quiet --no-prompt --unstable-no-legacy-abort --no-code-cache --config \"\$root/deno.json\" $flags \"\$root/src/main.ts\" \"\$@\""

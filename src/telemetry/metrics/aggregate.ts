@@ -11,18 +11,25 @@
  * counter or histogram value is dropped before), its cardinality limit (2000 series per
  * instrument and collection interval, the rest folded into `otel.metric.overflow`), and
  * gauges whose series, once observed, keep their last value.
+ *
+ * Only types come from the SDK here: recording never loads it (see `mod.ts`, which loads
+ * the SDK at the first scrape), so the enum values it needs are spelled out below.
  * @module
  */
-import { type Attributes, type HrTime, ValueType } from "@opentelemetry/api";
-import {
+import type { Attributes, HrTime, ValueType } from "@opentelemetry/api";
+import type {
   AggregationTemporality,
-  type CollectionResult,
   DataPointType,
-  type MetricData,
-  type MetricDescriptor,
-  type MetricProducer,
+  MetricData,
+  MetricDescriptor,
 } from "@opentelemetry/sdk-metrics";
-import type { Resource } from "@opentelemetry/resources";
+
+/** The SDK's enum values (tests/telemetry/metrics/aggregate_test.ts checks them). */
+export const DOUBLE = 1 as ValueType.DOUBLE;
+export const CUMULATIVE = 1 as AggregationTemporality.CUMULATIVE;
+export const HISTOGRAM = 0 as DataPointType.HISTOGRAM;
+export const GAUGE = 2 as DataPointType.GAUGE;
+export const SUM = 3 as DataPointType.SUM;
 
 /** The SDK's default per-instrument limit, less the overflow series it keeps room for. */
 const CARDINALITY_LIMIT = 2000 - 1;
@@ -73,7 +80,7 @@ function describe(name: string, options: InstrumentOptions): MetricDescriptor {
     name,
     description: options.description ?? "",
     unit: options.unit ?? "",
-    valueType: ValueType.DOUBLE,
+    valueType: DOUBLE,
   };
 }
 
@@ -184,8 +191,8 @@ export class Sum extends SyncInstrument<SumSeries> {
     if (this.series.size === 0) return null;
     return {
       descriptor: this.descriptor,
-      aggregationTemporality: AggregationTemporality.CUMULATIVE,
-      dataPointType: DataPointType.SUM,
+      aggregationTemporality: CUMULATIVE,
+      dataPointType: SUM,
       isMonotonic: this.monotonic,
       dataPoints: this.points(endTime, (s) => s.value),
     };
@@ -250,8 +257,8 @@ export class Histogram extends SyncInstrument<HistogramSeries> {
     if (this.series.size === 0) return null;
     return {
       descriptor: this.descriptor,
-      aggregationTemporality: AggregationTemporality.CUMULATIVE,
-      dataPointType: DataPointType.HISTOGRAM,
+      aggregationTemporality: CUMULATIVE,
+      dataPointType: HISTOGRAM,
       dataPoints: this.points(endTime, (s) => this.value(s)),
     };
   }
@@ -295,8 +302,8 @@ export class Gauge {
     if (this.series.size === 0) return null;
     return {
       descriptor: this.descriptor,
-      aggregationTemporality: AggregationTemporality.CUMULATIVE,
-      dataPointType: DataPointType.GAUGE,
+      aggregationTemporality: CUMULATIVE,
+      dataPointType: GAUGE,
       dataPoints: [...this.series.values()].map((s) => ({
         attributes: s.attributes,
         startTime: s.startTime,
@@ -311,11 +318,11 @@ type Instrument = Sum | Histogram | Gauge;
 
 /**
  * The instruments of one meter scope, reported in creation order (as the SDK reports a
- * meter's instruments) by `producer`, to be registered on the SDK's reader.
+ * meter's instruments) by `collect`, which `scrape.ts` hands to the SDK's reader.
  */
 export class Registry {
   private readonly instruments: Instrument[] = [];
-  constructor(private readonly scope: string, private readonly resource: Resource) {}
+  constructor(readonly scope: string) {}
 
   counter(name: string, options: InstrumentOptions = {}): Sum {
     return this.add(new Sum(name, options, true));
@@ -345,17 +352,4 @@ export class Registry {
     }
     return out;
   }
-
-  readonly producer: MetricProducer = {
-    collect: (): Promise<CollectionResult> => {
-      const metrics = this.collect();
-      return Promise.resolve({
-        resourceMetrics: {
-          resource: this.resource,
-          scopeMetrics: metrics.length === 0 ? [] : [{ scope: { name: this.scope }, metrics }],
-        },
-        errors: [],
-      });
-    },
-  };
 }

@@ -7,14 +7,12 @@
  * `MetricProducer`: a request's ~10 recordings cost one string key and a few additions,
  * where the SDK's instruments hashed an attribute object per recording.
  *
- * Loaded with a dynamic import only when metrics are on, so a daemon without them never
- * pays for the SDK. One instance per process: counters survive config reloads.
+ * Loaded with a dynamic import only when metrics are on, and the SDK itself (scrape.ts)
+ * only at the first scrape: recording needs none of it. One instance per process: counters
+ * survive config reloads.
  * @module
  */
 import type { Attributes } from "@opentelemetry/api";
-import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
-import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
-import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { Runtime } from "../../runtime.ts";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
 import {
@@ -27,12 +25,7 @@ import {
 } from "../labels.ts";
 import { type BoundHistogram, type BoundSum, Registry } from "./aggregate.ts";
 import { HeldSlot } from "../../slot.ts";
-
-/** Collects only when asked (a scrape); no timer, no push. */
-class ScrapeReader extends MetricReader {
-  protected override async onShutdown(): Promise<void> {}
-  protected override async onForceFlush(): Promise<void> {}
-}
+import type { Scraper } from "./scrape.ts";
 
 /** GenAI semconv's advised buckets (seconds; tokens). */
 const DURATION_BUCKETS = [
@@ -125,13 +118,10 @@ interface EndHandles {
 }
 
 export function createMetrics(serviceName: string): Metrics {
-  const resource = resourceFromAttributes({ "service.name": serviceName });
-  // Recordings go to pre-aggregated series (aggregate.ts); the SDK's reader collects them
-  // through this producer on each scrape.
-  const meter = new Registry("pilotfish", resource);
-  const reader = new ScrapeReader({ metricProducers: [meter.producer] });
-  const provider = new MeterProvider({ resource, readers: [reader] });
-  const serializer = new PrometheusSerializer(undefined, false, undefined, true, true);
+  // Recordings go to pre-aggregated series (aggregate.ts); the SDK's reader, loaded at the
+  // first scrape, collects them on each scrape.
+  const meter = new Registry("pilotfish");
+  let scraper: Promise<Scraper> | null = null;
 
   // OTel GenAI semantic conventions.
   const tokenUsage = meter.histogram("gen_ai.client.token.usage", {
@@ -424,10 +414,12 @@ export function createMetrics(serviceName: string): Metrics {
       };
     },
     async render() {
-      const { resourceMetrics } = await reader.collect();
-      return serializer.serialize(resourceMetrics);
+      scraper ??= import("./scrape.ts").then((m) => m.createScraper(meter, serviceName));
+      return (await scraper).render();
     },
-    close: () => provider.shutdown(),
+    close: async () => {
+      if (scraper !== null) await (await scraper).close();
+    },
   };
 }
 

@@ -1,9 +1,23 @@
 import assert from "node:assert/strict";
 import type { Attributes } from "@opentelemetry/api";
-import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
+import {
+  AggregationTemporality,
+  DataPointType,
+  MeterProvider,
+  MetricReader,
+} from "@opentelemetry/sdk-metrics";
+import { ValueType } from "@opentelemetry/api";
 import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { Registry } from "../../../src/telemetry/metrics/aggregate.ts";
+import {
+  CUMULATIVE,
+  DOUBLE,
+  GAUGE,
+  HISTOGRAM,
+  Registry,
+  SUM,
+} from "../../../src/telemetry/metrics/aggregate.ts";
+import { producerOf } from "../../../src/telemetry/metrics/scrape.ts";
 
 class PullReader extends MetricReader {
   protected override async onShutdown(): Promise<void> {}
@@ -21,8 +35,8 @@ function pair() {
   const resource = resourceFromAttributes({ "service.name": "t" });
   const sdkReader = new PullReader();
   const sdk = new MeterProvider({ resource, readers: [sdkReader] }).getMeter("pilotfish");
-  const reg = new Registry("pilotfish", resource);
-  const regReader = new PullReader({ metricProducers: [reg.producer] });
+  const reg = new Registry("pilotfish");
+  const regReader = new PullReader({ metricProducers: [producerOf(reg, resource)] });
   new MeterProvider({ resource, readers: [regReader] });
   const s1 = serializer();
   const s2 = serializer();
@@ -128,8 +142,7 @@ Deno.test("Registry: past 1999 series in one collection interval, the rest folds
 });
 
 Deno.test("Registry: a dropped recording creates no series; NaN creates it without a count", () => {
-  const resource = resourceFromAttributes({});
-  const reg = new Registry("s", resource);
+  const reg = new Registry("s");
   const c = reg.counter("c");
   const h = reg.histogram("h", {}, BOUNDS);
   c.add(-1, { a: "x" });
@@ -144,7 +157,7 @@ Deno.test("Registry: a dropped recording creates no series; NaN creates it witho
 });
 
 Deno.test("Registry: a gauge reports the series its callback observes now, not every one it ever did", () => {
-  const reg = new Registry("pilotfish", resourceFromAttributes({ "service.name": "t" }));
+  const reg = new Registry("pilotfish");
   let keys = ["a", "b"];
   reg.gauge("g", { description: "G" }, (observe) => {
     for (const k of keys) observe(1, { key: k });
@@ -154,4 +167,12 @@ Deno.test("Registry: a gauge reports the series its callback observes now, not e
   keys = ["b"];
   const second = reg.collect().find((m) => m.descriptor.name === "g");
   assert.deepEqual(second?.dataPoints.map((d) => d.attributes.key), ["b"]);
+});
+
+Deno.test("Registry: the enum values it spells out (to record without loading the SDK) are the SDK's", () => {
+  assert.equal(DOUBLE, ValueType.DOUBLE);
+  assert.equal(CUMULATIVE, AggregationTemporality.CUMULATIVE);
+  assert.equal(HISTOGRAM, DataPointType.HISTOGRAM);
+  assert.equal(GAUGE, DataPointType.GAUGE);
+  assert.equal(SUM, DataPointType.SUM);
 });
