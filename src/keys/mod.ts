@@ -24,7 +24,7 @@ export type { KeyLimits, KeyRecord } from "./types.ts";
 export { NO_KEY_LIMITS } from "./types.ts";
 export { parseCreate, parsePatch } from "./input.ts";
 export { appKeysEnabled, keyStorage } from "./storage.ts";
-export { appKeyGate } from "./gate.ts";
+export { allowedTargets, appKeyGate } from "./gate.ts";
 
 interface Held {
   readonly identity: string;

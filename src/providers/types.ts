@@ -135,7 +135,10 @@ export interface ResponsesCall extends CallBasics {
  */
 export interface CountTokensCall extends CallBasics {
   readonly chat: OpenAIChatRequest;
+  /** The client's count_tokens body (`/v1/messages/count_tokens`), `x-gateway` removed. */
   readonly messages: Record<string, unknown> | null;
+  /** With `messages`: the client's `anthropic-version` / `anthropic-beta`, passed through. */
+  readonly headers: Readonly<Record<string, string>>;
   /** The Responses body (`/v1/responses/input_tokens`), for providers that speak it natively. */
   readonly responses: Record<string, unknown> | null;
 }

@@ -28,7 +28,9 @@ import { explainTimeout } from "../server/middleware/timeouts.ts";
 import { readJsonBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import { loadHistory, loadReferences } from "./responses.ts";
+import { anthropicClientHeaders } from "./messages.ts";
 import { wholeResponse } from "../server/whole.ts";
+import { allowedTargets } from "../keys/mod.ts";
 
 /** What one counting request asks: its model, options, and its prompt per provider. */
 interface CountRequest {
@@ -135,9 +137,10 @@ async function count(
   ex.gateway = req.gateway;
   ex.model = req.model;
   const resolved = resolveModel(rt.config, req.model, req.gateway.provider);
-  ex.targets = resolved.targets.filter((t) => rt.adapters.get(t.provider)?.countTokens);
+  const allowed = await allowedTargets(ex, req.model, resolved.targets);
+  ex.targets = allowed.filter((t) => rt.adapters.get(t.provider)?.countTokens);
   if (ex.targets.length === 0) {
-    const first = resolved.targets[0];
+    const first = allowed[0];
     throw new GatewayError(
       "invalid_request",
       `No provider serving model "${req.model}" can count tokens`,
@@ -159,6 +162,7 @@ async function count(
       messages: adapter.messages !== undefined && req.messages !== null
         ? req.messages as unknown as Record<string, unknown>
         : null,
+      headers: kind === "messages" ? anthropicClientHeaders(ex.headers) : {},
       responses: adapter.responses !== undefined ? req.responses : null,
     };
     const counted = await adapter.countTokens!(call, model);
@@ -172,11 +176,15 @@ async function count(
     };
     return outcome;
   }, signal);
-  noteAttempts(ex, run.attempts, run.target);
+  // A local estimate answered without calling the provider: not an upstream call.
+  const attempts = run.ok && estimate
+    ? run.attempts.map((a) => a.outcome === "ok" ? { ...a, no_call: true as const } : a)
+    : run.attempts;
+  noteAttempts(ex, attempts, run.target);
   if (!run.ok) throw explainTimeout(ex.deadlines, run.error);
   const outcome = run.outcome as Extract<ChatOutcome, { format: "object" }>;
   return wholeResponse(ex, JSON.stringify(outcome.body), 200, {
-    ...attemptHeaders(run.target, callsMade(run.attempts)),
+    ...attemptHeaders(run.target, callsMade(attempts)),
     "content-type": "application/json",
     "x-pilotfish-token-count": estimate ? "estimate" : "provider",
   });

@@ -14,6 +14,16 @@ import { unifiedHandler } from "./unified.ts";
 /** Client headers an Anthropic-format provider receives as sent (versioning and betas). */
 const FORWARDED_HEADERS = ["anthropic-version", "anthropic-beta"] as const;
 
+/** The client's `anthropic-version` / `anthropic-beta`, for a provider that relays its body. */
+export function anthropicClientHeaders(headers: Headers): Record<string, string> {
+  const forwarded: Record<string, string> = {};
+  for (const name of FORWARDED_HEADERS) {
+    const value = headers.get(name);
+    if (value !== null) forwarded[name] = value;
+  }
+  return forwarded;
+}
+
 type MessagesExchange = Extract<ExchangeRequest, { schema: "anthropic_messages" }>;
 
 function request(ex: Exchange): MessagesExchange {
@@ -69,11 +79,7 @@ export const MESSAGES_ROUTE: UnifiedRoute = {
   },
   model: (ex) => requestedModel(request(ex)),
   invoke(ex) {
-    const forwarded: Record<string, string> = {};
-    for (const name of FORWARDED_HEADERS) {
-      const value = ex.headers.get(name);
-      if (value !== null) forwarded[name] = value;
-    }
+    const forwarded = anthropicClientHeaders(ex.headers);
     const r = request(ex);
     const stream = ex.stream;
     return async (adapter, attempt, model): Promise<ChatOutcome> => {

@@ -129,21 +129,28 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     },
 
     /**
-     * Anthropic's own count (`POST /v1/messages/count_tokens`): the client's Messages body
-     * as is, or the chat request translated. The endpoint takes only the fields that shape
-     * the prompt, so the generation settings are left out.
+     * Anthropic's own count (`POST /v1/messages/count_tokens`): the client's count_tokens
+     * body relayed with its `anthropic-version` and `anthropic-beta` (beta fields such as
+     * `context_management` included), or the chat request translated, of which only the
+     * fields that shape the prompt are sent.
      */
     async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
-      // Thinking settings shape the answer, not the prompt: a count never refuses over them.
-      const source = call.messages ??
-        (toAnthropicRequest(
+      let body: Record<string, unknown>;
+      if (call.messages !== null) {
+        body = { ...call.messages, model };
+        // A Messages body reused for a count: its generation settings are not the prompt's.
+        for (const field of GENERATION_FIELDS) delete body[field];
+      } else {
+        // Thinking settings shape the answer, not the prompt: a count never refuses over them.
+        const source = toAnthropicRequest(
           { ...call.chat, reasoning_effort: undefined },
           model,
           cfg.name,
-        ) as unknown as Record<string, unknown>);
-      const body: Record<string, unknown> = { model };
-      for (const field of COUNT_FIELDS) {
-        if (source[field] !== undefined) body[field] = source[field];
+        ) as unknown as Record<string, unknown>;
+        body = { model };
+        for (const field of COUNT_FIELDS) {
+          if (source[field] !== undefined) body[field] = source[field];
+        }
       }
       // Fields named, not spread: `call.chat` is translated on read (not needed here).
       const basics = {
@@ -153,7 +160,8 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
         clientAuthorization: call.clientAuthorization,
         stream: false as const,
       };
-      const reply = await send(basics, baseHeaders, JSON.stringify(body), countUrl);
+      const headers = call.messages !== null ? clientHeaders(call.headers) : baseHeaders;
+      const reply = await send(basics, headers, JSON.stringify(body), countUrl);
       const json = await readJson(reply) as { input_tokens?: unknown } | null;
       const tokens = json?.input_tokens;
       if (typeof tokens !== "number") {
@@ -238,6 +246,18 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
 
 /** What `count_tokens` accepts besides `model` (the prompt, not the generation settings). */
 const COUNT_FIELDS = ["messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"];
+
+/** Messages API fields that set how the answer is generated, which count_tokens refuses. */
+const GENERATION_FIELDS = [
+  "max_tokens",
+  "stream",
+  "temperature",
+  "top_p",
+  "top_k",
+  "stop_sequences",
+  "metadata",
+  "service_tier",
+];
 
 /**
  * The Messages API authenticates with `x-api-key` (API overview: "All requests to the
