@@ -420,10 +420,12 @@ export function toAnthropicError(err: GatewayError): MessagesErrorBody {
   // An Anthropic-format upstream's type is kept as its code (providers/anthropic/errors.ts).
   const upstream = err.info.upstreamType ?? err.info.upstreamCode ?? undefined;
   const byStatus = TYPE_BY_STATUS[err.status];
-  const type = byStatus !== undefined && err.status < 500
+  // Anthropic's errors page: invalid_request_error is also "for other 4XX status codes".
+  const clientError = err.status >= 400 && err.status < 500;
+  const type = byStatus !== undefined && clientError
     ? byStatus
     : upstream !== undefined && ANTHROPIC_TYPES.has(upstream)
     ? upstream
-    : byStatus ?? "api_error";
+    : byStatus ?? (clientError ? "invalid_request_error" : "api_error");
   return { type: "error", error: { type, message: err.message } };
 }

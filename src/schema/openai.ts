@@ -326,8 +326,10 @@ const UPSTREAM_TYPE_BY_STATUS: Readonly<Record<number, string>> = {
 
 /** Render a GatewayError as OpenAI error JSON. */
 export function toOpenAIError(err: GatewayError): OpenAIErrorBody {
+  // Another 4xx an upstream gave no type of its own: OpenAI's word for a client error.
   const ownType = err.code === "upstream_error" || err.code === "rate_limited"
-    ? UPSTREAM_TYPE_BY_STATUS[err.status]
+    ? UPSTREAM_TYPE_BY_STATUS[err.status] ??
+      (err.status >= 400 && err.status < 500 ? "invalid_request_error" : undefined)
     : undefined;
   return {
     error: {

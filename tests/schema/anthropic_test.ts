@@ -227,6 +227,10 @@ Deno.test("toAnthropicError(): a 4xx is typed by its status, whatever another fo
     [403, "invalid_request_error", "permission_error"],
     [404, "invalid_request_error", "not_found_error"],
     [529, "overloaded_error", "overloaded_error"],
+    // Another 4xx: Anthropic's "also for other 4XX status codes", its own type if it gave one.
+    [409, undefined, "invalid_request_error"],
+    [422, undefined, "invalid_request_error"],
+    [422, "not_found_error", "not_found_error"],
     [500, "api_error", "api_error"],
     [503, "overloaded_error", "overloaded_error"],
   ];

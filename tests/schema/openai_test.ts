@@ -194,7 +194,11 @@ Deno.test("toOpenAIError(): an upstream failure without a type of its own is typ
     [403, "permission_error"],
     [404, "not_found_error"],
     [429, "rate_limit_error"],
+    // Any other 4xx is a client error (409, 422 as before).
+    [409, "invalid_request_error"],
+    [418, "invalid_request_error"],
     [500, "api_error"],
+    [502, "api_error"],
   ];
   for (const [status, type] of cases) {
     const err = new GatewayError(status === 429 ? "rate_limited" : "upstream_error", "m", {
