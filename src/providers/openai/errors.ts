@@ -32,6 +32,8 @@ export function fromOpenAIError(
       else if (e.code === null && type !== undefined) code = null;
     } else if (typeof err === "string") {
       message = err;
+    } else {
+      message = otherShape(parsed) ?? message;
     }
   } catch {
     if (text.trim() !== "" && text.length < 500) message = text.trim();
@@ -44,6 +46,23 @@ export function fromOpenAIError(
     param,
     retryAfter: headers.get("retry-after"),
   });
+}
+
+/**
+ * The message of an OpenAI-compatible server that does not use OpenAI's envelope:
+ * FastAPI's `{"detail": "…"}` or `{"detail": [{"msg": "…"}]}` (vLLM, many self-hosted
+ * servers), or a top-level `message`.
+ */
+function otherShape(parsed: unknown): string | undefined {
+  if (parsed === null || typeof parsed !== "object") return undefined;
+  const { detail, message } = parsed as { detail?: unknown; message?: unknown };
+  if (typeof detail === "string" && detail !== "") return detail;
+  if (Array.isArray(detail)) {
+    const msgs = detail.map((d) => (d as { msg?: unknown } | null)?.msg)
+      .filter((m): m is string => typeof m === "string" && m !== "");
+    if (msgs.length > 0) return msgs.join("; ");
+  }
+  return typeof message === "string" && message !== "" ? message : undefined;
 }
 
 /** An in-stream error carries no HTTP status: one is read off its code or type. */

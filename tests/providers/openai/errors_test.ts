@@ -33,6 +33,20 @@ Deno.test("fromOpenAIError() reads the array-wrapped and string error shapes", (
   );
 });
 
+Deno.test("fromOpenAIError() reads FastAPI's detail and a top-level message (self-hosted servers)", () => {
+  const msg = (status: number, body: unknown) =>
+    fromOpenAIError(status, JSON.stringify(body), none, "vllm", redact).message;
+  assert.equal(msg(422, { detail: "fastapi style detail 422" }), "fastapi style detail 422");
+  assert.equal(
+    msg(422, { detail: [{ loc: ["body", "model"], msg: "field required" }, { msg: "x" }] }),
+    "field required; x",
+  );
+  assert.equal(msg(400, { message: "context too long", object: "error" }), "context too long");
+  // Still redacted like any upstream text.
+  assert.equal(msg(401, { detail: "bad key configured-secret-xyz" }).includes("xyz"), false);
+  assert.equal(msg(500, { detail: [] }), 'Provider "vllm" answered HTTP 500');
+});
+
 Deno.test("fromOpenAIError() falls back to short text or a generic message", () => {
   assert.equal(fromOpenAIError(502, " Bad Gateway \n", none, "x", redact).message, "Bad Gateway");
   assert.equal(
