@@ -50,6 +50,14 @@ import {
   withoutParams,
 } from "./passthrough_path.ts";
 
+/**
+ * A body of declared length up to this size whose model is not in the path is read before it
+ * goes upstream (as the same bytes, so its Content-Length and any signature are kept): its
+ * `model` is then known for `x-pilotfish-model` on every answer, a stream or an error too,
+ * and its user for the usage rollups. A larger one streams through unread.
+ */
+const NAMED_BODY_BYTES = 1024 * 1024;
+
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and ours: never forwarded either way. */
 const HOP_BY_HOP = new Set([
   "connection",
@@ -161,7 +169,8 @@ async function run(
     applicable(rt.stages.pre_llm, ex).length > 0;
   const hold = breaker.mode !== "off" || staged ||
     (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
-    (deadlines?.read !== undefined && Number.isFinite(declared));
+    (deadlines?.read !== undefined && Number.isFinite(declared)) ||
+    (urlModel === undefined && declared <= NAMED_BODY_BYTES);
   let held = hasBody && hold
     ? await readHeldBody(c.req.raw.body!, max, deadlines?.body, rt.schedule)
     : null;

@@ -585,3 +585,39 @@ providers:
     await up.close();
   }
 });
+
+Deno.test("passthrough x-pilotfish-model on a stream and an error too: a small body's model is read before it goes upstream", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
+`);
+  try {
+    // Over TCP: a client's Content-Length is what makes a body small enough to read first.
+    const call = async (body: string) => {
+      const res = await fetch(gw.url("/openai/v1/chat/completions"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      await res.body?.cancel();
+      return res;
+    };
+    up.script({ kind: "stream" });
+    const stream = await call(chatBody("gpt-4o-mini", { stream: true }));
+    assert.equal(stream.status, 200);
+    assert.equal(stream.headers.get("x-pilotfish-model"), "gpt-4o-mini");
+    up.script({ kind: "json", status: 400, body: { error: { message: "bad", type: "x" } } });
+    const failed = await call(chatBody("gpt-4o-mini"));
+    assert.equal(failed.status, 400);
+    assert.equal(failed.headers.get("x-pilotfish-model"), "gpt-4o-mini");
+    assert.equal(failed.headers.get("x-pilotfish-provider"), "openai");
+    // The upstream got the client's bytes, with their length.
+    const sent = up.requests.at(-1)!;
+    assert.equal(sent.body, chatBody("gpt-4o-mini"));
+    assert.equal(sent.headers.get("content-length"), String(chatBody("gpt-4o-mini").length));
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
