@@ -453,6 +453,41 @@ Deno.test("request bodies are not logged by default", async () => {
   }
 });
 
+Deno.test("x-gateway.metadata is on the line as request_metadata: scalars, bounded; none without it", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(providers(upstream.url));
+  try {
+    const ask = async (gateway?: Record<string, unknown>) => {
+      const res = await gw.request("/v1/chat/completions", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "up/gpt-4o-mini",
+          messages: [{ role: "user", content: "hi" }],
+          ...(gateway ? { "x-gateway": gateway } : {}),
+        }),
+      });
+      await res.body?.cancel();
+    };
+    const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, i]));
+    await ask({ metadata: { feature: "chat", team: "zebra", n: 3, ok: true, nested: { a: 1 } } });
+    await ask({ metadata: { long: "x".repeat(1000), ...many } });
+    await ask();
+    assert.deepEqual(nextRequestLine(gw.logs, 1).request_metadata, {
+      feature: "chat",
+      team: "zebra",
+      n: 3,
+      ok: true,
+    });
+    const bounded = nextRequestLine(gw.logs, 2).request_metadata as Record<string, unknown>;
+    assert.equal(Object.keys(bounded).length, 32);
+    assert.equal((bounded.long as string).length, 256);
+    assert.equal("request_metadata" in nextRequestLine(gw.logs, 3), false);
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("logging.request_body logs the body with secrets redacted, truncated at the limit", async () => {
   const upstream = startFakeUpstream();
   const gw = startGateway(

@@ -81,6 +81,7 @@ function writeLine(
     duration_ms: round(event.duration_ms),
     bytes: res.bytes,
     ...(hasKeys(ex.metadata) ? { metadata: ex.metadata } : {}),
+    ...requestMetadata(ex.gateway.metadata),
   };
   if (deferred || res.outcome !== "complete") {
     line.outcome = res.outcome;
@@ -98,6 +99,30 @@ function writeLine(
   // is taken only if it is already there.
   const body = ex.timedOut ? Promise.race([captured, Promise.resolve(null)]) : captured;
   void body.then((b) => logger[level]("request", b ? { ...line, ...bodyFields(b) } : line));
+}
+
+/** What a client may label a request with in `x-gateway.metadata` that the line carries. */
+const MAX_METADATA_KEYS = 32;
+const MAX_METADATA_CHARS = 256;
+
+/**
+ * The client's `x-gateway.metadata` (PRODUCT: recorded with usage), as `request_metadata`:
+ * its scalar values, strings cut to 256 characters, at most 32 keys (it is client input).
+ */
+function requestMetadata(
+  metadata: Readonly<Record<string, unknown>> | undefined,
+): { request_metadata?: Record<string, string | number | boolean> } {
+  if (metadata === undefined) return {};
+  const out: Record<string, string | number | boolean> = {};
+  let n = 0;
+  for (const [key, value] of Object.entries(metadata)) {
+    if (n === MAX_METADATA_KEYS) break;
+    if (typeof value === "string") out[key] = value.slice(0, MAX_METADATA_CHARS);
+    else if (typeof value === "number" || typeof value === "boolean") out[key] = value;
+    else continue;
+    n++;
+  }
+  return n > 0 ? { request_metadata: out } : {};
 }
 
 /** Token counts; cache and reasoning details only when there were some. */
