@@ -5,7 +5,7 @@
  */
 export { chatCompletions } from "./chat_completions.ts";
 export { embeddings } from "./embeddings.ts";
-export { getModel, listModels } from "./models.ts";
+export { getModel, listModels, modelsFormat } from "./models.ts";
 export { messages } from "./messages.ts";
 export { deleteResponse, getResponse, responses } from "./responses.ts";
 export { countTokens } from "./count_tokens.ts";

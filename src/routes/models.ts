@@ -1,5 +1,5 @@
 import { GatewayError } from "../errors.ts";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
 import { send } from "../server/whole.ts";
@@ -20,10 +20,80 @@ const DISCOVERY_TTL_MS = 10 * 60_000;
  * A provider that cannot be asked in time is simply left out of its discovered part.
  */
 export async function listModels(c: Context<AppEnv>): Promise<Response> {
-  c.get("exchange").errorFormat = "openai_json";
+  const anthropic = fromAnthropicClient(c);
   const rt = c.get("runtime");
-  const discovered = await discoveredModels(rt);
-  return send(c, "json", { object: "list", data: modelEntries(rt, discovered) });
+  const entries = modelEntries(rt, await discoveredModels(rt));
+  if (anthropic) return send(c, "json", anthropicPage(entries, new URL(c.req.url).searchParams));
+  return send(c, "json", { object: "list", data: entries });
+}
+
+/**
+ * A client that sends `anthropic-version` (every Anthropic SDK does; no OpenAI one) is
+ * answered in the Anthropic Models API's shapes, its errors too (the app-key gate's
+ * included: this runs before it): `client.models.list()` pages with `has_more`,
+ * `first_id` and `last_id`, and reads `type`, `display_name` and `created_at`.
+ */
+export const modelsFormat: MiddlewareHandler<AppEnv> = async function modelsFormat(c, next) {
+  c.get("exchange").errorFormat = fromAnthropicClient(c) ? "anthropic_json" : "openai_json";
+  await next();
+};
+
+function fromAnthropicClient(c: Context<AppEnv>): boolean {
+  return c.req.header("anthropic-version") !== undefined;
+}
+
+interface AnthropicModel {
+  type: "model";
+  id: string;
+  display_name: string;
+  created_at: string;
+}
+
+function anthropicModel(m: ModelEntry): AnthropicModel {
+  return {
+    type: "model",
+    id: m.id,
+    display_name: m.id,
+    created_at: new Date(m.created * 1000).toISOString().replace(".000Z", "Z"),
+  };
+}
+
+/** The Models API's page: `limit` (1–1000, default 20), `after_id` or `before_id`. */
+function anthropicPage(entries: readonly ModelEntry[], query: URLSearchParams) {
+  const rawLimit = query.get("limit");
+  const limit = rawLimit === null ? 20 : Number(rawLimit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+    throw new GatewayError("invalid_request", '"limit" must be a whole number from 1 to 1000', {
+      param: "limit",
+    });
+  }
+  const at = (param: "after_id" | "before_id"): number | null => {
+    const id = query.get(param);
+    if (id === null) return null;
+    const i = entries.findIndex((m) => m.id === id);
+    if (i < 0) throw new GatewayError("invalid_request", `No model "${id}"`, { param });
+    return i;
+  };
+  const after = at("after_id");
+  const before = at("before_id");
+  let page: readonly ModelEntry[];
+  let hasMore: boolean;
+  if (before !== null && after === null) {
+    const start = Math.max(0, before - limit);
+    page = entries.slice(start, before);
+    hasMore = start > 0;
+  } else {
+    const start = after === null ? 0 : after + 1;
+    const end = Math.min(before ?? entries.length, start + limit);
+    page = entries.slice(start, end);
+    hasMore = end < (before ?? entries.length);
+  }
+  return {
+    data: page.map(anthropicModel),
+    has_more: hasMore,
+    first_id: page[0]?.id ?? null,
+    last_id: page.at(-1)?.id ?? null,
+  };
 }
 
 /**
@@ -32,7 +102,7 @@ export async function listModels(c: Context<AppEnv>): Promise<Response> {
  * naming where the list is.
  */
 export async function getModel(c: Context<AppEnv>): Promise<Response> {
-  c.get("exchange").errorFormat = "openai_json";
+  const anthropic = fromAnthropicClient(c);
   const rt = c.get("runtime");
   const prefix = "/v1/models/";
   const raw = c.req.path.slice(prefix.length);
@@ -57,7 +127,7 @@ export async function getModel(c: Context<AppEnv>): Promise<Response> {
       { param: "model" },
     );
   }
-  return send(c, "json", entry);
+  return send(c, "json", anthropic ? anthropicModel(entry) : entry);
 }
 
 /** Models a 404 names at most. */

@@ -11,6 +11,7 @@ import {
   healthz,
   listModels,
   messages,
+  modelsFormat,
   nativePassthrough,
   ready,
   responses,
@@ -70,8 +71,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.req.param("id") === "input_tokens" ? Promise.resolve(postAllow(c)) : next();
   app.get("/v1/responses/:id", notInputTokens, appKeyGate, getResponse);
   app.delete("/v1/responses/:id", notInputTokens, appKeyGate, deleteResponse);
-  app.get("/v1/models", appKeyGate, listModels);
-  app.get("/v1/models/*", appKeyGate, getModel);
+  app.get("/v1/models", modelsFormat, appKeyGate, listModels);
+  app.get("/v1/models/*", modelsFormat, appKeyGate, getModel);
   app.get("/healthz", healthz);
   app.get("/ready", ready(deps.isReady));
   app.get("/health", health);
