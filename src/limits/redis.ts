@@ -17,9 +17,11 @@
  * Redis down: a limit with `fail_mode: open` falls back to this sidecar's share
  * (`fallback_share`, default `1 / fleet_size`) counted with what it took before; `closed`
  * refuses. Back: before the link reports ready, each sidecar writes its own field to what it
- * really took (fallback included), so the sum is the fleet's true count: no burst, even
- * when Redis came back empty. Token buckets (Butter) live in a Redis hash too; a Redis that
- * restarts empty starts them full.
+ * really took (fallback included), then keeps to its share for `RESYNC_SETTLE_MS` while the
+ * other sidecars reconnect and write theirs, and writes its field again before it borrows:
+ * the sum is the fleet's true count before anyone borrows from it, even when Redis came back
+ * empty. Token buckets (Butter) live in a Redis hash too; a Redis that restarts empty starts
+ * them full.
  * @module
  */
 import type { Logger } from "../telemetry/mod.ts";
@@ -119,7 +121,17 @@ export interface RedisBackendOptions {
   readonly idleMs?: number;
   /** Hands out this sidecar's field name (default a random id per backend). */
   readonly sidecarId?: string;
+  /** After an outage, shared admission waits this long (default `RESYNC_SETTLE_MS`). */
+  readonly settleMs?: number;
 }
+
+/**
+ * After an outage a sidecar keeps to its share this long before it borrows again. Every
+ * sidecar's link retries within 2 s (its backoff's cap) of Redis coming back and writes what
+ * it took before its link turns ready: a sidecar that borrowed at once saw an emptied Redis
+ * without the fields of those still reconnecting, and took their share a second time.
+ */
+const RESYNC_SETTLE_MS = 3_000;
 
 interface Lease {
   /** Swapped for the same counter's check of a newer generation (a reload, a key's new limits). */
@@ -188,6 +200,13 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   /** Token buckets while Redis is down (scaled to the share). */
   const fallbackBuckets = new CounterMap();
   let closed = false;
+  const settleMs = opts.settleMs ?? RESYNC_SETTLE_MS;
+  /** False from a reconnection until the fields are written again after settling. */
+  let caughtUp = true;
+  /** Runs while a reconnected sidecar settles (real time: it waits for the others' links). */
+  let settling: ReturnType<typeof setTimeout> | undefined;
+  let catchingUp: Promise<void> | null = null;
+  let connectedBefore = false;
 
   // The hash tag keeps every window of one counter on one cluster slot: each script
   // touches one key. Braces inside a user id or model would move the tag: replaced.
@@ -490,33 +509,68 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   }, Math.max(100, Math.floor(idleMs / 2)));
   Deno.unrefTimer(sweeper);
 
+  /** Write what this sidecar really took into its fields (Redis may have come back empty). */
+  const writeBack = async (via: RedisCommands) => {
+    const now = opts.now();
+    for (const [k, lease] of leases) {
+      const rule = lease.check.rule;
+      if (rule.algorithm === "window" && lease.at !== windowStart(rule, now)) {
+        leases.delete(k);
+        continue;
+      }
+      if (rule.algorithm === "bucket") {
+        lease.left = 0;
+        lease.mine = 0;
+        continue;
+      }
+      if (lease.mine > 0) lease.knownUsed = Number(await settle(lease, lease.mine, "set", via));
+      const ahead = lease.next;
+      if (ahead !== null && ahead.mine > 0) {
+        ahead.knownUsed = Number(await settle(ahead, ahead.mine, "set", via));
+      }
+    }
+    fallbackBuckets.entries.clear();
+  };
+
+  /** After settling: what the share admitted meanwhile is written too, then Redis is used. */
+  const catchUp = () => {
+    if (catchingUp !== null || closed || !ready()) return;
+    catchingUp = writeBack(linked()).then(
+      () => {
+        caughtUp = true;
+      },
+      () => {/* the link logs an outage; the next request tries again */},
+    ).finally(() => {
+      catchingUp = null;
+    });
+  };
+
+  /** Whether to admit through Redis now (not while settling after a reconnection). */
+  const shared = (): boolean => {
+    if (closed || !ready()) return false;
+    if (caughtUp) return true;
+    if (settling === undefined) catchUp(); // an earlier write-back failed: again
+    return false;
+  };
+
   const stops: (() => unknown)[] = [];
   const attach = (l: RedisLink) => {
     link = l;
     // Back from an outage: write what this sidecar really took into its fields before the
-    // link turns ready, so the fleet's sum is true (Redis may have come back empty).
+    // link turns ready, then settle (see `RESYNC_SETTLE_MS`).
     stops.push(l.onConnect(async (session) => {
-      const now = opts.now();
-      for (const [k, lease] of leases) {
-        const rule = lease.check.rule;
-        if (rule.algorithm === "window" && lease.at !== windowStart(rule, now)) {
-          leases.delete(k);
-          continue;
-        }
-        if (rule.algorithm === "bucket") {
-          lease.left = 0;
-          lease.mine = 0;
-          continue;
-        }
-        if (lease.mine > 0) {
-          lease.knownUsed = Number(await settle(lease, lease.mine, "set", session));
-        }
-        const ahead = lease.next;
-        if (ahead !== null && ahead.mine > 0) {
-          ahead.knownUsed = Number(await settle(ahead, ahead.mine, "set", session));
-        }
+      await writeBack(session);
+      if (connectedBefore) {
+        caughtUp = false;
+        clearTimeout(settling);
+        const timer = setTimeout(() => {
+          settling = undefined;
+          catchUp();
+        }, settleMs);
+        Deno.unrefTimer(timer);
+        settling = timer;
       }
-      fallbackBuckets.entries.clear();
+      connectedBefore = true;
     }));
     stops.push(l.onStateChange((up) => {
       if (up) logger.info("rate limits: Redis reachable, limits shared by the fleet again", {});
@@ -531,7 +585,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   return {
     attach,
     admit(checks, costs, now) {
-      if (closed || !ready()) return fallback(checks, costs, now);
+      if (!shared()) return fallback(checks, costs, now);
       const ls = checks.map((c) => leaseOf(c, now));
       let short = false;
       let refused: CheckState[] | null = null;
@@ -572,7 +626,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     usage(now) {
       const rows: UsageRow[] = [];
       // Redis away: a window limit is this sidecar's share, as its admitted headers say.
-      const alone = !ready();
+      const alone = !ready() || !caughtUp;
       for (const lease of leases.values()) {
         const rule = lease.check.rule;
         const s = stateOf(lease, 0, now, false);
@@ -596,13 +650,14 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       return rows;
     },
     health(): BackendHealth {
-      const shared = ready();
+      const up = ready();
       return {
         backend: "redis",
-        mode: shared ? "shared" : "fallback",
+        // Settling after an outage admits on the share too.
+        mode: up && caughtUp ? "shared" : "fallback",
         fleet_size: fleetSize,
         fallback_share: share,
-        ...(shared ? {} : {
+        ...(up ? {} : {
           notice: `Redis unreachable: this sidecar admits its share (${
             Math.round(share * 1000) / 10
           } %) of each limit with fail_mode open and refuses those with fail_mode closed`,
@@ -613,6 +668,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       if (closed) return;
       closed = true;
       clearInterval(sweeper);
+      clearTimeout(settling);
       for (const stop of stops) stop();
       // Give back what this sidecar holds, so the fleet can use it.
       if (ready()) {

@@ -258,3 +258,106 @@ features:
     await redis.stop();
   }
 });
+
+Deno.test("back from an outage: a sidecar that reconnects first keeps to its share until the others have written theirs", async () => {
+  const redis = await startRedisServer();
+  const raw = createClient({ url: redis.url, maintNotifications: "disabled" });
+  raw.on("error", () => {});
+  const now = 60_000 * 2_000;
+  const rule: Rule = {
+    id: "r",
+    scope: "global",
+    metric: "requests",
+    algorithm: "window",
+    limit: 100,
+    windowMs: 60_000,
+    windowName: "minute",
+    failMode: "open",
+  };
+  const [check] = checksFor([rule], { models: [] });
+  // B's reconnection is held back by the test: it stands for a sidecar whose backoff timer
+  // fires later than A's.
+  let holdB = false;
+  const heldB: (() => void)[] = [];
+  type Box = { h?: ReturnType<typeof setTimeout>; cancelled: boolean };
+  const timersB = {
+    setTimeout(fn: () => void, ms: number): Box {
+      const box: Box = { cancelled: false };
+      const arm = () => {
+        if (!box.cancelled) box.h = setTimeout(fn, ms);
+      };
+      if (holdB) heldB.push(arm);
+      else arm();
+      return box;
+    },
+    clearTimeout(handle: unknown) {
+      const box = handle as Box | undefined;
+      if (box === undefined) return;
+      box.cancelled = true;
+      clearTimeout(box.h);
+    },
+  };
+  const sidecar = (id: string, timers?: typeof timersB) => {
+    const link = createRedisLink({
+      url: redis.url,
+      name: id,
+      logger: captureLogger().logger,
+      backoff: { minMs: 20, maxMs: 50 },
+      heartbeatMs: 100,
+      ...(timers ? { timers } : {}),
+    });
+    const backend = createRedisBackend({
+      logger: captureLogger().logger,
+      fleetSize: 2,
+      fallbackShare: 0.5,
+      now: () => now,
+      sidecarId: id,
+      settleMs: 1_500,
+    });
+    backend.attach(link);
+    return { link, backend };
+  };
+  const a = sidecar("a");
+  const b = sidecar("b", timersB);
+  const admitted = { a: 0, b: 0 };
+  const ask = async (s: "a" | "b", n: number) => {
+    for (let i = 0; i < n; i++) {
+      if ((await (s === "a" ? a : b).backend.admit([check!], [1], now)).ok) admitted[s]++;
+    }
+  };
+  try {
+    await waitFor("both links", () => a.link.ready() && b.link.ready());
+    await ask("a", 10);
+    await ask("b", 10);
+    holdB = true; // from here B arms no timer (its reconnection included) until released
+    await redis.stop();
+    await waitFor("the outage", () => !a.link.ready() && !b.link.ready());
+    // Each on its share: 50 of 100, counted with what it took before.
+    await ask("a", 60);
+    await ask("b", 60);
+    assert.deepEqual(admitted, { a: 50, b: 50 });
+    await redis.restart(); // empty
+    await waitFor("A back", () => a.link.ready());
+    assert.equal(b.link.ready(), false);
+    // B's field is not written yet: A must not borrow B's share from the emptied window.
+    await ask("a", 30);
+    assert.equal(admitted.a, 50, "A admitted past its share before B wrote its field");
+    assert.equal(a.backend.health().mode, "fallback");
+    holdB = false;
+    for (const run of heldB.splice(0)) run();
+    await waitFor("B back", () => b.link.ready());
+    await waitFor("A shared again", () => a.backend.health().mode === "shared", 5_000);
+    await waitFor("B shared again", () => b.backend.health().mode === "shared", 5_000);
+    await ask("a", 30);
+    await ask("b", 30);
+    assert.equal(admitted.a + admitted.b, 100);
+    await raw.connect();
+    const fields = await raw.hGetAll(`pilotfish:rl:{r|global}:${now}`);
+    assert.deepEqual(fields, { a: "50", b: "50" });
+  } finally {
+    await a.backend.close();
+    await b.backend.close();
+    if (raw.isOpen) await raw.close();
+    await redis.stop();
+  }
+});
