@@ -17,6 +17,7 @@ import {
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
 import { buildAppKeys, type KeyService } from "./keys/mod.ts";
+import { createSecretScrub, type SecretScrub } from "./streaming/scrub.ts";
 import { type Observability, observabilityFor } from "./telemetry/hub.ts";
 import { statusSnapshot } from "./telemetry/status.ts";
 import { createLimiter, type Limiter } from "./limits/mod.ts";
@@ -45,6 +46,8 @@ export interface Runtime {
   readonly adapters: ReadonlyMap<string, ProviderAdapter>;
   readonly logger: Logger;
   readonly redact: Redactor;
+  /** Takes the configured provider credentials out of bytes relayed to clients. */
+  readonly scrub: SecretScrub | null;
   /** Randomness for key choice and jitter; injectable for tests. */
   readonly random: () => number;
   /**
@@ -134,7 +137,8 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     ...(deps.write ? { write: deps.write } : {}),
   });
   const fetch = trackReachability(deps.fetch, deps.routing);
-  const adapters = createAdapters(config, { fetch, redact, random: deps.random });
+  const scrub = createSecretScrub(upstreamSecretsOf(config));
+  const adapters = createAdapters(config, { fetch, redact, scrub, random: deps.random });
   const events = createEventBus((error, event) =>
     logger.warn("event subscriber failed", { event: event.type, error })
   );
@@ -198,6 +202,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     adapters,
     logger,
     redact,
+    scrub,
     random: deps.random,
     fetch,
     now,
@@ -264,6 +269,16 @@ async function stagesReady(stages: readonly Stage[]): Promise<void> {
       : []
   );
   if (problems.length > 0) throw new ConfigError("stages", problems);
+}
+
+/** What the gateway sends upstream of its own: provider keys and configured header values. */
+function upstreamSecretsOf(config: Config): string[] {
+  const out: string[] = [];
+  for (const p of Object.values(config.providers)) {
+    for (const k of p.keys) out.push(k.key);
+    for (const v of Object.values(p.headers)) out.push(v.replace(/^Bearer\s+/i, ""));
+  }
+  return out;
 }
 
 /** Every configured secret, for the redactor. */

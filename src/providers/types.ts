@@ -8,6 +8,7 @@ import type {
   OpenAIUsage,
 } from "../schema/openai.ts";
 import type { Redactor } from "../telemetry/mod.ts";
+import type { SecretScrub } from "../streaming/scrub.ts";
 import type { NativeAuth } from "./shared/native_auth.ts";
 
 /** Token usage in the canonical (OpenAI) shape. */
@@ -255,5 +256,7 @@ export interface StoredResponseReply {
 export interface AdapterDeps {
   readonly fetch: typeof fetch;
   readonly redact: Redactor;
+  /** Relayed stream bytes pass through it (an upstream echoing the key in an event). */
+  readonly scrub?: SecretScrub | null;
   readonly random: () => number;
 }

@@ -16,7 +16,13 @@ import {
   type NativeFamily,
 } from "../providers/native_routes.ts";
 import { type AttemptRecord, callsMade, pickKey, pilotfishHeaders } from "../routing/mod.ts";
-import { createUsageMeter, createUsageSniffer, knownUsage, promptBytes } from "../streaming/mod.ts";
+import {
+  createUsageMeter,
+  createUsageSniffer,
+  knownUsage,
+  promptBytes,
+  pullThrough,
+} from "../streaming/mod.ts";
 import {
   endAt,
   explainTimeout,
@@ -589,8 +595,13 @@ async function relay(
   const onModel = (model: string) => {
     if (!ex.model) ex.model = model;
   };
+  // The key Pilotfish injected, echoed back: out of an error body, and out of an answer
+  // relayed as it streams (an SSE error event inside a 200).
+  const scrub = redact === null ? null : ex.runtime.scrub;
   const source = !res.ok && redact !== null && res.body
     ? await withoutSecrets(res.body, redact)
+    : res.body && scrub
+    ? pullThrough(res.body, scrub.transformer())
     : res.body;
   const read = !ex.stream && res.ok && source && /\bjson\b/i.test(contentType)
     ? await wholeUpTo(source, WHOLE_JSON_BYTES)

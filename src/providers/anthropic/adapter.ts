@@ -1,6 +1,6 @@
 import type { ProviderConfig } from "../../config/mod.ts";
 import { GatewayError } from "../../errors.ts";
-import { createUsageMeter, knownUsage, meterChunks } from "../../streaming/mod.ts";
+import { createUsageMeter, knownUsage, meterChunks, pullThrough } from "../../streaming/mod.ts";
 import { classifyOutcome } from "../../breaker/classify.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
 import type {
@@ -19,7 +19,8 @@ import { toAnthropicRequest } from "./request.ts";
 import { fromAnthropicResponse, toOpenAIUsage } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
 import type { AnthropicUsage } from "./types.ts";
-import { createAnthropicUsageTap } from "./usage_tap.ts";
+import { anthropicUsageTap } from "./usage_tap.ts";
+import { scrubbed } from "../../streaming/scrub.ts";
 import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 /** The Messages API version this translation is written against; `cfg.headers` may override. */
@@ -108,7 +109,11 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
           kind: "stream",
           status: res.status,
           format: "anthropic_sse",
-          body: (await eventStream(reply)).pipeThrough(createAnthropicUsageTap(meter, cfg.name)),
+          // The key this gateway sent, echoed in an event, is taken out before anyone reads it.
+          body: pullThrough(
+            await eventStream(reply),
+            scrubbed(deps.scrub, anthropicUsageTap(meter, cfg.name)),
+          ),
           usage: meter.usage,
           failure: (data) => anthropicStreamFailure(data, cfg.name, deps.redact),
         };

@@ -1,5 +1,11 @@
 import { GatewayError } from "../../errors.ts";
-import { createSseDataReader, sseEventType, type UsageMeter } from "../../streaming/mod.ts";
+import {
+  createSseDataReader,
+  sseEventType,
+  type SyncTransformer,
+  toTransformStream,
+  type UsageMeter,
+} from "../../streaming/mod.ts";
 import { toOpenAIUsage } from "./response.ts";
 import { mergeUsage } from "./stream.ts";
 import type { AnthropicUsage } from "./types.ts";
@@ -30,10 +36,10 @@ const DELTA_TEXT = /"(?:text|partial_json|thinking)"\s*:\s*"((?:[^"\\]|\\.)*)"/;
  * upstream's `event: error` fails at its end as told: the client has that event already. A
  * decoded stream fails sooner, where its decoder reads the error event.
  */
-export function createAnthropicUsageTap(
+export function anthropicUsageTap(
   meter: UsageMeter,
   provider: string,
-): TransformStream<Uint8Array, Uint8Array> {
+): SyncTransformer<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   const read = createSseDataReader();
   let usage: AnthropicUsage = {};
@@ -74,9 +80,9 @@ export function createAnthropicUsageTap(
       }
     }
   };
-  return new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      controller.enqueue(chunk);
+  return {
+    transform(chunk, enqueue) {
+      enqueue(chunk);
       inspect(read(decoder.decode(chunk, { stream: true })));
     },
     flush() {
@@ -101,5 +107,13 @@ export function createAnthropicUsageTap(
     cancel() {
       meter.settle("cut");
     },
-  } as Transformer<Uint8Array, Uint8Array>);
+  };
+}
+
+/** `anthropicUsageTap` as a `TransformStream`. */
+export function createAnthropicUsageTap(
+  meter: UsageMeter,
+  provider: string,
+): TransformStream<Uint8Array, Uint8Array> {
+  return toTransformStream(anthropicUsageTap(meter, provider));
 }

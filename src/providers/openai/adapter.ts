@@ -11,6 +11,7 @@ import {
   type UsageMeter,
 } from "../../streaming/mod.ts";
 import { executeUpstream, lowerCaseKeys, type UpstreamReply } from "../execute.ts";
+import { scrubbed, type SecretScrub } from "../../streaming/scrub.ts";
 import type {
   AdapterDeps,
   CallBasics,
@@ -49,6 +50,7 @@ function streamed(
   format: "openai_sse" | "responses_sse",
   tap: (meter: UsageMeter) => SyncTransformer<Uint8Array, Uint8Array> & { events?(): number },
   failure: (data: string) => GatewayError | null,
+  scrub: SecretScrub | null | undefined,
 ): ChatOutcome | null {
   const res = reply.response;
   if (!(res.headers.get("content-type") ?? "").includes("text/event-stream") || !res.body) {
@@ -61,7 +63,8 @@ function streamed(
     kind: "stream",
     status: res.status,
     format,
-    body: pullThrough(res.body, t),
+    // The key this gateway sent, echoed in an event, is taken out before anyone reads it.
+    body: pullThrough(res.body, scrubbed(scrub, t)),
     usage: meter.usage,
     failure,
     ...(t.events ? { sequence: t.events } : {}),
@@ -163,7 +166,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       const reply = await execute(req, call);
       const tap = askUsage ? openAIUsageStrip : openAIUsageTap;
       if (!call.stream) return relayJson(reply);
-      return streamed(reply, "openai_sse", (m) => tap(m, cfg.name), chatFailure) ??
+      return streamed(reply, "openai_sse", (m) => tap(m, cfg.name), chatFailure, deps.scrub) ??
         notStreamed(reply);
     },
     ...(cfg.type === "openai" && cfg.keys.length > 0 && cfg.models.length === 0
@@ -243,6 +246,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         "responses_sse",
         (meter) => responsesUsageTap(meter, cfg.name),
         (data) => responsesStreamFailure(data, cfg.name, deps.redact),
+        deps.scrub,
       ) ?? notStreamed(reply);
     }
     const res = reply.response;

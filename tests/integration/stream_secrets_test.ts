@@ -1,0 +1,130 @@
+/**
+ * A configured key that an upstream echoes inside a stream (an error event in a 200 answer,
+ * relayed as bytes) never reaches the client: unified relays and native passthrough alike,
+ * split across network writes or not.
+ */
+import assert from "node:assert/strict";
+import { startGateway } from "../helpers/in_process.ts";
+
+const OPENAI_KEY = "sk-OPENAI-SECRET-0123456789abcdef";
+const ANTHROPIC_KEY = "sk-ant-SECRET-fedcba9876543210";
+
+/** Writes each piece as its own chunk, a few ms apart (so they arrive as separate reads). */
+function sse(pieces: string[]): Response {
+  const enc = new TextEncoder();
+  return new Response(
+    new ReadableStream({
+      async start(controller) {
+        for (const p of pieces) {
+          controller.enqueue(enc.encode(p));
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        controller.close();
+      },
+    }),
+    { headers: { "content-type": "text/event-stream" } },
+  );
+}
+
+/** Answers every stream with content first, then an error event echoing the key it got. */
+function echoUpstream() {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const path = new URL(req.url).pathname;
+    const key = req.headers.get("x-api-key") ??
+      (req.headers.get("authorization") ?? "").replace(/^Bearer\s+/i, "");
+    const half = Math.floor(key.length / 2);
+    const message = (k: string) => `Incorrect API key provided: ${k}`;
+    if (path.endsWith("/messages")) {
+      const error = JSON.stringify({
+        type: "error",
+        error: { type: "authentication_error", message: message(key) },
+      });
+      const cut = error.indexOf(key) + half;
+      return sse([
+        `event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"claude","content":[],"usage":{"input_tokens":3,"output_tokens":0}}}\n\n`,
+        `event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n`,
+        `event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n`,
+        `event: error\ndata: ${error.slice(0, cut)}`,
+        `${error.slice(cut)}\n\n`,
+      ]);
+    }
+    if (path.endsWith("/responses")) {
+      const error = JSON.stringify({
+        type: "error",
+        code: "invalid_api_key",
+        message: message(key),
+        sequence_number: 3,
+      });
+      const cut = error.indexOf(key) + half;
+      return sse([
+        `event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","output":[]}}\n\n`,
+        `event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi"}\n\n`,
+        `event: error\ndata: ${error.slice(0, cut)}`,
+        `${error.slice(cut)}\n\n`,
+      ]);
+    }
+    const error = JSON.stringify({
+      error: { message: message(key), type: "invalid_request_error" },
+    });
+    const cut = error.indexOf(key) + half;
+    return sse([
+      `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}\n\n`,
+      `data: ${error.slice(0, cut)}`,
+      `${error.slice(cut)}\n\n`,
+    ]);
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}
+
+Deno.test("a configured key echoed in a stream's error event is [REDACTED] on every relayed route", async () => {
+  const up = echoUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: ${OPENAI_KEY} }] }
+  anthropic: { base_url: "${up.url}", keys: [{ key: ${ANTHROPIC_KEY} }] }
+`);
+  const post = async (path: string, body: Record<string, unknown>) => {
+    const res = await fetch(gw.url(path), {
+      method: "POST",
+      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, text: await res.text() };
+  };
+  const messages = [{ role: "user", content: "hi" }];
+  try {
+    const cases: [string, string, Record<string, unknown>][] = [
+      ["chat", "/v1/chat/completions", { model: "openai/gpt-4o", stream: true, messages }],
+      ["native", "/openai/v1/chat/completions", { model: "gpt-4o", stream: true, messages }],
+      ["native any", "/native/openai/chat/completions", {
+        model: "gpt-4o",
+        stream: true,
+        messages,
+      }],
+      ["messages", "/v1/messages", {
+        model: "anthropic/claude-sonnet-4-5",
+        max_tokens: 10,
+        stream: true,
+        messages,
+      }],
+      ["native anthropic", "/anthropic/v1/messages", {
+        model: "claude-sonnet-4-5",
+        max_tokens: 10,
+        stream: true,
+        messages,
+      }],
+      ["responses", "/v1/responses", { model: "openai/gpt-4o", stream: true, input: "hi" }],
+    ];
+    for (const [name, path, body] of cases) {
+      const { status, text } = await post(path, body);
+      assert.equal(status, 200, name);
+      assert.match(text, /Hi/, name);
+      assert.match(text, /Incorrect API key provided: \[REDACTED\]/, `${name}: ${text}`);
+      assert.doesNotMatch(text, /SECRET/, name);
+    }
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
