@@ -18,7 +18,8 @@ export type Redactor = (text: string) => string;
  * log line and every error message that may carry upstream text.
  */
 export function createRedactor(secrets: Iterable<string>): Redactor {
-  const exact = [...new Set([...secrets].filter((s) => s.length >= 4))]
+  const plain = [...secrets].filter((s) => s.length >= 4);
+  const exact = [...new Set([...plain, ...plain.filter((s) => s.length >= 8).flatMap(inBase64)])]
     .sort((a, b) => b.length - a.length);
   return (text: string): string => {
     let out = text;
@@ -27,4 +28,24 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
     }
     return out.replace(SECRET_RE, replaceSecret);
   };
+}
+
+/**
+ * How `secret` reads inside base64 text (an upstream echoing a Basic credential, or the key
+ * encoded): at each of the three byte alignments, the characters only its own bytes decide.
+ */
+function inBase64(secret: string): string[] {
+  const bytes = new TextEncoder().encode(secret);
+  const out: string[] = [];
+  for (const lead of [0, 1, 2]) {
+    const padded = new Uint8Array(lead + bytes.length);
+    padded.set(bytes, lead);
+    const b64 = btoa(String.fromCharCode(...padded));
+    // Leading characters carry the alignment's filler bits; trailing ones the next bytes'.
+    const from = [0, 2, 3][lead] as number;
+    const to = Math.floor(padded.length / 3) * 4;
+    out.push(b64.slice(from, to));
+    out.push(b64.slice(from, to).replaceAll("+", "-").replaceAll("/", "_"));
+  }
+  return out;
 }

@@ -58,3 +58,17 @@ Deno.test("createRedactor() leaves ordinary text alone", () => {
   const text = 'Provider "openai" answered HTTP 503: overloaded, task-skipped, risk-free';
   assert.equal(redact(text), text);
 });
+
+Deno.test("createRedactor() removes a configured secret that comes back base64-encoded, at any alignment", () => {
+  const key = "sk-PROVIDERKEY-openai-AAAAAAAAAAAAAAAAAAAA";
+  const redact = createRedactor([key]);
+  for (const prefix of ["", "a", "ab", "api:", "Bearer "]) {
+    for (const b64 of [btoa(prefix + key), btoa(prefix + key).replaceAll("+", "-")]) {
+      const out = redact(`bad key ${b64} end`);
+      assert.match(out, /\[REDACTED\]/, prefix);
+      // What is left of the encoding cannot be decoded back to the key.
+      assert.ok(!out.includes(btoa(key).slice(4, 20)), `${prefix}: ${out}`);
+    }
+  }
+  assert.equal(redact("plain text"), "plain text");
+});
