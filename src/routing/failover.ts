@@ -20,7 +20,7 @@ import {
 import { hedge } from "./hedge.ts";
 import { classOf, feed } from "./breaker_feedback.ts";
 import { hasReadyKey, pickKey } from "./keys.ts";
-import type { Target } from "./resolve.ts";
+import { MAX_MODEL_CHARS, type Target } from "./resolve.ts";
 import { backoffMs, classifyFailure, retryAfterMs, sameProviderRetries } from "./retry.ts";
 import { orderTargets, targetKey } from "./strategy.ts";
 import { noUsage } from "../streaming/usage.ts";
@@ -97,12 +97,17 @@ export function pilotfishHeaders(
   model: string | undefined,
   attempts: number,
 ): Record<string, string> {
+  // A passthrough body may name any model: one too long for a header is left out.
+  const named = model && model.length <= MAX_MODEL_CHARS ? headerText(model) : "";
   return {
     "x-pilotfish-provider": provider,
-    ...(model ? { "x-pilotfish-model": headerText(model) } : {}),
+    ...(named !== "" && named.length <= MAX_MODEL_HEADER ? { "x-pilotfish-model": named } : {}),
     "x-pilotfish-attempts": String(attempts),
   };
 }
+
+/** Percent-encoded, a model name can grow up to 9 characters each; clients read ~16 KiB. */
+const MAX_MODEL_HEADER = 2048;
 
 /** Visible ASCII as is, anything else percent-encoded: a header value must be a ByteString. */
 function headerText(value: string): string {

@@ -3,7 +3,13 @@
  * failover loop with retries and hedging.
  * @module
  */
-export { type Resolution, resolveModel, resolveTargets, type Target } from "./resolve.ts";
+export {
+  MAX_MODEL_CHARS,
+  type Resolution,
+  resolveModel,
+  resolveTargets,
+  type Target,
+} from "./resolve.ts";
 export { pickKey } from "./keys.ts";
 export {
   createRoutingState,

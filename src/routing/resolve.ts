@@ -40,6 +40,14 @@ export interface Resolution {
  * `pin/model` prefix, a `provider/model` route entry), else under the requested name.
  */
 export function resolveModel(config: Config, requested: string, pin?: string): Resolution {
+  if (requested.length > MAX_MODEL_CHARS) {
+    // It would be echoed in x-pilotfish-model: past a client's header limit, no answer at all.
+    throw new GatewayError(
+      "invalid_request",
+      `"model" is ${requested.length} characters long; at most ${MAX_MODEL_CHARS} are accepted`,
+      { param: "model" },
+    );
+  }
   if (pin !== undefined && !Object.hasOwn(config.providers, pin)) {
     throw new GatewayError(
       "not_found",
@@ -58,6 +66,9 @@ export function resolveModel(config: Config, requested: string, pin?: string): R
   if (first === undefined) throw unknownModel(config, requested, name);
   return { targets: [first, ...rest], route };
 }
+
+/** The longest model name served: longer than any provider's ids (a Bedrock ARN is ~100). */
+export const MAX_MODEL_CHARS = 512;
 
 /** Routing's candidates for `name` (aliases already expanded); empty when nothing serves it. */
 function routed(

@@ -344,3 +344,52 @@ routing:
     await up.close();
   }
 });
+
+Deno.test("a model name too long to echo in a header: 400 naming it on unified routes, no header on passthrough", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured }] }
+`);
+  try {
+    const long = "openai/" + "m".repeat(17_000);
+    const client = new OpenAI({ apiKey: "unused", baseURL: gw.url("/v1"), maxRetries: 0 });
+    await assert.rejects(
+      () =>
+        client.chat.completions.create({
+          model: long,
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      (err: unknown) =>
+        err instanceof OpenAI.BadRequestError && err.param === "model" &&
+        /at most 512/.test(err.message),
+    );
+    const messages = await fetch(gw.url("/v1/messages"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: long,
+        max_tokens: 5,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(messages.status, 400);
+    assert.equal((await messages.json()).error.type, "invalid_request_error");
+    assert.equal(up.requests.length, 0);
+    // Native passthrough relays it (the provider judges it); the header is left out.
+    up.script({ kind: "json", status: 404, body: { error: { message: "no such model" } } });
+    const native = await fetch(gw.url("/openai/v1/chat/completions"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "m".repeat(17_000), messages: [] }),
+    });
+    assert.equal(native.status, 404);
+    assert.equal(native.headers.get("x-pilotfish-model"), null);
+    assert.equal(native.headers.get("x-pilotfish-provider"), "openai");
+    await native.body?.cancel();
+    assert.ok(gw.logs.every((l) => l.length < 4_000), "the log line stays short");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

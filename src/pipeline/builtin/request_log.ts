@@ -5,7 +5,7 @@
  * @module
  */
 import type { Usage } from "../../providers/types.ts";
-import type { AttemptRecord } from "../../routing/mod.ts";
+import { type AttemptRecord, MAX_MODEL_CHARS } from "../../routing/mod.ts";
 import type { CapturedBody, Logger } from "../../telemetry/mod.ts";
 import type { EventOf, TelemetryEvent } from "../events.ts";
 import type { Stage } from "../stages.ts";
@@ -64,7 +64,8 @@ function writeLine(
     path: ex.path,
     status: event.status,
     provider: ex.provider ?? null,
-    model: ex.model ?? null,
+    // Client text: a name too long to serve (400) is cut here too.
+    model: ex.model === undefined ? null : ex.model.slice(0, MAX_MODEL_CHARS),
     ...upstreamId(ex),
     stream: ex.stream,
     ...(usage ? tokenFields(usage) : {}),
