@@ -1,3 +1,4 @@
+import { GatewayError } from "../errors.ts";
 import { type SyncTransformer, toTransformStream } from "./pull.ts";
 
 const encoder = new TextEncoder();
@@ -16,40 +17,84 @@ export function encodeSseEvent(event: string, value: unknown): Uint8Array {
 }
 
 /**
- * Incremental SSE line splitter: feed text chunks, get complete `data:` payloads back.
- * Keeps only the trailing partial line between calls (never re-splits the whole buffer),
- * and accepts `\n`, `\r\n` and `\r` line ends, also when split across chunks.
+ * The longest SSE event an upstream may send (its `data:` lines together), and the longest
+ * line: an image's base64 in one Gemini event is a few MiB; an upstream that never ends a
+ * line must not make the gateway hold it all.
  */
-export function createSseDataReader(): (text: string, flush?: boolean) => string[] {
-  let partial = "";
+export const MAX_SSE_EVENT_CHARS = 32 * 1024 * 1024;
+
+/**
+ * Incremental SSE line splitter: feed text chunks, get complete `data:` payloads back.
+ * Each chunk is scanned once: a line that spans chunks is kept as its pieces and joined
+ * when it ends (rescanning or re-concatenating it per chunk made a long line quadratic).
+ * Accepts `\n`, `\r\n` and `\r` line ends, also when split across chunks. An event or a
+ * line longer than `MAX_SSE_EVENT_CHARS` fails the stream.
+ */
+export function createSseDataReader(
+  maxChars: number = MAX_SSE_EVENT_CHARS,
+): (text: string, flush?: boolean) => string[] {
+  /** The line begun by earlier chunks, in pieces. */
+  let pieces: string[] = [];
+  let pending = 0;
   let data: string[] = [];
+  let eventChars = 0;
+  /** The last chunk ended in "\r": a "\n" opening the next one belongs to it. */
+  let afterCR = false;
+  const tooLong = () =>
+    new GatewayError(
+      "upstream_error",
+      `An upstream stream sent an event longer than ${maxChars / (1024 * 1024)} MiB`,
+    );
+  const line = (text: string, out: string[]) => {
+    if (text === "") {
+      if (data.length > 0) out.push(data.join("\n"));
+      data = [];
+      eventChars = 0;
+    } else if (text.startsWith("data:")) {
+      const payload = text.charCodeAt(5) === 32 ? text.slice(6) : text.slice(5);
+      eventChars += payload.length;
+      if (eventChars > maxChars) throw tooLong();
+      data.push(payload);
+    }
+  };
   return (text, flush = false) => {
     const out: string[] = [];
-    const buf = partial + text;
     let start = 0;
-    for (let i = 0; i < buf.length; i++) {
-      const ch = buf.charCodeAt(i);
-      if (ch !== 10 && ch !== 13) continue;
-      // A "\r" at the very end may be the first half of "\r\n": wait for more input.
-      if (ch === 13 && i === buf.length - 1 && !flush) break;
-      const line = buf.slice(start, i);
-      if (ch === 13 && buf.charCodeAt(i + 1) === 10) i++;
-      start = i + 1;
-      if (line === "") {
-        if (data.length > 0) out.push(data.join("\n"));
-        data = [];
-      } else if (line.startsWith("data:")) {
-        data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
-      }
+    if (afterCR) {
+      afterCR = false;
+      if (text.charCodeAt(0) === 10) start = 1;
     }
-    partial = buf.slice(start);
-    if (flush) {
-      if (partial.startsWith("data:")) {
-        data.push(partial.slice(partial.charCodeAt(5) === 32 ? 6 : 5));
+    for (let i = start; i < text.length; i++) {
+      const ch = text.charCodeAt(i);
+      if (ch !== 10 && ch !== 13) continue;
+      let whole = text.slice(start, i);
+      if (pending > 0) {
+        pieces.push(whole);
+        whole = pieces.join("");
+        pieces = [];
+        pending = 0;
       }
+      if (ch === 13) {
+        if (i + 1 === text.length) afterCR = true;
+        else if (text.charCodeAt(i + 1) === 10) i++;
+      }
+      start = i + 1;
+      line(whole, out);
+    }
+    if (start < text.length) {
+      const rest = start === 0 ? text : text.slice(start);
+      pieces.push(rest);
+      pending += rest.length;
+      if (pending > maxChars) throw tooLong();
+    }
+    if (flush) {
+      if (pending > 0) line(pieces.join(""), []);
+      pieces = [];
+      pending = 0;
+      afterCR = false;
       if (data.length > 0) out.push(data.join("\n"));
-      partial = "";
       data = [];
+      eventChars = 0;
     }
     return out;
   };

@@ -1,7 +1,7 @@
 import { GatewayError } from "../errors.ts";
 import type { OpenAIUsage } from "../schema/openai.ts";
 import { type SyncTransformer, toTransformStream } from "./pull.ts";
-import { createSseDataReader, sseTap } from "./sse.ts";
+import { createSseDataReader, MAX_SSE_EVENT_CHARS, sseTap } from "./sse.ts";
 import type { UsageMeter } from "./usage.ts";
 import { balancedObject } from "./usage_sniff.ts";
 
@@ -189,11 +189,41 @@ export function openAIUsageStrip(
       pending = pending.slice(end);
     }
   };
+  /**
+   * An event still open across chunks is kept as its pieces, joined once it ends: adding
+   * each chunk to one string and searching it again made a long event quadratic.
+   */
+  let pieces: string[] = [];
+  let held = 0;
+  /** The last characters held: an event end may begin in them. */
+  let tail = "";
+  const hold = (text: string) => {
+    pieces.push(text);
+    held += text.length;
+    tail = (tail + text).slice(-3);
+    // An upstream that never ends its event must not make the gateway hold all of it.
+    if (held > MAX_SSE_EVENT_CHARS) {
+      throw new GatewayError(
+        "upstream_error",
+        `Stream from provider "${provider}" sent an event longer than ${
+          MAX_SSE_EVENT_CHARS / (1024 * 1024)
+        } MiB`,
+        { provider },
+      );
+    }
+  };
+  const release = (text: string): string => {
+    const all = held === 0 ? text : pieces.join("") + text;
+    pieces = [];
+    held = 0;
+    tail = "";
+    return all;
+  };
   return {
     transform(chunk, enqueue) {
       const text = decoder.decode(chunk, { stream: true });
       if (
-        pending === "" && WHOLE_EVENTS.test(text) && !HAS_USAGE.test(text) &&
+        held === 0 && WHOLE_EVENTS.test(text) && !HAS_USAGE.test(text) &&
         !MAYBE_ERROR.test(text)
       ) {
         countContent(text, meter);
@@ -201,11 +231,14 @@ export function openAIUsageStrip(
         ending.scan(text);
         return;
       }
-      pending += text;
+      if (!EVENT_END.test(tail + text)) return hold(text);
+      pending = release(text);
       drain(enqueue);
+      if (pending !== "") hold(release(pending));
+      pending = "";
     },
     flush(enqueue) {
-      pending += decoder.decode();
+      pending = release(decoder.decode());
       drain(enqueue);
       if (pending !== "") forward(pending, enqueue);
       ending.end(meter);

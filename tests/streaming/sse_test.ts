@@ -72,10 +72,11 @@ Deno.test(
   () => {
     const read = createSseDataReader();
     assert.deepEqual(read("data: a\r"), []);
-    assert.deepEqual(read("\n\r"), []);
-    // The "\r\n" after "data: a" and the blank line "\r" + "\n" end exactly one event.
-    assert.deepEqual(read("\n"), ["a"]);
-    assert.deepEqual(read("", true), []);
+    // A "\r" ends its line whatever follows: the blank line ends the event at once.
+    assert.deepEqual(read("\n\r"), ["a"]);
+    // The "\n" completes that "\r\n": no second blank line, no second event.
+    assert.deepEqual(read("\n"), []);
+    assert.deepEqual(read("data: b\r\n\n", true), ["b"]);
   },
 );
 
@@ -287,3 +288,25 @@ Deno.test("SseEnd: reads its head off its own copy, not the chunk handed on", ()
   chunk.fill(0x78);
   assert.equal(end.terminal, true);
 });
+
+Deno.test(
+  "createSseDataReader() reads a line spanning many chunks once; past the cap the stream fails",
+  SANITIZE,
+  () => {
+    const read = createSseDataReader(1_000);
+    const piece = "x".repeat(100);
+    assert.deepEqual(read("data: "), []);
+    for (let i = 0; i < 9; i++) assert.deepEqual(read(piece), []);
+    assert.deepEqual(read("\n\n"), ["x".repeat(900)]);
+    // An upstream that never ends its line: refused once it passes the cap.
+    assert.deepEqual(read("data: "), []);
+    assert.throws(() => {
+      for (let i = 0; i < 20; i++) read(piece);
+    }, /longer than/);
+    // So is an event of many short data lines.
+    const again = createSseDataReader(1_000);
+    assert.throws(() => {
+      for (let i = 0; i < 20; i++) again(`data: ${piece}\n`);
+    }, /longer than/);
+  },
+);

@@ -299,3 +299,22 @@ Deno.test(
     });
   },
 );
+
+Deno.test("openAIUsageStrip: an event spanning many chunks goes out once whole; one without end fails the stream", () => {
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+  const t = openAIUsageStrip(createUsageMeter(), "p");
+  const out: string[] = [];
+  const event = `data: {"choices":[{"index":0,"delta":{"content":"${"y".repeat(5_000)}"}}]}\n\n`;
+  for (let i = 0; i < event.length; i += 100) {
+    t.transform(enc.encode(event.slice(i, i + 100)), (b) => out.push(dec.decode(b)));
+  }
+  assert.deepEqual(out, [event]);
+  // An upstream that never ends its event: refused past the cap, not held for ever.
+  const endless = openAIUsageStrip(createUsageMeter(), "p");
+  const mib = enc.encode("z".repeat(1024 * 1024));
+  endless.transform(enc.encode('data: {"x":"'), () => {});
+  assert.throws(() => {
+    for (let i = 0; i < 40; i++) endless.transform(mib, () => {});
+  }, /longer than 32 MiB/);
+});
