@@ -212,7 +212,13 @@ export function createBreaker(
     },
     health(provider, now) {
       const rolled = rollupThreshold > 0 ? store.rollupKeys(provider, now) : [];
-      const keys = new Set([...(seen.get(provider) ?? []), ...rolled, provider]);
+      // With Redis, keys another sidecar opened are in the store's view without being seen here.
+      const keys = new Set([
+        ...(seen.get(provider) ?? []),
+        ...rolled,
+        ...store.openKeys(provider),
+        provider,
+      ]);
       let state: ProviderHealth["state"] = "closed";
       let failures = 0;
       let until: number | null = null;
@@ -245,9 +251,10 @@ export function createBreaker(
       };
     },
     async reset(key) {
+      // Every key: those seen here and those the fleet opened (with Redis, closed for all).
       const keys = key !== undefined
         ? [key]
-        : [...new Set([...seen.values()].flatMap((k) => [...k]))];
+        : [...new Set([...[...seen.values()].flatMap((k) => [...k]), ...store.openKeys()])];
       for (const k of keys) {
         const provider = k.includes(":") ? k.slice(0, k.indexOf(":")) : k;
         const wasOpen = store.openUntil(k) !== null;

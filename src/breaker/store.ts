@@ -21,6 +21,11 @@ export interface BreakerStore {
   failures(key: string, now: number): number;
   /** Distinct keys of `provider` that opened (or failed a probe) inside the rollup window. */
   rollupKeys(provider: string, now: number): string[];
+  /**
+   * Keys open or half-open in this process's view (with Redis: the fleet's, kept by its
+   * subscription), all or `provider`'s. Local read.
+   */
+  openKeys(provider?: string): string[];
   /** Record a provider-degraded failure; true when this call opened the key. Atomic. */
   recordFailure(key: string, provider: string, now: number): Promise<boolean>;
   /** A failed probe: open again for a cooldown and re-arm the key in the rollup. */
@@ -89,6 +94,13 @@ export class BreakerState {
     this.probes.delete(key);
     this.rollup.get(provider)?.delete(key);
   }
+  openKeys(provider?: string): string[] {
+    const out: string[] = [];
+    for (const [key, e] of this.open) {
+      if (provider === undefined || e.provider === provider) out.push(key);
+    }
+    return out;
+  }
   rollupKeys(provider: string, now: number): string[] {
     const keys = this.rollup.get(provider);
     if (!keys) return [];
@@ -123,6 +135,7 @@ export function createMemoryBreakerStore(initial: BreakerTiming): BreakerStore {
     openUntil: (key) => state.open.get(key)?.until ?? null,
     failures: (key, now) => state.window(key, now).length,
     rollupKeys: (provider, now) => state.rollupKeys(provider, now),
+    openKeys: (provider) => state.openKeys(provider),
     recordFailure(key, provider, now) {
       const count = state.addFailure(key, now);
       return Promise.resolve(state.openIfDue(key, provider, now, count));

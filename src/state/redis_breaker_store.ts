@@ -457,6 +457,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
     openUntil: (key) => view.open.get(key)?.until ?? null,
     failures: (key, at) => view.window(key, at).length,
     rollupKeys: (provider, at) => view.rollupKeys(provider, at),
+    openKeys: (provider) => view.openKeys(provider),
 
     async recordFailure(key, provider, at) {
       // Counted locally at once; whether it opens the key is Redis' fleet-wide decision.

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { createClient } from "redis";
 import type { BreakerStore, BreakerTiming } from "../../src/breaker/store.ts";
+import { createBreaker } from "../../src/breaker/mod.ts";
+import { parseConfigText } from "../../src/config/mod.ts";
 import { createRedisBreakerStore } from "../../src/state/redis_breaker_store.ts";
 import type { Logger } from "../../src/telemetry/mod.ts";
 import { CONTRACT_TIMING, runBreakerStoreContract } from "../contract/breaker_store.ts";
@@ -428,4 +430,36 @@ Deno.test("redis: an invalid URL is refused at construction", () => {
       }),
     TypeError,
   );
+});
+
+Deno.test("redis: /health and a keyless reset on one sidecar see the keys another opened", async () => {
+  const server = await startRedisServer();
+  const prefix = freshPrefix();
+  const a = await makeStore(server.url, { prefix });
+  const b = await makeStore(server.url, { prefix });
+  const { config } = parseConfigText(
+    "features: { circuit_breaker: { enabled: true, failure_threshold: 2 } }",
+    () => undefined,
+    "cb.yaml",
+  );
+  const cb = config.features.circuit_breaker;
+  const breakerA = createBreaker(cb, a, () => {});
+  const breakerB = createBreaker(cb, b, () => {});
+  try {
+    const t0 = Date.now();
+    await trip(a, "upb:y", "upb", t0);
+    await waitFor("B to see the open", () => b.openUntil("upb:y") !== null);
+    // B never saw a request for it, yet reports it as the fleet has it.
+    assert.deepEqual(b.openKeys("upb"), ["upb:y"]);
+    assert.equal(breakerB.health("upb", t0 + 10).state, "open");
+    assert.equal(breakerA.health("upb", t0 + 10).state, "open");
+    // A reset with no key on B closes it for the fleet.
+    assert.deepEqual(await breakerB.reset(), ["upb:y"]);
+    await waitFor("A to see the close", () => a.openUntil("upb:y") === null);
+    assert.equal(breakerA.health("upb", t0 + 20).state, "closed");
+  } finally {
+    await a.close();
+    await b.close();
+    await server.stop();
+  }
 });
