@@ -29,6 +29,7 @@ import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
 import { pluginProblems } from "./plugins/mod.ts";
 import { GatewayError } from "./errors.ts";
+import { cutUpstreamCalls } from "./providers/execute.ts";
 
 const env = (name: string) => Deno.env.get(name);
 const encoder = new TextEncoder();
@@ -319,6 +320,14 @@ async function main(): Promise<number> {
       new GatewayError(
         "unavailable",
         "Pilotfish is shutting down: the stream was ended when server.drain_timeout ran out",
+      ),
+    );
+    // A request still waiting on its upstream gets its route's 503 and its log line.
+    cutUpstreamCalls(
+      new GatewayError(
+        "unavailable",
+        "Pilotfish is shutting down: the request was ended when server.drain_timeout ran out",
+        { retryable: false },
       ),
     );
   });

@@ -129,6 +129,26 @@ export function connectFailure(err: unknown): string | null {
 }
 
 /**
+ * Upstream calls whose answer is not in yet (a stream leaves once it is committed: its
+ * relay is cut by `Runtime.closing`). When the drain time runs out they are all cut, so a
+ * request still waiting gets its route's 503 instead of a connection closed on it.
+ */
+const inFlight = new Set<AbortController>();
+let shutdownCut: GatewayError | null = null;
+
+/** The drain time ran out: every upstream call still waiting, or made after, ends with `reason`. */
+export function cutUpstreamCalls(reason: GatewayError): void {
+  shutdownCut = reason;
+  for (const c of inFlight) c.abort(reason);
+  inFlight.clear();
+}
+
+/** Whether `err` is the shutdown's cut: it says nothing about the provider. */
+export function cutByShutdown(err: unknown): boolean {
+  return shutdownCut !== null && err === shutdownCut;
+}
+
+/**
  * The one place that calls `fetch` for upstreams. Links the client's abort signal
  * and a per-attempt timer to one controller and maps transport failures to gateway errors:
  * a refused or reset connection is 502 `upstream_unreachable`, an expired timer 504
@@ -166,7 +186,10 @@ export async function executeUpstream(
   // Our own timer's abort carries its 504: a body still being read when it fires (a
   // passthrough relays it unsettled) errors with it, and the route renders it as is.
   let timedOut: GatewayError | null = null;
-  const settle = scheduleDeadline(opts.timeoutMs, () => {
+  if (shutdownCut !== null) controller.abort(shutdownCut);
+  else inFlight.add(controller);
+  const disarm = scheduleDeadline(opts.timeoutMs, () => {
+    inFlight.delete(controller);
     timedOut = new GatewayError(
       "upstream_timeout",
       `Provider "${opts.provider}" did not answer within ${opts.timeoutMs} ms`,
@@ -174,6 +197,10 @@ export async function executeUpstream(
     );
     controller.abort(timedOut);
   });
+  const settle = () => {
+    disarm();
+    inFlight.delete(controller);
+  };
   /** `connect`: the fetch itself rejected (no response yet), so it may be a connect failure. */
   const fail = (err: unknown, connect = false): never => {
     settle();

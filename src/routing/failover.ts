@@ -19,6 +19,7 @@ import {
 } from "./attempt.ts";
 import { hedge } from "./hedge.ts";
 import { classOf, feed } from "./breaker_feedback.ts";
+import { cutByShutdown } from "../providers/execute.ts";
 import { hasReadyKey, pickKey } from "./keys.ts";
 import { MAX_MODEL_CHARS, type Target } from "./resolve.ts";
 import { backoffMs, classifyFailure, retryAfterMs, sameProviderRetries } from "./retry.ts";
@@ -303,13 +304,16 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
 
     // Everything started this round failed; decide from the primary's failure.
     const aborted = req.signal.aborted;
+    // The drain time ran out (SIGTERM): the route answers 503, nothing is retried.
+    const cut = settled.some((s) => cutByShutdown(s.error));
     const classes = new Map<Settled, OutcomeClass>();
     for (const s of settled) {
       const err = s.error as GatewayError;
       last = err;
       lastTarget = s.target;
-      // A client that left says nothing about the provider (a probe slot is just released).
-      const cls = aborted ? "client_error" : classOf(deps, breaker, s, err);
+      // A client that left, or a shutdown, says nothing about the provider (a probe slot is
+      // just released).
+      const cls = aborted || cut ? "client_error" : classOf(deps, breaker, s, err);
       classes.set(s, cls);
       lastClass = cls;
       if (s.synthetic) continue;
@@ -326,8 +330,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       if (outcome !== "final") s.error?.info.response?.body?.cancel().catch(() => {});
       return r;
     };
-    if (aborted) {
-      for (const s of settled) terminal(s, "final", "client_abort");
+    if (aborted || cut) {
+      for (const s of settled) terminal(s, "final", aborted ? "client_abort" : "shutdown");
       break;
     }
     if (primary.synthetic) {

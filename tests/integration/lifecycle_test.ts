@@ -389,6 +389,50 @@ Deno.test("drain_timeout bounds shutdown when a stream never ends", async () => 
   }
 });
 
+Deno.test("drain_timeout: a request still waiting on its upstream gets its route's 503 and its log line", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({ kind: "hang" });
+  const d = await startDaemon(
+    upstreamConfig(upstream.url, "routing: { failover: { enabled: true } }").replace(
+      "drain_timeout: 10s",
+      "drain_timeout: 300ms",
+    ),
+  );
+  try {
+    const chat = fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o-mini"),
+    });
+    const messages = fetch(d.url("/v1/messages"), {
+      method: "POST",
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        max_tokens: 5,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    while (upstream.requests.length < 2) await new Promise((r) => setTimeout(r, 10));
+    d.signal("SIGTERM");
+    const [a, b] = await Promise.all([chat, messages]);
+    assert.equal(a.status, 503);
+    const openai = await a.json();
+    assert.equal(openai.error.code, "unavailable");
+    assert.match(openai.error.message, /shutting down/);
+    assert.equal(b.status, 503);
+    const anthropic = await b.json();
+    assert.equal(anthropic.type, "error");
+    assert.match(anthropic.error.message, /shutting down/);
+    assert.equal((await d.exited).code, 0);
+    const lines = d.logs().split("\n").filter((l) => l.includes('"msg":"request"'));
+    assert.equal(lines.filter((l) => l.includes('"status":503')).length, 2, d.logs());
+    // One call each: a shutdown is not the provider's failure, so nothing is retried.
+    assert.equal(upstream.requests.length, 2);
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
 Deno.test("either listener can be disabled", async () => {
   const socketOnly = await startDaemon(
     "server:\n  port: {{PORT}}\n  socket: {{SOCKET}}\n  tcp: false\nproviders:\n  mock: {}\n",
