@@ -10,6 +10,7 @@
 import type { Config } from "../config/mod.ts";
 import { openRedisLink } from "../state/redis_pool.ts";
 import { openStateDb } from "../state/sqlite.ts";
+import { StateUnavailable } from "../state/store.ts";
 import type { Logger } from "../telemetry/mod.ts";
 import { createLocalBackend } from "./local.ts";
 import { createRedisBackend } from "./redis.ts";
@@ -53,7 +54,20 @@ export function buildAppKeys(
   if (held === undefined) owners.set(owner, held = new Map());
   let entry = held.get(identity);
   if (entry === undefined) {
-    const onError = (err: unknown) => logger.warn("app key store write failed", { error: err });
+    // Redis away: the link logs the outage; one line a minute says what it costs here.
+    let quietUntil = 0;
+    const onError = (err: unknown) => {
+      if (!(err instanceof StateUnavailable)) {
+        logger.warn("app key store write failed", { error: err });
+        return;
+      }
+      const t = Date.now();
+      if (t < quietUntil) return;
+      quietUntil = t + 60_000;
+      logger.warn("app key usage is not recorded while its store is unavailable", {
+        error: err,
+      });
+    };
     const backend = storage.kind === "redis"
       ? createRedisBackend({
         link: openRedisLink({ url: storage.url, name: "keys", logger }),

@@ -127,6 +127,11 @@ Deno.test("Redis outage: admin calls answer 503, a key seen before still authent
     const unknown = await chat(gw, bearer("pf_" + "z".repeat(43)));
     assert.equal(unknown.status, 503);
     assert.match((unknown.json.error as { message: string }).message, /key store is unavailable/);
+    // Usage the outage keeps from Redis is said once, not on every request.
+    for (let i = 0; i < 5; i++) await chat(gw, bearer(key));
+    const told = gw.logs.filter((l) => l.includes("app key usage is not recorded"));
+    assert.equal(told.length, 1, gw.logs.join(""));
+    assert.ok(!gw.logText().includes("app key store write failed"));
   } finally {
     await gw.close();
     await redis.stop();
