@@ -82,6 +82,24 @@ const httpUrl = () =>
     v.check((s) => s === "" || /^https?:\/\/[^\s/]+/.test(s), "Must be an http:// or https:// URL"),
   );
 
+/**
+ * A provider's API root: request paths are appended to it, so a query string or fragment
+ * would end up before them, and credentials in it would be sent as Basic auth beside the
+ * key (configure those as `keys` or `headers`).
+ */
+const baseUrl = () =>
+  v.pipe(
+    httpUrl(),
+    v.check(
+      (s) => !/[?#]/.test(s),
+      "Must not have a query string or fragment (paths are appended to it)",
+    ),
+    v.check(
+      (s) => !/^https?:\/\/[^/]*@/.test(s),
+      "Must not hold credentials (user:password@); use the provider's keys or headers",
+    ),
+  );
+
 const opt = v.optional;
 const strictObject = v.strictObject;
 const listOf = <T extends v.GenericSchema>(item: T) => v.array(item);
@@ -271,7 +289,7 @@ const providerModels = v.pipe(
 
 const providerSchema = strictObject({
   type: opt(v.picklist(PROVIDER_TYPES)),
-  base_url: opt(httpUrl()),
+  base_url: opt(baseUrl()),
   keys: opt(listOf(keySchema), []),
   models: opt(providerModels, []),
   headers: opt(mapOf(str()), {}),

@@ -892,3 +892,24 @@ Deno.test("YAML errors carry a line and column: an unresolved alias, the end of 
   }
   assert.match(problem(laughs.join("\n") + "\n"), /^YAML syntax at line 2, column \d+: .*alias/i);
 });
+
+Deno.test("a base_url with credentials or a query string is refused at load, its values not shown", () => {
+  const config = `
+providers:
+  inurl:
+    type: openai
+    base_url: "http://user:pw-SECRET@127.0.0.1:9/v1?key=QSECRET&api-version=2024-10-21"
+    keys: [{ key: sk-2 }]
+`;
+  assert.throws(
+    () => parseConfigText(config, () => undefined, "c.yaml"),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const text = err.problems.join("\n");
+      assert.match(text, /providers\.inurl\.base_url: Must not have a query string/);
+      assert.match(text, /providers\.inurl\.base_url: Must not hold credentials/);
+      assert.doesNotMatch(text, /pw-SECRET|QSECRET/);
+      return true;
+    },
+  );
+});
