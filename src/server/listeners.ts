@@ -1,3 +1,4 @@
+import { GatewayError } from "../errors.ts";
 import type { ServerConfig } from "../config/mod.ts";
 import type { Logger } from "../telemetry/mod.ts";
 
@@ -34,7 +35,11 @@ export async function startListeners(
   const servers: Deno.HttpServer<Deno.Addr>[] = [];
   const abort = new AbortController();
   const onError = (err: unknown) => {
-    logger.error("unhandled server error", { error: err });
+    // A body our relays ended on purpose (drain time out, write_timeout, an upstream's
+    // in-stream failure on a passthrough body, which is cut so the client can tell) is
+    // already on the request's log line with its outcome: not a server fault.
+    if (err instanceof GatewayError) logger.debug("response body ended", { error: err });
+    else logger.error("unhandled server error", { error: err });
     return new Response(
       JSON.stringify({
         error: {

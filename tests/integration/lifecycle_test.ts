@@ -389,6 +389,30 @@ Deno.test("drain_timeout bounds shutdown when a stream never ends", async () => 
   }
 });
 
+Deno.test("drain_timeout cuts a native passthrough stream: logged as a shutdown, not as a server fault", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({ kind: "stream", endless: true, delayMs: 50 });
+  const d = await startDaemon(
+    upstreamConfig(upstream.url).replace("drain_timeout: 10s", "drain_timeout: 300ms"),
+  );
+  try {
+    const res = await fetch(d.url("/native/up/chat/completions"), {
+      method: "POST",
+      body: chatBody("gpt-4o-mini", { stream: true }),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    d.signal("SIGTERM");
+    assert.equal((await d.exited).code, 0);
+    await reader.cancel().catch(() => {});
+    assert.match(d.logs(), /"reason":"shutdown"/);
+    assert.doesNotMatch(d.logs(), /unhandled server error/);
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
 Deno.test("drain_timeout: a request still waiting on its upstream gets its route's 503 and its log line", async () => {
   const upstream = startFakeUpstream();
   upstream.script({ kind: "hang" });
