@@ -1,6 +1,7 @@
 import { redisUrlSecrets } from "./state/redis_url.ts";
 import { type Config, ConfigError } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
+import { upstreamSecrets } from "./providers/registry.ts";
 import { trackReachability } from "./providers/execute.ts";
 import type { RoutingState } from "./routing/mod.ts";
 import { type Breaker, type BreakerStore, createBreaker } from "./breaker/mod.ts";
@@ -46,8 +47,8 @@ export interface Runtime {
   readonly adapters: ReadonlyMap<string, ProviderAdapter>;
   readonly logger: Logger;
   readonly redact: Redactor;
-  /** Takes the configured provider credentials out of bytes relayed to clients. */
-  readonly scrub: SecretScrub | null;
+  /** By provider: takes its configured credentials out of bytes relayed to clients. */
+  readonly scrubs: ReadonlyMap<string, SecretScrub>;
   /** Randomness for key choice and jitter; injectable for tests. */
   readonly random: () => number;
   /**
@@ -137,8 +138,12 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     ...(deps.write ? { write: deps.write } : {}),
   });
   const fetch = trackReachability(deps.fetch, deps.routing);
-  const scrub = createSecretScrub(upstreamSecretsOf(config));
-  const adapters = createAdapters(config, { fetch, redact, scrub, random: deps.random });
+  const scrubs = new Map<string, SecretScrub>();
+  for (const p of Object.values(config.providers)) {
+    const scrub = createSecretScrub(upstreamSecrets(p));
+    if (scrub !== null) scrubs.set(p.name, scrub);
+  }
+  const adapters = createAdapters(config, { fetch, redact, random: deps.random });
   const events = createEventBus((error, event) =>
     logger.warn("event subscriber failed", { event: event.type, error })
   );
@@ -202,7 +207,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     adapters,
     logger,
     redact,
-    scrub,
+    scrubs,
     random: deps.random,
     fetch,
     now,
@@ -269,16 +274,6 @@ async function stagesReady(stages: readonly Stage[]): Promise<void> {
       : []
   );
   if (problems.length > 0) throw new ConfigError("stages", problems);
-}
-
-/** What the gateway sends upstream of its own: provider keys and configured header values. */
-function upstreamSecretsOf(config: Config): string[] {
-  const out: string[] = [];
-  for (const p of Object.values(config.providers)) {
-    for (const k of p.keys) out.push(k.key);
-    for (const v of Object.values(p.headers)) out.push(v.replace(/^Bearer\s+/i, ""));
-  }
-  return out;
 }
 
 /** Every configured secret, for the redactor. */

@@ -8,15 +8,19 @@ import { createOpenAIAdapter } from "./openai/adapter.ts";
 import { BEDROCK_NATIVE } from "./bedrock/native.ts";
 import { classifyBedrock } from "./bedrock/classify.ts";
 import type { AdapterDeps, ProviderAdapter } from "./types.ts";
+import { createSecretScrub } from "../streaming/scrub.ts";
 
 /**
  * Build an adapter per configured provider, once per config generation. A provider that
  * cannot serve the unified API as configured (Bedrock without `sign: true`) answers 501
  * saying why; its native passthrough route is separate.
  */
-export function createAdapters(config: Config, deps: AdapterDeps): Map<string, ProviderAdapter> {
+export function createAdapters(config: Config, shared: AdapterDeps): Map<string, ProviderAdapter> {
   const out = new Map<string, ProviderAdapter>();
   for (const cfg of Object.values(config.providers)) {
+    // An upstream can echo only what it was sent: its own credentials are what its relayed
+    // streams are searched for.
+    const deps: AdapterDeps = { ...shared, scrub: createSecretScrub(upstreamSecrets(cfg)) };
     switch (cfg.type) {
       case "openai":
       case "azure":
@@ -46,6 +50,18 @@ export function createAdapters(config: Config, deps: AdapterDeps): Map<string, P
         );
         break;
     }
+  }
+  return out;
+}
+
+/** Header names whose values are credentials (the rest, e.g. `x-title`, are ordinary text). */
+const CREDENTIAL_HEADER = /authorization|api[-_]?key|token|secret|password|cookie|signature/i;
+
+/** What Pilotfish sends `cfg`'s upstream of its own: its keys and credential headers. */
+export function upstreamSecrets(cfg: ProviderConfig): string[] {
+  const out = cfg.keys.map((k) => k.key);
+  for (const [name, value] of Object.entries(cfg.headers)) {
+    if (CREDENTIAL_HEADER.test(name)) out.push(value.replace(/^(?:Bearer|Basic)\s+/i, ""));
   }
   return out;
 }

@@ -597,7 +597,7 @@ async function relay(
   };
   // The key Pilotfish injected, echoed back: out of an error body, and out of an answer
   // relayed as it streams (an SSE error event inside a 200).
-  const scrub = redact === null ? null : ex.runtime.scrub;
+  const scrub = redact === null ? null : ex.runtime.scrubs.get(provider) ?? null;
   const source = !res.ok && redact !== null && res.body
     ? await withoutSecrets(res.body, redact)
     : res.body && scrub

@@ -30,62 +30,80 @@ export function createSecretScrub(secrets: Iterable<string>): SecretScrub | null
   const encoder = new TextEncoder();
   const list = [...new Set(secrets)]
     .map((s) => encoder.encode(s))
-    .filter((s) => s.length >= MIN_SECRET_BYTES)
-    .sort((a, b) => b.length - a.length);
+    .filter((s) => s.length >= MIN_SECRET_BYTES);
   if (list.length === 0) return null;
-  // Bytes a secret has before its last: only a chunk ending in one may end mid-secret.
-  const inPrefix = new Uint8Array(256);
-  for (const s of list) for (let i = 0; i < s.length - 1; i++) inPrefix[s[i] as number] = 1;
+  /**
+   * By byte value: the secrets, and lengths k, whose first k bytes end in that byte. A
+   * chunk can end inside a secret only where its last byte is one of these (for SSE, a
+   * newline: none), and only those k need comparing.
+   */
+  const endings: [Uint8Array, number][][] = Array.from({ length: 256 }, () => []);
+  for (const s of list) {
+    for (let k = 1; k < s.length; k++) endings[s[k - 1] as number]!.push([s, k]);
+  }
 
-  /** Where secrets occur in `data`, in order, none overlapping. */
+  /** Where secrets occur in `data`: merged ranges [start, end), in order. */
   const find = (data: Uint8Array): [number, number][] => {
     const found: [number, number][] = [];
     for (const s of list) {
       const first = s[0] as number;
-      let i = data.indexOf(first);
-      while (i !== -1 && i <= data.length - s.length) {
+      for (let i = data.indexOf(first); i !== -1 && i <= data.length - s.length;) {
         let j = 1;
         while (j < s.length && data[i + j] === s[j]) j++;
-        if (j === s.length) {
-          found.push([i, s.length]);
-          i = data.indexOf(first, i + s.length);
-        } else i = data.indexOf(first, i + 1);
+        if (j === s.length) found.push([i, i + s.length]);
+        i = data.indexOf(first, i + 1);
       }
     }
     if (found.length < 2) return found;
+    // Overlapping or nested secrets are one range: none of either is left showing.
     found.sort((a, b) => a[0] - b[0]);
-    const kept: [number, number][] = [];
-    let end = 0;
-    for (const m of found) {
-      if (m[0] >= end) {
-        kept.push(m);
-        end = m[0] + m[1];
-      }
+    const merged: [number, number][] = [found[0] as [number, number]];
+    for (let i = 1; i < found.length; i++) {
+      const m = found[i] as [number, number];
+      const last = merged[merged.length - 1] as [number, number];
+      if (m[0] < last[1]) last[1] = Math.max(last[1], m[1]);
+      else merged.push(m);
     }
-    return kept;
+    return merged;
   };
 
-  /** How many bytes at the end of `data` (after `from`) could begin a secret. */
-  const openTail = (data: Uint8Array, from: number): number => {
+  /** The longest end of `data` that begins a secret (its next bytes would tell). */
+  const openTail = (data: Uint8Array): number => {
     const n = data.length;
-    if (n === from || inPrefix[data[n - 1] as number] === 0) return 0;
+    if (n === 0) return 0;
     let best = 0;
-    for (const s of list) {
-      for (let k = Math.min(s.length - 1, n - from); k > best; k--) {
-        let j = 0;
-        while (j < k && data[n - k + j] === s[j]) j++;
-        if (j === k) {
-          best = k;
-          break;
-        }
-      }
+    for (const [s, k] of endings[data[n - 1] as number]!) {
+      if (k <= best || k > n) continue;
+      let j = 0;
+      while (j < k - 1 && data[n - k + j] === s[j]) j++;
+      if (j === k - 1) best = k;
     }
     return best;
+  };
+
+  /** `data[0, end)` with the ranges inside it replaced. */
+  const replaced = (data: Uint8Array, ranges: [number, number][], end: number): Uint8Array => {
+    if (ranges.length === 0) return end === data.length ? data : data.subarray(0, end);
+    let size = end;
+    for (const [a, b] of ranges) size += REDACTED.length - (b - a);
+    const out = new Uint8Array(size);
+    let at = 0;
+    let from = 0;
+    for (const [a, b] of ranges) {
+      out.set(data.subarray(from, a), at);
+      at += a - from;
+      out.set(REDACTED, at);
+      at += REDACTED.length;
+      from = b;
+    }
+    out.set(data.subarray(from, end), at);
+    return out;
   };
 
   const transformer = <O>(inner: SyncTransformer<Uint8Array, O> | null) => {
     let held: Uint8Array | null = null;
     const pass = (bytes: Uint8Array, enqueue: (out: O) => void) => {
+      if (bytes.length === 0) return;
       if (inner === null) enqueue(bytes as O);
       else inner.transform(bytes, enqueue);
     };
@@ -98,36 +116,24 @@ export function createSecretScrub(secrets: Iterable<string>): SecretScrub | null
           data.set(chunk, held.length);
           held = null;
         }
-        const found = find(data);
-        const last = found.at(-1);
-        const tail = openTail(data, last === undefined ? 0 : last[0] + last[1]);
-        if (found.length === 0 && tail === 0) return pass(data, enqueue);
-        const end = data.length - tail;
-        if (tail > 0) held = data.slice(end);
-        if (found.length === 0) {
-          if (end > 0) pass(data.subarray(0, end), enqueue);
-          return;
+        const ranges = find(data);
+        // Held back: an end that may begin a secret, and a found one reaching into it (a
+        // longer secret may still continue it).
+        let cut = data.length - openTail(data);
+        let kept = ranges.length;
+        while (kept > 0 && (ranges[kept - 1] as [number, number])[1] > cut) {
+          cut = Math.min(cut, (ranges[kept - 1] as [number, number])[0]);
+          kept--;
         }
-        let size = end;
-        for (const [, len] of found) size += REDACTED.length - len;
-        const out = new Uint8Array(size);
-        let at = 0;
-        let from = 0;
-        for (const [start, len] of found) {
-          out.set(data.subarray(from, start), at);
-          at += start - from;
-          out.set(REDACTED, at);
-          at += REDACTED.length;
-          from = start + len;
-        }
-        out.set(data.subarray(from, end), at);
-        pass(out, enqueue);
+        if (cut < data.length) held = data.slice(cut);
+        pass(replaced(data, kept === ranges.length ? ranges : ranges.slice(0, kept), cut), enqueue);
       },
       flush(enqueue) {
         if (held !== null) {
+          // Nothing follows: what was held is final.
           const rest = held;
           held = null;
-          pass(rest, enqueue);
+          pass(replaced(rest, find(rest), rest.length), enqueue);
         }
         inner?.flush?.(enqueue);
       },

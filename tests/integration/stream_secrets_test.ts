@@ -128,3 +128,39 @@ providers:
     await up.close();
   }
 });
+
+Deno.test("only credentials are scrubbed: a provider's other header values in an answer stay as written", async () => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const secret = req.headers.get("x-api-key") ?? "";
+    return sse([
+      `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Welcome to My Application, released 2023-06-01"},"finish_reason":null}]}\n\n`,
+      `data: {"error":{"message":"bad key ${secret}"}}\n\n`,
+    ]);
+  });
+  const gw = startGateway(`
+providers:
+  other:
+    type: openai
+    base_url: "http://127.0.0.1:${server.addr.port}/v1"
+    headers: { x-title: "My Application", x-api-date: "2023-06-01", x-api-key: "hdr-SECRET-0123456789" }
+`);
+  try {
+    const res = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "other/m",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    const text = await res.text();
+    assert.match(text, /Welcome to My Application, released 2023-06-01/);
+    assert.match(text, /bad key \[REDACTED\]/);
+    assert.doesNotMatch(text, /SECRET/);
+  } finally {
+    await gw.close();
+    await server.shutdown();
+  }
+});

@@ -76,3 +76,29 @@ Deno.test("scrub: wrap feeds the inner transformer scrubbed chunks, then its flu
   t.cancel?.("gone");
   assert.equal(cancelled, "gone");
 });
+
+Deno.test("scrub: secrets that nest or overlap leave nothing of either, however the chunks split", () => {
+  const a = "sk-abcdefgh";
+  const b = "sk-abcdefgh-extra-long";
+  const one = "key-one-1234";
+  const two = "1234-key-two-ZZZZ";
+  const nested = createSecretScrub([a, b])!;
+  const overlapping = createSecretScrub([one, two])!;
+  const cases: [typeof nested, string, string][] = [
+    [nested, `x ${b} y ${a} z`, "x [REDACTED] y [REDACTED] z"],
+    [overlapping, `AAAA${one.slice(0, -4)}${two}!`, "AAAA[REDACTED]!"],
+  ];
+  for (const [scrub, text, want] of cases) {
+    assert.equal(run(scrub.transformer(), [text]).join(""), want);
+    for (let cut = 1; cut < text.length; cut++) {
+      assert.equal(
+        run(scrub.transformer(), [text.slice(0, cut), text.slice(cut)]).join(""),
+        want,
+        `cut at ${cut}`,
+      );
+    }
+    assert.equal(run(scrub.transformer(), [...text]).join(""), want, "byte by byte");
+  }
+  // A stream that ends on a whole secret held back (a longer one might have followed).
+  assert.equal(run(nested.transformer(), ["end: sk-abc", "defgh"]).join(""), "end: [REDACTED]");
+});
