@@ -57,7 +57,8 @@ import {
 } from "./passthrough_path.ts";
 
 /**
- * A body of declared length up to this size whose model is not in the path is read before it
+ * A body of declared length up to this size whose model is not in the path (and that is not
+ * compressed) is read before it
  * goes upstream (as the same bytes, so its Content-Length and any signature are kept): its
  * `model` is then known for `x-pilotfish-model` on every answer, a stream or an error too,
  * and its user for the usage rollups. A larger one streams through unread.
@@ -176,7 +177,8 @@ async function run(
   const hold = breaker.mode !== "off" || staged ||
     (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
     (deadlines?.read !== undefined && Number.isFinite(declared)) ||
-    (urlModel === undefined && declared <= NAMED_BODY_BYTES);
+    // Read only to name it: a compressed one is relayed unread, as any body nothing reads.
+    (urlModel === undefined && declared <= NAMED_BODY_BYTES && !ex.headers.has("content-encoding"));
   let held = hasBody && hold
     ? await readHeldBody(c.req.raw.body!, max, deadlines?.body, rt.schedule)
     : null;

@@ -621,3 +621,27 @@ providers:
     await up.close();
   }
 });
+
+Deno.test("passthrough: a compressed body nothing needs to read is relayed unread, even one that is not what it claims", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
+`);
+  try {
+    const notGzip = new TextEncoder().encode(chatBody("gpt-4o-mini"));
+    const res = await fetch(gw.url("/openai/v1/chat/completions"), {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      body: notGzip,
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const sent = up.requests.at(-1)!;
+    assert.equal(sent.headers.get("content-encoding"), "gzip");
+    assert.equal(sent.body, chatBody("gpt-4o-mini"));
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
