@@ -332,6 +332,9 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     };
     if (aborted || cut) {
       for (const s of settled) terminal(s, "final", aborted ? "client_abort" : "shutdown");
+      // The answer is the shutdown's 503, whatever a hedged attempt beside it failed with.
+      const shutdown = aborted ? undefined : settled.find((s) => cutByShutdown(s.error));
+      if (shutdown) [last, lastTarget] = [shutdown.error as GatewayError, shutdown.target];
       break;
     }
     if (primary.synthetic) {

@@ -59,6 +59,8 @@ export function createSseDataReader(
   };
   return (text, flush = false) => {
     const out: string[] = [];
+    // Nothing new (a chunk that decoded to no character): a "\r" before it still waits.
+    if (text === "" && !flush) return out;
     let start = 0;
     if (afterCR) {
       afterCR = false;

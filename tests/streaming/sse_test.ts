@@ -77,6 +77,12 @@ Deno.test(
     // The "\n" completes that "\r\n": no second blank line, no second event.
     assert.deepEqual(read("\n"), []);
     assert.deepEqual(read("data: b\r\n\n", true), ["b"]);
+    // An empty chunk between "\r" and "\n" (a character split across reads) changes nothing.
+    const again = createSseDataReader();
+    assert.deepEqual(
+      [...again("data: a\r"), ...again(""), ...again("\ndata: b\r\n\r\n")],
+      ["a\nb"],
+    );
   },
 );
 

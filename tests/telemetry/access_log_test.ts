@@ -470,7 +470,7 @@ Deno.test("x-gateway.metadata is on the line as request_metadata: scalars, bound
     };
     const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, i]));
     await ask({ metadata: { feature: "chat", team: "zebra", n: 3, ok: true, nested: { a: 1 } } });
-    await ask({ metadata: { long: "x".repeat(1000), ...many } });
+    await ask({ metadata: { long: "x".repeat(1000), ["k".repeat(200_000)]: "huge key", ...many } });
     await ask();
     assert.deepEqual(nextRequestLine(gw.logs, 1).request_metadata, {
       feature: "chat",
@@ -481,6 +481,7 @@ Deno.test("x-gateway.metadata is on the line as request_metadata: scalars, bound
     const bounded = nextRequestLine(gw.logs, 2).request_metadata as Record<string, unknown>;
     assert.equal(Object.keys(bounded).length, 32);
     assert.equal((bounded.long as string).length, 256);
+    assert.ok(Object.keys(bounded).every((k) => k.length <= 64));
     assert.equal("request_metadata" in nextRequestLine(gw.logs, 3), false);
   } finally {
     await gw.close();

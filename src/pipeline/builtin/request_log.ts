@@ -105,10 +105,12 @@ function writeLine(
 /** What a client may label a request with in `x-gateway.metadata` that the line carries. */
 const MAX_METADATA_KEYS = 32;
 const MAX_METADATA_CHARS = 256;
+const MAX_METADATA_KEY_CHARS = 64;
 
 /**
  * The client's `x-gateway.metadata` (PRODUCT: recorded with usage), as `request_metadata`:
- * its scalar values, strings cut to 256 characters, at most 32 keys (it is client input).
+ * its scalar values, strings cut to 256 characters, at most 32 keys of up to 64 characters
+ * (it is client input: longer keys are left out).
  */
 function requestMetadata(
   metadata: Readonly<Record<string, unknown>> | undefined,
@@ -118,6 +120,7 @@ function requestMetadata(
   let n = 0;
   for (const [key, value] of Object.entries(metadata)) {
     if (n === MAX_METADATA_KEYS) break;
+    if (key.length > MAX_METADATA_KEY_CHARS) continue;
     if (typeof value === "string") out[key] = value.slice(0, MAX_METADATA_CHARS);
     else if (typeof value === "number" || typeof value === "boolean") out[key] = value;
     else continue;
