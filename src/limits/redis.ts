@@ -207,6 +207,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   let settling: ReturnType<typeof setTimeout> | undefined;
   let catchingUp: Promise<void> | null = null;
   let connectedBefore = false;
+  /** A request was admitted on the share before the first connection. */
+  let admittedAlone = false;
 
   // The hash tag keeps every window of one counter on one cluster slot: each script
   // touches one key. Braces inside a user id or model would move the tag: replaced.
@@ -422,6 +424,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         ? { ok: false, states, blocked: longestWait([...closed]) as CheckState, unavailable: true }
         : { ok: false, states, blocked: longestWait(refused) as CheckState };
     }
+    admittedAlone = true;
     for (let i = 0; i < ls.length; i++) {
       const lease = ls[i] as Lease;
       const cost = costs[i] as number;
@@ -529,7 +532,6 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         ahead.knownUsed = Number(await settle(ahead, ahead.mine, "set", via));
       }
     }
-    fallbackBuckets.entries.clear();
   };
 
   /** After settling: what the share admitted meanwhile is written too, then Redis is used. */
@@ -538,6 +540,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     catchingUp = writeBack(linked()).then(
       () => {
         caughtUp = true;
+        // Shared again: the buckets' share counted while alone is Redis' to hold now.
+        fallbackBuckets.entries.clear();
       },
       () => {/* the link logs an outage; the next request tries again */},
     ).finally(() => {
@@ -560,7 +564,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     // link turns ready, then settle (see `RESYNC_SETTLE_MS`).
     stops.push(l.onConnect(async (session) => {
       await writeBack(session);
-      if (connectedBefore) {
+      // After an outage, or a start during one (this sidecar admitted alone meanwhile).
+      if (connectedBefore || admittedAlone) {
         caughtUp = false;
         clearTimeout(settling);
         const timer = setTimeout(() => {
@@ -569,8 +574,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         }, settleMs);
         Deno.unrefTimer(timer);
         settling = timer;
-      }
+      } else fallbackBuckets.entries.clear();
       connectedBefore = true;
+      admittedAlone = false;
     }));
     stops.push(l.onStateChange((up) => {
       if (up) logger.info("rate limits: Redis reachable, limits shared by the fleet again", {});

@@ -361,3 +361,45 @@ Deno.test("back from an outage: a sidecar that reconnects first keeps to its sha
     await redis.stop();
   }
 });
+
+Deno.test("a sidecar that started during an outage and admitted alone settles at its first connection too", async () => {
+  const redis = await startRedisServer();
+  await redis.stop();
+  const now = 60_000 * 3_000;
+  const rule: Rule = {
+    id: "s",
+    scope: "global",
+    metric: "requests",
+    algorithm: "window",
+    limit: 100,
+    windowMs: 60_000,
+    windowName: "minute",
+    failMode: "open",
+  };
+  const [check] = checksFor([rule], { models: [] });
+  const link = createRedisLink({
+    url: redis.url,
+    name: "late",
+    logger: captureLogger().logger,
+    backoff: { minMs: 20, maxMs: 50 },
+  });
+  const backend = createRedisBackend({
+    logger: captureLogger().logger,
+    fleetSize: 2,
+    fallbackShare: 0.5,
+    now: () => now,
+    sidecarId: "late",
+    settleMs: 300,
+  });
+  backend.attach(link);
+  try {
+    for (let i = 0; i < 10; i++) assert.ok((await backend.admit([check!], [1], now)).ok);
+    await redis.restart();
+    await waitFor("the first connection", () => link.ready());
+    assert.equal(backend.health().mode, "fallback", "settling, as after an outage");
+    await waitFor("shared", () => backend.health().mode === "shared", 5_000);
+  } finally {
+    await backend.close();
+    await redis.stop();
+  }
+});
