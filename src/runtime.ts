@@ -130,11 +130,13 @@ export interface RuntimeDeps {
 const PERFORMANCE_CLOCK: Clock = { now: () => performance.now() };
 
 export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
-  const redact = createRedactor(secretsOf(config));
+  const secrets = secretsOf(config);
+  const redact = createRedactor(secrets);
   const logger = createLogger({
     level: config.logging.level,
     format: config.logging.format,
-    redact,
+    // Upstream text reaches a log line through `redact` first (error messages).
+    redact: createRedactor(secrets, { encoded: false }),
     ...(deps.write ? { write: deps.write } : {}),
   });
   const fetch = trackReachability(deps.fetch, deps.routing);

@@ -63,12 +63,20 @@ Deno.test("createRedactor() removes a configured secret that comes back base64-e
   const key = "sk-PROVIDERKEY-openai-AAAAAAAAAAAAAAAAAAAA";
   const redact = createRedactor([key]);
   for (const prefix of ["", "a", "ab", "api:", "Bearer "]) {
-    for (const b64 of [btoa(prefix + key), btoa(prefix + key).replaceAll("+", "-")]) {
-      const out = redact(`bad key ${b64} end`);
+    const b64 = btoa(prefix + key);
+    for (const form of [b64, b64.replaceAll("+", "-").replaceAll("/", "_")]) {
+      const out = redact(`bad key ${form} end`);
       assert.match(out, /\[REDACTED\]/, prefix);
       // What is left of the encoding cannot be decoded back to the key.
       assert.ok(!out.includes(btoa(key).slice(4, 20)), `${prefix}: ${out}`);
     }
   }
   assert.equal(redact("plain text"), "plain text");
+});
+
+Deno.test("createRedactor({ encoded: false }) looks for the secrets as written only (the access log's)", () => {
+  const key = "sk-PROVIDERKEY-openai-AAAAAAAAAAAAAAAAAAAA";
+  const plain = createRedactor([key], { encoded: false });
+  assert.equal(plain(`a ${key} b`), "a [REDACTED] b");
+  assert.equal(plain(`a ${btoa(key)} b`), `a ${btoa(key)} b`);
 });
