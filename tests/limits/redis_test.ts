@@ -9,7 +9,7 @@ import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
 import { startRedisServer } from "../helpers/redis_server.ts";
 import { createRedisBackend } from "../../src/limits/redis.ts";
-import { checksFor, type Rule } from "../../src/limits/policy.ts";
+import { type Check, checksFor, type Rule } from "../../src/limits/policy.ts";
 import { createRedisLink } from "../../src/state/redis_link.ts";
 import { captureLogger, waitFor } from "../state/support.ts";
 
@@ -259,13 +259,10 @@ features:
   }
 });
 
-Deno.test("back from an outage: a sidecar that reconnects first keeps to its share until the others have written theirs", async () => {
-  const redis = await startRedisServer();
-  const raw = createClient({ url: redis.url, maintNotifications: "disabled" });
-  raw.on("error", () => {});
-  const now = 60_000 * 2_000;
+/** A global limit of 100 requests a minute, open on an outage, as its check. */
+function hundredPerMinute(id: string): Check {
   const rule: Rule = {
-    id: "r",
+    id,
     scope: "global",
     metric: "requests",
     algorithm: "window",
@@ -274,7 +271,15 @@ Deno.test("back from an outage: a sidecar that reconnects first keeps to its sha
     windowName: "minute",
     failMode: "open",
   };
-  const [check] = checksFor([rule], { models: [] });
+  return checksFor([rule], { models: [] })[0]!;
+}
+
+Deno.test("back from an outage: a sidecar that reconnects first keeps to its share until the others have written theirs", async () => {
+  const redis = await startRedisServer();
+  const raw = createClient({ url: redis.url, maintNotifications: "disabled" });
+  raw.on("error", () => {});
+  const now = 60_000 * 2_000;
+  const check = hundredPerMinute("r");
   // B's reconnection is held back by the test: it stands for a sidecar whose backoff timer
   // fires later than A's.
   let holdB = false;
@@ -366,17 +371,7 @@ Deno.test("a sidecar that started during an outage and admitted alone settles at
   const redis = await startRedisServer();
   await redis.stop();
   const now = 60_000 * 3_000;
-  const rule: Rule = {
-    id: "s",
-    scope: "global",
-    metric: "requests",
-    algorithm: "window",
-    limit: 100,
-    windowMs: 60_000,
-    windowName: "minute",
-    failMode: "open",
-  };
-  const [check] = checksFor([rule], { models: [] });
+  const check = hundredPerMinute("s");
   const link = createRedisLink({
     url: redis.url,
     name: "late",
