@@ -5,7 +5,7 @@ import OpenAI from "openai";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { startGateway } from "../helpers/in_process.ts";
+import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
 import { chatBody } from "./daemon.ts";
 
 const bytesOf = async (res: Response) => new Uint8Array(await res.arrayBuffer());
@@ -479,12 +479,7 @@ features:
 });
 
 Deno.test("an upstream error that echoes the gateway's injected key reaches the client redacted", async () => {
-  const up = startFakeUpstream();
-  const gw = startGateway(`
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
-`);
-  try {
+  await withOpenai(async (up, gw) => {
     const echo = (body: string) => ({
       kind: "json" as const,
       status: 401,
@@ -510,29 +505,21 @@ providers:
       body: chatBody("gpt-4o-mini"),
     });
     assert.match(await own.text(), /sk-client-own-0001/);
-  } finally {
-    await gw.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("passthrough headers: the provider's x-request-id kept unless the client sent one; x-pilotfish-model from the answer", async () => {
-  const up = startFakeUpstream();
-  const gw = startGateway(`
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
-`);
-  const call = async (headers: Record<string, string>) => {
-    up.script({ kind: "json", headers: { "x-request-id": "req_oa_123" } });
-    const res = await gw.request("/openai/v1/chat/completions", {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: chatBody("gpt-4o-mini"),
-    });
-    await res.body?.cancel();
-    return res.headers.get("x-request-id");
-  };
-  try {
+  await withOpenai(async (up, gw) => {
+    const call = async (headers: Record<string, string>) => {
+      up.script({ kind: "json", headers: { "x-request-id": "req_oa_123" } });
+      const res = await gw.request("/openai/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: chatBody("gpt-4o-mini"),
+      });
+      await res.body?.cancel();
+      return res.headers.get("x-request-id");
+    };
     assert.equal(await call({}), "req_oa_123");
     // The body streamed upstream unread; the JSON answer read whole names the model.
     up.script({ kind: "json" });
@@ -552,19 +539,11 @@ providers:
     });
     await res.body?.cancel();
     assert.match(res.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
-  } finally {
-    await gw.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("passthrough drops the headers a Connection header names (RFC 9110 7.6.1; one rule for requests and answers)", async () => {
-  const up = startFakeUpstream();
-  const gw = startGateway(`
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
-`);
-  try {
+  await withOpenai(async (up, gw) => {
     up.script({ kind: "json" });
     const res = await gw.request("/openai/v1/chat/completions", {
       method: "POST",
@@ -580,19 +559,11 @@ providers:
     const sent = up.requests.at(-1)!.headers;
     assert.equal(sent.get("x-hop-custom"), null);
     assert.equal(sent.get("x-end-to-end"), "kept");
-  } finally {
-    await gw.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("passthrough x-pilotfish-model on a stream and an error too: a small body's model is read before it goes upstream", async () => {
-  const up = startFakeUpstream();
-  const gw = startGateway(`
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
-`);
-  try {
+  await withOpenai(async (up, gw) => {
     // Over TCP: a client's Content-Length is what makes a body small enough to read first.
     const call = async (body: string) => {
       const res = await fetch(gw.url("/openai/v1/chat/completions"), {
@@ -616,19 +587,11 @@ providers:
     const sent = up.requests.at(-1)!;
     assert.equal(sent.body, chatBody("gpt-4o-mini"));
     assert.equal(sent.headers.get("content-length"), String(chatBody("gpt-4o-mini").length));
-  } finally {
-    await gw.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("passthrough: a compressed body nothing needs to read is relayed unread, even one that is not what it claims", async () => {
-  const up = startFakeUpstream();
-  const gw = startGateway(`
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
-`);
-  try {
+  await withOpenai(async (up, gw) => {
     const notGzip = new TextEncoder().encode(chatBody("gpt-4o-mini"));
     const res = await fetch(gw.url("/openai/v1/chat/completions"), {
       method: "POST",
@@ -640,8 +603,22 @@ providers:
     const sent = up.requests.at(-1)!;
     assert.equal(sent.headers.get("content-encoding"), "gzip");
     assert.equal(sent.body, chatBody("gpt-4o-mini"));
+  });
+});
+
+/** `fn` against an in-process gateway whose `openai` provider is a fake upstream with a key. */
+async function withOpenai(
+  fn: (up: ReturnType<typeof startFakeUpstream>, gw: InProcessGateway) => Promise<void>,
+): Promise<void> {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
+`);
+  try {
+    await fn(up, gw);
   } finally {
     await gw.close();
     await up.close();
   }
-});
+}
