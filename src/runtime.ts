@@ -1,7 +1,7 @@
 import { redisUrlSecrets } from "./state/redis_url.ts";
 import { type Config, ConfigError } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
-import { upstreamSecrets } from "./providers/registry.ts";
+import { scrubsOf } from "./providers/registry.ts";
 import { trackReachability } from "./providers/execute.ts";
 import type { RoutingState } from "./routing/mod.ts";
 import { type Breaker, type BreakerStore, createBreaker } from "./breaker/mod.ts";
@@ -18,7 +18,7 @@ import {
 import { requestLogStage } from "./pipeline/builtin/request_log.ts";
 import { noopStages } from "./pipeline/builtin/noop.ts";
 import { buildAppKeys, type KeyService } from "./keys/mod.ts";
-import { createSecretScrub, type SecretScrub } from "./streaming/scrub.ts";
+import type { SecretScrub } from "./streaming/scrub.ts";
 import { type Observability, observabilityFor } from "./telemetry/hub.ts";
 import { statusSnapshot } from "./telemetry/status.ts";
 import { createLimiter, type Limiter } from "./limits/mod.ts";
@@ -48,7 +48,7 @@ export interface Runtime {
   readonly logger: Logger;
   readonly redact: Redactor;
   /** By provider: takes its configured credentials out of bytes relayed to clients. */
-  readonly scrubs: ReadonlyMap<string, SecretScrub>;
+  readonly scrubs: ReadonlyMap<string, SecretScrub | null>;
   /** Randomness for key choice and jitter; injectable for tests. */
   readonly random: () => number;
   /**
@@ -140,12 +140,8 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     ...(deps.write ? { write: deps.write } : {}),
   });
   const fetch = trackReachability(deps.fetch, deps.routing);
-  const scrubs = new Map<string, SecretScrub>();
-  for (const p of Object.values(config.providers)) {
-    const scrub = createSecretScrub(upstreamSecrets(p));
-    if (scrub !== null) scrubs.set(p.name, scrub);
-  }
-  const adapters = createAdapters(config, { fetch, redact, random: deps.random });
+  const scrubs = scrubsOf(config);
+  const adapters = createAdapters(config, { fetch, redact, random: deps.random }, scrubs);
   const events = createEventBus((error, event) =>
     logger.warn("event subscriber failed", { event: event.type, error })
   );

@@ -8,19 +8,21 @@ import { createOpenAIAdapter } from "./openai/adapter.ts";
 import { BEDROCK_NATIVE } from "./bedrock/native.ts";
 import { classifyBedrock } from "./bedrock/classify.ts";
 import type { AdapterDeps, ProviderAdapter } from "./types.ts";
-import { createSecretScrub } from "../streaming/scrub.ts";
+import { createSecretScrub, type SecretScrub } from "../streaming/scrub.ts";
 
 /**
  * Build an adapter per configured provider, once per config generation. A provider that
  * cannot serve the unified API as configured (Bedrock without `sign: true`) answers 501
  * saying why; its native passthrough route is separate.
  */
-export function createAdapters(config: Config, shared: AdapterDeps): Map<string, ProviderAdapter> {
+export function createAdapters(
+  config: Config,
+  shared: AdapterDeps,
+  scrubs: ReadonlyMap<string, SecretScrub | null> = scrubsOf(config),
+): Map<string, ProviderAdapter> {
   const out = new Map<string, ProviderAdapter>();
   for (const cfg of Object.values(config.providers)) {
-    // An upstream can echo only what it was sent: its own credentials are what its relayed
-    // streams are searched for.
-    const deps: AdapterDeps = { ...shared, scrub: createSecretScrub(upstreamSecrets(cfg)) };
+    const deps: AdapterDeps = { ...shared, scrub: scrubs.get(cfg.name) ?? null };
     switch (cfg.type) {
       case "openai":
       case "azure":
@@ -57,8 +59,20 @@ export function createAdapters(config: Config, shared: AdapterDeps): Map<string,
 /** Header names whose values are credentials (the rest, e.g. `x-title`, are ordinary text). */
 const CREDENTIAL_HEADER = /authorization|api[-_]?key|token|secret|password|cookie|signature/i;
 
+/**
+ * Each provider's scrub: an upstream can echo only what it was sent, so its own credentials
+ * are what its relayed answers are searched for.
+ */
+export function scrubsOf(config: Config): Map<string, SecretScrub | null> {
+  const out = new Map<string, SecretScrub | null>();
+  for (const cfg of Object.values(config.providers)) {
+    out.set(cfg.name, createSecretScrub(upstreamSecrets(cfg)));
+  }
+  return out;
+}
+
 /** What Pilotfish sends `cfg`'s upstream of its own: its keys and credential headers. */
-export function upstreamSecrets(cfg: ProviderConfig): string[] {
+function upstreamSecrets(cfg: ProviderConfig): string[] {
   const out = cfg.keys.map((k) => k.key);
   for (const [name, value] of Object.entries(cfg.headers)) {
     if (CREDENTIAL_HEADER.test(name)) out.push(value.replace(/^(?:Bearer|Basic)\s+/i, ""));
