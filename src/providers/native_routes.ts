@@ -71,7 +71,16 @@ export const NATIVE_FAMILIES: readonly NativeFamily[] = [
   },
 ];
 
-/** `/native/{provider}/*` (Butter's): that provider's `base_url` + the rest, OpenAI errors. */
+/**
+ * `/native/{provider}/*` (Butter's): that provider's `base_url` + the rest. Its errors are in
+ * OpenAI's shape until the provider is known, then in the shape of the API it passes through
+ * (an Anthropic SDK pointed there reads Anthropic errors), OpenAI's for types without a family.
+ */
 export const NATIVE_BY_NAME_FORMAT: ErrorFormat = "openai_json";
+
+/** The error envelope of `type`'s native API. */
+export function nativeErrorFormat(type: ProviderType): ErrorFormat {
+  return NATIVE_FAMILIES.find((f) => f.type === type)?.errorFormat ?? NATIVE_BY_NAME_FORMAT;
+}
 /** The rests `/native/{provider}` covers: any that names something. */
 export const NATIVE_BY_NAME_PATHS = ANY_REST;

@@ -13,6 +13,7 @@ import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_
 import {
   NATIVE_BY_NAME_FORMAT,
   NATIVE_BY_NAME_PATHS,
+  nativeErrorFormat,
   type NativeFamily,
 } from "../providers/native_routes.ts";
 import { type AttemptRecord, callsMade, pickKey, pilotfishHeaders } from "../routing/mod.ts";
@@ -139,7 +140,7 @@ async function run(
 ): Promise<Response> {
   const rt = ex.runtime;
   const sent = rawTarget(c.req.url);
-  const { provider, adapter, native, base, rest } = locate(rt.config, rt.adapters, family, sent);
+  const { provider, adapter, native, base, rest } = locate(ex, family, sent);
   ex.provider = provider.name;
   const urlModel = modelInPath(rest);
 
@@ -400,13 +401,8 @@ async function run(
  * raw path after the route prefix. Refuses (400, before any upstream call) a path that is not
  * contained (passthrough_path.ts) or whose prefix is not written as is.
  */
-function locate(
-  config: Config,
-  adapters: ReadonlyMap<string, ProviderAdapter>,
-  family: NativeFamily | null,
-  target: RawTarget,
-): Located {
-  if (target.fragment) throw invalid("A request-target cannot carry a #fragment");
+function locate(ex: Exchange, family: NativeFamily | null, target: RawTarget): Located {
+  const { config, adapters } = ex.runtime;
   // The provider first (its API may name segments that carry an encoded slash), but a path
   // that is not contained is refused before any lookup error is reported.
   let located: Located | null = null;
@@ -416,6 +412,11 @@ function locate(
   } catch (err) {
     lookupError = err;
   }
+  // `/native/{provider}/*` answers in its provider's format from here on.
+  if (family === null && located !== null) {
+    ex.errorFormat = nativeErrorFormat(located.provider.type);
+  }
+  if (target.fragment) throw invalid("A request-target cannot carry a #fragment");
   const problem = containmentProblem(target.path, located?.native.opaqueSegment);
   if (problem !== null) throw invalid(`${problem}; passthrough paths must stay under the API`);
   if (located === null) throw lookupError;

@@ -244,7 +244,8 @@ const ROUTES: readonly Route[] = [
     format: "gemini",
   },
   { prefix: "/gemini/v1/", origin: "http://gemini.test", base: "/gem/v1/", format: "gemini" },
-  { prefix: "/native/gemini/", origin: "http://gemini.test", base: "/gem/", format: "openai" },
+  // Past the prefix the provider is known: its own API's error format.
+  { prefix: "/native/gemini/", origin: "http://gemini.test", base: "/gem/", format: "gemini" },
   { prefix: "/native/deep/", origin: "http://deep.test", base: "/api/v1/", format: "openai" },
   {
     prefix: "/native/openai/",

@@ -194,6 +194,39 @@ providers:
       assert.equal(body.error.status, "NOT_FOUND");
       assert.equal(body.error.code, 404);
     });
+
+    await t.step(
+      "/native/{provider}/*: once the provider is known, its errors are in its own API's format",
+      async () => {
+        const via = new Anthropic({
+          baseURL: gw.url("/native/anthropic"),
+          apiKey: "sk-ant-client",
+          maxRetries: 0,
+        });
+        const before = anthropic.requests.length;
+        const err = await via.messages.create({
+          model: "claude-sonnet-4-5",
+          max_tokens: 100,
+          messages: [{ role: "user", content: "x".repeat(5000) }],
+        }).then(() => null, (e: unknown) => e);
+        assert.ok(err instanceof Anthropic.APIError, String(err));
+        assert.equal(err.status, 413);
+        const body = err.error as { type: string; error: { type: string; message: string } };
+        assert.equal(body.type, "error");
+        assert.equal(body.error.type, "request_too_large");
+        assert.equal(anthropic.requests.length, before, "refused before any upstream call");
+        // Containment and uncovered paths too; an unknown provider has no format of its own.
+        const bare = await gw.request("/native/anthropic");
+        assert.equal(bare.status, 404);
+        assert.equal((await bare.json()).type, "error");
+        const dots = await gw.request("/native/anthropic/v1/a%2F..%2Fx");
+        assert.equal(dots.status, 400);
+        assert.equal((await dots.json()).error.type, "invalid_request_error");
+        const openaiOwn = await gw.request("/native/openai/a%2F..%2Fx");
+        assert.equal((await openaiOwn.json()).error.type, "invalid_request_error");
+        assert.equal(anthropic.requests.length, before);
+      },
+    );
   } finally {
     await gw.close();
     await openai.close();
