@@ -44,7 +44,7 @@ import {
   trailOf,
 } from "../pipeline/run.ts";
 import { applicable } from "../pipeline/stages.ts";
-import type { Redactor } from "../telemetry/mod.ts";
+import { redactJsonText, type Redactor } from "../telemetry/mod.ts";
 import { bodyCoding, inflate, readHeldBody, tooLarge } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import {
@@ -696,7 +696,7 @@ async function withoutSecrets(
   if (!read.whole) return read.body;
   const bytes = new Uint8Array(await new Response(read.body).arrayBuffer());
   const text = new TextDecoder().decode(bytes);
-  const out = redact(text);
+  const out = redactJsonText(text, redact);
   // Untouched bytes stay the upstream's own (a body that is not UTF-8 is not re-encoded).
   return ReadableStream.from([out === text ? bytes : new TextEncoder().encode(out)]);
 }

@@ -10,5 +10,5 @@ export {
   type Logger,
   type LoggerOptions,
 } from "./logger.ts";
-export { createRedactor, type Redactor } from "./redact.ts";
+export { createRedactor, redactJsonText, type Redactor } from "./redact.ts";
 export { type CapturedBody, captureRequestBody, redactBody } from "./body.ts";

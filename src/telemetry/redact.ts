@@ -56,3 +56,35 @@ function inBase64(secret: string): string[] {
   }
   return out;
 }
+
+/**
+ * `redact` over an upstream's JSON error body, also where the body spells a secret with JSON
+ * escapes (`"\u0073\u006b-…"` is `sk-…` to any client that parses it). Only a body with a
+ * `\u` escape is parsed, and it is re-serialized only when a decoded string held a secret;
+ * otherwise the text comes back as `redact` left it.
+ */
+export function redactJsonText(text: string, redact: Redactor): string {
+  const out = redact(text);
+  if (!out.includes("\\u")) return out;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(out);
+  } catch {
+    return out;
+  }
+  let changed = false;
+  const walk = (v: unknown): unknown => {
+    if (typeof v === "string") {
+      const r = redact(v);
+      if (r !== v) changed = true;
+      return r;
+    }
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === "object") {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [walk(k) as string, walk(x)]));
+    }
+    return v;
+  };
+  const clean = walk(parsed);
+  return changed ? JSON.stringify(clean) : out;
+}

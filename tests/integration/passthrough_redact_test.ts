@@ -13,6 +13,13 @@ function echoUpstream() {
     await req.body?.cancel();
     const auth = req.headers.get("authorization") ?? "";
     const key = auth.replace(/^Bearer\s+/i, "");
+    if (new URL(req.url).searchParams.has("escape")) {
+      const spelled = [...key].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
+      return new Response(
+        `{"error":{"message":"Incorrect API key provided: ${spelled.join("")}"}}`,
+        { status: 400, headers: { "content-type": "application/json" } },
+      );
+    }
     return new Response(
       JSON.stringify({
         error: {
@@ -45,6 +52,14 @@ providers:
       assert.doesNotMatch(text, /sk-OPENAI-SE/, path);
       assert.match(text, /Incorrect API key provided: \[REDACTED\]/, path);
     }
+    // Spelled with JSON escapes, as a JSON encoder may write it: still the key to a client.
+    const escaped = await fetch(gw.url("/native/openai/chat/completions?escape=1"), {
+      method: "POST",
+      body: "{}",
+    });
+    const parsed = await escaped.json();
+    assert.equal(escaped.status, 400);
+    assert.equal(parsed.error.message, "Incorrect API key provided: [REDACTED]");
     // The client's own key, echoed back to the client that sent it, is its business.
     const own = await fetch(gw.url("/openai/v1/chat/completions"), {
       method: "POST",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createRedactor } from "../../src/telemetry/mod.ts";
+import { createRedactor, redactJsonText } from "../../src/telemetry/mod.ts";
 
 Deno.test("createRedactor() removes every configured secret", () => {
   const redact = createRedactor(["my-admin-token-42", "plainsecretvalue", "my-admin"]);
@@ -79,4 +79,24 @@ Deno.test("createRedactor({ encoded: false }) looks for the secrets as written o
   const plain = createRedactor([key], { encoded: false });
   assert.equal(plain(`a ${key} b`), "a [REDACTED] b");
   assert.equal(plain(`a ${btoa(key)} b`), `a ${btoa(key)} b`);
+});
+
+Deno.test("redactJsonText() finds a secret spelled with JSON escapes; other bodies keep their bytes", () => {
+  const key = "zz-configured-0123456789";
+  const redact = createRedactor([key]);
+  const escaped = [...key].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`)
+    .join("");
+  const body = `{"error":{"message":"bad key ${escaped}","code":401},"n":[1,"\\u00e9"]}`;
+  const out = redactJsonText(body, redact);
+  assert.deepEqual(JSON.parse(out), {
+    error: { message: "bad key [REDACTED]", code: 401 },
+    n: [1, "é"],
+  });
+  // Escaped but no secret, not JSON, or no escape at all: the text as `redact` left it.
+  const harmless = `{ "message": "caf\\u00e9" }`;
+  assert.equal(redactJsonText(harmless, redact), harmless);
+  assert.equal(redactJsonText(`oops \\u0041 ${key}`, redact), "oops \\u0041 [REDACTED]");
+  assert.equal(redactJsonText(`{"m":"${key}"}`, redact), `{"m":"[REDACTED]"}`);
+  // A secret in a member name is found too.
+  assert.doesNotMatch(redactJsonText(`{"${escaped}":1}`, redact), /zz-configured|\\u007a/);
 });
