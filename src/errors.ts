@@ -117,7 +117,21 @@ function capMessage(message: string): string {
 /** Narrow anything thrown into a GatewayError; unknown failures become `internal`. */
 export function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
-  return new GatewayError("internal", "Internal gateway error", { cause: err });
+  return tooDeep(err) ?? new GatewayError("internal", "Internal gateway error", { cause: err });
+}
+
+/**
+ * A body nested deeper than the runtime can walk (`JSON.parse` takes any depth, recursion
+ * such as `JSON.stringify` does not) is the client's input, refused with 400: never a 500,
+ * and never a provider failure that would be retried or counted by the breaker.
+ */
+export function tooDeep(err: unknown): GatewayError | null {
+  if (!(err instanceof RangeError) || !err.message.includes("call stack")) return null;
+  return new GatewayError(
+    "invalid_request",
+    "The request body is nested too deeply to process",
+    { cause: err },
+  );
 }
 
 /** The same error with extra response headers (e.g. `x-pilotfish-attempts`). */

@@ -1,5 +1,5 @@
 import type { ProviderConfig } from "../config/mod.ts";
-import { GatewayError } from "../errors.ts";
+import { GatewayError, tooDeep } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
 import { type UpstreamTrace, withUpstreamTrace } from "../providers/execute.ts";
 import { scheduleDeadline } from "../providers/deadline.ts";
@@ -330,7 +330,7 @@ export async function attempt(
     // Same chunks (typed or bytes), the first one replayed: the outcome keeps its format.
     return settle({ ...outcome, body } as AttemptOutcome, null, outcome.status);
   } catch (err) {
-    const ge = err instanceof GatewayError ? err : new GatewayError(
+    const ge = err instanceof GatewayError ? err : tooDeep(err) ?? new GatewayError(
       "upstream_error",
       `Provider "${target.provider}" failed: ${
         deps.redact(String((err as Error)?.message ?? err))

@@ -179,3 +179,43 @@ app_keys:
     await openai.close();
   }
 });
+
+Deno.test("a body nested too deeply to forward is a 400, not a provider failure the breaker counts", async () => {
+  const anthropic = startFakeAnthropic();
+  const openai = startFakeUpstream();
+  const gw = gateway(
+    anthropic.url,
+    openai.url,
+    "features: { circuit_breaker: { enabled: true, failure_threshold: 1 } }",
+  );
+  try {
+    // JSON.parse takes any depth; the re-serialization for the upstream does not.
+    const depth = 50_000;
+    const schema = '{"a":'.repeat(depth) + "1" + "}".repeat(depth);
+    const res = await gw.request("/v1/messages/count_tokens", {
+      method: "POST",
+      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+      body: `{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],` +
+        `"tools":[{"name":"f","input_schema":${schema}}]}`,
+    });
+    assert.equal(res.status, 400);
+    const body = await res.json();
+    assert.equal(body.type, "error");
+    assert.equal(body.error.type, "invalid_request_error");
+    assert.match(body.error.message, /nested too deeply/);
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "0");
+    assert.equal(anthropic.requests.length, 0);
+    // Not retried, not counted: the next client's count still reaches Anthropic.
+    const client = new Anthropic({ baseURL: gw.url(""), apiKey: "unused", maxRetries: 0 });
+    const count = await client.messages.countTokens({
+      model: "anthropic/claude-sonnet-4-5",
+      messages: PROMPT,
+    });
+    assert.equal(typeof count.input_tokens, "number");
+    assert.equal(anthropic.requests.length, 1);
+  } finally {
+    await gw.close();
+    await anthropic.close();
+    await openai.close();
+  }
+});
