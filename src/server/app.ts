@@ -89,8 +89,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   // Known paths with the wrong method: 405 with Allow, not a misleading 404.
   app.all("/v1/chat/completions", allow("POST"));
-  app.all("/v1/models", allow("GET"));
-  app.all("/v1/models/*", allow("GET"));
+  app.all("/v1/models", modelsFormat, allow("GET"));
+  app.all("/v1/models/*", modelsFormat, allow("GET"));
   app.all("/v1/messages", allow("POST"));
   app.all("/v1/embeddings", allow("POST"));
   app.all("/v1/messages/count_tokens", allow("POST"));

@@ -81,6 +81,21 @@ app_keys:
     });
     assert.equal(unknownAfter.status, 400);
     await unknownAfter.body?.cancel();
+    // A wrong method too; an OpenAI client's 405 stays OpenAI's.
+    for (const path of ["/v1/models", "/v1/models/anthropic/claude-x"]) {
+      const wrong = await gw.request(path, {
+        method: "DELETE",
+        headers: { "anthropic-version": "2023-06-01" },
+      });
+      assert.equal(wrong.status, 405);
+      assert.equal(wrong.headers.get("allow"), "GET");
+      const shape = await wrong.json();
+      assert.equal(shape.type, "error", path);
+      assert.equal(shape.error.type, "invalid_request_error");
+    }
+    const openaiWrong = await gw.request("/v1/models", { method: "POST" });
+    assert.equal(openaiWrong.status, 405);
+    assert.equal((await openaiWrong.json()).error.code, "method_not_allowed");
 
     const denied = new Anthropic({ apiKey: "sk-not-a-key", baseURL: keyed.url(""), maxRetries: 0 });
     await assert.rejects(
