@@ -34,7 +34,7 @@ export function staticId(hash: string): string {
   return "cfg_" + hash.slice(0, 16);
 }
 
-const SDK_KEY_HEADERS = ["x-api-key", "x-goog-api-key"] as const;
+const SDK_KEY_HEADERS = ["x-api-key", "x-goog-api-key", "api-key"] as const;
 
 /** The last characters of a key, to tell keys apart in listings without revealing them. */
 export function keyHint(key: string): string {
@@ -43,7 +43,7 @@ export function keyHint(key: string): string {
 
 /**
  * The key a request presents: the first of `headers` present, else `Authorization: Bearer
- * <key>`, `x-api-key`, `x-goog-api-key` or the query's `key` (`?key` in `header`), when that
+ * <key>`, `x-api-key`, `x-goog-api-key`, Azure's `api-key` or the query's `key` (`?key` in `header`), when that
  * value is an app key by `isAppKey` (a `pf_` key or a configured one; any other value is the
  * client's provider credential). Null when none. Every place a provider SDK puts its key is
  * read: passthrough drops an app key from all of them, so one not checked here would pass
@@ -64,7 +64,8 @@ export function presentedKey(
     const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
     if (m && isAppKey(m[1] as string)) return { value: m[1] as string, header: "authorization" };
   }
-  // Anthropic's SDKs send their key as `x-api-key`, Google's as `x-goog-api-key` or `?key=`.
+  // Anthropic's SDKs send their key as `x-api-key`, Google's as `x-goog-api-key` or `?key=`,
+  // Azure's as `api-key`.
   for (const name of SDK_KEY_HEADERS) {
     const v = get(name)?.trim();
     if (v && isAppKey(v)) return { value: v, header: name };

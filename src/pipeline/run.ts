@@ -255,13 +255,14 @@ function streamGate(
 }
 
 /**
- * The client's own credential (`Authorization`, or Anthropic SDKs' `x-api-key`), for
+ * The client's own credential (`Authorization`, or SDKs' `x-api-key` / `api-key`), for
  * providers that forward it. A Pilotfish application key (`pf_…`) is never forwarded.
  */
 export function clientCredential(headers: Headers): string | null {
   const auth = headers.get("authorization");
   if (auth) return /^Bearer\s+pf_/i.test(auth) ? null : auth;
-  const apiKey = headers.get("x-api-key");
+  // Anthropic's SDKs send `x-api-key`, Azure's `api-key`.
+  const apiKey = headers.get("x-api-key") ?? headers.get("api-key");
   return apiKey && !apiKey.startsWith("pf_") ? `Bearer ${apiKey}` : null;
 }
 

@@ -175,6 +175,13 @@ export interface NativeApi {
     onEnd: (how: "complete" | "cut") => void,
     onContent: (chars: number) => void,
   ): TransformStream<Uint8Array, Uint8Array> | null;
+  /**
+   * The model a request is for when this API names it in its own terms (Azure: the
+   * deployment in the path, or the v1 API's body `model`), as the config names it: what
+   * allowlists, pricing and the breaker key go by. `named` is the generic reading (a
+   * `/models/{id}` path, else the body's `model`); absent: that reading as it is.
+   */
+  modelOf?(rest: string, named: string | undefined, provider: ProviderConfig): string | undefined;
   /** Usage carried in reply headers (Bedrock InvokeModel), if any. */
   headerUsage?(headers: Headers): Usage | null;
   /**

@@ -142,7 +142,10 @@ async function run(
   const sent = rawTarget(c.req.url);
   const { provider, adapter, native, base, rest } = locate(ex, family, sent);
   ex.provider = provider.name;
-  const urlModel = modelInPath(rest);
+  // The model as configured: an API that names it its own way (Azure's deployments) says.
+  const modelOf = (named: string | undefined) =>
+    native.modelOf ? native.modelOf(rest, named, provider) : named;
+  const urlModel = modelOf(modelInPath(rest));
 
   const auth = native.auth;
   const clientCredential = credentialOf(ex.headers, sent.query, auth);
@@ -203,7 +206,7 @@ async function run(
     ? { schema: "passthrough", body: null, bytes: declared }
     : { schema: "passthrough", body: view, ...userOf(named) };
   // What the stages see as asked for (an app key's allowlist); a rewrite may change it.
-  const asked = urlModel ?? named.model;
+  const asked = urlModel ?? modelOf(named.model);
   if (asked !== undefined) ex.model = asked;
   if (staged) {
     const http = await preHttp(ex, view, reached);
@@ -229,7 +232,7 @@ async function run(
     /SignedHeaders=/.test(ex.headers.get("authorization") ?? "") ||
     /(?:^|[?&])X-Amz-Signature=/i.test(query)
   );
-  const model = urlModel ?? named.model;
+  const model = urlModel ?? modelOf(named.model);
   if (model !== undefined) ex.model = model;
   /** The configured key to inject, respecting per-key model allowlists when the model is known. */
   const configuredKey = (): string => {

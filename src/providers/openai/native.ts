@@ -1,6 +1,7 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
 import { BEARER_AUTH } from "../shared/native_auth.ts";
 import type { NativeApi } from "../types.ts";
+import { modelOfDeployment } from "./request.ts";
 import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import { fromResponsesUsage } from "./responses.ts";
 
@@ -52,9 +53,29 @@ export const OPENAI_NATIVE: NativeApi = {
   contentChars: openAIContentChars,
 };
 
-/** Azure takes `api-key`, or an Entra ID token as Bearer. */
+const decoded = (segment: string) => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+};
+
+/** `/openai/deployments/{name}/…`: the deployment Azure serves, whatever the body says. */
+const DEPLOYMENT_PATH = /^\/openai\/deployments\/([^/]+)/;
+
+/**
+ * Azure takes `api-key`, or an Entra ID token as Bearer. It serves the deployment its path
+ * names (the body's `model` is ignored there) or, on the v1 API, the one the body's `model`
+ * names: either way a deployment, read as the model `deployments` maps to it.
+ */
 export const AZURE_NATIVE: NativeApi = {
   auth: { headers: ["api-key", "authorization"], queryParam: null, header: (k) => ["api-key", k] },
   usage: openAIUsageOf,
   contentChars: openAIContentChars,
+  modelOf(rest, named, provider) {
+    const inPath = DEPLOYMENT_PATH.exec(rest)?.[1];
+    const deployment = inPath !== undefined ? decoded(inPath) : named;
+    return deployment === undefined ? undefined : modelOfDeployment(provider, deployment);
+  },
 };

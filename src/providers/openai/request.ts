@@ -13,6 +13,8 @@ export interface OpenAIEndpoint {
   url(operation: OpenAIOperation, model: string): string;
   /** Header name and value carrying `key`. */
   auth(key: string): [string, string];
+  /** Header name and value carrying a client's forwarded `Authorization` value. */
+  clientAuth?(authorization: string): [string, string];
 }
 
 /** OpenAI and the compatible family: `{base_url}/{operation}`, `Authorization: Bearer`. */
@@ -33,10 +35,29 @@ export function azureEndpoint(cfg: ProviderConfig): OpenAIEndpoint {
   return {
     url: (operation, model) =>
       `${cfg.base_url}/openai/deployments/${
-        pathSegment(cfg.deployments[model] ?? model, "Azure deployment", cfg.name)
+        pathSegment(deploymentOf(cfg, model), "Azure deployment", cfg.name)
       }/${operation}?api-version=${version}`,
     auth: (key) => ["api-key", key],
+    // Azure reads an API key from `api-key`; as Bearer it takes only an Entra ID token (a JWT).
+    clientAuth: (authorization) => {
+      const value = authorization.replace(/^\s*Bearer\s+/i, "").trim();
+      return JWT.test(value) ? ["authorization", authorization] : ["api-key", value];
+    },
   };
+}
+
+/** Three base64url segments: an Entra ID access token, not an API key. */
+const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** The deployment serving `model` (`deployments`, own entries only; default: the name). */
+export function deploymentOf(cfg: ProviderConfig, model: string): string {
+  return Object.hasOwn(cfg.deployments, model) ? cfg.deployments[model] as string : model;
+}
+
+/** The model a deployment serves: the one `deployments` maps to it, else the name itself. */
+export function modelOfDeployment(cfg: ProviderConfig, deployment: string): string {
+  for (const [model, d] of Object.entries(cfg.deployments)) if (d === deployment) return model;
+  return deployment;
 }
 
 /** Credentials and the JSON body that every OpenAI-compatible call shares. */
@@ -80,6 +101,8 @@ export function setCredential(
     const [name, value] = endpoint.auth(call.apiKey);
     headers[name] = value;
   } else if (call.clientAuthorization !== null) {
-    headers.authorization = call.clientAuthorization;
+    const [name, value] = endpoint.clientAuth?.(call.clientAuthorization) ??
+      ["authorization", call.clientAuthorization];
+    headers[name] = value;
   }
 }

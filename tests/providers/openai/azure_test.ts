@@ -127,3 +127,70 @@ providers:
   }
   assert.equal(urls.length, sent, "refused names never reach Azure");
 });
+
+Deno.test("Azure OpenAI: a model named like an Object member is its own deployment", async () => {
+  const { config } = parseConfigText(
+    `
+providers:
+  azure:
+    base_url: https://my-resource.openai.azure.com
+    keys: [{ key: azure-key-123 }]
+`,
+    () => undefined,
+    "azure.yaml",
+  );
+  const urls: string[] = [];
+  const fakeFetch = ((url: string) => {
+    urls.push(url);
+    return Promise.resolve(Response.json({ id: "x", choices: [], object: "chat.completion" }));
+  }) as typeof fetch;
+  const adapter = createAdapters(config, {
+    fetch: fakeFetch,
+    redact: createRedactor([]),
+    random: Math.random,
+  }).get("azure")!;
+  for (const model of ["constructor", "toString", "hasOwnProperty"]) {
+    await adapter.chat({
+      signal: new AbortController().signal,
+      timeoutMs: 1_000,
+      apiKey: "azure-key-123",
+      clientAuthorization: null,
+      body: { model, messages: [{ role: "user", content: "hi" }] },
+      stream: false,
+    }, model);
+    assert.equal(new URL(urls.at(-1)!).pathname, `/openai/deployments/${model}/chat/completions`);
+  }
+});
+
+Deno.test("Azure OpenAI: a forwarded client credential goes as api-key; an Entra ID token as Bearer", async () => {
+  const { config } = parseConfigText(
+    "providers:\n  azure: { base_url: https://my-resource.openai.azure.com }\n",
+    () => undefined,
+    "azure.yaml",
+  );
+  const seen: Headers[] = [];
+  const fakeFetch = ((_url: string, init: RequestInit) => {
+    seen.push(new Headers(init.headers));
+    return Promise.resolve(Response.json({ id: "x", choices: [], object: "chat.completion" }));
+  }) as typeof fetch;
+  const adapter = createAdapters(config, {
+    fetch: fakeFetch,
+    redact: createRedactor([]),
+    random: Math.random,
+  }).get("azure")!;
+  const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwcyJ9.c2lnbmF0dXJl";
+  for (const clientAuthorization of ["Bearer 0123456789abcdef0123456789abcdef", `Bearer ${jwt}`]) {
+    await adapter.chat({
+      signal: new AbortController().signal,
+      timeoutMs: 1_000,
+      apiKey: null,
+      clientAuthorization,
+      body: { model: "gpt-4o", messages: [{ role: "user", content: "hi" }] },
+      stream: false,
+    }, "gpt-4o");
+  }
+  assert.equal(seen[0]?.get("api-key"), "0123456789abcdef0123456789abcdef");
+  assert.equal(seen[0]?.get("authorization"), null);
+  assert.equal(seen[1]?.get("authorization"), `Bearer ${jwt}`);
+  assert.equal(seen[1]?.get("api-key"), null);
+});
