@@ -136,6 +136,9 @@ export function fromLlmGateway(input: Tree): DialectResult {
       const native: Tree = {};
       const base: KeyPath = ["providers", name];
       origins.set(base, at);
+      // Named as the user would write them even when absent ("baseUrl: Required …").
+      origins.set([...base, "base_url"], [...at, "baseUrl"]);
+      origins.set([...base, "keys"], [...at, "apiKey"]);
       let priority = Number.POSITIVE_INFINITY;
       for (const [key, value] of Object.entries(entry)) {
         const user: KeyPath = [...at, key];

@@ -181,3 +181,16 @@ Deno.test("a Pilotfish-native config is not read as llm-gateway", () => {
   );
   assert.equal(dialect, undefined);
 });
+
+Deno.test("llm-gateway: a required baseUrl left out is named baseUrl, as the user would write it", () => {
+  const problems = problemsOf(`
+providers:
+  - { name: azure, apiKey: abc }
+`);
+  assert.ok(
+    problems.some((p) =>
+      p.startsWith('providers[0].baseUrl: Required for a provider of type "azure"')
+    ),
+    problems.join("\n"),
+  );
+});
