@@ -80,14 +80,18 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     cache.delete(hash);
   };
 
-  // Any sidecar's change drops the copy everywhere; after a reconnection (notices may have
-  // been missed) every copy goes.
-  const subscribed = link.subscribe(channel, forget);
+  // Any sidecar's change (this one's too: the notice comes back) makes the copy stale
+  // everywhere, and so does a reconnection (notices may have been missed): read again on its
+  // next use, but still the record that authenticates should Redis be away by then (a key
+  // seen once stays usable through every outage, not only the first; a revocation applies
+  // once Redis is back).
+  const stale = (hash: string) => {
+    const hit = cache.get(hash);
+    if (hit !== undefined) hit.at = Number.NEGATIVE_INFINITY;
+  };
+  const subscribed = link.subscribe(channel, stale);
   const stopWatch = link.onStateChange((ready) => {
-    if (ready) {
-      cache.clear();
-      byId.clear();
-    }
+    if (ready) { for (const entry of cache.values()) entry.at = Number.NEGATIVE_INFINITY; }
   });
 
   /** Each key's spend as last read (and counted on since), for when Redis is away. */
@@ -179,8 +183,9 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
       await link.eval(SAVE, keys, [JSON.stringify(rec), rec.id]);
       forget(rec.hash);
       if (old !== null) forget(old.hash);
-      // This sidecar's own change applies at once (others drop their copy on the notice).
-      byId.set(rec.id, rec);
+      // This sidecar's own change applies at once (others drop their copy on the notice), and
+      // a key created here counts as seen here through an outage.
+      remember(rec);
       await link.publish(channel, rec.hash);
       if (old !== null && old.hash !== rec.hash) await link.publish(channel, old.hash);
     },

@@ -1,7 +1,8 @@
 /**
  * Rate limits (issue 13): llm-proxy's `features.rate_limiting`, llm-gateway's `rateLimit`
  * and Butter's `plugins.ratelimit`, as one `pre_llm` stage over a memory or Redis backend.
- * Built per config generation by `buildRuntime`; memory counters outlive reloads.
+ * Built per config generation by `buildRuntime`; memory counters outlive reloads, and so does
+ * the Redis backend (its link, leases and fallback counts) while its Redis settings hold.
  * @module
  */
 import type { Config } from "../config/mod.ts";
@@ -41,6 +42,21 @@ export interface LimiterDeps {
 const MEMORY = new WeakMap<object, CounterMap>();
 
 /**
+ * The Redis backend of the live generations, per owner: a reload that keeps its Redis, fleet
+ * size and share keeps it (what a sidecar took on its share during an outage, its field in
+ * each counter, its link), so a reload mid-outage does not hand out the share again.
+ */
+interface SharedRedis {
+  readonly signature: string;
+  readonly backend: LimitBackend;
+  readonly shared: Promise<void>;
+  /** The newest generation's logger: the backend logs through it. */
+  logger: Logger;
+  refs: number;
+}
+const REDIS = new WeakMap<object, SharedRedis>();
+
+/**
  * The limiter the config asks for; null when no limit is configured and app keys are off (no
  * stage at all). With app keys on there is always one: a key may carry its own `limits`.
  */
@@ -54,9 +70,31 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
   let shared: Promise<void> = Promise.resolve();
   if (backendKind === "redis") {
     const share = rl.fallback_share ?? 1 / rl.fleet_size;
-    const lazy = sharedBackend(config, deps, share);
-    backend = lazy.backend;
-    shared = lazy.shared;
+    const signature = JSON.stringify([rl.redis ?? config.state.redis, rl.fleet_size, share]);
+    let entry = REDIS.get(deps.owner);
+    if (entry === undefined || entry.signature !== signature) {
+      const logger = forwarding(() => (entry as SharedRedis).logger);
+      entry = {
+        signature,
+        logger: deps.logger,
+        refs: 0,
+        ...sharedBackend(config, deps, share, logger),
+      };
+      REDIS.set(deps.owner, entry);
+    }
+    entry.logger = deps.logger;
+    entry.refs++;
+    const mine = entry;
+    backend = {
+      ...mine.backend,
+      // The last generation using it closes it.
+      async close() {
+        if (--mine.refs > 0) return;
+        if (REDIS.get(deps.owner) === mine) REDIS.delete(deps.owner);
+        await mine.backend.close();
+      },
+    };
+    shared = mine.shared;
   } else {
     let counters = MEMORY.get(deps.owner);
     if (counters === undefined) MEMORY.set(deps.owner, counters = new CounterMap());
@@ -89,10 +127,11 @@ function sharedBackend(
   config: Config,
   deps: LimiterDeps,
   share: number,
+  logger: Logger,
 ): { backend: LimitBackend; shared: Promise<void> } {
   const rl = config.features.rate_limiting;
   const backend = createRedisBackend({
-    logger: deps.logger,
+    logger,
     fleetSize: rl.fleet_size,
     fallbackShare: share,
     now: deps.now,
@@ -104,7 +143,7 @@ function sharedBackend(
     const link = openRedisLink({
       ...(rl.redis ?? { url: config.state.redis.url }),
       name: "limits",
-      logger: deps.logger,
+      logger,
     });
     backend.attach(link);
     const stop = link.onStateChange((ready) => {
@@ -113,7 +152,7 @@ function sharedBackend(
       markShared();
     });
   });
-  linking.catch((error) => deps.logger.error("rate limits: no Redis link", { error }));
+  linking.catch((error) => logger.error("rate limits: no Redis link", { error }));
   return {
     backend: {
       ...backend,
@@ -124,5 +163,16 @@ function sharedBackend(
       },
     },
     shared,
+  };
+}
+
+/** A logger that writes through whichever logger `current` returns at the time. */
+function forwarding(current: () => Logger): Logger {
+  return {
+    debug: (msg, fields) => current().debug(msg, fields),
+    info: (msg, fields) => current().info(msg, fields),
+    warn: (msg, fields) => current().warn(msg, fields),
+    error: (msg, fields) => current().error(msg, fields),
+    enabled: (level) => current().enabled(level),
   };
 }

@@ -6,12 +6,15 @@
 import assert from "node:assert/strict";
 import { createClient } from "redis";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
-import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
+import { type InProcessGateway, startGateway, testClock } from "../helpers/in_process.ts";
 import { startRedisServer } from "../helpers/redis_server.ts";
 import { createRedisBackend } from "../../src/limits/redis.ts";
 import { type Check, checksFor, type Rule } from "../../src/limits/policy.ts";
 import { createRedisLink } from "../../src/state/redis_link.ts";
 import { captureLogger, waitFor } from "../state/support.ts";
+import { buildRuntime, type Runtime } from "../../src/runtime.ts";
+import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
+import { createApp } from "../../src/server/app.ts";
 
 const chat = () => ({
   method: "POST",
@@ -395,6 +398,60 @@ Deno.test("a sidecar that started during an outage and admitted alone settles at
     await waitFor("shared", () => backend.health().mode === "shared", 5_000);
   } finally {
     await backend.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("a reload during an outage keeps the share already taken: the fleet stays within the limit", async () => {
+  const redis = await startRedisServer();
+  const up = startFakeUpstream();
+  const clock = testClock();
+  clock.advance(60_000 - (Date.now() % 60_000) + 500); // one window for the whole test
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1" }
+features:
+  rate_limiting:
+    enabled: true
+    backend: redis
+    redis: { url: "${redis.url}" }
+    fleet_size: 2
+    limits: { requests_per_minute: 20 }
+`;
+  const gw = startGateway(yaml, {}, { now: clock.now });
+  let next: Runtime | null = null;
+  try {
+    await gw.runtime.limits!.shared();
+    await redis.stop();
+    await waitFor("the outage", () => gw.runtime.limits!.health().mode === "fallback", 5_000);
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push(await status(gw));
+    assert.equal(statuses.filter((s) => s === 200).length, 10, "the share: half of 20");
+    // The same config again (a reload of an edited file): a new generation on the same owner.
+    const generation = buildRuntime(gw.runtime.config, 2, {
+      fetch,
+      random: Math.random,
+      now: clock.now,
+      routing: gw.runtime.routing,
+      breakerStore: createMemoryBreakerStore(
+        breakerTiming(gw.runtime.config.features.circuit_breaker),
+      ),
+      write: () => {},
+    });
+    next = generation;
+    gw.runtime.retire();
+    const app = createApp({ runtime: () => generation, isReady: () => true });
+    const res = await app.fetch(new Request("http://localhost/v1/chat/completions", chat()));
+    await res.body?.cancel();
+    assert.equal(res.status, 429, "the share was handed out again after the reload");
+    assert.equal(generation.limits!.health().mode, "fallback");
+  } finally {
+    if (next !== null) {
+      next.retire();
+      await next.dispose();
+    }
+    await gw.close();
+    await up.close();
     await redis.stop();
   }
 });
