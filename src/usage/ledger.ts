@@ -2,12 +2,16 @@
  * The usage ledger: records go into pending deltas at once (no I/O on the request path)
  * and reach the backend in batches, on a timer and before every report. The memory backend
  * is applied directly. A backend that fails (Redis away, disk full) keeps the deltas for the
- * next flush: counts are delayed, never dropped or doubled.
+ * next flush, which comes on the timer even if nothing else is recorded: counts are delayed,
+ * never dropped or doubled. A batch whose write failed is sent again as it was, under its own
+ * number, so a write that did land (its reply timed out) is not counted twice.
  * @module
  */
 import {
   PendingRows,
   type RollupBackend,
+  type RollupBatch,
+  type RollupRow,
   summarise,
   type UsageQuery,
   type UsageRecord,
@@ -45,15 +49,26 @@ export function createLedger(
   const resolved = Promise.resolve(backend).then((b) => (ready = b));
   resolved.catch(() => {});
   let writing: Promise<void> = Promise.resolve();
+  const writer = crypto.randomUUID();
+  let seq = 0;
+  /** The batch whose write failed: it may have landed, so it goes again unchanged. */
+  let unsure: { rows: RollupRow[]; batch: RollupBatch } | null = null;
 
   const write = async (): Promise<void> => {
     const b = await resolved;
-    const rows = pending.take();
-    if (rows.length === 0) return;
     try {
-      await b.apply(rows, opts.now());
+      if (unsure !== null) {
+        await b.apply(unsure.rows, opts.now(), unsure.batch);
+        unsure = null;
+      }
+      const rows = pending.take();
+      if (rows.length === 0) return;
+      unsure = { rows, batch: { writer, seq: ++seq } };
+      await b.apply(rows, opts.now(), unsure.batch);
+      unsure = null;
     } catch (err) {
-      pending.add(rows);
+      // Again on the timer: a sidecar that gets no more requests still catches up.
+      schedule();
       throw err;
     }
   };

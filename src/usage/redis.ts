@@ -22,14 +22,23 @@ export const DEFAULT_USAGE_PREFIX = "pilotfish:usage:";
 
 const NAMES = `{${COUNTERS.map((c) => `"${c}"`).join(",")}}`;
 
-// ARGV: prefix, hour cutoff, day cutoff, then per row: period, bucket, dim, value, ttl (s),
-// and one delta per counter.
+/** How long Redis remembers a writer's last batch: past any outage a resend follows. */
+const BATCH_MEMORY_S = 7 * 24 * 3600;
+
+// ARGV: prefix, hour cutoff, day cutoff, writer, batch number (a batch at or below the
+// writer's last is a resend of one already applied: skipped), then per row: period, bucket,
+// dim, value, ttl (s), and one delta per counter.
 const APPLY = luaScript(`
 local names = ${NAMES}
 local p = ARGV[1]
+if ARGV[4] ~= "" then
+  local seen = p .. "applied:" .. ARGV[4]
+  if tonumber(ARGV[5]) <= tonumber(redis.call("GET", seen) or "0") then return 0 end
+  redis.call("SET", seen, ARGV[5], "EX", ${BATCH_MEMORY_S})
+end
 redis.call("ZREMRANGEBYSCORE", p .. "buckets:hour", "-inf", "(" .. ARGV[2])
 redis.call("ZREMRANGEBYSCORE", p .. "buckets:day", "-inf", "(" .. ARGV[3])
-local i = 4
+local i = 6
 while i <= #ARGV do
   local period, bucket, dim, value, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = p .. "row:" .. period .. ":" .. bucket .. ":" .. dim .. ":" .. value
@@ -81,12 +90,14 @@ export function createRedisRollups(link: RedisLink, prefix = DEFAULT_USAGE_PREFI
         });
       });
     },
-    async apply(rows, now) {
+    async apply(rows, now, batch) {
       if (rows.length === 0) return;
       const args: (string | number)[] = [
         prefix,
         now - RETENTION_MS.hour,
         now - RETENTION_MS.day,
+        batch?.writer ?? "",
+        batch?.seq ?? 0,
       ];
       for (const r of rows) {
         args.push(r.period, r.bucket, r.dim, r.value, Math.ceil(RETENTION_MS[r.period] / 1000));

@@ -274,9 +274,19 @@ export interface UsageQuery {
 }
 
 /** Where rows live. `apply` adds deltas; `rows` reads those a query covers. */
+/** One flush's identity: the same rows are sent again under it until a write is known. */
+export interface RollupBatch {
+  readonly writer: string;
+  readonly seq: number;
+}
+
 export interface RollupBackend {
   readonly kind: "memory" | "sqlite" | "redis";
-  apply(rows: readonly RollupRow[], now: number): Promise<void> | void;
+  /**
+   * Add `rows`. `batch` names them (the writer and its batch number, rising): a backend whose
+   * write may succeed unseen (a Redis reply that timed out) applies one batch at most once.
+   */
+  apply(rows: readonly RollupRow[], now: number, batch?: RollupBatch): Promise<void> | void;
   /** One record added at once (backends in memory: the ledger skips its pending rows). */
   record?(rec: UsageRecord): void;
   rows(q: UsageQuery): Promise<RollupRow[]> | RollupRow[];
