@@ -136,6 +136,50 @@ pricing:
   }
 });
 
+Deno.test("a cancelled Gemini stream keeps the output and thinking Gemini had counted", async () => {
+  // Gemini repeats its cumulative usageMetadata on every event; the stream hangs after two.
+  const event = (text: string, candidates: number) =>
+    `data: ${
+      JSON.stringify({
+        candidates: [{ content: { role: "model", parts: [{ text }] } }],
+        usageMetadata: {
+          promptTokenCount: 3000,
+          cachedContentTokenCount: 2000,
+          candidatesTokenCount: candidates,
+          thoughtsTokenCount: 700,
+          totalTokenCount: 3700 + candidates,
+        },
+        modelVersion: "gemini-2.5-flash",
+        responseId: "r1",
+      })
+    }\r\n\r\n`;
+  const up = hangingUpstream([event("Hello", 10), event(" there", 20)]);
+  const gw = startGateway(`
+providers:
+  gemini: { type: gemini, base_url: ${up.url}, keys: [{ key: AIza-test-key-00000000000000 }] }
+`);
+  try {
+    const res = await gw.request(
+      "/v1/chat/completions",
+      json({ model: "gemini/gemini-2.5-flash", messages: HI, stream: true }),
+    );
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes(" there")) seen += (await reader.read()).value ?? "";
+    await reader.cancel("client went away");
+    await up.cancelled;
+    const line = await lineOf(gw, res);
+    assert.equal(line.prompt_tokens, 3000);
+    assert.equal(line.completion_tokens, 720);
+    assert.equal(line.reasoning_tokens, 700);
+    // Built-in gemini-2.5-flash: 1000 × 0.3 + 2000 × 0.075 + 720 × 2.5 per 1M.
+    assertUsd(line.cost_usd, 0.00225);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
 Deno.test("a passthrough stream that ends without counts is billed as estimated, not free", async () => {
   const up = startFakeUpstream();
   const gw = startGateway(`

@@ -114,7 +114,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
             model,
             includeUsage: call.body.stream_options?.include_usage === true,
             onUsage: meter.report,
-            onInputUsage: meter.report,
+            onPartialUsage: meter.report,
             provider: cfg.name,
             redact: deps.redact,
           }).pipeThrough(meterChunks(meter)),

@@ -19,10 +19,11 @@ export interface GeminiStreamContext {
   /** Called once with the final counts when the stream ends. */
   readonly onUsage: (usage: OpenAIUsage) => void;
   /**
-   * Called once with the input count, as soon as an event carries it (Gemini repeats its
-   * `usageMetadata` on every event): a stream cut short is billed for its real input.
+   * Called with the counts so far whenever an event carries them (Gemini repeats its
+   * cumulative `usageMetadata` on every event): a stream cut short is billed for its real
+   * input and for the output and thinking the upstream had counted.
    */
-  readonly onInputUsage?: (usage: Partial<OpenAIUsage>) => void;
+  readonly onPartialUsage?: (usage: Partial<OpenAIUsage>) => void;
   readonly provider: string;
   readonly redact: Redactor;
   /** Unix seconds shared by every chunk; defaults to now (tests pin it). */
@@ -68,7 +69,6 @@ export function createGeminiStreamTransformer(
   let finished = false;
   let toolCalls = 0;
   let usage: unknown = undefined;
-  let inputReported = false;
 
   // The role chunk waits for content: an error event before the first token can still
   // fail over.
@@ -92,13 +92,9 @@ export function createGeminiStreamTransformer(
       });
       if (isObject(event.usageMetadata)) {
         usage = event.usageMetadata;
-        if (!inputReported && typeof event.usageMetadata.promptTokenCount === "number") {
-          inputReported = true;
-          const { prompt_tokens, prompt_tokens_details } = toOpenAIUsage(usage);
-          ctx.onInputUsage?.({
-            prompt_tokens,
-            ...(prompt_tokens_details ? { prompt_tokens_details } : {}),
-          });
+        if (ctx.onPartialUsage && typeof event.usageMetadata.promptTokenCount === "number") {
+          const { total_tokens: _, ...counted } = toOpenAIUsage(usage);
+          ctx.onPartialUsage(counted);
         }
       }
       // Gemini sends nothing after the finish reason; should it, the answer is complete.

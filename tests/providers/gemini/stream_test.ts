@@ -378,21 +378,31 @@ Deno.test(
 );
 
 Deno.test(
-  "toOpenAIStream(): the input count is reported as soon as an event carries it",
+  "toOpenAIStream(): the counts so far are reported with every event that carries them",
   SANITIZE,
   async () => {
-    const event = (text: string, extra: Record<string, unknown> = {}) =>
+    const event = (text: string, candidates: number, extra: Record<string, unknown> = {}) =>
       `data: ${
         JSON.stringify({
           candidates: [{ content: { role: "model", parts: [{ text }] }, ...extra }],
-          usageMetadata: { promptTokenCount: 1000, totalTokenCount: 1000 },
+          usageMetadata: {
+            promptTokenCount: 1000,
+            candidatesTokenCount: candidates,
+            thoughtsTokenCount: 700,
+            totalTokenCount: 1700 + candidates,
+          },
           modelVersion: "gemini-x",
           responseId: "r1",
         })
       }\r\n\r\n`;
-    const inputs: Partial<OpenAIUsage>[] = [];
-    const sse = new TextEncoder().encode(event("Hel") + event("lo", { finishReason: "STOP" }));
-    await translate(sse, 64, { ...context(false), onInputUsage: (u) => inputs.push(u) });
-    assert.deepEqual(inputs.map((u) => u.prompt_tokens), [1000], "once, from the first event");
+    const seen: Partial<OpenAIUsage>[] = [];
+    const sse = new TextEncoder().encode(
+      event("Hel", 1) + event("lo", 2, { finishReason: "STOP" }),
+    );
+    await translate(sse, 64, { ...context(false), onPartialUsage: (u) => seen.push(u) });
+    // Input from the first event; output and thinking as counted so far (a cut keeps them).
+    assert.deepEqual(seen.map((u) => u.prompt_tokens), [1000, 1000]);
+    assert.deepEqual(seen.map((u) => u.completion_tokens), [701, 702]);
+    assert.deepEqual(seen.map((u) => u.completion_tokens_details?.reasoning_tokens), [700, 700]);
   },
 );
