@@ -148,6 +148,23 @@ function priceIn(
   return best === null ? null : table[best] as ModelPrice;
 }
 
+/**
+ * A configured price that leaves out the prompt-caching rates (llm-proxy's pricing keys have
+ * only input and output) takes the built-in table's for the same model: cache reads and
+ * writes are never billed as normal input where the vendor's rate is known.
+ */
+function withCacheRates(own: ModelPrice, builtin: ModelPrice | null): ModelPrice {
+  if (builtin === null) return own;
+  const read = own.cache_read === undefined ? builtin.cache_read : undefined;
+  const write = own.cache_write === undefined ? builtin.cache_write : undefined;
+  if (read === undefined && write === undefined) return own;
+  return {
+    ...own,
+    ...(read !== undefined ? { cache_read: read } : {}),
+    ...(write !== undefined ? { cache_write: write } : {}),
+  };
+}
+
 export interface PriceBook {
   /** The price of `model` on `provider` (its config name), or null when unpriced. */
   priceOf(provider: string, model: string): ModelPrice | null;
@@ -165,9 +182,9 @@ export function createPriceBook(config: Config): PriceBook {
   // (a price set for the profile's own id wins).
   const lookup = (provider: string, model: string): ModelPrice | null => {
     const bare = model.replace(GEO_PREFIX, "");
-    return configured(provider, model) ??
-      (bare !== model ? configured(provider, bare) : null) ??
-      (config.pricing.builtin ? builtinPrice(model) : null);
+    const builtin = config.pricing.builtin ? builtinPrice(model) : null;
+    const own = configured(provider, model) ?? (bare !== model ? configured(provider, bare) : null);
+    return own === null ? builtin : withCacheRates(own, builtin);
   };
   return {
     priceOf(provider, model) {

@@ -153,6 +153,47 @@ pricing:
   assert.equal(book.priceOf("bedrock", "eu.anthropic.claude-haiku-4-5-20251001-v1:0")?.input, 7);
 });
 
+Deno.test("createPriceBook(): a configured price without cache rates takes the built-in ones", () => {
+  const book = (builtin: boolean) =>
+    createPriceBook(
+      parseConfigText(
+        `
+providers:
+  anthropic:
+    keys: [{ key: sk-ant-1 }]
+    models:
+      claude-sonnet-4-5: { pricing: { input: 3.0, output: 15.0 } }
+pricing:
+  builtin: ${builtin}
+  models:
+    "gpt-4o": { input: 2, output: 8, cache_read: 0.2 }
+    "house-model": { input: 1, output: 2 }
+`,
+        () => undefined,
+        "t.yaml",
+      ).config,
+    );
+  const on = book(true);
+  // llm-proxy's pricing keys name input and output only; Anthropic's cache rates still apply.
+  const sonnet = on.priceOf("anthropic", "claude-sonnet-4-5-20250929")!;
+  assert.deepEqual(
+    [sonnet.input, sonnet.output, sonnet.cache_read, sonnet.cache_write],
+    [3, 15, 0.3, 3.75],
+  );
+  const usage = {
+    prompt_tokens: 7100,
+    completion_tokens: 400,
+    total_tokens: 7500,
+    prompt_tokens_details: { cached_tokens: 5000, cache_write_tokens: 2000 },
+  };
+  // 100 × 3 + 5000 × 0.3 + 2000 × 3.75 + 400 × 15 per 1M, not 7100 × 3 + 400 × 15.
+  assert.equal(costOf(usage, sonnet), 0.0153);
+  // A rate set wins; a model the table does not know, or builtin: false, keeps the input rate.
+  assert.equal(on.priceOf("openai", "gpt-4o")?.cache_read, 0.2);
+  assert.equal(on.priceOf("x", "house-model")?.cache_read, undefined);
+  assert.equal(book(false).priceOf("anthropic", "claude-sonnet-4-5")?.cache_read, undefined);
+});
+
 Deno.test("pricing config: bad prices are refused with their key path; builtin: false", () => {
   assert.throws(
     () =>
