@@ -181,8 +181,11 @@ interface OpenItem {
 /**
  * Typed chat chunks → Responses SSE events. `response.created` is held back until there is
  * content, so a failure before the first token still fails before the first byte.
- * Items are sequential: a message (one `output_text` part) or one item per tool call; each
- * is closed (`…done` events) before the next opens. An in-stream error or a chunk that is
+ * Items: a message (one `output_text` part) or one item per tool call, each closed (`…done`
+ * events) before the next opens, as OpenAI streams them. A chat stream may interleave its
+ * calls' fragments by `index`, though: a call whose arguments are not yet whole JSON when the
+ * next one starts stays open beside it (its deltas keep their own `output_index`) until its
+ * arguments are whole, a message follows or the answer ends. An in-stream error or a chunk that is
  * not an object errors the stream (the route renders it as `response.failed`). `onDone`
  * gets the final response object (completed or incomplete).
  */
@@ -195,7 +198,8 @@ export function createResponsesStreamTransformer(
   let model = ctx.model;
   let finish: string | null = null;
   let usage: unknown = null;
-  let open: OpenItem | null = null;
+  /** Items opened and not yet closed, in output order (a message is only ever open alone). */
+  let opened: OpenItem[] = [];
   const output: ResponsesItem[] = [];
   /** Chat tool_calls index → its output item. */
   const calls = new Map<number, OpenItem>();
@@ -230,16 +234,19 @@ export function createResponsesStreamTransformer(
     emit(c, "response.created", { response: shell });
     emit(c, "response.in_progress", { response: shell });
   };
-  const close = (c: Controller) => {
-    const item = open;
-    if (item === null) return;
-    open = null;
+  /** Close every open item; `incomplete` when the answer was cut at its length limit. */
+  const close = (c: Controller, status: "completed" | "incomplete" = "completed") => {
+    const items = opened;
+    opened = [];
+    for (const item of items) closeItem(c, item, status);
+  };
+  const closeItem = (c: Controller, item: OpenItem, status: "completed" | "incomplete") => {
     if (item.kind === "message") {
       const part = { type: "output_text", text: item.text, annotations: [], logprobs: [] };
       const where = { item_id: item.id, output_index: item.index, content_index: 0 };
       emit(c, "response.output_text.done", { ...where, text: item.text, logprobs: [] });
       emit(c, "response.content_part.done", { ...where, part });
-      const done = messageItem(item.id, item.text, "completed");
+      const done = messageItem(item.id, item.text, status);
       output[item.index] = done;
       emit(c, "response.output_item.done", { output_index: item.index, item: done });
     } else {
@@ -257,14 +264,24 @@ export function createResponsesStreamTransformer(
         output_index: item.index,
         arguments: item.text,
       });
-      const done = callItem(item.id, item.callId, item.name, item.text, "completed", item.extra);
+      const done = callItem(item.id, item.callId, item.name, item.text, status, item.extra);
       output[item.index] = done;
       emit(c, "response.output_item.done", { output_index: item.index, item: done });
     }
   };
+  /** Close the open calls whose arguments are whole; the others may still be streaming. */
+  const closeWholeCalls = (c: Controller) => {
+    const still: OpenItem[] = [];
+    for (const item of opened) {
+      if (item.kind === "function_call" && !wholeJson(item.text)) still.push(item);
+      else closeItem(c, item, "completed");
+    }
+    opened = still;
+  };
   const openItem = (c: Controller, kind: OpenItem["kind"], callId = "", name = ""): OpenItem => {
     start(c);
-    close(c);
+    if (kind === "message" || opened[0]?.kind === "message") close(c);
+    else closeWholeCalls(c);
     const item: OpenItem = {
       index: output.length,
       id: newResponseId(kind === "message" ? "msg" : "fc"),
@@ -277,7 +294,7 @@ export function createResponsesStreamTransformer(
       ? { type: "message", id: item.id, status: "in_progress", role: "assistant", content: [] }
       : callItem(item.id, callId, name, "", "in_progress");
     output.push(added);
-    open = item;
+    opened.push(item);
     emit(c, "response.output_item.added", { output_index: item.index, item: added });
     if (kind === "message") {
       emit(c, "response.content_part.added", {
@@ -290,7 +307,8 @@ export function createResponsesStreamTransformer(
     return item;
   };
   const text = (c: Controller, delta: string) => {
-    const item = open?.kind === "message" ? open : openItem(c, "message");
+    const last = opened[0];
+    const item = last?.kind === "message" ? last : openItem(c, "message");
     item.text += delta;
     emit(c, "response.output_text.delta", {
       item_id: item.id,
@@ -349,8 +367,8 @@ export function createResponsesStreamTransformer(
     },
     flush(c) {
       start(c);
-      close(c);
       const incomplete = incompleteReason(finish);
+      close(c, incomplete !== undefined ? "incomplete" : "completed");
       const final = responseObject(
         ctx,
         incomplete !== undefined ? "incomplete" : "completed",
@@ -371,16 +389,15 @@ export function createResponsesStreamTransformer(
     failed(error, usageSoFar) {
       // The stream's last event: `response.failed`, numbered after what was sent. Its output
       // is what the client was sent, the item cut short included.
-      const item = open as OpenItem | null;
-      const sent = item === null
-        ? output
-        : output.map((o, i) =>
-          i !== item.index
-            ? o
-            : item.kind === "message"
-            ? messageItem(item.id, item.text, "incomplete")
-            : callItem(item.id, item.callId, item.name, item.text, "incomplete", item.extra)
-        );
+      const cut = new Map(opened.map((item) => [item.index, item]));
+      const sent = cut.size === 0 ? output : output.map((o, i) => {
+        const item = cut.get(i);
+        return item === undefined
+          ? o
+          : item.kind === "message"
+          ? messageItem(item.id, item.text, "incomplete")
+          : callItem(item.id, item.callId, item.name, item.text, "incomplete", item.extra);
+      });
       const failed = responseObject(
         ctx,
         "failed",
@@ -430,4 +447,15 @@ function streamError(error: unknown, ctx: ResponsesContext): GatewayError {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** Arguments that parse: a call's fragments are all in (more would break the JSON). */
+function wholeJson(text: string): boolean {
+  if (text === "") return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }

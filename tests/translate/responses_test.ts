@@ -272,3 +272,65 @@ Deno.test("a function call without arguments is {} in the Responses object and s
   assert.ok(done?.includes('"arguments":"{}"'), String(done));
   assert.ok(text.includes('"delta":"{}"'));
 });
+
+/** Chat chunks of one choice, each with `delta` (and a finish reason on the last). */
+function chunksOf(deltas: Record<string, unknown>[], finish: string): OpenAIChatChunk[] {
+  return deltas.map((delta, i) =>
+    ({
+      id: "c",
+      object: "chat.completion.chunk",
+      created: 1,
+      model: "m",
+      choices: [{ index: 0, delta, finish_reason: i === deltas.length - 1 ? finish : null }],
+    }) as OpenAIChatChunk
+  );
+}
+
+/** The events of `chunks` translated, parsed, and the final response object. */
+async function eventsOf(chunks: OpenAIChatChunk[]) {
+  let final: ResponsesObject | null = null;
+  const request = { model: "m", input: "hi" } as ResponsesRequest;
+  const t = createResponsesStreamTransformer(context(request, "p"), (r) => (final = r));
+  const text = new TextDecoder().decode(
+    concatBytes(await Array.fromAsync(ReadableStream.from(chunks).pipeThrough(t.stream))),
+  );
+  const events = text.split("\n").filter((l) => l.startsWith("data: "))
+    .map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>);
+  return { events, final: final as ResponsesObject | null };
+}
+
+Deno.test("interleaved parallel tool calls keep each call's arguments, no delta after its done", async () => {
+  const call = (index: number, fields: Record<string, unknown>) => ({
+    tool_calls: [{ index, ...fields }],
+  });
+  const { events, final } = await eventsOf(chunksOf([
+    call(0, { id: "call_a", type: "function", function: { name: "weather", arguments: "" } }),
+    call(1, { id: "call_b", type: "function", function: { name: "weather", arguments: "" } }),
+    call(0, { function: { arguments: '{"city":' } }),
+    call(1, { function: { arguments: '{"city":' } }),
+    call(0, { function: { arguments: '"Paris"}' } }),
+    call(1, { function: { arguments: '"Rome"}' } }),
+  ], "tool_calls"));
+  const args = final!.output.map((o) => (o as { arguments?: string }).arguments);
+  assert.deepEqual(args, ['{"city":"Paris"}', '{"city":"Rome"}']);
+  const closed = new Set<number>();
+  for (const e of events) {
+    if (e.type === "response.output_item.done") closed.add(e.output_index as number);
+    if (e.type === "response.function_call_arguments.delta") {
+      assert.ok(!closed.has(e.output_index as number), `delta after done: ${JSON.stringify(e)}`);
+    }
+  }
+  const done = events.filter((e) => e.type === "response.function_call_arguments.done");
+  assert.deepEqual(done.map((e) => e.arguments), ['{"city":"Paris"}', '{"city":"Rome"}']);
+  assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+});
+
+Deno.test("a stream cut at its length limit marks its items incomplete, as the JSON answer does", async () => {
+  const { events, final } = await eventsOf(
+    chunksOf([{ role: "assistant", content: "Hel" }, { content: "lo" }], "length"),
+  );
+  assert.equal(final!.status, "incomplete");
+  assert.equal((final!.output[0] as { status: string }).status, "incomplete");
+  const done = events.find((e) => e.type === "response.output_item.done");
+  assert.equal((done!.item as { status: string }).status, "incomplete");
+});
