@@ -67,8 +67,11 @@ export type StreamOutcome =
      * null: before anything committed the stream, it fails the attempt (and so fails over).
      */
     readonly failure?: (data: string) => GatewayError | null;
-    /** A Responses stream: the `sequence_number` its next event takes (one per event, from 0). */
-    readonly sequence?: () => number;
+    /**
+     * A relayed Responses stream: the in-format event that ends it when the gateway breaks it
+     * (its own `response.failed`, numbered on from the upstream's events).
+     */
+    readonly failedEvent?: (error: GatewayError) => Uint8Array;
   };
 
 /** Native passthrough: the upstream reply itself, relayed untouched. */

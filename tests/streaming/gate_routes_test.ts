@@ -220,7 +220,7 @@ routing:
       },
     },
     {
-      route: "responses (relayed natively): an error event numbered after the upstream's",
+      route: "responses (relayed natively): response.failed numbered after the upstream's",
       path: "/v1/responses",
       body: { model: "r", stream: true, input: "hi" },
       events: [
@@ -233,9 +233,13 @@ routing:
         const events = text.trim().split("\n\n").filter((e) => !e.startsWith(":"))
           .map((e) => JSON.parse(e.split("\ndata: ")[1]!));
         const last = events.at(-1);
-        assert.equal(last.type, "error");
+        // As a translated stream ends (README: Responses `response.failed`): the SDKs return
+        // a failed response instead of throwing on an `error` event.
+        assert.equal(last.type, "response.failed");
         assert.equal(last.sequence_number, 2);
-        assert.match(last.message, /sent nothing/);
+        assert.equal(last.response.id, "resp_1");
+        assert.equal(last.response.status, "failed");
+        assert.match(last.response.error.message, /sent nothing/);
       },
     },
     {

@@ -22,14 +22,14 @@ import type { Exchange } from "../exchange.ts";
 import { decodeContext } from "./openai.ts";
 import { jsonResponse, sseResponse } from "./stream.ts";
 
-/** A relayed stream that breaks: OpenAI's `error` event, numbered on from the upstream's. */
-const relayError = (next: () => number) => (ge: GatewayError) =>
+/** A relayed stream that breaks without an event of its own: OpenAI's `error` event. */
+const relayError = (ge: GatewayError) =>
   encodeSseEvent("error", {
     type: "error",
     code: ge.code,
     message: ge.message,
     param: null,
-    sequence_number: next(),
+    sequence_number: 0,
   });
 
 export function encodeResponses(
@@ -44,8 +44,13 @@ export function encodeResponses(
     return jsonResponse(ex, outcome.body, outcome.status, headers);
   }
   if (outcome.kind === "stream" && outcome.format === "responses_sse") {
-    const next = outcome.sequence ?? (() => 0);
-    return sseResponse(ex, outcome.body, outcome.status, headers, relayError(next));
+    return sseResponse(
+      ex,
+      outcome.body,
+      outcome.status,
+      headers,
+      outcome.failedEvent ?? relayError,
+    );
   }
   const dc = decodeContext(ex);
   const ctx: ResponsesContext = {

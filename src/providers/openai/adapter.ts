@@ -48,7 +48,9 @@ import { notEventStream, notJsonBody } from "../shared/errors.ts";
 function streamed(
   reply: UpstreamReply,
   format: "openai_sse" | "responses_sse",
-  tap: (meter: UsageMeter) => SyncTransformer<Uint8Array, Uint8Array> & { events?(): number },
+  tap: (meter: UsageMeter) =>
+    & SyncTransformer<Uint8Array, Uint8Array>
+    & { failedEvent?(error: GatewayError): Uint8Array },
   failure: (data: string) => GatewayError | null,
   scrub: SecretScrub | null | undefined,
 ): ChatOutcome | null {
@@ -67,7 +69,7 @@ function streamed(
     body: pullThrough(res.body, scrubbed(scrub, t)),
     usage: meter.usage,
     failure,
-    ...(t.events ? { sequence: t.events } : {}),
+    ...(t.failedEvent ? { failedEvent: t.failedEvent } : {}),
   };
 }
 

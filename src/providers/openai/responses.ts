@@ -60,7 +60,7 @@ const DELTA = /"delta"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 export function responsesUsageTap(
   meter: UsageMeter,
   provider: string,
-): SyncTransformer<Uint8Array, Uint8Array> & { events(): number } {
+): SyncTransformer<Uint8Array, Uint8Array> & { failedEvent(error: GatewayError): Uint8Array } {
   let started: Record<string, unknown> | null = null;
   /** Events so far: the next sequence number (they count from 0, one per event). */
   let events = 0;
@@ -106,9 +106,26 @@ export function responsesUsageTap(
     }
     if (type === "response.failed") throw failure("failed: it sent response.failed", true);
   });
+  /** `response.failed` for `message`, numbered on, on a fresh line after a cut mid-event. */
+  const failedEvent = (code: string, message: string): Uint8Array => {
+    const response = {
+      ...(started ?? { object: "response" }),
+      status: "failed",
+      error: { code, message },
+    };
+    const event = { type: "response.failed", sequence_number: events++, response };
+    return encoder.encode(
+      `${tail.lead()}event: response.failed\ndata: ${JSON.stringify(event)}\n\n`,
+    );
+  };
   return {
-    /** Events relayed so far: the next one's sequence number. */
-    events: () => events,
+    /**
+     * The event that ends a stream the gateway had to break (idle, cut, the deadline): the
+     * Responses API's own `response.failed`, as a translated stream ends, so SDKs return a
+     * failed response rather than throwing on an `error` event.
+     */
+    failedEvent: (error) =>
+      failedEvent(error.status === 429 ? "rate_limit_exceeded" : "server_error", error.message),
     transform(chunk, enqueue) {
       tail.see(chunk);
       tap.transform(chunk, enqueue);
@@ -119,15 +136,7 @@ export function responsesUsageTap(
       if (terminal) return meter.settle("complete");
       const message = "ended before response.completed";
       if (!opened) throw failure(message, false);
-      const response = {
-        ...(started ?? { object: "response" }),
-        status: "failed",
-        error: { code: "server_error", message: `Stream from provider "${provider}" ${message}` },
-      };
-      const event = { type: "response.failed", sequence_number: events, response };
-      // After bytes cut mid-event, the event starts on a fresh line of its own.
-      const text = `event: response.failed\ndata: ${JSON.stringify(event)}\n\n`;
-      enqueue(encoder.encode(tail.lead() + text));
+      enqueue(failedEvent("server_error", `Stream from provider "${provider}" ${message}`));
       throw failure(message, true);
     },
     cancel: () => meter.settle("cut"),
