@@ -190,6 +190,22 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
   }),
   rewrite: (ex, raw) => rewriteCanonical(ex, request(ex), raw),
   model: (ex) => requestedModel(request(ex)),
+  /**
+   * A `previous_response_id` the gateway did not keep only a native provider can continue:
+   * the others are left out of failover, so a native provider's 5xx is what the client
+   * gets, not a translated one's 400 saying the conversation is unknown. With no native
+   * candidate, that 400 is the answer.
+   */
+  candidates(ex, resolved) {
+    const r = request(ex);
+    if (typeof r.body.previous_response_id !== "string" || r.history !== null) {
+      return resolved.targets;
+    }
+    if (!relayable(ex, r)) return resolved.targets;
+    const adapters = ex.runtime.adapters;
+    const native = resolved.targets.filter((t) => adapters.get(t.provider)?.responses);
+    return native.length > 0 ? native : resolved.targets;
+  },
   invoke(ex) {
     const r = request(ex);
     const stream = ex.stream;

@@ -864,3 +864,51 @@ providers:
     await anthropic.close();
   }
 });
+
+Deno.test("a previous_response_id only a native provider knows: failover leaves translated providers out", async () => {
+  const native = startFakeUpstream();
+  const compat = startFakeUpstream();
+  native.script({
+    kind: "json",
+    status: 500,
+    body: { error: { message: "boom", type: "server_error" } },
+  });
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${native.url}/v1", keys: [{ key: sk-native-0001 }] }
+  compat: { base_url: "${compat.url}/v1", keys: [{ key: sk-compat-0001 }] }
+routing:
+  models:
+    both: { providers: [openai, compat], strategy: priority }
+  failover: { max_retries: 0 }
+`);
+  try {
+    const res = await gw.request("/v1/responses", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "both",
+        input: "go on",
+        previous_response_id: "resp_kept_by_openai",
+      }),
+    });
+    // The native provider's failure, not the translated one's "not found": the conversation
+    // exists, and a 5xx is what an SDK retries.
+    assert.equal(res.status, 500);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "openai");
+    await res.body?.cancel();
+    assert.equal(compat.requests.length, 0);
+    // A model no native provider serves still gets the documented 400.
+    const only = await gw.request("/v1/responses", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "compat/m", input: "x", previous_response_id: "resp_x" }),
+    });
+    assert.equal(only.status, 400);
+    assert.equal((await only.json()).error.code, "previous_response_not_found");
+  } finally {
+    await gw.close();
+    await native.close();
+    await compat.close();
+  }
+});
