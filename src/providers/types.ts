@@ -197,6 +197,11 @@ export interface NativeApi {
    * counts (OpenAI's, unless asked for `include_usage`): the output is then estimated.
    */
   contentChars?(data: string): number;
+  /**
+   * Whether one SSE event's data ends this API's stream (its last event, or a failure it
+   * reported): a passthrough SSE answer that closes without one was cut short.
+   */
+  streamDone?(data: string): boolean;
 }
 
 export interface ProviderAdapter {

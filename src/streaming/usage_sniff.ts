@@ -25,6 +25,12 @@ const USAGE_KEY = /"(usage\w*)"\s*:\s*\{/g;
 export interface UsageShapes {
   usage(value: unknown): Partial<OpenAIUsage> | null;
   contentChars?(data: string): number;
+  /**
+   * Whether one SSE event's data ends this API's stream (its last event, or a failure it
+   * reported itself). An SSE answer that closes without one was cut short: the relay then
+   * breaks off too, so the client can tell, and the log says `error`.
+   */
+  streamDone?(data: string): boolean;
   frames?(
     contentType: string,
     onObject: (value: unknown) => void,
@@ -63,8 +69,11 @@ export function createUsageSniffer(
   if (framed) return framed;
   if (contentType.includes("text/event-stream")) {
     const chars = shapes.contentChars;
+    const done = shapes.streamDone;
+    let whole = done === undefined;
     return createSseTap(
       (data) => {
+        if (!whole) whole = (done as (data: string) => boolean)(data);
         if (chars !== undefined) {
           const n = chars(data);
           if (n > 0) meter.content(n);
@@ -79,7 +88,12 @@ export function createUsageSniffer(
           // not JSON: not ours to judge
         }
       },
-      () => end("complete"),
+      () => {
+        end(whole ? "complete" : "cut");
+        // Thrown in the tap's flush: the relayed body errors, so the client's connection
+        // ends abruptly (no event of ours goes into the provider's bytes).
+        if (!whole) throw new StreamCutShort();
+      },
       () => end("cut"),
     );
   }
@@ -166,4 +180,12 @@ export function pickUsage(prompt: unknown, completion: unknown): Partial<OpenAIU
   if (typeof prompt === "number") out.prompt_tokens = prompt;
   if (typeof completion === "number") out.completion_tokens = completion;
   return out;
+}
+
+/** An upstream SSE answer that closed before its last event. */
+export class StreamCutShort extends Error {
+  constructor() {
+    super("The upstream's stream ended before its last event");
+    this.name = "StreamCutShort";
+  }
 }

@@ -655,3 +655,71 @@ providers:
     await up.close();
   }
 }
+
+Deno.test("a passthrough stream that closes before its last event does not end silently", async (t) => {
+  let events: string[] = [];
+  const up = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    return new Response(ReadableStream.from(events.map((e) => new TextEncoder().encode(e))), {
+      headers: { "content-type": "text/event-stream" },
+    });
+  });
+  const base = `http://127.0.0.1:${up.addr.port}`;
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${base}/v1", keys: [{ key: sk-configured-openai }] }
+  anthropic: { base_url: "${base}/v1", keys: [{ key: sk-ant-configured }] }
+`);
+  const chunk =
+    `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"partial"}}]}\n\n`;
+  const ask = (path: string, body: Record<string, unknown>) =>
+    gw.request(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+  const outcome = async (res: Response) => {
+    const id = res.headers.get("x-request-id")!;
+    await gw.waitForLog(`"request_id":"${id}"`);
+    return JSON.parse(gw.logs.find((l) => l.includes(`"request_id":"${id}"`))!).outcome;
+  };
+  const chat = { model: "gpt-4o", messages: [{ role: "user" as const, content: "hi" }] };
+  try {
+    await t.step("OpenAI: without [DONE] the client's read fails and the log says so", async () => {
+      events = [chunk];
+      const res = await ask("/openai/v1/chat/completions", chat);
+      assert.equal(res.status, 200);
+      await assert.rejects(res.text());
+      assert.equal(await outcome(res), "upstream_cut");
+      // The OpenAI SDK sees the break too, instead of a partial answer passed off as whole.
+      const client = new OpenAI({ baseURL: gw.url("/openai/v1"), apiKey: "sk-x", maxRetries: 0 });
+      await assert.rejects(async () => {
+        for await (const _ of await client.chat.completions.create({ ...chat, stream: true })) {
+          // read to the end
+        }
+      });
+    });
+    await t.step("OpenAI: with [DONE] it is whole", async () => {
+      events = [chunk, "data: [DONE]\n\n"];
+      const res = await ask("/openai/v1/chat/completions", chat);
+      assert.match(await res.text(), /\[DONE\]/);
+      assert.equal(await outcome(res), "complete");
+    });
+    await t.step("Anthropic: without message_stop it fails; an error event is an end", async () => {
+      const start =
+        'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":3}}}\n\n';
+      events = [start];
+      const cut = await ask("/anthropic/v1/messages", { ...chat, max_tokens: 5 });
+      await assert.rejects(cut.text());
+      events = [
+        start,
+        'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
+      ];
+      const told = await ask("/anthropic/v1/messages", { ...chat, max_tokens: 5 });
+      assert.match(await told.text(), /overloaded_error/);
+    });
+  } finally {
+    await gw.close();
+    await up.shutdown();
+  }
+});

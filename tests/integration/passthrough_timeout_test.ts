@@ -118,7 +118,9 @@ Deno.test("passthrough: a stream outlasting the provider timeout is not cut by i
       "SSE",
       "/openai/v1/chat/completions",
       "text/event-stream",
-      ["a", "b", "c", "d"].map((x) => `data: {"choices":[{"delta":{"content":"${x}"}}]}\n\n`),
+      ["a", "b", "c", "[DONE]"].map((x) =>
+        x === "[DONE]" ? "data: [DONE]\n\n" : `data: {"choices":[{"delta":{"content":"${x}"}}]}\n\n`
+      ),
     ],
     [
       "NDJSON",

@@ -16,7 +16,8 @@ Deno.test("createUsageSniffer() reads usage by the provider's own shapes", SANIT
   const anthropicSse = enc.encode(
     'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":11,"cache_read_input_tokens":4}}}\n\n' +
       'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"{\\"usage\\": 1}"}}\n\n' +
-      'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":6}}\n\n',
+      'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":6}}\n\n' +
+      'event: message_stop\ndata: {"type":"message_stop"}\n\n',
   );
   const geminiJson = enc.encode(
     JSON.stringify({

@@ -32,6 +32,9 @@ export function anthropicContentChars(data: string): number {
   return n;
 }
 
+/** The end of an Anthropic stream: `message_stop`, or the `error` event it failed with. */
+const ANTHROPIC_DONE = /^\s*\{\s*"type"\s*:\s*"(?:message_stop|error)"/;
+
 /** Anthropic SDKs send `x-api-key`, or `Authorization: Bearer` (newer versions, OAuth). */
 export const ANTHROPIC_NATIVE: NativeApi = {
   auth: {
@@ -41,4 +44,5 @@ export const ANTHROPIC_NATIVE: NativeApi = {
   },
   usage: anthropicUsageOf,
   contentChars: anthropicContentChars,
+  streamDone: (data) => ANTHROPIC_DONE.test(data),
 };

@@ -23,6 +23,9 @@ export function geminiUsageOf(value: unknown): Partial<OpenAIUsage> | null {
   );
 }
 
+/** An error object as an event (Google APIs may wrap it in a one-element array). */
+const GEMINI_ERROR = /^\s*\[?\s*\{\s*"error"\s*:/;
+
 /** A part's text (escapes counted as written). */
 const PART_TEXT = /"text":\s*"((?:[^"\\]|\\.)*)"/g;
 
@@ -41,5 +44,8 @@ export const GEMINI_NATIVE: NativeApi = {
   },
   usage: geminiUsageOf,
   contentChars: geminiContentChars,
+  // Gemini's last event names why it stopped (a finish or a blocked prompt), or is an error.
+  streamDone: (data) =>
+    data.includes('"finishReason"') || data.includes('"blockReason"') || GEMINI_ERROR.test(data),
   streams: (path) => path.includes(":streamGenerateContent"),
 };

@@ -47,10 +47,19 @@ export function openAIContentChars(data: string): number {
   return n;
 }
 
+/**
+ * The end of an OpenAI stream: `[DONE]` (chat, completions, assistants), a Responses terminal
+ * event, or a failure it reported (`error` event, a chat stream's `{"error":…}`).
+ */
+const OPENAI_DONE =
+  /^\s*\{\s*(?:"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|error)"|"error"\s*:)/;
+export const openAIStreamDone = (data: string) => data === "[DONE]" || OPENAI_DONE.test(data);
+
 export const OPENAI_NATIVE: NativeApi = {
   auth: BEARER_AUTH,
   usage: openAIUsageOf,
   contentChars: openAIContentChars,
+  streamDone: openAIStreamDone,
 };
 
 const decoded = (segment: string) => {
@@ -73,6 +82,7 @@ export const AZURE_NATIVE: NativeApi = {
   auth: { headers: ["api-key", "authorization"], queryParam: null, header: (k) => ["api-key", k] },
   usage: openAIUsageOf,
   contentChars: openAIContentChars,
+  streamDone: openAIStreamDone,
   modelOf(rest, named, provider) {
     const inPath = DEPLOYMENT_PATH.exec(rest)?.[1];
     const deployment = inPath !== undefined ? decoded(inPath) : named;
