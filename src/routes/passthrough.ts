@@ -155,11 +155,12 @@ async function run(
     (clientCredential === null || provider.native_credential_mode === "gateway");
   // llm-proxy's switches never reach the provider, nor does a pf_ key; with an injected key
   // neither does the client's own `?key=`. Every other byte of the query stays as sent: a
-  // signed (SigV4) query must reach AWS unchanged.
+  // signed (SigV4) query must reach AWS unchanged, its switches too (read, and still sent).
+  const signedQuery = /(?:^|[?&])X-Amz-Signature=/i.test(sent.query);
   const query = withoutParams(
     sent.query,
     (name, value) =>
-      FLAG_PARAMS.includes(name) || isAppKey(value) ||
+      (FLAG_PARAMS.includes(name) && !signedQuery) || isAppKey(value) ||
       (inject && name === auth.queryParam),
   );
   const targetUrl = contained(`${base}${rest}${query}`, base);
@@ -830,15 +831,20 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
   // The exchange's headers (a pre_http stage may have replaced them).
   const out = new Headers();
   const hop = hopByHop(incoming);
+  // Headers the client signed (SigV4) travel untouched, llm-proxy's switches among them (read
+  // all the same): dropping one would break the signature. Not when a key replaces it.
+  const signed = inject
+    ? []
+    : /SignedHeaders=([^,\s]+)/.exec(incoming.get("authorization") ?? "")?.[1]?.split(";") ?? [];
   incoming.forEach((value, name) => {
-    if (hop.has(name) || isInternal(name) || isAppKey(value)) return;
+    if (hop.has(name) || isAppKey(value)) return;
+    if (isInternal(name) && !signed.includes(name)) return;
     if (CREDENTIAL_HEADERS.includes(name) && (inject || isEmptyCredential(value))) return;
     out.append(name, value);
   });
   // Identity keeps bytes identical end to end (fetch would otherwise decompress) — unless
   // the client signed its own Accept-Encoding (SigV4), which must then travel untouched.
-  const signed = /SignedHeaders=([^,\s]+)/.exec(incoming.get("authorization") ?? "")?.[1];
-  if (!signed?.split(";").includes("accept-encoding")) out.set("accept-encoding", "identity");
+  if (!signed.includes("accept-encoding")) out.set("accept-encoding", "identity");
   for (const [name, value] of Object.entries(provider.headers)) {
     if (!out.has(name)) out.set(name, value);
   }

@@ -46,11 +46,13 @@ export function bedrockClientVia(
 
 /**
  * A Converse-style POST to `path` signed by hand for the real regional endpoint (as an SDK
- * would), `host` removed: the headers to send to Pilotfish's `/bedrock` + `path`.
+ * would), `extra` headers signed too, `host` removed: the headers to send to Pilotfish's
+ * `/bedrock` + `path`.
  */
 export async function signedBedrockHeaders(
   path: string,
   body: string,
+  extra: Record<string, string> = {},
 ): Promise<Record<string, string>> {
   const signed = await new SignatureV4({
     service: "bedrock",
@@ -66,6 +68,7 @@ export async function signedBedrockHeaders(
       headers: {
         "content-type": "application/json",
         host: "bedrock-runtime.us-west-2.amazonaws.com",
+        ...extra,
       },
       body,
     }),

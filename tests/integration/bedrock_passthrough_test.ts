@@ -152,6 +152,34 @@ features:
     );
 
     await t.step(
+      "a bypass header the client signed is honoured and reaches Bedrock as signed",
+      async () => {
+        bedrock.script({});
+        const body = JSON.stringify(hello);
+        const path = `/model/${encodeURIComponent(MODEL)}/converse`;
+        const headers = await signedBedrockHeaders(path, body, {
+          "x-llm-proxy-bypass-circuit": "1",
+        });
+        // The key is open (the step above): only the bypass lets this one through.
+        const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        const seen = bedrock.requests.at(-1)!;
+        assert.equal(seen.signatureValid, true);
+        assert.equal(seen.headers.get("x-llm-proxy-bypass-circuit"), "1");
+        // Unsigned, it is stripped as llm-proxy strips it.
+        const plain = await signedBedrockHeaders(path, body);
+        const again = await gw.request(`/bedrock${path}`, {
+          method: "POST",
+          headers: { ...plain, "x-llm-proxy-bypass-circuit": "1" },
+          body,
+        });
+        await again.body?.cancel();
+        assert.equal(bedrock.requests.at(-1)!.headers.get("x-llm-proxy-bypass-circuit"), null);
+      },
+    );
+
+    await t.step(
       "over the Unix socket: a hand-signed request (awscurl-style) passes too",
       async () => {
         bedrock.script({});
