@@ -18,7 +18,7 @@ import { parseCidr } from "./proxies.ts";
 
 export type { Admission, BackendHealth, CheckState, UsageRow } from "./backend.ts";
 export type { RateLimitFacts } from "./stage.ts";
-export { rulesOf } from "./policy.ts";
+export { rulesOf, USER_ID_PARAM } from "./policy.ts";
 
 /** The limiter of one config generation: its stage and what `/health` and admin read. */
 export interface Limiter {

@@ -391,6 +391,9 @@ export function credentialOf(
   return queryParam !== null ? search?.get(queryParam) || null : null;
 }
 
+/** The query parameter naming the user (llm-proxy's): the gateway's, never forwarded. */
+export const USER_ID_PARAM = "llm_user_id";
+
 /**
  * llm-proxy's user id: `X-User-ID`, the body's user (`user`, `metadata.user_id`), the
  * `llm_user_id` query parameter, a hash of the credential, then the client IP.
@@ -411,7 +414,7 @@ export function userIdOf(
       return meta.user_id;
     }
   }
-  const query = search?.get("llm_user_id");
+  const query = search?.get(USER_ID_PARAM);
   if (query) return query;
   const cred = credentialOf(headers, search, queryParam);
   if (cred) return `cred-${fingerprint(cred)}`;

@@ -44,6 +44,7 @@ import {
   trailOf,
 } from "../pipeline/run.ts";
 import { applicable } from "../pipeline/stages.ts";
+import { USER_ID_PARAM } from "../limits/mod.ts";
 import { redactJsonText, type Redactor } from "../telemetry/mod.ts";
 import { bodyCoding, inflate, readHeldBody, tooLarge } from "./body.ts";
 import type { AppEnv } from "./context.ts";
@@ -153,14 +154,16 @@ async function run(
   // the client sent none, or the operator asked for it (`credential_mode: gateway`).
   const inject = provider.keys.length > 0 &&
     (clientCredential === null || provider.native_credential_mode === "gateway");
-  // llm-proxy's switches never reach the provider, nor does a pf_ key; with an injected key
-  // neither does the client's own `?key=`. Every other byte of the query stays as sent: a
-  // signed (SigV4) query must reach AWS unchanged, its switches too (read, and still sent).
+  // llm-proxy's switches and user id never reach the provider (Google's APIs refuse a query
+  // parameter they do not know), nor does a pf_ key; with an injected key neither does the
+  // client's own `?key=`. Every other byte of the query stays as sent: a signed (SigV4)
+  // query must reach AWS unchanged, its switches too (read, and still sent).
   const signedQuery = /(?:^|[?&])X-Amz-Signature=/i.test(sent.query);
   const query = withoutParams(
     sent.query,
     (name, value) =>
-      (FLAG_PARAMS.includes(name) && !signedQuery) || isAppKey(value) ||
+      ((FLAG_PARAMS.includes(name) || name === USER_ID_PARAM) && !signedQuery) ||
+      isAppKey(value) ||
       (inject && name === auth.queryParam),
   );
   const targetUrl = contained(`${base}${rest}${query}`, base);

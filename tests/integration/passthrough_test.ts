@@ -103,10 +103,12 @@ providers:
     await t.step(
       "GET with a query string, /native/{provider}/ forwards to base_url + rest",
       async () => {
-        const res = await gw.request("/native/openai/models?limit=2");
+        const res = await gw.request("/native/openai/models?limit=2&llm_user_id=erin");
         await res.body?.cancel();
         assert.equal(openai.requests.at(-1)!.path, "/v1/models");
         assert.equal(openai.requests.at(-1)!.method, "GET");
+        // llm-proxy's user id is the gateway's (rate limits): never forwarded.
+        assert.equal(openai.requests.at(-1)!.search, "?limit=2");
       },
     );
 
