@@ -387,7 +387,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     }
     // Moving on only if there is somewhere to go: otherwise this failure is the answer (and a
     // passthrough reply it carries must reach the client intact).
-    const moveOn = more && (kind === "retryable" || kind === "connection");
+    const moveOn = more && kind !== "final" && kind !== "key";
     for (const s of settled) {
       terminal(s, moveOn ? "next" : "final", reasonOf(s.error as GatewayError));
     }

@@ -6,6 +6,7 @@ import type { OutcomeClass } from "../breaker/mod.ts";
 export type FailureKind =
   | "retryable" // a status in retry_on: same provider again, then the next one
   | "connection" // refused/reset/timeout: the next provider at once
+  | "next" // another 5xx (not in retry_on): not retried here, the next provider (Butter's)
   | "key" // 401/403 from a provider with another key to try
   | "final"; // the caller's problem (other 4xx) or not ours to retry
 
@@ -18,7 +19,9 @@ export function classifyFailure(err: GatewayError, policy: FailoverConfig): Fail
   if (status === undefined) return "final";
   if (policy.retry_on.includes(status)) return "retryable";
   if (status === 401 || status === 403) return "key";
-  return "final";
+  // The provider failed, not the request: Butter tries the next provider for any failure
+  // outside retry_on; the caller's own errors (other 4xx) are PRODUCT's to pass back.
+  return status >= 500 ? "next" : "final";
 }
 
 /**

@@ -312,3 +312,45 @@ routing:
     await second.close();
   }
 });
+
+Deno.test("a 5xx outside retry_on is not retried there but fails over (Butter); a 4xx is passed back", async () => {
+  const anthropic = startFakeAnthropic();
+  const backup = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  anthropic: { base_url: "${anthropic.url}", keys: [{ key: sk-ant-configured }] }
+  openrouter: { type: openai, base_url: "${backup.url}/v1", keys: [{ key: sk-or-configured }] }
+routing:
+  failover:
+    enabled: true
+    max_retries: 3
+    retry_on: [429, 500, 502, 503, 504]
+    backoff: { initial: 5ms, max: 10ms }
+  models:
+    "claude-sonnet-4-20250514": { providers: [anthropic, openrouter] }
+`);
+  const ask = () =>
+    gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chatBody("claude-sonnet-4-20250514"),
+    });
+  try {
+    anthropic.script({ errorStatus: 529 });
+    const res = await ask();
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "openrouter");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "2", "529 is not in retry_on: no retry");
+    await res.body?.cancel();
+    assert.equal(anthropic.requests.length, 1);
+    anthropic.script({ errorStatus: 400, errorFixture: "error_400" });
+    const bad = await ask();
+    assert.equal(bad.status, 400);
+    assert.equal(bad.headers.get("x-pilotfish-provider"), "anthropic");
+    await bad.body?.cancel();
+    assert.equal(backup.requests.length, 1, "a client's error never reaches the next provider");
+  } finally {
+    await gw.close();
+    await anthropic.close();
+    await backup.close();
+  }
+});

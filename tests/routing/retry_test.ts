@@ -25,7 +25,9 @@ Deno.test("classifyFailure() sorts failures into what to do next", () => {
     [upstream(503), "retryable"],
     [upstream(504), "retryable"],
     [upstream(529), "retryable"],
-    [upstream(501), "final"],
+    // Outside retry_on, a provider's failure moves on (Butter), a client's error is final.
+    [upstream(501), "next"],
+    [upstream(505), "next"],
     [upstream(400), "final"],
     [upstream(404), "final"],
     [upstream(422), "final"],
