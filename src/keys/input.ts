@@ -34,8 +34,8 @@ const common = {
   name: v.optional(v.pipe(v.string(), v.maxLength(200))),
   owner: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(200)))),
   expires_at: v.optional(v.nullable(isoTime)),
-  /** Butter's: lifetime from now. */
-  ttl_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  /** Butter's: lifetime from now; 0 = none (no expiry, whatever `default_ttl` says). */
+  ttl_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   allowed_models: v.optional(names),
   allowed_providers: v.optional(names),
   budget: v.optional(budget),

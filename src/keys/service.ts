@@ -188,7 +188,9 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
     input: { expires_at?: string | null | undefined; ttl_seconds?: number | undefined },
     t: number,
   ) => {
-    if (input.ttl_seconds !== undefined) return t + input.ttl_seconds * 1000;
+    if (input.ttl_seconds !== undefined) {
+      return input.ttl_seconds === 0 ? null : t + input.ttl_seconds * 1000;
+    }
     if (input.expires_at !== undefined) {
       return input.expires_at === null ? null : Date.parse(input.expires_at);
     }

@@ -145,7 +145,14 @@ app_keys: { enabled: true, persistence: { enabled: false } }
     const made = await admin(gw, "POST", "/v1/app-keys", { label: "svc", ttl_seconds: 3600 });
     assert.equal(made.status, 201);
     assert.equal(made.json.name, "svc");
+    assert.equal(made.json.label, "svc", "Butter's field, beside ours");
     assert.ok(made.json.expires_at !== null);
+    // Butter's ttl_seconds: 0 is no expiry, on creation and on a change.
+    const forever = await admin(gw, "POST", "/v1/app-keys", { label: "f", ttl_seconds: 0 });
+    assert.equal(forever.status, 201);
+    assert.equal(forever.json.expires_at, null);
+    const cleared = await admin(gw, "PATCH", `/v1/app-keys/${made.json.id}`, { ttl_seconds: 0 });
+    assert.equal(cleared.json.expires_at, null);
     const key = made.json.key as string;
     const list = await gw.request("/v1/app-keys", { headers: bearer(ADMIN) });
     assert.ok(Array.isArray(await list.json()));
@@ -157,10 +164,31 @@ app_keys: { enabled: true, persistence: { enabled: false } }
     assert.equal(byId.json.id, made.json.id);
     const patched = await admin(gw, "PATCH", `/v1/app-keys/${key}`, { allowed_models: ["x"] });
     assert.deepEqual(patched.json.allowed_models, ["x"]);
-    const rotated = await admin(gw, "POST", `/v1/app-keys/${key}/rotate`);
-    assert.equal(rotated.status, 200);
-    const revoked = await admin(gw, "DELETE", `/v1/app-keys/${rotated.json.key}`);
-    assert.equal(revoked.json.status, "revoked");
+    // Butter's rotation: 201 {old, new}, the new key's value in new.key, a label override.
+    const rotated = await admin(gw, "POST", `/v1/app-keys/${key}/rotate`, { label: "svc-2" });
+    assert.equal(rotated.status, 201);
+    const fresh = rotated.json.new as { key: string; label: string; status: string };
+    assert.equal((rotated.json.old as { status: string }).status, "revoked");
+    assert.equal(fresh.label, "svc-2");
+    assert.equal(fresh.status, "active");
+    assert.equal((await chat(gw, { "x-butter-app-key": key })).status, 401, "the old key");
+    // The new key is known (its allowlist, kept from the PATCH above, refuses the model).
+    assert.equal((await chat(gw, { "x-butter-app-key": fresh.key })).status, 403);
+    // Butter's revocation: 204, no body; the key then fails.
+    const revoked = await gw.request(`/v1/app-keys/${fresh.key}`, {
+      method: "DELETE",
+      headers: bearer(ADMIN),
+    });
+    assert.equal(revoked.status, 204);
+    assert.equal(await revoked.text(), "");
+    assert.equal((await chat(gw, { "x-butter-app-key": fresh.key })).status, 401);
+    // Ours keep their shapes.
+    const own = await admin(gw, "POST", "/api/v1/keys", { name: "own" });
+    const ownRotated = await admin(gw, "POST", `/api/v1/keys/${own.json.id}/rotate`);
+    assert.equal(ownRotated.status, 200);
+    assert.equal(typeof ownRotated.json.key, "string");
+    const ownRevoked = await admin(gw, "DELETE", `/api/v1/keys/${own.json.id}`);
+    assert.equal(ownRevoked.json.status, "revoked");
   } finally {
     await gw.close();
   }

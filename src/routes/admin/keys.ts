@@ -94,18 +94,24 @@ const guarded = (h: Handler): Handler => async (c) => {
   }
 };
 
-/** The routes, with `:id` naming a key by id (or, on Butter's aliases, by value too). */
+/**
+ * The routes, with `:id` naming a key by id (or, on Butter's aliases, by value too). The
+ * aliases answer in Butter's terms where its clients read them: `label` beside `name`, a
+ * rotation as `{old, new}` (201, the new key's value in `new.key`), a revocation as 204.
+ */
 function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): void {
   const idOf = async (c: Context<AppEnv>, keys: KeyService) => {
     const ref = c.req.param("id") ?? "";
     return butter ? (await keys.resolveRef(ref)).id : ref;
   };
+  const view = (rec: KeyRecord, now: number) =>
+    butter ? { ...keyView(rec, now), label: rec.name } : keyView(rec, now);
 
   router.get(
     "/",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      const data = (await keys.list()).map((r) => keyView(r, now));
+      const data = (await keys.list()).map((r) => view(r, now));
       return butter ? send(c, "json", data) : send(c, "json", { object: "list", data });
     }),
   );
@@ -114,7 +120,7 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
       const { record, key } = await keys.create(parseCreate(await jsonBody(c, true)));
-      return send(c, "json", { ...keyView(record, now), key }, 201);
+      return send(c, "json", { ...view(record, now), key }, 201);
     }),
   );
   router.get(
@@ -128,15 +134,27 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     "/:id/rotate",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      const { record, key } = await keys.rotate(await idOf(c, keys));
-      return send(c, "json", { ...keyView(record, now), key });
+      const id = await idOf(c, keys);
+      if (!butter) {
+        const { record, key } = await keys.rotate(id);
+        return send(c, "json", { ...view(record, now), key });
+      }
+      // Butter's body may name the new key's label.
+      const body = await jsonBody(c, true) as { label?: unknown };
+      const before = await keys.get(id);
+      let { record, key } = await keys.rotate(id);
+      if (typeof body.label === "string" && body.label !== "") {
+        record = await keys.update(id, parsePatch({ name: body.label }));
+      }
+      const old = { ...view(before, now), status: "revoked" };
+      return send(c, "json", { old, new: { ...view(record, now), key } }, 201);
     }),
   );
   router.get(
     "/:id",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      return send(c, "json", keyView(await keys.get(await idOf(c, keys)), now));
+      return send(c, "json", view(await keys.get(await idOf(c, keys)), now));
     }),
   );
   router.patch(
@@ -144,14 +162,15 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
       const patch = parsePatch(await jsonBody(c, false));
-      return send(c, "json", keyView(await keys.update(await idOf(c, keys), patch), now));
+      return send(c, "json", view(await keys.update(await idOf(c, keys), patch), now));
     }),
   );
   router.delete(
     "/:id",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      return send(c, "json", keyView(await keys.revoke(await idOf(c, keys)), now));
+      const revoked = await keys.revoke(await idOf(c, keys));
+      return butter ? c.body(null, 204) : send(c, "json", view(revoked, now));
     }),
   );
   router.all("/", allow("GET, POST"));
