@@ -1,7 +1,7 @@
-;; Butter's example WASM plugin, rewritten by hand in WAT against the same ABI (TinyGo is
-;; not available here). Like Butter's: one `pre_http` hook that reads the request JSON the
-;; host passes, reads its `greeting` config value with `config_get`, and answers with
-;; metadata only, so the request continues unchanged:
+;; An example in the shape of Butter's `example-wasm`, written by hand in WAT against the same
+;; ABI (TinyGo is not available here); not a port of its code, whose metadata keys differ. One
+;; `pre_http` hook that reads the request JSON the host passes, reads its `greeting` config
+;; value with `config_get`, and answers with metadata only, so the request continues unchanged:
 ;;   {"metadata":{"example_plugin":"<greeting, or \"hello from wasm\">"}}
 ;; It returns 0 (success); an input that is not a JSON object is left alone (empty output).
 (module
