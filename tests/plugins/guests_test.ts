@@ -120,6 +120,10 @@ Deno.test("guard, mode block: Butter's exact 400 body on OpenAI routes", async (
       l.msg === "request" && l.status === 400
     );
     assert.equal(line.metadata.injection_category, "instruction_override");
+    // Butter's guard's keys too, for a Butter chain's later plugins.
+    assert.equal(line.metadata.matched_category, "instruction_override");
+    assert.equal(line.metadata.matched_pattern, line.metadata.injection_pattern);
+    assert.ok(["true", true].includes(line.metadata.prompt_injection_detected));
   });
 });
 

@@ -61,7 +61,10 @@ class Finding {
   output: Uint8Array;
   log: Uint8Array;
   constructor(category: string, pattern: string) {
-    const meta = '{"injection_category":"' + category + '","injection_pattern":"' + pattern + '"}';
+    // Ours, and Butter's guard's keys (a later plugin of a Butter chain reads those).
+    const meta = '{"injection_category":"' + category + '","injection_pattern":"' + pattern +
+      '","prompt_injection_detected":true,"matched_category":"' + category +
+      '","matched_pattern":"' + pattern + '"}';
     let out: string;
     if (mode == "log") out = '{"metadata":' + meta + "}";
     else if (mode == "tag") {
