@@ -253,6 +253,16 @@ async function main(): Promise<number> {
           { path },
         );
       }
+      // The responses store is the process's (its conversations outlive reloads).
+      if (
+        JSON.stringify(runtime.config.responses.store) !==
+          JSON.stringify(next.config.responses.store)
+      ) {
+        log().warn(
+          "config reload: the responses store is built at start; responses.store changes take effect on restart",
+          { path },
+        );
+      }
       const previous = runtime;
       await preloadTelemetry(next.config);
       const built = buildRuntime(next.config, runtime.generation + 1, deps);

@@ -696,10 +696,13 @@ Deno.test("hot reload applies breaker timing and server limits; a listener chang
     await Deno.writeTextFile(
       d.configPath,
       fill(base("failure_threshold: 1", "  max_body_bytes: 200\n"))
-        .replace(`port: ${d.port}`, `port: ${freePort()}`),
+        .replace(`port: ${d.port}`, `port: ${freePort()}`) +
+        "responses: { store: { ttl: 2s } }\n",
     );
     await d.waitForLog("config reloaded");
     assert.match(d.logs(), /take effect on restart.*"server\.port"/);
+    // Not applied (the store is the process's), and said so.
+    assert.match(d.logs(), /responses\.store changes take effect on restart/);
     await fail();
     assert.equal((await state()).state, "open", "the new threshold opened it");
     const big = await fetch(d.url("/v1/chat/completions"), {
