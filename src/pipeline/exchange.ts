@@ -253,10 +253,15 @@ export function createExchange(init: ExchangeInit): Exchange {
   return new RequestExchange(init);
 }
 
-/** Time spent waiting on upstreams, ms: every attempt but hedge losers (they overlapped). */
+/**
+ * Time spent waiting on upstreams, ms: every attempt but hedge losers (they overlapped), and
+ * the backoffs between retries (the upstream's failure is why they were waited).
+ */
 export function upstreamMs(ex: Exchange): number {
   let ms = 0;
-  for (const a of ex.attempts) if (a.outcome !== "cancelled") ms += a.duration_ms;
+  for (const a of ex.attempts) {
+    if (a.outcome !== "cancelled") ms += a.duration_ms + (a.backoff_ms ?? 0);
+  }
   return ms;
 }
 

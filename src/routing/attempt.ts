@@ -32,6 +32,8 @@ export interface AttemptRecord {
    */
   readonly outcome: "ok" | "retry" | "next" | "final" | "cancelled" | "skipped";
   readonly reason?: string;
+  /** A retry's backoff before the next attempt (Retry-After or jitter), ms. */
+  readonly backoff_ms?: number;
   /**
    * No call was made: the breaker fast-failed it, or it failed before one (a provider not
    * configured, no key allowed for the model). Listed for the log; not an upstream call.
@@ -381,11 +383,4 @@ export function syntheticFailure(target: Target, key: string): Settled {
       usage: noUsage(),
     },
   };
-}
-
-/** Time spent waiting on upstreams, ms: every attempt but hedge losers (they overlapped). */
-export function upstreamTime(attempts: readonly AttemptRecord[]): number {
-  let ms = 0;
-  for (const a of attempts) if (a.outcome !== "cancelled") ms += a.duration_ms;
-  return ms;
 }

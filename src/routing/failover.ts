@@ -226,11 +226,17 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
   /** Calls actually made (fast-fails and test-mode failures are not calls). */
   let made = 0;
 
-  const record = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
+  const record = (
+    s: Settled,
+    outcome: AttemptRecord["outcome"],
+    reason?: string,
+    backoff?: number,
+  ) => {
     const r: AttemptRecord = {
       ...s.record,
       outcome,
       ...(reason ? { reason } : {}),
+      ...(backoff ? { backoff_ms: backoff } : {}),
     };
     attempts.push(r);
     return r;
@@ -323,8 +329,13 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     const primary = settled[0] as Settled;
     const err = primary.error as GatewayError;
     const kind = classifyFailure(err, policy);
-    const terminal = (s: Settled, outcome: AttemptRecord["outcome"], reason?: string) => {
-      const r = record(s, outcome, reason);
+    const terminal = (
+      s: Settled,
+      outcome: AttemptRecord["outcome"],
+      reason?: string,
+      backoff?: number,
+    ) => {
+      const r = record(s, outcome, reason, backoff);
       feed(breaker, deps, s, classes.get(s)!, outcome !== "retry", req.bypass);
       // A passthrough reply that will not be relayed must not hold its connection open.
       if (outcome !== "final") s.error?.info.response?.body?.cancel().catch(() => {});
@@ -340,7 +351,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     if (primary.synthetic) {
       // force_transient_recover's one retry is free: it holds even with no retry budget.
       const wait = backoffMs(0, policy, deps.random);
-      trail.retry(terminal(primary, "retry", "test mode"), wait);
+      trail.retry(terminal(primary, "retry", "test mode", wait), wait);
       if (!await pause(wait, req.signal)) break;
       continue;
     }
@@ -379,7 +390,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
         otherKey ? 0 : retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
       );
       if (deps.now() + wait < deadline) {
-        trail.retry(terminal(primary, "retry", reasonOf(err)), wait);
+        trail.retry(terminal(primary, "retry", reasonOf(err), wait), wait);
         retries++;
         if (!await pause(wait, req.signal)) break;
         continue;

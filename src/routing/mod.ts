@@ -32,4 +32,4 @@ export {
   pilotfishHeaders,
   runFailover,
 } from "./failover.ts";
-export { callsMade, NO_TRAIL, upstreamTime } from "./attempt.ts";
+export { callsMade, NO_TRAIL } from "./attempt.ts";

@@ -159,6 +159,13 @@ providers:
     assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
     await res.body?.cancel();
     assert.ok(took >= 950 && took < 3_000, `took ${took} ms`);
+    // The backoff is the upstream's doing: logged on the attempt, not Pilotfish's overhead.
+    const overhead = Number(res.headers.get("x-pilotfish-overhead-ms"));
+    assert.ok(overhead < 500, `overhead ${overhead} ms`);
+    const id = res.headers.get("x-request-id")!;
+    await gw.waitForLog(`"request_id":"${id}"`);
+    const line = JSON.parse(gw.logs.find((l) => l.includes(`"request_id":"${id}"`))!);
+    assert.ok(line.attempts[0].backoff_ms >= 1_000, JSON.stringify(line.attempts[0]));
   } finally {
     await gw.close();
     await up.close();

@@ -159,6 +159,7 @@ function logged(a: AttemptRecord): Record<string, unknown> {
     duration_ms: a.duration_ms,
     outcome: a.outcome,
     ...(a.reason !== undefined ? { reason: a.reason } : {}),
+    ...(a.backoff_ms !== undefined ? { backoff_ms: a.backoff_ms } : {}),
     ...(a.no_call ? { no_call: true } : {}),
     ...(a.upstream_request_id !== undefined ? { upstream_request_id: a.upstream_request_id } : {}),
   };
