@@ -77,7 +77,7 @@ async function decodeResponses(ex: Exchange, raw: unknown): Promise<CountRequest
       if (typeof previous === "string" && history === null) {
         throw new GatewayError(
           "invalid_request",
-          `Previous response with id "${previous}" not found`,
+          `Previous response with id '${previous}' not found.`,
           { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
         );
       }

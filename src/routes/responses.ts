@@ -50,7 +50,8 @@ function refuseUnknownPrevious(r: ResponsesExchange, provider: string): void {
   if (typeof id === "string" && r.history === null) {
     throw new GatewayError(
       "invalid_request",
-      `Previous response with id "${id}" not found (provider "${provider}" is served through translation, which continues only responses this gateway kept)`,
+      // OpenAI's wording first: clients match on it (Codex starts a new chain).
+      `Previous response with id '${id}' not found. Provider "${provider}" is served through translation, which continues only responses this gateway kept.`,
       { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
     );
   }
@@ -293,7 +294,7 @@ function responseId(c: Context<AppEnv>): string {
 const RESPONSE_ID = /^[A-Za-z0-9_.:-]{1,256}$/;
 
 function notFound(id: string): GatewayError {
-  return new GatewayError("not_found", `Response with id "${id}" not found`, {
+  return new GatewayError("not_found", `Response with id '${id}' not found.`, {
     param: "response_id",
   });
 }

@@ -149,7 +149,7 @@ providers:
     second.script({ kind: "json", status: 404, body: { error: { message: "No response found" } } });
     const none = await gw.request("/v1/responses/resp_gone");
     assert.equal(none.status, 404);
-    assert.match((await none.json()).error.message, /Response with id "resp_gone" not found/);
+    assert.match((await none.json()).error.message, /Response with id 'resp_gone' not found\./);
     // An id is an opaque token: one that could name another path upstream (an encoded
     // slash, a dot-segment, a backslash, a query) is refused before any provider is asked.
     const calls = first.requests.length + second.requests.length;
@@ -905,7 +905,10 @@ routing:
       body: JSON.stringify({ model: "compat/m", input: "x", previous_response_id: "resp_x" }),
     });
     assert.equal(only.status, 400);
-    assert.equal((await only.json()).error.code, "previous_response_not_found");
+    const refused = (await only.json()).error;
+    assert.equal(refused.code, "previous_response_not_found");
+    // OpenAI's wording first: clients match on it.
+    assert.match(refused.message, /^Previous response with id 'resp_x' not found\./);
   } finally {
     await gw.close();
     await native.close();
