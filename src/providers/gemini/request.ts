@@ -117,6 +117,11 @@ function toGeminiContents(
   const callNames = new Map<string, string>();
   // Ids Gemini issued, echoed on the call and on its response (see `geminiIssued`).
   const echoed = new Set<string>();
+  // Where each call stands among all calls, and which call each response answers: without
+  // ids, Gemini pairs a batch's responses with its calls by position.
+  const callAt = new Map<string, number>();
+  let callCount = 0;
+  const answers = new Map<GeminiPart, number>();
   visitMessages(messages, provider, {
     system(m, at) {
       for (const text of texts(m.content, at, provider)) system.push({ text });
@@ -124,11 +129,31 @@ function toGeminiContents(
     user: (m, at) => push("user", userParts(m.content, at, provider)),
     assistant(m, at) {
       const calls = functionCallParts(m.tool_calls, at, callNames, echoed);
+      for (const { id } of toolCallsOf(m.tool_calls, at)) callAt.set(id, callCount++);
       push("model", [...texts(m.content, at, provider).map((text) => ({ text })), ...calls]);
     },
-    tool: (m, at) => push("user", [functionResponsePart(m, at, callNames, echoed, provider)]),
+    tool(m, at) {
+      const part = functionResponsePart(m, at, callNames, echoed, provider);
+      answers.set(part, callAt.get(toolCallId(m, at)) ?? 0);
+      push("user", [part]);
+    },
   });
-  return turns.map(({ role, blocks }) => ({ role, parts: blocks }));
+  return turns.map(({ role, blocks }) => ({ role, parts: inCallOrder(blocks, answers) }));
+}
+
+/**
+ * A turn's function responses in the order of the calls they answer (OpenAI ties a tool
+ * message to its call by id only, in any order); every other part keeps its place.
+ */
+function inCallOrder(parts: GeminiPart[], answers: ReadonlyMap<GeminiPart, number>): GeminiPart[] {
+  const slots: number[] = [];
+  for (let i = 0; i < parts.length; i++) if (answers.has(parts[i] as GeminiPart)) slots.push(i);
+  if (slots.length < 2) return parts;
+  const sorted = slots.map((i) => parts[i] as GeminiPart)
+    .sort((a, b) => (answers.get(a) as number) - (answers.get(b) as number));
+  const out = parts.slice();
+  slots.forEach((slot, k) => (out[slot] = sorted[k] as GeminiPart));
+  return out;
 }
 
 /**

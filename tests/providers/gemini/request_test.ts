@@ -226,13 +226,40 @@ Deno.test("toGeminiRequest() maps tool calls and names tool results from their c
     },
     {
       role: "user",
+      // In the order of the calls they answer (the client sent them the other way round).
       parts: [
-        { functionResponse: { name: "get_time", response: { output: "09:00" } } },
         { functionResponse: { name: "get_weather", response: { temp_c: 18, sky: "fog" } } },
+        { functionResponse: { name: "get_time", response: { output: "09:00" } } },
         { text: "Which is warmer?" },
       ],
     },
   ]);
+});
+
+Deno.test("toGeminiRequest() puts results of same-name parallel calls back in call order", () => {
+  // Gemini 2.5 issues no call ids: it pairs a batch's responses with its calls by position.
+  const call = (id: string, city: string) => ({
+    id,
+    type: "function",
+    function: { name: "get_weather", arguments: JSON.stringify({ city }) },
+  });
+  const out = toGeminiRequest(req([
+    { role: "user", content: "Paris and Rome?" },
+    {
+      role: "assistant",
+      content: "",
+      tool_calls: [call("call_A", "Paris"), call("call_B", "Rome")],
+    },
+    { role: "tool", tool_call_id: "call_B", content: "rome: hot" },
+    { role: "tool", tool_call_id: "call_A", content: "paris: cold" },
+  ], { tools: [WEATHER_TOOL] }));
+  assert.deepEqual(out.contents.at(-1), {
+    role: "user",
+    parts: [
+      { functionResponse: { name: "get_weather", response: { output: "paris: cold" } } },
+      { functionResponse: { name: "get_weather", response: { output: "rome: hot" } } },
+    ],
+  });
 });
 
 Deno.test("toGeminiRequest() signs replayed calls that carry no thought signature", () => {
