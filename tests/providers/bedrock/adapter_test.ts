@@ -307,7 +307,10 @@ Deno.test(
           const sent = bedrock.requests.slice(before);
           assert.equal(sent.length, 2);
           assert.ok(sent.every((r) => r.signatureValid && r.rawPath.endsWith("/invoke")));
-          assert.deepEqual(JSON.parse(sent[0]!.body), { inputText: "alpha", dimensions: 256 });
+          // Sent in parallel: they may arrive in either order.
+          const bodies = sent.map((r) => JSON.parse(r.body) as { inputText: string })
+            .sort((a, b) => a.inputText.localeCompare(b.inputText));
+          assert.deepEqual(bodies[0], { inputText: "alpha", dimensions: 256 });
         },
       );
       await t.step(
