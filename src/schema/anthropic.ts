@@ -202,6 +202,18 @@ export function parseMessagesRequest(raw: unknown): ParsedMessagesRequest {
     throw invalid(`"messages" must contain at least one message`, "messages");
   }
   messages.forEach((m, i) => checkMessage(m, `messages[${i}]`));
+  // As Anthropic: an empty turn would otherwise vanish in translation (the turn before it
+  // then reads as a prefill to continue, or two assistant turns meet).
+  messages.forEach((m, i) => {
+    const { role, content } = m as { role: string; content: unknown };
+    const empty = content === "" || (Array.isArray(content) && content.length === 0);
+    if (empty && role !== "system" && !(role === "assistant" && i === messages.length - 1)) {
+      throw invalid(
+        `"messages[${i}].content": all messages must have non-empty content except for the optional final assistant message`,
+        `messages[${i}].content`,
+      );
+    }
+  });
 
   checkSystem(raw.system);
   if (raw.stream !== undefined && raw.stream !== null && typeof raw.stream !== "boolean") {
@@ -271,6 +283,7 @@ function checkBlock(block: unknown, at: string): void {
       if (typeof block.text !== "string") {
         throw invalid(`"${at}.text" must be a string`, `${at}.text`);
       }
+      if (block.text === "") throw invalid(`"${at}": text content blocks must be non-empty`, at);
       return;
     case "image":
       checkImageSource(block.source, `${at}.source`);
@@ -305,6 +318,9 @@ function checkBlock(block: unknown, at: string): void {
   }
 }
 
+/** The image types the Messages API takes (its base64 source's `media_type`). */
+const IMAGE_MEDIA_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
 function checkImageSource(source: unknown, at: string): void {
   if (!isObject(source) || typeof source.type !== "string") {
     throw invalid(`"${at}.type" is required`, `${at}.type`);
@@ -314,6 +330,14 @@ function checkImageSource(source: unknown, at: string): void {
       if (!nonEmptyString(source[field])) {
         throw invalid(`"${at}.${field}" must be a non-empty string`, `${at}.${field}`);
       }
+    }
+    if (!IMAGE_MEDIA_TYPES.includes(source.media_type as string)) {
+      throw invalid(
+        `"${at}.media_type" must be one of ${IMAGE_MEDIA_TYPES.join(", ")}; got ${
+          JSON.stringify(source.media_type)
+        }`,
+        `${at}.media_type`,
+      );
     }
   } else if (source.type === "url" && !nonEmptyString(source.url)) {
     throw invalid(`"${at}.url" must be a non-empty string`, `${at}.url`);

@@ -243,3 +243,43 @@ Deno.test("toAnthropicError(): a 4xx is typed by its status, whatever another fo
     assert.equal(toAnthropicError(err).error.type, type, `${status} ${upstreamType}`);
   }
 });
+
+Deno.test("parseMessagesRequest() refuses empty turns and text blocks, as Anthropic does", () => {
+  const turns = (...messages: unknown[]) => withField("messages", messages);
+  const ALL = /all messages must have non-empty content except for the optional final assistant/;
+  assertRejects(turns({ role: "user", content: [] }), "messages[0].content", ALL);
+  assertRejects(turns({ role: "user", content: "" }), "messages[0].content", ALL);
+  assertRejects(
+    turns(
+      { role: "user", content: "a" },
+      { role: "assistant", content: "b" },
+      { role: "user", content: [] },
+    ),
+    "messages[2].content",
+    ALL,
+  );
+  assertRejects(
+    turns({ role: "user", content: [{ type: "text", text: "" }] }),
+    "messages[0].content[0]",
+    /text content blocks must be non-empty/,
+  );
+  // The final assistant turn may be empty (a prefill of nothing).
+  const ok = parseMessagesRequest(
+    turns({ role: "user", content: "a" }, { role: "assistant", content: "" }),
+  );
+  assert.equal(ok.body.messages.length, 2);
+});
+
+Deno.test("parseMessagesRequest() takes the image types the Messages API takes", () => {
+  const image = (media_type: string) =>
+    withField("messages", [{
+      role: "user",
+      content: [{ type: "image", source: { type: "base64", media_type, data: "AAAA" } }],
+    }]);
+  for (const ok of ["image/jpeg", "image/png", "image/gif", "image/webp"]) {
+    assert.ok(parseMessagesRequest(image(ok)));
+  }
+  for (const bad of ["image/bmp", "text/plain", "application/pdf"]) {
+    assertRejects(image(bad), "messages[0].content[0].source.media_type", /must be one of/);
+  }
+});

@@ -30,7 +30,7 @@ const canonical = () =>
               content: [{ type: "image", source: { type: "url", url: "ftp://x/t.png" } }],
             },
             { type: "text", text: "and this?" },
-            { type: "image", source: { type: "base64", media_type: "image/bmp", data: "AA==" } },
+            { type: "image", source: { type: "base64", media_type: "image/png", data: "AA==" } },
           ],
         },
       ],
@@ -42,7 +42,7 @@ const canonical = () =>
 
 Deno.test("messagesParam() names the client's field behind a canonical one", () => {
   const body = canonical();
-  // Chat: 0 system, 1 user, 2 assistant, 3 tool (t1), 4 tool (t2), 5 user [ftp, text, bmp].
+  // Chat: 0 system, 1 user, 2 assistant, 3 tool (t1), 4 tool (t2), 5 user [ftp, text, png].
   const cases: [string, string][] = [
     ["messages[0].content", "system"],
     ["messages[1].content", "messages[0].content"],
