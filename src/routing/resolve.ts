@@ -56,8 +56,12 @@ export function resolveModel(config: Config, requested: string, pin?: string): R
     );
   }
   // Own keys only: a model named "constructor" or "__proto__" must not find Object's.
-  const name = own(config.routing.aliases, requested) ?? requested;
+  const alias = own(config.routing.aliases, requested);
+  const name = alias ?? requested;
   const { targets, route } = routed(config, name);
+  // llm-gateway: a mapped model fails over along `fallbackChain` (routing.fallback) too,
+  // after its own provider, under the same model name.
+  if (alias !== undefined && route === undefined) chainAfter(config, targets);
   if (pin !== undefined) {
     const own = targets.find((t) => t.provider === pin);
     return { targets: [own ?? { provider: pin, model: name }], route: undefined };
@@ -65,6 +69,18 @@ export function resolveModel(config: Config, requested: string, pin?: string): R
   const [first, ...rest] = targets;
   if (first === undefined) throw unknownModel(config, requested, name);
   return { targets: [first, ...rest], route };
+}
+
+/** `targets` (one, from an alias) followed by the chain's providers after its own. */
+function chainAfter(config: Config, targets: Target[]): void {
+  const chain = config.routing.fallback;
+  const first = targets[0];
+  if (first === undefined || targets.length !== 1 || !chain.includes(first.provider)) return;
+  for (const provider of chain.slice(chain.indexOf(first.provider) + 1)) {
+    if (provider !== first.provider && Object.hasOwn(config.providers, provider)) {
+      targets.push({ provider, model: first.model });
+    }
+  }
 }
 
 /** The longest model name served: longer than any provider's ids (a Bedrock ARN is ~100). */

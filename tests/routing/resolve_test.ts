@@ -332,3 +332,34 @@ Deno.test("resolveModel() never takes Object.prototype names for providers, alia
     assertNotFound(() => resolveModel(NO_DEFAULT, "gpt-4o", name), "x-gateway.provider");
   }
 });
+
+Deno.test("resolveTargets(): an llm-gateway mapped model fails over along fallbackChain after its own provider", () => {
+  const config = configOf(`
+providers:
+  - { name: openai, apiKey: sk-1 }
+  - { name: anthropic, apiKey: sk-ant-1 }
+  - { name: azure, apiKey: az-1, baseUrl: "https://r.openai.azure.com" }
+routing:
+  defaultProvider: openai
+  modelMappings:
+    fast: { provider: openai, model: gpt-3.5-turbo }
+    cheap: { provider: anthropic, model: claude-3-haiku }
+  fallbackChain: [openai, anthropic, azure]
+`);
+  assert.deepEqual(resolveTargets(config, "fast"), [
+    { provider: "openai", model: "gpt-3.5-turbo" },
+    { provider: "anthropic", model: "gpt-3.5-turbo" },
+    { provider: "azure", model: "gpt-3.5-turbo" },
+  ]);
+  // The chain goes on from the mapped provider's place in it.
+  assert.deepEqual(resolveTargets(config, "cheap"), [
+    { provider: "anthropic", model: "claude-3-haiku" },
+    { provider: "azure", model: "claude-3-haiku" },
+  ]);
+  // An explicit provider/model is the client's choice: no chain.
+  assert.deepEqual(resolveTargets(config, "openai/gpt-4o"), [
+    { provider: "openai", model: "gpt-4o" },
+  ]);
+  // Without a chain an alias is its one target, as before.
+  assert.deepEqual(resolveTargets(CONFIG, "fast"), [{ provider: "openai", model: "gpt-4o-mini" }]);
+});
