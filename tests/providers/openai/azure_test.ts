@@ -3,6 +3,22 @@ import { parseConfigText } from "../../../src/config/mod.ts";
 import { createAdapters } from "../../../src/providers/mod.ts";
 import { createRedactor } from "../../../src/telemetry/mod.ts";
 
+/** The azure adapter of `yaml`, over a fetch that records each call and answers a completion. */
+function recordingAzure(yaml: string) {
+  const { config } = parseConfigText(yaml, () => undefined, "azure.yaml");
+  const calls: { url: string; headers: Headers }[] = [];
+  const fakeFetch = ((url: string, init: RequestInit) => {
+    calls.push({ url, headers: new Headers(init.headers) });
+    return Promise.resolve(Response.json({ id: "x", choices: [], object: "chat.completion" }));
+  }) as typeof fetch;
+  const adapter = createAdapters(config, {
+    fetch: fakeFetch,
+    redact: createRedactor([]),
+    random: Math.random,
+  }).get("azure")!;
+  return { adapter, calls };
+}
+
 Deno.test("Azure OpenAI: deployment URL, api-version and api-key header", async () => {
   const { config } = parseConfigText(
     `
@@ -70,27 +86,13 @@ Deno.test("Azure OpenAI needs its resource endpoint", () => {
 });
 
 Deno.test("Azure OpenAI: a model name is one path segment, or a 400 before any call", async () => {
-  const { config } = parseConfigText(
-    `
+  const { adapter, calls } = recordingAzure(`
 providers:
   azure:
     base_url: https://my-resource.openai.azure.com
     deployments: { dotted: "..", gpt-4o: prod-gpt4o }
     keys: [{ key: azure-key-123 }]
-`,
-    () => undefined,
-    "azure.yaml",
-  );
-  const urls: string[] = [];
-  const fakeFetch = ((url: string) => {
-    urls.push(url);
-    return Promise.resolve(Response.json({ id: "x", choices: [], object: "chat.completion" }));
-  }) as typeof fetch;
-  const adapter = createAdapters(config, {
-    fetch: fakeFetch,
-    redact: createRedactor([]),
-    random: Math.random,
-  }).get("azure")!;
+`);
   const chat = (model: string) =>
     adapter.chat({
       signal: new AbortController().signal,
@@ -109,12 +111,12 @@ providers:
   ];
   for (const [model, segment] of encoded) {
     await chat(model);
-    const url = new URL(urls.at(-1)!);
+    const url = new URL(calls.at(-1)!.url);
     assert.equal(url.host, "my-resource.openai.azure.com", model);
     assert.equal(url.pathname, `/openai/deployments/${segment}/chat/completions`, model);
     assert.equal(url.search, "?api-version=2024-10-21", model);
   }
-  const sent = urls.length;
+  const sent = calls.length;
   for (const model of ["..", ".", "", "dotted"]) {
     await assert.rejects(
       chat(model),
@@ -125,30 +127,16 @@ providers:
       },
     );
   }
-  assert.equal(urls.length, sent, "refused names never reach Azure");
+  assert.equal(calls.length, sent, "refused names never reach Azure");
 });
 
 Deno.test("Azure OpenAI: a model named like an Object member is its own deployment", async () => {
-  const { config } = parseConfigText(
-    `
+  const { adapter, calls } = recordingAzure(`
 providers:
   azure:
     base_url: https://my-resource.openai.azure.com
     keys: [{ key: azure-key-123 }]
-`,
-    () => undefined,
-    "azure.yaml",
-  );
-  const urls: string[] = [];
-  const fakeFetch = ((url: string) => {
-    urls.push(url);
-    return Promise.resolve(Response.json({ id: "x", choices: [], object: "chat.completion" }));
-  }) as typeof fetch;
-  const adapter = createAdapters(config, {
-    fetch: fakeFetch,
-    redact: createRedactor([]),
-    random: Math.random,
-  }).get("azure")!;
+`);
   for (const model of ["constructor", "toString", "hasOwnProperty"]) {
     await adapter.chat({
       signal: new AbortController().signal,
@@ -158,26 +146,17 @@ providers:
       body: { model, messages: [{ role: "user", content: "hi" }] },
       stream: false,
     }, model);
-    assert.equal(new URL(urls.at(-1)!).pathname, `/openai/deployments/${model}/chat/completions`);
+    assert.equal(
+      new URL(calls.at(-1)!.url).pathname,
+      `/openai/deployments/${model}/chat/completions`,
+    );
   }
 });
 
 Deno.test("Azure OpenAI: a forwarded client credential goes as api-key; an Entra ID token as Bearer", async () => {
-  const { config } = parseConfigText(
+  const { adapter, calls } = recordingAzure(
     "providers:\n  azure: { base_url: https://my-resource.openai.azure.com }\n",
-    () => undefined,
-    "azure.yaml",
   );
-  const seen: Headers[] = [];
-  const fakeFetch = ((_url: string, init: RequestInit) => {
-    seen.push(new Headers(init.headers));
-    return Promise.resolve(Response.json({ id: "x", choices: [], object: "chat.completion" }));
-  }) as typeof fetch;
-  const adapter = createAdapters(config, {
-    fetch: fakeFetch,
-    redact: createRedactor([]),
-    random: Math.random,
-  }).get("azure")!;
   const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwcyJ9.c2lnbmF0dXJl";
   for (const clientAuthorization of ["Bearer 0123456789abcdef0123456789abcdef", `Bearer ${jwt}`]) {
     await adapter.chat({
@@ -189,8 +168,8 @@ Deno.test("Azure OpenAI: a forwarded client credential goes as api-key; an Entra
       stream: false,
     }, "gpt-4o");
   }
-  assert.equal(seen[0]?.get("api-key"), "0123456789abcdef0123456789abcdef");
-  assert.equal(seen[0]?.get("authorization"), null);
-  assert.equal(seen[1]?.get("authorization"), `Bearer ${jwt}`);
-  assert.equal(seen[1]?.get("api-key"), null);
+  assert.equal(calls[0]?.headers.get("api-key"), "0123456789abcdef0123456789abcdef");
+  assert.equal(calls[0]?.headers.get("authorization"), null);
+  assert.equal(calls[1]?.headers.get("authorization"), `Bearer ${jwt}`);
+  assert.equal(calls[1]?.headers.get("api-key"), null);
 });
