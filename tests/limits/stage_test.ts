@@ -68,6 +68,10 @@ features:
     assert.equal(limited.headers.get("x-ratelimit-window"), "minute");
     assert.equal(limited.headers.get("x-ratelimit-scope"), "global");
     assert.equal(limited.headers.get("x-ratelimit-remaining"), "0");
+    // PRODUCT: the x-pilotfish-* headers where a provider was chosen; no call was made.
+    assert.equal(limited.headers.get("x-pilotfish-provider"), "up");
+    assert.equal(limited.headers.get("x-pilotfish-model"), "gpt-4o");
+    assert.equal(limited.headers.get("x-pilotfish-attempts"), "0");
     const body = await limited.json();
     assert.equal(body.error.code, "rate_limit_exceeded");
     assert.equal(up.requests.length, 3, "the limited request reached no upstream");

@@ -109,7 +109,13 @@ export function errorResponse(err: GatewayError, ex: Exchange | undefined, path:
 }
 
 function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<string, string> {
-  if (ex?.provider === undefined) return {};
+  if (ex === undefined) return {};
+  if (ex.provider === undefined) {
+    // Refused before failover (a limit, a key's allowlist, a plugin) with one target routed:
+    // that provider was chosen, and no call was made.
+    const only = ex.targets.length === 1 ? ex.targets[0] : undefined;
+    return only === undefined ? {} : pilotfishHeaders(only.provider, only.model, 0);
+  }
   const upstream = err.info.upstreamStatus !== undefined || err.code.startsWith("upstream_");
   const count = ex.attempts.length > 0 ? callsMade(ex.attempts) : upstream ? 1 : 0;
   return pilotfishHeaders(ex.provider, ex.model, count);
