@@ -92,6 +92,9 @@ const TYPE_USES_KEYS: Readonly<Record<ProviderType, boolean>> = {
   mock: false,
 };
 
+/** Types whose answers are made in the process: no vendor bills them, so they cost 0. */
+export const FREE_TYPES: ReadonlySet<ProviderType> = new Set(["mock"]);
+
 /** True when a provider named `name` of type `type` cannot call its upstream without a key. */
 export function needsApiKey(name: string, type: ProviderType): boolean {
   const preset = PROVIDER_PRESETS[name];

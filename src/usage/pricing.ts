@@ -5,7 +5,7 @@
  * A model nobody prices has no cost (null), never a guessed one.
  * @module
  */
-import type { Config, ModelPrice } from "../config/mod.ts";
+import { type Config, FREE_TYPES, type ModelPrice } from "../config/mod.ts";
 
 export type { ModelPrice };
 
@@ -165,6 +165,9 @@ function withCacheRates(own: ModelPrice, builtin: ModelPrice | null): ModelPrice
   };
 }
 
+/** What a provider whose answers are made in the process costs. */
+const FREE: ModelPrice = { input: 0, output: 0 };
+
 export interface PriceBook {
   /** The price of `model` on `provider` (its config name), or null when unpriced. */
   priceOf(provider: string, model: string): ModelPrice | null;
@@ -181,6 +184,10 @@ export function createPriceBook(config: Config): PriceBook {
   // A cross-region profile (`us.anthropic.…`) is priced as its model, in `pricing.models` too
   // (a price set for the profile's own id wins).
   const lookup = (provider: string, model: string): ModelPrice | null => {
+    const type = Object.hasOwn(config.providers, provider)
+      ? config.providers[provider]?.type
+      : undefined;
+    if (type !== undefined && FREE_TYPES.has(type)) return FREE;
     const bare = model.replace(GEO_PREFIX, "");
     const builtin = config.pricing.builtin ? builtinPrice(model) : null;
     const own = configured(provider, model) ?? (bare !== model ? configured(provider, bare) : null);

@@ -211,3 +211,14 @@ Deno.test("pricing config: bad prices are refused with their key path; builtin: 
   const { config } = parseConfigText(`pricing: { builtin: false }`, () => undefined, "t.yaml");
   assert.equal(createPriceBook(config).priceOf("openai", "gpt-4o"), null);
 });
+
+Deno.test("createPriceBook(): the mock's answers cost 0 (made in the process); an unpriced model has no cost", () => {
+  const { config } = parseConfigText(
+    "providers:\n  mock: {}\n  local: { type: openai, base_url: http://127.0.0.1:9/v1 }\n",
+    () => undefined,
+    "t.yaml",
+  );
+  const book = createPriceBook(config);
+  assert.deepEqual(book.priceOf("mock", "echo"), { input: 0, output: 0 });
+  assert.equal(book.priceOf("local", "house-llm-7b"), null);
+});
