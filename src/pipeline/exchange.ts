@@ -292,6 +292,15 @@ export function noteAttempts(
   }
 }
 
+/**
+ * Whether the exchange is usage: it reached a provider or the cache (bad input, refused auth
+ * and limits are not). What the usage rollups and llm-gateway's request count count, so its
+ * `/api/v1/usage` `total_requests` and `llm_gateway_requests_total` agree. After metering.
+ */
+export function isUsage(ex: Exchange): boolean {
+  return ex.billedUsage !== null || ex.cacheStatus !== null || ex.attempts.length > 0;
+}
+
 /** The attempt whose answer the client got. */
 export function winnerOf(ex: Exchange): AttemptRecord | undefined {
   for (let i = ex.attempts.length - 1; i >= 0; i--) {

@@ -12,7 +12,7 @@
  */
 import type { Usage } from "../providers/types.ts";
 import type { EventOf } from "../pipeline/events.ts";
-import type { Exchange } from "../pipeline/exchange.ts";
+import { type Exchange, isUsage } from "../pipeline/exchange.ts";
 import type { Stage } from "../pipeline/stages.ts";
 import { promptBytes, textChars, usageNow } from "../streaming/mod.ts";
 import { costOf, estimateTokens, formatUsd, toNanos } from "./cost.ts";
@@ -85,7 +85,7 @@ export function createMeter(deps: MeterDeps): {
       ex.costEstimated = bill.estimated;
       const u = bill.usage;
       // Requests that reached no provider and no cache (bad input, auth) are not usage.
-      if (u === null && ex.cacheStatus === null && ex.attempts.length === 0) return;
+      if (!isUsage(ex)) return;
       const meta = ex.gateway.metadata;
       ledger.record({
         at: deps.now(),

@@ -15,6 +15,7 @@
 import type { Attributes } from "@opentelemetry/api";
 import type { Runtime } from "../../runtime.ts";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
+import { isUsage } from "../../pipeline/exchange.ts";
 import {
   errorType,
   knownModels,
@@ -320,7 +321,8 @@ export function createMetrics(serviceName: string): Metrics {
             if (ex.overheadMs !== null) h.overhead.record(ex.overheadMs / 1000);
             if (streaming.delete(ex)) activeStreams.add(-1);
             if (!llm) return;
-            allRequests.add(1);
+            // As /api/v1/usage counts requests (llm-gateway shows the two equal).
+            if (isUsage(ex)) allRequests.add(1);
             if (ex.provider !== undefined) h.provider.add(1);
             const usd = ex.cost ?? 0;
             if (usd > 0) {

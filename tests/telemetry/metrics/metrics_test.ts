@@ -59,6 +59,13 @@ Deno.test("GET /metrics: llm-gateway's series, GenAI histograms and pilotfish_* 
       assert.ok(overhead >= 0 && overhead < 1000);
       await res.body?.cancel();
     }
+    // Bad input reaches no provider: not usage, so not in llm-gateway's request count either
+    // (its README shows total_requests and llm_gateway_requests_total equal).
+    const bad = await gw.request("/v1/chat/completions", { method: "POST", body: "{}" });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+    const usage = await gw.runtime.usage.report({ period: "hour", since: 0, until: 8.64e15 });
+    assert.equal(usage.total_requests, 2);
     const res = await gw.request("/metrics");
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
@@ -79,7 +86,8 @@ Deno.test("GET /metrics: llm-gateway's series, GenAI histograms and pilotfish_* 
       /gen_ai_client_token_usage_sum\{gen_ai_operation_name="chat",gen_ai_provider_name="up",gen_ai_request_model="up\/gpt-4o-mini",gen_ai_response_model="gpt-4o-mini",gen_ai_token_type="input"\} 14/,
     );
     assert.match(text, /gen_ai_client_operation_duration_count\{[^}]*\} 2/);
-    assert.match(text, /pilotfish_overhead_seconds_count\{route="\/v1\/chat\/completions"\} 2/);
+    // Every response has its overhead, the bad request too.
+    assert.match(text, /pilotfish_overhead_seconds_count\{route="\/v1\/chat\/completions"\} 3/);
     assert.match(text, /pilotfish_config_generation\{hash="[0-9a-f]{12}"\} 1/);
     // A scrape is counted under its own route, not the catch-all's.
     const again = await (await gw.request("/metrics")).text();
