@@ -105,8 +105,10 @@ export function limitStage(opts: LimitStageOptions): Stage {
       const app = ex.principal.appKey;
       const cred = app ?? credentialOf(ex.headers, search, queryParam);
       // An app key id is shown as is; a secret (a pf_ key, a provider credential) only hashed.
+      // A client that sends no credential is counted by its address: dropping the header
+      // must not step around a per-key limit (over the Unix socket there is none).
       key = cred === null
-        ? undefined
+        ? ex.principal.ip !== undefined ? `ip-${ex.principal.ip}` : undefined
         : app !== undefined && !app.startsWith("pf_")
         ? app
         : fingerprint(cred);

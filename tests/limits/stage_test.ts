@@ -582,3 +582,32 @@ plugins:
     await up.close();
   }
 });
+
+Deno.test("llm-gateway rateLimit.perKey: a client with no credential is counted by its address", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  - name: up
+    baseUrl: "${up.url}/v1"
+    models: [gpt-4o]
+rateLimit:
+  enabled: true
+  perKey: { requests: 2, window: 1m }
+`);
+  const ask = (headers: Record<string, string> = {}) =>
+    fetch(gw.url("/v1/chat/completions"), chat({ model: "gpt-4o" }, headers));
+  try {
+    assert.equal((await drain(await ask())).status, 200);
+    assert.equal((await drain(await ask())).status, 200);
+    // Dropping the header does not step around the limit.
+    const third = await ask();
+    assert.equal(third.status, 429);
+    assert.equal(third.headers.get("x-ratelimit-scope"), "key:ip-127.0.0.1");
+    await third.body?.cancel();
+    // A client credential has its own bucket (hashed), as before.
+    assert.equal((await drain(await ask({ authorization: "Bearer key-a" }))).status, 200);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
