@@ -15,7 +15,7 @@
  * - `maxRetries`: retries on that provider before moving on (`providers.<p>.max_retries`);
  * - `routing.modelMappings` are aliases (`{provider, model}`);
  * - camelCase keys of `server`, `server.cors`, `cache`, `rateLimit` and `logging` map to
- *   their snake_case native keys.
+ *   their snake_case native keys; without `server.port` it listens on 8080, as llm-gateway.
  */
 import { formatPath, type KeyPath, PathOrigins } from "../paths.ts";
 import { PROVIDER_PRESETS } from "../presets.ts";
@@ -67,6 +67,9 @@ const SPEC: Spec = {
   },
 };
 
+/** llm-gateway's default port. */
+const LLM_GATEWAY_PORT = 8080;
+
 /** Keys only llm-gateway writes; any of them (or a `providers` list) selects the dialect. */
 const MARKERS: readonly (readonly string[])[] = [
   ["routing", "defaultProvider"],
@@ -109,6 +112,10 @@ export function fromLlmGateway(input: Tree): DialectResult {
     errors.push(`${formatPath(path)}: ${message}`);
 
   const tree = translate(input, [], [], SPEC, origins) as Tree;
+  // llm-gateway listens on 8080 unless told otherwise (its README's clients call
+  // localhost:8080); `PORT` and `--port` still win over the file.
+  if (tree.server === undefined) tree.server = {};
+  if (isRecord(tree.server) && tree.server.port === undefined) tree.server.port = LLM_GATEWAY_PORT;
 
   // providers: a list → a map keyed by name.
   const listed: ListedProvider[] = [];

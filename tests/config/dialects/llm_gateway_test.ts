@@ -194,3 +194,21 @@ providers:
     problems.join("\n"),
   );
 });
+
+Deno.test("llm-gateway: without server.port it listens on 8080, as llm-gateway does", () => {
+  const bare = parseConfigText(
+    "providers:\n  - { name: openai, apiKey: sk-1 }\n",
+    KEYS,
+    "gateway.yaml",
+  );
+  assert.equal(bare.config.server.port, 8080);
+  const set = parseConfigText(
+    "server: { port: 9100 }\nproviders:\n  - { name: openai, apiKey: sk-1 }\n",
+    KEYS,
+    "gateway.yaml",
+  );
+  assert.equal(set.config.server.port, 9100);
+  // Our own dialect keeps its default.
+  const native = parseConfigText("providers: { mock: {} }\n", KEYS, "pilotfish.yaml");
+  assert.equal(native.config.server.port, 9002);
+});
