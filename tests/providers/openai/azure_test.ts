@@ -19,6 +19,22 @@ function recordingAzure(yaml: string) {
   return { adapter, calls };
 }
 
+/** A one-message chat call for `model`, with the configured key unless `apiKey` says. */
+function chatCall(
+  model: string,
+  apiKey: string | null = "azure-key-123",
+  clientAuthorization: string | null = null,
+) {
+  return {
+    signal: new AbortController().signal,
+    timeoutMs: 1_000,
+    apiKey,
+    clientAuthorization,
+    body: { model, messages: [{ role: "user" as const, content: "hi" }] },
+    stream: false as const,
+  };
+}
+
 Deno.test("Azure OpenAI: deployment URL, api-version and api-key header", async () => {
   const { config } = parseConfigText(
     `
@@ -93,15 +109,7 @@ providers:
     deployments: { dotted: "..", gpt-4o: prod-gpt4o }
     keys: [{ key: azure-key-123 }]
 `);
-  const chat = (model: string) =>
-    adapter.chat({
-      signal: new AbortController().signal,
-      timeoutMs: 1_000,
-      apiKey: "azure-key-123",
-      clientAuthorization: null,
-      body: { model, messages: [{ role: "user", content: "hi" }] },
-      stream: false,
-    }, model);
+  const chat = (model: string) => adapter.chat(chatCall(model), model);
   const encoded: [string, string][] = [
     ["../../x", "..%2F..%2Fx"],
     ["a/../../b", "a%2F..%2F..%2Fb"],
@@ -138,14 +146,7 @@ providers:
     keys: [{ key: azure-key-123 }]
 `);
   for (const model of ["constructor", "toString", "hasOwnProperty"]) {
-    await adapter.chat({
-      signal: new AbortController().signal,
-      timeoutMs: 1_000,
-      apiKey: "azure-key-123",
-      clientAuthorization: null,
-      body: { model, messages: [{ role: "user", content: "hi" }] },
-      stream: false,
-    }, model);
+    await adapter.chat(chatCall(model), model);
     assert.equal(
       new URL(calls.at(-1)!.url).pathname,
       `/openai/deployments/${model}/chat/completions`,
@@ -159,14 +160,7 @@ Deno.test("Azure OpenAI: a forwarded client credential goes as api-key; an Entra
   );
   const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwcyJ9.c2lnbmF0dXJl";
   for (const clientAuthorization of ["Bearer 0123456789abcdef0123456789abcdef", `Bearer ${jwt}`]) {
-    await adapter.chat({
-      signal: new AbortController().signal,
-      timeoutMs: 1_000,
-      apiKey: null,
-      clientAuthorization,
-      body: { model: "gpt-4o", messages: [{ role: "user", content: "hi" }] },
-      stream: false,
-    }, "gpt-4o");
+    await adapter.chat(chatCall("gpt-4o", null, clientAuthorization), "gpt-4o");
   }
   assert.equal(calls[0]?.headers.get("api-key"), "0123456789abcdef0123456789abcdef");
   assert.equal(calls[0]?.headers.get("authorization"), null);
