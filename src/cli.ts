@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import type { Config } from "./config/mod.ts";
 import { parseDuration } from "./config/duration.ts";
-import { hostProblem, pathProblem } from "./config/load.ts";
+import { hostProblem, pathProblem, socketPathProblem } from "./config/load.ts";
 
 export interface CliOptions {
   readonly configPath: string | null;
@@ -117,6 +117,8 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
     const problem = path ? pathProblem(path) : null;
     if (problem !== null) throw new CliError(`Invalid ${flag}: ${problem}`);
   }
+  const socketProblem = values.socket ? socketPathProblem(values.socket) : null;
+  if (socketProblem !== null) throw new CliError(`Invalid --socket: ${socketProblem}`);
   return {
     configPath: configPath === "" ? null : configPath,
     ...(values.host !== undefined ? { host: values.host } : {}),

@@ -233,6 +233,10 @@ export function validateConfig(
     const problem = value === undefined ? null : pathProblem(value);
     if (problem !== null) errors.push(`${at(path)}: ${problem}`);
   }
+  const socketProblem = parsed.server.socket === undefined
+    ? null
+    : socketPathProblem(parsed.server.socket);
+  if (socketProblem !== null) errors.push(`${at(["server", "socket"])}: ${socketProblem}`);
 
   const providers: Record<string, ProviderConfig> = {};
   for (const [name, rawProvider] of Object.entries(parsed.providers)) {
@@ -646,6 +650,17 @@ export function hostProblem(host: string): string | null {
 }
 
 /** Why a file path cannot be granted to the daemon, or null. */
+/** The bytes a Unix socket path may hold (`sun_path` is 108, with its terminating NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Why `path` cannot name a Unix socket, or null. */
+export function socketPathProblem(path: string): string | null {
+  const bytes = new TextEncoder().encode(path).length;
+  return bytes > MAX_SOCKET_PATH_BYTES
+    ? `a Unix socket path holds at most ${MAX_SOCKET_PATH_BYTES} bytes; this one has ${bytes}`
+    : null;
+}
+
 export function pathProblem(path: string): string | null {
   return path.includes(",")
     ? `"${path}" contains a comma, which Deno's permission flags cannot express: choose a path without one`

@@ -146,6 +146,11 @@ function listenOr<T>(listen: () => T, what: string, flag: string, grant: string)
     if (err instanceof Deno.errors.NotFound) {
       throw new ListenError(`${what}: its directory does not exist (choose another with ${flag})`);
     }
+    if (err instanceof Deno.errors.NotADirectory) {
+      throw new ListenError(
+        `${what}: a parent of it is not a directory (choose another with ${flag})`,
+      );
+    }
     throw err;
   }
 }
@@ -154,12 +159,26 @@ function listenOr<T>(listen: () => T, what: string, flag: string, grant: string)
  * A socket file left by a crashed daemon would make listen fail. Replace it only if no
  * live daemon answers on it: two sidecars must never steal each other's socket.
  */
-async function clearStaleSocket(path: string): Promise<void> {
+export async function clearStaleSocket(
+  path: string,
+  connect: (path: string) => Promise<Deno.Conn> = (p) =>
+    Deno.connect({ transport: "unix", path: p }),
+): Promise<void> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.lstat(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return;
+    if (err instanceof Deno.errors.NotADirectory) {
+      throw new ListenError(
+        `Cannot use socket ${path}: a parent of it is not a directory (choose another with --socket)`,
+      );
+    }
+    if (err instanceof Deno.errors.PermissionDenied) {
+      throw new ListenError(
+        `Cannot use socket ${path}: permission denied by the operating system (choose another with --socket)`,
+      );
+    }
     if (err instanceof Deno.errors.NotCapable) {
       throw new ListenError(
         `Cannot use socket ${path}: missing permission --allow-read=${path} (start with \`deno task start\`)`,
@@ -174,9 +193,17 @@ async function clearStaleSocket(path: string): Promise<void> {
   }
   let conn: Deno.Conn | null = null;
   try {
-    conn = await Deno.connect({ transport: "unix", path });
-  } catch {
-    // Nobody answered: a crashed daemon's leftover.
+    conn = await connect(path);
+  } catch (err) {
+    // Refused: nobody listens, a crashed daemon's leftover. Anything else (no permission to
+    // connect, a full backlog) may be a live daemon this process cannot reach: never taken.
+    if (!(err instanceof Deno.errors.ConnectionRefused)) {
+      throw new ListenError(
+        `Socket ${path} exists and cannot be checked (${
+          (err as Error).name
+        }): it may belong to a live daemon; remove it if it is stale, or choose another path with --socket`,
+      );
+    }
   }
   if (conn !== null) {
     conn.close();
