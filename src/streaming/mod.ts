@@ -14,6 +14,7 @@ export { chunkReader, markByteStream } from "./reader.ts";
 export {
   createSseDataReader,
   createSseDataStream,
+  createSseEndStream,
   createSseTap,
   encodeSseData,
   encodeSseEvent,

@@ -1,6 +1,6 @@
 import { GatewayError } from "../errors.ts";
 import { type OpenAIChatChunk, withoutStopSequence } from "../schema/openai.ts";
-import { createSseDataStream, SSE_DONE } from "./sse.ts";
+import { createSseDataStream, createSseEndStream, SSE_DONE } from "./sse.ts";
 
 const encoder = new TextEncoder();
 
@@ -34,6 +34,7 @@ export function decodeOpenAISse(
   return body
     .pipeThrough(new TextDecoderStream())
     .pipeThrough(createSseDataStream())
+    .pipeThrough(createSseEndStream((data) => data === "[DONE]"))
     .pipeThrough(
       new TransformStream<string, OpenAIChatChunk>({
         transform(data, controller) {

@@ -116,6 +116,23 @@ export function createSseDataStream(): TransformStream<string, string> {
 }
 
 /**
+ * SSE `data:` payloads up to and including the one `last` accepts, then the end: a stream
+ * being translated finishes (its closing events go out) when the upstream's last event
+ * arrives, not when the upstream gets round to closing its connection, which it may hold
+ * open; the source is cancelled then.
+ */
+export function createSseEndStream(
+  last: (data: string) => boolean,
+): TransformStream<string, string> {
+  return new TransformStream({
+    transform(data, controller) {
+      controller.enqueue(data);
+      if (last(data)) controller.terminate();
+    },
+  });
+}
+
+/**
  * Forward SSE bytes untouched while handing each `data:` payload to `onData` on the side
  * (usage taps and sniffers). `onEnd` runs after the last event, `onCancel` when the consumer
  * cancels or the source fails first.

@@ -3,6 +3,7 @@ import {
   createOpenAIChunkSender,
   createOpenAIChunkWriter,
   createSseDataStream,
+  createSseEndStream,
   createToolCallDeltas,
   type OpenAIChunkWriter,
 } from "../../streaming/mod.ts";
@@ -35,6 +36,8 @@ export interface AnthropicStreamContext {
  * Anthropic SSE bytes → OpenAI SSE bytes, one event at a time: UTF-8 decoding (split-safe),
  * SSE framing, then the per-request translation. Cancelling the result cancels `body`.
  */
+const MESSAGE_STOP = /^\s*\{\s*"type"\s*:\s*"message_stop"/;
+
 export function toOpenAIStream(
   body: ReadableStream<Uint8Array>,
   ctx: AnthropicStreamContext,
@@ -42,6 +45,8 @@ export function toOpenAIStream(
   return body
     .pipeThrough(new TextDecoderStream())
     .pipeThrough(createSseDataStream())
+    // message_stop ends the answer, whether or not Anthropic closes the connection yet.
+    .pipeThrough(createSseEndStream((data) => MESSAGE_STOP.test(data)))
     .pipeThrough(createAnthropicStreamTransformer(ctx));
 }
 
