@@ -5,31 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { startGateway } from "../helpers/in_process.ts";
-
-/** An upstream that sends `events`, then holds the connection open until cancelled. */
-function holdingUpstream(events: string[]) {
-  const cancelled = Promise.withResolvers<void>();
-  const enc = new TextEncoder();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    await req.body?.cancel();
-    return new Response(
-      new ReadableStream<Uint8Array>({
-        start(controller) {
-          for (const e of events) controller.enqueue(enc.encode(e));
-        },
-        cancel() {
-          cancelled.resolve();
-        },
-      }),
-      { headers: { "content-type": "text/event-stream" } },
-    );
-  });
-  return {
-    url: `http://127.0.0.1:${server.addr.port}`,
-    cancelled: cancelled.promise,
-    close: () => server.shutdown(),
-  };
-}
+import { startHoldingUpstream } from "../fakes/holding_upstream.ts";
 
 /** The whole body, or a failure (the body cancelled) if it is still open after `ms`. */
 async function readWithin(res: Response, ms: number): Promise<string> {
@@ -57,7 +33,7 @@ async function readWithin(res: Response, ms: number): Promise<string> {
 const sse = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 
 Deno.test("Anthropic → chat completions: message_stop ends the client's stream, the upstream held open", async () => {
-  const up = holdingUpstream([
+  const up = startHoldingUpstream([
     sse("message_start", {
       type: "message_start",
       message: { id: "msg_1", model: "claude-x", usage: { input_tokens: 7, output_tokens: 1 } },
@@ -112,30 +88,23 @@ providers:
 });
 
 Deno.test("OpenAI → /v1/messages: [DONE] ends the client's stream with message_stop, the upstream held open", async () => {
-  const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+  const event = (fields: Record<string, unknown>) =>
     `data: ${
       JSON.stringify({
         id: "c1",
         object: "chat.completion.chunk",
         created: 1,
         model: "gpt-x",
-        choices: [{ index: 0, delta, finish_reason: finish }],
+        ...fields,
       })
     }\n\n`;
-  const up = holdingUpstream([
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+    event({ choices: [{ index: 0, delta, finish_reason: finish }] });
+  const up = startHoldingUpstream([
     chunk({ role: "assistant", content: "" }),
     chunk({ content: "Hi" }),
     chunk({}, "stop"),
-    `data: ${
-      JSON.stringify({
-        id: "c1",
-        object: "chat.completion.chunk",
-        created: 1,
-        model: "gpt-x",
-        choices: [],
-        usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
-      })
-    }\n\n`,
+    event({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 } }),
     "data: [DONE]\n\n",
   ]);
   const gw = startGateway(`

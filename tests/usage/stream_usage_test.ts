@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startHoldingUpstream } from "../fakes/holding_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
 import { assertUsd, json, lineOf } from "./support.ts";
 
@@ -65,31 +66,6 @@ pricing:
   }
 });
 
-/** An upstream that sends `events` and then holds the stream open until it is cancelled. */
-function hangingUpstream(events: string[]) {
-  const enc = new TextEncoder();
-  const cancelled = Promise.withResolvers<void>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    await req.text();
-    return new Response(
-      new ReadableStream<Uint8Array>({
-        start(controller) {
-          for (const e of events) controller.enqueue(enc.encode(e));
-        },
-        cancel() {
-          cancelled.resolve();
-        },
-      }),
-      { headers: { "content-type": "text/event-stream" } },
-    );
-  });
-  return {
-    url: `http://127.0.0.1:${server.addr.port}`,
-    cancelled: cancelled.promise,
-    close: () => server.shutdown(),
-  };
-}
-
 Deno.test("a cancelled stream without upstream counts is billed as estimated", async () => {
   const piece = (content: string) =>
     `data: ${
@@ -103,7 +79,7 @@ Deno.test("a cancelled stream without upstream counts is billed as estimated", a
     }\n\n`;
   // 4 pieces of 10 characters: 40 characters streamed → ceil(40 / 4) = 10 output tokens.
   const pieces = ["0123456789", "abcdefghij", "klmnopqrst", "uvwxyzABCD"];
-  const up = hangingUpstream(pieces.map(piece));
+  const up = startHoldingUpstream(pieces.map(piece));
   const gw = startGateway(`
 providers:
   up: { type: openai, base_url: ${up.url}, keys: [{ key: sk-up }] }
@@ -153,7 +129,7 @@ Deno.test("a cancelled Gemini stream keeps the output and thinking Gemini had co
         responseId: "r1",
       })
     }\r\n\r\n`;
-  const up = hangingUpstream([event("Hello", 10), event(" there", 20)]);
+  const up = startHoldingUpstream([event("Hello", 10), event(" there", 20)]);
   const gw = startGateway(`
 providers:
   gemini: { type: gemini, base_url: ${up.url}, keys: [{ key: AIza-test-key-00000000000000 }] }
