@@ -34,6 +34,7 @@ export function anthropicContentChars(data: string): number {
 
 /** The end of an Anthropic stream: `message_stop`, or the `error` event it failed with. */
 const ANTHROPIC_DONE = /^\s*\{\s*"type"\s*:\s*"(?:message_stop|error)"/;
+export const anthropicStreamDone = (data: string) => ANTHROPIC_DONE.test(data);
 
 /** Anthropic SDKs send `x-api-key`, or `Authorization: Bearer` (newer versions, OAuth). */
 export const ANTHROPIC_NATIVE: NativeApi = {
@@ -44,5 +45,5 @@ export const ANTHROPIC_NATIVE: NativeApi = {
   },
   usage: anthropicUsageOf,
   contentChars: anthropicContentChars,
-  streamDone: (data) => ANTHROPIC_DONE.test(data),
+  streamDone: anthropicStreamDone,
 };

@@ -9,6 +9,7 @@ import {
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
+import { anthropicStreamDone } from "./native.ts";
 import { withThinking } from "../shared/openai_response.ts";
 import { fromAnthropicStreamError } from "./errors.ts";
 import { stopSequenceOf, toFinishReason, toOpenAIUsage } from "./response.ts";
@@ -36,8 +37,6 @@ export interface AnthropicStreamContext {
  * Anthropic SSE bytes → OpenAI SSE bytes, one event at a time: UTF-8 decoding (split-safe),
  * SSE framing, then the per-request translation. Cancelling the result cancels `body`.
  */
-const MESSAGE_STOP = /^\s*\{\s*"type"\s*:\s*"message_stop"/;
-
 export function toOpenAIStream(
   body: ReadableStream<Uint8Array>,
   ctx: AnthropicStreamContext,
@@ -45,8 +44,9 @@ export function toOpenAIStream(
   return body
     .pipeThrough(new TextDecoderStream())
     .pipeThrough(createSseDataStream())
-    // message_stop ends the answer, whether or not Anthropic closes the connection yet.
-    .pipeThrough(createSseEndStream((data) => MESSAGE_STOP.test(data)))
+    // message_stop (or an error event) ends the answer, whether or not Anthropic closes the
+    // connection yet.
+    .pipeThrough(createSseEndStream(anthropicStreamDone))
     .pipeThrough(createAnthropicStreamTransformer(ctx));
 }
 
