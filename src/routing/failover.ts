@@ -416,11 +416,26 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     last.info.response?.body?.cancel().catch(() => {});
     return exhausted(breaker.degraded(lastTarget?.provider ?? "unknown"), attempts, lastTarget);
   }
+  if (req.signal.aborted) return exhausted(clientClosed(last), attempts, lastTarget);
   return exhausted(
     last ?? new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
     attempts,
     lastTarget,
   );
+}
+
+/**
+ * A client that left never sees an answer: its exchange ends as nginx's 499 (logged at info,
+ * counted under 499), not as the failure it left during (a gated stream's cut, a backoff's 503).
+ */
+function clientClosed(last: GatewayError | null): GatewayError {
+  if (last?.status === 499) return last;
+  last?.info.response?.body?.cancel().catch(() => {});
+  return new GatewayError("upstream_unreachable", "Client closed the request", {
+    status: 499,
+    retryable: false,
+    ...(last ? { cause: last } : {}),
+  });
 }
 
 /**

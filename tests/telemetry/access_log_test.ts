@@ -3,7 +3,7 @@
  * request bodies (off by default; redacted and truncated when on), and the console format.
  */
 import assert from "node:assert/strict";
-import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { type Script, startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
 import { waitFor } from "../state/support.ts";
 
@@ -300,7 +300,7 @@ Deno.test("a client that cancels after the terminal event got the whole answer: 
   }
 });
 
-Deno.test("a client that leaves a stream before its first byte is logged as client_abort, on every route", async (t) => {
+Deno.test("a client that leaves a stream before its first byte is logged as client_abort with 499 at info, on every route", async (t) => {
   const upstream = startFakeUpstream();
   const gw = startGateway(providers(upstream.url));
   try {
@@ -317,27 +317,40 @@ Deno.test("a client that leaves a stream before its first byte is logged as clie
       ],
       ["/v1/responses", JSON.stringify({ model: "up/gpt-4o-mini", stream: true, input: "hi" })],
     ];
+    // The upstream says nothing; or it answered 200 and holds its first event (the gate waits).
+    const upstreams: [string, Script][] = [
+      ["no answer", { kind: "hang" }],
+      ["no first event", { kind: "sse", events: [], thenHang: true }],
+    ];
     let n = 0;
     for (const [path, body] of bodies) {
-      await t.step(path, async () => {
-        upstream.script({ kind: "hang" });
-        const before = upstream.requests.length;
-        const ac = new AbortController();
-        // Over TCP: the client's connection closes, as a real client's does.
-        const pending = fetch(gw.url(path), {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body,
-          signal: ac.signal,
-        }).then((r) => r.body?.cancel(), () => {});
-        await waitFor("the upstream call", () => upstream.requests.length > before);
-        ac.abort();
-        await pending;
-        n++;
-        await waitFor("the log line", () => requestLines(gw.logs).length >= n);
-        assert.equal(nextRequestLine(gw.logs, n).outcome, "client_abort");
-      });
+      for (const [what, script] of upstreams) {
+        await t.step(`${path}, ${what}`, async () => {
+          upstream.script(script);
+          const before = upstream.requests.length;
+          const ac = new AbortController();
+          // Over TCP: the client's connection closes, as a real client's does.
+          const pending = fetch(gw.url(path), {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body,
+            signal: ac.signal,
+          }).then((r) => r.body?.cancel(), () => {});
+          await waitFor("the upstream call", () => upstream.requests.length > before);
+          ac.abort();
+          await pending;
+          n++;
+          await waitFor("the log line", () => requestLines(gw.logs).length >= n);
+          const line = nextRequestLine(gw.logs, n);
+          assert.equal(line.outcome, "client_abort");
+          // Not the gate's 502 nobody received, at error level.
+          assert.equal(line.status, 499);
+          assert.equal(line.level, "info");
+        });
+      }
     }
+    const metrics = await (await gw.request("/metrics")).text();
+    assert.doesNotMatch(metrics, /"50\d"/);
   } finally {
     await gw.close();
     await upstream.close();

@@ -58,7 +58,11 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     // in one write.
     // A client already gone gets no body at all: its stream is released, not observed.
     const gone = c.req.raw.signal.aborted;
-    if (gone && (ex.stream || ex.deferEnd)) c.res.body?.cancel("client left").catch(() => {});
+    if (gone && (ex.stream || ex.deferEnd) && ex.wholeBody === null && c.res.body) {
+      c.res.body.cancel("client left").catch(() => {});
+      // Deno.serve throws on a body already cancelled ("has already been consumed").
+      c.res = new Response(null, { status, headers: c.res.headers });
+    }
     const body = (ex.stream || ex.deferEnd) && !gone ? c.res.body : null;
     if (body) {
       ex.deferEnd = true;
