@@ -351,7 +351,8 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       check: lease.check,
       cost,
       limit: rule.limit,
-      remaining: Math.min(rule.limit, remaining),
+      // Whole units, as the memory backend reports them (a bucket refills fractionally).
+      remaining: Math.min(rule.limit, Math.floor(remaining)),
       resetAt,
       retryAfterMs: retry,
       at: lease.at,

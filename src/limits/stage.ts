@@ -168,6 +168,13 @@ export function limitStage(opts: LimitStageOptions): Stage {
     const facts = event.exchange.rateLimit;
     if (!facts || !facts.admission.ok) return;
     const states = facts.admission.states;
+    // A 5xx that used nothing gives back what it took (llm-proxy cancels the request and its
+    // estimate on a server error): a failing upstream or an open breaker costs no quota.
+    if (event.status >= 500 && !used(event.exchange)) {
+      const t = now();
+      for (const s of states) if (s.cost > 0) backend.adjust(s, -s.cost, t);
+      return;
+    }
     if (!states.some((s) => s.check.rule.metric === "tokens")) return;
     const actual = facts.reportedInputTokens ?? inputTokens(event.exchange);
     // llm-proxy reconciles input tokens, and only when they are known.
@@ -244,6 +251,11 @@ export function limitStage(opts: LimitStageOptions): Stage {
 }
 
 /** Input tokens of every attempt that reported usage (a finished hedge loser was billed too). */
+/** Some attempt reached an upstream that reported or streamed usage. */
+function used(ex: Exchange): boolean {
+  return ex.usage !== null || inputTokens(ex) !== null;
+}
+
 function inputTokens(ex: Exchange): number | null {
   let sum: number | null = null;
   for (const a of ex.attempts) {

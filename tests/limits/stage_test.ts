@@ -211,6 +211,46 @@ features:
   }
 });
 
+Deno.test("a 5xx that used nothing gives back its request and token estimate; a 4xx keeps them", async () => {
+  const up = startFakeUpstream();
+  const clock = testClock();
+  const gw = startGateway(
+    `
+providers:
+  up: { base_url: "${up.url}/v1" }
+routing: { failover: { enabled: false } }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 2, tokens_per_minute: 1000 }
+`,
+    {},
+    { now: clock.now },
+  );
+  try {
+    const failing = { kind: "json", status: 500, body: { error: { message: "boom" } } } as const;
+    for (let i = 0; i < 4; i++) {
+      up.script(failing);
+      const res = await drain(await gw.request("/v1/chat/completions", chat()));
+      assert.equal(res.status, 500, `failure ${i} is the upstream's, not a 429`);
+    }
+    const rows = (await (await gw.request("/health")).json()).rate_limiting.usage as {
+      metric: string;
+      used: number;
+    }[];
+    assert.deepEqual(rows.map((r) => [r.metric, r.used]), [["requests", 0], ["tokens", 0]]);
+    // A client error is the client's request: it counts.
+    up.script({ kind: "json", status: 400, body: { error: { message: "bad" } } });
+    await drain(await gw.request("/v1/chat/completions", chat()));
+    up.script({ kind: "json", body: completionBody("ok") });
+    assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 200);
+    assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 429);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
 Deno.test("llm-gateway rateLimit: global, perKey and perModel; the tightest decides", async () => {
   const up = startFakeUpstream();
   const setKey: Stage = {
