@@ -11,7 +11,7 @@
 import { GatewayError } from "../errors.ts";
 import { errorEnvelope, formatForPath } from "../pipeline/encode/error.ts";
 import type { EventOf } from "../pipeline/events.ts";
-import type { Exchange } from "../pipeline/exchange.ts";
+import { type Exchange, isUsage } from "../pipeline/exchange.ts";
 import type { PreHttpResult, PreLlmResult, Stage } from "../pipeline/stages.ts";
 import { periodClock } from "./key.ts";
 import type { Identity, KeyService, Refusal } from "./service.ts";
@@ -114,9 +114,12 @@ export function createAppKeyStage(
       const record = keyOf.get(ex);
       if (record === undefined) return;
       keyOf.delete(ex);
+      // Counted as /api/v1/usage counts (the meter ran first): requests that reached a provider
+      // or the cache, with the billed tokens (a cut stream's estimated prompt included).
+      if (!isUsage(ex)) return;
       service.backend.record(record.id, periods(now()), {
         requests: 1,
-        tokens: event.usage?.total_tokens ?? 0,
+        tokens: ex.billedUsage?.total_tokens ?? event.usage?.total_tokens ?? 0,
         cost_micros: ex.cost !== null && Number.isFinite(ex.cost) && ex.cost > 0
           ? micros(record.id, ex.cost)
           : 0,
@@ -136,7 +139,11 @@ function refuse(ex: Exchange, r: Refusal): PreHttpResult & PreLlmResult {
     upstreamCode: "budget_exceeded",
   });
   const format = ex.errorFormat ?? formatForPath(ex.path);
-  const headers: Record<string, string> = { "retry-after": String(r.retryAfter ?? 60) };
+  // The OpenAI and Anthropic SDKs retry a 429 unless told not to; a budget resets in hours.
+  const headers: Record<string, string> = {
+    "retry-after": String(r.retryAfter ?? 60),
+    "x-should-retry": "false",
+  };
   if (format === "aws_json") headers["x-amzn-errortype"] = "ThrottlingException";
   return { action: "respond", status: 429, body: errorEnvelope(err, format), headers };
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway, testClock } from "../helpers/in_process.ts";
 import { admin, bearer, chargeStage, chat, createKey, keysConfig } from "./support.ts";
 
@@ -28,6 +29,8 @@ Deno.test("budgets: over the daily budget → 429 naming it and its reset; reset
         assert.match(err.message, /daily budget of \$0\.5/);
         assert.match(err.message, /resets at 2026-04-01T00:00:00\.000Z/);
         assert.equal(r.headers.get("retry-after"), "3600");
+        // The SDKs would retry a 429 twice; a budget will not reset in their backoff.
+        assert.equal(r.headers.get("x-should-retry"), "false");
       },
     );
 
@@ -139,5 +142,50 @@ Deno.test("budgets: requests cheaper than a micro-dollar add up; none is free", 
     assert.equal((u.json.day as { cost_usd: number }).cost_usd, 0.000002);
   } finally {
     await gw.close();
+  }
+});
+
+Deno.test("a key's usage counts as /api/v1/usage does: refused-before-any-provider requests not, estimated prompts in", async () => {
+  const up = startFakeUpstream();
+  // An upstream stream with no usage: the bill estimates the prompt.
+  const gw = startGateway(
+    keysConfig().replace("  mock: {}", `  mock: {}\n  up: { base_url: "${up.url}/v1" }`),
+  );
+  try {
+    const { id, key } = await createKey(gw, { name: "u" });
+    // Bad input and an unknown model reach no provider: not requests the key made use of.
+    const bad = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: bearer(key),
+      body: JSON.stringify({ model: "up/gpt-4o-mini", messages: "not a list" }),
+    });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+    assert.equal((await chat(gw, bearer(key), "nowhere/none")).status, 404);
+    up.script({ kind: "stream", chunks: ["Hello", " there"] });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: bearer(key),
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "please write a long answer about trees" }],
+      }),
+    });
+    await res.text();
+    const day = (await admin(gw, "GET", `/api/v1/keys/${id}/usage`)).json.day as {
+      requests: number;
+      tokens: number;
+    };
+    const rollup = (await admin(gw, "GET", "/api/v1/usage")).json.by_app_key as Record<
+      string,
+      { requests: number; total_tokens: number }
+    >;
+    assert.equal(day.requests, 1);
+    assert.equal(day.requests, rollup[id]?.requests);
+    assert.equal(day.tokens, rollup[id]?.total_tokens);
+  } finally {
+    await gw.close();
+    await up.close();
   }
 });
