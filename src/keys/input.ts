@@ -36,9 +36,12 @@ const common = {
   expires_at: v.optional(v.nullable(isoTime)),
   /** Butter's: lifetime from now; 0 = none (no expiry, whatever `default_ttl` says). */
   ttl_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-  allowed_models: v.optional(names),
-  allowed_providers: v.optional(names),
-  budget: v.optional(budget),
+  // `null` clears, as for `limits` and `expires_at`.
+  allowed_models: v.optional(v.pipe(v.nullable(names), v.transform((n) => n ?? []))),
+  allowed_providers: v.optional(v.pipe(v.nullable(names), v.transform((n) => n ?? []))),
+  budget: v.optional(
+    v.pipe(v.nullable(budget), v.transform((b) => b ?? { daily_usd: null, monthly_usd: null })),
+  ),
   limits: v.optional(limits),
 };
 
@@ -47,17 +50,19 @@ const createSchema = v.strictObject({
   /** Butter's name for `name`. */
   label: v.optional(v.pipe(v.string(), v.maxLength(200))),
 });
-const patchSchema = v.strictObject(common);
+const patchSchema = createSchema;
 
 export type KeyCreateInput = v.InferOutput<typeof createSchema>;
-export type KeyPatchInput = v.InferOutput<typeof patchSchema>;
+export type KeyPatchInput = Omit<v.InferOutput<typeof patchSchema>, "label">;
 
 export function parseCreate(body: unknown): KeyCreateInput {
   return oneExpiry(parse(createSchema, body ?? {}));
 }
 
 export function parsePatch(body: unknown): KeyPatchInput {
-  return oneExpiry(parse(patchSchema, body));
+  const { label, ...patch } = oneExpiry(parse(patchSchema, body));
+  // Butter renames a key by its `label`.
+  return label !== undefined && patch.name === undefined ? { ...patch, name: label } : patch;
 }
 
 /** An expiry is one of the two: which would win is anyone's guess. */

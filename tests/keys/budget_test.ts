@@ -101,6 +101,15 @@ Deno.test("budgets: the monthly budget, and a PATCH raising it lets requests thr
     // Clearing a budget: null.
     const q = await admin(gw, "PATCH", `/api/v1/keys/${id}`, { budget: { daily_usd: null } });
     assert.deepEqual(q.json.budget, { daily_usd: null, monthly_usd: 10 });
+    // Every budget, and an allowlist, at once: null (as for limits and expires_at).
+    await admin(gw, "PATCH", `/api/v1/keys/${id}`, { allowed_models: ["mock/echo"] });
+    const none = await admin(gw, "PATCH", `/api/v1/keys/${id}`, {
+      budget: null,
+      allowed_models: null,
+    });
+    assert.equal(none.status, 200, JSON.stringify(none.json));
+    assert.deepEqual(none.json.budget, { daily_usd: null, monthly_usd: null });
+    assert.deepEqual(none.json.allowed_models, []);
   } finally {
     await gw.close();
   }

@@ -164,11 +164,18 @@ app_keys: { enabled: true, persistence: { enabled: false } }
     assert.equal(byId.json.id, made.json.id);
     const patched = await admin(gw, "PATCH", `/v1/app-keys/${key}`, { allowed_models: ["x"] });
     assert.deepEqual(patched.json.allowed_models, ["x"]);
+    // Butter renames by label.
+    const renamed = await admin(gw, "PATCH", `/v1/app-keys/${key}`, { label: "svc-1" });
+    assert.equal(renamed.status, 200, JSON.stringify(renamed.json));
+    assert.equal(renamed.json.label, "svc-1");
+    assert.equal(renamed.json.name, "svc-1");
     // Butter's rotation: 201 {old, new}, the new key's value in new.key, a label override.
     const rotated = await admin(gw, "POST", `/v1/app-keys/${key}/rotate`, { label: "svc-2" });
     assert.equal(rotated.status, 201);
     const fresh = rotated.json.new as { key: string; label: string; status: string };
-    assert.equal((rotated.json.old as { status: string }).status, "revoked");
+    const old = rotated.json.old as { status: string; revoked_at: string | null };
+    assert.equal(old.status, "revoked");
+    assert.ok(old.revoked_at !== null && !Number.isNaN(Date.parse(old.revoked_at)));
     assert.equal(fresh.label, "svc-2");
     assert.equal(fresh.status, "active");
     assert.equal((await chat(gw, { "x-butter-app-key": key })).status, 401, "the old key");

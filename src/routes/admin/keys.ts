@@ -146,7 +146,8 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
       if (typeof body.label === "string" && body.label !== "") {
         record = await keys.update(id, parsePatch({ name: body.label }));
       }
-      const old = { ...view(before, now), status: "revoked" };
+      // The old value as it now stands: revoked at the rotation (the record lives on as `new`).
+      const old = view({ ...before, revoked_at: now }, now);
       return send(c, "json", { old, new: { ...view(record, now), key } }, 201);
     }),
   );
