@@ -48,6 +48,8 @@ Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a
   const targets = [{ provider: "p", model: "m" }];
   const key = cacheKey(targets, "", body);
   assert.equal(key, cacheKey(targets, "", { messages: body.messages, model: "m" }));
+  // The model as typed (bare, prefixed, an alias) is the same request once routed.
+  assert.equal(key, cacheKey(targets, "", { ...body, model: "p/m" }));
   assert.notEqual(cacheKey(targets, "key-a", body), cacheKey(targets, "key-b", body));
   assert.notEqual(key, cacheKey([{ provider: "q", model: "m" }], "", body));
   assert.match(key, /^[0-9a-f]{64}$/);
@@ -85,7 +87,7 @@ async function documentedKey(
       : v;
   const fields = Object.fromEntries(
     Object.entries(body).filter(([k]) =>
-      !["stream", "stream_options", "user", "metadata", "store"].includes(k)
+      !["stream", "stream_options", "user", "metadata", "store", "model"].includes(k)
     ),
   );
   const text = `pilotfish-cache-v2\n${
