@@ -109,10 +109,17 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
     butterKey: butterKeyRules(config),
     trustedProxies: (config.plugins.ratelimit?.trusted_proxies ?? []).map((c) => parseCidr(c)!),
   });
+  // Counters outlive a reload (memory) or are shared (Redis); report only those this
+  // generation enforces, not a rule a reload took away.
+  const ids = new Set(rules.map((r) => r.id));
+  const butterKeys = butterKeyRules(config) !== null;
+  const live = (rule: string) =>
+    ids.has(rule) || (appKeys && rule.startsWith("key.")) ||
+    (butterKeys && rule.startsWith("butter.key."));
   return {
     stage,
     rules,
-    usage: () => backend.usage(deps.now()),
+    usage: () => backend.usage(deps.now()).filter((row) => live(row.rule)),
     health: () => backend.health(),
     shared: () => shared,
   };

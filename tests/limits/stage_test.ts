@@ -9,6 +9,7 @@ import { startGateway, testClock } from "../helpers/in_process.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
 import { createControl } from "../../src/pipeline/control.ts";
 import { buildRuntime } from "../../src/runtime.ts";
+import { parseConfigText } from "../../src/config/load.ts";
 import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
 import { fingerprint } from "../../src/limits/policy.ts";
 import { lineOf } from "../usage/support.ts";
@@ -453,6 +454,26 @@ features:
     } finally {
       next.retire();
       await next.dispose();
+    }
+    // A reload that drops carol's override no longer reports her counter (nor enforces it).
+    const dropped = buildRuntime(
+      parseConfigText(yaml.replace(/ +overrides:.*\n/, ""), () => undefined, "x.yaml").config,
+      3,
+      {
+        fetch,
+        random: Math.random,
+        routing: gw.runtime.routing,
+        breakerStore: createMemoryBreakerStore(
+          breakerTiming(gw.runtime.config.features.circuit_breaker),
+        ),
+        write: () => {},
+      },
+    );
+    try {
+      assert.deepEqual(dropped.limits!.usage().map((r) => `${r.scope} ${r.used}`), ["global 2"]);
+    } finally {
+      dropped.retire();
+      await dropped.dispose();
     }
   } finally {
     await gw.close();
