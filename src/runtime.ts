@@ -150,7 +150,10 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   const resources = deps.resources ?? (ownResources as StateResources);
   const usage = resources.ledger(config, logger);
   const cache = resources.cache(config, logger);
-  const prices = createPriceBook(config);
+  const prices = createPriceBook(
+    config,
+    (provider, model) => adapters.get(provider)?.pricedAs?.(model) ?? model,
+  );
   const costFields = config.features.cost_tracking.enabled;
   const meter = createMeter({ prices, ledger: usage, now, costHeader: costFields });
   // Before every stage's subscriber: they (the access log first) read the cost it sets.

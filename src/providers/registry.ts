@@ -7,6 +7,7 @@ import { createMockAdapter } from "./mock/adapter.ts";
 import { createOpenAIAdapter } from "./openai/adapter.ts";
 import { BEDROCK_NATIVE } from "./bedrock/native.ts";
 import { classifyBedrock } from "./bedrock/classify.ts";
+import { bedrockModelId } from "./bedrock/model_id.ts";
 import type { AdapterDeps, ProviderAdapter } from "./types.ts";
 import { createSecretScrub, type SecretScrub } from "../streaming/scrub.ts";
 
@@ -93,6 +94,7 @@ function notOnUnifiedApi(cfg: ProviderConfig, message: string): ProviderAdapter 
     classify: classifyBedrock,
     native: BEDROCK_NATIVE,
     healthFields: bedrockHealthFields(cfg),
+    pricedAs: bedrockModelId,
     chat: () =>
       Promise.reject(new GatewayError("invalid_request", message, { provider: cfg.name })),
   };

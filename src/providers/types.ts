@@ -249,6 +249,11 @@ export interface ProviderAdapter {
   credentialProblem?(): Promise<string | null>;
   /** What `/health` shows of this provider beyond the common fields (llm-proxy's per type). */
   readonly healthFields?: Readonly<Record<string, unknown>>;
+  /**
+   * The model id `model` is priced as, when this provider has other names for the same model
+   * (Bedrock: a model's or an inference profile's ARN); `model` itself when absent.
+   */
+  pricedAs?(model: string): string;
 }
 
 /** A call on a response a provider keeps. */

@@ -173,25 +173,39 @@ export interface PriceBook {
   priceOf(provider: string, model: string): ModelPrice | null;
 }
 
+/**
+ * The model id a provider prices `model` as (a Bedrock ARN → the model or profile id it
+ * names); the provider's own knowledge, from its adapter.
+ */
+export type PricedAs = (provider: string, model: string) => string;
+
 /** The book for one config generation (lookups memoised: the hot path asks the same pairs). */
-export function createPriceBook(config: Config): PriceBook {
+export function createPriceBook(
+  config: Config,
+  pricedAs: PricedAs = (_provider, model) => model,
+): PriceBook {
   const own = config.pricing.models;
   const memo = new Map<string, ModelPrice | null>();
   const configured = (provider: string, model: string): ModelPrice | null =>
     priceIn(own, `${provider}/${model}`) ??
       priceIn(config.providers[provider]?.model_pricing ?? {}, model) ??
       priceIn(own, model);
-  // A cross-region profile (`us.anthropic.…`) is priced as its model, in `pricing.models` too
-  // (a price set for the profile's own id wins).
+  // A cross-region profile (`us.anthropic.…`) is priced as its model, in `pricing.models` too,
+  // and an ARN as the id it names; a price set for the name as asked wins.
   const lookup = (provider: string, model: string): ModelPrice | null => {
     const type = Object.hasOwn(config.providers, provider)
       ? config.providers[provider]?.type
       : undefined;
     if (type !== undefined && FREE_TYPES.has(type)) return FREE;
-    const bare = model.replace(GEO_PREFIX, "");
-    const builtin = config.pricing.builtin ? builtinPrice(model) : null;
-    const own = configured(provider, model) ?? (bare !== model ? configured(provider, bare) : null);
-    return own === null ? builtin : withCacheRates(own, builtin);
+    const id = pricedAs(provider, model);
+    const names = [...new Set([model, id, id.replace(GEO_PREFIX, "")])];
+    const builtin = config.pricing.builtin ? builtinPrice(id) : null;
+    let mine: ModelPrice | null = null;
+    for (const name of names) {
+      mine = configured(provider, name);
+      if (mine !== null) break;
+    }
+    return mine === null ? builtin : withCacheRates(mine, builtin);
   };
   return {
     priceOf(provider, model) {

@@ -153,6 +153,36 @@ pricing:
   assert.equal(book.priceOf("bedrock", "eu.anthropic.claude-haiku-4-5-20251001-v1:0")?.input, 7);
 });
 
+Deno.test("createPriceBook(): a model is priced as the id its provider says it names", () => {
+  const { config } = parseConfigText(
+    `
+providers:
+  bedrock: { region: us-west-2 }
+pricing:
+  models:
+    "bedrock/arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-haiku-4-5": { input: 9, output: 9 }
+`,
+    () => undefined,
+    "t.yaml",
+  );
+  const arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/";
+  const book = createPriceBook(config, (_p, model) => model.replace(arn, ""));
+  const profile = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+  assert.deepEqual(book.priceOf("bedrock", `${arn}${profile}`), book.priceOf("bedrock", profile));
+  assert.equal(book.priceOf("bedrock", `${arn}${profile}`)?.input, 3);
+  // A price configured for the name as asked wins over the id's.
+  assert.equal(
+    book.priceOf(
+      "bedrock",
+      "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-haiku-4-5",
+    )
+      ?.input,
+    9,
+  );
+  // Without the provider's reading an ARN names nothing priced.
+  assert.equal(createPriceBook(config).priceOf("bedrock", `${arn}${profile}`), null);
+});
+
 Deno.test("createPriceBook(): a configured price without cache rates takes the built-in ones", () => {
   const book = (builtin: boolean) =>
     createPriceBook(

@@ -20,6 +20,7 @@ import {
 } from "./credentials.ts";
 import { classifyBedrock } from "./classify.ts";
 import { CREDENTIAL_EXCEPTIONS, fromBedrockError } from "./errors.ts";
+import { bedrockModelId } from "./model_id.ts";
 import { BEDROCK_NATIVE } from "./native.ts";
 import { toConverseRequest } from "./request.ts";
 import { fromConverseResponse } from "./response.ts";
@@ -61,6 +62,7 @@ export function createBedrockAdapter(
     classify: classifyBedrock,
     native: BEDROCK_NATIVE,
     healthFields: bedrockHealthFields(cfg),
+    pricedAs: bedrockModelId,
 
     // The same resolution chat uses (and its cache), so /health says what a call would meet.
     credentialProblem: () =>
