@@ -9,6 +9,7 @@ import type {
 } from "../schema/openai.ts";
 import type { Redactor } from "../telemetry/mod.ts";
 import type { SecretScrub } from "../streaming/scrub.ts";
+import type { StreamFailures } from "../streaming/usage_sniff.ts";
 import type { NativeAuth } from "./shared/native_auth.ts";
 
 /** Token usage in the canonical (OpenAI) shape. */
@@ -169,14 +170,15 @@ export interface NativeApi {
   /**
    * For a body framing other than JSON and SSE (AWS event-stream): a tap that forwards
    * the bytes untouched, hands each decoded JSON payload to `onObject` and the answer text
-   * it carries to `onContent` (characters, for the estimate of a stream cut short). Null
-   * otherwise.
+   * it carries to `onContent` (characters, for the estimate of a stream cut short), and a
+   * failure the framing carries (an exception frame) to `failures`. Null otherwise.
    */
   frames?(
     contentType: string,
     onObject: (value: unknown) => void,
     onEnd: (how: "complete" | "cut") => void,
     onContent: (chars: number) => void,
+    failures?: StreamFailures,
   ): TransformStream<Uint8Array, Uint8Array> | null;
   /**
    * The model a request is for when this API names it in its own terms (Azure: the

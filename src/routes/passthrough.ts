@@ -16,13 +16,22 @@ import {
   nativeErrorFormat,
   type NativeFamily,
 } from "../providers/native_routes.ts";
-import { type AttemptRecord, callsMade, pickKey, pilotfishHeaders } from "../routing/mod.ts";
+import {
+  type AttemptRecord,
+  callsMade,
+  feedRelayedFailure,
+  pickKey,
+  pilotfishHeaders,
+} from "../routing/mod.ts";
 import {
   createUsageMeter,
   createUsageSniffer,
   knownUsage,
   promptBytes,
   pullThrough,
+  RelayedFailure,
+  relayStream,
+  type StreamFailures,
 } from "../streaming/mod.ts";
 import {
   endAt,
@@ -616,8 +625,27 @@ async function relay(
   const read = !ex.stream && res.ok && source && /\bjson\b/i.test(contentType)
     ? await wholeUpTo(source, WHOLE_JSON_BYTES)
     : { body: source, whole: false };
-  let sniffed = read.body?.pipeThrough(createUsageSniffer(contentType, native, meter, onModel)) ??
-    null;
+  // A failure the upstream reported in its own framing (an AWS exception frame after 200):
+  // the client gets it as sent, the breaker counts it, and the log's outcome is `error`.
+  let reported: GatewayError | null = null;
+  const winner = attempts.findLast((a) => a.outcome === "ok");
+  const failures: StreamFailures = {
+    provider,
+    report(error) {
+      if (reported !== null) return;
+      reported = error;
+      const rt = ex.runtime;
+      if (rt.breaker.mode !== "off" && winner !== undefined) {
+        feedRelayedFailure(rt.breaker, rt.adapters, winner, error, rt.now());
+      }
+    },
+  };
+  let sniffed = read.body?.pipeThrough(
+    createUsageSniffer(contentType, native, meter, onModel, failures),
+  ) ?? null;
+  if (sniffed !== null && ex.stream && native.frames !== undefined) {
+    sniffed = failingAtEnd(sniffed, () => reported);
+  }
   if (sniffed === null) meter.settle("complete");
   else if (read.whole) {
     // Read through the sniffer now: usage settles before the response (and its headers) exist.
@@ -648,6 +676,27 @@ async function relay(
     response: new Response(body, { status: res.status, statusText: res.statusText, headers: out }),
     attempts: withUsage,
   };
+}
+
+/**
+ * `body` as it is, ending as a relayed failure (outcome `error`, nothing added) when
+ * `failure()` has one once the body is through.
+ */
+function failingAtEnd(
+  body: ReadableStream<Uint8Array>,
+  failure: () => GatewayError | null,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return relayStream(
+    async () => {
+      const next = await reader.read();
+      const failed = next.done ? failure() : null;
+      if (failed !== null) throw new RelayedFailure(failed);
+      return next;
+    },
+    (reason) => reader.cancel(reason),
+    body,
+  );
 }
 
 /**

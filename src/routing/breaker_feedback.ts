@@ -17,15 +17,38 @@ export function classOf(
   s: Settled,
   err: GatewayError,
 ): OutcomeClass {
+  const classify = deps.adapters.get(s.target.provider)?.classify ?? classifyOutcome;
+  return breaker.escalate(s.key, classify(outcomeOf(err)), deps.now());
+}
+
+/** A failure as the breaker's classifiers read it. */
+function outcomeOf(err: GatewayError): UpstreamOutcome {
   const transport = err.code === "upstream_timeout" || err.code === "upstream_unreachable";
   const errorType = err.info.upstreamType ?? err.info.upstreamCode;
-  const outcome: UpstreamOutcome = {
+  return {
     status: transport ? null : err.info.upstreamStatus ?? err.status,
     ...(err.info.upstreamHeaders ? { headers: err.info.upstreamHeaders } : {}),
     ...(errorType ? { errorType } : {}),
   };
-  const classify = deps.adapters.get(s.target.provider)?.classify ?? classifyOutcome;
-  return breaker.escalate(s.key, classify(outcome), deps.now());
+}
+
+/**
+ * A failure the provider reported inside an answer already relayed as a success (an
+ * exception frame after HTTP 200 on a passthrough): classified by the provider's rules and
+ * counted as a terminal failure of `target`'s key would be. Returns its class.
+ */
+export function feedRelayedFailure(
+  breaker: Breaker,
+  adapters: FailoverDeps["adapters"],
+  target: { readonly provider: string; readonly model: string },
+  err: GatewayError,
+  now: number,
+): OutcomeClass {
+  const key = breaker.key(target.provider, target.model);
+  const classify = adapters.get(target.provider)?.classify ?? classifyOutcome;
+  const cls = breaker.escalate(key, classify(outcomeOf(err)), now);
+  breaker.record(target.provider, key, cls, { probe: false, bypass: null, counts: true }, now);
+  return cls;
 }
 
 /**

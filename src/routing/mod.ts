@@ -33,3 +33,4 @@ export {
   runFailover,
 } from "./failover.ts";
 export { callsMade, NO_TRAIL } from "./attempt.ts";
+export { feedRelayedFailure } from "./breaker_feedback.ts";

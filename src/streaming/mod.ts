@@ -5,6 +5,7 @@
 export {
   cutRelay,
   observeStream,
+  RelayedFailure,
   relayStream,
   type StreamObserver,
   type StreamOutcome,
@@ -46,6 +47,7 @@ export {
   createUsageSniffer,
   num,
   pickUsage,
+  type StreamFailures,
   type UsageShapes,
 } from "./usage_sniff.ts";
 export {

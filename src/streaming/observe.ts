@@ -40,6 +40,18 @@ interface Ending {
  */
 const renderedEndings = new Slot<ReadableStream<unknown>, Ending>("renderedEnding");
 
+/**
+ * Thrown by a relay's source once it has passed on everything: `failure` is what the upstream
+ * reported in its own bytes, which the client already got as they came (an AWS exception
+ * frame). The relay then ends cleanly, adding nothing, and its outcome is that failure's.
+ */
+export class RelayedFailure extends Error {
+  override readonly name = "RelayedFailure";
+  constructor(readonly failure: unknown) {
+    super("The upstream reported a failure in its answer");
+  }
+}
+
 /** What a source failure means: an error the stream reported, or a broken connection. */
 export function failureOutcome(error: unknown): "upstream_cut" | "error" | "idle_timeout" {
   if (error instanceof StreamIdleTimeout) return "idle_timeout";
@@ -158,6 +170,14 @@ export function relayStream<T>(
       } catch (thrown) {
         // A cut wins over what the cancelled source made of its sudden end.
         const error = cutReason !== null ? cutReason.reason : thrown;
+        if (error instanceof RelayedFailure) {
+          // Already in the client's bytes: nothing to render, the body ends as the upstream's.
+          const told = { outcome: failureOutcome(error.failure), error: error.failure };
+          renderedEndings.set(out, told);
+          controller.close();
+          end(told);
+          return;
+        }
         const ending = { outcome: failureOutcome(error), error };
         // As nested wrappers would: the innermost observer that renders the failure turns it
         // into bytes, which the observers outside it see as a chunk; without one, it errors.

@@ -1,3 +1,4 @@
+import type { GatewayError } from "../errors.ts";
 import type { OpenAIUsage } from "../schema/openai.ts";
 import { createSseTap } from "./sse.ts";
 import type { UsageMeter } from "./usage.ts";
@@ -36,7 +37,18 @@ export interface UsageShapes {
     onObject: (value: unknown) => void,
     onEnd: (how: "complete" | "cut") => void,
     onContent: (chars: number) => void,
+    failures?: StreamFailures,
   ): TransformStream<Uint8Array, Uint8Array> | null;
+}
+
+/**
+ * Where a tap reports a failure the upstream sent inside its answer, in its own framing (an
+ * AWS exception frame after HTTP 200). The bytes still go to the client untouched.
+ */
+export interface StreamFailures {
+  /** The provider's name, for a failure that came without a message. */
+  readonly provider: string;
+  report(error: GatewayError): void;
 }
 
 /**
@@ -45,12 +57,15 @@ export interface UsageShapes {
  * at the start and output tokens at the end, so later events fill in what earlier ones
  * lacked); JSON bodies keep only their last few KB, where usage sits; other framings are
  * the provider's (`shapes.frames`). What the provider's `shapes.usage` reads goes to `meter`.
+ * A failure a framing reports goes to `failures`, and the answer's usage is then that of a
+ * stream cut short (what was seen, the rest estimated).
  */
 export function createUsageSniffer(
   contentType: string,
   shapes: UsageShapes,
   meter: UsageMeter,
   onModel?: (model: string) => void,
+  failures?: StreamFailures,
 ): TransformStream<Uint8Array, Uint8Array> {
   let named = onModel === undefined;
   /** The answer's model, once: from a parsed object, an event's text or a JSON body's head. */
@@ -64,8 +79,21 @@ export function createUsageSniffer(
     if (u) meter.report(u);
     if (!named) name(modelOf(value));
   };
-  const end = (how: "complete" | "cut") => meter.settle(how);
-  const framed = shapes.frames?.(contentType, absorb, end, (n) => meter.content(n));
+  let failed = false;
+  const end = (how: "complete" | "cut") => meter.settle(failed ? "cut" : how);
+  const framed = shapes.frames?.(
+    contentType,
+    absorb,
+    end,
+    (n) => meter.content(n),
+    failures && {
+      provider: failures.provider,
+      report(error) {
+        failed = true;
+        failures.report(error);
+      },
+    },
+  );
   if (framed) return framed;
   if (contentType.includes("text/event-stream")) {
     const chars = shapes.contentChars;

@@ -78,6 +78,13 @@ Deno.test("each provider's classify follows llm-proxy's provider rules", () => {
       { status: 429, errorType: "ModelNotReadyException" },
       "provider_degraded",
     ],
+    // The model broke off mid-stream (an exception frame; 424 by AWS's table).
+    [
+      "bedrock",
+      classifyBedrock,
+      { status: 424, errorType: "ModelStreamErrorException" },
+      "provider_degraded",
+    ],
     ["bedrock", classifyBedrock, { status: 400, errorType: "ValidationException" }, "client_error"],
     ["bedrock", classifyBedrock, { status: 200 }, "success"],
     // Bedrock's exception names mean nothing from another API: the status decides.

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { ConverseCommand, ConverseStreamCommand } from "@aws-sdk/client-bedrock-runtime";
 import { bedrockClientVia, signedBedrockHeaders } from "../fakes/bedrock_client.ts";
-import { startFakeBedrock } from "../fakes/fake_bedrock.ts";
+import {
+  type BedrockEvent,
+  eventFrame,
+  startFakeBedrock,
+  STREAM_TEXT,
+  STREAM_THROTTLED_MIDWAY,
+} from "../fakes/fake_bedrock.ts";
+import { concatBytes } from "../helpers/chunk.ts";
 import { startGateway } from "../helpers/in_process.ts";
 
 const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -258,6 +265,97 @@ features:
     assert.equal(h.circuit_breaker.providers.bedrock.failures, 2, "the throttle is not a failure");
   } finally {
     client.destroy();
+    await gw.close();
+    await bedrock.close();
+  }
+});
+
+Deno.test("an exception frame after 200 is relayed as sent, counted by the breaker and logged as an error", async (t) => {
+  const bedrock = startFakeBedrock("us-west-2");
+  const gw = startGateway(`
+providers:
+  bedrock: { enabled: true, region: us-west-2, endpoint: "${bedrock.url}" }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 2
+    cooldown_seconds: 60
+    max_transient_retries: 0
+    max_rate_limit_retries: 0
+`);
+  const model = "anthropic.claude-3-haiku-20240307-v1:0";
+  const path = `/model/${encodeURIComponent(model)}/converse-stream`;
+  const body = JSON.stringify({ messages: [{ role: "user", content: [{ text: "Hello" }] }] });
+  /** One ConverseStream through `prefix`, read whole: its bytes and its log line. */
+  const stream = async (prefix: string) => {
+    const id = crypto.randomUUID();
+    const headers = { ...await signedBedrockHeaders(path, body), "x-request-id": id };
+    const res = await gw.request(`${prefix}${path}`, { method: "POST", headers, body });
+    assert.equal(res.status, 200);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    await gw.waitForLog(`"request_id":"${id}"`);
+    return { bytes, log: JSON.parse(gw.logs.find((l) => l.includes(`"request_id":"${id}"`))!) };
+  };
+  const breakerOf = async () =>
+    (await (await gw.request("/health")).json()).circuit_breaker.providers.bedrock;
+  try {
+    await t.step(
+      "a throttle mid-answer: the client gets its frames, the log says error",
+      async () => {
+        bedrock.script({ events: STREAM_THROTTLED_MIDWAY });
+        const { bytes, log } = await stream("/bedrock");
+        assert.deepEqual(bytes, concatBytes(STREAM_THROTTLED_MIDWAY.map(eventFrame)));
+        assert.equal(log.level, "error");
+        assert.equal(log.status, 200);
+        assert.equal(log.outcome, "error");
+        assert.match(log.error.message, /Too many tokens/);
+        // What was seen is billed: the answer's text, the prompt estimated from the request.
+        assert.ok(log.completion_tokens > 0 && log.prompt_tokens > 0, JSON.stringify(log));
+        // A rate limit is no sign of an unwell provider.
+        assert.equal((await breakerOf()).failures, 0);
+      },
+    );
+
+    await t.step("two unavailable streams open the model's breaker", async () => {
+      const unavailable: BedrockEvent[] = [
+        { type: "messageStart", payload: { role: "assistant" } },
+        {
+          type: "serviceUnavailableException",
+          messageType: "exception",
+          payload: { message: "Bedrock is unavailable." },
+        },
+      ];
+      bedrock.script({ events: unavailable });
+      for (const prefix of ["/bedrock", "/native/bedrock"]) {
+        const { bytes, log } = await stream(prefix);
+        assert.deepEqual(bytes, concatBytes(unavailable.map(eventFrame)));
+        assert.equal(log.outcome, "error");
+        assert.equal(log.level, "error");
+      }
+      const b = await breakerOf();
+      assert.equal(b.state, "open");
+      assert.equal(b.failures, 2);
+      assert.match(
+        gw.logText(),
+        /"key":"bedrock:anthropic\.claude-3-haiku-20240307-v1:0","from":"closed","to":"open"/,
+      );
+      const calls = bedrock.requests.length;
+      const headers = await signedBedrockHeaders(path, body);
+      const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
+      assert.equal(res.status, 503);
+      assert.equal(res.headers.get("x-amzn-errortype"), "ServiceUnavailableException");
+      await res.body?.cancel();
+      assert.equal(bedrock.requests.length, calls, "open: fast-failed without calling Bedrock");
+    });
+
+    await t.step("a whole stream stays complete, at info", async () => {
+      await gw.runtime.breaker.reset();
+      bedrock.script({ events: STREAM_TEXT });
+      const { log } = await stream("/bedrock");
+      assert.equal(log.outcome, "complete");
+      assert.equal(log.level, "info");
+    });
+  } finally {
     await gw.close();
     await bedrock.close();
   }

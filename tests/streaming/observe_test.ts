@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { observeStream, type StreamOutcome } from "../../src/streaming/mod.ts";
+import { observeStream, RelayedFailure, type StreamOutcome } from "../../src/streaming/mod.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { rechunk, streamOf } from "../helpers/chunk.ts";
 
@@ -183,5 +183,32 @@ Deno.test(
     assert.equal((await reader.read()).done, true);
     await reader.cancel("late");
     assert.deepEqual(ends.calls, [{ outcome: "complete" }]);
+  },
+);
+
+Deno.test(
+  "observeStream() ends a relayed failure cleanly, nothing added, outcome error",
+  SANITIZE,
+  async () => {
+    const told = new GatewayError("upstream_error", "Bedrock is unavailable.");
+    const ends = recordEnds();
+    const sent = [encoder.encode("frame-1"), encoder.encode("exception-frame")];
+    const out = observeStream(failingSource(sent, new RelayedFailure(told)), {
+      onEnd: ends.onEnd,
+      // Never asked: the failure is already in the client's bytes.
+      renderError: () => encoder.encode("ours"),
+    });
+    assert.equal(decoder.decode(await new Response(out).arrayBuffer()), "frame-1exception-frame");
+    assert.deepEqual(ends.calls, [{ outcome: "error", error: told }]);
+    // Any other failure is still rendered.
+    const other = recordEnds();
+    const rendered = observeStream(failingSource(sent, told), {
+      onEnd: other.onEnd,
+      renderError: () => encoder.encode("ours"),
+    });
+    assert.equal(
+      decoder.decode(await new Response(rendered).arrayBuffer()),
+      "frame-1exception-frameours",
+    );
   },
 );

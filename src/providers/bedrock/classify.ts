@@ -5,12 +5,17 @@ import {
   type UpstreamOutcome,
 } from "../../breaker/classify.ts";
 
-/** Bedrock exception names (x-amzn-errortype / `__type`) that mean the service is unwell. */
+/**
+ * Bedrock exception names (x-amzn-errortype / `__type`, or an exception frame's type) that
+ * mean the service is unwell. ModelStreamErrorException (HTTP 424) comes only inside a
+ * stream: the model broke off mid-answer ("An error occurred while streaming the response").
+ */
 const DEGRADED = new Set([
   "ServiceUnavailableException",
   "ModelNotReadyException",
   "InternalServerException",
   "ModelTimeoutException",
+  "ModelStreamErrorException",
 ]);
 
 /**

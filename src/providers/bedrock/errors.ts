@@ -1,4 +1,5 @@
 import type { GatewayError } from "../../errors.ts";
+import { isObject } from "../../schema/openai.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { fallbackMessage, streamFailedMessage, upstreamError } from "../shared/errors.ts";
 
@@ -75,6 +76,20 @@ export function fromBedrockStreamException(
   const status = STATUS_BY_EXCEPTION[type];
   const text = message !== "" ? clean(message, redact) : streamFailedMessage(provider, type);
   return upstreamError(text, { status, provider, upstreamCode: type !== "" ? type : undefined });
+}
+
+/** An exception frame's payload is `{"message": "..."}`; anything else is shown as is. */
+export function exceptionMessage(payload: string): string {
+  try {
+    const parsed: unknown = JSON.parse(payload);
+    if (isObject(parsed)) {
+      const m = parsed.message ?? parsed.Message;
+      if (typeof m === "string") return m;
+    }
+  } catch {
+    // not JSON
+  }
+  return payload.length < 500 ? payload.trim() : "";
 }
 
 /** `ThrottlingException:http://...` or `com.amazon.coral.service#ExpiredTokenException` → name. */

@@ -3,13 +3,14 @@ import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import { anthropicUsageOf } from "../anthropic/native.ts";
 import { openAIUsageOf } from "../openai/native.ts";
 import { BEARER_AUTH } from "../shared/native_auth.ts";
+import type { StreamFailures } from "../../streaming/mod.ts";
 import type { NativeApi } from "../types.ts";
+import { exceptionMessage, fromBedrockStreamException } from "./errors.ts";
 
 const EVENT_STREAM = "application/vnd.amazon.eventstream";
 
-type Codec = {
-  decode(message: Uint8Array): { headers: Record<string, { value: unknown }>; body: Uint8Array };
-};
+type Frame = { headers: Record<string, { value: unknown }>; body: Uint8Array };
+type Codec = { decode(message: Uint8Array): Frame };
 let codec: Promise<Codec> | null = null;
 /** The AWS event-stream codec, loaded on first use: only Bedrock traffic needs it. */
 function eventStreamCodec(): Promise<Codec> {
@@ -67,18 +68,39 @@ export function bedrockUsageOf(value: unknown): Partial<OpenAIUsage> | null {
 
 /**
  * AWS event-stream frames (ConverseStream / InvokeModelWithResponseStream): decoded with the
- * maintained codec (CRC-checked) as they pass; only a partial frame is kept.
+ * maintained codec (CRC-checked) as they pass; only a partial frame is kept. An exception
+ * frame (`:message-type: exception`, `:exception-type: throttlingException`, …, after HTTP
+ * 200) or a protocol error frame goes to `failures` as the GatewayError a non-stream reply
+ * of that exception would be, so the breaker reads it the same way.
  */
 function eventStreamFrames(
   contentType: string,
   onObject: (value: unknown) => void,
   onEnd: (how: "complete" | "cut") => void,
   onContent: (chars: number) => void,
+  failures?: StreamFailures,
 ): TransformStream<Uint8Array, Uint8Array> | null {
   if (!contentType.includes(EVENT_STREAM)) return null;
   let pending = new Uint8Array(0);
   const decoder = new TextDecoder();
-  const inspect = (payload: Uint8Array) => {
+  const inspect = ({ headers, body: payload }: Frame) => {
+    const header = (name: string) => {
+      const v = headers[name]?.value;
+      return typeof v === "string" ? v : "";
+    };
+    const kind = header(":message-type");
+    if (kind === "exception" || kind === "error") {
+      if (failures === undefined) return;
+      const exception = kind === "exception";
+      failures.report(fromBedrockStreamException(
+        header(exception ? ":exception-type" : ":error-code"),
+        exception ? exceptionMessage(decoder.decode(payload)) : header(":error-message"),
+        failures.provider,
+        // The message reaches only the log line, whose logger redacts upstream text.
+        (text) => text,
+      ));
+      return;
+    }
     try {
       const event = JSON.parse(decoder.decode(payload)) as Record<string, unknown>;
       onObject(event);
@@ -105,7 +127,7 @@ function eventStreamFrames(
         const total = new DataView(joined.buffer, joined.byteOffset + offset, 4).getUint32(0);
         if (total < 16 || joined.byteLength - offset < total) break;
         try {
-          inspect((await eventStreamCodec()).decode(joined.subarray(offset, offset + total)).body);
+          inspect((await eventStreamCodec()).decode(joined.subarray(offset, offset + total)));
         } catch {
           // a corrupt frame is the client's to notice; accounting just skips it
         }

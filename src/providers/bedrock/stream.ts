@@ -6,7 +6,7 @@ import {
 } from "../../streaming/mod.ts";
 import type { Redactor } from "../../telemetry/mod.ts";
 import { brokenStream } from "../shared/errors.ts";
-import { fromBedrockStreamException } from "./errors.ts";
+import { exceptionMessage, fromBedrockStreamException } from "./errors.ts";
 import { createEventStreamDecoder, type EventStreamMessage, stringHeader } from "./eventstream.ts";
 import { reasoningChars, stopSequenceOf, toFinishReason, toOpenAIUsage } from "./response.ts";
 import { withThinking } from "../shared/openai_response.ts";
@@ -159,18 +159,4 @@ export function createBedrockStreamTransformer(
       if (ctx.includeUsage) send(controller, writer.usage(openAIUsage()));
     },
   });
-}
-
-/** An exception frame's payload is `{"message": "..."}`; anything else is shown as is. */
-function exceptionMessage(payload: string): string {
-  try {
-    const parsed: unknown = JSON.parse(payload);
-    if (isObject(parsed)) {
-      const m = parsed.message ?? parsed.Message;
-      if (typeof m === "string") return m;
-    }
-  } catch {
-    // not JSON
-  }
-  return payload.length < 500 ? payload.trim() : "";
 }
