@@ -77,6 +77,12 @@ export interface GatewayErrorInfo {
    * relayed as it came): it ends the stream and is logged, and nothing more is sent.
    */
   told?: boolean;
+  /**
+   * The gateway is not set up to call this provider (e.g. no credentials to sign with): no
+   * call was made, so it says nothing of the provider's health. Failover moves on to the next
+   * target at once, without retrying it, and the breaker does not count it.
+   */
+  unconfigured?: boolean;
   cause?: unknown;
 }
 

@@ -9,7 +9,8 @@ import type { FailoverDeps, Settled } from "./attempt.ts";
 
 /**
  * The outcome class of a failed attempt by its provider's own rules (`adapter.classify`),
- * escalating a sustained global rate limit.
+ * escalating a sustained global rate limit. A provider the gateway is not set up to call
+ * (`unconfigured`) was not called: like a caller's error, that says nothing of its health.
  */
 export function classOf(
   deps: FailoverDeps,
@@ -17,6 +18,7 @@ export function classOf(
   s: Settled,
   err: GatewayError,
 ): OutcomeClass {
+  if (err.info.unconfigured === true) return "client_error";
   const classify = deps.adapters.get(s.target.provider)?.classify ?? classifyOutcome;
   return breaker.escalate(s.key, classify(outcomeOf(err)), deps.now());
 }

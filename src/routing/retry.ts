@@ -12,6 +12,8 @@ export type FailureKind =
 
 /** Classify a failed attempt under the failover policy. Pure. */
 export function classifyFailure(err: GatewayError, policy: FailoverConfig): FailureKind {
+  // Another provider may be set up to answer; retrying this one would fail the same way.
+  if (err.info.unconfigured === true) return "next";
   if (err.code === "upstream_timeout" || err.code === "upstream_unreachable") {
     return err.info.status === 499 ? "final" : "connection";
   }

@@ -37,6 +37,8 @@ Deno.test("classifyFailure() sorts failures into what to do next", () => {
     [new GatewayError("upstream_timeout", "slow"), "connection"],
     [new GatewayError("upstream_unreachable", "client left", { status: 499 }), "final"],
     [new GatewayError("not_found", "no key"), "final"],
+    // The gateway cannot call this provider (no credentials): another target may answer.
+    [new GatewayError("unavailable", "no creds", { status: 500, unconfigured: true }), "next"],
   ];
   for (const [err, kind] of table) {
     assert.equal(classifyFailure(err, policy), kind, `${err.code} ${err.info.upstreamStatus}`);

@@ -504,5 +504,12 @@ function parseExpiration(raw: string | undefined): Date | null {
  * Bedrock's: a 500 that is not retried (another attempt would find the same nothing).
  */
 function noCredentials(provider: string, message: string): GatewayError {
-  return new GatewayError("unavailable", message, { status: 500, provider, retryable: false });
+  // Not Bedrock's failure: nothing was sent to it (the breaker leaves it alone, failover
+  // goes on to the next target).
+  return new GatewayError("unavailable", message, {
+    status: 500,
+    provider,
+    retryable: false,
+    unconfigured: true,
+  });
 }
