@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
-import { createBedrockAdapter } from "../../src/providers/bedrock/adapter.ts";
-import { createAwsCredentialProvider } from "../../src/providers/bedrock/credentials.ts";
 import { signedBedrockHeaders } from "../fakes/bedrock_client.ts";
 import { startFakeBedrock, TEST_CREDENTIALS } from "../fakes/fake_bedrock.ts";
 import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
-import { fakeSources } from "../providers/bedrock/helpers.ts";
+import { signWithEnv } from "../providers/bedrock/helpers.ts";
 
 const PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 /** The same model named three ways: profile id, profile ARN, foundation-model ARN. */
@@ -14,7 +12,15 @@ const NAMES = [
   "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0",
 ];
 const ADMIN = "admin-secret-token";
-/** Above what one Converse answer of the fake costs (11 in, 4 out: $0.000093), below two. */
+const AWS_ENV = {
+  AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+  AWS_SESSION_TOKEN: TEST_CREDENTIALS.sessionToken,
+};
+/**
+ * A static key whose daily budget ($0.00015) is above what one Converse answer of the fake
+ * costs (11 in, 4 out: $0.000093) and below two.
+ */
 const APP_KEY = "pf_static_bedrock_budget_key_0001";
 
 const converse = JSON.stringify({ messages: [{ role: "user", content: [{ text: "Hello" }] }] });
@@ -53,23 +59,7 @@ app_keys:
   persistence: { enabled: false }
   keys: [{ key: ${APP_KEY}, budget: { daily_usd: 0.00015 } }]
 `);
-  // Signing with fixed credentials, not the test process's environment.
-  const rt = gw.runtime;
-  (rt.adapters as Map<string, unknown>).set(
-    "bedrock",
-    createBedrockAdapter(
-      rt.config.providers.bedrock!,
-      { fetch: rt.fetch, redact: rt.redact, random: rt.random },
-      createAwsCredentialProvider(
-        "bedrock",
-        fakeSources({
-          AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
-          AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
-          AWS_SESSION_TOKEN: TEST_CREDENTIALS.sessionToken,
-        }),
-      ),
-    ),
-  );
+  signWithEnv(gw.runtime, "bedrock", AWS_ENV);
   try {
     await t.step("/bedrock/*: each name gets the plain id's cost header", async () => {
       const costs = [];

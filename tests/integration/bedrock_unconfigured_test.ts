@@ -4,10 +4,8 @@
  * nothing, and failover goes straight to the next target.
  */
 import assert from "node:assert/strict";
-import { createBedrockAdapter } from "../../src/providers/bedrock/adapter.ts";
-import { createAwsCredentialProvider } from "../../src/providers/bedrock/credentials.ts";
 import { type InProcessGateway, startGateway } from "../helpers/in_process.ts";
-import { fakeSources } from "../providers/bedrock/helpers.ts";
+import { signWithEnv } from "../providers/bedrock/helpers.ts";
 
 const BREAKER = `
 features:
@@ -30,15 +28,7 @@ routing:
   models:
     smart: { providers: [bedrock/model-x, mock/echo] }
 ${extra}`);
-  const rt = gw.runtime;
-  (rt.adapters as Map<string, unknown>).set(
-    "bedrock",
-    createBedrockAdapter(
-      rt.config.providers.bedrock!,
-      { fetch: rt.fetch, redact: rt.redact, random: rt.random },
-      createAwsCredentialProvider("bedrock", fakeSources({})),
-    ),
-  );
+  signWithEnv(gw.runtime, "bedrock", {});
   return gw;
 }
 

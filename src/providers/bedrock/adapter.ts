@@ -20,7 +20,7 @@ import {
 } from "./credentials.ts";
 import { classifyBedrock } from "./classify.ts";
 import { CREDENTIAL_EXCEPTIONS, fromBedrockError } from "./errors.ts";
-import { bedrockModelId } from "./model_id.ts";
+import { bedrockBaseModelId, bedrockModelId } from "./model_id.ts";
 import { BEDROCK_NATIVE } from "./native.ts";
 import { toConverseRequest } from "./request.ts";
 import { fromConverseResponse } from "./response.ts";
@@ -142,10 +142,12 @@ export function createBedrockAdapter(
 
     /**
      * Bedrock's own count (`POST /model/{modelId}/count-tokens`) over the Converse form of
-     * the request: its messages, system prompt and tool configuration.
+     * the request: its messages, system prompt and tool configuration. CountTokens takes the
+     * base model id only: an inference profile (`us.anthropic.…`, or its ARN) gets 400 "The
+     * provided model doesn't support counting tokens", so the profile's model is counted.
      */
     async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
-      const modelPath = toModelPath(model, cfg.name);
+      const modelPath = toModelPath(bedrockBaseModelId(model), cfg.name);
       // Thinking settings shape the answer, not the prompt: a count never refuses over them.
       const converse = toConverseRequest(
         { ...call.chat, stream: false, reasoning_effort: undefined },

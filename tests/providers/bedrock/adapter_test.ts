@@ -544,3 +544,42 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "createBedrockAdapter().countTokens() counts with the base model id, never a profile's",
+  SANITIZE,
+  async () => {
+    const bedrock = startFakeBedrock("us-west-2");
+    const { adapter } = adapterFor(bedrock);
+    const base = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+    try {
+      for (
+        const model of [
+          MODEL,
+          `global.${base}`,
+          `arn:aws:bedrock:us-west-2:123456789012:inference-profile/${MODEL}`,
+          `arn:aws:bedrock:us-west-2::foundation-model/${base}`,
+          base,
+        ]
+      ) {
+        const count = await adapter.countTokens!({
+          chat: { model, messages: [{ role: "user", content: "Hello" }] },
+          messages: null,
+          headers: {},
+          responses: null,
+          ...callBasics(null, 5_000),
+        }, model);
+        assert.equal(count.estimate, false);
+        const seen = bedrock.requests.at(-1)!;
+        assert.equal(seen.signatureValid, true);
+        assert.equal(
+          seen.rawPath,
+          "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens",
+          model,
+        );
+      }
+    } finally {
+      await bedrock.close();
+    }
+  },
+);

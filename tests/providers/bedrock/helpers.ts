@@ -3,7 +3,12 @@
  * fixtures built from the fake's frames, and fixed credential sources.
  * @module
  */
-import type { CredentialSources } from "../../../src/providers/bedrock/credentials.ts";
+import { createBedrockAdapter } from "../../../src/providers/bedrock/adapter.ts";
+import {
+  createAwsCredentialProvider,
+  type CredentialSources,
+} from "../../../src/providers/bedrock/credentials.ts";
+import type { Runtime } from "../../../src/runtime.ts";
 import { type BedrockEvent, eventFrame } from "../../fakes/fake_bedrock.ts";
 import { concatBytes } from "../../helpers/chunk.ts";
 
@@ -48,4 +53,19 @@ export function fakeSources(
     },
     now: () => clock.now,
   };
+}
+
+/**
+ * Make an in-process gateway's Bedrock provider `name` (`sign: true`) sign with the
+ * credentials in `env` (none when empty), not whatever the test process's environment has.
+ */
+export function signWithEnv(rt: Runtime, name: string, env: Record<string, string>): void {
+  (rt.adapters as Map<string, unknown>).set(
+    name,
+    createBedrockAdapter(
+      rt.config.providers[name]!,
+      { fetch: rt.fetch, redact: rt.redact, random: rt.random },
+      createAwsCredentialProvider(name, fakeSources(env)),
+    ),
+  );
 }
