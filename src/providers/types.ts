@@ -204,6 +204,11 @@ export interface NativeApi {
    * reported): a passthrough SSE answer that closes without one was cut short.
    */
   streamDone?(data: string): boolean;
+  /**
+   * The failure an SSE event that ends the stream reports (Anthropic's `error` event, a
+   * Responses `response.failed`), else null: relayed as sent, fed to the breaker, logged.
+   */
+  streamFailure?(data: string, provider: string): GatewayError | null;
 }
 
 export interface ProviderAdapter {

@@ -643,7 +643,10 @@ async function relay(
   let sniffed = read.body?.pipeThrough(
     createUsageSniffer(contentType, native, meter, onModel, failures),
   ) ?? null;
-  if (sniffed !== null && ex.stream && native.frames !== undefined) {
+  if (
+    sniffed !== null && ex.stream &&
+    (native.frames !== undefined || native.streamFailure !== undefined)
+  ) {
     sniffed = failingAtEnd(sniffed, () => reported);
   }
   if (sniffed === null) meter.settle("complete");

@@ -32,6 +32,8 @@ export interface UsageShapes {
    * breaks off too, so the client can tell, and the log says `error`.
    */
   streamDone?(data: string): boolean;
+  /** The failure an event `streamDone` accepted reports, else null (see `NativeApi`). */
+  streamFailure?(data: string, provider: string): GatewayError | null;
   frames?(
     contentType: string,
     onObject: (value: unknown) => void,
@@ -98,10 +100,18 @@ export function createUsageSniffer(
   if (contentType.includes("text/event-stream")) {
     const chars = shapes.contentChars;
     const done = shapes.streamDone;
+    const failure = failures !== undefined ? shapes.streamFailure : undefined;
     let whole = done === undefined;
     return createSseTap(
       (data) => {
-        if (!whole) whole = (done as (data: string) => boolean)(data);
+        if (!whole) {
+          whole = (done as (data: string) => boolean)(data);
+          const error = whole ? failure?.(data, (failures as StreamFailures).provider) : null;
+          if (error) {
+            failed = true;
+            (failures as StreamFailures).report(error);
+          }
+        }
         if (chars !== undefined) {
           const n = chars(data);
           if (n > 0) meter.content(n);

@@ -706,3 +706,53 @@ Deno.test("an Anthropic stream relayed to /v1/messages that carries the upstream
     await upstream.close();
   }
 });
+
+Deno.test("an Anthropic stream on native /anthropic that carries the upstream's error: as it came, logged as error, counted by the breaker", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`${providers(upstream.url)}
+features:
+  circuit_breaker: { enabled: true, failure_threshold: 2, max_transient_retries: 0 }
+`);
+  try {
+    const events = [
+      anthropicEvent("message_start", { message: { id: "m1", model: "claude", usage: {} } }),
+      anthropicEvent("content_block_start", {
+        index: 0,
+        content_block: { type: "text", text: "" },
+      }),
+      anthropicEvent("content_block_delta", {
+        index: 0,
+        delta: { type: "text_delta", text: "Hi" },
+      }),
+      anthropicEvent("error", { error: { type: "overloaded_error", message: "Overloaded" } }),
+    ];
+    const send = () =>
+      fetch(gw.url("/anthropic/v1/messages"), {
+        method: "POST",
+        headers: { "anthropic-version": "2023-06-01" },
+        body: JSON.stringify({
+          model: "claude-sonnet-4-5",
+          max_tokens: 16,
+          stream: true,
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      });
+    for (let i = 1; i <= 2; i++) {
+      upstream.script({ kind: "sse", events });
+      const res = await send();
+      assert.equal(await res.text(), events.join(""), "the upstream's events, nothing added");
+      const line = nextRequestLine(gw.logs, i);
+      assert.equal(line.outcome, "error", JSON.stringify(line));
+      assert.equal(line.level, "error");
+    }
+    // overloaded_error is the provider's: two of them open its breaker, the third fast-fails.
+    const third = await send();
+    assert.equal(third.status, 503);
+    assert.equal(third.headers.get("x-llm-proxy-error-class"), "provider_degraded");
+    await third.body?.cancel();
+    assert.equal(upstream.requests.length, 2);
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});

@@ -1,6 +1,9 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
 import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import type { NativeApi } from "../types.ts";
+import { anthropicStreamFailure } from "./errors.ts";
+
+const unredacted = (text: string) => text;
 
 /**
  * Anthropic's `usage.input_tokens` (also inside `message` of `message_start`): cache
@@ -46,4 +49,6 @@ export const ANTHROPIC_NATIVE: NativeApi = {
   usage: anthropicUsageOf,
   contentChars: anthropicContentChars,
   streamDone: anthropicStreamDone,
+  // Redacted where it is written (the log); the client gets the upstream's bytes as sent.
+  streamFailure: (data, provider) => anthropicStreamFailure(data, provider, unredacted),
 };

@@ -4,6 +4,7 @@ import type { NativeApi } from "../types.ts";
 import { modelOfDeployment } from "./request.ts";
 import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import { fromResponsesUsage } from "./responses.ts";
+import { chatStreamFailure, responsesStreamFailure } from "./errors.ts";
 
 /**
  * OpenAI's `usage.prompt_tokens` / `completion_tokens` (bodies and stream chunks), with
@@ -55,11 +56,18 @@ const OPENAI_DONE =
   /^\s*\{\s*(?:"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|error)"|"error"\s*:)/;
 export const openAIStreamDone = (data: string) => data === "[DONE]" || OPENAI_DONE.test(data);
 
+const unredacted = (text: string) => text;
+/** A chat stream's `{"error":…}`, a Responses `error` or `response.failed` (redacted when logged). */
+const openAIStreamFailure = (data: string, provider: string) =>
+  chatStreamFailure(data, provider, unredacted) ??
+    responsesStreamFailure(data, provider, unredacted);
+
 export const OPENAI_NATIVE: NativeApi = {
   auth: BEARER_AUTH,
   usage: openAIUsageOf,
   contentChars: openAIContentChars,
   streamDone: openAIStreamDone,
+  streamFailure: openAIStreamFailure,
 };
 
 const decoded = (segment: string) => {
@@ -83,6 +91,7 @@ export const AZURE_NATIVE: NativeApi = {
   usage: openAIUsageOf,
   contentChars: openAIContentChars,
   streamDone: openAIStreamDone,
+  streamFailure: openAIStreamFailure,
   modelOf(rest, named, provider) {
     const inPath = DEPLOYMENT_PATH.exec(rest)?.[1];
     const deployment = inPath !== undefined ? decoded(inPath) : named;
