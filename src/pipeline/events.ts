@@ -47,6 +47,11 @@ export type TelemetryEvent =
     readonly target: Target;
     /** From the attempt's start. */
     readonly ms: number;
+    /**
+     * The `traceparent` its `attempt_start` got from the tracer, when traced: which attempt
+     * streamed (a retry on the same target has the same target).
+     */
+    readonly traceparent?: string;
   }
   | {
     readonly type: "breaker_transition";

@@ -283,8 +283,15 @@ export function trailOf(ex: Exchange): AttemptTrail | undefined {
       bus.emit({ type: "attempt_start", exchange: ex, target, propagate });
       return propagate.traceparent === undefined ? undefined : propagate as UpstreamTrace;
     },
-    firstChunk(target, ms) {
-      if (on.first_chunk) bus.emit({ type: "first_chunk", exchange: ex, target, ms });
+    firstChunk(target, ms, trace) {
+      if (!on.first_chunk) return;
+      bus.emit({
+        type: "first_chunk",
+        exchange: ex,
+        target,
+        ms,
+        ...(trace !== undefined ? { traceparent: trace.traceparent } : {}),
+      });
     },
     retry(attempt, wait) {
       if (on.retry) bus.emit({ type: "retry", exchange: ex, attempt, wait_ms: wait });

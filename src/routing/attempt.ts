@@ -57,7 +57,8 @@ export interface AttemptRecord {
 export interface AttemptTrail {
   /** Returns the W3C trace context to send upstream for this attempt, if traced. */
   attemptStart(target: Target): UpstreamTrace | undefined;
-  firstChunk(target: Target, ms: number): void;
+  /** `trace`: what `attemptStart` returned for this attempt (it names the attempt). */
+  firstChunk(target: Target, ms: number, trace: UpstreamTrace | undefined): void;
   retry(attempt: AttemptRecord, waitMs: number): void;
   failover(from: Target, to: Target): void;
   hedge(primary: Target, secondary: Target): void;
@@ -276,7 +277,8 @@ export async function attempt(
   const headersMs = gate?.firstChunkMs !== undefined && gate.firstChunkMs < timeoutMs
     ? Math.max(1, gate.firstChunkMs)
     : null;
-  const trace = deps.trail?.attemptStart(target) ?? req.clientTrace;
+  const traced = deps.trail?.attemptStart(target);
+  const trace = traced ?? req.clientTrace;
   const idHeader = adapter.requestIdHeader;
   const onReply = idHeader === undefined ? undefined : (headers: Headers) => {
     upstreamId = headers.get(idHeader);
@@ -328,7 +330,7 @@ export async function attempt(
       },
     );
     firstChunk = deps.now() - started;
-    deps.trail?.firstChunk(target, firstChunk);
+    deps.trail?.firstChunk(target, firstChunk, traced);
     // Same chunks (typed or bytes), the first one replayed: the outcome keeps its format.
     return settle({ ...outcome, body } as AttemptOutcome, null, outcome.status);
   } catch (err) {

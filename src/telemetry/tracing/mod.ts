@@ -49,6 +49,8 @@ export interface Tracing {
 interface AttemptSpan {
   readonly target: Target;
   readonly span: LeanSpan;
+  /** The W3C `traceparent` sent upstream for it: what its `first_chunk` names. */
+  readonly traceparent: string;
   /** Epoch ms at the attempt's start (ends are start + the record's duration). */
   readonly start: number;
   done: boolean;
@@ -159,16 +161,22 @@ export function createTracing(settings: TracingSettings): Tracing {
           "gen_ai.provider.name": e.target.provider,
           ...(e.target.model === "" ? {} : { "gen_ai.request.model": e.target.model }),
         }, spans.server.spanContext());
-        spans.attempts.push({ target: e.target, span, start: Date.now(), done: false });
-        e.propagate.traceparent = traceparentOf(span);
+        const traceparent = traceparentOf(span);
+        spans.attempts.push({
+          target: e.target,
+          span,
+          traceparent,
+          start: Date.now(),
+          done: false,
+        });
+        e.propagate.traceparent = traceparent;
         if (spans.tracestate !== undefined) e.propagate.tracestate = spans.tracestate;
         return;
       }
       case "first_chunk": {
-        const spans = open.get(e.exchange);
-        const a = spans?.attempts.find((a) =>
-          !a.done && a.target.provider === e.target.provider && a.target.model === e.target.model
-        );
+        // The attempt it names: an earlier attempt on the same target (a retry's failed one)
+        // is not ended yet, its attempt_end comes when the run's usage settles.
+        const a = open.get(e.exchange)?.attempts.find((a) => a.traceparent === e.traceparent);
         a?.span.addEvent("gen_ai.first_chunk", { "pilotfish.ms": e.ms });
         return;
       }

@@ -14,6 +14,7 @@ interface OtlpSpan {
   endTimeUnixNano: string;
   attributes: { key: string; value: Record<string, unknown> }[];
   status?: { code?: number };
+  events?: { name: string }[];
 }
 
 /** An OTLP/HTTP receiver: decodes each JSON export request into its spans. */
@@ -142,6 +143,54 @@ plugins:
     await gw.close();
     await a.close();
     await b.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("traces: a stream retried on the same provider has its first chunk on the attempt that streamed", async () => {
+  const receiver = startReceiver();
+  const a = startFakeUpstream();
+  const yaml = `
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-trace-r }], models: [gpt-4o-mini] }
+routing:
+  models:
+    gpt-4o-mini: { providers: [a] }
+  failover:
+    retry_on: [503]
+    max_retries: 1
+    backoff: { initial: 1ms, max: 2ms }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  const gw = await tracedGateway(yaml);
+  try {
+    a.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+    const pending = gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({
+        model: "gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    await a.received(1);
+    a.script({ kind: "stream", chunks: ["Hel", "lo"] });
+    const res = await pending;
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /\[DONE\]/);
+    await gw.runtime.observability.flushTraces();
+    const clients = receiver.spans.filter((s) => s.kind === 3)
+      .sort((x, y) => Number(BigInt(x.startTimeUnixNano) - BigInt(y.startTimeUnixNano)));
+    assert.equal(clients.length, 2);
+    const [failed, streamed] = clients as [OtlpSpan, OtlpSpan];
+    assert.equal(attr(failed, "http.response.status_code"), 503);
+    const names = (s: OtlpSpan) => (s.events ?? []).map((e) => e.name);
+    assert.deepEqual(names(failed), [], "the failed attempt streamed nothing");
+    assert.deepEqual(names(streamed), ["gen_ai.first_chunk"]);
+  } finally {
+    await gw.close();
+    await a.close();
     await receiver.close();
   }
 });
