@@ -242,7 +242,9 @@ export function createTracing(settings: TracingSettings): Tracing {
         const err = errorType(ex, e.status, e.outcome);
         if (err !== null) {
           attrs["error.type"] = err;
-          s.setError();
+          // HTTP semconv: a server span's 4xx is the client's error, its status stays unset;
+          // a 5xx, or a stream cut short after a 2xx, is ours.
+          if (e.status < 400 || e.status >= 500) s.setError();
         }
         s.setAttributes(attrs);
         s.end();

@@ -195,6 +195,39 @@ telemetry:
   }
 });
 
+Deno.test("traces: a 4xx answer leaves the server span's status unset, a 5xx is an error; client spans fail on both", async () => {
+  const receiver = startReceiver();
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-trace-s }], models: [gpt-4o-mini] }
+routing:
+  failover: { enabled: false }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  const gw = await tracedGateway(yaml);
+  try {
+    for (const status of [429, 400, 500]) {
+      receiver.spans.length = 0;
+      up.script({ kind: "json", status, body: { error: { message: "no" } } });
+      assert.equal(await chatOnce(gw, "/v1/chat/completions", "up/gpt-4o-mini"), status);
+      await gw.runtime.observability.flushTraces();
+      const server = receiver.spans.find((s) => s.kind === 2)!;
+      const client = receiver.spans.find((s) => s.kind === 3)!;
+      assert.equal(attr(server, "http.response.status_code"), status);
+      assert.equal(attr(server, "error.type"), String(status), "error.type is still set");
+      if (status >= 500) assert.equal(server.status?.code, 2, `${status}: the server failed`);
+      else assert.notEqual(server.status?.code, 2, `${status}: the client's error, not ours`);
+      assert.equal(client.status?.code, 2, `${status}: a failed upstream call`);
+    }
+  } finally {
+    await gw.close();
+    await up.close();
+    await receiver.close();
+  }
+});
+
 Deno.test("traces: an unreachable collector never fails or blocks a request", async () => {
   const up = startFakeUpstream();
   const yaml = `
