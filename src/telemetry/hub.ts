@@ -12,6 +12,7 @@ import type { Runtime } from "../runtime.ts";
 import type { Metrics } from "./metrics/mod.ts";
 import type { Tracing, TracingSettings } from "./tracing/mod.ts";
 import { createRollup, type Rollup, ROLLUP_EVENTS } from "./rollup.ts";
+import { otlpProtocol, parseResourceAttributes } from "./otel_env.ts";
 import type { Fleet } from "./fleet.ts";
 
 type MetricsModule = typeof import("./metrics/mod.ts");
@@ -37,6 +38,8 @@ function envVar(name: string): string | undefined {
 /**
  * Where traces go, or null when tracing is off. On with Butter's `plugins.tracing`, with
  * `telemetry.tracing.enabled`, or with the standard `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`.
+ * The resource is `OTEL_RESOURCE_ATTRIBUTES` with `service.name` set by, first to last:
+ * Butter's `service_name`, `OTEL_SERVICE_NAME`, the attributes' own, `telemetry.service_name`.
  */
 export function tracingSettings(
   config: Config,
@@ -46,21 +49,30 @@ export function tracingSettings(
   const ours = config.telemetry.tracing;
   const signalUrl = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
   const baseUrl = env("OTEL_EXPORTER_OTLP_ENDPOINT");
-  const serviceName = butter?.service_name ?? env("OTEL_SERVICE_NAME") ??
+  const resource = parseResourceAttributes(env("OTEL_RESOURCE_ATTRIBUTES"));
+  const protocol = otlpProtocol(
+    env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") ?? env("OTEL_EXPORTER_OTLP_PROTOCOL"),
+  );
+  const { "service.name": resourceName, ...attributes } = resource.attributes;
+  const serviceName = butter?.service_name ?? env("OTEL_SERVICE_NAME") ?? resourceName ??
     config.telemetry.service_name;
+  const warnings = [resource.warning, protocol.warning].filter((w) => w !== undefined);
+  const common = { headers: ours.headers, serviceName, protocol: protocol.protocol, attributes };
+  let url: string;
   if (butter !== undefined) {
     const e = butter.endpoint.trim();
     const base = /^https?:\/\//.test(e) ? e : `${butter.insecure ? "http" : "https"}://${e}`;
-    const url = URL.parse(base);
-    const path = url && url.pathname !== "/" ? "" : "/v1/traces";
-    return { url: base.replace(/\/$/, "") + path, headers: ours.headers, serviceName };
+    const parsed = URL.parse(base);
+    url = base.replace(/\/$/, "") + (parsed && parsed.pathname !== "/" ? "" : "/v1/traces");
+  } else if (!ours.enabled && signalUrl === undefined && baseUrl === undefined) {
+    return null;
+  } else {
+    url = ours.endpoint ?? signalUrl ??
+      (baseUrl !== undefined
+        ? `${baseUrl.replace(/\/$/, "")}/v1/traces`
+        : "http://localhost:4318/v1/traces");
   }
-  if (!ours.enabled && signalUrl === undefined && baseUrl === undefined) return null;
-  const url = ours.endpoint ?? signalUrl ??
-    (baseUrl !== undefined
-      ? `${baseUrl.replace(/\/$/, "")}/v1/traces`
-      : "http://localhost:4318/v1/traces");
-  return { url, headers: ours.headers, serviceName };
+  return { url, ...common, ...(warnings.length > 0 ? { warnings } : {}) };
 }
 
 /** Import what `config` needs of OpenTelemetry (once per process). */
@@ -171,6 +183,8 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
 
       const wantsMetrics = metricsEnabled(cfg);
       const settings = tracingSettings(cfg);
+      // Said at start (and on a reload): what the exporter will not do as configured.
+      for (const w of settings?.warnings ?? []) rt.logger.warn(w);
       const subscribeOtel = () => {
         if (detached) return;
         if (wantsMetrics && metricsModule) {

@@ -17,7 +17,13 @@ Deno.test("tracingSettings(): off by default; Butter's plugins.tracing, ours, or
       ),
       env({}),
     );
-    assert.deepEqual(s, { url: "http://collector:4318/v1/traces", headers: {}, serviceName: "gw" });
+    assert.deepEqual(s, {
+      url: "http://collector:4318/v1/traces",
+      headers: {},
+      serviceName: "gw",
+      protocol: "http/json",
+      attributes: {},
+    });
     const secure = tracingSettings(load('plugins:\n  tracing: { endpoint: "c:4318" }\n'), env({}));
     assert.equal(secure?.url, "https://c:4318/v1/traces");
     const full = tracingSettings(
@@ -54,6 +60,62 @@ Deno.test("tracingSettings(): off by default; Butter's plugins.tracing, ours, or
     assert.deepEqual(s?.headers, { "x-team": "a" });
     assert.equal(s?.serviceName, "pilotfish");
   });
+  await t.step(
+    "OTEL_RESOURCE_ATTRIBUTES on the resource; OTEL_SERVICE_NAME wins service.name",
+    () => {
+      const on = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel:4318" };
+      const s = tracingSettings(
+        load(""),
+        env({
+          ...on,
+          OTEL_RESOURCE_ATTRIBUTES:
+            "deployment.environment=test, team=ml,service.name=attr,x=a%2Cb",
+          OTEL_SERVICE_NAME: "from-env",
+        }),
+      );
+      assert.deepEqual(s?.attributes, { "deployment.environment": "test", team: "ml", x: "a,b" });
+      assert.equal(s?.serviceName, "from-env");
+      assert.equal(s?.warnings, undefined);
+      const named = tracingSettings(
+        load(""),
+        env({ ...on, OTEL_RESOURCE_ATTRIBUTES: "service.name=attr" }),
+      );
+      assert.equal(named?.serviceName, "attr", "the attributes' service.name over the config's");
+      // A malformed entry discards the whole value (SDK spec), and says so.
+      const bad = tracingSettings(
+        load(""),
+        env({ ...on, OTEL_RESOURCE_ATTRIBUTES: "team=ml,oops" }),
+      );
+      assert.deepEqual(bad?.attributes, {});
+      assert.match(bad?.warnings?.[0] ?? "", /OTEL_RESOURCE_ATTRIBUTES ignored/);
+    },
+  );
+  await t.step(
+    "OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL: http/protobuf, http/json; grpc warned",
+    () => {
+      const on = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel:4318" };
+      const protocol = (vars: Record<string, string>) => {
+        const s = tracingSettings(load(""), env({ ...on, ...vars }));
+        return [s?.protocol, s?.warnings];
+      };
+      assert.deepEqual(protocol({}), ["http/json", undefined]);
+      assert.deepEqual(protocol({ OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" }), [
+        "http/protobuf",
+        undefined,
+      ]);
+      assert.deepEqual(
+        protocol({
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+          OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
+        }),
+        ["http/json", undefined],
+        "the traces-specific one wins",
+      );
+      const [p, warnings] = protocol({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "grpc" });
+      assert.equal(p, "http/protobuf");
+      assert.match((warnings as string[])[0]!, /"grpc" is not supported.*http\/protobuf instead/);
+    },
+  );
 });
 
 Deno.test("config: telemetry.* and plugins.tracing are validated, bad values refused with their path", () => {

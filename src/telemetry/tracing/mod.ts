@@ -20,8 +20,12 @@ import {
   SpanKind,
   trace,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { BatchSpanProcessor } from "@opentelemetry/sdk-trace";
+import {
+  type ExportResult,
+  ExportResultCode,
+  W3CTraceContextPropagator,
+} from "@opentelemetry/core";
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from "@opentelemetry/sdk-trace";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
@@ -30,12 +34,19 @@ import type { Usage } from "../../providers/types.ts";
 import { errorType, operationName, requestedModel } from "../labels.ts";
 import { LeanSpan, type SpanSink } from "./span.ts";
 import { HeldSlot } from "../../slot.ts";
+import type { OtlpProtocol } from "../otel_env.ts";
 
 export interface TracingSettings {
   /** The OTLP/HTTP traces URL (`…/v1/traces`). */
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly serviceName: string;
+  /** OTLP/HTTP's encoding: protobuf's exporter is imported only when it is asked for. */
+  readonly protocol: OtlpProtocol;
+  /** `OTEL_RESOURCE_ATTRIBUTES`, `service.name` left out (it is `serviceName`). */
+  readonly attributes: Readonly<Record<string, string>>;
+  /** What cannot be done as configured, and what is done instead (logged at start). */
+  readonly warnings?: readonly string[];
 }
 
 export interface Tracing {
@@ -81,8 +92,36 @@ function usageAttributes(span: LeanSpan, usage: Usage | null): void {
   span.setAttribute("gen_ai.usage.output_tokens", usage.completion_tokens ?? 0);
 }
 
+/**
+ * The exporter for `protocol`. JSON's is imported with this module; protobuf's (its
+ * encoder) only when configured, so a daemon exporting JSON loads none of it. Spans that
+ * end before it is in wait in the batch processor's export call.
+ */
+function exporterFor(protocol: OtlpProtocol, config: ExporterConfig): SpanExporter {
+  if (protocol === "http/json") return new OTLPTraceExporter(config);
+  const ready = import("@opentelemetry/exporter-trace-otlp-proto").then((m) =>
+    new m.OTLPTraceExporter(config)
+  );
+  return {
+    export(spans: ReadableSpan[], done: (result: ExportResult) => void) {
+      ready.then(
+        (e) => e.export(spans, done),
+        (error: Error) => done({ code: ExportResultCode.FAILED, error }),
+      );
+    },
+    shutdown: () => ready.then((e) => e.shutdown(), () => {}),
+    forceFlush: () => ready.then((e) => e.forceFlush(), () => {}),
+  };
+}
+
+interface ExporterConfig {
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly timeoutMillis: number;
+}
+
 export function createTracing(settings: TracingSettings): Tracing {
-  const exporter = new OTLPTraceExporter({
+  const exporter = exporterFor(settings.protocol, {
     url: settings.url,
     headers: { ...settings.headers },
     timeoutMillis: 5_000,
@@ -96,7 +135,10 @@ export function createTracing(settings: TracingSettings): Tracing {
   // queues and exports them.
   const sink: SpanSink = {
     processor,
-    resource: resourceFromAttributes({ "service.name": settings.serviceName }),
+    resource: resourceFromAttributes({
+      ...settings.attributes,
+      "service.name": settings.serviceName,
+    }),
     scope: { name: "pilotfish" },
   };
   const open = new HeldSlot<ExchangeSpans>("spans");
