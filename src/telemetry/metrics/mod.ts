@@ -26,6 +26,7 @@ import {
 } from "../labels.ts";
 import { type BoundHistogram, type BoundSum, Registry } from "./aggregate.ts";
 import { HeldSlot } from "../../slot.ts";
+import type { BreakerStore } from "../../breaker/mod.ts";
 import type { Scraper } from "./scrape.ts";
 
 /** GenAI semconv's advised buckets (seconds; tokens). */
@@ -206,20 +207,48 @@ export function createMetrics(serviceName: string): Metrics {
     description: "Streams being relayed",
   }).bind();
 
-  /** Breaker state per key, from transitions (a key never seen is closed). */
-  const breakerKeys = new Map<string, { provider: string; state: string }>();
+  /**
+   * Breaker keys (the store's, `provider:model`) ever seen not closed, with their provider:
+   * from this sidecar's transitions and from the store's view, which with Redis holds what
+   * the fleet opened. Their state is read from the store at each scrape: the state this
+   * sidecar acts on, wherever it was decided.
+   */
+  const breakerKeys = new Map<string, string>();
+  const seeKey = (key: string, provider: string, store: BreakerStore | undefined) => {
+    if (breakerKeys.has(key)) return;
+    if (breakerKeys.size >= MAX_HANDLES && store !== undefined) {
+      // Bounded (a breaker key per model a client names): closed keys make room first.
+      for (const k of breakerKeys.keys()) if (store.openUntil(k) === null) breakerKeys.delete(k);
+    }
+    if (breakerKeys.size < MAX_HANDLES) breakerKeys.set(key, provider);
+  };
+  let labelsOf: { config: Runtime["config"]; known: ReadonlySet<string> } | null = null;
   meter.gauge("pilotfish_breaker_state", {
     description: "Breaker state per key: 0 closed, 1 half-open, 2 open",
   }, (observe) => {
-    const store = gen?.rt.breaker.store;
-    const now = gen?.rt.now() ?? Date.now();
-    for (const [key, v] of breakerKeys) {
+    if (gen === null) return;
+    const rt = gen.rt;
+    const store = rt.breaker.store;
+    const now = rt.now();
+    for (const provider of Object.keys(rt.config.providers)) {
+      for (const key of store.openKeys(provider)) seeKey(key, provider, store);
+    }
+    if (labelsOf?.config !== rt.config) {
+      labelsOf = { config: rt.config, known: knownModels(rt.config) };
+    }
+    // Keys whose models share a label (`other`) report the worst of them.
+    const states = new Map<string, { provider: string; value: number }>();
+    for (const [key, provider] of breakerKeys) {
       // An open key whose cooldown has passed is half-open (it moves there on its next
       // request; /health says so already).
-      const until = v.state === "open" ? store?.openUntil(key) ?? null : null;
-      const state = until !== null && until <= now ? "half_open" : v.state;
-      observe(BREAKER_STATE[state] ?? 0, { provider: v.provider, key });
+      const until = store.openUntil(key);
+      const value = BREAKER_STATE[until === null ? "closed" : until <= now ? "half_open" : "open"]!;
+      const m = key.slice(provider.length + 1);
+      const label = m === "" ? provider : `${provider}:${modelLabel(labelsOf.known, m)}`;
+      const seen = states.get(label);
+      if (seen === undefined || seen.value < value) states.set(label, { provider, value });
     }
+    for (const [key, s] of states) observe(s.value, { provider: s.provider, key });
   });
   let gen: { rt: Runtime; hash: string; fleetUp: () => boolean | null } | null = null;
   meter.gauge("pilotfish_config_generation", {
@@ -385,9 +414,7 @@ export function createMetrics(serviceName: string): Metrics {
             hedges.add(1, { provider: e.primary.provider, secondary: e.secondary.provider });
             return;
           case "breaker_transition": {
-            const m = e.key.slice(e.provider.length + 1);
-            const key = m === "" ? e.provider : `${e.provider}:${model(m)}`;
-            breakerKeys.set(key, { provider: e.provider, state: e.to });
+            seeKey(e.key, e.provider, rt.breaker.store);
             transitions.add(1, { provider: e.provider, from: e.from, to: e.to });
             return;
           }

@@ -4,6 +4,11 @@ import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
 import type { Exchange } from "../../../src/pipeline/exchange.ts";
+import {
+  type BreakerStore,
+  breakerTiming,
+  createMemoryBreakerStore,
+} from "../../../src/breaker/mod.ts";
 
 const config = (url: string, extra = "") => `
 providers:
@@ -149,6 +154,48 @@ Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and t
     const calls = [...text.matchAll(/^pilotfish_upstream_attempts_total\{[^}]*\} (\d+)/gm)]
       .reduce((n, m) => n + Number(m[1]), 0);
     assert.equal(calls, up.requests.length);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("GET /metrics: pilotfish_breaker_state shows a key the fleet's store opened, not only local transitions", async () => {
+  const up = startFakeUpstream();
+  const clock = testClock();
+  const yaml = config(up.url);
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "t.yaml").config);
+  // The store another sidecar writes to (Redis): its open keys reach this one's view with
+  // no transition made here.
+  let store: BreakerStore | undefined;
+  const gw = startGateway(yaml, {}, {
+    now: clock.now,
+    breakerStore: (cfg) =>
+      store = createMemoryBreakerStore(breakerTiming(cfg.features.circuit_breaker)),
+  });
+  const state = async (key: string) =>
+    sample(
+      await (await gw.request("/metrics")).text(),
+      `pilotfish_breaker_state{provider="up",key="${key}"}`,
+    );
+  try {
+    assert.equal(await state("up:gpt-4o-mini"), undefined, "nothing known yet");
+    assert.equal(await store!.recordFailure("up:gpt-4o-mini", "up", clock.now()), true);
+    // A model no config names is labelled `other`, as on every other series.
+    assert.equal(await store!.recordFailure("up:made-up", "up", clock.now()), true);
+    assert.equal(await state("up:gpt-4o-mini"), 2, "open, as this sidecar fast-fails it");
+    assert.equal(await state("up:other"), 2);
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chat("up/gpt-4o-mini"),
+    });
+    assert.equal(res.status, 503, "it acts on that state");
+    await res.body?.cancel();
+    assert.equal(up.requests.length, 0);
+    clock.advance(31_000);
+    assert.equal(await state("up:gpt-4o-mini"), 1, "half-open past its cooldown");
+    await store!.closeKey("up:gpt-4o-mini", "up");
+    assert.equal(await state("up:gpt-4o-mini"), 0, "closed by the fleet: the series stays, at 0");
   } finally {
     await gw.close();
     await up.close();
