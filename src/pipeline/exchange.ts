@@ -254,15 +254,30 @@ export function createExchange(init: ExchangeInit): Exchange {
 }
 
 /**
- * Time spent waiting on upstreams, ms: every attempt but hedge losers (they overlapped), and
- * the backoffs between retries (the upstream's failure is why they were waited).
+ * Time spent waiting on upstreams, ms: the union of the attempts' in-flight times (a hedge's
+ * two attempts overlap: counted once, the wait before the second included) and the backoffs
+ * after them (the upstream's failure is why they were waited). An attempt with no start
+ * (a single native call) is its duration.
  */
 export function upstreamMs(ex: Exchange): number {
   let ms = 0;
+  let spans: [number, number][] | null = null;
   for (const a of ex.attempts) {
-    if (a.outcome !== "cancelled") ms += a.duration_ms + (a.backoff_ms ?? 0);
+    const wait = a.duration_ms + (a.backoff_ms ?? 0);
+    if (a.started_ms === undefined) ms += wait;
+    else (spans ??= []).push([a.started_ms, a.started_ms + wait]);
   }
-  return ms;
+  if (spans === null) return ms;
+  spans.sort((x, y) => x[0] - y[0]);
+  let [from, to] = spans[0]!;
+  for (const [start, end] of spans) {
+    if (start > to) {
+      ms += to - from;
+      from = start;
+    }
+    if (end > to) to = end;
+  }
+  return ms + to - from;
 }
 
 /**

@@ -26,6 +26,8 @@ export interface AttemptRecord {
   readonly key_id: string | null;
   readonly status: number | null;
   readonly duration_ms: number;
+  /** When it started, on the run's clock: hedged attempts overlap (the overhead counts it once). */
+  readonly started_ms?: number;
   /**
    * ok | retry (same provider) | next (moved on) | final | cancelled (lost a hedge race) |
    * skipped (its breaker was open, so it went last, and an earlier target answered)
@@ -216,6 +218,7 @@ export async function attempt(
         key_id: keyId,
         status,
         duration_ms: deps.now() - started,
+        started_ms: started,
         first_chunk_ms: firstChunk,
         usage: usageOf(ok),
         ...(noCall ? { no_call: true as const } : {}),

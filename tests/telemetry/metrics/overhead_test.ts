@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { startGateway } from "../../helpers/in_process.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
+import { type Exchange, upstreamMs } from "../../../src/pipeline/exchange.ts";
+import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 
 const enc = new TextEncoder();
 const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
@@ -84,5 +86,62 @@ providers:
     await res?.body?.cancel().catch(() => {});
     await gw.close();
     await up.close();
+  }
+});
+
+Deno.test("upstreamMs(): attempts' in-flight times as a union (hedges overlap), backoffs added", () => {
+  const record = (started: number | undefined, duration: number, extra: object = {}) => ({
+    provider: "p",
+    model: "m",
+    key_id: null,
+    status: 200,
+    duration_ms: duration,
+    ...(started === undefined ? {} : { started_ms: started }),
+    first_chunk_ms: null,
+    usage: Promise.resolve(null),
+    outcome: "ok" as const,
+    ...extra,
+  });
+  const of = (...attempts: ReturnType<typeof record>[]) =>
+    upstreamMs({ attempts } as unknown as Exchange);
+  // A hedge: the primary from 1000 until it lost at 1260, the winner from 1200 to 1250.
+  assert.equal(of(record(1000, 260, { outcome: "cancelled" }), record(1200, 50)), 260);
+  // A retry: 30 ms, a 20 ms backoff, then 40 ms; gaps between them are the gateway's.
+  assert.equal(of(record(0, 30, { outcome: "retry", backoff_ms: 20 }), record(55, 40)), 90);
+  // Nothing overlaps the one without a start (a native call): its duration.
+  assert.equal(of(record(undefined, 70)), 70);
+  assert.equal(of(), 0);
+});
+
+Deno.test("x-pilotfish-overhead-ms on a hedged request: the wait before the hedge is upstream time", async () => {
+  const a = startFakeUpstream();
+  const b = startFakeUpstream();
+  const yaml = `
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-overhead-a }], models: [gpt-4o-mini] }
+  b: { base_url: "${b.url}/v1", keys: [{ key: sk-overhead-b }], models: [gpt-4o-mini] }
+routing:
+  models:
+    gpt-4o-mini: { providers: [a, b], hedge_after: 300ms }
+`;
+  const gw = startGateway(yaml);
+  try {
+    a.script({ kind: "json", delayMs: 5_000 });
+    b.script({ kind: "json" });
+    const started = performance.now();
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    assert.equal(res.headers.get("x-pilotfish-provider"), "b");
+    assert.ok(performance.now() - started >= 300, "the hedge started after hedge_after");
+    const overhead = Number(res.headers.get("x-pilotfish-overhead-ms"));
+    assert.ok(overhead < 150, `overhead ${overhead} ms counts none of the 300 ms hedge wait`);
+  } finally {
+    await gw.close();
+    await a.close();
+    await b.close();
   }
 });
