@@ -199,6 +199,8 @@ export async function attempt(
   let admission: Settled["admission"] = "allow";
   let firstChunk: number | null = null;
   let upstreamId: string | null = null;
+  /** The status of the reply, once its headers came (a hedge's loser may be cut after). */
+  let replied: number | null = null;
   /** How this attempt settled: an answer, or the error (one closure per attempt). */
   const settle = (
     ok: AttemptOutcome | null,
@@ -306,6 +308,7 @@ export async function attempt(
       throw noContentWithin(target.provider, headersMs);
     }
     if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
+    replied = outcome.status;
     // The stream gate: nothing is committed before the first content arrived.
     const body = await gateStream<unknown>(
       outcome.body as ReadableStream<unknown>,
@@ -344,6 +347,9 @@ export async function attempt(
       }`,
       { provider: target.provider, retryable: true, upstreamStatus: 502 },
     );
+    // Lost a hedge race: the status the upstream gave before the cut (none if it had not
+    // answered), not the abort's own error.
+    if (own?.signal.aborted && !req.signal.aborted) return settle(null, ge, replied);
     return settle(null, ge, ge.info.upstreamStatus ?? ge.status, refusedBeforeCall(ge));
   }
 }

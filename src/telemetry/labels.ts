@@ -60,6 +60,11 @@ export function passthroughOperation(path: string): string {
   return "chat";
 }
 
+/** Whether an operation produces output tokens (GenAI semconv: embeddings count input only). */
+export function hasOutputTokens(operation: string): boolean {
+  return operation !== "embeddings";
+}
+
 /** The model the client asked for, from the decoded request (null before decoding). */
 export function requestedModel(ex: Exchange): string | undefined {
   const r = ex.request;

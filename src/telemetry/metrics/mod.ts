@@ -18,6 +18,7 @@ import type { TelemetryEvent } from "../../pipeline/events.ts";
 import { isUsage } from "../../pipeline/exchange.ts";
 import {
   errorType,
+  hasOutputTokens,
   knownModels,
   modelLabel,
   operationName,
@@ -368,7 +369,7 @@ export function createMetrics(serviceName: string): Metrics {
               const output = u.completion_tokens ?? 0;
               allTokens.add(input + output);
               h.inputTokens.record(input);
-              h.outputTokens.record(output);
+              if (hasOutputTokens(op)) h.outputTokens.record(output);
             }
             return;
           }

@@ -31,7 +31,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
 import type { AttemptRecord, Target } from "../../routing/mod.ts";
 import type { Usage } from "../../providers/types.ts";
-import { errorType, operationName, requestedModel } from "../labels.ts";
+import { errorType, hasOutputTokens, operationName, requestedModel } from "../labels.ts";
 import { LeanSpan, type SpanSink } from "./span.ts";
 import { HeldSlot } from "../../slot.ts";
 import type { OtlpProtocol } from "../otel_env.ts";
@@ -59,6 +59,8 @@ export interface Tracing {
 
 interface AttemptSpan {
   readonly target: Target;
+  /** `gen_ai.operation.name`. */
+  readonly operation: string;
   readonly span: LeanSpan;
   /** The W3C `traceparent` sent upstream for it: what its `first_chunk` names. */
   readonly traceparent: string;
@@ -86,10 +88,23 @@ function traceparentOf(span: LeanSpan): string {
   return `00-${c.traceId}-${c.spanId}-0${(c.traceFlags & 1).toString(16)}`;
 }
 
-function usageAttributes(span: LeanSpan, usage: Usage | null): void {
+function usageAttributes(span: LeanSpan, usage: Usage | null, operation: string): void {
   if (usage === null) return;
   span.setAttribute("gen_ai.usage.input_tokens", usage.prompt_tokens ?? 0);
-  span.setAttribute("gen_ai.usage.output_tokens", usage.completion_tokens ?? 0);
+  if (hasOutputTokens(operation)) {
+    span.setAttribute("gen_ai.usage.output_tokens", usage.completion_tokens ?? 0);
+  }
+}
+
+/**
+ * A failed attempt's `error.type`, low-cardinality as on server spans and metrics: the
+ * upstream's status code (`503`), `cancelled` for a hedge's loser, else the failure's code.
+ */
+function attemptErrorType(record: AttemptRecord): string {
+  if (record.outcome === "cancelled") return "cancelled";
+  const reason = record.reason;
+  if (reason === undefined) return record.outcome;
+  return reason.startsWith("HTTP ") ? reason.slice(5) : reason;
 }
 
 /**
@@ -154,20 +169,23 @@ export function createTracing(settings: TracingSettings): Tracing {
     const span = a.span;
     if (record.key_id !== null) span.setAttribute("pilotfish.key_id", record.key_id);
     // Only a response the upstream sent has a status: a refused connection or a timeout
-    // (recorded as 502 / 504 for the log) got none (OTel HTTP client semconv).
+    // (recorded as 502 / 504 for the log) got none (OTel HTTP client semconv). A hedge's
+    // loser has the status it got before it was cut, if any.
     if (
-      record.status !== null && (record.reason === undefined || record.reason.startsWith("HTTP "))
+      record.status !== null &&
+      (record.reason === undefined || record.reason.startsWith("HTTP ") ||
+        record.outcome === "cancelled")
     ) {
       span.setAttribute("http.response.status_code", record.status);
     }
     span.setAttribute("pilotfish.attempt.outcome", record.outcome);
-    usageAttributes(span, usage);
+    usageAttributes(span, usage, a.operation);
     if (record.outcome === "ok") {
       // A stream's attempt ends with its last chunk: now (its usage just settled).
       span.end();
       return;
     }
-    span.setAttribute("error.type", record.reason ?? record.outcome);
+    span.setAttribute("error.type", attemptErrorType(record));
     if (record.outcome !== "cancelled") span.setError();
     span.end(a.start + record.duration_ms);
   };
@@ -206,6 +224,7 @@ export function createTracing(settings: TracingSettings): Tracing {
         const traceparent = traceparentOf(span);
         spans.attempts.push({
           target: e.target,
+          operation: op,
           span,
           traceparent,
           start: Date.now(),
@@ -279,7 +298,9 @@ export function createTracing(settings: TracingSettings): Tracing {
         if (ex.cost !== null) attrs["pilotfish.cost_usd"] = ex.cost;
         if (e.usage !== null) {
           attrs["gen_ai.usage.input_tokens"] = e.usage.prompt_tokens ?? 0;
-          attrs["gen_ai.usage.output_tokens"] = e.usage.completion_tokens ?? 0;
+          if (ex.schema === null || hasOutputTokens(operationName(ex))) {
+            attrs["gen_ai.usage.output_tokens"] = e.usage.completion_tokens ?? 0;
+          }
         }
         const err = errorType(ex, e.status, e.outcome);
         if (err !== null) {

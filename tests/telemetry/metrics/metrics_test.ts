@@ -202,6 +202,44 @@ Deno.test("GET /metrics: pilotfish_breaker_state shows a key the fleet's store o
   }
 });
 
+Deno.test("GET /metrics: embeddings record input tokens only; chat records both", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    up.script({
+      kind: "json",
+      body: {
+        object: "list",
+        data: [{ object: "embedding", index: 0, embedding: [0.1] }],
+        model: "gpt-4o-mini",
+        usage: { prompt_tokens: 5, total_tokens: 5 },
+      },
+    });
+    const res = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({ model: "up/gpt-4o-mini", input: "hi" }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    up.script({ kind: "json" });
+    const chatRes = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chat("up/gpt-4o-mini"),
+    });
+    await chatRes.body?.cancel();
+    const text = await (await gw.request("/metrics")).text();
+    const counts = (op: string) =>
+      [...text.matchAll(/^gen_ai_client_token_usage_count\{([^}]*)\} (\S+)$/gm)]
+        .filter((m) => m[1]!.includes(`gen_ai_operation_name="${op}"`))
+        .map((m) => /gen_ai_token_type="(\w+)"/.exec(m[1]!)![1]).sort();
+    assert.deepEqual(counts("embeddings"), ["input"]);
+    assert.deepEqual(counts("chat"), ["input", "output"]);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
 Deno.test("GET /metrics: 10,000 distinct model names collapse to `other` (bounded series)", async () => {
   const up = startFakeUpstream();
   const gw = await gateway(config(up.url));

@@ -54,6 +54,14 @@ async function chatOnce(
   return res.status;
 }
 
+/** An OpenAI embeddings answer: input tokens only. */
+const EMBEDDINGS_ANSWER = {
+  object: "list",
+  data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2] }],
+  model: "text-embedding-3-small",
+  usage: { prompt_tokens: 5, total_tokens: 5 },
+};
+
 const attr = (s: OtlpSpan, key: string): unknown => {
   const v = s.attributes.find((a) => a.key === key)?.value;
   return v === undefined ? undefined : Object.values(v)[0];
@@ -220,6 +228,97 @@ telemetry:
       if (status >= 500) assert.equal(server.status?.code, 2, `${status}: the server failed`);
       else assert.notEqual(server.status?.code, 2, `${status}: the client's error, not ours`);
       assert.equal(client.status?.code, 2, `${status}: a failed upstream call`);
+    }
+  } finally {
+    await gw.close();
+    await up.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("traces and the access log: a hedge's streaming loser is `cancelled` with the 200 it got; a 503 attempt's error.type is 503", async () => {
+  const receiver = startReceiver();
+  const a = startFakeUpstream();
+  const b = startFakeUpstream();
+  const c = startFakeUpstream();
+  const yaml = `
+providers:
+  a: { base_url: "${a.url}/v1", keys: [{ key: sk-loser-a }], models: [gpt-4o-mini] }
+  b: { base_url: "${b.url}/v1", keys: [{ key: sk-loser-b }], models: [gpt-4o-mini] }
+  c: { base_url: "${c.url}/v1", keys: [{ key: sk-loser-c }], models: [gpt-4o] }
+routing:
+  models:
+    gpt-4o-mini: { providers: [a, b], hedge_after: 100ms }
+  failover: { retry_on: [503], max_retries: 0 }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  const gw = await tracedGateway(yaml);
+  try {
+    // The primary answers 200 and its role chunk, then no content: still streaming when b wins.
+    a.script({ kind: "stream", delayMs: 5_000 });
+    b.script({ kind: "stream", chunks: ["Hi"] });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({
+        model: "gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    const line = gw.logs.map((l) => JSON.parse(l)).find((l) => l.msg === "request");
+    const loser = line.attempts.find((x: { provider: string }) => x.provider === "a");
+    assert.equal(loser.outcome, "cancelled");
+    assert.equal(loser.status, 200, "the status the loser got, not a made-up 502");
+
+    c.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+    assert.equal(await chatOnce(gw, "/v1/chat/completions", "c/gpt-4o"), 503);
+    await gw.runtime.observability.flushTraces();
+    const clients = receiver.spans.filter((s) => s.kind === 3);
+    const lost = clients.find((s) => attr(s, "gen_ai.provider.name") === "a")!;
+    assert.equal(attr(lost, "error.type"), "cancelled");
+    assert.equal(attr(lost, "http.response.status_code"), 200);
+    const failed = clients.find((s) => attr(s, "gen_ai.provider.name") === "c")!;
+    assert.equal(attr(failed, "error.type"), "503", "as on the server span and the metrics");
+    const server = receiver.spans.find((s) =>
+      s.kind === 2 && attr(s, "gen_ai.provider.name") === "c"
+    )!;
+    assert.equal(attr(server, "error.type"), "503");
+  } finally {
+    await gw.close();
+    await a.close();
+    await b.close();
+    await c.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("traces: embeddings carry input tokens only (no gen_ai.usage.output_tokens)", async () => {
+  const receiver = startReceiver();
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-embed-t }], models: [text-embedding-3-small] }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  const gw = await tracedGateway(yaml);
+  try {
+    up.script({ kind: "json", body: EMBEDDINGS_ANSWER });
+    const res = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({ model: "up/text-embedding-3-small", input: "hi" }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    await gw.runtime.observability.flushTraces();
+    assert.equal(receiver.spans.length, 2);
+    for (const s of receiver.spans) {
+      assert.equal(attr(s, "gen_ai.operation.name"), "embeddings");
+      assert.equal(attr(s, "gen_ai.usage.input_tokens"), 5);
+      assert.equal(attr(s, "gen_ai.usage.output_tokens"), undefined, s.name);
     }
   } finally {
     await gw.close();
