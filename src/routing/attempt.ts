@@ -10,6 +10,7 @@ import {
   noContentWithin,
 } from "../streaming/gate.ts";
 import { noUsage } from "../streaming/usage.ts";
+import { modelInJsonHead, modelOfBody } from "../streaming/response_model.ts";
 import { pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
 import type { RoutingState } from "./state.ts";
@@ -43,6 +44,12 @@ export interface AttemptRecord {
   readonly no_call?: true;
   /** Time from the attempt's start to its first stream chunk; null for buffered answers. */
   readonly first_chunk_ms: number | null;
+  /**
+   * The model the upstream says answered (`gen_ai.response.model`), where it was free to
+   * read: a JSON answer's head or body, a stream's opening events. Absent on a native
+   * passthrough reply, or when the answer did not name one.
+   */
+  readonly response_model?: string;
   /** The provider's own id of the call (its `requestIdHeader`), when it sent one. */
   readonly upstream_request_id?: string;
   /**
@@ -201,6 +208,7 @@ export async function attempt(
   let upstreamId: string | null = null;
   /** The status of the reply, once its headers came (a hedge's loser may be cut after). */
   let replied: number | null = null;
+  let responseModel: string | undefined;
   /** How this attempt settled: an answer, or the error (one closure per attempt). */
   const settle = (
     ok: AttemptOutcome | null,
@@ -225,6 +233,7 @@ export async function attempt(
         usage: usageOf(ok),
         ...(noCall ? { no_call: true as const } : {}),
         ...(upstreamId !== null ? { upstream_request_id: upstreamId } : {}),
+        ...(responseModel !== undefined ? { response_model: responseModel } : {}),
       },
     }) as Settled;
   if (!adapter || !provider) {
@@ -307,7 +316,14 @@ export async function attempt(
       }
       throw noContentWithin(target.provider, headersMs);
     }
-    if (outcome.kind !== "stream") return settle(outcome, null, outcome.status);
+    if (outcome.kind !== "stream") {
+      if (outcome.kind === "json") {
+        responseModel = outcome.format === "object"
+          ? modelOfBody(outcome.body)
+          : modelInJsonHead(outcome.body);
+      }
+      return settle(outcome, null, outcome.status);
+    }
     replied = outcome.status;
     // The stream gate: nothing is committed before the first content arrived.
     const body = await gateStream<unknown>(
@@ -323,6 +339,7 @@ export async function attempt(
           : gate.firstChunkMs - (deps.now() - started),
         idleMs: gate?.idleMs,
         failure: "failure" in outcome ? outcome.failure : undefined,
+        onModel: (model) => responseModel = model,
         deadline: {
           ms: Math.max(1, deadline - deps.now()),
           schedule: scheduleDeadline,

@@ -12,6 +12,7 @@
  * read, never a timer re-arm.
  * @module
  */
+import { modelOfEvent } from "./response_model.ts";
 import { GatewayError } from "../errors.ts";
 import { relayStream } from "./observe.ts";
 import { openReader } from "./pull.ts";
@@ -49,6 +50,8 @@ export interface GateOptions {
     readonly schedule: GateSchedule;
     readonly error: () => Error;
   };
+  /** Told the model the stream's opening events name (`gen_ai.response.model`), once. */
+  readonly onModel?: ((model: string) => void) | undefined;
 }
 
 /** An idle stream ended by the gate (the access log's outcome `idle_timeout`). */
@@ -113,18 +116,29 @@ export function dataHasContent(format: GateFormat, data: string): boolean {
   return eventHasContent(format, data) ?? true;
 }
 
-/** `dataHasContent`, or null for an event that is not JSON (a broken stream). */
-function eventHasContent(format: GateFormat, data: string): boolean | null {
+/**
+ * `dataHasContent`, or null for an event that is not JSON (a broken stream). `seen` is shown
+ * each event parsed.
+ */
+function eventHasContent(
+  format: GateFormat,
+  data: string,
+  seen?: (event: unknown) => void,
+): boolean | null {
   if (format === "openai_sse") {
     if (data === "[DONE]") return true;
+    let chunk: unknown;
     try {
-      return chunkHasContent(JSON.parse(data));
+      chunk = JSON.parse(data);
     } catch {
       return null;
     }
+    seen?.(chunk);
+    return chunkHasContent(chunk);
   }
   try {
     const event = JSON.parse(data) as Record<string, unknown>;
+    seen?.(event);
     const type = event.type;
     if (typeof type !== "string") return true;
     if (NOT_CONTENT_EVENTS.has(type) || FAILURE_EVENTS.has(type)) return false;
@@ -158,8 +172,21 @@ function contentDetector<T>(
   format: GateFormat,
   failure: GateOptions["failure"],
   provider: string,
+  onModel: GateOptions["onModel"],
 ): (chunk: T) => boolean {
-  if (format === "chunks") return (chunk) => chunkHasContent(chunk);
+  // The events before commit are parsed here anyway: the model they name costs a lookup.
+  let seen: ((event: unknown) => void) | undefined = onModel && ((event) => {
+    const model = modelOfEvent(format, event);
+    if (model === undefined) return;
+    seen = undefined;
+    onModel(model);
+  });
+  if (format === "chunks") {
+    return (chunk) => {
+      seen?.(chunk);
+      return chunkHasContent(chunk);
+    };
+  }
   const decoder = new TextDecoder();
   const read = createSseDataReader();
   return (chunk) => {
@@ -167,7 +194,7 @@ function contentDetector<T>(
     for (const data of read(text)) {
       const failed = failure?.(data);
       if (failed) throw failed;
-      const content = eventHasContent(format, data);
+      const content = eventHasContent(format, data, seen);
       // Relayed as bytes, an event that is not JSON would reach the client's SDK, which
       // throws on it: before commit it is the upstream's failure (failover may answer).
       if (content === null) {
@@ -196,7 +223,7 @@ export async function gateStream<T>(
 ): Promise<ReadableStream<T>> {
   const reader = openReader(source);
   const held: T[] = [];
-  const hasContent = contentDetector<T>(format, opts.failure, opts.provider);
+  const hasContent = contentDetector<T>(format, opts.failure, opts.provider, opts.onModel);
   let onAbort = () => {};
   let cancelTimer = () => {};
   let cancelDeadline = () => {};

@@ -74,6 +74,41 @@ export function requestedModel(ex: Exchange): string | undefined {
 }
 
 /**
+ * `gen_ai.response.model`: the model the upstream said answered (the winning attempt's, when
+ * it named one), else the model the request was routed to.
+ */
+export function responseModel(ex: Exchange): string | undefined {
+  return reportedModel(ex) ?? ex.model;
+}
+
+/** The model the winning attempt's answer named, if it named one. */
+export function reportedModel(ex: Exchange): string | undefined {
+  for (const a of ex.attempts) if (a.outcome === "ok") return a.response_model;
+  return undefined;
+}
+
+/**
+ * Response models as labels. A configured name is itself. An upstream names dated versions
+ * the config does not (`gpt-4o-2024-08-06` for `gpt-4o`): for a request routed to a
+ * configured model (`routed` is its label, not `other`), the first `cap` such names are kept.
+ * Anything else is `routed`: a client's made-up model names never mint a label.
+ */
+export function createResponseModelLabel(
+  cap: number,
+): (known: ReadonlySet<string>, reported: string | undefined, routed: string) => string {
+  const extra = new Set<string>();
+  return (known, reported, routed) => {
+    if (reported === undefined) return routed;
+    if (known.has(reported)) return reported;
+    if (routed === OTHER) return OTHER;
+    if (extra.has(reported)) return reported;
+    if (extra.size >= cap) return OTHER;
+    extra.add(reported);
+    return reported;
+  };
+}
+
+/**
  * `error.type` (OTel semconv): the gateway's error code for a failed request, the stream's
  * outcome for one cut short, or null for a success.
  */

@@ -17,12 +17,14 @@ import type { Runtime } from "../../runtime.ts";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
 import { isUsage } from "../../pipeline/exchange.ts";
 import {
+  createResponseModelLabel,
   errorType,
   hasOutputTokens,
   knownModels,
   modelLabel,
   operationName,
   OTHER,
+  reportedModel,
   requestedModel,
 } from "../labels.ts";
 import { type BoundHistogram, type BoundSum, Registry } from "./aggregate.ts";
@@ -68,6 +70,8 @@ const TOKEN_BUCKETS = [
  * the rest to `other`), but without an allowlist a client could still mint new ones.
  */
 const MAX_BYPASS_REASONS = 32;
+/** Distinct response models outside the config kept as labels (dated versions). */
+const MAX_RESPONSE_MODELS = 32;
 /** Gateway overhead is sub-millisecond to a few ms (seconds). */
 const OVERHEAD_BUCKETS = [
   0.00005,
@@ -267,6 +271,7 @@ export function createMetrics(serviceName: string): Metrics {
   });
 
   const streaming = new HeldSlot<true>("streaming");
+  const answeredLabel = createResponseModelLabel(MAX_RESPONSE_MODELS);
   const reasons = new Set<string>();
   const reasonLabel = (reason: string) => {
     if (reason === "") return OTHER;
@@ -299,16 +304,17 @@ export function createMetrics(serviceName: string): Metrics {
         appKey: string | undefined,
         genAi: Attributes,
         err: string | null,
+        routed: string,
       ): EndHandles => {
         const base: Attributes = { route, status, provider };
         if (appKey !== undefined) base.app_key = appKey;
-        const responseModel = genAi["gen_ai.response.model"] as string;
         return {
           requests: requests.bind(base),
           overhead: overhead.bind({ route }),
           provider: lgProvider.bind({ provider }),
-          modelCost: lgModelCost.bind({ model: responseModel }),
-          cost: cost.bind({ provider, model: responseModel }),
+          // Cost is priced by the model routed to: its labels stay that model.
+          modelCost: lgModelCost.bind({ model: routed }),
+          cost: cost.bind({ provider, model: routed }),
           duration: opDuration.bind(err === null ? genAi : { ...genAi, "error.type": err }),
           inputTokens: tokenUsage.bind({ ...genAi, "gen_ai.token.type": "input" }),
           outputTokens: tokenUsage.bind({ ...genAi, "gen_ai.token.type": "output" }),
@@ -326,26 +332,36 @@ export function createMetrics(serviceName: string): Metrics {
             const llm = ex.schema !== null; // else not an LLM route (health, metrics, status)
             let op = "";
             let requested = "";
-            let responseModel = "";
+            let routed = "";
+            let answered = "";
             let err: string | null = null;
             if (llm) {
               op = operationName(ex);
               requested = model(requestedModel(ex));
-              responseModel = model(ex.model);
+              routed = model(ex.model);
+              answered = answeredLabel(known, reportedModel(ex), routed);
               err = errorType(ex, e.status, e.outcome);
             }
             const key = `${route}\0${status}\0${provider}\0${
               appKey ?? "\x01"
-            }\0${op}\0${requested}\0${responseModel}\0${err ?? "\x01"}`;
+            }\0${op}\0${requested}\0${routed}\0${answered}\0${err ?? "\x01"}`;
             const h = ends.get(key) ?? keep(
               ends,
               key,
-              bindEnd(route, status, provider, appKey, {
-                "gen_ai.operation.name": op,
-                "gen_ai.provider.name": provider,
-                "gen_ai.request.model": requested,
-                "gen_ai.response.model": responseModel,
-              }, err),
+              bindEnd(
+                route,
+                status,
+                provider,
+                appKey,
+                {
+                  "gen_ai.operation.name": op,
+                  "gen_ai.provider.name": provider,
+                  "gen_ai.request.model": requested,
+                  "gen_ai.response.model": answered,
+                },
+                err,
+                routed,
+              ),
             );
             h.requests.add(1);
             if (ex.overheadMs !== null) h.overhead.record(ex.overheadMs / 1000);

@@ -31,7 +31,13 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { TelemetryEvent } from "../../pipeline/events.ts";
 import type { AttemptRecord, Target } from "../../routing/mod.ts";
 import type { Usage } from "../../providers/types.ts";
-import { errorType, hasOutputTokens, operationName, requestedModel } from "../labels.ts";
+import {
+  errorType,
+  hasOutputTokens,
+  operationName,
+  requestedModel,
+  responseModel,
+} from "../labels.ts";
 import { LeanSpan, type SpanSink } from "./span.ts";
 import { HeldSlot } from "../../slot.ts";
 import type { OtlpProtocol } from "../otel_env.ts";
@@ -168,6 +174,9 @@ export function createTracing(settings: TracingSettings): Tracing {
     a.done = true;
     const span = a.span;
     if (record.key_id !== null) span.setAttribute("pilotfish.key_id", record.key_id);
+    if (record.response_model !== undefined) {
+      span.setAttribute("gen_ai.response.model", record.response_model);
+    }
     // Only a response the upstream sent has a status: a refused connection or a timeout
     // (recorded as 502 / 504 for the log) got none (OTel HTTP client semconv). A hedge's
     // loser has the status it got before it was cut, if any.
@@ -294,7 +303,8 @@ export function createTracing(settings: TracingSettings): Tracing {
           if (requested !== undefined) attrs["gen_ai.request.model"] = requested;
         }
         if (ex.provider !== undefined) attrs["gen_ai.provider.name"] = ex.provider;
-        if (ex.model !== undefined) attrs["gen_ai.response.model"] = ex.model;
+        const answered = responseModel(ex);
+        if (answered !== undefined) attrs["gen_ai.response.model"] = answered;
         if (ex.cost !== null) attrs["pilotfish.cost_usd"] = ex.cost;
         if (e.usage !== null) {
           attrs["gen_ai.usage.input_tokens"] = e.usage.prompt_tokens ?? 0;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startGateway, testClock } from "../../helpers/in_process.ts";
-import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
+import { completionBody, startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
 import type { Exchange } from "../../../src/pipeline/exchange.ts";
@@ -234,6 +234,39 @@ Deno.test("GET /metrics: embeddings record input tokens only; chat records both"
         .map((m) => /gen_ai_token_type="(\w+)"/.exec(m[1]!)![1]).sort();
     assert.deepEqual(counts("embeddings"), ["input"]);
     assert.deepEqual(counts("chat"), ["input", "output"]);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("GET /metrics: gen_ai_response_model is the model the upstream reported, bounded", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  const answered = (text: string) =>
+    [...text.matchAll(/^gen_ai_client_operation_duration_count\{([^}]*)\}/gm)]
+      .map((m) => /gen_ai_response_model="([^"]*)"/.exec(m[1]!)![1]).sort();
+  try {
+    up.script({ kind: "json", body: completionBody("hi", "gpt-4o-mini-2024-07-18") });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chat("up/gpt-4o-mini"),
+    });
+    await res.body?.cancel();
+    assert.deepEqual(answered(await (await gw.request("/metrics")).text()), [
+      "gpt-4o-mini-2024-07-18",
+    ]);
+    // A model no config names, echoed back by its upstream, mints no label.
+    up.script({ kind: "json", body: completionBody("hi", "made-up-echo") });
+    const echo = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chat("up/made-up-echo"),
+    });
+    await echo.body?.cancel();
+    assert.deepEqual(answered(await (await gw.request("/metrics")).text()), [
+      "gpt-4o-mini-2024-07-18",
+      "other",
+    ]);
   } finally {
     await gw.close();
     await up.close();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startGateway } from "../../helpers/in_process.ts";
-import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
+import { completionBody, startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { parseConfigText } from "../../../src/config/mod.ts";
 import { preloadTelemetry } from "../../../src/telemetry/hub.ts";
 
@@ -319,6 +319,61 @@ telemetry:
       assert.equal(attr(s, "gen_ai.operation.name"), "embeddings");
       assert.equal(attr(s, "gen_ai.usage.input_tokens"), 5);
       assert.equal(attr(s, "gen_ai.usage.output_tokens"), undefined, s.name);
+    }
+  } finally {
+    await gw.close();
+    await up.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("traces: gen_ai.response.model is the model the upstream says answered, on server and client spans", async () => {
+  const receiver = startReceiver();
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-trace-m }], models: [gpt-4o-dated] }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  const gw = await tracedGateway(yaml);
+  const dated = "gpt-4o-dated-2024-08-06";
+  try {
+    up.script({ kind: "json", body: completionBody("hi", dated) });
+    assert.equal(await chatOnce(gw, "/v1/chat/completions", "up/gpt-4o-dated"), 200);
+    const event = (delta: Record<string, unknown>, finish: string | null = null) =>
+      `data: ${
+        JSON.stringify({
+          id: "c",
+          object: "chat.completion.chunk",
+          created: 1,
+          model: dated,
+          choices: [{ index: 0, delta, finish_reason: finish }],
+        })
+      }\n\n`;
+    up.script({
+      kind: "sse",
+      events: [
+        event({ role: "assistant", content: "" }),
+        event({ content: "Hi" }),
+        event({}, "stop"),
+        "data: [DONE]\n\n",
+      ],
+    });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({
+        model: "up/gpt-4o-dated",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.match(await res.text(), /\[DONE\]/);
+    await gw.runtime.observability.flushTraces();
+    assert.equal(receiver.spans.length, 4);
+    for (const s of receiver.spans) {
+      assert.equal(attr(s, "gen_ai.response.model"), dated, `${s.kind} ${s.name}`);
+      if (s.kind === 3) assert.equal(attr(s, "gen_ai.request.model"), "gpt-4o-dated");
     }
   } finally {
     await gw.close();
