@@ -68,6 +68,11 @@ export interface GatewayErrorInfo {
    */
   upstreamCode?: string | null;
   headers?: Record<string, string>;
+  /**
+   * Anthropic's machine-readable `error.details` (its SDKs act on `details.error_code`, e.g.
+   * `thread_not_found`), rendered on Anthropic-format answers.
+   */
+  details?: Readonly<Record<string, unknown>>;
   /** The upstream reply's headers that classify it (rate-limit budgets, AWS error type). */
   upstreamHeaders?: Record<string, string>;
   /** Native passthrough: the untouched upstream reply, relayed if this error is the last. */

@@ -132,7 +132,7 @@ export interface MessagesResponse {
 /** `{"type":"error","error":{"type":"invalid_request_error","message":"..."}}` */
 export interface MessagesErrorBody {
   type: "error";
-  error: { type: string; message: string };
+  error: { type: string; message: string; details?: Readonly<Record<string, unknown>> };
 }
 
 // ---- Validation ----------------------------------------------------------------------------
@@ -451,5 +451,11 @@ export function toAnthropicError(err: GatewayError): MessagesErrorBody {
     : upstream !== undefined && ANTHROPIC_TYPES.has(upstream)
     ? upstream
     : byStatus ?? (clientError ? "invalid_request_error" : "api_error");
-  return { type: "error", error: { type, message: err.message } };
+  const details = err.info.details;
+  return {
+    type: "error",
+    error: details === undefined
+      ? { type, message: err.message }
+      : { type, message: err.message, details },
+  };
 }

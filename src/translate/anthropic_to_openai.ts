@@ -127,6 +127,11 @@ function translate(req: MessagesRequest, ctx: Ctx): OpenAIChatRequest {
     const v = req[param];
     if (v !== undefined && v !== null && isActive(v)) refuse(ctx, unsupported(param, provider));
   }
+  // Anthropic holds a thread's earlier turns; another provider would get only the new one.
+  // Its SDKs answer thread_not_found by replaying the whole history under a new thread, which
+  // translates whole (`create` asks nothing of a provider).
+  const thread = (req as { thread?: unknown }).thread;
+  if (isObject(thread) && thread.type === "continue") refuse(ctx, threadNotFound(provider));
   if (req.max_tokens === 0) {
     refuse(
       ctx,
@@ -453,6 +458,14 @@ function blockTexts(block: unknown, out: string[] = [], depth = 0): string[] {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function threadNotFound(provider: string): GatewayError {
+  return new GatewayError(
+    "not_found",
+    `Thread not found: provider "${provider}" keeps no thread; send the whole conversation again`,
+    { param: "thread", provider, details: { error_code: "thread_not_found" } },
+  );
 }
 
 function unsupported(param: string, provider: string): GatewayError {

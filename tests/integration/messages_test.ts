@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { embeddedDefault } from "../../src/config/mod.ts";
-import { startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway } from "../helpers/in_process.ts";
 
 const OPENAI_FIXTURES = new URL("../fixtures/openai/", import.meta.url);
@@ -574,5 +574,52 @@ Deno.test("/v1/messages on the embedded default: mock/... answers, a bare model 
     }
   } finally {
     await gw.close();
+  }
+});
+
+Deno.test("the Anthropic SDK's threads reach a translated provider whole: thread_not_found makes it replay", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai:
+    base_url: ${up.url}/v1
+    keys: [{ key: sk-openai-configured-0001 }]
+`);
+  const client = sdk(gw.url(""));
+  try {
+    up.script({ kind: "json", body: completionBody("Hello Ada.") });
+    up.script({ kind: "json", body: completionBody("Your name is Ada.") });
+    const thread = client.beta.messages.thread({
+      model: "openai/gpt-4o-mini",
+      max_tokens: 50,
+      system: "You are terse.",
+    });
+    await thread.send({ role: "user", content: "My name is Ada." });
+    const second = await thread.send({ role: "user", content: "What is my name?" });
+    assert.equal((second.content[0] as { text: string }).text, "Your name is Ada.");
+    // The continue turn was refused locally (no upstream call); the replay carried it all.
+    assert.equal(up.requests.length, 2);
+    const sent = JSON.parse(up.requests[1]!.body) as { messages: { role: string }[] };
+    assert.deepEqual(sent.messages.map((m) => m.role), ["system", "user", "assistant", "user"]);
+    assert.ok(!("thread" in sent));
+
+    // The refusal itself, as the SDK reads it.
+    const res = await gw.request("/v1/messages", {
+      method: "POST",
+      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+      body: JSON.stringify({
+        model: "openai/gpt-4o-mini",
+        max_tokens: 10,
+        thread: { type: "continue", previous_message_id: "msg_x" },
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(res.status, 404);
+    const body = await res.json();
+    assert.equal(body.error.type, "not_found_error");
+    assert.deepEqual(body.error.details, { error_code: "thread_not_found" });
+  } finally {
+    await gw.close();
+    await up.close();
   }
 });
