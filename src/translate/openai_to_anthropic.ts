@@ -64,6 +64,14 @@ export function toMessagesUsage(usage: unknown): MessagesUsage {
   };
 }
 
+function startUsage(ctx: MessagesStreamContext): MessagesUsage {
+  const usage = { ...toMessagesUsage(ctx.reported?.()), output_tokens: 0 };
+  if (usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens > 0) {
+    return usage;
+  }
+  return { ...usage, input_tokens: ctx.estimatedInput?.() ?? 0 };
+}
+
 /**
  * `chatcmpl-abc` → `msg_abc`: Anthropic SDKs and logs expect the `msg_` prefix. An id that
  * came from Anthropic (`chatcmpl-msg_01…`, a cached or translated Anthropic answer) is given
@@ -173,6 +181,11 @@ export interface MessagesStreamContext {
    * Gemini upstream counts the input before any content; an OpenAI one only at the end).
    */
   readonly reported?: () => unknown;
+  /**
+   * The input's estimated tokens, for a `message_start` before the upstream counted it: some
+   * clients (LangChain's ChatAnthropic) read the input count there only, as Anthropic sends it.
+   */
+  readonly estimatedInput?: () => number;
 }
 
 /**
@@ -253,9 +266,9 @@ export function createMessagesStreamTransformer(
         content: [],
         stop_reason: null,
         stop_sequence: null,
-        // The input as counted so far (OpenAI counts only at the end, so 0 until then);
+        // The input as counted so far, else estimated (OpenAI counts only at the end);
         // message_delta carries the final counts.
-        usage: { ...toMessagesUsage(ctx.reported?.()), output_tokens: 0 },
+        usage: startUsage(ctx),
       },
     });
   };

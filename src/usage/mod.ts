@@ -5,7 +5,7 @@
  */
 export { BUILTIN_PRICES, builtinPrice, createPriceBook, type PriceBook } from "./pricing.ts";
 export { costOf, formatUsd, splitTokens, type TokenSplit } from "./cost.ts";
-export { type Bill, billOf, COST_HEADER, createMeter } from "./meter.ts";
+export { type Bill, billOf, COST_HEADER, createMeter, promptEstimate } from "./meter.ts";
 export { createLedger, type UsageLedger } from "./ledger.ts";
 export {
   createMemoryRollups,

@@ -219,13 +219,17 @@ routing:
       assert.match(response.headers.get("content-type") ?? "", /^text\/event-stream/);
       const types: string[] = [];
       let text = "";
+      let startInput = -1;
       for await (const event of stream) {
         types.push(event.type);
+        if (event.type === "message_start") startInput = event.message.usage.input_tokens;
         if (event.type === "content_block_delta" && event.delta.type === "text_delta") {
           text += event.delta.text;
         }
       }
       assert.equal(text, "Bonjour à toi 🌊!");
+      // OpenAI counts at the end; message_start carries the estimate (what LangChain reads).
+      assert.ok(startInput > 0, `message_start input_tokens ${startInput}`);
       assert.deepEqual(types, [
         "message_start",
         "content_block_start",

@@ -12,6 +12,7 @@ import { toAnthropicError } from "../../schema/anthropic.ts";
 import { encodeSseEvent, usageReported } from "../../streaming/mod.ts";
 import { encodeMessagesStream, toMessagesResponse } from "../../translate/mod.ts";
 import type { Exchange } from "../exchange.ts";
+import { promptEstimate } from "../../usage/mod.ts";
 import { decodeContext } from "./openai.ts";
 import { jsonResponse, sseResponse } from "./stream.ts";
 
@@ -40,6 +41,7 @@ export function encodeMessages(
       provider,
       redact: ex.runtime.redact,
       reported: () => usageReported(outcome.usage),
+      estimatedInput: () => promptEstimate(ex),
     });
   return sseResponse(ex, bytes, outcome.status, headers, renderAnthropicError);
 }
