@@ -265,8 +265,10 @@ export interface ProviderAdapter {
 
 /** A call on a response a provider keeps. */
 export interface StoredResponseCall {
-  readonly method: "GET" | "DELETE";
+  readonly method: "GET" | "DELETE" | "POST";
   readonly id: string;
+  /** After the id: `""`, `/input_items` (GET) or `/cancel` (POST). */
+  readonly action: StoredAction;
   /** The client's query (`?include[]=…`, `""` for none), sent on as it came. */
   readonly query: string;
   readonly apiKey: string | null;
@@ -274,6 +276,8 @@ export interface StoredResponseCall {
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
 }
+
+export type StoredAction = "" | "/input_items" | "/cancel";
 
 export interface StoredResponseReply {
   readonly status: number;

@@ -7,7 +7,13 @@ export { chatCompletions } from "./chat_completions.ts";
 export { embeddings } from "./embeddings.ts";
 export { getModel, listModels, modelsFormat } from "./models.ts";
 export { messages } from "./messages.ts";
-export { deleteResponse, getResponse, responses } from "./responses.ts";
+export {
+  cancelResponse,
+  deleteResponse,
+  getResponse,
+  responseInputItems,
+  responses,
+} from "./responses.ts";
 export { countTokens } from "./count_tokens.ts";
 export { nativePassthrough } from "./passthrough.ts";
 export { health, healthz, ready } from "./health.ts";

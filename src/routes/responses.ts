@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
+import type { StoredAction } from "../providers/types.ts";
 import type { OpenAIChatRequest } from "../schema/openai.ts";
 import {
   parseResponsesRequest,
@@ -312,6 +313,86 @@ export async function getResponse(c: Context<AppEnv>): Promise<Response> {
   return await relayStored(ex, "GET", id, c.req.raw.signal, queryOf(c.req.url));
 }
 
+/**
+ * `GET /v1/responses/{id}/input_items`: OpenAI's list of what a kept response was given (its
+ * context, earlier turns included: every item before its own output), newest first unless
+ * `order=asc`, `limit` 1-100 (20), `after` an item id; else relayed.
+ */
+export async function responseInputItems(c: Context<AppEnv>): Promise<Response> {
+  const ex: Exchange = c.get("exchange");
+  ex.errorFormat = "openai_json";
+  const id = responseId(c);
+  const stored = await ex.runtime.responses.get(id, ex.principal.appKey ?? null);
+  if (stored === null) {
+    return await relayStored(ex, "GET", id, c.req.raw.signal, queryOf(c.req.url), "/input_items");
+  }
+  const output = stored.response.output.length;
+  const input = stored.items.slice(0, Math.max(0, stored.items.length - output));
+  const order = c.req.query("order") ?? "desc";
+  if (order !== "asc" && order !== "desc") {
+    throw new GatewayError("invalid_request", `order: expected "asc" or "desc"`, {
+      param: "order",
+    });
+  }
+  const limitText = c.req.query("limit") ?? "20";
+  const limit = Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+    throw new GatewayError("invalid_request", `limit: expected an integer from 1 to 100`, {
+      param: "limit",
+    });
+  }
+  let items = (order === "desc" ? input.toReversed() : input).map(asInputItem);
+  const after = c.req.query("after");
+  if (after !== undefined) {
+    const at = items.findIndex((item) => (item as { id?: unknown }).id === after);
+    items = at < 0 ? [] : items.slice(at + 1);
+  }
+  const page = items.slice(0, limit);
+  const idOf = (item: unknown) => {
+    const v = (item as { id?: unknown } | undefined)?.id;
+    return typeof v === "string" ? v : null;
+  };
+  return send(c, "json", {
+    object: "list",
+    data: page,
+    first_id: idOf(page[0]),
+    last_id: idOf(page.at(-1)),
+    has_more: items.length > page.length,
+  });
+}
+
+/**
+ * An item as OpenAI lists it: a message is `type: "message"` with its text as content parts
+ * (`input_text`; `output_text` for the assistant's), however the client wrote it.
+ */
+function asInputItem(item: unknown): unknown {
+  if (!isObject(item) || (item.type !== undefined && item.type !== "message")) return item;
+  if (typeof item.role !== "string") return item;
+  const part = item.role === "assistant" ? "output_text" : "input_text";
+  const content = typeof item.content === "string"
+    ? [{ type: part, text: item.content }]
+    : item.content;
+  return { ...item, type: "message", content };
+}
+
+/**
+ * `POST /v1/responses/{id}/cancel`: only a background response can be cancelled, and the
+ * gateway keeps none (it answers every response whole); else relayed.
+ */
+export async function cancelResponse(c: Context<AppEnv>): Promise<Response> {
+  const ex: Exchange = c.get("exchange");
+  ex.errorFormat = "openai_json";
+  const id = responseId(c);
+  if (await ex.runtime.responses.get(id, ex.principal.appKey ?? null) !== null) {
+    throw new GatewayError(
+      "invalid_request",
+      `Response '${id}' was not created in background mode: only background responses can be cancelled`,
+      { param: "response_id" },
+    );
+  }
+  return await relayStored(ex, "POST", id, c.req.raw.signal, queryOf(c.req.url), "/cancel");
+}
+
 /** `DELETE /v1/responses/{id}`: forget a kept response (OpenAI's deletion answer), or relay. */
 export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
@@ -333,10 +414,11 @@ export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
  */
 async function relayStored(
   ex: Exchange,
-  method: "GET" | "DELETE",
+  method: "GET" | "DELETE" | "POST",
   id: string,
   signal: AbortSignal,
   query: string,
+  action: StoredAction = "",
 ): Promise<Response> {
   const rt = ex.runtime;
   let attempts = 0;
@@ -362,6 +444,7 @@ async function relayStored(
       const reply = await adapter.storedResponse({
         method,
         id,
+        action,
         query,
         apiKey: key?.key ?? null,
         clientAuthorization,

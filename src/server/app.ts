@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import {
   type AppEnv,
+  cancelResponse,
   chatCompletions,
   countTokens,
   deleteResponse,
@@ -14,6 +15,7 @@ import {
   modelsFormat,
   nativePassthrough,
   ready,
+  responseInputItems,
   responses,
 } from "../routes/mod.ts";
 import type { Runtime } from "../runtime.ts";
@@ -71,6 +73,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.req.param("id") === "input_tokens" ? Promise.resolve(postAllow(c)) : next();
   app.get("/v1/responses/:id", notInputTokens, appKeyGate, getResponse);
   app.delete("/v1/responses/:id", notInputTokens, appKeyGate, deleteResponse);
+  app.get("/v1/responses/:id/input_items", appKeyGate, responseInputItems);
+  app.post("/v1/responses/:id/cancel", appKeyGate, cancelResponse);
   app.get("/v1/models", modelsFormat, appKeyGate, listModels);
   app.get("/v1/models/*", modelsFormat, appKeyGate, getModel);
   app.get("/healthz", healthz);
@@ -99,6 +103,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     "/v1/responses/:id",
     (c) => c.req.param("id") === "input_tokens" ? postAllow(c) : responseItem(c),
   );
+  app.all("/v1/responses/:id/input_items", allow("GET"));
+  app.all("/v1/responses/:id/cancel", postAllow);
   for (const path of ["/healthz", "/ready", "/health", "/status"]) {
     app.all(path, allow("GET"));
   }

@@ -219,13 +219,16 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     ...(speaksResponses(cfg) ? { responses, storedResponse } : {}),
   };
 
-  /** `GET`/`DELETE {base_url}/responses/{id}`: the provider's own stored response, as bytes. */
+  /**
+   * `GET`/`DELETE {base_url}/responses/{id}`, `GET …/input_items`, `POST …/cancel`: the
+   * provider's own stored response, as bytes.
+   */
   async function storedResponse(call: StoredResponseCall): Promise<StoredResponseReply> {
     // No body: no content-type.
     const { "content-type": _json, ...headers } = { ...baseHeaders, accept: "application/json" };
     setCredential(headers, call, endpoint);
     const url = endpoint.url("responses", "") + "/" +
-      pathSegment(call.id, "response id", cfg.name) + call.query;
+      pathSegment(call.id, "response id", cfg.name) + call.action + call.query;
     const reply = await execute({ url, method: call.method, headers, body: null }, call);
     return { status: reply.response.status, body: await reply.bytes() };
   }

@@ -256,6 +256,14 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
       const got = await client.responses.retrieve(made.id);
       assert.equal(got.id, made.id);
       assert.equal(got.output_text, "Hello from upstream");
+      // What it was given: the input, not its output; and it was never a background one.
+      const items = [];
+      for await (const item of client.responses.inputItems.list(made.id)) items.push(item);
+      assert.deepEqual(
+        items.map((i) => (i as { content?: { text?: string }[] }).content?.[0]?.text),
+        ["keep me"],
+      );
+      await assert.rejects(client.responses.cancel(made.id), OpenAI.BadRequestError);
       await client.responses.delete(made.id);
       await assert.rejects(client.responses.retrieve(made.id), (err: unknown) => {
         assert.ok(err instanceof OpenAI.NotFoundError);

@@ -145,6 +145,27 @@ providers:
     assert.equal((await del.json()).deleted, true);
     assert.equal(second.requests.at(-1)!.method, "DELETE");
 
+    // input_items (GET) and cancel (POST) go the same way, the path kept.
+    first.script({ kind: "json", status: 404, body: { error: { message: "No response found" } } });
+    second.script({ kind: "json", body: { object: "list", data: [], has_more: false } });
+    const items = await gw.request("/v1/responses/resp_up/input_items?order=asc");
+    assert.equal(items.status, 200);
+    assert.equal((await items.json()).object, "list");
+    assert.equal(second.requests.at(-1)!.path, "/v1/responses/resp_up/input_items");
+    assert.equal(second.requests.at(-1)!.search, "?order=asc");
+    first.script({ kind: "json", status: 404, body: { error: { message: "No response found" } } });
+    second.script({
+      kind: "json",
+      body: { id: "resp_up", object: "response", status: "cancelled" },
+    });
+    const cancel = await gw.request("/v1/responses/resp_up/cancel", { method: "POST" });
+    assert.equal(cancel.status, 200);
+    assert.equal(second.requests.at(-1)!.method, "POST");
+    assert.equal(second.requests.at(-1)!.path, "/v1/responses/resp_up/cancel");
+    const wrong = await gw.request("/v1/responses/resp_up/cancel");
+    assert.equal(wrong.status, 405);
+    await wrong.body?.cancel();
+
     // Nobody knows it: a 404 in OpenAI's format.
     second.script({ kind: "json", status: 404, body: { error: { message: "No response found" } } });
     const none = await gw.request("/v1/responses/resp_gone");
