@@ -893,9 +893,9 @@ const wasmPluginSchema = strictObject({
   ),
   fail_mode: opt(v.picklist(["open", "closed"]), "open"),
   timeout: opt(duration(), "500ms"),
+  // Unset: sized from server.max_body_bytes (src/plugins/mod.ts, pluginMemory).
   max_memory: opt(
     v.pipe(byteSize(), v.minValue(65_536, "max_memory is at least one 64KiB page")),
-    "32MiB",
   ),
   // Exact hosts: the permission planner grants each to the daemon, and Deno's grants
   // take no wildcards.

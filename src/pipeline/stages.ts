@@ -10,6 +10,7 @@
  */
 import { GatewayError } from "../errors.ts";
 import { scheduleDeadline } from "../providers/deadline.ts";
+import { withinWrite } from "../server/middleware/timeouts.ts";
 import type { ChatChunk, ChatOutcome } from "../providers/types.ts";
 import type { OpenAIChatRequest, OpenAIEmbeddingsRequest } from "../schema/openai.ts";
 import type { EventType, TelemetryEvent } from "./events.ts";
@@ -104,6 +105,12 @@ export interface Stage {
   readonly fail_mode: FailMode;
   /** Budget of one hook call, ms. */
   readonly timeout_ms: number;
+  /**
+   * The hook keeps `timeout_ms` itself, over its own run only (a WASM plugin: the guest's
+   * time, not its wait for a free instance, which the request's deadline bounds). The
+   * chain then does not time it.
+   */
+  readonly self_timed?: boolean;
   /** Inbound schemas this stage applies to; every one when absent. */
   readonly schemas?: readonly InboundSchema[];
   pre_http?(ex: Exchange, req: HttpRequestView): MaybePromise<PreHttpResult>;
@@ -221,13 +228,28 @@ export function callHook<H extends HookName>(
   try {
     value = fn.call(stage, ex, arg);
     if (!(value instanceof Promise)) {
-      if (ex.clock.now() - started > stage.timeout_ms) throw new StageTimeout();
+      if (!stage.self_timed && ex.clock.now() - started > stage.timeout_ms) {
+        throw new StageTimeout();
+      }
       return value;
     }
   } catch (err) {
     return stageFailed(ex, stage, hook, err);
   }
-  return raceBudget(ex, stage, hook, value);
+  return stage.self_timed ? settle(ex, stage, hook, value) : raceBudget(ex, stage, hook, value);
+}
+
+async function settle<T>(
+  ex: Exchange,
+  stage: Stage,
+  hook: HookName,
+  value: Promise<T>,
+): Promise<T | typeof SKIPPED> {
+  try {
+    return await value;
+  } catch (err) {
+    return stageFailed(ex, stage, hook, err);
+  }
 }
 
 async function raceBudget<T>(
@@ -255,7 +277,27 @@ class StageTimeout extends Error {
   override readonly name = "StageTimeout";
 }
 
+/**
+ * An answer a hook throws that is the request's, not the stage's failure (a body too large
+ * for a plugin to see, a deadline that passed while it waited its turn): `fail_mode` does
+ * not apply, since skipping the stage would let anyone get past it by making it happen.
+ */
+export class StageRefusal extends GatewayError {}
+
+/**
+ * What is left of the request's own deadline, ms (`x-gateway.timeout`, else
+ * `routing.failover.deadline`, counted from its arrival; `server.write_timeout` when sooner).
+ */
+export function requestTimeLeft(ex: Exchange): number {
+  const timeout = ex.gateway.timeout;
+  const left =
+    (timeout !== undefined ? timeout * 1000 : ex.runtime.config.routing.failover.deadline) -
+    (ex.clock.now() - ex.started);
+  return left <= 0 ? left : withinWrite(ex.deadlines, left);
+}
+
 function stageFailed(ex: Exchange, stage: Stage, hook: string, err: unknown): typeof SKIPPED {
+  if (err instanceof StageRefusal) throw err;
   const rt = ex.runtime;
   const timedOut = err instanceof StageTimeout;
   if (rt.events.on.stage_error) {

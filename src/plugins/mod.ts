@@ -24,7 +24,7 @@ import { createRunner, FUEL, type Metered } from "./runner.ts";
 import { wasmStage } from "./stage.ts";
 
 export { type HookName, HOOKS } from "./binary.ts";
-export { type CallResult, createPool, type PluginPool, PluginTimeout } from "./pool.ts";
+export { type CallResult, createPool, PluginBusy, type PluginPool, PluginTimeout } from "./pool.ts";
 
 /** A checked, compiled plugin module, ready to instantiate in workers. */
 export interface CompiledPlugin {
@@ -40,7 +40,49 @@ export interface CompiledPlugin {
   /** It imports `INPUT_READ` (the shim then re-exports its memory). */
   readonly inputRead: boolean;
   readonly maxPages: number;
+  /** The largest input a call is given (`maxInputOf`). */
+  readonly maxInput: number;
 }
+
+/**
+ * Bytes of `max_memory` per byte of input a guest is given, over `MEMORY_BASE` for the guest
+ * itself. Parsing JSON into a guest's own strings takes several times the input: the
+ * injection guard needs 2-3 MiB to start and 6.5-7.5× its input (UTF-16 copies of every text
+ * part, folded and tokenised), measured from 1 KB to 16 MB.
+ */
+export const MEMORY_PER_INPUT_BYTE = 8;
+export const MEMORY_BASE = 4 * 1024 * 1024;
+/** The least default `max_memory`, and what a small body limit still gets. */
+export const MIN_DEFAULT_MEMORY = 32 * 1024 * 1024;
+/** Room in the input for what is not the body: headers, metadata, the JSON around them. */
+const INPUT_ENVELOPE = 1024 * 1024;
+
+/**
+ * A plugin's `max_memory`: as configured, else enough for any body the gateway accepts
+ * (`server.max_body_bytes` and the input's envelope, × `MEMORY_PER_INPUT_BYTE`). A guest's
+ * memory is committed only as it grows into it.
+ */
+export function pluginMemory(cfg: WasmPluginConfig, maxBodyBytes: number): number {
+  return cfg.max_memory ??
+    Math.max(
+      MIN_DEFAULT_MEMORY,
+      MEMORY_BASE + MEMORY_PER_INPUT_BYTE * (maxBodyBytes + INPUT_ENVELOPE),
+    );
+}
+
+/**
+ * The largest input a plugin with `maxMemory` is given. A larger one is not a plugin failure
+ * to skip under `fail_mode: open` (padding a prompt would get past a guard): the request is
+ * refused (see `stage.ts`).
+ */
+export function maxInputOf(maxMemory: number): number {
+  return Math.max(0, Math.floor((maxMemory - MEMORY_BASE) / MEMORY_PER_INPUT_BYTE));
+}
+
+/** `server.max_body_bytes`'s default, for a plugin compiled without a config. */
+const DEFAULT_BODY_BYTES = 10 * 1024 * 1024;
+/** A 32-bit guest's whole address space. */
+const MAX_PAGES = 65_536;
 
 const HOST_MODULES = new Set(["extism:host/env", "wasi_snapshot_preview1"]);
 
@@ -48,16 +90,21 @@ const HOST_MODULES = new Set(["extism:host/env", "wasi_snapshot_preview1"]);
  * Read and compile one plugin. Synchronous: a config generation is built in one step, and a
  * plugin that cannot load must refuse the config before anything is swapped.
  */
-export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugin {
+export function compilePlugin(
+  cfg: WasmPluginConfig,
+  cwd: string,
+  maxBodyBytes: number = DEFAULT_BODY_BYTES,
+): CompiledPlugin {
   const where = `wasm_plugins "${cfg.name}"`;
   const path = resolve(cwd, cfg.path);
+  const maxMemory = pluginMemory(cfg, maxBodyBytes);
   let bytes: Uint8Array;
   try {
     bytes = Deno.readFileSync(path);
   } catch (err) {
     throw new ModuleError(`${where}: cannot read "${path}": ${(err as Error).message}`);
   }
-  const maxPages = Math.max(1, Math.floor(cfg.max_memory / PAGE_BYTES));
+  const maxPages = Math.min(MAX_PAGES, Math.max(1, Math.floor(maxMemory / PAGE_BYTES)));
   let guest: WebAssembly.Module;
   let capped: Uint8Array<ArrayBuffer>;
   try {
@@ -103,6 +150,7 @@ export function compilePlugin(cfg: WasmPluginConfig, cwd: string): CompiledPlugi
     wasi: imports.some((i) => i.module === "wasi_snapshot_preview1"),
     inputRead,
     maxPages,
+    maxInput: maxInputOf(maxPages * PAGE_BYTES),
   };
 }
 
@@ -128,6 +176,7 @@ export function startPool(plugin: CompiledPlugin): PluginPool {
     metered: plugin.metered,
     size: cfg.instances,
     timeoutMs: cfg.timeout,
+    maxInput: plugin.maxInput,
     init: {
       guest: plugin.guest,
       shim: plugin.shim,
@@ -148,7 +197,7 @@ export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
   if (config.wasm_plugins.length === 0) return [];
   const { compiled, problems } = compileAll(config, cwd);
   if (problems.length > 0) throw new ConfigError("wasm_plugins", problems);
-  return compiled.map((p) => wasmStage(p.config, p.hooks, startPool(p)));
+  return compiled.map((p) => wasmStage(p.config, p.hooks, startPool(p), p.maxInput));
 }
 
 /** What would keep `config.wasm_plugins` from loading (for `--check`); nothing is started. */
@@ -164,7 +213,7 @@ function compileAll(config: Config, cwd: string) {
     if (seen.has(cfg.name)) problems.push(`wasm_plugins: the name "${cfg.name}" is used twice`);
     seen.add(cfg.name);
     try {
-      compiled.push(compilePlugin(cfg, cwd));
+      compiled.push(compilePlugin(cfg, cwd, config.server.max_body_bytes));
     } catch (err) {
       if (!(err instanceof ModuleError)) throw err;
       problems.push(err.message);

@@ -32,17 +32,43 @@ export class PluginTimeout extends Error {
   override readonly name = "PluginTimeout";
 }
 
+/**
+ * No instance came free before the caller's `waitUntil`: the guest never ran. Not the
+ * plugin's failure (every instance was busy with other requests), so not a timeout.
+ */
+export class PluginBusy extends Error {
+  override readonly name = "PluginBusy";
+}
+
+/** One call's limits. */
+export interface CallOptions {
+  /** This call's timeout, ms, over the guest's own run (default the pool's `timeoutMs`). */
+  readonly timeoutMs?: number;
+  /** What is left of it, ms, when part was spent elsewhere (default all of it). */
+  readonly budgetMs?: number;
+  /**
+   * `performance.now()` by which an instance must be free (the request's deadline); waiting
+   * for one does not count against `budgetMs`. No limit when absent.
+   */
+  readonly waitUntil?: number;
+}
+
 export interface PoolOptions {
   readonly init: Omit<WorkerInit, "sab">;
   readonly size: number;
   readonly timeoutMs: number;
   /** Start workers when calls need them, not up front (see `runner.ts`). */
   readonly lazy?: boolean;
+  /** The largest input a call may bring (sizes the exchange buffer); default 128 MiB. */
+  readonly maxInput?: number;
 }
 
 export interface PluginPool {
-  /** `budgetMs`: what is left of the call's timeout (default all of it). */
-  call(hook: HookName, input: Uint8Array, budgetMs?: number): Promise<CallResult>;
+  /**
+   * Run `hook` on a free instance. `timeout` bounds the guest's run only; the wait for an
+   * instance is bounded by `opts.waitUntil` (a `PluginBusy` then).
+   */
+  call(hook: HookName, input: Uint8Array, opts?: CallOptions): Promise<CallResult>;
   /** Resolves once the first instance is up; rejects with why it could not start. */
   readonly ready: Promise<void>;
   /** Instances running now (for tests and the bench). */
@@ -52,8 +78,6 @@ export interface PluginPool {
 
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
 const INITIAL_BYTES = DATA_OFFSET + 64 * 1024;
-/** Request bodies are bounded well below this by the server's body limit. */
-const MAX_BYTES = DATA_OFFSET + 128 * 1024 * 1024;
 
 interface Slot {
   readonly worker: Worker;
@@ -70,14 +94,18 @@ interface Waiter {
   readonly reject: (err: Error) => void;
 }
 
+/** A request body never comes near this; a larger input fails its call. */
+const MAX_INPUT = 128 * 1024 * 1024;
+
 export function createPool(opts: PoolOptions): PluginPool {
   const slots: Slot[] = [];
   const idle: Slot[] = [];
   const waiters: Waiter[] = [];
   let closed = false;
+  const maxBytes = DATA_OFFSET + Math.max(opts.maxInput ?? 0, MAX_INPUT);
 
   const spawn = (): Slot => {
-    const sab = new SharedArrayBuffer(INITIAL_BYTES, { maxByteLength: MAX_BYTES });
+    const sab = new SharedArrayBuffer(INITIAL_BYTES, { maxByteLength: maxBytes });
     const worker = new Worker(WORKER_URL, { type: "module", name: "pilotfish wasm plugin" });
     const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
     const slot: Slot = {
@@ -129,14 +157,35 @@ export function createPool(opts: PoolOptions): PluginPool {
     else idle.push(slot);
   };
 
-  const acquire = (): Slot | Promise<Slot> => {
+  const acquire = (waitUntil: number | undefined): Slot | Promise<Slot> => {
     if (closed) throw new Error("plugin pool is closed");
     const slot = idle.pop();
     if (slot) return slot;
     if (opts.lazy && slots.length < opts.size) spawn();
     else if (slots.length === 0) throw new Error("no plugin instance could start");
-    return new Promise<Slot>((resolve, reject) => waiters.push({ resolve, reject }));
+    return new Promise<Slot>((resolve, reject) => {
+      if (waitUntil === undefined) return waiters.push({ resolve, reject });
+      const left = waitUntil - performance.now();
+      if (left <= 0) return reject(busy());
+      const timer = setTimeout(() => {
+        const i = waiters.indexOf(waiter);
+        if (i >= 0) waiters.splice(i, 1);
+        reject(busy());
+      }, left);
+      const waiter: Waiter = {
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      waiters.push(waiter);
+    });
   };
+  const busy = () => new PluginBusy(`no instance came free within the request's deadline`);
 
   // Unless lazy, every instance starts now: a request never waits for a worker to boot.
   if (!opts.lazy) { for (let i = 0; i < opts.size; i++) spawn(); }
@@ -148,13 +197,11 @@ export function createPool(opts: PoolOptions): PluginPool {
     hook: HookName,
     input: Uint8Array,
     deadline: number,
+    timeoutMs: number,
   ): Promise<CallResult> => {
     const { sab, ctl } = slot;
     const needed = DATA_OFFSET + input.length;
-    if (needed > sab.byteLength) {
-      if (needed > sab.maxByteLength) throw new Error("input larger than the plugin buffer");
-      sab.grow(needed);
-    }
+    if (needed > sab.byteLength) sab.grow(needed);
     new Uint8Array(sab, DATA_OFFSET).set(input);
     ctl[CTL.hook] = HOOKS.indexOf(hook);
     ctl[CTL.inputLength] = input.length;
@@ -173,7 +220,7 @@ export function createPool(opts: PoolOptions): PluginPool {
     }
     if (Atomics.load(ctl, CTL.state) !== STATE.response) {
       drop(slot);
-      throw new PluginTimeout(`did not answer within ${opts.timeoutMs} ms; its worker was stopped`);
+      throw new PluginTimeout(`did not answer within ${timeoutMs} ms; its worker was stopped`);
     }
     const data = new Uint8Array(sab, DATA_OFFSET);
     const outLen = ctl[CTL.outputLength]!;
@@ -194,16 +241,17 @@ export function createPool(opts: PoolOptions): PluginPool {
   return {
     ready,
     size: () => slots.length,
-    async call(hook, input, budgetMs = opts.timeoutMs) {
-      const deadline = performance.now() + budgetMs;
-      const got = acquire();
-      const slot = got instanceof Promise ? await got : got;
-      if (performance.now() >= deadline) {
-        // Spent waiting for an instance (a lazy pool's boot): the guest never ran.
-        release(slot);
-        throw new PluginTimeout(`did not answer within ${opts.timeoutMs} ms`);
+    async call(hook, input, callOpts = {}) {
+      if (DATA_OFFSET + input.length > maxBytes) {
+        throw new Error("input larger than the plugin buffer");
       }
-      return await run(slot, hook, input, deadline);
+      const got = acquire(callOpts.waitUntil);
+      const slot = got instanceof Promise ? await got : got;
+      // The budget starts now: waiting for a free instance (other requests' calls, a lazy
+      // pool's boot) is not the guest's time.
+      const timeoutMs = callOpts.timeoutMs ?? opts.timeoutMs;
+      const deadline = performance.now() + (callOpts.budgetMs ?? timeoutMs);
+      return await run(slot, hook, input, deadline, timeoutMs);
     },
     close() {
       closed = true;

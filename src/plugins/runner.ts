@@ -22,6 +22,7 @@ import {
   type CallResult,
   createPool,
   type GuestLog,
+  PluginBusy,
   type PluginPool,
   PluginTimeout,
 } from "./pool.ts";
@@ -55,6 +56,8 @@ export interface RunnerOptions {
   /** Worker instances at most. */
   readonly size: number;
   readonly timeoutMs: number;
+  /** The largest input a call may bring (sizes the workers' exchange buffers). */
+  readonly maxInput?: number;
 }
 
 /** Most calls log nothing: no array per call for them. */
@@ -121,15 +124,24 @@ export function createRunner(opts: RunnerOptions): PluginPool {
   return {
     ready,
     size: () => pool.size() + (instance ? 1 : 0),
-    async call(hook, input) {
-      const started = performance.now();
-      if (input.length >= slowFrom && started < slowUntil) return pool.call(hook, input);
+    async call(hook, input, callOpts = {}) {
+      const { waitUntil } = callOpts;
+      if (input.length >= slowFrom && performance.now() < slowUntil) {
+        return pool.call(hook, input, callOpts);
+      }
       // The finishing call hands the thread to the next in line (busy stays set).
       if (busy) await new Promise<void>((resolve) => queue.push(resolve));
       else busy = true;
       let result: CallResult | "spent" | null = null;
+      // The timeout counts from here: the wait for the thread (other requests' calls, each
+      // within its fuel) is not this guest's time.
+      let started = performance.now();
       try {
         if (building) await building.catch(() => {});
+        started = performance.now();
+        if (waitUntil !== undefined && started >= waitUntil) {
+          throw new PluginBusy("the thread did not come free within the request's deadline");
+        }
         if (instance) result = await inThread(instance, hook, input);
       } finally {
         const next = queue.shift();
@@ -144,9 +156,10 @@ export function createRunner(opts: RunnerOptions): PluginPool {
         slowFrom = now < slowUntil ? Math.min(slowFrom, input.length) : input.length;
         slowUntil = now + slowFor;
       }
-      const left = opts.timeoutMs - (now - started);
-      if (left <= 0) throw new PluginTimeout(`did not answer within ${opts.timeoutMs} ms`);
-      return pool.call(hook, input, left);
+      const timeoutMs = callOpts.timeoutMs ?? opts.timeoutMs;
+      const left = timeoutMs - (now - started);
+      if (left <= 0) throw new PluginTimeout(`did not answer within ${timeoutMs} ms`);
+      return pool.call(hook, input, { ...callOpts, timeoutMs, budgetMs: left });
     },
     close() {
       closed = true;

@@ -8,17 +8,19 @@
 import type { WasmPluginConfig } from "../config/schema.ts";
 import type { ChatChunk } from "../providers/types.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
-import type {
-  HttpRequestView,
-  HttpResponseView,
-  LlmRequestView,
-  LlmResponseView,
-  PostLlmResult,
-  PreHttpResult,
-  PreLlmResult,
-  Reject,
-  Respond,
-  Stage,
+import {
+  type HttpRequestView,
+  type HttpResponseView,
+  type LlmRequestView,
+  type LlmResponseView,
+  type PostLlmResult,
+  type PreHttpResult,
+  type PreLlmResult,
+  type Reject,
+  requestTimeLeft,
+  type Respond,
+  type Stage,
+  StageRefusal,
 } from "../pipeline/stages.ts";
 import {
   AbiError,
@@ -31,7 +33,7 @@ import {
   shortCircuitBody,
 } from "./abi.ts";
 import type { HookName } from "./binary.ts";
-import type { PluginPool } from "./pool.ts";
+import { type CallResult, PluginBusy, type PluginPool } from "./pool.ts";
 import { HeldSlot } from "../slot.ts";
 
 /** Per exchange, the response headers plugins asked for (added at `post_http`). */
@@ -41,11 +43,26 @@ export function wasmStage(
   cfg: WasmPluginConfig,
   hooks: ReadonlySet<HookName>,
   pool: PluginPool,
+  maxInput: number = Infinity,
 ): Stage {
   const expose = cfg.expose_credentials;
 
   const call = async (ex: Exchange, input: HookInput): Promise<HookOutput> => {
-    const result = await pool.call(input.hook, encodeInput(input));
+    const bytes = encodeInput(input);
+    if (bytes.length > maxInput) throw tooLarge(cfg.name, input.hook, bytes.length, maxInput);
+    // Waiting for a free instance is bounded by the request's own deadline, not by the
+    // plugin's timeout (which bounds the guest's run): a busy plugin is not a broken one.
+    const left = requestTimeLeft(ex);
+    if (left <= 0) throw deadlinePassed(cfg.name);
+    let result: CallResult;
+    try {
+      result = await pool.call(input.hook, bytes, {
+        timeoutMs: callTimeout(cfg.timeout, bytes.length),
+        waitUntil: performance.now() + left,
+      });
+    } catch (err) {
+      throw err instanceof PluginBusy ? deadlinePassed(cfg.name) : err;
+    }
     for (const log of result.logs) {
       const level = log.level === "error" ? "error" : log.level === "warn" ? "warn" : "info";
       ex.runtime.logger[level]("plugin log", {
@@ -80,6 +97,8 @@ export function wasmStage(
     name: cfg.name,
     fail_mode: cfg.fail_mode,
     timeout_ms: cfg.timeout,
+    // The pool stops a guest at `timeout` of its own run (pool.ts, runner.ts).
+    self_timed: true,
     post_llm_body: hooks.has("post_llm"),
     dispose: () => pool.close(),
     ready: pool.ready,
@@ -176,6 +195,39 @@ export function wasmStage(
     };
   }
   return stage;
+}
+
+const MIB = 1024 * 1024;
+
+/**
+ * A call's timeout: `timeout` for an input up to 1 MiB, and as much again for every further
+ * MiB. A plugin given any body the gateway accepts must have the time to read it: a 10 MB
+ * prompt takes the injection guard 150-250 ms on an idle machine, so a flat 500 ms would skip
+ * it under load (`fail_mode: open`). A runaway is still stopped, later on a larger input.
+ */
+export function callTimeout(timeoutMs: number, inputBytes: number): number {
+  return inputBytes <= MIB ? timeoutMs : Math.ceil(timeoutMs * inputBytes / MIB);
+}
+
+/**
+ * An input larger than the plugin may be given (`maxInputOf`). Refused whatever `fail_mode`
+ * says: skipping would let anyone get past a guard by padding the prompt. A request is too
+ * large (413); an answer too large for a post hook fails the request.
+ */
+function tooLarge(name: string, hook: HookName, bytes: number, max: number): StageRefusal {
+  const pre = hook === "pre_http" || hook === "pre_llm";
+  const what = pre ? "The request" : "The answer";
+  return new StageRefusal(
+    pre ? "payload_too_large" : "stage_failed",
+    `${what} is too large for plugin "${name}" (${bytes} bytes in ${hook}; its max_memory takes inputs up to ${max} bytes)`,
+  );
+}
+
+function deadlinePassed(name: string): StageRefusal {
+  return new StageRefusal(
+    "upstream_timeout",
+    `The request's deadline passed while it waited for plugin "${name}" (every instance busy)`,
+  );
 }
 
 function addHeaders(ex: Exchange, res: HttpResponseView): void {

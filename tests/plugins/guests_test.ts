@@ -579,3 +579,81 @@ Deno.test("guard: documents, files and NFKC letterlike spellings are read; phras
     });
   });
 });
+
+/** The guard as Butter's config writes it: name, path, config; every other key its default. */
+function butterGuard(extra = ""): string {
+  return `${PROVIDERS}
+wasm_plugins:
+  - name: guard
+    path: ${plugin("prompt-injection-guard")}
+    config: { mode: block }
+${extra}`;
+}
+
+const padded = (bytes: number) => {
+  const prose = "The quarterly report covers revenue, hiring and the roadmap. ";
+  return prose.repeat(Math.ceil(bytes / prose.length)) + ATTACK;
+};
+const chatOf = (content: string) => ({
+  model: "up/gpt-up",
+  messages: [{ role: "user", content }],
+});
+
+Deno.test("guard with Butter's keys only: a 5 MB and a 9.5 MB injection are blocked (max_memory fits any body the gateway accepts)", async () => {
+  await using(butterGuard(), async (gw) => {
+    for (const size of [5_000_000, 9_500_000]) {
+      const res = await gw.request("/v1/chat/completions", post(chatOf(padded(size))));
+      assert.equal(res.status, 400, `${size} bytes`);
+      assert.deepEqual(await res.json(), BUTTER_BODY);
+    }
+    assert.equal(gw.upstream.length, 0);
+    assert.ok(!gw.logs.some((l) => l.includes("stage skipped")), "never skipped");
+  });
+});
+
+Deno.test("guard with Butter's keys, one instance: concurrent requests queued behind each other all block", async () => {
+  // One worker: each 1 MB prompt spends the daemon thread's fuel and waits its turn there,
+  // so the last ones wait far longer than the plugin's 500 ms timeout (their guest time
+  // stays well under it).
+  await using(butterGuard("    instances: 1\n"), async (gw) => {
+    const body = post(chatOf(padded(1_000_000)));
+    const statuses = await Promise.all(
+      Array.from({ length: 40 }, async () => {
+        const res = await gw.request("/v1/chat/completions", body);
+        await res.body?.cancel();
+        return res.status;
+      }),
+    );
+    const why = gw.logs.filter((l) => l.includes("stage skipped")).slice(0, 3).join("\n");
+    assert.deepEqual(statuses, statuses.map(() => 400), why);
+    assert.equal(gw.upstream.length, 0);
+  });
+});
+
+Deno.test("an input larger than max_memory takes is refused with 413 in the route's format, not skipped under fail_mode open", async (t) => {
+  // 8 MiB of memory takes inputs up to (8 - 4) / 8 MiB = 512 KiB.
+  await using(butterGuard("    max_memory: 8MiB\n"), async (gw) => {
+    await t.step("chat completions", async () => {
+      const res = await gw.request("/v1/chat/completions", post(chatOf(padded(600_000))));
+      assert.equal(res.status, 413);
+      const body = await res.json();
+      assert.match(body.error.message, /too large for plugin "guard"/);
+    });
+    await t.step("messages: Anthropic's error envelope", async () => {
+      const res = await gw.request(
+        "/v1/messages",
+        post({ ...chatOf(padded(600_000)), model: "claude/claude-x", max_tokens: 8 }),
+      );
+      assert.equal(res.status, 413);
+      const body = await res.json();
+      assert.equal(body.type, "error");
+      assert.match(body.error.message, /too large for plugin "guard"/);
+    });
+    await t.step("an input within it is scanned as usual", async () => {
+      const res = await gw.request("/v1/chat/completions", post(chatOf(padded(50_000))));
+      assert.equal(res.status, 400);
+      assert.deepEqual(await res.json(), BUTTER_BODY);
+    });
+    assert.equal(gw.upstream.length, 0);
+  });
+});

@@ -192,8 +192,15 @@ Deno.test("a spinning guest is stopped at its timeout while other requests are s
   });
 });
 
+Deno.test("a call's timeout grows with its input past 1 MiB, so a guest has time to read any body", async () => {
+  const { callTimeout } = await import("../../src/plugins/stage.ts");
+  assert.equal(callTimeout(500, 1_000), 500);
+  assert.equal(callTimeout(500, 1024 * 1024), 500);
+  assert.equal(callTimeout(500, 10 * 1024 * 1024), 5_000);
+});
+
 Deno.test("a guest that grows memory without bound hits max_memory and fails", async () => {
-  await withPlugin("grow", "max_memory: 4MiB\nfail_mode: closed", async (gw) => {
+  await withPlugin("grow", "max_memory: 5MiB\nfail_mode: closed", async (gw) => {
     const res = await chat(gw);
     assert.equal(res.status, 500);
     assert.match((await res.json()).error.message, /failed in pre_http/);

@@ -6,7 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { parseConfigText } from "../../src/config/mod.ts";
-import { compilePlugin, type PluginPool, PluginTimeout, startPool } from "../../src/plugins/mod.ts";
+import {
+  compilePlugin,
+  PluginBusy,
+  type PluginPool,
+  PluginTimeout,
+  startPool,
+} from "../../src/plugins/mod.ts";
 import { watToWasm } from "./wat.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-runner-" });
@@ -125,6 +131,45 @@ Deno.test("runaway calls queued for one worker each end in a timeout, not a dead
     1,
     "1500ms",
   ); // long enough for the worker to boot and the first call to run in it
+});
+
+Deno.test("calls queued for one busy worker each get their whole timeout to run; a runaway is still stopped", async () => {
+  await withRunner(
+    async (runner) => {
+      const started = performance.now();
+      const spins = await Promise.allSettled(
+        [0, 1, 2].map(() => runner.call("pre_http", bytes("q".repeat(3000)))),
+      );
+      // Each ran in the worker until its own 300 ms were spent: none timed out in the queue.
+      for (const r of spins) {
+        assert.equal(r.status, "rejected");
+        assert.ok(r.reason instanceof PluginTimeout, String(r.reason));
+        assert.match(r.reason.message, /within 300 ms; its worker was stopped/);
+      }
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed >= 850, `three runs of 300 ms one after another took ${elapsed} ms`);
+    },
+    1,
+    "300ms",
+  );
+});
+
+Deno.test("a call that cannot get an instance before waitUntil fails as busy, not as a timeout", async () => {
+  await withRunner(
+    async (runner) => {
+      const stuck = runner.call("pre_http", bytes("s".repeat(3000)));
+      stuck.catch(() => {});
+      const waited = performance.now();
+      await assert.rejects(
+        runner.call("pre_http", bytes("t".repeat(3000)), { waitUntil: performance.now() + 100 }),
+        PluginBusy,
+      );
+      assert.ok(performance.now() - waited < 1_000, "told at waitUntil, not at the timeout");
+      await assert.rejects(stuck, PluginTimeout);
+    },
+    1,
+    "1500ms",
+  );
 });
 
 /** The injection guard (plugins/prompt-injection-guard) behind the runner, one instance. */
