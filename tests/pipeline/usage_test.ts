@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { EventOf } from "../../src/pipeline/events.ts";
+import type { Stage } from "../../src/pipeline/stages.ts";
 import { CONFIG, gateway, post, requestLines, UPSTREAM } from "./support.ts";
 
 const SANITIZE = { sanitizeOps: true, sanitizeResources: true };
@@ -188,3 +189,42 @@ Deno.test("a complete answer's usage is the upstream's own count", SANITIZE, asy
   const end = gw.events.find((e) => e.type === "request_end") as EventOf<"request_end">;
   assert.deepEqual(end.usage, { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 });
 });
+
+Deno.test(
+  "a stream_chunk stage that drops or replaces chunks does not change what is billed",
+  SANITIZE,
+  async (t) => {
+    const stages: Record<string, NonNullable<Stage["stream_chunk"]>> = {
+      drop: () => null,
+      // A replacement that keeps nothing of the chunk: no usage, other content.
+      replace: (_ex, c) => ({
+        id: c.id,
+        object: c.object,
+        created: c.created,
+        model: c.model,
+        choices: [{
+          index: 0,
+          delta: { content: "a much longer replacement text" },
+          finish_reason: null,
+        }],
+      }),
+    };
+    for (const [name, stream_chunk] of Object.entries(stages)) {
+      await t.step(name, async () => {
+        const gw = gateway({
+          stages: [{ name, fail_mode: "closed", timeout_ms: 1_000, stream_chunk }],
+        });
+        const res = await gw.request(
+          "/v1/chat/completions",
+          post({ model: "up/gpt-up", stream: true, messages: [{ role: "user", content: "hi" }] }),
+        );
+        await res.text();
+        const end = gw.events.find((e) => e.type === "request_end") as EventOf<"request_end">;
+        assert.deepEqual(end.usage, { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 });
+        const line = requestLines(gw.logs)[0]!;
+        assert.equal(line.completion_tokens, 5);
+        assert.equal(line.usage_estimated, undefined);
+      });
+    }
+  },
+);
