@@ -164,3 +164,91 @@ export function errorMessage(body: unknown): string {
   }
   return "Request refused by a plugin";
 }
+
+/**
+ * Why a guest's replacement chunk is not a `chat.completion.chunk` the encoders can read,
+ * or null when it is. `choices` is required (empty for a usage-only chunk); each choice
+ * needs a `delta` object; the fields the encoders read must have their types.
+ */
+export function chunkProblem(c: Record<string, unknown>): string | null {
+  if (!Array.isArray(c.choices)) return "chunk.choices is not an array";
+  for (const [i, choice] of c.choices.entries()) {
+    const at = `chunk.choices[${i}]`;
+    if (!isObject(choice)) return `${at} is not an object`;
+    if (choice.index !== undefined && !Number.isInteger(choice.index)) {
+      return `${at}.index is not an integer`;
+    }
+    if (!nullable(choice.finish_reason, "string")) return `${at}.finish_reason is not a string`;
+    const delta = choice.delta;
+    if (!isObject(delta)) return `${at}.delta is not an object`;
+    if (!nullable(delta.content, "string")) return `${at}.delta.content is not a string`;
+    if (!nullable(delta.refusal, "string")) return `${at}.delta.refusal is not a string`;
+    if (delta.role !== undefined && typeof delta.role !== "string") {
+      return `${at}.delta.role is not a string`;
+    }
+    if (delta.tool_calls !== undefined && !objects(delta.tool_calls)) {
+      return `${at}.delta.tool_calls is not a list of objects`;
+    }
+  }
+  return metaProblem(c, "chunk", "chat.completion.chunk");
+}
+
+/**
+ * Why a guest's `post_llm` body is not the canonical answer of `schema` (a `chat.completion`
+ * with at least one choice holding a `message`, or an embeddings `list`), or null when it is.
+ */
+export function answerProblem(body: Record<string, unknown>, schema: string | null): string | null {
+  if (schema === "embeddings") {
+    if (!Array.isArray(body.data) || !body.data.every((d) => isObject(d))) {
+      return "body.data is not a list of objects";
+    }
+    return body.usage === undefined || isObject(body.usage) ? null : "body.usage is not an object";
+  }
+  if (!Array.isArray(body.choices) || body.choices.length === 0) {
+    return "body.choices is not a non-empty array";
+  }
+  for (const [i, choice] of body.choices.entries()) {
+    const at = `body.choices[${i}]`;
+    if (!isObject(choice)) return `${at} is not an object`;
+    if (!nullable(choice.finish_reason, "string")) return `${at}.finish_reason is not a string`;
+    const message = choice.message;
+    if (!isObject(message)) return `${at}.message is not an object`;
+    const content = message.content;
+    if (
+      content !== undefined && content !== null && typeof content !== "string" &&
+      !objects(content)
+    ) {
+      return `${at}.message.content is not a string or a list of parts`;
+    }
+    if (message.tool_calls !== undefined && !objects(message.tool_calls)) {
+      return `${at}.message.tool_calls is not a list of objects`;
+    }
+  }
+  return metaProblem(body, "body", "chat.completion");
+}
+
+/** The fields around the choices: absent or of their type. */
+function metaProblem(o: Record<string, unknown>, name: string, object: string): string | null {
+  if (o.id !== undefined && typeof o.id !== "string") return `${name}.id is not a string`;
+  if (o.model !== undefined && typeof o.model !== "string") return `${name}.model is not a string`;
+  if (o.created !== undefined && typeof o.created !== "number") {
+    return `${name}.created is not a number`;
+  }
+  if (o.object !== undefined && o.object !== object) return `${name}.object is not "${object}"`;
+  if (!nullable(o.usage, "object")) return `${name}.usage is not an object`;
+  return null;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** Absent, null, or of `type` (an object is not an array). */
+function nullable(v: unknown, type: "string" | "object"): boolean {
+  if (v === undefined || v === null) return true;
+  return type === "object" ? isObject(v) : typeof v === type;
+}
+
+function objects(v: unknown): boolean {
+  return Array.isArray(v) && v.every(isObject);
+}

@@ -24,6 +24,8 @@ import {
 } from "../pipeline/stages.ts";
 import {
   AbiError,
+  answerProblem,
+  chunkProblem,
   decodeOutput,
   encodeInput,
   errorMessage,
@@ -174,7 +176,11 @@ export function wasmStage(
       if (typeof out.body !== "object" || out.body === null || Array.isArray(out.body)) {
         throw new AbiError("post_llm body is not a JSON object");
       }
-      return { action: "rewrite", body: out.body as Record<string, unknown> };
+      const body = out.body as Record<string, unknown>;
+      // The route encodes it like a provider's answer: a bad one is this plugin's error.
+      const problem = answerProblem(body, ex.schema);
+      if (problem !== null) throw new AbiError(`post_llm ${problem}`);
+      return { action: "rewrite", body };
     };
   }
 
@@ -191,7 +197,13 @@ export function wasmStage(
         chunk,
       });
       if (out.drop || out.chunk === null) return null;
-      if (out.chunk !== undefined) return out.chunk as unknown as ChatChunk;
+      if (out.chunk === undefined) return;
+      // The route encodes it like the provider's chunk: a bad one is this plugin's error.
+      const problem = chunkProblem(out.chunk);
+      if (problem !== null) throw new AbiError(`stream_chunk ${problem}`);
+      // What the guest left out of the chunk's identity is the original's.
+      const { id, object, created, model } = chunk;
+      return { id, object, created, model, ...out.chunk } as ChatChunk;
     };
   }
   return stage;

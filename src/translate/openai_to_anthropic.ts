@@ -211,7 +211,7 @@ export function encodeMessagesStream(
   chunks: ReadableStream<OpenAIChatChunk>,
   ctx: MessagesStreamContext,
 ): ReadableStream<Uint8Array> {
-  return chunks.pipeThrough(createMessagesStreamTransformer(ctx));
+  return chunks.pipeThrough(createMessagesStreamTransformer(ctx, true));
 }
 
 /** The content block being written: Anthropic blocks are sequential, one open at a time. */
@@ -236,8 +236,11 @@ interface OpenBlock {
  */
 export function createMessagesStreamTransformer(
   ctx: MessagesStreamContext,
+  typedInput = false,
 ): TransformStream<string | OpenAIChatChunk, Uint8Array> {
-  let typed = false;
+  // Typed chunks come from a decoder that vouches for their end: even none (a stage dropped
+  // every one) is a complete answer.
+  let typed = typedInput;
   let id: string | null = null;
   let model = ctx.model;
   let started = false;

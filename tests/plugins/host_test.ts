@@ -4,7 +4,7 @@
  * a stuck guest does not stop the gateway serving other requests.
  */
 import assert from "node:assert/strict";
-import { gateway, post, type TestGateway } from "../pipeline/support.ts";
+import { gateway, post, requestLines, type TestGateway } from "../pipeline/support.ts";
 import { fixtureWasm } from "./wat.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-host-" });
@@ -351,4 +351,125 @@ Deno.test("max_memory caps the vars a guest keeps across calls", async () => {
     assert.equal(res.status, 500);
     assert.match((await res.json()).error.message, /failed in pre_http/);
   });
+});
+
+/** `config_out` answering `hook` with `output` (and nothing on the other hooks). */
+const answering = (hook: string, output: unknown, failMode: string) =>
+  `fail_mode: ${failMode}\nconfig:\n  ${hook}: '${JSON.stringify(output)}'`;
+
+Deno.test("a stream_chunk replacement that is not a chunk is the plugin's error, not the provider's", async (t) => {
+  const stream = { ...CHAT, stream: true };
+  await t.step("open: every chunk passes unchanged, one warning each", async () => {
+    await withPlugin(
+      "config_out",
+      answering("stream_chunk", { chunk: { foo: 1 } }, "open"),
+      async (gw) => {
+        const res = await chat(gw, stream);
+        assert.equal(res.status, 200);
+        const text = await res.text();
+        assert.ok(text.includes('"content":"Hello"') && text.includes("[DONE]"), text);
+        assert.ok(!text.includes('"error"'), text);
+        const warned = gw.logs.filter((l) => l.includes("stage skipped"));
+        assert.ok(warned.length > 0 && warned[0]!.includes("chunk.choices is not an array"));
+        assert.equal(requestLines(gw.logs)[0]!.outcome, "complete");
+      },
+    );
+  });
+  await t.step("closed: the stream ends with a stage_failed error event", async () => {
+    await withPlugin(
+      "config_out",
+      answering("stream_chunk", { chunk: { foo: 1 } }, "closed"),
+      async (gw) => {
+        const res = await chat(gw, stream);
+        const text = await res.text();
+        assert.match(text, /"code":"stage_failed"/);
+        assert.match(
+          text,
+          /Stage \\"fixture\\" failed in stream_chunk: stream_chunk chunk\.choices/,
+        );
+        assert.ok(!text.includes("broke"), text);
+      },
+    );
+  });
+  await t.step(
+    "a valid replacement keeps the chunk's identity where the guest left it out",
+    async () => {
+      const chunk = { choices: [{ index: 0, delta: { content: "swapped" }, finish_reason: null }] };
+      await withPlugin("config_out", answering("stream_chunk", { chunk }, "closed"), async (gw) => {
+        const text = await (await chat(gw, stream)).text();
+        assert.match(
+          text,
+          /"id":"chatcmpl-1","object":"chat.completion.chunk".*"content":"swapped"/,
+        );
+      });
+    },
+  );
+});
+
+Deno.test("a post_llm body that is not the route's answer is the plugin's error, per fail_mode", async (t) => {
+  const messages = (gw: TestGateway) =>
+    gw.request("/v1/messages", post({ ...CHAT, max_tokens: 8 }));
+  await t.step("open: the provider's answer, unchanged", async () => {
+    await withPlugin(
+      "config_out",
+      answering("post_llm", { body: { foo: 1 } }, "open"),
+      async (gw) => {
+        const res = await messages(gw);
+        assert.equal(res.status, 200);
+        assert.equal((await res.json()).content[0].text, "echo: hi");
+        const chatRes = await chat(gw);
+        assert.equal((await chatRes.json()).choices[0].message.content, "echo: hi");
+      },
+    );
+  });
+  await t.step("closed: 500 stage_failed in the route's format", async () => {
+    await withPlugin(
+      "config_out",
+      answering("post_llm", { body: { foo: 1 } }, "closed"),
+      async (gw) => {
+        const res = await messages(gw);
+        assert.equal(res.status, 500);
+        const body = await res.json();
+        assert.equal(body.type, "error");
+        assert.match(
+          body.error.message,
+          /Stage "fixture" failed in post_llm: post_llm body\.choices/,
+        );
+      },
+    );
+  });
+});
+
+Deno.test("a guest that drops every chunk: each streamed route ends cleanly, with no content", async (t) => {
+  await withPlugin(
+    "config_out",
+    answering("stream_chunk", { drop: true }, "closed"),
+    async (gw) => {
+      await t.step("chat completions", async () => {
+        const text = await (await chat(gw, { ...CHAT, stream: true })).text();
+        assert.equal(text.trim(), "data: [DONE]");
+      });
+      await t.step("responses", async () => {
+        const res = await gw.request(
+          "/v1/responses",
+          post({ model: "up/gpt-up", input: "hi", stream: true }),
+        );
+        const text = await res.text();
+        assert.match(text, /response\.completed/);
+        assert.ok(!/"type":"(error|response\.failed)"/.test(text), text);
+      });
+      for (const model of ["up/gpt-up", "claude/claude-x"]) {
+        await t.step(`messages (${model})`, async () => {
+          const res = await gw.request(
+            "/v1/messages",
+            post({ model, max_tokens: 8, stream: true, messages: CHAT.messages }),
+          );
+          const text = await res.text();
+          assert.match(text, /^event: message_start/);
+          assert.match(text, /event: message_stop\n/);
+          assert.ok(!text.includes("event: error") && !text.includes("text_delta"), text);
+        });
+      }
+    },
+  );
 });
