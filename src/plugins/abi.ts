@@ -42,18 +42,28 @@ export class AbiError extends Error {
 
 const REDACTED = "[REDACTED]";
 /**
- * Header names that carry credentials: the known ones, and any name with a word such as key,
- * token, secret, password, auth or credential in it (`x-pilotfish-app-key`, `x-access-key`,
- * `x-auth`, `x-aws-credentials`). A value starting `pf_` is an app key whatever its header.
+ * Header names that carry credentials: the known ones, and any name with one of these words
+ * anywhere in it (`x-apitoken`, `x-secretkey`, `x-jwt`, `x-pilotfish-app-key`). A false
+ * positive costs a plugin one header; a miss hands it a secret.
  */
 const CREDENTIAL_HEADER =
-  /^(authorization|proxy-authorization|cookie|set-cookie|x-amz-security-token)$|(^|[-_])(api[-_]?key|key|keys|token|tokens|secret|secrets|password|passwd|auth|authn|authz|authorization|credential|credentials|session|signature)([-_]|$)/i;
+  /^(authorization|proxy-authorization|x-amz-security-token)$|token|secret|key|auth|bearer|jwt|passw|session|cookie|credential|signature/i;
+/** Values that are credentials whatever their header: HTTP auth schemes, API and app keys. */
+const CREDENTIAL_VALUE = /^\s*(bearer|basic|digest|negotiate)\s|^\s*(sk-|pf_)/i;
 
-/** Headers as Butter passes them: one value each, credentials redacted unless exposed. */
-export function headerMap(headers: Headers, exposeCredentials: boolean): Record<string, string> {
+/**
+ * Headers as Butter passes them: one value each, credentials redacted unless exposed.
+ * `redact` scrubs configured secrets from text: a value it changes holds one.
+ */
+export function headerMap(
+  headers: Headers,
+  exposeCredentials: boolean,
+  redact?: (text: string) => string,
+): Record<string, string> {
   const out: Record<string, string> = {};
   headers.forEach((value, name) => {
-    const secret = CREDENTIAL_HEADER.test(name) || value.startsWith("pf_");
+    const secret = CREDENTIAL_HEADER.test(name) || CREDENTIAL_VALUE.test(value) ||
+      (redact !== undefined && redact(value) !== value);
     out[name] = !exposeCredentials && secret ? REDACTED : value;
   });
   return out;

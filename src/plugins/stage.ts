@@ -47,7 +47,9 @@ export function wasmStage(
   pool: PluginPool,
   maxInput: number = Infinity,
 ): Stage {
-  const expose = cfg.expose_credentials;
+  // The top-level key, or (issue 12's wording, "unless the plugin's config opts in") the
+  // same key in its `config` map.
+  const expose = cfg.expose_credentials || cfg.config.expose_credentials === "true";
 
   const call = async (ex: Exchange, input: HookInput): Promise<HookOutput> => {
     const bytes = encodeInput(input);
@@ -89,7 +91,7 @@ export function wasmStage(
   const common = (ex: Exchange) => ({
     ...providerOf(ex),
     ...(ex.model !== undefined ? { model: ex.model } : {}),
-    headers: headerMap(ex.headers, expose),
+    headers: headerMap(ex.headers, expose, ex.runtime.redact),
     metadata: ex.metadata,
   });
 
@@ -111,7 +113,7 @@ export function wasmStage(
           hook: "post_http",
           ...common(ex),
           status: res.status,
-          headers: headerMap(res.headers, expose),
+          headers: headerMap(res.headers, expose, ex.runtime.redact),
         });
         addHeaders(ex, res);
       }

@@ -473,3 +473,59 @@ Deno.test("a guest that drops every chunk: each streamed route ends cleanly, wit
     },
   );
 });
+
+Deno.test("credential headers are redacted by any credential word in the name, or a credential value", async () => {
+  const { headerMap } = await import("../../src/plugins/abi.ts");
+  const secret = {
+    "x-apitoken": "a1",
+    "x-authtoken": "a2",
+    "x-secretkey": "a3",
+    "x-sessiontoken": "a4",
+    "x-bearer": "a5",
+    "x-jwt": "a6",
+    "x-db-password": "a7",
+    "x-upstream": "Bearer sk-abc",
+    "x-basic": "Basic dXNlcjpwYXNz",
+    "x-plain-key-value": "sk-live-123",
+    "x-app": "pf_abc",
+    "x-configured": "the key is sk-up-configured-0001",
+  };
+  const ordinary = {
+    accept: "application/json",
+    "anthropic-version": "2023-06-01",
+    "content-type": "application/json",
+    "user-agent": "OpenAI/Python 1.0",
+    "x-request-id": "r1",
+    "x-trace": "t",
+  };
+  const redact = (text: string) => text.replaceAll("sk-up-configured-0001", "[REDACTED]");
+  const seen = headerMap(new Headers({ ...secret, ...ordinary }), false, redact);
+  for (const name of Object.keys(secret)) assert.equal(seen[name], "[REDACTED]", name);
+  for (const [name, value] of Object.entries(ordinary)) assert.equal(seen[name], value, name);
+  assert.equal(headerMap(new Headers(secret), true, redact)["x-upstream"], "Bearer sk-abc");
+});
+
+Deno.test("expose_credentials in the plugin's config map opts in, as the top-level key does", async (t) => {
+  const headers = { "x-apitoken": "tok-123", authorization: "Bearer sk-client-0001" };
+  const seen = async (extra: string) => {
+    let input: { headers: Record<string, string> } | undefined;
+    await withPlugin("echo_input", extra, async (gw) => {
+      const res = await chat(gw, CHAT, headers);
+      assert.equal(res.status, 200);
+      input = await res.json();
+    });
+    return input!.headers;
+  };
+  await t.step("not set: redacted", async () => {
+    const h = await seen("");
+    assert.equal(h["x-apitoken"], "[REDACTED]");
+    assert.equal(h.authorization, "[REDACTED]");
+  });
+  for (const extra of ["expose_credentials: true", "config: { expose_credentials: 'true' }"]) {
+    await t.step(extra, async () => {
+      const h = await seen(extra);
+      assert.equal(h["x-apitoken"], "tok-123");
+      assert.equal(h.authorization, "Bearer sk-client-0001");
+    });
+  }
+});
