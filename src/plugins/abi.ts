@@ -69,6 +69,14 @@ export function headerMap(
   return out;
 }
 
+/**
+ * Response headers that are the gateway's to set (what it reports about the request: routing,
+ * rate limits, the cache, llm-proxy's signals), which a plugin may not overwrite.
+ * `x-pilotfish-injection` is the exception: the shipped guard's `tag` mode sets it (PRODUCT.md).
+ */
+const GATEWAY_HEADER =
+  /^(x-pilotfish-(?!injection$)|x-ratelimit-|x-llm-proxy-|x-request-id$|x-cache$|x-butter-cache$)/i;
+
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder("utf-8", { fatal: true });
 
@@ -105,6 +113,9 @@ export function decodeOutput(bytes: Uint8Array): HookOutput {
     for (const name of Object.keys(h)) {
       if (!/^x-[a-z0-9-]+$/i.test(name)) {
         throw new AbiError(`response_headers may only add x- headers, not "${name}"`);
+      }
+      if (GATEWAY_HEADER.test(name)) {
+        throw new AbiError(`response_headers may not set the gateway's own "${name}"`);
       }
     }
     out.response_headers = h;

@@ -244,10 +244,22 @@ function deadlinePassed(name: string): StageRefusal {
   );
 }
 
+/**
+ * Plugins' headers onto the response. One the gateway already set (with another value) is
+ * not overwritten: the others go on, and the refusal is the stage's error (per fail_mode).
+ */
 function addHeaders(ex: Exchange, res: HttpResponseView): void {
   const added = ADDED_HEADERS.get(ex);
   if (added === undefined) return;
-  for (const [name, value] of Object.entries(added)) res.headers.set(name, value);
+  const refused: string[] = [];
+  for (const [name, value] of Object.entries(added)) {
+    const there = res.headers.get(name);
+    if (there !== null && there !== value) refused.push(name);
+    else res.headers.set(name, value);
+  }
+  if (refused.length > 0) {
+    throw new AbiError(`response_headers may not replace the gateway's ${refused.join(", ")}`);
+  }
 }
 
 /** Bodies as JSON for the guest: passthrough bytes when they hold JSON, else nothing. */

@@ -529,3 +529,65 @@ Deno.test("expose_credentials in the plugin's config map opts in, as the top-lev
     });
   }
 });
+
+Deno.test("response_headers cannot replace the gateway's own headers", async (t) => {
+  const evil = {
+    response_headers: { "x-pilotfish-provider": "evil", "x-request-id": "fake" },
+  };
+  await t.step(
+    "open: the gateway's values stay; the plugin is skipped with a warning",
+    async () => {
+      await withPlugin("config_out", answering("post_http", evil, "open"), async (gw) => {
+        const res = await chat(gw);
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        assert.equal(res.headers.get("x-pilotfish-provider"), "up");
+        assert.notEqual(res.headers.get("x-request-id"), "fake");
+        assert.ok(gw.logs.some((l) => l.includes("may not set the gateway's own")));
+      });
+    },
+  );
+  await t.step("closed: 500 stage_failed", async () => {
+    await withPlugin("config_out", answering("post_http", evil, "closed"), async (gw) => {
+      const res = await chat(gw);
+      assert.equal(res.status, 500);
+      assert.match((await res.json()).error.message, /x-pilotfish-provider/);
+    });
+  });
+  await t.step(
+    "a header a stage already set keeps its value; the plugin's others go on",
+    async () => {
+      const path = await fixtureWasm(TMP, "config_out");
+      const output = { response_headers: { "x-set-by-gateway": "plugin", "x-plugin": "yes" } };
+      const gw = gateway({
+        config: config(path, answering("pre_http", output, "open")),
+        stages: [{
+          name: "sets-a-header",
+          fail_mode: "closed",
+          timeout_ms: 1_000,
+          post_http: (_ex, res) => res.headers.set("x-set-by-gateway", "gateway"),
+        }],
+      });
+      try {
+        await gw.runtime.ready();
+        const res = await chat(gw);
+        await res.body?.cancel();
+        assert.equal(res.headers.get("x-set-by-gateway"), "gateway");
+        assert.equal(res.headers.get("x-plugin"), "yes");
+        assert.ok(
+          gw.logs.some((l) => l.includes("may not replace the gateway's x-set-by-gateway")),
+        );
+      } finally {
+        await gw.runtime.dispose();
+      }
+    },
+  );
+  await t.step("x-pilotfish-injection stays the guard's to set", async () => {
+    const tag = { response_headers: { "x-pilotfish-injection": "jailbreak" } };
+    await withPlugin("config_out", answering("pre_http", tag, "closed"), async (gw) => {
+      const res = await chat(gw);
+      await res.body?.cancel();
+      assert.equal(res.headers.get("x-pilotfish-injection"), "jailbreak");
+    });
+  });
+});
