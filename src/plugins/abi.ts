@@ -161,21 +161,28 @@ function stringMap(value: unknown, field: string): Record<string, string> {
   return out;
 }
 
+/** A short-circuit body as the guest wrote it. */
+export type ShortCircuitBody =
+  | { readonly kind: "none" }
+  | { readonly kind: "json"; readonly value: unknown }
+  | { readonly kind: "text"; readonly value: string };
+
 /**
- * A short-circuit body as the guest wrote it: a JSON value, or a string holding JSON (what
- * a Go `string` field carries), or plain text.
+ * Read a short-circuit body: absent (or an empty string), a JSON value, a string holding JSON
+ * (what a Go `string` field carries), or a string that is not JSON (plain text).
  */
-export function shortCircuitBody(body: unknown): unknown {
-  if (typeof body !== "string") return body ?? {};
+export function shortCircuitBody(body: unknown): ShortCircuitBody {
+  if (body === undefined || body === null || body === "") return { kind: "none" };
+  if (typeof body !== "string") return { kind: "json", value: body };
   try {
-    return JSON.parse(body);
+    return { kind: "json", value: JSON.parse(body) };
   } catch {
-    return body;
+    return { kind: "text", value: body };
   }
 }
 
-/** The message of an error-shaped body (`{error:{message}}`, `{message}`) or the text. */
-export function errorMessage(body: unknown): string {
+/** The message of an error-shaped body (`{error:{message}}`, `{message}`, `{error:"…"}`). */
+export function errorMessage(body: unknown): string | undefined {
   if (typeof body === "string") return body.slice(0, 1000);
   if (body && typeof body === "object") {
     const b = body as Record<string, unknown>;
@@ -183,7 +190,7 @@ export function errorMessage(body: unknown): string {
     if (typeof inner.message === "string") return inner.message;
     if (typeof b.error === "string") return b.error;
   }
-  return "Request refused by a plugin";
+  return undefined;
 }
 
 /**

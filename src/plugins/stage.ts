@@ -128,7 +128,7 @@ export function wasmStage(
         ...common(ex),
         ...(body !== undefined ? { body } : {}),
       });
-      if (out.short_circuit) return shortCircuit(ex, out);
+      if (out.short_circuit) return shortCircuit(ex, cfg.name, out);
       if (out.body === undefined) return;
       // Passthrough routes carry bytes: a rewrite goes back as bytes.
       return {
@@ -148,7 +148,7 @@ export function wasmStage(
         ...common(ex),
         ...(body !== undefined ? { body } : {}),
       });
-      if (out.short_circuit) return shortCircuit(ex, out);
+      if (out.short_circuit) return shortCircuit(ex, cfg.name, out);
       if (out.body === undefined) return;
       if (req.schema === "passthrough") {
         return { action: "rewrite", body: new TextEncoder().encode(JSON.stringify(out.body)) };
@@ -275,19 +275,40 @@ function jsonOf(body: unknown): unknown {
 
 /**
  * A guest's short-circuit as the route renders it. Status 0 or absent is Butter's 400. An
- * error status is sent with the guest's body as is on OpenAI-format routes (what Butter
- * does), and in the route's own error format elsewhere (the guest's message kept); a
- * success status is the guest's body as JSON, streamed or not.
+ * error status with a JSON body is sent as is on OpenAI-format routes (what Butter does),
+ * and in the route's own error format elsewhere (the guest's message kept); with no body, or
+ * plain text, every route answers its own error format, the text (or a message naming the
+ * plugin) as its message. A success status sends the body: JSON as JSON, text as text/plain.
  */
-function shortCircuit(ex: Exchange, out: HookOutput): Respond | Reject {
+function shortCircuit(ex: Exchange, name: string, out: HookOutput): Respond | Reject {
   const status = out.short_circuit_status ? out.short_circuit_status : 400;
   const body = shortCircuitBody(out.short_circuit_body);
-  const openaiShaped = ex.errorFormat === null || ex.errorFormat === "openai_json" ||
-    ex.errorFormat === "plain";
-  if (status >= 400 && !openaiShaped) {
-    return { action: "reject", status, message: errorMessage(body) };
+  const refused = `Request refused by plugin "${name}"`;
+  if (status >= 400) {
+    if (body.kind === "none") return { action: "reject", status, message: refused };
+    if (body.kind === "text") return { action: "reject", status, message: body.value };
+    const openaiShaped = ex.errorFormat === null || ex.errorFormat === "openai_json" ||
+      ex.errorFormat === "plain";
+    if (!openaiShaped) {
+      return { action: "reject", status, message: errorMessage(body.value) ?? refused };
+    }
+    return { action: "respond", status, body: body.value };
   }
-  return { action: "respond", status, body };
+  if (body.kind === "text") {
+    return {
+      action: "respond",
+      status,
+      body: body.value,
+      headers: { "content-type": "text/plain; charset=utf-8" },
+    };
+  }
+  // A JSON string is sent as JSON (the route sends a string body as is).
+  const value = body.kind === "json" ? body.value : {};
+  return {
+    action: "respond",
+    status,
+    body: typeof value === "string" ? JSON.stringify(value) : value,
+  };
 }
 
 /** `{provider}` as plugins see it: the answering provider, else the routed first target. */

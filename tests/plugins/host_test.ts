@@ -591,3 +591,42 @@ Deno.test("response_headers cannot replace the gateway's own headers", async (t)
     });
   });
 });
+
+Deno.test("a short-circuit with no body or a plain-text body: every route's own error, the plugin named", async (t) => {
+  const routes = [
+    { path: "/v1/chat/completions", body: CHAT, anthropic: false },
+    { path: "/v1/responses", body: { model: "up/gpt-up", input: "hi" }, anthropic: false },
+    { path: "/v1/messages", body: { ...CHAT, max_tokens: 8 }, anthropic: true },
+  ];
+  const cases = [
+    { output: { short_circuit: true }, message: 'Request refused by plugin "fixture"' },
+    {
+      output: { short_circuit: true, short_circuit_status: 403, short_circuit_body: "hello plain" },
+      message: "hello plain",
+      status: 403,
+    },
+  ];
+  for (const { output, message, status = 400 } of cases) {
+    await withPlugin("config_out", answering("pre_http", output, "closed"), async (gw) => {
+      for (const route of routes) {
+        await t.step(`${JSON.stringify(output)} on ${route.path}`, async () => {
+          const res = await gw.request(route.path, post(route.body));
+          assert.equal(res.status, status);
+          assert.match(res.headers.get("content-type") ?? "", /application\/json/);
+          const body = await res.json();
+          if (route.anthropic) assert.equal(body.type, "error");
+          assert.equal(body.error.message, message);
+        });
+      }
+    });
+  }
+  await t.step("a success status with plain text is sent as text/plain", async () => {
+    const output = { short_circuit: true, short_circuit_status: 200, short_circuit_body: "hi" };
+    await withPlugin("config_out", answering("pre_http", output, "closed"), async (gw) => {
+      const res = await chat(gw);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
+      assert.equal(await res.text(), "hi");
+    });
+  });
+});
