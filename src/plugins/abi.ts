@@ -84,8 +84,50 @@ export function encodeInput(input: HookInput): Uint8Array {
   return ENCODER.encode(JSON.stringify(input));
 }
 
-/** The guest's output bytes → a checked `HookOutput` (an `AbiError` says what is wrong). */
-export function decodeOutput(bytes: Uint8Array): HookOutput {
+/**
+ * The output fields each hook may answer with. A field that does not apply (a short-circuit
+ * after the provider answered, a body on `post_http`) is an error of the output, like a field
+ * of the wrong type: it follows the plugin's `fail_mode` instead of being ignored.
+ */
+export const HOOK_FIELDS: Readonly<Record<HookName, ReadonlySet<keyof HookOutput>>> = {
+  pre_http: new Set([
+    "body",
+    "metadata",
+    "short_circuit",
+    "short_circuit_status",
+    "short_circuit_body",
+    "response_headers",
+  ]),
+  pre_llm: new Set([
+    "body",
+    "metadata",
+    "short_circuit",
+    "short_circuit_status",
+    "short_circuit_body",
+    "response_headers",
+  ]),
+  post_llm: new Set(["body", "metadata", "response_headers"]),
+  post_http: new Set(["metadata", "response_headers"]),
+  stream_chunk: new Set(["chunk", "drop", "metadata"]),
+};
+
+/**
+ * The guest's output bytes → a checked `HookOutput` (an `AbiError` says what is wrong). With
+ * `hook`, a field that does not apply to it is an error too. Zero values (what a Go struct
+ * always carries: `short_circuit: false`, status 0, an empty body string) count as absent.
+ */
+export function decodeOutput(bytes: Uint8Array, hook?: HookName): HookOutput {
+  const out = decodeFields(bytes);
+  if (hook !== undefined) {
+    const allowed = HOOK_FIELDS[hook];
+    for (const field of Object.keys(out) as (keyof HookOutput)[]) {
+      if (!allowed.has(field)) throw new AbiError(`${field} does not apply to ${hook}`);
+    }
+  }
+  return out;
+}
+
+function decodeFields(bytes: Uint8Array): HookOutput {
   let text: string;
   try {
     text = DECODER.decode(bytes);
@@ -122,16 +164,19 @@ export function decodeOutput(bytes: Uint8Array): HookOutput {
   }
   if (o.short_circuit !== undefined && o.short_circuit !== null) {
     if (typeof o.short_circuit !== "boolean") throw new AbiError("short_circuit is not a boolean");
-    out.short_circuit = o.short_circuit;
+    if (o.short_circuit) out.short_circuit = true;
   }
   if (o.short_circuit_status !== undefined && o.short_circuit_status !== null) {
     const s = o.short_circuit_status;
     if (typeof s !== "number" || !Number.isInteger(s) || (s !== 0 && (s < 200 || s > 599))) {
       throw new AbiError("short_circuit_status is not 0 or an HTTP status (200-599)");
     }
-    out.short_circuit_status = s;
+    if (s !== 0) out.short_circuit_status = s;
   }
-  if (o.short_circuit_body !== undefined && o.short_circuit_body !== null) {
+  if (
+    o.short_circuit_body !== undefined && o.short_circuit_body !== null &&
+    o.short_circuit_body !== ""
+  ) {
     out.short_circuit_body = o.short_circuit_body;
   }
   if ("chunk" in o) {
@@ -143,7 +188,7 @@ export function decodeOutput(bytes: Uint8Array): HookOutput {
   }
   if (o.drop !== undefined && o.drop !== null) {
     if (typeof o.drop !== "boolean") throw new AbiError("drop is not a boolean");
-    out.drop = o.drop;
+    if (o.drop) out.drop = true;
   }
   return out;
 }

@@ -78,7 +78,7 @@ export function wasmStage(
     }
     if (result.kind === "error") throw new Error(result.message);
     if (result.kind === "none") return {};
-    const out = decodeOutput(result.bytes);
+    const out = decodeOutput(result.bytes, input.hook);
     if (out.metadata) Object.assign(ex.metadata, out.metadata);
     if (out.response_headers) {
       ADDED_HEADERS.set(ex, { ...ADDED_HEADERS.get(ex), ...out.response_headers });
@@ -168,9 +168,6 @@ export function wasmStage(
         status: res.status,
         ...(!res.stream && res.body !== undefined ? { body: res.body } : {}),
       });
-      if (out.short_circuit) {
-        throw new AbiError("short_circuit is not possible in post_llm: the provider has answered");
-      }
       if (out.body === undefined) return;
       if (res.stream || res.body === undefined) {
         throw new AbiError("post_llm body cannot replace a streamed or passthrough answer");

@@ -630,3 +630,48 @@ Deno.test("a short-circuit with no body or a plain-text body: every route's own 
     });
   });
 });
+
+Deno.test("a field that does not apply to the hook is an error of the output, per fail_mode", async (t) => {
+  const cases: { hook: string; output: unknown; field: string; stream?: boolean }[] = [
+    { hook: "post_llm", output: { short_circuit: true }, field: "short_circuit" },
+    {
+      hook: "post_http",
+      output: { short_circuit: true, short_circuit_status: 403 },
+      field: "short_circuit",
+    },
+    { hook: "post_http", output: { body: { x: 1 } }, field: "body" },
+    { hook: "stream_chunk", output: { short_circuit: true }, field: "short_circuit", stream: true },
+    { hook: "stream_chunk", output: { body: { x: 1 } }, field: "body", stream: true },
+  ];
+  for (const { hook, output, field, stream } of cases) {
+    await t.step(`${field} on ${hook}, closed: a stage_failed error`, async () => {
+      await withPlugin("config_out", answering(hook, output, "closed"), async (gw) => {
+        const res = await chat(gw, stream ? { ...CHAT, stream: true } : CHAT);
+        const text = await res.text();
+        assert.match(text, /stage_failed/, text);
+        assert.ok(text.includes(`${field} does not apply to ${hook}`), text);
+      });
+    });
+    await t.step(`${field} on ${hook}, open: skipped with a warning`, async () => {
+      await withPlugin("config_out", answering(hook, output, "open"), async (gw) => {
+        const res = await chat(gw, stream ? { ...CHAT, stream: true } : CHAT);
+        assert.equal(res.status, 200);
+        assert.ok((await res.text()).includes("Hello") || !stream);
+        assert.ok(gw.logs.some((l) => l.includes(`${field} does not apply to ${hook}`)));
+      });
+    });
+  }
+  await t.step("zero values (a Go struct's) are absent, not fields", async () => {
+    const output = {
+      body: null,
+      short_circuit: false,
+      short_circuit_status: 0,
+      short_circuit_body: "",
+    };
+    await withPlugin("config_out", answering("post_http", output, "closed"), async (gw) => {
+      const res = await chat(gw);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+  });
+});
