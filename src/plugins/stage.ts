@@ -55,14 +55,18 @@ export function wasmStage(
     const bytes = encodeInput(input);
     if (bytes.length > maxInput) throw tooLarge(cfg.name, input.hook, bytes.length, maxInput);
     // Waiting for a free instance is bounded by the request's own deadline, not by the
-    // plugin's timeout (which bounds the guest's run): a busy plugin is not a broken one.
-    const left = requestTimeLeft(ex);
+    // plugin's timeout (which bounds the guest's run): a busy plugin is not a broken one. Only
+    // before the upstream call: that deadline does not bound an answer already coming (a
+    // stream may outlive it), and post hooks' waits are finite (calls queue in order, each
+    // within its timeout).
+    const pre = input.hook === "pre_http" || input.hook === "pre_llm";
+    const left = pre ? requestTimeLeft(ex) : Infinity;
     if (left <= 0) throw deadlinePassed(cfg.name);
     let result: CallResult;
     try {
       result = await pool.call(input.hook, bytes, {
         timeoutMs: callTimeout(cfg.timeout, bytes.length),
-        waitUntil: performance.now() + left,
+        ...(pre ? { waitUntil: performance.now() + left } : {}),
       });
     } catch (err) {
       throw err instanceof PluginBusy ? deadlinePassed(cfg.name) : err;

@@ -675,3 +675,27 @@ Deno.test("a field that does not apply to the hook is an error of the output, pe
     });
   });
 });
+
+Deno.test("a stream that outlives the request's deadline still runs its stream_chunk plugin", async () => {
+  const path = await fixtureWasm(TMP, "config_out");
+  let skew = 0;
+  const gw = gateway({
+    config: config(path, answering("stream_chunk", { metadata: { seen: "yes" } }, "closed")),
+    clock: { now: () => performance.now() + skew },
+    // After the plugin, on each chunk: the stream has now run past the 120 s deadline.
+    stages: [{
+      name: "clock",
+      fail_mode: "closed",
+      timeout_ms: 1e9, // its own jump of the clock is not its time
+      stream_chunk: () => void (skew += 200_000),
+    }],
+  });
+  try {
+    await gw.runtime.ready();
+    const text = await (await chat(gw, { ...CHAT, stream: true })).text();
+    assert.ok(text.includes('"content":" world"') && text.includes("[DONE]"), text);
+    assert.ok(!text.includes("error"), text);
+  } finally {
+    await gw.runtime.dispose();
+  }
+});
