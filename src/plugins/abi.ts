@@ -319,7 +319,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** Absent, null, or of `type` (an object is not an array). */
 function nullable(v: unknown, type: "string" | "object"): boolean {
   if (v === undefined || v === null) return true;
-  return type === "object" ? isObject(v) : typeof v === type;
+  return type === "object" ? isObject(v) : typeof v === "string";
 }
 
 function objects(v: unknown): boolean {
