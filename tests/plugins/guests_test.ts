@@ -251,6 +251,36 @@ Deno.test("guard: tool definitions' descriptions are scanned as tool text, on ev
       assert.equal(res.status, 400);
       await res.body?.cancel();
     });
+    await t.step(
+      "an Anthropic tool_result inside a user message is scanned; the user's own text is not",
+      async () => {
+        const message = (result: string, own: string) =>
+          post({
+            model: "claude/claude-x",
+            max_tokens: 16,
+            messages: [
+              { role: "user", content: "weather?" },
+              {
+                role: "assistant",
+                content: [{ type: "tool_use", id: "t1", name: "w", input: {} }],
+              },
+              {
+                role: "user",
+                content: [
+                  { type: "text", text: own },
+                  { type: "tool_result", tool_use_id: "t1", content: result },
+                ],
+              },
+            ],
+          });
+        const blocked = await gw.request("/v1/messages", message(ATTACK, "thanks"));
+        assert.equal(blocked.status, 400);
+        await blocked.body?.cancel();
+        const passed = await gw.request("/v1/messages", message("Sunny", ATTACK));
+        assert.equal(passed.status, 200);
+        await passed.body?.cancel();
+      },
+    );
     await t.step("a tool message alone is scanned too", async () => {
       const res = await gw.request(
         "/v1/chat/completions",
@@ -274,6 +304,139 @@ Deno.test("guard: tool definitions' descriptions are scanned as tool text, on ev
       await res.body?.cancel();
     });
   });
+});
+
+Deno.test("guard: tool output and tool definitions in native Gemini and Bedrock Converse bodies are scanned", async (t) => {
+  const config = (roles = "") => `
+providers:
+  gem: { type: gemini, base_url: "http://gem.test", keys: [{ key: AIza-gem-key-0000000000 }] }
+  bedrock: { enabled: true, region: us-east-1, endpoint: "http://bedrock.test" }
+routing:
+  failover: { enabled: false }
+wasm_plugins:
+  - name: prompt-injection-guard
+    path: ${plugin("prompt-injection-guard")}
+    fail_mode: closed
+    config: { mode: block${roles} }
+`;
+  const ok = () =>
+    new Response("{}", { status: 200, headers: { "content-type": "application/json" } });
+  const GEMINI = "/gemini/v1beta/models/gemini-2.5-flash:generateContent";
+  const CONVERSE = "/bedrock/model/anthropic.claude-x/converse";
+  const SIGNED = {
+    "content-type": "application/json",
+    authorization:
+      "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00",
+  };
+  const gemini = (response: unknown) => ({
+    contents: [
+      { role: "user", parts: [{ text: "weather in Paris?" }] },
+      { role: "model", parts: [{ functionCall: { name: "weather", args: { city: "Paris" } } }] },
+      { role: "user", parts: [{ functionResponse: { name: "weather", response } }] },
+    ],
+  });
+  const converse = (content: unknown[]) => ({
+    messages: [
+      { role: "user", content: [{ text: "weather in Paris?" }] },
+      {
+        role: "assistant",
+        content: [{ toolUse: { toolUseId: "t1", name: "weather", input: { city: "Paris" } } }],
+      },
+      { role: "user", content: [{ toolResult: { toolUseId: "t1", content, status: "success" } }] },
+    ],
+  });
+  const tool = (description: string, param: string) => ({
+    messages: [{ role: "user", content: [{ text: "weather in Paris?" }] }],
+    toolConfig: {
+      tools: [{
+        toolSpec: {
+          name: "weather",
+          description,
+          inputSchema: {
+            json: {
+              type: "object",
+              properties: { city: { type: "string", description: param } },
+            },
+          },
+        },
+      }],
+    },
+  });
+  const cases: [string, string, unknown, unknown][] = [
+    [
+      "Gemini functionResponse.response, a nested string",
+      GEMINI,
+      gemini({ result: { forecast: [{ note: ATTACK }] } }),
+      gemini({ result: { forecast: [{ note: "Sunny, 21 C" }] } }),
+    ],
+    [
+      "Bedrock Converse toolResult content[].text",
+      CONVERSE,
+      converse([{ text: ATTACK }]),
+      converse([{ text: "Sunny, 21 C" }]),
+    ],
+    [
+      "Bedrock Converse toolResult content[].json",
+      CONVERSE,
+      converse([{ json: { forecast: { note: ATTACK } } }]),
+      converse([{ json: { forecast: { note: "Sunny, 21 C" } } }]),
+    ],
+    [
+      "Bedrock Converse toolConfig toolSpec.description",
+      CONVERSE,
+      tool(ATTACK, "The city"),
+      tool("Today's weather for a city.", "The city"),
+    ],
+    [
+      "Bedrock Converse toolConfig inputSchema description",
+      CONVERSE,
+      tool("Today's weather for a city.", ATTACK),
+      tool("Today's weather for a city.", "The city"),
+    ],
+  ];
+  await t.step("Gemini systemInstruction, scanned when system is listed", async () => {
+    const body = JSON.stringify({
+      systemInstruction: { parts: [{ text: ATTACK }] },
+      contents: [{ role: "user", parts: [{ text: "hello" }] }],
+    });
+    for (const [roles, status] of [["", 200], [", scan_roles: 'user,system'", 400]] as const) {
+      const gw = gateway({ config: config(roles), handler: ok });
+      try {
+        await gw.runtime.ready();
+        const res = await gw.request(GEMINI, { method: "POST", headers: SIGNED, body });
+        assert.equal(res.status, status, roles || "default roles");
+        await res.body?.cancel();
+      } finally {
+        await gw.runtime.dispose();
+      }
+    }
+  });
+  for (const roles of ["", ", scan_roles: tool"]) {
+    const gw = gateway({ config: config(roles), handler: ok });
+    try {
+      await gw.runtime.ready();
+      for (const [name, path, attack, clean] of cases) {
+        await t.step(`${name}${roles ? " (scan_roles: tool)" : ""}`, async () => {
+          const blocked = await gw.request(path, {
+            method: "POST",
+            headers: SIGNED,
+            body: JSON.stringify(attack),
+          });
+          assert.equal(blocked.status, 400);
+          await blocked.body?.cancel();
+          const sent = await gw.request(path, {
+            method: "POST",
+            headers: SIGNED,
+            body: JSON.stringify(clean),
+          });
+          assert.equal(sent.status, 200, "the clean twin goes through");
+          await sent.body?.cancel();
+        });
+      }
+    } finally {
+      await gw.runtime.dispose();
+    }
+  }
 });
 
 Deno.test("guard: a compressed native body is scanned for what it holds, and relayed as sent", async (t) => {

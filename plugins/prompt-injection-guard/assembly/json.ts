@@ -1,7 +1,8 @@
 // Collect the text a request carries, from its JSON body, without building a tree: every
 // string under a text-bearing key ("messages", "content", "text", "input", "system",
 // "output", "parts", ...) whose role is scanned. Array content, Anthropic system and
-// tool_result blocks, Gemini parts and the Responses API's input items are all walked.
+// tool_result blocks, Gemini parts and function responses, Bedrock Converse tool results and
+// the Responses API's input items are all walked.
 
 /**
  * Ends each text part in the collected text: a byte no UTF-8 text holds, so no JSON string
@@ -118,6 +119,9 @@ export class Walker {
   roles: i32 = 0;
   out: TextSink;
   key: TextSink = new TextSink();
+  /** Kept tool text, as `[start, end)` pairs in order (`keep`, `drop`). */
+  spans: Int32Array = new Int32Array(64);
+  spanCount: i32 = 0;
 
   constructor(out: TextSink) {
     this.out = out;
@@ -129,6 +133,7 @@ export class Walker {
     this.end = end;
     this.pos = 0;
     this.roles = roles;
+    this.spanCount = 0;
     this.out.reset();
     this.ws();
     if (this.peek() != 0x7b) return false;
@@ -225,9 +230,10 @@ export class Walker {
       }
       this.readKey();
       // Tool definitions (OpenAI `tools` and legacy `functions`, Anthropic's, Gemini's
-      // `functionDeclarations`, the Responses API's): their descriptions are text a model
-      // reads and a third party (an MCP server) may write, scanned as tool text.
-      if (is(this.key, "tools") || is(this.key, "functions")) {
+      // `functionDeclarations`, the Responses API's, Bedrock Converse's `toolConfig`): their
+      // descriptions are text a model reads and a third party (an MCP server) may write,
+      // scanned as tool text.
+      if (is(this.key, "tools") || is(this.key, "functions") || is(this.key, "toolConfig")) {
         this.ws();
         this.pos++; // ':'
         this.ws();
@@ -235,9 +241,24 @@ export class Walker {
         else this.skip();
         continue;
       }
+      // Tool output in native shapes whose strings sit under arbitrary keys: Gemini's
+      // `functionResponse` (its `response` object) and Bedrock Converse's `toolResult` (its
+      // `content[].text` and `content[].json`). Every string in them is tool text.
+      if (is(this.key, "functionResponse") || is(this.key, "toolResult")) {
+        this.ws();
+        this.pos++; // ':'
+        this.ws();
+        if ((this.roles & ROLE_TOOL) != 0) this.strings();
+        else this.skip();
+        toolish = true;
+        continue;
+      }
       const isRole = is(this.key, "role");
       const isType = !isRole && is(this.key, "type");
-      const sys = !isRole && !isType && (is(this.key, "system") || is(this.key, "instructions"));
+      // Gemini's `systemInstruction` (`system_instruction` in its REST examples) too.
+      const sys = !isRole && !isType &&
+        (is(this.key, "system") || is(this.key, "instructions") ||
+          is(this.key, "systemInstruction") || is(this.key, "system_instruction"));
       let walk = sys;
       if (!isRole && !isType && !sys) {
         for (let i = 0; i < TEXT_KEYS.length; i++) {
@@ -296,7 +317,41 @@ export class Walker {
       this.pos = after;
     }
     const final = toolish ? ROLE_TOOL : role;
-    if (!root && (this.roles & final) == 0) this.out.len = mark;
+    if (!root && (this.roles & final) == 0) this.drop(mark);
+    else if (final == ROLE_TOOL && this.out.len > mark) this.keep(mark);
+  }
+
+  /**
+   * Tool text kept at `[mark, out.len)`: it survives an enclosing message dropped for its own
+   * role (a tool result inside a `user` message when `user` is not scanned).
+   */
+  keep(mark: i32): void {
+    while (this.spanCount > 0 && unchecked(this.spans[this.spanCount - 2]) >= mark) {
+      this.spanCount -= 2;
+    }
+    if (this.spanCount + 2 > this.spans.length) {
+      const next = new Int32Array(this.spans.length * 2);
+      next.set(this.spans);
+      this.spans = next;
+    }
+    unchecked((this.spans[this.spanCount++] = mark));
+    unchecked((this.spans[this.spanCount++] = this.out.len));
+  }
+
+  /** Drop the text collected since `mark`, but the tool text kept in it. */
+  drop(mark: i32): void {
+    let w = mark;
+    for (let i = 0; i < this.spanCount; i += 2) {
+      const start = unchecked(this.spans[i]);
+      if (start < mark) continue;
+      const n = unchecked(this.spans[i + 1]) - start;
+      const base = this.out.buf.dataStart;
+      if (start != w) memory.copy(base + <usize>w, base + <usize>start, <usize>n);
+      unchecked((this.spans[i] = w));
+      unchecked((this.spans[i + 1] = w + n));
+      w += n;
+    }
+    this.out.len = w;
   }
 
   /**
@@ -342,6 +397,41 @@ export class Walker {
         this.str(this.out);
         this.out.push(PART_END);
       } else this.definitions();
+    }
+  }
+
+  /** Every string value at any depth (not the keys), each a text part. */
+  strings(): void {
+    const c = this.peek();
+    if (c == 0x22) {
+      this.str(this.out);
+      this.out.push(PART_END);
+      return;
+    }
+    if (c != 0x7b && c != 0x5b) {
+      this.skip();
+      return;
+    }
+    const object = c == 0x7b;
+    this.pos++;
+    while (true) {
+      this.ws();
+      const d = this.peek();
+      if (d == 0x7d || d == 0x5d || d == 0) {
+        this.pos++;
+        return;
+      }
+      if (d == 0x2c) {
+        this.pos++;
+        continue;
+      }
+      if (object) {
+        this.skipString(); // the key
+        this.ws();
+        this.pos++; // ':'
+        this.ws();
+      }
+      this.strings();
     }
   }
 
