@@ -511,6 +511,62 @@ Deno.test("guard, mode tag: the response carries x-pilotfish-injection", async (
   });
 });
 
+Deno.test("guard: an unknown mode, role or category is an error the host reports, not less scanning", async (t) => {
+  const cases: [string, RegExp][] = [
+    ["mode: bogus", /unknown mode "bogus"/],
+    ["mode: block, scan_roles: bogus", /unknown role "bogus" in scan_roles/],
+    ["mode: block, scan_roles: 'user,bogus'", /unknown role "bogus" in scan_roles/],
+    ["mode: block, scan_roles: ''", /scan_roles lists no role/],
+    ["mode: block, categories: bogus", /unknown category "bogus" in categories/],
+    ["mode: block, categories: 'jailbreak,bogus'", /unknown category "bogus" in categories/],
+  ];
+  const config = (settings: string, failMode: string) =>
+    `${PROVIDERS}
+wasm_plugins:
+  - name: prompt-injection-guard
+    path: ${plugin("prompt-injection-guard")}
+    fail_mode: ${failMode}
+    config: { ${settings} }
+`;
+  for (const [settings, message] of cases) {
+    await t.step(
+      `${settings}: fail_mode closed refuses, fail_mode open skips, both say why`,
+      async () => {
+        await using(config(settings, "closed"), async (gw) => {
+          const res = await gw.request(
+            "/v1/chat/completions",
+            post({ model: "up/gpt-up", messages: [{ role: "user", content: "hello" }] }),
+          );
+          assert.equal(res.status, 500);
+          assert.match((await res.json()).error.message, message);
+        });
+        await using(config(settings, "open"), async (gw) => {
+          const res = await gw.request(
+            "/v1/chat/completions",
+            post({ model: "up/gpt-up", messages: [{ role: "user", content: "hello" }] }),
+          );
+          assert.equal(res.status, 200);
+          await res.body?.cancel();
+          const warns = gw.logs.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
+          assert.ok(warns.some((w) => message.test(String(w.reason))), JSON.stringify(warns));
+        });
+      },
+    );
+  }
+  await t.step("the names it knows are accepted", async () => {
+    const settings =
+      'mode: tag, scan_roles: \'["user","tool","system"]\', categories: \'jailbreak, tool_abuse\'';
+    await using(config(settings, "closed"), async (gw) => {
+      const res = await gw.request(
+        "/v1/chat/completions",
+        post({ model: "up/gpt-up", messages: [{ role: "user", content: "hello" }] }),
+      );
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+  });
+});
+
 Deno.test("guard, categories: only the enabled ones are reported", async () => {
   await using(guard("block", ", categories: 'data_exfiltration'"), async (gw) => {
     const res = await gw.request(

@@ -23,6 +23,8 @@ declare function output_set(offs: u64, n: u64): void;
 declare function config_get(offs: u64): u64;
 @external("extism:host/env", "log_warn")
 declare function log_warn(offs: u64): void;
+@external("extism:host/env", "error_set")
+declare function error_set(offs: u64): void;
 
 let inputBuf = new Uint8Array(65536);
 
@@ -75,4 +77,9 @@ export function warn(bytes: Uint8Array): void {
   const offs = bytesToHost(bytes);
   log_warn(offs);
   extism_free(offs);
+}
+
+/** The call's error message (the host reports it; the hook then returns non-zero). */
+export function setError(message: string): void {
+  error_set(toHost(message));
 }

@@ -5,8 +5,10 @@
 //               (default "user,assistant,tool": Butter's user,assistant and tool output;
 //               add "system" to scan system prompts too)
 //   categories  enable a subset, same format             (default: all nine)
-import { configGet, inputLength, readInput, setOutput, warn } from "./extism";
-import { roleBit, TextSink, Walker } from "./json";
+// An unknown mode, role or category is a config error: every call fails with it (the host
+// applies fail_mode and logs the message) rather than scanning less than asked, silently.
+import { configGet, inputLength, readInput, setError, setOutput, warn } from "./extism";
+import { ROLE_OTHER, roleBit, TextSink, Walker } from "./json";
 import {
   BLOB_MIN,
   compile,
@@ -27,6 +29,14 @@ let ready = false;
 let mode = "block";
 let roles: i32 = 0;
 let enabled: string[] = [];
+/** What is wrong with the config, or null. */
+let configError: string | null = null;
+
+const MODES = ["block", "log", "tag"];
+const CATEGORIES = [
+  "instruction_override", "role_override", "jailbreak", "prompt_extraction", "boundary_bypass",
+  "persona_injection", "encoding_attack", "tool_abuse", "data_exfiltration",
+];
 
 function list(value: string | null, fallback: string): string[] {
   let v = value === null ? fallback : value.trim();
@@ -47,9 +57,29 @@ function setup(): void {
   compile();
   const m = configGet("mode");
   if (m !== null) mode = m.trim().toLowerCase();
+  if (!MODES.includes(mode)) {
+    configError = 'prompt-injection-guard config: unknown mode "' + mode +
+      '" (block, log or tag)';
+  }
   const names = list(configGet("scan_roles"), "user,assistant,tool");
-  for (let i = 0; i < names.length; i++) roles |= roleBit(names[i]);
+  for (let i = 0; i < names.length; i++) {
+    const bit = roleBit(names[i]);
+    if (bit == ROLE_OTHER && configError === null) {
+      configError = 'prompt-injection-guard config: unknown role "' + names[i] +
+        '" in scan_roles (user, assistant, system, tool or all)';
+    }
+    roles |= bit;
+  }
+  if (roles == 0 && configError === null) {
+    configError = "prompt-injection-guard config: scan_roles lists no role";
+  }
   enabled = list(configGet("categories"), "");
+  for (let i = 0; i < enabled.length; i++) {
+    if (!CATEGORIES.includes(enabled[i]) && configError === null) {
+      configError = 'prompt-injection-guard config: unknown category "' + enabled[i] +
+        '" in categories (' + CATEGORIES.join(", ") + ")";
+    }
+  }
   prepare();
 }
 
@@ -197,6 +227,10 @@ const walker = new Walker(text);
 
 export function pre_http(): i32 {
   setup();
+  if (configError !== null) {
+    setError(configError!);
+    return 1;
+  }
   const input = readInput();
   if (!walker.collect(input, inputLength, roles) || text.len == 0) return 0;
   let f = scanText(text.buf, text.len);
