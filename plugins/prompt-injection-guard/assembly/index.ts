@@ -16,7 +16,6 @@ import {
   isEnabled,
   matchTokens,
   Pattern,
-  patternAt,
   patternCount,
   sawBlob,
   tokenize,
@@ -113,32 +112,53 @@ class Finding {
   }
 }
 
-const byPattern: Finding[] = [];
-const byPatternEncoded: Finding[] = [];
-const byDelimiter: Finding[] = [];
+// Each finding is made the first time it is needed and kept (so at most once per pattern):
+// making all of them at setup costs the first call as much as scanning tens of KB.
+const byPattern: (Finding | null)[] = [];
+const byPatternEncoded: (Finding | null)[] = [];
+const byDelimiter: (Finding | null)[] = [];
 
 function prepare(): void {
   for (let i = 0; i < patternCount(); i++) {
-    const p = patternAt(i);
-    byPattern.push(new Finding(p.category, p.id));
-    byPatternEncoded.push(
-      new Finding(
-        isEnabled(enabled, "encoding_attack") ? "encoding_attack" : p.category,
-        "encoded:" + p.id,
-      ),
-    );
+    byPattern.push(null);
+    byPatternEncoded.push(null);
   }
-  for (let d = 0; d < DELIMITERS.length; d++) {
-    byDelimiter.push(new Finding("boundary_bypass", "delimiter:" + DELIMITERS[d]));
-  }
+  for (let d = 0; d < DELIMITERS.length; d++) byDelimiter.push(null);
 }
 
+function patternFinding(p: Pattern): Finding {
+  let f = byPattern[p.index];
+  if (f === null) {
+    f = new Finding(p.category, p.id);
+    byPattern[p.index] = f;
+  }
+  return f!;
+}
+
+function encodedFinding(p: Pattern): Finding {
+  let f = byPatternEncoded[p.index];
+  if (f === null) {
+    const category = isEnabled(enabled, "encoding_attack") ? "encoding_attack" : p.category;
+    f = new Finding(category, "encoded:" + p.id);
+    byPatternEncoded[p.index] = f;
+  }
+  return f!;
+}
+
+function delimiterFinding(d: i32): Finding {
+  let f = byDelimiter[d];
+  if (f === null) {
+    f = new Finding("boundary_bypass", "delimiter:" + DELIMITERS[d]);
+    byDelimiter[d] = f;
+  }
+  return f!;
+}
 
 function scanText(text: Uint8Array, len: i32): Finding | null {
   const d = tokenize(text, len, isEnabled(enabled, "boundary_bypass"));
-  if (d >= 0) return byDelimiter[d];
+  if (d >= 0) return delimiterFinding(d);
   const p: Pattern | null = matchTokens(enabled);
-  if (p !== null) return byPattern[p.index];
+  if (p !== null) return patternFinding(p!);
   return null;
 }
 
@@ -212,7 +232,7 @@ function scanBlobs(text: Uint8Array, len: i32): Finding | null {
       if (printable(decoded)) {
         tokenize(decoded.buf, decoded.len, false);
         const p: Pattern | null = matchTokens(enabled);
-        if (p !== null) return byPatternEncoded[p.index];
+        if (p !== null) return encodedFinding(p!);
       }
     }
     i = end > i ? end : i + 1;

@@ -16,6 +16,11 @@ const UNKNOWN: i32 = -1;
  * skips it, so words of different messages or sentences do not make one phrase.
  */
 const BOUNDARY: i32 = -3;
+/**
+ * A colon after a word, then a space or the end (`New instructions: …`, `Developer mode: on`):
+ * a pattern may ask for it (`:`) or start after it (`^`); a gap skips it like a word.
+ */
+const COLON: i32 = -4;
 
 // Latin-1 Supplement and Latin Extended-A letters (U+00C0..U+017F) without their accents;
 // "." marks a code point that is not a letter.
@@ -319,9 +324,14 @@ function walk(buf: Uint8Array, start: i32, len: i32): i32 {
 // ---- patterns ------------------------------------------------------------------------------
 
 class Elem {
+  /** One-word alternatives. */
   ids: i32[] = [];
+  /** Alternatives of several words (`must_now`), tried after `ids`. */
+  seqs: i32[][] = [];
   optional: bool = false;
   gap: i32 = 0;
+  /** Matches the `COLON` token. */
+  colon: bool = false;
 }
 
 class Pattern {
@@ -329,6 +339,14 @@ class Pattern {
   id: string;
   index: i32;
   elems: Elem[] = [];
+  /** Starts at a text part's or sentence's start, or after a colon (`^`). */
+  anchored: bool = false;
+  /** Where the phrase ends in `elems`; vetoes follow it. */
+  posEnd: i32 = 0;
+  /** Where each veto group (`!`) starts in `elems`: it must not follow the phrase. */
+  vetoes: i32[] = [];
+  /** Words that must not come right before the phrase (`<<`), one-word alternatives each. */
+  behind: Elem[] = [];
   constructor(category: string, id: string, index: i32) {
     this.category = category;
     this.id = id;
@@ -346,6 +364,8 @@ const CONTRACTIONS: string[] = [
   "wont:will not", "isnt:is not", "arent:are not", "wasnt:was not", "werent:were not",
   "shouldnt:should not", "youre:you are", "youve:you have", "youll:you will", "im:i am",
   "ive:i have", "theyre:they are", "whats:what is", "thats:that is", "its:it is",
+  "youd:you would", "hasnt:has not", "havent:have not", "couldnt:could not",
+  "wouldnt:would not", "theres:there is", "hes:he is", "shes:she is", "aint:is not",
 ];
 /** Vocabulary id of a contraction → the ids it expands to (null for other words). */
 const contractionTo: (i32[] | null)[] = [];
@@ -360,6 +380,19 @@ export function compile(): void {
     for (let i = 0; i < words.length; i++) {
       let w = words[i];
       if (w.length == 0) continue;
+      if (w == "^") {
+        pat.anchored = true;
+        continue;
+      }
+      if (w == "<<") {
+        pat.behind = pat.elems;
+        pat.elems = [];
+        continue;
+      }
+      if (w == "!") {
+        pat.vetoes.push(pat.elems.length);
+        continue;
+      }
       const e = new Elem();
       if (w == "*") e.gap = 3;
       else if (w == "**") e.gap = 6;
@@ -368,11 +401,21 @@ export function compile(): void {
           e.optional = true;
           w = w.slice(0, w.length - 1);
         }
+        if (w == ":") e.colon = true;
         const alts = w.split("/");
-        for (let a = 0; a < alts.length; a++) if (alts[a].length > 0) e.ids.push(wordId(alts[a]));
+        for (let a = 0; a < alts.length && !e.colon; a++) {
+          if (alts[a].length == 0) continue;
+          if (alts[a].includes("_")) {
+            const seq: i32[] = [];
+            const ws = alts[a].split("_");
+            for (let k = 0; k < ws.length; k++) seq.push(wordId(ws[k]));
+            e.seqs.push(seq);
+          } else e.ids.push(wordId(alts[a]));
+        }
       }
       pat.elems.push(e);
     }
+    pat.posEnd = pat.vetoes.length > 0 ? pat.vetoes[0] : pat.elems.length;
     const index = patterns.length;
     patterns.push(pat);
     const first = pat.elems[0].ids;
@@ -404,6 +447,11 @@ export function compile(): void {
     trieFast[st] = id < 0 ? -1 : contractionTo[id] !== null ? -2 : id;
   }
 }
+
+// At instantiation (the module's start function, with fuel of its own), not in the first call:
+// the patterns do not depend on the config, and compiling them costs as much as scanning
+// tens of KB.
+compile();
 
 // ---- tokenising ----------------------------------------------------------------------------
 
@@ -565,6 +613,32 @@ function delimiterAt(text: Uint8Array, i: i32, len: i32): i32 {
   return -1;
 }
 
+/** The ASCII a fullwidth form or a Unicode tag character stands for; else `cp` itself. */
+function asciiOf(cp: i32): i32 {
+  if (cp >= 0xff01 && cp <= 0xff5e) return cp - 0xfee0;
+  if (cp >= 0xe0020 && cp <= 0xe007e) return cp - 0xe0000;
+  return cp;
+}
+
+/**
+ * `text[i..]` starts with a space, a newline or a part's end, or the text ends there: a space
+ * after punctuation (an ideographic or tag space too).
+ */
+function spaceAt(text: Uint8Array, i: i32, len: i32): bool {
+  if (i >= len) return true;
+  const b = <i32>unchecked(text[i]);
+  if (b == 0x20 || b == 0x0a || b == 0xff) return true;
+  // U+3000 ideographic space: e3 80 80. U+E0020 tag space: f3 a0 80 a0.
+  if (b == 0xe3 && i + 2 < len) {
+    return unchecked(text[i + 1]) == 0x80 && unchecked(text[i + 2]) == 0x80;
+  }
+  if (b == 0xf3 && i + 3 < len) {
+    return unchecked(text[i + 1]) == 0xa0 && unchecked(text[i + 2]) == 0x80 &&
+      unchecked(text[i + 3]) == 0xa0;
+  }
+  return false;
+}
+
 /**
  * Decode UTF-8 `text[0..len)` into `tokens`; with `delimiters`, stop at the first delimiter
  * and return its index (else -1). An ASCII letter or digit costs a table load, a store and a
@@ -591,6 +665,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
     // A part ends (the walker's PART_END), or a sentence: a word of two letters or more, then
     // . ! or ? and a space ("i. g. n. o. r. e." stays one spelt-out word).
     let stop = false;
+    let colon = false;
     if (b0 < 0x80) {
       const t = <i32>unchecked(CLASS[b0]);
       i++;
@@ -635,9 +710,9 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
         const d = delimiterAt(text, i - 1, len);
         if (d >= 0) return d;
       }
-      stop = n > 1 && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) &&
-        (i >= len || <i32>load<u8>(src + <usize>i) == 0x20 ||
-          <i32>load<u8>(src + <usize>i) == 0x0a || <i32>load<u8>(src + <usize>i) == 0xff);
+      stop = n > 1 && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) && spaceAt(text, i, len);
+      // After a word, or after letters spelt out one by one (`n.e.w r.u.l.e.s: …`).
+      colon = b0 == 0x3a && (n > 1 || singlesLen + n > 1) && spaceAt(text, i, len);
       c = -1;
     } else if (b0 == 0xff) {
       // The walker's part end (json.ts PART_END): no UTF-8 lead byte.
@@ -666,6 +741,15 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
       runStart = i;
       c = cp < 0x80 ? <i32>unchecked(CLASS[cp]) : fold(cp);
       if (c == 0) continue;
+      if (c < 0) {
+        // Fullwidth and tag-character punctuation ends a sentence or makes a colon too.
+        const a = asciiOf(cp);
+        if (a == 0x2e || a == 0x21 || a == 0x3f || a == 0x3a) {
+          const spaced = spaceAt(text, i, len);
+          if (a == 0x3a) colon = (n > 1 || singlesLen + n > 1) && spaced;
+          else stop = n > 1 && spaced;
+        }
+      }
       if (c > 0) {
         if (cp >= 0x80) c = <i32>unchecked(LEET[c]) | (c >= 0x61 ? LETTER : 0);
         if (n < TOK_CAP) {
@@ -690,6 +774,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
           state = ROOT;
           prev = ROOT;
           if (stop) pushToken(BOUNDARY);
+          else if (colon) pushToken(COLON);
           continue;
         }
       }
@@ -703,6 +788,9 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
     if (stop) {
       flushSingles();
       pushToken(BOUNDARY);
+    } else if (colon) {
+      flushSingles();
+      pushToken(COLON);
     }
   }
   if (len - runStart >= BLOB_MIN) blob = true;
@@ -714,29 +802,69 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
 
 // ---- matching ------------------------------------------------------------------------------
 
-function matchFrom(p: Pattern, e: i32, pos: i32): bool {
+/** `p.elems[e, end)` match the tokens from `pos` (and, at the phrase's end, no veto does). */
+function matchFrom(p: Pattern, e: i32, pos: i32, end: i32): bool {
   const elems = p.elems;
-  if (e == elems.length) return true;
+  if (e == end) return end != p.posEnd || !vetoed(p, pos);
   const el = unchecked(elems[e]);
   const n = tokenCount;
   if (el.gap > 0) {
     for (let k = 0; k <= el.gap && pos + k <= n; k++) {
       if (k > 0 && unchecked(tokens[pos + k - 1]) == BOUNDARY) return false;
-      if (matchFrom(p, e + 1, pos + k)) return true;
+      if (matchFrom(p, e + 1, pos + k, end)) return true;
     }
     return false;
   }
   if (pos < n) {
     const t = unchecked(tokens[pos]);
-    const ids = el.ids;
-    for (let a = 0; a < ids.length; a++) {
-      if (unchecked(ids[a]) == t) {
-        if (matchFrom(p, e + 1, pos + 1)) return true;
-        break;
+    if (el.colon) {
+      if (t == COLON && matchFrom(p, e + 1, pos + 1, end)) return true;
+    } else {
+      const ids = el.ids;
+      for (let a = 0; a < ids.length; a++) {
+        if (unchecked(ids[a]) == t) {
+          if (matchFrom(p, e + 1, pos + 1, end)) return true;
+          break;
+        }
+      }
+      const seqs = el.seqs;
+      for (let a = 0; a < seqs.length; a++) {
+        const seq = unchecked(seqs[a]);
+        const m = seq.length;
+        if (pos + m > n) continue;
+        let same = true;
+        for (let k = 0; k < m && same; k++) same = unchecked(seq[k]) == unchecked(tokens[pos + k]);
+        if (same && matchFrom(p, e + 1, pos + m, end)) return true;
       }
     }
   }
-  return el.optional ? matchFrom(p, e + 1, pos) : false;
+  return el.optional ? matchFrom(p, e + 1, pos, end) : false;
+}
+
+/** A veto group of `p` matches at `pos`, right after its phrase. */
+function vetoed(p: Pattern, pos: i32): bool {
+  const v = p.vetoes;
+  for (let g = 0; g < v.length; g++) {
+    const end = g + 1 < v.length ? unchecked(v[g + 1]) : p.elems.length;
+    if (matchFrom(p, unchecked(v[g]), pos, end)) return true;
+  }
+  return false;
+}
+
+/** What comes before token `i` lets `p` start there (`^`, `<<`). */
+function startsOk(p: Pattern, i: i32): bool {
+  if (p.anchored && i > 0) {
+    const b = unchecked(tokens[i - 1]);
+    if (b != BOUNDARY && b != COLON) return false;
+  }
+  const behind = p.behind;
+  const m = behind.length;
+  if (m == 0 || i < m) return true;
+  for (let k = 0; k < m; k++) {
+    const t = unchecked(tokens[i - m + k]);
+    if (!unchecked(behind[k]).ids.includes(t)) return true;
+  }
+  return false;
 }
 
 /** The first pattern of an enabled category that matches the tokens, or null. */
@@ -750,7 +878,7 @@ export function matchTokens(enabled: string[]): Pattern | null {
     for (let j = 0; j < list.length; j++) {
       const p = unchecked(patterns[unchecked(list[j])]);
       if (!isEnabled(enabled, p.category)) continue;
-      if (matchFrom(p, 1, i + 1)) return p;
+      if (startsOk(p, i) && matchFrom(p, 1, i + 1, p.posEnd)) return p;
     }
   }
   return null;
