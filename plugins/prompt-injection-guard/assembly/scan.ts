@@ -326,6 +326,8 @@ function walk(buf: Uint8Array, start: i32, len: i32): i32 {
 class Elem {
   /** One-word alternatives. */
   ids: i32[] = [];
+  /** With many alternatives, the same as a bit per vocabulary id: one load to test a word. */
+  bits: Uint32Array | null = null;
   /** Alternatives of several words (`must_now`), tried after `ids`. */
   seqs: i32[][] = [];
   optional: bool = false;
@@ -441,6 +443,19 @@ export function compile(): void {
   }
   while (byFirst.length < vocabCount) byFirst.push(null);
   while (contractionTo.length < vocabCount) contractionTo.push(null);
+  for (let p = 0; p < patterns.length; p++) {
+    const elems = patterns[p].elems;
+    for (let e = 0; e < elems.length; e++) {
+      const el = elems[e];
+      if (el.ids.length < 4) continue;
+      const bits = new Uint32Array((vocabCount + 31) >> 5);
+      for (let a = 0; a < el.ids.length; a++) {
+        const id = el.ids[a];
+        bits[id >> 5] |= 1 << (id & 31);
+      }
+      el.bits = bits;
+    }
+  }
   trieFast = new Int32Array(trieStates);
   for (let st = 0; st < trieStates; st++) {
     const id = trieWord[st];
@@ -820,11 +835,18 @@ function matchFrom(p: Pattern, e: i32, pos: i32, end: i32): bool {
     if (el.colon) {
       if (t == COLON && matchFrom(p, e + 1, pos + 1, end)) return true;
     } else {
-      const ids = el.ids;
-      for (let a = 0; a < ids.length; a++) {
-        if (unchecked(ids[a]) == t) {
+      const bits = el.bits;
+      if (bits !== null) {
+        if (t >= 0 && ((unchecked(bits[t >> 5]) >>> (t & 31)) & 1) != 0) {
           if (matchFrom(p, e + 1, pos + 1, end)) return true;
-          break;
+        }
+      } else {
+        const ids = el.ids;
+        for (let a = 0; a < ids.length; a++) {
+          if (unchecked(ids[a]) == t) {
+            if (matchFrom(p, e + 1, pos + 1, end)) return true;
+            break;
+          }
         }
       }
       const seqs = el.seqs;
