@@ -12,6 +12,8 @@ export type ErrorCode =
   | "request_timeout"
   | "unsupported_media_type"
   | "rate_limited"
+  /** The client left before its answer (nginx's 499): nothing is sent, it is logged so. */
+  | "client_closed"
   | "not_implemented"
   | "upstream_timeout"
   | "upstream_unreachable"
@@ -31,6 +33,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   request_timeout: 408,
   unsupported_media_type: 415,
   rate_limited: 429,
+  client_closed: 499,
   not_implemented: 501,
   upstream_timeout: 504,
   upstream_unreachable: 502,

@@ -206,9 +206,8 @@ export async function executeUpstream(
     settle();
     if (timedOut !== null) throw timedOut;
     if (opts.signal.aborted) {
-      throw new GatewayError("upstream_unreachable", "Client closed the request", {
+      throw new GatewayError("client_closed", "Client closed the request", {
         provider: opts.provider,
-        status: 499,
         retryable: false,
         cause: err,
       });

@@ -377,6 +377,8 @@ const CALL_FAILURES: ReadonlySet<string> = new Set([
   "upstream_unreachable",
   "upstream_error",
   "provider_degraded",
+  // The client left while the call was out.
+  "client_closed",
 ]);
 
 /**

@@ -407,6 +407,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     moveTo(target, index);
     retries = 0;
   }
+  // Whatever the last failure said, nobody is there to hear it.
+  if (req.signal.aborted) return exhausted(clientClosed(last), attempts, lastTarget);
   // llm-proxy's degraded signal: every candidate fast-failed, or the last failure says the
   // provider (not the caller) is the problem. Rate limits and client errors pass through.
   if (
@@ -416,7 +418,6 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     last.info.response?.body?.cancel().catch(() => {});
     return exhausted(breaker.degraded(lastTarget?.provider ?? "unknown"), attempts, lastTarget);
   }
-  if (req.signal.aborted) return exhausted(clientClosed(last), attempts, lastTarget);
   return exhausted(
     last ?? new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
     attempts,
@@ -431,8 +432,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
 function clientClosed(last: GatewayError | null): GatewayError {
   if (last?.status === 499) return last;
   last?.info.response?.body?.cancel().catch(() => {});
-  return new GatewayError("upstream_unreachable", "Client closed the request", {
-    status: 499,
+  return new GatewayError("client_closed", "Client closed the request", {
     retryable: false,
     ...(last ? { cause: last } : {}),
   });

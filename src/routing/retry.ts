@@ -14,9 +14,8 @@ export type FailureKind =
 export function classifyFailure(err: GatewayError, policy: FailoverConfig): FailureKind {
   // Another provider may be set up to answer; retrying this one would fail the same way.
   if (err.info.unconfigured === true) return "next";
-  if (err.code === "upstream_timeout" || err.code === "upstream_unreachable") {
-    return err.info.status === 499 ? "final" : "connection";
-  }
+  if (err.code === "client_closed") return "final";
+  if (err.code === "upstream_timeout" || err.code === "upstream_unreachable") return "connection";
   const status = err.info.upstreamStatus;
   if (status === undefined) return "final";
   if (policy.retry_on.includes(status)) return "retryable";
