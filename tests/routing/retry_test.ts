@@ -35,7 +35,7 @@ Deno.test("classifyFailure() sorts failures into what to do next", () => {
     [upstream(403), "key"],
     [new GatewayError("upstream_unreachable", "refused"), "connection"],
     [new GatewayError("upstream_timeout", "slow"), "connection"],
-    [new GatewayError("upstream_unreachable", "client left", { status: 499 }), "final"],
+    [new GatewayError("client_closed", "client left"), "final"],
     [new GatewayError("not_found", "no key"), "final"],
     // The gateway cannot call this provider (no credentials): another target may answer.
     [new GatewayError("unavailable", "no creds", { status: 500, unconfigured: true }), "next"],
