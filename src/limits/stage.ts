@@ -170,7 +170,7 @@ export function limitStage(opts: LimitStageOptions): Stage {
     const states = facts.admission.states;
     // A 5xx that used nothing gives back what it took (llm-proxy cancels the request and its
     // estimate on a server error): a failing upstream or an open breaker costs no quota.
-    if (event.status >= 500 && !used(event.exchange)) {
+    if (event.status >= 500 && nothingUsed(event.exchange)) {
       const t = now();
       for (const s of states) if (s.cost > 0) backend.adjust(s, -s.cost, t);
       return;
@@ -244,18 +244,27 @@ export function limitStage(opts: LimitStageOptions): Stage {
       h.set("x-ratelimit-window", shown.check.rule.windowName);
       h.set("x-ratelimit-scope", shown.check.scope);
     },
-    // Reconciliation is for token limits: without one, no listener on every request's end.
-    ...(needTokens ? { trace_events: ["request_end"] as const, trace: reconcile } : {}),
+    // Every limit gives back a 5xx that used nothing; token limits also reconcile.
+    trace_events: ["request_end"] as const,
+    trace: reconcile,
     dispose: () => backend.close(),
   };
 }
 
-/** Input tokens of every attempt that reported usage (a finished hedge loser was billed too). */
-/** Some attempt reached an upstream that reported or streamed usage. */
-function used(ex: Exchange): boolean {
-  return ex.usage !== null || inputTokens(ex) !== null;
+/**
+ * No model worked for it: no usage, and every attempt was refused before its call or answered
+ * by its upstream with a 5xx. A call cut by a deadline or the gate (`x-gateway.timeout`) may
+ * still be running, and billed, upstream: it keeps its quota.
+ */
+function nothingUsed(ex: Exchange): boolean {
+  if (ex.usage !== null || inputTokens(ex) !== null) return false;
+  return ex.attempts.every((a) => a.no_call === true || UPSTREAM_5XX.test(a.reason ?? ""));
 }
 
+/** The failover's reason for an attempt the upstream answered with a 5xx. */
+const UPSTREAM_5XX = /^HTTP 5\d\d$/;
+
+/** Input tokens of every attempt that reported usage (a finished hedge loser was billed too). */
 function inputTokens(ex: Exchange): number | null {
   let sum: number | null = null;
   for (const a of ex.attempts) {

@@ -212,7 +212,7 @@ features:
   }
 });
 
-Deno.test("a 5xx that used nothing gives back its request and token estimate; a 4xx keeps them", async () => {
+Deno.test("a 5xx that used nothing gives back its request and token estimate; a 4xx keeps them", async (t) => {
   const up = startFakeUpstream();
   const clock = testClock();
   const gw = startGateway(
@@ -248,6 +248,37 @@ features:
     assert.equal((await drain(await gw.request("/v1/chat/completions", chat()))).status, 429);
   } finally {
     await gw.close();
+  }
+  // Request limits alone give back too (Butter's and llm-gateway's dialects have no tokens);
+  // a call the client's own deadline cut may still run upstream: it keeps its quota.
+  const only = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1" }
+routing: { failover: { enabled: false } }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 2 }
+`);
+  try {
+    await t.step("requests only: upstream 5xx answers cost nothing", async () => {
+      for (let i = 0; i < 4; i++) {
+        up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+        const res = await drain(await only.request("/v1/chat/completions", chat()));
+        assert.equal(res.status, 500, `failure ${i} is the upstream's, not a 429`);
+      }
+    });
+    await t.step("a call cut by x-gateway.timeout keeps its quota", async () => {
+      const slow = () => chat({ "x-gateway": { timeout: 0.05 } });
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        up.script({ kind: "json", body: completionBody("late"), delayMs: 500 });
+        statuses.push((await drain(await only.request("/v1/chat/completions", slow()))).status);
+      }
+      assert.deepEqual(statuses, [504, 504, 429]);
+    });
+  } finally {
+    await only.close();
     await up.close();
   }
 });
