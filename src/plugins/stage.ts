@@ -38,9 +38,6 @@ import type { HookName } from "./binary.ts";
 import { type CallResult, PluginBusy, type PluginPool } from "./pool.ts";
 import { HeldSlot } from "../slot.ts";
 
-/** Per exchange, the response headers plugins asked for (added at `post_http`). */
-const ADDED_HEADERS = new HeldSlot<Record<string, string>>("pluginHeaders");
-
 export function wasmStage(
   cfg: WasmPluginConfig,
   hooks: ReadonlySet<HookName>,
@@ -50,6 +47,10 @@ export function wasmStage(
   // The top-level key, or (issue 12's wording, "unless the plugin's config opts in") the
   // same key in its `config` map.
   const expose = cfg.expose_credentials || cfg.config.expose_credentials === "true";
+  // Per exchange, the response headers this plugin asked for (added at its `post_http`, so a
+  // refused one is this plugin's error, under its own fail_mode).
+  const added = new HeldSlot<Record<string, string>>("pluginHeaders");
+  const addHeaders = (ex: Exchange, res: HttpResponseView) => addResponseHeaders(added, ex, res);
 
   const call = async (ex: Exchange, input: HookInput): Promise<HookOutput> => {
     const bytes = encodeInput(input);
@@ -85,7 +86,7 @@ export function wasmStage(
     const out = decodeOutput(result.bytes, input.hook);
     if (out.metadata) Object.assign(ex.metadata, out.metadata);
     if (out.response_headers) {
-      ADDED_HEADERS.set(ex, { ...ADDED_HEADERS.get(ex), ...out.response_headers });
+      added.set(ex, { ...added.get(ex), ...out.response_headers });
     }
     return out;
   };
@@ -249,11 +250,15 @@ function deadlinePassed(name: string): StageRefusal {
  * Plugins' headers onto the response. One the gateway already set (with another value) is
  * not overwritten: the others go on, and the refusal is the stage's error (per fail_mode).
  */
-function addHeaders(ex: Exchange, res: HttpResponseView): void {
-  const added = ADDED_HEADERS.get(ex);
-  if (added === undefined) return;
+function addResponseHeaders(
+  slot: HeldSlot<Record<string, string>>,
+  ex: Exchange,
+  res: HttpResponseView,
+): void {
+  const headers = slot.get(ex);
+  if (headers === undefined) return;
   const refused: string[] = [];
-  for (const [name, value] of Object.entries(added)) {
+  for (const [name, value] of Object.entries(headers)) {
     const there = res.headers.get(name);
     if (there !== null && there !== value) refused.push(name);
     else res.headers.set(name, value);

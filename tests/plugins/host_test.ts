@@ -582,6 +582,44 @@ Deno.test("response_headers cannot replace the gateway's own headers", async (t)
       }
     },
   );
+  await t.step("the plugin that asked answers for a refused header, not another one", async () => {
+    const path = await fixtureWasm(TMP, "config_out");
+    const noop = await fixtureWasm(TMP, "noop");
+    const tagger = { response_headers: { "x-set-by-gateway": "plugin" } };
+    const gw = gateway({
+      config: `
+providers:
+  up: { base_url: "http://up.test/v1", keys: [{ key: sk-up-configured-0001 }] }
+routing:
+  failover: { enabled: false }
+wasm_plugins:
+  - name: strict
+    path: ${noop}
+    fail_mode: closed
+  - name: tagger
+    path: ${path}
+    fail_mode: open
+    config:
+      pre_http: '${JSON.stringify(tagger)}'
+`,
+      stages: [{
+        name: "sets-a-header",
+        fail_mode: "closed",
+        timeout_ms: 1_000,
+        post_http: (_ex, res) => res.headers.set("x-set-by-gateway", "gateway"),
+      }],
+    });
+    try {
+      await gw.runtime.ready();
+      const res = await chat(gw);
+      await res.body?.cancel();
+      assert.equal(res.status, 200, "the closed plugin set nothing: no 500 of its own");
+      assert.equal(res.headers.get("x-set-by-gateway"), "gateway");
+      assert.ok(gw.logs.some((l) => l.includes('"tagger"') && l.includes("may not replace")));
+    } finally {
+      await gw.runtime.dispose();
+    }
+  });
   await t.step("x-pilotfish-injection stays the guard's to set", async () => {
     const tag = { response_headers: { "x-pilotfish-injection": "jailbreak" } };
     await withPlugin("config_out", answering("pre_http", tag, "closed"), async (gw) => {
