@@ -117,7 +117,12 @@ export const HOOK_FIELDS: Readonly<Record<HookName, ReadonlySet<keyof HookOutput
  * always carries: `short_circuit: false`, status 0, an empty body string) count as absent.
  */
 export function decodeOutput(bytes: Uint8Array, hook?: HookName): HookOutput {
-  const out = decodeFields(bytes);
+  const decoded = decodeFields(bytes);
+  // `chunk: null` is a Go struct's zero value too, except where it means "drop".
+  const { chunk: _zero, ...rest } = decoded;
+  const out: HookOutput = hook !== undefined && hook !== "stream_chunk" && decoded.chunk === null
+    ? rest
+    : decoded;
   if (hook !== undefined) {
     const allowed = HOOK_FIELDS[hook];
     for (const field of Object.keys(out) as (keyof HookOutput)[]) {
@@ -146,7 +151,7 @@ function decodeFields(bytes: Uint8Array): HookOutput {
   }
   const o = raw as Record<string, unknown>;
   const out: { -readonly [K in keyof HookOutput]: HookOutput[K] } = {};
-  if (o.body !== undefined && o.body !== null) out.body = o.body;
+  if (o.body !== undefined && o.body !== null && o.body !== "") out.body = o.body;
   if (o.metadata !== undefined && o.metadata !== null) {
     out.metadata = stringMap(o.metadata, "metadata");
   }
@@ -160,7 +165,7 @@ function decodeFields(bytes: Uint8Array): HookOutput {
         throw new AbiError(`response_headers may not set the gateway's own "${name}"`);
       }
     }
-    out.response_headers = h;
+    if (Object.keys(h).length > 0) out.response_headers = h;
   }
   if (o.short_circuit !== undefined && o.short_circuit !== null) {
     if (typeof o.short_circuit !== "boolean") throw new AbiError("short_circuit is not a boolean");

@@ -701,10 +701,13 @@ Deno.test("a field that does not apply to the hook is an error of the output, pe
   }
   await t.step("zero values (a Go struct's) are absent, not fields", async () => {
     const output = {
-      body: null,
+      body: "",
       short_circuit: false,
       short_circuit_status: 0,
       short_circuit_body: "",
+      chunk: null,
+      response_headers: {},
+      metadata: {},
     };
     await withPlugin("config_out", answering("post_http", output, "closed"), async (gw) => {
       const res = await chat(gw);
