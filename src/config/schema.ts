@@ -895,7 +895,14 @@ const wasmPluginSchema = strictObject({
   timeout: opt(duration(), "500ms"),
   // Unset: sized from server.max_body_bytes (src/plugins/mod.ts, pluginMemory).
   max_memory: opt(
-    v.pipe(byteSize(), v.minValue(65_536, "max_memory is at least one 64KiB page")),
+    // 4MiB is the guest's own (MEMORY_BASE in src/plugins/mod.ts); below 5MiB no input fits.
+    v.pipe(
+      byteSize(),
+      v.minValue(
+        5 * 1024 * 1024,
+        "max_memory is at least 5MiB (4MiB for the guest itself, the rest for its input)",
+      ),
+    ),
   ),
   // Exact hosts: the permission planner grants each to the daemon, and Deno's grants
   // take no wildcards.

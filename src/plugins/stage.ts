@@ -226,17 +226,17 @@ export function callTimeout(timeoutMs: number, inputBytes: number): number {
 }
 
 /**
- * An input larger than the plugin may be given (`maxInputOf`). Refused whatever `fail_mode`
- * says: skipping would let anyone get past a guard by padding the prompt. A request is too
- * large (413); an answer too large for a post hook fails the request.
+ * An input larger than the plugin may be given (`maxInputOf`). A request is refused (413)
+ * whatever `fail_mode` says: skipping would let anyone get past a guard by padding the
+ * prompt. An answer too large for a post hook (answers have no body limit: a big embeddings
+ * list) is the plugin's failure, under its `fail_mode`.
  */
-function tooLarge(name: string, hook: HookName, bytes: number, max: number): StageRefusal {
+function tooLarge(name: string, hook: HookName, bytes: number, max: number): Error {
   const pre = hook === "pre_http" || hook === "pre_llm";
-  const what = pre ? "The request" : "The answer";
-  return new StageRefusal(
-    pre ? "payload_too_large" : "stage_failed",
-    `${what} is too large for plugin "${name}" (${bytes} bytes in ${hook}; its max_memory takes inputs up to ${max} bytes)`,
-  );
+  const message = `${
+    pre ? "The request" : "The answer"
+  } is too large for plugin "${name}" (${bytes} bytes in ${hook}; its max_memory takes inputs up to ${max} bytes)`;
+  return pre ? new StageRefusal("payload_too_large", message) : new AbiError(message);
 }
 
 function deadlinePassed(name: string): StageRefusal {

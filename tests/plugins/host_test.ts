@@ -207,9 +207,14 @@ Deno.test("a guest that grows memory without bound hits max_memory and fails", a
   });
 });
 
-Deno.test("max_memory below one page is a config error", async () => {
+Deno.test("max_memory too small for any input is a config error", async () => {
   const path = await fixtureWasm(TMP, "noop");
-  assert.throws(() => gateway({ config: config(path, "max_memory: 1KB") }), /at least one 64KiB/);
+  for (const small of ["1KB", "4MiB"]) {
+    assert.throws(
+      () => gateway({ config: config(path, `max_memory: ${small}`) }),
+      /at least 5MiB/,
+    );
+  }
 });
 
 Deno.test("network: denied without allowed_hosts, allowed for a listed host", async (t) => {
@@ -739,4 +744,28 @@ Deno.test("a stream that outlives the request's deadline still runs its stream_c
   } finally {
     await gw.runtime.dispose();
   }
+});
+
+Deno.test("an answer too large for a post_llm plugin follows its fail_mode (answers have no body limit)", async (t) => {
+  // 5 MiB of memory takes inputs up to (5 - 4) / 8 MiB = 128 KiB; the upstream echoes 200 KB.
+  const big = { ...CHAT, messages: [{ role: "user", content: "x".repeat(200_000) }] };
+  await t.step("open: skipped with a warning, the answer goes out", async () => {
+    await withPlugin("config_out", "max_memory: 5MiB\nhooks: [post_llm]", async (gw) => {
+      const res = await chat(gw, big);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      assert.ok(gw.logs.some((l) => l.includes("too large for plugin")));
+    });
+  });
+  await t.step("closed: a 500 stage_failed", async () => {
+    await withPlugin(
+      "config_out",
+      "max_memory: 5MiB\nhooks: [post_llm]\nfail_mode: closed",
+      async (gw) => {
+        const res = await chat(gw, big);
+        assert.equal(res.status, 500);
+        assert.match((await res.json()).error.message, /too large for plugin/);
+      },
+    );
+  });
 });
