@@ -341,7 +341,9 @@ export async function responseInputItems(c: Context<AppEnv>): Promise<Response> 
       param: "limit",
     });
   }
-  let items = (order === "desc" ? input.toReversed() : input).map(asInputItem);
+  // An item the client sent without an id gets one from its place: `after` needs a cursor.
+  const listed = input.map((item, i) => asInputItem(item, `${id}_item_${i}`));
+  let items = order === "desc" ? listed.toReversed() : listed;
   const after = c.req.query("after");
   if (after !== undefined) {
     const at = items.findIndex((item) => (item as { id?: unknown }).id === after);
@@ -365,14 +367,17 @@ export async function responseInputItems(c: Context<AppEnv>): Promise<Response> 
  * An item as OpenAI lists it: a message is `type: "message"` with its text as content parts
  * (`input_text`; `output_text` for the assistant's), however the client wrote it.
  */
-function asInputItem(item: unknown): unknown {
-  if (!isObject(item) || (item.type !== undefined && item.type !== "message")) return item;
-  if (typeof item.role !== "string") return item;
+function asInputItem(item: unknown, id: string): unknown {
+  if (!isObject(item)) return item;
+  const withId = typeof item.id === "string" ? item : { id, ...item };
+  if ((item.type !== undefined && item.type !== "message") || typeof item.role !== "string") {
+    return withId;
+  }
   const part = item.role === "assistant" ? "output_text" : "input_text";
   const content = typeof item.content === "string"
     ? [{ type: part, text: item.content }]
     : item.content;
-  return { ...item, type: "message", content };
+  return { ...withId, type: "message", content };
 }
 
 /**
@@ -465,7 +470,12 @@ async function relayStored(
       });
     } catch (err) {
       const status = err instanceof GatewayError ? err.status : 0;
-      if (status >= 400 && status < 500 && status !== 429) continue;
+      // Not this provider's id: GET and DELETE learn it from any 4xx (providers word it
+      // differently); on input_items and cancel only a 404 says so, and a 400 is the answer.
+      const unknown = action === ""
+        ? status >= 400 && status < 500 && status !== 429
+        : status === 404;
+      if (unknown) continue;
       failure ??= err;
     }
   }

@@ -264,6 +264,17 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
         ["keep me"],
       );
       await assert.rejects(client.responses.cancel(made.id), OpenAI.BadRequestError);
+      // More than a page: the SDK follows last_id.
+      up.script({ kind: "json" });
+      const long = await client.responses.create({
+        model: "fast",
+        input: Array.from({ length: 25 }, (_, i) => ({ role: "user" as const, content: `m${i}` })),
+      });
+      const all = [];
+      for await (const item of client.responses.inputItems.list(long.id, { order: "asc" })) {
+        all.push((item as { content?: { text?: string }[] }).content?.[0]?.text);
+      }
+      assert.deepEqual(all, Array.from({ length: 25 }, (_, i) => `m${i}`));
       await client.responses.delete(made.id);
       await assert.rejects(client.responses.retrieve(made.id), (err: unknown) => {
         assert.ok(err instanceof OpenAI.NotFoundError);

@@ -162,6 +162,18 @@ providers:
     assert.equal(cancel.status, 200);
     assert.equal(second.requests.at(-1)!.method, "POST");
     assert.equal(second.requests.at(-1)!.path, "/v1/responses/resp_up/cancel");
+    // Its 400 (not background) is the answer, not "not here".
+    first.script({ kind: "json", status: 404, body: { error: { message: "No response found" } } });
+    second.script({
+      kind: "json",
+      status: 400,
+      body: {
+        error: { message: "Cannot cancel a synchronous response.", type: "invalid_request_error" },
+      },
+    });
+    const sync = await gw.request("/v1/responses/resp_up/cancel", { method: "POST" });
+    assert.equal(sync.status, 400);
+    assert.match((await sync.json()).error.message, /synchronous/);
     const wrong = await gw.request("/v1/responses/resp_up/cancel");
     assert.equal(wrong.status, 405);
     await wrong.body?.cancel();
