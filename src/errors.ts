@@ -91,6 +91,12 @@ export interface GatewayErrorInfo {
    * target at once, without retrying it, and the breaker does not count it.
    */
   unconfigured?: boolean;
+  /**
+   * A limit the client set (`x-gateway.timeout`, `first_chunk_timeout`) cut the call before
+   * the provider's own timeout would have: the client's choice says nothing of the provider's
+   * health, so the breaker does not count it (one client must not open it for all).
+   */
+  clientLimit?: boolean;
   cause?: unknown;
 }
 

@@ -251,7 +251,16 @@ function streamGate(
     : route?.stream_idle_timeout ?? policy.stream_idle_timeout;
   if (firstChunkMs === undefined && idleMs === undefined) return {};
   const rt = ex.runtime;
-  return { streamGate: { firstChunkMs, idleMs, schedule: rt.schedule, now: rt.now } };
+  const fromClient = g.first_chunk_timeout !== undefined;
+  return {
+    streamGate: {
+      firstChunkMs,
+      idleMs,
+      schedule: rt.schedule,
+      now: rt.now,
+      ...(fromClient ? { firstChunkFromClient: true } : {}),
+    },
+  };
 }
 
 /**

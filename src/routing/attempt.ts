@@ -156,6 +156,8 @@ export interface AttemptRequest {
 /** `first_chunk_timeout` / `stream_idle_timeout` of one request, and the clock they run on. */
 export interface StreamGateTimers {
   readonly firstChunkMs?: number | undefined;
+  /** `firstChunkMs` is the client's (`x-gateway.first_chunk_timeout`), not the config's. */
+  readonly firstChunkFromClient?: boolean;
   readonly idleMs?: number | undefined;
   readonly schedule: GateSchedule;
   readonly now: () => number;
@@ -367,7 +369,14 @@ export async function attempt(
     // Lost a hedge race: the status the upstream gave before the cut (none if it had not
     // answered), not the abort's own error.
     if (own?.signal.aborted && !req.signal.aborted) return settle(null, ge, replied);
-    return settle(null, ge, ge.info.upstreamStatus ?? ge.status, refusedBeforeCall(ge));
+    // The client's own timeout ran out before the provider's would have.
+    const clientCut = ge.code === "upstream_timeout" &&
+      ((req.attemptTimeoutMs !== undefined && timeoutMs < provider.timeout) ||
+        gate?.firstChunkFromClient === true);
+    const failed = clientCut
+      ? new GatewayError(ge.code, ge.message, { ...ge.info, clientLimit: true })
+      : ge;
+    return settle(null, failed, ge.info.upstreamStatus ?? ge.status, refusedBeforeCall(ge));
   }
 }
 

@@ -18,7 +18,7 @@ export function classOf(
   s: Settled,
   err: GatewayError,
 ): OutcomeClass {
-  if (err.info.unconfigured === true) return "client_error";
+  if (err.info.unconfigured === true || err.info.clientLimit === true) return "client_error";
   const classify = deps.adapters.get(s.target.provider)?.classify ?? classifyOutcome;
   return breaker.escalate(s.key, classify(outcomeOf(err)), deps.now());
 }

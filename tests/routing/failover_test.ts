@@ -980,3 +980,51 @@ Deno.test(
     assert.equal(callsMade(r.attempts), 1, "one call: b's");
   },
 );
+
+Deno.test("a client's own x-gateway timeouts cut its call but never count against the provider's breaker", async (t) => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${upstream.url}/v1", keys: [{ key: sk-up-0001 }] }
+features:
+  circuit_breaker: { enabled: true, failure_threshold: 2, max_transient_retries: 0 }
+`);
+  const ask = (extra: Record<string, unknown>) =>
+    gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        messages: [{ role: "user", content: "hi" }],
+        ...extra,
+      }),
+    });
+  try {
+    await t.step("x-gateway.timeout shorter than the answer: 504, twice", async () => {
+      for (let i = 0; i < 2; i++) {
+        upstream.script({ kind: "json", delayMs: 300 });
+        const res = await ask({ "x-gateway": { timeout: 0.05 } });
+        assert.equal(res.status, 504);
+        assert.equal(res.headers.get("x-llm-proxy-error-class"), null);
+        await res.body?.cancel();
+      }
+    });
+    await t.step("x-gateway.first_chunk_timeout shorter than the first chunk: twice", async () => {
+      for (let i = 0; i < 2; i++) {
+        upstream.script({ kind: "stream", chunks: ["late"], delayMs: 300 });
+        const res = await ask({ stream: true, "x-gateway": { first_chunk_timeout: 0.05 } });
+        assert.notEqual(res.headers.get("x-llm-proxy-error-class"), "provider_degraded");
+        await res.body?.cancel();
+      }
+    });
+    await t.step("the provider is healthy for everyone else", async () => {
+      upstream.script({ kind: "json" });
+      const res = await ask({});
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
