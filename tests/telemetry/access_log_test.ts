@@ -707,6 +707,46 @@ Deno.test("an Anthropic stream relayed to /v1/messages that carries the upstream
   }
 });
 
+Deno.test("a Gemini stream on native /gemini that carries the upstream's error: logged as error, counted by the breaker", async () => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  gem:
+    type: gemini
+    base_url: ${upstream.url}
+    keys: [{ key: AIza-gem-configured-0003 }]
+features:
+  circuit_breaker: { enabled: true, failure_threshold: 2, max_transient_retries: 0 }
+`);
+  try {
+    const events = [
+      `data: ${JSON.stringify({ candidates: [{ content: { parts: [{ text: "Hi" }] } }] })}\r\n\r\n`,
+      `data: ${
+        JSON.stringify({ error: { code: 503, message: "overloaded", status: "UNAVAILABLE" } })
+      }\r\n\r\n`,
+    ];
+    const path = "/gemini/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse";
+    const send = () =>
+      fetch(gw.url(path), {
+        method: "POST",
+        body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }),
+      });
+    for (let i = 1; i <= 2; i++) {
+      upstream.script({ kind: "sse", events });
+      const res = await send();
+      assert.equal(await res.text(), events.join(""), "the upstream's events, nothing added");
+      const line = nextRequestLine(gw.logs, i);
+      assert.equal(line.outcome, "error", JSON.stringify(line));
+    }
+    const third = await send();
+    assert.equal(third.status, 503);
+    await third.body?.cancel();
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("an Anthropic stream on native /anthropic that carries the upstream's error: as it came, logged as error, counted by the breaker", async () => {
   const upstream = startFakeUpstream();
   const gw = startGateway(`${providers(upstream.url)}

@@ -1,6 +1,7 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
 import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
 import type { NativeApi } from "../types.ts";
+import { fromGeminiStreamError } from "./errors.ts";
 
 /** Gemini's `usageMetadata`: thoughts count as output, as OpenAI counts reasoning. */
 export function geminiUsageOf(value: unknown): Partial<OpenAIUsage> | null {
@@ -47,5 +48,16 @@ export const GEMINI_NATIVE: NativeApi = {
   // Gemini's last event names why it stopped (a finish or a blocked prompt), or is an error.
   streamDone: (data) =>
     data.includes('"finishReason"') || data.includes('"blockReason"') || GEMINI_ERROR.test(data),
+  // `data: {"error":{…}}` (redacted where it is written: the log).
+  streamFailure: (data, provider) => {
+    if (!GEMINI_ERROR.test(data)) return null;
+    try {
+      const value = JSON.parse(data) as unknown;
+      const body = Array.isArray(value) ? value[0] : value;
+      return fromGeminiStreamError((body as { error?: unknown }).error, provider, (t) => t);
+    } catch {
+      return null;
+    }
+  },
   streams: (path) => path.includes(":streamGenerateContent"),
 };
