@@ -62,11 +62,19 @@ export function headerMap(
 ): Record<string, string> {
   const out: Record<string, string> = {};
   headers.forEach((value, name) => {
-    const secret = CREDENTIAL_HEADER.test(name) || CREDENTIAL_VALUE.test(value) ||
-      (redact !== undefined && redact(value) !== value);
-    out[name] = !exposeCredentials && secret ? REDACTED : value;
+    // Exposed: nothing to look for (the redactor is the costly part, every key's forms).
+    out[name] = exposeCredentials || !secretHeader(name, value, redact) ? value : REDACTED;
   });
   return out;
+}
+
+function secretHeader(
+  name: string,
+  value: string,
+  redact: ((text: string) => string) | undefined,
+): boolean {
+  return CREDENTIAL_HEADER.test(name) || CREDENTIAL_VALUE.test(value) ||
+    (redact !== undefined && redact(value) !== value);
 }
 
 /**

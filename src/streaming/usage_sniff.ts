@@ -100,17 +100,21 @@ export function createUsageSniffer(
   if (contentType.includes("text/event-stream")) {
     const chars = shapes.contentChars;
     const done = shapes.streamDone;
-    const failure = failures !== undefined ? shapes.streamFailure : undefined;
+    const failure = shapes.streamFailure;
+    /** The failure an ending event reports, to `failures` (when someone listens). */
+    const ended = (data: string) => {
+      if (failures === undefined || failure === undefined) return;
+      const error = failure(data, failures.provider);
+      if (error === null) return;
+      failed = true;
+      failures.report(error);
+    };
     let whole = done === undefined;
     return createSseTap(
       (data) => {
         if (!whole) {
           whole = (done as (data: string) => boolean)(data);
-          const error = whole ? failure?.(data, (failures as StreamFailures).provider) : null;
-          if (error) {
-            failed = true;
-            (failures as StreamFailures).report(error);
-          }
+          if (whole) ended(data);
         }
         if (chars !== undefined) {
           const n = chars(data);

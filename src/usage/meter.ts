@@ -150,12 +150,12 @@ function addUsage(a: Usage, b: Usage): Usage {
   };
 }
 
-/** Characters of the prompt the upstream was sent (for an estimate only). */
 /** The request's input tokens as estimated (~4 characters a token) before any upstream count. */
 export function promptEstimate(ex: Exchange): number {
   return estimateTokens(requestChars(ex));
 }
 
+/** Characters of the prompt the upstream was sent (for an estimate only). */
 function requestChars(ex: Exchange): number {
   const req = ex.request;
   if (req === null) return 0;

@@ -59,8 +59,10 @@ export const openAIStreamDone = (data: string) => data === "[DONE]" || OPENAI_DO
 const unredacted = (text: string) => text;
 /** A chat stream's `{"error":…}`, a Responses `error` or `response.failed` (redacted when logged). */
 const openAIStreamFailure = (data: string, provider: string) =>
-  chatStreamFailure(data, provider, unredacted) ??
+  // Only an ending event that is a failure is parsed (`response.completed`, the largest, is not).
+  !OPENAI_FAILED.test(data) ? null : chatStreamFailure(data, provider, unredacted) ??
     responsesStreamFailure(data, provider, unredacted);
+const OPENAI_FAILED = /^\s*\{\s*(?:"type"\s*:\s*"(?:response\.failed|error)"|"error"\s*:)/;
 
 export const OPENAI_NATIVE: NativeApi = {
   auth: BEARER_AUTH,

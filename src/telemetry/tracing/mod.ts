@@ -123,6 +123,9 @@ function exporterFor(protocol: OtlpProtocol, config: ExporterConfig): SpanExport
   const ready = import("@opentelemetry/exporter-trace-otlp-proto").then((m) =>
     new m.OTLPTraceExporter(config)
   );
+  // Handled at once: a failed import (a binary built without it) fails each export, and must
+  // not be an unhandled rejection, which ends the process, before the first span.
+  ready.catch(() => {});
   return {
     export(spans: ReadableSpan[], done: (result: ExportResult) => void) {
       ready.then(
