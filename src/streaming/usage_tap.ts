@@ -51,6 +51,15 @@ class OpenAIStreamEnd {
     this.#failed = { type: typeof type === "string" ? type : undefined };
   }
 
+  /**
+   * At `[DONE]`, the stream's last event: its counts are in (the usage chunk comes before it),
+   * so the meter settles now; a reader that stops here (the encoder ends the client's stream
+   * at its last event) then cancels a complete answer, not one cut short.
+   */
+  done(data: string, meter: UsageMeter): void {
+    if (data === "[DONE]" && this.#failed === null) meter.settle("complete");
+  }
+
   /** At the end of the source: settles the meter; throws unless the stream completed. */
   end(meter: UsageMeter): void {
     if (this.#failed === null && this.#finished) return meter.settle("complete");
@@ -133,6 +142,7 @@ export function openAIUsageTap(
           (data) => {
             readEvent(data, meter);
             ending.event(data);
+            ending.done(data, meter);
           },
           () => ending.end(meter),
           () => meter.settle("cut"),
@@ -180,7 +190,10 @@ export function openAIUsageStrip(
     const data = read(event, true);
     for (const d of data) usageOnly = readEvent(d, meter) || usageOnly;
     if (!usageOnly) enqueue(encoder.encode(event));
-    for (const d of data) ending.event(d);
+    for (const d of data) {
+      ending.event(d);
+      ending.done(d, meter);
+    }
   };
   const drain = (enqueue: (out: Uint8Array) => void) => {
     for (let m = EVENT_END.exec(pending); m !== null; m = EVENT_END.exec(pending)) {

@@ -876,3 +876,68 @@ cache: { enabled: true, streaming: true }
     await up.close();
   }
 });
+
+const ANSWER_WITH_USAGE = [
+  { choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { content: "Hello" }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: { content: " world" }, finish_reason: null }] },
+  { choices: [{ index: 0, delta: {}, finish_reason: "stop" }] },
+  { choices: [], usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 } },
+].map((c) =>
+  `data: ${
+    JSON.stringify({
+      id: "chatcmpl-f",
+      object: "chat.completion.chunk",
+      created: 1,
+      model: "m",
+      ...c,
+    })
+  }\n\n`
+).join("") + "data: [DONE]\n\n";
+
+Deno.test("cache.streaming: a streamed miss is billed by the upstream's usage and stored, whether the client asked for usage or not", async (t) => {
+  const up = startFakeUpstream();
+  // Named openai: Pilotfish asks it for include_usage when the client did not, and strips it.
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-up }] }
+routing:
+  failover: { enabled: false }
+cache: { enabled: true, streaming: true }
+`);
+  const stream = (content: string, includeUsage: boolean) =>
+    gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "openai/gpt-4o-mini",
+        stream: true,
+        ...(includeUsage ? { stream_options: { include_usage: true } } : {}),
+        messages: [{ role: "user", content }],
+      }),
+    });
+  try {
+    for (const asked of [true, false]) {
+      await t.step(`include_usage ${asked ? "asked" : "not asked"}`, async () => {
+        // One write, as an upstream that has the whole answer sends it.
+        up.script({ kind: "sse", events: [ANSWER_WITH_USAGE] });
+        const before = up.requests.length;
+        const miss = await stream(`usage ${asked}`, asked);
+        assert.equal(miss.headers.get("x-cache"), "MISS");
+        const text = await miss.text();
+        assert.equal(text.includes('"usage":{'), asked, text);
+        const line = await lineOf(gw, miss) as unknown as Record<string, unknown>;
+        // The upstream's usage chunk: 10 in, 2 out.
+        assert.equal(line.completion_tokens, 2, JSON.stringify(line));
+        assert.equal(line.usage_estimated, undefined);
+        const hit = await stream(`usage ${asked}`, asked);
+        assert.equal(hit.headers.get("x-cache"), "HIT");
+        await hit.body?.cancel();
+        assert.equal(up.requests.length, before + 1);
+      });
+    }
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
