@@ -941,3 +941,52 @@ cache: { enabled: true, streaming: true }
     await up.close();
   }
 });
+
+Deno.test("cache.streaming: an Anthropic stream sent in one write is billed by its message_delta count", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  claude: { type: anthropic, base_url: "${up.url}/v1", keys: [{ key: sk-ant-up }] }
+routing:
+  failover: { enabled: false }
+cache: { enabled: true, streaming: true }
+`);
+  const ev = (type: string, data: Record<string, unknown>) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  try {
+    up.script({
+      kind: "sse",
+      events: [[
+        ev("message_start", {
+          message: {
+            id: "msg_1",
+            model: "claude-x",
+            usage: { input_tokens: 10, output_tokens: 1 },
+          },
+        }),
+        ev("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
+        ev("content_block_delta", { index: 0, delta: { type: "text_delta", text: "Hello world" } }),
+        ev("content_block_stop", { index: 0 }),
+        ev("message_delta", { delta: { stop_reason: "end_turn" }, usage: { output_tokens: 2 } }),
+        ev("message_stop", {}),
+      ].join("")],
+    });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "claude/claude-x",
+        stream: true,
+        messages: [{ role: "user", content: "one write" }],
+      }),
+    });
+    assert.equal(res.headers.get("x-cache"), "MISS");
+    await res.text();
+    const line = await lineOf(gw, res);
+    assert.equal(line.completion_tokens, 2, JSON.stringify(line));
+    assert.equal(line.usage_estimated, undefined);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
