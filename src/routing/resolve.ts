@@ -64,7 +64,7 @@ export function resolveModel(config: Config, requested: string, pin?: string): R
   if (alias !== undefined && route === undefined) chainAfter(config, targets);
   if (pin !== undefined) {
     const own = targets.find((t) => t.provider === pin);
-    return { targets: [own ?? { provider: pin, model: name }], route: undefined };
+    return { targets: [own ?? { provider: pin, model: requested }], route: undefined };
   }
   const [first, ...rest] = targets;
   if (first === undefined) throw unknownModel(config, requested, name);

@@ -127,6 +127,12 @@ Deno.test("resolveModel() lets x-gateway.provider override routing", async (t) =
       { provider: "anthropic", model: "claude-sonnet-4-5" },
     ]);
   });
+  await t.step("an alias that names another provider: the pin gets the requested name", () => {
+    // fast → openai/gpt-4o-mini: the expansion is openai's name, not openrouter's.
+    assert.deepEqual(resolveTargets(CONFIG, "fast", "openrouter"), [
+      { provider: "openrouter", model: "fast" },
+    ]);
+  });
   await t.step("another provider's prefix is part of the model (OpenRouter names)", () => {
     assert.deepEqual(resolveTargets(CONFIG, "openai/gpt-4o", "openrouter"), [
       { provider: "openrouter", model: "openai/gpt-4o" },
