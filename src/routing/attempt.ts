@@ -260,7 +260,15 @@ export async function attempt(
   let apiKey: string | null = null;
   let clientAuthorization: string | null = req.clientAuthorization;
   if (clientAuthorization === null) {
-    if (provider.credential_mode === "gateway" && provider.keys.length > 0) {
+    // `passthrough` (or a keyless provider): the client's own credential. A client that sent
+    // none (its pf_ app key is never one) gets a configured key, as on the native routes.
+    const keyed = provider.keys.length > 0;
+    const own = provider.credential_mode === "gateway" && keyed
+      ? null
+      : req.fallbackAuthorization ?? null;
+    if (own !== null || !keyed) {
+      clientAuthorization = own;
+    } else {
       const key = pickKey(
         provider.keys,
         target.model,
@@ -279,8 +287,6 @@ export async function attempt(
       }
       apiKey = key.key;
       keyId = key.id;
-    } else {
-      clientAuthorization = req.fallbackAuthorization ?? null;
     }
   }
   // The attempt's signal: the client leaving, or (hedged) losing the race.

@@ -744,6 +744,11 @@ providers:
     assert.equal(keyless.calls[0]?.clientAuthorization, "Bearer sk-client");
     assert.equal(relay.calls[0]?.apiKey, null);
     assert.equal(relay.calls[0]?.clientAuthorization, "Bearer sk-client");
+    // A passthrough provider's client that sent no credential (or only its pf_ app key, which
+    // is never one) gets a configured key, as on the native routes: not an unauthenticated call.
+    await run(env, "relay/x");
+    assert.equal(relay.calls[1]?.apiKey, "k-r");
+    assert.equal(relay.calls[1]?.clientAuthorization, null);
   },
 );
 
