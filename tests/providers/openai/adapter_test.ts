@@ -333,7 +333,7 @@ Deno.test(
     abort.abort(new Error("client went away"));
     const { adapter } = adapterWith(neverAnswers);
     const err = await gatewayError(adapter.chat(chatCall({ signal: abort.signal }).call, "gpt-4o"));
-    assert.equal(err.code, "upstream_unreachable");
+    assert.equal(err.code, "client_closed");
     assert.equal(err.status, 499);
     assert.equal(err.retryable, false);
   },
