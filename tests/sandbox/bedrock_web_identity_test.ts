@@ -10,6 +10,12 @@ import { startFakeSts } from "../fakes/fake_sts.ts";
 import { chatBody, startDaemon } from "../integration/daemon.ts";
 
 const ROLE_ARN = "arn:aws:iam::123456789012:role/pilotfish-sidecar";
+/**
+ * The warm module cache: HOME moves (so no ~/.aws is found), and Deno's cache would move with
+ * it, fetching every package again before the daemon logs a line (a 20 s wait under load).
+ */
+const DENO_DIR = Deno.env.get("DENO_DIR") ??
+  `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`}/deno`;
 const TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YXBwIn0.c2ln";
 
 Deno.test("web identity: signed Converse calls with credentials from AssumeRoleWithWebIdentity", async () => {
@@ -36,6 +42,7 @@ routing:
     {
       env: {
         HOME: home, // no ~/.aws/credentials there: web identity is the source
+        DENO_DIR,
         AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile,
         AWS_ROLE_ARN: ROLE_ARN,
         AWS_ROLE_SESSION_NAME: "pilotfish-test",
@@ -89,6 +96,7 @@ Deno.test("web identity: an STS refusal is a clear 500 naming the role", async (
     {
       env: {
         HOME: home,
+        DENO_DIR,
         AWS_WEB_IDENTITY_TOKEN_FILE: `${home}/token`,
         AWS_ROLE_ARN: ROLE_ARN,
         AWS_ENDPOINT_URL_STS: sts.url,
