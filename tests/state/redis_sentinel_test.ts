@@ -444,7 +444,7 @@ async function sentinelLost(redis: RedisSentinels): Promise<void> {
       lines.some((l) =>
         l.level === "warn" && l.fields?.error === "Redis Sentinel: the master changed"
       ),
-      "the announcement ended the pair",
+      `the announcement ended the pair: ${JSON.stringify(lines)}`,
     );
   } finally {
     stop = true;
