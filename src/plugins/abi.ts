@@ -97,23 +97,19 @@ export function encodeInput(input: HookInput): Uint8Array {
  * after the provider answered, a body on `post_http`) is an error of the output, like a field
  * of the wrong type: it follows the plugin's `fail_mode` instead of being ignored.
  */
+/** Before the provider call: a pre hook may rewrite, short-circuit or tag. */
+const PRE_FIELDS: ReadonlySet<keyof HookOutput> = new Set([
+  "body",
+  "metadata",
+  "short_circuit",
+  "short_circuit_status",
+  "short_circuit_body",
+  "response_headers",
+]);
+
 export const HOOK_FIELDS: Readonly<Record<HookName, ReadonlySet<keyof HookOutput>>> = {
-  pre_http: new Set([
-    "body",
-    "metadata",
-    "short_circuit",
-    "short_circuit_status",
-    "short_circuit_body",
-    "response_headers",
-  ]),
-  pre_llm: new Set([
-    "body",
-    "metadata",
-    "short_circuit",
-    "short_circuit_status",
-    "short_circuit_body",
-    "response_headers",
-  ]),
+  pre_http: PRE_FIELDS,
+  pre_llm: PRE_FIELDS,
   post_llm: new Set(["body", "metadata", "response_headers"]),
   post_http: new Set(["metadata", "response_headers"]),
   stream_chunk: new Set(["chunk", "drop", "metadata"]),
