@@ -97,10 +97,12 @@ export async function startRedisSentinels(): Promise<RedisSentinels> {
           `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${master} 2`,
           `sentinel down-after-milliseconds ${SENTINEL_MASTER} 1000`,
           `sentinel failover-timeout ${SENTINEL_MASTER} 5000`,
+          `logfile ${dir}/sentinel-${port}.log`,
+          "loglevel notice",
           "",
         ].join("\n"),
       );
-      sentinelChildren.set(port, spawn([conf, "--sentinel", "--loglevel", "warning"]));
+      sentinelChildren.set(port, spawn([conf, "--sentinel"]));
     }
     // Every Sentinel knows the replica and the other Sentinels: a failover can pick it.
     for (const port of sentinelPorts) {
@@ -117,6 +119,15 @@ export async function startRedisSentinels(): Promise<RedisSentinels> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
   }
+  // The Sentinels' event logs (notice level), for a failure's message.
+  const logTail = async () => {
+    const parts = [];
+    for (const port of sentinelPorts) {
+      const text = await Deno.readTextFile(`${dir}/sentinel-${port}.log`).catch(() => "");
+      parts.push(`--- ${port}\n${text.split("\n").slice(-25).join("\n")}`);
+    }
+    return parts.join("\n");
+  };
   const masterPort = async () => Number((await named(live()[0]!))[1]);
   return {
     dataPorts: [master, replica],
@@ -134,14 +145,29 @@ export async function startRedisSentinels(): Promise<RedisSentinels> {
         await role(next) === "slave" &&
         (await cli(next, ["INFO", "replication"])).includes("master_link_status:up") &&
         !(await cli(live()[0]!, ["SENTINEL", "REPLICAS", SENTINEL_MASTER])).includes("s_down"));
-      const reply = await cli(live()[0]!, ["SENTINEL", "FAILOVER", SENTINEL_MASTER]);
-      if (reply !== "OK") throw new Error(`SENTINEL FAILOVER: ${reply}`);
-      await waitFor("the failover", async () => {
+      const done = async () => {
         for (const port of live()) {
           if (Number((await named(port))[1]) !== next) return false;
         }
         return await role(next) === "master";
-      });
+      };
+      // A forced failover the Sentinel aborts (its cached INFO of the replica still stale,
+      // "-failover-abort-no-good-slave") is not retried by Sentinel itself: ask again.
+      for (let attempt = 1;; attempt++) {
+        // Once promoted (the other Sentinels merely slow to hear), asking again would fail back.
+        if (attempt === 1 || Number((await named(live()[0]!))[1]) !== next) {
+          const reply = await cli(live()[0]!, ["SENTINEL", "FAILOVER", SENTINEL_MASTER]);
+          if (reply !== "OK" && !reply.startsWith("INPROG")) {
+            throw new Error(`SENTINEL FAILOVER: ${reply}`);
+          }
+        }
+        try {
+          await waitFor("the failover", done, 12_000);
+          break;
+        } catch (err) {
+          if (attempt === 3) throw new Error(`${err}; Sentinel logs:\n${await logTail()}`);
+        }
+      }
       return next;
     },
     async stopSentinel(port) {
