@@ -5,10 +5,13 @@
 //               (default "user,assistant,tool": Butter's user,assistant and tool output;
 //               add "system" to scan system prompts too)
 //   categories  enable a subset, same format             (default: all nine)
+//   classifier  on | off: the trained model (model.ts) after the patterns (default on)
 // An unknown mode, role or category is a config error: every call fails with it (the host
 // applies fail_mode and logs the message) rather than scanning less than asked, silently.
 import { configGet, inputLength, readInput, setError, setOutput, warn } from "./extism";
 import { ROLE_OTHER, roleBit, TextSink, Walker } from "./json";
+import { classify, features } from "./model";
+import { MODEL_CATEGORIES } from "./weights";
 import {
   BLOB_MIN,
   compile,
@@ -28,6 +31,7 @@ let ready = false;
 let mode = "block";
 let roles: i32 = 0;
 let enabled: string[] = [];
+let classifier = true;
 /** What is wrong with the config, or null. */
 let configError: string | null = null;
 
@@ -79,6 +83,14 @@ function setup(): void {
         '" in categories (' + CATEGORIES.join(", ") + ")";
     }
   }
+  const c = configGet("classifier");
+  if (c !== null) {
+    const v = c.trim().toLowerCase();
+    if (v == "off" || v == "false") classifier = false;
+    else if (v != "on" && v != "true" && configError === null) {
+      configError = 'prompt-injection-guard config: classifier is "' + c + '" (on or off)';
+    }
+  }
   prepare();
 }
 
@@ -117,6 +129,7 @@ class Finding {
 const byPattern: (Finding | null)[] = [];
 const byPatternEncoded: (Finding | null)[] = [];
 const byDelimiter: (Finding | null)[] = [];
+const byModel: (Finding | null)[] = [];
 
 function prepare(): void {
   for (let i = 0; i < patternCount(); i++) {
@@ -124,6 +137,7 @@ function prepare(): void {
     byPatternEncoded.push(null);
   }
   for (let d = 0; d < DELIMITERS.length; d++) byDelimiter.push(null);
+  for (let k = 0; k < MODEL_CATEGORIES.length; k++) byModel.push(null);
 }
 
 function patternFinding(p: Pattern): Finding {
@@ -152,6 +166,24 @@ function delimiterFinding(d: i32): Finding {
     byDelimiter[d] = f;
   }
   return f!;
+}
+
+function modelFinding(category: i32): Finding {
+  let f = byModel[category];
+  if (f === null) {
+    f = new Finding(MODEL_CATEGORIES[category], "classifier");
+    byModel[category] = f;
+  }
+  return f!;
+}
+
+let encodedModel: Finding | null = null;
+
+/** The classifier found something in a decoded blob: an encoding attack when enabled. */
+function encodedModelFinding(category: i32): Finding {
+  if (!isEnabled(enabled, "encoding_attack")) return modelFinding(category);
+  if (encodedModel === null) encodedModel = new Finding("encoding_attack", "encoded:classifier");
+  return encodedModel!;
 }
 
 function scanText(text: Uint8Array, len: i32): Finding | null {
@@ -233,6 +265,10 @@ function scanBlobs(text: Uint8Array, len: i32): Finding | null {
         tokenize(decoded.buf, decoded.len, false);
         const p: Pattern | null = matchTokens(enabled);
         if (p !== null) return encodedFinding(p!);
+        if (classifier) {
+          const c = classify(decoded.buf, decoded.len, enabled);
+          if (c >= 0) return encodedModelFinding(c);
+        }
       }
     }
     i = end > i ? end : i + 1;
@@ -258,8 +294,28 @@ export function pre_http(): i32 {
   if (f === null && sawBlob && isEnabled(enabled, "encoding_attack")) {
     f = scanBlobs(text.buf, text.len);
   }
+  // The patterns found nothing: the classifier reads the same text for what they do not spell.
+  if (f === null && classifier) {
+    const c = classify(text.buf, text.len, enabled);
+    if (c >= 0) f = modelFinding(c);
+  }
   if (f === null) return 0;
   if (mode == "log") warn(f.log);
   setOutput(f.output);
+  return 0;
+}
+
+// ---- training ------------------------------------------------------------------------------
+
+/**
+ * For scripts/train_guard.ts only (the gateway calls hooks, never this): the classifier's
+ * feature buckets of the input text, as little-endian i32s. Training reads features through the
+ * guest itself, so the words it learns from are the words the guard reads.
+ */
+export function model_features(): i32 {
+  const input = readInput();
+  const out = new Int32Array(4096);
+  const n = features(input, inputLength, out);
+  setOutput(Uint8Array.wrap(out.buffer, 0, n * 4));
   return 0;
 }

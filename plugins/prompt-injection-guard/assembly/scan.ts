@@ -46,7 +46,7 @@ export const BLOB_MIN: i32 = 16;
 export let sawBlob = false;
 
 /** Map one code point: a lowercase ASCII letter/digit (or @ $), 0 = drop, -1 = separator. */
-function fold(cp: i32): i32 {
+export function fold(cp: i32): i32 {
   if (cp < 0x80) {
     if (cp >= 0x61 && cp <= 0x7a) return cp;
     if (cp >= 0x41 && cp <= 0x5a) return cp + 32;
@@ -210,7 +210,7 @@ function confusable(cp: i32): i32 {
 }
 
 /** `leet` of each ASCII code point (a word's characters are stored already read). */
-const LEET = new StaticArray<u8>(128);
+export const LEET = new StaticArray<u8>(128);
 
 function leet(c: i32): i32 {
   switch (c) {
