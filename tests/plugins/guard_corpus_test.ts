@@ -118,10 +118,10 @@ Deno.test("prompt-injection guard on held-out prompts it was never trained on: r
       }% (${caught}/${malicious.length}), ` +
         `false positives ${(fp * 100).toFixed(1)}% (${flagged}/${benign.length})`,
     );
-    // Floors at what the guard measured when the set was written (92.8 % / 3.3 %; the patterns
-    // alone: 37.8 % / 2.2 %): a change to the patterns or the classifier must not fall below.
+    // Floors at what the guard measures (92.8 % / 2.2 %; the patterns alone when the set was
+    // written: 37.8 % / 2.2 %): a change to the patterns or the classifier must not fall below.
     assert.ok(detection >= 0.92, `detection ${detection}`);
-    assert.ok(fp <= 0.034, `false positives ${fp}`);
+    assert.ok(fp <= 0.023, `false positives ${fp}`);
   } finally {
     pool.close();
   }

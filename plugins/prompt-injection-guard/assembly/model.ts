@@ -27,6 +27,11 @@ const BUCKETS: i32 = 1 << DETECT_BITS;
 const CATS: i32 = MODEL_CATEGORIES.length;
 /** The threshold in quantised units: bias + scale × q > threshold ⇔ q > LIMIT. */
 const LIMIT: f64 = (DETECT_THRESHOLD - DETECT_BIAS) / DETECT_SCALE;
+/**
+ * The bar for confirming a pattern matched inside quotes: a score above 0, the model's own
+ * "more likely an attack than not" (before the threshold's margin for false positives).
+ */
+export const QUOTED_LIMIT: f64 = -DETECT_BIAS / DETECT_SCALE;
 
 /** How many features of the window fall in each bucket. */
 const counts = new Uint8Array(BUCKETS);
@@ -257,9 +262,14 @@ function read(text: Uint8Array, len: i32): void {
  * The category (an index into `MODEL_CATEGORIES`) of the highest-scoring window of `text`
  * above the threshold, among the `enabled` categories; -1 when none.
  */
-export function classify(text: Uint8Array, len: i32, enabled: string[]): i32 {
+export function classify(
+  text: Uint8Array,
+  len: i32,
+  enabled: string[],
+  limit: f64 = LIMIT,
+): i32 {
   found = -1;
-  foundAt = LIMIT;
+  foundAt = limit;
   enabledNow = enabled;
   read(text, len);
   return found;

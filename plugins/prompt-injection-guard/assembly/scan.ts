@@ -474,13 +474,45 @@ compile();
 let tokens = new Int32Array(4096);
 let tokenCount: i32 = 0;
 
+/** By token: 1 when it was read inside double quotes ("…", “…”, «…») closed in its part. */
+let tokenQuoted = new Uint8Array(4096);
+/** Inside a quote now; where it opened (a token index), to take back one never closed. */
+let quotedNow: u8 = 0;
+let quoteOpenedAt: i32 = 0;
+
 function pushToken(id: i32): void {
   if (tokenCount == tokens.length) {
     const next = new Int32Array(tokens.length * 2);
     next.set(tokens);
     tokens = next;
+    const q = new Uint8Array(tokens.length);
+    q.set(tokenQuoted);
+    tokenQuoted = q;
   }
+  unchecked((tokenQuoted[tokenCount] = quotedNow));
   unchecked((tokens[tokenCount++] = id));
+}
+
+const QUOTE_TOGGLE: i32 = 1;
+const QUOTE_OPEN: i32 = 2;
+const QUOTE_CLOSE: i32 = 3;
+const QUOTE_PART_END: i32 = 4;
+
+/**
+ * A quote mark read after the tokens before it were pushed. A quote still open when its part
+ * ends was not a quote: its tokens are taken back as unquoted (a stray `"` must not make the
+ * rest of a message "quoted").
+ */
+function quoteMark(mark: i32): void {
+  if (mark == QUOTE_PART_END || (mark == QUOTE_TOGGLE && quotedNow == 0) || mark == QUOTE_OPEN) {
+    if (quotedNow != 0) {
+      for (let k = quoteOpenedAt; k < tokenCount; k++) unchecked((tokenQuoted[k] = 0));
+    }
+    quotedNow = 0;
+    if (mark == QUOTE_PART_END) return;
+    quotedNow = 1;
+    quoteOpenedAt = tokenCount;
+  } else quotedNow = 0;
 }
 /** The word being read, its leetspeak already read as letters. */
 const TOK_CAP: i32 = 256;
@@ -662,6 +694,7 @@ function spaceAt(text: Uint8Array, i: i32, len: i32): bool {
 export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
   tokenCount = 0;
   singlesLen = 0;
+  quotedNow = 0;
   let blob = false;
   // Where the current run of blob characters began: a run is measured where it breaks.
   let runStart = 0;
@@ -681,6 +714,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
     // . ! or ? and a space ("i. g. n. o. r. e." stays one spelt-out word).
     let stop = false;
     let colon = false;
+    let mark = 0;
     if (b0 < 0x80) {
       const t = <i32>unchecked(CLASS[b0]);
       i++;
@@ -725,6 +759,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
         const d = delimiterAt(text, i - 1, len);
         if (d >= 0) return d;
       }
+      if (b0 == 0x22) mark = QUOTE_TOGGLE;
       stop = n > 1 && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) && spaceAt(text, i, len);
       // After a word, or after letters spelt out one by one (`n.e.w r.u.l.e.s: …`).
       colon = b0 == 0x3a && (n > 1 || singlesLen + n > 1) && spaceAt(text, i, len);
@@ -735,6 +770,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
       i++;
       runStart = i;
       stop = true;
+      mark = QUOTE_PART_END;
       c = -1;
     } else {
       if (i - runStart >= BLOB_MIN) blob = true;
@@ -757,6 +793,9 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
       c = cp < 0x80 ? <i32>unchecked(CLASS[cp]) : fold(cp);
       if (c == 0) continue;
       if (c < 0) {
+        if (cp == 0x201c || cp == 0xab) mark = QUOTE_OPEN;
+        else if (cp == 0x201d || cp == 0xbb) mark = QUOTE_CLOSE;
+        else if (cp == 0xff02) mark = QUOTE_TOGGLE;
         // Fullwidth and tag-character punctuation ends a sentence or makes a colon too.
         const a = asciiOf(cp);
         if (a == 0x2e || a == 0x21 || a == 0x3f || a == 0x3a) {
@@ -783,6 +822,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
       if (singlesLen == 0 && n > 1 && (flags & LETTER) != 0 && tokenCount < tokens.length) {
         const f = unchecked(trieFast[state]);
         if (f >= 0 || (f == -1 && n < 10 && (n <= 3 || load<u8>(word + <usize>(n - 1)) != 0x73))) {
+          unchecked((tokenQuoted[tokenCount] = quotedNow));
           unchecked((tokens[tokenCount++] = f >= 0 ? f : UNKNOWN));
           n = 0;
           flags = 0;
@@ -790,6 +830,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
           prev = ROOT;
           if (stop) pushToken(BOUNDARY);
           else if (colon) pushToken(COLON);
+          if (mark != 0) quoteMark(mark);
           continue;
         }
       }
@@ -807,10 +848,15 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
       flushSingles();
       pushToken(COLON);
     }
+    if (mark != 0) {
+      flushSingles();
+      quoteMark(mark);
+    }
   }
   if (len - runStart >= BLOB_MIN) blob = true;
   if (n > 0) endToken(n, (flags & LETTER) != 0, overflow, state, prev);
   flushSingles();
+  quoteMark(QUOTE_PART_END);
   sawBlob = blob;
   return -1;
 }
@@ -889,12 +935,22 @@ function startsOk(p: Pattern, i: i32): bool {
   return false;
 }
 
-/** The first pattern of an enabled category that matches the tokens, or null. */
-export function matchTokens(enabled: string[]): Pattern | null {
+export const MATCH_ANY: i32 = 0;
+export const MATCH_UNQUOTED: i32 = 1;
+export const MATCH_QUOTED: i32 = 2;
+
+/**
+ * The first pattern of an enabled category that matches the tokens, or null; `starts` limits
+ * where a match may start: anywhere, outside quotes, or inside them.
+ */
+export function matchTokens(enabled: string[], starts: i32 = MATCH_ANY): Pattern | null {
   const n = tokenCount;
   for (let i = 0; i < n; i++) {
     const t = unchecked(tokens[i]);
     if (t < 0) continue;
+    if (starts != MATCH_ANY && (unchecked(tokenQuoted[i]) != 0) != (starts == MATCH_QUOTED)) {
+      continue;
+    }
     const list = unchecked(byFirst[t]);
     if (list === null) continue;
     for (let j = 0; j < list.length; j++) {
