@@ -105,10 +105,18 @@ async function readAll(req: Request): Promise<ArrayBuffer> {
   }
 }
 
-/** A small body (admin routes) as text, within `maxBytes` (413 beyond); "" when absent. */
-export async function readText(req: Request, maxBytes: number): Promise<string> {
+/**
+ * A small body (admin routes) as text, within `maxBytes` (413 beyond) and, as every body,
+ * under `deadline` (server.read_timeout) or else `DEFAULT_BODY_MS` (408); "" when absent.
+ */
+export async function readText(
+  req: Request,
+  maxBytes: number,
+  deadline: AbortSignal | undefined,
+  schedule: Schedule,
+): Promise<string> {
   if (req.body === null) return "";
-  const bytes = await readCounted(req.body, maxBytes);
+  const bytes = await readHeldBody(req.body, maxBytes, deadline, schedule);
   try {
     return UTF8.decode(bytes);
   } catch {

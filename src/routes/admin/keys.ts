@@ -61,7 +61,13 @@ function keysOf(c: Context<AppEnv>, control: Control): { keys: KeyService; now: 
 }
 
 async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown> {
-  const text = await readText(c.req.raw, c.get("runtime").config.server.max_body_bytes);
+  const rt = c.get("runtime");
+  const text = await readText(
+    c.req.raw,
+    rt.config.server.max_body_bytes,
+    c.get("exchange").deadlines?.body,
+    rt.schedule,
+  );
   if (text.trim() === "") {
     if (optional) return {};
     throw new GatewayError("invalid_request", "Body must be a JSON object");

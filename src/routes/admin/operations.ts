@@ -17,7 +17,13 @@ export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
   // resets every key seen. A body that is not that object resets nothing.
   admin.post("/breaker/reset", async (c) => {
     let key: string | undefined;
-    const text = await readText(c.req.raw, c.get("runtime").config.server.max_body_bytes);
+    const rt = c.get("runtime");
+    const text = await readText(
+      c.req.raw,
+      rt.config.server.max_body_bytes,
+      c.get("exchange").deadlines?.body,
+      rt.schedule,
+    );
     const usage = 'Body must be a JSON object: {"key": "provider[:model]"}, or empty';
     if (text.trim() !== "") {
       let body: unknown;

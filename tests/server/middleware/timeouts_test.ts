@@ -164,7 +164,13 @@ ${extra}`;
 
 Deno.test("read_timeout: a body that does not arrive in time is a 408 in the route's format", async (t) => {
   const upstream = startFakeUpstream();
-  const gw = startGateway(config(upstream.url, "  read_timeout: 150ms"));
+  const gw = startGateway(
+    config(
+      upstream.url,
+      "  read_timeout: 150ms\n  admin_token: admin-token-0001",
+      "app_keys: { enabled: true }",
+    ),
+  );
   const port = portOf(gw.url("/"));
   try {
     for (const framing of ["length", "chunked"] as const) {
@@ -210,6 +216,23 @@ Deno.test("read_timeout: a body that does not arrive in time is a 408 in the rou
         assert.equal((await req.response()).status, 408);
       } finally {
         req.close();
+      }
+    });
+
+    await t.step("admin routes that read a body: 408 too, not a connection held open", async () => {
+      for (
+        const path of ["/api/v1/keys", "/v1/app-keys", "/api/v1/breaker/reset"]
+      ) {
+        const req = await openRequest(port, path, "length", '{"name":"slow"}', 5, {
+          authorization: "Bearer admin-token-0001",
+        });
+        try {
+          const res = await req.response();
+          assert.equal(res.status, 408, path);
+          assert.equal(JSON.parse(res.body).error.code, "request_timeout", path);
+        } finally {
+          req.close();
+        }
       }
     });
 
