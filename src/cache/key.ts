@@ -48,8 +48,9 @@ export function skipReason(policy: CachePolicy, req: RequestFacts): Skip | null 
   if (req.cacheControl !== null && /\bno-(?:cache|store)\b/i.test(req.cacheControl)) {
     return "cache-control";
   }
+  // A sampled answer is reused only when the client opts in (`x-gateway.cache: true`).
   const t = req.body.temperature;
-  if (t !== undefined && t !== null && t !== 0) return "temperature";
+  if (t !== undefined && t !== null && t !== 0 && req.gatewayCache !== true) return "temperature";
   if (req.stream && !policy.streaming) return "stream";
   if (policy.scope === "key" && !req.appKey) return "no_key";
   return null;

@@ -115,6 +115,18 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
       },
     );
 
+    await t.step("x-gateway.cache: true opts a sampled request (temperature > 0) in", async () => {
+      const body = { temperature: 0.7, seed: 77, "x-gateway": { cache: true } };
+      const before = upstreamCalls();
+      const miss = await chat(body);
+      assert.equal(miss.headers.get("x-cache"), "MISS");
+      await miss.body?.cancel();
+      const hit = await chat(body);
+      assert.equal(hit.headers.get("x-cache"), "HIT");
+      await hit.body?.cancel();
+      assert.equal(upstreamCalls(), before + 1);
+    });
+
     await t.step("streaming requests are not cached by default", async () => {
       up.script({ kind: "stream" });
       const res = await chat({ stream: true });
@@ -151,7 +163,7 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
         headers: { authorization: `Bearer ${ADMIN}` },
       });
       const report = await usage.json();
-      assert.equal(report.cache_hits, 2);
+      assert.equal(report.cache_hits, 3);
       assert.ok(report.cache_misses >= 13, `misses: ${report.cache_misses}`);
     });
 

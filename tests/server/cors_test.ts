@@ -74,6 +74,10 @@ Deno.test("CORS on actual requests: only a listed origin gets Access-Control-All
       assert.equal(ok.status, 200, path);
       assert.equal(ok.headers.get("access-control-allow-origin"), APP);
       assert.match(ok.headers.get("access-control-expose-headers") ?? "", /x-request-id/);
+      // llm-proxy's 429 headers and Butter's cache header are readable by a browser too.
+      for (const h of ["x-ratelimit-reason", "x-ratelimit-scope", "x-butter-cache"]) {
+        assert.match(ok.headers.get("access-control-expose-headers") ?? "", new RegExp(h));
+      }
       assert.match(ok.headers.get("vary") ?? "", /Origin/);
 
       const other = await fetch(gw.url(path), {

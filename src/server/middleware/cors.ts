@@ -18,7 +18,13 @@ const DEFAULT_EXPOSED = [
   "x-ratelimit-limit",
   "x-ratelimit-remaining",
   "x-ratelimit-reset",
+  "x-ratelimit-reason",
+  "x-ratelimit-metric",
+  "x-ratelimit-window",
+  "x-ratelimit-scope",
   "x-cache",
+  "x-butter-cache",
+  "x-pilotfish-injection",
   "x-llm-proxy-error-class",
 ];
 
