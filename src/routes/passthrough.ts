@@ -802,20 +802,31 @@ function asBytes(
   return new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body));
 }
 
-/** The JSON body's `model`, when it has one (OpenAI and Anthropic bodies do). */
 /**
  * What a JSON body names itself, in one parse: its `model` (OpenAI and Anthropic bodies have
  * one) and its user (OpenAI's `user`, Anthropic's `metadata.user_id`, for the usage rollups).
+ * A body naming one of them twice is refused (400): the gateway would decide on the last value
+ * (allowlist, price, breaker key) and an upstream may read the first.
  */
 function namesIn(body: Uint8Array | null): { model?: string; user?: string } {
   if (body === null || body.byteLength === 0) return {};
   let json: { model?: unknown; user?: unknown; metadata?: { user_id?: unknown } | null };
+  let raw: string;
   try {
-    json = JSON.parse(new TextDecoder().decode(body));
+    raw = new TextDecoder().decode(body);
+    json = JSON.parse(raw);
   } catch {
     return {}; // not JSON: the breaker keys on the bare provider
   }
   if (json === null || typeof json !== "object") return {};
+  const twice = duplicateKey(raw, NAMED_KEYS);
+  if (twice !== null) {
+    throw new GatewayError(
+      "invalid_request",
+      `The request body names "${twice}" more than once; send it once`,
+      { param: twice },
+    );
+  }
   const text = (v: unknown) => typeof v === "string" && v !== "" ? v : undefined;
   const model = text(json.model);
   const user = text(json.user) ??
@@ -823,6 +834,48 @@ function namesIn(body: Uint8Array | null): { model?: string; user?: string } {
       ? text(json.metadata.user_id)
       : undefined);
   return { ...(model ? { model } : {}), ...(user ? { user } : {}) };
+}
+
+/** The top-level keys the gateway decides on, in a relayed body it reads. */
+const NAMED_KEYS: ReadonlySet<string> = new Set(["model", "user", "metadata", "stream"]);
+
+/**
+ * The first of `names` that `text` (a JSON object that parsed) has twice at its top level, or
+ * null. Most bodies are settled by a substring count; one with `\u` escapes (a key can be
+ * spelt `"mod\u0065l"`) or a name seen twice is walked string by string.
+ */
+export function duplicateKey(text: string, names: ReadonlySet<string>): string | null {
+  let suspect = text.includes("\\u");
+  for (const name of names) {
+    if (suspect) break;
+    const at = text.indexOf(`"${name}"`);
+    suspect = at >= 0 && text.indexOf(`"${name}"`, at + 1) >= 0;
+  }
+  if (!suspect) return null;
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x22) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (/\s/.test(text[k] ?? "")) k++;
+        if (text[k] === ":") {
+          const name = JSON.parse(text.slice(i, j + 1)) as string;
+          if (names.has(name)) {
+            if (seen.has(name)) return name;
+            seen.add(name);
+          }
+        }
+      }
+      i = j;
+    }
+  }
+  return null;
 }
 
 const userOf = (named: { user?: string }) => named.user ? { user: named.user } : {};

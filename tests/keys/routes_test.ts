@@ -326,3 +326,48 @@ app_keys:
     await up.close();
   }
 });
+
+Deno.test("a native body naming model twice is refused (400), not decided on one value and relayed with both", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured }] }
+app_keys:
+  enabled: true
+  persistence: { enabled: false }
+`);
+  try {
+    const { key } = await createKey(gw, { allowed_models: ["openai/gpt-4o-mini"] });
+    const send = (body: string) =>
+      gw.request("/openai/v1/chat/completions", {
+        method: "POST",
+        headers: { ...bearer(key), "content-type": "application/json" },
+        body,
+      });
+    const msgs = '"messages":[{"role":"user","content":"hi"}]';
+    for (
+      const body of [
+        `{"model":"gpt-4o","model":"gpt-4o-mini",${msgs}}`,
+        `{"model":"gpt-4o","mod\\u0065l":"gpt-4o-mini",${msgs}}`,
+        `{"model":"gpt-4o-mini",${msgs},"stream":false,"stream":true}`,
+      ]
+    ) {
+      const res = await send(body);
+      assert.equal(res.status, 400, body);
+      const err = (await res.json()).error;
+      assert.equal(err.type, "invalid_request_error");
+      assert.match(err.message, /names "(model|stream)" more than once/);
+    }
+    assert.equal(up.requests.length, 0, "nothing went upstream");
+    // The same word inside a value or a nested object is no duplicate.
+    const ok = await send(
+      `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\\"model\\": x, model"}],"metadata":{"model":"a"}}`,
+    );
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
