@@ -458,12 +458,19 @@ function lookup(
     const m = /^\/native\/([^/]*)(\/.*)?$/.exec(target.path);
     if (m === null) throw invalid("The /native prefix must not be percent-encoded");
     // Hono routes on the decoded path: `/native/%6fpenai` names no provider as written.
+    if (m[1]!.includes("%")) {
+      throw invalid("The provider segment of /native/{provider} must not be percent-encoded");
+    }
     const { provider, adapter, native } = providerNamed(config, adapters, m[1] as string);
     return { provider, adapter, native, base: provider.base_url, rest: m[2] ?? "" };
   }
   const { provider, adapter, native } = providerOfFamily(config, adapters, family);
   const rest = restAfter(target.path, family.prefix);
   if (rest === null) throw invalid(`The ${family.prefix} prefix must not be percent-encoded`);
+  // The segment after it is a literal of the provider's API (`v1`, `v1beta`, `model`).
+  if (/^\/[^/]*%/.test(rest)) {
+    throw invalid(`The segment after ${family.prefix} must not be percent-encoded`);
+  }
   return { provider, adapter, native, base: family.base(provider), rest };
 }
 

@@ -418,6 +418,10 @@ Deno.test("passthrough containment: the issue's table, verbatim", async () => {
         "/%6fpenai/v1/../x",
         "/%6fpenai/v1/models",
         "/native/%2e%2e/x",
+        // The segments after the prefix that name the route: 400 as well, not 404.
+        "/native/%6fpenai/v1/models",
+        "/openai/%761/models",
+        "/gemini/v1bet%61/models",
       ]
     ) {
       const res = await client.send(get(target));
