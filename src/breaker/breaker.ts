@@ -74,6 +74,11 @@ export interface ProviderHealth {
   readonly failures: number;
   /** Unix seconds, when open. */
   readonly cooldown_until?: number;
+  /**
+   * Ours on top of llm-proxy's block: every `<provider>:<model>` key that is open, half-open
+   * or has failures in the window, so one model's trouble is visible with the rollup off too.
+   */
+  readonly keys?: Readonly<Record<string, KeyHealth>>;
   readonly rollup?: {
     readonly enabled: true;
     readonly open: boolean;
@@ -82,6 +87,13 @@ export interface ProviderHealth {
     readonly window_seconds: number;
     readonly open_keys: string[];
   };
+}
+
+export interface KeyHealth {
+  readonly state: "closed" | "open" | "half_open";
+  readonly failures: number;
+  /** Unix seconds, when open. */
+  readonly cooldown_until?: number;
 }
 
 const ALLOW: Admission = Object.freeze({ kind: "allow" });
@@ -212,29 +224,36 @@ export function createBreaker(
     },
     health(provider, now) {
       const rolled = rollupThreshold > 0 ? store.rollupKeys(provider, now) : [];
-      // With Redis, keys another sidecar opened are in the store's view without being seen here.
-      const keys = new Set([
-        ...(seen.get(provider) ?? []),
-        ...rolled,
-        ...store.openKeys(provider),
-        provider,
-      ]);
+      // llm-proxy's per-provider state, failures and cooldown are the bare `<provider>` key's
+      // (its healthHandler: "in per-model keying mode the bare-provider state is rarely
+      // open"): one model's open key is in `rollup.open_keys`, and `rollup.open` says when
+      // the whole provider fast-fails. A page on `circuit_state: open` is a provider outage.
       let state: ProviderHealth["state"] = "closed";
-      let failures = 0;
+      const failures = store.failures(provider, now);
       let until: number | null = null;
-      const rank = { closed: 0, half_open: 1, open: 2 };
-      for (const key of keys) {
-        failures += store.failures(key, now);
-        const openUntil = store.openUntil(key);
-        if (openUntil === null) continue;
-        const s = now < openUntil ? "open" : "half_open";
-        if (rank[s] > rank[state]) state = s;
-        if (now < openUntil && (until === null || openUntil > until)) until = openUntil;
+      const openUntil = store.openUntil(provider);
+      if (openUntil !== null) {
+        state = now < openUntil ? "open" : "half_open";
+        if (now < openUntil) until = openUntil;
+      }
+      // With Redis, keys another sidecar opened are in the store's view without being seen here.
+      const keys: Record<string, KeyHealth> = {};
+      for (const key of new Set([...(seen.get(provider) ?? []), ...store.openKeys(provider)])) {
+        if (key === provider) continue;
+        const u = store.openUntil(key);
+        const failed = store.failures(key, now);
+        if (u === null && failed === 0) continue;
+        keys[key] = {
+          state: u === null ? "closed" : now < u ? "open" : "half_open",
+          failures: failed,
+          ...(u !== null && now < u ? { cooldown_until: Math.floor(u / 1000) } : {}),
+        };
       }
       return {
         state,
         failures,
         ...(until !== null ? { cooldown_until: Math.floor(until / 1000) } : {}),
+        ...(Object.keys(keys).length > 0 ? { keys } : {}),
         ...(rollupThreshold > 0
           ? {
             rollup: {

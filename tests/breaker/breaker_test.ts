@@ -50,11 +50,16 @@ Deno.test("breaker: threshold failures in the window open the key; open fast-fai
   await settle();
   assert.deepEqual(breaker.admit("openai", key, t0 + 30), { kind: "reject", reason: "open" });
   assert.equal(breaker.available("openai", key, t0 + 30), false);
-  assert.equal(breaker.health("openai", t0 + 30).state, "open");
-  assert.equal(
-    breaker.health("openai", t0 + 30).cooldown_until,
-    Math.floor((t0 + 20 + 30_000) / 1000),
-  );
+  // llm-proxy's provider state is the bare key's: one model's open key is not an outage.
+  assert.equal(breaker.health("openai", t0 + 30).state, "closed");
+  assert.equal(breaker.health("openai", t0 + 30).cooldown_until, undefined);
+  assert.deepEqual(breaker.health("openai", t0 + 30).keys, {
+    "openai:gpt-4o": {
+      state: "open",
+      failures: 3,
+      cooldown_until: Math.floor((t0 + 20 + 30_000) / 1000),
+    },
+  });
   // Rate limits and client errors never count.
   const other = breaker.key("openai", "o1");
   for (let i = 0; i < 5; i++) {
@@ -79,7 +84,7 @@ Deno.test("breaker: one half-open probe; success closes, failure re-opens", asyn
   for (let i = 0; i < 3; i++) breaker.record("anthropic", key, "provider_degraded", fail, t0);
   await settle();
   const after = t0 + 30_001;
-  assert.equal(breaker.health("anthropic", after).state, "half_open");
+  assert.equal(breaker.health("anthropic", after).keys?.["anthropic:claude"]?.state, "half_open");
   const [a, b] = await Promise.all([
     breaker.admit("anthropic", key, after),
     breaker.admit("anthropic", key, after),
@@ -100,6 +105,7 @@ Deno.test("breaker: one half-open probe; success closes, failure re-opens", asyn
   await settle();
   assert.deepEqual(breaker.admit("anthropic", key, later + 1), { kind: "allow" });
   assert.equal(breaker.health("anthropic", later + 1).state, "closed");
+  assert.equal(breaker.health("anthropic", later + 1).keys, undefined, "no key left open");
   assert.equal(breaker.counters.probes.get("anthropic|claude|failed"), 1);
   assert.equal(breaker.counters.probes.get("anthropic|claude|succeeded"), 1);
 });
@@ -172,7 +178,7 @@ Deno.test("breaker: bypass still feeds failures but never closes; log mode only 
   for (let i = 0; i < 3; i++) log.record("openai", key, "provider_degraded", fail, t0);
   await settle();
   assert.deepEqual(log.admit("openai", key, t0), { kind: "allow" }, "log mode never rejects");
-  assert.equal(log.health("openai", t0).state, "open", "but it tracks the state");
+  assert.equal(log.health("openai", t0).keys?.[key]?.state, "open", "but it tracks the state");
   assert.equal(log.counters.fastFails.get("openai|gpt-4o|open"), 1, "and counts what it would do");
 });
 
@@ -253,4 +259,16 @@ Deno.test("normaliseReason() bounds tag cardinality", () => {
   const allow = setup("    bypass_reason_allowlist: [no_fallback_configured]").cb;
   assert.equal(normaliseReason("no_fallback_configured", allow), "no_fallback_configured");
   assert.equal(normaliseReason("whatever", allow), "other");
+});
+
+Deno.test("breaker health: the provider's state is its bare key's, as llm-proxy's /health", async () => {
+  const { breaker } = setup();
+  const t0 = 3_000_000;
+  for (let i = 0; i < 3; i++) breaker.record("openai", "openai", "provider_degraded", fail, t0);
+  await settle();
+  const h = breaker.health("openai", t0 + 1);
+  assert.equal(h.state, "open");
+  assert.equal(h.failures, 3);
+  assert.equal(h.cooldown_until, Math.floor((t0 + 30_000) / 1000));
+  assert.equal(h.keys, undefined, "the bare key is the provider's own state, not a model key");
 });

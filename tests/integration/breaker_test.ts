@@ -73,11 +73,16 @@ Deno.test("breaker end to end: trip, fast-fail byte-exact, half-open probe, bypa
       assert.equal(h.circuit_breaker.mode, "on");
       assert.equal(h.circuit_breaker.backend, "memory");
       assert.equal(h.circuit_breaker.degraded_signal, "[LLM_PROXY_PROVIDER_DEGRADED]");
-      assert.equal(h.circuit_breaker.providers.up.state, "open");
-      assert.equal(typeof h.circuit_breaker.providers.up.cooldown_until, "number");
+      // llm-proxy's provider state is the bare key's: one model open is no provider outage.
+      assert.equal(h.circuit_breaker.providers.up.state, "closed");
+      assert.equal(h.circuit_breaker.providers.up.keys["up:gpt-4o"].state, "open");
+      assert.equal(
+        typeof h.circuit_breaker.providers.up.keys["up:gpt-4o"].cooldown_until,
+        "number",
+      );
       assert.equal(h.circuit_breaker.providers.up.rollup.threshold, 2);
       assert.deepEqual(h.circuit_breaker.providers.up.rollup.open_keys, ["up:gpt-4o"]);
-      assert.equal(h.providers.up.circuit_state, "open");
+      assert.equal(h.providers.up.circuit_state, "closed");
       assert.equal(typeof h.providers.up.circuit_failures, "number");
     });
 
@@ -183,7 +188,7 @@ Deno.test("breaker mode log observes only; the degraded signal follows the route
     assert.equal(up.requests.length, 8, "never fast-fails");
     const h = await (await gw.request("/health")).json();
     assert.equal(h.circuit_breaker.mode, "log");
-    assert.equal(h.circuit_breaker.providers.up.state, "open");
+    assert.equal(h.circuit_breaker.providers.up.keys["up:gpt-4o"].state, "open");
   } finally {
     await gw.close();
     await up.close();

@@ -96,7 +96,8 @@ features:
         for (const d of [b, c]) {
           await within(
             250,
-            async () => (await health(d)).circuit_breaker.providers.up.state === "open",
+            async () =>
+              (await health(d)).circuit_breaker.providers.up.keys?.["up:gpt-4o"]?.state === "open",
             "open on B and C",
           );
         }
@@ -106,7 +107,7 @@ features:
         const h = await health(c);
         assert.equal(h.circuit_breaker.backend, "redis");
         assert.equal(h.circuit_breaker.redis_fallback, false);
-        assert.equal(h.circuit_breaker.providers.up.state, "open");
+        assert.equal(h.circuit_breaker.providers.up.keys["up:gpt-4o"].state, "open");
       },
     );
 

@@ -94,7 +94,9 @@ function render(s) {
     cell(tr, p.type);
     cell(tr, p.keys.map((k) => k.id + (k.status === "ok" ? "" : " (" + k.status + ")")).join(", ") || "none");
     const b = p.breaker;
-    cell(tr, b ? b.state : "off", b ? "state-" + b.state : "");
+    const keys = openKeys(b);
+    cell(tr, b ? [b.state].concat(keys).join(", ") : "off",
+      b ? "state-" + (b.state === "closed" && keys.length ? "open" : b.state) : "");
     cell(tr, b ? b.failures : null);
     cell(tr, b ? when(b.cooldown_until) : null);
     cell(tr, b && b.rollup ? (b.rollup.open ? "OPEN " : "") + b.rollup.count + "/" + b.rollup.threshold : null,
@@ -120,11 +122,16 @@ function render(s) {
     cell(tr, m.config_hash);
     cell(tr, num(m.stats ? m.stats.requests : null));
     cell(tr, num(m.stats ? errorsOf(m.stats) : null));
-    const open = (m.providers || []).filter((p) => p.breaker && p.breaker.state !== "closed")
-      .map((p) => p.name + " " + p.breaker.state);
+    const open = (m.providers || []).flatMap((p) => !p.breaker ? [] :
+      (p.breaker.state !== "closed" ? [p.name + " " + p.breaker.state] : []).concat(openKeys(p.breaker)));
     cell(tr, open.join(", ") || "none", open.length ? "state-open" : "state-closed");
     cell(tr, m.stats ? num(m.stats.latency_ms.p50) + " / " + num(m.stats.latency_ms.p99) : null);
   });
+}
+// A provider's model keys that are not closed (its own state is its bare key's).
+function openKeys(b) {
+  return b && b.keys ? Object.entries(b.keys).filter(([, k]) => k.state !== "closed")
+    .map(([name, k]) => name + " " + k.state) : [];
 }
 async function refresh() {
   const headers = {};

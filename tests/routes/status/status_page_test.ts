@@ -82,7 +82,8 @@ Deno.test("/status in Chromium: providers, an open breaker after an outage, thre
     ]);
     const providers = seen.providers as string[];
     assert.match(providers[0]!, /^up\topenai\tfleet-key/);
-    assert.match(providers[0]!, /\topen\t/);
+    // The provider's own (bare-key) state, then its model key that opened.
+    assert.match(providers[0]!, /\tclosed, up:gpt-4o-mini open\t/);
     assert.doesNotMatch(seen.html as string, /sk-fleet-secret/);
     const fleet = seen.fleet as string[];
     assert.deepEqual(fleet.map((r) => r.split("\t")[0]), [
@@ -91,7 +92,7 @@ Deno.test("/status in Chromium: providers, an open breaker after an outage, thre
       "sidecar-c",
     ]);
     // sidecar-b saw the outage; the others learn of it through Redis in their own time.
-    assert.match(fleet[1]!, /\tup open\t/);
+    assert.match(fleet[1]!, /\tup:gpt-4o-mini open\t/);
     // Each sidecar's own numbers: a served one request, b failed one, c none.
     assert.deepEqual(fleet.map((r) => r.split("\t").slice(4, 6)), [["1", "0"], ["1", "1"], [
       "0",
