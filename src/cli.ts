@@ -66,7 +66,8 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
   let values;
   try {
     ({ values } = parseArgs({
-      args: args.map(goStyle),
+      // npm's habit, `deno task start -- --port 9100`: a leading `--` separates nothing here.
+      args: (args[0] === "--" ? args.slice(1) : args).map(goStyle),
       options: {
         config: { type: "string" },
         host: { type: "string" },

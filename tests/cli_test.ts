@@ -27,6 +27,11 @@ Deno.test("parseCli() reads flags, with env standing in for missing ones", async
     assert.equal(cli.socket, "");
     assert.equal(cli.check, true);
   });
+  await t.step("a leading -- (npm's habit: deno task start -- --port 9100) is ignored", () => {
+    const cli = parseCli(["--", "--port", "9100", "--check"], env({}));
+    assert.equal(cli.port, 9100);
+    assert.equal(cli.check, true);
+  });
   await t.step("bad input is a CliError naming the problem", () => {
     assert.throws(
       () => parseCli(["--port", "http"], env({})),

@@ -547,8 +547,11 @@ const SECRET_KEY =
  */
 function issueMessage(issue: v.BaseIssue<unknown>, path: readonly PropertyKey[]): string {
   const secret = path.some((p) => typeof p === "string" && SECRET_KEY.test(p));
-  if (!secret || typeof issue.input !== "string") return issue.message;
-  return issue.message.replaceAll(issue.received, "a string");
+  if (!secret || issue.input === null || typeof issue.input === "object") return issue.message;
+  // A number or boolean too: an unquoted numeric token (`admin_token: 98765432109876`) is one.
+  const kind = typeof issue.input === "string" ? "a string" : `a ${typeof issue.input}`;
+  const hint = typeof issue.input === "number" ? " (quote it: YAML reads digits as a number)" : "";
+  return issue.message.replaceAll(issue.received, kind) + hint;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

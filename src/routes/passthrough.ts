@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { Config, ProviderConfig } from "../config/mod.ts";
+import { PROVIDER_PRESETS } from "../config/presets.ts";
 import { GatewayError } from "../errors.ts";
 import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS } from "../breaker/mod.ts";
 import {
@@ -919,12 +920,13 @@ function providerOfFamily(
   const only = ofType.length === 1 ? ofType[0] as ProviderConfig : undefined;
   const adapter = only ? adapters.get(only.name) : undefined;
   if (only && adapter?.native) return { provider: only, adapter, native: adapter.native };
+  const envKey = PROVIDER_PRESETS[name]?.env_key;
   throw new GatewayError(
     "not_found",
     ofType.length <= 1
-      ? `No ${name} provider is configured for ${family.prefix}/* (configured: ${
+      ? `No ${name} provider is configured for ${family.prefix}/* (providers with a native API: ${
         listNative(config, adapters)
-      })`
+      })${envKey ? `; set ${envKey} or configure providers.${name}` : ""}`
       : `Several ${name} providers are configured; use /native/{provider}/… (${
         ofType.map((p) => p.name).join(", ")
       })`,

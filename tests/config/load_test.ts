@@ -913,3 +913,22 @@ providers:
     },
   );
 });
+
+Deno.test("an unquoted numeric secret is refused without echoing its digits", () => {
+  for (
+    const yaml of [
+      "server:\n  admin_token: 98765432109876\n",
+      "providers:\n  openai:\n    keys:\n      - key: 12345678901234567890\n",
+    ]
+  ) {
+    assert.throws(
+      () => parseConfigText(yaml, envOf({}), "n.yaml"),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.doesNotMatch(err.message, /98765432109876|1234567890123/);
+        assert.match(err.message, /received a number \(quote it/);
+        return true;
+      },
+    );
+  }
+});

@@ -270,6 +270,22 @@ Deno.test("the embedded default never answers a bare or misspelled model with th
         (err: unknown) => err instanceof OpenAI.NotFoundError && /OPENAI_API_KEY/.test(err.message),
       );
     });
+
+    await t.step("a native route with no provider of its kind names its env var too", async () => {
+      for (
+        const [path, key] of [
+          ["/openai/v1/chat/completions", "OPENAI_API_KEY"],
+          ["/anthropic/v1/messages", "ANTHROPIC_API_KEY"],
+          ["/gemini/v1beta/models/g:generateContent", "GEMINI_API_KEY"],
+        ] as const
+      ) {
+        const res = await fetch(gw.url(path), { method: "POST", body: "{}" });
+        assert.equal(res.status, 404, path);
+        const text = await res.text();
+        assert.match(text, new RegExp(`set ${key}`), path);
+        assert.doesNotMatch(text, /configured: none/, path);
+      }
+    });
   } finally {
     await gw.close();
   }
