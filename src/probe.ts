@@ -9,7 +9,8 @@
  * @module
  */
 import { applyOverrides, type CliOptions } from "./cli.ts";
-import { ConfigError, loadConfig } from "./config/mod.ts";
+import YAML from "yaml";
+import { type Config, ConfigError, loadConfig, parseConfigText } from "./config/mod.ts";
 import { probeHost } from "./permissions/plan.ts";
 
 export type ProbeTarget =
@@ -35,13 +36,8 @@ export async function probeTarget(
   cli: CliOptions,
   env: (name: string) => string | undefined,
 ): Promise<ProbeTarget | { readonly error: string }> {
-  let server;
-  try {
-    server = applyOverrides((await loadConfig(cli.configPath, env)).config, cli).server;
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return { error: `cannot tell where the daemon listens: ${err.problems[0] ?? err.message}` };
-  }
+  const server = await listenSettings(cli, env);
+  if ("error" in server) return server;
   let socketState = "";
   if (server.socket !== "") {
     try {
@@ -59,6 +55,56 @@ export async function probeTarget(
     return { transport: "tcp", hostname: probeHost(server.host), port: server.port };
   }
   return { error: `nothing to probe: TCP is disabled${socketState || " and so is the socket"}` };
+}
+
+/**
+ * Where the daemon for `cli` listens, as it resolved it. A running daemon keeps its config
+ * when an edit on disk is refused, so a probe must not fail it for that (a liveness probe
+ * would kill a healthy pod): when the file no longer loads, its `server` section alone, else
+ * the flags on the defaults, still say where it listens. The planner uses this for the
+ * probe's grants too.
+ */
+export async function listenSettings(
+  cli: CliOptions,
+  env: (name: string) => string | undefined,
+): Promise<Config["server"] | { readonly error: string }> {
+  try {
+    return applyOverrides((await loadConfig(cli.configPath, env)).config, cli).server;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return await serverOnly(cli, env) ??
+      { error: `cannot tell where the daemon listens: ${err.problems[0] ?? err.message}` };
+  }
+}
+
+/**
+ * The listen settings when the whole file does not load: its `server` section alone (a typo
+ * elsewhere says nothing about where the daemon listens), else, when `--socket` or `--port`
+ * say it, the defaults under the flags; null when neither can tell.
+ */
+async function serverOnly(
+  cli: CliOptions,
+  env: (name: string) => string | undefined,
+): Promise<Config["server"] | null> {
+  const parse = (section: unknown) =>
+    applyOverrides(
+      parseConfigText(JSON.stringify({ server: section ?? {} }), env, cli.configPath ?? "-")
+        .config,
+      cli,
+    ).server;
+  try {
+    const raw: unknown = YAML.parse(await Deno.readTextFile(cli.configPath!));
+    const section = raw !== null && typeof raw === "object"
+      ? (raw as Record<string, unknown>).server
+      : undefined;
+    if (section !== undefined) return parse(section);
+  } catch { /* unreadable, not YAML, or a bad server section: the flags may still say */ }
+  if (cli.socket === undefined && cli.port === undefined) return null;
+  try {
+    return parse({});
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -25,6 +25,22 @@ Deno.test("--probe: 0 against a running daemon, over its socket or its port", as
       const out = await runCli(["--probe", "--config", d.configPath, "--socket", ""]);
       assert.equal(out.code, 0, out.stderr);
     });
+    await t.step("the file on disk broken since the daemon read it: still 0", async () => {
+      const good = await Deno.readTextFile(d.configPath);
+      try {
+        // A typo outside `server` (the daemon refused this edit and kept serving).
+        await Deno.writeTextFile(d.configPath, `${good}routing:\n  default_provider: ghost\n`);
+        let out = await runCli(["--probe", "--config", d.configPath]);
+        assert.equal(out.code, 0, out.stderr);
+        // Not YAML at all: the flags say where it listens.
+        await Deno.writeTextFile(d.configPath, "server:\n  port: 1\n   host: x\n");
+        const socket = good.match(/socket: (.*)/)![1]!.trim();
+        out = await runCli(["--probe", "--config", d.configPath, "--socket", socket]);
+        assert.equal(out.code, 0, out.stderr);
+      } finally {
+        await Deno.writeTextFile(d.configPath, good);
+      }
+    });
     await t.step("TCP when the socket file is not there", async () => {
       const out = await runCli([
         "--probe",

@@ -138,12 +138,11 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
  * its path) or TCP port (loopback for a wildcard listen address), read the config to find
  * them, and its `${VARS}`. No provider hosts, no credentials.
  */
-export function planProbeGrants(config: Config, ctx: PlanContext): Grants {
+export function planProbeGrants(s: Config["server"], ctx: PlanContext): Grants {
   const net = new Set<string>();
   const read = new Set<string>();
   const write = new Set<string>();
   const env = new Set<string>([...DAEMON_ENV, ...DEFAULT_ENV_KEYS]);
-  const s = config.server;
   if (s.socket !== "") {
     const socket = resolve(ctx.cwd, s.socket);
     net.add(`unix:${socket}`);

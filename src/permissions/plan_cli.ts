@@ -10,23 +10,24 @@ import { ConfigError, DEFAULT_ENV_KEYS, loadConfig, referencedEnvVars } from "..
 import { applyOverrides } from "../cli.ts";
 import { DAEMON_ENV, grantsToFlags, planGrants, planProbeGrants, shellQuote } from "./mod.ts";
 import { resolve } from "node:path";
+import { listenSettings } from "../probe.ts";
 
 const env = (name: string) => Deno.env.get(name);
 const cwd = Deno.cwd();
 let flags: string[];
 try {
   const cli = parseCli(Deno.args, env);
-  const loaded = await loadConfig(cli.configPath, env);
   const text = cli.configPath === null ? null : await Deno.readTextFile(cli.configPath);
-  const plan = cli.probe ? planProbeGrants : planGrants;
-  flags = grantsToFlags(
-    plan(applyOverrides(loaded.config, cli), {
-      configPath: cli.configPath,
-      configText: text,
-      env,
-      cwd,
-    }),
-  );
+  const ctx = { configPath: cli.configPath, configText: text, env, cwd };
+  if (cli.probe) {
+    // Where the daemon listens, even when the file on disk no longer loads (src/probe.ts).
+    const server = await listenSettings(cli, env);
+    if ("error" in server) throw new ConfigError(cli.configPath ?? "-", [server.error]);
+    flags = grantsToFlags(planProbeGrants(server, ctx));
+  } else {
+    const loaded = await loadConfig(cli.configPath, env);
+    flags = grantsToFlags(planGrants(applyOverrides(loaded.config, cli), ctx));
+  }
 } catch (err) {
   if (!(err instanceof ConfigError || err instanceof CliError)) throw err;
   const path = configArg(Deno.args) ?? env("PILOTFISH_CONFIG");

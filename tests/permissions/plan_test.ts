@@ -263,7 +263,7 @@ Deno.test("planProbeGrants() grants a connection to the daemon and the config, n
   const text = `server:\n  host: 0.0.0.0\n  port: 9100\n  socket: run/pf.sock\n` +
     `providers:\n  openai:\n    keys: [{ key: "\${OPENAI_API_KEY}" }]\n` +
     `  bedrock: { sign: true, region: eu-west-1 }\n`;
-  const grants = planProbeGrants(configOf(text), {
+  const grants = planProbeGrants(configOf(text).server, {
     configPath: "pf.yaml",
     configText: text,
     cwd: "/srv",
@@ -273,7 +273,7 @@ Deno.test("planProbeGrants() grants a connection to the daemon and the config, n
   assert.deepEqual(grants.read, ["/srv/pf.yaml", "/srv/run/pf.sock"]);
   assert.deepEqual(grants.write, ["/srv/run/pf.sock"]);
   assert.ok(!grants.env.includes("AWS_SECRET_ACCESS_KEY"), "no credentials");
-  const tcpOnly = planProbeGrants(configOf("server:\n  host: '::'\n  socket: ''\n"), {
+  const tcpOnly = planProbeGrants(configOf("server:\n  host: '::'\n  socket: ''\n").server, {
     configPath: null,
     configText: null,
     cwd: "/srv",
