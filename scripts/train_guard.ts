@@ -9,11 +9,12 @@
  *
  * Features come from the guest itself (its `model_features` export, through the gateway's own
  * plugin host), so training reads words exactly as the guard does. Two linear models:
- * detection (logistic regression, L2, classes weighted to balance) and category (softmax over
- * the nine categories, malicious prompts only). Optimised by full-batch Adam: deterministic,
- * the same data gives the same bytes. The threshold is chosen by 5-fold cross-validation: the
- * lowest score at which at most `FP_TARGET` of the benign prompts, each scored by a model that
- * never saw it, are flagged.
+ * detection (logistic regression, L2, classes weighted to balance; each text is a row, and
+ * each window of a benign text longer than one, since the guard scores its best window) and
+ * category (softmax over the nine categories, malicious prompts only). Optimised by full-batch
+ * Adam: deterministic, the same data gives the same bytes. The threshold is chosen by 5-fold
+ * cross-validation: the lowest score at which at most `FP_TARGET` of the benign texts, each
+ * scored (best window) by a model that never saw it, are flagged.
  * @module
  */
 import { type HookName, statusShim } from "../src/plugins/binary.ts";
@@ -23,7 +24,7 @@ const WINDOW = 24;
 const DETECT_BITS = 15;
 const CATEGORY_BITS = 12;
 const C = 10; // inverse L2 strength, as scikit-learn's C
-const FP_TARGET = 0.01;
+const FP_TARGET = 0.015;
 const ITERATIONS = 400;
 
 const ROOT = new URL("../", import.meta.url);
@@ -42,9 +43,40 @@ const CATEGORIES = [
 ];
 
 interface Example {
+  /** The distinct buckets of the whole text (a training row). */
   readonly buckets: Int32Array;
+  /** The distinct buckets of every window `classify` scores, in its order. */
+  readonly windows: Int32Array[];
   readonly malicious: boolean;
   readonly category: number;
+}
+
+const distinct = (entries: Int32Array) => new Int32Array(new Set(entries));
+
+/**
+ * The windows `classify` scores from the guest's stream (two entries a word, -1 for the first
+ * word's pair): its ring holds the last `2 × WINDOW` entries pushed, scored after each word
+ * once `WINDOW` words were read, or once at the end of a shorter part.
+ */
+function windowsOf(stream: Int32Array): Int32Array[] {
+  const entries = stream.filter((b) => b >= 0);
+  const words = stream.length / 2;
+  if (words < WINDOW) return [distinct(entries)];
+  const out: Int32Array[] = [];
+  for (let j = WINDOW - 1; j < words; j++) {
+    const end = 2 * j + 1;
+    out.push(distinct(entries.subarray(Math.max(0, end - 2 * WINDOW), end)));
+  }
+  return out;
+}
+
+/**
+ * Training rows of an example: the whole text, and for a benign text longer than a window,
+ * its windows at half a window's stride (each must score low: `classify` takes the maximum).
+ */
+function rowsOf(e: Example): Int32Array[] {
+  if (e.malicious || e.windows.length === 1) return [e.buckets];
+  return [e.buckets, ...e.windows.filter((_, i) => i % (WINDOW / 2) === 0)];
 }
 
 function rows(name: string): string[][] {
@@ -101,16 +133,19 @@ function adam(params: Float64Array, grad: (g: Float64Array) => void, lr: number)
 
 /** Detection weights (the last entry is the bias). */
 function trainDetect(examples: Example[]): Float64Array {
+  const rows: { buckets: Int32Array; malicious: boolean }[] = examples.flatMap((e) =>
+    rowsOf(e).map((buckets) => ({ buckets, malicious: e.malicious }))
+  );
   const w = new Float64Array((1 << DETECT_BITS) + 1);
   const bias = 1 << DETECT_BITS;
-  const pos = examples.filter((e) => e.malicious).length;
-  const weightOf = (e: Example) =>
-    e.malicious ? examples.length / (2 * pos) : examples.length / (2 * (examples.length - pos));
+  const pos = rows.filter((e) => e.malicious).length;
+  const weightOf = (e: { malicious: boolean }) =>
+    e.malicious ? rows.length / (2 * pos) : rows.length / (2 * (rows.length - pos));
   adam(w, (g) => {
     // The objective: ½‖w‖² + C Σ weight × log-loss, scaled by 1/n for a steady step.
-    const n = examples.length;
+    const n = rows.length;
     for (let i = 0; i < bias; i++) g[i] = w[i]! / (C * n);
-    for (const e of examples) {
+    for (const e of rows) {
       let z = w[bias]!;
       for (const b of e.buckets) z += w[b]!;
       const p = 1 / (1 + Math.exp(-z));
@@ -151,10 +186,15 @@ function trainCategory(examples: Example[]): Float64Array {
   return w;
 }
 
+/** The example's score as `classify` reads it: its best window. */
 const scoreOf = (w: Float64Array, e: Example) => {
-  let z = w[1 << DETECT_BITS]!;
-  for (const b of e.buckets) z += w[b]!;
-  return z;
+  let best = -Infinity;
+  for (const win of e.windows) {
+    let z = w[1 << DETECT_BITS]!;
+    for (const b of win) z += w[b]!;
+    if (z > best) best = z;
+  }
+  return best;
 };
 
 /** Out-of-fold scores of every example (5 folds, by position: deterministic). */
@@ -191,12 +231,18 @@ export async function trainGuard(): Promise<{ source: string; summary: string }>
   const malicious = rows("base_malicious.txt");
   const benign = rows("base_benign.txt");
   const texts = [...malicious.map((r) => r.at(-1)!), ...benign.map((r) => r.at(-1)!)];
-  const buckets = await featuresOf(texts);
+  const buckets = await featuresOf(texts); // each text's stream, two entries a word
   const examples: Example[] = texts.map((_, i) => {
     const mal = i < malicious.length;
     const category = mal ? CATEGORIES.indexOf(malicious[i]![0]!) : -1;
     if (mal && category < 0) throw new Error(`unknown category: ${malicious[i]![0]}`);
-    return { buckets: buckets[i]!, malicious: mal, category };
+    const stream = buckets[i]!;
+    return {
+      buckets: distinct(stream.filter((b) => b >= 0)),
+      windows: windowsOf(stream),
+      malicious: mal,
+      category,
+    };
   });
   // A deterministic shuffle (by the first word's bucket): each fold holds both kinds.
   examples.sort((a, b) => (a.buckets[0] ?? 0) - (b.buckets[0] ?? 0));

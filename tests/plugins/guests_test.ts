@@ -722,20 +722,36 @@ Deno.test("guard, classifier: a paraphrase the patterns miss is caught, in its c
       });
     },
   );
-  await t.step("ordinary prose of any length is not flagged", async () => {
-    await using(guard("tag"), async (gw) => {
-      const prose = "The quarterly report covers revenue, hiring and the product roadmap. ";
-      for (const n of [1, 10, 1000]) {
-        const res = await send(gw, prose.repeat(n));
-        await res.body?.cancel();
-        assert.equal(res.headers.get("x-pilotfish-injection"), null, `${n} sentences`);
-      }
-      // The paraphrase at the end of a long document: its window is scored on its own words.
-      const res = await send(gw, prose.repeat(1000) + PARAPHRASE);
-      await res.body?.cancel();
-      assert.equal(res.headers.get("x-pilotfish-injection"), "instruction_override");
-    });
-  });
+  await t.step(
+    "ordinary prose of any length is not flagged; long parts are the patterns'",
+    async () => {
+      await using(guard("tag"), async (gw) => {
+        const prose = "The quarterly report covers revenue, hiring and the product roadmap. ";
+        for (const n of [1, 10, 1000]) {
+          const res = await send(gw, prose.repeat(n));
+          await res.body?.cancel();
+          assert.equal(res.headers.get("x-pilotfish-injection"), null, `${n} sentences`);
+        }
+        // A part over 48 words is the patterns' alone (the classifier's false positives on
+        // pasted documents): the paraphrase inside one passes, in a message of its own it does not.
+        const inside = await send(gw, prose.repeat(10) + PARAPHRASE);
+        await inside.body?.cancel();
+        assert.equal(inside.headers.get("x-pilotfish-injection"), null);
+        const own = await gw.request(
+          "/v1/chat/completions",
+          post({
+            model: "up/gpt-up",
+            messages: [
+              { role: "user", content: prose.repeat(1000) },
+              { role: "user", content: PARAPHRASE },
+            ],
+          }),
+        );
+        await own.body?.cancel();
+        assert.equal(own.headers.get("x-pilotfish-injection"), "instruction_override");
+      });
+    },
+  );
 });
 
 Deno.test("guard: a phrase quoted in a question about it passes; quoted in an attack, or a stray quote, does not", async (t) => {

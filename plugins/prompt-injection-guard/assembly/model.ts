@@ -1,7 +1,7 @@
 // The guard's classifier: a linear model over hashed words and word pairs, scored on every
 // window of `WINDOW` words of a text part, for the phrasings no pattern spells out. The
 // patterns catch what they name exactly; this catches paraphrases ("set aside what you were
-// told earlier"), at a threshold chosen on prompts it was not trained on. Weights are made by
+// told earlier"), at a threshold chosen by cross-validation. Weights are made by
 // scripts/train_guard.ts from tests/fixtures/injection/ and written to weights.ts.
 //
 // Words: maximal runs of letters and digits after `fold` (case, accents, look-alikes,
@@ -23,8 +23,13 @@ import {
   WINDOW,
 } from "./weights";
 
-const BUCKETS: i32 = 1 << DETECT_BITS;
 const CATS: i32 = MODEL_CATEGORIES.length;
+/**
+ * The longest text part (in words) the classifier scores. Its training has the length of a
+ * prompt: on pasted documents (a ticket to triage, a policy to summarise) it flagged a third
+ * to two thirds of benign ones in held-out sets, so a longer part is left to the patterns.
+ */
+export const MAX_PART_WORDS: i32 = 48;
 /** The threshold in quantised units: bias + scale × q > threshold ⇔ q > LIMIT. */
 const LIMIT: f64 = (DETECT_THRESHOLD - DETECT_BIAS) / DETECT_SCALE;
 /**
@@ -33,12 +38,20 @@ const LIMIT: f64 = (DETECT_THRESHOLD - DETECT_BIAS) / DETECT_SCALE;
  */
 export const QUOTED_LIMIT: f64 = -DETECT_BIAS / DETECT_SCALE;
 
-/** How many features of the window fall in each bucket. */
-const counts = new Uint8Array(BUCKETS);
+/**
+ * By bucket: its weight in the high byte and how many of the window's features fall in it in
+ * the low one, so adding a feature touches one entry (the weights alone and a count array
+ * beside them cost two cache misses a feature). Built from `DETECT_WEIGHTS` at start.
+ */
+const BUCKETS: i32 = 1 << DETECT_BITS;
+const table = new Int16Array(BUCKETS);
+for (let b = 0; b < BUCKETS; b++) table[b] = <i16>(<i32>DETECT_WEIGHTS[b] << 8);
 /** The window's features: two per word (the word, the pair it ends), as a ring. */
-const ring = new Int32Array(WINDOW * 2);
+const RING: i32 = WINDOW * 2;
+const ring = new Int32Array(RING);
 let ringLen: i32 = 0;
 let ringAt: i32 = 0;
+/** Σ quantised weight over the window's distinct buckets. */
 let score: i32 = 0;
 const catScore = new Int32Array(CATS);
 
@@ -56,75 +69,68 @@ function mix(h: u32): u32 {
 
 // @ts-ignore: decorator
 @inline
-function add(bucket: i32): void {
-  const c = unchecked(counts[bucket]);
-  unchecked((counts[bucket] = c + 1));
-  if (c == 0) score += <i32>unchecked(DETECT_WEIGHTS[bucket]);
-}
-
-// @ts-ignore: decorator
-@inline
-function remove(bucket: i32): void {
-  const c = unchecked(counts[bucket]) - 1;
-  unchecked((counts[bucket] = c));
-  if (c == 0) score -= <i32>unchecked(DETECT_WEIGHTS[bucket]);
-}
-
-function clearWindow(): void {
-  for (let k = 0; k < ringLen; k++) unchecked(counts[unchecked(ring[k])] = 0);
-  ringLen = 0;
-  ringAt = 0;
-  score = 0;
-}
-
-/** The buckets of the word hashed `h` after the word hashed `prev` (0: none). */
-// @ts-ignore: decorator
-@inline
 function wordBucket(h: u32): i32 {
-  return <i32> (mix(h) >>> (32 - DETECT_BITS));
+  return <i32>(mix(h) >>> (32 - DETECT_BITS));
 }
 
 // @ts-ignore: decorator
 @inline
 function pairBucket(prev: u32, h: u32): i32 {
-  return <i32> (mix((prev * 0x9e3779b1) ^ rotl<u32>(h, 15) ^ 0x5bd1e995) >>> (32 - DETECT_BITS));
+  return <i32>(mix((prev * 0x9e3779b1) ^ rotl<u32>(h, 15) ^ 0x5bd1e995) >>> (32 - DETECT_BITS));
 }
 
+/** Training (`features`): every bucket read goes to `collected`, in order; nothing is scored. */
 let training = false;
 let collected = new Int32Array(0);
 let collectedN: i32 = 0;
 
 // @ts-ignore: decorator
 @inline
+function add(bucket: i32): void {
+  const v = <i32>unchecked(table[bucket]);
+  unchecked((table[bucket] = <i16>(v + 1)));
+  if ((v & 0xff) == 0) score += v >> 8;
+}
+
+// @ts-ignore: decorator
+@inline
 function push(bucket: i32): void {
   if (training) {
-    if (unchecked(counts[bucket]) == 0 && collectedN < collected.length) {
-      unchecked(counts[bucket] = 1);
-      unchecked(collected[collectedN++] = bucket);
-    }
+    if (collectedN < collected.length) unchecked((collected[collectedN++] = bucket));
     return;
   }
-  if (ringLen == WINDOW * 2) {
-    remove(unchecked(ring[ringAt]));
-    unchecked(ring[ringAt] = bucket);
-    ringAt = ringAt + 1 == WINDOW * 2 ? 0 : ringAt + 1;
-  } else unchecked(ring[ringLen++] = bucket);
+  if (ringLen == RING) {
+    const out = unchecked(ring[ringAt]);
+    const v = <i32>unchecked(table[out]) - 1;
+    unchecked((table[out] = <i16>v));
+    if ((v & 0xff) == 0) score -= v >> 8;
+    unchecked((ring[ringAt] = bucket));
+    ringAt = ringAt + 1 == RING ? 0 : ringAt + 1;
+  } else unchecked((ring[ringLen++] = bucket));
   add(bucket);
 }
 
+/** Every bucket in `list[0, n)` back to no count. */
+function uncount(list: Int32Array, n: i32): void {
+  for (let k = 0; k < n; k++) {
+    const b = unchecked(list[k]);
+    unchecked((table[b] = <i16>(<i32>unchecked(table[b]) & ~0xff)));
+  }
+}
+
 /**
- * The best category of the current window among `enabled` (all when empty), or -1. Summed
- * only here, for a window over the threshold: each distinct bucket once (marked by the high
- * bit of its count while summed; a window holds at most 48 features).
+ * The best category of the window in the ring among `enabled` (all when empty), or -1:
+ * summed only here, for a window over the bar, each distinct bucket once (marked by bit 7 of
+ * its count while summed; a window holds at most 48 features).
  */
 function bestCategory(enabled: string[]): i32 {
   for (let k = 0; k < CATS; k++) unchecked((catScore[k] = 0));
   const shift = DETECT_BITS - CATEGORY_BITS;
   for (let j = 0; j < ringLen; j++) {
     const b = unchecked(ring[j]);
-    const c = unchecked(counts[b]);
-    if (c & 0x80) continue;
-    unchecked((counts[b] = c | 0x80));
+    const v = <i32>unchecked(table[b]);
+    if (v & 0x80) continue;
+    unchecked((table[b] = <i16>(v | 0x80)));
     const row = b >> shift;
     for (let k = 0; k < CATS; k++) {
       unchecked((catScore[k] += <i32>unchecked(CATEGORY_WEIGHTS[(k << CATEGORY_BITS) | row])));
@@ -132,65 +138,71 @@ function bestCategory(enabled: string[]): i32 {
   }
   for (let j = 0; j < ringLen; j++) {
     const b = unchecked(ring[j]);
-    unchecked((counts[b] = unchecked(counts[b]) & 0x7f));
+    unchecked((table[b] = <i16>(<i32>unchecked(table[b]) & ~0x80)));
   }
-  let best = -1;
-  let bestScore = i32.MIN_VALUE;
-  for (let k = 0; k < CATS; k++) {
-    if (unchecked(catScore[k]) > bestScore) {
-      bestScore = unchecked(catScore[k]);
-      best = k;
-    }
-  }
+  let best = 0;
+  for (let k = 1; k < CATS; k++) if (unchecked(catScore[k]) > unchecked(catScore[best])) best = k;
   if (enabled.length == 0 || enabled.includes(MODEL_CATEGORIES[best])) return best;
   return -1;
 }
 
 // Reading: a word's hash is FNV-1a over its folded bytes; parts end at 0xff (json.ts PART_END).
 let wordHash: u32 = 0x811c9dc5;
-/** The same word with leetspeak read as letters (`h4ck` → hack), and what it is made of. */
+/** The same word with leetspeak read as letters (`h4ck` → hack). */
 let leetHash: u32 = 0x811c9dc5;
-let wordLetters = false;
-let wordDigits = false;
-let inWord = false;
+/** Bit 1: the word has a letter; bit 2: a digit, `@` or `$`. */
+let wordKinds: i32 = 0;
 let prevHash: u32 = 0;
 let wordsInPart: i32 = 0;
 let found: i32 = -1;
 let foundAt: f64 = 0;
+/** A part of the last `classify` was longer than MAX_PART_WORDS: it was not scored. */
+export let skippedLong = false;
+/** This part's best window so far; kept only if the part ends short enough. */
+let partFound: i32 = -1;
+let partFoundAt: f64 = 0;
 let enabledNow: string[] = [];
 
-/** The window's score beats the threshold and every window before: its category, if enabled. */
+/** The window's score beats the bar and every window before: its category, if enabled. */
 function check(): void {
-  if (<f64>score > foundAt) {
-    const c = bestCategory(enabledNow);
-    if (c >= 0) {
-      found = c;
-      foundAt = <f64> score;
-    }
+  const c = bestCategory(enabledNow);
+  if (c >= 0) {
+    partFound = c;
+    partFoundAt = <f64>score;
   }
 }
 
 function endWord(): void {
-  if (!inWord) return;
-  inWord = false;
   // Letters and digits (or @ $) together: leetspeak. A number alone stays a number.
-  const h = wordLetters && wordDigits ? leetHash : wordHash;
+  const h = wordKinds == 3 ? leetHash : wordHash;
   wordHash = 0x811c9dc5;
   leetHash = 0x811c9dc5;
-  wordLetters = false;
-  wordDigits = false;
-  push(wordBucket(h));
-  if (wordsInPart > 0) push(pairBucket(prevHash, h));
-  prevHash = h;
+  wordKinds = 0;
   wordsInPart++;
-  if (<f64>score > foundAt && wordsInPart >= WINDOW && !training) check();
+  // A part longer than MAX_PART_WORDS is the patterns' alone: read on, scored no more.
+  if (wordsInPart > MAX_PART_WORDS && !training) return;
+  push(wordBucket(h));
+  if (wordsInPart > 1) push(pairBucket(prevHash, h));
+  else if (training) push(-1); // the stream keeps two entries a word
+  prevHash = h;
+  if (<f64>score > partFoundAt && wordsInPart >= WINDOW && !training) check();
 }
 
 function endPart(): void {
-  endWord();
+  if (wordKinds != 0) endWord();
   if (training) return;
-  if (wordsInPart > 0 && wordsInPart < WINDOW) check();
-  clearWindow();
+  if (wordsInPart > 0 && wordsInPart < WINDOW && <f64>score > partFoundAt) check();
+  if (wordsInPart > MAX_PART_WORDS) skippedLong = true;
+  else if (partFound >= 0) {
+    found = partFound;
+    foundAt = partFoundAt;
+  }
+  partFound = -1;
+  partFoundAt = foundAt;
+  uncount(ring, ringLen);
+  ringLen = 0;
+  ringAt = 0;
+  score = 0;
   wordsInPart = 0;
   prevHash = 0;
 }
@@ -203,14 +215,11 @@ for (let i = 0; i < 128; i++) ASCII[i] = <i8>fold(i);
 @inline
 function feed(cp: i32): void {
   const c = cp < 0x80 ? <i32>unchecked(ASCII[cp]) : fold(cp);
-  if (c < 0) endWord();
-  else if (c > 0) {
-    wordHash = (wordHash ^ <u32> c) * 0x01000193;
-    leetHash = (leetHash ^ <u32> unchecked(LEET[c])) * 0x01000193;
-    if (c >= 0x61) wordLetters = true;
-    else wordDigits = true;
-    inWord = true;
-  }
+  if (c > 0) {
+    wordHash = (wordHash ^ <u32>c) * 0x01000193;
+    leetHash = (leetHash ^ <u32>unchecked(LEET[c])) * 0x01000193;
+    wordKinds |= c >= 0x61 ? 1 : 2;
+  } else if (c < 0 && wordKinds != 0) endWord();
 }
 
 function read(text: Uint8Array, len: i32): void {
@@ -242,15 +251,15 @@ function read(text: Uint8Array, len: i32): void {
     }
     let cp = 0x20;
     if (b0 >= 0xf0 && i + 3 < len) {
-      cp = ((b0 & 7) << 18) | ((<i32> unchecked(text[i + 1]) & 0x3f) << 12) |
-        ((<i32> unchecked(text[i + 2]) & 0x3f) << 6) | (<i32> unchecked(text[i + 3]) & 0x3f);
+      cp = ((b0 & 7) << 18) | ((<i32>unchecked(text[i + 1]) & 0x3f) << 12) |
+        ((<i32>unchecked(text[i + 2]) & 0x3f) << 6) | (<i32>unchecked(text[i + 3]) & 0x3f);
       i += 4;
     } else if (b0 >= 0xe0 && i + 2 < len) {
-      cp = ((b0 & 0xf) << 12) | ((<i32> unchecked(text[i + 1]) & 0x3f) << 6) |
-        (<i32> unchecked(text[i + 2]) & 0x3f);
+      cp = ((b0 & 0xf) << 12) | ((<i32>unchecked(text[i + 1]) & 0x3f) << 6) |
+        (<i32>unchecked(text[i + 2]) & 0x3f);
       i += 3;
     } else if (b0 >= 0xc0 && i + 1 < len) {
-      cp = ((b0 & 0x1f) << 6) | (<i32> unchecked(text[i + 1]) & 0x3f);
+      cp = ((b0 & 0x1f) << 6) | (<i32>unchecked(text[i + 1]) & 0x3f);
       i += 2;
     } else i++;
     feed(cp);
@@ -260,7 +269,8 @@ function read(text: Uint8Array, len: i32): void {
 
 /**
  * The category (an index into `MODEL_CATEGORIES`) of the highest-scoring window of `text`
- * above the threshold, among the `enabled` categories; -1 when none.
+ * (parts ended by 0xff) above `limit` (the threshold by default), among the `enabled`
+ * categories; -1 when none.
  */
 export function classify(
   text: Uint8Array,
@@ -270,14 +280,18 @@ export function classify(
 ): i32 {
   found = -1;
   foundAt = limit;
+  skippedLong = false;
+  partFound = -1;
+  partFoundAt = limit;
   enabledNow = enabled;
   read(text, len);
   return found;
 }
 
 /**
- * Training's view (scripts/train_guard.ts): the distinct buckets of `text`, read as one window
- * whatever its length (as the training examples are), into `out`; how many.
+ * Training's view (scripts/train_guard.ts): `text` read as one part, two entries a word in
+ * order (its bucket, then the pair's ending it, -1 for the first word), into `out`; how many.
+ * The trainer takes windows and distinct buckets from it as `classify` does.
  */
 export function features(text: Uint8Array, len: i32, out: Int32Array): i32 {
   collected = out;
@@ -287,6 +301,5 @@ export function features(text: Uint8Array, len: i32, out: Int32Array): i32 {
   training = false;
   wordsInPart = 0;
   prevHash = 0;
-  for (let k = 0; k < collectedN; k++) unchecked(counts[unchecked(out[k])] = 0);
   return collectedN;
 }
