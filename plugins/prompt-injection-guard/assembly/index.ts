@@ -17,12 +17,14 @@ import {
   compile,
   DELIMITERS,
   isEnabled,
+  MATCH_ANY,
   MATCH_QUOTED,
   MATCH_UNQUOTED,
   matchTokens,
   Pattern,
   patternCount,
   sawBlob,
+  sawQuote,
   tokenize,
 } from "./scan";
 
@@ -195,9 +197,10 @@ function scanText(text: Uint8Array, len: i32): Finding | null {
   quotedHit = null;
   const d = tokenize(text, len, isEnabled(enabled, "boundary_bypass"));
   if (d >= 0) return delimiterFinding(d);
-  const p: Pattern | null = matchTokens(enabled, MATCH_UNQUOTED);
+  // Without a quote in the text no token is quoted: one pass, no per-token check.
+  const p: Pattern | null = matchTokens(enabled, sawQuote ? MATCH_UNQUOTED : MATCH_ANY);
   if (p !== null) return patternFinding(p!);
-  quotedHit = matchTokens(enabled, MATCH_QUOTED);
+  if (sawQuote) quotedHit = matchTokens(enabled, MATCH_QUOTED);
   return null;
 }
 

@@ -222,10 +222,26 @@ function feed(cp: i32): void {
   } else if (c < 0 && wordKinds != 0) endWord();
 }
 
+const PART_ENDS = i8x16.splat(-1);
+
 function read(text: Uint8Array, len: i32): void {
   let i = 0;
   const src = text.dataStart;
   while (i < len) {
+    // A part past MAX_PART_WORDS is not scored: on to its end (0xff never occurs in UTF-8).
+    if (wordsInPart > MAX_PART_WORDS && !training) {
+      while (i + 16 <= len && i8x16.bitmask(i8x16.eq(v128.load(src + <usize>i), PART_ENDS)) == 0) {
+        i += 16;
+      }
+      while (i < len && load<u8>(src + <usize>i) != 0xff) i++;
+      wordKinds = 0;
+      wordHash = 0x811c9dc5;
+      leetHash = 0x811c9dc5;
+      if (i == len) break;
+      endPart();
+      i++;
+      continue;
+    }
     // Four ASCII bytes at a time: one loop iteration (and one fuel check) for four.
     if (i + 4 <= len) {
       const w = load<u32>(src + <usize>i);

@@ -479,6 +479,8 @@ let tokenQuoted = new Uint8Array(4096);
 /** Inside a quote now; where it opened (a token index), to take back one never closed. */
 let quotedNow: u8 = 0;
 let quoteOpenedAt: i32 = 0;
+/** The last `tokenize` opened a quote: only then can a token be quoted (a second pass). */
+export let sawQuote = false;
 
 function pushToken(id: i32): void {
   if (tokenCount == tokens.length) {
@@ -511,6 +513,7 @@ function quoteMark(mark: i32): void {
     quotedNow = 0;
     if (mark == QUOTE_PART_END) return;
     quotedNow = 1;
+    sawQuote = true;
     quoteOpenedAt = tokenCount;
   } else quotedNow = 0;
 }
@@ -695,6 +698,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
   tokenCount = 0;
   singlesLen = 0;
   quotedNow = 0;
+  sawQuote = false;
   let blob = false;
   // Where the current run of blob characters began: a run is measured where it breaks.
   let runStart = 0;
