@@ -849,15 +849,15 @@ const NAMED_KEYS: ReadonlySet<string> = new Set(["model", "user", "metadata", "s
 
 /**
  * The first of `names` that `text` (a JSON object that parsed) has twice at its top level, or
- * null. Most bodies are settled by a substring count; one with `\u` escapes (a key can be
- * spelt `"mod\u0065l"`) or a name seen twice is walked string by string.
+ * null. Names compare case-insensitively: Go's encoding/json (Ollama) matches `MODEL` to
+ * `model`. Most bodies are settled by a count of the quoted names; one with `\u` escapes (a key
+ * can be spelt `"mod\u0065l"`) or a name seen twice is walked string by string.
  */
 export function duplicateKey(text: string, names: ReadonlySet<string>): string | null {
   let suspect = text.includes("\\u");
   for (const name of names) {
     if (suspect) break;
-    const at = text.indexOf(`"${name}"`);
-    suspect = at >= 0 && text.indexOf(`"${name}"`, at + 1) >= 0;
+    suspect = (text.match(quotedName(name))?.length ?? 0) > 1;
   }
   if (!suspect) return null;
   const seen = new Set<string>();
@@ -873,7 +873,7 @@ export function duplicateKey(text: string, names: ReadonlySet<string>): string |
         let k = j + 1;
         while (/\s/.test(text[k] ?? "")) k++;
         if (text[k] === ":") {
-          const name = JSON.parse(text.slice(i, j + 1)) as string;
+          const name = (JSON.parse(text.slice(i, j + 1)) as string).toLowerCase();
           if (names.has(name)) {
             if (seen.has(name)) return name;
             seen.add(name);
@@ -884,6 +884,14 @@ export function duplicateKey(text: string, names: ReadonlySet<string>): string |
     }
   }
   return null;
+}
+
+const QUOTED_NAMES = new Map<string, RegExp>();
+/** `"name"` in any case, as a global regex (one per name, made once). */
+function quotedName(name: string): RegExp {
+  let re = QUOTED_NAMES.get(name);
+  if (re === undefined) QUOTED_NAMES.set(name, re = new RegExp(`"${name}"`, "gi"));
+  return re;
 }
 
 const userOf = (named: { user?: string }) => named.user ? { user: named.user } : {};

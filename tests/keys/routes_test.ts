@@ -351,13 +351,15 @@ app_keys:
         `{"model":"gpt-4o","model":"gpt-4o-mini",${msgs}}`,
         `{"model":"gpt-4o","mod\\u0065l":"gpt-4o-mini",${msgs}}`,
         `{"model":"gpt-4o-mini",${msgs},"stream":false,"stream":true}`,
+        // Go's encoding/json (Ollama) matches field names case-insensitively.
+        `{"model":"gpt-4o-mini","MODEL":"gpt-4o",${msgs}}`,
       ]
     ) {
       const res = await send(body);
       assert.equal(res.status, 400, body);
       const err = (await res.json()).error;
       assert.equal(err.type, "invalid_request_error");
-      assert.match(err.message, /names "(model|stream)" more than once/);
+      assert.match(err.message, /names "(model|stream)" more than once/i);
     }
     assert.equal(up.requests.length, 0, "nothing went upstream");
     // The same word inside a value or a nested object is no duplicate.

@@ -20,6 +20,7 @@ import {
   MATCH_ANY,
   MATCH_QUOTED,
   MATCH_UNQUOTED,
+  matchFullyQuoted,
   matchTokens,
   Pattern,
   patternCount,
@@ -304,6 +305,7 @@ export function pre_http(): i32 {
   if (f === null && sawBlob && isEnabled(enabled, "encoding_attack")) {
     f = scanBlobs(text.buf, text.len);
   }
+  if (f === null && quotedHit !== null && !matchFullyQuoted) f = patternFinding(quotedHit!);
   if (f === null && quotedHit !== null) {
     // A phrase quoted in a question about it ('a test that rejects "ignore previous
     // instructions"') is reported only when the text around it reads as an attack too

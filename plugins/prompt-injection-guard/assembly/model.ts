@@ -19,17 +19,13 @@ import {
   DETECT_SCALE,
   DETECT_THRESHOLD,
   DETECT_WEIGHTS,
+  MAX_PART_WORDS,
   MODEL_CATEGORIES,
   WINDOW,
 } from "./weights";
 
 const CATS: i32 = MODEL_CATEGORIES.length;
-/**
- * The longest text part (in words) the classifier scores. Its training has the length of a
- * prompt: on pasted documents (a ticket to triage, a policy to summarise) it flagged a third
- * to two thirds of benign ones in held-out sets, so a longer part is left to the patterns.
- */
-export const MAX_PART_WORDS: i32 = 48;
+
 /** The threshold in quantised units: bias + scale × q > threshold ⇔ q > LIMIT. */
 const LIMIT: f64 = (DETECT_THRESHOLD - DETECT_BIAS) / DETECT_SCALE;
 /**

@@ -870,7 +870,12 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
 /** `p.elems[e, end)` match the tokens from `pos` (and, at the phrase's end, no veto does). */
 function matchFrom(p: Pattern, e: i32, pos: i32, end: i32): bool {
   const elems = p.elems;
-  if (e == end) return end != p.posEnd || !vetoed(p, pos);
+  if (e == end) {
+    if (end != p.posEnd) return true;
+    if (vetoed(p, pos)) return false;
+    matchEnd = pos;
+    return true;
+  }
   const el = unchecked(elems[e]);
   const n = tokenCount;
   if (el.gap > 0) {
@@ -939,6 +944,11 @@ function startsOk(p: Pattern, i: i32): bool {
   return false;
 }
 
+/** Where the last successful match's phrase ended (a token index, exclusive). */
+let matchEnd: i32 = 0;
+/** With MATCH_QUOTED: the match returned lies wholly inside quotes (else it only starts there). */
+export let matchFullyQuoted = false;
+
 export const MATCH_ANY: i32 = 0;
 export const MATCH_UNQUOTED: i32 = 1;
 export const MATCH_QUOTED: i32 = 2;
@@ -949,6 +959,8 @@ export const MATCH_QUOTED: i32 = 2;
  */
 export function matchTokens(enabled: string[], starts: i32 = MATCH_ANY): Pattern | null {
   const n = tokenCount;
+  // With MATCH_QUOTED every start is tried: a later match may reach out of its quotes.
+  let quotedFirst: Pattern | null = null;
   for (let i = 0; i < n; i++) {
     const t = unchecked(tokens[i]);
     if (t < 0) continue;
@@ -960,10 +972,23 @@ export function matchTokens(enabled: string[], starts: i32 = MATCH_ANY): Pattern
     for (let j = 0; j < list.length; j++) {
       const p = unchecked(patterns[unchecked(list[j])]);
       if (!isEnabled(enabled, p.category)) continue;
-      if (startsOk(p, i) && matchFrom(p, 1, i + 1, p.posEnd)) return p;
+      if (startsOk(p, i) && matchFrom(p, 1, i + 1, p.posEnd)) {
+        if (starts != MATCH_QUOTED) return p;
+        // A match that only starts inside quotes (`"ignore" all previous instructions`) is no
+        // quoted phrase: returned at once, as not wholly quoted.
+        let whole = true;
+        for (let k = i; k < matchEnd && whole; k++) whole = unchecked(tokenQuoted[k]) != 0;
+        if (!whole) {
+          matchFullyQuoted = false;
+          return p;
+        }
+        if (quotedFirst === null) quotedFirst = p;
+        break;
+      }
     }
   }
-  return null;
+  matchFullyQuoted = quotedFirst !== null;
+  return quotedFirst;
 }
 
 export function isEnabled(enabled: string[], category: string): bool {
