@@ -17,15 +17,18 @@ const cwd = Deno.cwd();
 let flags: string[];
 try {
   const cli = parseCli(Deno.args, env);
-  const text = cli.configPath === null ? null : await Deno.readTextFile(cli.configPath);
+  // A missing or unreadable file is the loader's ConfigError (one clear line), read first.
+  const loaded = cli.probe ? null : await loadConfig(cli.configPath, env);
+  const text = cli.configPath === null
+    ? null
+    : await Deno.readTextFile(cli.configPath).catch(() => null);
   const ctx = { configPath: cli.configPath, configText: text, env, cwd };
-  if (cli.probe) {
+  if (loaded === null) {
     // Where the daemon listens, even when the file on disk no longer loads (src/probe.ts).
     const server = await listenSettings(cli, env);
     if ("error" in server) throw new ConfigError(cli.configPath ?? "-", [server.error]);
     flags = grantsToFlags(planProbeGrants(server, ctx));
   } else {
-    const loaded = await loadConfig(cli.configPath, env);
     flags = grantsToFlags(planGrants(applyOverrides(loaded.config, cli), ctx));
   }
 } catch (err) {
