@@ -1,5 +1,7 @@
 import { GatewayError } from "../errors.ts";
 import type { Schedule } from "../pipeline/stages.ts";
+import type { Context } from "hono";
+import type { AppEnv } from "./context.ts";
 
 // Stateless when called without `stream: true`, so one instance serves every request.
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
@@ -122,6 +124,17 @@ export async function readText(
   } catch {
     throw new GatewayError("invalid_request", "Request body is not valid UTF-8", { param: "body" });
   }
+}
+
+/** The request's small body (admin routes) as text, under the server's limits (`readText`). */
+export function requestText(c: Context<AppEnv>): Promise<string> {
+  const rt = c.get("runtime");
+  return readText(
+    c.req.raw,
+    rt.config.server.max_body_bytes,
+    c.get("exchange").deadlines?.body,
+    rt.schedule,
+  );
 }
 
 /**

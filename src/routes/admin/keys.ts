@@ -21,7 +21,7 @@ import {
 import type { AppEnv } from "../context.ts";
 import { requireAdmin } from "./auth.ts";
 import { send } from "../../server/whole.ts";
-import { readText } from "../body.ts";
+import { requestText } from "../body.ts";
 
 /** A key as the API shows it: never its value or hash. */
 export function keyView(rec: KeyRecord, now: number): Record<string, unknown> {
@@ -61,13 +61,7 @@ function keysOf(c: Context<AppEnv>, control: Control): { keys: KeyService; now: 
 }
 
 async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown> {
-  const rt = c.get("runtime");
-  const text = await readText(
-    c.req.raw,
-    rt.config.server.max_body_bytes,
-    c.get("exchange").deadlines?.body,
-    rt.schedule,
-  );
+  const text = await requestText(c);
   if (text.trim() === "") {
     if (optional) return {};
     throw new GatewayError("invalid_request", "Body must be a JSON object");

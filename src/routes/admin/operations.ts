@@ -4,7 +4,7 @@ import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
 import type { AppEnv } from "../context.ts";
 import { send } from "../../server/whole.ts";
-import { readText } from "../body.ts";
+import { requestText } from "../body.ts";
 
 /** `POST /api/v1/reload` and `POST /api/v1/breaker/reset`. */
 export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
@@ -17,13 +17,7 @@ export function operationsRoutes(admin: Hono<AppEnv>, control: Control): void {
   // resets every key seen. A body that is not that object resets nothing.
   admin.post("/breaker/reset", async (c) => {
     let key: string | undefined;
-    const rt = c.get("runtime");
-    const text = await readText(
-      c.req.raw,
-      rt.config.server.max_body_bytes,
-      c.get("exchange").deadlines?.body,
-      rt.schedule,
-    );
+    const text = await requestText(c);
     const usage = 'Body must be a JSON object: {"key": "provider[:model]"}, or empty';
     if (text.trim() !== "") {
       let body: unknown;
