@@ -299,17 +299,7 @@ app_keys:
 });
 
 Deno.test("a provider/model allowlist entry allows that model on the provider's passthrough", async () => {
-  const up = startFakeUpstream();
-  const gw = startGateway(`
-server: { admin_token: ${ADMIN} }
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured }] }
-app_keys:
-  enabled: true
-  persistence: { enabled: false }
-`);
-  try {
-    const { key } = await createKey(gw, { allowed_models: ["openai/gpt-4o-mini"] });
+  await withMiniKey(async (gw, key) => {
     const ask = async (model: string) => {
       const res = await gw.request("/openai/v1/chat/completions", {
         method: "POST",
@@ -321,24 +311,11 @@ app_keys:
     };
     assert.equal(await ask("gpt-4o-mini"), 200);
     assert.equal(await ask("gpt-4o"), 403);
-  } finally {
-    await gw.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("a native body naming model twice is refused (400), not decided on one value and relayed with both", async () => {
-  const up = startFakeUpstream();
-  const gw = startGateway(`
-server: { admin_token: ${ADMIN} }
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured }] }
-app_keys:
-  enabled: true
-  persistence: { enabled: false }
-`);
-  try {
-    const { key } = await createKey(gw, { allowed_models: ["openai/gpt-4o-mini"] });
+  await withMiniKey(async (gw, key, up) => {
     const send = (body: string) =>
       gw.request("/openai/v1/chat/completions", {
         method: "POST",
@@ -368,8 +345,34 @@ app_keys:
     );
     assert.equal(ok.status, 200);
     await ok.body?.cancel();
+  });
+});
+
+/**
+ * A gateway with an OpenAI provider on a fake upstream and an app key allowed only
+ * `openai/gpt-4o-mini`, for the native-route allowlist tests.
+ */
+async function withMiniKey(
+  fn: (
+    gw: ReturnType<typeof startGateway>,
+    key: string,
+    up: ReturnType<typeof startFakeUpstream>,
+  ) => Promise<void>,
+): Promise<void> {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured }] }
+app_keys:
+  enabled: true
+  persistence: { enabled: false }
+`);
+  try {
+    const { key } = await createKey(gw, { allowed_models: ["openai/gpt-4o-mini"] });
+    await fn(gw, key, up);
   } finally {
     await gw.close();
     await up.close();
   }
-});
+}
