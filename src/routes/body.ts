@@ -273,3 +273,73 @@ export function tooLarge(maxBytes: number): GatewayError {
 function emptyBody(): GatewayError {
   return new GatewayError("invalid_request", "Request body is empty", { param: "body" });
 }
+
+/**
+ * A streamed upload as it goes upstream, watched so that a failure of the client's is not
+ * taken for the provider's: bytes past `maxBytes` (413), a client that drops mid-body (499),
+ * and an upstream timeout that ran out while the body was still arriving (408: the provider
+ * never had the whole request). `signal` aborts the upstream call the moment the client's
+ * side fails, before fetch can report it as an unreachable provider.
+ */
+export function watchUpload(body: ReadableStream<Uint8Array>, maxBytes: number) {
+  const failed = new AbortController();
+  const reader = body.getReader();
+  let seen = 0;
+  let state: "streaming" | "complete" | "dropped" | "too_large" = "streaming";
+  const fail = (
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    to: "dropped" | "too_large",
+    err: unknown,
+  ) => {
+    state = to;
+    failed.abort(err);
+    controller.error(err);
+  };
+  return {
+    body: new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (err) {
+          return fail(controller, "dropped", err);
+        }
+        if (r.done) {
+          state = "complete";
+          return controller.close();
+        }
+        seen += r.value.byteLength;
+        if (seen <= maxBytes) return controller.enqueue(r.value);
+        reader.cancel().catch(() => {});
+        fail(controller, "too_large", tooLarge(maxBytes));
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 }),
+    signal: failed.signal,
+    /**
+     * The client's error behind an upstream call's failure `err`, if the client caused it.
+     * `deadlinePassed`: the request's own deadline (write_timeout) ended the call, which no
+     * slow body is to blame for.
+     */
+    blame(err: unknown, deadlinePassed: boolean): GatewayError | undefined {
+      if (state === "too_large") return tooLarge(maxBytes);
+      if (state === "dropped") {
+        return new GatewayError("client_closed", "Client closed the request mid-body", {
+          retryable: false,
+          cause: err,
+        });
+      }
+      if (
+        state === "streaming" && !deadlinePassed && err instanceof GatewayError &&
+        err.code === "upstream_timeout"
+      ) {
+        return new GatewayError(
+          "request_timeout",
+          `The request body was still arriving when the upstream call timed out (${err.message})`,
+          { cause: err },
+        );
+      }
+      return undefined;
+    },
+  };
+}

@@ -56,7 +56,7 @@ import {
 import { applicable } from "../pipeline/stages.ts";
 import { USER_ID_PARAM } from "../limits/mod.ts";
 import { redactJsonText, type Redactor } from "../telemetry/mod.ts";
-import { bodyCoding, inflate, readHeldBody, tooLarge } from "./body.ts";
+import { bodyCoding, inflate, readHeldBody, tooLarge, watchUpload } from "./body.ts";
 import type { AppEnv } from "./context.ts";
 import {
   containmentProblem,
@@ -270,11 +270,11 @@ async function run(
   if (breaker.mode === "off") {
     if (inject) headers.set(...auth.header(configuredKey()));
     // A declared length is enforced by HTTP framing and keeps the upstream request framed
-    // the same way (with Content-Length); only chunked uploads need counting.
-    const counted = hasBody && held === null && !Number.isFinite(declared)
-      ? limitBytes(c.req.raw.body!, max)
+    // the same way (with Content-Length); only chunked uploads need counting and watching.
+    const watched = hasBody && held === null && !Number.isFinite(declared)
+      ? watchUpload(c.req.raw.body!, max)
       : null;
-    const streamed = hasBody && held === null ? counted?.body ?? c.req.raw.body : null;
+    const streamed = hasBody && held === null ? watched?.body ?? c.req.raw.body : null;
     // A chunked body streams upstream while it arrives: read_timeout aborts the upstream
     // request. (write_timeout needs no guard: it already bounds the whole upstream call.)
     const upload = streamed && deadlines?.read ? guardUpload(streamed, deadlines.read) : null;
@@ -288,7 +288,12 @@ async function run(
         headers,
         body: !hasBody ? null : held ?? upload?.body ?? streamed,
       }, {
-        signal: upload ? AbortSignal.any([c.req.raw.signal, upload.signal]) : c.req.raw.signal,
+        signal: upload || watched
+          ? AbortSignal.any([
+            c.req.raw.signal,
+            ...[upload, watched].flatMap((u) => u?.signal ?? []),
+          ])
+          : c.req.raw.signal,
         // The unified routes' bounds: the provider's timeout within the failover deadline.
         timeoutMs: withinWrite(
           deadlines,
@@ -299,9 +304,8 @@ async function run(
       });
     const reply = await (trace === undefined ? call() : withUpstreamTrace(trace, call))
       .catch((err) => {
-        const e = counted?.exceeded()
-          ? tooLarge(max)
-          : upload?.cut() ?? explainTimeout(deadlines, err);
+        const explained = explainTimeout(deadlines, err);
+        const e = watched?.blame(err, explained !== err) ?? upload?.cut() ?? explained;
         // The failed call, recorded like failover's: the log lists it, its span ends with it.
         const ge = e instanceof GatewayError ? e : null;
         noteAttempts(ex, [{
@@ -974,21 +978,4 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
     if (!out.has(name)) out.set(name, value);
   }
   return out;
-}
-
-/** Count request bytes on their way upstream and fail the upload past the limit. */
-function limitBytes(body: ReadableStream<Uint8Array>, max: number) {
-  let seen = 0;
-  return {
-    exceeded: () => seen > max,
-    body: body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          seen += chunk.byteLength;
-          if (seen > max) controller.error(tooLarge(max));
-          else controller.enqueue(chunk);
-        },
-      }),
-    ),
-  };
 }

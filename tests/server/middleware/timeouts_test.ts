@@ -415,6 +415,66 @@ Deno.test("unset timeouts: no limit on a slow body, nor on a long stream", async
   }
 });
 
+Deno.test("a chunked passthrough upload the client drops mid-body is its 499: the provider is not marked unreachable", async () => {
+  const sink = startSink();
+  const gw = startGateway(config(sink.url, "  port: 0"));
+  try {
+    const req = await openRequest(
+      portOf(gw.url("/")),
+      "/native/up/chat/completions",
+      "chunked",
+      CHAT,
+      12,
+    );
+    assert.equal(await sink.firstChunk, CHAT.slice(0, 12), "the body was streaming upstream");
+    req.close();
+    assert.equal(await sink.bodyEnd, "aborted");
+    await gw.waitForLog('"msg":"request"');
+    const line = requestLines(gw.logs)[0]!;
+    assert.equal(line.status, 499);
+    assert.deepEqual((line.attempts as { reason: string }[]).map((a) => a.reason), [
+      "client_closed",
+    ]);
+    const health = await (await gw.request("/health")).json();
+    assert.equal(health.providers.up.status, "healthy");
+  } finally {
+    await gw.close();
+    await sink.close();
+  }
+});
+
+Deno.test("a chunked passthrough upload still arriving when the provider's timeout runs out is a 408, not the provider's 504", async () => {
+  const sink = startSink();
+  const gw = startGateway(
+    config(sink.url, "  port: 0").replace(
+      "keys: [{ key: sk-up }] }",
+      "keys: [{ key: sk-up }], timeout: 200ms }",
+    ),
+  );
+  const req = await openRequest(
+    portOf(gw.url("/")),
+    "/native/up/chat/completions",
+    "chunked",
+    CHAT,
+    12,
+  );
+  try {
+    assert.equal(await sink.firstChunk, CHAT.slice(0, 12));
+    const res = await req.response();
+    assert.equal(res.status, 408);
+    const error = JSON.parse(res.body).error;
+    assert.equal(error.code, "request_timeout");
+    assert.match(error.message, /request body was still arriving/);
+    assert.equal(res.headers.get("connection"), "close");
+    assert.equal(await sink.bodyEnd, "aborted");
+  } finally {
+    req.close();
+    await gw.close();
+    await sink.close();
+  }
+  assert.equal(requestLines(gw.logs)[0]?.status, 408);
+});
+
 Deno.test("unset read_timeout: a passthrough body held for the breaker that stops is a 408, not a hang", async () => {
   const upstream = startFakeUpstream();
   const s = manualSchedule();
