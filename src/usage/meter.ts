@@ -92,7 +92,8 @@ export function createMeter(deps: MeterDeps): {
         appKey: ex.principal.appKey ?? null,
         user: textOf(meta?.user_id) ?? userOf(ex),
         provider: ex.provider ?? null,
-        model: ex.model ?? null,
+        // A model-less call (a passthrough GET) has no model bucket, not one named "".
+        model: ex.model || null,
         feature: textOf(meta?.feature),
         promptTokens: u?.prompt_tokens ?? 0,
         completionTokens: u?.completion_tokens ?? 0,
@@ -100,7 +101,7 @@ export function createMeter(deps: MeterDeps): {
         cacheWriteTokens: u?.prompt_tokens_details?.cache_write_tokens ?? 0,
         reasoningTokens: u?.completion_tokens_details?.reasoning_tokens ?? 0,
         costNanos: bill.cost === null ? 0 : toNanos(bill.cost),
-        cache: ex.cacheStatus,
+        cache: ex.cacheStatus === "hit" ? "hit" : "miss",
         estimated: bill.estimated,
       });
     },

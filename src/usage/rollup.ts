@@ -21,8 +21,11 @@ export interface UsageRecord {
   readonly cacheWriteTokens: number;
   readonly reasoningTokens: number;
   readonly costNanos: number;
-  /** Answered from the response cache (`hit`), looked up and missed (`miss`), or neither. */
-  readonly cache: "hit" | "miss" | null;
+  /**
+   * Answered from the response cache (`hit`) or not (`miss`: looked up and missed, or not
+   * cacheable), so hits and misses add up to the requests, as llm-gateway's usage shows them.
+   */
+  readonly cache: "hit" | "miss";
   /** Some of its tokens are estimates (a stream cut short with no upstream count). */
   readonly estimated: boolean;
 }
@@ -108,7 +111,7 @@ export function rowsOf(rec: UsageRecord): RollupRow[] {
     reasoning_tokens: rec.reasoningTokens,
     cost_nanos: rec.costNanos,
     cache_hits: rec.cache === "hit" ? 1 : 0,
-    cache_misses: rec.cache === "miss" ? 1 : 0,
+    cache_misses: rec.cache === "hit" ? 0 : 1,
     estimated: rec.estimated ? 1 : 0,
   };
   const values: [Dimension, string | null][] = [
@@ -237,7 +240,7 @@ function count(row: RollupRow, rec: UsageRecord): void {
   c.reasoning_tokens += rec.reasoningTokens;
   c.cost_nanos += rec.costNanos;
   if (rec.cache === "hit") c.cache_hits += 1;
-  else if (rec.cache === "miss") c.cache_misses += 1;
+  else c.cache_misses += 1;
   if (rec.estimated) c.estimated += 1;
 }
 

@@ -164,6 +164,9 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
       });
       const report = await usage.json();
       assert.equal(report.cache_hits, 3);
+      // Everything not answered from the cache is a miss (the uncached stream and the error
+      // too): the two add up to the requests, as in llm-gateway's README.
+      assert.equal(report.cache_hits + report.cache_misses, report.total_requests);
       assert.ok(report.cache_misses >= 13, `misses: ${report.cache_misses}`);
     });
 

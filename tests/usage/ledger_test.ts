@@ -27,7 +27,7 @@ function record(over: Partial<UsageRecord> = {}): UsageRecord {
     cacheWriteTokens: 0,
     reasoningTokens: 0,
     costNanos: 1000,
-    cache: null,
+    cache: "miss",
     estimated: false,
     ...over,
   };

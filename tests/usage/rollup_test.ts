@@ -51,7 +51,7 @@ const RECORDS = [
   record(10),
   record(20, { cache: "hit", costNanos: 0, user: "u1", feature: "search" }),
   record(HOUR + 5, { appKey: null, estimated: true, model: "other" }),
-  record(30 * HOUR, { provider: null, model: null, cache: null }),
+  record(30 * HOUR, { provider: null, model: null, cache: "miss" }),
 ];
 
 Deno.test("PendingRows.addRecord() adds what rowsOf() + addCounters() add, row for row", () => {

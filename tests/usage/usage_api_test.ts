@@ -54,8 +54,10 @@ Deno.test("GET /api/v1/usage: llm-gateway's fields, breakdowns, since/until, bad
       assert.equal(body.total_requests, 3);
       assert.equal(body.total_tokens, 30);
       assertUsd(body.total_cost, 2 * M1 + M2);
+      // No cache here: every request is a miss, so the two add up to the requests as in
+      // llm-gateway's README (423 + 1,100 = 1,523).
       assert.equal(body.cache_hits, 0);
-      assert.equal(body.cache_misses, 0);
+      assert.equal(body.cache_misses, 3);
     });
 
     await t.step("breakdowns by provider, model, feature and user", async () => {
@@ -95,6 +97,15 @@ Deno.test("GET /api/v1/usage: llm-gateway's fields, breakdowns, since/until, bad
         assert.equal(status, 400, q);
         assert.equal(body.error.type, "invalid_request_error", q);
       }
+    });
+
+    await t.step("a call that names no model (a passthrough GET) has no by_model entry", async () => {
+      up.script({ kind: "json", body: { object: "list", data: [] } });
+      const res = await gw.request("/native/up/models");
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      const { body } = await usage();
+      assert.deepEqual(Object.keys(body.by_model).sort(), ["m1", "m2"]);
     });
 
     await t.step("the admin token guards it", async () => {
