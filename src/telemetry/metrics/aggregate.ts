@@ -73,6 +73,12 @@ interface HistogramSeries extends Series {
 export interface InstrumentOptions {
   readonly description?: string;
   readonly unit?: string;
+  /**
+   * Sums only: values are added as whole counts of 1/`unitsPer` (e.g. 1e9 for nano-dollars)
+   * and exported divided back, so a long sum of prices reads as the price table's decimals,
+   * not as float residue (0.0031924999999999996).
+   */
+  readonly unitsPer?: number;
 }
 
 function describe(name: string, options: InstrumentOptions): MetricDescriptor {
@@ -170,8 +176,10 @@ export class BoundSum extends Bound<SumSeries, Sum> {
 
 /** A counter (`monotonic`, negative values dropped) or an up-down counter. */
 export class Sum extends SyncInstrument<SumSeries> {
+  private readonly unitsPer: number;
   constructor(name: string, options: InstrumentOptions, readonly monotonic: boolean) {
     super(name, options);
+    this.unitsPer = options.unitsPer ?? 1;
   }
   protected create(attributes: Attributes): SumSeries {
     return { attributes, startTime: hrNow(), epoch: -1, value: 0, delta: 0 };
@@ -194,7 +202,10 @@ export class Sum extends SyncInstrument<SumSeries> {
       aggregationTemporality: CUMULATIVE,
       dataPointType: SUM,
       isMonotonic: this.monotonic,
-      dataPoints: this.points(endTime, (s) => s.value),
+      dataPoints: this.points(
+        endTime,
+        this.unitsPer === 1 ? (s) => s.value : (s) => s.value / this.unitsPer,
+      ),
     };
   }
 }

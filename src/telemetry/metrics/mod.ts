@@ -29,6 +29,7 @@ import {
 } from "../labels.ts";
 import { type BoundHistogram, type BoundSum, Registry } from "./aggregate.ts";
 import { HeldSlot } from "../../slot.ts";
+import { toNanos } from "../../usage/cost.ts";
 import type { BreakerStore } from "../../breaker/mod.ts";
 import type { Scraper } from "./scrape.ts";
 
@@ -147,7 +148,8 @@ export function createMetrics(serviceName: string): Metrics {
   // llm-gateway's series, named as its README shows them.
   const lgRequests = meter.counter("llm_gateway_requests", { description: "Requests" });
   const lgTokens = meter.counter("llm_gateway_tokens", { description: "Tokens" });
-  const lgCost = meter.counter("llm_gateway_cost", { description: "Cost (USD)" });
+  // Costs are summed in nano-dollars (exact) and exported in USD.
+  const lgCost = meter.counter("llm_gateway_cost", { description: "Cost (USD)", unitsPer: 1e9 });
   const lgCacheHits = meter.counter("llm_gateway_cache_hits", {
     description: "Response cache hits",
   });
@@ -156,6 +158,7 @@ export function createMetrics(serviceName: string): Metrics {
   });
   const lgModelCost = meter.counter("llm_gateway_model_cost", {
     description: "Cost (USD) by model",
+    unitsPer: 1e9,
   });
 
   // Present from the first scrape, as llm-gateway's are: a dashboard sees 0, not "no data".
@@ -207,6 +210,7 @@ export function createMetrics(serviceName: string): Metrics {
   });
   const cost = meter.counter("pilotfish_cost_usd", {
     description: "Cost (USD) by provider and model",
+    unitsPer: 1e9,
   });
   const activeStreams = meter.upDownCounter("pilotfish_active_streams", {
     description: "Streams being relayed",
@@ -370,11 +374,11 @@ export function createMetrics(serviceName: string): Metrics {
             // As /api/v1/usage counts requests (llm-gateway shows the two equal).
             if (isUsage(ex)) allRequests.add(1);
             if (ex.provider !== undefined) h.provider.add(1);
-            const usd = ex.cost ?? 0;
-            if (usd > 0) {
-              allCost.add(usd);
-              h.modelCost.add(usd);
-              h.cost.add(usd);
+            const nanos = toNanos(ex.cost ?? 0);
+            if (nanos > 0) {
+              allCost.add(nanos);
+              h.modelCost.add(nanos);
+              h.cost.add(nanos);
             }
             h.duration.record(e.duration_ms / 1000);
             // What was billed (the meter runs first): hedge losers that answered and the

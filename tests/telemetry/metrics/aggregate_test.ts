@@ -156,6 +156,20 @@ Deno.test("Registry: a dropped recording creates no series; NaN creates it witho
   assert.equal((data?.dataPoints[0]?.value as { count: number }).count, 0);
 });
 
+Deno.test("Registry: a counter with unitsPer sums whole units and exports them divided back", () => {
+  const reg = new Registry("s");
+  const usd = reg.counter("usd", { unitsPer: 1e9 });
+  const plain = reg.counter("plain");
+  // 400 answers at $0.0031925 (3,192,500 nano-dollars each).
+  for (let i = 0; i < 400; i++) {
+    usd.add(3_192_500);
+    plain.add(0.0031925);
+  }
+  const [u, p] = reg.collect();
+  assert.equal(u?.dataPoints[0]?.value, 1.277);
+  assert.notEqual(p?.dataPoints[0]?.value, 1.277, "a float sum carries residue");
+});
+
 Deno.test("Registry: a gauge reports the series its callback observes now, not every one it ever did", () => {
   const reg = new Registry("pilotfish");
   let keys = ["a", "b"];

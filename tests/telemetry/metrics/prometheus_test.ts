@@ -138,10 +138,12 @@ pricing:
       await query(prom.api, 'sum(gen_ai_client_token_usage_sum{gen_ai_token_type="output"})'),
       9,
     );
-    // Three answers at $0.0125 (float sums: compared to the micro-dollar).
-    const usd = async (promql: string) => Math.round((await query(prom.api, promql))! * 1e6) / 1e6;
-    assert.equal(await usd("llm_gateway_cost_total"), 0.0375);
-    assert.equal(await usd('llm_gateway_model_cost_total{model="gpt-4o-mini"}'), 0.0375);
+    // Three answers at $0.0125, summed exactly (in nano-dollars), not as float residue.
+    assert.equal(await query(prom.api, "llm_gateway_cost_total"), 0.0375);
+    assert.equal(
+      await query(prom.api, 'llm_gateway_model_cost_total{model="gpt-4o-mini"}'),
+      0.0375,
+    );
     assert.equal(
       await query(prom.api, 'pilotfish_breaker_transitions_total{provider="up",to="open"}'),
       1,
