@@ -15,8 +15,8 @@
  *   a window are one unit each (`remaining / (4 · fleet_size)` rounded down, plus the cost).
  *
  * Redis down: a limit with `fail_mode: open` falls back to this sidecar's share
- * (`fallback_share`, default `1 / fleet_size`) counted with what it took before; `closed`
- * refuses. Back: before the link reports ready, each sidecar writes its own field to what it
+ * (`fallback_share`, default `1 / fleet_size`) counted with what it took before, and at most
+ * its share of what the window had left at Redis's last answer; `closed` refuses. Back: before the link reports ready, each sidecar writes its own field to what it
  * really took (fallback included), then keeps to its share for `RESYNC_SETTLE_MS` while the
  * other sidecars reconnect and write theirs, and writes its field again before it borrows:
  * the sum is the fleet's true count before anyone borrows from it, even when Redis came back
@@ -145,6 +145,8 @@ interface Lease {
   mine: number;
   /** The window's total at the last answer from Redis. */
   knownUsed: number;
+  /** Units admitted on the share (Redis away) since that answer. */
+  sinceKnown: number;
   lastUsed: number;
   pending: Promise<number> | null;
   /** Units the requests waiting on this lease still lack: the next borrow asks for them all. */
@@ -223,6 +225,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     left: 0,
     mine: 0,
     knownUsed: 0,
+    sinceKnown: 0,
     lastUsed,
     pending: null,
     demand: 0,
@@ -280,6 +283,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       lease.left += granted;
       lease.mine += granted;
       lease.knownUsed = rule.limit - Number(level);
+      lease.sinceKnown = 0;
       if (granted === 0) deny(lease, need);
       return granted;
     }
@@ -295,6 +299,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     lease.left += granted;
     lease.mine += granted;
     lease.knownUsed = used;
+    lease.sinceKnown = 0;
     if (granted === 0) deny(lease, need);
     return granted;
   };
@@ -334,6 +339,12 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         : Promise.resolve(null);
     }
     return via.eval(SETTLE_WINDOW, [lease.key], [sidecar, value, mode, rule.windowMs * 2]);
+  };
+
+  /** A window's total as Redis answered it. */
+  const known = (lease: Lease, used: unknown) => {
+    lease.knownUsed = Number(used);
+    lease.sinceKnown = 0;
   };
 
   const stateOf = (lease: Lease, cost: number, now: number, refused: boolean): CheckState => {
@@ -378,6 +389,19 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     return { ok: true, states };
   };
 
+  /**
+   * What a window's lease may still admit on the share: its share of the limit counted with
+   * what it took before, and no more than its share of what the fleet had left at Redis's
+   * last answer (the others may be on their shares too, or still borrowing: a sidecar whose
+   * link blipped must not admit a third of the limit into a window that was nearly full).
+   */
+  const shareRoom = (lease: Lease, cap: number) => {
+    const rule = lease.check.rule;
+    const taken = lease.mine - lease.left;
+    const left = Math.floor(Math.max(0, rule.limit - lease.knownUsed) * share);
+    return Math.max(0, Math.min(cap - taken, left - lease.sinceKnown));
+  };
+
   /** Redis away: what this sidecar holds, then its share (fail_mode open) or a refusal. */
   const fallback = (checks: readonly Check[], costs: readonly number[], now: number): Admission => {
     const ls = checks.map((c) => leaseOf(c, now));
@@ -403,9 +427,10 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       }
       const cap = Math.max(1, Math.floor(rule.limit * share));
       const taken = lease.mine - lease.left;
-      if (taken + cost > cap && !(rule.metric === "tokens" && taken === 0)) {
+      const room = shareRoom(lease, cap);
+      if (cost > room && !(rule.metric === "tokens" && taken === 0 && lease.knownUsed === 0)) {
         const s = stateOf(lease, cost, now, true);
-        (refused ??= []).push({ ...s, limit: cap, remaining: Math.max(0, cap - taken) });
+        (refused ??= []).push({ ...s, limit: cap, remaining: room });
       }
     }
     if (refused === null && buckets.length > 0) {
@@ -431,14 +456,15 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       const cost = costs[i] as number;
       const rule = lease.check.rule;
       if (lease.left >= cost) lease.left -= cost;
-      else if (rule.algorithm === "window") lease.mine += cost;
+      else if (rule.algorithm === "window") {
+        lease.mine += cost;
+        lease.sinceKnown += cost;
+      }
       lease.lastUsed = now;
       const s = stateOf(lease, cost, now, false);
       const cap = Math.max(1, Math.floor(rule.limit * share));
       states.push(
-        rule.algorithm === "window"
-          ? { ...s, limit: cap, remaining: Math.max(0, cap - (lease.mine - lease.left)) }
-          : s,
+        rule.algorithm === "window" ? { ...s, limit: cap, remaining: shareRoom(lease, cap) } : s,
       );
     }
     return { ok: true, states };
@@ -500,7 +526,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         lease.mine -= back;
         settle(lease, -back, "add").then(
           (used) => {
-            if (rule.algorithm === "window") lease.knownUsed = Number(used);
+            if (rule.algorithm === "window") known(lease, used);
           },
           () => {
             // Not known to be returned: still ours to use (the next sync writes `mine`).
@@ -527,10 +553,10 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         lease.mine = 0;
         continue;
       }
-      if (lease.mine > 0) lease.knownUsed = Number(await settle(lease, lease.mine, "set", via));
+      if (lease.mine > 0) known(lease, await settle(lease, lease.mine, "set", via));
       const ahead = lease.next;
       if (ahead !== null && ahead.mine > 0) {
-        ahead.knownUsed = Number(await settle(ahead, ahead.mine, "set", via));
+        known(ahead, await settle(ahead, ahead.mine, "set", via));
       }
     }
   };
@@ -624,7 +650,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       if (ready()) {
         settle(lease, rest, "add").then(
           (used) => {
-            if (lease.check.rule.algorithm === "window") lease.knownUsed = Number(used);
+            if (lease.check.rule.algorithm === "window") known(lease, used);
           },
           () => {/* `mine` is written back on reconnect */},
         );
@@ -641,7 +667,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         let remaining = s.remaining;
         if (alone && rule.algorithm === "window" && rule.failMode !== "closed") {
           limit = Math.max(1, Math.floor(rule.limit * share));
-          remaining = Math.max(0, limit - (lease.mine - lease.left));
+          remaining = shareRoom(lease, limit);
         }
         rows.push({
           rule: rule.id,
