@@ -3,7 +3,7 @@ import { parseDuration } from "./duration.ts";
 import { PROVIDER_PRESETS, PROVIDER_TYPES } from "./presets.ts";
 import { hashKey } from "../keys/key.ts";
 import { parseCidr } from "../limits/proxies.ts";
-import { sentinelUrl, sentinelUrlProblem } from "../state/redis_url.ts";
+import { parseRedisTarget, sentinelUrl, sentinelUrlProblem } from "../state/redis_url.ts";
 
 /**
  * The config schema: a superset of Butter's `config.example.yaml` and llm-proxy's
@@ -424,7 +424,12 @@ const redisUrl = (allowed: RegExp, message: string) =>
       const url = dataset.value;
       if (!allowed.test(url)) return addIssue({ message });
       const problem = /^rediss?\+sentinel:/.test(url) ? sentinelUrlProblem(url) : null;
-      if (problem !== null) addIssue({ message: problem });
+      if (problem !== null) return addIssue({ message: problem });
+      // What the link parses at start (a port past 65535, a bad host): refused here, so
+      // `--check` and a reload say so instead of the start failing on it.
+      if (url !== "" && parseRedisTarget(url) === null) {
+        addIssue({ message: "Not a valid Redis URL: the host or port cannot be read" });
+      }
     }),
   );
 

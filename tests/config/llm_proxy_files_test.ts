@@ -166,6 +166,15 @@ features:
     () => load("features:\n  circuit_breaker:\n    redis: { url: http://x }\n"),
     /features\.circuit_breaker\.redis\.url: Must be a redis:\/\/, rediss:\/\/, redis\+sentinel:\/\/ or rediss\+sentinel:\/\/ URL/,
   );
+  // A URL the link cannot read is refused at load (and by --check), not at start; the URL
+  // itself (it may hold a password) is not repeated.
+  for (const url of ["redis://127.0.0.1:99999", "rediss://:pw@[::1/0"]) {
+    assert.throws(
+      () => load(`state:\n  backend: redis\n  redis: { url: "${url}" }\n`),
+      (err: Error) =>
+        /state\.redis\.url: Not a valid Redis URL/.test(err.message) && !err.message.includes(url),
+    );
+  }
 });
 
 Deno.test("circuit_breaker.mode: enforce (llm-proxy's later configs) is its `on`", async () => {
