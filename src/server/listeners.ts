@@ -151,6 +151,12 @@ function listenOr<T>(listen: () => T, what: string, flag: string, grant: string)
         `${what}: a parent of it is not a directory (choose another with ${flag})`,
       );
     }
+    // Deno reports an unknown host name as a plain Error carrying the resolver's words.
+    if (err instanceof Error && /failed to lookup address/i.test(err.message)) {
+      throw new ListenError(
+        `${what}: the host name does not resolve (change --host or server.host)`,
+      );
+    }
     throw err;
   }
 }

@@ -526,6 +526,15 @@ Deno.test("startup failures are one clear line and a non-zero exit", async (t) =
         busy.close();
       }
     });
+    await t.step("a host name that does not resolve: names it and --host", async () => {
+      // `.invalid` never resolves (RFC 6761).
+      const r = await runCli(["--host", "pilotfish.invalid", "--port", "0", "--socket", ""]);
+      assert.equal(r.code, 1);
+      assertOneLine(
+        r.stderr,
+        /^pilotfish: Cannot listen on pilotfish\.invalid:0: the host name does not resolve \(change --host/,
+      );
+    });
     await t.step("a path that is not a socket: names it and --socket", async () => {
       const file = `${dir}/not-a-socket`;
       await Deno.writeTextFile(file, "");
