@@ -93,6 +93,11 @@ export function buildAppKeys(
     map.delete(mine.identity);
     await mine.backend.close();
   };
-  const service = createKeyService({ config: config.app_keys, backend: entry.backend, now });
+  const service = createKeyService({
+    config: config.app_keys,
+    backend: entry.backend,
+    now,
+    providers: Object.keys(config.providers),
+  });
   return { service, stage: createAppKeyStage(service, now, release) };
 }

@@ -94,6 +94,11 @@ export interface KeyServiceOptions {
   readonly backend: KeyBackend;
   /** Wall clock, ms (expiry, budget periods). */
   readonly now: () => number;
+  /**
+   * The configured provider names: an allowlist entry `p/m` whose `p` is one of them names
+   * model `m` on provider `p` only.
+   */
+  readonly providers?: readonly string[];
 }
 
 const NO_KEY: Identity = { kind: "none" };
@@ -102,6 +107,15 @@ const BUTTER_PREFIX = "btr_";
 
 export function createKeyService(opts: KeyServiceOptions): KeyService {
   const { config, backend, now } = opts;
+  const providerNames = new Set(opts.providers ?? []);
+  /** `p/m` with `p` a configured provider: model `m` there, never the name sent elsewhere. */
+  const qualified = (entry: string) => {
+    const slash = entry.indexOf("/");
+    return slash > 0 && providerNames.has(entry.slice(0, slash));
+  };
+  /** An entry allows a target by its `provider/model` (qualified) or its model (bare). */
+  const allowsTarget = (list: readonly string[], provider: string, model: string) =>
+    list.some((e) => matchesEntry(e, qualified(e) ? `${provider}/${model}` : model));
   const statics = new Map<string, KeyRecord>();
   for (const k of config.keys) {
     const hash = hashKey(k.key);
@@ -251,15 +265,18 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
             },
           };
         }
-        // The name as asked (an alias too) or what it routes to, `provider/model` or bare; on
-        // passthrough (`provider` given) the model under the route's provider too.
-        const asked = matches(record.allowed_models, model) ||
-          (provider !== undefined && matches(record.allowed_models, `${provider}/${model}`));
+        const list = record.allowed_models;
+        // Passthrough (`provider` given): the route's provider serves the name as sent.
+        if (provider !== undefined) {
+          if (!allowsTarget(list, provider, model)) return forbidden(record, `model "${model}"`);
+          return { targets: kept };
+        }
+        // The name as asked, listed as a model or an alias (not provider-qualified): every
+        // target it routes to. Otherwise each target on its own, so `openai/gpt-4o-mini` sent
+        // to another provider (`x-gateway.provider`) is not the listed model.
+        const asked = list.some((e) => !qualified(e) && matchesEntry(e, model));
         if (!asked) {
-          kept = kept.filter((t) =>
-            matches(record.allowed_models, `${t.provider}/${t.model}`) ||
-            matches(record.allowed_models, t.model)
-          );
+          kept = kept.filter((t) => allowsTarget(list, t.provider, t.model));
           if (kept.length === 0) return forbidden(record, `model "${model}"`);
         }
       }
@@ -393,12 +410,9 @@ function mergeLimits(
 }
 
 /** An allowlist entry matches exactly, or as a prefix when it ends in `*`. */
-function matches(list: readonly string[], model: string): boolean {
-  for (const entry of list) {
-    if (entry === model) return true;
-    if (entry.endsWith("*") && model.startsWith(entry.slice(0, -1))) return true;
-  }
-  return false;
+/** An allowlist entry: the name itself, or a prefix ending in `*`. */
+function matchesEntry(entry: string, model: string): boolean {
+  return entry === model || (entry.endsWith("*") && model.startsWith(entry.slice(0, -1)));
 }
 
 function refused(status: Refusal["status"], message: string): Identity {

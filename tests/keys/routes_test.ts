@@ -348,9 +348,48 @@ Deno.test("a native body naming model twice is refused (400), not decided on one
   });
 });
 
+Deno.test("a provider/model entry is that model on that provider: not the name sent to another one", async () => {
+  await withMiniKey(async (gw, key, up) => {
+    const chat = async (path: string, body: Record<string, unknown>) => {
+      const res = await gw.request(path, {
+        method: "POST",
+        headers: { ...bearer(key), "content-type": "application/json" },
+        body: JSON.stringify({ messages: [{ role: "user", content: "hi" }], ...body }),
+      });
+      await res.body?.cancel();
+      return res.status;
+    };
+    const before = up.requests.length;
+    // x-gateway.provider would send the literal name "openai/gpt-4o-mini" to the router.
+    assert.equal(
+      await chat("/v1/chat/completions", {
+        model: "openai/gpt-4o-mini",
+        "x-gateway": { provider: "router" },
+      }),
+      403,
+    );
+    // So would the router's own passthrough routes.
+    assert.equal(
+      await chat("/native/router/chat/completions", { model: "openai/gpt-4o-mini" }),
+      403,
+    );
+    assert.equal(up.requests.length, before, "nothing went upstream");
+    assert.equal(await chat("/v1/chat/completions", { model: "openai/gpt-4o-mini" }), 200);
+    // A model id with a slash that names no configured provider is a model name as written.
+    const { key: slashed } = await createKey(gw, { allowed_models: ["meta-llama/llama-3-8b"] });
+    const res = await gw.request("/native/router/chat/completions", {
+      method: "POST",
+      headers: { ...bearer(slashed), "content-type": "application/json" },
+      body: JSON.stringify({ model: "meta-llama/llama-3-8b", messages: [] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  });
+});
+
 /**
- * A gateway with an OpenAI provider on a fake upstream and an app key allowed only
- * `openai/gpt-4o-mini`, for the native-route allowlist tests.
+ * A gateway with two OpenAI-type providers (`openai`, `router`) on one fake upstream and an
+ * app key allowed only `openai/gpt-4o-mini`, for the native-route allowlist tests.
  */
 async function withMiniKey(
   fn: (
@@ -364,6 +403,7 @@ async function withMiniKey(
 server: { admin_token: ${ADMIN} }
 providers:
   openai: { base_url: "${up.url}/v1", keys: [{ key: sk-configured }] }
+  router: { type: openai, base_url: "${up.url}/v1", keys: [{ key: sk-router }] }
 app_keys:
   enabled: true
   persistence: { enabled: false }
