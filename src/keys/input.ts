@@ -6,7 +6,13 @@
 import * as v from "valibot";
 import { GatewayError } from "../errors.ts";
 
-const usd = v.nullable(v.pipe(v.number(), v.gtValue(0, "Must be a positive number of USD")));
+const usd = v.nullable(
+  v.pipe(
+    v.number(),
+    v.finite("Must be a finite number of USD"),
+    v.gtValue(0, "Must be a positive number of USD"),
+  ),
+);
 const budget = v.strictObject({
   daily_usd: v.optional(usd),
   monthly_usd: v.optional(usd),
@@ -24,18 +30,37 @@ const limits = v.nullable(v.strictObject({
   requests_per_day: v.optional(count),
   tokens_per_day: v.optional(count),
 }));
-const names = v.array(v.pipe(v.string(), v.minLength(1)));
+/** Matched against every request of the key: bounded. */
+const names = v.pipe(
+  v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+  v.maxLength(1_000, "At most 1,000 entries"),
+);
+/** A date, or a date and time with an optional zone (what `Date.parse` reads the same). */
+const ISO_8601 =
+  /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
 const isoTime = v.pipe(
   v.string(),
-  v.check((s) => !Number.isNaN(Date.parse(s)), "Must be an ISO 8601 time"),
+  v.check(
+    (s) => ISO_8601.test(s) && !Number.isNaN(Date.parse(s)),
+    "Must be an ISO 8601 time (e.g. 2027-01-31T00:00:00Z)",
+  ),
 );
+/** 100 years: a later expiry is no expiry (use 0), and past it a date cannot be written. */
+const MAX_TTL_SECONDS = 100 * 365 * 86_400;
 
 const common = {
   name: v.optional(v.pipe(v.string(), v.maxLength(200))),
   owner: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(200)))),
   expires_at: v.optional(v.nullable(isoTime)),
   /** Butter's: lifetime from now; 0 = none (no expiry, whatever `default_ttl` says). */
-  ttl_seconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  ttl_seconds: v.optional(
+    v.pipe(
+      v.number(),
+      v.integer(),
+      v.minValue(0),
+      v.maxValue(MAX_TTL_SECONDS, "At most 100 years (3,153,600,000); 0 = no expiry"),
+    ),
+  ),
   // `null` clears, as for `limits` and `expires_at`.
   allowed_models: v.optional(v.pipe(v.nullable(names), v.transform((n) => n ?? []))),
   allowed_providers: v.optional(v.pipe(v.nullable(names), v.transform((n) => n ?? []))),
@@ -56,13 +81,24 @@ export type KeyCreateInput = v.InferOutput<typeof createSchema>;
 export type KeyPatchInput = Omit<v.InferOutput<typeof patchSchema>, "label">;
 
 export function parseCreate(body: unknown): KeyCreateInput {
-  return oneExpiry(parse(createSchema, body ?? {}));
+  return oneName(oneExpiry(parse(createSchema, body ?? {})));
 }
 
 export function parsePatch(body: unknown): KeyPatchInput {
-  const { label, ...patch } = oneExpiry(parse(patchSchema, body));
+  const { label, ...patch } = oneName(oneExpiry(parse(patchSchema, body)));
   // Butter renames a key by its `label`.
   return label !== undefined && patch.name === undefined ? { ...patch, name: label } : patch;
+}
+
+/** `label` is Butter's name for `name`: both at once would drop one silently. */
+function oneName<T extends { name?: unknown; label?: unknown }>(input: T): T {
+  if (input.name !== undefined && input.label !== undefined) {
+    throw new GatewayError(
+      "invalid_request",
+      "Invalid key request: give name or label (Butter's name for it), not both",
+    );
+  }
+  return input;
 }
 
 /** An expiry is one of the two: which would win is anyone's guess. */

@@ -286,6 +286,10 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
       const t = now();
       const key = generateKey();
       const exp = expiry(input, t);
+      if (typeof exp === "number" && exp <= t) {
+        // A key that is dead on arrival is a mistake in the request, not a key to hand out.
+        throw new GatewayError("invalid_request", "Invalid key request: expires_at is in the past");
+      }
       const record: KeyRecord = {
         id: generateId(),
         hash: hashKey(key),

@@ -25,7 +25,10 @@ import { requestText } from "../body.ts";
 
 /** A key as the API shows it: never its value or hash. */
 export function keyView(rec: KeyRecord, now: number): Record<string, unknown> {
-  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  // A time past what a Date holds (a record an older version let through) reads as none
+  // rather than failing every listing.
+  const iso = (ms: number | null) =>
+    ms === null || !(Math.abs(ms) <= 8.64e15) ? null : new Date(ms).toISOString();
   return {
     id: rec.id,
     name: rec.name,

@@ -121,6 +121,67 @@ app_keys: { enabled: true, persistence: { enabled: false } }
   }
 });
 
+Deno.test("admin key routes: out-of-range expiries, budgets and lists are 400s naming the field; nothing is stored", async () => {
+  const gw = startGateway(`
+server: { admin_token: ${TOKEN} }
+providers: { mock: {} }
+app_keys: { enabled: true, persistence: { enabled: false } }
+`);
+  try {
+    const made = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ name: "svc" }),
+    });
+    const { id } = await made.json();
+    const cases: [string, RegExp][] = [
+      // 1e20 s made a time no Date holds: a 500, the key stored, every listing a 500 after.
+      ['{"ttl_seconds":1e20}', /ttl_seconds: At most 100 years/],
+      ['{"expires_at":"1"}', /expires_at: Must be an ISO 8601 time/],
+      ['{"expires_at":"hello 2025"}', /expires_at: Must be an ISO 8601 time/],
+      // JSON.parse reads 1e309 as Infinity: no budget at all, silently.
+      ['{"budget":{"daily_usd":1e309}}', /budget\.daily_usd: Must be a finite number/],
+      ['{"name":"a","label":"b"}', /give name or label/],
+      [
+        JSON.stringify({ allowed_models: Array.from({ length: 1001 }, (_, i) => `m${i}`) }),
+        /allowed_models: At most 1,000/,
+      ],
+    ];
+    for (const [body, message] of cases) {
+      const create = await gw.request("/api/v1/keys", { method: "POST", headers: auth, body });
+      assert.equal(create.status, 400, `POST ${body.slice(0, 60)}`);
+      assert.match((await create.json()).error.message, message);
+      const patch = await gw.request(`/api/v1/keys/${id}`, {
+        method: "PATCH",
+        headers: auth,
+        body,
+      });
+      assert.equal(patch.status, 400, `PATCH ${body.slice(0, 60)}`);
+      await patch.body?.cancel();
+    }
+    const past = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ expires_at: "2020-01-01T00:00:00Z" }),
+    });
+    assert.equal(past.status, 400);
+    assert.match((await past.json()).error.message, /expires_at is in the past/);
+    const list = await gw.request("/api/v1/keys", { headers: auth });
+    assert.equal(list.status, 200);
+    const keys = await list.json();
+    assert.equal(keys.data?.length ?? keys.keys?.length, 1, "only the first key was made");
+    const ok = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ expires_at: "2999-01-31", ttl_seconds: undefined }),
+    });
+    assert.equal(ok.status, 201);
+    assert.equal((await ok.json()).expires_at, "2999-01-31T00:00:00.000Z");
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("admin routes: a body over server.max_body_bytes is a 413, not read whole", async () => {
   const gw = startGateway(`
 server: { admin_token: ${TOKEN}, max_body_bytes: 1024 }
