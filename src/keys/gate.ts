@@ -3,6 +3,7 @@ import { GatewayError } from "../errors.ts";
 import type { AppEnv } from "../routes/context.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Target } from "../routing/resolve.ts";
+import { budgetHeaders } from "./stage.ts";
 
 /**
  * App keys on a route that does not run the stage chain (`GET /v1/models`): the same
@@ -24,8 +25,11 @@ export const appKeyGate: MiddlewareHandler<AppEnv> = async function appKeyGate(c
         ? "rate_limited"
         : "unavailable";
       throw new GatewayError(code, r.message, {
-        ...(r.retryAfter !== undefined ? { headers: { "retry-after": String(r.retryAfter) } } : {}),
-        ...(r.status === 429 ? { upstreamCode: "budget_exceeded" } : {}),
+        ...(r.status === 429
+          ? { headers: budgetHeaders(r), upstreamCode: "budget_exceeded" }
+          : r.retryAfter !== undefined
+          ? { headers: { "retry-after": String(r.retryAfter) } }
+          : {}),
       });
     }
     if (id.kind === "key") ex.principal.appKey = id.record.id;

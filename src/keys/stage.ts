@@ -139,11 +139,13 @@ function refuse(ex: Exchange, r: Refusal): PreHttpResult & PreLlmResult {
     upstreamCode: "budget_exceeded",
   });
   const format = ex.errorFormat ?? formatForPath(ex.path);
-  // The OpenAI and Anthropic SDKs retry a 429 unless told not to; a budget resets in hours.
-  const headers: Record<string, string> = {
-    "retry-after": String(r.retryAfter ?? 60),
-    "x-should-retry": "false",
-  };
+  const headers = budgetHeaders(r);
   if (format === "aws_json") headers["x-amzn-errortype"] = "ThrottlingException";
   return { action: "respond", status: 429, body: errorEnvelope(err, format), headers };
+}
+
+/** A budget's 429: when it resets, and (the OpenAI and Anthropic SDKs retry a 429 unless
+ * told not to, and a budget resets in hours) not to retry. */
+export function budgetHeaders(r: Refusal): Record<string, string> {
+  return { "retry-after": String(r.retryAfter ?? 60), "x-should-retry": "false" };
 }

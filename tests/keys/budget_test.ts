@@ -58,6 +58,13 @@ Deno.test("budgets: over the daily budget → 429 naming it and its reset; reset
       assert.equal(body.type, "error");
       assert.equal(body.error.type, "rate_limit_error");
       assert.match(body.error.message, /daily budget/);
+      assert.equal(m.headers.get("x-should-retry"), "false");
+      // GET /v1/models is refused by the key gate, not the stage: the same headers.
+      const models = await gw.request("/v1/models", { headers: bearer(key) });
+      assert.equal(models.status, 429);
+      assert.equal(models.headers.get("retry-after"), "3600");
+      assert.equal(models.headers.get("x-should-retry"), "false");
+      await models.body?.cancel();
     });
 
     await t.step("at midnight UTC the day resets", async () => {
