@@ -32,8 +32,10 @@ import {
   headerMap,
   type HookInput,
   type HookOutput,
+  type ShortCircuitBody,
   shortCircuitBody,
 } from "./abi.ts";
+import { redactJsonText, type Redactor } from "../telemetry/mod.ts";
 import type { HookName } from "./binary.ts";
 import { type CallResult, PluginBusy, type PluginPool } from "./pool.ts";
 import { HeldSlot } from "../slot.ts";
@@ -288,7 +290,7 @@ function jsonOf(body: unknown): unknown {
  */
 function shortCircuit(ex: Exchange, name: string, out: HookOutput): Respond | Reject {
   const status = out.short_circuit_status ? out.short_circuit_status : 400;
-  const body = shortCircuitBody(out.short_circuit_body);
+  const body = redactedBody(shortCircuitBody(out.short_circuit_body), ex.runtime.redact);
   const refused = `Request refused by plugin "${name}"`;
   if (status >= 400) {
     if (body.kind === "none") return { action: "reject", status, message: refused };
@@ -315,6 +317,18 @@ function shortCircuit(ex: Exchange, name: string, out: HookOutput): Respond | Re
     status,
     body: typeof value === "string" ? JSON.stringify(value) : value,
   };
+}
+
+/**
+ * A guest's body goes out as an error body or an answer: a configured key in it (from the
+ * plugin's config, or a credential it was shown) is redacted, as in any error body.
+ */
+function redactedBody(body: ShortCircuitBody, redact: Redactor): ShortCircuitBody {
+  if (body.kind === "text") return { kind: "text", value: redact(body.value) };
+  if (body.kind !== "json") return body;
+  const text = JSON.stringify(body.value);
+  const clean = redactJsonText(text, redact);
+  return clean === text ? body : { kind: "json", value: JSON.parse(clean) };
 }
 
 /** `{provider}` as plugins see it: the answering provider, else the routed first target. */

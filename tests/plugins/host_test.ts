@@ -663,6 +663,25 @@ Deno.test("a short-circuit with no body or a plain-text body: every route's own 
       }
     });
   }
+  await t.step("a configured key in the body is redacted, text or JSON", async () => {
+    for (
+      const body of [
+        "bad sk-up-configured-0001",
+        JSON.stringify({ error: { message: "bad sk-up-configured-0001", type: "x" } }),
+      ]
+    ) {
+      const output = { short_circuit: true, short_circuit_status: 403, short_circuit_body: body };
+      await withPlugin("config_out", answering("pre_http", output, "closed"), async (gw) => {
+        for (const route of routes) {
+          const res = await gw.request(route.path, post(route.body));
+          assert.equal(res.status, 403);
+          const text = await res.text();
+          assert.ok(!text.includes("sk-up-configured-0001"), `${route.path}: ${text}`);
+          assert.match(text, /bad \[REDACTED\]/);
+        }
+      });
+    }
+  });
   await t.step("a success status with plain text is sent as text/plain", async () => {
     const output = { short_circuit: true, short_circuit_status: 200, short_circuit_body: "hi" };
     await withPlugin("config_out", answering("pre_http", output, "closed"), async (gw) => {
