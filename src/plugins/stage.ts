@@ -290,7 +290,9 @@ function jsonOf(body: unknown): unknown {
  */
 function shortCircuit(ex: Exchange, name: string, out: HookOutput): Respond | Reject {
   const status = out.short_circuit_status ? out.short_circuit_status : 400;
-  const body = redactedBody(shortCircuitBody(out.short_circuit_body), ex.runtime.redact);
+  const given = shortCircuitBody(out.short_circuit_body);
+  // An error body is redacted as every error body is; a success body is the guest's answer.
+  const body = status >= 400 ? redactedBody(given, ex.runtime.redact) : given;
   const refused = `Request refused by plugin "${name}"`;
   if (status >= 400) {
     if (body.kind === "none") return { action: "reject", status, message: refused };
@@ -320,8 +322,8 @@ function shortCircuit(ex: Exchange, name: string, out: HookOutput): Respond | Re
 }
 
 /**
- * A guest's body goes out as an error body or an answer: a configured key in it (from the
- * plugin's config, or a credential it was shown) is redacted, as in any error body.
+ * A guest's error body: a configured key in it (from the plugin's config, or a credential it
+ * was shown) is redacted, as in any error body.
  */
 function redactedBody(body: ShortCircuitBody, redact: Redactor): ShortCircuitBody {
   if (body.kind === "text") return { kind: "text", value: redact(body.value) };
