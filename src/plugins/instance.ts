@@ -10,7 +10,8 @@ import { FUEL_EXPORT, GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
 import { guardedFetch, hostNames } from "./net.ts";
 import type { WorkerInit } from "./protocol.ts";
 
-type ExtismLogger = NonNullable<NonNullable<Parameters<typeof createPlugin>[1]>["logger"]>;
+type ExtismOptions = NonNullable<Parameters<typeof createPlugin>[1]>;
+type ExtismLogger = NonNullable<ExtismOptions["logger"]>;
 
 export interface GuestLog {
   level: string;
@@ -49,6 +50,16 @@ export async function createInstance(
     new Uint8Array(guestMemory.buffer, at, n).set(input.subarray(0, n));
     return n;
   };
+  // Extism's JS SDK wires http_status_code to the real status only when the guest imports
+  // http_request first; in the other order the guest is bound to a stub answering 0. The
+  // status is kept here, from the guarded fetch, and served whatever the order.
+  let lastStatus = 0;
+  const fetchFn = init.allowedHosts.length > 0
+    ? withStatus(guardedFetch(init.allowedHosts), (status) => lastStatus = status)
+    : null;
+  const functions: NonNullable<ExtismOptions["functions"]> = {};
+  if (init.inputRead) functions[INPUT_READ.module] = { [INPUT_READ.name]: inputRead };
+  if (fetchFn !== null) functions[EXTISM_ENV] = { http_status_code: () => lastStatus };
   const plugin: Plugin = await createPlugin(
     {
       wasm: [
@@ -61,11 +72,9 @@ export async function createInstance(
       enableWasiOutput: false,
       allowedPaths: {},
       allowedHosts: hostNames(init.allowedHosts),
-      ...(init.allowedHosts.length > 0 ? { fetch: guardedFetch(init.allowedHosts) } : {}),
+      ...(fetchFn !== null ? { fetch: fetchFn } : {}),
       config: { ...init.config },
-      ...(init.inputRead
-        ? { functions: { [INPUT_READ.module]: { [INPUT_READ.name]: inputRead } } }
-        : {}),
+      ...(Object.keys(functions).length > 0 ? { functions } : {}),
       // max_memory bounds Extism's own buffers too: an HTTP body, and every var a guest keeps
       // (vars outlive calls: unbounded, a guest could grow the daemon without limit).
       memory: {
@@ -106,5 +115,17 @@ export async function createInstance(
       }
     },
     close: () => plugin.close(),
+  };
+}
+
+/** Extism's host module, where `http_request` and `http_status_code` live. */
+const EXTISM_ENV = "extism:host/env";
+
+/** `fetch` that tells `onStatus` each final answer's status (redirects followed). */
+function withStatus(base: typeof fetch, onStatus: (status: number) => void): typeof fetch {
+  return async (input, init) => {
+    const res = await base(input, init);
+    onStatus(res.status);
+    return res;
   };
 }

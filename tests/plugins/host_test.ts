@@ -262,6 +262,31 @@ Deno.test("network: denied without allowed_hosts, allowed for a listed host", as
         );
       }
     });
+    await t.step(
+      "http_status_code: the last answer's status, whatever the import order",
+      async () => {
+        const failing = Deno.serve(
+          { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+          () => new Response("no", { status: 503 }),
+        );
+        try {
+          for (const [port, status] of [[server.addr.port, 200], [failing.addr.port, 500]]) {
+            const req = JSON.stringify({ method: "GET", url: `http://127.0.0.1:${port}/` });
+            await withPlugin(
+              "net_status",
+              `fail_mode: closed\nallowed_hosts: ["127.0.0.1"]\nconfig: { request: '${req}' }`,
+              async (gw) => {
+                const res = await chat(gw);
+                assert.equal(res.status, status, `upstream on ${port}`);
+                await res.body?.cancel();
+              },
+            );
+          }
+        } finally {
+          await failing.shutdown();
+        }
+      },
+    );
   } finally {
     await server.shutdown();
   }
