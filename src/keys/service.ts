@@ -222,9 +222,10 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
         return config.require_key
           ? refused(
             401,
-            `An app key is required: send it as "Authorization: Bearer pf_…" or in the ${
+            `An app key is required: send it as "Authorization: Bearer pf_…", in the ${
               headers.map((h) => `"${h}"`).join(" or ")
-            } header`,
+            } header, or where the route's SDK sends its key ("x-api-key", "api-key", ` +
+              `"x-goog-api-key", "?key=")`,
           )
           : NO_KEY;
       }

@@ -27,7 +27,10 @@ app_keys:
         body: JSON.stringify({ model: "mock/echo", max_tokens: 5, messages: [] }),
       });
       assert.equal(m.status, 401);
-      assert.equal((await m.json()).type, "error");
+      const refusal = await m.json();
+      assert.equal(refusal.type, "error");
+      // It names where the Anthropic SDK sends a key, as the others' too.
+      assert.match(refusal.error.message, /"x-api-key", "api-key", "x-goog-api-key", "\?key="/);
       const e = await gw.request("/v1/embeddings", {
         method: "POST",
         body: JSON.stringify({ model: "openai/text-embedding-3-small", input: "x" }),
