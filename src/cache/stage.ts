@@ -6,14 +6,15 @@
  * completed. Errors and incomplete streams are never stored.
  * @module
  */
-import type { ChatChunk, ChatOutcome } from "../providers/types.ts";
+import type { ChatChunk, ChatOutcome, Usage } from "../providers/types.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import { pilotfishHeaders } from "../routing/mod.ts";
-import { noUsage } from "../streaming/mod.ts";
+import { noUsage, replayedUsage } from "../streaming/mod.ts";
 import { cacheKey, type CachePolicy, skipReason } from "./key.ts";
 import { replayChunks } from "./replay.ts";
+import { isObject } from "../schema/openai.ts";
 import type { CacheBackend } from "./store.ts";
 import { HeldSlot } from "../slot.ts";
 
@@ -164,14 +165,15 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     ex.cacheStatus = "hit";
     ex.provider = hit.provider;
     ex.model = hit.model;
-    const outcome: ChatOutcome = ex.stream
+    // Parsed per replay: the chunks carry parts of it, and they are not shared.
+    const replayed = ex.stream ? hit.body ?? parseBody(hit.text) : null;
+    const outcome: ChatOutcome = replayed !== null
       ? {
         kind: "stream",
         status: 200,
         format: "chunks",
-        // Parsed per replay: the chunks carry parts of it, and they are not shared.
-        body: ReadableStream.from(replayChunks(hit.body ?? parseBody(hit.text), includeUsage)),
-        usage: noUsage(),
+        body: ReadableStream.from(replayChunks(replayed, includeUsage)),
+        usage: replayedUsage(isObject(replayed.usage) ? replayed.usage as Partial<Usage> : null),
       }
       : hit.text !== null
       // The stored text is the answer's JSON as the route would serialise it: sent as is

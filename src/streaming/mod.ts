@@ -56,6 +56,7 @@ export {
   meterChunks,
   noUsage,
   promptBytes,
+  replayedUsage,
   textChars,
   type UsageMeter,
   usageNow,

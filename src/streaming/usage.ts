@@ -120,6 +120,18 @@ export function noUsage(): Promise<Usage | null> {
   return NONE;
 }
 
+/**
+ * A replayed answer's usage (a cache hit): nothing is used here (it settles null), but what
+ * the stored answer counted is what its stream reports at its start (Anthropic's
+ * `message_start`), so the replay's opening and closing counts agree.
+ */
+export function replayedUsage(stored: Partial<Usage> | null): Promise<Usage | null> {
+  if (stored === null) return NONE;
+  const p = view(Promise.resolve(null), () => null);
+  (p as Viewed)[REPORTED] = () => stored;
+  return p;
+}
+
 /** The usage of an answer complete on arrival (JSON). */
 export function knownUsage(usage: Usage | null): Promise<Usage | null> {
   if (usage === null) return NONE;

@@ -251,12 +251,18 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
       await anthropic.messages.create(req);
       const stream = anthropic.messages.stream(req);
       let text = "";
+      let startInput: number | undefined;
       for await (const ev of stream) {
         if (ev.type === "content_block_delta" && ev.delta.type === "text_delta") {
           text += ev.delta.text;
         }
+        if (ev.type === "message_start") startInput = ev.message.usage.input_tokens;
       }
       assert.equal(text, "Hello Claude user");
+      // message_start reports the stored count, as the closing message_delta does (not an
+      // estimate that the end then contradicts).
+      assert.equal(startInput, 7);
+      assert.equal((await stream.finalMessage()).usage.input_tokens, 7);
       assert.equal(up.requests.length, 2);
     });
 
