@@ -33,6 +33,7 @@ import {
   RelayedFailure,
   relayStream,
   type StreamFailures,
+  StreamIdleTimeout,
 } from "../streaming/mod.ts";
 import {
   endAt,
@@ -53,7 +54,7 @@ import {
   renderHere,
   trailOf,
 } from "../pipeline/run.ts";
-import { applicable } from "../pipeline/stages.ts";
+import { applicable, type Schedule } from "../pipeline/stages.ts";
 import { USER_ID_PARAM } from "../limits/mod.ts";
 import { redactJsonText, type Redactor } from "../telemetry/mod.ts";
 import { bodyCoding, inflate, readHeldBody, tooLarge, watchUpload } from "./body.ts";
@@ -672,8 +673,25 @@ async function relay(
     }
   }
   settle();
-  if (sniffed !== null && !read.whole && !ex.stream) {
-    sniffed = idleCut(sniffed, timer.idleMs, provider);
+  if (sniffed !== null && !read.whole) {
+    // A stream's silence is bounded by routing.failover.stream_idle_timeout, as on the unified
+    // routes (unset: no limit); it ends abruptly, as below: the bytes are the provider's.
+    const streamIdleMs = ex.runtime.config.routing.failover.stream_idle_timeout;
+    if (!ex.stream) {
+      sniffed = idleCut(sniffed, timer.idleMs, ex.runtime.schedule, () =>
+        new GatewayError(
+          "upstream_timeout",
+          `Provider "${provider}" sent nothing for ${timer.idleMs} ms`,
+          { provider },
+        ));
+    } else if (streamIdleMs !== undefined) {
+      sniffed = idleCut(
+        sniffed,
+        streamIdleMs,
+        ex.runtime.schedule,
+        () => new StreamIdleTimeout(provider, streamIdleMs),
+      );
+    }
   }
   // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
   // tell): the bytes are the provider's, there is no event of ours to put in them.
@@ -722,21 +740,15 @@ function failingAtEnd(
 function idleCut(
   body: ReadableStream<Uint8Array>,
   ms: number,
-  provider: string,
+  schedule: Schedule,
+  silence: () => GatewayError,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let disarm = noop;
   return new ReadableStream<Uint8Array>({
     async pull(c) {
       const silent = new Promise<never>((_, reject) => {
-        timer = setTimeout(() =>
-          reject(
-            new GatewayError(
-              "upstream_timeout",
-              `Provider "${provider}" sent nothing for ${ms} ms`,
-              { provider },
-            ),
-          ), ms);
+        disarm = schedule(ms, () => reject(silence()));
       });
       try {
         const next = await Promise.race([reader.read(), silent]);
@@ -746,11 +758,11 @@ function idleCut(
         reader.cancel(err).catch(() => {});
         c.error(err);
       } finally {
-        clearTimeout(timer);
+        disarm();
       }
     },
     cancel(reason) {
-      clearTimeout(timer);
+      disarm();
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

@@ -307,6 +307,55 @@ routing:
   }
 });
 
+Deno.test("a native passthrough stream silent past routing.failover.stream_idle_timeout is cut, not held open", async () => {
+  const up = startFakeUpstream();
+  const s = manualSchedule();
+  const gw = startGateway(
+    `
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-up-0001 }] }
+routing:
+  failover: { stream_idle_timeout: 20s }
+`,
+    {},
+    { schedule: s.schedule },
+  );
+  try {
+    up.script({
+      kind: "sse",
+      events: [chunk({ role: "assistant", content: "" }), chunk({ content: "Partial" })],
+      thenHang: true,
+    });
+    const res = await gw.request(
+      "/native/up/chat/completions",
+      post({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "hi" }] }),
+    );
+    assert.equal(res.status, 200);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    const partial = Promise.withResolvers<void>();
+    const reading = (async () => {
+      while (true) {
+        const r = await reader.read();
+        if (r.done) return "ended";
+        text += r.value;
+        if (text.includes("Partial")) partial.resolve();
+      }
+    })().catch(() => "cut");
+    // Everything the upstream sent has arrived; the relay's watchdog now waits on silence.
+    await partial.promise;
+    (await s.next((ms) => ms === 20_000)).fire();
+    // The bytes are the provider's: the body ends abruptly (the client sees an error), never
+    // quietly as if the answer were whole.
+    assert.equal(await reading, "cut");
+    assert.match(text, /Partial/);
+    await gw.waitForLog('"outcome":"idle_timeout"');
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
 Deno.test("the gate's timers: x-gateway over the model's over routing.failover", async (t) => {
   const silent = startFakeUpstream();
   const s = manualSchedule();
