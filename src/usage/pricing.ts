@@ -71,7 +71,8 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "gemini-2.0-flash": { input: 0.1, cache_read: 0.025, output: 0.4 },
   "gemini-2.0-flash-lite": { input: 0.075, output: 0.3 },
   // Amazon Bedrock on-demand, https://aws.amazon.com/bedrock/pricing/ (2025-10-15, us-east-1);
-  // geo prefixes (`us.`, `eu.`, …) are stripped before the lookup.
+  // geo prefixes (`us.`, `eu.`, …) are stripped before the lookup. Claude 4.5 rates are the
+  // global profile's: a geographic or in-Region call costs 10 % more (`REGIONAL_PREMIUM`).
   "anthropic.claude-sonnet-4-5": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
   "anthropic.claude-sonnet-4": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
   "anthropic.claude-3-7-sonnet": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
@@ -117,7 +118,32 @@ const GEO_PREFIX = /^(?:us|eu|apac|au|jp|ca|us-gov|global)\./;
  * not `gpt-4o`: the rest must start with `-` and a digit, or `:`).
  */
 export function builtinPrice(model: string): ModelPrice | null {
-  return priceIn(BUILTIN_PRICES, model.replace(GEO_PREFIX, ""));
+  const base = model.replace(GEO_PREFIX, "");
+  const price = priceIn(BUILTIN_PRICES, base);
+  if (price === null || model.startsWith("global.") || !REGIONAL_PREMIUM.test(base)) return price;
+  return scaledPrice(price, 1.1);
+}
+
+/**
+ * From Claude 4.5 on, Bedrock prices a geographic profile (`us.`, `eu.`, …) and an in-Region
+ * call 10 % above the global profile (`global.`), whose rates the table lists
+ * (https://aws.amazon.com/bedrock/pricing/, "global" and "regional" endpoints).
+ */
+const REGIONAL_PREMIUM = /^anthropic\.claude-(?:sonnet|haiku|opus)-4-5(?:$|[-:@])/;
+
+function scaledPrice(p: ModelPrice, factor: number): ModelPrice {
+  // Rounded to the micro-dollar per million tokens: 3 × 1.1 is 3.3, not 3.3000000000000003.
+  const scale = (n: number) => Math.round(n * factor * 1e6) / 1e6;
+  const rates = (r: Record<string, unknown>) =>
+    Object.fromEntries(
+      Object.entries(r).map((
+        [k, v],
+      ) => [k, typeof v === "number" && k !== "threshold" ? scale(v) : v]),
+    );
+  const out = rates(p) as ModelPrice;
+  return p.long_context
+    ? { ...out, long_context: rates(p.long_context) as NonNullable<ModelPrice["long_context"]> }
+    : out;
 }
 
 /**

@@ -19,7 +19,8 @@ const AWS_ENV = {
 };
 /**
  * A static key whose daily budget ($0.00015) is above what one Converse answer of the fake
- * costs (11 in, 4 out: $0.000093) and below two.
+ * costs (11 in, 4 out at the US profile's rates, 10 % over the global ones: $0.0001023) and
+ * below two.
  */
 const APP_KEY = "pf_static_bedrock_budget_key_0001";
 
@@ -93,8 +94,8 @@ app_keys:
     });
 
     await t.step("the usage API counts their cost", async () => {
-      // Six answers at $0.000093 each.
-      assert.ok(Math.abs(await totalCost(gw) - 6 * 0.000093) < 1e-9);
+      // Six answers at $0.0001023 each.
+      assert.ok(Math.abs(await totalCost(gw) - 6 * 0.0001023) < 1e-9);
     });
 
     await t.step("an app key's USD budget trips on ARN-named calls", async () => {

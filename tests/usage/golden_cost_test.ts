@@ -297,8 +297,9 @@ providers:
     cacheWriteInputTokens: 100,
   };
   // anthropic.claude-sonnet-4-5 (built-in, geo prefix stripped): 3 / 3.75 / 0.30 / 15:
-  // 50 × 3 + 100 × 3.75 + 200 × 0.3 + 40 × 15 = 150 + 375 + 60 + 600 = 1185 → $0.001185
-  const COST = 0.001185;
+  // 50 × 3 + 100 × 3.75 + 200 × 0.3 + 40 × 15 = 150 + 375 + 60 + 600 = 1185 at the global
+  // rates; a US geographic profile of Claude 4.5 costs 10 % more → $0.0013035
+  const COST = 0.0013035;
   const events: BedrockEvent[] = [
     { type: "messageStart", payload: { role: "assistant" } },
     { type: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "Hi" } } },

@@ -24,14 +24,30 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
   assert.equal(builtinPrice("gpt-4-32k-0613")?.input, 60);
   assert.equal(builtinPrice("gpt-3.5-turbo-16k-0613")?.output, 4);
   assert.equal(builtinPrice("claude-sonnet-4-5-20250929")?.cache_write, 3.75);
-  assert.equal(
-    builtinPrice("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
-    builtinPrice("anthropic.claude-sonnet-4-5"),
+  // Claude 4.5 on Bedrock: the table's rates are the global profile's; a geographic profile
+  // or an in-Region call costs 10 % more.
+  assert.deepEqual(
+    builtinPrice("global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    builtinPrice("claude-sonnet-4-5"),
   );
+  assert.deepEqual(builtinPrice("us.anthropic.claude-sonnet-4-5-20250929-v1:0"), {
+    input: 3.3,
+    cache_write: 4.125,
+    cache_read: 0.33,
+    output: 16.5,
+  });
+  assert.deepEqual(
+    builtinPrice("anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    builtinPrice("eu.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+  );
+  assert.equal(builtinPrice("global.anthropic.claude-haiku-4-5-20251001-v1:0")?.input, 1);
+  assert.equal(builtinPrice("us.anthropic.claude-haiku-4-5-20251001-v1:0")?.input, 1.1);
+  // Older models have one Bedrock price.
+  assert.equal(builtinPrice("us.anthropic.claude-sonnet-4-20250514-v1:0")?.input, 3);
   assert.equal(builtinPrice("mock/ok"), null);
   // A short number after the name is another model, never its neighbour's price.
   assert.equal(builtinPrice("claude-opus-4-5-20251101")?.input, 5);
-  assert.equal(builtinPrice("us.anthropic.claude-opus-4-5-20251101-v1:0")?.output, 25);
+  assert.equal(builtinPrice("global.anthropic.claude-opus-4-5-20251101-v1:0")?.output, 25);
   assert.equal(builtinPrice("claude-opus-4-20250514")?.input, 15);
   assert.equal(builtinPrice("claude-opus-4-7-20270101"), null);
   assert.equal(builtinPrice("claude-3-5-haiku-latest")?.input, 0.8);
@@ -169,7 +185,7 @@ pricing:
   const book = createPriceBook(config, (_p, model) => model.replace(arn, ""));
   const profile = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
   assert.deepEqual(book.priceOf("bedrock", `${arn}${profile}`), book.priceOf("bedrock", profile));
-  assert.equal(book.priceOf("bedrock", `${arn}${profile}`)?.input, 3);
+  assert.equal(book.priceOf("bedrock", `${arn}${profile}`)?.input, 3.3);
   // A price configured for the name as asked wins over the id's.
   assert.equal(
     book.priceOf(

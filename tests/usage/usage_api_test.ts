@@ -99,14 +99,17 @@ Deno.test("GET /api/v1/usage: llm-gateway's fields, breakdowns, since/until, bad
       }
     });
 
-    await t.step("a call that names no model (a passthrough GET) has no by_model entry", async () => {
-      up.script({ kind: "json", body: { object: "list", data: [] } });
-      const res = await gw.request("/native/up/models");
-      assert.equal(res.status, 200);
-      await res.body?.cancel();
-      const { body } = await usage();
-      assert.deepEqual(Object.keys(body.by_model).sort(), ["m1", "m2"]);
-    });
+    await t.step(
+      "a call that names no model (a passthrough GET) has no by_model entry",
+      async () => {
+        up.script({ kind: "json", body: { object: "list", data: [] } });
+        const res = await gw.request("/native/up/models");
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        const { body } = await usage();
+        assert.deepEqual(Object.keys(body.by_model).sort(), ["m1", "m2"]);
+      },
+    );
 
     await t.step("the admin token guards it", async () => {
       const res = await gw.request("/api/v1/usage");
