@@ -222,6 +222,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
   let retries = 0; // on the current provider
   let last: GatewayError | null = null;
   let lastTarget: Target | undefined = order[0];
+  /** The last failure of a call that reached a provider (see `unusable`). */
+  let lastCalled: { error: GatewayError; target: Target; cls: OutcomeClass } | null = null;
   let rejectedOnly = true;
   /** Calls actually made (fast-fails and test-mode failures are not calls). */
   let made = 0;
@@ -322,6 +324,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       const cls = aborted || cut ? "client_error" : classOf(deps, breaker, s, err);
       classes.set(s, cls);
       lastClass = cls;
+      if (s.record.no_call !== true) lastCalled = { error: err, target: s.target, cls };
       if (s.synthetic) continue;
       deps.state.observeLatency(targetKey(s.target), penalty(deps, s.target));
       coolKey(deps, s, err);
@@ -398,7 +401,11 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     }
     // Moving on only if there is somewhere to go: otherwise this failure is the answer (and a
     // passthrough reply it carries must reach the client intact).
-    const moveOn = more && kind !== "final" && kind !== "key";
+    // A target this gateway cannot call at all (a provider the unified API cannot use, no
+    // key allowed the model) says nothing of the request: the next one is tried.
+    const unusable = settled.length === 1 && primary.record.no_call === true &&
+      primary.admission !== "reject";
+    const moveOn = more && (unusable || (kind !== "final" && kind !== "key"));
     for (const s of settled) {
       terminal(s, moveOn ? "next" : "final", reasonOf(s.error as GatewayError));
     }
@@ -418,10 +425,19 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     last.info.response?.body?.cancel().catch(() => {});
     return exhausted(breaker.degraded(lastTarget?.provider ?? "unknown"), attempts, lastTarget);
   }
+  // The chain ran out on a target it could not call: the answer is what the last provider
+  // that was called said (an outage stays an outage, not the unusable target's 400).
+  const endedUncalled = attempts.at(-1)?.no_call === true && lastCalled !== null;
+  if (
+    endedUncalled && lastCalled!.cls === "provider_degraded" && breaker.mode === "on" && !req.bypass
+  ) {
+    return exhausted(breaker.degraded(lastCalled!.target.provider), attempts, lastCalled!.target);
+  }
   return exhausted(
-    last ?? new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
+    (endedUncalled ? lastCalled!.error : last) ??
+      new GatewayError("upstream_timeout", `No attempt could start within the deadline`),
     attempts,
-    lastTarget,
+    endedUncalled ? lastCalled!.target : lastTarget,
   );
 }
 

@@ -995,3 +995,41 @@ features:
     await upstream.close();
   }
 });
+
+Deno.test("a target the unified API cannot call is passed over: the chain goes on, and an outage is not answered as its 400", async (t) => {
+  const upstream = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${upstream.url}/v1", keys: [{ key: sk-up-0001 }] }
+  unsigned: { type: bedrock, region: us-east-1 }
+routing:
+  failover: { max_retries: 0 }
+  models:
+    outage-then-unsigned: { providers: [up, unsigned], model: gpt-4o-mini }
+    unsigned-then-up: { providers: [unsigned, up], model: gpt-4o-mini }
+`);
+  const ask = (model: string) =>
+    gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+    });
+  try {
+    await t.step("the chain ends on it: the provider's 503 is the answer", async () => {
+      upstream.script({ kind: "json", status: 503, body: { error: { message: "overloaded" } } });
+      const res = await ask("outage-then-unsigned");
+      assert.equal(res.status, 503);
+      assert.match((await res.json()).error.message, /overloaded/);
+    });
+    await t.step("the chain starts on it: the next target answers", async () => {
+      upstream.script({ kind: "json" });
+      const res = await ask("unsigned-then-up");
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-pilotfish-provider"), "up");
+      await res.body?.cancel();
+    });
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
