@@ -424,6 +424,8 @@ const TYPE_BY_STATUS: Readonly<Record<number, string>> = {
   408: "invalid_request_error",
   413: "request_too_large",
   415: "invalid_request_error",
+  // Failed Dependency: the model failed on a valid request (Bedrock's ModelErrorException).
+  424: "api_error",
   429: "rate_limit_error",
   504: "timeout_error",
   529: "overloaded_error",

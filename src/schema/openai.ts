@@ -320,6 +320,8 @@ const UPSTREAM_TYPE_BY_STATUS: Readonly<Record<number, string>> = {
   408: "timeout_error",
   413: "invalid_request_error",
   422: "invalid_request_error",
+  // Failed Dependency: the model failed on a valid request (Bedrock's ModelErrorException).
+  424: "api_error",
   429: "rate_limit_error",
   504: "timeout_error",
 };

@@ -115,3 +115,16 @@ routing:
     await Promise.all([anthropic.close(), gemini.close(), openai.close()]);
   }
 });
+
+Deno.test("a 424 from upstream (Bedrock's ModelErrorException) is the model's failure, not the caller's", async () => {
+  const { GatewayError } = await import("../../../src/errors.ts");
+  const { toOpenAIError } = await import("../../../src/schema/openai.ts");
+  const { toAnthropicError } = await import("../../../src/schema/anthropic.ts");
+  const err = new GatewayError("upstream_error", "The model failed", {
+    status: 424,
+    upstreamCode: "ModelErrorException",
+  });
+  assert.equal(toOpenAIError(err).error.type, "api_error");
+  assert.equal(toOpenAIError(err).error.code, "ModelErrorException");
+  assert.equal(toAnthropicError(err).error.type, "api_error");
+});
