@@ -3,6 +3,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Runtime } from "../runtime.ts";
 import type { AppEnv } from "./context.ts";
 import { send } from "../server/whole.ts";
+import { resolveModel } from "../routing/mod.ts";
 
 interface ModelEntry {
   id: string;
@@ -22,7 +23,7 @@ const DISCOVERY_TTL_MS = 10 * 60_000;
 export async function listModels(c: Context<AppEnv>): Promise<Response> {
   const anthropic = fromAnthropicClient(c);
   const rt = c.get("runtime");
-  const entries = modelEntries(rt, await discoveredModels(rt));
+  const entries = await visibleTo(c, modelEntries(rt, await discoveredModels(rt)));
   if (anthropic) return send(c, "json", anthropicPage(entries, new URL(c.req.url).searchParams));
   return send(c, "json", { object: "list", data: entries });
 }
@@ -112,7 +113,7 @@ export async function getModel(c: Context<AppEnv>): Promise<Response> {
   } catch {
     id = raw; // a malformed escape (`%E0`) names no model: the 404 below
   }
-  const entries = modelEntries(rt, await discoveredModels(rt));
+  const entries = await visibleTo(c, modelEntries(rt, await discoveredModels(rt)));
   const entry = entries.find((m) => m.id === id);
   if (entry === undefined) {
     // The 404 names what is configured (PRODUCT's bad-input rule), within reason.
@@ -128,6 +129,31 @@ export async function getModel(c: Context<AppEnv>): Promise<Response> {
     );
   }
   return send(c, "json", anthropic ? anthropicModel(entry) : entry);
+}
+
+/**
+ * The entries the caller's app key may use, by the allowlists its requests are held to (a
+ * model the key would get 403 for is not listed, nor found by id); all without a key.
+ */
+async function visibleTo(
+  c: Context<AppEnv>,
+  entries: readonly ModelEntry[],
+): Promise<readonly ModelEntry[]> {
+  const rt = c.get("runtime");
+  const keys = rt.keys;
+  const id = c.get("exchange").principal.appKey;
+  if (keys === null || id === undefined) return entries;
+  const record = keys.peek(id) ?? await keys.get(id);
+  if (record.allowed_models.length === 0 && record.allowed_providers.length === 0) return entries;
+  return entries.filter((m) => {
+    let targets;
+    try {
+      targets = resolveModel(rt.config, m.id, undefined).targets;
+    } catch {
+      return false;
+    }
+    return !("refusal" in keys.allow(record, m.id, undefined, targets));
+  });
 }
 
 /** Models a 404 names at most. */

@@ -419,3 +419,39 @@ app_keys:
     await up.close();
   }
 }
+
+Deno.test("GET /v1/models lists what the caller's key may use; retrieve finds nothing else", async () => {
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers:
+  openai: { base_url: "http://127.0.0.1:9/v1", keys: [{ key: sk-configured }], models: [gpt-4o-mini, gpt-4o] }
+  other: { type: openai, base_url: "http://127.0.0.1:9/v1", keys: [{ key: sk-o }], models: [m1] }
+app_keys:
+  enabled: true
+  persistence: { enabled: false }
+  keys:
+    - { key: pf_static_listing_key_0001, allowed_models: [openai/gpt-4o-mini] }
+`);
+  try {
+    const ids = async (headers: Record<string, string>) =>
+      ((await (await gw.request("/v1/models", { headers })).json()).data as { id: string }[])
+        .map((m) => m.id).sort();
+    assert.deepEqual(await ids({}), ["openai/gpt-4o", "openai/gpt-4o-mini", "other/m1"]);
+    const { key } = await createKey(gw, { allowed_providers: ["other"] });
+    assert.deepEqual(await ids(bearer(key)), ["other/m1"]);
+    // A key from the config file, too.
+    assert.deepEqual(await ids(bearer("pf_static_listing_key_0001")), ["openai/gpt-4o-mini"]);
+    const hidden = await gw.request("/v1/models/openai%2Fgpt-4o", {
+      headers: bearer("pf_static_listing_key_0001"),
+    });
+    assert.equal(hidden.status, 404);
+    await hidden.body?.cancel();
+    const shown = await gw.request("/v1/models/openai%2Fgpt-4o-mini", {
+      headers: bearer("pf_static_listing_key_0001"),
+    });
+    assert.equal(shown.status, 200);
+    await shown.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});
