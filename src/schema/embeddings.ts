@@ -11,7 +11,13 @@ const invalid = (message: string, param: string) =>
   new GatewayError("invalid_request", message, { param });
 
 const isTokens = (v: unknown): v is number[] =>
-  Array.isArray(v) && v.length > 0 && v.every((n) => Number.isInteger(n));
+  Array.isArray(v) && v.length > 0 && v.every((n) => Number.isInteger(n) && (n as number) >= 0);
+
+/**
+ * Inputs one request may hold: OpenAI's limit, kept for every provider (a provider that embeds
+ * one text a call, or in batches, would otherwise fan a request out without bound).
+ */
+export const MAX_EMBEDDING_INPUTS = 2048;
 
 /**
  * Validate an OpenAI `/v1/embeddings` body: `model`, and `input` as a non-empty string, a
@@ -43,18 +49,30 @@ export function parseEmbeddingsRequest(raw: unknown): ParsedEmbeddingsRequest {
       "input",
     );
   }
+  // A single token array is one input; otherwise each element is one.
+  const inputs = Array.isArray(input) && !isTokens(input) ? input.length : 1;
+  if (inputs > MAX_EMBEDDING_INPUTS) {
+    throw invalid(
+      `"input" may hold at most ${MAX_EMBEDDING_INPUTS} inputs, got ${inputs}`,
+      "input",
+    );
+  }
+  // null is unset, as the SDKs and the providers' translations take it.
   if (
-    body.encoding_format !== undefined && body.encoding_format !== "float" &&
+    body.encoding_format != null && body.encoding_format !== "float" &&
     body.encoding_format !== "base64"
   ) {
     throw invalid(`"encoding_format" must be "float" or "base64"`, "encoding_format");
   }
   if (
-    body.dimensions !== undefined &&
+    body.dimensions != null &&
     !(typeof body.dimensions === "number" && Number.isInteger(body.dimensions) &&
       body.dimensions > 0)
   ) {
     throw invalid(`"dimensions" must be a positive integer`, "dimensions");
+  }
+  if (body.user != null && typeof body.user !== "string") {
+    throw invalid(`"user" must be a string`, "user");
   }
   const gateway = parseGatewayOptions(body["x-gateway"]);
   const { "x-gateway": _ext, ...rest } = body;

@@ -56,6 +56,10 @@ routing:
           [{ model: "up/x", input: "a", encoding_format: "hex" }, "encoding_format"],
           [{ model: "up/x", input: "a", dimensions: 0 }, "dimensions"],
           [{ input: "a" }, "model"],
+          // OpenAI's 2,048 inputs, on every provider: no request fans out without bound.
+          [{ model: "up/x", input: Array.from({ length: 2049 }, () => "x") }, "input"],
+          [{ model: "up/x", input: [1, -1] }, "input"],
+          [{ model: "up/x", input: "a", user: 5 }, "user"],
         ] as const
       ) {
         const res = await gw.request("/v1/embeddings", {
@@ -65,6 +69,27 @@ routing:
         assert.equal(res.status, 400);
         assert.equal((await res.json()).error.param, param);
       }
+      // null is unset, as the SDKs send it.
+      up.script({
+        kind: "json",
+        body: {
+          object: "list",
+          data: [],
+          model: "x",
+          usage: { prompt_tokens: 1, total_tokens: 1 },
+        },
+      });
+      const res = await gw.request("/v1/embeddings", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "up/x",
+          input: "a",
+          encoding_format: null,
+          dimensions: null,
+        }),
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
     });
 
     await t.step("a provider without embeddings is a clear 400; unknown model 404", async () => {

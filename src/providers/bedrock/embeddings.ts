@@ -8,6 +8,7 @@
  */
 import { GatewayError } from "../../errors.ts";
 import type { OpenAIEmbeddingsRequest, OpenAIUsage } from "../../schema/openai.ts";
+import { MAX_EMBEDDING_INPUTS } from "../../schema/embeddings.ts";
 import {
   embeddingInputs,
   encodeVector,
@@ -35,9 +36,6 @@ export interface EmbedPlan {
   read(json: unknown, tokenHeader: string | null, inputs: number): EmbedAnswer;
 }
 
-/** Texts one embeddings request may hold (OpenAI's limit). */
-const MAX_INPUTS = 2048;
-
 /** Texts per Cohere Embed call (Bedrock refuses more). */
 const COHERE_BATCH = 96;
 
@@ -49,8 +47,11 @@ export function planEmbeddings(
 ): EmbedPlan {
   const texts = embeddingInputs(body.input, provider);
   // OpenAI's own bound: here each input may be an upstream call of its own.
-  if (texts.length > MAX_INPUTS) {
-    throw invalid(`"input" may hold at most ${MAX_INPUTS} texts, got ${texts.length}`, "input");
+  if (texts.length > MAX_EMBEDDING_INPUTS) {
+    throw invalid(
+      `"input" may hold at most ${MAX_EMBEDDING_INPUTS} texts, got ${texts.length}`,
+      "input",
+    );
   }
   const encoding = encodingOf(body);
   const dimensions = body.dimensions;
