@@ -6,6 +6,8 @@ import { encodeEmbeddings } from "../pipeline/encode/openai.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { UnifiedRoute } from "../pipeline/run.ts";
 import { unifiedHandler } from "./unified.ts";
+import type { JsonOutcome, Usage } from "../providers/types.ts";
+import { knownUsage, usageNow } from "../streaming/mod.ts";
 
 function body(ex: Exchange): OpenAIEmbeddingsRequest {
   return (ex.request as { body: OpenAIEmbeddingsRequest }).body;
@@ -48,11 +50,30 @@ export const EMBEDDINGS_ROUTE: UnifiedRoute = {
           }),
         );
       }
-      return adapter.embeddings({ ...attempt, body: request }, model);
+      return adapter.embeddings({ ...attempt, body: request }, model).then(uncounted);
     };
   },
   encode: encodeEmbeddings,
 };
+
+/** The usage the meter estimates from the input (~4 characters a token), marked so. */
+const ESTIMATE: Usage = {
+  prompt_tokens: 0,
+  completion_tokens: 0,
+  total_tokens: 0,
+  estimated: true,
+};
+
+/**
+ * An answer whose upstream counted nothing (Gemini's batchEmbedContents, OpenAI-compatible
+ * servers that send no `usage`): embedding any input takes tokens, so the meter estimates
+ * them (billed, held to budgets, logged `usage_estimated`) instead of recording 0.
+ */
+function uncounted(outcome: JsonOutcome): JsonOutcome {
+  const u = usageNow(outcome.usage);
+  if (u != null && (u.prompt_tokens > 0 || u.total_tokens > 0)) return outcome;
+  return { ...outcome, usage: knownUsage(ESTIMATE) };
+}
 
 /** `POST /v1/embeddings`: OpenAI-shape embeddings from any provider that has them. */
 export const embeddings = unifiedHandler(EMBEDDINGS_ROUTE, "openai_json");

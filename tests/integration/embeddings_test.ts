@@ -129,3 +129,34 @@ Deno.test("embeddings on the embedded default: a bare model is a 404 naming the 
     await gw.close();
   }
 });
+
+Deno.test("embeddings an upstream did not count are estimated from the input, billed and marked, not free", async () => {
+  const up = startFakeUpstream();
+  const { usage: _none, ...uncounted } = EMBEDDINGS;
+  up.script({ kind: "json", body: uncounted });
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-embed-0001 }] }
+pricing:
+  models:
+    "up/emb": { input: 1, output: 0 }
+`);
+  try {
+    const res = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({ model: "up/emb", input: ["a".repeat(400), "b".repeat(400)] }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    // About 4 characters a token: ~200 tokens at $1 per million.
+    const cost = Number(res.headers.get("x-pilotfish-cost-usd"));
+    assert.ok(cost >= 0.00019 && cost <= 0.00021, `cost ${cost}`);
+    await gw.waitForLog('"msg":"request"');
+    const line = JSON.parse(gw.logs.find((l) => l.includes('"msg":"request"'))!);
+    assert.equal(line.usage_estimated, true);
+    assert.ok(line.prompt_tokens >= 190 && line.prompt_tokens <= 210, String(line.prompt_tokens));
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

@@ -79,7 +79,7 @@ export function mergeEmbedResponses(answers: readonly unknown[]): unknown {
  * same order as provided in the batch request"). base64 is what OpenAI sends for
  * `encoding_format: "base64"`: the little-endian float32 bytes of the vector. Gemini's
  * embedding endpoints report token counts only in newer versions (`usageMetadata`); when
- * absent the usage is zero rather than an estimate.
+ * absent the answer says zero, and the route has the meter estimate them.
  */
 export function fromGeminiEmbedResponse(
   json: unknown,
