@@ -44,6 +44,8 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "gpt-3.5-turbo-16k": { input: 3, output: 4 },
   "text-embedding-3-small": { input: 0.02, output: 0 },
   "text-embedding-3-large": { input: 0.13, output: 0 },
+  // The default of LangChain's OpenAIEmbeddings.
+  "text-embedding-ada-002": { input: 0.1, output: 0 },
   // Anthropic, https://docs.anthropic.com/en/docs/about-claude/pricing (2025-10-15).
   // Claude Opus 4.5, https://www.anthropic.com/news/claude-opus-4-5 (2025-11-24).
   "claude-opus-4-5": { input: 5, cache_write: 6.25, cache_read: 0.5, output: 25 },
@@ -70,6 +72,7 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "gemini-2.5-flash-lite": { input: 0.1, cache_read: 0.025, output: 0.4 },
   "gemini-2.0-flash": { input: 0.1, cache_read: 0.025, output: 0.4 },
   "gemini-2.0-flash-lite": { input: 0.075, output: 0.3 },
+  "gemini-embedding-001": { input: 0.15, output: 0 },
   // Amazon Bedrock on-demand, https://aws.amazon.com/bedrock/pricing/ (2025-10-15, us-east-1);
   // geo prefixes (`us.`, `eu.`, …) are stripped before the lookup. Claude 4.5 rates are the
   // global profile's: a geographic or in-Region call costs 10 % more (`REGIONAL_PREMIUM`).
@@ -88,8 +91,11 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "meta.llama3-1-70b-instruct-v1": { input: 0.72, output: 0.72 },
   "meta.llama3-1-8b-instruct-v1": { input: 0.22, output: 0.22 },
   "amazon.titan-embed-text-v2": { input: 0.02, output: 0 },
+  "amazon.titan-embed-text-v1": { input: 0.1, output: 0 },
   "cohere.embed-english-v3": { input: 0.1, output: 0 },
   "cohere.embed-multilingual-v3": { input: 0.1, output: 0 },
+  // Text inputs (images are priced per image, which a token count cannot say).
+  "cohere.embed-v4": { input: 0.12, output: 0 },
   "amazon.nova-pro-v1": { input: 0.8, cache_read: 0.2, output: 3.2 },
   "amazon.nova-lite-v1": { input: 0.06, cache_read: 0.015, output: 0.24 },
   "amazon.nova-micro-v1": { input: 0.035, cache_read: 0.00875, output: 0.14 },

@@ -45,6 +45,11 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
   // Older models have one Bedrock price.
   assert.equal(builtinPrice("us.anthropic.claude-sonnet-4-20250514-v1:0")?.input, 3);
   assert.equal(builtinPrice("mock/ok"), null);
+  // Common embedding models, as SDKs name them.
+  assert.equal(builtinPrice("text-embedding-ada-002")?.input, 0.1);
+  assert.equal(builtinPrice("amazon.titan-embed-text-v1")?.input, 0.1);
+  assert.equal(builtinPrice("us.cohere.embed-v4:0")?.input, 0.12);
+  assert.equal(builtinPrice("gemini-embedding-001")?.input, 0.15);
   // A short number after the name is another model, never its neighbour's price.
   assert.equal(builtinPrice("claude-opus-4-5-20251101")?.input, 5);
   assert.equal(builtinPrice("global.anthropic.claude-opus-4-5-20251101-v1:0")?.output, 25);
