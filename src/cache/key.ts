@@ -4,7 +4,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { OpenAIChatRequest } from "../schema/openai.ts";
+import type { OpenAIChatRequest, OpenAIEmbeddingsRequest } from "../schema/openai.ts";
 
 /** The `cache` block as this module reads it. */
 export interface CachePolicy {
@@ -24,32 +24,38 @@ export type Skip =
   | "no_key";
 
 export interface RequestFacts {
-  /** The inbound schema: only chat answers are cached. */
+  /** The inbound schema: chat answers and embeddings are cached. */
   readonly schema: string | null;
   readonly stream: boolean;
   /** `x-gateway.cache`. */
   readonly gatewayCache: boolean | undefined;
   /** The `Cache-Control` request header. */
   readonly cacheControl: string | null;
-  readonly body: OpenAIChatRequest;
+  readonly body: OpenAIChatRequest | OpenAIEmbeddingsRequest;
   /** `ex.principal.appKey`. */
   readonly appKey: string | undefined;
 }
 
 /**
  * Cached by default: non-streaming chat with temperature 0 or absent (a sampled answer is
- * not "the" answer); streaming too with `cache.streaming`. `x-gateway.cache: false` and
- * `Cache-Control: no-cache` / `no-store` skip it; `scope: key` needs an application key.
+ * not "the" answer), and embeddings (the same input is the same vectors); streaming chat too
+ * with `cache.streaming`. `x-gateway.cache: false` and `Cache-Control: no-cache` /
+ * `no-store` skip it; `scope: key` needs an application key.
  */
 export function skipReason(policy: CachePolicy, req: RequestFacts): Skip | null {
   if (!policy.enabled) return "disabled";
-  if (req.schema !== "openai_chat" && req.schema !== "anthropic_messages") return "schema";
+  if (
+    req.schema !== "openai_chat" && req.schema !== "anthropic_messages" &&
+    req.schema !== "embeddings"
+  ) {
+    return "schema";
+  }
   if (req.gatewayCache === false) return "x-gateway.cache";
   if (req.cacheControl !== null && /\bno-(?:cache|store)\b/i.test(req.cacheControl)) {
     return "cache-control";
   }
   // A sampled answer is reused only when the client opts in (`x-gateway.cache: true`).
-  const t = req.body.temperature;
+  const t = "temperature" in req.body ? req.body.temperature : undefined;
   if (t !== undefined && t !== null && t !== 0 && req.gatewayCache !== true) return "temperature";
   if (req.stream && !policy.streaming) return "stream";
   if (policy.scope === "key" && !req.appKey) return "no_key";
@@ -75,7 +81,7 @@ const NOT_IN_KEY = new Set(["stream", "stream_options", "user", "metadata", "sto
 export function cacheKey(
   targets: readonly { readonly provider: string; readonly model: string }[],
   scope: string,
-  body: OpenAIChatRequest,
+  body: OpenAIChatRequest | OpenAIEmbeddingsRequest,
 ): string {
   // v2: answers carry the stop sequence that ended them; v1 entries dropped it.
   let text = "pilotfish-cache-v2\n";

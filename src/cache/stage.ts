@@ -202,11 +202,16 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     // A lookup is bounded by the backend (Redis commands have their own deadline); a wait
     // for an identical request's answer by `waitFor`.
     timeout_ms: COALESCE_WAIT_MS + 1_000,
-    schemas: ["openai_chat", "anthropic_messages"],
+    schemas: ["openai_chat", "anthropic_messages", "embeddings"],
     pre_llm(ex, view) {
-      if (view.schema !== "openai_chat" && view.schema !== "anthropic_messages") return;
+      if (
+        view.schema !== "openai_chat" && view.schema !== "anthropic_messages" &&
+        view.schema !== "embeddings"
+      ) {
+        return;
+      }
       // A key must cover everything that can change the answer, and a hit must give it all.
-      if (view.exact === false) return;
+      if ("exact" in view && view.exact === false) return;
       const body = view.body;
       const skip = skipReason(policy, {
         schema: ex.schema,
@@ -217,7 +222,8 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         appKey: ex.principal.appKey,
       });
       if (skip !== null) return;
-      const includeUsage = body.stream_options?.include_usage === true;
+      const includeUsage = view.schema !== "embeddings" &&
+        view.body.stream_options?.include_usage === true;
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
       return lookup(ex, cacheKey(ex.targets, scope, body), includeUsage, null);
     },
@@ -225,7 +231,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       const key = keys.get(ex);
       if (key === undefined || res.stream) return;
       keys.delete(ex);
-      if (res.status === 200 && res.body && isCompletion(res.body)) store(ex, key, res.body);
+      if (res.status === 200 && res.body && isAnswer(res.body)) store(ex, key, res.body);
       else land(ex);
     },
     // A leader that ends without an answer stored (failed, rejected by a later stage, cut
@@ -319,7 +325,7 @@ function parseBody(text: string | null): Record<string, unknown> {
 function parseAnswer(text: string): Hit | null {
   try {
     const v = JSON.parse(text) as CachedAnswer;
-    return v && typeof v === "object" && v.body && isCompletion(v.body)
+    return v && typeof v === "object" && v.body && isAnswer(v.body)
       ? { provider: v.provider, model: v.model, text: null, body: v.body }
       : null;
   } catch {
@@ -366,8 +372,11 @@ function jsonString(text: string, from: number, to: number): string {
   return raw.includes("\\") ? JSON.parse(text.slice(from, to)) as string : raw;
 }
 
-function isCompletion(body: Record<string, unknown>): boolean {
-  return Array.isArray(body.choices) && body.choices.length > 0 && body.error === undefined;
+/** A chat completion with choices, or an embeddings list with vectors: an answer to keep. */
+function isAnswer(body: Record<string, unknown>): boolean {
+  if (body.error !== undefined) return false;
+  if (Array.isArray(body.choices)) return body.choices.length > 0;
+  return body.object === "list" && Array.isArray(body.data) && body.data.length > 0;
 }
 
 interface ChoiceParts {

@@ -1011,3 +1011,71 @@ cache: { enabled: true, streaming: true }
     await up.close();
   }
 });
+
+Deno.test("embeddings are cached: the same input is answered from the cache, in either encoding, through the SDK", async (t) => {
+  const up = startFakeUpstream();
+  const gw = startGateway(gatewayYaml(up.url, "  enabled: true"));
+  const openai = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "sk-x", maxRetries: 0 });
+  const vectors = {
+    object: "list",
+    data: [{ object: "embedding", index: 0, embedding: [0.25, -0.5, 1] }],
+    model: "text-embedding-3-small",
+    usage: { prompt_tokens: 3, total_tokens: 3 },
+  };
+  try {
+    for (const encoding of ["float", "base64"] as const) {
+      await t.step(`encoding_format ${encoding}`, async () => {
+        const before = up.requests.length;
+        up.script({
+          kind: "json",
+          body: encoding === "float" ? vectors : {
+            ...vectors,
+            data: [{
+              object: "embedding",
+              index: 0,
+              embedding: btoa(String.fromCharCode(
+                ...new Uint8Array(new Float32Array([0.25, -0.5, 1]).buffer),
+              )),
+            }],
+          },
+        });
+        const ask = () =>
+          openai.embeddings.create({
+            model: "up/text-embedding-3-small",
+            input: "cache me",
+            encoding_format: encoding,
+          }).withResponse();
+        const miss = await ask();
+        const hit = await ask();
+        assert.equal(miss.response.headers.get("x-cache"), "MISS");
+        assert.equal(hit.response.headers.get("x-cache"), "HIT");
+        assert.deepEqual(hit.data, miss.data);
+        assert.equal(up.requests.length, before + 1, "one upstream call");
+      });
+    }
+    await t.step("another input, or x-gateway.cache: false, goes upstream", async () => {
+      up.script({ kind: "json", body: vectors });
+      const before = up.requests.length;
+      const other = await gw.request("/v1/embeddings", {
+        method: "POST",
+        body: JSON.stringify({ model: "up/text-embedding-3-small", input: "something else" }),
+      });
+      assert.equal(other.headers.get("x-cache"), "MISS");
+      await other.body?.cancel();
+      const skipped = await gw.request("/v1/embeddings", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "up/text-embedding-3-small",
+          input: "something else",
+          "x-gateway": { cache: false },
+        }),
+      });
+      assert.equal(skipped.headers.get("x-cache"), null);
+      await skipped.body?.cancel();
+      assert.equal(up.requests.length, before + 2);
+    });
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

@@ -64,7 +64,8 @@ Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a
   const policy = { enabled: true, scope: "key" as const, streaming: false };
   assert.equal(skipReason(policy, facts), "no_key");
   assert.equal(skipReason(policy, { ...facts, appKey: "key_1" }), null);
-  assert.equal(skipReason(policy, { ...facts, appKey: "k", schema: "embeddings" }), "schema");
+  assert.equal(skipReason(policy, { ...facts, appKey: "k", schema: "embeddings" }), null);
+  assert.equal(skipReason(policy, { ...facts, appKey: "k", schema: "responses" }), "schema");
   assert.equal(skipReason({ ...policy, enabled: false }, facts), "disabled");
   assert.equal(
     skipReason({ ...policy, scope: "global" }, { ...facts, cacheControl: "max-age=0, no-store" }),
