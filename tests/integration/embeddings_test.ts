@@ -21,7 +21,7 @@ Deno.test("POST /v1/embeddings through the openai SDK, with failover and errors"
   up.script({ kind: "json", body: EMBEDDINGS });
   const gw = startGateway(`
 providers:
-  mock: {}
+  claude: { type: anthropic, base_url: "${broken.url}/v1", keys: [{ key: sk-ant-x }] }
   broken: { base_url: "${broken.url}/v1" }
   up: { base_url: "${up.url}/v1", keys: [{ key: sk-embed-0001 }] }
 routing:
@@ -95,10 +95,10 @@ routing:
     await t.step("a provider without embeddings is a clear 400; unknown model 404", async () => {
       let res = await gw.request("/v1/embeddings", {
         method: "POST",
-        body: JSON.stringify({ model: "mock/echo", input: "a" }),
+        body: JSON.stringify({ model: "claude/claude-sonnet-4-5", input: "a" }),
       });
       assert.equal(res.status, 400);
-      assert.match((await res.json()).error.message, /Provider "mock" has no embeddings API/);
+      assert.match((await res.json()).error.message, /Provider "claude" has no embeddings API/);
       res = await gw.request("/v1/embeddings", {
         method: "POST",
         body: JSON.stringify({ model: "nope/x", input: "a" }),
@@ -158,5 +158,39 @@ pricing:
   } finally {
     await gw.close();
     await up.close();
+  }
+});
+
+Deno.test("the mock embeds offline: the same input the same unit vector, in either encoding, through the SDK", async () => {
+  const gw = startGateway(embeddedDefault(() => undefined).config);
+  const client = new OpenAI({ baseURL: gw.url("/v1"), apiKey: "unused", maxRetries: 0 });
+  try {
+    const floats = await client.embeddings.create({
+      model: "mock/echo",
+      input: ["hello", "world", "hello"],
+      encoding_format: "float",
+    });
+    assert.equal(floats.data.length, 3);
+    const [a, b, c] = floats.data.map((d) => d.embedding);
+    assert.equal(a!.length, 8);
+    assert.deepEqual(a, c, "the same input, the same vector");
+    assert.notDeepEqual(a, b);
+    assert.ok(Math.abs(a!.reduce((n, v) => n + v * v, 0) - 1) < 1e-5, "unit length");
+    assert.ok(floats.usage.prompt_tokens > 0);
+    // The Node SDK asks for base64 by default and decodes it.
+    const decoded = await client.embeddings.create({
+      model: "mock/echo",
+      input: "hello",
+      dimensions: 4,
+    });
+    assert.equal(decoded.data[0]!.embedding.length, 4);
+    const failing = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({ model: "mock/error-503", input: "a" }),
+    });
+    assert.equal(failing.status, 503);
+    await failing.body?.cancel();
+  } finally {
+    await gw.close();
   }
 });

@@ -123,10 +123,10 @@ routing:
       const res = await post("/v1/embeddings", {
         model: "text-embedding-3-small",
         input: "hi",
-        "x-gateway": { provider: "mock" },
+        "x-gateway": { provider: "anthropic" },
       });
       assert.equal(res.status, 400);
-      assert.match((await res.json()).error.message, /Provider "mock" has no embeddings API/);
+      assert.match((await res.json()).error.message, /Provider "anthropic" has no embeddings API/);
     });
 
     await t.step("the Anthropic SDK's /v1/messages goes to the pinned provider", async () => {

@@ -9,7 +9,14 @@ import {
   knownUsage,
   meterChunks,
 } from "../../streaming/mod.ts";
-import type { ChatCall, ChatOutcome, ProviderAdapter } from "../types.ts";
+import type {
+  ChatCall,
+  ChatOutcome,
+  EmbeddingsCall,
+  JsonOutcome,
+  ProviderAdapter,
+} from "../types.ts";
+import { encodeVector, encodingOf, type OpenAIEmbeddingList } from "../shared/embeddings.ts";
 import {
   contentTexts,
   functionTools,
@@ -36,6 +43,8 @@ import {
  * - `mock/error-400`, `mock/error-429`, `mock/error-500`, `mock/error-503`: fail with that status
  * - `mock/flaky`: every other call fails with 503
  * - `mock/stream-error-after-3`: a stream that breaks after three content chunks
+ *
+ * It embeds too (`/v1/embeddings`): a deterministic unit vector per input.
  */
 export const MOCK_MODELS = [
   "echo",
@@ -58,6 +67,46 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
     models: () => (cfg.models.length > 0 ? cfg.models : MOCK_MODELS),
     // No `native`: the mock has no native API, so the passthrough routes refuse it.
     classify: classifyOutcome,
+    /**
+     * Deterministic vectors (`dimensions`, default 8) from each input's text, so the same
+     * input always embeds the same; usage ~4 characters a token. The failure models fail.
+     */
+    embeddings(call: EmbeddingsCall, model: string): Promise<JsonOutcome> {
+      calls++;
+      const failure = mockFailure(model, calls, cfg.name);
+      if (failure) return Promise.reject(failure);
+      const input = call.body.input;
+      // A single token array is one input, as on OpenAI.
+      const inputs: unknown[] = Array.isArray(input) && !input.every((v) => typeof v === "number")
+        ? input
+        : [input];
+      const dims = typeof call.body.dimensions === "number" ? call.body.dimensions : 8;
+      const encoding = encodingOf(call.body);
+      let tokens = 0;
+      const data = inputs.map((item, index) => {
+        const text = typeof item === "string" ? item : JSON.stringify(item);
+        tokens += Array.isArray(item) ? item.length : Math.max(1, Math.ceil(text.length / 4));
+        return {
+          object: "embedding" as const,
+          index,
+          embedding: encodeVector(mockVector(text, dims), encoding),
+        };
+      });
+      const usage = { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens };
+      const body: OpenAIEmbeddingList = {
+        object: "list",
+        data,
+        model,
+        usage: { prompt_tokens: tokens, total_tokens: tokens },
+      };
+      return Promise.resolve({
+        kind: "json",
+        status: 200,
+        format: "object",
+        body: body as unknown as Record<string, unknown>,
+        usage: knownUsage(usage),
+      });
+    },
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       checkRequest(call.body, cfg.name);
       calls++;
@@ -165,6 +214,24 @@ function checkRequest(body: OpenAIChatRequest, provider: string): void {
       contentTexts(m.content, at, provider);
     },
   });
+}
+
+/** A unit vector of `dims` from `text` (FNV-1a, then xorshift): the same text, the same vector. */
+function mockVector(text: string, dims: number): number[] {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  const out: number[] = [];
+  let norm = 0;
+  for (let i = 0; i < dims; i++) {
+    h ^= h << 13;
+    h ^= h >>> 17;
+    h ^= h << 5;
+    const v = ((h >>> 0) / 0xffffffff) * 2 - 1;
+    out.push(v);
+    norm += v * v;
+  }
+  const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+  return out.map((v) => Math.fround(v * scale));
 }
 
 function mockFailure(model: string, calls: number, provider: string): GatewayError | null {
