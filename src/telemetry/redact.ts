@@ -2,10 +2,12 @@
  * Shapes of credentials that may show up in upstream error text, paths or query strings,
  * as one alternation so a line is scanned once: `Bearer` values, OpenAI/Anthropic `sk-`
  * keys (also masked "sk-ab***yz"), Pilotfish `pf_` keys, Google `AIza` keys, AWS access key
- * ids, and `key=`/`api_key=`/`token=` query values (group 1 keeps the parameter name).
+ * ids, and `key=`/`api_key=`/`token=` query values (group 1 keeps the parameter name). A
+ * value ends at a backslash too: the text is often JSON, where `\"` closes the string the
+ * value sits in, and taking the backslash would leave that quote unescaped (invalid JSON).
  */
 const SECRET_RE =
-  /([?&](?:key|api_key|token)=)[^&\s"]+|\bBearer\s+[^\s",;]+|\bsk-[A-Za-z0-9_*-]{6,}|\bpf_[A-Za-z0-9_-]{6,}|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
+  /([?&](?:key|api_key|token)=)[^&\s"\\]+|\bBearer\s+[^\s",;\\]+|\bsk-[A-Za-z0-9_*-]{6,}|\bpf_[A-Za-z0-9_-]{6,}|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
 
 const replaceSecret = (_match: string, param: string | undefined) =>
   param === undefined ? "[REDACTED]" : `${param}[REDACTED]`;

@@ -100,3 +100,22 @@ Deno.test("redactJsonText() finds a secret spelled with JSON escapes; other bodi
   // A secret in a member name is found too.
   assert.doesNotMatch(redactJsonText(`{"${escaped}":1}`, redact), /zz-configured|\\u007a/);
 });
+
+Deno.test("createRedactor() keeps JSON text valid: a secret before an escaped quote leaves the backslash", () => {
+  const redact = createRedactor([]);
+  for (
+    const value of [
+      'Invalid header "Authorization: Bearer abcdef123" and url "https://h/x?key=QQQQ"',
+      'see "https://x/?token=abc"',
+      "why does Authorization: Bearer abc123",
+    ]
+  ) {
+    // As in a log line or an upstream's error body: the value serialized inside JSON.
+    const line = JSON.stringify({ error: { message: value }, nested: JSON.stringify({ value }) });
+    const out = redact(line);
+    const parsed = JSON.parse(out);
+    assert.ok(!out.includes("abcdef123") && !out.includes("QQQQ") && !out.includes("=abc"), out);
+    assert.match(parsed.error.message, /\[REDACTED\]/);
+    JSON.parse(parsed.nested);
+  }
+});
