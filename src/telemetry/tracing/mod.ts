@@ -193,6 +193,12 @@ export function createTracing(settings: TracingSettings): Tracing {
     span.setAttribute("pilotfish.attempt.outcome", record.outcome);
     usageAttributes(span, usage, a.operation);
     if (record.outcome === "ok") {
+      // An error the upstream answered that is relayed as the answer (a native route's 4xx):
+      // the client span fails on it all the same (OTel HTTP client semconv).
+      if (record.status !== null && record.status >= 400) {
+        span.setAttribute("error.type", String(record.status));
+        span.setError();
+      }
       // A stream's attempt ends with its last chunk: now (its usage just settled).
       span.end();
       return;

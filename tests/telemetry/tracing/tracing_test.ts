@@ -229,6 +229,16 @@ telemetry:
       else assert.notEqual(server.status?.code, 2, `${status}: the client's error, not ours`);
       assert.equal(client.status?.code, 2, `${status}: a failed upstream call`);
     }
+    // A native route relays the upstream's error as its answer: the client span fails too.
+    for (const status of [400, 401]) {
+      receiver.spans.length = 0;
+      up.script({ kind: "json", status, body: { error: { message: "no" } } });
+      assert.equal(await chatOnce(gw, "/openai/v1/chat/completions", "gpt-4o-mini"), status);
+      await gw.runtime.observability.flushTraces();
+      const client = receiver.spans.find((s) => s.kind === 3)!;
+      assert.equal(client.status?.code, 2, `passthrough ${status}: a failed upstream call`);
+      assert.equal(attr(client, "error.type"), String(status));
+    }
   } finally {
     await gw.close();
     await up.close();
