@@ -8,6 +8,7 @@ export {
   executeUpstream,
   type UpstreamReply,
   type UpstreamRequest,
+  type UpstreamTrace,
   withUpstreamTrace,
 } from "./execute.ts";
 export { MOCK_MODELS } from "./mock/adapter.ts";

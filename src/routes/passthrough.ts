@@ -8,6 +8,7 @@ import {
   type NativeApi,
   type ProviderAdapter,
   type RawOutcome,
+  type UpstreamTrace,
   withUpstreamTrace,
 } from "../providers/mod.ts";
 import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
@@ -23,6 +24,7 @@ import {
   feedRelayedFailure,
   pickKey,
   pilotfishHeaders,
+  type Target,
 } from "../routing/mod.ts";
 import {
   createUsageMeter,
@@ -34,6 +36,7 @@ import {
   relayStream,
   type StreamFailures,
   StreamIdleTimeout,
+  type UsageMeter,
 } from "../streaming/mod.ts";
 import {
   endAt,
@@ -268,6 +271,9 @@ async function run(
   let response: Response;
   let attempts: readonly AttemptRecord[];
   let settle = noop;
+  /** Time since the answering attempt started, and its trace: for a stream's first content. */
+  let sinceStart = () => 0;
+  let attemptTrace: UpstreamTrace | undefined;
   if (breaker.mode === "off") {
     if (inject) headers.set(...auth.header(configuredKey()));
     // A declared length is enforced by HTTP framing and keeps the upstream request framed
@@ -280,8 +286,10 @@ async function run(
     // request. (write_timeout needs no guard: it already bounds the whole upstream call.)
     const upload = streamed && deadlines?.read ? guardUpload(streamed, deadlines.read) : null;
     const sentAt = rt.clock.now();
+    sinceStart = () => rt.clock.now() - sentAt;
     // One attempt, traced like failover's: its span, and its trace context sent upstream.
     const trace = trailOf(ex)?.attemptStart({ provider: provider.name, model: model ?? "" });
+    attemptTrace = trace;
     const call = () =>
       executeUpstream(rt.fetch, {
         url: targetUrl,
@@ -387,15 +395,20 @@ async function run(
       response = kept;
     }
     attempts = result.attempts;
+    const started = attempts.findLast((a) => a.outcome === "ok")?.started_ms;
+    if (started !== undefined) sinceStart = () => rt.now() - started;
   }
   // An upstream that echoes the credential it got (some do, in a 401's body or a header) must
   // not hand the gateway's own key to a client that never had it: the runtime's redactor (the
   // unified routes' too) takes the keys and their shapes, a 12-character prefix echo included.
   let out: Awaited<ReturnType<typeof relay>>;
   try {
+    const trail = trailOf(ex);
     out = await relay(ex, native, response, attempts, inject ? rt.redact : null, {
       settle,
       idleMs: provider.timeout,
+      // A stream's first content: the active-stream gauge, time to first chunk, its span event.
+      firstContent: trail && ((target) => trail.firstChunk(target, sinceStart(), attemptTrace)),
     });
   } catch (err) {
     // The body failed before the answer started (the upstream timeout ran out while it was
@@ -591,7 +604,11 @@ async function relay(
    * one that is not a stream (whose idle timers are the stream gate's) is cut once the
    * upstream sends nothing for `idleMs` while the client waits.
    */
-  timer: { settle: () => void; idleMs: number },
+  timer: {
+    settle: () => void;
+    idleMs: number;
+    firstContent?: ((target: Target) => void) | undefined;
+  },
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const { settle } = timer;
   const contentType = res.headers.get("content-type") ?? "";
@@ -613,7 +630,22 @@ async function relay(
   ) {
     out.set(name, value);
   }
-  const meter = createUsageMeter();
+  const counted = createUsageMeter();
+  const winning = attempts.findLast((a) => a.outcome === "ok");
+  const onFirst = ex.stream && winning !== undefined ? timer.firstContent : undefined;
+  // The first content of a stream is told once, as the unified routes' stream gate tells it.
+  let untold = onFirst !== undefined;
+  const meter: UsageMeter = !untold ? counted : {
+    ...counted,
+    usage: counted.usage,
+    content(chars) {
+      if (untold && chars > 0) {
+        untold = false;
+        onFirst!({ provider: winning!.provider, model: winning!.model });
+      }
+      counted.content(chars);
+    },
+  };
   // A stream cut before the upstream counted the input is billed for the request's size
   // (~4 bytes a token, as the unified routes estimate a prompt), marked estimated.
   const req = ex.request?.schema === "passthrough" ? ex.request : null;

@@ -442,3 +442,49 @@ Deno.test("GET /metrics and /api/v1/status count the tokens billed: an estimated
     await up.close();
   }
 });
+
+Deno.test("a native passthrough stream counts as active while it runs and records its time to first chunk", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url, "").replace(/features:[\s\S]*$/, ""));
+  const metrics = async () => await (await gw.request("/metrics")).text();
+  try {
+    up.script({
+      kind: "sse",
+      events: [
+        `data: ${
+          JSON.stringify({
+            id: "c",
+            object: "chat.completion.chunk",
+            created: 1,
+            model: "gpt-4o-mini",
+            choices: [{ index: 0, delta: { content: "Hi" }, finish_reason: null }],
+          })
+        }\n\n`,
+      ],
+      thenHang: true,
+    });
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      body: chat("gpt-4o-mini", true),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    await reader.read(); // the first content has gone through
+    assert.equal(sample(await metrics(), "pilotfish_active_streams"), 1);
+    await reader.cancel();
+    await gw.waitForLog('"msg":"request"');
+    const text = await metrics();
+    assert.equal(sample(text, "pilotfish_active_streams"), 0);
+    const ttfc = text.split("\n").find((l) =>
+      l.startsWith("gen_ai_client_operation_time_to_first_chunk_count") &&
+      l.includes('gen_ai_provider_name="up"')
+    );
+    assert.ok(
+      ttfc !== undefined && Number(ttfc.split(" ").at(-1)) === 1,
+      text.split("\n").filter((l) => l.includes("first_chunk")).join("\n"),
+    );
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
