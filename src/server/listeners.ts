@@ -116,10 +116,21 @@ export async function startListeners(
         await Promise.race([drained, timeout(DRAIN_GRACE_MS)]);
         clearTimeout(timer);
       }
-      if (socket) await Deno.remove(socket).catch(() => {});
+      // Deno unlinks the socket as the listener closes, so during the drain a replacement
+      // daemon may have bound the same path (an inode number can even be reused): a file
+      // something still answers on is not ours to remove.
+      if (socket && !(await answers(socket))) await Deno.remove(socket).catch(() => {});
       return ok;
     },
   };
+}
+
+/** Something listens on the socket at `path` (our own listener is closed by then). */
+function answers(path: string): Promise<boolean> {
+  return Deno.connect({ transport: "unix", path }).then((c) => {
+    c.close();
+    return true;
+  }, () => false);
 }
 
 /** Run `listen`, turning the errors people hit into one line naming what to change. */

@@ -57,3 +57,54 @@ Deno.test("a socket path longer than a Unix socket holds is a clear error, at --
   assert.equal(new TextEncoder().encode(fits).length, 107);
   assert.equal(parseCli(["--socket", fits], () => undefined).socket, fits);
 });
+
+Deno.test("a daemon that drains leaves alone the socket a replacement bound on its path meanwhile", async () => {
+  const { parseConfigText } = await import("../../src/config/mod.ts");
+  const { startListeners } = await import("../../src/server/listeners.ts");
+  const { createLogger } = await import("../../src/telemetry/mod.ts");
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/pf.sock`;
+  const server = parseConfigText(
+    `server: { tcp: false, socket: "${path}" }\n`,
+    () => undefined,
+    "t.yaml",
+  ).config.server;
+  const logger = createLogger({ level: "error", redact: (t) => t, write: () => {} });
+  const release = Promise.withResolvers<void>();
+  const started = Promise.withResolvers<void>();
+  const old = await startListeners(
+    async () => {
+      started.resolve();
+      await release.promise;
+      return new Response("old");
+    },
+    server,
+    logger,
+  );
+  // A request the old daemon is still answering keeps its drain going.
+  const conn = await Deno.connect({ transport: "unix", path });
+  await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  await started.promise;
+  const draining = old.shutdown(10_000);
+  // Deno unlinks the file once the listener has closed (a moment later, by path): the path is
+  // then free for a replacement. Waited for, as a replacement started later would find it.
+  const gone = () => Deno.lstat(path).then(() => false, () => true);
+  for (let i = 0; i < 500 && !(await gone()); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.ok(await gone(), "Deno unlinked the closed listener's socket");
+  const replacement = await startListeners(() => new Response("new"), server, logger);
+  try {
+    release.resolve();
+    await draining;
+    await Deno.lstat(path); // still there: the replacement's
+    const client = Deno.createHttpClient({ proxy: { transport: "unix", path } });
+    const res = await fetch("http://x/", { client });
+    assert.equal(await res.text(), "new");
+    client.close();
+  } finally {
+    conn.close();
+    await replacement.shutdown(1_000);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
