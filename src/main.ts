@@ -221,7 +221,7 @@ async function main(): Promise<number> {
     };
   };
 
-  const reload = async (): Promise<ReloadResult> => {
+  const reloadOnce = async (): Promise<ReloadResult> => {
     const path = cli.configPath;
     if (path === null) {
       return {
@@ -240,14 +240,16 @@ async function main(): Promise<number> {
       };
       const lacking = await missingFor(next.config, cli);
       if (lacking.length > 0) return refusedFor(lacking);
+      const onRestart = restartOnly.map((k) => `server.${k}`);
       if (restartOnly.length > 0) {
         log().warn("config reload: these server.* changes take effect on restart", {
           path,
-          keys: restartOnly.map((k) => `server.${k}`),
+          keys: onRestart,
         });
       }
       const cbAfter = next.config.features.circuit_breaker;
       if (breakerBackend(runtime.config) !== breakerBackend(next.config)) {
+        onRestart.push("features.circuit_breaker.backend");
         log().warn(
           "config reload: the circuit breaker's backend is chosen at start; a change takes effect on restart",
           { path },
@@ -258,6 +260,7 @@ async function main(): Promise<number> {
         JSON.stringify(runtime.config.responses.store) !==
           JSON.stringify(next.config.responses.store)
       ) {
+        onRestart.push("responses.store");
         log().warn(
           "config reload: the responses store is built at start; responses.store changes take effect on restart",
           { path },
@@ -278,7 +281,11 @@ async function main(): Promise<number> {
       for (const w of next.loaded.warnings) log().warn("config warning", { warning: w });
       for (const note of next.loaded.notes ?? []) log().info("config note", { note });
       log().info("config reloaded", { path, generation: runtime.generation });
-      return { ok: true, generation: runtime.generation };
+      return {
+        ok: true,
+        generation: runtime.generation,
+        ...(onRestart.length > 0 ? { restart_required: onRestart } : {}),
+      };
     } catch (err) {
       const missing = missingPermission(err);
       if (missing !== null) return refusedFor([missing]);
@@ -286,6 +293,14 @@ async function main(): Promise<number> {
       log().error("config reload refused; the running config stays in force", { path, problems });
       return { ok: false, problems, generation: runtime.generation };
     }
+  };
+  // One reload at a time (the file watcher, POST /api/v1/reload, SIGHUP): each reads the file
+  // when its turn comes and gets the next generation number, so the latest file wins.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (): Promise<ReloadResult> => {
+    const turn = reloading.then(reloadOnce, reloadOnce);
+    reloading = turn.catch(() => {});
+    return turn;
   };
   const control = createControl({ current: () => runtime, reload });
 
@@ -318,10 +333,18 @@ async function main(): Promise<number> {
     );
   }
 
+  // SIGHUP reloads the config, as daemons conventionally do (it used to end the process, and
+  // every stream with it).
+  const onHangup = () => {
+    reload().catch((err) => log().error("config reload failed", { error: err }));
+  };
+  Deno.addSignalListener("SIGHUP", onHangup);
+
   // Graceful shutdown: stop accepting, drain in-flight requests and streams, exit 0.
   const { promise: stopSignal, resolve: stop } = Promise.withResolvers<string>();
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stop(sig));
   const signal = await stopSignal;
+  Deno.removeSignalListener("SIGHUP", onHangup);
   log().info("shutting down", { signal, drain_timeout_ms: runtime.config.server.drain_timeout });
   isReady = false;
   stopWatching();

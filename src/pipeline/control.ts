@@ -15,6 +15,8 @@ export interface ReloadResult {
   readonly problems?: readonly string[];
   /** The generation serving after the call. */
   readonly generation: number;
+  /** Keys the new file changed that take effect only on a restart (the rest is applied). */
+  readonly restart_required?: readonly string[];
 }
 
 /** Read access to what the gateway has learned and holds. */

@@ -729,3 +729,50 @@ Deno.test("hot reload applies breaker timing and server limits; a listener chang
     await upstream.close();
   }
 });
+
+Deno.test("reloads run one at a time; the API answer names what waits for a restart; SIGHUP reloads", async () => {
+  const yaml = `
+server:
+${LISTENERS}  reload_interval: 0
+  admin_token: adm-reload-0001
+providers:
+  mock: {}
+`;
+  const d = await startDaemon(yaml);
+  const reload = async () => {
+    const res = await fetch(d.url("/api/v1/reload"), {
+      method: "POST",
+      headers: { authorization: "Bearer adm-reload-0001" },
+    });
+    return await res.json() as { ok: boolean; generation: number; restart_required?: string[] };
+  };
+  try {
+    // Eight at once: eight generations, each its own number.
+    const results = await Promise.all(Array.from({ length: 8 }, reload));
+    assert.ok(results.every((r) => r.ok));
+    assert.deepEqual(results.map((r) => r.generation).sort((a, b) => a - b), [
+      2,
+      3,
+      4,
+      5,
+      6,
+      7,
+      8,
+      9,
+    ]);
+    // A listener change is applied on restart only, and the answer says so.
+    const text = await Deno.readTextFile(d.configPath);
+    await Deno.writeTextFile(d.configPath, text.replace(`port: ${d.port}`, `port: ${freePort()}`));
+    const moved = await reload();
+    assert.equal(moved.ok, true);
+    assert.deepEqual(moved.restart_required, ["server.port"]);
+    // SIGHUP reloads instead of ending the daemon (and its streams).
+    d.signal("SIGHUP");
+    await d.waitForLog('"generation":11');
+    const alive = await fetch(d.url("/healthz"));
+    assert.equal(alive.status, 200);
+    await alive.body?.cancel();
+  } finally {
+    assert.equal(await d.stop(), 0);
+  }
+});
