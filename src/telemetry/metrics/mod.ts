@@ -408,7 +408,8 @@ export function createMetrics(serviceName: string): Metrics {
           }
           case "first_chunk": {
             const op = operationName(e.exchange);
-            const m = model(e.target.model);
+            // The model as asked, as the duration and token histograms label it (joinable).
+            const m = model(requestedModel(e.exchange));
             const key = `${op}\0${e.target.provider}\0${m}`;
             (chunkHandles.get(key) ?? keep(
               chunkHandles,

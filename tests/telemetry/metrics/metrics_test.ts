@@ -488,3 +488,27 @@ Deno.test("a native passthrough stream counts as active while it runs and record
     await up.close();
   }
 });
+
+Deno.test("time to first chunk is labelled with the model as asked, as the duration histogram is", async () => {
+  const up = startFakeUpstream();
+  const gw = await gateway(config(up.url));
+  try {
+    up.script({ kind: "stream" });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chat("up/gpt-4o-mini", true),
+    });
+    await res.text();
+    await gw.waitForLog('"msg":"request"');
+    const text = await (await gw.request("/metrics")).text();
+    const labelOf = (family: string) =>
+      /gen_ai_request_model="([^"]*)"/.exec(
+        text.split("\n").find((l) => l.startsWith(`${family}_count{`)) ?? "",
+      )?.[1];
+    assert.equal(labelOf("gen_ai_client_operation_duration"), "up/gpt-4o-mini");
+    assert.equal(labelOf("gen_ai_client_operation_time_to_first_chunk"), "up/gpt-4o-mini");
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
