@@ -605,9 +605,15 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       connectedBefore = true;
       admittedAlone = false;
     }));
+    let everUp = false;
     stops.push(l.onStateChange((up) => {
-      if (up) logger.info("rate limits: Redis reachable, limits shared by the fleet again", {});
-      else {
+      if (up) {
+        logger.info(
+          `rate limits: Redis reachable, limits shared by the fleet${everUp ? " again" : ""}`,
+          {},
+        );
+        everUp = true;
+      } else {
         logger.warn("rate limits: Redis unreachable, each sidecar admits its share", {
           fallback_share: share,
         });

@@ -135,6 +135,13 @@ export function compilePlugin(
     }
   }
   const hooks = cfg.hooks ? available.filter((h) => cfg.hooks!.includes(h)) : available;
+  if (cfg.hooks?.length === 0) {
+    throw new ModuleError(
+      `${where}: "hooks" is empty; list the hooks to run (it exports ${
+        available.join(", ") || "none"
+      })`,
+    );
+  }
   if (hooks.length === 0) {
     throw new ModuleError(`${where}: exports none of ${HOOKS.join(", ")}`);
   }

@@ -7,6 +7,7 @@
  */
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import { errorClass } from "./labels.ts";
+import { toNanos } from "../usage/cost.ts";
 
 /** How many recent requests the percentiles look at. */
 const WINDOW = 1024;
@@ -78,7 +79,8 @@ export function createRollup(now: () => number): Rollup {
   let errors: Record<string, number> = {};
   let input = 0;
   let output = 0;
-  let cost = 0;
+  /** Today's cost in nano-dollars: summed exactly, as /api/v1/usage sums it. */
+  let costNanos = 0;
   let hits = 0;
   let misses = 0;
   let byProvider: Record<string, { requests: number; errors: number }> = {};
@@ -95,7 +97,7 @@ export function createRollup(now: () => number): Rollup {
     requests =
       input =
       output =
-      cost =
+      costNanos =
       hits =
       misses =
         0;
@@ -126,7 +128,7 @@ export function createRollup(now: () => number): Rollup {
             input += u.prompt_tokens ?? 0;
             output += u.completion_tokens ?? 0;
           }
-          cost += ex.cost ?? 0;
+          costNanos += toNanos(ex.cost ?? 0);
           latency.push(e.duration_ms);
           if (ex.overheadMs !== null) overhead.push(ex.overheadMs);
           return;
@@ -160,7 +162,7 @@ export function createRollup(now: () => number): Rollup {
         requests,
         errors: { ...errors },
         tokens: { input, output },
-        cost_usd: Math.round(cost * 1e6) / 1e6,
+        cost_usd: costNanos / 1e9,
         cache: { hits, misses, hit_rate: looked === 0 ? null : hits / looked },
         by_provider: structuredClone(byProvider),
         latency_ms: latency.percentiles(),

@@ -510,3 +510,35 @@ features:
     await redis.stop();
   }
 });
+
+Deno.test("the first connection says limits are shared; only a reconnection says again", async () => {
+  const redis = await startRedisServer();
+  const log = captureLogger();
+  const link = createRedisLink({
+    url: redis.url,
+    name: "first",
+    logger: captureLogger().logger,
+    backoff: { minMs: 20, maxMs: 50 },
+  });
+  const backend = createRedisBackend({
+    logger: log.logger,
+    fleetSize: 1,
+    fallbackShare: 1,
+    now: () => Date.now(),
+    settleMs: 50,
+  });
+  backend.attach(link);
+  const said = () => log.lines.filter((l) => l.msg.startsWith("rate limits: Redis reachable"));
+  try {
+    await waitFor("the first connection", () => said().length === 1);
+    assert.equal(said()[0]!.msg, "rate limits: Redis reachable, limits shared by the fleet");
+    await redis.stop();
+    await waitFor("the outage", () => !link.ready());
+    await redis.restart();
+    await waitFor("back", () => said().length === 2, 5_000);
+    assert.equal(said()[1]!.msg, "rate limits: Redis reachable, limits shared by the fleet again");
+  } finally {
+    await backend.close();
+    await redis.stop();
+  }
+});

@@ -351,6 +351,10 @@ Deno.test("config errors: missing file, unknown hook, duplicate names", async ()
     () => gateway({ config: config(noop, "hooks: [stream_chunk]") }),
     /hooks lists "stream_chunk", which it does not export/,
   );
+  assert.throws(
+    () => gateway({ config: config(noop, "hooks: []") }),
+    /"hooks" is empty; list the hooks to run \(it exports pre_http/,
+  );
 });
 
 for (const fixture of ["alloc_loop", "alloc_indirect"]) {

@@ -24,6 +24,15 @@ const end = (ex: Exchange, status = 200): TelemetryEvent => ({
   usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
 });
 
+Deno.test("createRollup(): today's cost sums exactly, as /api/v1/usage sums it", () => {
+  const r = createRollup(() => Date.UTC(2026, 0, 1, 12));
+  for (let i = 0; i < 400; i++) r.listener(end(exchange({ cost: 0.0031925 })));
+  assert.equal(r.snapshot().cost_usd, 1.277);
+  const one = createRollup(() => Date.UTC(2026, 0, 1, 12));
+  one.listener(end(exchange({ cost: 0.0000475 })));
+  assert.equal(one.snapshot().cost_usd, 0.0000475, "not rounded to the micro-dollar");
+});
+
 Deno.test("createRollup(): today's counters reset at UTC midnight; percentiles over recent requests", () => {
   let t = Date.UTC(2026, 0, 1, 23, 59, 0);
   const r = createRollup(() => t);
