@@ -601,8 +601,9 @@ async function relay(
    * `settle` stops the upstream timer. It covers what is read here before the answer starts
    * (a JSON body read whole, an error body): one that stalls fails here (504). A body relayed
    * as it comes (a stream, NDJSON, a download) is the client's to pace: the timer stops, and
-   * one that is not a stream (whose idle timers are the stream gate's) is cut once the
-   * upstream sends nothing for `idleMs` while the client waits.
+   * it is cut once the upstream sends nothing for `idleMs` while the client waits (a stream:
+   * for `routing.failover.stream_idle_timeout`, when set). `firstContent` is told a stream's
+   * first content.
    */
   timer: {
     settle: () => void;
@@ -631,17 +632,16 @@ async function relay(
     out.set(name, value);
   }
   const counted = createUsageMeter();
-  const winning = attempts.findLast((a) => a.outcome === "ok");
-  const onFirst = ex.stream && winning !== undefined ? timer.firstContent : undefined;
+  const winner = attempts.findLast((a) => a.outcome === "ok");
+  const onFirst = ex.stream && winner !== undefined ? timer.firstContent : undefined;
   // The first content of a stream is told once, as the unified routes' stream gate tells it.
   let untold = onFirst !== undefined;
   const meter: UsageMeter = !untold ? counted : {
     ...counted,
-    usage: counted.usage,
     content(chars) {
       if (untold && chars > 0) {
         untold = false;
-        onFirst!({ provider: winning!.provider, model: winning!.model });
+        onFirst!({ provider: winner!.provider, model: winner!.model });
       }
       counted.content(chars);
     },
@@ -673,7 +673,6 @@ async function relay(
   // A failure the upstream reported in its own framing (an AWS exception frame after 200):
   // the client gets it as sent, the breaker counts it, and the log's outcome is `error`.
   let reported: GatewayError | null = null;
-  const winner = attempts.findLast((a) => a.outcome === "ok");
   const failures: StreamFailures = {
     provider,
     report(error) {
