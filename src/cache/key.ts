@@ -36,6 +36,9 @@ export interface RequestFacts {
   readonly appKey: string | undefined;
 }
 
+/** The inbound schemas whose answers are cached (the stage runs on these only). */
+export const CACHED_SCHEMAS = ["openai_chat", "anthropic_messages", "embeddings"] as const;
+
 /**
  * Cached by default: non-streaming chat with temperature 0 or absent (a sampled answer is
  * not "the" answer), and embeddings (the same input is the same vectors); streaming chat too
@@ -44,12 +47,7 @@ export interface RequestFacts {
  */
 export function skipReason(policy: CachePolicy, req: RequestFacts): Skip | null {
   if (!policy.enabled) return "disabled";
-  if (
-    req.schema !== "openai_chat" && req.schema !== "anthropic_messages" &&
-    req.schema !== "embeddings"
-  ) {
-    return "schema";
-  }
+  if (!(CACHED_SCHEMAS as readonly (string | null)[]).includes(req.schema)) return "schema";
   if (req.gatewayCache === false) return "x-gateway.cache";
   if (req.cacheControl !== null && /\bno-(?:cache|store)\b/i.test(req.cacheControl)) {
     return "cache-control";

@@ -12,7 +12,7 @@ import type { PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import { pilotfishHeaders } from "../routing/mod.ts";
 import { noUsage, replayedUsage } from "../streaming/mod.ts";
-import { cacheKey, type CachePolicy, skipReason } from "./key.ts";
+import { CACHED_SCHEMAS, cacheKey, type CachePolicy, skipReason } from "./key.ts";
 import { replayChunks } from "./replay.ts";
 import { isObject } from "../schema/openai.ts";
 import type { CacheBackend } from "./store.ts";
@@ -202,8 +202,9 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     // A lookup is bounded by the backend (Redis commands have their own deadline); a wait
     // for an identical request's answer by `waitFor`.
     timeout_ms: COALESCE_WAIT_MS + 1_000,
-    schemas: ["openai_chat", "anthropic_messages", "embeddings"],
+    schemas: CACHED_SCHEMAS,
     pre_llm(ex, view) {
+      // (The stage runs on CACHED_SCHEMAS only: this narrows the view's type.)
       if (
         view.schema !== "openai_chat" && view.schema !== "anthropic_messages" &&
         view.schema !== "embeddings"
