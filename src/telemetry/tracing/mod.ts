@@ -73,7 +73,15 @@ interface AttemptSpan {
   /** Epoch ms at the attempt's start (ends are start + the record's duration). */
   readonly start: number;
   done: boolean;
+  /**
+   * A stream's winning attempt whose usage settled before the exchange ended: ended at
+   * `request_end`, which says whether the upstream cut the stream.
+   */
+  held?: { readonly record: AttemptRecord; readonly usage: Usage | null; readonly at: number };
 }
+
+/** Stream endings that are the upstream's failure: its client span fails on them. */
+const UPSTREAM_ENDINGS: ReadonlySet<string> = new Set(["upstream_cut", "idle_timeout"]);
 
 interface ExchangeSpans {
   readonly server: LeanSpan;
@@ -173,7 +181,12 @@ export function createTracing(settings: TracingSettings): Tracing {
       !a.done && a.target.provider === record.provider && a.target.model === record.model
     );
 
-  const endAttempt = (a: AttemptSpan, record: AttemptRecord, usage: Usage | null) => {
+  const endAttempt = (
+    a: AttemptSpan,
+    record: AttemptRecord,
+    usage: Usage | null,
+    ending?: { readonly outcome: string; readonly at: number },
+  ) => {
     a.done = true;
     const span = a.span;
     if (record.key_id !== null) span.setAttribute("pilotfish.key_id", record.key_id);
@@ -198,9 +211,13 @@ export function createTracing(settings: TracingSettings): Tracing {
       if (record.status !== null && record.status >= 400) {
         span.setAttribute("error.type", String(record.status));
         span.setError();
+      } else if (ending !== undefined && UPSTREAM_ENDINGS.has(ending.outcome)) {
+        // The upstream cut the stream after it was committed, or went silent.
+        span.setAttribute("error.type", ending.outcome);
+        span.setError();
       }
-      // A stream's attempt ends with its last chunk: now (its usage just settled).
-      span.end();
+      // A stream's attempt ends with its last chunk (its usage settled then).
+      span.end(ending?.at);
       return;
     }
     span.setAttribute("error.type", attemptErrorType(record));
@@ -281,7 +298,18 @@ export function createTracing(settings: TracingSettings): Tracing {
         const spans = open.get(e.exchange);
         if (!spans) return;
         const a = claim(spans, e.attempt);
-        if (a !== undefined) endAttempt(a, e.attempt, e.usage);
+        if (a === undefined) return;
+        const ex = e.exchange;
+        if (ex.response === null) {
+          if (ex.stream && e.attempt.outcome === "ok") {
+            a.done = true;
+            a.held = { record: e.attempt, usage: e.usage, at: Date.now() };
+            return;
+          }
+          endAttempt(a, e.attempt, e.usage);
+        } else {
+          endAttempt(a, e.attempt, e.usage, { outcome: ex.response.outcome, at: Date.now() });
+        }
         return;
       }
       case "request_end": {
@@ -290,7 +318,9 @@ export function createTracing(settings: TracingSettings): Tracing {
         if (!spans) return;
         open.delete(ex);
         for (const a of spans.attempts) {
-          if (!a.done) {
+          if (a.held !== undefined) {
+            endAttempt(a, a.held.record, a.held.usage, { outcome: e.outcome, at: a.held.at });
+          } else if (!a.done) {
             a.done = true;
             a.span.end();
           }
@@ -315,10 +345,13 @@ export function createTracing(settings: TracingSettings): Tracing {
         const answered = responseModel(ex);
         if (answered !== undefined) attrs["gen_ai.response.model"] = answered;
         if (ex.cost !== null) attrs["pilotfish.cost_usd"] = ex.cost;
-        if (e.usage !== null) {
-          attrs["gen_ai.usage.input_tokens"] = e.usage.prompt_tokens ?? 0;
+        // What was billed: the estimated parts of a cut or uncounted answer included, as
+        // in the log, the metrics and /api/v1/usage.
+        const usage = ex.billedUsage ?? e.usage;
+        if (usage !== null) {
+          attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens ?? 0;
           if (ex.schema === null || hasOutputTokens(operationName(ex))) {
-            attrs["gen_ai.usage.output_tokens"] = e.usage.completion_tokens ?? 0;
+            attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens ?? 0;
           }
         }
         const err = errorType(ex, e.status, e.outcome);

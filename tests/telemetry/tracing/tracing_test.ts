@@ -337,6 +337,91 @@ telemetry:
   }
 });
 
+Deno.test("traces: a stream the upstream cuts fails its client span; the server span has the billed (estimated) tokens", async () => {
+  const receiver = startReceiver();
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-cut-t }], models: [gpt-4o-mini] }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  const gw = await tracedGateway(yaml);
+  try {
+    const chunk = (content: string) =>
+      `data: ${
+        JSON.stringify({
+          id: "c1",
+          object: "chat.completion.chunk",
+          created: 1,
+          model: "gpt-4o-mini",
+          choices: [{ index: 0, delta: { content }, finish_reason: null }],
+        })
+      }\n\n`;
+    up.script({ kind: "sse", events: [chunk("Hello there, "), chunk("how are")], thenBreak: true });
+    const res = await fetch(gw.url("/v1/chat/completions"), {
+      method: "POST",
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "a prompt of some forty characters or so" }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text().catch(() => "");
+    await gw.runtime.observability.flushTraces();
+    const server = receiver.spans.find((s) => s.kind === 2);
+    const client = receiver.spans.find((s) => s.kind === 3);
+    assert.ok(server && client, JSON.stringify(receiver.spans.map((s) => s.name)));
+    assert.equal(attr(client, "error.type"), "upstream_cut");
+    assert.equal(client.status?.code, 2);
+    assert.equal(attr(server, "error.type"), "upstream_cut");
+    // The upstream counted nothing: the log's estimate, not 0.
+    assert.ok(Number(attr(server, "gen_ai.usage.input_tokens")) > 0, JSON.stringify(server));
+    assert.ok(Number(attr(server, "gen_ai.usage.output_tokens")) > 0, JSON.stringify(server));
+    assert.ok(BigInt(client.endTimeUnixNano) <= BigInt(server.endTimeUnixNano));
+  } finally {
+    await gw.close();
+    await up.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("traces: a stream that completes leaves its client span's status unset", async () => {
+  const receiver = startReceiver();
+  const up = startFakeUpstream();
+  const yaml = `
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-ok-t }], models: [gpt-4o-mini] }
+telemetry:
+  tracing: { enabled: true, endpoint: "${receiver.url}/v1/traces" }
+`;
+  const gw = await tracedGateway(yaml);
+  try {
+    up.script({ kind: "stream", chunks: ["Hi", " there"], includeUsage: true });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "x" }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    await gw.runtime.observability.flushTraces();
+    const client = receiver.spans.find((s) => s.kind === 3);
+    assert.ok(client);
+    assert.equal(attr(client, "error.type"), undefined);
+    assert.notEqual(client.status?.code, 2);
+    assert.ok(Number(attr(client, "gen_ai.usage.output_tokens")) > 0);
+  } finally {
+    await gw.close();
+    await up.close();
+    await receiver.close();
+  }
+});
+
 Deno.test("traces: gen_ai.response.model is the model the upstream says answered, on server and client spans", async () => {
   const receiver = startReceiver();
   const up = startFakeUpstream();
