@@ -341,8 +341,22 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGHUP", onHangup);
 
   // Graceful shutdown: stop accepting, drain in-flight requests and streams, exit 0.
+  // A second signal during the drain (an operator's second Ctrl-C) ends it at once: streams
+  // get their in-format error event and log line, as when drain_timeout runs out.
   const { promise: stopSignal, resolve: stop } = Promise.withResolvers<string>();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stop(sig));
+  const { promise: hurry, resolve: hurryUp } = Promise.withResolvers<string>();
+  let signalled = false;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(sig, () => {
+      if (!signalled) {
+        signalled = true;
+        stop(sig);
+        return;
+      }
+      log().warn("second signal: ending the drain now", { signal: sig });
+      hurryUp(sig);
+    });
+  }
   const signal = await stopSignal;
   Deno.removeSignalListener("SIGHUP", onHangup);
   log().info("shutting down", { signal, drain_timeout_ms: runtime.config.server.drain_timeout });
@@ -363,7 +377,7 @@ async function main(): Promise<number> {
         { retryable: false },
       ),
     );
-  });
+  }, hurry);
   runtime.retire();
   await runtime.dispose();
   await deps.breakerStore.close();

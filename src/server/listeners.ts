@@ -23,7 +23,15 @@ export interface Listeners {
    * Stop accepting, let in-flight requests and streams finish for up to `drainMs`, then
    * close what is left and remove the socket file. Resolves true when everything drained.
    */
-  shutdown(drainMs: number, onDrainTimeout?: () => void): Promise<boolean>;
+  /**
+   * Stop accepting and wait up to `drainMs` for what is in flight; `hurry` settling (a second
+   * signal) ends the wait at once, as the drain time running out does.
+   */
+  shutdown(
+    drainMs: number,
+    onDrainTimeout?: () => void,
+    hurry?: Promise<unknown>,
+  ): Promise<boolean>;
 }
 
 /** Serve one handler on the TCP port and the Unix socket (either may be disabled). */
@@ -100,14 +108,20 @@ export async function startListeners(
   return {
     tcp,
     socket,
-    async shutdown(drainMs: number, onDrainTimeout?: () => void): Promise<boolean> {
+    async shutdown(
+      drainMs: number,
+      onDrainTimeout?: () => void,
+      hurry?: Promise<unknown>,
+    ): Promise<boolean> {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const drained = Promise.all(servers.map((s) => s.shutdown())).then(() => true);
       const timeout = (ms: number) =>
         new Promise<boolean>((resolve) => {
           timer = setTimeout(() => resolve(false), ms);
         });
-      const ok = await Promise.race([drained, timeout(drainMs)]);
+      const waits = [drained, timeout(drainMs)];
+      if (hurry) waits.push(hurry.then(() => false, () => false));
+      const ok = await Promise.race(waits);
       clearTimeout(timer);
       if (!ok && onDrainTimeout) {
         // Streams still open are told to end (an error event in their format, and their log

@@ -389,6 +389,38 @@ Deno.test("drain_timeout bounds shutdown when a stream never ends", async () => 
   }
 });
 
+Deno.test("a second SIGTERM during the drain ends it at once: the stream gets its error event, the daemon exits 0", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({ kind: "stream", endless: true, delayMs: 50 });
+  // drain_timeout 10s: only the second signal can end the drain within the test's bound.
+  const d = await startDaemon(upstreamConfig(upstream.url));
+  try {
+    const res = await fetch(d.url("/v1/chat/completions"), {
+      method: "POST",
+      body: chatBody("up/gpt-4o-mini", { stream: true }),
+    });
+    const body = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    await body.read();
+    const started = performance.now();
+    d.signal("SIGTERM");
+    await d.waitForLog("shutting down");
+    d.signal("SIGTERM");
+    let text = "";
+    for (;;) {
+      const { done, value } = await body.read().catch(() => ({ done: true, value: "" }));
+      if (done) break;
+      text += value;
+    }
+    assert.equal((await d.exited).code, 0);
+    assert.ok(performance.now() - started < 5_000, `${performance.now() - started} ms`);
+    assert.match(text, /shutting down/);
+    assert.match(d.logs(), /second signal: ending the drain now/);
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
 Deno.test("drain_timeout cuts a native passthrough stream: logged as a shutdown, not as a server fault", async () => {
   const upstream = startFakeUpstream();
   upstream.script({ kind: "stream", endless: true, delayMs: 50 });
