@@ -1,3 +1,5 @@
+import type { OpenAIUsage } from "./schema/openai.ts";
+
 /**
  * One error type for every failure the gateway reports. Routes render it in the
  * envelope of the API they speak (see `server/middleware/error_handler.ts`).
@@ -78,6 +80,11 @@ export interface GatewayErrorInfo {
   details?: Readonly<Record<string, unknown>>;
   /** The upstream reply's headers that classify it (rate-limit budgets, AWS error type). */
   upstreamHeaders?: Record<string, string>;
+  /**
+   * What the provider billed before this failure: the calls of an embeddings fan-out that
+   * answered before one failed. The failed attempt is billed for it.
+   */
+  spent?: OpenAIUsage;
   /** Native passthrough: the untouched upstream reply, relayed if this error is the last. */
   response?: Response;
   /**

@@ -9,7 +9,7 @@ import {
   gateStream,
   noContentWithin,
 } from "../streaming/gate.ts";
-import { noUsage } from "../streaming/usage.ts";
+import { knownUsage, noUsage } from "../streaming/usage.ts";
 import { modelInJsonHead, modelOfBody } from "../streaming/response_model.ts";
 import { pickKey } from "./keys.ts";
 import type { Target } from "./resolve.ts";
@@ -232,7 +232,7 @@ export async function attempt(
         duration_ms: deps.now() - started,
         started_ms: started,
         first_chunk_ms: firstChunk,
-        usage: usageOf(ok),
+        usage: ok !== null ? usageOf(ok) : knownUsage(error?.info.spent ?? null),
         ...(noCall ? { no_call: true as const } : {}),
         ...(upstreamId !== null ? { upstream_request_id: upstreamId } : {}),
         ...(responseModel !== undefined ? { response_model: responseModel } : {}),

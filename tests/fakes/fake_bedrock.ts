@@ -262,6 +262,13 @@ export function startFakeBedrock(region = "us-west-2"): FakeBedrock {
     if (/embed[^/]*\/invoke$/.test(rawPath)) {
       const sent = JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
       const vector = (text: string) => [text.length, text.charCodeAt(0) || 0, 0.5];
+      // One call of a fan-out failing: the text `!fail` is refused.
+      if (sent.inputText === "!fail") {
+        return json(400, { message: "Malformed input request" }, {
+          "x-amzn-errortype":
+            "ValidationException:http://internal.amazon.com/coral/com.amazonaws.bedrock/",
+        });
+      }
       if (typeof sent.inputText === "string") {
         return json(200, {
           embedding: vector(sent.inputText),

@@ -194,3 +194,44 @@ Deno.test("the mock embeds offline: the same input the same unit vector, in eith
     await gw.close();
   }
 });
+
+Deno.test("an embeddings fan-out that fails part-way bills the batches that were answered", async () => {
+  // Gemini's batchEmbedContents: 100 texts a batch, no token counts; a batch holding `!fail`
+  // is refused, as a real API refuses a bad input.
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const body = await req.json() as { requests: { content: { parts: { text: string }[] } }[] };
+    const texts = body.requests.map((r) => r.content.parts[0]!.text);
+    if (texts.includes("!fail")) {
+      return Response.json(
+        { error: { code: 400, message: "Invalid input", status: "INVALID_ARGUMENT" } },
+        { status: 400 },
+      );
+    }
+    return Response.json({ embeddings: texts.map(() => ({ values: [1, 0] })) });
+  });
+  const gw = startGateway(`
+providers:
+  g: { type: gemini, base_url: "http://127.0.0.1:${server.addr.port}", keys: [{ key: g-key-0001 }] }
+pricing:
+  models:
+    "g/text-embedding-004": { input: 1, output: 0 }
+`);
+  try {
+    const input = [...Array.from({ length: 100 }, () => "x".repeat(40)), "!fail"];
+    const res = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({ model: "g/text-embedding-004", input }),
+    });
+    assert.equal(res.status, 400);
+    await res.body?.cancel();
+    await gw.waitForLog('"msg":"request"');
+    const line = JSON.parse(gw.logs.find((l) => l.includes('"msg":"request"'))!);
+    // The first batch (100 texts of 40 characters) was answered: ~1,000 tokens at $1 a million.
+    assert.equal(line.prompt_tokens, 1000, JSON.stringify(line));
+    assert.equal(line.cost_usd, 0.001);
+    assert.equal(line.usage_estimated, true);
+  } finally {
+    await gw.close();
+    await server.shutdown();
+  }
+});

@@ -53,8 +53,8 @@ function writeLine(
   // A stream that did not complete is an error line, whatever status it began with.
   const level = event.status >= 500 || (deferred && failed) ? "error" : "info";
   if (!logger.enabled(level)) return;
-  // The winner's tokens; when it is the only attempt that used any (failed attempts used
-  // none), as billed by the meter (subscribed first), which fills in an estimated prompt.
+  // The winner's tokens; when it is the only attempt that used any (a failed attempt used
+  // none, unless an embeddings fan-out had calls answered before one failed), as billed by the meter (subscribed first), which fills in an estimated prompt.
   // `cost_usd` covers every attempt (a hedge loser's too).
   const usage = ex.billedUsage !== null && usedBy(ex.attempts) === 1 ? ex.billedUsage : event.usage;
   const line: Record<string, unknown> = {

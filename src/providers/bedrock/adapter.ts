@@ -27,7 +27,7 @@ import { fromConverseResponse } from "./response.ts";
 import { bedrockTarget, signBedrockRequest } from "./sign.ts";
 import { toOpenAIStream } from "./stream.ts";
 import { planEmbeddings, toEmbeddingList } from "./embeddings.ts";
-import { inGroups } from "../shared/embeddings.ts";
+import { inGroups, spentOn } from "../shared/embeddings.ts";
 import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 const EVENT_STREAM = "application/vnd.amazon.eventstream";
@@ -119,17 +119,22 @@ export function createBedrockAdapter(
       const modelPath = toModelPath(model, cfg.name);
       const plan = planEmbeddings(call.body, model, cfg.name);
       let status = 200;
-      const answers = await inGroups(plan.calls, async (one) => {
-        const { reply } = await signedPost(
-          call,
-          `${modelPath}/invoke`,
-          JSON.stringify(one.body),
-          "application/json",
-        );
-        status = reply.response.status;
-        const header = reply.response.headers.get("x-amzn-bedrock-input-token-count");
-        return plan.read(await readJson(reply), header, one.inputs);
-      });
+      const answers = await inGroups(
+        plan.calls,
+        async (one) => {
+          const { reply } = await signedPost(
+            call,
+            `${modelPath}/invoke`,
+            JSON.stringify(one.body),
+            "application/json",
+          );
+          status = reply.response.status;
+          const header = reply.response.headers.get("x-amzn-bedrock-input-token-count");
+          return plan.read(await readJson(reply), header, one.inputs);
+        },
+        (done) =>
+          spentOn(done.map(([one, answer]) => ({ tokens: answer.tokens, chars: one.chars }))),
+      );
       const { body, usage } = toEmbeddingList(answers, model, plan.encoding);
       return {
         kind: "json",

@@ -21,6 +21,8 @@ import {
 export interface EmbedCall {
   readonly body: Record<string, unknown>;
   readonly inputs: number;
+  /** Characters of its texts: what it used when its answer counted nothing. */
+  readonly chars: number;
 }
 
 /** What one call answered: its vectors in input order, and the input tokens it counted. */
@@ -65,6 +67,7 @@ export function planEmbeddings(
       calls: texts.map((inputText) => ({
         body: { inputText, ...(typeof dimensions === "number" ? { dimensions } : {}) },
         inputs: 1,
+        chars: inputText.length,
       })),
       encoding,
       read: (json) => readTitan(json, provider),
@@ -81,7 +84,11 @@ export function planEmbeddings(
     const calls: EmbedCall[] = [];
     for (let i = 0; i < texts.length; i += COHERE_BATCH) {
       const batch = texts.slice(i, i + COHERE_BATCH);
-      calls.push({ body: { texts: batch, input_type: "search_document" }, inputs: batch.length });
+      calls.push({
+        body: { texts: batch, input_type: "search_document" },
+        inputs: batch.length,
+        chars: batch.reduce((n, t) => n + t.length, 0),
+      });
     }
     return {
       calls,

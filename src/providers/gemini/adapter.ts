@@ -14,8 +14,9 @@ import type {
   TokenCount,
 } from "../types.ts";
 import { GEMINI_NATIVE } from "./native.ts";
-import { encodingOf, inGroups } from "../shared/embeddings.ts";
+import { encodingOf, inGroups, spentOn } from "../shared/embeddings.ts";
 import {
+  batchSpent,
   fromGeminiEmbedResponse,
   mergeEmbedResponses,
   splitEmbedRequest,
@@ -143,7 +144,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
         const reply = await post(call, resource, "batchEmbedContents", batch, "application/json");
         status = reply.response.status;
         return await readJson(reply);
-      });
+      }, (done) => spentOn(done.map(([batch, answer]) => batchSpent(batch, answer))));
       const { body, usage } = fromGeminiEmbedResponse(
         mergeEmbedResponses(answers),
         model,

@@ -52,6 +52,22 @@ export function splitEmbedRequest(payload: GeminiEmbedRequest): GeminiEmbedReque
 }
 
 /**
+ * What one answered batch used, for a failure's bill (`inGroups`): the count its answer
+ * reports, and the characters of its texts for when it reports none.
+ */
+export function batchSpent(
+  batch: GeminiEmbedRequest,
+  answer: unknown,
+): { tokens: number; chars: number } {
+  const reported = isEmbedResponse(answer)
+    ? Number(answer.usageMetadata?.promptTokenCount ?? 0) || 0
+    : 0;
+  let chars = 0;
+  for (const r of batch.requests) for (const p of r.content.parts) chars += p.text.length;
+  return { tokens: reported, chars };
+}
+
+/**
  * The answers to `splitEmbedRequest`'s batches as one: embeddings in order, token counts
  * summed. A single answer is returned as it is (checked by `fromGeminiEmbedResponse`).
  */

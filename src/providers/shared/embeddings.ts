@@ -5,6 +5,8 @@
  * @module
  */
 import { GatewayError } from "../../errors.ts";
+import type { OpenAIUsage } from "../../schema/openai.ts";
+import { estimateTokens } from "../../usage/cost.ts";
 
 export function invalid(message: string, param: string): GatewayError {
   return new GatewayError("invalid_request", message, { param });
@@ -67,16 +69,60 @@ export const EMBED_PARALLEL = 4;
 
 /**
  * `fn` over `items`, `EMBED_PARALLEL` at a time, the results in the items' order: one
- * embeddings request as several upstream calls (batches, or one input a call).
+ * embeddings request as several upstream calls (batches, or one input a call). When a call
+ * fails, the calls already answered were billed by the provider: the failure carries what
+ * `spentBy` makes of their results (`GatewayErrorInfo.spent`), once the calls in flight
+ * with it have settled.
  */
 export async function inGroups<T, R>(
   items: readonly T[],
   fn: (item: T) => Promise<R>,
+  spentBy?: (done: readonly (readonly [T, R])[]) => OpenAIUsage | null,
 ): Promise<R[]> {
   const out: R[] = new Array(items.length);
+  const done: (readonly [T, R])[] = [];
   for (let next = 0; next < items.length; next += EMBED_PARALLEL) {
-    const group = await Promise.all(items.slice(next, next + EMBED_PARALLEL).map(fn));
-    group.forEach((r, i) => out[next + i] = r);
+    const group = await Promise.allSettled(items.slice(next, next + EMBED_PARALLEL).map(fn));
+    let failure: { reason: unknown } | null = null;
+    group.forEach((r, i) => {
+      if (r.status === "fulfilled") {
+        out[next + i] = r.value;
+        done.push([items[next + i] as T, r.value]);
+      } else {
+        failure ??= r;
+      }
+    });
+    if (failure === null) continue;
+    const err = (failure as { reason: unknown }).reason;
+    const spent = done.length > 0 && spentBy ? spentBy(done) : null;
+    if (spent !== null && spent.total_tokens > 0 && err instanceof GatewayError) {
+      throw new GatewayError(err.code, err.message, { ...err.info, spent });
+    }
+    throw err;
   }
   return out;
+}
+
+/**
+ * What answered calls used, for `inGroups`' `spentBy`: each call's own count, else its input
+ * estimated at ~4 characters a token (marked so); null when that is nothing.
+ */
+export function spentOn(calls: readonly { tokens: number; chars: number }[]): OpenAIUsage | null {
+  let tokens = 0;
+  let estimated = false;
+  for (const c of calls) {
+    if (c.tokens > 0) {
+      tokens += c.tokens;
+    } else {
+      tokens += estimateTokens(c.chars);
+      estimated = true;
+    }
+  }
+  if (tokens === 0) return null;
+  return {
+    prompt_tokens: tokens,
+    completion_tokens: 0,
+    total_tokens: tokens,
+    ...(estimated ? { estimated: true } : {}),
+  };
 }

@@ -331,6 +331,31 @@ Deno.test(
           assert.equal(sent[0].input_type, "search_document");
         },
       );
+      await t.step(
+        "one Titan call failing: the failure carries what the calls that answered used",
+        async () => {
+          // Four at a time: the first four answer, then the fifth answers beside the one
+          // that fails. Each 20-character text counts 2 tokens at the fake.
+          const input = [...Array.from({ length: 5 }, (_, i) => `${i}`.repeat(20)), "!fail"];
+          await assert.rejects(embed("amazon.titan-embed-text-v2:0", { input }), (err) => {
+            assert.ok(err instanceof GatewayError, String(err));
+            assert.equal(err.status, 400);
+            assert.deepEqual(err.info.spent, {
+              prompt_tokens: 10,
+              completion_tokens: 0,
+              total_tokens: 10,
+            });
+            return true;
+          });
+        },
+      );
+      await t.step("a fan-out whose first call fails carries nothing spent", async () => {
+        await assert.rejects(embed("amazon.titan-embed-text-v2:0", { input: ["!fail"] }), (err) => {
+          assert.ok(err instanceof GatewayError);
+          assert.equal(err.info.spent, undefined);
+          return true;
+        });
+      });
       await t.step("more than 2,048 inputs is a 400, before any call", async () => {
         const before = bedrock.requests.length;
         await assert.rejects(
