@@ -8,7 +8,7 @@
  * key holds, so in practice nothing waits).
  * @module
  */
-import type { SyncTransformer } from "./pull.ts";
+import { pullThrough, type SyncTransformer } from "./pull.ts";
 
 const REDACTED = new TextEncoder().encode("[REDACTED]");
 
@@ -157,4 +157,15 @@ export function scrubbed<O>(
   t: SyncTransformer<Uint8Array, O>,
 ): SyncTransformer<Uint8Array, O> {
   return scrub ? scrub.wrap(t) : t;
+}
+
+/**
+ * An upstream's bytes with the configured secrets taken out before a translator reads them
+ * (a key echoed in a streamed answer's text or tool arguments); as they are without a scrub.
+ */
+export function scrubStream(
+  scrub: SecretScrub | null | undefined,
+  bytes: ReadableStream<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  return scrub ? pullThrough(bytes, scrub.transformer()) : bytes;
 }

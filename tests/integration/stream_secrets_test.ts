@@ -164,3 +164,78 @@ providers:
     await server.shutdown();
   }
 });
+
+Deno.test("a configured key echoed in the text of a translated stream (Anthropic, Gemini) is [REDACTED], across network writes", async () => {
+  const GEMINI_KEY = "AIza-GEMINI-SECRET-0123456789";
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const key = req.headers.get("x-api-key") ?? req.headers.get("x-goog-api-key") ??
+      new URL(req.url).searchParams.get("key") ?? "";
+    const half = Math.floor(key.length / 2);
+    if (new URL(req.url).pathname.endsWith("/messages")) {
+      const delta = (text: string) =>
+        `event: content_block_delta\ndata: ${
+          JSON.stringify({
+            type: "content_block_delta",
+            index: 0,
+            delta: { type: "text_delta", text },
+          })
+        }\n\n`;
+      const echo = delta(`your key is ${key}`);
+      const cut = echo.indexOf(key) + half;
+      return sse([
+        `event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"claude","content":[],"usage":{"input_tokens":3,"output_tokens":0}}}\n\n`,
+        `event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n`,
+        echo.slice(0, cut),
+        echo.slice(cut),
+        `event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n`,
+        `event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}\n\n`,
+        `event: message_stop\ndata: {"type":"message_stop"}\n\n`,
+      ]);
+    }
+    const chunk = (text: string, finish?: string) =>
+      `data: ${
+        JSON.stringify({
+          candidates: [{
+            content: { role: "model", parts: [{ text }] },
+            index: 0,
+            ...(finish ? { finishReason: finish } : {}),
+          }],
+          ...(finish
+            ? {
+              usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 5, totalTokenCount: 8 },
+            }
+            : {}),
+        })
+      }\r\n\r\n`;
+    const whole = chunk(`your key is ${key}`);
+    const cut = whole.indexOf(key) + half;
+    return sse([whole.slice(0, cut), whole.slice(cut), chunk(".", "STOP")]);
+  });
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const gw = startGateway(`
+providers:
+  anthropic: { base_url: "${base}", keys: [{ key: ${ANTHROPIC_KEY} }] }
+  gemini: { base_url: "${base}", keys: [{ key: ${GEMINI_KEY} }] }
+`);
+  try {
+    for (const model of ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash"]) {
+      const res = await fetch(gw.url("/v1/chat/completions"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "hi" }] }),
+      });
+      const text = await res.text();
+      assert.equal(res.status, 200, model);
+      const said = text.split("\n").filter((l) => l.startsWith("data: {")).map((l) =>
+        (JSON.parse(l.slice(6)) as { choices: { delta: { content?: string } }[] }).choices[0]
+          ?.delta.content ?? ""
+      ).join("");
+      assert.match(said, /your key is \[REDACTED\]/, `${model}: ${text}`);
+      assert.doesNotMatch(text, /SECRET/, model);
+    }
+  } finally {
+    await gw.close();
+    await server.shutdown();
+  }
+});

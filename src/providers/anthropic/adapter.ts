@@ -20,7 +20,7 @@ import { fromAnthropicResponse, toOpenAIUsage } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
 import type { AnthropicUsage } from "./types.ts";
 import { anthropicUsageTap } from "./usage_tap.ts";
-import { scrubbed } from "../../streaming/scrub.ts";
+import { scrubbed, scrubStream } from "../../streaming/scrub.ts";
 import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 /** The Messages API version this translation is written against; `cfg.headers` may override. */
@@ -73,7 +73,8 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
           kind: "stream",
           status: res.status,
           format: "chunks",
-          body: toOpenAIStream(await eventStream(reply), {
+          // The key this gateway sent, echoed in the answer, is taken out before translation.
+          body: toOpenAIStream(scrubStream(deps.scrub, await eventStream(reply)), {
             model,
             includeUsage: call.body.stream_options?.include_usage === true,
             onUsage: meter.report,

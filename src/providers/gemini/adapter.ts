@@ -26,6 +26,7 @@ import { fromGeminiError } from "./errors.ts";
 import { toGeminiRequest } from "./request.ts";
 import { fromGeminiResponse } from "./response.ts";
 import { toOpenAIStream } from "./stream.ts";
+import { scrubStream } from "../../streaming/scrub.ts";
 import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
 /**
@@ -111,7 +112,8 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
           kind: "stream",
           status: res.status,
           format: "chunks",
-          body: toOpenAIStream(res.body, {
+          // The key this gateway sent, echoed in the answer, is taken out before translation.
+          body: toOpenAIStream(scrubStream(deps.scrub, res.body), {
             model,
             includeUsage: call.body.stream_options?.include_usage === true,
             onUsage: meter.report,
