@@ -35,7 +35,7 @@ import type {
   AnthropicToolChoice,
   AnthropicToolResultBlock,
 } from "./types.ts";
-import { claudeThinking, thinkingTopP } from "./thinking.ts";
+import { claudeThinking, oneSamplingKnob, thinkingTopP } from "./thinking.ts";
 
 /**
  * Anthropic requires `max_tokens`; OpenAI does not. 4096 is within every current Claude
@@ -94,7 +94,9 @@ export function toAnthropicRequest(
     // OpenAI accepts 0..2, Anthropic 0..1. Clamping (not halving) keeps the common values
     // (0, 0.2, 0.7, 1) meaning the same on both; anything hotter becomes Anthropic's hottest.
     if (typeof body.temperature === "number") out.temperature = Math.min(body.temperature, 1);
-    if (typeof body.top_p === "number") out.top_p = body.top_p;
+    if (
+      typeof body.top_p === "number" && !(out.temperature !== undefined && oneSamplingKnob(model))
+    ) out.top_p = body.top_p;
     // Not OpenAI, but vLLM-style clients send it and Anthropic has it.
     if (typeof body.top_k === "number") out.top_k = body.top_k;
   }

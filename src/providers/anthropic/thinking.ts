@@ -76,3 +76,12 @@ export function claudeThinking(body: OpenAIChatRequest, provider: string): Claud
 export function thinkingTopP(topP: unknown): number | undefined {
   return typeof topP === "number" && topP >= 0.95 ? topP : undefined;
 }
+
+/**
+ * Claude from Opus 4.1 on (Sonnet and Haiku 4.5, Opus 4.5, later ones) refuses `temperature`
+ * and `top_p` together ("cannot both be specified for this model"), and OpenAI clients often
+ * send both (`top_p: 1` is a common default): such a model gets `temperature` alone.
+ */
+export function oneSamplingKnob(model: string): boolean {
+  return /claude-(?:opus|sonnet|haiku)-(?:4-[1-9]|[5-9]|\d{2,})(?!\d)/.test(model);
+}

@@ -28,7 +28,7 @@ import {
   visitMessages,
 } from "../shared/openai_request.ts";
 import { reasoningEffort } from "../shared/reasoning.ts";
-import { claudeThinking, thinkingTopP } from "../anthropic/thinking.ts";
+import { claudeThinking, oneSamplingKnob, thinkingTopP } from "../anthropic/thinking.ts";
 import type {
   ConverseContentBlock,
   ConverseImageBlock,
@@ -114,6 +114,9 @@ export function toConverseRequest(
     const topP = thinkingTopP(inference.topP);
     if (topP === undefined) delete inference.topP;
   } else {
+    if (inference.temperature !== undefined && isClaude(model) && oneSamplingKnob(model)) {
+      delete inference.topP;
+    }
     const topK = topKFields(body, model, provider);
     if (topK !== null) out.additionalModelRequestFields = topK;
   }

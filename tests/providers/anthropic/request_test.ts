@@ -331,10 +331,10 @@ Deno.test("toAnthropicRequest() maps sampling, limits, stop, stream and user", a
         stream: true,
         user: "user-42",
       }),
-      MODEL,
+      "claude-sonnet-4-20250514",
     );
     assert.deepEqual(out, {
-      model: MODEL,
+      model: "claude-sonnet-4-20250514",
       messages: [{ role: "user", content: "Hi" }],
       max_tokens: 300,
       temperature: 0.7,
@@ -344,6 +344,19 @@ Deno.test("toAnthropicRequest() maps sampling, limits, stop, stream and user", a
       stream: true,
       metadata: { user_id: "user-42" },
     });
+  });
+  await t.step("Claude 4.1 and later take temperature or top_p, not both: temperature wins", () => {
+    for (const model of ["claude-sonnet-4-5", "claude-opus-4-1-20250805", "claude-haiku-4-5"]) {
+      const both = toAnthropicRequest(req(HI, { temperature: 0.7, top_p: 1 }), model);
+      assert.equal(both.temperature, 0.7, model);
+      assert.equal(both.top_p, undefined, model);
+      const alone = toAnthropicRequest(req(HI, { top_p: 0.8 }), model);
+      assert.equal(alone.top_p, 0.8, model);
+    }
+    for (const model of ["claude-sonnet-4-20250514", "claude-3-7-sonnet-latest"]) {
+      const both = toAnthropicRequest(req(HI, { temperature: 0.7, top_p: 0.9 }), model);
+      assert.deepEqual([both.temperature, both.top_p], [0.7, 0.9], model);
+    }
   });
   await t.step("max_completion_tokens wins over max_tokens", () => {
     const out = toAnthropicRequest(req(HI, { max_tokens: 10, max_completion_tokens: 20 }), MODEL);

@@ -78,6 +78,22 @@ Deno.test("toConverseRequest() maps inference parameters into inferenceConfig", 
     });
     assert.deepEqual(Object.keys(out).sort(), ["inferenceConfig", "messages"]);
   });
+  await t.step("Claude 4.1 and later get temperature or topP, not both: temperature wins", () => {
+    const both = req(HI, { temperature: 0.5, top_p: 0.9 });
+    assert.deepEqual(toConverseRequest(both, "bedrock", MODEL_ID).inferenceConfig, {
+      temperature: 0.5,
+    });
+    assert.deepEqual(
+      toConverseRequest(req(HI, { top_p: 0.9 }), "bedrock", MODEL_ID).inferenceConfig,
+      { topP: 0.9 },
+    );
+    for (const model of ["us.anthropic.claude-sonnet-4-20250514-v1:0", "amazon.nova-pro-v1:0"]) {
+      assert.deepEqual(toConverseRequest(both, "bedrock", model).inferenceConfig, {
+        temperature: 0.5,
+        topP: 0.9,
+      }, model);
+    }
+  });
   await t.step("max_tokens alone, stop array", () => {
     const out = toConverseRequest(req(HI, { max_tokens: 64, temperature: 0.2, stop: ["a", "b"] }));
     assert.deepEqual(out.inferenceConfig, {
