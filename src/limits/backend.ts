@@ -60,6 +60,11 @@ export interface LimitBackend {
   /** `delta` more units (negative: fewer) against the window the cost was taken in. */
   adjust(state: CheckState, delta: number, now: number): void;
   usage(now: number): UsageRow[];
+  /**
+   * Bring what `usage` reports up to date: a fleet backend asks its store for the windows'
+   * totals (the others' returned permits included). Bounded in time; never throws.
+   */
+  refresh?(): Promise<void>;
   health(): BackendHealth;
   close(): Promise<void>;
 }

@@ -26,6 +26,8 @@ export interface Limiter {
   readonly rules: readonly Rule[];
   /** Current usage per counter (rule × scope value) this sidecar knows of. */
   usage(): UsageRow[];
+  /** Bring `usage` up to date with the fleet's counts (Redis); bounded, never throws. */
+  refresh(): Promise<void>;
   health(): BackendHealth;
   /** Resolves once limits are shared through Redis (at once for the memory backend). */
   shared(): Promise<void>;
@@ -120,6 +122,7 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
     stage,
     rules,
     usage: () => backend.usage(deps.now()).filter((row) => live(row.rule)),
+    refresh: () => backend.refresh?.() ?? Promise.resolve(),
     health: () => backend.health(),
     shared: () => shared,
   };

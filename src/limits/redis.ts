@@ -185,6 +185,9 @@ export interface RedisBackend extends LimitBackend {
   attach(link: RedisLink): void;
 }
 
+/** How long `/health` waits for the fleet's counts before showing what was last heard. */
+const REFRESH_MS = 250;
+
 export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   const { logger, fleetSize } = opts;
   let link: RedisLink | null = null;
@@ -661,6 +664,25 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
           () => {/* `mine` is written back on reconnect */},
         );
       }
+    },
+    async refresh() {
+      if (!ready() || !caughtUp) return;
+      const via = linked();
+      const asked = [...leases.values()].filter((l) =>
+        l.check.rule.algorithm === "window" && l.pending === null
+      );
+      if (asked.length === 0) return;
+      const read = Promise.all(asked.map(async (lease) => {
+        const vals = await via.command(["HVALS", lease.key]);
+        // A borrow that went out meanwhile answers with a newer total: it wins.
+        if (lease.pending !== null || !Array.isArray(vals)) return;
+        known(lease, vals.reduce((sum: number, v) => sum + (Number(v) || 0), 0));
+      }));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        read,
+        new Promise<void>((resolve) => timer = setTimeout(resolve, REFRESH_MS)),
+      ]).catch(() => {/* what was last heard stands */}).finally(() => clearTimeout(timer));
     },
     usage(now) {
       const rows: UsageRow[] = [];

@@ -83,7 +83,11 @@ export async function health(c: Context<AppEnv>): Promise<Response> {
 export async function healthReport(rt: Runtime): Promise<HealthReport> {
   const now = rt.now();
   const configured = Object.values(rt.config.providers);
-  const statuses = await Promise.all(configured.map((p) => providerHealth(rt, p)));
+  const [statuses] = await Promise.all([
+    Promise.all(configured.map((p) => providerHealth(rt, p))),
+    // The fleet's counts as they are now, not as this sidecar last heard them.
+    rt.limits?.refresh(),
+  ]);
   const providers: Record<string, Record<string, unknown>> = {};
   for (const [i, p] of configured.entries()) {
     const { status, ...detail } = statuses[i] as ProviderHealth;

@@ -129,6 +129,63 @@ Deno.test("leases: reconciliation moves the fleet's count both ways; quiet sidec
   }
 });
 
+Deno.test("refresh(): a sidecar's usage shows the permits another gave back since it last heard", async () => {
+  const redis = await startRedisServer();
+  const link1 = createRedisLink({ url: redis.url, name: "t1", logger: captureLogger().logger });
+  const link2 = createRedisLink({ url: redis.url, name: "t2", logger: captureLogger().logger });
+  let now = 60_000 * 1_000;
+  const backend = (sidecarId: string, idleMs: number) =>
+    createRedisBackend({
+      logger: captureLogger().logger,
+      fleetSize: 2,
+      fallbackShare: 0.5,
+      now: () => now,
+      idleMs,
+      sidecarId,
+    });
+  const raw = createClient({ url: redis.url, maintNotifications: "disabled" });
+  raw.on("error", () => {});
+  await raw.connect();
+  const s1 = backend("s1", 100);
+  const s2 = backend("s2", 3_600_000);
+  s1.attach(link1);
+  s2.attach(link2);
+  const rule: Rule = {
+    id: "t",
+    scope: "global",
+    metric: "tokens",
+    algorithm: "window",
+    limit: 1000,
+    windowMs: 60_000,
+    windowName: "minute",
+    failMode: "open",
+  };
+  const [check] = checksFor([rule], { models: [] });
+  try {
+    await waitFor("the links", () => link1.ready() && link2.ready());
+    assert.ok((await s1.admit([check!], [100], now)).ok);
+    assert.ok((await s2.admit([check!], [100], now)).ok);
+    // s2 heard the total while s1 still held its unused lease.
+    const stale = s2.usage(now)[0]!.used;
+    assert.ok(stale > 200, `used ${stale}`);
+    // s1 goes quiet and gives its unused permits back; s2 has not talked to Redis since.
+    now += 500;
+    const key = `pilotfish:rl:{t|global}:${60_000 * 1_000}`;
+    for (let i = 0; i < 100 && Number(await raw.hGet(key, "s1") ?? 0) !== 100; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(Number(await raw.hGet(key, "s1")), 100, "s1 gave its unused permits back");
+    assert.equal(s2.usage(now)[0]!.used, stale);
+    await s2.refresh!();
+    assert.equal(s2.usage(now)[0]!.used, 200);
+  } finally {
+    await s1.close();
+    await s2.close();
+    await raw.close();
+    await redis.stop();
+  }
+});
+
 Deno.test("over the limit: refused locally for 100 ms after Redis said no, then asked again", async () => {
   const redis = await startRedisServer();
   const link = createRedisLink({ url: redis.url, name: "t", logger: captureLogger().logger });
