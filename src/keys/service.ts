@@ -72,6 +72,8 @@ export interface KeyService {
   resolveRef(ref: string): Promise<KeyRecord>;
   /** The record of `id` from memory (a config key, or one the backend holds), no I/O. */
   peek(id: string): KeyRecord | null;
+  /** `value` is an app key by its shape or as a configured one: never a provider credential. */
+  isAppKey(value: string): boolean;
 }
 
 export interface PeriodUsage {
@@ -216,6 +218,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
     backend,
     headers,
     peek: (id) => staticById.get(id) ?? backend.peek(id),
+    isAppKey,
     identify(get, search) {
       const presented = presentedKey(get, headers, isAppKey, search);
       if (presented === null) {

@@ -163,7 +163,14 @@ async function run(
   const urlModel = modelOf(modelInPath(rest));
 
   const auth = native.auth;
-  const clientCredential = credentialOf(ex.headers, sent.query, auth);
+  // An app key is never the client's provider credential: a `pf_` one, or one of the
+  // configured keys (Butter's static keys may be any string).
+  const keys = rt.keys;
+  const appKey = keys === null
+    ? isPfKey
+    : (value: string) =>
+      isPfKey(value) || keys.isAppKey(value.replace(/^\s*Bearer\s+/i, "").trim());
+  const clientCredential = credentialOf(ex.headers, sent.query, auth, appKey);
   // A configured key replaces the client's credential only when the provider has one and
   // the client sent none, or the operator asked for it (`credential_mode: gateway`).
   const inject = provider.keys.length > 0 &&
@@ -177,7 +184,7 @@ async function run(
     sent.query,
     (name, value) =>
       ((FLAG_PARAMS.includes(name) || name === USER_ID_PARAM) && !signedQuery) ||
-      isAppKey(value) ||
+      appKey(value) ||
       (inject && name === auth.queryParam),
   );
   const targetUrl = contained(`${base}${rest}${query}`, base);
@@ -523,7 +530,12 @@ function modelInPath(rest: string): string | undefined {
  * The client's own provider credential, or null when it sent none. An empty value
  * (`x-goog-api-key: ""`, `Authorization: Bearer `) and a `pf_` app key count as none.
  */
-function credentialOf(headers: Headers, query: string, auth: NativeAuth): string | null {
+function credentialOf(
+  headers: Headers,
+  query: string,
+  auth: NativeAuth,
+  isAppKey: (value: string) => boolean,
+): string | null {
   for (const name of auth.headers) {
     const value = headers.get(name);
     if (value !== null && !isEmptyCredential(value) && !isAppKey(value)) return value;
@@ -535,7 +547,10 @@ function credentialOf(headers: Headers, query: string, auth: NativeAuth): string
 
 const isEmptyCredential = (value: string) => /^\s*(?:Bearer\s*)?$/i.test(value);
 /** A `pf_` app key, also as one of the values a repeated header was joined from. */
-const isAppKey = (value: string) => /(?:^|,)\s*(?:Bearer\s+)?pf_/i.test(value);
+const isPfKey = (value: string) => /(?:^|,)\s*(?:Bearer\s+)?pf_/i.test(value);
+
+/** A `pf_` key anywhere in a header value (`cookie: k=pf_…`): the header is not forwarded. */
+const holdsPfKey = (value: string) => /(?:^|[^A-Za-z0-9_-])pf_[A-Za-z0-9_-]{16,}/.test(value);
 
 const invalid = (message: string) => new GatewayError("invalid_request", message);
 
@@ -1009,7 +1024,7 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
     ? []
     : /SignedHeaders=([^,\s]+)/.exec(incoming.get("authorization") ?? "")?.[1]?.split(";") ?? [];
   incoming.forEach((value, name) => {
-    if (hop.has(name) || isAppKey(value)) return;
+    if (hop.has(name) || isPfKey(value) || holdsPfKey(value)) return;
     if (isInternal(name) && !signed.includes(name)) return;
     if (CREDENTIAL_HEADERS.includes(name) && (inject || isEmptyCredential(value))) return;
     out.append(name, value);

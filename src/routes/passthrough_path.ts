@@ -99,10 +99,13 @@ function formProblem(form: string, opaque: RegExp | undefined): string | null {
   return pieces.length > 1 && !opaque?.test(form) ? "The path has an encoded slash" : null;
 }
 
-/** `.` or `..`, also as servers that strip `;params` or trim blanks see it (`..;x`, `.. `). */
+/**
+ * `.` or `..`, also as servers that strip `;params`, trim blanks or cut a decoded `?`/`#` see
+ * it (`..;x`, `.. `, `..%3f`).
+ */
 function isDotSegment(piece: string): boolean {
   if (!piece.includes(".")) return false;
-  const bare = (piece.split(";")[0] as string).trim();
+  const bare = (piece.split(/[;?#]/)[0] as string).trim();
   return piece === "." || piece === ".." || bare === "." || bare === "..";
 }
 

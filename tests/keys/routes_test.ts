@@ -267,6 +267,99 @@ app_keys:
   }
 });
 
+Deno.test("a config key of any shape on a native route is never forwarded: the configured key goes instead, from every place an SDK sends it", async () => {
+  const openai = startFakeUpstream();
+  const anthropic = startFakeUpstream();
+  const gemini = startFakeGemini();
+  const STATIC = "butter-style-static-key-0001";
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-configured-openai-0001 }] }
+  anthropic: { base_url: "${anthropic.url}", keys: [{ key: sk-ant-configured-0001 }] }
+  gemini: { base_url: "${gemini.url}", keys: [{ key: gm-configured-key-0001 }] }
+app_keys:
+  persistence: { enabled: false }
+  keys:
+    - { key: ${STATIC}, name: any-shape }
+`);
+  const chatBody = JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] });
+  const messagesBody = JSON.stringify({
+    model: "claude-sonnet-4-5",
+    max_tokens: 5,
+    messages: [{ role: "user", content: "hi" }],
+  });
+  const geminiBody = JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] });
+  const geminiPath = "/gemini/v1beta/models/gemini-2.0-flash:generateContent";
+  try {
+    const cases: [string, string, Record<string, string>, string, () => Headers, string][] = [
+      [
+        "Authorization",
+        "/openai/v1/chat/completions",
+        { authorization: `Bearer ${STATIC}` },
+        chatBody,
+        () => openai.requests.at(-1)!.headers,
+        "authorization",
+      ],
+      [
+        "x-api-key",
+        "/anthropic/v1/messages",
+        { "x-api-key": STATIC, "anthropic-version": "2023-06-01" },
+        messagesBody,
+        () => anthropic.requests.at(-1)!.headers,
+        "x-api-key",
+      ],
+      [
+        "x-goog-api-key",
+        geminiPath,
+        { "x-goog-api-key": STATIC },
+        geminiBody,
+        () => gemini.requests.at(-1)!.headers,
+        "x-goog-api-key",
+      ],
+      [
+        "?key=",
+        `${geminiPath}?key=${STATIC}`,
+        {},
+        geminiBody,
+        () => gemini.requests.at(-1)!.headers,
+        "x-goog-api-key",
+      ],
+    ];
+    for (const [how, path, headers, body, seen, credential] of cases) {
+      const res = await gw.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body,
+      });
+      assert.equal(res.status, 200, `${how}: ${await res.text()}`);
+      const sent = seen();
+      for (const [name, v] of sent) assert.ok(!v.includes(STATIC), `${how}: forwarded in ${name}`);
+      assert.match(sent.get(credential) ?? "", /configured/, `${how}: no configured key injected`);
+    }
+    assert.ok(!gemini.requests.at(-1)!.search.includes(STATIC), "forwarded in the query");
+    // A pf_ key anywhere in a header value (not where a key is presented) is not forwarded.
+    const created = "pf_" + "A".repeat(43);
+    const res = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        cookie: `k=${created}`,
+        "x-note": `token ${created}`,
+      },
+      body: chatBody,
+    });
+    await res.body?.cancel();
+    for (const [name, v] of openai.requests.at(-1)!.headers) {
+      assert.ok(!v.includes("pf_"), `pf_ key forwarded in ${name}`);
+    }
+  } finally {
+    await gw.close();
+    await openai.close();
+    await anthropic.close();
+    await gemini.close();
+  }
+});
+
 Deno.test("a revoked key sent the Google SDKs' way (x-goog-api-key, ?key=) is refused too", async () => {
   const gemini = startFakeGemini();
   const gw = startGateway(`

@@ -55,6 +55,10 @@ Deno.test("containmentProblem() refuses every spelling of a traversal", () => {
     ["/openai/v1/%252e%252e/x", /dot-segment/],
     ["/openai/v1/%25252e%25252e/x", /dot-segment/],
     ["/openai/v1/..;/x", /dot-segment/],
+    // A server that decodes before it cuts the query or fragment sees `..` here.
+    ["/openai/v1/..%3f/x", /dot-segment/],
+    ["/openai/v1/..%23x/y", /dot-segment/],
+    ["/openai/v1/.%3Fa/x", /dot-segment/],
     ["/openai/v1/..%3Bjsessionid/x", /dot-segment/],
     ["/openai/v1/..%20/x", /dot-segment/],
     ["/openai/v1/%EF%BC%8E%EF%BC%8E/x", /dot-segment/],
