@@ -19,7 +19,7 @@ import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
 import { breakerTiming } from "./breaker/timing.ts";
 import { createStateResources } from "./usage/mod.ts";
-import { buildRuntime, type Runtime, secretsOf } from "./runtime.ts";
+import { buildRuntime, keyValues, type Runtime, secretsOf } from "./runtime.ts";
 import { preloadTelemetry } from "./telemetry/hub.ts";
 import { createResponsesStore } from "./responses_store/mod.ts";
 import { createLogger, createRedactor } from "./telemetry/mod.ts";
@@ -272,6 +272,8 @@ async function main(): Promise<number> {
       // Plugins start before the swap: the new generation is whole or not at all.
       await built.ready().catch(async (err) => {
         await built.dispose();
+        // The keys in force are still the previous generation's.
+        deps.routing.keysAre(keyValues(previous.config));
         throw err;
       });
       // The breaker's store outlives generations: its new timing only once the swap is sure.

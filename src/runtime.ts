@@ -139,6 +139,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     redact: createRedactor(secrets, { encoded: false }),
     ...(deps.write ? { write: deps.write } : {}),
   });
+  deps.routing.keysAre(keyValues(config));
   const fetch = trackReachability(deps.fetch, deps.routing);
   const scrubs = scrubsOf(config);
   const adapters = createAdapters(config, { fetch, redact, random: deps.random }, scrubs);
@@ -293,5 +294,12 @@ export function secretsOf(config: Config): string[] {
     for (const k of p.keys) out.push(k.key);
     for (const v of Object.values(p.headers)) out.push(v.replace(/^Bearer\s+/i, ""));
   }
+  return out;
+}
+
+/** Every configured provider key by id, for the routing state's cooldowns. */
+export function keyValues(config: Config): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of Object.values(config.providers)) for (const k of p.keys) out.set(k.id, k.key);
   return out;
 }

@@ -550,7 +550,10 @@ function issueMessage(issue: v.BaseIssue<unknown>, path: readonly PropertyKey[])
   if (!secret || issue.input === null || typeof issue.input === "object") return issue.message;
   // A number or boolean too: an unquoted numeric token (`admin_token: 98765432109876`) is one.
   const kind = typeof issue.input === "string" ? "a string" : `a ${typeof issue.input}`;
-  const hint = typeof issue.input === "number" ? " (quote it: YAML reads digits as a number)" : "";
+  // Only where a string was expected: a bad number (`weight: 0`) is not cured by quoting.
+  const hint = typeof issue.input === "number" && issue.type === "string"
+    ? " (quote it: YAML reads digits as a number)"
+    : "";
   return issue.message.replaceAll(issue.received, kind) + hint;
 }
 

@@ -35,6 +35,12 @@ export interface RoutingState extends ReachabilityRecorder {
   coolKey(keyId: string, cooldown: KeyCooldown): void;
   /** The cooldown in force for a key at `now`, if any. */
   keyCooldown(keyId: string, now: number): KeyCooldown | null;
+  /**
+   * A config generation's keys (id → value). A cooldown belongs to the key that earned it,
+   * not to its id: a key rotated in place starts with none, a key moved in the list (its id
+   * `openai#1` now `openai#2`) keeps its own, and an unchanged key keeps it across reloads.
+   */
+  keysAre(keys: ReadonlyMap<string, string>): void;
   /** Set while the provider's last call failed to connect, until a call to it connects. */
   unreachableSince(provider: string): Unreachable | null;
 }
@@ -45,7 +51,11 @@ const EWMA_ALPHA = 0.3;
 export function createRoutingState(now: () => number = Date.now): RoutingState {
   const turns = new Map<string, number>();
   const ewma = new Map<string, number>();
+  /** By key value (an id not configured yet: by id). */
   const cooldowns = new Map<string, KeyCooldown>();
+  /** Each key id's value in the generation configured last. */
+  let values: ReadonlyMap<string, string> = new Map();
+  const valueOf = (keyId: string) => values.get(keyId) ?? keyId;
   const unreachable = new Map<string, Unreachable>();
   return {
     nextTurn(route) {
@@ -59,14 +69,23 @@ export function createRoutingState(now: () => number = Date.now): RoutingState {
     },
     latency: (target) => ewma.get(target) ?? null,
     coolKey(keyId, cooldown) {
-      cooldowns.set(keyId, cooldown);
+      cooldowns.set(valueOf(keyId), cooldown);
     },
     keyCooldown(keyId, now) {
-      const c = cooldowns.get(keyId);
+      if (cooldowns.size === 0) return null;
+      const key = valueOf(keyId);
+      const c = cooldowns.get(key);
       if (!c) return null;
       if (c.until > now) return c;
-      cooldowns.delete(keyId);
+      cooldowns.delete(key);
       return null;
+    },
+    keysAre(keys) {
+      values = keys;
+      if (cooldowns.size === 0) return;
+      // A key no longer configured has nothing to rest from.
+      const configured = new Set(keys.values());
+      for (const key of cooldowns.keys()) if (!configured.has(key)) cooldowns.delete(key);
     },
     reached(provider) {
       // The success path: one size check while every upstream is fine.

@@ -932,3 +932,22 @@ Deno.test("an unquoted numeric secret is refused without echoing its digits", ()
     );
   }
 });
+
+Deno.test("a bad number under a key's path (weight: 0) gets no advice to quote it", () => {
+  for (const weight of ["0", "-1"]) {
+    assert.throws(
+      () =>
+        parseConfigText(
+          `providers:\n  openai:\n    keys:\n      - { key: sk-weight-0001, weight: ${weight} }\n`,
+          envOf({}),
+          "w.yaml",
+        ),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /providers\.openai\.keys\[0\]\.weight/);
+        assert.doesNotMatch(err.message, /quote it/);
+        return true;
+      },
+    );
+  }
+});
