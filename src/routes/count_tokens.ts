@@ -100,6 +100,8 @@ export function countTokens(kind: "messages" | "responses") {
     const ex: Exchange = c.get("exchange");
     ex.errorFormat = kind === "messages" ? "anthropic_json" : "openai_json";
     ex.schema = kind === "messages" ? "anthropic_messages" : "responses";
+    // Served inside the `/v1/responses/:id` pattern (see server/app.ts): named as itself.
+    if (kind === "responses") ex.route = "/v1/responses/input_tokens";
     const raw = await readJsonBody(
       c.req.raw,
       ex.runtime.config.server.max_body_bytes,

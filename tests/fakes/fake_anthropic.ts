@@ -42,7 +42,7 @@ export function startFakeAnthropic(): FakeAnthropic {
       // A count that depends on what was sent (one per 10 bytes), so tests see the prompt.
       return new Response(
         JSON.stringify({ input_tokens: Math.max(1, Math.ceil(body.length / 10)) }),
-        { headers: { "content-type": "application/json" } },
+        { headers: { "content-type": "application/json", "request-id": "req_count_0001" } },
       );
     }
     const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;

@@ -77,6 +77,34 @@ Deno.test("count_tokens to Anthropic: the client's body, anthropic-version and a
   }
 });
 
+Deno.test("the counting routes' log lines: their own route, and Anthropic's request-id as upstream_request_id", async () => {
+  const anthropic = startFakeAnthropic();
+  const openai = startFakeUpstream();
+  const gw = gateway(anthropic.url, openai.url);
+  try {
+    for (
+      const [path, body] of [
+        ["/v1/messages/count_tokens", { model: "anthropic/claude-sonnet-4-5", messages: PROMPT }],
+        ["/v1/responses/input_tokens", { model: "compat/gpt-4o", input: "How many?" }],
+      ] as const
+    ) {
+      const res = await gw.request(path, { method: "POST", body: JSON.stringify(body) });
+      assert.equal(res.status, 200, path);
+      await res.body?.cancel();
+    }
+    await gw.waitForLog('"route":"/v1/responses/input_tokens"');
+    const lines = gw.logs.filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l));
+    const count = lines.find((l) => l.route === "/v1/messages/count_tokens");
+    assert.equal(count?.upstream_request_id, "req_count_0001", JSON.stringify(count));
+    assert.ok(lines.some((l) => l.route === "/v1/responses/input_tokens"));
+    assert.ok(!lines.some((l) => l.route === "/v1/responses/:id"));
+  } finally {
+    await gw.close();
+    await anthropic.close();
+    await openai.close();
+  }
+});
+
 Deno.test("count_tokens translated from chat: only the prompt's fields, no client headers", async () => {
   const anthropic = startFakeAnthropic();
   const openai = startFakeUpstream();

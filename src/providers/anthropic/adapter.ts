@@ -165,6 +165,8 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
         apiKey: call.apiKey,
         clientAuthorization: call.clientAuthorization,
         stream: false as const,
+        // The attempt reads the provider's request id from the reply's headers.
+        onReply: call.onReply,
       };
       const headers = call.messages !== null ? clientHeaders(call.headers) : baseHeaders;
       const reply = await send(basics, headers, JSON.stringify(body), countUrl);
