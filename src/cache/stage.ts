@@ -87,8 +87,10 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
 
   /**
    * Look the key up. A miss while an identical request is being answered waits for that
-   * answer; if that request failed, the first waiter to look again leads and the others wait
-   * for it in turn. All within `COALESCE_WAIT_MS` and the caller's own budget
+   * answer, once: if it landed without one stored (it failed, was not storable, or expired at
+   * once), every waiter asks upstream itself, together, rather than one after another behind
+   * a new leader (N identical requests whose answer is never stored would otherwise take N
+   * times as long). The wait is within `COALESCE_WAIT_MS` and the caller's own budget
    * (`x-gateway.timeout`, else `routing.failover.deadline`), counted from its arrival; once
    * that is spent, it asks upstream itself (failover gets what is left of the budget).
    */
@@ -96,16 +98,16 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     ex: Exchange,
     key: string,
     includeUsage: boolean,
-    until: number | null,
+    waited = false,
   ): PreLlmResult | undefined | Promise<PreLlmResult | undefined> => {
     const found = backend.get(key);
     const then = (v: string | null) => {
-      const flight = v === null ? flights.get(key) : undefined;
+      const flight = v === null && !waited ? flights.get(key) : undefined;
       if (flight === undefined) return answer(ex, key, v, includeUsage);
-      const by = until ?? waitUntil(ex);
+      const by = waitUntil(ex);
       if (ex.clock.now() >= by) return answer(ex, key, v, includeUsage);
       return waitFor(ex, flight, by).then((landed) =>
-        landed ? lookup(ex, key, includeUsage, by) : answer(ex, key, null, includeUsage)
+        landed ? lookup(ex, key, includeUsage, true) : answer(ex, key, null, includeUsage)
       );
     };
     // The memory backend answers at once: no promise hop (and no stage timer) for it.
@@ -226,7 +228,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       const includeUsage = view.schema !== "embeddings" &&
         view.body.stream_options?.include_usage === true;
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
-      return lookup(ex, cacheKey(ex.targets, scope, body), includeUsage, null);
+      return lookup(ex, cacheKey(ex.targets, scope, body), includeUsage);
     },
     post_llm(ex, res) {
       const key = keys.get(ex);
