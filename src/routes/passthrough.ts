@@ -528,7 +528,7 @@ function modelInPath(rest: string): string | undefined {
 
 /**
  * The client's own provider credential, or null when it sent none. An empty value
- * (`x-goog-api-key: ""`, `Authorization: Bearer `) and a `pf_` app key count as none.
+ * (`x-goog-api-key: ""`, `Authorization: Bearer `) and an app key (`isAppKey`) count as none.
  */
 function credentialOf(
   headers: Headers,

@@ -54,8 +54,9 @@ function writeLine(
   const level = event.status >= 500 || (deferred && failed) ? "error" : "info";
   if (!logger.enabled(level)) return;
   // The winner's tokens; when it is the only attempt that used any (a failed attempt used
-  // none, unless an embeddings fan-out had calls answered before one failed), as billed by the meter (subscribed first), which fills in an estimated prompt.
-  // `cost_usd` covers every attempt (a hedge loser's too).
+  // none, unless an embeddings fan-out had calls answered before one failed), as billed by
+  // the meter (subscribed first), which fills in an estimated prompt. `cost_usd` covers every
+  // attempt (a hedge loser's too).
   const usage = ex.billedUsage !== null && usedBy(ex.attempts) === 1 ? ex.billedUsage : event.usage;
   const line: Record<string, unknown> = {
     request_id: ex.id,
