@@ -55,8 +55,9 @@ export const NATIVE_FAMILIES: readonly NativeFamily[] = [
     prefix: "/gemini",
     type: "gemini",
     errorFormat: "google_rpc",
-    paths: /^\/v1(?:beta)?\/[^/]/,
-    covers: "/gemini/v1/* and /gemini/v1beta/*",
+    // `/upload/v1beta/files`: the Files API's resumable uploads.
+    paths: /^(?:\/upload)?\/v1(?:beta)?\/[^/]/,
+    covers: "/gemini/v1/*, /gemini/v1beta/* and /gemini/upload/v1{,beta}/*",
     base: apiRoot,
   },
   // llm-proxy's contract for Bedrock: strip only `/bedrock`, keeping the raw path (`%3A` in

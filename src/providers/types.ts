@@ -209,6 +209,16 @@ export interface NativeApi {
    * Responses `response.failed`), else null: relayed as sent, fed to the breaker, logged.
    */
   streamFailure?(data: string, provider: string): GatewayError | null;
+  /**
+   * Absolute URLs of this API that its answers hand the client to call next (a batch's
+   * `results_url`, a resumable upload's `X-Goog-Upload-URL`): pointed back at the sidecar's
+   * route, so that call comes through it too (its app key stays here, a configured key goes).
+   */
+  readonly links?: {
+    readonly headers?: readonly string[];
+    /** Fields of a JSON answer (read whole) whose string value is such a URL. */
+    readonly jsonFields?: readonly string[];
+  };
 }
 
 export interface ProviderAdapter {

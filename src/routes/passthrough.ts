@@ -414,6 +414,7 @@ async function run(
     out = await relay(ex, native, response, attempts, inject ? rt.redact : null, {
       settle,
       idleMs: provider.timeout,
+      rebase: rebaser(c.req.url, sent.path, rest, base),
       // A stream's first content: the active-stream gauge, time to first chunk, its span event.
       firstContent: trail && ((target) => trail.firstChunk(target, sinceStart(), attemptTrace)),
     });
@@ -527,6 +528,58 @@ function modelInPath(rest: string): string | undefined {
 }
 
 /**
+ * Maps an upstream URL under `base` to the same resource through this route: the origin the
+ * client reached (its Host) + the route's prefix (`/anthropic`, `/native/{provider}`) + the
+ * rest. Null for a URL elsewhere (left as the upstream wrote it).
+ */
+function rebaser(
+  requestUrl: string,
+  path: string,
+  rest: string,
+  base: string,
+): (url: string) => string | null {
+  const prefix = path.endsWith(rest) ? path.slice(0, path.length - rest.length) : null;
+  let origin: string | null = null;
+  try {
+    origin = new URL(requestUrl).origin;
+  } catch {
+    // no usable origin: nothing is rebased
+  }
+  return (url) =>
+    prefix === null || origin === null || origin === "null" || !url.startsWith(`${base}/`)
+      ? null
+      : `${origin}${prefix}${url.slice(base.length)}`;
+}
+
+/** `fields`' string values in a JSON answer, rebased (`rebaser`); other bytes as they were. */
+function rebaseJson(
+  bytes: Uint8Array<ArrayBuffer>,
+  fields: readonly string[],
+  rebase: (url: string) => string | null,
+): Uint8Array<ArrayBuffer> {
+  const text = new TextDecoder().decode(bytes);
+  if (!fields.some((f) => text.includes(`"${f}"`))) return bytes;
+  let changed = false;
+  const out = text.replace(
+    /"([A-Za-z0-9_]+)"(\s*:\s*)"((?:[^"\\]|\\.)*)"/g,
+    (all, name, sep, value) => {
+      if (!fields.includes(name)) return all;
+      let url: string;
+      try {
+        url = JSON.parse(`"${value}"`);
+      } catch {
+        return all;
+      }
+      const moved = rebase(url);
+      if (moved === null) return all;
+      changed = true;
+      return `"${name}"${sep}${JSON.stringify(moved)}`;
+    },
+  );
+  return changed ? new TextEncoder().encode(out) : bytes;
+}
+
+/**
  * The client's own provider credential, or null when it sent none. An empty value
  * (`x-goog-api-key: ""`, `Authorization: Bearer `) and an app key (`isAppKey`) count as none.
  */
@@ -624,6 +677,8 @@ async function relay(
     settle: () => void;
     idleMs: number;
     firstContent?: ((target: Target) => void) | undefined;
+    /** An upstream URL under the provider's base as the client reaches it here, else null. */
+    rebase: (url: string) => string | null;
   },
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const { settle } = timer;
@@ -634,10 +689,12 @@ async function relay(
   ex.deferEnd = true;
   const out = new Headers();
   const hop = hopByHop(res.headers);
+  const linkHeaders = native.links?.headers;
   res.headers.forEach((value, name) => {
     // content-length: the body is re-chunked on the way out; let the server frame it.
     if (!hop.has(name) && !isInternal(name) && name !== "content-length") {
-      out.append(name, redact === null ? value : redact(value));
+      const shown = linkHeaders?.includes(name) ? timer.rebase(value) ?? value : value;
+      out.append(name, redact === null ? shown : redact(shown));
     }
   });
   const provider = ex.provider as string;
@@ -711,7 +768,9 @@ async function relay(
   if (sniffed === null) meter.settle("complete");
   else if (read.whole) {
     // Read through the sniffer now: usage settles before the response (and its headers) exist.
-    const bytes = new Uint8Array(await new Response(sniffed).arrayBuffer());
+    let bytes: Uint8Array<ArrayBuffer> = new Uint8Array(await new Response(sniffed).arrayBuffer());
+    const fields = native.links?.jsonFields;
+    if (fields !== undefined) bytes = rebaseJson(bytes, fields, timer.rebase);
     sniffed = new Blob([bytes]).stream();
     // A body that streamed upstream unread named no model; the answer just read does.
     if (ex.model && !out.has("x-pilotfish-model")) {

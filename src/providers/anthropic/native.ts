@@ -47,6 +47,8 @@ export const ANTHROPIC_NATIVE: NativeApi = {
     header: (k) => ["x-api-key", k],
   },
   usage: anthropicUsageOf,
+  // A message batch names where its results are: fetched through the sidecar too.
+  links: { jsonFields: ["results_url"] },
   contentChars: anthropicContentChars,
   streamDone: anthropicStreamDone,
   // Redacted where it is written (the log); the client gets the upstream's bytes as sent.

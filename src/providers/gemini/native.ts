@@ -44,6 +44,8 @@ export const GEMINI_NATIVE: NativeApi = {
     header: (k) => ["x-goog-api-key", k],
   },
   usage: geminiUsageOf,
+  // The resumable upload protocol's session URLs (Files API): the upload goes through here.
+  links: { headers: ["x-goog-upload-url", "x-goog-upload-control-url"] },
   contentChars: geminiContentChars,
   // Gemini's last event names why it stopped (a finish or a blocked prompt), or is an error.
   streamDone: (data) =>
