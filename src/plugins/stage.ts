@@ -130,6 +130,7 @@ export function wasmStage(
   if (hooks.has("pre_http")) {
     stage.pre_http = async (ex: Exchange, req: HttpRequestView): Promise<PreHttpResult> => {
       const body = jsonOf(req.body);
+      if (body === UNREADABLE) return unreadable(cfg.name);
       const out = await call(ex, {
         hook: "pre_http",
         ...common(ex),
@@ -150,6 +151,7 @@ export function wasmStage(
   if (hooks.has("pre_llm")) {
     stage.pre_llm = async (ex: Exchange, req: LlmRequestView): Promise<PreLlmResult> => {
       const body = jsonOf(req.body);
+      if (body === UNREADABLE) return unreadable(cfg.name);
       const out = await call(ex, {
         hook: "pre_llm",
         ...common(ex),
@@ -270,15 +272,34 @@ function addResponseHeaders(
   }
 }
 
-/** Bodies as JSON for the guest: passthrough bytes when they hold JSON, else nothing. */
+/** A passthrough body that opens as JSON but is not: see `jsonOf`. */
+const UNREADABLE = Symbol("unreadable body");
+
+/**
+ * Bodies as JSON for the guest: passthrough bytes when they hold JSON, else nothing (an
+ * upload, a form). Bytes that open as JSON (`{`, `[`) and are not (a byte after the
+ * document, `NaN`, two documents) are `UNREADABLE`: an upstream may still read them (Python's
+ * `json` takes NaN, Go's decoder stops after the first value), and a guest handed nothing
+ * would let through what it could not see.
+ */
 function jsonOf(body: unknown): unknown {
   if (!(body instanceof Uint8Array)) return body ?? undefined;
   if (body.length === 0) return undefined;
+  const text = new TextDecoder().decode(body);
   try {
-    return JSON.parse(new TextDecoder().decode(body));
+    return JSON.parse(text);
   } catch {
-    return undefined;
+    return /^[\s\uFEFF]*[[{]/.test(text) ? UNREADABLE : undefined;
   }
+}
+
+/** The 400 for an `UNREADABLE` body: refused, not passed unread. */
+function unreadable(name: string): Reject {
+  return {
+    action: "reject",
+    status: 400,
+    message: `The request body is not valid JSON, and plugin "${name}" reads it`,
+  };
 }
 
 /**

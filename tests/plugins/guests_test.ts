@@ -478,6 +478,48 @@ Deno.test("guard: a compressed native body is scanned for what it holds, and rel
   });
 });
 
+Deno.test("guard: a native body that opens as JSON but is not (a trailing byte, NaN) is refused, not relayed unread", async (t) => {
+  const json = JSON.stringify({ model: "gpt-up", messages: [{ role: "user", content: ATTACK }] });
+  const send = async (gw: TestGateway, body: string, type = "application/json") =>
+    await gw.request("/native/up/chat/completions", {
+      method: "POST",
+      headers: { "content-type": type },
+      body,
+    });
+  await using(guard("block"), async (gw) => {
+    for (
+      const [name, body, type] of [
+        ["a byte after the document", `${json} x`, "application/json"],
+        ["a trailing NUL", `${json}\u0000`, "application/json"],
+        ["two documents", `${json}${json}`, "application/json"],
+        [
+          "NaN (Python's json reads it)",
+          json.replace('"gpt-up"', '"gpt-up","t":NaN'),
+          "text/plain",
+        ],
+        ["a BOM and blanks first", `\uFEFF \n${json} x`, "text/plain"],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        const res = await send(gw, body, type);
+        assert.equal(res.status, 400);
+        const error = (await res.json()).error;
+        assert.match(error.message, /not valid JSON/);
+        assert.equal(gw.upstream.length, 0);
+      });
+    }
+    await t.step("a body that is not JSON at all (an upload) is still relayed", async () => {
+      const res = await send(
+        gw,
+        "--boundary\r\nplain form data\r\n--boundary--",
+        "multipart/form-data; boundary=boundary",
+      );
+      await res.body?.cancel();
+      assert.equal(gw.upstream.length, 1);
+    });
+  });
+});
+
 Deno.test("guard, mode log: one warn line with category and pattern; the request continues", async () => {
   await using(guard("log"), async (gw) => {
     const res = await gw.request(
