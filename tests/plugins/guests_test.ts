@@ -174,6 +174,113 @@ Deno.test("guard, default scan_roles: an assistant message is scanned (Butter's 
   });
 });
 
+Deno.test("guard: a turn's tool-call arguments, a refusal and a batch's requests are scanned", async (t) => {
+  const cases: [string, string, Record<string, unknown>][] = [
+    ["chat: an assistant's tool_calls arguments", "/v1/chat/completions", {
+      model: "up/gpt-up",
+      messages: [
+        { role: "user", content: "search" },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{
+            id: "c1",
+            type: "function",
+            function: { name: "search", arguments: JSON.stringify({ q: ATTACK }) },
+          }],
+        },
+        { role: "tool", tool_call_id: "c1", content: "none" },
+      ],
+    }],
+    ["chat: a legacy function_call", "/v1/chat/completions", {
+      model: "up/gpt-up",
+      messages: [
+        { role: "user", content: "search" },
+        {
+          role: "assistant",
+          content: null,
+          function_call: { name: "search", arguments: JSON.stringify({ q: ATTACK }) },
+        },
+      ],
+    }],
+    ["chat: an assistant's refusal", "/v1/chat/completions", {
+      model: "up/gpt-up",
+      messages: [{ role: "user", content: "hi" }, { role: "assistant", refusal: ATTACK }],
+    }],
+    ["messages: an assistant's tool_use input", "/v1/messages", {
+      model: "claude/claude-x",
+      max_tokens: 16,
+      messages: [
+        { role: "user", content: "search" },
+        {
+          role: "assistant",
+          content: [{ type: "tool_use", id: "t1", name: "search", input: { q: ATTACK } }],
+        },
+        {
+          role: "user",
+          content: [{ type: "tool_result", tool_use_id: "t1", content: "none" }],
+        },
+      ],
+    }],
+    ["responses: a function_call's arguments", "/v1/responses", {
+      model: "up/gpt-up",
+      input: [
+        { role: "user", content: "search" },
+        {
+          type: "function_call",
+          call_id: "c1",
+          name: "search",
+          arguments: JSON.stringify({ q: ATTACK }),
+        },
+        { type: "function_call_output", call_id: "c1", output: "none" },
+      ],
+    }],
+    ["native: an Anthropic message batch", "/anthropic/v1/messages/batches", {
+      requests: [{
+        custom_id: "1",
+        params: {
+          model: "claude-x",
+          max_tokens: 5,
+          messages: [{ role: "user", content: ATTACK }],
+        },
+      }],
+    }],
+  ];
+  await using(guard("block"), async (gw) => {
+    for (const [name, path, body] of cases) {
+      await t.step(name, async () => {
+        const res = await gw.request(path, post(body));
+        assert.equal(res.status, 400, name);
+        await res.body?.cancel();
+        assert.equal(gw.upstream.length, 0);
+      });
+    }
+    await t.step("benign arguments pass", async () => {
+      const res = await gw.request(
+        "/v1/chat/completions",
+        post({
+          model: "up/gpt-up",
+          messages: [
+            { role: "user", content: "weather" },
+            {
+              role: "assistant",
+              content: null,
+              tool_calls: [{
+                id: "c1",
+                type: "function",
+                function: { name: "weather", arguments: '{"city":"Paris"}' },
+              }],
+            },
+            { role: "tool", tool_call_id: "c1", content: "18C" },
+          ],
+        }),
+      );
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+  });
+});
+
 Deno.test("guard: tool definitions' descriptions are scanned as tool text, on every route's shape", async (t) => {
   const params = {
     type: "object",

@@ -62,6 +62,11 @@ const TEXT_KEYS: string[] = [
   "query", "system", "instructions", "input_text",
   // Documents and files: a document's source, title and context; a chat `file` part.
   "source", "title", "context", "file",
+  // Tool calls a turn made (OpenAI `tool_calls[].function`, legacy `function_call`, Gemini
+  // `functionCall`) and a refusal's text: the model reads them back on the next turn.
+  "tool_calls", "function_call", "function", "functionCall", "refusal",
+  // Anthropic Message Batches: each request's `params` is a Messages body.
+  "requests", "params",
 ];
 
 function startsWith(sink: TextSink, prefix: string): bool {
@@ -268,6 +273,10 @@ export class Walker {
           }
         }
       }
+      // A tool call's arguments: a JSON string, or an object of any keys (Anthropic and
+      // Converse `tool_use`/`toolUse` `input`, Gemini `args`): every string in it is text.
+      const args = !isRole && !isType &&
+        (is(this.key, "arguments") || is(this.key, "args") || is(this.key, "input"));
       this.ws();
       this.pos++; // ':'
       this.ws();
@@ -304,7 +313,9 @@ export class Walker {
           toolish = is(this.key, "tool_result") || is(this.key, "function_call_output") ||
             is(this.key, "tool");
         }
-      } else if (walk) {
+      } else if (args && this.peek() == 0x7b) {
+        this.strings();
+      } else if (walk || args) {
         const r = sys ? ROLE_SYSTEM : toolish ? ROLE_TOOL : known || root ? role : ROLE_ANY;
         this.value(r);
       } else this.skip();
