@@ -414,7 +414,7 @@ async function run(
     out = await relay(ex, native, response, attempts, inject ? rt.redact : null, {
       settle,
       idleMs: provider.timeout,
-      rebase: rebaser(c.req.url, sent.path, rest, base),
+      rebase: native.links === undefined ? NO_REBASE : rebaser(c.req.url, sent.path, rest, base),
       // A stream's first content: the active-stream gauge, time to first chunk, its span event.
       firstContent: trail && ((target) => trail.firstChunk(target, sinceStart(), attemptTrace)),
     });
@@ -526,6 +526,9 @@ function modelInPath(rest: string): string | undefined {
   const m = /\/models?\/([^/:]+(?::\d+)?)/.exec(rest)?.[1] ?? /\/model\/([^/]+)/.exec(rest)?.[1];
   return m === undefined ? undefined : percentDecode(m);
 }
+
+/** For an API whose answers hand out no URLs of its own (`NativeApi.links`). */
+const NO_REBASE = (_url: string): string | null => null;
 
 /**
  * Maps an upstream URL under `base` to the same resource through this route: the origin the
