@@ -31,13 +31,13 @@ import {
   createUsageSniffer,
   knownUsage,
   promptBytes,
-  pullThrough,
   RelayedFailure,
   relayStream,
   type StreamFailures,
   StreamIdleTimeout,
   type UsageMeter,
 } from "../streaming/mod.ts";
+import { scrubStream } from "../streaming/scrub.ts";
 import {
   endAt,
   explainTimeout,
@@ -739,9 +739,7 @@ async function relay(
   const scrub = redact === null ? null : ex.runtime.scrubs.get(provider) ?? null;
   const source = !res.ok && redact !== null && res.body
     ? await withoutSecrets(res.body, redact)
-    : res.body && scrub
-    ? pullThrough(res.body, scrub.transformer())
-    : res.body;
+    : res.body && scrubStream(scrub, res.body);
   const read = !ex.stream && res.ok && source && /\bjson\b/i.test(contentType)
     ? await wholeUpTo(source, WHOLE_JSON_BYTES)
     : { body: source, whole: false };
