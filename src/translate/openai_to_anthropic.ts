@@ -186,6 +186,12 @@ export interface MessagesStreamContext {
    * clients (LangChain's ChatAnthropic) read the input count there only, as Anthropic sends it.
    */
   readonly estimatedInput?: () => number;
+  /**
+   * The answer's usage as billed once its chunks have all passed (the upstream's counts, or
+   * the estimate from the content when it sent none), for a `message_delta` the upstream
+   * gave no counts for.
+   */
+  readonly billed?: () => unknown;
 }
 
 /**
@@ -218,6 +224,14 @@ export function encodeMessagesStream(
 interface OpenBlock {
   readonly index: number;
   readonly kind: "text" | "tool_use";
+  /** A tool call's arguments so far: complete JSON says no fragment of it can follow. */
+  args?: string;
+}
+
+/** A tool call that started while another call's arguments were still incomplete. */
+interface HeldCall {
+  readonly block: Record<string, unknown>;
+  args: string;
 }
 
 /**
@@ -251,8 +265,13 @@ export function createMessagesStreamTransformer(
   let stopSequence: string | null | undefined;
   let usage: unknown = null;
   let hasToolUse = false;
-  /** OpenAI tool_calls index → Anthropic content block index. */
+  /** OpenAI tool_calls index → Anthropic content block index, once its block has started. */
   const toolBlocks = new Map<number, number>();
+  /**
+   * Calls held back, in the order they started: a server that interleaves calls' fragments
+   * would otherwise send a fragment after its block's `content_block_stop`.
+   */
+  const held = new Map<number, HeldCall>();
 
   type Controller = TransformStreamDefaultController<Uint8Array>;
   const emit = (c: Controller, type: string, payload: Record<string, unknown>) =>
@@ -295,40 +314,78 @@ export function createMessagesStreamTransformer(
       delta: { type: "text_delta", text: value },
     });
   };
+  const argsDelta = (c: Controller, index: number, json: string) =>
+    emit(c, "content_block_delta", {
+      index,
+      delta: { type: "input_json_delta", partial_json: json },
+    });
+  const openTool = (c: Controller, key: number, block: Record<string, unknown>, args = "") => {
+    const index = openBlock(c, "tool_use", block);
+    (open as OpenBlock).args = args;
+    toolBlocks.set(key, index);
+    if (args !== "") argsDelta(c, index, args);
+  };
+  /** The open call's arguments are complete: the calls held behind it may have their turn. */
+  const release = (c: Controller, all = false) => {
+    for (const [key, call] of held) {
+      if (!all && open?.kind === "tool_use" && !completeJson(open.args ?? "")) return;
+      held.delete(key);
+      openTool(c, key, call.block, call.args);
+    }
+  };
   const toolCall = (c: Controller, call: Record<string, unknown>) => {
     const fn = isObject(call.function) ? call.function : {};
     const starts = typeof call.id === "string" || typeof fn.name === "string";
+    const count = toolBlocks.size + held.size;
     // Some compatible servers omit `index`; a fragment that names a call starts a new one.
     const key = typeof call.index === "number"
       ? call.index
       : starts
-      ? toolBlocks.size
-      : Math.max(0, toolBlocks.size - 1);
-    let index = toolBlocks.get(key);
-    if (index === undefined) {
-      hasToolUse = true;
-      index = openBlock(c, "tool_use", {
-        type: "tool_use",
-        id: toolUseId(call.id),
-        name: typeof fn.name === "string" ? fn.name : "",
-        input: {},
-      });
-      toolBlocks.set(key, index);
+      ? count
+      : Math.max(0, count - 1);
+    const args = typeof fn.arguments === "string" ? fn.arguments : "";
+    const index = toolBlocks.get(key);
+    if (index !== undefined) {
+      if (args === "") return;
+      // A fragment of the call being written. A call is stopped for the next call only once
+      // its arguments are complete JSON, so no fragment follows its stop (text cutting into
+      // a call's fragments would, and no server sends that).
+      if (open?.index === index) open.args += args;
+      argsDelta(c, index, args);
+      if (held.size > 0) release(c);
+      return;
     }
-    // OpenAI sends one call's fragments before the next call's. Should a server interleave
-    // them, the fragment still goes to its own block by index, which Anthropic SDKs accept.
-    if (typeof fn.arguments === "string" && fn.arguments !== "") {
-      emit(c, "content_block_delta", {
-        index,
-        delta: { type: "input_json_delta", partial_json: fn.arguments },
-      });
+    const waiting = held.get(key);
+    if (waiting !== undefined) {
+      waiting.args += args;
+      return;
     }
+    hasToolUse = true;
+    const block = {
+      type: "tool_use",
+      id: toolUseId(call.id),
+      name: typeof fn.name === "string" ? fn.name : "",
+      input: {},
+    };
+    // OpenAI finishes one call before it starts the next. A server that interleaves them
+    // starts a call while the open one's arguments are incomplete: that call waits its turn.
+    if (held.size > 0 || (open?.kind === "tool_use" && !completeJson(open.args ?? ""))) {
+      held.set(key, { block, args });
+      return;
+    }
+    openTool(c, key, block, args);
   };
   const end = (c: Controller) => {
     done = true;
+    release(c, true);
     start(c);
     close(c);
-    const u = toMessagesUsage(usage);
+    // No counts from the upstream (an OpenAI stream not asked for them, a server that never
+    // sends them): the input as estimated at the start and the output as billed, not zeros.
+    const u = usage !== null ? toMessagesUsage(usage) : {
+      ...startUsage(ctx),
+      output_tokens: toMessagesUsage(ctx.billed?.()).output_tokens,
+    };
     const stop = hasToolUse ? undefined : stopSequence;
     emit(c, "message_delta", {
       delta: {
@@ -403,6 +460,17 @@ function streamError(error: unknown, ctx: MessagesStreamContext): GatewayError {
     provider: ctx.provider,
     ...(typeof e.type === "string" ? { upstreamType: e.type } : {}),
   });
+}
+
+/** Whether a tool call's arguments so far are a whole JSON value (nothing can follow). */
+function completeJson(text: string): boolean {
+  if (text.trim() === "") return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -244,6 +244,26 @@ routing:
       await gw.waitForLog(`"route":"/v1/messages","path":"/v1/messages","status":200`);
       await gw.waitForLog(`"prompt_tokens":19,"completion_tokens":6`);
     });
+
+    await t.step("streamed by a server that sends no usage: the estimate, not zeros", async () => {
+      // A compatible server that ignores include_usage: no usage chunk at all.
+      const events = (await sseEvents("stream_text.sse")).filter((e) => !e.includes('"usage":{'));
+      up.script({ kind: "sse", events });
+      const stream = client.messages.stream({
+        model: "fast",
+        max_tokens: 50,
+        messages: [{ role: "user", content: "Say hello in French" }],
+      });
+      let startInput = -1;
+      stream.on("streamEvent", (event) => {
+        if (event.type === "message_start") startInput = event.message.usage.input_tokens;
+      });
+      const message = await stream.finalMessage();
+      assert.ok(startInput > 0, `message_start input_tokens ${startInput}`);
+      // message_delta's counts are cumulative: zeros there would overwrite the estimates.
+      assert.equal(message.usage.input_tokens, startInput);
+      assert.ok(message.usage.output_tokens > 0, `output_tokens ${message.usage.output_tokens}`);
+    });
   } finally {
     await gw.close();
     await up.close();

@@ -52,6 +52,28 @@ function parseAnthropicSse(bytes: Uint8Array): [string, Record<string, unknown>]
   });
 }
 
+/**
+ * Every block starts, gets deltas for its own index only, and stops before the next starts,
+ * as Anthropic streams them. Returns the number of blocks.
+ */
+function assertSequentialBlocks(events: [string, Record<string, unknown>][]): number {
+  let open: number | null = null;
+  let expected = 0;
+  for (const [name, payload] of events) {
+    if (name === "content_block_start") {
+      assert.equal(open, null, "a block started before the last one stopped");
+      assert.equal(payload.index, expected++);
+      open = payload.index as number;
+    } else if (name === "content_block_delta") assert.equal(payload.index, open);
+    else if (name === "content_block_stop") {
+      assert.equal(payload.index, open);
+      open = null;
+    }
+  }
+  assert.equal(open, null);
+  return expected;
+}
+
 const enc = (s: string) => new TextEncoder().encode(s);
 const chunk = (choice: Record<string, unknown> | null, extra: Record<string, unknown> = {}) =>
   `data: ${
@@ -271,21 +293,7 @@ Deno.test("toMessagesStream() golden tool stream follows Anthropic's event order
   const names = events.map(([name]) => name);
   assert.equal(names[0], "message_start");
   assert.deepEqual(names.slice(-2), ["message_delta", "message_stop"]);
-  // Every block starts, gets deltas for its own index only, and stops before the next starts.
-  let open: number | null = null;
-  let expected = 0;
-  for (const [name, payload] of events) {
-    if (name === "content_block_start") {
-      assert.equal(open, null);
-      assert.equal(payload.index, expected++);
-      open = payload.index as number;
-    } else if (name === "content_block_delta") assert.equal(payload.index, open);
-    else if (name === "content_block_stop") {
-      assert.equal(payload.index, open);
-      open = null;
-    }
-  }
-  assert.equal(expected, 3);
+  assert.equal(assertSequentialBlocks(events), 3);
   const json = events
     .filter(([name, p]) => name === "content_block_delta" && p.index === 1)
     .map(([, p]) => (p.delta as { partial_json: string }).partial_json)
@@ -411,6 +419,69 @@ Deno.test(
       cache_creation_input_tokens: 0,
       cache_read_input_tokens: 0,
       output_tokens: 2,
+    });
+  },
+);
+
+Deno.test(
+  "toMessagesStream() keeps blocks sequential when a server interleaves tool calls",
+  SANITIZE,
+  async () => {
+    const call = (index: number, args: string, head?: { id: string; name: string }) => ({
+      index,
+      ...(head ? { id: head.id, type: "function" } : {}),
+      function: { ...(head ? { name: head.name } : {}), arguments: args },
+    });
+    const sse = [
+      chunk({
+        delta: {
+          tool_calls: [call(0, "", { id: "c0", name: "a" }), call(1, "", { id: "c1", name: "b" })],
+        },
+      }),
+      chunk({ delta: { tool_calls: [call(0, '{"x":')] } }),
+      chunk({ delta: { tool_calls: [call(1, '{"y":')] } }),
+      chunk({ delta: { tool_calls: [call(0, "1}")] } }),
+      chunk({ delta: { tool_calls: [call(2, "{}", { id: "c2", name: "c" })] } }),
+      chunk({ delta: { tool_calls: [call(1, "2}")] } }),
+      chunk({ delta: {}, finish_reason: "tool_calls" }),
+      "data: [DONE]\n\n",
+    ].join("");
+    for (const n of CHUNK_SIZES) {
+      const { bytes, error } = await translate(enc(sse), n);
+      assert.equal(error, undefined);
+      const events = parseAnthropicSse(bytes);
+      assert.equal(assertSequentialBlocks(events), 3);
+      const blocks = events.filter(([e]) => e === "content_block_start")
+        .map(([, p]) => p.content_block as { id: string; name: string });
+      assert.deepEqual(blocks.map((b) => [b.id, b.name]), [["c0", "a"], ["c1", "b"], ["c2", "c"]]);
+      const argsOf = (index: number) =>
+        events.filter(([e, p]) => e === "content_block_delta" && p.index === index)
+          .map(([, p]) => (p.delta as { partial_json: string }).partial_json).join("");
+      assert.deepEqual([argsOf(0), argsOf(1), argsOf(2)], ['{"x":1}', '{"y":2}', "{}"]);
+    }
+  },
+);
+
+Deno.test(
+  "toMessagesStream() gives the estimate, not zeros, when the upstream sent no usage",
+  SANITIZE,
+  async () => {
+    const sse = chunk({ delta: { content: "Hello there" } }) +
+      chunk({ delta: {}, finish_reason: "stop" }) + "data: [DONE]\n\n";
+    const stream = toMessagesStream(streamOf([enc(sse)]), {
+      ...ctx,
+      estimatedInput: () => 9,
+      billed: () => ({ prompt_tokens: 0, completion_tokens: 3, total_tokens: 3, estimated: true }),
+    });
+    const events = parseAnthropicSse(new Uint8Array(await new Response(stream).arrayBuffer()));
+    const start = events[0]?.[1] as { message: { usage: { input_tokens: number } } };
+    assert.equal(start.message.usage.input_tokens, 9);
+    const end = events.at(-2)?.[1] as { usage: Record<string, number> };
+    assert.deepEqual(end.usage, {
+      input_tokens: 9,
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 0,
+      output_tokens: 3,
     });
   },
 );

@@ -9,7 +9,7 @@ import type { GatewayError } from "../../errors.ts";
 import { decodeJson, decodeStream } from "../../providers/wire.ts";
 import type { ChatOutcome } from "../../providers/types.ts";
 import { toAnthropicError } from "../../schema/anthropic.ts";
-import { encodeSseEvent, usageReported } from "../../streaming/mod.ts";
+import { encodeSseEvent, usageNow, usageReported } from "../../streaming/mod.ts";
 import { encodeMessagesStream, toMessagesResponse } from "../../translate/mod.ts";
 import type { Exchange } from "../exchange.ts";
 import { promptEstimate } from "../../usage/mod.ts";
@@ -42,6 +42,7 @@ export function encodeMessages(
       redact: ex.runtime.redact,
       reported: () => usageReported(outcome.usage),
       estimatedInput: () => promptEstimate(ex),
+      billed: () => usageNow(outcome.usage),
     });
   return sseResponse(ex, bytes, outcome.status, headers, renderAnthropicError);
 }
