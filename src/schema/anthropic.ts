@@ -444,7 +444,11 @@ const ANTHROPIC_TYPES: ReadonlySet<string> = new Set([
  */
 export function toAnthropicError(err: GatewayError): MessagesErrorBody {
   // An Anthropic-format upstream's type is kept as its code (providers/anthropic/errors.ts).
-  const upstream = err.info.upstreamType ?? err.info.upstreamCode ?? undefined;
+  // An OpenAI-format error has a type of its own: its `invalid_request_error` on a 500 is not
+  // Anthropic's word for a 500.
+  const upstream = err.info.upstreamType === undefined
+    ? err.info.upstreamCode ?? undefined
+    : undefined;
   const byStatus = TYPE_BY_STATUS[err.status];
   // Anthropic's errors page: invalid_request_error is also "for other 4XX status codes".
   const clientError = err.status >= 400 && err.status < 500;

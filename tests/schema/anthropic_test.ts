@@ -201,8 +201,25 @@ Deno.test("toAnthropicError() keeps an Anthropic upstream type, else maps the st
     [new GatewayError("upstream_timeout", "late"), "timeout_error"],
     [new GatewayError("upstream_unreachable", "down"), "api_error"],
     [new GatewayError("upstream_error", "x", { status: 529 }), "overloaded_error"],
+    // An Anthropic upstream's type (kept as the code) wins above 499 ...
     [
-      new GatewayError("upstream_error", "x", { status: 500, upstreamType: "overloaded_error" }),
+      new GatewayError("upstream_error", "x", { status: 500, upstreamCode: "overloaded_error" }),
+      "overloaded_error",
+    ],
+    // ... an OpenAI-format type, even one Anthropic has a word for, does not.
+    [
+      new GatewayError("upstream_error", "x", {
+        status: 500,
+        upstreamType: "invalid_request_error",
+        upstreamCode: null,
+      }),
+      "api_error",
+    ],
+    [
+      new GatewayError("upstream_error", "x", {
+        status: 529,
+        upstreamType: "invalid_request_error",
+      }),
       "overloaded_error",
     ],
     // An OpenAI provider's type is not Anthropic's vocabulary: the status decides.
@@ -234,13 +251,14 @@ Deno.test("toAnthropicError(): a 4xx is typed by its status, whatever another fo
     [500, "api_error", "api_error"],
     [503, "overloaded_error", "overloaded_error"],
   ];
-  for (const [status, upstreamType, type] of cases) {
+  // The Anthropic upstream's type, kept as the code (providers/anthropic/errors.ts).
+  for (const [status, upstreamCode, type] of cases) {
     const err = new GatewayError("upstream_error", "m", {
       status,
       upstreamStatus: status,
-      ...(upstreamType ? { upstreamType } : {}),
+      ...(upstreamCode ? { upstreamCode } : {}),
     });
-    assert.equal(toAnthropicError(err).error.type, type, `${status} ${upstreamType}`);
+    assert.equal(toAnthropicError(err).error.type, type, `${status} ${upstreamCode}`);
   }
 });
 
