@@ -326,6 +326,14 @@ export function winnerOf(ex: Exchange): AttemptRecord | undefined {
 }
 
 /**
+ * The provider's own id of the call whose answer the client got (else of the last call),
+ * when it sent one.
+ */
+export function upstreamRequestId(ex: Exchange): string | undefined {
+  return (winnerOf(ex) ?? ex.attempts.at(-1))?.upstream_request_id;
+}
+
+/**
  * End the exchange (once): the winner's usage (what was streamed, for a stream cut short)
  * becomes the exchange's, pending `attempt_end`s go out, then `request_end`.
  */

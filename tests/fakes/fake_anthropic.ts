@@ -48,7 +48,10 @@ export function startFakeAnthropic(): FakeAnthropic {
     const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;
     const file = new URL(stream ? `${current.sse}.sse` : `${current.json}.json`, FIXTURES);
     return new Response(await Deno.readFile(file), {
-      headers: { "content-type": stream ? "text/event-stream" : "application/json" },
+      headers: {
+        "content-type": stream ? "text/event-stream" : "application/json",
+        "request-id": "req_fake_msg_0001",
+      },
     });
   });
   return {

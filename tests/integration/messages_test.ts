@@ -86,6 +86,9 @@ routing:
       assert.equal(response.headers.get("x-pilotfish-provider"), "openai");
       assert.equal(response.headers.get("x-pilotfish-model"), "gpt-4o-mini");
       assert.equal(response.headers.get("x-pilotfish-attempts"), "1");
+      // Anthropic's SDKs read the id from `request-id`: ours, as the upstream sent none.
+      assert.match(response.headers.get("request-id") ?? "", /^[0-9a-f-]{36}$/);
+      assert.equal(response.headers.get("request-id"), response.headers.get("x-request-id"));
       assert.equal(message.type, "message");
       assert.equal(message.role, "assistant");
       assert.match(message.id, /^msg_/);
@@ -312,10 +315,12 @@ routing:
   try {
     await t.step("the SDK's body arrives unchanged but for the model", async () => {
       const client = sdk(gw.url(""));
-      const { data: message, response } = await client.messages.create(params, {
+      const { data: message, response, request_id } = await client.messages.create(params, {
         headers: { "anthropic-beta": "interleaved-thinking-2025-05-14" },
       }).withResponse();
       assert.equal(response.headers.get("x-pilotfish-provider"), "anthropic");
+      // The provider's own id, what its support asks for, as the SDK reports it.
+      assert.equal(request_id, "req_fake_msg_0001");
       assert.equal(response.headers.get("x-pilotfish-model"), "claude-sonnet-4-5-20250929");
       const fixture = JSON.parse(await anthropicFixture("response_tool_use.json"));
       assert.deepEqual(message, fixture);

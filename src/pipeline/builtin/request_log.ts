@@ -10,7 +10,7 @@ import type { CapturedBody, Logger } from "../../telemetry/mod.ts";
 import type { EventOf, TelemetryEvent } from "../events.ts";
 import type { Stage } from "../stages.ts";
 import { usageNow } from "../../streaming/usage.ts";
-import { type Exchange, winnerOf } from "../exchange.ts";
+import { type Exchange, upstreamRequestId } from "../exchange.ts";
 
 export interface RequestLogOptions {
   /** Log `cost_usd` (llm-proxy's `features.cost_tracking.enabled`); default true. */
@@ -171,8 +171,7 @@ function logged(a: AttemptRecord): Record<string, unknown> {
  * native passthrough answer carries it as `x-request-id` when the client sent none.
  */
 function upstreamId(ex: Exchange): { upstream_request_id?: string } {
-  const a = winnerOf(ex) ?? ex.attempts.at(-1);
-  const id = a?.upstream_request_id;
+  const id = upstreamRequestId(ex);
   return id !== undefined ? { upstream_request_id: id } : {};
 }
 

@@ -1,7 +1,12 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../../routes/mod.ts";
 import type { Runtime } from "../../runtime.ts";
-import { createExchange, endExchange, upstreamMs } from "../../pipeline/exchange.ts";
+import {
+  createExchange,
+  endExchange,
+  upstreamMs,
+  upstreamRequestId,
+} from "../../pipeline/exchange.ts";
 import { observeStream, SseEnd } from "../../streaming/mod.ts";
 import { captureRequestBody } from "../../telemetry/mod.ts";
 import { bodyBytes } from "../whole.ts";
@@ -46,6 +51,13 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     // (OpenAI's `req_…`, which its SDKs report) is kept when the client sent none.
     if (incoming === ex.id || !c.res.headers.has("x-request-id")) {
       c.res.headers.set("x-request-id", ex.id);
+    }
+    // Anthropic's SDKs read a request's id from `request-id` only (`_request_id`,
+    // `requestID`): the provider's own when it gave one (what its support asks for), else ours.
+    if (ex.route === "/v1/messages" || ex.route === "/v1/messages/count_tokens") {
+      if (!c.res.headers.has("request-id")) {
+        c.res.headers.set("request-id", upstreamRequestId(ex) ?? ex.id);
+      }
     }
     // Time in Pilotfish until the response started, upstream waits excluded.
     const overhead = Math.max(0, rt.clock.now() - ex.started - upstreamMs(ex));
