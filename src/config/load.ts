@@ -120,6 +120,47 @@ function aliasOffset(doc: YAML.Document): number | null {
   return unresolved ?? first;
 }
 
+/**
+ * `server.address` / `host`, the socket path and `state.path`, from the values as validated,
+ * or as written when validation failed elsewhere (a value of the wrong type is skipped: its
+ * own problem is reported already).
+ */
+function listenProblems(
+  server: Readonly<Record<string, unknown>>,
+  statePath: unknown,
+  at: (path: readonly PropertyKey[]) => string,
+): string[] {
+  const problems: string[] = [];
+  const { address, host, socket } = server;
+  let hostFrom: "host" | "address" = "host";
+  let checkedHost = typeof host === "string" ? host : undefined;
+  if (typeof address === "string") {
+    const m = /^(.*):(\d+)$/.exec(address);
+    if (!m) {
+      problems.push(
+        `${at(["server", "address"])}: Expected "host:port" or ":port", got "${address}"`,
+      );
+    } else {
+      if (Number(m[2]) > 65535) {
+        problems.push(`${at(["server", "address"])}: Port ${m[2]} is out of range`);
+      }
+      if (host === undefined) {
+        checkedHost = m[1] === "" ? "0.0.0.0" : m[1];
+        hostFrom = "address";
+      }
+    }
+  }
+  const hostError = checkedHost === undefined ? null : hostProblem(checkedHost);
+  if (hostError !== null) problems.push(`${at(["server", hostFrom])}: ${hostError}`);
+  for (const [path, value] of [[["server", "socket"], socket], [["state", "path"], statePath]]) {
+    const problem = typeof value === "string" ? pathProblem(value) : null;
+    if (problem !== null) problems.push(`${at(path as string[])}: ${problem}`);
+  }
+  const socketProblem = typeof socket === "string" ? socketPathProblem(socket) : null;
+  if (socketProblem !== null) problems.push(`${at(["server", "socket"])}: ${socketProblem}`);
+  return problems;
+}
+
 /** Validate an already-parsed tree (YAML or embedded default). */
 export function validateConfig(
   raw: unknown,
@@ -152,7 +193,9 @@ export function validateConfig(
   const at = (path: readonly PropertyKey[]) => origins.userPath(path);
 
   // valibot reports one unknown key per object: drop those and validate again, until only
-  // known keys are left (each round removes at least one key, so this ends).
+  // known keys are left (each round removes at least one key, so this ends). A round's other
+  // problems come back in the next round too: a set keeps each once.
+  const problems = new Set<string>();
   let result = v.safeParse(configSchema, tree, { abortEarly: false });
   while (!result.success) {
     const unknown: (readonly PropertyKey[])[] = [];
@@ -160,25 +203,16 @@ export function validateConfig(
       const path = issuePath(issue);
       if (issue.type === "strict_object" && issue.expected !== "never") {
         // strictObject reports a required key that is absent with the same issue type.
-        errors.push(`${at(path)}: Missing required key`);
-      } else if (issue.type === "strict_object" && !opts.strict) {
-        unknown.push(path);
-        warnings.push(`${at(path)}: Unknown key, ignored`);
+        problems.add(`${at(path)}: Missing required key`);
       } else if (issue.type === "strict_object") {
-        errors.push(`${at(path)}: Unknown key`);
+        // Dropped either way, so the next round can find the mapping's other unknown keys.
+        unknown.push(path);
+        if (opts.strict) problems.add(`${at(path)}: Unknown key`);
+        else warnings.push(`${at(path)}: Unknown key, ignored`);
       } else {
-        errors.push(`${at(path)}: ${issueMessage(issue, path)}`);
+        problems.add(`${at(path)}: ${issueMessage(issue, path)}`);
       }
     }
-    if (errors.length > 0 || unknown.length === 0) {
-      // Report reference errors too, judged against the provider names as written.
-      const names = isRecord(tree.providers) ? Object.keys(tree.providers) : [];
-      errors.push(...referenceErrors(new Set(names), tree.routing, at));
-      // And the keys' own problems, so one --check lists them with the rest.
-      errors.push(...rawKeyErrors(tree.providers, at));
-      throw new ConfigError(source, errors, warnings);
-    }
-    // Only unknown keys: drop them and validate again.
     let dropped = 0;
     for (const path of unknown) {
       const parent = getAt(tree, path.slice(0, -1));
@@ -188,8 +222,19 @@ export function validateConfig(
         dropped++;
       }
     }
-    if (dropped === 0) throw new ConfigError(source, unknown.map((p) => `${at(p)}: Unknown key`));
+    if (dropped === 0) break;
     result = v.safeParse(configSchema, tree, { abortEarly: false });
+  }
+  if (!result.success || problems.size > 0) {
+    errors.push(...problems);
+    // Report reference errors too, judged against the provider names as written.
+    const names = isRecord(tree.providers) ? Object.keys(tree.providers) : [];
+    errors.push(...referenceErrors(new Set(names), tree.routing, at));
+    // And the keys' own problems and the listeners', so one --check lists them with the rest.
+    errors.push(...rawKeyErrors(tree.providers, at));
+    const server = isRecord(tree.server) ? tree.server : {};
+    errors.push(...listenProblems(server, isRecord(tree.state) ? tree.state.path : undefined, at));
+    throw new ConfigError(source, errors, warnings);
   }
   const parsed = result.output;
   // The old per-provider retry key still loads (schema.ts reads it as `max_retries`).
@@ -205,38 +250,21 @@ export function validateConfig(
   // server.address (Butter) → host/port unless those are given explicitly.
   const rawServer = (tree.server ?? {}) as Record<string, unknown>;
   let { host, port } = parsed.server;
-  if (parsed.server.address !== undefined) {
-    const m = /^(.*):(\d+)$/.exec(parsed.server.address);
-    if (!m) {
-      errors.push(
-        `server.address: Expected "host:port" or ":port", got "${parsed.server.address}"`,
-      );
-    } else {
-      if (rawServer.host === undefined) host = m[1] === "" ? "0.0.0.0" : m[1] as string;
-      if (rawServer.port === undefined) port = Number(m[2]);
-      if (port > 65535) errors.push(`server.address: Port ${port} is out of range`);
-    }
-  }
-
-  const hostError = hostProblem(host);
-  if (hostError !== null) {
-    errors.push(
-      `${at(["server", rawServer.host === undefined ? "address" : "host"])}: ${hostError}`,
-    );
-  }
-  for (
-    const [path, value] of [[["server", "socket"], parsed.server.socket], [
-      ["state", "path"],
-      parsed.state.path,
-    ]] as const
-  ) {
-    const problem = value === undefined ? null : pathProblem(value);
-    if (problem !== null) errors.push(`${at(path)}: ${problem}`);
-  }
-  const socketProblem = parsed.server.socket === undefined
+  const address = parsed.server.address === undefined
     ? null
-    : socketPathProblem(parsed.server.socket);
-  if (socketProblem !== null) errors.push(`${at(["server", "socket"])}: ${socketProblem}`);
+    : /^(.*):(\d+)$/.exec(parsed.server.address);
+  if (address) {
+    if (rawServer.host === undefined) host = address[1] === "" ? "0.0.0.0" : address[1] as string;
+    if (rawServer.port === undefined) port = Number(address[2]);
+  }
+  errors.push(
+    ...listenProblems(
+      // The host as written: one taken from `address` is that key's problem.
+      { ...parsed.server, host: rawServer.host === undefined ? undefined : parsed.server.host },
+      parsed.state.path,
+      at,
+    ),
+  );
 
   const providers: Record<string, ProviderConfig> = {};
   for (const [name, rawProvider] of Object.entries(parsed.providers)) {

@@ -494,6 +494,46 @@ Deno.test({
   },
 });
 
+Deno.test("--check --strict lists every unknown key, several in one mapping among them", () => {
+  const text = [
+    "server:",
+    "  foo: 1",
+    "  bar: 2",
+    "providers:",
+    "  openai:",
+    "    zed: 1",
+    "    zod: 2",
+    "    timeout: soon",
+  ].join("\n");
+  const problems = problemsOf(() => parseConfigText(text, NO_ENV, "u.yaml", { strict: true }));
+  for (const path of ["server.foo", "server.bar", "providers.openai.zed", "providers.openai.zod"]) {
+    assert.ok(problems.includes(`${path}: Unknown key`), problems.join("\n"));
+  }
+  assertProblem(problems, "providers.openai.timeout", '"soon"');
+  assert.equal(problems.length, 5, problems.join("\n"));
+});
+
+Deno.test("--check lists the listener problems beside a schema error elsewhere", () => {
+  const text = [
+    "server:",
+    '  host: "bad host!"',
+    `  socket: /tmp/${"s".repeat(120)}.sock`,
+    "  read_timeout: 30x",
+    "providers:",
+    "  mock: { latency: 5x }",
+  ].join("\n");
+  const problems = problemsOf(() => parseConfigText(text, NO_ENV, "l.yaml"));
+  assertProblem(problems, "server.read_timeout", '"30x"');
+  assertProblem(problems, "providers.mock.latency", '"5x"');
+  assertProblem(problems, "server.host", "bad host!");
+  assertProblem(problems, "server.socket", "at most");
+  const butter = problemsOf(() =>
+    parseConfigText('server:\n  address: "nohost"\n  read_timeout: 30x\n', NO_ENV, "b.yaml")
+  );
+  assertProblem(butter, "server.address", '"host:port"');
+  assertProblem(butter, "server.read_timeout", '"30x"');
+});
+
 Deno.test("parseConfigText() reports every reference error at once", () => {
   const text = [
     "providers:",
