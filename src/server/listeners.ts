@@ -1,6 +1,7 @@
 import { GatewayError } from "../errors.ts";
 import type { ServerConfig } from "../config/mod.ts";
 import type { Logger } from "../telemetry/mod.ts";
+import { recordedFailure } from "../streaming/mod.ts";
 
 /** After the drain time: how long streams get to write their closing error event. */
 const DRAIN_GRACE_MS = 1_000;
@@ -44,10 +45,12 @@ export async function startListeners(
   const abort = new AbortController();
   const onError = (err: unknown) => {
     // A body our relays ended on purpose (drain time out, write_timeout, an upstream's
-    // in-stream failure on a passthrough body, which is cut so the client can tell) is
-    // already on the request's log line with its outcome: not a server fault.
-    if (err instanceof GatewayError) logger.debug("response body ended", { error: err });
-    else logger.error("unhandled server error", { error: err });
+    // in-stream failure on a passthrough body, which is cut so the client can tell) or that
+    // broke with its upstream's is already on the request's log line with its outcome: not
+    // a server fault.
+    if (err instanceof GatewayError || recordedFailure(err)) {
+      logger.debug("response body ended", { error: err });
+    } else logger.error("unhandled server error", { error: err });
     return new Response(
       JSON.stringify({
         error: {

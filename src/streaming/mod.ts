@@ -5,6 +5,7 @@
 export {
   cutRelay,
   observeStream,
+  recordedFailure,
   RelayedFailure,
   relayStream,
   type StreamObserver,

@@ -52,6 +52,17 @@ export class RelayedFailure extends Error {
   }
 }
 
+/**
+ * Failures a relay handed its consumer after its observers recorded them (the request's log
+ * line has the outcome): Deno.serve reports such a body error again, which is no server fault.
+ */
+const recordedFailures = new WeakSet<object>();
+
+/** Whether `err` is a body failure the request's own log line already tells. */
+export function recordedFailure(err: unknown): boolean {
+  return typeof err === "object" && err !== null && recordedFailures.has(err);
+}
+
 /** What a source failure means: an error the stream reported, or a broken connection. */
 export function failureOutcome(error: unknown): "upstream_cut" | "error" | "idle_timeout" {
   if (error instanceof StreamIdleTimeout) return "idle_timeout";
@@ -192,6 +203,9 @@ export function relayStream<T>(
           renderedEndings.set(out, ending);
           controller.close();
         } else {
+          if (typeof error === "object" && error !== null && observers.length > 0) {
+            recordedFailures.add(error);
+          }
           controller.error(error);
         }
         end(ending);

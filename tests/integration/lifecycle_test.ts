@@ -18,6 +18,32 @@ providers:
     keys: [{ key: sk-live-configured-secret-0001 }]
 ${extra}`;
 
+Deno.test("a passthrough stream its upstream cuts is one log line, not an unhandled server error", async () => {
+  const upstream = startFakeUpstream();
+  const chunk =
+    `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"partial"}}]}\n\n`;
+  const d = await startDaemon(upstreamConfig(upstream.url));
+  try {
+    // Ends without [DONE] (the relay's usage sniff cuts it), then with the connection reset.
+    for (const thenBreak of [false, true]) {
+      upstream.script({ kind: "sse", events: [chunk], thenBreak });
+      const res = await fetch(d.url("/native/up/chat/completions"), {
+        method: "POST",
+        body: chatBody("gpt-4o-mini", { stream: true }),
+      });
+      await assert.rejects(res.text());
+      const id = res.headers.get("x-request-id")!;
+      await d.waitForLog(`"request_id":"${id}"`);
+      const line = d.logs().split("\n").find((l) => l.includes(`"request_id":"${id}"`))!;
+      assert.equal(JSON.parse(line).outcome, "upstream_cut");
+    }
+    assert.doesNotMatch(d.logs(), /unhandled server error/);
+  } finally {
+    await d.stop();
+    await upstream.close();
+  }
+});
+
 Deno.test("a client that disconnects mid-stream aborts the upstream request", async () => {
   const upstream = startFakeUpstream();
   // An endless stream, paced: the client leaves while it still runs.
