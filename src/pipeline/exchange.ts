@@ -326,6 +326,14 @@ export function winnerOf(ex: Exchange): AttemptRecord | undefined {
 }
 
 /**
+ * Whether the response's body is observed to its end: a stream's (not a whole answer given
+ * to a stream request, such as its 504 before the first byte) or a relayed one's.
+ */
+export function bodyObserved(ex: Exchange): boolean {
+  return ex.deferEnd || (ex.stream && ex.wholeBody === null);
+}
+
+/**
  * The provider's own id of the call whose answer the client got (else of the last call),
  * when it sent one.
  */

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { startGateway } from "../helpers/in_process.ts";
 import { startHoldingUpstream } from "../fakes/holding_upstream.ts";
+import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 
 /** The whole body, or a failure (the body cancelled) if it is still open after `ms`. */
 async function readWithin(res: Response, ms: number): Promise<string> {
@@ -126,6 +127,42 @@ providers:
     assert.match(text, /"text":"Hi"/);
     assert.match(text, /event: message_stop\n/);
     await up.cancelled;
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
+Deno.test("a stream request answered whole (a 504 before its first byte) is logged as a whole answer", async () => {
+  const up = startFakeUpstream();
+  up.script({ kind: "hang" });
+  const gw = startGateway(`
+providers:
+  up:
+    base_url: ${up.url}/v1
+    keys: [{ key: sk-up-0001 }]
+routing:
+  failover: { enabled: false }
+`);
+  try {
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "up/gpt-4o-mini",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+        "x-gateway": { first_chunk_timeout: 0.05 },
+      }),
+    });
+    assert.equal(res.status, 504);
+    assert.equal((await res.json()).error.code, "upstream_timeout");
+    const id = res.headers.get("x-request-id")!;
+    await gw.waitForLog(`"request_id":"${id}"`);
+    const line = JSON.parse(gw.logs.find((l) => l.includes(`"request_id":"${id}"`))!);
+    assert.equal(line.status, 504);
+    // Not `complete`: the client got no answer; a whole one has no outcome (README, logs).
+    assert.equal("outcome" in line, false, JSON.stringify(line));
   } finally {
     await gw.close();
     await up.close();

@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../../routes/mod.ts";
 import type { Runtime } from "../../runtime.ts";
 import {
+  bodyObserved,
   createExchange,
   endExchange,
   upstreamMs,
@@ -70,12 +71,13 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     // in one write.
     // A client already gone gets no body at all: its stream is released, not observed.
     const gone = c.req.raw.signal.aborted;
-    if (gone && (ex.stream || ex.deferEnd) && ex.wholeBody === null && c.res.body) {
+    const observe = bodyObserved(ex);
+    if (gone && observe && ex.wholeBody === null && c.res.body) {
       c.res.body.cancel("client left").catch(() => {});
       // Deno.serve throws on a body already cancelled ("has already been consumed").
       c.res = new Response(null, { status, headers: c.res.headers });
     }
-    const body = (ex.stream || ex.deferEnd) && !gone ? c.res.body : null;
+    const body = observe && !gone ? c.res.body : null;
     if (body) {
       ex.deferEnd = true;
       let bytes = 0;

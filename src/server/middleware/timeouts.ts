@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { AppEnv } from "../../routes/mod.ts";
 import { cutRelay, observeStream, relayStream } from "../../streaming/mod.ts";
-import type { Exchange } from "../../pipeline/exchange.ts";
+import { bodyObserved, type Exchange } from "../../pipeline/exchange.ts";
 
 /**
  * `server.read_timeout` and `server.write_timeout` of one request, both counted from its
@@ -72,7 +72,7 @@ async function armed(
   }
   if (c.res.status === 408 && read?.signal.aborted) ex.timedOut = "read_timeout";
   if (c.res.status === 504 && writePassed(ex.deadlines)) ex.timedOut = "write_timeout";
-  const body = ex.stream || ex.deferEnd ? c.res.body : null;
+  const body = bodyObserved(ex) ? c.res.body : null;
   if (body === null) {
     clear();
     return;
