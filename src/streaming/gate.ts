@@ -54,21 +54,24 @@ export interface GateOptions {
   readonly onModel?: ((model: string) => void) | undefined;
 }
 
-/** An idle stream ended by the gate (the access log's outcome `idle_timeout`). */
-/** `first_chunk_timeout` passed with no content (before or after the upstream's headers). */
+/**
+ * `first_chunk_timeout` passed with no content (before or after the upstream's headers). The
+ * key is named without its section: `routing.failover`, the model's or `x-gateway` set it.
+ */
 export function noContentWithin(provider: string, ms: number): GatewayError {
   return new GatewayError(
     "upstream_timeout",
-    `Provider "${provider}" sent no content within ${ms} ms (routing.failover.first_chunk_timeout)`,
+    `Provider "${provider}" sent no content within ${ms} ms (first_chunk_timeout)`,
     { provider },
   );
 }
 
+/** An idle stream ended by the gate (the access log's outcome `idle_timeout`). */
 export class StreamIdleTimeout extends GatewayError {
   constructor(provider: string, ms: number) {
     super(
       "upstream_timeout",
-      `Provider "${provider}" sent nothing for ${ms} ms (routing.failover.stream_idle_timeout)`,
+      `Provider "${provider}" sent nothing for ${ms} ms (stream_idle_timeout)`,
       { provider },
     );
   }

@@ -174,7 +174,7 @@ routing:
         const last = text.trim().split("\n\n").at(-1)!;
         const error = JSON.parse(last.slice("data: ".length)).error;
         assert.equal(error.type, "timeout_error");
-        assert.match(error.message, /sent nothing for 30000 ms/);
+        assert.match(error.message, /sent nothing for 30000 ms \(stream_idle_timeout\)/);
       },
     },
     {
@@ -391,7 +391,7 @@ routing:
         const json = await res.json();
         assert.equal(res.status, 504, JSON.stringify(json));
         assert.equal(json.error.type, "timeout_error");
-        assert.match(json.error.message, /sent no content within \d+ ms/);
+        assert.match(json.error.message, /sent no content within \d+ ms \(first_chunk_timeout\)/);
       });
     }
     await t.step("a bad x-gateway timer is a 400 naming it", async () => {
