@@ -17,7 +17,8 @@ import { type ItemPlace, type ResponsesOrigin, withResponsesOrigins } from "./re
 /**
  * Request fields with no chat-completions equivalent that would change the answer: refused
  * (400 naming them) rather than silently dropped. `store`, `previous_response_id`,
- * `metadata` and `include` are the gateway's own business (its store, the echoed object).
+ * `metadata` are the gateway's own business (its store, the echoed object); `include` is
+ * checked on its own (`checkInclude`).
  */
 const REFUSED: ReadonlyArray<[string, (v: unknown) => boolean]> = [
   ["truncation", (v) => v !== "disabled"],
@@ -27,6 +28,46 @@ const REFUSED: ReadonlyArray<[string, (v: unknown) => boolean]> = [
   ["max_tool_calls", () => true],
   ["top_logprobs", (v) => v !== 0],
 ];
+
+/**
+ * `include` values OpenAI documents. Those naming a built-in tool's output, an input image's
+ * URL or encrypted reasoning have nothing to add to a translated answer (no such tool runs,
+ * no such item is made); logprobs would, and are refused with `top_logprobs`.
+ */
+const INCLUDABLE = new Set([
+  "web_search_call.results",
+  "web_search_call.action.sources",
+  "file_search_call.results",
+  "code_interpreter_call.outputs",
+  "computer_call_output.output.image_url",
+  "message.input_image.image_url",
+  "reasoning.encrypted_content",
+  "message.output_text.logprobs",
+]);
+
+function checkInclude(include: unknown, provider: string): void {
+  if (include === undefined || include === null) return;
+  if (!Array.isArray(include)) {
+    throw invalid(`"include" must be an array of strings`, "include");
+  }
+  include.forEach((value, i) => {
+    if (typeof value !== "string" || !INCLUDABLE.has(value)) {
+      throw invalid(
+        `"include[${i}]" ${JSON.stringify(value)} is not a supported value; supported: ${
+          [...INCLUDABLE].join(", ")
+        }`,
+        `include[${i}]`,
+      );
+    }
+    if (value === "message.output_text.logprobs") {
+      throw invalid(
+        `"include[${i}]" "${value}" is not supported by provider "${provider}" (Responses API translated to chat completions)`,
+        `include[${i}]`,
+        provider,
+      );
+    }
+  });
+}
 
 function invalid(message: string, param: string, provider?: string): GatewayError {
   return new GatewayError("invalid_request", message, {
@@ -84,6 +125,7 @@ export function toChatRequestFromResponses(
       );
     }
   }
+  checkInclude(body.include, provider);
   const messages: OpenAIMessage[] = [];
   // Where each message came from: an error on the canonical form names the client's field.
   const origins: ResponsesOrigin[] = [];
@@ -415,6 +457,9 @@ function toFunctionTool(
   }
   const fn: Record<string, unknown> = { name: tool.name };
   if (typeof tool.description === "string") fn.description = tool.description;
+  if (tool.parameters !== undefined && tool.parameters !== null && !isObject(tool.parameters)) {
+    throw invalid(`"${at}.parameters" must be a JSON Schema object`, `${at}.parameters`);
+  }
   fn.parameters = isObject(tool.parameters) ? tool.parameters : { type: "object", properties: {} };
   if (typeof tool.strict === "boolean") fn.strict = tool.strict;
   return { type: "function", function: fn };

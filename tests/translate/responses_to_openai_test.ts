@@ -88,6 +88,28 @@ Deno.test("toChatRequestFromResponses() refuses what it cannot translate, naming
   refused({ background: true }, /background/);
   refused({ text: { format: { type: "json_schema" } } }, /text\.format/);
   refused({ input: [] }, /input/);
+  // A schema that is not an object was replaced with an empty one: the tool lost its schema.
+  refused(
+    { tools: [{ type: "function", name: "f", parameters: "notobj" }] },
+    /^tools\[0\]\.parameters$/,
+  );
+  // `include`: a list of OpenAI's values; logprobs cannot be had through chat completions.
+  refused({ include: "notarray" } as Partial<ResponsesRequest>, /^include$/);
+  refused({ include: ["bogus"] }, /^include\[0\]$/);
+  refused(
+    { include: ["reasoning.encrypted_content", "message.output_text.logprobs"] },
+    /^include\[1\]$/,
+  );
+  // The values naming outputs a translated answer has none of change nothing.
+  toChatRequestFromResponses(
+    {
+      model: "m",
+      input: "x",
+      include: ["reasoning.encrypted_content", "file_search_call.results"],
+    },
+    [],
+    "up",
+  );
   // An object for arguments was sent on as "{}": the call's arguments silently lost.
   refused(
     {
