@@ -5,9 +5,11 @@
  * ids, and `key=`/`api_key=`/`token=` query values (group 1 keeps the parameter name). A
  * value ends at a backslash too: the text is often JSON, where `\"` closes the string the
  * value sits in, and taking the backslash would leave that quote unescaped (invalid JSON).
+ * `pf_` is matched in lower case only: Pilotfish mints its keys so, and an upper-case
+ * `PF_…` is an env var's name (a reload's missing `--allow-env=PF_…`), not a secret.
  */
 const SECRET_RE =
-  /([?&](?:key|api_key|token)=)[^&\s"\\]+|\bBearer\s+[^\s",;\\]+|\bsk-[A-Za-z0-9_*-]{6,}|\bpf_[A-Za-z0-9_-]{6,}|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
+  /([?&](?:key|api_key|token)=)[^&\s"\\]+|\bBearer\s+[^\s",;\\]+|\bsk-[A-Za-z0-9_*-]{6,}|(?-i:\bpf_[A-Za-z0-9_-]{6,})|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
 
 const replaceSecret = (_match: string, param: string | undefined) =>
   param === undefined ? "[REDACTED]" : `${param}[REDACTED]`;

@@ -57,6 +57,9 @@ Deno.test("createRedactor() leaves ordinary text alone", () => {
   const redact = createRedactor(["sk-configured-1234"]);
   const text = 'Provider "openai" answered HTTP 503: overloaded, task-skipped, risk-free';
   assert.equal(redact(text), text);
+  // An env var's name is no key: a reload refused for it must say which.
+  const missing = 'missing ["--allow-env=PF_NEWVAR_NAME"]';
+  assert.equal(redact(missing), missing);
 });
 
 Deno.test("createRedactor() removes a configured secret that comes back base64-encoded, at any alignment", () => {
