@@ -197,7 +197,16 @@ async function main(): Promise<number> {
   };
   // OpenTelemetry is imported only when metrics or tracing are on.
   await preloadTelemetry(first.config);
-  let runtime: Runtime = buildRuntime(first.config, 1, deps);
+  let runtime: Runtime;
+  try {
+    runtime = buildRuntime(first.config, 1, deps);
+  } catch (err) {
+    // A plugin that cannot load is the config file's problem: named by that file.
+    if (err instanceof ConfigError) {
+      throw new ConfigError(first.loaded.source, err.problems, err.warnings);
+    }
+    throw err;
+  }
   await runtime.ready();
   const log = () => runtime.logger;
   log().debug("permissions narrowed", { ...narrowed });

@@ -94,15 +94,19 @@ export function compilePlugin(
   cfg: WasmPluginConfig,
   cwd: string,
   maxBodyBytes: number = DEFAULT_BODY_BYTES,
+  index = 0,
 ): CompiledPlugin {
-  const where = `wasm_plugins "${cfg.name}"`;
+  // The key path as written, and the plugin's name to find it by.
+  const at = `wasm_plugins[${index}]`;
+  const where = `${at} ("${cfg.name}")`;
+  const file = `${at}.path ("${cfg.name}")`;
   const path = resolve(cwd, cfg.path);
   const maxMemory = pluginMemory(cfg, maxBodyBytes);
   let bytes: Uint8Array;
   try {
     bytes = Deno.readFileSync(path);
   } catch (err) {
-    throw new ModuleError(`${where}: cannot read "${path}": ${(err as Error).message}`);
+    throw new ModuleError(`${file}: cannot read "${path}": ${(err as Error).message}`);
   }
   const maxPages = Math.min(MAX_PAGES, Math.max(1, Math.floor(maxMemory / PAGE_BYTES)));
   let guest: WebAssembly.Module;
@@ -111,7 +115,7 @@ export function compilePlugin(
     capped = capMemory(bytes, maxPages);
     guest = new WebAssembly.Module(capped);
   } catch (err) {
-    throw new ModuleError(`${where}: "${path}" is not a usable module: ${(err as Error).message}`);
+    throw new ModuleError(`${file}: "${path}" is not a usable module: ${(err as Error).message}`);
   }
   const imports = WebAssembly.Module.imports(guest);
   const isInputRead = (i: WebAssembly.ModuleImportDescriptor) =>
@@ -131,13 +135,13 @@ export function compilePlugin(
   const available = HOOKS.filter((h) => exported.has(h));
   for (const h of cfg.hooks ?? []) {
     if (!exported.has(h)) {
-      throw new ModuleError(`${where}: hooks lists "${h}", which it does not export`);
+      throw new ModuleError(`${at}.hooks ("${cfg.name}"): lists "${h}", which it does not export`);
     }
   }
   const hooks = cfg.hooks ? available.filter((h) => cfg.hooks!.includes(h)) : available;
   if (cfg.hooks?.length === 0) {
     throw new ModuleError(
-      `${where}: "hooks" is empty; list the hooks to run (it exports ${
+      `${at}.hooks ("${cfg.name}"): empty; list the hooks to run (it exports ${
         available.join(", ") || "none"
       })`,
     );
@@ -216,11 +220,13 @@ function compileAll(config: Config, cwd: string) {
   const problems: string[] = [];
   const compiled: CompiledPlugin[] = [];
   const seen = new Set<string>();
-  for (const cfg of config.wasm_plugins) {
-    if (seen.has(cfg.name)) problems.push(`wasm_plugins: the name "${cfg.name}" is used twice`);
+  for (const [i, cfg] of config.wasm_plugins.entries()) {
+    if (seen.has(cfg.name)) {
+      problems.push(`wasm_plugins[${i}].name: the name "${cfg.name}" is used twice`);
+    }
     seen.add(cfg.name);
     try {
-      compiled.push(compilePlugin(cfg, cwd, config.server.max_body_bytes));
+      compiled.push(compilePlugin(cfg, cwd, config.server.max_body_bytes, i));
     } catch (err) {
       if (!(err instanceof ModuleError)) throw err;
       problems.push(err.message);

@@ -231,12 +231,17 @@ Deno.test("--check loads wasm_plugins: what the start would refuse, it refuses t
     ]);
     r = await runCli(["--check", "--config", file]);
     assert.equal(r.code, 1);
+    // Each names its key path as written, and the plugin.
     assert.match(
       r.stderr,
-      /wasm_plugins "u": hooks lists "stream_chunk", which it does not export/,
+      /wasm_plugins\[0\]\.hooks \("u"\): lists "stream_chunk", which it does not export/,
     );
-    assert.match(r.stderr, /wasm_plugins "gone": cannot read/);
-    assert.match(r.stderr, /wasm_plugins "junk": .* is not a usable module/);
+    assert.match(r.stderr, /wasm_plugins\[1\]\.path \("gone"\): cannot read/);
+    assert.match(r.stderr, /wasm_plugins\[2\]\.path \("junk"\): .* is not a usable module/);
+    // The start says the same, named by the config file.
+    r = await runCli(["--config", file, "--port", "0", "--socket", ""]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`Invalid config ${file}: wasm_plugins\\[0\\]\\.hooks`));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -349,11 +349,11 @@ Deno.test("config errors: missing file, unknown hook, duplicate names", async ()
   const noop = await fixtureWasm(TMP, "noop");
   assert.throws(
     () => gateway({ config: config(noop, "hooks: [stream_chunk]") }),
-    /hooks lists "stream_chunk", which it does not export/,
+    /hooks \("[^"]*"\): lists "stream_chunk", which it does not export/,
   );
   assert.throws(
     () => gateway({ config: config(noop, "hooks: []") }),
-    /"hooks" is empty; list the hooks to run \(it exports pre_http/,
+    /hooks \("[^"]*"\): empty; list the hooks to run \(it exports pre_http/,
   );
 });
 
