@@ -2,7 +2,7 @@
  * OpenAI chat answers (the canonical form) → the Responses API: a `chat.completion` into a
  * `response` object, typed chunks into the Responses event sequence (`response.created` …
  * `response.completed`) with consecutive `sequence_number`s. Pure, one transformer per
- * request; the finished response is handed to `onDone` (the store keeps it).
+ * request; the finished response (a failed one too) is handed to `onDone` (the store keeps it).
  * @module
  */
 import { GatewayError } from "../errors.ts";
@@ -187,7 +187,7 @@ interface OpenItem {
  * next one starts stays open beside it (its deltas keep their own `output_index`) until its
  * arguments are whole, a message follows or the answer ends. An in-stream error or a chunk that is
  * not an object errors the stream (the route renders it as `response.failed`). `onDone`
- * gets the final response object (completed or incomplete).
+ * gets the final response object (completed, incomplete, or failed once the route renders it).
  */
 export function createResponsesStreamTransformer(
   ctx: ResponsesContext,
@@ -411,6 +411,8 @@ export function createResponsesStreamTransformer(
           },
         },
       );
+      // Kept as OpenAI keeps a failed response: retrievable, with its status and error.
+      onDone(failed);
       return encodeSseEvent("response.failed", {
         type: "response.failed",
         sequence_number: seq++,

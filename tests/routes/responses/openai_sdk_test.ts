@@ -237,6 +237,10 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
         const [item] = last.data.response.output;
         assert.equal(item.status, "incomplete");
         assert.equal(item.content[0].text, sent);
+        // Kept as OpenAI keeps a failed response: retrieve gives its status and error.
+        const stored = await client.responses.retrieve(last.data.response.id);
+        assert.equal(stored.status, "failed");
+        assert.equal(stored.error?.code, "server_error");
       },
     );
 
