@@ -40,13 +40,20 @@ export function encodeResponses(
   history: readonly ResponsesItem[] | null,
   referenced: ReadonlyMap<string, ResponsesItem> | null = null,
 ): Response {
+  // A conversation this gateway kept, continued on a native provider: the provider was given
+  // the earlier turns as input, so its answer says `previous_response_id: null`. The client
+  // sent one, and reads it back as OpenAI echoes it.
+  const previous = history !== null && typeof request.previous_response_id === "string"
+    ? request.previous_response_id
+    : null;
   if (outcome.kind === "json" && outcome.format === "responses_json") {
-    return jsonResponse(ex, outcome.body, outcome.status, headers);
+    const body = previous === null ? outcome.body : withPrevious(outcome.body, previous);
+    return jsonResponse(ex, body, outcome.status, headers);
   }
   if (outcome.kind === "stream" && outcome.format === "responses_sse") {
     return sseResponse(
       ex,
-      outcome.body,
+      previous === null ? outcome.body : outcome.body.pipeThrough(previousEcho(previous)),
       outcome.status,
       headers,
       outcome.failedEvent ?? relayError,
@@ -98,4 +105,37 @@ export function encodeResponses(
     headers,
     (ge) => encoder.failed(ge, usageNow(outcome.usage)),
   );
+}
+
+/** `"previous_response_id":null`, the key unescaped: no string's content can match it. */
+const NO_PREVIOUS = /"previous_response_id":\s*null/g;
+
+function withPrevious(body: Uint8Array<ArrayBuffer>, id: string): Uint8Array<ArrayBuffer> {
+  const text = new TextDecoder().decode(body);
+  const patched = text.replace(NO_PREVIOUS, `"previous_response_id":${JSON.stringify(id)}`);
+  return patched === text ? body : new TextEncoder().encode(patched);
+}
+
+/** The same, on a native stream's events (whole events: a chunk may split the key). */
+function previousEcho(id: string): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  const value = `"previous_response_id":${JSON.stringify(id)}`;
+  let carry = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const text = carry + decoder.decode(chunk, { stream: true });
+      const end = text.lastIndexOf("\n\n");
+      if (end < 0) {
+        carry = text;
+        return;
+      }
+      carry = text.slice(end + 2);
+      controller.enqueue(encoder.encode(text.slice(0, end + 2).replace(NO_PREVIOUS, value)));
+    },
+    flush(controller) {
+      const rest = carry + decoder.decode();
+      if (rest !== "") controller.enqueue(encoder.encode(rest.replace(NO_PREVIOUS, value)));
+    },
+  });
 }

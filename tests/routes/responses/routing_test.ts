@@ -60,15 +60,23 @@ providers:
     )).json();
     native.script({
       kind: "json",
-      body: { id: "resp_native", object: "response", output: [], usage: null },
+      body: {
+        id: "resp_native",
+        object: "response",
+        previous_response_id: null,
+        output: [],
+        usage: null,
+      },
     });
     const res = await gw.request(
       "/v1/responses",
       post({ model: "selfhosted/gpt-oss", input: "Again", previous_response_id: first.id }),
     );
+    // The provider was given the earlier turns, not the id; the client reads back its id.
     assert.deepEqual(await res.json(), {
       id: "resp_native",
       object: "response",
+      previous_response_id: first.id,
       output: [],
       usage: null,
     });
@@ -106,6 +114,28 @@ providers:
     );
     const { extra_content: _extra, ...plain } = call;
     assert.deepEqual(JSON.parse(native.requests.at(-1)!.body).input[0], plain);
+    // Streamed: every response object in the events says it, the key split across writes.
+    const created = `{"type":"response.created","sequence_number":0,"response":` +
+      `{"id":"resp_s","object":"response","status":"in_progress","previous_response_id":null,"output":[]}}`;
+    const completed = `{"type":"response.completed","sequence_number":1,"response":` +
+      `{"id":"resp_s","object":"response","status":"completed","previous_response_id":null,"output":[],` +
+      `"usage":{"input_tokens":3,"output_tokens":0,"total_tokens":3}}}`;
+    const sse =
+      `event: response.created\ndata: ${created}\n\nevent: response.completed\ndata: ${completed}\n\n`;
+    const cut = sse.indexOf("previous_response_id") + 5;
+    native.script({ kind: "sse", events: [sse.slice(0, cut), sse.slice(cut)] });
+    const streamed = await gw.request(
+      "/v1/responses",
+      post({
+        model: "selfhosted/gpt-oss",
+        input: "Once more",
+        previous_response_id: first.id,
+        stream: true,
+      }),
+    );
+    const events = (await streamed.text()).trim().split("\n\n")
+      .map((e) => JSON.parse(e.split("\ndata: ")[1]!));
+    assert.deepEqual(events.map((e) => e.response.previous_response_id), [first.id, first.id]);
   } finally {
     await gw.close();
     await compat.close();
