@@ -27,7 +27,7 @@ import { attemptHeaders, callsMade, resolveModel } from "../routing/mod.ts";
 import { explainTimeout } from "../server/middleware/timeouts.ts";
 import { readJsonBody } from "./body.ts";
 import type { AppEnv } from "./context.ts";
-import { loadHistory, loadReferences } from "./responses.ts";
+import { loadHistory, loadReferences, nativeResponsesBody } from "./responses.ts";
 import { anthropicClientHeaders } from "./messages.ts";
 import { wholeResponse } from "../server/whole.ts";
 import { allowedTargets } from "../keys/mod.ts";
@@ -40,7 +40,7 @@ interface CountRequest {
   chat(provider: string): OpenAIChatRequest;
   /** The Anthropic body, for providers that speak the Messages API; null otherwise. */
   readonly messages: MessagesRequest | null;
-  /** The Responses body, for providers that speak it natively (no gateway-kept history). */
+  /** The Responses body a provider that speaks it natively is sent (kept history spelled out). */
   readonly responses: Record<string, unknown> | null;
   /** The answer's JSON for `count`. */
   answer(count: number): Record<string, unknown>;
@@ -89,8 +89,9 @@ async function decodeResponses(ex: Exchange, raw: unknown): Promise<CountRequest
       );
     },
     messages: null,
-    // A conversation the gateway kept is unknown to the provider: counted from its items.
-    responses: history === null && referenced === null ? body as Record<string, unknown> : null,
+    // A conversation the gateway kept is unknown to the provider: it is sent its items, as
+    // the answer's request would be.
+    responses: nativeResponsesBody(body, history, referenced),
     answer: (count) => ({ object: "response.input_tokens", input_tokens: count }),
   };
 }

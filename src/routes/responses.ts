@@ -231,12 +231,21 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
  * saw it).
  */
 function nativeBody(r: ResponsesExchange): Record<string, unknown> {
-  if (r.history === null && (r.referenced === null || r.referenced.size === 0)) {
-    return withoutOurFields(r.body as Record<string, unknown>);
+  return nativeResponsesBody(r.body, r.history, r.referenced);
+}
+
+/** `nativeBody` of a body and what the gateway kept for it (its token count sends the same). */
+export function nativeResponsesBody(
+  body: ResponsesRequest,
+  history: readonly ResponsesItem[] | null,
+  referenced: ReadonlyMap<string, ResponsesItem> | null,
+): Record<string, unknown> {
+  if (history === null && (referenced === null || referenced.size === 0)) {
+    return withoutOurFields(body as Record<string, unknown>);
   }
-  const { previous_response_id: _id, ...rest } = r.body;
-  const input = resolvedInput(r.body, r.referenced);
-  return { ...rest, input: plainItems([...(r.history ?? []), ...input]) };
+  const { previous_response_id: _id, ...rest } = body;
+  const input = resolvedInput(body, referenced);
+  return { ...rest, input: plainItems([...(history ?? []), ...input]) };
 }
 
 /**

@@ -528,6 +528,41 @@ providers:
   }
 });
 
+Deno.test("a conversation the gateway kept is counted by the native provider it continues on", async () => {
+  const compat = startFakeUpstream();
+  const native = startFakeUpstream();
+  native.script({ kind: "json", body: { object: "response.input_tokens", input_tokens: 17 } });
+  const gw = startGateway(`
+providers:
+  compat: { base_url: "${compat.url}/v1", keys: [{ key: sk-compat-0001 }] }
+  openai: { base_url: "${native.url}/v1", keys: [{ key: sk-openai-0001 }] }
+`);
+  try {
+    const first = await (await gw.request(
+      "/v1/responses",
+      post({ model: "compat/gpt-4o-mini", input: "Hi" }),
+    )).json();
+    const res = await gw.request(
+      "/v1/responses/input_tokens",
+      post({ model: "openai/gpt-4.1", input: "Again", previous_response_id: first.id }),
+    );
+    assert.equal(res.headers.get("x-pilotfish-token-count"), "provider");
+    assert.deepEqual(await res.json(), { object: "response.input_tokens", input_tokens: 17 });
+    // The provider never saw that id: it counts the turns themselves, as the answer's call sends them.
+    const sent = JSON.parse(native.requests.at(-1)!.body);
+    assert.equal(sent.previous_response_id, undefined);
+    assert.deepEqual(sent.input, [
+      { role: "user", content: "Hi" },
+      { role: "assistant", content: "Hello from upstream" },
+      { role: "user", content: "Again" },
+    ]);
+  } finally {
+    await gw.close();
+    await compat.close();
+    await native.close();
+  }
+});
+
 Deno.test("a kept response belongs to the app key that made it: another key cannot read, continue or delete it", async () => {
   const up = startFakeUpstream();
   const dir = await Deno.makeTempDir({ prefix: "pf-owner-" });
