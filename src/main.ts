@@ -330,6 +330,16 @@ async function main(): Promise<number> {
     config: first.loaded.source,
     providers: Object.keys(runtime.config.providers),
   });
+  const host = listeners.tcp?.hostname;
+  if ((host === "0.0.0.0" || host === "::") && !runtime.config.app_keys.require_key) {
+    // Butter's `address: ":8080"` means every interface: a sidecar that holds provider keys
+    // then serves anyone who can reach the pod, which is rarely what a copied config meant.
+    log().warn("listening on every interface without app_keys.require_key", {
+      tcp: `${host}:${listeners.tcp!.port}`,
+      hint: "anyone who can reach this port can use the configured provider keys: set " +
+        "server.host: 127.0.0.1 for a sidecar, or app_keys.require_key: true",
+    });
+  }
 
   // Hot reload: validate the new file fully before swapping; a bad one changes nothing.
   let stopWatching = () => {};

@@ -18,6 +18,21 @@ providers:
     keys: [{ key: sk-live-configured-secret-0001 }]
 ${extra}`;
 
+Deno.test("listening on every interface without required app keys is warned about at start", async () => {
+  const upstream = startFakeUpstream();
+  const open = await startDaemon(upstreamConfig(upstream.url), { args: ["--host", "0.0.0.0"] });
+  const local = await startDaemon(upstreamConfig(upstream.url));
+  try {
+    await open.waitForLog("listening on every interface without app_keys.require_key");
+    assert.match(open.logs(), /"level":"warn"/);
+    assert.doesNotMatch(local.logs(), /every interface/);
+  } finally {
+    await open.stop();
+    await local.stop();
+    await upstream.close();
+  }
+});
+
 Deno.test("a passthrough stream its upstream cuts is one log line, not an unhandled server error", async () => {
   const upstream = startFakeUpstream();
   const chunk =
