@@ -398,26 +398,34 @@ export function createResponsesStreamTransformer(
           ? messageItem(item.id, item.text, "incomplete")
           : callItem(item.id, item.callId, item.name, item.text, "incomplete", item.extra);
       });
+      const code = error.status === 429 ? "rate_limit_exceeded" : "server_error";
       const failed = responseObject(
         ctx,
         "failed",
         sent,
         toResponsesUsage(usage ?? usageSoFar),
         model,
-        {
-          error: {
-            code: error.status === 429 ? "rate_limit_exceeded" : "server_error",
-            message: error.message,
-          },
-        },
+        { error: { code, message: error.message } },
       );
       // Kept as OpenAI keeps a failed response: retrievable, with its status and error.
       onDone(failed);
-      return encodeSseEvent("response.failed", {
-        type: "response.failed",
-        sequence_number: seq++,
-        response: failed,
-      });
+      // An `error` event first: the OpenAI SDKs throw on it (a reader that handles only the
+      // text deltas, LangChain's among them, would otherwise end as if complete), then the
+      // failed response for a reader that goes on.
+      return concatBytes(
+        encodeSseEvent("error", {
+          type: "error",
+          code,
+          message: error.message,
+          param: null,
+          sequence_number: seq++,
+        }),
+        encodeSseEvent("response.failed", {
+          type: "response.failed",
+          sequence_number: seq++,
+          response: failed,
+        }),
+      );
     },
   };
 }
@@ -460,4 +468,11 @@ function wholeJson(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

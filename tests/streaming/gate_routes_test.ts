@@ -233,10 +233,17 @@ routing:
         const events = text.trim().split("\n\n").filter((e) => !e.startsWith(":"))
           .map((e) => JSON.parse(e.split("\ndata: ")[1]!));
         const last = events.at(-1);
-        // As a translated stream ends (README: Responses `response.failed`): the SDKs return
-        // a failed response instead of throwing on an `error` event.
+        // As a translated stream ends: an `error` event (the OpenAI SDKs throw on it), then
+        // `response.failed`, both numbered on.
+        assert.deepEqual(events.at(-2), {
+          type: "error",
+          code: "server_error",
+          message: last.response.error.message,
+          param: null,
+          sequence_number: 2,
+        });
         assert.equal(last.type, "response.failed");
-        assert.equal(last.sequence_number, 2);
+        assert.equal(last.sequence_number, 3);
         assert.equal(last.response.id, "resp_1");
         assert.equal(last.response.status, "failed");
         assert.match(last.response.error.message, /sent nothing/);
@@ -249,6 +256,7 @@ routing:
       check(text) {
         const events = text.trim().split("\n\n").map((e) => JSON.parse(e.split("\ndata: ")[1]!));
         const last = events.at(-1);
+        assert.equal(events.at(-2).type, "error");
         assert.equal(last.type, "response.failed");
         assert.equal(last.sequence_number, events.length - 1);
         assert.equal(last.response.status, "failed");

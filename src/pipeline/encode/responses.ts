@@ -8,7 +8,7 @@
  */
 import type { GatewayError } from "../../errors.ts";
 import { decodeJson, decodeStream } from "../../providers/wire.ts";
-import type { ChatOutcome } from "../../providers/types.ts";
+import type { ChatOutcome, Usage } from "../../providers/types.ts";
 import type { ResponsesItem, ResponsesObject, ResponsesRequest } from "../../schema/responses.ts";
 import { newResponseId } from "../../schema/responses.ts";
 import { encodeSseEvent, usageNow } from "../../streaming/mod.ts";
@@ -19,6 +19,7 @@ import {
   toResponsesObject,
 } from "../../translate/mod.ts";
 import type { Exchange } from "../exchange.ts";
+import { promptEstimate } from "../../usage/mod.ts";
 import { decodeContext } from "./openai.ts";
 import { jsonResponse, sseResponse } from "./stream.ts";
 
@@ -103,8 +104,24 @@ export function encodeResponses(
     bytes,
     outcome.status,
     headers,
-    (ge) => encoder.failed(ge, usageNow(outcome.usage)),
+    (ge) => encoder.failed(ge, withPromptEstimate(usageNow(outcome.usage), ex)),
   );
+}
+
+/**
+ * The usage so far, its input estimated when the upstream has not counted it yet (OpenAI
+ * counts it at the end): what the request is billed, so the failed response says the same.
+ */
+function withPromptEstimate(usage: Usage | null | undefined, ex: Exchange): Usage {
+  if (usage && usage.prompt_tokens > 0) return usage;
+  const prompt = promptEstimate(ex);
+  const completion = usage?.completion_tokens ?? 0;
+  return {
+    ...usage,
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+  };
 }
 
 /** `"previous_response_id":null`, the key unescaped: no string's content can match it. */

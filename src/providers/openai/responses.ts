@@ -113,16 +113,19 @@ export function responsesUsageTap(
       status: "failed",
       error: { code, message },
     };
+    const error = { type: "error", code, message, param: null, sequence_number: events++ };
     const event = { type: "response.failed", sequence_number: events++, response };
     return encoder.encode(
-      `${tail.lead()}event: response.failed\ndata: ${JSON.stringify(event)}\n\n`,
+      `${tail.lead()}event: error\ndata: ${JSON.stringify(error)}\n\n` +
+        `event: response.failed\ndata: ${JSON.stringify(event)}\n\n`,
     );
   };
   return {
     /**
-     * The event that ends a stream the gateway had to break (idle, cut, the deadline): the
-     * Responses API's own `response.failed`, as a translated stream ends, so SDKs return a
-     * failed response rather than throwing on an `error` event.
+     * The events that end a stream the gateway had to break (idle, cut, the deadline), as a
+     * translated stream ends: an `error` event, which the OpenAI SDKs throw on (a reader of the
+     * text deltas alone would otherwise end as if complete), then the Responses API's own
+     * `response.failed` for a reader that goes on.
      */
     failedEvent: (error) =>
       failedEvent(error.status === 429 ? "rate_limit_exceeded" : "server_error", error.message),

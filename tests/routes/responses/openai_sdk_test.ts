@@ -241,6 +241,26 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
         const stored = await client.responses.retrieve(last.data.response.id);
         assert.equal(stored.status, "failed");
         assert.equal(stored.error?.code, "server_error");
+        // The failure is told in usage too: the input as estimated (OpenAI counts it at the
+        // end, and the stream broke before), not 0, as the request is billed.
+        assert.ok(last.data.response.usage.input_tokens > 0, JSON.stringify(last.data.response));
+        // The `error` event before it makes the SDK throw: a reader of the text deltas alone
+        // does not end as if the answer were whole.
+        const errorEvent = events.at(-2)!;
+        assert.equal(errorEvent.event, "error");
+        up.script({ kind: "sse", events: await sseEvents("stream_error_midway.sse") });
+        let text = "";
+        await assert.rejects(async () => {
+          const stream = await client.responses.create({
+            model: "fast",
+            input: "hi",
+            stream: true,
+          });
+          for await (const event of stream) {
+            if (event.type === "response.output_text.delta") text += event.delta;
+          }
+        });
+        assert.equal(text, sent);
       },
     );
 

@@ -664,7 +664,9 @@ providers:
     await t.step("cut short", async () => {
       native.script({ kind: "sse", events: started });
       const events = await stream();
-      assert.deepEqual(events.map((e) => e.sequence_number), [0, 1, 2]);
+      assert.deepEqual(events.map((e) => e.sequence_number), [0, 1, 2, 3]);
+      // An `error` event (the OpenAI SDKs throw on it), then the failed response.
+      assert.equal(events.at(-2)!.type, "error");
       const last = events.at(-1)!;
       assert.equal(last.type, "response.failed");
       assert.equal(last.response.id, "resp_up1");
@@ -702,7 +704,7 @@ providers:
       const text = await res.text();
       assert.match(
         text,
-        /data: \{"ty\n\nevent: response\.failed\ndata: \{"type":"response\.failed","sequence_number":3,/,
+        /data: \{"ty\n\nevent: error\ndata: \{"type":"error",.*"sequence_number":3\}\n\nevent: response\.failed\ndata: \{"type":"response\.failed","sequence_number":4,/,
       );
     });
     await t.step("cut inside response.completed: cut short, not complete", async () => {
