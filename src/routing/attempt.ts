@@ -292,7 +292,9 @@ export async function attempt(
   // The attempt's signal: the client leaving, or (hedged) losing the race.
   const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
   const remaining = Math.max(1, deadline - started);
-  const timeoutMs = Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining);
+  // The provider's own limit holds under a longer client budget: it is what moves a hung
+  // call on to the next candidate while the budget still has room for one.
+  const timeoutMs = Math.min(req.attemptTimeoutMs ?? Infinity, provider.timeout, remaining);
   const gate = req.streamGate;
   // first_chunk_timeout runs from the attempt's start: an upstream that never even sends
   // its headers is cut by it too, not only by the (longer) provider timeout.

@@ -996,6 +996,39 @@ features:
   }
 });
 
+Deno.test("a longer x-gateway.timeout keeps the provider's own timeout: a hung call still fails over", async () => {
+  const slow = startFakeUpstream();
+  const good = startFakeUpstream();
+  slow.script({ kind: "hang" });
+  const gw = startGateway(`
+providers:
+  t: { base_url: "${slow.url}/v1", keys: [{ key: sk-t-0001 }], timeout: 100ms }
+  b: { base_url: "${good.url}/v1", keys: [{ key: sk-b-0001 }] }
+routing:
+  failover: { max_retries: 0 }
+  models:
+    m: { providers: [t, b], model: gpt-4o-mini }
+`);
+  try {
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "m",
+        messages: [{ role: "user", content: "hi" }],
+        "x-gateway": { timeout: 30 },
+      }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "b");
+    await res.body?.cancel();
+  } finally {
+    await gw.close();
+    await slow.close();
+    await good.close();
+  }
+});
+
 Deno.test("a target the unified API cannot call is passed over: the chain goes on, and an outage is not answered as its 400", async (t) => {
   const upstream = startFakeUpstream();
   const gw = startGateway(`
