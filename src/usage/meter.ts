@@ -36,6 +36,16 @@ export interface Bill {
   /** USD; null when some usage has no price (or there was no usage). */
   readonly cost: number | null;
   readonly estimated: boolean;
+  /** Per attempt that used any: what it used, at its provider and model's price. */
+  readonly parts: readonly BillPart[];
+}
+
+export interface BillPart {
+  readonly provider: string;
+  readonly model: string;
+  readonly usage: Usage;
+  /** USD; null when unpriced. */
+  readonly cost: number | null;
 }
 
 /**
@@ -44,11 +54,12 @@ export interface Bill {
  */
 export function billOf(ex: Exchange, prices: PriceBook): Bill {
   if (ex.cacheStatus === "hit") {
-    return { usage: null, cost: 0, estimated: false };
+    return { usage: null, cost: 0, estimated: false, parts: [] };
   }
   let usage: Usage | null = null;
   let cost: number | null = 0;
   let estimated = false;
+  const parts: BillPart[] = [];
   for (const a of ex.attempts) {
     let u = usageNow(a.usage) ?? null;
     if (u === null) continue;
@@ -61,12 +72,15 @@ export function billOf(ex: Exchange, prices: PriceBook): Bill {
       }
     }
     // A passthrough body streamed upstream unread: the model is the one the answer named.
-    const price = prices.priceOf(a.provider, a.model || ex.model || "");
-    cost = price === null || cost === null ? null : cost + costOf(u, price);
+    const model = a.model || ex.model || "";
+    const price = prices.priceOf(a.provider, model);
+    const own = price === null ? null : costOf(u, price);
+    cost = own === null || cost === null ? null : cost + own;
     usage = usage === null ? u : addUsage(usage, u);
+    parts.push({ provider: a.provider, model, usage: u, cost: own });
   }
-  if (usage === null) return { usage: null, cost: null, estimated: false };
-  return { usage, cost: cost === null ? null : toNanos(cost) / 1e9, estimated };
+  if (usage === null) return { usage: null, cost: null, estimated: false, parts };
+  return { usage, cost: cost === null ? null : toNanos(cost) / 1e9, estimated, parts };
 }
 
 /** The metering subscriber and the cost-header stage of one config generation. */
@@ -87,23 +101,42 @@ export function createMeter(deps: MeterDeps): {
       // Requests that reached no provider and no cache (bad input, auth) are not usage.
       if (!isUsage(ex)) return;
       const meta = ex.gateway.metadata;
-      ledger.record({
+      const base = {
         at: deps.now(),
         appKey: ex.principal.appKey ?? null,
         user: textOf(meta?.user_id) ?? userOf(ex),
+        feature: textOf(meta?.feature),
+        cache: ex.cacheStatus === "hit" ? "hit" : "miss",
+      } as const;
+      // A hedge loser that answered was paid for at its own provider: its tokens and cost
+      // go to that provider's and model's rows, the request counts once, as the winner's.
+      const elsewhere = bill.parts.filter((p) => p.provider !== ex.provider);
+      const main = elsewhere.length === 0 || ex.provider === undefined ? null : sumParts(
+        bill.parts.filter((p) => p.provider === ex.provider),
+      );
+      const usage = main === null ? u : main.usage;
+      const cost = main === null ? bill.cost : main.cost;
+      ledger.record({
+        ...base,
         provider: ex.provider ?? null,
         // A model-less call (a passthrough GET) has no model bucket, not one named "".
         model: ex.model || null,
-        feature: textOf(meta?.feature),
-        promptTokens: u?.prompt_tokens ?? 0,
-        completionTokens: u?.completion_tokens ?? 0,
-        cachedTokens: u?.prompt_tokens_details?.cached_tokens ?? 0,
-        cacheWriteTokens: u?.prompt_tokens_details?.cache_write_tokens ?? 0,
-        reasoningTokens: u?.completion_tokens_details?.reasoning_tokens ?? 0,
-        costNanos: bill.cost === null ? 0 : toNanos(bill.cost),
-        cache: ex.cacheStatus === "hit" ? "hit" : "miss",
-        estimated: bill.estimated,
+        ...tokensOf(usage),
+        costNanos: cost === null ? 0 : toNanos(cost),
+        estimated: main === null ? bill.estimated : usage?.estimated === true,
       });
+      if (main === null) return;
+      for (const part of elsewhere) {
+        ledger.record({
+          ...base,
+          provider: part.provider,
+          model: part.model || null,
+          ...tokensOf(part.usage),
+          costNanos: part.cost === null ? 0 : toNanos(part.cost),
+          estimated: part.usage.estimated === true,
+          extra: true,
+        });
+      }
     },
     stage: {
       name: "usage_cost",
@@ -122,6 +155,27 @@ export function createMeter(deps: MeterDeps): {
         }
       },
     },
+  };
+}
+
+/** The parts of one provider, summed (null usage when there are none). */
+function sumParts(parts: readonly BillPart[]): { usage: Usage | null; cost: number | null } {
+  let usage: Usage | null = null;
+  let cost: number | null = 0;
+  for (const p of parts) {
+    usage = usage === null ? p.usage : addUsage(usage, p.usage);
+    cost = p.cost === null || cost === null ? null : cost + p.cost;
+  }
+  return { usage, cost: usage === null ? 0 : cost };
+}
+
+function tokensOf(u: Usage | null) {
+  return {
+    promptTokens: u?.prompt_tokens ?? 0,
+    completionTokens: u?.completion_tokens ?? 0,
+    cachedTokens: u?.prompt_tokens_details?.cached_tokens ?? 0,
+    cacheWriteTokens: u?.prompt_tokens_details?.cache_write_tokens ?? 0,
+    reasoningTokens: u?.completion_tokens_details?.reasoning_tokens ?? 0,
   };
 }
 

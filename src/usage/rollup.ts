@@ -28,6 +28,12 @@ export interface UsageRecord {
   readonly cache: "hit" | "miss";
   /** Some of its tokens are estimates (a stream cut short with no upstream count). */
   readonly estimated: boolean;
+  /**
+   * Not a request of its own: what a hedge loser that answered used, added to its provider's
+   * and model's tokens and cost while the request (and its cache verdict) counts once, under
+   * the winner's record.
+   */
+  readonly extra?: boolean;
 }
 
 /** The counters of one row, in this order everywhere (SQLite columns, Redis hash fields). */
@@ -102,16 +108,17 @@ export function bucketOf(at: number, period: Period): number {
 
 /** The rows one record adds to (every period × every dimension it has a value for). */
 export function rowsOf(rec: UsageRecord): RollupRow[] {
+  const once = rec.extra === true ? 0 : 1;
   const counters: Counters = {
-    requests: 1,
+    requests: once,
     prompt_tokens: rec.promptTokens,
     completion_tokens: rec.completionTokens,
     cached_tokens: rec.cachedTokens,
     cache_write_tokens: rec.cacheWriteTokens,
     reasoning_tokens: rec.reasoningTokens,
     cost_nanos: rec.costNanos,
-    cache_hits: rec.cache === "hit" ? 1 : 0,
-    cache_misses: rec.cache === "hit" ? 0 : 1,
+    cache_hits: rec.cache === "hit" ? once : 0,
+    cache_misses: rec.cache === "hit" ? 0 : once,
     estimated: rec.estimated ? 1 : 0,
   };
   const values: [Dimension, string | null][] = [
@@ -232,15 +239,18 @@ export class RowTable {
 /** One record added to a row's counters (what `rowsOf` + `addCounters` do, without objects). */
 function count(row: RollupRow, rec: UsageRecord): void {
   const c = row.counters;
-  c.requests += 1;
+  // A hedge loser's record adds its tokens and cost; the request counts once, elsewhere.
+  if (rec.extra !== true) {
+    c.requests += 1;
+    if (rec.cache === "hit") c.cache_hits += 1;
+    else c.cache_misses += 1;
+  }
   c.prompt_tokens += rec.promptTokens;
   c.completion_tokens += rec.completionTokens;
   c.cached_tokens += rec.cachedTokens;
   c.cache_write_tokens += rec.cacheWriteTokens;
   c.reasoning_tokens += rec.reasoningTokens;
   c.cost_nanos += rec.costNanos;
-  if (rec.cache === "hit") c.cache_hits += 1;
-  else c.cache_misses += 1;
   if (rec.estimated) c.estimated += 1;
 }
 
