@@ -176,6 +176,8 @@ export type Settled =
     readonly admission: "allow" | "probe" | "reject";
     /** A test-mode failure that never reached the provider (not fed to the breaker). */
     readonly synthetic?: boolean;
+    /** A hedged call cut because the other won while it was still out. */
+    readonly hedgeLost?: boolean;
     readonly record: SettledRecord;
   }
   & (
@@ -292,9 +294,9 @@ export async function attempt(
   // The attempt's signal: the client leaving, or (hedged) losing the race.
   const signal = own ? AbortSignal.any([req.signal, own.signal]) : req.signal;
   const remaining = Math.max(1, deadline - started);
-  // The provider's own limit holds under a longer client budget: it is what moves a hung
-  // call on to the next candidate while the budget still has room for one.
-  const timeoutMs = Math.min(req.attemptTimeoutMs ?? Infinity, provider.timeout, remaining);
+  // x-gateway.timeout replaces the provider's own for this request (llm-gateway's meaning):
+  // a caller that knows its call is long may wait longer than the configured timeout.
+  const timeoutMs = Math.min(req.attemptTimeoutMs ?? provider.timeout, remaining);
   const gate = req.streamGate;
   // first_chunk_timeout runs from the attempt's start: an upstream that never even sends
   // its headers is cut by it too, not only by the (longer) provider timeout.
@@ -381,12 +383,28 @@ export async function attempt(
     const clientCut = ge.code === "upstream_timeout" &&
       ((req.attemptTimeoutMs !== undefined && timeoutMs < provider.timeout) ||
         gate?.firstChunkFromClient === true);
-    const failed = clientCut
-      ? new GatewayError(ge.code, ge.message, { ...ge.info, clientLimit: true })
+    // The call's timer says which limit it was: the client's x-gateway.timeout, what was left
+    // of routing.failover.deadline, or the provider's own timeout.
+    const limit = ge.code === "upstream_timeout" && TIMER_MESSAGE.test(ge.message)
+      ? req.attemptTimeoutMs !== undefined
+        ? "x-gateway.timeout"
+        : timeoutMs < provider.timeout
+        ? "routing.failover.deadline"
+        : `providers.${target.provider}.timeout`
+      : null;
+    const message = limit === null ? ge.message : `${ge.message} (${limit} ran out)`;
+    const failed = clientCut || limit !== null
+      ? new GatewayError(ge.code, message, {
+        ...ge.info,
+        ...(clientCut ? { clientLimit: true } : {}),
+      })
       : ge;
     return settle(null, failed, ge.info.upstreamStatus ?? ge.status, refusedBeforeCall(ge));
   }
 }
+
+/** The per-call timer's own wording (providers/execute.ts, the mock), before a limit is named. */
+const TIMER_MESSAGE = /did not answer within \d+ ms$/;
 
 /** Failures of the call itself: an upstream was asked (or tried), so the attempt counts. */
 const CALL_FAILURES: ReadonlySet<string> = new Set([

@@ -252,8 +252,9 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     const target = order[index] as Target;
     if (deadline - deps.now() <= 0) break;
 
-    // Hedging starts another provider early: that is failover, so it needs failover on.
-    const hedgeWith = policy.enabled && req.route?.hedge_after !== undefined && retries === 0 &&
+    // Hedging starts another provider early: that is failover, so it needs failover on. A
+    // retry is hedged too: `hedge_after` holds for every call of the first candidate.
+    const hedgeWith = policy.enabled && req.route?.hedge_after !== undefined &&
         !injectTransient && made + 1 < maxAttempts
       ? order[index + 1]
       : undefined;
@@ -301,7 +302,14 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     const winner = settled.find((s) => s.ok !== null);
     if (winner) {
       for (const s of settled) {
-        record(s, s === winner ? "ok" : "cancelled", s === winner ? undefined : "hedge lost");
+        if (s === winner) record(s, "ok");
+        else if (s.ok !== null || s.hedgeLost === true) record(s, "cancelled", "hedge lost");
+        else {
+          // It failed on its own before the other won: a failure like any other.
+          const err = s.error as GatewayError;
+          record(s, "next", reasonOf(err));
+          feed(breaker, deps, s, classOf(deps, breaker, s, err), true, req.bypass);
+        }
       }
       feed(breaker, deps, winner, "success", true, req.bypass);
       deps.state.observeLatency(targetKey(winner.target), winner.record.duration_ms);
@@ -373,7 +381,9 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       continue;
     }
     const more = policy.enabled && index + settled.length < order.length;
-    const budget = settled.length > 1 ? 0 : sameProviderRetries(
+    // The first candidate's retries, as without hedging: a hedged round that failed on both
+    // sides retries it (hedged again), rather than giving up on retries a slow call spent.
+    const budget = sameProviderRetries(
       kind,
       classes.get(primary)!,
       policy,
@@ -394,6 +404,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       );
       if (deps.now() + wait < deadline) {
         trail.retry(terminal(primary, "retry", reasonOf(err), wait), wait);
+        // A hedge started beside it failed too: it is started again with the retry.
+        for (const s of settled.slice(1)) terminal(s, "retry", reasonOf(s.error as GatewayError));
         retries++;
         if (!await pause(wait, req.signal)) break;
         continue;
@@ -413,6 +425,11 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     index += settled.length;
     moveTo(target, index);
     retries = 0;
+  }
+  // Attempts left as "moved on" with nothing after them (the deadline or max_attempts ended the
+  // request first) were the last: their failure is the answer.
+  for (let i = attempts.length - 1; i >= 0 && attempts[i]!.outcome === "next"; i--) {
+    attempts[i] = { ...attempts[i]!, outcome: "final" };
   }
   // Whatever the last failure said, nobody is there to hear it.
   if (req.signal.aborted) return exhausted(clientClosed(last), attempts, lastTarget);

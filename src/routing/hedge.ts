@@ -39,19 +39,26 @@ export async function hedge(
   runs.push(
     attempt(deps, req, secondary, deadline, refusedKeys, keyOf(secondary), controllers[1]),
   );
+  const done = [false, false];
   const winner = await new Promise<number | null>((resolve) => {
     let failed = 0;
     runs.forEach((run, i) =>
       run.then((s) => {
+        done[i] = true;
         if (s.ok !== null) resolve(i);
         else if (++failed === runs.length) resolve(null);
       })
     );
   });
+  /** The other run, cut by the win while it was still out (not one that had failed already). */
+  let cut: number | null = null;
   if (winner !== null) {
+    if (!done[1 - winner]) cut = 1 - winner;
     controllers[1 - winner]!.abort(new GatewayError("upstream_error", "Hedge lost"));
   }
-  const settled = await Promise.all(runs);
+  const settled = (await Promise.all(runs)).map((s, i) =>
+    i === cut ? { ...s, hedgeLost: true } : s
+  );
   // Both may have answered at once: the loser's stream must not hold its connection open
   // (cancelling it settles its usage with what it had streamed).
   settled.forEach((s, i) => {

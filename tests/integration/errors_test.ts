@@ -133,6 +133,11 @@ providers:
       const r = await post(url, chatBody("up/gpt-4o"));
       assert.equal(r.status, 504);
       assert.equal(r.json.error.code, "upstream_timeout");
+      // It names the limit that ran out.
+      assert.match(
+        r.json.error.message,
+        /did not answer within 300 ms \(providers\.up\.timeout ran out\)$/,
+      );
       assert.ok(performance.now() - started < 5_000);
       assert.equal(r.headers.get("x-pilotfish-provider"), "up");
       assert.equal(r.headers.get("x-pilotfish-model"), "gpt-4o");
@@ -144,6 +149,11 @@ providers:
       upstream.script({ kind: "json", delayMs: 600 });
       const r = await post(url, chatBody("up/gpt-4o", { "x-gateway": { timeout: 2 } }));
       assert.equal(r.status, 200);
+      // A shorter one cuts the call, and says so.
+      upstream.script({ kind: "hang" });
+      const cut = await post(url, chatBody("up/gpt-4o", { "x-gateway": { timeout: 0.1 } }));
+      assert.equal(cut.status, 504);
+      assert.match(cut.json.error.message, /\(x-gateway\.timeout ran out\)$/);
     });
 
     await t.step("upstream 4xx keeps its status and message; 429 keeps Retry-After", async () => {

@@ -468,6 +468,76 @@ Deno.test(
   },
 );
 
+/** Fails with `status` after `ms`, unless aborted first. */
+const slowFail = (ms: number, status: number): Step => (call) =>
+  new Promise((_, reject) => {
+    const t = setTimeout(() => fail(status)(call).catch(reject), ms);
+    call.signal.addEventListener("abort", () => {
+      clearTimeout(t);
+      reject(new GatewayError("upstream_unreachable", "aborted"));
+    }, { once: true });
+  });
+
+Deno.test(
+  "hedging keeps the first candidate's retries, and every retry is hedged",
+  SANITIZE,
+  async (t) => {
+    const yaml = CONFIG.replace(
+      "m: { providers: [a, b] }",
+      "m: { providers: [a, b], hedge_after: 30ms }",
+    );
+    await t.step("both sides of a hedge fail: the first candidate is retried", async () => {
+      const a = scripted("a", [slowFail(60, 503), ok("a again")]);
+      const b = scripted("b", [slowFail(40, 503), slow(2_000, "b late")]);
+      const r = await run(setup(yaml, [a.adapter, b.adapter]));
+      assert.equal(r.target.provider, "a");
+      // The retry answered before hedge_after: no hedge this time.
+      assert.deepEqual(outcomes(r.attempts), ["a:retry", "b:retry", "a:ok"]);
+    });
+    await t.step("a fast failure's retry is hedged after hedge_after", async () => {
+      const a = scripted("a", [fail(503), slow(2_000, "a hangs")]);
+      const b = scripted("b", [slow(10, "b")]);
+      const started = performance.now();
+      const r = await run(setup(yaml, [a.adapter, b.adapter]));
+      assert.equal(r.target.provider, "b");
+      assert.ok(performance.now() - started < 1_000, "not held by the hanging retry");
+      assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:cancelled", "b:ok"]);
+    });
+    await t.step("a hedge that failed on its own is a failure, not a lost race", async () => {
+      const a = scripted("a", [slow(120, "a")]);
+      const b = scripted("b", [fail(503)]);
+      const r = await run(setup(yaml, [a.adapter, b.adapter]));
+      assert.equal(r.target.provider, "a");
+      const bRecord = r.attempts.find((x) => x.provider === "b");
+      assert.equal(bRecord?.outcome, "next");
+      assert.equal(bRecord?.reason, "HTTP 503");
+    });
+  },
+);
+
+Deno.test(
+  "an attempt the deadline ended the request after is final, not moved on",
+  SANITIZE,
+  async () => {
+    const a = scripted("a", [slowFail(80, 503)]);
+    const b = scripted("b", [ok()]);
+    const yaml = CONFIG.replace("max_retries: 3", "max_retries: 0");
+    const env = setup(yaml, [a.adapter, b.adapter]);
+    const r = await runFailover(env.deps, {
+      requested: "m",
+      ...resolveModel(env.config, "m"),
+      invoke: (adapter, attempt, m) =>
+        adapter.chat({ ...attempt, body: { model: m, messages: [] }, stream: false }, m),
+      signal: new AbortController().signal,
+      clientAuthorization: null,
+      deadlineMs: 50,
+    });
+    assert.equal(r.ok, false);
+    assert.equal(b.calls.length, 0);
+    assert.deepEqual(r.attempts.map((x) => `${x.provider}:${x.outcome}`), ["a:final"]);
+  },
+);
+
 Deno.test(
   "executeWithFailover() does not hedge when the first answers in time",
   SANITIZE,
@@ -993,39 +1063,6 @@ features:
   } finally {
     await gw.close();
     await upstream.close();
-  }
-});
-
-Deno.test("a longer x-gateway.timeout keeps the provider's own timeout: a hung call still fails over", async () => {
-  const slow = startFakeUpstream();
-  const good = startFakeUpstream();
-  slow.script({ kind: "hang" });
-  const gw = startGateway(`
-providers:
-  t: { base_url: "${slow.url}/v1", keys: [{ key: sk-t-0001 }], timeout: 100ms }
-  b: { base_url: "${good.url}/v1", keys: [{ key: sk-b-0001 }] }
-routing:
-  failover: { max_retries: 0 }
-  models:
-    m: { providers: [t, b], model: gpt-4o-mini }
-`);
-  try {
-    const res = await gw.request("/v1/chat/completions", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: "m",
-        messages: [{ role: "user", content: "hi" }],
-        "x-gateway": { timeout: 30 },
-      }),
-    });
-    assert.equal(res.status, 200);
-    assert.equal(res.headers.get("x-pilotfish-provider"), "b");
-    await res.body?.cancel();
-  } finally {
-    await gw.close();
-    await slow.close();
-    await good.close();
   }
 });
 
