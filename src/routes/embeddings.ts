@@ -8,6 +8,7 @@ import type { UnifiedRoute } from "../pipeline/run.ts";
 import { unifiedHandler } from "./unified.ts";
 import type { JsonOutcome, Usage } from "../providers/types.ts";
 import { knownUsage, usageNow } from "../streaming/mod.ts";
+import { promptEstimate } from "../usage/mod.ts";
 
 function body(ex: Exchange): OpenAIEmbeddingsRequest {
   return (ex.request as { body: OpenAIEmbeddingsRequest }).body;
@@ -50,29 +51,36 @@ export const EMBEDDINGS_ROUTE: UnifiedRoute = {
           }),
         );
       }
-      return adapter.embeddings({ ...attempt, body: request }, model).then(uncounted);
+      return adapter.embeddings({ ...attempt, body: request }, model).then((o) => uncounted(o, ex));
     };
   },
   encode: encodeEmbeddings,
 };
 
-/** The usage the meter estimates from the input (~4 characters a token), marked so. */
-const ESTIMATE: Usage = {
-  prompt_tokens: 0,
-  completion_tokens: 0,
-  total_tokens: 0,
-  estimated: true,
-};
-
 /**
  * An answer whose upstream counted nothing (Gemini's batchEmbedContents, OpenAI-compatible
- * servers that send no `usage`): embedding any input takes tokens, so the meter estimates
- * them (billed, held to budgets, logged `usage_estimated`) instead of recording 0.
+ * servers that send no `usage`): embedding any input takes tokens, so they are estimated from
+ * the input (~4 characters a token) and billed, held to budgets and logged `usage_estimated`
+ * instead of 0. An answer we built says the same in its `usage` (a relayed one is left as sent).
  */
-function uncounted(outcome: JsonOutcome): JsonOutcome {
+function uncounted(outcome: JsonOutcome, ex: Exchange): JsonOutcome {
   const u = usageNow(outcome.usage);
   if (u != null && (u.prompt_tokens > 0 || u.total_tokens > 0)) return outcome;
-  return { ...outcome, usage: knownUsage(ESTIMATE) };
+  const tokens = promptEstimate(ex);
+  const usage: Usage = {
+    prompt_tokens: tokens,
+    completion_tokens: 0,
+    total_tokens: tokens,
+    estimated: true,
+  };
+  const body = outcome.format === "object" && isRecord(outcome.body.usage)
+    ? { ...outcome.body, usage: { prompt_tokens: tokens, total_tokens: tokens } }
+    : outcome.body;
+  return { ...outcome, body, usage: knownUsage(usage) } as JsonOutcome;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 /** `POST /v1/embeddings`: OpenAI-shape embeddings from any provider that has them. */

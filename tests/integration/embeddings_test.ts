@@ -235,3 +235,36 @@ pricing:
     await server.shutdown();
   }
 });
+
+Deno.test("embeddings Gemini did not count: the answer's usage is the estimate it is billed, not 0", async () => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const body = await req.json() as { requests: unknown[] };
+    return Response.json({ embeddings: body.requests.map(() => ({ values: [1, 0] })) });
+  });
+  const gw = startGateway(`
+providers:
+  g: { type: gemini, base_url: "http://127.0.0.1:${server.addr.port}", keys: [{ key: g-key-0001 }] }
+`);
+  try {
+    const res = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({
+        model: "g/gemini-embedding-001",
+        input: ["x".repeat(40), "y".repeat(40)],
+      }),
+    });
+    assert.equal(res.status, 200);
+    const json = await res.json();
+    await gw.waitForLog('"msg":"request"');
+    const line = JSON.parse(gw.logs.find((l) => l.includes('"msg":"request"'))!);
+    assert.equal(line.usage_estimated, true);
+    assert.ok(line.prompt_tokens > 0);
+    assert.deepEqual(json.usage, {
+      prompt_tokens: line.prompt_tokens,
+      total_tokens: line.prompt_tokens,
+    });
+  } finally {
+    await gw.close();
+    await server.shutdown();
+  }
+});
