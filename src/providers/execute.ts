@@ -179,6 +179,7 @@ export async function executeUpstream(
   // No closure below may capture `req`: the abort listener lives as long as the client's
   // request, and through it a stream would keep the whole upstream body (the prompt) alive.
   const url = req.url;
+  const method = req.method;
   const controller = new AbortController();
   const onClientAbort = () => controller.abort(opts.signal.reason);
   if (opts.signal.aborted) onClientAbort();
@@ -213,12 +214,24 @@ export async function executeUpstream(
       });
     }
     if (err instanceof GatewayError) throw err;
-    const reason = connect ? connectFailure(err) : null;
-    // fetch's own wording quotes the offending header, and that header may carry a key.
-    const message =
-      err instanceof TypeError && /\binvalid header\b|\bheader (?:name|value)\b/i.test(err.message)
+    // What fetch refuses to send is the request's fault, never the provider's: a 400 that no
+    // breaker counts. Its own wording quotes the offending header, which may carry a key.
+    if (connect && err instanceof TypeError) {
+      const refused = /\binvalid header\b|\bheader (?:name|value)\b/i.test(err.message)
         ? "a request header is not a valid HTTP header value"
-        : (err as Error).message ?? String(err);
+        : /\bmethod is forbidden\b|\binvalid method\b/i.test(err.message)
+        ? `the method ${method} cannot be sent`
+        : null;
+      if (refused !== null) {
+        throw new GatewayError(
+          "invalid_request",
+          `The request cannot be sent to provider "${opts.provider}": ${refused}`,
+          { provider: opts.provider, retryable: false, cause: err },
+        );
+      }
+    }
+    const reason = connect ? connectFailure(err) : null;
+    const message = (err as Error).message ?? String(err);
     if (reason !== null) {
       (fetchFn as TrackedFetch)[RECORDER]?.unreachable(opts.provider, originOf(url), reason);
     }
@@ -235,7 +248,7 @@ export async function executeUpstream(
   let response: Response;
   try {
     response = await fetchFn(url, {
-      method: req.method,
+      method,
       headers: opts.verbatim ? req.headers : withTraceContext(req.headers),
       body: req.body,
       signal: controller.signal,

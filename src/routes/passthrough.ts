@@ -129,11 +129,24 @@ interface Located {
  * and the answer as it started (`post_llm`, `post_http`); there are no typed chunks here.
  * `family` is null for `/native/{provider}/*`.
  */
+/** What the Fetch standard forbids a request to carry as its method. */
+const UNSENDABLE: ReadonlySet<string> = new Set(["CONNECT", "TRACE", "TRACK"]);
+const RELAYED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 export function nativePassthrough(family: NativeFamily | null) {
   return async function passthrough(c: Context<AppEnv>): Promise<Response> {
     const ex = c.get("exchange");
     ex.errorFormat = family?.errorFormat ?? NATIVE_BY_NAME_FORMAT;
     ex.schema = "passthrough";
+    // Methods `fetch` refuses to send: the client's 405 here, never a provider "unreachable"
+    // that a breaker would count against it.
+    if (UNSENDABLE.has(c.req.method.toUpperCase())) {
+      throw new GatewayError(
+        "method_not_allowed",
+        `Method ${c.req.method} is not allowed on ${c.req.path}`,
+        { headers: { allow: RELAYED_METHODS } },
+      );
+    }
     const stages = ex.runtime.stages;
     if (stages.post_http.length === 0) return await run(c, ex, family, reachedAll(ex));
     const reached = reachedAll(ex);

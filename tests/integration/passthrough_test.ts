@@ -725,3 +725,39 @@ providers:
     await up.shutdown();
   }
 });
+
+Deno.test("a method fetch cannot send (TRACE) is the client's 405 on passthrough, never a breaker failure", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-openai-0001 }] }
+features:
+  circuit_breaker: { enabled: true, failure_threshold: 2, max_transient_retries: 0 }
+`);
+  try {
+    // fetch will not send TRACE either: a raw request, as any other client may send it.
+    const { hostname, port } = new URL(gw.url("/"));
+    for (let i = 0; i < 3; i++) {
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      await conn.write(
+        new TextEncoder().encode(
+          `TRACE /openai/v1/models HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\n\r\n`,
+        ),
+      );
+      const text = await new Response(conn.readable).text();
+      assert.match(text, /^HTTP\/1\.1 405 /);
+      assert.match(text, /\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n/i);
+      assert.match(text, /"code":"method_not_allowed"/);
+      assert.doesNotMatch(text, /x-llm-proxy-error-class/i);
+    }
+    assert.equal(up.requests.length, 0);
+    // The provider's breaker saw nothing: the next request goes through.
+    up.script({ kind: "json", body: { object: "list", data: [] } });
+    const ok = await gw.request("/openai/v1/models");
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});

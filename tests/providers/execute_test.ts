@@ -93,9 +93,22 @@ Deno.test("executeUpstream() never quotes a header fetch refused: it may hold a 
     fetch(url, { ...init, headers: { authorization: "Bearer sk-live-SECRET-1\nsk-live-2" } });
   await assert.rejects(call(real as typeof fetch, "http://127.0.0.1:9/v1/chat"), (err: unknown) => {
     assert.ok(err instanceof GatewayError);
-    assert.equal(err.code, "upstream_unreachable");
+    // The request's fault, not the provider's: a 400 no breaker counts.
+    assert.equal(err.code, "invalid_request");
+    assert.equal(err.status, 400);
     assert.doesNotMatch(err.message, /SECRET/);
     assert.match(err.message, /not a valid HTTP header value/);
     return true;
   });
+});
+
+Deno.test("executeUpstream(): a method fetch will not send is the request's 400, not an unreachable provider", async () => {
+  const err = await executeUpstream(
+    fetch,
+    { url: "http://127.0.0.1:9/v1/x", method: "TRACE", headers: {}, body: null },
+    { signal: new AbortController().signal, timeoutMs: 5_000, provider: "p" },
+  ).catch((e: unknown) => e);
+  assert.ok(err instanceof GatewayError);
+  assert.equal(err.code, "invalid_request");
+  assert.match(err.message, /the method TRACE cannot be sent/);
 });
