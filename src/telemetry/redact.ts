@@ -30,15 +30,28 @@ export function createRedactor(
   // secret: the access log, which carries no upstream text of its own, goes without them.
   const encoded = opts.encoded === false
     ? []
-    : plain.filter((s) => s.length >= 8).flatMap(inBase64);
-  const exact = [...new Set([...plain, ...encoded])].sort((a, b) => b.length - a.length);
+    : [...new Set(plain.filter((s) => s.length >= 8).flatMap(inBase64))]
+      .sort((a, b) => b.length - a.length)
+      // With the characters after it that still carry its last bytes (and the padding).
+      .map((form) => ({ form, tail: new RegExp(`${escapeRe(form)}${B64_TAIL}`, "g") }));
+  const exact = [...new Set(plain)].sort((a, b) => b.length - a.length);
   return (text: string): string => {
     let out = text;
     for (const s of exact) {
       if (out.includes(s)) out = out.replaceAll(s, "[REDACTED]");
     }
+    for (const { form, tail } of encoded) {
+      if (out.includes(form)) out = out.replace(tail, "[REDACTED]");
+    }
     return out.replace(SECRET_RE, replaceSecret);
   };
+}
+
+/** A base64 quantum's worth of characters after a full one, then its padding. */
+const B64_TAIL = "[A-Za-z0-9+/_-]{0,3}={0,2}";
+
+function escapeRe(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 }
 
 /**

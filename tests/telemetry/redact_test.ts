@@ -77,6 +77,19 @@ Deno.test("createRedactor() removes a configured secret that comes back base64-e
   assert.equal(redact("plain text"), "plain text");
 });
 
+Deno.test("createRedactor(): no character that still carries the key's last bytes is left after its base64", () => {
+  // 23 characters: the encoding's last quantum holds the key's final 2 bytes and padding.
+  for (
+    const key of ["sk-OPENAIKEY-SECRET-aa1", "sk-OPENAIKEY-SECRET-a14", "sk-OPENAIKEY-SECRET-1234"]
+  ) {
+    const redact = createRedactor([key]);
+    for (const prefix of ["", "a", "ab"]) {
+      const out = redact(`b64=${btoa(prefix + key)} end`);
+      assert.match(out, /^b64=[A-Za-z0-9+/]{0,3}\[REDACTED\] end$/, `${prefix}${key}: ${out}`);
+    }
+  }
+});
+
 Deno.test("createRedactor({ encoded: false }) looks for the secrets as written only (the access log's)", () => {
   const key = "sk-PROVIDERKEY-openai-AAAAAAAAAAAAAAAAAAAA";
   const plain = createRedactor([key], { encoded: false });
