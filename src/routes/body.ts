@@ -118,7 +118,10 @@ export async function readText(
   schedule: Schedule,
 ): Promise<string> {
   if (req.body === null) return "";
-  const bytes = await readHeldBody(req.body, maxBytes, deadline, schedule);
+  // Read as the unified routes read theirs: gzip or deflate inflated, another coding a 415.
+  const coding = bodyCoding(req.headers);
+  const read = await readHeldBody(req.body, maxBytes, deadline, schedule);
+  const bytes = coding === null ? read : await inflate(read, coding, maxBytes);
   try {
     return UTF8.decode(bytes);
   } catch {

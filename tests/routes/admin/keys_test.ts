@@ -121,6 +121,41 @@ app_keys: { enabled: true, persistence: { enabled: false } }
   }
 });
 
+Deno.test("admin key routes read a gzip body as the unified routes do; an encoding they cannot read is a 415", async () => {
+  const gw = startGateway(`
+server: { admin_token: ${TOKEN} }
+providers: { mock: {} }
+app_keys: { enabled: true, persistence: { enabled: false } }
+`);
+  try {
+    const gz = new Uint8Array(
+      await new Response(
+        new Blob([JSON.stringify({ name: "gz" })]).stream().pipeThrough(
+          new CompressionStream("gzip"),
+        ),
+      ).arrayBuffer(),
+    );
+    const made = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: { ...auth, "content-encoding": "gzip" },
+      body: gz,
+    });
+    assert.equal(made.status, 201);
+    assert.equal((await made.json()).name, "gz");
+    const br = await gw.request("/api/v1/keys", {
+      method: "POST",
+      headers: { ...auth, "content-encoding": "br" },
+      body: JSON.stringify({ name: "br" }),
+    });
+    assert.equal(br.status, 415);
+    await br.body?.cancel();
+    const list = await (await gw.request("/api/v1/keys", { headers: auth })).json();
+    assert.equal(list.data?.length ?? list.keys?.length, 1, "no key was made from the br body");
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("admin key routes: out-of-range expiries, budgets and lists are 400s naming the field; nothing is stored", async () => {
   const gw = startGateway(`
 server: { admin_token: ${TOKEN} }
