@@ -9,6 +9,7 @@
  * `PF_…` is an env var's name (a reload's missing `--allow-env=PF_…`), not a secret.
  */
 const SECRET_RE =
+  // deno-lint-ignore no-invalid-regexp -- `(?-i:…)` (ES2025 modifiers) runs in V8; the linter's parser predates it
   /([?&](?:key|api_key|token)=)[^&\s"\\]+|\bBearer\s+[^\s",;\\]+|\bsk-[A-Za-z0-9_*-]{6,}|(?-i:\bpf_[A-Za-z0-9_-]{6,})|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
 
 const replaceSecret = (_match: string, param: string | undefined) =>
