@@ -309,6 +309,7 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
           const err = s.error as GatewayError;
           record(s, "next", reasonOf(err));
           feed(breaker, deps, s, classOf(deps, breaker, s, err), true, req.bypass);
+          coolKey(deps, s, err);
         }
       }
       feed(breaker, deps, winner, "success", true, req.bypass);
