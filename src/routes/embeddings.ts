@@ -1,7 +1,7 @@
 import { pilotfishHeaders } from "../routing/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { parseEmbeddingsRequest } from "../schema/embeddings.ts";
-import type { OpenAIEmbeddingsRequest } from "../schema/openai.ts";
+import { isObject, type OpenAIEmbeddingsRequest } from "../schema/openai.ts";
 import { encodeEmbeddings } from "../pipeline/encode/openai.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { UnifiedRoute } from "../pipeline/run.ts";
@@ -73,15 +73,12 @@ function uncounted(outcome: JsonOutcome, ex: Exchange): JsonOutcome {
     total_tokens: tokens,
     estimated: true,
   };
-  const body = outcome.format === "object" && isRecord(outcome.body.usage)
+  const body = outcome.format === "object" && isObject(outcome.body.usage)
     ? { ...outcome.body, usage: { prompt_tokens: tokens, total_tokens: tokens } }
     : outcome.body;
   return { ...outcome, body, usage: knownUsage(usage) } as JsonOutcome;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
 
 /** `POST /v1/embeddings`: OpenAI-shape embeddings from any provider that has them. */
 export const embeddings = unifiedHandler(EMBEDDINGS_ROUTE, "openai_json");
