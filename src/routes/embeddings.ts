@@ -79,6 +79,5 @@ function uncounted(outcome: JsonOutcome, ex: Exchange): JsonOutcome {
   return { ...outcome, body, usage: knownUsage(usage) } as JsonOutcome;
 }
 
-
 /** `POST /v1/embeddings`: OpenAI-shape embeddings from any provider that has them. */
 export const embeddings = unifiedHandler(EMBEDDINGS_ROUTE, "openai_json");

@@ -14,6 +14,7 @@ export {
 export { pullThrough, type SyncTransformer, toTransformStream } from "./pull.ts";
 export { chunkReader, markByteStream } from "./reader.ts";
 export {
+  concatBytes,
   createSseDataReader,
   createSseDataStream,
   createSseEndStream,

@@ -16,6 +16,14 @@ export function encodeSseEvent(event: string, value: unknown): Uint8Array {
   return encoder.encode(`event: ${event}\ndata: ${JSON.stringify(value)}\n\n`);
 }
 
+/** Two encoded pieces as one chunk (an ending written in one write). */
+export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
 /**
  * The longest SSE event an upstream may send (its `data:` lines together), and the longest
  * line: an image's base64 in one Gemini event is a few MiB; an upstream that never ends a

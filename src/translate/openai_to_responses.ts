@@ -14,7 +14,7 @@ import {
   type ResponsesRequest,
   type ResponsesUsage,
 } from "../schema/responses.ts";
-import { encodeSseEvent } from "../streaming/mod.ts";
+import { concatBytes, encodeSseEvent } from "../streaming/mod.ts";
 
 /** What the response object echoes from the request, and who answered. */
 export interface ResponsesContext {
@@ -468,11 +468,4 @@ function wholeJson(text: string): boolean {
   } catch {
     return false;
   }
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

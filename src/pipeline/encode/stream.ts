@@ -1,5 +1,5 @@
 import { GatewayError } from "../../errors.ts";
-import { observeStream, SseTail } from "../../streaming/mod.ts";
+import { concatBytes, observeStream, SseTail } from "../../streaming/mod.ts";
 import { endAt, streamCut } from "../../server/middleware/timeouts.ts";
 import type { Exchange } from "../exchange.ts";
 import { wholeResponse } from "../../server/whole.ts";
@@ -39,7 +39,7 @@ export function sseResponse(
       if (err instanceof GatewayError && err.info.told) return TOLD;
       // After bytes cut mid-event, the error event starts on a fresh line of its own.
       const lead = tail.lead();
-      return lead === "" ? renderFor(err) : concat(encoder.encode(lead), renderFor(err));
+      return lead === "" ? renderFor(err) : concatBytes(encoder.encode(lead), renderFor(err));
     },
   });
   return new Response(out, { status, headers: { ...headers, ...STREAM_HEADERS } });
@@ -55,13 +55,6 @@ export function sseResponse(
 }
 
 const encoder = new TextEncoder();
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
 
 /** A JSON answer: an object is serialised, bytes go out as they are. */
 export function jsonResponse(
