@@ -23,11 +23,13 @@ export function pickKey(
   ) {
     return only;
   }
-  // A request that names no model (a passthrough listing, a body that is not JSON) may use
-  // any key, as it does when passthrough picks its key without the breaker.
-  const admitted = keys.filter((k) =>
-    (k.models.length === 0 || model === "" || k.models.includes(model)) && !exclude.has(k.id)
+  // A request that names no model (a passthrough listing, a body that is not JSON) takes a key
+  // kept for no model in particular, as Butter's does; only a provider whose keys are all
+  // kept for models lends one of those.
+  let admitted = keys.filter((k) =>
+    (k.models.length === 0 || k.models.includes(model)) && !exclude.has(k.id)
   );
+  if (admitted.length === 0 && model === "") admitted = keys.filter((k) => !exclude.has(k.id));
   if (admitted.length === 0) return null;
   const ready = state ? admitted.filter((k) => state.keyCooldown(k.id, now) === null) : admitted;
   if (ready.length === 0) {

@@ -15,8 +15,13 @@ Deno.test("pickKey() returns null when no key admits the model", () => {
   assert.equal(pickKey([], "gpt-4o", NEVER), null);
   const keys = [key("a", 1, ["gpt-4o"]), key("b", 1, ["gpt-4o-mini"])];
   assert.equal(pickKey(keys, "o3", NEVER), null);
-  // No model named (a passthrough listing): any key, as passthrough without the breaker does.
+  // No model named (a passthrough listing): a key kept for no model, as Butter picks one;
+  // only when every key is kept for some model does one of those serve.
   assert.equal(pickKey([key("a", 1, ["gpt-4o"])], "", NEVER)?.id, "a");
+  for (let i = 0; i < 20; i++) {
+    const any = pickKey([key("kept", 1, ["gpt-4o"]), key("free", 1)], "", seededRandom(i));
+    assert.equal(any?.id, "free");
+  }
 });
 
 Deno.test("pickKey() filters keys by their models allowlist", () => {
