@@ -512,6 +512,17 @@ Deno.test(
       assert.equal(bRecord?.outcome, "next");
       assert.equal(bRecord?.reason, "HTTP 503");
     });
+    await t.step(
+      "a hedge side refused with 429 rests its key, as any attempt's would",
+      async () => {
+        const a = scripted("a", [slow(120, "a")]);
+        const b = scripted("b", [fail(429, { "retry-after": "30" })]);
+        const env = setup(yaml, [a.adapter, b.adapter]);
+        const r = await run(env);
+        assert.equal(r.target.provider, "a");
+        assert.equal(env.deps.state.keyCooldown("b-1", Date.now())?.reason, "rate_limit");
+      },
+    );
   },
 );
 
