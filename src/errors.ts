@@ -138,7 +138,7 @@ export const MAX_MESSAGE_CHARS = 4096;
 function capMessage(message: string): string {
   if (message.length <= MAX_MESSAGE_CHARS) return message;
   const cut = message.length - MAX_MESSAGE_CHARS;
-  return `${message.slice(0, MAX_MESSAGE_CHARS)}… (${cut} more characters)`;
+  return `${message.slice(0, MAX_MESSAGE_CHARS)}\u2026 (${cut} more characters)`;
 }
 
 /** Narrow anything thrown into a GatewayError; unknown failures become `internal`. */

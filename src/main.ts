@@ -1,6 +1,6 @@
 /**
- * Pilotfish daemon: read flags/env → load config → check permissions → build the runtime
- * → serve on TCP and the Unix socket → hot reload → drain on SIGINT/SIGTERM.
+ * Pilotfish daemon: read flags/env -> load config -> check permissions -> build the runtime
+ * -> serve on TCP and the Unix socket -> hot reload -> drain on SIGINT/SIGTERM.
  */
 import { applyOverrides, CliError, type CliOptions, parseCli, USAGE } from "./cli.ts";
 import {
@@ -74,7 +74,7 @@ function startupLine(err: unknown): string {
     return `Invalid config ${err.source}: ${first ?? "unknown problem"}${more}`;
   }
   if (err instanceof Deno.errors.NotCapable) {
-    // Deno's wording names the permission: 'Requires env access to "PORT", run again with …'.
+    // Deno's wording names the permission: 'Requires env access to "PORT", run again with ...'.
     return `Missing permission: ${
       firstLine(err.message)
     } (start it with \`deno task start\`, which grants exactly what the config needs)`;

@@ -169,7 +169,7 @@ export async function probeReady(target: ProbeTarget, timeoutMs: number): Promis
   }
 }
 
-/** `--probe` from the CLI: exit code 0 (ready) or 1, one `pilotfish: probe …` line on failure. */
+/** `--probe` from the CLI: exit code 0 (ready) or 1, one `pilotfish: probe ...` line on failure. */
 export async function runProbe(
   cli: CliOptions,
   env: (name: string) => string | undefined,

@@ -77,7 +77,7 @@ export interface Runtime {
   readonly responses: ResponsesStore;
   /** Telemetry events of this generation's requests. */
   readonly events: EventBus;
-  /** App keys (`pf_…`); null when `app_keys` is off. */
+  /** App keys (`pf_...`); null when `app_keys` is off. */
   readonly keys: KeyService | null;
   /** Metrics, traces, the status rollup and the fleet (process-wide, see telemetry/hub.ts). */
   readonly observability: Observability;

@@ -14,13 +14,13 @@ export type Admission =
   | { readonly kind: "reject"; readonly reason: "open" | "rollup" | "probe_busy" };
 
 export interface BreakerCounters {
-  /** `${provider}|${model}|${from}->${to}` → count */
+  /** `${provider}|${model}|${from}->${to}` -> count */
   readonly transitions: Map<string, number>;
-  /** `${provider}|${model}|${reason}` → count */
+  /** `${provider}|${model}|${reason}` -> count */
   readonly fastFails: Map<string, number>;
-  /** `${provider}|${model}|${outcome}` → count */
+  /** `${provider}|${model}|${outcome}` -> count */
   readonly probes: Map<string, number>;
-  /** `${provider}|${model}|${reason}|${outcome}` → count */
+  /** `${provider}|${model}|${reason}|${outcome}` -> count */
   readonly bypasses: Map<string, number>;
 }
 

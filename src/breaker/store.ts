@@ -1,4 +1,4 @@
-/** Timing of the breaker, from llm-proxy's `features.circuit_breaker` (seconds → ms). */
+/** Timing of the breaker, from llm-proxy's `features.circuit_breaker` (seconds -> ms). */
 /** A timing the store owns and a reload updates in place. */
 export type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 

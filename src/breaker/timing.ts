@@ -1,7 +1,7 @@
 import type { CircuitBreakerConfig } from "../config/mod.ts";
 import type { BreakerTiming } from "./store.ts";
 
-/** llm-proxy's seconds → the store's milliseconds. */
+/** llm-proxy's seconds -> the store's milliseconds. */
 export function breakerTiming(cfg: CircuitBreakerConfig): BreakerTiming {
   return {
     failureThreshold: cfg.failure_threshold,

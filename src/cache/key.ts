@@ -64,7 +64,7 @@ export function skipReason(policy: CachePolicy, req: RequestFacts): Skip | null 
  * Fields that cannot change the answer: how it is delivered (`stream`, `stream_options`),
  * who asked (`user`, `metadata`), whether the vendor keeps it (`store`), and the model as
  * typed (`gpt-4o-mini`, `openai/gpt-4o-mini` or an alias: the targets say what answers). Every
- * other field (messages, tools, tool_choice, response_format, n, seed, stop, sampling, …) is
+ * other field (messages, tools, tool_choice, response_format, n, seed, stop, sampling, ...) is
  * in the key.
  */
 const NOT_IN_KEY = new Set(["stream", "stream_options", "user", "metadata", "store", "model"]);

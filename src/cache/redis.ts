@@ -1,5 +1,5 @@
 /**
- * The Redis cache backend: `GET` / `SET … PX ttl` under `key_prefix`, on its own link with
+ * The Redis cache backend: `GET` / `SET ... PX ttl` under `key_prefix`, on its own link with
  * a short command deadline. Redis away, slow or refusing is a miss (and a skipped store),
  * never an error the client sees.
  * @module

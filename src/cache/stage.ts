@@ -338,7 +338,7 @@ function parseAnswer(text: string): Hit | null {
 
 /**
  * A value `store` wrote, split without parsing the answer: it is exactly
- * `{"provider":"…","model":"…","body":{…}}` (JSON.stringify of a `CachedAnswer`), so the
+ * `{"provider":"...","model":"...","body":{...}}` (JSON.stringify of a `CachedAnswer`), so the
  * body's text is what the route would have serialised. Null when it is not of that shape.
  */
 function splitAnswer(text: string): Hit | null {

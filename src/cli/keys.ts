@@ -38,7 +38,7 @@ export class KeysCliError extends Error {
   override readonly name = "KeysCliError";
 }
 
-/** A key's own rate limits, as flags named after its fields (`--requests-per-minute` …). */
+/** A key's own rate limits, as flags named after its fields (`--requests-per-minute` ...). */
 const LIMIT_FLAGS = [
   "requests-per-minute",
   "tokens-per-minute",

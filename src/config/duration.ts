@@ -14,7 +14,7 @@ export function parseDuration(value: string | number): number | null {
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1_000;
   let total = 0;
   let rest = text;
-  // Consume compound parts left to right ("1m30s" → "1m", "30s").
+  // Consume compound parts left to right ("1m30s" -> "1m", "30s").
   while (rest.length > 0) {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
     if (!m) return null;

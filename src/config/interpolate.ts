@@ -3,7 +3,7 @@ const REF_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 export type EnvLookup = (name: string) => string | undefined;
 
-/** Substitute env references in one string. Unset without fallback → "". */
+/** Substitute env references in one string. Unset without fallback -> "". */
 export function interpolate(text: string, env: EnvLookup): string {
   if (!text.includes("${")) return text;
   return text.replace(REF_RE, (_m, name: string, fallback: string | undefined) => {

@@ -247,7 +247,7 @@ export function validateConfig(
     );
   }
 
-  // server.address (Butter) → host/port unless those are given explicitly.
+  // server.address (Butter) -> host/port unless those are given explicitly.
   const rawServer = (tree.server ?? {}) as Record<string, unknown>;
   let { host, port } = parsed.server;
   const address = parsed.server.address === undefined
@@ -563,14 +563,14 @@ export function splitTarget(entry: string): { provider: string; model: string | 
     : { provider: entry, model: null };
 }
 
-/** Key names whose values may be credentials (`keys[0].key`, `apiKey`, `admin_token`, …). */
+/** Key names whose values may be credentials (`keys[0].key`, `apiKey`, `admin_token`, ...). */
 const SECRET_KEY =
   /^(?:keys?|api_?key|token|password|secret|credentials?)$|[_-](?:token|password|secret)$/i;
 
 /**
  * valibot's message, without the offending value where the path may hold a credential
- * (anything under `keys`, `apiKey`, `admin_token`, a `password`…): a key written in the wrong
- * place (`keys: "sk-…"`) must not reach stderr, a log line or the reload answer. Elsewhere the
+ * (anything under `keys`, `apiKey`, `admin_token`, a `password`...): a key written in the wrong
+ * place (`keys: "sk-..."`) must not reach stderr, a log line or the reload answer. Elsewhere the
  * value helps (`format: "xml"`, `perKey.window: "1x"`).
  */
 function issueMessage(issue: v.BaseIssue<unknown>, path: readonly PropertyKey[]): string {

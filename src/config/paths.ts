@@ -14,7 +14,7 @@ export function formatPath(path: KeyPath): string {
 
 /**
  * Where each key of a translated tree came from. A dialect renames and moves keys
- * (`providers[1].baseUrl` → `providers.azure.base_url`); problems found in the native tree
+ * (`providers[1].baseUrl` -> `providers.azure.base_url`); problems found in the native tree
  * are reported under the path the user wrote. Paths not recorded map through their longest
  * recorded prefix, so a problem deep inside a moved block still names the user's block.
  */

@@ -52,7 +52,7 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const positive = () => v.pipe(number(), v.gtValue(0, "Invalid value: Expected a positive number"));
 const bool = () => v.pipe(v.unknown(), boolFromString, v.boolean());
 
-/** A switch as the schema reads it (`false`, `"no"`, `"off"`, … are false). */
+/** A switch as the schema reads it (`false`, `"no"`, `"off"`, ... are false). */
 export function switchedOff(value: unknown): boolean {
   const r = v.safeParse(bool(), value);
   return r.success && r.output === false;
@@ -60,7 +60,7 @@ export function switchedOff(value: unknown): boolean {
 const str = () => v.string();
 
 /**
- * Duration in YAML (`250ms`, `5s`, `1m30s`, or a number of seconds) → milliseconds.
+ * Duration in YAML (`250ms`, `5s`, `1m30s`, or a number of seconds) -> milliseconds.
  * Defaults go through this too, so they are written as duration strings ("30s"), never ms.
  */
 const duration = () =>
@@ -203,7 +203,7 @@ const priceSchema = strictObject({
 });
 /**
  * llm-proxy's tier list: `[{threshold: 200000, input, output}, {threshold: 0, input, output}]`
- * — the entry with a threshold prices prompts up to it, the `threshold: 0` one those above.
+ * - the entry with a threshold prices prompts up to it, the `threshold: 0` one those above.
  */
 const tieredPrice = v.pipe(
   listOf(strictObject({ threshold: int(0), ...priceFields })),
@@ -258,7 +258,7 @@ const proxyPrice = v.lazy((input: unknown) =>
 
 /**
  * llm-proxy's per-model entry under `providers.<p>.models`: its pricing keys are ours too.
- * Its other keys (`limits`, `deprecated`, …) are unknown keys: a warning, not a refusal.
+ * Its other keys (`limits`, `deprecated`, ...) are unknown keys: a warning, not a refusal.
  */
 const proxyModelSchema = strictObject({
   enabled: opt(bool(), true),
@@ -268,7 +268,7 @@ const proxyModelSchema = strictObject({
 });
 
 /**
- * A provider's models: a list of names, or llm-proxy's map of model → `{enabled, aliases,
+ * A provider's models: a list of names, or llm-proxy's map of model -> `{enabled, aliases,
  * pricing}`. The map becomes the list of enabled names plus `model_pricing`.
  */
 const providerModels = v.pipe(
@@ -317,7 +317,7 @@ const providerSchema = strictObject({
   enabled: opt(bool(), true),
   // azure
   api_version: opt(str(), "2024-10-21"),
-  /** Model name → Azure deployment name (default: the model name). */
+  /** Model name -> Azure deployment name (default: the model name). */
   deployments: opt(mapOf(str()), {}),
   // bedrock
   region: opt(str()),
@@ -451,7 +451,7 @@ const hostPort = (what: string) =>
  */
 const sentinelSchema = v.pipe(
   strictObject({
-    name: v.pipe(str(), v.minLength(1, "Name the master group (sentinel monitor <name> …)")),
+    name: v.pipe(str(), v.minLength(1, "Name the master group (sentinel monitor <name> \u2026)")),
     nodes: v.pipe(
       listOf(hostPort("a Sentinel; port 26379 by default")),
       v.minLength(1, "List at least one Sentinel (host:port)"),
@@ -699,7 +699,7 @@ const cacheSchema = strictObject({
 const pricingSchema = strictObject({
   /** Use the built-in, dated price table for models not listed here. */
   builtin: opt(bool(), true),
-  /** `provider/model` (that provider only) or `model` (any provider) → prices per 1M tokens. */
+  /** `provider/model` (that provider only) or `model` (any provider) -> prices per 1M tokens. */
   models: opt(mapOf(modelPriceSchema), {}),
 });
 
@@ -784,7 +784,7 @@ const staticAppKeySchema = strictObject({
 });
 
 /**
- * Application keys (`pf_…`): Butter's block (`enabled`, `require_key`, `header`,
+ * Application keys (`pf_...`): Butter's block (`enabled`, `require_key`, `header`,
  * `default_ttl`, static `keys[]`, `persistence`) plus budgets. Enabled by default once the
  * block asks for anything (`require_key` or static keys); `enabled: false` wins.
  */
@@ -811,8 +811,8 @@ const appKeysSchema = strictObject({
 
 /**
  * The shared Redis: `url` (`redis://`, `rediss://` for TLS, a cluster's seed nodes as
- * `redis+cluster://host:port,host:port`, or Sentinels as `redis+sentinel://host:26379,…/name`),
- * or `cluster: [urls]` (one scheme for all), or `sentinel: {…}`, which become those URLs.
+ * `redis+cluster://host:port,host:port`, or Sentinels as `redis+sentinel://host:26379,.../name`),
+ * or `cluster: [urls]` (one scheme for all), or `sentinel: {...}`, which become those URLs.
  */
 const redisStateSchema = v.pipe(
   strictObject({
@@ -855,7 +855,7 @@ const redisStateSchema = v.pipe(
   })),
 );
 
-/** `redis[s]+cluster://[auth@]host:port,…`: the nodes' scheme, the first node's credentials. */
+/** `redis[s]+cluster://[auth@]host:port,...`: the nodes' scheme, the first node's credentials. */
 function clusterUrl(nodes: readonly string[]): string {
   const first = new URL(nodes[0] as string);
   const auth = first.username || first.password
@@ -865,7 +865,7 @@ function clusterUrl(nodes: readonly string[]): string {
   return `${first.protocol.slice(0, -1)}+cluster://${auth}${hosts}`;
 }
 
-/** `64MiB`, `512KB` (binary units) or a number of bytes → bytes. */
+/** `64MiB`, `512KB` (binary units) or a number of bytes -> bytes. */
 const byteSize = () =>
   v.pipe(
     v.union([v.string(), v.number()]),

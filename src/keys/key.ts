@@ -38,7 +38,7 @@ const SDK_KEY_HEADERS = ["x-api-key", "x-goog-api-key", "api-key"] as const;
 
 /** The last characters of a key, to tell keys apart in listings without revealing them. */
 export function keyHint(key: string): string {
-  return `${key.slice(0, 3)}…${key.slice(-4)}`;
+  return `${key.slice(0, 3)}\u2026${key.slice(-4)}`;
 }
 
 /**

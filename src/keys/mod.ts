@@ -1,5 +1,5 @@
 /**
- * Application keys (`pf_…`): created through the admin API (or listed in
+ * Application keys (`pf_...`): created through the admin API (or listed in
  * `app_keys.keys`), stored as SHA-256 hashes, checked by a `pre_http` stage, with model
  * allowlists and USD budgets per UTC day and month. Where they live: the SQLite state file
  * (`state.path`, the default), memory only (`app_keys.persistence.enabled: false`), or Redis

@@ -225,7 +225,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
         return config.require_key
           ? refused(
             401,
-            `An app key is required: send it as "Authorization: Bearer pf_…", in the ${
+            `An app key is required: send it as "Authorization: Bearer pf_\u2026", in the ${
               headers.map((h) => `"${h}"`).join(" or ")
             } header, or where the route's SDK sends its key ("x-api-key", "api-key", ` +
               `"x-goog-api-key", "?key=")`,
@@ -236,7 +236,7 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
       const known = statics.get(hash);
       if (known !== undefined) return judge(known, presented.header);
       const found = backend.findByHash(hash);
-      // Without require_key a Butter key (`btr_…`) is optional, as in Butter ("optional
+      // Without require_key a Butter key (`btr_...`) is optional, as in Butter ("optional
       // enforcement"): one this store does not know, vended by a Butter whose store did not
       // come along, is no key, as when none is sent. An unknown `pf_` key is ours (a typo, or
       // rotated away) and refused.

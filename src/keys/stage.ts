@@ -18,7 +18,7 @@ import type { Identity, KeyService, Refusal } from "./service.ts";
 import type { KeyRecord } from "./types.ts";
 import { HeldSlot } from "../slot.ts";
 
-/** `Authorization: Bearer pf_…`. */
+/** `Authorization: Bearer pf_...`. */
 const PF_BEARER = /^Bearer\s+pf_/i;
 
 export interface AppKeyStage extends Stage {

@@ -33,7 +33,7 @@ export interface KeyRecord {
   readonly id: string;
   /** SHA-256 (hex) of the key value. */
   readonly hash: string;
-  /** `pf_…abcd`: tells keys apart in listings. */
+  /** `pf_...abcd`: tells keys apart in listings. */
   readonly hint: string;
   readonly name: string;
   readonly owner: string | null;

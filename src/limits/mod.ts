@@ -24,7 +24,7 @@ export { rulesOf, USER_ID_PARAM } from "./policy.ts";
 export interface Limiter {
   readonly stage: Stage;
   readonly rules: readonly Rule[];
-  /** Current usage per counter (rule × scope value) this sidecar knows of. */
+  /** Current usage per counter (rule x scope value) this sidecar knows of. */
   usage(): UsageRow[];
   /** Bring `usage` up to date with the fleet's counts (Redis); bounded, never throws. */
   refresh(): Promise<void>;

@@ -12,7 +12,7 @@
  *
  * - the fleet never admits more than the limit (every admitted unit was granted by Redis);
  * - it may refuse while up to `fleet_size` leases hold unused permits, which near the end of
- *   a window are one unit each (`remaining / (4 · fleet_size)` rounded down, plus the cost).
+ *   a window are one unit each (`remaining / (4 * fleet_size)` rounded down, plus the cost).
  *
  * Redis down: a limit with `fail_mode: open` falls back to this sidecar's share
  * (`fallback_share`, default `1 / fleet_size`) counted with what it took before, and at most

@@ -292,7 +292,7 @@ function positive(n: number | undefined): number | null {
   return typeof n === "number" && n > 0 ? n : null;
 }
 
-/** `user:<id>` → `user`: the metric label is the scope's kind, never its (unbounded) value. */
+/** `user:<id>` -> `user`: the metric label is the scope's kind, never its (unbounded) value. */
 function scopeKind(scope: string): string {
   const kind = scope.split(":", 1)[0] as string;
   return kind === "key" ? "app_key" : kind;

@@ -36,7 +36,7 @@ export interface Clock {
 
 /** Who is calling: filled by later stages (app keys); the IP from the connection. */
 export interface Principal {
-  /** The app key's id (`key_…`, `cfg_…`), never its value; set by the app-key stage. */
+  /** The app key's id (`key_...`, `cfg_...`), never its value; set by the app-key stage. */
   appKey?: string;
   ip?: string;
 }

@@ -1,7 +1,7 @@
 /**
  * The exchange runner: what every route calls between decoding its request and sending the
- * answer. The path (docs/ARCHITECTURE.md): `pre_http` → decode → resolve → `pre_llm` →
- * failover (attempts → adapter) → `post_llm` (+ `stream_chunk`) → encode → `post_http`.
+ * answer. The path (docs/ARCHITECTURE.md): `pre_http` -> decode -> resolve -> `pre_llm` ->
+ * failover (attempts -> adapter) -> `post_llm` (+ `stream_chunk`) -> encode -> `post_http`.
  * With no stage configured for a hook, that step costs a length check.
  * @module
  */
@@ -265,7 +265,7 @@ function streamGate(
 
 /**
  * The client's own credential (`Authorization`, or SDKs' `x-api-key` / `api-key`), for
- * providers that forward it. A Pilotfish application key (`pf_…`) is never forwarded.
+ * providers that forward it. A Pilotfish application key (`pf_...`) is never forwarded.
  */
 export function clientCredential(headers: Headers): string | null {
   const auth = headers.get("authorization");

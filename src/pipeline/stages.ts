@@ -209,7 +209,7 @@ interface HookTypes {
  * Run one hook of one stage under its budget. A synchronous hook is timed by the clock
  * (it cannot be interrupted, but overrunning still counts) and answered synchronously, so a
  * chain of synchronous stages adds no promise per hook; an asynchronous one races the
- * stage's timer. Failure: `open` → `SKIPPED` (and a warning), `closed` → a thrown 500.
+ * stage's timer. Failure: `open` -> `SKIPPED` (and a warning), `closed` -> a thrown 500.
  * The hook is called as a method (no closure per call: this runs per stage per request).
  */
 export function callHook<H extends HookName>(

@@ -116,7 +116,7 @@ export const HOOK_FIELDS: Readonly<Record<HookName, ReadonlySet<keyof HookOutput
 };
 
 /**
- * The guest's output bytes → a checked `HookOutput` (an `AbiError` says what is wrong). With
+ * The guest's output bytes -> a checked `HookOutput` (an `AbiError` says what is wrong). With
  * `hook`, a field that does not apply to it is an error too. Zero values (what a Go struct
  * always carries: `short_circuit: false`, status 0, an empty body string) count as absent.
  */
@@ -235,7 +235,7 @@ export function shortCircuitBody(body: unknown): ShortCircuitBody {
   }
 }
 
-/** The message of an error-shaped body (`{error:{message}}`, `{message}`, `{error:"…"}`). */
+/** The message of an error-shaped body (`{error:{message}}`, `{message}`, `{error:"..."}`). */
 export function errorMessage(body: unknown): string | undefined {
   if (typeof body === "string") return body.slice(0, 1000);
   if (body && typeof body === "object") {

@@ -179,7 +179,7 @@ export function statusShim(
   const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
   const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
   const I32 = 0x7f, I64 = 0x7e;
-  // Types: 0 () -> i32 · 1 (i64) -> i64 · 2 (i64, i32) -> () · 3 (i64) -> () · 4 () -> i64
+  // Types: 0 () -> i32 ; 1 (i64) -> i64 ; 2 (i64, i32) -> () ; 3 (i64) -> () ; 4 () -> i64
   const types = vec([
     [0x60, 0, 1, I32],
     [0x60, 1, I64, 1, I64],

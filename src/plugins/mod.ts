@@ -47,7 +47,7 @@ export interface CompiledPlugin {
 /**
  * Bytes of `max_memory` per byte of input a guest is given, over `MEMORY_BASE` for the guest
  * itself. Parsing JSON into a guest's own strings takes several times the input: the
- * injection guard needs 2-3 MiB to start and 6.5-7.5× its input (UTF-16 copies of every text
+ * injection guard needs 2-3 MiB to start and 6.5-7.5x its input (UTF-16 copies of every text
  * part, folded and tokenised), measured from 1 KB to 16 MB.
  */
 export const MEMORY_PER_INPUT_BYTE = 8;
@@ -59,7 +59,7 @@ const INPUT_ENVELOPE = 1024 * 1024;
 
 /**
  * A plugin's `max_memory`: as configured, else enough for any body the gateway accepts
- * (`server.max_body_bytes` and the input's envelope, × `MEMORY_PER_INPUT_BYTE`). A guest's
+ * (`server.max_body_bytes` and the input's envelope, x `MEMORY_PER_INPUT_BYTE`). A guest's
  * memory is committed only as it grows into it.
  */
 export function pluginMemory(cfg: WasmPluginConfig, maxBodyBytes: number): number {

@@ -22,7 +22,7 @@ export const DATA_OFFSET = CTL.length * 4;
 
 export const STATE = { idle: 0, request: 1, response: 2 } as const;
 
-/** `none`: the guest set no output (no change) · `output` · `error`: the message as output. */
+/** `none`: the guest set no output (no change) ; `output` ; `error`: the message as output. */
 export const RESULT = { none: 0, output: 1, error: 2 } as const;
 
 export interface WorkerInit {

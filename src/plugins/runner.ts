@@ -5,8 +5,8 @@
  * HTTP calls, always runs in workers.
  *
  * Why: a worker hand-off is two thread wake-ups per call. On the bench machine (2 vCPUs in a
- * VM, the daemon pinned to one) the injection guard behind a worker added 330 µs to a 1 KB
- * request at 200 req/s, and 90–160 µs on the daemon's thread. A guest on the daemon's thread
+ * VM, the daemon pinned to one) the injection guard behind a worker added 330 us to a 1 KB
+ * request at 200 req/s, and 90-160 us on the daemon's thread. A guest on the daemon's thread
  * holds the event loop while it runs, so its fuel is a few milliseconds' worth, and inputs
  * as long as one that spent it go straight to workers for a while (`SLOW_MS`).
  *

@@ -3,7 +3,7 @@
  * stop a guest that spins by terminating this worker (a call on the main thread could not be
  * interrupted). Calls arrive through a SharedArrayBuffer and an `Atomics` handshake rather
  * than `postMessage`: the worker blocks in `Atomics.wait` between calls and the main thread
- * awaits `Atomics.waitAsync`, which costs tens of µs per call instead of a message hop each
+ * awaits `Atomics.waitAsync`, which costs tens of us per call instead of a message hop each
  * way (see `pool.ts` for the layout).
  * @module
  */

@@ -8,7 +8,7 @@
  * request that armed it, but which cannot be cleared, and whose firing builds a DOMException
  * and dispatches an event (about 0.1 ms on the bench machine). So timers are not armed per
  * slot: almost every waiter leaves before its deadline (the request answered), and a timer
- * per slot fired 40 times a second on empty slots, 5 µs of CPU per request at 1,000 req/s
+ * per slot fired 40 times a second on empty slots, 5 us of CPU per request at 1,000 req/s
  * with a WASM plugin's 500 ms budget. One timer is armed for the earliest slot with a
  * waiter; when it fires, due slots run, empty ones are dropped, and the next timer is armed
  * for the earliest slot that still has one. With its listener a timer keeps the event loop

@@ -26,12 +26,12 @@ export interface NativeFamily {
   base(provider: ProviderConfig): string;
 }
 
-/** `https://host/api/v1` → `https://host/api`; the native path brings its own version. */
+/** `https://host/api/v1` -> `https://host/api`; the native path brings its own version. */
 function apiRoot(provider: ProviderConfig): string {
   return provider.base_url.replace(/\/v\d+(?:alpha|beta)?\d*$/, "");
 }
 
-/** A rest that names something: `/x…`, not "" or a bare `/`. */
+/** A rest that names something: `/x...`, not "" or a bare `/`. */
 const ANY_REST = /^\/[^/]/;
 
 export const NATIVE_FAMILIES: readonly NativeFamily[] = [

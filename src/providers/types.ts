@@ -279,7 +279,7 @@ export interface StoredResponseCall {
   readonly id: string;
   /** After the id: `""`, `/input_items` (GET) or `/cancel` (POST). */
   readonly action: StoredAction;
-  /** The client's query (`?include[]=…`, `""` for none), sent on as it came. */
+  /** The client's query (`?include[]=...`, `""` for none), sent on as it came. */
   readonly query: string;
   readonly apiKey: string | null;
   readonly clientAuthorization: string | null;

@@ -1,5 +1,5 @@
 /**
- * Wire formats → canonical form. Outcomes of the same-schema fast path carry the upstream's
+ * Wire formats -> canonical form. Outcomes of the same-schema fast path carry the upstream's
  * bytes tagged with their format; when a stage needs to see the answer (a `stream_chunk`
  * or `post_llm` hook) or the client's format differs, they are decoded here, by the
  * provider that knows the format.

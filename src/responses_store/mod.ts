@@ -33,7 +33,7 @@ export interface ResponsesStore {
   /** The record, when `owner` created it (else null, as if it were not kept). */
   get(id: string, owner: Owner): Promise<StoredResponse | null>;
   /**
-   * An output item of a kept response of `owner`'s, by its own id (`msg_…`, `fc_…`): what a
+   * An output item of a kept response of `owner`'s, by its own id (`msg_...`, `fc_...`): what a
    * client's `item_reference` points at (the AI SDK sends them instead of repeating turns).
    */
   getItem(id: string, owner: Owner): Promise<ResponsesItem | null>;
@@ -60,7 +60,7 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
     string,
     { text: string; expires: number; items: string[]; owner: Owner }
   >();
-  /** Output item id → the response holding it. */
+  /** Output item id -> the response holding it. */
   const owners = new Map<string, string>();
   let bytes = 0;
   const drop = (id: string) => {

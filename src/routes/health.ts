@@ -161,7 +161,7 @@ export async function healthReport(rt: Runtime): Promise<HealthReport> {
       rate_limiting: rt.config.features.rate_limiting.enabled || limits !== null,
     },
     ...(circuitBlock ? { circuit_breaker: circuitBlock } : {}),
-    // Per counter (rule × scope value) as this sidecar knows it; `notice` while on its share.
+    // Per counter (rule x scope value) as this sidecar knows it; `notice` while on its share.
     ...(limits
       ? { rate_limiting: { enabled: true, ...limits.health(), ...usageBlock(limits) } }
       : {}),
@@ -179,7 +179,7 @@ export interface HealthReport {
 
 /**
  * A base URL as `/health` (unauthenticated) shows it: credentials in the userinfo and the
- * query (`?key=…`, or a bare token) are replaced, the rest kept.
+ * query (`?key=...`, or a bare token) are replaced, the rest kept.
  */
 export function shownUrl(raw: string): string {
   let url: URL;

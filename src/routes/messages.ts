@@ -65,7 +65,7 @@ export const MESSAGES_ROUTE: UnifiedRoute = {
   rewrite(ex, raw) {
     const r = request(ex);
     // Sent on, the rewrite would silently drop what the view left out (thinking, documents,
-    // server tools…): refused, as the translation refuses them.
+    // server tools...): refused, as the translation refuses them.
     if (r.lossy) {
       throw new GatewayError(
         "invalid_request",

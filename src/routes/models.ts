@@ -59,7 +59,7 @@ function anthropicModel(m: ModelEntry): AnthropicModel {
   };
 }
 
-/** The Models API's page: `limit` (1–1000, default 20), `after_id` or `before_id`. */
+/** The Models API's page: `limit` (1-1000, default 20), `after_id` or `before_id`. */
 function anthropicPage(entries: readonly ModelEntry[], query: URLSearchParams) {
   const rawLimit = query.get("limit");
   const limit = rawLimit === null ? 20 : Number(rawLimit);

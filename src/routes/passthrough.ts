@@ -81,7 +81,7 @@ import {
  */
 const NAMED_BODY_BYTES = 1024 * 1024;
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and ours: never forwarded either way. */
+/** Hop-by-hop headers (RFC 9110 section 7.6.1) and ours: never forwarded either way. */
 const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
@@ -98,7 +98,7 @@ const isInternal = (name: string) => name.startsWith("x-pilotfish-") || FLAG_HEA
 
 /**
  * Hop-by-hop for this message: the fixed set, and the fields its `Connection` header names
- * (RFC 9110 §7.6.1). The set itself when `Connection` names nothing else (the usual case).
+ * (RFC 9110 section 7.6.1). The set itself when `Connection` names nothing else (the usual case).
  */
 function hopByHop(headers: Headers): ReadonlySet<string> {
   const connection = headers.get("connection");
@@ -118,8 +118,8 @@ interface Located {
 }
 
 /**
- * Native passthrough (llm-proxy's `/openai/v1/…`, `/anthropic/v1/…`, `/gemini/v1…`,
- * `/bedrock/…`, and Butter's `/native/{provider}/…`): method, path, query, body and
+ * Native passthrough (llm-proxy's `/openai/v1/...`, `/anthropic/v1/...`, `/gemini/v1...`,
+ * `/bedrock/...`, and Butter's `/native/{provider}/...`): method, path, query, body and
  * streaming go through untouched; only hop-by-hop and Pilotfish headers are dropped. The
  * upstream path is the provider's base path + the rest of the raw path, never a resolved one
  * (passthrough_path.ts). Credentials: the client's own passes through; a configured key is
@@ -476,7 +476,7 @@ function locate(ex: Exchange, family: NativeFamily | null, target: RawTarget): L
   const problem = containmentProblem(target.path, located?.native.opaqueSegment);
   if (problem !== null) throw invalid(`${problem}; passthrough paths must stay under the API`);
   if (located === null) throw lookupError;
-  // Only the paths PRODUCT lists go upstream (with a key injected): `/openai/v2/…`, a bare
+  // Only the paths PRODUCT lists go upstream (with a key injected): `/openai/v2/...`, a bare
   // `/gemini` or `/bedrock` are not part of any API we pass through.
   if (!(family?.paths ?? NATIVE_BY_NAME_PATHS).test(located.rest)) {
     const covered = family?.covers ?? "/native/{provider}/*";
@@ -534,7 +534,7 @@ function contained(url: string, base: string): string {
   return url;
 }
 
-/** The model named in a native path (`/models/{id}:…`, Bedrock's `/model/{id}/…`), decoded. */
+/** The model named in a native path (`/models/{id}:...`, Bedrock's `/model/{id}/...`), decoded. */
 function modelInPath(rest: string): string | undefined {
   const m = /\/models?\/([^/:]+(?::\d+)?)/.exec(rest)?.[1] ?? /\/model\/([^/]+)/.exec(rest)?.[1];
   return m === undefined ? undefined : percentDecode(m);
@@ -618,7 +618,7 @@ const isEmptyCredential = (value: string) => /^\s*(?:Bearer\s*)?$/i.test(value);
 /** A `pf_` app key, also as one of the values a repeated header was joined from. */
 const isPfKey = (value: string) => /(?:^|,)\s*(?:Bearer\s+)?pf_/i.test(value);
 
-/** A `pf_` key anywhere in a header value (`cookie: k=pf_…`): the header is not forwarded. */
+/** A `pf_` key anywhere in a header value (`cookie: k=pf_...`): the header is not forwarded. */
 const holdsPfKey = (value: string) => /(?:^|[^A-Za-z0-9_-])pf_[A-Za-z0-9_-]{16,}/.test(value);
 
 const invalid = (message: string) => new GatewayError("invalid_request", message);
@@ -1037,7 +1037,7 @@ function providerNamed(
   adapters: ReadonlyMap<string, ProviderAdapter>,
   name: string,
 ): { provider: ProviderConfig; adapter: ProviderAdapter; native: NativeApi } {
-  // Own keys only: `/native/constructor/…` must not find Object.prototype's members.
+  // Own keys only: `/native/constructor/...` must not find Object.prototype's members.
   const p = Object.hasOwn(config.providers, name) ? config.providers[name] : undefined;
   const adapter = p ? adapters.get(p.name) : undefined;
   if (!p || !adapter?.native) {
@@ -1070,7 +1070,7 @@ function providerOfFamily(
       ? `No ${name} provider is configured for ${family.prefix}/* (providers with a native API: ${
         listNative(config, adapters)
       })${envKey ? `; set ${envKey} or configure providers.${name}` : ""}`
-      : `Several ${name} providers are configured; use /native/{provider}/… (${
+      : `Several ${name} providers are configured; use /native/{provider}/\u2026 (${
         ofType.map((p) => p.name).join(", ")
       })`,
   );
@@ -1102,7 +1102,7 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
     if (CREDENTIAL_HEADERS.includes(name) && (inject || isEmptyCredential(value))) return;
     out.append(name, value);
   });
-  // Identity keeps bytes identical end to end (fetch would otherwise decompress) — unless
+  // Identity keeps bytes identical end to end (fetch would otherwise decompress) - unless
   // the client signed its own Accept-Encoding (SigV4), which must then travel untouched.
   if (!signed.includes("accept-encoding")) out.set("accept-encoding", "identity");
   for (const [name, value] of Object.entries(provider.headers)) {

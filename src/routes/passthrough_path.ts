@@ -47,7 +47,7 @@ const LENIENT_UTF8 = new TextDecoder("utf-8");
  * UTF-8, `%u002e`), a backslash (raw or encoded), an empty segment (`//`, leading or inside; a
  * trailing `/` is fine), an encoded slash, and control characters once decoded. An encoded
  * slash is let through only inside a segment the provider's API names as opaque (`opaque`:
- * Bedrock's `arn%3Aaws%3Abedrock%3A…%2F…`). (A `#` is the caller's to refuse: `rawTarget`
+ * Bedrock's `arn%3Aaws%3Abedrock%3A...%2F...`). (A `#` is the caller's to refuse: `rawTarget`
  * reports it.)
  */
 export function containmentProblem(
@@ -142,7 +142,7 @@ export function percentDecode(s: string): string {
 }
 
 /**
- * The raw path after `prefix` (`/openai` → `/v1/chat/completions`), or null when the path
+ * The raw path after `prefix` (`/openai` -> `/v1/chat/completions`), or null when the path
  * does not start with the prefix as written: Hono routes on a percent-decoded path, so
  * `/%6fpenai/v1/x` reaches the `/openai/*` handler although its raw text has another length.
  */

@@ -288,7 +288,7 @@ function responseId(c: Context<AppEnv>): string {
     // A malformed escape (`%E0`) names no response: a 404, not an error of ours.
     throw notFound(raw);
   }
-  // An id is an opaque token (`resp_…`). One with a slash, dot-segment, backslash, `?` or `%`
+  // An id is an opaque token (`resp_...`). One with a slash, dot-segment, backslash, `?` or `%`
   // would be relayed to a provider with the gateway's key, where an upstream that decodes
   // `%2F` would read another path: refused before any upstream call, like passthrough paths.
   if (!RESPONSE_ID.test(id) || /^\.+$/.test(id)) {
@@ -492,7 +492,7 @@ async function relayStored(
   throw notFound(id);
 }
 
-/** The request's query (`?include[]=…`), passed on to the provider that keeps the response. */
+/** The request's query (`?include[]=...`), passed on to the provider that keeps the response. */
 function queryOf(url: string): string {
   const q = url.indexOf("?");
   return q < 0 ? "" : url.slice(q);

@@ -1,5 +1,5 @@
 /**
- * Routing: model → ordered targets (strategies), key choice with cooldowns, and the
+ * Routing: model -> ordered targets (strategies), key choice with cooldowns, and the
  * failover loop with retries and hedging.
  * @module
  */

@@ -36,7 +36,7 @@ export interface RoutingState extends ReachabilityRecorder {
   /** The cooldown in force for a key at `now`, if any. */
   keyCooldown(keyId: string, now: number): KeyCooldown | null;
   /**
-   * A config generation's keys (id → value). A cooldown belongs to the key that earned it,
+   * A config generation's keys (id -> value). A cooldown belongs to the key that earned it,
    * not to its id: a key rotated in place starts with none, a key moved in the list (its id
    * `openai#1` now `openai#2`) keeps its own, and an unchanged key keeps it across reloads.
    */

@@ -19,7 +19,7 @@ const invalid = (message: string, param: string) =>
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-/** Validate the `x-gateway` block shared by every unified route (absent → `{}`). */
+/** Validate the `x-gateway` block shared by every unified route (absent -> `{}`). */
 export function parseGatewayOptions(raw: unknown): GatewayOptions {
   if (raw === undefined || raw === null) return {};
   if (!isObject(raw)) throw invalid(`"x-gateway" must be an object`, "x-gateway");

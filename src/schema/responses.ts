@@ -160,7 +160,7 @@ export function parseResponsesRequest(raw: unknown): ParsedResponsesRequest {
   return { body: body as ResponsesRequest, gateway };
 }
 
-/** `resp_…` ids of answers the gateway produced (hex, like OpenAI's). */
+/** `resp_...` ids of answers the gateway produced (hex, like OpenAI's). */
 export function newResponseId(prefix: "resp" | "msg" | "fc" | "rs"): string {
   return `${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
 }

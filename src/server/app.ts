@@ -61,7 +61,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post("/v1/responses", responses);
   // `/v1/responses/input_tokens` is a route, never a response id. It is told apart inside
   // the one `/v1/responses/:id` pattern: two patterns that both match it would make Hono
-  // fall back from its RegExpRouter to the TrieRouter, a few µs more on every request.
+  // fall back from its RegExpRouter to the TrieRouter, a few us more on every request.
   const inputTokens = countTokens("responses");
   const postAllow = allow("POST");
   const responseItem = allow("GET, DELETE");

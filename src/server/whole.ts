@@ -2,7 +2,7 @@
  * Whole (non-stream) response bodies, kept on the exchange so the access log can report
  * `bytes`: Deno computes `Content-Length` only as the response goes out, after the line was
  * written. The body is not encoded here nor the header set: a string body is Deno.serve's
- * cheapest path (bytes plus an explicit length measured 10-15 µs slower per request), so a
+ * cheapest path (bytes plus an explicit length measured 10-15 us slower per request), so a
  * string's UTF-8 length is counted when the line is written (one regex test for ASCII). Kept
  * on the exchange, not on the Response: a property of ours would give Deno's Response objects
  * a second shape.

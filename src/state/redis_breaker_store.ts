@@ -15,12 +15,12 @@
  * prefix is one hash tag, so on a Redis Cluster every key lives in one slot and each script
  * (which reads the registries and the keys they name) touches that slot only. A breaker's
  * traffic is transitions, not requests: one slot carries it.
- * - `P fail:<key>`         ZSET of failure timestamps; TTL max(2 × cooldown, window).
- * - `P open:<key>`         open-until (ms epoch); PX TTL 2 × cooldown (open, then half-open).
+ * - `P fail:<key>`         ZSET of failure timestamps; TTL max(2 x cooldown, window).
+ * - `P open:<key>`         open-until (ms epoch); PX TTL 2 x cooldown (open, then half-open).
  * - `P probe:<key>`        the probe slot, `<taken-at>|<owner>`, SET NX-style; PX TTL cooldown.
- * - `P closed:<key>`       when a probe last closed it (tombstone); PX TTL 2 × cooldown.
+ * - `P closed:<key>`       when a probe last closed it (tombstone); PX TTL 2 x cooldown.
  * - `P rollup:<provider>`  ZSET member = key, score = when it (re)opened; TTL rollup window.
- * - `P open_keys`          HASH key → provider of every `open:` entry (the resync registry).
+ * - `P open_keys`          HASH key -> provider of every `open:` entry (the resync registry).
  * - `P rollup_providers`   SET of providers with a `rollup:` ZSET (the resync registry).
  * - `P epoch`              id of the dataset, to notice a Redis that came back empty.
  * - `P events`             pub/sub channel of transitions (JSON).
@@ -273,7 +273,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
   const view = new BreakerState(timing);
   /** Transitions not (yet) in Redis: made while it was away, written back on resync. */
   const dirty = new Map<string, Dirty>();
-  /** Failure-opens in flight → whether their own event was already applied. */
+  /** Failure-opens in flight -> whether their own event was already applied. */
   const pendingOpens = new Map<string, boolean>();
   /** Events that arrive while not synced, applied on top of the resync's snapshot. */
   let buffered: BreakerEvent[] | null = [];

@@ -21,7 +21,7 @@
  *
  * **Redis Cluster**: a `redis+cluster://host:port,host:port` URL (`rediss+cluster://` for TLS)
  * lists the seed nodes; commands go to the node that owns their key (a script's, its first
- * key's), so a script's keys must share one hash tag (`{…}`) and one slot. Pub/sub works as
+ * key's), so a script's keys must share one hash tag (`{...}`) and one slot. Pub/sub works as
  * on one Redis (cluster-wide). A node lost counts as an outage of the whole link.
  *
  * **Redis Sentinel**: a `redis+sentinel://host:26379,host:26379/mastername` URL (see
@@ -72,7 +72,7 @@ export interface RedisLinkOptions {
   /**
    * `redis[s]://[[user][:password]@]host[:port][/db]`, a cluster's seed nodes:
    * `redis[s]+cluster://[[user][:password]@]host:port,host:port`, or Sentinels:
-   * `redis[s]+sentinel://[[user][:password]@]host[:port],…/mastername[/db][?options]`.
+   * `redis[s]+sentinel://[[user][:password]@]host[:port],.../mastername[/db][?options]`.
    */
   url: string;
   /** Overrides the URL's password (llm-proxy's `redis.password`); empty means none. */
@@ -90,7 +90,7 @@ export interface RedisLinkOptions {
   connectTimeoutMs?: number;
   /** Deadline of a whole (re)connection: connect, resubscribe, `onConnect` hooks (3 s). */
   attemptTimeoutMs?: number;
-  /** Reconnect delays: `minMs · 2^n` capped at `maxMs`, each jittered to 50–100 %. */
+  /** Reconnect delays: `minMs * 2^n` capped at `maxMs`, each jittered to 50-100 %. */
   backoff?: { minMs: number; maxMs: number };
   timers?: Timers;
   /** Jitter source in [0, 1). */

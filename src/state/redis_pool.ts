@@ -21,7 +21,7 @@
  *   with its last member.
  *
  * The pool is the process's: a generation built on reload joins the links of the one it
- * replaces. The link logs its own outages (`redis (breaker, keys, …): …`, naming the features
+ * replaces. The link logs its own outages (`redis (breaker, keys, ...): ...`, naming the features
  * on it) through the newest open member's logger, so a reload's logging settings apply too. Links with injected timers or
  * jitter (tests of the link itself) are never shared.
  * @module
@@ -128,7 +128,7 @@ export function openRedisLink(opts: RedisLinkOptions): RedisLink {
 
 /**
  * Logs through the newest open member's logger (the first one's once all are gone), with the
- * link's `redis:` prefix naming the features on it: `redis (breaker, keys): …`.
+ * link's `redis:` prefix naming the features on it: `redis (breaker, keys): ...`.
  */
 function newestLogger(members: Set<Member>, first: Logger): Logger {
   const current = (): Logger => {

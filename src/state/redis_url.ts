@@ -8,14 +8,14 @@
  *   the Sentinels (port 26379 by default) watching the master group `name`, the grammar of
  *   python's Redis-Sentinel-Url and Prefect. The credentials and `db` are the data nodes';
  *   options: `sentinel_username`, `sentinel_password` (the Sentinels' own AUTH) and
- *   `data_nodes=host:port,…` (the masters and replicas Sentinel may name: the permission
+ *   `data_nodes=host:port,...` (the masters and replicas Sentinel may name: the permission
  *   planner grants them). TLS (`rediss+`) covers the Sentinels and the data nodes.
  * @module
  */
 
 /** A Sentinel deployment as a `redis[s]+sentinel://` URL names it. */
 export interface SentinelTarget {
-  /** The master group's name (`sentinel monitor <name> …`). */
+  /** The master group's name (`sentinel monitor <name> ...`). */
   readonly name: string;
   readonly nodes: readonly { readonly host: string; readonly port: number }[];
   readonly tls: boolean;
@@ -67,7 +67,7 @@ export function sentinelUrlProblem(url: string): string | null {
     return "Each Sentinel must be host or host:port";
   }
   const parts = (path ?? "").split("/").filter((p) => p !== "");
-  if (parts.length === 0) return "Name the master group after the Sentinels: …/mymaster";
+  if (parts.length === 0) return "Name the master group after the Sentinels: \u2026/mymaster";
   if (parts.length > 2 || (parts[1] !== undefined && !/^\d+$/.test(parts[1]))) {
     return "The path is /mastername or /mastername/db";
   }

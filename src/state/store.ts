@@ -20,7 +20,7 @@
  * @module
  */
 
-/** What a script returns: Redis' RESP2 replies (Lua `false` → null, `true` → 1). */
+/** What a script returns: Redis' RESP2 replies (Lua `false` -> null, `true` -> 1). */
 export type StateReply = string | number | null | StateReply[];
 
 /**

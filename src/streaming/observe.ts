@@ -35,8 +35,8 @@ interface Ending {
 
 /**
  * Streams that closed cleanly although their source failed (the failure was rendered as
- * an in-format error event). An observer wrapping such a stream — the access log wraps the
- * route's body — reads the real outcome here instead of seeing a plain `complete`.
+ * an in-format error event). An observer wrapping such a stream - the access log wraps the
+ * route's body - reads the real outcome here instead of seeing a plain `complete`.
  */
 const renderedEndings = new Slot<ReadableStream<unknown>, Ending>("renderedEnding");
 

@@ -78,7 +78,7 @@ export function createOpenAIChunkSender(writer: () => OpenAIChunkWriter): OpenAI
 }
 
 /**
- * Tool calls streamed block by block: the upstream's content-block index → the OpenAI
+ * Tool calls streamed block by block: the upstream's content-block index -> the OpenAI
  * `tool_calls` index, the ordinal of the call among the answer's tool calls.
  */
 export interface ToolCallDeltas {

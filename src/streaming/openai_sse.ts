@@ -5,7 +5,7 @@ import { createSseDataStream, createSseEndStream, SSE_DONE } from "./sse.ts";
 const encoder = new TextEncoder();
 
 /**
- * Typed chunks → OpenAI SSE bytes: one `data:` event per chunk, `data: [DONE]` once the
+ * Typed chunks -> OpenAI SSE bytes: one `data:` event per chunk, `data: [DONE]` once the
  * chunks end cleanly. The one place a chat stream of ours is framed.
  */
 export function encodeOpenAIChunks(): TransformStream<OpenAIChatChunk, Uint8Array> {
@@ -20,9 +20,9 @@ export function encodeOpenAIChunks(): TransformStream<OpenAIChatChunk, Uint8Arra
 }
 
 /**
- * OpenAI SSE bytes → typed chunks, for when a stage needs to see them (the relay path
+ * OpenAI SSE bytes -> typed chunks, for when a stage needs to see them (the relay path
  * passes the bytes on untouched otherwise). `[DONE]` ends the chunks; an in-stream
- * `{"error": …}` event or a payload that is not a JSON object errors the stream.
+ * `{"error": ...}` event or a payload that is not a JSON object errors the stream.
  */
 export function decodeOpenAISse(
   body: ReadableStream<Uint8Array>,

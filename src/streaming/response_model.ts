@@ -13,7 +13,7 @@ const MAX_MODEL_CHARS = 256;
 /** Where a JSON body's top-level `model` sits on every wire we relay (after the id). */
 const HEAD_BYTES = 1024;
 /**
- * A `"model": "…"` key and value. Inside a JSON string a quote is escaped, so a `"model"`
+ * A `"model": "..."` key and value. Inside a JSON string a quote is escaped, so a `"model"`
  * that matches is a key; the first one in the head is the top level's on every wire.
  */
 const MODEL_KEY = /"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"/;

@@ -1,6 +1,6 @@
 /**
  * The gateway's own credentials taken out of bytes relayed to a client. An upstream may
- * echo the key it was sent (OpenAI's "Incorrect API key provided: sk-…"), and in a stream
+ * echo the key it was sent (OpenAI's "Incorrect API key provided: sk-..."), and in a stream
  * that echo comes as an event inside a 200 answer, relayed as bytes: the error mappers'
  * redactor never sees it. Each configured secret is replaced by `[REDACTED]` wherever it
  * occurs, also across chunk boundaries: the bytes at a chunk's end that could begin a

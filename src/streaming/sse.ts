@@ -203,7 +203,7 @@ export class SseTail {
   }
 }
 
-/** An event's `type` where OpenAI and Anthropic write it, first: `{"type":"message_stop",…`. */
+/** An event's `type` where OpenAI and Anthropic write it, first: `{"type":"message_stop",...`. */
 const LEADING_TYPE = /^\s*\{\s*"type"\s*:\s*"([^"\\]*)"/;
 
 /**
@@ -288,7 +288,7 @@ export class SseEnd {
       TERMINAL_HEAD.test(headDecoder.decode(this.#head.subarray(0, this.#headLength)));
   }
 
-  /** Append `chunk[from…]` to the head, up to its size. */
+  /** Append `chunk[from...]` to the head, up to its size. */
   #copy(chunk: Uint8Array, from: number): void {
     const stop = Math.min(chunk.length, from + HEAD_BYTES - this.#headLength);
     this.#head.set(chunk.subarray(from, stop), this.#headLength);

@@ -15,7 +15,7 @@ function modelOf(value: unknown): string | null {
   const m = o.model ?? o.message?.model;
   return typeof m === "string" && m !== "" ? m : null;
 }
-/** A usage-like key (`usage`, `usageMetadata`, …): only such events are parsed. */
+/** A usage-like key (`usage`, `usageMetadata`, ...): only such events are parsed. */
 const USAGE_HINT = /"usage\w*"\s*:/;
 const USAGE_KEY = /"(usage\w*)"\s*:\s*\{/g;
 

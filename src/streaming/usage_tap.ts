@@ -15,7 +15,7 @@ const WHOLE_EVENTS = /(?:\n\n|\r\n\r\n)$/;
 const FINISH_REASON = /"finish_reason"\s*:\s*"/;
 /** The same, or a `[DONE]` line, in whole events' text. */
 const FINISHED = /"finish_reason"\s*:\s*"|(?:^|\n)data:\s*\[DONE\]/;
-/** Perhaps an upstream's error event (`data: {"error": {…}}`): confirmed by parsing. */
+/** Perhaps an upstream's error event (`data: {"error": {...}}`): confirmed by parsing. */
 const MAYBE_ERROR = /"error"\s*:\s*[{"]/;
 
 /**

@@ -49,9 +49,9 @@ export function operationName(ex: Exchange): string {
 }
 
 /**
- * A native route's operation, read off the provider path it relays: `…/embeddings`,
- * `:embedContent`, Titan/Cohere `…/invoke` of an embedding model → embeddings; legacy
- * `…/completions` → text_completion; `:generateContent` → generate_content; chat otherwise.
+ * A native route's operation, read off the provider path it relays: `.../embeddings`,
+ * `:embedContent`, Titan/Cohere `.../invoke` of an embedding model -> embeddings; legacy
+ * `.../completions` -> text_completion; `:generateContent` -> generate_content; chat otherwise.
  */
 export function passthroughOperation(path: string): string {
   if (/embed/i.test(path)) return "embeddings";

@@ -72,7 +72,7 @@ const SUMMARISED = new Set([
 
 /**
  * `2025-01-02T03:04:05.678Z INFO  POST /v1/chat/completions 200 openai/gpt-4o 12.3ms
- * stream=complete request_id=… prompt_tokens=7`: the access-log facts first, in a fixed
+ * stream=complete request_id=... prompt_tokens=7`: the access-log facts first, in a fixed
  * order, then every other field as key=value. Still one line: newlines are escaped.
  */
 function consoleLine(time: Date, level: LogLevel, msg: string, fields: LogFields = {}): string {

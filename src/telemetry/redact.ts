@@ -6,10 +6,10 @@
  * value ends at a backslash too: the text is often JSON, where `\"` closes the string the
  * value sits in, and taking the backslash would leave that quote unescaped (invalid JSON).
  * `pf_` is matched in lower case only: Pilotfish mints its keys so, and an upper-case
- * `PF_…` is an env var's name (a reload's missing `--allow-env=PF_…`), not a secret.
+ * `PF_...` is an env var's name (a reload's missing `--allow-env=PF_...`), not a secret.
  */
 const SECRET_RE =
-  // deno-lint-ignore no-invalid-regexp -- `(?-i:…)` (ES2025 modifiers) runs in V8; the linter's parser predates it
+  // deno-lint-ignore no-invalid-regexp -- `(?-i:...)` (ES2025 modifiers) runs in V8; the linter's parser predates it
   /([?&](?:key|api_key|token)=)[^&\s"\\]+|\bBearer\s+[^\s",;\\]+|\bsk-[A-Za-z0-9_*-]{6,}|(?-i:\bpf_[A-Za-z0-9_-]{6,})|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
 
 const replaceSecret = (_match: string, param: string | undefined) =>
@@ -77,7 +77,7 @@ function inBase64(secret: string): string[] {
 
 /**
  * `redact` over an upstream's JSON error body, also where the body spells a secret with JSON
- * escapes (`"\u0073\u006b-…"` is `sk-…` to any client that parses it). Only a body with a
+ * escapes (`"\u0073\u006b-..."` is `sk-...` to any client that parses it). Only a body with a
  * `\u` escape is parsed, and it is re-serialized only when a decoded string held a secret;
  * otherwise the text comes back as `redact` left it.
  */

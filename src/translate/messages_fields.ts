@@ -53,7 +53,7 @@ const MESSAGES_FIELD: Readonly<Record<string, string>> = {
   "stream_options.include_usage": "stream",
 };
 
-/** A tool definition's or call's chat fields → the Messages block's. */
+/** A tool definition's or call's chat fields -> the Messages block's. */
 const FUNCTION_FIELD: Readonly<Record<string, string>> = {
   ".function": "",
   ".function.name": ".name",

@@ -9,7 +9,7 @@ import type { OpenAIChatChunk } from "../schema/openai.ts";
 import { createSseDataStream, encodeSseEvent } from "../streaming/mod.ts";
 
 /**
- * OpenAI `finish_reason` → Anthropic `stop_reason`. OpenAI does not say whether a stop
+ * OpenAI `finish_reason` -> Anthropic `stop_reason`. OpenAI does not say whether a stop
  * sequence matched, so "stop" is `end_turn`; the legacy `function_call` is a tool call.
  */
 const STOP_REASON: Readonly<Record<string, MessagesStopReason>> = {
@@ -43,7 +43,7 @@ export function toStopReason(finish: unknown, hasToolUse: boolean): MessagesStop
 }
 
 /**
- * Canonical (OpenAI) usage → Anthropic usage. `prompt_tokens` includes cache reads and
+ * Canonical (OpenAI) usage -> Anthropic usage. `prompt_tokens` includes cache reads and
  * writes while Anthropic's `input_tokens` excludes both, so they move to
  * `cache_read_input_tokens` / `cache_creation_input_tokens` (the inverse of the Anthropic
  * adapter's `toOpenAIUsage`). OpenAI itself reports no cache writes; a cached Anthropic or
@@ -73,8 +73,8 @@ function startUsage(ctx: MessagesStreamContext): MessagesUsage {
 }
 
 /**
- * `chatcmpl-abc` → `msg_abc`: Anthropic SDKs and logs expect the `msg_` prefix. An id that
- * came from Anthropic (`chatcmpl-msg_01…`, a cached or translated Anthropic answer) is given
+ * `chatcmpl-abc` -> `msg_abc`: Anthropic SDKs and logs expect the `msg_` prefix. An id that
+ * came from Anthropic (`chatcmpl-msg_01...`, a cached or translated Anthropic answer) is given
  * back as it was.
  */
 function messageId(id: unknown): string {
@@ -195,7 +195,7 @@ export interface MessagesStreamContext {
 }
 
 /**
- * OpenAI SSE bytes → Anthropic SSE bytes, one event at a time: UTF-8 decoding (split-safe),
+ * OpenAI SSE bytes -> Anthropic SSE bytes, one event at a time: UTF-8 decoding (split-safe),
  * SSE framing, then the per-request translation. Cancelling the result cancels `body`.
  */
 export function toMessagesStream(
@@ -209,7 +209,7 @@ export function toMessagesStream(
 }
 
 /**
- * Typed OpenAI chunks → Anthropic SSE bytes: the `/v1/messages` edge encoder for answers
+ * Typed OpenAI chunks -> Anthropic SSE bytes: the `/v1/messages` edge encoder for answers
  * that are not Anthropic's own. The chunks' clean end is the answer's end (their source
  * vouches for completeness). Cancelling the result cancels `chunks`.
  */
@@ -235,7 +235,7 @@ interface HeldCall {
 }
 
 /**
- * Semantics: OpenAI `chat.completion.chunk` payloads → Anthropic stream events, with the
+ * Semantics: OpenAI `chat.completion.chunk` payloads -> Anthropic stream events, with the
  * `event:` line matching each payload's `type` as Anthropic sends it:
  * `message_start`, then per block `content_block_start` / `content_block_delta` (text_delta,
  * input_json_delta carrying the OpenAI argument fragments as they come) /
@@ -265,7 +265,7 @@ export function createMessagesStreamTransformer(
   let stopSequence: string | null | undefined;
   let usage: unknown = null;
   let hasToolUse = false;
-  /** OpenAI tool_calls index → Anthropic content block index, once its block has started. */
+  /** OpenAI tool_calls index -> Anthropic content block index, once its block has started. */
   const toolBlocks = new Map<number, number>();
   /**
    * Calls held back, in the order they started: a server that interleaves calls' fragments

@@ -1,6 +1,6 @@
 /**
- * OpenAI chat answers (the canonical form) → the Responses API: a `chat.completion` into a
- * `response` object, typed chunks into the Responses event sequence (`response.created` …
+ * OpenAI chat answers (the canonical form) -> the Responses API: a `chat.completion` into a
+ * `response` object, typed chunks into the Responses event sequence (`response.created` ...
  * `response.completed`) with consecutive `sequence_number`s. Pure, one transformer per
  * request; the finished response (a failed one too) is handed to `onDone` (the store keeps it).
  * @module
@@ -28,7 +28,7 @@ export interface ResponsesContext {
   readonly redact: (text: string) => string;
 }
 
-/** Chat usage → Responses usage (cached tokens are part of input, as on both sides). */
+/** Chat usage -> Responses usage (cached tokens are part of input, as on both sides). */
 export function toResponsesUsage(usage: unknown): ResponsesUsage {
   const u = isObject(usage) ? usage : {};
   const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v > 0 ? v : 0);
@@ -82,7 +82,7 @@ export function responseObject(
   };
 }
 
-/** `finish_reason` → why a response is incomplete (undefined: it is complete). */
+/** `finish_reason` -> why a response is incomplete (undefined: it is complete). */
 function incompleteReason(finish: unknown): string | undefined {
   if (finish === "length") return "max_output_tokens";
   if (finish === "content_filter") return "content_filter";
@@ -179,9 +179,9 @@ interface OpenItem {
 }
 
 /**
- * Typed chat chunks → Responses SSE events. `response.created` is held back until there is
+ * Typed chat chunks -> Responses SSE events. `response.created` is held back until there is
  * content, so a failure before the first token still fails before the first byte.
- * Items: a message (one `output_text` part) or one item per tool call, each closed (`…done`
+ * Items: a message (one `output_text` part) or one item per tool call, each closed (`...done`
  * events) before the next opens, as OpenAI streams them. A chat stream may interleave its
  * calls' fragments by `index`, though: a call whose arguments are not yet whole JSON when the
  * next one starts stays open beside it (its deltas keep their own `output_index`) until its
@@ -201,7 +201,7 @@ export function createResponsesStreamTransformer(
   /** Items opened and not yet closed, in output order (a message is only ever open alone). */
   let opened: OpenItem[] = [];
   const output: ResponsesItem[] = [];
-  /** Chat tool_calls index → its output item. */
+  /** Chat tool_calls index -> its output item. */
   const calls = new Map<number, OpenItem>();
 
   type Controller = TransformStreamDefaultController<Uint8Array>;

@@ -20,7 +20,7 @@ export interface ItemPlace {
 
 /** Where one canonical message came from in the client's request. */
 export type ResponsesOrigin =
-  /** Every field of the message is this one (`instructions`, `previous_response_id`, …). */
+  /** Every field of the message is this one (`instructions`, `previous_response_id`, ...). */
   | { readonly kind: "field"; readonly at: string }
   /** A `function_call_output` item, which became a `tool` message. */
   | { readonly kind: "output"; readonly item: ItemPlace }
@@ -61,7 +61,7 @@ const RESPONSES_FIELD: Readonly<Record<string, string>> = {
   "stream_options.include_usage": "stream",
 };
 
-/** A tool call's chat fields → the `function_call` item's. */
+/** A tool call's chat fields -> the `function_call` item's. */
 const CALL_FIELD: Readonly<Record<string, string>> = {
   ".id": ".call_id",
   ".function": "",

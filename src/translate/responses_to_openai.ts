@@ -1,5 +1,5 @@
 /**
- * Responses API request → OpenAI chat request (the canonical form), for providers that do
+ * Responses API request -> OpenAI chat request (the canonical form), for providers that do
  * not speak the Responses API. Pure; the conversation of a `previous_response_id` is passed
  * in as items (the store's), so nothing here does I/O.
  * @module
@@ -477,7 +477,7 @@ function toToolChoice(choice: unknown, provider: string): unknown {
   );
 }
 
-/** `text.format` → chat's `response_format` (`text` is the default: nothing to send). */
+/** `text.format` -> chat's `response_format` (`text` is the default: nothing to send). */
 function toResponseFormat(format: unknown): Record<string, unknown> | null {
   if (format === undefined || format === null) return null;
   if (!isObject(format)) throw invalid(`"text.format" must be an object`, "text.format");

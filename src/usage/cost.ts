@@ -52,7 +52,7 @@ export function costOf(usage: Usage, price: ModelPrice): number {
   return toNanos(micro / 1_000_000) / 1e9;
 }
 
-/** USD → whole nano-dollars (what rollups add up, so totals do not drift). */
+/** USD -> whole nano-dollars (what rollups add up, so totals do not drift). */
 export function toNanos(usd: number): number {
   return Math.round(usd * 1e9);
 }

@@ -74,7 +74,7 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "gemini-2.0-flash-lite": { input: 0.075, output: 0.3 },
   "gemini-embedding-001": { input: 0.15, output: 0 },
   // Amazon Bedrock on-demand, https://aws.amazon.com/bedrock/pricing/ (2025-10-15, us-east-1);
-  // geo prefixes (`us.`, `eu.`, …) are stripped before the lookup. Claude 4.5 rates are the
+  // geo prefixes (`us.`, `eu.`, ...) are stripped before the lookup. Claude 4.5 rates are the
   // global profile's: a geographic or in-Region call costs 10 % more (`REGIONAL_PREMIUM`).
   "anthropic.claude-sonnet-4-5": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
   "anthropic.claude-sonnet-4": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
@@ -131,14 +131,14 @@ export function builtinPrice(model: string): ModelPrice | null {
 }
 
 /**
- * From Claude 4.5 on, Bedrock prices a geographic profile (`us.`, `eu.`, …) and an in-Region
+ * From Claude 4.5 on, Bedrock prices a geographic profile (`us.`, `eu.`, ...) and an in-Region
  * call 10 % above the global profile (`global.`), whose rates the table lists
  * (https://aws.amazon.com/bedrock/pricing/, "global" and "regional" endpoints).
  */
 const REGIONAL_PREMIUM = /^anthropic\.claude-(?:sonnet|haiku|opus)-4-5(?:$|[-:@])/;
 
 function scaledPrice(p: ModelPrice, factor: number): ModelPrice {
-  // Rounded to the micro-dollar per million tokens: 3 × 1.1 is 3.3, not 3.3000000000000003.
+  // Rounded to the micro-dollar per million tokens: 3 x 1.1 is 3.3, not 3.3000000000000003.
   const scale = (n: number) => Math.round(n * factor * 1e6) / 1e6;
   const rates = (r: Record<string, unknown>) =>
     Object.fromEntries(
@@ -206,7 +206,7 @@ export interface PriceBook {
 }
 
 /**
- * The model id a provider prices `model` as (a Bedrock ARN → the model or profile id it
+ * The model id a provider prices `model` as (a Bedrock ARN -> the model or profile id it
  * names); the provider's own knowledge, from its adapter.
  */
 export type PricedAs = (provider: string, model: string) => string;
@@ -222,7 +222,7 @@ export function createPriceBook(
     priceIn(own, `${provider}/${model}`) ??
       priceIn(config.providers[provider]?.model_pricing ?? {}, model) ??
       priceIn(own, model);
-  // A cross-region profile (`us.anthropic.…`) is priced as its model, in `pricing.models` too,
+  // A cross-region profile (`us.anthropic....`) is priced as its model, in `pricing.models` too,
   // and an ARN as the id it names; a price set for the name as asked wins.
   const lookup = (provider: string, model: string): ModelPrice | null => {
     const type = Object.hasOwn(config.providers, provider)

@@ -59,7 +59,7 @@ export type Period = keyof typeof PERIODS;
 export const DIMENSIONS = ["all", "app_key", "user", "provider", "model", "feature"] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
 
-/** One counter row: a period's bucket (its start, ms) × a dimension value. */
+/** One counter row: a period's bucket (its start, ms) x a dimension value. */
 export interface RollupRow {
   readonly period: Period;
   readonly bucket: number;
@@ -106,7 +106,7 @@ export function bucketOf(at: number, period: Period): number {
   return Math.floor(at / PERIODS[period]) * PERIODS[period];
 }
 
-/** The rows one record adds to (every period × every dimension it has a value for). */
+/** The rows one record adds to (every period x every dimension it has a value for). */
 export function rowsOf(rec: UsageRecord): RollupRow[] {
   const once = rec.extra === true ? 0 : 1;
   const counters: Counters = {

@@ -1,7 +1,7 @@
 /**
  * llm-gateway's `gateway.yaml`, read as a dialect: its tree is translated into Pilotfish's
  * native shape before validation, and every native key remembers the path the user wrote,
- * so problems are reported as `providers[1].baseUrl: …`, not under the translated name.
+ * so problems are reported as `providers[1].baseUrl: ...`, not under the translated name.
  *
  * Meaning kept (llm-gateway README):
  * - `providers` is a list; `name` becomes the provider's key, `apiKey` its one key,
@@ -25,7 +25,7 @@ export interface DialectResult {
   /** The tree in Pilotfish's native shape. */
   readonly tree: Record<string, unknown>;
   readonly origins: PathOrigins;
-  /** Problems only the dialect can see (a provider without a name, …), as user paths. */
+  /** Problems only the dialect can see (a provider without a name, ...), as user paths. */
   readonly errors: readonly string[];
   readonly warnings: readonly string[];
 }
@@ -117,14 +117,14 @@ export function fromLlmGateway(input: Tree): DialectResult {
   if (tree.server === undefined) tree.server = {};
   if (isRecord(tree.server) && tree.server.port === undefined) tree.server.port = LLM_GATEWAY_PORT;
 
-  // providers: a list → a map keyed by name.
+  // providers: a list -> a map keyed by name.
   const listed: ListedProvider[] = [];
   if (Array.isArray(input.providers)) {
     const providers: Tree = {};
     input.providers.forEach((entry: unknown, index: number) => {
       const at: KeyPath = ["providers", index];
       if (!isRecord(entry)) {
-        problem(at, "Expected a mapping with name, apiKey, baseUrl, models, …");
+        problem(at, "Expected a mapping with name, apiKey, baseUrl, models, \u2026");
         return;
       }
       const name = entry.name;
@@ -143,7 +143,7 @@ export function fromLlmGateway(input: Tree): DialectResult {
       const native: Tree = {};
       const base: KeyPath = ["providers", name];
       origins.set(base, at);
-      // Named as the user would write them even when absent ("baseUrl: Required …").
+      // Named as the user would write them even when absent ("baseUrl: Required ...").
       origins.set([...base, "base_url"], [...at, "baseUrl"]);
       origins.set([...base, "keys"], [...at, "apiKey"]);
       let priority = Number.POSITIVE_INFINITY;

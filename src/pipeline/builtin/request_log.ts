@@ -96,7 +96,7 @@ function writeLine(
     logger[level]("request", line);
     return;
   }
-  // Awaited only when the line is written; by then the route has read the body — unless a
+  // Awaited only when the line is written; by then the route has read the body - unless a
   // timeout cut the request: the copy may then wait on a client that never finishes, so it
   // is taken only if it is already there.
   const body = ex.timedOut ? Promise.race([captured, Promise.resolve(null)]) : captured;

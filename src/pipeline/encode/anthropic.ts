@@ -2,7 +2,7 @@
  * The edge encoder of `POST /v1/messages`: an Anthropic provider's own bytes go out
  * untouched (the same-schema fast path); any other answer is canonical and is translated
  * here, once: a `chat.completion` into a Messages response, typed chunks into Anthropic's
- * events (`message_start` … `message_stop`).
+ * events (`message_start` ... `message_stop`).
  * @module
  */
 import type { GatewayError } from "../../errors.ts";

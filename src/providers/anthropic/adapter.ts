@@ -54,7 +54,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
   const adapter: ProviderAdapter = {
     name: cfg.name,
     type: cfg.type,
-    // Anthropic's `req_…`.
+    // Anthropic's `req_...`.
     requestIdHeader: "request-id",
     models: () => cfg.models,
     classify: classifyOutcome,
@@ -96,7 +96,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     },
 
     /**
-     * Same-schema passthrough (Envoy's openai→openai, for Anthropic): only `model` is
+     * Same-schema passthrough (Envoy's openai->openai, for Anthropic): only `model` is
      * patched, so fields we do not know (new block types, betas) travel unchanged, and the
      * answer's bytes reach the client as Anthropic sent them, usage tapped on the side.
      */

@@ -46,7 +46,7 @@ export function fromAnthropicError(
 
 /**
  * The GatewayError for an `event: error` in the middle of a stream. The status follows the
- * error type (overloaded_error → 529); the route renders it as an in-stream error event.
+ * error type (overloaded_error -> 529); the route renders it as an in-stream error event.
  */
 export function fromAnthropicStreamError(
   error: unknown,

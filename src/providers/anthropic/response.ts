@@ -15,7 +15,7 @@ import {
 import type { AnthropicResponse, AnthropicUsage } from "./types.ts";
 
 /**
- * Anthropic `stop_reason` → OpenAI `finish_reason`. `pause_turn` (a server tool paused a
+ * Anthropic `stop_reason` -> OpenAI `finish_reason`. `pause_turn` (a server tool paused a
  * long turn) has no OpenAI counterpart; "stop" is the closest that makes a client stop
  * waiting. Unknown future reasons also map to "stop".
  */
@@ -43,7 +43,7 @@ export function stopSequenceOf(stopReason: unknown, sequence: unknown): string |
 }
 
 /**
- * Anthropic usage → OpenAI usage. OpenAI's `prompt_tokens` includes cached tokens, while
+ * Anthropic usage -> OpenAI usage. OpenAI's `prompt_tokens` includes cached tokens, while
  * Anthropic's `input_tokens` excludes both cache reads and cache writes, so the three are
  * summed; cache reads are also reported as `prompt_tokens_details.cached_tokens`.
  */

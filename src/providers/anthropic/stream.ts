@@ -34,7 +34,7 @@ export interface AnthropicStreamContext {
 }
 
 /**
- * Anthropic SSE bytes → OpenAI SSE bytes, one event at a time: UTF-8 decoding (split-safe),
+ * Anthropic SSE bytes -> OpenAI SSE bytes, one event at a time: UTF-8 decoding (split-safe),
  * SSE framing, then the per-request translation. Cancelling the result cancels `body`.
  */
 export function toOpenAIStream(
@@ -51,7 +51,7 @@ export function toOpenAIStream(
 }
 
 /**
- * Semantics: Anthropic event payloads → OpenAI `chat.completion.chunk` bytes. Every
+ * Semantics: Anthropic event payloads -> OpenAI `chat.completion.chunk` bytes. Every
  * Anthropic payload carries its own `type`, so the SSE `event:` name is not needed. State
  * (ids, tool-call ordinals, usage) lives in this closure, one per request.
  *
@@ -77,7 +77,7 @@ export function createAnthropicStreamTransformer(
   /** Characters of thinking text: Claude's output count includes it, with no figure of its own. */
   let thinking = 0;
   const openAIUsage = () => withThinking(toOpenAIUsage(usage), thinking);
-  /** Anthropic content-block index → OpenAI tool_calls index (ordinal among tool_use blocks). */
+  /** Anthropic content-block index -> OpenAI tool_calls index (ordinal among tool_use blocks). */
   const toolCalls = createToolCallDeltas();
 
   // The role chunk waits for content: an upstream `error` between message_start and the

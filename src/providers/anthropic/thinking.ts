@@ -72,7 +72,7 @@ export function claudeThinking(body: OpenAIChatRequest, provider: string): Claud
   return { budget: Math.min(budget, Math.max(MIN_BUDGET, limit - room)), maxTokens: limit };
 }
 
-/** Sampling as extended thinking takes it: `temperature` and `top_k` unset, `top_p` ≥ 0.95. */
+/** Sampling as extended thinking takes it: `temperature` and `top_k` unset, `top_p` >= 0.95. */
 export function thinkingTopP(topP: unknown): number | undefined {
   return typeof topP === "number" && topP >= 0.95 ? topP : undefined;
 }

@@ -148,7 +148,7 @@ export function createBedrockAdapter(
     /**
      * Bedrock's own count (`POST /model/{modelId}/count-tokens`) over the Converse form of
      * the request: its messages, system prompt and tool configuration. CountTokens takes the
-     * base model id only: an inference profile (`us.anthropic.…`, or its ARN) gets 400 "The
+     * base model id only: an inference profile (`us.anthropic....`, or its ARN) gets 400 "The
      * provided model doesn't support counting tokens", so the profile's model is counted.
      */
     async countTokens(call: CountTokensCall, model: string): Promise<TokenCount> {
@@ -253,7 +253,7 @@ export function createBedrockAdapter(
 }
 
 /**
- * `/model/{modelId}` with the id percent-encoded once (`:` → `%3A`, an ARN's `/` → `%2F`),
+ * `/model/{modelId}` with the id percent-encoded once (`:` -> `%3A`, an ARN's `/` -> `%2F`),
  * as the AWS SDKs send it and sign it. Ids are model ids, inference-profile ids or ARNs;
  * anything else (blank, whitespace, `.`/`..`, which a URL parser would resolve away) is
  * refused before any upstream call.

@@ -92,7 +92,7 @@ export function exceptionMessage(payload: string): string {
   return payload.length < 500 ? payload.trim() : "";
 }
 
-/** `ThrottlingException:http://...` or `com.amazon.coral.service#ExpiredTokenException` → name. */
+/** `ThrottlingException:http://...` or `com.amazon.coral.service#ExpiredTokenException` -> name. */
 function exceptionName(raw: string): string {
   const beforeColon = raw.split(":")[0] ?? "";
   return (beforeColon.split("#").at(-1) ?? "").trim();

@@ -69,7 +69,7 @@ export function bedrockUsageOf(value: unknown): Partial<OpenAIUsage> | null {
 /**
  * AWS event-stream frames (ConverseStream / InvokeModelWithResponseStream): decoded with the
  * maintained codec (CRC-checked) as they pass; only a partial frame is kept. An exception
- * frame (`:message-type: exception`, `:exception-type: throttlingException`, …, after HTTP
+ * frame (`:message-type: exception`, `:exception-type: throttlingException`, ..., after HTTP
  * 200) or a protocol error frame goes to `failures` as the GatewayError a non-stream reply
  * of that exception would be, so the breaker reads it the same way.
  */
@@ -180,10 +180,10 @@ function headerUsage(headers: Headers): OpenAIUsage | null {
   return { prompt_tokens: p, completion_tokens: q, total_tokens: p + q };
 }
 
-/** SigV4 (`Authorization: AWS4-HMAC-SHA256 …`) or a Bedrock API key as Bearer. */
+/** SigV4 (`Authorization: AWS4-HMAC-SHA256 ...`) or a Bedrock API key as Bearer. */
 export const BEDROCK_NATIVE: NativeApi = {
   auth: BEARER_AUTH,
-  // An inference profile's ARN (`arn:aws:bedrock:…:inference-profile/…`) travels as one
+  // An inference profile's ARN (`arn:aws:bedrock:...:inference-profile/...`) travels as one
   // segment with its `/` encoded, as the AWS SDKs send and sign it.
   opaqueSegment: /^arn:aws[a-z-]*:bedrock:/,
   usage: bedrockUsageOf,

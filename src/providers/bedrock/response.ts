@@ -16,7 +16,7 @@ import {
 import type { ConverseResponse, ConverseUsage } from "./types.ts";
 
 /**
- * Converse `stopReason` → OpenAI `finish_reason`. Guardrail and content-filter stops are
+ * Converse `stopReason` -> OpenAI `finish_reason`. Guardrail and content-filter stops are
  * OpenAI's content_filter; a context-window stop is a length stop. The malformed-output
  * reasons and any reason added later map to "stop", which at least ends the client's wait.
  */
@@ -35,7 +35,7 @@ export function toFinishReason(stopReason: unknown): OpenAIFinishReason | null {
 }
 
 /**
- * Converse usage → OpenAI usage. `inputTokens` excludes cache reads and writes (reported
+ * Converse usage -> OpenAI usage. `inputTokens` excludes cache reads and writes (reported
  * beside it), while OpenAI's `prompt_tokens` counts every prompt token, so the three are
  * summed; cache reads are also `prompt_tokens_details.cached_tokens`.
  */

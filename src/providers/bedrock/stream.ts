@@ -28,7 +28,7 @@ export interface BedrockStreamContext {
 }
 
 /**
- * ConverseStream bytes → OpenAI SSE bytes: event-stream framing (the codec, frame by frame,
+ * ConverseStream bytes -> OpenAI SSE bytes: event-stream framing (the codec, frame by frame,
  * never the whole body), then the per-request translation. Cancelling the result cancels
  * `body`.
  */
@@ -42,7 +42,7 @@ export function toOpenAIStream(
 }
 
 /**
- * Semantics: ConverseStream events (`:event-type` header, JSON payload) → OpenAI
+ * Semantics: ConverseStream events (`:event-type` header, JSON payload) -> OpenAI
  * `chat.completion.chunk` bytes. The events are messageStart, contentBlockStart (a toolUse
  * block's id and name), contentBlockDelta (`text`, or `toolUse.input` as a piece of the
  * arguments' JSON text), contentBlockStop, messageStop (`stopReason`) and metadata (usage),
@@ -68,7 +68,7 @@ export function createBedrockStreamTransformer(
   /** Characters of reasoning text: Converse counts it in `outputTokens` only. */
   let reasoning = 0;
   const openAIUsage = () => withThinking(toOpenAIUsage(usage), reasoning);
-  /** Converse contentBlockIndex → OpenAI tool_calls index (ordinal among toolUse blocks). */
+  /** Converse contentBlockIndex -> OpenAI tool_calls index (ordinal among toolUse blocks). */
   const toolCalls = createToolCallDeltas();
 
   // The role chunk waits for content: an exception between messageStart and the first

@@ -200,7 +200,7 @@ export const GEMINI_API_VERSION = "v1beta";
 /**
  * Where Gemini's API lives for a `base_url`: the API root (Butter's convention,
  * `https://generativelanguage.googleapis.com`) gets `/v1beta`; a base_url that already ends in
- * a version segment (`/v1`, `/v1beta`, `/v1alpha`, …) is used as it is.
+ * a version segment (`/v1`, `/v1beta`, `/v1alpha`, ...) is used as it is.
  */
 export function geminiApiBase(baseUrl: string): string {
   const base = baseUrl.replace(/\/+$/, "");

@@ -10,7 +10,7 @@ import {
 } from "../shared/embeddings.ts";
 
 /**
- * OpenAI `/v1/embeddings` body → Gemini `batchEmbedContents` body: one request per input
+ * OpenAI `/v1/embeddings` body -> Gemini `batchEmbedContents` body: one request per input
  * string, each naming the model (`models/{model}`, required per request by the API even
  * though the URL names it too), with `dimensions` as `outputDimensionality`. Token-array
  * inputs have no Gemini form (Gemini embeds text) and are a 400; so are encodings other
@@ -91,7 +91,7 @@ export function mergeEmbedResponses(answers: readonly unknown[]): unknown {
 }
 
 /**
- * Gemini `{embeddings:[{values}]}` → OpenAI's list, in input order (Gemini answers "in the
+ * Gemini `{embeddings:[{values}]}` -> OpenAI's list, in input order (Gemini answers "in the
  * same order as provided in the batch request"). base64 is what OpenAI sends for
  * `encoding_format: "base64"`: the little-endian float32 bytes of the vector. Gemini's
  * embedding endpoints report token counts only in newer versions (`usageMetadata`); when

@@ -50,7 +50,7 @@ export const GEMINI_NATIVE: NativeApi = {
   // Gemini's last event names why it stopped (a finish or a blocked prompt), or is an error.
   streamDone: (data) =>
     data.includes('"finishReason"') || data.includes('"blockReason"') || GEMINI_ERROR.test(data),
-  // `data: {"error":{…}}` (redacted where it is written: the log).
+  // `data: {"error":{...}}` (redacted where it is written: the log).
   streamFailure: (data, provider) => {
     if (!GEMINI_ERROR.test(data)) return null;
     try {

@@ -271,7 +271,7 @@ function thoughtSignatureOf(call: Record<string, unknown>): string | null {
 }
 
 /**
- * A tool message → `functionResponse`. Gemini wants `response` to be a JSON object, with
+ * A tool message -> `functionResponse`. Gemini wants `response` to be a JSON object, with
  * the function's output under `output` unless it is an object itself (FunctionResponse
  * docs), so JSON-object content is passed as parsed and anything else is wrapped.
  */

@@ -19,7 +19,7 @@ import type {
 } from "./types.ts";
 
 /**
- * Gemini `finishReason` → OpenAI `finish_reason`. Every reason that means "a filter stopped
+ * Gemini `finishReason` -> OpenAI `finish_reason`. Every reason that means "a filter stopped
  * the answer" is content_filter. The rest (`LANGUAGE`, `OTHER`, `MALFORMED_FUNCTION_CALL`,
  * `UNEXPECTED_TOOL_CALL`, `TOO_MANY_TOOL_CALLS`, unknown future reasons) have no OpenAI
  * counterpart; "stop" is the one that makes a client stop waiting.
@@ -47,7 +47,7 @@ export function toFinishReason(reason: unknown, hasToolCalls: boolean): OpenAIFi
 }
 
 /**
- * Gemini `usageMetadata` → OpenAI usage. `promptTokenCount` already includes cached tokens
+ * Gemini `usageMetadata` -> OpenAI usage. `promptTokenCount` already includes cached tokens
  * (reported again as `cached_tokens`, as OpenAI does) and tool-use prompt tokens are input
  * too. Thinking tokens are billed as output but not counted in `candidatesTokenCount`, so
  * they are added to `completion_tokens` and reported as `reasoning_tokens`, OpenAI's
@@ -71,7 +71,7 @@ export function randomId(): string {
 }
 
 /**
- * A `functionCall` part → an OpenAI tool call; null for any other part. Gemini's call `id`
+ * A `functionCall` part -> an OpenAI tool call; null for any other part. Gemini's call `id`
  * is used when a model sets one. Otherwise the id is random, not an ordinal: OpenAI clients
  * keep the whole conversation, and a `call_0` in every turn would make ids collide across
  * turns (Anthropic refuses duplicate tool_use ids after a failover). The thought signature

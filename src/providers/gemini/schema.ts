@@ -3,11 +3,11 @@ import type { GeminiSchema } from "./types.ts";
 
 /**
  * JSON Schema (what OpenAI clients send for tool parameters and `json_schema` response
- * formats) → the OpenAPI 3.0 subset Gemini's `Schema` accepts. Gemini refuses a request with
+ * formats) -> the OpenAPI 3.0 subset Gemini's `Schema` accepts. Gemini refuses a request with
  * keys outside that subset ("Invalid JSON payload received. Unknown name
  * \"additionalProperties\""), so this keeps only the documented fields and rewrites what has
  * a Gemini form:
- * - `type` becomes the enum name (`"string"` → `"STRING"`); `["string","null"]` and
+ * - `type` becomes the enum name (`"string"` -> `"STRING"`); `["string","null"]` and
  *   `anyOf`/`oneOf` with a `{"type":"null"}` member become `nullable: true`;
  * - `oneOf` becomes `anyOf` (the closest Gemini has), `allOf` is merged into one schema;
  * - local `$ref`s (`#/$defs/X`, `#/definitions/X`, as pydantic and zod emit them) are

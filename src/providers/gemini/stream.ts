@@ -33,7 +33,7 @@ export interface GeminiStreamContext {
 }
 
 /**
- * Gemini `?alt=sse` bytes → OpenAI SSE bytes: UTF-8 decoding (split-safe), SSE framing,
+ * Gemini `?alt=sse` bytes -> OpenAI SSE bytes: UTF-8 decoding (split-safe), SSE framing,
  * then the per-request translation. Cancelling the result cancels `body`.
  */
 export function toOpenAIStream(

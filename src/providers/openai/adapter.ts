@@ -138,7 +138,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
   return {
     name: cfg.name,
     type: cfg.type,
-    // OpenAI's `req_…`, which its SDKs report.
+    // OpenAI's `req_...`, which its SDKs report.
     requestIdHeader: "x-request-id",
     models: () => cfg.models,
     classify: classifyOpenAI,
@@ -220,7 +220,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
   };
 
   /**
-   * `GET`/`DELETE {base_url}/responses/{id}`, `GET …/input_items`, `POST …/cancel`: the
+   * `GET`/`DELETE {base_url}/responses/{id}`, `GET .../input_items`, `POST .../cancel`: the
    * provider's own stored response, as bytes.
    */
   async function storedResponse(call: StoredResponseCall): Promise<StoredResponseReply> {

@@ -50,7 +50,7 @@ export function fromOpenAIError(
 
 /**
  * The message of an OpenAI-compatible server that does not use OpenAI's envelope:
- * FastAPI's `{"detail": "…"}` or `{"detail": [{"msg": "…"}]}` (vLLM, many self-hosted
+ * FastAPI's `{"detail": "..."}` or `{"detail": [{"msg": "..."}]}` (vLLM, many self-hosted
  * servers), or a top-level `message`.
  */
 function otherShape(parsed: unknown): string | undefined {
@@ -105,7 +105,7 @@ export function fromOpenAIStreamError(
   });
 }
 
-/** `data: {"error": …}` of a chat completions stream, as an error; null for any other event. */
+/** `data: {"error": ...}` of a chat completions stream, as an error; null for any other event. */
 export function chatStreamFailure(
   data: string,
   provider: string,

@@ -35,7 +35,7 @@ export function openAIUsageOf(value: unknown): Partial<OpenAIUsage> | null {
   );
 }
 
-/** A chat chunk's `"content":"…"`, a Responses event's `"delta":"…"` (text or arguments). */
+/** A chat chunk's `"content":"..."`, a Responses event's `"delta":"..."` (text or arguments). */
 const TEXT = /"(?:content|delta)":"((?:[^"\\]|\\.)*)"/g;
 
 /**
@@ -50,14 +50,14 @@ export function openAIContentChars(data: string): number {
 
 /**
  * The end of an OpenAI stream: `[DONE]` (chat, completions, assistants), a Responses terminal
- * event, or a failure it reported (`error` event, a chat stream's `{"error":…}`).
+ * event, or a failure it reported (`error` event, a chat stream's `{"error":...}`).
  */
 const OPENAI_DONE =
   /^\s*\{\s*(?:"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|error)"|"error"\s*:)/;
 export const openAIStreamDone = (data: string) => data === "[DONE]" || OPENAI_DONE.test(data);
 
 const unredacted = (text: string) => text;
-/** A chat stream's `{"error":…}`, a Responses `error` or `response.failed` (redacted when logged). */
+/** A chat stream's `{"error":...}`, a Responses `error` or `response.failed` (redacted when logged). */
 const openAIStreamFailure = (data: string, provider: string) =>
   // Only an ending event that is a failure is parsed (`response.completed`, the largest, is not).
   !OPENAI_FAILED.test(data) ? null : chatStreamFailure(data, provider, unredacted) ??
@@ -80,7 +80,7 @@ const decoded = (segment: string) => {
   }
 };
 
-/** `/openai/deployments/{name}/…`: the deployment Azure serves, whatever the body says. */
+/** `/openai/deployments/{name}/...`: the deployment Azure serves, whatever the body says. */
 const DEPLOYMENT_PATH = /^\/openai\/deployments\/([^/]+)/;
 
 /**

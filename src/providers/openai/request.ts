@@ -69,7 +69,7 @@ export interface OpenAICall {
 
 /**
  * Build an upstream request for an OpenAI-compatible operation. Same-schema passthrough
- * (Envoy's openai→openai): only `model` is patched; fields we do not know travel unchanged.
+ * (Envoy's openai->openai): only `model` is patched; fields we do not know travel unchanged.
  * A client credential is forwarded only when no key is configured (the caller decides).
  */
 export function toOpenAIRequest(

@@ -21,7 +21,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : 0);
 
-/** Responses usage (`input_tokens`, `output_tokens`, details) → canonical usage. */
+/** Responses usage (`input_tokens`, `output_tokens`, details) -> canonical usage. */
 export function fromResponsesUsage(usage: unknown): Usage | null {
   if (!isObject(usage) || typeof usage.input_tokens !== "number") return null;
   const input = n(usage.input_tokens);

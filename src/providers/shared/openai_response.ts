@@ -13,7 +13,7 @@ import type {
 import { estimateTokens } from "../../usage/cost.ts";
 
 /**
- * A provider's stop reason → OpenAI `finish_reason` by `table`; null when there is none.
+ * A provider's stop reason -> OpenAI `finish_reason` by `table`; null when there is none.
  * Reasons missing from the table (unknown future ones included) map to "stop", the one
  * that makes a client stop waiting.
  */

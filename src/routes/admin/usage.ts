@@ -53,7 +53,7 @@ export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
   admin.all("/usage", allow("GET"));
 }
 
-/** ISO 8601 (`2026-11-30`, `2026-11-30T14:00:00Z`) or Unix seconds → ms; absent → null. */
+/** ISO 8601 (`2026-11-30`, `2026-11-30T14:00:00Z`) or Unix seconds -> ms; absent -> null. */
 export function parseInstant(text: string | undefined, name: string): number | null {
   if (text === undefined || text === "") return null;
   const ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : Date.parse(text);

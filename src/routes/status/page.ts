@@ -31,7 +31,7 @@ th { font-size: 12px; color: var(--mute); font-weight: 600; }
 </head>
 <body>
 <h1>Pilotfish <span id="name"></span></h1>
-<div class="sub" id="meta">loading…</div>
+<div class="sub" id="meta">loading\u2026</div>
 <div id="error" role="alert"></div>
 <h2>Today</h2>
 <div class="cards" id="cards"></div>
@@ -50,7 +50,7 @@ const TOKEN_KEY = "pilotfish-admin-token";
 const $ = (id) => document.getElementById(id);
 function cell(tr, text, cls) {
   const td = document.createElement("td");
-  td.textContent = text === null || text === undefined ? "–" : String(text);
+  td.textContent = text === null || text === undefined ? "\u2013" : String(text);
   if (cls) td.className = cls;
   tr.appendChild(td);
   return td;
@@ -69,15 +69,15 @@ function card(label, value) {
   div.append(b, s);
   return div;
 }
-const num = (n) => n === null || n === undefined ? "–" : Number(n).toLocaleString();
+const num = (n) => n === null || n === undefined ? "\u2013" : Number(n).toLocaleString();
 const errorsOf = (stats) => Object.values(stats.errors || {}).reduce((a, b) => a + b, 0);
 const when = (unix) => unix ? new Date(unix * 1000).toLocaleTimeString() : null;
 function render(s) {
   $("name").textContent = s.name;
-  $("meta").textContent = "generation " + s.generation + " · config " + s.config_hash + " · v" + s.version +
-    " · updated " + new Date(s.at).toLocaleTimeString();
+  $("meta").textContent = "generation " + s.generation + " \u00b7 config " + s.config_hash + " \u00b7 v" + s.version +
+    " \u00b7 updated " + new Date(s.at).toLocaleTimeString();
   const st = s.stats;
-  const rate = st.cache.hit_rate === null ? "–" : (st.cache.hit_rate * 100).toFixed(1) + " %";
+  const rate = st.cache.hit_rate === null ? "\u2013" : (st.cache.hit_rate * 100).toFixed(1) + " %";
   $("cards").replaceChildren(
     card("requests", num(st.requests)),
     card("errors", num(errorsOf(st))),

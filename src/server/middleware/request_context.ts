@@ -49,7 +49,7 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     // A middleware that answers (`/metrics`, at a reloadable path) names its route itself.
     ex.route ??= c.req.routePath;
     // The client's id is echoed, else ours is set; a provider's own id on a passthrough answer
-    // (OpenAI's `req_…`, which its SDKs report) is kept when the client sent none.
+    // (OpenAI's `req_...`, which its SDKs report) is kept when the client sent none.
     if (incoming === ex.id || !c.res.headers.has("x-request-id")) {
       c.res.headers.set("x-request-id", ex.id);
     }

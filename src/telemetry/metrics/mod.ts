@@ -476,7 +476,7 @@ export function createMetrics(serviceName: string): Metrics {
 
 /**
  * An app key as a label: its id (what the app-key stage records), never a key itself. A
- * value that looks like a raw `pf_…` key is not used.
+ * value that looks like a raw `pf_...` key is not used.
  */
 function appKeyLabel(appKey: string | undefined): string {
   if (appKey === undefined) return "none";

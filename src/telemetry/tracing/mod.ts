@@ -43,7 +43,7 @@ import { HeldSlot } from "../../slot.ts";
 import type { OtlpProtocol } from "../otel_env.ts";
 
 export interface TracingSettings {
-  /** The OTLP/HTTP traces URL (`…/v1/traces`). */
+  /** The OTLP/HTTP traces URL (`.../v1/traces`). */
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly serviceName: string;

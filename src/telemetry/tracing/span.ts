@@ -37,7 +37,7 @@ const NO_EVENTS = Object.freeze([]) as unknown as TimedEvent[];
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
-/** `words` × 32 random bits as lowercase hex, never all zero (the SDK's rule: last byte 1). */
+/** `words` x 32 random bits as lowercase hex, never all zero (the SDK's rule: last byte 1). */
 function randomId(words: number): string {
   let out = "";
   let any = 0;
