@@ -205,7 +205,11 @@ async function run(
   const max = rt.config.server.max_body_bytes;
   const declared = Number(c.req.header("content-length") ?? NaN);
   if (declared > max) throw tooLarge(max);
-  const hasBody = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.raw.body !== null;
+  let hasBody = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.raw.body !== null;
+  // HTTP/1.1 frames a body by Content-Length or Transfer-Encoding: with neither there is
+  // none, yet Deno hands over an empty stream, which `fetch` would send chunked (a DELETE
+  // from the OpenAI SDK). HTTP/2 frames a body itself, so such a one is read to see.
+  const unframed = !Number.isFinite(declared) && !ex.headers.has("transfer-encoding");
   // The body is held with the breaker on (a transient failure is retried, as llm-proxy
   // does), when its `model` (OpenAI, Anthropic bodies) picks among allowlisted keys, or for a
   // stage that reads it; otherwise it streams through. With read_timeout, one of declared
@@ -221,9 +225,10 @@ async function run(
     (deadlines?.read !== undefined && Number.isFinite(declared)) ||
     // Read only to name it: a compressed one is relayed unread, as any body nothing reads.
     (urlModel === undefined && declared <= NAMED_BODY_BYTES && !ex.headers.has("content-encoding"));
-  let held = hasBody && hold
+  let held = hasBody && (hold || unframed)
     ? await readHeldBody(c.req.raw.body!, max, deadlines?.body, rt.schedule)
     : null;
+  if (unframed && held?.byteLength === 0) [held, hasBody] = [null, false];
   // A compressed body is read for what it holds (a plugin scanning it must not be handed
   // bytes it cannot read: that would be a way past a guard); it still goes upstream as sent
   // unless a stage rewrites it. An encoding we cannot read is refused only where a stage

@@ -761,3 +761,42 @@ features:
     await up.close();
   }
 });
+
+Deno.test("passthrough: a request with no body goes upstream with none (not an empty chunked one)", async (t) => {
+  for (const breaker of [false, true]) {
+    await t.step(`breaker ${breaker ? "on" : "off"}`, async () => {
+      const up = startFakeUpstream();
+      const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: sk-openai-0001 }] }
+features:
+  circuit_breaker: { enabled: ${breaker} }
+`);
+      try {
+        // The OpenAI SDK's files.del(): DELETE with neither Content-Length nor Transfer-Encoding.
+        up.script({ kind: "json", body: { id: "file-1", object: "file", deleted: true } });
+        const del = await fetch(gw.url("/openai/v1/files/file-1"), { method: "DELETE" });
+        assert.equal(del.status, 200);
+        await del.body?.cancel();
+        const sent = up.requests.at(-1)!;
+        assert.equal(sent.method, "DELETE");
+        assert.equal(sent.headers.get("transfer-encoding"), null);
+        assert.equal(sent.headers.get("content-length"), null);
+        assert.equal(sent.body, "");
+        // A chunked upload still goes up with its bytes.
+        up.script({ kind: "json", body: { id: "batch-1", object: "batch" } });
+        const chunked = await fetch(gw.url("/openai/v1/batches"), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: ReadableStream.from([new TextEncoder().encode('{"input_file_id":"file-1"}')]),
+        });
+        assert.equal(chunked.status, 200);
+        await chunked.body?.cancel();
+        assert.equal(up.requests.at(-1)!.body, '{"input_file_id":"file-1"}');
+      } finally {
+        await gw.close();
+        await up.close();
+      }
+    });
+  }
+});
