@@ -203,7 +203,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     req.requested,
     deps.state,
     deps.random,
-    breaker.mode === "on"
+    // A bypass skips the circuit check altogether: an open target is not moved behind others.
+    breaker.mode === "on" && !req.bypass
       ? (t) =>
         breaker.available(t.provider, keyOf(t), deps.now()) || ((held ??= new Set()).add(t), false)
       : undefined,

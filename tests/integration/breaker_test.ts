@@ -375,3 +375,43 @@ features:
     await up.close();
   }
 });
+
+Deno.test("bypass with the first provider's circuit open: that provider, once, not the next one", async () => {
+  const up = startFakeUpstream();
+  const backup = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-cb-0001 }] }
+  backup: { base_url: "${backup.url}/v1", keys: [{ key: sk-cb-0002 }] }
+routing:
+  models:
+    m: { providers: [up, backup], strategy: priority }
+  failover: { enabled: true, max_retries: 0, backoff: { initial: 5ms, max: 10ms } }
+features:
+  circuit_breaker: { enabled: true, failure_threshold: 2, max_transient_retries: 0 }
+`);
+  const ask = (headers: Record<string, string> = {}) =>
+    gw.request("/v1/chat/completions", { method: "POST", body: chatBody("m"), headers });
+  try {
+    up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
+    backup.script({ kind: "json" });
+    for (let i = 0; i < 2; i++) await (await ask()).body?.cancel();
+    // Open now: a plain request goes to the backup without calling `up`.
+    const calls = up.requests.length;
+    const plain = await ask();
+    assert.equal(plain.headers.get("x-pilotfish-provider"), "backup");
+    await plain.body?.cancel();
+    assert.equal(up.requests.length, calls);
+    // A bypass skips the circuit check: one call to `up`, and its real 500.
+    const backupCalls = backup.requests.length;
+    const bypass = await ask({ "x-llm-proxy-bypass-circuit": "1" });
+    assert.equal(bypass.status, 500);
+    await bypass.body?.cancel();
+    assert.equal(up.requests.length, calls + 1);
+    assert.equal(backup.requests.length, backupCalls);
+  } finally {
+    await gw.close();
+    await up.close();
+    await backup.close();
+  }
+});
