@@ -47,7 +47,9 @@ export function createRedisCache(
       return write;
     },
     async clear() {
-      // SCAN + UNLINK in pages: never KEYS, which blocks a shared Redis.
+      // SCAN + UNLINK in pages: never KEYS, which blocks a shared Redis. Only the cache's own
+      // keys (the prefix and a SHA-256 in hex): a prefix that is empty, or that other keys
+      // share (Butter lets any be set), must not take app keys and usage with it.
       let cursor = "0";
       let n = 0;
       do {
@@ -55,7 +57,7 @@ export function createRedisCache(
           "SCAN",
           cursor,
           "MATCH",
-          `${escapeGlob(prefix)}*`,
+          `${escapeGlob(prefix)}${HEX_DIGEST}`,
           "COUNT",
           "500",
         ]);
@@ -68,6 +70,9 @@ export function createRedisCache(
     close: () => link.close(),
   };
 }
+
+/** A `cacheKey` (SHA-256, lowercase hex) as a SCAN glob. */
+const HEX_DIGEST = "[0-9a-f]".repeat(64);
 
 function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, "\\$&");

@@ -1075,3 +1075,44 @@ Deno.test("embeddings are cached: the same input is answered from the cache, in 
     await up.close();
   }
 });
+
+Deno.test("cache clear on Redis deletes cache entries only, whatever key_prefix says (even empty)", async () => {
+  const redis = await startRedisServer();
+  const cli = async (...args: string[]) => {
+    const out = await new Deno.Command("redis-cli", {
+      args: ["-p", String(redis.port), ...args],
+      stdin: "null",
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  const up = startFakeUpstream();
+  // Butter's block with an empty prefix: the cache's keys sit beside every other key.
+  const gw = startGateway(gatewayYaml(
+    up.url,
+    `  enabled: true\n  backend: redis\n  redis: { address: "127.0.0.1:${redis.port}", key_prefix: "" }`,
+  ));
+  try {
+    await cli("SET", "pilotfish:keys:ids", "kept");
+    await cli("SET", "someone-else", "kept");
+    await gw.runtime.cache!.ready!();
+    const res = await gw.request(
+      "/v1/chat/completions",
+      json({ model: "up/gpt-4o-mini", messages: HI }),
+    );
+    await res.body?.cancel();
+    await gw.runtime.cache!.ready!();
+    assert.equal(await cli("DBSIZE"), "3");
+    const cleared = await gw.request("/api/v1/cache/clear", {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    assert.equal((await cleared.json()).cleared, 1);
+    assert.equal(await cli("GET", "pilotfish:keys:ids"), "kept");
+    assert.equal(await cli("GET", "someone-else"), "kept");
+    assert.equal(await cli("DBSIZE"), "2");
+  } finally {
+    await gw.close();
+    await up.close();
+    await redis.stop();
+  }
+});
