@@ -42,6 +42,16 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "gpt-4-32k": { input: 60, output: 120 },
   "gpt-3.5-turbo": { input: 0.5, output: 1.5 },
   "gpt-3.5-turbo-16k": { input: 3, output: 4 },
+  // Snapshots priced apart from the model their name extends (the dated-suffix match would
+  // bill them at its lower price): the first GPT-4o, and the older GPT-3.5 Turbo snapshots.
+  "gpt-4o-2024-05-13": { input: 5, output: 15 },
+  "chatgpt-4o-latest": { input: 5, output: 15 },
+  "gpt-3.5-turbo-1106": { input: 1, output: 2 },
+  "gpt-3.5-turbo-0613": { input: 1.5, output: 2 },
+  "gpt-3.5-turbo-0301": { input: 1.5, output: 2 },
+  "gpt-3.5-turbo-instruct": { input: 1.5, output: 2 },
+  "o1-mini": { input: 1.1, cache_read: 0.55, output: 4.4 },
+  "o3-mini": { input: 1.1, cache_read: 0.55, output: 4.4 },
   "text-embedding-3-small": { input: 0.02, output: 0 },
   "text-embedding-3-large": { input: 0.13, output: 0 },
   // The default of LangChain's OpenAIEmbeddings.

@@ -21,6 +21,12 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
   assert.equal(builtinPrice("claude-3-haiku-20240307")?.cache_read, 0.03);
   assert.equal(builtinPrice("claude-3-sonnet")?.input, 3);
   assert.equal(builtinPrice("gpt-4-1106-preview")?.input, 10);
+  // Snapshots with their own list price, not their base model's.
+  assert.deepEqual(builtinPrice("gpt-4o-2024-05-13"), { input: 5, output: 15 });
+  assert.deepEqual(builtinPrice("gpt-3.5-turbo-1106"), { input: 1, output: 2 });
+  assert.deepEqual(builtinPrice("gpt-3.5-turbo-0613"), { input: 1.5, output: 2 });
+  assert.equal(builtinPrice("gpt-3.5-turbo-0125"), builtinPrice("gpt-3.5-turbo"));
+  assert.equal(builtinPrice("gpt-4o-2024-11-20"), builtinPrice("gpt-4o"));
   assert.equal(builtinPrice("gpt-4-32k-0613")?.input, 60);
   assert.equal(builtinPrice("gpt-3.5-turbo-16k-0613")?.output, 4);
   assert.equal(builtinPrice("claude-sonnet-4-5-20250929")?.cache_write, 3.75);
