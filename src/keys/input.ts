@@ -4,6 +4,7 @@
  * @module
  */
 import * as v from "valibot";
+import { parseIsoTime } from "../iso_time.ts";
 import { GatewayError } from "../errors.ts";
 
 const usd = v.nullable(
@@ -35,13 +36,10 @@ const names = v.pipe(
   v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
   v.maxLength(1_000, "At most 1,000 entries"),
 );
-/** A date, or a date and time with an optional zone (what `Date.parse` reads the same). */
-const ISO_8601 =
-  /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
 const isoTime = v.pipe(
   v.string(),
   v.check(
-    (s) => ISO_8601.test(s) && !Number.isNaN(Date.parse(s)),
+    (s) => !Number.isNaN(parseIsoTime(s)),
     "Must be an ISO 8601 time (e.g. 2027-01-31T00:00:00Z)",
   ),
 );

@@ -80,6 +80,12 @@ Deno.test("GET /api/v1/usage: llm-gateway's fields, breakdowns, since/until, bad
       assertUsd(body.total_cost, M2);
       const early = await usage(`?until=${Math.floor((start + 3_600_000) / 1000)}`);
       assert.equal(early.body.total_requests, 2);
+      // `until` inside an hour counts that hour whole, and says where it ends.
+      const hour = 3_600_000;
+      const mid = Math.floor(start / hour) * hour + hour / 2;
+      const half = await usage(`?until=${encodeURIComponent(new Date(mid).toISOString())}`);
+      assert.equal(half.body.until, new Date(mid + hour / 2).toISOString());
+      assert.equal(half.body.total_requests, 2);
       // A window that has not started yet, without `until`: empty, not a 400.
       const next = new Date(Math.floor(clock.now() / 3_600_000) * 3_600_000 + 3_600_000);
       const ahead = await usage(`?since=${encodeURIComponent(next.toISOString())}`);
@@ -92,7 +98,14 @@ Deno.test("GET /api/v1/usage: llm-gateway's fields, breakdowns, since/until, bad
     });
 
     await t.step("bad filters are a 400 in OpenAI's error format", async () => {
-      for (const q of ["?since=yesterday", "?period=week", "?since=2026-01-02&until=2026-01-01"]) {
+      for (
+        const q of [
+          "?since=yesterday",
+          "?period=week",
+          "?since=2026-01-02&until=2026-01-01",
+          "?since=2026-02-30", // V8 would read March 2nd
+        ]
+      ) {
         const { status, body } = await usage(q);
         assert.equal(status, 400, q);
         assert.equal(body.error.type, "invalid_request_error", q);

@@ -1,4 +1,5 @@
 import { allow } from "../../server/middleware/error_handler.ts";
+import { parseIsoTime } from "../../iso_time.ts";
 import type { Hono } from "hono";
 import { GatewayError } from "../../errors.ts";
 import type { Control } from "../../pipeline/control.ts";
@@ -11,7 +12,8 @@ import { send } from "../../server/whole.ts";
  * `cache_hits`, `cache_misses`), then token details and breakdowns by app key, user,
  * provider, model and feature, and per-bucket totals. `since` / `until` (ISO 8601 or Unix
  * seconds) bound the buckets, `period` (`hour`, the default, or `day`) picks their size; a
- * bucket counts when it starts in [since rounded down to its period, until).
+ * bucket counts when it starts in [since rounded down to its period, until); the answer's
+ * `since` and `until` are the first bucket's start and the last one's end.
  */
 export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
   admin.get("/usage", async (c) => {
@@ -29,11 +31,15 @@ export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
     const from = Math.floor(since / size) * size;
     // Without `until`: through the current bucket, or `since`'s own when it is later (an
     // empty answer for a window that has not started, not a 400 for a bound never sent).
-    const until = parseInstant(c.req.query("until"), "until") ??
-      Math.max(Math.floor(now / size) * size, from) + size;
-    if (until <= since) {
+    const asked = parseInstant(c.req.query("until"), "until");
+    if (asked !== null && asked <= since) {
       throw new GatewayError("invalid_request", `"until" must be after "since"`);
     }
+    // A bucket that starts before `until` is counted whole: the answer says where it ends,
+    // as it says where the first one starts.
+    const until = asked !== null
+      ? Math.ceil(asked / size) * size
+      : Math.max(Math.floor(now / size) * size, from) + size;
     try {
       return send(
         c,
@@ -56,7 +62,7 @@ export function usageRoutes(admin: Hono<AppEnv>, control: Control): void {
 /** ISO 8601 (`2026-11-30`, `2026-11-30T14:00:00Z`) or Unix seconds -> ms; absent -> null. */
 export function parseInstant(text: string | undefined, name: string): number | null {
   if (text === undefined || text === "") return null;
-  const ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : Date.parse(text);
+  const ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : parseIsoTime(text);
   if (!Number.isFinite(ms) || ms < 0 || ms > 8.64e15) {
     throw new GatewayError(
       "invalid_request",
