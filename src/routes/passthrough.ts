@@ -138,15 +138,6 @@ export function nativePassthrough(family: NativeFamily | null) {
     const ex = c.get("exchange");
     ex.errorFormat = family?.errorFormat ?? NATIVE_BY_NAME_FORMAT;
     ex.schema = "passthrough";
-    // Methods `fetch` refuses to send: the client's 405 here, never a provider "unreachable"
-    // that a breaker would count against it.
-    if (UNSENDABLE.has(c.req.method.toUpperCase())) {
-      throw new GatewayError(
-        "method_not_allowed",
-        `Method ${c.req.method} is not allowed on ${c.req.path}`,
-        { headers: { allow: RELAYED_METHODS } },
-      );
-    }
     const stages = ex.runtime.stages;
     if (stages.post_http.length === 0) return await run(c, ex, family, reachedAll(ex));
     const reached = reachedAll(ex);
@@ -170,6 +161,15 @@ async function run(
   const sent = rawTarget(c.req.url);
   const { provider, adapter, native, base, rest } = locate(ex, family, sent);
   ex.provider = provider.name;
+  // Methods `fetch` refuses to send: the client's 405 (in the provider's format, known now),
+  // never a provider "unreachable" that a breaker would count against it.
+  if (UNSENDABLE.has(c.req.method.toUpperCase())) {
+    throw new GatewayError(
+      "method_not_allowed",
+      `Method ${c.req.method} is not allowed on ${c.req.path}`,
+      { headers: { allow: RELAYED_METHODS } },
+    );
+  }
   // The model as configured: an API that names it its own way (Azure's deployments) says.
   const modelOf = (named: string | undefined) =>
     native.modelOf ? native.modelOf(rest, named, provider) : named;

@@ -226,6 +226,33 @@ Deno.test("/bedrock/* is opt-in: without a bedrock provider it is a 404 in AWS's
   }
 });
 
+Deno.test("a method fetch cannot send is a 405 in AWS's shape on /bedrock/* and /native/{bedrock}/*", async () => {
+  const bedrock = startFakeBedrock("us-west-2");
+  const gw = startGateway(`
+providers:
+  bedrock: { enabled: true, region: us-west-2, endpoint: "${bedrock.url}" }
+`);
+  try {
+    const { hostname, port } = new URL(gw.url("/"));
+    for (const path of ["/bedrock/model/x/converse", "/native/bedrock/model/x/converse"]) {
+      // fetch will not send TRACE: a raw request, as any other client may send it.
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      await conn.write(
+        new TextEncoder().encode(
+          `TRACE ${path} HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\n\r\n`,
+        ),
+      );
+      const text = await new Response(conn.readable).text();
+      assert.match(text, /^HTTP\/1\.1 405 /, path);
+      assert.match(text, /\r\nx-amzn-errortype: UnknownOperationException\r\n/i, path);
+      assert.match(text, /\{"message":"Method TRACE is not allowed/, path);
+    }
+  } finally {
+    await gw.close();
+    await bedrock.close();
+  }
+});
+
 Deno.test("Bedrock errors reach the client exactly as Bedrock sent them, and are counted", async () => {
   const bedrock = startFakeBedrock("us-west-2");
   // mode log: the breaker observes (and counts) without ever replacing an answer.

@@ -20,10 +20,13 @@ const AWS_EXCEPTION: Record<number, string> = {
   401: "UnrecognizedClientException",
   403: "AccessDeniedException",
   404: "ResourceNotFoundException",
+  // The client's fault, so SDKs raise a client error rather than a server fault.
+  405: "UnknownOperationException",
   // Not a Bedrock model exception: the AWS name for a request that did not arrive in time,
   // which botocore and the JS SDK both retry as transient.
   408: "RequestTimeoutException",
   413: "ValidationException",
+  415: "ValidationException",
   429: "ThrottlingException",
   500: "InternalServerException",
   502: "ServiceUnavailableException",
