@@ -313,6 +313,15 @@ export function validateConfig(
     });
     if (!p.enabled) continue;
     const { typeKnown: _typeKnown, ...rest } = p;
+    if (p.type === "bedrock" && rawProvider.credential_mode === "gateway") {
+      // Not accepted and ignored: whoever sets it means to stop clients using their own AWS
+      // identity, which a relay that never signs cannot do.
+      errors.push(
+        `${
+          at(["providers", name, "credential_mode"])
+        }: "gateway" cannot apply to Bedrock: /bedrock/* relays the client's SigV4 signature unchanged and never signs (the unified routes sign with the gateway's AWS credentials under \`sign: true\`)`,
+      );
+    }
     if (p.type === "bedrock") {
       // llm-proxy: region from the block, else AWS_REGION, else us-west-2; `endpoint` wins
       // over the regional host (tests, VPC endpoints).

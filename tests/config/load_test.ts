@@ -991,3 +991,29 @@ Deno.test("a bad number under a key's path (weight: 0) gets no advice to quote i
     );
   }
 });
+
+Deno.test("parseConfigText(): credential_mode gateway on Bedrock is refused, not ignored", () => {
+  const noEnv = () => undefined;
+  assert.throws(
+    () =>
+      parseConfigText(
+        "providers:\n  bedrock:\n    enabled: true\n    credential_mode: gateway\n",
+        noEnv,
+        "b.yaml",
+      ),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(
+        err.problems[0]!,
+        /providers\.bedrock\.credential_mode: "gateway" cannot apply to Bedrock/,
+      );
+      return true;
+    },
+  );
+  // passthrough (the relay's own behaviour) stays accepted.
+  parseConfigText(
+    "providers:\n  bedrock:\n    enabled: true\n    credential_mode: passthrough\n",
+    noEnv,
+    "b.yaml",
+  );
+});
