@@ -14,6 +14,7 @@ import { pilotfishHeaders } from "../routing/mod.ts";
 import { noUsage, replayedUsage } from "../streaming/mod.ts";
 import { CACHED_SCHEMAS, cacheKey, type CachePolicy, skipReason } from "./key.ts";
 import { replayChunks } from "./replay.ts";
+import { modelInJsonHead, modelOfBody } from "../streaming/response_model.ts";
 import { isObject } from "../schema/openai.ts";
 import type { CacheBackend } from "./store.ts";
 import { HeldSlot } from "../slot.ts";
@@ -167,6 +168,9 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     ex.cacheStatus = "hit";
     ex.provider = hit.provider;
     ex.model = hit.model;
+    ex.cachedModel = hit.body !== null
+      ? modelOfBody(hit.body)
+      : modelInJsonHead(hit.bytes ??= utf8.encode(hit.text!));
     // Parsed per replay: the chunks carry parts of it, and they are not shared.
     const replayed = ex.stream ? hit.body ?? parseBody(hit.text) : null;
     const outcome: ChatOutcome = replayed !== null

@@ -144,6 +144,8 @@ export interface Exchange {
   costEstimated: boolean;
   /** The response cache's verdict: `hit` (answered from it), `miss` (looked up), or not consulted. */
   cacheStatus: "hit" | "miss" | null;
+  /** On a hit, the model the stored answer names (its `gen_ai.response.model`). */
+  cachedModel: string | undefined;
   readonly trace: TraceContext;
   /** The response's body is observed: the exchange ends when it is done, not when built. */
   deferEnd: boolean;
@@ -209,6 +211,7 @@ class RequestExchange implements Exchange {
   billedUsage: Usage | null = null;
   costEstimated = false;
   cacheStatus: "hit" | "miss" | null = null;
+  cachedModel: string | undefined = undefined;
   deferEnd = false;
   wholeBody: string | Uint8Array | null = null;
   response: ResponseFacts | null = null;

@@ -75,16 +75,16 @@ export function requestedModel(ex: Exchange): string | undefined {
 
 /**
  * `gen_ai.response.model`: the model the upstream said answered (the winning attempt's, when
- * it named one), else the model the request was routed to.
+ * it named one; a cache hit's stored answer's), else the model the request was routed to.
  */
 export function responseModel(ex: Exchange): string | undefined {
   return reportedModel(ex) ?? ex.model;
 }
 
-/** The model the winning attempt's answer named, if it named one. */
+/** The model the winning attempt's answer (or a cache hit's stored one) named, if any. */
 export function reportedModel(ex: Exchange): string | undefined {
   for (const a of ex.attempts) if (a.outcome === "ok") return a.response_model;
-  return undefined;
+  return ex.cachedModel;
 }
 
 /**

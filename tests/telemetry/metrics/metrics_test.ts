@@ -273,6 +273,34 @@ Deno.test("GET /metrics: gen_ai_response_model is the model the upstream reporte
   }
 });
 
+Deno.test("GET /metrics: a cache hit's gen_ai_response_model is what its stored answer names", async (t) => {
+  for (const stream of [false, true]) {
+    await t.step(stream ? "replayed as a stream" : "JSON", async () => {
+      const up = startFakeUpstream();
+      const gw = await gateway(config(up.url, "cache: { enabled: true, streaming: true }\n"));
+      try {
+        up.script({ kind: "json", body: completionBody("hi", "gpt-4o-mini-2024-07-18") });
+        for (const asStream of [false, stream]) {
+          const res = await gw.request("/v1/chat/completions", {
+            method: "POST",
+            body: chat("up/gpt-4o-mini", asStream),
+          });
+          await res.text();
+        }
+        assert.equal(up.requests.length, 1, "the second answer came from the cache");
+        await gw.waitForLog('"cache":"hit"');
+        const text = await (await gw.request("/metrics")).text();
+        const models = [...text.matchAll(/^gen_ai_client_operation_duration_count\{([^}]*)\}/gm)]
+          .map((m) => /gen_ai_response_model="([^"]*)"/.exec(m[1]!)![1]);
+        assert.deepEqual([...new Set(models)], ["gpt-4o-mini-2024-07-18"]);
+      } finally {
+        await gw.close();
+        await up.close();
+      }
+    });
+  }
+});
+
 Deno.test("GET /metrics: 10,000 distinct model names collapse to `other` (bounded series)", async () => {
   const up = startFakeUpstream();
   const gw = await gateway(config(up.url));
