@@ -274,7 +274,8 @@ export function createMetrics(serviceName: string): Metrics {
     if (fleet !== null) observe(fleet ? 1 : 0, { link: "fleet" });
   });
 
-  const streaming = new HeldSlot<true>("streaming");
+  /** A stream's time to first chunk (s), recorded at its end with the labels known only then. */
+  const streaming = new HeldSlot<number>("streaming");
   const answeredLabel = createResponseModelLabel(MAX_RESPONSE_MODELS);
   const reasons = new Set<string>();
   const reasonLabel = (reason: string) => {
@@ -369,8 +370,26 @@ export function createMetrics(serviceName: string): Metrics {
             );
             h.requests.add(1);
             if (ex.overheadMs !== null) h.overhead.record(ex.overheadMs / 1000);
-            if (streaming.delete(ex)) activeStreams.add(-1);
+            const firstChunkS = streaming.get(ex);
+            if (firstChunkS !== undefined) {
+              streaming.delete(ex);
+              activeStreams.add(-1);
+            }
             if (!llm) return;
+            if (firstChunkS !== undefined) {
+              // Joinable with the duration histogram: the same four GenAI labels.
+              const k = `${op}\0${provider}\0${requested}\0${answered}`;
+              (chunkHandles.get(k) ?? keep(
+                chunkHandles,
+                k,
+                firstChunk.bind({
+                  "gen_ai.operation.name": op,
+                  "gen_ai.provider.name": provider,
+                  "gen_ai.request.model": requested,
+                  "gen_ai.response.model": answered,
+                }),
+              )).record(firstChunkS);
+            }
             // As /api/v1/usage counts requests (llm-gateway shows the two equal).
             if (isUsage(ex)) allRequests.add(1);
             if (ex.provider !== undefined) h.provider.add(1);
@@ -407,21 +426,9 @@ export function createMetrics(serviceName: string): Metrics {
             return;
           }
           case "first_chunk": {
-            const op = operationName(e.exchange);
-            // The model as asked, as the duration and token histograms label it (joinable).
-            const m = model(requestedModel(e.exchange));
-            const key = `${op}\0${e.target.provider}\0${m}`;
-            (chunkHandles.get(key) ?? keep(
-              chunkHandles,
-              key,
-              firstChunk.bind({
-                "gen_ai.operation.name": op,
-                "gen_ai.provider.name": e.target.provider,
-                "gen_ai.request.model": m,
-              }),
-            )).record(e.ms / 1000);
+            // Recorded at the request's end, when the response model is known (see there).
             if (!streaming.has(e.exchange) && !e.exchange.ended) {
-              streaming.set(e.exchange, true);
+              streaming.set(e.exchange, e.ms / 1000);
               activeStreams.add(1);
             }
             return;

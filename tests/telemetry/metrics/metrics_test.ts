@@ -517,7 +517,7 @@ Deno.test("a native passthrough stream counts as active while it runs and record
   }
 });
 
-Deno.test("time to first chunk is labelled with the model as asked, as the duration histogram is", async () => {
+Deno.test("time to first chunk carries the duration histogram's labels, the response model too", async () => {
   const up = startFakeUpstream();
   const gw = await gateway(config(up.url));
   try {
@@ -535,6 +535,14 @@ Deno.test("time to first chunk is labelled with the model as asked, as the durat
       )?.[1];
     assert.equal(labelOf("gen_ai_client_operation_duration"), "up/gpt-4o-mini");
     assert.equal(labelOf("gen_ai_client_operation_time_to_first_chunk"), "up/gpt-4o-mini");
+    const labelsOf = (family: string) =>
+      /\{([^}]*)\}/.exec(text.split("\n").find((l) => l.startsWith(`${family}_count{`)) ?? "")
+        ?.[1];
+    assert.equal(
+      labelsOf("gen_ai_client_operation_time_to_first_chunk"),
+      labelsOf("gen_ai_client_operation_duration"),
+    );
+    assert.match(labelsOf("gen_ai_client_operation_duration")!, /gen_ai_response_model="/);
   } finally {
     await gw.close();
     await up.close();

@@ -637,8 +637,9 @@ telemetry:
     receiver.spans.length = 0;
     assert.equal(await chatOnce(gw, "/native/down/chat/completions", "gpt-4o-mini"), 502);
     await gw.runtime.observability.flushTraces();
-    // Named by its operation alone: the body streamed upstream unread, so no model is known.
-    const span = receiver.spans.find((s) => s.kind === 3 && s.name === "chat")!;
+    // An in-process request has no framing headers, so its body was read (see passthrough's
+    // `unframed`): the span names the model it asked for.
+    const span = receiver.spans.find((s) => s.kind === 3 && s.name === "chat gpt-4o-mini")!;
     assert.equal(span.status?.code, 2);
     assert.equal(attr(span, "error.type"), "upstream_unreachable");
     assert.equal(attr(span, "http.response.status_code"), undefined);
