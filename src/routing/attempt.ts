@@ -376,9 +376,9 @@ export async function attempt(
       }`,
       { provider: target.provider, retryable: true, upstreamStatus: 502 },
     );
-    // Lost a hedge race: the status the upstream gave before the cut (none if it had not
-    // answered), not the abort's own error.
-    if (own?.signal.aborted && !req.signal.aborted) return settle(null, ge, replied);
+    // Lost a hedge race, or the client left (or shutdown cut it): the status the upstream
+    // gave before the cut (none if it had not answered), not the abort's own error.
+    if (signal.aborted) return settle(null, ge, replied);
     // The client's own timeout ran out before the provider's would have.
     const clientCut = ge.code === "upstream_timeout" &&
       ((req.attemptTimeoutMs !== undefined && timeoutMs < provider.timeout) ||

@@ -756,6 +756,37 @@ Deno.test(
 );
 
 Deno.test(
+  "executeWithFailover() a client that leaves a stream before its content: the attempt keeps the upstream's 200",
+  SANITIZE,
+  async () => {
+    const client = new AbortController();
+    let reads = 0;
+    const a = scripted("a", [() =>
+      Promise.resolve({
+        kind: "stream",
+        status: 200,
+        format: "openai_sse",
+        usage: noUsage(),
+        body: new ReadableStream<Uint8Array>({
+          pull(c) {
+            // A role-only chunk (no content yet), then the client leaves while it waits.
+            if (reads++ === 0) {
+              c.enqueue(enc.encode(
+                'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n',
+              ));
+            } else client.abort();
+          },
+        }),
+      })]);
+    const env = setup(CONFIG, [a.adapter]);
+    const err = await run(env, "a/x", { stream: true, signal: client.signal }).catch((e) => e);
+    assert.ok(err instanceof FailoverExhausted);
+    assert.equal(err.attempts[0]?.reason, "client_abort");
+    assert.equal(err.attempts[0]?.status, 200, "what the upstream sent, not a 502 of ours");
+  },
+);
+
+Deno.test(
   "executeWithFailover() the client's own credential: no configured key chosen, cooled or required",
   SANITIZE,
   async () => {
