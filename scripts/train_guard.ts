@@ -107,6 +107,7 @@ async function featuresOf(texts: string[]): Promise<Int32Array[]> {
     allowedHosts: [],
     config: {},
     maxPages: 1024,
+    metered: false,
   });
   try {
     const out: Int32Array[] = [];

@@ -196,8 +196,8 @@ export function statusShim(
     [...name(env), ...name("error_get"), 0x00, 4],
     // memory, limits flag 0 and minimum 0: matches any unshared 32-bit memory.
     ...(memory ? [[...name(GUEST_MODULE), ...name("memory"), 0x02, 0x00, 0]] : []),
-    // A metered guest's fuel (meter.ts), a mutable i32.
-    ...(fuel ? [[...name(GUEST_MODULE), ...name(FUEL_EXPORT), 0x03, I32, 0x01]] : []),
+    // A metered guest's fuel (meter.ts), a mutable i64.
+    ...(fuel ? [[...name(GUEST_MODULE), ...name(FUEL_EXPORT), 0x03, I64, 0x01]] : []),
   ]);
   const n = hooks.length;
   const [ALLOC, STORE_U8, ERROR_SET, ERROR_GET] = [n, n + 1, n + 2, n + 3];

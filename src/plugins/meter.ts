@@ -234,12 +234,17 @@ class Out {
   }
 }
 
+/*
+ * The fuel is an i64: a worker gives a call fuel for its whole budget (seconds of work),
+ * more than an i32 holds. Opcodes: 0x42 i64.const, 0x7d i64.sub, 0x53 i64.lt_s.
+ */
+
 /** At a function's entry, on the global: `local = fuel -= cost`, and trap below zero. */
 function entryCharge(cost: number, local: number, global: number): number[] {
   const g = uleb(global), l = uleb(local);
   return [
-    ...[0x23, ...g, 0x41, ...sleb(cost), 0x6b, 0x22, ...l, 0x24, ...g],
-    ...[0x20, ...l, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0b], // if local < 0: unreachable
+    ...[0x23, ...g, 0x42, ...sleb(cost), 0x7d, 0x22, ...l, 0x24, ...g],
+    ...[0x20, ...l, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b], // if local < 0: unreachable
   ];
 }
 
@@ -247,8 +252,8 @@ function entryCharge(cost: number, local: number, global: number): number[] {
 function loopCharge(cost: number, local: number, global: number): number[] {
   const l = uleb(local);
   return [
-    ...[0x20, ...l, 0x41, ...sleb(cost), 0x6b, 0x22, ...l],
-    ...[0x41, 0x00, 0x48, 0x04, 0x40, 0x20, ...l, 0x24, ...uleb(global), 0x00, 0x0b],
+    ...[0x20, ...l, 0x42, ...sleb(cost), 0x7d, 0x22, ...l],
+    ...[0x42, 0x00, 0x53, 0x04, 0x40, 0x20, ...l, 0x24, ...uleb(global), 0x00, 0x0b],
   ];
 }
 
@@ -256,8 +261,8 @@ function loopCharge(cost: number, local: number, global: number): number[] {
 function armCharge(cost: number, global: number): number[] {
   const g = uleb(global);
   return [
-    ...[0x23, ...g, 0x41, ...sleb(cost), 0x6b, 0x24, ...g],
-    ...[0x23, ...g, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0b],
+    ...[0x23, ...g, 0x42, ...sleb(cost), 0x7d, 0x24, ...g],
+    ...[0x23, ...g, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b],
   ];
 }
 
@@ -401,7 +406,7 @@ function meterBody(
   // point's after the instruction that opens it.
   out.push(...uleb(groups + 1));
   out.append(body.subarray(groupsEnd, localsEnd));
-  out.push(1, 0x7f);
+  out.push(1, 0x7e); // i64
   out.push(...entryCharge(root.own, local, global));
   r.at = localsEnd;
   let copied = localsEnd;
@@ -525,7 +530,7 @@ function meterModule(bytes: Uint8Array, initialFuel: number): Uint8Array<ArrayBu
     }
   }
   const global = globalImports +
-    appendItem(section(6), [0x7f, 0x01, 0x41, ...sleb(initialFuel), 0x0b]); // mutable i32
+    appendItem(section(6), [0x7e, 0x01, 0x42, ...sleb(initialFuel), 0x0b]); // mutable i64
   const name = new TextEncoder().encode(FUEL_EXPORT);
   appendItem(section(7), [...uleb(name.length), ...name, 0x03, ...uleb(global)]);
 

@@ -32,6 +32,11 @@ export interface CompiledPlugin {
   readonly guest: WebAssembly.Module;
   /** The guest metered to run on the daemon's thread (`runner.ts`); null: workers only. */
   readonly metered: Metered | null;
+  /**
+   * The guest metered for workers, which give it fuel for each call's budget so that one
+   * that spins stops itself (`STATE.stop` in protocol.ts); null: it could not be metered.
+   */
+  readonly workerMetered: Metered | null;
   readonly shim: WebAssembly.Module;
   /** Hooks it exports, narrowed by `hooks`. */
   readonly hooks: ReadonlySet<HookName>;
@@ -149,13 +154,15 @@ export function compilePlugin(
   if (hooks.length === 0) {
     throw new ModuleError(`${where}: exports none of ${HOOKS.join(", ")}`);
   }
+  const meteredGuest = metered(capped, hooks, inputRead);
   return {
     config: cfg,
     guest,
     // HTTP calls suspend the guest (JSPI) on the daemon's thread: they run in workers.
     metered: imports.some((i) => i.module === "extism:host/env" && i.name.startsWith("http_"))
       ? null
-      : metered(capped, hooks, inputRead),
+      : meteredGuest,
+    workerMetered: meteredGuest,
     shim: new WebAssembly.Module(statusShim(hooks, inputRead)),
     hooks: new Set(hooks),
     wasi: imports.some((i) => i.module === "wasi_snapshot_preview1"),
@@ -189,8 +196,9 @@ export function startPool(plugin: CompiledPlugin): PluginPool {
     timeoutMs: cfg.timeout,
     maxInput: plugin.maxInput,
     init: {
-      guest: plugin.guest,
-      shim: plugin.shim,
+      guest: plugin.workerMetered?.guest ?? plugin.guest,
+      shim: plugin.workerMetered?.shim ?? plugin.shim,
+      metered: plugin.workerMetered !== null,
       wasi: plugin.wasi,
       inputRead: plugin.inputRead,
       allowedHosts: cfg.allowed_hosts,

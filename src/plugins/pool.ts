@@ -1,9 +1,11 @@
 /**
  * A pool of up to `size` worker-backed instances of one plugin, started up front or, with
  * `lazy`, when a call finds none idle. A call takes an idle instance so concurrent requests
- * do not queue on one; a guest that overruns its budget has its worker terminated and a
- * fresh instance takes its place, so a spinning guest costs one thread for at most its
- * budget while the others keep serving.
+ * do not queue on one; a guest that overruns its budget has its worker stopped and a fresh
+ * instance takes its place while the others keep serving. Deno cannot stop a thread that
+ * spins (`STATE.stop`): a metered guest stops itself once the fuel it was given for its
+ * budget is spent (`WORKER_FUEL_PER_MS`), and its worker then exits; a guest that could not be
+ * metered keeps its thread until it returns.
  * @module
  */
 import type { HookName } from "./binary.ts";
@@ -137,6 +139,9 @@ export function createPool(opts: PoolOptions): PluginPool {
   const drop = (slot: Slot, replace = true) => {
     if (slot.dead) return;
     slot.dead = true;
+    // Told first, then terminated: see `STATE.stop`.
+    Atomics.store(slot.ctl, CTL.state, STATE.stop);
+    Atomics.notify(slot.ctl, CTL.state);
     slot.worker.terminate();
     const i = slots.indexOf(slot);
     if (i >= 0) slots.splice(i, 1);
@@ -205,6 +210,7 @@ export function createPool(opts: PoolOptions): PluginPool {
     new Uint8Array(sab, DATA_OFFSET).set(input);
     ctl[CTL.hook] = HOOKS.indexOf(hook);
     ctl[CTL.inputLength] = input.length;
+    ctl[CTL.budgetMs] = Math.min(2 ** 31 - 1, Math.ceil(Math.max(1, deadline - performance.now())));
     Atomics.store(ctl, CTL.state, STATE.request);
     Atomics.notify(ctl, CTL.state);
     let died: Promise<never> | undefined;

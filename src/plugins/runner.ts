@@ -105,7 +105,7 @@ export function createRunner(opts: RunnerOptions): PluginPool {
     hook: HookName,
     input: Uint8Array,
   ): Promise<CallResult | "spent"> => {
-    inst.fuel!.value = FUEL;
+    inst.fuel!.value = BigInt(FUEL);
     inst.logs.length = 0;
     try {
       const bytes = await inst.call(hook, input);
@@ -115,7 +115,7 @@ export function createRunner(opts: RunnerOptions): PluginPool {
         : { kind: "none", logs };
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      const spent = (inst.fuel!.value as number) < 0;
+      const spent = (inst.fuel!.value as bigint) < 0n;
       if (!message.startsWith(GUEST_ERROR)) replace();
       return spent ? "spent" : { kind: "error", message, logs: inst.logs.slice() };
     }

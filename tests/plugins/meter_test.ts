@@ -59,31 +59,31 @@ Deno.test("a metered guest computes what the original computes", async () => {
   const [plain, metered] = await both();
   const fuel = metered[FUEL_EXPORT] as WebAssembly.Global;
   for (const n of [0, 1, 5, 17, 100]) {
-    fuel.value = 1_000_000;
+    fuel.value = 1_000_000n;
     assert.equal(
       (metered.mix as (n: number) => bigint)(n),
       (plain.mix as (n: number) => bigint)(n),
     );
-    assert.ok((fuel.value as number) > 0);
+    assert.ok((fuel.value as bigint) > 0n);
   }
-  fuel.value = 1_000_000;
+  fuel.value = 1_000_000n;
   assert.equal((metered.fib as (n: number) => number)(15), 610);
 });
 
 Deno.test("a loop that never ends traps with its fuel spent", async () => {
   const [, metered] = await both();
   const fuel = metered[FUEL_EXPORT] as WebAssembly.Global;
-  fuel.value = 100_000;
+  fuel.value = 100_000n;
   assert.throws(() => (metered.spin as () => void)(), WebAssembly.RuntimeError);
-  assert.ok((fuel.value as number) < 0, "the fuel says why");
+  assert.ok((fuel.value as bigint) < 0n, "the fuel says why");
 });
 
 Deno.test("recursion with no loop is metered at each call", async () => {
   const [, metered] = await both();
   const fuel = metered[FUEL_EXPORT] as WebAssembly.Global;
-  fuel.value = 10_000;
+  fuel.value = 10_000n;
   assert.throws(() => (metered.fib as (n: number) => number)(40), WebAssembly.RuntimeError);
-  assert.ok((fuel.value as number) < 0);
+  assert.ok((fuel.value as bigint) < 0n);
 });
 
 // A loop with a long `if` arm: 40 additions, taken only when `i` is a multiple of `every`.
@@ -126,28 +126,28 @@ Deno.test("a long if arm is charged when it runs, not on every iteration", async
   const run = g.loop as (n: number, every: number) => number;
   // 10,000 iterations of about 20 instructions, the long arm taken 10 times: within 400,000
   // fuel. Charged the whole body (about 180) per iteration, the loop would need 1.8 million.
-  fuel.value = 400_000;
+  fuel.value = 400_000n;
   assert.equal(run(10_000, 1_000), 10 * 40);
   // Taken every time, the arm is charged every time: the same fuel runs out.
-  fuel.value = 400_000;
+  fuel.value = 400_000n;
   assert.throws(() => run(10_000, 1), WebAssembly.RuntimeError);
-  assert.ok((fuel.value as number) < 0);
-  fuel.value = 10_000_000;
+  assert.ok((fuel.value as bigint) < 0n);
+  fuel.value = 10_000_000n;
   assert.equal(run(10_000, 1), 10_000 * 40);
 });
 
 Deno.test("a loop that spins through a long arm still traps; an arm outside loops charges the global", async () => {
   const [g, fuel] = await arms();
-  fuel.value = 100_000;
+  fuel.value = 100_000n;
   assert.throws(() => (g.spin as () => void)(), WebAssembly.RuntimeError);
-  assert.ok((fuel.value as number) < 0);
+  assert.ok((fuel.value as bigint) < 0n);
   const once = g.once as (c: number) => number;
-  fuel.value = 1_000;
+  fuel.value = 1_000n;
   assert.equal(once(0), 0);
-  const afterElse = fuel.value as number;
-  fuel.value = 1_000;
+  const afterElse = fuel.value as bigint;
+  fuel.value = 1_000n;
   assert.equal(once(1), 41);
-  assert.ok((fuel.value as number) < afterElse - 40, "the then arm's charge is on the global");
+  assert.ok((fuel.value as bigint) < afterElse - 40n, "the then arm's charge is on the global");
 });
 
 Deno.test("every shipped plugin and test fixture can be metered", async () => {
