@@ -26,7 +26,7 @@ import type { AttemptOutcome, StreamGateTimers } from "../routing/attempt.ts";
 import { readRequestFlags } from "../breaker/mod.ts";
 import type { GatewayOptions } from "../schema/gateway.ts";
 import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
-import { errorResponse } from "./encode/error.ts";
+import { errorResponse, routedHeaders } from "./encode/error.ts";
 import { decodeContext } from "./encode/openai.ts";
 import { type Exchange, noteAttempts } from "./exchange.ts";
 import {
@@ -507,12 +507,23 @@ function shortCircuit(
       respond.status <= 599
     ? respond.status
     : 200;
+  // As a rejection does, the answer names the provider routed to when there is one.
+  const routed = ex.provider === undefined ? routedHeaders(ex) : {};
+  if (NULL_BODY_STATUSES.has(status)) {
+    // A Response with one of these statuses cannot carry a body (it throws).
+    ex.wholeBody = "";
+    return new Response(null, { status, headers: { ...routed, ...respond.headers } });
+  }
   const text = typeof respond.body === "string" ? respond.body : JSON.stringify(respond.body);
   return wholeResponse(ex, text, status, {
     "content-type": "application/json",
+    ...routed,
     ...respond.headers,
   });
 }
+
+/** Statuses whose response has no body (Fetch's "null body status", 101 and 103 aside). */
+const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([204, 205, 304]);
 
 /**
  * `post_llm` in reverse order for the stages reached. A JSON answer is shown canonical

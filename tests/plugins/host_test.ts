@@ -720,6 +720,38 @@ Deno.test("a short-circuit with no body or a plain-text body: every route's own 
       assert.equal(await res.text(), "hi");
     });
   });
+  await t.step("204, 205 and 304 are answered without a body (not a 500)", async () => {
+    for (const [hook, status] of [["pre_http", 204], ["pre_llm", 304], ["pre_llm", 205]] as const) {
+      const output = {
+        short_circuit: true,
+        short_circuit_status: status,
+        short_circuit_body: { a: 1 },
+      };
+      await withPlugin("config_out", answering(hook, output, "closed"), async (gw) => {
+        const res = await chat(gw);
+        assert.equal(res.status, status, `${hook} ${status}`);
+        assert.equal(await res.text(), "");
+      });
+    }
+  });
+  await t.step(
+    "a success on pre_llm names the provider routed to, as a refusal there does",
+    async () => {
+      const output = {
+        short_circuit: true,
+        short_circuit_status: 200,
+        short_circuit_body: { a: 1 },
+      };
+      await withPlugin("config_out", answering("pre_llm", output, "closed"), async (gw) => {
+        const res = await chat(gw);
+        assert.equal(res.status, 200);
+        assert.ok(res.headers.get("x-pilotfish-provider"), "x-pilotfish-provider");
+        assert.ok(res.headers.get("x-pilotfish-model"), "x-pilotfish-model");
+        assert.equal(res.headers.get("x-pilotfish-attempts"), "0");
+        await res.body?.cancel();
+      });
+    },
+  );
 });
 
 Deno.test("a field that does not apply to the hook is an error of the output, per fail_mode", async (t) => {

@@ -114,14 +114,18 @@ export function errorResponse(err: GatewayError, ex: Exchange | undefined, path:
   return wholeResponse(ex, JSON.stringify(errorEnvelope(err, format)), err.status, headers);
 }
 
+/**
+ * Answered before failover (a limit, a key's allowlist, a plugin) with one target routed:
+ * that provider was chosen, and no call was made.
+ */
+export function routedHeaders(ex: Exchange): Record<string, string> {
+  const only = ex.targets.length === 1 ? ex.targets[0] : undefined;
+  return only === undefined ? {} : pilotfishHeaders(only.provider, only.model, 0);
+}
+
 function attemptHeaders(ex: Exchange | undefined, err: GatewayError): Record<string, string> {
   if (ex === undefined) return {};
-  if (ex.provider === undefined) {
-    // Refused before failover (a limit, a key's allowlist, a plugin) with one target routed:
-    // that provider was chosen, and no call was made.
-    const only = ex.targets.length === 1 ? ex.targets[0] : undefined;
-    return only === undefined ? {} : pilotfishHeaders(only.provider, only.model, 0);
-  }
+  if (ex.provider === undefined) return routedHeaders(ex);
   const upstream = err.info.upstreamStatus !== undefined || err.code.startsWith("upstream_");
   const count = ex.attempts.length > 0 ? callsMade(ex.attempts) : upstream ? 1 : 0;
   return pilotfishHeaders(ex.provider, ex.model, count);
