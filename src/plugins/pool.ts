@@ -53,6 +53,11 @@ export interface CallOptions {
    * for one does not count against `budgetMs`. No limit when absent.
    */
   readonly waitUntil?: number;
+  /**
+   * `performance.now()` past which the guest's run is cut too, whatever is left of its
+   * timeout (the request's deadline, before the upstream call). No limit when absent.
+   */
+  readonly runUntil?: number;
 }
 
 export interface PoolOptions {
@@ -256,7 +261,10 @@ export function createPool(opts: PoolOptions): PluginPool {
       // The budget starts now: waiting for a free instance (other requests' calls, a lazy
       // pool's boot) is not the guest's time.
       const timeoutMs = callOpts.timeoutMs ?? opts.timeoutMs;
-      const deadline = performance.now() + (callOpts.budgetMs ?? timeoutMs);
+      const deadline = Math.min(
+        performance.now() + (callOpts.budgetMs ?? timeoutMs),
+        callOpts.runUntil ?? Infinity,
+      );
       return await run(slot, hook, input, deadline, timeoutMs);
     },
     close() {

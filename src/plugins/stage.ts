@@ -37,7 +37,7 @@ import {
 } from "./abi.ts";
 import { redactJsonText, type Redactor } from "../telemetry/mod.ts";
 import type { HookName } from "./binary.ts";
-import { type CallResult, PluginBusy, type PluginPool } from "./pool.ts";
+import { type CallResult, PluginBusy, type PluginPool, PluginTimeout } from "./pool.ts";
 import { HeldSlot } from "../slot.ts";
 
 export function wasmStage(
@@ -64,15 +64,22 @@ export function wasmStage(
     // within its timeout).
     const pre = input.hook === "pre_http" || input.hook === "pre_llm";
     const left = pre ? requestTimeLeft(ex) : Infinity;
-    if (left <= 0) throw deadlinePassed(cfg.name);
+    if (left <= 0) throw deadlinePassed(cfg.name, "before it started");
     let result: CallResult;
+    const until = performance.now() + left;
     try {
       result = await pool.call(input.hook, bytes, {
         timeoutMs: callTimeout(cfg.timeout, bytes.length),
-        ...(pre ? { waitUntil: performance.now() + left } : {}),
+        // The run is cut at the request's deadline too: past it no upstream call can start,
+        // so the answer is the request's 504, not this guest's timeout under fail_mode.
+        ...(pre ? { waitUntil: until, runUntil: until } : {}),
       });
     } catch (err) {
-      throw err instanceof PluginBusy ? deadlinePassed(cfg.name) : err;
+      if (err instanceof PluginBusy) throw deadlinePassed(cfg.name, "every instance busy");
+      if (err instanceof PluginTimeout && performance.now() >= until) {
+        throw deadlinePassed(cfg.name, "it was running");
+      }
+      throw err;
     }
     for (const log of result.logs) {
       const level = log.level === "error" ? "error" : log.level === "warn" ? "warn" : "info";
@@ -243,10 +250,10 @@ function tooLarge(name: string, hook: HookName, bytes: number, max: number): Err
   return pre ? new StageRefusal("payload_too_large", message) : new AbiError(message);
 }
 
-function deadlinePassed(name: string): StageRefusal {
+function deadlinePassed(name: string, why = "every instance busy"): StageRefusal {
   return new StageRefusal(
     "upstream_timeout",
-    `The request's deadline passed while it waited for plugin "${name}" (every instance busy)`,
+    `The request's deadline passed while it waited for plugin "${name}" (${why})`,
   );
 }
 

@@ -192,6 +192,30 @@ Deno.test("a spinning guest is stopped at its timeout while other requests are s
   });
 });
 
+Deno.test("a guest still running at the request's deadline: the request's 504 then, not at the plugin's timeout", async () => {
+  // The deadline before pre_http has read the body: routing.failover.deadline.
+  const yaml = config(await fixtureWasm(TMP, "spin"), "timeout: 3s\nfail_mode: open")
+    .replace("failover: { enabled: false }", "failover: { enabled: false, deadline: 400ms }");
+  const gw = gateway({ config: yaml });
+  try {
+    await gw.runtime.ready();
+    const big = { ...CHAT, messages: [{ role: "user", content: "x".repeat(3000) }] };
+    const started = performance.now();
+    const res = await chat(gw, big);
+    const elapsed = performance.now() - started;
+    assert.equal(res.status, 504);
+    assert.match(
+      (await res.json()).error.message,
+      /deadline passed .*plugin "fixture" \(it was running\)/,
+    );
+    assert.ok(elapsed < 2_500, `answered after ${elapsed} ms, the plugin's timeout is 3 s`);
+    // fail_mode open did not let it through to the upstream.
+    assert.equal(gw.upstream.length, 0);
+  } finally {
+    await gw.runtime.dispose();
+  }
+});
+
 Deno.test("a call's timeout grows with its input past 1 MiB, so a guest has time to read any body", async () => {
   const { callTimeout } = await import("../../src/plugins/stage.ts");
   assert.equal(callTimeout(500, 1_000), 500);
