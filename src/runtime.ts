@@ -272,7 +272,11 @@ async function stagesReady(stages: readonly Stage[]): Promise<void> {
   const results = await Promise.allSettled(stages.map((s) => s.ready));
   const problems = results.flatMap((r, i) =>
     r.status === "rejected"
-      ? [`${stages[i]!.name}: ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`]
+      ? [
+        `${stages[i]!.configPath ?? stages[i]!.name}: ${
+          r.reason instanceof Error ? r.reason.message : String(r.reason)
+        }`,
+      ]
       : []
   );
   if (problems.length > 0) throw new ConfigError("stages", problems);

@@ -136,6 +136,8 @@ export interface Stage {
   dispose?(): void | Promise<void>;
   /** Settles once the stage can serve (e.g. plugin instances started); a rejection refuses the generation. */
   readonly ready?: Promise<void>;
+  /** Where the config declares it (`wasm_plugins[0].path ("guard")`), for a `ready` failure. */
+  readonly configPath?: string;
 }
 
 type HookName = "pre_http" | "pre_llm" | "post_llm" | "post_http" | "stream_chunk";

@@ -216,7 +216,15 @@ export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
   if (config.wasm_plugins.length === 0) return [];
   const { compiled, problems } = compileAll(config, cwd);
   if (problems.length > 0) throw new ConfigError("wasm_plugins", problems);
-  return compiled.map((p) => wasmStage(p.config, p.hooks, startPool(p), p.maxInput));
+  return compiled.map((p, i) =>
+    wasmStage(
+      p.config,
+      p.hooks,
+      startPool(p),
+      p.maxInput,
+      `wasm_plugins[${i}].path ("${p.config.name}")`,
+    )
+  );
 }
 
 /** What would keep `config.wasm_plugins` from loading (for `--check`); nothing is started. */

@@ -45,6 +45,7 @@ export function wasmStage(
   hooks: ReadonlySet<HookName>,
   pool: PluginPool,
   maxInput: number = Infinity,
+  configPath?: string,
 ): Stage {
   // The top-level key, or (issue 12's wording, "unless the plugin's config opts in") the
   // same key in its `config` map.
@@ -120,6 +121,7 @@ export function wasmStage(
     post_llm_body: hooks.has("post_llm"),
     dispose: () => pool.close(),
     ready: pool.ready,
+    ...(configPath !== undefined ? { configPath } : {}),
     // Always present: headers a guest added on any hook go out here.
     post_http: hooks.has("post_http")
       ? async (ex: Exchange, res: HttpResponseView) => {

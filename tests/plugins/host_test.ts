@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { gateway, post, requestLines, type TestGateway } from "../pipeline/support.ts";
-import { fixtureWasm } from "./wat.ts";
+import { fixtureWasm, watToWasm } from "./wat.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-host-" });
 const CHAT = { model: "up/gpt-up", messages: [{ role: "user", content: "hi" }] };
@@ -211,6 +211,25 @@ Deno.test("a guest still running at the request's deadline: the request's 504 th
     assert.ok(elapsed < 2_500, `answered after ${elapsed} ms, the plugin's timeout is 3 s`);
     // fail_mode open did not let it through to the upstream.
     assert.equal(gw.upstream.length, 0);
+  } finally {
+    await gw.runtime.dispose();
+  }
+});
+
+Deno.test("a guest that fails as it starts is named by its config key path", async () => {
+  const path = `${TMP}/start_trap.wasm`;
+  await Deno.writeFile(
+    path,
+    await watToWasm(
+      `(module (func $s unreachable) (start $s) (func (export "pre_http") (result i32) i32.const 0))`,
+    ),
+  );
+  const gw = gateway({ config: config(path, "") });
+  try {
+    await assert.rejects(gw.runtime.ready(), (err: Error) => {
+      assert.match(err.message, /wasm_plugins\[0\]\.path \("fixture"\): /);
+      return true;
+    });
   } finally {
     await gw.runtime.dispose();
   }
