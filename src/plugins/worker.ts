@@ -2,7 +2,8 @@
  * One WASM plugin instance in its own thread: Extism runs the guest here, so a guest that
  * spins holds this thread, not the daemon's. A metered guest is given fuel for its call's
  * budget and stops itself when it is spent; the worker exits when the host says `stop`
- * (`Worker.terminate()` alone does not stop a busy or waiting thread, see protocol.ts). Calls arrive through a SharedArrayBuffer and an `Atomics` handshake rather
+ * (`Worker.terminate()` alone does not stop a busy or waiting thread, see protocol.ts).
+ * Calls arrive through a SharedArrayBuffer and an `Atomics` handshake rather
  * than `postMessage`: the worker blocks in `Atomics.wait` between calls and the main thread
  * awaits `Atomics.waitAsync`, which costs tens of us per call instead of a message hop each
  * way (see `pool.ts` for the layout).
