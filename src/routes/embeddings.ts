@@ -8,6 +8,8 @@ import type { UnifiedRoute } from "../pipeline/run.ts";
 import { unifiedHandler } from "./unified.ts";
 import type { JsonOutcome, Usage } from "../providers/types.ts";
 import { knownUsage, usageNow } from "../streaming/mod.ts";
+
+const UTF8 = new TextDecoder();
 import { promptEstimate } from "../usage/mod.ts";
 
 function body(ex: Exchange): OpenAIEmbeddingsRequest {
@@ -73,10 +75,23 @@ function uncounted(outcome: JsonOutcome, ex: Exchange): JsonOutcome {
     total_tokens: tokens,
     estimated: true,
   };
-  const body = outcome.format === "object" && isObject(outcome.body.usage)
-    ? { ...outcome.body, usage: { prompt_tokens: tokens, total_tokens: tokens } }
-    : outcome.body;
-  return { ...outcome, body, usage: knownUsage(usage) } as JsonOutcome;
+  // OpenAI's embeddings answer always has `usage` (SDKs read it): the estimate, as billed.
+  const counted = { prompt_tokens: tokens, total_tokens: tokens };
+  if (outcome.format === "object") {
+    return { ...outcome, body: { ...outcome.body, usage: counted }, usage: knownUsage(usage) };
+  }
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(UTF8.decode(outcome.body));
+  } catch { /* not JSON: relayed as it came */ }
+  return isObject(parsed)
+    ? {
+      ...outcome,
+      format: "object",
+      body: { ...parsed, usage: counted },
+      usage: knownUsage(usage),
+    } as JsonOutcome
+    : { ...outcome, usage: knownUsage(usage) } as JsonOutcome;
 }
 
 /** `POST /v1/embeddings`: OpenAI-shape embeddings from any provider that has them. */

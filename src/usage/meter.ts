@@ -67,7 +67,7 @@ export function billOf(ex: Exchange, prices: PriceBook): Bill {
       estimated = true;
       // No input count from the upstream: estimate it from the request it was sent.
       if (u.prompt_tokens === 0) {
-        const prompt = estimateTokens(requestChars(ex));
+        const prompt = promptEstimate(ex);
         u = { ...u, prompt_tokens: prompt, total_tokens: prompt + u.completion_tokens };
       }
     }
@@ -207,7 +207,23 @@ function addUsage(a: Usage, b: Usage): Usage {
 
 /** The request's input tokens as estimated (~4 characters a token) before any upstream count. */
 export function promptEstimate(ex: Exchange): number {
+  const req = ex.request;
+  // Embeddings: token ids count as themselves, texts by their own characters (not the JSON
+  // of the array, whose quotes and commas are no tokens).
+  if (req !== null && req.schema === "embeddings") return embeddingTokens(req.body.input);
   return estimateTokens(requestChars(ex));
+}
+
+function embeddingTokens(input: unknown): number {
+  if (typeof input === "string") return estimateTokens(textChars(input));
+  if (!Array.isArray(input)) return 0;
+  let tokens = 0;
+  for (const item of input) {
+    if (typeof item === "number") tokens++;
+    else if (typeof item === "string") tokens += estimateTokens(textChars(item));
+    else if (Array.isArray(item)) tokens += item.length;
+  }
+  return tokens;
 }
 
 /** Characters of the prompt the upstream was sent (for an estimate only). */
@@ -221,7 +237,7 @@ function requestChars(ex: Exchange): number {
       return textChars(JSON.stringify(req.body.messages ?? "")) +
         textChars(JSON.stringify(req.body.system ?? ""));
     case "embeddings":
-      return textChars(JSON.stringify(req.body.input ?? ""));
+      return embeddingTokens(req.body.input) * 4;
     case "responses":
       return textChars(JSON.stringify(req.body.input ?? "")) +
         textChars(JSON.stringify(req.body.instructions ?? ""));
