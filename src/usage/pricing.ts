@@ -56,6 +56,8 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "text-embedding-3-large": { input: 0.13, output: 0 },
   // The default of LangChain's OpenAIEmbeddings.
   "text-embedding-ada-002": { input: 0.1, output: 0 },
+  // Mistral's embeddings model (the `mistral` preset), https://mistral.ai/pricing (2025-10).
+  "mistral-embed": { input: 0.1, output: 0 },
   // Anthropic, https://docs.anthropic.com/en/docs/about-claude/pricing (2025-10-15).
   // Claude Opus 4.5, https://www.anthropic.com/news/claude-opus-4-5 (2025-11-24).
   "claude-opus-4-5": { input: 5, cache_write: 6.25, cache_read: 0.5, output: 25 },

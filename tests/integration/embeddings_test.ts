@@ -274,6 +274,14 @@ providers:
       prompt_tokens: line.prompt_tokens,
       total_tokens: line.prompt_tokens,
     });
+    // Named as Google's SDKs name it, the model is priced as itself.
+    const named = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({ model: "g/models/gemini-embedding-001", input: "x".repeat(40) }),
+    });
+    assert.equal(named.status, 200);
+    await named.body?.cancel();
+    assert.ok(Number(named.headers.get("x-pilotfish-cost-usd")) > 0, "priced");
   } finally {
     await gw.close();
     await server.shutdown();

@@ -27,6 +27,7 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
   assert.deepEqual(builtinPrice("gpt-3.5-turbo-0613"), { input: 1.5, output: 2 });
   assert.equal(builtinPrice("gpt-3.5-turbo-0125"), builtinPrice("gpt-3.5-turbo"));
   assert.equal(builtinPrice("gpt-4o-2024-11-20"), builtinPrice("gpt-4o"));
+  assert.deepEqual(builtinPrice("mistral-embed"), { input: 0.1, output: 0 });
   assert.equal(builtinPrice("gpt-4-32k-0613")?.input, 60);
   assert.equal(builtinPrice("gpt-3.5-turbo-16k-0613")?.output, 4);
   assert.equal(builtinPrice("claude-sonnet-4-5-20250929")?.cache_write, 3.75);

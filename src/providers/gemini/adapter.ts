@@ -87,6 +87,8 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     // RESOURCE_EXHAUSTED is a 429 (a localized rate limit) by the shared rules already.
     classify: classifyOutcome,
     native: GEMINI_NATIVE,
+    // Google's SDKs name models as resources (`models/gemini-embedding-001`): priced by id.
+    pricedAs: (model) => model.replace(/^models\//, ""),
 
     async chat(call: ChatCall, model: string): Promise<ChatOutcome> {
       // Translation errors are the caller's 400s and must surface before any upstream call.
