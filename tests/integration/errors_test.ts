@@ -403,3 +403,19 @@ providers:
     await up.close();
   }
 });
+
+Deno.test("an OpenAI API the unified routes do not serve: a 404 that names the passthrough", async () => {
+  const gw = startGateway("providers:\n  mock: {}\n");
+  try {
+    for (const path of ["/v1/completions", "/v1/audio/speech", "/v1/images/generations"]) {
+      const res = await gw.request(path, { method: "POST", body: "{}" });
+      assert.equal(res.status, 404, path);
+      const { error } = await res.json();
+      assert.equal(error.code, "not_found");
+      assert.ok(error.message.includes(`/openai${path}`), error.message);
+      assert.ok(error.message.includes(`/native/{provider}${path.slice(3)}`), error.message);
+    }
+  } finally {
+    await gw.close();
+  }
+});

@@ -25,8 +25,16 @@ export function renderError(err: unknown, c: Context<AppEnv>): Response {
 
 /** 404 for routes that do not exist, in the path's envelope. */
 export function renderNotFound(c: Context<AppEnv>): Response {
+  const path = c.req.path;
+  // An OpenAI API the unified routes do not translate (audio, images, files, batches, the
+  // legacy completions): the provider's own passthrough serves it.
+  const hint = path.startsWith("/v1/")
+    ? `; the unified API serves chat completions, responses, embeddings, models and messages: call other OpenAI APIs through the provider's passthrough, /openai${path} or /native/{provider}${
+      path.slice(3)
+    }`
+    : "";
   return renderError(
-    new GatewayError("not_found", `Unknown route ${c.req.method} ${c.req.path}`),
+    new GatewayError("not_found", `Unknown route ${c.req.method} ${path}${hint}`),
     c,
   );
 }
