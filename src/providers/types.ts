@@ -195,6 +195,11 @@ export interface NativeApi {
    */
   streams?(path: string): boolean;
   /**
+   * A request path whose answer never counts its input (Gemini's embeddings): it is billed
+   * on the request's size (~4 bytes a token), marked estimated, unless the answer counts.
+   */
+  uncountedInput?(path: string): boolean;
+  /**
    * Characters of answer text in one SSE event's data, for APIs whose streams may carry no
    * counts (OpenAI's, unless asked for `include_usage`): the output is then estimated.
    */

@@ -744,6 +744,7 @@ async function relay(
   const req = ex.request?.schema === "passthrough" ? ex.request : null;
   if (req !== null) {
     meter.promptEstimate(() => Math.ceil((promptBytes(req.body) ?? req.bytes ?? 0) / 4));
+    if (res.ok && native.uncountedInput?.(ex.path) === true) meter.inputUncounted();
   }
   // Some APIs report usage in headers (Bedrock InvokeModel): no need to look inside the body.
   const fromHeaders = native.headerUsage?.(res.headers) ?? null;

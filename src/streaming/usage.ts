@@ -19,6 +19,11 @@ export interface UsageMeter {
    * only then: most answers report their count and never need it.
    */
   promptEstimate(tokens: () => number): void;
+  /**
+   * This answer never counts its input (Gemini's embeddings): without a count, the
+   * `promptEstimate` is billed even when it completes, marked estimated.
+   */
+  inputUncounted(): void;
   /** The answer is complete (`complete`) or was cut short (`cut`): settle `usage`. */
   settle(how: "complete" | "cut"): void;
   readonly usage: Promise<Usage | null>;
@@ -47,6 +52,7 @@ export function createUsageMeter(): UsageMeter {
   let total = false;
   let chars = 0;
   let promptGuess: () => number = () => 0;
+  let uncounted = false;
   let settled = false;
   const { promise, resolve } = Promise.withResolvers<Usage | null>();
   const current = (cut: boolean): Usage | null => {
@@ -54,7 +60,7 @@ export function createUsageMeter(): UsageMeter {
     // or one that ended without counts (an OpenAI stream not asked for include_usage).
     const estimate = chars > 0 ? Math.ceil(chars / 4) : 0;
     if (seen === null) {
-      const p = cut ? promptGuess() : 0;
+      const p = cut || uncounted ? promptGuess() : 0;
       return estimate > 0 || p > 0
         ? {
           prompt_tokens: p,
@@ -64,7 +70,7 @@ export function createUsageMeter(): UsageMeter {
         }
         : null;
     }
-    const guess = cut && seen.prompt_tokens === undefined ? promptGuess() : 0;
+    const guess = (cut || uncounted) && seen.prompt_tokens === undefined ? promptGuess() : 0;
     const guessed = guess > 0;
     const p = seen.prompt_tokens ?? guess;
     // A count sent at the start (Anthropic's message_start says 1) is no count of what a
@@ -101,6 +107,9 @@ export function createUsageMeter(): UsageMeter {
     },
     promptEstimate(tokens) {
       promptGuess = tokens;
+    },
+    inputUncounted() {
+      uncounted = true;
     },
     settle(how) {
       if (settled) return;

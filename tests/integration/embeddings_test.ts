@@ -287,3 +287,48 @@ providers:
     await server.shutdown();
   }
 });
+
+Deno.test("Gemini embeddings on its native route are billed on the request's size (Gemini counts none)", async () => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    return Response.json(
+      new URL(req.url).pathname.endsWith(":batchEmbedContents")
+        ? { embeddings: [{ values: [1, 0] }] }
+        : { embedding: { values: [1, 0] } },
+    );
+  });
+  const gw = startGateway(`
+providers:
+  gemini: { base_url: "http://127.0.0.1:${server.addr.port}", keys: [{ key: g-key-0001 }] }
+`);
+  try {
+    const text = "x".repeat(400);
+    for (
+      const [method, body] of [
+        ["embedContent", { content: { parts: [{ text }] } }],
+        [
+          "batchEmbedContents",
+          { requests: [{ model: "models/gemini-embedding-001", content: { parts: [{ text }] } }] },
+        ],
+      ] as const
+    ) {
+      const res = await gw.request(`/gemini/v1beta/models/gemini-embedding-001:${method}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 200, method);
+      await res.body?.cancel();
+      assert.ok(Number(res.headers.get("x-pilotfish-cost-usd")) > 0, `${method}: billed`);
+    }
+    await gw.waitForLog('"msg":"request"');
+    const lines = gw.logs.filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l));
+    for (const line of lines) {
+      assert.equal(line.usage_estimated, true);
+      assert.ok(line.prompt_tokens >= 100, String(line.prompt_tokens));
+    }
+  } finally {
+    await gw.close();
+    await server.shutdown();
+  }
+});

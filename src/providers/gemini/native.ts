@@ -62,4 +62,6 @@ export const GEMINI_NATIVE: NativeApi = {
     }
   },
   streams: (path) => path.includes(":streamGenerateContent"),
+  // Embeddings answers carry no usageMetadata: billed on the request's size, as estimated.
+  uncountedInput: (path) => path.includes(":embedContent") || path.includes(":batchEmbedContents"),
 };
