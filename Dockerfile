@@ -31,9 +31,10 @@ EXPOSE 9002
 # with the app container (an emptyDir). Bedrock signing credentials: env, a credentials file
 # at /home/nonroot/.aws/credentials (or AWS_SHARED_CREDENTIALS_FILE under /etc/pilotfish), or
 # IRSA (AWS_WEB_IDENTITY_TOKEN_FILE under /var/run/secrets/eks.amazonaws.com/serviceaccount).
-# 0.0.0.0 so `docker run -p` works; inside a pod use --host 127.0.0.1 (the pod shares localhost).
+# No --host: the TCP port is where the config puts it (127.0.0.1 by default; a flag would
+# override the file). To try the image with `docker run -p`, pass --host 0.0.0.0 and --socket.
 ENTRYPOINT ["/usr/local/bin/pilotfish"]
-CMD ["--host", "0.0.0.0", "--socket", "/var/run/pilotfish/pilotfish.sock"]
+CMD ["--socket", "/var/run/pilotfish/pilotfish.sock"]
 # No shell in the image: the probe mode of the same binary (exit 0 when /ready answers 200).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
   CMD ["/usr/local/bin/pilotfish", "--probe", "--socket", "/var/run/pilotfish/pilotfish.sock"]

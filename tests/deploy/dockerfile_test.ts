@@ -77,7 +77,9 @@ Deno.test("Dockerfile: the runtime stage is distroless, non-root, and runs only 
   const entry = execForm(run.body.find((i) => i.op === "ENTRYPOINT")!.args);
   assert.deepEqual(entry, ["/usr/local/bin/pilotfish"]);
   const cmd = execForm(run.body.find((i) => i.op === "CMD")!.args);
-  assert.deepEqual(cmd, ["--host", "0.0.0.0", "--socket", "/var/run/pilotfish/pilotfish.sock"]);
+  // No --host: a flag beats the config file, so a default 0.0.0.0 here opened the port of
+  // every pod that set PILOTFISH_CONFIG (keeping these arguments) to the pod network.
+  assert.deepEqual(cmd, ["--socket", "/var/run/pilotfish/pilotfish.sock"]);
   const copies = run.body.filter((i) => i.op === "COPY").map((i) => i.args);
   assert.ok(copies.includes("--from=build /src/pilotfish /usr/local/bin/pilotfish"), copies.join());
   // The directories the baked grants name exist and belong to the user.
