@@ -103,9 +103,13 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     for (const name of CREDENTIAL_ENV_VARS) env.add(name);
     // The same lookups as providers/bedrock/credentials.ts, so what it reads is granted.
     const lookup = safeEnv(ctx.env);
-    const file = credentialsFilePath(lookup);
+    // Keys in the environment come first and are all it reads (the environment is fixed for
+    // the process): no file, no token (a service user's HOME may be /nonexistent).
+    const fromEnv = lookup("AWS_ACCESS_KEY_ID") !== undefined &&
+      lookup("AWS_SECRET_ACCESS_KEY") !== undefined;
+    const file = fromEnv ? null : credentialsFilePath(lookup);
     if (file !== null) read.add(resolve(ctx.cwd, file));
-    const webIdentity = webIdentitySettings(lookup, 0);
+    const webIdentity = fromEnv ? null : webIdentitySettings(lookup, 0);
     if (webIdentity !== null) {
       read.add(resolve(ctx.cwd, webIdentity.tokenFile));
       const sts = hostPort(webIdentity.stsUrl);

@@ -190,6 +190,24 @@ Deno.test("planGrants() grants Bedrock signing mode its AWS credential sources, 
     assert.ok(grants.env.includes(name), name);
   }
   assert.ok(grants.read.includes("/home/app/.aws/credentials"));
+  // Keys in the environment are all the daemon reads: no file (a systemd service user's HOME
+  // is /nonexistent, which the compiled binary may not read).
+  const fromEnv = planGrants(config, {
+    configPath: null,
+    configText: null,
+    cwd: "/srv",
+    env: (name) =>
+      ({
+        HOME: "/nonexistent",
+        AWS_ACCESS_KEY_ID: "AKIA0000",
+        AWS_SECRET_ACCESS_KEY: "s",
+      } as Record<
+        string,
+        string
+      >)[name],
+  });
+  assert.ok(!fromEnv.read.some((p) => p.includes(".aws")), fromEnv.read.join());
+  assert.ok(fromEnv.env.includes("AWS_SESSION_TOKEN"));
   const passthroughOnly = planGrants(
     parseConfigText("providers:\n  bedrock: { region: eu-west-1 }\n", () => undefined, "b.yaml")
       .config,
