@@ -12,13 +12,14 @@ WORKDIR /src
 COPY deno.json deno.lock ./
 COPY src ./src
 RUN deno install --frozen && deno task compile \
- && mkdir -p /out/etc/pilotfish /out/var/run/pilotfish /out/home/nonroot/.aws
+ && mkdir -p /out/etc/pilotfish /out/var/run/pilotfish /out/var/lib/pilotfish /out/home/nonroot/.aws
 
 # Stage 2: distroless (glibc, no shell, no package manager), user 65532 "nonroot".
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/pilotfish /usr/local/bin/pilotfish
 COPY --from=build --chown=65532:65532 /out/etc/pilotfish /etc/pilotfish
 COPY --from=build --chown=65532:65532 /out/var/run/pilotfish /var/run/pilotfish
+COPY --from=build --chown=65532:65532 /out/var/lib/pilotfish /var/lib/pilotfish
 COPY --from=build --chown=65532:65532 /out/home/nonroot/.aws /home/nonroot/.aws
 USER 65532:65532
 ENV HOME=/home/nonroot

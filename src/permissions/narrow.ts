@@ -17,7 +17,8 @@ export interface LaunchGrants {
 /**
  * What `deno task compile` bakes into the `pilotfish` binary (deno.json's compile task must
  * say exactly this: tests/deploy/dockerfile_test.ts checks). The image's documented paths:
- * the config directory, the socket directory, `/tmp` (the default socket), the credentials
+ * the config directory, the socket directory, the state directory (`/var/lib/pilotfish`: a
+ * `state.path` that outlives the process), `/tmp` (the default socket), the credentials
  * file directory of the image's user (`~/.aws` of 65532 "nonroot") and the EKS web identity
  * token directory. Net and env stay global: provider hosts and `${VARS}` come from the config.
  */
@@ -26,13 +27,14 @@ export const COMPILED_GRANTS: LaunchGrants = {
   read: [
     "/etc/pilotfish",
     "/var/run/pilotfish",
+    "/var/lib/pilotfish",
     "/tmp",
     "/home/nonroot/.aws",
     "/var/run/secrets/eks.amazonaws.com/serviceaccount",
     // A WASI plugin's stdio (wasm_plugins): its output is discarded there.
     "/dev/null",
   ],
-  write: ["/var/run/pilotfish", "/tmp", "/dev/null"],
+  write: ["/var/run/pilotfish", "/var/lib/pilotfish", "/tmp", "/dev/null"],
   env: "all",
 };
 

@@ -238,10 +238,12 @@ Deno.test("the daemon gives up what the compiled binary's grants allow beyond it
       "--allow-sys",
       "--allow-read=/etc/pilotfish",
       "--allow-read=/var/run/pilotfish",
+      "--allow-read=/var/lib/pilotfish",
       "--allow-read=/home/nonroot/.aws",
       "--allow-read=/var/run/secrets/eks.amazonaws.com/serviceaccount",
       "--allow-read=/dev/null",
       "--allow-write=/var/run/pilotfish",
+      "--allow-write=/var/lib/pilotfish",
       "--allow-write=/dev/null",
     ]);
     assert.deepEqual(narrowed.global, ["--allow-net", "--allow-env"]);
