@@ -11,7 +11,7 @@ import { appKeysEnabled, keyStorage } from "../keys/storage.ts";
 import { sqliteFiles } from "../state/sqlite.ts";
 import { redisHosts } from "../state/redis_url.ts";
 import { breakerRedisUrl } from "../breaker/factory.ts";
-import { OTEL_ENV } from "../telemetry/otel_env.ts";
+import { OTEL_ENV, OTEL_FILE_ENV } from "../telemetry/otel_env.ts";
 import { tracingSettings } from "../telemetry/hub.ts";
 import { pluginGrants } from "../plugins/grants.ts";
 
@@ -127,6 +127,15 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
   const traces = tracingSettings(config, safeEnv(ctx.env));
   const collector = traces ? hostPort(traces.url) : null;
   if (collector) net.add(collector);
+  if (traces) {
+    // The exporter reads the PEM files these name (a private CA, client TLS): without the
+    // grant every export failed, and the SDK says nothing.
+    const lookup = safeEnv(ctx.env);
+    for (const name of OTEL_FILE_ENV) {
+      const file = lookup(name);
+      if (file !== undefined) read.add(resolve(ctx.cwd, file));
+    }
+  }
   const wasm = pluginGrants(config, ctx.cwd);
   for (const x of wasm.read) read.add(x);
   for (const x of wasm.write) write.add(x);

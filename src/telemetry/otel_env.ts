@@ -16,6 +16,10 @@ const OTLP_SETTINGS = [
   "PROTOCOL",
 ];
 
+/** The settings that name a file (PEM) the exporter reads: the planner grants reading it. */
+export const OTEL_FILE_ENV: readonly string[] = ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"]
+  .flatMap((s) => [`OTEL_EXPORTER_OTLP_${s}`, `OTEL_EXPORTER_OTLP_TRACES_${s}`]);
+
 export const OTEL_ENV: readonly string[] = [
   "OTEL_SERVICE_NAME",
   "OTEL_RESOURCE_ATTRIBUTES",

@@ -305,3 +305,30 @@ Deno.test("planProbeGrants() grants a connection to the daemon and the config, n
   assert.equal(probeHost("localhost"), "localhost");
   assert.equal(probeHost("[::1]"), "::1");
 });
+
+Deno.test("planGrants(): the PEM files the OTLP exporter's env names are readable", () => {
+  const config = configOf(
+    "telemetry:\n  tracing: { enabled: true, endpoint: https://otel.example:4318 }\n",
+  );
+  const env: Record<string, string> = {
+    OTEL_EXPORTER_OTLP_CERTIFICATE: "/etc/ssl/collector-ca.pem",
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: "tls/client.key",
+  };
+  const grants = planGrants(config, {
+    configPath: null,
+    configText: null,
+    cwd: "/srv",
+    env: (n) => env[n],
+  });
+  assert.ok(grants.net.includes("otel.example:4318"), grants.net.join());
+  assert.ok(grants.read.includes("/etc/ssl/collector-ca.pem"), grants.read.join());
+  assert.ok(grants.read.includes("/srv/tls/client.key"), grants.read.join());
+  // Without tracing, nothing is read for it.
+  const off = planGrants(configOf("providers: {}\n"), {
+    configPath: null,
+    configText: null,
+    cwd: "/srv",
+    env: (n) => env[n],
+  });
+  assert.ok(!off.read.includes("/etc/ssl/collector-ca.pem"));
+});
