@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import type { Config } from "../config/mod.ts";
 import type { KeyLimits } from "../keys/mod.ts";
+import { appKeysEnabled } from "../keys/storage.ts";
 import { CREDENTIAL_HEADERS } from "../providers/shared/native_auth.ts";
 
 export type ScopeKind = "global" | "key" | "user" | "ip" | "model" | "provider";
@@ -57,6 +58,17 @@ const PROXY_FIELDS = [
   ["requests_per_day", "requests", DAY, "rpd"],
   ["tokens_per_day", "tokens", DAY, "tpd"],
 ] as const;
+
+/**
+ * The Redis the limiter counts in (its own `redis` block, else `state.redis`), or null: no
+ * limiter (no rule, app keys off) or one in memory. What `createLimiter` connects to.
+ */
+export function limiterRedisUrl(config: Config): string | null {
+  if (rulesOf(config).length === 0 && !appKeysEnabled(config)) return null;
+  const rl = config.features.rate_limiting;
+  if ((rl.backend ?? config.state.backend) !== "redis") return null;
+  return rl.redis?.url ?? config.state.redis.url;
+}
 
 /** Every limit the config sets, in all three dialects (0 = unlimited is no rule). */
 export function rulesOf(config: Config): Rule[] {

@@ -11,6 +11,7 @@ import { appKeysEnabled, keyStorage } from "../keys/storage.ts";
 import { sqliteFiles } from "../state/sqlite.ts";
 import { redisHosts } from "../state/redis_url.ts";
 import { breakerRedisUrl } from "../breaker/factory.ts";
+import { limiterRedisUrl } from "../limits/policy.ts";
 import { OTEL_ENV, OTEL_FILE_ENV } from "../telemetry/otel_env.ts";
 import { tracingSettings } from "../telemetry/hub.ts";
 import { pluginGrants } from "../plugins/grants.ts";
@@ -75,12 +76,12 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
     }
   }
   const redisUrls = [
-    config.state.backend === "redis" || config.features.rate_limiting.backend === "redis"
-      ? config.state.redis.url
-      : null,
-    // The breaker's, from the same choice that builds its store (its own block, else state's).
+    // Keys, usage and the Responses store.
+    config.state.backend === "redis" ? config.state.redis.url : null,
+    // The breaker's and the limiter's, from the same choices that build them (each its own
+    // block, else state's; nothing for one that is off or in memory).
     breakerRedisUrl(config),
-    config.features.rate_limiting.redis?.url ?? null,
+    limiterRedisUrl(config),
     // The response cache's Redis: Butter's `cache.redis` block, else state.redis.url.
     config.cache.enabled && config.cache.backend === "redis"
       ? (config.cache.redis

@@ -332,3 +332,26 @@ Deno.test("planGrants(): the PEM files the OTLP exporter's env names are readabl
   });
   assert.ok(!off.read.includes("/etc/ssl/collector-ca.pem"));
 });
+
+Deno.test("planGrants(): the limiter's Redis is the one it uses, and none when it is off", () => {
+  const plan = (text: string) =>
+    planGrants(configOf(text), { configPath: null, configText: null, cwd: "/srv" }).net;
+  // llm-proxy's form: the limiter has its own block, so state.redis (unset: :6379) is not used.
+  const own = plan(`features:
+  rate_limiting:
+    enabled: true
+    backend: redis
+    redis: { address: "10.0.0.5:6380" }
+    limits: { requests_per_minute: 100 }
+`);
+  assert.ok(own.includes("10.0.0.5:6380"), own.join());
+  assert.ok(!own.includes("127.0.0.1:6379"), own.join());
+  // Disabled: nothing to connect to, whatever its block says.
+  const off = plan(`features:
+  rate_limiting:
+    enabled: false
+    backend: redis
+    redis: { url: "redis://10.9.9.9:6400" }
+`);
+  assert.ok(!off.includes("10.9.9.9:6400"), off.join());
+});
