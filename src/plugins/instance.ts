@@ -110,12 +110,27 @@ export async function createInstance(
       try {
         const out = await plugin.call(hook, bytes);
         return out?.bytes() ?? null;
+      } catch (err) {
+        throw inOurTerms(err);
       } finally {
         input = new Uint8Array(0);
       }
     },
     close: () => plugin.close(),
   };
+}
+
+/**
+ * Extism refuses an HTTP call of a plugin with no `allowed_hosts` itself, naming its own
+ * option (`allowedHosts`): the message names the config key instead.
+ */
+function inOurTerms(err: unknown): unknown {
+  if (!(err instanceof Error) || !err.message.includes("no allowedHosts match")) return err;
+  const message = err.message.replace(
+    /\(no allowedHosts match "[^"]*"\)/,
+    "(allowed_hosts is empty: this plugin may make no HTTP calls)",
+  );
+  return Object.assign(new Error(message, { cause: err }), { name: err.name });
 }
 
 /** Extism's host module, where `http_request` and `http_status_code` live. */

@@ -274,7 +274,11 @@ Deno.test("network: denied without allowed_hosts, allowed for a listed host", as
         async (gw) => {
           const res = await chat(gw);
           assert.equal(res.status, 500);
-          assert.match((await res.json()).error.message, /not allowed/);
+          const { message } = (await res.json()).error;
+          assert.match(message, /not allowed/);
+          // Named by the config key, not Extism's option.
+          assert.match(message, /allowed_hosts is empty/);
+          assert.doesNotMatch(message, /allowedHosts/);
         },
       );
     });
