@@ -437,9 +437,18 @@ async function check(cli: CliOptions): Promise<number> {
     return 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
+    const problems = [...err.problems];
+    if (cli.strict) {
+      // The strict-only errors (unknown keys) leave a config the start would load: what only
+      // loading its plugins finds is listed too, as without --strict.
+      try {
+        const { loaded } = await load(cli, { strict: false });
+        problems.push(...pluginProblems(loaded.config));
+      } catch { /* invalid without --strict too: its problems are listed already */ }
+    }
     for (const w of err.warnings) stderr(`warning: ${w}`);
     stderr(`Config ${err.source} is invalid:`);
-    for (const p of err.problems) stderr(`  - ${p}`);
+    for (const p of problems) stderr(`  - ${p}`);
     return 1;
   }
 }

@@ -743,6 +743,15 @@ Deno.test("--check --strict turns unknown keys into errors", async () => {
     const strict = await runCli(["--check", "--strict", "--config", cfg]);
     assert.equal(strict.code, 1);
     assert.match(strict.stderr, /server\.colour: Unknown key/);
+    // What only loading finds (a plugin file missing) is listed beside it, as without it.
+    await Deno.writeTextFile(
+      cfg,
+      "providers:\n  mock: {}\nserver:\n  colour: blue\nwasm_plugins:\n  - { name: g, path: /nonexistent/g.wasm }\n",
+    );
+    const both = await runCli(["--check", "--strict", "--config", cfg]);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /server\.colour: Unknown key/);
+    assert.match(both.stderr, /wasm_plugins\[0\]\.path \("g"\): cannot read/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
