@@ -162,6 +162,8 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
     return h;
   };
   let name = "";
+  /** Warnings about the exporter's env, said once: the environment does not change on reload. */
+  const said = new Set<string>();
 
   const hub: Observability = {
     rollup,
@@ -183,8 +185,13 @@ function createObservability(deps: ObservabilityDeps, onClosed: () => void): Obs
 
       const wantsMetrics = metricsEnabled(cfg);
       const settings = tracingSettings(cfg);
-      // Said at start (and on a reload): what the exporter will not do as configured.
-      for (const w of settings?.warnings ?? []) rt.logger.warn(w);
+      // Said once, at start or at the reload that turns tracing on: what the exporter will
+      // not do as configured.
+      for (const w of settings?.warnings ?? []) {
+        if (said.has(w)) continue;
+        said.add(w);
+        rt.logger.warn(w);
+      }
       const subscribeOtel = () => {
         if (detached) return;
         if (wantsMetrics && metricsModule) {

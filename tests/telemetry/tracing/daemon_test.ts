@@ -158,6 +158,10 @@ providers:
     });
     await res.body?.cancel();
     assert.equal(await exported, "application/x-protobuf");
+    // Once: a reload changes nothing about the environment it warns of.
+    d.signal("SIGHUP");
+    await d.waitForLog("config reloaded");
+    assert.equal(d.logs().split("is not supported").length - 1, 1, d.logs());
   } finally {
     await d.stop();
     await up.close();
