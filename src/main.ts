@@ -13,7 +13,7 @@ import {
   watchConfigFile,
 } from "./config/mod.ts";
 import { missingGrants, planGrants } from "./permissions/mod.ts";
-import { COMPILED_GRANTS, narrowPermissions, planFor } from "./permissions/narrow.ts";
+import { COMPILED_GRANTS, launchHint, narrowPermissions, planFor } from "./permissions/narrow.ts";
 import { runProbe } from "./probe.ts";
 import { createRoutingState } from "./routing/mod.ts";
 import { createBreakerStore } from "./breaker/factory.ts";
@@ -75,9 +75,7 @@ function startupLine(err: unknown): string {
   }
   if (err instanceof Deno.errors.NotCapable) {
     // Deno's wording names the permission: 'Requires env access to "PORT", run again with ...'.
-    return `Missing permission: ${
-      firstLine(err.message)
-    } (start it with \`deno task start\`, which grants exactly what the config needs)`;
+    return `Missing permission: ${firstLine(err.message)} (${launchHint()})`;
   }
   const e = err instanceof Error ? err : new Error(String(err));
   return `Startup failed: ${e.name}: ${firstLine(e.message)}`;
@@ -164,9 +162,7 @@ async function main(): Promise<number> {
   const missing = await missingFor(first.config, cli);
   if (missing.length > 0) {
     throw new StartupError(
-      `Missing permissions this config needs: ${
-        missing.join(" ")
-      } (start it with \`deno task start\`, which grants them)`,
+      `Missing permissions this config needs: ${missing.join(" ")} (${launchHint()})`,
     );
   }
 

@@ -38,6 +38,22 @@ export const COMPILED_GRANTS: LaunchGrants = {
   env: "all",
 };
 
+/**
+ * What to do about a missing permission. From source, `deno task start` plans them; the
+ * compiled binary's are baked in (COMPILED_GRANTS), so the path is what has to move.
+ */
+export function launchHint(execPath: () => string = () => Deno.execPath()): string {
+  let compiled = false;
+  try {
+    compiled = !/(^|\/)deno(\.exe)?$/.test(execPath());
+  } catch { /* not knowable: say what fits running from source */ }
+  return compiled
+    ? `this binary may read only under ${COMPILED_GRANTS.read.join(", ")} and write only under ${
+      COMPILED_GRANTS.write.join(", ")
+    }: put the file there`
+    : "start it with `deno task start`, which grants exactly what the config needs";
+}
+
 /** The `--allow-*` flags for `grants` (the compile task's, for COMPILED_GRANTS). */
 export function launchFlags(grants: LaunchGrants): string[] {
   const flag = (name: string, values: readonly string[] | "all") =>

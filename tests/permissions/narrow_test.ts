@@ -266,3 +266,11 @@ Deno.test("the daemon gives up what the compiled binary's grants allow beyond it
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("launchHint(): deno task start from source; the compiled binary's own folders", async () => {
+  const { launchHint } = await import("../../src/permissions/narrow.ts");
+  assert.match(launchHint(() => "/usr/bin/deno"), /deno task start/);
+  const compiled = launchHint(() => "/usr/local/bin/pilotfish");
+  assert.doesNotMatch(compiled, /deno task start/);
+  assert.match(compiled, /\/var\/lib\/pilotfish/);
+});
