@@ -129,6 +129,7 @@ features:
     enabled: true
     backend: redis
     redis: { url: "redis+sentinel://10.2.0.1:26379/rl?data_nodes=10.2.0.5:6379" }
+    limits: { requests_per_minute: 100 } # a limiter without limits connects to nothing
 cache:
   enabled: true
   backend: redis
