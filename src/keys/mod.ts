@@ -13,7 +13,8 @@ import { openStateDb } from "../state/sqlite.ts";
 import { StateUnavailable } from "../state/store.ts";
 import type { Logger } from "../telemetry/mod.ts";
 import { createLocalBackend } from "./local.ts";
-import { createRedisBackend } from "./redis.ts";
+import { createRedisBackend, DEFAULT_KEYS_PREFIX } from "./redis.ts";
+import { slottedPrefix } from "../state/redis_url.ts";
 import { createKeyService, type KeyService } from "./service.ts";
 import { type AppKeyStage, createAppKeyStage } from "./stage.ts";
 import type { KeyBackend } from "./types.ts";
@@ -71,6 +72,7 @@ export function buildAppKeys(
     const backend = storage.kind === "redis"
       ? createRedisBackend({
         link: openRedisLink({ url: storage.url, name: "keys", logger }),
+        prefix: slottedPrefix(storage.url, DEFAULT_KEYS_PREFIX),
         now,
         onError,
       })

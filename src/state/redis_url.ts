@@ -28,6 +28,17 @@ export interface SentinelTarget {
   readonly dataNodes: readonly string[];
 }
 
+/**
+ * A feature's key prefix on the Redis at `url`. On a cluster every key of the feature shares
+ * one hash slot (`pilotfish:keys:` becomes `pilotfish:{keys}:`): its scripts touch several
+ * keys, and a cluster refuses a script across slots. On one Redis or Sentinel it is as given,
+ * so what is stored there stays where it was.
+ */
+export function slottedPrefix(url: string, prefix: string): string {
+  if (parseRedisTarget(url)?.cluster == null) return prefix;
+  return prefix.replace(/^(.*?)([^:{}]+):$/, "$1{$2}:");
+}
+
 /** The seed nodes of a `redis[s]+cluster://` URL (null for one Redis). */
 export interface RedisTarget {
   readonly cluster: readonly string[] | null;

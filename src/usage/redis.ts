@@ -103,10 +103,16 @@ export function createRedisRollups(link: RedisLink, prefix = DEFAULT_USAGE_PREFI
         args.push(r.period, r.bucket, r.dim, r.value, Math.ceil(RETENTION_MS[r.period] / 1000));
         for (const c of COUNTERS) args.push(r.counters[c]);
       }
-      await link.eval(APPLY, [], args);
+      // The key names the slot a cluster runs it on (every key shares it: slottedPrefix).
+      await link.eval(APPLY, [`${prefix}buckets:hour`], args);
     },
     async rows(q) {
-      const flat = await link.eval(READ, [], [prefix, q.period, q.since, q.until]);
+      const flat = await link.eval(READ, [`${prefix}buckets:hour`], [
+        prefix,
+        q.period,
+        q.since,
+        q.until,
+      ]);
       const out: RollupRow[] = [];
       if (!Array.isArray(flat)) return out;
       const width = 3 + COUNTERS.length;

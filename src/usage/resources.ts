@@ -14,6 +14,7 @@ import { createMemoryCache } from "../cache/store.ts";
 import type { CacheBackend } from "../cache/store.ts";
 import { createLedger, type UsageLedger } from "./ledger.ts";
 import { createMemoryRollups, type RollupBackend } from "./rollup.ts";
+import { slottedPrefix } from "../state/redis_url.ts";
 
 /** Defaults of the memory cache when `maxSize` / `max_entries` are not set. */
 export const CACHE_DEFAULTS = { maxSizeMb: 64, maxEntries: 10_000, ttlMs: 3_600_000 };
@@ -83,8 +84,13 @@ function rollupBackend(config: Config, logger: Logger): RollupBackend | Promise<
   const s = config.state;
   if (s.backend === "redis") {
     return Promise.all([import("../state/redis_pool.ts"), import("./redis.ts")]).then((
-      [{ openRedisLink }, { createRedisRollups }],
-    ) => createRedisRollups(openRedisLink({ url: s.redis.url, name: "usage", logger })));
+      [{ openRedisLink }, { createRedisRollups, DEFAULT_USAGE_PREFIX }],
+    ) =>
+      createRedisRollups(
+        openRedisLink({ url: s.redis.url, name: "usage", logger }),
+        slottedPrefix(s.redis.url, DEFAULT_USAGE_PREFIX),
+      )
+    );
   }
   // node:sqlite too is loaded only when a file is configured.
   if (s.path !== "") return import("./sqlite.ts").then((m) => m.createSqliteRollups(s.path));

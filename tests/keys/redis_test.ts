@@ -220,3 +220,40 @@ Deno.test("Redis outage after an outage: a key seen before still authenticates; 
     await redis.stop();
   }
 });
+
+Deno.test("on a Redis Cluster: keys, budgets and usage rollups work (their keys share a slot)", async () => {
+  const { startRedisCluster } = await import("../helpers/redis_cluster.ts");
+  const cluster = await startRedisCluster();
+  const clock = testClock();
+  clock.advance(Date.UTC(2026, 8, 15, 10) - Date.now());
+  const config = keysConfig({
+    state: `  backend: redis\n  redis: { url: "${cluster.url}" }`,
+    appKeys: "  require_key: true",
+  });
+  const sidecar = () =>
+    startGateway(config, {}, { now: clock.now, stages: () => [chargeStage(() => 0.25)] });
+  const [a, b] = [sidecar(), sidecar()];
+  try {
+    let key = "";
+    await within(10_000, async () => {
+      const r = await admin(a, "POST", "/api/v1/keys", { name: "c", budget: { daily_usd: 0.5 } });
+      if (r.status === 503) return false;
+      assert.equal(r.status, 201, JSON.stringify(r.json));
+      key = r.json.key as string;
+      return true;
+    }, "the key store on the cluster");
+    assert.equal((await chat(a, bearer(key))).status, 200);
+    assert.equal((await chat(b, bearer(key))).status, 200);
+    // The spend reached the cluster: the budget holds on either sidecar.
+    await within(5_000, async () => (await chat(b, bearer(key))).status === 429, "the budget");
+    // The usage rollups are written and read back.
+    await within(10_000, async () => {
+      const u = await admin(a, "GET", "/api/v1/usage");
+      return u.status === 200 && (u.json.total_requests as number) >= 2;
+    }, "usage on the cluster");
+  } finally {
+    await a.close();
+    await b.close();
+    await cluster.dispose();
+  }
+});
