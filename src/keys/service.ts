@@ -452,9 +452,9 @@ function overBudget(
   };
 }
 
-function unavailable(err: unknown): Identity {
+function unavailable(): Identity {
   return refused(
     503,
-    `The app key store is unavailable: ${err instanceof Error ? err.name : "error"}`,
+    "The app key store is unavailable: try again shortly",
   );
 }

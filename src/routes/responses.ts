@@ -317,7 +317,7 @@ export async function getResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
-  const stored = await ex.runtime.responses.get(id, ex.principal.appKey ?? null);
+  const stored = await lookup(ex, ex.runtime.responses.get(id, ex.principal.appKey ?? null), id);
   if (stored !== null) return send(c, "json", stored.response);
   return await relayStored(ex, "GET", id, c.req.raw.signal, queryOf(c.req.url));
 }
@@ -331,7 +331,7 @@ export async function responseInputItems(c: Context<AppEnv>): Promise<Response> 
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
-  const stored = await ex.runtime.responses.get(id, ex.principal.appKey ?? null);
+  const stored = await lookup(ex, ex.runtime.responses.get(id, ex.principal.appKey ?? null), id);
   if (stored === null) {
     return await relayStored(ex, "GET", id, c.req.raw.signal, queryOf(c.req.url), "/input_items");
   }
@@ -397,7 +397,7 @@ export async function cancelResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
-  if (await ex.runtime.responses.get(id, ex.principal.appKey ?? null) !== null) {
+  if (await lookup(ex, ex.runtime.responses.get(id, ex.principal.appKey ?? null), id) !== null) {
     throw new GatewayError(
       "invalid_request",
       `Response '${id}' was not created in background mode: only background responses can be cancelled`,
@@ -412,7 +412,7 @@ export async function deleteResponse(c: Context<AppEnv>): Promise<Response> {
   const ex: Exchange = c.get("exchange");
   ex.errorFormat = "openai_json";
   const id = responseId(c);
-  if (await ex.runtime.responses.delete(id, ex.principal.appKey ?? null)) {
+  if (await lookup(ex, ex.runtime.responses.delete(id, ex.principal.appKey ?? null), id)) {
     return send(c, "json", { id, object: "response", deleted: true });
   }
   return await relayStored(ex, "DELETE", id, c.req.raw.signal, queryOf(c.req.url));

@@ -147,3 +147,45 @@ providers:
     await redis.stop();
   }
 });
+
+Deno.test("redis responses store away: retrieve, input_items and delete answer 503, not a 500", async () => {
+  const redis = await startRedisServer();
+  const yaml = `
+state:
+  backend: redis
+  redis: { url: "${redis.url}" }
+providers:
+  mock: {}
+`;
+  const { config } = parseConfigText(yaml, () => undefined, "redis.yaml");
+  const logger = createLogger({
+    level: "error",
+    format: "json",
+    redact: (s) => s,
+    write: () => {},
+  });
+  const store = await createResponsesStore(config, logger);
+  const gw = startGateway(yaml, {}, { responses: store });
+  try {
+    await waitFor("the Redis link", () => store.available());
+    await redis.stop();
+    await waitFor("the outage seen", () => !store.available());
+    for (
+      const [method, path] of [
+        ["GET", "/v1/responses/resp_abc"],
+        ["GET", "/v1/responses/resp_abc/input_items"],
+        ["DELETE", "/v1/responses/resp_abc"],
+      ] as const
+    ) {
+      const res = await gw.request(path, { method });
+      assert.equal(res.status, 503, `${method} ${path}`);
+      const { error } = await res.json();
+      assert.equal(error.code, "unavailable");
+      assert.match(error.message, /responses store is unavailable/);
+    }
+  } finally {
+    await gw.close();
+    await store.close();
+    await redis.stop();
+  }
+});
