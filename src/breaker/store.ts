@@ -32,7 +32,11 @@ export interface BreakerStore {
   reopen(key: string, provider: string, now: number): Promise<void>;
   /** A successful probe: close the key, forget its failures, drop it from the rollup. */
   closeKey(key: string, provider: string): Promise<void>;
-  /** Take the single probe slot of a half-open key, fleet-wide. */
+  /**
+   * Take the single probe slot of a half-open key, fleet-wide. None while the key is open
+   * (its cooldown not over): after a failed probe re-opened it, another caller whose view is
+   * still half-open must not send a second probe.
+   */
   tryAcquireProbe(key: string, now: number): Promise<boolean>;
   /** Give a probe slot back (the probe ended without a verdict, e.g. the client left). */
   releaseProbe(key: string): Promise<void>;
@@ -118,6 +122,8 @@ export class BreakerState {
     return true;
   }
   acquire(key: string, now: number): boolean {
+    const until = this.open.get(key)?.until;
+    if (until !== undefined && until > now) return false;
     const held = this.probes.get(key);
     // A probe that never reported back (crash, lost client) frees its slot after a cooldown.
     if (held !== undefined && now - held < this.timing.cooldownMs) return false;

@@ -160,10 +160,15 @@ return 1
 `;
 
 /**
- * KEYS probe. ARGV now, cooldown, owner. The slot stores when it was taken so a probe that
- * never reported back frees it after a cooldown of the caller's clock, like the memory store.
+ * KEYS probe, open. ARGV now, cooldown, owner. The slot stores when it was taken so a probe
+ * that never reported back frees it after a cooldown of the caller's clock, like the memory
+ * store. A key open again (a probe failed and REOPEN freed the slot) has no slot to take
+ * until its new cooldown ends, whatever the caller's view still says (the reopen event may
+ * not have reached it yet).
  */
 const ACQUIRE = `
+local openUntil = redis.call('GET', KEYS[2])
+if openUntil and tonumber(openUntil) > tonumber(ARGV[1]) then return 0 end
 local held = redis.call('GET', KEYS[1])
 if held then
   local at = tonumber(string.match(held, '^([^|]+)|'))
@@ -550,7 +555,7 @@ export function createRedisBreakerStore(opts: RedisBreakerStoreOptions): Breaker
     },
 
     async tryAcquireProbe(key, at) {
-      const res = await call(SCRIPTS.acquire, [k.probe(key)], [at, cooldown(), id]);
+      const res = await call(SCRIPTS.acquire, [k.probe(key), k.open(key)], [at, cooldown(), id]);
       // While Redis is away the slot is this sidecar's alone: one probe per sidecar rather
       // than per fleet, until it returns.
       if (!res.ok) return view.acquire(key, at);

@@ -101,18 +101,22 @@ const CASES: [string, Case][] = [
     assert.equal(s.openUntil("p:m"), probeAt + 10 + cooldownMs);
     // Re-armed at the failed probe, so it outlives the first open's rollup window.
     assert.deepEqual(s.rollupKeys("p", T0 + 2 + rollupWindowMs + 1), ["p:m"]);
-    // The failed probe's slot is free again (well within a cooldown of taking it).
-    assert.equal(await s.tryAcquireProbe("p:m", probeAt + 11), true);
+    // No second probe while it is open again (a stale half-open view asking), and the slot
+    // is free once that cooldown is over (well within a cooldown of the first probe).
+    assert.equal(await s.tryAcquireProbe("p:m", probeAt + 11), false);
+    assert.equal(await s.tryAcquireProbe("p:m", probeAt + 10 + cooldownMs), true);
     // reopen works on a key that never opened by threshold, too.
     await s.reopen("p:x", "p", T0);
     assert.equal(s.openUntil("p:x"), T0 + cooldownMs);
   }],
 
-  ["closeKey closes, forgets failures and drops the key from the rollup", async (s) => {
+  ["closeKey closes, forgets failures and drops the key from the rollup", async (s, timing) => {
     for (let i = 0; i < 3; i++) await s.recordFailure("p:m", "p", T0 + i);
     for (let i = 0; i < 3; i++) await s.recordFailure("p:n", "p", T0 + i);
     assert.deepEqual(sorted(s.rollupKeys("p", T0 + 3)), ["p:m", "p:n"]);
-    assert.equal(await s.tryAcquireProbe("p:m", T0 + 3), true);
+    // No probe while open; one once half-open.
+    assert.equal(await s.tryAcquireProbe("p:m", T0 + 3), false);
+    assert.equal(await s.tryAcquireProbe("p:m", T0 + 2 + timing.cooldownMs), true);
     await s.closeKey("p:m", "p");
     assert.equal(s.openUntil("p:m"), null);
     assert.equal(s.failures("p:m", T0 + 3), 0);

@@ -197,6 +197,15 @@ Deno.test("redis: exactly one of N concurrent probes across two stores wins", as
     assert.equal(await b.tryAcquireProbe("p:held", t0 + 1), false);
     await a.releaseProbe("p:held");
     assert.equal(await b.tryAcquireProbe("p:held", t0 + 2), true);
+    // A probe that failed re-opens the key and frees the slot: another sidecar whose view
+    // is still half-open (the event not seen yet) gets no second probe in the new cooldown.
+    const probeAt = t0 + CONTRACT_TIMING.cooldownMs + 10;
+    assert.equal(await a.tryAcquireProbe("p:again", probeAt), true);
+    await a.reopen("p:again", "p", probeAt + 1);
+    assert.equal(await b.tryAcquireProbe("p:again", probeAt + 2), false);
+    // Once that cooldown is over, the next probe goes out.
+    const next = probeAt + 1 + CONTRACT_TIMING.cooldownMs;
+    assert.equal(await b.tryAcquireProbe("p:again", next + 1), true);
   } finally {
     await a.close();
     await b.close();
