@@ -8,20 +8,13 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { tsFiles } from "./walk.ts";
 
 const SRC = fileURLToPath(new URL("../../src/", import.meta.url));
 
-async function* files(dir: string): AsyncGenerator<string> {
-  for await (const e of Deno.readDir(dir)) {
-    const path = `${dir}${e.name}`;
-    if (e.isDirectory) yield* files(`${path}/`);
-    else if (e.name.endsWith(".ts")) yield path;
-  }
-}
-
 Deno.test("src/ is ASCII: module sources stay one byte per character in V8's heap", async () => {
   const found: string[] = [];
-  for await (const path of files(SRC)) {
+  for await (const path of tsFiles(SRC)) {
     const lines = (await Deno.readTextFile(path)).split("\n");
     lines.forEach((line, i) => {
       const at = [...line].findIndex((c) => c.charCodeAt(0) > 0x7f);

@@ -7,22 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { tsFiles } from "./walk.ts";
 
 const SRC = fileURLToPath(new URL("../../src/", import.meta.url));
 const REQUEST_SCOPED =
   /new Weak(?:Map|Set)<\s*(?:Exchange|ReadableStream|WritableStream|Request|Response|AttemptRecord)\b/;
 
-async function* files(dir: string): AsyncGenerator<string> {
-  for await (const e of Deno.readDir(dir)) {
-    const path = `${dir}${e.name}`;
-    if (e.isDirectory) yield* files(`${path}/`);
-    else if (e.name.endsWith(".ts")) yield path;
-  }
-}
-
 Deno.test("no WeakMap/WeakSet keyed by a request-scoped object in src/", async () => {
   const found: string[] = [];
-  for await (const path of files(SRC)) {
+  for await (const path of tsFiles(SRC)) {
     const lines = (await Deno.readTextFile(path)).split("\n");
     lines.forEach((line, i) => {
       if (REQUEST_SCOPED.test(line)) {
