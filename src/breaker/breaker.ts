@@ -108,7 +108,8 @@ export function createBreaker(
   if (mode === "off") return offBreaker(config, store);
   const marker = config.degraded_signal || DEFAULT_DEGRADED_SIGNAL;
   const rollupThreshold = config.per_provider_rollup_threshold;
-  const globalSince = new Map<string, number>();
+  /** Per key, when its run of global 429s began and when the last one came. */
+  const globalSince = new Map<string, { since: number; last: number }>();
   const counters: BreakerCounters = {
     transitions: new Map(),
     fastFails: new Map(),
@@ -181,14 +182,16 @@ export function createBreaker(
         if (cls === "success") globalSince.delete(key);
         return cls;
       }
-      const since = globalSince.get(key);
-      if (since === undefined) {
-        globalSince.set(key, now);
+      const windowMs = config.global_rate_limit_escalation_window * 1000;
+      const run = globalSince.get(key);
+      // Sustained: each one within a window of the last. A burst after a quiet spell (or
+      // hours after an old one) starts a new run rather than escalating at once.
+      if (run === undefined || now - run.last > windowMs) {
+        globalSince.set(key, { since: now, last: now });
         return cls;
       }
-      return now - since >= config.global_rate_limit_escalation_window * 1000
-        ? "provider_degraded"
-        : cls;
+      run.last = now;
+      return now - run.since >= windowMs ? "provider_degraded" : cls;
     },
     record(provider, key, cls, how, now) {
       touch(provider, key);

@@ -212,6 +212,12 @@ Deno.test("breaker: sustained global rate limits escalate to degraded", () => {
     "global_rate_limit",
     "reset by success",
   );
+  // Not sustained: a burst a window after the last one starts a new run, it does not escalate.
+  const other = "openai:gpt-4.1";
+  assert.equal(breaker.escalate(other, "global_rate_limit", 0), "global_rate_limit");
+  assert.equal(breaker.escalate(other, "global_rate_limit", 7_200_000), "global_rate_limit");
+  assert.equal(breaker.escalate(other, "global_rate_limit", 7_230_000), "global_rate_limit");
+  assert.equal(breaker.escalate(other, "global_rate_limit", 7_260_000), "provider_degraded");
 });
 
 Deno.test("readRequestFlags() reads bypass and test mode from headers or the query", () => {
