@@ -32,6 +32,8 @@ interface Held {
   readonly identity: string;
   readonly backend: KeyBackend;
   users: number;
+  /** Each key's spend below a micro-dollar, carried to its next request across reloads. */
+  readonly carry: Map<string, number>;
 }
 
 /** The stores of one owner (the daemon, or one in-process gateway), by storage identity. */
@@ -81,7 +83,7 @@ export function buildAppKeys(
           ? { db: openStateDb(storage.path), flushMs: storage.flushMs, onError }
           : {},
       );
-    entry = { identity, backend, users: 0 };
+    entry = { identity, backend, users: 0, carry: new Map() };
     held.set(identity, entry);
   }
   entry.users++;
@@ -101,5 +103,5 @@ export function buildAppKeys(
     now,
     providers: Object.keys(config.providers),
   });
-  return { service, stage: createAppKeyStage(service, now, release) };
+  return { service, stage: createAppKeyStage(service, now, release, entry.carry) };
 }

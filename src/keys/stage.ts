@@ -30,16 +30,18 @@ export function createAppKeyStage(
   service: KeyService,
   now: () => number,
   dispose: () => Promise<void>,
+  /** Sub-micro-dollar remainders per key: the store's, so a reload does not drop them. */
+  carry: Map<string, number> = new Map(),
 ): AppKeyStage {
   // The key of each exchange still in flight (on the exchange: one that never ends leaks nothing).
   const keyOf = new HeldSlot<KeyRecord>("appKey");
   const periods = periodClock();
-  /**
+  /*
    * Spend is counted in whole micro-dollars; what a request costs below that is carried per
-   * key to the next one, so a stream of tiny requests adds up (rounding each to the nearest
-   * micro-dollar billed a $0.00000048 embedding as $0 for ever).
+   * key to the next one (in `carry`, which outlives this generation), so a stream of tiny
+   * requests adds up (rounding each to the nearest micro-dollar billed a $0.00000048
+   * embedding as $0 for ever).
    */
-  const carry = new Map<string, number>();
   const micros = (id: string, usd: number): number => {
     const exact = usd * 1_000_000 + (carry.get(id) ?? 0);
     const whole = Math.floor(exact);
