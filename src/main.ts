@@ -363,6 +363,8 @@ async function main(): Promise<number> {
   const { promise: stopSignal, resolve: stop } = Promise.withResolvers<string>();
   const { promise: hurry, resolve: hurryUp } = Promise.withResolvers<string>();
   let signalled = false;
+  /** Why the drain ended early: a second signal, or (null) drain_timeout ran out. */
+  let hurried: string | null = null;
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(sig, () => {
       if (!signalled) {
@@ -371,6 +373,7 @@ async function main(): Promise<number> {
         return;
       }
       log().warn("second signal: ending the drain now", { signal: sig });
+      hurried = sig;
       hurryUp(sig);
     });
   }
@@ -380,17 +383,17 @@ async function main(): Promise<number> {
   isReady = false;
   stopWatching();
   const drained = await listeners.shutdown(runtime.config.server.drain_timeout, () => {
+    const when = hurried === null
+      ? "when server.drain_timeout ran out"
+      : `by a second ${hurried} during the drain`;
     closing.abort(
-      new GatewayError(
-        "unavailable",
-        "Pilotfish is shutting down: the stream was ended when server.drain_timeout ran out",
-      ),
+      new GatewayError("unavailable", `Pilotfish is shutting down: the stream was ended ${when}`),
     );
     // A request still waiting on its upstream gets its route's 503 and its log line.
     cutUpstreamCalls(
       new GatewayError(
         "unavailable",
-        "Pilotfish is shutting down: the request was ended when server.drain_timeout ran out",
+        `Pilotfish is shutting down: the request was ended ${when}`,
         { retryable: false },
       ),
     );
