@@ -223,6 +223,8 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
   let retries = 0; // on the current provider
   let last: GatewayError | null = null;
   let lastTarget: Target | undefined = order[0];
+  /** The last outage a called provider reported (5xx, timeout, unreachable). */
+  let outage: { error: GatewayError; target: Target; cls: OutcomeClass } | null = null;
   /** The last failure of a call that reached a provider (see `unusable`). */
   let lastCalled: { error: GatewayError; target: Target; cls: OutcomeClass } | null = null;
   let rejectedOnly = true;
@@ -334,7 +336,10 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       const cls = aborted || cut ? "client_error" : classOf(deps, breaker, s, err);
       classes.set(s, cls);
       lastClass = cls;
-      if (s.record.no_call !== true) lastCalled = { error: err, target: s.target, cls };
+      if (s.record.no_call !== true) {
+        lastCalled = { error: err, target: s.target, cls };
+        if (cls === "provider_degraded" || isOutage(err)) outage = lastCalled;
+      }
       if (s.synthetic) continue;
       deps.state.observeLatency(targetKey(s.target), penalty(deps, s.target));
       coolKey(deps, s, err);
@@ -444,6 +449,19 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     last.info.response?.body?.cancel().catch(() => {});
     return exhausted(breaker.degraded(lastTarget?.provider ?? "unknown"), attempts, lastTarget);
   }
+  // The chain ended on a provider whose own `models` leave the model out (llm-gateway's
+  // fallbackChain goes on under the same name): its 404 or 400 says only that, and the
+  // client gets the outage that sent the request there (an SDK retries a 5xx, not a 404).
+  if (
+    outage !== null && last !== null && lastTarget !== undefined &&
+    (last.status === 404 || last.status === 400) && !listsModel(deps, lastTarget)
+  ) {
+    last.info.response?.body?.cancel().catch(() => {});
+    if (outage.cls === "provider_degraded" && breaker.mode === "on" && !req.bypass) {
+      return exhausted(breaker.degraded(outage.target.provider), attempts, outage.target);
+    }
+    return exhausted(outage.error, attempts, outage.target);
+  }
   // The chain ran out on a target it could not call: the answer is what the last provider
   // that was called said (an outage stays an outage, not the unusable target's 400).
   const endedUncalled = attempts.at(-1)?.no_call === true && lastCalled !== null;
@@ -458,6 +476,18 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     attempts,
     endedUncalled ? lastCalled!.target : lastTarget,
   );
+}
+
+/** An upstream failure that says the provider is down, not that the request is wrong. */
+function isOutage(err: GatewayError): boolean {
+  const s = err.info.upstreamStatus ?? err.status;
+  return s >= 500 || err.code === "upstream_timeout" || err.code === "upstream_unreachable";
+}
+
+/** Whether `target`'s provider lists its model, or lists none (it serves any). */
+function listsModel(deps: FailoverDeps, target: Target): boolean {
+  const models = deps.config.providers[target.provider]?.models ?? [];
+  return models.length === 0 || models.includes(target.model);
 }
 
 /**

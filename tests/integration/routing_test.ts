@@ -361,3 +361,46 @@ routing:
     await backup.close();
   }
 });
+
+Deno.test("llm-gateway fallbackChain: a chained provider's 404 for a model it does not list is not the answer to an outage", async () => {
+  const main = startFakeUpstream();
+  const other = startFakeUpstream();
+  // llm-gateway's quick start: each provider lists its models; the chain goes on under the
+  // same model name.
+  const gw = startGateway(`
+providers:
+  - { name: openai, baseUrl: "${main.url}/v1", apiKey: sk-main-0001, models: [gpt-4], maxRetries: 0 }
+  - { name: other, baseUrl: "${other.url}/v1", apiKey: sk-other-0001, models: [other-1], maxRetries: 0 }
+routing:
+  defaultProvider: openai
+  fallbackChain: [openai, other]
+`);
+  const ask = () => gw.request("/v1/chat/completions", { method: "POST", body: chatBody("gpt-4") });
+  const notFound = { error: { message: "model: gpt-4", type: "not_found_error" } };
+  try {
+    // The chained provider does not know gpt-4: the client gets the outage, not its 404.
+    main.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+    other.script({ kind: "json", status: 404, body: notFound });
+    const res = await ask();
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "openai");
+    await res.body?.cancel();
+    assert.equal(other.requests.length, 1, "it was still tried");
+    // One that answers it anyway is the answer, as before.
+    main.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+    other.script({ kind: "json" });
+    const ok = await ask();
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("x-pilotfish-provider"), "other");
+    await ok.body?.cancel();
+    // A 404 from the provider that lists the model is its own answer.
+    main.script({ kind: "json", status: 404, body: notFound });
+    const own = await ask();
+    assert.equal(own.status, 404);
+    await own.body?.cancel();
+  } finally {
+    await gw.close();
+    await main.close();
+    await other.close();
+  }
+});
