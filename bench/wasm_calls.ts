@@ -3,7 +3,7 @@
  * Where a WASM plugin call's time goes: the same guest called (a) in this thread through
  * Extism directly, unmetered (no way to stop it), (b) as the daemon calls it (`runner.ts`:
  * the metered guest on this thread), (c) through a worker pool (a worker per instance,
- * SharedArrayBuffer handshake; where calls that spend their fuel go), for the no-op example
+ * SharedArrayBuffer handshake, the metered guest; where calls that spend their fuel go), for the no-op example
  * and the prompt-injection guard, at a 1 KB and a 32 KB prompt. Per-call µs, median of rounds:
  * wall time, and in brackets the process's CPU time (all threads), steadier on a busy machine.
  *   deno run --allow-read --allow-env bench/wasm_calls.ts
@@ -70,11 +70,16 @@ for (const [name, hook] of plugins) {
     allowedHosts: [],
     config: {},
     maxPages: compiled.maxPages,
+    metered: false,
   };
-  // In-thread, unmetered: the same instance a worker runs (shim, sandbox options, INPUT_READ).
+  // In-thread, unmetered: the shim, sandbox options and INPUT_READ a worker has.
   const inline = await createInstance(init);
   const runner: PluginPool = startPool(compiled);
-  const pool: PluginPool = createPool({ size: 1, timeoutMs: 10_000, init });
+  // A worker as the daemon's run it: the metered guest, given fuel for each call's budget.
+  const workerInit = compiled.workerMetered === null
+    ? init
+    : { ...init, ...compiled.workerMetered, metered: true };
+  const pool: PluginPool = createPool({ size: 1, timeoutMs: 10_000, init: workerInit });
   await Promise.all([runner.ready, pool.ready]);
   for (const bytes of [1024, 32768]) {
     const data = input(bytes);
