@@ -80,6 +80,18 @@ Deno.test("memory responses store: LRU by bytes, TTL, delete", async (t) => {
   );
 });
 
+/** The Responses store `yaml` configures, logging nowhere. */
+function storeOf(yaml: string) {
+  const { config } = parseConfigText(yaml, () => undefined, "redis.yaml");
+  const logger = createLogger({
+    level: "error",
+    format: "json",
+    redact: (s) => s,
+    write: () => {},
+  });
+  return createResponsesStore(config, logger);
+}
+
 Deno.test("redis responses store: shared by the fleet, keys expire after responses.store.ttl", async () => {
   const redis = await startRedisServer();
   const up = startFakeUpstream();
@@ -92,19 +104,12 @@ responses:
 providers:
   compat: { base_url: "${up.url}/v1", keys: [{ key: sk-compat-0001 }] }
 `;
-  const { config } = parseConfigText(yaml, () => undefined, "redis.yaml");
-  const logger = createLogger({
-    level: "error",
-    format: "json",
-    redact: (s) => s,
-    write: () => {},
-  });
-  const storeA = await createResponsesStore(config, logger);
+  const storeA = await storeOf(yaml);
   // Puts are not awaited by the route (the answer does not wait for the store): watch them.
   const kept = new Set<string>();
   const put = storeA.put.bind(storeA);
   (storeA as { put: typeof put }).put = (r) => put(r).then(() => void kept.add(r.response.id));
-  const storeB = await createResponsesStore(config, logger);
+  const storeB = await storeOf(yaml);
   const a = startGateway(yaml, {}, { responses: storeA });
   const b = startGateway(yaml, {}, { responses: storeB });
   const client = createClient({ url: redis.url });
@@ -157,14 +162,7 @@ state:
 providers:
   mock: {}
 `;
-  const { config } = parseConfigText(yaml, () => undefined, "redis.yaml");
-  const logger = createLogger({
-    level: "error",
-    format: "json",
-    redact: (s) => s,
-    write: () => {},
-  });
-  const store = await createResponsesStore(config, logger);
+  const store = await storeOf(yaml);
   const gw = startGateway(yaml, {}, { responses: store });
   try {
     await waitFor("the Redis link", () => store.available());
