@@ -207,10 +207,6 @@ function addUsage(a: Usage, b: Usage): Usage {
 
 /** The request's input tokens as estimated (~4 characters a token) before any upstream count. */
 export function promptEstimate(ex: Exchange): number {
-  const req = ex.request;
-  // Embeddings: token ids count as themselves, texts by their own characters (not the JSON
-  // of the array, whose quotes and commas are no tokens).
-  if (req !== null && req.schema === "embeddings") return embeddingTokens(req.body.input);
   return estimateTokens(requestChars(ex));
 }
 
@@ -237,6 +233,8 @@ function requestChars(ex: Exchange): number {
       return textChars(JSON.stringify(req.body.messages ?? "")) +
         textChars(JSON.stringify(req.body.system ?? ""));
     case "embeddings":
+      // Token ids count as themselves (4 characters each here), texts by their own
+      // characters: not the JSON of the array, whose quotes and commas are no tokens.
       return embeddingTokens(req.body.input) * 4;
     case "responses":
       return textChars(JSON.stringify(req.body.input ?? "")) +
