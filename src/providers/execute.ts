@@ -176,8 +176,8 @@ export async function executeUpstream(
     onReply?: ((headers: Headers) => void) | undefined;
   },
 ): Promise<UpstreamReply> {
-  // No closure below may capture `req`: the abort listener lives as long as the client's
-  // request, and through it a stream would keep the whole upstream body (the prompt) alive.
+  // No closure below may capture `req`: an unsettled call's abort listener lives as long as
+  // the client's request, and through it the whole upstream body (the prompt) would too.
   const url = req.url;
   const method = req.method;
   const controller = new AbortController();
@@ -198,9 +198,14 @@ export async function executeUpstream(
     );
     controller.abort(timedOut);
   });
+  // Settled (the answer read, or a stream handed on: its consumer cancels it from then on),
+  // the call lets go of the client's signal. A listener left there kept the whole attempt
+  // (controller, fetch state, bodies) alive through every young-generation GC: 4 MB survived
+  // each scavenge instead of 1 at one connection, and scavenges took 3x as long.
   const settle = () => {
     disarm();
     inFlight.delete(controller);
+    opts.signal.removeEventListener("abort", onClientAbort);
   };
   /** `connect`: the fetch itself rejected (no response yet), so it may be a connect failure. */
   const fail = (err: unknown, connect = false): never => {

@@ -112,3 +112,77 @@ Deno.test("executeUpstream(): a method fetch will not send is the request's 400,
   assert.equal(err.code, "invalid_request");
   assert.match(err.message, /the method TRACE cannot be sent/);
 });
+
+/** A client signal that counts the abort listeners on it (Deno has no public count). */
+function countedSignal(): { client: AbortController; listening: () => number } {
+  const client = new AbortController();
+  const signal = client.signal;
+  const live = new Set<unknown>();
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = (...args: Parameters<AbortSignal["addEventListener"]>) => {
+    live.add(args[1]);
+    add(...args);
+  };
+  signal.removeEventListener = (...args: Parameters<AbortSignal["removeEventListener"]>) => {
+    live.delete(args[1]);
+    remove(...args);
+  };
+  return { client, listening: () => live.size };
+}
+
+Deno.test("executeUpstream() listens to the client until the call settles, then lets go", async () => {
+  // Left on the client's signal, the listener kept the whole attempt alive through every
+  // young-generation GC (the signal lives until the response is written).
+  const req = { url: "http://127.0.0.1:9/v1/chat", method: "POST", headers: {}, body: "{}" };
+  const json = () => Promise.resolve(new Response('{"ok":true}', { status: 200 }));
+  const toError = (status: number) => new GatewayError("upstream_error", `HTTP ${status}`);
+
+  // An answer read whole.
+  const a = countedSignal();
+  const reply = await executeUpstream(json, req, {
+    signal: a.client.signal,
+    timeoutMs: 5_000,
+    provider: "p",
+  });
+  assert.equal(a.listening(), 1, "still listening while the answer is unread");
+  assert.equal(await reply.text(), '{"ok":true}');
+  assert.equal(a.listening(), 0);
+
+  // A stream handed on (its consumer cancels it from then on): the adapter settles it.
+  const b = countedSignal();
+  (await executeUpstream(json, req, { signal: b.client.signal, timeoutMs: 5_000, provider: "p" }))
+    .settle();
+  assert.equal(b.listening(), 0);
+
+  // An error answer, thrown once read; a refused connection.
+  const c = countedSignal();
+  const failing = () => Promise.resolve(new Response("no", { status: 500 }));
+  await assert.rejects(
+    executeUpstream(failing, req, {
+      signal: c.client.signal,
+      timeoutMs: 5_000,
+      provider: "p",
+      toError,
+    }),
+  );
+  await assert.rejects(
+    executeUpstream(fetch, { ...req, url: `http://127.0.0.1:${closedPort()}/v1/chat` }, {
+      signal: c.client.signal,
+      timeoutMs: 5_000,
+      provider: "p",
+    }),
+  );
+  assert.equal(c.listening(), 0);
+
+  // Unsettled, the client leaving still aborts the upstream call.
+  const d = countedSignal();
+  let upstream: AbortSignal | undefined;
+  const hanging = (_url: string | URL | Request, init?: RequestInit) => {
+    upstream = init?.signal ?? undefined;
+    return Promise.resolve(new Response("{}", { status: 200 }));
+  };
+  await executeUpstream(hanging, req, { signal: d.client.signal, timeoutMs: 5_000, provider: "p" });
+  d.client.abort(new Error("client left"));
+  assert.equal(upstream?.aborted, true);
+});
