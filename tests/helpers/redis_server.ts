@@ -27,6 +27,7 @@ export async function startRedisServer(): Promise<RedisServer> {
   // `--save ""`, and a dump.rdb found at start is loaded (stale limit keys from another run).
   const dir = await Deno.makeTempDir({ prefix: "pilotfish-redis-" });
   const spawn = async () => {
+    await Deno.mkdir(dir, { recursive: true });
     child = new Deno.Command(binary, {
       args: [
         "--port",
@@ -60,6 +61,8 @@ export async function startRedisServer(): Promise<RedisServer> {
         c.kill("SIGKILL");
       } catch { /* already exited */ }
       await c.status;
+      // Made again by a restart: a stopped server leaves nothing in the temp dir.
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
     restart: spawn,
     pause: () => (child as Deno.ChildProcess | null)?.kill("SIGSTOP"),

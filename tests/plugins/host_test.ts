@@ -8,6 +8,7 @@ import { gateway, post, requestLines, type TestGateway } from "../pipeline/suppo
 import { fixtureWasm, watToWasm } from "./wat.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-host-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const CHAT = { model: "up/gpt-up", messages: [{ role: "user", content: "hi" }] };
 
 function config(plugin: string, extra = ""): string {

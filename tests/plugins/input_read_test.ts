@@ -9,6 +9,7 @@ import { compilePlugin, type PluginPool, startPool } from "../../src/plugins/mod
 import { watToWasm } from "./wat.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-input-read-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 
 /** Reads the input at `dst` with pilotfish_input_read and echoes it as the output. */
 const echo = (dst: number, exportMemory = true) => `

@@ -16,6 +16,7 @@ import {
 import { watToWasm } from "./wat.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "pf-wasm-runner-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 
 /**
  * Echoes its input; traps on a 1-byte input; spins on an input of 3000 bytes or more.
