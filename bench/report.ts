@@ -111,7 +111,7 @@ export function printHeader(m: Machine, s: Settings, rig: string): void {
       `${s.ttfbSeconds}s of streams one at a time; each split into ${s.rounds} rounds ` +
       `interleaved across targets` +
       (s.streams > 0
-        ? `; then ${s.streams} concurrent streams of ${s.manyChunks} chunks at 10/s per target`
+        ? `; then ${s.streams} concurrent streams of ${s.manyChunks} chunks at 10/s per target, twice (targets in opposite orders, the worse run by max stall kept)`
         : ""),
   );
   console.log(
