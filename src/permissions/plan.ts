@@ -13,6 +13,7 @@ import { redisHosts } from "../state/redis_url.ts";
 import { breakerRedisUrl } from "../breaker/factory.ts";
 import { limiterRedisUrl } from "../limits/policy.ts";
 import { OTEL_ENV, OTEL_FILE_ENV } from "../telemetry/otel_env.ts";
+import { PROXY_ENV } from "../net/http1.ts";
 import { tracingSettings } from "../telemetry/hub.ts";
 import { pluginGrants } from "../plugins/grants.ts";
 
@@ -48,6 +49,8 @@ export const DAEMON_ENV: readonly string[] = [
   "LOG_TOKENS",
   "LOG_STREAM",
   ...OTEL_ENV,
+  // Upstream calls go to fetch when one is set (src/net/http1.ts).
+  ...PROXY_ENV,
 ];
 
 /**

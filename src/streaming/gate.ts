@@ -15,8 +15,7 @@
 import { modelOfEvent } from "./response_model.ts";
 import { GatewayError } from "../errors.ts";
 import { relayStream } from "./observe.ts";
-import { openReader } from "./pull.ts";
-import { type ChunkReader, DONE } from "./reader.ts";
+import { type ChunkReader, chunkReader, DONE } from "./reader.ts";
 import { createSseDataReader } from "./sse.ts";
 
 /** Schedules `fire` after `ms`; returns the cancel (the Runtime's, injectable). */
@@ -224,7 +223,7 @@ export async function gateStream<T>(
   format: GateFormat,
   opts: GateOptions,
 ): Promise<ReadableStream<T>> {
-  const reader = openReader(source);
+  const reader = chunkReader(source);
   const held: T[] = [];
   const hasContent = contentDetector<T>(format, opts.failure, opts.provider, opts.onModel);
   let onAbort = () => {};

@@ -6,8 +6,7 @@
  * @module
  */
 import { relayStream } from "./observe.ts";
-import { Slot } from "../slot.ts";
-import { type ChunkReader, chunkReader, DONE } from "./reader.ts";
+import { type ChunkReader, chunkReader, DONE, readDirectly } from "./reader.ts";
 
 /**
  * A transform whose steps are synchronous; `enqueue` may be called any number of times. A
@@ -80,13 +79,10 @@ class TransformingReader<I, O> implements ChunkReader<O> {
   }
 }
 
-/** Streams from `pullThrough` that no one has read yet, and the reader behind each. */
-const direct = new Slot<ReadableStream<unknown>, ChunkReader<unknown>>("direct");
-
 /**
  * `source` through `t`, pulled one source chunk at a time (no buffering beyond what a
  * chunk yields): consumer cancellation reaches the source, a source failure reaches the
- * consumer, and `t.cancel` runs in both cases. A consumer that takes it with `openReader`
+ * consumer, and `t.cancel` runs in both cases. A consumer that takes it with `chunkReader`
  * reads the transform directly, without the stream in between.
  */
 export function pullThrough<I, O>(
@@ -96,22 +92,8 @@ export function pullThrough<I, O>(
   const reader = new TransformingReader(source, t);
   // A relay: observers and a cut attach to it instead of wrapping it (see observe.ts).
   const out = relayStream<O>(() => reader.read(), (reason) => reader.cancel(reason));
-  direct.set(out, reader as ChunkReader<unknown>);
+  readDirectly(out, reader);
   return out;
-}
-
-/**
- * A reader of `stream`: the transform behind an unread `pullThrough` stream itself (the
- * stream is locked and left unread), or the stream's own reader.
- */
-export function openReader<T>(stream: ReadableStream<T>): ChunkReader<T> {
-  const inner = direct.get(stream) as ChunkReader<T> | undefined;
-  if (inner !== undefined && !stream.locked) {
-    direct.delete(stream);
-    stream.getReader(); // locked: no one else reads it
-    return inner;
-  }
-  return chunkReader(stream);
 }
 
 /** `t` as a `TransformStream`, for `pipeThrough`. */

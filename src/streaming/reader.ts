@@ -4,7 +4,7 @@
  */
 import { Slot } from "../slot.ts";
 
-/** What a consumer needs of a reader: the part `openReader` can supply without a stream. */
+/** What a consumer needs of a reader: the part a reader can supply without a stream. */
 export interface ChunkReader<T> {
   read(): Promise<ReadableStreamReadResult<T>>;
   cancel(reason?: unknown): Promise<void>;
@@ -58,11 +58,30 @@ export function markByteStream(body: ReadableStream<Uint8Array> | null): void {
   if (body !== null) byteStreams.set(body, true);
 }
 
+/** Streams no one has read yet whose chunks a reader supplies without the stream. */
+const direct = new Slot<ReadableStream<unknown>, ChunkReader<unknown>>("direct reader");
+
 /**
- * A reader of `source` that locks it: through sized buffers when it is a marked byte stream
- * (see `markByteStream`), its default reader otherwise.
+ * `stream` (pulled with `highWaterMark` 0, so it reads nothing by itself) is `reader` in a
+ * stream's clothes: `chunkReader` hands out `reader`, which saves the stream's queue and
+ * promises per chunk. `reader.cancel` must do what cancelling the stream does.
+ */
+export function readDirectly<T>(stream: ReadableStream<T>, reader: ChunkReader<T>): void {
+  direct.set(stream, reader as ChunkReader<unknown>);
+}
+
+/**
+ * A reader of `source` that locks it: the reader behind it when it has one (see
+ * `readDirectly`), through sized buffers when it is a marked byte stream (see
+ * `markByteStream`), its default reader otherwise.
  */
 export function chunkReader<T>(source: ReadableStream<T>): ChunkReader<T> {
+  const inner = direct.get(source);
+  if (inner !== undefined && !source.locked) {
+    direct.delete(source);
+    source.getReader(); // locked: no one else reads it
+    return inner as ChunkReader<T>;
+  }
   const bytes = source as ReadableStream<Uint8Array>;
   if (!byteStreams.has(bytes)) return source.getReader();
   let byob: ReadableStreamBYOBReader;

@@ -18,6 +18,7 @@ import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
 import { createStateResources } from "../../src/usage/mod.ts";
 import { createApp } from "../../src/server/app.ts";
+import { createHttp1Client } from "../../src/net/http1.ts";
 import type { Schedule } from "../../src/pipeline/stages.ts";
 import type { ResponsesStore } from "../../src/responses_store/mod.ts";
 import { createLogger, createRedactor, type Logger } from "../../src/telemetry/mod.ts";
@@ -52,6 +53,8 @@ export interface GatewayOptions {
   readonly schedule?: Schedule;
   /** The Responses API store (e.g. on Redis, shared by several gateways); memory by default. */
   readonly responses?: ResponsesStore;
+  /** Upstream calls go here instead of the daemon's client (a stand-in upstream). */
+  readonly fetch?: typeof fetch;
 }
 
 /**
@@ -89,9 +92,11 @@ export function startGateway(
     )
     : createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker));
   const resources = createStateResources({ now: opts.now ?? Date.now });
+  // The daemon's upstream client (src/main.ts), so every in-process test exercises it.
+  const upstream = createHttp1Client();
   const runtime = buildRuntime(config, 1, {
     resources,
-    fetch: globalThis.fetch,
+    fetch: opts.fetch ?? upstream.fetch,
     random: Math.random,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.schedule ? { schedule: opts.schedule } : {}),
@@ -138,6 +143,7 @@ export function startGateway(
       await server?.shutdown();
       // What the generation's stages hold (e.g. the rate limiter's Redis link).
       runtime.retire();
+      upstream.close();
       await runtime.dispose();
       await breakerStore.close();
       await resources.close();

@@ -15,7 +15,7 @@ const chunk = encoder.encode('data: {"choices":[{"index":0,"delta":{"content":"H
 const open: ReadableStreamDefaultController<Uint8Array>[] = [];
 // The upstream: takes the request body as a real fetch does (and keeps nothing of it), then
 // answers with a stream that stays open until the end.
-globalThis.fetch = (_input, init) => {
+const upstream: typeof fetch = (_input, init) => {
   if (typeof init?.body !== "string") throw new Error("expected a string body");
   return Promise.resolve(
     new Response(
@@ -30,14 +30,18 @@ globalThis.fetch = (_input, init) => {
   );
 };
 
-const gateway = startGateway(`
+const gateway = startGateway(
+  `
 providers:
   up:
     type: openai
     base_url: http://upstream.invalid/v1
     keys:
       - key: sk-upstream
-`);
+`,
+  {},
+  { fetch: upstream },
+);
 const body = JSON.stringify({
   model: "up/gpt-4o-mini",
   stream: true,
