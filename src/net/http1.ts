@@ -459,7 +459,11 @@ function requestHead(input: string | URL | Request, init?: RequestInit): Request
       if (/[\0\r\n]/.test(value)) throw new TypeError("invalid header value");
       return null;
     }
-    if (OWN.has(name)) return null;
+    if (OWN.has(name)) {
+      // A relayed request's own length, which it matches: the one this client writes.
+      if (name === "content-length" && value === String(body.byteLength)) continue;
+      return null;
+    }
     if (name === "accept") accept = true;
     else if (name === "accept-encoding") acceptEncoding = true;
     else if (name === "user-agent") userAgent = true;

@@ -99,9 +99,15 @@ Deno.test("http1: a Content-Length answer, then the connection is reused", async
     assert.equal(a.status, 200);
     assert.equal(a.headers.get("content-type"), "application/json");
     assert.equal(await a.text(), '{"ok":true}');
-    const b = await h.fetch(`${server.url}/v1/chat`, { method: "POST", body: "{}" });
+    // A relayed request's own Content-Length, when it matches, is the one sent (once).
+    const b = await h.fetch(`${server.url}/v1/chat`, {
+      method: "POST",
+      body: "{}",
+      headers: { "content-length": "2" },
+    });
     assert.equal(await b.text(), '{"ok":true}');
     assert.equal(server.conns.length, 1);
+    assert.equal(server.requests[1]!.match(/content-length/gi)?.length, 1);
     const first = server.requests[0]!;
     assert.match(first, /^POST \/v1\/chat\?x=1 HTTP\/1\.1\r\n/);
     assert.match(first, new RegExp(`\r\nhost: ${new URL(server.url).host}\r\n`));
@@ -341,6 +347,11 @@ Deno.test("http1: what it does not handle goes to the fallback fetch", async () 
     const stream = new ReadableStream<Uint8Array>({ start: (c) => c.close() });
     await h.fetch("http://127.0.0.1:9/upload", { method: "POST", body: stream });
     await h.fetch("http://127.0.0.1:9/host", { headers: { host: "other" } });
+    await h.fetch("http://127.0.0.1:9/length", {
+      method: "POST",
+      body: "abc",
+      headers: { "content-length": "4" },
+    });
     await h.fetch("http://127.0.0.1:9/te", { headers: { "transfer-encoding": "chunked" } });
     await h.fetch("http://127.0.0.1:9/utf8", { headers: { "x-name": "caf\u00e9" } });
     await h.fetch("http://127.0.0.1:9/trace", { method: "TRACE" });
@@ -348,7 +359,7 @@ Deno.test("http1: what it does not handle goes to the fallback fetch", async () 
     // Redirects followed, or refused: fetch's.
     await h.fetch("http://127.0.0.1:9/follow", { redirect: "follow" });
     await h.fetch("http://127.0.0.1:9/error", { redirect: "error" });
-    assert.equal(calls.length, 8);
+    assert.equal(calls.length, 9);
   } finally {
     h.close();
   }
