@@ -28,28 +28,28 @@ function scripted(answers: (string | Uint8Array)[], opts: { closeAfter?: boolean
     conns.push(conn);
     let pending = new Uint8Array(0);
     const buf = new Uint8Array(65536);
+    /** One more read appended to `pending`; false at the connection's end. */
+    const more = async () => {
+      const n = await conn.read(buf);
+      if (n === null) return false;
+      const joined = new Uint8Array(pending.length + n);
+      joined.set(pending);
+      joined.set(buf.subarray(0, n), pending.length);
+      pending = joined;
+      return true;
+    };
     try {
       for (;;) {
         let text = dec.decode(pending);
         let end = text.indexOf("\r\n\r\n");
         while (end < 0) {
-          const n = await conn.read(buf);
-          if (n === null) return;
-          const joined = new Uint8Array(pending.length + n);
-          joined.set(pending);
-          joined.set(buf.subarray(0, n), pending.length);
-          pending = joined;
+          if (!await more()) return;
           text = dec.decode(pending);
           end = text.indexOf("\r\n\r\n");
         }
         const length = Number(/content-length: (\d+)/i.exec(text.slice(0, end))?.[1] ?? 0);
         while (pending.length < end + 4 + length) {
-          const n = await conn.read(buf);
-          if (n === null) return;
-          const joined = new Uint8Array(pending.length + n);
-          joined.set(pending);
-          joined.set(buf.subarray(0, n), pending.length);
-          pending = joined;
+          if (!await more()) return;
         }
         requests.push(dec.decode(pending.subarray(0, end + 4 + length)));
         pending = pending.slice(end + 4 + length);
@@ -84,13 +84,35 @@ function scripted(answers: (string | Uint8Array)[], opts: { closeAfter?: boolean
   };
 }
 
+/** Two events in two chunks (one with an extension), then a trailer. */
+const CHUNKED_ANSWER =
+  "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n" +
+  "6;ext=1\r\ndata: \r\n" + "c\r\n1\n\ndata: 2\n\n\r\n" + "0\r\nx-trailer: t\r\n\r\n";
+
+/** `scripted(answers)` and a client on it for `fn`, both closed after it. */
+async function withServer(
+  answers: (string | Uint8Array)[],
+  fn: (
+    server: ReturnType<typeof scripted>,
+    h: ReturnType<typeof createHttp1Client>,
+  ) => Promise<void>,
+  opts: { closeAfter?: boolean; fallback?: typeof fetch } = {},
+): Promise<void> {
+  const server = scripted(answers, opts);
+  const h = createHttp1Client(opts.fallback);
+  try {
+    await fn(server, h);
+  } finally {
+    h.close();
+    await server.close();
+  }
+}
+
 const JSON_ANSWER =
   'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}';
 
-Deno.test("http1: a Content-Length answer, then the connection is reused", async () => {
-  const server = scripted([JSON_ANSWER, JSON_ANSWER]);
-  const h = createHttp1Client(() => Promise.reject(new Error("no fallback expected")));
-  try {
+Deno.test("http1: a Content-Length answer, then the connection is reused", () =>
+  withServer([JSON_ANSWER, JSON_ANSWER], async (server, h) => {
     const a = await h.fetch(`${server.url}/v1/chat?x=1`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: "Bearer k" },
@@ -116,20 +138,10 @@ Deno.test("http1: a Content-Length answer, then the connection is reused", async
     assert.match(first, /\r\naccept: \*\/\*\r\n/);
     assert.match(first, /\r\nuser-agent: Deno\//);
     assert.ok(first.endsWith('\r\n\r\n{"q":1}'));
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }, { fallback: () => Promise.reject(new Error("no fallback expected")) }));
 
-Deno.test("http1: a chunked answer (extensions, trailers) read as a byte stream", async () => {
-  const server = scripted([
-    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n" +
-    "6;ext=1\r\ndata: \r\n" + "c\r\n1\n\ndata: 2\n\n\r\n" + "0\r\nx-trailer: t\r\n\r\n",
-    JSON_ANSWER,
-  ]);
-  const h = createHttp1Client();
-  try {
+Deno.test("http1: a chunked answer (extensions, trailers) read as a byte stream", () =>
+  withServer([CHUNKED_ANSWER, JSON_ANSWER], async (server, h) => {
     const res = await h.fetch(`${server.url}/s`, { method: "POST", body: "{}" });
     const reader = res.body!.getReader({ mode: "byob" });
     let text = "";
@@ -142,20 +154,10 @@ Deno.test("http1: a chunked answer (extensions, trailers) read as a byte stream"
     // The framing ended where it should: the same connection answers the next request.
     assert.equal(await (await h.fetch(`${server.url}/j`)).text(), '{"ok":true}');
     assert.equal(server.conns.length, 1);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("http1: the relay reads a body directly, piece by piece; the connection is pooled once the end is here", async () => {
-  const server = scripted([
-    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" +
-    "6\r\ndata: \r\n" + "c\r\n1\n\ndata: 2\n\n\r\n" + "0\r\n\r\n",
-    JSON_ANSWER,
-  ]);
-  const h = createHttp1Client();
-  try {
+Deno.test("http1: the relay reads a body directly, piece by piece; the connection is pooled once the end is here", () =>
+  withServer([CHUNKED_ANSWER, JSON_ANSWER], async (server, h) => {
     const res = await h.fetch(`${server.url}/s`, { method: "POST", body: "{}" });
     const reader = chunkReader(res.body!);
     assert.ok(!(reader instanceof ReadableStreamDefaultReader));
@@ -168,19 +170,13 @@ Deno.test("http1: the relay reads a body directly, piece by piece; the connectio
     assert.deepEqual(await reader.read(), { done: true });
     assert.equal(await (await h.fetch(`${server.url}/j`)).text(), '{"ok":true}');
     assert.equal(server.conns.length, 1);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("http1: an abort in the body fails the read waiting on it with its reason", async () => {
-  const server = scripted([
+Deno.test("http1: an abort in the body fails the read waiting on it with its reason", () =>
+  withServer([
     "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
     JSON_ANSWER,
-  ]);
-  const h = createHttp1Client();
-  try {
+  ], async (server, h) => {
     const controller = new AbortController();
     const res = await h.fetch(`${server.url}/s`, { signal: controller.signal });
     const reader = chunkReader(res.body!);
@@ -193,35 +189,25 @@ Deno.test("http1: an abort in the body fails the read waiting on it with its rea
     // Not reused: the next call has a connection of its own.
     assert.equal(await (await h.fetch(`${server.url}/j`)).text(), '{"ok":true}');
     assert.equal(server.conns.length, 2);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("http1: an answer framed by the close is read to the end and its connection not reused", async () => {
-  const server = scripted(["HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end"], {
-    closeAfter: true,
-  });
-  const h = createHttp1Client();
-  try {
-    assert.equal(await (await h.fetch(`${server.url}/a`)).text(), "until the end");
-    await h.fetch(`${server.url}/b`).then((r) => r.body?.cancel());
-    assert.equal(server.conns.length, 2);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+Deno.test("http1: an answer framed by the close is read to the end and its connection not reused", () =>
+  withServer(
+    ["HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end"],
+    async (server, h) => {
+      assert.equal(await (await h.fetch(`${server.url}/a`)).text(), "until the end");
+      await h.fetch(`${server.url}/b`).then((r) => r.body?.cancel());
+      assert.equal(server.conns.length, 2);
+    },
+    { closeAfter: true },
+  ));
 
-Deno.test("http1: no body for 204 and HEAD; 100 Continue is skipped", async () => {
-  const server = scripted([
+Deno.test("http1: no body for 204 and HEAD; 100 Continue is skipped", () =>
+  withServer([
     "HTTP/1.1 204 No Content\r\n\r\n",
     "HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n",
     "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-  ]);
-  const h = createHttp1Client();
-  try {
+  ], async (server, h) => {
     const a = await h.fetch(`${server.url}/a`, { method: "DELETE" });
     assert.equal(a.status, 204);
     assert.equal(a.body, null);
@@ -231,11 +217,7 @@ Deno.test("http1: no body for 204 and HEAD; 100 Continue is skipped", async () =
     const c = await h.fetch(`${server.url}/c`, { method: "POST", body: "x" });
     assert.equal(await c.text(), "ok");
     assert.equal(server.conns.length, 1);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }));
 
 Deno.test("http1: a malformed answer is a fetch failure, never a response", async () => {
   for (
@@ -259,10 +241,8 @@ Deno.test("http1: a malformed answer is a fetch failure, never a response", asyn
   }
 });
 
-Deno.test("http1: a header value with CR, LF or NUL is refused unsent, without quoting it", async () => {
-  const server = scripted([]);
-  const h = createHttp1Client();
-  try {
+Deno.test("http1: a header value with CR, LF or NUL is refused unsent, without quoting it", () =>
+  withServer([], async (server, h) => {
     const err = await h.fetch(`${server.url}/x`, {
       headers: { authorization: "Bearer sk-SECRET\r\nx-injected: 1" },
     }).catch((e) => e);
@@ -270,16 +250,10 @@ Deno.test("http1: a header value with CR, LF or NUL is refused unsent, without q
     assert.match(err.message, /invalid header value/);
     assert.doesNotMatch(err.message, /SECRET/);
     assert.equal(server.requests.length, 0);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("http1: an abort before the answer rejects with its reason and drops the connection", async () => {
-  const server = scripted(["", JSON_ANSWER]);
-  const h = createHttp1Client();
-  try {
+Deno.test("http1: an abort before the answer rejects with its reason and drops the connection", () =>
+  withServer(["", JSON_ANSWER], async (server, h) => {
     const controller = new AbortController();
     const pending = h.fetch(`${server.url}/slow`, {
       method: "POST",
@@ -292,16 +266,10 @@ Deno.test("http1: an abort before the answer rejects with its reason and drops t
     assert.equal(await pending.catch((e) => e), reason);
     assert.equal(await (await h.fetch(`${server.url}/j`)).text(), '{"ok":true}');
     assert.equal(server.conns.length, 2);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("http1: a pooled connection the server closed is not reused", async () => {
-  const server = scripted([JSON_ANSWER, JSON_ANSWER]);
-  const h = createHttp1Client();
-  try {
+Deno.test("http1: a pooled connection the server closed is not reused", () =>
+  withServer([JSON_ANSWER, JSON_ANSWER], async (server, h) => {
     await (await h.fetch(`${server.url}/a`)).text();
     assert.equal(h.idle(), 1);
     server.conns[0]!.close();
@@ -309,11 +277,7 @@ Deno.test("http1: a pooled connection the server closed is not reused", async ()
     while (h.idle() > 0) await new Promise((r) => setTimeout(r, 0));
     assert.equal(await (await h.fetch(`${server.url}/b`)).text(), '{"ok":true}');
     assert.equal(server.conns.length, 2);
-  } finally {
-    h.close();
-    await server.close();
-  }
-});
+  }));
 
 Deno.test("http1: gzip is decoded when the client asked for it, passed on when the caller did", async () => {
   const zipped = gzipSync(enc.encode('{"ok":true}'));
