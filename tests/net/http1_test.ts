@@ -357,3 +357,14 @@ Deno.test("http1: an abort while connecting (a TLS handshake never answered) rej
   listener.close();
   h.close();
 });
+
+Deno.test("http1: header bytes outside ASCII read as a ByteString, as fetch exposes them", () => {
+  const head = enc.encode("HTTP/1.1 200 OK\r\nx-name: caf");
+  const tail = enc.encode("\r\ncontent-length: 2\r\n\r\nok");
+  const answer = new Uint8Array([...head, 0xc3, 0xa9, ...tail]);
+  return withServer([answer], async (server, h) => {
+    const res = await h.fetch(`${server.url}/a`);
+    assert.equal(res.headers.get("x-name"), "caf\u00c3\u00a9");
+    assert.equal(await res.text(), "ok");
+  });
+});
