@@ -286,10 +286,12 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
     }
     let length: number | null = null;
     let chunked = false;
+    let framedByCoding = false;
     let keepAlive = !http10;
     let coding: string | null = null;
     for (const [name, value] of headers) {
       if (name === "transfer-encoding") {
+        framedByCoding = true;
         const codings = value.toLowerCase().split(",").map((s) => s.trim());
         chunked = codings.at(-1) === "chunked";
         if (!chunked) keepAlive = false;
@@ -310,8 +312,9 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
         coding = value.trim().toLowerCase();
       }
     }
-    if (chunked) {
-      // Both framings: the chunked one counts (RFC 9112 6.3), the connection is not reused.
+    if (framedByCoding) {
+      // Transfer-Encoding wins over Content-Length (RFC 9112 6.3): a final chunked is read as
+      // chunks, anything else to the close; with both, the connection is not reused.
       if (length !== null) keepAlive = false;
       length = null;
     }

@@ -193,11 +193,16 @@ Deno.test("http1: an abort in the body fails the read waiting on it with its rea
 
 Deno.test("http1: an answer framed by the close is read to the end and its connection not reused", () =>
   withServer(
-    ["HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end"],
+    [
+      "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end",
+      // A Transfer-Encoding that does not end in chunked: to the close, Content-Length ignored.
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: identity\r\ncontent-length: 2\r\n\r\nall of it",
+    ],
     async (server, h) => {
       assert.equal(await (await h.fetch(`${server.url}/a`)).text(), "until the end");
-      await h.fetch(`${server.url}/b`).then((r) => r.body?.cancel());
-      assert.equal(server.conns.length, 2);
+      assert.equal(await (await h.fetch(`${server.url}/b`)).text(), "all of it");
+      await h.fetch(`${server.url}/c`).then((r) => r.body?.cancel());
+      assert.equal(server.conns.length, 3);
     },
     { closeAfter: true },
   ));
