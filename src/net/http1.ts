@@ -447,6 +447,7 @@ function requestHead(input: string | URL | Request, init?: RequestInit): Request
   let accept = false;
   let acceptEncoding = false;
   let userAgent = false;
+  let contentType = false;
   const given = init?.headers;
   const entries: Iterable<[string, string]> = given === undefined
     ? []
@@ -470,9 +471,11 @@ function requestHead(input: string | URL | Request, init?: RequestInit): Request
     if (name === "accept") accept = true;
     else if (name === "accept-encoding") acceptEncoding = true;
     else if (name === "user-agent") userAgent = true;
+    else if (name === "content-type") contentType = true;
     head += `${name}: ${value}\r\n`;
   }
   // What fetch adds when the caller did not say (it also decodes what it asked for).
+  if (!contentType && typeof raw === "string") head += "content-type: text/plain;charset=UTF-8\r\n";
   if (!accept) head += "accept: */*\r\n";
   if (!acceptEncoding) head += "accept-encoding: gzip, deflate\r\n";
   if (!userAgent) head += `user-agent: Deno/${Deno.version.deno}\r\n`;

@@ -130,6 +130,9 @@ Deno.test("http1: a Content-Length answer, then the connection is reused", () =>
     assert.equal(await b.text(), '{"ok":true}');
     assert.equal(server.conns.length, 1);
     assert.equal(server.requests[1]!.match(/content-length/gi)?.length, 1);
+    // A string body without a Content-Type is text, as fetch sends it.
+    assert.match(server.requests[1]!, /\r\ncontent-type: text\/plain;charset=UTF-8\r\n/);
+    assert.doesNotMatch(server.requests[0]!, /text\/plain/);
     const first = server.requests[0]!;
     assert.match(first, /^POST \/v1\/chat\?x=1 HTTP\/1\.1\r\n/);
     assert.match(first, new RegExp(`\r\nhost: ${new URL(server.url).host}\r\n`));
