@@ -12,7 +12,7 @@ export {
   type StreamOutcome,
 } from "./observe.ts";
 export { pullThrough, type SyncTransformer, toTransformStream } from "./pull.ts";
-export { type ChunkReader, chunkReader, DONE, markByteStream, readDirectly } from "./reader.ts";
+export { chunkReader, markByteStream } from "./reader.ts";
 export {
   concatBytes,
   createSseDataReader,
