@@ -19,6 +19,7 @@
 import { type ChunkReader, DONE, readDirectly } from "../streaming/reader.ts";
 
 const enc = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // deno-lint-ignore no-control-regex
 const BAD_VALUE = /[\0\r\n]|[^\x00-\x7f]/;
@@ -51,6 +52,8 @@ function failed(message: string, cause?: unknown): TypeError {
 
 class Conn {
   buf = new Uint8Array(READ_BYTES);
+  /** Where requests are encoded (see `encodeRequest`). */
+  wbuf = new Uint8Array(READ_BYTES);
   start = 0;
   end = 0;
   /** A read issued while idle (see `watch`): the next `fill` takes its result. */
@@ -234,26 +237,17 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
   }
 
   async function call(c: Conn, head: RequestHead, signal: AbortSignal | null): Promise<Response> {
-    let responded = false;
     let body: BodyReader | null = null;
-    let rejectCall: (reason: unknown) => void = () => {};
+    // An abort closes the connection: the write or read under way fails, and the failure is
+    // reported as the abort (below); once the answer is out, its body fails with the reason.
     const onAbort = () => {
       c.close();
-      if (!responded) rejectCall(signal!.reason);
-      else body?.abort(signal!.reason);
+      body?.abort(signal!.reason);
     };
     signal?.addEventListener("abort", onAbort, { once: true });
     const done = () => signal?.removeEventListener("abort", onAbort);
     try {
-      const aborted = new Promise<never>((_, reject) => rejectCall = reject);
-      aborted.catch(() => {});
-      return await Promise.race([
-        exchange(c, head, (reader) => body = reader, done).then((res) => {
-          responded = true;
-          return res;
-        }),
-        aborted,
-      ]);
+      return await exchange(c, head, (reader) => body = reader, done);
     } catch (err) {
       done();
       c.close();
@@ -269,8 +263,9 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
     onBody: (reader: BodyReader) => void,
     onEnd: () => void,
   ): Promise<Response> {
+    const bytes = encodeRequest(c, head);
     let w = 0;
-    while (w < head.bytes.byteLength) w += await c.conn.write(head.bytes.subarray(w));
+    while (w < bytes.byteLength) w += await c.conn.write(bytes.subarray(w));
     c.sent = true;
     let status: number;
     let headers: [string, string][];
@@ -422,7 +417,11 @@ interface RequestHead {
   readonly url: URL;
   readonly key: string;
   readonly method: string;
-  readonly bytes: Uint8Array;
+  /** The head up to its Content-Length (see `encodeRequest`). */
+  readonly text: string;
+  readonly body: string | Uint8Array;
+  /** It has a Content-Length: a body, or a method that sends one. */
+  readonly sized: boolean;
   /** The client added Accept-Encoding, so it decodes the answer. */
   readonly decode: boolean;
 }
@@ -438,10 +437,9 @@ function requestHead(input: string | URL | Request, init?: RequestInit): Request
   const method = (init?.method ?? "GET").toUpperCase();
   if (!METHODS.has(method)) return null;
   const raw = init?.body;
-  let body: Uint8Array;
-  if (raw === undefined || raw === null) body = new Uint8Array(0);
-  else if (typeof raw === "string") body = enc.encode(raw);
-  else if (raw instanceof Uint8Array) body = raw;
+  let body: string | Uint8Array;
+  if (raw === undefined || raw === null) body = EMPTY;
+  else if (typeof raw === "string" || raw instanceof Uint8Array) body = raw;
   else return null;
   let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   let accept = false;
@@ -465,7 +463,7 @@ function requestHead(input: string | URL | Request, init?: RequestInit): Request
     }
     if (OWN.has(name)) {
       // A relayed request's own length, which it matches: the one this client writes.
-      if (name === "content-length" && value === String(body.byteLength)) continue;
+      if (name === "content-length" && value === String(byteLength(body))) continue;
       return null;
     }
     if (name === "accept") accept = true;
@@ -479,15 +477,60 @@ function requestHead(input: string | URL | Request, init?: RequestInit): Request
   if (!accept) head += "accept: */*\r\n";
   if (!acceptEncoding) head += "accept-encoding: gzip, deflate\r\n";
   if (!userAgent) head += `user-agent: Deno/${Deno.version.deno}\r\n`;
-  if (body.byteLength > 0 || method === "POST" || method === "PUT" || method === "PATCH") {
-    head += `content-length: ${body.byteLength}\r\n`;
+  const sized = body.length > 0 || method === "POST" || method === "PUT" || method === "PATCH";
+  const key = `${url.protocol}//${url.host}`;
+  return { url, key, method, text: head, body, sized, decode: !acceptEncoding };
+}
+
+/** A body's length in bytes (a string's as UTF-8, as it is sent). */
+function byteLength(body: string | Uint8Array): number {
+  if (typeof body !== "string") return body.byteLength;
+  let n = 0;
+  for (let i = 0; i < body.length; i++) {
+    const code = body.charCodeAt(i);
+    if (code < 0x80) n += 1;
+    else if (code < 0x800) n += 2;
+    else if (code >= 0xd800 && code < 0xdc00 && i + 1 < body.length) {
+      const next = body.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next < 0xe000) {
+        n += 4; // a surrogate pair: one 4-byte character
+        i++;
+      } else n += 3; // a lone surrogate goes as U+FFFD
+    } else n += 3;
   }
-  head += "\r\n";
-  const headBytes = enc.encode(head);
-  const bytes = new Uint8Array(headBytes.byteLength + body.byteLength);
-  bytes.set(headBytes);
-  bytes.set(body, headBytes.byteLength);
-  return { url, key: `${url.protocol}//${url.host}`, method, bytes, decode: !acceptEncoding };
+  return n;
+}
+
+/** Room kept for the Content-Length line and the blank line after the head. */
+const LENGTH_ROOM = 40;
+const MAX_KEPT_WRITE = 64 * 1024;
+
+/**
+ * The request's bytes, encoded into the connection's write buffer (kept between requests,
+ * up to 64 KiB) instead of three fresh arrays: the body first, after room for the head's
+ * last lines, then the head, whose Content-Length is then known, right before it. The head
+ * is ASCII (names are tokens, values were checked, the path is percent-encoded).
+ */
+function encodeRequest(c: Conn, head: RequestHead): Uint8Array {
+  const body = head.body;
+  const bodyMax = typeof body === "string" ? body.length * 3 : body.byteLength;
+  const gap = head.text.length + LENGTH_ROOM;
+  let buf = c.wbuf;
+  if (buf.length < gap + bodyMax) {
+    buf = new Uint8Array(gap + bodyMax);
+    if (buf.length <= MAX_KEPT_WRITE) c.wbuf = buf;
+  }
+  let length: number;
+  if (typeof body === "string") length = enc.encodeInto(body, buf.subarray(gap)).written;
+  else {
+    buf.set(body, gap);
+    length = body.byteLength;
+  }
+  const last = head.sized ? `content-length: ${length}\r\n\r\n` : "\r\n";
+  const start = gap - last.length - head.text.length;
+  enc.encodeInto(head.text, buf.subarray(start));
+  enc.encodeInto(last, buf.subarray(gap - last.length));
+  return buf.subarray(start, gap + length);
 }
 
 /** One response head (status line and fields), consumed from the buffer. */
@@ -509,19 +552,30 @@ async function readHead(
   }
   const text = latin1(c.buf, c.start, at);
   c.start = at + 4;
-  const lines = text.split("\r\n");
-  const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0]!);
-  if (m === null) throw failed("invalid status line in the answer");
+  // Scanned in place: a split into lines and a regex per line were 2.5 KB of garbage a call.
+  let eol = text.indexOf("\r\n");
+  if (eol < 0) eol = text.length;
+  if (!STATUS_LINE.test(text.slice(0, eol))) throw failed("invalid status line in the answer");
   const headers: [string, string][] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(":");
-    const name = colon > 0 ? line.slice(0, colon) : "";
+  for (let i = eol + 2; i < text.length;) {
+    let end = text.indexOf("\r\n", i);
+    if (end < 0) end = text.length;
+    const colon = text.indexOf(":", i);
+    const name = colon > i && colon < end ? text.slice(i, colon) : "";
     if (!TOKEN.test(name)) throw failed("invalid header line in the answer");
-    headers.push([name.toLowerCase(), line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, "")]);
+    // The value without the spaces and tabs around it (RFC 9110 5.5).
+    let from = colon + 1;
+    let to = end;
+    while (from < to && isBlank(text.charCodeAt(from))) from++;
+    while (to > from && isBlank(text.charCodeAt(to - 1))) to--;
+    headers.push([name.toLowerCase(), text.slice(from, to)]);
+    i = end + 2;
   }
-  return { status: Number(m[2]), headers, http10: m[1] === "0" };
+  return { status: Number(text.slice(9, 12)), headers, http10: text.charCodeAt(7) === 48 };
 }
+
+const STATUS_LINE = /^HTTP\/1\.[01] \d{3}(?: .*)?$/;
+const isBlank = (code: number) => code === 32 || code === 9;
 
 function indexOfCrlfCrlf(buf: Uint8Array, from: number, to: number): number {
   for (let i = buf.indexOf(13, from); i >= 0 && i + 3 < to; i = buf.indexOf(13, i + 1)) {

@@ -376,3 +376,39 @@ Deno.test("http1: header bytes outside ASCII read as a ByteString, as fetch expo
     assert.equal(await res.text(), "ok");
   });
 });
+
+Deno.test("http1: bodies go as sent: UTF-8 strings with their byte length, large ones whole", () =>
+  withServer([JSON_ANSWER, JSON_ANSWER, JSON_ANSWER], async (server, h) => {
+    const text = "h\u00e9llo \u{1F600}";
+    await (await h.fetch(`${server.url}/a`, {
+      method: "POST",
+      body: text,
+      headers: { "content-type": "text/plain", "content-length": "11" },
+    })).text();
+    const big = "x".repeat(100_000);
+    await (await h.fetch(`${server.url}/b`, { method: "POST", body: big })).text();
+    const bytes = new Uint8Array(10_000).fill(0x61);
+    await (await h.fetch(`${server.url}/c`, { method: "PUT", body: bytes })).text();
+    const [a, b, c] = server.requests;
+    assert.match(a!, /\r\ncontent-length: 11\r\n/);
+    assert.equal(a!.match(/content-length/gi)?.length, 1);
+    assert.ok(a!.endsWith(`\r\n\r\n${text}`));
+    assert.match(b!, /\r\ncontent-length: 100000\r\n/);
+    assert.ok(b!.endsWith(`\r\n\r\n${big}`));
+    assert.match(c!, /^PUT \/c HTTP\/1\.1\r\n/);
+    assert.ok(c!.endsWith(`\r\n\r\n${"a".repeat(10_000)}`));
+    assert.equal(server.conns.length, 1);
+  }));
+
+Deno.test("http1: a head's fields: spaces and tabs around values dropped, empty values kept, no reason phrase", () =>
+  withServer(
+    ["HTTP/1.1 201\r\nX-A: \t v 1 \t\r\nx-empty:\r\nX-B:w\r\ncontent-length: 0\r\n\r\n"],
+    async (server, h) => {
+      const res = await h.fetch(`${server.url}/a`);
+      assert.equal(res.status, 201);
+      assert.equal(res.headers.get("x-a"), "v 1");
+      assert.equal(res.headers.get("x-empty"), "");
+      assert.equal(res.headers.get("x-b"), "w");
+      assert.equal(await res.text(), "");
+    },
+  ));
