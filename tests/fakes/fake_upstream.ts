@@ -74,7 +74,8 @@ export function completionBody(content: string, model = "gpt-4o-mini") {
   };
 }
 
-function chunk(delta: Record<string, unknown>, finish: string | null = null) {
+/** One OpenAI chat completion chunk as an SSE event. */
+export function chunkEvent(delta: Record<string, unknown>, finish: string | null = null) {
   return `data: ${
     JSON.stringify({
       id: "chatcmpl-fake",
@@ -183,11 +184,14 @@ export function startFakeUpstream(): FakeUpstream {
           }
           if (i > 0 && s.delayMs) await wait(s.delayMs, abort.signal);
           if (abort.signal.aborted) return;
-          if (i === 0) controller.enqueue(enc.encode(chunk({ role: "assistant", content: "" })));
-          else if (s.endless || i <= pieces.length) {
-            controller.enqueue(enc.encode(chunk({ content: pieces[(i - 1) % pieces.length] })));
+          if (i === 0) {
+            controller.enqueue(enc.encode(chunkEvent({ role: "assistant", content: "" })));
+          } else if (s.endless || i <= pieces.length) {
+            controller.enqueue(
+              enc.encode(chunkEvent({ content: pieces[(i - 1) % pieces.length] })),
+            );
           } else {
-            controller.enqueue(enc.encode(chunk({}, "stop")));
+            controller.enqueue(enc.encode(chunkEvent({}, "stop")));
             if (s.includeUsage) {
               controller.enqueue(enc.encode(`data: ${
                 JSON.stringify({

@@ -6,30 +6,7 @@
 import assert from "node:assert/strict";
 import { certificates } from "../helpers/tls_certs.ts";
 import { chatBody, startDaemon } from "../integration/daemon.ts";
-
-const COMPLETION = {
-  id: "chatcmpl-1",
-  object: "chat.completion",
-  created: 1,
-  model: "gpt-4o",
-  choices: [{
-    index: 0,
-    message: { role: "assistant", content: "over tls" },
-    finish_reason: "stop",
-  }],
-  usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
-};
-
-function chunk(delta: Record<string, unknown>, finish: string | null = null): string {
-  const event = {
-    id: "chatcmpl-1",
-    object: "chat.completion.chunk",
-    created: 1,
-    model: "gpt-4o",
-    choices: [{ index: 0, delta, finish_reason: finish }],
-  };
-  return `data: ${JSON.stringify(event)}\n\n`;
-}
+import { chunkEvent, completionBody } from "../fakes/fake_upstream.ts";
 
 /**
  * An OpenAI-shaped provider on HTTPS (offering h2 and http/1.1, as providers do); records the
@@ -49,12 +26,12 @@ function httpsUpstream(dir: string) {
     peers.add(info.remoteAddr.port);
     http1.push(req.headers.has("host"));
     const body = await req.json();
-    if (!body.stream) return Response.json(COMPLETION);
+    if (!body.stream) return Response.json(completionBody("over tls"));
     const events = [
-      chunk({ role: "assistant", content: "" }),
-      chunk({ content: "over " }),
-      chunk({ content: "tls" }),
-      chunk({}, "stop"),
+      chunkEvent({ role: "assistant", content: "" }),
+      chunkEvent({ content: "over " }),
+      chunkEvent({ content: "tls" }),
+      chunkEvent({}, "stop"),
       "data: [DONE]\n\n",
     ];
     return new Response(
