@@ -114,12 +114,10 @@ class Conn {
 
   /** While pooled: a read stays outstanding, so the server closing (or talking) is seen. */
   watch(onDead: () => void): void {
-    let read = this.pending;
-    if (read === null) {
-      // A prefetch may be out already: it keeps its place in the buffer.
-      this.start = this.end = 0;
-      this.pending = read = this.conn.read(this.buf);
-    }
+    // The body's outstanding read, if one is out, is the watch (it keeps its place).
+    this.prefetch();
+    const read = this.pending;
+    if (read === null) return onDead(); // closed
     read.then(
       () => this.idle && onDead(),
       () => this.idle && onDead(),
