@@ -36,7 +36,9 @@
  * (5): after the rounds, one open loop at BENCH_RATE in all whose requests go to the targets in
  * turn (Go rig only), so feature-on vs feature-off p50 is measured at the same moments;
  * BENCH_V8_FLAGS (a variant daemon run with DENO_V8_FLAGS set to that, comma-separated, e.g.
- * `--no-memory-reducer`; with BENCH_CONFIG, the same variant has both).
+ * `--no-memory-reducer`; with BENCH_CONFIG, the same variant has both), BENCH_ABBA=1 (with a
+ * variant: the variant twice and the base twice, started base, variant, variant, base, and
+ * their pairs compared, which cancels the start-order drift between identical daemons).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -63,6 +65,7 @@ import {
 import {
   checks,
   machineInfo,
+  printAbba,
   printChecks,
   printHeader,
   printInterleaved,
@@ -116,7 +119,10 @@ const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
 const baseConfigPath = Deno.env.get("BENCH_BASE_CONFIG")?.trim() || undefined;
 const baselineRoot = Deno.env.get("BENCH_BASELINE_ROOT")?.trim() || undefined;
 const withRedis = ["1", "true", "yes"].includes(Deno.env.get("BENCH_REDIS")?.trim() ?? "");
-const withControl = ["1", "true", "yes"].includes(Deno.env.get("BENCH_CONTROL")?.trim() ?? "");
+const withAbba = ["1", "true", "yes"].includes(Deno.env.get("BENCH_ABBA")?.trim() ?? "");
+// ABBA's second base is the control daemon: the same config, started last.
+const withControl = withAbba ||
+  ["1", "true", "yes"].includes(Deno.env.get("BENCH_CONTROL")?.trim() ?? "");
 const v8Flags = Deno.env.get("BENCH_V8_FLAGS")?.trim() || undefined;
 /** The run's redis-server (BENCH_REDIS), once started. */
 let redisUrl = "";
@@ -574,20 +580,30 @@ async function main(): Promise<void> {
   });
   const tcp = base.tcp;
   const sock = base.sock;
-  const variant = stages > 0 || extraConfigPath !== undefined || v8Flags !== undefined
-    ? await startPilotfish(
-      `pf ${
-        [stages > 0 ? `+${stages} no-op stages` : "", extraConfigPath ?? "", v8Flags ?? ""]
-          .join(" ").trim()
-      }`,
-      tmp,
-      upstreamOrigin,
-      {
-        stages,
-        ...(extraConfigPath !== undefined ? { extra: extraConfigPath } : {}),
-        ...(v8Flags !== undefined ? { v8Flags } : {}),
-      },
-    )
+  const variantName = `pf ${
+    [stages > 0 ? `+${stages} no-op stages` : "", extraConfigPath ?? "", v8Flags ?? ""]
+      .join(" ").trim()
+  }`;
+  const variantOpts = {
+    stages,
+    ...(extraConfigPath !== undefined ? { extra: extraConfigPath } : {}),
+    ...(v8Flags !== undefined ? { v8Flags } : {}),
+  };
+  const hasVariant = stages > 0 || extraConfigPath !== undefined || v8Flags !== undefined;
+  if (withAbba && !hasVariant) {
+    throw new Error(
+      "BENCH_ABBA=1 compares a variant: set BENCH_CONFIG, BENCH_STAGES or BENCH_V8_FLAGS",
+    );
+  }
+  const variant = hasVariant
+    ? await startPilotfish(variantName, tmp, upstreamOrigin, variantOpts)
+    : null;
+  // ABBA: the variant's twin starts right after it, the base's twin (the control) last.
+  const variant2 = withAbba
+    ? await startPilotfish(`${variantName} #2`, tmp, upstreamOrigin, {
+      ...variantOpts,
+      tag: "pfv2",
+    })
     : null;
   const pfPid = base.pid;
   // BENCH_BASELINE_ROOT=<checkout>: that tree's daemon too (e.g. the commit before a change),
@@ -616,6 +632,7 @@ async function main(): Promise<void> {
   const tcpM = measured(tcp, pfPid);
   const sockM = compare ? null : measured(sock, pfPid);
   const variantM = variant ? measured(variant.tcp, variant.pid) : null;
+  const variant2M = variant2 ? measured(variant2.tcp, variant2.pid) : null;
   const beforeM = before ? measured(before.tcp, before.pid) : null;
   const controlM = control ? measured(control.tcp, control.pid) : null;
   const all = [
@@ -624,6 +641,7 @@ async function main(): Promise<void> {
     tcpM,
     ...(sockM ? [sockM] : []),
     ...(variantM ? [variantM] : []),
+    ...(variant2M ? [variant2M] : []),
     ...(beforeM ? [beforeM] : []),
     ...(controlM ? [controlM] : []),
   ];
@@ -633,6 +651,7 @@ async function main(): Promise<void> {
   tcpM.rssReady = (await procs.usage(pfPid))?.rss ?? null;
   if (sockM) sockM.rssReady = tcpM.rssReady;
   if (variant && variantM) variantM.rssReady = (await procs.usage(variant.pid))?.rss ?? null;
+  if (variant2 && variant2M) variant2M.rssReady = (await procs.usage(variant2.pid))?.rss ?? null;
   if (before && beforeM) beforeM.rssReady = (await procs.usage(before.pid))?.rss ?? null;
   if (control && controlM) controlM.rssReady = (await procs.usage(control.pid))?.rss ?? null;
   progress(`warm-up ${settings.warmupSeconds}s per target`);
@@ -645,6 +664,7 @@ async function main(): Promise<void> {
   tcpM.rssIdle = (await procs.usage(pfPid))?.rss ?? null;
   if (sockM) sockM.rssIdle = tcpM.rssIdle;
   if (variant && variantM) variantM.rssIdle = (await procs.usage(variant.pid))?.rss ?? null;
+  if (variant2 && variant2M) variant2M.rssIdle = (await procs.usage(variant2.pid))?.rss ?? null;
   if (before && beforeM) beforeM.rssIdle = (await procs.usage(before.pid))?.rss ?? null;
   if (control && controlM) controlM.rssIdle = (await procs.usage(control.pid))?.rss ?? null;
 
@@ -717,6 +737,18 @@ async function main(): Promise<void> {
   if (variantM) printVariant(rows[0] as Row, rowOf(tcpM), rowOf(variantM));
   if (beforeM) printVariant(rows[0] as Row, rowOf(beforeM), rowOf(tcpM));
   if (interleaved) printInterleaved(interleaved, tcp.name, settings);
+  if (variantM && variant2M && controlM) {
+    printAbba(
+      {
+        base: rowOf(tcpM),
+        variant: rowOf(variantM),
+        variant2: rowOf(variant2M),
+        base2: rowOf(controlM),
+      },
+      interleaved,
+      rows[0] as Row,
+    );
+  }
   console.log(
     "Figures: added = the target's figure minus the direct call's (the proxy's cost); " +
       "latency = non-streaming requests under an open-loop rate, all rounds pooled (sent/s " +

@@ -463,6 +463,78 @@ export function printInterleaved(
   console.log("");
 }
 
+/** The four daemons of an ABBA run (BENCH_ABBA), in the order they were started. */
+export interface AbbaRun {
+  readonly base: Row;
+  readonly variant: Row;
+  readonly variant2: Row;
+  readonly base2: Row;
+}
+
+/**
+ * BENCH_ABBA: the base and the variant each run twice, started in the order base, variant,
+ * variant, base. Identical daemons drift apart with the order they were started in (the
+ * later one faster, by tens of microseconds of p50 and of CPU per request), so a single
+ * variant started after its base reads too fast; the mean of each pair cancels a trend that
+ * is linear in start order. Shown: the pairs' difference (interleaved p50, pooled and per
+ * block; CPU per request at the high rate) and each pair's own spread, the run's noise.
+ */
+export function printAbba(
+  run: AbbaRun,
+  interleaved: readonly Interleaved[] | null,
+  direct: Row,
+): void {
+  const names = [run.base, run.variant, run.variant2, run.base2].map((r) => r.name);
+  console.log(
+    `ABBA: ${run.variant.name} vs ${run.base.name}, each twice (started ${names.join(", ")}):`,
+  );
+  const signedUs = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(0)} us`;
+  const mean = (a: number, b: number) => (a + b) / 2;
+  const p50 = (xs: readonly number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+  if (interleaved !== null) {
+    const find = (name: string) => interleaved.find((t) => t.name === name);
+    const [b1, v1, v2, b2] = names.map(find);
+    if (b1 && v1 && v2 && b2) {
+      const pair = (x: Interleaved, y: Interleaved, f: (t: Interleaved) => number) =>
+        mean(f(x), f(y)) * 1000;
+      const pooled = (t: Interleaved) => p50(t.blocks.flat());
+      const diff = pair(v1, v2, pooled) - pair(b1, b2, pooled);
+      const blocks = b1.blocks.map((_, i) => {
+        const at = (t: Interleaved) => p50(t.blocks[i] ?? []);
+        return signedUs(pair(v1, v2, at) - pair(b1, b2, at)).replace(" us", "");
+      });
+      console.log(
+        `  interleaved p50, variant pair - base pair   ${signedUs(diff)} (per block: ${
+          blocks.join(" ")
+        })`,
+      );
+      console.log(
+        `  same daemon twice (noise): base #2 - base ${
+          signedUs((pooled(b2) - pooled(b1)) * 1000)
+        }, variant #2 - variant ${signedUs((pooled(v2) - pooled(v1)) * 1000)}`,
+      );
+    }
+  }
+  const cpu = [run.base, run.variant, run.variant2, run.base2].map((r) => r.cpuPerReq.proxy);
+  const [c1, c2, c3, c4] = cpu;
+  if (c1 != null && c2 != null && c3 != null && c4 != null) {
+    console.log(
+      `  CPU per request at the high rate            ${
+        signedUs(mean(c2, c3) - mean(c1, c4))
+      } (base ${c1.toFixed(0)} / ${c4.toFixed(0)}, variant ${c2.toFixed(0)} / ${c3.toFixed(0)} us)`,
+    );
+  }
+  const a = (r: Row) => added(r, direct);
+  const rounds = (f: (x: ReturnType<typeof added>) => number) =>
+    (mean(f(a(run.variant)), f(a(run.variant2))) - mean(f(a(run.base)), f(a(run.base2)))) * 1000;
+  console.log(
+    `  rounds: added p50 at base / high rate       ${signedUs(rounds((x) => x.p50))} / ${
+      signedUs(rounds((x) => x.p50High))
+    }`,
+  );
+  console.log("");
+}
+
 export function printChecks(list: readonly Check[]): void {
   console.log("Targets (informational; the exit code does not depend on them)");
   const width = Math.max(...list.map((c) => c.target.length));
