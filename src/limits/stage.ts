@@ -29,6 +29,9 @@ import {
   userIdOf,
 } from "./policy.ts";
 
+/** One-shot decodes (no `stream` state): one decoder serves them all. */
+const utf8 = new TextDecoder();
+
 /** What the limiter decided for one exchange (`ex.rateLimit`). */
 export interface RateLimitFacts {
   readonly admission: Admission;
@@ -317,7 +320,7 @@ function bodyOf(ex: Exchange, view: LlmRequestView, maxBytes: number): unknown {
   if (bytes === null || bytes.byteLength === 0 || bytes.byteLength > maxBytes) return undefined;
   if (bytes[0] !== 0x7b) return undefined; // not a JSON object
   try {
-    return JSON.parse(new TextDecoder().decode(bytes));
+    return JSON.parse(utf8.decode(bytes));
   } catch {
     return undefined;
   }

@@ -13,6 +13,9 @@ import { toOpenAIStream as anthropicToOpenAI } from "./anthropic/stream.ts";
 import type { JsonOutcome, StreamOutcome } from "./types.ts";
 import { notJsonBody } from "./shared/errors.ts";
 
+/** One-shot decodes (no `stream` state): one decoder serves them all. */
+const utf8 = new TextDecoder();
+
 export interface DecodeContext {
   readonly provider: string;
   /** The upstream model, for answers that do not name theirs. */
@@ -63,7 +66,7 @@ export function decodeJson(outcome: JsonOutcome, ctx: DecodeContext): Record<str
   if (outcome.format === "responses_json") throw notCanonical(ctx);
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder().decode(outcome.body));
+    json = JSON.parse(utf8.decode(outcome.body));
   } catch {
     throw notJsonBody(ctx.provider);
   }

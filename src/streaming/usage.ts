@@ -1,5 +1,8 @@
 import type { OpenAIUsage as Usage } from "../schema/openai.ts";
 
+/** One-shot decodes (no `stream` state): one decoder serves them all. */
+const utf8 = new TextDecoder();
+
 /**
  * Usage as data, per attempt: an adapter creates one meter per answer, its taps and
  * translators report what the upstream counted, and the answer carries `meter.usage`, a
@@ -224,5 +227,5 @@ export function textChars(text: string): number {
 /** A held passthrough body's size for the estimate, base64 runs left out; null unread. */
 export function promptBytes(body: Uint8Array | null): number | null {
   if (body === null) return null;
-  return textChars(new TextDecoder().decode(body));
+  return textChars(utf8.decode(body));
 }

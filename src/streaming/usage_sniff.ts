@@ -3,6 +3,9 @@ import type { OpenAIUsage } from "../schema/openai.ts";
 import { createSseTap } from "./sse.ts";
 import type { UsageMeter } from "./usage.ts";
 
+/** One-shot decodes (no `stream` state): one decoder serves them all. */
+const utf8 = new TextDecoder();
+
 const TAIL_BYTES = 4096;
 const HEAD_CHARS = 1024;
 /** A string-valued `"model"` key (inside a JSON string its quotes would be escaped). */
@@ -148,7 +151,7 @@ export function createUsageSniffer(
       controller.enqueue(chunk);
       if (!json) return;
       if (!named && head.length < HEAD_CHARS) {
-        head += new TextDecoder().decode(chunk.subarray(0, HEAD_CHARS));
+        head += utf8.decode(chunk.subarray(0, HEAD_CHARS));
         name(MODEL_KEY.exec(head)?.[1]);
       }
       const joined = new Uint8Array(Math.min(TAIL_BYTES, tail.byteLength + chunk.byteLength));
@@ -159,7 +162,7 @@ export function createUsageSniffer(
       tail = joined;
     },
     flush() {
-      const text = new TextDecoder().decode(tail);
+      const text = utf8.decode(tail);
       for (const m of text.matchAll(USAGE_KEY)) {
         const obj = balancedObject(text, text.indexOf("{", m.index));
         if (obj === null) continue;

@@ -41,6 +41,9 @@ Deno.test("entryBytes() counts UTF-8 bytes", () => {
   assert.equal(entryBytes("", "€"), 3);
   assert.equal(entryBytes("", "😀"), 4);
   assert.equal(entryBytes("k", "😀é"), 7);
+  // The ASCII fast path ends at U+007F.
+  assert.equal(entryBytes("", "a\x7f"), 2);
+  assert.equal(entryBytes("", "a\x80"), 3);
 });
 
 Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a key for scope key", () => {

@@ -23,6 +23,9 @@ import { anthropicUsageTap } from "./usage_tap.ts";
 import { scrubbed, scrubStream } from "../../streaming/scrub.ts";
 import { notEventStream, notJsonBody } from "../shared/errors.ts";
 
+/** One-shot decodes (no `stream` state): one decoder serves them all. */
+const utf8 = new TextDecoder();
+
 /** The Messages API version this translation is written against; `cfg.headers` may override. */
 export const ANTHROPIC_VERSION = "2023-06-01";
 
@@ -121,7 +124,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
       }
       const bytes = await reply.bytes();
       // Already buffered whole; parsing is how usage is found and a non-JSON body refused.
-      const json = parseJson(new TextDecoder().decode(bytes), res.status);
+      const json = parseJson(utf8.decode(bytes), res.status);
       const usage = json !== null && typeof json === "object"
         ? (json as { usage?: AnthropicUsage }).usage
         : undefined;

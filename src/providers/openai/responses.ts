@@ -15,6 +15,9 @@ import {
 } from "../../streaming/mod.ts";
 import { dataHasContent } from "../../streaming/gate.ts";
 
+/** One-shot decodes (no `stream` state): one decoder serves them all. */
+const utf8 = new TextDecoder();
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
@@ -40,7 +43,7 @@ export function fromResponsesUsage(usage: unknown): Usage | null {
 /** Usage of a JSON `response` body (null when it has none or is not JSON). */
 export function findResponsesUsage(body: Uint8Array): Usage | null {
   try {
-    const json = JSON.parse(new TextDecoder().decode(body)) as unknown;
+    const json = JSON.parse(utf8.decode(body)) as unknown;
     return isObject(json) ? fromResponsesUsage(json.usage) : null;
   } catch {
     return null;
