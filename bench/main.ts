@@ -38,7 +38,7 @@
  * BENCH_V8_FLAGS (a variant daemon run with DENO_V8_FLAGS set to that, comma-separated, e.g.
  * `--no-memory-reducer`; with BENCH_CONFIG, the same variant has both), BENCH_ABBA=1 (with a
  * variant: the variant twice and the base twice, started base, variant, variant, base, and
- * their pairs compared, which cancels the start-order drift between identical daemons).
+ * their pairs compared, with each pair's own difference as the noise; see README).
  */
 import { fileURLToPath } from "node:url";
 import {

@@ -473,11 +473,11 @@ export interface AbbaRun {
 
 /**
  * BENCH_ABBA: the base and the variant each run twice, started in the order base, variant,
- * variant, base. Identical daemons drift apart with the order they were started in (the
- * later one faster, by tens of microseconds of p50 and of CPU per request), so a single
- * variant started after its base reads too fast; the mean of each pair cancels a trend that
- * is linear in start order. Shown: the pairs' difference (interleaved p50, pooled and per
- * block; CPU per request at the high rate) and each pair's own spread, the run's noise.
+ * variant, base. Identical daemons read tens of microseconds of p50 and of CPU per request
+ * apart (often the later-started one faster), so one variant against one base can be off
+ * by that much; the pairs' means cancel a drift linear in start order. Shown: the pairs'
+ * difference (interleaved p50, pooled and per block; CPU per request at the high rate) and
+ * each pair's own difference, the run's noise.
  */
 export function printAbba(
   run: AbbaRun,
