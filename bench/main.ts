@@ -38,7 +38,10 @@
  * BENCH_V8_FLAGS (a variant daemon run with DENO_V8_FLAGS set to that, comma-separated, e.g.
  * `--no-memory-reducer`; with BENCH_CONFIG, the same variant has both), BENCH_ABBA=1 (with a
  * variant: the variant twice and the base twice, started base, variant, variant, base, and
- * their pairs compared, with each pair's own difference as the noise; see README).
+ * their pairs compared, with each pair's own difference as the noise; see README),
+ * BENCH_TOGGLE=1 (with BENCH_CONFIG: one more daemon, its config switched by hot reload between
+ * the base and the variant, BENCH_TOGGLE_PAIRS (12) pairs of BENCH_TOGGLE_SECONDS (3) blocks at
+ * BENCH_RATE; see bench/toggle.ts).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -52,8 +55,10 @@ import {
   unixClient,
 } from "./load.ts";
 import { denoLoad, goBinaries, goLoad, type Lateness, type Load } from "./rig.ts";
+import { printToggle, runToggle, summarizeToggle, type ToggleSummary } from "./toggle.ts";
 import {
   CLOCK_TICKS_PER_SECOND,
+  cpuNs,
   findProcess,
   sampleRss,
   type Service,
@@ -124,6 +129,9 @@ const withAbba = ["1", "true", "yes"].includes(Deno.env.get("BENCH_ABBA")?.trim(
 const withControl = withAbba ||
   ["1", "true", "yes"].includes(Deno.env.get("BENCH_CONTROL")?.trim() ?? "");
 const v8Flags = Deno.env.get("BENCH_V8_FLAGS")?.trim() || undefined;
+const withToggle = ["1", "true", "yes"].includes(Deno.env.get("BENCH_TOGGLE")?.trim() ?? "");
+const togglePairs = Math.max(2, Math.floor(envNumber("BENCH_TOGGLE_PAIRS", 12)));
+const toggleSeconds = envNumber("BENCH_TOGGLE_SECONDS", 3);
 /** The run's redis-server (BENCH_REDIS), once started. */
 let redisUrl = "";
 
@@ -410,6 +418,10 @@ interface Pilotfish {
   readonly tcp: Target;
   readonly sock: Target;
   readonly pid: number;
+  readonly config: string;
+  readonly port: number;
+  /** The config text with `extra` (a fragment's path) appended instead of the daemon's own. */
+  configFor(extra: string | undefined): Promise<string>;
 }
 
 /**
@@ -420,25 +432,32 @@ async function startPilotfish(
   name: string,
   tmp: string,
   upstreamOrigin: string,
-  opts: { stages: number; extra?: string; root?: string; tag?: string; v8Flags?: string },
+  opts: {
+    stages: number;
+    extra?: string;
+    root?: string;
+    tag?: string;
+    v8Flags?: string;
+    adminToken?: string;
+  },
 ): Promise<Pilotfish> {
   const tag = opts.tag ?? (name === "pilotfish" ? "pf" : opts.root !== undefined ? "pfb" : "pfv");
   const port = freePort();
   const socket = `${tmp}/${tag}.sock`;
   const config = `${tmp}/${tag}.yaml`;
-  const extra = opts.extra === undefined ? "" : (await Deno.readTextFile(opts.extra))
-    .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp)
-    .replaceAll("{{REDIS}}", redisUrl);
-  await Deno.writeTextFile(
-    config,
-    `# Written by bench/main.ts; removed when the benchmark ends.
+  // The config with a fragment appended: BENCH_TOGGLE rewrites it between blocks.
+  const configFor = async (extraPath: string | undefined) => {
+    const extra = extraPath === undefined ? "" : (await Deno.readTextFile(extraPath))
+      .replaceAll("{{UPSTREAM}}", upstreamOrigin).replaceAll("{{TMP}}", tmp)
+      .replaceAll("{{REDIS}}", redisUrl);
+    return `# Written by bench/main.ts; removed when the benchmark ends.
 ${opts.stages > 0 ? "# no-op stages: ${PILOTFISH_BENCH_NOOP_STAGES}\n" : ""}server:
   host: 127.0.0.1
   port: ${port}
   socket: ${socket}
   reload_interval: 0
   drain_timeout: 2s
-logging:
+${opts.adminToken === undefined ? "" : `  admin_token: ${opts.adminToken}\n`}logging:
   level: warn
 providers:
   up:
@@ -446,8 +465,9 @@ providers:
     base_url: ${upstreamOrigin}/v1
     keys:
       - key: sk-bench
-${extra}`,
-  );
+${extra}`;
+  };
+  await Deno.writeTextFile(config, await configFor(opts.extra));
   if (opts.extra !== undefined) progress(`${name}: config extended with ${opts.extra}`);
   const [command, argv] = onCore(0, "sh", ["scripts/start.sh", "--config", config]);
   const service = track(
@@ -483,7 +503,44 @@ ${extra}`,
   };
   await probe(tcp, service);
   await probe(sock, service);
-  return { tcp, sock, pid };
+  return { tcp, sock, pid, config, port, configFor };
+}
+
+/**
+ * BENCH_TOGGLE=1 (bench/toggle.ts): a daemon of its own, started on the variant's config (so
+ * its permissions cover both), reloaded between the base's and the variant's.
+ */
+async function toggle(tmp: string, upstreamOrigin: string): Promise<ToggleSummary> {
+  const token = `bench-${crypto.randomUUID()}`;
+  const daemon = await startPilotfish("pf toggle", tmp, upstreamOrigin, {
+    stages: 0,
+    tag: "pft",
+    adminToken: token,
+    ...(extraConfigPath !== undefined ? { extra: extraConfigPath } : {}),
+  });
+  const texts = {
+    base: await daemon.configFor(baseConfigPath),
+    variant: await daemon.configFor(extraConfigPath),
+  };
+  const blocks = await runToggle(togglePairs, {
+    async switchTo(config) {
+      await Deno.writeTextFile(daemon.config, texts[config]);
+      const res = await fetch(`http://127.0.0.1:${daemon.port}/api/v1/reload`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const answer = await res.json() as { ok?: boolean; restart_required?: string[] };
+      if (answer.ok !== true || (answer.restart_required?.length ?? 0) > 0) {
+        throw new Error(`BENCH_TOGGLE: reloading the ${config} config: ${JSON.stringify(answer)}`);
+      }
+    },
+    warmUp: async () => {
+      await load.warmUp(daemon.tcp, settings.concurrency, 1);
+    },
+    measure: () => load.openLoop(daemon.tcp, settings.rate, toggleSeconds),
+    cpuNs: () => cpuNs(daemon.pid),
+  }, progress);
+  return summarizeToggle(blocks);
 }
 
 /** The header's line on the Go rig, with how late its schedule ran (over the open-loop runs). */
@@ -594,6 +651,9 @@ async function main(): Promise<void> {
     throw new Error(
       "BENCH_ABBA=1 compares a variant: set BENCH_CONFIG, BENCH_STAGES or BENCH_V8_FLAGS",
     );
+  }
+  if (withToggle && extraConfigPath === undefined) {
+    throw new Error("BENCH_TOGGLE=1 switches a daemon's config: set BENCH_CONFIG");
   }
   const variant = hasVariant
     ? await startPilotfish(variantName, tmp, upstreamOrigin, variantOpts)
@@ -728,6 +788,8 @@ async function main(): Promise<void> {
     }
   }
 
+  const toggled = withToggle ? await toggle(tmp, upstreamOrigin) : null;
+
   const rows = all.map(toRow);
   printHeader(machine, settings, rigWarning ?? rigLine());
   printTable(rows, settings);
@@ -748,6 +810,9 @@ async function main(): Promise<void> {
       interleaved,
       rows[0] as Row,
     );
+  }
+  if (toggled !== null) {
+    printToggle(toggled, extraConfigPath ?? "", { rate: settings.rate, seconds: toggleSeconds });
   }
   console.log(
     "Figures: added = the target's figure minus the direct call's (the proxy's cost); " +

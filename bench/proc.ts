@@ -214,6 +214,26 @@ export async function readProcFile(path: string): Promise<string | null> {
 }
 
 /**
+ * CPU time of `pid` so far, ns, summed over its threads' `schedstat` (nanosecond clocks, where
+ * `stat`'s ticks are 10 ms: too coarse for a few seconds at 200 req/s). A thread that exited
+ * meanwhile drops out of the sum, so only differences over steady threads mean anything.
+ */
+export async function cpuNs(pid: number): Promise<number | null> {
+  const out = await new Deno.Command("sh", {
+    args: ["-c", `cat /proc/${pid}/task/*/schedstat`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!out.success) return null;
+  let ns = 0;
+  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+    const first = Number(line.split(" ")[0]);
+    if (line !== "" && Number.isFinite(first)) ns += first;
+  }
+  return ns;
+}
+
+/**
  * The pid that actually runs `marker` (a script path): `pid` itself when it exec'd into
  * it, otherwise its first descendant that did. Guards against a launcher script that
  * forks instead of exec'ing, which would make us measure a 1 MB shell.

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { runToggle, summarizeToggle, type ToggleBlock, toggleOrder } from "../../bench/toggle.ts";
+import { cpuNs } from "../../bench/proc.ts";
+
+Deno.test("toggleOrder() alternates which config opens a pair, so drift falls on both", () => {
+  assert.deepEqual(toggleOrder(3), ["base", "variant", "variant", "base", "base", "variant"]);
+});
+
+const block = (config: "base" | "variant", p50: number, cpu: number | null): ToggleBlock => ({
+  config,
+  p50,
+  cpuPerReq: cpu,
+  errors: 0,
+});
+
+Deno.test("summarizeToggle(): variant minus base per pair after the first, and same-config neighbours as the noise", () => {
+  const blocks = [
+    block("base", 9, 900), // pair 0: the warm-up, not counted
+    block("variant", 9, 900),
+    block("variant", 0.530, 330), // pair 1: +30 µs, +30 µs CPU
+    block("base", 0.500, 300),
+    block("base", 0.510, 310), // pair 2: +20 µs, CPU unknown
+    block("variant", 0.530, null),
+  ];
+  const s = summarizeToggle(blocks);
+  assert.equal(s.p50?.n, 2);
+  assert.ok(Math.abs((s.p50?.median ?? 0) - 25) < 1e-6);
+  assert.equal(s.p50?.positive, 2);
+  assert.equal(s.cpu?.n, 1);
+  assert.ok(Math.abs((s.cpu?.median ?? 0) - 30) < 1e-6);
+  // Neighbours with one config: blocks 3 and 4 (base then base): +10 µs, +10 µs CPU.
+  assert.equal(s.noiseP50?.n, 1);
+  assert.ok(Math.abs((s.noiseP50?.median ?? 0) - 10) < 1e-6);
+  assert.ok(Math.abs((s.noiseCpu?.median ?? 0) - 10) < 1e-6);
+  assert.equal(summarizeToggle([]).p50, null);
+});
+
+Deno.test("runToggle() switches before each block, warms up, and measures CPU around the loop", async () => {
+  const calls: string[] = [];
+  let ns = 0;
+  const blocks = await runToggle(2, {
+    switchTo: (c) => {
+      calls.push(`switch ${c}`);
+      return Promise.resolve();
+    },
+    warmUp: () => {
+      calls.push("warm");
+      return Promise.resolve();
+    },
+    measure: () => {
+      calls.push("measure");
+      ns += 4_000_000; // 4 ms of CPU over 2 requests: 2,000 µs each
+      return Promise.resolve({ latencies: [0.4, 0.2], errors: 1 });
+    },
+    cpuNs: () => Promise.resolve(ns),
+  }, () => {});
+  assert.deepEqual(calls.slice(0, 6), [
+    "switch base",
+    "warm",
+    "measure",
+    "switch variant",
+    "warm",
+    "measure",
+  ]);
+  assert.deepEqual(blocks.map((b) => b.config), ["base", "variant", "variant", "base"]);
+  assert.equal(blocks[0]?.cpuPerReq, 2000);
+  assert.equal(blocks[0]?.errors, 1);
+  assert.ok(blocks[0]!.p50 >= 0.2 && blocks[0]!.p50 <= 0.4);
+});
+
+Deno.test("cpuNs() reads this process's threads' CPU time, and null for a pid that is gone", async () => {
+  const a = await cpuNs(Deno.pid);
+  assert.ok(a !== null && a > 0);
+  let x = 0;
+  for (let i = 0; i < 2e6; i++) x += Math.sqrt(i);
+  assert.ok(x > 0);
+  const b = await cpuNs(Deno.pid);
+  assert.ok(b !== null && b > a);
+  assert.equal(await cpuNs(2 ** 22 + 12345), null);
+});
