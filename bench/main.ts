@@ -41,7 +41,7 @@
  * their pairs compared, with each pair's own difference as the noise; see README),
  * BENCH_TOGGLE=1 (with BENCH_CONFIG: one more daemon, its config switched by hot reload between
  * the base and the variant, BENCH_TOGGLE_PAIRS (12) pairs of BENCH_TOGGLE_SECONDS (3) blocks at
- * BENCH_RATE; see bench/toggle.ts).
+ * BENCH_TOGGLE_RATE (BENCH_HIGH_RATE); see bench/toggle.ts).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -132,6 +132,9 @@ const v8Flags = Deno.env.get("BENCH_V8_FLAGS")?.trim() || undefined;
 const withToggle = ["1", "true", "yes"].includes(Deno.env.get("BENCH_TOGGLE")?.trim() ?? "");
 const togglePairs = Math.max(2, Math.floor(envNumber("BENCH_TOGGLE_PAIRS", 12)));
 const toggleSeconds = envNumber("BENCH_TOGGLE_SECONDS", 3);
+// 1,000 req/s by default: an A/A run of 10 pairs there had p50 quartiles of -9 to +3 µs, one
+// of 20 pairs at 200 req/s -41 to +26 µs (a daemon idle between requests reads less evenly).
+const toggleRate = envNumber("BENCH_TOGGLE_RATE", settings.highRate);
 /** The run's redis-server (BENCH_REDIS), once started. */
 let redisUrl = "";
 
@@ -537,7 +540,7 @@ async function toggle(tmp: string, upstreamOrigin: string): Promise<ToggleSummar
     warmUp: async () => {
       await load.warmUp(daemon.tcp, settings.concurrency, 1);
     },
-    measure: () => load.openLoop(daemon.tcp, settings.rate, toggleSeconds),
+    measure: () => load.openLoop(daemon.tcp, toggleRate, toggleSeconds),
     cpuNs: () => cpuNs(daemon.pid),
   }, progress);
   return summarizeToggle(blocks);
@@ -812,7 +815,7 @@ async function main(): Promise<void> {
     );
   }
   if (toggled !== null) {
-    printToggle(toggled, extraConfigPath ?? "", { rate: settings.rate, seconds: toggleSeconds });
+    printToggle(toggled, extraConfigPath ?? "", { rate: toggleRate, seconds: toggleSeconds });
   }
   console.log(
     "Figures: added = the target's figure minus the direct call's (the proxy's cost); " +
