@@ -3,8 +3,9 @@
  * BENCH_TOGGLE: one daemon whose config is switched between the base and the variant by hot
  * reload (`POST /api/v1/reload`) between blocks of the same open loop, in the order
  * base, variant | variant, base | base, variant | ... Separate daemons differ by 30-120 µs of
- * p50 even when identical (start order, heap layout; see README, BENCH_ABBA); one process
- * measured in alternating blocks has no such offset. Each pair's variant-minus-base difference
+ * p50 even when identical, for reasons not known (README, BENCH_ABBA); one process measured in
+ * alternating blocks has no such offset. Whole runs still differ more than their pairs (README):
+ * a difference is read from repeated runs. Each pair's variant-minus-base difference
  * is one sample of the feature's cost; the neighbouring blocks that share a config (the
  * variant ending one pair and starting the next, and so on) give the same kind of difference
  * with nothing changed, which is the noise. The first pair is a warm-up and is not counted.
