@@ -162,8 +162,10 @@ const variants: { name: string; app: App; us: number[] }[] = [
   { name: "empty chain", app: await gateway("", 0), us: [] },
   { name: `+${noop} no-op stages`, app: await gateway("", noop), us: [] },
 ];
+/** The fragment's `{{TMP}}` (a state file, say): removed before the process exits. */
+let tmp: string | null = null;
 if (extraPath !== undefined) {
-  const tmp = await Deno.makeTempDir({ prefix: "pilotfish-bench-pipeline-" });
+  tmp = await Deno.makeTempDir({ prefix: "pilotfish-bench-pipeline-" });
   // No upstream process here: a fragment's {{UPSTREAM}} (a trace sink) gets a closed port.
   const extra = (await Deno.readTextFile(extraPath)).replaceAll("{{TMP}}", tmp)
     .replaceAll("{{UPSTREAM}}", "http://127.0.0.1:9")
@@ -205,5 +207,7 @@ for (const v of variants) {
   );
 }
 
+// The state file may still be open: unlinking it is fine here (Linux, the bench's platform).
+if (tmp !== null) await Deno.remove(tmp, { recursive: true });
 // Plugin workers, metrics readers and flush timers would keep the process alive.
 Deno.exit(0);
