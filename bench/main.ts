@@ -93,6 +93,11 @@ function envNumber(name: string, fallback: number): number {
   return n;
 }
 
+/** An on/off switch: `1`, `true` or `yes` is on. */
+function envFlag(name: string): boolean {
+  return ["1", "true", "yes"].includes(Deno.env.get(name)?.trim() ?? "");
+}
+
 const settings: Settings = {
   rate: envNumber("BENCH_RATE", 200),
   highRate: envNumber("BENCH_HIGH_RATE", 1000),
@@ -123,13 +128,12 @@ const stages = Math.floor(envNumber("BENCH_STAGES", 0));
 const extraConfigPath = Deno.env.get("BENCH_CONFIG")?.trim() || undefined;
 const baseConfigPath = Deno.env.get("BENCH_BASE_CONFIG")?.trim() || undefined;
 const baselineRoot = Deno.env.get("BENCH_BASELINE_ROOT")?.trim() || undefined;
-const withRedis = ["1", "true", "yes"].includes(Deno.env.get("BENCH_REDIS")?.trim() ?? "");
-const withAbba = ["1", "true", "yes"].includes(Deno.env.get("BENCH_ABBA")?.trim() ?? "");
+const withRedis = envFlag("BENCH_REDIS");
+const withAbba = envFlag("BENCH_ABBA");
 // ABBA's second base is the control daemon: the same config, started last.
-const withControl = withAbba ||
-  ["1", "true", "yes"].includes(Deno.env.get("BENCH_CONTROL")?.trim() ?? "");
+const withControl = withAbba || envFlag("BENCH_CONTROL");
 const v8Flags = Deno.env.get("BENCH_V8_FLAGS")?.trim() || undefined;
-const withToggle = ["1", "true", "yes"].includes(Deno.env.get("BENCH_TOGGLE")?.trim() ?? "");
+const withToggle = envFlag("BENCH_TOGGLE");
 const togglePairs = Math.max(2, Math.floor(envNumber("BENCH_TOGGLE_PAIRS", 12)));
 const toggleSeconds = envNumber("BENCH_TOGGLE_SECONDS", 3);
 // 1,000 req/s by default: an A/A run of 10 pairs there had p50 quartiles of -9 to +3 µs, one
