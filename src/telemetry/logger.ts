@@ -26,13 +26,45 @@ export interface LoggerOptions {
 }
 
 const encoder = new TextEncoder();
-function writeStdout(line: string): void {
-  Deno.stdout.writeSync(encoder.encode(line));
+
+/** What a line is written to: `Deno.stdout` and `Deno.stderr` have this shape. */
+export interface SyncWriter {
+  writeSync(bytes: Uint8Array): number;
+}
+
+/**
+ * A line writer onto `out` (stdout by default) that never throws into its caller: a log line
+ * is written from request handlers, and a closed or broken stdout (a log shipper that went
+ * away, `| head`) must not turn every request into a 500. The first failure is said once on
+ * `fallback` (stderr), then lines are dropped. A short write is continued.
+ */
+export function lineWriter(
+  out: SyncWriter = Deno.stdout,
+  fallback: SyncWriter = Deno.stderr,
+): (line: string) => void {
+  let broken = false;
+  return (line) => {
+    if (broken) return;
+    let bytes = encoder.encode(line);
+    try {
+      while (bytes.byteLength > 0) bytes = bytes.subarray(out.writeSync(bytes));
+    } catch (err) {
+      broken = true;
+      const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      try {
+        fallback.writeSync(
+          encoder.encode(`pilotfish: log output failed (${why}); dropping log lines\n`),
+        );
+      } catch {
+        // stderr is gone too: nothing left to tell
+      }
+    }
+  };
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
   const min = LEVEL_RANK[opts.level];
-  const write = opts.write ?? writeStdout;
+  const write = opts.write ?? lineWriter();
   const now = opts.now ?? (() => new Date());
   const render = opts.format === "console" ? consoleLine : jsonLine;
   const log = (level: LogLevel) => (msg: string, fields?: LogFields) => {

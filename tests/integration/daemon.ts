@@ -35,7 +35,12 @@ export function freePort(): number {
 /** `yaml` may use {{PORT}} and {{SOCKET}}; they are filled with a free port and a temp socket. */
 export async function startDaemon(
   yaml: string,
-  opts: { env?: Record<string, string>; args?: string[] } = {},
+  opts: {
+    env?: Record<string, string>;
+    args?: string[];
+    /** Stop reading stdout (closing the pipe) once it has shown this text. */
+    closeStdoutAfter?: string;
+  } = {},
 ): Promise<Daemon> {
   const dir = await Deno.makeTempDir({ prefix: "pilotfish-test-" });
   const port = freePort();
@@ -55,7 +60,7 @@ export async function startDaemon(
   }).spawn();
   let text = "";
   const waiters: { needle: string; resolve: () => void }[] = [];
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
+  const drain = async (stream: ReadableStream<Uint8Array>, closeAfter?: string) => {
     for await (const part of stream.pipeThrough(new TextDecoderStream())) {
       text += part;
       for (const w of [...waiters]) {
@@ -64,9 +69,14 @@ export async function startDaemon(
           w.resolve();
         }
       }
+      // Leaving the loop cancels the stream: the pipe's read end closes.
+      if (closeAfter !== undefined && text.includes(closeAfter)) break;
     }
   };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const drained = Promise.all([
+    drain(child.stdout, opts.closeStdoutAfter),
+    drain(child.stderr),
+  ]);
   const exited = drained.then(() => child.status);
   const client = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
 

@@ -33,6 +33,33 @@ Deno.test("listening on every interface without required app keys is warned abou
   }
 });
 
+Deno.test("a closed stdout drops log lines, said once on stderr; requests are still served", async () => {
+  const upstream = startFakeUpstream();
+  const d = await startDaemon(upstreamConfig(upstream.url), {
+    closeStdoutAfter: "pilotfish listening",
+  });
+  try {
+    await d.waitForLog("pilotfish listening");
+    for (let i = 0; i < 3; i++) {
+      const health = await fetch(d.url("/healthz"));
+      assert.equal(health.status, 200);
+      assert.equal(await health.text(), "ok");
+      const res = await fetch(d.url("/v1/chat/completions"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody("mock/echo"),
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    await d.waitForLog("log output failed (BrokenPipe");
+    assert.equal(d.logs().split("log output failed").length, 2, "said once");
+  } finally {
+    assert.equal(await d.stop(), 0);
+    await upstream.close();
+  }
+});
+
 Deno.test("a passthrough stream its upstream cuts is one log line, not an unhandled server error", async () => {
   const upstream = startFakeUpstream();
   const chunk =

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createLogger, createRedactor, type LoggerOptions } from "../../src/telemetry/mod.ts";
+import { lineWriter } from "../../src/telemetry/logger.ts";
 
 const FIXED = new Date("2025-01-02T03:04:05.678Z");
 
@@ -118,4 +119,46 @@ Deno.test("createLogger() console format: one readable line, redacted", () => {
     lines[1],
     '2025-01-02T03:04:05.678Z WARN  config warning warning="server.colour: Unknown key\\nsecond line" key=[REDACTED]\n',
   );
+});
+
+Deno.test("lineWriter() finishes short writes", () => {
+  const got: number[] = [];
+  // Takes at most 3 bytes a call, as a full pipe may.
+  const out = {
+    writeSync(b: Uint8Array) {
+      const n = Math.min(3, b.byteLength);
+      got.push(...b.subarray(0, n));
+      return n;
+    },
+  };
+  const write = lineWriter(out, { writeSync: () => assert.fail("no fallback expected") });
+  write("hello, world\n");
+  assert.equal(new TextDecoder().decode(new Uint8Array(got)), "hello, world\n");
+});
+
+Deno.test("lineWriter(): a broken stdout is said once on stderr, then lines are dropped, never thrown", () => {
+  let calls = 0;
+  const out = {
+    writeSync(): number {
+      calls++;
+      throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    },
+  };
+  const said: string[] = [];
+  const write = lineWriter(out, {
+    writeSync: (b) => (said.push(new TextDecoder().decode(b)), b.byteLength),
+  });
+  const log = createLogger({ level: "info", redact: createRedactor([]), write });
+  log.info("request", { status: 200 });
+  log.info("request", { status: 200 });
+  assert.equal(calls, 1, "stdout is not tried again once broken");
+  assert.equal(said.length, 1);
+  assert.match(said[0]!, /log output failed \(BrokenPipe: Broken pipe/);
+  // stderr gone as well: still nothing thrown.
+  const silent = lineWriter(out, {
+    writeSync: () => {
+      throw new Deno.errors.BrokenPipe("gone");
+    },
+  });
+  silent("a line\n");
 });
