@@ -89,6 +89,9 @@ export interface ProviderHealth {
   };
 }
 
+/** Worse states rank higher: a provider shows its worst key's. */
+const RANK = { closed: 0, half_open: 1, open: 2 } as const;
+
 export interface KeyHealth {
   readonly state: "closed" | "open" | "half_open";
   readonly failures: number;
@@ -227,27 +230,26 @@ export function createBreaker(
     },
     health(provider, now) {
       const rolled = rollupThreshold > 0 ? store.rollupKeys(provider, now) : [];
-      // llm-proxy's per-provider state, failures and cooldown are the bare `<provider>` key's
-      // (its healthHandler: "in per-model keying mode the bare-provider state is rarely
-      // open"): one model's open key is in `rollup.open_keys`, and `rollup.open` says when
-      // the whole provider fast-fails. A page on `circuit_state: open` is a provider outage.
+      // llm-proxy's per-provider view (its ProviderStatsFor) folds every key of the provider,
+      // the bare `<provider>` and each `<provider>:<model>`: failures summed, the worst state,
+      // the earliest cooldown of an open key. `keys` lists the model keys one by one.
       let state: ProviderHealth["state"] = "closed";
-      const failures = store.failures(provider, now);
+      let failures = 0;
       let until: number | null = null;
-      const openUntil = store.openUntil(provider);
-      if (openUntil !== null) {
-        state = now < openUntil ? "open" : "half_open";
-        if (now < openUntil) until = openUntil;
-      }
-      // With Redis, keys another sidecar opened are in the store's view without being seen here.
       const keys: Record<string, KeyHealth> = {};
-      for (const key of new Set([...(seen.get(provider) ?? []), ...store.openKeys(provider)])) {
-        if (key === provider) continue;
+      // With Redis, keys another sidecar opened are in the store's view without being seen here.
+      const all = new Set([provider, ...(seen.get(provider) ?? []), ...store.openKeys(provider)]);
+      for (const key of all) {
         const u = store.openUntil(key);
         const failed = store.failures(key, now);
         if (u === null && failed === 0) continue;
+        const keyState = u === null ? "closed" : now < u ? "open" : "half_open";
+        failures += failed;
+        if (RANK[keyState] > RANK[state]) state = keyState;
+        if (u !== null && now < u && (until === null || u < until)) until = u;
+        if (key === provider) continue;
         keys[key] = {
-          state: u === null ? "closed" : now < u ? "open" : "half_open",
+          state: keyState,
           failures: failed,
           ...(u !== null && now < u ? { cooldown_until: Math.floor(u / 1000) } : {}),
         };

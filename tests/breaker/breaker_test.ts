@@ -50,9 +50,13 @@ Deno.test("breaker: threshold failures in the window open the key; open fast-fai
   await settle();
   assert.deepEqual(breaker.admit("openai", key, t0 + 30), { kind: "reject", reason: "open" });
   assert.equal(breaker.available("openai", key, t0 + 30), false);
-  // llm-proxy's provider state is the bare key's: one model's open key is not an outage.
-  assert.equal(breaker.health("openai", t0 + 30).state, "closed");
-  assert.equal(breaker.health("openai", t0 + 30).cooldown_until, undefined);
+  // llm-proxy's provider view folds its keys: the worst state, failures summed.
+  assert.equal(breaker.health("openai", t0 + 30).state, "open");
+  assert.equal(breaker.health("openai", t0 + 30).failures, 3);
+  assert.equal(
+    breaker.health("openai", t0 + 30).cooldown_until,
+    Math.floor((t0 + 20 + 30_000) / 1000),
+  );
   assert.deepEqual(breaker.health("openai", t0 + 30).keys, {
     "openai:gpt-4o": {
       state: "open",
@@ -267,14 +271,30 @@ Deno.test("normaliseReason() bounds tag cardinality", () => {
   assert.equal(normaliseReason("whatever", allow), "other");
 });
 
-Deno.test("breaker health: the provider's state is its bare key's, as llm-proxy's /health", async () => {
+Deno.test("breaker health: the provider folds its bare and model keys, as llm-proxy's ProviderStatsFor", async () => {
   const { breaker } = setup();
   const t0 = 3_000_000;
   for (let i = 0; i < 3; i++) breaker.record("openai", "openai", "provider_degraded", fail, t0);
   await settle();
-  const h = breaker.health("openai", t0 + 1);
+  let h = breaker.health("openai", t0 + 1);
   assert.equal(h.state, "open");
   assert.equal(h.failures, 3);
   assert.equal(h.cooldown_until, Math.floor((t0 + 30_000) / 1000));
   assert.equal(h.keys, undefined, "the bare key is the provider's own state, not a model key");
+  // One failure on a model key: summed in; the earliest open cooldown stays.
+  breaker.record("openai", "openai:gpt-4o", "provider_degraded", fail, t0 + 5_000);
+  await settle();
+  h = breaker.health("openai", t0 + 5_001);
+  assert.equal(h.state, "open");
+  assert.equal(h.failures, 4);
+  assert.equal(h.cooldown_until, Math.floor((t0 + 30_000) / 1000));
+  assert.deepEqual(h.keys, { "openai:gpt-4o": { state: "closed", failures: 1 } });
+  // The bare key half-open and a model key open: open is worse; its cooldown is the one left.
+  for (let i = 0; i < 2; i++) {
+    breaker.record("openai", "openai:gpt-4o", "provider_degraded", fail, t0 + 29_000);
+  }
+  await settle();
+  h = breaker.health("openai", t0 + 30_001);
+  assert.equal(h.state, "open");
+  assert.equal(h.cooldown_until, Math.floor((t0 + 29_000 + 30_000) / 1000));
 });

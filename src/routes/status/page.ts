@@ -95,8 +95,8 @@ function render(s) {
     cell(tr, p.keys.map((k) => k.id + (k.status === "ok" ? "" : " (" + k.status + ")")).join(", ") || "none");
     const b = p.breaker;
     const keys = openKeys(b);
-    cell(tr, b ? [b.state].concat(keys).join(", ") : "off",
-      b ? "state-" + (b.state === "closed" && keys.length ? "open" : b.state) : "");
+    // The state folds every key of the provider (llm-proxy's): the keys say which.
+    cell(tr, b ? [b.state].concat(keys).join(", ") : "off", b ? "state-" + b.state : "");
     cell(tr, b ? b.failures : null);
     cell(tr, b ? when(b.cooldown_until) : null);
     cell(tr, b && b.rollup ? (b.rollup.open ? "OPEN " : "") + b.rollup.count + "/" + b.rollup.threshold : null,
@@ -122,8 +122,12 @@ function render(s) {
     cell(tr, m.config_hash);
     cell(tr, num(m.stats ? m.stats.requests : null));
     cell(tr, num(m.stats ? errorsOf(m.stats) : null));
-    const open = (m.providers || []).flatMap((p) => !p.breaker ? [] :
-      (p.breaker.state !== "closed" ? [p.name + " " + p.breaker.state] : []).concat(openKeys(p.breaker)));
+    // A provider not closed with no model key open: its own (bare) key is the open one.
+    const open = (m.providers || []).flatMap((p) => {
+      if (!p.breaker) return [];
+      const keys = openKeys(p.breaker);
+      return p.breaker.state !== "closed" && !keys.length ? [p.name + " " + p.breaker.state] : keys;
+    });
     cell(tr, open.join(", ") || "none", open.length ? "state-open" : "state-closed");
     cell(tr, m.stats ? num(m.stats.latency_ms.p50) + " / " + num(m.stats.latency_ms.p99) : null);
   });

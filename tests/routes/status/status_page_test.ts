@@ -82,8 +82,8 @@ Deno.test("/status in Chromium: providers, an open breaker after an outage, thre
     ]);
     const providers = seen.providers as string[];
     assert.match(providers[0]!, /^up\topenai\tfleet-key/);
-    // The provider's own (bare-key) state, then its model key that opened.
-    assert.match(providers[0]!, /\tclosed, up:gpt-4o-mini open\t/);
+    // The provider's state (every key folded), then its model key that opened.
+    assert.match(providers[0]!, /\topen, up:gpt-4o-mini open\t/);
     assert.doesNotMatch(seen.html as string, /sk-fleet-secret/);
     const fleet = seen.fleet as string[];
     assert.deepEqual(fleet.map((r) => r.split("\t")[0]), [
