@@ -164,7 +164,7 @@ export interface Exchange {
   /** What the rate limiter decided (its headers, its reconciliation); null when none applied. */
   rateLimit: RateLimitFacts | null;
   /** Stage metadata (WASM plugins' `metadata`): seen by later stages, written to the access log. */
-  metadata: Record<string, string>;
+  metadata: Record<string, unknown>;
   /**
    * Capabilities' private state for this request, in `Slot`s (src/slot.ts):
    * `slot.get(ex.slots)`. Not WeakMaps keyed by the exchange: those keep every request
@@ -221,7 +221,7 @@ class RequestExchange implements Exchange {
   pendingEnds: Set<AttemptRecord> | null = null;
   ended = false;
   rateLimit: RateLimitFacts | null = null;
-  metadata: Record<string, string> = {};
+  metadata: Record<string, unknown> = {};
   readonly slots: object = {};
   #trace: TraceContext | null = null;
 

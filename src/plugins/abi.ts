@@ -13,7 +13,7 @@ export interface HookInput {
   readonly model?: string;
   readonly body?: unknown;
   readonly headers?: Readonly<Record<string, string>>;
-  readonly metadata?: Readonly<Record<string, string>>;
+  readonly metadata?: Readonly<Metadata>;
   /** Ours: the response status on `post_llm` / `post_http`. */
   readonly status?: number;
   /** Ours: the chunk on `stream_chunk`. */
@@ -23,7 +23,7 @@ export interface HookInput {
 /** What a guest may answer; an empty output means no change. */
 export interface HookOutput {
   readonly body?: unknown;
-  readonly metadata?: Readonly<Record<string, string>>;
+  readonly metadata?: Readonly<Metadata>;
   readonly short_circuit?: boolean;
   readonly short_circuit_status?: number;
   readonly short_circuit_body?: unknown;
@@ -34,6 +34,12 @@ export interface HookOutput {
   /** Ours, `stream_chunk`: drop the chunk. */
   readonly drop?: boolean;
 }
+
+/**
+ * Butter's metadata bag (its SDK's `map[string]any`): any JSON value per key, kept as the guest
+ * wrote it, so a later guest reading `prompt_injection_detected == true` sees a boolean.
+ */
+export type Metadata = Record<string, unknown>;
 
 /** A guest's output that does not follow the ABI. */
 export class AbiError extends Error {
@@ -52,8 +58,9 @@ const CREDENTIAL_HEADER =
 const CREDENTIAL_VALUE = /^\s*(bearer|basic|digest|negotiate)\s|^\s*(sk-|pf_)/i;
 
 /**
- * Headers as Butter passes them: one value each, credentials redacted unless exposed.
- * `redact` scrubs configured secrets from text: a value it changes holds one.
+ * Headers as Butter passes them: one value each, named as Go's `http.Header` names them
+ * (`Content-Type`, `X-Tenant-Id`: a Butter guest looks them up so), credentials redacted unless
+ * exposed. `redact` scrubs configured secrets from text: a value it changes holds one.
  */
 export function headerMap(
   headers: Headers,
@@ -63,8 +70,30 @@ export function headerMap(
   const out: Record<string, string> = {};
   headers.forEach((value, name) => {
     // Exposed: nothing to look for (the redactor is the costly part, every key's forms).
-    out[name] = exposeCredentials || !secretHeader(name, value, redact) ? value : REDACTED;
+    out[canonicalName(name)] = exposeCredentials || !secretHeader(name, value, redact)
+      ? value
+      : REDACTED;
   });
+  return out;
+}
+
+/** Canonical names already built: a client sends the same few names on every request. */
+const CANONICAL = new Map<string, string>();
+const CANONICAL_MAX = 1024;
+
+/**
+ * Go's `textproto.CanonicalMIMEHeaderKey` for a name `Headers` gives (a valid token, lower
+ * case): the first letter and each letter after a hyphen upper case, the rest lower case.
+ */
+export function canonicalName(name: string): string {
+  let out = CANONICAL.get(name);
+  if (out !== undefined) return out;
+  out = name.toLowerCase().replace(
+    /(^|-)([a-z])/g,
+    (_, dash: string, c: string) => dash + c.toUpperCase(),
+  );
+  if (CANONICAL.size >= CANONICAL_MAX) CANONICAL.clear();
+  CANONICAL.set(name, out);
   return out;
 }
 
@@ -157,7 +186,10 @@ function decodeFields(bytes: Uint8Array): HookOutput {
   const out: { -readonly [K in keyof HookOutput]: HookOutput[K] } = {};
   if (o.body !== undefined && o.body !== null && o.body !== "") out.body = o.body;
   if (o.metadata !== undefined && o.metadata !== null) {
-    out.metadata = stringMap(o.metadata, "metadata");
+    if (typeof o.metadata !== "object" || Array.isArray(o.metadata)) {
+      throw new AbiError("metadata is not a JSON object");
+    }
+    out.metadata = o.metadata as Metadata;
   }
   if (o.response_headers !== undefined && o.response_headers !== null) {
     const h = stringMap(o.response_headers, "response_headers");

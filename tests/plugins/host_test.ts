@@ -363,12 +363,13 @@ Deno.test("stream_chunk: a guest can drop chunks", async () => {
 Deno.test("credentials are redacted from what a guest sees unless expose_credentials", async () => {
   const { headerMap } = await import("../../src/plugins/abi.ts");
   const h = new Headers({ authorization: "Bearer sk-secret", "x-api-key": "k", "x-trace": "t" });
+  // Named as Go's http.Header names them: a Butter guest reads headers["Authorization"].
   assert.deepEqual(headerMap(h, false), {
-    authorization: "[REDACTED]",
-    "x-api-key": "[REDACTED]",
-    "x-trace": "t",
+    Authorization: "[REDACTED]",
+    "X-Api-Key": "[REDACTED]",
+    "X-Trace": "t",
   });
-  assert.equal(headerMap(h, true).authorization, "Bearer sk-secret");
+  assert.equal(headerMap(h, true).Authorization, "Bearer sk-secret");
   // Names that say credential, and any pf_ value; ordinary headers are kept.
   const more = new Headers({
     "x-pilotfish-app-key": "pf_abc",
@@ -381,15 +382,31 @@ Deno.test("credentials are redacted from what a guest sees unless expose_credent
     "anthropic-version": "2023-06-01",
   });
   assert.deepEqual(headerMap(more, false), {
-    "anthropic-version": "2023-06-01",
-    "content-type": "application/json",
-    "x-access-key": "[REDACTED]",
-    "x-auth": "[REDACTED]",
-    "x-aws-credentials": "[REDACTED]",
-    "x-custom": "[REDACTED]",
-    "x-pilotfish-app-key": "[REDACTED]",
-    "x-request-id": "r1",
+    "Anthropic-Version": "2023-06-01",
+    "Content-Type": "application/json",
+    "X-Access-Key": "[REDACTED]",
+    "X-Auth": "[REDACTED]",
+    "X-Aws-Credentials": "[REDACTED]",
+    "X-Custom": "[REDACTED]",
+    "X-Pilotfish-App-Key": "[REDACTED]",
+    "X-Request-Id": "r1",
   });
+});
+
+Deno.test("canonicalName() is Go's CanonicalMIMEHeaderKey for the names Headers gives", async () => {
+  const { canonicalName } = await import("../../src/plugins/abi.ts");
+  const cases: [string, string][] = [
+    ["content-type", "Content-Type"],
+    ["x-tenant-id", "X-Tenant-Id"],
+    ["x-b3-traceid", "X-B3-Traceid"],
+    ["authorization", "Authorization"],
+    ["x_under_score", "X_under_score"],
+    ["1abc", "1abc"],
+    ["a--b", "A--B"],
+  ];
+  for (const [name, want] of cases) assert.equal(canonicalName(name), want, name);
+  // Cached: the same answer a second time.
+  assert.equal(canonicalName("x-tenant-id"), "X-Tenant-Id");
 });
 
 Deno.test("config errors: missing file, unknown hook, duplicate names", async () => {
@@ -581,10 +598,15 @@ Deno.test("credential headers are redacted by any credential word in the name, o
     "x-trace": "t",
   };
   const redact = (text: string) => text.replaceAll("sk-up-configured-0001", "[REDACTED]");
+  const { canonicalName } = await import("../../src/plugins/abi.ts");
   const seen = headerMap(new Headers({ ...secret, ...ordinary }), false, redact);
-  for (const name of Object.keys(secret)) assert.equal(seen[name], "[REDACTED]", name);
-  for (const [name, value] of Object.entries(ordinary)) assert.equal(seen[name], value, name);
-  assert.equal(headerMap(new Headers(secret), true, redact)["x-upstream"], "Bearer sk-abc");
+  for (const name of Object.keys(secret)) {
+    assert.equal(seen[canonicalName(name)], "[REDACTED]", name);
+  }
+  for (const [name, value] of Object.entries(ordinary)) {
+    assert.equal(seen[canonicalName(name)], value, name);
+  }
+  assert.equal(headerMap(new Headers(secret), true, redact)["X-Upstream"], "Bearer sk-abc");
 });
 
 Deno.test("expose_credentials in the plugin's config map opts in, as the top-level key does", async (t) => {
@@ -600,14 +622,14 @@ Deno.test("expose_credentials in the plugin's config map opts in, as the top-lev
   };
   await t.step("not set: redacted", async () => {
     const h = await seen("");
-    assert.equal(h["x-apitoken"], "[REDACTED]");
-    assert.equal(h.authorization, "[REDACTED]");
+    assert.equal(h["X-Apitoken"], "[REDACTED]");
+    assert.equal(h.Authorization, "[REDACTED]");
   });
   for (const extra of ["expose_credentials: true", "config: { expose_credentials: 'true' }"]) {
     await t.step(extra, async () => {
       const h = await seen(extra);
-      assert.equal(h["x-apitoken"], "tok-123");
-      assert.equal(h.authorization, "Bearer sk-client-0001");
+      assert.equal(h["X-Apitoken"], "tok-123");
+      assert.equal(h.Authorization, "Bearer sk-client-0001");
     });
   }
 });
@@ -896,4 +918,48 @@ Deno.test("an answer too large for a post_llm plugin follows its fail_mode (answ
       },
     );
   });
+});
+
+Deno.test("metadata keeps its JSON types from guest to guest and into the log (Butter's map[string]any)", async () => {
+  const tagger = await fixtureWasm(TMP, "config_out");
+  const echo = await fixtureWasm(TMP, "echo_input");
+  const meta = { tagged: true, n: 3, who: { team: "a" }, none: null };
+  const gw = gateway({
+    config: `
+providers:
+  up: { base_url: "http://up.test/v1", keys: [{ key: sk-up-configured-0001 }] }
+wasm_plugins:
+  - name: tagger
+    path: ${tagger}
+    config: { pre_http: '${JSON.stringify({ metadata: meta })}' }
+  - name: echo
+    path: ${echo}
+`,
+  });
+  try {
+    await gw.runtime.ready();
+    const res = await chat(gw, CHAT, { "x-tenant-id": "t1" });
+    assert.equal(res.status, 200);
+    const seen = await res.json();
+    assert.deepEqual(seen.metadata, meta);
+    assert.equal(seen.headers["X-Tenant-Id"], "t1", "Go's header names");
+    const line = requestLines(gw.logs).at(-1)!;
+    assert.deepEqual(line.metadata, meta);
+  } finally {
+    await gw.runtime.dispose();
+  }
+});
+
+Deno.test("metadata that is not a JSON object is an error of the output", async () => {
+  for (const bad of ["[1]", '"text"', "3"]) {
+    await withPlugin(
+      "config_out",
+      `fail_mode: closed\nconfig: { pre_http: '{"metadata":${bad}}' }`,
+      async (gw) => {
+        const res = await chat(gw);
+        assert.equal(res.status, 500, bad);
+        assert.match((await res.json()).error.message, /metadata is not a JSON object/);
+      },
+    );
+  }
 });

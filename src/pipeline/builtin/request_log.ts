@@ -145,7 +145,7 @@ function tokenFields(usage: Usage): Record<string, number> {
   return out;
 }
 
-function hasKeys(o: Record<string, string>): boolean {
+function hasKeys(o: Record<string, unknown>): boolean {
   for (const _ in o) return true;
   return false;
 }
