@@ -37,7 +37,7 @@ import {
   StreamIdleTimeout,
   type UsageMeter,
 } from "../streaming/mod.ts";
-import { scrubStream } from "../streaming/scrub.ts";
+import { scrubStream, type SecretScrub } from "../streaming/scrub.ts";
 import {
   endAt,
   explainTimeout,
@@ -756,9 +756,10 @@ async function relay(
   // The key Pilotfish injected, echoed back: out of an error body, and out of an answer
   // relayed as it streams (an SSE error event inside a 200).
   const scrub = redact === null ? null : ex.runtime.scrubs.get(provider) ?? null;
-  const source = !res.ok && redact !== null && res.body
-    ? await withoutSecrets(res.body, redact)
-    : res.body && scrubStream(scrub, res.body);
+  const upstreamBody = redact === null ? res.body : scannable(res, out);
+  const source = !res.ok && redact !== null && upstreamBody
+    ? await withoutSecrets(upstreamBody, redact, scrub)
+    : upstreamBody && scrubStream(scrub, upstreamBody);
   const read = !ex.stream && res.ok && source && /\bjson\b/i.test(contentType)
     ? await wholeUpTo(source, WHOLE_JSON_BYTES)
     : { body: source, whole: false };
@@ -893,15 +894,43 @@ function idleCut(
   }, { highWaterMark: 0 });
 }
 
-/** An error body read (up to `ERROR_BYTES`) for the gateway's keys, each replaced. */
+/**
+ * An answer's body as bytes the key scrubbers can read, when a configured key was injected:
+ * an upstream may compress although it was asked for identity (a CDN in front of it). gzip and
+ * deflate are inflated (and `out` loses its Content-Encoding); an error body in a coding the
+ * gateway cannot read is withheld rather than relayed unscanned.
+ */
+function scannable(res: Response, out: Headers): ReadableStream<Uint8Array> | null {
+  const coding = res.headers.get("content-encoding")?.trim().toLowerCase() ?? "identity";
+  if (res.body === null || coding === "identity" || coding === "") return res.body;
+  if (coding === "gzip" || coding === "x-gzip" || coding === "deflate") {
+    out.delete("content-encoding");
+    return res.body.pipeThrough(new DecompressionStream(coding === "deflate" ? "deflate" : "gzip"));
+  }
+  if (res.ok) return res.body;
+  res.body.cancel().catch(() => {});
+  out.delete("content-encoding");
+  out.set("content-type", "text/plain; charset=utf-8");
+  return ReadableStream.from([
+    new TextEncoder().encode(
+      `The upstream's error body was withheld: its Content-Encoding (${coding}) cannot be checked for the gateway's key.`,
+    ),
+  ]);
+}
+
+/**
+ * An error body read (up to `ERROR_BYTES`) for the gateway's keys, each replaced; a longer one
+ * is relayed through the byte scrubber (`scrub`) as it comes.
+ */
 const ERROR_BYTES = 1024 * 1024;
 
 async function withoutSecrets(
   body: ReadableStream<Uint8Array>,
   redact: Redactor,
+  scrub: SecretScrub | null,
 ): Promise<ReadableStream<Uint8Array>> {
   const read = await wholeUpTo(body, ERROR_BYTES);
-  if (!read.whole) return read.body;
+  if (!read.whole) return scrubStream(scrub, read.body);
   const bytes = new Uint8Array(await new Response(read.body).arrayBuffer());
   const text = new TextDecoder().decode(bytes);
   const out = redactJsonText(text, redact);

@@ -73,3 +73,84 @@ providers:
     await up.close();
   }
 });
+
+/**
+ * An upstream that answers `status` echoing the key it got, past `pad` bytes of filler, in
+ * `coding` (as sent, whatever the gateway asked for: a CDN may compress anyway).
+ */
+function paddedEcho(status: number, pad: number, coding: "identity" | "gzip" | "deflate" | "br") {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const key = (req.headers.get("authorization") ?? "").replace(/^Bearer\s+/i, "");
+    const text = `${"x".repeat(pad)} key=${key}`;
+    const headers: Record<string, string> = { "content-type": "text/plain" };
+    if (coding === "identity") return new Response(text, { status, headers });
+    headers["content-encoding"] = coding;
+    const packed = coding === "br"
+      ? new TextEncoder().encode(text) // not really brotli: the gateway must not relay it
+      : await new Response(
+        new Blob([text]).stream().pipeThrough(new CompressionStream(coding)),
+      ).arrayBuffer();
+    return new Response(packed, { status, headers });
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}
+
+Deno.test("passthrough: an injected key in an error body over 1 MiB is still redacted", async () => {
+  for (const pad of [1_100 * 1024, 3 * 1024 * 1024]) {
+    const up = paddedEcho(500, pad, "identity");
+    const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: ${KEY} }] }
+routing:
+  failover: { enabled: false }
+`);
+    try {
+      const res = await fetch(gw.url("/openai/v1/chat/completions"), {
+        method: "POST",
+        body: "{}",
+      });
+      assert.equal(res.status, 500);
+      const text = await res.text();
+      assert.equal(text.length, pad + " key=[REDACTED]".length, "the body is whole");
+      assert.ok(text.endsWith(" key=[REDACTED]"), String(pad));
+      assert.doesNotMatch(text, /sk-OPENAI-SE/);
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  }
+});
+
+Deno.test("passthrough: a compressed error body is inflated and redacted; one the gateway cannot read is withheld", async () => {
+  for (const coding of ["gzip", "deflate", "br"] as const) {
+    // A 200 in a coding the gateway cannot read is relayed as sent (the client decodes it).
+    for (const status of coding === "br" ? [401] : [401, 200]) {
+      const up = paddedEcho(status, 100, coding);
+      const gw = startGateway(`
+providers:
+  openai: { base_url: "${up.url}/v1", keys: [{ key: ${KEY} }] }
+routing:
+  failover: { enabled: false }
+`);
+      try {
+        const res = await fetch(gw.url("/native/openai/chat/completions"), {
+          method: "POST",
+          body: "{}",
+        });
+        assert.equal(res.status, status, coding);
+        const text = await res.text();
+        assert.doesNotMatch(text, /sk-OPENAI-SE/, `${coding} ${status}`);
+        if (coding !== "br") {
+          assert.equal(res.headers.get("content-encoding"), null, "relayed inflated");
+          assert.ok(text.endsWith(" key=[REDACTED]"), `${coding} ${status}`);
+        } else {
+          assert.match(text, /withheld: its Content-Encoding \(br\) cannot be checked/);
+        }
+      } finally {
+        await gw.close();
+        await up.close();
+      }
+    }
+  }
+});
