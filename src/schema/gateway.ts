@@ -20,6 +20,9 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
 /** Validate the `x-gateway` block shared by every unified route (absent -> `{}`). */
+/** The longest timeout a request may ask for, in seconds (a timer's 2^31-1 ms). */
+const MAX_SECONDS = 2_147_483;
+
 export function parseGatewayOptions(raw: unknown): GatewayOptions {
   if (raw === undefined || raw === null) return {};
   if (!isObject(raw)) throw invalid(`"x-gateway" must be an object`, "x-gateway");
@@ -30,21 +33,13 @@ export function parseGatewayOptions(raw: unknown): GatewayOptions {
     }
     out.cache = raw.cache;
   }
-  if (raw.timeout !== undefined) {
-    if (typeof raw.timeout !== "number" || !(raw.timeout > 0)) {
-      throw invalid(
-        `"x-gateway.timeout" must be a positive number of seconds`,
-        "x-gateway.timeout",
-      );
-    }
-    out.timeout = raw.timeout;
-  }
-  for (const field of ["first_chunk_timeout", "stream_idle_timeout"] as const) {
+  for (const field of ["timeout", "first_chunk_timeout", "stream_idle_timeout"] as const) {
     const v = raw[field];
     if (v === undefined) continue;
-    if (typeof v !== "number" || !(v > 0)) {
+    // A timer takes at most 2^31-1 ms; JSON's 1e400 parses as Infinity.
+    if (typeof v !== "number" || !(v > 0) || v > MAX_SECONDS) {
       throw invalid(
-        `"x-gateway.${field}" must be a positive number of seconds`,
+        `"x-gateway.${field}" must be a positive number of seconds, at most ${MAX_SECONDS}`,
         `x-gateway.${field}`,
       );
     }

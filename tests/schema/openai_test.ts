@@ -94,6 +94,19 @@ Deno.test("parseChatRequest() names the field at fault", async (t) => {
     ["x-gateway.timeout zero", withField("x-gateway", { timeout: 0 }), "x-gateway.timeout"],
     ["x-gateway.timeout negative", withField("x-gateway", { timeout: -1 }), "x-gateway.timeout"],
     ["x-gateway.timeout string", withField("x-gateway", { timeout: "5s" }), "x-gateway.timeout"],
+    // JSON's 1e400 parses as Infinity; past a timer's 2^31-1 ms a timer would fire at once.
+    [
+      "x-gateway.timeout infinite",
+      withField("x-gateway", { timeout: JSON.parse("1e400") }),
+      "x-gateway.timeout",
+      /at most 2147483/,
+    ],
+    ["x-gateway.timeout too long", withField("x-gateway", { timeout: 3e6 }), "x-gateway.timeout"],
+    [
+      "x-gateway.stream_idle_timeout infinite",
+      withField("x-gateway", { stream_idle_timeout: Infinity }),
+      "x-gateway.stream_idle_timeout",
+    ],
     ["x-gateway.provider empty", withField("x-gateway", { provider: "" }), "x-gateway.provider"],
     ["x-gateway.metadata list", withField("x-gateway", { metadata: [] }), "x-gateway.metadata"],
   ];
