@@ -112,6 +112,7 @@ export function toAnthropicRequest(
 
   const tools = toAnthropicTools(body.tools);
   if (tools.length > 0) out.tools = tools;
+  else out.messages = withoutToolBlocks(messages);
   const choice = toToolChoice(body.tool_choice, tools.length > 0, body.parallel_tool_calls);
   if (choice !== null) out.tool_choice = choice;
   return out;
@@ -155,6 +156,47 @@ function toAnthropicMessages(
     const ordered = role === "user" ? resultsFirst(blocks) : blocks;
     const only = ordered.length === 1 ? ordered[0] : undefined;
     return { role, content: only?.type === "text" ? only.text : ordered };
+  });
+}
+
+/**
+ * A conversation offered no tools, with tool_use/tool_result blocks in its history (an agent's
+ * closing "summarise" turn): Anthropic refuses those blocks without `tools` ("Requests which
+ * include `tool_use` or `tool_result` blocks must define tools"), and defining tools would let
+ * the model call one the client did not offer. So the blocks become text saying what was
+ * called and what came back (a result's images stay images), as for Bedrock.
+ */
+function withoutToolBlocks(messages: AnthropicMessage[]): AnthropicMessage[] {
+  const hasToolBlocks = (m: AnthropicMessage) =>
+    typeof m.content !== "string" &&
+    m.content.some((b) => b.type === "tool_use" || b.type === "tool_result");
+  if (!messages.some(hasToolBlocks)) return messages;
+  const names = new Map<string, string>();
+  return messages.map((m) => {
+    if (!hasToolBlocks(m)) return m;
+    const content = (m.content as AnthropicContentBlock[]).flatMap(
+      (b): AnthropicContentBlock[] => {
+        if (b.type === "tool_use") {
+          names.set(b.id, b.name);
+          return [{
+            type: "text",
+            text: `[called tool ${b.name} (${b.id}) with ${JSON.stringify(b.input)}]`,
+          }];
+        }
+        if (b.type !== "tool_result") return [b];
+        const parts = typeof b.content === "string"
+          ? [{ type: "text" as const, text: b.content }]
+          : b.content;
+        const texts = parts.flatMap((p) => p.type === "text" ? [p.text] : []);
+        const images = parts.filter((p) => p.type !== "text");
+        const name = names.get(b.tool_use_id) ?? "a tool";
+        return [
+          { type: "text", text: `[result of ${name} (${b.tool_use_id}): ${texts.join("\n")}]` },
+          ...images,
+        ];
+      },
+    );
+    return { role: m.role, content };
   });
 }
 

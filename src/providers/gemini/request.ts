@@ -18,6 +18,7 @@ import {
   rejectParams,
   responseFormatOf,
   stopSequences,
+  toJsonInstruction,
   toolCallId,
   toolCallsOf,
   toolChoiceOf,
@@ -94,8 +95,26 @@ export function toGeminiRequest(
   if (toolConfig !== null) out.toolConfig = toolConfig;
 
   const config = toGenerationConfig(body, provider, model);
+  if (declarations.length > 0 && config.responseMimeType !== undefined && geminiMajor(model) < 3) {
+    // Gemini before 3 refuses function calling beside a JSON response MIME type ("Function
+    // calling with a response mime type: 'application/json' is unsupported"): the format is
+    // asked for in the system instruction instead, as for Anthropic.
+    delete config.responseMimeType;
+    delete config.responseSchema;
+    const instruction = toJsonInstruction(body.response_format, provider);
+    if (instruction !== null) {
+      out.systemInstruction = {
+        parts: [...(out.systemInstruction?.parts ?? []), { text: instruction }],
+      };
+    }
+  }
   if (Object.keys(config).length > 0) out.generationConfig = config;
   return out;
+}
+
+/** The major version a Gemini model name says (`gemini-2.5-flash`: 2); 0 when none. */
+function geminiMajor(model: string): number {
+  return Number(/(?:^|\/)gemini-(\d+)/.exec(model)?.[1] ?? 0);
 }
 
 // ---- Messages ------------------------------------------------------------------------------
@@ -393,8 +412,7 @@ function toThinkingConfig(
 ): GeminiThinkingConfig | null {
   const effort = reasoningEffort(body);
   if (effort === null) return null;
-  const major = Number(/(?:^|\/)gemini-(\d+)/.exec(model)?.[1] ?? 0);
-  if (major >= 3) {
+  if (geminiMajor(model) >= 3) {
     const level = effort === "none" ? "minimal" : effort === "xhigh" ? "high" : effort;
     return { thinkingLevel: level };
   }

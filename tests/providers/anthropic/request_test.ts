@@ -257,7 +257,7 @@ Deno.test("toAnthropicRequest() puts tool results before text in a merged user t
       },
       { role: "user", content: "(tool output follows)" },
       { role: "tool", tool_call_id: "t1", content: "done" },
-    ]),
+    ], { tools: [WEATHER_TOOL] }),
     MODEL,
   );
   assert.deepEqual(out.messages.slice(1), [
@@ -713,4 +713,53 @@ Deno.test("toAnthropicRequest(): tool-call ids Anthropic refuses are rewritten, 
   );
   const last = twice.messages.at(-1)!.content as { tool_use_id: string }[];
   assert.deepEqual(last.map((b) => b.tool_use_id), ["call_0", "call_0_2"]);
+});
+
+Deno.test("toAnthropicRequest() without tools: a history's tool calls and results become text (Anthropic refuses the blocks without tools)", () => {
+  const history: OpenAIMessage[] = [
+    { role: "user", content: "Weather in Paris?" },
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [{
+        id: "call_9",
+        type: "function",
+        function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+      }],
+    },
+    {
+      role: "tool",
+      tool_call_id: "call_9",
+      content: [
+        { type: "text", text: "18°C" },
+        { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+      ],
+    },
+    { role: "user", content: "Summarise." },
+  ];
+  const out = toAnthropicRequest(req(history), MODEL);
+  assert.equal(out.tools, undefined);
+  assert.deepEqual(out.messages, [
+    { role: "user", content: "Weather in Paris?" },
+    {
+      role: "assistant",
+      content: [{ type: "text", text: '[called tool get_weather (call_9) with {"city":"Paris"}]' }],
+    },
+    {
+      role: "user",
+      content: [
+        { type: "text", text: "[result of get_weather (call_9): 18°C]" },
+        {
+          type: "image",
+          source: { type: "base64", media_type: "image/png", data: "iVBORw0KGgo=" },
+        },
+        { type: "text", text: "Summarise." },
+      ],
+    },
+  ]);
+  const json = JSON.stringify(out.messages);
+  assert.doesNotMatch(json, /tool_use|tool_result/);
+  // With tools offered, the blocks stay blocks.
+  const withTools = toAnthropicRequest(req(history, { tools: [WEATHER_TOOL] }), MODEL);
+  assert.match(JSON.stringify(withTools.messages), /"type":"tool_use".*"type":"tool_result"/);
 });

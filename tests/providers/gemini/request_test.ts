@@ -626,3 +626,30 @@ Deno.test("toGeminiRequest(): reasoning_effort is a thinking budget before Gemin
   );
   assert.equal(err.info.param, "reasoning_effort");
 });
+
+Deno.test("toGeminiRequest(): JSON mode beside tools is an instruction before Gemini 3, which refuses the MIME type with function calling", async (t) => {
+  const body = req([{ role: "system", content: "Be brief." }, ...HI], {
+    tools: [WEATHER_TOOL],
+    response_format: { type: "json_object" },
+  });
+  await t.step("gemini-2.5: no responseMimeType; the system instruction asks for JSON", () => {
+    const out = toGeminiRequest(body, "gemini", "gemini-2.5-flash");
+    assert.equal(out.generationConfig?.responseMimeType, undefined);
+    assert.deepEqual(out.tools, [{ functionDeclarations: [WEATHER_DECLARATION] }]);
+    assert.equal(out.systemInstruction?.parts[0]?.text, "Be brief.");
+    assert.match(out.systemInstruction?.parts[1]?.text ?? "", /Respond with a single valid JSON/);
+  });
+  await t.step("gemini-3: the MIME type stays", () => {
+    const out = toGeminiRequest(body, "gemini", "gemini-3-pro-preview");
+    assert.equal(out.generationConfig?.responseMimeType, "application/json");
+    assert.equal(out.systemInstruction?.parts.length, 1);
+  });
+  await t.step("without tools: the MIME type stays on any version", () => {
+    const out = toGeminiRequest(
+      req(HI, { response_format: { type: "json_object" } }),
+      "gemini",
+      "gemini-2.5-flash",
+    );
+    assert.equal(out.generationConfig?.responseMimeType, "application/json");
+  });
+});
