@@ -78,6 +78,8 @@ export type ExchangeRequest =
     /** The canonical form, translated on first need; once a stage rewrote it, what all get. */
     canonical: OpenAIChatRequest | null;
     rewritten: boolean;
+    /** The stages' view left out what only a native provider honours (it cannot be rewritten). */
+    lossy?: boolean;
   }
   | { readonly schema: "embeddings"; body: OpenAIEmbeddingsRequest }
   | {

@@ -131,6 +131,8 @@ export interface MessagesCall extends CallBasics {
 export interface ResponsesCall extends CallBasics {
   readonly body: Record<string, unknown>;
   readonly stream: boolean;
+  /** Told the id of the response the provider created (it keeps it; the gateway owns it). */
+  readonly onId?: (id: string) => void;
 }
 
 /**

@@ -40,8 +40,18 @@ export interface ResponsesStore {
   put(record: StoredResponse): Promise<void>;
   /** True when the id was stored by `owner` (and is now gone). */
   delete(id: string, owner: Owner): Promise<boolean>;
+  /**
+   * A native provider's response (it keeps its own) created through this gateway for the app
+   * key `owner`: only that key may read, continue or delete it with the gateway's key.
+   */
+  claim(id: string, owner: string): Promise<void>;
+  /** The app key that created native response `id` through the gateway; null when none did. */
+  claimant(id: string): Promise<string | null>;
   close(): Promise<void>;
 }
+
+/** Native response ids remembered per sidecar (memory backend); the oldest go first. */
+const MAX_CLAIMS = 65_536;
 
 export interface MemoryResponsesOptions {
   /** Total JSON bytes kept; the least recently used records go first. */
@@ -62,6 +72,8 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
   >();
   /** Output item id -> the response holding it. */
   const owners = new Map<string, string>();
+  /** Native response id -> the app key that created it, and until when that is remembered. */
+  const claims = new Map<string, { owner: string; expires: number }>();
   let bytes = 0;
   const drop = (id: string) => {
     const e = entries.get(id);
@@ -108,9 +120,21 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
       return Promise.resolve();
     },
     delete: (id, owner) => Promise.resolve(entries.get(id)?.owner === owner && drop(id)),
+    claim(id, owner) {
+      claims.delete(id);
+      if (claims.size >= MAX_CLAIMS) claims.delete(claims.keys().next().value as string);
+      claims.set(id, { owner, expires: opts.now() + opts.ttlMs });
+      return Promise.resolve();
+    },
+    claimant(id) {
+      const c = claims.get(id);
+      if (c !== undefined && c.expires <= opts.now()) claims.delete(id);
+      return Promise.resolve(c === undefined || c.expires <= opts.now() ? null : c.owner);
+    },
     close() {
       entries.clear();
       owners.clear();
+      claims.clear();
       bytes = 0;
       return Promise.resolve();
     },
@@ -119,6 +143,7 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
 
 const PREFIX = "responses:";
 const ITEM_PREFIX = "responses:item:";
+const CLAIM_PREFIX = "responses:native:";
 
 /** Ids of a response's own output items. */
 function itemIds(record: StoredResponse): string[] {
@@ -168,6 +193,10 @@ export function createStateResponsesStore(
       for (const item of itemIds(record)) await state.del(ITEM_PREFIX + item);
       return await state.del(PREFIX + id);
     },
+    async claim(id, owner) {
+      await state.set(CLAIM_PREFIX + id, owner, { ttlMs });
+    },
+    claimant: (id) => state.get(CLAIM_PREFIX + id),
     close,
   };
 }

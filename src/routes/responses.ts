@@ -69,6 +69,31 @@ function lookup<T>(ex: Exchange, pending: Promise<T>, what: string): Promise<T> 
   });
 }
 
+/**
+ * A native provider's response created for an app key belongs to that key, as a kept one
+ * does: the id is remembered with its key (the provider is asked with the gateway's key, so it
+ * cannot tell callers apart). A lost record fails closed: the id reads as unknown.
+ */
+function claim(ex: Exchange, id: string): void {
+  const owner = ex.principal.appKey;
+  if (owner === undefined) return;
+  ex.runtime.responses.claim(id, owner).catch((error: unknown) => {
+    ex.runtime.logger.warn("responses store: a native response id was not recorded", {
+      request_id: ex.id,
+      error,
+    });
+  });
+}
+
+/**
+ * May this caller reach native response `id` with the gateway's key: the app key that created
+ * it through the gateway, or (an id no key claimed) a caller without one.
+ */
+async function mayRelay(ex: Exchange, id: string): Promise<boolean> {
+  const owner = await lookup(ex, ex.runtime.responses.claimant(id), id);
+  return owner === (ex.principal.appKey ?? null);
+}
+
 /** Load the stored conversation of `previous_response_id`, if the gateway kept it. */
 export async function loadHistory(ex: Exchange, id: string): Promise<ResponsesItem[] | null> {
   const stored = await lookup(
@@ -181,16 +206,52 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
       body.input.some((item) => item.type === "item_reference");
     if (typeof previous !== "string" && !references) return decoded;
     return (async () => {
-      if (typeof previous === "string") r.history = await loadHistory(ex, previous);
+      if (typeof previous === "string") {
+        r.history = await loadHistory(ex, previous);
+        if (r.history === null && !await mayRelay(ex, previous)) {
+          throw new GatewayError(
+            "invalid_request",
+            `Previous response with id '${previous}' not found.`,
+            { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
+          );
+        }
+      }
       if (references) r.referenced = await loadReferences(ex, body);
       return decoded;
     })();
   },
-  view: (ex) => ({
-    schema: "responses",
-    body: canonical(ex, ex.targets[0]?.provider ?? "unknown"),
-  }),
-  rewrite: (ex, raw) => rewriteCanonical(ex, request(ex), raw),
+  // Stages see the canonical form. For a native first target it is never refused for what only
+  // the native API honours (a conversation the gateway did not keep, built-in tools,
+  // `background`...): the body is relayed as the client sent it, and `exact` says the view
+  // does not tell all (counted, never a cache key).
+  view(ex) {
+    const r = request(ex);
+    const provider = ex.targets[0]?.provider ?? "unknown";
+    if (r.canonical !== null || !nativeFirst(ex, r, provider)) {
+      return { schema: "responses", body: canonical(ex, provider) };
+    }
+    try {
+      return { schema: "responses", body: canonical(ex, provider) };
+    } catch (err) {
+      if (!(err instanceof GatewayError) || err.code !== "invalid_request") throw err;
+      r.lossy = true;
+      return { schema: "responses", body: roughChat(r), exact: false };
+    }
+  },
+  rewrite(ex, raw) {
+    const r = request(ex);
+    // Sent on, the rewrite would silently drop what the view left out: refused.
+    if (r.lossy) {
+      throw new GatewayError(
+        "invalid_request",
+        "A pre_llm stage rewrote this request, but its canonical form leaves out what only " +
+          "a provider speaking the Responses API natively honours (a conversation this " +
+          "gateway did not keep, built-in tools or fields it cannot translate): it cannot be " +
+          "sent as rewritten",
+      );
+    }
+    rewriteCanonical(ex, r, raw);
+  },
   model: (ex) => requestedModel(request(ex)),
   /**
    * A `previous_response_id` the gateway did not keep only a native provider can continue:
@@ -214,7 +275,10 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
     const relay = relayable(ex, r);
     return async (adapter, attempt, model): Promise<ChatOutcome> => {
       if (adapter.responses && relay) {
-        return await adapter.responses({ ...attempt, body: nativeBody(r), stream }, model);
+        return await adapter.responses(
+          { ...attempt, body: nativeBody(r), stream, onId: (id) => claim(ex, id) },
+          model,
+        );
       }
       return await translatedCall(ex, adapter, attempt, model);
     };
@@ -224,6 +288,37 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
     return encodeResponses(ex, outcome, headers, r.body, r.history, r.referenced);
   },
 };
+
+/** The first target speaks the Responses API and gets the client's body (see `relayable`). */
+function nativeFirst(ex: Exchange, r: ResponsesExchange, provider: string): boolean {
+  return ex.runtime.adapters.get(provider)?.responses !== undefined && relayable(ex, r);
+}
+
+/**
+ * What the stages count when the request has no canonical form (it is relayed natively):
+ * `instructions` as the system message, and the text of the input's messages, by role.
+ */
+function roughChat(r: ResponsesExchange): OpenAIChatRequest {
+  const { body } = r;
+  const messages: { role: string; content: string }[] = [];
+  if (typeof body.instructions === "string") {
+    messages.push({ role: "system", content: body.instructions });
+  }
+  if (typeof body.input === "string") messages.push({ role: "user", content: body.input });
+  else if (Array.isArray(body.input)) {
+    for (const item of body.input) {
+      if (typeof item.role !== "string") continue;
+      const content = typeof item.content === "string"
+        ? item.content
+        : Array.isArray(item.content)
+        ? (item.content as Record<string, unknown>[])
+          .flatMap((p) => typeof p.text === "string" ? [p.text] : []).join("\n")
+        : "";
+      messages.push({ role: item.role === "developer" ? "system" : item.role, content });
+    }
+  }
+  return { model: body.model, messages } as unknown as OpenAIChatRequest;
+}
 
 /**
  * The body a native provider gets: the client's own, or, continuing a conversation this
@@ -438,6 +533,8 @@ async function relayStored(
   let attempts = 0;
   const appKey = ex.principal.appKey;
   const record = appKey === undefined || rt.keys === null ? null : await rt.keys.get(appKey);
+  // The gateway's key reaches only the caller's own native responses (see `claim`).
+  const gatewayKey = await mayRelay(ex, id);
   let client = clientCredential(ex.headers);
   let failure: unknown = null;
   for (const [name, adapter] of rt.adapters) {
@@ -447,7 +544,9 @@ async function relayStored(
     if (record !== null && record.allowed_providers.length > 0) {
       if (!record.allowed_providers.includes(name)) continue;
     }
-    const key = provider.credential_mode === "gateway" && provider.keys.length > 0
+    const ownKeys = provider.credential_mode === "gateway" && provider.keys.length > 0;
+    if (ownKeys && !gatewayKey) continue;
+    const key = ownKeys
       ? pickKey(provider.keys, "", rt.random, rt.routing, rt.now()) ?? provider.keys[0]!
       : null;
     if (key === null && client === null) continue;

@@ -80,6 +80,16 @@ Deno.test("memory responses store: LRU by bytes, TTL, delete", async (t) => {
   );
 });
 
+Deno.test("memory responses store: native response owners expire after the TTL", async () => {
+  let now = 0;
+  const store = createMemoryResponsesStore({ maxBytes: 1000, ttlMs: 60_000, now: () => now });
+  await store.claim("resp_n", "key_a");
+  assert.equal(await store.claimant("resp_n"), "key_a");
+  assert.equal(await store.claimant("resp_other"), null);
+  now += 60_000;
+  assert.equal(await store.claimant("resp_n"), null, "expired: unknown, as a lost record");
+});
+
 /** The Responses store `yaml` configures, logging nowhere. */
 function storeOf(yaml: string) {
   const { config } = parseConfigText(yaml, () => undefined, "redis.yaml");
@@ -142,6 +152,12 @@ providers:
     await sdkB.responses.delete(first.id);
     assert.equal(await storeA.get(first.id, null), null);
     assert.equal(await client.exists(`pilotfish:state:responses:item:${itemId}`), 0);
+    // A native response's owner, claimed on one sidecar, is known to the other, with the TTL.
+    await storeA.claim("resp_native_1", "key_a");
+    assert.equal(await storeB.claimant("resp_native_1"), "key_a");
+    assert.equal(await storeB.claimant("resp_native_2"), null);
+    const claimTtl = await client.pTTL("pilotfish:state:responses:native:resp_native_1");
+    assert.ok(claimTtl > 7_100_000 && claimTtl <= 7_200_000, `ttl ${claimTtl}`);
   } finally {
     await client.quit();
     await a.close();

@@ -26,7 +26,7 @@ import type {
   StoredResponseReply,
   TokenCount,
 } from "../types.ts";
-import { findResponsesUsage, responsesUsageTap } from "./responses.ts";
+import { readResponsesJson, responsesUsageTap } from "./responses.ts";
 import { countChatTokens } from "./tokens.ts";
 import { classifyOpenAI } from "./classify.ts";
 import { chatStreamFailure, fromOpenAIError, responsesStreamFailure } from "./errors.ts";
@@ -249,7 +249,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       return streamed(
         reply,
         "responses_sse",
-        (meter) => responsesUsageTap(meter, cfg.name),
+        (meter) => responsesUsageTap(meter, cfg.name, call.onId),
         (data) => responsesStreamFailure(data, cfg.name, deps.redact),
         deps.scrub,
       ) ?? notStreamed(reply);
@@ -257,12 +257,14 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     const res = reply.response;
     const body = await reply.bytes();
     if (!looksLikeJsonObject(body)) throw notJson(res.status);
+    const read = readResponsesJson(body);
+    if (read.id !== null && res.ok) call.onId?.(read.id);
     return {
       kind: "json",
       status: res.status,
       format: "responses_json",
       body,
-      usage: knownUsage(findResponsesUsage(body)),
+      usage: knownUsage(read.usage),
     };
   }
 }

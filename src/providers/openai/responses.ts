@@ -40,14 +40,23 @@ export function fromResponsesUsage(usage: unknown): Usage | null {
   };
 }
 
-/** Usage of a JSON `response` body (null when it has none or is not JSON). */
-export function findResponsesUsage(body: Uint8Array): Usage | null {
+/** Usage and id of a JSON `response` body (nulls when it has none or is not JSON). */
+export function readResponsesJson(body: Uint8Array): { usage: Usage | null; id: string | null } {
   try {
     const json = JSON.parse(utf8.decode(body)) as unknown;
-    return isObject(json) ? fromResponsesUsage(json.usage) : null;
+    if (!isObject(json)) return { usage: null, id: null };
+    return {
+      usage: fromResponsesUsage(json.usage),
+      id: typeof json.id === "string" ? json.id : null,
+    };
   } catch {
-    return null;
+    return { usage: null, id: null };
   }
+}
+
+/** Usage of a JSON `response` body (null when it has none or is not JSON). */
+export function findResponsesUsage(body: Uint8Array): Usage | null {
+  return readResponsesJson(body).usage;
 }
 
 /** A text or arguments delta's (JSON-escaped) text: counted for the estimate of a cut. */
@@ -63,6 +72,7 @@ const DELTA = /"delta"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 export function responsesUsageTap(
   meter: UsageMeter,
   provider: string,
+  onId?: (id: string) => void,
 ): SyncTransformer<Uint8Array, Uint8Array> & { failedEvent(error: GatewayError): Uint8Array } {
   let started: Record<string, unknown> | null = null;
   /** Events so far: the next sequence number (they count from 0, one per event). */
@@ -92,6 +102,7 @@ export function responsesUsageTap(
     }
     if (started === null && (type === "response.created" || type === "response.in_progress")) {
       started = responseOf(data);
+      if (typeof started?.id === "string") onId?.(started.id);
     }
     if (type === "error") throw failure("failed: it sent an error event", true);
     if (

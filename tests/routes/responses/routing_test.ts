@@ -808,6 +808,8 @@ Deno.test("a responses store that throws at once does not fail the answer", asyn
         throw new RangeError("Maximum call stack size exceeded");
       },
       delete: () => Promise.resolve(false),
+      claim: () => Promise.resolve(),
+      claimant: () => Promise.resolve(null),
       close: () => Promise.resolve(),
     },
   });
@@ -1013,5 +1015,157 @@ routing:
     await gw.close();
     await native.close();
     await compat.close();
+  }
+});
+
+Deno.test("with pre_llm stages on (cache, limits), a native provider still gets what only it can honour", async () => {
+  const native = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  selfhosted:
+    base_url: "${native.url}/v1"
+    keys: [{ key: sk-native-0001 }]
+    responses: native
+cache: { enabled: true }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 1000, tokens_per_minute: 1000000 }
+`);
+  try {
+    for (
+      const extra of [
+        { previous_response_id: "resp_theirs" },
+        { tools: [{ type: "web_search" }] },
+        { background: true },
+        { truncation: "auto" },
+      ]
+    ) {
+      const before = native.requests.length;
+      const res = await gw.request(
+        "/v1/responses",
+        post({ model: "selfhosted/gpt-oss", input: "x", temperature: 0, ...extra }),
+      );
+      await res.body?.cancel();
+      assert.equal(res.status, 200, JSON.stringify(extra));
+      assert.equal(native.requests.length, before + 1, "relayed");
+      const sent = JSON.parse(native.requests.at(-1)!.body);
+      for (const [k, v] of Object.entries(extra)) assert.deepEqual(sent[k], v);
+      // Counted by the limiter (an estimate from the input), never a cache key.
+      assert.ok(Number(res.headers.get("x-ratelimit-remaining")) < 1000);
+      assert.equal(res.headers.get("x-cache"), null);
+    }
+    // A translated provider still refuses what it cannot honour, with its 400.
+    const gw2 = startGateway(`
+providers:
+  compat: { base_url: "${native.url}/v1", keys: [{ key: sk-compat-0001 }] }
+cache: { enabled: true }
+`);
+    try {
+      const res = await gw2.request(
+        "/v1/responses",
+        post({ model: "compat/m", input: "x", previous_response_id: "resp_theirs" }),
+      );
+      assert.equal(res.status, 400);
+      assert.equal((await res.json()).error.param, "previous_response_id");
+    } finally {
+      await gw2.close();
+    }
+  } finally {
+    await gw.close();
+    await native.close();
+  }
+});
+
+Deno.test("a native provider's response created for an app key is that key's alone (the gateway's key asks for it)", async (t) => {
+  const native = startFakeUpstream();
+  const dir = await Deno.makeTempDir({ prefix: "pf-owner-" });
+  const gw = startGateway(`
+state: { path: "${dir}/state.db" }
+providers:
+  up: { base_url: "${native.url}/v1", keys: [{ key: sk-up-0001 }], responses: native }
+app_keys:
+  keys:
+    - { key: pf_owner_a_key_00000000000001 }
+    - { key: pf_owner_b_key_00000000000002 }
+`);
+  const A = { "x-pilotfish-app-key": "pf_owner_a_key_00000000000001" };
+  const B = { "x-pilotfish-app-key": "pf_owner_b_key_00000000000002" };
+  const created = (id: string) => ({ id, object: "response", status: "completed", output: [] });
+  const call = async (path: string, init: RequestInit) => {
+    const before = native.requests.length;
+    const res = await gw.request(path, init);
+    const body = await res.json();
+    return { status: res.status, body, relayed: native.requests.length > before };
+  };
+  try {
+    native.script({ kind: "json", body: created("resp_A") });
+    let r = await call("/v1/responses", { ...post({ model: "up/m", input: "mine" }), headers: A });
+    assert.equal(r.status, 200);
+    await t.step("another key, or none, cannot read, continue or delete it", async () => {
+      for (const who of [B, {}]) {
+        r = await call("/v1/responses/resp_A", { headers: who });
+        assert.equal(r.status, 404);
+        assert.equal(r.relayed, false, "never asked with the gateway's key");
+        r = await call("/v1/responses/resp_A", { method: "DELETE", headers: who });
+        assert.equal(r.status, 404);
+        assert.equal(r.relayed, false);
+        r = await call("/v1/responses", {
+          ...post({ model: "up/m", input: "theirs?", previous_response_id: "resp_A" }),
+          headers: who,
+        });
+        assert.equal(r.status, 400);
+        assert.equal(r.body.error.param, "previous_response_id");
+        assert.equal(r.relayed, false);
+      }
+    });
+    await t.step("the key that made it reads and continues it", async () => {
+      native.script({ kind: "json", body: created("resp_A") });
+      r = await call("/v1/responses/resp_A", { headers: A });
+      assert.equal(r.status, 200);
+      assert.equal(r.relayed, true);
+      native.script({ kind: "json", body: created("resp_A2") });
+      r = await call("/v1/responses", {
+        ...post({ model: "up/m", input: "again", previous_response_id: "resp_A" }),
+        headers: A,
+      });
+      assert.equal(r.status, 200);
+      assert.equal(JSON.parse(native.requests.at(-1)!.body).previous_response_id, "resp_A");
+    });
+    await t.step("streamed: the id of response.created is claimed too", async () => {
+      const ev = `{"type":"response.created","sequence_number":0,"response":${
+        JSON.stringify({ ...created("resp_S"), status: "in_progress" })
+      }}`;
+      const done = `{"type":"response.completed","sequence_number":1,"response":${
+        JSON.stringify({ ...created("resp_S"), usage: { input_tokens: 1, output_tokens: 0 } })
+      }}`;
+      native.script({
+        kind: "sse",
+        events: [
+          `event: response.created\ndata: ${ev}\n\n`,
+          `event: response.completed\ndata: ${done}\n\n`,
+        ],
+      });
+      const res = await gw.request("/v1/responses", {
+        ...post({ model: "up/m", input: "s", stream: true }),
+        headers: A,
+      });
+      assert.equal(res.status, 200);
+      await res.text();
+      r = await call("/v1/responses/resp_S", { headers: B });
+      assert.equal(r.status, 404);
+      assert.equal(r.relayed, false);
+    });
+    await t.step("an id no key claimed is for callers without one", async () => {
+      native.script({ kind: "json", body: created("resp_elsewhere") });
+      r = await call("/v1/responses/resp_elsewhere", {});
+      assert.equal(r.status, 200);
+      r = await call("/v1/responses/resp_elsewhere", { headers: A });
+      assert.equal(r.status, 404);
+    });
+  } finally {
+    await gw.close();
+    await native.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
