@@ -4,6 +4,7 @@
  */
 import type { Config } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
+import { BUILTIN_PRICES } from "../usage/pricing.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 
 /** The label a model outside the configured set collapses to. */
@@ -11,8 +12,9 @@ export const OTHER = "other";
 
 /**
  * The model names a config names (provider model lists, key allowlists, `routing.models`,
- * aliases on both sides, bare and `provider/`-prefixed): the only values a `model` label
- * may take, so a client flooding made-up names cannot grow the series.
+ * aliases on both sides, prices, bare and `provider/`-prefixed) and the built-in price table's
+ * (`gpt-4o`, `claude-sonnet-4-5`: llm-gateway labels its cost series by them): the only values
+ * a `model` label may take, so a client flooding made-up names cannot grow the series.
  */
 export function knownModels(config: Config): ReadonlySet<string> {
   const out = new Set<string>();
@@ -33,6 +35,11 @@ export function knownModels(config: Config): ReadonlySet<string> {
     add(alias);
     add(target);
   }
+  for (const m of Object.keys(config.pricing.models)) add(m);
+  for (const p of Object.values(config.providers)) {
+    for (const m of Object.keys(p.model_pricing)) add(m);
+  }
+  if (config.pricing.builtin) { for (const m of Object.keys(BUILTIN_PRICES)) add(m); }
   return out;
 }
 

@@ -171,6 +171,30 @@ routing:
   assert.equal(modelLabel(known, undefined), "other");
 });
 
+Deno.test("modelLabel(): priced models are named too (the built-in table, pricing.models, llm-proxy's per-model prices)", () => {
+  const known = knownModels(load(`
+providers:
+  openai: { keys: [{ key: sk-x }] }
+  up:
+    base_url: http://up.test/v1
+    models: { house-model: { input: 1, output: 2 } }
+pricing:
+  models:
+    up/tuned-7b: { input: 0.1, output: 0.2 }
+`));
+  for (
+    const m of ["gpt-4o", "gpt-4", "claude-sonnet-4-5", "house-model", "tuned-7b", "up/tuned-7b"]
+  ) {
+    assert.equal(modelLabel(known, m), m);
+  }
+  assert.equal(modelLabel(known, "made-up-123"), "other");
+  const off = knownModels(load(`
+providers: { openai: { keys: [{ key: sk-x }] } }
+pricing: { builtin: false }
+`));
+  assert.equal(modelLabel(off, "gpt-4o"), "other", "the table off: its names are not labels");
+});
+
 Deno.test("examples/config/observability.yaml (the README's) passes --check", async () => {
   const { runCli } = await import("../integration/daemon.ts");
   const path = new URL("../../examples/config/observability.yaml", import.meta.url).pathname;
