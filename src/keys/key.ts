@@ -38,7 +38,10 @@ const SDK_KEY_HEADERS = ["x-api-key", "x-goog-api-key", "api-key"] as const;
 
 /** The last characters of a key, to tell keys apart in listings without revealing them. */
 export function keyHint(key: string): string {
-  return `${key.slice(0, 3)}\u2026${key.slice(-4)}`;
+  // Only `pf_` is not secret at the start: a static key's own first characters are.
+  const prefix = key.startsWith("pf_") ? "pf_" : "";
+  // The last four of a short key would be much of it.
+  return key.length >= 16 ? `${prefix}\u2026${key.slice(-4)}` : `${prefix}\u2026`;
 }
 
 /**

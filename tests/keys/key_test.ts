@@ -25,6 +25,9 @@ Deno.test("hashKey() is SHA-256 hex; keyHint() shows only the ends", () => {
     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
   );
   assert.equal(keyHint("pf_abcdefghijklmnop"), "pf_…mnop");
+  // A static key's own start is secret; a short one shows nothing of itself.
+  assert.equal(keyHint("static-secret-key-0123456789"), "…6789");
+  assert.equal(keyHint("short-key-12"), "…");
 });
 
 Deno.test("presentedKey(): the key header first, then a bearer that is an app key", () => {
