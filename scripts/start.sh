@@ -5,6 +5,12 @@
 # `--probe` the grants are the probe's: connect to the socket or port, read the config.
 set -eu
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+# `deno task` runs tasks in deno.json's directory: paths the caller gave (`--config
+# pilotfish.yaml`, and relative paths inside that config) mean the caller's directory.
+if [ -n "${PILOTFISH_TASK_CWD:-}" ]; then
+  cd -- "$PILOTFISH_TASK_CWD"
+fi
+unset PILOTFISH_TASK_CWD
 DENO=${DENO:-deno}
 flags=$("$DENO" run --quiet --no-prompt --config "$root/deno.json" --allow-read --allow-env \
   "$root/src/permissions/plan_cli.ts" "$@")

@@ -744,6 +744,34 @@ Deno.test("startup failures are one clear line and a non-zero exit", async (t) =
   }
 });
 
+Deno.test("deno task start: a relative --config is the caller's directory's, not the repo's", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pf-task-cwd-" });
+  try {
+    await Deno.writeTextFile(`${dir}/mine.yaml`, "providers: { mock: {} }\n");
+    const root = new URL("../../", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--quiet",
+        "--config",
+        `${root}deno.json`,
+        "start",
+        "--check",
+        "--config",
+        "mine.yaml",
+      ],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /Config mine\.yaml is valid/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("--version and --help", async () => {
   const version = await runCli(["--version"]);
   assert.equal(version.code, 0);
