@@ -29,6 +29,7 @@ import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
 import { pluginProblems } from "./plugins/mod.ts";
 import { GatewayError } from "./errors.ts";
+import { StateFileError } from "./state/errors.ts";
 import { cutUpstreamCalls } from "./providers/execute.ts";
 import { createHttp1Client } from "./net/http1.ts";
 
@@ -63,7 +64,10 @@ async function load(
  * socket, the path and reason for a config, the permission that is missing.
  */
 function startupLine(err: unknown): string {
-  if (err instanceof StartupError || err instanceof ListenError || err instanceof CliError) {
+  if (
+    err instanceof StartupError || err instanceof ListenError || err instanceof CliError ||
+    err instanceof StateFileError
+  ) {
     return err.message;
   }
   if (err instanceof ConfigError) {

@@ -5,6 +5,7 @@
  * two of them write at once. Each feature creates its own tables.
  * @module
  */
+import { StateFileError } from "./errors.ts";
 import { DatabaseSync } from "node:sqlite";
 import { resolve } from "node:path";
 
@@ -31,12 +32,15 @@ export function openStateDb(path: string): StateDb {
     db.exec("PRAGMA synchronous = NORMAL");
     db.exec("PRAGMA busy_timeout = 2000");
   } catch (err) {
-    throw new Error(
-      `Cannot open the state file "${path}" (state.path): ${
-        err instanceof Error ? err.message : String(err)
-      }`,
-      { cause: err },
+    // Deno's own advice ("run again with the --allow-all flag") is not ours: the daemon never
+    // runs with -A, and the planner grants the state file's directory.
+    const why = (err instanceof Error ? err.message : String(err)).replace(
+      /, run again with .*$/s,
+      "",
     );
+    throw new StateFileError(`Cannot open the state file "${path}" (state.path): ${why}`, {
+      cause: err,
+    });
   }
   return db;
 }
