@@ -112,8 +112,11 @@ export function toMessagesResponse(
     );
   }
   const content: MessagesResponseBlock[] = [];
-  const text = messageText(message.content) ||
-    (typeof message.refusal === "string" ? message.refusal : "");
+  const answered = messageText(message.content);
+  // OpenAI's refusal comes in its own field with finish_reason "stop": Anthropic's is text
+  // with stop_reason "refusal".
+  const refusal = answered === "" && typeof message.refusal === "string" ? message.refusal : "";
+  const text = answered || refusal;
   // Anthropic refuses empty text blocks when the turn is sent back, so none is made.
   if (text !== "") content.push({ type: "text", text });
   const calls = Array.isArray(message.tool_calls) ? message.tool_calls : [];
@@ -135,10 +138,12 @@ export function toMessagesResponse(
     role: "assistant",
     model: typeof json.model === "string" && json.model !== "" ? json.model : model,
     content,
-    stop_reason: stop !== undefined
+    stop_reason: refusal !== "" && !hasToolUse
+      ? "refusal"
+      : stop !== undefined
       ? "stop_sequence"
       : toStopReason(choice.finish_reason, hasToolUse),
-    stop_sequence: stop ?? null,
+    stop_sequence: refusal === "" ? stop ?? null : null,
     usage: toMessagesUsage(json.usage),
   };
 }
@@ -265,6 +270,9 @@ export function createMessagesStreamTransformer(
   let stopSequence: string | null | undefined;
   let usage: unknown = null;
   let hasToolUse = false;
+  /** The model answered with content, or only refused (OpenAI's `refusal` deltas). */
+  let answered = false;
+  let refusedText = false;
   /** OpenAI tool_calls index -> Anthropic content block index, once its block has started. */
   const toolBlocks = new Map<number, number>();
   /**
@@ -376,6 +384,7 @@ export function createMessagesStreamTransformer(
     openTool(c, key, block, args);
   };
   const end = (c: Controller) => {
+    const refused = refusedText && !answered;
     done = true;
     release(c, true);
     start(c);
@@ -386,10 +395,14 @@ export function createMessagesStreamTransformer(
       ...startUsage(ctx),
       output_tokens: toMessagesUsage(ctx.billed?.()).output_tokens,
     };
-    const stop = hasToolUse ? undefined : stopSequence;
+    const stop = hasToolUse || refused ? undefined : stopSequence;
     emit(c, "message_delta", {
       delta: {
-        stop_reason: stop !== undefined ? "stop_sequence" : toStopReason(finish, hasToolUse),
+        stop_reason: refused && !hasToolUse
+          ? "refusal"
+          : stop !== undefined
+          ? "stop_sequence"
+          : toStopReason(finish, hasToolUse),
         stop_sequence: stop ?? null,
       },
       // Cumulative totals, as newer API versions send them: input counts arrive only now.
@@ -430,9 +443,15 @@ export function createMessagesStreamTransformer(
       const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
       if (!isObject(choice)) return;
       const delta = isObject(choice.delta) ? choice.delta : {};
-      if (typeof delta.content === "string" && delta.content !== "") text(c, delta.content);
-      // A refusal is what the model said instead of an answer; Anthropic has only text for it.
-      if (typeof delta.refusal === "string" && delta.refusal !== "") text(c, delta.refusal);
+      if (typeof delta.content === "string" && delta.content !== "") {
+        answered = true;
+        text(c, delta.content);
+      }
+      // A refusal is what the model said instead of an answer: text, and stop_reason "refusal".
+      if (typeof delta.refusal === "string" && delta.refusal !== "") {
+        refusedText = true;
+        text(c, delta.refusal);
+      }
       if (Array.isArray(delta.tool_calls)) {
         for (const call of delta.tool_calls) if (isObject(call)) toolCall(c, call);
       }

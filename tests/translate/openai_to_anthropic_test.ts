@@ -167,6 +167,8 @@ Deno.test("toMessagesResponse() keeps a refusal as text and leaves no empty text
     "openai",
   );
   assert.deepEqual(refusal.content, [{ type: "text", text: "I can't help." }]);
+  assert.equal(refusal.stop_reason, "refusal", "OpenAI's refusal field: Anthropic's refusal");
+  assert.equal(refusal.stop_sequence, null);
   const empty = toMessagesResponse(
     { choices: [{ message: { content: "" }, finish_reason: "length" }] },
     "m",
@@ -500,3 +502,40 @@ Deno.test("toMessagesStream() cancelling the result cancels the upstream", SANIT
   // The cancel travels back through each pipe stage; it arrives, whatever the reason says.
   await cancelled;
 });
+
+Deno.test(
+  "toMessagesStream() a refusal streamed in OpenAI's refusal deltas ends with stop_reason refusal",
+  SANITIZE,
+  async () => {
+    const refused = enc(
+      chunk({ delta: { role: "assistant", refusal: "" } }) +
+        chunk({ delta: { refusal: "I can't help" } }) +
+        chunk({ delta: { refusal: " with that." } }) +
+        chunk({ delta: {}, finish_reason: "stop" }) + "data: [DONE]\n\n",
+    );
+    const { bytes, error } = await translate(refused, 64);
+    assert.equal(error, undefined);
+    const events = parseAnthropicSse(bytes);
+    const text = events
+      .filter(([name]) => name === "content_block_delta")
+      .map(([, p]) => (p.delta as { text: string }).text)
+      .join("");
+    assert.equal(text, "I can't help with that.");
+    const delta = events.find(([name]) => name === "message_delta")![1].delta as Record<
+      string,
+      unknown
+    >;
+    assert.equal(delta.stop_reason, "refusal");
+    // Content, then nothing refused: an ordinary end.
+    const answered = enc(
+      chunk({ delta: { role: "assistant", content: "Sure." } }) +
+        chunk({ delta: {}, finish_reason: "stop" }) + "data: [DONE]\n\n",
+    );
+    const plain = parseAnthropicSse((await translate(answered, 64)).bytes);
+    const end = plain.find(([name]) => name === "message_delta")![1].delta as Record<
+      string,
+      unknown
+    >;
+    assert.equal(end.stop_reason, "end_turn");
+  },
+);
