@@ -761,7 +761,14 @@ Deno.test("deno task start: a relative --config is the caller's directory's, not
         "mine.yaml",
       ],
       cwd: dir,
-      env: { NO_COLOR: "1" },
+      // As from a shell: `deno task` keeps an INIT_CWD it inherits (this suite's own task's).
+      clearEnv: true,
+      env: Object.fromEntries(
+        ["PATH", "HOME", "DENO_DIR"].flatMap((k) => {
+          const v = Deno.env.get(k);
+          return v === undefined ? [] : [[k, v]];
+        }).concat([["NO_COLOR", "1"]]),
+      ),
       stdin: "null",
     }).output();
     const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);

@@ -44,7 +44,7 @@ export function unsupportedPart(
 export function noMessages(provider: string): GatewayError {
   return new GatewayError(
     "invalid_request",
-    `"messages" must contain a user or assistant message for provider "${provider}"`,
+    `"messages" must contain a user or assistant message with content (empty text is left out) for provider "${provider}"`,
     { param: "messages", provider },
   );
 }
