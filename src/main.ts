@@ -46,8 +46,9 @@ class StartupError extends Error {
 async function load(
   cli: CliOptions,
   opts: LoadOptions = {},
+  lookup: (name: string) => string | undefined = env,
 ): Promise<{ loaded: LoadedConfig; config: Config }> {
-  const loaded = await loadConfig(cli.configPath, env, opts);
+  const loaded = await loadConfig(cli.configPath, lookup, opts);
   const config = applyOverrides(loaded.config, cli);
   if (!config.server.tcp && config.server.socket === "") {
     // Flags may supply a socket the file does not: judged after them.
@@ -232,6 +233,27 @@ async function main(): Promise<number> {
     };
   };
 
+  /**
+   * A variable the reloaded file names was not granted, so it could not be read whole: read
+   * again with such variables unset, to list every grant it needs at once (a new host too).
+   */
+  const everyMissing = async (first: string): Promise<string[]> => {
+    const lenient = (name: string) => {
+      try {
+        return Deno.env.get(name);
+      } catch {
+        return undefined;
+      }
+    };
+    try {
+      const again = await load(cli, { reload: true }, lenient);
+      const config = keepListeners(again.config, runtime.config.server);
+      return [...new Set([first, ...await missingFor(config, cli)])];
+    } catch {
+      return [first];
+    }
+  };
+
   const reloadOnce = async (): Promise<ReloadResult> => {
     const path = cli.configPath;
     if (path === null) {
@@ -301,7 +323,7 @@ async function main(): Promise<number> {
       };
     } catch (err) {
       const missing = missingPermission(err);
-      if (missing !== null) return refusedFor([missing]);
+      if (missing !== null) return refusedFor(await everyMissing(missing));
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       log().error("config reload refused; the running config stays in force", { path, problems });
       return { ok: false, problems, generation: runtime.generation };

@@ -398,6 +398,19 @@ Deno.test("the sandbox: a reload that needs a host the daemon was not granted is
     );
     await d.waitForLog("--allow-env=RELOAD_NEW_BASE");
     assert.doesNotMatch(d.logs(), /NotCapable/);
+
+    // A new variable and a new host at once: both flags in one refusal.
+    await Deno.writeTextFile(
+      d.configPath,
+      upstreamConfig(
+        "http://127.0.0.1:9",
+        '  other:\n    base_url: https://both.invalid/v1\n    keys: [{ key: "${RELOAD_BOTH_KEY:-sk-x}" }]\n',
+      )
+        .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
+    );
+    await d.waitForLog("--allow-env=RELOAD_BOTH_KEY");
+    const line = d.logs().split("\n").find((l) => l.includes("RELOAD_BOTH_KEY"))!;
+    assert.match(line, /--allow-net=both\.invalid:443/, line);
   } finally {
     await d.stop();
   }
