@@ -75,7 +75,8 @@ export function hasOutputTokens(operation: string): boolean {
 /** The model the client asked for, from the decoded request (null before decoding). */
 export function requestedModel(ex: Exchange): string | undefined {
   const r = ex.request;
-  if (r === null || r.schema === "passthrough") return ex.targets[0]?.model;
+  // A native route routes nothing: the model is what its body or path named.
+  if (r === null || r.schema === "passthrough") return ex.targets[0]?.model ?? ex.model;
   const model = (r.body as { model?: unknown }).model;
   return typeof model === "string" ? model : undefined;
 }

@@ -460,6 +460,8 @@ Deno.test("GET /metrics and /api/v1/status count the tokens billed: an estimated
       sample(text, "llm_gateway_tokens_total"),
       line.prompt_tokens + line.completion_tokens,
     );
+    // The model the native body named is the request's model label (not `other`).
+    assert.match(text, /gen_ai_request_model="gpt-4o-mini"/);
     const status = await (await gw.request("/api/v1/status")).json() as {
       stats: { tokens: { input: number; output: number } };
     };
