@@ -550,3 +550,26 @@ Deno.test("time to first chunk carries the duration histogram's labels, the resp
     await up.close();
   }
 });
+
+Deno.test("GET /metrics: a native passthrough request is labelled with the model its body names", async () => {
+  const up = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-up-0001 }], models: [gpt-4o] }
+`);
+  try {
+    const res = await gw.request("/native/up/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    const text = await (await gw.request("/metrics")).text();
+    assert.match(text, /gen_ai_client_token_usage_count\{[^}]*gen_ai_request_model="gpt-4o"/);
+    assert.doesNotMatch(text, /gen_ai_request_model="other"/);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
