@@ -62,21 +62,13 @@ export const MESSAGES_ROUTE: UnifiedRoute = {
     r.lossy = !view.complete;
     return { schema: "anthropic_messages", body: view.body, exact: view.exact };
   },
-  rewrite(ex, raw) {
-    const r = request(ex);
-    // Sent on, the rewrite would silently drop what the view left out (thinking, documents,
-    // server tools...): refused, as the translation refuses them.
-    if (r.lossy) {
-      throw new GatewayError(
-        "invalid_request",
-        "A pre_llm stage rewrote this request, but its canonical form leaves out what only " +
-          "an Anthropic-format provider honours (thinking, documents, server tools, MCP " +
-          "servers or fields unknown to Pilotfish): it cannot be sent as " +
-          "rewritten",
-      );
-    }
-    rewriteCanonical(ex, r, raw);
-  },
+  rewrite: (ex, raw) =>
+    rewriteCanonical(
+      ex,
+      request(ex),
+      raw,
+      "an Anthropic-format provider honours (thinking, documents, server tools, MCP servers or fields unknown to Pilotfish)",
+    ),
   model: (ex) => requestedModel(request(ex)),
   invoke(ex) {
     const forwarded = anthropicClientHeaders(ex.headers);

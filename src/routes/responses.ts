@@ -238,20 +238,13 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
       return { schema: "responses", body: roughChat(r), exact: false };
     }
   },
-  rewrite(ex, raw) {
-    const r = request(ex);
-    // Sent on, the rewrite would silently drop what the view left out: refused.
-    if (r.lossy) {
-      throw new GatewayError(
-        "invalid_request",
-        "A pre_llm stage rewrote this request, but its canonical form leaves out what only " +
-          "a provider speaking the Responses API natively honours (a conversation this " +
-          "gateway did not keep, built-in tools or fields it cannot translate): it cannot be " +
-          "sent as rewritten",
-      );
-    }
-    rewriteCanonical(ex, r, raw);
-  },
+  rewrite: (ex, raw) =>
+    rewriteCanonical(
+      ex,
+      request(ex),
+      raw,
+      "a provider speaking the Responses API natively honours (a conversation this gateway did not keep, built-in tools or fields it cannot translate)",
+    ),
   model: (ex) => requestedModel(request(ex)),
   /**
    * A `previous_response_id` the gateway did not keep only a native provider can continue:

@@ -372,12 +372,15 @@ Deno.test("a live daemon's socket is never stolen; a stale one is replaced", asy
 
 Deno.test("the sandbox: a reload that needs a host the daemon was not granted is refused", async () => {
   const d = await startDaemon(upstreamConfig("http://127.0.0.1:9"));
-  try {
-    await Deno.writeTextFile(
+  /** Rewrite the daemon's file with `extra` providers (the file watcher reloads it). */
+  const rewrite = (extra: string) =>
+    Deno.writeTextFile(
       d.configPath,
-      upstreamConfig("http://127.0.0.1:9", "  other:\n    base_url: https://example.invalid/v1\n")
+      upstreamConfig("http://127.0.0.1:9", extra)
         .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
     );
+  try {
+    await rewrite("  other:\n    base_url: https://example.invalid/v1\n");
     await d.waitForLog("config reload refused: it needs permissions");
     assert.match(d.logs(), /--allow-net=example\.invalid:443/);
     const res = await fetch(d.url("/v1/chat/completions"), {
@@ -388,25 +391,13 @@ Deno.test("the sandbox: a reload that needs a host the daemon was not granted is
     await res.body?.cancel();
 
     // A ${VAR} not granted at start: the flag, not Deno's own message.
-    await Deno.writeTextFile(
-      d.configPath,
-      upstreamConfig(
-        "http://127.0.0.1:9",
-        "  other:\n    base_url: ${RELOAD_NEW_BASE:-http://127.0.0.1:9}/v1\n",
-      )
-        .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
-    );
+    await rewrite("  other:\n    base_url: ${RELOAD_NEW_BASE:-http://127.0.0.1:9}/v1\n");
     await d.waitForLog("--allow-env=RELOAD_NEW_BASE");
     assert.doesNotMatch(d.logs(), /NotCapable/);
 
     // A new variable and a new host at once: both flags in one refusal.
-    await Deno.writeTextFile(
-      d.configPath,
-      upstreamConfig(
-        "http://127.0.0.1:9",
-        '  other:\n    base_url: https://both.invalid/v1\n    keys: [{ key: "${RELOAD_BOTH_KEY:-sk-x}" }]\n',
-      )
-        .replaceAll("{{PORT}}", String(d.port)).replaceAll("{{SOCKET}}", d.socket),
+    await rewrite(
+      '  other:\n    base_url: https://both.invalid/v1\n    keys: [{ key: "${RELOAD_BOTH_KEY:-sk-x}" }]\n',
     );
     await d.waitForLog("--allow-env=RELOAD_BOTH_KEY");
     const line = d.logs().split("\n").find((l) => l.includes("RELOAD_BOTH_KEY"))!;

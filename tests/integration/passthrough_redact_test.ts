@@ -96,15 +96,19 @@ function paddedEcho(status: number, pad: number, coding: "identity" | "gzip" | "
   return { url: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
 }
 
-Deno.test("passthrough: an injected key in an error body over 1 MiB is still redacted", async () => {
-  for (const pad of [1_100 * 1024, 3 * 1024 * 1024]) {
-    const up = paddedEcho(500, pad, "identity");
-    const gw = startGateway(`
+/** A gateway whose one provider's key is injected (the client sends none), no retries. */
+const injecting = (url: string) =>
+  startGateway(`
 providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: ${KEY} }] }
+  openai: { base_url: "${url}/v1", keys: [{ key: ${KEY} }] }
 routing:
   failover: { enabled: false }
 `);
+
+Deno.test("passthrough: an injected key in an error body over 1 MiB is still redacted", async () => {
+  for (const pad of [1_100 * 1024, 3 * 1024 * 1024]) {
+    const up = paddedEcho(500, pad, "identity");
+    const gw = injecting(up.url);
     try {
       const res = await fetch(gw.url("/openai/v1/chat/completions"), {
         method: "POST",
@@ -127,12 +131,7 @@ Deno.test("passthrough: a compressed error body is inflated and redacted; one th
     // A 200 in a coding the gateway cannot read is relayed as sent (the client decodes it).
     for (const status of coding === "br" ? [401] : [401, 200]) {
       const up = paddedEcho(status, 100, coding);
-      const gw = startGateway(`
-providers:
-  openai: { base_url: "${up.url}/v1", keys: [{ key: ${KEY} }] }
-routing:
-  failover: { enabled: false }
-`);
+      const gw = injecting(up.url);
       try {
         const res = await fetch(gw.url("/native/openai/chat/completions"), {
           method: "POST",

@@ -185,6 +185,31 @@ Deno.test("pre_llm rewrites the request; post_llm rewrites the answer", SANITIZE
   );
 
   await t.step(
+    "responses: a rewrite of a native request with no canonical form is a 400",
+    async () => {
+      const gw = gateway({
+        config: CONFIG.replace(
+          "keys: [{ key: sk-up-configured-0001 }] }",
+          "keys: [{ key: sk-up-configured-0001 }], responses: native }",
+        ),
+        stages: [{
+          name: "rewrite",
+          fail_mode: "closed",
+          timeout_ms: 5_000,
+          pre_llm: (_ex, req) => ({ action: "rewrite", body: req.body }),
+        }],
+      });
+      const res = await gw.request(
+        "/v1/responses",
+        post({ model: "up/gpt-up", input: "hi", previous_response_id: "resp_theirs" }),
+      );
+      assert.equal(res.status, 400);
+      assert.match((await res.json()).error.message, /cannot be sent as rewritten/);
+      assert.equal(gw.upstream.length, 0);
+    },
+  );
+
+  await t.step(
     "a rewrite to the routed target's own model name keeps the route; another model is routed",
     async () => {
       const config = CONFIG.replace(
