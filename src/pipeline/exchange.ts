@@ -80,6 +80,11 @@ export type ExchangeRequest =
     rewritten: boolean;
     /** The stages' view left out what only a native provider honours (it cannot be rewritten). */
     lossy?: boolean;
+    /**
+     * A `previous_response_id` the gateway did not keep: whether this caller may continue it
+     * with the gateway's key (no other app key created it through the gateway).
+     */
+    previousOwned?: boolean;
   }
   | { readonly schema: "embeddings"; body: OpenAIEmbeddingsRequest }
   | {

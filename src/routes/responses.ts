@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import { GatewayError } from "../errors.ts";
+import type { ProviderConfig } from "../config/mod.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
 import type { StoredAction } from "../providers/types.ts";
 import type { OpenAIChatRequest } from "../schema/openai.ts";
@@ -208,13 +209,7 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
     return (async () => {
       if (typeof previous === "string") {
         r.history = await loadHistory(ex, previous);
-        if (r.history === null && !await mayRelay(ex, previous)) {
-          throw new GatewayError(
-            "invalid_request",
-            `Previous response with id '${previous}' not found.`,
-            { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
-          );
-        }
+        if (r.history === null) r.previousOwned = await mayRelay(ex, previous);
       }
       if (references) r.referenced = await loadReferences(ex, body);
       return decoded;
@@ -227,13 +222,12 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
   view(ex) {
     const r = request(ex);
     const provider = ex.targets[0]?.provider ?? "unknown";
-    if (r.canonical !== null || !nativeFirst(ex, r, provider)) {
-      return { schema: "responses", body: canonical(ex, provider) };
-    }
     try {
       return { schema: "responses", body: canonical(ex, provider) };
     } catch (err) {
-      if (!(err instanceof GatewayError) || err.code !== "invalid_request") throw err;
+      const native = err instanceof GatewayError && err.code === "invalid_request" &&
+        nativeFirst(ex, r, provider);
+      if (!native) throw err;
       r.lossy = true;
       return { schema: "responses", body: roughChat(r), exact: false };
     }
@@ -250,16 +244,27 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
    * A `previous_response_id` the gateway did not keep only a native provider can continue:
    * the others are left out of failover, so a native provider's 5xx is what the client
    * gets, not a translated one's 400 saying the conversation is unknown. With no native
-   * candidate, that 400 is the answer.
+   * candidate, that 400 is the answer. An id another app key created (see `claim`) reaches
+   * only a provider asked with the client's own credential: with no such candidate it is
+   * unknown.
    */
   candidates(ex, resolved) {
     const r = request(ex);
-    if (typeof r.body.previous_response_id !== "string" || r.history !== null) {
-      return resolved.targets;
-    }
+    const previous = r.body.previous_response_id;
+    if (typeof previous !== "string" || r.history !== null) return resolved.targets;
     if (!relayable(ex, r)) return resolved.targets;
-    const adapters = ex.runtime.adapters;
-    const native = resolved.targets.filter((t) => adapters.get(t.provider)?.responses);
+    const rt = ex.runtime;
+    let native = resolved.targets.filter((t) => rt.adapters.get(t.provider)?.responses);
+    if (r.previousOwned === false) {
+      native = native.filter((t) => !ownKeys(rt.config.providers[t.provider]));
+      if (native.length === 0) {
+        throw new GatewayError(
+          "invalid_request",
+          `Previous response with id '${previous}' not found.`,
+          { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
+        );
+      }
+    }
     return native.length > 0 ? native : resolved.targets;
   },
   invoke(ex) {
@@ -281,6 +286,12 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
     return encodeResponses(ex, outcome, headers, r.body, r.history, r.referenced);
   },
 };
+
+/** A unified route reaches `provider` with the gateway's configured keys (not the client's). */
+function ownKeys(provider: ProviderConfig | undefined): boolean {
+  return provider !== undefined && provider.credential_mode === "gateway" &&
+    provider.keys.length > 0;
+}
 
 /** The first target speaks the Responses API and gets the client's body (see `relayable`). */
 function nativeFirst(ex: Exchange, r: ResponsesExchange, provider: string): boolean {
@@ -537,9 +548,9 @@ async function relayStored(
     if (record !== null && record.allowed_providers.length > 0) {
       if (!record.allowed_providers.includes(name)) continue;
     }
-    const ownKeys = provider.credential_mode === "gateway" && provider.keys.length > 0;
-    if (ownKeys && !gatewayKey) continue;
-    const key = ownKeys
+    const gateways = ownKeys(provider);
+    if (gateways && !gatewayKey) continue;
+    const key = gateways
       ? pickKey(provider.keys, "", rt.random, rt.routing, rt.now()) ?? provider.keys[0]!
       : null;
     if (key === null && client === null) continue;

@@ -1156,6 +1156,34 @@ app_keys:
       assert.equal(r.status, 404);
       assert.equal(r.relayed, false);
     });
+    await t.step(
+      "with the client's own credential (a provider without keys) it is the provider's to check",
+      async () => {
+        const own = startFakeUpstream();
+        const gw2 = startGateway(`
+providers:
+  free: { base_url: "${own.url}/v1", responses: native }
+app_keys:
+  keys:
+    - { key: pf_owner_b_key_00000000000002 }
+`);
+        try {
+          own.script({ kind: "json", body: created("resp_B2") });
+          const res = await gw2.request("/v1/responses", {
+            ...post({ model: "free/m", input: "go on", previous_response_id: "resp_A" }),
+            headers: { ...B, authorization: "Bearer sk-client-own-0001" },
+          });
+          assert.equal(res.status, 200);
+          await res.body?.cancel();
+          const sent = own.requests.at(-1)!;
+          assert.equal(JSON.parse(sent.body).previous_response_id, "resp_A");
+          assert.equal(sent.headers.get("authorization"), "Bearer sk-client-own-0001");
+        } finally {
+          await gw2.close();
+          await own.close();
+        }
+      },
+    );
     await t.step("an id no key claimed is for callers without one", async () => {
       native.script({ kind: "json", body: created("resp_elsewhere") });
       r = await call("/v1/responses/resp_elsewhere", {});
