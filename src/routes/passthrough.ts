@@ -855,6 +855,8 @@ function failingAtEnd(
     },
     (reason) => reader.cancel(reason),
     body,
+    [],
+    failure,
   );
 }
 

@@ -135,6 +135,11 @@ export function relayStream<T>(
   cancel: (reason: unknown) => Promise<void>,
   source: ReadableStream<unknown> | null = null,
   initial: StreamObserver[] = [],
+  /**
+   * A failure the upstream already reported in bytes the client has (an AWS exception frame):
+   * a client that hangs up on reading it ended a failed stream, not a good one.
+   */
+  reported: () => unknown = () => null,
 ): ReadableStream<T> {
   /** Set when a cut signal aborted: every read from then on fails with it. */
   let cutReason: { readonly reason: unknown } | null = null;
@@ -223,7 +228,12 @@ export function relayStream<T>(
       controller.enqueue(chunk);
     },
     async cancel(reason) {
-      end({ outcome: "client_abort", error: reason });
+      const failed = reported();
+      end(
+        failed === null
+          ? { outcome: "client_abort", error: reason }
+          : { outcome: failureOutcome(failed), error: failed },
+      );
       await cancel(reason).catch(() => {});
     },
   }, { highWaterMark: 0 });

@@ -39,6 +39,8 @@ export interface BedrockScript {
   json?: Record<string, unknown>;
   /** ConverseStream / InvokeWithResponseStream events. */
   events?: BedrockEvent[];
+  /** After the events, keep the stream open (until the reader goes away). */
+  holdOpen?: boolean;
   /** AWS error: status + exception name + message. */
   error?: { status: number; type: string; message: string };
 }
@@ -290,7 +292,10 @@ export function startFakeBedrock(region = "us-west-2"): FakeBedrock {
       return new Response(
         new ReadableStream<Uint8Array>({
           pull(controller) {
-            if (i >= events.length) return controller.close();
+            if (i >= events.length) {
+              // Held open: a pull that never settles (the reader's cancel ends it).
+              return s.holdOpen ? new Promise<void>(() => {}) : controller.close();
+            }
             controller.enqueue(eventFrame(events[i++]!));
           },
         }),

@@ -376,6 +376,35 @@ features:
       assert.equal(bedrock.requests.length, calls, "open: fast-failed without calling Bedrock");
     });
 
+    await t.step(
+      "a client that hangs up on reading the exception frame ended a failed stream: error, not client_abort",
+      async () => {
+        await gw.runtime.breaker.reset();
+        const failing: BedrockEvent[] = [
+          { type: "messageStart", payload: { role: "assistant" } },
+          {
+            type: "serviceUnavailableException",
+            messageType: "exception",
+            payload: { message: "mid-stream unavailable" },
+          },
+        ];
+        // The upstream never ends the stream: only the client's hang-up does (the SDKs' way).
+        bedrock.script({ events: failing, holdOpen: true });
+        const id = crypto.randomUUID();
+        const headers = { ...await signedBedrockHeaders(path, body), "x-request-id": id };
+        const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
+        const reader = res.body!.getReader();
+        const want = concatBytes(failing.map(eventFrame)).byteLength;
+        let got = 0;
+        while (got < want) got += (await reader.read()).value!.byteLength;
+        await reader.cancel();
+        await gw.waitForLog(`"request_id":"${id}"`);
+        const log = JSON.parse(gw.logs.find((l) => l.includes(`"request_id":"${id}"`))!);
+        assert.equal(log.outcome, "error");
+        assert.match(log.error.message, /mid-stream unavailable/);
+      },
+    );
+
     await t.step("a whole stream stays complete, at info", async () => {
       await gw.runtime.breaker.reset();
       bedrock.script({ events: STREAM_TEXT });
