@@ -260,8 +260,13 @@ export function limitStage(opts: LimitStageOptions): Stage {
  * still be running, and billed, upstream: it keeps its quota.
  */
 function nothingUsed(ex: Exchange): boolean {
-  if (ex.usage !== null || inputTokens(ex) !== null) return false;
-  return ex.attempts.every((a) => a.no_call === true || UPSTREAM_5XX.test(a.reason ?? ""));
+  // An estimate (the prompt's size) is no upstream's count: a 5xx answer used nothing.
+  if ((ex.usage !== null && !ex.usage.estimated) || inputTokens(ex) !== null) return false;
+  // A native route relays the upstream's 5xx as its answer (an attempt that "succeeded").
+  return ex.attempts.every((a) =>
+    a.no_call === true || UPSTREAM_5XX.test(a.reason ?? "") ||
+    (a.outcome === "ok" && a.status !== null && a.status >= 500)
+  );
 }
 
 /** The failover's reason for an attempt the upstream answered with a 5xx. */

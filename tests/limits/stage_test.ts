@@ -268,6 +268,15 @@ features:
         assert.equal(res.status, 500, `failure ${i} is the upstream's, not a 429`);
       }
     });
+    await t.step("a native route's relayed 5xx costs nothing either", async () => {
+      for (let i = 0; i < 4; i++) {
+        up.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+        const res = await drain(
+          await only.request("/native/up/chat/completions", chat()),
+        );
+        assert.equal(res.status, 503, `failure ${i} is the upstream's, not a 429`);
+      }
+    });
     await t.step("a call cut by x-gateway.timeout keeps its quota", async () => {
       const slow = () => chat({ "x-gateway": { timeout: 0.05 } });
       const statuses: number[] = [];
