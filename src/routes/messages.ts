@@ -1,4 +1,3 @@
-import { GatewayError } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter } from "../providers/mod.ts";
 import { decodeJson } from "../providers/wire.ts";
 import { type MessagesRequest, parseMessagesRequest } from "../schema/anthropic.ts";
