@@ -247,6 +247,7 @@ export async function gateStream<T>(
   });
   stopped.catch(() => {}); // settled or never will be: no unhandled rejection either way
   let ended = false;
+  let content = false;
   try {
     while (true) {
       const next = await Promise.race([reader.read(), stopped]);
@@ -255,19 +256,65 @@ export async function gateStream<T>(
         break;
       }
       held.push(next.value);
-      if (hasContent(next.value)) break;
+      if (hasContent(next.value)) {
+        content = true;
+        break;
+      }
     }
   } catch (err) {
     await reader.cancel(err).catch(() => {});
-    throw err;
+    throw truncatedBeforeContent(err);
   } finally {
     opts.signal.removeEventListener("abort", onAbort);
     cancelTimer();
     cancelDeadline();
   }
   if (held.length === 0) throw new Error("Upstream stream ended before its first chunk");
-  return committed(reader, held, ended, opts);
+  // Opening events only (a role, message_start, a ping), then a clean end: nothing was
+  // answered and nothing reached the client, so it fails over like a failure before a 200.
+  if (!content) {
+    throw new GatewayError(
+      "upstream_error",
+      `Stream from provider "${opts.provider}" ended before any content`,
+      { provider: opts.provider, upstreamStatus: 502 },
+    );
+  }
+  return committed(reader, held, ended, opts, format);
 }
+
+/**
+ * A stream the upstream ended short (its tap's "ended before it was complete") before any
+ * content: nothing reached the client, so it is a failure before a 200 and fails over like
+ * one (a 502). A cut connection already does; an error event the upstream sent says its own.
+ */
+function truncatedBeforeContent(err: unknown): unknown {
+  if (
+    !(err instanceof GatewayError) || err.code !== "upstream_error" ||
+    err.info.upstreamStatus !== undefined || err.info.told === true
+  ) return err;
+  return new GatewayError(err.code, err.message, { ...err.info, upstreamStatus: 502 });
+}
+
+/**
+ * Whether a committed chunk is the upstream speaking, for the idle watchdog: keep-alive
+ * comments and Anthropic's `ping` events are not (a silent upstream that pings would
+ * otherwise never be idle). Parsed only when `stream_idle_timeout` is set.
+ */
+function activityOf<T>(format: GateFormat): (chunk: T) => boolean {
+  if (format === "chunks") return () => true;
+  const decoder = new TextDecoder();
+  const read = createSseDataReader();
+  return (chunk) => {
+    let active = false;
+    for (const data of read(decoder.decode(chunk as Uint8Array, { stream: true }))) {
+      if (!PING.test(data)) active = true;
+    }
+    return active;
+  };
+}
+
+/** Anthropic's keep-alive event's data. */
+const PING = /^\s*\{\s*"type"\s*:\s*"ping"\s*\}\s*$/;
 
 /** The committed stream: `held` first, then the reader's rest, under the idle watchdog. */
 function committed<T>(
@@ -275,6 +322,7 @@ function committed<T>(
   held: T[],
   ended: boolean,
   opts: GateOptions,
+  format: GateFormat,
 ): ReadableStream<T> {
   const idleMs = opts.idleMs;
   let i = 0;
@@ -286,14 +334,17 @@ function committed<T>(
     );
   }
   // Silence counts only while the client waits for more (a read is pending): a slow
-  // client is not an idle upstream.
+  // client is not an idle upstream. Keep-alives are silence too.
+  const active = activityOf<T>(format);
   let waiting = false;
-  let last = opts.now();
+  /** When the pending read began; and the waiting since the upstream last spoke, before it. */
+  let since = opts.now();
+  let silent = 0;
   let failed = false;
   let stop = () => {};
   let out!: ReadableStreamDefaultController<T>;
   const check = () => {
-    const quiet = opts.now() - last;
+    const quiet = silent + (waiting ? opts.now() - since : 0);
     if (!waiting || quiet < idleMs) {
       stop = opts.schedule(waiting ? idleMs - quiet : idleMs, check);
       return;
@@ -312,7 +363,7 @@ function committed<T>(
       if (i < held.length) return controller.enqueue(held[i++] as T);
       if (ended) return controller.close();
       waiting = true;
-      last = opts.now();
+      since = opts.now();
       let result: ReadableStreamReadResult<T>;
       try {
         result = await reader.read();
@@ -324,7 +375,7 @@ function committed<T>(
         waiting = false;
       }
       if (failed) return;
-      last = opts.now();
+      silent = result.done || active(result.value) ? 0 : silent + opts.now() - since;
       if (result.done) {
         stop();
         controller.close();

@@ -1145,3 +1145,45 @@ routing:
     await upstream.close();
   }
 });
+
+Deno.test("a stream that ends cleanly after its opening events only fails over (nothing reached the client)", async () => {
+  const first = startFakeUpstream();
+  const second = startFakeUpstream();
+  const role = `data: ${
+    JSON.stringify({
+      id: "c",
+      object: "chat.completion.chunk",
+      choices: [{ index: 0, delta: { role: "assistant", content: "" } }],
+    })
+  }\n\n`;
+  first.script({ kind: "sse", events: [role] });
+  second.script({ kind: "stream" });
+  const gw = startGateway(`
+providers:
+  first: { base_url: "${first.url}/v1", keys: [{ key: sk-first-0001 }] }
+  second: { base_url: "${second.url}/v1", keys: [{ key: sk-second-0001 }] }
+routing:
+  models:
+    m: { providers: [first, second] }
+  failover: { max_retries: 0, backoff: { initial: 1ms, max: 1ms } }
+`);
+  try {
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "m",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "second");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "2");
+    assert.match(await res.text(), /data: \[DONE\]/);
+  } finally {
+    await gw.close();
+    await first.close();
+    await second.close();
+  }
+});

@@ -210,3 +210,115 @@ Deno.test("gateStream() ends a committed stream that goes silent past stream_idl
     assert.equal(s.pending.size, 0, "the watchdog stops with the stream");
   });
 });
+
+/** A source whose chunk k is sent once `release(k)` is called; silent after the last. */
+function paced(chunks: Uint8Array[]) {
+  let cancelled: unknown = null;
+  const gates = chunks.map(() => Promise.withResolvers<void>());
+  const { promise: gone, resolve: end } = Promise.withResolvers<void>();
+  let i = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (i >= chunks.length) return await gone;
+      await gates[i]!.promise;
+      c.enqueue(chunks[i++]!);
+    },
+    cancel(reason) {
+      cancelled = reason;
+      end();
+    },
+  }, { highWaterMark: 0 });
+  return { stream, release: (k: number) => gates[k]!.resolve(), cancelled: () => cancelled };
+}
+
+/** Let pending microtasks run (a stream's pull starts in one). */
+async function settle() {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+Deno.test("gateStream(): keep-alives after commit are silence to the idle watchdog", async (t) => {
+  for (
+    const [format, first, keepAlive] of [
+      ["openai_sse", text, ": keep-alive\n\n"],
+      [
+        "anthropic_sse",
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n',
+        'event: ping\ndata: {"type": "ping"}\n\n',
+      ],
+    ] as const
+  ) {
+    await t.step(format, async () => {
+      let now = 0;
+      const source = paced([first, keepAlive, keepAlive, keepAlive].map((c) => enc.encode(c)));
+      source.release(0);
+      const { s, opts: o } = opts({ idleMs: 1_000, now: () => now });
+      const reader = (await gateStream(source.stream, format, o)).getReader();
+      await reader.read(); // the content
+      // Three keep-alives, each after 400 ms of waiting: 1,200 ms of the upstream saying
+      // nothing but "still here".
+      for (let k = 1; k <= 3; k++) {
+        const next = reader.read();
+        await settle();
+        now += 400;
+        source.release(k);
+        await next;
+      }
+      const pending = reader.read();
+      await settle();
+      (await s.next()).fire();
+      await assert.rejects(pending, (err: unknown) => err instanceof StreamIdleTimeout);
+      assert.ok(source.cancelled() instanceof StreamIdleTimeout);
+    });
+  }
+  await t.step("content between them keeps it alive", async () => {
+    let now = 0;
+    const source = paced(
+      [text, ": keep-alive\n\n", text, ": keep-alive\n\n"].map((c) => enc.encode(c)),
+    );
+    source.release(0);
+    const { s, opts: o } = opts({ idleMs: 1_000, now: () => now });
+    const reader = (await gateStream(source.stream, "openai_sse", o)).getReader();
+    await reader.read();
+    for (let k = 1; k <= 3; k++) {
+      const next = reader.read();
+      await settle();
+      now += 400;
+      source.release(k);
+      await next;
+    }
+    // 400 ms since the last content: the check re-arms for what is left.
+    const pending = reader.read();
+    await settle();
+    (await s.next()).fire();
+    const again = await s.next();
+    assert.equal(again.ms, 600);
+    await reader.cancel();
+    await pending.catch(() => {});
+  });
+});
+
+Deno.test("gateStream(): opening events then a clean end fail the attempt (no content, nothing sent): a 502 failover retries", async () => {
+  for (
+    const [format, events] of [
+      ["openai_sse", [role, "data: [DONE]\n\n".replace("[DONE]", "")]],
+      [
+        "anthropic_sse",
+        [
+          'event: message_start\ndata: {"type":"message_start","message":{}}\n\n',
+          'event: ping\ndata: {"type":"ping"}\n\n',
+        ],
+      ],
+    ] as const
+  ) {
+    const stream = ReadableStream.from(
+      events.filter((e) => e !== "data: \n\n").map((e) => enc.encode(e)),
+    );
+    const err = await gateStream(stream, format, opts().opts).then(
+      () => assert.fail("committed"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof GatewayError, String(err));
+    assert.equal(err.info.upstreamStatus, 502);
+    assert.match(err.message, /ended before any content/);
+  }
+});
