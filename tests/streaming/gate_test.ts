@@ -231,6 +231,22 @@ function paced(chunks: Uint8Array[]) {
   return { stream, release: (k: number) => gates[k]!.resolve(), cancelled: () => cancelled };
 }
 
+/** Read `n` more chunks of `source`, each released after `wait()` passed the clock on. */
+async function readPaced(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  source: { release(k: number): void },
+  n: number,
+  wait: () => void,
+) {
+  for (let k = 1; k <= n; k++) {
+    const next = reader.read();
+    await settle(); // the pull has started: the watchdog counts from here
+    wait();
+    source.release(k);
+    await next;
+  }
+}
+
 /** Let pending microtasks run (a stream's pull starts in one). */
 async function settle() {
   for (let i = 0; i < 20; i++) await Promise.resolve();
@@ -256,13 +272,7 @@ Deno.test("gateStream(): keep-alives after commit are silence to the idle watchd
       await reader.read(); // the content
       // Three keep-alives, each after 400 ms of waiting: 1,200 ms of the upstream saying
       // nothing but "still here".
-      for (let k = 1; k <= 3; k++) {
-        const next = reader.read();
-        await settle();
-        now += 400;
-        source.release(k);
-        await next;
-      }
+      await readPaced(reader, source, 3, () => now += 400);
       const pending = reader.read();
       await settle();
       (await s.next()).fire();
@@ -279,13 +289,7 @@ Deno.test("gateStream(): keep-alives after commit are silence to the idle watchd
     const { s, opts: o } = opts({ idleMs: 1_000, now: () => now });
     const reader = (await gateStream(source.stream, "openai_sse", o)).getReader();
     await reader.read();
-    for (let k = 1; k <= 3; k++) {
-      const next = reader.read();
-      await settle();
-      now += 400;
-      source.release(k);
-      await next;
-    }
+    await readPaced(reader, source, 3, () => now += 400);
     // 400 ms since the last content: the check re-arms for what is left.
     const pending = reader.read();
     await settle();
