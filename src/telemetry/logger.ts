@@ -47,7 +47,12 @@ export function lineWriter(
     if (broken) return;
     let bytes = encoder.encode(line);
     try {
-      while (bytes.byteLength > 0) bytes = bytes.subarray(out.writeSync(bytes));
+      while (bytes.byteLength > 0) {
+        const n = out.writeSync(bytes);
+        // A writer that takes nothing would spin here for ever: count it as broken.
+        if (n <= 0) throw new Error("stdout took no bytes");
+        bytes = bytes.subarray(n);
+      }
     } catch (err) {
       broken = true;
       const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
