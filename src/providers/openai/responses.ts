@@ -54,10 +54,6 @@ export function readResponsesJson(body: Uint8Array): { usage: Usage | null; id: 
   }
 }
 
-/** Usage of a JSON `response` body (null when it has none or is not JSON). */
-export function findResponsesUsage(body: Uint8Array): Usage | null {
-  return readResponsesJson(body).usage;
-}
 
 /** A text or arguments delta's (JSON-escaped) text: counted for the estimate of a cut. */
 const DELTA = /"delta"\s*:\s*"((?:[^"\\]|\\.)*)"/;
