@@ -54,7 +54,6 @@ export function readResponsesJson(body: Uint8Array): { usage: Usage | null; id: 
   }
 }
 
-
 /** A text or arguments delta's (JSON-escaped) text: counted for the estimate of a cut. */
 const DELTA = /"delta"\s*:\s*"((?:[^"\\]|\\.)*)"/;
 
