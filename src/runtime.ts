@@ -3,7 +3,7 @@ import { type Config, ConfigError } from "./config/mod.ts";
 import { createAdapters, type ProviderAdapter } from "./providers/mod.ts";
 import { scrubsOf } from "./providers/registry.ts";
 import { trackReachability } from "./providers/execute.ts";
-import type { RoutingState } from "./routing/mod.ts";
+import { feedStreamFailure, type RoutingState } from "./routing/mod.ts";
 import { type Breaker, type BreakerStore, createBreaker } from "./breaker/mod.ts";
 import { createLogger, createRedactor, type Logger, type Redactor } from "./telemetry/mod.ts";
 import { createEventBus, type EventBus, type EventOf } from "./pipeline/events.ts";
@@ -189,6 +189,12 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   for (const stage of stages) {
     if (stage.trace) events.subscribe((e) => stage.trace!(e), stage.trace_events);
   }
+  // A unified stream that failed after its commit counts against its provider's breaker.
+  events.subscribe((e) => {
+    if (e.type === "request_end") {
+      feedStreamFailure(runtime.breaker, adapters, e.exchange, e.outcome, now());
+    }
+  }, ["request_end"]);
   // Last: spend is counted once every other listener (cost accounting) has run.
   if (appKeys) {
     events.subscribe((e) => appKeys.stage.onRequestEnd(e as EventOf<"request_end">), [

@@ -1,4 +1,6 @@
-import type { GatewayError } from "../errors.ts";
+import { GatewayError } from "../errors.ts";
+import type { ResponseOutcome } from "../pipeline/events.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
 import {
   type Breaker,
   classifyOutcome,
@@ -51,6 +53,37 @@ export function feedRelayedFailure(
   const cls = breaker.escalate(key, classify(outcomeOf(err)), now);
   breaker.record(target.provider, key, cls, { probe: false, bypass: null, counts: true }, now);
   return cls;
+}
+
+/**
+ * A unified-route stream that failed after its commit (the upstream cut it, went silent, or
+ * sent an error event): its attempt had counted as a success at commit, so the failure goes
+ * to the breaker now, as a relayed one does. Not the client's leaving, not the gateway's own
+ * limits (`write_timeout`, a shutdown) and not a stage's failure; native routes feed their own.
+ */
+export function feedStreamFailure(
+  breaker: Breaker,
+  adapters: FailoverDeps["adapters"],
+  ex: Exchange,
+  outcome: ResponseOutcome,
+  now: number,
+): void {
+  if (breaker.mode === "off" || !ex.stream || ex.schema === "passthrough") return;
+  if (outcome === "complete" || outcome === "client_abort" || ex.timedOut !== undefined) return;
+  const winner = ex.attempts.findLast((a) => a.outcome === "ok" && a.no_call !== true);
+  if (winner === undefined) return;
+  const error = ex.response?.error;
+  let failure: GatewayError;
+  if (error instanceof GatewayError) {
+    // Only what the provider did: a stage's failure or the gateway's own limit is not.
+    if (error.info.provider === undefined && outcome !== "upstream_cut") return;
+    failure = error;
+  } else if (outcome === "upstream_cut") {
+    failure = new GatewayError("upstream_unreachable", String(error), {
+      provider: winner.provider,
+    });
+  } else return;
+  feedRelayedFailure(breaker, adapters, winner, failure, now);
 }
 
 /**

@@ -33,4 +33,4 @@ export {
   runFailover,
 } from "./failover.ts";
 export { callsMade, NO_TRAIL } from "./attempt.ts";
-export { feedRelayedFailure } from "./breaker_feedback.ts";
+export { feedRelayedFailure, feedStreamFailure } from "./breaker_feedback.ts";

@@ -417,3 +417,62 @@ features:
     await backup.close();
   }
 });
+
+Deno.test("unified routes: a stream that fails after its commit counts against the provider's breaker; a client leaving does not", async () => {
+  const up = startFakeUpstream();
+  const chunk = `data: ${
+    JSON.stringify({
+      id: "c",
+      object: "chat.completion.chunk",
+      choices: [{ index: 0, delta: { content: "partial" } }],
+    })
+  }\n\n`;
+  const gw = startGateway(`
+providers:
+  up: { base_url: "${up.url}/v1", keys: [{ key: sk-up-0001 }] }
+routing:
+  failover: { enabled: false }
+features:
+  circuit_breaker:
+    enabled: true
+    failure_threshold: 2
+    cooldown_seconds: 60
+    max_transient_retries: 0
+    max_rate_limit_retries: 0
+`);
+  const stream = async () => {
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "up/gpt-4o",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    return res;
+  };
+  const key = async () =>
+    (await (await gw.request("/health")).json()).circuit_breaker.providers.up.keys?.["up:gpt-4o"];
+  try {
+    // A client that leaves mid-stream says nothing of the provider.
+    up.script({ kind: "sse", events: [chunk], thenHang: true });
+    const left = await stream();
+    const reader = left.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    assert.equal(await key(), undefined, "no failure for a client's leaving");
+    // Cut by the upstream after its first content, twice: the key opens.
+    for (let i = 0; i < 2; i++) {
+      up.script({ kind: "sse", events: [chunk], thenBreak: true });
+      await (await stream()).text();
+    }
+    const k = await key();
+    assert.equal(k.state, "open");
+    assert.equal(k.failures, 2);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
