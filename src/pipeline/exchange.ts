@@ -81,8 +81,9 @@ export type ExchangeRequest =
     /** The stages' view left out what only a native provider honours (it cannot be rewritten). */
     lossy?: boolean;
     /**
-     * A `previous_response_id` the gateway did not keep: whether this caller may continue it
-     * with the gateway's key (no other app key created it through the gateway).
+     * False when a native id this request names (a `previous_response_id` or an
+     * `item_reference` the gateway did not keep) was not created by this caller through the
+     * gateway: the gateway's own keys must not carry it to a native provider.
      */
     previousOwned?: boolean;
   }

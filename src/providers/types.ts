@@ -131,7 +131,10 @@ export interface MessagesCall extends CallBasics {
 export interface ResponsesCall extends CallBasics {
   readonly body: Record<string, unknown>;
   readonly stream: boolean;
-  /** Told the id of the response the provider created (it keeps it; the gateway owns it). */
+  /**
+   * Told each id of what the provider created and keeps (the response, its output items):
+   * the gateway records whose they are.
+   */
   readonly onId?: (id: string) => void;
 }
 

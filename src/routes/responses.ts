@@ -15,7 +15,7 @@ import type { Exchange, ExchangeRequest } from "../pipeline/exchange.ts";
 import { applicable, chunkStagesFor } from "../pipeline/stages.ts";
 import { clientCredential, type Decoded, type UnifiedRoute } from "../pipeline/run.ts";
 import { pickKey } from "../routing/keys.ts";
-import type { AttemptContext } from "../routing/mod.ts";
+import type { AttemptContext, Target } from "../routing/mod.ts";
 import type { AppEnv } from "./context.ts";
 import { requestedModel, rewriteCanonical } from "./translated.ts";
 import { unifiedHandler } from "./unified.ts";
@@ -211,7 +211,15 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
         r.history = await loadHistory(ex, previous);
         if (r.history === null) r.previousOwned = await mayRelay(ex, previous);
       }
-      if (references) r.referenced = await loadReferences(ex, body);
+      if (references) {
+        r.referenced = await loadReferences(ex, body);
+        // Items no kept response holds go to a native provider: only the caller's own.
+        for (const item of body.input as ResponsesItem[]) {
+          if (item.type !== "item_reference" || typeof item.id !== "string") continue;
+          if (r.referenced?.has(item.id) || await mayRelay(ex, item.id)) continue;
+          r.previousOwned = false;
+        }
+      }
       return decoded;
     })();
   },
@@ -251,21 +259,32 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
   candidates(ex, resolved) {
     const r = request(ex);
     const previous = r.body.previous_response_id;
-    if (typeof previous !== "string" || r.history !== null) return resolved.targets;
+    const unkept = typeof previous === "string" && r.history === null;
     if (!relayable(ex, r)) return resolved.targets;
     const rt = ex.runtime;
-    let native = resolved.targets.filter((t) => rt.adapters.get(t.provider)?.responses);
-    if (r.previousOwned === false) {
-      native = native.filter((t) => !ownKeys(rt.config.providers[t.provider]));
-      if (native.length === 0) {
-        throw new GatewayError(
-          "invalid_request",
-          `Previous response with id '${previous}' not found.`,
-          { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
-        );
-      }
+    const native = (t: Target) => rt.adapters.get(t.provider)?.responses !== undefined;
+    // Another key's native ids: no target that the gateway's own keys would carry them to.
+    const targets = r.previousOwned === false
+      ? resolved.targets.filter((t) => !native(t) || !ownKeys(rt.config.providers[t.provider]))
+      : resolved.targets;
+    if (!unkept) {
+      if (targets.length > 0) return targets;
+      throw new GatewayError(
+        "invalid_request",
+        "An item_reference names an item that is not found.",
+        { param: "input" },
+      );
     }
-    return native.length > 0 ? native : resolved.targets;
+    const natives = targets.filter(native);
+    if (natives.length > 0) return natives;
+    if (r.previousOwned === false) {
+      throw new GatewayError(
+        "invalid_request",
+        `Previous response with id '${previous}' not found.`,
+        { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
+      );
+    }
+    return resolved.targets;
   },
   invoke(ex) {
     const r = request(ex);

@@ -258,7 +258,9 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
     const body = await reply.bytes();
     if (!looksLikeJsonObject(body)) throw notJson(res.status);
     const read = readResponsesJson(body);
-    if (read.id !== null && res.ok) call.onId?.(read.id);
+    if (res.ok && call.onId !== undefined) {
+      for (const id of read.id === null ? read.itemIds : [read.id, ...read.itemIds]) call.onId(id);
+    }
     return {
       kind: "json",
       status: res.status,

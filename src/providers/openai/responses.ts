@@ -40,17 +40,24 @@ export function fromResponsesUsage(usage: unknown): Usage | null {
   };
 }
 
-/** Usage and id of a JSON `response` body (nulls when it has none or is not JSON). */
-export function readResponsesJson(body: Uint8Array): { usage: Usage | null; id: string | null } {
+/**
+ * Usage and ids of a JSON `response` body: its own id and its output items' (what a later
+ * `item_reference` names); nulls and none when it has them not or is not JSON.
+ */
+export function readResponsesJson(
+  body: Uint8Array,
+): { usage: Usage | null; id: string | null; itemIds: string[] } {
   try {
     const json = JSON.parse(utf8.decode(body)) as unknown;
-    if (!isObject(json)) return { usage: null, id: null };
+    if (!isObject(json)) return { usage: null, id: null, itemIds: [] };
+    const output = Array.isArray(json.output) ? json.output : [];
     return {
       usage: fromResponsesUsage(json.usage),
       id: typeof json.id === "string" ? json.id : null,
+      itemIds: output.flatMap((i) => isObject(i) && typeof i.id === "string" ? [i.id] : []),
     };
   } catch {
-    return { usage: null, id: null };
+    return { usage: null, id: null, itemIds: [] };
   }
 }
 
@@ -98,6 +105,11 @@ export function responsesUsageTap(
     if (started === null && (type === "response.created" || type === "response.in_progress")) {
       started = responseOf(data);
       if (typeof started?.id === "string") onId?.(started.id);
+    }
+    // Each output item's id, as it opens: a later `item_reference` names it.
+    if (onId !== undefined && type === "response.output_item.added") {
+      const id = itemIdOf(data);
+      if (id !== null) onId(id);
     }
     if (type === "error") throw failure("failed: it sent an error event", true);
     if (
@@ -156,6 +168,16 @@ export function responsesUsageTap(
 }
 
 const encoder = new TextEncoder();
+
+/** The `item.id` of a `response.output_item.added` event. */
+function itemIdOf(data: string): string | null {
+  try {
+    const event = JSON.parse(data) as { item?: { id?: unknown } };
+    return typeof event.item?.id === "string" ? event.item.id : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The `response` object of a `response.created` / `response.in_progress` event. */
 function responseOf(data: string): Record<string, unknown> | null {

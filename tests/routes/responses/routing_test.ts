@@ -1184,6 +1184,26 @@ app_keys:
         }
       },
     );
+    await t.step("its output items too: another key's item_reference is not found", async () => {
+      native.script({
+        kind: "json",
+        body: {
+          ...created("resp_A3"),
+          output: [{ id: "msg_A3", type: "message", role: "assistant", content: [] }],
+        },
+      });
+      r = await call("/v1/responses", { ...post({ model: "up/m", input: "x" }), headers: A });
+      assert.equal(r.status, 200);
+      const ref = { model: "up/m", input: [{ type: "item_reference", id: "msg_A3" }] };
+      r = await call("/v1/responses", { ...post(ref), headers: B });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.error.param, "input");
+      assert.equal(r.relayed, false);
+      native.script({ kind: "json", body: created("resp_A4") });
+      r = await call("/v1/responses", { ...post(ref), headers: A });
+      assert.equal(r.status, 200);
+      assert.equal(r.relayed, true);
+    });
     await t.step("an id no key claimed is for callers without one", async () => {
       native.script({ kind: "json", body: created("resp_elsewhere") });
       r = await call("/v1/responses/resp_elsewhere", {});
