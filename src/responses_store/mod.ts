@@ -107,8 +107,15 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
       const id = record.response.id;
       const text = JSON.stringify(record);
       drop(id);
-      // A record larger than the whole budget is not kept (it would evict everything).
-      if (text.length > opts.maxBytes) return Promise.resolve();
+      // A record larger than the whole budget is not kept (it would evict everything): said,
+      // so the log tells why a later turn will not find it.
+      if (text.length > opts.maxBytes) {
+        return Promise.reject(
+          new RangeError(
+            `${text.length} bytes is larger than responses.store.max_bytes (${opts.maxBytes})`,
+          ),
+        );
+      }
       for (const oldest of entries.keys()) {
         if (bytes + text.length <= opts.maxBytes) break;
         drop(oldest);

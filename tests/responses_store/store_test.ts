@@ -51,9 +51,12 @@ Deno.test("memory responses store: LRU by bytes, TTL, delete", async (t) => {
     assert.equal(await store.getItem("msg_unknown", null), null);
   });
   await t.step(
-    "a record larger than the whole budget is not kept (and evicts nothing)",
+    "a record larger than the whole budget is not kept (and evicts nothing); the put says why",
     async () => {
-      await store.put(record("resp_big", "y".repeat(one * 3)));
+      await assert.rejects(
+        store.put(record("resp_big", "y".repeat(one * 3))),
+        /larger than responses\.store\.max_bytes/,
+      );
       assert.equal(await store.get("resp_big", null), null);
       assert.ok(await store.get("resp_a", null));
     },
