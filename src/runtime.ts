@@ -192,7 +192,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
   // A unified stream that failed after its commit counts against its provider's breaker.
   events.subscribe((e) => {
     if (e.type === "request_end") {
-      feedStreamFailure(runtime.breaker, adapters, e.exchange, e.outcome, now());
+      feedStreamFailure(runtime.breaker, adapters, e.exchange, e.outcome, now);
     }
   }, ["request_end"]);
   // Last: spend is counted once every other listener (cost accounting) has run.

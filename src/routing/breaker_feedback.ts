@@ -66,7 +66,7 @@ export function feedStreamFailure(
   adapters: FailoverDeps["adapters"],
   ex: Exchange,
   outcome: ResponseOutcome,
-  now: number,
+  now: () => number,
 ): void {
   if (breaker.mode === "off" || !ex.stream || ex.schema === "passthrough") return;
   if (outcome === "complete" || outcome === "client_abort" || ex.timedOut !== undefined) return;
@@ -83,7 +83,7 @@ export function feedStreamFailure(
       provider: winner.provider,
     });
   } else return;
-  feedRelayedFailure(breaker, adapters, winner, failure, now);
+  feedRelayedFailure(breaker, adapters, winner, failure, now());
 }
 
 /**

@@ -444,11 +444,7 @@ features:
     const res = await gw.request("/v1/chat/completions", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: "up/gpt-4o",
-        stream: true,
-        messages: [{ role: "user", content: "hi" }],
-      }),
+      body: chatBody("up/gpt-4o", { stream: true }),
     });
     assert.equal(res.status, 200);
     return res;
