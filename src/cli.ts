@@ -30,9 +30,10 @@ export const USAGE = `Usage: pilotfish [--config FILE] [--host HOST] [--port POR
 Pilotfish is an LLM gateway sidecar: OpenAI/Anthropic-compatible routes on a Unix socket and a
 localhost TCP port. Run it with \`deno task start [flags]\` (exact permissions) or the compiled binary.
 
-  --config FILE   YAML config (env PILOTFISH_CONFIG); without one the embedded default runs.
-                  Pilotfish's own keys, Butter's config.example.yaml, llm-proxy's features.*
-                  and llm-gateway's gateway.yaml are all accepted.
+  --config FILE   YAML config (env PILOTFISH_CONFIG). Without either, ./gateway.yaml when
+                  the working directory has one (llm-gateway's Quick Start), else the
+                  embedded default. Pilotfish's own keys, Butter's config.example.yaml,
+                  llm-proxy's features.* and llm-gateway's gateway.yaml are all accepted.
   --host HOST     TCP listen address (default 127.0.0.1)
   --port PORT     TCP port (env PORT; default 9002)
   --socket PATH   Unix socket path ("" disables it; default /tmp/pilotfish.sock)
@@ -61,8 +62,22 @@ export class CliError extends Error {
   override readonly name = "CliError";
 }
 
-/** Parse argv and the env vars that stand in for flags. Precedence: flag > env > config file. */
-export function parseCli(args: string[], env: (name: string) => string | undefined): CliOptions {
+/**
+ * The config found without being named: llm-gateway's Quick Start runs its binary bare in the
+ * directory that holds its `gateway.yaml`, and its users bring that habit along.
+ */
+export const FOUND_CONFIG = "gateway.yaml";
+
+/**
+ * Parse argv and the env vars that stand in for flags. Precedence: flag > env > config file.
+ * `isFile` answers whether the working directory holds `FOUND_CONFIG` (I/O stays with the
+ * caller); an empty `--config` or `PILOTFISH_CONFIG` asks for the embedded default outright.
+ */
+export function parseCli(
+  args: string[],
+  env: (name: string) => string | undefined,
+  isFile: (path: string) => boolean = () => false,
+): CliOptions {
   let values;
   try {
     ({ values } = parseArgs({
@@ -109,7 +124,8 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
     probeTimeoutMs = ms;
   }
   if (values.strict && !values.check) throw new CliError("--strict only applies with --check");
-  const configPath = values.config ?? env("PILOTFISH_CONFIG") ?? null;
+  const configPath = values.config ?? env("PILOTFISH_CONFIG") ??
+    (isFile(FOUND_CONFIG) ? FOUND_CONFIG : null);
   if (values.host !== undefined) {
     const problem = hostProblem(values.host);
     if (problem !== null) throw new CliError(`Invalid --host: ${problem}`);
@@ -132,6 +148,18 @@ export function parseCli(args: string[], env: (name: string) => string | undefin
     probe: values.probe ?? false,
     probeTimeoutMs,
   };
+}
+
+/**
+ * Whether `path` is a file this process may read. No permission to look (the compiled
+ * binary's fixed grants) counts as no: that binary is given `--config`.
+ */
+export function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
 }
 
 /** Apply flag/env overrides on top of the loaded config. */

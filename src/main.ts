@@ -2,7 +2,7 @@
  * Pilotfish daemon: read flags/env -> load config -> check permissions -> build the runtime
  * -> serve on TCP and the Unix socket -> hot reload -> drain on SIGINT/SIGTERM.
  */
-import { applyOverrides, CliError, type CliOptions, parseCli, USAGE } from "./cli.ts";
+import { applyOverrides, CliError, type CliOptions, isFile, parseCli, USAGE } from "./cli.ts";
 import {
   type Config,
   ConfigError,
@@ -144,7 +144,7 @@ function keepListeners(next: Config, running: Config["server"]): Config {
 async function main(): Promise<number> {
   let cli: CliOptions;
   try {
-    cli = parseCli(Deno.args, env);
+    cli = parseCli(Deno.args, env, isFile);
   } catch (err) {
     if (!(err instanceof CliError)) throw err;
     stderr(`pilotfish: ${err.message} (see --help)`);

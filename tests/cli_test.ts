@@ -96,3 +96,17 @@ Deno.test("parseCli() takes Go's one-dash long options (Butter's `-config config
   assert.equal(cli.help, true);
   assert.throws(() => parseCli(["-nope"], env({})), CliError);
 });
+
+Deno.test("parseCli() finds ./gateway.yaml when no config is named (llm-gateway's Quick Start)", () => {
+  const here = (name: string) => name === "gateway.yaml";
+  assert.equal(parseCli([], env({}), here).configPath, "gateway.yaml");
+  // Named configs win; an empty name asks for the embedded default; no file, no config.
+  assert.equal(parseCli(["--config", "mine.yaml"], env({}), here).configPath, "mine.yaml");
+  assert.equal(
+    parseCli([], env({ PILOTFISH_CONFIG: "env.yaml" }), here).configPath,
+    "env.yaml",
+  );
+  assert.equal(parseCli(["--config", ""], env({}), here).configPath, null);
+  assert.equal(parseCli([], env({ PILOTFISH_CONFIG: "" }), here).configPath, null);
+  assert.equal(parseCli([], env({}), () => false).configPath, null);
+});

@@ -5,7 +5,7 @@
  * the config): no provider hosts, no credentials, no listening.
  * On a config error it prints the flags `--check` needs, so the daemon reports the problems.
  */
-import { CliError, parseCli } from "../cli.ts";
+import { CliError, FOUND_CONFIG, isFile, parseCli } from "../cli.ts";
 import { ConfigError, DEFAULT_ENV_KEYS, loadConfig, referencedEnvVars } from "../config/mod.ts";
 import { applyOverrides } from "../cli.ts";
 import { DAEMON_ENV, grantsToFlags, planGrants, planProbeGrants, shellQuote } from "./mod.ts";
@@ -16,7 +16,7 @@ const env = (name: string) => Deno.env.get(name);
 const cwd = Deno.cwd();
 let flags: string[];
 try {
-  const cli = parseCli(Deno.args, env);
+  const cli = parseCli(Deno.args, env, isFile);
   // A missing or unreadable file is the loader's ConfigError (one clear line), read first.
   const loaded = cli.probe ? null : await loadConfig(cli.configPath, env);
   const text = cli.configPath === null
@@ -33,7 +33,8 @@ try {
   }
 } catch (err) {
   if (!(err instanceof ConfigError || err instanceof CliError)) throw err;
-  const path = configArg(Deno.args) ?? env("PILOTFISH_CONFIG");
+  const path = configArg(Deno.args) ?? env("PILOTFISH_CONFIG") ??
+    (isFile(FOUND_CONFIG) ? FOUND_CONFIG : undefined);
   // The file's `${VARS}` too: without them the daemon would stop at the first one it reads
   // and report a missing permission instead of the config's problems.
   const text = path ? await Deno.readTextFile(path).catch(() => null) : null;

@@ -53,3 +53,38 @@ Deno.test("an invalid config that uses ${VARS}: `deno task start --check` lists 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("`deno task start` run bare beside a gateway.yaml loads it (llm-gateway's Quick Start)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pf-plan-cli-found-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/gateway.yaml`,
+      "providers:\n  - name: openai\n    apiKey: ${PF_FOUND_KEY}\n    models: [gpt-4o-mini]\n" +
+        "routing:\n  defaultProvider: openai\n",
+    );
+    const run = (cwd: string, ...args: string[]) =>
+      new Deno.Command("sh", {
+        args: [`${ROOT}scripts/start.sh`, "--check", ...args],
+        cwd,
+        env: { DENO: Deno.execPath(), PF_FOUND_KEY: "sk-found" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const text = (o: Deno.CommandOutput) =>
+      new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr);
+    // Its ${VAR} is granted as well: the file is planned for, not just read.
+    const found = await run(dir);
+    assert.equal(found.code, 0, text(found));
+    assert.match(text(found), /Config gateway\.yaml \(llm-gateway dialect\) is valid/);
+    // A named config wins, and an empty one is the embedded default.
+    const embedded = await run(dir, "--config", "");
+    assert.equal(embedded.code, 0, text(embedded));
+    assert.doesNotMatch(text(embedded), /gateway\.yaml/);
+    // Elsewhere, nothing is found.
+    const elsewhere = await run(ROOT);
+    assert.equal(elsewhere.code, 0, text(elsewhere));
+    assert.doesNotMatch(text(elsewhere), /gateway\.yaml/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
