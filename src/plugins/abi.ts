@@ -5,6 +5,7 @@
  * @module
  */
 import type { HookName } from "./binary.ts";
+import type { Redactor } from "../telemetry/redact.ts";
 
 /** What every hook gets (fields a hook has nothing for are absent). */
 export interface HookInput {
@@ -65,12 +66,15 @@ const CREDENTIAL_VALUE = /^\s*(bearer|basic|digest|negotiate)\s|^\s*(sk-|pf_)/i;
 export function headerMap(
   headers: Headers,
   exposeCredentials: boolean,
-  redact?: (text: string) => string,
+  redact?: Redactor,
 ): Record<string, string> {
   const out: Record<string, string> = {};
+  // Exposed: nothing to look for (the redactor is the costly part, every key's forms).
+  const holds = exposeCredentials || redact === undefined
+    ? undefined
+    : redact.holds ?? ((text: string) => redact(text) !== text);
   headers.forEach((value, name) => {
-    // Exposed: nothing to look for (the redactor is the costly part, every key's forms).
-    out[canonicalName(name)] = exposeCredentials || !secretHeader(name, value, redact)
+    out[canonicalName(name)] = exposeCredentials || !secretHeader(name, value, holds)
       ? value
       : REDACTED;
   });
@@ -100,10 +104,10 @@ export function canonicalName(name: string): string {
 function secretHeader(
   name: string,
   value: string,
-  redact: ((text: string) => string) | undefined,
+  holds: ((text: string) => boolean) | undefined,
 ): boolean {
   return CREDENTIAL_HEADER.test(name) || CREDENTIAL_VALUE.test(value) ||
-    (redact !== undefined && redact(value) !== value);
+    (holds !== undefined && holds(value));
 }
 
 /**

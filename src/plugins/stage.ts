@@ -106,7 +106,7 @@ export function wasmStage(
   const common = (ex: Exchange) => ({
     ...providerOf(ex),
     ...(ex.model !== undefined ? { model: ex.model } : {}),
-    headers: headerMap(ex.headers, expose, ex.runtime.redact),
+    headers: requestHeaders(ex, expose),
     metadata: ex.metadata,
   });
 
@@ -227,6 +227,27 @@ export function wasmStage(
 }
 
 const MIB = 1024 * 1024;
+
+/** The request's headers as plugins see them: one map per request for every hook and plugin. */
+interface SeenHeaders {
+  /** What they were built from: a `pre_http` rewrite replaces `ex.headers`. */
+  readonly of: Headers;
+  redacted?: Record<string, string>;
+  exposed?: Record<string, string>;
+}
+const SEEN_HEADERS = new HeldSlot<SeenHeaders>("pluginRequestHeaders");
+
+/** Shared between guests: the input is serialised, so no guest can change another's copy. */
+function requestHeaders(ex: Exchange, expose: boolean): Record<string, string> {
+  let seen = SEEN_HEADERS.get(ex);
+  if (seen === undefined || seen.of !== ex.headers) {
+    seen = { of: ex.headers };
+    SEEN_HEADERS.set(ex, seen);
+  }
+  return expose
+    ? seen.exposed ??= headerMap(ex.headers, true)
+    : seen.redacted ??= headerMap(ex.headers, false, ex.runtime.redact);
+}
 
 /**
  * A call's timeout: `timeout` for an input up to 1 MiB, and as much again for every further

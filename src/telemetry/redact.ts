@@ -15,7 +15,14 @@ const SECRET_RE =
 const replaceSecret = (_match: string, param: string | undefined) =>
   param === undefined ? "[REDACTED]" : `${param}[REDACTED]`;
 
-export type Redactor = (text: string) => string;
+export interface Redactor {
+  (text: string): string;
+  /**
+   * Whether `text` holds anything the redactor would take out: one scan, no copy (a plugin's
+   * input is built per call, and every header value is checked).
+   */
+  readonly holds?: (text: string) => boolean;
+}
 
 /**
  * Build a redactor that removes the given secrets (configured provider keys, the admin
@@ -36,7 +43,13 @@ export function createRedactor(
       // With the characters after it that still carry its last bytes (and the padding).
       .map((form) => ({ form, tail: new RegExp(`${escapeRe(form)}${B64_TAIL}`, "g") }));
   const exact = [...new Set(plain)].sort((a, b) => b.length - a.length);
-  return (text: string): string => {
+  // Exact secrets and their encoded forms match case-sensitively, the shapes as SECRET_RE does.
+  const literal = [...exact, ...encoded.map((e) => e.form)].map(escapeRe).join("|");
+  const anywhere = new RegExp(
+    `${literal === "" ? "" : `(?-i:${literal})|`}${SECRET_RE.source}`,
+    "i",
+  );
+  const redact = (text: string): string => {
     let out = text;
     for (const s of exact) {
       if (out.includes(s)) out = out.replaceAll(s, "[REDACTED]");
@@ -46,6 +59,7 @@ export function createRedactor(
     }
     return out.replace(SECRET_RE, replaceSecret);
   };
+  return Object.assign(redact, { holds: (text: string) => anywhere.test(text) });
 }
 
 /** A base64 quantum's worth of characters after a full one, then its padding. */

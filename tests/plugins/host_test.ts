@@ -609,6 +609,19 @@ Deno.test("credential headers are redacted by any credential word in the name, o
   assert.equal(headerMap(new Headers(secret), true, redact)["X-Upstream"], "Bearer sk-abc");
 });
 
+Deno.test("headerMap() with the daemon's redactor: a configured key is hidden, as written or encoded", async () => {
+  const { headerMap } = await import("../../src/plugins/abi.ts");
+  const { createRedactor } = await import("../../src/telemetry/mod.ts");
+  const key = "upstream-key-0123456789";
+  const redact = createRedactor([key]);
+  const seen = headerMap(
+    new Headers({ "x-forwarded": `k=${key}`, "x-b64": btoa(`u:${key}`), "x-trace": "t-1" }),
+    false,
+    redact,
+  );
+  assert.deepEqual(seen, { "X-B64": "[REDACTED]", "X-Forwarded": "[REDACTED]", "X-Trace": "t-1" });
+});
+
 Deno.test("expose_credentials in the plugin's config map opts in, as the top-level key does", async (t) => {
   const headers = { "x-apitoken": "tok-123", authorization: "Bearer sk-client-0001" };
   const seen = async (extra: string) => {
@@ -631,6 +644,44 @@ Deno.test("expose_credentials in the plugin's config map opts in, as the top-lev
       assert.equal(h["X-Apitoken"], "tok-123");
       assert.equal(h.Authorization, "Bearer sk-client-0001");
     });
+  }
+});
+
+Deno.test("each plugin sees its own view of the headers, built again after a stage rewrites them", async () => {
+  // Two plugins (one exposed) read the headers on every hook before the echo does; a native
+  // stage (after the plugins) replaces them in pre_http. The echo (not exposed) must see the
+  // new ones, redacted.
+  const exposed = await fixtureWasm(TMP, "noop");
+  const echo = await fixtureWasm(TMP, "echo_input");
+  const gw = gateway({
+    config: `
+providers:
+  up: { base_url: "http://up.test/v1", keys: [{ key: sk-up-configured-0001 }] }
+wasm_plugins:
+  - { name: exposed, path: ${exposed}, expose_credentials: true }
+  - { name: plain, path: ${exposed} }
+  - { name: echo, path: ${echo} }
+`,
+    stages: [{
+      name: "rewriter",
+      fail_mode: "closed",
+      timeout_ms: 5_000,
+      pre_http: (_ex, req) => {
+        req.headers.set("x-rewritten", "yes");
+        return { action: "rewrite", headers: req.headers };
+      },
+    }],
+  });
+  try {
+    await gw.runtime.ready();
+    const res = await chat(gw, CHAT, { authorization: "Bearer sk-client-0001", "x-trace": "t" });
+    assert.equal(res.status, 200);
+    const { headers } = await res.json();
+    assert.equal(headers.Authorization, "[REDACTED]");
+    assert.equal(headers["X-Rewritten"], "yes");
+    assert.equal(headers["X-Trace"], "t");
+  } finally {
+    await gw.runtime.dispose();
   }
 });
 

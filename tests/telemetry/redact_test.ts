@@ -135,3 +135,34 @@ Deno.test("createRedactor() keeps JSON text valid: a secret before an escaped qu
     JSON.parse(parsed.nested);
   }
 });
+
+Deno.test("createRedactor().holds() says whether the redactor would change a text, in one scan", () => {
+  const key = "sk-PROVIDERKEY-openai-AAAAAAAAAAAAAAAAAAAA";
+  const redact = createRedactor([key, "admin.token+42", "Case-Sensitive-Secret"]);
+  const texts = [
+    key,
+    `prefix ${key} suffix`,
+    btoa(`api:${key}`),
+    btoa(`ab${key}`).replaceAll("+", "-").replaceAll("/", "_"),
+    "admin.token+42",
+    "adminXtoken+42", // the dot is no wildcard
+    "case-sensitive-secret", // configured secrets match as written
+    "Case-Sensitive-Secret",
+    "Bearer abc.def",
+    "bearer abc",
+    "sk-live-123456",
+    "SK-LIVE-123456",
+    "pf_abcdef123",
+    "PF_ENV_VAR_NAME",
+    "AIzaSyA1234567890abcdefghijklmno",
+    "AKIAABCDEFGHIJKLMNOP",
+    "https://x.test/?api_key=abc&b=1",
+    "application/json",
+    "Go-http-client/1.1",
+    "",
+  ];
+  for (const text of texts) {
+    assert.equal(redact.holds!(text), redact(text) !== text, JSON.stringify(text));
+  }
+  assert.equal(createRedactor([]).holds!("nothing here"), false);
+});
