@@ -65,6 +65,8 @@ class Conn {
   reused = false;
   /** The current exchange's request is written. */
   sent = false;
+  /** A byte of the current exchange's answer has arrived. */
+  heard = false;
 
   constructor(readonly key: string, readonly conn: Deno.Conn) {}
 
@@ -79,6 +81,7 @@ class Conn {
     const n = await read;
     if (n === null) return false;
     this.end += n;
+    this.heard = true;
     return true;
   }
 
@@ -194,6 +197,7 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
       if (!c.closed && performance.now() - c.idleSince < IDLE_MS) {
         c.reused = true;
         c.sent = false;
+        c.heard = false;
         return c;
       }
       c.close();
@@ -224,11 +228,13 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
       try {
         return await call(c, head, signal);
       } catch (err) {
-        // A pooled connection the server closed as it was taken (its idle timeout) that
-        // failed before the request was written: sent again on another connection, as Go's
-        // client does. Once written it may have been acted on, so the failure is the
-        // answer (the failover loop decides), as it is on a new connection.
-        if (c.reused && !c.sent && !signal?.aborted) continue;
+        // A pooled connection the server closed as it was taken (its idle timeout: Node's
+        // servers close after 5 s) fails before the request is written, or after it with
+        // not a byte of answer: sent again on another connection, as browsers do (Go's
+        // client only for the first). A server that read a request and closed without a
+        // byte may have acted on it, but on a kept-alive connection that is the idle close
+        // far more often. A new connection is never retried here: the failover loop decides.
+        if (c.reused && (!c.sent || !c.heard) && !signal?.aborted) continue;
         throw err;
       }
     }

@@ -55,6 +55,7 @@ function scripted(answers: (string | Uint8Array)[], opts: { closeAfter?: boolean
         pending = pending.slice(end + 4 + length);
         const answer = answers[next++] ?? "HTTP/1.1 500 Nope\r\ncontent-length: 0\r\n\r\n";
         if (answer === "") continue; // never answer (a stalled upstream)
+        if (answer === CLOSE) return conn.close(); // read it, then close without a byte
         await conn.write(typeof answer === "string" ? enc.encode(answer) : answer);
         if (opts.closeAfter) {
           conn.close();
@@ -83,6 +84,9 @@ function scripted(answers: (string | Uint8Array)[], opts: { closeAfter?: boolean
     },
   };
 }
+
+/** A scripted "answer": read the request, then close the connection without a byte. */
+const CLOSE = "\u0000close";
 
 /** Two events in two chunks (one with an extension), then a trailer. */
 const CHUNKED_ANSWER =
@@ -285,6 +289,26 @@ Deno.test("http1: a pooled connection the server closed is not reused", () =>
     while (h.idle() > 0) await new Promise((r) => setTimeout(r, 0));
     assert.equal(await (await h.fetch(`${server.url}/b`)).text(), '{"ok":true}');
     assert.equal(server.conns.length, 2);
+  }));
+
+Deno.test("http1: a kept-alive connection closed after the request, with no answer, is tried again on a new one", () =>
+  withServer([JSON_ANSWER, CLOSE, JSON_ANSWER], async (server, h) => {
+    await (await h.fetch(`${server.url}/a`)).text();
+    // The server reads the request on the pooled connection and closes it (its idle close
+    // racing the request): the client sends it again on a connection of its own.
+    const res = await h.fetch(`${server.url}/b`, { method: "POST", body: '{"n":2}' });
+    assert.equal(await res.text(), '{"ok":true}');
+    assert.equal(server.conns.length, 2);
+    assert.equal(server.requests.length, 3);
+    assert.match(server.requests[2]!, /\{"n":2\}$/);
+  }));
+
+Deno.test("http1: a new connection closed with no answer is a fetch failure, not sent twice", () =>
+  withServer([CLOSE, JSON_ANSWER], async (server, h) => {
+    const err = await h.fetch(`${server.url}/a`, { method: "POST", body: "{}" }).catch((e) => e);
+    assert.ok(err instanceof TypeError, String(err));
+    assert.match(err.message, /closed before an answer/);
+    assert.equal(server.requests.length, 1);
   }));
 
 Deno.test("http1: gzip is decoded when the client asked for it, passed on when the caller did", async () => {
