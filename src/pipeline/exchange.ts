@@ -320,11 +320,13 @@ export function noteAttempts(
 
 /**
  * Whether the exchange is usage: it reached a provider or the cache (bad input, refused auth
- * and limits are not). What the usage rollups and llm-gateway's request count count, so its
- * `/api/v1/usage` `total_requests` and `llm_gateway_requests_total` agree. After metering.
+ * and limits are not, nor a breaker's fast-fail or any attempt that made no call). What the
+ * usage rollups and llm-gateway's request counts count, so its `/api/v1/usage`
+ * `total_requests` and `llm_gateway_requests_total` agree. After metering.
  */
 export function isUsage(ex: Exchange): boolean {
-  return ex.billedUsage !== null || ex.cacheStatus !== null || ex.attempts.length > 0;
+  return ex.billedUsage !== null || ex.cacheStatus !== null ||
+    ex.attempts.some((a) => a.no_call !== true);
 }
 
 /** The attempt whose answer the client got. */

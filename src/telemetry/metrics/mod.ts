@@ -390,9 +390,12 @@ export function createMetrics(serviceName: string): Metrics {
                 }),
               )).record(firstChunkS);
             }
-            // As /api/v1/usage counts requests (llm-gateway shows the two equal).
-            if (isUsage(ex)) allRequests.add(1);
-            if (ex.provider !== undefined) h.provider.add(1);
+            // As /api/v1/usage counts requests (llm-gateway shows the two equal); a provider's
+            // are those that reached it (or its answer in the cache), not refusals naming it.
+            if (isUsage(ex)) {
+              allRequests.add(1);
+              if (ex.provider !== undefined) h.provider.add(1);
+            }
             const nanos = toNanos(ex.cost ?? 0);
             if (nanos > 0) {
               allCost.add(nanos);

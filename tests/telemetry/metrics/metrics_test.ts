@@ -154,6 +154,15 @@ Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and t
     const calls = [...text.matchAll(/^pilotfish_upstream_attempts_total\{[^}]*\} (\d+)/gm)]
       .reduce((n, m) => n + Number(m[1]), 0);
     assert.equal(calls, up.requests.length);
+    // Nor among llm-gateway's requests (those that reached a provider or the cache), nor the
+    // provider's: two of the three did; all three are in pilotfish_requests_total.
+    assert.equal(sample(text, "llm_gateway_requests_total"), 2);
+    assert.equal(sample(text, 'llm_gateway_provider_requests_total{provider="up"}'), 2);
+    const all = [
+      ...text.matchAll(/^pilotfish_requests_total\{route="\/v1\/chat\/completions"[^}]*\} (\d+)/gm),
+    ]
+      .reduce((n, m) => n + Number(m[1]), 0);
+    assert.equal(all, 3);
   } finally {
     await gw.close();
     await up.close();
