@@ -16,6 +16,7 @@ export const appKeyGate: MiddlewareHandler<AppEnv> = async function appKeyGate(c
     ex.errorFormat ??= "openai_json";
     const id = await keys.identify((name) => ex.headers.get(name), ex.search);
     if (id.kind === "refused") {
+      if (id.keyId !== undefined) ex.principal.appKey = id.keyId;
       const r = id.refusal;
       const code = r.status === 401
         ? "unauthenticated"

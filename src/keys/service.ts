@@ -44,7 +44,8 @@ export type Identity =
   /** No key; `header` names where an unknown Butter key came, to be taken out all the same. */
   | { readonly kind: "none"; readonly header?: string }
   | { readonly kind: "key"; readonly record: KeyRecord; readonly header: string }
-  | { readonly kind: "refused"; readonly refusal: Refusal };
+  /** `keyId`: the key was known (revoked, expired, over budget): logs and metrics name it. */
+  | { readonly kind: "refused"; readonly refusal: Refusal; readonly keyId?: string };
 
 export interface KeyService {
   readonly requireKey: boolean;
@@ -162,12 +163,13 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
   const judge = (record: KeyRecord, header: string): Identity | Promise<Identity> => {
     const t = now();
     if (record.revoked_at !== null) {
-      return refused(401, `App key "${record.id}" has been revoked`);
+      return refused(401, `App key "${record.id}" has been revoked`, record.id);
     }
     if (record.expires_at !== null && record.expires_at <= t) {
       return refused(
         401,
         `App key "${record.id}" expired at ${new Date(record.expires_at).toISOString()}`,
+        record.id,
       );
     }
     const { daily_usd, monthly_usd } = record.budget;
@@ -423,8 +425,8 @@ function matchesEntry(entry: string, model: string): boolean {
   return entry === model || (entry.endsWith("*") && model.startsWith(entry.slice(0, -1)));
 }
 
-function refused(status: Refusal["status"], message: string): Identity {
-  return { kind: "refused", refusal: { status, message } };
+function refused(status: Refusal["status"], message: string, keyId?: string): Identity {
+  return { kind: "refused", refusal: { status, message }, ...(keyId ? { keyId } : {}) };
 }
 
 function forbidden(record: KeyRecord, what: string): { refusal: Refusal } {
@@ -442,6 +444,7 @@ function overBudget(
 ): Identity {
   return {
     kind: "refused",
+    keyId: record.id,
     refusal: {
       status: 429,
       message: `App key "${record.id}" has used its ${which} budget of $${usd}; it resets at ${

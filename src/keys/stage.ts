@@ -57,7 +57,10 @@ export function createAppKeyStage(
       if (id.header !== undefined && id.header !== "?key") dropHeader(ex, id.header);
       return;
     }
-    if (id.kind === "refused") return refuse(ex, id.refusal);
+    if (id.kind === "refused") {
+      if (id.keyId !== undefined) ex.principal.appKey = id.keyId;
+      return refuse(ex, id.refusal);
+    }
     keyOf.set(ex, id.record);
     ex.principal.appKey = id.record.id;
     // A key in its own header goes no further. A `pf_` bearer is never forwarded anyway (the

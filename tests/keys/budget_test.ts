@@ -205,3 +205,28 @@ Deno.test("a key's usage counts as /api/v1/usage does: refused-before-any-provid
     await up.close();
   }
 });
+
+Deno.test("a key refused for its budget is named in the access log and in per-key metrics", async () => {
+  const { preloadTelemetry } = await import("../../src/telemetry/hub.ts");
+  const { parseConfigText } = await import("../../src/config/mod.ts");
+  const yaml = keysConfig({
+    more: "metrics: { per_key: true }\nplugins: { requestlog: { log_app_key: true } }",
+  });
+  await preloadTelemetry(parseConfigText(yaml, () => undefined, "k.yaml").config);
+  const gw = startGateway(yaml, {}, { stages: () => [chargeStage(() => 1)] });
+  try {
+    const { id, key } = await createKey(gw, { name: "b", budget: { daily_usd: 0.5 } });
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    assert.equal((await chat(gw, bearer(key))).status, 429);
+    const refused = gw.logs.map((l) => JSON.parse(l)).find((l) => l.status === 429);
+    assert.equal(refused?.app_key, id);
+    const metrics = await (await gw.request("/metrics")).text();
+    assert.match(
+      metrics,
+      new RegExp(`pilotfish_requests_total\\{[^}]*status="429"[^}]*app_key="${id}"[^}]*\\} 1`),
+    );
+    assert.doesNotMatch(metrics, /status="429"[^}]*app_key="none"/);
+  } finally {
+    await gw.close();
+  }
+});
