@@ -574,10 +574,11 @@ Deno.test("write_timeout before the response started: 504 in the route's format"
         body: JSON.stringify({ ...JSON.parse(CHAT), "x-gateway": { timeout: 0.05 } }),
       });
       assert.equal(res.status, 504);
-      // The attempt gets what is left of the 50 ms: 49 once a millisecond went to routing.
+      // The attempt gets what is left of the 50 ms (49 once a millisecond went to routing;
+      // less on a loaded machine), not the write_timeout's 200.
       const within = /did not answer within (\d+) ms/.exec((await res.json()).error.message);
       const ms = Number(within?.[1]);
-      assert.ok(ms >= 40 && ms <= 50, `budget ${ms} ms`);
+      assert.ok(ms >= 1 && ms <= 50, `budget ${ms} ms`);
       assert.equal(requestLines(gw.logs).at(-1)?.reason, undefined);
     });
 
