@@ -15,7 +15,8 @@
  * - `maxRetries`: retries on that provider before moving on (`providers.<p>.max_retries`);
  * - `routing.modelMappings` are aliases (`{provider, model}`);
  * - camelCase keys of `server`, `server.cors`, `cache`, `rateLimit` and `logging` map to
- *   their snake_case native keys; without `server.port` it listens on 8080, as llm-gateway.
+ *   their snake_case native keys; a file with a `providers` list and no `server.port`
+ *   listens on 8080, as llm-gateway.
  */
 import { formatPath, type KeyPath, PathOrigins } from "../paths.ts";
 import { PROVIDER_PRESETS } from "../presets.ts";
@@ -113,9 +114,14 @@ export function fromLlmGateway(input: Tree): DialectResult {
 
   const tree = translate(input, [], [], SPEC, origins) as Tree;
   // llm-gateway listens on 8080 unless told otherwise (its README's clients call
-  // localhost:8080); `PORT` and `--port` still win over the file.
-  if (tree.server === undefined) tree.server = {};
-  if (isRecord(tree.server) && tree.server.port === undefined) tree.server.port = LLM_GATEWAY_PORT;
+  // localhost:8080); `PORT` and `--port` still win over the file. Only for its own file (a
+  // `providers` list): one of ours that borrows a key of its (`cache.maxSize`) keeps ours.
+  if (Array.isArray(input.providers)) {
+    if (tree.server === undefined) tree.server = {};
+    if (isRecord(tree.server) && tree.server.port === undefined) {
+      tree.server.port = LLM_GATEWAY_PORT;
+    }
+  }
 
   // providers: a list -> a map keyed by name.
   const listed: ListedProvider[] = [];

@@ -208,7 +208,14 @@ Deno.test("llm-gateway: without server.port it listens on 8080, as llm-gateway d
     "gateway.yaml",
   );
   assert.equal(set.config.server.port, 9100);
-  // Our own dialect keeps its default.
+  // Our own dialect keeps its default, also when it borrows one of llm-gateway's keys.
   const native = parseConfigText("providers: { mock: {} }\n", KEYS, "pilotfish.yaml");
   assert.equal(native.config.server.port, 9002);
+  const borrowing = parseConfigText(
+    "providers: { mock: {} }\ncache: { enabled: true, maxSize: 64 }\n",
+    KEYS,
+    "pilotfish.yaml",
+  );
+  assert.equal(borrowing.config.server.port, 9002);
+  assert.equal(borrowing.config.cache.max_size_mb, 64);
 });
