@@ -58,6 +58,18 @@ export function resolveModel(config: Config, requested: string, pin?: string): R
   // Own keys only: a model named "constructor" or "__proto__" must not find Object's.
   const alias = own(config.routing.aliases, requested);
   const name = alias ?? requested;
+  const slash = name.indexOf("/");
+  if (
+    slash > 0 && Object.hasOwn(config.providers, name.slice(0, slash)) &&
+    name.slice(slash + 1).trim() === ""
+  ) {
+    // "openai/" or "openai/ ": a provider named, no model (it would go upstream blank).
+    throw new GatewayError(
+      "invalid_request",
+      `"model" names provider "${name.slice(0, slash)}" but no model after the slash`,
+      { param: "model" },
+    );
+  }
   const { targets, route } = routed(config, name);
   // llm-gateway: a mapped model fails over along `fallbackChain` (routing.fallback) too,
   // after its own provider, under the same model name.
@@ -98,6 +110,15 @@ function routed(
       targets: [{ provider: prefix, model: name.slice(prefix.length + 1) }],
       route: undefined,
     };
+  }
+  // The embedded default: "anthropic/..." with ANTHROPIC_API_KEY unset is the 404 naming it,
+  // not a model name for the default provider (the prompt would go to a vendor not named).
+  // A config of the user's keeps Butter's meaning: OpenRouter takes "anthropic/..." names.
+  if (
+    prefix !== "" && isEmbeddedDefault(config) &&
+    ENV_ENABLED_PROVIDERS.some(({ provider }) => provider === prefix)
+  ) {
+    return { targets: [], route: undefined };
   }
   const route = own(routing.models, name);
   if (route) {

@@ -233,16 +233,49 @@ Deno.test("resolveModel() with the embedded default never sends a bare model to 
   });
 });
 
-// BUG (src/routing/resolve.ts): "openai/" (empty model after the slash) resolves to
-// { provider: "openai", model: "" } and is sent upstream, although routing.aliases refuses
-// the same shape at load time. Fix: treat the prefix as a provider only when
-// `slash > 0 && slash < name.length - 1`; otherwise fall through (→ 404 listing models).
-Deno.test({
-  name: "resolveTargets() refuses a provider prefix with an empty model",
+Deno.test("resolveTargets() refuses a provider prefix with an empty or blank model (400)", () => {
+  // With a default provider too: "openai/" would otherwise go there as a model name.
+  for (const config of [NO_DEFAULT, CONFIG]) {
+    for (const model of ["openai/", "openai/ ", "openai/\t"]) {
+      assert.throws(() => resolveTargets(config, model), (err: unknown) => {
+        assert.ok(err instanceof GatewayError, String(err));
+        assert.equal(err.status, 400);
+        assert.equal(err.info.param, "model");
+        assert.match(err.message, /names provider "openai" but no model/);
+        return true;
+      });
+    }
+  }
+  // A prefix that is no provider is a model name like any other (OpenRouter's have slashes).
+  assert.deepEqual(resolveTargets(CONFIG, "nope/"), [{ provider: "openrouter", model: "nope/" }]);
+});
 
-  fn() {
-    assertNotFound(() => resolveTargets(NO_DEFAULT, "openai/"), "model");
-  },
+Deno.test("resolveModel() with the embedded default: a known provider's prefix, unset, is its 404", () => {
+  const withOpenAI = embeddedDefault((name) => name === "OPENAI_API_KEY" ? "sk-1" : undefined);
+  for (
+    const [model, env] of [["anthropic/claude-3-5-haiku", "ANTHROPIC_API_KEY"], [
+      "gemini/gemini-2.0-flash",
+      "GEMINI_API_KEY",
+    ]] as const
+  ) {
+    assertNotFound(
+      () => resolveTargets(withOpenAI.config, model),
+      "model",
+      `"${model.split("/")[0]}" is not a configured provider`,
+      env,
+    );
+  }
+  // Bare names, and names whose prefix is no provider, still go to openai.
+  assert.deepEqual(resolveTargets(withOpenAI.config, "gpt-4o-mini"), [
+    { provider: "openai", model: "gpt-4o-mini" },
+  ]);
+  assert.deepEqual(resolveTargets(withOpenAI.config, "ft:org/x"), [
+    { provider: "openai", model: "ft:org/x" },
+  ]);
+  // A config of the user's keeps sending "anthropic/..." to its default (OpenRouter's names).
+  assert.deepEqual(resolveTargets(CONFIG, "meta/llama-3"), [
+    { provider: "openrouter", model: "meta/llama-3" },
+  ]);
 });
 
 Deno.test("resolveModel() reads llm-gateway alias objects and provider/model route entries", () => {
