@@ -404,3 +404,46 @@ routing:
     await other.close();
   }
 });
+
+Deno.test("llm-gateway fallbackChain: a 404 mid-chain for a model that provider does not list goes on down the chain", async () => {
+  const first = startFakeUpstream();
+  const middle = startFakeUpstream();
+  const last = startFakeUpstream();
+  const gw = startGateway(`
+providers:
+  - { name: openai, baseUrl: "${first.url}/v1", apiKey: sk-first-0001, models: [gpt-4], maxRetries: 0 }
+  - { name: anthropic, type: openai, baseUrl: "${middle.url}/v1", apiKey: sk-mid-0001, models: [claude-3-haiku], maxRetries: 0 }
+  - { name: azure, type: openai, baseUrl: "${last.url}/v1", apiKey: sk-last-0001, maxRetries: 0 }
+routing:
+  defaultProvider: openai
+  fallbackChain: [openai, anthropic, azure]
+`);
+  try {
+    first.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+    middle.script({ kind: "json", status: 404, body: { error: { message: "no gpt-4 here" } } });
+    last.script({ kind: "json" });
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chatBody("gpt-4"),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-pilotfish-provider"), "azure");
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "3");
+    await res.body?.cancel();
+    // A 404 from a mid-chain provider that lists the model is the answer: the chain stops.
+    first.script({ kind: "json", status: 503, body: { error: { message: "down" } } });
+    middle.script({ kind: "json", status: 404, body: { error: { message: "gone" } } });
+    const own = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chatBody("claude-3-haiku"),
+    });
+    assert.equal(own.status, 404);
+    await own.body?.cancel();
+    assert.equal(last.requests.length, 1, "not tried after a listing provider's 404");
+  } finally {
+    await gw.close();
+    await first.close();
+    await middle.close();
+    await last.close();
+  }
+});
