@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import type { Config, ProviderConfig } from "../config/mod.ts";
+import { type Config, isEmbeddedDefault, type ProviderConfig } from "../config/mod.ts";
 import { PROVIDER_PRESETS } from "../config/presets.ts";
 import { GatewayError } from "../errors.ts";
 import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS } from "../breaker/mod.ts";
@@ -1106,7 +1106,11 @@ function providerOfFamily(
     ofType.length <= 1
       ? `No ${name} provider is configured for ${family.prefix}/* (providers with a native API: ${
         listNative(config, adapters)
-      })${envKey ? `; set ${envKey} or configure providers.${name}` : ""}`
+      })${
+        // The env var enables a provider on the embedded default only; a file names it.
+        envKey && isEmbeddedDefault(config)
+          ? `; set ${envKey} or configure providers.${name}`
+          : `; configure providers.${name}`}`
       : `Several ${name} providers are configured; use /native/{provider}/\u2026 (${
         ofType.map((p) => p.name).join(", ")
       })`,

@@ -226,6 +226,27 @@ Deno.test("/bedrock/* is opt-in: without a bedrock provider it is a 404 in AWS's
   }
 });
 
+Deno.test("/gemini/* without a gemini provider: the 404 names the env var on the embedded default only", async () => {
+  const { embeddedDefault } = await import("../../src/config/mod.ts");
+  const fromFile = startGateway("providers:\n  mock: {}\n", { GEMINI_API_KEY: "g-1" });
+  const embedded = startGateway(embeddedDefault(() => undefined).config);
+  try {
+    const message = async (gw: typeof fromFile) => {
+      const res = await gw.request("/gemini/v1beta/models");
+      assert.equal(res.status, 404);
+      return (await res.json()).error.message as string;
+    };
+    // A config file is not changed by the env var: it names the key to configure.
+    const file = await message(fromFile);
+    assert.match(file, /No gemini provider is configured .*; configure providers\.gemini$/);
+    assert.doesNotMatch(file, /GEMINI_API_KEY/);
+    assert.match(await message(embedded), /set GEMINI_API_KEY or configure providers\.gemini/);
+  } finally {
+    await fromFile.close();
+    await embedded.close();
+  }
+});
+
 Deno.test("a method fetch cannot send is a 405 in AWS's shape on /bedrock/* and /native/{bedrock}/*", async () => {
   const bedrock = startFakeBedrock("us-west-2");
   const gw = startGateway(`
