@@ -562,7 +562,10 @@ function rebaser(
   const prefix = path.endsWith(rest) ? path.slice(0, path.length - rest.length) : null;
   let origin: string | null = null;
   try {
-    origin = new URL(requestUrl).origin;
+    const url = new URL(requestUrl);
+    // Over the socket Deno says `http+unix://<Host>/…`: the client spoke plain HTTP there, and
+    // its next call (`http://<Host>/…`) goes through the same socket-bound client.
+    origin = url.protocol === "http+unix:" ? `http://${url.host}` : url.origin;
   } catch {
     // no usable origin: nothing is rebased
   }

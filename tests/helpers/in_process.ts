@@ -28,6 +28,11 @@ export interface InProcessGateway {
   url(path: string): string;
   /** The app answers `path` directly, as `fetch(url(path), init)` would over TCP. */
   request(path: string, init?: RequestInit): Promise<Response>;
+  /**
+   * As `request`, with the URL Deno.serve gives a request on a Unix socket
+   * (`http+unix://<Host>/…`; here Host `pilotfish`).
+   */
+  requestOverSocket(path: string, init?: RequestInit): Promise<Response>;
   readonly runtime: Runtime;
   /** Log lines (each ending in "\n") the Runtime and the breaker store wrote, in order. */
   readonly logs: string[];
@@ -119,6 +124,8 @@ export function startGateway(
     },
     // What a client on localhost sends, minus the connection: no remote address.
     request: async (path, init) => await app.fetch(new Request(`http://localhost${path}`, init)),
+    requestOverSocket: async (path, init) =>
+      await app.fetch(new Request(`http+unix://pilotfish${path}`, init)),
     runtime,
     logs,
     logText,

@@ -131,6 +131,33 @@ app_keys:
     const uploaded = up.seen.at(-1)!;
     assert.equal(uploaded.path, "/upload/v1beta/files?upload_id=u1&upload_protocol=resumable");
     assert.equal(uploaded.headers.get("x-goog-api-key"), "gm-configured-key-0001");
+
+    // Over the Unix socket (Deno says http+unix://<Host>/…): the URLs name the Host the client
+    // sent, over plain HTTP, so its socket-bound client sends the next call the same way.
+    const viaSocket = await gw.requestOverSocket("/gemini/upload/v1beta/files", {
+      method: "POST",
+      headers: {
+        "x-goog-api-key": "pf_links_app_key_0000000001",
+        "x-goog-upload-protocol": "resumable",
+        "x-goog-upload-command": "start",
+      },
+      body: "{}",
+    });
+    await viaSocket.body?.cancel();
+    assert.equal(
+      viaSocket.headers.get("x-goog-upload-url"),
+      "http://pilotfish/gemini/upload/v1beta/files?upload_id=u1&upload_protocol=resumable",
+    );
+    const batchViaSocket = await gw.requestOverSocket(
+      "/anthropic/v1/messages/batches/msgbatch_01",
+      {
+        headers: { "x-api-key": "pf_links_app_key_0000000001", "anthropic-version": "2023-06-01" },
+      },
+    );
+    assert.equal(
+      (await batchViaSocket.json()).results_url,
+      "http://pilotfish/anthropic/v1/messages/batches/msgbatch_01/results",
+    );
   } finally {
     await gw.close();
     await up.close();
