@@ -325,7 +325,8 @@ export function noteAttempts(
  * `total_requests` and `llm_gateway_requests_total` agree. After metering.
  */
 export function isUsage(ex: Exchange): boolean {
-  return ex.billedUsage !== null || ex.cacheStatus !== null ||
+  // A cache miss alone is not: the request may still have been refused before any call.
+  return ex.billedUsage !== null || ex.cacheStatus === "hit" ||
     ex.attempts.some((a) => a.no_call !== true);
 }
 

@@ -108,7 +108,8 @@ Deno.test("GET /metrics: llm-gateway's series, GenAI histograms and pilotfish_* 
 Deno.test("GET /metrics: a breaker trip shows as a transition, a fast-fail and the key's state", async () => {
   const up = startFakeUpstream();
   const clock = testClock();
-  const gw = await gateway(config(up.url), clock.now);
+  // With the response cache on: a miss that then made no call is not usage either.
+  const gw = await gateway(config(up.url, "cache: { enabled: true }"), clock.now);
   try {
     up.script({ kind: "json", status: 500, body: { error: { message: "boom" } } });
     for (let i = 0; i < 2; i++) {
