@@ -50,6 +50,12 @@ function failed(message: string, cause?: unknown): TypeError {
   return new TypeError(`fetch failed: ${message}`, cause === undefined ? undefined : { cause });
 }
 
+/**
+ * The shortest idle time after which a server's keep-alive timeout may close a connection
+ * (Node's is 5 s, uvicorn's 5 s, nginx's 75 s): a failure sooner is not that race.
+ */
+const IDLE_CLOSE_MS = 1_000;
+
 class Conn {
   buf = new Uint8Array(READ_BYTES);
   /** Where requests are encoded (see `encodeRequest`). */
@@ -67,6 +73,8 @@ class Conn {
   sent = false;
   /** A byte of the current exchange's answer has arrived. */
   heard = false;
+  /** How long it sat in the pool before this exchange took it (ms). */
+  idleFor = 0;
 
   constructor(readonly key: string, readonly conn: Deno.Conn) {}
 
@@ -165,7 +173,12 @@ export interface Http1Client {
   idle(): number;
 }
 
-export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Http1Client {
+export function createHttp1Client(
+  fallback: typeof fetch = globalThis.fetch,
+  /** `idleCloseMs`: IDLE_CLOSE_MS (tests shorten it). */
+  opts: { readonly idleCloseMs?: number } = {},
+): Http1Client {
+  const idleCloseMs = opts.idleCloseMs ?? IDLE_CLOSE_MS;
   const pools = new Map<string, Conn[]>();
   let bypass: boolean | null = null;
 
@@ -198,6 +211,7 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
         c.reused = true;
         c.sent = false;
         c.heard = false;
+        c.idleFor = performance.now() - c.idleSince;
         return c;
       }
       c.close();
@@ -230,11 +244,13 @@ export function createHttp1Client(fallback: typeof fetch = globalThis.fetch): Ht
       } catch (err) {
         // A pooled connection the server closed as it was taken (its idle timeout: Node's
         // servers close after 5 s) fails before the request is written, or after it with
-        // not a byte of answer: sent again on another connection, as browsers do (Go's
-        // client only for the first). A server that read a request and closed without a
-        // byte may have acted on it, but on a kept-alive connection that is the idle close
-        // far more often. A new connection is never retried here: the failover loop decides.
-        if (c.reused && (!c.sent || !c.heard) && !signal?.aborted) continue;
+        // not a byte of answer: sent again on another connection (Go's client does only the
+        // first). After the write only for a connection idle long enough for a server's idle
+        // timeout (IDLE_CLOSE_MS): one that fails right after use is a server that read the
+        // request and broke, which may have acted on it, so the failure is the answer there,
+        // as on a new connection (the failover loop decides).
+        const idleClose = !c.heard && c.idleFor >= idleCloseMs;
+        if (c.reused && (!c.sent || idleClose) && !signal?.aborted) continue;
         throw err;
       }
     }

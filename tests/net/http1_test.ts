@@ -7,8 +7,8 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** The client as execute.ts calls it: redirects are the caller's (others go to fetch). */
-function createHttp1Client(fallback?: typeof fetch) {
-  const h = createClient(fallback);
+function createHttp1Client(fallback?: typeof fetch, opts?: { idleCloseMs?: number }) {
+  const h = createClient(fallback, opts);
   return {
     ...h,
     fetch: (url: string, init: RequestInit = {}) => h.fetch(url, { redirect: "manual", ...init }),
@@ -100,10 +100,13 @@ async function withServer(
     server: ReturnType<typeof scripted>,
     h: ReturnType<typeof createHttp1Client>,
   ) => Promise<void>,
-  opts: { closeAfter?: boolean; fallback?: typeof fetch } = {},
+  opts: { closeAfter?: boolean; fallback?: typeof fetch; idleCloseMs?: number } = {},
 ): Promise<void> {
   const server = scripted(answers, opts);
-  const h = createHttp1Client(opts.fallback);
+  const h = createHttp1Client(
+    opts.fallback,
+    opts.idleCloseMs !== undefined ? { idleCloseMs: opts.idleCloseMs } : {},
+  );
   try {
     await fn(server, h);
   } finally {
@@ -291,16 +294,27 @@ Deno.test("http1: a pooled connection the server closed is not reused", () =>
     assert.equal(server.conns.length, 2);
   }));
 
-Deno.test("http1: a kept-alive connection closed after the request, with no answer, is tried again on a new one", () =>
+Deno.test("http1: a connection idle past a server's keep-alive timeout, closed after the request with no answer, is tried again on a new one", () =>
   withServer([JSON_ANSWER, CLOSE, JSON_ANSWER], async (server, h) => {
     await (await h.fetch(`${server.url}/a`)).text();
     // The server reads the request on the pooled connection and closes it (its idle close
-    // racing the request): the client sends it again on a connection of its own.
+    // racing the request): the client sends it again on a connection of its own. (Idle
+    // long enough: the threshold is 0 here, 1 s in the daemon.)
     const res = await h.fetch(`${server.url}/b`, { method: "POST", body: '{"n":2}' });
     assert.equal(await res.text(), '{"ok":true}');
     assert.equal(server.conns.length, 2);
     assert.equal(server.requests.length, 3);
     assert.match(server.requests[2]!, /\{"n":2\}$/);
+  }, { idleCloseMs: 0 }));
+
+Deno.test("http1: a connection that breaks right after use, with the request written, is not sent twice", () =>
+  withServer([JSON_ANSWER, CLOSE, JSON_ANSWER], async (server, h) => {
+    await (await h.fetch(`${server.url}/a`)).text();
+    // Reused at once: no idle timeout can have fired, the server read the request and broke
+    // (it may have acted on it). The failure is the answer.
+    const err = await h.fetch(`${server.url}/b`, { method: "POST", body: "{}" }).catch((e) => e);
+    assert.ok(err instanceof TypeError, String(err));
+    assert.equal(server.requests.length, 2);
   }));
 
 Deno.test("http1: a new connection closed with no answer is a fetch failure, not sent twice", () =>
