@@ -201,6 +201,16 @@ Deno.test("the mock embeds offline: the same input the same unit vector, in eith
     });
     assert.equal(failing.status, 503);
     await failing.body?.cancel();
+    // More dimensions than OpenAI's largest model: a 400 at once, as OpenAI answers, not a
+    // vector of 300 million floats built on the daemon's thread.
+    const huge = await gw.request("/v1/embeddings", {
+      method: "POST",
+      body: JSON.stringify({ model: "mock/echo", input: "x", dimensions: 300_000_000 }),
+    });
+    assert.equal(huge.status, 400);
+    const err = (await huge.json()).error;
+    assert.match(err.message, /'dimensions' = 300000000: at most 3072/);
+    assert.equal(huge.headers.get("x-pilotfish-attempts"), "1");
   } finally {
     await gw.close();
   }

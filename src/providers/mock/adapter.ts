@@ -58,6 +58,8 @@ export const MOCK_MODELS = [
 ] as const;
 
 const FALLBACK_TEXT = "Hello from the Pilotfish mock provider";
+/** text-embedding-3-large's size, the most OpenAI's embeddings accept. */
+const MAX_DIMENSIONS = 3072;
 
 export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
   let calls = 0;
@@ -81,6 +83,16 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
         ? input
         : [input];
       const dims = typeof call.body.dimensions === "number" ? call.body.dimensions : 8;
+      if (dims > MAX_DIMENSIONS) {
+        // As OpenAI's largest model refuses more: a vector of 10^8 floats is no answer.
+        return Promise.reject(
+          new GatewayError(
+            "invalid_request",
+            `Invalid value for 'dimensions' = ${dims}: at most ${MAX_DIMENSIONS}`,
+            { status: 400, upstreamStatus: 400, provider: cfg.name, param: "dimensions" },
+          ),
+        );
+      }
       const encoding = encodingOf(call.body);
       let tokens = 0;
       const data = inputs.map((item, index) => {
