@@ -189,6 +189,54 @@ pricing:
   }
 });
 
+Deno.test("a legacy completions stream without counts (/openai/v1/completions) is billed as estimated", async () => {
+  const chunk = (text: string) =>
+    `data: ${
+      JSON.stringify({
+        id: "cmpl-1",
+        object: "text_completion",
+        created: 1,
+        model: "gpt-3.5-turbo-instruct",
+        choices: [{ text, index: 0, logprobs: null, finish_reason: null }],
+      })
+    }\n\n`;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.arrayBuffer();
+    return new Response(chunk("Hello from") + chunk(" upstream!!") + "data: [DONE]\n\n", {
+      headers: { "content-type": "text/event-stream" },
+    });
+  });
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "http://127.0.0.1:${server.addr.port}/v1", keys: [{ key: sk-up }] }
+pricing:
+  models:
+    "openai/gpt-3.5-turbo-instruct": { input: 1.5, output: 2 }
+`);
+  try {
+    const body = JSON.stringify({
+      model: "gpt-3.5-turbo-instruct",
+      prompt: "hello hello hello hello",
+      stream: true,
+    });
+    const res = await gw.request("/openai/v1/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(body.length) },
+      body,
+    });
+    await res.text();
+    const line = await lineOf(gw, res);
+    assert.equal(line.usage_estimated, true);
+    // "Hello from upstream!!": 21 characters of text, ceil(21 / 4) = 6 output tokens.
+    assert.equal(line.completion_tokens, 6);
+    assert.equal(line.prompt_tokens, Math.ceil(body.length / 4));
+    assert.ok((line.cost_usd as number) > 0);
+  } finally {
+    await gw.close();
+    await server.shutdown();
+  }
+});
+
 /** An upstream that sends `frames` (any content type) and then holds until cancelled. */
 function hangingFrames(frames: Uint8Array[], contentType: string) {
   const cancelled = Promise.withResolvers<void>();

@@ -37,6 +37,11 @@ export function openAIUsageOf(value: unknown): Partial<OpenAIUsage> | null {
 
 /** A chat chunk's `"content":"..."`, a Responses event's `"delta":"..."` (text or arguments). */
 const TEXT = /"(?:content|delta)":"((?:[^"\\]|\\.)*)"/g;
+/**
+ * A legacy completions chunk's `"text":"..."`. Only there: a Responses stream's `.done`
+ * events repeat its deltas' whole text under `"text"`.
+ */
+const COMPLETION_TEXT = /"text":"((?:[^"\\]|\\.)*)"/g;
 
 /**
  * Answer text in one stream event (escapes counted as written): what a stream that ends
@@ -44,7 +49,8 @@ const TEXT = /"(?:content|delta)":"((?:[^"\\]|\\.)*)"/g;
  */
 export function openAIContentChars(data: string): number {
   let n = 0;
-  for (const m of data.matchAll(TEXT)) n += (m[1] as string).length;
+  const text = data.includes('"text_completion"') ? COMPLETION_TEXT : TEXT;
+  for (const m of data.matchAll(text)) n += (m[1] as string).length;
   return n;
 }
 
