@@ -85,6 +85,11 @@ export interface GatewayErrorInfo {
    * answered before one failed. The failed attempt is billed for it.
    */
   spent?: OpenAIUsage;
+  /**
+   * The request never left: the connection to the provider could not be made (refused, DNS,
+   * TLS). Nothing reached the provider: no usage, and a rate limit's request is given back.
+   */
+  unsent?: boolean;
   /** Native passthrough: the untouched upstream reply, relayed if this error is the last. */
   response?: Response;
   /**

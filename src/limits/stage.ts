@@ -255,8 +255,8 @@ export function limitStage(opts: LimitStageOptions): Stage {
 }
 
 /**
- * No model worked for it: no usage, and every attempt was refused before its call or answered
- * by its upstream with a 5xx. A call cut by a deadline or the gate (`x-gateway.timeout`) may
+ * No model worked for it: no usage, and every attempt was refused before its call, could not
+ * connect, or was answered by its upstream with a 5xx. A call cut by a deadline or the gate (`x-gateway.timeout`) may
  * still be running, and billed, upstream: it keeps its quota.
  */
 function nothingUsed(ex: Exchange): boolean {
@@ -264,7 +264,7 @@ function nothingUsed(ex: Exchange): boolean {
   if ((ex.usage !== null && !ex.usage.estimated) || inputTokens(ex) !== null) return false;
   // A native route relays the upstream's 5xx as its answer (an attempt that "succeeded").
   return ex.attempts.every((a) =>
-    a.no_call === true || UPSTREAM_5XX.test(a.reason ?? "") ||
+    a.no_call === true || a.unsent === true || UPSTREAM_5XX.test(a.reason ?? "") ||
     (a.outcome === "ok" && a.status !== null && a.status >= 500)
   );
 }

@@ -247,7 +247,7 @@ export async function executeUpstream(
           ? ` (${reason})`
           : ""
       }`,
-      { provider: opts.provider, cause: err },
+      { provider: opts.provider, cause: err, ...(reason !== null ? { unsent: true } : {}) },
     );
   };
   let response: Response;

@@ -42,6 +42,8 @@ export interface AttemptRecord {
    * configured, no key allowed for the model). Listed for the log; not an upstream call.
    */
   readonly no_call?: true;
+  /** A call was tried but never left: the connection could not be made (refused, DNS, TLS). */
+  readonly unsent?: true;
   /** Time from the attempt's start to its first stream chunk; null for buffered answers. */
   readonly first_chunk_ms: number | null;
   /**
@@ -236,6 +238,7 @@ export async function attempt(
         first_chunk_ms: firstChunk,
         usage: ok !== null ? usageOf(ok) : knownUsage(error?.info.spent ?? null),
         ...(noCall ? { no_call: true as const } : {}),
+        ...(error?.info.unsent === true ? { unsent: true as const } : {}),
         ...(upstreamId !== null ? { upstream_request_id: upstreamId } : {}),
         ...(responseModel !== undefined ? { response_model: responseModel } : {}),
       },

@@ -292,6 +292,35 @@ features:
   }
 });
 
+Deno.test("a provider that refuses the connection: the request is given back, and it is no usage", async () => {
+  // A port nobody listens on: the call never leaves.
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  const gw = startGateway(`
+server: { admin_token: admin-token-0001 }
+providers:
+  up: { base_url: "http://127.0.0.1:${port}/v1" }
+routing: { failover: { enabled: false } }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 2 }
+`);
+  try {
+    for (let i = 0; i < 4; i++) {
+      const res = await drain(await gw.request("/v1/chat/completions", chat()));
+      assert.equal(res.status, 502, `attempt ${i}: the provider's failure, not a 429`);
+    }
+    const usage = await (await gw.request("/api/v1/usage", {
+      headers: { authorization: "Bearer admin-token-0001" },
+    })).json();
+    assert.equal(usage.total_requests, 0);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("llm-gateway rateLimit: global, perKey and perModel; the tightest decides", async () => {
   const up = startFakeUpstream();
   const setKey: Stage = {
