@@ -244,7 +244,7 @@ async function run(
   const original = coding === null || held === null ? held : await inflate(held, coding, max);
   let view = original;
   // What the body names itself, read once (again only after a rewrite).
-  let named = namesIn(view);
+  let named = await namesOf(view, ex.headers);
   ex.request = held === null && hasBody && Number.isFinite(declared)
     ? { schema: "passthrough", body: null, bytes: declared }
     : { schema: "passthrough", body: view, ...userOf(named) };
@@ -259,7 +259,7 @@ async function run(
       view = asBytes(body, view);
     });
     if (llm.response) return llm.response;
-    if (view !== original) named = namesIn(view);
+    if (view !== original) named = await namesOf(view, ex.headers);
     ex.request = { schema: "passthrough", body: view, ...userOf(named) };
   }
   const headers = forwardHeaders(ex.headers, provider, inject);
@@ -983,6 +983,43 @@ function asBytes(
   if (body === null || body === undefined) return null;
   if (body instanceof Uint8Array) return new Uint8Array(body);
   return new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body));
+}
+
+/**
+ * What a body names itself: a JSON body's fields (`namesIn`), or a multipart form's `model`
+ * field (OpenAI's audio, image and file uploads), so an app key's allowlist, the breaker key
+ * and `x-pilotfish-model` see the model an upload asks for.
+ */
+async function namesOf(
+  body: Uint8Array | null,
+  headers: Headers,
+): Promise<{ model?: string; user?: string }> {
+  const type = headers.get("content-type") ?? "";
+  if (body === null || !/^\s*multipart\/form-data\s*;/i.test(type)) return namesIn(body);
+  let form: FormData;
+  try {
+    form = await new Response(body as Uint8Array<ArrayBuffer>, {
+      headers: { "content-type": type },
+    })
+      .formData();
+  } catch {
+    return {}; // not a form the runtime can read: nothing named (the upstream judges it)
+  }
+  const field = (name: string) => {
+    const values = form.getAll(name);
+    if (values.length > 1) {
+      throw new GatewayError(
+        "invalid_request",
+        `The request body names "${name}" more than once; send it once`,
+        { param: name },
+      );
+    }
+    const v = values[0];
+    return typeof v === "string" && v !== "" ? v : undefined;
+  };
+  const model = field("model");
+  const user = field("user");
+  return { ...(model ? { model } : {}), ...(user ? { user } : {}) };
 }
 
 /**

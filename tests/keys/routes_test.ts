@@ -410,6 +410,39 @@ Deno.test("a provider/model allowlist entry allows that model on the provider's 
   });
 });
 
+Deno.test("an upload names its model in a form field: the allowlist reads it there", async () => {
+  await withMiniKey(async (gw, key, up) => {
+    const send = async (models: string[]) => {
+      const form = new FormData();
+      form.append("file", new Blob([new Uint8Array([1, 2, 3, 255])]), "a.mp3");
+      for (const m of models) form.append("model", m);
+      const req = new Request("http://x/", { method: "POST", body: form });
+      const body = new Uint8Array(await req.arrayBuffer());
+      const res = await gw.request("/openai/v1/audio/transcriptions", {
+        method: "POST",
+        headers: { ...bearer(key), "content-type": req.headers.get("content-type")! },
+        body,
+      });
+      return { res, body };
+    };
+    // An allowed model: relayed, byte for byte.
+    const ok = await send(["gpt-4o-mini"]);
+    assert.equal(ok.res.status, 200);
+    await ok.res.body?.cancel();
+    assert.equal(ok.res.headers.get("x-pilotfish-model"), "gpt-4o-mini");
+    assert.equal(up.requests.length, 1);
+    assert.equal(up.requests[0]!.body.length, new TextDecoder().decode(ok.body).length);
+    // Another model: the key may not; a second model field is refused, not decided on one.
+    const denied = await send(["gpt-4o"]);
+    assert.equal(denied.res.status, 403);
+    await denied.res.body?.cancel();
+    const twice = await send(["gpt-4o-mini", "gpt-4o"]);
+    assert.equal(twice.res.status, 400);
+    assert.match((await twice.res.json()).error.message, /names "model" more than once/);
+    assert.equal(up.requests.length, 1, "nothing else went upstream");
+  });
+});
+
 Deno.test("a native body naming model twice is refused (400), not decided on one value and relayed with both", async () => {
   await withMiniKey(async (gw, key, up) => {
     const send = (body: string) =>
