@@ -563,8 +563,8 @@ function rebaser(
   let origin: string | null = null;
   try {
     const url = new URL(requestUrl);
-    // Over the socket Deno says `http+unix://<Host>/…`: the client spoke plain HTTP there, and
-    // its next call (`http://<Host>/…`) goes through the same socket-bound client.
+    // Over the socket Deno says `http+unix://<Host>/...`: the client spoke plain HTTP there, and
+    // its next call (`http://<Host>/...`) goes through the same socket-bound client.
     origin = url.protocol === "http+unix:" ? `http://${url.host}` : url.origin;
   } catch {
     // no usable origin: nothing is rebased
