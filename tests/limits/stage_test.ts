@@ -212,6 +212,18 @@ features:
   }
 });
 
+/** One provider at `baseUrl`, no failover, 2 requests a minute (and `extra` config). */
+const twoPerMinute = (baseUrl: string, extra = "") => `
+${extra}
+providers:
+  up: { base_url: "${baseUrl}" }
+routing: { failover: { enabled: false } }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: 2 }
+`;
+
 Deno.test("a 5xx that used nothing gives back its request and token estimate; a 4xx keeps them", async (t) => {
   const up = startFakeUpstream();
   const clock = testClock();
@@ -251,15 +263,7 @@ features:
   }
   // Request limits alone give back too (Butter's and llm-gateway's dialects have no tokens);
   // a call the client's own deadline cut may still run upstream: it keeps its quota.
-  const only = startGateway(`
-providers:
-  up: { base_url: "${up.url}/v1" }
-routing: { failover: { enabled: false } }
-features:
-  rate_limiting:
-    enabled: true
-    limits: { requests_per_minute: 2 }
-`);
+  const only = startGateway(twoPerMinute(`${up.url}/v1`));
   try {
     await t.step("requests only: upstream 5xx answers cost nothing", async () => {
       for (let i = 0; i < 4; i++) {
@@ -297,16 +301,9 @@ Deno.test("a provider that refuses the connection: the request is given back, an
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (closed.addr as Deno.NetAddr).port;
   closed.close();
-  const gw = startGateway(`
-server: { admin_token: admin-token-0001 }
-providers:
-  up: { base_url: "http://127.0.0.1:${port}/v1" }
-routing: { failover: { enabled: false } }
-features:
-  rate_limiting:
-    enabled: true
-    limits: { requests_per_minute: 2 }
-`);
+  const gw = startGateway(
+    twoPerMinute(`http://127.0.0.1:${port}/v1`, "server: { admin_token: admin-token-0001 }"),
+  );
   try {
     for (let i = 0; i < 4; i++) {
       const res = await drain(await gw.request("/v1/chat/completions", chat()));
