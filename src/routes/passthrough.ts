@@ -1007,7 +1007,11 @@ async function namesOf(
   }
   const field = (name: string) => {
     const values = form.getAll(name);
-    if (values.length > 1) {
+    // Parsers differ on how a part may spell its name (`NAME="model"`, `name*=UTF-8''model`,
+    // spaces around `=`): the runtime skips parts the provider's parser may read. Every part
+    // header that could name it counts, so the gateway never decides on one value while the
+    // provider reads another.
+    if (Math.max(values.length, partsNaming(body, name)) > 1) {
       throw new GatewayError(
         "invalid_request",
         `The request body names "${name}" more than once; send it once`,
@@ -1021,6 +1025,25 @@ async function namesOf(
   const user = field("user");
   return { ...(model ? { model } : {}), ...(user ? { user } : {}) };
 }
+
+/**
+ * Part headers in a multipart body that may name the field `name`, however spelled (any
+ * case, `name*=` with a charset, quoted or not, spaces around `=`). Read as Latin-1 so the
+ * bytes of a file part cannot fail the decoding.
+ */
+function partsNaming(body: Uint8Array, name: string): number {
+  const text = LATIN1.decode(body);
+  const re = new RegExp(
+    `^content-disposition[ \\t]*:[^\\r\\n]*;[ \\t]*name\\*?[ \\t]*=[ \\t]*` +
+      `(?:"${name}"|${name}(?=[ \\t;\\r]|$)|[^'\\r\\n;]*'[^'\\r\\n;]*'${name}(?=[ \\t;\\r]|$))`,
+    "gim",
+  );
+  let n = 0;
+  while (re.exec(text) !== null) n++;
+  return n;
+}
+
+const LATIN1 = new TextDecoder("latin1");
 
 /**
  * What a JSON body names itself, in one parse: its `model` (OpenAI and Anthropic bodies have

@@ -439,6 +439,22 @@ Deno.test("an upload names its model in a form field: the allowlist reads it the
     const twice = await send(["gpt-4o-mini", "gpt-4o"]);
     assert.equal(twice.res.status, 400);
     assert.match((await twice.res.json()).error.message, /names "model" more than once/);
+    // A part the runtime's parser skips but a provider's reads (Go's mime/multipart takes any
+    // case and `name*=`): counted as a second model, refused, never decided on the other.
+    for (const spelling of ['NAME="model"', "name*=UTF-8''model", 'name = "model"']) {
+      const raw = "--b\r\n" +
+        `Content-Disposition: form-data; ${spelling}\r\n\r\ngpt-4o\r\n` +
+        '--b\r\nContent-Disposition: form-data; name="model"\r\n\r\ngpt-4o-mini\r\n' +
+        '--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n\r\nxyz\r\n' +
+        "--b--\r\n";
+      const res = await gw.request("/openai/v1/audio/transcriptions", {
+        method: "POST",
+        headers: { ...bearer(key), "content-type": "multipart/form-data; boundary=b" },
+        body: raw,
+      });
+      assert.equal(res.status, 400, spelling);
+      await res.body?.cancel();
+    }
     assert.equal(up.requests.length, 1, "nothing else went upstream");
   });
 });
