@@ -55,6 +55,12 @@ function failed(message: string, cause?: unknown): TypeError {
  * (Node's is 5 s, uvicorn's 5 s, nginx's 75 s): a failure sooner is not that race.
  */
 const IDLE_CLOSE_MS = 1_000;
+/**
+ * How soon after the write the close must come to be that race: the server closed before it
+ * read the request, so its close arrives within a round trip. Later, the server may have read
+ * the request and worked on it (a long generation), and a resend would do that work twice.
+ */
+const CLOSED_WITHIN_MS = 500;
 
 class Conn {
   buf = new Uint8Array(READ_BYTES);
@@ -75,6 +81,8 @@ class Conn {
   heard = false;
   /** How long it sat in the pool before this exchange took it (ms). */
   idleFor = 0;
+  /** When the current exchange's request was written (performance.now()). */
+  sentAt = 0;
 
   constructor(readonly key: string, readonly conn: Deno.Conn) {}
 
@@ -175,10 +183,11 @@ export interface Http1Client {
 
 export function createHttp1Client(
   fallback: typeof fetch = globalThis.fetch,
-  /** `idleCloseMs`: IDLE_CLOSE_MS (tests shorten it). */
-  opts: { readonly idleCloseMs?: number } = {},
+  /** IDLE_CLOSE_MS and CLOSED_WITHIN_MS (tests change them). */
+  opts: { readonly idleCloseMs?: number; readonly closedWithinMs?: number } = {},
 ): Http1Client {
   const idleCloseMs = opts.idleCloseMs ?? IDLE_CLOSE_MS;
+  const closedWithinMs = opts.closedWithinMs ?? CLOSED_WITHIN_MS;
   const pools = new Map<string, Conn[]>();
   let bypass: boolean | null = null;
 
@@ -246,10 +255,12 @@ export function createHttp1Client(
         // servers close after 5 s) fails before the request is written, or after it with
         // not a byte of answer: sent again on another connection (Go's client does only the
         // first). After the write only for a connection idle long enough for a server's idle
-        // timeout (IDLE_CLOSE_MS): one that fails right after use is a server that read the
-        // request and broke, which may have acted on it, so the failure is the answer there,
-        // as on a new connection (the failover loop decides).
-        const idleClose = !c.heard && c.idleFor >= idleCloseMs;
+        // timeout (IDLE_CLOSE_MS) that closed within a round trip of the write
+        // (CLOSED_WITHIN_MS): one that fails right after use, or later, is a server that read
+        // the request and broke, which may have acted on it, so the failure is the answer
+        // there, as on a new connection (the failover loop decides).
+        const idleClose = !c.heard && c.idleFor >= idleCloseMs &&
+          performance.now() - c.sentAt < closedWithinMs;
         if (c.reused && (!c.sent || idleClose) && !signal?.aborted) continue;
         throw err;
       }
@@ -287,6 +298,7 @@ export function createHttp1Client(
     let w = 0;
     while (w < bytes.byteLength) w += await c.conn.write(bytes.subarray(w));
     c.sent = true;
+    c.sentAt = performance.now();
     let status: number;
     let headers: [string, string][];
     let http10: boolean;

@@ -7,7 +7,10 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** The client as execute.ts calls it: redirects are the caller's (others go to fetch). */
-function createHttp1Client(fallback?: typeof fetch, opts?: { idleCloseMs?: number }) {
+function createHttp1Client(
+  fallback?: typeof fetch,
+  opts?: { idleCloseMs?: number; closedWithinMs?: number },
+) {
   const h = createClient(fallback, opts);
   return {
     ...h,
@@ -100,13 +103,16 @@ async function withServer(
     server: ReturnType<typeof scripted>,
     h: ReturnType<typeof createHttp1Client>,
   ) => Promise<void>,
-  opts: { closeAfter?: boolean; fallback?: typeof fetch; idleCloseMs?: number } = {},
+  opts: {
+    closeAfter?: boolean;
+    fallback?: typeof fetch;
+    idleCloseMs?: number;
+    closedWithinMs?: number;
+  } = {},
 ): Promise<void> {
   const server = scripted(answers, opts);
-  const h = createHttp1Client(
-    opts.fallback,
-    opts.idleCloseMs !== undefined ? { idleCloseMs: opts.idleCloseMs } : {},
-  );
+  const { fallback, closeAfter: _, ...thresholds } = opts;
+  const h = createHttp1Client(fallback, thresholds);
   try {
     await fn(server, h);
   } finally {
@@ -306,6 +312,16 @@ Deno.test("http1: a connection idle past a server's keep-alive timeout, closed a
     assert.equal(server.requests.length, 3);
     assert.match(server.requests[2]!, /\{"n":2\}$/);
   }, { idleCloseMs: 0 }));
+
+Deno.test("http1: a close that comes long after the write (the server worked on it) is not sent twice", () =>
+  withServer([JSON_ANSWER, CLOSE, JSON_ANSWER], async (server, h) => {
+    await (await h.fetch(`${server.url}/a`)).text();
+    // Idle long enough, but the close came later than a round trip after the write (0 ms
+    // here): the server may have read and worked on the request. The failure is the answer.
+    const err = await h.fetch(`${server.url}/b`, { method: "POST", body: "{}" }).catch((e) => e);
+    assert.ok(err instanceof TypeError, String(err));
+    assert.equal(server.requests.length, 2);
+  }, { idleCloseMs: 0, closedWithinMs: 0 }));
 
 Deno.test("http1: a connection that breaks right after use, with the request written, is not sent twice", () =>
   withServer([JSON_ANSWER, CLOSE, JSON_ANSWER], async (server, h) => {
