@@ -129,6 +129,21 @@ export function connectFailure(err: unknown): string | null {
 }
 
 /**
+ * Whether a connect failure (`connectFailure`'s reason) means the request never left: refused,
+ * no address, a certificate or handshake refused. A TLS error after the request went (a peer
+ * that closed without close_notify) is not one: the provider may have read, and billed, it.
+ */
+function neverSent(reason: string | null, err: unknown): boolean {
+  if (reason === "connection refused" || reason === "DNS lookup failed") return true;
+  if (reason !== "TLS handshake failed") return false;
+  let text = "";
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    text += ` ${e.message}`;
+  }
+  return /certificate|handshake/i.test(text) && !/close_notify|peer closed/i.test(text);
+}
+
+/**
  * Upstream calls whose answer is not in yet (a stream leaves once it is committed: its
  * relay is cut by `Runtime.closing`). When the drain time runs out they are all cut, so a
  * request still waiting gets its route's 503 instead of a connection closed on it.
@@ -247,7 +262,7 @@ export async function executeUpstream(
           ? ` (${reason})`
           : ""
       }`,
-      { provider: opts.provider, cause: err, ...(reason !== null ? { unsent: true } : {}) },
+      { provider: opts.provider, cause: err, ...(neverSent(reason, err) ? { unsent: true } : {}) },
     );
   };
   let response: Response;

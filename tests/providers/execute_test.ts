@@ -87,6 +87,29 @@ Deno.test("executeUpstream() reports reachability through a tracked fetch", asyn
   assert.equal(rec.events.length, before);
 });
 
+Deno.test("executeUpstream(): only a failure before the request left is marked unsent", async () => {
+  const url = "error sending request for url (https://api.example.com/v1/x)";
+  const cases: [string, boolean][] = [
+    [`${url}: client error (Connect): tcp connect error: Connection refused`, true],
+    [`${url}: client error (Connect): dns error: failed to lookup address`, true],
+    [`${url}: client error (Connect): invalid peer certificate: UnknownIssuer`, true],
+    [`${url}: client error (Connect): tls handshake eof`, true],
+    // The request went, then the peer dropped TLS: it may have been read, and billed.
+    [`${url}: peer closed connection without sending TLS close_notify`, false],
+    [`${url}: client error (SendRequest): connection closed before message completed`, false],
+    [`${url}: client error (Connect): operation timed out`, false],
+  ];
+  for (const [message, unsent] of cases) {
+    const failing = (() => Promise.reject(denoFetchError(message))) as typeof fetch;
+    await assert.rejects(call(failing, "https://api.example.com/v1/x"), (err: unknown) => {
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.code, "upstream_unreachable");
+      assert.equal(err.info.unsent === true, unsent, message);
+      return true;
+    });
+  }
+});
+
 Deno.test("executeUpstream() never quotes a header fetch refused: it may hold a key", async () => {
   // The real thing: Deno's own error for a header value with a line break quotes the value.
   const real = (url: string | URL | Request, init?: RequestInit) =>
