@@ -425,9 +425,10 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
     const unusable = settled.length === 1 && primary.record.no_call === true &&
       primary.admission !== "reject";
     // A provider whose own `models` leave the model out, reached down llm-gateway's chain
-    // (which goes on under the same name): its 404 or 400 says only that, so the chain goes on.
-    const unlisted = kind === "final" && (err.status === 404 || err.status === 400) &&
-      !listsModel(deps, target);
+    // after an outage (the chain goes on under the same name): its 404 or 400 says only that,
+    // so the chain goes on. Without an outage before it, its answer is the request's.
+    const unlisted = kind === "final" && outage !== null &&
+      (err.status === 404 || err.status === 400) && !listsModel(deps, target);
     const moveOn = more && (unusable || unlisted || (kind !== "final" && kind !== "key"));
     for (const s of settled) {
       terminal(s, moveOn ? "next" : "final", reasonOf(s.error as GatewayError));

@@ -440,6 +440,16 @@ routing:
     assert.equal(own.status, 404);
     await own.body?.cancel();
     assert.equal(last.requests.length, 1, "not tried after a listing provider's 404");
+    // A model no provider lists starts at the default provider: with no outage before it,
+    // its 400 is the request's answer (not sent on to more vendors).
+    first.script({ kind: "json", status: 400, body: { error: { message: "context too long" } } });
+    const first400 = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      body: chatBody("unlisted-model"),
+    });
+    assert.equal(first400.status, 400);
+    await first400.body?.cancel();
+    assert.equal(middle.requests.length, 2, "the chain did not go on");
   } finally {
     await gw.close();
     await first.close();
