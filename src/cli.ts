@@ -5,6 +5,8 @@ import { hostProblem, pathProblem, socketPathProblem } from "./config/load.ts";
 
 export interface CliOptions {
   readonly configPath: string | null;
+  /** The config was found in the working directory (`FOUND_CONFIG`), not named. */
+  readonly configFound?: boolean;
   readonly host?: string;
   readonly port?: number;
   readonly socket?: string;
@@ -124,8 +126,9 @@ export function parseCli(
     probeTimeoutMs = ms;
   }
   if (values.strict && !values.check) throw new CliError("--strict only applies with --check");
-  const configPath = values.config ?? env("PILOTFISH_CONFIG") ??
-    (isFile(FOUND_CONFIG) ? FOUND_CONFIG : null);
+  const named = values.config ?? env("PILOTFISH_CONFIG");
+  const found = named === undefined && isFile(FOUND_CONFIG);
+  const configPath = named ?? (found ? FOUND_CONFIG : null);
   if (values.host !== undefined) {
     const problem = hostProblem(values.host);
     if (problem !== null) throw new CliError(`Invalid --host: ${problem}`);
@@ -138,6 +141,7 @@ export function parseCli(
   if (socketProblem !== null) throw new CliError(`Invalid --socket: ${socketProblem}`);
   return {
     configPath: configPath === "" ? null : configPath,
+    ...(found ? { configFound: true } : {}),
     ...(values.host !== undefined ? { host: values.host } : {}),
     ...(port !== undefined ? { port } : {}),
     ...(values.socket !== undefined ? { socket: values.socket } : {}),

@@ -354,6 +354,13 @@ async function main(): Promise<number> {
     config: first.loaded.source,
     providers: Object.keys(runtime.config.providers),
   });
+  if (cli.configFound) {
+    // Loaded without being named: say so, and how to opt out (a cloned repo may hold one).
+    log().info("config found in the working directory", {
+      path: cli.configPath,
+      hint: 'no --config or PILOTFISH_CONFIG was given; --config "" runs the embedded default',
+    });
+  }
   const host = listeners.tcp?.hostname;
   if ((host === "0.0.0.0" || host === "::") && !runtime.config.app_keys.require_key) {
     // Butter's `address: ":8080"` means every interface: a sidecar that holds provider keys

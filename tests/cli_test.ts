@@ -100,6 +100,8 @@ Deno.test("parseCli() takes Go's one-dash long options (Butter's `-config config
 Deno.test("parseCli() finds ./gateway.yaml when no config is named (llm-gateway's Quick Start)", () => {
   const here = (name: string) => name === "gateway.yaml";
   assert.equal(parseCli([], env({}), here).configPath, "gateway.yaml");
+  assert.equal(parseCli([], env({}), here).configFound, true);
+  assert.equal(parseCli(["--config", "gateway.yaml"], env({}), here).configFound, undefined);
   // Named configs win; an empty name asks for the embedded default; no file, no config.
   assert.equal(parseCli(["--config", "mine.yaml"], env({}), here).configPath, "mine.yaml");
   assert.equal(

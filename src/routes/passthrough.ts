@@ -565,7 +565,12 @@ function rebaser(
     const url = new URL(requestUrl);
     // Over the socket Deno says `http+unix://<Host>/...`: the client spoke plain HTTP there, and
     // its next call (`http://<Host>/...`) goes through the same socket-bound client.
-    origin = url.protocol === "http+unix:" ? `http://${url.host}` : url.origin;
+    // No Host (HTTP/1.0): Deno names the socket's path there, no host a client could call.
+    origin = url.protocol !== "http+unix:"
+      ? url.origin
+      : url.host === "" || url.host.includes("%")
+      ? null
+      : `http://${url.host}`;
   } catch {
     // no usable origin: nothing is rebased
   }

@@ -30,9 +30,9 @@ export interface InProcessGateway {
   request(path: string, init?: RequestInit): Promise<Response>;
   /**
    * As `request`, with the URL Deno.serve gives a request on a Unix socket
-   * (`http+unix://<Host>/…`; here Host `pilotfish`).
+   * (`http+unix://<Host>/…`; Host `pilotfish` unless `host` says otherwise).
    */
-  requestOverSocket(path: string, init?: RequestInit): Promise<Response>;
+  requestOverSocket(path: string, init?: RequestInit, host?: string): Promise<Response>;
   readonly runtime: Runtime;
   /** Log lines (each ending in "\n") the Runtime and the breaker store wrote, in order. */
   readonly logs: string[];
@@ -124,8 +124,8 @@ export function startGateway(
     },
     // What a client on localhost sends, minus the connection: no remote address.
     request: async (path, init) => await app.fetch(new Request(`http://localhost${path}`, init)),
-    requestOverSocket: async (path, init) =>
-      await app.fetch(new Request(`http+unix://pilotfish${path}`, init)),
+    requestOverSocket: async (path, init, host = "pilotfish") =>
+      await app.fetch(new Request(`http+unix://${host}${path}`, init)),
     runtime,
     logs,
     logText,

@@ -209,8 +209,23 @@ Deno.test("the mock embeds offline: the same input the same unit vector, in eith
     });
     assert.equal(huge.status, 400);
     const err = (await huge.json()).error;
-    assert.match(err.message, /'dimensions' = 300000000: at most 3072/);
+    assert.match(err.message, /'dimensions' = 300000000: an integer from 1 to 3072/);
     assert.equal(huge.headers.get("x-pilotfish-attempts"), "1");
+    // Nor a fraction, a negative size, or 2,048 inputs of 3,072 (the answer is bounded).
+    for (
+      const body of [
+        { dimensions: 1.5, input: "x" },
+        { dimensions: -4, input: "x" },
+        { dimensions: 3072, input: Array.from({ length: 2048 }, () => "x") },
+      ]
+    ) {
+      const res = await gw.request("/v1/embeddings", {
+        method: "POST",
+        body: JSON.stringify({ model: "mock/echo", ...body }),
+      });
+      assert.ok(res.status === 400, `${JSON.stringify(body).slice(0, 40)}: ${res.status}`);
+      await res.body?.cancel();
+    }
   } finally {
     await gw.close();
   }

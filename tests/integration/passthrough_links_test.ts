@@ -148,6 +148,26 @@ app_keys:
       viaSocket.headers.get("x-goog-upload-url"),
       "http://pilotfish/gemini/upload/v1beta/files?upload_id=u1&upload_protocol=resumable",
     );
+    // Without a Host (HTTP/1.0) Deno names the socket's path: no URL to give, the
+    // provider's is left as it was.
+    const noHost = await gw.requestOverSocket(
+      "/gemini/upload/v1beta/files",
+      {
+        method: "POST",
+        headers: {
+          "x-goog-api-key": "pf_links_app_key_0000000001",
+          "x-goog-upload-protocol": "resumable",
+          "x-goog-upload-command": "start",
+        },
+        body: "{}",
+      },
+      "%2Ftmp%2Fpf.sock",
+    );
+    await noHost.body?.cancel();
+    assert.match(
+      noHost.headers.get("x-goog-upload-url") ?? "",
+      /^http:\/\/127\.0\.0\.1:\d+\/upload\//,
+    );
     const batchViaSocket = await gw.requestOverSocket(
       "/anthropic/v1/messages/batches/msgbatch_01",
       {

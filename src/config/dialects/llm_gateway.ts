@@ -84,16 +84,21 @@ const MARKERS: readonly (readonly string[])[] = [
   ["logging", "requestBody"],
 ];
 
+/** The markers of its routing and server blocks: only its own file has them. */
+const OWN_FILE_MARKERS = MARKERS.filter(([block]) => block === "routing" || block === "server");
+
+function has(tree: Tree, path: readonly string[]): boolean {
+  let node: unknown = tree;
+  for (const key of path) {
+    if (!isRecord(node) || !(key in node)) return false;
+    node = node[key];
+  }
+  return true;
+}
+
 export function isLlmGatewayConfig(tree: Tree): boolean {
   if (Array.isArray(tree.providers)) return true;
-  return MARKERS.some((path) => {
-    let node: unknown = tree;
-    for (const key of path) {
-      if (!isRecord(node) || !(key in node)) return false;
-      node = node[key];
-    }
-    return true;
-  });
+  return MARKERS.some((path) => has(tree, path));
 }
 
 const PROVIDER_NAME_RE = /^[a-z0-9][a-z0-9_-]*$/;
@@ -115,8 +120,9 @@ export function fromLlmGateway(input: Tree): DialectResult {
   const tree = translate(input, [], [], SPEC, origins) as Tree;
   // llm-gateway listens on 8080 unless told otherwise (its README's clients call
   // localhost:8080); `PORT` and `--port` still win over the file. Only for its own file (a
-  // `providers` list): one of ours that borrows a key of its (`cache.maxSize`) keeps ours.
-  if (Array.isArray(input.providers)) {
+  // `providers` list, or its routing or server keys): one of ours that borrows a key of a
+  // block both read (`cache.maxSize`, `rateLimit`, `logging.requestBody`) keeps ours.
+  if (Array.isArray(input.providers) || OWN_FILE_MARKERS.some((path) => has(input, path))) {
     if (tree.server === undefined) tree.server = {};
     if (isRecord(tree.server) && tree.server.port === undefined) {
       tree.server.port = LLM_GATEWAY_PORT;

@@ -60,6 +60,8 @@ export const MOCK_MODELS = [
 const FALLBACK_TEXT = "Hello from the Pilotfish mock provider";
 /** text-embedding-3-large's size, the most OpenAI's embeddings accept. */
 const MAX_DIMENSIONS = 3072;
+/** Values in one embeddings answer (inputs x dimensions): 2,048 inputs of 512. */
+const MAX_VALUES = 1_048_576;
 
 export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
   let calls = 0;
@@ -83,14 +85,21 @@ export function createMockAdapter(cfg: ProviderConfig): ProviderAdapter {
         ? input
         : [input];
       const dims = typeof call.body.dimensions === "number" ? call.body.dimensions : 8;
-      if (dims > MAX_DIMENSIONS) {
-        // As OpenAI's largest model refuses more: a vector of 10^8 floats is no answer.
+      // As OpenAI's largest model refuses more: a vector of 10^8 floats is no answer. And the
+      // whole answer is bounded: it is built on the daemon's thread.
+      const problem = !Number.isInteger(dims) || dims < 1 || dims > MAX_DIMENSIONS
+        ? `Invalid value for 'dimensions' = ${dims}: an integer from 1 to ${MAX_DIMENSIONS}`
+        : inputs.length * dims > MAX_VALUES
+        ? `The mock answers at most ${MAX_VALUES} values: ${inputs.length} inputs of ${dims}`
+        : null;
+      if (problem !== null) {
         return Promise.reject(
-          new GatewayError(
-            "invalid_request",
-            `Invalid value for 'dimensions' = ${dims}: at most ${MAX_DIMENSIONS}`,
-            { status: 400, upstreamStatus: 400, provider: cfg.name, param: "dimensions" },
-          ),
+          new GatewayError("invalid_request", problem, {
+            status: 400,
+            upstreamStatus: 400,
+            provider: cfg.name,
+            param: "dimensions",
+          }),
         );
       }
       const encoding = encodingOf(call.body);

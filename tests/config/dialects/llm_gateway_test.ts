@@ -218,4 +218,11 @@ Deno.test("llm-gateway: without server.port it listens on 8080, as llm-gateway d
   );
   assert.equal(borrowing.config.server.port, 9002);
   assert.equal(borrowing.config.cache.max_size_mb, 64);
+  // Its routing or server keys are its own file's (a providers map set by Helm, say): 8080.
+  const mapped = parseConfigText(
+    "providers: { openai: { keys: [{ key: sk-1 }] } }\nrouting: { defaultProvider: openai }\n",
+    KEYS,
+    "gateway.yaml",
+  );
+  assert.equal(mapped.config.server.port, 8080);
 });
