@@ -134,25 +134,9 @@ app_keys:
 
     // Over the Unix socket (Deno says http+unix://<Host>/…): the URLs name the Host the client
     // sent, over plain HTTP, so its socket-bound client sends the next call the same way.
-    const viaSocket = await gw.requestOverSocket("/gemini/upload/v1beta/files", {
-      method: "POST",
-      headers: {
-        "x-goog-api-key": "pf_links_app_key_0000000001",
-        "x-goog-upload-protocol": "resumable",
-        "x-goog-upload-command": "start",
-      },
-      body: "{}",
-    });
-    await viaSocket.body?.cancel();
-    assert.equal(
-      viaSocket.headers.get("x-goog-upload-url"),
-      "http://pilotfish/gemini/upload/v1beta/files?upload_id=u1&upload_protocol=resumable",
-    );
-    // Without a Host (HTTP/1.0) Deno names the socket's path: no URL to give, the
-    // provider's is left as it was.
-    const noHost = await gw.requestOverSocket(
-      "/gemini/upload/v1beta/files",
-      {
+    /** A resumable upload started over the socket (Host `host`): its session URL. */
+    const sessionOverSocket = async (host?: string) => {
+      const res = await gw.requestOverSocket("/gemini/upload/v1beta/files", {
         method: "POST",
         headers: {
           "x-goog-api-key": "pf_links_app_key_0000000001",
@@ -160,12 +144,18 @@ app_keys:
           "x-goog-upload-command": "start",
         },
         body: "{}",
-      },
-      "%2Ftmp%2Fpf.sock",
+      }, host);
+      await res.body?.cancel();
+      return res.headers.get("x-goog-upload-url") ?? "";
+    };
+    assert.equal(
+      await sessionOverSocket(),
+      "http://pilotfish/gemini/upload/v1beta/files?upload_id=u1&upload_protocol=resumable",
     );
-    await noHost.body?.cancel();
+    // Without a Host (HTTP/1.0) Deno names the socket's path: no URL to give, the
+    // provider's is left as it was.
     assert.match(
-      noHost.headers.get("x-goog-upload-url") ?? "",
+      await sessionOverSocket("%2Ftmp%2Fpf.sock"),
       /^http:\/\/127\.0\.0\.1:\d+\/upload\//,
     );
     const batchViaSocket = await gw.requestOverSocket(
