@@ -256,8 +256,8 @@ export function limitStage(opts: LimitStageOptions): Stage {
 
 /**
  * No model worked for it: no usage, and every attempt was refused before its call, could not
- * connect, or was answered by its upstream with a 5xx. A call cut by a deadline or the gate (`x-gateway.timeout`) may
- * still be running, and billed, upstream: it keeps its quota.
+ * connect, or was answered by its upstream with a 5xx. A call cut by a deadline or the gate
+ * (`x-gateway.timeout`) may still be running, and billed, upstream: it keeps its quota.
  */
 function nothingUsed(ex: Exchange): boolean {
   // An estimate (the prompt's size) is no upstream's count: a 5xx answer used nothing.

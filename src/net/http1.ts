@@ -216,11 +216,12 @@ export function createHttp1Client(
     while (pool !== undefined && pool.length > 0) {
       const c = pool.pop()!;
       c.idle = false;
-      if (!c.closed && performance.now() - c.idleSince < IDLE_MS) {
+      const idleFor = performance.now() - c.idleSince;
+      if (!c.closed && idleFor < IDLE_MS) {
         c.reused = true;
         c.sent = false;
         c.heard = false;
-        c.idleFor = performance.now() - c.idleSince;
+        c.idleFor = idleFor;
         return c;
       }
       c.close();

@@ -321,9 +321,8 @@ export function noteAttempts(
 /**
  * Whether the exchange is usage: it reached a provider or the cache (bad input, refused auth
  * and limits are not, nor a breaker's fast-fail, an attempt that made no call or one that
- * could not connect). What the
- * usage rollups and llm-gateway's request counts count, so its `/api/v1/usage`
- * `total_requests` and `llm_gateway_requests_total` agree. After metering.
+ * could not connect). What the usage rollups and llm-gateway's request counts count, so its
+ * `/api/v1/usage` `total_requests` and `llm_gateway_requests_total` agree. After metering.
  */
 export function isUsage(ex: Exchange): boolean {
   // A cache miss alone is not: the request may still have been refused before any call.
