@@ -251,18 +251,25 @@ export function createTracing(settings: TracingSettings): Tracing {
         const op = operationName(e.exchange);
         // A native call whose body was not read has no model to name.
         const name = e.target.model === "" ? op : `${op} ${e.target.model}`;
-        const span = LeanSpan.start(sink, name, SpanKind.CLIENT, {
-          "gen_ai.operation.name": op,
-          "gen_ai.provider.name": e.target.provider,
-          ...(e.target.model === "" ? {} : { "gen_ai.request.model": e.target.model }),
-        }, spans.server.spanContext());
+        const span = LeanSpan.start(
+          sink,
+          name,
+          SpanKind.CLIENT,
+          {
+            "gen_ai.operation.name": op,
+            "gen_ai.provider.name": e.target.provider,
+            ...(e.target.model === "" ? {} : { "gen_ai.request.model": e.target.model }),
+          },
+          spans.server.spanContext(),
+          spans.server.nowMs(),
+        );
         const traceparent = traceparentOf(span);
         spans.attempts.push({
           target: e.target,
           operation: op,
           span,
           traceparent,
-          start: Date.now(),
+          start: span.nowMs(),
           done: false,
         });
         e.propagate.traceparent = traceparent;
@@ -303,12 +310,15 @@ export function createTracing(settings: TracingSettings): Tracing {
         if (ex.response === null) {
           if (ex.stream && e.attempt.outcome === "ok") {
             a.done = true;
-            a.held = { record: e.attempt, usage: e.usage, at: Date.now() };
+            a.held = { record: e.attempt, usage: e.usage, at: spans.server.nowMs() };
             return;
           }
           endAttempt(a, e.attempt, e.usage);
         } else {
-          endAttempt(a, e.attempt, e.usage, { outcome: ex.response.outcome, at: Date.now() });
+          endAttempt(a, e.attempt, e.usage, {
+            outcome: ex.response.outcome,
+            at: spans.server.nowMs(),
+          });
         }
         return;
       }

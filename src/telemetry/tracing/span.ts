@@ -71,6 +71,7 @@ export class LeanSpan implements ReadableSpan {
   readonly resource: Resource;
   readonly instrumentationScope: InstrumentationScope;
   readonly parentSpanContext?: SpanContext;
+  private readonly startMs: number;
   private readonly perfStart: number;
 
   private constructor(
@@ -82,9 +83,11 @@ export class LeanSpan implements ReadableSpan {
     readonly attributes: Attributes,
     /** False under an unsampled parent: ids only, never exported. */
     readonly recording: boolean,
+    startMs: number,
   ) {
     if (parent !== undefined) this.parentSpanContext = parent;
-    this.startTime = millisToHrTime(Date.now());
+    this.startMs = startMs;
+    this.startTime = millisToHrTime(startMs);
     this.perfStart = performance.now();
     this.resource = sink.resource;
     this.instrumentationScope = sink.scope;
@@ -92,7 +95,9 @@ export class LeanSpan implements ReadableSpan {
 
   /**
    * A span under `parent` (a remote context from `traceparent`, a local span, or none: a new
-   * trace). Sampled unless its parent is not (parent-based, always on).
+   * trace). Sampled unless its parent is not (parent-based, always on). `startMs`: a child
+   * starts on its local parent's clock (`parent.nowMs()`), so it never ends after the parent
+   * by a rounding of `Date.now()`.
    */
   static start(
     sink: SpanSink,
@@ -100,6 +105,7 @@ export class LeanSpan implements ReadableSpan {
     kind: SpanKind,
     attributes: Attributes,
     parent: SpanContext | undefined,
+    startMs: number = Date.now(),
   ): LeanSpan {
     const spanId = randomId(2);
     if (parent === undefined) {
@@ -111,6 +117,7 @@ export class LeanSpan implements ReadableSpan {
         kind,
         attributes,
         true,
+        startMs,
       );
     }
     const sampled = (parent.traceFlags & TraceFlags.SAMPLED) !== 0;
@@ -120,7 +127,16 @@ export class LeanSpan implements ReadableSpan {
       traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
     };
     if (parent.traceState !== undefined) context.traceState = parent.traceState;
-    return new LeanSpan(sink, context, parent, name, kind, sampled ? attributes : {}, sampled);
+    return new LeanSpan(
+      sink,
+      context,
+      parent,
+      name,
+      kind,
+      sampled ? attributes : {},
+      sampled,
+      startMs,
+    );
   }
 
   spanContext(): SpanContext {
@@ -130,6 +146,11 @@ export class LeanSpan implements ReadableSpan {
   /** Now, as the SDK measures it: the start plus the monotonic time since. */
   private now(): HrTime {
     return addHrTimes(this.startTime, millisToHrTime(performance.now() - this.perfStart));
+  }
+
+  /** Now on this span's clock, in epoch milliseconds (fractional). */
+  nowMs(): number {
+    return this.startMs + (performance.now() - this.perfStart);
   }
 
   setAttribute(key: string, value: AttributeValue): void {
