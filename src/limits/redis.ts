@@ -30,7 +30,7 @@ import type { LuaScript, RedisCommands, RedisLink } from "../state/redis_link.ts
 import type { Admission, BackendHealth, CheckState, LimitBackend, UsageRow } from "./backend.ts";
 import { longestWait } from "./backend.ts";
 import { admitLocal, CounterMap, keyOf } from "./memory.ts";
-import { type Check, windowStart } from "./policy.ts";
+import { type Check, type Rule, windowStart } from "./policy.ts";
 
 /** Like the link's `luaScript`, without loading the Redis client before a link is made. */
 function luaScript(src: string): LuaScript {
@@ -247,9 +247,39 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       lease = ahead != null && ahead.at === at ? ahead : newLease(check, at, now);
       leases.set(key, lease);
     }
-    // The same counter under a newer rule (a reload, a key's changed limits): its permits hold.
-    if (lease.check !== check) lease.check = check;
+    if (lease.check !== check) {
+      // The same counter under a newer rule (a reload, a key's changed limits). A lowered
+      // limit gives back what this sidecar holds unused: permits leased under the old limit
+      // would otherwise be admitted past the new one (each sidecar's lease, fleet-wide).
+      const lowered = check.rule.limit < lease.check.rule.limit;
+      lease.check = check;
+      if (lowered) {
+        giveBack(lease);
+        if (lease.next !== null) {
+          lease.next.check = check;
+          giveBack(lease.next);
+        }
+      }
+    }
     return lease;
+  };
+
+  /**
+   * Return a lease's unused permits to the window at once. Not known to be returned (Redis
+   * away): they stay counted in this sidecar's field, as taken; none is admitted from them.
+   */
+  const giveBack = (lease: Lease) => {
+    const back = lease.left;
+    if (back <= 0) return;
+    lease.left = 0;
+    if (!ready()) return;
+    settle(lease, -back, "add").then(
+      (used) => {
+        lease.mine -= back;
+        if (lease.check.rule.algorithm === "window") known(lease, used);
+      },
+      () => {/* still counted as taken; the next sync writes `mine` */},
+    );
   };
 
   /** Near a window's end, borrow the next window's lease in the background. */
@@ -288,6 +318,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       lease.knownUsed = rule.limit - Number(level);
       lease.sinceKnown = 0;
       if (granted === 0) deny(lease, need);
+      lowered(lease, rule);
       return granted;
     }
     const r = await linked().eval(BORROW_WINDOW, [lease.key], [
@@ -304,7 +335,13 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     lease.knownUsed = used;
     lease.sinceKnown = 0;
     if (granted === 0) deny(lease, need);
+    lowered(lease, rule);
     return granted;
+  };
+
+  /** A borrow made under `rule` answered after a reload lowered the limit: it goes back. */
+  const lowered = (lease: Lease, rule: Rule) => {
+    if (lease.check.rule.limit < rule.limit) giveBack(lease);
   };
 
   const deny = (lease: Lease, need: number) => {

@@ -568,6 +568,43 @@ features:
   }
 });
 
+Deno.test("a limit lowered mid-window (a reload) is the fleet's limit at once: leased permits go back", async () => {
+  const redis = await startRedisServer();
+  const now = 60_000 * 3_000;
+  const sidecars = ["a", "b", "c"].map((id) => {
+    const link = createRedisLink({ url: redis.url, name: id, logger: captureLogger().logger });
+    const backend = createRedisBackend({
+      logger: captureLogger().logger,
+      fleetSize: 3,
+      fallbackShare: 1 / 3,
+      now: () => now,
+      sidecarId: id,
+    });
+    backend.attach(link);
+    return { link, backend };
+  });
+  const before = hundredPerMinute("lowered");
+  const after = checksFor([{ ...before.rule, limit: 5 }], { models: [] })[0]!;
+  const higher = checksFor([{ ...before.rule, limit: 200 }], { models: [] })[0]!;
+  try {
+    await waitFor("the links", () => sidecars.every((s) => s.link.ready()));
+    // One request each: each sidecar now holds a lease of several permits.
+    for (const s of sidecars) assert.ok((await s.backend.admit([before], [1], now)).ok);
+    assert.ok(sidecars.every((s) => s.backend.usage(now)[0]!.remaining > 5));
+    // Raised (another reload): the leases hold, nothing is given back or refused.
+    assert.ok((await sidecars[0]!.backend.admit([higher], [1], now)).ok);
+    // Lowered to 5 with 4 taken: the fleet admits one more, not what the leases held.
+    let admitted = 0;
+    for (let i = 0; i < 10; i++) {
+      for (const s of sidecars) if ((await s.backend.admit([after], [1], now)).ok) admitted++;
+    }
+    assert.equal(admitted, 1, `admitted ${admitted} after the limit went down to 5 with 4 taken`);
+  } finally {
+    for (const s of sidecars) await s.backend.close();
+    await redis.stop();
+  }
+});
+
 Deno.test("the first connection says limits are shared; only a reconnection says again", async () => {
   const redis = await startRedisServer();
   const log = captureLogger();
