@@ -16,11 +16,12 @@
  *
  * Redis down: a limit with `fail_mode: open` falls back to this sidecar's share
  * (`fallback_share`, default `1 / fleet_size`) counted with what it took before, and at most
- * its share of what the window had left at Redis's last answer; `closed` refuses. Back: before the link reports ready, each sidecar writes its own field to what it
- * really took (fallback included), then keeps to its share for `RESYNC_SETTLE_MS` while the
- * other sidecars reconnect and write theirs, and writes its field again before it borrows:
- * the sum is the fleet's true count before anyone borrows from it, even when Redis came back
- * empty. Token buckets (Butter) live in a Redis hash too; a Redis that restarts empty starts
+ * its share of what the window had left at Redis's last answer; `closed` refuses. Back:
+ * before the link reports ready, each sidecar writes its own field to what it really took
+ * (fallback included), then keeps to its share (closed limits too) for `RESYNC_SETTLE_MS`
+ * while the other sidecars reconnect and write theirs, and writes its field again before it
+ * borrows: the sum is the fleet's true count before anyone borrows from it, even when Redis
+ * came back empty. Token buckets (Butter) live in a Redis hash too; a Redis that restarts empty starts
  * them full.
  * @module
  */
@@ -455,7 +456,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       const cost = costs[i] as number;
       const rule = lease.check.rule;
       if (lease.left >= cost) continue;
-      if (rule.failMode === "closed") {
+      // Closed refuses while the store is away; settling after it came back, a closed limit
+      // admits on its share like an open one (the store is there: nothing to refuse for).
+      if (rule.failMode === "closed" && !ready()) {
         const s = { ...stateOf(lease, cost, now, true), retryAfterMs: 1_000 };
         closed.add(s);
         (refused ??= []).push(s);
@@ -579,8 +582,18 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   }, Math.max(100, Math.floor(idleMs / 2)));
   Deno.unrefTimer(sweeper);
 
-  /** Write what this sidecar really took into its fields (Redis may have come back empty). */
-  const writeBack = async (via: RedisCommands) => {
+  /**
+   * Write what this sidecar really took into its fields (Redis may have come back empty).
+   * `reconnecting`: the others may not have written theirs yet, so the total Redis answers
+   * may be short of the fleet's; what was heard before stands when higher (the share while
+   * settling is of what the fleet had left, not of an emptied window).
+   */
+  const writeBack = async (via: RedisCommands, reconnecting: boolean) => {
+    const record = (lease: Lease, used: unknown) => {
+      const before = lease.knownUsed + lease.sinceKnown;
+      known(lease, used);
+      if (reconnecting && before > lease.knownUsed) lease.knownUsed = before;
+    };
     const now = opts.now();
     for (const [k, lease] of leases) {
       const rule = lease.check.rule;
@@ -593,10 +606,10 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         lease.mine = 0;
         continue;
       }
-      if (lease.mine > 0) known(lease, await settle(lease, lease.mine, "set", via));
+      if (lease.mine > 0) record(lease, await settle(lease, lease.mine, "set", via));
       const ahead = lease.next;
       if (ahead !== null && ahead.mine > 0) {
-        known(ahead, await settle(ahead, ahead.mine, "set", via));
+        record(ahead, await settle(ahead, ahead.mine, "set", via));
       }
     }
   };
@@ -604,7 +617,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
   /** After settling: what the share admitted meanwhile is written too, then Redis is used. */
   const catchUp = () => {
     if (catchingUp !== null || closed || !ready()) return;
-    catchingUp = writeBack(linked()).then(
+    catchingUp = writeBack(linked(), false).then(
       () => {
         caughtUp = true;
         // Shared again: the buckets' share counted while alone is Redis' to hold now.
@@ -630,7 +643,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
     // Back from an outage: write what this sidecar really took into its fields before the
     // link turns ready, then settle (see `RESYNC_SETTLE_MS`).
     stops.push(l.onConnect(async (session) => {
-      await writeBack(session);
+      await writeBack(session, true);
       // After an outage, or a start during one (this sidecar admitted alone meanwhile).
       if (connectedBefore || admittedAlone) {
         caughtUp = false;
@@ -730,7 +743,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         const s = stateOf(lease, 0, now, false);
         let limit = s.limit;
         let remaining = s.remaining;
-        if (alone && rule.algorithm === "window" && rule.failMode !== "closed") {
+        if (alone && rule.algorithm === "window" && (rule.failMode !== "closed" || ready())) {
           limit = Math.max(1, Math.floor(rule.limit * share));
           remaining = shareRoom(lease, limit);
         }

@@ -482,6 +482,101 @@ Deno.test("a link lost late in a busy window: the share is of what the fleet had
   }
 });
 
+Deno.test("back into an emptied Redis before the others: the share is of what the fleet had left, not of the empty window", async () => {
+  const redis = await startRedisServer();
+  const now = 60_000 * 5_000;
+  const check = hundredPerMinute("emptied");
+  const sidecar = (id: string) => {
+    const link = createRedisLink({
+      url: redis.url,
+      name: id,
+      logger: captureLogger().logger,
+      backoff: { minMs: 20, maxMs: 50 },
+    });
+    const backend = createRedisBackend({
+      logger: captureLogger().logger,
+      fleetSize: 2,
+      fallbackShare: 0.5,
+      now: () => now,
+      sidecarId: id,
+      settleMs: 60_000, // the whole test: B never comes back to write its field
+    });
+    backend.attach(link);
+    return { link, backend };
+  };
+  const a = sidecar("a");
+  const b = sidecar("b");
+  let admitted = 0;
+  const ask = async (s: typeof a, n: number) => {
+    for (let i = 0; i < n; i++) if ((await s.backend.admit([check], [1], now)).ok) admitted++;
+  };
+  try {
+    await waitFor("both links", () => a.link.ready() && b.link.ready());
+    await ask(a, 10);
+    await ask(b, 80);
+    await a.backend.refresh!(); // A has heard the fleet's 90
+    await redis.stop();
+    await waitFor("the outage", () => !a.link.ready() && !b.link.ready());
+    await b.backend.close(); // B is gone for good
+    await redis.restart(); // empty
+    await waitFor("A back", () => a.link.ready());
+    assert.equal(a.backend.health().mode, "fallback", "settling");
+    await ask(a, 50);
+    // A's own field alone said 10-odd used: its share of that let A admit 40 more.
+    assert.ok(admitted <= 100, `the fleet admitted ${admitted} of 100`);
+  } finally {
+    await a.backend.close();
+    await b.backend.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("fail_mode closed: refused while Redis is away, admitted on the share once it is back and the fleet settles", async () => {
+  const redis = await startRedisServer();
+  const now = 60_000 * 6_000;
+  const check = checksFor([{ ...hundredPerMinute("closed").rule, failMode: "closed" }], {
+    models: [],
+  })[0]!;
+  const link = createRedisLink({
+    url: redis.url,
+    name: "c",
+    logger: captureLogger().logger,
+    backoff: { minMs: 20, maxMs: 50 },
+  });
+  const backend = createRedisBackend({
+    logger: captureLogger().logger,
+    fleetSize: 2,
+    fallbackShare: 0.5,
+    now: () => now,
+    sidecarId: "c",
+    settleMs: 60_000,
+  });
+  backend.attach(link);
+  try {
+    await waitFor("the link", () => link.ready());
+    assert.ok((await backend.admit([check], [1], now)).ok);
+    await redis.stop();
+    await waitFor("the outage", () => !link.ready());
+    // The permits it held first (Redis granted them), then refusals naming the store.
+    let refusal: Awaited<ReturnType<typeof backend.admit>> | undefined;
+    for (let i = 0; i < 100 && refusal === undefined; i++) {
+      const r = await backend.admit([check], [1], now);
+      if (!r.ok) refusal = r;
+    }
+    assert.equal(refusal?.unavailable, true);
+    await redis.restart();
+    await waitFor("back", () => link.ready());
+    assert.equal(backend.health().mode, "fallback", "settling");
+    const r = await backend.admit([check], [1], now);
+    assert.ok(r.ok, "refused as if the store were away while it is there");
+    assert.equal(r.states[0]!.limit, 50, "the share's limit in the headers");
+    assert.equal(backend.usage(now)[0]!.limit, 50);
+  } finally {
+    await backend.close();
+    await redis.stop();
+  }
+});
+
 Deno.test("a sidecar that started during an outage and admitted alone settles at its first connection too", async () => {
   const redis = await startRedisServer();
   await redis.stop();
