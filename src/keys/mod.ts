@@ -57,7 +57,7 @@ export function buildAppKeys(
   if (held === undefined) owners.set(owner, held = new Map());
   let entry = held.get(identity);
   if (entry === undefined) {
-    // Redis away: the link logs the outage; one line a minute says what it costs here.
+    // Redis away: the link logs the outage; one line a minute says what it means here.
     let quietUntil = 0;
     const onError = (err: unknown) => {
       if (!(err instanceof StateUnavailable)) {
@@ -67,7 +67,7 @@ export function buildAppKeys(
       const t = Date.now();
       if (t < quietUntil) return;
       quietUntil = t + 60_000;
-      logger.warn("app key usage is not recorded while its store is unavailable", {
+      logger.warn("app key usage is held while its store is unavailable, written when it is back", {
         error: err,
       });
     };

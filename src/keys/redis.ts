@@ -5,7 +5,10 @@
  * pub/sub); spend is read from Redis on every request of a key with a budget, so the fleet
  * overshoots a budget by at most the requests in flight when it was reached. Counters are
  * atomic HINCRBYs. While Redis is away, cached records still authenticate, budgets hold on the
- * spend last read plus this sidecar's since, and that spend is not written to Redis.
+ * spend last read plus this sidecar's since, and that spend is kept (summed per key and
+ * period) and written once Redis is back. Each write carries this sidecar's sequence number
+ * and Redis keeps the last it applied, so a write whose answer was lost with the connection
+ * is sent again and applied at most once.
  * @module
  */
 import { luaScript, type RedisLink } from "../state/redis_link.ts";
@@ -36,8 +39,13 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return 1
 `);
 
-/** KEYS day, month. ARGV requests, tokens, micros, day ttl, month ttl. */
+/**
+ * KEYS day, month, this writer's last applied sequence number. ARGV requests, tokens, micros,
+ * day ttl, month ttl, sequence number (at or below the last applied: a resend, skipped).
+ */
 const RECORD = luaScript(`
+if tonumber(ARGV[6]) <= tonumber(redis.call('GET', KEYS[3]) or '0') then return 0 end
+redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[4])
 for i = 1, 2 do
   redis.call('HINCRBY', KEYS[i], 'requests', ARGV[1])
   redis.call('HINCRBY', KEYS[i], 'tokens', ARGV[2])
@@ -57,6 +65,16 @@ return redis.call('GET', ARGV[1] .. id)
 /** Keys whose last spend is kept for an outage (a bound, not a cache policy). */
 const LAST_SPEND_MAX = 10_000;
 
+/** Writes held for Redis's return: at most this many (key, day, month) sums, and resends. */
+const HELD_MAX = 10_000;
+
+/** One write of counters: a key's day and month. */
+interface Write {
+  readonly day: string;
+  readonly month: string;
+  readonly delta: KeyCounter;
+}
+
 export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
   const { link } = opts;
   const prefix = opts.prefix ?? DEFAULT_KEYS_PREFIX;
@@ -66,6 +84,9 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
   const hashKey = (hash: string) => `${prefix}hash:${hash}`;
   const useKey = (id: string, period: string) => `${prefix}use:${id}:${period}`;
   const idsKey = `${prefix}ids`;
+  const writer = crypto.randomUUID();
+  const appliedKey = `${prefix}applied:${writer}`;
+  let seq = 0;
   const channel = `${prefix}changed`;
   const cache = new Map<string, { rec: KeyRecord; at: number }>();
   /** The records of `cache` by id (`peek`); refreshed with it, dropped with it. */
@@ -110,6 +131,77 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     return c;
   };
 
+  /** Writes made while Redis was away, summed per key and period: sent once it is back. */
+  const held = new Map<string, Write>();
+  /** Writes whose answer was lost with the link (applied or not): resent with their number. */
+  const resends: { w: Write; seq: number }[] = [];
+  let dropped = 0;
+  const hold = (w: Write) => {
+    if (!link.ready()) opts.onError?.(new StateUnavailable("app keys: Redis is not connected"));
+    const id = `${w.day}\n${w.month}`;
+    const sum = held.get(id);
+    if (sum !== undefined) {
+      for (const f of FIELDS) sum.delta[f] += w.delta[f];
+    } else if (held.size < HELD_MAX) held.set(id, { ...w, delta: { ...w.delta } });
+    else dropped++;
+  };
+  const send = (w: Write, n: number): Promise<void> =>
+    link.eval(RECORD, [w.day, w.month, appliedKey], [
+      w.delta.requests,
+      w.delta.tokens,
+      w.delta.cost_micros,
+      DAY_TTL_MS,
+      MONTH_TTL_MS,
+      n,
+    ]).then(
+      () => {},
+      (err) => {
+        if (!(err instanceof StateUnavailable)) return opts.onError?.(err);
+        if (resends.length < HELD_MAX) resends.push({ w, seq: n });
+        else dropped++;
+      },
+    );
+  /** Redis is back: the resends first (in their order), then what was held. */
+  let flushing = false;
+  const flush = async () => {
+    if (flushing) return;
+    flushing = true;
+    try {
+      while (link.ready() && (resends.length > 0 || held.size > 0)) {
+        const batch = resends.splice(0).sort((a, b) => a.seq - b.seq);
+        for (const w of held.values()) batch.push({ w, seq: ++seq });
+        held.clear();
+        // One after another: the numbers must arrive in order.
+        for (const r of batch) await send(r.w, r.seq);
+      }
+      if (dropped > 0) {
+        opts.onError?.(
+          new Error(
+            `app keys: ${dropped} usage writes held for Redis were dropped (over ${HELD_MAX})`,
+          ),
+        );
+        dropped = 0;
+      }
+    } finally {
+      flushing = false;
+    }
+  };
+  /** What this sidecar spent that Redis does not have yet, on these counters. */
+  const unsent = (day: string, month: string) => {
+    let d = 0;
+    let m = 0;
+    const add = (w: Write) => {
+      if (w.day === day) d += w.delta.cost_micros;
+      if (w.month === month) m += w.delta.cost_micros;
+    };
+    for (const w of held.values()) add(w);
+    for (const r of resends) add(r.w);
+    return { day: d, month: m };
+  };
+  const stopFlush = link.onStateChange((ready) => {
+    if (ready) flush();
+  });
+
   return {
     kind: "redis",
     async findByHash(hash) {
@@ -148,7 +240,11 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
           month: k.month === monthKey ? k.spend.month : 0,
         };
       }
-      const spend = { day: int(read[0] ?? undefined), month: int(read[1] ?? undefined) };
+      const mine = held.size > 0 || resends.length > 0 ? unsent(dayKey, monthKey) : null;
+      const spend = {
+        day: int(read[0] ?? undefined) + (mine?.day ?? 0),
+        month: int(read[1] ?? undefined) + (mine?.month ?? 0),
+      };
       if (lastSpend.size >= LAST_SPEND_MAX) lastSpend.clear();
       lastSpend.set(id, { day: dayKey, month: monthKey, spend: { ...spend } });
       return spend;
@@ -159,13 +255,10 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
         if (k.day === useKey(id, p.day)) k.spend.day += d.cost_micros;
         if (k.month === useKey(id, p.month)) k.spend.month += d.cost_micros;
       }
-      link.eval(RECORD, [useKey(id, p.day), useKey(id, p.month)], [
-        d.requests,
-        d.tokens,
-        d.cost_micros,
-        DAY_TTL_MS,
-        MONTH_TTL_MS,
-      ]).catch((err) => opts.onError?.(err));
+      const w: Write = { day: useKey(id, p.day), month: useKey(id, p.month), delta: d };
+      // In number order: nothing goes ahead of what waits to be flushed.
+      if (link.ready() && !flushing && held.size === 0 && resends.length === 0) send(w, ++seq);
+      else hold(w);
     },
     async get(id) {
       return parse(await link.command(["GET", recKey(id)]));
@@ -198,6 +291,8 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     },
     async close() {
       stopWatch();
+      stopFlush();
+      await flush();
       try {
         await (await subscribed)();
       } catch { /* the link is going away anyway */ }

@@ -129,7 +129,9 @@ Deno.test("Redis outage: admin calls answer 503, a key seen before still authent
     assert.match((unknown.json.error as { message: string }).message, /key store is unavailable/);
     // Usage the outage keeps from Redis is said once, not on every request.
     for (let i = 0; i < 5; i++) await chat(gw, bearer(key));
-    const told = gw.logs.filter((l) => l.includes("app key usage is not recorded"));
+    const told = gw.logs.filter((l) =>
+      l.includes("app key usage is held while its store is unavailable")
+    );
     assert.equal(told.length, 1, gw.logs.join(""));
     assert.ok(!gw.logText().includes("app key store write failed"));
   } finally {
@@ -180,6 +182,50 @@ app_keys: { require_key: true }
     assert.equal((await ask(b, "pf_" + "q".repeat(43))).status, 401);
   } finally {
     await Promise.all(daemons.map((d) => d.stop()));
+    await redis.stop();
+  }
+});
+
+Deno.test("Redis outage: a budgeted key's spend meanwhile is written once Redis is back, once", async () => {
+  const redis = await startRedisServer();
+  const gw = startGateway(
+    keysConfig({ state: `  backend: redis\n  redis: { url: "${redis.url}" }` }),
+    {},
+    { stages: () => [chargeStage(() => 0.25)] },
+  );
+  const day = async (id: string) => {
+    const u = await admin(gw, "GET", `/api/v1/keys/${id}/usage`);
+    return u.status === 200 ? u.json.day as { cost_usd: number; requests: number } : null;
+  };
+  let key = "", id = "";
+  try {
+    await within(5_000, async () => {
+      const r = await admin(gw, "POST", "/api/v1/keys", { budget: { daily_usd: 1 } });
+      ({ key, id } = r.json as { key: string; id: string });
+      return r.status === 201;
+    }, "Redis reachable");
+    const free = (await admin(gw, "POST", "/api/v1/keys", {})).json as { key: string; id: string };
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    assert.equal((await chat(gw, bearer(free.key))).status, 200);
+    await within(2_000, async () => (await day(free.id))?.requests === 1, "counted");
+    // Frozen: the key without a budget makes no Redis call before its answer, so its write
+    // goes out and gets none (applied or not is not known: it is sent again, with its number).
+    redis.pause();
+    assert.equal((await chat(gw, bearer(free.key))).status, 200);
+    await within(5_000, async () => (await admin(gw, "GET", "/api/v1/keys")).status === 503, "503");
+    // Down: these writes are held.
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    redis.resume();
+    await within(5_000, async () => (await day(id))?.cost_usd === 0.75, "the outage's spend");
+    assert.equal((await day(free.id))?.requests, 2, "the unanswered write counted once");
+    // $0.25 of the budget is left: one request.
+    assert.equal((await chat(gw, bearer(key))).status, 200);
+    assert.equal((await chat(gw, bearer(key))).status, 429);
+    assert.equal((await day(id))?.cost_usd, 1);
+  } finally {
+    redis.resume();
+    await gw.close();
     await redis.stop();
   }
 });
