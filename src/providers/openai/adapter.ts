@@ -81,11 +81,11 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
   });
   const endpoint = cfg.type === "azure" ? azureEndpoint(cfg) : plainEndpoint(cfg);
   const chatFailure = (data: string) => chatStreamFailure(data, cfg.name, deps.redact);
-  // OpenAI and Azure document stream_options; other compatible APIs may refuse it.
-  const streamUsage = cfg.stream_usage ?? (cfg.name === "openai" || cfg.type === "azure");
   /** OpenAI's own API (the preset, or its host under another name). */
   const official = cfg.type === "openai" &&
     (cfg.name === "openai" || URL.parse(cfg.base_url)?.hostname === "api.openai.com");
+  // OpenAI and Azure document stream_options; other compatible APIs may refuse it.
+  const streamUsage = cfg.stream_usage ?? (official || cfg.type === "azure");
   const execute = (
     req: ReturnType<typeof toOpenAIRequest>,
     call: { signal: AbortSignal; timeoutMs: number; onReply?: CallBasics["onReply"] },

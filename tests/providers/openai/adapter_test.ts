@@ -338,3 +338,40 @@ Deno.test(
     assert.equal(err.retryable, false);
   },
 );
+
+Deno.test(
+  "createOpenAIAdapter() asks OpenAI's own API for stream usage, under any provider name",
+  SANITIZE,
+  async (t) => {
+    const setup = {
+      configText: `
+providers:
+  openai: { keys: [{ key: "${LIVE_KEY}" }] }
+  company-openai: { type: openai, base_url: https://api.openai.com/v1, keys: [{ key: k }] }
+  local: { base_url: http://127.0.0.1:8000/v1/ }
+  local-on: { base_url: http://127.0.0.1:8001/v1/, stream_usage: true }
+  openai-off: { type: openai, base_url: https://api.openai.com/v1, stream_usage: false }
+`,
+      configName: "usage.yaml",
+    };
+    const sse = new TextEncoder().encode("data: [DONE]\n\n");
+    for (
+      const [provider, asked] of [
+        ["openai", true],
+        ["company-openai", true],
+        ["local", false],
+        ["local-on", true],
+        ["openai-off", false],
+      ] as const
+    ) {
+      await t.step(provider, async () => {
+        const { adapter, requests } = adapterWithFetch(setup, () => sseResponse(sse, 1), provider);
+        const { call } = chatCall({ stream: true }, { stream: true });
+        const outcome = await adapter.chat(call, "gpt-4o");
+        if (outcome.kind === "stream") await outcome.body.cancel();
+        const sent = JSON.parse(String(requests[0]?.init.body));
+        assert.equal(sent.stream_options?.include_usage === true, asked, JSON.stringify(sent));
+      });
+    }
+  },
+);
