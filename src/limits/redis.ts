@@ -506,9 +506,10 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       lease.lastUsed = now;
       const s = stateOf(lease, cost, now, false);
       const cap = Math.max(1, Math.floor(rule.limit * share));
-      states.push(
-        rule.algorithm === "window" ? { ...s, limit: cap, remaining: shareRoom(lease, cap) } : s,
-      );
+      // A closed limit with the store away admits only from its lease: the real limit, and
+      // what is left of it as last heard (counting down with the lease), not a share.
+      const onShare = rule.algorithm === "window" && (rule.failMode !== "closed" || ready());
+      states.push(onShare ? { ...s, limit: cap, remaining: shareRoom(lease, cap) } : s);
     }
     return { ok: true, states };
   };

@@ -559,11 +559,18 @@ Deno.test("fail_mode closed: refused while Redis is away, admitted on the share 
     await waitFor("the outage", () => !link.ready());
     // The permits it held first (Redis granted them), then refusals naming the store.
     let refusal: Awaited<ReturnType<typeof backend.admit>> | undefined;
+    const shown: string[] = [];
     for (let i = 0; i < 100 && refusal === undefined; i++) {
       const r = await backend.admit([check], [1], now);
       if (!r.ok) refusal = r;
+      else shown.push(`${r.states[0]!.remaining}/${r.states[0]!.limit}`);
     }
     assert.equal(refusal?.unavailable, true);
+    // Those answers' headers: the real limit, counting down (not a share that stands still).
+    assert.ok(shown.length >= 2, shown.join(" "));
+    assert.ok(shown.every((x) => x.endsWith("/100")), shown.join(" "));
+    const left = shown.map((x) => Number(x.split("/")[0]));
+    assert.ok(left.every((n, i) => i === 0 || n === left[i - 1]! - 1), shown.join(" "));
     await redis.restart();
     await waitFor("back", () => link.ready());
     assert.equal(backend.health().mode, "fallback", "settling");
