@@ -504,6 +504,8 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
   let heartbeatTimer: unknown;
   let attemptDone: Promise<void> = Promise.resolve();
   let outageLogged = false;
+  /** The link has been ready once (a later return is "again"). */
+  let everReady = false;
   let closed = false;
 
   /** Reject with `RedisTimeout` after `ms`; the loser is still observed, so never unhandled. */
@@ -805,8 +807,14 @@ export function createRedisLink(opts: RedisLinkOptions): PoolableLink {
     heartbeat(c);
     if (outageLogged) {
       outageLogged = false;
-      logger.info(`${name}: Redis reachable again; state resynchronised`);
+      // Unreachable from the start: nothing was there to resynchronise.
+      logger.info(
+        everReady
+          ? `${name}: Redis reachable again; state resynchronised`
+          : `${name}: Redis reachable`,
+      );
     }
+    everReady = true;
     setReady(true);
   };
 

@@ -300,3 +300,26 @@ Deno.test("link: close() while connecting to nothing returns promptly", async ()
   assert.equal(link.ready(), false);
   await assert.rejects(link.subscribe("ch", () => {}), StateUnavailable);
 });
+
+Deno.test("a link that starts with Redis away says it is reachable once it is, not 'again'", async () => {
+  const server = await startRedisServer();
+  await server.stop();
+  const { logger, lines } = captureLogger();
+  const link = createRedisLink({
+    url: server.url,
+    name: "test",
+    logger,
+    backoff: { minMs: 20, maxMs: 50 },
+  });
+  try {
+    await waitFor("the outage to be logged", () => lines.some((l) => l.level === "warn"));
+    await server.restart();
+    await waitFor("the link to connect", () => link.ready(), 10_000);
+    const info = lines.filter((l) => l.level === "info").map((l) => l.msg);
+    assert.ok(info.includes("test: Redis reachable"), info.join(" | "));
+    assert.ok(!info.some((m) => m.includes("again")), info.join(" | "));
+  } finally {
+    await link.close();
+    await server.stop();
+  }
+});
