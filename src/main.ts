@@ -27,7 +27,7 @@ import { createApp } from "./server/app.ts";
 import { createControl, type ReloadResult } from "./pipeline/control.ts";
 import { ListenError, startListeners } from "./server/listeners.ts";
 import { VERSION } from "./version.ts";
-import { pluginProblems } from "./plugins/mod.ts";
+import { pluginConfigProblems } from "./plugins/mod.ts";
 import { GatewayError } from "./errors.ts";
 import { StateFileError } from "./state/errors.ts";
 import { cutUpstreamCalls } from "./providers/execute.ts";
@@ -464,7 +464,7 @@ async function check(cli: CliOptions): Promise<number> {
     for (const note of loaded.notes ?? []) stderr(`note: ${note}`);
     // What only loading them finds (a file missing, not WASM, a hook it does not export):
     // otherwise --check would pass a config the start then refuses.
-    const plugins = pluginProblems(loaded.config);
+    const plugins = await pluginConfigProblems(loaded.config);
     if (plugins.length > 0) throw new ConfigError(loaded.source, plugins);
     const dialect = loaded.dialect ? ` (${loaded.dialect} dialect)` : "";
     Deno.stdout.writeSync(encoder.encode(`Config ${loaded.source}${dialect} is valid\n`));
@@ -477,7 +477,7 @@ async function check(cli: CliOptions): Promise<number> {
       // loading its plugins finds is listed too, as without --strict.
       try {
         const { loaded } = await load(cli, { strict: false });
-        problems.push(...pluginProblems(loaded.config));
+        problems.push(...await pluginConfigProblems(loaded.config));
       } catch { /* invalid without --strict too: its problems are listed already */ }
     }
     for (const w of err.warnings) stderr(`warning: ${w}`);

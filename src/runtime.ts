@@ -277,7 +277,10 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
 async function stagesReady(stages: readonly Stage[]): Promise<void> {
   const results = await Promise.allSettled(stages.map((s) => s.ready));
   const problems = results.flatMap((r, i) =>
-    r.status === "rejected"
+    r.status === "rejected" && r.reason instanceof ConfigError
+      // It names its own key paths (a plugin's `config`).
+      ? r.reason.problems
+      : r.status === "rejected"
       ? [
         `${stages[i]!.configPath ?? stages[i]!.name}: ${
           r.reason instanceof Error ? r.reason.message : String(r.reason)

@@ -14,6 +14,17 @@
 export const HOOKS = ["pre_http", "pre_llm", "post_llm", "post_http", "stream_chunk"] as const;
 export type HookName = (typeof HOOKS)[number];
 
+/**
+ * Pilotfish's optional export beyond the hooks, `() -> i32`: called once when a config
+ * generation loads, with the plugin's `config`; a non-zero return (its `error_set` message)
+ * refuses that config, at start, on reload and with `--check`, as a config problem.
+ */
+export const CONFIG_CHECK = "pilotfish_config_check";
+
+/** What the host calls on a guest (by its index here, between threads). */
+export const GUEST_CALLS = [...HOOKS, CONFIG_CHECK] as const;
+export type GuestCall = (typeof GUEST_CALLS)[number];
+
 export const PAGE_BYTES = 65_536;
 
 /** The module name the shim imports the guest's hooks from (a manifest entry name). */
@@ -167,7 +178,7 @@ const NONZERO_MESSAGE = new TextEncoder().encode("hook returned a non-zero statu
  * global (`meter.ts`) the same way.
  */
 export function statusShim(
-  hooks: readonly HookName[],
+  hooks: readonly GuestCall[],
   memory = false,
   fuel = false,
 ): Uint8Array<ArrayBuffer> {

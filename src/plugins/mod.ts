@@ -11,6 +11,8 @@ import type { Config, WasmPluginConfig } from "../config/schema.ts";
 import type { Stage } from "../pipeline/stages.ts";
 import {
   capMemory,
+  CONFIG_CHECK,
+  type GuestCall,
   type HookName,
   HOOKS,
   INPUT_READ,
@@ -20,7 +22,7 @@ import {
 } from "./binary.ts";
 import { meter } from "./meter.ts";
 import type { PluginPool } from "./pool.ts";
-import { createRunner, FUEL, type Metered } from "./runner.ts";
+import { createRunner, FUEL, GUEST_ERROR, type Metered } from "./runner.ts";
 import { wasmStage } from "./stage.ts";
 
 export { type HookName, HOOKS } from "./binary.ts";
@@ -40,6 +42,8 @@ export interface CompiledPlugin {
   readonly shim: WebAssembly.Module;
   /** Hooks it exports, narrowed by `hooks`. */
   readonly hooks: ReadonlySet<HookName>;
+  /** It exports `CONFIG_CHECK`: its config is checked when a generation loads. */
+  readonly configCheck: boolean;
   /** It imports WASI (TinyGo guests do): WASI is on for it, with no files and no env. */
   readonly wasi: boolean;
   /** It imports `INPUT_READ` (the shim then re-exports its memory). */
@@ -154,7 +158,9 @@ export function compilePlugin(
   if (hooks.length === 0) {
     throw new ModuleError(`${where}: exports none of ${HOOKS.join(", ")}`);
   }
-  const meteredGuest = metered(capped, hooks, inputRead);
+  const configCheck = exported.has(CONFIG_CHECK);
+  const calls: GuestCall[] = configCheck ? [...hooks, CONFIG_CHECK] : hooks;
+  const meteredGuest = metered(capped, calls, inputRead);
   return {
     config: cfg,
     guest,
@@ -163,8 +169,9 @@ export function compilePlugin(
       ? null
       : meteredGuest,
     workerMetered: meteredGuest,
-    shim: new WebAssembly.Module(statusShim(hooks, inputRead)),
+    shim: new WebAssembly.Module(statusShim(calls, inputRead)),
     hooks: new Set(hooks),
+    configCheck,
     wasi: imports.some((i) => i.module === "wasi_snapshot_preview1"),
     inputRead,
     maxPages,
@@ -172,7 +179,7 @@ export function compilePlugin(
   };
 }
 
-function metered(bytes: Uint8Array, hooks: HookName[], inputRead: boolean): Metered | null {
+function metered(bytes: Uint8Array, hooks: GuestCall[], inputRead: boolean): Metered | null {
   const guest = meter(bytes, FUEL);
   if (guest === null) return null;
   try {
@@ -216,20 +223,73 @@ export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
   if (config.wasm_plugins.length === 0) return [];
   const { compiled, problems } = compileAll(config, cwd);
   if (problems.length > 0) throw new ConfigError("wasm_plugins", problems);
-  return compiled.map((p, i) =>
-    wasmStage(
+  return compiled.map((p, i) => {
+    const pool = startPool(p);
+    // Up, and content with its config (a typo there must not leave a guard scanning less).
+    const ready = pool.ready.then(() => checkConfig(p, pool, i)).then((problem) => {
+      if (problem !== null) throw new ConfigError("wasm_plugins", [problem]);
+    });
+    ready.catch(() => {}); // the runtime's `ready()` reports it
+    return wasmStage(
       p.config,
       p.hooks,
-      startPool(p),
+      pool,
       p.maxInput,
       `wasm_plugins[${i}].path ("${p.config.name}")`,
-    )
-  );
+      ready,
+    );
+  });
 }
 
-/** What would keep `config.wasm_plugins` from loading (for `--check`); nothing is started. */
-export function pluginProblems(config: Config, cwd: string = Deno.cwd()): string[] {
-  return config.wasm_plugins.length === 0 ? [] : compileAll(config, cwd).problems;
+/**
+ * What the plugin says of its `config` (`CONFIG_CHECK`), as a problem naming the key path;
+ * null when it does not export the check or is content. A guest that fails to answer (a
+ * trap, its timeout) refuses the config too: it could not say the config is good.
+ */
+async function checkConfig(p: CompiledPlugin, pool: PluginPool, index: number) {
+  if (!p.configCheck) return null;
+  const at = `wasm_plugins[${index}].config ("${p.config.name}")`;
+  try {
+    const r = await pool.call(CONFIG_CHECK, new Uint8Array(0));
+    // The guest's own words: Extism's "Plugin-originated error: " prefix says nothing here.
+    const said = r.kind === "error" && r.message.startsWith(GUEST_ERROR)
+      ? r.message.slice(GUEST_ERROR.length).replace(/^:\s*/, "")
+      : r.kind === "error"
+      ? r.message
+      : null;
+    return said === null ? null : `${at}: ${said}`;
+  } catch (err) {
+    return `${at}: ${CONFIG_CHECK} did not answer: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * What would keep `config.wasm_plugins` from loading (for `--check`): a module that cannot be
+ * used, then what each plugin that checks its config says of it (each such plugin is started
+ * alone for the check, and stopped).
+ */
+export async function pluginConfigProblems(
+  config: Config,
+  cwd: string = Deno.cwd(),
+): Promise<string[]> {
+  if (config.wasm_plugins.length === 0) return [];
+  const { compiled, problems } = compileAll(config, cwd);
+  if (problems.length > 0) return problems;
+  const found: string[] = [];
+  for (const [i, p] of compiled.entries()) {
+    if (!p.configCheck) continue;
+    const pool = startPool(p);
+    try {
+      await pool.ready;
+      const problem = await checkConfig(p, pool, i);
+      if (problem !== null) found.push(problem);
+    } catch (err) {
+      found.push(`wasm_plugins[${i}].path ("${p.config.name}"): ${(err as Error).message}`);
+    } finally {
+      pool.close();
+    }
+  }
+  return found;
 }
 
 function compileAll(config: Config, cwd: string) {

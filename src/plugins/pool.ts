@@ -8,11 +8,11 @@
  * metered keeps its thread until it returns.
  * @module
  */
-import type { HookName } from "./binary.ts";
+import type { GuestCall } from "./binary.ts";
 import {
   CTL,
   DATA_OFFSET,
-  HOOKS,
+  GUEST_CALLS,
   RESULT,
   STATE,
   type WorkerInit,
@@ -75,7 +75,7 @@ export interface PluginPool {
    * Run `hook` on a free instance. `timeout` bounds the guest's run only; the wait for an
    * instance is bounded by `opts.waitUntil` (a `PluginBusy` then).
    */
-  call(hook: HookName, input: Uint8Array, opts?: CallOptions): Promise<CallResult>;
+  call(hook: GuestCall, input: Uint8Array, opts?: CallOptions): Promise<CallResult>;
   /** Resolves once the first instance is up; rejects with why it could not start. */
   readonly ready: Promise<void>;
   /** Instances running now (for tests and the bench). */
@@ -204,7 +204,7 @@ export function createPool(opts: PoolOptions): PluginPool {
 
   const run = async (
     slot: Slot,
-    hook: HookName,
+    hook: GuestCall,
     input: Uint8Array,
     deadline: number,
     timeoutMs: number,
@@ -213,7 +213,7 @@ export function createPool(opts: PoolOptions): PluginPool {
     const needed = DATA_OFFSET + input.length;
     if (needed > sab.byteLength) sab.grow(needed);
     new Uint8Array(sab, DATA_OFFSET).set(input);
-    ctl[CTL.hook] = HOOKS.indexOf(hook);
+    ctl[CTL.hook] = GUEST_CALLS.indexOf(hook);
     ctl[CTL.inputLength] = input.length;
     ctl[CTL.budgetMs] = Math.min(2 ** 31 - 1, Math.ceil(Math.max(1, deadline - performance.now())));
     Atomics.store(ctl, CTL.state, STATE.request);

@@ -4,9 +4,9 @@
  * area: the input on the way in; the output then the guest's log lines (JSON) on the way out.
  * @module
  */
-import { HOOKS } from "./binary.ts";
+import { GUEST_CALLS } from "./binary.ts";
 
-export { HOOKS };
+export { GUEST_CALLS };
 
 export const CTL = {
   state: 0,

@@ -16,7 +16,7 @@
  * replaced: its memory may be half-updated.
  * @module
  */
-import type { HookName } from "./binary.ts";
+import type { GuestCall } from "./binary.ts";
 import type { Instance } from "./instance.ts";
 import {
   type CallResult,
@@ -64,7 +64,7 @@ export interface RunnerOptions {
 const NO_LOGS: readonly GuestLog[] = [];
 
 /** Extism's error for a guest that returned with an error set: the guest is intact. */
-const GUEST_ERROR = "Plugin-originated error";
+export const GUEST_ERROR = "Plugin-originated error";
 
 export function createRunner(opts: RunnerOptions): PluginPool {
   if (opts.metered === null) return createPool(opts);
@@ -102,7 +102,7 @@ export function createRunner(opts: RunnerOptions): PluginPool {
 
   const inThread = async (
     inst: Instance,
-    hook: HookName,
+    hook: GuestCall,
     input: Uint8Array,
   ): Promise<CallResult | "spent"> => {
     inst.fuel!.value = BigInt(FUEL);

@@ -46,6 +46,8 @@ export function wasmStage(
   pool: PluginPool,
   maxInput: number = Infinity,
   configPath?: string,
+  /** Resolves once it can serve (default: the pool's `ready`). */
+  ready: Promise<void> = pool.ready,
 ): Stage {
   // The top-level key, or (issue 12's wording, "unless the plugin's config opts in") the
   // same key in its `config` map.
@@ -120,7 +122,7 @@ export function wasmStage(
     self_timed: true,
     post_llm_body: hooks.has("post_llm"),
     dispose: () => pool.close(),
-    ready: pool.ready,
+    ready,
     ...(configPath !== undefined ? { configPath } : {}),
     // Always present: headers a guest added on any hook go out here.
     post_http: hooks.has("post_http")

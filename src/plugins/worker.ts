@@ -14,7 +14,7 @@ import { createInstance, type GuestLog, type Instance } from "./instance.ts";
 import {
   CTL,
   DATA_OFFSET,
-  HOOKS,
+  GUEST_CALLS,
   RESULT,
   STATE,
   WORKER_FUEL_PER_MS,
@@ -52,7 +52,7 @@ async function serve(
     }
     const data = new Uint8Array(sab, DATA_OFFSET);
     const input = data.slice(0, ctl[CTL.inputLength]!);
-    const hook = HOOKS[ctl[CTL.hook]!]!;
+    const hook = GUEST_CALLS[ctl[CTL.hook]!]!;
     logs.length = 0;
     const fuel = BigInt(ctl[CTL.budgetMs]!) * WORKER_FUEL_PER_MS;
     if (instance.fuel !== null) instance.fuel.value = fuel;

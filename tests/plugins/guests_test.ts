@@ -4,6 +4,7 @@
  * mirror of Butter's example plugin loaded from a Butter-style config file.
  */
 import assert from "node:assert/strict";
+import { ConfigError } from "../../src/config/mod.ts";
 import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../src/config/mod.ts";
 import { gateway, post, type TestGateway } from "../pipeline/support.ts";
@@ -660,9 +661,10 @@ Deno.test("guard, mode tag: the response carries x-pilotfish-injection", async (
   });
 });
 
-Deno.test("guard: an unknown mode, role or category is an error the host reports, not less scanning", async (t) => {
+Deno.test("guard: an unknown mode, role or category refuses the config when it loads, in either fail_mode", async (t) => {
   const cases: [string, RegExp][] = [
     ["mode: bogus", /unknown mode "bogus"/],
+    ["mode: blokc", /unknown mode "blokc"/],
     ["mode: block, scan_roles: bogus", /unknown role "bogus" in scan_roles/],
     ["mode: block, scan_roles: 'user,bogus'", /unknown role "bogus" in scan_roles/],
     ["mode: block, scan_roles: ''", /scan_roles lists no role/],
@@ -679,41 +681,30 @@ wasm_plugins:
     config: { ${settings} }
 `;
   for (const [settings, message] of cases) {
-    await t.step(
-      `${settings}: fail_mode closed refuses, fail_mode open skips, both say why`,
-      async () => {
-        await using(config(settings, "closed"), async (gw) => {
-          const res = await gw.request(
-            "/v1/chat/completions",
-            post({ model: "up/gpt-up", messages: [{ role: "user", content: "hello" }] }),
+    await t.step(settings, async () => {
+      for (const failMode of ["open", "closed"]) {
+        const gw = gateway({ config: config(settings, failMode) });
+        try {
+          // A typo must not leave a guard that scans less (fail_mode open would skip it).
+          const err = await gw.runtime.ready().then(() => null, (e) => e);
+          assert.ok(err instanceof ConfigError, `${failMode}: the config was accepted`);
+          assert.equal(err.problems.length, 1);
+          assert.match(
+            err.problems[0]!,
+            /^wasm_plugins\[0\]\.config \("prompt-injection-guard"\): /,
           );
-          assert.equal(res.status, 500);
-          assert.match((await res.json()).error.message, message);
-        });
-        await using(config(settings, "open"), async (gw) => {
-          const res = await gw.request(
-            "/v1/chat/completions",
-            post({ model: "up/gpt-up", messages: [{ role: "user", content: "hello" }] }),
-          );
-          assert.equal(res.status, 200);
-          await res.body?.cancel();
-          const warns = gw.logs.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
-          assert.ok(warns.some((w) => message.test(String(w.reason))), JSON.stringify(warns));
-        });
-      },
-    );
-  }
-  await t.step("the names it knows are accepted", async () => {
-    const settings =
-      'mode: tag, scan_roles: \'["user","tool","system"]\', categories: \'jailbreak, tool_abuse\'';
-    await using(config(settings, "closed"), async (gw) => {
-      const res = await gw.request(
-        "/v1/chat/completions",
-        post({ model: "up/gpt-up", messages: [{ role: "user", content: "hello" }] }),
-      );
-      assert.equal(res.status, 200);
-      await res.body?.cancel();
+          assert.match(err.problems[0]!, message);
+        } finally {
+          await gw.runtime.dispose();
+        }
+      }
     });
+  }
+  await t.step("a good config loads", async () => {
+    await using(
+      config("mode: tag, scan_roles: 'user,system', categories: jailbreak", "open"),
+      () => Promise.resolve(),
+    );
   });
 });
 

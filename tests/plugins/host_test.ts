@@ -4,6 +4,7 @@
  * a stuck guest does not stop the gateway serving other requests.
  */
 import assert from "node:assert/strict";
+import { ConfigError } from "../../src/config/mod.ts";
 import { gateway, post, requestLines, type TestGateway } from "../pipeline/support.ts";
 import { fixtureWasm, watToWasm } from "./wat.ts";
 
@@ -1013,4 +1014,29 @@ Deno.test("metadata that is not a JSON object is an error of the output", async 
       },
     );
   }
+});
+
+Deno.test("pilotfish_config_check: a guest that refuses its config refuses the generation", async (t) => {
+  const path = await fixtureWasm(TMP, "config_check");
+  const ready = async (extra: string) => {
+    const gw = gateway({ config: config(path, extra) });
+    try {
+      return await gw.runtime.ready().then(() => null, (e) => e);
+    } finally {
+      await gw.runtime.dispose();
+    }
+  };
+  await t.step("refused: its message, at the plugin's config key", async () => {
+    const err = await ready('fail_mode: open\nconfig: { bad: "level must be 1 to 3" }');
+    assert.ok(err instanceof ConfigError);
+    assert.deepEqual(err.problems, ['wasm_plugins[0].config ("fixture"): level must be 1 to 3']);
+  });
+  await t.step("accepted: it serves", async () => {
+    assert.equal(await ready("config: { good: yes }"), null);
+  });
+  await t.step("a check that never answers refuses it too, at the plugin's timeout", async () => {
+    const err = await ready('timeout: 200ms\nconfig: { spin: "1" }');
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.problems[0]!, /^wasm_plugins\[0\]\.config \("fixture"\): /);
+  });
 });

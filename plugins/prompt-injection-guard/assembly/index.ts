@@ -6,8 +6,9 @@
 //               add "system" to scan system prompts too)
 //   categories  enable a subset, same format             (default: all nine)
 //   classifier  on | off: the trained model (model.ts) after the patterns (default on)
-// An unknown mode, role or category is a config error: every call fails with it (the host
-// applies fail_mode and logs the message) rather than scanning less than asked, silently.
+// An unknown mode, role or category is a config error: Pilotfish refuses the config when it
+// loads (`pilotfish_config_check`), and a host that does not ask fails every call with it
+// (applying fail_mode, logging the message) rather than scanning less than asked, silently.
 import { configGet, inputLength, readInput, setError, setOutput, warn } from "./extism";
 import { ROLE_OTHER, roleBit, TextSink, Walker } from "./json";
 import { classify, features, QUOTED_LIMIT, skippedLong } from "./model";
@@ -291,6 +292,17 @@ function scanBlobs(text: Uint8Array, len: i32): Finding | null {
 
 const text = new TextSink();
 const walker = new Walker(text);
+
+/**
+ * Pilotfish calls this once when a config loads: an unknown mode, role or category refuses
+ * the config (at start, on reload, with --check) instead of failing every call.
+ */
+export function pilotfish_config_check(): i32 {
+  setup();
+  if (configError === null) return 0;
+  setError(configError!);
+  return 1;
+}
 
 export function pre_http(): i32 {
   setup();
