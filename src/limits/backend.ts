@@ -5,7 +5,7 @@
  * promise only when it must borrow.
  * @module
  */
-import type { Check } from "./policy.ts";
+import type { Check, Rule } from "./policy.ts";
 
 /** One counter after a decision: what the headers say. */
 export interface CheckState {
@@ -59,7 +59,11 @@ export interface LimitBackend {
   ): Admission | Promise<Admission>;
   /** `delta` more units (negative: fewer) against the window the cost was taken in. */
   adjust(state: CheckState, delta: number, now: number): void;
-  usage(now: number): UsageRow[];
+  /**
+   * Counters as of `now`, each under the rule `current` gives for its id (the generation in
+   * force: a reload may have changed a limit since the counter was last used).
+   */
+  usage(now: number, current?: (ruleId: string) => Rule | undefined): UsageRow[];
   /**
    * Bring what `usage` reports up to date: a fleet backend asks its store for the windows'
    * totals (the others' returned permits included). Bounded in time; never throws.

@@ -67,21 +67,27 @@ export class CounterMap {
     }
   }
 
-  rows(now: number, limitOf: (rule: Rule) => number = (r) => r.limit): UsageRow[] {
+  rows(
+    now: number,
+    limitOf: (rule: Rule) => number = (r) => r.limit,
+    ruleOf: (id: string) => Rule | undefined = () => undefined,
+  ): UsageRow[] {
     const rows: UsageRow[] = [];
     for (const e of this.entries.values()) {
-      const s = current(e.rule, e.state, now);
-      const limit = limitOf(e.rule);
-      const used = e.rule.algorithm === "window" ? s.level : Math.max(0, limit - s.level);
+      // The rule in force (a reload may have changed it since the counter was last used).
+      const rule = ruleOf(e.rule.id) ?? e.rule;
+      const s = current(rule, e.state, now);
+      const limit = limitOf(rule);
+      const used = rule.algorithm === "window" ? s.level : Math.max(0, limit - s.level);
       rows.push({
-        rule: e.rule.id,
+        rule: rule.id,
         scope: e.scope,
-        metric: e.rule.metric,
-        window: e.rule.windowName,
+        metric: rule.metric,
+        window: rule.windowName,
         limit,
         used: Math.round(used),
         remaining: Math.max(0, Math.floor(limit - used)),
-        reset: Math.ceil(resetAt(e.rule, s) / 1000),
+        reset: Math.ceil(resetAt(rule, s) / 1000),
       });
     }
     return rows;
@@ -170,7 +176,8 @@ export function createMemoryBackend(
       if (state.check.rule.algorithm === "window" && s.at !== state.at) return;
       counters.take(state.check, state.check.rule, s, delta, now);
     },
-    usage: (now) => counters.rows(now, (r) => scale === 1 ? r.limit : scaled(r, scale).limit),
+    usage: (now, ruleOf) =>
+      counters.rows(now, (r) => scale === 1 ? r.limit : scaled(r, scale).limit, ruleOf),
     health: (): BackendHealth => ({ backend: "memory", mode: "local" }),
     close: () => Promise.resolve(),
   };

@@ -114,6 +114,8 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
   // Counters outlive a reload (memory) or are shared (Redis); report only those this
   // generation enforces, not a rule a reload took away.
   const ids = new Set(rules.map((r) => r.id));
+  const byId = new Map(rules.map((r) => [r.id, r]));
+  const ruleOf = (id: string) => byId.get(id);
   const butterKeys = butterKeyRules(config) !== null;
   const live = (rule: string) =>
     ids.has(rule) || (appKeys && rule.startsWith("key.")) ||
@@ -121,7 +123,7 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
   return {
     stage,
     rules,
-    usage: () => backend.usage(deps.now()).filter((row) => live(row.rule)),
+    usage: () => backend.usage(deps.now(), ruleOf).filter((row) => live(row.rule)),
     refresh: () => backend.refresh?.() ?? Promise.resolve(),
     health: () => backend.health(),
     shared: () => shared,

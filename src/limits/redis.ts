@@ -735,8 +735,19 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         new Promise<void>((resolve) => timer = setTimeout(resolve, REFRESH_MS)),
       ]).catch(() => {/* what was last heard stands */}).finally(() => clearTimeout(timer));
     },
-    usage(now) {
+    usage(now, ruleOf) {
       const rows: UsageRow[] = [];
+      // A rule a reload changed takes over its counters now, as the next request would have
+      // it do (a lowered limit gives the leases back).
+      for (const lease of leases.values()) {
+        const rule = ruleOf?.(lease.check.rule.id);
+        const was = lease.check.rule;
+        // The same windows only: a read must not start a counter's new window.
+        if (
+          rule !== undefined && rule !== was && rule.algorithm === was.algorithm &&
+          rule.windowMs === was.windowMs
+        ) leaseOf({ ...lease.check, rule }, now);
+      }
       // Redis away: a window limit is this sidecar's share, as its admitted headers say.
       const alone = !ready() || !caughtUp;
       for (const lease of leases.values()) {

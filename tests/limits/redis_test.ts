@@ -695,6 +695,10 @@ Deno.test("a limit lowered mid-window (a reload) is the fleet's limit at once: l
     assert.ok(sidecars.every((s) => s.backend.usage(now)[0]!.remaining > 5));
     // Raised (another reload): the leases hold, nothing is given back or refused.
     assert.ok((await sidecars[0]!.backend.admit([higher], [1], now)).ok);
+    // What /health reads after the reload, before any request: the new limit.
+    const row = sidecars[1]!.backend.usage(now, () => after.rule)[0]!;
+    assert.equal(row.limit, 5);
+    assert.ok(row.remaining <= 1, `remaining ${row.remaining} of 5 with 4 taken`);
     // Lowered to 5 with 4 taken: the fleet admits one more, not what the leases held.
     let admitted = 0;
     for (let i = 0; i < 10; i++) {

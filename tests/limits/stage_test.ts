@@ -541,6 +541,39 @@ features:
       dropped.retire();
       await dropped.dispose();
     }
+    // A reload that changes the limit: usage shows the one in force at once, before any
+    // request (what /health and the status page read).
+    for (const [rpm, shown] of [[3, "global 2/3 left 1"], [50, "global 2/50 left 48"]] as const) {
+      const changed = buildRuntime(
+        parseConfigText(
+          yaml.replace(/ +overrides:.*\n/, "").replace(
+            "requests_per_minute: 5",
+            `requests_per_minute: ${rpm}`,
+          ),
+          () => undefined,
+          "x.yaml",
+        ).config,
+        4,
+        {
+          fetch,
+          random: Math.random,
+          routing: gw.runtime.routing,
+          breakerStore: createMemoryBreakerStore(
+            breakerTiming(gw.runtime.config.features.circuit_breaker),
+          ),
+          write: () => {},
+        },
+      );
+      try {
+        assert.deepEqual(
+          changed.limits!.usage().map((r) => `${r.scope} ${r.used}/${r.limit} left ${r.remaining}`),
+          [shown],
+        );
+      } finally {
+        changed.retire();
+        await changed.dispose();
+      }
+    }
   } finally {
     await gw.close();
     await up.close();
