@@ -254,7 +254,8 @@ async function main(): Promise<number> {
     }
   };
 
-  const reloadOnce = async (): Promise<ReloadResult> => {
+  /** `watched`: the file watcher saw the file change (not an asked-for reload). */
+  const reloadOnce = async (watched = false): Promise<ReloadResult> => {
     const path = cli.configPath;
     if (path === null) {
       return {
@@ -271,6 +272,11 @@ async function main(): Promise<number> {
         ...loaded,
         config: keepListeners(loaded.config, runtime.config.server),
       };
+      // The watcher after an asked-for reload of the same edit (or a touch): nothing to do.
+      if (watched && JSON.stringify(next.config) === JSON.stringify(runtime.config)) {
+        log().debug("config file changed on disk but reads the same: not reloaded", { path });
+        return { ok: true, generation: runtime.generation };
+      }
       const lacking = await missingFor(next.config, cli);
       if (lacking.length > 0) return refusedFor(lacking);
       const onRestart = restartOnly.map((k) => `server.${k}`);
@@ -332,12 +338,13 @@ async function main(): Promise<number> {
   // One reload at a time (the file watcher, POST /api/v1/reload, SIGHUP): each reads the file
   // when its turn comes and gets the next generation number, so the latest file wins.
   let reloading: Promise<unknown> = Promise.resolve();
-  const reload = (): Promise<ReloadResult> => {
-    const turn = reloading.then(reloadOnce, reloadOnce);
+  const reload = (watched = false): Promise<ReloadResult> => {
+    const run = () => reloadOnce(watched);
+    const turn = reloading.then(run, run);
     reloading = turn.catch(() => {});
     return turn;
   };
-  const control = createControl({ current: () => runtime, reload });
+  const control = createControl({ current: () => runtime, reload: () => reload() });
 
   let isReady = false;
   const app = createApp({ runtime: () => runtime, isReady: () => isReady, control });
@@ -380,7 +387,7 @@ async function main(): Promise<number> {
       runtime.config.server.reload_interval,
       initialFingerprint,
       async () => {
-        await reload();
+        await reload(true);
       },
     );
   }

@@ -930,3 +930,31 @@ providers:
     assert.equal(await d.stop(), 0);
   }
 });
+
+Deno.test("an asked-for reload of an edit is not done again by the file watcher", async () => {
+  const yaml = `
+server:
+${LISTENERS}  reload_interval: 100ms
+  admin_token: adm-reload-0002
+logging: { level: debug }
+providers:
+  mock: {}
+`;
+  const d = await startDaemon(yaml);
+  try {
+    const text = await Deno.readTextFile(d.configPath);
+    await Deno.writeTextFile(d.configPath, `${text}routing: { aliases: { one: mock/echo } }\n`);
+    const res = await fetch(d.url("/api/v1/reload"), {
+      method: "POST",
+      headers: { authorization: "Bearer adm-reload-0002" },
+    });
+    assert.equal((await res.json()).generation, 2);
+    // The watcher sees the edit too, and finds what is running.
+    await d.waitForLog("reads the same: not reloaded");
+    await Deno.writeTextFile(d.configPath, `${text}routing: { aliases: { two: mock/echo } }\n`);
+    await d.waitForLog('"generation":3');
+    assert.ok(!d.logs().includes('"generation":4'));
+  } finally {
+    assert.equal(await d.stop(), 0);
+  }
+});
