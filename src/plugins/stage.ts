@@ -98,7 +98,9 @@ export function wasmStage(
     const out = decodeOutput(result.bytes, input.hook);
     if (out.metadata) Object.assign(ex.metadata, out.metadata);
     if (out.response_headers) {
+      const taken = claim(ex, cfg.name, out.response_headers);
       added.set(ex, { ...added.get(ex), ...out.response_headers });
+      if (taken !== null) throw new AbiError(taken);
     }
     return out;
   };
@@ -127,12 +129,18 @@ export function wasmStage(
     // Always present: headers a guest added on any hook go out here.
     post_http: hooks.has("post_http")
       ? async (ex: Exchange, res: HttpResponseView) => {
-        await call(ex, {
-          hook: "post_http",
-          ...common(ex),
-          status: res.status,
-          headers: headerMap(res.headers, expose, ex.runtime.redact),
-        });
+        try {
+          await call(ex, {
+            hook: "post_http",
+            ...common(ex),
+            status: res.status,
+            headers: headerMap(res.headers, expose, ex.runtime.redact),
+          });
+        } catch (err) {
+          // Its headers that were not in conflict still go on (the error stands).
+          if (err instanceof AbiError) addHeaders(ex, res);
+          throw err;
+        }
         addHeaders(ex, res);
       }
       : addHeaders,
@@ -280,6 +288,35 @@ function deadlinePassed(name: string, why = "every instance busy"): StageRefusal
     "upstream_timeout",
     `The request's deadline passed while it waited for plugin "${name}" (${why})`,
   );
+}
+
+/**
+ * Which plugin asked first for each response header of an exchange, and its value (by
+ * lowercase name): plugins' headers go on at each one's `post_http`, in reverse order, so
+ * without this a later plugin's value would be on first and the earlier one blamed for it.
+ */
+const claims = new HeldSlot<Map<string, { plugin: string; value: string }>>("pluginHeaderClaims");
+
+/**
+ * Claim `headers` for `plugin`. One another plugin claimed before with another value is taken
+ * out of `headers` (that plugin's value stands) and named in the error returned, this
+ * plugin's (per its fail_mode); null when every one is its own.
+ */
+function claim(ex: Exchange, plugin: string, headers: Record<string, string>): string | null {
+  let held = claims.get(ex);
+  if (held === undefined) claims.set(ex, held = new Map());
+  const refused: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    const key = name.toLowerCase();
+    const had = held.get(key);
+    if (had !== undefined && had.plugin !== plugin && had.value !== value) {
+      refused.push(`${name} (plugin "${had.plugin}" set it first)`);
+      delete headers[name];
+    } else held.set(key, { plugin, value });
+  }
+  return refused.length > 0
+    ? `response_headers may not replace another plugin's ${refused.join(", ")}`
+    : null;
 }
 
 /**

@@ -1040,3 +1040,52 @@ Deno.test("pilotfish_config_check: a guest that refuses its config refuses the g
     assert.match(err.problems[0]!, /^wasm_plugins\[0\]\.config \("fixture"\): /);
   });
 });
+
+Deno.test("two plugins asking for one response header: the first to ask keeps it, the second is in error", async (t) => {
+  const out = await fixtureWasm(TMP, "config_out");
+  const two = (aMode: string, bMode: string, bHook: string) => `
+providers:
+  up: { base_url: "http://up.test/v1", keys: [{ key: sk-up-configured-0001 }] }
+routing:
+  failover: { enabled: false }
+wasm_plugins:
+  - name: first
+    path: ${out}
+    fail_mode: ${aMode}
+    config: { pre_http: '{"response_headers":{"x-dup":"a"}}' }
+  - name: second
+    path: ${out}
+    fail_mode: ${bMode}
+    config: { ${bHook}: '{"response_headers":{"X-Dup":"b","x-other":"1"}}' }
+`;
+  for (const hook of ["pre_llm", "post_llm", "post_http"]) {
+    await t.step(`the second asks in ${hook}, open: a warning naming it`, async () => {
+      const gw = gateway({ config: two("closed", "open", hook) });
+      try {
+        await gw.runtime.ready();
+        const res = await chat(gw);
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        assert.equal(res.headers.get("x-dup"), "a");
+        assert.equal(res.headers.get("x-other"), "1", "its other headers still go on");
+        const warned = gw.logs.filter((l) => l.includes("stage skipped"));
+        assert.equal(warned.length, 1, gw.logs.join(""));
+        assert.match(warned[0]!, /"stage":"second"/);
+        assert.match(warned[0]!, /X-Dup \(plugin \\"first\\" set it first\)/);
+      } finally {
+        await gw.runtime.dispose();
+      }
+    });
+  }
+  await t.step("the second closed: its 500, naming it", async () => {
+    const gw = gateway({ config: two("open", "closed", "post_http") });
+    try {
+      await gw.runtime.ready();
+      const res = await chat(gw);
+      assert.equal(res.status, 500);
+      assert.match((await res.json()).error.message, /Stage "second" failed in post_http/);
+    } finally {
+      await gw.runtime.dispose();
+    }
+  });
+});
