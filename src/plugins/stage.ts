@@ -39,6 +39,7 @@ import { redactJsonText, type Redactor } from "../telemetry/mod.ts";
 import type { HookName } from "./binary.ts";
 import { type CallResult, PluginBusy, type PluginPool, PluginTimeout } from "./pool.ts";
 import { HeldSlot } from "../slot.ts";
+import { isObject } from "../schema/openai.ts";
 
 export function wasmStage(
   cfg: WasmPluginConfig,
@@ -169,11 +170,22 @@ export function wasmStage(
 
   if (hooks.has("pre_llm")) {
     stage.pre_llm = async (ex: Exchange, req: LlmRequestView): Promise<PreLlmResult> => {
-      const body = jsonOf(req.body);
+      let body = jsonOf(req.body);
       if (body === UNREADABLE) return unreadable(cfg.name);
+      // The model resolved: the first target's (an alias, `provider/model` or a routed name
+      // become the model the provider is asked for), in `model` and the canonical body's
+      // `model`; a guest that writes it back keeps the route.
+      const target = ex.targets[0];
+      if (
+        target !== undefined && target.model !== "" && req.schema !== "passthrough" &&
+        isObject(body)
+      ) {
+        body = { ...body, model: target.model };
+      }
       const out = await call(ex, {
         hook: "pre_llm",
         ...common(ex),
+        ...(target !== undefined && target.model !== "" ? { model: target.model } : {}),
         ...(body !== undefined ? { body } : {}),
       });
       if (out.short_circuit) return shortCircuit(ex, cfg.name, out);

@@ -77,10 +77,37 @@ Deno.test("pre_llm input: the routed provider and the model, as Butter gives the
     assert.equal(res.status, 200);
     assert.equal(seen.hook, "pre_llm");
     assert.equal(seen.provider, "up");
-    assert.equal(seen.model, "up/gpt-up");
+    // Resolved: the model the provider is asked for (`up/gpt-up` as sent), in the body too.
+    assert.equal(seen.model, "gpt-up");
+    assert.equal(seen.body.model, "gpt-up");
     assert.equal(seen.body.messages[0].content, "hi");
     assert.equal(gw.upstream.length, 0);
   });
+});
+
+Deno.test("pre_llm input: an alias is resolved to the model the provider is asked for", async () => {
+  const echo = await fixtureWasm(TMP, "echo_input");
+  const gw = gateway({
+    config: `
+providers:
+  up: { base_url: "http://up.test/v1", keys: [{ key: sk-up-configured-0001 }] }
+routing:
+  aliases: { fast: up/gpt-up }
+wasm_plugins:
+  - name: fixture
+    path: ${echo}
+`,
+  });
+  try {
+    await gw.runtime.ready();
+    const res = await chat(gw, { ...CHAT, model: "fast" });
+    const seen = await res.json();
+    assert.equal(seen.provider, "up");
+    assert.equal(seen.model, "gpt-up");
+    assert.equal(seen.body.model, "gpt-up");
+  } finally {
+    await gw.runtime.dispose();
+  }
 });
 
 Deno.test("a short-circuit answers in the route's own format; status 0 is 400", async (t) => {
