@@ -628,7 +628,8 @@ const rateLimitSchema = strictObject({
  * per app key (`per_app_key`: a request with a key is counted in its key's bucket only).
  */
 const butterRateLimitSchema = strictObject({
-  requests_per_minute: int(1),
+  // Butter's default, and what it keeps when the value is not above 0.
+  requests_per_minute: v.pipe(opt(int(0), 60), v.transform((n) => (n > 0 ? n : 60))),
   per_ip: opt(bool(), false),
   per_app_key: opt(bool(), false),
   /** A key's bucket; default `requests_per_minute`. */

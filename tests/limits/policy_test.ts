@@ -186,6 +186,19 @@ Deno.test("config: limits of 0 are unlimited; a bad limit is refused with its pa
   );
 });
 
+Deno.test("config: Butter's ratelimit without requests_per_minute (or with 0) is Butter's 60 a minute", () => {
+  for (const block of ["{}", "{ per_ip: true }", "{ requests_per_minute: 0 }"]) {
+    const rules = rulesOf(config(`plugins: { ratelimit: ${block} }`));
+    assert.equal(rules.length, 1, block);
+    assert.equal(rules[0]!.limit, 60, block);
+    assert.equal(rules[0]!.algorithm, "bucket");
+  }
+  assert.equal(
+    rulesOf(config(`plugins: { ratelimit: { requests_per_minute: 5 } }`))[0]!.limit,
+    5,
+  );
+});
+
 Deno.test("checkCache() builds a scope's check once; counters are taken in place per window", () => {
   const r = rule({ scope: "user", limit: 2 });
   const cache = checkCache();
