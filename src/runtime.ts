@@ -171,6 +171,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     requestLogStage(logger, {
       cost: costFields,
       appKey: config.plugins.requestlog?.log_app_key === true,
+      ...(config.plugins.requestlog?.level ? { level: config.plugins.requestlog.level } : {}),
     }),
     ...(appKeys ? [appKeys.stage] : []),
     ...(limits ? [limits.stage] : []),

@@ -722,8 +722,13 @@ const metricsSchema = strictObject({
  * `request_id_header` other than `X-Request-ID` is not supported (load.ts warns).
  */
 const butterRequestLogSchema = strictObject({
-  /** Butter's level for its trace lines; ours log by outcome (accepted, not used). */
-  level: opt(str()),
+  /**
+   * Butter's level for its request lines (slog's names, any case): ours log a request at it,
+   * and a 5xx or a stream that failed at `error` still.
+   */
+  level: opt(
+    v.pipe(str(), v.toLowerCase(), v.picklist(["debug", "info", "warn", "error"])),
+  ),
   log_bodies: opt(bool()),
   body_max_bytes: opt(int(1)),
   request_id_header: opt(

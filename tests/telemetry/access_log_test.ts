@@ -796,3 +796,37 @@ features:
     await upstream.close();
   }
 });
+
+Deno.test("Butter's plugins.requestlog.level: request lines at that level, a 5xx at error still", async () => {
+  const up = startFakeUpstream();
+  const config = (level: string) =>
+    `${
+      providers(up.url)
+    }  down: { base_url: "http://127.0.0.1:1/v1" }\nlogging: { level: debug }\nplugins: { requestlog: { level: ${level} } }\n`;
+  const ask = (gw: ReturnType<typeof startGateway>, model: string) =>
+    gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+    });
+  try {
+    for (const level of ["warn", "DEBUG"]) {
+      const gw = startGateway(config(level));
+      try {
+        await (await ask(gw, "up/gpt-4o")).body?.cancel();
+        const bad = await ask(gw, "down/gpt-4o");
+        await bad.body?.cancel();
+        assert.equal(bad.status, 502);
+        assert.deepEqual(requestLines(gw.logs).map((l) => `${l.status} ${l.level}`), [
+          `200 ${level.toLowerCase()}`,
+          "502 error",
+        ]);
+      } finally {
+        await gw.close();
+      }
+    }
+    assert.throws(() => startGateway(config("verbose")), /plugins\.requestlog\.level/);
+  } finally {
+    await up.close();
+  }
+});

@@ -17,10 +17,16 @@ export interface RequestLogOptions {
   readonly cost?: boolean;
   /** Log the app key's id as `app_key` (Butter's `plugins.requestlog.log_app_key`); never the key. */
   readonly appKey?: boolean;
+  /** The level of a line that is not an error (Butter's `plugins.requestlog.level`); info. */
+  readonly level?: "debug" | "info" | "warn" | "error";
 }
 
 export function requestLogStage(logger: Logger, opts: RequestLogOptions = {}): Stage {
-  const fields = { cost: opts.cost ?? true, appKey: opts.appKey ?? false };
+  const fields = {
+    cost: opts.cost ?? true,
+    appKey: opts.appKey ?? false,
+    level: opts.level ?? "info",
+  } as const;
   return {
     name: "request_log",
     fail_mode: "open",
@@ -42,7 +48,11 @@ function usedBy(attempts: readonly AttemptRecord[]): number {
 function writeLine(
   logger: Logger,
   event: EventOf<"request_end">,
-  fields: { readonly cost: boolean; readonly appKey: boolean },
+  fields: {
+    readonly cost: boolean;
+    readonly appKey: boolean;
+    readonly level: "debug" | "info" | "warn" | "error";
+  },
 ): void {
   const ex = event.exchange;
   const res = ex.response;
@@ -51,7 +61,7 @@ function writeLine(
   const failed = res.outcome === "error" || res.outcome === "upstream_cut" ||
     res.outcome === "idle_timeout";
   // A stream that did not complete is an error line, whatever status it began with.
-  const level = event.status >= 500 || (deferred && failed) ? "error" : "info";
+  const level = event.status >= 500 || (deferred && failed) ? "error" : fields.level;
   if (!logger.enabled(level)) return;
   // The winner's tokens; when it is the only attempt that used any (a failed attempt used
   // none, unless an embeddings fan-out had calls answered before one failed), as billed by
