@@ -111,7 +111,7 @@ export async function createInstance(
         const out = await plugin.call(hook, bytes);
         return out?.bytes() ?? null;
       } catch (err) {
-        throw inOurTerms(err);
+        throw inOurTerms(err, init.allowedHosts);
       } finally {
         input = new Uint8Array(0);
       }
@@ -121,14 +121,17 @@ export async function createInstance(
 }
 
 /**
- * Extism refuses an HTTP call of a plugin with no `allowed_hosts` itself, naming its own
- * option (`allowedHosts`): the message names the config key instead.
+ * Extism refuses an HTTP call to a host not in its `allowedHosts` itself, naming its own
+ * option: the message names the config key instead (and says when the list is empty).
  */
-function inOurTerms(err: unknown): unknown {
+function inOurTerms(err: unknown, allowed: readonly string[]): unknown {
   if (!(err instanceof Error) || !err.message.includes("no allowedHosts match")) return err;
   const message = err.message.replace(
-    /\(no allowedHosts match "[^"]*"\)/,
-    "(allowed_hosts is empty: this plugin may make no HTTP calls)",
+    /\(no allowedHosts match "([^"]*)"\)/,
+    (_, host: string) =>
+      allowed.length === 0
+        ? "(allowed_hosts is empty: this plugin may make no HTTP calls)"
+        : `(allowed_hosts has no entry for "${host}")`,
   );
   return Object.assign(new Error(message, { cause: err }), { name: err.name });
 }

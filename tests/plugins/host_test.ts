@@ -311,6 +311,20 @@ Deno.test("network: denied without allowed_hosts, allowed for a listed host", as
         },
       );
     });
+    await t.step("allowed_hosts [localhost]: another host is refused, naming it", async () => {
+      await withPlugin(
+        "net",
+        `fail_mode: closed\nallowed_hosts: ["localhost"]\nconfig: { request: '${request}' }`,
+        async (gw) => {
+          const res = await chat(gw);
+          assert.equal(res.status, 500);
+          const { message } = (await res.json()).error;
+          assert.match(message, /not allowed/);
+          assert.match(message, /allowed_hosts has no entry for "127\.0\.0\.1/);
+          assert.doesNotMatch(message, /is empty/);
+        },
+      );
+    });
     await t.step("allowed_hosts [127.0.0.1]: the guest gets the answer", async () => {
       await withPlugin(
         "net",
