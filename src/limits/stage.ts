@@ -179,6 +179,15 @@ export function limitStage(opts: LimitStageOptions): Stage {
       return;
     }
     if (!states.some((s) => s.check.rule.metric === "tokens")) return;
+    // A cache hit used no provider tokens: its token estimate goes back (it still counts as
+    // a request).
+    if (event.exchange.cacheStatus === "hit") {
+      const t = now();
+      for (const s of states) {
+        if (s.check.rule.metric === "tokens" && s.cost > 0) backend.adjust(s, -s.cost, t);
+      }
+      return;
+    }
     const actual = facts.reportedInputTokens ?? inputTokens(event.exchange);
     // llm-proxy reconciles input tokens, and only when they are known.
     if (actual === null) return;

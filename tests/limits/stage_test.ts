@@ -212,6 +212,49 @@ features:
   }
 });
 
+Deno.test("a cache hit gives back its token estimate (no provider tokens used); it still counts as a request", async () => {
+  const up = startFakeUpstream();
+  const clock = testClock();
+  const gw = startGateway(
+    `
+providers:
+  up: { base_url: "${up.url}/v1" }
+cache: { enabled: true }
+features:
+  rate_limiting:
+    enabled: true
+    limits: { tokens_per_minute: 20, requests_per_minute: 6 }
+`,
+    {},
+    { now: clock.now },
+  );
+  try {
+    // The first is answered upstream (7 prompt tokens); the next five are hits of it.
+    const seen: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const res = await drain(await gw.request("/v1/chat/completions", chat()));
+      seen.push(`${res.status} ${res.headers.get("x-cache") ?? "-"}`);
+    }
+    // Tokens: 7 spent once; hits give their estimate back, so 20 a minute never runs out.
+    // Requests: six a minute, hits included: the seventh is refused.
+    assert.deepEqual(seen, [
+      "200 MISS",
+      "200 HIT",
+      "200 HIT",
+      "200 HIT",
+      "200 HIT",
+      "200 HIT",
+      "429 -",
+    ]);
+    assert.equal(up.requests.length, 1);
+    const tokens = gw.runtime.limits!.usage().find((r) => r.metric === "tokens")!;
+    assert.equal(tokens.used, 7);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
+});
+
 /** One provider at `baseUrl`, no failover, 2 requests a minute (and `extra` config). */
 const twoPerMinute = (baseUrl: string, extra = "") => `
 ${extra}
