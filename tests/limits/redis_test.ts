@@ -342,6 +342,30 @@ function hundredPerMinute(id: string): Check {
   return checksFor([rule], { models: [] })[0]!;
 }
 
+/** A sidecar's link and backend on `url` (links reconnect within 50 ms). */
+function sidecarOn(
+  url: string,
+  id: string,
+  opts: { now: () => number; fleetSize: number; settleMs?: number },
+) {
+  const link = createRedisLink({
+    url,
+    name: id,
+    logger: captureLogger().logger,
+    backoff: { minMs: 20, maxMs: 50 },
+  });
+  const backend = createRedisBackend({
+    logger: captureLogger().logger,
+    fleetSize: opts.fleetSize,
+    fallbackShare: 1 / opts.fleetSize,
+    now: opts.now,
+    sidecarId: id,
+    ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}),
+  });
+  backend.attach(link);
+  return { link, backend };
+}
+
 Deno.test("back from an outage: a sidecar that reconnects first keeps to its share until the others have written theirs", async () => {
   const redis = await startRedisServer();
   const raw = createClient({ url: redis.url, maintNotifications: "disabled" });
@@ -441,23 +465,7 @@ Deno.test("a link lost late in a busy window: the share is of what the fleet had
   const redis = await startRedisServer();
   const now = 60_000 * 4_000;
   const check = hundredPerMinute("late");
-  const sidecar = (id: string) => {
-    const link = createRedisLink({
-      url: redis.url,
-      name: id,
-      logger: captureLogger().logger,
-      backoff: { minMs: 20, maxMs: 50 },
-    });
-    const backend = createRedisBackend({
-      logger: captureLogger().logger,
-      fleetSize: 2,
-      fallbackShare: 0.5,
-      now: () => now,
-      sidecarId: id,
-    });
-    backend.attach(link);
-    return { link, backend };
-  };
+  const sidecar = (id: string) => sidecarOn(redis.url, id, { now: () => now, fleetSize: 2 });
   const a = sidecar("a");
   const b = sidecar("b");
   let admitted = 0;
@@ -486,24 +494,9 @@ Deno.test("back into an emptied Redis before the others: the share is of what th
   const redis = await startRedisServer();
   const now = 60_000 * 5_000;
   const check = hundredPerMinute("emptied");
-  const sidecar = (id: string) => {
-    const link = createRedisLink({
-      url: redis.url,
-      name: id,
-      logger: captureLogger().logger,
-      backoff: { minMs: 20, maxMs: 50 },
-    });
-    const backend = createRedisBackend({
-      logger: captureLogger().logger,
-      fleetSize: 2,
-      fallbackShare: 0.5,
-      now: () => now,
-      sidecarId: id,
-      settleMs: 60_000, // the whole test: B never comes back to write its field
-    });
-    backend.attach(link);
-    return { link, backend };
-  };
+  // Settling lasts the whole test: B never comes back to write its field.
+  const sidecar = (id: string) =>
+    sidecarOn(redis.url, id, { now: () => now, fleetSize: 2, settleMs: 60_000 });
   const a = sidecar("a");
   const b = sidecar("b");
   let admitted = 0;
@@ -537,21 +530,11 @@ Deno.test("fail_mode closed: refused while Redis is away, admitted on the share 
   const check = checksFor([{ ...hundredPerMinute("closed").rule, failMode: "closed" }], {
     models: [],
   })[0]!;
-  const link = createRedisLink({
-    url: redis.url,
-    name: "c",
-    logger: captureLogger().logger,
-    backoff: { minMs: 20, maxMs: 50 },
-  });
-  const backend = createRedisBackend({
-    logger: captureLogger().logger,
-    fleetSize: 2,
-    fallbackShare: 0.5,
+  const { link, backend } = sidecarOn(redis.url, "c", {
     now: () => now,
-    sidecarId: "c",
+    fleetSize: 2,
     settleMs: 60_000,
   });
-  backend.attach(link);
   try {
     await waitFor("the link", () => link.ready());
     assert.ok((await backend.admit([check], [1], now)).ok);
@@ -673,18 +656,9 @@ features:
 Deno.test("a limit lowered mid-window (a reload) is the fleet's limit at once: leased permits go back", async () => {
   const redis = await startRedisServer();
   const now = 60_000 * 3_000;
-  const sidecars = ["a", "b", "c"].map((id) => {
-    const link = createRedisLink({ url: redis.url, name: id, logger: captureLogger().logger });
-    const backend = createRedisBackend({
-      logger: captureLogger().logger,
-      fleetSize: 3,
-      fallbackShare: 1 / 3,
-      now: () => now,
-      sidecarId: id,
-    });
-    backend.attach(link);
-    return { link, backend };
-  });
+  const sidecars = ["a", "b", "c"].map((id) =>
+    sidecarOn(redis.url, id, { now: () => now, fleetSize: 3 })
+  );
   const before = hundredPerMinute("lowered");
   const after = checksFor([{ ...before.rule, limit: 5 }], { models: [] })[0]!;
   const higher = checksFor([{ ...before.rule, limit: 200 }], { models: [] })[0]!;

@@ -4,6 +4,7 @@
  * limited request never reaches the upstream (nor the breaker).
  */
 import assert from "node:assert/strict";
+import type { Config } from "../../src/config/mod.ts";
 import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startGateway, testClock } from "../helpers/in_process.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
@@ -536,6 +537,16 @@ features:
       overrides: { per_user: { carol: { requests_per_minute: 2 } } }
 `;
   const gw = startGateway(yaml);
+  const parsed = (text: string) => parseConfigText(text, () => undefined, "x.yaml").config;
+  // A config generation on the same owner (the routing state), as a reload builds it.
+  const generation = (config: Config, n: number) =>
+    buildRuntime(config, n, {
+      fetch,
+      random: Math.random,
+      routing: gw.runtime.routing,
+      breakerStore: createMemoryBreakerStore(breakerTiming(config.features.circuit_breaker)),
+      write: () => {},
+    });
   try {
     await drain(await gw.request("/v1/chat/completions", chat()));
     await drain(await gw.request("/v1/chat/completions", chat({ user: "carol" })));
@@ -546,15 +557,7 @@ features:
     // carol's request counts against her own limit and the global one (llm-proxy's scopes).
     assert.deepEqual(rows, ["global 2/5", "user:carol 1/2"]);
     // A new generation of the same config keeps counting where the last one was.
-    const next = buildRuntime(gw.runtime.config, 2, {
-      fetch,
-      random: Math.random,
-      routing: gw.runtime.routing,
-      breakerStore: createMemoryBreakerStore(
-        breakerTiming(gw.runtime.config.features.circuit_breaker),
-      ),
-      write: () => {},
-    });
+    const next = generation(gw.runtime.config, 2);
     try {
       assert.deepEqual(
         next.limits!.usage().map((r) => `${r.scope} ${r.used}`).sort(),
@@ -565,19 +568,7 @@ features:
       await next.dispose();
     }
     // A reload that drops carol's override no longer reports her counter (nor enforces it).
-    const dropped = buildRuntime(
-      parseConfigText(yaml.replace(/ +overrides:.*\n/, ""), () => undefined, "x.yaml").config,
-      3,
-      {
-        fetch,
-        random: Math.random,
-        routing: gw.runtime.routing,
-        breakerStore: createMemoryBreakerStore(
-          breakerTiming(gw.runtime.config.features.circuit_breaker),
-        ),
-        write: () => {},
-      },
-    );
+    const dropped = generation(parsed(yaml.replace(/ +overrides:.*\n/, "")), 3);
     try {
       assert.deepEqual(dropped.limits!.usage().map((r) => `${r.scope} ${r.used}`), ["global 2"]);
     } finally {
@@ -587,25 +578,14 @@ features:
     // A reload that changes the limit: usage shows the one in force at once, before any
     // request (what /health and the status page read).
     for (const [rpm, shown] of [[3, "global 2/3 left 1"], [50, "global 2/50 left 48"]] as const) {
-      const changed = buildRuntime(
-        parseConfigText(
+      const changed = generation(
+        parsed(
           yaml.replace(/ +overrides:.*\n/, "").replace(
             "requests_per_minute: 5",
             `requests_per_minute: ${rpm}`,
           ),
-          () => undefined,
-          "x.yaml",
-        ).config,
+        ),
         4,
-        {
-          fetch,
-          random: Math.random,
-          routing: gw.runtime.routing,
-          breakerStore: createMemoryBreakerStore(
-            breakerTiming(gw.runtime.config.features.circuit_breaker),
-          ),
-          write: () => {},
-        },
       );
       try {
         assert.deepEqual(
