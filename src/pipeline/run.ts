@@ -17,6 +17,7 @@ import {
   callsMade,
   type FailoverRun,
   type Invoke,
+  pilotfishHeaders,
   type Resolution,
   resolveModel,
   runFailover,
@@ -507,8 +508,11 @@ function shortCircuit(
       respond.status <= 599
     ? respond.status
     : 200;
-  // As a rejection does, the answer names the provider routed to when there is one.
-  const routed = ex.provider === undefined ? routedHeaders(ex) : {};
+  // As a rejection does, the answer names the provider routed to when there is one (a
+  // native route's own provider included).
+  const routed = ex.provider === undefined
+    ? routedHeaders(ex)
+    : pilotfishHeaders(ex.provider, ex.model, callsMade(ex.attempts));
   if (NULL_BODY_STATUSES.has(status)) {
     // A Response with one of these statuses cannot carry a body (it throws).
     ex.wholeBody = "";

@@ -1126,3 +1126,20 @@ wasm_plugins:
     }
   });
 });
+
+Deno.test("a short-circuit on a native route names the route's provider, as on the unified routes", async () => {
+  await withPlugin("echo_input", "", async (gw) => {
+    const res = await gw.request(
+      "/anthropic/v1/messages",
+      post({ model: "claude-x", max_tokens: 5, messages: [{ role: "user", content: "hi" }] }, {
+        "anthropic-version": "2023-06-01",
+      }),
+    );
+    assert.equal(res.status, 200);
+    const seen = await res.json();
+    assert.equal(seen.hook, "pre_llm");
+    assert.equal(res.headers.get("x-pilotfish-provider"), seen.provider);
+    assert.equal(res.headers.get("x-pilotfish-attempts"), "0");
+    assert.equal(gw.upstream.length, 0);
+  });
+});
