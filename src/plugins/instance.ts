@@ -5,10 +5,28 @@
  * guest imports it, and the fuel of a metered guest.
  * @module
  */
+import process from "node:process";
 import createPlugin, { type Plugin } from "@extism/extism";
 import { FUEL_EXPORT, GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
 import { guardedFetch, hostNames } from "./net.ts";
 import type { WorkerInit } from "./protocol.ts";
+
+/**
+ * Node's WASI (Extism's, for guests that import WASI) prints "ExperimentalWarning: WASI is an
+ * experimental feature" on stderr at its first use in each thread: a line outside the log's
+ * format that says nothing to an operator. That one warning is dropped; the rest pass.
+ */
+function quietWasiWarning(): void {
+  const emit = process.emitWarning;
+  if ((emit as { quiet?: true }).quiet) return;
+  const quiet = (warning: string | Error, ...rest: unknown[]) => {
+    const type = typeof rest[0] === "string" ? rest[0] : (rest[0] as { type?: unknown })?.type;
+    if (type === "ExperimentalWarning" && String(warning).startsWith("WASI")) return;
+    (emit as (w: string | Error, ...r: unknown[]) => void).call(process, warning, ...rest);
+  };
+  process.emitWarning = Object.assign(quiet, { quiet: true as const }) as typeof emit;
+}
+quietWasiWarning();
 
 type ExtismOptions = NonNullable<Parameters<typeof createPlugin>[1]>;
 type ExtismLogger = NonNullable<ExtismOptions["logger"]>;

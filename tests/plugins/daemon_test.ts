@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { runCli, startDaemon } from "../integration/daemon.ts";
+import { fixtureWasm } from "./wat.ts";
 
 const GUARD = fileURLToPath(
   new URL("../../plugins/prompt-injection-guard/plugin.wasm", import.meta.url),
@@ -91,4 +92,30 @@ Deno.test("daemon: a typo in the guard's config is refused by --check, at start 
     await upstream.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("daemon: a WASI guest leaves no non-log line on stderr (Node's WASI warning)", async () => {
+  const upstream = startFakeUpstream();
+  const dir = await Deno.makeTempDir();
+  const wasm = await fixtureWasm(dir, "file");
+  const d = await startDaemon(`
+server:
+  port: {{PORT}}
+  socket: {{SOCKET}}
+providers:
+  up: { base_url: ${upstream.url}/v1 }
+wasm_plugins:
+  - name: wasi
+    path: ${wasm}
+`);
+  try {
+    const res = await ask(d.url("/v1/chat/completions"), "hello");
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  } finally {
+    await d.stop();
+    await upstream.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.ok(!d.logs().includes("ExperimentalWarning"), d.logs());
 });
