@@ -903,7 +903,10 @@ const wasmPluginSchema = strictObject({
     listOf(v.picklist(["pre_http", "pre_llm", "post_llm", "post_http", "stream_chunk"])),
   ),
   fail_mode: opt(v.picklist(["open", "closed"]), "open"),
-  timeout: opt(duration(), "500ms"),
+  timeout: opt(
+    v.pipe(duration(), v.minValue(1, "timeout is above 0 (a guest's run needs some time)")),
+    "500ms",
+  ),
   // Unset: sized from server.max_body_bytes (src/plugins/mod.ts, pluginMemory).
   max_memory: opt(
     // 4MiB is the guest's own (MEMORY_BASE in src/plugins/mod.ts); below 5MiB no input fits.
@@ -912,6 +915,11 @@ const wasmPluginSchema = strictObject({
       v.minValue(
         5 * 1024 * 1024,
         "max_memory is at least 5MiB (4MiB for the guest itself, the rest for its input)",
+      ),
+      // A 32-bit guest addresses 4 GiB at most: a larger cap would promise inputs it cannot hold.
+      v.maxValue(
+        4 * 1024 * 1024 * 1024,
+        "max_memory is at most 4GiB (a 32-bit guest's whole memory)",
       ),
     ),
   ),

@@ -279,14 +279,21 @@ Deno.test("a guest that grows memory without bound hits max_memory and fails", a
   });
 });
 
-Deno.test("max_memory too small for any input is a config error", async () => {
+Deno.test("max_memory too small for any input, or above a 32-bit guest's, and a timeout of 0 are config errors", async () => {
   const path = await fixtureWasm(TMP, "noop");
-  for (const small of ["1KB", "4MiB"]) {
-    assert.throws(
-      () => gateway({ config: config(path, `max_memory: ${small}`) }),
-      /at least 5MiB/,
-    );
+  for (
+    const [setting, message] of [
+      ["max_memory: 1KB", /at least 5MiB/],
+      ["max_memory: 4MiB", /at least 5MiB/],
+      ["max_memory: 5GiB", /at most 4GiB/],
+      ["timeout: 0s", /timeout is above 0/],
+    ] as const
+  ) {
+    assert.throws(() => gateway({ config: config(path, setting) }), message, setting);
   }
+  // The edges are fine.
+  const gw = gateway({ config: config(path, "max_memory: 4GiB\ntimeout: 1ms") });
+  await gw.runtime.dispose();
 });
 
 Deno.test("network: denied without allowed_hosts, allowed for a listed host", async (t) => {
