@@ -99,9 +99,18 @@ export function wasmStage(
     const out = decodeOutput(result.bytes, input.hook);
     if (out.metadata) Object.assign(ex.metadata, out.metadata);
     if (out.response_headers) {
+      // A header another plugin asked for first keeps its value: this one's is dropped with
+      // a warning, and the rest of the output (a block, a rewrite) stands.
       const taken = claim(ex, cfg.name, out.response_headers);
+      if (taken !== null) {
+        ex.runtime.logger.warn("plugin response header not set", {
+          request_id: ex.id,
+          plugin: cfg.name,
+          hook: input.hook,
+          reason: taken,
+        });
+      }
       added.set(ex, { ...added.get(ex), ...out.response_headers });
-      if (taken !== null) throw new AbiError(taken);
     }
     return out;
   };
@@ -130,18 +139,12 @@ export function wasmStage(
     // Always present: headers a guest added on any hook go out here.
     post_http: hooks.has("post_http")
       ? async (ex: Exchange, res: HttpResponseView) => {
-        try {
-          await call(ex, {
-            hook: "post_http",
-            ...common(ex),
-            status: res.status,
-            headers: headerMap(res.headers, expose, ex.runtime.redact),
-          });
-        } catch (err) {
-          // Its headers that were not in conflict still go on (the error stands).
-          if (err instanceof AbiError) addHeaders(ex, res);
-          throw err;
-        }
+        await call(ex, {
+          hook: "post_http",
+          ...common(ex),
+          status: res.status,
+          headers: headerMap(res.headers, expose, ex.runtime.redact),
+        });
         addHeaders(ex, res);
       }
       : addHeaders,
@@ -311,8 +314,8 @@ const claims = new HeldSlot<Map<string, { plugin: string; value: string }>>("plu
 
 /**
  * Claim `headers` for `plugin`. One another plugin claimed before with another value is taken
- * out of `headers` (that plugin's value stands) and named in the error returned, this
- * plugin's (per its fail_mode); null when every one is its own.
+ * out of `headers` (that plugin's value stands) and named in the text returned; null when
+ * none was. The same value another plugin asked for stays that plugin's.
  */
 function claim(ex: Exchange, plugin: string, headers: Record<string, string>): string | null {
   let held = claims.get(ex);
@@ -321,10 +324,11 @@ function claim(ex: Exchange, plugin: string, headers: Record<string, string>): s
   for (const [name, value] of Object.entries(headers)) {
     const key = name.toLowerCase();
     const had = held.get(key);
-    if (had !== undefined && had.plugin !== plugin && had.value !== value) {
+    if (had === undefined || had.plugin === plugin) held.set(key, { plugin, value });
+    else if (had.value !== value) {
       refused.push(`${name} (plugin "${had.plugin}" set it first)`);
       delete headers[name];
-    } else held.set(key, { plugin, value });
+    }
   }
   return refused.length > 0
     ? `response_headers may not replace another plugin's ${refused.join(", ")}`
