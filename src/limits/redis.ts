@@ -248,21 +248,22 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       lease = ahead != null && ahead.at === at ? ahead : newLease(check, at, now);
       leases.set(key, lease);
     }
-    if (lease.check !== check) {
-      // The same counter under a newer rule (a reload, a key's changed limits). A lowered
-      // limit gives back what this sidecar holds unused: permits leased under the old limit
-      // would otherwise be admitted past the new one (each sidecar's lease, fleet-wide).
-      const lowered = check.rule.limit < lease.check.rule.limit;
-      lease.check = check;
-      if (lowered) {
-        giveBack(lease);
-        if (lease.next !== null) {
-          lease.next.check = check;
-          giveBack(lease.next);
-        }
-      }
-    }
+    if (lease.check !== check) retarget(lease, check);
     return lease;
+  };
+
+  /**
+   * The same counter under a newer rule (a reload, a key's changed limits). A lowered limit
+   * gives back what this sidecar holds unused: permits leased under the old limit would
+   * otherwise be admitted past the new one (each sidecar's lease, fleet-wide).
+   */
+  const retarget = (lease: Lease, check: Check) => {
+    const lowered = check.rule.limit < lease.check.rule.limit;
+    lease.check = check;
+    if (lease.next !== null) lease.next.check = check;
+    if (!lowered) return;
+    giveBack(lease);
+    if (lease.next !== null) giveBack(lease.next);
   };
 
   /**
@@ -456,9 +457,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       const cost = costs[i] as number;
       const rule = lease.check.rule;
       if (lease.left >= cost) continue;
-      // Closed refuses while the store is away; settling after it came back, a closed limit
-      // admits on its share like an open one (the store is there: nothing to refuse for).
-      if (rule.failMode === "closed" && !ready()) {
+      // Closed refuses while the store is away or failing; settling after it came back, a
+      // closed limit admits on its share like an open one (the store is there).
+      if (rule.failMode === "closed" && !settlingNow()) {
         const s = { ...stateOf(lease, cost, now, true), retryAfterMs: 1_000 };
         closed.add(s);
         (refused ??= []).push(s);
@@ -508,7 +509,7 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       const cap = Math.max(1, Math.floor(rule.limit * share));
       // A closed limit with the store away admits only from its lease: the real limit, and
       // what is left of it as last heard (counting down with the lease), not a share.
-      const onShare = rule.algorithm === "window" && (rule.failMode !== "closed" || ready());
+      const onShare = rule.algorithm === "window" && (rule.failMode !== "closed" || settlingNow());
       states.push(onShare ? { ...s, limit: cap, remaining: shareRoom(lease, cap) } : s);
     }
     return { ok: true, states };
@@ -591,9 +592,13 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
    */
   const writeBack = async (via: RedisCommands, reconnecting: boolean) => {
     const record = (lease: Lease, used: unknown) => {
-      const before = lease.knownUsed + lease.sinceKnown;
+      const { knownUsed, sinceKnown } = lease;
       known(lease, used);
-      if (reconnecting && before > lease.knownUsed) lease.knownUsed = before;
+      // Both as they were: the share already paid out since (sinceKnown) stays counted.
+      if (reconnecting && knownUsed + sinceKnown > lease.knownUsed) {
+        lease.knownUsed = knownUsed;
+        lease.sinceKnown = sinceKnown;
+      }
     };
     const now = opts.now();
     for (const [k, lease] of leases) {
@@ -629,6 +634,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       catchingUp = null;
     });
   };
+
+  /** Back from an outage, keeping to the share while the fleet writes its fields. */
+  const settlingNow = () => ready() && !caughtUp;
 
   /** Whether to admit through Redis now (not while settling after a reconnection). */
   const shared = (): boolean => {
@@ -742,11 +750,11 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
       for (const lease of leases.values()) {
         const rule = ruleOf?.(lease.check.rule.id);
         const was = lease.check.rule;
-        // The same windows only: a read must not start a counter's new window.
+        // The same windows only (a changed window is a new counter for the next request).
         if (
           rule !== undefined && rule !== was && rule.algorithm === was.algorithm &&
           rule.windowMs === was.windowMs
-        ) leaseOf({ ...lease.check, rule }, now);
+        ) retarget(lease, { ...lease.check, rule });
       }
       // Redis away: a window limit is this sidecar's share, as its admitted headers say.
       const alone = !ready() || !caughtUp;
@@ -755,7 +763,9 @@ export function createRedisBackend(opts: RedisBackendOptions): RedisBackend {
         const s = stateOf(lease, 0, now, false);
         let limit = s.limit;
         let remaining = s.remaining;
-        if (alone && rule.algorithm === "window" && (rule.failMode !== "closed" || ready())) {
+        if (
+          alone && rule.algorithm === "window" && (rule.failMode !== "closed" || settlingNow())
+        ) {
           limit = Math.max(1, Math.floor(rule.limit * share));
           remaining = shareRoom(lease, limit);
         }

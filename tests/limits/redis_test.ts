@@ -10,7 +10,8 @@ import { type InProcessGateway, startGateway, testClock } from "../helpers/in_pr
 import { startRedisServer } from "../helpers/redis_server.ts";
 import { createRedisBackend } from "../../src/limits/redis.ts";
 import { type Check, checksFor, type Rule } from "../../src/limits/policy.ts";
-import { createRedisLink } from "../../src/state/redis_link.ts";
+import { createRedisLink, type RedisLink } from "../../src/state/redis_link.ts";
+import { StateUnavailable } from "../../src/state/store.ts";
 import { captureLogger, waitFor } from "../state/support.ts";
 import { buildRuntime, type Runtime } from "../../src/runtime.ts";
 import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
@@ -521,6 +522,72 @@ Deno.test("back into an emptied Redis before the others: the share is of what th
     await a.backend.close();
     await b.backend.close();
     await redis.stop();
+  }
+});
+
+Deno.test("back into an emptied Redis: the share already paid out during the outage is not paid again while settling", async () => {
+  const redis = await startRedisServer();
+  const now = 60_000 * 7_000;
+  const check = hundredPerMinute("paid");
+  const sidecar = (id: string) =>
+    sidecarOn(redis.url, id, { now: () => now, fleetSize: 2, settleMs: 60_000 });
+  const a = sidecar("a");
+  const b = sidecar("b");
+  const ask = async (s: typeof a, n: number) => {
+    let ok = 0;
+    for (let i = 0; i < n; i++) if ((await s.backend.admit([check], [1], now)).ok) ok++;
+    return ok;
+  };
+  try {
+    await waitFor("both links", () => a.link.ready() && b.link.ready());
+    await ask(a, 10);
+    await ask(b, 60);
+    await a.backend.refresh!(); // A has heard the fleet's 70
+    await redis.stop();
+    await waitFor("the outage", () => !a.link.ready() && !b.link.ready());
+    const alone = await ask(a, 50); // its share of the 30 left, and what its lease held
+    assert.ok(alone > 0 && 10 + 60 + alone <= 100, `A admitted ${alone} alone`);
+    await b.backend.close();
+    await redis.restart(); // empty
+    await waitFor("A back", () => a.link.ready());
+    assert.equal(a.backend.health().mode, "fallback", "settling");
+    assert.equal(await ask(a, 50), 0, "the share was paid out again");
+  } finally {
+    await a.backend.close();
+    await b.backend.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("fail_mode closed: a link that is up but failing (a full queue) refuses, not the share", async () => {
+  const T = 60_000 * 8_000;
+  const check = checksFor([{ ...hundredPerMinute("failing").rule, failMode: "closed" }], {
+    models: [],
+  })[0]!;
+  const full = () => Promise.reject(new StateUnavailable("The queue is full"));
+  const link = {
+    ready: () => true,
+    onStateChange: () => () => {},
+    onConnect: () => () => {},
+    command: full,
+    eval: full,
+    publish: async () => {},
+    subscribe: async () => async () => {},
+    close: async () => {},
+  } as unknown as RedisLink;
+  const backend = createRedisBackend({
+    logger: captureLogger().logger,
+    fleetSize: 2,
+    fallbackShare: 0.5,
+    now: () => T,
+  });
+  backend.attach(link);
+  try {
+    let admitted = 0;
+    for (let i = 0; i < 20; i++) if ((await backend.admit([check], [1], T)).ok) admitted++;
+    assert.equal(admitted, 0);
+  } finally {
+    await backend.close();
   }
 });
 
