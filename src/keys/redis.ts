@@ -41,11 +41,12 @@ return 1
 
 /**
  * KEYS day, month, this writer's last applied sequence number. ARGV requests, tokens, micros,
- * day ttl, month ttl, sequence number (at or below the last applied: a resend, skipped).
+ * day ttl, month ttl, sequence number (at or below the last applied: skipped, returns 0),
+ * that number's ttl.
  */
 const RECORD = luaScript(`
 if tonumber(ARGV[6]) <= tonumber(redis.call('GET', KEYS[3]) or '0') then return 0 end
-redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
 for i = 1, 2 do
   redis.call('HINCRBY', KEYS[i], 'requests', ARGV[1])
   redis.call('HINCRBY', KEYS[i], 'tokens', ARGV[2])
@@ -67,6 +68,12 @@ const LAST_SPEND_MAX = 10_000;
 
 /** Writes held for Redis's return: at most this many (key, day, month) sums, and resends. */
 const HELD_MAX = 10_000;
+
+/** How long a sidecar's last applied write number is kept: longer than any outage. */
+const APPLIED_TTL_MS = 7 * 86_400_000;
+
+/** Writes Redis could not take while the link stayed up are tried again this much later. */
+const RETRY_MS = 1_000;
 
 /** One write of counters: a key's day and month. */
 interface Write {
@@ -131,13 +138,14 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     return c;
   };
 
-  /** Writes made while Redis was away, summed per key and period: sent once it is back. */
+  /** Writes not yet sent, summed per key and period: numbered and sent by `flush`. */
   const held = new Map<string, Write>();
-  /** Writes whose answer was lost with the link (applied or not): resent with their number. */
+  /** Writes whose answer was lost with the connection (applied or not): resent with their number. */
   const resends: { w: Write; seq: number }[] = [];
+  /** The writes `flush` is sending now (still unsent as far as a budget check knows). */
+  let inflight: { w: Write }[] = [];
   let dropped = 0;
   const hold = (w: Write) => {
-    if (!link.ready()) opts.onError?.(new StateUnavailable("app keys: Redis is not connected"));
     const id = `${w.day}\n${w.month}`;
     const sum = held.get(id);
     if (sum !== undefined) {
@@ -145,35 +153,78 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     } else if (held.size < HELD_MAX) held.set(id, { ...w, delta: { ...w.delta } });
     else dropped++;
   };
-  const send = (w: Write, n: number): Promise<void> =>
-    link.eval(RECORD, [w.day, w.month, appliedKey], [
-      w.delta.requests,
-      w.delta.tokens,
-      w.delta.cost_micros,
-      DAY_TTL_MS,
-      MONTH_TTL_MS,
-      n,
-    ]).then(
-      () => {},
-      (err) => {
-        if (!(err instanceof StateUnavailable)) return opts.onError?.(err);
-        if (resends.length < HELD_MAX) resends.push({ w, seq: n });
-        else dropped++;
-      },
-    );
-  /** Redis is back: the resends first (in their order), then what was held. */
-  let flushing = false;
-  const flush = async () => {
-    if (flushing) return;
-    flushing = true;
+  /** Anything waiting to be written (new writes then queue behind it, in number order). */
+  const pending = () => held.size > 0 || resends.length > 0 || flushing !== null;
+  /**
+   * One write with its number: `done` once applied (or, for a resend, known applied by its
+   * first try: the script skips a number at or below the last it applied), `again` when it
+   * must be sent with a new number, `failed` when Redis could not take it now.
+   * - `0` on a first try: a higher number got there first (a NOSCRIPT retry reordered them),
+   *   so it was not applied: held again, for a new number.
+   * - Failed with the link still up (a full queue): not sent; held again. Failed as the link
+   *   went down: maybe applied; resent with its number once it is back.
+   */
+  const send = async (
+    w: Write,
+    n: number,
+    resend = false,
+  ): Promise<"done" | "again" | "failed"> => {
     try {
-      while (link.ready() && (resends.length > 0 || held.size > 0)) {
-        const batch = resends.splice(0).sort((a, b) => a.seq - b.seq);
-        for (const w of held.values()) batch.push({ w, seq: ++seq });
-        held.clear();
-        // One after another: the numbers must arrive in order.
-        for (const r of batch) await send(r.w, r.seq);
+      const applied = await link.eval(RECORD, [w.day, w.month, appliedKey], [
+        w.delta.requests,
+        w.delta.tokens,
+        w.delta.cost_micros,
+        DAY_TTL_MS,
+        MONTH_TTL_MS,
+        n,
+        APPLIED_TTL_MS,
+      ]);
+      if (applied === 0 && !resend) {
+        hold(w);
+        return "again";
       }
+      return "done";
+    } catch (err) {
+      opts.onError?.(err);
+      if (!(err instanceof StateUnavailable)) return "done"; // a script error: not retried
+      if (link.ready()) hold(w);
+      else if (resends.length < HELD_MAX) resends.push({ w, seq: n });
+      else dropped++;
+      return "failed";
+    }
+  };
+  let flushing: Promise<void> | null = null;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  /** Send what waits again in a second (a write failed while the link stayed up). */
+  const later = () => {
+    if (retry !== undefined || closed) return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      flush();
+    }, RETRY_MS);
+    Deno.unrefTimer(retry);
+  };
+  /** Send what waits, one write after another (the numbers must arrive in order). */
+  const flush = (): Promise<void> => {
+    if (flushing !== null) return flushing;
+    const run = async () => {
+      while (link.ready() && (resends.length > 0 || held.size > 0)) {
+        const batch: { w: Write; seq: number; resend: boolean }[] = resends
+          .splice(0)
+          .sort((a, b) => a.seq - b.seq)
+          .map((r) => ({ ...r, resend: true }));
+        for (const w of held.values()) batch.push({ w, seq: ++seq, resend: false });
+        held.clear();
+        inflight = batch;
+        let failed = false;
+        for (const r of batch) {
+          if (await send(r.w, r.seq, r.resend) === "failed") failed = true;
+          inflight = inflight.slice(1);
+        }
+        // Redis could not take some: again in a while, not in a tight loop.
+        if (failed) break;
+      }
+      if (link.ready() && (held.size > 0 || resends.length > 0)) later();
       if (dropped > 0) {
         opts.onError?.(
           new Error(
@@ -182,9 +233,12 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
         );
         dropped = 0;
       }
-    } finally {
-      flushing = false;
-    }
+    };
+    flushing = run().finally(() => {
+      flushing = null;
+      inflight = [];
+    });
+    return flushing;
   };
   /** What this sidecar spent that Redis does not have yet, on these counters. */
   const unsent = (day: string, month: string) => {
@@ -196,8 +250,10 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     };
     for (const w of held.values()) add(w);
     for (const r of resends) add(r.w);
+    for (const r of inflight) add(r.w);
     return { day: d, month: m };
   };
+  let closed = false;
   const stopFlush = link.onStateChange((ready) => {
     if (ready) flush();
   });
@@ -240,7 +296,9 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
           month: k.month === monthKey ? k.spend.month : 0,
         };
       }
-      const mine = held.size > 0 || resends.length > 0 ? unsent(dayKey, monthKey) : null;
+      const mine = held.size > 0 || resends.length > 0 || inflight.length > 0
+        ? unsent(dayKey, monthKey)
+        : null;
       const spend = {
         day: int(read[0] ?? undefined) + (mine?.day ?? 0),
         month: int(read[1] ?? undefined) + (mine?.month ?? 0),
@@ -256,9 +314,16 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
         if (k.month === useKey(id, p.month)) k.spend.month += d.cost_micros;
       }
       const w: Write = { day: useKey(id, p.day), month: useKey(id, p.month), delta: d };
-      // In number order: nothing goes ahead of what waits to be flushed.
-      if (link.ready() && !flushing && held.size === 0 && resends.length === 0) send(w, ++seq);
-      else hold(w);
+      // In number order: nothing goes ahead of what waits to be written.
+      if (link.ready() && !pending()) {
+        send(w, ++seq).then((r) => {
+          if (r !== "done" && link.ready()) later();
+        });
+        return;
+      }
+      if (!link.ready()) opts.onError?.(new StateUnavailable("app keys: Redis is not connected"));
+      hold(w);
+      if (link.ready() && flushing === null) later();
     },
     async get(id) {
       return parse(await link.command(["GET", recKey(id)]));
@@ -292,7 +357,16 @@ export function createRedisBackend(opts: RedisBackendOptions): KeyBackend {
     async close() {
       stopWatch();
       stopFlush();
+      clearTimeout(retry);
+      // What waits goes out now if it can (a flush under way is waited for).
       await flush();
+      closed = true;
+      const left = held.size + resends.length;
+      if (left > 0) {
+        opts.onError?.(
+          new Error(`app keys: ${left} usage writes could not be written to Redis before closing`),
+        );
+      }
       try {
         await (await subscribed)();
       } catch { /* the link is going away anyway */ }
