@@ -629,7 +629,10 @@ const rateLimitSchema = strictObject({
  */
 const butterRateLimitSchema = strictObject({
   // Butter's default, and what it keeps when the value is not above 0.
-  requests_per_minute: v.pipe(opt(int(0), 60), v.transform((n) => (n > 0 ? n : 60))),
+  requests_per_minute: v.pipe(
+    opt(int(Number.MIN_SAFE_INTEGER), 60),
+    v.transform((n) => (n > 0 ? n : 60)),
+  ),
   per_ip: opt(bool(), false),
   per_app_key: opt(bool(), false),
   /** A key's bucket; default `requests_per_minute`. */

@@ -259,7 +259,9 @@ async function checkConfig(p: CompiledPlugin, pool: PluginPool, index: number) {
       : null;
     return said === null ? null : `${at}: ${said}`;
   } catch (err) {
-    return `${at}: ${CONFIG_CHECK} did not answer: ${(err as Error).message}`;
+    return `${at}: ${CONFIG_CHECK} did not answer: ${
+      err instanceof Error ? err.message : String(err)
+    }`;
   }
 }
 
@@ -284,7 +286,8 @@ export async function pluginConfigProblems(
       const problem = await checkConfig(p, pool, i);
       if (problem !== null) found.push(problem);
     } catch (err) {
-      found.push(`wasm_plugins[${i}].path ("${p.config.name}"): ${(err as Error).message}`);
+      const why = err instanceof Error ? err.message : String(err);
+      found.push(`wasm_plugins[${i}].path ("${p.config.name}"): ${why}`);
     } finally {
       pool.close();
     }

@@ -181,13 +181,20 @@ Deno.test("user id in llm-proxy's order: header, body, metadata, query, credenti
 Deno.test("config: limits of 0 are unlimited; a bad limit is refused with its path", () => {
   assert.deepEqual(rulesOf(config(`features: { rate_limiting: { enabled: true } }`)), []);
   assert.throws(
-    () => config(`plugins: { ratelimit: { requests_per_minute: -1 } }`),
+    () => config(`plugins: { ratelimit: { requests_per_minute: 1.5 } }`),
     /plugins\.ratelimit\.requests_per_minute/,
   );
 });
 
 Deno.test("config: Butter's ratelimit without requests_per_minute (or with 0) is Butter's 60 a minute", () => {
-  for (const block of ["{}", "{ per_ip: true }", "{ requests_per_minute: 0 }"]) {
+  for (
+    const block of [
+      "{}",
+      "{ per_ip: true }",
+      "{ requests_per_minute: 0 }",
+      "{ requests_per_minute: -1 }",
+    ]
+  ) {
     const rules = rulesOf(config(`plugins: { ratelimit: ${block} }`));
     assert.equal(rules.length, 1, block);
     assert.equal(rules[0]!.limit, 60, block);
