@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import { type Config, isEmbeddedDefault, type ProviderConfig } from "../config/mod.ts";
 import { PROVIDER_PRESETS } from "../config/presets.ts";
 import { GatewayError } from "../errors.ts";
+import { isObject as isRecord } from "../schema/openai.ts";
 import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS } from "../breaker/mod.ts";
 import {
   executeUpstream,
@@ -220,7 +221,11 @@ async function run(
   const deadlines = ex.deadlines;
   const staged = applicable(rt.stages.pre_http, ex).length > 0 ||
     applicable(rt.stages.pre_llm, ex).length > 0;
+  // Continuing a native response with the gateway's key: its `previous_response_id` is read
+  // (see `ownResponses`).
+  const keepsResponses = inject && adapter.storedResponse !== undefined;
   const hold = breaker.mode !== "off" || staged ||
+    (keepsResponses && c.req.method === "POST" && RESPONSES_CREATE.test(rest)) ||
     (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
     (deadlines?.read !== undefined && Number.isFinite(declared)) ||
     // Read only to name it: a compressed one is relayed unread, as any body nothing reads.
@@ -262,6 +267,9 @@ async function run(
     if (view !== original) named = await namesOf(view, ex.headers);
     ex.request = { schema: "passthrough", body: view, ...userOf(named) };
   }
+  // With the gateway's key a provider cannot tell app keys apart: a native response is
+  // reached only by the key that created it (as on /v1/responses).
+  if (keepsResponses) await ownResponses(ex, c.req.method, rest, view);
   const headers = forwardHeaders(ex.headers, provider, inject);
   if (view !== original) {
     // A stage's rewrite goes upstream as written: plain, its length fetch's own.
@@ -431,6 +439,9 @@ async function run(
     const trail = trailOf(ex);
     out = await relay(ex, native, response, attempts, inject ? rt.redact : null, {
       settle,
+      claim: keepsResponses && c.req.method === "POST" && RESPONSES_CREATE.test(rest)
+        ? claimer(ex)
+        : undefined,
       idleMs: provider.timeout,
       rebase: native.links === undefined ? NO_REBASE : rebaser(c.req.url, sent.path, rest, base),
       // A stream's first content: the active-stream gauge, time to first chunk, its span event.
@@ -708,6 +719,8 @@ async function relay(
     firstContent?: ((target: Target) => void) | undefined;
     /** An upstream URL under the provider's base as the client reaches it here, else null. */
     rebase: (url: string) => string | null;
+    /** Told each parsed answer or event of a native response created with the gateway's key. */
+    claim?: ((value: unknown) => void) | undefined;
   },
 ): Promise<{ response: Response; attempts: readonly AttemptRecord[] }> {
   const { settle } = timer;
@@ -785,8 +798,9 @@ async function relay(
       }
     },
   };
+  const claim = res.ok ? timer.claim : undefined;
   let sniffed = read.body?.pipeThrough(
-    createUsageSniffer(contentType, native, meter, onModel, failures),
+    createUsageSniffer(contentType, native, meter, onModel, failures, claim),
   ) ?? null;
   if (
     sniffed !== null && ex.stream &&
@@ -798,6 +812,11 @@ async function relay(
   else if (read.whole) {
     // Read through the sniffer now: usage settles before the response (and its headers) exist.
     let bytes: Uint8Array<ArrayBuffer> = new Uint8Array(await new Response(sniffed).arrayBuffer());
+    if (claim !== undefined) {
+      try {
+        claim(JSON.parse(new TextDecoder().decode(bytes)));
+      } catch { /* not JSON: nothing to claim */ }
+    }
     const fields = native.links?.jsonFields;
     if (fields !== undefined) bytes = rebaseJson(bytes, fields, timer.rebase);
     sniffed = new Blob([bytes]).stream();
@@ -1218,4 +1237,105 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
     if (!out.has(name)) out.set(name, value);
   }
   return out;
+}
+
+/** `POST …/responses`: a native response created (or continued) upstream. */
+const RESPONSES_CREATE = /^\/(?:v1\/)?responses\/?$/;
+/** `…/responses/{id}` and what hangs under it (`/input_items`, `/cancel`). */
+const RESPONSES_ID = /^\/(?:v1\/)?responses\/([^/?#]+)/;
+
+/**
+ * The native responses a request names (in its path, or a creation's `previous_response_id`
+ * and `item_reference`s) must be this caller's: the app key that created each through the
+ * gateway, or (an id no key claimed) a caller without one. Another's reads as unknown.
+ */
+async function ownResponses(
+  ex: Exchange,
+  method: string,
+  rest: string,
+  body: Uint8Array | null,
+): Promise<void> {
+  const mine = ex.principal.appKey ?? null;
+  const owned = async (id: string) => {
+    try {
+      return await ex.runtime.responses.claimant(id) === mine;
+    } catch (error) {
+      ex.runtime.logger.warn("responses store: lookup failed", { request_id: ex.id, error });
+      throw new GatewayError(
+        "unavailable",
+        `The responses store is unavailable: ${id} cannot be resolved now`,
+      );
+    }
+  };
+  const inPath = RESPONSES_ID.exec(rest)?.[1];
+  if (inPath !== undefined) {
+    let id = inPath;
+    try {
+      id = decodeURIComponent(inPath);
+    } catch { /* as sent */ }
+    if (!await owned(id)) {
+      throw new GatewayError("not_found", `Response with id '${id}' not found.`, {
+        param: "response_id",
+      });
+    }
+    return;
+  }
+  if (method !== "POST" || !RESPONSES_CREATE.test(rest) || body === null) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    return; // not JSON: the provider refuses it
+  }
+  if (!isRecord(parsed)) return;
+  const previous = parsed.previous_response_id;
+  if (typeof previous === "string" && !await owned(previous)) {
+    throw new GatewayError(
+      "invalid_request",
+      `Previous response with id '${previous}' not found.`,
+      { param: "previous_response_id", upstreamCode: "previous_response_not_found" },
+    );
+  }
+  if (!Array.isArray(parsed.input)) return;
+  for (const item of parsed.input) {
+    if (isRecord(item) && item.type === "item_reference" && typeof item.id === "string") {
+      if (!await owned(item.id)) {
+        throw new GatewayError(
+          "invalid_request",
+          "An item_reference names an item that is not found.",
+          { param: "input" },
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Claims for the caller's app key the ids of a native response it creates with the gateway's
+ * key: the response's and its output items' (a JSON answer, or a stream's `response.created`
+ * and `response.output_item.added` events). Without an app key there is nothing to claim.
+ */
+function claimer(ex: Exchange): ((value: unknown) => void) | undefined {
+  const owner = ex.principal.appKey;
+  if (owner === undefined) return undefined;
+  const claim = (id: unknown) => {
+    if (typeof id !== "string" || id === "") return;
+    ex.runtime.responses.claim(id, owner).catch((error: unknown) => {
+      ex.runtime.logger.warn("responses store: a native response id was not recorded", {
+        request_id: ex.id,
+        error,
+      });
+    });
+  };
+  return (value) => {
+    if (!isRecord(value)) return;
+    if (value.object === "response") {
+      claim(value.id);
+      if (Array.isArray(value.output)) for (const o of value.output) if (isRecord(o)) claim(o.id);
+    } else if (value.type === "response.created" && isRecord(value.response)) {
+      claim(value.response.id);
+    } else if (value.type === "response.output_item.added" && isRecord(value.item)) {
+      claim(value.item.id);
+    }
+  };
 }

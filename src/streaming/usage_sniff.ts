@@ -71,6 +71,8 @@ export function createUsageSniffer(
   meter: UsageMeter,
   onModel?: (model: string) => void,
   failures?: StreamFailures,
+  /** Told each SSE event's JSON (every event is then parsed, not only those with usage). */
+  onValue?: (value: unknown) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
   let named = onModel === undefined;
   /** The answer's model, once: from a parsed object, an event's text or a JSON body's head. */
@@ -126,12 +128,16 @@ export function createUsageSniffer(
         // The model names the price when the request's body streamed upstream unread; a
         // stream without usage events names it in its chunks.
         if (!named) name(MODEL_KEY.exec(data)?.[1]);
-        if (!USAGE_HINT.test(data)) return;
+        const usage = USAGE_HINT.test(data);
+        if (!usage && onValue === undefined) return;
+        let value: unknown;
         try {
-          absorb(JSON.parse(data));
+          value = JSON.parse(data);
         } catch {
-          // not JSON: not ours to judge
+          return; // not JSON: not ours to judge
         }
+        onValue?.(value);
+        if (usage) absorb(value);
       },
       () => {
         end(whole ? "complete" : "cut");

@@ -1132,6 +1132,57 @@ app_keys:
       assert.equal(r.status, 200);
       assert.equal(JSON.parse(native.requests.at(-1)!.body).previous_response_id, "resp_A");
     });
+    await t.step("nor through the native passthrough routes, with the gateway's key", async () => {
+      for (const who of [B, {}]) {
+        for (const method of ["GET", "DELETE"]) {
+          r = await call("/native/up/responses/resp_A", { method, headers: who });
+          assert.equal(r.status, 404, `${method} ${JSON.stringify(who)}`);
+          assert.equal(r.relayed, false, "never asked with the gateway's key");
+        }
+        r = await call("/native/up/responses/resp_A/input_items", { headers: who });
+        assert.equal(r.status, 404);
+        r = await call("/native/up/responses", {
+          ...post({ model: "m", input: "theirs?", previous_response_id: "resp_A" }),
+          headers: who,
+        });
+        assert.equal(r.status, 400);
+        assert.equal(r.relayed, false);
+      }
+      native.script({ kind: "json", body: created("resp_A") });
+      r = await call("/native/up/responses/resp_A", { headers: A });
+      assert.equal(r.status, 200);
+      assert.equal(r.relayed, true);
+      // Created through the passthrough: claimed for its key, JSON or streamed.
+      native.script({ kind: "json", body: created("resp_N") });
+      r = await call("/native/up/responses", { ...post({ model: "m", input: "n" }), headers: A });
+      assert.equal(r.status, 200);
+      const ev = `{"type":"response.created","sequence_number":0,"response":${
+        JSON.stringify({ ...created("resp_NS"), status: "in_progress" })
+      }}`;
+      const done = `{"type":"response.completed","sequence_number":1,"response":${
+        JSON.stringify({ ...created("resp_NS"), usage: { input_tokens: 1, output_tokens: 0 } })
+      }}`;
+      native.script({
+        kind: "sse",
+        events: [
+          `event: response.created\ndata: ${ev}\n\n`,
+          `event: response.completed\ndata: ${done}\n\n`,
+        ],
+      });
+      const res = await gw.request("/native/up/responses", {
+        ...post({ model: "m", input: "s", stream: true }),
+        headers: A,
+      });
+      await res.text();
+      for (const id of ["resp_N", "resp_NS"]) {
+        r = await call(`/native/up/responses/${id}`, { headers: B });
+        assert.equal(r.status, 404, id);
+        assert.equal(r.relayed, false);
+        native.script({ kind: "json", body: created(id) });
+        r = await call(`/v1/responses/${id}`, { headers: A });
+        assert.equal(r.status, 200, id);
+      }
+    });
     await t.step("streamed: the id of response.created is claimed too", async () => {
       const ev = `{"type":"response.created","sequence_number":0,"response":${
         JSON.stringify({ ...created("resp_S"), status: "in_progress" })
