@@ -74,7 +74,9 @@ export function billOf(ex: Exchange, prices: PriceBook): Bill {
     // A passthrough body streamed upstream unread: the model is the one the answer named.
     const model = a.model || ex.model || "";
     const price = prices.priceOf(a.provider, model);
-    const own = price === null ? null : costOf(u, price);
+    const priced = price === null ? null : costOf(u, price);
+    // A figure that is not one (a malformed price) is unknown, never NaN in a rollup.
+    const own = priced !== null && Number.isFinite(priced) ? priced : null;
     cost = own === null || cost === null ? null : cost + own;
     usage = usage === null ? u : addUsage(usage, u);
     parts.push({ provider: a.provider, model, usage: u, cost: own });

@@ -182,7 +182,8 @@ function priceIn(
   table: Readonly<Record<string, ModelPrice>>,
   name: string,
 ): ModelPrice | null {
-  const exact = table[name];
+  // Own keys only: a model named `toString` or `constructor` is not a price.
+  const exact = Object.hasOwn(table, name) ? table[name] : undefined;
   if (exact) return exact;
   let best: string | null = null;
   for (const key of Object.keys(table)) {

@@ -280,3 +280,16 @@ Deno.test("createPriceBook(): the mock's answers cost 0 (made in the process); a
   assert.deepEqual(book.priceOf("mock", "echo"), { input: 0, output: 0 });
   assert.equal(book.priceOf("local", "house-llm-7b"), null);
 });
+
+Deno.test("a model named like an Object member (toString, constructor) is unpriced, never NaN", () => {
+  const config = parseConfigText(
+    `providers:\n  openai: { keys: [{ key: sk-t }] }\npricing: { models: { "gpt-4o": { input: 1, output: 2 } } }\n`,
+    () => undefined,
+    "t.yaml",
+  ).config;
+  const book = createPriceBook(config);
+  for (const name of ["toString", "constructor", "valueOf", "hasOwnProperty", "__proto__"]) {
+    assert.equal(builtinPrice(name), null, name);
+    assert.equal(book.priceOf("openai", name), null, name);
+  }
+});
