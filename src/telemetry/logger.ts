@@ -116,10 +116,16 @@ function consoleLine(time: Date, level: LogLevel, msg: string, fields: LogFields
   const parts = [time.toISOString(), level.toUpperCase().padEnd(5)];
   const isRequest = msg === "request" && typeof fields.method === "string";
   if (isRequest) {
-    parts.push(String(fields.method), String(fields.path ?? ""), String(fields.status ?? "-"));
+    parts.push(
+      oneLine(String(fields.method)),
+      oneLine(String(fields.path ?? "")),
+      oneLine(String(fields.status ?? "-")),
+    );
     if (fields.provider || fields.model) {
       parts.push(
-        fields.provider ? `${fields.provider}/${fields.model ?? "?"}` : String(fields.model),
+        oneLine(
+          fields.provider ? `${fields.provider}/${fields.model ?? "?"}` : String(fields.model),
+        ),
       );
     }
     if (typeof fields.duration_ms === "number") parts.push(`${fields.duration_ms}ms`);
@@ -139,14 +145,23 @@ function consoleLine(time: Date, level: LogLevel, msg: string, fields: LogFields
 function consoleValue(value: unknown): string {
   if (value instanceof Error) return consoleValue(`${value.name}: ${value.message}`);
   if (typeof value === "string") {
-    return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+    // Quoted (and so escaped) unless plainly one word: no space, quote, `=` or control byte.
+    return /^[^\s"=\x00-\x1f\x7f]+$/.test(value) ? value : JSON.stringify(value);
   }
   if (typeof value === "number" || typeof value === "boolean") return String(value);
   return JSON.stringify(value) ?? String(value);
 }
 
+/**
+ * Text written bare on a console line: a newline, a carriage return or any other control
+ * byte (a terminal escape) in it is escaped, so a client-chosen string (a model name, a path)
+ * can neither start a forged line nor drive the terminal.
+ */
 function oneLine(text: string): string {
-  return text.replace(/\r?\n/g, "\\n");
+  return text.replace(/\r?\n/g, "\\n").replace(
+    /[\x00-\x1f\x7f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /**

@@ -121,6 +121,32 @@ Deno.test("createLogger() console format: one readable line, redacted", () => {
   );
 });
 
+Deno.test("createLogger() console format: a client's control bytes cannot forge a line or drive the terminal", () => {
+  const lines: string[] = [];
+  const log = createLogger({
+    level: "info",
+    format: "console",
+    redact: createRedactor([]),
+    write: (line) => lines.push(line),
+    now: () => FIXED,
+  });
+  const forged = "m\nFAKE 2026-12-04T00:00:00.000Z INFO  POST /api/v1/keys 200 injected";
+  log.info("request", {
+    method: "POST",
+    path: "/v1/chat/\rx",
+    status: 200,
+    provider: "other",
+    model: forged,
+    user: "\u001b[2J\u001b[31mX",
+  });
+  assert.equal(lines.length, 1);
+  const line = lines[0]!;
+  assert.equal(line.indexOf("\n"), line.length - 1, "one line");
+  assert.ok(!/[\x00-\x09\x0b-\x1f\x7f]/.test(line), JSON.stringify(line));
+  assert.ok(line.includes("other/m\\nFAKE"), line);
+  assert.ok(line.includes('user="\\u001b[2J\\u001b[31mX"'), line);
+});
+
 Deno.test("lineWriter() finishes short writes", () => {
   const got: number[] = [];
   // Takes at most 3 bytes a call, as a full pipe may.
