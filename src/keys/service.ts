@@ -43,7 +43,13 @@ export interface Refusal {
 export type Identity =
   /** No key; `header` names where an unknown Butter key came, to be taken out all the same. */
   | { readonly kind: "none"; readonly header?: string }
-  | { readonly kind: "key"; readonly record: KeyRecord; readonly header: string }
+  | {
+    readonly kind: "key";
+    readonly record: KeyRecord;
+    readonly header: string;
+    /** The key as presented (a secret: never logged), so every copy of it can be dropped. */
+    readonly value?: string;
+  }
   /** `keyId`: the key was known (revoked, expired, over budget): logs and metrics name it. */
   | { readonly kind: "refused"; readonly refusal: Refusal; readonly keyId?: string };
 
@@ -236,15 +242,24 @@ export function createKeyService(opts: KeyServiceOptions): KeyService {
       }
       const hash = hashOf(presented.value);
       const known = statics.get(hash);
-      if (known !== undefined) return judge(known, presented.header);
+      const withValue = (id: Identity): Identity =>
+        id.kind === "key" ? { ...id, value: presented.value } : id;
+      if (known !== undefined) {
+        const judged = judge(known, presented.header);
+        return judged instanceof Promise ? judged.then(withValue) : withValue(judged);
+      }
       const found = backend.findByHash(hash);
       // Without require_key a Butter key (`btr_...`) is optional, as in Butter ("optional
       // enforcement"): one this store does not know, vended by a Butter whose store did not
       // come along, is no key, as when none is sent. An unknown `pf_` key is ours (a typo, or
       // rotated away) and refused.
+      const judgedAs = (rec: KeyRecord): Identity | Promise<Identity> => {
+        const judged = judge(rec, presented.header);
+        return judged instanceof Promise ? judged.then(withValue) : withValue(judged);
+      };
       const decide = (rec: KeyRecord | null): Identity | Promise<Identity> =>
         rec !== null
-          ? judge(rec, presented.header)
+          ? judgedAs(rec)
           : !config.require_key && presented.value.startsWith(BUTTER_PREFIX)
           ? { kind: "none", header: presented.header }
           : refused(401, "Unknown app key");

@@ -63,6 +63,11 @@ export function createAppKeyStage(
     }
     keyOf.set(ex, id.record);
     ex.principal.appKey = id.record.id;
+    // A configured key of any shape goes no further wherever else it is written (another
+    // header, a cookie): a `pf_` one is dropped by the forwarding code already.
+    if (id.value !== undefined && !id.value.startsWith("pf_") && id.value.length >= 8) {
+      dropHolding(ex, id.value);
+    }
     // A key in its own header goes no further. A `pf_` bearer is never forwarded anyway (the
     // forwarding code drops it), so only a config key of another shape (Butter's static keys
     // may be any string) has to be taken out of `Authorization`.
@@ -80,6 +85,18 @@ export function createAppKeyStage(
    * copy our copy again through `new Headers(headers)`, whose WebIDL sequence conversion
    * costs several times the forEach + append below.
    */
+  /** Every header whose value holds `secret`. */
+  const dropHolding = (ex: Exchange, secret: string) => {
+    let holding = false;
+    ex.headers.forEach((value) => holding ||= value.includes(secret));
+    if (!holding) return;
+    const headers = new Headers();
+    ex.headers.forEach((value, name) => {
+      if (!value.includes(secret)) headers.append(name, value);
+    });
+    ex.headers = headers;
+  };
+
   const dropHeader = (ex: Exchange, drop: string) => {
     const headers = new Headers();
     ex.headers.forEach((value, name) => {

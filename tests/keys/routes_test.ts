@@ -352,6 +352,24 @@ app_keys:
     for (const [name, v] of openai.requests.at(-1)!.headers) {
       assert.ok(!v.includes("pf_"), `pf_ key forwarded in ${name}`);
     }
+    // Nor the config key, presented in its header and written again elsewhere.
+    const again = await gw.request("/openai/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-pilotfish-app-key": STATIC,
+        "x-butter-app-key": STATIC,
+        "x-other": STATIC,
+        cookie: `k=${STATIC}`,
+        "x-extra": `token=${STATIC}`,
+      },
+      body: chatBody,
+    });
+    assert.equal(again.status, 200);
+    await again.body?.cancel();
+    for (const [name, v] of openai.requests.at(-1)!.headers) {
+      assert.ok(!v.includes(STATIC), `the config key forwarded in ${name}`);
+    }
   } finally {
     await gw.close();
     await openai.close();
