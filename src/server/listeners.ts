@@ -6,6 +6,9 @@ import { recordedFailure } from "../streaming/mod.ts";
 /** After the drain time: how long streams get to write their closing error event. */
 const DRAIN_GRACE_MS = 1_000;
 
+/** A listener whose accept loop failed listens again this much later. */
+const RELISTEN_MS = 1_000;
+
 export type Handler = (
   req: Request,
   info: Deno.ServeHandlerInfo<Deno.Addr>,
@@ -63,6 +66,43 @@ export async function startListeners(
       { status: 500, headers: { "content-type": "application/json" } },
     );
   };
+  /**
+   * A listener whose accept loop fails (out of file descriptors: idle connections held open
+   * by a client) ends without ending the process: it is said, and it listens again a moment
+   * later, while the connections already open go on being served.
+   */
+  const keep = (
+    first: Deno.HttpServer<Deno.Addr>,
+    again: () => Deno.HttpServer<Deno.Addr>,
+    where: string,
+  ) => {
+    const relisten = () => {
+      const timer = setTimeout(() => {
+        if (abort.signal.aborted) return;
+        try {
+          watch(again());
+          logger.info("listening again", { listener: where });
+        } catch (error) {
+          logger.error("listener could not listen again; trying again in 1 s", {
+            listener: where,
+            error,
+          });
+          relisten();
+        }
+      }, RELISTEN_MS);
+      abort.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    };
+    const watch = (s: Deno.HttpServer<Deno.Addr>) => {
+      servers.push(s);
+      s.finished.catch((error: unknown) => {
+        servers.splice(servers.indexOf(s), 1);
+        if (abort.signal.aborted) return;
+        logger.error("listener failed; listening again in 1 s", { listener: where, error });
+        relisten();
+      });
+    };
+    watch(first);
+  };
   let tcp: Deno.NetAddr | null = null;
   let socket: string | null = null;
   try {
@@ -82,7 +122,14 @@ export async function startListeners(
         `--allow-net=${address}`,
       );
       tcp = s.addr as Deno.NetAddr;
-      servers.push(s);
+      keep(s, () =>
+        Deno.serve({
+          hostname: server.host,
+          port: (tcp as Deno.NetAddr).port,
+          signal: abort.signal,
+          onError,
+          onListen: () => {},
+        }, handler), address);
     }
     if (server.socket !== "") {
       await clearStaleSocket(server.socket);
@@ -98,9 +145,21 @@ export async function startListeners(
         "--socket",
         `--allow-read=${server.socket} --allow-write=${server.socket}`,
       );
-      servers.push(s);
       socket = server.socket;
       await Deno.chmod(server.socket, server.socket_mode);
+      const path = server.socket;
+      keep(s, () => {
+        // Ours, left behind by the listener that failed.
+        try {
+          Deno.removeSync(path);
+        } catch { /* gone already */ }
+        const again = Deno.serve(
+          { path, signal: abort.signal, onError, onListen: () => {} },
+          handler,
+        );
+        Deno.chmodSync(path, server.socket_mode);
+        return again;
+      }, path);
     }
   } catch (err) {
     abort.abort();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { clearStaleSocket, ListenError } from "../../src/server/listeners.ts";
+import { freePort } from "../integration/daemon.ts";
 
 /** A socket file nobody listens on (bound, then its listener closed without removing it). */
 async function leftoverSocket(dir: string): Promise<string> {
@@ -108,3 +109,68 @@ Deno.test("a daemon that drains leaves alone the socket a replacement bound on i
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("out of file descriptors (idle connections held open), a listener listens again; the process lives", async () => {
+  const dir = await Deno.makeTempDir();
+  const port = freePort();
+  const socket = `${dir}/pf.sock`;
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `ulimit -n 96; exec "${Deno.execPath()}" run -A --quiet "${
+        new URL("./listeners_emfile_child.ts", import.meta.url).pathname
+      }" ${port} ${socket}`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  const reading = (async () => {
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) out += chunk;
+  })();
+  const idle: Deno.Conn[] = [];
+  try {
+    await within("ready", () => Promise.resolve(out.includes("ready")));
+    for (let i = 0; i < 150; i++) {
+      try {
+        idle.push(await Deno.connect({ port }));
+      } catch {
+        break; // the backlog is full too
+      }
+    }
+    await within("the failure said", () => Promise.resolve(out.includes("listener failed")));
+    for (const c of idle.splice(0)) c.close();
+    const ok = async (init: () => Promise<Response>) => {
+      try {
+        const res = await init();
+        return (await res.text()) === "ok";
+      } catch {
+        return false;
+      }
+    };
+    await within("TCP again", () => ok(() => fetch(`http://127.0.0.1:${port}/`)));
+    const client = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
+    try {
+      await within("the socket again", () => ok(() => fetch("http://localhost/", { client })));
+    } finally {
+      client.close();
+    }
+  } finally {
+    for (const c of idle) c.close();
+    child.kill();
+    await child.status;
+    await reading.catch(() => {});
+    await child.stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Poll `check` until it holds, for at most 10 s (a bounded wait on a condition). */
+async function within(what: string, check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what}: not within 10 s`);
+}
