@@ -27,6 +27,14 @@ export function sqliteFiles(path: string, cwd: string): string[] {
 export function openStateDb(path: string): StateDb {
   let db: DatabaseSync;
   try {
+    // Keys' records and hashes and who used what: readable by this user only. Made here when
+    // missing (SQLite gives its -wal and -shm files the database's mode); an existing file
+    // keeps the mode its operator gave it.
+    if (path !== ":memory:") {
+      try {
+        Deno.openSync(path, { write: true, createNew: true, mode: 0o600 }).close();
+      } catch { /* there already (or not creatable: SQLite says why below) */ }
+    }
     db = new DatabaseSync(path);
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
