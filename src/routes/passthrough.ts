@@ -1239,9 +1239,9 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
   return out;
 }
 
-/** `POST …/responses`: a native response created (or continued) upstream. */
+/** `POST .../responses`: a native response created (or continued) upstream. */
 const RESPONSES_CREATE = /^\/(?:v1\/)?responses\/?$/;
-/** `…/responses/{id}` and what hangs under it (`/input_items`, `/cancel`). */
+/** `.../responses/{id}` and what hangs under it (`/input_items`, `/cancel`). */
 const RESPONSES_ID = /^\/(?:v1\/)?responses\/([^/?#]+)/;
 
 /**

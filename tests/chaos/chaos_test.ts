@@ -195,11 +195,8 @@ Deno.test("chaos: upstream faults, DNS failure and config flapping under load", 
       };
       await Promise.all([flapper, ...Array.from({ length: 8 }, worker)]);
       const load = { results, misfits };
-      // End on a good file and see it taken: wait for the reload that follows the write (a
-      // reload of an earlier flap may still finish first, hence the next one at most).
-      const generation = () =>
-        Math.max(0, ...[...daemon.logs().matchAll(/"generation":(\d+)/g)].map((m) => Number(m[1])));
-      let next = generation() + 1;
+      // End on a good file and see it in force: a reload follows the write, unless the file
+      // reads as the config already running (the last good flap), which is not reloaded.
       await Deno.writeTextFile(daemon.configPath, fill(good[1]!));
       console.log(`chaos flap: ${flaps} writes, ${JSON.stringify(tally(load.results))}`);
       assert.deepEqual(load.misfits, []);
@@ -207,13 +204,12 @@ Deno.test("chaos: upstream faults, DNS failure and config flapping under load", 
       const logs = daemon.logs();
       assert.match(logs, /config reload refused/);
       assert.match(logs, /config reloaded/);
-      for (let tries = 0;; tries++, next++) {
-        await daemon.waitForLog(`"generation":${next}`, 20_000);
+      const until = Date.now() + 20_000;
+      for (;;) {
         const res = await chat(url, "quick", { deadlineMs: CLIENT_DEADLINE_MS });
-        if (res.ending === "ok" || tries === 2) {
-          assert.equal(res.ending, "ok", res.detail);
-          break;
-        }
+        if (res.ending === "ok") break;
+        assert.ok(Date.now() < until, `the last good file not in force: ${res.detail}`);
+        await new Promise((r) => setTimeout(r, 100)); // the next poll of the file
       }
     });
 
