@@ -1331,7 +1331,9 @@ function claimer(ex: Exchange): ((value: unknown) => void) | undefined {
     if (!isRecord(value)) return;
     if (value.object === "response") {
       claim(value.id);
-      if (Array.isArray(value.output)) for (const o of value.output) if (isRecord(o)) claim(o.id);
+      if (Array.isArray(value.output)) {
+        for (const o of value.output) if (isRecord(o)) claim(o.id);
+      }
     } else if (value.type === "response.created" && isRecord(value.response)) {
       claim(value.response.id);
     } else if (value.type === "response.output_item.added" && isRecord(value.item)) {
