@@ -121,8 +121,10 @@ const GATEWAY_HEADER =
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder("utf-8", { fatal: true });
 
-export function encodeInput(input: HookInput): Uint8Array {
-  return ENCODER.encode(JSON.stringify(input));
+/** The input as the guest reads it; `scrub` rewrites its JSON text first (keys taken out). */
+export function encodeInput(input: HookInput, scrub?: (json: string) => string): Uint8Array {
+  const json = JSON.stringify(input);
+  return ENCODER.encode(scrub === undefined ? json : scrub(json));
 }
 
 /**

@@ -237,6 +237,7 @@ export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
       p.maxInput,
       `wasm_plugins[${i}].path ("${p.config.name}")`,
       ready,
+      Object.values(config.providers).flatMap((pc) => pc.keys.map((k) => k.key)),
     );
   });
 }

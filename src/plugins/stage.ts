@@ -49,6 +49,8 @@ export function wasmStage(
   configPath?: string,
   /** Resolves once it can serve (default: the pool's `ready`). */
   ready: Promise<void> = pool.ready,
+  /** The configured provider keys: an answer that echoes one shows the guest none. */
+  providerKeys: readonly string[] = [],
 ): Stage {
   // The top-level key, or (issue 12's wording, "unless the plugin's config opts in") the
   // same key in its `config` map.
@@ -58,8 +60,16 @@ export function wasmStage(
   const added = new HeldSlot<Record<string, string>>("pluginHeaders");
   const addHeaders = (ex: Exchange, res: HttpResponseView) => addResponseHeaders(added, ex, res);
 
+  // A provider's answer (post_llm, stream_chunk) may echo the key it was called with.
+  const keys = expose ? [] : providerKeys.filter((k) => k.length >= 8);
+  const scrub = keys.length === 0 ? undefined : (json: string) => {
+    let out = json;
+    for (const k of keys) if (out.includes(k)) out = out.replaceAll(k, "[REDACTED]");
+    return out;
+  };
   const call = async (ex: Exchange, input: HookInput): Promise<HookOutput> => {
-    const bytes = encodeInput(input);
+    const answer = input.hook === "post_llm" || input.hook === "stream_chunk";
+    const bytes = encodeInput(input, answer ? scrub : undefined);
     if (bytes.length > maxInput) throw tooLarge(cfg.name, input.hook, bytes.length, maxInput);
     // Waiting for a free instance is bounded by the request's own deadline, not by the
     // plugin's timeout (which bounds the guest's run): a busy plugin is not a broken one. Only

@@ -1162,3 +1162,22 @@ Deno.test("a short-circuit on a native route names the route's provider, as on t
     assert.equal(gw.upstream.length, 0);
   });
 });
+
+Deno.test("post_llm: an answer that echoes a configured provider key shows the guest none (unless it opts in)", async (t) => {
+  const ask = { ...CHAT, messages: [{ role: "user", content: "say sk-up-configured-0001" }] };
+  await t.step("redacted", async () => {
+    await withPlugin("echo_post", "", async (gw) => {
+      const res = await chat(gw, ask);
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.ok(!text.includes("sk-up-configured-0001"), text);
+      assert.ok(text.includes("[REDACTED]"), text);
+    });
+  });
+  await t.step("expose_credentials: shown", async () => {
+    await withPlugin("echo_post", "expose_credentials: true", async (gw) => {
+      const text = await (await chat(gw, ask)).text();
+      assert.ok(text.includes("sk-up-configured-0001"), text);
+    });
+  });
+});
