@@ -146,6 +146,7 @@ function consoleValue(value: unknown): string {
   if (value instanceof Error) return consoleValue(`${value.name}: ${value.message}`);
   if (typeof value === "string") {
     // Quoted (and so escaped) unless plainly one word: no space, quote, `=` or control byte.
+    // deno-lint-ignore no-control-regex -- control bytes are what it looks for
     return /^[^\s"=\x00-\x1f\x7f]+$/.test(value) ? value : JSON.stringify(value);
   }
   if (typeof value === "number" || typeof value === "boolean") return String(value);
@@ -159,6 +160,7 @@ function consoleValue(value: unknown): string {
  */
 function oneLine(text: string): string {
   return text.replace(/\r?\n/g, "\\n").replace(
+    // deno-lint-ignore no-control-regex -- control bytes are what it escapes
     /[\x00-\x1f\x7f]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );

@@ -571,9 +571,9 @@ Deno.test("fail_mode closed: a link that is up but failing (a full queue) refuse
     onConnect: () => () => {},
     command: full,
     eval: full,
-    publish: async () => {},
-    subscribe: async () => async () => {},
-    close: async () => {},
+    publish: () => Promise.resolve(),
+    subscribe: () => Promise.resolve(() => Promise.resolve()),
+    close: () => Promise.resolve(),
   } as unknown as RedisLink;
   const backend = createRedisBackend({
     logger: captureLogger().logger,

@@ -18,4 +18,4 @@ const logger = createLogger({
   write: (line) => Deno.stdout.writeSync(new TextEncoder().encode(line)),
 });
 await startListeners(() => new Response("ok"), server, logger);
-console.log("ready");
+Deno.stdout.writeSync(new TextEncoder().encode("ready\n"));

@@ -142,6 +142,7 @@ Deno.test("createLogger() console format: a client's control bytes cannot forge 
   assert.equal(lines.length, 1);
   const line = lines[0]!;
   assert.equal(line.indexOf("\n"), line.length - 1, "one line");
+  // deno-lint-ignore no-control-regex -- no control byte but the final newline
   assert.ok(!/[\x00-\x09\x0b-\x1f\x7f]/.test(line), JSON.stringify(line));
   assert.ok(line.includes("other/m\\nFAKE"), line);
   assert.ok(line.includes('user="\\u001b[2J\\u001b[31mX"'), line);
