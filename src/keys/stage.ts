@@ -85,6 +85,14 @@ export function createAppKeyStage(
    * copy our copy again through `new Headers(headers)`, whose WebIDL sequence conversion
    * costs several times the forEach + append below.
    */
+  const dropHeader = (ex: Exchange, drop: string) => {
+    const headers = new Headers();
+    ex.headers.forEach((value, name) => {
+      if (name !== drop) headers.append(name, value);
+    });
+    ex.headers = headers;
+  };
+
   /** Every header whose value holds `secret`. */
   const dropHolding = (ex: Exchange, secret: string) => {
     let holding = false;
@@ -93,14 +101,6 @@ export function createAppKeyStage(
     const headers = new Headers();
     ex.headers.forEach((value, name) => {
       if (!value.includes(secret)) headers.append(name, value);
-    });
-    ex.headers = headers;
-  };
-
-  const dropHeader = (ex: Exchange, drop: string) => {
-    const headers = new Headers();
-    ex.headers.forEach((value, name) => {
-      if (name !== drop) headers.append(name, value);
     });
     ex.headers = headers;
   };

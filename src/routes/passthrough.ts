@@ -3,6 +3,7 @@ import { type Config, isEmbeddedDefault, type ProviderConfig } from "../config/m
 import { PROVIDER_PRESETS } from "../config/presets.ts";
 import { GatewayError } from "../errors.ts";
 import { isObject as isRecord } from "../schema/openai.ts";
+import { claimNative, mayRelay, notFound } from "./responses.ts";
 import { classifyOutcome, FLAG_HEADERS, FLAG_PARAMS } from "../breaker/mod.ts";
 import {
   executeUpstream,
@@ -224,8 +225,8 @@ async function run(
   // Continuing a native response with the gateway's key: its `previous_response_id` is read
   // (see `ownResponses`).
   const keepsResponses = inject && adapter.storedResponse !== undefined;
-  const hold = breaker.mode !== "off" || staged ||
-    (keepsResponses && c.req.method === "POST" && RESPONSES_CREATE.test(rest)) ||
+  const creates = keepsResponses && c.req.method === "POST" && RESPONSES_CREATE.test(rest);
+  const hold = breaker.mode !== "off" || staged || creates ||
     (urlModel === undefined && inject && provider.keys.some((k) => k.models.length > 0)) ||
     (deadlines?.read !== undefined && Number.isFinite(declared)) ||
     // Read only to name it: a compressed one is relayed unread, as any body nothing reads.
@@ -439,9 +440,7 @@ async function run(
     const trail = trailOf(ex);
     out = await relay(ex, native, response, attempts, inject ? rt.redact : null, {
       settle,
-      claim: keepsResponses && c.req.method === "POST" && RESPONSES_CREATE.test(rest)
-        ? claimer(ex)
-        : undefined,
+      claim: creates ? claimer(ex) : undefined,
       idleMs: provider.timeout,
       rebase: native.links === undefined ? NO_REBASE : rebaser(c.req.url, sent.path, rest, base),
       // A stream's first content: the active-stream gauge, time to first chunk, its span event.
@@ -1255,29 +1254,13 @@ async function ownResponses(
   rest: string,
   body: Uint8Array | null,
 ): Promise<void> {
-  const mine = ex.principal.appKey ?? null;
-  const owned = async (id: string) => {
-    try {
-      return await ex.runtime.responses.claimant(id) === mine;
-    } catch (error) {
-      ex.runtime.logger.warn("responses store: lookup failed", { request_id: ex.id, error });
-      throw new GatewayError(
-        "unavailable",
-        `The responses store is unavailable: ${id} cannot be resolved now`,
-      );
-    }
-  };
   const inPath = RESPONSES_ID.exec(rest)?.[1];
   if (inPath !== undefined) {
     let id = inPath;
     try {
       id = decodeURIComponent(inPath);
     } catch { /* as sent */ }
-    if (!await owned(id)) {
-      throw new GatewayError("not_found", `Response with id '${id}' not found.`, {
-        param: "response_id",
-      });
-    }
+    if (!await mayRelay(ex, id)) throw notFound(id);
     return;
   }
   if (method !== "POST" || !RESPONSES_CREATE.test(rest) || body === null) return;
@@ -1289,7 +1272,7 @@ async function ownResponses(
   }
   if (!isRecord(parsed)) return;
   const previous = parsed.previous_response_id;
-  if (typeof previous === "string" && !await owned(previous)) {
+  if (typeof previous === "string" && !await mayRelay(ex, previous)) {
     throw new GatewayError(
       "invalid_request",
       `Previous response with id '${previous}' not found.`,
@@ -1299,7 +1282,7 @@ async function ownResponses(
   if (!Array.isArray(parsed.input)) return;
   for (const item of parsed.input) {
     if (isRecord(item) && item.type === "item_reference" && typeof item.id === "string") {
-      if (!await owned(item.id)) {
+      if (!await mayRelay(ex, item.id)) {
         throw new GatewayError(
           "invalid_request",
           "An item_reference names an item that is not found.",
@@ -1316,16 +1299,9 @@ async function ownResponses(
  * and `response.output_item.added` events). Without an app key there is nothing to claim.
  */
 function claimer(ex: Exchange): ((value: unknown) => void) | undefined {
-  const owner = ex.principal.appKey;
-  if (owner === undefined) return undefined;
+  if (ex.principal.appKey === undefined) return undefined;
   const claim = (id: unknown) => {
-    if (typeof id !== "string" || id === "") return;
-    ex.runtime.responses.claim(id, owner).catch((error: unknown) => {
-      ex.runtime.logger.warn("responses store: a native response id was not recorded", {
-        request_id: ex.id,
-        error,
-      });
-    });
+    if (typeof id === "string" && id !== "") claimNative(ex, id);
   };
   return (value) => {
     if (!isRecord(value)) return;

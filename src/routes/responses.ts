@@ -75,7 +75,7 @@ function lookup<T>(ex: Exchange, pending: Promise<T>, what: string): Promise<T> 
  * does: the id is remembered with its key (the provider is asked with the gateway's key, so it
  * cannot tell callers apart). A lost record fails closed: the id reads as unknown.
  */
-function claim(ex: Exchange, id: string): void {
+export function claimNative(ex: Exchange, id: string): void {
   const owner = ex.principal.appKey;
   if (owner === undefined) return;
   ex.runtime.responses.claim(id, owner).catch((error: unknown) => {
@@ -90,7 +90,7 @@ function claim(ex: Exchange, id: string): void {
  * May this caller reach native response `id` with the gateway's key: the app key that created
  * it through the gateway, or (an id no key claimed) a caller without one.
  */
-async function mayRelay(ex: Exchange, id: string): Promise<boolean> {
+export async function mayRelay(ex: Exchange, id: string): Promise<boolean> {
   const owner = await lookup(ex, ex.runtime.responses.claimant(id), id);
   return owner === (ex.principal.appKey ?? null);
 }
@@ -293,7 +293,7 @@ export const RESPONSES_ROUTE: UnifiedRoute = {
     return async (adapter, attempt, model): Promise<ChatOutcome> => {
       if (adapter.responses && relay) {
         return await adapter.responses(
-          { ...attempt, body: nativeBody(r), stream, onId: (id) => claim(ex, id) },
+          { ...attempt, body: nativeBody(r), stream, onId: (id) => claimNative(ex, id) },
           model,
         );
       }
@@ -421,7 +421,7 @@ function responseId(c: Context<AppEnv>): string {
 
 const RESPONSE_ID = /^[A-Za-z0-9_.:-]{1,256}$/;
 
-function notFound(id: string): GatewayError {
+export function notFound(id: string): GatewayError {
   return new GatewayError("not_found", `Response with id '${id}' not found.`, {
     param: "response_id",
   });
