@@ -105,58 +105,44 @@ export async function startListeners(
   };
   let tcp: Deno.NetAddr | null = null;
   let socket: string | null = null;
+  /** Serve on TCP `port`, or on the socket `path`. */
+  const serve = (at: { port: number } | { path: string }) =>
+    Deno.serve({
+      ...("port" in at ? { hostname: server.host, port: at.port } : { path: at.path }),
+      signal: abort.signal,
+      onError,
+      onListen: () => {},
+    }, handler);
   try {
     if (server.tcp) {
       const address = `${server.host}:${server.port}`;
       const s = listenOr(
-        () =>
-          Deno.serve({
-            hostname: server.host,
-            port: server.port,
-            signal: abort.signal,
-            onError,
-            onListen: () => {},
-          }, handler),
+        () => serve({ port: server.port }),
         `Cannot listen on ${address}`,
         "--port (or PORT) and --host",
         `--allow-net=${address}`,
       );
-      tcp = s.addr as Deno.NetAddr;
-      keep(s, () =>
-        Deno.serve({
-          hostname: server.host,
-          port: (tcp as Deno.NetAddr).port,
-          signal: abort.signal,
-          onError,
-          onListen: () => {},
-        }, handler), address);
+      const bound = s.addr as Deno.NetAddr;
+      tcp = bound;
+      keep(s, () => serve({ port: bound.port }), address);
     }
     if (server.socket !== "") {
-      await clearStaleSocket(server.socket);
-      const s = listenOr(
-        () =>
-          Deno.serve({
-            path: server.socket,
-            signal: abort.signal,
-            onError,
-            onListen: () => {},
-          }, handler),
-        `Cannot listen on socket ${server.socket}`,
-        "--socket",
-        `--allow-read=${server.socket} --allow-write=${server.socket}`,
-      );
-      socket = server.socket;
-      await Deno.chmod(server.socket, server.socket_mode);
       const path = server.socket;
+      await clearStaleSocket(path);
+      const s = listenOr(
+        () => serve({ path }),
+        `Cannot listen on socket ${path}`,
+        "--socket",
+        `--allow-read=${path} --allow-write=${path}`,
+      );
+      socket = path;
+      await Deno.chmod(path, server.socket_mode);
       keep(s, () => {
         // Ours, left behind by the listener that failed.
         try {
           Deno.removeSync(path);
         } catch { /* gone already */ }
-        const again = Deno.serve(
-          { path, signal: abort.signal, onError, onListen: () => {} },
-          handler,
-        );
+        const again = serve({ path });
         Deno.chmodSync(path, server.socket_mode);
         return again;
       }, path);
