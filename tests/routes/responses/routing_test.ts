@@ -1092,6 +1092,22 @@ app_keys:
   const A = { "x-pilotfish-app-key": "pf_owner_a_key_00000000000001" };
   const B = { "x-pilotfish-app-key": "pf_owner_b_key_00000000000002" };
   const created = (id: string) => ({ id, object: "response", status: "completed", output: [] });
+  /** The upstream's next answer: a stream creating response `id`. */
+  const scriptStream = (id: string) => {
+    const ev = `{"type":"response.created","sequence_number":0,"response":${
+      JSON.stringify({ ...created(id), status: "in_progress" })
+    }}`;
+    const done = `{"type":"response.completed","sequence_number":1,"response":${
+      JSON.stringify({ ...created(id), usage: { input_tokens: 1, output_tokens: 0 } })
+    }}`;
+    native.script({
+      kind: "sse",
+      events: [
+        `event: response.created\ndata: ${ev}\n\n`,
+        `event: response.completed\ndata: ${done}\n\n`,
+      ],
+    });
+  };
   const call = async (path: string, init: RequestInit) => {
     const before = native.requests.length;
     const res = await gw.request(path, init);
@@ -1156,19 +1172,7 @@ app_keys:
       native.script({ kind: "json", body: created("resp_N") });
       r = await call("/native/up/responses", { ...post({ model: "m", input: "n" }), headers: A });
       assert.equal(r.status, 200);
-      const ev = `{"type":"response.created","sequence_number":0,"response":${
-        JSON.stringify({ ...created("resp_NS"), status: "in_progress" })
-      }}`;
-      const done = `{"type":"response.completed","sequence_number":1,"response":${
-        JSON.stringify({ ...created("resp_NS"), usage: { input_tokens: 1, output_tokens: 0 } })
-      }}`;
-      native.script({
-        kind: "sse",
-        events: [
-          `event: response.created\ndata: ${ev}\n\n`,
-          `event: response.completed\ndata: ${done}\n\n`,
-        ],
-      });
+      scriptStream("resp_NS");
       const res = await gw.request("/native/up/responses", {
         ...post({ model: "m", input: "s", stream: true }),
         headers: A,
@@ -1184,19 +1188,7 @@ app_keys:
       }
     });
     await t.step("streamed: the id of response.created is claimed too", async () => {
-      const ev = `{"type":"response.created","sequence_number":0,"response":${
-        JSON.stringify({ ...created("resp_S"), status: "in_progress" })
-      }}`;
-      const done = `{"type":"response.completed","sequence_number":1,"response":${
-        JSON.stringify({ ...created("resp_S"), usage: { input_tokens: 1, output_tokens: 0 } })
-      }}`;
-      native.script({
-        kind: "sse",
-        events: [
-          `event: response.created\ndata: ${ev}\n\n`,
-          `event: response.completed\ndata: ${done}\n\n`,
-        ],
-      });
+      scriptStream("resp_S");
       const res = await gw.request("/v1/responses", {
         ...post({ model: "up/m", input: "s", stream: true }),
         headers: A,
