@@ -367,6 +367,27 @@ function sidecarOn(
   return { link, backend };
 }
 
+/**
+ * Sidecars "a" and "b" on `url` sharing a limit of 100 a minute (`rule`) at `now`; `ask` sends
+ * `n` requests to one and says how many it admitted.
+ */
+function pairOn(url: string, rule: string, now: number, settleMs?: number) {
+  const check = hundredPerMinute(rule);
+  const opts = { now: () => now, fleetSize: 2, ...(settleMs !== undefined ? { settleMs } : {}) };
+  const a = sidecarOn(url, "a", opts);
+  const b = sidecarOn(url, "b", opts);
+  const ask = async (s: typeof a, n: number) => {
+    let ok = 0;
+    for (let i = 0; i < n; i++) if ((await s.backend.admit([check], [1], now)).ok) ok++;
+    return ok;
+  };
+  const close = async () => {
+    await a.backend.close();
+    await b.backend.close();
+  };
+  return { a, b, ask, close };
+}
+
 Deno.test("back from an outage: a sidecar that reconnects first keeps to its share until the others have written theirs", async () => {
   const redis = await startRedisServer();
   const raw = createClient({ url: redis.url, maintNotifications: "disabled" });
@@ -464,50 +485,34 @@ Deno.test("back from an outage: a sidecar that reconnects first keeps to its sha
 
 Deno.test("a link lost late in a busy window: the share is of what the fleet had left, not of the limit", async () => {
   const redis = await startRedisServer();
-  const now = 60_000 * 4_000;
-  const check = hundredPerMinute("late");
-  const sidecar = (id: string) => sidecarOn(redis.url, id, { now: () => now, fleetSize: 2 });
-  const a = sidecar("a");
-  const b = sidecar("b");
+  const { a, b, ask, close } = pairOn(redis.url, "late", 60_000 * 4_000);
   let admitted = 0;
-  const ask = async (s: typeof a, n: number) => {
-    for (let i = 0; i < n; i++) if ((await s.backend.admit([check], [1], now)).ok) admitted++;
-  };
   try {
     await waitFor("both links", () => a.link.ready() && b.link.ready());
     // A takes most of the window; B, quiet, borrows once after it and sees that.
-    await ask(a, 80);
-    await ask(b, 2);
+    admitted += await ask(a, 80);
+    admitted += await ask(b, 2);
     await redis.stop();
     await waitFor("the outage", () => !a.link.ready() && !b.link.ready());
-    await ask(a, 50);
-    await ask(b, 50);
+    admitted += await ask(a, 50);
+    admitted += await ask(b, 50);
     // The old share (50 each, counted with what each took) let B admit 48 more: 130 in all.
     assert.ok(admitted <= 100, `the fleet admitted ${admitted} of 100`);
   } finally {
-    await a.backend.close();
-    await b.backend.close();
+    await close();
     await redis.stop();
   }
 });
 
 Deno.test("back into an emptied Redis before the others: the share is of what the fleet had left, not of the empty window", async () => {
   const redis = await startRedisServer();
-  const now = 60_000 * 5_000;
-  const check = hundredPerMinute("emptied");
   // Settling lasts the whole test: B never comes back to write its field.
-  const sidecar = (id: string) =>
-    sidecarOn(redis.url, id, { now: () => now, fleetSize: 2, settleMs: 60_000 });
-  const a = sidecar("a");
-  const b = sidecar("b");
+  const { a, b, ask, close } = pairOn(redis.url, "emptied", 60_000 * 5_000, 60_000);
   let admitted = 0;
-  const ask = async (s: typeof a, n: number) => {
-    for (let i = 0; i < n; i++) if ((await s.backend.admit([check], [1], now)).ok) admitted++;
-  };
   try {
     await waitFor("both links", () => a.link.ready() && b.link.ready());
-    await ask(a, 10);
-    await ask(b, 80);
+    admitted += await ask(a, 10);
+    admitted += await ask(b, 80);
     await a.backend.refresh!(); // A has heard the fleet's 90
     await redis.stop();
     await waitFor("the outage", () => !a.link.ready() && !b.link.ready());
@@ -515,29 +520,18 @@ Deno.test("back into an emptied Redis before the others: the share is of what th
     await redis.restart(); // empty
     await waitFor("A back", () => a.link.ready());
     assert.equal(a.backend.health().mode, "fallback", "settling");
-    await ask(a, 50);
+    admitted += await ask(a, 50);
     // A's own field alone said 10-odd used: its share of that let A admit 40 more.
     assert.ok(admitted <= 100, `the fleet admitted ${admitted} of 100`);
   } finally {
-    await a.backend.close();
-    await b.backend.close();
+    await close();
     await redis.stop();
   }
 });
 
 Deno.test("back into an emptied Redis: the share already paid out during the outage is not paid again while settling", async () => {
   const redis = await startRedisServer();
-  const now = 60_000 * 7_000;
-  const check = hundredPerMinute("paid");
-  const sidecar = (id: string) =>
-    sidecarOn(redis.url, id, { now: () => now, fleetSize: 2, settleMs: 60_000 });
-  const a = sidecar("a");
-  const b = sidecar("b");
-  const ask = async (s: typeof a, n: number) => {
-    let ok = 0;
-    for (let i = 0; i < n; i++) if ((await s.backend.admit([check], [1], now)).ok) ok++;
-    return ok;
-  };
+  const { a, b, ask, close } = pairOn(redis.url, "paid", 60_000 * 7_000, 60_000);
   try {
     await waitFor("both links", () => a.link.ready() && b.link.ready());
     await ask(a, 10);
@@ -553,8 +547,7 @@ Deno.test("back into an emptied Redis: the share already paid out during the out
     assert.equal(a.backend.health().mode, "fallback", "settling");
     assert.equal(await ask(a, 50), 0, "the share was paid out again");
   } finally {
-    await a.backend.close();
-    await b.backend.close();
+    await close();
     await redis.stop();
   }
 });
