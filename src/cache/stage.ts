@@ -7,7 +7,7 @@
  * @module
  */
 import type { ChatChunk, ChatOutcome, Usage } from "../providers/types.ts";
-import type { Exchange } from "../pipeline/exchange.ts";
+import { type Exchange, setReplyHeader } from "../pipeline/exchange.ts";
 import type { PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import { pilotfishHeaders } from "../routing/mod.ts";
@@ -153,6 +153,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     }
     if (hit === null) {
       ex.cacheStatus = "miss";
+      setReplyHeader(ex, CACHE_HEADER, "MISS");
       keys.set(ex, key);
       if (ex.stream) streams.set(ex, new StreamAssembly());
       // Only an answer that will be stored is worth waiting for: a JSON one. A stream is
@@ -246,14 +247,6 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     trace_events: ["request_end"],
     trace(event: TelemetryEvent) {
       if (event.type === "request_end") land(event.exchange);
-    },
-    post_http(ex, res) {
-      if (ex.cacheStatus !== "miss") return;
-      try {
-        res.headers.set(CACHE_HEADER, "MISS");
-      } catch {
-        // immutable headers: nothing to add
-      }
     },
   };
   if (!policy.streaming) return stage;

@@ -1,10 +1,10 @@
 /**
  * The limiter as a stage: `pre_llm` (the parsed request for token estimates, the resolved
  * target for model and provider scopes) admits or refuses; a refusal is a 429 in the
- * route's format and never reaches an upstream (so it is never a breaker failure);
- * `post_http` writes the headers (every one on a 429, Limit/Remaining/Reset on admitted
- * answers) and reads an upstream's `X-LLM-Input-Tokens`; `request_end` reconciles token
- * estimates with the real input tokens, both ways.
+ * route's format and never reaches an upstream (so it is never a breaker failure). The
+ * decision puts the headers on the answer (`ex.replyHeaders`: every one on a 429,
+ * Limit/Remaining/Reset on admitted answers); `request_end` reconciles token estimates with
+ * the real input tokens (an upstream's `X-LLM-Input-Tokens` first), both ways.
  * @module
  */
 import type { Exchange } from "../pipeline/exchange.ts";
@@ -35,8 +35,6 @@ const utf8 = new TextDecoder();
 /** What the limiter decided for one exchange (`ex.rateLimit`). */
 export interface RateLimitFacts {
   readonly admission: Admission;
-  /** The input tokens an upstream reported in `X-LLM-Input-Tokens`. */
-  reportedInputTokens?: number;
 }
 
 export interface LimitStageOptions {
@@ -138,6 +136,7 @@ export function limitStage(opts: LimitStageOptions): Stage {
 
   const decided = (ex: Exchange, admission: Admission): PreLlmResult => {
     ex.rateLimit = { admission };
+    showLimit(ex, admission);
     const bus = ex.runtime.events;
     if (bus.on.rate_limit) {
       const shown = admission.ok ? admission.states : admission.blocked ? [admission.blocked] : [];
@@ -188,7 +187,7 @@ export function limitStage(opts: LimitStageOptions): Stage {
       }
       return;
     }
-    const actual = facts.reportedInputTokens ?? inputTokens(event.exchange);
+    const actual = reportedInput(event.exchange) ?? inputTokens(event.exchange);
     // llm-proxy reconciles input tokens, and only when they are known.
     if (actual === null) return;
     const t = now();
@@ -234,33 +233,41 @@ export function limitStage(opts: LimitStageOptions): Stage {
       const result = backend.admit(checks, costs, now());
       return result instanceof Promise ? result.then((a) => decided(ex, a)) : decided(ex, result);
     },
-    post_http(ex, res) {
-      const facts = ex.rateLimit;
-      if (!facts) return;
-      const reported = res.headers.get("x-llm-input-tokens");
-      if (reported !== null && /^\d+$/.test(reported)) facts.reportedInputTokens = Number(reported);
-      const a = facts.admission;
-      const shown = a.ok ? tightest(a.states) : a.blocked;
-      if (shown === undefined) return;
-      const h = res.headers;
-      h.set("x-ratelimit-limit", String(shown.limit));
-      h.set("x-ratelimit-remaining", String(a.ok ? shown.remaining : 0));
-      h.set("x-ratelimit-reset", String(Math.ceil(shown.resetAt / 1000)));
-      if (a.ok) return;
-      h.set("retry-after", String(retryAfter(shown)));
-      h.set(
-        "x-ratelimit-reason",
-        a.unavailable ? "rate limit store unavailable" : reasonOf(shown.check.rule.windowName),
-      );
-      h.set("x-ratelimit-metric", shown.check.rule.metric);
-      h.set("x-ratelimit-window", shown.check.rule.windowName);
-      h.set("x-ratelimit-scope", shown.check.scope);
-    },
     // Every limit gives back a 5xx that used nothing; token limits also reconcile.
     trace_events: ["request_end"] as const,
     trace: reconcile,
     dispose: () => backend.close(),
   };
+}
+
+/**
+ * The answer's headers (`ex.replyHeaders`, on whatever answer it gets): every one on a
+ * refusal, Limit/Remaining/Reset of the tightest limit on an admitted request.
+ */
+function showLimit(ex: Exchange, a: Admission): void {
+  const shown = a.ok ? tightest(a.states) : a.blocked;
+  if (shown === undefined) return;
+  const h = ex.replyHeaders ??= {};
+  h["x-ratelimit-limit"] = String(shown.limit);
+  h["x-ratelimit-remaining"] = String(a.ok ? shown.remaining : 0);
+  h["x-ratelimit-reset"] = String(Math.ceil(shown.resetAt / 1000));
+  if (a.ok) return;
+  h["retry-after"] = String(retryAfter(shown));
+  h["x-ratelimit-reason"] = a.unavailable
+    ? "rate limit store unavailable"
+    : reasonOf(shown.check.rule.windowName);
+  h["x-ratelimit-metric"] = shown.check.rule.metric;
+  h["x-ratelimit-window"] = shown.check.rule.windowName;
+  h["x-ratelimit-scope"] = shown.check.scope;
+}
+
+/** The input tokens the answering upstream reported in `X-LLM-Input-Tokens` (native routes). */
+function reportedInput(ex: Exchange): number | null {
+  for (let i = ex.attempts.length - 1; i >= 0; i--) {
+    const n = ex.attempts[i]!.reported_input_tokens;
+    if (n !== undefined) return n;
+  }
+  return null;
 }
 
 /**

@@ -29,7 +29,7 @@ import type { GatewayOptions } from "../schema/gateway.ts";
 import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
 import { errorResponse, routedHeaders } from "./encode/error.ts";
 import { decodeContext } from "./encode/openai.ts";
-import { type Exchange, noteAttempts } from "./exchange.ts";
+import { type Exchange, noteAttempts, withReplyHeaders } from "./exchange.ts";
 import {
   applicable,
   callHook,
@@ -161,7 +161,11 @@ async function unified(
     outcome = pending instanceof Promise ? await pending : pending;
   }
   if (outcome.kind === "stream") outcome = streamChunks(ex, outcome);
-  return route.encode(ex, outcome, attemptHeaders(run.target, callsMade(run.attempts)));
+  return route.encode(
+    ex,
+    outcome,
+    withReplyHeaders(ex, attemptHeaders(run.target, callsMade(run.attempts))),
+  );
 }
 
 /** Failover with the caller's budget, switches and telemetry. */
@@ -502,7 +506,7 @@ function shortCircuit(
   if (err !== null) throw err;
   const respond = r as Respond;
   if (respond.outcome !== undefined && encode !== undefined) {
-    return encode(respond.outcome, { ...respond.headers });
+    return encode(respond.outcome, { ...respond.headers, ...ex.replyHeaders });
   }
   const status = Number.isInteger(respond.status) && respond.status >= 200 &&
       respond.status <= 599
@@ -516,13 +520,17 @@ function shortCircuit(
   if (NULL_BODY_STATUSES.has(status)) {
     // A Response with one of these statuses cannot carry a body (it throws).
     ex.wholeBody = "";
-    return new Response(null, { status, headers: { ...routed, ...respond.headers } });
+    return new Response(null, {
+      status,
+      headers: { ...routed, ...respond.headers, ...ex.replyHeaders },
+    });
   }
   const text = typeof respond.body === "string" ? respond.body : JSON.stringify(respond.body);
   return wholeResponse(ex, text, status, {
     "content-type": "application/json",
     ...routed,
     ...respond.headers,
+    ...ex.replyHeaders,
   });
 }
 

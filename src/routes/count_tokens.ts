@@ -190,5 +190,6 @@ async function count(
     ...attemptHeaders(run.target, callsMade(attempts)),
     "content-type": "application/json",
     "x-pilotfish-token-count": estimate ? "estimate" : "provider",
+    ...ex.replyHeaders,
   });
 }

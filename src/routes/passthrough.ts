@@ -744,6 +744,8 @@ async function relay(
   ) {
     out.set(name, value);
   }
+  // The stages' own (a limit's `x-ratelimit-*`) over the provider's.
+  for (const [name, value] of Object.entries(ex.replyHeaders ?? {})) out.set(name, value);
   const counted = createUsageMeter();
   const winner = attempts.findLast((a) => a.outcome === "ok");
   const onFirst = ex.stream && winner !== undefined ? timer.firstContent : undefined;
@@ -854,9 +856,14 @@ async function relay(
   for (let i = attempts.length - 1; i >= 0 && last < 0; i--) {
     if ((attempts[i] as AttemptRecord).outcome === "ok") last = i;
   }
+  // llm-proxy's reconciliation header: the upstream's own count of the prompt.
+  const inputHeader = res.headers.get("x-llm-input-tokens");
+  const reportedInput = inputHeader !== null && /^\d+$/.test(inputHeader)
+    ? { reported_input_tokens: Number(inputHeader) }
+    : {};
   const withUsage = last < 0
     ? attempts
-    : attempts.map((a, i) => (i === last ? { ...a, usage: meter.usage } : a));
+    : attempts.map((a, i) => (i === last ? { ...a, ...reportedInput, usage: meter.usage } : a));
   return {
     response: new Response(body, { status: res.status, statusText: res.statusText, headers: out }),
     attempts: withUsage,

@@ -55,6 +55,11 @@ export interface AttemptRecord {
   /** The provider's own id of the call (its `requestIdHeader`), when it sent one. */
   readonly upstream_request_id?: string;
   /**
+   * A native reply's `X-LLM-Input-Tokens`: the upstream's own count of the prompt, which
+   * llm-proxy reconciles token limits with.
+   */
+  readonly reported_input_tokens?: number;
+  /**
    * This attempt's own usage, settled per attempt: a finished hedge loser keeps its own, a
    * stream settles when it ends (or with what was streamed, when cut). Null for failures.
    */

@@ -143,6 +143,8 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
       });
       const bad = await chat({ seed: 500 });
       assert.equal(bad.status, 500);
+      // It was looked up: the error says so too.
+      assert.equal(bad.headers.get("x-cache"), "MISS");
       await bad.body?.cancel();
       up.script({ kind: "json" });
       const again = await chat({ seed: 500 });

@@ -290,6 +290,8 @@ features:
       up.script(failing);
       const res = await drain(await gw.request("/v1/chat/completions", chat()));
       assert.equal(res.status, 500, `failure ${i} is the upstream's, not a 429`);
+      // An admitted request's error carries the limit's headers too.
+      assert.equal(res.headers.get("x-ratelimit-limit"), "2");
     }
     const rows = (await (await gw.request("/health")).json()).rate_limiting.usage as {
       metric: string;
@@ -454,10 +456,16 @@ features:
     limits: { requests_per_minute: 1 }
 `);
   try {
+    // The provider's own headers of the same names give way to the gateway's limit.
+    up.script({
+      kind: "json",
+      headers: { "x-ratelimit-limit": "999", "x-ratelimit-remaining": "9" },
+    });
     const ok = await drain(
       await gw.request("/openai/v1/chat/completions", chat({ model: "gpt-4o" })),
     );
     assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("x-ratelimit-limit"), "1");
     assert.equal(ok.headers.get("x-ratelimit-remaining"), "0");
     const limited = await gw.request("/openai/v1/chat/completions", chat({ model: "gpt-4o" }));
     assert.equal(limited.status, 429);

@@ -106,6 +106,7 @@ export function errorResponse(err: GatewayError, ex: Exchange | undefined, path:
     "content-type": "application/json",
     ...attemptHeaders(ex, err),
     ...err.info.headers,
+    ...ex?.replyHeaders,
   };
   if (format === "aws_json") {
     headers["x-amzn-errortype"] = AWS_EXCEPTION[err.status] ?? "InternalServerException";
