@@ -70,13 +70,11 @@ export function skipReason(policy: CachePolicy, req: RequestFacts): Skip | null 
 const NOT_IN_KEY = new Set(["stream", "stream_options", "user", "metadata", "store", "model"]);
 
 /**
- * SHA-256 (hex) of the normalised request: the targets it resolves to (provider namespace
- * and upstream model, in failover order), the scope (the app key with `scope: key`), and the
+ * The normalised request as text: the targets it resolves to (provider namespace and
+ * upstream model, in failover order), the scope (the app key with `scope: key`), and the
  * canonical body with its keys sorted at every level, so field order does not matter.
- * Synchronous node:crypto: WebCrypto's digest runs on a worker thread and costs ~40x more
- * for a request-sized input (the polyfill is loaded anyway: app keys and limits use it).
  */
-export function cacheKey(
+export function cacheKeyText(
   targets: readonly { readonly provider: string; readonly model: string }[],
   scope: string,
   body: OpenAIChatRequest | OpenAIEmbeddingsRequest,
@@ -84,8 +82,40 @@ export function cacheKey(
   // v2: answers carry the stop sequence that ended them; v1 entries dropped it.
   let text = "pilotfish-cache-v2\n";
   for (const t of targets) text += `${t.provider}/${t.model}\n`;
-  text += `scope:${scope}\n${stableObject(body as unknown as Record<string, unknown>, NOT_IN_KEY)}`;
+  return text +
+    `scope:${scope}\n${stableObject(body as unknown as Record<string, unknown>, NOT_IN_KEY)}`;
+}
+
+/**
+ * SHA-256 (hex) of `cacheKeyText`: the key in a shared store, and in memory for requests
+ * too long to be their own key (see `memoryKey`). Synchronous node:crypto: WebCrypto's digest
+ * runs on a worker thread and costs ~40x more for a request-sized input.
+ */
+export function cacheKey(
+  targets: readonly { readonly provider: string; readonly model: string }[],
+  scope: string,
+  body: OpenAIChatRequest | OpenAIEmbeddingsRequest,
+): string {
+  return digestKey(cacheKeyText(targets, scope, body));
+}
+
+export function digestKey(text: string): string {
   return createHash("sha256").update(text).digest("hex");
+}
+
+/**
+ * Up to this many UTF-16 units, V8 hashes a string's every character for a Map lookup; a
+ * longer string is hashed by its length alone, so same-length keys would share a bucket.
+ */
+const PLAIN_KEY_MAX = 16_383;
+
+/**
+ * The in-process (memory backend) key: the text itself while V8 hashes it whole, a Map
+ * compares it exactly on a match, so it needs no digest (which costs more than the lookup);
+ * a longer one is its SHA-256, which cannot equal a text (those start with the version line).
+ */
+export function memoryKey(text: string): string {
+  return text.length <= PLAIN_KEY_MAX ? text : digestKey(text);
 }
 
 /** An object as `stableJson`, without the fields in `omit` (top level only). */

@@ -12,7 +12,14 @@ import type { PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import { pilotfishHeaders } from "../routing/mod.ts";
 import { noUsage, replayedUsage } from "../streaming/mod.ts";
-import { CACHED_SCHEMAS, cacheKey, type CachePolicy, skipReason } from "./key.ts";
+import {
+  CACHED_SCHEMAS,
+  cacheKeyText,
+  type CachePolicy,
+  digestKey,
+  memoryKey,
+  skipReason,
+} from "./key.ts";
 import { replayChunks } from "./replay.ts";
 import { modelInJsonHead, modelOfBody } from "../streaming/response_model.ts";
 import { isObject } from "../schema/openai.ts";
@@ -38,6 +45,8 @@ export const BUTTER_CACHE_HEADER = "x-butter-cache";
 
 export function createCacheStage(deps: CacheStageDeps): Stage {
   const { policy, backend, ttlMs } = deps;
+  /** A shared store is keyed by digests (documented, and bounded in length); memory by text. */
+  const keyOf = backend.kind === "memory" ? memoryKey : digestKey;
   /** The key of each exchange that missed: its answer is stored under it. */
   const keys = new HeldSlot<string>("cacheKey");
   /** Streams being assembled for storage (`cache.streaming`). */
@@ -233,7 +242,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       const includeUsage = view.schema !== "embeddings" &&
         view.body.stream_options?.include_usage === true;
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
-      return lookup(ex, cacheKey(ex.targets, scope, body), includeUsage);
+      return lookup(ex, keyOf(cacheKeyText(ex.targets, scope, body)), includeUsage);
     },
     post_llm(ex, res) {
       const key = keys.get(ex);

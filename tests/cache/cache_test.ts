@@ -160,12 +160,27 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
       await res.body?.cancel();
     });
 
+    await t.step("a prompt past 16,383 characters (keyed by its digest) hits too", async () => {
+      const long = (c: string) => [{ role: "user", content: "x".repeat(20_000) + c }];
+      const before = upstreamCalls();
+      const miss = await chat({ messages: long("a") });
+      assert.equal(miss.headers.get("x-cache"), "MISS");
+      const text = await miss.text();
+      const hit = await chat({ messages: long("a") });
+      assert.equal(hit.headers.get("x-cache"), "HIT");
+      assert.equal(await hit.text(), text);
+      const other = await chat({ messages: long("b") });
+      assert.equal(other.headers.get("x-cache"), "MISS");
+      await other.body?.cancel();
+      assert.equal(upstreamCalls(), before + 2);
+    });
+
     await t.step("usage counts hits and misses", async () => {
       const usage = await gw.request("/api/v1/usage", {
         headers: { authorization: `Bearer ${ADMIN}` },
       });
       const report = await usage.json();
-      assert.equal(report.cache_hits, 3);
+      assert.equal(report.cache_hits, 4);
       // Everything not answered from the cache is a miss (the uncached stream and the error
       // too): the two add up to the requests, as in llm-gateway's README.
       assert.equal(report.cache_hits + report.cache_misses, report.total_requests);

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { cacheKey, createMemoryCache, entryBytes, skipReason } from "../../src/cache/mod.ts";
+import {
+  cacheKey,
+  cacheKeyText,
+  createMemoryCache,
+  digestKey,
+  entryBytes,
+  memoryKey,
+  skipReason,
+} from "../../src/cache/mod.ts";
 
 Deno.test("createMemoryCache() evicts the least recently used entries to stay under its bytes", () => {
   let now = 0;
@@ -128,4 +136,20 @@ Deno.test("cacheKey() is the documented SHA-256 of the normalised request", asyn
       await documentedKey(targets, scope, body),
     );
   }
+});
+
+Deno.test("memoryKey() is the request's text while V8 hashes all of it, its digest beyond", () => {
+  const targets = [{ provider: "p", model: "m" }];
+  const short = cacheKeyText(targets, "", {
+    model: "m",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assert.equal(memoryKey(short), short);
+  assert.ok(short.startsWith("pilotfish-cache-v2\n"));
+  const body = { model: "m", messages: [{ role: "user", content: "x".repeat(16_400) }] };
+  const long = cacheKeyText(targets, "", body);
+  assert.ok(long.length > 16_383);
+  assert.equal(memoryKey(long), digestKey(long));
+  assert.equal(memoryKey(long), cacheKey(targets, "", body));
+  assert.match(memoryKey(long), /^[0-9a-f]{64}$/);
 });
