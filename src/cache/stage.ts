@@ -73,10 +73,13 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
   };
   const land = (ex: Exchange) => landFlight(takeFlight(ex));
 
-  const store = (ex: Exchange, key: string, body: Record<string, unknown>) => {
-    const value: CachedAnswer = { provider: ex.provider ?? "", model: ex.model ?? "", body };
+  /** Store the answer's JSON text (`body`): the value is a `CachedAnswer` as JSON. */
+  const store = (ex: Exchange, key: string, body: string) => {
+    const value = `{"provider":${JSON.stringify(ex.provider ?? "")},"model":${
+      JSON.stringify(ex.model ?? "")
+    },"body":${body}}`;
     const flight = takeFlight(ex);
-    const done = backend.set(key, JSON.stringify(value), ttlMs);
+    const done = backend.set(key, value, ttlMs);
     // Waiters look again once the entry is there (a Redis write takes a round trip).
     if (done instanceof Promise) done.catch(() => {}).finally(() => landFlight(flight));
     else landFlight(flight);
@@ -244,11 +247,21 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
       return lookup(ex, keyOf(cacheKeyText(ex.targets, scope, body)), includeUsage);
     },
+    // The provider's JSON as it came, when it did: stored as that text (parsed to check it,
+    // never serialised again).
+    post_llm_body: "text",
     post_llm(ex, res) {
       const key = keys.get(ex);
       if (key === undefined || res.stream) return;
       keys.delete(ex);
-      if (res.status === 200 && res.body && isAnswer(res.body)) store(ex, key, res.body);
+      const text = res.status !== 200
+        ? null
+        : res.text !== undefined
+        ? storableText(res.text)
+        : res.body !== undefined && isAnswer(res.body)
+        ? JSON.stringify(res.body)
+        : null;
+      if (text !== null) store(ex, key, text);
       else land(ex);
     },
     // A leader that ends without an answer stored (failed, rejected by a later stage, cut
@@ -280,7 +293,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       // upstream's: the metered usage stands in, unless it is an estimate.
       const metered = event.usage !== null && !event.usage.estimated ? event.usage : undefined;
       const body = assembly.completion(metered);
-      if (body !== null) store(ex, key, body);
+      if (body !== null) store(ex, key, JSON.stringify(body));
       else land(ex);
     },
   };
@@ -379,6 +392,19 @@ function stringEnd(text: string, open: number): number {
 function jsonString(text: string, from: number, to: number): string {
   const raw = text.slice(from + 1, to - 1);
   return raw.includes("\\") ? JSON.parse(text.slice(from, to)) as string : raw;
+}
+
+/**
+ * The provider's answer text, when it is an answer to keep (`isAnswer` of it decoded: a
+ * parse checks it is JSON, which the relay did not). Stored as it came, not re-serialised.
+ */
+function storableText(text: string): string | null {
+  try {
+    const body = JSON.parse(text) as unknown;
+    return isObject(body) && isAnswer(body) ? text : null;
+  } catch {
+    return null;
+  }
 }
 
 /** A chat completion with choices, or an embeddings list with vectors: an answer to keep. */

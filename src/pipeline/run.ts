@@ -552,16 +552,42 @@ export function postLlm(
     const observed = observe(ex, list, list.length - 1, { stream: true, status: outcome.status });
     return observed instanceof Promise ? observed.then(() => outcome) : outcome;
   }
-  // Decoded only for a stage that reads the body.
-  const body = list.some((s) => s.post_llm_body !== false)
+  // Decoded only for a stage that reads the body (a text reader takes OpenAI JSON as it is).
+  const wire = outcome.format === "openai_json";
+  const body = list.some((s) => s.post_llm_body !== false && (s.post_llm_body !== "text" || !wire))
     ? decodeJson(outcome, decodeContext(ex))
     : undefined;
-  return postLlmFrom(ex, list, list.length - 1, outcome, { body, rewritten: false });
+  return postLlmFrom(ex, list, list.length - 1, outcome, { body, text: null, rewritten: false });
 }
 
 interface PostLlmState {
   body: Record<string, unknown> | undefined;
+  /** The wire answer as text, decoded once for the stages that read it so. */
+  text: string | null;
   rewritten: boolean;
+}
+
+const utf8 = new TextDecoder();
+
+/** What one stage's `post_llm` is shown of a JSON answer. */
+function jsonView(
+  ex: Exchange,
+  stage: Stage,
+  outcome: Extract<ChatOutcome, { kind: "json" }>,
+  state: PostLlmState,
+): LlmResponseView {
+  const want = stage.post_llm_body;
+  if (want === false) return { stream: false, status: outcome.status };
+  if (want === "text" && outcome.format === "openai_json" && !state.rewritten) {
+    return {
+      stream: false,
+      status: outcome.status,
+      text: state.text ??= utf8.decode(outcome.body),
+    };
+  }
+  // A text reader after a rewrite (the answer is an object now), or an answer in another format.
+  const body = state.body ??= decodeJson(outcome, decodeContext(ex));
+  return { stream: false, status: outcome.status, body };
 }
 
 function postLlmFrom(
@@ -573,15 +599,7 @@ function postLlmFrom(
 ): MaybePromise<ChatOutcome> {
   for (let i = from; i >= 0; i--) {
     const stage = list[i] as Stage;
-    const current = stage.post_llm_body === false ? undefined : state.body;
-    const pending = callHook(
-      ex,
-      stage,
-      "post_llm",
-      current === undefined
-        ? { stream: false, status: outcome.status }
-        : { stream: false, status: outcome.status, body: current },
-    );
+    const pending = callHook(ex, stage, "post_llm", jsonView(ex, stage, outcome, state));
     if (pending instanceof Promise) {
       return pending.then((r) => {
         applyPostLlm(stage, r, state);

@@ -49,6 +49,12 @@ export type LlmResponseView =
     readonly status: number;
     /** Canonical (OpenAI-shaped); absent on passthrough, whose bytes are the provider's. */
     readonly body?: Record<string, unknown>;
+    /**
+     * For a stage with `post_llm_body: "text"`, instead of `body`: the answer's OpenAI JSON
+     * text as the provider sent it (and as the route sends it on), when it came as such
+     * and no later stage rewrote it. Not checked beyond its outer braces.
+     */
+    readonly text?: string;
   }
   | { readonly stream: true; readonly status: number };
 
@@ -118,9 +124,10 @@ export interface Stage {
   post_llm?(ex: Exchange, res: LlmResponseView): MaybePromise<PostLlmResult>;
   /**
    * `false`: `post_llm` needs no body (a buffered answer is then not decoded for it, and the
-   * same-schema fast path stays byte for byte). Default true.
+   * same-schema fast path stays byte for byte). `"text"`: the OpenAI JSON text when the
+   * answer is that (`text`, not decoded for it), else the canonical `body`. Default true.
    */
-  readonly post_llm_body?: boolean;
+  readonly post_llm_body?: boolean | "text";
   post_http?(ex: Exchange, res: HttpResponseView): MaybePromise<void>;
   /** A typed chunk on its way out: return a replacement, null to drop it, nothing to keep it. */
   stream_chunk?(ex: Exchange, chunk: ChatChunk): MaybePromise<ChatChunk | null | void>;

@@ -153,6 +153,47 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
       await again.body?.cancel();
     });
 
+    await t.step("a 200 that is an error or holds no answer is never cached", async (t) => {
+      const bodies: [string, string][] = [
+        ["an error object", JSON.stringify({ error: { message: "quota", type: "server_error" } })],
+        [
+          "an error beside choices",
+          JSON.stringify({ ...completionBody("x"), error: { message: "e" } }),
+        ],
+        ["no choices", JSON.stringify({ ...completionBody("x"), choices: [] })],
+        ["not JSON inside", '{"choices":[{"index":0,}'],
+      ];
+      for (const [name, body] of bodies) {
+        await t.step(name, async () => {
+          const before = upstreamCalls();
+          for (let i = 0; i < 2; i++) {
+            up.script({ kind: "json", body });
+            const res = await chat({ seed: 700 });
+            assert.equal(res.headers.get("x-cache"), "MISS", `${name}, request ${i + 1}`);
+            await res.body?.cancel();
+          }
+          assert.equal(upstreamCalls(), before + 2);
+        });
+      }
+      up.script({ kind: "json" });
+    });
+
+    await t.step(
+      "an answer as its provider wrote it (indented, quoted words) is kept as written",
+      async () => {
+        const answer = completionBody('He said "error" twice.');
+        const text = JSON.stringify(answer, null, 2) + "\n";
+        up.script({ kind: "json", body: text });
+        const miss = await chat({ seed: 701 });
+        assert.equal(miss.headers.get("x-cache"), "MISS");
+        assert.equal(await miss.text(), text);
+        up.script({ kind: "json" });
+        const hit = await chat({ seed: 701 });
+        assert.equal(hit.headers.get("x-cache"), "HIT");
+        assert.equal(await hit.text(), text);
+      },
+    );
+
     await t.step("an entry expires after cache.ttl", async () => {
       clock.advance(11 * 60_000);
       const res = await chat({});
@@ -180,7 +221,7 @@ Deno.test("response cache (memory): hit, miss, skip rules, key sensitivity, erro
         headers: { authorization: `Bearer ${ADMIN}` },
       });
       const report = await usage.json();
-      assert.equal(report.cache_hits, 4);
+      assert.equal(report.cache_hits, 5);
       // Everything not answered from the cache is a miss (the uncached stream and the error
       // too): the two add up to the requests, as in llm-gateway's README.
       assert.equal(report.cache_hits + report.cache_misses, report.total_requests);

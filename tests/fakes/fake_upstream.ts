@@ -16,6 +16,7 @@ export type Script =
   | {
     kind: "json";
     status?: number;
+    /** A string is the body as written; any other value is sent as its JSON. */
     body?: unknown;
     delayMs?: number;
     headers?: Record<string, string>;
@@ -143,7 +144,11 @@ export function startFakeUpstream(): FakeUpstream {
         onAbort();
         return new Response(null, { status: 499 });
       }
-      return new Response(JSON.stringify(s.body ?? completionBody("Hello from upstream")), {
+      // A string body is sent as written (a provider's own formatting); anything else as JSON.
+      const text = typeof s.body === "string"
+        ? s.body
+        : JSON.stringify(s.body ?? completionBody("Hello from upstream"));
+      return new Response(text, {
         status: s.status ?? 200,
         headers: { "content-type": "application/json", ...s.headers },
       });

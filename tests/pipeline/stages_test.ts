@@ -138,6 +138,46 @@ Deno.test("pre_llm rewrites the request; post_llm rewrites the answer", SANITIZE
   );
 
   await t.step(
+    'post_llm_body: "text" sees the OpenAI JSON as sent, else (rewritten, translated) the object',
+    async () => {
+      const seen: { text: string | undefined; body: unknown }[] = [];
+      const reader: Stage = {
+        name: "reader",
+        fail_mode: "closed",
+        timeout_ms: 5_000,
+        post_llm_body: "text",
+        post_llm: (_ex, res) => {
+          if (!res.stream) seen.push({ text: res.text, body: res.body });
+        },
+      };
+      const rewriter: Stage = {
+        name: "rewriter",
+        fail_mode: "closed",
+        timeout_ms: 5_000,
+        post_llm: (_ex, res) =>
+          res.stream || !res.body ? undefined : {
+            action: "rewrite",
+            body: { ...res.body, rewritten_by: "stage" },
+          },
+      };
+      const alone = gateway({ stages: [reader] });
+      const res = await alone.request("/v1/chat/completions", post(ROUTES[0]!.body));
+      const sent = await res.text();
+      assert.equal(seen[0]?.text, sent);
+      assert.equal(seen[0]?.body, undefined);
+      // Post hooks run in reverse: the rewriter (after the reader) rewrites first.
+      const both = gateway({ stages: [reader, rewriter] });
+      await (await both.request("/v1/chat/completions", post(ROUTES[0]!.body))).body?.cancel();
+      assert.equal(seen[1]?.text, undefined);
+      assert.equal((seen[1]?.body as Record<string, unknown>).rewritten_by, "stage");
+      // An Anthropic answer is no OpenAI text: the reader gets the canonical object.
+      await (await alone.request("/v1/messages", post(ROUTES[2]!.body))).body?.cancel();
+      assert.equal(seen[2]?.text, undefined);
+      assert.equal((seen[2]?.body as Record<string, unknown>).object, "chat.completion");
+    },
+  );
+
+  await t.step(
     "messages: once rewritten, even an Anthropic provider gets the canonical form",
     async () => {
       const gw = gateway({
