@@ -175,14 +175,18 @@ export function createStageChain(stages: readonly Stage[]): StageChain {
 export function applicable(list: readonly Stage[], ex: Exchange): readonly Stage[] {
   if (list.length === 0) return list;
   const schema = ex.schema;
-  let all = true;
-  for (const s of list) {
-    if (s.schemas && (schema === null || !s.schemas.includes(schema))) all = false;
+  // Filtered once per list and schema (a chain's lists live as long as its generation).
+  let bySchema = APPLICABLE.get(list);
+  if (bySchema === undefined) APPLICABLE.set(list, bySchema = new Map());
+  let mine = bySchema.get(schema);
+  if (mine === undefined) {
+    const kept = list.filter((s) => !s.schemas || (schema !== null && s.schemas.includes(schema)));
+    bySchema.set(schema, mine = kept.length === list.length ? list : kept);
   }
-  return all
-    ? list
-    : list.filter((s) => !s.schemas || (schema !== null && s.schemas.includes(schema)));
+  return mine;
 }
+
+const APPLICABLE = new WeakMap<readonly Stage[], Map<InboundSchema | null, readonly Stage[]>>();
 
 /** The `stream_chunk` stages that apply to this exchange and want its chunks. */
 export function chunkStagesFor(ex: Exchange): readonly Stage[] {
