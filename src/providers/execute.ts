@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from "node:async_hooks";
 import { GatewayError } from "../errors.ts";
 import { scheduleDeadline } from "./deadline.ts";
 import { markByteStream } from "../streaming/mod.ts";
@@ -38,26 +37,14 @@ export interface UpstreamTrace {
 }
 
 /**
- * The trace context of the traced attempt running in this async context. Set by the
- * failover attempt only when a tracing subscriber is on, so untraced requests never enter
- * a scope; read here, so every adapter's upstream call carries it without each passing it.
- */
-const upstreamTrace = new AsyncLocalStorage<UpstreamTrace>();
-
-/** Run `fn` (one attempt's upstream call) with `trace` sent to the upstream. */
-export function withUpstreamTrace<T>(trace: UpstreamTrace, fn: () => T): T {
-  return upstreamTrace.run(trace, fn);
-}
-
-/**
- * `headers` with the current attempt's `traceparent` and `tracestate` (replacing a client's:
- * a `tracestate` belongs to the trace it came with, so one that is not continued is dropped),
+ * `headers` with the attempt's `traceparent` and `tracestate` (replacing a client's: a
+ * `tracestate` belongs to the trace it came with, so one that is not continued is dropped),
  * or as is when untraced.
  */
 function withTraceContext(
   headers: Record<string, string> | Headers,
+  trace: UpstreamTrace | undefined,
 ): Record<string, string> | Headers {
-  const trace = upstreamTrace.getStore();
   if (trace === undefined) return headers;
   if (headers instanceof Headers) {
     const copy = new Headers(headers);
@@ -189,6 +176,11 @@ export async function executeUpstream(
     verbatim?: boolean;
     /** Given the reply's headers as soon as they arrive, whatever the status. */
     onReply?: ((headers: Headers) => void) | undefined;
+    /**
+     * The attempt's W3C trace context, sent upstream (a tracer's attempt span, or the
+     * client's own passed on); none when untraced.
+     */
+    trace?: UpstreamTrace | undefined;
   },
 ): Promise<UpstreamReply> {
   // No closure below may capture `req`: an unsettled call's abort listener lives as long as
@@ -269,7 +261,7 @@ export async function executeUpstream(
   try {
     response = await fetchFn(url, {
       method,
-      headers: opts.verbatim ? req.headers : withTraceContext(req.headers),
+      headers: opts.verbatim ? req.headers : withTraceContext(req.headers, opts.trace),
       body: req.body,
       signal: controller.signal,
       redirect: "manual", // a redirect could point at a host that is not configured

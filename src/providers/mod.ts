@@ -9,7 +9,6 @@ export {
   type UpstreamReply,
   type UpstreamRequest,
   type UpstreamTrace,
-  withUpstreamTrace,
 } from "./execute.ts";
 export { MOCK_MODELS } from "./mock/adapter.ts";
 export type {

@@ -9,6 +9,7 @@ import type {
 } from "../schema/openai.ts";
 import type { Redactor } from "../telemetry/mod.ts";
 import type { SecretScrub } from "../streaming/scrub.ts";
+import type { UpstreamTrace } from "./execute.ts";
 import type { StreamFailures } from "../streaming/usage_sniff.ts";
 import type { NativeAuth } from "./shared/native_auth.ts";
 
@@ -99,6 +100,8 @@ export interface CallBasics {
   readonly clientAuthorization: string | null;
   /** Given the reply's headers as soon as they arrive (any status), for the request id. */
   readonly onReply?: ((headers: Headers) => void) | undefined;
+  /** The attempt's W3C trace context, for `executeUpstream` to send (none when untraced). */
+  readonly trace?: UpstreamTrace | undefined;
 }
 
 /** Everything an adapter needs for one chat attempt. */

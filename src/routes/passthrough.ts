@@ -11,7 +11,6 @@ import {
   type ProviderAdapter,
   type RawOutcome,
   type UpstreamTrace,
-  withUpstreamTrace,
 } from "../providers/mod.ts";
 import { CREDENTIAL_HEADERS, type NativeAuth } from "../providers/shared/native_auth.ts";
 import {
@@ -344,8 +343,9 @@ async function run(
         ),
         provider: provider.name,
         verbatim,
+        trace,
       });
-    const reply = await (trace === undefined ? call() : withUpstreamTrace(trace, call))
+    const reply = await call()
       .catch((err) => {
         const explained = explainTimeout(deadlines, err);
         const e = watched?.blame(err, explained !== err) ?? upload?.cut() ?? explained;
@@ -404,6 +404,7 @@ async function run(
           provider: provider.name,
           verbatim,
           onReply: attempt.onReply,
+          trace: attempt.trace,
         });
         // Unsettled: the relay stops the timer once the body is read. A reply that is thrown
         // (retried, or kept for the client) keeps it: it ends that body if nobody does.

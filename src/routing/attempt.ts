@@ -1,7 +1,7 @@
 import type { ProviderConfig } from "../config/mod.ts";
 import { GatewayError, tooDeep } from "../errors.ts";
 import type { ChatOutcome, ProviderAdapter, RawOutcome, Usage } from "../providers/mod.ts";
-import { type UpstreamTrace, withUpstreamTrace } from "../providers/execute.ts";
+import type { UpstreamTrace } from "../providers/execute.ts";
 import { scheduleDeadline } from "../providers/deadline.ts";
 import {
   type GateFormat,
@@ -126,6 +126,8 @@ export interface AttemptContext {
   readonly clientAuthorization: string | null;
   /** Given the reply's headers when they arrive: the attempt reads the provider's request id. */
   readonly onReply: ((headers: Headers) => void) | undefined;
+  /** The W3C trace context to send upstream: the attempt's span, or the client's passed on. */
+  readonly trace: UpstreamTrace | undefined;
 }
 
 /** Runs the operation (chat, embeddings, a native call) against one provider. */
@@ -325,11 +327,12 @@ export async function attempt(
         apiKey,
         clientAuthorization,
         onReply,
+        trace,
       }, target.model);
     // Traced: the upstream call inherits the attempt span's context (execute.ts sends it).
     let outcome: AttemptOutcome;
     try {
-      outcome = await (trace === undefined ? call() : withUpstreamTrace(trace, call));
+      outcome = await call();
     } catch (err) {
       if (headersMs === null || !(err instanceof GatewayError) || err.code !== "upstream_timeout") {
         throw err;

@@ -170,6 +170,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
         stream: false as const,
         // The attempt reads the provider's request id from the reply's headers.
         onReply: call.onReply,
+        trace: call.trace,
       };
       const headers = call.messages !== null ? clientHeaders(call.headers) : baseHeaders;
       const reply = await send(basics, headers, JSON.stringify(body), countUrl);
@@ -223,6 +224,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
       signal: call.signal,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
+      trace: call.trace,
       provider: cfg.name,
       toError: (status, text, headers) =>
         fromAnthropicError(status, text, headers, cfg.name, deps.redact),

@@ -210,6 +210,7 @@ export function createBedrockAdapter(
       signal: call.signal,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
+      trace: call.trace,
       provider: cfg.name,
       toError: (status, text, replyHeaders) => {
         const err = fromBedrockError(status, text, replyHeaders, cfg.name, redact);

@@ -65,6 +65,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       signal: call.signal,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
+      trace: call.trace,
       provider: cfg.name,
       toError: (status, text, headers) =>
         fromGeminiError(status, text, headers, cfg.name, deps.redact),

@@ -88,12 +88,18 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
   const streamUsage = cfg.stream_usage ?? (official || cfg.type === "azure");
   const execute = (
     req: ReturnType<typeof toOpenAIRequest>,
-    call: { signal: AbortSignal; timeoutMs: number; onReply?: CallBasics["onReply"] },
+    call: {
+      signal: AbortSignal;
+      timeoutMs: number;
+      onReply?: CallBasics["onReply"];
+      trace?: CallBasics["trace"];
+    },
   ) =>
     executeUpstream(deps.fetch, req, {
       signal: call.signal,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
+      trace: call.trace,
       provider: cfg.name,
       toError: (status, text, headers) =>
         fromOpenAIError(status, text, headers, cfg.name, deps.redact),

@@ -85,6 +85,15 @@ Deno.test(
     const bedrock = startFakeBedrock("us-west-2");
     const { adapter } = adapterFor(bedrock);
     try {
+      await t.step("the attempt's trace context goes along, outside the signature", async () => {
+        const traceparent = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+        const out = await adapter.chat({ ...call({}, false), trace: { traceparent } }, MODEL);
+        assert.equal(out.kind, "json");
+        const seen = bedrock.requests.at(-1)!;
+        assert.equal(seen.headers.get("traceparent"), traceparent);
+        assert.equal(seen.signatureValid, true);
+      });
+
       await t.step("non-stream text", async () => {
         const out = await adapter.chat(
           call({ max_tokens: 50, temperature: 0.5 }, false),
