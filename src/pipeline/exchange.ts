@@ -271,13 +271,13 @@ export function setReplyHeader(ex: Exchange, name: string, value: string): void 
   (ex.replyHeaders ??= {})[name] = value;
 }
 
-/** `headers` with the stages' reply headers over them (a copy when there are any). */
+/** `headers` (the caller's own object: it is added to) with the stages' reply headers over them. */
 export function withReplyHeaders(
-  ex: Exchange | undefined,
+  ex: Exchange,
   headers: Record<string, string>,
 ): Record<string, string> {
-  const extra = ex?.replyHeaders;
-  return extra == null ? headers : { ...headers, ...extra };
+  const extra = ex.replyHeaders;
+  return extra === null ? headers : Object.assign(headers, extra);
 }
 
 /** A fresh exchange for an incoming request. */

@@ -144,12 +144,13 @@ export function createRollup(now: () => number): Rollup {
         case "rate_limit": {
           rollover();
           const key = `${e.scope}:${e.metric}`;
-          const l = limits.get(key) ??
-            { scope: e.scope, metric: e.metric, used: 0, limit: 0, denied: 0 };
+          let l = limits.get(key);
+          if (l === undefined) {
+            limits.set(key, l = { scope: e.scope, metric: e.metric, used: 0, limit: 0, denied: 0 });
+          }
           l.used = e.used;
           l.limit = e.limit;
           if (e.decision === "deny") l.denied++;
-          limits.set(key, l);
           return;
         }
       }
