@@ -127,32 +127,57 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     return found instanceof Promise ? found.then(then) : then(found);
   };
 
-  // Memory entries are only ever written by `store` (JSON.stringify of a checked answer), so a
-  // hit is served as its stored text; a shared Redis value is parsed and checked first.
+  // Memory entries are only ever written by `store`, as `{"provider","model","body"}` with
+  // the body's text as the provider sent it (unchecked at the miss: most misses are never hit)
+  // or as serialised here: a hit splits it without a parse, and checks the body once (the
+  // memo below). A shared Redis value is parsed and checked on every hit.
   const trusted = backend.kind === "memory";
-  /** Recent memory hits as served (bytes, headers), by cache key: a repeated hit reuses them. */
+  /** Memory hits as served (checked, headers, bytes), by key: a repeated hit reuses them. */
   const served = new Map<string, Served>();
+  let servedChars = 0;
+  /** Memory values whose body is no answer, by key (the value as found). */
+  const rejected = new Map<string, string>();
 
   const hitOf = (key: string, found: string): Served | null => {
+    let hit: Hit | null;
     if (trusted) {
       const memo = served.get(key);
-      // The store hands back the same string while the entry lives: a pointer compare.
-      if (memo !== undefined && memo.text === found) return memo;
+      // The store hands back the same string while the entry lives: equal at once.
+      if (memo !== undefined && memo.found === found) return memo;
+      if (rejected.get(key) === found) return null;
+      const split = splitAnswer(found);
+      hit = split === null
+        ? parseAnswer(found)
+        : split.text !== null && isAnswerText(split.text)
+        ? split
+        : null;
+      if (hit === null) {
+        if (rejected.size >= MEMO_ENTRIES) rejected.clear();
+        rejected.set(key, found);
+        return null;
+      }
+    } else {
+      hit = parseAnswer(found);
+      if (hit === null) return null;
     }
-    const hit = (trusted && splitAnswer(found)) || parseAnswer(found);
-    if (hit === null) return null;
     const out: Served = {
       ...hit,
+      found,
       bytes: null,
+      keepBytes: found.length <= MEMO_BYTES_CHARS,
       headers: Object.freeze({
         ...pilotfishHeaders(hit.provider, hit.model, 0),
         [CACHE_HEADER]: "HIT",
         [BUTTER_CACHE_HEADER]: "hit",
       }),
     };
-    if (trusted && hit.text !== null && found.length <= MEMO_MAX_CHARS) {
-      if (served.size >= MEMO_ENTRIES) served.clear();
+    if (trusted && hit.text !== null && found.length <= MEMO_CHARS) {
+      if (served.size >= MEMO_ENTRIES || servedChars + found.length > MEMO_CHARS) {
+        served.clear();
+        servedChars = 0;
+      }
       served.set(key, out);
+      servedChars += found.length;
     }
     return out;
   };
@@ -181,9 +206,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
     ex.cacheStatus = "hit";
     ex.provider = hit.provider;
     ex.model = hit.model;
-    ex.cachedModel = hit.body !== null
-      ? modelOfBody(hit.body)
-      : modelInJsonHead(hit.bytes ??= utf8.encode(hit.text!));
+    ex.cachedModel = hit.body !== null ? modelOfBody(hit.body) : modelInJsonHead(bytesOf(hit));
     // Parsed per replay: the chunks carry parts of it, and they are not shared.
     const replayed = ex.stream ? hit.body ?? parseBody(hit.text) : null;
     const outcome: ChatOutcome = replayed !== null
@@ -201,7 +224,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         kind: "json",
         status: 200,
         format: "openai_json",
-        body: hit.bytes ??= utf8.encode(hit.text),
+        body: bytesOf(hit),
         usage: noUsage(),
       }
       : { kind: "json", status: 200, format: "object", body: hit.body!, usage: noUsage() };
@@ -254,10 +277,12 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       const key = keys.get(ex);
       if (key === undefined || res.stream) return;
       keys.delete(ex);
+      // In memory the text is checked at its first hit (`hitOf`); a shared store gets only
+      // answers (every sidecar parses what it reads there anyway).
       const text = res.status !== 200
         ? null
         : res.text !== undefined
-        ? storableText(res.text)
+        ? trusted ? res.text : storableText(res.text)
         : res.body !== undefined && isAnswer(res.body)
         ? JSON.stringify(res.body)
         : null;
@@ -309,14 +334,29 @@ function waitUntil(ex: Exchange): number {
   return ex.started + Math.min(COALESCE_WAIT_MS, budget);
 }
 
-/** One miss being answered; `landed` resolves once it is stored or will not be. */
+/**
+ * One miss being answered; `landed` resolves once it is stored or will not be. Its promise is
+ * made only when a request waits on it: most misses have nobody waiting.
+ */
 class Flight {
-  readonly landed: Promise<void>;
-  readonly land: () => void;
-  constructor(readonly key: string) {
-    const { promise, resolve } = Promise.withResolvers<void>();
-    this.landed = promise;
-    this.land = resolve;
+  #landed: Promise<void> | null = null;
+  #resolve: (() => void) | null = null;
+  #done = false;
+  constructor(readonly key: string) {}
+
+  get landed(): Promise<void> {
+    if (this.#landed === null) {
+      if (this.#done) return this.#landed = Promise.resolve();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      this.#landed = promise;
+      this.#resolve = resolve;
+    }
+    return this.#landed;
+  }
+
+  land(): void {
+    this.#done = true;
+    this.#resolve?.();
   }
 }
 
@@ -330,13 +370,29 @@ interface Hit {
 
 /** A hit with what serving it takes, built once per entry. */
 interface Served extends Hit {
+  /** The stored value it was read from. */
+  readonly found: string;
   bytes: Uint8Array<ArrayBuffer> | null;
+  /** Its bytes are kept for the next hit (a small answer: the memo holds no big copies). */
+  readonly keepBytes: boolean;
   readonly headers: Readonly<Record<string, string>>;
 }
 
-/** Bounds of the served-hit memo: entries, and the largest value kept (UTF-16 units). */
+/**
+ * Bounds of the memos: entries, the characters of the values they hold (which may outlive
+ * their entries until the memo is cleared), and the largest answer whose bytes are kept.
+ */
 const MEMO_ENTRIES = 64;
-const MEMO_MAX_CHARS = 32_768;
+const MEMO_CHARS = 8 * 1024 * 1024;
+const MEMO_BYTES_CHARS = 32_768;
+
+/** The answer's bytes as sent: encoded once per memoised entry, per hit for a large one. */
+function bytesOf(hit: Served): Uint8Array<ArrayBuffer> {
+  if (hit.bytes !== null) return hit.bytes;
+  const bytes = utf8.encode(hit.text as string);
+  if (hit.keepBytes) hit.bytes = bytes;
+  return bytes;
+}
 
 const utf8 = new TextEncoder();
 
@@ -399,11 +455,16 @@ function jsonString(text: string, from: number, to: number): string {
  * parse checks it is JSON, which the relay did not). Stored as it came, not re-serialised.
  */
 function storableText(text: string): string | null {
+  return isAnswerText(text) ? text : null;
+}
+
+/** Whether `text` is JSON for an answer to keep (`isAnswer`). */
+function isAnswerText(text: string): boolean {
   try {
     const body = JSON.parse(text) as unknown;
-    return isObject(body) && isAnswer(body) ? text : null;
+    return isObject(body) && isAnswer(body);
   } catch {
-    return null;
+    return false;
   }
 }
 

@@ -388,14 +388,16 @@ Deno.test("cache.streaming: a cached answer replays as a stream through the offi
  * its status: concurrent misses stay in flight as long as the test needs.
  */
 function heldUpstream() {
-  const held: { resolve: (status: number) => void }[] = [];
+  type Answer = { status: number; body?: unknown };
+  const held: { resolve: (a: Answer) => void }[] = [];
   const arrived: (() => void)[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     await req.text();
-    const { promise, resolve } = Promise.withResolvers<number>();
+    const { promise, resolve } = Promise.withResolvers<Answer>();
     held.push({ resolve });
     arrived.splice(0).forEach((f) => f());
-    const status = await promise;
+    const { status, body } = await promise;
+    if (body !== undefined) return Response.json(body, { status });
     return status === 200
       ? Response.json(completionBody(`answer ${held.length}`))
       : Response.json({ error: { message: "boom", type: "server_error" } }, { status });
@@ -407,9 +409,10 @@ function heldUpstream() {
     async arrivals(n: number) {
       while (held.length < n) await new Promise<void>((r) => arrived.push(r));
     },
-    release: (i: number, status = 200) => held[i]!.resolve(status),
+    /** Answer request `i` with `status` (and `body`, else a completion or an error). */
+    release: (i: number, status = 200, body?: unknown) => held[i]!.resolve({ status, body }),
     close: () => {
-      for (const h of held) h.resolve(200);
+      for (const h of held) h.resolve({ status: 200 });
       return server.shutdown();
     },
   };
@@ -504,6 +507,36 @@ Deno.test("response cache: identical concurrent misses make one upstream call", 
         for (const res of results) await res.body?.cancel();
         assert.equal(up.calls(), 4);
         await (await first).body?.cancel();
+      } finally {
+        await gw.close();
+        await up.close();
+      }
+    },
+  );
+
+  await t.step(
+    "when the first is a 200 that holds no answer, the followers ask upstream themselves",
+    async () => {
+      const { up, timers, gw } = setUp();
+      try {
+        const first = gw.request("/v1/chat/completions", body());
+        await up.arrivals(1);
+        const rest = [1, 2].map(() => gw.request("/v1/chat/completions", body()));
+        await timers.waiting(2);
+        up.release(0, 200, { error: { message: "overloaded", type: "server_error" } });
+        assert.equal((await first).status, 200);
+        await (await first).body?.cancel();
+        await up.arrivals(3);
+        up.release(1);
+        up.release(2);
+        const results = await Promise.all(rest);
+        assert.deepEqual(results.map((r) => r.headers.get("x-cache")), ["MISS", "MISS"]);
+        for (const res of results) assert.equal((await res.json()).object, "chat.completion");
+        assert.equal(up.calls(), 3);
+        // An answer stored since is served.
+        const again = await gw.request("/v1/chat/completions", body());
+        assert.equal(again.headers.get("x-cache"), "HIT");
+        assert.equal((await again.json()).object, "chat.completion");
       } finally {
         await gw.close();
         await up.close();
