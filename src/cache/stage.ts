@@ -270,8 +270,8 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
       return lookup(ex, keyOf(cacheKeyText(ex.targets, scope, body)), includeUsage);
     },
-    // The provider's JSON as it came, when it did: stored as that text (parsed to check it,
-    // never serialised again).
+    // The provider's JSON as it came, when it did: stored as that text, never serialised
+    // again (checked in memory at its first hit, for Redis before it is written).
     post_llm_body: "text",
     post_llm(ex, res) {
       const key = keys.get(ex);
