@@ -87,18 +87,10 @@ export function cacheKeyText(
 }
 
 /**
- * SHA-256 (hex) of `cacheKeyText`: the key in a shared store, and in memory for requests
+ * SHA-256 (hex) of a `cacheKeyText`: the key in a shared store, and in memory for requests
  * too long to be their own key (see `memoryKey`). Synchronous node:crypto: WebCrypto's digest
  * runs on a worker thread and costs ~40x more for a request-sized input.
  */
-export function cacheKey(
-  targets: readonly { readonly provider: string; readonly model: string }[],
-  scope: string,
-  body: OpenAIChatRequest | OpenAIEmbeddingsRequest,
-): string {
-  return digestKey(cacheKeyText(targets, scope, body));
-}
-
 export function digestKey(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }

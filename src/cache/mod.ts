@@ -3,7 +3,6 @@
  * @module
  */
 export {
-  cacheKey,
   cacheKeyText,
   type CachePolicy,
   digestKey,

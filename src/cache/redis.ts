@@ -71,7 +71,7 @@ export function createRedisCache(
   };
 }
 
-/** A `cacheKey` (SHA-256, lowercase hex) as a SCAN glob. */
+/** A `digestKey` (SHA-256, lowercase hex) as a SCAN glob. */
 const HEX_DIGEST = "[0-9a-f]".repeat(64);
 
 function escapeGlob(s: string): string {

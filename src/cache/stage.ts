@@ -282,7 +282,7 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       const text = res.status !== 200
         ? null
         : res.text !== undefined
-        ? trusted ? res.text : storableText(res.text)
+        ? trusted || isAnswerText(res.text) ? res.text : null
         : res.body !== undefined && isAnswer(res.body)
         ? JSON.stringify(res.body)
         : null;
@@ -448,14 +448,6 @@ function stringEnd(text: string, open: number): number {
 function jsonString(text: string, from: number, to: number): string {
   const raw = text.slice(from + 1, to - 1);
   return raw.includes("\\") ? JSON.parse(text.slice(from, to)) as string : raw;
-}
-
-/**
- * The provider's answer text, when it is an answer to keep (`isAnswer` of it decoded: a
- * parse checks it is JSON, which the relay did not). Stored as it came, not re-serialised.
- */
-function storableText(text: string): string | null {
-  return isAnswerText(text) ? text : null;
 }
 
 /** Whether `text` is JSON for an answer to keep (`isAnswer`). */

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  cacheKey,
   cacheKeyText,
   createMemoryCache,
   digestKey,
@@ -8,6 +7,9 @@ import {
   memoryKey,
   skipReason,
 } from "../../src/cache/mod.ts";
+
+/** The key a shared (Redis) cache stores an answer under. */
+const sharedKey = (...args: Parameters<typeof cacheKeyText>) => digestKey(cacheKeyText(...args));
 
 Deno.test("createMemoryCache() evicts the least recently used entries to stay under its bytes", () => {
   let now = 0;
@@ -54,15 +56,15 @@ Deno.test("entryBytes() counts UTF-8 bytes", () => {
   assert.equal(entryBytes("", "a\x80"), 3);
 });
 
-Deno.test("cacheKey() is scoped per app key and per target; skipReason() needs a key for scope key", () => {
+Deno.test("the cache key is scoped per app key and per target; skipReason() needs a key for scope key", () => {
   const body = { model: "m", messages: [{ role: "user" as const, content: "hi" }] };
   const targets = [{ provider: "p", model: "m" }];
-  const key = cacheKey(targets, "", body);
-  assert.equal(key, cacheKey(targets, "", { messages: body.messages, model: "m" }));
+  const key = sharedKey(targets, "", body);
+  assert.equal(key, sharedKey(targets, "", { messages: body.messages, model: "m" }));
   // The model as typed (bare, prefixed, an alias) is the same request once routed.
-  assert.equal(key, cacheKey(targets, "", { ...body, model: "p/m" }));
-  assert.notEqual(cacheKey(targets, "key-a", body), cacheKey(targets, "key-b", body));
-  assert.notEqual(key, cacheKey([{ provider: "q", model: "m" }], "", body));
+  assert.equal(key, sharedKey(targets, "", { ...body, model: "p/m" }));
+  assert.notEqual(sharedKey(targets, "key-a", body), sharedKey(targets, "key-b", body));
+  assert.notEqual(key, sharedKey([{ provider: "q", model: "m" }], "", body));
   assert.match(key, /^[0-9a-f]{64}$/);
   const facts = {
     schema: "openai_chat",
@@ -109,7 +111,7 @@ async function documentedKey(
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-Deno.test("cacheKey() is the documented SHA-256 of the normalised request", async () => {
+Deno.test("the shared key is the documented SHA-256 of the normalised request", async () => {
   const body = {
     stream: false,
     user: "u1",
@@ -132,7 +134,7 @@ Deno.test("cacheKey() is the documented SHA-256 of the normalised request", asyn
   const targets = [{ provider: "p", model: "m" }, { provider: "q", model: "m2" }];
   for (const scope of ["", "key_1"]) {
     assert.equal(
-      cacheKey(targets, scope, body as never),
+      sharedKey(targets, scope, body as never),
       await documentedKey(targets, scope, body),
     );
   }
@@ -150,6 +152,6 @@ Deno.test("memoryKey() is the request's text while V8 hashes all of it, its dige
   const long = cacheKeyText(targets, "", body);
   assert.ok(long.length > 16_383);
   assert.equal(memoryKey(long), digestKey(long));
-  assert.equal(memoryKey(long), cacheKey(targets, "", body));
+  assert.equal(memoryKey(long), sharedKey(targets, "", body));
   assert.match(memoryKey(long), /^[0-9a-f]{64}$/);
 });
