@@ -323,29 +323,27 @@ async function run(
     // One attempt, traced like failover's: its span, and its trace context sent upstream.
     const trace = trailOf(ex)?.attemptStart({ provider: provider.name, model: model ?? "" });
     attemptTrace = trace;
-    const call = () =>
-      executeUpstream(rt.fetch, {
-        url: targetUrl,
-        method: c.req.method,
-        headers,
-        body: !hasBody ? null : held ?? upload?.body ?? streamed,
-      }, {
-        signal: upload || watched
-          ? AbortSignal.any([
-            c.req.raw.signal,
-            ...[upload, watched].flatMap((u) => u?.signal ?? []),
-          ])
-          : c.req.raw.signal,
-        // The unified routes' bounds: the provider's timeout within the failover deadline.
-        timeoutMs: withinWrite(
-          deadlines,
-          Math.min(provider.timeout, rt.config.routing.failover.deadline),
-        ),
-        provider: provider.name,
-        verbatim,
-        trace,
-      });
-    const reply = await call()
+    const reply = await executeUpstream(rt.fetch, {
+      url: targetUrl,
+      method: c.req.method,
+      headers,
+      body: !hasBody ? null : held ?? upload?.body ?? streamed,
+    }, {
+      signal: upload || watched
+        ? AbortSignal.any([
+          c.req.raw.signal,
+          ...[upload, watched].flatMap((u) => u?.signal ?? []),
+        ])
+        : c.req.raw.signal,
+      // The unified routes' bounds: the provider's timeout within the failover deadline.
+      timeoutMs: withinWrite(
+        deadlines,
+        Math.min(provider.timeout, rt.config.routing.failover.deadline),
+      ),
+      provider: provider.name,
+      verbatim,
+      trace,
+    })
       .catch((err) => {
         const explained = explainTimeout(deadlines, err);
         const e = watched?.blame(err, explained !== err) ?? upload?.cut() ?? explained;
