@@ -10,6 +10,7 @@ import type { Config } from "../config/mod.ts";
 import type { KeyLimits } from "../keys/mod.ts";
 import { appKeysEnabled } from "../keys/storage.ts";
 import { CREDENTIAL_HEADERS } from "../providers/shared/native_auth.ts";
+import type { LimitLabel } from "../pipeline/events.ts";
 
 export type ScopeKind = "global" | "key" | "user" | "ip" | "model" | "provider";
 export type Metric = "requests" | "tokens";
@@ -252,12 +253,27 @@ export interface Check {
   readonly scope: string;
   /** The counter's identity (rule id and scope), built once per check. */
   readonly key: string;
+  /** What telemetry counts it under (one label per rule). */
+  readonly label: LimitLabel;
 }
 
 /** A fresh check of `rule` for the scope value `value` (`global` for the global scope). */
 export function checkOf(rule: Rule, value: string): Check {
   const scope = rule.scope === "global" ? "global" : `${rule.scope}:${value}`;
-  return { rule, scope, key: `${rule.id}\u0000${scope}` };
+  return { rule, scope, key: `${rule.id}\u0000${scope}`, label: labelOf(rule) };
+}
+
+const LABELS = new WeakMap<Rule, LimitLabel>();
+
+/** The rule's telemetry label: its scope's kind (`app_key` for the key scope) and metric. */
+function labelOf(rule: Rule): LimitLabel {
+  let label = LABELS.get(rule);
+  if (label === undefined) {
+    const scope = rule.scope === "key" ? "app_key" : rule.scope;
+    label = { scope, metric: rule.metric, key: `${scope}:${rule.metric}` };
+    LABELS.set(rule, label);
+  }
+  return label;
 }
 
 /** Cached checks per scope value for this many values per rule; then the cache starts over. */

@@ -139,16 +139,14 @@ export function limitStage(opts: LimitStageOptions): Stage {
     showLimit(ex, admission);
     const bus = ex.runtime.events;
     if (bus.on.rate_limit) {
-      const shown = admission.ok ? admission.states : admission.blocked ? [admission.blocked] : [];
-      for (const st of shown) {
+      if (admission.ok) {
+        bus.emit({ type: "rate_limit", exchange: ex, decision: "allow", limits: admission.states });
+      } else if (admission.blocked !== undefined) {
         bus.emit({
           type: "rate_limit",
           exchange: ex,
-          scope: scopeKind(st.check.scope),
-          decision: admission.ok ? "allow" : "deny",
-          metric: st.check.rule.metric,
-          used: st.limit - st.remaining,
-          limit: st.limit,
+          decision: "deny",
+          limits: [admission.blocked],
         });
       }
     }
@@ -314,12 +312,6 @@ function countedInput(usage: Promise<Usage | null>): number | null {
 /** llm-proxy reconciles only with a count above zero. */
 function positive(n: number | undefined): number | null {
   return typeof n === "number" && n > 0 ? n : null;
-}
-
-/** `user:<id>` -> `user`: the metric label is the scope's kind, never its (unbounded) value. */
-function scopeKind(scope: string): string {
-  const kind = scope.split(":", 1)[0] as string;
-  return kind === "key" ? "app_key" : kind;
 }
 
 /** llm-proxy's `X-RateLimit-Reason`: `minute limit exceeded`, `daily limit exceeded`. */

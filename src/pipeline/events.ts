@@ -13,6 +13,23 @@ import type { Exchange } from "./exchange.ts";
 /** How the response ended: a buffered answer is `complete` once handed over. */
 export type ResponseOutcome = StreamOutcome;
 
+/** What telemetry counts a limit under: the scope's kind, never its (unbounded) value. */
+export interface LimitLabel {
+  /** `global` | `app_key` | `user` | `ip` | `model` | `provider`. */
+  readonly scope: string;
+  /** The limited metric: `requests` or `tokens`. */
+  readonly metric: string;
+  /** `scope` and `metric` as one map key, built once per rule. */
+  readonly key: string;
+}
+
+/** One limit of a `rate_limit` decision (the limiter's counter state after it). */
+export interface LimitCount {
+  readonly check: { readonly label: LimitLabel };
+  readonly limit: number;
+  readonly remaining: number;
+}
+
 export type TelemetryEvent =
   | { readonly type: "request_start"; readonly exchange: Exchange }
   | {
@@ -109,16 +126,15 @@ export type TelemetryEvent =
     readonly outcome: string;
   }
   | {
-    /** A rate-limit check (emitted by the rate-limit stage). */
+    /**
+     * A rate-limit decision (emitted by the rate-limit stage): every limit an admitted
+     * request counted against, or the one that refused it. One event per request, not per
+     * limit: the bus and its subscribers are on every limited request's path.
+     */
     readonly type: "rate_limit";
     readonly exchange: Exchange;
-    /** `global` | `app_key` | `user` | `ip` | `model` | `provider`. */
-    readonly scope: string;
     readonly decision: "allow" | "deny";
-    /** The limited metric (`requests`, `tokens`), and its use and limit after this check. */
-    readonly metric: string;
-    readonly used: number;
-    readonly limit: number;
+    readonly limits: readonly LimitCount[];
   }
   | {
     /** A response-cache lookup (emitted by the cache stage). */

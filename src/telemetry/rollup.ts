@@ -143,14 +143,16 @@ export function createRollup(now: () => number): Rollup {
           return;
         case "rate_limit": {
           rollover();
-          const key = `${e.scope}:${e.metric}`;
-          let l = limits.get(key);
-          if (l === undefined) {
-            limits.set(key, l = { scope: e.scope, metric: e.metric, used: 0, limit: 0, denied: 0 });
+          for (const { check: { label }, limit, remaining } of e.limits) {
+            let l = limits.get(label.key);
+            if (l === undefined) {
+              l = { scope: label.scope, metric: label.metric, used: 0, limit: 0, denied: 0 };
+              limits.set(label.key, l);
+            }
+            l.used = limit - remaining;
+            l.limit = limit;
+            if (e.decision === "deny") l.denied++;
           }
-          l.used = e.used;
-          l.limit = e.limit;
-          if (e.decision === "deny") l.denied++;
           return;
         }
       }

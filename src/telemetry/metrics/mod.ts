@@ -299,7 +299,8 @@ export function createMetrics(serviceName: string): Metrics {
       const ends = new Map<string, EndHandles>();
       const attemptHandles = new Map<string, BoundSum>();
       const chunkHandles = new Map<string, BoundHistogram>();
-      const limitHandles = new Map<string, BoundSum>();
+      const allowHandles = new Map<string, BoundSum>();
+      const denyHandles = new Map<string, BoundSum>();
       const cacheHandles = new Map<string, BoundSum>();
 
       const bindEnd = (
@@ -458,12 +459,14 @@ export function createMetrics(serviceName: string): Metrics {
             return;
           }
           case "rate_limit": {
-            const key = `${e.scope}\0${e.decision}\0${e.metric}`;
-            (limitHandles.get(key) ?? keep(
-              limitHandles,
-              key,
-              rateLimits.bind({ scope: e.scope, decision: e.decision, metric: e.metric }),
-            )).add(1);
+            const handles = e.decision === "allow" ? allowHandles : denyHandles;
+            for (const { check: { label } } of e.limits) {
+              (handles.get(label.key) ?? keep(
+                handles,
+                label.key,
+                rateLimits.bind({ scope: label.scope, decision: e.decision, metric: label.metric }),
+              )).add(1);
+            }
             return;
           }
           case "cache":

@@ -397,11 +397,12 @@ Deno.test("GET /metrics and /api/v1/status: the cache, rate-limit and bypass eve
     bus.emit({
       type: "rate_limit",
       exchange,
-      scope: "app_key",
       decision: "deny",
-      metric: "requests",
-      used: 10,
-      limit: 10,
+      limits: [{
+        check: { label: { scope: "app_key", metric: "requests", key: "app_key:requests" } },
+        limit: 10,
+        remaining: 0,
+      }],
     });
     bus.emit({
       type: "breaker_decision",
