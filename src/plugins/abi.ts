@@ -127,6 +127,47 @@ export function encodeInput(input: HookInput, scrub?: (json: string) => string):
   return ENCODER.encode(scrub === undefined ? json : scrub(json));
 }
 
+/** Input fields a guest may do without (`INPUT_FIELDS`); `hook`, `provider`, `model`, `status`
+ * and `chunk` are always given. */
+export const OPTIONAL_INPUT = ["body", "headers", "metadata"] as const;
+export type OptionalInput = (typeof OPTIONAL_INPUT)[number];
+/** Which optional input fields a guest is given. */
+export type InputFields = Readonly<Record<OptionalInput, boolean>>;
+/** A guest that does not say (every Butter guest) is given every field. */
+export const ALL_INPUT: InputFields = { body: true, headers: true, metadata: true };
+
+/**
+ * A guest's `INPUT_FIELDS` answer (a JSON list of field names) -> the fields it is given. An
+ * answer that is not such a list, or names a field there is not, is an `AbiError`: a typo
+ * must not leave a guest without what it reads.
+ */
+export function decodeInputFields(bytes: Uint8Array): InputFields {
+  let list: unknown;
+  try {
+    list = JSON.parse(DECODER.decode(bytes));
+  } catch {
+    list = undefined;
+  }
+  if (!Array.isArray(list)) {
+    const text = new TextDecoder().decode(bytes.subarray(0, 80));
+    throw new AbiError(
+      `answered ${JSON.stringify(text)}, not a JSON list of ${OPTIONAL_INPUT.join(", ")}`,
+    );
+  }
+  const out: Record<OptionalInput, boolean> = { body: false, headers: false, metadata: false };
+  for (const name of list) {
+    if (!(OPTIONAL_INPUT as readonly unknown[]).includes(name)) {
+      throw new AbiError(
+        `lists ${JSON.stringify(name)}; the fields a guest may list are ${
+          OPTIONAL_INPUT.join(", ")
+        }`,
+      );
+    }
+    out[name as OptionalInput] = true;
+  }
+  return out;
+}
+
 /**
  * The output fields each hook may answer with. A field that does not apply (a short-circuit
  * after the provider answered, a body on `post_http`) is an error of the output, like a field

@@ -21,8 +21,17 @@ export type HookName = (typeof HOOKS)[number];
  */
 export const CONFIG_CHECK = "pilotfish_config_check";
 
+/**
+ * Pilotfish's optional export naming the input fields a guest reads, `() -> i32`: called once
+ * when a config generation loads; its output is a JSON list of `body`, `headers` and
+ * `metadata` (`abi.ts`: `decodeInputFields`). A field it does not list is left out of every
+ * hook's input: a guest that reads only the body is not given the request's headers, whose
+ * redacted map costs the daemon more than a small guest's own run.
+ */
+export const INPUT_FIELDS = "pilotfish_input_fields";
+
 /** What the host calls on a guest (by its index here, between threads). */
-export const GUEST_CALLS = [...HOOKS, CONFIG_CHECK] as const;
+export const GUEST_CALLS = [...HOOKS, CONFIG_CHECK, INPUT_FIELDS] as const;
 export type GuestCall = (typeof GUEST_CALLS)[number];
 
 export const PAGE_BYTES = 65_536;

@@ -15,6 +15,7 @@ import {
   type GuestCall,
   type HookName,
   HOOKS,
+  INPUT_FIELDS,
   INPUT_READ,
   ModuleError,
   PAGE_BYTES,
@@ -24,6 +25,7 @@ import { meter } from "./meter.ts";
 import type { PluginPool } from "./pool.ts";
 import { createRunner, FUEL, GUEST_ERROR, type Metered } from "./runner.ts";
 import { wasmStage } from "./stage.ts";
+import { AbiError, ALL_INPUT, decodeInputFields, type InputFields } from "./abi.ts";
 
 export { type HookName, HOOKS } from "./binary.ts";
 export { type CallResult, createPool, PluginBusy, type PluginPool, PluginTimeout } from "./pool.ts";
@@ -44,6 +46,8 @@ export interface CompiledPlugin {
   readonly hooks: ReadonlySet<HookName>;
   /** It exports `CONFIG_CHECK`: its config is checked when a generation loads. */
   readonly configCheck: boolean;
+  /** It exports `INPUT_FIELDS`: it is asked which input fields it reads when it loads. */
+  readonly inputFields: boolean;
   /** It imports WASI (TinyGo guests do): WASI is on for it, with no files and no env. */
   readonly wasi: boolean;
   /** It imports `INPUT_READ` (the shim then re-exports its memory). */
@@ -159,7 +163,10 @@ export function compilePlugin(
     throw new ModuleError(`${where}: exports none of ${HOOKS.join(", ")}`);
   }
   const configCheck = exported.has(CONFIG_CHECK);
-  const calls: GuestCall[] = configCheck ? [...hooks, CONFIG_CHECK] : hooks;
+  const inputFields = exported.has(INPUT_FIELDS);
+  const calls: GuestCall[] = [...hooks];
+  if (configCheck) calls.push(CONFIG_CHECK);
+  if (inputFields) calls.push(INPUT_FIELDS);
   const meteredGuest = metered(capped, calls, inputRead);
   return {
     config: cfg,
@@ -172,6 +179,7 @@ export function compilePlugin(
     shim: new WebAssembly.Module(statusShim(calls, inputRead)),
     hooks: new Set(hooks),
     configCheck,
+    inputFields,
     wasi: imports.some((i) => i.module === "wasi_snapshot_preview1"),
     inputRead,
     maxPages,
@@ -225,8 +233,10 @@ export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
   if (problems.length > 0) throw new ConfigError("wasm_plugins", problems);
   return compiled.map((p, i) => {
     const pool = startPool(p);
-    // Up, and content with its config (a typo there must not leave a guard scanning less).
-    const ready = pool.ready.then(() => checkConfig(p, pool, i)).then((problem) => {
+    // Up, content with its config (a typo there must not leave a guard scanning less), and
+    // what it reads.
+    const described = pool.ready.then(() => describe(p, pool, i));
+    const ready = described.then(({ problem }) => {
       if (problem !== null) throw new ConfigError("wasm_plugins", [problem]);
     });
     ready.catch(() => {}); // the runtime's `ready()` reports it
@@ -238,8 +248,33 @@ export function wasmStages(config: Config, cwd: string = Deno.cwd()): Stage[] {
       `wasm_plugins[${i}].path ("${p.config.name}")`,
       ready,
       Object.values(config.providers).flatMap((pc) => pc.keys.map((k) => k.key)),
+      described.then(({ fields }) => fields, () => ALL_INPUT),
     );
   });
+}
+
+/** What a started plugin says of itself: a problem with its config or its fields, or none. */
+async function describe(
+  p: CompiledPlugin,
+  pool: PluginPool,
+  index: number,
+): Promise<{ problem: string | null; fields: InputFields }> {
+  const problem = await checkConfig(p, pool, index);
+  if (problem !== null || !p.inputFields) return { problem, fields: ALL_INPUT };
+  const at = `wasm_plugins[${index}].path ("${p.config.name}")`;
+  try {
+    const r = await pool.call(INPUT_FIELDS, new Uint8Array(0));
+    if (r.kind === "error") {
+      return { problem: `${at}: ${INPUT_FIELDS}: ${r.message}`, fields: ALL_INPUT };
+    }
+    const said = r.kind === "output" ? r.bytes : new Uint8Array(0);
+    return { problem: null, fields: decodeInputFields(said) };
+  } catch (err) {
+    const why = err instanceof AbiError
+      ? err.message
+      : `did not answer: ${err instanceof Error ? err.message : String(err)}`;
+    return { problem: `${at}: ${INPUT_FIELDS} ${why}`, fields: ALL_INPUT };
+  }
 }
 
 /**
@@ -268,8 +303,8 @@ async function checkConfig(p: CompiledPlugin, pool: PluginPool, index: number) {
 
 /**
  * What would keep `config.wasm_plugins` from loading (for `--check`): a module that cannot be
- * used, then what each plugin that checks its config says of it (each such plugin is started
- * alone for the check, and stopped).
+ * used, then what each plugin that checks its config or names its input fields says (each
+ * such plugin is started alone for the check, and stopped).
  */
 export async function pluginConfigProblems(
   config: Config,
@@ -280,11 +315,11 @@ export async function pluginConfigProblems(
   if (problems.length > 0) return problems;
   const found: string[] = [];
   for (const [i, p] of compiled.entries()) {
-    if (!p.configCheck) continue;
+    if (!p.configCheck && !p.inputFields) continue;
     const pool = startPool(p);
     try {
       await pool.ready;
-      const problem = await checkConfig(p, pool, i);
+      const { problem } = await describe(p, pool, i);
       if (problem !== null) found.push(problem);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);

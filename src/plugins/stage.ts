@@ -24,6 +24,7 @@ import {
 } from "../pipeline/stages.ts";
 import {
   AbiError,
+  ALL_INPUT,
   answerProblem,
   chunkProblem,
   decodeOutput,
@@ -32,6 +33,7 @@ import {
   headerMap,
   type HookInput,
   type HookOutput,
+  type InputFields,
   type ShortCircuitBody,
   shortCircuitBody,
 } from "./abi.ts";
@@ -51,7 +53,12 @@ export function wasmStage(
   ready: Promise<void> = pool.ready,
   /** The configured provider keys: an answer that echoes one shows the guest none. */
   providerKeys: readonly string[] = [],
+  /** The optional input fields the guest reads (`INPUT_FIELDS`), once it has said. */
+  fields: Promise<InputFields> = Promise.resolve(ALL_INPUT),
 ): Stage {
+  // Every field until the guest has said (it says before the generation serves).
+  let wants = ALL_INPUT;
+  fields.then((f) => wants = f, () => {});
   // The top-level key, or (issue 12's wording, "unless the plugin's config opts in") the
   // same key in its `config` map.
   const expose = cfg.expose_credentials || cfg.config.expose_credentials === "true";
@@ -130,8 +137,8 @@ export function wasmStage(
   const common = (ex: Exchange) => ({
     ...providerOf(ex),
     ...(ex.model !== undefined ? { model: ex.model } : {}),
-    headers: requestHeaders(ex, expose),
-    metadata: ex.metadata,
+    ...(wants.headers ? { headers: requestHeaders(ex, expose) } : {}),
+    ...(wants.metadata ? { metadata: ex.metadata } : {}),
   });
 
   const stage: {
@@ -153,7 +160,7 @@ export function wasmStage(
           hook: "post_http",
           ...common(ex),
           status: res.status,
-          headers: headerMap(res.headers, expose, ex.runtime.redact),
+          ...(wants.headers ? { headers: headerMap(res.headers, expose, ex.runtime.redact) } : {}),
         });
         addHeaders(ex, res);
       }
@@ -162,7 +169,7 @@ export function wasmStage(
 
   if (hooks.has("pre_http")) {
     stage.pre_http = async (ex: Exchange, req: HttpRequestView): Promise<PreHttpResult> => {
-      const body = jsonOf(req.body);
+      const body = wants.body ? jsonOf(req.body) : undefined;
       if (body === UNREADABLE) return unreadable(cfg.name);
       const out = await call(ex, {
         hook: "pre_http",
@@ -183,7 +190,7 @@ export function wasmStage(
 
   if (hooks.has("pre_llm")) {
     stage.pre_llm = async (ex: Exchange, req: LlmRequestView): Promise<PreLlmResult> => {
-      let body = jsonOf(req.body);
+      let body = wants.body ? jsonOf(req.body) : undefined;
       if (body === UNREADABLE) return unreadable(cfg.name);
       // The model resolved: the first target's (an alias, `provider/model` or a routed name
       // become the model the provider is asked for), in `model` and the canonical body's
@@ -219,7 +226,7 @@ export function wasmStage(
         hook: "post_llm",
         ...common(ex),
         status: res.status,
-        ...(!res.stream && res.body !== undefined ? { body: res.body } : {}),
+        ...(wants.body && !res.stream && res.body !== undefined ? { body: res.body } : {}),
       });
       if (out.body === undefined) return;
       if (res.stream || res.body === undefined) {
@@ -245,7 +252,7 @@ export function wasmStage(
         hook: "stream_chunk",
         ...providerOf(ex),
         ...(ex.model !== undefined ? { model: ex.model } : {}),
-        metadata: ex.metadata,
+        ...(wants.metadata ? { metadata: ex.metadata } : {}),
         chunk,
       });
       if (out.drop || out.chunk === null) return null;

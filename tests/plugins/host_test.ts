@@ -1085,6 +1085,85 @@ Deno.test("pilotfish_config_check: a guest that refuses its config refuses the g
   });
 });
 
+Deno.test("pilotfish_input_fields: a guest is given only the input fields it lists", async (t) => {
+  const path = await fixtureWasm(TMP, "input_fields");
+  const seen = async (fields: string) => {
+    const gw = gateway({ config: config(path, `config: { fields: '${fields}' }`) });
+    try {
+      await gw.runtime.ready();
+      const res = await chat(gw, CHAT, { "x-tenant": "t1" });
+      assert.equal(res.status, 200);
+      return await res.json();
+    } finally {
+      await gw.runtime.dispose();
+    }
+  };
+  await t.step("the body alone: no headers, no metadata", async () => {
+    const input = await seen('["body"]');
+    assert.deepEqual(Object.keys(input).sort(), ["body", "hook", "model", "provider"]);
+    assert.equal(input.body.messages[0].content, "hi");
+  });
+  await t.step("headers and metadata, no body", async () => {
+    const input = await seen('["headers","metadata"]');
+    assert.equal(input.body, undefined);
+    assert.equal(input.headers["X-Tenant"], "t1");
+    assert.deepEqual(input.metadata, {});
+  });
+  await t.step("none of them: what every hook is always given", async () => {
+    assert.deepEqual(Object.keys(await seen("[]")).sort(), ["hook", "model", "provider"]);
+  });
+  await t.step("a guest that does not say is given every field", async () => {
+    const gw = gateway({ config: config(await fixtureWasm(TMP, "echo_input")) });
+    try {
+      await gw.runtime.ready();
+      const input = await (await chat(gw)).json();
+      assert.ok("body" in input && "headers" in input && "metadata" in input);
+    } finally {
+      await gw.runtime.dispose();
+    }
+  });
+  await t.step("--check asks too", async () => {
+    const { parseConfigText } = await import("../../src/config/mod.ts");
+    const { pluginConfigProblems } = await import("../../src/plugins/mod.ts");
+    const check = (fields: string) =>
+      pluginConfigProblems(
+        parseConfigText(config(path, `config: { fields: '${fields}' }`), () => undefined, "c.yaml")
+          .config,
+        "/",
+      );
+    assert.deepEqual(await check('["body"]'), []);
+    const problems = await check('["bodies"]');
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /pilotfish_input_fields lists "bodies"/);
+  });
+  for (
+    const [fields, problem] of [
+      [
+        '["body","cookies"]',
+        /lists "cookies"; the fields a guest may list are body, headers, metadata/,
+      ],
+      ['{"body":true}', /answered "\{\\"body\\":true\}", not a JSON list/],
+      ["", /answered "", not a JSON list/],
+    ] as const
+  ) {
+    await t.step(`an answer it cannot mean refuses the config: ${fields || "(none)"}`, async () => {
+      const gw = gateway({ config: config(path, `config: { fields: '${fields}' }`) });
+      try {
+        const err = await gw.runtime.ready().then(() => null, (e) => e);
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.equal(err.problems.length, 1);
+        assert.match(
+          err.problems[0]!,
+          /^wasm_plugins\[0\]\.path \("fixture"\): pilotfish_input_fields /,
+        );
+        assert.match(err.problems[0]!, problem);
+      } finally {
+        await gw.runtime.dispose();
+      }
+    });
+  }
+});
+
 Deno.test("two plugins asking for one response header: the first to ask keeps it; the second's is dropped with a warning, the rest of its output stands", async (t) => {
   const out = await fixtureWasm(TMP, "config_out");
   const two = (bHook: string, bOutput: unknown, bMode = "closed") => `

@@ -304,6 +304,18 @@ export function pilotfish_config_check(): i32 {
   return 1;
 }
 
+/** What it reads of a hook's input (Pilotfish asks once when it loads): the body alone. */
+const INPUT_FIELDS = Uint8Array.wrap(String.UTF8.encode('["body"]'));
+
+/**
+ * Pilotfish then leaves the request's headers and the metadata out of the input: their
+ * redacted map and JSON cost the daemon more than scanning a 1 KB prompt.
+ */
+export function pilotfish_input_fields(): i32 {
+  setOutput(INPUT_FIELDS);
+  return 0;
+}
+
 export function pre_http(): i32 {
   setup();
   if (configError !== null) {
