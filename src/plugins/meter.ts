@@ -4,9 +4,9 @@
  * of the function's instructions outside its loops; the frame then counts its loops'
  * iterations in a local of its own (each iteration costs the instructions of the loop's own
  * body). An `if` arm longer than `ARM_POINT` is charged on its own when it runs (on the local
- * inside a loop, on the global outside), not with the code around it. When either goes below
- * zero the guest writes it back and traps, and the host finds the fuel spent. Wasmtime's fuel,
- * done on the bytes because V8 offers none.
+ * inside a loop, checked at the loop's next head; on the global outside), not with the code
+ * around it. When either goes below zero the guest writes it back and traps, and the host
+ * finds the fuel spent. Wasmtime's fuel, done on the bytes because V8 offers none.
  *
  * A trap rather than a call to the host: a call inside a loop, even on a branch that is never
  * taken, makes V8 reload what the loop keeps in registers on every iteration (the injection
@@ -257,6 +257,16 @@ function loopCharge(cost: number, local: number, global: number): number[] {
   ];
 }
 
+/**
+ * At the head of an `if` arm inside a loop, on the frame's local: `local -= cost`, no check.
+ * The loop's head checks on its next turn (a turn cannot end without passing it or leaving
+ * the loop), so a check here would only cost the common path a compare and a branch.
+ */
+function innerArmCharge(cost: number, local: number): number[] {
+  const l = uleb(local);
+  return [0x20, ...l, 0x42, ...sleb(cost), 0x7d, 0x21, ...l];
+}
+
 /** At the head of an `if` arm outside every loop, on the global: `fuel -= cost`, trap below 0. */
 function armCharge(cost: number, global: number): number[] {
   const g = uleb(global);
@@ -359,7 +369,7 @@ function meterBody(
   const localsEnd = r.at;
   // Pass 1: the cost of each metering point. Loops are points; an `if` arm is one when it is
   // longer than ARM_POINT, else its instructions count to the point around it.
-  const charges = new Map<number, { cost: number; onLocal: boolean }>();
+  const charges = new Map<number, { cost: number; onLocal: boolean; loop: boolean }>();
   const root: Region = { own: 0, at: -1, loop: false, inLoop: false };
   const regions: Region[] = [root];
   // Open structures: a loop or arm (its region) or a plain block (null).
@@ -368,7 +378,7 @@ function meterBody(
   const close = (region: Region): void => {
     regions.pop();
     if (region.loop || region.own > ARM_POINT) {
-      charges.set(region.at, { cost: region.own, onLocal: region.inLoop });
+      charges.set(region.at, { cost: region.own, onLocal: region.inLoop, loop: region.loop });
     } else current().own += region.own;
   };
   for (let i = 0; !r.done; i++) {
@@ -416,7 +426,11 @@ function meterBody(
     if (charge === undefined) continue;
     out.append(body.subarray(copied, r.at));
     out.push(
-      ...(charge.onLocal ? loopCharge(charge.cost, local, global) : armCharge(charge.cost, global)),
+      ...(!charge.onLocal
+        ? armCharge(charge.cost, global)
+        : charge.loop
+        ? loopCharge(charge.cost, local, global)
+        : innerArmCharge(charge.cost, local)),
     );
     copied = r.at;
   }
