@@ -41,7 +41,8 @@
  * their pairs compared, with each pair's own difference as the noise; see README),
  * BENCH_TOGGLE=1 (with BENCH_CONFIG: one more daemon, its config switched by hot reload between
  * the base and the variant, BENCH_TOGGLE_PAIRS (12) pairs of BENCH_TOGGLE_SECONDS (3) blocks at
- * BENCH_TOGGLE_RATE (BENCH_HIGH_RATE); see bench/toggle.ts).
+ * BENCH_TOGGLE_RATE (BENCH_HIGH_RATE), each followed by BENCH_TOGGLE_CLOSED_SECONDS (0: none)
+ * of a closed loop for the pair's max req/s; see bench/toggle.ts).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -136,6 +137,7 @@ const v8Flags = Deno.env.get("BENCH_V8_FLAGS")?.trim() || undefined;
 const withToggle = envFlag("BENCH_TOGGLE");
 const togglePairs = Math.max(2, Math.floor(envNumber("BENCH_TOGGLE_PAIRS", 12)));
 const toggleSeconds = envNumber("BENCH_TOGGLE_SECONDS", 3);
+const toggleClosedSeconds = envNumber("BENCH_TOGGLE_CLOSED_SECONDS", 0);
 // 1,000 req/s by default: an A/A run of 10 pairs there had p50 quartiles of -9 to +3 µs, one
 // of 20 pairs at 200 req/s -41 to +26 µs (a daemon idle between requests reads less evenly).
 const toggleRate = envNumber("BENCH_TOGGLE_RATE", settings.highRate);
@@ -546,6 +548,9 @@ async function toggle(tmp: string, upstreamOrigin: string): Promise<ToggleSummar
     },
     measure: () => load.openLoop(daemon.tcp, toggleRate, toggleSeconds),
     cpuNs: () => cpuNs(daemon.pid),
+    ...(toggleClosedSeconds > 0
+      ? { saturate: () => load.closedLoop(daemon.tcp, settings.concurrency, toggleClosedSeconds) }
+      : {}),
   }, progress);
   return summarizeToggle(blocks);
 }
@@ -819,7 +824,11 @@ async function main(): Promise<void> {
     );
   }
   if (toggled !== null) {
-    printToggle(toggled, extraConfigPath ?? "", { rate: toggleRate, seconds: toggleSeconds });
+    printToggle(toggled, extraConfigPath ?? "", {
+      rate: toggleRate,
+      seconds: toggleSeconds,
+      closedSeconds: toggleClosedSeconds,
+    });
   }
   console.log(
     "Figures: added = the target's figure minus the direct call's (the proxy's cost); " +

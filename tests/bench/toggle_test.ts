@@ -6,12 +6,12 @@ Deno.test("toggleOrder() alternates which config opens a pair, so drift falls on
   assert.deepEqual(toggleOrder(3), ["base", "variant", "variant", "base", "base", "variant"]);
 });
 
-const block = (config: "base" | "variant", p50: number, cpu: number | null): ToggleBlock => ({
-  config,
-  p50,
-  cpuPerReq: cpu,
-  errors: 0,
-});
+const block = (
+  config: "base" | "variant",
+  p50: number,
+  cpu: number | null,
+  rps: number | null = null,
+): ToggleBlock => ({ config, p50, cpuPerReq: cpu, rps, errors: 0 });
 
 Deno.test("summarizeToggle(): variant minus base per pair after the first, and same-config neighbours as the noise", () => {
   const blocks = [
@@ -32,7 +32,27 @@ Deno.test("summarizeToggle(): variant minus base per pair after the first, and s
   assert.equal(s.noiseP50?.n, 1);
   assert.ok(Math.abs((s.noiseP50?.median ?? 0) - 10) < 1e-6);
   assert.ok(Math.abs((s.noiseCpu?.median ?? 0) - 10) < 1e-6);
+  assert.equal(s.rps, null);
   assert.equal(summarizeToggle([]).p50, null);
+});
+
+Deno.test("summarizeToggle(): max req/s as the variant's share of its pair's base, and of a same-config neighbour as the noise", () => {
+  const s = summarizeToggle([
+    block("base", 1, 1, 9000), // the warm-up pair
+    block("variant", 1, 1, 1000),
+    block("variant", 0.5, 300, 8000), // pair 1: 80 % of the base
+    block("base", 0.5, 300, 10000),
+    block("base", 0.5, 300, 9000), // pair 2: 90 %
+    block("variant", 0.5, 300, 8100),
+    block("variant", 0.5, 300, 8100), // pair 3: the base unknown, left out
+    block("base", 0.5, 300, null),
+  ]);
+  assert.equal(s.rps?.n, 2);
+  assert.ok(Math.abs((s.rps?.median ?? 0) - -15) < 1e-6);
+  assert.equal(s.rps?.positive, 0);
+  // Neighbours: base 10,000 then 9,000 (-10 %); variant 8,100 then 8,100 (0 %).
+  assert.equal(s.noiseRps?.n, 2);
+  assert.ok(Math.abs((s.noiseRps?.median ?? 0) - -5) < 1e-6);
 });
 
 Deno.test("runToggle() switches before each block, warms up, and measures CPU around the loop", async () => {
@@ -53,18 +73,26 @@ Deno.test("runToggle() switches before each block, warms up, and measures CPU ar
       return Promise.resolve({ latencies: [0.4, 0.2], errors: 1 });
     },
     cpuNs: () => Promise.resolve(ns),
+    saturate: () => {
+      calls.push("saturate");
+      return Promise.resolve({ rps: 5000, errors: 2 });
+    },
   }, () => {});
-  assert.deepEqual(calls.slice(0, 6), [
+  assert.deepEqual(calls.slice(0, 8), [
     "switch base",
     "warm",
     "measure",
+    "saturate",
     "switch variant",
     "warm",
     "measure",
+    "saturate",
   ]);
   assert.deepEqual(blocks.map((b) => b.config), ["base", "variant", "variant", "base"]);
+  // The closed loop's CPU is not the open loop's: read before it starts.
   assert.equal(blocks[0]?.cpuPerReq, 2000);
-  assert.equal(blocks[0]?.errors, 1);
+  assert.equal(blocks[0]?.rps, 5000);
+  assert.equal(blocks[0]?.errors, 3);
   assert.ok(blocks[0]!.p50 >= 0.2 && blocks[0]!.p50 <= 0.4);
 });
 
