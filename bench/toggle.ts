@@ -198,7 +198,7 @@ export function printToggle(
   share("max req/s, variant / base, per pair", summary.rps);
   line("noise: p50, same config twice in a row", summary.noiseP50);
   line("noise: CPU per request, same config twice", summary.noiseCpu);
-  share("noise: max req/s, same config, later/earlier", summary.noiseRps);
+  share("noise: max req/s, same config twice", summary.noiseRps);
   if (summary.errors > 0) console.log(`  failed requests in the blocks: ${summary.errors}`);
   console.log("");
 }
