@@ -15,6 +15,18 @@ export type { ModelPrice };
  * vendors' prompt-caching rates (Anthropic: 5-minute cache writes); reasoning tokens are billed
  * at the output rate by every vendor here, so `reasoning` is left to default to `output`.
  */
+/**
+ * Claude Sonnet 4 and 4.5, on Anthropic and Bedrock alike,
+ * https://docs.anthropic.com/en/docs/about-claude/pricing#long-context-pricing (2025-10-15).
+ */
+const SONNET_4: ModelPrice = {
+  input: 3,
+  cache_write: 3.75,
+  cache_read: 0.3,
+  output: 15,
+  long_context: { threshold: 200_000, input: 6, cache_write: 7.5, cache_read: 0.6, output: 22.5 },
+};
+
 export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   // OpenAI, https://platform.openai.com/docs/pricing (2025-08-07).
   "gpt-5": { input: 1.25, cache_read: 0.125, output: 10 },
@@ -63,8 +75,10 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "claude-opus-4-5": { input: 5, cache_write: 6.25, cache_read: 0.5, output: 25 },
   "claude-opus-4-1": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
   "claude-opus-4": { input: 15, cache_write: 18.75, cache_read: 1.5, output: 75 },
-  "claude-sonnet-4-5": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
-  "claude-sonnet-4": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  // Sonnet 4 and 4.5 with the 1M context window: a prompt over 200K tokens (cache reads and
+  // writes counted) bills every token at the long-context rates, caching multipliers on top.
+  "claude-sonnet-4-5": { ...SONNET_4 },
+  "claude-sonnet-4": { ...SONNET_4 },
   "claude-3-7-sonnet": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
   "claude-haiku-4-5": { input: 1, cache_write: 1.25, cache_read: 0.1, output: 5 },
   "claude-3-5-haiku": { input: 0.8, cache_write: 1, cache_read: 0.08, output: 4 },
@@ -88,8 +102,8 @@ export const BUILTIN_PRICES: Readonly<Record<string, ModelPrice>> = {
   // Amazon Bedrock on-demand, https://aws.amazon.com/bedrock/pricing/ (2025-10-15, us-east-1);
   // geo prefixes (`us.`, `eu.`, ...) are stripped before the lookup. Claude 4.5 rates are the
   // global profile's: a geographic or in-Region call costs 10 % more (`REGIONAL_PREMIUM`).
-  "anthropic.claude-sonnet-4-5": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
-  "anthropic.claude-sonnet-4": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
+  "anthropic.claude-sonnet-4-5": { ...SONNET_4 },
+  "anthropic.claude-sonnet-4": { ...SONNET_4 },
   "anthropic.claude-3-7-sonnet": { input: 3, cache_write: 3.75, cache_read: 0.3, output: 15 },
   "anthropic.claude-haiku-4-5": { input: 1, cache_write: 1.25, cache_read: 0.1, output: 5 },
   "anthropic.claude-3-5-haiku": { input: 0.8, cache_write: 1, cache_read: 0.08, output: 4 },

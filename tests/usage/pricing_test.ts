@@ -42,6 +42,13 @@ Deno.test("builtinPrice() matches dated and versioned ids, never another model",
     cache_write: 4.125,
     cache_read: 0.33,
     output: 16.5,
+    long_context: {
+      threshold: 200_000,
+      input: 6.6,
+      cache_write: 8.25,
+      cache_read: 0.66,
+      output: 24.75,
+    },
   });
   assert.deepEqual(
     builtinPrice("anthropic.claude-sonnet-4-5-20250929-v1:0"),
@@ -125,6 +132,37 @@ Deno.test("costOf() applies a long-context tier above its threshold", () => {
   const large = { prompt_tokens: 200_001, completion_tokens: 1000, total_tokens: 201_001 };
   assert.equal(costOf(small, price), 0.26);
   assert.equal(costOf(large, price), 0.5150025);
+});
+
+Deno.test("costOf(): Claude Sonnet 4 and 4.5 bill a prompt over 200K tokens at the long-context rates", () => {
+  // 250K in, 1K out: $6 and $22.50 a million (not $3 and $15).
+  const long = { prompt_tokens: 250_000, completion_tokens: 1000, total_tokens: 251_000 };
+  for (
+    const model of [
+      "claude-sonnet-4-5",
+      "claude-sonnet-4-20250514",
+      "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ]
+  ) {
+    assert.equal(costOf(long, builtinPrice(model)!), 1.5225, model);
+  }
+  // A geographic Bedrock profile of 4.5 costs 10 % more, the long-context tier too.
+  assert.equal(
+    costOf(long, builtinPrice("us.anthropic.claude-sonnet-4-5-20250929-v1:0")!),
+    1.67475,
+  );
+  // Cache reads count toward the threshold and are billed at 0.1x the long-context input rate.
+  const cached = {
+    prompt_tokens: 210_000,
+    completion_tokens: 0,
+    total_tokens: 210_000,
+    prompt_tokens_details: { cached_tokens: 200_000, cache_write_tokens: 5_000 },
+  };
+  // 5K input x 6 + 200K read x 0.6 + 5K write x 7.5, per million.
+  assert.equal(costOf(cached, builtinPrice("claude-sonnet-4-5")!), 0.1875);
+  // At 200K exactly, the base rates.
+  const edge = { prompt_tokens: 200_000, completion_tokens: 0, total_tokens: 200_000 };
+  assert.equal(costOf(edge, builtinPrice("claude-sonnet-4")!), 0.6);
 });
 
 Deno.test("createPriceBook(): pricing.models and llm-proxy's providers.<p>.models.*.pricing", () => {
