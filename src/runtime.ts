@@ -47,6 +47,11 @@ export interface Runtime {
   readonly adapters: ReadonlyMap<string, ProviderAdapter>;
   readonly logger: Logger;
   readonly redact: Redactor;
+  /**
+   * For what an error body quotes of a request (a model name, a path): configured secrets and
+   * key shapes come out, `Bearer` help text stays (`error` in pipeline/encode/error.ts).
+   */
+  readonly redactError?: Redactor;
   /** By provider: takes its configured credentials out of bytes relayed to clients. */
   readonly scrubs: ReadonlyMap<string, SecretScrub | null>;
   /** Randomness for key choice and jitter; injectable for tests. */
@@ -216,6 +221,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     adapters,
     logger,
     redact,
+    redactError: createRedactor(secrets, { encoded: false, bearer: false }),
     scrubs,
     random: deps.random,
     fetch,

@@ -27,6 +27,7 @@ export function readRequestFlags(
   header: (name: string) => string | null | undefined,
   query: URLSearchParams,
   cfg: CircuitBreakerConfig,
+  secret?: (text: string) => boolean,
 ): RequestFlags {
   const get = (h: string, q: string) => header(h) ?? query.get(q) ?? undefined;
   const out: {
@@ -35,7 +36,9 @@ export function readRequestFlags(
   } = {};
   const bypass = get(BYPASS_HEADER, BYPASS_PARAM);
   if (cfg.enabled && cfg.bypass_allowed && bypass && TRUTHY.has(bypass.trim().toLowerCase())) {
-    out.bypass = { reason: normaliseReason(get(BYPASS_REASON_HEADER, BYPASS_REASON_PARAM), cfg) };
+    out.bypass = {
+      reason: normaliseReason(get(BYPASS_REASON_HEADER, BYPASS_REASON_PARAM), cfg, secret),
+    };
   }
   const test = get(TEST_MODE_HEADER, TEST_MODE_PARAM)?.trim().toLowerCase();
   if (
@@ -49,11 +52,18 @@ export function readRequestFlags(
 
 /**
  * Bounded-cardinality metric tag: lowercase `[a-z0-9_-]` (anything else becomes `_`), at
- * most 64 characters, `unspecified` when empty, `other` when an allowlist rejects it.
+ * most 64 characters, `unspecified` when empty, `other` when an allowlist rejects it, and
+ * `redacted` when it holds a credential (`secret`: a configured key, a `pf_` or `sk-` key):
+ * a metric label is readable by anyone who can scrape `/metrics`.
  */
-export function normaliseReason(raw: string | undefined, cfg: CircuitBreakerConfig): string {
+export function normaliseReason(
+  raw: string | undefined,
+  cfg: CircuitBreakerConfig,
+  secret?: (text: string) => boolean,
+): string {
   const trimmed = (raw ?? "").trim();
   if (trimmed === "") return "unspecified";
+  if (secret?.(trimmed)) return "redacted";
   const reason = trimmed.toLowerCase().replace(/[^a-z0-9_-]/g, "_").slice(0, 64);
   const allow = cfg.bypass_reason_allowlist;
   return allow.length > 0 && !allow.includes(reason) ? "other" : reason;

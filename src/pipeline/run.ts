@@ -181,7 +181,12 @@ export function failover<O extends AttemptOutcome>(
   const cb = rt.config.features.circuit_breaker;
   // The switches only mean something with the breaker on: skip the query parse otherwise.
   const flags = cb.enabled
-    ? readRequestFlags((name) => ex.headers.get(name), new URLSearchParams(ex.search), cb)
+    ? readRequestFlags(
+      (name) => ex.headers.get(name),
+      new URLSearchParams(ex.search),
+      cb,
+      ex.runtime.redactError?.holds,
+    )
     : {};
   const timeout = ex.gateway.timeout;
   const trail = trailOf(ex);

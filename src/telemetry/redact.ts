@@ -11,6 +11,8 @@
 const SECRET_RE =
   // deno-lint-ignore no-invalid-regexp -- `(?-i:...)` (ES2025 modifiers) runs in V8; the linter's parser predates it
   /([?&](?:key|api_key|token)=)[^&\s"\\]+|\bBearer\s+[^\s",;\\]+|\bsk-[A-Za-z0-9_*-]{6,}|(?-i:\bpf_[A-Za-z0-9_-]{6,})|\bAIza[0-9A-Za-z_-]{20,}|\bAKIA[0-9A-Z]{16}\b/gi;
+/** The same shapes but `Bearer` values: for our own error bodies, which say how to send one. */
+const KEY_SHAPES_RE = new RegExp(SECRET_RE.source.replace(/\|\\bBearer[^|]*/, ""), "gi");
 
 const replaceSecret = (_match: string, param: string | undefined) =>
   param === undefined ? "[REDACTED]" : `${param}[REDACTED]`;
@@ -31,8 +33,16 @@ export interface Redactor {
  */
 export function createRedactor(
   secrets: Iterable<string>,
-  opts: { readonly encoded?: boolean } = {},
+  opts: {
+    readonly encoded?: boolean;
+    /**
+     * false: a `Bearer` value is left alone (our own error messages name the header to send,
+     * "Authorization: Bearer pf_…"); keys are still taken out by their shapes.
+     */
+    readonly bearer?: boolean;
+  } = {},
 ): Redactor {
+  const shapes = opts.bearer === false ? KEY_SHAPES_RE : SECRET_RE;
   const plain = [...secrets].filter((s) => s.length >= 4);
   // Base64 forms (upstream text, which may echo a credential encoded) cost six more scans a
   // secret: the access log, which carries no upstream text of its own, goes without them.
@@ -46,7 +56,7 @@ export function createRedactor(
   // Exact secrets and their encoded forms match case-sensitively, the shapes as SECRET_RE does.
   const literal = [...exact, ...encoded.map((e) => e.form)].map(escapeRe).join("|");
   const anywhere = new RegExp(
-    `${literal === "" ? "" : `(?-i:${literal})|`}${SECRET_RE.source}`,
+    `${literal === "" ? "" : `(?-i:${literal})|`}${shapes.source}`,
     "i",
   );
   const redact = (text: string): string => {
@@ -57,7 +67,7 @@ export function createRedactor(
     for (const { form, tail } of encoded) {
       if (out.includes(form)) out = out.replace(tail, "[REDACTED]");
     }
-    return out.replace(SECRET_RE, replaceSecret);
+    return out.replace(shapes, replaceSecret);
   };
   return Object.assign(redact, { holds: (text: string) => anywhere.test(text) });
 }

@@ -1,3 +1,4 @@
+import { createRedactor } from "../../src/telemetry/redact.ts";
 import assert from "node:assert/strict";
 import { parseConfigText } from "../../src/config/mod.ts";
 import {
@@ -269,6 +270,17 @@ Deno.test("normaliseReason() bounds tag cardinality", () => {
   const allow = setup("    bypass_reason_allowlist: [no_fallback_configured]").cb;
   assert.equal(normaliseReason("no_fallback_configured", allow), "no_fallback_configured");
   assert.equal(normaliseReason("whatever", allow), "other");
+  // A credential never becomes a label, even lower-cased: a configured key, an app key.
+  const secret = createRedactor(["sk-gatewaysecretOPENAI1234567890"], { bearer: false }).holds;
+  assert.equal(normaliseReason("sk-gatewaysecretOPENAI1234567890", cb, secret), "redacted");
+  assert.equal(normaliseReason("pf_doi3lzqbealq-qtcpjbbm", allow, secret), "redacted");
+  assert.equal(normaliseReason("manual_debug", cb, secret), "manual_debug");
+  const headers: Record<string, string> = {
+    "x-llm-proxy-bypass-circuit": "1",
+    "x-llm-proxy-bypass-reason": "pf_doi3lzqbealq-qtcp",
+  };
+  const flags = readRequestFlags((n) => headers[n] ?? null, new URLSearchParams(), cb, secret);
+  assert.equal(flags.bypass?.reason, "redacted");
 });
 
 Deno.test("breaker health: the provider folds its bare and model keys, as llm-proxy's ProviderStatsFor", async () => {

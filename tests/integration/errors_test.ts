@@ -419,3 +419,73 @@ Deno.test("an OpenAI API the unified routes do not serve: a 404 that names the p
     await gw.close();
   }
 });
+
+Deno.test("an Anthropic API the unified routes do not serve: its 404 names the Anthropic passthrough", async () => {
+  const gw = startGateway("providers:\n  mock: {}\n");
+  try {
+    const res = await gw.request("/v1/messages/batches", { method: "GET" });
+    assert.equal(res.status, 404);
+    const body = await res.json();
+    assert.equal(body.type, "error");
+    assert.ok(body.error.message.includes("/anthropic/v1/messages/batches"), body.error.message);
+    assert.ok(!body.error.message.includes("/openai/"), body.error.message);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("an error body that quotes the request redacts a configured key or an app key a client put there", async () => {
+  const secret = "sk-gatewaysecretOPENAI1234567890";
+  const appKey = "pf_HV7Xq1w2e3r4t5y6u7i8o9p0";
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "http://127.0.0.1:${closedPort()}/v1", keys: [{ key: ${secret} }] }
+`);
+  try {
+    const asked: [string, RequestInit][] = [
+      ["/v1/chat/completions", {
+        method: "POST",
+        body: JSON.stringify({ model: secret, messages: [{ role: "user", content: "hi" }] }),
+      }],
+      ["/v1/chat/completions", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "openai/gpt-4o",
+          "x-gateway": { provider: appKey },
+          messages: [{ role: "user", content: "hi" }],
+        }),
+      }],
+      [`/v1/foo/${appKey}`, { method: "GET" }],
+      [`/v1/messages/${appKey}`, { method: "GET" }],
+      [`/openai/v1/${secret}//x`, { method: "GET" }],
+    ];
+    for (const [path, init] of asked) {
+      const res = await gw.request(path, {
+        ...init,
+        headers: { "content-type": "application/json" },
+      });
+      const text = await res.text();
+      assert.ok(res.status >= 400 && res.status < 500, `${path}: ${res.status}`);
+      assert.ok(!text.includes(secret) && !text.includes(appKey), `${path}: ${text}`);
+      // Each quotes what it was asked, but the secret.
+      if (!path.startsWith("/openai/")) assert.ok(text.includes("[REDACTED]"), `${path}: ${text}`);
+      JSON.parse(text);
+    }
+    // The help text of an app-key refusal names the header and keeps its example.
+    const gw2 = startGateway("providers:\n  mock: {}\napp_keys: { require_key: true }\n");
+    try {
+      const res = await gw2.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock/echo", messages: [{ role: "user", content: "hi" }] }),
+      });
+      assert.equal(res.status, 401);
+      const { error } = await res.json();
+      assert.ok(error.message.includes("Authorization: Bearer pf_\u2026"), error.message);
+    } finally {
+      await gw2.close();
+    }
+  } finally {
+    await gw.close();
+  }
+});

@@ -166,3 +166,17 @@ Deno.test("createRedactor().holds() says whether the redactor would change a tex
   }
   assert.equal(createRedactor([]).holds!("nothing here"), false);
 });
+
+Deno.test("createRedactor({ bearer: false }) keeps a Bearer value (our own help text) and still takes keys out", () => {
+  const redact = createRedactor(["sk-configured-0123456789"], { encoded: false, bearer: false });
+  assert.equal(
+    redact('send "Authorization: Bearer pf_\u2026" or Bearer <server.admin_token>'),
+    'send "Authorization: Bearer pf_\u2026" or Bearer <server.admin_token>',
+  );
+  assert.equal(
+    redact("model sk-configured-0123456789, key pf_abcdef123, ?key=AIzaSecret"),
+    "model [REDACTED], key [REDACTED], ?key=[REDACTED]",
+  );
+  assert.equal(redact.holds!("Bearer abc.def"), false);
+  assert.equal(redact.holds!("pf_abcdef123"), true);
+});

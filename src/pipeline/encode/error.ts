@@ -13,6 +13,10 @@ import { toAnthropicError } from "../../schema/anthropic.ts";
 import { type OpenAIChatRequest, toOpenAIError } from "../../schema/openai.ts";
 import type { ErrorFormat, Exchange } from "../exchange.ts";
 import { wholeResponse } from "../../server/whole.ts";
+import { createRedactor, redactJsonText, type Redactor } from "../../telemetry/redact.ts";
+
+/** Key shapes, for an error answered before any config's redactor is at hand. */
+const SHAPES_ONLY = createRedactor([], { encoded: false, bearer: false });
 
 /** AWS exception names for our own errors on `/bedrock/*`, so SDKs raise the usual types. */
 const AWS_EXCEPTION: Record<number, string> = {
@@ -93,8 +97,15 @@ export function errorEnvelope(err: GatewayError, format: ErrorFormat): unknown {
  * The response for `err` on `ex`'s route: its envelope, the error's own headers, and once a
  * provider was chosen, `x-pilotfish-provider/-model/-attempts` (failover's exact values, on
  * the error, win; without a count, an upstream failure means one call, anything else none).
+ * A message may quote the request (an unknown model, a path): a configured key or an app key
+ * a client put there is redacted, as in a log line (`redact`, else the exchange's config's).
  */
-export function errorResponse(err: GatewayError, ex: Exchange | undefined, path: string): Response {
+export function errorResponse(
+  err: GatewayError,
+  ex: Exchange | undefined,
+  path: string,
+  redact?: Redactor,
+): Response {
   const format = ex?.errorFormat ?? formatForPath(path);
   if (ex?.schema === "responses" && err.info.param !== undefined) {
     err = inResponsesTerms(err, ex.request?.schema === "responses" ? ex.request.canonical : null);
@@ -112,7 +123,9 @@ export function errorResponse(err: GatewayError, ex: Exchange | undefined, path:
     headers["x-amzn-errortype"] = AWS_EXCEPTION[err.status] ?? "InternalServerException";
   }
   if (err.code === "rate_limited" && !headers["retry-after"]) headers["retry-after"] = "1";
-  return wholeResponse(ex, JSON.stringify(errorEnvelope(err, format)), err.status, headers);
+  const clean = redact ?? ex?.runtime.redactError ?? SHAPES_ONLY;
+  const body = redactJsonText(JSON.stringify(errorEnvelope(err, format)), clean);
+  return wholeResponse(ex, body, err.status, headers);
 }
 
 /**

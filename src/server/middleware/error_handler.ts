@@ -20,16 +20,19 @@ export function renderError(err: unknown, c: Context<AppEnv>): Response {
       error: ge.info.cause ?? err,
     });
   }
-  return errorResponse(ge, ex, c.req.path);
+  return errorResponse(ge, ex, c.req.path, c.get("runtime")?.redactError);
 }
 
 /** 404 for routes that do not exist, in the path's envelope. */
 export function renderNotFound(c: Context<AppEnv>): Response {
   const path = c.req.path;
-  // An OpenAI API the unified routes do not translate (audio, images, files, batches, the
-  // legacy completions): the provider's own passthrough serves it.
+  // An API the unified routes do not translate (OpenAI's audio, images, files, batches, the
+  // legacy completions; Anthropic's batches, files, models): the provider's passthrough does.
+  const vendor = path.startsWith("/v1/messages/") ? "anthropic" : "openai";
   const hint = path.startsWith("/v1/")
-    ? `; the unified API serves chat completions, responses, embeddings, models and messages: call other OpenAI APIs through the provider's passthrough, /openai${path} or /native/{provider}${
+    ? `; the unified API serves chat completions, responses, embeddings, models and messages: call other ${
+      vendor === "anthropic" ? "Anthropic" : "OpenAI"
+    } APIs through the provider's passthrough, /${vendor}${path} or /native/{provider}${
       path.slice(3)
     }`
     : "";
