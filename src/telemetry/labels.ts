@@ -13,8 +13,9 @@ export const OTHER = "other";
 /**
  * The model names a config names (provider model lists, key allowlists, `routing.models`,
  * aliases on both sides, prices, bare and `provider/`-prefixed) and the built-in price table's
- * (`gpt-4o`, `claude-sonnet-4-5`: llm-gateway labels its cost series by them): the only values
- * a `model` label may take, so a client flooding made-up names cannot grow the series.
+ * (`gpt-4o`, `claude-sonnet-4-5`: llm-gateway labels its cost series by them), each also after
+ * a configured provider's prefix (`openai/gpt-4o`): the only values a `model` label may take,
+ * so a client flooding made-up names cannot grow the series.
  */
 export function knownModels(config: Config): ReadonlySet<string> {
   const out = new Set<string>();
@@ -40,6 +41,12 @@ export function knownModels(config: Config): ReadonlySet<string> {
     for (const m of Object.keys(p.model_pricing)) add(m);
   }
   if (config.pricing.builtin) { for (const m of Object.keys(BUILTIN_PRICES)) add(m); }
+  // `provider/model` as a client names it on the unified routes: a configured provider and a
+  // known model (still bounded by the config).
+  const bare = [...out].filter((m) => !m.includes("/"));
+  for (const provider of Object.keys(config.providers)) {
+    for (const m of bare) out.add(`${provider}/${m}`);
+  }
   return out;
 }
 

@@ -187,7 +187,13 @@ pricing:
   ) {
     assert.equal(modelLabel(known, m), m);
   }
+  // As a client names them on the unified routes: a configured provider's prefix.
+  for (const m of ["openai/gpt-4o", "up/house-model", "openai/text-embedding-3-small"]) {
+    assert.equal(modelLabel(known, m), m);
+  }
   assert.equal(modelLabel(known, "made-up-123"), "other");
+  assert.equal(modelLabel(known, "openai/made-up-123"), "other");
+  assert.equal(modelLabel(known, "nosuch/gpt-4o"), "other", "an unconfigured provider");
   const off = knownModels(load(`
 providers: { openai: { keys: [{ key: sk-x }] } }
 pricing: { builtin: false }
