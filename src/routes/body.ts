@@ -118,6 +118,12 @@ export async function readText(
   schedule: Schedule,
 ): Promise<string> {
   if (req.body === null) return "";
+  // A declared length over the limit is refused at once, as on every other route.
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > maxBytes) {
+    await req.body.cancel().catch(() => {});
+    throw tooLarge(maxBytes);
+  }
   // Read as the unified routes read theirs: gzip or deflate inflated, another coding a 415.
   const coding = bodyCoding(req.headers);
   const read = await readHeldBody(req.body, maxBytes, deadline, schedule);

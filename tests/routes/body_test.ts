@@ -10,6 +10,7 @@ import {
   readCounted,
   readHeldBody,
   readJsonBody,
+  readText,
 } from "../../src/routes/body.ts";
 
 const enc = new TextEncoder();
@@ -267,4 +268,20 @@ Deno.test("inflate(): a gzip bomb is stopped near the limit, not unpacked whole 
   peak = Math.max(peak, Deno.memoryUsage().rss);
   // Unpacked whole first, it would have taken 128 MiB or more on the way.
   assert.ok(peak - before < 64 * 1024 * 1024, `grew ${((peak - before) / 2 ** 20).toFixed(1)} MiB`);
+});
+
+Deno.test("readText() (admin routes): a declared length over the limit is a 413 at once, the body cancelled unread", async () => {
+  const part = twoPartBody("{", "}");
+  const { schedule, timers } = manualSchedule();
+  const req = new Request("http://localhost/api/v1/keys", {
+    method: "POST",
+    body: part.body,
+    headers: { "content-length": "99999999999" },
+  });
+  await assert.rejects(readText(req, 1024, undefined, schedule), (err: GatewayError) => {
+    assert.equal(err.status, 413);
+    return true;
+  });
+  assert.equal(timers.length, 0, "no wait for a body that is refused anyway");
+  await part.cancelled;
 });
