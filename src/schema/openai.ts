@@ -282,6 +282,11 @@ export function parseChatRequest(raw: unknown): ParsedChatRequest {
   expectNumber(raw, "n", 1, 128, true);
   expectNumber(raw, "max_tokens", 1, undefined, true);
   expectNumber(raw, "max_completion_tokens", 1, undefined, true);
+  // Ranges are the provider's to judge; a number JSON cannot carry (1e400 parses as Infinity,
+  // which would be forwarded as null) is ours to refuse.
+  for (const field of ["frequency_penalty", "presence_penalty", "seed", "top_logprobs"]) {
+    expectNumber(raw, field);
+  }
 
   const gateway = parseGatewayOptions(raw["x-gateway"]);
   const { "x-gateway": _ext, ...body } = raw;

@@ -107,6 +107,11 @@ Deno.test("parseChatRequest() names the field at fault", async (t) => {
       withField("x-gateway", { stream_idle_timeout: Infinity }),
       "x-gateway.stream_idle_timeout",
     ],
+    // A number JSON cannot carry would be forwarded as null: refused (its range is the provider's).
+    ["seed infinite", withField("seed", JSON.parse("1e400")), "seed"],
+    ["frequency_penalty infinite", withField("frequency_penalty", -Infinity), "frequency_penalty"],
+    ["presence_penalty a string", withField("presence_penalty", "1"), "presence_penalty"],
+    ["top_logprobs infinite", withField("top_logprobs", Infinity), "top_logprobs"],
     ["x-gateway.provider empty", withField("x-gateway", { provider: "" }), "x-gateway.provider"],
     ["x-gateway.metadata list", withField("x-gateway", { metadata: [] }), "x-gateway.metadata"],
   ];

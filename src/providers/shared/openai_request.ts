@@ -347,6 +347,15 @@ export function functionTools(tools: unknown): FunctionTool[] {
     if (typeof fn.name !== "string" || fn.name === "") {
       throw invalid(`"${at}.function.name" must be a non-empty string`, `${at}.function.name`);
     }
+    // A schema that is not one is refused, not replaced by an empty one (the model would be
+    // told the function takes no arguments).
+    const params = fn.parameters;
+    if (params !== undefined && params !== null && !isObject(params)) {
+      throw invalid(
+        `"${at}.function.parameters" must be a JSON Schema object`,
+        `${at}.function.parameters`,
+      );
+    }
     return { at, fn: fn as FunctionTool["fn"] };
   });
 }

@@ -319,6 +319,14 @@ Deno.test(
     const bad: [Partial<OpenAIChatRequest>, string][] = [
       [{ tools: [{ type: "function" }] }, "tools[0].type"],
       [{ tools: [{ type: "function", function: { name: "" } }] }, "tools[0].function.name"],
+      [
+        { tools: [{ type: "function", function: { name: "f", parameters: 5 } }] },
+        "tools[0].function.parameters",
+      ],
+      [
+        { tools: [{ type: "function", function: { name: "f", parameters: [] } }] },
+        "tools[0].function.parameters",
+      ],
       [{ tool_choice: "bogus" }, "tool_choice"],
       [{ tool_choice: "required" }, "tool_choice"],
       [{ stop: 5 }, "stop"],
