@@ -167,7 +167,8 @@ function breakerOf(deps: FailoverDeps): Breaker {
  *
  * Butter's failover (`routing.failover`): a status in `retry_on` is retried on the same
  * provider up to `max_retries` times (backoff with full jitter, `Retry-After` honoured within
- * the deadline), then the next provider is tried; a connection failure or timeout moves on at
+ * the deadline; one longer than `backoff.max` moves on when there is a next provider), then
+ * the next provider is tried; a connection failure or timeout moves on at
  * once; a 401/403 tries another key; any other 4xx goes straight back. `max_attempts` (0: no
  * cap) bounds the calls across providers and `deadline` the whole request.
  *
@@ -405,11 +406,12 @@ export async function runFailover<O extends AttemptOutcome = ChatOutcome>(
       const otherKey = primary.record.status === 429 && provider !== undefined &&
         primary.record.key_id !== null &&
         hasReadyKey(provider.keys, target.model, deps.state, deps.now());
-      const wait = Math.max(
-        backoffMs(retries, policy, deps.random),
-        otherKey ? 0 : retryAfterMs(err.info.headers?.["retry-after"], deps.now()) ?? 0,
-      );
-      if (deps.now() + wait < deadline) {
+      const asked = otherKey ? null : retryAfterMs(err.info.headers?.["retry-after"], deps.now());
+      const wait = Math.max(backoffMs(retries, policy, deps.random), asked ?? 0);
+      // A provider that asks for a longer rest than the backoff's cap, with another one to
+      // try: that one now, rather than the client waiting out this one's Retry-After.
+      const outwaits = more && asked !== null && asked > policy.backoff.max;
+      if (!outwaits && deps.now() + wait < deadline) {
         trail.retry(terminal(primary, "retry", reasonOf(err), wait), wait);
         // A hedge started beside it failed too: it is started again with the retry.
         for (const s of settled.slice(1)) terminal(s, "retry", reasonOf(s.error as GatewayError));

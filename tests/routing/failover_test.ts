@@ -276,6 +276,26 @@ Deno.test(
 );
 
 Deno.test(
+  "executeWithFailover() moves on when a Retry-After outlasts backoff.max and another provider is configured",
+  SANITIZE,
+  async () => {
+    // backoff.max is 20 ms: a's 2 s rest is not waited while b can answer now. (A 429 with
+    // another key of a's ready is retried on that key first: the test above.)
+    const slow = scripted("a", [fail(503, { "retry-after": "2" })]);
+    const next = scripted("b", [ok("b")]);
+    const started = performance.now();
+    const moved = await run(setup(CONFIG, [slow.adapter, next.adapter]), "m");
+    assert.ok(performance.now() - started < 1_000, "waited");
+    assert.deepEqual(outcomes(moved.attempts), ["a:next", "b:ok"]);
+    // Within the cap, a retry on the same provider still waits it out.
+    const a = scripted("a", [fail(503, { "retry-after": "0.01" }), ok()]);
+    const b = scripted("b", [ok("b")]);
+    const r = await run(setup(CONFIG, [a.adapter, b.adapter]), "m");
+    assert.deepEqual(outcomes(r.attempts), ["a:retry", "a:ok"]);
+  },
+);
+
+Deno.test(
   "executeWithFailover() exhausts every provider's retries and reports every attempt",
   SANITIZE,
   async () => {
