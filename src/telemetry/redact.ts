@@ -37,7 +37,7 @@ export function createRedactor(
     readonly encoded?: boolean;
     /**
      * false: a `Bearer` value is left alone (our own error messages name the header to send,
-     * "Authorization: Bearer pf_…"); keys are still taken out by their shapes.
+     * "Authorization: Bearer pf_..."); keys are still taken out by their shapes.
      */
     readonly bearer?: boolean;
   } = {},

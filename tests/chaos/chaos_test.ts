@@ -203,9 +203,7 @@ Deno.test("chaos: upstream faults, DNS failure and config flapping under load", 
       console.log(`chaos flap: ${flaps} writes, ${JSON.stringify(tally(load.results))}`);
       assert.deepEqual(load.misfits, []);
       assert.ok(flaps >= 10, `only ${flaps} flaps`);
-      const logs = daemon.logs();
-      assert.match(logs, /config reload refused/);
-      assert.match(logs, /config reloaded/);
+      assert.match(daemon.logs(), /config reload refused/);
       const until = Date.now() + 20_000;
       for (;;) {
         const res = await chat(url, "quick", { deadlineMs: CLIENT_DEADLINE_MS });
@@ -213,6 +211,9 @@ Deno.test("chaos: upstream faults, DNS failure and config flapping under load", 
         assert.ok(Date.now() < until, `the last good file not in force: ${res.detail}`);
         await new Promise((r) => setTimeout(r, 100)); // the next poll of the file
       }
+      // A good file was taken: during the flaps, or (on a machine loaded enough that the poller
+      // met only bad or half-written files in those two seconds) the final one.
+      assert.match(daemon.logs(), /config reloaded/);
     });
 
     await t.step("usage: every delivered answer logged once, nothing invented", async () => {

@@ -28,13 +28,13 @@ export function renderNotFound(c: Context<AppEnv>): Response {
   const path = c.req.path;
   // An API the unified routes do not translate (OpenAI's audio, images, files, batches, the
   // legacy completions; Anthropic's batches, files, models): the provider's passthrough does.
-  const vendor = path.startsWith("/v1/messages/") ? "anthropic" : "openai";
+  const messagesApi = path.startsWith("/v1/messages/");
   const hint = path.startsWith("/v1/")
     ? `; the unified API serves chat completions, responses, embeddings, models and messages: call other ${
-      vendor === "anthropic" ? "Anthropic" : "OpenAI"
-    } APIs through the provider's passthrough, /${vendor}${path} or /native/{provider}${
-      path.slice(3)
-    }`
+      messagesApi ? "Anthropic" : "OpenAI"
+    } APIs through the provider's passthrough, ${
+      messagesApi ? "/anthropic" : "/openai"
+    }${path} or /native/{provider}${path.slice(3)}`
     : "";
   return renderError(
     new GatewayError("not_found", `Unknown route ${c.req.method} ${path}${hint}`),
