@@ -114,6 +114,14 @@ app_keys: { enabled: true, persistence: { enabled: false } }
       assert.equal(patch.status, 400, `PATCH ${body}`);
       await patch.body?.cancel();
     }
+    // Not JSON at all: said so, with the parser's reason.
+    for (const body of ["{bad", '{"name": }']) {
+      const create = await gw.request("/api/v1/keys", { method: "POST", headers: auth, body });
+      assert.equal(create.status, 400, `POST ${body}`);
+      const { error } = await create.json();
+      assert.match(error.message, /^Body is not valid JSON: /);
+      assert.equal(error.param, "body");
+    }
     const list = await (await gw.request("/api/v1/keys", { headers: auth })).json();
     assert.equal(list.data?.length ?? list.keys?.length, 1, "no key was made from [] or null");
   } finally {
