@@ -49,7 +49,7 @@ export interface Runtime {
   readonly redact: Redactor;
   /**
    * For what an error body quotes of a request (a model name, a path): configured secrets and
-   * key shapes come out, `Bearer` help text stays (`error` in pipeline/encode/error.ts).
+   * key shapes come out, `Bearer` help text stays (`errorResponse`, pipeline/encode/error.ts).
    */
   readonly redactError?: Redactor;
   /** By provider: takes its configured credentials out of bytes relayed to clients. */
