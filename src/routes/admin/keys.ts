@@ -73,8 +73,12 @@ async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown>
   try {
     body = JSON.parse(text);
   } catch (err) {
-    const why = err instanceof SyntaxError ? `: ${err.message}` : "";
-    throw new GatewayError("invalid_request", `Body is not valid JSON${why}`, { param: "body" });
+    const why = err instanceof SyntaxError ? ` (${err.message})` : "";
+    throw new GatewayError(
+      "invalid_request",
+      `Body must be a JSON object; it is not valid JSON${why}`,
+      { param: "body" },
+    );
   }
   // An array or null is JSON, but no object of fields: never read as an empty body.
   if (body === null || typeof body !== "object" || Array.isArray(body)) {

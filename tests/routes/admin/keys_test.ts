@@ -119,7 +119,7 @@ app_keys: { enabled: true, persistence: { enabled: false } }
       const create = await gw.request("/api/v1/keys", { method: "POST", headers: auth, body });
       assert.equal(create.status, 400, `POST ${body}`);
       const { error } = await create.json();
-      assert.match(error.message, /^Body is not valid JSON: /);
+      assert.match(error.message, /^Body must be a JSON object; it is not valid JSON \(/);
       assert.equal(error.param, "body");
     }
     const list = await (await gw.request("/api/v1/keys", { headers: auth })).json();
