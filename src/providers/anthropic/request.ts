@@ -273,7 +273,7 @@ function toolResultBlock(
   provider: string,
   ids: ToolIds,
 ): AnthropicToolResultBlock {
-  const id = ids.result(toolCallId(m, at));
+  const id = ids.result(toolCallId(m, at), at);
   const content = typeof m.content === "string" ? m.content : userBlocks(m.content, at, provider);
   return { type: "tool_result", tool_use_id: id, content };
 }

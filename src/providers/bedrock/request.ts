@@ -361,7 +361,7 @@ function toolResultBlock(
   provider: string,
   ids: ToolIds,
 ): ConverseToolResultBlock {
-  const id = ids.result(toolCallId(m, at));
+  const id = ids.result(toolCallId(m, at), at);
   const blocks = userBlocks(m.content, at, provider);
   return {
     toolResult: {

@@ -306,9 +306,20 @@ export class ToolIds {
     return out;
   }
 
-  /** The id a result goes upstream with: its call's. */
-  result(id: string): string {
-    return this.#open.get(id)?.shift() ?? this.#latest.get(id) ?? clean(id);
+  /**
+   * The id a result goes upstream with: its call's. A result no earlier call names is a 400
+   * (`at` is the tool message): Anthropic and Bedrock refuse one, and it must not become
+   * text a model reads as a tool's answer.
+   */
+  result(id: string, at: string): string {
+    const out = this.#open.get(id)?.shift() ?? this.#latest.get(id);
+    if (out === undefined) {
+      throw invalid(
+        `"${at}.tool_call_id" "${id}" does not match a tool call of an earlier assistant message`,
+        `${at}.tool_call_id`,
+      );
+    }
+    return out;
   }
 }
 

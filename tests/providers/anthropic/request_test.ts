@@ -763,3 +763,18 @@ Deno.test("toAnthropicRequest() without tools: a history's tool calls and result
   const withTools = toAnthropicRequest(req(history, { tools: [WEATHER_TOOL] }), MODEL);
   assert.match(JSON.stringify(withTools.messages), /"type":"tool_use".*"type":"tool_result"/);
 });
+
+Deno.test("toAnthropicRequest(): a tool result no earlier call names is a 400, with tools or without", async () => {
+  const orphan: OpenAIMessage[] = [
+    { role: "user", content: "hi" },
+    { role: "tool", tool_call_id: "zzz", content: "x" },
+  ];
+  for (const tools of [undefined, [WEATHER_TOOL]]) {
+    const err = await gatewayError(() =>
+      toAnthropicRequest(req(orphan, tools ? { tools } : {}), MODEL)
+    );
+    assert.equal(err.status, 400);
+    assert.equal(err.info.param, "messages[1].tool_call_id");
+    assert.match(err.message, /"zzz" does not match a tool call/);
+  }
+});
