@@ -7,7 +7,7 @@
  * @module
  */
 import type { ChatChunk, ChatOutcome, Usage } from "../providers/types.ts";
-import { type Exchange, setReplyHeader } from "../pipeline/exchange.ts";
+import { clientCredential, type Exchange, setReplyHeader } from "../pipeline/exchange.ts";
 import type { PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
 import { pilotfishHeaders } from "../routing/mod.ts";
@@ -267,7 +267,8 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
       if (skip !== null) return;
       const includeUsage = view.schema !== "embeddings" &&
         view.body.stream_options?.include_usage === true;
-      const scope = policy.scope === "key" ? ex.principal.appKey ?? "" : "";
+      const scope = (policy.scope === "key" ? ex.principal.appKey ?? "" : "") +
+        credentialScope(ex);
       return lookup(ex, keyOf(cacheKeyText(ex.targets, scope, body)), includeUsage);
     },
     // The provider's JSON as it came, when it did: stored as that text, never serialised
@@ -566,4 +567,21 @@ function lossyChoice(c: { delta?: unknown; logprobs?: unknown }): boolean {
     return true;
   }
   return false;
+}
+
+/**
+ * An answer one of the targets makes with the client's own credential (a provider with
+ * `credential_mode: passthrough`, or one with no keys) is that credential's: its fingerprint
+ * joins the key, so a client whose credential the provider never saw cannot read it. Empty
+ * when every target uses the gateway's keys (those answers are shared, as configured).
+ */
+function credentialScope(ex: Exchange): string {
+  const providers = ex.runtime.config.providers;
+  const own = ex.targets.some((t) => {
+    const p = providers[t.provider];
+    return p !== undefined && (p.credential_mode === "passthrough" || p.keys.length === 0);
+  });
+  if (!own) return "";
+  const credential = clientCredential(ex.headers);
+  return credential === null ? "\ncredential:none" : `\ncredential:${digestKey(credential)}`;
 }

@@ -405,3 +405,15 @@ export function endExchange(ex: Exchange, facts: ResponseFacts): void {
   }
   ex.runtime.release();
 }
+
+/**
+ * The client's own credential (`Authorization`, or SDKs' `x-api-key` / `api-key`), for
+ * providers that forward it. A Pilotfish application key (`pf_...`) is never forwarded.
+ */
+export function clientCredential(headers: Headers): string | null {
+  const auth = headers.get("authorization");
+  if (auth) return /^Bearer\s+pf_/i.test(auth) ? null : auth;
+  // Anthropic's SDKs send `x-api-key`, Azure's `api-key`.
+  const apiKey = headers.get("x-api-key") ?? headers.get("api-key");
+  return apiKey && !apiKey.startsWith("pf_") ? `Bearer ${apiKey}` : null;
+}

@@ -29,7 +29,7 @@ import type { GatewayOptions } from "../schema/gateway.ts";
 import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
 import { errorResponse, routedHeaders } from "./encode/error.ts";
 import { decodeContext } from "./encode/openai.ts";
-import { type Exchange, noteAttempts, withReplyHeaders } from "./exchange.ts";
+import { clientCredential, type Exchange, noteAttempts, withReplyHeaders } from "./exchange.ts";
 import {
   applicable,
   callHook,
@@ -271,18 +271,6 @@ function streamGate(
       ...(fromClient ? { firstChunkFromClient: true } : {}),
     },
   };
-}
-
-/**
- * The client's own credential (`Authorization`, or SDKs' `x-api-key` / `api-key`), for
- * providers that forward it. A Pilotfish application key (`pf_...`) is never forwarded.
- */
-export function clientCredential(headers: Headers): string | null {
-  const auth = headers.get("authorization");
-  if (auth) return /^Bearer\s+pf_/i.test(auth) ? null : auth;
-  // Anthropic's SDKs send `x-api-key`, Azure's `api-key`.
-  const apiKey = headers.get("x-api-key") ?? headers.get("api-key");
-  return apiKey && !apiKey.startsWith("pf_") ? `Bearer ${apiKey}` : null;
 }
 
 /** Failover's telemetry as events, or nothing when nobody listens to them. */

@@ -1207,3 +1207,68 @@ Deno.test("cache clear on Redis deletes cache entries only, whatever key_prefix 
     await redis.stop();
   }
 });
+
+Deno.test("an answer made with the client's own credential is cached for that credential only", async (t) => {
+  const up = startFakeUpstream();
+  const yaml = (mode: string) => `
+providers:
+  up: { type: openai, base_url: ${up.url}/v1, ${mode} }
+cache: { enabled: true, backend: memory, ttl: 10m }
+`;
+  const ask = (gw: ReturnType<typeof startGateway>, credential: Record<string, string>) =>
+    gw.request(
+      "/v1/chat/completions",
+      json({ model: "up/gpt-4o-mini", messages: HI }, credential),
+    );
+  for (
+    const [label, mode] of [
+      [
+        "credential_mode: passthrough",
+        "keys: [{ key: sk-gateway-0001 }], credential_mode: passthrough",
+      ],
+      ["a provider with no keys", "keys: []"],
+    ] as const
+  ) {
+    await t.step(label, async () => {
+      const gw = startGateway(yaml(mode));
+      const before = up.requests.length;
+      try {
+        const a = await ask(gw, { authorization: "Bearer sk-tenant-a" });
+        assert.equal(a.headers.get("x-cache"), "MISS");
+        await a.body?.cancel();
+        // Another tenant's key, a bogus one, none, or Anthropic's header: none reads A's answer.
+        for (
+          const other of [
+            { authorization: "Bearer sk-tenant-b" },
+            { "x-api-key": "sk-tenant-c" },
+            {} as Record<string, string>,
+          ]
+        ) {
+          const b = await ask(gw, other);
+          assert.equal(b.headers.get("x-cache"), "MISS", JSON.stringify(other));
+          await b.body?.cancel();
+        }
+        const again = await ask(gw, { authorization: "Bearer sk-tenant-a" });
+        assert.equal(again.headers.get("x-cache"), "HIT", "the same credential hits");
+        await again.body?.cancel();
+        assert.equal(up.requests.length - before, 4);
+      } finally {
+        await gw.close();
+      }
+    });
+  }
+  await t.step("the gateway's own keys: one answer for every client, as before", async () => {
+    const gw = startGateway(yaml("keys: [{ key: sk-gateway-0001 }]"));
+    try {
+      const a = await ask(gw, { authorization: "Bearer sk-tenant-a" });
+      assert.equal(a.headers.get("x-cache"), "MISS");
+      await a.body?.cancel();
+      const b = await ask(gw, { authorization: "Bearer sk-tenant-b" });
+      assert.equal(b.headers.get("x-cache"), "HIT");
+      await b.body?.cancel();
+    } finally {
+      await gw.close();
+    }
+  });
+  await up.close();
+});
