@@ -45,7 +45,10 @@ export interface ResponsesStore {
    * key `owner`: only that key may read, continue or delete it with the gateway's key.
    */
   claim(id: string, owner: string): Promise<void>;
-  /** The app key that created native response `id` through the gateway; null when none did. */
+  /**
+   * The app key that created response `id` through the gateway (a native one it claimed, or
+   * one kept here); null when none did.
+   */
   claimant(id: string): Promise<string | null>;
   close(): Promise<void>;
 }
@@ -134,6 +137,9 @@ export function createMemoryResponsesStore(opts: MemoryResponsesOptions): Respon
       return Promise.resolve();
     },
     claimant(id) {
+      // A response kept here belongs to its creator as a claimed one does.
+      const kept = entries.get(id);
+      if (kept !== undefined && kept.expires > opts.now()) return Promise.resolve(kept.owner);
       const c = claims.get(id);
       if (c !== undefined && c.expires <= opts.now()) claims.delete(id);
       return Promise.resolve(c === undefined || c.expires <= opts.now() ? null : c.owner);
@@ -203,7 +209,13 @@ export function createStateResponsesStore(
     async claim(id, owner) {
       await state.set(CLAIM_PREFIX + id, owner, { ttlMs });
     },
-    claimant: (id) => state.get(CLAIM_PREFIX + id),
+    async claimant(id) {
+      const claimed = await state.get(CLAIM_PREFIX + id);
+      if (claimed !== null) return claimed;
+      // A response kept here belongs to its creator as a claimed one does.
+      const text = await state.get(PREFIX + id);
+      return text === null ? null : ownerOf(JSON.parse(text) as StoredResponse);
+    },
     close,
   };
 }

@@ -93,6 +93,15 @@ Deno.test("memory responses store: native response owners expire after the TTL",
   assert.equal(await store.claimant("resp_n"), null, "expired: unknown, as a lost record");
 });
 
+Deno.test("memory responses store: a kept response's creator is its claimant, so no other caller reaches it through a native provider", async () => {
+  const store = createMemoryResponsesStore({ maxBytes: 10_000, ttlMs: 60_000, now: () => 0 });
+  await store.put({ ...record("resp_kept"), owner: "key_alice" });
+  await store.put(record("resp_open"));
+  assert.equal(await store.claimant("resp_kept"), "key_alice");
+  assert.equal(await store.claimant("resp_open"), null, "kept without a key: anyone's");
+  assert.equal(await store.get("resp_kept", null), null);
+});
+
 /** The Responses store `yaml` configures, logging nowhere. */
 function storeOf(yaml: string) {
   const { config } = parseConfigText(yaml, () => undefined, "redis.yaml");
@@ -159,6 +168,12 @@ providers:
     await storeA.claim("resp_native_1", "key_a");
     assert.equal(await storeB.claimant("resp_native_1"), "key_a");
     assert.equal(await storeB.claimant("resp_native_2"), null);
+    // A kept response's creator is its claimant on every sidecar (here: made without a key).
+    const mine = await sdkA.responses.create({ model: "compat/gpt-4o-mini", input: "Kept?" });
+    await waitFor("the response kept", () => kept.has(mine.id));
+    assert.equal(await storeB.claimant(mine.id), null);
+    await storeA.put({ response: mine as never, items: [], owner: "key_b" });
+    assert.equal(await storeB.claimant(mine.id), "key_b");
     const claimTtl = await client.pTTL("pilotfish:state:responses:native:resp_native_1");
     assert.ok(claimTtl > 7_100_000 && claimTtl <= 7_200_000, `ttl ${claimTtl}`);
   } finally {
