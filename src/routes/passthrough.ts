@@ -190,8 +190,8 @@ async function run(
   const inject = provider.keys.length > 0 &&
     (clientCredential === null || provider.native_credential_mode === "gateway");
   // llm-proxy's switches and user id never reach the provider (Google's APIs refuse a query
-  // parameter they do not know), nor does a pf_ key; with an injected key neither does the
-  // client's own `?key=`. Every other byte of the query stays as sent: a signed (SigV4)
+  // parameter they do not know), nor does a pf_ key; with an injected key neither does a
+  // credential of the client's in the query (`?key=`, `access_token`, any case). Every other byte of the query stays as sent: a signed (SigV4)
   // query must reach AWS unchanged, its switches too (read, and still sent).
   const signedQuery = /(?:^|[?&])X-Amz-Signature=/i.test(sent.query);
   const query = withoutParams(
@@ -199,7 +199,7 @@ async function run(
     (name, value) =>
       ((FLAG_PARAMS.includes(name) || name === USER_ID_PARAM) && !signedQuery) ||
       appKey(value) ||
-      (inject && name === auth.queryParam),
+      (inject && (name === auth.queryParam || CREDENTIAL_PARAM.test(name))),
   );
   const targetUrl = contained(`${base}${rest}${query}`, base);
 
@@ -635,6 +635,12 @@ function credentialOf(
   const key = queryParam(query, auth.queryParam);
   return key !== null && !isEmptyCredential(key) && !isAppKey(key) ? key : null;
 }
+
+/**
+ * Query parameters APIs take a credential in (Google's `key` and OAuth `access_token`, Azure's
+ * `api-key`), in any case: with a key injected, the client's never travels beside it.
+ */
+const CREDENTIAL_PARAM = /^(?:key|api[-_]key|access_token)$/i;
 
 const isEmptyCredential = (value: string) => /^\s*(?:Bearer\s*)?$/i.test(value);
 /** A `pf_` app key, also as one of the values a repeated header was joined from. */

@@ -428,6 +428,14 @@ providers:
         assert.equal(seen.headers.get("authorization"), null);
         assert.equal(seen.search, "", "the client's ?key= is dropped too");
         assert.ok(via, "the SDK accepts the sidecar as its base URL");
+        // Any credential parameter, in any case, goes too; the rest of the query stays.
+        await gw.request(
+          "/native/locked/chat/completions?KEY=q1&Key=q2&api-key=q3&api_key=q4&access_token=q5&a=1",
+          { method: "POST", headers: { authorization: "Bearer sk-client-own" }, body: "{}" },
+        ).then((r) => r.body?.cancel());
+        const last = openai.requests.at(-1)!;
+        assert.equal(last.search, "?a=1");
+        assert.equal(last.headers.get("authorization"), "Bearer sk-conf-locked");
       },
     );
 
