@@ -808,12 +808,6 @@ async function relay(
   let sniffed = read.body?.pipeThrough(
     createUsageSniffer(contentType, native, meter, onModel, failures, claim),
   ) ?? null;
-  if (
-    sniffed !== null && ex.stream &&
-    (native.frames !== undefined || native.streamFailure !== undefined)
-  ) {
-    sniffed = failingAtEnd(sniffed, () => reported);
-  }
   if (sniffed === null) meter.settle("complete");
   else if (read.whole) {
     // Read through the sniffer now: usage settles before the response (and its headers) exist.
@@ -851,6 +845,14 @@ async function relay(
         () => new StreamIdleTimeout(provider, streamIdleMs),
       );
     }
+  }
+  // Outermost, so the exchange's end sees the relayed failure (inside the idle cut, a plain
+  // stream, it was lost: logged `complete`).
+  if (
+    sniffed !== null && ex.stream &&
+    (native.frames !== undefined || native.streamFailure !== undefined)
+  ) {
+    sniffed = failingAtEnd(sniffed, () => reported);
   }
   // server.write_timeout, or the drain running out, ends the body (abruptly, so the client can
   // tell): the bytes are the provider's, there is no event of ours to put in them.

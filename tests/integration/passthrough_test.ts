@@ -679,6 +679,8 @@ Deno.test("a passthrough stream that closes before its last event does not end s
 providers:
   openai: { base_url: "${base}/v1", keys: [{ key: sk-configured-openai }] }
   anthropic: { base_url: "${base}/v1", keys: [{ key: sk-ant-configured }] }
+routing:
+  failover: { first_chunk_timeout: 1s, stream_idle_timeout: 1500ms }
 `);
   const chunk =
     `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"partial"}}]}\n\n`;
@@ -727,7 +729,17 @@ providers:
       ];
       const told = await ask("/anthropic/v1/messages", { ...chat, max_tokens: 5 });
       assert.match(await told.text(), /overloaded_error/);
+      assert.equal(await outcome(told), "error", "the upstream's own error event is logged as one");
     });
+    await t.step(
+      "OpenAI: an error event after content is relayed, and logged as an error",
+      async () => {
+        events = [chunk, 'data: {"error":{"message":"boom","type":"server_error"}}\n\n'];
+        const res = await ask("/openai/v1/chat/completions", chat);
+        assert.match(await res.text(), /boom/);
+        assert.equal(await outcome(res), "error");
+      },
+    );
   } finally {
     await gw.close();
     await up.shutdown();
