@@ -433,6 +433,24 @@ features:
       assert.equal(log.outcome, "complete");
       assert.equal(log.level, "info");
     });
+
+    await t.step(
+      "a ConverseStream that closes before messageStop is broken off, not passed off as whole",
+      async () => {
+        await gw.runtime.breaker.reset();
+        const cut = STREAM_TEXT.filter((e) => e.type !== "messageStop" && e.type !== "metadata");
+        assert.ok(cut.length < STREAM_TEXT.length && cut.length > 1);
+        bedrock.script({ events: cut });
+        const id = crypto.randomUUID();
+        const headers = { ...await signedBedrockHeaders(path, body), "x-request-id": id };
+        const res = await gw.request(`/bedrock${path}`, { method: "POST", headers, body });
+        assert.equal(res.status, 200);
+        await assert.rejects(res.arrayBuffer());
+        await gw.waitForLog(`"request_id":"${id}"`);
+        const log = JSON.parse(gw.logs.find((l) => l.includes(`"request_id":"${id}"`))!);
+        assert.equal(log.outcome, "upstream_cut");
+      },
+    );
   } finally {
     await gw.close();
     await bedrock.close();

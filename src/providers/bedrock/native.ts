@@ -1,5 +1,5 @@
 import type { OpenAIUsage } from "../../schema/openai.ts";
-import { num, pickUsage, withDetails } from "../../streaming/usage_sniff.ts";
+import { num, pickUsage, StreamCutShort, withDetails } from "../../streaming/usage_sniff.ts";
 import { anthropicUsageOf } from "../anthropic/native.ts";
 import { openAIUsageOf } from "../openai/native.ts";
 import { BEARER_AUTH } from "../shared/native_auth.ts";
@@ -83,13 +83,21 @@ function eventStreamFrames(
   if (!contentType.includes(EVENT_STREAM)) return null;
   let pending = new Uint8Array(0);
   const decoder = new TextDecoder();
+  // ConverseStream ends with messageStop and metadata: one that closes before either was cut
+  // short, as an SSE stream without its last event is (InvokeModel's chunks name no end).
+  let converse = false;
+  let ended = false;
   const inspect = ({ headers, body: payload }: Frame) => {
     const header = (name: string) => {
       const v = headers[name]?.value;
       return typeof v === "string" ? v : "";
     };
+    const type = header(":event-type");
+    if (type === "messageStart") converse = true;
+    else if (type === "messageStop" || type === "metadata") ended = true;
     const kind = header(":message-type");
     if (kind === "exception" || kind === "error") {
+      ended = true;
       if (failures === undefined) return;
       const exception = kind === "exception";
       failures.report(fromBedrockStreamException(
@@ -138,7 +146,10 @@ function eventStreamFrames(
       controller.enqueue(chunk);
     },
     flush() {
-      onEnd("complete");
+      const cut = converse && !ended;
+      onEnd(cut ? "cut" : "complete");
+      // The relayed body errors: the client's SDK sees the break, not a partial answer.
+      if (cut) throw new StreamCutShort();
     },
     cancel() {
       onEnd("cut");
