@@ -191,8 +191,9 @@ async function run(
     (clientCredential === null || provider.native_credential_mode === "gateway");
   // llm-proxy's switches and user id never reach the provider (Google's APIs refuse a query
   // parameter they do not know), nor does a pf_ key; with an injected key neither does a
-  // credential of the client's in the query (`?key=`, `access_token`, any case). Every other byte of the query stays as sent: a signed (SigV4)
-  // query must reach AWS unchanged, its switches too (read, and still sent).
+  // credential of the client's in the query (`?key=`, `access_token`, any case). Every other
+  // byte of the query stays as sent: a signed (SigV4) query must reach AWS unchanged, its
+  // switches too (read, and still sent).
   const signedQuery = /(?:^|[?&])X-Amz-Signature=/i.test(sent.query);
   const query = withoutParams(
     sent.query,
