@@ -10,7 +10,7 @@ import type { ChatChunk, ChatOutcome, Usage } from "../providers/types.ts";
 import { clientCredential, type Exchange, setReplyHeader } from "../pipeline/exchange.ts";
 import type { PreLlmResult, Stage } from "../pipeline/stages.ts";
 import type { TelemetryEvent } from "../pipeline/events.ts";
-import { pilotfishHeaders } from "../routing/mod.ts";
+import { pilotfishHeaders, takesClientCredential } from "../routing/mod.ts";
 import { noUsage, replayedUsage } from "../streaming/mod.ts";
 import {
   CACHED_SCHEMAS,
@@ -579,7 +579,7 @@ function credentialScope(ex: Exchange): string {
   const providers = ex.runtime.config.providers;
   const own = ex.targets.some((t) => {
     const p = providers[t.provider];
-    return p !== undefined && (p.credential_mode === "passthrough" || p.keys.length === 0);
+    return p !== undefined && takesClientCredential(p);
   });
   if (!own) return "";
   const credential = clientCredential(ex.headers);

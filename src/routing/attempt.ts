@@ -275,9 +275,7 @@ export async function attempt(
     // `passthrough` (or a keyless provider): the client's own credential. A client that sent
     // none (its pf_ app key is never one) gets a configured key, as on the native routes.
     const keyed = provider.keys.length > 0;
-    const own = provider.credential_mode === "gateway" && keyed
-      ? null
-      : req.fallbackAuthorization ?? null;
+    const own = takesClientCredential(provider) ? req.fallbackAuthorization ?? null : null;
     if (own !== null || !keyed) {
       clientAuthorization = own;
     } else {
@@ -459,4 +457,15 @@ export function syntheticFailure(target: Target, key: string): Settled {
       usage: noUsage(),
     },
   };
+}
+
+/**
+ * Whether a unified route calls this provider with the client's own credential (when it sent
+ * one): `credential_mode: passthrough`, or no configured keys. The cache keys such answers by
+ * that credential.
+ */
+export function takesClientCredential(
+  provider: { readonly credential_mode: string; readonly keys: readonly unknown[] },
+): boolean {
+  return provider.credential_mode === "passthrough" || provider.keys.length === 0;
 }

@@ -32,5 +32,5 @@ export {
   pilotfishHeaders,
   runFailover,
 } from "./failover.ts";
-export { callsMade, NO_TRAIL } from "./attempt.ts";
+export { callsMade, NO_TRAIL, takesClientCredential } from "./attempt.ts";
 export { feedRelayedFailure, feedStreamFailure } from "./breaker_feedback.ts";
