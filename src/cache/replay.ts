@@ -43,7 +43,9 @@ export function replayChunks(
   choices.forEach((c, i) => {
     const index = c.index ?? i;
     const m = c.message ?? {};
-    out.push(chunk(index, { role: "assistant", content: "" }, null));
+    // A tool-call-only answer has null content, as its stored message does.
+    const text = typeof m.content === "string" || !m.tool_calls?.length ? "" : null;
+    out.push(chunk(index, { role: "assistant", content: text }, null));
     if (typeof m.content === "string" && m.content !== "") {
       out.push(chunk(index, { content: m.content }, null));
     }

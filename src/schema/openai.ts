@@ -124,7 +124,8 @@ export interface OpenAIToolCallDelta {
 
 export interface OpenAIChunkDelta {
   role?: "assistant";
-  content?: string;
+  /** `null` only in the role chunk of an answer that opens with a tool call. */
+  content?: string | null;
   refusal?: null;
   tool_calls?: OpenAIToolCallDelta[];
 }

@@ -70,7 +70,11 @@ export function createOpenAIChunkSender(writer: () => OpenAIChunkWriter): OpenAI
     send(controller, next) {
       if (!greeted) {
         greeted = true;
-        controller.enqueue(chunk({ role: "assistant", content: "", refusal: null }, null));
+        // An answer that opens with a tool call has no content: OpenAI says `null` there, and
+        // the SDKs' stream helpers keep what the first delta says (`""` would stay `""`).
+        const first = next.choices[0]?.delta;
+        const content = first?.tool_calls !== undefined && first.content === undefined ? null : "";
+        controller.enqueue(chunk({ role: "assistant", content, refusal: null }, null));
       }
       controller.enqueue(next);
     },
