@@ -422,9 +422,11 @@ function responseId(c: Context<AppEnv>): string {
 
 const RESPONSE_ID = /^[A-Za-z0-9_.:-]{1,256}$/;
 
+/** OpenAI's own 404 for an unknown response: an invalid request, with null param and code. */
 export function notFound(id: string): GatewayError {
   return new GatewayError("not_found", `Response with id '${id}' not found.`, {
-    param: "response_id",
+    upstreamType: "invalid_request_error",
+    upstreamCode: null,
   });
 }
 

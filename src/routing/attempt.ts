@@ -358,6 +358,7 @@ export async function attempt(
         firstChunkMs: gate?.firstChunkMs === undefined
           ? undefined
           : gate.firstChunkMs - (deps.now() - started),
+        firstChunkSetMs: gate?.firstChunkMs,
         idleMs: gate?.idleMs,
         failure: "failure" in outcome ? outcome.failure : undefined,
         onModel: (model) => responseModel = model,

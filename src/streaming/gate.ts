@@ -29,6 +29,8 @@ export interface GateOptions {
   readonly signal: AbortSignal;
   /** Time left for the first content, ms; none when undefined. */
   readonly firstChunkMs?: number | undefined;
+  /** The `first_chunk_timeout` the error names, when `firstChunkMs` is what is left of it. */
+  readonly firstChunkSetMs?: number | undefined;
   /** Longest upstream silence after commit, ms; none when undefined. */
   readonly idleMs?: number | undefined;
   readonly schedule: GateSchedule;
@@ -241,7 +243,7 @@ export async function gateStream<T>(
       const ms = opts.firstChunkMs;
       cancelTimer = opts.schedule(
         Math.max(0, ms),
-        () => reject(noContentWithin(opts.provider, ms)),
+        () => reject(noContentWithin(opts.provider, opts.firstChunkSetMs ?? ms)),
       );
     }
   });

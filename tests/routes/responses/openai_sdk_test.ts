@@ -307,8 +307,13 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
       const raw = await gw.request("/v1/responses/resp_unknown");
       assert.equal(raw.status, 404);
       const body = await raw.json();
-      assert.equal(body.error.type, "not_found_error");
-      assert.match(body.error.message, /resp_unknown/);
+      // OpenAI's own answer: an invalid request, param and code null.
+      assert.deepEqual(body.error, {
+        message: "Response with id 'resp_unknown' not found.",
+        type: "invalid_request_error",
+        param: null,
+        code: null,
+      });
     });
 
     await t.step("store: false keeps nothing", async () => {

@@ -598,7 +598,7 @@ app_keys:
     for (const key of [BETA, null]) {
       const read = await gw.request(`/v1/responses/${id}`, as(key));
       assert.equal(read.status, 404, `GET as ${key}`);
-      assert.equal((await read.json()).error.type, "not_found_error");
+      assert.equal((await read.json()).error.type, "invalid_request_error");
       const next = await gw.request(
         "/v1/responses",
         as(key, {
@@ -902,10 +902,15 @@ providers:
 Deno.test("GET /v1/responses/%E0 (a malformed escape) is a 404, never a 500", async () => {
   const gw = startGateway("providers: { mock: {} }");
   try {
-    for (const path of ["/v1/responses/%E0", "/v1/models/%E0"]) {
+    for (
+      const [path, type] of [
+        ["/v1/responses/%E0", "invalid_request_error"],
+        ["/v1/models/%E0", "not_found_error"],
+      ] as const
+    ) {
       const res = await gw.request(path);
       assert.equal(res.status, 404, path);
-      assert.equal((await res.json()).error.type, "not_found_error", path);
+      assert.equal((await res.json()).error.type, type, path);
     }
   } finally {
     await gw.close();
