@@ -16,6 +16,26 @@ export function generateKey(): string {
   return KEY_PREFIX + base64url(bytes);
 }
 
+/** A minted key inside a text: `pf_` and 43 base64url characters, standing alone. */
+const MINTED_KEY = /(?<![A-Za-z0-9_-])pf_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/;
+
+/**
+ * Take a `pf_` key out of the user a request body names (OpenAI's `user`, Anthropic's
+ * `metadata.user_id`), in place: an app that sets its user id to its key would otherwise send
+ * the key to the provider, and into the usage rollups (PRODUCT.md: never forwarded anywhere).
+ * The field is dropped whole: what is left of an id around a key names nobody reliably.
+ */
+export function dropUserAppKeys(body: unknown): void {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return;
+  const b = body as { user?: unknown; metadata?: unknown };
+  if (typeof b.user === "string" && MINTED_KEY.test(b.user)) delete b.user;
+  const meta = b.metadata as { user_id?: unknown } | null | undefined;
+  if (
+    meta !== null && typeof meta === "object" && typeof meta.user_id === "string" &&
+    MINTED_KEY.test(meta.user_id)
+  ) delete meta.user_id;
+}
+
 /** A fresh key id (not secret: it names the key in the admin API and the log). */
 export function generateId(): string {
   return "key_" + hex(crypto.getRandomValues(new Uint8Array(8)));

@@ -27,6 +27,7 @@ export { NO_KEY_LIMITS } from "./types.ts";
 export { parseCreate, parsePatch } from "./input.ts";
 export { appKeysEnabled, keyStorage } from "./storage.ts";
 export { allowedTargets, appKeyGate } from "./gate.ts";
+export { dropUserAppKeys } from "./key.ts";
 
 interface Held {
   readonly identity: string;

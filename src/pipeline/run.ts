@@ -30,6 +30,7 @@ import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
 import { errorResponse, routedHeaders } from "./encode/error.ts";
 import { decodeContext } from "./encode/openai.ts";
 import { clientCredential, type Exchange, noteAttempts, withReplyHeaders } from "./exchange.ts";
+import { dropUserAppKeys } from "../keys/mod.ts";
 import {
   applicable,
   callHook,
@@ -120,6 +121,7 @@ async function unified(
 ): Promise<Response> {
   const rt = ex.runtime;
   const stages = rt.stages;
+  dropUserAppKeys(raw);
   if (stages.pre_http.length > 0) {
     const pending = preHttp(ex, raw, reached);
     const pre = pending instanceof Promise ? await pending : pending;

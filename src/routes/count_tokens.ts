@@ -30,7 +30,7 @@ import type { AppEnv } from "./context.ts";
 import { loadHistory, loadReferences, nativeResponsesBody } from "./responses.ts";
 import { anthropicClientHeaders } from "./messages.ts";
 import { wholeResponse } from "../server/whole.ts";
-import { allowedTargets } from "../keys/mod.ts";
+import { allowedTargets, dropUserAppKeys } from "../keys/mod.ts";
 
 /** What one counting request asks: its model, options, and its prompt per provider. */
 interface CountRequest {
@@ -131,6 +131,7 @@ async function count(
   reached: ReturnType<typeof reachedAll>,
 ): Promise<Response> {
   const rt = ex.runtime;
+  dropUserAppKeys(raw);
   if (rt.stages.pre_http.length > 0) {
     const pre = await preHttp(ex, raw, reached);
     if (pre.response) return pre.response;

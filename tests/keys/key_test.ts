@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  dropUserAppKeys,
   generateKey,
   hashKey,
   keyHint,
@@ -86,4 +87,17 @@ Deno.test("periodClock() agrees with periodsAt() across day boundaries and clock
     Date.UTC(2026, 1, 2),
   ];
   for (const t of times) assert.deepEqual(clock(t), periodsAt(t), new Date(t).toISOString());
+});
+
+Deno.test("dropUserAppKeys() drops a user that holds a minted key, and nothing else", () => {
+  const key = generateKey();
+  const body = { user: key, metadata: { user_id: `a/${key}`, other: 1 }, model: "m" };
+  dropUserAppKeys(body);
+  assert.deepEqual(body, { metadata: { other: 1 }, model: "m" });
+  for (const user of ["pf_short", `${key}x`, `x${key}`, "alice"]) {
+    const kept: Record<string, unknown> = { user, metadata: { user_id: user } };
+    dropUserAppKeys(kept);
+    assert.deepEqual(kept, { user, metadata: { user_id: user } }, user);
+  }
+  for (const other of [null, "text", [key], { metadata: null }]) dropUserAppKeys(other);
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../fakes/fake_upstream.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
+import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { startGateway } from "../helpers/in_process.ts";
 import { ADMIN, admin, bearer, chat, createKey } from "./support.ts";
 
@@ -613,5 +614,67 @@ app_keys:
     await shown.body?.cancel();
   } finally {
     await gw.close();
+  }
+});
+
+Deno.test("a pf_ key a client puts in the body's user is not sent to any provider", async (t) => {
+  const openai = startFakeUpstream();
+  const anthropic = startFakeAnthropic();
+  const gw = startGateway(`
+server: { admin_token: ${ADMIN} }
+providers:
+  openai: { base_url: "${openai.url}/v1", keys: [{ key: sk-configured }] }
+  anthropic: { base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-configured }] }
+app_keys:
+  require_key: true
+  persistence: { enabled: false }
+`);
+  try {
+    const { key } = await createKey(gw);
+    const post = (path: string, body: Record<string, unknown>) =>
+      gw.request(path, {
+        method: "POST",
+        headers: { ...bearer(key), "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const messages = [{ role: "user", content: "hi" }];
+    await t.step("OpenAI's user, to an OpenAI and a translated Anthropic provider", async () => {
+      for (const model of ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"]) {
+        const res = await post("/v1/chat/completions", { model, messages, user: key });
+        assert.equal(res.status, 200, model);
+        await res.body?.cancel();
+      }
+      const sent = JSON.parse(openai.requests.at(-1)!.body);
+      assert.equal("user" in sent, false);
+      assert.equal(JSON.parse(anthropic.requests.at(-1)!.body).metadata, undefined);
+    });
+    await t.step("Anthropic's metadata.user_id, one with the key inside it too", async () => {
+      const res = await post("/v1/messages", {
+        model: "anthropic/claude-sonnet-4-5",
+        max_tokens: 10,
+        messages,
+        metadata: { user_id: `tenant-7:${key}` },
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      assert.deepEqual(JSON.parse(anthropic.requests.at(-1)!.body).metadata, {});
+    });
+    await t.step("a user that only looks like one (too short) goes as sent", async () => {
+      const res = await post("/v1/chat/completions", {
+        model: "openai/gpt-4o-mini",
+        messages,
+        user: "pf_user_17",
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      assert.equal(JSON.parse(openai.requests.at(-1)!.body).user, "pf_user_17");
+    });
+    for (const r of [...openai.requests, ...anthropic.requests]) {
+      assert.equal(r.body.includes(key), false);
+    }
+  } finally {
+    await gw.close();
+    await openai.close();
+    await anthropic.close();
   }
 });
