@@ -236,7 +236,8 @@ export function callHook<H extends HookName>(
     ex: Exchange,
     arg: HookTypes[H][0],
   ) => MaybePromise<HookTypes[H][1]>;
-  const started = ex.clock.now();
+  // A self-timed stage (a WASM plugin) bounds its own run: no clock read for it.
+  const started = stage.self_timed ? 0 : ex.clock.now();
   let value: MaybePromise<HookTypes[H][1]>;
   try {
     value = fn.call(stage, ex, arg);

@@ -133,9 +133,9 @@ export function createRunner(opts: RunnerOptions): PluginPool {
       if (busy) await new Promise<void>((resolve) => queue.push(resolve));
       else busy = true;
       let result: CallResult | "spent" | null = null;
-      // The timeout counts from here: the wait for the thread (other requests' calls, each
-      // within its fuel) is not this guest's time.
-      let started = performance.now();
+      // The timeout counts from when the thread is ours: the wait for it (other requests'
+      // calls, each within its fuel) is not this guest's time.
+      let started = 0;
       try {
         if (building) await building.catch(() => {});
         started = performance.now();
