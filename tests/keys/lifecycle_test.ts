@@ -124,15 +124,52 @@ Deno.test("app keys through the admin API: create (shown once), use, revoke, exp
       const patch = await admin(gw, "PATCH", `/api/v1/keys/${id}`, { expires_at: "soon" });
       assert.equal(patch.status, 400);
     });
+
+    await t.step(
+      "bad admin input: a provider not configured, a limit past counting, a NUL",
+      async () => {
+        const cases: [Record<string, unknown>, RegExp][] = [
+          [{ allowed_providers: ["mock", "opnai"] }, /"opnai" is not a configured provider/],
+          [{ limits: { requests_per_minute: 1e300 } }, /limits\.requests_per_minute: At most/],
+          [{ budget: { monthly_usd: 1e15 } }, /budget\.monthly_usd: At most/],
+          [{ name: "a\u0000b" }, /name: Must not hold control characters/],
+          [{ allowed_models: ["mock/echo\n"] }, /allowed_models\.0: Must not hold control/],
+        ];
+        for (const [body, message] of cases) {
+          for (
+            const [method, path] of [["POST", "/api/v1/keys"], ["PATCH", `/api/v1/keys/${id}`]]
+          ) {
+            const r = await admin(gw, method!, path!, body);
+            assert.equal(r.status, 400, JSON.stringify(body));
+            assert.match((r.json.error as { message: string }).message, message);
+          }
+        }
+        // The largest that can be counted, and a provider the config has, are taken.
+        const ok = await admin(gw, "PATCH", `/api/v1/keys/${id}`, {
+          allowed_providers: ["mock"],
+          limits: { requests_per_minute: Number.MAX_SAFE_INTEGER },
+        });
+        assert.equal(ok.status, 200, JSON.stringify(ok.json));
+        const back = await admin(gw, "PATCH", `/api/v1/keys/${id}`, {
+          allowed_providers: null,
+          limits: null,
+        });
+        assert.equal(back.status, 200);
+      },
+    );
   } finally {
     await gw.close();
   }
 });
 
 Deno.test("model and provider allowlists: 403 in the route's format; allowed models pass", async () => {
-  const gw = startGateway(keysConfig({
-    more: `routing:\n  aliases:\n    fast: mock/echo`,
-  }));
+  // A second provider for a key to be limited to (a key may name only configured ones).
+  const gw = startGateway(
+    keysConfig({ more: `routing:\n  aliases:\n    fast: mock/echo` }).replace(
+      "  mock: {}",
+      '  mock: {}\n  openai: { base_url: "http://127.0.0.1:9/v1", keys: [{ key: sk-x }] }',
+    ),
+  );
   try {
     const only = await createKey(gw, { name: "narrow", allowed_models: ["mock/echo"] });
     assert.equal((await chat(gw, bearer(only.key), "mock/echo")).status, 200);

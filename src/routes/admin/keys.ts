@@ -63,6 +63,11 @@ function keysOf(c: Context<AppEnv>, control: Control): { keys: KeyService; now: 
   return { keys: rt.keys, now: rt.now() };
 }
 
+/** The providers a key's `allowed_providers` may name: the running config's. */
+function providersOf(control: Control): ReadonlySet<string> {
+  return new Set(Object.keys(control.state().runtime.config.providers));
+}
+
 async function jsonBody(c: Context<AppEnv>, optional: boolean): Promise<unknown> {
   const text = await requestText(c);
   if (text.trim() === "") {
@@ -127,7 +132,9 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     "/",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      const { record, key } = await keys.create(parseCreate(await jsonBody(c, true)));
+      const { record, key } = await keys.create(
+        parseCreate(await jsonBody(c, true), providersOf(control)),
+      );
       return send(c, "json", { ...view(record, now), key }, 201);
     }),
   );
@@ -170,7 +177,7 @@ function keyRoutes(router: Hono<AppEnv>, control: Control, butter: boolean): voi
     "/:id",
     guarded(async (c) => {
       const { keys, now } = keysOf(c, control);
-      const patch = parsePatch(await jsonBody(c, false));
+      const patch = parsePatch(await jsonBody(c, false), providersOf(control));
       return send(c, "json", view(await keys.update(await idOf(c, keys), patch), now));
     }),
   );
