@@ -151,6 +151,11 @@ export interface AttemptRequest {
    * (`credential_mode: passthrough`, or no configured keys); the others use their own keys.
    */
   readonly fallbackAuthorization?: string | null;
+  /**
+   * The request's targets in order: the client's credential is for the first that takes it,
+   * and goes only to targets on that one's origin (see `credentialHome`).
+   */
+  readonly targets?: readonly Target[];
   readonly attemptTimeoutMs?: number;
   readonly bypass?: { readonly reason: string };
   /** The stream gate's timers (see streaming/gate.ts); none when absent. */
@@ -275,7 +280,10 @@ export async function attempt(
     // `passthrough` (or a keyless provider): the client's own credential. A client that sent
     // none (its pf_ app key is never one) gets a configured key, as on the native routes.
     const keyed = provider.keys.length > 0;
-    const own = takesClientCredential(provider) ? req.fallbackAuthorization ?? null : null;
+    const own = takesClientCredential(provider) && req.fallbackAuthorization &&
+        onCredentialHome(deps.config.providers, req.targets, provider)
+      ? req.fallbackAuthorization
+      : null;
     if (own !== null || !keyed) {
       clientAuthorization = own;
     } else {
@@ -465,6 +473,37 @@ export function syntheticFailure(target: Target, key: string): Settled {
  * one): `credential_mode: passthrough`, or no configured keys. The cache keys such answers by
  * that credential.
  */
+/**
+ * Is `provider` where the client's credential belongs? A client sends one credential, for
+ * the provider it asked for: the first of `targets` that takes one. Failover or a hedge to
+ * another provider that takes the client's credential must not hand it to a third party (an
+ * OpenAI key to another vendor's host): there it is sent only on the same origin (another
+ * key set or region of the same service); elsewhere the client counts as having sent none.
+ */
+function onCredentialHome(
+  providers: Readonly<Record<string, ProviderConfig>>,
+  targets: readonly Target[] | undefined,
+  provider: ProviderConfig,
+): boolean {
+  if (targets === undefined) return true;
+  for (const t of targets) {
+    const p = providers[t.provider];
+    if (p !== undefined && takesClientCredential(p)) {
+      return p === provider || originOf(p) === originOf(provider);
+    }
+  }
+  return true;
+}
+
+/** A provider's origin (scheme, host, port); its name when its URL is not one (Bedrock's). */
+function originOf(p: ProviderConfig): string {
+  try {
+    return new URL(p.base_url).origin;
+  } catch {
+    return `provider:${p.name}`;
+  }
+}
+
 export function takesClientCredential(
   provider: { readonly credential_mode: string; readonly keys: readonly unknown[] },
 ): boolean {

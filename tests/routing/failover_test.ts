@@ -884,6 +884,40 @@ providers:
   },
 );
 
+Deno.test(
+  "failover: the client's credential goes only to providers on the origin of the first that takes it",
+  async () => {
+    const yaml = `
+providers:
+  home: { base_url: "http://api.one.test/v1", credential_mode: passthrough }
+  region: { base_url: "http://api.one.test/eu/v1", credential_mode: passthrough }
+  other: { base_url: "http://api.two.test/v1", keys: [{ key: k-two }], credential_mode: passthrough }
+  open: { base_url: "http://local.test/v1" }
+routing:
+  models:
+    m: { providers: [home, region, other, open] }
+  failover:
+    backoff: { initial: 1ms, max: 1ms }
+    max_retries: 0
+`;
+    const home = scripted("home", [fail(503)]);
+    const region = scripted("region", [fail(503)]);
+    const other = scripted("other", [fail(503)]);
+    const open = scripted("open", [ok()]);
+    const env = setup(yaml, [home.adapter, region.adapter, other.adapter, open.adapter]);
+    await run(env, "m", { fallbackAuthorization: "Bearer sk-one-client" });
+    assert.equal(home.calls[0]?.clientAuthorization, "Bearer sk-one-client");
+    // The same service's other base path: the same host, the same credential.
+    assert.equal(region.calls[0]?.clientAuthorization, "Bearer sk-one-client");
+    // Another vendor's host: its own key, as for a client that sent none.
+    assert.equal(other.calls[0]?.clientAuthorization, null);
+    assert.equal(other.calls[0]?.apiKey, "k-two");
+    // A keyless one elsewhere (a local model server): called without a credential.
+    assert.equal(open.calls[0]?.clientAuthorization, null);
+    assert.equal(open.calls[0]?.apiKey, null);
+  },
+);
+
 Deno.test("routing.failover config: Butter's keys, max_attempts, the deprecated alias", () => {
   const load = (failover: string) =>
     parseConfigText(`routing:\n  failover:\n${failover}`, () => undefined, "f.yaml");
