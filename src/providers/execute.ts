@@ -1,6 +1,10 @@
 import { GatewayError } from "../errors.ts";
 import { scheduleDeadline } from "./deadline.ts";
 import { markByteStream } from "../streaming/mod.ts";
+import type { SecretScrub } from "../streaming/scrub.ts";
+
+/** Non-fatal, as `Response.text()` decodes. */
+const UTF8 = new TextDecoder();
 
 export interface UpstreamRequest {
   readonly url: string;
@@ -181,6 +185,12 @@ export async function executeUpstream(
      * client's own passed on); none when untraced.
      */
     trace?: UpstreamTrace | undefined;
+    /**
+     * The provider's own credentials, taken out of a body read whole (`bytes`, `text`): an
+     * answer that echoes the key it was sent must not hand it to the client, or the cache.
+     * Streams are scrubbed where they are read (`scrubStream`).
+     */
+    scrub?: SecretScrub | null | undefined;
   },
 ): Promise<UpstreamReply> {
   // No closure below may capture `req`: an unsettled call's abort listener lives as long as
@@ -301,11 +311,20 @@ export async function executeUpstream(
     }
     throw new GatewayError(err.code, err.message, { ...err.info, upstreamHeaders: kept });
   }
+  const scrub = opts.scrub ?? null;
+  if (scrub === null) {
+    return {
+      response,
+      settle,
+      text: read(() => response.text()),
+      bytes: read(() => response.bytes()),
+    };
+  }
   return {
     response,
     settle,
-    text: read(() => response.text()),
-    bytes: read(() => response.bytes()),
+    text: read(async () => UTF8.decode(scrub.whole(await response.bytes()))),
+    bytes: read(async () => scrub.whole(await response.bytes())),
   };
 }
 

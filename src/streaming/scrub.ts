@@ -23,6 +23,8 @@ export interface SecretScrub {
   wrap<O>(inner: SyncTransformer<Uint8Array, O>): SyncTransformer<Uint8Array, O>;
   /** Scrubbing alone. */
   transformer(): SyncTransformer<Uint8Array, Uint8Array>;
+  /** A whole body (a JSON answer): `data` itself when it holds no secret. */
+  whole(data: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer>;
 }
 
 /** A scrub of `secrets` (the configured keys); null when there is none to look for. */
@@ -82,7 +84,11 @@ export function createSecretScrub(secrets: Iterable<string>): SecretScrub | null
   };
 
   /** `data[0, end)` with the ranges inside it replaced. */
-  const replaced = (data: Uint8Array, ranges: [number, number][], end: number): Uint8Array => {
+  const replaced = <B extends ArrayBufferLike>(
+    data: Uint8Array<B>,
+    ranges: [number, number][],
+    end: number,
+  ): Uint8Array<B | ArrayBuffer> => {
     if (ranges.length === 0) return end === data.length ? data : data.subarray(0, end);
     let size = end;
     for (const [a, b] of ranges) size += REDACTED.length - (b - a);
@@ -148,6 +154,7 @@ export function createSecretScrub(secrets: Iterable<string>): SecretScrub | null
   return {
     wrap: (inner) => transformer(inner),
     transformer: () => transformer<Uint8Array>(null),
+    whole: (data) => replaced(data, find(data), data.length),
   };
 }
 

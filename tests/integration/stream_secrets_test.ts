@@ -239,3 +239,82 @@ providers:
     await server.shutdown();
   }
 });
+
+Deno.test("a configured key echoed in a whole JSON answer is [REDACTED], in the answer and the cache", async () => {
+  const GEMINI_KEY = "AIzaSECRETgeminikey0123456789abcdefgh";
+  const seen: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const path = new URL(req.url).pathname;
+    seen.push(path);
+    const key = req.headers.get("x-api-key") ?? req.headers.get("x-goog-api-key") ??
+      (req.headers.get("authorization") ?? "").replace(/^Bearer\s+/i, "");
+    const text = `Your key is ${key}`;
+    const json = (body: unknown) =>
+      new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } });
+    if (path.endsWith("/messages")) {
+      return json({
+        id: "msg_1",
+        type: "message",
+        role: "assistant",
+        model: "claude",
+        content: [{ type: "text", text }],
+        stop_reason: "end_turn",
+        stop_sequence: null,
+        usage: { input_tokens: 3, output_tokens: 4 },
+      });
+    }
+    if (path.includes(":generateContent")) {
+      return json({
+        candidates: [{ content: { role: "model", parts: [{ text }] }, finishReason: "STOP" }],
+        usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 4, totalTokenCount: 7 },
+      });
+    }
+    return json({
+      id: "c",
+      object: "chat.completion",
+      created: 1,
+      model: "gpt-4o",
+      choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
+    });
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const gw = startGateway(`
+providers:
+  openai: { base_url: "${url}/v1", keys: [{ key: ${OPENAI_KEY} }] }
+  anthropic: { base_url: "${url}", keys: [{ key: ${ANTHROPIC_KEY} }] }
+  gemini: { base_url: "${url}", keys: [{ key: ${GEMINI_KEY} }] }
+cache: { enabled: true }
+`);
+  const messages = [{ role: "user", content: "hi" }];
+  try {
+    for (
+      const [path, model] of [
+        ["/v1/chat/completions", "openai/gpt-4o"],
+        ["/v1/chat/completions", "anthropic/claude-sonnet-4-5"],
+        ["/v1/chat/completions", "gemini/gemini-2.5-flash"],
+        ["/v1/messages", "anthropic/claude-sonnet-4-5"],
+      ]
+    ) {
+      // The second is the cache's answer.
+      for (const round of ["miss", "hit"]) {
+        const res = await fetch(gw.url(path!), {
+          method: "POST",
+          headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+          body: JSON.stringify({ model, max_tokens: 10, messages }),
+        });
+        const text = await res.text();
+        assert.equal(res.status, 200, `${model} ${round}: ${text}`);
+        assert.match(text, /Your key is \[REDACTED\]/, `${model} ${round}: ${text}`);
+        assert.doesNotMatch(text, /SECRET/, `${model} ${round}`);
+      }
+    }
+    // Every second request was the cache's; the Messages request found the entry the same
+    // request in chat form left (one canonical key).
+    assert.equal(seen.length, 3, seen.join(" "));
+  } finally {
+    await gw.close();
+    await server.shutdown();
+  }
+});

@@ -102,3 +102,15 @@ Deno.test("scrub: secrets that nest or overlap leave nothing of either, however 
   // A stream that ends on a whole secret held back (a longer one might have followed).
   assert.equal(run(nested.transformer(), ["end: sk-abc", "defgh"]).join(""), "end: [REDACTED]");
 });
+
+Deno.test("scrub: whole() takes the secrets out of a body read at once; a clean one is the same bytes", () => {
+  const scrub = createSecretScrub(["sk-secret-0123456789"])!;
+  const enc = new TextEncoder();
+  const dirty = enc.encode('{"text":"key sk-secret-0123456789 and sk-secret-0123456789!"}');
+  assert.equal(
+    new TextDecoder().decode(scrub.whole(dirty)),
+    '{"text":"key [REDACTED] and [REDACTED]!"}',
+  );
+  const clean = enc.encode('{"text":"sk-secret-012345678 is not it"}');
+  assert.equal(scrub.whole(clean), clean);
+});

@@ -222,6 +222,7 @@ export function createAnthropicAdapter(cfg: ProviderConfig, deps: AdapterDeps): 
     if (key !== null) h["x-api-key"] = key;
     return executeUpstream(deps.fetch, { url: to, method: "POST", headers: h, body }, {
       signal: call.signal,
+      scrub: deps.scrub,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
       trace: call.trace,

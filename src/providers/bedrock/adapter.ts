@@ -208,6 +208,7 @@ export function createBedrockAdapter(
       body: payload,
     }, {
       signal: call.signal,
+      scrub: deps.scrub,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
       trace: call.trace,

@@ -63,6 +63,7 @@ export function createGeminiAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
       body: JSON.stringify(body),
     }, {
       signal: call.signal,
+      scrub: deps.scrub,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
       trace: call.trace,

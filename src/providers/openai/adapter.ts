@@ -97,6 +97,7 @@ export function createOpenAIAdapter(cfg: ProviderConfig, deps: AdapterDeps): Pro
   ) =>
     executeUpstream(deps.fetch, req, {
       signal: call.signal,
+      scrub: deps.scrub,
       timeoutMs: call.timeoutMs,
       onReply: call.onReply,
       trace: call.trace,
