@@ -1226,8 +1226,8 @@ function listNative(config: Config, adapters: ReadonlyMap<string, ProviderAdapte
 
 /**
  * The client's headers minus hop-by-hop and Pilotfish ones, any `pf_` app key (whatever
- * header carries it) and empty credentials; with `inject`, minus every credential header too
- * (the caller sets the configured key). Configured `headers` fill in what the client left out.
+ * header carries it) and empty credentials; with `inject`, minus every credential header and
+ * the cookies too (the caller sets the configured key). Configured `headers` fill in what the client left out.
  */
 function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boolean): Headers {
   // The exchange's headers (a pre_http stage may have replaced them).
@@ -1242,6 +1242,8 @@ function forwardHeaders(incoming: Headers, provider: ProviderConfig, inject: boo
     if (hop.has(name) || isPfKey(value) || holdsPfKey(value)) return;
     if (isInternal(name) && !signed.includes(name)) return;
     if (CREDENTIAL_HEADERS.includes(name) && (inject || isEmptyCredential(value))) return;
+    // A cookie is the client's session, a credential too: not beside the gateway's key.
+    if (inject && name === "cookie") return;
     out.append(name, value);
   });
   // Identity keeps bytes identical end to end (fetch would otherwise decompress) - unless

@@ -428,6 +428,17 @@ providers:
         assert.equal(seen.headers.get("authorization"), null);
         assert.equal(seen.search, "", "the client's ?key= is dropped too");
         assert.ok(via, "the SDK accepts the sidecar as its base URL");
+
+        // Its cookies are a credential too; with its own key (no injection) they pass.
+        const cases = [["/native/locked", null], ["/openai/v1", "session=abc"]] as const;
+        for (const [path, sent] of cases) {
+          const r = await post(`${path}/chat/completions`, {
+            authorization: "Bearer sk-client-own",
+            cookie: "session=abc",
+          }, chatBody("gpt-4o"));
+          assert.equal(r.status, 200, r.body);
+          assert.equal(openai.requests.at(-1)!.headers.get("cookie"), sent, path);
+        }
         // Any credential parameter, in any case, goes too; the rest of the query stays.
         await gw.request(
           "/native/locked/chat/completions?KEY=q1&Key=q2&api-key=q3&api_key=q4&access_token=q5&a=1",
