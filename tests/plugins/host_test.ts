@@ -1242,7 +1242,7 @@ Deno.test("a short-circuit on a native route names the route's provider, as on t
   });
 });
 
-Deno.test("post_llm: an answer that echoes a configured provider key shows the guest none (unless it opts in)", async (t) => {
+Deno.test("post_llm: an answer that echoes a configured provider key shows the guest none, even one that opts in", async (t) => {
   const ask = { ...CHAT, messages: [{ role: "user", content: "say sk-up-configured-0001" }] };
   await t.step("redacted", async () => {
     await withPlugin("echo_post", "", async (gw) => {
@@ -1253,10 +1253,13 @@ Deno.test("post_llm: an answer that echoes a configured provider key shows the g
       assert.ok(text.includes("[REDACTED]"), text);
     });
   });
-  await t.step("expose_credentials: shown", async () => {
+  // The opt-in shows the request's credentials; an answer is scrubbed as it arrives, before
+  // any stage reads it (as a stream is), so no stage can hand the key on.
+  await t.step("expose_credentials: still redacted", async () => {
     await withPlugin("echo_post", "expose_credentials: true", async (gw) => {
       const text = await (await chat(gw, ask)).text();
-      assert.ok(text.includes("sk-up-configured-0001"), text);
+      assert.ok(!text.includes("sk-up-configured-0001"), text);
+      assert.ok(text.includes("[REDACTED]"), text);
     });
   });
 });
