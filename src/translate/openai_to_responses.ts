@@ -89,14 +89,16 @@ function incompleteReason(finish: unknown): string | undefined {
   return undefined;
 }
 
-function messageItem(id: string, text: string, status: string): ResponsesItem {
-  return {
-    type: "message",
-    id,
-    status,
-    role: "assistant",
-    content: [{ type: "output_text", text, annotations: [], logprobs: [] }],
-  };
+/** An answer's message: its text, or (`refusal`) the model's refusal, as its one part. */
+function messageItem(id: string, text: string, status: string, refusal = false): ResponsesItem {
+  return { type: "message", id, status, role: "assistant", content: [messagePart(text, refusal)] };
+}
+
+/** OpenAI's part for a refusal is its own type: the SDK's `output_text` leaves it out. */
+function messagePart(text: string, refusal: boolean): Record<string, unknown> {
+  return refusal
+    ? { type: "refusal", refusal: text }
+    : { type: "output_text", text, annotations: [], logprobs: [] };
 }
 
 /**
@@ -131,12 +133,10 @@ export function toResponsesObject(completion: Record<string, unknown>, ctx: Resp
   const incomplete = incompleteReason(finish);
   const itemStatus = incomplete !== undefined ? "incomplete" : "completed";
   const output: ResponsesItem[] = [];
-  const text = typeof message.content === "string"
-    ? message.content
-    : typeof message.refusal === "string"
-    ? message.refusal
-    : "";
+  const text = typeof message.content === "string" ? message.content : "";
   if (text !== "") output.push(messageItem(newResponseId("msg"), text, itemStatus));
+  const refusal = typeof message.refusal === "string" ? message.refusal : "";
+  if (refusal !== "") output.push(messageItem(newResponseId("msg"), refusal, itemStatus, true));
   if (Array.isArray(message.tool_calls)) {
     for (const call of message.tool_calls) {
       if (!isObject(call)) continue;
@@ -171,6 +171,8 @@ interface OpenItem {
   readonly index: number;
   readonly id: string;
   readonly kind: "message" | "function_call";
+  /** A message whose part is a refusal (`response.refusal.*` events), not text. */
+  readonly refusal: boolean;
   text: string;
   callId: string;
   name: string;
@@ -242,11 +244,12 @@ export function createResponsesStreamTransformer(
   };
   const closeItem = (c: Controller, item: OpenItem, status: "completed" | "incomplete") => {
     if (item.kind === "message") {
-      const part = { type: "output_text", text: item.text, annotations: [], logprobs: [] };
+      const part = messagePart(item.text, item.refusal);
       const where = { item_id: item.id, output_index: item.index, content_index: 0 };
-      emit(c, "response.output_text.done", { ...where, text: item.text, logprobs: [] });
+      if (item.refusal) emit(c, "response.refusal.done", { ...where, refusal: item.text });
+      else emit(c, "response.output_text.done", { ...where, text: item.text, logprobs: [] });
       emit(c, "response.content_part.done", { ...where, part });
-      const done = messageItem(item.id, item.text, status);
+      const done = messageItem(item.id, item.text, status, item.refusal);
       output[item.index] = done;
       emit(c, "response.output_item.done", { output_index: item.index, item: done });
     } else {
@@ -278,7 +281,13 @@ export function createResponsesStreamTransformer(
     }
     opened = still;
   };
-  const openItem = (c: Controller, kind: OpenItem["kind"], callId = "", name = ""): OpenItem => {
+  const openItem = (
+    c: Controller,
+    kind: OpenItem["kind"],
+    callId = "",
+    name = "",
+    refusal = false,
+  ): OpenItem => {
     start(c);
     if (kind === "message" || opened[0]?.kind === "message") close(c);
     else closeWholeCalls(c);
@@ -286,6 +295,7 @@ export function createResponsesStreamTransformer(
       index: output.length,
       id: newResponseId(kind === "message" ? "msg" : "fc"),
       kind,
+      refusal,
       text: "",
       callId,
       name,
@@ -301,22 +311,21 @@ export function createResponsesStreamTransformer(
         item_id: item.id,
         output_index: item.index,
         content_index: 0,
-        part: { type: "output_text", text: "", annotations: [], logprobs: [] },
+        part: messagePart("", refusal),
       });
     }
     return item;
   };
-  const text = (c: Controller, delta: string) => {
+  /** Text, or a refusal, into the open message of that kind (else a new one). */
+  const text = (c: Controller, delta: string, refusal = false) => {
     const last = opened[0];
-    const item = last?.kind === "message" ? last : openItem(c, "message");
+    const item = last?.kind === "message" && last.refusal === refusal
+      ? last
+      : openItem(c, "message", "", "", refusal);
     item.text += delta;
-    emit(c, "response.output_text.delta", {
-      item_id: item.id,
-      output_index: item.index,
-      content_index: 0,
-      delta,
-      logprobs: [],
-    });
+    const where = { item_id: item.id, output_index: item.index, content_index: 0 };
+    if (refusal) emit(c, "response.refusal.delta", { ...where, delta });
+    else emit(c, "response.output_text.delta", { ...where, delta, logprobs: [] });
   };
   const toolCall = (c: Controller, call: Record<string, unknown>) => {
     const fn = isObject(call.function) ? call.function : {};
@@ -358,7 +367,7 @@ export function createResponsesStreamTransformer(
       if (!isObject(choice)) return;
       const delta = isObject(choice.delta) ? choice.delta : {};
       if (typeof delta.content === "string" && delta.content !== "") text(c, delta.content);
-      if (typeof delta.refusal === "string" && delta.refusal !== "") text(c, delta.refusal);
+      if (typeof delta.refusal === "string" && delta.refusal !== "") text(c, delta.refusal, true);
       if (Array.isArray(delta.tool_calls)) {
         for (const call of delta.tool_calls) if (isObject(call)) toolCall(c, call);
       }

@@ -334,3 +334,43 @@ Deno.test("a stream cut at its length limit marks its items incomplete, as the J
   const done = events.find((e) => e.type === "response.output_item.done");
   assert.equal((done!.item as { status: string }).status, "incomplete");
 });
+
+Deno.test("a refusal is a refusal part, not output_text, in the Responses object and stream", async () => {
+  const request = { model: "m", input: "hi" } as ResponsesRequest;
+  const object = toResponsesObject({
+    id: "c",
+    object: "chat.completion",
+    created: 1,
+    model: "m",
+    choices: [{
+      index: 0,
+      message: { role: "assistant", content: null, refusal: "I can't help with that." },
+      finish_reason: "stop",
+    }],
+    usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+  }, context(request, "p"));
+  assert.deepEqual((object.output[0] as { content: unknown }).content, [
+    { type: "refusal", refusal: "I can't help with that." },
+  ]);
+
+  const { events, final } = await eventsOf(
+    chunksOf([{ role: "assistant", refusal: "I can't" }, { refusal: " help." }], "stop"),
+  );
+  assert.deepEqual(events.map((e) => e.type), [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.refusal.delta",
+    "response.refusal.delta",
+    "response.refusal.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+  ]);
+  assert.deepEqual(events[3]!.part, { type: "refusal", refusal: "" });
+  assert.equal(events[6]!.refusal, "I can't help.");
+  assert.deepEqual((final!.output[0] as { content: unknown }).content, [
+    { type: "refusal", refusal: "I can't help." },
+  ]);
+});
