@@ -11,7 +11,12 @@ interface StoredChoice {
   index?: number;
   message?: {
     content?: string | null;
-    tool_calls?: { id: string; type?: string; function: { name: string; arguments: string } }[];
+    tool_calls?: {
+      id: string;
+      type?: string;
+      function: { name: string; arguments: string };
+      extra_content?: object;
+    }[];
     refusal?: string | null;
   };
   finish_reason?: string | null;
@@ -45,7 +50,7 @@ export function replayChunks(
     const m = c.message ?? {};
     // A tool-call-only answer has null content, as its stored message does.
     const text = typeof m.content === "string" || !m.tool_calls?.length ? "" : null;
-    out.push(chunk(index, { role: "assistant", content: text }, null));
+    out.push(chunk(index, { role: "assistant", content: text, refusal: null }, null));
     if (typeof m.content === "string" && m.content !== "") {
       out.push(chunk(index, { content: m.content }, null));
     }
@@ -56,6 +61,7 @@ export function replayChunks(
           id: t.id,
           type: "function",
           function: { name: t.function.name, arguments: t.function.arguments },
+          ...(t.extra_content !== undefined ? { extra_content: t.extra_content } : {}),
         }],
       }, null));
     });

@@ -217,9 +217,11 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         body: ReadableStream.from(replayChunks(replayed, includeUsage)),
         usage: replayedUsage(isObject(replayed.usage) ? replayed.usage as Partial<Usage> : null),
       }
-      : hit.text !== null
+      : hit.text !== null && !(ex.schema === "openai_chat" && hit.text.includes(STOP_SEQUENCE))
       // The stored text is the answer's JSON as the route would serialise it: sent as is
-      // (a Response copies its bytes, so one buffer serves every hit).
+      // (a Response copies its bytes, so one buffer serves every hit). One that names the
+      // stop sequence it ended on (ours, for /v1/messages, which shares the entry) goes as an
+      // object on the chat route, whose encoder leaves that field out as OpenAI does.
       ? {
         kind: "json",
         status: 200,
@@ -227,7 +229,13 @@ export function createCacheStage(deps: CacheStageDeps): Stage {
         body: bytesOf(hit),
         usage: noUsage(),
       }
-      : { kind: "json", status: 200, format: "object", body: hit.body!, usage: noUsage() };
+      : {
+        kind: "json",
+        status: 200,
+        format: "object",
+        body: hit.body ?? parseBody(hit.text),
+        usage: noUsage(),
+      };
     return {
       action: "respond",
       status: 200,
@@ -396,6 +404,8 @@ function bytesOf(hit: Served): Uint8Array<ArrayBuffer> {
 }
 
 const utf8 = new TextEncoder();
+/** A choice's `stop_sequence` in stored JSON (a string inside an answer cannot hold it). */
+const STOP_SEQUENCE = '"stop_sequence":';
 
 function parseBody(text: string | null): Record<string, unknown> {
   return JSON.parse(text as string) as Record<string, unknown>;
@@ -470,7 +480,7 @@ function isAnswer(body: Record<string, unknown>): boolean {
 
 interface ChoiceParts {
   content: string;
-  tools: { id: string; name: string; arguments: string }[];
+  tools: { id: string; name: string; arguments: string; extra?: object }[];
   finish: string | null;
   /** The stop sequence that ended it, when the finish chunk said (`/v1/messages` replays it). */
   stopSequence?: string | null;
@@ -505,6 +515,7 @@ class StreamAssembly {
         if (t.id) slot.id = t.id;
         if (t.function?.name) slot.name += t.function.name;
         slot.arguments += t.function?.arguments ?? "";
+        if (t.extra_content !== undefined) slot.extra = t.extra_content;
       }
       if (c.finish_reason) parts.finish = c.finish_reason;
       if (c.stop_sequence !== undefined) parts.stopSequence = c.stop_sequence;
@@ -533,6 +544,8 @@ class StreamAssembly {
                 id: t.id,
                 type: "function",
                 function: { name: t.name, arguments: t.arguments },
+                // Gemini's thought signature: the next turn must hand it back.
+                ...(t.extra !== undefined ? { extra_content: t.extra } : {}),
               })),
             }
             : {}),

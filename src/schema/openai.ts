@@ -120,6 +120,8 @@ export interface OpenAIToolCallDelta {
   id?: string;
   type?: "function";
   function: { name?: string; arguments: string };
+  /** A provider's own data for the call (Gemini's thought signature), handed back next turn. */
+  extra_content?: object;
 }
 
 export interface OpenAIChunkDelta {

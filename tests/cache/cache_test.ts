@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { completionBody, startFakeUpstream } from "../fakes/fake_upstream.ts";
+import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
+import { startFakeGemini } from "../fakes/fake_gemini.ts";
 import { startGateway, testClock } from "../helpers/in_process.ts";
 import { realSchedule } from "../../src/pipeline/stages.ts";
 import { startRedisServer } from "../helpers/redis_server.ts";
@@ -1271,4 +1273,69 @@ cache: { enabled: true, backend: memory, ttl: 10m }
     }
   });
   await up.close();
+});
+
+Deno.test("cache: a Gemini tool call's thought signature survives a stored stream; a stop sequence stays off the chat route", async (t) => {
+  const gemini = startFakeGemini();
+  const anthropic = startFakeAnthropic();
+  const gw = startGateway(`
+providers:
+  gemini: { base_url: "${gemini.url}", keys: [{ key: AIza-test-key-0000000000 }] }
+  claude: { type: anthropic, base_url: "${anthropic.url}/v1", keys: [{ key: sk-ant-0001 }] }
+cache:
+  enabled: true
+  streaming: true
+`);
+  const post = async (body: Record<string, unknown>) => {
+    const res = await gw.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { cache: res.headers.get("x-cache"), text: await res.text() };
+  };
+  try {
+    await t.step("stored from a stream, replayed as a stream and as JSON", async () => {
+      const ask = {
+        model: "gemini/gemini-2.5-flash",
+        messages: [{ role: "user", content: "Weather in Paris?" }],
+      };
+      const miss = await post({ ...ask, stream: true });
+      assert.equal(miss.cache, "MISS");
+      const signed = /"extra_content":\{"google":\{"thought_signature":"[^"]+"\}\}/;
+      assert.match(miss.text, signed);
+      const hit = await post({ ...ask, stream: true });
+      assert.equal(hit.cache, "HIT");
+      assert.match(hit.text, signed, hit.text);
+      assert.match(hit.text, /"delta":\{"role":"assistant","content":"","refusal":null\}/);
+      const json = await post(ask);
+      assert.equal(json.cache, "HIT");
+      const call = JSON.parse(json.text).choices[0].message.tool_calls[0];
+      assert.equal(typeof call.extra_content.google.thought_signature, "string");
+      assert.equal(gemini.requests.length, 1);
+    });
+    await t.step(
+      "an answer that ended on a stop sequence: no stop_sequence field on a hit",
+      async () => {
+        anthropic.script({ json: "response_stop_sequence" });
+        const ask = {
+          model: "claude/claude-sonnet-4-5",
+          max_tokens: 50,
+          stop: ["END"],
+          messages: [{ role: "user", content: "Count" }],
+        };
+        for (const cache of ["MISS", "HIT"]) {
+          const r = await post(ask);
+          assert.equal(r.cache, cache);
+          const choice = JSON.parse(r.text).choices[0];
+          assert.equal(choice.finish_reason, "stop");
+          assert.equal("stop_sequence" in choice, false, r.text);
+        }
+      },
+    );
+  } finally {
+    await gw.close();
+    await gemini.close();
+    await anthropic.close();
+  }
 });
