@@ -110,9 +110,17 @@ export type OpenAIUsageOut = {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
-  prompt_tokens_details: { cached_tokens: number; cache_write_tokens?: number };
-  completion_tokens_details?: { reasoning_tokens: number };
+  prompt_tokens_details: { cached_tokens: number; audio_tokens: number; cache_write_tokens?: number };
+  completion_tokens_details: CompletionTokensDetails;
 };
+
+/** OpenAI always sends all four (zeros when nothing applies): clients read them unguarded. */
+export interface CompletionTokensDetails {
+  reasoning_tokens: number;
+  audio_tokens: number;
+  accepted_prediction_tokens: number;
+  rejected_prediction_tokens: number;
+}
 
 /** A streamed tool-call fragment: the first carries id/type/name, the rest only arguments. */
 export interface OpenAIToolCallDelta {

@@ -58,10 +58,7 @@ export function toOpenAIUsage(meta: unknown): GeminiOpenAIUsage {
   const thoughts = n(m.thoughtsTokenCount);
   const prompt = n(m.promptTokenCount) + n(m.toolUsePromptTokenCount);
   const completion = n(m.candidatesTokenCount) + thoughts;
-  return {
-    ...openAIUsage(prompt, completion, n(m.cachedContentTokenCount)),
-    completion_tokens_details: { reasoning_tokens: thoughts },
-  };
+  return openAIUsage(prompt, completion, n(m.cachedContentTokenCount), 0, thoughts);
 }
 
 /** 24 random base-36 characters: tool-call and completion ids Gemini does not provide. */

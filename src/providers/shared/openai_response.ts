@@ -31,23 +31,31 @@ export function tokenCount(v: unknown): number {
 }
 
 /**
- * OpenAI usage from the prompt (cache reads and writes included), completion, cache-read
- * and cache-write counts. Cache writes have no OpenAI field: ours (`cache_write_tokens`) is
- * present only when there were some, so answers without any look exactly like OpenAI's.
+ * OpenAI usage from the prompt (cache reads and writes included), completion, cache-read,
+ * cache-write and reasoning counts, with every detail field OpenAI sends (zeros where nothing
+ * applies). Cache writes have no OpenAI field: ours (`cache_write_tokens`) is present only
+ * when there were some, so answers without any look exactly like OpenAI's.
  */
 export function openAIUsage(
   prompt: number,
   completion: number,
   cached: number,
   cacheWrites = 0,
+  reasoning = 0,
 ): OpenAIUsageOut {
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
     total_tokens: prompt + completion,
     prompt_tokens_details: cacheWrites > 0
-      ? { cached_tokens: cached, cache_write_tokens: cacheWrites }
-      : { cached_tokens: cached },
+      ? { cached_tokens: cached, audio_tokens: 0, cache_write_tokens: cacheWrites }
+      : { cached_tokens: cached, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: reasoning,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   };
 }
 
@@ -61,7 +69,10 @@ export function openAIUsage(
 export function withThinking(usage: OpenAIUsageOut, thinkingChars: number): OpenAIUsageOut {
   const reasoning = Math.min(estimateTokens(thinkingChars), usage.completion_tokens);
   return reasoning > 0
-    ? { ...usage, completion_tokens_details: { reasoning_tokens: reasoning } }
+    ? {
+      ...usage,
+      completion_tokens_details: { ...usage.completion_tokens_details, reasoning_tokens: reasoning },
+    }
     : usage;
 }
 

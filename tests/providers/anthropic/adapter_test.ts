@@ -84,7 +84,13 @@ Deno.test(
       prompt_tokens: 132,
       completion_tokens: 10,
       total_tokens: 142,
-      prompt_tokens_details: { cached_tokens: 100, cache_write_tokens: 20 },
+      prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0, cache_write_tokens: 20 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     };
     assert.deepEqual(body.usage, usage);
     assert.deepEqual(await outcome.usage, usage);

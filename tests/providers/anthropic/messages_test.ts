@@ -82,7 +82,13 @@ Deno.test(
       prompt_tokens: 472,
       completion_tokens: 89,
       total_tokens: 561,
-      prompt_tokens_details: { cached_tokens: 0 },
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     });
   },
 );
@@ -162,7 +168,13 @@ Deno.test(
           prompt_tokens: 472,
           completion_tokens: 89,
           total_tokens: 561,
-          prompt_tokens_details: { cached_tokens: 0 },
+          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+          completion_tokens_details: {
+            reasoning_tokens: 0,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
+          },
         });
       });
     }

@@ -30,7 +30,13 @@ Deno.test("fromAnthropicResponse() translates a text answer", async () => {
       prompt_tokens: 132,
       completion_tokens: 10,
       total_tokens: 142,
-      prompt_tokens_details: { cached_tokens: 100, cache_write_tokens: 20 },
+      prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0, cache_write_tokens: 20 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     },
     system_fingerprint: null,
   });
@@ -89,7 +95,13 @@ Deno.test("fromAnthropicResponse() translates tool_use blocks to tool_calls", as
     prompt_tokens: 472,
     completion_tokens: 89,
     total_tokens: 561,
-    prompt_tokens_details: { cached_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   });
 });
 
@@ -127,7 +139,13 @@ Deno.test("fromAnthropicResponse() gives empty content for an empty answer", () 
     prompt_tokens: 1,
     completion_tokens: 0,
     total_tokens: 1,
-    prompt_tokens_details: { cached_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   });
 });
 
@@ -153,7 +171,13 @@ Deno.test("toOpenAIUsage() tolerates missing and null counts", () => {
     prompt_tokens: 0,
     completion_tokens: 0,
     total_tokens: 0,
-    prompt_tokens_details: { cached_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   });
   assert.deepEqual(
     toOpenAIUsage({
@@ -166,7 +190,13 @@ Deno.test("toOpenAIUsage() tolerates missing and null counts", () => {
       prompt_tokens: 5,
       completion_tokens: 2,
       total_tokens: 7,
-      prompt_tokens_details: { cached_tokens: 0 },
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     },
   );
 });
@@ -194,9 +224,19 @@ Deno.test("fromAnthropicResponse() estimates reasoning_tokens from thinking text
   // 400 characters ~ 100 tokens.
   let usage = fromAnthropicResponse(answer(150), "claude-x", CREATED).usage;
   assert.equal(usage.completion_tokens, 150, "the output as Claude reported it");
-  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 100 });
+  assert.deepEqual(usage.completion_tokens_details, {
+    reasoning_tokens: 100,
+    audio_tokens: 0,
+    accepted_prediction_tokens: 0,
+    rejected_prediction_tokens: 0,
+  });
   // Capped: never more than the output Claude counted.
   usage = fromAnthropicResponse(answer(40), "claude-x", CREATED).usage;
   assert.equal(usage.completion_tokens, 40);
-  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 40 });
+  assert.deepEqual(usage.completion_tokens_details, {
+    reasoning_tokens: 40,
+    audio_tokens: 0,
+    accepted_prediction_tokens: 0,
+    rejected_prediction_tokens: 0,
+  });
 });

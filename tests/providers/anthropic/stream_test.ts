@@ -61,7 +61,13 @@ Deno.test(
             prompt_tokens: 30,
             completion_tokens: 15,
             total_tokens: 45,
-            prompt_tokens_details: { cached_tokens: 5 },
+            prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
+            completion_tokens_details: {
+              reasoning_tokens: 0,
+              audio_tokens: 0,
+              accepted_prediction_tokens: 0,
+              rejected_prediction_tokens: 0,
+            },
           }]);
         });
       }
@@ -92,7 +98,13 @@ Deno.test(
         prompt_tokens: 30,
         completion_tokens: 15,
         total_tokens: 45,
-        prompt_tokens_details: { cached_tokens: 5 },
+        prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
+        completion_tokens_details: {
+          reasoning_tokens: 0,
+          audio_tokens: 0,
+          accepted_prediction_tokens: 0,
+          rejected_prediction_tokens: 0,
+        },
       },
     });
     assert.equal(events[6], "[DONE]");

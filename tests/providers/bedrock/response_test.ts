@@ -30,7 +30,13 @@ Deno.test("fromConverseResponse() maps a text answer", () => {
       prompt_tokens: 11,
       completion_tokens: 4,
       total_tokens: 15,
-      prompt_tokens_details: { cached_tokens: 0 },
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     },
     system_fingerprint: null,
   });
@@ -98,14 +104,26 @@ Deno.test("toOpenAIUsage() counts cache reads and writes as prompt tokens", () =
       prompt_tokens: 1010,
       completion_tokens: 5,
       total_tokens: 1015,
-      prompt_tokens_details: { cached_tokens: 800, cache_write_tokens: 200 },
+      prompt_tokens_details: { cached_tokens: 800, audio_tokens: 0, cache_write_tokens: 200 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     },
   );
   assert.deepEqual(toOpenAIUsage(undefined), {
     prompt_tokens: 0,
     completion_tokens: 0,
     total_tokens: 0,
-    prompt_tokens_details: { cached_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   });
 });
 
@@ -130,16 +148,26 @@ Deno.test("fromConverseResponse() estimates reasoning_tokens from reasoning text
   // 40 characters ~ 10 tokens; the output stays as reported.
   let usage = fromConverseResponse(answer([thought], 30), CTX).usage;
   assert.equal(usage.completion_tokens, 30);
-  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 10 });
+  assert.deepEqual(usage.completion_tokens_details, {
+    reasoning_tokens: 10,
+    audio_tokens: 0,
+    accepted_prediction_tokens: 0,
+    rejected_prediction_tokens: 0,
+  });
   // Never more than the output reported.
   usage = fromConverseResponse(answer([thought], 4), CTX).usage;
-  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 4 });
-  // Redacted reasoning has no text; no reasoning, no field.
+  assert.deepEqual(usage.completion_tokens_details, {
+    reasoning_tokens: 4,
+    audio_tokens: 0,
+    accepted_prediction_tokens: 0,
+    rejected_prediction_tokens: 0,
+  });
+  // Redacted reasoning has no text: none counted (OpenAI's zeros, as with no reasoning).
   usage = fromConverseResponse(answer([{ reasoningContent: { redactedContent: "AAAA" } }], 30), CTX)
     .usage;
-  assert.equal(usage.completion_tokens_details, undefined);
+  assert.equal(usage.completion_tokens_details.reasoning_tokens, 0);
   assert.equal(
-    fromConverseResponse(answer([], 30), CTX).usage.completion_tokens_details,
-    undefined,
+    fromConverseResponse(answer([], 30), CTX).usage.completion_tokens_details.reasoning_tokens,
+    0,
   );
 });

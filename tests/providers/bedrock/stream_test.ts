@@ -70,7 +70,13 @@ Deno.test(
           prompt_tokens: 21,
           completion_tokens: 9,
           total_tokens: 30,
-          prompt_tokens_details: { cached_tokens: 0 },
+          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+          completion_tokens_details: {
+            reasoning_tokens: 0,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
+          },
         }]);
       });
     }
@@ -98,7 +104,13 @@ Deno.test(
           prompt_tokens: 21,
           completion_tokens: 9,
           total_tokens: 30,
-          prompt_tokens_details: { cached_tokens: 0 },
+          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+          completion_tokens_details: {
+            reasoning_tokens: 0,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
+          },
         },
       },
       "[DONE]",
@@ -341,8 +353,18 @@ Deno.test(
     const out = await translate(eventStreamOf(events), 64, context(true, usages));
     // 21 characters ~ 6 tokens; the output stays as reported.
     assert.equal(usages.at(-1)?.completion_tokens, 30);
-    assert.deepEqual(usages.at(-1)?.completion_tokens_details, { reasoning_tokens: 6 });
+    assert.deepEqual(usages.at(-1)?.completion_tokens_details, {
+      reasoning_tokens: 6,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    });
     const last = out.at(-2) as { usage?: OpenAIUsage };
-    assert.deepEqual(last.usage?.completion_tokens_details, { reasoning_tokens: 6 });
+    assert.deepEqual(last.usage?.completion_tokens_details, {
+      reasoning_tokens: 6,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    });
   },
 );

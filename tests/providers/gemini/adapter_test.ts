@@ -97,8 +97,13 @@ Deno.test(
       prompt_tokens: 132,
       completion_tokens: 38,
       total_tokens: 170,
-      prompt_tokens_details: { cached_tokens: 100 },
-      completion_tokens_details: { reasoning_tokens: 28 },
+      prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 28,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     };
     assert.deepEqual(body.usage, usage);
     assert.deepEqual(await outcome.usage, usage);

@@ -29,8 +29,13 @@ Deno.test("fromGeminiResponse() translates a text answer with cached and thinkin
       // 10 candidate tokens + 28 thinking tokens, billed as output.
       completion_tokens: 38,
       total_tokens: 170,
-      prompt_tokens_details: { cached_tokens: 100 },
-      completion_tokens_details: { reasoning_tokens: 28 },
+      prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 28,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     },
     system_fingerprint: null,
   });
@@ -63,8 +68,13 @@ Deno.test("fromGeminiResponse() translates functionCall parts to tool_calls", as
     prompt_tokens: 472,
     completion_tokens: 89,
     total_tokens: 561,
-    prompt_tokens_details: { cached_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 28 },
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 28,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   });
 });
 
@@ -161,8 +171,13 @@ Deno.test("toOpenAIUsage() adds tool-use prompt tokens and tolerates missing cou
     prompt_tokens: 0,
     completion_tokens: 0,
     total_tokens: 0,
-    prompt_tokens_details: { cached_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   });
   assert.deepEqual(
     toOpenAIUsage({
@@ -176,8 +191,13 @@ Deno.test("toOpenAIUsage() adds tool-use prompt tokens and tolerates missing cou
       prompt_tokens: 100,
       completion_tokens: 5,
       total_tokens: 105,
-      prompt_tokens_details: { cached_tokens: 0 },
-      completion_tokens_details: { reasoning_tokens: 0 },
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     },
   );
 });

@@ -66,8 +66,13 @@ Deno.test(
             prompt_tokens: 30,
             completion_tokens: 15,
             total_tokens: 45,
-            prompt_tokens_details: { cached_tokens: 5 },
-            completion_tokens_details: { reasoning_tokens: 0 },
+            prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
+            completion_tokens_details: {
+              reasoning_tokens: 0,
+              audio_tokens: 0,
+              accepted_prediction_tokens: 0,
+              rejected_prediction_tokens: 0,
+            },
           }]);
         });
       }
@@ -95,8 +100,13 @@ Deno.test(
         prompt_tokens: 30,
         completion_tokens: 15,
         total_tokens: 45,
-        prompt_tokens_details: { cached_tokens: 5 },
-        completion_tokens_details: { reasoning_tokens: 0 },
+        prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
+        completion_tokens_details: {
+          reasoning_tokens: 0,
+          audio_tokens: 0,
+          accepted_prediction_tokens: 0,
+          rejected_prediction_tokens: 0,
+        },
       },
     });
     assert.equal(events[6], "[DONE]");
@@ -160,8 +170,13 @@ Deno.test(
               prompt_tokens: 472,
               completion_tokens: 89,
               total_tokens: 561,
-              prompt_tokens_details: { cached_tokens: 0 },
-              completion_tokens_details: { reasoning_tokens: 28 },
+              prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+              completion_tokens_details: {
+                reasoning_tokens: 28,
+                audio_tokens: 0,
+                accepted_prediction_tokens: 0,
+                rejected_prediction_tokens: 0,
+              },
             },
           },
           "[DONE]",
