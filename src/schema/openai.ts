@@ -110,7 +110,11 @@ export type OpenAIUsageOut = {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
-  prompt_tokens_details: { cached_tokens: number; audio_tokens: number; cache_write_tokens?: number };
+  prompt_tokens_details: {
+    cached_tokens: number;
+    audio_tokens: number;
+    cache_write_tokens?: number;
+  };
   completion_tokens_details: CompletionTokensDetails;
 };
 

@@ -71,7 +71,10 @@ export function withThinking(usage: OpenAIUsageOut, thinkingChars: number): Open
   return reasoning > 0
     ? {
       ...usage,
-      completion_tokens_details: { ...usage.completion_tokens_details, reasoning_tokens: reasoning },
+      completion_tokens_details: {
+        ...usage.completion_tokens_details,
+        reasoning_tokens: reasoning,
+      },
     }
     : usage;
 }

@@ -14,6 +14,7 @@ import {
   sseResponse,
 } from "../../helpers/fake_fetch.ts";
 import { drain, fixtureBytes, fixtureText, gatewayError, SANITIZE } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const LIVE_KEY = "sk-ant-api03-live-abcdef123456";
 
@@ -85,12 +86,7 @@ Deno.test(
       completion_tokens: 10,
       total_tokens: 142,
       prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0, cache_write_tokens: 20 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(),
     };
     assert.deepEqual(body.usage, usage);
     assert.deepEqual(await outcome.usage, usage);

@@ -7,6 +7,7 @@ import { callBasics } from "../../helpers/calls.ts";
 import { CHUNK_SIZES, concatBytes, rechunk, streamOf } from "../../helpers/chunk.ts";
 import { adapterWithFetch, headersOf, sseResponse } from "../../helpers/fake_fetch.ts";
 import { drain, fixtureBytes, fixtureText, gatewayError, SANITIZE } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const LIVE_KEY = "sk-ant-api03-live-abcdef123456";
 
@@ -83,12 +84,7 @@ Deno.test(
       completion_tokens: 89,
       total_tokens: 561,
       prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(),
     });
   },
 );
@@ -169,12 +165,7 @@ Deno.test(
           completion_tokens: 89,
           total_tokens: 561,
           prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-          completion_tokens_details: {
-            reasoning_tokens: 0,
-            audio_tokens: 0,
-            accepted_prediction_tokens: 0,
-            rejected_prediction_tokens: 0,
-          },
+          completion_tokens_details: completionDetails(),
         });
       });
     }

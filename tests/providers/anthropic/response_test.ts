@@ -5,6 +5,7 @@ import {
   toOpenAIUsage,
 } from "../../../src/providers/anthropic/response.ts";
 import { fixtureJson, gatewayError } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const CREATED = 1_700_000_000;
 
@@ -31,12 +32,7 @@ Deno.test("fromAnthropicResponse() translates a text answer", async () => {
       completion_tokens: 10,
       total_tokens: 142,
       prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0, cache_write_tokens: 20 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(),
     },
     system_fingerprint: null,
   });
@@ -96,12 +92,7 @@ Deno.test("fromAnthropicResponse() translates tool_use blocks to tool_calls", as
     completion_tokens: 89,
     total_tokens: 561,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: {
-      reasoning_tokens: 0,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    },
+    completion_tokens_details: completionDetails(),
   });
 });
 
@@ -140,12 +131,7 @@ Deno.test("fromAnthropicResponse() gives empty content for an empty answer", () 
     completion_tokens: 0,
     total_tokens: 1,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: {
-      reasoning_tokens: 0,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    },
+    completion_tokens_details: completionDetails(),
   });
 });
 
@@ -172,12 +158,7 @@ Deno.test("toOpenAIUsage() tolerates missing and null counts", () => {
     completion_tokens: 0,
     total_tokens: 0,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: {
-      reasoning_tokens: 0,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    },
+    completion_tokens_details: completionDetails(),
   });
   assert.deepEqual(
     toOpenAIUsage({
@@ -191,12 +172,7 @@ Deno.test("toOpenAIUsage() tolerates missing and null counts", () => {
       completion_tokens: 2,
       total_tokens: 7,
       prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(),
     },
   );
 });
@@ -224,19 +200,9 @@ Deno.test("fromAnthropicResponse() estimates reasoning_tokens from thinking text
   // 400 characters ~ 100 tokens.
   let usage = fromAnthropicResponse(answer(150), "claude-x", CREATED).usage;
   assert.equal(usage.completion_tokens, 150, "the output as Claude reported it");
-  assert.deepEqual(usage.completion_tokens_details, {
-    reasoning_tokens: 100,
-    audio_tokens: 0,
-    accepted_prediction_tokens: 0,
-    rejected_prediction_tokens: 0,
-  });
+  assert.deepEqual(usage.completion_tokens_details, completionDetails(100));
   // Capped: never more than the output Claude counted.
   usage = fromAnthropicResponse(answer(40), "claude-x", CREATED).usage;
   assert.equal(usage.completion_tokens, 40);
-  assert.deepEqual(usage.completion_tokens_details, {
-    reasoning_tokens: 40,
-    audio_tokens: 0,
-    accepted_prediction_tokens: 0,
-    rejected_prediction_tokens: 0,
-  });
+  assert.deepEqual(usage.completion_tokens_details, completionDetails(40));
 });

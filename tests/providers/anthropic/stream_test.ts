@@ -9,6 +9,7 @@ import { createRedactor } from "../../../src/telemetry/mod.ts";
 import { CHUNK_SIZES, crlf, rechunk, streamOf } from "../../helpers/chunk.ts";
 import { joinedToolArguments, openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { drain, fixtureBytes, SANITIZE } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const CREATED = 1_700_000_000;
 const MODEL = "claude-sonnet-4-5-20250929";
@@ -62,12 +63,7 @@ Deno.test(
             completion_tokens: 15,
             total_tokens: 45,
             prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
-            completion_tokens_details: {
-              reasoning_tokens: 0,
-              audio_tokens: 0,
-              accepted_prediction_tokens: 0,
-              rejected_prediction_tokens: 0,
-            },
+            completion_tokens_details: completionDetails(),
           }]);
         });
       }
@@ -99,12 +95,7 @@ Deno.test(
         completion_tokens: 15,
         total_tokens: 45,
         prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
-        completion_tokens_details: {
-          reasoning_tokens: 0,
-          audio_tokens: 0,
-          accepted_prediction_tokens: 0,
-          rejected_prediction_tokens: 0,
-        },
+        completion_tokens_details: completionDetails(),
       },
     });
     assert.equal(events[6], "[DONE]");

@@ -6,6 +6,7 @@ import {
 } from "../../../src/providers/bedrock/response.ts";
 import { CONVERSE_TEXT, CONVERSE_TOOL_USE } from "../../fakes/fake_bedrock.ts";
 import { gatewayError } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const CTX = {
   model: "us.anthropic.claude-sonnet-4-5",
@@ -31,12 +32,7 @@ Deno.test("fromConverseResponse() maps a text answer", () => {
       completion_tokens: 4,
       total_tokens: 15,
       prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(),
     },
     system_fingerprint: null,
   });
@@ -105,12 +101,7 @@ Deno.test("toOpenAIUsage() counts cache reads and writes as prompt tokens", () =
       completion_tokens: 5,
       total_tokens: 1015,
       prompt_tokens_details: { cached_tokens: 800, audio_tokens: 0, cache_write_tokens: 200 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(),
     },
   );
   assert.deepEqual(toOpenAIUsage(undefined), {
@@ -118,12 +109,7 @@ Deno.test("toOpenAIUsage() counts cache reads and writes as prompt tokens", () =
     completion_tokens: 0,
     total_tokens: 0,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: {
-      reasoning_tokens: 0,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    },
+    completion_tokens_details: completionDetails(),
   });
 });
 
@@ -148,20 +134,10 @@ Deno.test("fromConverseResponse() estimates reasoning_tokens from reasoning text
   // 40 characters ~ 10 tokens; the output stays as reported.
   let usage = fromConverseResponse(answer([thought], 30), CTX).usage;
   assert.equal(usage.completion_tokens, 30);
-  assert.deepEqual(usage.completion_tokens_details, {
-    reasoning_tokens: 10,
-    audio_tokens: 0,
-    accepted_prediction_tokens: 0,
-    rejected_prediction_tokens: 0,
-  });
+  assert.deepEqual(usage.completion_tokens_details, completionDetails(10));
   // Never more than the output reported.
   usage = fromConverseResponse(answer([thought], 4), CTX).usage;
-  assert.deepEqual(usage.completion_tokens_details, {
-    reasoning_tokens: 4,
-    audio_tokens: 0,
-    accepted_prediction_tokens: 0,
-    rejected_prediction_tokens: 0,
-  });
+  assert.deepEqual(usage.completion_tokens_details, completionDetails(4));
   // Redacted reasoning has no text: none counted (OpenAI's zeros, as with no reasoning).
   usage = fromConverseResponse(answer([{ reasoningContent: { redactedContent: "AAAA" } }], 30), CTX)
     .usage;

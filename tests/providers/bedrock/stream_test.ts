@@ -16,6 +16,7 @@ import {
 import { CHUNK_SIZES, rechunk, streamOf } from "../../helpers/chunk.ts";
 import { joinedToolArguments, openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { drain, eventStreamOf, SANITIZE } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const CREATED = 1_700_000_000;
 const MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -71,12 +72,7 @@ Deno.test(
           completion_tokens: 9,
           total_tokens: 30,
           prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-          completion_tokens_details: {
-            reasoning_tokens: 0,
-            audio_tokens: 0,
-            accepted_prediction_tokens: 0,
-            rejected_prediction_tokens: 0,
-          },
+          completion_tokens_details: completionDetails(),
         }]);
       });
     }
@@ -105,12 +101,7 @@ Deno.test(
           completion_tokens: 9,
           total_tokens: 30,
           prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-          completion_tokens_details: {
-            reasoning_tokens: 0,
-            audio_tokens: 0,
-            accepted_prediction_tokens: 0,
-            rejected_prediction_tokens: 0,
-          },
+          completion_tokens_details: completionDetails(),
         },
       },
       "[DONE]",
@@ -353,18 +344,8 @@ Deno.test(
     const out = await translate(eventStreamOf(events), 64, context(true, usages));
     // 21 characters ~ 6 tokens; the output stays as reported.
     assert.equal(usages.at(-1)?.completion_tokens, 30);
-    assert.deepEqual(usages.at(-1)?.completion_tokens_details, {
-      reasoning_tokens: 6,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    });
+    assert.deepEqual(usages.at(-1)?.completion_tokens_details, completionDetails(6));
     const last = out.at(-2) as { usage?: OpenAIUsage };
-    assert.deepEqual(last.usage?.completion_tokens_details, {
-      reasoning_tokens: 6,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    });
+    assert.deepEqual(last.usage?.completion_tokens_details, completionDetails(6));
   },
 );

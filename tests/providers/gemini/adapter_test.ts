@@ -18,6 +18,7 @@ import {
   sseResponse,
 } from "../../helpers/fake_fetch.ts";
 import { drain, fixtureBytes, fixtureText, gatewayError, SANITIZE } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const LIVE_KEY = "AIzaSyD-live-gemini-key-0123456789abcd";
 
@@ -98,12 +99,7 @@ Deno.test(
       completion_tokens: 38,
       total_tokens: 170,
       prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 28,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(28),
     };
     assert.deepEqual(body.usage, usage);
     assert.deepEqual(await outcome.usage, usage);

@@ -5,6 +5,7 @@ import {
   toOpenAIUsage,
 } from "../../../src/providers/gemini/response.ts";
 import { counterIds, fixtureJson, gatewayError } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const CREATED = 1_700_000_000;
 
@@ -30,12 +31,7 @@ Deno.test("fromGeminiResponse() translates a text answer with cached and thinkin
       completion_tokens: 38,
       total_tokens: 170,
       prompt_tokens_details: { cached_tokens: 100, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 28,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(28),
     },
     system_fingerprint: null,
   });
@@ -69,12 +65,7 @@ Deno.test("fromGeminiResponse() translates functionCall parts to tool_calls", as
     completion_tokens: 89,
     total_tokens: 561,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: {
-      reasoning_tokens: 28,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    },
+    completion_tokens_details: completionDetails(28),
   });
 });
 
@@ -172,12 +163,7 @@ Deno.test("toOpenAIUsage() adds tool-use prompt tokens and tolerates missing cou
     completion_tokens: 0,
     total_tokens: 0,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: {
-      reasoning_tokens: 0,
-      audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
-    },
+    completion_tokens_details: completionDetails(),
   });
   assert.deepEqual(
     toOpenAIUsage({
@@ -192,12 +178,7 @@ Deno.test("toOpenAIUsage() adds tool-use prompt tokens and tolerates missing cou
       completion_tokens: 5,
       total_tokens: 105,
       prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
+      completion_tokens_details: completionDetails(),
     },
   );
 });

@@ -6,6 +6,7 @@ import { createRedactor } from "../../../src/telemetry/mod.ts";
 import { CHUNK_SIZES, lf, rechunk, streamOf } from "../../helpers/chunk.ts";
 import { openAIChunk, translateInChunks } from "../../helpers/openai_sse.ts";
 import { counterIds, drain, fixtureBytes, SANITIZE } from "./helpers.ts";
+import { completionDetails } from "../../helpers/usage_details.ts";
 
 const CREATED = 1_700_000_000;
 const MODEL = "gemini-2.5-flash";
@@ -67,12 +68,7 @@ Deno.test(
             completion_tokens: 15,
             total_tokens: 45,
             prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
-            completion_tokens_details: {
-              reasoning_tokens: 0,
-              audio_tokens: 0,
-              accepted_prediction_tokens: 0,
-              rejected_prediction_tokens: 0,
-            },
+            completion_tokens_details: completionDetails(),
           }]);
         });
       }
@@ -101,12 +97,7 @@ Deno.test(
         completion_tokens: 15,
         total_tokens: 45,
         prompt_tokens_details: { cached_tokens: 5, audio_tokens: 0 },
-        completion_tokens_details: {
-          reasoning_tokens: 0,
-          audio_tokens: 0,
-          accepted_prediction_tokens: 0,
-          rejected_prediction_tokens: 0,
-        },
+        completion_tokens_details: completionDetails(),
       },
     });
     assert.equal(events[6], "[DONE]");
@@ -171,12 +162,7 @@ Deno.test(
               completion_tokens: 89,
               total_tokens: 561,
               prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-              completion_tokens_details: {
-                reasoning_tokens: 28,
-                audio_tokens: 0,
-                accepted_prediction_tokens: 0,
-                rejected_prediction_tokens: 0,
-              },
+              completion_tokens_details: completionDetails(28),
             },
           },
           "[DONE]",
