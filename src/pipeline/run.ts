@@ -30,7 +30,7 @@ import { explainTimeout, withinWrite } from "../server/middleware/timeouts.ts";
 import { errorResponse, routedHeaders } from "./encode/error.ts";
 import { decodeContext } from "./encode/openai.ts";
 import { clientCredential, type Exchange, noteAttempts, withReplyHeaders } from "./exchange.ts";
-import { dropUserAppKeys } from "../keys/mod.ts";
+import { dropUserAppKeys } from "../keys/key.ts";
 import {
   applicable,
   callHook,
