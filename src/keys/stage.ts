@@ -162,7 +162,10 @@ function refuse(ex: Exchange, r: Refusal): PreHttpResult & PreLlmResult {
   });
   const format = ex.errorFormat ?? formatForPath(ex.path);
   const headers = budgetHeaders(r);
-  if (format === "aws_json") headers["x-amzn-errortype"] = "ThrottlingException";
+  if (format === "aws_json") {
+    headers["x-amzn-errortype"] = "ThrottlingException";
+    headers["x-amzn-requestid"] = ex.id;
+  }
   return { action: "respond", status: 429, body: errorEnvelope(err, format), headers };
 }
 

@@ -183,10 +183,12 @@ features:
         assert.ok(err instanceof Error, String(err));
         assert.equal(err.name, "ServiceUnavailableException");
         assert.ok(err.message.includes(MARKER), err.message);
-        assert.equal(
-          (err as Error & { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode,
-          503,
-        );
+        const meta = (err as Error & {
+          $metadata?: { httpStatusCode?: number; requestId?: string };
+        }).$metadata;
+        assert.equal(meta?.httpStatusCode, 503);
+        // The gateway's request id, where AWS puts its own.
+        assert.match(meta?.requestId ?? "", /\S/);
         // The raw bytes, from a hand-signed request (the fake Bedrock checks every signature).
         const path = `/model/${encodeURIComponent(BEDROCK_MODEL)}/converse`;
         const body = JSON.stringify({ messages: [{ role: "user", content: [{ text: "Hi" }] }] });

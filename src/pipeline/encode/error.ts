@@ -121,6 +121,8 @@ export function errorResponse(
   };
   if (format === "aws_json") {
     headers["x-amzn-errortype"] = AWS_EXCEPTION[err.status] ?? "InternalServerException";
+    // AWS answers every request with one; the SDKs report it as `$metadata.requestId`.
+    headers["x-amzn-requestid"] ??= ex?.id ?? crypto.randomUUID();
   }
   if (err.code === "rate_limited" && !headers["retry-after"]) headers["retry-after"] = "1";
   const clean = redact ?? ex?.runtime.redactError ?? SHAPES_ONLY;

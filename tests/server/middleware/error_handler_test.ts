@@ -64,6 +64,9 @@ Deno.test("renderError() the degraded signal is one body in every route's format
   const res = await appThrowing(DEGRADED, { errorFormat: "aws_json" }).request("/bedrock/model/m");
   assert.equal(res.status, 503);
   assert.equal(res.headers.get("x-amzn-errortype"), "ServiceUnavailableException");
+  // The request's id, as AWS sends its own: the SDKs' `$metadata.requestId`.
+  assert.equal(res.headers.get("x-amzn-requestid"), res.headers.get("x-request-id"));
+  assert.ok(res.headers.get("x-amzn-requestid"));
   const text = await res.text();
   assert.ok(text.startsWith(BODY.slice(0, -1) + ',"message":"[MARK] Provider p'), text);
   const json = JSON.parse(text);
