@@ -74,7 +74,7 @@ export function encodeResponses(
     // References resolved: a later turn continues from the items themselves.
     const items = [
       ...(history ?? []),
-      ...resolvedInput(request, referenced),
+      ...resolvedInput(request, referenced).map(withMessageId),
       ...response.output,
     ];
     const owner = ex.principal.appKey;
@@ -155,4 +155,15 @@ function previousEcho(id: string): TransformStream<Uint8Array, Uint8Array> {
       if (rest !== "") controller.enqueue(encoder.encode(rest.replace(NO_PREVIOUS, value)));
     },
   });
+}
+
+/**
+ * A message the client sent without an id gets one as it is kept, as OpenAI gives its own:
+ * `input_items` of every later response in the chain list it under the same `msg_` id.
+ */
+function withMessageId(item: ResponsesItem): ResponsesItem {
+  const message = item.type === undefined || item.type === "message";
+  return typeof item.id === "string" || !message || typeof item.role !== "string"
+    ? item
+    : { id: newResponseId("msg"), ...item };
 }

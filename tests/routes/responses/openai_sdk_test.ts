@@ -288,6 +288,22 @@ Deno.test("client.responses.create reaches an OpenAI-compatible provider, transl
         ["keep me"],
       );
       await assert.rejects(client.responses.cancel(made.id), OpenAI.BadRequestError);
+      // A message gets a msg_ id when kept: the same one under a later response of the chain.
+      const first = (items[0] as { id: string }).id;
+      assert.match(first, /^msg_/);
+      up.script({ kind: "json" });
+      const next = await client.responses.create({
+        model: "fast",
+        input: "and then",
+        previous_response_id: made.id,
+      });
+      const chained = [];
+      for await (const item of client.responses.inputItems.list(next.id, { order: "asc" })) {
+        chained.push((item as { id: string }).id);
+      }
+      assert.equal(chained[0], first);
+      assert.equal(chained.length, 3, "its input, the first answer, this input");
+      assert.match(chained[2]!, /^msg_/);
       // More than a page: the SDK follows last_id.
       up.script({ kind: "json" });
       const long = await client.responses.create({
