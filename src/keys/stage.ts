@@ -9,7 +9,7 @@
  * @module
  */
 import { GatewayError } from "../errors.ts";
-import { errorEnvelope, formatForPath } from "../pipeline/encode/error.ts";
+import { awsErrorHeaders, errorEnvelope, formatForPath } from "../pipeline/encode/error.ts";
 import type { EventOf } from "../pipeline/events.ts";
 import { type Exchange, isUsage } from "../pipeline/exchange.ts";
 import type { PreHttpResult, PreLlmResult, Stage } from "../pipeline/stages.ts";
@@ -162,10 +162,7 @@ function refuse(ex: Exchange, r: Refusal): PreHttpResult & PreLlmResult {
   });
   const format = ex.errorFormat ?? formatForPath(ex.path);
   const headers = budgetHeaders(r);
-  if (format === "aws_json") {
-    headers["x-amzn-errortype"] = "ThrottlingException";
-    headers["x-amzn-requestid"] = ex.id;
-  }
+  if (format === "aws_json") Object.assign(headers, awsErrorHeaders(429, ex.id));
   return { action: "respond", status: 429, body: errorEnvelope(err, format), headers };
 }
 

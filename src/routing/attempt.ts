@@ -153,7 +153,7 @@ export interface AttemptRequest {
   readonly fallbackAuthorization?: string | null;
   /**
    * The request's targets in order: the client's credential is for the first that takes it,
-   * and goes only to targets on that one's origin (see `credentialHome`).
+   * and goes only to targets on that one's origin (see `onCredentialHome`).
    */
   readonly targets?: readonly Target[];
   readonly attemptTimeoutMs?: number;

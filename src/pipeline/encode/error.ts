@@ -94,6 +94,18 @@ export function errorEnvelope(err: GatewayError, format: ErrorFormat): unknown {
 }
 
 /**
+ * What AWS puts on an error, for one of ours on `/bedrock/*`: the exception name its SDKs
+ * raise, and a request id (AWS answers every request with one; the SDKs report it as
+ * `$metadata.requestId`).
+ */
+export function awsErrorHeaders(status: number, requestId: string): Record<string, string> {
+  return {
+    "x-amzn-errortype": AWS_EXCEPTION[status] ?? "InternalServerException",
+    "x-amzn-requestid": requestId,
+  };
+}
+
+/**
  * The response for `err` on `ex`'s route: its envelope, the error's own headers, and once a
  * provider was chosen, `x-pilotfish-provider/-model/-attempts` (failover's exact values, on
  * the error, win; without a count, an upstream failure means one call, anything else none).
@@ -120,9 +132,8 @@ export function errorResponse(
     ...ex?.replyHeaders,
   };
   if (format === "aws_json") {
-    headers["x-amzn-errortype"] = AWS_EXCEPTION[err.status] ?? "InternalServerException";
-    // AWS answers every request with one; the SDKs report it as `$metadata.requestId`.
-    headers["x-amzn-requestid"] ??= ex?.id ?? crypto.randomUUID();
+    const id = headers["x-amzn-requestid"] ?? ex?.id ?? crypto.randomUUID();
+    Object.assign(headers, awsErrorHeaders(err.status, id));
   }
   if (err.code === "rate_limited" && !headers["retry-after"]) headers["retry-after"] = "1";
   const clean = redact ?? ex?.runtime.redactError ?? SHAPES_ONLY;
