@@ -48,7 +48,27 @@ export interface ClusterTls {
   readonly ca: string;
 }
 
+/**
+ * Ports come from freePort(), which frees them again before the nodes bind: under
+ * `deno test --parallel` another test can take one first. A node that exits while starting
+ * (its log then says why), or a start that times out, makes the whole cluster start again on
+ * fresh ports.
+ */
 export async function startRedisCluster(tls?: ClusterTls): Promise<RedisCluster> {
+  const failures: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    try {
+      return await startOnce(tls);
+    } catch (err) {
+      // Not an Error: redis-server is missing, and another attempt will not find it.
+      if (!(err instanceof Error)) throw err;
+      failures.push(err.message);
+    }
+  }
+  throw new Error(`Redis Cluster did not start in 3 attempts:\n${failures.join("\n")}`);
+}
+
+async function startOnce(tls?: ClusterTls): Promise<RedisCluster> {
   const binary = redisServerBinary();
   const dir = await Deno.makeTempDir({ prefix: "pilotfish-cluster-" });
   const ports = Array.from({ length: SIZE }, () => freePort());
@@ -61,9 +81,11 @@ export async function startRedisCluster(tls?: ClusterTls): Promise<RedisCluster>
     : [];
   const cliTls = tls ? ["--tls", "--cacert", tls.ca] : [];
   let children: Deno.ChildProcess[] = [];
+  let exited: number | null = null;
   const spawn = () => {
-    children = ports.map((port, i) =>
-      new Deno.Command(binary, {
+    exited = null;
+    children = ports.map((port, i) => {
+      const child = new Deno.Command(binary, {
         args: [
           ...(tls
             ? ["--port", "0", "--tls-port", String(port), ...tlsArgs]
@@ -86,11 +108,25 @@ export async function startRedisCluster(tls?: ClusterTls): Promise<RedisCluster>
           dir,
           "--loglevel",
           "warning",
+          "--logfile",
+          `${dir}/node-${port}.log`,
         ],
         stdin: "null",
         stdout: "null",
         stderr: "null",
-      }).spawn()
+      }).spawn();
+      child.status.then(() => {
+        if (children.includes(child)) exited ??= port;
+      });
+      return child;
+    });
+  };
+  /** Fails fast, with the node's log, once a node has exited on its own. */
+  const alive = async () => {
+    if (exited === null) return;
+    const log = await Deno.readTextFile(`${dir}/node-${exited}.log`).catch(() => "(no log)");
+    throw new Error(
+      `node on port ${exited} exited: ${log.trim().split("\n").slice(-3).join(" | ")}`,
     );
   };
   const allOk = () =>
@@ -114,6 +150,7 @@ export async function startRedisCluster(tls?: ClusterTls): Promise<RedisCluster>
   spawn();
   try {
     await waitFor("nodes answer PING", async () => {
+      await alive();
       for (const port of ports) {
         if (!(await cli([...cliTls, "-p", String(port), "ping"])).out.includes("PONG")) {
           return false;
