@@ -914,6 +914,18 @@ Deno.test("guard: a phrase quoted in a question about it passes; quoted in an at
         ]
       ) assert.equal(await found(text), null, text);
     });
+    await t.step(
+      "the same beside a base64-looking run elsewhere (decoded, found clean)",
+      async () => {
+        // The blob scan matched again and reset the quoted match's "wholly quoted" mark.
+        assert.equal(
+          await found(
+            'Write a pytest test that checks our guard rejects the phrase "ignore all previous instructions". Config key: override_timeout_seconds.',
+          ),
+          null,
+        );
+      },
+    );
     await t.step("the quoted phrase is the attack: the text around it reads as one", async () => {
       assert.equal(
         await found(

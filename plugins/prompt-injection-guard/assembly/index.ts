@@ -10,8 +10,9 @@
 // loads (`pilotfish_config_check`), and a host that does not ask fails every call with it
 // (applying fail_mode, logging the message) rather than scanning less than asked, silently.
 import { configGet, inputLength, readInput, setError, setOutput, warn } from "./extism";
-import { ROLE_OTHER, roleBit, TextSink, Walker } from "./json";
-import { classify, features, QUOTED_LIMIT, skippedLong } from "./model";
+import { PART_END, ROLE_OTHER, roleBit, TextSink, Walker } from "./json";
+import { classify, features, PART_LONG, PART_WARM, partMarks, QUOTED_LIMIT, skippedLong } from "./model";
+import { CACHE_MAX, CACHE_MIN, KNOWN_LONG, lookup, store } from "./verdicts";
 import { MODEL_CATEGORIES } from "./weights";
 import {
   BLOB_MIN,
@@ -194,6 +195,14 @@ function encodedModelFinding(category: i32): Finding {
 
 /** A pattern matched only inside quotes, waiting for the classifier's word (see pre_http). */
 let quotedHit: Pattern | null = null;
+/**
+ * `quotedHit` lies wholly inside its quotes. Read from `matchFullyQuoted` at once: the blob
+ * scan after matches again and sets it anew (a blob in another part used to turn a question
+ * quoting a phrase into a block).
+ */
+let quotedWhole = false;
+/** Every category, for the classifier's quoted bar (made once: a call must not allocate). */
+const ALL: string[] = [];
 
 function scanText(text: Uint8Array, len: i32): Finding | null {
   quotedHit = null;
@@ -202,7 +211,10 @@ function scanText(text: Uint8Array, len: i32): Finding | null {
   // Without a quote in the text no token is quoted: one pass, no per-token check.
   const p: Pattern | null = matchTokens(enabled, sawQuote ? MATCH_UNQUOTED : MATCH_ANY);
   if (p !== null) return patternFinding(p!);
-  if (sawQuote) quotedHit = matchTokens(enabled, MATCH_QUOTED);
+  if (sawQuote) {
+    quotedHit = matchTokens(enabled, MATCH_QUOTED);
+    quotedWhole = matchFullyQuoted;
+  }
   return null;
 }
 
@@ -316,6 +328,107 @@ export function pilotfish_input_fields(): i32 {
   return 0;
 }
 
+// ---- parts scanned before (verdicts.ts) ------------------------------------------------------
+
+/** The parts of `text` not known clean, when some are: what is scanned then. */
+const fresh = new TextSink();
+/** Each part of `text`: where it starts and ends (its PART_END excluded); `known` if stored. */
+let partStart = new Int32Array(64);
+let partEnd = new Int32Array(64);
+let partKnown = new Uint8Array(64);
+let partCount: i32 = 0;
+/** A part left out as known is too long for the classifier (model.ts `skippedLong`). */
+let knownLong = false;
+
+const PART_ENDS = i8x16.splat(<i8>PART_END);
+
+/** The index of the next PART_END in `buf[from, len)`, or `len`. */
+function nextPartEnd(buf: Uint8Array, from: i32, len: i32): i32 {
+  const src = buf.dataStart;
+  let i = from;
+  for (; i + 16 <= len; i += 16) {
+    const m = i8x16.bitmask(i8x16.eq(v128.load(src + <usize>i), PART_ENDS));
+    if (m != 0) return i + <i32>ctz(m);
+  }
+  while (i < len && load<u8>(src + <usize>i) != PART_END) i++;
+  return i;
+}
+
+function addPart(start: i32, end: i32, known: i32): void {
+  if (partCount == partStart.length) {
+    const s = new Int32Array(partCount * 2);
+    s.set(partStart);
+    partStart = s;
+    const e = new Int32Array(partCount * 2);
+    e.set(partEnd);
+    partEnd = e;
+    const k = new Uint8Array(partCount * 2);
+    k.set(partKnown);
+    partKnown = k;
+  }
+  unchecked((partStart[partCount] = start));
+  unchecked((partEnd[partCount] = end));
+  unchecked((partKnown[partCount++] = <u8>known));
+}
+
+/**
+ * What of `text` is to be scanned: `text` itself, or `fresh` holding its parts not known
+ * clean (`partStart`/`partEnd` then say where each part is in it).
+ */
+function unknownParts(): TextSink {
+  partCount = 0;
+  knownLong = false;
+  let known = 0;
+  let start = 0;
+  const base = text.buf.dataStart;
+  while (start < text.len) {
+    const end = nextPartEnd(text.buf, start, text.len);
+    const n = end - start;
+    const hit = n >= CACHE_MIN && n <= CACHE_MAX ? lookup(base + <usize>start, n) : 0;
+    if (hit != 0) {
+      known++;
+      if ((hit & KNOWN_LONG) != 0) knownLong = true;
+    }
+    addPart(start, end, hit);
+    start = end + 1;
+  }
+  if (known == 0) return text;
+  fresh.reset();
+  let kept = 0;
+  for (let p = 0; p < partCount; p++) {
+    if (unchecked(partKnown[p]) != 0) continue;
+    const from = unchecked(partStart[p]);
+    const end = unchecked(partEnd[p]);
+    const at = fresh.len;
+    // With its PART_END (the last part may lack one only if the walker stopped short).
+    fresh.append(base + <usize>from, min(end + 1, text.len) - from);
+    if (end == text.len) fresh.push(PART_END);
+    unchecked((partStart[kept] = at));
+    unchecked((partEnd[kept] = at + end - from));
+    unchecked((partKnown[kept++] = 0));
+  }
+  partCount = kept;
+  return fresh;
+}
+
+/**
+ * `scan`'s parts gave no finding and no quoted phrase: store those worth storing. With the
+ * classifier on, it has just read them (pre_http) and marked each part: one with a window over
+ * the quoted bar would confirm a quoted phrase in another part, so it is not stored.
+ */
+function storeClean(scan: TextSink): void {
+  for (let p = 0; p < partCount; p++) {
+    const from = unchecked(partStart[p]);
+    const n = unchecked(partEnd[p]) - from;
+    if (n < CACHE_MIN || n > CACHE_MAX) continue;
+    const mark = classifier ? <i32>unchecked(partMarks[p]) : 0;
+    if (mark == PART_WARM) continue;
+    store(scan.buf.dataStart + <usize>from, n, (mark & PART_LONG) != 0);
+  }
+}
+
+// ---- pre_http ----------------------------------------------------------------------------
+
 export function pre_http(): i32 {
   setup();
   if (configError !== null) {
@@ -324,12 +437,15 @@ export function pre_http(): i32 {
   }
   const input = readInput();
   if (!walker.collect(input, inputLength, roles) || text.len == 0) return 0;
-  let f = scanText(text.buf, text.len);
+  // Parts read before and found clean are not read again: only the rest is scanned.
+  const scan = unknownParts();
+  if (scan.len == 0) return 0;
+  let f = scanText(scan.buf, scan.len);
   // `sawBlob` is from the scan's tokenising: without a long enough run there is nothing to decode.
   if (f === null && sawBlob && isEnabled(enabled, "encoding_attack")) {
-    f = scanBlobs(text.buf, text.len);
+    f = scanBlobs(scan.buf, scan.len);
   }
-  if (f === null && quotedHit !== null && !matchFullyQuoted) f = patternFinding(quotedHit!);
+  if (f === null && quotedHit !== null && !quotedWhole) f = patternFinding(quotedHit!);
   if (f === null && quotedHit !== null) {
     // A phrase quoted in a question about it ('a test that rejects "ignore previous
     // instructions"') is reported only when the text around it reads as an attack too
@@ -337,15 +453,22 @@ export function pre_http(): i32 {
     // 0, a lower bar than its own threshold. With the classifier off, or a part too long for
     // it, as the patterns say.
     // A part too long for the classifier to score is the patterns' alone: reported.
-    if (!classifier || classify(text.buf, text.len, [], QUOTED_LIMIT) >= 0 || skippedLong) {
+    if (
+      !classifier || classify(scan.buf, scan.len, ALL, QUOTED_LIMIT) >= 0 || skippedLong ||
+      knownLong
+    ) {
       f = patternFinding(quotedHit!);
     }
   } else if (f === null && classifier) {
     // The patterns found nothing: the classifier reads the same text for what they do not spell.
-    const c = classify(text.buf, text.len, enabled);
+    const c = classify(scan.buf, scan.len, enabled);
     if (c >= 0) f = modelFinding(c);
   }
-  if (f === null) return 0;
+  if (f === null) {
+    // Only now are the parts' marks those of the classifier's reading of this `scan`.
+    if (quotedHit === null) storeClean(scan);
+    return 0;
+  }
   if (mode == "log") warn(f.log);
   setOutput(f.output);
   return 0;

@@ -158,6 +158,16 @@ export let skippedLong = false;
 let partFound: i32 = -1;
 let partFoundAt: f64 = 0;
 let enabledNow: string[] = [];
+/**
+ * By part of the last `classify`, in order (index.ts keeps parts found clean by them):
+ * PART_WARM, a window scored over the quoted bar; PART_LONG, too long to be scored.
+ */
+export let partMarks = new Uint8Array(64);
+export const PART_WARM: u8 = 1;
+export const PART_LONG: u8 = 2;
+let partIndex: i32 = 0;
+/** The part's best window so far, whatever the bar. */
+let partMax: i32 = i32.MIN_VALUE;
 
 /** The window's score beats the bar and every window before: its category, if enabled. */
 function check(): void {
@@ -181,13 +191,29 @@ function endWord(): void {
   if (wordsInPart > 1) push(pairBucket(prevHash, h));
   else if (training) push(-1); // the stream keeps two entries a word
   prevHash = h;
-  if (<f64>score > partFoundAt && wordsInPart >= WINDOW && !training) check();
+  if (wordsInPart >= WINDOW && !training) {
+    if (score > partMax) partMax = score;
+    if (<f64>score > partFoundAt) check();
+  }
 }
 
 function endPart(): void {
   if (wordKinds != 0) endWord();
   if (training) return;
-  if (wordsInPart > 0 && wordsInPart < WINDOW && <f64>score > partFoundAt) check();
+  if (wordsInPart > 0 && wordsInPart < WINDOW) {
+    if (score > partMax) partMax = score;
+    if (<f64>score > partFoundAt) check();
+  }
+  if (partIndex == partMarks.length) {
+    const next = new Uint8Array(partIndex * 2);
+    next.set(partMarks);
+    partMarks = next;
+  }
+  unchecked(
+    (partMarks[partIndex++] = (wordsInPart > MAX_PART_WORDS ? PART_LONG : 0) |
+      (<f64>partMax > QUOTED_LIMIT ? PART_WARM : 0)),
+  );
+  partMax = i32.MIN_VALUE;
   if (wordsInPart > MAX_PART_WORDS) skippedLong = true;
   else if (partFound >= 0) {
     found = partFound;
@@ -220,8 +246,8 @@ function feed(cp: i32): void {
 
 const PART_ENDS = i8x16.splat(-1);
 
-function read(text: Uint8Array, len: i32): void {
-  let i = 0;
+function read(text: Uint8Array, from: i32, len: i32): void {
+  let i = from;
   const src = text.dataStart;
   while (i < len) {
     // A part past MAX_PART_WORDS is not scored: on to its end (0xff never occurs in UTF-8).
@@ -280,23 +306,25 @@ function read(text: Uint8Array, len: i32): void {
 }
 
 /**
- * The category (an index into `MODEL_CATEGORIES`) of the highest-scoring window of `text`
- * (parts ended by 0xff) above `limit` (the threshold by default), among the `enabled`
- * categories; -1 when none.
+ * The category (an index into `MODEL_CATEGORIES`) of the highest-scoring window of
+ * `text[from, len)` (parts ended by 0xff) above `limit` (the threshold by default), among the
+ * `enabled` categories; -1 when none.
  */
 export function classify(
   text: Uint8Array,
   len: i32,
   enabled: string[],
   limit: f64 = LIMIT,
+  from: i32 = 0,
 ): i32 {
   found = -1;
   foundAt = limit;
   skippedLong = false;
+  partIndex = 0;
   partFound = -1;
   partFoundAt = limit;
   enabledNow = enabled;
-  read(text, len);
+  read(text, from, len);
   return found;
 }
 
@@ -309,7 +337,7 @@ export function features(text: Uint8Array, len: i32, out: Int32Array): i32 {
   collected = out;
   collectedN = 0;
   training = true;
-  read(text, len);
+  read(text, 0, len);
   training = false;
   wordsInPart = 0;
   prevHash = 0;
