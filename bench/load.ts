@@ -30,17 +30,42 @@ export const PROMPT_BYTES = Math.max(
   0,
   Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0)),
 );
+/**
+ * BENCH_UNIQUE_PROMPTS=1: every chat request's prompt opens with its own ten-digit number
+ * (`[0000000042] `, in place of the prompt's first bytes when it is padded), so a feature keyed
+ * on the prompt (a cache, a plugin's memory of text it has scanned) never sees one twice.
+ */
+export const UNIQUE_PROMPTS = Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1";
+const UNIQUE_MARK = "[0000000000] ";
 const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
+const PROMPT = PROMPT_BYTES > 0
+  ? PROSE.repeat(Math.ceil(PROMPT_BYTES / PROSE.length)).slice(0, PROMPT_BYTES)
+  : "Say hello.";
 const MESSAGES = [
   { role: "system", content: "You are a helpful assistant." },
   {
     role: "user",
-    content: PROMPT_BYTES > 0
-      ? PROSE.repeat(Math.ceil(PROMPT_BYTES / PROSE.length)).slice(0, PROMPT_BYTES)
-      : "Say hello.",
+    content: !UNIQUE_PROMPTS ? PROMPT : (UNIQUE_MARK + PROMPT).slice(
+      0,
+      PROMPT_BYTES > 0
+        ? Math.max(PROMPT.length, UNIQUE_MARK.length)
+        : UNIQUE_MARK.length + PROMPT.length,
+    ),
   },
 ];
-const CHAT_BODY = JSON.stringify({ model: "up/gpt-4o-mini", messages: MESSAGES, max_tokens: 32 });
+const CHAT_TEMPLATE = JSON.stringify({
+  model: "up/gpt-4o-mini",
+  messages: MESSAGES,
+  max_tokens: 32,
+});
+const STAMP_AT = CHAT_TEMPLATE.indexOf(UNIQUE_MARK) + 1;
+let stamps = 0;
+/** The next chat request's body (with its own number when prompts are unique). */
+function chatBody(): string {
+  if (!UNIQUE_PROMPTS) return CHAT_TEMPLATE;
+  const n = String(++stamps).padStart(10, "0");
+  return CHAT_TEMPLATE.slice(0, STAMP_AT) + n + CHAT_TEMPLATE.slice(STAMP_AT + 10);
+}
 const STREAM_BODY = JSON.stringify({
   model: "up/gpt-4o-mini",
   messages: MESSAGES,
@@ -57,7 +82,7 @@ async function chatOnce(target: Target): Promise<boolean> {
     const res = await fetch(target.url, {
       method: "POST",
       headers: HEADERS,
-      body: CHAT_BODY,
+      body: chatBody(),
       client: target.client,
     });
     await res.arrayBuffer();

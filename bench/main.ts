@@ -29,7 +29,9 @@
  * the BENCH_BASELINE_ROOT one, e.g. a feature that is on by default turned off, or a plugin whose
  * cost before and after a change is the question), BENCH_REDIS=1 (a `redis-server` on a free port for the run, its URL
  * in place of `{{REDIS}}` in a BENCH_CONFIG fragment), BENCH_PROMPT_BYTES (pad the user prompt of
- * every request to that many bytes, e.g. 1024 or 32768 for content scanners), BENCH_CONTROL=1 (a
+ * every request to that many bytes, e.g. 1024 or 32768 for content scanners), BENCH_UNIQUE_PROMPTS=1
+ * (each chat request's prompt opens with its own number: nothing keyed on the prompt, such as
+ * the injection guard's memory of parts it found clean, sees one twice), BENCH_CONTROL=1 (a
  * second daemon identical to the first, in the same rounds: the run's own noise floor),
  * BENCH_GO (the go command; see rig.ts: without Go the Deno generator and upstream run, with a
  * warning in the report), BENCH_INTERLEAVED_SECONDS (30; 0 skips) and BENCH_INTERLEAVED_BLOCKS
@@ -53,6 +55,7 @@ import {
   sleep,
   type Target,
   tcpClient,
+  UNIQUE_PROMPTS,
   unixClient,
 } from "./load.ts";
 import { denoLoad, goBinaries, goLoad, type Lateness, type Load } from "./rig.ts";
@@ -598,7 +601,11 @@ async function main(): Promise<void> {
     const [command, argv] = onCore(1, bins.upstream, upstreamArgs);
     upstream = track(spawnService("upstream", command, argv, { cwd: ROOT }));
     const [lgCommand, lgArgv] = onCore(1, bins.loadgen, []);
-    const go = goLoad(lgCommand, lgArgv, { bearer: BENCH_BEARER, promptBytes: PROMPT_BYTES });
+    const go = goLoad(lgCommand, lgArgv, {
+      bearer: BENCH_BEARER,
+      promptBytes: PROMPT_BYTES,
+      uniquePrompts: UNIQUE_PROMPTS,
+    });
     undo.push(() => go.close());
     load = go;
   }

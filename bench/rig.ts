@@ -232,13 +232,14 @@ export interface Lateness {
 export function goLoad(
   command: string,
   args: string[],
-  opts: { bearer: string; promptBytes: number },
+  opts: { bearer: string; promptBytes: number; uniquePrompts: boolean },
 ): Load {
   const child = new Deno.Command(command, {
     args: [
       ...args,
       `--bearer=${opts.bearer}`,
       `--prompt-bytes=${opts.promptBytes}`,
+      ...(opts.uniquePrompts ? ["--unique-prompts"] : []),
       `--user-agent=Deno/${Deno.version.deno}`,
     ],
     stdin: "piped",

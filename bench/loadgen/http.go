@@ -11,6 +11,7 @@ import (
 	"pilotfish/bench/internal/h1"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,9 +25,11 @@ import (
 type target struct {
 	network, addr string
 	chat, stream  []byte
-	host, path    string
-	mu            sync.Mutex
-	idle          []*conn
+	// stampAt: where the chat request's uniqueMark digits are; -1 when prompts are all the same.
+	stampAt    int
+	host, path string
+	mu         sync.Mutex
+	idle       []*conn
 	// The open loop's own connections, each with a reader goroutine (see open.go).
 	openIdle []*openConn
 }
@@ -45,7 +48,31 @@ func newTarget(rawURL, socket string, p *payloads) (*target, error) {
 	}
 	t.chat = t.request(p.chat, p)
 	t.stream = t.request(p.stream, p)
+	t.stampAt = -1
+	if p.unique {
+		t.stampAt = bytes.Index(t.chat, []byte(uniqueMark)) + 1
+	}
 	return t, nil
+}
+
+// stamps numbers the unique prompts across every target and connection.
+var stamps atomic.Uint64
+
+// chatRequest is the chat request to send next: t.chat itself, or with unique prompts buf (a
+// copy of t.chat made on first use, one per sender) with the next number written in.
+func (t *target) chatRequest(buf []byte) []byte {
+	if t.stampAt < 0 {
+		return t.chat
+	}
+	if buf == nil {
+		buf = bytes.Clone(t.chat)
+	}
+	n := stamps.Add(1)
+	for i := t.stampAt + 9; i >= t.stampAt; i-- {
+		buf[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return buf
 }
 
 // request encodes a POST with the headers Deno's fetch sends, so a proxy's header handling

@@ -2,7 +2,7 @@
 // the same checks and error counting) at a fraction of its CPU, so that a proxy, not the
 // generator, is what a run measures.
 //
-//	loadgen [--bearer=TOKEN] [--prompt-bytes=N] [--user-agent=UA]
+//	loadgen [--bearer=TOKEN] [--prompt-bytes=N] [--unique-prompts] [--user-agent=UA]
 //
 // It reads one JSON command per stdin line and answers each with one JSON line on stdout;
 // connection pools live per target (url + socket) for the life of the process, so rounds reuse
@@ -51,12 +51,26 @@ type payloads struct {
 	bearer, userAgent string
 	messages          json.RawMessage
 	chat, stream      []byte
+	// unique: each chat request's prompt opens with its own number (uniqueMark's digits
+	// rewritten in place), so nothing keyed on the prompt sees it twice.
+	unique bool
 }
 
-func newPayloads(bearer, userAgent string, promptBytes int) *payloads {
+// uniqueMark opens the prompt when every request's is to differ: ten digits, same length always.
+const uniqueMark = "[0000000000] "
+
+func newPayloads(bearer, userAgent string, promptBytes int, unique bool) *payloads {
 	content := "Say hello."
 	if promptBytes > 0 {
 		content = strings.Repeat(prose, (promptBytes+len(prose)-1)/len(prose))[:promptBytes]
+	}
+	if unique {
+		// Padded prompts keep their length (the number replaces their first bytes).
+		n := len(uniqueMark) + len(content)
+		if promptBytes > 0 {
+			n = max(len(content), len(uniqueMark))
+		}
+		content = (uniqueMark + content)[:n]
 	}
 	type message struct {
 		Role    string `json:"role"`
@@ -66,7 +80,7 @@ func newPayloads(bearer, userAgent string, promptBytes int) *payloads {
 		{"system", "You are a helpful assistant."},
 		{"user", content},
 	})
-	p := &payloads{bearer: bearer, userAgent: userAgent, messages: messages}
+	p := &payloads{bearer: bearer, userAgent: userAgent, messages: messages, unique: unique}
 	p.chat = p.body("up/gpt-4o-mini", false)
 	p.stream = p.body("up/gpt-4o-mini", true)
 	return p
@@ -181,8 +195,10 @@ func (g *generator) closed(t *target, concurrency int, secs float64) closedResul
 		go func() {
 			defer wg.Done()
 			var ok, bad int64
+			var req []byte
 			for time.Now().Before(end) {
-				status, err := t.roundTrip(t.chat, chatTimeout, nil)
+				req = t.chatRequest(req)
+				status, err := t.roundTrip(req, chatTimeout, nil)
 				if err == nil && status == 200 {
 					ok++
 				} else {
@@ -378,6 +394,7 @@ func (g *generator) run(c *command) (any, error) {
 func main() {
 	bearer := flag.String("bearer", "sk-bench", "the bearer every request sends")
 	promptBytes := flag.Int("prompt-bytes", 0, "pad the user prompt to about this many bytes")
+	unique := flag.Bool("unique-prompts", false, "open every chat prompt with its own number")
 	userAgent := flag.String("user-agent", "Deno", "user-agent header")
 	flag.Parse()
 	// Timers of the schedule: 1 ns slack instead of the default 50 µs.
@@ -386,7 +403,7 @@ func main() {
 	// request goroutine until sysmon retook the P.
 	runtime.GOMAXPROCS(max(2, runtime.NumCPU()))
 	debug.SetGCPercent(400)
-	g := &generator{p: newPayloads(*bearer, *userAgent, max(0, *promptBytes)),
+	g := &generator{p: newPayloads(*bearer, *userAgent, max(0, *promptBytes), *unique),
 		targets: map[string]*target{}}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 64<<10), 1<<20)

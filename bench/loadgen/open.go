@@ -35,6 +35,8 @@ type openConn struct {
 	slot atomic.Pointer[openSlot]
 	// dead: the reader has exited; whoever swaps a slot out of a dead connection settles it.
 	dead atomic.Bool
+	// req: this connection's copy of the chat request when each prompt is unique.
+	req []byte
 }
 
 // send puts the slot's request on an idle connection (or a new one). It reports nothing: a
@@ -82,7 +84,8 @@ func (c *openConn) write(s *openSlot) {
 		return
 	}
 	if err := c.c.SetDeadline(time.Now().Add(chatTimeout)); err == nil {
-		_, err = c.c.Write(t.chat)
+		c.req = t.chatRequest(c.req)
+		_, err = c.c.Write(c.req)
 		if err == nil {
 			return
 		}

@@ -40,7 +40,11 @@ Deno.test({
       createUpstreamHandler({ chunks: 3, chunkDelayMs: 1 }),
     );
     const client = tcpClient();
-    const load = goLoad(bins.loadgen, [], { bearer: "sk-bench", promptBytes: 0 });
+    const load = goLoad(bins.loadgen, [], {
+      bearer: "sk-bench",
+      promptBytes: 0,
+      uniquePrompts: false,
+    });
     try {
       const target: Target = {
         name: "direct",
@@ -65,6 +69,49 @@ Deno.test({
       assert.equal(many.ttfb.length, 10);
       assert.ok(many.maxStall < 1_000);
       assert.equal(load.lateness?.length, 1);
+    } finally {
+      await load.close();
+      client.close();
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "goLoad() with unique prompts: every chat request's prompt has its own number, padded ones keep their length",
+  ignore: noGo,
+  async fn() {
+    if ("reason" in bins) return;
+    const prompts: string[] = [];
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      async (req) => {
+        const body = await req.json();
+        prompts.push(body.messages[1].content);
+        return Response.json({ object: "chat.completion" });
+      },
+    );
+    const client = tcpClient();
+    const load = goLoad(bins.loadgen, [], {
+      bearer: "sk-bench",
+      promptBytes: 1024,
+      uniquePrompts: true,
+    });
+    try {
+      const target: Target = {
+        name: "direct",
+        url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
+        client,
+      };
+      await load.openLoop(target, 200, 0.2);
+      await load.closedLoop(target, 4, 0.2);
+      assert.ok(prompts.length > 40, `${prompts.length} requests`);
+      assert.equal(new Set(prompts).size, prompts.length);
+      for (const p of prompts) {
+        assert.match(p, /^\[\d{10}\] The quarterly report/);
+        assert.equal(p.length, 1024);
+      }
     } finally {
       await load.close();
       client.close();
@@ -128,7 +175,11 @@ Deno.test({
     if ("reason" in bins) return;
     const server = oneShotServer();
     const client = tcpClient();
-    const load = goLoad(bins.loadgen, [], { bearer: "sk-bench", promptBytes: 0 });
+    const load = goLoad(bins.loadgen, [], {
+      bearer: "sk-bench",
+      promptBytes: 0,
+      uniquePrompts: false,
+    });
     try {
       const target: Target = {
         name: "one-shot",
