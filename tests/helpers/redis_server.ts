@@ -21,7 +21,7 @@ export interface RedisServer {
 /** Start `redis-server` on a free port and resolve once it answers PING. */
 export async function startRedisServer(): Promise<RedisServer> {
   const binary = redisServerBinary();
-  const port = freePort();
+  let port = freePort();
   let child: Deno.ChildProcess | null = null;
   // Its own working directory: a replica's full resync writes dump.rdb there even with
   // `--save ""`, and a dump.rdb found at start is loaded (stale limit keys from another run).
@@ -49,7 +49,17 @@ export async function startRedisServer(): Promise<RedisServer> {
     }).spawn();
     await waitForPing(port, child);
   };
-  await spawn();
+  // freePort() frees the port before the server binds it: under `deno test --parallel` another
+  // test may take it first, and the server exits. Then again on another port (twice at most).
+  for (let attempt = 1;; attempt++) {
+    try {
+      await spawn();
+      break;
+    } catch (err) {
+      if (!(err instanceof ServerExited) || attempt === 3) throw err;
+      port = freePort();
+    }
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -90,13 +100,15 @@ export function redisServerBinary(searchPath = Deno.env.get("PATH") ?? ""): stri
   throw REDIS_SERVER_MISSING;
 }
 
+class ServerExited extends Error {}
+
 /** Speak just enough RESP to send PING until the server answers +PONG. */
 async function waitForPing(port: number, child: Deno.ChildProcess, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   child.status.then(() => exited = true);
   while (Date.now() < deadline) {
-    if (exited) throw new Error(`redis-server on port ${port} exited before answering PING`);
+    if (exited) throw new ServerExited(`redis-server on port ${port} exited before answering PING`);
     if (await pingOnce(port)) return;
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -32,18 +32,34 @@ export function freePort(): number {
   return port;
 }
 
-/** `yaml` may use {{PORT}} and {{SOCKET}}; they are filled with a free port and a temp socket. */
-export async function startDaemon(
-  yaml: string,
-  opts: {
-    env?: Record<string, string>;
-    args?: string[];
-    /** Stop reading stdout (closing the pipe) once it has shown this text. */
-    closeStdoutAfter?: string;
-  } = {},
-): Promise<Daemon> {
+interface StartOptions {
+  env?: Record<string, string>;
+  args?: string[];
+  /** Stop reading stdout (closing the pipe) once it has shown this text. */
+  closeStdoutAfter?: string;
+}
+
+/**
+ * `yaml` may use {{PORT}} and {{SOCKET}}; they are filled with a free port and a temp socket.
+ * freePort() frees the port again before the daemon binds it: under `deno test --parallel`
+ * another test may take it first. A daemon that then says the address is in use is started
+ * again on another port (twice at most).
+ */
+export async function startDaemon(yaml: string, opts: StartOptions = {}): Promise<Daemon> {
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    try {
+      return await startDaemonOnce(yaml, opts, port);
+    } catch (err) {
+      const taken = err instanceof Error &&
+        err.message.includes(`:${port}: address already in use`);
+      if (!taken || !yaml.includes("{{PORT}}") || attempt === 3) throw err;
+    }
+  }
+}
+
+async function startDaemonOnce(yaml: string, opts: StartOptions, port: number): Promise<Daemon> {
   const dir = await Deno.makeTempDir({ prefix: "pilotfish-test-" });
-  const port = freePort();
   const socket = `${dir}/pf.sock`;
   const configPath = `${dir}/config.yaml`;
   await Deno.writeTextFile(
@@ -120,7 +136,19 @@ export async function startDaemon(
   const exitedEarly = exited.then((s) => {
     if (!listening) throw new Error(`daemon exited with ${s.code} before listening:\n${text}`);
   });
-  await Promise.race([daemon.waitForLog("pilotfish listening", 20_000), exitedEarly]);
+  try {
+    await Promise.race([daemon.waitForLog("pilotfish listening", 20_000), exitedEarly]);
+  } catch (err) {
+    // Nothing left behind: a test sees the error, a retry starts clean.
+    exitedEarly.catch(() => {});
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await exited.catch(() => {});
+    client.close();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
   listening = true;
   return daemon;
 }
