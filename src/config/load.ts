@@ -267,8 +267,19 @@ export function validateConfig(
   );
 
   const providers: Record<string, ProviderConfig> = {};
+  const writtenProviders = isRecord(tree.providers) ? tree.providers : {};
   for (const [name, rawProvider] of Object.entries(parsed.providers)) {
-    const p = resolveProvider(name, rawProvider);
+    const written = writtenProviders[name];
+    // Butter waits for an upstream as long as its server.write_timeout: a provider without a
+    // timeout of its own does too (llm-gateway's providers keep their 60 s default).
+    const upstreamWait = dialect !== "llm-gateway" &&
+        !(isRecord(written) && written.timeout !== undefined)
+      ? parsed.server.write_timeout
+      : undefined;
+    const p = resolveProvider(
+      name,
+      upstreamWait === undefined ? rawProvider : { ...rawProvider, timeout: upstreamWait },
+    );
     const path = at(["providers", name]);
     if (!p.typeKnown) {
       errors.push(
@@ -363,7 +374,11 @@ export function validateConfig(
   }
   const config: Config = {
     ...parsed,
-    routing: { ...parsed.routing, aliases },
+    routing: {
+      ...parsed.routing,
+      aliases,
+      failover: { ...parsed.routing.failover, deadline: deadlineOf(parsed, tree, providers) },
+    },
     logging: butterLogging(parsed, tree.logging),
     // Butter's `plugins.metrics.per_key_metrics` when ours is not written.
     metrics: {
@@ -410,6 +425,23 @@ function butterLogging(parsed: ParsedConfig, raw: unknown): ParsedConfig["loggin
       ? rl.body_max_bytes ?? (bodies ? 1024 : logging.request_body_max_bytes)
       : logging.request_body_max_bytes,
   };
+}
+
+/**
+ * `routing.failover.deadline` as written, else its default stretched to the longest provider
+ * timeout: a provider given `timeout: 300s` is waited for that long, not cut at 120 s by a
+ * deadline nobody wrote.
+ */
+function deadlineOf(
+  parsed: ParsedConfig,
+  tree: Record<string, unknown>,
+  providers: Record<string, ProviderConfig>,
+): number {
+  const routing = tree.routing;
+  const failover = isRecord(routing) ? routing.failover : undefined;
+  const base = parsed.routing.failover.deadline;
+  if (isRecord(failover) && failover.deadline !== undefined) return base;
+  return Math.max(base, ...Object.values(providers).map((p) => p.timeout));
 }
 
 /** Butter's `max_request_bytes` as a limit: negative (its "no cap") is `NO_CAP_BODY_BYTES`. */

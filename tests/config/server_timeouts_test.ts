@@ -74,3 +74,41 @@ providers:
 `).some((p) => p.startsWith('server.writeTimeout: Invalid duration "2 minutes"')),
   );
 });
+
+Deno.test("a provider waits as long as Butter's write_timeout unless it has a timeout of its own; llm-gateway's keep 60 s", async () => {
+  const butter = parseConfigText(await Deno.readTextFile(`${FIXTURES}butter.yaml`), env, "b.yaml");
+  for (const p of Object.values(butter.config.providers)) assert.equal(p.timeout, 120_000);
+  const own = parseConfigText(
+    "server: { write_timeout: 120s }\nproviders:\n  openai: { keys: [{ key: sk-x-000000001 }], timeout: 30s }\n  mock: {}\n",
+    env,
+    "c.yaml",
+  );
+  assert.equal(own.config.providers.openai?.timeout, 30_000);
+  assert.equal(own.config.providers.mock?.timeout, 120_000);
+  const unset = parseConfigText("providers:\n  mock: {}\n", env, "d.yaml");
+  assert.equal(unset.config.providers.mock?.timeout, 60_000);
+  const gateway = parseConfigText(
+    "server: { port: 8080, writeTimeout: 120s }\nproviders:\n  - { name: openai, apiKey: sk-x-000000001 }\n",
+    env,
+    "gateway.yaml",
+  );
+  assert.equal(gateway.config.providers.openai?.timeout, 60_000);
+});
+
+Deno.test("routing.failover.deadline unwritten: stretched to the longest provider timeout; written: as written", () => {
+  const long = parseConfigText(
+    "providers:\n  - { name: openai, apiKey: sk-x-000000001, timeout: 300s }\n",
+    env,
+    "gateway.yaml",
+  );
+  assert.equal(long.config.providers.openai?.timeout, 300_000);
+  assert.equal(long.config.routing.failover.deadline, 300_000);
+  const short = parseConfigText("providers:\n  mock: { timeout: 10s }\n", env, "a.yaml");
+  assert.equal(short.config.routing.failover.deadline, 120_000);
+  const written = parseConfigText(
+    "providers:\n  mock: { timeout: 300s }\nrouting: { failover: { deadline: 90s } }\n",
+    env,
+    "b.yaml",
+  );
+  assert.equal(written.config.routing.failover.deadline, 90_000);
+});
