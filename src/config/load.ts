@@ -302,10 +302,12 @@ export function validateConfig(
       );
     }
     const keys: ProviderKeyConfig[] = [];
+    let emptyKeys = 0;
     p.keys.forEach((k, i) => {
       // A key read from a file or a mounted secret often ends with a line break.
       const key = k.key.trim();
       if (key === "") {
+        emptyKeys++;
         warnings.push(
           `${
             at(["providers", name, "keys", i, "key"])
@@ -344,7 +346,11 @@ export function validateConfig(
       providers[name] = { ...rest, keys, region, base_url: base };
       continue;
     }
-    providers[name] = { ...rest, keys };
+    providers[name] = {
+      ...rest,
+      keys,
+      ...(emptyKeys > 0 && emptyKeys === p.keys.length ? { keys_unset: true as const } : {}),
+    };
   }
 
   errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing, at));

@@ -1050,6 +1050,11 @@ export interface ProviderConfig
   readonly type: (typeof PROVIDER_TYPES)[number];
   readonly base_url: string;
   readonly keys: readonly ProviderKeyConfig[];
+  /**
+   * Keys were written and every one was empty (an env var left unset): the provider has no
+   * key, but was not meant to take the client's credential, nor `provider/...` names.
+   */
+  readonly keys_unset?: true;
   /** Per-attempt upstream timeout in ms (until response headers; whole body when not streaming). */
   readonly timeout: number;
 }

@@ -504,8 +504,17 @@ function originOf(p: ProviderConfig): string {
   }
 }
 
+/**
+ * `passthrough`, or no keys at all. Keys written as env vars left unset do not count as none:
+ * the provider was meant to use the gateway's key, so a client's goes nowhere near it.
+ */
 export function takesClientCredential(
-  provider: { readonly credential_mode: string; readonly keys: readonly unknown[] },
+  provider: {
+    readonly credential_mode: string;
+    readonly keys: readonly unknown[];
+    readonly keys_unset?: true;
+  },
 ): boolean {
-  return provider.credential_mode === "passthrough" || provider.keys.length === 0;
+  return provider.credential_mode === "passthrough" ||
+    (provider.keys.length === 0 && provider.keys_unset !== true);
 }

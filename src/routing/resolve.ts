@@ -104,8 +104,15 @@ function routed(
   name: string,
 ): { targets: Target[]; route: ModelRouteConfig | undefined } {
   const { routing, providers } = config;
-  const prefix = providerPrefix(name);
-  if (prefix !== "" && Object.hasOwn(providers, prefix)) {
+  // A `routing.models` entry named exactly so wins, slash and all (Butter routes on its keys).
+  const exact = own(routing.models, name);
+  const prefix = exact === undefined ? providerPrefix(name) : "";
+  const named = prefix !== "" ? own(providers, prefix) : undefined;
+  // A provider whose keys are env vars left unset takes no `provider/...` names: Butter's
+  // meaning holds, the default provider (OpenRouter in its example) takes them.
+  if (
+    named !== undefined && (named.keys_unset !== true || named.credential_mode === "passthrough")
+  ) {
     return {
       targets: [{ provider: prefix, model: name.slice(prefix.length + 1) }],
       route: undefined,
@@ -120,7 +127,7 @@ function routed(
   ) {
     return { targets: [], route: undefined };
   }
-  const route = own(routing.models, name);
+  const route = exact;
   if (route) {
     const targets = route.providers.map((entry) => {
       const { provider, model } = splitTarget(entry);
@@ -153,7 +160,11 @@ function providerPrefix(name: string): string {
  */
 function unknownModel(config: Config, requested: string, name: string): GatewayError {
   const prefix = providerPrefix(name);
-  const badPrefix = prefix !== "" ? ` ("${prefix}" is not a configured provider)` : "";
+  const badPrefix = prefix === ""
+    ? ""
+    : own(config.providers, prefix)?.keys_unset === true
+    ? ` (provider "${prefix}" has no key: its keys are env vars that are not set)`
+    : ` ("${prefix}" is not a configured provider)`;
   let message: string;
   if (isEmbeddedDefault(config)) {
     const unset = ENV_ENABLED_PROVIDERS.filter(({ provider }) =>

@@ -885,6 +885,27 @@ providers:
 );
 
 Deno.test(
+  "executeWithFailover() keys written as unset env vars: the client's credential is not sent in their place",
+  SANITIZE,
+  async () => {
+    const yaml = `
+providers:
+  unset: { base_url: "http://u.test/v1", keys: [{ key: "" }] }
+routing:
+  default_provider: unset
+`;
+    const unset = scripted("unset", [ok()]);
+    const env = setup(yaml, [unset.adapter]);
+    assert.equal(env.deps.config.providers.unset?.keys_unset, true);
+    await run(env, "x", { fallbackAuthorization: "Bearer sk-client" }).catch(() => {});
+    for (const call of unset.calls) {
+      assert.equal(call.clientAuthorization, null);
+      assert.equal(call.apiKey, null);
+    }
+  },
+);
+
+Deno.test(
   "failover: the client's credential goes only to providers on the origin of the first that takes it",
   async () => {
     const yaml = `

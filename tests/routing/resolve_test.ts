@@ -76,6 +76,52 @@ Deno.test("resolveTargets() sends a slashed model with an unknown prefix to the 
   ]);
 });
 
+Deno.test("resolveTargets(): a routing.models key with a slash wins over the provider prefix", () => {
+  const config = configOf(`
+providers:
+  openai: {}
+  openrouter: {}
+routing:
+  models:
+    "openai/gpt-4o": { providers: [openrouter] }
+`);
+  assert.deepEqual(resolveTargets(config, "openai/gpt-4o"), [
+    { provider: "openrouter", model: "openai/gpt-4o" },
+  ]);
+  assert.deepEqual(resolveTargets(config, "openai/gpt-4o-mini"), [
+    { provider: "openai", model: "gpt-4o-mini" },
+  ]);
+});
+
+Deno.test("resolveTargets(): a provider whose keys are unset env vars takes no provider/ names (Butter's quick start)", () => {
+  const yaml = `
+providers:
+  openai: { keys: [{ key: "\${OPENAI_API_KEY}" }] }
+  openrouter: { base_url: https://openrouter.ai/api/v1, keys: [{ key: "\${OPENROUTER_API_KEY}" }] }
+routing:
+  default_provider: openrouter
+`;
+  const only = (names: string[]) => (n: string) =>
+    names.includes(n) ? `sk-${n.toLowerCase()}-0000001` : undefined;
+  const butter = parseConfigText(yaml, only(["OPENROUTER_API_KEY"]), "butter.yaml").config;
+  assert.equal(butter.providers.openai?.keys_unset, true);
+  assert.deepEqual(resolveTargets(butter, "openai/gpt-4o-mini"), [
+    { provider: "openrouter", model: "openai/gpt-4o-mini" },
+  ]);
+  // With its key set, the prefix names it, as everywhere else.
+  const both = parseConfigText(yaml, only(["OPENROUTER_API_KEY", "OPENAI_API_KEY"]), "b.yaml");
+  assert.deepEqual(resolveTargets(both.config, "openai/gpt-4o-mini"), [
+    { provider: "openai", model: "gpt-4o-mini" },
+  ]);
+  // No default to take it: a 404 that says why.
+  const alone = parseConfigText(
+    'providers:\n  openai: { keys: [{ key: "\${OPENAI_API_KEY}" }] }\n',
+    only([]),
+    "c.yaml",
+  ).config;
+  assertNotFound(() => resolveTargets(alone, "openai/gpt-4o"), "model", "has no key");
+});
+
 Deno.test("resolveTargets() keeps the routing.models provider order", () => {
   assert.deepEqual(resolveTargets(CONFIG, "gpt-4o"), [
     { provider: "openai", model: "gpt-4o" },
