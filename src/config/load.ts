@@ -11,6 +11,7 @@ import {
   NO_CAP_BODY_BYTES,
   type ProviderConfig,
   type ProviderKeyConfig,
+  REQUESTLOG_LEVELS,
   resolveProvider,
   switchedOff,
 } from "./schema.ts";
@@ -355,6 +356,17 @@ export function validateConfig(
 
   errors.push(...referenceErrors(new Set(Object.keys(providers)), parsed.routing, at));
   const requestlog = parsed.plugins.requestlog;
+  const writtenLevel = getAt(tree, ["plugins", "requestlog", "level"]);
+  if (
+    typeof writtenLevel === "string" &&
+    ![...REQUESTLOG_LEVELS, "warning"].includes(writtenLevel.toLowerCase() as "info")
+  ) {
+    warnings.push(
+      `${
+        at(["plugins", "requestlog", "level"])
+      }: Unknown level "${writtenLevel}"; read as info, as Butter does (debug, info, warn, error)`,
+    );
+  }
   const idHeader = requestlog?.request_id_header;
   if (idHeader !== undefined && idHeader.toLowerCase() !== "x-request-id") {
     (opts.strict ? errors : warnings).push(

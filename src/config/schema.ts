@@ -51,6 +51,13 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   v.pipe(number(), v.integer(), v.minValue(min), v.maxValue(max));
 const positive = () => v.pipe(number(), v.gtValue(0, "Invalid value: Expected a positive number"));
 const bool = () => v.pipe(v.unknown(), boolFromString, v.boolean());
+/** A positive number where Butter reads a written 0 as "unset": `fallback` then. */
+const positiveOrZeroIs = (fallback: number) =>
+  v.pipe(
+    number(),
+    v.minValue(0, "Invalid value: Expected a positive number"),
+    v.transform((n: number) => (n === 0 ? fallback : n)),
+  );
 
 /** A switch as the schema reads it (`false`, `"no"`, `"off"`, ... are false). */
 export function switchedOff(value: unknown): boolean {
@@ -180,7 +187,8 @@ const serverSchema = strictObject({
 
 const keySchema = strictObject({
   key: str(),
-  weight: opt(positive(), 1),
+  /** Butter reads 0 as its default, 1. */
+  weight: opt(positiveOrZeroIs(1), 1),
   models: opt(listOf(str()), []),
   id: opt(str()),
 });
@@ -380,7 +388,14 @@ const routingSchema = strictObject({
         backoff: opt(
           strictObject({
             initial: opt(duration(), "100ms"),
-            multiplier: opt(atLeast(1), 2),
+            /** Butter reads 0 as its default, 2. */
+            multiplier: opt(
+              v.pipe(
+                positiveOrZeroIs(2),
+                v.minValue(1, "Invalid value: Expected a number at least 1 (0 reads as 2)"),
+              ),
+              2,
+            ),
             max: opt(duration(), "5s"),
           }),
           {},
@@ -724,13 +739,21 @@ const metricsSchema = strictObject({
  * written); `log_app_key` adds the app key's id (never the key) to each line;
  * `request_id_header` other than `X-Request-ID` is not supported (load.ts warns).
  */
+export const REQUESTLOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 const butterRequestLogSchema = strictObject({
   /**
    * Butter's level for its request lines (slog's names, any case): ours log a request at it,
    * and a 5xx or a stream that failed at `error` still.
    */
   level: opt(
-    v.pipe(str(), v.toLowerCase(), v.picklist(["debug", "info", "warn", "error"])),
+    v.pipe(
+      str(),
+      v.toLowerCase(),
+      // As Butter reads it: `warning` is warn, a word it does not know is info (load.ts warns).
+      v.transform((l: string) =>
+        l === "warning" ? "warn" : REQUESTLOG_LEVELS.find((k) => k === l) ?? "info"
+      ),
+    ),
   ),
   log_bodies: opt(bool()),
   body_max_bytes: opt(int(1)),
@@ -740,12 +763,15 @@ const butterRequestLogSchema = strictObject({
   log_app_key: opt(bool()),
 });
 
-/** Butter's `plugins.tracing`: OTLP/HTTP export; `endpoint` is `host:port` or a URL. */
+/**
+ * Butter's `plugins.tracing`: OTLP/HTTP export; `endpoint` is `host:port` or a URL, and
+ * without one the block exports nothing ("omit to disable", as Butter's example says).
+ */
 const butterTracingSchema = strictObject({
-  endpoint: str(),
+  endpoint: opt(str()),
   service_name: opt(str()),
-  /** Plain http for a bare `host:port` endpoint (https otherwise). */
-  insecure: opt(bool(), false),
+  /** Plain http for a bare `host:port` endpoint (`false`: https), Butter's default. */
+  insecure: opt(bool(), true),
 });
 
 /** Ours: traces, and the fleet's heartbeats for `/status`. */

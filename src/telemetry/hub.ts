@@ -45,7 +45,9 @@ export function tracingSettings(
   config: Config,
   env: (name: string) => string | undefined = envVar,
 ): TracingSettings | null {
-  const butter = config.plugins.tracing;
+  // Butter's block without an endpoint exports nothing.
+  const written = config.plugins.tracing;
+  const butter = written?.endpoint?.trim() ? { ...written, endpoint: written.endpoint } : undefined;
   const ours = config.telemetry.tracing;
   const signalUrl = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
   const baseUrl = env("OTEL_EXPORTER_OTLP_ENDPOINT");

@@ -102,7 +102,9 @@ function cacheBackend(config: Config, logger: Logger, now: () => number): CacheB
   if (c.backend === "memory") {
     return createMemoryCache({
       maxBytes: (c.max_size_mb ?? CACHE_DEFAULTS.maxSizeMb) * 1024 * 1024,
-      maxEntries: c.max_entries ?? CACHE_DEFAULTS.maxEntries,
+      // llm-gateway's `maxSize` alone is a budget in MB, not one in entries too.
+      maxEntries: c.max_entries ??
+        (c.max_size_mb !== undefined ? Number.POSITIVE_INFINITY : CACHE_DEFAULTS.maxEntries),
       now,
     });
   }

@@ -138,3 +138,30 @@ plugins:
     await gw.close();
   }
 });
+
+Deno.test("values Butter reads as its defaults load so: weight 0 is 1, multiplier 0 is 2, requestlog.level warning is warn, an unknown one info", () => {
+  const { config, warnings } = load(`
+providers:
+  openai: { keys: [{ key: sk-butter-000000001, weight: 0 }] }
+routing:
+  failover: { backoff: { multiplier: 0 } }
+plugins:
+  requestlog: { level: verbose }
+`);
+  assert.equal(config.providers.openai?.keys[0]?.weight, 1);
+  assert.equal(config.routing.failover.backoff.multiplier, 2);
+  assert.equal(config.plugins.requestlog?.level, "info");
+  assert.ok(
+    warnings.some((w) => w.startsWith('plugins.requestlog.level: Unknown level "verbose"')),
+    warnings.join("\n"),
+  );
+  assert.equal(
+    load("plugins: { requestlog: { level: WARNING } }").config.plugins.requestlog?.level,
+    "warn",
+  );
+  // A negative value is still wrong, and a multiplier between 0 and 1 would shrink backoff.
+  assert.throws(() =>
+    load("providers:\n  openai: { keys: [{ key: sk-b-0000000001, weight: -1 }] }\n")
+  );
+  assert.throws(() => load("routing: { failover: { backoff: { multiplier: 0.5 } } }"));
+});

@@ -973,8 +973,9 @@ Deno.test("an unquoted numeric secret is refused without echoing its digits", ()
   }
 });
 
-Deno.test("a bad number under a key's path (weight: 0) gets no advice to quote it", () => {
-  for (const weight of ["0", "-1"]) {
+Deno.test("a bad number under a key's path (weight: -1) gets no advice to quote it", () => {
+  // 0 is Butter's "unset" (weight 1): tests/config/butter_keys_test.ts.
+  for (const weight of ["-1", "-0.5"]) {
     assert.throws(
       () =>
         parseConfigText(

@@ -24,8 +24,19 @@ Deno.test("tracingSettings(): off by default; Butter's plugins.tracing, ours, or
       protocol: "http/json",
       attributes: {},
     });
-    const secure = tracingSettings(load('plugins:\n  tracing: { endpoint: "c:4318" }\n'), env({}));
+    // Butter's default is insecure: true; false asks for TLS.
+    const plain = tracingSettings(load('plugins:\n  tracing: { endpoint: "c:4318" }\n'), env({}));
+    assert.equal(plain?.url, "http://c:4318/v1/traces");
+    const secure = tracingSettings(
+      load('plugins:\n  tracing: { endpoint: "c:4318", insecure: false }\n'),
+      env({}),
+    );
     assert.equal(secure?.url, "https://c:4318/v1/traces");
+    // Without an endpoint Butter's block exports nothing ("omit to disable").
+    assert.equal(
+      tracingSettings(load("plugins:\n  tracing: { service_name: butter }\n"), env({})),
+      null,
+    );
     const full = tracingSettings(
       load('plugins:\n  tracing: { endpoint: "http://c:4318/custom" }\n'),
       env({}),
@@ -123,7 +134,7 @@ Deno.test("config: telemetry.* and plugins.tracing are validated, bad values ref
     assert.throws(() => parseConfigText(yaml, () => undefined, "t.yaml"), path);
   bad("telemetry:\n  tracing: { endpoint: ftp://x }\n", /telemetry\.tracing\.endpoint/);
   bad("telemetry:\n  fleet: { interval: soon }\n", /telemetry\.fleet\.interval/);
-  bad("plugins:\n  tracing: { service_name: x }\n", /plugins\.tracing\.endpoint/);
+  bad("plugins:\n  tracing: { endpoint: 4318 }\n", /plugins\.tracing\.endpoint/);
   bad("metrics:\n  per_key: maybe\n", /metrics\.per_key/);
   // Other plugins' blocks are validated by their own schemas (the rate limiter's defaults).
   assert.deepEqual(load("plugins:\n  ratelimit: { requests_per_minute: 5 }\n").plugins, {

@@ -31,3 +31,28 @@ Deno.test("createStateResources(): rollups and cache survive a reload unless the
     await resources.close();
   }
 });
+
+Deno.test("memory cache: llm-gateway's maxSize alone bounds bytes, not entries; max_entries or neither: 10,000", async () => {
+  const resources = createStateResources({ now: () => 0 });
+  const fill = (cache: NonNullable<ReturnType<typeof resources.cache>>) => {
+    for (let i = 0; i <= 10_000; i++) cache.set(`k${i}`, "v", 60_000);
+    return cache.get("k0");
+  };
+  try {
+    const sized = resources.cache(load("cache: { enabled: true, max_size_mb: 512 }"), logger);
+    assert.ok(sized);
+    assert.equal(await fill(sized), "v");
+    for (
+      const text of [
+        "cache: { enabled: true }",
+        "cache: { enabled: true, max_size_mb: 512, max_entries: 10000 }",
+      ]
+    ) {
+      const capped = resources.cache(load(text), logger);
+      assert.ok(capped);
+      assert.equal(await fill(capped), null, text);
+    }
+  } finally {
+    await resources.close();
+  }
+});
