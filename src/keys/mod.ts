@@ -58,6 +58,11 @@ export function buildAppKeys(
   if (held === undefined) owners.set(owner, held = new Map());
   let entry = held.get(identity);
   if (entry === undefined) {
+    if (storage.kind === "sqlite" && storage.beside !== undefined) {
+      logger.warn(
+        `app_keys.persistence.path: "${storage.beside}" is not a SQLite file (Butter's bbolt store?): it is left as it is, and keys are kept in "${storage.path}"; keys minted by Butter are not read from it`,
+      );
+    }
     // Redis away: the link logs the outage; one line a minute says what it means here.
     let quietUntil = 0;
     const onError = (err: unknown) => {

@@ -16,14 +16,51 @@ export function appKeysEnabled(config: Config): boolean {
 
 export type KeyStorage =
   | { readonly kind: "memory" }
-  | { readonly kind: "sqlite"; readonly path: string; readonly flushMs: number }
+  | {
+    readonly kind: "sqlite";
+    readonly path: string;
+    readonly flushMs: number;
+    /** `app_keys.persistence.path` holds another store (Butter's bbolt file), kept as is. */
+    readonly beside?: string;
+  }
   | { readonly kind: "redis"; readonly url: string };
+
+/** What a SQLite database file starts with. */
+const SQLITE_MAGIC = "SQLite format 3\0";
+/** Where keys go when `app_keys.persistence.path` is not a SQLite file: beside it. */
+export const BESIDE_SUFFIX = ".pilotfish.sqlite";
+
+/**
+ * A file that exists, is not empty and is not a SQLite database: Butter's
+ * `app_keys.persistence.path` is a bbolt file, which Pilotfish neither reads nor overwrites.
+ */
+function foreignFile(path: string): boolean {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = Deno.openSync(path, { read: true });
+    const head = new Uint8Array(SQLITE_MAGIC.length);
+    const n = file.readSync(head) ?? 0;
+    return n > 0 && new TextDecoder().decode(head.subarray(0, n)) !== SQLITE_MAGIC;
+  } catch {
+    return false; // missing or unreadable: opening it says why
+  } finally {
+    file?.close();
+  }
+}
 
 /** Where keys are stored for this config (same value: the same store). */
 export function keyStorage(config: Config): KeyStorage {
   if (config.state.backend === "redis") return { kind: "redis", url: config.state.redis.url };
   const p = config.app_keys.persistence;
   if (!p.enabled) return { kind: "memory" };
+  if (p.path !== undefined && foreignFile(p.path)) {
+    return {
+      kind: "sqlite",
+      path: p.path + BESIDE_SUFFIX,
+      flushMs: p.flush_interval,
+      beside: p.path,
+    };
+  }
   return {
     kind: "sqlite",
     path: p.path ?? (config.state.path || DEFAULT_KEYS_FILE),

@@ -127,6 +127,8 @@ export function planGrants(config: Config, ctx: PlanContext): Grants {
       read.add(f);
       write.add(f);
     }
+    // Butter's bbolt file under that name: read (its first bytes say it is not SQLite), never written.
+    if (keys.beside !== undefined) read.add(resolve(ctx.cwd, keys.beside));
   }
   const traces = tracingSettings(config, safeEnv(ctx.env));
   const collector = traces ? hostPort(traces.url) : null;

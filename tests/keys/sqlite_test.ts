@@ -141,3 +141,43 @@ app_keys: { require_key: true }
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Butter's persistence path holding its bbolt file: left as it is, keys kept beside it, under the narrowed permissions", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pf-keys-bbolt-" });
+  const bbolt = `${dir}/butter-appkeys.db`;
+  // A bbolt file starts with its meta page, nothing like SQLite's header.
+  const original = new Uint8Array(4096).fill(0xed, 0, 16);
+  await Deno.writeFile(bbolt, original);
+  const yaml = `
+server: { port: {{PORT}}, socket: {{SOCKET}}, admin_token: ${ADMIN} }
+providers: { mock: {} }
+app_keys:
+  enabled: true
+  persistence: { enabled: true, path: ${bbolt}, flush_interval: 30s }
+`;
+  try {
+    const d = await startDaemon(yaml);
+    try {
+      await d.waitForLog("is not a SQLite file");
+      const made = await fetch(d.url("/api/v1/keys"), {
+        method: "POST",
+        headers: bearer(ADMIN),
+        body: JSON.stringify({ name: "beside" }),
+      });
+      assert.equal(made.status, 201, d.logs());
+      await made.body?.cancel();
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+    assert.deepEqual(await Deno.readFile(bbolt), original);
+    const db = new DatabaseSync(`${bbolt}.pilotfish.sqlite`, { readOnly: true });
+    try {
+      const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+      assert.ok(tables.length > 0);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
