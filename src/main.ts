@@ -32,6 +32,7 @@ import { GatewayError } from "./errors.ts";
 import { StateFileError } from "./state/errors.ts";
 import { cutUpstreamCalls } from "./providers/execute.ts";
 import { createHttp1Client } from "./net/http1.ts";
+import { closeLimits } from "./limits/mod.ts";
 
 const env = (name: string) => Deno.env.get(name);
 const encoder = new TextEncoder();
@@ -442,6 +443,7 @@ async function main(): Promise<number> {
   }, hurry);
   runtime.retire();
   await runtime.dispose();
+  await closeLimits(deps.routing);
   await deps.breakerStore.close();
   await deps.resources.close();
   await deps.responses.close();

@@ -55,6 +55,31 @@ interface SharedRedis {
   /** The newest generation's logger: the backend logs through it. */
   logger: Logger;
   refs: number;
+  /** No generation uses it: closed when this timer fires, unless one takes it up again. */
+  linger: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * How long a Redis backend that no generation uses stays open. A reload that turns limits
+ * off and on again keeps the link, the leases and the share counted during an outage, instead
+ * of connecting anew (its setup cost fell on the first seconds of traffic after the reload).
+ */
+export const LINGER_MS = 30_000;
+/** Owners shut down (`closeLimits`): a backend no generation uses closes at once. */
+const SHUT = new WeakSet<object>();
+
+function closeShared(owner: object, entry: SharedRedis): Promise<void> {
+  if (entry.linger !== undefined) clearTimeout(entry.linger);
+  entry.linger = undefined;
+  if (REDIS.get(owner) === entry) REDIS.delete(owner);
+  return entry.backend.close();
+}
+
+/** Shutdown: close a Redis backend left lingering, and any later one at once. */
+export async function closeLimits(owner: object): Promise<void> {
+  SHUT.add(owner);
+  const entry = REDIS.get(owner);
+  if (entry !== undefined && entry.refs === 0) await closeShared(owner, entry);
 }
 const REDIS = new WeakMap<object, SharedRedis>();
 
@@ -74,26 +99,40 @@ export function createLimiter(config: Config, deps: LimiterDeps): Limiter | null
     const share = rl.fallback_share ?? 1 / rl.fleet_size;
     const signature = JSON.stringify([rl.redis ?? config.state.redis, rl.fleet_size, share]);
     let entry = REDIS.get(deps.owner);
+    // One lingering under other Redis settings is not coming back.
+    if (entry !== undefined && entry.signature !== signature && entry.refs === 0) {
+      void closeShared(deps.owner, entry).catch(() => {});
+    }
     if (entry === undefined || entry.signature !== signature) {
       const logger = forwarding(() => (entry as SharedRedis).logger);
       entry = {
         signature,
         logger: deps.logger,
         refs: 0,
+        linger: undefined,
         ...sharedBackend(config, deps, share, logger),
       };
       REDIS.set(deps.owner, entry);
     }
     entry.logger = deps.logger;
     entry.refs++;
+    if (entry.linger !== undefined) clearTimeout(entry.linger);
+    entry.linger = undefined;
     const mine = entry;
+    const owner = deps.owner;
     backend = {
       ...mine.backend,
-      // The last generation using it closes it.
+      // The last generation using it lets it linger (closed at once after shutdown, or when
+      // newer settings replaced it).
       async close() {
         if (--mine.refs > 0) return;
-        if (REDIS.get(deps.owner) === mine) REDIS.delete(deps.owner);
-        await mine.backend.close();
+        if (SHUT.has(owner) || REDIS.get(owner) !== mine) return await closeShared(owner, mine);
+        const timer = setTimeout(() => {
+          mine.linger = undefined;
+          if (mine.refs === 0) void closeShared(owner, mine).catch(() => {});
+        }, LINGER_MS);
+        Deno.unrefTimer(timer);
+        mine.linger = timer;
       },
     };
     shared = mine.shared;

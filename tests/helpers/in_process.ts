@@ -14,6 +14,7 @@ import {
   createMemoryBreakerStore,
 } from "../../src/breaker/mod.ts";
 import { createRoutingState } from "../../src/routing/mod.ts";
+import { closeLimits } from "../../src/limits/mod.ts";
 import { buildRuntime, type Runtime, secretsOf } from "../../src/runtime.ts";
 import type { Stage } from "../../src/pipeline/stages.ts";
 import { createStateResources } from "../../src/usage/mod.ts";
@@ -99,6 +100,7 @@ export function startGateway(
   const resources = createStateResources({ now: opts.now ?? Date.now });
   // The daemon's upstream client (src/main.ts), so every in-process test exercises it.
   const upstream = createHttp1Client();
+  const routing = createRoutingState(opts.now);
   const runtime = buildRuntime(config, 1, {
     resources,
     fetch: opts.fetch ?? upstream.fetch,
@@ -106,7 +108,7 @@ export function startGateway(
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.schedule ? { schedule: opts.schedule } : {}),
     ...(opts.responses ? { responses: opts.responses } : {}),
-    routing: createRoutingState(opts.now),
+    routing,
     breakerStore,
     write,
     ...(opts.stages ? { stages: opts.stages } : {}),
@@ -152,6 +154,7 @@ export function startGateway(
       runtime.retire();
       upstream.close();
       await runtime.dispose();
+      await closeLimits(routing);
       await breakerStore.close();
       await resources.close();
     },

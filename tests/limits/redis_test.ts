@@ -16,6 +16,8 @@ import { captureLogger, waitFor } from "../state/support.ts";
 import { buildRuntime, type Runtime } from "../../src/runtime.ts";
 import { breakerTiming, createMemoryBreakerStore } from "../../src/breaker/mod.ts";
 import { createApp } from "../../src/server/app.ts";
+import { closeLimits, createLimiter } from "../../src/limits/mod.ts";
+import { parseConfigText } from "../../src/config/mod.ts";
 
 const chat = () => ({
   method: "POST",
@@ -774,5 +776,59 @@ Deno.test("the first connection says limits are shared; only a reconnection says
   } finally {
     await backend.close();
     await redis.stop();
+  }
+});
+
+Deno.test("a reload that turns Redis limits off and on again keeps the backend; other settings or shutdown close it", async () => {
+  const redis = await startRedisServer();
+  const other = await startRedisServer();
+  const owner = {};
+  const { logger } = captureLogger();
+  const deps = { logger, now: Date.now, owner };
+  const config = (url: string) =>
+    parseConfigText(
+      `features:\n  rate_limiting:\n    enabled: true\n    backend: redis\n    redis: { url: "${url}" }\n    limits: { requests_per_minute: 5 }\n`,
+      () => undefined,
+      "t.yaml",
+    ).config;
+  const until = async (cond: () => Promise<boolean>, what: string) => {
+    for (let i = 0; i < 100 && !(await cond()); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(await cond(), what);
+  };
+  const clients = async (url: string) => {
+    const c = createClient({ url });
+    await c.connect();
+    try {
+      // The link's connections, named by it; not this probe.
+      return String(await c.sendCommand(["CLIENT", "LIST"])).split("\n")
+        .filter((l) => l.includes("name=pilotfish-")).length;
+    } finally {
+      await c.close();
+    }
+  };
+  try {
+    const first = createLimiter(config(redis.url), deps)!;
+    await first.shared();
+    await first.stage.dispose?.();
+    // No generation uses it (limits off): it lingers, link up.
+    assert.ok(await clients(redis.url) > 0);
+    const again = createLimiter(config(redis.url), deps)!;
+    assert.equal(again.shared(), first.shared(), "the same backend, taken up again");
+    await again.stage.dispose?.();
+    // A reload to another Redis: the lingering one closes at once.
+    const moved = createLimiter(config(other.url), deps)!;
+    await moved.shared();
+    await until(async () => (await clients(redis.url)) === 0, "the old link closed");
+    await moved.stage.dispose?.();
+    assert.ok(await clients(other.url) > 0);
+    // Shutdown: nothing lingers.
+    await closeLimits(owner);
+    await until(async () => (await clients(other.url)) === 0, "closed at shutdown");
+  } finally {
+    await closeLimits(owner);
+    await redis.stop();
+    await other.stop();
   }
 });
