@@ -28,7 +28,7 @@ export type KeyStorage =
 /** What a SQLite database file starts with. */
 const SQLITE_MAGIC = "SQLite format 3\0";
 /** Where keys go when `app_keys.persistence.path` is not a SQLite file: beside it. */
-export const BESIDE_SUFFIX = ".pilotfish.sqlite";
+const BESIDE_SUFFIX = ".pilotfish.sqlite";
 
 /**
  * A file that exists, is not empty and is not a SQLite database: Butter's

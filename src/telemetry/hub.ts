@@ -46,8 +46,8 @@ export function tracingSettings(
   env: (name: string) => string | undefined = envVar,
 ): TracingSettings | null {
   // Butter's block without an endpoint exports nothing.
-  const written = config.plugins.tracing;
-  const butter = written?.endpoint?.trim() ? { ...written, endpoint: written.endpoint } : undefined;
+  const butterEndpoint = config.plugins.tracing?.endpoint?.trim() ?? "";
+  const butter = butterEndpoint !== "" ? config.plugins.tracing : undefined;
   const ours = config.telemetry.tracing;
   const signalUrl = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
   const baseUrl = env("OTEL_EXPORTER_OTLP_ENDPOINT");
@@ -62,7 +62,7 @@ export function tracingSettings(
   const common = { headers: ours.headers, serviceName, protocol: protocol.protocol, attributes };
   let url: string;
   if (butter !== undefined) {
-    const e = butter.endpoint.trim();
+    const e = butterEndpoint;
     const base = /^https?:\/\//.test(e) ? e : `${butter.insecure ? "http" : "https"}://${e}`;
     const parsed = URL.parse(base);
     url = base.replace(/\/$/, "") + (parsed && parsed.pathname !== "/" ? "" : "/v1/traces");
