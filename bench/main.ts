@@ -44,7 +44,8 @@
  * BENCH_TOGGLE=1 (with BENCH_CONFIG: one more daemon, its config switched by hot reload between
  * the base and the variant, BENCH_TOGGLE_PAIRS (12) pairs of BENCH_TOGGLE_SECONDS (3) blocks at
  * BENCH_TOGGLE_RATE (BENCH_HIGH_RATE), each followed by BENCH_TOGGLE_CLOSED_SECONDS (0: none)
- * of a closed loop for the pair's max req/s; see bench/toggle.ts).
+ * of a closed loop for the pair's max req/s; BENCH_TOGGLE_CONFIGS, comma-separated fragments,
+ * makes those the variants, each compared with the base in every round; see bench/toggle.ts).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -141,6 +142,12 @@ const withToggle = envFlag("BENCH_TOGGLE");
 const togglePairs = Math.max(2, Math.floor(envNumber("BENCH_TOGGLE_PAIRS", 12)));
 const toggleSeconds = envNumber("BENCH_TOGGLE_SECONDS", 3);
 const toggleClosedSeconds = envNumber("BENCH_TOGGLE_CLOSED_SECONDS", 0);
+/** The toggle's variants: BENCH_TOGGLE_CONFIGS (comma-separated fragments), else BENCH_CONFIG. */
+const toggleConfigs = (Deno.env.get("BENCH_TOGGLE_CONFIGS") ?? "").split(",").map((p) => p.trim())
+  .filter((p) => p !== "");
+if (toggleConfigs.length === 0 && extraConfigPath !== undefined) {
+  toggleConfigs.push(extraConfigPath);
+}
 // 1,000 req/s by default: an A/A run of 10 pairs there had p50 quartiles of -9 to +3 µs, one
 // of 20 pairs at 200 req/s -41 to +26 µs (a daemon idle between requests reads less evenly).
 const toggleRate = envNumber("BENCH_TOGGLE_RATE", settings.highRate);
@@ -519,8 +526,9 @@ ${extra}`;
 }
 
 /**
- * BENCH_TOGGLE=1 (bench/toggle.ts): a daemon of its own, started on the variant's config (so
- * its permissions cover both), reloaded between the base's and the variant's.
+ * BENCH_TOGGLE=1 (bench/toggle.ts): a daemon of its own, started on the last variant's config
+ * (permissions are planned at start: list the variant that needs the most last), reloaded
+ * between the base's and each variant's.
  */
 async function toggle(tmp: string, upstreamOrigin: string): Promise<ToggleSummary> {
   const token = `bench-${crypto.randomUUID()}`;
@@ -528,34 +536,41 @@ async function toggle(tmp: string, upstreamOrigin: string): Promise<ToggleSummar
     stages: 0,
     tag: "pft",
     adminToken: token,
-    ...(extraConfigPath !== undefined ? { extra: extraConfigPath } : {}),
+    extra: toggleConfigs.at(-1) as string,
   });
-  const texts = {
-    base: await daemon.configFor(baseConfigPath),
-    variant: await daemon.configFor(extraConfigPath),
-  };
-  const blocks = await runToggle(togglePairs, {
-    async switchTo(config) {
-      await Deno.writeTextFile(daemon.config, texts[config]);
-      const res = await fetch(`http://127.0.0.1:${daemon.port}/api/v1/reload`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}` },
-      });
-      const answer = await res.json() as { ok?: boolean; restart_required?: string[] };
-      if (answer.ok !== true || (answer.restart_required?.length ?? 0) > 0) {
-        throw new Error(`BENCH_TOGGLE: reloading the ${config} config: ${JSON.stringify(answer)}`);
-      }
+  const texts = [
+    await daemon.configFor(baseConfigPath),
+    ...await Promise.all(toggleConfigs.map((path) => daemon.configFor(path))),
+  ];
+  const blocks = await runToggle(
+    togglePairs,
+    {
+      async switchTo(config) {
+        await Deno.writeTextFile(daemon.config, texts[config] as string);
+        const res = await fetch(`http://127.0.0.1:${daemon.port}/api/v1/reload`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const answer = await res.json() as { ok?: boolean; restart_required?: string[] };
+        if (answer.ok !== true || (answer.restart_required?.length ?? 0) > 0) {
+          throw new Error(
+            `BENCH_TOGGLE: reloading the ${config} config: ${JSON.stringify(answer)}`,
+          );
+        }
+      },
+      warmUp: async () => {
+        await load.warmUp(daemon.tcp, settings.concurrency, 1);
+      },
+      measure: () => load.openLoop(daemon.tcp, toggleRate, toggleSeconds),
+      cpuNs: () => cpuNs(daemon.pid),
+      ...(toggleClosedSeconds > 0
+        ? { saturate: () => load.closedLoop(daemon.tcp, settings.concurrency, toggleClosedSeconds) }
+        : {}),
     },
-    warmUp: async () => {
-      await load.warmUp(daemon.tcp, settings.concurrency, 1);
-    },
-    measure: () => load.openLoop(daemon.tcp, toggleRate, toggleSeconds),
-    cpuNs: () => cpuNs(daemon.pid),
-    ...(toggleClosedSeconds > 0
-      ? { saturate: () => load.closedLoop(daemon.tcp, settings.concurrency, toggleClosedSeconds) }
-      : {}),
-  }, progress);
-  return summarizeToggle(blocks);
+    progress,
+    toggleConfigs.length,
+  );
+  return summarizeToggle(blocks, toggleConfigs.length);
 }
 
 /** The header's line on the Go rig, with how late its schedule ran (over the open-loop runs). */
@@ -671,8 +686,10 @@ async function main(): Promise<void> {
       "BENCH_ABBA=1 compares a variant: set BENCH_CONFIG, BENCH_STAGES or BENCH_V8_FLAGS",
     );
   }
-  if (withToggle && extraConfigPath === undefined) {
-    throw new Error("BENCH_TOGGLE=1 switches a daemon's config: set BENCH_CONFIG");
+  if (withToggle && toggleConfigs.length === 0) {
+    throw new Error(
+      "BENCH_TOGGLE=1 switches a daemon's config: set BENCH_CONFIG or BENCH_TOGGLE_CONFIGS",
+    );
   }
   const variant = hasVariant
     ? await startPilotfish(variantName, tmp, upstreamOrigin, variantOpts)
@@ -831,7 +848,7 @@ async function main(): Promise<void> {
     );
   }
   if (toggled !== null) {
-    printToggle(toggled, extraConfigPath ?? "", {
+    printToggle(toggled, toggleConfigs, {
       rate: toggleRate,
       seconds: toggleSeconds,
       closedSeconds: toggleClosedSeconds,

@@ -17,7 +17,9 @@
  * BENCH_AUTH (the bearer sent; e.g. the app key of bench/configs/keys.yaml), BENCH_REDIS_URL
  * (a running Redis for a fragment's `{{REDIS}}`; limits on it are measured once their lease is
  * taken), BENCH_PROMPT_BYTES (the user message is that many bytes of prose, as `deno task
- * bench` pads it; default `"x"` x 900, kept so figures compare across sessions).
+ * bench` pads it; default `"x"` x 900, kept so figures compare across sessions),
+ * BENCH_UNIQUE_PROMPTS=1 (each request's prompt opens with its own number, as in `deno task
+ * bench`: nothing keyed on the prompt sees it twice).
  * `{{TMP}}` in a fragment becomes a temporary directory.
  */
 import process from "node:process";
@@ -130,17 +132,27 @@ async function gateway(extra: string, stages: number) {
 
 const promptBytes = Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0));
 const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
-const body = JSON.stringify({
+const unique = Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1";
+const MARK = "[0000000000] ";
+const prompt = promptBytes > 0
+  ? PROSE.repeat(Math.ceil(promptBytes / PROSE.length)).slice(0, promptBytes)
+  : "x".repeat(900);
+const template = JSON.stringify({
   model: "up/gpt-4o-mini",
   messages: [{
     role: "user",
-    content: promptBytes > 0
-      ? PROSE.repeat(Math.ceil(promptBytes / PROSE.length)).slice(0, promptBytes)
-      : "x".repeat(900),
+    content: unique ? MARK + prompt.slice(MARK.length) : prompt,
   }],
   max_tokens: 32,
   ...(stream ? { stream: true } : {}),
 });
+const stampAt = template.indexOf(MARK) + 1;
+let stamps = 0;
+/** The next request's body: with its own number when prompts are unique. */
+const nextBody = () =>
+  unique
+    ? template.slice(0, stampAt) + String(++stamps).padStart(10, "0") + template.slice(stampAt + 10)
+    : template;
 // BENCH_AUTH: the bearer sent (an app key when the fragment requires one).
 const headers = {
   "content-type": "application/json",
@@ -151,7 +163,11 @@ type App = Awaited<ReturnType<typeof gateway>>;
 
 async function one(app: App): Promise<void> {
   const res = await app.fetch(
-    new Request("http://localhost/v1/chat/completions", { method: "POST", headers, body }),
+    new Request("http://localhost/v1/chat/completions", {
+      method: "POST",
+      headers,
+      body: nextBody(),
+    }),
     { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 } },
   );
   if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
@@ -187,7 +203,7 @@ const base = median(variants[0]!.us);
 console.log(
   `In-process pipeline, ${stream ? "streamed" : "JSON"} chat completion${
     promptBytes > 0 ? ` (${promptBytes}-byte prompt)` : ""
-  }, ${n} requests x ${rounds} rounds per variant`,
+  }${unique ? ", unique prompts" : ""}, ${n} requests x ${rounds} rounds per variant`,
 );
 // The fastest round is the least disturbed by other processes on a shared machine: both it
 // and the median are shown, each against the empty chain's.

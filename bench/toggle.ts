@@ -1,20 +1,23 @@
 // deno-lint-ignore-file no-console -- part of a CLI: the report goes to stdout.
 /**
- * BENCH_TOGGLE: one daemon whose config is switched between the base and the variant by hot
- * reload (`POST /api/v1/reload`) between blocks of the same open loop, in the order
- * base, variant | variant, base | base, variant | ... Separate daemons differ by 30-120 µs of
- * p50 even when identical, for reasons not known (README, BENCH_ABBA); one process measured in
- * alternating blocks has no such offset. Whole runs still differ more than their pairs (README):
- * a difference is read from repeated runs. Each pair's variant-minus-base difference
- * is one sample of the feature's cost; the neighbouring blocks that share a config (the
- * variant ending one pair and starting the next, and so on) give the same kind of difference
- * with nothing changed, which is the noise. The first pair is a warm-up and is not counted.
+ * BENCH_TOGGLE: one daemon whose config is switched between the base and one or more variants
+ * by hot reload (`POST /api/v1/reload`) between blocks of the same open loop, in rounds that
+ * alternate direction: base, v1, v2 | v2, v1, base | base, v1, v2 | ... (one variant: pairs).
+ * Separate daemons differ by 30-120 µs of p50 even when identical, for reasons not known
+ * (README, BENCH_ABBA); one process measured in alternating blocks has no such offset. Whole
+ * runs still differ more than their rounds (README): a difference is read from repeated runs.
+ * Each round's variant-minus-base difference is one sample of that variant's cost, so several
+ * variants (e.g. limits on the memory and on the Redis backend) are compared with the same base
+ * in the same minutes; the neighbouring blocks that share a config (the last of one round, the
+ * first of the next) give the same kind of difference with nothing changed, which is the noise.
+ * The first round is a warm-up and is not counted.
  * @module
  */
 import { percentile } from "./load.ts";
 
 export interface ToggleBlock {
-  readonly config: "base" | "variant";
+  /** 0: the base; i > 0: the i-th variant. */
+  readonly config: number;
   /** p50 latency of the block's open loop, ms. */
   readonly p50: number;
   /** CPU time of the daemon (every thread) per completed request, µs; null if unreadable. */
@@ -25,8 +28,8 @@ export interface ToggleBlock {
 }
 
 export interface ToggleRig {
-  /** Make `config` the daemon's running config (reload it), or throw. */
-  switchTo(config: "base" | "variant"): Promise<void>;
+  /** Make config `config` (0: the base, i: the i-th variant) the running one (reload), or throw. */
+  switchTo(config: number): Promise<void>;
   /** Traffic after a reload, before measuring: the new generation's code paths warm. */
   warmUp(): Promise<void>;
   /** One measured open loop: latencies (ms) and failures. */
@@ -40,24 +43,30 @@ export interface ToggleRig {
   saturate?(): Promise<{ readonly rps: number; readonly errors: number }>;
 }
 
-/** The blocks' configs for `pairs` pairs: base, variant | variant, base | ... */
-export function toggleOrder(pairs: number): ("base" | "variant")[] {
-  const order: ("base" | "variant")[] = [];
-  for (let p = 0; p < pairs; p++) {
-    order.push(...(p % 2 === 0 ? ["base", "variant"] as const : ["variant", "base"] as const));
-  }
+/**
+ * The blocks' configs for `rounds` rounds of the base and `variants` variants:
+ * 0, 1, .., k | k, .., 1, 0 | 0, 1, .., k | ... (one variant: base, variant | variant, base).
+ */
+export function toggleOrder(rounds: number, variants = 1): number[] {
+  const up = Array.from({ length: variants + 1 }, (_, i) => i);
+  const down = [...up].reverse();
+  const order: number[] = [];
+  for (let r = 0; r < rounds; r++) order.push(...(r % 2 === 0 ? up : down));
   return order;
 }
 
 export async function runToggle(
-  pairs: number,
+  rounds: number,
   rig: ToggleRig,
   progress: (msg: string) => void,
+  variants = 1,
 ): Promise<ToggleBlock[]> {
   const blocks: ToggleBlock[] = [];
-  const order = toggleOrder(pairs);
+  const order = toggleOrder(rounds, variants);
   for (const [i, config] of order.entries()) {
-    progress(`toggle: block ${i + 1}/${order.length} (${config})`);
+    progress(
+      `toggle: block ${i + 1}/${order.length} (${config === 0 ? "base" : `variant ${config}`})`,
+    );
     await rig.switchTo(config);
     await rig.warmUp();
     const before = await rig.cpuNs();
@@ -107,17 +116,24 @@ function spread(values: readonly number[]): Spread | null {
   };
 }
 
-export interface ToggleSummary {
-  /** Variant minus base per pair (the first pair left out), µs. */
+export interface VariantSummary {
+  /** Variant minus base per round (the first round left out), µs. */
   readonly p50: Spread | null;
   readonly cpu: Spread | null;
+  /** Variant's max req/s against the base's per round, percent more (below 0: fewer). */
+  readonly rps: Spread | null;
+}
+
+export interface ToggleSummary {
+  /** One per variant, in the order given. */
+  readonly variants: readonly VariantSummary[];
   /** Later minus earlier of neighbouring blocks with the same config, µs: the noise. */
   readonly noiseP50: Spread | null;
   readonly noiseCpu: Spread | null;
-  /** Variant's max req/s against the base's per pair, percent more (below 0: fewer). */
-  readonly rps: Spread | null;
-  /** The same between neighbouring blocks with the same config: the noise. */
+  /** The same for max req/s, percent more: the noise. */
   readonly noiseRps: Spread | null;
+  /** The base's p50 over its counted blocks (median), ms: what a variant's cost is a share of. */
+  readonly baseP50: number | null;
   readonly errors: number;
 }
 
@@ -126,47 +142,51 @@ function percentMore(a: number | null, b: number | null): number | null {
   return a === null || b === null || a <= 0 ? null : (b / a - 1) * 100;
 }
 
-/** The pairs' differences and the noise beside them (pure: blocks in run order). */
-export function summarizeToggle(blocks: readonly ToggleBlock[]): ToggleSummary {
-  const dP50: number[] = [];
-  const dCpu: number[] = [];
-  const dRps: number[] = [];
-  // Pair p is blocks 2p and 2p+1; pair 0 is the warm-up.
-  for (let i = 2; i + 1 < blocks.length; i += 2) {
-    const [x, y] = [blocks[i] as ToggleBlock, blocks[i + 1] as ToggleBlock];
-    const [base, variant] = x.config === "base" ? [x, y] : [y, x];
-    dP50.push((variant.p50 - base.p50) * 1000);
-    if (base.cpuPerReq !== null && variant.cpuPerReq !== null) {
-      dCpu.push(variant.cpuPerReq - base.cpuPerReq);
-    }
-    const r = percentMore(base.rps, variant.rps);
-    if (r !== null) dRps.push(r);
+/** `b` minus `a` for the figures both blocks have: p50 and CPU in µs, max req/s in percent. */
+function differences(a: ToggleBlock, b: ToggleBlock, into: [number[], number[], number[]]): void {
+  into[0].push((b.p50 - a.p50) * 1000);
+  if (a.cpuPerReq !== null && b.cpuPerReq !== null) into[1].push(b.cpuPerReq - a.cpuPerReq);
+  const r = percentMore(a.rps, b.rps);
+  if (r !== null) into[2].push(r);
+}
+
+/** The rounds' differences and the noise beside them (pure: blocks in run order). */
+export function summarizeToggle(blocks: readonly ToggleBlock[], variants = 1): ToggleSummary {
+  const size = variants + 1;
+  const per = Array.from(
+    { length: variants },
+    () => [[], [], []] as [number[], number[], number[]],
+  );
+  // Round r is blocks r*size .. r*size+size-1; round 0 is the warm-up.
+  for (let start = size; start + size <= blocks.length; start += size) {
+    const round = blocks.slice(start, start + size);
+    const base = round.find((b) => b.config === 0);
+    if (base === undefined) continue;
+    for (const b of round) if (b.config > 0) differences(base, b, per[b.config - 1]!);
   }
-  const nP50: number[] = [];
-  const nCpu: number[] = [];
-  const nRps: number[] = [];
-  // Blocks 2p+1 and 2p+2 share a config (the end of one pair, the start of the next).
-  for (let i = 3; i + 1 < blocks.length; i += 2) {
-    const [x, y] = [blocks[i] as ToggleBlock, blocks[i + 1] as ToggleBlock];
-    nP50.push((y.p50 - x.p50) * 1000);
-    if (x.cpuPerReq !== null && y.cpuPerReq !== null) nCpu.push(y.cpuPerReq - x.cpuPerReq);
-    const r = percentMore(x.rps, y.rps);
-    if (r !== null) nRps.push(r);
+  const noise: [number[], number[], number[]] = [[], [], []];
+  // The last block of a counted round and the first of the next share a config.
+  for (let i = 2 * size - 1; i + 1 < blocks.length; i += size) {
+    differences(blocks[i] as ToggleBlock, blocks[i + 1] as ToggleBlock, noise);
   }
   return {
-    p50: spread(dP50),
-    cpu: spread(dCpu),
-    noiseP50: spread(nP50),
-    noiseCpu: spread(nCpu),
-    rps: spread(dRps),
-    noiseRps: spread(nRps),
+    variants: per.map(([p50, cpu, rps]) => ({
+      p50: spread(p50),
+      cpu: spread(cpu),
+      rps: spread(rps),
+    })),
+    noiseP50: spread(noise[0]),
+    noiseCpu: spread(noise[1]),
+    noiseRps: spread(noise[2]),
+    baseP50: spread(blocks.slice(size).filter((b) => b.config === 0).map((b) => b.p50))?.median ??
+      null,
     errors: blocks.reduce((sum, b) => sum + b.errors, 0),
   };
 }
 
 export function printToggle(
   summary: ToggleSummary,
-  variant: string,
+  variants: readonly string[],
   how: { readonly rate: number; readonly seconds: number; readonly closedSeconds: number },
 ): void {
   const us = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(0)}`;
@@ -189,16 +209,26 @@ export function printToggle(
   const closed = how.closedSeconds > 0
     ? `, then ${how.closedSeconds}s of a closed loop (max req/s)`
     : "";
+  const unit = variants.length === 1 ? "pair" : "round";
   console.log(
-    `Toggle: one daemon, reloaded between base and ${variant}; blocks of ${how.seconds}s at ` +
-      `${how.rate} req/s${closed}, pairs after the first:`,
+    `Toggle: one daemon, reloaded between base and ${variants.join(", ")}; blocks of ` +
+      `${how.seconds}s at ${how.rate} req/s${closed}, ${unit}s after the first:`,
   );
-  line("p50, variant - base, per pair", summary.p50);
-  line("CPU per request, variant - base, per pair", summary.cpu);
-  share("max req/s, variant / base, per pair", summary.rps);
+  summary.variants.forEach((v, i) => {
+    const name = variants.length === 1 ? "variant" : `${variants[i]}`;
+    if (variants.length > 1) console.log(`  ${name}:`);
+    line(`p50, variant - base, per ${unit}`, v.p50);
+    line(`CPU per request, variant - base, per ${unit}`, v.cpu);
+    share(`max req/s, variant / base, per ${unit}`, v.rps);
+  });
   line("noise: p50, same config twice in a row", summary.noiseP50);
   line("noise: CPU per request, same config twice", summary.noiseCpu);
   share("noise: max req/s, same config twice", summary.noiseRps);
+  if (summary.baseP50 !== null) {
+    console.log(
+      `  ${"base's p50, median of its blocks".padEnd(44)}${summary.baseP50.toFixed(3)} ms`,
+    );
+  }
   if (summary.errors > 0) console.log(`  failed requests in the blocks: ${summary.errors}`);
   console.log("");
 }

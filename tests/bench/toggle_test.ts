@@ -2,12 +2,15 @@ import assert from "node:assert/strict";
 import { runToggle, summarizeToggle, type ToggleBlock, toggleOrder } from "../../bench/toggle.ts";
 import { cpuNs } from "../../bench/proc.ts";
 
-Deno.test("toggleOrder() alternates which config opens a pair, so drift falls on both", () => {
-  assert.deepEqual(toggleOrder(3), ["base", "variant", "variant", "base", "base", "variant"]);
+Deno.test("toggleOrder() alternates which config opens a round, so drift falls on all", () => {
+  assert.deepEqual(toggleOrder(3), [0, 1, 1, 0, 0, 1]);
+  assert.deepEqual(toggleOrder(3, 2), [0, 1, 2, 2, 1, 0, 0, 1, 2]);
 });
 
+const BASE = 0;
+const VARIANT = 1;
 const block = (
-  config: "base" | "variant",
+  config: number,
   p50: number,
   cpu: number | null,
   rps: number | null = null,
@@ -15,44 +18,68 @@ const block = (
 
 Deno.test("summarizeToggle(): variant minus base per pair after the first, and same-config neighbours as the noise", () => {
   const blocks = [
-    block("base", 9, 900), // pair 0: the warm-up, not counted
-    block("variant", 9, 900),
-    block("variant", 0.530, 330), // pair 1: +30 µs, +30 µs CPU
-    block("base", 0.500, 300),
-    block("base", 0.510, 310), // pair 2: +20 µs, CPU unknown
-    block("variant", 0.530, null),
+    block(BASE, 9, 900), // pair 0: the warm-up, not counted
+    block(VARIANT, 9, 900),
+    block(VARIANT, 0.530, 330), // pair 1: +30 µs, +30 µs CPU
+    block(BASE, 0.500, 300),
+    block(BASE, 0.510, 310), // pair 2: +20 µs, CPU unknown
+    block(VARIANT, 0.530, null),
   ];
   const s = summarizeToggle(blocks);
-  assert.equal(s.p50?.n, 2);
-  assert.ok(Math.abs((s.p50?.median ?? 0) - 25) < 1e-6);
-  assert.equal(s.p50?.positive, 2);
-  assert.equal(s.cpu?.n, 1);
-  assert.ok(Math.abs((s.cpu?.median ?? 0) - 30) < 1e-6);
+  assert.equal(s.variants[0]?.p50?.n, 2);
+  assert.ok(Math.abs((s.variants[0]?.p50?.median ?? 0) - 25) < 1e-6);
+  assert.equal(s.variants[0]?.p50?.positive, 2);
+  assert.equal(s.variants[0]?.cpu?.n, 1);
+  assert.ok(Math.abs((s.variants[0]?.cpu?.median ?? 0) - 30) < 1e-6);
   // Neighbours with one config: blocks 3 and 4 (base then base): +10 µs, +10 µs CPU.
   assert.equal(s.noiseP50?.n, 1);
   assert.ok(Math.abs((s.noiseP50?.median ?? 0) - 10) < 1e-6);
   assert.ok(Math.abs((s.noiseCpu?.median ?? 0) - 10) < 1e-6);
-  assert.equal(s.rps, null);
-  assert.equal(summarizeToggle([]).p50, null);
+  assert.equal(s.variants[0]?.rps, null);
+  assert.ok(Math.abs((s.baseP50 ?? 0) - 0.505) < 1e-9);
+  assert.equal(summarizeToggle([]).variants[0]?.p50, null);
 });
 
 Deno.test("summarizeToggle(): max req/s as the variant's share of its pair's base, and of a same-config neighbour as the noise", () => {
   const s = summarizeToggle([
-    block("base", 1, 1, 9000), // the warm-up pair
-    block("variant", 1, 1, 1000),
-    block("variant", 0.5, 300, 8000), // pair 1: 80 % of the base
-    block("base", 0.5, 300, 10000),
-    block("base", 0.5, 300, 9000), // pair 2: 90 %
-    block("variant", 0.5, 300, 8100),
-    block("variant", 0.5, 300, 8100), // pair 3: the base unknown, left out
-    block("base", 0.5, 300, null),
+    block(BASE, 1, 1, 9000), // the warm-up pair
+    block(VARIANT, 1, 1, 1000),
+    block(VARIANT, 0.5, 300, 8000), // pair 1: 80 % of the base
+    block(BASE, 0.5, 300, 10000),
+    block(BASE, 0.5, 300, 9000), // pair 2: 90 %
+    block(VARIANT, 0.5, 300, 8100),
+    block(VARIANT, 0.5, 300, 8100), // pair 3: the base unknown, left out
+    block(BASE, 0.5, 300, null),
   ]);
-  assert.equal(s.rps?.n, 2);
-  assert.ok(Math.abs((s.rps?.median ?? 0) - -15) < 1e-6);
-  assert.equal(s.rps?.positive, 0);
+  assert.equal(s.variants[0]?.rps?.n, 2);
+  assert.ok(Math.abs((s.variants[0]?.rps?.median ?? 0) - -15) < 1e-6);
+  assert.equal(s.variants[0]?.rps?.positive, 0);
   // Neighbours: base 10,000 then 9,000 (-10 %); variant 8,100 then 8,100 (0 %).
   assert.equal(s.noiseRps?.n, 2);
   assert.ok(Math.abs((s.noiseRps?.median ?? 0) - -5) < 1e-6);
+});
+
+Deno.test("summarizeToggle(): several variants, each against the base of its own round", () => {
+  const s = summarizeToggle([
+    block(0, 9, 900), // the warm-up round
+    block(1, 9, 900),
+    block(2, 9, 900),
+    block(2, 0.560, 360), // round 1: variant 1 +10, variant 2 +60 µs
+    block(1, 0.510, 310),
+    block(0, 0.500, 300),
+    block(0, 0.520, 320), // round 2: variant 1 +0, variant 2 +40 µs
+    block(1, 0.520, 320),
+    block(2, 0.560, 360),
+  ], 2);
+  assert.equal(s.variants.length, 2);
+  assert.equal(s.variants[0]?.p50?.n, 2);
+  assert.ok(Math.abs((s.variants[0]?.p50?.median ?? 0) - 5) < 1e-6);
+  assert.ok(Math.abs((s.variants[1]?.p50?.median ?? 0) - 50) < 1e-6);
+  assert.ok(Math.abs((s.variants[1]?.cpu?.median ?? 0) - 50) < 1e-6);
+  // Noise: the base ending round 1 and opening round 2 (+20 µs).
+  assert.equal(s.noiseP50?.n, 1);
+  assert.ok(Math.abs((s.noiseP50?.median ?? 0) - 20) < 1e-6);
+  assert.ok(Math.abs((s.baseP50 ?? 0) - 0.510) < 1e-9);
 });
 
 Deno.test("runToggle() switches before each block, warms up, and measures CPU around the loop", async () => {
@@ -79,16 +106,16 @@ Deno.test("runToggle() switches before each block, warms up, and measures CPU ar
     },
   }, () => {});
   assert.deepEqual(calls.slice(0, 8), [
-    "switch base",
+    "switch 0",
     "warm",
     "measure",
     "saturate",
-    "switch variant",
+    "switch 1",
     "warm",
     "measure",
     "saturate",
   ]);
-  assert.deepEqual(blocks.map((b) => b.config), ["base", "variant", "variant", "base"]);
+  assert.deepEqual(blocks.map((b) => b.config), [0, 1, 1, 0]);
   // The closed loop's CPU is not the open loop's: read before it starts.
   assert.equal(blocks[0]?.cpuPerReq, 2000);
   assert.equal(blocks[0]?.rps, 5000);
