@@ -44,14 +44,22 @@ export interface ToggleRig {
 }
 
 /**
- * The blocks' configs for `rounds` rounds of the base and `variants` variants:
- * 0, 1, .., k | k, .., 1, 0 | 0, 1, .., k | ... (one variant: base, variant | variant, base).
+ * The blocks' configs for `rounds` rounds of the base and `variants` variants. One variant:
+ * base, variant | variant, base | ... With more, the rounds also rotate which config opens
+ * them (0 1 2 | 2 1 0 | 1 2 0 | 0 2 1 | 2 0 1 | 1 0 2 | ...), so every config follows every
+ * other equally often: what a block leaves to the next (the retired generation's garbage, a
+ * lingering Redis link) is not charged to the one always placed after it. Within each two
+ * rounds the second runs the first backwards, so its opening block repeats the last config:
+ * the noise.
  */
 export function toggleOrder(rounds: number, variants = 1): number[] {
-  const up = Array.from({ length: variants + 1 }, (_, i) => i);
-  const down = [...up].reverse();
+  const n = variants + 1;
   const order: number[] = [];
-  for (let r = 0; r < rounds; r++) order.push(...(r % 2 === 0 ? up : down));
+  for (let r = 0; r < rounds; r++) {
+    const shift = n > 2 ? Math.floor(r / 2) % n : 0;
+    const round = Array.from({ length: n }, (_, i) => (i + shift) % n);
+    order.push(...(r % 2 === 0 ? round : round.reverse()));
+  }
   return order;
 }
 
@@ -165,9 +173,10 @@ export function summarizeToggle(blocks: readonly ToggleBlock[], variants = 1): T
     for (const b of round) if (b.config > 0) differences(base, b, per[b.config - 1]!);
   }
   const noise: [number[], number[], number[]] = [[], [], []];
-  // The last block of a counted round and the first of the next share a config.
+  // Where a counted round ends with the config the next one opens with.
   for (let i = 2 * size - 1; i + 1 < blocks.length; i += size) {
-    differences(blocks[i] as ToggleBlock, blocks[i + 1] as ToggleBlock, noise);
+    const [x, y] = [blocks[i] as ToggleBlock, blocks[i + 1] as ToggleBlock];
+    if (x.config === y.config) differences(x, y, noise);
   }
   return {
     variants: per.map(([p50, cpu, rps]) => ({

@@ -4,7 +4,17 @@ import { cpuNs } from "../../bench/proc.ts";
 
 Deno.test("toggleOrder() alternates which config opens a round, so drift falls on all", () => {
   assert.deepEqual(toggleOrder(3), [0, 1, 1, 0, 0, 1]);
-  assert.deepEqual(toggleOrder(3, 2), [0, 1, 2, 2, 1, 0, 0, 1, 2]);
+  const order = toggleOrder(6, 2);
+  assert.deepEqual(order, [0, 1, 2, 2, 1, 0, 1, 2, 0, 0, 2, 1, 2, 0, 1, 1, 0, 2]);
+  // Within rounds, every config follows every other equally often (twice in six rounds).
+  const follows = new Map<string, number>();
+  for (let r = 0; r < 6; r++) {
+    for (let i = 1; i < 3; i++) {
+      const key = `${order[r * 3 + i - 1]}>${order[r * 3 + i]}`;
+      follows.set(key, (follows.get(key) ?? 0) + 1);
+    }
+  }
+  assert.deepEqual([...follows.values()], [2, 2, 2, 2, 2, 2]);
 });
 
 const BASE = 0;
@@ -80,6 +90,20 @@ Deno.test("summarizeToggle(): several variants, each against the base of its own
   assert.equal(s.noiseP50?.n, 1);
   assert.ok(Math.abs((s.noiseP50?.median ?? 0) - 20) < 1e-6);
   assert.ok(Math.abs((s.baseP50 ?? 0) - 0.510) < 1e-9);
+  // A round that opens with another config than the last one ended with: no noise sample.
+  const rotated = summarizeToggle([
+    block(0, 9, 900),
+    block(1, 9, 900),
+    block(2, 9, 900),
+    block(2, 0.5, 300),
+    block(1, 0.5, 300),
+    block(0, 0.5, 300),
+    block(1, 0.5, 300),
+    block(2, 0.5, 300),
+    block(0, 0.5, 300),
+  ], 2);
+  assert.equal(rotated.noiseP50, null);
+  assert.equal(rotated.variants[1]?.p50?.n, 2);
 });
 
 Deno.test("runToggle() switches before each block, warms up, and measures CPU around the loop", async () => {
