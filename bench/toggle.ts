@@ -47,8 +47,9 @@ export interface ToggleRig {
  * The blocks' configs for `rounds` rounds of the base and `variants` variants. One variant:
  * base, variant | variant, base | ... With more, the rounds also rotate which config opens
  * them (0 1 2 | 2 1 0 | 1 2 0 | 0 2 1 | 2 0 1 | 1 0 2 | ...), so every config follows every
- * other equally often: what a block leaves to the next (the retired generation's garbage, a
- * lingering Redis link) is not charged to the one always placed after it. Within each two
+ * other equally often: what a block leaves to the next is not charged to the one always placed
+ * after it. (Measured: a block after its own config reads 34-48 µs of p50 below one after
+ * another config; unrotated, the middle variant never had that place.) Within each two
  * rounds the second runs the first backwards, so its opening block repeats the last config:
  * the noise.
  */
