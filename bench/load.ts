@@ -36,7 +36,18 @@ export const PROMPT_BYTES = Math.max(
  * on the prompt (a cache, a plugin's memory of text it has scanned) never sees one twice.
  */
 export const UNIQUE_PROMPTS = Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1";
+/**
+ * BENCH_NEW_TURNS=1: a conversation as a chat client resends it. The (padded) prompt is the
+ * history, the same every time, then an assistant reply and a short user turn that opens with
+ * its own number: a feature keyed on whole parts sees the history again and the new turn once.
+ */
+export const NEW_TURNS = Deno.env.get("BENCH_NEW_TURNS") === "1";
+if (UNIQUE_PROMPTS && NEW_TURNS) {
+  throw new Error("BENCH_UNIQUE_PROMPTS and BENCH_NEW_TURNS: one or the other");
+}
 const UNIQUE_MARK = "[0000000000] ";
+/** The new user turn of BENCH_NEW_TURNS (bench/loadgen's `newTurn`, byte for byte). */
+const NEW_TURN = UNIQUE_MARK + "What changed since the last report?";
 const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
 const PROMPT = PROMPT_BYTES > 0
   ? PROSE.repeat(Math.ceil(PROMPT_BYTES / PROSE.length)).slice(0, PROMPT_BYTES)
@@ -52,6 +63,9 @@ const MESSAGES = [
         : UNIQUE_MARK.length + PROMPT.length,
     ),
   },
+  ...(NEW_TURNS
+    ? [{ role: "assistant", content: "Noted." }, { role: "user", content: NEW_TURN }]
+    : []),
 ];
 const CHAT_TEMPLATE = JSON.stringify({
   model: "up/gpt-4o-mini",
@@ -60,9 +74,9 @@ const CHAT_TEMPLATE = JSON.stringify({
 });
 const STAMP_AT = CHAT_TEMPLATE.indexOf(UNIQUE_MARK) + 1;
 let stamps = 0;
-/** The next chat request's body (with its own number when prompts are unique). */
+/** The next chat request's body (with its own number when prompts or turns are unique). */
 function chatBody(): string {
-  if (!UNIQUE_PROMPTS) return CHAT_TEMPLATE;
+  if (!UNIQUE_PROMPTS && !NEW_TURNS) return CHAT_TEMPLATE;
   const n = String(++stamps).padStart(10, "0");
   return CHAT_TEMPLATE.slice(0, STAMP_AT) + n + CHAT_TEMPLATE.slice(STAMP_AT + 10);
 }

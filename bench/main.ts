@@ -31,7 +31,9 @@
  * in place of `{{REDIS}}` in a BENCH_CONFIG fragment), BENCH_PROMPT_BYTES (pad the user prompt of
  * every request to that many bytes, e.g. 1024 or 32768 for content scanners), BENCH_UNIQUE_PROMPTS=1
  * (each chat request's prompt opens with its own number: nothing keyed on the prompt, such as
- * the injection guard's memory of parts it found clean, sees one twice), BENCH_CONTROL=1 (a
+ * the injection guard's memory of parts it found clean, sees one twice), BENCH_NEW_TURNS=1 (the
+ * padded prompt is a conversation's history, the same every time, followed by an assistant
+ * reply and a short user turn with its own number: what a chat client sends), BENCH_CONTROL=1 (a
  * second daemon identical to the first, in the same rounds: the run's own noise floor),
  * BENCH_GO (the go command; see rig.ts: without Go the Deno generator and upstream run, with a
  * warning in the report), BENCH_INTERLEAVED_SECONDS (30; 0 skips) and BENCH_INTERLEAVED_BLOCKS
@@ -51,6 +53,7 @@ import { fileURLToPath } from "node:url";
 import {
   BENCH_BEARER,
   type ManyStreamsResult,
+  NEW_TURNS,
   percentile,
   PROMPT_BYTES,
   sleep,
@@ -620,6 +623,7 @@ async function main(): Promise<void> {
       bearer: BENCH_BEARER,
       promptBytes: PROMPT_BYTES,
       uniquePrompts: UNIQUE_PROMPTS,
+      newTurns: NEW_TURNS,
     });
     undo.push(() => go.close());
     load = go;

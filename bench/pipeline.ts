@@ -19,7 +19,9 @@
  * taken), BENCH_PROMPT_BYTES (the user message is that many bytes of prose, as `deno task
  * bench` pads it; default `"x"` x 900, kept so figures compare across sessions),
  * BENCH_UNIQUE_PROMPTS=1 (each request's prompt opens with its own number, as in `deno task
- * bench`: nothing keyed on the prompt sees it twice).
+ * bench`: nothing keyed on the prompt sees it twice), BENCH_NEW_TURNS=1 (the prompt is the
+ * history, then an assistant reply and a short user turn with its own number, as in `deno task
+ * bench`).
  * `{{TMP}}` in a fragment becomes a temporary directory.
  */
 import process from "node:process";
@@ -132,17 +134,23 @@ async function gateway(extra: string, stages: number) {
 
 const promptBytes = Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0));
 const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
-const unique = Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1";
+const turns = Deno.env.get("BENCH_NEW_TURNS") === "1";
+const unique = turns || Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1";
 const MARK = "[0000000000] ";
 const prompt = promptBytes > 0
   ? PROSE.repeat(Math.ceil(promptBytes / PROSE.length)).slice(0, promptBytes)
   : "x".repeat(900);
 const template = JSON.stringify({
   model: "up/gpt-4o-mini",
-  messages: [{
-    role: "user",
-    content: unique ? MARK + prompt.slice(MARK.length) : prompt,
-  }],
+  messages: [
+    { role: "user", content: unique && !turns ? MARK + prompt.slice(MARK.length) : prompt },
+    ...(turns
+      ? [
+        { role: "assistant", content: "Noted." },
+        { role: "user", content: MARK + "What changed since the last report?" },
+      ]
+      : []),
+  ],
   max_tokens: 32,
   ...(stream ? { stream: true } : {}),
 });
@@ -203,7 +211,9 @@ const base = median(variants[0]!.us);
 console.log(
   `In-process pipeline, ${stream ? "streamed" : "JSON"} chat completion${
     promptBytes > 0 ? ` (${promptBytes}-byte prompt)` : ""
-  }${unique ? ", unique prompts" : ""}, ${n} requests x ${rounds} rounds per variant`,
+  }${
+    turns ? ", a new turn each" : unique ? ", unique prompts" : ""
+  }, ${n} requests x ${rounds} rounds per variant`,
 );
 // The fastest round is the least disturbed by other processes on a shared machine: both it
 // and the median are shown, each against the empty chain's.

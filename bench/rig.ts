@@ -232,7 +232,7 @@ export interface Lateness {
 export function goLoad(
   command: string,
   args: string[],
-  opts: { bearer: string; promptBytes: number; uniquePrompts: boolean },
+  opts: { bearer: string; promptBytes: number; uniquePrompts: boolean; newTurns?: boolean },
 ): Load {
   const child = new Deno.Command(command, {
     args: [
@@ -240,6 +240,7 @@ export function goLoad(
       `--bearer=${opts.bearer}`,
       `--prompt-bytes=${opts.promptBytes}`,
       ...(opts.uniquePrompts ? ["--unique-prompts"] : []),
+      ...(opts.newTurns ? ["--new-turns"] : []),
       `--user-agent=Deno/${Deno.version.deno}`,
     ],
     stdin: "piped",

@@ -2,7 +2,7 @@
 // the same checks and error counting) at a fraction of its CPU, so that a proxy, not the
 // generator, is what a run measures.
 //
-//	loadgen [--bearer=TOKEN] [--prompt-bytes=N] [--unique-prompts] [--user-agent=UA]
+//	loadgen [--bearer=TOKEN] [--prompt-bytes=N] [--unique-prompts | --new-turns] [--user-agent=UA]
 //
 // It reads one JSON command per stdin line and answers each with one JSON line on stdout;
 // connection pools live per target (url + socket) for the life of the process, so rounds reuse
@@ -51,20 +51,24 @@ type payloads struct {
 	bearer, userAgent string
 	messages          json.RawMessage
 	chat, stream      []byte
-	// unique: each chat request's prompt opens with its own number (uniqueMark's digits
-	// rewritten in place), so nothing keyed on the prompt sees it twice.
+	// unique: each chat request carries its own number (uniqueMark's digits rewritten in
+	// place), so nothing keyed on the prompt sees it twice.
 	unique bool
 }
+
+// newTurn is the user turn that follows the history with --new-turns: a chat client resends
+// the conversation so far and adds one short question of its own.
+const newTurn = uniqueMark + "What changed since the last report?"
 
 // uniqueMark opens the prompt when every request's is to differ: ten digits, same length always.
 const uniqueMark = "[0000000000] "
 
-func newPayloads(bearer, userAgent string, promptBytes int, unique bool) *payloads {
+func newPayloads(bearer, userAgent string, promptBytes int, unique, newTurns bool) *payloads {
 	content := "Say hello."
 	if promptBytes > 0 {
 		content = strings.Repeat(prose, (promptBytes+len(prose)-1)/len(prose))[:promptBytes]
 	}
-	if unique {
+	if unique && !newTurns {
 		// Padded prompts keep their length (the number replaces their first bytes).
 		n := len(uniqueMark) + len(content)
 		if promptBytes > 0 {
@@ -76,11 +80,16 @@ func newPayloads(bearer, userAgent string, promptBytes int, unique bool) *payloa
 		Role    string `json:"role"`
 		Content string `json:"content"`
 	}
-	messages, _ := marshal([]message{
+	list := []message{
 		{"system", "You are a helpful assistant."},
 		{"user", content},
-	})
-	p := &payloads{bearer: bearer, userAgent: userAgent, messages: messages, unique: unique}
+	}
+	if newTurns {
+		list = append(list, message{"assistant", "Noted."}, message{"user", newTurn})
+	}
+	messages, _ := marshal(list)
+	p := &payloads{bearer: bearer, userAgent: userAgent, messages: messages,
+		unique: unique || newTurns}
 	p.chat = p.body("up/gpt-4o-mini", false)
 	p.stream = p.body("up/gpt-4o-mini", true)
 	return p
@@ -395,6 +404,8 @@ func main() {
 	bearer := flag.String("bearer", "sk-bench", "the bearer every request sends")
 	promptBytes := flag.Int("prompt-bytes", 0, "pad the user prompt to about this many bytes")
 	unique := flag.Bool("unique-prompts", false, "open every chat prompt with its own number")
+	newTurns := flag.Bool("new-turns", false,
+		"the prompt is the history, the same every time, and a new user turn with its own number follows")
 	userAgent := flag.String("user-agent", "Deno", "user-agent header")
 	flag.Parse()
 	// Timers of the schedule: 1 ns slack instead of the default 50 µs.
@@ -403,7 +414,8 @@ func main() {
 	// request goroutine until sysmon retook the P.
 	runtime.GOMAXPROCS(max(2, runtime.NumCPU()))
 	debug.SetGCPercent(400)
-	g := &generator{p: newPayloads(*bearer, *userAgent, max(0, *promptBytes), *unique),
+	g := &generator{p: newPayloads(*bearer, *userAgent, max(0, *promptBytes), *unique,
+		*newTurns),
 		targets: map[string]*target{}}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 64<<10), 1<<20)

@@ -120,6 +120,51 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "goLoad() with new turns: the history the same every time, then a user turn with its own number",
+  ignore: noGo,
+  async fn() {
+    if ("reason" in bins) return;
+    const bodies: { role: string; content: string }[][] = [];
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      async (req) => {
+        bodies.push((await req.json()).messages);
+        return Response.json({ object: "chat.completion" });
+      },
+    );
+    const client = tcpClient();
+    const load = goLoad(bins.loadgen, [], {
+      bearer: "sk-bench",
+      promptBytes: 1024,
+      uniquePrompts: false,
+      newTurns: true,
+    });
+    try {
+      const target: Target = {
+        name: "direct",
+        url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
+        client,
+      };
+      await load.openLoop(target, 200, 0.2);
+      assert.ok(bodies.length > 20, `${bodies.length} requests`);
+      const turns = bodies.map((m) => m[3]?.content);
+      assert.equal(new Set(turns).size, bodies.length);
+      for (const m of bodies) {
+        assert.deepEqual(m.map((x) => x.role), ["system", "user", "assistant", "user"]);
+        assert.equal(m[1]!.content.length, 1024);
+        assert.match(m[1]!.content, /^The quarterly report/);
+        assert.match(m[3]!.content, /^\[\d{10}\] What changed since the last report\?$/);
+      }
+    } finally {
+      await load.close();
+      client.close();
+      await server.shutdown();
+    }
+  },
+});
+
 /**
  * A server that answers one request per connection and then drops it, without saying so (what a
  * server's idle keep-alive timeout looks like to a client).
