@@ -47,7 +47,9 @@
  * the base and the variant, BENCH_TOGGLE_PAIRS (12) pairs of BENCH_TOGGLE_SECONDS (3) blocks at
  * BENCH_TOGGLE_RATE (BENCH_HIGH_RATE), each followed by BENCH_TOGGLE_CLOSED_SECONDS (0: none)
  * of a closed loop for the pair's max req/s; BENCH_TOGGLE_CONFIGS, comma-separated fragments,
- * makes those the variants, each compared with the base in every round; see bench/toggle.ts).
+ * makes those the variants, each compared with the base in every round: BENCH_TOGGLE_PAIRS
+ * then counts rounds of one block per config, rounded up to whole periods of the rotation
+ * (13 with two variants); see bench/toggle.ts).
  */
 import { fileURLToPath } from "node:url";
 import {
@@ -63,7 +65,13 @@ import {
   unixClient,
 } from "./load.ts";
 import { denoLoad, goBinaries, goLoad, type Lateness, type Load } from "./rig.ts";
-import { printToggle, runToggle, summarizeToggle, type ToggleSummary } from "./toggle.ts";
+import {
+  printToggle,
+  runToggle,
+  summarizeToggle,
+  type ToggleSummary,
+  wholeRounds,
+} from "./toggle.ts";
 import {
   CLOCK_TICKS_PER_SECOND,
   cpuNs,
@@ -545,8 +553,13 @@ async function toggle(tmp: string, upstreamOrigin: string): Promise<ToggleSummar
     await daemon.configFor(baseConfigPath),
     ...await Promise.all(toggleConfigs.map((path) => daemon.configFor(path))),
   ];
+  const rounds = wholeRounds(togglePairs, toggleConfigs.length);
+  if (rounds !== togglePairs) {
+    progress(`toggle: ${rounds} rounds (whole periods of the rotation over the configs)`);
+  }
+  const names = ["the base", ...toggleConfigs];
   const blocks = await runToggle(
-    togglePairs,
+    rounds,
     {
       async switchTo(config) {
         await Deno.writeTextFile(daemon.config, texts[config] as string);
@@ -557,7 +570,7 @@ async function toggle(tmp: string, upstreamOrigin: string): Promise<ToggleSummar
         const answer = await res.json() as { ok?: boolean; restart_required?: string[] };
         if (answer.ok !== true || (answer.restart_required?.length ?? 0) > 0) {
           throw new Error(
-            `BENCH_TOGGLE: reloading the ${config} config: ${JSON.stringify(answer)}`,
+            `BENCH_TOGGLE: reloading ${names[config]}: ${JSON.stringify(answer)}`,
           );
         }
       },

@@ -135,6 +135,9 @@ async function gateway(extra: string, stages: number) {
 const promptBytes = Math.floor(Number(Deno.env.get("BENCH_PROMPT_BYTES") ?? 0));
 const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
 const turns = Deno.env.get("BENCH_NEW_TURNS") === "1";
+if (turns && Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1") {
+  throw new Error("BENCH_UNIQUE_PROMPTS and BENCH_NEW_TURNS: one or the other");
+}
 const unique = turns || Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1";
 const MARK = "[0000000000] ";
 const prompt = promptBytes > 0

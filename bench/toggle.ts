@@ -2,15 +2,18 @@
 /**
  * BENCH_TOGGLE: one daemon whose config is switched between the base and one or more variants
  * by hot reload (`POST /api/v1/reload`) between blocks of the same open loop, in rounds that
- * alternate direction: base, v1, v2 | v2, v1, base | base, v1, v2 | ... (one variant: pairs).
+ * alternate direction and rotate: base, v1, v2 | v2, v1, base | v1, v2, base | ... (one
+ * variant: pairs, base, variant | variant, base | ...; see `toggleOrder`).
  * Separate daemons differ by 30-120 µs of p50 even when identical, for reasons not known
  * (README, BENCH_ABBA); one process measured in alternating blocks has no such offset. Whole
  * runs still differ more than their rounds (README): a difference is read from repeated runs.
  * Each round's variant-minus-base difference is one sample of that variant's cost, so several
  * variants (e.g. limits on the memory and on the Redis backend) are compared with the same base
  * in the same minutes; the neighbouring blocks that share a config (the last of one round, the
- * first of the next) give the same kind of difference with nothing changed, which is the noise.
- * The first round is a warm-up and is not counted.
+ * first of the next) give the same kind of difference with the config unchanged, which is the
+ * noise. It is not centred on 0: the later block follows its own config, and such a block read
+ * 34-48 µs of p50 below one that follows another in two runs (the code paths of the config
+ * before it still warm, it seems). The first round is a warm-up and is not counted.
  * @module
  */
 import { percentile } from "./load.ts";
@@ -45,23 +48,32 @@ export interface ToggleRig {
 
 /**
  * The blocks' configs for `rounds` rounds of the base and `variants` variants. One variant:
- * base, variant | variant, base | ... With more, the rounds also rotate which config opens
- * them (0 1 2 | 2 1 0 | 1 2 0 | 0 2 1 | 2 0 1 | 1 0 2 | ...), so every config follows every
- * other equally often: what a block leaves to the next is not charged to the one always placed
- * after it. (Measured: a block after its own config reads 34-48 µs of p50 below one after
- * another config; unrotated, the middle variant never had that place.) Within each two
- * rounds the second runs the first backwards, so its opening block repeats the last config:
- * the noise.
+ * base, variant | variant, base | ... With more, the counted rounds (after the warm-up) also
+ * rotate which config opens them: 0 1 2 | 2 1 0 | 1 2 0 | 0 2 1 | 2 0 1 | 1 0 2 | ... Over each
+ * 2 × (variants + 1) counted rounds every config holds every place in a round equally often,
+ * and opens a round right after itself once (the noise samples). So the measured effect of
+ * following one's own config (above), and any drift within a round, fall on all configs alike;
+ * which other config a block follows is not balanced. `wholeRounds` rounds a count up to
+ * whole periods.
  */
 export function toggleOrder(rounds: number, variants = 1): number[] {
   const n = variants + 1;
   const order: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    const shift = n > 2 ? Math.floor(r / 2) % n : 0;
+    // The warm-up is round -1 of the rotation, so the counted rounds start a period.
+    const c = n > 2 ? r - 1 : r;
+    const shift = n > 2 ? ((Math.floor(c / 2) % n) + n) % n : 0;
     const round = Array.from({ length: n }, (_, i) => (i + shift) % n);
-    order.push(...(r % 2 === 0 ? round : round.reverse()));
+    order.push(...(c % 2 === 0 ? round : round.reverse()));
   }
   return order;
+}
+
+/** `rounds` rounded up to a warm-up and whole periods of `toggleOrder`'s rotation. */
+export function wholeRounds(rounds: number, variants = 1): number {
+  if (variants < 2) return rounds;
+  const period = 2 * (variants + 1);
+  return 1 + Math.max(1, Math.ceil((rounds - 1) / period)) * period;
 }
 
 export async function runToggle(
@@ -188,8 +200,10 @@ export function summarizeToggle(blocks: readonly ToggleBlock[], variants = 1): T
     noiseP50: spread(noise[0]),
     noiseCpu: spread(noise[1]),
     noiseRps: spread(noise[2]),
-    baseP50: spread(blocks.slice(size).filter((b) => b.config === 0).map((b) => b.p50))?.median ??
-      null,
+    baseP50: spread(
+      blocks.slice(size, blocks.length - (blocks.length % size)).filter((b) => b.config === 0)
+        .map((b) => b.p50),
+    )?.median ?? null,
     errors: blocks.reduce((sum, b) => sum + b.errors, 0),
   };
 }

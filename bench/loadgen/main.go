@@ -408,6 +408,10 @@ func main() {
 		"the prompt is the history, the same every time, and a new user turn with its own number follows")
 	userAgent := flag.String("user-agent", "Deno", "user-agent header")
 	flag.Parse()
+	if *unique && *newTurns {
+		fmt.Fprintln(os.Stderr, "loadgen: --unique-prompts and --new-turns: one or the other")
+		os.Exit(2)
+	}
 	// Timers of the schedule: 1 ns slack instead of the default 50 µs.
 	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_TIMERSLACK, 1, 0)
 	// The scheduler sleeps on a locked thread: with one P that thread would hold up every

@@ -1,20 +1,45 @@
 import assert from "node:assert/strict";
-import { runToggle, summarizeToggle, type ToggleBlock, toggleOrder } from "../../bench/toggle.ts";
+import {
+  runToggle,
+  summarizeToggle,
+  type ToggleBlock,
+  toggleOrder,
+  wholeRounds,
+} from "../../bench/toggle.ts";
 import { cpuNs } from "../../bench/proc.ts";
 
 Deno.test("toggleOrder() alternates which config opens a round, so drift falls on all", () => {
   assert.deepEqual(toggleOrder(3), [0, 1, 1, 0, 0, 1]);
-  const order = toggleOrder(6, 2);
-  assert.deepEqual(order, [0, 1, 2, 2, 1, 0, 1, 2, 0, 0, 2, 1, 2, 0, 1, 1, 0, 2]);
-  // Within rounds, every config follows every other equally often (twice in six rounds).
-  const follows = new Map<string, number>();
-  for (let r = 0; r < 6; r++) {
-    for (let i = 1; i < 3; i++) {
-      const key = `${order[r * 3 + i - 1]}>${order[r * 3 + i]}`;
-      follows.set(key, (follows.get(key) ?? 0) + 1);
+  // Two variants: a warm-up round, then the rotation from its start.
+  const order = toggleOrder(7, 2);
+  assert.deepEqual(
+    order.slice(3),
+    [0, 1, 2, 2, 1, 0, 1, 2, 0, 0, 2, 1, 2, 0, 1, 1, 0, 2],
+  );
+  for (const variants of [2, 3]) {
+    const n = variants + 1;
+    const rounds = wholeRounds(12, variants);
+    assert.equal((rounds - 1) % (2 * n), 0);
+    const blocks = toggleOrder(rounds, variants);
+    // Over whole periods of counted rounds, every config holds every place equally often...
+    const places = new Map<string, number>();
+    for (let i = n; i < blocks.length; i++) {
+      const key = `${blocks[i]}@${i % n}`;
+      places.set(key, (places.get(key) ?? 0) + 1);
     }
+    assert.equal(places.size, n * n);
+    assert.equal(new Set(places.values()).size, 1);
+    // ...and opens a round right after itself equally often (the noise samples).
+    const selves = new Map<number, number>();
+    for (let i = 2 * n - 1; i + 1 < blocks.length; i += n) {
+      if (blocks[i] === blocks[i + 1]) selves.set(blocks[i]!, (selves.get(blocks[i]!) ?? 0) + 1);
+    }
+    assert.equal(selves.size, n);
+    assert.equal(new Set(selves.values()).size, 1);
   }
-  assert.deepEqual([...follows.values()], [2, 2, 2, 2, 2, 2]);
+  assert.equal(wholeRounds(12, 1), 12);
+  assert.equal(wholeRounds(12, 2), 13);
+  assert.equal(wholeRounds(12, 3), 17);
 });
 
 const BASE = 0;
