@@ -77,45 +77,56 @@ Deno.test({
   },
 });
 
+type Message = { role: string; content: string };
+
+/**
+ * The messages of every chat request the Go generator sends with `opts`, against a server
+ * that answers each at once: an open loop, then (with `closed`) a closed one.
+ */
+async function sentMessages(
+  binary: string,
+  opts: { uniquePrompts: boolean; newTurns?: boolean },
+  closed: boolean,
+): Promise<Message[][]> {
+  const bodies: Message[][] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      bodies.push((await req.json()).messages);
+      return Response.json({ object: "chat.completion" });
+    },
+  );
+  const client = tcpClient();
+  const load = goLoad(binary, [], { bearer: "sk-bench", promptBytes: 1024, ...opts });
+  try {
+    const target: Target = {
+      name: "direct",
+      url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
+      client,
+    };
+    await load.openLoop(target, 200, 0.2);
+    if (closed) await load.closedLoop(target, 4, 0.2);
+    return bodies;
+  } finally {
+    await load.close();
+    client.close();
+    await server.shutdown();
+  }
+}
+
 Deno.test({
   name:
     "goLoad() with unique prompts: every chat request's prompt has its own number, padded ones keep their length",
   ignore: noGo,
   async fn() {
     if ("reason" in bins) return;
-    const prompts: string[] = [];
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      async (req) => {
-        const body = await req.json();
-        prompts.push(body.messages[1].content);
-        return Response.json({ object: "chat.completion" });
-      },
-    );
-    const client = tcpClient();
-    const load = goLoad(bins.loadgen, [], {
-      bearer: "sk-bench",
-      promptBytes: 1024,
-      uniquePrompts: true,
-    });
-    try {
-      const target: Target = {
-        name: "direct",
-        url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
-        client,
-      };
-      await load.openLoop(target, 200, 0.2);
-      await load.closedLoop(target, 4, 0.2);
-      assert.ok(prompts.length > 40, `${prompts.length} requests`);
-      assert.equal(new Set(prompts).size, prompts.length);
-      for (const p of prompts) {
-        assert.match(p, /^\[\d{10}\] The quarterly report/);
-        assert.equal(p.length, 1024);
-      }
-    } finally {
-      await load.close();
-      client.close();
-      await server.shutdown();
+    const prompts = (await sentMessages(bins.loadgen, { uniquePrompts: true }, true))
+      .map((m) => m[1]!.content);
+    assert.ok(prompts.length > 40, `${prompts.length} requests`);
+    assert.equal(new Set(prompts).size, prompts.length);
+    for (const p of prompts) {
+      assert.match(p, /^\[\d{10}\] The quarterly report/);
+      assert.equal(p.length, 1024);
     }
   },
 });
@@ -126,41 +137,19 @@ Deno.test({
   ignore: noGo,
   async fn() {
     if ("reason" in bins) return;
-    const bodies: { role: string; content: string }[][] = [];
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      async (req) => {
-        bodies.push((await req.json()).messages);
-        return Response.json({ object: "chat.completion" });
-      },
+    const bodies = await sentMessages(
+      bins.loadgen,
+      { uniquePrompts: false, newTurns: true },
+      false,
     );
-    const client = tcpClient();
-    const load = goLoad(bins.loadgen, [], {
-      bearer: "sk-bench",
-      promptBytes: 1024,
-      uniquePrompts: false,
-      newTurns: true,
-    });
-    try {
-      const target: Target = {
-        name: "direct",
-        url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
-        client,
-      };
-      await load.openLoop(target, 200, 0.2);
-      assert.ok(bodies.length > 20, `${bodies.length} requests`);
-      const turns = bodies.map((m) => m[3]?.content);
-      assert.equal(new Set(turns).size, bodies.length);
-      for (const m of bodies) {
-        assert.deepEqual(m.map((x) => x.role), ["system", "user", "assistant", "user"]);
-        assert.equal(m[1]!.content.length, 1024);
-        assert.match(m[1]!.content, /^The quarterly report/);
-        assert.match(m[3]!.content, /^\[\d{10}\] What changed since the last report\?$/);
-      }
-    } finally {
-      await load.close();
-      client.close();
-      await server.shutdown();
+    assert.ok(bodies.length > 20, `${bodies.length} requests`);
+    const turns = bodies.map((m) => m[3]?.content);
+    assert.equal(new Set(turns).size, bodies.length);
+    for (const m of bodies) {
+      assert.deepEqual(m.map((x) => x.role), ["system", "user", "assistant", "user"]);
+      assert.equal(m[1]!.content.length, 1024);
+      assert.match(m[1]!.content, /^The quarterly report/);
+      assert.match(m[3]!.content, /^\[\d{10}\] What changed since the last report\?$/);
     }
   },
 });
