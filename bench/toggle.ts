@@ -11,9 +11,10 @@
  * variants (e.g. limits on the memory and on the Redis backend) are compared with the same base
  * in the same minutes; the neighbouring blocks that share a config (the last of one round, the
  * first of the next) give the same kind of difference with the config unchanged, which is the
- * noise. It is not centred on 0: the later block follows its own config, and such a block read
- * 34-48 µs of p50 below one that follows another in two runs (the code paths of the config
- * before it still warm, it seems). The first round is a warm-up and is not counted.
+ * noise. In it the later block always follows its own config, the earlier one another: the
+ * noise's median read -48 to +21 µs over six runs with two variants, so what a block follows
+ * may matter, and the rotation (`toggleOrder`) gives that place to every config alike. The
+ * first round is a warm-up and is not counted.
  * @module
  */
 import { percentile } from "./load.ts";
@@ -51,9 +52,9 @@ export interface ToggleRig {
  * base, variant | variant, base | ... With more, the counted rounds (after the warm-up) also
  * rotate which config opens them: 0 1 2 | 2 1 0 | 1 2 0 | 0 2 1 | 2 0 1 | 1 0 2 | ... Over each
  * 2 × (variants + 1) counted rounds every config holds every place in a round equally often,
- * and opens a round right after itself once (the noise samples). So the measured effect of
- * following one's own config (above), and any drift within a round, fall on all configs alike;
- * which other config a block follows is not balanced. `wholeRounds` rounds a count up to
+ * and opens a round right after itself once (the noise samples). So following one's own
+ * config (above) and any drift within a round fall on all configs alike; which other config a
+ * block follows is not balanced. `wholeRounds` rounds a count up to
  * whole periods.
  */
 export function toggleOrder(rounds: number, variants = 1): number[] {
