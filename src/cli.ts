@@ -7,6 +7,11 @@ export interface CliOptions {
   readonly configPath: string | null;
   /** The config was found in the working directory (`FOUND_CONFIG`), not named. */
   readonly configFound?: boolean;
+  /**
+   * None was named and this process may not look in the working directory (the compiled
+   * binary's fixed grants): a `FOUND_CONFIG` there, if any, goes unread.
+   */
+  readonly configUnchecked?: boolean;
   readonly host?: string;
   readonly port?: number;
   readonly socket?: string;
@@ -73,12 +78,13 @@ export const FOUND_CONFIG = "gateway.yaml";
 /**
  * Parse argv and the env vars that stand in for flags. Precedence: flag > env > config file.
  * `isFile` answers whether the working directory holds `FOUND_CONFIG` (I/O stays with the
- * caller); an empty `--config` or `PILOTFISH_CONFIG` asks for the embedded default outright.
+ * caller), null when it may not look; an empty `--config` or `PILOTFISH_CONFIG` asks for the
+ * embedded default outright.
  */
 export function parseCli(
   args: string[],
   env: (name: string) => string | undefined,
-  isFile: (path: string) => boolean = () => false,
+  isFile: (path: string) => boolean | null = () => false,
 ): CliOptions {
   let values;
   try {
@@ -127,7 +133,8 @@ export function parseCli(
   }
   if (values.strict && !values.check) throw new CliError("--strict only applies with --check");
   const named = values.config ?? env("PILOTFISH_CONFIG");
-  const found = named === undefined && isFile(FOUND_CONFIG);
+  const here = named === undefined ? isFile(FOUND_CONFIG) : false;
+  const found = here === true;
   const configPath = named ?? (found ? FOUND_CONFIG : null);
   if (values.host !== undefined) {
     const problem = hostProblem(values.host);
@@ -142,6 +149,7 @@ export function parseCli(
   return {
     configPath: configPath === "" ? null : configPath,
     ...(found ? { configFound: true } : {}),
+    ...(here === null ? { configUnchecked: true } : {}),
     ...(values.host !== undefined ? { host: values.host } : {}),
     ...(port !== undefined ? { port } : {}),
     ...(values.socket !== undefined ? { socket: values.socket } : {}),
@@ -155,14 +163,16 @@ export function parseCli(
 }
 
 /**
- * Whether `path` is a file this process may read. No permission to look (the compiled
- * binary's fixed grants) counts as no: that binary is given `--config`.
+ * Whether `path` is a file; null when this process may not look (the compiled binary's fixed
+ * grants: that binary is given `--config`, and says at start that it could not look).
  */
-export function isFile(path: string): boolean {
+export function isFile(path: string): boolean | null {
   try {
     return Deno.statSync(path).isFile;
-  } catch {
-    return false;
+  } catch (err) {
+    return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? null
+      : false;
   }
 }
 

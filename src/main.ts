@@ -362,6 +362,14 @@ async function main(): Promise<number> {
     config: first.loaded.source,
     providers: Object.keys(runtime.config.providers),
   });
+  // llm-gateway's Quick Start runs its binary bare beside its gateway.yaml: the compiled
+  // binary may not look there, and running the embedded default unannounced would hide it.
+  // (Under `deno task start` the planner has looked, with read on everything, and found none.)
+  if (cli.configUnchecked && Deno.build.standalone) {
+    log().warn("running the embedded default: this binary may not look for ./gateway.yaml", {
+      hint: "pass --config ./gateway.yaml (or set PILOTFISH_CONFIG) to run a config file",
+    });
+  }
   if (cli.configFound) {
     // Loaded without being named: say so, and how to opt out (a cloned repo may hold one).
     log().info("config found in the working directory", {

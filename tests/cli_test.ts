@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { applyOverrides, CliError, parseCli } from "../src/cli.ts";
+import { applyOverrides, CliError, isFile, parseCli } from "../src/cli.ts";
 import { parseConfigText } from "../src/config/mod.ts";
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
@@ -111,4 +111,45 @@ Deno.test("parseCli() finds ./gateway.yaml when no config is named (llm-gateway'
   assert.equal(parseCli(["--config", ""], env({}), here).configPath, null);
   assert.equal(parseCli([], env({ PILOTFISH_CONFIG: "" }), here).configPath, null);
   assert.equal(parseCli([], env({}), () => false).configPath, null);
+});
+
+Deno.test("parseCli(): a working directory it may not look in is said (the compiled binary), never for a named config", () => {
+  const barred = () => null;
+  const cli = parseCli([], env({}), barred);
+  assert.equal(cli.configPath, null);
+  assert.equal(cli.configUnchecked, true);
+  assert.equal(cli.configFound, undefined);
+  assert.equal(parseCli([], env({}), () => false).configUnchecked, undefined);
+  assert.equal(parseCli(["--config", ""], env({}), barred).configUnchecked, undefined);
+  assert.equal(parseCli(["--config", "a.yaml"], env({}), barred).configUnchecked, undefined);
+  assert.equal(
+    parseCli([], env({ PILOTFISH_CONFIG: "a.yaml" }), barred).configUnchecked,
+    undefined,
+  );
+});
+
+Deno.test("isFile(): true, false, or null when this process may not look", async () => {
+  assert.equal(isFile(new URL(import.meta.url).pathname), true);
+  assert.equal(isFile("/nonexistent/gateway.yaml"), false);
+  // A process granted read on another folder only, as the compiled binary is.
+  const cli = new URL("../src/cli.ts", import.meta.url).href;
+  const barred = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--allow-read=/nonexistent", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = barred.stdin.getWriter();
+  await w.write(
+    new TextEncoder().encode(
+      `import { isFile } from "${cli}"; console.log(JSON.stringify(isFile("gateway.yaml")));`,
+    ),
+  );
+  await w.close();
+  const res = await barred.output();
+  assert.equal(
+    new TextDecoder().decode(res.stdout).trim(),
+    "null",
+    new TextDecoder().decode(res.stderr),
+  );
 });
