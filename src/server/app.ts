@@ -27,6 +27,7 @@ import { allow, renderError, renderNotFound } from "./middleware/error_handler.t
 import { requestContext } from "./middleware/request_context.ts";
 import { corsMiddleware } from "./middleware/cors.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
+import { browserGuard } from "./middleware/browser_guard.ts";
 import { timeouts } from "./middleware/timeouts.ts";
 import { metricsEndpoint } from "../routes/metrics.ts";
 import { statusJson, statusPage } from "../routes/status/mod.ts";
@@ -50,6 +51,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // server.read_timeout/write_timeout run from here, for every route.
   app.use(timeouts());
   app.use(hostGuard());
+  // Before CORS and every route: a page in a browser may not spend the keys (cross-site
+  // POSTs, DNS rebinding); a preflight is a safe method and goes on to CORS.
+  app.use(browserGuard());
   // After the request context (its config, its log line), before every route: a preflight
   // is answered here and never reaches a passthrough upstream.
   app.use(corsMiddleware());

@@ -238,7 +238,7 @@ routing: { default_provider: mock }
       Array.from({ length: 20 }, () =>
         exchange(daemon.port, async (w) => {
           await w(
-            `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${CHAT.length}\r\n\r\n`,
+            `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${CHAT.length}\r\n\r\n`,
           );
           for (const ch of CHAT) {
             await w(ch);
@@ -251,7 +251,7 @@ routing: { default_provider: mock }
     // answer; it must not be starved meanwhile (/healthz answers) and must not answer 5xx.
     const heads = Array.from({ length: 50 }, () =>
       exchange(daemon.port, async (w) => {
-        await w("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n");
+        await w("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n");
         for (let i = 0; i < 12; i++) {
           await w(`X-Slow-${i}: ${"v".repeat(10)}\r\n`);
           await new Promise((r) => setTimeout(r, 250)); // the dribble rate itself
