@@ -33,16 +33,25 @@ export function browserGuard(): MiddlewareHandler<AppEnv> {
       (SAFE.has(req.method) ? null : crossSite(req.headers, rt.config.server.cors));
     if (problem === null) return next();
     return Promise.resolve(
-      errorResponse(new GatewayError("forbidden", problem), ex, new URL(req.url).pathname),
+      errorResponse(new GatewayError("forbidden", problem), ex, pathOf(req.url)),
     );
   };
 }
 
-/** `host[:port]` of an absolute URL. */
+/**
+ * `host[:port]` of an absolute URL, and its path: read from the string, since the URL of an
+ * odd request (`CONNECT a:1:2`) does not parse.
+ */
 function authority(url: string): string {
   const start = url.indexOf("//") + 2;
   const end = url.indexOf("/", start);
   return end < 0 ? url.slice(start) : url.slice(start, end);
+}
+
+function pathOf(url: string): string {
+  const end = url.indexOf("/", url.indexOf("//") + 2);
+  const path = end < 0 ? "/" : url.slice(end).split(/[?#]/, 1)[0] as string;
+  return path === "" ? "/" : path;
 }
 
 /** Methods a browser may send anywhere and that change nothing here. */
@@ -107,7 +116,7 @@ function listensOnLoopback(listen: string): boolean {
 function hostName(host: string): string {
   const h = host.toLowerCase();
   if (h.startsWith("[")) return h.slice(1, h.indexOf("]"));
-  const colon = h.lastIndexOf(":");
+  const colon = h.indexOf(":");
   return colon < 0 ? h : h.slice(0, colon);
 }
 

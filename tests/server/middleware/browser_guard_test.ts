@@ -62,6 +62,9 @@ Deno.test("rebound(): on loopback only loopback names are answered; a wildcard l
     assert.equal(rebound("attacker.example", listen), null, listen);
   }
   assert.equal(rebound(null, "127.0.0.1"), null);
+  // A CONNECT target's authority (`host:port:port`) is read up to its first colon.
+  assert.equal(rebound("127.0.0.1:44747:80", "127.0.0.1"), null);
+  assert.notEqual(rebound("evil.example:1:2", "127.0.0.1"), null);
 });
 
 Deno.test("through the daemon: a cross-site simple POST and a rebound Host are 403s in the route's format, with no upstream call; SDK-like requests pass", async () => {
