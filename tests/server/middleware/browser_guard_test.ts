@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { startGateway } from "../../helpers/in_process.ts";
+import { rawRequest } from "../../helpers/raw_http.ts";
 import { crossSite, rebound } from "../../../src/server/middleware/browser_guard.ts";
 import type { CorsConfig } from "../../../src/config/mod.ts";
 
@@ -160,23 +161,3 @@ providers:
     await upstream.close();
   }
 });
-
-/** One raw HTTP/1.1 exchange (fetch sets its own Host), read to the close. */
-async function rawRequest(port: number, method: string, path: string, host: string) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    await conn.write(
-      new TextEncoder().encode(
-        `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
-      ),
-    );
-    const chunks: Uint8Array[] = [];
-    const buf = new Uint8Array(16 * 1024);
-    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
-      chunks.push(buf.slice(0, n));
-    }
-    return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
-  } finally {
-    conn.close();
-  }
-}

@@ -1,23 +1,10 @@
 import assert from "node:assert/strict";
 import { startFakeUpstream } from "../../fakes/fake_upstream.ts";
 import { startGateway } from "../../helpers/in_process.ts";
+import { rawRequest } from "../../helpers/raw_http.ts";
 
-/** One raw HTTP/1.1 exchange (fetch would refuse these Host headers), read to the close. */
-async function rawGet(port: number, path: string, host: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const head = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
-    await conn.write(new TextEncoder().encode(head));
-    const chunks: Uint8Array[] = [];
-    const buf = new Uint8Array(16 * 1024);
-    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
-      chunks.push(buf.slice(0, n));
-    }
-    return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
-  } finally {
-    conn.close();
-  }
-}
+/** A raw GET (fetch would refuse these Host headers). */
+const rawGet = (port: number, path: string, host: string) => rawRequest(port, "GET", path, host);
 
 Deno.test("a Host header that would rewrite request.url is a 400, never a 500 or a re-route", async () => {
   const upstream = startFakeUpstream();
