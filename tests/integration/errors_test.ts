@@ -434,6 +434,28 @@ Deno.test("an Anthropic API the unified routes do not serve: its 404 names the A
   }
 });
 
+Deno.test("the Anthropic passthrough's own errors carry request-id, which Anthropic's SDKs read", async () => {
+  const gw = startGateway(`
+providers:
+  anthropic: { type: anthropic, base_url: "http://127.0.0.1:9", keys: [{ key: sk-ant-test-0001 }] }
+`);
+  try {
+    for (const path of ["/anthropic/v2/foo", "/anthropic/"]) {
+      const res = await gw.request(path, { method: "POST", body: "{}" });
+      assert.equal(res.status, 404, path);
+      assert.equal((await res.json()).type, "error", path);
+      assert.match(res.headers.get("request-id") ?? "", /^[0-9a-f-]{36}$/, path);
+      assert.equal(res.headers.get("request-id"), res.headers.get("x-request-id"), path);
+    }
+    // Not on other families: OpenAI's SDKs read x-request-id.
+    const openai = await gw.request("/openai/v2/foo", { method: "POST", body: "{}" });
+    await openai.body?.cancel();
+    assert.equal(openai.headers.get("request-id"), null);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("an error body that quotes the request redacts a configured key or an app key a client put there", async () => {
   const secret = "sk-gatewaysecretOPENAI1234567890";
   const appKey = "pf_HV7Xq1w2e3r4t5y6u7i8o9p0";

@@ -55,7 +55,11 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     }
     // Anthropic's SDKs read a request's id from `request-id` only (`_request_id`,
     // `requestID`): the provider's own when it gave one (what its support asks for), else ours.
-    if (ex.route === "/v1/messages" || ex.route === "/v1/messages/count_tokens") {
+    // On every answer in Anthropic's format: the passthrough's own errors (a 404) too.
+    if (
+      ex.route === "/v1/messages" || ex.route === "/v1/messages/count_tokens" ||
+      ex.errorFormat === "anthropic_json" || c.req.path.startsWith("/anthropic/")
+    ) {
       if (!c.res.headers.has("request-id")) {
         c.res.headers.set("request-id", upstreamRequestId(ex) ?? ex.id);
       }
