@@ -739,7 +739,12 @@ async function relay(
   const linkHeaders = native.links?.headers;
   res.headers.forEach((value, name) => {
     // content-length: the body is re-chunked on the way out; let the server frame it.
-    if (!hop.has(name) && !isInternal(name) && name !== "content-length") {
+    // access-control-*: which pages may read an answer is `server.cors`'s call, not the
+    // provider's (its `*` would let any page read what the configured key fetched).
+    if (
+      !hop.has(name) && !isInternal(name) && name !== "content-length" &&
+      !name.startsWith("access-control-")
+    ) {
       const shown = linkHeaders?.includes(name) ? timer.rebase(value) ?? value : value;
       out.append(name, redact === null ? shown : redact(shown));
     }

@@ -9,10 +9,11 @@ import { errorResponse } from "../../pipeline/encode/error.ts";
  *
  * - **Cross-site requests.** A browser sends a "simple" POST (`text/plain`, a form) to
  *   `127.0.0.1:9002` from any page without asking first; the page cannot read the answer, but
- *   the call is made and paid. A state-changing request that a browser marks as coming from
- *   another site (`Sec-Fetch-Site`, else an `Origin` other than the Host it was sent to) is
- *   refused unless `server.cors` lets that origin in. SDKs, curl and servers send neither
- *   header: they are not affected.
+ *   the call is made and paid. A GET of a passthrough path goes upstream with a configured key
+ *   too. A request that a browser marks as coming from another site (`Sec-Fetch-Site`, else an
+ *   `Origin` other than the Host it was sent to) is refused unless `server.cors` lets that
+ *   origin in: every state-changing one, and reads of paths that reach a provider (`checked`).
+ *   SDKs, curl and servers send neither header: they are not affected.
  * - **DNS rebinding.** A page whose name an attacker re-points at 127.0.0.1 is same-origin with
  *   the sidecar and could read its answers. A daemon that listens on loopback only answers TCP
  *   requests whose Host is a loopback name (`localhost`, `*.localhost`, `127.x.x.x`, `[::1]`)
@@ -29,8 +30,9 @@ export function browserGuard(): MiddlewareHandler<AppEnv> {
     const refused = ex.principal.ip !== undefined
       ? rebound(authority(req.url), rt.config.server.host)
       : null;
+    const cors = rt.config.server.cors;
     const problem = refused ??
-      (SAFE.has(req.method) ? null : crossSite(req.headers, rt.config.server.cors));
+      (checked(req.method, req.url, cors) ? crossSite(req.headers, cors) : null);
     if (problem === null) return next();
     return Promise.resolve(
       errorResponse(new GatewayError("forbidden", problem), ex, pathOf(req.url)),
@@ -56,6 +58,21 @@ function pathOf(url: string): string {
 
 /** Methods a browser may send anywhere and that change nothing here. */
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** Paths that reach a provider with a configured key (unified and passthrough routes). */
+const PROVIDER_PATH = /^\/(?:v1|openai|anthropic|gemini|bedrock|native)(?:\/|$)/;
+
+/**
+ * Whether a request is one a page on another site may not send: any state-changing request;
+ * a read (GET, HEAD) too where it reaches a provider with a configured key (a passthrough GET
+ * of `/openai/v1/files/...`); a preflight there while CORS is off (it would go upstream). Reads
+ * of the operator's pages (`/status`, `/health`, `/metrics`) stay open: a link may lead there.
+ */
+function checked(method: string, url: string, cors: CorsConfig): boolean {
+  if (!SAFE.has(method)) return true;
+  if (method === "OPTIONS" && cors.enabled) return false; // answered by CORS, never upstream
+  return PROVIDER_PATH.test(pathOf(url));
+}
 
 /** Why a request from another site is refused, or null when it is not one (or is let in). */
 export function crossSite(headers: Headers, cors: CorsConfig): string | null {

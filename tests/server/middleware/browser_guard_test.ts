@@ -132,6 +132,49 @@ providers:
   }
 });
 
+Deno.test("through the daemon: a cross-site read of a passthrough path (the key injected) is refused; the operator's pages stay open; a provider's CORS headers are never relayed", async () => {
+  const upstream = startFakeUpstream();
+  upstream.script({
+    kind: "json",
+    body: { object: "list", data: [] },
+    headers: { "access-control-allow-origin": "*", "access-control-expose-headers": "*" },
+  });
+  const gw = startGateway(`
+providers:
+  openai: { type: openai, base_url: "${upstream.url}/v1", keys: [{ key: sk-up-key-123456 }] }
+`);
+  const crossSite = { origin: "https://evil.example", "sec-fetch-site": "cross-site" };
+  try {
+    for (const method of ["GET", "HEAD", "OPTIONS"]) {
+      const res = await fetch(gw.url("/openai/v1/files"), { method, headers: crossSite });
+      await res.body?.cancel();
+      assert.equal(res.status, 403, method);
+    }
+    // A link followed from another site (no Origin on a GET navigation).
+    const nav = await fetch(gw.url("/v1/models"), {
+      headers: { "sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate" },
+    });
+    await nav.body?.cancel();
+    assert.equal(nav.status, 403);
+    assert.equal(upstream.requests.length, 0);
+    for (const path of ["/status", "/health", "/healthz"]) {
+      const res = await fetch(gw.url(path), { headers: { "sec-fetch-site": "cross-site" } });
+      await res.body?.cancel();
+      assert.equal(res.status, 200, path);
+    }
+    // An SDK's read: answered, without the provider's CORS headers.
+    const sdk = await fetch(gw.url("/openai/v1/files"));
+    assert.equal(sdk.status, 200);
+    await sdk.body?.cancel();
+    assert.equal(upstream.requests.length, 1);
+    assert.equal(sdk.headers.get("access-control-allow-origin"), null);
+    assert.equal(sdk.headers.get("access-control-expose-headers"), null);
+  } finally {
+    await gw.close();
+    await upstream.close();
+  }
+});
+
 Deno.test("through the daemon: an origin server.cors allows is let in, with its CORS headers", async () => {
   const upstream = startFakeUpstream();
   const gw = startGateway(`
