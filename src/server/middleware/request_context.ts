@@ -58,7 +58,7 @@ export function requestContext(current: () => Runtime): MiddlewareHandler<AppEnv
     // On every answer in Anthropic's format: the passthrough's own errors (a 404) too.
     if (
       ex.route === "/v1/messages" || ex.route === "/v1/messages/count_tokens" ||
-      ex.errorFormat === "anthropic_json" || c.req.path.startsWith("/anthropic/")
+      ex.errorFormat === "anthropic_json"
     ) {
       if (!c.res.headers.has("request-id")) {
         c.res.headers.set("request-id", upstreamRequestId(ex) ?? ex.id);
