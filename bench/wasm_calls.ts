@@ -6,6 +6,8 @@
  * SharedArrayBuffer handshake, the metered guest; where calls that spend their fuel go), for the no-op example
  * and the prompt-injection guard, at a 1 KB and a 32 KB prompt. Per-call µs, median of rounds:
  * wall time, and in brackets the process's CPU time (all threads), steadier on a busy machine.
+ * BENCH_UNIQUE_PROMPTS=1: each call's prompt opens with its own number (nothing a guest keeps
+ * from earlier calls applies: the scan's own cost).
  *   deno run --allow-read --allow-env bench/wasm_calls.ts
  * @module
  */
@@ -18,6 +20,8 @@ import { createInstance } from "../src/plugins/instance.ts";
 
 const CALLS = Number(Deno.env.get("BENCH_CALLS") ?? 2000);
 const PROSE = "The quarterly report covers revenue, hiring and the product roadmap for next year. ";
+const UNIQUE = Deno.env.get("BENCH_UNIQUE_PROMPTS") === "1";
+let serial = 0;
 const input = (bytes: number) =>
   new TextEncoder().encode(JSON.stringify({
     hook: "pre_http",
@@ -25,7 +29,8 @@ const input = (bytes: number) =>
       model: "up/gpt-4o-mini",
       messages: [{
         role: "user",
-        content: PROSE.repeat(Math.ceil(bytes / PROSE.length)).slice(0, bytes),
+        content: ((UNIQUE ? `[${String(serial++).padStart(10, "0")}] ` : "") +
+          PROSE.repeat(Math.ceil(bytes / PROSE.length))).slice(0, bytes),
       }],
     },
   }));
@@ -82,10 +87,13 @@ for (const [name, hook] of plugins) {
   const pool: PluginPool = createPool({ size: 1, timeoutMs: 10_000, init: workerInit });
   await Promise.all([runner.ready, pool.ready]);
   for (const bytes of [1024, 32768]) {
-    const data = input(bytes);
-    const a = await time(() => inline.call(hook, data));
-    const r = await time(() => runner.call(hook, data));
-    const b = await time(() => pool.call(hook, data));
+    // Unique prompts: made before the clock runs, one per call.
+    const made = Array.from({ length: UNIQUE ? CALLS + 200 : 1 }, () => input(bytes));
+    let next = 0;
+    const data = () => made[next++ % made.length]!;
+    const a = await time(() => inline.call(hook, data()));
+    const r = await time(() => runner.call(hook, data()));
+    const b = await time(() => pool.call(hook, data()));
     const f = ([wall, cpu]: [number, number]) =>
       `${wall.toFixed(1).padStart(8)} (${cpu.toFixed(1).padStart(7)})`;
     console.log(
