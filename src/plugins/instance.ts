@@ -6,7 +6,7 @@
  * @module
  */
 import process from "node:process";
-import createPlugin, { type Plugin } from "@extism/extism";
+import createPlugin, { type CallContext, type Plugin } from "@extism/extism";
 import { FUEL_EXPORT, GUEST_MEMORY_EXPORT, INPUT_READ } from "./binary.ts";
 import { guardedFetch, hostNames } from "./net.ts";
 import type { WorkerInit } from "./protocol.ts";
@@ -75,9 +75,31 @@ export async function createInstance(
   const fetchFn = init.allowedHosts.length > 0
     ? withStatus(guardedFetch(init.allowedHosts), (status) => lastStatus = status)
     : null;
-  const functions: NonNullable<ExtismOptions["functions"]> = {};
+  // Extism's buffers a guest asks for (`alloc`) count against max_memory here, not in Extism:
+  // its check (rc13) keeps the buffer it refuses, so a guest that ignores the refusal grew the
+  // daemon by gigabytes, and it sums every block on every call. Counted per call, O(1), never
+  // given back on `free` (a call may take max_memory of them in all), each block with its
+  // bookkeeping so that tiny ones cannot pile up either. Past it the guest is stopped.
+  const budget = init.maxPages * 65_536;
+  let allocated = 0;
+  const alloc = (ctx: CallContext, n: bigint): bigint => {
+    allocated += Number(n) + BLOCK_OVERHEAD;
+    if (allocated > budget) {
+      throw new RangeError(
+        `max_memory exceeded: the guest asked the host for ${n} bytes more, past the ${
+          mib(budget)
+        } MiB one call may take`,
+      );
+    }
+    return ctx.alloc(n);
+  };
+  const functions: NonNullable<ExtismOptions["functions"]> = {
+    [EXTISM_ENV]: {
+      alloc,
+      ...(fetchFn !== null ? { http_status_code: () => lastStatus } : {}),
+    },
+  };
   if (init.inputRead) functions[INPUT_READ.module] = { [INPUT_READ.name]: inputRead };
-  if (fetchFn !== null) functions[EXTISM_ENV] = { http_status_code: () => lastStatus };
   const plugin: Plugin = await createPlugin(
     {
       wasm: [
@@ -93,13 +115,10 @@ export async function createInstance(
       ...(fetchFn !== null ? { fetch: fetchFn } : {}),
       config: { ...init.config },
       ...(Object.keys(functions).length > 0 ? { functions } : {}),
-      // max_memory bounds Extism's own buffers too: an HTTP body, and every var a guest keeps
-      // (vars outlive calls: unbounded, a guest could grow the daemon without limit).
-      memory: {
-        maxPages: init.maxPages,
-        maxHttpResponseBytes: init.maxPages * 65_536,
-        maxVarBytes: init.maxPages * 65_536,
-      },
+      // max_memory bounds Extism's own buffers too: what a guest allocates (`alloc` above), an
+      // HTTP body, and every var a guest keeps (vars outlive calls: unbounded, a guest could
+      // grow the daemon without limit).
+      memory: { maxHttpResponseBytes: budget, maxVarBytes: budget },
       logLevel: "info",
       logger: {
         trace: sink("trace"),
@@ -125,6 +144,8 @@ export async function createInstance(
     fuel: fuel instanceof WebAssembly.Global ? fuel : null,
     async call(hook, bytes) {
       input = bytes;
+      // Extism drops the last call's blocks as this one starts.
+      allocated = 0;
       try {
         const out = await plugin.call(hook, bytes);
         return out?.bytes() ?? null;
@@ -154,8 +175,13 @@ function inOurTerms(err: unknown, allowed: readonly string[]): unknown {
   return Object.assign(new Error(message, { cause: err }), { name: err.name });
 }
 
-/** Extism's host module, where `http_request` and `http_status_code` live. */
+/** Extism's host module, where `alloc`, `http_request` and `http_status_code` live. */
 const EXTISM_ENV = "extism:host/env";
+
+/** What a block costs beyond its bytes (its ArrayBuffer and Extism's record of it), about. */
+const BLOCK_OVERHEAD = 128;
+
+const mib = (bytes: number) => Math.round(bytes / 1_048_576 * 10) / 10;
 
 /** `fetch` that tells `onStatus` each final answer's status (redirects followed). */
 function withStatus(base: typeof fetch, onStatus: (status: number) => void): typeof fetch {

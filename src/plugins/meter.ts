@@ -297,9 +297,9 @@ interface Region {
 
 /**
  * What a call to an imported (host) function costs, by function index: the guest's fuel
- * counts its own instructions, and a host call's work is the host's. Extism's `alloc` walks
- * every block allocated so far, so a guest calling it in a loop costs the daemon quadratic
- * time while spending almost no fuel: such calls are charged as the work they can do.
+ * counts its own instructions, and a host call's work is the host's (`alloc` makes a buffer of
+ * any size, `config_get` and the log calls copy, `http_request` fetches), done while the guest
+ * spends almost no fuel: such calls are charged as the work they can do.
  */
 export const HOST_CALL_COST = 20_000;
 /** Host functions whose cost does not grow with what the guest did before: byte moves. */

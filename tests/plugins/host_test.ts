@@ -467,7 +467,7 @@ Deno.test("config errors: missing file, unknown hook, duplicate names", async ()
   );
 });
 
-for (const fixture of ["alloc_loop", "alloc_indirect"]) {
+for (const fixture of ["host_loop", "host_indirect"]) {
   Deno.test(`a guest looping on host calls (${fixture}) is stopped at its timeout; the daemon's thread stays free`, async () => {
     await withPlugin(fixture, "timeout: 300ms\nfail_mode: closed", async (gw) => {
       const started = performance.now();
@@ -488,6 +488,30 @@ for (const fixture of ["alloc_loop", "alloc_indirect"]) {
     });
   });
 }
+
+Deno.test("max_memory caps the host buffers a guest asks for, even one that ignores a refusal", async () => {
+  await withPlugin("alloc_hoard", "max_memory: 8MiB\nfail_mode: closed", async (gw) => {
+    const before = Deno.memoryUsage().rss;
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(gw);
+      assert.equal(res.status, 500);
+      assert.match(
+        (await res.json()).error.message,
+        /failed in pre_http: max_memory exceeded: the guest asked the host for 1048576 bytes more, past the 8 MiB one call may take/,
+      );
+    }
+    // Stopped at 8 MiB each time (Extism's own check kept every buffer it refused: 1 GiB a
+    // call before the guest's fuel ran out).
+    const grown = (Deno.memoryUsage().rss - before) / 1_048_576;
+    assert.ok(grown < 200, `RSS grew ${grown.toFixed(0)} MiB`);
+  });
+  // A guest that asks for what max_memory allows is served.
+  await withPlugin("noop", "max_memory: 8MiB\nfail_mode: closed", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  });
+});
 
 Deno.test("max_memory caps the vars a guest keeps across calls", async () => {
   await withPlugin("var_hoard", "max_memory: 8MiB\nfail_mode: closed", async (gw) => {
