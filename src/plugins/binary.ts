@@ -254,3 +254,107 @@ export function statusShim(
     ...section(10, vec(bodies)),
   ]);
 }
+
+/** A function type as the binary format writes it: its parameter and result value types. */
+export interface FuncType {
+  readonly params: readonly number[];
+  readonly results: readonly number[];
+}
+
+const VALTYPE_NAMES: Record<number, string> = {
+  0x7f: "i32",
+  0x7e: "i64",
+  0x7d: "f32",
+  0x7c: "f64",
+  0x7b: "v128",
+  0x70: "funcref",
+  0x6f: "externref",
+};
+
+/** `(i32, i64) -> i32`, as a config error shows a type. */
+export function showFuncType(t: FuncType): string {
+  const list = (xs: readonly number[]) => xs.map((x) => VALTYPE_NAMES[x] ?? "?").join(", ");
+  return `(${list(t.params)}) -> ${
+    t.results.length === 1 ? list(t.results) : `(${list(t.results)})`
+  }`;
+}
+
+/**
+ * The types of the functions a module exports, by export name; null when the module uses a
+ * type this does not read (a GC or typed-reference type): V8 then checks when it links.
+ * Read so that a hook of the wrong type is a config error (`--check` too), not a link
+ * failure when the daemon starts.
+ */
+export function exportedFuncTypes(bytes: Uint8Array): Map<string, FuncType> | null {
+  const types: FuncType[] = [];
+  const funcs: number[] = []; // type index of every function: imported ones first
+  const out = new Map<string, FuncType>();
+  const exported: [string, number][] = [];
+  const text = new TextDecoder();
+  let at = 8;
+  while (at < bytes.length) {
+    const id = bytes[at]!;
+    const [size, start] = readLeb(bytes, at + 1);
+    const end = start + size;
+    if (end > bytes.length) throw new ModuleError("Malformed module: a section runs past the end");
+    let p = start;
+    const u32 = () => {
+      const [v, next] = readLeb(bytes, p);
+      p = next;
+      return v;
+    };
+    const name = () => {
+      const n = u32();
+      const s = text.decode(bytes.subarray(p, p + n));
+      p += n;
+      return s;
+    };
+    const vals = (): number[] | null => {
+      const xs: number[] = [];
+      for (let n = u32(); n > 0; n--) {
+        const v = bytes[p++]!;
+        if (!(v in VALTYPE_NAMES)) return null;
+        xs.push(v);
+      }
+      return xs;
+    };
+    if (id === 1) {
+      for (let n = u32(); n > 0; n--) {
+        if (bytes[p++] !== 0x60) return null;
+        const params = vals();
+        const results = params === null ? null : vals();
+        if (params === null || results === null) return null;
+        types.push({ params, results });
+      }
+    } else if (id === 2) {
+      for (let n = u32(); n > 0; n--) {
+        name();
+        name();
+        const kind = bytes[p++]!;
+        if (kind === 0) funcs.push(u32());
+        else if (kind === 1 || kind === 2) {
+          if (kind === 1) p++; // reference type
+          const flags = bytes[p++]!;
+          u32();
+          if (flags & 1) u32();
+        } else if (kind === 3) p += 2; // value type, mutability
+        else return null;
+      }
+    } else if (id === 3) {
+      for (let n = u32(); n > 0; n--) funcs.push(u32());
+    } else if (id === 7) {
+      for (let n = u32(); n > 0; n--) {
+        const field = name();
+        const kind = bytes[p++]!;
+        const index = u32();
+        if (kind === 0) exported.push([field, index]);
+      }
+    }
+    at = end;
+  }
+  for (const [field, index] of exported) {
+    const t = types[funcs[index] ?? -1];
+    if (t !== undefined) out.set(field, t);
+  }
+  return out;
+}

@@ -12,6 +12,8 @@ import type { Stage } from "../pipeline/stages.ts";
 import {
   capMemory,
   CONFIG_CHECK,
+  exportedFuncTypes,
+  GUEST_CALLS,
   type GuestCall,
   type HookName,
   HOOKS,
@@ -19,6 +21,7 @@ import {
   INPUT_READ,
   ModuleError,
   PAGE_BYTES,
+  showFuncType,
   statusShim,
 } from "./binary.ts";
 import { meter } from "./meter.ts";
@@ -144,6 +147,17 @@ export function compilePlugin(
   const inputRead = imports.some(isInputRead);
   if (inputRead && !exports.some((e) => e.name === "memory" && e.kind === "memory")) {
     throw new ModuleError(`${where}: imports ${INPUT_READ.name} but exports no "memory"`);
+  }
+  // Every call the host makes is `() -> i32` (Butter's ABI): another type would fail only when
+  // the daemon links the guest, after `--check` said the config was fine.
+  const signatures = exportedFuncTypes(capped);
+  for (const name of GUEST_CALLS) {
+    const t = signatures?.get(name);
+    if (t !== undefined && (t.params.length !== 0 || t.results.join() !== "127")) {
+      throw new ModuleError(
+        `${where}: exports ${name} as ${showFuncType(t)}; the host calls it as () -> i32`,
+      );
+    }
   }
   const available = HOOKS.filter((h) => exported.has(h));
   for (const h of cfg.hooks ?? []) {

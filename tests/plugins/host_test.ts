@@ -467,6 +467,21 @@ Deno.test("config errors: missing file, unknown hook, duplicate names", async ()
   );
 });
 
+Deno.test("a hook of another type than () -> i32 is a config error, at start and with --check", async () => {
+  const path = await fixtureWasm(TMP, "bad_signature");
+  const want =
+    /wasm_plugins\[0\] \("fixture"\): exports pre_http as \(i32\) -> i32; the host calls it as \(\) -> i32/;
+  assert.throws(() => gateway({ config: config(path) }), want);
+  const { parseConfigText } = await import("../../src/config/mod.ts");
+  const { pluginConfigProblems } = await import("../../src/plugins/mod.ts");
+  const problems = await pluginConfigProblems(
+    parseConfigText(config(path), () => undefined, "c.yaml").config,
+    "/",
+  );
+  assert.equal(problems.length, 1);
+  assert.match(problems[0]!, want);
+});
+
 for (const fixture of ["host_loop", "host_indirect"]) {
   Deno.test(`a guest looping on host calls (${fixture}) is stopped at its timeout; the daemon's thread stays free`, async () => {
     await withPlugin(fixture, "timeout: 300ms\nfail_mode: closed", async (gw) => {
