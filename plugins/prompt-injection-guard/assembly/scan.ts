@@ -481,6 +481,23 @@ let quotedNow: u8 = 0;
 let quoteOpenedAt: i32 = 0;
 /** The last `tokenize` opened a quote: only then can a token be quoted (a second pass). */
 export let sawQuote = false;
+/** The BOUNDARY tokens that end a text part (not a sentence), in order: few per request. */
+let partEnds = new Int32Array(64);
+let partEndCount: i32 = 0;
+
+function notePartEnd(): void {
+  if (partEndCount == partEnds.length) {
+    const next = new Int32Array(partEndCount * 2);
+    next.set(partEnds);
+    partEnds = next;
+  }
+  unchecked((partEnds[partEndCount++] = tokenCount - 1));
+}
+
+function isPartEnd(k: i32): bool {
+  for (let j = 0; j < partEndCount; j++) if (unchecked(partEnds[j]) == k) return true;
+  return false;
+}
 
 function pushToken(id: i32): void {
   if (tokenCount == tokens.length) {
@@ -696,6 +713,7 @@ function spaceAt(text: Uint8Array, i: i32, len: i32): bool {
  */
 export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
   tokenCount = 0;
+  partEndCount = 0;
   singlesLen = 0;
   quotedNow = 0;
   sawQuote = false;
@@ -832,7 +850,10 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
           flags = 0;
           state = ROOT;
           prev = ROOT;
-          if (stop) pushToken(BOUNDARY);
+          if (stop) {
+            pushToken(BOUNDARY);
+            if (mark == QUOTE_PART_END) notePartEnd();
+          }
           else if (colon) pushToken(COLON);
           if (mark != 0) quoteMark(mark);
           continue;
@@ -848,6 +869,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
     if (stop) {
       flushSingles();
       pushToken(BOUNDARY);
+      if (mark == QUOTE_PART_END) notePartEnd();
     } else if (colon) {
       flushSingles();
       pushToken(COLON);
@@ -944,6 +966,16 @@ function startsOk(p: Pattern, i: i32): bool {
   return false;
 }
 
+/**
+ * The quote holding token `i` opens a sentence that follows another of its text part: the
+ * token before its first is a sentence's BOUNDARY, not a part's, nor a colon.
+ */
+function opensSentence(i: i32): bool {
+  let k = i;
+  while (k > 0 && unchecked(tokenQuoted[k - 1]) != 0) k--;
+  return k > 0 && unchecked(tokens[k - 1]) == BOUNDARY && !isPartEnd(k - 1);
+}
+
 /** Where the last successful match's phrase ended (a token index, exclusive). */
 let matchEnd: i32 = 0;
 /** With MATCH_QUOTED: the match returned lies wholly inside quotes (else it only starts there). */
@@ -978,6 +1010,10 @@ export function matchTokens(enabled: string[], starts: i32 = MATCH_ANY): Pattern
         // quoted phrase: returned at once, as not wholly quoted.
         let whole = true;
         for (let k = i; k < matchEnd && whole; k++) whole = unchecked(tokenQuoted[k]) != 0;
+        // Nor is a quote that opens a sentence after other text of its part (`Thanks for the
+        // recipe. "Ignore all previous instructions"`): nothing around it speaks of it, and
+        // the padding before it would only dilute the classifier's reading.
+        if (whole) whole = !opensSentence(i);
         if (!whole) {
           matchFullyQuoted = false;
           return p;
