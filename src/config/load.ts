@@ -203,8 +203,14 @@ export function validateConfig(
     for (const issue of result.issues) {
       const path = issuePath(issue);
       if (issue.type === "strict_object" && issue.expected !== "never") {
-        // strictObject reports a required key that is absent with the same issue type.
-        problems.add(`${at(path)}: Missing required key`);
+        // strictObject reports a required key that is absent, and a value that is no mapping
+        // at all (`rateLimit.global: 100`), with the same issue type.
+        const given = issue.input;
+        problems.add(
+          given === undefined
+            ? `${at(path)}: Missing required key`
+            : `${at(path)}: Expected a mapping of keys but received ${issue.received}`,
+        );
       } else if (issue.type === "strict_object") {
         // Dropped either way, so the next round can find the mapping's other unknown keys.
         unknown.push(path);

@@ -430,6 +430,19 @@ const routingSchema = strictObject({
   ),
 });
 
+/**
+ * llm-proxy's and Butter's `redis.address`: `host:port`, read as the link reads it. A typo
+ * here used to pass `--check` and leave the limits unshared (each sidecar on its own) for good.
+ */
+const redisAddress = () =>
+  v.pipe(
+    str(),
+    v.check(
+      (a) => /^[^\s/@]+:\d+$/.test(a) && parseRedisTarget(`redis://${a}`) !== null,
+      'Must be host:port, such as "localhost:6379"',
+    ),
+  );
+
 /** A Redis URL matching `allowed`; a `+sentinel` one must also be well formed (says how not). */
 const redisUrl = (allowed: RegExp, message: string) =>
   v.pipe(
@@ -495,7 +508,7 @@ const redisConn = v.pipe(
         "Must be a redis://, rediss://, redis+sentinel:// or rediss+sentinel:// URL",
       ),
     ),
-    address: opt(str()),
+    address: opt(redisAddress()),
     password: opt(str(), ""),
     /** Written: over the URL's (or the sentinel's) database; unset, theirs is used. */
     db: opt(int(0)),
@@ -575,12 +588,16 @@ const circuitBreakerSchema = strictObject({
  */
 const limitFailMode = v.picklist(["open", "closed"]);
 
+/** llm-proxy's limit: a count, where 0 or below means unlimited (its `LimitsConfig`), read as 0. */
+const unlimitedAtOrBelowZero = () =>
+  v.pipe(opt(int(Number.MIN_SAFE_INTEGER), 0), v.transform((n) => Math.max(0, n)));
+
 /** llm-proxy's limit keys (0 = unlimited), globally and per user. */
 const proxyLimitKeys = {
-  requests_per_minute: opt(int(0), 0),
-  tokens_per_minute: opt(int(0), 0),
-  requests_per_day: opt(int(0), 0),
-  tokens_per_day: opt(int(0), 0),
+  requests_per_minute: unlimitedAtOrBelowZero(),
+  tokens_per_minute: unlimitedAtOrBelowZero(),
+  requests_per_day: unlimitedAtOrBelowZero(),
+  tokens_per_day: unlimitedAtOrBelowZero(),
   fail_mode: opt(limitFailMode),
 };
 
@@ -624,7 +641,8 @@ const rateLimitingSchema = strictObject({
 /** llm-gateway's `{ requests, window }` budget. */
 const requestWindow = strictObject({
   requests: int(1),
-  window: duration(),
+  // A window of 0 never fills (and its reset is no time): refused, not a limit that never holds.
+  window: v.pipe(duration(), v.minValue(1000, "Must be at least 1s")),
   fail_mode: opt(limitFailMode),
 });
 
@@ -694,7 +712,7 @@ const cacheSchema = strictObject({
   max_entries: opt(int(1)),
   redis: opt(v.pipe(
     strictObject({
-      address: opt(str()),
+      address: opt(redisAddress()),
       password: opt(str(), ""),
       /** Unset: the sentinel's `db`, else 0. Set: this database, over the sentinel's. */
       db: opt(int(0)),

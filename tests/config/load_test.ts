@@ -785,9 +785,16 @@ Deno.test("parseConfigText() reads llm-proxy's day limits and per-user overrides
     requests_per_day: 0,
     tokens_per_day: 100,
   });
+  // llm-proxy reads zero or below as unlimited (its LimitsConfig): loaded, as 0.
+  const negative = parseConfigText(
+    text.replace("tokens_per_day: 100", "tokens_per_day: -1"),
+    NO_ENV,
+    "rl.yaml",
+  ).config.features.rate_limiting.limits;
+  assert.equal(negative.overrides.per_user["u-1"]?.tokens_per_day, 0);
   assertProblem(
     problemsOf(() =>
-      parseConfigText(text.replace("tokens_per_day: 100", "tokens_per_day: -1"), NO_ENV, "rl.yaml")
+      parseConfigText(text.replace("tokens_per_day: 100", "tokens_per_day: 1.5"), NO_ENV, "rl.yaml")
     ),
     "features.rate_limiting.limits.overrides.per_user.u-1.tokens_per_day",
   );
@@ -826,6 +833,32 @@ Deno.test("parseConfigText() reads Butter's server.max_request_bytes as the body
     "b.yaml",
   );
   assert.equal(both.config.server.max_body_bytes, 1024);
+});
+
+Deno.test("a value where a mapping belongs says so, not that a key is missing", () => {
+  const problems = (text: string) => {
+    try {
+      parseConfigText(text, () => undefined, "c.yaml");
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      return err.problems;
+    }
+    assert.fail(`accepted: ${text}`);
+  };
+  assert.deepEqual(problems("rateLimit: { enabled: true, global: 100 }\n"), [
+    "rateLimit.global: Expected a mapping of keys but received 100",
+  ]);
+  assert.deepEqual(problems("plugins:\n  ratelimit: true\n"), [
+    "plugins.ratelimit: Expected a mapping of keys but received true",
+  ]);
+  assert.deepEqual(
+    problems("features:\n  rate_limiting:\n    overrides: { per_user: { alice: 5 } }\n"),
+    ["features.rate_limiting.overrides.per_user.alice: Expected a mapping of keys but received 5"],
+  );
+  // A key left out of a mapping that is there is still a missing key.
+  assert.deepEqual(problems("rateLimit: { enabled: true, perKey: { window: 1m } }\n"), [
+    "rateLimit.perKey.requests: Missing required key",
+  ]);
 });
 
 Deno.test("a required key left out is missing, not unknown; unknown keys beside an error are still listed", () => {

@@ -184,6 +184,35 @@ Deno.test("config: limits of 0 are unlimited; a bad limit is refused with its pa
     () => config(`plugins: { ratelimit: { requests_per_minute: 1.5 } }`),
     /plugins\.ratelimit\.requests_per_minute/,
   );
+  // llm-proxy: zero or below is unlimited (its LimitsConfig), per user too.
+  assert.deepEqual(
+    rulesOf(config(`features:
+  rate_limiting:
+    enabled: true
+    limits: { requests_per_minute: -5, tokens_per_day: -1 }
+    overrides: { per_user: { carol: { requests_per_day: -2 } } }
+`)),
+    [],
+  );
+  // A window of 0 never fills and resets at no time: refused, as a window below 1s is.
+  for (const window of ["0s", "500ms", "0"]) {
+    assert.throws(
+      () => config(`rateLimit: { enabled: true, perKey: { requests: 1, window: ${window} } }`),
+      /rateLimit\.perKey\.window: Must be at least 1s/,
+      window,
+    );
+  }
+  // A Redis address the link cannot read is the config's error, with its path (it used to
+  // leave the limits on each sidecar's share for good).
+  for (const address of ["127.0.0.1:99999", "not a host", "localhost", "redis://h:6379"]) {
+    assert.throws(
+      () =>
+        config(`features: { rate_limiting: { enabled: true, redis: { address: "${address}" } } }`),
+      /features\.rate_limiting\.redis\.address: Must be host:port/,
+      address,
+    );
+  }
+  assert.ok(config(`features: { rate_limiting: { redis: { address: "[::1]:6380" } } }`));
 });
 
 Deno.test("config: Butter's ratelimit without requests_per_minute (or with 0) is Butter's 60 a minute", () => {
