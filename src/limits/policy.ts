@@ -270,7 +270,12 @@ function labelOf(rule: Rule): LimitLabel {
   let label = LABELS.get(rule);
   if (label === undefined) {
     const scope = rule.scope === "key" ? "app_key" : rule.scope;
-    label = { scope, metric: rule.metric, key: `${scope}:${rule.metric}` };
+    label = {
+      scope,
+      metric: rule.metric,
+      window: rule.windowName,
+      key: `${scope}:${rule.metric}`,
+    };
     LABELS.set(rule, label);
   }
   return label;

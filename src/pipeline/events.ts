@@ -19,6 +19,8 @@ export interface LimitLabel {
   readonly scope: string;
   /** The limited metric: `requests` or `tokens`. */
   readonly metric: string;
+  /** The rule's window: `minute`, `day`, ... (the status page's rows; not a metric label). */
+  readonly window: string;
   /** `scope` and `metric` as one map key, built once per rule. */
   readonly key: string;
 }

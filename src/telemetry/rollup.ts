@@ -27,9 +27,14 @@ export interface RollupSnapshot {
   readonly by_provider: Readonly<Record<string, { requests: number; errors: number }>>;
   readonly latency_ms: { readonly p50: number | null; readonly p99: number | null };
   readonly overhead_ms: { readonly p50: number | null; readonly p99: number | null };
+  /**
+   * One row per kind of scope, metric and window (a minute and a day limit are two rows); every
+   * user's or key's counter of one rule shares its row, which shows the last one decided.
+   */
   readonly rate_limits: readonly {
     scope: string;
     metric: string;
+    window: string;
     used: number;
     limit: number;
     denied: number;
@@ -144,10 +149,18 @@ export function createRollup(now: () => number): Rollup {
         case "rate_limit": {
           rollover();
           for (const { check: { label }, limit, remaining } of e.limits) {
-            let l = limits.get(label.key);
+            const key = `${label.key}:${label.window}`;
+            let l = limits.get(key);
             if (l === undefined) {
-              l = { scope: label.scope, metric: label.metric, used: 0, limit: 0, denied: 0 };
-              limits.set(label.key, l);
+              l = {
+                scope: label.scope,
+                metric: label.metric,
+                window: label.window,
+                used: 0,
+                limit: 0,
+                denied: 0,
+              };
+              limits.set(key, l);
             }
             l.used = limit - remaining;
             l.limit = limit;

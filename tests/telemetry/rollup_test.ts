@@ -53,3 +53,26 @@ Deno.test("createRollup(): today's counters reset at UTC midnight; percentiles o
   assert.equal(s.requests, 0);
   assert.deepEqual(s.errors, {});
 });
+
+Deno.test("createRollup(): a minute and a day limit of one scope are two rows, each with its own limit", () => {
+  const r = createRollup(() => Date.UTC(2026, 0, 1, 12));
+  const label = (window: string) => ({
+    scope: "global",
+    metric: "requests",
+    window,
+    key: "global:requests",
+  });
+  r.listener({
+    type: "rate_limit",
+    exchange: exchange(),
+    decision: "allow",
+    limits: [
+      { check: { label: label("minute") }, limit: 5, remaining: 2 },
+      { check: { label: label("day") }, limit: 10, remaining: 7 },
+    ],
+  });
+  assert.deepEqual(r.snapshot().rate_limits, [
+    { scope: "global", metric: "requests", window: "minute", used: 3, limit: 5, denied: 0 },
+    { scope: "global", metric: "requests", window: "day", used: 3, limit: 10, denied: 0 },
+  ]);
+});

@@ -40,7 +40,7 @@ th { font-size: 12px; color: var(--mute); font-weight: 600; }
 <h2>Errors by class</h2>
 <div class="scroll"><table id="errors"><thead><tr><th>Class</th><th>Count</th></tr></thead><tbody></tbody></table></div>
 <h2>Rate limits</h2>
-<div class="scroll"><table id="limits"><thead><tr><th>Scope</th><th>Metric</th><th>Used</th><th>Limit</th><th>Denied today</th></tr></thead><tbody></tbody></table></div>
+<div class="scroll"><table id="limits"><thead><tr><th>Scope</th><th>Metric</th><th>Window</th><th>Used</th><th>Limit</th><th>Denied today</th></tr></thead><tbody></tbody></table></div>
 <h2>Fleet</h2>
 <div class="sub" id="fleet-note"></div>
 <div class="scroll"><table id="fleet"><thead><tr><th>Sidecar</th><th>Seen</th><th>Generation</th><th>Config</th><th>Requests</th><th>Errors</th><th>Open breakers</th><th>p50 / p99 ms</th></tr></thead><tbody></tbody></table></div>
@@ -107,7 +107,7 @@ function render(s) {
   });
   rows("errors", Object.entries(st.errors), (tr, [k, v]) => { cell(tr, k); cell(tr, num(v)); });
   rows("limits", st.rate_limits, (tr, l) => {
-    cell(tr, l.scope); cell(tr, l.metric); cell(tr, num(l.used)); cell(tr, num(l.limit)); cell(tr, num(l.denied));
+    cell(tr, l.scope); cell(tr, l.metric); cell(tr, l.window); cell(tr, num(l.used)); cell(tr, num(l.limit)); cell(tr, num(l.denied));
   });
   const fleet = s.fleet;
   $("fleet-note").textContent = fleet === null

@@ -399,7 +399,14 @@ Deno.test("GET /metrics and /api/v1/status: the cache, rate-limit and bypass eve
       exchange,
       decision: "deny",
       limits: [{
-        check: { label: { scope: "app_key", metric: "requests", key: "app_key:requests" } },
+        check: {
+          label: {
+            scope: "app_key",
+            metric: "requests",
+            window: "minute",
+            key: "app_key:requests",
+          },
+        },
         limit: 10,
         remaining: 0,
       }],
@@ -433,7 +440,7 @@ Deno.test("GET /metrics and /api/v1/status: the cache, rate-limit and bypass eve
     const status = await (await gw.request("/api/v1/status")).json();
     assert.deepEqual(status.stats.cache, { hits: 2, misses: 1, hit_rate: 2 / 3 });
     assert.deepEqual(status.stats.rate_limits, [
-      { scope: "app_key", metric: "requests", used: 10, limit: 10, denied: 1 },
+      { scope: "app_key", metric: "requests", window: "minute", used: 10, limit: 10, denied: 1 },
     ]);
   } finally {
     await gw.close();
