@@ -275,6 +275,7 @@ function labelOf(rule: Rule): LimitLabel {
       metric: rule.metric,
       window: rule.windowName,
       key: `${scope}:${rule.metric}`,
+      row: `${scope}:${rule.metric}:${rule.windowName}`,
     };
     LABELS.set(rule, label);
   }

@@ -23,6 +23,8 @@ export interface LimitLabel {
   readonly window: string;
   /** `scope` and `metric` as one map key, built once per rule. */
   readonly key: string;
+  /** `scope`, `metric` and `window` as one map key (the status page's row), built once too. */
+  readonly row: string;
 }
 
 /** One limit of a `rate_limit` decision (the limiter's counter state after it). */

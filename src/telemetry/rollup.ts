@@ -149,8 +149,7 @@ export function createRollup(now: () => number): Rollup {
         case "rate_limit": {
           rollover();
           for (const { check: { label }, limit, remaining } of e.limits) {
-            const key = `${label.key}:${label.window}`;
-            let l = limits.get(key);
+            let l = limits.get(label.row);
             if (l === undefined) {
               l = {
                 scope: label.scope,
@@ -160,7 +159,7 @@ export function createRollup(now: () => number): Rollup {
                 limit: 0,
                 denied: 0,
               };
-              limits.set(key, l);
+              limits.set(label.row, l);
             }
             l.used = limit - remaining;
             l.limit = limit;

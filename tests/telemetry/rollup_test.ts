@@ -61,6 +61,7 @@ Deno.test("createRollup(): a minute and a day limit of one scope are two rows, e
     metric: "requests",
     window,
     key: "global:requests",
+    row: `global:requests:${window}`,
   });
   r.listener({
     type: "rate_limit",

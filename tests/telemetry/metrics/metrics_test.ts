@@ -405,6 +405,7 @@ Deno.test("GET /metrics and /api/v1/status: the cache, rate-limit and bypass eve
             metric: "requests",
             window: "minute",
             key: "app_key:requests",
+            row: "app_key:requests:minute",
           },
         },
         limit: 10,
