@@ -106,12 +106,7 @@ export function capMemory(bytes: Uint8Array, maxPages: number): Uint8Array<Array
     throw new ModuleError("Not a WebAssembly module (bad magic number or version)");
   }
   const parts: Uint8Array[] = [bytes.subarray(0, 8)];
-  let at = 8;
-  while (at < bytes.length) {
-    const id = bytes[at]!;
-    const [size, start] = readLeb(bytes, at + 1);
-    const end = start + size;
-    if (end > bytes.length) throw new ModuleError("Malformed module: a section runs past the end");
+  for (const { id, at, start, end } of sections(bytes)) {
     if (id === 2) checkImports(bytes.subarray(start, end));
     if (id === 5) {
       const body = cappedMemorySection(bytes.subarray(start, end), maxPages);
@@ -119,7 +114,6 @@ export function capMemory(bytes: Uint8Array, maxPages: number): Uint8Array<Array
     } else {
       parts.push(bytes.subarray(at, end));
     }
-    at = end;
   }
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
@@ -128,6 +122,21 @@ export function capMemory(bytes: Uint8Array, maxPages: number): Uint8Array<Array
     o += p.length;
   }
   return out;
+}
+
+/** A module's sections after its header: id, where the section starts, and its body. */
+function* sections(
+  bytes: Uint8Array,
+): Generator<{ id: number; at: number; start: number; end: number }> {
+  let at = 8;
+  while (at < bytes.length) {
+    const id = bytes[at]!;
+    const [size, start] = readLeb(bytes, at + 1);
+    const end = start + size;
+    if (end > bytes.length) throw new ModuleError("Malformed module: a section runs past the end");
+    yield { id, at, start, end };
+    at = end;
+  }
 }
 
 function cappedMemorySection(section: Uint8Array, maxPages: number): Uint8Array {
@@ -291,12 +300,7 @@ export function exportedFuncTypes(bytes: Uint8Array): Map<string, FuncType> | nu
   const out = new Map<string, FuncType>();
   const exported: [string, number][] = [];
   const text = new TextDecoder();
-  let at = 8;
-  while (at < bytes.length) {
-    const id = bytes[at]!;
-    const [size, start] = readLeb(bytes, at + 1);
-    const end = start + size;
-    if (end > bytes.length) throw new ModuleError("Malformed module: a section runs past the end");
+  for (const { id, start } of sections(bytes)) {
     let p = start;
     const u32 = () => {
       const [v, next] = readLeb(bytes, p);
@@ -350,7 +354,6 @@ export function exportedFuncTypes(bytes: Uint8Array): Map<string, FuncType> | nu
         if (kind === 0) exported.push([field, index]);
       }
     }
-    at = end;
   }
   for (const [field, index] of exported) {
     const t = types[funcs[index] ?? -1];
