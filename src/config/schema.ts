@@ -438,7 +438,8 @@ const redisAddress = () =>
   v.pipe(
     str(),
     v.check(
-      (a) => /^[^\s/@]+:\d+$/.test(a) && parseRedisTarget(`redis://${a}`) !== null,
+      // Empty (an unset `${REDIS_ADDR}`): the default, as before. The port defaults to 6379.
+      (a) => a === "" || (/^[^\s/@]+$/.test(a) && parseRedisTarget(`redis://${a}`) !== null),
       'Must be host:port, such as "localhost:6379"',
     ),
   );
@@ -535,7 +536,7 @@ const redisConn = v.pipe(
       return { url: r.url, ...(r.db !== undefined ? { db: r.db } : {}) };
     }
     return {
-      url: `redis://${r.address ?? "localhost:6379"}`,
+      url: `redis://${r.address || "localhost:6379"}`,
       ...(r.password !== "" ? { password: r.password } : {}),
       db: r.db ?? 0,
     };
@@ -642,7 +643,7 @@ const rateLimitingSchema = strictObject({
 const requestWindow = strictObject({
   requests: int(1),
   // A window of 0 never fills (and its reset is no time): refused, not a limit that never holds.
-  window: v.pipe(duration(), v.minValue(1000, "Must be at least 1s")),
+  window: v.pipe(duration(), v.minValue(1, "Must be above 0")),
   fail_mode: opt(limitFailMode),
 });
 
@@ -724,7 +725,7 @@ const cacheSchema = strictObject({
       (r) => r.address === undefined || r.sentinel === undefined,
       "Set either address or sentinel, not both",
     ),
-    v.transform(({ address, ...r }) => ({ ...r, address: address ?? "localhost:6379" })),
+    v.transform(({ address, ...r }) => ({ ...r, address: address || "localhost:6379" })),
   )),
   /** `global`: one cache for every caller; `key`: one per application key (`ex.principal.appKey`). */
   scope: opt(v.picklist(["global", "key"]), "global"),

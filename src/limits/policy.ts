@@ -275,7 +275,7 @@ function labelOf(rule: Rule): LimitLabel {
       metric: rule.metric,
       window: rule.windowName,
       key: `${scope}:${rule.metric}`,
-      row: `${scope}:${rule.metric}:${rule.windowName}`,
+      row: rule.id,
     };
     LABELS.set(rule, label);
   }

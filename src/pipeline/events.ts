@@ -23,7 +23,7 @@ export interface LimitLabel {
   readonly window: string;
   /** `scope` and `metric` as one map key, built once per rule. */
   readonly key: string;
-  /** `scope`, `metric` and `window` as one map key (the status page's row), built once too. */
+  /** The rule's own id: the status page's row (two dialects' global minute limits are two). */
   readonly row: string;
 }
 

@@ -83,7 +83,8 @@ export async function createInstance(
   const budget = init.maxPages * 65_536;
   let allocated = 0;
   const alloc = (ctx: CallContext, n: bigint): bigint => {
-    allocated += Number(n) + BLOCK_OVERHEAD;
+    // A negative size must not lower the count (the buffer it asks for is never made).
+    allocated += (n < 0n ? Infinity : Number(n)) + BLOCK_OVERHEAD;
     if (allocated > budget) {
       throw new RangeError(
         `max_memory exceeded: the guest asked the host for ${n} bytes more, past the ${
@@ -114,7 +115,7 @@ export async function createInstance(
       allowedHosts: hostNames(init.allowedHosts),
       ...(fetchFn !== null ? { fetch: fetchFn } : {}),
       config: { ...init.config },
-      ...(Object.keys(functions).length > 0 ? { functions } : {}),
+      functions,
       // max_memory bounds Extism's own buffers too: what a guest allocates (`alloc` above), an
       // HTTP body, and every var a guest keeps (vars outlive calls: unbounded, a guest could
       // grow the daemon without limit).

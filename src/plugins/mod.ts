@@ -13,7 +13,6 @@ import {
   capMemory,
   CONFIG_CHECK,
   exportedFuncTypes,
-  GUEST_CALLS,
   type GuestCall,
   type HookName,
   HOOKS,
@@ -148,17 +147,6 @@ export function compilePlugin(
   if (inputRead && !exports.some((e) => e.name === "memory" && e.kind === "memory")) {
     throw new ModuleError(`${where}: imports ${INPUT_READ.name} but exports no "memory"`);
   }
-  // Every call the host makes is `() -> i32` (Butter's ABI): another type would fail only when
-  // the daemon links the guest, after `--check` said the config was fine.
-  const signatures = exportedFuncTypes(capped);
-  for (const name of GUEST_CALLS) {
-    const t = signatures?.get(name);
-    if (t !== undefined && (t.params.length !== 0 || t.results.join() !== "127")) {
-      throw new ModuleError(
-        `${where}: exports ${name} as ${showFuncType(t)}; the host calls it as () -> i32`,
-      );
-    }
-  }
   const available = HOOKS.filter((h) => exported.has(h));
   for (const h of cfg.hooks ?? []) {
     if (!exported.has(h)) {
@@ -181,6 +169,20 @@ export function compilePlugin(
   const calls: GuestCall[] = [...hooks];
   if (configCheck) calls.push(CONFIG_CHECK);
   if (inputFields) calls.push(INPUT_FIELDS);
+  // Every call the host makes is `() -> i32` (Butter's ABI): another type would fail only when
+  // the daemon links the guest, after `--check` said the config was fine. Only the exports it
+  // calls: a hook left out of `hooks` may be any helper of the guest's.
+  const signatures = exportedFuncTypes(capped);
+  for (const name of calls) {
+    const t = signatures?.get(name);
+    if (
+      t !== undefined && (t.params.length !== 0 || t.results.length !== 1 || t.results[0] !== 0x7f)
+    ) {
+      throw new ModuleError(
+        `${where}: exports ${name} as ${showFuncType(t)}; the host calls it as () -> i32`,
+      );
+    }
+  }
   const meteredGuest = metered(capped, calls, inputRead);
   return {
     config: cfg,

@@ -28,8 +28,9 @@ export interface RollupSnapshot {
   readonly latency_ms: { readonly p50: number | null; readonly p99: number | null };
   readonly overhead_ms: { readonly p50: number | null; readonly p99: number | null };
   /**
-   * One row per kind of scope, metric and window (a minute and a day limit are two rows); every
-   * user's or key's counter of one rule shares its row, which shows the last one decided.
+   * One row per rule (a minute and a day limit are two rows, as are two dialects' limits of one
+   * scope); every user's or key's counter of one rule shares its row, which shows the last one
+   * decided.
    */
   readonly rate_limits: readonly {
     scope: string;

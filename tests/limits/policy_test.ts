@@ -194,17 +194,18 @@ Deno.test("config: limits of 0 are unlimited; a bad limit is refused with its pa
 `)),
     [],
   );
-  // A window of 0 never fills and resets at no time: refused, as a window below 1s is.
-  for (const window of ["0s", "500ms", "0"]) {
+  // A window of 0 never fills and resets at no time: refused. 500ms is a window.
+  for (const window of ["0s", "0ms", "0"]) {
     assert.throws(
       () => config(`rateLimit: { enabled: true, perKey: { requests: 1, window: ${window} } }`),
-      /rateLimit\.perKey\.window: Must be at least 1s/,
+      /rateLimit\.perKey\.window: Must be above 0/,
       window,
     );
   }
+  assert.ok(config(`rateLimit: { enabled: true, perKey: { requests: 1, window: 500ms } }`));
   // A Redis address the link cannot read is the config's error, with its path (it used to
   // leave the limits on each sidecar's share for good).
-  for (const address of ["127.0.0.1:99999", "not a host", "localhost", "redis://h:6379"]) {
+  for (const address of ["127.0.0.1:99999", "not a host", "redis://h:6379", "user@h:6379"]) {
     assert.throws(
       () =>
         config(`features: { rate_limiting: { enabled: true, redis: { address: "${address}" } } }`),
@@ -212,7 +213,11 @@ Deno.test("config: limits of 0 are unlimited; a bad limit is refused with its pa
       address,
     );
   }
-  assert.ok(config(`features: { rate_limiting: { redis: { address: "[::1]:6380" } } }`));
+  // What loaded before still does: a bare host (port 6379), IPv6, and empty (an unset
+  // `${REDIS_ADDR}`: the default).
+  for (const address of ["[::1]:6380", "redis", "redis-0.redis.svc:6379", ""]) {
+    assert.ok(config(`features: { rate_limiting: { redis: { address: "${address}" } } }`));
+  }
 });
 
 Deno.test("config: Butter's ratelimit without requests_per_minute (or with 0) is Butter's 60 a minute", () => {

@@ -482,6 +482,22 @@ Deno.test("a hook of another type than () -> i32 is a config error, at start and
   assert.match(problems[0]!, want);
 });
 
+Deno.test("a helper exported under a hook's name that hooks leaves out may have any type", async () => {
+  const path = `${TMP}/helper_hook.wasm`;
+  await Deno.writeFile(
+    path,
+    await watToWasm(`(module (memory (export "memory") 1)
+      (func (export "pre_http") (result i32) (i32.const 0))
+      (func (export "stream_chunk") (param i32 i32) (result i32) (local.get 0)))`),
+  );
+  const gw = gateway({ config: config(path, "hooks: [pre_http]") });
+  await gw.runtime.dispose();
+  assert.throws(
+    () => gateway({ config: config(path) }),
+    /exports stream_chunk as \(i32, i32\) -> i32; the host calls it as \(\) -> i32/,
+  );
+});
+
 for (const fixture of ["host_loop", "host_indirect"]) {
   Deno.test(`a guest looping on host calls (${fixture}) is stopped at its timeout; the daemon's thread stays free`, async () => {
     await withPlugin(fixture, "timeout: 300ms\nfail_mode: closed", async (gw) => {
@@ -526,6 +542,18 @@ Deno.test("max_memory caps the host buffers a guest asks for, even one that igno
     assert.equal(res.status, 200);
     await res.body?.cancel();
   });
+});
+
+Deno.test("a negative size does not lower the count max_memory holds a guest to", async () => {
+  await withPlugin(
+    "alloc_negative",
+    "max_memory: 8MiB\nfail_mode: closed\ntimeout: 20s",
+    async (gw) => {
+      const res = await chat(gw);
+      assert.equal(res.status, 500);
+      assert.match((await res.json()).error.message, /max_memory exceeded/);
+    },
+  );
 });
 
 Deno.test("max_memory caps the vars a guest keeps across calls", async () => {

@@ -9,7 +9,8 @@ const FIXTURES = new URL("../fixtures/wasm/", import.meta.url);
 
 export async function watToWasm(source: string, name = "module.wat"): Promise<Uint8Array> {
   const wabt = await wabtInit();
-  const mod = wabt.parseWat(name, source);
+  // Exception handling: a guest may catch what a host function throws (alloc_negative.wat).
+  const mod = wabt.parseWat(name, source, { exceptions: true });
   try {
     return mod.toBinary({}).buffer;
   } finally {

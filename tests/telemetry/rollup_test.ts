@@ -76,4 +76,12 @@ Deno.test("createRollup(): a minute and a day limit of one scope are two rows, e
     { scope: "global", metric: "requests", window: "minute", used: 3, limit: 5, denied: 0 },
     { scope: "global", metric: "requests", window: "day", used: 3, limit: 10, denied: 0 },
   ]);
+  // Another rule of the same scope, metric and window (another dialect's): a row of its own.
+  r.listener({
+    type: "rate_limit",
+    exchange: exchange(),
+    decision: "allow",
+    limits: [{ check: { label: { ...label("minute"), row: "other" } }, limit: 100, remaining: 99 }],
+  });
+  assert.equal(r.snapshot().rate_limits.length, 3);
 });
