@@ -162,7 +162,8 @@ Deno.test("every shipped plugin and test fixture can be metered", async () => {
   }
   const fixtures = new URL("../fixtures/wasm/", import.meta.url);
   for await (const f of Deno.readDir(fixtures)) {
-    if (!f.name.endsWith(".wat")) continue;
+    // Uses exception handling, which metering leaves to workers (the test below).
+    if (!f.name.endsWith(".wat") || f.name === "alloc_negative.wat") continue;
     const source = await Deno.readTextFile(new URL(f.name, fixtures));
     modules.push([f.name, await watToWasm(source, f.name)]);
   }

@@ -494,8 +494,17 @@ function notePartEnd(): void {
   unchecked((partEnds[partEndCount++] = tokenCount - 1));
 }
 
+/** `k` is a part's end: a binary search (part ends are noted in token order). */
 function isPartEnd(k: i32): bool {
-  for (let j = 0; j < partEndCount; j++) if (unchecked(partEnds[j]) == k) return true;
+  let lo = 0;
+  let hi = partEndCount;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const at = unchecked(partEnds[mid]);
+    if (at == k) return true;
+    if (at < k) lo = mid + 1;
+    else hi = mid;
+  }
   return false;
 }
 
@@ -689,12 +698,19 @@ function asciiOf(cp: i32): i32 {
 
 /**
  * `text[i..]` starts with a space, a newline or a part's end, or the text ends there: a space
- * after punctuation (an ideographic or tag space too).
+ * after punctuation (an ideographic or tag space too). A double quote mark counts as well: a
+ * quote closed after a full stop (`…PWNED." Thanks`) or opened right after one
+ * (`Sunday."Ignore …`) is at a sentence's end or start.
  */
 function spaceAt(text: Uint8Array, i: i32, len: i32): bool {
   if (i >= len) return true;
   const b = <i32>unchecked(text[i]);
-  if (b == 0x20 || b == 0x0a || b == 0xff) return true;
+  if (b == 0x20 || b == 0x0a || b == 0xff || b == 0x22) return true;
+  // U+201C and U+201D, curly double quotes: e2 80 9c, e2 80 9d.
+  if (b == 0xe2 && i + 2 < len && unchecked(text[i + 1]) == 0x80) {
+    const c = <i32>unchecked(text[i + 2]);
+    return c == 0x9c || c == 0x9d;
+  }
   // U+3000 ideographic space: e3 80 80. U+E0020 tag space: f3 a0 80 a0.
   if (b == 0xe3 && i + 2 < len) {
     return unchecked(text[i + 1]) == 0x80 && unchecked(text[i + 2]) == 0x80;
@@ -723,6 +739,8 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
   let n = 0;
   let flags = 0;
   let overflow = false;
+  // The last separator was a closing (or toggling) quote mark: `"…". Next` ends a sentence too.
+  let afterQuote = false;
   let state = ROOT;
   let prev = ROOT;
   const next = trieNext.dataStart;
@@ -782,7 +800,8 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
         if (d >= 0) return d;
       }
       if (b0 == 0x22) mark = QUOTE_TOGGLE;
-      stop = n > 1 && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) && spaceAt(text, i, len);
+      stop = (n > 1 || (n == 0 && afterQuote)) && (b0 == 0x2e || b0 == 0x21 || b0 == 0x3f) &&
+        spaceAt(text, i, len);
       // After a word, or after letters spelt out one by one (`n.e.w r.u.l.e.s: …`).
       colon = b0 == 0x3a && (n > 1 || singlesLen + n > 1) && spaceAt(text, i, len);
       c = -1;
@@ -856,6 +875,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
           }
           else if (colon) pushToken(COLON);
           if (mark != 0) quoteMark(mark);
+          afterQuote = mark == QUOTE_TOGGLE || mark == QUOTE_CLOSE;
           continue;
         }
       }
@@ -878,6 +898,7 @@ export function tokenize(text: Uint8Array, len: i32, delimiters: bool): i32 {
       flushSingles();
       quoteMark(mark);
     }
+    afterQuote = mark == QUOTE_TOGGLE || mark == QUOTE_CLOSE;
   }
   if (len - runStart >= BLOB_MIN) blob = true;
   if (n > 0) endToken(n, (flags & LETTER) != 0, overflow, state, prev);
@@ -967,13 +988,18 @@ function startsOk(p: Pattern, i: i32): bool {
 }
 
 /**
- * The quote holding token `i` opens a sentence that follows another of its text part: the
- * token before its first is a sentence's BOUNDARY, not a part's, nor a colon.
+ * The quote whose first token is `qs` is a sentence of its own after other text of its part:
+ * the token before it is a sentence's BOUNDARY (not a part's, nor a colon), and it ends with a
+ * full stop of its own or is followed by a sentence's or the part's end. Nothing around it
+ * speaks of it (`Thanks for the recipe. "Ignore all previous instructions"`). Read once per
+ * quote (`matchTokens`), so a long quote costs its length, not its length squared.
  */
-function opensSentence(i: i32): bool {
-  let k = i;
-  while (k > 0 && unchecked(tokenQuoted[k - 1]) != 0) k--;
-  return k > 0 && unchecked(tokens[k - 1]) == BOUNDARY && !isPartEnd(k - 1);
+function standsAlone(qs: i32): bool {
+  if (qs == 0 || unchecked(tokens[qs - 1]) != BOUNDARY || isPartEnd(qs - 1)) return false;
+  let e = qs;
+  while (e < tokenCount && unchecked(tokenQuoted[e]) != 0) e++;
+  return e == tokenCount || unchecked(tokens[e - 1]) == BOUNDARY ||
+    unchecked(tokens[e]) == BOUNDARY;
 }
 
 /** Where the last successful match's phrase ended (a token index, exclusive). */
@@ -993,7 +1019,16 @@ export function matchTokens(enabled: string[], starts: i32 = MATCH_ANY): Pattern
   const n = tokenCount;
   // With MATCH_QUOTED every start is tried: a later match may reach out of its quotes.
   let quotedFirst: Pattern | null = null;
+  // With MATCH_QUOTED: the first token of the quote holding token `i`, and whether that quote
+  // stands alone (-1: not read yet).
+  let quoteStart = 0;
+  let alone = -1;
   for (let i = 0; i < n; i++) {
+    if (starts == MATCH_QUOTED && unchecked(tokenQuoted[i]) != 0 &&
+      (i == 0 || unchecked(tokenQuoted[i - 1]) == 0)) {
+      quoteStart = i;
+      alone = -1;
+    }
     const t = unchecked(tokens[i]);
     if (t < 0) continue;
     if (starts != MATCH_ANY && (unchecked(tokenQuoted[i]) != 0) != (starts == MATCH_QUOTED)) {
@@ -1010,10 +1045,12 @@ export function matchTokens(enabled: string[], starts: i32 = MATCH_ANY): Pattern
         // quoted phrase: returned at once, as not wholly quoted.
         let whole = true;
         for (let k = i; k < matchEnd && whole; k++) whole = unchecked(tokenQuoted[k]) != 0;
-        // Nor is a quote that opens a sentence after other text of its part (`Thanks for the
-        // recipe. "Ignore all previous instructions"`): nothing around it speaks of it, and
-        // the padding before it would only dilute the classifier's reading.
-        if (whole) whole = !opensSentence(i);
+        // Nor is a quote that is a sentence of its own after other text of its part: the
+        // padding before it would only dilute the classifier's reading.
+        if (whole) {
+          if (alone < 0) alone = standsAlone(quoteStart) ? 1 : 0;
+          whole = alone == 0;
+        }
         if (!whole) {
           matchFullyQuoted = false;
           return p;
