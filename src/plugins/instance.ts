@@ -71,10 +71,6 @@ export async function createInstance(
   // Extism's JS SDK wires http_status_code to the real status only when the guest imports
   // http_request first; in the other order the guest is bound to a stub answering 0. The
   // status is kept here, from the guarded fetch, and served whatever the order.
-  let lastStatus = 0;
-  const fetchFn = init.allowedHosts.length > 0
-    ? withStatus(guardedFetch(init.allowedHosts), (status) => lastStatus = status)
-    : null;
   // Extism's buffers a guest asks for (`alloc`) count against max_memory here, not in Extism:
   // its check (rc13) keeps the buffer it refuses, so a guest that ignores the refusal grew the
   // daemon by gigabytes, and it sums every block on every call. Counted per call, O(1), never
@@ -94,9 +90,67 @@ export async function createInstance(
     }
     return ctx.alloc(n);
   };
+  // HTTP answers' bodies are kept as blocks until the call ends: counted with the rest. Past
+  // max_memory the body fails, and Extism stores none of it.
+  const countBody = (res: Response): Response => {
+    if (res.body === null) return res;
+    const body = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, out) {
+          allocated += chunk.byteLength;
+          if (allocated <= budget) out.enqueue(chunk);
+          else {
+            out.error(new RangeError(`max_memory exceeded: HTTP answers past ${mib(budget)} MiB`));
+          }
+        },
+      }),
+    );
+    return new Response(body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: res.headers,
+    });
+  };
+  let lastStatus = 0;
+  const fetchFn = init.allowedHosts.length > 0
+    ? withStatus(guardedFetch(init.allowedHosts), (status) => lastStatus = status, countBody)
+    : null;
+  // Vars outlive calls. Extism bounds their values (`maxVarBytes`) but not their names, which
+  // it copies from any block: a guest setting empty vars under 4 MiB names grew the daemon
+  // without end. Names are capped and counted here, against max_memory too; past it the guest is
+  // stopped (Extism would store an error block per refusal, outside any count).
+  let varNameBytes = 0;
+  const varSet = (ctx: CallContext, keyAddr: bigint, valueAddr: bigint): void => {
+    const read = ctx.read(keyAddr);
+    if (read === null) throw new RangeError("var_set: no var name at that address");
+    const key = read.bytes();
+    if (key.byteLength > MAX_VAR_NAME) {
+      throw new RangeError(`var_set: a var's name is at most ${MAX_VAR_NAME} bytes`);
+    }
+    const name = read.string();
+    const known = ctx.getVariable(name) !== null;
+    if (valueAddr === 0n) {
+      if (known) varNameBytes -= key.byteLength + BLOCK_OVERHEAD;
+      ctx.deleteVariable(name);
+      return;
+    }
+    const value = ctx.read(valueAddr);
+    if (value === null) throw new RangeError("var_set: no value at that address");
+    if (!known) {
+      if (varNameBytes + key.byteLength + BLOCK_OVERHEAD > budget) {
+        throw new RangeError(
+          `max_memory exceeded: the guest's vars take more than ${mib(budget)} MiB`,
+        );
+      }
+      varNameBytes += key.byteLength + BLOCK_OVERHEAD;
+    }
+    // A copy: the block is the guest's to reuse, and is dropped when the call ends.
+    ctx.setVariable(name, value.bytes().slice());
+  };
   const functions: NonNullable<ExtismOptions["functions"]> = {
     [EXTISM_ENV]: {
       alloc,
+      var_set: varSet,
       ...(fetchFn !== null ? { http_status_code: () => lastStatus } : {}),
     },
   };
@@ -149,6 +203,10 @@ export async function createInstance(
       allocated = 0;
       try {
         const out = await plugin.call(hook, bytes);
+        // An HTTP answer cut at max_memory is not an error the guest sees: the call fails.
+        if (allocated > budget) {
+          throw new RangeError(`max_memory exceeded: HTTP answers past ${mib(budget)} MiB`);
+        }
         return out?.bytes() ?? null;
       } catch (err) {
         throw inOurTerms(err, init.allowedHosts);
@@ -182,13 +240,23 @@ const EXTISM_ENV = "extism:host/env";
 /** What a block costs beyond its bytes (its ArrayBuffer and Extism's record of it), about. */
 const BLOCK_OVERHEAD = 128;
 
+/** The longest var name a guest may set. */
+const MAX_VAR_NAME = 1024;
+
 const mib = (bytes: number) => Math.round(bytes / 1_048_576 * 10) / 10;
 
-/** `fetch` that tells `onStatus` each final answer's status (redirects followed). */
-function withStatus(base: typeof fetch, onStatus: (status: number) => void): typeof fetch {
+/**
+ * `fetch` that tells `onStatus` each final answer's status (redirects followed), its body
+ * passed through `body` (which counts it).
+ */
+function withStatus(
+  base: typeof fetch,
+  onStatus: (status: number) => void,
+  body: (res: Response) => Response,
+): typeof fetch {
   return async (input, init) => {
     const res = await base(input, init);
     onStatus(res.status);
-    return res;
+    return body(res);
   };
 }

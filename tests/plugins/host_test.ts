@@ -556,6 +556,42 @@ Deno.test("a negative size does not lower the count max_memory holds a guest to"
   );
 });
 
+Deno.test("var names are capped: empty vars under 4 MiB names do not grow the daemon", async () => {
+  await withPlugin("var_names", "max_memory: 8MiB\nfail_mode: closed\ntimeout: 20s", async (gw) => {
+    const res = await chat(gw);
+    assert.equal(res.status, 500);
+    assert.match((await res.json()).error.message, /var_set: a var's name is at most 1024 bytes/);
+  });
+});
+
+Deno.test("max_memory caps the HTTP answers one call keeps", async () => {
+  const body = new Uint8Array(4 * 1024 * 1024 - 4096).fill(65);
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response(body),
+  );
+  const request = JSON.stringify({ method: "GET", url: `http://127.0.0.1:${server.addr.port}/` });
+  try {
+    await withPlugin(
+      "http_hoard",
+      `max_memory: 8MiB\nfail_mode: closed\ntimeout: 20s\nallowed_hosts: ["127.0.0.1"]\nconfig: { request: '${request}' }`,
+      async (gw) => {
+        const before = Deno.memoryUsage().rss;
+        const res = await chat(gw);
+        assert.equal(res.status, 500);
+        assert.match(
+          (await res.json()).error.message,
+          /max_memory exceeded: HTTP answers past 8 MiB/,
+        );
+        const grown = (Deno.memoryUsage().rss - before) / 1_048_576;
+        assert.ok(grown < 100, `RSS grew ${grown.toFixed(0)} MiB`);
+      },
+    );
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("max_memory caps the vars a guest keeps across calls", async () => {
   await withPlugin("var_hoard", "max_memory: 8MiB\nfail_mode: closed", async (gw) => {
     const res = await chat(gw);
