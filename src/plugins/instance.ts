@@ -68,9 +68,6 @@ export async function createInstance(
     new Uint8Array(guestMemory.buffer, at, n).set(input.subarray(0, n));
     return n;
   };
-  // Extism's JS SDK wires http_status_code to the real status only when the guest imports
-  // http_request first; in the other order the guest is bound to a stub answering 0. The
-  // status is kept here, from the guarded fetch, and served whatever the order.
   // Extism's buffers a guest asks for (`alloc`) count against max_memory here, not in Extism:
   // its check (rc13) keeps the buffer it refuses, so a guest that ignores the refusal grew the
   // daemon by gigabytes, and it sums every block on every call. Counted per call, O(1), never
@@ -111,6 +108,9 @@ export async function createInstance(
       headers: res.headers,
     });
   };
+  // Extism's JS SDK wires http_status_code to the real status only when the guest imports
+  // http_request first; in the other order the guest is bound to a stub answering 0. The
+  // status is kept here, from the guarded fetch, and served whatever the order.
   let lastStatus = 0;
   const fetchFn = init.allowedHosts.length > 0
     ? withStatus(guardedFetch(init.allowedHosts), (status) => lastStatus = status, countBody)
@@ -170,9 +170,9 @@ export async function createInstance(
       ...(fetchFn !== null ? { fetch: fetchFn } : {}),
       config: { ...init.config },
       functions,
-      // max_memory bounds Extism's own buffers too: what a guest allocates (`alloc` above), an
-      // HTTP body, and every var a guest keeps (vars outlive calls: unbounded, a guest could
-      // grow the daemon without limit).
+      // Extism's own bounds: one HTTP body, and the values of the vars a guest keeps (vars
+      // outlive calls). What a call allocates, its HTTP bodies together and the vars' names
+      // are counted above.
       memory: { maxHttpResponseBytes: budget, maxVarBytes: budget },
       logLevel: "info",
       logger: {
