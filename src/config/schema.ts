@@ -430,6 +430,9 @@ const routingSchema = strictObject({
   ),
 });
 
+/** `host[:port]`, an IPv6 host in brackets: a Redis node as config names one. */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:/@,[\]]+)(:\d{1,5})?$/;
+
 /**
  * llm-proxy's and Butter's `redis.address`: `host:port`, read as the link reads it. A typo
  * here used to pass `--check` and leave the limits unshared (each sidecar on its own) for good.
@@ -439,7 +442,7 @@ const redisAddress = () =>
     str(),
     v.check(
       // Empty (an unset `${REDIS_ADDR}`): the default, as before. The port defaults to 6379.
-      (a) => a === "" || (/^[^\s/@]+$/.test(a) && parseRedisTarget(`redis://${a}`) !== null),
+      (a) => a === "" || (HOST_PORT.test(a) && parseRedisTarget(`redis://${a}`) !== null),
       'Must be host:port, such as "localhost:6379"',
     ),
   );
@@ -463,13 +466,7 @@ const redisUrl = (allowed: RegExp, message: string) =>
   );
 
 const hostPort = (what: string) =>
-  v.pipe(
-    str(),
-    v.check(
-      (h) => /^(\[[0-9a-fA-F:.]+\]|[^\s:/@,[\]]+)(:\d{1,5})?$/.test(h),
-      `Must be host:port (${what})`,
-    ),
-  );
+  v.pipe(str(), v.check((h) => HOST_PORT.test(h), `Must be host:port (${what})`));
 
 /**
  * A Sentinel-managed master: the group's `name`, the Sentinels (`nodes`, port 26379 by
