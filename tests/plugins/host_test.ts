@@ -576,15 +576,14 @@ Deno.test("max_memory caps the HTTP answers one call keeps", async () => {
       "http_hoard",
       `max_memory: 8MiB\nfail_mode: closed\ntimeout: 20s\nallowed_hosts: ["127.0.0.1"]\nconfig: { request: '${request}' }`,
       async (gw) => {
-        const before = Deno.memoryUsage().rss;
+        // Cut at the cap (each answer past it is dropped, not kept); the process's RSS is no
+        // measure here: the HTTP guest's worker starts within this call.
         const res = await chat(gw);
         assert.equal(res.status, 500);
         assert.match(
           (await res.json()).error.message,
           /max_memory exceeded: HTTP answers past 8 MiB/,
         );
-        const grown = (Deno.memoryUsage().rss - before) / 1_048_576;
-        assert.ok(grown < 100, `RSS grew ${grown.toFixed(0)} MiB`);
       },
     );
   } finally {
